@@ -1,0 +1,13 @@
+# Compiler settings shared by every moereg target: warnings, sanitizers, visibility.
+add_library(moereg_options INTERFACE)
+target_compile_options(moereg_options INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX,C>:-Wall -Wextra -Wpedantic -Wshadow -Wno-missing-field-initializers -Wno-restrict>)
+if(MOEREG_WERROR)
+  target_compile_options(moereg_options INTERFACE $<$<COMPILE_LANGUAGE:CXX,C>:-Werror>)
+endif()
+if(MOEREG_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+set(CMAKE_CXX_VISIBILITY_PRESET hidden)
+set(CMAKE_VISIBILITY_INLINES_HIDDEN ON)

@@ -1,0 +1,134 @@
+/* moereg_backend.h - the table a fused-MoE compute backend exports.
+ *
+ * A backend library (libmoereg_backend_<name>[-<variant>].so) exports one C symbol,
+ * moereg_backend_entry, returning a static moereg_backend_api. The host calls probe first
+ * (cheap: is the hardware here, how well does it suit), then create with the experts of
+ * one MoE layer, then forward any number of times, then destroy.
+ *
+ * Routing (which experts a token goes to, and with what weight) is computed by the host
+ * from the family's declared routing, identical for every backend. A backend MAY also
+ * implement the optional `route` slot to do the same math on its device; it must give the
+ * same ids (ties aside) and weights within float32 rounding.
+ *
+ * Unload order: destroy every moereg_backend before the library is unloaded; the host
+ * keeps the library loaded for the life of the process otherwise.
+ */
+#ifndef MOEREG_BACKEND_H
+#define MOEREG_BACKEND_H
+
+#include "moereg_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How a layer turns router logits into top-k ids and weights. Every family's routing is
+ * one setting of these fields (see docs/yaml-reference.md, `routing:`). */
+typedef enum moereg_scoring {
+  MOEREG_SCORING_SOFTMAX = 0, /* p = softmax(logits) over all E, in float32 */
+  MOEREG_SCORING_SIGMOID = 1  /* p = sigmoid(logits) */
+} moereg_scoring;
+
+typedef enum moereg_group_score {
+  MOEREG_GROUP_SCORE_NONE = 0,     /* no group limiting */
+  MOEREG_GROUP_SCORE_MAX = 1,      /* group score = max selection score in the group (DeepSeek-V2) */
+  MOEREG_GROUP_SCORE_TOP2_SUM = 2  /* group score = sum of its two largest selection scores (V3) */
+} moereg_group_score;
+
+typedef struct moereg_routing_params {
+  int32_t num_experts;          /* E */
+  int32_t top_k;                /* K */
+  int32_t scoring;              /* moereg_scoring */
+  int32_t logits_in_f32;        /* 1: logits in float32; 0: rounded to the activation dtype first */
+  int32_t n_group;              /* groups of consecutive experts; 1 or 0 = no grouping */
+  int32_t topk_group;           /* groups kept */
+  int32_t group_score;          /* moereg_group_score */
+  int32_t renormalize;          /* 1: w /= (sum w + renorm_eps) after selection */
+  float renorm_eps;             /* 0 for qwen/mixtral, 1e-20 for DeepSeek-V3 */
+  float routed_scaling_factor;  /* multiplies the final weights; 1 when absent */
+  moereg_tensor_view router;    /* [E, H] router weight */
+  moereg_tensor_view router_bias; /* [E] score-correction bias added for SELECTION only; data NULL if none */
+} moereg_routing_params;
+
+/* The experts of one MoE layer, in the backend layout (transformers_v5 order, K contiguous).
+ * Views point at host memory the HOST owns (typically mapped checkpoint files); they stay
+ * valid until destroy. A backend that wants another packing copies at create. */
+typedef struct moereg_moe_weights {
+  int64_t num_experts;  /* E */
+  int64_t hidden;       /* H */
+  int64_t intermediate; /* I */
+  moereg_tensor_view w13; /* [E, 2I, H]: rows [0, I) gate, rows [I, 2I) up. BF16, F16, F32 or F8_E4M3 */
+  moereg_tensor_view w2;  /* [E, H, I] down */
+  /* Block scales for F8_E4M3 weights (data NULL otherwise): F32 [E, ceil(2I/b0), ceil(H/b1)]
+   * and [E, ceil(H/b0), ceil(I/b1)], multiplier form (w = q * s). */
+  moereg_tensor_view w13_scale;
+  moereg_tensor_view w2_scale;
+  int64_t scale_block[2]; /* {b0, b1} rows, columns per scale; {0, 0} without scales */
+  /* Shared expert (data NULL when the family has none): dense gated MLP of width Is. */
+  int64_t shared_intermediate;   /* Is */
+  moereg_tensor_view shared_w13; /* [2*Is, H]: rows [0, Is) gate, [Is, 2*Is) up */
+  moereg_tensor_view shared_w2;  /* [H, Is] */
+  moereg_tensor_view shared_gate; /* [1, H]: output += sigmoid(x . g) * shared(x); data NULL: ungated */
+} moereg_moe_weights;
+
+typedef struct moereg_backend_options {
+  int32_t threads;   /* CPU threads to use; 0 = all cores */
+  int32_t device;    /* device ordinal for accelerators */
+  int32_t reserved[6];
+} moereg_backend_options;
+
+typedef struct moereg_backend moereg_backend; /* opaque, backend-owned */
+
+typedef struct moereg_backend_api {
+  uint32_t api_version; /* MOEREG_PLUGIN_API_VERSION the backend was compiled with */
+  const char* name;     /* "cpu", "cuda" */
+  const char* version;  /* the backend's own version string */
+
+  /* Required. Score 0..100 for this machine; 0 = cannot run here, with the reason written
+   * to `reason` (NUL-terminated, at most reason_size bytes). Must be cheap and not throw. */
+  int32_t (*probe)(char* reason, size_t reason_size)MOEREG_NOEXCEPT;
+
+  /* Required. Take the experts of one layer and the routing. *out receives the handle.
+   * `weights` and `routing` are copied; the tensors they view must outlive the handle. */
+  moereg_status* (*create)(const moereg_moe_weights* weights, const moereg_routing_params* routing,
+                           const moereg_backend_options* options, moereg_backend** out)MOEREG_NOEXCEPT;
+
+  /* Required. out[T, H] (F32) = sum_k topk_weights[t, k] * expert_{topk_ids[t, k]}(x[t]) + shared.
+   * x: [T, H] F32 or BF16; topk_ids: [T, K] I32 or I64; topk_weights: [T, K] F32.
+   * All views in the same memory (host, or this backend's device memory). One call at a
+   * time per handle; allocates nothing per call on the hot path. */
+  moereg_status* (*forward)(moereg_backend* backend, const moereg_tensor_view* x,
+                            const moereg_tensor_view* topk_ids, const moereg_tensor_view* topk_weights,
+                            moereg_tensor_view* out)MOEREG_NOEXCEPT;
+
+  /* Required. Frees everything create made. NULL is a no-op. */
+  void (*destroy)(moereg_backend* backend)MOEREG_NOEXCEPT;
+
+  /* Optional (NULL): route on the device. ids [T, K] I32/I64, weights [T, K] F32 outputs. */
+  moereg_status* (*route)(moereg_backend* backend, const moereg_tensor_view* x, moereg_tensor_view* topk_ids,
+                          moereg_tensor_view* topk_weights)MOEREG_NOEXCEPT;
+
+  /* Optional (NULL): device memory, for callers that keep activations on the device
+   * (benchmarks, engines). kind: 0 host->device, 1 device->host, 2 device->device. */
+  moereg_status* (*alloc)(moereg_backend* backend, size_t bytes, void** ptr)MOEREG_NOEXCEPT;
+  void (*free)(moereg_backend* backend, void* ptr)MOEREG_NOEXCEPT;
+  moereg_status* (*copy)(moereg_backend* backend, void* dst, const void* src, size_t bytes, int32_t kind)MOEREG_NOEXCEPT;
+  moereg_status* (*synchronize)(moereg_backend* backend)MOEREG_NOEXCEPT;
+
+  /* Optional (NULL): a JSON object describing the handle (kernel chosen, ISA, load time,
+   * bytes held, load bandwidth) written to sink. */
+  moereg_status* (*describe)(moereg_backend* backend, moereg_sink sink)MOEREG_NOEXCEPT;
+
+  /* Optional (NULL): vendor extras by name, or NULL if unknown. */
+  void* (*get_extension)(const char* name)MOEREG_NOEXCEPT;
+} moereg_backend_api;
+
+/* The one entry symbol. Returns NULL if the host's api_version is too old for this backend. */
+typedef const moereg_backend_api* (*moereg_backend_entry_fn)(const moereg_host_api* host);
+#define MOEREG_BACKEND_ENTRY_SYMBOL "moereg_backend_entry"
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MOEREG_BACKEND_H */

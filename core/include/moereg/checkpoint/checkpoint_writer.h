@@ -1,0 +1,77 @@
+// checkpoint_writer.h - writes a checkpoint directory: shards, config, index.
+//
+// The full list of output tensors is known before any byte is written (moereg plans
+// first), so shard boundaries are fixed up front: tensors go to shards in order and a new
+// shard starts when the next tensor would push the current one past shard_size (a tensor
+// larger than shard_size gets a shard of its own). Shards are written one at a time under
+// hidden temporary names and renamed when complete; config.json and then the index come
+// last, so an interrupted run never leaves a directory that looks complete. abort()
+// (also run by the destructor unless finish() succeeded) removes what this writer made.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moereg/safetensors/safetensors_writer.h"
+
+namespace moereg {
+
+struct checkpoint_writer_options {
+  std::uint64_t shard_size = 0;   // 0: one file, model.safetensors
+  bool force_index = false;       // write an index even for one shard
+  std::string file_stem = "model";  // model.safetensors, model-00001-of-00003.safetensors
+  std::map<std::string, std::string> metadata{{"format", "pt"}};
+};
+
+struct shard_plan {
+  std::string file_name;
+  std::vector<tensor_spec> tensors;  // in file order
+  std::uint64_t bytes = 0;
+};
+
+// Split specs (already in the desired order) into shards.
+std::vector<shard_plan> plan_shards(std::vector<tensor_spec> specs, const checkpoint_writer_options& options);
+
+class checkpoint_writer {
+ public:
+  // Creates out_dir if missing (and removes it again on abort). An existing, non-empty
+  // out_dir is refused unless allow_existing.
+  checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing = false);
+  checkpoint_writer(const checkpoint_writer&) = delete;
+  checkpoint_writer& operator=(const checkpoint_writer&) = delete;
+  ~checkpoint_writer();
+
+  const std::vector<shard_plan>& shards() const { return shards_; }
+  const std::string& out_dir() const { return out_dir_; }
+
+  // Open shard i for writing; the previous shard must have been committed.
+  safetensors_writer& open_shard(std::size_t i, const std::map<std::string, std::string>& metadata);
+  // Commit the open shard (rename into place).
+  void commit_shard();
+
+  // Write a small auxiliary file atomically (config.json, params.json).
+  void write_file(const std::string& name, const std::string& contents);
+
+  // Write the index (when there is more than one shard or force_index) and finish.
+  void finish(bool write_index);
+
+  // Remove everything this writer created.
+  void abort() noexcept;
+
+ private:
+  std::string out_dir_;
+  std::vector<shard_plan> shards_;
+  std::unique_ptr<safetensors_writer> open_;
+  std::vector<std::string> created_;
+  bool created_dir_ = false;
+  bool finished_ = false;
+};
+
+// Write `contents` to path via a temporary file and rename.
+void write_file_atomic(const std::string& path, const std::string& contents);
+
+}  // namespace moereg

@@ -1,0 +1,71 @@
+// safetensors_writer.h - writes one safetensors file whose tensor list is known up front.
+//
+// The header is computed from the specs and written first, byte-compatible with the
+// Python safetensors library (compact JSON, __metadata__ first, padded with spaces to a
+// multiple of 8); tensor bytes are then written with pwrite at their offsets, in any order
+// and from any thread, so data goes from a mapped source to the file with one copy.
+// The file is written under a hidden temporary name beside the target and renamed only
+// by commit(); destroying an uncommitted writer deletes the temporary file.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moereg/safetensors/tensor_info.h"
+
+namespace moereg {
+
+struct tensor_spec {
+  std::string name;
+  dtype type = dtype::U8;
+  std::vector<std::int64_t> shape;
+  std::uint64_t nbytes() const;
+};
+
+// Order tensors the way the Python safetensors library does: by dtype, widest alignment
+// first (its enum order, descending), then by name. Data follows header order.
+void sort_like_safetensors(std::vector<tensor_spec>& specs);
+
+// Header bytes (8-byte length + padded JSON) and the resulting tensor offsets.
+struct safetensors_layout {
+  std::string header;  // includes the 8-byte length prefix
+  std::vector<tensor_info> tensors;
+  std::uint64_t file_size = 0;
+};
+safetensors_layout layout_safetensors(const std::vector<tensor_spec>& specs,
+                                      const std::map<std::string, std::string>& metadata);
+
+class safetensors_writer {
+ public:
+  safetensors_writer(std::string final_path, const std::vector<tensor_spec>& specs,
+                     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+  safetensors_writer(const safetensors_writer&) = delete;
+  safetensors_writer& operator=(const safetensors_writer&) = delete;
+  ~safetensors_writer();
+
+  const std::vector<tensor_info>& tensors() const { return layout_.tensors; }
+  std::uint64_t file_size() const { return layout_.file_size; }
+  const std::string& final_path() const { return final_path_; }
+  const std::string& temp_path() const { return temp_path_; }
+
+  // Write `size` bytes of tensor `index` starting `offset` bytes into that tensor.
+  // Thread-safe for disjoint ranges.
+  void write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size);
+
+  // Checks every tensor byte was written, flushes, renames to the final name.
+  void commit();
+
+ private:
+  std::string final_path_;
+  std::string temp_path_;
+  safetensors_layout layout_;
+  int fd_ = -1;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> written_;
+  bool committed_ = false;
+};
+
+}  // namespace moereg

@@ -1,0 +1,81 @@
+#include "moereg/base/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "moereg/base/error.h"
+
+namespace moereg {
+
+mapped_file::mapped_file(std::string path) : path_(std::move(path)) {
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw error(path_ + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw error(path_ + ": cannot stat: " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw error(path_ + ": not a regular file");
+  }
+  size_ = static_cast<std::uint64_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      throw error(path_ + ": cannot map: " + std::strerror(e));
+    }
+    data_ = static_cast<const std::byte*>(p);
+  }
+  ::close(fd);  // the mapping keeps the file alive
+}
+
+mapped_file::mapped_file(mapped_file&& other) noexcept
+    : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+mapped_file& mapped_file::operator=(mapped_file&& other) noexcept {
+  if (this != &other) {
+    release();
+    path_ = std::move(other.path_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+mapped_file::~mapped_file() { release(); }
+
+void mapped_file::release() noexcept {
+  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+namespace {
+void advise(const std::byte* base, std::uint64_t size, std::uint64_t offset, std::uint64_t length, int advice) {
+  if (!base || offset >= size) return;
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t begin = offset / page * page;
+  std::uint64_t end = std::min(size, offset + std::min(length, size - offset));
+  ::madvise(const_cast<std::byte*>(base) + begin, end - begin, advice);
+}
+}  // namespace
+
+void mapped_file::will_need(std::uint64_t offset, std::uint64_t length) const {
+  advise(data_, size_, offset, length, MADV_WILLNEED);
+}
+
+void mapped_file::dont_need(std::uint64_t offset, std::uint64_t length) const {
+  advise(data_, size_, offset, length, MADV_DONTNEED);
+}
+
+}  // namespace moereg

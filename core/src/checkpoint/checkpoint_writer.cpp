@@ -1,0 +1,128 @@
+#include "moereg/checkpoint/checkpoint_writer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "moereg/base/error.h"
+#include "moereg/base/json.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg {
+
+std::vector<shard_plan> plan_shards(std::vector<tensor_spec> specs, const checkpoint_writer_options& options) {
+  std::vector<shard_plan> shards;
+  shards.emplace_back();
+  for (auto& s : specs) {
+    std::uint64_t n = s.nbytes();
+    if (options.shard_size && !shards.back().tensors.empty() && shards.back().bytes + n > options.shard_size)
+      shards.emplace_back();
+    shards.back().bytes += n;
+    shards.back().tensors.push_back(std::move(s));
+  }
+  if (shards.size() == 1 && !options.force_index) {
+    shards[0].file_name = options.file_stem + ".safetensors";
+  } else {
+    char buf[64];
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      std::snprintf(buf, sizeof buf, "-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      shards[i].file_name = options.file_stem + buf;
+    }
+  }
+  return shards;
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  fs::path p(path);
+  std::string tmp = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw error(tmp + ": cannot create: " + std::strerror(errno));
+    out << contents;
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw error(tmp + ": cannot write: " + std::strerror(errno));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw error(path + ": cannot rename into place: " + std::strerror(errno));
+  }
+}
+
+checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing)
+    : out_dir_(std::move(out_dir)), shards_(std::move(shards)) {
+  std::error_code ec;
+  if (fs::exists(out_dir_, ec)) {
+    if (!fs::is_directory(out_dir_)) throw error(out_dir_ + ": exists and is not a directory");
+    if (!allow_existing && !fs::is_empty(out_dir_))
+      throw error(out_dir_ + ": output directory exists and is not empty (choose a new directory, or --resume)");
+  } else {
+    if (!fs::create_directories(out_dir_, ec) || ec)
+      throw error(out_dir_ + ": cannot create output directory: " + ec.message());
+    created_dir_ = true;
+  }
+}
+
+checkpoint_writer::~checkpoint_writer() {
+  if (!finished_) abort();
+}
+
+safetensors_writer& checkpoint_writer::open_shard(std::size_t i, const std::map<std::string, std::string>& metadata) {
+  if (open_) throw error(out_dir_ + ": internal: a shard is already open");
+  const auto& s = shards_.at(i);
+  std::string path = (fs::path(out_dir_) / s.file_name).string();
+  open_ = std::make_unique<safetensors_writer>(path, s.tensors, metadata);
+  return *open_;
+}
+
+void checkpoint_writer::commit_shard() {
+  if (!open_) return;
+  open_->commit();
+  created_.push_back(open_->final_path());
+  open_.reset();
+}
+
+void checkpoint_writer::write_file(const std::string& name, const std::string& contents) {
+  std::string path = (fs::path(out_dir_) / name).string();
+  write_file_atomic(path, contents);
+  created_.push_back(path);
+}
+
+void checkpoint_writer::finish(bool write_index) {
+  if (open_) throw error(out_dir_ + ": internal: finish() with a shard still open");
+  if (write_index) {
+    std::uint64_t total = 0;
+    for (const auto& s : shards_) total += s.bytes;
+    // Same shape as the index transformers writes: metadata.total_size, sorted weight_map.
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (const auto& s : shards_)
+      for (const auto& t : s.tensors) entries.emplace_back(t.name, s.file_name);
+    std::sort(entries.begin(), entries.end());
+    json::object map;
+    map.reserve(entries.size());
+    for (auto& [k, v] : entries) map.emplace_back(std::move(k), json::value(std::move(v)));
+    json::value doc(json::object{{"metadata", json::value(json::object{{"total_size", json::value(total)}})},
+                                 {"weight_map", json::value(std::move(map))}});
+    write_file("model.safetensors.index.json", json::dump(doc, 2) + "\n");
+  }
+  finished_ = true;
+}
+
+void checkpoint_writer::abort() noexcept {
+  open_.reset();  // deletes its temporary file
+  std::error_code ec;
+  for (const auto& p : created_) fs::remove(p, ec);
+  created_.clear();
+  if (created_dir_) fs::remove_all(out_dir_, ec);
+  finished_ = true;
+}
+
+}  // namespace moereg

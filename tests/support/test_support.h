@@ -1,0 +1,41 @@
+// test_support.h - helpers shared by moereg's tests: temp dirs, crafted files, the CLI.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moereg::test {
+
+// Path of a fixture file under ../shared/fixtures.
+std::string fixture(const std::string& relative);
+
+// A fresh empty directory, removed when the object dies.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_bytes(const std::string& path, const std::string& bytes);
+std::string read_bytes(const std::string& path);
+
+// A safetensors file image: 8-byte little-endian length, the header text, then data.
+std::string safetensors_image(const std::string& header_json, const std::string& data);
+
+struct command_result {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Run the built moereg binary with arguments (shell-quoted by the caller).
+command_result run_moereg(const std::string& args);
+
+}  // namespace moereg::test
