@@ -1,0 +1,89 @@
+// plugin_registry.h - finds, vets and loads moereg plugins: family plugins (a directory
+// with plugin.yaml and optionally a hook library) and backend libraries.
+//
+// Search order: --plugin-path DIRs (in the order given), then MOEREG_PLUGIN_PATH
+// (colon-separated), then the plugins installed beside the binary
+// (<exe>/../lib/moereg/plugins and <exe>/../lib/moereg/backends). In each directory an
+// `abi-<N>` subdirectory is preferred when present. The first plugin of a name wins; later
+// ones are recorded as shadowed.
+//
+// Every candidate gets a record with a state and a reason; a refusal is a state here, not
+// only a log line, and `moereg plugins list` prints them all.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moereg/abi/moereg_backend.h"
+#include "moereg/abi/moereg_hooks.h"
+
+namespace moereg {
+
+enum class plugin_kind { family, backend };
+enum class plugin_state { available, loaded, refused, shadowed };
+
+const char* to_string(plugin_state s);
+
+struct plugin_record {
+  plugin_kind kind = plugin_kind::family;
+  std::string name;
+  std::string version;
+  int api_version = 0;
+  std::string directory;      // family: the plugin directory; backend: the directory holding the library
+  std::string manifest_path;  // family: .../plugin.yaml; backend: empty
+  std::string library_path;   // hook or backend library, empty for a YAML-only family plugin
+  std::string source;         // "--plugin-path", "MOEREG_PLUGIN_PATH" or "installed"
+  plugin_state state = plugin_state::available;
+  std::string reason;         // why refused / shadowed: "file:line: what, expected X, found Y"
+  YAML::Node manifest;        // the parsed plugin.yaml (family plugins)
+  std::vector<std::string> model_types;  // family: config.json model_type values claimed
+  std::vector<std::string> hooks;        // family: hook names the library must export
+};
+
+struct registry_options {
+  std::vector<std::string> plugin_paths;     // --plugin-path, in order
+  bool use_environment = true;               // read MOEREG_PLUGIN_PATH
+  std::string installed_root;                // <exe>/../lib/moereg; empty = derive from /proc/self/exe
+  std::vector<std::string> forbidden_dirs;   // never load code from these (the checkpoint's own dir)
+};
+
+class plugin_registry {
+ public:
+  explicit plugin_registry(const registry_options& options);
+  ~plugin_registry();
+  plugin_registry(const plugin_registry&) = delete;
+  plugin_registry& operator=(const plugin_registry&) = delete;
+
+  // Every candidate seen, in search order, including refused and shadowed ones.
+  const std::vector<plugin_record>& records() const;
+
+  // Usable (available or loaded) family plugins / backends.
+  std::vector<const plugin_record*> families() const;
+  std::vector<const plugin_record*> backends() const;
+  const plugin_record* find_family(const std::string& name) const;
+  const plugin_record* find_backend(const std::string& name) const;
+
+  // Loads (once) and returns the hook table of a family plugin with a library; throws
+  // moereg::error naming the file if the library is refused (trust, sha256, API version,
+  // hook names disagreeing with the manifest). nullptr for a YAML-only plugin.
+  const moereg_hooks_api* hooks(const plugin_record& family);
+
+  // Loads (once) and returns a backend's table; throws moereg::error with the reason.
+  const moereg_backend_api* backend(const plugin_record& backend);
+
+  // The host services passed to every plugin entry point.
+  static const moereg_host_api* host_api();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// Turn a status returned by a plugin slot into a moereg::error (prefixed with who) and free it.
+// No-op for nullptr (success).
+void throw_if_error(moereg_status* status, const std::string& who);
+
+}  // namespace moereg
