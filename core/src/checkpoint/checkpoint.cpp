@@ -114,6 +114,14 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
       shards.push_back(de.path().string());
   }
   std::sort(shards.begin(), shards.end());
+  for (const auto& s : shards) {
+    // model-00001-of-00004.safetensors without its index: a sharded write that never finished.
+    auto name = fs::path(s).filename().string();
+    auto of = name.find("-of-");
+    if (of != std::string::npos && of >= 6 && name[of - 6] == '-')
+      throw error(path + ": shard '" + name + "' has no " + index_name +
+                  " beside it (an interrupted or incomplete sharded checkpoint)");
+  }
   if (shards.empty()) throw error(path + ": no .safetensors files (and no " + index_name + ")");
   for (const auto& s : shards) c.add_file(s);
   c.build_index();

@@ -1,0 +1,151 @@
+// The writer reproduces the Python library's files byte for byte, and never leaves a
+// complete-looking file when it does not finish.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "moereg/base/error.h"
+
+#include "moereg/checkpoint/checkpoint.h"
+#include "moereg/checkpoint/checkpoint_writer.h"
+#include "moereg/safetensors/safetensors_reader.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "test_support.h"
+
+using namespace moereg;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Rewrite every tensor of a file through the writer, in the order the Python library uses.
+void rewrite(const safetensors_file& in, const std::string& out_path, bool shuffle_writes) {
+  std::vector<tensor_spec> specs;
+  for (const auto& t : in.tensors()) specs.push_back({t.name, t.type, t.shape});
+  sort_like_safetensors(specs);
+  safetensors_writer w(out_path, specs, in.metadata());
+  std::vector<std::size_t> order(w.tensors().size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = shuffle_writes ? order.size() - 1 - i : i;
+  for (std::size_t i : order) {
+    const tensor_info* src = in.find(w.tensors()[i].name);
+    // Two halves, to exercise offsets within a tensor.
+    std::uint64_t half = src->nbytes() / 2;
+    w.write(i, half, in.data(*src) + half, src->nbytes() - half);
+    w.write(i, 0, in.data(*src), half);
+  }
+  w.commit();
+}
+
+}  // namespace
+
+TEST(SafetensorsWriter, ReproducesFixtureFilesByteForByte) {
+  for (const char* rel : {"qwen3_moe/hf/model.safetensors", "deepseek_v3_fp8/hf/model.safetensors",
+                          "qwen3_vl_moe/transformers_v5.safetensors"}) {
+    test::temp_dir d;
+    safetensors_file in(test::fixture(rel));
+    std::string out = d / "out.safetensors";
+    rewrite(in, out, true);
+    EXPECT_EQ(test::read_bytes(out), test::read_bytes(test::fixture(rel))) << rel;
+  }
+}
+
+TEST(SafetensorsWriter, UncommittedWriterLeavesNothing) {
+  test::temp_dir d;
+  std::string out = d / "model.safetensors";
+  {
+    safetensors_writer w(out, {{"a", dtype::F32, {4}}});
+    float x[4] = {1, 2, 3, 4};
+    w.write(0, 0, x, 8);  // half written
+    EXPECT_TRUE(fs::exists(w.temp_path()));
+  }
+  EXPECT_TRUE(fs::is_empty(d.path()));
+}
+
+TEST(SafetensorsWriter, CommitRefusesMissingBytes) {
+  test::temp_dir d;
+  safetensors_writer w(d / "m.safetensors", {{"a", dtype::F32, {4}}});
+  float x[4] = {1, 2, 3, 4};
+  w.write(0, 0, x, 8);
+  EXPECT_THROW(w.commit(), moereg::error);
+  EXPECT_FALSE(fs::exists(d / "m.safetensors"));
+}
+
+TEST(CheckpointWriter, ShardsIndexAndConfigRoundTrip) {
+  test::temp_dir d;
+  safetensors_file in(test::fixture("qwen3_moe/hf/model.safetensors"));
+  std::vector<tensor_spec> specs;
+  for (const auto& t : in.tensors()) specs.push_back({t.name, t.type, t.shape});
+  checkpoint_writer_options o;
+  o.shard_size = 50'000;
+  std::string out = d / "ckpt";
+  checkpoint_writer w(out, plan_shards(specs, o));
+  ASSERT_GT(w.shards().size(), 2u);
+  for (std::size_t s = 0; s < w.shards().size(); ++s) {
+    auto& f = w.open_shard(s, {{"format", "pt"}});
+    for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+      const tensor_info* src = in.find(f.tensors()[i].name);
+      f.write(i, 0, in.data(*src), src->nbytes());
+    }
+    w.commit_shard();
+  }
+  w.write_file("config.json", test::read_bytes(test::fixture("qwen3_moe/hf/config.json")));
+  w.finish(true);
+  checkpoint c = checkpoint::open(out);
+  EXPECT_TRUE(c.has_index());
+  EXPECT_EQ(c.files().size(), w.shards().size());
+  ASSERT_EQ(c.tensors().size(), in.tensors().size());
+  for (const auto& e : c.tensors()) {
+    const tensor_info* src = in.find(e.info->name);
+    ASSERT_NE(src, nullptr);
+    EXPECT_EQ(std::memcmp(e.data(), in.data(*src), src->nbytes()), 0) << e.info->name;
+  }
+  std::string index = test::read_bytes(out + "/model.safetensors.index.json");
+  EXPECT_NE(index.find("\"total_size\": " + std::to_string(in.data_size())), std::string::npos) << index;
+}
+
+TEST(CheckpointWriter, InterruptedRunLeavesNoCompleteLookingOutput) {
+  test::temp_dir d;
+  std::string out = d / "ckpt";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: write one of two shards completely, start the second, then die hard.
+    std::vector<tensor_spec> specs = {{"a", dtype::U8, {1024}}, {"b", dtype::U8, {1024}}};
+    checkpoint_writer_options o;
+    o.shard_size = 1024;
+    checkpoint_writer w(out, plan_shards(specs, o));
+    std::string bytes(1024, 'x');
+    w.open_shard(0, {}).write(0, 0, bytes.data(), 1024);
+    w.commit_shard();
+    w.open_shard(1, {}).write(0, 0, bytes.data(), 512);
+    ::kill(::getpid(), SIGKILL);
+    _exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_FALSE(fs::exists(out + "/model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(out + "/config.json"));
+  EXPECT_FALSE(fs::exists(out + "/model-00002-of-00002.safetensors"));
+  EXPECT_THROW(checkpoint::open(out), moereg::error);
+}
+
+TEST(CheckpointWriter, FailedRunRemovesTheDirectoryItCreated) {
+  test::temp_dir d;
+  std::string out = d / "ckpt";
+  {
+    checkpoint_writer w(out, plan_shards({{"a", dtype::U8, {8}}}, {}));
+    w.open_shard(0, {});
+    // Destroyed without finish(): as when an exception unwinds a conversion.
+  }
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(CheckpointWriter, RefusesNonEmptyOutputDirectory) {
+  test::temp_dir d;
+  test::write_bytes(d / "x", "y");
+  EXPECT_THROW(checkpoint_writer(d.path(), plan_shards({{"a", dtype::U8, {8}}}, {})), moereg::error);
+  EXPECT_TRUE(fs::exists(d / "x"));
+}
