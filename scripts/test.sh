@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds moereg and runs every test: a Release build, then an AddressSanitizer +
+# UndefinedBehaviorSanitizer build of the same tests, then a short fuzz run of the header
+# parsers when the fuzz targets exist. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+echo "== Release build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEREG_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOEREG_SANITIZE=ON -DMOEREG_WERROR=ON -DMOEREG_CUDA=OFF >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+if [[ -x .ci/fuzz.sh ]]; then
+  echo "== Fuzz the header parsers"
+  .ci/fuzz.sh
+fi
+echo "== all tests passed"
