@@ -35,6 +35,9 @@ mapped_file::mapped_file(std::string path) : path_(std::move(path)) {
       throw error(path_ + ": cannot map: " + std::strerror(e));
     }
     data_ = static_cast<const std::byte*>(p);
+    // Opening a checkpoint reads headers only: without this the kernel reads ahead megabytes
+    // of tensor data around each header. Readers of tensor data ask for sequential access.
+    ::madvise(p, size_, MADV_RANDOM);
   }
   ::close(fd);  // the mapping keeps the file alive
 }
@@ -71,6 +74,7 @@ void advise(const std::byte* base, std::uint64_t size, std::uint64_t offset, std
 }  // namespace
 
 void mapped_file::will_need(std::uint64_t offset, std::uint64_t length) const {
+  advise(data_, size_, offset, length, MADV_SEQUENTIAL);
   advise(data_, size_, offset, length, MADV_WILLNEED);
 }
 

@@ -1,0 +1,47 @@
+// executor.h - moves the bytes of a conversion plan into a checkpoint_writer.
+//
+// Work items are (output tensor, expert slot) pairs, taken by N threads. A piece that is
+// contiguous in both source and target goes from the mapped source file to the output
+// file with one pwrite (one copy, by the kernel); anything else (transposes, hooks) is
+// assembled in a per-thread staging buffer of one expert slot. Source pages are released
+// (MADV_DONTNEED) as soon as they are consumed, so resident memory stays bounded by the
+// staging buffers, not the model size.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "moereg/checkpoint/checkpoint_writer.h"
+#include "moereg/plan/conversion_plan.h"
+
+namespace moereg {
+
+// Runs a named hook on one tensor: direction 0 = decode (stored -> canonical), 1 = encode.
+using hook_runner = std::function<void(const std::string& hook, int direction, const std::string& key,
+                                       const tensor_spec& spec, const std::byte* src, std::byte* dst)>;
+
+struct execute_progress {
+  std::atomic<std::uint64_t> bytes{0};
+  std::atomic<std::uint64_t> tensors{0};
+  std::uint64_t total_bytes = 0;
+  std::uint64_t total_tensors = 0;
+};
+
+struct execute_options {
+  int threads = 0;  // 0: all cores
+  hook_runner hooks;
+  execute_progress* progress = nullptr;
+  std::map<std::string, std::string> metadata{{"format", "pt"}};
+  // Shards to skip because a previous run completed them (--resume).
+  std::vector<bool> skip_shards;
+};
+
+// Writes every shard of `writer` (whose shard plan came from plan.outputs) and commits them.
+void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const execute_options& options);
+
+// Copy a logical [rows, cols] matrix into dst with element strides (dst_row, dst_col).
+void copy_matrix(const matrix_view& src, std::byte* dst, std::int64_t dst_row_stride, std::int64_t dst_col_stride);
+
+}  // namespace moereg

@@ -1,0 +1,135 @@
+// family_spec.h - what a family plugin's plugin.yaml declares, parsed and validated.
+//
+// The YAML says where each canonical piece of an MoE layer lives in each layout (key
+// templates, stacking, fusing, transposes), how the other tensors are renamed, which
+// tensors pass through, how config.json gives the dimensions, and how the family routes.
+// docs/yaml-reference.md documents every key; check_family_manifest reports every problem
+// of a manifest at once as "file:line: what, expected what".
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moereg/base/json.h"
+#include "moereg/layout/key_template.h"
+
+namespace moereg {
+
+// The canonical pieces of one expert (DESIGN.md): gate [I,H], up [I,H], down [H,I].
+enum class piece { gate = 0, up = 1, down = 2 };
+const char* piece_name(piece p);
+
+// One stored tensor (per layer, or per layer and expert) holding one or more pieces.
+struct expert_entry {
+  std::string name;            // the YAML key: "gate_up", "down", "gate"
+  key_template key;            // with {layer}, and {expert} unless stacked
+  std::vector<piece> pieces;   // concatenated along the output (row) axis, in this order
+  bool stacked = false;        // the key has no {expert}: axis 0 is the expert index
+  bool transpose = false;      // each matrix is stored [in, out] instead of [out, in]
+  int line = 0;
+};
+
+// A rename between the family's canonical names (those of its reference layout) and a
+// layout's names. Both sides are templates with the same placeholders, so it reverses.
+struct rename_rule {
+  key_template canonical;
+  key_template renamed;
+  int line = 0;
+};
+
+// A tensor whose bytes a hook rewrites in this layout (e.g. Mistral's wq/wk row order).
+struct tensor_transform {
+  key_template key;  // in this layout's naming
+  std::string hook;
+  int line = 0;
+};
+
+struct layout_spec {
+  std::string name;
+  std::vector<std::string> aliases;  // other names for exactly this layout
+  std::string description;
+  std::vector<expert_entry> experts;
+  std::vector<rename_rule> renames;  // ordered; first match wins (both directions)
+  std::vector<tensor_transform> transforms;
+  std::string config_file = "config.json";  // a native layout writes e.g. params.json
+  std::string write_config_hook;            // hook producing config_file from config.json
+  std::string file_stem = "model";          // model.safetensors / consolidated.safetensors
+  std::string defined_in;                   // plugin.yaml that declared it
+  int line = 0;
+};
+
+// A number read from config.json: the first field present, else the default.
+struct config_value {
+  std::vector<std::string> fields;  // dotted paths ("text_config.hidden_size")
+  std::optional<double> fallback;
+  bool empty() const { return fields.empty() && !fallback; }
+};
+
+struct moe_layer_rule {
+  config_value count;         // decoder layers
+  config_value sparse_step;   // MoE iff (L + 1) % step == 0
+  std::string dense_layers;   // config path of a list of dense layer indices
+  config_value first_dense;   // MoE iff L >= value
+  config_value extra;         // layers after `count` (MTP) that hold experts when present
+};
+
+struct routing_spec {
+  std::string scoring = "softmax";       // softmax | sigmoid
+  bool logits_in_f32 = false;
+  config_value renormalize;              // boolean: literal or config field
+  double renorm_eps = 0;
+  config_value scaling;                  // routed scaling factor
+  config_value n_group, topk_group;
+  std::string group_score = "none";      // none | max | top2_sum
+  std::string groups_when_field;         // groups apply only when this config field...
+  std::string groups_when_equals;        // ...equals this string
+  int line = 0;
+};
+
+// Canonical names of the non-expert parts of one MoE block (moe run needs them).
+struct moe_block_spec {
+  key_template router, router_bias;
+  key_template shared_gate_proj, shared_up_proj, shared_down_proj;
+  key_template shared_gate;
+};
+
+struct family_spec {
+  std::string name;              // the plugin's name
+  std::string model_type;        // the model_type this spec was resolved for
+  std::string version;
+  int api_version = 0;
+  std::string description;
+  std::string manifest_path;
+  std::vector<std::string> model_types;
+  std::string library;
+  std::vector<std::string> hooks;
+  std::string native_config_file;  // e.g. params.json, read by native_config_hook
+  std::string native_config_hook;
+  std::map<std::string, config_value> dims;  // E, H, I, K, ...
+  moe_layer_rule moe_layers;
+  moe_block_spec moe_block;
+  std::vector<key_template> passthrough;  // canonical names outside the experts
+  std::vector<layout_spec> layouts;
+  std::string reference_layout = "hf";  // whose names are the canonical ones
+  routing_spec routing;
+
+  const layout_spec* find_layout(const std::string& name) const;  // by name or alias
+  std::vector<std::string> layout_names() const;
+};
+
+// Parse a fully merged manifest node (extends and variants already applied). Throws
+// moereg::error listing every problem ("file:line: ...", one per line).
+family_spec parse_family_spec(const YAML::Node& root, const std::string& manifest_path, const std::string& model_type);
+
+// Every problem of one plugin.yaml, as "file:line: message". Empty when it is valid.
+std::vector<std::string> check_family_manifest(const YAML::Node& root, const std::string& yaml_path);
+
+// Resolve a config_value against config.json; nullopt when absent and without default.
+std::optional<double> resolve_value(const config_value& v, const json::value& config);
+
+}  // namespace moereg

@@ -1,0 +1,44 @@
+// conversion_plan.h - every output tensor of a conversion and where its bytes come from,
+// computed before any byte moves (so --dry-run can print it and every error surfaces first).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moereg/plan/decoded_checkpoint.h"
+#include "moereg/safetensors/safetensors_writer.h"
+
+namespace moereg {
+
+struct output_tensor {
+  tensor_spec spec;
+  bool is_expert = false;
+  // Pass-through: the stored source tensor, and the hooks that rewrite its bytes.
+  const checkpoint::entry* source = nullptr;
+  std::string decode_hook, encode_hook;
+  // Experts: which entry of the target layout, and per expert slot the pieces in entry order.
+  const expert_entry* entry = nullptr;
+  int layer = -1;
+  std::vector<std::vector<matrix_view>> slots;  // stacked: one per expert in range; split: one
+  std::int64_t rows_total = 0, cols = 0;        // the fused [rows_total, cols] matrix per slot
+  std::string origin;                           // human-readable provenance for --dry-run
+};
+
+struct plan_options {
+  std::optional<std::pair<std::int64_t, std::int64_t>> experts;  // [A, B)
+};
+
+struct conversion_plan {
+  const decoded_checkpoint* source = nullptr;
+  const layout_spec* target = nullptr;
+  std::vector<output_tensor> outputs;  // in the order they are written (safetensors order)
+  std::uint64_t total_bytes = 0;
+};
+
+// Throws moereg::error listing every problem (name collisions, a bad expert range).
+conversion_plan plan_conversion(const decoded_checkpoint& source, const layout_spec& target, const plan_options& options);
+
+}  // namespace moereg

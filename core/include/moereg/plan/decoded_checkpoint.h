@@ -1,0 +1,78 @@
+// decoded_checkpoint.h - a checkpoint read through one layout of its family: every expert
+// piece as a strided matrix view into the mapped files, every other tensor under its
+// canonical name. Nothing is copied; this is what conversions, verify and moe run consume.
+//
+// Decoding is where strict accounting happens: each source tensor is claimed by exactly one
+// rule (an expert entry, or a rename/pass-through), and every missing expert, wrong shape,
+// dense layer holding experts or unclaimed tensor is collected and reported together.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moereg/checkpoint/checkpoint.h"
+#include "moereg/layout/family_spec.h"
+
+namespace moereg {
+
+// A logical [rows, cols] ([out, in]) matrix inside a source tensor.
+struct matrix_view {
+  const checkpoint::entry* source = nullptr;
+  std::uint64_t offset = 0;  // element offset of (0, 0) in the source tensor
+  std::int64_t rows = 0, cols = 0;
+  std::int64_t row_stride = 0, col_stride = 0;  // elements
+  dtype type = dtype::BF16;
+
+  std::size_t element_size() const { return dtype_size(type); }
+  const std::byte* at(std::int64_t r, std::int64_t c) const {
+    return source->data() + (offset + static_cast<std::uint64_t>(r * row_stride + c * col_stride)) * element_size();
+  }
+  bool contiguous() const { return col_stride == 1 && (row_stride == cols || rows == 1); }
+  std::uint64_t nbytes() const { return static_cast<std::uint64_t>(rows * cols) * element_size(); }
+};
+
+struct model_dims {
+  std::int64_t E = 0, H = 0, I = 0, K = 0;
+  std::vector<int> moe_layers;  // layers that hold experts (config-derived, plus MTP layers found)
+  std::string describe() const;  // "E=8 H=64 I=24"
+};
+
+// Compute E/H/I/K and the MoE layers from config.json. Throws moereg::error naming the field.
+model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& config_path);
+
+struct passthrough_tensor {
+  std::string canonical;                // name in the family's canonical naming
+  const checkpoint::entry* source;      // the stored tensor
+  std::string decode_hook;              // hook that turns the stored bytes into canonical bytes
+};
+
+struct decoded_checkpoint {
+  const checkpoint* ckpt = nullptr;
+  const family_spec* spec = nullptr;
+  const layout_spec* layout = nullptr;
+  model_dims dims;
+  // experts[layer][expert][piece]
+  std::map<int, std::vector<std::array<matrix_view, 3>>> experts;
+  std::vector<passthrough_tensor> others;  // sorted by canonical name
+  dtype expert_dtype = dtype::BF16;
+};
+
+// Decode ckpt through `layout`. Throws moereg::error listing every problem found.
+decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& spec, const layout_spec& layout,
+                                     const model_dims& dims);
+
+// The canonical name of a stored name under a layout's renames, or the layout name of a
+// canonical one (first matching rule wins; no rule: unchanged).
+std::string to_canonical(const layout_spec& layout, const std::string& stored);
+std::string from_canonical(const layout_spec& layout, const std::string& canonical);
+
+// Which layouts of `spec` the checkpoint's tensors fit. Throws when none fits, or when
+// several fit equally (identical keys and shapes, e.g. a transposed fused tensor with
+// H == 2I), asking for --from.
+const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec, const model_dims& dims);
+
+}  // namespace moereg

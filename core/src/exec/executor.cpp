@@ -1,0 +1,155 @@
+#include "moereg/exec/executor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "moereg/base/error.h"
+
+namespace moereg {
+
+namespace {
+
+template <typename T>
+void copy_typed(const matrix_view& s, T* dst, std::int64_t dr, std::int64_t dc) {
+  const T* src = reinterpret_cast<const T*>(s.source->data()) + s.offset;
+  // Tiles keep both the strided reads and the strided writes in cache for transposes.
+  constexpr std::int64_t tile = 64;
+  for (std::int64_t r0 = 0; r0 < s.rows; r0 += tile)
+    for (std::int64_t c0 = 0; c0 < s.cols; c0 += tile) {
+      std::int64_t r1 = std::min(s.rows, r0 + tile), c1 = std::min(s.cols, c0 + tile);
+      for (std::int64_t r = r0; r < r1; ++r)
+        for (std::int64_t c = c0; c < c1; ++c) {
+          T v;
+          std::memcpy(&v, src + r * s.row_stride + c * s.col_stride, sizeof(T));
+          std::memcpy(dst + r * dr + c * dc, &v, sizeof(T));
+        }
+    }
+}
+
+// Release the source pages a view covered: they were read once and are not needed again.
+void release(const matrix_view& v) {
+  const auto& f = v.source->file->file();
+  std::uint64_t esize = v.element_size();
+  std::uint64_t begin = v.source->file->data_offset() + v.source->info->begin + v.offset * esize;
+  std::uint64_t span = (static_cast<std::uint64_t>((v.rows - 1) * v.row_stride + (v.cols - 1) * v.col_stride) + 1) * esize;
+  f.dont_need(begin, span);
+}
+
+struct work_item {
+  std::size_t output;
+  std::size_t tensor_index;  // index in the shard writer
+  std::size_t slot;
+};
+
+}  // namespace
+
+void copy_matrix(const matrix_view& src, std::byte* dst, std::int64_t dr, std::int64_t dc) {
+  if (src.col_stride == 1 && dc == 1) {
+    std::size_t row_bytes = static_cast<std::size_t>(src.cols) * src.element_size();
+    for (std::int64_t r = 0; r < src.rows; ++r)
+      std::memcpy(dst + static_cast<std::size_t>(r * dr) * src.element_size(), src.at(r, 0), row_bytes);
+    return;
+  }
+  switch (src.element_size()) {
+    case 1: copy_typed(src, reinterpret_cast<std::uint8_t*>(dst), dr, dc); break;
+    case 2: copy_typed(src, reinterpret_cast<std::uint16_t*>(dst), dr, dc); break;
+    case 4: copy_typed(src, reinterpret_cast<std::uint32_t*>(dst), dr, dc); break;
+    case 8: copy_typed(src, reinterpret_cast<std::uint64_t*>(dst), dr, dc); break;
+    default: throw error("copy_matrix: unsupported element size");
+  }
+}
+
+void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const execute_options& options) {
+  std::unordered_map<std::string_view, std::size_t> by_name;
+  for (std::size_t i = 0; i < plan.outputs.size(); ++i) by_name.emplace(plan.outputs[i].spec.name, i);
+  unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads) : std::max(1u, std::thread::hardware_concurrency());
+
+  for (std::size_t s = 0; s < writer.shards().size(); ++s) {
+    if (s < options.skip_shards.size() && options.skip_shards[s]) continue;
+    safetensors_writer& w = writer.open_shard(s, options.metadata);
+    std::vector<work_item> items;
+    for (std::size_t t = 0; t < w.tensors().size(); ++t) {
+      std::size_t o = by_name.at(w.tensors()[t].name);
+      std::size_t slots = plan.outputs[o].is_expert ? plan.outputs[o].slots.size() : 1;
+      for (std::size_t k = 0; k < slots; ++k) items.push_back({o, t, k});
+    }
+    std::atomic<std::size_t> next{0};
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
+    std::atomic<bool> failed{false};
+    auto worker = [&] {
+      std::vector<std::byte> stage, stage2;
+      try {
+        for (std::size_t i; !failed && (i = next++) < items.size();) {
+          const work_item& it = items[i];
+          const output_tensor& o = plan.outputs[it.output];
+          if (!o.is_expert) {
+            const std::byte* src = o.source->data();
+            std::uint64_t n = o.source->info->nbytes();
+            if (o.decode_hook.empty() && o.encode_hook.empty()) {
+              w.write(it.tensor_index, 0, src, n);
+            } else {
+              stage.resize(n);
+              stage2.resize(n);
+              const std::byte* cur = src;
+              if (!o.decode_hook.empty()) {
+                options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
+                cur = stage.data();
+              }
+              if (!o.encode_hook.empty()) {
+                std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
+                options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
+                cur = dst;
+              }
+              w.write(it.tensor_index, 0, cur, n);
+            }
+            o.source->file->file().dont_need(o.source->file->data_offset() + o.source->info->begin, n);
+            if (options.progress) options.progress->bytes += n;
+          } else {
+            const auto& pieces = o.slots[it.slot];
+            std::size_t esize = dtype_size(o.spec.type);
+            std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
+            std::uint64_t base = it.slot * slot_bytes;
+            bool direct = !o.entry->transpose &&
+                          std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
+            if (direct) {
+              std::uint64_t at = base;
+              for (const auto& v : pieces) {
+                w.write(it.tensor_index, at, v.at(0, 0), v.nbytes());
+                at += v.nbytes();
+              }
+            } else {
+              stage.resize(slot_bytes);
+              std::int64_t row_off = 0;
+              for (const auto& v : pieces) {
+                if (o.entry->transpose) copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
+                else copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
+                row_off += v.rows;
+              }
+              w.write(it.tensor_index, base, stage.data(), slot_bytes);
+            }
+            for (const auto& v : pieces) release(v);
+            if (options.progress) options.progress->bytes += slot_bytes;
+          }
+          if (options.progress && (!o.is_expert || it.slot + 1 == o.slots.size())) options.progress->tensors++;
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+        failed = true;
+      }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    if (failure) std::rethrow_exception(failure);
+    writer.commit_shard();
+  }
+}
+
+}  // namespace moereg

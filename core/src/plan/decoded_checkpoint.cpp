@@ -1,0 +1,297 @@
+#include "moereg/plan/decoded_checkpoint.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "moereg/base/error.h"
+
+namespace moereg {
+
+std::string model_dims::describe() const {
+  return "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I);
+}
+
+namespace {
+
+std::string fields_of(const config_value& v) {
+  std::string s;
+  for (const auto& f : v.fields) s += (s.empty() ? "" : " or ") + f;
+  return s.empty() ? "(default)" : s;
+}
+
+std::int64_t need_dim(const family_spec& spec, const json::value& config, const std::string& path, const char* sym) {
+  auto it = spec.dims.find(sym);
+  if (it == spec.dims.end()) throw error(spec.manifest_path + ": dims has no '" + sym + "'");
+  auto v = resolve_value(it->second, config);
+  if (!v || *v < 1 || std::floor(*v) != *v)
+    throw error(path + ": expected a positive integer in " + fields_of(it->second) + " for " + sym + " (family " +
+                spec.name + ")");
+  return static_cast<std::int64_t>(*v);
+}
+
+struct piece_geometry {
+  std::int64_t rows, cols;
+};
+
+piece_geometry geometry(piece p, const model_dims& d) {
+  return p == piece::down ? piece_geometry{d.H, d.I} : piece_geometry{d.I, d.H};
+}
+
+// Expected stored shape of an entry, and each piece's row offset in the fused matrix.
+std::vector<std::int64_t> entry_shape(const expert_entry& e, const model_dims& d, std::vector<std::int64_t>* row_offsets,
+                                      std::int64_t* rows_total, std::int64_t* cols) {
+  std::int64_t r = 0, c = -1;
+  for (piece p : e.pieces) {
+    auto g = geometry(p, d);
+    if (row_offsets) row_offsets->push_back(r);
+    r += g.rows;
+    if (c >= 0 && c != g.cols)
+      throw error("expert entry '" + e.name + "' fuses pieces with different column counts (" + std::to_string(c) + " and " +
+                  std::to_string(g.cols) + ")");
+    c = g.cols;
+  }
+  if (rows_total) *rows_total = r;
+  if (cols) *cols = c;
+  std::vector<std::int64_t> shape;
+  if (e.stacked) shape.push_back(d.E);
+  if (e.transpose) shape.insert(shape.end(), {c, r});
+  else shape.insert(shape.end(), {r, c});
+  return shape;
+}
+
+std::string shape_formula(const expert_entry& e, const model_dims& d) {
+  std::string rows;
+  for (piece p : e.pieces) rows += (rows.empty() ? "" : "+") + std::string(p == piece::down ? "H" : "I");
+  std::string cols = e.pieces[0] == piece::down ? "I" : "H";
+  std::string s = e.stacked ? "E, " : "";
+  s += e.transpose ? cols + ", " + rows : rows + ", " + cols;
+  return "[" + s + "] with " + d.describe();
+}
+
+}  // namespace
+
+model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& path) {
+  model_dims d;
+  d.E = need_dim(spec, config, path, "E");
+  d.H = need_dim(spec, config, path, "H");
+  d.I = need_dim(spec, config, path, "I");
+  if (spec.dims.count("K")) d.K = need_dim(spec, config, path, "K");
+  const auto& r = spec.moe_layers;
+  auto count = resolve_value(r.count, config);
+  if (!count || *count < 1) throw error(path + ": expected the layer count in " + fields_of(r.count));
+  int n = static_cast<int>(*count);
+  int step = static_cast<int>(resolve_value(r.sparse_step, config).value_or(1));
+  int first = static_cast<int>(resolve_value(r.first_dense, config).value_or(0));
+  std::set<int> dense;
+  if (!r.dense_layers.empty())
+    if (const json::value* v = config.find_path(r.dense_layers); v && v->is_array())
+      for (const auto& x : v->as_array())
+        if (x.is_integer()) dense.insert(static_cast<int>(x.as_int()));
+  for (int l = 0; l < n; ++l) {
+    if (l < first || dense.count(l)) continue;
+    if (step > 1 && (l + 1) % step != 0) continue;
+    d.moe_layers.push_back(l);
+  }
+  return d;
+}
+
+std::string to_canonical(const layout_spec& layout, const std::string& stored) {
+  for (const auto& r : layout.renames)
+    if (auto m = r.renamed.match(stored)) return r.canonical.format(*m);
+  return stored;
+}
+
+std::string from_canonical(const layout_spec& layout, const std::string& canonical) {
+  for (const auto& r : layout.renames)
+    if (auto m = r.canonical.match(canonical)) return r.renamed.format(*m);
+  return canonical;
+}
+
+decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& spec, const layout_spec& layout,
+                                     const model_dims& dims) {
+  decoded_checkpoint out;
+  out.ckpt = &ckpt;
+  out.spec = &spec;
+  out.layout = &layout;
+  out.dims = dims;
+  std::vector<std::string> problems;
+  auto problem = [&](std::string s) { problems.push_back(std::move(s)); };
+
+  std::set<int> moe(dims.moe_layers.begin(), dims.moe_layers.end());
+  int layer_count = dims.moe_layers.empty() ? 0 : dims.moe_layers.back() + 1;
+  int extra = 0;
+  if (!spec.moe_layers.extra.empty() && ckpt.config().is_object()) {
+    extra = static_cast<int>(resolve_value(spec.moe_layers.extra, ckpt.config()).value_or(0));
+    if (auto c = resolve_value(spec.moe_layers.count, ckpt.config())) layer_count = static_cast<int>(*c);
+  }
+
+  // found[entry][layer][expert or -1]
+  std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found(layout.experts.size());
+  std::optional<dtype> expert_type;
+  for (const auto& t : ckpt.tensors()) {
+    const std::string& name = t.info->name;
+    bool claimed = false;
+    for (std::size_t i = 0; i < layout.experts.size() && !claimed; ++i) {
+      const expert_entry& e = layout.experts[i];
+      auto m = e.key.match(name);
+      if (!m) continue;
+      claimed = true;
+      int l = std::stoi(m->at("layer"));
+      int x = e.stacked ? -1 : std::stoi(m->at("expert"));
+      bool mtp = l >= layer_count && l < layer_count + extra;
+      if (!moe.count(l) && !mtp) {
+        problem(name + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
+                std::to_string(dims.moe_layers.size()) + " of " + std::to_string(layer_count) + ")");
+        continue;
+      }
+      if (x >= dims.E) {
+        problem(name + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims.E));
+        continue;
+      }
+      auto expected = entry_shape(e, dims, nullptr, nullptr, nullptr);
+      if (t.info->shape != expected) {
+        problem(name + ": shape " + shape_string(t.info->shape) + ", expected " + shape_string(expected) + " (" +
+                shape_formula(e, dims) + " from " + (ckpt.config_path().empty() ? "config" : ckpt.config_path()) + ")");
+        continue;
+      }
+      if (expert_type && *expert_type != t.info->type) {
+        problem(name + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
+                std::string(dtype_name(*expert_type)));
+        continue;
+      }
+      expert_type = t.info->type;
+      found[i][l][x] = &t;
+    }
+    if (claimed) continue;
+    std::string canonical = to_canonical(layout, name);
+    bool pass = std::any_of(spec.passthrough.begin(), spec.passthrough.end(),
+                            [&](const key_template& p) { return p.match(canonical).has_value(); });
+    if (!pass) {
+      problem(name + ": not claimed by any rule of family '" + spec.name + "' layout '" + layout.name +
+              "' (not an expert of this layout, and no passthrough entry matches" +
+              (canonical != name ? " its canonical name '" + canonical + "'" : std::string()) + ")");
+      continue;
+    }
+    passthrough_tensor p{canonical, &t, {}};
+    for (const auto& tr : layout.transforms)
+      if (tr.key.match(name)) p.decode_hook = tr.hook;
+    out.others.push_back(std::move(p));
+  }
+
+  // MTP layers (after the last decoder layer) count as MoE layers when their experts exist.
+  std::set<int> layers = moe;
+  for (const auto& per_entry : found)
+    for (const auto& [l, _] : per_entry)
+      if (l >= layer_count) layers.insert(l);
+  out.dims.moe_layers.assign(layers.begin(), layers.end());
+
+  for (int l : layers) {
+    auto& experts = out.experts[l];
+    experts.resize(static_cast<std::size_t>(dims.E));
+    for (std::size_t i = 0; i < layout.experts.size(); ++i) {
+      const expert_entry& e = layout.experts[i];
+      std::vector<std::int64_t> row_off;
+      std::int64_t rows_total = 0, cols = 0;
+      entry_shape(e, dims, &row_off, &rows_total, &cols);
+      std::vector<std::string> missing;
+      for (std::int64_t x = 0; x < (e.stacked ? 1 : dims.E); ++x) {
+        auto lit = found[i].find(l);
+        const checkpoint::entry* src = nullptr;
+        if (lit != found[i].end()) {
+          auto xit = lit->second.find(e.stacked ? -1 : static_cast<int>(x));
+          if (xit != lit->second.end()) src = xit->second;
+        }
+        if (!src) {
+          captures c{{"layer", std::to_string(l)}, {"expert", std::to_string(x)}};
+          missing.push_back(e.key.format(c));
+          continue;
+        }
+        for (std::int64_t ex = e.stacked ? 0 : x; ex < (e.stacked ? dims.E : x + 1); ++ex) {
+          std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * cols) : 0;
+          for (std::size_t k = 0; k < e.pieces.size(); ++k) {
+            auto g = geometry(e.pieces[k], dims);
+            matrix_view v;
+            v.source = src;
+            v.rows = g.rows;
+            v.cols = g.cols;
+            v.type = src->info->type;
+            if (e.transpose) {
+              v.offset = base + static_cast<std::uint64_t>(row_off[k]);
+              v.row_stride = 1;
+              v.col_stride = rows_total;
+            } else {
+              v.offset = base + static_cast<std::uint64_t>(row_off[k] * cols);
+              v.row_stride = cols;
+              v.col_stride = 1;
+            }
+            experts[static_cast<std::size_t>(ex)][static_cast<std::size_t>(e.pieces[k])] = v;
+          }
+        }
+      }
+      if (!missing.empty()) {
+        std::string list;
+        for (std::size_t j = 0; j < missing.size() && j < 8; ++j) list += (j ? ", " : "") + missing[j];
+        if (missing.size() > 8) list += ", ... (" + std::to_string(missing.size()) + " in all)";
+        problem("layer " + std::to_string(l) + ": missing expert tensor" + (missing.size() > 1 ? "s " : " ") + list +
+                " (layout '" + layout.name + "', E=" + std::to_string(dims.E) + ")");
+      }
+    }
+  }
+  out.expert_dtype = expert_type.value_or(dtype::BF16);
+  std::sort(out.others.begin(), out.others.end(),
+            [](const passthrough_tensor& a, const passthrough_tensor& b) { return a.canonical < b.canonical; });
+  for (std::size_t i = 1; i < out.others.size(); ++i)
+    if (out.others[i].canonical == out.others[i - 1].canonical)
+      problem(out.others[i].source->info->name + " and " + out.others[i - 1].source->info->name + " both rename to '" +
+              out.others[i].canonical + "'");
+  if (!problems.empty()) {
+    std::string msg = ckpt.path() + ": " + std::to_string(problems.size()) + " problem" + (problems.size() > 1 ? "s" : "") +
+                      " reading it as family '" + spec.name + "' layout '" + layout.name + "':";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw error(msg);
+  }
+  return out;
+}
+
+const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec, const model_dims& dims) {
+  if (dims.moe_layers.empty()) throw error(ckpt.path() + ": config.json gives no MoE layers for family " + spec.name);
+  int l = dims.moe_layers.front();
+  std::vector<const layout_spec*> by_keys, by_shapes;
+  for (const auto& layout : spec.layouts) {
+    bool keys = true, shapes = true;
+    for (const auto& e : layout.experts) {
+      captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
+      const checkpoint::entry* t = ckpt.find(e.key.format(c));
+      if (!t) {
+        keys = false;
+        break;
+      }
+      if (t->info->shape != entry_shape(e, dims, nullptr, nullptr, nullptr)) shapes = false;
+    }
+    if (keys) by_keys.push_back(&layout);
+    if (keys && shapes) by_shapes.push_back(&layout);
+  }
+  auto names = [](const std::vector<const layout_spec*>& v) {
+    std::string s;
+    for (auto* x : v) s += (s.empty() ? "" : ", ") + x->name;
+    return s;
+  };
+  if (by_shapes.size() == 1) return *by_shapes.front();
+  if (by_shapes.size() > 1)
+    throw error(ckpt.path() + ": the tensors fit several layouts of family '" + spec.name + "' equally (" + names(by_shapes) +
+                ": same names and shapes with " + dims.describe() +
+                "), so the layout cannot be told from the files; say which with --from");
+  if (!by_keys.empty())
+    throw error(ckpt.path() + ": the expert tensors of layer " + std::to_string(l) + " have the names of layout(s) " +
+                names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.describe() +
+                " (does config.json belong to these weights?)");
+  std::string expect;
+  for (const auto& layout : spec.layouts) {
+    captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
+    expect += "\n  " + layout.name + ": " + layout.experts.front().key.format(c);
+  }
+  throw error(ckpt.path() + ": no layout of family '" + spec.name + "' matches its tensors; looked for:" + expect);
+}
+
+}  // namespace moereg
