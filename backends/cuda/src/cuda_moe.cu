@@ -1,0 +1,612 @@
+// cuda_moe.cu - loading a layer onto the device and running it (see cuda_moe.h).
+#include "cuda_moe.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace moereg::cuda {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+namespace {
+
+const char* dtype_name(int d) {
+  switch (d) {
+    case MOEREG_DTYPE_BF16: return "BF16";
+    case MOEREG_DTYPE_F16: return "F16";
+    case MOEREG_DTYPE_F32: return "F32";
+    case MOEREG_DTYPE_F8_E4M3: return "F8_E4M3";
+    case MOEREG_DTYPE_I32: return "I32";
+    case MOEREG_DTYPE_I64: return "I64";
+    default: return "other";
+  }
+}
+
+long long numel(const moereg_tensor_view& v) {
+  long long n = 1;
+  for (int i = 0; i < v.rank; ++i) n *= v.shape[i];
+  return n;
+}
+
+bool contiguous(const moereg_tensor_view& v) {
+  long long s = 1;
+  for (int i = v.rank - 1; i >= 0; --i) {
+    if (v.shape[i] != 1 && v.strides[i] != s) return false;
+    s *= v.shape[i];
+  }
+  return true;
+}
+
+std::string shape_str(const moereg_tensor_view& v) {
+  std::string s = "[";
+  for (int i = 0; i < v.rank; ++i) s += (i ? ", " : "") + std::to_string(v.shape[i]);
+  return s + "]";
+}
+
+// A view must exist, be contiguous and have exactly `shape`.
+void expect(const moereg_tensor_view& v, const char* what, std::initializer_list<long long> shape) {
+  if (!v.data) throw invalid_argument(std::string(what) + ": missing tensor");
+  std::string want = "[";
+  int i = 0;
+  bool ok = v.rank == static_cast<int>(shape.size());
+  for (long long d : shape) {
+    want += (i ? ", " : "") + std::to_string(d);
+    if (ok && v.shape[i] != d) ok = false;
+    ++i;
+  }
+  want += "]";
+  if (!ok) throw invalid_argument(std::string(what) + ": shape " + shape_str(v) + ", expected " + want);
+  if (!contiguous(v)) throw unsupported(std::string(what) + ": strided view, expected a contiguous tensor");
+}
+
+size_t elem_size(int d) {
+  switch (d) {
+    case MOEREG_DTYPE_BF16:
+    case MOEREG_DTYPE_F16: return 2;
+    case MOEREG_DTYPE_F32:
+    case MOEREG_DTYPE_I32: return 4;
+    case MOEREG_DTYPE_I64: return 8;
+    default: return 1;
+  }
+}
+
+uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float f16_to_f32(uint16_t h) {
+  uint32_t s = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
+  if (e == 0) {
+    if (m == 0) {
+      u = s;
+    } else {
+      e = 113;
+      while (!(m & 0x400)) {
+        m <<= 1;
+        --e;
+      }
+      u = s | (e << 23) | ((m & 0x3ff) << 13);
+    }
+  } else if (e == 31) {
+    u = s | 0x7f800000u | (m << 13);
+  } else {
+    u = s | ((e + 112) << 23) | (m << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+float bf16_bits_to_f32(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Host values of a small float tensor (router, bias) as f32.
+std::vector<float> host_floats(const moereg_tensor_view& v, const char* what) {
+  if (v.memory != MOEREG_MEMORY_HOST) throw invalid_argument(std::string(what) + ": expected host memory");
+  const long long n = numel(v);
+  std::vector<float> out(static_cast<size_t>(n));
+  for (long long i = 0; i < n; ++i) {
+    switch (v.dtype) {
+      case MOEREG_DTYPE_F32: out[i] = static_cast<const float*>(v.data)[i]; break;
+      case MOEREG_DTYPE_BF16: out[i] = bf16_bits_to_f32(static_cast<const uint16_t*>(v.data)[i]); break;
+      case MOEREG_DTYPE_F16: out[i] = f16_to_f32(static_cast<const uint16_t*>(v.data)[i]); break;
+      default:
+        throw unsupported(std::string(what) + ": dtype " + dtype_name(v.dtype) + ", expected BF16, F16 or F32");
+    }
+  }
+  return out;
+}
+
+// Copy `n` elements of a host tensor into bf16 `dst`, converting, using `threads` threads.
+void stage_bf16(uint16_t* dst, const void* src, int dtype, size_t first, size_t n, int threads) {
+  auto part = [&](size_t b, size_t e) {
+    if (dtype == MOEREG_DTYPE_BF16) {
+      std::memcpy(dst + b, static_cast<const uint16_t*>(src) + first + b, (e - b) * 2);
+    } else if (dtype == MOEREG_DTYPE_F16) {
+      const uint16_t* s = static_cast<const uint16_t*>(src) + first;
+      for (size_t i = b; i < e; ++i) dst[i] = f32_to_bf16_bits(f16_to_f32(s[i]));
+    } else {
+      const float* s = static_cast<const float*>(src) + first;
+      for (size_t i = b; i < e; ++i) dst[i] = f32_to_bf16_bits(s[i]);
+    }
+  };
+  if (threads <= 1 || n < (1u << 20)) {
+    part(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  size_t step = (n + threads - 1) / threads;
+  for (int t = 0; t < threads; ++t) {
+    size_t b = std::min(n, t * step), e = std::min(n, b + step);
+    if (b < e) pool.emplace_back(part, b, e);
+  }
+  for (auto& th : pool) th.join();
+}
+
+constexpr size_t stage_elems = size_t(16) << 20;  // 32 MiB of bf16 per staging buffer
+constexpr int stage_buffers = 4;
+
+}  // namespace
+
+// One device arena carved into the per-forward buffers; reallocated when T grows.
+struct moe_layer::workspace {
+  int tokens = 0;
+  void* arena = nullptr;
+  __nv_bfloat16* xb = nullptr;
+  float* logits = nullptr;
+  permutation perm;
+  __nv_bfloat16* h = nullptr;
+  float* gate = nullptr;
+  void* x_in = nullptr;  // host-path staging: x (up to f32), ids (i64), weights, out
+  int64_t* ids_in = nullptr;
+  float* w_in = nullptr;
+  float* out = nullptr;
+};
+
+moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o) {
+  device_ = o ? o->device : 0;
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (device_ < 0 || device_ >= count)
+    throw invalid_argument("device " + std::to_string(device_) + " requested, " + std::to_string(count) +
+                           " CUDA device(s) present");
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
+  device_name_ = prop.name;
+  sm_major_ = prop.major;
+  sm_minor_ = prop.minor;
+  if (prop.major < 9)
+    throw unsupported("device " + device_name_ + " has compute capability " + std::to_string(prop.major) + "." +
+                      std::to_string(prop.minor) + ", this build needs 9.0 (sm_90a)");
+
+  E_ = w.num_experts;
+  H_ = w.hidden;
+  I_ = w.intermediate;
+  Is_ = w.shared_w13.data ? w.shared_intermediate : 0;
+  if (E_ <= 0 || H_ <= 0 || I_ <= 0) throw invalid_argument("weights: E, H and I must be positive");
+  if (H_ % 8 || I_ % 8 || Is_ % 8)
+    throw unsupported("weights: hidden " + std::to_string(H_) + ", intermediate " + std::to_string(I_) +
+                      ", shared " + std::to_string(Is_) + "; the CUDA kernels need multiples of 8");
+  if (E_ > 1024) throw unsupported("weights: " + std::to_string(E_) + " experts, the CUDA backend handles at most 1024");
+  if (w.w13.dtype == MOEREG_DTYPE_F8_E4M3 || w.w13_scale.data)
+    throw unsupported("weights: F8_E4M3 experts are not supported by the CUDA backend (dequantize to BF16 first)");
+  expect(w.w13, "weights.w13", {E_, 2 * I_, H_});
+  expect(w.w2, "weights.w2", {E_, H_, I_});
+  if (Is_) {
+    expect(w.shared_w13, "weights.shared_w13", {2 * Is_, H_});
+    expect(w.shared_w2, "weights.shared_w2", {H_, Is_});
+    if (w.shared_gate.data) {
+      expect(w.shared_gate, "weights.shared_gate", {1, H_});
+      has_shared_gate_ = true;
+    }
+  }
+  if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
+    std::string s = t;
+    forced_tiles_ = s == "m16" ? 0 : s == "m64" ? 1 : s == "m128" ? 2 : -1;
+  }
+
+  check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+  auto dalloc = [&](size_t bytes) {
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes), "cudaMalloc (weights)");
+    weight_bytes_ += bytes;
+    return p;
+  };
+  const size_t n13 = static_cast<size_t>(E_ * 2 * I_ * H_), n2 = static_cast<size_t>(E_ * H_ * I_);
+  w13_ = static_cast<__nv_bfloat16*>(dalloc(n13 * 2));
+  w2_ = static_cast<__nv_bfloat16*>(dalloc(n2 * 2));
+  if (Is_) {
+    sw13_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(2 * Is_ * H_) * 2));
+    sw2_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_ * Is_) * 2));
+    if (has_shared_gate_) sgate_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_) * 2));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  upload(w13_, w.w13, "weights.w13");
+  upload(w2_, w.w2, "weights.w2");
+  if (Is_) {
+    upload(sw13_, w.shared_w13, "weights.shared_w13");
+    upload(sw2_, w.shared_w2, "weights.shared_w2");
+    if (has_shared_gate_) upload(sgate_, w.shared_gate, "weights.shared_gate");
+  }
+  load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  load_gbps_ = load_seconds_ > 0 ? weight_bytes_ / load_seconds_ / 1e9 : 0;
+
+  if (r) {
+    K_ = r->top_k;
+    if (r->num_experts != E_)
+      throw invalid_argument("routing.num_experts " + std::to_string(r->num_experts) + ", expected " +
+                             std::to_string(E_) + " (the weights' E)");
+    if (K_ < 1 || K_ > 32 || K_ > E_)
+      throw invalid_argument("routing.top_k " + std::to_string(K_) + ", expected 1..min(32, E)");
+    rcfg_.num_experts = static_cast<int>(E_);
+    rcfg_.top_k = K_;
+    rcfg_.sigmoid = r->scoring == MOEREG_SCORING_SIGMOID;
+    rcfg_.round_logits = !r->logits_in_f32;
+    rcfg_.n_group = r->n_group > 1 ? r->n_group : 1;
+    rcfg_.topk_group = r->topk_group;
+    rcfg_.group_score = r->group_score;
+    rcfg_.renormalize = r->renormalize;
+    rcfg_.renorm_eps = r->renorm_eps;
+    rcfg_.scaling = r->routed_scaling_factor;
+    if (rcfg_.n_group > 1 && rcfg_.group_score != MOEREG_GROUP_SCORE_NONE) {
+      if (E_ % rcfg_.n_group || rcfg_.n_group > 64 || rcfg_.topk_group < 1 || rcfg_.topk_group > rcfg_.n_group)
+        throw invalid_argument("routing: n_group " + std::to_string(rcfg_.n_group) + ", topk_group " +
+                               std::to_string(rcfg_.topk_group) + " do not fit E = " + std::to_string(E_));
+      if (static_cast<long long>(rcfg_.topk_group) * (E_ / rcfg_.n_group) < K_)
+        throw invalid_argument("routing: the kept groups hold fewer than top_k experts");
+    }
+    if (r->router.data) {
+      expect(r->router, "routing.router", {E_, H_});
+      std::vector<float> rw = host_floats(r->router, "routing.router");
+      check(cudaMalloc(reinterpret_cast<void**>(&router_), rw.size() * 4), "cudaMalloc (router)");
+      check(cudaMemcpy(router_, rw.data(), rw.size() * 4, cudaMemcpyHostToDevice), "router upload");
+      has_router_ = true;
+      if (r->router_bias.data) {
+        expect(r->router_bias, "routing.router_bias", {E_});
+        std::vector<float> b = host_floats(r->router_bias, "routing.router_bias");
+        check(cudaMalloc(reinterpret_cast<void**>(&bias_), b.size() * 4), "cudaMalloc (router bias)");
+        check(cudaMemcpy(bias_, b.data(), b.size() * 4, cudaMemcpyHostToDevice), "router bias upload");
+        has_bias_ = true;
+      }
+    }
+  }
+  measure_h2d();
+}
+
+moe_layer::~moe_layer() {
+  cudaSetDevice(device_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_),
+                  static_cast<void*>(sw2_), static_cast<void*>(sgate_), static_cast<void*>(router_),
+                  static_cast<void*>(bias_)})
+    if (p) cudaFree(p);
+  if (ws_) {
+    cudaFree(ws_->arena);
+    delete ws_;
+  }
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+// Pinned staging, two copy streams: the host thread(s) fill buffer b (reading the mapped
+// file, converting to bf16) while the copy engine drains the buffers filled before it.
+void moe_layer::upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what) {
+  if (src.memory != MOEREG_MEMORY_HOST) throw invalid_argument(std::string(what) + ": expected host memory");
+  if (src.dtype != MOEREG_DTYPE_BF16 && src.dtype != MOEREG_DTYPE_F16 && src.dtype != MOEREG_DTYPE_F32)
+    throw unsupported(std::string(what) + ": dtype " + dtype_name(src.dtype) + ", expected BF16, F16 or F32");
+  const size_t n = static_cast<size_t>(numel(src));
+  int threads = static_cast<int>(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
+  std::vector<void*> bufs(stage_buffers, nullptr);
+  std::vector<cudaEvent_t> done(stage_buffers, nullptr);
+  cudaStream_t streams[2] = {nullptr, nullptr};
+  std::string err;
+  try {
+    for (int b = 0; b < stage_buffers; ++b) {
+      check(cudaMallocHost(&bufs[b], stage_elems * 2), "cudaMallocHost (staging)");
+      check(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming), "cudaEventCreate");
+    }
+    for (auto& s : streams) check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    size_t chunk = 0;
+    for (size_t first = 0; first < n; first += stage_elems, ++chunk) {
+      const int b = static_cast<int>(chunk % stage_buffers);
+      const size_t len = std::min(stage_elems, n - first);
+      check(cudaEventSynchronize(done[b]), "staging wait");
+      stage_bf16(static_cast<uint16_t*>(bufs[b]), src.data, src.dtype, first, len, threads);
+      cudaStream_t s = streams[chunk % 2];
+      check(cudaMemcpyAsync(dst + first, bufs[b], len * 2, cudaMemcpyHostToDevice, s), "weights copy");
+      check(cudaEventRecord(done[b], s), "cudaEventRecord");
+    }
+    for (auto& s : streams) check(cudaStreamSynchronize(s), "weights copy");
+  } catch (const std::exception& e) {
+    err = std::string(what) + ": " + e.what();
+  }
+  for (auto& s : streams)
+    if (s) cudaStreamDestroy(s);
+  for (int b = 0; b < stage_buffers; ++b) {
+    if (done[b]) cudaEventDestroy(done[b]);
+    if (bufs[b]) cudaFreeHost(bufs[b]);
+  }
+  if (!err.empty()) throw std::runtime_error(err);
+}
+
+// Pinned host-to-device bandwidth, best of three 64 MiB copies: the ceiling load GB/s is read against.
+void moe_layer::measure_h2d() {
+  const size_t bytes = size_t(64) << 20;
+  void *h = nullptr, *d = nullptr;
+  cudaEvent_t a = nullptr, b = nullptr;
+  if (cudaMallocHost(&h, bytes) == cudaSuccess && cudaMalloc(&d, bytes) == cudaSuccess &&
+      cudaEventCreate(&a) == cudaSuccess && cudaEventCreate(&b) == cudaSuccess) {
+    std::memset(h, 1, bytes);
+    float best = 0;
+    for (int i = 0; i < 3; ++i) {
+      cudaEventRecord(a, stream_);
+      cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream_);
+      cudaEventRecord(b, stream_);
+      cudaEventSynchronize(b);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, a, b);
+      if (ms > 0) best = std::max(best, static_cast<float>(bytes / (ms * 1e-3) / 1e9));
+    }
+    h2d_gbps_ = best;
+  }
+  if (a) cudaEventDestroy(a);
+  if (b) cudaEventDestroy(b);
+  if (d) cudaFree(d);
+  if (h) cudaFreeHost(h);
+  cudaGetLastError();  // a failed measurement leaves no sticky error behind
+}
+
+void moe_layer::ensure_workspace(int tokens) {
+  if (ws_ && ws_->tokens >= tokens) return;
+  const int T = std::max(tokens, ws_ ? ws_->tokens * 2 : 16);
+  const size_t TK = static_cast<size_t>(T) * std::max(K_, 1);
+  const size_t kmax = TK;
+  std::vector<std::pair<void**, size_t>> parts;
+  auto* ws = new workspace;
+  ws->tokens = T;
+  const size_t hrows = std::max(kmax * I_, static_cast<size_t>(T) * Is_);
+  parts = {{reinterpret_cast<void**>(&ws->xb), T * H_ * 2},
+           {reinterpret_cast<void**>(&ws->logits), T * E_ * 4},
+           {reinterpret_cast<void**>(&ws->perm.counts), E_ * 4},
+           {reinterpret_cast<void**>(&ws->perm.offsets), (E_ + 1) * 4},
+           {reinterpret_cast<void**>(&ws->perm.rank), kmax * 4},
+           {reinterpret_cast<void**>(&ws->perm.sorted_token), kmax * 4},
+           {reinterpret_cast<void**>(&ws->perm.sorted_weight), kmax * 4},
+           {reinterpret_cast<void**>(&ws->perm.tile_expert), (kmax + 1) * 4},
+           {reinterpret_cast<void**>(&ws->perm.tile_row0), (kmax + 1) * 4},
+           {reinterpret_cast<void**>(&ws->perm.num_tiles), 4},
+           {reinterpret_cast<void**>(&ws->h), hrows * 2},
+           {reinterpret_cast<void**>(&ws->gate), T * 4},
+           {reinterpret_cast<void**>(&ws->x_in), T * H_ * 4},
+           {reinterpret_cast<void**>(&ws->ids_in), kmax * 8},
+           {reinterpret_cast<void**>(&ws->w_in), kmax * 4},
+           {reinterpret_cast<void**>(&ws->out), T * H_ * 4}};
+  size_t total = 0;
+  for (auto& p : parts) total += (p.second + 255) / 256 * 256;
+  if (ws_) check(cudaStreamSynchronize(stream_), "workspace resize");
+  if (cudaMalloc(&ws->arena, total) != cudaSuccess) {
+    cudaGetLastError();
+    delete ws;
+    throw std::bad_alloc();
+  }
+  char* cur = static_cast<char*>(ws->arena);
+  for (auto& p : parts) {
+    *p.first = cur;
+    cur += (p.second + 255) / 256 * 256;
+  }
+  if (ws_) {
+    cudaFree(ws_->arena);
+    delete ws_;
+  }
+  ws_ = ws;
+}
+
+tile_config moe_layer::pick_tiles(int rows_per_group) const {
+  if (forced_tiles_ >= 0) return static_cast<tile_config>(forced_tiles_);
+  if (rows_per_group <= 24) return tile_config::m16;
+  if (rows_per_group <= 160) return tile_config::m64;
+  return tile_config::m128;
+}
+
+void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights,
+                            int tokens, float* out) {
+  const int K = static_cast<int>(ids ? K_ : 0);
+  const int slots = tokens * K;
+  const tile_config tc = pick_tiles(static_cast<int>((static_cast<long long>(slots) + E_ - 1) / E_));
+  const int bm = tile_rows(tc);
+  launch_to_bf16(x, x_bf16, ws_->xb, static_cast<int64_t>(tokens) * H_, stream_);
+  check(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens) * H_ * 4, stream_), "zero output");
+  launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream_);
+  gemm_problem p;
+  p.x = ws_->xb;
+  p.w13 = w13_;
+  p.w2 = w2_;
+  p.hidden = static_cast<int>(H_);
+  p.inter = static_cast<int>(I_);
+  p.offsets = ws_->perm.offsets;
+  p.sorted_token = ws_->perm.sorted_token;
+  p.sorted_weight = ws_->perm.sorted_weight;
+  p.tile_expert = ws_->perm.tile_expert;
+  p.tile_row0 = ws_->perm.tile_row0;
+  p.num_tiles = ws_->perm.num_tiles;
+  p.grid_rows = max_row_tiles(slots, static_cast<int>(E_), bm);
+  p.h = ws_->h;
+  p.out = out;
+  launch_experts(p, tc, stream_);
+  last_tiles_ = tc;
+  last_tokens_ = tokens;
+  if (Is_) {
+    const tile_config sc = pick_tiles(tokens);
+    gemm_problem s;
+    s.x = ws_->xb;
+    s.w13 = sw13_;
+    s.w2 = sw2_;
+    s.hidden = static_cast<int>(H_);
+    s.inter = static_cast<int>(Is_);
+    s.dense_rows = tokens;
+    s.grid_rows = (tokens + tile_rows(sc) - 1) / tile_rows(sc);
+    s.h = ws_->h;
+    s.out = out;
+    if (has_shared_gate_) {
+      launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream_);
+      s.sorted_weight = ws_->gate;
+    }
+    launch_experts(s, sc, stream_);
+  }
+}
+
+void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
+                        const moereg_tensor_view& out) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  if (x.rank != 2) throw invalid_argument("x: rank " + std::to_string(x.rank) + ", expected [T, H]");
+  const long long T = x.shape[0];
+  if (ids.rank != 2) throw invalid_argument("topk_ids: rank " + std::to_string(ids.rank) + ", expected [T, K]");
+  const long long K = ids.shape[1];
+  if (K_ == 0) K_ = static_cast<int>(K);  // created without routing
+  if (K != K_) throw invalid_argument("topk_ids: K = " + std::to_string(K) + ", expected " + std::to_string(K_));
+  expect(x, "x", {T, H_});
+  expect(ids, "topk_ids", {T, K});
+  expect(weights, "topk_weights", {T, K});
+  expect(out, "out", {T, H_});
+  if (x.dtype != MOEREG_DTYPE_F32 && x.dtype != MOEREG_DTYPE_BF16)
+    throw invalid_argument(std::string("x: dtype ") + dtype_name(x.dtype) + ", expected F32 or BF16");
+  if (ids.dtype != MOEREG_DTYPE_I32 && ids.dtype != MOEREG_DTYPE_I64)
+    throw invalid_argument(std::string("topk_ids: dtype ") + dtype_name(ids.dtype) + ", expected I32 or I64");
+  if (weights.dtype != MOEREG_DTYPE_F32 || out.dtype != MOEREG_DTYPE_F32)
+    throw invalid_argument("topk_weights and out must be F32");
+  const int mem = x.memory;
+  if (ids.memory != mem || weights.memory != mem || out.memory != mem)
+    throw invalid_argument("x, topk_ids, topk_weights and out must all be in host or all in device memory");
+  if (T == 0) return;
+  if (T > (1 << 24)) throw unsupported("x: more than 16M tokens in one call");
+  ensure_workspace(static_cast<int>(T));
+  const bool xb = x.dtype == MOEREG_DTYPE_BF16, i64 = ids.dtype == MOEREG_DTYPE_I64;
+  if (mem == MOEREG_MEMORY_DEVICE) {
+    run_experts(x.data, xb, ids.data, i64, static_cast<const float*>(weights.data), static_cast<int>(T),
+                static_cast<float*>(out.data));
+    check(cudaGetLastError(), "forward");
+    return;
+  }
+  // Host memory: check the ids here (the device path drops bad ids, it cannot report them).
+  for (long long i = 0; i < T * K; ++i) {
+    long long e = i64 ? static_cast<const int64_t*>(ids.data)[i] : static_cast<const int32_t*>(ids.data)[i];
+    if (e < 0 || e >= E_)
+      throw invalid_argument("topk_ids[" + std::to_string(i / K) + ", " + std::to_string(i % K) + "] = " +
+                             std::to_string(e) + ", expected 0 <= id < " + std::to_string(E_));
+  }
+  const size_t xbytes = static_cast<size_t>(T * H_) * elem_size(x.dtype);
+  check(cudaMemcpyAsync(ws_->x_in, x.data, xbytes, cudaMemcpyHostToDevice, stream_), "x upload");
+  check(cudaMemcpyAsync(ws_->ids_in, ids.data, static_cast<size_t>(T * K) * elem_size(ids.dtype),
+                        cudaMemcpyHostToDevice, stream_),
+        "ids upload");
+  check(cudaMemcpyAsync(ws_->w_in, weights.data, static_cast<size_t>(T * K) * 4, cudaMemcpyHostToDevice, stream_),
+        "weights upload");
+  run_experts(ws_->x_in, xb, ws_->ids_in, i64, ws_->w_in, static_cast<int>(T), ws_->out);
+  check(cudaMemcpyAsync(out.data, ws_->out, static_cast<size_t>(T * H_) * 4, cudaMemcpyDeviceToHost, stream_),
+        "out download");
+  check(cudaStreamSynchronize(stream_), "forward");
+}
+
+void moe_layer::route(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  if (!has_router_) throw invalid_argument("route: the layer was created without a router weight");
+  if (x.rank != 2) throw invalid_argument("x: rank " + std::to_string(x.rank) + ", expected [T, H]");
+  const long long T = x.shape[0];
+  expect(x, "x", {T, H_});
+  expect(ids, "topk_ids", {T, K_});
+  expect(weights, "topk_weights", {T, K_});
+  if (x.dtype != MOEREG_DTYPE_F32 && x.dtype != MOEREG_DTYPE_BF16)
+    throw invalid_argument(std::string("x: dtype ") + dtype_name(x.dtype) + ", expected F32 or BF16");
+  if (ids.dtype != MOEREG_DTYPE_I32 && ids.dtype != MOEREG_DTYPE_I64)
+    throw invalid_argument(std::string("topk_ids: dtype ") + dtype_name(ids.dtype) + ", expected I32 or I64");
+  if (weights.dtype != MOEREG_DTYPE_F32) throw invalid_argument("topk_weights must be F32");
+  if (T == 0) return;
+  ensure_workspace(static_cast<int>(T));
+  const bool xb = x.dtype == MOEREG_DTYPE_BF16, i64 = ids.dtype == MOEREG_DTYPE_I64;
+  const void* xd = x.data;
+  if (x.memory == MOEREG_MEMORY_HOST) {
+    check(cudaMemcpyAsync(ws_->x_in, x.data, static_cast<size_t>(T * H_) * elem_size(x.dtype), cudaMemcpyHostToDevice,
+                          stream_),
+          "x upload");
+    xd = ws_->x_in;
+  }
+  launch_router_logits(xd, xb, router_, static_cast<int>(T), static_cast<int>(H_), static_cast<int>(E_), ws_->logits,
+                       stream_);
+  void* idd = ids.memory == MOEREG_MEMORY_DEVICE ? ids.data : ws_->ids_in;
+  float* wd = weights.memory == MOEREG_MEMORY_DEVICE ? static_cast<float*>(weights.data) : ws_->w_in;
+  launch_router_topk(ws_->logits, bias_, rcfg_, static_cast<int>(T), idd, i64, wd, stream_);
+  if (ids.memory == MOEREG_MEMORY_HOST)
+    check(cudaMemcpyAsync(ids.data, idd, static_cast<size_t>(T * K_) * elem_size(ids.dtype), cudaMemcpyDeviceToHost,
+                          stream_),
+          "ids download");
+  if (weights.memory == MOEREG_MEMORY_HOST)
+    check(cudaMemcpyAsync(weights.data, wd, static_cast<size_t>(T * K_) * 4, cudaMemcpyDeviceToHost, stream_),
+          "weights download");
+  if (ids.memory == MOEREG_MEMORY_HOST || weights.memory == MOEREG_MEMORY_HOST || x.memory == MOEREG_MEMORY_HOST)
+    check(cudaStreamSynchronize(stream_), "route");
+  else
+    check(cudaGetLastError(), "route");
+}
+
+void* moe_layer::alloc(size_t bytes) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  void* p = nullptr;
+  if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    throw std::bad_alloc();
+  }
+  return p;
+}
+
+void moe_layer::release(void* p) {
+  if (!p) return;
+  cudaSetDevice(device_);
+  cudaStreamSynchronize(stream_);
+  cudaFree(p);
+}
+
+void moe_layer::copy(void* dst, const void* src, size_t bytes, int kind) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  cudaMemcpyKind k = kind == 0   ? cudaMemcpyHostToDevice
+                     : kind == 1 ? cudaMemcpyDeviceToHost
+                     : kind == 2 ? cudaMemcpyDeviceToDevice
+                                 : throw invalid_argument("copy: kind " + std::to_string(kind) + ", expected 0, 1 or 2");
+  check(cudaMemcpyAsync(dst, src, bytes, k, stream_), "copy");
+  if (kind != 2) check(cudaStreamSynchronize(stream_), "copy");
+}
+
+void moe_layer::synchronize() {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  check(cudaStreamSynchronize(stream_), "synchronize");
+}
+
+std::string moe_layer::describe() const {
+  std::ostringstream o;
+  o.precision(4);
+  o << "{\"backend\":\"cuda\",\"device\":\"" << device_name_ << "\",\"compute_capability\":\"" << sm_major_ << "."
+    << sm_minor_ << "\",\"isa\":\"sm_90a\",\"experts\":" << E_ << ",\"hidden\":" << H_ << ",\"intermediate\":" << I_
+    << ",\"shared_intermediate\":" << Is_ << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"BF16\""
+    << ",\"bytes_on_device\":" << weight_bytes_ << ",\"load_seconds\":" << load_seconds_
+    << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
+    << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
+    << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""
+    << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16) << "\",\"m64\":\"" << tile_name(tile_config::m64)
+    << "\",\"m128\":\"" << tile_name(tile_config::m128) << "\"}"
+    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << tile_name(last_tiles_) << "\"}";
+  return o.str();
+}
+
+}  // namespace moereg::cuda

@@ -1,0 +1,79 @@
+// cuda_moe.h - one MoE layer resident on a CUDA device: its experts in bf16, its router, and
+// a workspace that grows to the largest token count seen (so forward allocates nothing once
+// warm). Device-memory calls are asynchronous on the layer's stream, which is a blocking
+// stream: it orders itself after, and before, work on the legacy default stream.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "moe_kernels.cuh"
+#include "moereg/abi/moereg_backend.h"
+
+namespace moereg::cuda {
+
+// Thrown for caller mistakes (shapes, dtypes, ids); mapped to MOEREG_INVALID_ARGUMENT.
+struct invalid_argument : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// Thrown for inputs this backend does not handle (F8 weights, odd sizes); MOEREG_UNSUPPORTED.
+struct unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws std::runtime_error naming `what` when a CUDA call failed.
+void check(cudaError_t e, const char* what);
+
+class moe_layer {
+ public:
+  moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o);
+  ~moe_layer();
+  moe_layer(const moe_layer&) = delete;
+  moe_layer& operator=(const moe_layer&) = delete;
+
+  void forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
+               const moereg_tensor_view& out);
+  void route(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights);
+
+  void* alloc(size_t bytes);
+  void release(void* p);
+  void copy(void* dst, const void* src, size_t bytes, int kind);
+  void synchronize();
+  std::string describe() const;
+
+ private:
+  struct workspace;
+  void ensure_workspace(int tokens);
+  void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what);
+  void measure_h2d();
+  tile_config pick_tiles(int rows_per_group) const;
+  void run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
+                   float* out);
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::string device_name_;
+  int sm_major_ = 0, sm_minor_ = 0;
+  long long E_ = 0, H_ = 0, I_ = 0, Is_ = 0;
+  int K_ = 0;
+  bool has_router_ = false, has_bias_ = false, has_shared_gate_ = false;
+  route_config rcfg_;
+  __nv_bfloat16* w13_ = nullptr;
+  __nv_bfloat16* w2_ = nullptr;
+  __nv_bfloat16* sw13_ = nullptr;
+  __nv_bfloat16* sw2_ = nullptr;
+  __nv_bfloat16* sgate_ = nullptr;
+  float* router_ = nullptr;
+  float* bias_ = nullptr;
+  size_t weight_bytes_ = 0;
+  double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
+  int forced_tiles_ = -1;  // MOEREG_CUDA_TILES=m16|m64|m128, for measurements
+  tile_config last_tiles_ = tile_config::m16;
+  int last_tokens_ = 0;
+  workspace* ws_ = nullptr;
+};
+
+}  // namespace moereg::cuda

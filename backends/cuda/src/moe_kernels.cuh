@@ -1,0 +1,89 @@
+// moe_kernels.cuh - the device kernels of the CUDA fused-MoE backend and their launchers.
+// Every launcher enqueues on the given stream and never synchronizes: a forward is a chain
+// of launches with no host round trip (expert counts stay on the device).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace moereg::cuda {
+
+// Routing as moereg_routing_params describes it, minus the tensors.
+struct route_config {
+  int num_experts = 0;
+  int top_k = 0;
+  int sigmoid = 0;        // 0 softmax, 1 sigmoid
+  int round_logits = 0;   // 1: logits rounded to bf16 (activation dtype) before scoring
+  int n_group = 1;
+  int topk_group = 1;
+  int group_score = 0;    // 0 none, 1 max, 2 top2 sum
+  int renormalize = 0;
+  float renorm_eps = 0.f;
+  float scaling = 1.f;
+};
+
+// logits[T, E] (f32) = x[T, H] . router[E, H]^T, accumulated in f32. x is f32 or bf16.
+void launch_router_logits(const void* x, bool x_bf16, const float* router, int tokens, int hidden, int experts,
+                          float* logits, cudaStream_t stream);
+
+// Top-k per token from logits; ids as int32 or int64, weights f32.
+void launch_router_topk(const float* logits, const float* bias, const route_config& cfg, int tokens,
+                        void* ids, bool ids_i64, float* weights, cudaStream_t stream);
+
+// x (f32 or bf16) -> bf16 copy, n elements.
+void launch_to_bf16(const void* x, bool x_bf16, __nv_bfloat16* out, int64_t n, cudaStream_t stream);
+
+// Workspace of one permutation (token slots sorted by expert) plus its tile list.
+struct permutation {
+  int* counts = nullptr;        // [E] (also scratch for ranks)
+  int* offsets = nullptr;       // [E + 1]
+  int* rank = nullptr;          // [T*K] position of each slot inside its expert
+  int* sorted_token = nullptr;  // [T*K]
+  float* sorted_weight = nullptr;  // [T*K]
+  int* tile_expert = nullptr;   // [max tiles]
+  int* tile_row0 = nullptr;     // [max tiles]
+  int* num_tiles = nullptr;     // [1]
+};
+
+// Fill `perm` from topk ids/weights (ids int32 or int64). Slots whose id is outside [0, E)
+// are dropped. bm: rows per GEMM tile.
+void launch_permute(const void* ids, bool ids_i64, const float* weights, int tokens, int top_k, int experts, int bm,
+                    const permutation& perm, cudaStream_t stream);
+
+// Which tile shape the grouped GEMMs use.
+enum class tile_config { m16, m64, m128 };
+int tile_rows(tile_config c);
+const char* tile_name(tile_config c);
+// Upper bound of row tiles for `slots` sorted rows over `experts` groups.
+int max_row_tiles(int slots, int experts, int bm);
+
+// One grouped expert pass. Rows of group g are rows [offsets[g], offsets[g+1]) of the sorted
+// order; dense mode (dense_rows > 0) is a single group of dense_rows rows, row r = token r.
+struct gemm_problem {
+  const __nv_bfloat16* x = nullptr;  // [T, H] bf16, activations
+  const __nv_bfloat16* w13 = nullptr;  // [G, 2I, H]
+  const __nv_bfloat16* w2 = nullptr;   // [G, H, I]
+  int hidden = 0;
+  int inter = 0;
+  const int* offsets = nullptr;
+  const int* sorted_token = nullptr;
+  const float* sorted_weight = nullptr;  // per sorted row; dense mode: per token, or null for 1
+  const int* tile_expert = nullptr;
+  const int* tile_row0 = nullptr;
+  const int* num_tiles = nullptr;
+  int grid_rows = 0;        // row tiles launched (upper bound; extra blocks exit)
+  int dense_rows = 0;
+  __nv_bfloat16* h = nullptr;  // [rows, I] scratch, sorted order
+  float* out = nullptr;        // [T, H] accumulated into (atomics)
+};
+
+// h = silu(x W_gate^T) * (x W_up^T), then out[token] += w * (h W_down^T).
+void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream);
+
+// gate[t] = sigmoid(x[t] . g) for the shared-expert gate; g bf16 [H].
+void launch_shared_gate(const __nv_bfloat16* x, const __nv_bfloat16* g, int tokens, int hidden, float* gate,
+                        cudaStream_t stream);
+
+}  // namespace moereg::cuda
