@@ -6,14 +6,18 @@ namespace moereg::cli {
 int run_inspect(const std::vector<std::string>&, global_options&);
 int run_verify(const std::vector<std::string>&, global_options&);
 int run_demo(const std::vector<std::string>&, global_options&);
+int run_plugins(const std::vector<std::string>&, global_options&);
+int run_convert(const std::vector<std::string>&, global_options&);
 int run_synth(const std::vector<std::string>&, global_options&);
 
 const std::vector<command>& commands() {
   static const std::vector<command> table = {
       {"inspect", "summarise a checkpoint: tensors, dtypes, shapes, bytes", run_inspect},
+      {"convert", "convert a checkpoint to another layout of its family", run_convert},
       {"verify", "compare two checkpoints tensor by tensor", run_verify},
       {"synth", "write a synthetic checkpoint of real MoE shapes", run_synth},
       {"demo", "run every feature on a small built-in example", run_demo},
+      {"plugins", "list, show or check family plugins and backends", run_plugins},
   };
   return table;
 }

@@ -1,0 +1,170 @@
+#include "model_session.h"
+
+#include <filesystem>
+
+#include "moereg/base/error.h"
+#include "moereg/base/log.h"
+#include "plugin_options.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg::cli {
+
+namespace {
+
+void sink_append(void* ctx, const char* data, std::size_t size) { static_cast<std::string*>(ctx)->append(data, size); }
+
+const plugin_record* record_listing_hook(plugin_registry& reg, const family_catalog& cat, const std::string& plugin,
+                                         const std::string& hook) {
+  std::string name = plugin;
+  for (int depth = 0; depth < 8 && !name.empty(); ++depth) {
+    const plugin_manifest* m = cat.find(name);
+    if (!m) break;
+    if (m->root["hooks"] && m->root["hooks"].IsSequence())
+      for (const auto& h : m->root["hooks"])
+        if (h.as<std::string>() == hook) return reg.find_family(name);
+    name = m->root["extends"] ? m->root["extends"].as<std::string>() : "";
+    if (name.empty() && m->root["variants"]) {
+      for (const auto& v : m->root["variants"])
+        if (v.second["extends"]) name = v.second["extends"].as<std::string>();
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string known_families_hint(const family_catalog& catalog) {
+  std::string s;
+  for (const auto& t : catalog.known_model_types()) s += (s.empty() ? "" : ", ") + t;
+  return "known model types: " + (s.empty() ? std::string("(none: no family plugins were found)") : s) +
+         ". To add a family, write a plugin.yaml (docs/plugin-authoring.md) and pass its directory with --plugin-path";
+}
+
+family_catalog make_catalog(plugin_registry& registry) {
+  std::vector<plugin_manifest> ms;
+  for (const plugin_record* r : registry.families()) ms.push_back({r->name, r->manifest_path, r->manifest});
+  return family_catalog(std::move(ms));
+}
+
+hook_runner model_session::hooks() {
+  std::string config_text = json::dump(ckpt->config());
+  plugin_registry* reg = registry.get();
+  const family_catalog* cat = &catalog;
+  std::string plugin = spec.name;
+  return [reg, cat, plugin, config_text](const std::string& hook, int direction, const std::string& key,
+                                         const tensor_spec& t, const std::byte* src, std::byte* dst) {
+    const plugin_record* rec = record_listing_hook(*reg, *cat, plugin, hook);
+    if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + plugin + "' or the plugins it extends");
+    const moereg_hooks_api* api = reg->hooks(*rec);
+    if (!api || !api->transform) throw error(rec->library_path + ": hook library has no transform slot (needed for '" + hook + "')");
+    moereg_tensor_view in{}, out{};
+    in.data = const_cast<std::byte*>(src);
+    out.data = dst;
+    in.dtype = out.dtype = static_cast<std::int32_t>(t.type);
+    in.rank = out.rank = static_cast<std::int32_t>(t.shape.size());
+    std::int64_t stride = 1;
+    for (int i = in.rank - 1; i >= 0; --i) {
+      in.shape[i] = out.shape[i] = t.shape[static_cast<std::size_t>(i)];
+      in.strides[i] = out.strides[i] = stride;
+      stride *= t.shape[static_cast<std::size_t>(i)];
+    }
+    throw_if_error(api->transform(hook.c_str(), direction, key.c_str(), config_text.c_str(), &in, &out),
+                   "plugin '" + rec->name + "' hook '" + hook + "' on tensor '" + key + "'");
+  };
+}
+
+model_session open_model(const session_request& req, const po::variables_map& vm) {
+  model_session s;
+  fs::path p(req.checkpoint);
+  std::string dir = fs::is_directory(p) ? p.string() : p.parent_path().string();
+  std::error_code ec;
+  std::string real = fs::weakly_canonical(dir.empty() ? "." : dir, ec).string();
+  s.registry = make_registry(vm, {real});
+  s.catalog = make_catalog(*s.registry);
+  checkpoint_options co;
+  co.require_config = false;
+  s.ckpt = std::make_unique<checkpoint>(checkpoint::open(req.checkpoint, co));
+
+  // No config.json: a plugin with a native config reader (Mistral's params.json) may make one.
+  if (!s.ckpt->config().is_object()) {
+    for (const auto& m : s.catalog.manifests()) {
+      const YAML::Node nc = m.root["native_config"];
+      if (!nc || !nc["file"] || !s.ckpt->is_directory()) continue;
+      fs::path native = fs::path(req.checkpoint) / nc["file"].as<std::string>();
+      if (!fs::exists(native)) continue;
+      const plugin_record* rec = s.registry->find_family(m.name);
+      const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
+      if (!api || !api->read_config) throw error(m.path + ": native_config hook needs a library with read_config");
+      std::string text;
+      throw_if_error(api->read_config(nc["hook"].as<std::string>().c_str(), req.checkpoint.c_str(), moereg_sink{&text, sink_append}),
+                     "plugin '" + m.name + "' reading " + native.string());
+      s.ckpt->set_config(json::parse(text, "config made by plugin '" + m.name + "' from " + native.string()), native.string());
+      s.native_config = true;
+      spdlog::debug("config.json made from {} by plugin {}", native.string(), m.name);
+      break;
+    }
+    if (!s.ckpt->config().is_object())
+      throw error(req.checkpoint + ": missing config.json (and no plugin recognised a native config file there)");
+  }
+
+  const json::value& cfg = s.ckpt->config();
+  std::vector<std::string> candidates;
+  if (!req.family.empty()) {
+    if (s.catalog.find(req.family)) {
+      candidates.push_back(req.family);
+      const json::value* mt = cfg.find("model_type");
+      s.model_type = mt && mt->is_string() ? mt->as_string() : req.family;
+    } else {
+      s.model_type = req.family;
+      candidates = s.catalog.plugins_for(req.family);
+    }
+  } else {
+    const json::value* mt = cfg.find("model_type");
+    if (!mt || !mt->is_string())
+      throw error(s.ckpt->config_path() + ": no \"model_type\" string, so the family is unknown; pass --family. " +
+                  known_families_hint(s.catalog));
+    s.model_type = mt->as_string();
+    candidates = s.catalog.plugins_for(s.model_type);
+  }
+  if (candidates.empty())
+    throw error(s.ckpt->config_path() + ": model_type '" + s.model_type + "' is not handled by any family plugin; " +
+                known_families_hint(s.catalog));
+  // A native checkpoint is read by the plugin that understood its config first.
+  std::string first_error;
+  for (const auto& plugin : candidates) {
+    try {
+      family_spec spec = s.catalog.resolve(plugin, s.model_type);
+      if (!req.to_layout.empty() && !spec.find_layout(req.to_layout)) {
+        if (first_error.empty())
+          first_error = "family '" + spec.name + "' has no layout '" + req.to_layout + "' (it has: " + [&] {
+            std::string l;
+            for (const auto& x : spec.layouts) {
+              l += (l.empty() ? "" : ", ") + x.name;
+              for (const auto& a : x.aliases) l += ", " + a;
+            }
+            return l;
+          }() + ")";
+        continue;
+      }
+      model_dims dims = read_dims(spec, cfg, s.ckpt->config_path());
+      const layout_spec* layout = nullptr;
+      if (!req.from_layout.empty()) {
+        layout = spec.find_layout(req.from_layout);
+        if (!layout) {
+          if (first_error.empty()) first_error = "family '" + spec.name + "' has no layout '" + req.from_layout + "'";
+          continue;
+        }
+      }
+      s.spec = std::move(spec);
+      s.dims = dims;
+      s.layout = layout ? layout : &detect_layout(*s.ckpt, s.spec, s.dims);
+      return s;
+    } catch (const error& e) {
+      if (first_error.empty()) first_error = e.what();
+    }
+  }
+  throw error(first_error);
+}
+
+}  // namespace moereg::cli
