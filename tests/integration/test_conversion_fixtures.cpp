@@ -1,0 +1,123 @@
+// Conversions against the fixtures made by transformers itself: bit-exact, both ways.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "conversion_support.h"
+#include "moereg/base/error.h"
+#include "test_support.h"
+
+using namespace moereg;
+
+namespace {
+
+std::string diff_text(const comparison& c) {
+  std::string s;
+  for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
+    s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
+  return s;
+}
+
+void expect_same(const std::string& a, const std::string& b) {
+  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
+  comparison c = compare_tensors(test::refs(ca), test::refs(cb));
+  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << diff_text(c);
+  EXPECT_GT(c.compared, 0u);
+}
+
+const char* families[] = {"qwen3_moe", "qwen3_vl_moe", "qwen3_5_moe", "mixtral", "deepseek_v2", "deepseek_v3"};
+
+}  // namespace
+
+TEST(ConversionFixtures, HfToTransformersV5IsBitExact) {
+  for (const char* f : families) {
+    test::temp_dir d;
+    test::convert(test::fixture(std::string(f) + "/hf"), d / "out", "transformers_v5");
+    expect_same(d / "out/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
+  }
+}
+
+TEST(ConversionFixtures, HubToTransformersV5IsBitExact) {
+  for (const char* f : {"qwen3_vl_moe", "qwen3_5_moe"}) {
+    test::temp_dir d;
+    test::convert(test::fixture(std::string(f) + "/hub"), d / "out", "transformers_v5");
+    expect_same(d / "out/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
+  }
+}
+
+TEST(ConversionFixtures, ReverseDirectionsReproduceHfAndHub) {
+  // transformers_v5.safetensors has no config.json beside it: convert a v5 copy made by moereg.
+  for (const char* f : families) {
+    test::temp_dir d;
+    test::convert(test::fixture(std::string(f) + "/hf"), d / "v5", "transformers_v5");
+    checkpoint hf = checkpoint::open(test::fixture(std::string(f) + "/hf"));
+    family_spec spec = test::spec_for(hf);
+    std::string back = spec.find_layout("hf_split") ? "hf_split" : "hf";
+    // The hf/ folders are what transformers 5.17 saves: qwen3_vl_moe saves transformers_v5 order.
+    if (std::string(f) == "qwen3_vl_moe") back = "transformers_v5";
+    test::convert(d / "v5", d / "back", back, "transformers_v5");
+    expect_same(d / "back/model.safetensors", test::fixture(std::string(f) + "/hf/model.safetensors"));
+  }
+  for (const char* f : {"qwen3_vl_moe", "qwen3_5_moe"}) {
+    test::temp_dir d;
+    test::convert(test::fixture(std::string(f) + "/hf"), d / "hub", "hf", std::string(f) == "qwen3_vl_moe" ? "transformers_v5" : "");
+    expect_same(d / "hub/model.safetensors", test::fixture(std::string(f) + "/hub/model.safetensors"));
+  }
+}
+
+TEST(ConversionFixtures, EveryPairOfLayoutsRoundTripsBitExact) {
+  for (const char* f : families) {
+    checkpoint hf = checkpoint::open(test::fixture(std::string(f) + "/hf"));
+    family_spec spec = test::spec_for(hf);
+    model_dims dims = read_dims(spec, hf.config(), hf.config_path());
+    std::string origin = detect_layout(hf, spec, dims).name;
+    test::temp_dir d;
+    std::vector<std::string> layouts = spec.layout_names();
+    for (const auto& a : layouts) test::convert(test::fixture(std::string(f) + "/hf"), d / a, a, origin);
+    for (const auto& a : layouts)
+      for (const auto& b : layouts) {
+        if (a == b) continue;
+        std::string ab = d / (a + "_to_" + b), back = d / (a + "_to_" + b + "_back");
+        test::convert(d / a, ab, b, a);
+        test::convert(ab, back, a, b);
+        expect_same(back + "/model.safetensors", d / (a + "/model.safetensors"));
+        // And B reached through A equals B reached directly.
+        expect_same(ab + "/model.safetensors", d / (b + "/model.safetensors"));
+      }
+  }
+}
+
+TEST(ConversionFixtures, NonExpertTensorsPassThroughByteIdentical) {
+  test::temp_dir d;
+  test::convert(test::fixture("deepseek_v3/hf"), d / "gguf", "gguf");
+  checkpoint src = checkpoint::open(test::fixture("deepseek_v3/hf"));
+  checkpoint out = checkpoint::open(d / "gguf");
+  const auto* a = src.find("model.layers.1.mlp.gate.e_score_correction_bias");
+  const auto* b = out.find("blk.1.exp_probs_b.bias");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->info->type, b->info->type) << "passes through in its source dtype";
+  EXPECT_EQ(std::memcmp(a->data(), b->data(), a->info->nbytes()), 0);
+  EXPECT_NE(out.find("blk.2.ffn_gate_exps.weight"), nullptr);
+  EXPECT_EQ(out.find("blk.2.ffn_gate_exps.weight")->info->shape, (std::vector<std::int64_t>{8, 24, 64}));
+}
+
+TEST(ConversionFixtures, ExpertRangeWritesOnlyThoseExperts) {
+  test::temp_dir d;
+  plan_options o;
+  o.experts = {{2, 5}};
+  test::convert(test::fixture("qwen3_moe/hf"), d / "v5", "transformers_v5", "", o);
+  test::convert(test::fixture("qwen3_moe/hf"), d / "split", "hf", "", o);
+  checkpoint v5 = checkpoint::open(d / "v5");
+  checkpoint full = checkpoint::open(test::fixture("qwen3_moe/transformers_v5.safetensors"));
+  const auto* part = v5.find("model.layers.1.mlp.experts.gate_up_proj");
+  const auto* all = full.find("model.layers.1.mlp.experts.gate_up_proj");
+  ASSERT_TRUE(part && all);
+  EXPECT_EQ(part->info->shape, (std::vector<std::int64_t>{3, 48, 64}));
+  std::uint64_t per = 48 * 64 * 2;
+  EXPECT_EQ(std::memcmp(part->data(), all->data() + 2 * per, 3 * per), 0);
+  checkpoint split = checkpoint::open(d / "split");
+  EXPECT_NE(split.find("model.layers.0.mlp.experts.2.gate_proj.weight"), nullptr) << "split keys keep global expert ids";
+  EXPECT_EQ(split.find("model.layers.0.mlp.experts.5.gate_proj.weight"), nullptr);
+  EXPECT_EQ(split.find("model.layers.0.mlp.experts.1.gate_proj.weight"), nullptr);
+}

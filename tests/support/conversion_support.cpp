@@ -1,0 +1,61 @@
+#include "conversion_support.h"
+
+#include <filesystem>
+
+#include "moereg/base/error.h"
+#include "moereg/checkpoint/checkpoint_writer.h"
+#include "moereg/exec/executor.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg::test {
+
+const family_catalog& source_catalog() {
+  static const family_catalog cat = [] {
+    std::vector<plugin_manifest> ms;
+    for (const auto& d : fs::directory_iterator(std::string(MOEREG_SOURCE_DIR) + "/plugins")) {
+      fs::path y = d.path() / "plugin.yaml";
+      if (!fs::exists(y)) continue;
+      YAML::Node root = YAML::LoadFile(y.string());
+      ms.push_back({root["name"].as<std::string>(), y.string(), root});
+    }
+    return family_catalog(std::move(ms));
+  }();
+  return cat;
+}
+
+family_spec spec_for(const checkpoint& ckpt) {
+  std::string mt = ckpt.config().find("model_type")->as_string();
+  auto plugins = source_catalog().plugins_for(mt);
+  if (plugins.empty()) throw error("no plugin for " + mt);
+  return source_catalog().resolve(plugins.front(), mt);
+}
+
+void convert(const std::string& ckpt_path, const std::string& out_dir, const std::string& to, const std::string& from,
+             const plan_options& options) {
+  checkpoint ckpt = checkpoint::open(ckpt_path);
+  family_spec spec = spec_for(ckpt);
+  model_dims dims = read_dims(spec, ckpt.config(), ckpt.config_path());
+  const layout_spec* src = from.empty() ? &detect_layout(ckpt, spec, dims) : spec.find_layout(from);
+  if (!src) throw error("no layout " + from);
+  const layout_spec* dst = spec.find_layout(to);
+  if (!dst) throw error("no layout " + to);
+  decoded_checkpoint d = decode_checkpoint(ckpt, spec, *src, dims);
+  conversion_plan plan = plan_conversion(d, *dst, options);
+  std::vector<tensor_spec> specs;
+  for (const auto& o : plan.outputs) specs.push_back(o.spec);
+  checkpoint_writer w(out_dir, plan_shards(specs, {}));
+  execute_options eo;
+  eo.threads = 2;
+  execute_plan(plan, w, eo);
+  w.write_file("config.json", json::dump(ckpt.config(), 2));
+  w.finish(false);
+}
+
+std::vector<tensor_ref> refs(const checkpoint& c) {
+  std::vector<tensor_ref> out;
+  for (const auto& e : c.tensors()) out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes()});
+  return out;
+}
+
+}  // namespace moereg::test

@@ -1,0 +1,27 @@
+// conversion_support.h - in-process conversions for tests, with the family plugins read
+// straight from the source tree (no hook libraries needed for these families).
+#pragma once
+
+#include <string>
+
+#include "moereg/checkpoint/checkpoint.h"
+#include "moereg/checkpoint/compare.h"
+#include "moereg/layout/family_catalog.h"
+#include "moereg/plan/conversion_plan.h"
+
+namespace moereg::test {
+
+// Every plugins/*/plugin.yaml of the source tree.
+const family_catalog& source_catalog();
+
+// The family spec for a checkpoint's model_type (first plugin claiming it).
+family_spec spec_for(const checkpoint& ckpt);
+
+// Convert ckpt (in layout `from`, or detected when empty) to `to`, writing out_dir.
+void convert(const std::string& ckpt_path, const std::string& out_dir, const std::string& to, const std::string& from = "",
+             const plan_options& options = {});
+
+// Tensors of a checkpoint as comparison refs.
+std::vector<tensor_ref> refs(const checkpoint& c);
+
+}  // namespace moereg::test
