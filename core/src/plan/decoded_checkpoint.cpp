@@ -277,6 +277,21 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
     for (auto* x : v) s += (s.empty() ? "" : ", ") + x->name;
     return s;
   };
+  // Layouts that store a tensor under the same key with the same shape but different
+  // contents (transposed or not, when H == 2I) cannot be told apart: never guess.
+  for (std::size_t a = 0; a < by_keys.size(); ++a)
+    for (std::size_t b = a + 1; b < by_keys.size(); ++b)
+      for (const auto& ea : by_keys[a]->experts)
+        for (const auto& eb : by_keys[b]->experts)
+          if (ea.key.text() == eb.key.text() && (ea.transpose != eb.transpose || ea.pieces != eb.pieces) &&
+              entry_shape(ea, dims, nullptr, nullptr, nullptr) == entry_shape(eb, dims, nullptr, nullptr, nullptr)) {
+            captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
+            throw error(ckpt.path() + ": '" + ea.key.format(c) + "' has shape " +
+                        shape_string(entry_shape(ea, dims, nullptr, nullptr, nullptr)) + " in both layout '" +
+                        by_keys[a]->name + "' and layout '" + by_keys[b]->name + "' (" + dims.describe() +
+                        "), with different contents, so the files cannot say which one this is; pass --from " +
+                        by_keys[a]->name + " or --from " + by_keys[b]->name);
+          }
   if (by_shapes.size() == 1) return *by_shapes.front();
   if (by_shapes.size() > 1)
     throw error(ckpt.path() + ": the tensors fit several layouts of family '" + spec.name + "' equally (" + names(by_shapes) +
