@@ -72,6 +72,11 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
   }
 
   fs::path index = dir / index_name;
+  if (!fs::exists(index))  // native formats name it after their files: consolidated.safetensors.index.json
+    for (const auto& de : fs::directory_iterator(dir)) {
+      std::string n = de.path().filename().string();
+      if (n.size() > 23 && n.compare(n.size() - 23, 23, ".safetensors.index.json") == 0 && n[0] != '.') index = de.path();
+    }
   if (fs::exists(index)) {
     c.has_index_ = true;
     std::string where = index.string();

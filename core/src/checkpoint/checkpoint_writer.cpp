@@ -26,6 +26,7 @@ std::vector<shard_plan> plan_shards(std::vector<tensor_spec> specs, const checkp
     shards.back().bytes += n;
     shards.back().tensors.push_back(std::move(s));
   }
+  for (auto& s : shards) s.index_name = options.file_stem + ".safetensors.index.json";
   if (shards.size() == 1 && !options.force_index) {
     shards[0].file_name = options.file_stem + ".safetensors";
   } else {
@@ -111,7 +112,7 @@ void checkpoint_writer::finish(bool write_index) {
     for (auto& [k, v] : entries) map.emplace_back(std::move(k), json::value(std::move(v)));
     json::value doc(json::object{{"metadata", json::value(json::object{{"total_size", json::value(total)}})},
                                  {"weight_map", json::value(std::move(map))}});
-    write_file("model.safetensors.index.json", json::dump(doc, 2) + "\n");
+    write_file(shards_.front().index_name, json::dump(doc, 2) + "\n");
   }
   finished_ = true;
 }

@@ -297,6 +297,9 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
     throw error(ckpt.path() + ": the tensors fit several layouts of family '" + spec.name + "' equally (" + names(by_shapes) +
                 ": same names and shapes with " + dims.describe() +
                 "), so the layout cannot be told from the files; say which with --from");
+  // One layout has these names: read it, and let decoding name every tensor whose shape
+  // disagrees with config.json.
+  if (by_keys.size() == 1) return *by_keys.front();
   if (!by_keys.empty())
     throw error(ckpt.path() + ": the expert tensors of layer " + std::to_string(l) + " have the names of layout(s) " +
                 names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.describe() +

@@ -23,11 +23,12 @@ namespace moereg {
 struct checkpoint_writer_options {
   std::uint64_t shard_size = 0;   // 0: one file, model.safetensors
   bool force_index = false;       // write an index even for one shard
-  std::string file_stem = "model";  // model.safetensors, model-00001-of-00003.safetensors
+  std::string file_stem = "model";  // model.safetensors, model-00001-of-00003.safetensors, model.safetensors.index.json
   std::map<std::string, std::string> metadata{{"format", "pt"}};
 };
 
 struct shard_plan {
+  std::string index_name;            // <stem>.safetensors.index.json
   std::string file_name;
   std::vector<tensor_spec> tensors;  // in file order
   std::uint64_t bytes = 0;

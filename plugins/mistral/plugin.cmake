@@ -1,0 +1,1 @@
+target_link_libraries(moereg_plugin_mistral PRIVATE yaml-cpp)  # reads params.json
