@@ -214,10 +214,6 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
       has_shared_gate_ = true;
     }
   }
-  if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
-    std::string s = t;
-    forced_tiles_ = s == "m16" ? 0 : s == "m64" ? 1 : s == "m128" ? 2 : -1;
-  }
 
   check(cudaStreamCreate(&stream_), "cudaStreamCreate");
   auto dalloc = [&](size_t bytes) {
@@ -415,7 +411,13 @@ void moe_layer::ensure_workspace(int tokens) {
 }
 
 tile_config moe_layer::pick_tiles(int rows_per_group) const {
-  if (forced_tiles_ >= 0) return static_cast<tile_config>(forced_tiles_);
+  // MOEREG_CUDA_TILES=m16|m64|m128 forces one shape (tests, measurements); read per call.
+  if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
+    const std::string s = t;
+    if (s == "m16") return tile_config::m16;
+    if (s == "m64") return tile_config::m64;
+    if (s == "m128") return tile_config::m128;
+  }
   if (rows_per_group <= 24) return tile_config::m16;
   if (rows_per_group <= 160) return tile_config::m64;
   return tile_config::m128;
@@ -547,7 +549,10 @@ void moe_layer::route(const moereg_tensor_view& x, const moereg_tensor_view& ids
                        stream_);
   void* idd = ids.memory == MOEREG_MEMORY_DEVICE ? ids.data : ws_->ids_in;
   float* wd = weights.memory == MOEREG_MEMORY_DEVICE ? static_cast<float*>(weights.data) : ws_->w_in;
-  launch_router_topk(ws_->logits, bias_, rcfg_, static_cast<int>(T), idd, i64, wd, stream_);
+  // "Rounded to the activation dtype": a no-op for f32 activations, bf16 rounding for bf16 ones.
+  route_config cfg = rcfg_;
+  cfg.round_logits = rcfg_.round_logits && xb;
+  launch_router_topk(ws_->logits, bias_, cfg, static_cast<int>(T), idd, i64, wd, stream_);
   if (ids.memory == MOEREG_MEMORY_HOST)
     check(cudaMemcpyAsync(ids.data, idd, static_cast<size_t>(T * K_) * elem_size(ids.dtype), cudaMemcpyDeviceToHost,
                           stream_),

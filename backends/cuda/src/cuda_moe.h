@@ -70,7 +70,6 @@ class moe_layer {
   float* bias_ = nullptr;
   size_t weight_bytes_ = 0;
   double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
-  int forced_tiles_ = -1;  // MOEREG_CUDA_TILES=m16|m64|m128, for measurements
   tile_config last_tiles_ = tile_config::m16;
   int last_tokens_ = 0;
   workspace* ws_ = nullptr;

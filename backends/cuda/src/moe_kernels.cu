@@ -84,6 +84,7 @@ constexpr float masked_score = -1e30f;  // below any real score, above "taken" (
 
 __global__ void router_topk_kernel(const float* __restrict__ logits, const float* __restrict__ bias, route_config cfg,
                                    int tokens, void* ids, int ids_i64, float* __restrict__ weights) {
+  // cfg.round_logits is set by the launcher only when the activations are bf16.
   extern __shared__ float sm[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int E = cfg.num_experts;
@@ -260,7 +261,6 @@ __global__ void scatter_kernel(const void* ids, int ids_i64, const float* weight
 // ---------------------------------------------------------------- grouped GEMM
 
 constexpr int BN = 128;
-constexpr int BK = 32;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -286,14 +286,17 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-// Byte offset of 16-byte chunk c (0..3) of row r in a [rows][BK] bf16 tile. The XOR keeps
-// the 8 rows an ldmatrix reads in distinct bank groups.
+// Byte offset of 16-byte chunk c of row r in a [rows][BK] bf16 tile. The XOR keeps the 8
+// rows an ldmatrix reads in distinct bank groups (64-byte rows: pairs of rows share a line).
+template <int BK>
 __device__ __forceinline__ uint32_t tile_off(int r, int c) {
-  return static_cast<uint32_t>(r * (BK * 2) + ((c ^ ((r >> 1) & 3)) << 4));
+  if constexpr (BK == 64) return static_cast<uint32_t>(r * 128 + ((c ^ (r & 7)) << 4));
+  else return static_cast<uint32_t>(r * 64 + ((c ^ ((r >> 1) & 3)) << 4));
 }
 
-template <int BM, int WM, int WN, int STAGES, bool GATE_UP>
+template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP>
 __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem p) {
+  constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
   constexpr int THREADS = WM * WN * 32;
   constexpr int TM = BM / WM;
   constexpr int MI = TM / 16;
@@ -302,8 +305,8 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   constexpr int A_BYTES = BM * BK * 2;
   constexpr int B_BYTES = BN * BK * 2;
   constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
-  constexpr int A_CHUNKS = BM * 4;
-  constexpr int B_CHUNKS = BN * 4;
+  constexpr int A_CHUNKS = BM * CPR;
+  constexpr int B_CHUNKS = BN * CPR;
   constexpr int A_PER = (A_CHUNKS + THREADS - 1) / THREADS;
   constexpr int B_PER = B_CHUNKS / THREADS;
 
@@ -333,7 +336,7 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
 #pragma unroll
   for (int i = 0; i < A_PER; ++i) {
     int chunk = tid + i * THREADS;
-    int r = chunk >> 2;
+    int r = chunk / CPR;
     a_ok[i] = chunk < A_CHUNKS && r < rows;
     a_src[i] = GATE_UP ? p.x : p.h;
     if (a_ok[i]) {
@@ -350,7 +353,7 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   bool b_ok[B_PER];
 #pragma unroll
   for (int i = 0; i < B_PER; ++i) {
-    int n = (tid + i * THREADS) >> 2;
+    int n = (tid + i * THREADS) / CPR;
     if (GATE_UP) {
       int col = blockIdx.x * (BN / 2) + (n >> 5) * 16 + (n & 15);
       b_ok[i] = col < p.inter;
@@ -372,19 +375,19 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
     for (int i = 0; i < A_PER; ++i) {
       int chunk = tid + i * THREADS;
       if (chunk < A_CHUNKS) {
-        int r = chunk >> 2, c = chunk & 3;
+        int r = chunk / CPR, c = chunk % CPR;
         int k = k0 + c * 8;
         bool ok = a_ok[i] && k < K;
-        cp_async16(sa + tile_off(r, c), ok ? a_src[i] + k : a_src[i], ok);
+        cp_async16(sa + tile_off<BK>(r, c), ok ? a_src[i] + k : a_src[i], ok);
       }
     }
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
       int chunk = tid + i * THREADS;
-      int r = chunk >> 2, c = chunk & 3;
+      int r = chunk / CPR, c = chunk % CPR;
       int k = k0 + c * 8;
       bool ok = b_ok[i] && k < K;
-      cp_async16(sb + tile_off(r, c), ok ? b_src[i] + k : b_src[i], ok);
+      cp_async16(sb + tile_off<BK>(r, c), ok ? b_src[i] + k : b_src[i], ok);
     }
   };
 
@@ -414,20 +417,20 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
     const uint32_t sa = sbase + (kt % STAGES) * STAGE_BYTES;
     const uint32_t sb = sa + A_BYTES;
 #pragma unroll
-    for (int kk = 0; kk < 2; ++kk) {
+    for (int kk = 0; kk < BK / 16; ++kk) {
       uint32_t af[MI][4];
       uint32_t bf[NI][2];
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi) {
         int r = wm * TM + mi * 16 + (lane & 15);
         int c = kk * 2 + (lane >> 4);
-        ldmatrix_x4(sa + tile_off(r, c), af[mi][0], af[mi][1], af[mi][2], af[mi][3]);
+        ldmatrix_x4(sa + tile_off<BK>(r, c), af[mi][0], af[mi][1], af[mi][2], af[mi][3]);
       }
 #pragma unroll
       for (int nj = 0; nj < NI / 2; ++nj) {
         int r = wn * 32 + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
         int c = kk * 2 + ((lane >> 3) & 1);
-        ldmatrix_x4(sb + tile_off(r, c), bf[2 * nj][0], bf[2 * nj][1], bf[2 * nj + 1][0], bf[2 * nj + 1][1]);
+        ldmatrix_x4(sb + tile_off<BK>(r, c), bf[2 * nj][0], bf[2 * nj][1], bf[2 * nj + 1][0], bf[2 * nj + 1][1]);
       }
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
@@ -478,12 +481,12 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   }
 }
 
-template <int BM, int WM, int WN, int STAGES>
+template <int BM, int BK, int WM, int WN, int STAGES>
 void run_experts(const gemm_problem& p, cudaStream_t stream) {
   constexpr int threads = WM * WN * 32;
   constexpr int smem = STAGES * (BM + BN) * BK * 2;
-  auto k1 = experts_gemm_kernel<BM, WM, WN, STAGES, true>;
-  auto k2 = experts_gemm_kernel<BM, WM, WN, STAGES, false>;
+  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true>;
+  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false>;
   static bool configured = [&] {
     cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -558,9 +561,9 @@ void launch_permute(const void* ids, bool ids_i64, const float* weights, int tok
 
 int tile_rows(tile_config c) { return c == tile_config::m16 ? 16 : c == tile_config::m64 ? 64 : 128; }
 const char* tile_name(tile_config c) {
-  return c == tile_config::m16 ? "128x16x32 (4 warps, 8 stages)"
-         : c == tile_config::m64 ? "128x64x32 (8 warps, 4 stages)"
-                                 : "128x128x32 (8 warps, 4 stages)";
+  return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages)"
+         : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages)"
+                                 : "n128 m128 k32 (8 warps, 4 stages)";
 }
 int max_row_tiles(int slots, int experts, int bm) {
   long long bound = (static_cast<long long>(slots) + bm - 1) / bm + (experts < slots ? experts : slots);
@@ -572,9 +575,9 @@ void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
   if (p.hidden % 8 != 0 || p.inter % 8 != 0)
     throw std::runtime_error("CUDA experts need hidden and intermediate sizes that are multiples of 8");
   switch (c) {
-    case tile_config::m16: run_experts<16, 1, 4, 8>(p, stream); break;
-    case tile_config::m64: run_experts<64, 2, 4, 4>(p, stream); break;
-    case tile_config::m128: run_experts<128, 2, 4, 4>(p, stream); break;
+    case tile_config::m16: run_experts<16, 64, 1, 4, 6>(p, stream); break;
+    case tile_config::m64: run_experts<64, 64, 2, 4, 4>(p, stream); break;
+    case tile_config::m128: run_experts<128, 32, 2, 4, 4>(p, stream); break;
   }
 }
 
