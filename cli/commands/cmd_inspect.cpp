@@ -3,6 +3,9 @@
 #include <iostream>
 
 #include "command.h"
+#include "model_session.h"
+#include "moereg/base/error.h"
+#include "plugin_options.h"
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/checkpoint/summary.h"
 
@@ -14,6 +17,7 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
                    "model.safetensors, or model.safetensors.index.json plus shards) or one .safetensors file.\n"
                    "Tensors whose names differ only in layer/expert numbers are folded into one row.");
   p.options().add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint directory or .safetensors file");
+  add_plugin_options(p.options());
   p.positional("checkpoint", 1);
   auto vm = p.parse(args, globals);
 
@@ -22,15 +26,35 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
   checkpoint ckpt = checkpoint::open(vm["checkpoint"].as<std::string>(), opts);
   checkpoint_summary s = summarize(ckpt);
 
+  // Family and layout, when a plugin recognises the checkpoint (headers only, still).
+  std::string family, model_type, layout, why_unknown, dims;
+  try {
+    session_request req;
+    req.checkpoint = vm["checkpoint"].as<std::string>();
+    model_session m = open_model(req, vm);
+    family = m.spec.name;
+    model_type = m.model_type;
+    layout = m.layout->name;
+    dims = m.dims.describe() + " K=" + std::to_string(m.dims.K) + ", " + std::to_string(m.dims.moe_layers.size()) + " MoE layers";
+  } catch (const error& e) {
+    why_unknown = e.what();
+  }
+
   if (globals.json) {
     json::value v = summary_to_json(s);
     v.set("config", json::value(ckpt.config_path()));
+    v.set("family", family.empty() ? json::value(nullptr) : json::value(family));
+    v.set("model_type", model_type.empty() ? json::value(nullptr) : json::value(model_type));
+    v.set("layout", layout.empty() ? json::value(nullptr) : json::value(layout));
+    if (!why_unknown.empty()) v.set("family_error", json::value(why_unknown));
     std::cout << json::dump(v, 2) << "\n";
     return 0;
   }
   std::cout << "checkpoint  " << s.path << "\n";
   std::cout << "files       " << s.files << (s.has_index ? " (with model.safetensors.index.json)" : "") << "\n";
   std::cout << "config      " << (ckpt.config_path().empty() ? "(none)" : ckpt.config_path()) << "\n";
+  if (!family.empty()) std::cout << "family      " << family << " (model_type " << model_type << "), layout " << layout << "; " << dims << "\n";
+  else std::cout << "family      unknown: " << why_unknown << "\n";
   std::cout << "tensors     " << s.tensor_count << "\n";
   std::cout << "bytes       " << s.total_bytes << " (" << human_bytes(s.total_bytes) << ")\n";
   std::cout << "dtypes     ";
