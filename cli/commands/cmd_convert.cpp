@@ -1,6 +1,8 @@
 // moereg convert CKPT OUT --to LAYOUT: any layout of a family to any other, streaming.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "model_session.h"
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/checkpoint/resume_log.h"
 #include "moereg/checkpoint/summary.h"
 #include "plugin_options.h"
 #include "progress.h"
@@ -103,6 +106,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "threads", po::value<int>(), "threads (default: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB); default: one file")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
+      "resume", po::bool_switch(), "continue an interrupted conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone")(
       "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts)");
   add_plugin_options(p.options());
   p.positional("checkpoint", 1).positional("out", 1);
@@ -175,7 +179,42 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   wo.file_stem = target->file_stem;
   std::vector<tensor_spec> specs;
   for (const auto& t : plan.outputs) specs.push_back(t.spec);
-  checkpoint_writer writer(o["output"], plan_shards(std::move(specs), wo));
+  std::vector<shard_plan> shards = plan_shards(std::move(specs), wo);
+
+  // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
+  std::string fp_text = fs::weakly_canonical(o["source"]).string() + "|" + target->name + "|" + (o.count("experts") ? o["experts"] : "");
+  for (const auto& sh : shards) {
+    fp_text += "|" + sh.file_name;
+    for (const auto& t : sh.tensors) fp_text += "," + t.name + ":" + std::string(dtype_name(t.type)) + shape_string(t.shape);
+  }
+  char fp_hex[32];
+  std::snprintf(fp_hex, sizeof fp_hex, "%016llx", static_cast<unsigned long long>(string_hash(fp_text)));
+  bool resume = vm["resume"].as<bool>();
+  resume_log log;
+  log.fingerprint = fp_hex;
+  std::vector<bool> skip(shards.size(), false);
+  if (resume) {
+    auto old = resume_log::load(o["output"]);
+    if (!old)
+      throw error(o["output"] + ": nothing to resume (no " + resume_log::file_name + "; it is written by a sharded or single-file conversion as it goes)");
+    if (old->fingerprint != log.fingerprint)
+      throw error(o["output"] + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      auto it = old->shards.find(shards[i].file_name);
+      fs::path f = fs::path(o["output"]) / shards[i].file_name;
+      if (it == old->shards.end() || !fs::exists(f)) continue;
+      if (fs::file_size(f) == it->second.size && file_checksum(f.string()) == it->second.checksum) {
+        skip[i] = true;
+        log.shards[it->first] = it->second;
+      } else {
+        spdlog::warn("{}: size or checksum differs from the resume log; writing it again", f.string());
+      }
+    }
+    for (const auto& de : fs::directory_iterator(o["output"]))  // temporaries of the interrupted run
+      if (de.path().filename().string().size() > 8 && de.path().extension() == ".partial") fs::remove(de.path());
+    spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards.size());
+  }
+  checkpoint_writer writer(o["output"], std::move(shards), resume);
 
   execute_progress progress;
   progress.total_bytes = plan.total_bytes;
@@ -184,6 +223,17 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   eo.threads = o.count("threads") ? std::stoi(o["threads"]) : 0;
   eo.progress = &progress;
   eo.hooks = s.hooks();
+  eo.skip_shards = skip;
+  const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
+  int crash_after = crash ? std::atoi(crash) : -1;
+  int done_here = 0;
+  eo.on_shard_done = [&](std::size_t i) {
+    const auto& sh = writer.shards()[i];
+    fs::path f = fs::path(o["output"]) / sh.file_name;
+    log.shards[sh.file_name] = {fs::file_size(f), file_checksum(f.string())};
+    log.save(o["output"]);
+    if (++done_here == crash_after) std::_Exit(70);
+  };
   double t1 = now_seconds();
   {
     progress_line line("convert", progress);
@@ -223,6 +273,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       }
     }
   writer.finish(writer.shards().size() > 1);
+  std::error_code ec;
+  fs::remove(fs::path(o["output"]) / resume_log::file_name, ec);
   double t_exec = now_seconds() - t1;
   double rate = t_exec > 0 ? static_cast<double>(plan.total_bytes) / t_exec : 0;
   if (globals.json) {

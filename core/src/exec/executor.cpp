@@ -149,6 +149,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
     for (auto& t : pool) t.join();
     if (failure) std::rethrow_exception(failure);
     writer.commit_shard();
+    if (options.on_shard_done) options.on_shard_done(s);
   }
 }
 

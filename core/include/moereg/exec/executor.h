@@ -36,6 +36,8 @@ struct execute_options {
   std::map<std::string, std::string> metadata{{"format", "pt"}};
   // Shards to skip because a previous run completed them (--resume).
   std::vector<bool> skip_shards;
+  // Called after each shard is committed (renamed into place), with its index.
+  std::function<void(std::size_t)> on_shard_done;
 };
 
 // Writes every shard of `writer` (whose shard plan came from plan.outputs) and commits them.
