@@ -1,0 +1,83 @@
+// A family added with plugin.yaml alone (examples/families/qwen2_moe, the one
+// docs/plugin-authoring.md walks through) converts both ways with no rebuild.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "moereg/checkpoint/checkpoint_writer.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "test_support.h"
+
+using namespace moereg;
+
+namespace {
+
+void write_qwen2_moe(const std::string& dir) {
+  const int L = 2, E = 4, H = 16, I = 8, Is = 12, V = 32;
+  std::vector<tensor_spec> s;
+  auto add = [&](std::string n, std::vector<std::int64_t> shape) { s.push_back({std::move(n), dtype::BF16, std::move(shape)}); };
+  add("lm_head.weight", {V, H});
+  add("model.embed_tokens.weight", {V, H});
+  add("model.norm.weight", {H});
+  for (int l = 0; l < L; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {H});
+    add(p + "post_attention_layernorm.weight", {H});
+    for (const char* x : {"q", "k", "v"}) {
+      add(p + "self_attn." + x + "_proj.weight", {H, H});
+      add(p + "self_attn." + x + "_proj.bias", {H});
+    }
+    add(p + "self_attn.o_proj.weight", {H, H});
+    add(p + "mlp.gate.weight", {E, H});
+    add(p + "mlp.shared_expert.gate_proj.weight", {Is, H});
+    add(p + "mlp.shared_expert.up_proj.weight", {Is, H});
+    add(p + "mlp.shared_expert.down_proj.weight", {H, Is});
+    add(p + "mlp.shared_expert_gate.weight", {1, H});
+    for (int e = 0; e < E; ++e) {
+      std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+      add(x + "gate_proj.weight", {I, H});
+      add(x + "up_proj.weight", {I, H});
+      add(x + "down_proj.weight", {H, I});
+    }
+  }
+  sort_like_safetensors(s);
+  checkpoint_writer w(dir, plan_shards(s, {}));
+  auto& f = w.open_shard(0, {{"format", "pt"}});
+  std::uint16_t n = 1;
+  for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+    std::vector<std::uint16_t> v(f.tensors()[i].numel());
+    for (auto& x : v) x = static_cast<std::uint16_t>(0x3c00 + (n++ % 997));
+    f.write(i, 0, v.data(), v.size() * 2);
+  }
+  w.commit_shard();
+  w.write_file("config.json", R"({"model_type": "qwen2_moe", "hidden_size": 16, "moe_intermediate_size": 8,
+    "shared_expert_intermediate_size": 12, "num_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2,
+    "norm_topk_prob": false, "decoder_sparse_step": 1, "mlp_only_layers": []})");
+  w.finish(false);
+}
+
+}  // namespace
+
+TEST(YamlOnlyPlugin, Qwen2MoeFromTheAuthoringGuideConvertsBothWays) {
+  test::temp_dir d;
+  write_qwen2_moe(d / "hf");
+  std::string plugins = std::string(MOEREG_SOURCE_DIR) + "/examples/families";
+  auto check = test::run_moereg("plugins check " + plugins + "/qwen2_moe");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  auto without = test::run_moereg("convert " + (d / "hf") + " " + (d / "x") + " --to transformers_v5");
+  EXPECT_EQ(without.exit_code, 1) << "qwen2_moe is not a built-in family";
+  for (const char* to : {"transformers_v5", "grouped"}) {
+    auto r = test::run_moereg("convert " + (d / "hf") + " " + (d / to) + " --to " + to + " --plugin-path " + plugins);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_moereg("convert " + (d / to) + " " + (d / (std::string(to) + "_back")) + " --to hf --plugin-path " + plugins);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_moereg("verify " + (d / (std::string(to) + "_back")) + " " + (d / "hf"));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("by tensor name"), std::string::npos) << "same layout: compared by name";
+  }
+  auto env = test::run_moereg("inspect --json " + (d / "grouped"));
+  EXPECT_NE(env.output.find("\"family\": null"), std::string::npos) << env.output;
+  auto r = std::system(("MOEREG_PLUGIN_PATH=" + plugins + " " + MOEREG_BUILD_DIR + "/bin/moereg inspect " + (d / "grouped") +
+                        " | grep -q 'layout grouped'").c_str());
+  EXPECT_EQ(r, 0) << "MOEREG_PLUGIN_PATH finds the plugin too";
+}
