@@ -1,0 +1,129 @@
+// The cpu backend's C table: every slot turns C++ exceptions into a host status.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "cpu_kernels.h"
+#include "cpu_moe.h"
+#include "moereg/abi/moereg_backend.h"
+
+namespace {
+
+const moereg_host_api* host = nullptr;
+
+using moereg::cpu::kernel_table;
+
+// The best kernel table this CPU runs; MOEREG_CPU_ISA=avx2|avx512f|scalar forces a lower one
+// (for tests and for comparing kernels on one machine).
+kernel_table pick_kernels() {
+  kernel_table t;
+  const char* force = std::getenv("MOEREG_CPU_ISA");
+  std::string want = force ? force : "";
+  if (moereg::cpu::cpu_has_avx512bf16() && (want.empty() || want == "avx512bf16")) {
+    moereg::cpu::fill_avx512bf16(t);
+  } else if (moereg::cpu::cpu_has_avx512() && (want.empty() || want == "avx512bf16" || want == "avx512f")) {
+    moereg::cpu::fill_avx512(t);
+  } else if (moereg::cpu::cpu_has_avx2() && want != "scalar") {
+    moereg::cpu::fill_avx2(t);
+  } else {
+    moereg::cpu::fill_scalar(t);
+  }
+  return t;
+}
+
+int online_cores() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int32_t cpu_probe(char* reason, size_t reason_size) noexcept {
+  // Always runnable; the score says how well: vector units lift it above a plain loop.
+  int32_t score = 10;
+  const char* isa = "no AVX2: portable scalar kernels";
+  if (moereg::cpu::cpu_has_avx512bf16()) {
+    score = 30;
+    isa = "AVX-512 BF16 (vdpbf16ps)";
+  } else if (moereg::cpu::cpu_has_avx512()) {
+    score = 25;
+    isa = "AVX-512F";
+  } else if (moereg::cpu::cpu_has_avx2()) {
+    score = 20;
+    isa = "AVX2+FMA";
+  }
+  if (reason && reason_size) std::snprintf(reason, reason_size, "%s, %d cores", isa, online_cores());
+  return score;
+}
+
+moereg_status* cpu_create(const moereg_moe_weights* weights, const moereg_routing_params* routing,
+                          const moereg_backend_options* options, moereg_backend** out) noexcept {
+  MOEREG_API_BEGIN
+  (void)routing;  // the host routes; the cpu backend has no `route` slot
+  if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
+  int threads = options && options->threads > 0 ? options->threads : online_cores();
+  try {
+    auto* engine = new moereg::cpu::moe_engine(*weights, threads, pick_kernels());
+    *out = reinterpret_cast<moereg_backend*>(engine);
+  } catch (const moereg::cpu::unsupported& e) {
+    return host->status_create(MOEREG_UNSUPPORTED, e.what());
+  } catch (const std::invalid_argument& e) {
+    return host->status_create(MOEREG_INVALID_ARGUMENT, e.what());
+  }
+  return nullptr;
+  MOEREG_API_END
+}
+
+moereg_status* cpu_forward(moereg_backend* backend, const moereg_tensor_view* x, const moereg_tensor_view* ids,
+                           const moereg_tensor_view* weights, moereg_tensor_view* out) noexcept {
+  MOEREG_API_BEGIN
+  if (!backend || !x || !ids || !weights || !out)
+    return host->status_create(MOEREG_INVALID_ARGUMENT, "forward: a required argument is NULL");
+  try {
+    reinterpret_cast<moereg::cpu::moe_engine*>(backend)->forward(*x, *ids, *weights, *out);
+  } catch (const moereg::cpu::unsupported& e) {
+    return host->status_create(MOEREG_UNSUPPORTED, e.what());
+  } catch (const std::invalid_argument& e) {
+    return host->status_create(MOEREG_INVALID_ARGUMENT, e.what());
+  }
+  return nullptr;
+  MOEREG_API_END
+}
+
+void cpu_destroy(moereg_backend* backend) noexcept { delete reinterpret_cast<moereg::cpu::moe_engine*>(backend); }
+
+moereg_status* cpu_describe(moereg_backend* backend, moereg_sink sink) noexcept {
+  MOEREG_API_BEGIN
+  if (!backend || !sink.write) return host->status_create(MOEREG_INVALID_ARGUMENT, "describe: NULL backend or sink");
+  std::string s = reinterpret_cast<moereg::cpu::moe_engine*>(backend)->describe();
+  sink.write(sink.context, s.data(), s.size());
+  return nullptr;
+  MOEREG_API_END
+}
+
+const moereg_backend_api cpu_api = {
+    MOEREG_PLUGIN_API_VERSION,
+    "cpu",
+    "0.1.0",
+    &cpu_probe,
+    &cpu_create,
+    &cpu_forward,
+    &cpu_destroy,
+    nullptr,  // route: the host routes
+    nullptr,  // alloc: host memory only
+    nullptr,
+    nullptr,
+    nullptr,
+    &cpu_describe,
+    nullptr,
+};
+
+}  // namespace
+
+extern "C" MOEREG_EXPORT const moereg_backend_api* moereg_backend_entry(const moereg_host_api* h) noexcept {
+  if (!h || h->api_version < MOEREG_PLUGIN_API_MIN || !h->status_create) return nullptr;
+  host = h;
+  return &cpu_api;
+}

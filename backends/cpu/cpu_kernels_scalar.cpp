@@ -1,0 +1,40 @@
+// Portable tiles, for CPUs without AVX2 (and a check on the vector ones).
+#include <cstring>
+
+#include "cpu_tile_impl.h"
+
+namespace moereg::cpu {
+namespace {
+
+struct scalar_vec {
+  using reg = float;
+  static constexpr int W = 1;
+  static reg zero() { return 0.0f; }
+  static reg load(const float* p) { return *p; }
+  static reg load(const std::uint16_t* p) {
+    std::uint32_t bits = static_cast<std::uint32_t>(*p) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+  static reg fma(reg a, reg b, reg acc) { return acc + a * b; }
+  static float sum(reg r) { return r; }
+};
+
+}  // namespace
+
+void fill_scalar(kernel_table& t) {
+  t.isa = "scalar";
+  t.tile_m = 2;
+  t.tile_n = 4;
+  fma_tiles<scalar_vec>::fill(t);
+}
+
+// Here, in the one kernel file compiled without ISA flags, so the check itself runs anywhere.
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+bool cpu_has_avx512bf16() { return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+
+}  // namespace moereg::cpu

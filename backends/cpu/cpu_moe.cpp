@@ -1,0 +1,376 @@
+#include "cpu_moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace moereg::cpu {
+namespace {
+
+const char* dtype_label(std::int32_t t) {
+  static const char* names[] = {"BOOL", "U8",   "I8",      "I16",     "I32",     "I64", "F16", "BF16",
+                                "F32",  "F64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "U16", "U32", "U64"};
+  return t >= 0 && t < 16 ? names[t] : "unknown";
+}
+
+std::string shape_text(const moereg_tensor_view& v) {
+  std::string s = "[";
+  for (int i = 0; i < v.rank; ++i) s += (i ? ", " : "") + std::to_string(v.shape[i]);
+  return s + "]";
+}
+
+std::string dims_text(std::initializer_list<std::int64_t> dims) {
+  std::string s = "[";
+  bool first = true;
+  for (auto d : dims) {
+    s += (first ? "" : ", ") + std::to_string(d);
+    first = false;
+  }
+  return s + "]";
+}
+
+// Weight element type, or unsupported with what this backend reads.
+int weight_elem(const moereg_tensor_view& v, const char* name) {
+  if (v.dtype == MOEREG_DTYPE_BF16) return elem_bf16;
+  if (v.dtype == MOEREG_DTYPE_F32) return elem_f32;
+  throw unsupported(std::string(name) + ": dtype " + dtype_label(v.dtype) +
+                    " is not supported by the cpu backend (expected BF16 or F32)");
+}
+
+void expect_shape(const moereg_tensor_view& v, const char* name, std::initializer_list<std::int64_t> dims) {
+  if (v.memory != MOEREG_MEMORY_HOST) throw std::invalid_argument(std::string(name) + ": expected host memory");
+  bool ok = v.rank == static_cast<std::int32_t>(dims.size());
+  int i = 0;
+  for (auto d : dims) ok = ok && i < v.rank && v.shape[i++] == d;
+  if (!ok) throw std::invalid_argument(std::string(name) + ": expected shape " + dims_text(dims) + ", found " + shape_text(v));
+  if (v.strides[v.rank - 1] != 1)
+    throw std::invalid_argument(std::string(name) + ": expected the last dimension contiguous (stride 1), found stride " +
+                                std::to_string(v.strides[v.rank - 1]));
+}
+
+std::size_t elem_bytes(int e) { return e == elem_bf16 ? 2 : 4; }
+
+float bf16_value(std::uint16_t v) {
+  std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::uint16_t to_bf16(float f) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
+  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+float load_elem(const char* p, int type, std::int64_t i) {
+  return type == elem_bf16 ? bf16_value(reinterpret_cast<const std::uint16_t*>(p)[i]) : reinterpret_cast<const float*>(p)[i];
+}
+
+}  // namespace
+
+moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_table& kernels, std::int64_t reserve_tokens)
+    : kernels_(kernels) {
+  num_experts_ = w.num_experts;
+  hidden_ = w.hidden;
+  const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
+  if (E <= 0 || H <= 0 || I <= 0)
+    throw std::invalid_argument("weights: expected positive num_experts, hidden, intermediate; found " + std::to_string(E) +
+                                ", " + std::to_string(H) + ", " + std::to_string(I));
+  if (!w.w13.data || !w.w2.data) throw std::invalid_argument("weights: w13 and w2 are required");
+  int t13 = weight_elem(w.w13, "w13"), t2 = weight_elem(w.w2, "w2");
+  expect_shape(w.w13, "w13", {E, 2 * I, H});
+  expect_shape(w.w2, "w2", {E, H, I});
+  if (w.w13_scale.data || w.w2_scale.data) throw unsupported("w13_scale/w2_scale: block-scaled weights are not supported by the cpu backend");
+  for (std::int64_t e = 0; e < E; ++e) {
+    expert x;
+    x.w13 = static_cast<const char*>(w.w13.data) + e * w.w13.strides[0] * static_cast<std::int64_t>(elem_bytes(t13));
+    x.w13_row = w.w13.strides[1] * static_cast<std::int64_t>(elem_bytes(t13));
+    x.w2 = static_cast<const char*>(w.w2.data) + e * w.w2.strides[0] * static_cast<std::int64_t>(elem_bytes(t2));
+    x.w2_row = w.w2.strides[1] * static_cast<std::int64_t>(elem_bytes(t2));
+    x.w13_type = t13;
+    x.w2_type = t2;
+    x.inter = I;
+    experts_.push_back(x);
+  }
+  weight_bytes_ = static_cast<std::uint64_t>(E * 3 * I * H) * elem_bytes(t13);
+  h_stride_ = I;
+  if (w.shared_w13.data) {
+    const std::int64_t Is = w.shared_intermediate;
+    if (Is <= 0) throw std::invalid_argument("shared_intermediate: expected > 0 with a shared expert, found " + std::to_string(Is));
+    if (!w.shared_w2.data) throw std::invalid_argument("shared_w2: required with shared_w13");
+    expert s;
+    s.w13_type = weight_elem(w.shared_w13, "shared_w13");
+    s.w2_type = weight_elem(w.shared_w2, "shared_w2");
+    expect_shape(w.shared_w13, "shared_w13", {2 * Is, H});
+    expect_shape(w.shared_w2, "shared_w2", {H, Is});
+    s.w13 = static_cast<const char*>(w.shared_w13.data);
+    s.w13_row = w.shared_w13.strides[0] * static_cast<std::int64_t>(elem_bytes(s.w13_type));
+    s.w2 = static_cast<const char*>(w.shared_w2.data);
+    s.w2_row = w.shared_w2.strides[0] * static_cast<std::int64_t>(elem_bytes(s.w2_type));
+    s.inter = Is;
+    experts_.push_back(s);
+    has_shared_ = true;
+    h_stride_ = std::max(h_stride_, Is);
+    if (w.shared_gate.data) {
+      shared_gate_type_ = weight_elem(w.shared_gate, "shared_gate");
+      if (w.shared_gate.rank == 1) {
+        expect_shape(w.shared_gate, "shared_gate", {H});
+      } else {
+        expect_shape(w.shared_gate, "shared_gate", {1, H});
+      }
+      shared_gate_ = static_cast<const char*>(w.shared_gate.data);
+    }
+  }
+  pool_ = std::make_unique<thread_pool>(std::max(1, threads));
+  reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
+}
+
+void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
+  if (tokens <= cap_tokens_ && top_k <= cap_k_) return;
+  if (cap_tokens_) ++grow_count_;
+  cap_tokens_ = std::max(cap_tokens_, tokens);
+  cap_k_ = std::max(cap_k_, top_k);
+  const std::int64_t slots = cap_k_ + (has_shared_ ? 1 : 0);
+  const std::size_t rows = static_cast<std::size_t>(cap_tokens_ * slots);
+  bucket_begin_.assign(experts_.size() + 1, 0);
+  bucket_fill_.assign(experts_.size() + 1, 0);
+  row_token_.assign(rows, 0);
+  row_slot_.assign(rows, 0);
+  row_weight_.assign(rows, 0.0f);
+  h_.assign(rows * static_cast<std::size_t>(h_stride_), 0.0f);
+  y_.assign(rows * static_cast<std::size_t>(hidden_), 0.0f);
+  // plan_items makes at most 16 * threads + (row blocks <= buckets + rows) items.
+  items_.reserve(static_cast<std::size_t>(16 * pool_->size() + 16) + experts_.size() + rows);
+}
+
+std::uint64_t moe_engine::scratch_bytes() const {
+  return (h_.capacity() + y_.capacity() + row_weight_.capacity()) * 4 + (row_token_.capacity() + row_slot_.capacity()) * 4 +
+         items_.capacity() * sizeof(item);
+}
+
+void moe_engine::plan_items(bool down) {
+  items_.clear();
+  const int threads = pool_->size();
+  const std::int64_t x_bytes = down ? 4 : static_cast<std::int64_t>(elem_bytes(x_type_));
+  // Row blocks whose activations stay in L2 while a weight panel streams past them.
+  std::int64_t row_block = std::max<std::int64_t>(4, (512 * 1024) / std::max<std::int64_t>(1, hidden_ * x_bytes));
+  row_block = std::max<std::int64_t>(kernels_.tile_m, row_block / kernels_.tile_m * kernels_.tile_m);
+  std::int64_t blocks = 0;
+  for (std::size_t e = 0; e < experts_.size(); ++e) {
+    std::int64_t rows = bucket_begin_[e + 1] - bucket_begin_[e];
+    blocks += (rows + row_block - 1) / row_block;
+  }
+  if (blocks == 0) return;
+  // Split the output columns so every thread gets several items, even at T = 1.
+  const std::int64_t want = std::max<std::int64_t>(1, (16 * threads + blocks - 1) / blocks);
+  for (std::size_t e = 0; e < experts_.size(); ++e) {
+    std::int64_t begin = bucket_begin_[e], rows = bucket_begin_[e + 1] - begin;
+    if (rows == 0) continue;
+    std::int64_t cols = down ? hidden_ : experts_[e].inter;
+    std::int64_t quantum = down ? max_tile_n : max_tile_n / 2;
+    std::int64_t chunk = std::max<std::int64_t>(quantum, (cols + want - 1) / want);
+    chunk = (chunk + quantum - 1) / quantum * quantum;
+    for (std::int64_t r = 0; r < rows; r += row_block)
+      for (std::int64_t c = 0; c < cols; c += chunk)
+        items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
+                          static_cast<std::int32_t>(std::min(rows, r + row_block)), static_cast<std::int32_t>(c),
+                          static_cast<std::int32_t>(std::min(cols, c + chunk))});
+  }
+}
+
+void moe_engine::gate_up(const item& it) {
+  const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
+  const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
+  const std::int64_t rows = it.row1 - it.row0;
+  const int tm = static_cast<int>(std::min<std::int64_t>(kernels_.tile_m, rows));
+  const int tn = tm >= kernels_.tile_m ? kernels_.tile_n : max_tile_n;
+  const int pairs_per_tile = tn / 2;
+  const bool h_bf16 = x_type_ == elem_bf16;
+  const void* a[max_tile_m];
+  const void* b[max_tile_n];
+  float c[max_tile_m * max_tile_n];
+  for (std::int64_t j = it.col0; j < it.col1; j += pairs_per_tile) {
+    const int np = static_cast<int>(std::min<std::int64_t>(pairs_per_tile, it.col1 - j));
+    for (int i = 0; i < np; ++i) {
+      b[i] = ex.w13 + (j + i) * ex.w13_row;
+      b[np + i] = ex.w13 + (ex.inter + j + i) * ex.w13_row;
+    }
+    for (std::int64_t r = it.row0; r < it.row1; r += tm) {
+      const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
+      for (int m = 0; m < mr; ++m) a[m] = x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_;
+      kernels_.tiles[x_type_][ex.w13_type][mr - 1][2 * np - 1](a, b, hidden_, c);
+      for (int m = 0; m < mr; ++m) {
+        const std::size_t row = static_cast<std::size_t>((begin + r + m) * h_stride_ + j);
+        for (int i = 0; i < np; ++i) {
+          float g = c[m * 2 * np + i], u = c[m * 2 * np + np + i];
+          float v = g / (1.0f + std::exp(-g)) * u;
+          if (h_bf16) {
+            reinterpret_cast<std::uint16_t*>(h_.data())[row + static_cast<std::size_t>(i)] = to_bf16(v);
+          } else {
+            h_[row + static_cast<std::size_t>(i)] = v;
+          }
+        }
+      }
+    }
+  }
+}
+
+void moe_engine::down(const item& it) {
+  const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
+  const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
+  const std::int64_t rows = it.row1 - it.row0;
+  const int tm = static_cast<int>(std::min<std::int64_t>(kernels_.tile_m, rows));
+  const int tn = tm >= kernels_.tile_m ? kernels_.tile_n : max_tile_n;
+  const int h_type = x_type_ == elem_bf16 ? elem_bf16 : elem_f32;
+  const std::size_t h_elem = h_type == elem_bf16 ? 2 : 4;
+  const char* h = reinterpret_cast<const char*>(h_.data());
+  const void* a[max_tile_m];
+  const void* b[max_tile_n];
+  float c[max_tile_m * max_tile_n];
+  for (std::int64_t n = it.col0; n < it.col1; n += tn) {
+    const int nr = static_cast<int>(std::min<std::int64_t>(tn, it.col1 - n));
+    for (int i = 0; i < nr; ++i) b[i] = ex.w2 + (n + i) * ex.w2_row;
+    for (std::int64_t r = it.row0; r < it.row1; r += tm) {
+      const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
+      for (int m = 0; m < mr; ++m) a[m] = h + static_cast<std::size_t>((begin + r + m) * h_stride_) * h_elem;
+      kernels_.tiles[h_type][ex.w2_type][mr - 1][nr - 1](a, b, ex.inter, c);
+      for (int m = 0; m < mr; ++m) {
+        const std::size_t p = static_cast<std::size_t>(begin + r + m);
+        float* y = y_.data() + static_cast<std::size_t>(row_slot_[p]) * static_cast<std::size_t>(hidden_) +
+                   static_cast<std::size_t>(n);
+        const float w = row_weight_[p];
+        for (int i = 0; i < nr; ++i) y[i] = w * c[m * nr + i];
+      }
+    }
+  }
+}
+
+void moe_engine::run_gate_up(void* self, std::int64_t i, int) {
+  auto* me = static_cast<moe_engine*>(self);
+  me->gate_up(me->items_[static_cast<std::size_t>(i)]);
+}
+
+void moe_engine::run_down(void* self, std::int64_t i, int) {
+  auto* me = static_cast<moe_engine*>(self);
+  me->down(me->items_[static_cast<std::size_t>(i)]);
+}
+
+void moe_engine::run_sum(void* self, std::int64_t i, int) {
+  auto* me = static_cast<moe_engine*>(self);
+  const std::int64_t H = me->hidden_, chunk = me->sum_chunk_;
+  const std::int64_t col_chunks = (H + chunk - 1) / chunk;
+  const std::int64_t t = i / col_chunks, c0 = (i % col_chunks) * chunk, c1 = std::min(H, c0 + chunk);
+  float* o = me->out_ + t * me->out_row_;
+  const float* y = me->y_.data() + static_cast<std::size_t>(t * me->slots_ * H);
+  for (std::int64_t c = c0; c < c1; ++c) o[c] = y[c];
+  for (std::int64_t s = 1; s < me->slots_; ++s)
+    for (std::int64_t c = c0; c < c1; ++c) o[c] += y[s * H + c];
+}
+
+void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
+                         moereg_tensor_view& out) {
+  if (x.memory != MOEREG_MEMORY_HOST || ids.memory != MOEREG_MEMORY_HOST || weights.memory != MOEREG_MEMORY_HOST ||
+      out.memory != MOEREG_MEMORY_HOST)
+    throw std::invalid_argument("forward: expected every view in host memory");
+  if (x.dtype != MOEREG_DTYPE_F32 && x.dtype != MOEREG_DTYPE_BF16)
+    throw unsupported(std::string("x: dtype ") + dtype_label(x.dtype) + " is not supported (expected F32 or BF16)");
+  if (x.rank != 2) throw std::invalid_argument("x: expected shape [T, " + std::to_string(hidden_) + "], found " + shape_text(x));
+  const std::int64_t T = x.shape[0];
+  if (ids.rank != 2 || ids.shape[0] != T)
+    throw std::invalid_argument("topk_ids: expected shape [" + std::to_string(T) + ", K], found " + shape_text(ids));
+  const std::int64_t K = ids.shape[1];
+  if (K <= 0) throw std::invalid_argument("topk_ids: expected K > 0");
+  if (ids.dtype != MOEREG_DTYPE_I32 && ids.dtype != MOEREG_DTYPE_I64)
+    throw std::invalid_argument(std::string("topk_ids: expected I32 or I64, found ") + dtype_label(ids.dtype));
+  if (weights.dtype != MOEREG_DTYPE_F32 || weights.rank != 2 || weights.shape[0] != T || weights.shape[1] != K)
+    throw std::invalid_argument("topk_weights: expected F32 " + dims_text({T, K}) + ", found " + dtype_label(weights.dtype) +
+                                " " + shape_text(weights));
+  expect_shape(x, "x", {T, hidden_});
+  if (out.dtype != MOEREG_DTYPE_F32) throw std::invalid_argument(std::string("out: expected F32, found ") + dtype_label(out.dtype));
+  expect_shape(out, "out", {T, hidden_});
+  if (T == 0) return;
+
+  reserve(T, K);
+  x_ = static_cast<const char*>(x.data);
+  x_type_ = x.dtype == MOEREG_DTYPE_BF16 ? elem_bf16 : elem_f32;
+  x_row_ = x.strides[0] * static_cast<std::int64_t>(elem_bytes(x_type_));
+  tokens_ = T;
+  top_k_ = K;
+  slots_ = K + (has_shared_ ? 1 : 0);
+  out_ = static_cast<float*>(out.data);
+  out_row_ = out.strides[0];
+
+  // Counting sort of (token, k) by expert; the shared expert is bucket E, every token.
+  const std::size_t nb = experts_.size();
+  std::fill(bucket_fill_.begin(), bucket_fill_.end(), 0);
+  auto id_at = [&](std::int64_t t, std::int64_t k) -> std::int64_t {
+    std::int64_t off = t * ids.strides[0] + k * ids.strides[1];
+    return ids.dtype == MOEREG_DTYPE_I64 ? static_cast<const std::int64_t*>(ids.data)[off]
+                                         : static_cast<const std::int32_t*>(ids.data)[off];
+  };
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t k = 0; k < K; ++k) {
+      std::int64_t e = id_at(t, k);
+      if (e < 0 || e >= num_experts_)
+        throw std::invalid_argument("topk_ids[" + std::to_string(t) + ", " + std::to_string(k) + "] = " + std::to_string(e) +
+                                    ", expected 0.." + std::to_string(num_experts_ - 1));
+      ++bucket_fill_[static_cast<std::size_t>(e)];
+    }
+  if (has_shared_) bucket_fill_[nb - 1] = T;
+  bucket_begin_[0] = 0;
+  for (std::size_t e = 0; e < nb; ++e) bucket_begin_[e + 1] = bucket_begin_[e] + bucket_fill_[e];
+  for (std::size_t e = 0; e < nb; ++e) bucket_fill_[e] = bucket_begin_[e];
+  const float* wv = static_cast<const float*>(weights.data);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t k = 0; k < K; ++k) {
+      std::size_t p = static_cast<std::size_t>(bucket_fill_[static_cast<std::size_t>(id_at(t, k))]++);
+      row_token_[p] = static_cast<std::int32_t>(t);
+      row_slot_[p] = static_cast<std::int32_t>(t * slots_ + k);
+      row_weight_[p] = wv[t * weights.strides[0] + k * weights.strides[1]];
+    }
+  if (has_shared_) {
+    for (std::int64_t t = 0; t < T; ++t) {
+      std::size_t p = static_cast<std::size_t>(bucket_begin_[nb - 1] + t);
+      row_token_[p] = static_cast<std::int32_t>(t);
+      row_slot_[p] = static_cast<std::int32_t>(t * slots_ + K);
+      float g = 1.0f;
+      if (shared_gate_) {
+        // sigmoid(x . g): one dot per token, in double (cheap next to the experts).
+        double acc = 0;
+        const char* xr = x_ + t * x_row_;
+        for (std::int64_t h = 0; h < hidden_; ++h)
+          acc += static_cast<double>(load_elem(xr, x_type_, h)) * load_elem(shared_gate_, shared_gate_type_, h);
+        float dot = static_cast<float>(acc);
+        if (x_type_ == elem_bf16) dot = bf16_value(to_bf16(dot));
+        g = 1.0f / (1.0f + std::exp(-dot));
+      }
+      row_weight_[p] = g;
+    }
+  }
+
+  plan_items(false);
+  pool_->run(static_cast<std::int64_t>(items_.size()), &run_gate_up, this);
+  plan_items(true);
+  pool_->run(static_cast<std::int64_t>(items_.size()), &run_down, this);
+  sum_chunk_ = T >= 4 * pool_->size() ? hidden_ : std::max<std::int64_t>(256, (hidden_ + 7) / 8);
+  pool_->run(T * ((hidden_ + sum_chunk_ - 1) / sum_chunk_), &run_sum, this);
+}
+
+std::string moe_engine::describe() const {
+  std::string s = "{\"backend\":\"cpu\",\"isa\":\"";
+  s += kernels_.isa;
+  s += "\",\"threads\":" + std::to_string(pool_->size());
+  s += ",\"tile\":[" + std::to_string(kernels_.tile_m) + "," + std::to_string(kernels_.tile_n) + "]";
+  s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
+  s += ",\"weights\":\"read in place from the host's memory, not copied\"";
+  s += ",\"weight_bytes\":" + std::to_string(weight_bytes_);
+  s += ",\"load_seconds\":0";
+  s += ",\"scratch_bytes\":" + std::to_string(scratch_bytes());
+  s += ",\"scratch_tokens\":" + std::to_string(cap_tokens_);
+  s += ",\"scratch_grows\":" + std::to_string(grow_count_) + "}";
+  return s;
+}
+
+}  // namespace moereg::cpu

@@ -1,0 +1,96 @@
+// cpu_moe.h - one MoE layer on the CPU: tokens grouped per expert by a counting sort, per
+// expert x_e . W13_e^T -> silu(gate) * up -> . W2_e^T, scaled, then summed per token.
+//
+// Weights are read where they lie (the host's mapped file); nothing is copied. The dtype
+// of x sets the activation precision: BF16 x keeps the intermediate in bf16 (bf16 math,
+// f32 accumulation), F32 x keeps it in f32 (weights widened exactly). Scratch is sized at
+// create for `reserve_tokens` and grows only when a larger T arrives.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu_kernels.h"
+#include "cpu_thread_pool.h"
+#include "moereg/abi/moereg_backend.h"
+
+namespace moereg::cpu {
+
+// A request this backend cannot serve (a dtype or layout it does not read).
+struct unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class moe_engine {
+ public:
+  moe_engine(const moereg_moe_weights& weights, int threads, const kernel_table& kernels,
+             std::int64_t reserve_tokens = 64);
+
+  // x [T, H] F32/BF16, ids [T, K] I32/I64, weights [T, K] F32, out [T, H] F32, all host.
+  // Throws std::invalid_argument naming the view and what was expected.
+  void forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
+               moereg_tensor_view& out);
+
+  std::string describe() const;
+  std::uint64_t scratch_bytes() const;
+  std::int64_t capacity_tokens() const { return cap_tokens_; }
+
+ private:
+  struct expert {
+    const char* w13 = nullptr;  // row r at w13 + r * w13_row; rows [0, I) gate, [I, 2I) up
+    std::int64_t w13_row = 0;
+    const char* w2 = nullptr;   // [H, I]
+    std::int64_t w2_row = 0;
+    int w13_type = elem_bf16;
+    int w2_type = elem_bf16;
+    std::int64_t inter = 0;
+  };
+  struct item {
+    std::int32_t expert;
+    std::int32_t row0, row1;  // rows of the expert's bucket
+    std::int32_t col0, col1;  // gate/up pairs (phase 1) or output columns (phase 2)
+  };
+
+  void reserve(std::int64_t tokens, std::int64_t top_k);
+  void plan_items(bool down);
+  static void run_gate_up(void* self, std::int64_t i, int thread);
+  static void run_down(void* self, std::int64_t i, int thread);
+  static void run_sum(void* self, std::int64_t i, int thread);
+  void gate_up(const item& it);
+  void down(const item& it);
+
+  std::vector<expert> experts_;  // E routed, then the shared expert if any
+  std::int64_t num_experts_ = 0;
+  std::int64_t hidden_ = 0;
+  std::int64_t h_stride_ = 0;  // max intermediate: row length of the h scratch
+  bool has_shared_ = false;
+  const char* shared_gate_ = nullptr;
+  int shared_gate_type_ = elem_bf16;
+  std::uint64_t weight_bytes_ = 0;
+  kernel_table kernels_;
+  std::unique_ptr<thread_pool> pool_;
+
+  // Per-call state (valid during forward).
+  const char* x_ = nullptr;
+  std::int64_t x_row_ = 0;  // bytes
+  int x_type_ = elem_f32;
+  std::int64_t tokens_ = 0, top_k_ = 0, slots_ = 0;  // slots_ = K (+1 with a shared expert)
+  float* out_ = nullptr;
+  std::int64_t out_row_ = 0;  // floats
+
+  // Scratch, grown only when a larger T arrives.
+  std::int64_t cap_tokens_ = 0, cap_k_ = 0;
+  std::vector<std::int64_t> bucket_begin_, bucket_fill_;
+  std::vector<std::int32_t> row_token_, row_slot_;
+  std::vector<float> row_weight_;
+  std::vector<float> h_;  // [rows, h_stride_] as f32, or as bf16 in the first half
+  std::vector<float> y_;  // [T * slots, H]
+  std::vector<item> items_;
+  std::int64_t sum_chunk_ = 0;
+  std::uint64_t grow_count_ = 0;
+};
+
+}  // namespace moereg::cpu

@@ -1,0 +1,261 @@
+// The cpu backend library, loaded from the build tree with dlopen as any host would, run on
+// every fixture's MoE block (routing from moereg::router) for several T, both input dtypes,
+// bf16 and f32 weights, every kernel set this machine runs.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "moereg/routing/router.h"
+#include "moereg/tensor/dtype.h"
+#include "test_cpu_fixture_util.h"
+
+using namespace moereg;
+using test::make_view;
+using test::moe_fixture;
+
+namespace {
+
+// The test's own status type; the host API below is all the backend sees of it.
+struct test_status {
+  int32_t code;
+  std::string message;
+};
+
+moereg_status* make_status(int32_t code, const char* message) noexcept {
+  return reinterpret_cast<moereg_status*>(new test_status{code, message});
+}
+void log_line(int32_t, const char*) noexcept {}
+const moereg_host_api host_api = {MOEREG_PLUGIN_API_VERSION, &make_status, &log_line};
+
+// Takes ownership of a status; returns "" for success, else "<code>: <message>".
+std::string take(moereg_status* s) {
+  if (!s) return "";
+  auto* t = reinterpret_cast<test_status*>(s);
+  std::string r = std::to_string(t->code) + ": " + t->message;
+  delete t;
+  return r;
+}
+
+const moereg_backend_api* cpu_api() {
+  static const moereg_backend_api* api = [] {
+    std::string path = std::string(MOEREG_BUILD_DIR) + "/lib/moereg/backends/libmoereg_backend_cpu.so";
+    void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);  // kept for the life of the process
+    if (!lib) {
+      ADD_FAILURE() << "dlopen " << path << ": " << ::dlerror();
+      return static_cast<const moereg_backend_api*>(nullptr);
+    }
+    auto entry = reinterpret_cast<moereg_backend_entry_fn>(::dlsym(lib, MOEREG_BACKEND_ENTRY_SYMBOL));
+    if (!entry) {
+      ADD_FAILURE() << path << ": no symbol " << MOEREG_BACKEND_ENTRY_SYMBOL;
+      return static_cast<const moereg_backend_api*>(nullptr);
+    }
+    return entry(&host_api);
+  }();
+  return api;
+}
+
+std::string describe(moereg_backend* b) {
+  std::string s;
+  moereg_sink sink{&s, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
+  EXPECT_EQ(take(cpu_api()->describe(b, sink)), "");
+  return s;
+}
+
+// A fixture's MoE block as backend weights; shared gate and up rows concatenated here.
+struct block_weights {
+  moereg_moe_weights w{};
+  std::vector<std::uint16_t> shared_w13;
+  std::vector<float> w13_f32, w2_f32, shared_w13_f32, shared_w2_f32;
+
+  explicit block_weights(const moe_fixture& fx) {
+    const auto& f = *fx.weights;
+    w.w13 = test::tensor_view(f, fx.block + ".experts.gate_up_proj");
+    w.w2 = test::tensor_view(f, fx.block + ".experts.down_proj");
+    w.num_experts = w.w13.shape[0];
+    w.intermediate = w.w13.shape[1] / 2;
+    w.hidden = w.w13.shape[2];
+    std::string shared = f.find(fx.block + ".shared_expert.gate_proj.weight") ? ".shared_expert."
+                         : f.find(fx.block + ".shared_experts.gate_proj.weight") ? ".shared_experts."
+                                                                                  : "";
+    if (shared.empty()) return;
+    const tensor_info* g = f.find(fx.block + shared + "gate_proj.weight");
+    const tensor_info* u = f.find(fx.block + shared + "up_proj.weight");
+    EXPECT_EQ(g->type, dtype::BF16);
+    shared_w13.resize(g->numel() + u->numel());
+    std::memcpy(shared_w13.data(), f.data(*g), g->nbytes());
+    std::memcpy(shared_w13.data() + g->numel(), f.data(*u), u->nbytes());
+    w.shared_intermediate = g->shape[0];
+    w.shared_w13 = make_view(shared_w13.data(), MOEREG_DTYPE_BF16, {2 * g->shape[0], g->shape[1]});
+    w.shared_w2 = test::tensor_view(f, fx.block + shared + "down_proj.weight");
+    if (f.find(fx.block + ".shared_expert_gate.weight")) w.shared_gate = test::tensor_view(f, fx.block + ".shared_expert_gate.weight");
+  }
+
+  // The same weights widened to F32 (exactly).
+  void to_f32() {
+    auto widen = [](const moereg_tensor_view& v, std::vector<float>& out) {
+      std::int64_t n = 1;
+      for (int i = 0; i < v.rank; ++i) n *= v.shape[i];
+      out.resize(static_cast<std::size_t>(n));
+      for (std::int64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = bf16_to_f32(static_cast<const std::uint16_t*>(v.data)[i]);
+      moereg_tensor_view r = v;
+      r.data = out.data();
+      r.dtype = MOEREG_DTYPE_F32;
+      return r;
+    };
+    w.w13 = widen(w.w13, w13_f32);
+    w.w2 = widen(w.w2, w2_f32);
+    if (w.shared_w13.data) {
+      w.shared_w13 = widen(w.shared_w13, shared_w13_f32);
+      w.shared_w2 = widen(w.shared_w2, shared_w2_f32);
+    }
+  }
+};
+
+struct run_case {
+  bool bf16_input;
+  bool f32_weights;
+  int threads;
+};
+
+// Runs the block on T tokens (fixture rows repeated) and returns max|out - ref| / max|ref|.
+double relative_error(const moe_fixture& fx, const block_weights& bw, std::int64_t T, const run_case& rc,
+                      std::string* description = nullptr) {
+  std::vector<float> in = test::tensor_f32(*fx.io, "input"), ref = test::tensor_f32(*fx.io, "output");
+  const std::int64_t H = bw.w.hidden, rows = static_cast<std::int64_t>(in.size()) / H;
+  std::vector<float> x(static_cast<std::size_t>(T * H)), want(x.size()), out(x.size(), NAN);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t h = 0; h < H; ++h) {
+      x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
+      want[static_cast<std::size_t>(t * H + h)] = ref[static_cast<std::size_t>((t % rows) * H + h)];
+    }
+  // Route the f32 input: the backend is checked on the fixture's own expert choice.
+  routing_result r;
+  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
+  std::vector<std::uint16_t> xb(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+
+  moereg_backend_options opts{};
+  opts.threads = rc.threads;
+  moereg_backend* b = nullptr;
+  EXPECT_EQ(take(cpu_api()->create(&bw.w, &fx.routing, &opts, &b)), "");
+  if (!b) return INFINITY;
+  moereg_tensor_view xv = rc.bf16_input ? make_view(xb.data(), MOEREG_DTYPE_BF16, {T, H}) : make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
+  moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
+  moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
+  moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
+  EXPECT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+  if (description) *description = describe(b);
+  cpu_api()->destroy(b);
+  double max_ref = 0, max_err = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(double(want[i])));
+    double d = std::fabs(double(out[i]) - want[i]);
+    max_err = std::isnan(d) ? INFINITY : std::max(max_err, d);
+  }
+  return max_err / max_ref;
+}
+
+// Runs `body` once per kernel set this CPU has (MOEREG_CPU_ISA is read at create).
+template <class F>
+void for_each_isa(F body) {
+  for (const char* isa : {"", "avx512f", "avx2", "scalar"}) {
+    SCOPED_TRACE(std::string("MOEREG_CPU_ISA=") + isa);
+    ::setenv("MOEREG_CPU_ISA", isa, 1);
+    body();
+  }
+  ::unsetenv("MOEREG_CPU_ISA");
+}
+
+}  // namespace
+
+TEST(cpu_backend, loads_and_probes) {
+  ASSERT_NE(cpu_api(), nullptr);
+  EXPECT_EQ(cpu_api()->api_version, static_cast<uint32_t>(MOEREG_PLUGIN_API_VERSION));
+  EXPECT_STREQ(cpu_api()->name, "cpu");
+  char reason[128] = {};
+  EXPECT_GT(cpu_api()->probe(reason, sizeof reason), 0);
+  EXPECT_NE(std::string(reason).find("cores"), std::string::npos) << reason;
+}
+
+TEST(cpu_backend, every_fixture_f32_input_matches_reference_tightly) {
+  ASSERT_NE(cpu_api(), nullptr);
+  for_each_isa([] {
+    for (const auto& fam : test::moe_fixture_families()) {
+      SCOPED_TRACE(fam);
+      moe_fixture fx(fam);
+      block_weights bw(fx);
+      for (std::int64_t T : {1, 7, 16, 33}) {
+        EXPECT_LE(relative_error(fx, bw, T, {false, false, 2}), 1e-5) << "T=" << T;
+      }
+    }
+  });
+}
+
+TEST(cpu_backend, every_fixture_bf16_input_within_bf16_bound) {
+  ASSERT_NE(cpu_api(), nullptr);
+  for_each_isa([] {
+    for (const auto& fam : test::moe_fixture_families()) {
+      SCOPED_TRACE(fam);
+      moe_fixture fx(fam);
+      block_weights bw(fx);
+      for (std::int64_t T : {1, 7, 16, 33}) {
+        double e = relative_error(fx, bw, T, {true, false, 3});
+        EXPECT_LE(e, 1e-2) << "T=" << T;
+        EXPECT_GT(e, 1e-6) << "T=" << T << ": bf16 input should compute in bf16, yet matches f32 math exactly";
+      }
+    }
+  });
+}
+
+TEST(cpu_backend, f32_weights_and_one_thread) {
+  ASSERT_NE(cpu_api(), nullptr);
+  for (const auto& fam : test::moe_fixture_families()) {
+    SCOPED_TRACE(fam);
+    moe_fixture fx(fam);
+    block_weights bw(fx);
+    bw.to_f32();
+    EXPECT_LE(relative_error(fx, bw, 33, {false, true, 1}), 1e-5);
+    EXPECT_LE(relative_error(fx, bw, 5, {true, true, 2}), 1e-2);
+  }
+}
+
+TEST(cpu_backend, describe_reports_isa_and_scratch_growth) {
+  ASSERT_NE(cpu_api(), nullptr);
+  moe_fixture fx("qwen3_5_moe");
+  block_weights bw(fx);
+  std::string d;
+  relative_error(fx, bw, 100, {true, false, 2}, &d);  // created for 64 tokens: grows once
+  EXPECT_NE(d.find("\"scratch_grows\":1"), std::string::npos) << d;
+  EXPECT_NE(d.find("\"scratch_tokens\":100"), std::string::npos) << d;
+  EXPECT_NE(d.find("\"shared_expert\":true"), std::string::npos) << d;
+  EXPECT_NE(d.find("\"isa\":\""), std::string::npos) << d;
+}
+
+TEST(cpu_backend, refuses_bad_ids_and_unsupported_weights) {
+  ASSERT_NE(cpu_api(), nullptr);
+  moe_fixture fx("qwen3_moe");
+  block_weights bw(fx);
+  moereg_backend* b = nullptr;
+  ASSERT_EQ(take(cpu_api()->create(&bw.w, &fx.routing, nullptr, &b)), "");
+  std::vector<float> x(64, 0.5f), out(64), w = {1.0f, 0.0f};
+  std::vector<std::int32_t> ids = {3, 8};
+  moereg_tensor_view xv = make_view(x.data(), MOEREG_DTYPE_F32, {1, 64});
+  moereg_tensor_view iv = make_view(ids.data(), MOEREG_DTYPE_I32, {1, 2});
+  moereg_tensor_view wv = make_view(w.data(), MOEREG_DTYPE_F32, {1, 2});
+  moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {1, 64});
+  EXPECT_EQ(take(cpu_api()->forward(b, &xv, &iv, &wv, &ov)), "1: topk_ids[0, 1] = 8, expected 0..7");
+  moereg_tensor_view bad = make_view(x.data(), MOEREG_DTYPE_F32, {1, 32});
+  EXPECT_EQ(take(cpu_api()->forward(b, &bad, &iv, &wv, &ov)), "1: x: expected shape [1, 64], found [1, 32]");
+  cpu_api()->destroy(b);
+  moereg_moe_weights fp8 = bw.w;
+  fp8.w13.dtype = MOEREG_DTYPE_F8_E4M3;
+  b = nullptr;
+  EXPECT_EQ(take(cpu_api()->create(&fp8, &fx.routing, nullptr, &b)),
+            "2: w13: dtype F8_E4M3 is not supported by the cpu backend (expected BF16 or F32)");
+  EXPECT_EQ(b, nullptr);
+  cpu_api()->destroy(nullptr);
+}
