@@ -1,11 +1,15 @@
 #include "moereg/checkpoint/resume_log.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
+#include <vector>
 #include <filesystem>
 
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
-#include "moereg/base/mapped_file.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 
 namespace fs = std::filesystem;
@@ -19,21 +23,38 @@ std::uint64_t string_hash(const std::string& s) {
 }
 
 std::uint64_t file_checksum(const std::string& path) {
-  mapped_file f(path);
-  f.will_need(0, f.size());
+  // pread into a small buffer, not mmap: a mapping would count the whole file in our
+  // resident memory, and the file is usually still in the page cache anyway.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw error(path + ": cannot open for checksum: " + std::strerror(errno));
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  constexpr std::size_t chunk = 8 << 20;
+  std::vector<std::uint64_t> buf(chunk / 8);
   // Four independent multiply-xor lanes over 8-byte words: memory speed, not cryptographic.
   std::uint64_t lanes[4] = {0x9E3779B97F4A7C15ull, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull, 0x27D4EB2F165667C5ull};
-  const std::byte* p = f.data();
-  std::uint64_t n = f.size(), i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int k = 0; k < 4; ++k) {
-      std::uint64_t w;
-      std::memcpy(&w, p + i + 8 * k, 8);
-      lanes[k] = (lanes[k] ^ w) * 0x100000001B3ull;
-      lanes[k] ^= lanes[k] >> 29;
+  std::uint64_t total = 0, h = 1469598103934665603ull;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      throw error(path + ": read error during checksum: " + std::strerror(e));
     }
-  std::uint64_t h = n;
-  for (; i < n; ++i) h = (h ^ static_cast<std::uint8_t>(p[i])) * 1099511628211ull;
+    if (n == 0) break;
+    std::size_t words = static_cast<std::size_t>(n) / 32 * 4, i = 0;
+    for (; i < words; i += 4)
+      for (int k = 0; k < 4; ++k) {
+        lanes[k] = (lanes[k] ^ buf[i + static_cast<std::size_t>(k)]) * 0x100000001B3ull;
+        lanes[k] ^= lanes[k] >> 29;
+      }
+    auto tail = reinterpret_cast<const unsigned char*>(buf.data());
+    for (std::size_t b = i * 8; b < static_cast<std::size_t>(n); ++b) h = (h ^ tail[b]) * 1099511628211ull;
+    total += static_cast<std::uint64_t>(n);
+  }
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  h ^= total;
   for (auto l : lanes) h = (h ^ l) * 0x9E3779B97F4A7C15ull;
   return h ^ (h >> 31);
 }
