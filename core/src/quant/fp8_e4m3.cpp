@@ -1,0 +1,47 @@
+#include "moereg/quant/fp8_e4m3.h"
+
+#include <array>
+#include <cmath>
+#include <string>
+
+#include "moereg/base/error.h"
+#include "moereg/quant/bf16_round.h"
+
+namespace moereg {
+
+namespace {
+std::array<float, 256> make_table() {
+  std::array<float, 256> t{};
+  for (int v = 0; v < 256; ++v) {
+    int exp = (v >> 3) & 15, man = v & 7;
+    float mag = exp == 0 ? std::ldexp(static_cast<float>(man), -9)  // subnormal: man/8 * 2^-6
+                         : std::ldexp(static_cast<float>(8 + man), exp - 10);  // (1 + man/8) * 2^(exp-7)
+    if (exp == 15 && man == 7) mag = NAN;
+    t[static_cast<std::size_t>(v)] = (v & 0x80) ? -mag : mag;
+  }
+  return t;
+}
+const std::array<float, 256> fp8_table = make_table();
+}  // namespace
+
+float fp8_e4m3_value(std::uint8_t v) { return fp8_table[v]; }
+
+void dequantize_fp8_e4m3(const std::uint8_t* w, std::span<const float> scales, const scale_grid& g, std::uint16_t* out) {
+  const std::int64_t per = g.scales_per_matrix();
+  if (static_cast<std::int64_t>(scales.size()) != g.batch * per)
+    throw error("fp8 dequantize: " + std::to_string(scales.size()) + " scales given, expected " +
+                std::to_string(g.batch * per) + " for " + g.describe());
+  const std::int64_t gc = g.grid_cols();
+  for (std::int64_t b = 0; b < g.batch; ++b) {
+    const float* s = scales.data() + b * per;
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      const float* srow = s + (r / g.block_rows) * gc;
+      const std::uint8_t* wr = w + (b * g.rows + r) * g.cols;
+      std::uint16_t* o = out + (b * g.rows + r) * g.cols;
+      for (std::int64_t c = 0; c < g.cols; ++c)
+        o[c] = f64_to_bf16(static_cast<double>(fp8_table[wr[c]]) * static_cast<double>(srow[c / g.block_cols]));
+    }
+  }
+}
+
+}  // namespace moereg
