@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""The reference `moereg moe bench` times beside its own backend, on the same weights.
+
+Runs the per-expert loop of transformers' eager MoE path (for each expert hit: gate/up
+linear, silu(gate) * up, down linear, scale by the routing weight, index_add into the
+output) in bf16 on CPU with PyTorch, and one dense bf16 matmul of the same total FLOPs.
+Weights and inputs are read from the safetensors files moereg wrote (parsed here with
+struct/json, no safetensors package). Prints one JSON object on stdout; writes the
+reference outputs to --outputs (safetensors, F32) so moereg can compare them.
+
+Run with Debian's python3-torch: /usr/bin/python3 torch_reference.py --help
+"""
+import argparse
+import json
+import mmap
+import struct
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"BF16": torch.bfloat16, "F32": torch.float32, "I64": torch.int64, "I32": torch.int32}
+
+
+def load(path):
+    """Tensors of a safetensors file, viewing a private (copy-on-write) map: no copy."""
+    f = open(path, "rb")
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dt = DTYPES[info["dtype"]]
+        begin, end = info["data_offsets"]
+        count = (end - begin) // torch.tensor([], dtype=dt).element_size()
+        t = torch.frombuffer(mm, dtype=dt, count=count, offset=8 + n + begin) if count else torch.empty(0, dtype=dt)
+        out[name] = t.reshape(info["shape"])
+    return out
+
+
+def save_f32(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, t in tensors.items():
+        b = t.float().contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        offset += len(b)
+        blobs.append(b)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        for b in blobs:
+            f.write(b)
+
+
+def moe_eager(x, ids, weights, w13, w2, shared, shared_gate):
+    """transformers 5 eager experts loop (MoeExperts.forward), bf16 throughout."""
+    num_experts = w13.shape[0]
+    final = torch.zeros_like(x)
+    with torch.no_grad():
+        mask = F.one_hot(ids, num_classes=num_experts).permute(2, 1, 0)
+        hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+        for e in hit:
+            e = e[0]
+            top_k_pos, token_idx = torch.where(mask[e])
+            cur = x[token_idx]
+            gate, up = F.linear(cur, w13[e]).chunk(2, dim=-1)
+            cur = F.silu(gate) * up
+            cur = F.linear(cur, w2[e])
+            cur = cur * weights[token_idx, top_k_pos, None]
+            final.index_add_(0, token_idx, cur.to(final.dtype))
+        if shared is not None:
+            gate, up = F.linear(x, shared[0]).chunk(2, dim=-1)
+            s = F.linear(F.silu(gate) * up, shared[1])
+            if shared_gate is not None:
+                s = torch.sigmoid(F.linear(x, shared_gate)) * s
+            final = final + s
+    return final
+
+
+def timed(fn, min_seconds, min_reps=3, max_reps=100):
+    fn()  # warm-up
+    times = []
+    while len(times) < min_reps or (sum(times) < min_seconds and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True)
+    p.add_argument("--inputs", required=True)
+    p.add_argument("--outputs", required=True)
+    p.add_argument("--tokens", required=True, help="comma-separated T values present in --inputs")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--min-seconds", type=float, default=1.0)
+    a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    w = load(a.weights)
+    inp = load(a.inputs)
+    w13, w2 = w["w13"], w["w2"]
+    shared = (w["shared_w13"], w["shared_w2"]) if "shared_w13" in w else None
+    shared_gate = w.get("shared_gate")
+    E, two_i, H = w13.shape
+    rows, outputs = [], {}
+    for T in [int(t) for t in a.tokens.split(",")]:
+        x, ids, wt = inp[f"x.{T}"], inp[f"ids.{T}"].long(), inp[f"weights.{T}"]
+        out = moe_eager(x, ids, wt, w13, w2, shared, shared_gate)
+        outputs[f"output.{T}"] = out
+        seconds = timed(lambda: moe_eager(x, ids, wt, w13, w2, shared, shared_gate), a.min_seconds)
+        # One dense bf16 matmul [M, H] x [H, 3I] with M chosen for the same FLOPs.
+        flops = 2 * 3 * H * (two_i // 2) * ids.numel()
+        if shared is not None:
+            flops += 2 * 3 * H * shared[1].shape[1] * T
+        m = max(1, round(flops / (2 * H * 3 * (two_i // 2))))
+        a_mat = torch.randn(m, H).to(torch.bfloat16)
+        b_mat = (torch.randn(3 * (two_i // 2), H) * 0.02).to(torch.bfloat16)
+        with torch.no_grad():
+            dense = timed(lambda: F.linear(a_mat, b_mat), a.min_seconds)
+        rows.append({"tokens": T, "seconds": seconds, "dense_seconds": dense,
+                     "dense_gflops": 2.0 * m * H * 3 * (two_i // 2) / dense / 1e9})
+    save_f32(a.outputs, outputs)
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
