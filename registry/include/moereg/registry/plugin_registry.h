@@ -26,6 +26,7 @@ enum class plugin_kind { family, backend };
 enum class plugin_state { available, loaded, refused, shadowed };
 
 const char* to_string(plugin_state s);
+const char* to_string(plugin_kind k);
 
 struct plugin_record {
   plugin_kind kind = plugin_kind::family;
@@ -41,6 +42,14 @@ struct plugin_record {
   YAML::Node manifest;        // the parsed plugin.yaml (family plugins)
   std::vector<std::string> model_types;  // family: config.json model_type values claimed
   std::vector<std::string> hooks;        // family: hook names the library must export
+  int probe_score = -1;                  // backend: what probe returned (0..100); -1 = not probed
+};
+
+// A directory searched, in order, with where it came from.
+struct search_dir {
+  std::string path;
+  std::string source;
+  bool exists = false;
 };
 
 struct registry_options {
@@ -58,7 +67,14 @@ class plugin_registry {
   plugin_registry& operator=(const plugin_registry&) = delete;
 
   // Every candidate seen, in search order, including refused and shadowed ones.
+  // Backends are probed (loaded) lazily by backends(), find_backend(), backend() or
+  // load_all(); until then their records are `available` with probe_score -1.
   const std::vector<plugin_record>& records() const;
+  const std::vector<search_dir>& search_dirs() const;
+
+  // Loads every hook library and probes every backend, so that records() shows every
+  // refusal a load can reveal (API version, entry symbol, hook names). Never throws.
+  void load_all();
 
   // Usable (available or loaded) family plugins / backends.
   std::vector<const plugin_record*> families() const;
@@ -73,6 +89,9 @@ class plugin_registry {
 
   // Loads (once) and returns a backend's table; throws moereg::error with the reason.
   const moereg_backend_api* backend(const plugin_record& backend);
+
+  // Unload order: the registry owns every library handle for its whole life. Destroy each
+  // moereg_backend made through backend() (its destroy slot) before the registry dies.
 
   // The host services passed to every plugin entry point.
   static const moereg_host_api* host_api();

@@ -1,0 +1,20 @@
+// plugin_trust.h - the checks made before any plugin code is loaded. Plugins are code: a
+// library someone else could have replaced, or one shipped inside a checkpoint, is refused.
+// Each function returns "" when the check passes, else the whole refusal reason.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace moereg {
+
+// The library file and its directory must not be writable by group or others, and must be
+// owned by root or by the current user.
+std::string library_trust_problem(const std::string& library_path);
+
+// `path` must not be inside (or equal to) any of `forbidden_dirs`, compared after realpath.
+// `what` names the thing for the message ("plugin directory", "library").
+std::string forbidden_location_problem(const std::string& path, const std::vector<std::string>& forbidden_dirs,
+                                       const std::string& what);
+
+}  // namespace moereg
