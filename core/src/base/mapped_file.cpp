@@ -39,11 +39,14 @@ mapped_file::mapped_file(std::string path) : path_(std::move(path)) {
     // of tensor data around each header. Readers of tensor data ask for sequential access.
     ::madvise(p, size_, MADV_RANDOM);
   }
-  ::close(fd);  // the mapping keeps the file alive
+  fd_ = fd;  // kept: contiguous copies go file to file with copy_file_range
 }
 
 mapped_file::mapped_file(mapped_file&& other) noexcept
-    : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : path_(std::move(other.path_)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      fd_(std::exchange(other.fd_, -1)) {}
 
 mapped_file& mapped_file::operator=(mapped_file&& other) noexcept {
   if (this != &other) {
@@ -51,6 +54,7 @@ mapped_file& mapped_file::operator=(mapped_file&& other) noexcept {
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    fd_ = std::exchange(other.fd_, -1);
   }
   return *this;
 }
@@ -59,8 +63,10 @@ mapped_file::~mapped_file() { release(); }
 
 void mapped_file::release() noexcept {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
   size_ = 0;
+  fd_ = -1;
 }
 
 namespace {
@@ -72,6 +78,21 @@ void advise(const std::byte* base, std::uint64_t size, std::uint64_t offset, std
   ::madvise(const_cast<std::byte*>(base) + begin, end - begin, advice);
 }
 }  // namespace
+
+void prefetch_range(const void* p, std::uint64_t length) {
+  static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uintptr_t begin = a / page * page;
+  ::madvise(reinterpret_cast<void*>(begin), a + length - begin, MADV_SEQUENTIAL);
+  ::madvise(reinterpret_cast<void*>(begin), a + length - begin, MADV_WILLNEED);
+}
+
+void release_range(const void* p, std::uint64_t length) {
+  static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uintptr_t begin = a / page * page;
+  ::madvise(reinterpret_cast<void*>(begin), a + length - begin, MADV_DONTNEED);
+}
 
 void mapped_file::will_need(std::uint64_t offset, std::uint64_t length) const {
   advise(data_, size_, offset, length, MADV_SEQUENTIAL);

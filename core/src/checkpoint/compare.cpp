@@ -1,5 +1,7 @@
 #include "moereg/checkpoint/compare.h"
 
+#include "moereg/base/mapped_file.h"
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -14,10 +16,16 @@ std::string first_difference(const tensor_ref& a, const tensor_ref& b) {
   std::uint64_t n = a.nbytes;
   // memcmp in large chunks first: the common case is equal data, and it is memory-bound.
   std::uint64_t at = 0;
-  constexpr std::uint64_t chunk = 1 << 20;
+  constexpr std::uint64_t chunk = 16 << 20;
   while (at < n) {
     std::uint64_t len = std::min(chunk, n - at);
-    if (std::memcmp(a.data + at, b.data + at, len) != 0) break;
+    if (a.mapped) prefetch_range(a.data + at, len);
+    if (b.mapped) prefetch_range(b.data + at, len);
+    bool same = std::memcmp(a.data + at, b.data + at, len) == 0;
+    // Only file-backed pages: releasing heap pages would zero them.
+    if (a.mapped) release_range(a.data + at, len);
+    if (b.mapped) release_range(b.data + at, len);
+    if (!same) break;
     at += len;
   }
   if (at >= n) return {};
@@ -70,7 +78,7 @@ comparison compare_tensors(const std::vector<tensor_ref>& a, const std::vector<t
 static std::vector<tensor_ref> refs_of(const checkpoint& c) {
   std::vector<tensor_ref> out;
   out.reserve(c.tensors().size());
-  for (const auto& e : c.tensors()) out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes()});
+  for (const auto& e : c.tensors()) out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes(), true});
   return out;
 }
 

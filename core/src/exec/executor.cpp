@@ -102,10 +102,11 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
           if (!o.is_expert) {
             const std::byte* src = o.source->data();
             std::uint64_t n = o.source->info->nbytes();
-            o.source->file->file().will_need(o.source->file->data_offset() + o.source->info->begin, n);
+            std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
             if (o.decode_hook.empty() && o.encode_hook.empty()) {
-              w.write(it.tensor_index, 0, src, n);
+              w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
             } else {
+              o.source->file->file().will_need(at, n);
               stage.resize(n);
               stage2.resize(n);
               const std::byte* cur = src;
@@ -127,16 +128,16 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
             std::size_t esize = dtype_size(o.spec.type);
             std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
             std::uint64_t base = it.slot * slot_bytes;
-            for (const auto& v : pieces) acquire(v);
             bool direct = !o.entry->transpose &&
                           std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
             if (direct) {
               std::uint64_t at = base;
               for (const auto& v : pieces) {
-                w.write(it.tensor_index, at, v.at(0, 0), v.nbytes());
+                w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
                 at += v.nbytes();
               }
             } else {
+              for (const auto& v : pieces) acquire(v);
               stage.resize(slot_bytes);
               std::int64_t row_off = 0;
               for (const auto& v : pieces) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "moereg/base/error.h"
+#include "moereg/base/mapped_file.h"
 #include "moereg/plan/compare_decoded.h"
 
 namespace moereg {
@@ -13,7 +14,14 @@ namespace {
 // First (row, col) where two views differ, or false.
 bool first_difference(const matrix_view& a, const matrix_view& b, std::int64_t& r_out, std::int64_t& c_out) {
   std::size_t es = a.element_size();
-  if (a.contiguous() && b.contiguous() && std::memcmp(a.at(0, 0), b.at(0, 0), a.nbytes()) == 0) return false;
+  if (a.contiguous() && b.contiguous()) {
+    prefetch_range(a.at(0, 0), a.nbytes());
+    prefetch_range(b.at(0, 0), b.nbytes());
+    bool same = std::memcmp(a.at(0, 0), b.at(0, 0), a.nbytes()) == 0;
+    release_range(a.at(0, 0), a.nbytes());
+    release_range(b.at(0, 0), b.nbytes());
+    if (same) return false;
+  }
   for (std::int64_t r = 0; r < a.rows; ++r)
     for (std::int64_t c = 0; c < a.cols; ++c)
       if (std::memcmp(a.at(r, c), b.at(r, c), es) != 0) {
@@ -66,14 +74,16 @@ comparison compare_decoded(const decoded_checkpoint& a, const decoded_checkpoint
   std::deque<std::vector<std::byte>> decoded_bytes;  // stable addresses for hook outputs
   auto add = [&](std::vector<tensor_ref>& out, const passthrough_tensor& o, const hook_runner& hooks) {
     const std::byte* data = o.source->data();
+    bool mapped = true;
     if (!o.decode_hook.empty()) {
+      mapped = false;
       if (!hooks) throw error("comparing '" + o.canonical + "' needs hook '" + o.decode_hook + "'");
       decoded_bytes.emplace_back(o.source->info->nbytes());
       tensor_spec spec{o.canonical, o.source->info->type, o.source->info->shape};
       hooks(o.decode_hook, 0, o.source->info->name, spec, data, decoded_bytes.back().data());
       data = decoded_bytes.back().data();
     }
-    out.push_back({o.canonical, o.source->info->type, o.source->info->shape, data, o.source->info->nbytes()});
+    out.push_back({o.canonical, o.source->info->type, o.source->info->shape, data, o.source->info->nbytes(), mapped});
   };
   for (const auto& o : a.others) add(ra, o, hooks_a);
   for (const auto& o : b.others) add(rb, o, hooks_b);

@@ -158,6 +158,28 @@ void safetensors_writer::write(std::size_t index, std::uint64_t offset, const vo
   written_[index] += size;
 }
 
+void safetensors_writer::copy_from_file(std::size_t index, std::uint64_t offset, int src_fd, std::uint64_t src_offset,
+                                        std::uint64_t size, const void* fallback) {
+  const tensor_info& t = layout_.tensors.at(index);
+  if (offset > t.nbytes() || size > t.nbytes() - offset)
+    throw error(final_path_ + ": internal: copy past the end of tensor '" + t.name + "'");
+  loff_t in = static_cast<loff_t>(src_offset);
+  loff_t out = static_cast<loff_t>(layout_.header.size() + t.begin + offset);
+  std::uint64_t left = size;
+  while (left && src_fd >= 0) {
+    ssize_t n = ::copy_file_range(src_fd, &in, fd_, &out, std::min<std::uint64_t>(left, 1u << 30), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) break;  // fall back below
+      io_fail(temp_path_, "cannot copy");
+    }
+    if (n == 0) break;
+    left -= static_cast<std::uint64_t>(n);
+  }
+  written_[index] += size - left;
+  if (left) write(index, offset + (size - left), static_cast<const char*>(fallback) + (size - left), left);
+}
+
 void safetensors_writer::commit() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes())

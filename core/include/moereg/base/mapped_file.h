@@ -24,6 +24,8 @@ class mapped_file {
   const std::byte* data() const { return data_; }
   std::uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // The open file descriptor (kept for copy_file_range), -1 for an empty file.
+  int fd() const { return fd_; }
 
   // Advice to the kernel for a byte range: about to be read sequentially / done with it.
   void will_need(std::uint64_t offset, std::uint64_t length) const;
@@ -34,6 +36,11 @@ class mapped_file {
   std::string path_;
   const std::byte* data_ = nullptr;
   std::uint64_t size_ = 0;
+  int fd_ = -1;
 };
+
+// The same advice for any address range inside some mapping (page-aligned internally).
+void prefetch_range(const void* p, std::uint64_t length);
+void release_range(const void* p, std::uint64_t length);
 
 }  // namespace moereg

@@ -31,6 +31,7 @@ struct tensor_ref {
   std::vector<std::int64_t> shape;
   const std::byte* data;
   std::uint64_t nbytes;
+  bool mapped = false;  // data lies in a read-only file mapping: pages may be released after use
 };
 
 comparison compare_tensors(const std::vector<tensor_ref>& a, const std::vector<tensor_ref>& b);

@@ -56,6 +56,12 @@ class safetensors_writer {
   // Thread-safe for disjoint ranges.
   void write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size);
 
+  // The same, but the bytes come from another file (src_fd at src_offset) and are copied by
+  // the kernel (copy_file_range): no page of the source is mapped into this process.
+  // Falls back to write(fallback) where the filesystem cannot do that.
+  void copy_from_file(std::size_t index, std::uint64_t offset, int src_fd, std::uint64_t src_offset, std::uint64_t size,
+                      const void* fallback);
+
   // Checks every tensor byte was written, flushes, renames to the final name.
   void commit();
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# On a GPU host with PyTorch and transformers 5 (the lent device machine): moereg's
+# hf -> transformers_v5 conversion beside `cp -r`, a safetensors+torch merge script and
+# transformers 5 load+save, in one run on one checkpoint (E=128 H=2048 I=768, LAYERS layers),
+# page cache warm; then checks that transformers loads moereg's output bit for bit.
+# Needs .carry/ from bench/convert/stage_device.sh. usage: device_compare.sh [LAYERS]
+set -uo pipefail
+layers=${1:-5}
+here=$(pwd)
+export LD_LIBRARY_PATH=$here/.carry/lib:${LD_LIBRARY_PATH:-}
+M=$here/.carry/bin/moereg
+W=${TMPDIR:-/tmp}/moereg-convert-compare
+rm -rf "$W"; mkdir -p "$W"
+nproc; free -g | head -2; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+$M synth "$W/hf" --preset qwen3_30b_a3b --layers "$layers" || exit 1
+T="python3 $here/bench/convert/timeit.py"
+warm() { cat "$W"/hf/*.safetensors > /dev/null; }
+res=$W/results.txt; : > "$res"
+warm; $T cp -- cp -r "$W/hf" "$W/cp" >> "$res"; rm -rf "$W/cp"; sync
+warm; $T moereg -- "$M" convert "$W/hf" "$W/moereg" --to transformers_v5 >> "$res"; sync
+warm; $T moereg_back -- "$M" convert "$W/moereg" "$W/moereg_back" --to hf >> "$res"; rm -rf "$W/moereg_back"; sync
+warm; $T python_merge -- python3 "$here/bench/convert/python_merge.py" "$W/hf" "$W/merge" >> "$res"; sync
+warm; $T transformers5 -- python3 "$here/bench/convert/transformers_save.py" "$W/hf" "$W/t5" >> "$res"; sync
+"$M" verify "$W/merge/model.safetensors" "$W/moereg/model.safetensors" && echo "python merge output == moereg output"
+"$M" verify "$W/t5/model.safetensors" "$W/moereg/model.safetensors" && echo "transformers 5 output == moereg output"
+python3 "$here/bench/convert/check_transformers_load.py" "$W/hf" "$W/moereg"
+bytes=$(du -sb "$W/hf" | cut -f1)
+cp_s=$(awk '$1=="cp"{print $2}' "$res")
+echo
+printf "checkpoint %.2f GB (%s layers), %s cores\n" "$(echo "$bytes/1000000000" | bc -l)" "$layers" "$(nproc)"
+printf "%-14s %9s %9s %14s %12s\n" run seconds "x cp" "peak RSS MiB" "x model size"
+while read -r name s rss rc; do
+  printf "%-14s %9.2f %9.2f %14.0f %12.2f %s\n" "$name" "$s" "$(echo "$s/$cp_s" | bc -l)" "$rss" "$(echo "$rss*1048576/$bytes" | bc -l)" "$([ "$rc" = 0 ] || echo FAILED)"
+done < "$res"
