@@ -18,7 +18,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
 if [[ -x .ci/fuzz.sh ]]; then
-  echo "== Fuzz the header parsers"
-  .ci/fuzz.sh
+  echo "== Fuzz the header parsers (${FUZZ_SECONDS:-30} s each)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} .ci/fuzz.sh
 fi
 echo "== all tests passed"

@@ -39,7 +39,10 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
       throw error("--experts " + std::to_string(first) + ":" + std::to_string(last) + " is not a non-empty range within 0:" +
                   std::to_string(d.E) + " (E=" + std::to_string(d.E) + ")");
   }
-  for (const auto& [layer, experts] : src.experts) {
+  for (const auto& [layer_key, experts_of_layer] : src.experts) {
+    // Named copies: lambdas may not capture structured bindings before C++20 compilers catch up (clang < 16).
+    const int layer = layer_key;
+    const auto& experts = experts_of_layer;
     for (const auto& e : target.experts) {
       std::int64_t rows_total = 0, cols = 0;
       for (piece p : e.pieces) {
