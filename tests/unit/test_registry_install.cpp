@@ -1,0 +1,59 @@
+// The out-of-tree path a vendor takes: `cmake --install` moereg into a prefix, build
+// examples/vendor_plugin against it with find_package(moereg) and moereg::sdk, and have the
+// INSTALLED binary find, trust and load the result.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "test_support.h"
+
+using namespace moereg;
+
+namespace {
+
+test::command_result shell(const std::string& cmd) {
+  test::command_result r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return r;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
+  test::temp_dir tmp;
+  std::string prefix = tmp / "prefix", build = tmp / "vendor-build";
+  std::string cmake = std::string("'") + MOEREG_CMAKE_COMMAND + "'";
+  auto r = shell(cmake + " --install '" + MOEREG_BUILD_DIR + "' --prefix '" + prefix + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = shell(cmake + " -S '" + MOEREG_SOURCE_DIR + "/examples/vendor_plugin' -B '" + build + "' -G '" +
+            MOEREG_CMAKE_GENERATOR + "' -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='" + prefix + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = shell(cmake + " --build '" + build + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  std::string moereg = prefix + "/bin/moereg";
+  r = shell(moereg + " plugins list --plugin-path '" + build + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "acme_moe        family   1.0.0     1    loaded    --plugin-path       " + build + "/acme_moe\n"))
+      << r.output;
+  // The installed binary finds the installed plugins beside it.
+  EXPECT_TRUE(has(r.output, "installed           " + prefix + "/lib/moereg/plugins\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "cpu             backend")) << r.output;
+
+  r = shell(moereg + " plugins show acme_moe --plugin-path '" + build + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "  state         loaded\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "  library       " + build + "/acme_moe/libmoereg_acme_moe.so\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "  hooks         swap_halves\n")) << r.output;
+
+  r = shell(moereg + " plugins check '" + build + "/acme_moe' --plugin-path '" + build + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
