@@ -13,22 +13,28 @@ W=${TMPDIR:-/tmp}/moereg-convert-compare
 rm -rf "$W"; mkdir -p "$W"
 nproc; free -g | head -2; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 $M synth "$W/hf" --preset qwen3_30b_a3b --layers "$layers" || exit 1
-T="python3 $here/bench/convert/timeit.py"
+T="python3 $here/bench/convert/run_timed.py"
 warm() { cat "$W"/hf/*.safetensors > /dev/null; }
 res=$W/results.txt; : > "$res"
 warm; $T cp -- cp -r "$W/hf" "$W/cp" >> "$res"; rm -rf "$W/cp"; sync
 warm; $T moereg -- "$M" convert "$W/hf" "$W/moereg" --to transformers_v5 >> "$res"; sync
 warm; $T moereg_back -- "$M" convert "$W/moereg" "$W/moereg_back" --to hf >> "$res"; rm -rf "$W/moereg_back"; sync
+for t in 1 4; do
+  warm; $T moereg_t$t -- "$M" convert "$W/hf" "$W/m$t" --to transformers_v5 --threads $t >> "$res"; rm -rf "$W/m$t"; sync
+done
+warm; MOEREG_NO_COPY_FILE_RANGE=1 $T moereg_pwrite -- "$M" convert "$W/hf" "$W/mp" --to transformers_v5 >> "$res"; rm -rf "$W/mp"; sync
+warm; $T moereg_shards -- "$M" convert "$W/hf" "$W/ms" --to transformers_v5 --shard-size 1GB >> "$res"; rm -rf "$W/ms"; sync
 warm; $T python_merge -- python3 "$here/bench/convert/python_merge.py" "$W/hf" "$W/merge" >> "$res"; sync
 warm; $T transformers5 -- python3 "$here/bench/convert/transformers_save.py" "$W/hf" "$W/t5" >> "$res"; sync
 "$M" verify "$W/merge/model.safetensors" "$W/moereg/model.safetensors" && echo "python merge output == moereg output"
 "$M" verify "$W/t5/model.safetensors" "$W/moereg/model.safetensors" && echo "transformers 5 output == moereg output"
 python3 "$here/bench/convert/check_transformers_load.py" "$W/hf" "$W/moereg"
 bytes=$(du -sb "$W/hf" | cut -f1)
-cp_s=$(awk '$1=="cp"{print $2}' "$res")
+df -hT "$W" | tail -1
 echo
-printf "checkpoint %.2f GB (%s layers), %s cores\n" "$(echo "$bytes/1000000000" | bc -l)" "$layers" "$(nproc)"
-printf "%-14s %9s %9s %14s %12s\n" run seconds "x cp" "peak RSS MiB" "x model size"
-while read -r name s rss rc; do
-  printf "%-14s %9.2f %9.2f %14.0f %12.2f %s\n" "$name" "$s" "$(echo "$s/$cp_s" | bc -l)" "$rss" "$(echo "$rss*1048576/$bytes" | bc -l)" "$([ "$rc" = 0 ] || echo FAILED)"
-done < "$res"
+awk -v bytes="$bytes" -v cores="$(nproc)" -v layers="$layers" '
+  BEGIN { printf "checkpoint %.2f GB (%s layers), %s cores\n", bytes / 1e9, layers, cores;
+          printf "%-14s %9s %9s %14s %12s\n", "run", "seconds", "x cp", "peak RSS MiB", "x model size" }
+  { name[NR] = $1; s[NR] = $2; rss[NR] = $3; rc[NR] = $4; if ($1 == "cp") cp = $2 }
+  END { for (i = 1; i <= NR; i++)
+          printf "%-14s %9.2f %9.2f %14.0f %12.2f %s\n", name[i], s[i], s[i] / cp, rss[i], rss[i] * 1048576 / bytes, (rc[i] == 0 ? "" : "FAILED") }' "$res"
