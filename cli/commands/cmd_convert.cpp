@@ -203,7 +203,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       auto it = old->shards.find(shards[i].file_name);
       fs::path f = fs::path(o["output"]) / shards[i].file_name;
       if (it == old->shards.end() || !fs::exists(f)) continue;
-      if (fs::file_size(f) == it->second.size && file_checksum(f.string()) == it->second.checksum) {
+      if (fs::file_size(f) == it->second.size && file_checksum(f.string(), o.count("threads") ? std::stoi(o["threads"]) : 0) == it->second.checksum) {
         skip[i] = true;
         log.shards[it->first] = it->second;
       } else {
@@ -230,7 +230,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   eo.on_shard_done = [&](std::size_t i) {
     const auto& sh = writer.shards()[i];
     fs::path f = fs::path(o["output"]) / sh.file_name;
-    log.shards[sh.file_name] = {fs::file_size(f), file_checksum(f.string())};
+    log.shards[sh.file_name] = {fs::file_size(f), file_checksum(f.string(), eo.threads)};
     log.save(o["output"]);
     if (++done_here == crash_after) std::_Exit(70);
   };

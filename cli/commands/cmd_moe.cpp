@@ -1,6 +1,6 @@
 // moereg moe bench: times a fused-MoE backend on real model shapes (synthetic bf16 weights)
 // against the eager PyTorch loop of transformers, on the same weights, in the same run.
-// (`moe run` waits for the layer loader, core/include/moereg/layout/moe_layer.h.)
+// `moe run` is in cmd_moe_run.cpp.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -508,17 +508,19 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
 
 }  // namespace
 
+int run_moe_run(const std::vector<std::string>& args, global_options& globals);
+
 int run_moe(const std::vector<std::string>& args, global_options& globals) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << "usage: moereg moe bench [options]   (moereg moe bench --help)\n"
-                 "`moe run` is not available yet: it needs the layer loader.\n";
-    if (args.empty()) throw usage_error("moe: expected a subcommand: bench");
+    std::cout << "usage: moereg moe run CKPT --layer L --input IN --output OUT [options]   (moereg moe run --help)\n"
+                 "       moereg moe bench [options]                                       (moereg moe bench --help)\n";
+    if (args.empty()) throw usage_error("moe: expected a subcommand: run or bench");
     return 0;
   }
-  if (args[0] == "bench") return run_bench(std::vector<std::string>(args.begin() + 1, args.end()), globals);
-  if (args[0] == "run")
-    throw usage_error("moe run: not available yet in this build (it needs the MoE layer loader); use `moe bench`");
-  throw usage_error("moe: unknown subcommand '" + args[0] + "', expected bench");
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "bench") return run_bench(rest, globals);
+  if (args[0] == "run") return run_moe_run(rest, globals);
+  throw usage_error("moe: unknown subcommand '" + args[0] + "', expected run or bench");
 }
 
 }  // namespace moereg::cli

@@ -23,8 +23,9 @@ struct resume_log {
   void save(const std::string& dir) const;  // atomically
 };
 
-// A fast 64-bit checksum of a whole file (reads it; cheap when it is in the page cache).
-std::uint64_t file_checksum(const std::string& path);
+// A fast 64-bit checksum of a whole file, read in 64 MiB blocks by `threads` threads
+// (0 = all cores); cheap when the file is still in the page cache, as it is after writing.
+std::uint64_t file_checksum(const std::string& path, int threads = 0);
 
 // 64-bit hash of a string (FNV-1a), for plan fingerprints.
 std::uint64_t string_hash(const std::string& s);

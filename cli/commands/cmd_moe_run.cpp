@@ -1,0 +1,170 @@
+// moereg moe run: the MoE block of one decoder layer, read from a checkpoint in whatever
+// layout it is stored, routed as its family declares, on the backend chosen.
+#include <chrono>
+#include <cmath>
+#include <iostream>
+
+#include "command.h"
+#include "model_session.h"
+#include "moereg/base/error.h"
+#include "moereg/base/log.h"
+#include "moereg/plan/moe_layer.h"
+#include "moereg/routing/router.h"
+#include "moereg/safetensors/safetensors_reader.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "plugin_options.h"
+
+namespace moereg::cli {
+
+namespace {
+
+struct chosen_backend {
+  const plugin_record* record = nullptr;
+  std::string why;
+};
+
+// --backend NAME, or auto: the usable backend with the best probe score.
+chosen_backend choose_backend(plugin_registry& reg, const std::string& wanted) {
+  reg.load_all();  // probes every backend, so refusals have reasons
+  std::string scores;
+  for (const auto& r : reg.records()) {
+    if (r.kind != plugin_kind::backend) continue;
+    scores += (scores.empty() ? "" : ", ") + r.name + " " +
+              (r.state == plugin_state::refused ? "refused (" + r.reason + ")" : "score " + std::to_string(r.probe_score));
+  }
+  if (wanted != "auto") {
+    const plugin_record* r = reg.find_backend(wanted);
+    if (!r) {
+      for (const auto& x : reg.records())
+        if (x.kind == plugin_kind::backend && x.name == wanted)
+          throw error("backend '" + wanted + "' cannot run here: " + x.reason);
+      throw error("no backend named '" + wanted + "' was found (" + (scores.empty() ? "none found" : scores) + ")");
+    }
+    return {r, "asked for with --backend " + wanted};
+  }
+  const plugin_record* best = nullptr;
+  for (const plugin_record* r : reg.backends())
+    if (r->probe_score > 0 && (!best || r->probe_score > best->probe_score)) best = r;
+  if (!best) throw error("no backend can run here (" + (scores.empty() ? "none found" : scores) + ")");
+  return {best, "auto: best probe score among " + scores};
+}
+
+moereg_tensor_view host_view(void* data, dtype t, std::vector<std::int64_t> shape) {
+  moereg_tensor_view v{};
+  v.data = data;
+  v.dtype = static_cast<std::int32_t>(t);
+  v.rank = static_cast<std::int32_t>(shape.size());
+  std::int64_t stride = 1;
+  for (int i = v.rank - 1; i >= 0; --i) {
+    v.shape[i] = shape[static_cast<std::size_t>(i)];
+    v.strides[i] = stride;
+    stride *= shape[static_cast<std::size_t>(i)];
+  }
+  return v;
+}
+
+}  // namespace
+
+int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
+  command_parser p("moe run CKPT --layer L --input IN.safetensors --output OUT.safetensors [options]",
+                   "Run the MoE block of decoder layer L of a checkpoint, in whatever layout it is stored (no\n"
+                   "conversion step), with the routing its family declares. IN holds `input` [T, H] (F32 or\n"
+                   "BF16). OUT gets `output` [T, H] F32, `topk_ids` [T, K] I64, `topk_weights` [T, K] F32 and\n"
+                   "`router_logits` [T, E] F32. Prints which backend ran and why it was chosen.");
+  p.options().add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint directory")(
+      "layer", po::value<int>()->required(), "decoder layer whose MoE block runs")(
+      "input", po::value<std::string>()->required(), "safetensors file with `input` [T, H]")(
+      "output", po::value<std::string>()->required(), "safetensors file to write")(
+      "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
+      "threads", po::value<int>()->default_value(0), "CPU threads (0 = all cores)")(
+      "family", po::value<std::string>(), "family plugin or model_type (default: config.json model_type)")(
+      "from", po::value<std::string>(), "the checkpoint's layout (default: detected)");
+  add_plugin_options(p.options());
+  p.positional("checkpoint", 1);
+  auto vm = p.parse(args, globals);
+
+  auto t0 = std::chrono::steady_clock::now();
+  session_request req;
+  req.checkpoint = vm["checkpoint"].as<std::string>();
+  if (vm.count("family")) req.family = vm["family"].as<std::string>();
+  if (vm.count("from")) req.from_layout = vm["from"].as<std::string>();
+  model_session s = open_model(req, vm);
+  decoded_checkpoint dec = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
+  std::unique_ptr<moe_layer> layer = load_moe_layer(dec, vm["layer"].as<int>());
+  if (s.dims.K <= 0) throw error(s.spec.manifest_path + ": dims has no K (experts per token); moe run needs it");
+
+  std::string in_path = vm["input"].as<std::string>();
+  safetensors_file in(in_path);
+  const tensor_info* x = in.find("input");
+  if (!x) throw error(in_path + ": no tensor named 'input' (expected input [T, H])");
+  if (x->shape.size() != 2 || x->shape[1] != s.dims.H)
+    throw error(in_path + ": 'input' has shape " + shape_string(x->shape) + ", expected [T, " + std::to_string(s.dims.H) + "]");
+  if (x->type != dtype::F32 && x->type != dtype::BF16)
+    throw error(in_path + ": 'input' is " + std::string(dtype_name(x->type)) + ", expected F32 or BF16");
+  const std::int64_t T = x->shape[0], H = s.dims.H, K = s.dims.K, E = s.dims.E;
+  moereg_tensor_view xv = host_view(const_cast<std::byte*>(in.data(*x)), x->type, {T, H});
+
+  router r(layer->routing, s.spec.manifest_path + " routing");
+  routing_result routed;
+  r.route(xv, routed);
+
+  chosen_backend chosen = choose_backend(*s.registry, vm["backend"].as<std::string>());
+  const moereg_backend_api* api = s.registry->backend(*chosen.record);
+  moereg_backend_options opts{};
+  opts.threads = vm["threads"].as<int>();
+  moereg_backend* backend = nullptr;
+  auto t_create = std::chrono::steady_clock::now();
+  throw_if_error(api->create(&layer->weights, &layer->routing, &opts, &backend), "backend " + chosen.record->name + " create");
+  struct destroy_guard {
+    const moereg_backend_api* api;
+    moereg_backend* b;
+    ~destroy_guard() { api->destroy(b); }
+  } guard{api, backend};
+  std::vector<float> out(static_cast<std::size_t>(T * H));
+  moereg_tensor_view ids = host_view(routed.ids.data(), dtype::I64, {T, K});
+  moereg_tensor_view weights = host_view(routed.weights.data(), dtype::F32, {T, K});
+  moereg_tensor_view ov = host_view(out.data(), dtype::F32, {T, H});
+  auto t_forward = std::chrono::steady_clock::now();
+  throw_if_error(api->forward(backend, &xv, &ids, &weights, &ov), "backend " + chosen.record->name + " forward");
+  auto t_done = std::chrono::steady_clock::now();
+
+  std::string out_path = vm["output"].as<std::string>();
+  {
+    safetensors_writer w(out_path, {{"output", dtype::F32, {T, H}}, {"router_logits", dtype::F32, {T, E}},
+                                    {"topk_ids", dtype::I64, {T, K}}, {"topk_weights", dtype::F32, {T, K}}});
+    for (std::size_t i = 0; i < w.tensors().size(); ++i) {
+      const std::string& n = w.tensors()[i].name;
+      const void* src = n == "output" ? static_cast<const void*>(out.data())
+                        : n == "router_logits" ? static_cast<const void*>(routed.logits.data())
+                        : n == "topk_ids" ? static_cast<const void*>(routed.ids.data())
+                                          : static_cast<const void*>(routed.weights.data());
+      w.write(i, 0, src, w.tensors()[i].nbytes());
+    }
+    w.commit();
+  }
+  auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+  if (globals.json) {
+    std::cout << json::dump(json::value(json::object{{"backend", json::value(chosen.record->name)},
+                                                      {"why", json::value(chosen.why)},
+                                                      {"family", json::value(s.spec.name)},
+                                                      {"layout", json::value(s.layout->name)},
+                                                      {"layer", json::value(layer->layer)},
+                                                      {"tokens", json::value(T)},
+                                                      {"packed_bytes", json::value(layer->packed_bytes)},
+                                                      {"load_ms", json::value(ms(t0, t_create))},
+                                                      {"create_ms", json::value(ms(t_create, t_forward))},
+                                                      {"forward_ms", json::value(ms(t_forward, t_done))},
+                                                      {"output", json::value(out_path)}}),
+                            2)
+              << "\n";
+  } else {
+    std::cout << "backend " << chosen.record->name << " (" << chosen.why << ")\n"
+              << "layer " << layer->layer << " of " << s.ckpt->path() << " (family " << s.spec.name << ", layout "
+              << s.layout->name << "; " << layer->describe << ", " << layer->packed_bytes << " bytes packed)\n"
+              << "T=" << T << " tokens, " << dtype_name(x->type) << " input; load " << ms(t0, t_create) << " ms, create "
+              << ms(t_create, t_forward) << " ms, forward " << ms(t_forward, t_done) << " ms -> " << out_path << "\n";
+  }
+  return 0;
+}
+
+}  // namespace moereg::cli

@@ -1,0 +1,109 @@
+// `moereg moe run` reproduces each fixture's MoE block output from its checkpoint, in any
+// stored layout, with both input dtypes and token counts that fill no block.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "moereg/base/json.h"
+#include "moereg/safetensors/safetensors_reader.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "test_support.h"
+
+using namespace moereg;
+
+namespace {
+
+struct fixture_case {
+  const char* family;
+  const char* dir;  // hf or hub
+};
+
+int moe_layer_of(const std::string& family) {
+  json::value f = json::parse_file(test::fixture(family + "/fixture.json"));
+  std::string block = f.find("moe_block")->as_string();  // model.layers.1.mlp
+  std::string s = block.substr(0, block.rfind('.'));
+  return std::stoi(s.substr(s.rfind('.') + 1));
+}
+
+// Write the first T rows of the fixture input as F32 or BF16.
+void write_input(const std::string& path, const safetensors_file& ref, std::int64_t T, bool bf16) {
+  const tensor_info* in = ref.find("input");
+  std::int64_t H = in->shape[1];
+  const float* x = reinterpret_cast<const float*>(ref.data(*in));
+  safetensors_writer w(path, {{"input", bf16 ? dtype::BF16 : dtype::F32, {T, H}}}, {});
+  if (bf16) {
+    std::vector<std::uint16_t> b(static_cast<std::size_t>(T * H));
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = f32_to_bf16(x[i]);
+    w.write(0, 0, b.data(), b.size() * 2);
+  } else {
+    w.write(0, 0, x, static_cast<std::uint64_t>(T * H) * 4);
+  }
+  w.commit();
+}
+
+}  // namespace
+
+TEST(MoeRun, ReproducesEveryFixtureMoeBlock) {
+  for (auto [family, dir] : {fixture_case{"qwen3_moe", "hf"}, fixture_case{"qwen3_vl_moe", "hf"}, fixture_case{"qwen3_vl_moe", "hub"},
+                             fixture_case{"qwen3_5_moe", "hf"}, fixture_case{"qwen3_5_moe", "hub"}, fixture_case{"mixtral", "hf"},
+                             fixture_case{"deepseek_v2", "hf"}, fixture_case{"deepseek_v3", "hf"}}) {
+    std::string fam = family;
+    safetensors_file ref(test::fixture(fam + "/moe_block.safetensors"));
+    const tensor_info* out_ref = ref.find("output");
+    const tensor_info* ids_ref = ref.find("topk_ids");
+    const std::int64_t T_all = out_ref->shape[0], H = out_ref->shape[1], K = ids_ref->shape[1];
+    for (std::int64_t T : {T_all, std::int64_t{7}, std::int64_t{1}})
+      for (bool bf16 : {false, true}) {
+        SCOPED_TRACE(fam + "/" + dir + " T=" + std::to_string(T) + (bf16 ? " bf16" : " f32"));
+        test::temp_dir d;
+        write_input(d / "in.safetensors", ref, T, bf16);
+        auto r = test::run_moereg("moe run " + test::fixture(fam + "/" + dir) + " --layer " + std::to_string(moe_layer_of(fam)) +
+                                  " --input " + (d / "in.safetensors") + " --output " + (d / "out.safetensors") + " --backend cpu");
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        EXPECT_NE(r.output.find("backend cpu"), std::string::npos) << r.output;
+        safetensors_file got(d / "out.safetensors");
+        const tensor_info* o = got.find("output");
+        const tensor_info* ids = got.find("topk_ids");
+        ASSERT_TRUE(o && ids && got.find("topk_weights"));
+        ASSERT_EQ(o->shape, (std::vector<std::int64_t>{T, H}));
+        ASSERT_EQ(ids->type, dtype::I64);
+        const float* a = reinterpret_cast<const float*>(got.data(*o));
+        const float* b = reinterpret_cast<const float*>(ref.data(*out_ref));
+        double num = 0, den = 0, max_diff = 0, max_ref = 0;
+        for (std::int64_t i = 0; i < T * H; ++i) {
+          num += (a[i] - b[i]) * double(a[i] - b[i]);
+          den += double(b[i]) * b[i];
+          max_diff = std::max(max_diff, std::abs(double(a[i]) - b[i]));
+          max_ref = std::max(max_ref, std::abs(double(b[i])));
+        }
+        EXPECT_LE(std::sqrt(num / den), 1e-2);
+        if (!bf16) {
+          EXPECT_LE(max_diff, 1e-5 * max_ref) << "float32 math must match to the fixture tolerance";
+          const auto* gi = reinterpret_cast<const std::int64_t*>(got.data(*ids));
+          const auto* ri = reinterpret_cast<const std::int64_t*>(ref.data(*ids_ref));
+          for (std::int64_t t = 0; t < T; ++t)
+            EXPECT_EQ(std::set<std::int64_t>(gi + t * K, gi + (t + 1) * K), std::set<std::int64_t>(ri + t * K, ri + (t + 1) * K))
+                << "token " << t;
+        }
+      }
+  }
+}
+
+TEST(MoeRun, BadInputsAreClearErrors) {
+  test::temp_dir d;
+  safetensors_file ref(test::fixture("qwen3_moe/moe_block.safetensors"));
+  write_input(d / "in.safetensors", ref, 4, false);
+  auto r = test::run_moereg("moe run " + test::fixture("deepseek_v3/hf") + " --layer 0 --input " + (d / "in.safetensors") +
+                            " --output " + (d / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("layer 0 holds no experts (MoE layers: 1, 2)"), std::string::npos) << r.output;
+  r = test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --layer 1 --input " + test::fixture("qwen3_moe/hf/config.json") +
+                       " --output " + (d / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  r = test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --layer 1 --input " + (d / "in.safetensors") +
+                       " --output " + (d / "o.safetensors") + " --backend nonesuch");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("no backend named 'nonesuch'"), std::string::npos) << r.output;
+  EXPECT_EQ(test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --input x --output y").exit_code, 2) << "--layer is required";
+}
