@@ -9,6 +9,7 @@
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/checkpoint/compare.h"
 #include "moereg/checkpoint/summary.h"
+#include "moereg/safetensors/safetensors_writer.h"
 #include "moereg/synth/synthetic_checkpoint.h"
 
 namespace moereg::cli {
@@ -31,6 +32,10 @@ class step_timer {
 };
 
 }  // namespace
+
+int run_convert(const std::vector<std::string>&, global_options&);
+int run_verify(const std::vector<std::string>&, global_options&);
+int run_moe(const std::vector<std::string>&, global_options&);
 
 int run_demo(const std::vector<std::string>& args, global_options& globals) {
   command_parser p("demo [--dir DIR] [--keep]",
@@ -83,6 +88,34 @@ int run_demo(const std::vector<std::string>& args, global_options& globals) {
     std::cout << "    " << (c.equal() ? "equal" : "DIFFERENT") << ": " << c.compared << " tensors, " << c.bytes_compared
               << " bytes compared\n";
     if (!c.equal()) return 1;
+  }
+  std::string v5 = (dir / "example-transformers_v5").string(), back = (dir / "example-back").string();
+  global_options quiet = globals;
+  quiet.json = false;
+  {
+    step_timer t("convert to transformers_v5 (fused [E, 2I, H] experts), streaming");
+    if (run_convert({src, v5, "--to", "transformers_v5", "--log-level", "warn"}, quiet) != 0) return 1;
+  }
+  {
+    step_timer t("verify the converted checkpoint against the original, through their layouts");
+    if (run_verify({v5, src, "--log-level", "warn"}, quiet) != 0) return 1;
+  }
+  {
+    step_timer t("convert back to the hub layout and verify byte for byte");
+    if (run_convert({v5, back, "--to", "hf", "--log-level", "warn"}, quiet) != 0) return 1;
+    if (run_verify({back, src, "--log-level", "warn"}, quiet) != 0) return 1;
+  }
+  {
+    step_timer t("run the MoE block of layer 1 on 5 random tokens (routing from the family plugin)");
+    std::string in = (dir / "tokens.safetensors").string(), out = (dir / "moe-out.safetensors").string();
+    {
+      safetensors_writer w(in, {{"input", dtype::F32, {5, dims.hidden}}}, {});
+      std::vector<float> x(static_cast<std::size_t>(5 * dims.hidden));
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 201) / 100.0f - 1.0f;
+      w.write(0, 0, x.data(), x.size() * 4);
+      w.commit();
+    }
+    if (run_moe({"run", v5, "--layer", "1", "--input", in, "--output", out, "--log-level", "warn"}, quiet) != 0) return 1;
   }
   std::cout << (keep ? "kept " + dir.string() : std::string("removed the work directory")) << "\n";
   return 0;

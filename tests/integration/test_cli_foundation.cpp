@@ -72,4 +72,7 @@ TEST(Cli, Demo) {
   auto r = run_moereg("demo");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("equal"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("through layouts transformers_v5 and hf"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("backend cpu"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("DIFFERENT"), std::string::npos) << r.output;
 }
