@@ -238,6 +238,10 @@ SHAPES = [
 TOKENS = [1, 16, 128, 1024, 4096]
 
 
+# Forced paths timed with --tiles: the three mma.sync tile shapes, cuBLAS grouped and per expert.
+TILES = ("m16", "m64", "m128", "cublas", "cublas_loop")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", required=True)
@@ -295,7 +299,7 @@ def main():
             row["moereg_ms"], _ = time_ms(run_moereg)
             row["tiles"] = be.describe(h)["last_tiles"]
             if args.tiles:
-                for tl in ("m16", "m64", "m128"):
+                for tl in TILES:
                     os.environ["MOEREG_CUDA_TILES"] = tl
                     row[f"moereg_{tl}_ms"], _ = time_ms(run_moereg)
                 os.environ.pop("MOEREG_CUDA_TILES", None)
@@ -319,19 +323,23 @@ def main():
             print(f"  T={T:5d} hit={hit:3d} floor {floor:8.4f} ms | moereg {row['moereg_ms']:8.4f} ({row['tiles'][:10]}) | "
                   f"grouped_mm {row['grouped_mm_ms']:8.4f} | eager {row.get('eager_ms', float('nan')):9.4f} | "
                   f"relL2 {row.get('rel_l2_vs_torch', float('nan')):.2e}"
-                  + ("".join(f" | {tl} {row[f'moereg_{tl}_ms']:.4f}" for tl in ("m16", "m64", "m128")) if args.tiles else ""),
+                  + ("".join(f" | {tl} {row[f'moereg_{tl}_ms']:.4f}" for tl in TILES) if args.tiles else ""),
                   flush=True)
             del x, out, ids, wts
         be.api.destroy(h)
         del w13, w2, sw13, sw2
         torch.cuda.empty_cache()
 
-    lines = ["| shape | T | floor ms | moereg ms | grouped_mm ms | eager ms | moereg / floor | grouped_mm / moereg | rel L2 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| shape | T | path | floor ms | moereg ms | grouped_mm ms | eager ms | moereg / floor | grouped_mm / moereg | rel L2 |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['shape']} | {r['T']} | {r['floor_ms']:.4f} | {r['moereg_ms']:.4f} | {r['grouped_mm_ms']:.4f} | "
+        lines.append(f"| {r['shape']} | {r['T']} | {r['tiles']} | {r['floor_ms']:.4f} | {r['moereg_ms']:.4f} | {r['grouped_mm_ms']:.4f} | "
                      f"{r.get('eager_ms', float('nan')):.3f} | {r['moereg_ms'] / r['floor_ms']:.2f} | "
                      f"{r['grouped_mm_ms'] / r['moereg_ms']:.2f} | {r.get('rel_l2_vs_torch', float('nan')):.1e} |")
+    if args.tiles:
+        lines += ["", "| shape | T | " + " | ".join(TILES) + " |", "|---|---:|" + "---:|" * len(TILES)]
+        for r in rows:
+            lines.append(f"| {r['shape']} | {r['T']} | " + " | ".join(f"{r[f'moereg_{tl}_ms']:.4f}" for tl in TILES) + " |")
     table = "\n".join(lines)
     print("\n" + f"device {dev}; copy {bw / 1e12:.2f} TB/s; bf16 matmul {tf / 1e12:.0f} TFLOP/s\n" + table, flush=True)
     os.makedirs(args.out, exist_ok=True)

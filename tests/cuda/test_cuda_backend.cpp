@@ -293,7 +293,7 @@ struct random_layer {
 };
 
 // Runs T tokens with random distinct ids and random weights; returns relative L2 against float64.
-double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false) {
+double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false, std::string* json = nullptr) {
   handle h = create(L.view(), nullptr);
   if (!h) return INFINITY;
   std::mt19937 rng(seed);
@@ -335,6 +335,10 @@ double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false) {
   std::string e = take(backend_api()->forward(h.get(), &xv, &iv, &wv, &ov));
   EXPECT_EQ(e, "");
   if (!e.empty()) return INFINITY;
+  if (json) {
+    moereg_sink sink{json, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
+    EXPECT_EQ(take(backend_api()->describe(h.get(), sink)), "");
+  }
   auto ref = reference(x, ids64, wts, L.w13, L.w2, T, L.H, L.I, L.K, L.Is ? &L.sw13 : nullptr,
                        L.Is ? &L.sw2 : nullptr, L.Is, L.gate ? &L.sg : nullptr);
   return rel_l2(out, ref);
@@ -374,6 +378,46 @@ TEST(CudaRandom, EveryTileShape) {
     }
   }
   unsetenv("MOEREG_CUDA_TILES");
+}
+
+// The cuBLAS path (libcublas.so.13 must load: device_run.sh puts it on LD_LIBRARY_PATH), grouped
+// and one call per expert, on odd sizes, skewed loads, shared experts gated and not, bf16 x.
+TEST(CudaRandom, CublasPathMatchesReference) {
+  ASSERT_NE(backend_api(), nullptr);
+  random_layer L(32, 264, 136, 6, 72, false, 4);
+  random_layer G(8, 64, 24, 2, 48, true, 2);
+  for (const char* mode : {"cublas", "cublas_loop"}) {
+    setenv("MOEREG_CUDA_TILES", mode, 1);
+    for (int T : {1, 5, 611}) {
+      std::string json;
+      double err = run_random(L, T, 11 + T, false, &json);
+      EXPECT_LE(err, 1e-2) << mode << " T=" << T;
+      EXPECT_NE(json.find(std::string("\"last_tiles\":\"") + mode + "\""), std::string::npos) << json;
+      std::printf("[ tiles    ] %s T=%d rel L2 %.3e\n", mode, T, err);
+    }
+    double err = run_random(G, 300, 3, true);
+    EXPECT_LE(err, 1e-2) << mode << " gated shared, bf16 x";
+    std::printf("[ tiles    ] %s gated shared bf16 x T=300 rel L2 %.3e\n", mode, err);
+  }
+  unsetenv("MOEREG_CUDA_TILES");
+}
+
+// Unforced: >= 128 rows per expert goes to cuBLAS (one call per expert for few experts), fewer to the kernels.
+TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
+  ASSERT_NE(backend_api(), nullptr);
+  unsetenv("MOEREG_CUDA_TILES");
+  random_layer L(4, 64, 32, 2, 0, false, 8);
+  std::string json;
+  EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
+  EXPECT_NE(json.find("\"last_tiles\":\"cublas_loop\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"gemm_large\":\"cuBLAS "), std::string::npos) << json;
+  json.clear();
+  EXPECT_LE(run_random(L, 40, 22, false, &json), 1e-2);
+  EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  random_layer M(32, 64, 32, 4, 0, false, 9);
+  json.clear();
+  EXPECT_LE(run_random(M, 1100, 23, false, &json), 1e-2);
+  EXPECT_NE(json.find("\"last_tiles\":\"cublas\""), std::string::npos) << json;
 }
 
 // ---------------------------------------------------------------- routing beyond the fixtures

@@ -286,6 +286,7 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
 moe_layer::~moe_layer() {
   cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(stream_);
+  blas_.reset();
   for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_),
                   static_cast<void*>(sw2_), static_cast<void*>(sgate_), static_cast<void*>(router_),
                   static_cast<void*>(bias_)})
@@ -410,6 +411,33 @@ void moe_layer::ensure_workspace(int tokens) {
   ws_ = ws;
 }
 
+// Below this many rows per hit expert the mma.sync kernels win (weights streamed, no host sync).
+constexpr long long cublas_min_rows = 128;
+
+bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode) const {
+  // Few experts: one cublasGemmEx each is cheap; many: one grouped call per GEMM.
+  *mode = groups <= 16 ? cublas_mode::loop : cublas_mode::grouped;
+  if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
+    const std::string s = t;
+    if (s == "cublas") {
+      *mode = cublas_mode::grouped;
+      return true;
+    }
+    if (s == "cublas_loop") {
+      *mode = cublas_mode::loop;
+      return true;
+    }
+    if (s == "m16" || s == "m64" || s == "m128") return false;
+  }
+  if (groups <= 0 || rows < cublas_min_rows * groups) return false;
+  return cublas_experts::available();
+}
+
+cublas_experts& moe_layer::blas() {
+  if (!blas_) blas_ = std::make_unique<cublas_experts>(stream_);
+  return *blas_;
+}
+
 tile_config moe_layer::pick_tiles(int rows_per_group) const {
   // MOEREG_CUDA_TILES=m16|m64|m128 forces one shape (tests, measurements); read per call.
   if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
@@ -428,10 +456,29 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
   const int K = static_cast<int>(ids ? K_ : 0);
   const int slots = tokens * K;
   const tile_config tc = pick_tiles(static_cast<int>((static_cast<long long>(slots) + E_ - 1) / E_));
+  // Rows per expert as the caller routed them are not known on the host; the average over the
+  // experts a uniform router would hit (min(E, slots)) stands in for it.
+  cublas_mode mode = cublas_mode::grouped;
+  const bool use_blas = slots > 0 && pick_cublas(slots, std::min<long long>(E_, slots), &mode);
   const int bm = tile_rows(tc);
   launch_to_bf16(x, x_bf16, ws_->xb, static_cast<int64_t>(tokens) * H_, stream_);
   check(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens) * H_ * 4, stream_), "zero output");
   launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream_);
+  last_tokens_ = tokens;
+  if (use_blas) {
+    blas().run_routed(ws_->xb, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_),
+                      ws_->perm.offsets, ws_->perm.sorted_token, ws_->perm.sorted_weight, out, mode);
+    last_path_ = mode == cublas_mode::loop ? "cublas_loop" : "cublas";
+    if (Is_) {
+      const float* gate = nullptr;
+      if (has_shared_gate_) {
+        launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream_);
+        gate = ws_->gate;
+      }
+      blas().run_dense(ws_->xb, sw13_, sw2_, tokens, static_cast<int>(H_), static_cast<int>(Is_), gate, out);
+    }
+    return;
+  }
   gemm_problem p;
   p.x = ws_->xb;
   p.w13 = w13_;
@@ -449,7 +496,7 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
   p.out = out;
   launch_experts(p, tc, stream_);
   last_tiles_ = tc;
-  last_tokens_ = tokens;
+  last_path_ = tile_name(tc);
   if (Is_) {
     const tile_config sc = pick_tiles(tokens);
     gemm_problem s;
@@ -608,9 +655,11 @@ std::string moe_layer::describe() const {
     << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
     << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""
+    << ",\"gemm_large\":\"" << (cublas_experts::available() ? "cuBLAS " + cublas_experts::version() : "none")
+    << " for >= " << cublas_min_rows << " rows per expert\""
     << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16) << "\",\"m64\":\"" << tile_name(tile_config::m64)
     << "\",\"m128\":\"" << tile_name(tile_config::m128) << "\"}"
-    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << tile_name(last_tiles_) << "\"}";
+    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_) : last_path_.c_str()) << "\"}";
   return o.str();
 }
 

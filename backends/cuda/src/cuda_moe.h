@@ -7,9 +7,11 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
+#include "cublas_experts.h"
 #include "moe_kernels.cuh"
 #include "moereg/abi/moereg_backend.h"
 
@@ -50,6 +52,10 @@ class moe_layer {
   void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
+  // Whether this pass goes through cuBLAS (and how): forced by MOEREG_CUDA_TILES=cublas|cublas_loop,
+  // else chosen for >= cublas_min_rows rows per hit expert when libcublas.so.13 loads.
+  bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
+  cublas_experts& blas();
   void run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
                    float* out);
 
@@ -72,6 +78,8 @@ class moe_layer {
   double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
   tile_config last_tiles_ = tile_config::m16;
   int last_tokens_ = 0;
+  std::string last_path_;
+  std::unique_ptr<cublas_experts> blas_;
   workspace* ws_ = nullptr;
 };
 

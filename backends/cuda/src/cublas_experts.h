@@ -1,0 +1,63 @@
+// cublas_experts.h - the compute-bound expert path: gather rows by expert, gate/up and down as
+// cuBLAS GEMMs (one grouped call, or one call per hit expert), SiLU-gating and the weighted
+// un-permute as elementwise kernels. cuBLAS is dlopen'ed (libcublas.so.13) on first use, so the
+// backend still needs only the driver; without it this path is unavailable and the kernels run.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <string>
+#include <vector>
+
+namespace moereg::cuda {
+
+// How the per-expert GEMMs are issued: one cublasGemmGroupedBatchedEx call per GEMM, or one
+// cublasGemmEx per hit expert (fewer, larger problems: less overhead per call for few experts).
+enum class cublas_mode { grouped, loop };
+
+class cublas_experts {
+ public:
+  // True when libcublas.so.13 and every symbol used here were found; otherwise `why` says what failed.
+  static bool available(std::string* why = nullptr);
+  static std::string version();
+
+  explicit cublas_experts(cudaStream_t stream);
+  ~cublas_experts();
+  cublas_experts(const cublas_experts&) = delete;
+  cublas_experts& operator=(const cublas_experts&) = delete;
+
+  // Routed experts. `offsets` [E + 1] is on the device (sorted order, see permutation); this call
+  // reads it back (one stream synchronization), which is what lets cuBLAS get per-expert sizes.
+  // out[sorted_token[r]] += sorted_weight[r] * (silu(x W_gate^T) * (x W_up^T)) W_down^T.
+  void run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts,
+                  int hidden, int inter, const int* offsets, const int* sorted_token, const float* sorted_weight,
+                  float* out, cublas_mode mode);
+  // One dense expert over all `tokens` rows of xb (the shared expert); row_weight may be null (1).
+  void run_dense(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int tokens, int hidden,
+                 int inter, const float* row_weight, float* out);
+
+ private:
+  struct group {
+    int n;      // rows of this expert
+    int row0;   // first sorted row
+    int expert;
+  };
+  void ensure(size_t rows, int hidden, int inter);
+  void gemms(const std::vector<group>& groups, const __nv_bfloat16* xs, const __nv_bfloat16* w13,
+             const __nv_bfloat16* w2, int hidden, int inter, cublas_mode mode);
+
+  cudaStream_t stream_;
+  void* handle_ = nullptr;
+  __nv_bfloat16* a_ = nullptr;  // gathered x, then the down output y: [rows, H]
+  __nv_bfloat16* g_ = nullptr;  // gate|up: [rows, 2I]
+  __nv_bfloat16* h_ = nullptr;  // silu(gate) * up: [rows, I]
+  size_t a_elems_ = 0, g_elems_ = 0;
+  int* host_offsets_ = nullptr;     // pinned [max E + 1]
+  void** host_ptrs_ = nullptr;      // pinned: 6 pointer arrays of the grouped calls
+  void** dev_ptrs_ = nullptr;       // device copy of host_ptrs_
+  int ptr_capacity_ = 0;            // groups the pointer arrays hold
+  int offsets_capacity_ = 0;
+};
+
+}  // namespace moereg::cuda
