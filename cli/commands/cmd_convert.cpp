@@ -106,7 +106,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "family", po::value<std::string>(), "family plugin or model_type (default: config.json model_type)")(
       "dry-run", po::bool_switch(), "print the plan (each output tensor and where its bytes come from) and check everything; write nothing")(
       "threads", po::value<int>(), "threads (default: all cores)")(
-      "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB); default: one file")(
+      "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
       "resume", po::bool_switch(), "continue an interrupted conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone")(
       "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts)");
@@ -177,7 +177,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   }
 
   checkpoint_writer_options wo;
-  wo.shard_size = o.count("shard_size") ? parse_size(o["shard_size"]) : 0;
+  // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
+  wo.shard_size = o.count("shard_size") ? parse_size(o["shard_size"]) : 5'000'000'000ull;
   wo.file_stem = target->file_stem;
   std::vector<tensor_spec> specs;
   for (const auto& t : plan.outputs) specs.push_back(t.spec);

@@ -27,7 +27,7 @@ TEST(ConvertResume, ContinuesAfterACrashAndRedoesDamagedShards) {
   ASSERT_TRUE(fs::exists(out + "/.moereg-resume.json"));
   int shards = 0;
   for (const auto& e : fs::directory_iterator(out)) shards += e.path().extension() == ".safetensors";
-  EXPECT_EQ(shards, 3);
+  EXPECT_GE(shards, 3) << "three shards were logged complete; another may have been renamed but not yet logged";
   EXPECT_FALSE(fs::exists(out + "/model.safetensors.index.json")) << "an interrupted run must not look complete";
   EXPECT_FALSE(fs::exists(out + "/config.json"));
   EXPECT_THROW(checkpoint::open(out), moereg::error);

@@ -77,18 +77,38 @@ checkpoint_writer::~checkpoint_writer() {
 }
 
 safetensors_writer& checkpoint_writer::open_shard(std::size_t i, const std::map<std::string, std::string>& metadata) {
-  if (open_) throw error(out_dir_ + ": internal: a shard is already open");
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (open_.count(i)) throw error(out_dir_ + ": internal: shard " + std::to_string(i) + " is already open");
   const auto& s = shards_.at(i);
   std::string path = (fs::path(out_dir_) / s.file_name).string();
-  open_ = std::make_unique<safetensors_writer>(path, s.tensors, metadata);
-  return *open_;
+  return *(open_[i] = std::make_unique<safetensors_writer>(path, s.tensors, metadata));
+}
+
+void checkpoint_writer::commit_shard(std::size_t i) {
+  std::unique_ptr<safetensors_writer> w;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = open_.find(i);
+    if (it == open_.end()) return;
+    w = std::move(it->second);
+    open_.erase(it);
+  }
+  try {
+    w->commit();
+  } catch (...) {
+    throw;  // w's destructor removes the temporary file
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  created_.push_back(w->final_path());
 }
 
 void checkpoint_writer::commit_shard() {
-  if (!open_) return;
-  open_->commit();
-  created_.push_back(open_->final_path());
-  open_.reset();
+  std::vector<std::size_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [i, _] : open_) ids.push_back(i);
+  }
+  for (auto i : ids) commit_shard(i);
 }
 
 void checkpoint_writer::write_file(const std::string& name, const std::string& contents) {
@@ -98,7 +118,7 @@ void checkpoint_writer::write_file(const std::string& name, const std::string& c
 }
 
 void checkpoint_writer::finish(bool write_index) {
-  if (open_) throw error(out_dir_ + ": internal: finish() with a shard still open");
+  if (!open_.empty()) throw error(out_dir_ + ": internal: finish() with a shard still open");
   if (write_index) {
     std::uint64_t total = 0;
     for (const auto& s : shards_) total += s.bytes;
@@ -118,7 +138,7 @@ void checkpoint_writer::finish(bool write_index) {
 }
 
 void checkpoint_writer::abort() noexcept {
-  open_.reset();  // deletes its temporary file
+  open_.clear();  // each open writer deletes its temporary file
   std::error_code ec;
   for (const auto& p : created_) fs::remove(p, ec);
   created_.clear();

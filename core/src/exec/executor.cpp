@@ -80,92 +80,115 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) by_name.emplace(plan.outputs[i].spec.name, i);
   unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads) : std::max(1u, std::thread::hardware_concurrency());
 
-  for (std::size_t s = 0; s < writer.shards().size(); ++s) {
+  // One work list in shard order: threads finish the first shards first (so an interrupted
+  // run leaves completed shards for --resume), and several shards are written at once, which
+  // spreads the writes over several files instead of one file's inode lock.
+  const std::size_t shards = writer.shards().size();
+  std::vector<work_item> items;
+  std::vector<std::size_t> shard_of;  // per item
+  std::unique_ptr<std::atomic<std::size_t>[]> remaining(new std::atomic<std::size_t>[shards]);
+  for (std::size_t s = 0; s < shards; ++s) {
+    remaining[s] = 0;
     if (s < options.skip_shards.size() && options.skip_shards[s]) continue;
-    safetensors_writer& w = writer.open_shard(s, options.metadata);
-    std::vector<work_item> items;
-    for (std::size_t t = 0; t < w.tensors().size(); ++t) {
-      std::size_t o = by_name.at(w.tensors()[t].name);
+    const auto& tensors = writer.shards()[s].tensors;
+    for (std::size_t t = 0; t < tensors.size(); ++t) {
+      std::size_t o = by_name.at(tensors[t].name);
       std::size_t slots = plan.outputs[o].is_expert ? plan.outputs[o].slots.size() : 1;
-      for (std::size_t k = 0; k < slots; ++k) items.push_back({o, t, k});
-    }
-    std::atomic<std::size_t> next{0};
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    std::atomic<bool> failed{false};
-    auto worker = [&] {
-      std::vector<std::byte> stage, stage2;
-      try {
-        for (std::size_t i; !failed && (i = next++) < items.size();) {
-          const work_item& it = items[i];
-          const output_tensor& o = plan.outputs[it.output];
-          if (!o.is_expert) {
-            const std::byte* src = o.source->data();
-            std::uint64_t n = o.source->info->nbytes();
-            std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
-            if (o.decode_hook.empty() && o.encode_hook.empty()) {
-              w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
-            } else {
-              o.source->file->file().will_need(at, n);
-              stage.resize(n);
-              stage2.resize(n);
-              const std::byte* cur = src;
-              if (!o.decode_hook.empty()) {
-                options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
-                cur = stage.data();
-              }
-              if (!o.encode_hook.empty()) {
-                std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
-                options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
-                cur = dst;
-              }
-              w.write(it.tensor_index, 0, cur, n);
-            }
-            o.source->file->file().dont_need(o.source->file->data_offset() + o.source->info->begin, n);
-            if (options.progress) options.progress->bytes += n;
-          } else {
-            const auto& pieces = o.slots[it.slot];
-            std::size_t esize = dtype_size(o.spec.type);
-            std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
-            std::uint64_t base = it.slot * slot_bytes;
-            bool direct = !o.entry->transpose &&
-                          std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
-            if (direct) {
-              std::uint64_t at = base;
-              for (const auto& v : pieces) {
-                w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
-                at += v.nbytes();
-              }
-            } else {
-              for (const auto& v : pieces) acquire(v);
-              stage.resize(slot_bytes);
-              std::int64_t row_off = 0;
-              for (const auto& v : pieces) {
-                if (o.entry->transpose) copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
-                else copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
-                row_off += v.rows;
-              }
-              w.write(it.tensor_index, base, stage.data(), slot_bytes);
-            }
-            for (const auto& v : pieces) release(v);
-            if (options.progress) options.progress->bytes += slot_bytes;
-          }
-          if (options.progress && (!o.is_expert || it.slot + 1 == o.slots.size())) options.progress->tensors++;
-        }
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        if (!failure) failure = std::current_exception();
-        failed = true;
+      for (std::size_t k = 0; k < slots; ++k) {
+        items.push_back({o, t, k});
+        shard_of.push_back(s);
       }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(worker);
-    worker();
-    for (auto& t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
-    writer.commit_shard();
-    if (options.on_shard_done) options.on_shard_done(s);
+      remaining[s] += slots;
+    }
   }
+  std::vector<safetensors_writer*> open(shards, nullptr);
+  std::unique_ptr<std::once_flag[]> opened(new std::once_flag[shards]);
+  std::mutex done_mutex;  // on_shard_done is called one shard at a time
+
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  std::atomic<bool> failed{false};
+  auto worker = [&] {
+    std::vector<std::byte> stage, stage2;
+    try {
+      for (std::size_t i; !failed && (i = next++) < items.size();) {
+        const work_item& it = items[i];
+        const std::size_t s = shard_of[i];
+        std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
+        safetensors_writer& w = *open[s];
+        const output_tensor& o = plan.outputs[it.output];
+        if (!o.is_expert) {
+          const std::byte* src = o.source->data();
+          std::uint64_t n = o.source->info->nbytes();
+          std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
+          if (o.decode_hook.empty() && o.encode_hook.empty()) {
+            w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
+          } else {
+            o.source->file->file().will_need(at, n);
+            stage.resize(n);
+            stage2.resize(n);
+            const std::byte* cur = src;
+            if (!o.decode_hook.empty()) {
+              options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
+              cur = stage.data();
+            }
+            if (!o.encode_hook.empty()) {
+              std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
+              options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
+              cur = dst;
+            }
+            w.write(it.tensor_index, 0, cur, n);
+          }
+          o.source->file->file().dont_need(at, n);
+          if (options.progress) options.progress->bytes += n;
+        } else {
+          const auto& pieces = o.slots[it.slot];
+          std::size_t esize = dtype_size(o.spec.type);
+          std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
+          std::uint64_t base = it.slot * slot_bytes;
+          bool direct = !o.entry->transpose &&
+                        std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
+          if (direct) {
+            std::uint64_t at = base;
+            for (const auto& v : pieces) {
+              w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
+              at += v.nbytes();
+            }
+          } else {
+            for (const auto& v : pieces) acquire(v);
+            stage.resize(slot_bytes);
+            std::int64_t row_off = 0;
+            for (const auto& v : pieces) {
+              if (o.entry->transpose) copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
+              else copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
+              row_off += v.rows;
+            }
+            w.write(it.tensor_index, base, stage.data(), slot_bytes);
+          }
+          for (const auto& v : pieces) release(v);
+          if (options.progress) options.progress->bytes += slot_bytes;
+        }
+        if (options.progress && (!o.is_expert || it.slot + 1 == o.slots.size())) options.progress->tensors++;
+        if (--remaining[s] == 0) {
+          writer.commit_shard(s);
+          if (options.on_shard_done) {
+            std::lock_guard<std::mutex> lock(done_mutex);
+            options.on_shard_done(s);
+          }
+        }
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+      failed = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace moereg

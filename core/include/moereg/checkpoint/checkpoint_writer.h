@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,9 +50,12 @@ class checkpoint_writer {
   const std::vector<shard_plan>& shards() const { return shards_; }
   const std::string& out_dir() const { return out_dir_; }
 
-  // Open shard i for writing; the previous shard must have been committed.
+  // Open shard i for writing. Several shards may be open at once (they are written in
+  // parallel: one file per thread group avoids contending for one file's inode lock).
   safetensors_writer& open_shard(std::size_t i, const std::map<std::string, std::string>& metadata);
-  // Commit the open shard (rename into place).
+  // Commit shard i (rename into place). Thread-safe.
+  void commit_shard(std::size_t i);
+  // Commit every open shard.
   void commit_shard();
 
   // Write a small auxiliary file atomically (config.json, params.json).
@@ -66,8 +70,9 @@ class checkpoint_writer {
  private:
   std::string out_dir_;
   std::vector<shard_plan> shards_;
-  std::unique_ptr<safetensors_writer> open_;
+  std::map<std::size_t, std::unique_ptr<safetensors_writer>> open_;
   std::vector<std::string> created_;
+  std::mutex mutex_;
   bool created_dir_ = false;
   bool finished_ = false;
 };
