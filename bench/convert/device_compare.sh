@@ -23,11 +23,12 @@ for t in 1 4; do
   warm; $T moereg_t$t -- "$M" convert "$W/hf" "$W/m$t" --to transformers_v5 --threads $t >> "$res"; rm -rf "$W/m$t"; sync
 done
 warm; MOEREG_NO_COPY_FILE_RANGE=1 $T moereg_pwrite -- "$M" convert "$W/hf" "$W/mp" --to transformers_v5 >> "$res"; rm -rf "$W/mp"; sync
-warm; $T moereg_shards -- "$M" convert "$W/hf" "$W/ms" --to transformers_v5 --shard-size 1GB >> "$res"; rm -rf "$W/ms"; sync
+warm; $T moereg_shards1G -- "$M" convert "$W/hf" "$W/ms" --to transformers_v5 --shard-size 1GB >> "$res"; rm -rf "$W/ms"; sync
+warm; $T moereg_1file -- "$M" convert "$W/hf" "$W/m1" --to transformers_v5 --shard-size 0 >> "$res"; rm -rf "$W/m1"; sync
 warm; $T python_merge -- python3 "$here/bench/convert/python_merge.py" "$W/hf" "$W/merge" >> "$res"; sync
 warm; $T transformers5 -- python3 "$here/bench/convert/transformers_save.py" "$W/hf" "$W/t5" >> "$res"; sync
-"$M" verify "$W/merge/model.safetensors" "$W/moereg/model.safetensors" && echo "python merge output == moereg output"
-"$M" verify "$W/t5/model.safetensors" "$W/moereg/model.safetensors" && echo "transformers 5 output == moereg output"
+"$M" verify "$W/merge/model.safetensors" "$W/moereg" && echo "python merge output == moereg output"
+"$M" verify "$W/t5/model.safetensors" "$W/moereg" && echo "transformers 5 output == moereg output"
 python3 "$here/bench/convert/check_transformers_load.py" "$W/hf" "$W/moereg"
 bytes=$(du -sb "$W/hf" | cut -f1)
 df -hT "$W" | tail -1
