@@ -261,7 +261,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
                    "(Benchmarking a checkpoint's own layer, CKPT --layer L, is not available yet.)");
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(
       "tokens", po::value<std::string>()->default_value("1,16,128,1024"), "token counts T")(
-      "backend", po::value<std::string>()->default_value("cpu"), "backend library name (cpu)")(
+      "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, or auto (the backend whose probe scores highest here)")(
       "threads", po::value<int>()->default_value(0), "threads for the backend and for PyTorch (0 = all cores)")(
       "min-seconds", po::value<double>()->default_value(1.0), "time each measurement for at least this long")(
       "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes")(
@@ -286,7 +286,25 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   const std::string script = reference ? find_reference_script(vm["reference-script"].as<std::string>()) : "";
   const std::uint64_t seed = vm["seed"].as<std::uint64_t>();
 
-  const moereg_backend_api* api = load_backend(vm["backend"].as<std::string>());
+  std::string backend_name = vm["backend"].as<std::string>();
+  if (backend_name == "auto") {
+    // The same rule as `moe run`: the installed backend whose probe scores highest.
+    int best = 0;
+    std::string why;
+    for (const char* candidate : {"cuda", "cpu"}) {
+      if (!fs::exists(exe_dir() + "/../lib/moereg/backends/libmoereg_backend_" + candidate + ".so")) continue;
+      char reason[256] = {0};
+      int score = load_backend(candidate)->probe(reason, sizeof reason);
+      why += std::string(why.empty() ? "" : ", ") + candidate + " " + std::to_string(score) + (reason[0] ? std::string(" (") + reason + ")" : "");
+      if (score > best) {
+        best = score;
+        backend_name = candidate;
+      }
+    }
+    if (backend_name == "auto") throw error("no backend can run here: " + why);
+    spdlog::info("moe bench: backend {} (auto; probe scores: {})", backend_name, why);
+  }
+  const moereg_backend_api* api = load_backend(backend_name);
 
   // Weights and inputs go to safetensors files that both moereg and PyTorch map.
   std::string dir = vm["work-dir"].as<std::string>() + "/moereg-bench-" + std::to_string(::getpid());
