@@ -1,20 +1,4 @@
-// Hook library of the qwen3_moe family plugin. Everything this family needs is said in
-// plugin.yaml, so it exports no hooks: the library is the unit a vendor ships and versions,
-// and it is where a hook goes when YAML cannot say something.
-#include "moereg/abi/moereg_hooks.h"
+// Hook library of the qwen3_moe family plugin: plugin.yaml says everything this family needs.
+#include "family_without_hooks.h"
 
-namespace {
-const char* const hook_names[] = {nullptr};
-
-const moereg_hooks_api table = {
-    MOEREG_PLUGIN_API_VERSION, "qwen3_moe", "1.0.0", hook_names,
-    nullptr,  // read_config
-    nullptr,  // write_config
-    nullptr,  // transform
-};
-}  // namespace
-
-extern "C" MOEREG_EXPORT const moereg_hooks_api* moereg_hooks_entry(const moereg_host_api* host) {
-  if (!host || host->api_version < MOEREG_PLUGIN_API_MIN) return nullptr;
-  return &table;
-}
+MOEREG_FAMILY_WITHOUT_HOOKS("qwen3_moe", "1.0.0")
