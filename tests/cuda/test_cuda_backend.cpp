@@ -402,12 +402,18 @@ TEST(CudaRandom, CublasPathMatchesReference) {
   unsetenv("MOEREG_CUDA_TILES");
 }
 
-// Unforced: >= 128 rows per expert goes to cuBLAS (one call per expert for few experts), fewer to the kernels.
+// Unforced, with MOEREG_CUDA_CUBLAS=auto: >= 128 rows per expert goes to cuBLAS (one call per expert
+// for few experts), fewer to the kernels. Without it the kernels run at every size.
 TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   ASSERT_NE(backend_api(), nullptr);
   unsetenv("MOEREG_CUDA_TILES");
   random_layer L(4, 64, 32, 2, 0, false, 8);
   std::string json;
+  unsetenv("MOEREG_CUDA_CUBLAS");
+  EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
+  EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  json.clear();
+  setenv("MOEREG_CUDA_CUBLAS", "auto", 1);
   EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
   EXPECT_NE(json.find("\"last_tiles\":\"cublas_loop\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"gemm_large\":\"cuBLAS "), std::string::npos) << json;
@@ -418,6 +424,7 @@ TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   json.clear();
   EXPECT_LE(run_random(M, 1100, 23, false, &json), 1e-2);
   EXPECT_NE(json.find("\"last_tiles\":\"cublas\""), std::string::npos) << json;
+  unsetenv("MOEREG_CUDA_CUBLAS");
 }
 
 // ---------------------------------------------------------------- routing beyond the fixtures

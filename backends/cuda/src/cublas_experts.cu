@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <mutex>
 #include <stdexcept>
 
@@ -77,36 +78,39 @@ __global__ void gather_rows(const __nv_bfloat16* __restrict__ x, const int* __re
 
 // h[r, c] = silu(g[r, c]) * g[r, I + c], two columns per thread.
 __global__ void silu_gate(const __nv_bfloat16* __restrict__ g, int rows, int inter, __nv_bfloat16* __restrict__ h) {
-  const int r = blockIdx.y;
   const int c = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
-  if (r >= rows || c >= inter) return;
-  const __nv_bfloat16* gr = g + static_cast<size_t>(r) * 2 * inter;
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gr + c));
-  const float2 u = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gr + inter + c));
-  const float s0 = a.x / (1.f + __expf(-a.x)) * u.x, s1 = a.y / (1.f + __expf(-a.y)) * u.y;
-  *reinterpret_cast<__nv_bfloat162*>(h + static_cast<size_t>(r) * inter + c) = __floats2bfloat162_rn(s0, s1);
+  if (c >= inter) return;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {  // grid.y is capped at 65535
+    const __nv_bfloat16* gr = g + static_cast<size_t>(r) * 2 * inter;
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gr + c));
+    const float2 u = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gr + inter + c));
+    const float s0 = a.x / (1.f + __expf(-a.x)) * u.x, s1 = a.y / (1.f + __expf(-a.y)) * u.y;
+    *reinterpret_cast<__nv_bfloat162*>(h + static_cast<size_t>(r) * inter + c) = __floats2bfloat162_rn(s0, s1);
+  }
 }
 
 // out[token(r)] += w(r) * y[r]; token = sorted_token[r] (or r), w = weight[r] (or 1).
 __global__ void unpermute_add(const __nv_bfloat16* __restrict__ y, const int* __restrict__ sorted_token,
                               const float* __restrict__ weight, int rows, int hidden, float* __restrict__ out) {
-  const int r = blockIdx.y;
   const int c = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
-  if (r >= rows || c >= hidden) return;
-  const int t = sorted_token ? sorted_token[r] : r;
-  const float w = weight ? weight[r] : 1.f;
-  const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(r) * hidden + c));
-  atomicAdd(reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c), make_float2(w * v.x, w * v.y));
+  if (c >= hidden) return;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int t = sorted_token ? sorted_token[r] : r;
+    const float w = weight ? weight[r] : 1.f;
+    const float2 v =
+        __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(r) * hidden + c));
+    atomicAdd(reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c), make_float2(w * v.x, w * v.y));
+  }
 }
 
 void launch_silu(const __nv_bfloat16* g, int rows, int inter, __nv_bfloat16* h, cudaStream_t s) {
-  dim3 grid((inter / 2 + 127) / 128, rows);
+  dim3 grid((inter / 2 + 127) / 128, std::min(rows, 65535));
   silu_gate<<<grid, 128, 0, s>>>(g, rows, inter, h);
 }
 
 void launch_unpermute(const __nv_bfloat16* y, const int* tok, const float* w, int rows, int hidden, float* out,
                       cudaStream_t s) {
-  dim3 grid((hidden / 2 + 255) / 256, rows);
+  dim3 grid((hidden / 2 + 255) / 256, std::min(rows, 65535));
   unpermute_add<<<grid, 256, 0, s>>>(y, tok, w, rows, hidden, out);
 }
 

@@ -429,6 +429,10 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
     }
     if (s == "m16" || s == "m64" || s == "m128") return false;
   }
+  // Not chosen on its own until it has been measured against the kernels on a GPU (docs/cuda.md):
+  // MOEREG_CUDA_CUBLAS=auto opts in to the choice by rows per expert.
+  const char* a = std::getenv("MOEREG_CUDA_CUBLAS");
+  if (!a || std::string(a) != "auto") return false;
   if (groups <= 0 || rows < cublas_min_rows * groups) return false;
   return cublas_experts::available();
 }
@@ -656,7 +660,10 @@ std::string moe_layer::describe() const {
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
     << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""
     << ",\"gemm_large\":\"" << (cublas_experts::available() ? "cuBLAS " + cublas_experts::version() : "none")
-    << " for >= " << cublas_min_rows << " rows per expert\""
+    << (std::getenv("MOEREG_CUDA_CUBLAS") && std::string(std::getenv("MOEREG_CUDA_CUBLAS")) == "auto"
+            ? " for >= " + std::to_string(cublas_min_rows) + " rows per expert"
+            : std::string(" when forced (MOEREG_CUDA_TILES=cublas|cublas_loop)"))
+    << "\""
     << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16) << "\",\"m64\":\"" << tile_name(tile_config::m64)
     << "\",\"m128\":\"" << tile_name(tile_config::m128) << "\"}"
     << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_) : last_path_.c_str()) << "\"}";

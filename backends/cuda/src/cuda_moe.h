@@ -53,7 +53,7 @@ class moe_layer {
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
   // Whether this pass goes through cuBLAS (and how): forced by MOEREG_CUDA_TILES=cublas|cublas_loop,
-  // else chosen for >= cublas_min_rows rows per hit expert when libcublas.so.13 loads.
+  // else, only with MOEREG_CUDA_CUBLAS=auto, chosen for >= 128 rows per hit expert when libcublas.so.13 loads.
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
   void run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
