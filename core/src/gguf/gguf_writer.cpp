@@ -58,10 +58,6 @@ std::uint64_t align_up(std::uint64_t v, std::uint32_t a, const std::string& what
   return checked_add(v, (a - v % a) % a, what);
 }
 
-[[noreturn]] void io_fail(const std::string& path, const char* what) {
-  throw error(path + ": " + what + ": " + std::strerror(errno));
-}
-
 }  // namespace
 
 gguf_layout layout_gguf(const gguf_metadata& metadata, const std::vector<gguf_tensor_spec>& specs) {
@@ -126,52 +122,20 @@ gguf_layout layout_gguf(const gguf_metadata& metadata, const std::vector<gguf_te
 }
 
 gguf_writer::gguf_writer(std::string final_path, const gguf_metadata& metadata, const std::vector<gguf_tensor_spec>& specs)
-    : final_path_(std::move(final_path)), layout_(layout_gguf(metadata, specs)) {
-  std::filesystem::path p(final_path_);
-  temp_path_ = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
-  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) io_fail(temp_path_, "cannot create");
+    : final_path_(final_path), layout_(layout_gguf(metadata, specs)), file_(std::move(final_path), layout_.file_size) {
+  // The file is created at its full size, so the padding between tensors reads as zeros.
   written_ = std::make_unique<std::atomic<std::uint64_t>[]>(layout_.tensors.size());
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i) written_[i] = 0;
-  // ftruncate leaves the padding between tensors zero.
-  if (::ftruncate(fd_, static_cast<off_t>(layout_.file_size)) != 0) io_fail(temp_path_, "cannot size");
-  const char* b = layout_.header.data();
-  std::size_t left = layout_.header.size();
-  off_t at = 0;
-  while (left) {
-    ssize_t w = ::pwrite(fd_, b, left, at);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      io_fail(temp_path_, "cannot write header");
-    }
-    b += w;
-    left -= static_cast<std::size_t>(w);
-    at += w;
-  }
+  file_.write_at(0, layout_.header.data(), layout_.header.size());
 }
 
-gguf_writer::~gguf_writer() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_path_.c_str());
-}
+gguf_writer::~gguf_writer() = default;
 
 void gguf_writer::write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size) {
   const gguf_tensor& t = layout_.tensors.at(index);
   if (offset > t.nbytes || size > t.nbytes - offset)
     throw error(final_path_ + ": internal: write past the end of tensor '" + t.name + "'");
-  auto p = static_cast<const char*>(data);
-  std::uint64_t at = layout_.header.size() + t.offset + offset;
-  std::uint64_t left = size;
-  while (left) {
-    ssize_t w = ::pwrite(fd_, p, std::min<std::uint64_t>(left, 1u << 30), static_cast<off_t>(at));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      io_fail(temp_path_, "cannot write");
-    }
-    p += w;
-    at += static_cast<std::uint64_t>(w);
-    left -= static_cast<std::uint64_t>(w);
-  }
+  file_.write_at(layout_.header.size() + t.offset + offset, data, size);
   written_[index] += size;
 }
 
@@ -180,11 +144,7 @@ void gguf_writer::commit() {
     if (written_[i] != layout_.tensors[i].nbytes)
       throw error(final_path_ + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
                   std::to_string(written_[i].load()) + " of " + std::to_string(layout_.tensors[i].nbytes) + " bytes");
-  int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) io_fail(temp_path_, "cannot close");
-  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) io_fail(final_path_, "cannot rename into place");
-  committed_ = true;
+  file_.commit();
 }
 
 }  // namespace moereg

@@ -111,51 +111,19 @@ safetensors_layout layout_safetensors(const std::vector<tensor_spec>& specs,
 
 safetensors_writer::safetensors_writer(std::string final_path, const std::vector<tensor_spec>& specs,
                                        const std::map<std::string, std::string>& metadata)
-    : final_path_(std::move(final_path)), layout_(layout_safetensors(specs, metadata)) {
-  std::filesystem::path p(final_path_);
-  temp_path_ = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
-  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) io_fail(temp_path_, "cannot create");
+    : layout_(layout_safetensors(specs, metadata)), file_(std::move(final_path), layout_.file_size) {
   written_ = std::make_unique<std::atomic<std::uint64_t>[]>(layout_.tensors.size());
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i) written_[i] = 0;
-  if (::ftruncate(fd_, static_cast<off_t>(layout_.file_size)) != 0) io_fail(temp_path_, "cannot size");
-  const char* h = layout_.header.data();
-  std::size_t left = layout_.header.size();
-  off_t at = 0;
-  while (left) {
-    ssize_t w = ::pwrite(fd_, h, left, at);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      io_fail(temp_path_, "cannot write header");
-    }
-    h += w;
-    left -= static_cast<std::size_t>(w);
-    at += w;
-  }
+  file_.write_at(0, layout_.header.data(), layout_.header.size());
 }
 
-safetensors_writer::~safetensors_writer() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_path_.c_str());
-}
+safetensors_writer::~safetensors_writer() = default;
 
 void safetensors_writer::write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size) {
   const tensor_info& t = layout_.tensors.at(index);
   if (offset > t.nbytes() || size > t.nbytes() - offset)
-    throw error(final_path_ + ": internal: write past the end of tensor '" + t.name + "'");
-  auto p = static_cast<const char*>(data);
-  std::uint64_t at = layout_.header.size() + t.begin + offset;
-  std::uint64_t left = size;
-  while (left) {
-    ssize_t w = ::pwrite(fd_, p, std::min<std::uint64_t>(left, 1u << 30), static_cast<off_t>(at));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      io_fail(temp_path_, "cannot write");
-    }
-    p += w;
-    at += static_cast<std::uint64_t>(w);
-    left -= static_cast<std::uint64_t>(w);
-  }
+    throw error(final_path() + ": internal: write past the end of tensor '" + t.name + "'");
+  file_.write_at(layout_.header.size() + t.begin + offset, data, size);
   written_[index] += size;
 }
 
@@ -163,17 +131,17 @@ void safetensors_writer::copy_from_file(std::size_t index, std::uint64_t offset,
                                         std::uint64_t size, const void* fallback) {
   const tensor_info& t = layout_.tensors.at(index);
   if (offset > t.nbytes() || size > t.nbytes() - offset)
-    throw error(final_path_ + ": internal: copy past the end of tensor '" + t.name + "'");
+    throw error(final_path() + ": internal: copy past the end of tensor '" + t.name + "'");
   loff_t in = static_cast<loff_t>(src_offset);
   loff_t out = static_cast<loff_t>(layout_.header.size() + t.begin + offset);
   std::uint64_t left = size;
   static const bool disabled = std::getenv("MOEREG_NO_COPY_FILE_RANGE") != nullptr;  // for benchmarks
   while (left && src_fd >= 0 && !disabled) {
-    ssize_t n = ::copy_file_range(src_fd, &in, fd_, &out, std::min<std::uint64_t>(left, 1u << 30), 0);
+    ssize_t n = ::copy_file_range(src_fd, &in, file_.fd(), &out, std::min<std::uint64_t>(left, 1u << 30), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) break;  // fall back below
-      io_fail(temp_path_, "cannot copy");
+      io_fail(temp_path(), "cannot copy");
     }
     if (n == 0) break;
     left -= static_cast<std::uint64_t>(n);
@@ -185,15 +153,9 @@ void safetensors_writer::copy_from_file(std::size_t index, std::uint64_t offset,
 void safetensors_writer::commit() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes())
-      throw error(final_path_ + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
+      throw error(final_path() + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
                   std::to_string(written_[i].load()) + " of " + std::to_string(layout_.tensors[i].nbytes()) + " bytes");
-  if (::close(fd_) != 0) {
-    fd_ = -1;
-    io_fail(temp_path_, "cannot close");
-  }
-  fd_ = -1;
-  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) io_fail(final_path_, "cannot rename into place");
-  committed_ = true;
+  file_.commit();
 }
 
 }  // namespace moereg

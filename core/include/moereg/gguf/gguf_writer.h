@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "moereg/base/partial_file.h"
 #include "moereg/gguf/gguf_file.h"
 
 namespace moereg {
@@ -44,7 +45,7 @@ class gguf_writer {
 
   const std::vector<gguf_tensor>& tensors() const { return layout_.tensors; }
   std::uint64_t file_size() const { return layout_.file_size; }
-  const std::string& temp_path() const { return temp_path_; }
+  const std::string& temp_path() const { return file_.temp_path(); }
 
   // Write `size` bytes of tensor `index`, starting `offset` bytes into it. Thread-safe for
   // disjoint ranges.
@@ -55,11 +56,9 @@ class gguf_writer {
 
  private:
   std::string final_path_;
-  std::string temp_path_;
   gguf_layout layout_;
-  int fd_ = -1;
+  partial_file file_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> written_;
-  bool committed_ = false;
 };
 
 }  // namespace moereg

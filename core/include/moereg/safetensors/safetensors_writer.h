@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "moereg/base/partial_file.h"
 #include "moereg/safetensors/tensor_info.h"
 
 namespace moereg {
@@ -49,8 +50,8 @@ class safetensors_writer {
 
   const std::vector<tensor_info>& tensors() const { return layout_.tensors; }
   std::uint64_t file_size() const { return layout_.file_size; }
-  const std::string& final_path() const { return final_path_; }
-  const std::string& temp_path() const { return temp_path_; }
+  const std::string& final_path() const { return file_.final_path(); }
+  const std::string& temp_path() const { return file_.temp_path(); }
 
   // Write `size` bytes of tensor `index` starting `offset` bytes into that tensor.
   // Thread-safe for disjoint ranges.
@@ -66,12 +67,9 @@ class safetensors_writer {
   void commit();
 
  private:
-  std::string final_path_;
-  std::string temp_path_;
   safetensors_layout layout_;
-  int fd_ = -1;
+  partial_file file_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> written_;
-  bool committed_ = false;
 };
 
 }  // namespace moereg

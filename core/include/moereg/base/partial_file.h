@@ -1,0 +1,36 @@
+// partial_file.h - an output file written under a hidden temporary name beside its target
+// (".NAME.partial") and renamed into place only by commit(); destroyed uncommitted, it is
+// deleted. Shared by every writer so "no half-written output looks complete" holds everywhere.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moereg {
+
+class partial_file {
+ public:
+  // Creates the temporary file, sized to `size` bytes (holes read as zeros).
+  partial_file(std::string final_path, std::uint64_t size);
+  partial_file(const partial_file&) = delete;
+  partial_file& operator=(const partial_file&) = delete;
+  ~partial_file();
+
+  const std::string& final_path() const { return final_path_; }
+  const std::string& temp_path() const { return temp_path_; }
+  int fd() const { return fd_; }
+
+  // pwrite all of it at `offset`, retrying short writes. Thread-safe for disjoint ranges.
+  void write_at(std::uint64_t offset, const void* data, std::uint64_t size) const;
+
+  // Close and rename to the final name.
+  void commit();
+
+ private:
+  std::string final_path_;
+  std::string temp_path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace moereg

@@ -1,0 +1,56 @@
+#include "moereg/base/partial_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "moereg/base/error.h"
+
+namespace moereg {
+
+namespace {
+[[noreturn]] void io_fail(const std::string& path, const char* what) {
+  throw error(path + ": " + what + ": " + std::strerror(errno));
+}
+}  // namespace
+
+partial_file::partial_file(std::string final_path, std::uint64_t size) : final_path_(std::move(final_path)) {
+  std::filesystem::path p(final_path_);
+  temp_path_ = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
+  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_fail(temp_path_, "cannot create");
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) io_fail(temp_path_, "cannot size");
+}
+
+partial_file::~partial_file() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_path_.c_str());
+}
+
+void partial_file::write_at(std::uint64_t offset, const void* data, std::uint64_t size) const {
+  auto p = static_cast<const char*>(data);
+  while (size) {
+    ssize_t w = ::pwrite(fd_, p, std::min<std::uint64_t>(size, 1u << 30), static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      io_fail(temp_path_, "cannot write");
+    }
+    p += w;
+    offset += static_cast<std::uint64_t>(w);
+    size -= static_cast<std::uint64_t>(w);
+  }
+}
+
+void partial_file::commit() {
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) io_fail(temp_path_, "cannot close");
+  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) io_fail(final_path_, "cannot rename into place");
+  committed_ = true;
+}
+
+}  // namespace moereg
