@@ -17,7 +17,7 @@ const std::vector<command>& commands() {
       {"convert", "convert a checkpoint to another layout of its family", run_convert},
       {"verify", "compare two checkpoints tensor by tensor", run_verify},
       {"synth", "write a synthetic checkpoint of real MoE shapes", run_synth},
-      {"moe", "time a MoE layer on a backend against PyTorch (moe bench)", run_moe},
+      {"moe", "run a checkpoint's MoE layer (moe run) or time one against PyTorch (moe bench)", run_moe},
       {"demo", "run every feature on a small built-in example", run_demo},
       {"plugins", "list, show or check family plugins and backends", run_plugins},
   };
