@@ -1,7 +1,9 @@
 // The cpu backend's C table: every slot turns C++ exceptions into a host status.
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -65,7 +67,11 @@ moereg_status* cpu_create(const moereg_moe_weights* weights, const moereg_routin
   if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
   int threads = options && options->threads > 0 ? options->threads : online_cores();
   try {
-    auto* engine = new moereg::cpu::moe_engine(*weights, threads, pick_kernels());
+    // MOEREG_CPU_KBLOCK sets the K pass length (tests use a small one so fixtures exercise
+    // the multi-pass path; benchmarks can compare lengths on one machine).
+    const char* kb = std::getenv("MOEREG_CPU_KBLOCK");
+    std::int64_t k_block = kb ? std::strtoll(kb, nullptr, 10) : 0;
+    auto* engine = new moereg::cpu::moe_engine(*weights, threads, pick_kernels(), 64, k_block > 0 ? k_block : 0);
     *out = reinterpret_cast<moereg_backend*>(engine);
   } catch (const moereg::cpu::unsupported& e) {
     return host->status_create(MOEREG_UNSUPPORTED, e.what());

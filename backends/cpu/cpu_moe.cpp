@@ -7,6 +7,15 @@
 namespace moereg::cpu {
 namespace {
 
+// Cache blocking. A K pass of 1024 bf16 keeps a 4 x 6 tile's operands (20 KB) in the 32 KB
+// L1; a row block's activations for one pass (<= 512 KB) stay in L2 while the weight panel
+// streams past once. Items are capped so the gate/up partial sums fit a per-thread buffer.
+constexpr std::int64_t default_k_block = 1024;
+constexpr std::int64_t l2_budget = 512 * 1024;
+constexpr std::int64_t max_item_rows = 256;
+constexpr std::int64_t max_item_pairs = 64;   // gate/up pairs per item
+constexpr std::int64_t max_item_cols = 128;   // down-projection outputs per item
+
 const char* dtype_label(std::int32_t t) {
   static const char* names[] = {"BOOL", "U8",   "I8",      "I16",     "I32",     "I64", "F16", "BF16",
                                 "F32",  "F64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "U16", "U32", "U64"};
@@ -70,8 +79,9 @@ float load_elem(const char* p, int type, std::int64_t i) {
 
 }  // namespace
 
-moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_table& kernels, std::int64_t reserve_tokens)
-    : kernels_(kernels) {
+moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_table& kernels, std::int64_t reserve_tokens,
+                       std::int64_t k_block)
+    : kernels_(kernels), k_block_(k_block > 0 ? k_block : default_k_block) {
   num_experts_ = w.num_experts;
   hidden_ = w.hidden;
   const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
@@ -143,19 +153,26 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   y_.assign(rows * static_cast<std::size_t>(hidden_), 0.0f);
   // plan_items makes at most 16 * threads + (row blocks <= buckets + rows) items.
   items_.reserve(static_cast<std::size_t>(16 * pool_->size() + 16) + experts_.size() + rows);
+  gu_acc_.assign(static_cast<std::size_t>(pool_->size() * max_item_rows * 2 * max_item_pairs), 0.0f);
+}
+
+std::int64_t moe_engine::k_pass(std::int64_t rows, std::int64_t k_len) const {
+  // One tile of rows reads each weight once anyway: one pass keeps the weight streams long.
+  return rows <= kernels_.tile_m ? k_len : std::min(k_block_, k_len);
 }
 
 std::uint64_t moe_engine::scratch_bytes() const {
   return (h_.capacity() + y_.capacity() + row_weight_.capacity()) * 4 + (row_token_.capacity() + row_slot_.capacity()) * 4 +
-         items_.capacity() * sizeof(item);
+         items_.capacity() * sizeof(item) + gu_acc_.capacity() * 4;
 }
 
 void moe_engine::plan_items(bool down) {
   items_.clear();
   const int threads = pool_->size();
-  const std::int64_t x_bytes = down ? 4 : static_cast<std::int64_t>(elem_bytes(x_type_));
-  // Row blocks whose activations stay in L2 while a weight panel streams past them.
-  std::int64_t row_block = std::max<std::int64_t>(4, (512 * 1024) / std::max<std::int64_t>(1, hidden_ * x_bytes));
+  const std::int64_t a_bytes = static_cast<std::int64_t>(elem_bytes(x_type_));  // h has x's precision
+  const std::int64_t k_len = std::min(k_block_, down ? h_stride_ : hidden_);
+  // Row blocks whose activations for one K pass stay in L2 while a weight panel streams past.
+  std::int64_t row_block = std::clamp<std::int64_t>(l2_budget / (k_len * a_bytes), 4, max_item_rows);
   row_block = std::max<std::int64_t>(kernels_.tile_m, row_block / kernels_.tile_m * kernels_.tile_m);
   std::int64_t blocks = 0;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
@@ -172,6 +189,7 @@ void moe_engine::plan_items(bool down) {
     std::int64_t quantum = down ? max_tile_n : max_tile_n / 2;
     std::int64_t chunk = std::max<std::int64_t>(quantum, (cols + want - 1) / want);
     chunk = (chunk + quantum - 1) / quantum * quantum;
+    chunk = std::min(chunk, down ? max_item_cols : max_item_pairs);
     for (std::int64_t r = 0; r < rows; r += row_block)
       for (std::int64_t c = 0; c < cols; c += chunk)
         items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
@@ -180,38 +198,61 @@ void moe_engine::plan_items(bool down) {
   }
 }
 
-void moe_engine::gate_up(const item& it) {
+void moe_engine::gate_up(const item& it, int thread) {
   const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
   const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
-  const std::int64_t rows = it.row1 - it.row0;
+  const std::int64_t rows = it.row1 - it.row0, pairs = it.col1 - it.col0;
   const int tm = static_cast<int>(std::min<std::int64_t>(kernels_.tile_m, rows));
   const int tn = tm >= kernels_.tile_m ? kernels_.tile_n : max_tile_n;
   const int pairs_per_tile = tn / 2;
   const bool h_bf16 = x_type_ == elem_bf16;
+  const std::int64_t a_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
+  const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w13_type));
+  const std::int64_t kp = k_pass(rows, hidden_);
+  // acc row r: [gate sums of the item's pairs | up sums], kept across K passes.
+  float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(max_item_rows * 2 * max_item_pairs);
+  const std::int64_t acc_row = 2 * pairs;
   const void* a[max_tile_m];
   const void* b[max_tile_n];
   float c[max_tile_m * max_tile_n];
-  for (std::int64_t j = it.col0; j < it.col1; j += pairs_per_tile) {
-    const int np = static_cast<int>(std::min<std::int64_t>(pairs_per_tile, it.col1 - j));
-    for (int i = 0; i < np; ++i) {
-      b[i] = ex.w13 + (j + i) * ex.w13_row;
-      b[np + i] = ex.w13 + (ex.inter + j + i) * ex.w13_row;
-    }
-    for (std::int64_t r = it.row0; r < it.row1; r += tm) {
-      const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
-      for (int m = 0; m < mr; ++m) a[m] = x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_;
-      kernels_.tiles[x_type_][ex.w13_type][mr - 1][2 * np - 1](a, b, hidden_, c);
-      for (int m = 0; m < mr; ++m) {
-        const std::size_t row = static_cast<std::size_t>((begin + r + m) * h_stride_ + j);
-        for (int i = 0; i < np; ++i) {
-          float g = c[m * 2 * np + i], u = c[m * 2 * np + np + i];
-          float v = g / (1.0f + std::exp(-g)) * u;
-          if (h_bf16) {
-            reinterpret_cast<std::uint16_t*>(h_.data())[row + static_cast<std::size_t>(i)] = to_bf16(v);
-          } else {
-            h_[row + static_cast<std::size_t>(i)] = v;
+  for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
+    const std::int64_t kl = std::min(kp, hidden_ - k0);
+    for (std::int64_t j = it.col0; j < it.col1; j += pairs_per_tile) {
+      const int np = static_cast<int>(std::min<std::int64_t>(pairs_per_tile, it.col1 - j));
+      for (int i = 0; i < np; ++i) {
+        b[i] = ex.w13 + (j + i) * ex.w13_row + k0 * b_elem;
+        b[np + i] = ex.w13 + (ex.inter + j + i) * ex.w13_row + k0 * b_elem;
+      }
+      for (std::int64_t r = it.row0; r < it.row1; r += tm) {
+        const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
+        for (int m = 0; m < mr; ++m)
+          a[m] = x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_ + k0 * a_elem;
+        kernels_.tiles[x_type_][ex.w13_type][mr - 1][2 * np - 1](a, b, kl, c);
+        for (int m = 0; m < mr; ++m) {
+          float* ar = acc + (r - it.row0 + m) * acc_row + (j - it.col0);
+          for (int i = 0; i < np; ++i) {
+            if (k0 == 0) {
+              ar[i] = c[m * 2 * np + i];
+              ar[pairs + i] = c[m * 2 * np + np + i];
+            } else {
+              ar[i] += c[m * 2 * np + i];
+              ar[pairs + i] += c[m * 2 * np + np + i];
+            }
           }
         }
+      }
+    }
+  }
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* ar = acc + r * acc_row;
+    const std::size_t row = static_cast<std::size_t>((begin + it.row0 + r) * h_stride_ + it.col0);
+    for (std::int64_t i = 0; i < pairs; ++i) {
+      float g = ar[i], u = ar[pairs + i];
+      float v = g / (1.0f + std::exp(-g)) * u;
+      if (h_bf16) {
+        reinterpret_cast<std::uint16_t*>(h_.data())[row + static_cast<std::size_t>(i)] = to_bf16(v);
+      } else {
+        h_[row + static_cast<std::size_t>(i)] = v;
       }
     }
   }
@@ -224,32 +265,41 @@ void moe_engine::down(const item& it) {
   const int tm = static_cast<int>(std::min<std::int64_t>(kernels_.tile_m, rows));
   const int tn = tm >= kernels_.tile_m ? kernels_.tile_n : max_tile_n;
   const int h_type = x_type_ == elem_bf16 ? elem_bf16 : elem_f32;
-  const std::size_t h_elem = h_type == elem_bf16 ? 2 : 4;
+  const std::int64_t h_elem = h_type == elem_bf16 ? 2 : 4;
+  const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w2_type));
+  const std::int64_t kp = k_pass(rows, ex.inter);
   const char* h = reinterpret_cast<const char*>(h_.data());
   const void* a[max_tile_m];
   const void* b[max_tile_n];
   float c[max_tile_m * max_tile_n];
-  for (std::int64_t n = it.col0; n < it.col1; n += tn) {
-    const int nr = static_cast<int>(std::min<std::int64_t>(tn, it.col1 - n));
-    for (int i = 0; i < nr; ++i) b[i] = ex.w2 + (n + i) * ex.w2_row;
-    for (std::int64_t r = it.row0; r < it.row1; r += tm) {
-      const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
-      for (int m = 0; m < mr; ++m) a[m] = h + static_cast<std::size_t>((begin + r + m) * h_stride_) * h_elem;
-      kernels_.tiles[h_type][ex.w2_type][mr - 1][nr - 1](a, b, ex.inter, c);
-      for (int m = 0; m < mr; ++m) {
-        const std::size_t p = static_cast<std::size_t>(begin + r + m);
-        float* y = y_.data() + static_cast<std::size_t>(row_slot_[p]) * static_cast<std::size_t>(hidden_) +
-                   static_cast<std::size_t>(n);
-        const float w = row_weight_[p];
-        for (int i = 0; i < nr; ++i) y[i] = w * c[m * nr + i];
+  for (std::int64_t k0 = 0; k0 < ex.inter; k0 += kp) {
+    const std::int64_t kl = std::min(kp, ex.inter - k0);
+    for (std::int64_t n = it.col0; n < it.col1; n += tn) {
+      const int nr = static_cast<int>(std::min<std::int64_t>(tn, it.col1 - n));
+      for (int i = 0; i < nr; ++i) b[i] = ex.w2 + (n + i) * ex.w2_row + k0 * b_elem;
+      for (std::int64_t r = it.row0; r < it.row1; r += tm) {
+        const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
+        for (int m = 0; m < mr; ++m) a[m] = h + ((begin + r + m) * h_stride_ + k0) * h_elem;
+        kernels_.tiles[h_type][ex.w2_type][mr - 1][nr - 1](a, b, kl, c);
+        for (int m = 0; m < mr; ++m) {
+          const std::size_t p = static_cast<std::size_t>(begin + r + m);
+          float* y = y_.data() + static_cast<std::size_t>(row_slot_[p]) * static_cast<std::size_t>(hidden_) +
+                     static_cast<std::size_t>(n);
+          const float w = row_weight_[p];
+          if (k0 == 0) {
+            for (int i = 0; i < nr; ++i) y[i] = w * c[m * nr + i];
+          } else {
+            for (int i = 0; i < nr; ++i) y[i] += w * c[m * nr + i];
+          }
+        }
       }
     }
   }
 }
 
-void moe_engine::run_gate_up(void* self, std::int64_t i, int) {
+void moe_engine::run_gate_up(void* self, std::int64_t i, int thread) {
   auto* me = static_cast<moe_engine*>(self);
-  me->gate_up(me->items_[static_cast<std::size_t>(i)]);
+  me->gate_up(me->items_[static_cast<std::size_t>(i)], thread);
 }
 
 void moe_engine::run_down(void* self, std::int64_t i, int) {
@@ -363,6 +413,7 @@ std::string moe_engine::describe() const {
   s += kernels_.isa;
   s += "\",\"threads\":" + std::to_string(pool_->size());
   s += ",\"tile\":[" + std::to_string(kernels_.tile_m) + "," + std::to_string(kernels_.tile_n) + "]";
+  s += ",\"k_block\":" + std::to_string(k_block_);
   s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
   s += ",\"weights\":\"read in place from the host's memory, not copied\"";
   s += ",\"weight_bytes\":" + std::to_string(weight_bytes_);

@@ -26,8 +26,10 @@ struct unsupported : std::runtime_error {
 
 class moe_engine {
  public:
+  // k_block: reduction elements per pass once an item has more rows than one tile (the
+  // tile's operands then stay in L1 and a row block's activations in L2); 0 = default.
   moe_engine(const moereg_moe_weights& weights, int threads, const kernel_table& kernels,
-             std::int64_t reserve_tokens = 64);
+             std::int64_t reserve_tokens = 64, std::int64_t k_block = 0);
 
   // x [T, H] F32/BF16, ids [T, K] I32/I64, weights [T, K] F32, out [T, H] F32, all host.
   // Throws std::invalid_argument naming the view and what was expected.
@@ -56,10 +58,11 @@ class moe_engine {
 
   void reserve(std::int64_t tokens, std::int64_t top_k);
   void plan_items(bool down);
+  std::int64_t k_pass(std::int64_t rows, std::int64_t k_len) const;
   static void run_gate_up(void* self, std::int64_t i, int thread);
   static void run_down(void* self, std::int64_t i, int thread);
   static void run_sum(void* self, std::int64_t i, int thread);
-  void gate_up(const item& it);
+  void gate_up(const item& it, int thread);
   void down(const item& it);
 
   std::vector<expert> experts_;  // E routed, then the shared expert if any
@@ -89,6 +92,8 @@ class moe_engine {
   std::vector<float> h_;  // [rows, h_stride_] as f32, or as bf16 in the first half
   std::vector<float> y_;  // [T * slots, H]
   std::vector<item> items_;
+  std::int64_t k_block_ = 0;
+  std::vector<float> gu_acc_;  // per thread: [max_item_rows, 2 * max_item_pairs] gate/up sums across K passes
   std::int64_t sum_chunk_ = 0;
   std::uint64_t grow_count_ = 0;
 };

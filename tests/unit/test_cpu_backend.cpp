@@ -223,6 +223,29 @@ TEST(cpu_backend, f32_weights_and_one_thread) {
   }
 }
 
+// MOEREG_CPU_KBLOCK below the fixtures' H and I: gate/up and down sums run in several K
+// passes (with a ragged last pass) whenever an expert has more rows than one tile.
+TEST(cpu_backend, k_blocked_passes_match_reference) {
+  ASSERT_NE(cpu_api(), nullptr);
+  for (const char* kb : {"16", "40"}) {
+    SCOPED_TRACE(std::string("MOEREG_CPU_KBLOCK=") + kb);
+    ::setenv("MOEREG_CPU_KBLOCK", kb, 1);
+    for_each_isa([kb] {
+      for (const auto& fam : test::moe_fixture_families()) {
+        SCOPED_TRACE(fam);
+        moe_fixture fx(fam);
+        block_weights bw(fx);
+        ASSERT_GT(bw.w.hidden, 40);  // and I = 24: 16 splits the down sums too
+        std::string d;
+        EXPECT_LE(relative_error(fx, bw, 33, {false, false, 2}, &d), 1e-5);
+        EXPECT_NE(d.find(std::string("\"k_block\":") + kb), std::string::npos) << d;
+        EXPECT_LE(relative_error(fx, bw, 70, {true, false, 2}), 1e-2);
+      }
+    });
+  }
+  ::unsetenv("MOEREG_CPU_KBLOCK");
+}
+
 TEST(cpu_backend, describe_reports_isa_and_scratch_growth) {
   ASSERT_NE(cpu_api(), nullptr);
   moe_fixture fx("qwen3_5_moe");
