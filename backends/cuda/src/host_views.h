@@ -1,0 +1,31 @@
+// host_views.h - what the CUDA backend needs to know about the host-side views it is given:
+// element counts, contiguity, shape checks (throwing, with the view's
+// name and the expected shape, as cuda::invalid_argument or cuda::unsupported), dtype conversions, and parallel staging into bf16.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "moereg/abi/moereg_abi.h"
+
+namespace moereg::cuda::host {
+
+const char* dtype_name(int d);
+long long numel(const moereg_tensor_view& v);
+bool contiguous(const moereg_tensor_view& v);
+std::string shape_str(const moereg_tensor_view& v);
+// Throws unless v is contiguous host memory of exactly `shape`.
+void expect(const moereg_tensor_view& v, const char* what, std::initializer_list<long long> shape);
+size_t elem_size(int d);
+uint16_t f32_to_bf16_bits(float f);
+float f16_to_f32(uint16_t h);
+float bf16_bits_to_f32(uint16_t b);
+// The view's elements as float (F32, F16 or BF16).
+std::vector<float> host_floats(const moereg_tensor_view& v, const char* what);
+// Convert elements [first, first + n) of src (dtype) to bf16 bits in dst, with `threads` threads.
+void stage_bf16(uint16_t* dst, const void* src, int dtype, size_t first, size_t n, int threads);
+
+}  // namespace moereg::cuda::host
