@@ -4,6 +4,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/tensor/tensor_view.h"
 #include "plugin_options.h"
 
 namespace fs = std::filesystem;
@@ -58,17 +59,7 @@ hook_runner model_session::hooks() {
     if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + plugin + "' or the plugins it extends");
     const moereg_hooks_api* api = reg->hooks(*rec);
     if (!api || !api->transform) throw error(rec->library_path + ": hook library has no transform slot (needed for '" + hook + "')");
-    moereg_tensor_view in{}, out{};
-    in.data = const_cast<std::byte*>(src);
-    out.data = dst;
-    in.dtype = out.dtype = static_cast<std::int32_t>(t.type);
-    in.rank = out.rank = static_cast<std::int32_t>(t.shape.size());
-    std::int64_t stride = 1;
-    for (int i = in.rank - 1; i >= 0; --i) {
-      in.shape[i] = out.shape[i] = t.shape[static_cast<std::size_t>(i)];
-      in.strides[i] = out.strides[i] = stride;
-      stride *= t.shape[static_cast<std::size_t>(i)];
-    }
+    moereg_tensor_view in = contiguous_view(src, t.type, t.shape), out = contiguous_view(dst, t.type, t.shape);
     throw_if_error(api->transform(hook.c_str(), direction, key.c_str(), config_text.c_str(), &in, &out),
                    "plugin '" + rec->name + "' hook '" + hook + "' on tensor '" + key + "'");
   };

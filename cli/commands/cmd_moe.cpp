@@ -23,6 +23,7 @@
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
 #include "moereg/tensor/dtype.h"
+#include "moereg/tensor/tensor_view.h"
 
 namespace moereg::cli {
 namespace {
@@ -169,18 +170,8 @@ void write_random(safetensors_writer& w, const std::vector<std::pair<std::string
 
 moereg_tensor_view view_of(const safetensors_file& f, const std::string& name) {
   const tensor_info* t = f.find(name);
-  moereg_tensor_view v{};
-  if (!t) return v;
-  v.data = const_cast<std::byte*>(f.data(*t));
-  v.dtype = static_cast<std::int32_t>(t->type);
-  v.rank = static_cast<std::int32_t>(t->shape.size());
-  std::int64_t stride = 1;
-  for (int i = v.rank - 1; i >= 0; --i) {
-    v.shape[i] = t->shape[static_cast<std::size_t>(i)];
-    v.strides[i] = stride;
-    stride *= v.shape[i];
-  }
-  return v;
+  if (!t) return moereg_tensor_view{};
+  return contiguous_view(f.data(*t), t->type, t->shape);
 }
 
 // Best of three multi-threaded reads of a 1 GiB buffer: the machine's read bandwidth.

@@ -12,6 +12,7 @@
 #include "moereg/routing/router.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
+#include "moereg/tensor/tensor_view.h"
 #include "plugin_options.h"
 
 namespace moereg::cli {
@@ -49,18 +50,8 @@ chosen_backend choose_backend(plugin_registry& reg, const std::string& wanted) {
   return {best, "auto: best probe score among " + scores};
 }
 
-moereg_tensor_view host_view(void* data, dtype t, std::vector<std::int64_t> shape) {
-  moereg_tensor_view v{};
-  v.data = data;
-  v.dtype = static_cast<std::int32_t>(t);
-  v.rank = static_cast<std::int32_t>(shape.size());
-  std::int64_t stride = 1;
-  for (int i = v.rank - 1; i >= 0; --i) {
-    v.shape[i] = shape[static_cast<std::size_t>(i)];
-    v.strides[i] = stride;
-    stride *= shape[static_cast<std::size_t>(i)];
-  }
-  return v;
+moereg_tensor_view host_view(const void* data, dtype t, const std::vector<std::int64_t>& shape) {
+  return contiguous_view(data, t, shape);
 }
 
 }  // namespace

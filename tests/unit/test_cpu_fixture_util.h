@@ -12,6 +12,7 @@
 #include "moereg/abi/moereg_backend.h"
 #include "moereg/base/json.h"
 #include "moereg/safetensors/safetensors_reader.h"
+#include "moereg/tensor/tensor_view.h"
 #include "test_support.h"
 
 namespace moereg::test {
@@ -23,19 +24,8 @@ inline const std::vector<std::string>& moe_fixture_families() {
 }
 
 // A contiguous row-major view of a tensor held in memory someone else owns.
-inline moereg_tensor_view make_view(const void* data, std::int32_t dtype, std::vector<std::int64_t> shape) {
-  moereg_tensor_view v{};
-  v.data = const_cast<void*>(data);
-  v.dtype = dtype;
-  v.rank = static_cast<std::int32_t>(shape.size());
-  std::int64_t stride = 1;
-  for (int i = v.rank - 1; i >= 0; --i) {
-    v.shape[i] = shape[static_cast<std::size_t>(i)];
-    v.strides[i] = stride;
-    stride *= shape[static_cast<std::size_t>(i)];
-  }
-  v.memory = MOEREG_MEMORY_HOST;
-  return v;
+inline moereg_tensor_view make_view(const void* data, std::int32_t type, const std::vector<std::int64_t>& shape) {
+  return moereg::contiguous_view(data, static_cast<moereg::dtype>(type), shape);
 }
 
 inline moereg_tensor_view tensor_view(const safetensors_file& f, const std::string& name) {

@@ -55,6 +55,14 @@ const char* kind_name(json::kind k) {
   return "?";
 }
 
+std::string describe(const value* v) {
+  if (!v) return "absent";
+  if (v->is_string()) return "\"" + v->as_string() + "\"";
+  if (v->is_bool()) return v->as_bool() ? "true" : "false";
+  if (v->is_integer()) return std::to_string(v->as_int());
+  return kind_name(v->kind());
+}
+
 namespace {
 
 class parser {

@@ -5,24 +5,14 @@
 
 #include "moereg/base/error.h"
 #include "moereg/exec/executor.h"
+#include "moereg/tensor/tensor_view.h"
 
 namespace moereg {
 
 namespace {
 
-moereg_tensor_view view_of(const std::byte* data, dtype t, std::vector<std::int64_t> shape) {
-  moereg_tensor_view v{};
-  v.data = const_cast<std::byte*>(data);
-  v.dtype = static_cast<std::int32_t>(t);
-  v.rank = static_cast<std::int32_t>(shape.size());
-  std::int64_t stride = 1;
-  for (int i = v.rank - 1; i >= 0; --i) {
-    v.shape[i] = shape[static_cast<std::size_t>(i)];
-    v.strides[i] = stride;
-    stride *= shape[static_cast<std::size_t>(i)];
-  }
-  v.memory = MOEREG_MEMORY_HOST;
-  return v;
+moereg_tensor_view view_of(const std::byte* data, dtype t, const std::vector<std::int64_t>& shape) {
+  return contiguous_view(data, t, shape);
 }
 
 const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_template& t, int layer) {

@@ -13,13 +13,6 @@ namespace {
 std::string str(std::int64_t v) { return std::to_string(v); }
 std::string vec(std::span<const std::int64_t> x) { return shape_string(std::vector<std::int64_t>(x.begin(), x.end())); }
 
-std::string field_text(const json::value* v) {
-  if (!v) return "absent";
-  if (v->is_string()) return "\"" + v->as_string() + "\"";
-  if (v->is_bool()) return v->as_bool() ? "true" : "false";
-  if (v->is_integer()) return str(v->as_int());
-  return json::kind_name(v->kind());
-}
 }  // namespace
 
 gptq_config read_gptq_config(const json::value& qc, std::string_view where_view) {
@@ -30,21 +23,21 @@ gptq_config read_gptq_config(const json::value& qc, std::string_view where_view)
   if (!qc.is_object()) return fail("", std::string("must be an object, found ") + json::kind_name(qc.kind()));
   const json::value* method = qc.find("quant_method");
   if (!method || !method->is_string() || method->as_string() != "gptq")
-    return fail("quant_method", "is " + field_text(method) + ", expected \"gptq\"");
+    return fail("quant_method", "is " + json::describe(method) + ", expected \"gptq\"");
   const json::value* bits = qc.find("bits");
   if (!bits || !bits->is_integer() || bits->as_int() != 4)
-    return fail("bits", "is " + field_text(bits) + ", expected 4 (only int4 GPTQ is supported)");
+    return fail("bits", "is " + json::describe(bits) + ", expected 4 (only int4 GPTQ is supported)");
   const json::value* sym = qc.find("sym");
   if (sym && !(sym->is_bool() && sym->as_bool()))
-    return fail("sym", "is " + field_text(sym) + ": asymmetric GPTQ (per-group zero points) is not supported, expected true");
+    return fail("sym", "is " + json::describe(sym) + ": asymmetric GPTQ (per-group zero points) is not supported, expected true");
   const json::value* desc = qc.find("desc_act");
   if (desc && !(desc->is_bool() && !desc->as_bool()))
-    return fail("desc_act", "is " + field_text(desc) + ": act-order GPTQ (permuted groups) is not supported, expected false");
+    return fail("desc_act", "is " + json::describe(desc) + ": act-order GPTQ (permuted groups) is not supported, expected false");
   gptq_config c;
   const json::value* g = qc.find("group_size");
   if (g) {
     if (!g->is_integer() || (g->as_int() != -1 && g->as_int() <= 0))
-      return fail("group_size", "is " + field_text(g) + ", expected a positive integer or -1");
+      return fail("group_size", "is " + json::describe(g) + ", expected a positive integer or -1");
     c.group_size = g->as_int();
   }
   return c;

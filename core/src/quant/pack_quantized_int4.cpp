@@ -13,13 +13,6 @@ namespace moereg {
 namespace {
 std::string str(std::int64_t v) { return std::to_string(v); }
 std::string vec(std::span<const std::int64_t> x) { return shape_string(std::vector<std::int64_t>(x.begin(), x.end())); }
-std::string text(const json::value* v) {
-  if (!v) return "absent";
-  if (v->is_string()) return "\"" + v->as_string() + "\"";
-  if (v->is_bool()) return v->as_bool() ? "true" : "false";
-  if (v->is_integer()) return str(v->as_int());
-  return json::kind_name(v->kind());
-}
 }  // namespace
 
 pack_quantized_config read_pack_quantized_config(const json::value& qc, std::string_view where_view) {
@@ -30,34 +23,34 @@ pack_quantized_config read_pack_quantized_config(const json::value& qc, std::str
   if (!qc.is_object()) return fail("", std::string("must be an object, found ") + json::kind_name(qc.kind()));
   const json::value* format = qc.find("format");
   if (!format || !format->is_string() || format->as_string() != "pack-quantized")
-    return fail("format", "is " + text(format) + ", expected \"pack-quantized\"");
+    return fail("format", "is " + json::describe(format) + ", expected \"pack-quantized\"");
   const json::value* groups = qc.find("config_groups");
   if (!groups || !groups->is_object() || groups->as_object().empty())
-    return fail("config_groups", "is " + text(groups) + ", expected an object with one group");
+    return fail("config_groups", "is " + json::describe(groups) + ", expected an object with one group");
   if (groups->as_object().size() != 1)
     return fail("config_groups", "has " + str(static_cast<std::int64_t>(groups->as_object().size())) +
                                      " groups, expected 1 (mixed schemes are not supported)");
   const auto& [gname, group] = groups->as_object().front();
   std::string prefix = "config_groups." + gname + ".weights";
   const json::value* w = group.find("weights");
-  if (!w || !w->is_object()) return fail(prefix, "is " + text(w) + ", expected an object");
+  if (!w || !w->is_object()) return fail(prefix, "is " + json::describe(w) + ", expected an object");
   const json::value* bits = w->find("num_bits");
-  if (!bits || !bits->is_integer() || bits->as_int() != 4) return fail(prefix + ".num_bits", "is " + text(bits) + ", expected 4");
+  if (!bits || !bits->is_integer() || bits->as_int() != 4) return fail(prefix + ".num_bits", "is " + json::describe(bits) + ", expected 4");
   const json::value* type = w->find("type");
-  if (!type || !type->is_string() || type->as_string() != "int") return fail(prefix + ".type", "is " + text(type) + ", expected \"int\"");
+  if (!type || !type->is_string() || type->as_string() != "int") return fail(prefix + ".type", "is " + json::describe(type) + ", expected \"int\"");
   const json::value* sym = w->find("symmetric");
   if (!sym || !sym->is_bool() || !sym->as_bool())
-    return fail(prefix + ".symmetric", "is " + text(sym) + ": asymmetric int4 (zero points) is not supported, expected true");
+    return fail(prefix + ".symmetric", "is " + json::describe(sym) + ": asymmetric int4 (zero points) is not supported, expected true");
   const json::value* act = w->find("actorder");
   if (act && !act->is_null() && !(act->is_string() && act->as_string() == "weight") && !(act->is_bool() && !act->as_bool()))
-    return fail(prefix + ".actorder", "is " + text(act) + ": act-order groups (weight_g_idx) are not supported, expected null");
+    return fail(prefix + ".actorder", "is " + json::describe(act) + ": act-order groups (weight_g_idx) are not supported, expected null");
   const json::value* strategy = w->find("strategy");
   pack_quantized_config c;
   if (strategy && strategy->is_string() && strategy->as_string() == "channel") return c;
   if (!strategy || !strategy->is_string() || strategy->as_string() != "group")
-    return fail(prefix + ".strategy", "is " + text(strategy) + ", expected \"group\" or \"channel\"");
+    return fail(prefix + ".strategy", "is " + json::describe(strategy) + ", expected \"group\" or \"channel\"");
   const json::value* gs = w->find("group_size");
-  if (!gs || !gs->is_integer() || gs->as_int() <= 0) return fail(prefix + ".group_size", "is " + text(gs) + ", expected > 0");
+  if (!gs || !gs->is_integer() || gs->as_int() <= 0) return fail(prefix + ".group_size", "is " + json::describe(gs) + ", expected > 0");
   c.group_size = gs->as_int();
   return c;
 }

@@ -86,4 +86,7 @@ void append_quoted(std::string& out, std::string_view s);
 // Kind name for messages: "string", "object", ...
 const char* kind_name(json::kind k);
 
+// A config value as an error message shows it: "absent", "\"gptq\"", "true", "4", or its kind.
+std::string describe(const value* v);
+
 }  // namespace moereg::json
