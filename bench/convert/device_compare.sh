@@ -25,6 +25,10 @@ done
 warm; MOEREG_NO_COPY_FILE_RANGE=1 $T moereg_pwrite -- "$M" convert "$W/hf" "$W/mp" --to transformers_v5 >> "$res"; rm -rf "$W/mp"; sync
 warm; $T moereg_shards1G -- "$M" convert "$W/hf" "$W/ms" --to transformers_v5 --shard-size 1GB >> "$res"; rm -rf "$W/ms"; sync
 warm; $T moereg_1file -- "$M" convert "$W/hf" "$W/m1" --to transformers_v5 --shard-size 0 >> "$res"; rm -rf "$W/m1"; sync
+warm; $T moereg_1f_1t -- "$M" convert "$W/hf" "$W/m1" --to transformers_v5 --shard-size 0 --threads 1 >> "$res"; rm -rf "$W/m1"; sync
+warm; $T cp_again -- cp -r "$W/hf" "$W/cp" >> "$res"; rm -rf "$W/cp"; sync
+warm; "$M" convert "$W/hf" "$W/mj" --to transformers_v5 --json --log-level debug > "$W/mj.json" 2> "$W/mj.log"; rm -rf "$W/mj"; sync
+grep -E "seconds|bytes_per" "$W/mj.json"; grep -iE "plan|took|open" "$W/mj.log" | head -20
 warm; $T python_merge -- python3 "$here/bench/convert/python_merge.py" "$W/hf" "$W/merge" >> "$res"; sync
 warm; $T transformers5 -- python3 "$here/bench/convert/transformers_save.py" "$W/hf" "$W/t5" >> "$res"; sync
 "$M" verify "$W/merge/model.safetensors" "$W/moereg" && echo "python merge output == moereg output"
@@ -35,7 +39,7 @@ df -hT "$W" | tail -1
 echo
 awk -v bytes="$bytes" -v cores="$(nproc)" -v layers="$layers" '
   BEGIN { printf "checkpoint %.2f GB (%s layers), %s cores\n", bytes / 1e9, layers, cores;
-          printf "%-14s %9s %9s %14s %12s\n", "run", "seconds", "x cp", "peak RSS MiB", "x model size" }
-  { name[NR] = $1; s[NR] = $2; rss[NR] = $3; rc[NR] = $4; if ($1 == "cp") cp = $2 }
+          printf "%-14s %9s %9s %14s %12s %8s %8s\n", "run", "seconds", "x cp", "peak RSS MiB", "x model size", "user s", "sys s" }
+  { name[NR] = $1; s[NR] = $2; rss[NR] = $3; rc[NR] = $4; us[NR] = $5; sy[NR] = $6; if ($1 == "cp") cp = $2 }
   END { for (i = 1; i <= NR; i++)
-          printf "%-14s %9.2f %9.2f %14.0f %12.2f %s\n", name[i], s[i], s[i] / cp, rss[i], rss[i] * 1048576 / bytes, (rc[i] == 0 ? "" : "FAILED") }' "$res"
+          printf "%-14s %9.2f %9.2f %14.0f %12.2f %8.2f %8.2f %s\n", name[i], s[i], s[i] / cp, rss[i], rss[i] * 1048576 / bytes, us[i], sy[i], (rc[i] == 0 ? "" : "FAILED") }' "$res"
