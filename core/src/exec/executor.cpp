@@ -103,6 +103,12 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   }
   std::vector<safetensors_writer*> open(shards, nullptr);
   std::unique_ptr<std::once_flag[]> opened(new std::once_flag[shards]);
+  // One writer at a time per output file. Buffered writes and copy_file_range take the file's
+  // inode lock in the kernel, and threads contending for it spin there: measured on a 16-core
+  // host, 16 threads copying into one file burned 40 s of system time for 6 GB and took 1.3x
+  // as long as one thread. Waiting here sleeps instead; staging (transposes, hooks) still runs
+  // in parallel, and different shards are written at the same time.
+  std::unique_ptr<std::mutex[]> file_lock(new std::mutex[shards]);
   std::mutex done_mutex;  // on_shard_done is called one shard at a time
 
   std::atomic<std::size_t> next{0};
@@ -123,6 +129,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
           std::uint64_t n = o.source->info->nbytes();
           std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
           if (o.decode_hook.empty() && o.encode_hook.empty()) {
+            std::lock_guard<std::mutex> lock(file_lock[s]);
             w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
           } else {
             o.source->file->file().will_need(at, n);
@@ -138,6 +145,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
               options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
               cur = dst;
             }
+            std::lock_guard<std::mutex> lock(file_lock[s]);
             w.write(it.tensor_index, 0, cur, n);
           }
           o.source->file->file().dont_need(at, n);
@@ -150,6 +158,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
           bool direct = !o.entry->transpose &&
                         std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
           if (direct) {
+            std::lock_guard<std::mutex> lock(file_lock[s]);
             std::uint64_t at = base;
             for (const auto& v : pieces) {
               w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
@@ -164,6 +173,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
               else copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
               row_off += v.rows;
             }
+            std::lock_guard<std::mutex> lock(file_lock[s]);
             w.write(it.tensor_index, base, stage.data(), slot_bytes);
           }
           for (const auto& v : pieces) release(v);
