@@ -293,7 +293,10 @@ struct random_layer {
 };
 
 // Runs T tokens with random distinct ids and random weights; returns relative L2 against float64.
-double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false, std::string* json = nullptr) {
+// balanced: token t takes experts (t*K + k) mod E, so every expert gets the same rows when
+// E divides T*K; otherwise skewed loads (expert 0 hit by a third of the tokens).
+double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false, std::string* json = nullptr,
+                  bool balanced = false) {
   handle h = create(L.view(), nullptr);
   if (!h) return INFINITY;
   std::mt19937 rng(seed);
@@ -321,6 +324,7 @@ double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false, st
       int j = k + static_cast<int>(rng() % (L.E - k));
       if (k == 0 && t % 3 == 0) j = 0;
       std::swap(perm[k], perm[j]);
+      if (balanced) perm[k] = (t * L.K + k) % L.E;
       ids[t * L.K + k] = perm[k];
       ids64[t * L.K + k] = perm[k];
       wts[t * L.K + k] = ud(rng);
@@ -386,13 +390,17 @@ TEST(CudaRandom, CublasPathMatchesReference) {
   ASSERT_NE(backend_api(), nullptr);
   random_layer L(32, 264, 136, 6, 72, false, 4);
   random_layer G(8, 64, 24, 2, 48, true, 2);
-  for (const char* mode : {"cublas", "cublas_loop"}) {
+  // T = 1 and 5 leave most of the 32 experts unhit (batched: pointer arrays); T = 611 hits all of
+  // them (batched: strided). cublas_auto picks one of the three from the expert sizes.
+  for (const char* mode : {"cublas", "cublas_loop", "cublas_batched", "cublas_auto"}) {
     setenv("MOEREG_CUDA_TILES", mode, 1);
     for (int T : {1, 5, 611}) {
       std::string json;
       double err = run_random(L, T, 11 + T, false, &json);
       EXPECT_LE(err, 1e-2) << mode << " T=" << T;
-      EXPECT_NE(json.find(std::string("\"last_tiles\":\"") + mode + "\""), std::string::npos) << json;
+      const std::string expect = std::string(mode) == "cublas_auto" ? "\"last_tiles\":\"cublas"
+                                                                    : std::string("\"last_tiles\":\"") + mode + "\"";
+      EXPECT_NE(json.find(expect), std::string::npos) << json;
       std::printf("[ tiles    ] %s T=%d rel L2 %.3e\n", mode, T, err);
     }
     double err = run_random(G, 300, 3, true);
@@ -402,20 +410,16 @@ TEST(CudaRandom, CublasPathMatchesReference) {
   unsetenv("MOEREG_CUDA_TILES");
 }
 
-// Unforced, with MOEREG_CUDA_CUBLAS=auto: >= 128 rows per expert goes to cuBLAS (one call per expert
-// for few experts), fewer to the kernels. Without it the kernels run at every size.
+// Unforced: >= 128 rows per hit expert goes to cuBLAS, fewer to the kernels;
+// MOEREG_CUDA_CUBLAS=off keeps every size on the kernels.
 TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   ASSERT_NE(backend_api(), nullptr);
   unsetenv("MOEREG_CUDA_TILES");
+  unsetenv("MOEREG_CUDA_CUBLAS");
   random_layer L(4, 64, 32, 2, 0, false, 8);
   std::string json;
-  unsetenv("MOEREG_CUDA_CUBLAS");
   EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
-  EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
-  json.clear();
-  setenv("MOEREG_CUDA_CUBLAS", "auto", 1);
-  EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
-  EXPECT_NE(json.find("\"last_tiles\":\"cublas_loop\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
   EXPECT_NE(json.find("\"gemm_large\":\"cuBLAS "), std::string::npos) << json;
   json.clear();
   EXPECT_LE(run_random(L, 40, 22, false, &json), 1e-2);
@@ -423,8 +427,25 @@ TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   random_layer M(32, 64, 32, 4, 0, false, 9);
   json.clear();
   EXPECT_LE(run_random(M, 1100, 23, false, &json), 1e-2);
-  EXPECT_NE(json.find("\"last_tiles\":\"cublas\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  setenv("MOEREG_CUDA_CUBLAS", "off", 1);
+  json.clear();
+  EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
+  EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"gemm_large\":\"off"), std::string::npos) << json;
   unsetenv("MOEREG_CUDA_CUBLAS");
+}
+
+// Balanced routing (every expert gets the same rows): no padding, so the automatic choice is
+// the single strided batched GEMM, and it matches the reference.
+TEST(CudaRandom, CublasBatchedChosenForBalancedExperts) {
+  ASSERT_NE(backend_api(), nullptr);
+  unsetenv("MOEREG_CUDA_TILES");
+  unsetenv("MOEREG_CUDA_CUBLAS");
+  random_layer L(8, 128, 64, 2, 0, false, 12);
+  std::string json;
+  EXPECT_LE(run_random(L, 1024, 31, false, &json, /*balanced=*/true), 1e-2);
+  EXPECT_NE(json.find("\"last_tiles\":\"cublas_batched\""), std::string::npos) << json;
 }
 
 // ---------------------------------------------------------------- routing beyond the fixtures

@@ -28,6 +28,14 @@ struct cublas_api {
                             const int[], const int[], const void*, const void* const[], cudaDataType_t, const int[],
                             const void* const[], cudaDataType_t, const int[], const void*, void* const[],
                             cudaDataType_t, const int[], int, const int[], cublasComputeType_t) = nullptr;
+  cublasStatus_t (*batched)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                            const void* const[], cudaDataType_t, int, const void* const[], cudaDataType_t, int,
+                            const void*, void* const[], cudaDataType_t, int, int, cublasComputeType_t,
+                            cublasGemmAlgo_t) = nullptr;
+  cublasStatus_t (*strided)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                            const void*, cudaDataType_t, int, long long, const void*, cudaDataType_t, int, long long,
+                            const void*, void*, cudaDataType_t, int, long long, int, cublasComputeType_t,
+                            cublasGemmAlgo_t) = nullptr;
   std::string error;
   int version = 0;
 };
@@ -52,6 +60,8 @@ const cublas_api& api() {
     sym(a.get_version, "cublasGetVersion_v2");
     sym(a.gemm, "cublasGemmEx");
     sym(a.grouped, "cublasGemmGroupedBatchedEx");
+    sym(a.batched, "cublasGemmBatchedEx");
+    sym(a.strided, "cublasGemmStridedBatchedEx");
     if (a.error.empty()) {
       cublasHandle_t h = nullptr;
       if (a.create(&h) == CUBLAS_STATUS_SUCCESS) {
@@ -67,12 +77,31 @@ void check_blas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(s));
 }
 
+// Where sorted row r lives in the work buffers: r itself, or in the padded layout (`pad` set)
+// slot g * pad.max_rows + (r - pad.row0[g]) of the hit expert g holding it (row0 ascending).
+struct padding {
+  const int* row0 = nullptr;  // device [groups]; null: unpadded
+  int groups = 0;
+  int max_rows = 0;
+};
+
+__device__ __forceinline__ int work_row(int r, const padding& pad) {
+  if (!pad.row0) return r;
+  int lo = 0, hi = pad.groups - 1;  // last g with row0[g] <= r
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (pad.row0[mid] <= r) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo * pad.max_rows + (r - pad.row0[lo]);
+}
+
 __global__ void gather_rows(const __nv_bfloat16* __restrict__ x, const int* __restrict__ sorted_token, int rows,
-                            int hidden, __nv_bfloat16* __restrict__ xs) {
+                            int hidden, padding pad, __nv_bfloat16* __restrict__ xs) {
   const int r = blockIdx.x;
   if (r >= rows) return;
   const uint4* src = reinterpret_cast<const uint4*>(x + static_cast<size_t>(sorted_token[r]) * hidden);
-  uint4* dst = reinterpret_cast<uint4*>(xs + static_cast<size_t>(r) * hidden);
+  uint4* dst = reinterpret_cast<uint4*>(xs + static_cast<size_t>(work_row(r, pad)) * hidden);
   for (int c = threadIdx.x; c < hidden / 8; c += blockDim.x) dst[c] = src[c];
 }
 
@@ -91,14 +120,15 @@ __global__ void silu_gate(const __nv_bfloat16* __restrict__ g, int rows, int int
 
 // out[token(r)] += w(r) * y[r]; token = sorted_token[r] (or r), w = weight[r] (or 1).
 __global__ void unpermute_add(const __nv_bfloat16* __restrict__ y, const int* __restrict__ sorted_token,
-                              const float* __restrict__ weight, int rows, int hidden, float* __restrict__ out) {
+                              const float* __restrict__ weight, int rows, int hidden, padding pad,
+                              float* __restrict__ out) {
   const int c = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
   if (c >= hidden) return;
   for (int r = blockIdx.y; r < rows; r += gridDim.y) {
     const int t = sorted_token ? sorted_token[r] : r;
     const float w = weight ? weight[r] : 1.f;
-    const float2 v =
-        __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(r) * hidden + c));
+    const float2 v = __bfloat1622float2(
+        *reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(work_row(r, pad)) * hidden + c));
     atomicAdd(reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c), make_float2(w * v.x, w * v.y));
   }
 }
@@ -109,12 +139,36 @@ void launch_silu(const __nv_bfloat16* g, int rows, int inter, __nv_bfloat16* h, 
 }
 
 void launch_unpermute(const __nv_bfloat16* y, const int* tok, const float* w, int rows, int hidden, float* out,
-                      cudaStream_t s) {
+                      cudaStream_t s, padding pad = {}) {
   dim3 grid((hidden / 2 + 255) / 256, std::min(rows, 65535));
-  unpermute_add<<<grid, 256, 0, s>>>(y, tok, w, rows, hidden, out);
+  unpermute_add<<<grid, 256, 0, s>>>(y, tok, w, rows, hidden, pad, out);
+}
+
+// Padding costs max_rows * groups rows of GEMM work for `rows` useful ones; up to this much
+// extra the single batched launch beats one launch per expert (measured on an H200 with random
+// routing: docs/bench-cuda.md).
+constexpr double max_padding_ratio = 1.5;
+// Per-expert GEMMs at least this large (2I x H elements of gate/up) keep a launch per expert busy
+// long enough that the launches do not dominate (mixtral, deepseek; not qwen3-30B's 1536 x 2048).
+constexpr long long loop_min_weight_elems = 16ll << 20;
+
+cublas_mode choose_mode(long long rows, long long groups, long long max_rows, int hidden, int inter) {
+  if (static_cast<double>(max_rows * groups) <= max_padding_ratio * static_cast<double>(rows))
+    return cublas_mode::batched;
+  if (2ll * inter * hidden >= loop_min_weight_elems) return cublas_mode::loop;
+  return cublas_mode::grouped;
 }
 
 }  // namespace
+
+const char* cublas_mode_name(cublas_mode m) {
+  switch (m) {
+    case cublas_mode::grouped: return "cublas";
+    case cublas_mode::loop: return "cublas_loop";
+    case cublas_mode::batched: return "cublas_batched";
+    default: return "cublas_auto";
+  }
+}
 
 bool cublas_experts::available(std::string* why) {
   const cublas_api& a = api();
@@ -167,6 +221,66 @@ void cublas_experts::ensure(size_t rows, int hidden, int inter) {
   }
 }
 
+void cublas_experts::ensure_pointers(int n) {
+  if (n <= ptr_capacity_) return;
+  check(cudaStreamSynchronize(stream_), "cuBLAS path: pointer arrays");
+  cudaFree(dev_ptrs_);
+  cudaFreeHost(host_ptrs_);
+  dev_ptrs_ = nullptr;
+  host_ptrs_ = nullptr;
+  ptr_capacity_ = 0;
+  // Six pointer arrays, then room for n ints (the padded layout's first rows).
+  check(cudaMallocHost(&host_ptrs_, sizeof(void*) * 7 * n), "cuBLAS path: pointer arrays");
+  check(cudaMalloc(&dev_ptrs_, sizeof(void*) * 7 * n), "cuBLAS path: pointer arrays");
+  ptr_capacity_ = n;
+}
+
+void cublas_experts::gemms_batched(const std::vector<group>& groups, int max_rows, int experts,
+                                   const __nv_bfloat16* w13, const __nv_bfloat16* w2, int hidden, int inter) {
+  const auto& A = api();
+  auto h = static_cast<cublasHandle_t>(handle_);
+  const float one = 1.f, zero = 0.f;
+  const int n = static_cast<int>(groups.size());
+  const long long e13 = 2ll * inter * hidden, e2 = static_cast<long long>(hidden) * inter;
+  const long long sx = static_cast<long long>(max_rows) * hidden, sg = 2ll * max_rows * inter,
+                  sh = static_cast<long long>(max_rows) * inter;
+  // Column-major view as in gemms(): C^T[m, max_rows] = W[m, k] X^T, per expert. Rows past an
+  // expert's own count hold stale data; their results are computed and never read.
+  if (n == experts) {  // every expert hit: the weights are evenly strided too
+    check_blas(A.strided(h, CUBLAS_OP_T, CUBLAS_OP_N, 2 * inter, max_rows, hidden, &one, w13, CUDA_R_16BF, hidden,
+                         e13, a_, CUDA_R_16BF, hidden, sx, &zero, g_, CUDA_R_16BF, 2 * inter, sg, n,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "cublasGemmStridedBatchedEx (gate/up)");
+    launch_silu(g_, n * max_rows, inter, h_, stream_);
+    check_blas(A.strided(h, CUBLAS_OP_T, CUBLAS_OP_N, hidden, max_rows, inter, &one, w2, CUDA_R_16BF, inter, e2, h_,
+                         CUDA_R_16BF, inter, sh, &zero, a_, CUDA_R_16BF, hidden, sx, n, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT),
+               "cublasGemmStridedBatchedEx (down)");
+    return;
+  }
+  void** p = host_ptrs_;
+  for (int i = 0; i < n; ++i) {
+    p[0 * n + i] = const_cast<__nv_bfloat16*>(w13 + groups[i].expert * e13);
+    p[1 * n + i] = a_ + i * sx;
+    p[2 * n + i] = g_ + i * sg;
+    p[3 * n + i] = const_cast<__nv_bfloat16*>(w2 + groups[i].expert * e2);
+    p[4 * n + i] = h_ + i * sh;
+    p[5 * n + i] = a_ + i * sx;
+  }
+  check(cudaMemcpyAsync(dev_ptrs_, host_ptrs_, sizeof(void*) * 6 * n, cudaMemcpyHostToDevice, stream_),
+        "cuBLAS path: pointer upload");
+  void** d = dev_ptrs_;
+  check_blas(A.batched(h, CUBLAS_OP_T, CUBLAS_OP_N, 2 * inter, max_rows, hidden, &one, d, CUDA_R_16BF, hidden, d + n,
+                       CUDA_R_16BF, hidden, &zero, d + 2 * n, CUDA_R_16BF, 2 * inter, n, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+             "cublasGemmBatchedEx (gate/up)");
+  launch_silu(g_, n * max_rows, inter, h_, stream_);
+  check_blas(A.batched(h, CUBLAS_OP_T, CUBLAS_OP_N, hidden, max_rows, inter, &one, d + 3 * n, CUDA_R_16BF, inter,
+                       d + 4 * n, CUDA_R_16BF, inter, &zero, d + 5 * n, CUDA_R_16BF, hidden, n, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+             "cublasGemmBatchedEx (down)");
+}
+
 void cublas_experts::gemms(const std::vector<group>& groups, const __nv_bfloat16* xs, const __nv_bfloat16* w13,
                            const __nv_bfloat16* w2, int hidden, int inter, cublas_mode mode) {
   const auto& A = api();
@@ -193,17 +307,7 @@ void cublas_experts::gemms(const std::vector<group>& groups, const __nv_bfloat16
                  "cublasGemmEx (down)");
     return;
   }
-  if (n > ptr_capacity_) {
-    check(cudaStreamSynchronize(stream_), "cuBLAS path: pointer arrays");
-    cudaFree(dev_ptrs_);
-    cudaFreeHost(host_ptrs_);
-    dev_ptrs_ = nullptr;
-    host_ptrs_ = nullptr;
-    ptr_capacity_ = 0;
-    check(cudaMallocHost(&host_ptrs_, sizeof(void*) * 6 * n), "cuBLAS path: pointer arrays");
-    check(cudaMalloc(&dev_ptrs_, sizeof(void*) * 6 * n), "cuBLAS path: pointer arrays");
-    ptr_capacity_ = n;
-  }
+  ensure_pointers(n);
   // Host-side arrays of the grouped call: every group is one problem of its own size.
   std::vector<cublasOperation_t> ta(n, CUBLAS_OP_T), tb(n, CUBLAS_OP_N);
   std::vector<int> m1(n, 2 * inter), m2(n, hidden), ns(n), k1(n, hidden), k2(n, inter), ld1c(n, 2 * inter),
@@ -235,9 +339,10 @@ void cublas_experts::gemms(const std::vector<group>& groups, const __nv_bfloat16
              "cublasGemmGroupedBatchedEx (down)");
 }
 
-void cublas_experts::run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2,
-                                int experts, int hidden, int inter, const int* offsets, const int* sorted_token,
-                                const float* sorted_weight, float* out, cublas_mode mode) {
+cublas_mode cublas_experts::run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2,
+                                       int experts, int hidden, int inter, const int* offsets,
+                                       const int* sorted_token, const float* sorted_weight, float* out,
+                                       cublas_mode mode) {
   if (experts + 1 > offsets_capacity_) {
     cudaFreeHost(host_offsets_);
     host_offsets_ = nullptr;
@@ -249,16 +354,37 @@ void cublas_experts::run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w1
         "cuBLAS path: offsets download");
   check(cudaStreamSynchronize(stream_), "cuBLAS path: offsets download");
   std::vector<group> groups;
+  int max_rows = 0;
   for (int e = 0; e < experts; ++e) {
     const int n = host_offsets_[e + 1] - host_offsets_[e];
     if (n > 0) groups.push_back({n, host_offsets_[e], e});
+    max_rows = std::max(max_rows, n);
   }
   const int rows = host_offsets_[experts];
-  if (rows == 0) return;
-  ensure(static_cast<size_t>(rows), hidden, inter);
-  gather_rows<<<rows, 128, 0, stream_>>>(xb, sorted_token, rows, hidden, a_);
-  gemms(groups, a_, w13, w2, hidden, inter, mode);
-  launch_unpermute(a_, sorted_token, sorted_weight, rows, hidden, out, stream_);
+  if (mode == cublas_mode::automatic) mode = choose_mode(rows, static_cast<long long>(groups.size()), max_rows, hidden, inter);
+  if (rows == 0) return mode;
+  if (mode != cublas_mode::batched) {
+    ensure(static_cast<size_t>(rows), hidden, inter);
+    gather_rows<<<rows, 128, 0, stream_>>>(xb, sorted_token, rows, hidden, padding{}, a_);
+    gemms(groups, a_, w13, w2, hidden, inter, mode);
+    launch_unpermute(a_, sorted_token, sorted_weight, rows, hidden, out, stream_);
+    return mode;
+  }
+  const int n = static_cast<int>(groups.size());
+  ensure(static_cast<size_t>(n) * max_rows, hidden, inter);
+  ensure_pointers(n);
+  // The hit experts' first rows go up behind the six pointer arrays (the batched call after
+  // uploads only the pointer part, so the two never overlap).
+  int* row0_host = reinterpret_cast<int*>(host_ptrs_ + 6 * n);
+  for (int i = 0; i < n; ++i) row0_host[i] = groups[i].row0;
+  int* row0_dev = reinterpret_cast<int*>(dev_ptrs_ + 6 * n);
+  check(cudaMemcpyAsync(row0_dev, row0_host, sizeof(int) * n, cudaMemcpyHostToDevice, stream_),
+        "cuBLAS path: expert rows upload");
+  const padding pad{row0_dev, n, max_rows};
+  gather_rows<<<rows, 128, 0, stream_>>>(xb, sorted_token, rows, hidden, pad, a_);
+  gemms_batched(groups, max_rows, experts, w13, w2, hidden, inter);
+  launch_unpermute(a_, sorted_token, sorted_weight, rows, hidden, out, stream_, pad);
+  return mode;
 }
 
 void cublas_experts::run_dense(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2,

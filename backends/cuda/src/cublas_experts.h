@@ -12,9 +12,16 @@
 
 namespace moereg::cuda {
 
-// How the per-expert GEMMs are issued: one cublasGemmGroupedBatchedEx call per GEMM, or one
-// cublasGemmEx per hit expert (fewer, larger problems: less overhead per call for few experts).
-enum class cublas_mode { grouped, loop };
+// How the per-expert GEMMs are issued:
+//   batched: every hit expert padded to the largest expert's row count, one (strided) batched
+//            GEMM per projection: one launch, cuBLAS's best kernels, wasted work = the padding;
+//   loop:    one cublasGemmEx per hit expert: no padding, one launch per expert (costly when the
+//            GEMMs are small: qwen3 shapes at 128 experts are launch-bound);
+//   grouped: one cublasGemmGroupedBatchedEx per projection (per-expert sizes, one launch; on
+//            CUDA 13.0 / H200 it measured slower than the other two on every shape);
+//   automatic: chosen per call from the expert sizes read back (see choose_mode).
+enum class cublas_mode { automatic, grouped, loop, batched };
+const char* cublas_mode_name(cublas_mode m);
 
 class cublas_experts {
  public:
@@ -30,9 +37,10 @@ class cublas_experts {
   // Routed experts. `offsets` [E + 1] is on the device (sorted order, see permutation); this call
   // reads it back (one stream synchronization), which is what lets cuBLAS get per-expert sizes.
   // out[sorted_token[r]] += sorted_weight[r] * (silu(x W_gate^T) * (x W_up^T)) W_down^T.
-  void run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts,
-                  int hidden, int inter, const int* offsets, const int* sorted_token, const float* sorted_weight,
-                  float* out, cublas_mode mode);
+  // Returns the mode that ran (never automatic).
+  cublas_mode run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts,
+                         int hidden, int inter, const int* offsets, const int* sorted_token,
+                         const float* sorted_weight, float* out, cublas_mode mode);
   // One dense expert over all `tokens` rows of xb (the shared expert); row_weight may be null (1).
   void run_dense(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int tokens, int hidden,
                  int inter, const float* row_weight, float* out);
@@ -44,8 +52,12 @@ class cublas_experts {
     int expert;
   };
   void ensure(size_t rows, int hidden, int inter);
+  void ensure_pointers(int n);
   void gemms(const std::vector<group>& groups, const __nv_bfloat16* xs, const __nv_bfloat16* w13,
              const __nv_bfloat16* w2, int hidden, int inter, cublas_mode mode);
+  // Padded: expert g's rows sit at [g * max_rows, g * max_rows + n_g) of the work buffers.
+  void gemms_batched(const std::vector<group>& groups, int max_rows, int experts, const __nv_bfloat16* w13,
+                     const __nv_bfloat16* w2, int hidden, int inter);
 
   cudaStream_t stream_;
   void* handle_ = nullptr;
@@ -54,7 +66,8 @@ class cublas_experts {
   __nv_bfloat16* h_ = nullptr;  // silu(gate) * up: [rows, I]
   size_t a_elems_ = 0, g_elems_ = 0;
   int* host_offsets_ = nullptr;     // pinned [max E + 1]
-  void** host_ptrs_ = nullptr;      // pinned: 6 pointer arrays of the grouped calls
+  void** host_ptrs_ = nullptr;      // pinned: 6 pointer arrays of the grouped/batched calls, then
+                                    // the hit experts' first sorted rows (int, padded mode)
   void** dev_ptrs_ = nullptr;       // device copy of host_ptrs_
   int ptr_capacity_ = 0;            // groups the pointer arrays hold
   int offsets_capacity_ = 0;

@@ -278,25 +278,27 @@ void moe_layer::ensure_workspace(int tokens) {
 // Below this many rows per hit expert the mma.sync kernels win (weights streamed, no host sync).
 constexpr long long cublas_min_rows = 128;
 
+static bool cublas_allowed() {
+  const char* a = std::getenv("MOEREG_CUDA_CUBLAS");
+  return !(a && std::string(a) == "off");
+}
+
 bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode) const {
-  // Few experts: one cublasGemmEx each is cheap; many: one grouped call per GEMM.
-  *mode = groups <= 16 ? cublas_mode::loop : cublas_mode::grouped;
+  // How the cuBLAS GEMMs are issued is decided once the expert sizes are known (run_routed).
+  *mode = cublas_mode::automatic;
   if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
     const std::string s = t;
-    if (s == "cublas") {
-      *mode = cublas_mode::grouped;
-      return true;
-    }
-    if (s == "cublas_loop") {
-      *mode = cublas_mode::loop;
+    if (s == "cublas" || s == "cublas_loop" || s == "cublas_batched" || s == "cublas_auto") {
+      *mode = s == "cublas" ? cublas_mode::grouped
+              : s == "cublas_loop" ? cublas_mode::loop
+              : s == "cublas_batched" ? cublas_mode::batched
+                                      : cublas_mode::automatic;
       return true;
     }
     if (s == "m16" || s == "m64" || s == "m128") return false;
   }
-  // Not chosen on its own until it has been measured against the kernels on a GPU (docs/cuda.md):
-  // MOEREG_CUDA_CUBLAS=auto opts in to the choice by rows per expert.
-  const char* a = std::getenv("MOEREG_CUDA_CUBLAS");
-  if (!a || std::string(a) != "auto") return false;
+  // MOEREG_CUDA_CUBLAS=off keeps every size on the kernels (and libcublas unloaded).
+  if (!cublas_allowed()) return false;
   if (groups <= 0 || rows < cublas_min_rows * groups) return false;
   return cublas_experts::available();
 }
@@ -334,9 +336,9 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
   launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream_);
   last_tokens_ = tokens;
   if (use_blas) {
-    blas().run_routed(ws_->xb, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_),
-                      ws_->perm.offsets, ws_->perm.sorted_token, ws_->perm.sorted_weight, out, mode);
-    last_path_ = mode == cublas_mode::loop ? "cublas_loop" : "cublas";
+    mode = blas().run_routed(ws_->xb, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_),
+                             ws_->perm.offsets, ws_->perm.sorted_token, ws_->perm.sorted_weight, out, mode);
+    last_path_ = cublas_mode_name(mode);
     if (Is_) {
       const float* gate = nullptr;
       if (has_shared_gate_) {
@@ -523,10 +525,12 @@ std::string moe_layer::describe() const {
     << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
     << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""
-    << ",\"gemm_large\":\"" << (cublas_experts::available() ? "cuBLAS " + cublas_experts::version() : "none")
-    << (std::getenv("MOEREG_CUDA_CUBLAS") && std::string(std::getenv("MOEREG_CUDA_CUBLAS")) == "auto"
-            ? " for >= " + std::to_string(cublas_min_rows) + " rows per expert"
-            : std::string(" when forced (MOEREG_CUDA_TILES=cublas|cublas_loop)"))
+    << ",\"gemm_large\":\""
+    << (!cublas_allowed() ? std::string("off (MOEREG_CUDA_CUBLAS=off)")
+        : cublas_experts::available()
+            ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(cublas_min_rows) +
+                  " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
+            : std::string("none: libcublas.so.13 not loadable; the kernels run every size"))
     << "\""
     << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16) << "\",\"m64\":\"" << tile_name(tile_config::m64)
     << "\",\"m128\":\"" << tile_name(tile_config::m128) << "\"}"

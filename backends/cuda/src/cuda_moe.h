@@ -52,8 +52,9 @@ class moe_layer {
   void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
-  // Whether this pass goes through cuBLAS (and how): forced by MOEREG_CUDA_TILES=cublas|cublas_loop,
-  // else, only with MOEREG_CUDA_CUBLAS=auto, chosen for >= 128 rows per hit expert when libcublas.so.13 loads.
+  // Whether this pass goes through cuBLAS (and how): forced by MOEREG_CUDA_TILES=cublas|cublas_loop|
+  // cublas_batched|cublas_auto, else chosen for >= 128 rows per hit expert when libcublas.so.13
+  // loads, unless MOEREG_CUDA_CUBLAS=off.
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
   void run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
