@@ -120,16 +120,50 @@ __global__ void silu_gate(const __nv_bfloat16* __restrict__ g, int rows, int int
 
 // out[token(r)] += w(r) * y[r]; token = sorted_token[r] (or r), w = weight[r] (or 1).
 __global__ void unpermute_add(const __nv_bfloat16* __restrict__ y, const int* __restrict__ sorted_token,
-                              const float* __restrict__ weight, int rows, int hidden, padding pad,
-                              float* __restrict__ out) {
+                              const float* __restrict__ weight, int rows, int hidden, float* __restrict__ out) {
   const int c = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
   if (c >= hidden) return;
   for (int r = blockIdx.y; r < rows; r += gridDim.y) {
     const int t = sorted_token ? sorted_token[r] : r;
     const float w = weight ? weight[r] : 1.f;
-    const float2 v = __bfloat1622float2(
-        *reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(work_row(r, pad)) * hidden + c));
+    const float2 v =
+        __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(r) * hidden + c));
     atomicAdd(reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c), make_float2(w * v.x, w * v.y));
+  }
+}
+
+// out[t] = sum_k w[t, k] * y[row of slot (t, k)]: one block per token, the K rows looked up once.
+constexpr int max_top_k = 32;
+__global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* ids, int ids_i64,
+                             const float* __restrict__ weights, const int* __restrict__ rank,
+                             const int* __restrict__ offsets, int top_k, int hidden, padding pad,
+                             float* __restrict__ out) {
+  __shared__ int row[max_top_k];
+  __shared__ float wt[max_top_k];
+  const int t = blockIdx.x;
+  if (threadIdx.x < top_k) {
+    const int s = t * top_k + threadIdx.x;
+    const int r = rank[s];
+    if (r >= 0) {
+      const long long e = ids_i64 ? static_cast<const long long*>(ids)[s] : static_cast<const int*>(ids)[s];
+      row[threadIdx.x] = work_row(offsets[e] + r, pad);
+      wt[threadIdx.x] = weights[s];
+    } else {
+      row[threadIdx.x] = -1;
+      wt[threadIdx.x] = 0.f;
+    }
+  }
+  __syncthreads();
+  for (int c = 2 * threadIdx.x; c < hidden; c += 2 * blockDim.x) {
+    float2 acc = make_float2(0.f, 0.f);
+    for (int k = 0; k < top_k; ++k) {
+      if (row[k] < 0) continue;
+      const float2 v = __bfloat1622float2(
+          *reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(row[k]) * hidden + c));
+      acc.x += wt[k] * v.x;
+      acc.y += wt[k] * v.y;
+    }
+    *reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c) = acc;
   }
 }
 
@@ -139,9 +173,9 @@ void launch_silu(const __nv_bfloat16* g, int rows, int inter, __nv_bfloat16* h, 
 }
 
 void launch_unpermute(const __nv_bfloat16* y, const int* tok, const float* w, int rows, int hidden, float* out,
-                      cudaStream_t s, padding pad = {}) {
+                      cudaStream_t s) {
   dim3 grid((hidden / 2 + 255) / 256, std::min(rows, 65535));
-  unpermute_add<<<grid, 256, 0, s>>>(y, tok, w, rows, hidden, pad, out);
+  unpermute_add<<<grid, 256, 0, s>>>(y, tok, w, rows, hidden, out);
 }
 
 // Padding costs max_rows * groups rows of GEMM work for `rows` useful ones; up to this much
@@ -339,10 +373,10 @@ void cublas_experts::gemms(const std::vector<group>& groups, const __nv_bfloat16
              "cublasGemmGroupedBatchedEx (down)");
 }
 
-cublas_mode cublas_experts::run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2,
-                                       int experts, int hidden, int inter, const int* offsets,
-                                       const int* sorted_token, const float* sorted_weight, float* out,
-                                       cublas_mode mode) {
+cublas_mode cublas_experts::run_routed(const routed_rows& in, const __nv_bfloat16* w13, const __nv_bfloat16* w2,
+                                       int experts, int hidden, int inter, float* out, cublas_mode mode) {
+  if (in.top_k > max_top_k) throw unsupported("cuBLAS path: top_k " + std::to_string(in.top_k) + " > 32");
+  const int* offsets = in.offsets;
   if (experts + 1 > offsets_capacity_) {
     cudaFreeHost(host_offsets_);
     host_offsets_ = nullptr;
@@ -362,12 +396,16 @@ cublas_mode cublas_experts::run_routed(const __nv_bfloat16* xb, const __nv_bfloa
   }
   const int rows = host_offsets_[experts];
   if (mode == cublas_mode::automatic) mode = choose_mode(rows, static_cast<long long>(groups.size()), max_rows, hidden, inter);
+  auto combine = [&](const padding& pad) {
+    combine_rows<<<in.tokens, 256, 0, stream_>>>(a_, in.ids, in.ids_i64, in.weights, in.rank, offsets, in.top_k,
+                                                 hidden, pad, out);
+  };
   if (rows == 0) return mode;
   if (mode != cublas_mode::batched) {
     ensure(static_cast<size_t>(rows), hidden, inter);
-    gather_rows<<<rows, 128, 0, stream_>>>(xb, sorted_token, rows, hidden, padding{}, a_);
+    gather_rows<<<rows, 128, 0, stream_>>>(in.xb, in.sorted_token, rows, hidden, padding{}, a_);
     gemms(groups, a_, w13, w2, hidden, inter, mode);
-    launch_unpermute(a_, sorted_token, sorted_weight, rows, hidden, out, stream_);
+    combine(padding{});
     return mode;
   }
   const int n = static_cast<int>(groups.size());
@@ -381,9 +419,9 @@ cublas_mode cublas_experts::run_routed(const __nv_bfloat16* xb, const __nv_bfloa
   check(cudaMemcpyAsync(row0_dev, row0_host, sizeof(int) * n, cudaMemcpyHostToDevice, stream_),
         "cuBLAS path: expert rows upload");
   const padding pad{row0_dev, n, max_rows};
-  gather_rows<<<rows, 128, 0, stream_>>>(xb, sorted_token, rows, hidden, pad, a_);
+  gather_rows<<<rows, 128, 0, stream_>>>(in.xb, in.sorted_token, rows, hidden, pad, a_);
   gemms_batched(groups, max_rows, experts, w13, w2, hidden, inter);
-  launch_unpermute(a_, sorted_token, sorted_weight, rows, hidden, out, stream_, pad);
+  combine(pad);
   return mode;
 }
 

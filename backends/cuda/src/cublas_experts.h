@@ -23,6 +23,18 @@ namespace moereg::cuda {
 enum class cublas_mode { automatic, grouped, loop, batched };
 const char* cublas_mode_name(cublas_mode m);
 
+// One routed pass as the permutation left it (all device memory).
+struct routed_rows {
+  const __nv_bfloat16* xb = nullptr;  // [T, H]
+  const void* ids = nullptr;          // [T, K] int32 or int64, as the caller passed them
+  bool ids_i64 = false;
+  const float* weights = nullptr;     // [T, K]
+  int tokens = 0, top_k = 0;
+  const int* offsets = nullptr;       // [E + 1] first sorted row of each expert
+  const int* rank = nullptr;          // [T * K] row of each slot inside its expert; < 0: dropped
+  const int* sorted_token = nullptr;  // [T * K] token of each sorted row
+};
+
 class cublas_experts {
  public:
   // True when libcublas.so.13 and every symbol used here were found; otherwise `why` says what failed.
@@ -34,13 +46,12 @@ class cublas_experts {
   cublas_experts(const cublas_experts&) = delete;
   cublas_experts& operator=(const cublas_experts&) = delete;
 
-  // Routed experts. `offsets` [E + 1] is on the device (sorted order, see permutation); this call
-  // reads it back (one stream synchronization), which is what lets cuBLAS get per-expert sizes.
-  // out[sorted_token[r]] += sorted_weight[r] * (silu(x W_gate^T) * (x W_up^T)) W_down^T.
-  // Returns the mode that ran (never automatic).
-  cublas_mode run_routed(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts,
-                         int hidden, int inter, const int* offsets, const int* sorted_token,
-                         const float* sorted_weight, float* out, cublas_mode mode);
+  // Routed experts. The offsets are read back (one stream synchronization), which is what lets
+  // cuBLAS get per-expert sizes. out[t] = sum_k w[t, k] * expert_{ids[t, k]}(x[t]), stored (not
+  // added: `out` is overwritten, each token summed in one place, no atomics); the shared expert
+  // is added after. Returns the mode that ran (never automatic).
+  cublas_mode run_routed(const routed_rows& in, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts,
+                         int hidden, int inter, float* out, cublas_mode mode);
   // One dense expert over all `tokens` rows of xb (the shared expert); row_weight may be null (1).
   void run_dense(const __nv_bfloat16* xb, const __nv_bfloat16* w13, const __nv_bfloat16* w2, int tokens, int hidden,
                  int inter, const float* row_weight, float* out);

@@ -336,8 +336,17 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
   launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream_);
   last_tokens_ = tokens;
   if (use_blas) {
-    mode = blas().run_routed(ws_->xb, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_),
-                             ws_->perm.offsets, ws_->perm.sorted_token, ws_->perm.sorted_weight, out, mode);
+    routed_rows in;
+    in.xb = ws_->xb;
+    in.ids = ids;
+    in.ids_i64 = ids_i64;
+    in.weights = weights;
+    in.tokens = tokens;
+    in.top_k = K;
+    in.offsets = ws_->perm.offsets;
+    in.rank = ws_->perm.rank;
+    in.sorted_token = ws_->perm.sorted_token;
+    mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_), out, mode);
     last_path_ = cublas_mode_name(mode);
     if (Is_) {
       const float* gate = nullptr;
