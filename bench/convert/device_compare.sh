@@ -3,7 +3,7 @@
 # hf -> transformers_v5 conversion beside `cp -r`, a safetensors+torch merge script and
 # transformers 5 load+save, in one run on one checkpoint (E=128 H=2048 I=768, LAYERS layers),
 # page cache warm; then checks that transformers loads moereg's output bit for bit.
-# Needs .carry/ from bench/convert/stage_device.sh. usage: device_compare.sh [LAYERS]
+# Needs .carry/ from bench/device/stage.sh (run_all.sh runs this as its convert step). usage: device_compare.sh [LAYERS]
 set -uo pipefail
 layers=${1:-5}
 here=$(pwd)
