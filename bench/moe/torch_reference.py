@@ -3,7 +3,8 @@
 
 Runs the per-expert loop of transformers' eager MoE path (for each expert hit: gate/up
 linear, silu(gate) * up, down linear, scale by the routing weight, index_add into the
-output) in bf16 on CPU with PyTorch, and one dense bf16 matmul of the same total FLOPs.
+output) in bf16 with PyTorch, on the CPU or (--device cuda) the GPU, and one dense bf16
+matmul of the same total FLOPs on the same device.
 Weights and inputs are read from the safetensors files moereg wrote (parsed here with
 struct/json, no safetensors package). Prints one JSON object on stdout; writes the
 reference outputs to --outputs (safetensors, F32) so moereg can compare them.
@@ -81,12 +82,14 @@ def moe_eager(x, ids, weights, w13, w2, shared, shared_gate):
     return final
 
 
-def timed(fn, min_seconds, min_reps=3, max_reps=100):
+def timed(fn, min_seconds, min_reps=3, max_reps=100, sync=lambda: None):
     fn()  # warm-up
+    sync()
     times = []
     while len(times) < min_reps or (sum(times) < min_seconds and len(times) < max_reps):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     times.sort()
     return times[len(times) // 2]
@@ -100,34 +103,38 @@ def main():
     p.add_argument("--tokens", required=True, help="comma-separated T values present in --inputs")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--min-seconds", type=float, default=1.0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     w = load(a.weights)
     inp = load(a.inputs)
-    w13, w2 = w["w13"], w["w2"]
-    shared = (w["shared_w13"], w["shared_w2"]) if "shared_w13" in w else None
-    shared_gate = w.get("shared_gate")
+    w13, w2 = w["w13"].to(dev), w["w2"].to(dev)
+    shared = (w["shared_w13"].to(dev), w["shared_w2"].to(dev)) if "shared_w13" in w else None
+    shared_gate = w["shared_gate"].to(dev) if "shared_gate" in w else None
     E, two_i, H = w13.shape
     rows, outputs = [], {}
     for T in [int(t) for t in a.tokens.split(",")]:
-        x, ids, wt = inp[f"x.{T}"], inp[f"ids.{T}"].long(), inp[f"weights.{T}"]
+        x, ids, wt = inp[f"x.{T}"].to(dev), inp[f"ids.{T}"].long().to(dev), inp[f"weights.{T}"].to(dev)
         out = moe_eager(x, ids, wt, w13, w2, shared, shared_gate)
-        outputs[f"output.{T}"] = out
-        seconds = timed(lambda: moe_eager(x, ids, wt, w13, w2, shared, shared_gate), a.min_seconds)
+        outputs[f"output.{T}"] = out.cpu()
+        seconds = timed(lambda: moe_eager(x, ids, wt, w13, w2, shared, shared_gate), a.min_seconds, sync=sync)
         # One dense bf16 matmul [M, H] x [H, 3I] with M chosen for the same FLOPs.
         flops = 2 * 3 * H * (two_i // 2) * ids.numel()
         if shared is not None:
             flops += 2 * 3 * H * shared[1].shape[1] * T
         m = max(1, round(flops / (2 * H * 3 * (two_i // 2))))
-        a_mat = torch.randn(m, H).to(torch.bfloat16)
-        b_mat = (torch.randn(3 * (two_i // 2), H) * 0.02).to(torch.bfloat16)
+        a_mat = torch.randn(m, H).to(torch.bfloat16).to(dev)
+        b_mat = (torch.randn(3 * (two_i // 2), H) * 0.02).to(torch.bfloat16).to(dev)
         with torch.no_grad():
-            dense = timed(lambda: F.linear(a_mat, b_mat), a.min_seconds)
+            dense = timed(lambda: F.linear(a_mat, b_mat), a.min_seconds, sync=sync)
         rows.append({"tokens": T, "seconds": seconds, "dense_seconds": dense,
                      "dense_gflops": 2.0 * m * H * 3 * (two_i // 2) / dense / 1e9})
     save_f32(a.outputs, outputs)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}))
+    print(json.dumps({"torch": torch.__version__ + ("" if dev.type == "cpu" else " on " + torch.cuda.get_device_name(dev)),
+                      "threads": torch.get_num_threads(), "rows": rows}))
 
 
 if __name__ == "__main__":

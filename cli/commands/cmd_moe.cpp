@@ -8,9 +8,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -201,6 +204,48 @@ double measure_read_bandwidth(int threads) {
   return best;
 }
 
+// Device memory a backend allocated through its table; freed with it.
+struct device_buffer {
+  const moereg_backend_api* api = nullptr;
+  moereg_backend* backend = nullptr;
+  void* ptr = nullptr;
+  device_buffer(const moereg_backend_api* a, moereg_backend* b, std::size_t bytes) : api(a), backend(b) {
+    check(api->alloc(backend, bytes, &ptr), std::string("backend ") + api->name + ": allocate " + std::to_string(bytes) + " bytes");
+  }
+  ~device_buffer() { api->free(backend, ptr); }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+};
+
+// Device-to-device copy bandwidth through the backend's own copy (bytes read + written, as
+// bench/cuda/bench_moe.py counts it): the ceiling for a layer that streams its weights.
+double measure_device_bandwidth(const moereg_backend_api* api, moereg_backend* backend) {
+  const std::size_t bytes = 1ull << 30;
+  device_buffer a(api, backend, bytes), b(api, backend, bytes);
+  const std::string what = std::string("backend ") + api->name + ": bandwidth probe";
+  check(api->copy(backend, b.ptr, a.ptr, bytes, 2), what);
+  check(api->synchronize(backend), what);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = clock_type::now();
+    check(api->copy(backend, b.ptr, a.ptr, bytes, 2), what);
+    check(api->synchronize(backend), what);
+    best = std::max(best, 2.0 * static_cast<double>(bytes) / std::chrono::duration<double>(clock_type::now() - t0).count());
+  }
+  return best;
+}
+
+// The python that runs the reference: the one given, else the first candidate that imports torch
+// (a GPU host's python3 on PATH, Debian's python3-torch at /usr/bin/python3).
+std::string find_python(const std::string& given) {
+  if (!given.empty()) return given;
+  for (const char* candidate : {"python3", "/usr/bin/python3"}) {
+    std::string cmd = std::string("'") + candidate + "' -c 'import torch' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return candidate;
+  }
+  throw error("no python with torch found (tried python3 on PATH and /usr/bin/python3); pass --python PATH or --no-reference");
+}
+
 std::vector<std::int64_t> parse_tokens(const std::string& s) {
   std::vector<std::int64_t> out;
   std::stringstream ss(s);
@@ -246,9 +291,11 @@ struct bench_row {
 int run_bench(const std::vector<std::string>& args, global_options& globals) {
   command_parser p("moe bench [--preset NAME] [--tokens 1,16,128,1024] [--backend cpu] [--threads N] [--json]",
                    "Time one MoE layer on real model shapes with synthetic random bf16 weights, and in the\n"
-                   "same run the eager per-expert loop of transformers in PyTorch (/usr/bin/python3) on the\n"
-                   "same weights and routing, one dense bf16 matmul of the same FLOPs, and the machine's read\n"
-                   "bandwidth. Presets: qwen3_30b_a3b, mixtral_8x7b, deepseek_v3_e64, tiny.\n"
+                   "same run the eager per-expert loop of transformers in PyTorch (--python) on the same\n"
+                   "weights and routing, one dense bf16 matmul of the same FLOPs, and the memory bandwidth.\n"
+                   "A backend with device memory (cuda) is timed on device-resident inputs and outputs, and\n"
+                   "then PyTorch runs on the GPU too and the bandwidth is the device's copy bandwidth.\n"
+                   "Presets: qwen3_30b_a3b, mixtral_8x7b, deepseek_v3_e64, tiny.\n"
                    "(Benchmarking a checkpoint's own layer, CKPT --layer L, is not available yet.)");
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(
       "tokens", po::value<std::string>()->default_value("1,16,128,1024"), "token counts T")(
@@ -256,7 +303,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       "threads", po::value<int>()->default_value(0), "threads for the backend and for PyTorch (0 = all cores)")(
       "min-seconds", po::value<double>()->default_value(1.0), "time each measurement for at least this long")(
       "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes")(
-      "python", po::value<std::string>()->default_value("/usr/bin/python3"), "python with torch, for the reference")(
+      "python", po::value<std::string>()->default_value(""), "python with torch, for the reference (default: the first of python3 on PATH and /usr/bin/python3 that imports torch)")(
       "reference-script", po::value<std::string>()->default_value(""), "torch_reference.py (found beside the binary)")(
       "no-reference", po::bool_switch(), "skip the PyTorch reference")(
       "seed", po::value<std::uint64_t>()->default_value(1), "random seed");
@@ -378,9 +425,6 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   }
   safetensors_file inputs(dir + "/inputs.safetensors");
 
-  const double bandwidth = measure_read_bandwidth(threads);
-  spdlog::info("moe bench: read bandwidth {:.1f} GB/s with {} threads", bandwidth / 1e9, threads);
-
   moereg_backend_options opts{};
   opts.threads = threads;
   moereg_backend* backend = nullptr;
@@ -395,6 +439,12 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     moereg_sink sink{&described, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
     check(api->describe(backend, sink), std::string("backend ") + api->name);
   }
+
+  // A backend with its own memory is timed the way an engine uses it: inputs and outputs
+  // already on the device, the call followed by a synchronize.
+  const bool on_device = api->alloc && api->free && api->copy && api->synchronize;
+  const double bandwidth = on_device ? measure_device_bandwidth(api, backend) : measure_read_bandwidth(threads);
+  spdlog::info("moe bench: {} bandwidth {:.1f} GB/s", on_device ? "device copy (read + write)" : "read", bandwidth / 1e9);
 
   const double expert_bytes = static_cast<double>(3 * I * H * 2), shared_bytes = static_cast<double>(3 * Is * H * 2);
   std::vector<bench_row> rows;
@@ -418,7 +468,25 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     ov.shape[1] = H;
     ov.strides[0] = H;
     ov.strides[1] = 1;
-    auto once = [&] { check(api->forward(backend, &x, &ids, &wt, &ov), std::string("backend ") + api->name); };
+    std::function<void()> once = [&] { check(api->forward(backend, &x, &ids, &wt, &ov), std::string("backend ") + api->name); };
+    std::unique_ptr<device_buffer> dx, dids, dwt, dout;
+    moereg_tensor_view dxv = x, didsv = ids, dwtv = wt, doutv = ov;
+    if (on_device) {
+      auto upload = [&](std::unique_ptr<device_buffer>& buf, moereg_tensor_view& v, std::size_t bytes, bool copy_in) {
+        buf = std::make_unique<device_buffer>(api, backend, bytes);
+        if (copy_in) check(api->copy(backend, buf->ptr, v.data, bytes, 0), std::string("backend ") + api->name + ": upload");
+        v.data = buf->ptr;
+        v.memory = MOEREG_MEMORY_DEVICE;
+      };
+      upload(dx, dxv, static_cast<std::size_t>(T * H) * 2, true);
+      upload(dids, didsv, static_cast<std::size_t>(T * K) * 8, true);
+      upload(dwt, dwtv, static_cast<std::size_t>(T * K) * 4, true);
+      upload(dout, doutv, out.size() * 4, false);
+      once = [&] {
+        check(api->forward(backend, &dxv, &didsv, &dwtv, &doutv), std::string("backend ") + api->name);
+        check(api->synchronize(backend), std::string("backend ") + api->name);
+      };
+    }
     once();  // warm-up (and scratch growth)
     std::vector<double> times;
     double total = 0;
@@ -430,6 +498,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     }
     std::sort(times.begin(), times.end());
     r.seconds = times[times.size() / 2];
+    if (on_device)
+      check(api->copy(backend, out.data(), dout->ptr, out.size() * 4, 1), std::string("backend ") + api->name + ": download");
     rows.push_back(r);
     outputs.push_back(std::move(out));
   }
@@ -439,9 +509,10 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     std::string tok;
     for (auto T : tokens) tok += (tok.empty() ? "" : ",") + std::to_string(T);
     std::ostringstream cmd;
-    cmd << "'" << vm["python"].as<std::string>() << "' '" << script << "' --weights '" << dir
+    cmd << "'" << find_python(vm["python"].as<std::string>()) << "' '" << script << "' --weights '" << dir
         << "/weights.safetensors' --inputs '" << dir << "/inputs.safetensors' --outputs '" << dir
-        << "/reference.safetensors' --tokens " << tok << " --threads " << threads << " --min-seconds " << min_seconds;
+        << "/reference.safetensors' --tokens " << tok << " --threads " << threads << " --min-seconds " << min_seconds
+        << " --device " << (on_device && std::string(api->name) == "cuda" ? "cuda" : "cpu");
     spdlog::info("moe bench: reference: {}", cmd.str());
     int status = 0;
     std::string text = run_capture(cmd.str(), status);
@@ -494,8 +565,9 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   }
   std::cout << pr.name << ": " << pr.note << "\n  E=" << E << " H=" << H << " I=" << I << " K=" << K;
   if (Is) std::cout << " shared Is=" << Is;
-  std::cout << "; backend " << api->name << " " << described << "\n  threads " << threads << ", read bandwidth "
-            << std::fixed << std::setprecision(1) << bandwidth / 1e9 << " GB/s"
+  std::cout << "; backend " << api->name << " " << described << "\n  threads " << threads
+            << (on_device ? ", device copy bandwidth (read + write) " : ", read bandwidth ") << std::fixed
+            << std::setprecision(1) << bandwidth / 1e9 << " GB/s"
             << (reference ? ", reference: transformers eager loop in PyTorch " + torch_version : "") << "\n\n";
   std::cout << "  tokens     time ms    tokens/s  weights GB/s  of bw   GFLOP/s   torch ms  speedup  dense GF/s  of dense  rel diff\n";
   for (const auto& r : rows) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <set>
 
 #include "moereg/base/json.h"
@@ -106,4 +107,37 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("no backend named 'nonesuch'"), std::string::npos) << r.output;
   EXPECT_EQ(test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --input x --output y").exit_code, 2) << "--layer is required";
+}
+
+// `moereg moe bench` on the tiny preset: one row per token count, timed, and (where a python
+// with torch is found, as in CI: python3-torch) the PyTorch eager loop on the same weights
+// agrees with the backend to bf16 rounding.
+// The JSON summary within the command's output (stdout and stderr arrive together here).
+json::value json_of(const std::string& output) {
+  return json::parse(output.substr(output.find('{'), output.rfind('}') - output.find('{') + 1), "moe bench --json");
+}
+
+TEST(MoeBench, TinyPresetRowsAndReference) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1,5 --min-seconds 0.01 --backend cpu --json --no-reference --log-level off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json::value v = json_of(r.output);
+  const auto& rows = v.find("rows")->as_array();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].find("tokens")->as_int(), 1);
+  EXPECT_EQ(rows[1].find("tokens")->as_int(), 5);
+  for (const auto& row : rows) EXPECT_GT(row.find("seconds")->as_double(), 0.0);
+  EXPECT_GT(v.find("read_bandwidth_bytes_per_second")->as_double(), 0.0);
+
+  if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0 &&
+      std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no python with torch here: the reference half is not checked";
+  r = test::run_moereg("moe bench --preset tiny --tokens 3 --min-seconds 0.01 --backend cpu --json --log-level off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  v = json_of(r.output);
+  const auto& row = v.find("rows")->as_array().at(0);
+  EXPECT_GT(row.find("reference_seconds")->as_double(), 0.0);
+  EXPECT_LE(row.find("max_rel_diff_vs_reference")->as_double(), 2e-2);
+  EXPECT_FALSE(v.find("torch")->as_string().empty());
+
+  EXPECT_EQ(test::run_moereg("moe bench --preset nosuch").exit_code, 2);
 }
