@@ -80,12 +80,12 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) by_name.emplace(plan.outputs[i].spec.name, i);
   unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads) : std::max(1u, std::thread::hardware_concurrency());
 
-  // One work list in shard order: threads finish the first shards first (so an interrupted
-  // run leaves completed shards for --resume), and several shards are written at once, which
-  // spreads the writes over several files instead of one file's inode lock.
+  // One work list. Shards are taken in windows of `threads` shards; inside a window the items
+  // of its shards are interleaved, so every thread can write a different file (one writer per
+  // file at a time, below) and the window's shards progress together. Windows complete in
+  // order, so an interrupted run leaves the first shards complete for --resume.
   const std::size_t shards = writer.shards().size();
-  std::vector<work_item> items;
-  std::vector<std::size_t> shard_of;  // per item
+  std::vector<std::vector<work_item>> per_shard(shards);
   std::unique_ptr<std::atomic<std::size_t>[]> remaining(new std::atomic<std::size_t>[shards]);
   for (std::size_t s = 0; s < shards; ++s) {
     remaining[s] = 0;
@@ -94,11 +94,25 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
     for (std::size_t t = 0; t < tensors.size(); ++t) {
       std::size_t o = by_name.at(tensors[t].name);
       std::size_t slots = plan.outputs[o].is_expert ? plan.outputs[o].slots.size() : 1;
-      for (std::size_t k = 0; k < slots; ++k) {
-        items.push_back({o, t, k});
-        shard_of.push_back(s);
-      }
+      for (std::size_t k = 0; k < slots; ++k) per_shard[s].push_back({o, t, k});
       remaining[s] += slots;
+    }
+  }
+  std::vector<work_item> items;
+  std::vector<std::size_t> shard_of;  // per item
+  for (std::size_t w0 = 0; w0 < shards; w0 += threads) {
+    const std::size_t w1 = std::min<std::size_t>(shards, w0 + threads);
+    // Round robin by bytes would balance better; by items is enough: within one checkpoint the
+    // items of a shard are mostly expert slots of one size.
+    for (std::size_t k = 0;; ++k) {
+      bool any = false;
+      for (std::size_t s = w0; s < w1; ++s)
+        if (k < per_shard[s].size()) {
+          items.push_back(per_shard[s][k]);
+          shard_of.push_back(s);
+          any = true;
+        }
+      if (!any) break;
     }
   }
   std::vector<safetensors_writer*> open(shards, nullptr);
