@@ -10,8 +10,9 @@
 
 namespace moereg::cpu {
 
-// Element types of A (activations) and B (weights).
-enum elem_type : int { elem_f32 = 0, elem_bf16 = 1 };
+// Element types of A (activations) and B (weights). FP8 weights (e4m3fn, with block
+// scales) have no direct tiles: they are always widened into an f32 panel first.
+enum elem_type : int { elem_f32 = 0, elem_bf16 = 1, elem_fp8 = 2 };
 
 inline constexpr int max_tile_m = 4;
 inline constexpr int max_tile_n = 8;
@@ -19,12 +20,26 @@ inline constexpr int max_tile_n = 8;
 // a: M row pointers, b: N row pointers, both K elements long; c: M x N row-major.
 using tile_fn = void (*)(const void* const* a, const void* const* b, std::int64_t k, float* c);
 
+// Widens elements [k0, k0 + n) of one row to f32: dst[i] = row[k0 + i] (x its scale for
+// FP8: scale_row[(k0 + i) / scale_cols], the block scale in multiplier form). scale_row
+// and scale_cols are ignored for BF16. FP8 NaN bytes (0x7F, 0xFF) stay NaN.
+using widen_fn = void (*)(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row,
+                          std::int64_t scale_cols, float* dst);
+
 struct kernel_table {
   const char* isa = nullptr;  // "avx512bf16", "avx512f", "avx2", "scalar"
   int tile_m = 1;             // preferred tile for many rows (registers allow M x N accumulators)
   int tile_n = 4;
-  // tiles[a_type][b_type][M-1][N-1]
+  // tiles[a_type][b_type][M-1][N-1], a_type and b_type in {elem_f32, elem_bf16}
   tile_fn tiles[2][2][max_tile_m][max_tile_n] = {};
+  // widen[type] for elem_bf16 and elem_fp8 (widen[elem_f32] is unused).
+  widen_fn widen[3] = {};
+  // Panel path: an item with at least this many rows widens its weight rows (and bf16
+  // activations) into f32 panels once per K pass and runs the f32 x f32 tiles over them,
+  // instead of converting inside every tile. 0: only FP8 weights take the panel path.
+  int panel_min_rows = 0;
+  int panel_tile_m = 1;  // f32 x f32 tile shape used on panels
+  int panel_tile_n = 4;
 };
 
 void fill_scalar(kernel_table& t);
@@ -35,6 +50,6 @@ void fill_avx512bf16(kernel_table& t);  // AVX-512 F/BW/VL + BF16: bf16 x bf16 t
 // Which of the above this CPU runs, best first.
 bool cpu_has_avx512bf16();
 bool cpu_has_avx512();
-bool cpu_has_avx2();
+bool cpu_has_avx2();  // AVX2 + FMA + F16C
 
 }  // namespace moereg::cpu

@@ -1,4 +1,5 @@
-// AVX2 + FMA tiles: bf16 widened to f32 by shifting, f32 FMA. Compiled with -mavx2 -mfma.
+// AVX2 + FMA tiles: bf16 widened to f32 by shifting, f32 FMA; FP8 widened through F16C.
+// Compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>
 
 #include "cpu_tile_impl.h"
@@ -10,7 +11,19 @@ struct avx2_vec {
   using reg = __m256;
   static constexpr int W = 8;
   static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  // e4m3fn s.eeee.mmm placed as the f16 s.0eeee.mmm0000000: the same value times 2^-8,
+  // subnormals included (vcvtph2ps widens f16 subnormals exactly); 0x7F/0xFF made f16 NaN.
+  static reg load_fp8(const std::uint8_t* p) {
+    __m128i x = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    __m128i low = _mm_and_si128(x, _mm_set1_epi16(0x7F));
+    __m128i h = _mm_or_si128(_mm_slli_epi16(low, 7), _mm_slli_epi16(_mm_and_si128(x, _mm_set1_epi16(0x80)), 8));
+    h = _mm_or_si128(h, _mm_and_si128(_mm_cmpeq_epi16(low, _mm_set1_epi16(0x7F)), _mm_set1_epi16(0x7C00)));
+    return _mm256_cvtph_ps(h);
+  }
   static reg load(const std::uint16_t* p) {
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -31,6 +44,9 @@ void fill_avx2(kernel_table& t) {
   t.tile_m = 2;  // 2 x 4 accumulators + operands fit the 16 ymm registers
   t.tile_n = 4;
   fma_tiles<avx2_vec>::fill(t);
+  t.panel_min_rows = 0;
+  t.panel_tile_m = 2;
+  t.panel_tile_n = 4;
 }
 
 }  // namespace moereg::cpu

@@ -10,7 +10,11 @@ struct scalar_vec {
   using reg = float;
   static constexpr int W = 1;
   static reg zero() { return 0.0f; }
+  static reg set1(float v) { return v; }
   static reg load(const float* p) { return *p; }
+  static void store(float* p, reg v) { *p = v; }
+  static reg mul(reg a, reg b) { return a * b; }
+  static reg load_fp8(const std::uint8_t* p) { return fp8_e4m3_exact(*p) * (1.0f / 256.0f); }
   static reg load(const std::uint16_t* p) {
     std::uint32_t bits = static_cast<std::uint32_t>(*p) << 16;
     float f;
@@ -28,10 +32,15 @@ void fill_scalar(kernel_table& t) {
   t.tile_m = 2;
   t.tile_n = 4;
   fma_tiles<scalar_vec>::fill(t);
+  t.panel_min_rows = 0;
+  t.panel_tile_m = 2;
+  t.panel_tile_n = 4;
 }
 
 // Here, in the one kernel file compiled without ISA flags, so the check itself runs anywhere.
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
 bool cpu_has_avx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }

@@ -38,13 +38,17 @@ std::string dims_text(std::initializer_list<std::int64_t> dims) {
   return s + "]";
 }
 
-// Weight element type, or unsupported with what this backend reads.
-int weight_elem(const moereg_tensor_view& v, const char* name) {
+// Weight element type, or unsupported with what this backend reads. FP8 only where the
+// ABI carries its scales (the routed experts' w13 and w2).
+int weight_elem(const moereg_tensor_view& v, const char* name, bool fp8_allowed = false) {
   if (v.dtype == MOEREG_DTYPE_BF16) return elem_bf16;
   if (v.dtype == MOEREG_DTYPE_F32) return elem_f32;
-  throw unsupported(std::string(name) + ": dtype " + dtype_label(v.dtype) +
-                    " is not supported by the cpu backend (expected BF16 or F32)");
+  if (v.dtype == MOEREG_DTYPE_F8_E4M3 && fp8_allowed) return elem_fp8;
+  throw unsupported(std::string(name) + ": dtype " + dtype_label(v.dtype) + " is not supported by the cpu backend (expected " +
+                    (fp8_allowed ? "BF16, F32 or F8_E4M3 with block scales" : "BF16 or F32") + ")");
 }
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
 void expect_shape(const moereg_tensor_view& v, const char* name, std::initializer_list<std::int64_t> dims) {
   if (v.memory != MOEREG_MEMORY_HOST) throw std::invalid_argument(std::string(name) + ": expected host memory");
@@ -57,7 +61,7 @@ void expect_shape(const moereg_tensor_view& v, const char* name, std::initialize
                                 std::to_string(v.strides[v.rank - 1]));
 }
 
-std::size_t elem_bytes(int e) { return e == elem_bf16 ? 2 : 4; }
+std::size_t elem_bytes(int e) { return e == elem_bf16 ? 2 : e == elem_fp8 ? 1 : 4; }
 
 float bf16_value(std::uint16_t v) {
   std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
@@ -89,10 +93,38 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     throw std::invalid_argument("weights: expected positive num_experts, hidden, intermediate; found " + std::to_string(E) +
                                 ", " + std::to_string(H) + ", " + std::to_string(I));
   if (!w.w13.data || !w.w2.data) throw std::invalid_argument("weights: w13 and w2 are required");
-  int t13 = weight_elem(w.w13, "w13"), t2 = weight_elem(w.w2, "w2");
+  int t13 = weight_elem(w.w13, "w13", true), t2 = weight_elem(w.w2, "w2", true);
   expect_shape(w.w13, "w13", {E, 2 * I, H});
   expect_shape(w.w2, "w2", {E, H, I});
-  if (w.w13_scale.data || w.w2_scale.data) throw unsupported("w13_scale/w2_scale: block-scaled weights are not supported by the cpu backend");
+  if (t13 == elem_fp8 && !w.w13_scale.data) throw std::invalid_argument("w13_scale: required with F8_E4M3 w13");
+  if (t2 == elem_fp8 && !w.w2_scale.data) throw std::invalid_argument("w2_scale: required with F8_E4M3 w2");
+  if (t13 == elem_fp8 || t2 == elem_fp8) {
+    scale_b0_ = w.scale_block[0];
+    scale_b1_ = w.scale_block[1];
+    if (scale_b0_ <= 0 || scale_b1_ <= 0)
+      throw std::invalid_argument("scale_block: expected positive {rows, columns} per scale with F8_E4M3 weights, found {" +
+                                  std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) + "}");
+  }
+  // A scale view belongs to an FP8 matrix and to nothing else.
+  auto check_scale = [&](const moereg_tensor_view& sv, int wt, const char* name, const char* wname,
+                         std::initializer_list<std::int64_t> dims) {
+    if (wt != elem_fp8) {
+      if (sv.data)
+        throw std::invalid_argument(std::string(name) + ": given, but " + wname + " is " +
+                                    dtype_label(wt == elem_bf16 ? MOEREG_DTYPE_BF16 : MOEREG_DTYPE_F32) +
+                                    " (scales go with F8_E4M3 weights only)");
+      return;
+    }
+    if (sv.dtype != MOEREG_DTYPE_F32)
+      throw unsupported(std::string(name) + ": dtype " + dtype_label(sv.dtype) + " is not supported (expected F32)");
+    expect_shape(sv, name, dims);
+  };
+  // Gate and up rows keep their own block grids: ceil(I/b0) scale rows each (the same as
+  // ceil(2I/b0) whenever b0 divides I, the case of every real checkpoint).
+  const std::int64_t gate_scale_rows = t13 == elem_fp8 ? ceil_div(I, scale_b0_) : 0;
+  check_scale(w.w13_scale, t13, "w13_scale", "w13", {E, 2 * gate_scale_rows, t13 == elem_fp8 ? ceil_div(H, scale_b1_) : 0});
+  check_scale(w.w2_scale, t2, "w2_scale", "w2",
+              {E, t2 == elem_fp8 ? ceil_div(H, scale_b0_) : 0, t2 == elem_fp8 ? ceil_div(I, scale_b1_) : 0});
   for (std::int64_t e = 0; e < E; ++e) {
     expert x;
     x.w13 = static_cast<const char*>(w.w13.data) + e * w.w13.strides[0] * static_cast<std::int64_t>(elem_bytes(t13));
@@ -102,9 +134,17 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     x.w13_type = t13;
     x.w2_type = t2;
     x.inter = I;
+    if (t13 == elem_fp8) {
+      x.w13_scale = static_cast<const float*>(w.w13_scale.data) + e * w.w13_scale.strides[0];
+      x.w13_scale_row = w.w13_scale.strides[1];
+    }
+    if (t2 == elem_fp8) {
+      x.w2_scale = static_cast<const float*>(w.w2_scale.data) + e * w.w2_scale.strides[0];
+      x.w2_scale_row = w.w2_scale.strides[1];
+    }
     experts_.push_back(x);
   }
-  weight_bytes_ = static_cast<std::uint64_t>(E * 3 * I * H) * elem_bytes(t13);
+  weight_bytes_ = static_cast<std::uint64_t>(E * 2 * I * H) * elem_bytes(t13) + static_cast<std::uint64_t>(E * H * I) * elem_bytes(t2);
   h_stride_ = I;
   if (w.shared_w13.data) {
     const std::int64_t Is = w.shared_intermediate;
@@ -134,7 +174,23 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     }
   }
   pool_ = std::make_unique<thread_pool>(std::max(1, threads));
+  if (t13 == elem_fp8 || t2 == elem_fp8 || kernels_.panel_min_rows > 0) {
+    panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
+    const auto nt = static_cast<std::size_t>(pool_->size());
+    panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
+    panel_a_.assign(nt * static_cast<std::size_t>(max_item_rows * panel_k_), 0.0f);
+  }
   reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
+}
+
+bool moe_engine::use_panel(int weight_type, std::int64_t rows) const {
+  return weight_type == elem_fp8 || (kernels_.panel_min_rows > 0 && rows >= kernels_.panel_min_rows);
+}
+
+const float* moe_engine::w13_scale_row(const expert& ex, std::int64_t r) const {
+  if (!ex.w13_scale) return nullptr;
+  const std::int64_t s = r < ex.inter ? r / scale_b0_ : ceil_div(ex.inter, scale_b0_) + (r - ex.inter) / scale_b0_;
+  return ex.w13_scale + s * ex.w13_scale_row;
 }
 
 void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
@@ -163,13 +219,14 @@ std::int64_t moe_engine::k_pass(std::int64_t rows, std::int64_t k_len) const {
 
 std::uint64_t moe_engine::scratch_bytes() const {
   return (h_.capacity() + y_.capacity() + row_weight_.capacity()) * 4 + (row_token_.capacity() + row_slot_.capacity()) * 4 +
-         items_.capacity() * sizeof(item) + gu_acc_.capacity() * 4;
+         items_.capacity() * sizeof(item) + (gu_acc_.capacity() + panel_a_.capacity() + panel_b_.capacity()) * 4;
 }
 
 void moe_engine::plan_items(bool down) {
   items_.clear();
   const int threads = pool_->size();
-  const std::int64_t a_bytes = static_cast<std::int64_t>(elem_bytes(x_type_));  // h has x's precision
+  // h has x's precision; on the panel path bf16 activations are widened to f32 per pass.
+  const std::int64_t a_bytes = panel_k_ > 0 ? 4 : static_cast<std::int64_t>(elem_bytes(x_type_));
   const std::int64_t k_len = std::min(k_block_, down ? h_stride_ : hidden_);
   // Row blocks whose activations for one K pass stay in L2 while a weight panel streams past.
   std::int64_t row_block = std::clamp<std::int64_t>(l2_budget / (k_len * a_bytes), 4, max_item_rows);
@@ -202,32 +259,55 @@ void moe_engine::gate_up(const item& it, int thread) {
   const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
   const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
   const std::int64_t rows = it.row1 - it.row0, pairs = it.col1 - it.col0;
-  const int tm = static_cast<int>(std::min<std::int64_t>(kernels_.tile_m, rows));
-  const int tn = tm >= kernels_.tile_m ? kernels_.tile_n : max_tile_n;
+  const bool panel = use_panel(ex.w13_type, rows);
+  const int full_m = panel ? kernels_.panel_tile_m : kernels_.tile_m;
+  const int tm = static_cast<int>(std::min<std::int64_t>(full_m, rows));
+  const int tn = tm >= full_m ? (panel ? kernels_.panel_tile_n : kernels_.tile_n) : max_tile_n;
   const int pairs_per_tile = tn / 2;
   const bool h_bf16 = x_type_ == elem_bf16;
+  const bool widen_a = panel && x_type_ == elem_bf16;
+  const int a_type = widen_a ? elem_f32 : x_type_;
+  const int b_type = panel ? elem_f32 : ex.w13_type;
   const std::int64_t a_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
   const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w13_type));
-  const std::int64_t kp = k_pass(rows, hidden_);
+  const std::int64_t kp = panel ? std::min(panel_k_, hidden_) : k_pass(rows, hidden_);
   // acc row r: [gate sums of the item's pairs | up sums], kept across K passes.
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(max_item_rows * 2 * max_item_pairs);
+  float* pa = panel ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
+  float* pb = panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
   const std::int64_t acc_row = 2 * pairs;
   const void* a[max_tile_m];
   const void* b[max_tile_n];
   float c[max_tile_m * max_tile_n];
   for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
     const std::int64_t kl = std::min(kp, hidden_ - k0);
+    if (widen_a)  // the item's activations for this pass, widened once for all its panels
+      for (std::int64_t r = 0; r < rows; ++r)
+        kernels_.widen[elem_bf16](x_ + row_token_[static_cast<std::size_t>(begin + it.row0 + r)] * x_row_, k0, kl, nullptr,
+                                  0, pa + r * kp);
     for (std::int64_t j = it.col0; j < it.col1; j += pairs_per_tile) {
       const int np = static_cast<int>(std::min<std::int64_t>(pairs_per_tile, it.col1 - j));
-      for (int i = 0; i < np; ++i) {
-        b[i] = ex.w13 + (j + i) * ex.w13_row + k0 * b_elem;
-        b[np + i] = ex.w13 + (ex.inter + j + i) * ex.w13_row + k0 * b_elem;
+      for (int i = 0; i < 2 * np; ++i) {
+        const std::int64_t wr = i < np ? j + i : ex.inter + j + (i - np);  // gate rows, then their up rows
+        const char* row = ex.w13 + wr * ex.w13_row;
+        if (panel) {
+          float* dst = pb + i * kp;
+          if (ex.w13_type == elem_f32) {
+            std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
+          } else {
+            kernels_.widen[ex.w13_type](row, k0, kl, w13_scale_row(ex, wr), scale_b1_, dst);
+          }
+          b[i] = dst;
+        } else {
+          b[i] = row + k0 * b_elem;
+        }
       }
       for (std::int64_t r = it.row0; r < it.row1; r += tm) {
         const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
         for (int m = 0; m < mr; ++m)
-          a[m] = x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_ + k0 * a_elem;
-        kernels_.tiles[x_type_][ex.w13_type][mr - 1][2 * np - 1](a, b, kl, c);
+          a[m] = widen_a ? static_cast<const void*>(pa + (r - it.row0 + m) * kp)
+                         : x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_ + k0 * a_elem;
+        kernels_.tiles[a_type][b_type][mr - 1][2 * np - 1](a, b, kl, c);
         for (int m = 0; m < mr; ++m) {
           float* ar = acc + (r - it.row0 + m) * acc_row + (j - it.col0);
           for (int i = 0; i < np; ++i) {
@@ -258,29 +338,54 @@ void moe_engine::gate_up(const item& it, int thread) {
   }
 }
 
-void moe_engine::down(const item& it) {
+void moe_engine::down(const item& it, int thread) {
   const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
   const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
   const std::int64_t rows = it.row1 - it.row0;
-  const int tm = static_cast<int>(std::min<std::int64_t>(kernels_.tile_m, rows));
-  const int tn = tm >= kernels_.tile_m ? kernels_.tile_n : max_tile_n;
+  const bool panel = use_panel(ex.w2_type, rows);
+  const int full_m = panel ? kernels_.panel_tile_m : kernels_.tile_m;
+  const int tm = static_cast<int>(std::min<std::int64_t>(full_m, rows));
+  const int tn = tm >= full_m ? (panel ? kernels_.panel_tile_n : kernels_.tile_n) : max_tile_n;
   const int h_type = x_type_ == elem_bf16 ? elem_bf16 : elem_f32;
+  const bool widen_a = panel && h_type == elem_bf16;
+  const int a_type = widen_a ? elem_f32 : h_type;
+  const int b_type = panel ? elem_f32 : ex.w2_type;
   const std::int64_t h_elem = h_type == elem_bf16 ? 2 : 4;
   const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w2_type));
-  const std::int64_t kp = k_pass(rows, ex.inter);
+  const std::int64_t kp = panel ? std::min(panel_k_, ex.inter) : k_pass(rows, ex.inter);
   const char* h = reinterpret_cast<const char*>(h_.data());
+  float* pa = panel ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
+  float* pb = panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
   const void* a[max_tile_m];
   const void* b[max_tile_n];
   float c[max_tile_m * max_tile_n];
   for (std::int64_t k0 = 0; k0 < ex.inter; k0 += kp) {
     const std::int64_t kl = std::min(kp, ex.inter - k0);
+    if (widen_a)
+      for (std::int64_t r = 0; r < rows; ++r)
+        kernels_.widen[elem_bf16](h + (begin + it.row0 + r) * h_stride_ * h_elem, k0, kl, nullptr, 0, pa + r * kp);
     for (std::int64_t n = it.col0; n < it.col1; n += tn) {
       const int nr = static_cast<int>(std::min<std::int64_t>(tn, it.col1 - n));
-      for (int i = 0; i < nr; ++i) b[i] = ex.w2 + (n + i) * ex.w2_row + k0 * b_elem;
+      for (int i = 0; i < nr; ++i) {
+        const char* row = ex.w2 + (n + i) * ex.w2_row;
+        if (panel) {
+          float* dst = pb + i * kp;
+          if (ex.w2_type == elem_f32) {
+            std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
+          } else {
+            const float* srow = ex.w2_scale ? ex.w2_scale + ((n + i) / scale_b0_) * ex.w2_scale_row : nullptr;
+            kernels_.widen[ex.w2_type](row, k0, kl, srow, scale_b1_, dst);
+          }
+          b[i] = dst;
+        } else {
+          b[i] = row + k0 * b_elem;
+        }
+      }
       for (std::int64_t r = it.row0; r < it.row1; r += tm) {
         const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
-        for (int m = 0; m < mr; ++m) a[m] = h + ((begin + r + m) * h_stride_ + k0) * h_elem;
-        kernels_.tiles[h_type][ex.w2_type][mr - 1][nr - 1](a, b, kl, c);
+        for (int m = 0; m < mr; ++m)
+          a[m] = widen_a ? static_cast<const void*>(pa + (r - it.row0 + m) * kp) : h + ((begin + r + m) * h_stride_ + k0) * h_elem;
+        kernels_.tiles[a_type][b_type][mr - 1][nr - 1](a, b, kl, c);
         for (int m = 0; m < mr; ++m) {
           const std::size_t p = static_cast<std::size_t>(begin + r + m);
           float* y = y_.data() + static_cast<std::size_t>(row_slot_[p]) * static_cast<std::size_t>(hidden_) +
@@ -302,9 +407,9 @@ void moe_engine::run_gate_up(void* self, std::int64_t i, int thread) {
   me->gate_up(me->items_[static_cast<std::size_t>(i)], thread);
 }
 
-void moe_engine::run_down(void* self, std::int64_t i, int) {
+void moe_engine::run_down(void* self, std::int64_t i, int thread) {
   auto* me = static_cast<moe_engine*>(self);
-  me->down(me->items_[static_cast<std::size_t>(i)]);
+  me->down(me->items_[static_cast<std::size_t>(i)], thread);
 }
 
 void moe_engine::run_sum(void* self, std::int64_t i, int) {
@@ -416,6 +521,10 @@ std::string moe_engine::describe() const {
   s += ",\"k_block\":" + std::to_string(k_block_);
   s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
   s += ",\"weights\":\"read in place from the host's memory, not copied\"";
+  auto type_name = [](int t) { return t == elem_fp8 ? "f8_e4m3" : t == elem_bf16 ? "bf16" : "f32"; };
+  s += std::string(",\"w13_dtype\":\"") + type_name(experts_[0].w13_type) + "\",\"w2_dtype\":\"" + type_name(experts_[0].w2_type) + "\"";
+  if (scale_b0_) s += ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]";
+  s += ",\"panel_min_rows\":" + std::to_string(kernels_.panel_min_rows);
   s += ",\"weight_bytes\":" + std::to_string(weight_bytes_);
   s += ",\"load_seconds\":0";
   s += ",\"scratch_bytes\":" + std::to_string(scratch_bytes());

@@ -5,6 +5,12 @@
 // of x sets the activation precision: BF16 x keeps the intermediate in bf16 (bf16 math,
 // f32 accumulation), F32 x keeps it in f32 (weights widened exactly). Scratch is sized at
 // create for `reserve_tokens` and grows only when a larger T arrives.
+//
+// FP8 E4M3 experts (w13/w2 with block scales) are dequantized on the fly: each K pass of a
+// few weight rows is widened (q x its block scale) into a small per-thread f32 panel that
+// the tiles then read for every token of the item. No dequantized copy of the experts is
+// ever made. The same panel path serves bf16 weights on ISAs where widening inside every
+// tile costs more than widening once per pass (kernel_table::panel_min_rows).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +55,12 @@ class moe_engine {
     int w13_type = elem_bf16;
     int w2_type = elem_bf16;
     std::int64_t inter = 0;
+    // FP8 block scales (nullptr otherwise): scale row of w13 row r is r / b0 for gate rows,
+    // ceil(I / b0) + (r - I) / b0 for up rows; of w2 row n, n / b0.
+    const float* w13_scale = nullptr;
+    std::int64_t w13_scale_row = 0;  // floats between scale rows
+    const float* w2_scale = nullptr;
+    std::int64_t w2_scale_row = 0;
   };
   struct item {
     std::int32_t expert;
@@ -63,7 +75,9 @@ class moe_engine {
   static void run_down(void* self, std::int64_t i, int thread);
   static void run_sum(void* self, std::int64_t i, int thread);
   void gate_up(const item& it, int thread);
-  void down(const item& it);
+  void down(const item& it, int thread);
+  bool use_panel(int weight_type, std::int64_t rows) const;
+  const float* w13_scale_row(const expert& ex, std::int64_t r) const;
 
   std::vector<expert> experts_;  // E routed, then the shared expert if any
   std::int64_t num_experts_ = 0;
@@ -94,6 +108,11 @@ class moe_engine {
   std::vector<item> items_;
   std::int64_t k_block_ = 0;
   std::vector<float> gu_acc_;  // per thread: [max_item_rows, 2 * max_item_pairs] gate/up sums across K passes
+  // Panel path, per thread: widened weight rows [max_tile_n, panel_k_] and widened bf16
+  // activations [max_item_rows, panel_k_]; empty when no item can take the panel path.
+  std::int64_t panel_k_ = 0;
+  std::vector<float> panel_b_, panel_a_;
+  std::int64_t scale_b0_ = 0, scale_b1_ = 0;
   std::int64_t sum_chunk_ = 0;
   std::uint64_t grow_count_ = 0;
 };

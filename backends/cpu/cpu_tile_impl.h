@@ -1,8 +1,9 @@
 // cpu_tile_impl.h - the dot-product tile written once over a vector type V, instantiated
 // by each kernel translation unit with its own ISA. No STL: see cpu_kernels.h.
 //
-// V provides: reg, W (lanes), zero(), load(const float*), load(const std::uint16_t*),
-// fma(a, b, acc), sum(reg). bf16 is widened to f32 by a 16-bit shift (exact).
+// V provides: reg, W (lanes), zero(), set1(float), load(const float*), load(const std::uint16_t*),
+// load_fp8(const std::uint8_t*) (W e4m3fn bytes as value x 2^-8, NaN kept), store(float*, reg),
+// mul(a, b), fma(a, b, acc), sum(reg). bf16 is widened to f32 by a 16-bit shift (exact).
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,59 @@ void tile_fma(const void* const* a_, const void* const* b_, std::int64_t k_len, 
     for (int n = 0; n < N; ++n) c[m * N + n] = V::sum(acc[m][n]);
 }
 
+// The exact value of an e4m3fn byte (no STL here: bits assembled by hand).
+inline float fp8_e4m3_exact(std::uint8_t v) {
+  const std::uint32_t e = (v >> 3) & 15u, m = v & 7u;
+  float mag;
+  if (e == 15 && m == 7) {
+    mag = __builtin_nanf("");
+  } else if (e == 0) {
+    mag = static_cast<float>(m) * (1.0f / 512.0f);  // subnormal: m/8 * 2^-6
+  } else {
+    std::uint32_t bits = ((e + 120u) << 23) | (m << 20);  // (1 + m/8) * 2^(e - 7)
+    __builtin_memcpy(&mag, &bits, 4);
+  }
+  return (v & 0x80) ? -mag : mag;
+}
+
+inline float bf16_exact(std::uint16_t v) {
+  std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <class V>
+void widen_bf16(const void* row, std::int64_t k0, std::int64_t n, const float*, std::int64_t, float* dst) {
+  const std::uint16_t* p = static_cast<const std::uint16_t*>(row) + k0;
+  std::int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) V::store(dst + i, V::load(p + i));
+  for (; i < n; ++i) dst[i] = bf16_exact(p[i]);
+}
+
+// FP8 row segment times its block scales, one scale block at a time. The vector path
+// computes (q x 2^-8) x (s x 2^8): both factors exact powers-of-two shifts of q and s, so
+// the result is q x s rounded once, as the scalar path; a scale so large that s x 2^8
+// overflows takes the scalar path.
+template <class V>
+void widen_fp8(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row, std::int64_t scale_cols,
+               float* dst) {
+  const std::uint8_t* p = static_cast<const std::uint8_t*>(row);
+  const std::int64_t end = k0 + n;
+  std::int64_t k = k0;
+  while (k < end) {
+    const std::int64_t block = k / scale_cols;
+    const std::int64_t seg_end = (block + 1) * scale_cols < end ? (block + 1) * scale_cols : end;
+    const float s = scale_row[block];
+    const float s256 = s * 256.0f;
+    if (s256 - s256 == 0.0f) {  // finite
+      const typename V::reg sv = V::set1(s256);
+      for (; k + V::W <= seg_end; k += V::W) V::store(dst + (k - k0), V::mul(V::load_fp8(p + k), sv));
+    }
+    for (; k < seg_end; ++k) dst[k - k0] = fp8_e4m3_exact(p[k]) * s;
+  }
+}
+
 template <template <int, int> class Tile, int M = 1, int N = 1>
 void fill_tiles(tile_fn (&t)[max_tile_m][max_tile_n]) {
   t[M - 1][N - 1] = &Tile<M, N>::run;
@@ -69,6 +123,8 @@ struct fma_tiles {
     fill_tiles<fb>(t.tiles[elem_f32][elem_bf16]);
     fill_tiles<bf>(t.tiles[elem_bf16][elem_f32]);
     fill_tiles<bb>(t.tiles[elem_bf16][elem_bf16]);
+    t.widen[elem_bf16] = &widen_bf16<V>;
+    t.widen[elem_fp8] = &widen_fp8<V>;
   }
 };
 

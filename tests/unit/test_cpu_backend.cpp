@@ -1,7 +1,6 @@
 // The cpu backend library, loaded from the build tree with dlopen as any host would, run on
 // every fixture's MoE block (routing from moereg::router) for several T, both input dtypes,
 // bf16 and f32 weights, every kernel set this machine runs.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,59 +10,18 @@
 
 #include "moereg/routing/router.h"
 #include "moereg/tensor/dtype.h"
+#include "test_cpu_backend_util.h"
 #include "test_cpu_fixture_util.h"
 
 using namespace moereg;
+using test::cpu_api;
+using test::describe;
+using test::for_each_isa;
 using test::make_view;
 using test::moe_fixture;
+using test::take;
 
 namespace {
-
-// The test's own status type; the host API below is all the backend sees of it.
-struct test_status {
-  int32_t code;
-  std::string message;
-};
-
-moereg_status* make_status(int32_t code, const char* message) noexcept {
-  return reinterpret_cast<moereg_status*>(new test_status{code, message});
-}
-void log_line(int32_t, const char*) noexcept {}
-const moereg_host_api host_api = {MOEREG_PLUGIN_API_VERSION, &make_status, &log_line};
-
-// Takes ownership of a status; returns "" for success, else "<code>: <message>".
-std::string take(moereg_status* s) {
-  if (!s) return "";
-  auto* t = reinterpret_cast<test_status*>(s);
-  std::string r = std::to_string(t->code) + ": " + t->message;
-  delete t;
-  return r;
-}
-
-const moereg_backend_api* cpu_api() {
-  static const moereg_backend_api* api = [] {
-    std::string path = std::string(MOEREG_BUILD_DIR) + "/lib/moereg/backends/libmoereg_backend_cpu.so";
-    void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);  // kept for the life of the process
-    if (!lib) {
-      ADD_FAILURE() << "dlopen " << path << ": " << ::dlerror();
-      return static_cast<const moereg_backend_api*>(nullptr);
-    }
-    auto entry = reinterpret_cast<moereg_backend_entry_fn>(::dlsym(lib, MOEREG_BACKEND_ENTRY_SYMBOL));
-    if (!entry) {
-      ADD_FAILURE() << path << ": no symbol " << MOEREG_BACKEND_ENTRY_SYMBOL;
-      return static_cast<const moereg_backend_api*>(nullptr);
-    }
-    return entry(&host_api);
-  }();
-  return api;
-}
-
-std::string describe(moereg_backend* b) {
-  std::string s;
-  moereg_sink sink{&s, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
-  EXPECT_EQ(take(cpu_api()->describe(b, sink)), "");
-  return s;
-}
 
 // A fixture's MoE block as backend weights; shared gate and up rows concatenated here.
 struct block_weights {
@@ -157,17 +115,6 @@ double relative_error(const moe_fixture& fx, const block_weights& bw, std::int64
     max_err = std::isnan(d) ? INFINITY : std::max(max_err, d);
   }
   return max_err / max_ref;
-}
-
-// Runs `body` once per kernel set this CPU has (MOEREG_CPU_ISA is read at create).
-template <class F>
-void for_each_isa(F body) {
-  for (const char* isa : {"", "avx512f", "avx2", "scalar"}) {
-    SCOPED_TRACE(std::string("MOEREG_CPU_ISA=") + isa);
-    ::setenv("MOEREG_CPU_ISA", isa, 1);
-    body();
-  }
-  ::unsetenv("MOEREG_CPU_ISA");
 }
 
 }  // namespace
@@ -277,8 +224,11 @@ TEST(cpu_backend, refuses_bad_ids_and_unsupported_weights) {
   moereg_moe_weights fp8 = bw.w;
   fp8.w13.dtype = MOEREG_DTYPE_F8_E4M3;
   b = nullptr;
-  EXPECT_EQ(take(cpu_api()->create(&fp8, &fx.routing, nullptr, &b)),
-            "2: w13: dtype F8_E4M3 is not supported by the cpu backend (expected BF16 or F32)");
+  EXPECT_EQ(take(cpu_api()->create(&fp8, &fx.routing, nullptr, &b)), "1: w13_scale: required with F8_E4M3 w13");
+  moereg_moe_weights e5m2 = bw.w;
+  e5m2.w2.dtype = MOEREG_DTYPE_F8_E5M2;
+  EXPECT_EQ(take(cpu_api()->create(&e5m2, &fx.routing, nullptr, &b)),
+            "2: w2: dtype F8_E5M2 is not supported by the cpu backend (expected BF16, F32 or F8_E4M3 with block scales)");
   EXPECT_EQ(b, nullptr);
   cpu_api()->destroy(nullptr);
 }

@@ -59,8 +59,11 @@ typedef struct moereg_moe_weights {
   int64_t intermediate; /* I */
   moereg_tensor_view w13; /* [E, 2I, H]: rows [0, I) gate, rows [I, 2I) up. BF16, F16, F32 or F8_E4M3 */
   moereg_tensor_view w2;  /* [E, H, I] down */
-  /* Block scales for F8_E4M3 weights (data NULL otherwise): F32 [E, ceil(2I/b0), ceil(H/b1)]
-   * and [E, ceil(H/b0), ceil(I/b1)], multiplier form (w = q * s). */
+  /* Block scales for F8_E4M3 weights (data NULL otherwise), F32, multiplier form (w = q * s):
+   * w13_scale [E, 2*ceil(I/b0), ceil(H/b1)], gate rows and up rows each on their own grid
+   * (scale rows [0, ceil(I/b0)) gate, the rest up; the same as ceil(2I/b0) rows whenever b0
+   * divides I), and w2_scale [E, ceil(H/b0), ceil(I/b1)]. The last block of a dimension may
+   * be partial. Per-channel scales are b0 = 1, b1 >= max(H, I). */
   moereg_tensor_view w13_scale;
   moereg_tensor_view w2_scale;
   int64_t scale_block[2]; /* {b0, b1} rows, columns per scale; {0, 0} without scales */
