@@ -7,6 +7,7 @@
 #   clibench `moereg moe bench` with --backend auto and cuda (PyTorch on the GPU as reference),
 #            and `moereg moe run --backend auto` on a fixture
 #   convert  bench/convert/device_compare.sh (LAYERS, default 5)
+#   spread   bench/convert/device_spread.sh: cp, forward and reverse alternated (LAYERS, ROUNDS)
 set -u
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 STEPS=${STEPS:-tests cli bench convert}
@@ -36,6 +37,7 @@ for step in $STEPS; do
            $M moe bench --preset qwen3_30b_a3b --tokens 1,128,4096 --min-seconds 0.3 2>&1 | tee "$OUT/clibench.log" | tail -8
            $M moe bench --backend cuda --preset deepseek_v3_e64 --tokens 1,1024 --min-seconds 0.3 --json --log-level warn > "$OUT/clibench_ds.json" 2>&1
            python3 -c "import json;d=json.load(open('$OUT/clibench_ds.json'));print(d['backend'],d['torch']);[print(r['tokens'],round(r['seconds']*1e3,3),'ms ref',round(r['reference_seconds']*1e3,3),'ms x',round(r['speedup'],2),'diff',r['max_rel_diff_vs_reference']) for r in d['rows']]" ;;
+    spread) bash bench/convert/device_spread.sh "${LAYERS:-5}" "${ROUNDS:-3}" 2>&1 | tee "$OUT/spread.log" | tail -6 ;;
     convert) bash bench/convert/device_compare.sh "${LAYERS:-5}" > "$OUT/convert.log" 2>&1; tail -25 "$OUT/convert.log" ;;
   esac
   echo "=== $step took $(( $(date +%s) - t0 )) s"
