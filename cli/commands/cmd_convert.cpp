@@ -70,7 +70,7 @@ void apply_recipe(const std::string& path, std::map<std::string, std::string>& o
   }
   if (!root.IsMap()) throw error(path + ":1: a recipe is a map of keys (source, output, to, ...)");
   static const std::set<std::string> keys = {"description", "source", "output", "to", "from", "family",
-                                             "shard_size", "threads", "experts", "dry_run"};
+                                             "shard_size", "threads", "experts", "dry_run", "dtype"};
   for (const auto& kv : root) {
     std::string k = kv.first.as<std::string>();
     if (!keys.count(k)) {
@@ -109,7 +109,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
       "resume", po::bool_switch(), "continue an interrupted conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone")(
-      "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts)");
+      "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4) to bf16, rounding once to nearest even; scales and quantization_config are dropped")(
+      "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dtype)");
   add_plugin_options(p.options());
   p.positional("checkpoint", 1).positional("out", 1);
   auto vm = p.parse(args, globals);
@@ -125,6 +126,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   take("family", "family");
   take("shard-size", "shard_size");
   take("experts", "experts");
+  take("dtype", "dtype");
   if (vm.count("threads")) o["threads"] = std::to_string(vm["threads"].as<int>());
   if (vm["dry-run"].as<bool>()) o["dry_run"] = "true";
   if (vm.count("config")) apply_recipe(vm["config"].as<std::string>(), o);
@@ -140,6 +142,10 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
   plan_options po_;
   if (o.count("experts")) po_.experts = parse_range(o["experts"]);
+  if (o.count("dtype")) {
+    if (o["dtype"] != "bf16") throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights)");
+    po_.dequantize = true;
+  }
   conversion_plan plan = plan_conversion(src, *target, po_);
   double t_plan = now_seconds() - t0;
   spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {:.3f}s)", o["source"], s.spec.name,
@@ -185,7 +191,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   std::vector<shard_plan> shards = plan_shards(std::move(specs), wo);
 
   // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
-  std::string fp_text = fs::weakly_canonical(o["source"]).string() + "|" + target->name + "|" + (o.count("experts") ? o["experts"] : "");
+  std::string fp_text = fs::weakly_canonical(o["source"]).string() + "|" + target->name + "|" + (o.count("experts") ? o["experts"] : "") +
+                        (po_.dequantize ? "|bf16" : "");
   for (const auto& sh : shards) {
     fp_text += "|" + sh.file_name;
     for (const auto& t : sh.tensors) fp_text += "," + t.name + ":" + std::string(dtype_name(t.type)) + shape_string(t.shape);
@@ -265,7 +272,15 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
     for (auto& f : pending) f.get();
   }
   // Configuration last, then the index: an interrupted run never looks complete.
-  const json::value& cfg = s.ckpt->config();
+  // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
+  const bool strip_quant = po_.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
+  json::value cfg = s.ckpt->config();
+  if (strip_quant) {
+    json::object kept;
+    for (const auto& [k, v] : cfg.as_object())
+      if (k != "quantization_config") kept.emplace_back(k, v);
+    cfg = json::value(std::move(kept));
+  }
   if (!target->write_config_hook.empty()) {
     std::string text;
     const plugin_record* rec = nullptr;
@@ -279,6 +294,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
                                      moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
                    "plugin '" + rec->name + "' writing " + target->config_file);
     writer.write_file(target->config_file, text);
+  } else if (strip_quant) {
+    writer.write_file("config.json", json::dump(cfg, 2) + "\n");
   } else if (!s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
     std::ifstream in(fs::path(s.ckpt->path()) / "config.json", std::ios::binary);
     std::ostringstream ss;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "moereg/base/error.h"
+#include "moereg/exec/dequantize_view.h"
 
 namespace moereg {
 
@@ -49,6 +50,14 @@ void acquire(const matrix_view& v) {
 void release(const matrix_view& v) {
   auto [begin, span] = file_range(v);
   v.source->file->file().dont_need(begin, span);
+}
+
+// A dequantized [rows, cols] piece into a slot of [rows_total, cols] (or its transpose) at row r0.
+void place_bf16(const std::uint16_t* src, std::int64_t rows, std::int64_t cols, std::uint16_t* dst, std::int64_t r0,
+                std::int64_t rows_total, std::int64_t slot_cols, bool transpose) {
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c)
+      dst[transpose ? c * rows_total + r0 + r : (r0 + r) * slot_cols + c] = src[r * cols + c];
 }
 
 struct work_item {
@@ -131,6 +140,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   std::atomic<bool> failed{false};
   auto worker = [&] {
     std::vector<std::byte> stage, stage2;
+    dequantize_scratch dq;
     try {
       for (std::size_t i; !failed && (i = next++) < items.size();) {
         const work_item& it = items[i];
@@ -169,7 +179,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
           std::size_t esize = dtype_size(o.spec.type);
           std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
           std::uint64_t base = it.slot * slot_bytes;
-          bool direct = !o.entry->transpose &&
+          bool direct = !o.transpose && !o.dequantize &&
                         std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
           if (direct) {
             std::lock_guard<std::mutex> lock(file_lock[s]);
@@ -182,9 +192,19 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
             for (const auto& v : pieces) acquire(v);
             stage.resize(slot_bytes);
             std::int64_t row_off = 0;
-            for (const auto& v : pieces) {
-              if (o.entry->transpose) copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
-              else copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
+            for (std::size_t k = 0; k < pieces.size(); ++k) {
+              const matrix_view& v = pieces[k];
+              if (o.dequantize) {
+                const piece_scales& ps = o.slot_scales[it.slot][k];
+                dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
+                dequantize_view(v, ps, plan.source->quant, dq.out.data(), dq);
+                place_bf16(dq.out.data(), ps.grid.rows, ps.grid.cols, reinterpret_cast<std::uint16_t*>(stage.data()), row_off,
+                           o.rows_total, o.cols, o.transpose);
+              } else if (o.transpose) {
+                copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
+              } else {
+                copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
+              }
               row_off += v.rows;
             }
             std::lock_guard<std::mutex> lock(file_lock[s]);

@@ -44,6 +44,30 @@ std::optional<double> resolve_value(const config_value& v, const json::value& co
 
 namespace {
 
+// The names the quantizers themselves write: transformers' FineGrainedFP8 (and DeepSeek),
+// AutoGPTQ, compressed-tensors, and MXFP4 as DeepSeek-V4 stores it (FORMATS.md section 5).
+std::map<std::string, quant_naming> default_quant_naming() {
+  std::map<std::string, quant_naming> m;
+  m["fp8"].scale = {"{key}_scale_inv", "{key}_scale"};
+  m["mxfp4"].scale = {"{stem}.scale"};
+  quant_naming& g = m["gptq"];
+  g.weight = "{stem}.qweight";
+  g.scale = {"{stem}.scales"};
+  g.g_idx = "{stem}.g_idx";
+  g.zeros = "{stem}.qzeros";
+  quant_naming& c = m["compressed"];
+  c.weight = "{stem}.weight_packed";
+  c.scale = {"{stem}.weight_scale"};
+  c.shape = "{stem}.weight_shape";
+  c.zeros = "{stem}.weight_zero_point";
+  return m;
+}
+
+bool valid_naming(const std::string& t) {
+  std::size_t prefix = t.starts_with("{key}") ? 5 : t.starts_with("{stem}") ? 6 : 0;
+  return prefix && t.find_first_of("{}", prefix) == std::string::npos;
+}
+
 class parser {
  public:
   parser(std::string file) : file_(std::move(file)) {}
@@ -203,13 +227,14 @@ class parser {
       return l;
     }
     allowed_keys(n, {"aliases", "description", "experts", "renames", "transforms", "config_file", "write_config_hook",
-                     "file_stem", "override"},
+                     "file_stem", "override", "squeeze_expert_scales"},
                  "layout '" + name + "'");
     l.aliases = str_list(n["aliases"], "aliases");
     if (n["description"]) l.description = str(n["description"], "description");
     if (n["config_file"]) l.config_file = str(n["config_file"], "config_file");
     if (n["write_config_hook"]) l.write_config_hook = str(n["write_config_hook"], "write_config_hook");
     if (n["file_stem"]) l.file_stem = str(n["file_stem"], "file_stem");
+    if (n["squeeze_expert_scales"]) l.squeeze_expert_scales = boolean(n["squeeze_expert_scales"], "squeeze_expert_scales");
     const YAML::Node ex = n["experts"];
     if (!ex || !ex.IsMap() || ex.size() == 0) {
       fail(n, "layout '" + name + "' needs an 'experts' map (gate/up/down entries)");
@@ -254,6 +279,45 @@ class parser {
         }
     }
     return l;
+  }
+
+  // "{key}<suffix>" or "{stem}<suffix>", nothing else: such a name reverses exactly.
+  std::string naming_template(const YAML::Node& n, const std::string& what) {
+    std::string t = str(n, what);
+    if (!valid_naming(t))
+      fail(n, what + " is '" + t + "', expected {key} or {stem} followed by literal text (e.g. \"{key}_scale_inv\", \"{stem}.qweight\")");
+    return t;
+  }
+
+  void quantization(const YAML::Node& n, std::map<std::string, quant_naming>& out) {
+    if (!n) return;
+    if (!n.IsMap()) {
+      fail(n, "quantization must map schemes (fp8, mxfp4, gptq, compressed) to their tensor naming");
+      return;
+    }
+    allowed_keys(n, {"fp8", "mxfp4", "gptq", "compressed"}, "quantization");
+    for (const auto& kv : n) {
+      std::string scheme = kv.first.as<std::string>();
+      const YAML::Node& m = kv.second;
+      std::string where = "quantization." + scheme;
+      if (!m.IsMap()) {
+        fail(m, where + " must be a map (weight, scale, g_idx, zeros, shape)");
+        continue;
+      }
+      allowed_keys(m, {"weight", "scale", "g_idx", "zeros", "shape"}, where);
+      quant_naming q;
+      q.line = m.Mark().line + 1;
+      if (m["weight"]) q.weight = naming_template(m["weight"], where + ".weight");
+      for (const auto& s : str_list(m["scale"], where + ".scale")) {
+        q.scale.push_back(s);
+        if (!valid_naming(s)) fail(m["scale"], where + ".scale '" + s + "': expected {key} or {stem} followed by literal text");
+      }
+      if (q.scale.empty()) fail(m, where + " needs 'scale' (the scale tensor's name template)");
+      if (m["g_idx"]) q.g_idx = naming_template(m["g_idx"], where + ".g_idx");
+      if (m["zeros"]) q.zeros = naming_template(m["zeros"], where + ".zeros");
+      if (m["shape"]) q.shape = naming_template(m["shape"], where + ".shape");
+      out[scheme] = std::move(q);
+    }
   }
 
   routing_spec routing(const YAML::Node& n) {
@@ -302,7 +366,7 @@ class parser {
     allowed_keys(root,
                  {"name", "version", "api_version", "description", "extends", "model_types", "library", "library_sha256",
                   "hooks", "native_config", "dims", "moe_layers", "moe_block", "passthrough", "layouts", "reference_layout",
-                  "routing", "variants"},
+                  "routing", "variants", "quantization"},
                  "plugin.yaml");
     if (!root["name"]) errors.push_back(file_ + ":1: missing 'name'");
     else f.name = str(root["name"], "name");
@@ -370,6 +434,8 @@ class parser {
     if (!f.layouts.empty() && !f.find_layout(f.reference_layout))
       errors.push_back(file_ + ":1: reference_layout '" + f.reference_layout + "' is not one of the layouts");
     f.routing = routing(root["routing"]);
+    f.quantization = default_quant_naming();
+    quantization(root["quantization"], f.quantization);
     // Every hook named anywhere must be in the hooks list, so the library can be checked.
     std::set<std::string> declared(f.hooks.begin(), f.hooks.end());
     auto need_hook = [&](const std::string& h, int line) {

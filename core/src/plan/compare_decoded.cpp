@@ -66,6 +66,25 @@ comparison compare_decoded(const decoded_checkpoint& a, const decoded_checkpoint
         if (a.expert_dtype == b.expert_dtype && first_difference(va, vb, r, col))
           c.differences.push_back({name, "bytes", "first difference at [" + std::to_string(r) + ", " + std::to_string(col) +
                                                       "] (" + va.source->info->name + " vs " + vb.source->info->name + ")"});
+        // Quantized pieces are equal only with equal scales.
+        auto sa = a.expert_scales.find(layer), sb = b.expert_scales.find(layer);
+        if (sa == a.expert_scales.end() && sb == b.expert_scales.end()) continue;
+        if (sa == a.expert_scales.end() || sb == b.expert_scales.end()) {
+          c.differences.push_back({name, "scales", std::string("scales only in ") + (sa == a.expert_scales.end() ? "B" : "A")});
+          continue;
+        }
+        const matrix_view &xa = sa->second[e][static_cast<std::size_t>(p)].scale, &xb = sb->second[e][static_cast<std::size_t>(p)].scale;
+        if (xa.rows != xb.rows || xa.cols != xb.cols || xa.type != xb.type) {
+          c.differences.push_back({name + " scales", "shape", std::to_string(xa.rows) + "x" + std::to_string(xa.cols) + " " +
+                                                                  std::string(dtype_name(xa.type)) + " vs " + std::to_string(xb.rows) +
+                                                                  "x" + std::to_string(xb.cols) + " " + std::string(dtype_name(xb.type))});
+          continue;
+        }
+        c.bytes_compared += xa.nbytes();
+        if (first_difference(xa, xb, r, col))
+          c.differences.push_back({name + " scales", "bytes", "first difference at scale [" + std::to_string(r) + ", " +
+                                                                  std::to_string(col) + "] (" + xa.source->info->name + " vs " +
+                                                                  xb.source->info->name + ")"});
       }
   }
   for (const auto& [layer, _] : b.experts)

@@ -24,6 +24,96 @@ std::string describe_view(const matrix_view& v) {
   return s;
 }
 
+// The scales of one expert weight output: per slot, each piece's scale view, joined along
+// rows like the pieces (refused where a block would be cut), in the weight's orientation.
+output_tensor scale_output(const decoded_checkpoint& src, const layout_spec& target, const expert_entry& e,
+                           const output_tensor& weight) {
+  const quant_format& q = src.quant;
+  output_tensor o;
+  o.is_expert = true;
+  o.entry = &e;
+  o.layer = weight.layer;
+  o.transpose = weight.transpose;
+  o.role = quant_role::scale;
+  o.companion_of = weight.spec.name;
+  const std::string weight_key = q.names.weight == "{key}" ? weight.spec.name : *unapply_naming(q.names.weight, weight.spec.name);
+  o.spec.name = apply_naming(q.names.scale[src.scale_naming], weight_key);
+  o.spec.type = src.scale_dtype;
+  const auto& scales = src.expert_scales.at(weight.layer);
+  for (std::size_t s = 0; s < weight.slots.size(); ++s) {
+    const std::int64_t expert = weight.first_expert + static_cast<std::int64_t>(s);
+    std::vector<matrix_view> views;
+    std::optional<scale_grid> joined;
+    std::int64_t rows = 0, cols = -1;
+    for (piece p : e.pieces) {
+      const piece_scales& ps = scales[static_cast<std::size_t>(expert)][static_cast<std::size_t>(p)];
+      joined = joined ? concat_rows(o.spec.name, *joined, ps.grid) : ps.grid;
+      views.push_back(ps.scale);
+      rows += ps.scale.rows;
+      if (cols >= 0 && cols != ps.scale.cols)
+        throw error(o.spec.name + ": the pieces' scales have " + std::to_string(cols) + " and " + std::to_string(ps.scale.cols) +
+                    " columns; expected the same scale layout");
+      cols = ps.scale.cols;
+    }
+    if (s == 0) {
+      o.rows_total = rows;
+      o.cols = cols;
+    } else if (rows != o.rows_total || cols != o.cols) {
+      throw error(o.spec.name + ": expert " + std::to_string(expert) + " has " + joined->describe() + " (" + std::to_string(rows) +
+                  "x" + std::to_string(cols) + " scales), unlike expert " + std::to_string(weight.first_expert) + " (" +
+                  std::to_string(o.rows_total) + "x" + std::to_string(o.cols) + "); one stacked tensor needs one scale layout");
+    }
+    o.slots.push_back(std::move(views));
+  }
+  if (e.stacked) o.spec.shape.push_back(static_cast<std::int64_t>(weight.slots.size()));
+  if (o.transpose) o.spec.shape.insert(o.spec.shape.end(), {o.cols, o.rows_total});
+  else o.spec.shape.insert(o.spec.shape.end(), {o.rows_total, o.cols});
+  if (!e.stacked && target.squeeze_expert_scales)
+    o.spec.shape.erase(std::remove(o.spec.shape.begin(), o.spec.shape.end(), 1), o.spec.shape.end());
+  o.origin = "scales of " + weight.spec.name + " (" + o.slots.front().front().source->info->name +
+             (o.slots.front().size() > 1 || weight.slots.size() > 1 ? ", ..." : "") + ")";
+  return o;
+}
+
+// A quantized pass-through weight (attention, shared experts) as one bf16 matrix.
+output_tensor dequantized_passthrough(const decoded_checkpoint& src, const layout_spec& target, const passthrough_tensor& p) {
+  const quant_format& q = src.quant;
+  const checkpoint::entry& w = *p.source;
+  const checkpoint::entry& s = *p.scale;
+  const std::vector<std::int64_t>& ws = w.info->shape;
+  if (ws.size() != 2)
+    throw error(w.info->name + ": cannot dequantize a rank-" + std::to_string(ws.size()) + " quantized weight " +
+                shape_string(ws) + "; expected a [out, in] matrix");
+  output_tensor o;
+  o.is_expert = true;  // assembled from views, like expert slots
+  o.dequantize = true;
+  matrix_view v{&w, 0, ws[0], ws[1], ws[1], 1, w.info->type};
+  piece_scales ps;
+  if (q.stored_transposed()) v = {&w, 0, ws[1], ws[0], 1, ws[1], w.info->type};  // [K/8, N] seen as [N, K/8]
+  const std::int64_t rows = v.rows, cols = v.cols * q.pack();
+  if (q.scheme == quant_scheme::fp8) {
+    ps.grid = classify_fp8_scale(s.info->name, ws, s.info->shape, q.block);
+    if (ps.grid.kind == scale_kind::per_tensor) ps.grid.block_rows = ps.grid.rows = rows;
+    ps.grid.batch = 1;
+  } else {
+    ps.grid = q.group_grid_for(rows, cols);
+  }
+  const std::int64_t gr = ps.grid.grid_rows(), gc = ps.grid.grid_cols();
+  std::vector<std::int64_t> want = q.stored_transposed() ? std::vector<std::int64_t>{gc, gr} : std::vector<std::int64_t>{gr, gc};
+  if (q.scheme != quant_scheme::fp8 && s.info->shape != want)
+    throw error(s.info->name + ": scale shape " + shape_string(s.info->shape) + ", expected " + shape_string(want) + " (" +
+                ps.grid.describe() + " over the " + std::to_string(rows) + "x" + std::to_string(cols) + " matrix of " +
+                w.info->name + ")");
+  ps.scale = q.stored_transposed() ? matrix_view{&s, 0, gr, gc, 1, gr, s.info->type} : matrix_view{&s, 0, gr, gc, gc, 1, s.info->type};
+  o.spec = {from_canonical(target, p.quant_key), dtype::BF16, {rows, cols}};
+  o.rows_total = rows;
+  o.cols = cols;
+  o.slots = {{v}};
+  o.slot_scales = {{ps}};
+  o.origin = "dequantize " + w.info->name + " with " + s.info->name + " (" + ps.grid.describe() + ") to BF16";
+  return o;
+}
+
 }  // namespace
 
 conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec& target, const plan_options& options) {
@@ -39,16 +129,25 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
       throw error("--experts " + std::to_string(first) + ":" + std::to_string(last) + " is not a non-empty range within 0:" +
                   std::to_string(d.E) + " (E=" + std::to_string(d.E) + ")");
   }
+  std::vector<std::string> problems;
+  const quant_format& q = src.quant;
   for (const auto& [layer_key, experts_of_layer] : src.experts) {
     // Named copies: lambdas may not capture structured bindings before C++20 compilers catch up (clang < 16).
     const int layer = layer_key;
     const auto& experts = experts_of_layer;
     for (const auto& e : target.experts) {
+      if (q.packed() && e.transpose && !options.dequantize) {
+        problems.push_back("layout '" + target.name + "' entry '" + e.name + "' stores its matrices transposed, but " +
+                           q.describe() + " weights are packed along the input axis and cannot be transposed");
+        continue;
+      }
+      const bool dequantize = options.dequantize && q.quantized();
+      const bool st = dequantize ? e.transpose : e.transpose != q.stored_transposed();
       std::int64_t rows_total = 0, cols = 0;
       for (piece p : e.pieces) {
         const matrix_view& v = experts[0][static_cast<std::size_t>(p)];
         rows_total += v.rows;
-        cols = v.cols;
+        cols = dequantize ? src.expert_scales.at(layer)[0][static_cast<std::size_t>(p)].grid.cols : v.cols;
       }
       auto make = [&](std::int64_t expert_in_key) {
         output_tensor o;
@@ -57,11 +156,14 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
         o.layer = layer;
         o.rows_total = rows_total;
         o.cols = cols;
+        o.transpose = st;
+        o.first_expert = e.stacked ? first : expert_in_key;
         captures c{{"layer", std::to_string(layer)}, {"expert", std::to_string(expert_in_key)}};
-        o.spec.name = e.key.format(c);
-        o.spec.type = src.expert_dtype;
+        o.spec.name = q.quantized() && !dequantize ? apply_naming(q.names.weight, e.key.format(c)) : e.key.format(c);
+        o.spec.type = dequantize ? dtype::BF16 : src.expert_dtype;
+        o.dequantize = dequantize;
         if (e.stacked) o.spec.shape.push_back(last - first);
-        if (e.transpose) o.spec.shape.insert(o.spec.shape.end(), {cols, rows_total});
+        if (st) o.spec.shape.insert(o.spec.shape.end(), {cols, rows_total});
         else o.spec.shape.insert(o.spec.shape.end(), {rows_total, cols});
         return o;
       };
@@ -70,29 +172,65 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
         for (piece p : e.pieces) pieces.push_back(experts[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
         return pieces;
       };
+      auto scales_of = [&](output_tensor& o, std::int64_t x) {
+        if (!dequantize) return;
+        std::vector<piece_scales> ps;
+        for (piece p : e.pieces) ps.push_back(src.expert_scales.at(layer)[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
+        o.slot_scales.push_back(std::move(ps));
+      };
+      std::vector<output_tensor> made;
       if (e.stacked) {
         output_tensor o = make(0);
-        for (std::int64_t x = first; x < last; ++x) o.slots.push_back(slot(x));
+        for (std::int64_t x = first; x < last; ++x) {
+          o.slots.push_back(slot(x));
+          scales_of(o, x);
+        }
         std::string parts;
         for (const auto& v : o.slots.front()) parts += (parts.empty() ? "" : " + ") + describe_view(v);
         o.origin = "stack experts " + std::to_string(first) + ".." + std::to_string(last - 1) + " of " +
                    (e.pieces.size() > 1 ? "concat(" + parts + ")" : parts) + (e.transpose ? ", transposed" : "");
-        plan.outputs.push_back(std::move(o));
+        made.push_back(std::move(o));
       } else {
         for (std::int64_t x = first; x < last; ++x) {
           output_tensor o = make(x);
           o.slots.push_back(slot(x));
+          scales_of(o, x);
           std::string parts;
           for (const auto& v : o.slots.front()) parts += (parts.empty() ? "" : " + ") + describe_view(v);
           o.origin = parts + (e.transpose ? ", transposed" : "");
-          plan.outputs.push_back(std::move(o));
+          made.push_back(std::move(o));
         }
+      }
+      for (auto& o : made) {
+        if (dequantize) o.origin = "dequantize " + o.origin + " (" + q.describe() + ") to BF16";
+        if (q.quantized() && !dequantize) {
+          try {
+            plan.outputs.push_back(scale_output(src, target, e, o));
+          } catch (const error& err) {
+            problems.push_back(err.what());
+          }
+        }
+        plan.outputs.push_back(std::move(o));
       }
     }
   }
+  if (options.dequantize && !q.quantized() && src.expert_dtype != dtype::BF16)
+    problems.push_back("--dtype bf16 dequantizes quantized checkpoints; this one is not quantized (experts are " +
+                       std::string(dtype_name(src.expert_dtype)) + "), and converting float dtypes is not supported");
   for (const auto& p : src.others) {
+    if (options.dequantize && p.role != quant_role::none) {
+      if (p.role != quant_role::data) continue;  // scales and the rest go with their weight
+      try {
+        plan.outputs.push_back(dequantized_passthrough(src, target, p));
+      } catch (const error& err) {
+        problems.push_back(err.what());
+      }
+      continue;
+    }
     output_tensor o;
-    o.spec = {from_canonical(target, p.canonical), p.source->info->type, p.source->info->shape};
+    std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
+                                                  : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
+    o.spec = {name, p.source->info->type, p.source->info->shape};
     o.source = p.source;
     o.decode_hook = p.decode_hook;
     for (const auto& tr : target.transforms)
@@ -104,7 +242,6 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
   }
   // Expert keys of the target that a rename or pass-through would also produce: a collision.
   std::unordered_map<std::string_view, std::size_t> seen;
-  std::vector<std::string> problems;
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) {
     auto [it, fresh] = seen.emplace(plan.outputs[i].spec.name, i);
     if (!fresh)

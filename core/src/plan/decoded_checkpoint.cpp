@@ -5,8 +5,11 @@
 #include <set>
 
 #include "moereg/base/error.h"
+#include "expert_companions.h"
 
 namespace moereg {
+
+using namespace detail;
 
 std::string model_dims::describe() const {
   return "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I);
@@ -69,6 +72,36 @@ std::string shape_formula(const expert_entry& e, const model_dims& d) {
   return "[" + s + "] with " + d.describe();
 }
 
+// The stored shape of an entry under a quantization scheme: units instead of elements
+// along the input axis, GPTQ's transposed storage. Empty (with *why set) when the scheme
+// cannot store this entry.
+std::vector<std::int64_t> stored_shape(const expert_entry& e, const model_dims& d, const quant_format& q, std::string* why) {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<std::int64_t> logical = entry_shape(e, d, nullptr, &rows, &cols);
+  if (!q.quantized() || q.pack() == 1) return logical;
+  if (e.transpose) {
+    *why = "entry '" + e.name + "' stores its matrices transposed (transpose: true), but " + q.describe() +
+           " weights are packed along the input axis and cannot be transposed";
+    return {};
+  }
+  if (cols % q.pack() != 0 && q.scheme != quant_scheme::pack_int4) {
+    *why = "entry '" + e.name + "': " + std::to_string(cols) + " input columns are not a multiple of " +
+           std::to_string(q.pack()) + ", which " + q.describe() + " packs into one stored unit";
+    return {};
+  }
+  std::int64_t units = (cols + q.pack() - 1) / q.pack();
+  std::vector<std::int64_t> shape;
+  if (e.stacked) shape.push_back(d.E);
+  if (q.stored_transposed()) shape.insert(shape.end(), {units, rows});
+  else shape.insert(shape.end(), {rows, units});
+  return shape;
+}
+
+key_template data_key(const expert_entry& e, const quant_format& q) {
+  if (!q.quantized() || q.names.weight == "{key}") return e.key;
+  return key_template(apply_naming(q.names.weight, e.key.text()), "quantization naming of entry '" + e.name + "'");
+}
+
 }  // namespace
 
 model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& path) {
@@ -117,6 +150,9 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
   out.dims = dims;
   std::vector<std::string> problems;
   auto problem = [&](std::string s) { problems.push_back(std::move(s)); };
+  const std::string config_where = ckpt.config_path().empty() ? ckpt.path() : ckpt.config_path();
+  out.quant = checkpoint_quant_format(ckpt, spec, layout, dims);
+  const quant_format& q = out.quant;
 
   std::set<int> moe(dims.moe_layers.begin(), dims.moe_layers.end());
   int layer_count = dims.moe_layers.empty() ? 0 : dims.moe_layers.back() + 1;
@@ -126,33 +162,55 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
     if (auto c = resolve_value(spec.moe_layers.count, ckpt.config())) layer_count = static_cast<int>(*c);
   }
 
+  // Per entry: the key of its stored data and of each companion under the quantization naming.
+  const std::size_t n_entries = layout.experts.size();
+  std::vector<key_template> data_keys;
+  std::vector<entry_companions> comps(n_entries);
+  for (const auto& e : layout.experts) data_keys.push_back(data_key(e, q));
+  if (q.quantized())
+    for (std::size_t i = 0; i < n_entries; ++i) comps[i] = companion_keys(layout.experts[i], q);
+
   // found[entry][layer][expert or -1]
-  std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found(layout.experts.size());
+  std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found(n_entries);
   std::optional<dtype> expert_type;
+  std::set<const checkpoint::entry*> claimed_companions;
+  auto in_layer_range = [&](const std::string& name, int l, int x) {
+    bool mtp = l >= layer_count && l < layer_count + extra;
+    if (!moe.count(l) && !mtp) {
+      problem(name + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
+              std::to_string(dims.moe_layers.size()) + " of " + std::to_string(layer_count) + ")");
+      return false;
+    }
+    if (x >= dims.E) {
+      problem(name + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims.E));
+      return false;
+    }
+    return true;
+  };
   for (const auto& t : ckpt.tensors()) {
     const std::string& name = t.info->name;
     bool claimed = false;
-    for (std::size_t i = 0; i < layout.experts.size() && !claimed; ++i) {
+    for (std::size_t i = 0; i < n_entries && !claimed; ++i) {
       const expert_entry& e = layout.experts[i];
-      auto m = e.key.match(name);
-      if (!m) continue;
+      auto m = data_keys[i].match(name);
+      if (!m) {
+        if (q.quantized() && claim_companion(comps[i], e, t)) claimed = true;
+        continue;
+      }
       claimed = true;
       int l = std::stoi(m->at("layer"));
       int x = e.stacked ? -1 : std::stoi(m->at("expert"));
-      bool mtp = l >= layer_count && l < layer_count + extra;
-      if (!moe.count(l) && !mtp) {
-        problem(name + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
-                std::to_string(dims.moe_layers.size()) + " of " + std::to_string(layer_count) + ")");
+      if (!in_layer_range(name, l, x)) continue;
+      std::string why;
+      auto expected = stored_shape(e, dims, q, &why);
+      if (expected.empty()) {
+        problem(name + ": " + why + " (layout '" + layout.name + "')");
         continue;
       }
-      if (x >= dims.E) {
-        problem(name + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims.E));
-        continue;
-      }
-      auto expected = entry_shape(e, dims, nullptr, nullptr, nullptr);
       if (t.info->shape != expected) {
         problem(name + ": shape " + shape_string(t.info->shape) + ", expected " + shape_string(expected) + " (" +
-                shape_formula(e, dims) + " from " + (ckpt.config_path().empty() ? "config" : ckpt.config_path()) + ")");
+                shape_formula(e, dims) + (q.pack() > 1 ? ", packed " + std::to_string(q.pack()) + " per stored element" : "") +
+                " from " + (ckpt.config_path().empty() ? "config" : ckpt.config_path()) + ")");
         continue;
       }
       if (expert_type && *expert_type != t.info->type) {
@@ -164,16 +222,34 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
       found[i][l][x] = &t;
     }
     if (claimed) continue;
-    std::string canonical = to_canonical(layout, name);
+    out.others.push_back({name, &t, {}});
+  }
+  if (q.quantized() && expert_type) check_expert_dtype(q, *expert_type, config_where, problem);
+
+  // Everything else passes through under its canonical name (quantized weights and their
+  // companions under the canonical name of the unquantized weight).
+  std::vector<passthrough_tensor> others = std::move(out.others);
+  out.others.clear();
+  for (auto& p : others) {
+    const std::string& name = p.source->info->name;
+    std::string key = name;
+    if (q.quantized()) link_quantized_passthrough(ckpt, q, p);
+    if (p.role != quant_role::none) key = *unapply_naming(p.quant_naming, name);
+    std::string canonical_key = to_canonical(layout, key);
     bool pass = std::any_of(spec.passthrough.begin(), spec.passthrough.end(),
-                            [&](const key_template& p) { return p.match(canonical).has_value(); });
+                            [&](const key_template& t) { return t.match(canonical_key).has_value(); });
     if (!pass) {
       problem(name + ": not claimed by any rule of family '" + spec.name + "' layout '" + layout.name +
               "' (not an expert of this layout, and no passthrough entry matches" +
-              (canonical != name ? " its canonical name '" + canonical + "'" : std::string()) + ")");
+              (canonical_key != name ? " its canonical name '" + canonical_key + "'" : std::string()) + ")");
       continue;
     }
-    passthrough_tensor p{canonical, &t, {}};
+    if (p.role != quant_role::none) {
+      p.quant_key = canonical_key;
+      p.canonical = apply_naming(p.quant_naming, canonical_key);
+    } else {
+      p.canonical = canonical_key;
+    }
     for (const auto& tr : layout.transforms)
       if (tr.key.match(name)) p.decode_hook = tr.hook;
     out.others.push_back(std::move(p));
@@ -186,14 +262,21 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
       if (l >= layer_count) layers.insert(l);
   out.dims.moe_layers.assign(layers.begin(), layers.end());
 
+  bool scales_seen = false;
   for (int l : layers) {
     auto& experts = out.experts[l];
     experts.resize(static_cast<std::size_t>(dims.E));
-    for (std::size_t i = 0; i < layout.experts.size(); ++i) {
+    if (q.quantized()) out.expert_scales[l].resize(static_cast<std::size_t>(dims.E));
+    for (std::size_t i = 0; i < n_entries; ++i) {
       const expert_entry& e = layout.experts[i];
       std::vector<std::int64_t> row_off;
       std::int64_t rows_total = 0, cols = 0;
       entry_shape(e, dims, &row_off, &rows_total, &cols);
+      // Units along the input axis, and whether the units are stored [in, out].
+      const std::int64_t units = (cols + q.pack() - 1) / q.pack();
+      const bool st = e.transpose != q.stored_transposed();
+      entry_geometry eg{row_off, {}, rows_total, cols};
+      for (piece p : e.pieces) eg.piece_rows.push_back(geometry(p, dims).rows);
       std::vector<std::string> missing;
       for (std::int64_t x = 0; x < (e.stacked ? 1 : dims.E); ++x) {
         auto lit = found[i].find(l);
@@ -202,32 +285,33 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
           auto xit = lit->second.find(e.stacked ? -1 : static_cast<int>(x));
           if (xit != lit->second.end()) src = xit->second;
         }
+        captures c{{"layer", std::to_string(l)}, {"expert", std::to_string(x)}};
         if (!src) {
-          captures c{{"layer", std::to_string(l)}, {"expert", std::to_string(x)}};
-          missing.push_back(e.key.format(c));
+          missing.push_back(data_keys[i].format(c));
           continue;
         }
         for (std::int64_t ex = e.stacked ? 0 : x; ex < (e.stacked ? dims.E : x + 1); ++ex) {
-          std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * cols) : 0;
+          std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * units) : 0;
           for (std::size_t k = 0; k < e.pieces.size(); ++k) {
             auto g = geometry(e.pieces[k], dims);
             matrix_view v;
             v.source = src;
             v.rows = g.rows;
-            v.cols = g.cols;
+            v.cols = units;
             v.type = src->info->type;
-            if (e.transpose) {
+            if (st) {
               v.offset = base + static_cast<std::uint64_t>(row_off[k]);
               v.row_stride = 1;
               v.col_stride = rows_total;
             } else {
-              v.offset = base + static_cast<std::uint64_t>(row_off[k] * cols);
-              v.row_stride = cols;
+              v.offset = base + static_cast<std::uint64_t>(row_off[k] * units);
+              v.row_stride = units;
               v.col_stride = 1;
             }
             experts[static_cast<std::size_t>(ex)][static_cast<std::size_t>(e.pieces[k])] = v;
           }
         }
+        if (q.quantized()) decode_companions(out, comps[i], e, eg, l, static_cast<int>(x), src->info->name, scales_seen, problem);
       }
       if (!missing.empty()) {
         std::string list;
@@ -247,7 +331,8 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
               out.others[i].canonical + "'");
   if (!problems.empty()) {
     std::string msg = ckpt.path() + ": " + std::to_string(problems.size()) + " problem" + (problems.size() > 1 ? "s" : "") +
-                      " reading it as family '" + spec.name + "' layout '" + layout.name + "':";
+                      " reading it as family '" + spec.name + "' layout '" + layout.name + "'" +
+                      (q.quantized() ? " (quantization: " + q.describe() + ")" : "") + ":";
     for (const auto& p : problems) msg += "\n  " + p;
     throw error(msg);
   }
@@ -257,17 +342,20 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
 const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec, const model_dims& dims) {
   if (dims.moe_layers.empty()) throw error(ckpt.path() + ": config.json gives no MoE layers for family " + spec.name);
   int l = dims.moe_layers.front();
+  const quant_format q =
+      read_quant_format(spec, ckpt.config(), ckpt.config_path().empty() ? ckpt.path() : ckpt.config_path());
   std::vector<const layout_spec*> by_keys, by_shapes;
   for (const auto& layout : spec.layouts) {
     bool keys = true, shapes = true;
     for (const auto& e : layout.experts) {
       captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
-      const checkpoint::entry* t = ckpt.find(e.key.format(c));
+      const checkpoint::entry* t = ckpt.find(data_key(e, q).format(c));
       if (!t) {
         keys = false;
         break;
       }
-      if (t->info->shape != entry_shape(e, dims, nullptr, nullptr, nullptr)) shapes = false;
+      std::string why;
+      if (t->info->shape != stored_shape(e, dims, q, &why)) shapes = false;
     }
     if (keys) by_keys.push_back(&layout);
     if (keys && shapes) by_shapes.push_back(&layout);
@@ -307,7 +395,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
   std::string expect;
   for (const auto& layout : spec.layouts) {
     captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
-    expect += "\n  " + layout.name + ": " + layout.experts.front().key.format(c);
+    expect += "\n  " + layout.name + ": " + data_key(layout.experts.front(), q).format(c);
   }
   throw error(ckpt.path() + ": no layout of family '" + spec.name + "' matches its tensors; looked for:" + expect);
 }

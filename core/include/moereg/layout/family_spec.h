@@ -49,6 +49,18 @@ struct tensor_transform {
   int line = 0;
 };
 
+// How quantized checkpoints name a linear weight's stored data and its companions. Each is
+// a template over {key}, the name the unquantized weight has ("....gate_proj.weight"), or
+// {stem}, that name without a trailing ".weight", followed by a literal suffix:
+// "{key}_scale_inv", "{stem}.qweight". Not family branches: data, with the quantizers'
+// conventions as defaults (docs/yaml-reference.md, `quantization`).
+struct quant_naming {
+  std::string weight = "{key}";     // the stored (possibly packed) data
+  std::vector<std::string> scale;   // read: the first present; written: the one that was read
+  std::string g_idx, zeros, shape;  // optional companions: GPTQ g_idx / qzeros, compressed-tensors weight_shape / weight_zero_point
+  int line = 0;
+};
+
 struct layout_spec {
   std::string name;
   std::vector<std::string> aliases;  // other names for exactly this layout
@@ -59,6 +71,9 @@ struct layout_spec {
   std::string config_file = "config.json";  // a native layout writes e.g. params.json
   std::string write_config_hook;            // hook producing config_file from config.json
   std::string file_stem = "model";          // model.safetensors / consolidated.safetensors
+  // Per-expert scales are written with their size-1 axes dropped, as transformers 5.17's
+  // save_pretrained does ([2] rather than [1, 2]); read in either shape.
+  bool squeeze_expert_scales = false;
   std::string defined_in;                   // plugin.yaml that declared it
   int line = 0;
 };
@@ -117,6 +132,9 @@ struct family_spec {
   std::vector<layout_spec> layouts;
   std::string reference_layout = "hf";  // whose names are the canonical ones
   routing_spec routing;
+  // Companion naming per quantization scheme: "fp8", "mxfp4", "gptq", "compressed". The
+  // parser fills the defaults; plugin.yaml's `quantization` replaces a scheme's entry.
+  std::map<std::string, quant_naming> quantization;
 
   const layout_spec* find_layout(const std::string& name) const;  // by name or alias
   std::vector<std::string> layout_names() const;

@@ -24,11 +24,24 @@ struct output_tensor {
   int layer = -1;
   std::vector<std::vector<matrix_view>> slots;  // stacked: one per expert in range; split: one
   std::int64_t rows_total = 0, cols = 0;        // the fused [rows_total, cols] matrix per slot
+  bool transpose = false;                       // each slot is written [cols, rows_total]
+  std::int64_t first_expert = 0;                // the expert of slot 0
+  // Quantized experts: a scale output's slots view scales, cut and joined like the weights'
+  // (cols = scale grid columns); `companion_of` names the weight output it belongs to.
+  quant_role role = quant_role::none;
+  std::string companion_of;
+  // --dtype bf16: each slot's pieces (for a quantized pass-through weight, its one piece) are
+  // dequantized with these scales (parallel to `slots`); rows_total and cols count elements.
+  bool dequantize = false;
+  std::vector<std::vector<piece_scales>> slot_scales;
   std::string origin;                           // human-readable provenance for --dry-run
 };
 
 struct plan_options {
   std::optional<std::pair<std::int64_t, std::int64_t>> experts;  // [A, B)
+  // --dtype bf16: quantized weights (experts and pass-through linear weights) are written as
+  // bf16, their scales and other companions dropped.
+  bool dequantize = false;
 };
 
 struct conversion_plan {

@@ -16,6 +16,8 @@
 
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/layout/family_spec.h"
+#include "moereg/plan/quant_format.h"
+#include "moereg/quant/scale_grid.h"
 
 namespace moereg {
 
@@ -35,6 +37,15 @@ struct matrix_view {
   std::uint64_t nbytes() const { return static_cast<std::uint64_t>(rows * cols) * element_size(); }
 };
 
+// The scales of one quantized expert piece: `scale` views the piece's [grid rows, grid cols]
+// scales inside the scale tensor (strided like the weight: transposed storage swaps them),
+// `grid` says which block of the logical [rows, cols] matrix each scale covers (rows and
+// cols are logical elements, not storage units).
+struct piece_scales {
+  matrix_view scale;
+  scale_grid grid;
+};
+
 struct model_dims {
   std::int64_t E = 0, H = 0, I = 0, K = 0;
   std::vector<int> moe_layers;  // layers that hold experts (config-derived, plus MTP layers found)
@@ -44,10 +55,19 @@ struct model_dims {
 // Compute E/H/I/K and the MoE layers from config.json. Throws moereg::error naming the field.
 model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& config_path);
 
+enum class quant_role { none, data, scale, g_idx, zeros, shape };
+
 struct passthrough_tensor {
   std::string canonical;                // name in the family's canonical naming
   const checkpoint::entry* source;      // the stored tensor
   std::string decode_hook;              // hook that turns the stored bytes into canonical bytes
+  // A quantized linear weight outside the experts (attention, shared experts) and its
+  // companions: each carries the canonical name of the unquantized weight and the naming
+  // template that leads from it, so renames move the companions with the weight.
+  quant_role role = quant_role::none;
+  std::string quant_key;                     // "model.layers.0.self_attn.o_proj.weight"
+  std::string quant_naming;                  // "{key}", "{key}_scale_inv", "{stem}.qweight"
+  const checkpoint::entry* scale = nullptr;  // role data: its scale tensor
 };
 
 struct decoded_checkpoint {
@@ -58,7 +78,20 @@ struct decoded_checkpoint {
   // experts[layer][expert][piece]
   std::map<int, std::vector<std::array<matrix_view, 3>>> experts;
   std::vector<passthrough_tensor> others;  // sorted by canonical name
-  dtype expert_dtype = dtype::BF16;
+  dtype expert_dtype = dtype::BF16;         // as stored: F8_E4M3, I32 (int4), U8 (mxfp4) when quantized
+
+  // Quantized checkpoints. `quant` says the scheme (none when not quantized). Expert views
+  // then hold storage units: F8_E4M3 bytes [rows, cols]; packed int4/mxfp4 [rows, cols / pack]
+  // (GPTQ's transposed storage appears as strides). expert_scales[layer][expert][piece]
+  // holds each piece's scales, parallel to `experts`; empty when not quantized.
+  quant_format quant;
+  std::map<int, std::vector<std::array<piece_scales, 3>>> expert_scales;
+  dtype scale_dtype = dtype::F32;
+  std::size_t scale_naming = 0;  // which of quant.names.scale the checkpoint uses
+  // GPTQ/compressed-tensors companions that carry no information of their own (trivial
+  // g_idx, symmetric qzeros, weight_shape): checked when read, written again when present.
+  bool has_g_idx = false, has_zeros = false, has_shape = false;
+  dtype shape_dtype = dtype::I64;
 };
 
 // Decode ckpt through `layout`. Throws moereg::error listing every problem found.

@@ -1,0 +1,48 @@
+#include "moereg/exec/dequantize_view.h"
+
+#include "moereg/base/error.h"
+#include "moereg/exec/executor.h"
+#include "moereg/quant/fp8_e4m3.h"
+#include "moereg/quant/mxfp4.h"
+#include "moereg/quant/pack_quantized_int4.h"
+
+namespace moereg {
+
+void dequantize_view(const matrix_view& data, const piece_scales& s, const quant_format& q, std::uint16_t* out,
+                     dequantize_scratch& scratch) {
+  const scale_grid& g = s.grid;
+  if (s.scale.rows != g.grid_rows() || s.scale.cols != g.grid_cols() || data.rows != g.rows ||
+      data.cols != (g.cols + q.pack() - 1) / q.pack())
+    throw error(data.source->info->name + ": dequantizing a " + std::to_string(data.rows) + "x" + std::to_string(data.cols) +
+                " view with " + std::to_string(s.scale.rows) + "x" + std::to_string(s.scale.cols) + " scales for " +
+                g.describe() + " over " + std::to_string(g.rows) + "x" + std::to_string(g.cols) + " elements: shapes disagree");
+  // Gather both into row-major buffers: the dequantizers read contiguous [rows, units].
+  scratch.units.resize(data.nbytes());
+  copy_matrix(data, scratch.units.data(), data.cols, 1);
+  scratch.scales.resize(s.scale.nbytes());
+  copy_matrix(s.scale, scratch.scales.data(), s.scale.cols, 1);
+  const std::size_t n_scales = static_cast<std::size_t>(s.scale.rows * s.scale.cols);
+  switch (q.scheme) {
+    case quant_scheme::fp8: {
+      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales);
+      scale_grid one = g;
+      one.batch = 1;
+      dequantize_fp8_e4m3(reinterpret_cast<const std::uint8_t*>(scratch.units.data()), f, one, out);
+      return;
+    }
+    case quant_scheme::mxfp4:
+      dequantize_mxfp4(reinterpret_cast<const std::uint8_t*>(scratch.units.data()),
+                       reinterpret_cast<const std::uint8_t*>(scratch.scales.data()), {g.rows, g.cols}, out);
+      return;
+    case quant_scheme::gptq_int4:  // gathered [N, K/8]: GPTQ's words, in compressed-tensors order
+    case quant_scheme::pack_int4: {
+      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales);
+      dequantize_pack_quantized_int4(scratch.units.data(), f, {g.rows, g.cols, g.block_cols}, out);
+      return;
+    }
+    case quant_scheme::none: break;
+  }
+  throw error(data.source->info->name + ": not quantized, nothing to dequantize");
+}
+
+}  // namespace moereg
