@@ -25,6 +25,45 @@ constexpr int stage_buffers = 4;
 
 }  // namespace
 
+// Pinned staging buffers, their events and two copy streams, made once per create and shared
+// by every tensor it uploads: pinning 128 MiB costs tens of milliseconds, which per tensor
+// was a large part of loading a small layer.
+struct staging {
+  void* bufs[stage_buffers] = {};
+  cudaEvent_t done[stage_buffers] = {};
+  cudaStream_t streams[2] = {};
+  size_t chunk = 0;  // chunks issued so far: picks the buffer and the stream
+  staging() {
+    try {
+      for (int b = 0; b < stage_buffers; ++b) {
+        check(cudaMallocHost(&bufs[b], stage_elems * 2), "cudaMallocHost (staging)");
+        check(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming), "cudaEventCreate");
+      }
+      for (auto& st : streams) check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~staging() { release(); }
+  staging(const staging&) = delete;
+  staging& operator=(const staging&) = delete;
+  void release() {
+    for (auto& st : streams)
+      if (st) {
+        cudaStreamSynchronize(st);
+        cudaStreamDestroy(st);
+        st = nullptr;
+      }
+    for (int b = 0; b < stage_buffers; ++b) {
+      if (done[b]) cudaEventDestroy(done[b]);
+      if (bufs[b]) cudaFreeHost(bufs[b]);
+      done[b] = nullptr;
+      bufs[b] = nullptr;
+    }
+  }
+};
+
 // One device arena carved into the per-forward buffers; reallocated when T grows.
 struct moe_layer::workspace {
   int tokens = 0;
@@ -95,12 +134,16 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
     if (has_shared_gate_) sgate_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_) * 2));
   }
   const auto t0 = std::chrono::steady_clock::now();
-  upload(w13_, w.w13, "weights.w13");
-  upload(w2_, w.w2, "weights.w2");
-  if (Is_) {
-    upload(sw13_, w.shared_w13, "weights.shared_w13");
-    upload(sw2_, w.shared_w2, "weights.shared_w2");
-    if (has_shared_gate_) upload(sgate_, w.shared_gate, "weights.shared_gate");
+  {
+    staging st;
+    upload(w13_, w.w13, "weights.w13", st);
+    upload(w2_, w.w2, "weights.w2", st);
+    if (Is_) {
+      upload(sw13_, w.shared_w13, "weights.shared_w13", st);
+      upload(sw2_, w.shared_w2, "weights.shared_w2", st);
+      if (has_shared_gate_) upload(sgate_, w.shared_gate, "weights.shared_gate", st);
+    }
+    for (auto& stream : st.streams) check(cudaStreamSynchronize(stream), "weights copy");
   }
   load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   load_gbps_ = load_seconds_ > 0 ? weight_bytes_ / load_seconds_ / 1e9 : 0;
@@ -164,43 +207,27 @@ moe_layer::~moe_layer() {
 
 // Pinned staging, two copy streams: the host thread(s) fill buffer b (reading the mapped
 // file, converting to bf16) while the copy engine drains the buffers filled before it.
-void moe_layer::upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what) {
+void moe_layer::upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what, staging& st) {
   if (src.memory != MOEREG_MEMORY_HOST) throw invalid_argument(std::string(what) + ": expected host memory");
   if (src.dtype != MOEREG_DTYPE_BF16 && src.dtype != MOEREG_DTYPE_F16 && src.dtype != MOEREG_DTYPE_F32)
     throw unsupported(std::string(what) + ": dtype " + dtype_name(src.dtype) + ", expected BF16, F16 or F32");
   const size_t n = static_cast<size_t>(numel(src));
-  int threads = static_cast<int>(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
-  std::vector<void*> bufs(stage_buffers, nullptr);
-  std::vector<cudaEvent_t> done(stage_buffers, nullptr);
-  cudaStream_t streams[2] = {nullptr, nullptr};
-  std::string err;
+  // The host copy into pinned memory is the bottleneck (page faults on a mapped file, memory
+  // bandwidth), so it gets up to 16 threads while the copy engine drains the other buffers.
+  const int threads = static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
   try {
-    for (int b = 0; b < stage_buffers; ++b) {
-      check(cudaMallocHost(&bufs[b], stage_elems * 2), "cudaMallocHost (staging)");
-      check(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming), "cudaEventCreate");
-    }
-    for (auto& s : streams) check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
-    size_t chunk = 0;
-    for (size_t first = 0; first < n; first += stage_elems, ++chunk) {
-      const int b = static_cast<int>(chunk % stage_buffers);
+    for (size_t first = 0; first < n; first += stage_elems, ++st.chunk) {
+      const int b = static_cast<int>(st.chunk % stage_buffers);
       const size_t len = std::min(stage_elems, n - first);
-      check(cudaEventSynchronize(done[b]), "staging wait");
-      stage_bf16(static_cast<uint16_t*>(bufs[b]), src.data, src.dtype, first, len, threads);
-      cudaStream_t s = streams[chunk % 2];
-      check(cudaMemcpyAsync(dst + first, bufs[b], len * 2, cudaMemcpyHostToDevice, s), "weights copy");
-      check(cudaEventRecord(done[b], s), "cudaEventRecord");
+      check(cudaEventSynchronize(st.done[b]), "staging wait");
+      stage_bf16(static_cast<uint16_t*>(st.bufs[b]), src.data, src.dtype, first, len, threads);
+      cudaStream_t s = st.streams[st.chunk % 2];
+      check(cudaMemcpyAsync(dst + first, st.bufs[b], len * 2, cudaMemcpyHostToDevice, s), "weights copy");
+      check(cudaEventRecord(st.done[b], s), "cudaEventRecord");
     }
-    for (auto& s : streams) check(cudaStreamSynchronize(s), "weights copy");
   } catch (const std::exception& e) {
-    err = std::string(what) + ": " + e.what();
+    throw std::runtime_error(std::string(what) + ": " + e.what());
   }
-  for (auto& s : streams)
-    if (s) cudaStreamDestroy(s);
-  for (int b = 0; b < stage_buffers; ++b) {
-    if (done[b]) cudaEventDestroy(done[b]);
-    if (bufs[b]) cudaFreeHost(bufs[b]);
-  }
-  if (!err.empty()) throw std::runtime_error(err);
 }
 
 // Pinned host-to-device bandwidth, best of three 64 MiB copies: the ceiling load GB/s is read against.

@@ -17,6 +17,8 @@
 
 namespace moereg::cuda {
 
+struct staging;  // pinned buffers and copy streams of one create (cuda_moe.cu)
+
 // Thrown for caller mistakes (shapes, dtypes, ids); mapped to MOEREG_INVALID_ARGUMENT.
 struct invalid_argument : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -49,7 +51,7 @@ class moe_layer {
  private:
   struct workspace;
   void ensure_workspace(int tokens);
-  void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what);
+  void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what, staging& st);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
   // Whether this pass goes through cuBLAS (and how): forced by MOEREG_CUDA_TILES=cublas|cublas_loop|
