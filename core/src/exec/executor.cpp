@@ -148,7 +148,10 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
         std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
         safetensors_writer& w = *open[s];
         const output_tensor& o = plan.outputs[it.output];
-        if (!o.is_expert) {
+        if (o.literal) {
+          w.write(it.tensor_index, 0, o.literal->data(), o.literal->size());
+          if (options.progress) options.progress->bytes += o.literal->size();
+        } else if (!o.is_expert) {
           const std::byte* src = o.source->data();
           std::uint64_t n = o.source->info->nbytes();
           std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;

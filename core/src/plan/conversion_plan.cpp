@@ -1,6 +1,7 @@
 #include "moereg/plan/conversion_plan.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <unordered_map>
 
@@ -68,11 +69,67 @@ output_tensor scale_output(const decoded_checkpoint& src, const layout_spec& tar
   if (e.stacked) o.spec.shape.push_back(static_cast<std::int64_t>(weight.slots.size()));
   if (o.transpose) o.spec.shape.insert(o.spec.shape.end(), {o.cols, o.rows_total});
   else o.spec.shape.insert(o.spec.shape.end(), {o.rows_total, o.cols});
-  if (!e.stacked && target.squeeze_expert_scales)
+  if (!e.stacked && target.squeeze_expert_scales && q.scheme == quant_scheme::fp8)
     o.spec.shape.erase(std::remove(o.spec.shape.begin(), o.spec.shape.end(), 1), o.spec.shape.end());
   o.origin = "scales of " + weight.spec.name + " (" + o.slots.front().front().source->info->name +
              (o.slots.front().size() > 1 || weight.slots.size() > 1 ? ", ..." : "") + ")";
   return o;
+}
+
+// GPTQ g_idx / qzeros and compressed-tensors weight_shape of one expert weight output, when
+// the source had them: decoding checked they carry nothing but the format, so they are
+// made again for the target's shape.
+std::vector<output_tensor> restated_companions(const decoded_checkpoint& src, const expert_entry& e, const output_tensor& weight) {
+  const quant_format& q = src.quant;
+  std::vector<output_tensor> out;
+  const std::int64_t n = weight.rows_total;
+  const std::int64_t k = src.expert_scales.at(weight.layer)[static_cast<std::size_t>(weight.first_expert)]
+                                                         [static_cast<std::size_t>(e.pieces.front())].grid.cols;
+  const std::int64_t slots = static_cast<std::int64_t>(weight.slots.size());
+  const std::string key = *unapply_naming(q.names.weight, weight.spec.name);
+  auto make = [&](const std::string& naming, dtype t, std::vector<std::int64_t> shape, std::vector<std::byte> bytes) {
+    output_tensor o;
+    o.layer = weight.layer;
+    o.companion_of = weight.spec.name;
+    o.spec = {apply_naming(naming, key), t, {}};
+    if (e.stacked) o.spec.shape.push_back(slots);
+    o.spec.shape.insert(o.spec.shape.end(), shape.begin(), shape.end());
+    o.literal = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+    o.origin = "restated for " + weight.spec.name;
+    out.push_back(std::move(o));
+  };
+  const std::int64_t group = q.group > 0 ? q.group : k;
+  if (src.has_g_idx && !q.names.g_idx.empty()) {
+    std::vector<std::int32_t> v;
+    for (std::int64_t s = 0; s < slots; ++s)
+      for (std::int64_t i = 0; i < k; ++i) v.push_back(static_cast<std::int32_t>(i / group));
+    std::vector<std::byte> b(v.size() * 4);
+    std::memcpy(b.data(), v.data(), b.size());
+    make(q.names.g_idx, dtype::I32, {k}, std::move(b));
+  }
+  if (src.has_zeros && !q.names.zeros.empty()) {
+    const std::int64_t groups = (k + group - 1) / group, words = (n + 7) / 8;
+    std::vector<std::int32_t> v(static_cast<std::size_t>(slots * groups * words), q.zero_word);
+    std::vector<std::byte> b(v.size() * 4);
+    std::memcpy(b.data(), v.data(), b.size());
+    make(q.names.zeros, dtype::I32, {groups, words}, std::move(b));
+  }
+  if (src.has_shape && !q.names.shape.empty()) {
+    std::vector<std::int64_t> v;
+    if (e.stacked) v.push_back(slots);
+    v.insert(v.end(), {n, k});
+    std::vector<std::byte> b(v.size() * dtype_size(src.shape_dtype));
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (src.shape_dtype == dtype::I64) std::memcpy(b.data() + 8 * i, &v[i], 8);
+      else {
+        auto x = static_cast<std::int32_t>(v[i]);
+        std::memcpy(b.data() + 4 * i, &x, 4);
+      }
+    }
+    make(q.names.shape, src.shape_dtype, {}, std::move(b));
+    out.back().spec.shape = {static_cast<std::int64_t>(v.size())};
+  }
+  return out;
 }
 
 // A quantized pass-through weight (attention, shared experts) as one bf16 matrix.
@@ -206,6 +263,7 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
         if (q.quantized() && !dequantize) {
           try {
             plan.outputs.push_back(scale_output(src, target, e, o));
+            for (auto& lit : restated_companions(src, e, o)) plan.outputs.push_back(std::move(lit));
           } catch (const error& err) {
             problems.push_back(err.what());
           }

@@ -71,8 +71,9 @@ struct layout_spec {
   std::string config_file = "config.json";  // a native layout writes e.g. params.json
   std::string write_config_hook;            // hook producing config_file from config.json
   std::string file_stem = "model";          // model.safetensors / consolidated.safetensors
-  // Per-expert scales are written with their size-1 axes dropped, as transformers 5.17's
-  // save_pretrained does ([2] rather than [1, 2]); read in either shape.
+  // Per-expert FP8 scales are written with their size-1 axes dropped, as transformers 5.17's
+  // save_pretrained does ([2] rather than [1, 2]); read in either shape. Group scales
+  // (int4, mxfp4) keep the shape their format fixes.
   bool squeeze_expert_scales = false;
   std::string defined_in;                   // plugin.yaml that declared it
   int line = 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -34,6 +35,9 @@ struct output_tensor {
   // dequantized with these scales (parallel to `slots`); rows_total and cols count elements.
   bool dequantize = false;
   std::vector<std::vector<piece_scales>> slot_scales;
+  // Companions that only restate the format (GPTQ's trivial g_idx and symmetric qzeros,
+  // compressed-tensors' weight_shape): their bytes, made by the planner.
+  std::shared_ptr<const std::vector<std::byte>> literal;
   std::string origin;                           // human-readable provenance for --dry-run
 };
 
