@@ -34,6 +34,9 @@ kernel_table pick_kernels() {
   } else {
     moereg::cpu::fill_scalar(t);
   }
+  // MOEREG_CPU_PANEL_ROWS overrides from how many rows of an item bf16/f32 weights take the
+  // panel path (0 = never; tests use 1 to run it on every kernel set).
+  if (const char* pr = std::getenv("MOEREG_CPU_PANEL_ROWS")) t.panel_min_rows = static_cast<int>(std::strtol(pr, nullptr, 10));
   return t;
 }
 

@@ -34,6 +34,9 @@ struct kernel_table {
   tile_fn tiles[2][2][max_tile_m][max_tile_n] = {};
   // widen[type] for elem_bf16 and elem_fp8 (widen[elem_f32] is unused).
   widen_fn widen[3] = {};
+  // Widen bf16 activations to f32 once per item and K pass, then run f32 x weight tiles,
+  // instead of converting them inside every tile (which the tile repeats per weight row).
+  bool widen_activations = false;
   // Panel path: an item with at least this many rows widens its weight rows (and bf16
   // activations) into f32 panels once per K pass and runs the f32 x f32 tiles over them,
   // instead of converting inside every tile. 0: only FP8 weights take the panel path.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 namespace moereg::cpu {
 namespace {
@@ -12,6 +13,11 @@ namespace {
 // streams past once. Items are capped so the gate/up partial sums fit a per-thread buffer.
 constexpr std::int64_t default_k_block = 1024;
 constexpr std::int64_t l2_budget = 512 * 1024;
+// The panel path reads its widened f32 activations once per weight panel: a quarter of a
+// 1 MiB L2 (half of a 512 KiB one) leaves room for the panels and the streaming weights
+// (measured on Zen 2: a 3 x 4 f32 tile over 64 rows x 1024 runs at 82 GFLOP/s per core,
+// over 64 x 2048 (512 KiB) at 42).
+constexpr std::int64_t l2_panel_budget = 256 * 1024;
 constexpr std::int64_t max_item_rows = 256;
 constexpr std::int64_t max_item_pairs = 64;   // gate/up pairs per item
 constexpr std::int64_t max_item_cols = 128;   // down-projection outputs per item
@@ -80,6 +86,29 @@ std::uint16_t to_bf16(float f) {
 float load_elem(const char* p, int type, std::int64_t i) {
   return type == elem_bf16 ? bf16_value(reinterpret_cast<const std::uint16_t*>(p)[i]) : reinterpret_cast<const float*>(p)[i];
 }
+
+// Prefetches (into L2) the K segment of the next weight tile's rows, a share per row tile of
+// the current one, so the next tile's first row tile does not wait on DRAM: items with a
+// few dozen rows are otherwise bound by the latency of starting each short weight stream.
+// With a single row tile (T = 1) it stays off: the weight streams are long, the hardware
+// prefetcher keeps up, and a burst of software prefetches only got in its way (measured).
+class next_tile_prefetch {
+ public:
+  // rows consecutive weight rows from `first` (already offset to the pass), `stride` bytes
+  // apart, `seg` bytes each; spread over `steps` calls of step().
+  next_tile_prefetch(const char* first, std::int64_t stride, std::int64_t rows, std::int64_t seg, std::int64_t steps)
+      : first_(first), stride_(stride), lines_per_row_((seg + 63) / 64), total_(first && steps > 1 ? rows * lines_per_row_ : 0),
+        per_step_((total_ + steps - 1) / std::max<std::int64_t>(1, steps)) {}
+  void step() {
+    const std::int64_t end = std::min(total_, done_ + per_step_);
+    for (; done_ < end; ++done_)
+      __builtin_prefetch(first_ + (done_ / lines_per_row_) * stride_ + (done_ % lines_per_row_) * 64, 0, 2);
+  }
+
+ private:
+  const char* first_;
+  std::int64_t stride_, lines_per_row_, total_, per_step_, done_ = 0;
+};
 
 }  // namespace
 
@@ -174,7 +203,7 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     }
   }
   pool_ = std::make_unique<thread_pool>(std::max(1, threads));
-  if (t13 == elem_fp8 || t2 == elem_fp8 || kernels_.panel_min_rows > 0) {
+  if (t13 == elem_fp8 || t2 == elem_fp8 || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
     panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
     const auto nt = static_cast<std::size_t>(pool_->size());
     panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
@@ -212,9 +241,12 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   gu_acc_.assign(static_cast<std::size_t>(pool_->size() * max_item_rows * 2 * max_item_pairs), 0.0f);
 }
 
-std::int64_t moe_engine::k_pass(std::int64_t rows, std::int64_t k_len) const {
-  // One tile of rows reads each weight once anyway: one pass keeps the weight streams long.
-  return rows <= kernels_.tile_m ? k_len : std::min(k_block_, k_len);
+std::int64_t moe_engine::pass_length(const item_plan& p, std::int64_t rows, std::int64_t k_len) const {
+  // One tile of rows reads each weight once anyway: one pass keeps the weight streams long
+  // (when the widened activations of the whole length fit the per-thread buffer).
+  if (!p.b_panel && rows <= p.tm && (!p.a_widen || rows * k_len <= max_item_rows * panel_k_)) return k_len;
+  // Widened rows live in buffers of panel_k_ floats per row.
+  return std::min(p.b_panel || p.a_widen ? panel_k_ : k_block_, k_len);
 }
 
 std::uint64_t moe_engine::scratch_bytes() const {
@@ -229,8 +261,10 @@ void moe_engine::plan_items(bool down) {
   const std::int64_t a_bytes = panel_k_ > 0 ? 4 : static_cast<std::int64_t>(elem_bytes(x_type_));
   const std::int64_t k_len = std::min(k_block_, down ? h_stride_ : hidden_);
   // Row blocks whose activations for one K pass stay in L2 while a weight panel streams past.
-  std::int64_t row_block = std::clamp<std::int64_t>(l2_budget / (k_len * a_bytes), 4, max_item_rows);
-  row_block = std::max<std::int64_t>(kernels_.tile_m, row_block / kernels_.tile_m * kernels_.tile_m);
+  const std::int64_t budget = panel_k_ > 0 ? l2_panel_budget : l2_budget;
+  const std::int64_t tm = std::max(kernels_.panel_tile_m, kernels_.tile_m);
+  std::int64_t row_block = std::clamp<std::int64_t>(budget / (k_len * a_bytes), 4, max_item_rows);
+  row_block = std::max<std::int64_t>(tm, row_block / tm * tm);
   std::int64_t blocks = 0;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     std::int64_t rows = bucket_begin_[e + 1] - bucket_begin_[e];
@@ -243,10 +277,11 @@ void moe_engine::plan_items(bool down) {
     std::int64_t begin = bucket_begin_[e], rows = bucket_begin_[e + 1] - begin;
     if (rows == 0) continue;
     std::int64_t cols = down ? hidden_ : experts_[e].inter;
-    std::int64_t quantum = down ? max_tile_n : max_tile_n / 2;
+    // Whole tiles of weight rows per item (gate/up: pairs, each a gate and an up tile column).
+    const std::int64_t quantum = std::lcm(std::lcm(kernels_.tile_n, kernels_.panel_tile_n), max_tile_n);
     std::int64_t chunk = std::max<std::int64_t>(quantum, (cols + want - 1) / want);
     chunk = (chunk + quantum - 1) / quantum * quantum;
-    chunk = std::min(chunk, down ? max_item_cols : max_item_pairs);
+    chunk = std::min(chunk, (down ? max_item_cols : max_item_pairs) / quantum * quantum);
     for (std::int64_t r = 0; r < rows; r += row_block)
       for (std::int64_t c = 0; c < cols; c += chunk)
         items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
@@ -255,68 +290,79 @@ void moe_engine::plan_items(bool down) {
   }
 }
 
+moe_engine::item_plan moe_engine::plan_for(int weight_type, std::int64_t rows) const {
+  item_plan p;
+  p.b_panel = use_panel(weight_type, rows);
+  p.a_widen = x_type_ == elem_bf16 && (p.b_panel || kernels_.widen_activations);
+  const int full_m = p.b_panel ? kernels_.panel_tile_m : kernels_.tile_m;
+  p.tm = static_cast<int>(std::min<std::int64_t>(full_m, rows));
+  // Fewer rows than a full tile: as many weight rows as the registers then allow.
+  p.tn = p.tm >= full_m ? (p.b_panel ? kernels_.panel_tile_n : kernels_.tile_n) : max_tile_n;
+  p.a_type = p.a_widen ? elem_f32 : x_type_;
+  p.b_type = p.b_panel ? elem_f32 : weight_type;
+  return p;
+}
+
 void moe_engine::gate_up(const item& it, int thread) {
   const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
   const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
   const std::int64_t rows = it.row1 - it.row0, pairs = it.col1 - it.col0;
-  const bool panel = use_panel(ex.w13_type, rows);
-  const int full_m = panel ? kernels_.panel_tile_m : kernels_.tile_m;
-  const int tm = static_cast<int>(std::min<std::int64_t>(full_m, rows));
-  const int tn = tm >= full_m ? (panel ? kernels_.panel_tile_n : kernels_.tile_n) : max_tile_n;
-  const int pairs_per_tile = tn / 2;
+  const item_plan p = plan_for(ex.w13_type, rows);
   const bool h_bf16 = x_type_ == elem_bf16;
-  const bool widen_a = panel && x_type_ == elem_bf16;
-  const int a_type = widen_a ? elem_f32 : x_type_;
-  const int b_type = panel ? elem_f32 : ex.w13_type;
   const std::int64_t a_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
   const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w13_type));
-  const std::int64_t kp = panel ? std::min(panel_k_, hidden_) : k_pass(rows, hidden_);
+  const std::int64_t kp = pass_length(p, rows, hidden_);
   // acc row r: [gate sums of the item's pairs | up sums], kept across K passes.
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(max_item_rows * 2 * max_item_pairs);
-  float* pa = panel ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
-  float* pb = panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
+  float* pa = p.a_widen ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
+  float* pb = p.b_panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
   const std::int64_t acc_row = 2 * pairs;
   const void* a[max_tile_m];
   const void* b[max_tile_n];
   float c[max_tile_m * max_tile_n];
   for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
     const std::int64_t kl = std::min(kp, hidden_ - k0);
-    if (widen_a)  // the item's activations for this pass, widened once for all its panels
+    if (p.a_widen)  // the item's activations for this pass, widened once for all its weight rows
       for (std::int64_t r = 0; r < rows; ++r)
         kernels_.widen[elem_bf16](x_ + row_token_[static_cast<std::size_t>(begin + it.row0 + r)] * x_row_, k0, kl, nullptr,
                                   0, pa + r * kp);
-    for (std::int64_t j = it.col0; j < it.col1; j += pairs_per_tile) {
-      const int np = static_cast<int>(std::min<std::int64_t>(pairs_per_tile, it.col1 - j));
-      for (int i = 0; i < 2 * np; ++i) {
-        const std::int64_t wr = i < np ? j + i : ex.inter + j + (i - np);  // gate rows, then their up rows
-        const char* row = ex.w13 + wr * ex.w13_row;
-        if (panel) {
-          float* dst = pb + i * kp;
-          if (ex.w13_type == elem_f32) {
-            std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
-          } else {
-            kernels_.widen[ex.w13_type](row, k0, kl, w13_scale_row(ex, wr), scale_b1_, dst);
-          }
-          b[i] = dst;
-        } else {
-          b[i] = row + k0 * b_elem;
-        }
-      }
-      for (std::int64_t r = it.row0; r < it.row1; r += tm) {
-        const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
-        for (int m = 0; m < mr; ++m)
-          a[m] = widen_a ? static_cast<const void*>(pa + (r - it.row0 + m) * kp)
-                         : x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_ + k0 * a_elem;
-        kernels_.tiles[a_type][b_type][mr - 1][2 * np - 1](a, b, kl, c);
-        for (int m = 0; m < mr; ++m) {
-          float* ar = acc + (r - it.row0 + m) * acc_row + (j - it.col0);
-          for (int i = 0; i < np; ++i) {
-            if (k0 == 0) {
-              ar[i] = c[m * 2 * np + i];
-              ar[pairs + i] = c[m * 2 * np + np + i];
+    // Gate rows and up rows are separate tiles; their sums land in the two halves of acc.
+    for (std::int64_t j = it.col0; j < it.col1; j += p.tn) {
+      const int np = static_cast<int>(std::min<std::int64_t>(p.tn, it.col1 - j));
+      for (int half = 0; half < 2; ++half) {
+        // The next tile: these pairs' up rows, or the next pairs' gate rows.
+        const std::int64_t next_row = half == 0 ? ex.inter + j : j + p.tn;
+        const std::int64_t next_n = half == 0 ? np : std::min<std::int64_t>(p.tn, it.col1 - (j + p.tn));
+        next_tile_prefetch prefetch(next_n > 0 ? ex.w13 + next_row * ex.w13_row + k0 * b_elem : nullptr, ex.w13_row, next_n,
+                                    kl * b_elem, (rows + p.tm - 1) / p.tm);
+        for (int i = 0; i < np; ++i) {
+          const std::int64_t wr = half * ex.inter + j + i;
+          const char* row = ex.w13 + wr * ex.w13_row;
+          if (p.b_panel) {
+            float* dst = pb + i * kp;
+            if (ex.w13_type == elem_f32) {
+              std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
             } else {
-              ar[i] += c[m * 2 * np + i];
-              ar[pairs + i] += c[m * 2 * np + np + i];
+              kernels_.widen[ex.w13_type](row, k0, kl, w13_scale_row(ex, wr), scale_b1_, dst);
+            }
+            b[i] = dst;
+          } else {
+            b[i] = row + k0 * b_elem;
+          }
+        }
+        for (std::int64_t r = it.row0; r < it.row1; r += p.tm) {
+          const int mr = static_cast<int>(std::min<std::int64_t>(p.tm, it.row1 - r));
+          for (int m = 0; m < mr; ++m)
+            a[m] = p.a_widen ? static_cast<const void*>(pa + (r - it.row0 + m) * kp)
+                             : x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_ + k0 * a_elem;
+          prefetch.step();
+          kernels_.tiles[p.a_type][p.b_type][mr - 1][np - 1](a, b, kl, c);
+          for (int m = 0; m < mr; ++m) {
+            float* ar = acc + (r - it.row0 + m) * acc_row + half * pairs + (j - it.col0);
+            if (k0 == 0) {
+              for (int i = 0; i < np; ++i) ar[i] = c[m * np + i];
+            } else {
+              for (int i = 0; i < np; ++i) ar[i] += c[m * np + i];
             }
           }
         }
@@ -342,33 +388,29 @@ void moe_engine::down(const item& it, int thread) {
   const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
   const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
   const std::int64_t rows = it.row1 - it.row0;
-  const bool panel = use_panel(ex.w2_type, rows);
-  const int full_m = panel ? kernels_.panel_tile_m : kernels_.tile_m;
-  const int tm = static_cast<int>(std::min<std::int64_t>(full_m, rows));
-  const int tn = tm >= full_m ? (panel ? kernels_.panel_tile_n : kernels_.tile_n) : max_tile_n;
-  const int h_type = x_type_ == elem_bf16 ? elem_bf16 : elem_f32;
-  const bool widen_a = panel && h_type == elem_bf16;
-  const int a_type = widen_a ? elem_f32 : h_type;
-  const int b_type = panel ? elem_f32 : ex.w2_type;
-  const std::int64_t h_elem = h_type == elem_bf16 ? 2 : 4;
+  const item_plan p = plan_for(ex.w2_type, rows);  // h has x's precision
+  const std::int64_t h_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
   const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w2_type));
-  const std::int64_t kp = panel ? std::min(panel_k_, ex.inter) : k_pass(rows, ex.inter);
+  const std::int64_t kp = pass_length(p, rows, ex.inter);
   const char* h = reinterpret_cast<const char*>(h_.data());
-  float* pa = panel ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
-  float* pb = panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
+  float* pa = p.a_widen ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
+  float* pb = p.b_panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
   const void* a[max_tile_m];
   const void* b[max_tile_n];
   float c[max_tile_m * max_tile_n];
   for (std::int64_t k0 = 0; k0 < ex.inter; k0 += kp) {
     const std::int64_t kl = std::min(kp, ex.inter - k0);
-    if (widen_a)
+    if (p.a_widen)
       for (std::int64_t r = 0; r < rows; ++r)
         kernels_.widen[elem_bf16](h + (begin + it.row0 + r) * h_stride_ * h_elem, k0, kl, nullptr, 0, pa + r * kp);
-    for (std::int64_t n = it.col0; n < it.col1; n += tn) {
-      const int nr = static_cast<int>(std::min<std::int64_t>(tn, it.col1 - n));
+    for (std::int64_t n = it.col0; n < it.col1; n += p.tn) {
+      const int nr = static_cast<int>(std::min<std::int64_t>(p.tn, it.col1 - n));
+      const std::int64_t next_n = std::min<std::int64_t>(p.tn, it.col1 - (n + p.tn));
+      next_tile_prefetch prefetch(next_n > 0 ? ex.w2 + (n + p.tn) * ex.w2_row + k0 * b_elem : nullptr, ex.w2_row, next_n,
+                                  kl * b_elem, (rows + p.tm - 1) / p.tm);
       for (int i = 0; i < nr; ++i) {
         const char* row = ex.w2 + (n + i) * ex.w2_row;
-        if (panel) {
+        if (p.b_panel) {
           float* dst = pb + i * kp;
           if (ex.w2_type == elem_f32) {
             std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
@@ -381,16 +423,17 @@ void moe_engine::down(const item& it, int thread) {
           b[i] = row + k0 * b_elem;
         }
       }
-      for (std::int64_t r = it.row0; r < it.row1; r += tm) {
-        const int mr = static_cast<int>(std::min<std::int64_t>(tm, it.row1 - r));
+      for (std::int64_t r = it.row0; r < it.row1; r += p.tm) {
+        const int mr = static_cast<int>(std::min<std::int64_t>(p.tm, it.row1 - r));
         for (int m = 0; m < mr; ++m)
-          a[m] = widen_a ? static_cast<const void*>(pa + (r - it.row0 + m) * kp) : h + ((begin + r + m) * h_stride_ + k0) * h_elem;
-        kernels_.tiles[a_type][b_type][mr - 1][nr - 1](a, b, kl, c);
+          a[m] = p.a_widen ? static_cast<const void*>(pa + (r - it.row0 + m) * kp) : h + ((begin + r + m) * h_stride_ + k0) * h_elem;
+        prefetch.step();
+        kernels_.tiles[p.a_type][p.b_type][mr - 1][nr - 1](a, b, kl, c);
         for (int m = 0; m < mr; ++m) {
-          const std::size_t p = static_cast<std::size_t>(begin + r + m);
-          float* y = y_.data() + static_cast<std::size_t>(row_slot_[p]) * static_cast<std::size_t>(hidden_) +
+          const std::size_t q = static_cast<std::size_t>(begin + r + m);
+          float* y = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_) +
                      static_cast<std::size_t>(n);
-          const float w = row_weight_[p];
+          const float w = row_weight_[q];
           if (k0 == 0) {
             for (int i = 0; i < nr; ++i) y[i] = w * c[m * nr + i];
           } else {

@@ -70,13 +70,20 @@ class moe_engine {
 
   void reserve(std::int64_t tokens, std::int64_t top_k);
   void plan_items(bool down);
-  std::int64_t k_pass(std::int64_t rows, std::int64_t k_len) const;
   static void run_gate_up(void* self, std::int64_t i, int thread);
   static void run_down(void* self, std::int64_t i, int thread);
   static void run_sum(void* self, std::int64_t i, int thread);
   void gate_up(const item& it, int thread);
   void down(const item& it, int thread);
   bool use_panel(int weight_type, std::int64_t rows) const;
+  // How one item runs: weights widened into panels or read in place, activations widened
+  // to f32 or read in place, and the tile shape.
+  struct item_plan {
+    bool b_panel = false, a_widen = false;
+    int tm = 1, tn = 1, a_type = elem_f32, b_type = elem_f32;
+  };
+  item_plan plan_for(int weight_type, std::int64_t rows) const;
+  std::int64_t pass_length(const item_plan& p, std::int64_t rows, std::int64_t k_len) const;
   const float* w13_scale_row(const expert& ex, std::int64_t r) const;
 
   std::vector<expert> experts_;  // E routed, then the shared expert if any
