@@ -1,10 +1,13 @@
 #include "moereg/plan/moe_layer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "moereg/base/error.h"
+#include "moereg/exec/dequantize_view.h"
 #include "moereg/exec/executor.h"
+#include "moereg/quant/scale_grid.h"
 #include "moereg/tensor/tensor_view.h"
 
 namespace moereg {
@@ -28,6 +31,55 @@ double config_number(const config_value& v, const json::value& cfg, double fallb
   return resolve_value(v, cfg).value_or(fallback);
 }
 
+// One scale element of a strided scale view, widened to float.
+float scale_at(const matrix_view& s, std::int64_t r, std::int64_t c) {
+  return scales_as_f32(s.source->info->name, s.type, s.at(r, c), 1)[0];
+}
+
+// The {rows, cols} per scale one block size must give every piece of the layer: where some
+// piece has several scale rows (columns), their block size; where none has, any size at least
+// the largest matrix (a per-channel or per-tensor axis). Throws when the pieces disagree.
+std::array<std::int64_t, 2> common_blocks(const std::vector<std::array<piece_scales, 3>>& scales, const std::string& where) {
+  std::array<std::int64_t, 2> block{0, 0}, largest{1, 1};
+  for (const auto& e : scales)
+    for (const piece_scales& p : e) {
+      const std::int64_t n[2] = {p.grid.grid_rows(), p.grid.grid_cols()};
+      const std::int64_t b[2] = {p.grid.block_rows, p.grid.block_cols};
+      const std::int64_t len[2] = {p.grid.rows, p.grid.cols};
+      for (int a = 0; a < 2; ++a) {
+        largest[static_cast<std::size_t>(a)] = std::max(largest[static_cast<std::size_t>(a)], len[a]);
+        if (n[a] > 1 && block[static_cast<std::size_t>(a)] && block[static_cast<std::size_t>(a)] != b[a])
+          throw error(where + ": expert scales use different blocks (" + p.grid.describe() + " and " +
+                      std::to_string(block[0]) + "x" + std::to_string(block[1]) +
+                      "); the backends take one block size per layer");
+        if (n[a] > 1) block[static_cast<std::size_t>(a)] = b[a];
+      }
+    }
+  for (std::size_t a = 0; a < 2; ++a)
+    if (!block[a]) block[a] = largest[a];
+  return block;
+}
+
+// A quantized pass-through weight (the shared expert's) as bf16, rows x cols, via core/quant:
+// the backend ABI carries scales for the routed experts only.
+std::vector<std::uint16_t> dequantized_shared(const decoded_checkpoint& d, const passthrough_tensor& p) {
+  const checkpoint::entry& w = *p.source;
+  if (d.quant.scheme != quant_scheme::fp8 || !p.scale || w.info->shape.size() != 2)
+    throw error(w.info->name + ": quantized shared-expert weight (" + d.quant.describe() +
+                "); moe run dequantizes FP8 [out, in] matrices with their scale only");
+  const checkpoint::entry& s = *p.scale;
+  const std::vector<std::int64_t>& ws = w.info->shape;
+  piece_scales ps;
+  ps.grid = classify_fp8_scale(s.info->name, ws, s.info->shape, d.quant.block);
+  if (ps.grid.kind == scale_kind::per_tensor) ps.grid.block_rows = ps.grid.rows = ws[0];
+  ps.grid.batch = 1;
+  ps.scale = {&s, 0, ps.grid.grid_rows(), ps.grid.grid_cols(), ps.grid.grid_cols(), 1, s.info->type};
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(ws[0] * ws[1]));
+  dequantize_scratch scratch;
+  dequantize_view({&w, 0, ws[0], ws[1], ws[1], 1, w.info->type}, ps, d.quant, out.data(), scratch);
+  return out;
+}
+
 }  // namespace
 
 std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer) {
@@ -45,6 +97,10 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
   const std::int64_t E = dims.E, H = dims.H, I = dims.I;
   dtype t = d.expert_dtype;
   std::size_t es = dtype_size(t);
+  const std::string where = d.ckpt->path() + ": layer " + std::to_string(layer);
+  if (d.quant.quantized() && d.quant.scheme != quant_scheme::fp8)
+    throw error(where + ": experts quantized as " + d.quant.describe() +
+                "; moe run reads BF16, F16, F32 and FP8 experts (convert with --dtype bf16 first)");
 
   // w13: mapped when gate and up of every expert already sit as [E, 2I, H] in one tensor.
   auto fused_in_place = [&](piece first, piece second, std::int64_t rows) -> const std::byte* {
@@ -93,20 +149,75 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
   w.w13 = view_of(w13, t, {E, 2 * I, H});
   w.w2 = view_of(w2, t, {E, H, I});
 
+  // FP8 experts stay FP8 (the backend dequantizes on the fly); their scales are gathered
+  // into the ABI's F32 [E, scale rows, scale cols] tensors, gate and up each on their own grid.
+  if (d.quant.scheme == quant_scheme::fp8) {
+    const auto sit = d.expert_scales.find(layer);
+    if (sit == d.expert_scales.end() || sit->second.size() != static_cast<std::size_t>(E))
+      throw error(where + ": FP8 experts without their scales");
+    const auto& scales = sit->second;
+    const auto block = common_blocks(scales, where);
+    const std::int64_t g_rows = (I + block[0] - 1) / block[0], h_cols = (H + block[1] - 1) / block[1];
+    const std::int64_t d_rows = (H + block[0] - 1) / block[0], i_cols = (I + block[1] - 1) / block[1];
+    auto gather = [&](std::vector<std::pair<piece, std::int64_t>> parts, std::int64_t rows, std::int64_t cols) {
+      const std::uint64_t bytes = static_cast<std::uint64_t>(E * rows * cols) * 4;
+      out->owned.push_back(std::make_unique<std::byte[]>(bytes));
+      auto* f = reinterpret_cast<float*>(out->owned.back().get());
+      for (std::int64_t e = 0; e < E; ++e) {
+        std::int64_t r0 = 0;
+        for (auto [pc, n] : parts) {
+          const piece_scales& ps = scales[static_cast<std::size_t>(e)][static_cast<std::size_t>(pc)];
+          if (ps.scale.rows != n || ps.scale.cols != cols)
+            throw error(where + ": expert " + std::to_string(e) + " scales " + ps.scale.source->info->name + " hold " +
+                        std::to_string(ps.scale.rows) + "x" + std::to_string(ps.scale.cols) + " blocks, expected " +
+                        std::to_string(n) + "x" + std::to_string(cols) + " for " + std::to_string(block[0]) + "x" +
+                        std::to_string(block[1]) + " blocks");
+          for (std::int64_t r = 0; r < n; ++r)
+            for (std::int64_t c = 0; c < cols; ++c) f[(e * rows + r0 + r) * cols + c] = scale_at(ps.scale, r, c);
+          r0 += n;
+        }
+      }
+      out->packed_bytes += bytes;
+      return f;
+    };
+    w.w13_scale = view_of(reinterpret_cast<std::byte*>(gather({{piece::gate, g_rows}, {piece::up, g_rows}}, 2 * g_rows, h_cols)),
+                          dtype::F32, {E, 2 * g_rows, h_cols});
+    w.w2_scale = view_of(reinterpret_cast<std::byte*>(gather({{piece::down, d_rows}}, d_rows, i_cols)), dtype::F32,
+                         {E, d_rows, i_cols});
+    w.scale_block[0] = block[0];
+    w.scale_block[1] = block[1];
+    out->describe += ", FP8 with " + std::to_string(block[0]) + "x" + std::to_string(block[1]) + " block scales";
+  }
+
   const moe_block_spec& b = d.spec->moe_block;
   const passthrough_tensor* sg = find_other(d, b.shared_gate_proj, layer);
   const passthrough_tensor* su = find_other(d, b.shared_up_proj, layer);
   const passthrough_tensor* sd = find_other(d, b.shared_down_proj, layer);
   if (sg && su && sd) {
     std::int64_t Is = sg->source->info->shape[0];
-    std::uint64_t half = sg->source->info->nbytes();
-    out->owned.push_back(std::make_unique<std::byte[]>(2 * half));
-    std::memcpy(out->owned.back().get(), sg->source->data(), half);
-    std::memcpy(out->owned.back().get() + half, su->source->data(), half);
-    out->packed_bytes += 2 * half;
+    if (sg->role == quant_role::data || su->role == quant_role::data || sd->role == quant_role::data) {
+      // Quantized shared expert: dequantized to bf16 here (one expert; the ABI has no scales for it).
+      auto gate = dequantized_shared(d, *sg), up = dequantized_shared(d, *su), down = dequantized_shared(d, *sd);
+      const std::uint64_t half = gate.size() * 2, down_bytes = down.size() * 2;
+      out->owned.push_back(std::make_unique<std::byte[]>(2 * half + down_bytes));
+      std::byte* buf = out->owned.back().get();
+      std::memcpy(buf, gate.data(), half);
+      std::memcpy(buf + half, up.data(), half);
+      std::memcpy(buf + 2 * half, down.data(), down_bytes);
+      out->packed_bytes += 2 * half + down_bytes;
+      w.shared_w13 = view_of(buf, dtype::BF16, {2 * Is, H});
+      w.shared_w2 = view_of(buf + 2 * half, dtype::BF16, {H, Is});
+      out->describe += ", shared expert dequantized to BF16";
+    } else {
+      std::uint64_t half = sg->source->info->nbytes();
+      out->owned.push_back(std::make_unique<std::byte[]>(2 * half));
+      std::memcpy(out->owned.back().get(), sg->source->data(), half);
+      std::memcpy(out->owned.back().get() + half, su->source->data(), half);
+      out->packed_bytes += 2 * half;
+      w.shared_w13 = view_of(out->owned.back().get(), sg->source->info->type, {2 * Is, H});
+      w.shared_w2 = view_of(sd->source->data(), sd->source->info->type, {H, Is});
+    }
     w.shared_intermediate = Is;
-    w.shared_w13 = view_of(out->owned.back().get(), sg->source->info->type, {2 * Is, H});
-    w.shared_w2 = view_of(sd->source->data(), sd->source->info->type, {H, Is});
     if (const passthrough_tensor* gate = find_other(d, b.shared_gate, layer))
       w.shared_gate = view_of(gate->source->data(), gate->source->info->type, {1, H});
   }
