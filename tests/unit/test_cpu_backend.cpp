@@ -232,3 +232,27 @@ TEST(cpu_backend, refuses_bad_ids_and_unsupported_weights) {
   EXPECT_EQ(b, nullptr);
   cpu_api()->destroy(nullptr);
 }
+
+// MOEREG_CPU_PANEL_ROWS=1: bf16 weights widened into f32 panels per K pass (the path FP8
+// takes) on every kernel set, also with K passes shorter than the fixtures' H and I.
+TEST(cpu_backend, weight_panel_path_matches_reference) {
+  ASSERT_NE(cpu_api(), nullptr);
+  ::setenv("MOEREG_CPU_PANEL_ROWS", "1", 1);
+  for (const char* kb : {"1024", "16"}) {
+    SCOPED_TRACE(std::string("MOEREG_CPU_KBLOCK=") + kb);
+    ::setenv("MOEREG_CPU_KBLOCK", kb, 1);
+    for_each_isa([] {
+      for (const auto& fam : test::moe_fixture_families()) {
+        SCOPED_TRACE(fam);
+        moe_fixture fx(fam);
+        block_weights bw(fx);
+        std::string d;
+        EXPECT_LE(relative_error(fx, bw, 33, {false, false, 2}, &d), 1e-5);
+        EXPECT_NE(d.find("\"panel_min_rows\":1"), std::string::npos) << d;
+        EXPECT_LE(relative_error(fx, bw, 9, {true, false, 2}), 1e-2);
+      }
+    });
+  }
+  ::unsetenv("MOEREG_CPU_KBLOCK");
+  ::unsetenv("MOEREG_CPU_PANEL_ROWS");
+}
