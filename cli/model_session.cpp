@@ -4,6 +4,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/gguf/gguf_family.h"
 #include "moereg/tensor/tensor_view.h"
 #include "plugin_options.h"
 
@@ -76,6 +77,35 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   checkpoint_options co;
   co.require_config = false;
   s.ckpt = std::make_unique<checkpoint>(checkpoint::open(req.checkpoint, co));
+
+  // A GGUF model without config.json: the plugin whose `gguf` section claims its
+  // general.architecture makes one from the metadata.
+  if (!s.ckpt->config().is_object() && s.ckpt->gguf()) {
+    const gguf_file& g = *s.ckpt->gguf();
+    std::string arch = g.get_string("general.architecture").value_or("");
+    for (const auto& m : s.catalog.manifests()) {
+      if (!m.root["model_types"] || !m.root["model_types"].IsSequence() || m.root["model_types"].size() == 0) continue;
+      std::vector<std::string> claimed;
+      for (const auto& t : m.root["model_types"]) claimed.push_back(t.as<std::string>());
+      family_spec spec;
+      try {
+        spec = s.catalog.resolve(m.name, claimed.front());
+      } catch (const error& e) {
+        spdlog::debug("{}: not considered for {} ({})", m.name, g.path(), e.what());  // a broken plugin claims nothing
+        continue;
+      }
+      auto mt = gguf_model_type(g, spec.gguf, claimed);
+      if (!mt) continue;
+      if (*mt != claimed.front()) spec = s.catalog.resolve(m.name, *mt);
+      s.ckpt->set_config(gguf_config(g, spec), g.path() + " (GGUF metadata)");
+      spdlog::debug("{}: config made from GGUF metadata (architecture {}) by plugin {}", g.path(), arch, m.name);
+      break;
+    }
+    if (!s.ckpt->config().is_object())
+      throw error(g.path() + ": GGUF architecture '" + arch + "' is not mapped by any family plugin's 'gguf' section" +
+                  (s.ckpt->is_directory() ? std::string() : " (and there is no config.json to read instead)") + "; " +
+                  known_families_hint(s.catalog));
+  }
 
   // No config.json: a plugin with a native config reader (Mistral's params.json) may make one.
   if (!s.ckpt->config().is_object()) {

@@ -17,6 +17,8 @@
 #include "moereg/base/log.h"
 #include "moereg/checkpoint/resume_log.h"
 #include "moereg/checkpoint/summary.h"
+#include "moereg/gguf/gguf_family.h"
+#include "moereg/gguf/gguf_output.h"
 #include "plugin_options.h"
 #include "progress.h"
 
@@ -97,9 +99,10 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "The family comes from config.json (model_type) and the source layout from the tensor names and\n"
       "shapes; where two layouts cannot be told apart from the files, moereg asks for --from.\n"
       "Tensors stream from the mapped source files to OUT (created; must not exist or be empty) in\n"
-      "bounded memory. Layouts: hf, hf_split, transformers_v5, transformers_v4, grouped, gguf (names in\n"
-      "safetensors files), mistral - those the family declares (moereg plugins show FAMILY).");
-  p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint directory or .safetensors file")(
+      "bounded memory. Layouts: hf, hf_split, transformers_v5, transformers_v4, grouped, gguf (a real\n"
+      "GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those the family declares\n"
+      "(moereg plugins show FAMILY). CKPT may also be a .gguf file (docs/gguf.md).");
+  p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint: directory, .safetensors or .gguf file")(
       "out", po::value<std::string>(), "output directory")(
       "to", po::value<std::string>(), "target layout")(
       "from", po::value<std::string>(), "source layout (default: detected from the tensors)")(
@@ -152,6 +155,29 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
                s.model_type, s.layout->name, target->name, plan.outputs.size(), human_bytes(plan.total_bytes),
                s.dims.describe(), t_plan);
 
+  // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
+  const bool to_gguf = target->container == "gguf";
+  std::vector<tensor_spec> specs;
+  for (const auto& t : plan.outputs) specs.push_back(t.spec);
+  gguf_metadata gguf_md;
+  if (to_gguf) {
+    if (o.count("shard_size")) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
+    std::vector<std::string> problems = gguf_output_problems(specs);
+    if (!problems.empty()) {
+      std::string msg = "the conversion to layout '" + target->name + "' (a .gguf file) is not possible:";
+      for (const auto& p_ : problems) msg += "\n  " + p_;
+      throw error(msg);
+    }
+    gguf_md = gguf_metadata_for(s.spec, s.ckpt->config(), s.ckpt->config_path());
+    // From a .gguf, keys the family does not compute (tokenizer.*, general.name, ...) carry over.
+    if (const gguf_file* g = s.ckpt->gguf())
+      for (const auto& [k, v] : g->metadata()) {
+        bool have = k == "general.alignment";
+        for (const auto& [k2, _] : gguf_md) have |= k2 == k;
+        if (!have) gguf_md.emplace_back(k, v);
+      }
+  }
+
   if (dry) {
     if (globals.json) {
       json::array outs;
@@ -186,9 +212,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
   wo.shard_size = o.count("shard_size") ? parse_size(o["shard_size"]) : 5'000'000'000ull;
   wo.file_stem = target->file_stem;
-  std::vector<tensor_spec> specs;
-  for (const auto& t : plan.outputs) specs.push_back(t.spec);
-  std::vector<shard_plan> shards = plan_shards(std::move(specs), wo);
+  std::vector<shard_plan> shards = to_gguf ? plan_gguf_file(std::move(specs), target->file_stem) : plan_shards(std::move(specs), wo);
 
   // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
   std::string fp_text = fs::weakly_canonical(o["source"]).string() + "|" + target->name + "|" + (o.count("experts") ? o["experts"] : "") +
@@ -226,7 +250,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       if (de.path().filename().string().size() > 8 && de.path().extension() == ".partial") fs::remove(de.path());
     spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards.size());
   }
-  checkpoint_writer writer(o["output"], std::move(shards), resume);
+  checkpoint_writer writer(o["output"], std::move(shards), resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
 
   execute_progress progress;
   progress.total_bytes = plan.total_bytes;

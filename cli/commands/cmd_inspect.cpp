@@ -14,9 +14,10 @@ namespace moereg::cli {
 int run_inspect(const std::vector<std::string>& args, global_options& globals) {
   command_parser p("inspect CKPT [--json]",
                    "Summarise a checkpoint without reading tensor data: CKPT is a directory (config.json plus\n"
-                   "model.safetensors, or model.safetensors.index.json plus shards) or one .safetensors file.\n"
+                   "model.safetensors, or model.safetensors.index.json plus shards), one .safetensors file, or a\n"
+                   "GGUF model (a .gguf file, or a directory holding one; block-quantized types shown by name).\n"
                    "Tensors whose names differ only in layer/expert numbers are folded into one row.");
-  p.options().add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint directory or .safetensors file");
+  p.options().add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint directory, .safetensors or .gguf file");
   add_plugin_options(p.options());
   p.positional("checkpoint", 1);
   auto vm = p.parse(args, globals);
@@ -27,12 +28,13 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
   checkpoint_summary s = summarize(ckpt);
 
   // Family and layout, when a plugin recognises the checkpoint (headers only, still).
-  std::string family, model_type, layout, why_unknown, dims;
+  std::string family, model_type, layout, why_unknown, dims, config_path = ckpt.config_path();
   try {
     session_request req;
     req.checkpoint = vm["checkpoint"].as<std::string>();
     model_session m = open_model(req, vm);
     family = m.spec.name;
+    config_path = m.ckpt->config_path();  // a GGUF model's config is made from its metadata
     model_type = m.model_type;
     layout = m.layout->name;
     dims = m.dims.describe() + " K=" + std::to_string(m.dims.K) + ", " + std::to_string(m.dims.moe_layers.size()) + " MoE layers";
@@ -42,7 +44,7 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
 
   if (globals.json) {
     json::value v = summary_to_json(s);
-    v.set("config", json::value(ckpt.config_path()));
+    v.set("config", json::value(config_path));
     v.set("family", family.empty() ? json::value(nullptr) : json::value(family));
     v.set("model_type", model_type.empty() ? json::value(nullptr) : json::value(model_type));
     v.set("layout", layout.empty() ? json::value(nullptr) : json::value(layout));
@@ -52,7 +54,7 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
   }
   std::cout << "checkpoint  " << s.path << "\n";
   std::cout << "files       " << s.files << (s.has_index ? " (with model.safetensors.index.json)" : "") << "\n";
-  std::cout << "config      " << (ckpt.config_path().empty() ? "(none)" : ckpt.config_path()) << "\n";
+  std::cout << "config      " << (config_path.empty() ? "(none)" : config_path) << "\n";
   if (!family.empty()) std::cout << "family      " << family << " (model_type " << model_type << "), layout " << layout << "; " << dims << "\n";
   else std::cout << "family      unknown: " << why_unknown << "\n";
   std::cout << "tensors     " << s.tensor_count << "\n";
@@ -65,7 +67,7 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
   width = std::min<std::size_t>(width, 90);
   for (const auto& g : s.groups) {
     std::string shape = shape_string(g.shape);
-    std::printf("  %-*s  %-7s %-16s x%llu\n", static_cast<int>(width), g.pattern.c_str(), std::string(dtype_name(g.type)).c_str(),
+    std::printf("  %-*s  %-7s %-16s x%llu\n", static_cast<int>(width), g.pattern.c_str(), g.type_name.c_str(),
                 shape.c_str(), static_cast<unsigned long long>(g.count));
   }
   return 0;

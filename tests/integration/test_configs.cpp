@@ -10,7 +10,7 @@ TEST(Configs, EveryRecipeRunsAsADryRun) {
   for (auto [recipe, fixture] : {c{"qwen3_moe_hub_to_transformers_v5", "qwen3_moe/hf"}, c{"qwen3_moe_to_nemo_grouped", "qwen3_moe/hf"},
                                  c{"qwen3_vl_moe_hub_to_transformers_v5", "qwen3_vl_moe/hub"},
                                  c{"transformers_v5_to_hub", "qwen3_vl_moe/hf"}, c{"mixtral_to_mistral_native", "mixtral/hf"},
-                                 c{"deepseek_v3_expert_parallel_rank0of8", "deepseek_v3/hf"}, c{"qwen3_moe_to_gguf_names", "qwen3_moe/hf"},
+                                 c{"deepseek_v3_expert_parallel_rank0of8", "deepseek_v3/hf"}, c{"qwen3_moe_to_gguf", "qwen3_moe/hf"},
                                  c{"deepseek_v3_fp8_to_bf16", "deepseek_v3_fp8/hf"}}) {
     std::string path = std::string(MOEREG_SOURCE_DIR) + "/configs/" + recipe + ".yaml";
     ASSERT_TRUE(std::filesystem::exists(path)) << path;

@@ -26,7 +26,7 @@ TEST(PlanScale, FiveHundredThousandTensorsPlanInSeconds) {
   sort_like_safetensors(specs);
   {
     checkpoint_writer w(d / "big", plan_shards(specs, {}));
-    auto& f = w.open_shard(0, {{"format", "pt"}});
+    auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
     std::vector<std::byte> zero(experts * 2, std::byte{0x3f});
     for (std::size_t i = 0; i < f.tensors().size(); ++i) f.write(i, 0, zero.data(), f.tensors()[i].nbytes());
     w.commit_shard();

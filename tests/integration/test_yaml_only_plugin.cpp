@@ -42,7 +42,7 @@ void write_qwen2_moe(const std::string& dir) {
   }
   sort_like_safetensors(s);
   checkpoint_writer w(dir, plan_shards(s, {}));
-  auto& f = w.open_shard(0, {{"format", "pt"}});
+  auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
   std::uint16_t n = 1;
   for (std::size_t i = 0; i < f.tensors().size(); ++i) {
     std::vector<std::uint16_t> v(f.tensors()[i].numel());

@@ -5,6 +5,8 @@
 #include "moereg/base/error.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 #include "moereg/exec/executor.h"
+#include "moereg/gguf/gguf_family.h"
+#include "moereg/gguf/gguf_output.h"
 
 namespace fs = std::filesystem;
 
@@ -44,7 +46,9 @@ void convert(const std::string& ckpt_path, const std::string& out_dir, const std
   conversion_plan plan = plan_conversion(d, *dst, options);
   std::vector<tensor_spec> specs;
   for (const auto& o : plan.outputs) specs.push_back(o.spec);
-  checkpoint_writer w(out_dir, plan_shards(specs, {}));
+  bool gguf = dst->container == "gguf";
+  checkpoint_writer w(out_dir, gguf ? plan_gguf_file(specs, dst->file_stem) : plan_shards(specs, {}), false,
+                      gguf ? gguf_sink_factory(gguf_metadata_for(spec, ckpt.config(), ckpt.config_path())) : sink_factory{});
   execute_options eo;
   eo.threads = 2;
   execute_plan(plan, w, eo);
@@ -54,8 +58,14 @@ void convert(const std::string& ckpt_path, const std::string& out_dir, const std
 
 std::vector<tensor_ref> refs(const checkpoint& c) {
   std::vector<tensor_ref> out;
-  for (const auto& e : c.tensors()) out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes()});
+  for (const auto& e : c.tensors())
+    out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes(), false, e.info->ggml_blocks});
   return out;
+}
+
+std::string output_file(const std::string& dir, const std::string& layout_name, const family_spec& spec) {
+  const layout_spec* l = spec.find_layout(layout_name);
+  return dir + "/" + (l ? l->file_stem : "model") + (l && l->container == "gguf" ? ".gguf" : ".safetensors");
 }
 
 }  // namespace moereg::test

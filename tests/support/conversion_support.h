@@ -24,4 +24,7 @@ void convert(const std::string& ckpt_path, const std::string& out_dir, const std
 // Tensors of a checkpoint as comparison refs.
 std::vector<tensor_ref> refs(const checkpoint& c);
 
+// The file a conversion to `layout` writes into dir: model.safetensors, or model.gguf.
+std::string output_file(const std::string& dir, const std::string& layout, const family_spec& spec);
+
 }  // namespace moereg::test

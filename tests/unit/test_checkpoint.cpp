@@ -14,7 +14,7 @@ using test::write_bytes;
 
 namespace {
 
-std::string tensor_file(const std::vector<std::string>& names) {
+std::string u8_tensors_file(const std::vector<std::string>& names) {
   std::string h = "{";
   std::string data;
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -56,8 +56,8 @@ TEST(Checkpoint, OpensFixtureDirectoryAndSingleFile) {
 TEST(Checkpoint, IndexedShards) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "s1.safetensors", tensor_file({"a"}));
-  write_bytes(d / "s2.safetensors", tensor_file({"b"}));
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a"}));
+  write_bytes(d / "s2.safetensors", u8_tensors_file({"b"}));
   write_bytes(d / "model.safetensors.index.json", index_json);
   checkpoint c = checkpoint::open(d.path());
   EXPECT_TRUE(c.has_index());
@@ -68,7 +68,7 @@ TEST(Checkpoint, IndexedShards) {
 TEST(Checkpoint, MissingShard) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "s1.safetensors", tensor_file({"a"}));
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a"}));
   write_bytes(d / "model.safetensors.index.json", index_json);
   std::string m = open_error(d.path());
   EXPECT_HAS(m, "model.safetensors.index.json");
@@ -78,8 +78,8 @@ TEST(Checkpoint, MissingShard) {
 TEST(Checkpoint, KeyNotInTheShardTheIndexNames) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "s1.safetensors", tensor_file({"a", "b"}));
-  write_bytes(d / "s2.safetensors", tensor_file({"c"}));
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a", "b"}));
+  write_bytes(d / "s2.safetensors", u8_tensors_file({"c"}));
   write_bytes(d / "model.safetensors.index.json",
               R"({"weight_map":{"a":"s1.safetensors","b":"s2.safetensors","c":"s2.safetensors"}})");
   std::string m = open_error(d.path());
@@ -89,8 +89,8 @@ TEST(Checkpoint, KeyNotInTheShardTheIndexNames) {
 TEST(Checkpoint, ShardTensorMissingFromIndex) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "s1.safetensors", tensor_file({"a", "z"}));
-  write_bytes(d / "s2.safetensors", tensor_file({"b"}));
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a", "z"}));
+  write_bytes(d / "s2.safetensors", u8_tensors_file({"b"}));
   write_bytes(d / "model.safetensors.index.json", index_json);
   EXPECT_HAS(open_error(d.path()), "tensor 'z' in ");
 }
@@ -98,8 +98,8 @@ TEST(Checkpoint, ShardTensorMissingFromIndex) {
 TEST(Checkpoint, DuplicateKeyAcrossShards) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "a.safetensors", tensor_file({"x", "dup"}));
-  write_bytes(d / "b.safetensors", tensor_file({"dup"}));
+  write_bytes(d / "a.safetensors", u8_tensors_file({"x", "dup"}));
+  write_bytes(d / "b.safetensors", u8_tensors_file({"dup"}));
   std::string m = open_error(d.path());
   EXPECT_HAS(m, "tensor 'dup' is stored twice");
 }
@@ -107,7 +107,7 @@ TEST(Checkpoint, DuplicateKeyAcrossShards) {
 TEST(Checkpoint, DuplicateKeyInIndex) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "s1.safetensors", tensor_file({"a"}));
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a"}));
   write_bytes(d / "model.safetensors.index.json", R"({"weight_map":{"a":"s1.safetensors","a":"s1.safetensors"}})");
   std::string m = open_error(d.path());
   EXPECT_HAS(m, "model.safetensors.index.json");
@@ -117,7 +117,7 @@ TEST(Checkpoint, DuplicateKeyInIndex) {
 TEST(Checkpoint, CorruptIndex) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");
-  write_bytes(d / "s1.safetensors", tensor_file({"a"}));
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a"}));
   write_bytes(d / "model.safetensors.index.json", R"({"weight_map":{"a":"s1.safe)");
   std::string m = open_error(d.path());
   EXPECT_HAS(m, "model.safetensors.index.json");
@@ -128,14 +128,14 @@ TEST(Checkpoint, CorruptIndex) {
 
 TEST(Checkpoint, MissingConfig) {
   temp_dir d;
-  write_bytes(d / "model.safetensors", tensor_file({"a"}));
+  write_bytes(d / "model.safetensors", u8_tensors_file({"a"}));
   EXPECT_HAS(open_error(d.path()), "missing config.json");
 }
 
 TEST(Checkpoint, CorruptConfig) {
   temp_dir d;
   write_bytes(d / "config.json", "{\"model_type\": ");
-  write_bytes(d / "model.safetensors", tensor_file({"a"}));
+  write_bytes(d / "model.safetensors", u8_tensors_file({"a"}));
   std::string m = open_error(d.path());
   EXPECT_HAS(m, "config.json");
   EXPECT_HAS(m, "invalid JSON");

@@ -83,7 +83,7 @@ TEST(CheckpointWriter, ShardsIndexAndConfigRoundTrip) {
   checkpoint_writer w(out, plan_shards(specs, o));
   ASSERT_GT(w.shards().size(), 2u);
   for (std::size_t s = 0; s < w.shards().size(); ++s) {
-    auto& f = w.open_shard(s, {{"format", "pt"}});
+    auto& f = static_cast<safetensors_writer&>(w.open_shard(s, {{"format", "pt"}}));
     for (std::size_t i = 0; i < f.tensors().size(); ++i) {
       const tensor_info* src = in.find(f.tensors()[i].name);
       f.write(i, 0, in.data(*src), src->nbytes());

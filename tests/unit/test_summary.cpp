@@ -42,6 +42,6 @@ TEST(Summary, FixtureTotals) {
   checkpoint c = checkpoint::open(test::fixture("qwen3_moe/hf"));
   checkpoint_summary s = summarize(c);
   EXPECT_EQ(s.tensor_count, 69u);
-  EXPECT_EQ(s.total_bytes, c.files()[0]->data_size());
+  EXPECT_EQ(s.total_bytes, static_cast<const safetensors_file&>(*c.files()[0]).data_size());
   EXPECT_EQ(s.dtypes.at("BF16").first, 69u);
 }

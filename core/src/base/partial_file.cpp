@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -43,6 +44,24 @@ void partial_file::write_at(std::uint64_t offset, const void* data, std::uint64_
     offset += static_cast<std::uint64_t>(w);
     size -= static_cast<std::uint64_t>(w);
   }
+}
+
+std::uint64_t partial_file::copy_from(int src_fd, std::uint64_t src_offset, std::uint64_t offset, std::uint64_t size) const {
+  loff_t in = static_cast<loff_t>(src_offset);
+  loff_t out = static_cast<loff_t>(offset);
+  std::uint64_t left = size;
+  static const bool disabled = std::getenv("MOEREG_NO_COPY_FILE_RANGE") != nullptr;  // for benchmarks
+  while (left && src_fd >= 0 && !disabled) {
+    ssize_t n = ::copy_file_range(src_fd, &in, fd_, &out, std::min<std::uint64_t>(left, 1u << 30), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) break;  // caller writes the rest
+      io_fail(temp_path_, "cannot copy");
+    }
+    if (n == 0) break;
+    left -= static_cast<std::uint64_t>(n);
+  }
+  return size - left;
 }
 
 void partial_file::commit() {

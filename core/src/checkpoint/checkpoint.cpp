@@ -12,7 +12,13 @@ namespace moereg {
 
 namespace {
 constexpr const char* index_name = "model.safetensors.index.json";
+
+bool holds_gguf(const fs::path& dir) {
+  for (const auto& de : fs::directory_iterator(dir))
+    if (de.path().extension() == ".gguf" && de.path().filename().string()[0] != '.') return true;
+  return false;
 }
+}  // namespace
 
 const checkpoint::entry* checkpoint::find(std::string_view name) const {
   auto it = by_name_.find(name);
@@ -20,7 +26,14 @@ const checkpoint::entry* checkpoint::find(std::string_view name) const {
 }
 
 void checkpoint::add_file(const std::string& path) {
-  files_.push_back(std::make_unique<safetensors_file>(path));
+  if (fs::path(path).extension() == ".gguf") files_.push_back(std::make_unique<gguf_tensor_file>(path));
+  else files_.push_back(std::make_unique<safetensors_file>(path));
+}
+
+const gguf_file* checkpoint::gguf() const {
+  for (const auto& f : files_)
+    if (auto* g = dynamic_cast<const gguf_tensor_file*>(f.get())) return &g->gguf();
+  return nullptr;
 }
 
 void checkpoint::build_index() {
@@ -51,9 +64,14 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
   if (ec || !fs::exists(status)) throw error(path + ": no such file or directory");
 
   if (!fs::is_directory(status)) {
-    if (fs::path(path).extension() != ".safetensors")
-      throw error(path + ": expected a checkpoint directory or a .safetensors file");
-    c.add_file(path);
+    std::string ext = fs::path(path).extension().string();
+    if (ext == ".gguf") {
+      for (const auto& part : gguf_split_parts(path)) c.add_file(part);
+    } else if (ext == ".safetensors") {
+      c.add_file(path);
+    } else {
+      throw error(path + ": expected a checkpoint directory, a .safetensors file or a .gguf file");
+    }
     c.build_index();
     return c;
   }
@@ -67,7 +85,7 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
   } else if (fs::exists(dir / "params.json")) {
     // Native Mistral checkpoints: the family hook turns params.json into a config later.
     c.config_path_ = (dir / "params.json").string();
-  } else if (options.require_config) {
+  } else if (options.require_config && !holds_gguf(dir)) {  // a GGUF model's config is its metadata
     throw error(path + ": missing config.json (a checkpoint directory needs config.json beside its .safetensors files)");
   }
 
@@ -113,12 +131,29 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
     return c;
   }
 
-  std::vector<std::string> shards;
+  std::vector<std::string> shards, ggufs;
   for (const auto& de : fs::directory_iterator(dir)) {
-    if (de.is_regular_file() && de.path().extension() == ".safetensors" && de.path().filename().string()[0] != '.')
-      shards.push_back(de.path().string());
+    if (!de.is_regular_file() || de.path().filename().string()[0] == '.') continue;
+    if (de.path().extension() == ".safetensors") shards.push_back(de.path().string());
+    if (de.path().extension() == ".gguf") ggufs.push_back(de.path().string());
   }
   std::sort(shards.begin(), shards.end());
+  std::sort(ggufs.begin(), ggufs.end());
+  if (!ggufs.empty()) {
+    if (!shards.empty())
+      throw error(path + ": holds both .safetensors and .gguf files (" + fs::path(shards[0]).filename().string() + ", " +
+                  fs::path(ggufs[0]).filename().string() + "); open one file directly");
+    // One model: a single file, or the parts of one split set (opened from part 1).
+    std::vector<std::string> parts = gguf_split_parts(ggufs[0]);
+    if (parts != ggufs) {
+      std::string list;
+      for (const auto& g : ggufs) list += (list.empty() ? "" : ", ") + fs::path(g).filename().string();
+      throw error(path + ": holds several .gguf files that are not one split model (" + list + "); open one file directly");
+    }
+    for (const auto& g : parts) c.add_file(g);
+    c.build_index();
+    return c;
+  }
   for (const auto& s : shards) {
     // model-00001-of-00004.safetensors without its index: a sharded write that never finished.
     auto name = fs::path(s).filename().string();
@@ -127,7 +162,7 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
       throw error(path + ": shard '" + name + "' has no " + index_name +
                   " beside it (an interrupted or incomplete sharded checkpoint)");
   }
-  if (shards.empty()) throw error(path + ": no .safetensors files (and no " + index_name + ")");
+  if (shards.empty()) throw error(path + ": no .safetensors or .gguf files (and no " + index_name + ")");
   for (const auto& s : shards) c.add_file(s);
   c.build_index();
   return c;

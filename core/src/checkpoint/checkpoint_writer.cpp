@@ -58,8 +58,9 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   }
 }
 
-checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing)
-    : out_dir_(std::move(out_dir)), shards_(std::move(shards)) {
+checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing,
+                                     sink_factory make_sink)
+    : out_dir_(std::move(out_dir)), shards_(std::move(shards)), make_sink_(std::move(make_sink)) {
   std::error_code ec;
   if (fs::exists(out_dir_, ec)) {
     if (!fs::is_directory(out_dir_)) throw error(out_dir_ + ": exists and is not a directory");
@@ -76,16 +77,17 @@ checkpoint_writer::~checkpoint_writer() {
   if (!finished_) abort();
 }
 
-safetensors_writer& checkpoint_writer::open_shard(std::size_t i, const std::map<std::string, std::string>& metadata) {
+tensor_sink& checkpoint_writer::open_shard(std::size_t i, const std::map<std::string, std::string>& metadata) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (open_.count(i)) throw error(out_dir_ + ": internal: shard " + std::to_string(i) + " is already open");
   const auto& s = shards_.at(i);
   std::string path = (fs::path(out_dir_) / s.file_name).string();
+  if (make_sink_) return *(open_[i] = make_sink_(path, s, metadata));
   return *(open_[i] = std::make_unique<safetensors_writer>(path, s.tensors, metadata));
 }
 
 void checkpoint_writer::commit_shard(std::size_t i) {
-  std::unique_ptr<safetensors_writer> w;
+  std::unique_ptr<tensor_sink> w;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = open_.find(i);

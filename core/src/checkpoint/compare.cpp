@@ -1,6 +1,7 @@
 #include "moereg/checkpoint/compare.h"
 
 #include "moereg/base/mapped_file.h"
+#include "moereg/gguf/ggml_type.h"
 
 #include <algorithm>
 #include <cstring>
@@ -56,8 +57,14 @@ comparison compare_tensors(const std::vector<tensor_ref>& a, const std::vector<t
     }
     const tensor_ref& tb = *it->second;
     ++c.compared;
-    if (ta.type != tb.type) {
-      c.differences.push_back({ta.name, "dtype", std::string(dtype_name(ta.type)) + " vs " + std::string(dtype_name(tb.type))});
+    if (ta.type != tb.type || ta.ggml_blocks != tb.ggml_blocks) {
+      auto name = [](const tensor_ref& t) {
+        tensor_info i;
+        i.type = t.type;
+        i.ggml_blocks = t.ggml_blocks;
+        return storage_type_name(i);
+      };
+      c.differences.push_back({ta.name, "dtype", name(ta) + " vs " + name(tb)});
       continue;
     }
     if (ta.shape != tb.shape) {
@@ -78,7 +85,8 @@ comparison compare_tensors(const std::vector<tensor_ref>& a, const std::vector<t
 static std::vector<tensor_ref> refs_of(const checkpoint& c) {
   std::vector<tensor_ref> out;
   out.reserve(c.tensors().size());
-  for (const auto& e : c.tensors()) out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes(), true});
+  for (const auto& e : c.tensors()) out.push_back({e.info->name, e.info->type, e.info->shape, e.data(), e.info->nbytes(), true,
+                   e.info->ggml_blocks});
   return out;
 }
 

@@ -5,6 +5,8 @@
 #include <set>
 #include <tuple>
 
+#include "moereg/gguf/ggml_type.h"
+
 namespace moereg {
 
 namespace {
@@ -71,7 +73,8 @@ std::string human_bytes(std::uint64_t bytes) {
 std::vector<folded_group> fold_tensor_names(const std::vector<tensor_info>& tensors) {
   struct acc {
     std::vector<std::set<std::int64_t>> numbers;
-    std::string first_name;
+    std::string first_name, type_name;
+    dtype type = dtype::U8;
     std::uint64_t count = 0, bytes = 0;
   };
   using key_t = std::tuple<std::string, int, std::vector<std::int64_t>>;
@@ -93,8 +96,14 @@ std::vector<folded_group> fold_tensor_names(const std::vector<tensor_info>& tens
       tmpl += '.';
       start = dot + 1;
     }
-    acc& a = groups[key_t{tmpl, static_cast<int>(t.type), t.shape}];
-    if (a.count == 0) a.first_name = t.name;
+    // ggml block types get codes of their own, past every dtype value.
+    int type_key = t.ggml_blocks ? 1000 + static_cast<int>(*t.ggml_blocks) : static_cast<int>(t.type);
+    acc& a = groups[key_t{tmpl, type_key, element_shape(t)}];
+    if (a.count == 0) {
+      a.first_name = t.name;
+      a.type_name = storage_type_name(t);
+      a.type = t.type;
+    }
     if (a.numbers.size() < nums.size()) a.numbers.resize(nums.size());
     for (std::size_t i = 0; i < nums.size(); ++i) a.numbers[i].insert(nums[i]);
     a.count++;
@@ -103,7 +112,8 @@ std::vector<folded_group> fold_tensor_names(const std::vector<tensor_info>& tens
   std::vector<std::pair<std::string, folded_group>> rows;
   for (auto& [k, a] : groups) {
     folded_group g;
-    g.type = static_cast<dtype>(std::get<1>(k));
+    g.type = a.type;
+    g.type_name = a.type_name;
     g.shape = std::get<2>(k);
     g.count = a.count;
     g.bytes = a.bytes;
@@ -133,10 +143,10 @@ checkpoint_summary summarize(const checkpoint& ckpt) {
   s.has_index = ckpt.has_index();
   std::vector<tensor_info> all;
   all.reserve(ckpt.tensors().size());
-  for (const auto& f : ckpt.files()) s.header_bytes += 8 + f->header_size();
+  for (const auto& f : ckpt.files()) s.header_bytes += f->data_offset();
   for (const auto& e : ckpt.tensors()) {
     all.push_back(*e.info);
-    auto& d = s.dtypes[std::string(dtype_name(e.info->type))];
+    auto& d = s.dtypes[storage_type_name(*e.info)];
     d.first++;
     d.second += e.info->nbytes();
   }
@@ -155,7 +165,7 @@ json::value summary_to_json(const checkpoint_summary& s) {
     json::array shape;
     for (auto d : g.shape) shape.emplace_back(json::value(d));
     groups.emplace_back(json::value(json::object{{"pattern", json::value(g.pattern)},
-                                                 {"dtype", json::value(std::string(dtype_name(g.type)))},
+                                                 {"dtype", json::value(g.type_name)},
                                                  {"shape", json::value(std::move(shape))},
                                                  {"count", json::value(g.count)},
                                                  {"bytes", json::value(g.bytes)}}));

@@ -124,7 +124,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
       if (!any) break;
     }
   }
-  std::vector<safetensors_writer*> open(shards, nullptr);
+  std::vector<tensor_sink*> open(shards, nullptr);
   std::unique_ptr<std::once_flag[]> opened(new std::once_flag[shards]);
   // One writer at a time per output file. Buffered writes and copy_file_range take the file's
   // inode lock in the kernel, and threads contending for it spin there: measured on a 16-core
@@ -146,7 +146,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
         const work_item& it = items[i];
         const std::size_t s = shard_of[i];
         std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
-        safetensors_writer& w = *open[s];
+        tensor_sink& w = *open[s];
         const output_tensor& o = plan.outputs[it.output];
         if (o.literal) {
           w.write(it.tensor_index, 0, o.literal->data(), o.literal->size());

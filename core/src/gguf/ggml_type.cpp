@@ -68,4 +68,28 @@ std::string known_ggml_types() {
   return s;
 }
 
+std::string storage_type_name(const tensor_info& t) {
+  if (t.ggml_blocks) {
+    auto tr = ggml_traits(*t.ggml_blocks);
+    return tr ? std::string(tr->name) : "ggml type " + std::to_string(*t.ggml_blocks);
+  }
+  return std::string(dtype_name(t.type));
+}
+
+std::vector<std::int64_t> element_shape(const tensor_info& t) {
+  std::vector<std::int64_t> s = t.shape;
+  if (t.ggml_blocks && !s.empty())
+    if (auto tr = ggml_traits(*t.ggml_blocks))
+      s.back() = s.back() / static_cast<std::int64_t>(tr->type_size) * static_cast<std::int64_t>(tr->block_size);
+  return s;
+}
+
+std::optional<ggml_type> ggml_type_of(const tensor_info& t) {
+  if (t.ggml_blocks) {
+    auto tr = ggml_traits(*t.ggml_blocks);
+    return tr ? std::optional<ggml_type>(tr->type) : std::nullopt;
+  }
+  return ggml_type_for(t.type);
+}
+
 }  // namespace moereg

@@ -139,6 +139,16 @@ void gguf_writer::write(std::size_t index, std::uint64_t offset, const void* dat
   written_[index] += size;
 }
 
+void gguf_writer::copy_from_file(std::size_t index, std::uint64_t offset, int src_fd, std::uint64_t src_offset,
+                                 std::uint64_t size, const void* fallback) {
+  const gguf_tensor& t = layout_.tensors.at(index);
+  if (offset > t.nbytes || size > t.nbytes - offset)
+    throw error(final_path_ + ": internal: copy past the end of tensor '" + t.name + "'");
+  std::uint64_t done = file_.copy_from(src_fd, src_offset, layout_.header.size() + t.offset + offset, size);
+  written_[index] += done;
+  if (done < size) write(index, offset + done, static_cast<const char*>(fallback) + done, size - done);
+}
+
 void gguf_writer::commit() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes)

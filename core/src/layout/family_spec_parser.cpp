@@ -227,7 +227,7 @@ class parser {
       return l;
     }
     allowed_keys(n, {"aliases", "description", "experts", "renames", "transforms", "config_file", "write_config_hook",
-                     "file_stem", "override", "squeeze_expert_scales"},
+                     "file_stem", "container", "override", "squeeze_expert_scales"},
                  "layout '" + name + "'");
     l.aliases = str_list(n["aliases"], "aliases");
     if (n["description"]) l.description = str(n["description"], "description");
@@ -235,6 +235,11 @@ class parser {
     if (n["write_config_hook"]) l.write_config_hook = str(n["write_config_hook"], "write_config_hook");
     if (n["file_stem"]) l.file_stem = str(n["file_stem"], "file_stem");
     if (n["squeeze_expert_scales"]) l.squeeze_expert_scales = boolean(n["squeeze_expert_scales"], "squeeze_expert_scales");
+    if (n["container"]) {
+      l.container = str(n["container"], "container");
+      if (l.container != "safetensors" && l.container != "gguf")
+        fail(n["container"], "container is '" + l.container + "', expected safetensors or gguf");
+    }
     const YAML::Node ex = n["experts"];
     if (!ex || !ex.IsMap() || ex.size() == 0) {
       fail(n, "layout '" + name + "' needs an 'experts' map (gate/up/down entries)");
@@ -355,6 +360,64 @@ class parser {
     return r;
   }
 
+  gguf_spec gguf(const YAML::Node& n, const std::string& model_type) {
+    gguf_spec g;
+    if (!n) return g;
+    g.line = n.Mark().line + 1;
+    allowed_keys(n, {"architecture", "model_types", "metadata"}, "gguf");
+    if (!n["architecture"]) fail(n, "gguf needs 'architecture' (general.architecture, e.g. qwen3moe)");
+    else g.architecture = str(n["architecture"], "gguf.architecture");
+    if (const YAML::Node mt = n["model_types"]) {
+      if (!mt.IsSequence()) fail(mt, "gguf.model_types must be a list of {model_type: ..., when: {key: value}}");
+      else
+        for (const auto& r : mt) {
+          allowed_keys(r, {"model_type", "when"}, "gguf.model_types entry");
+          gguf_spec::model_type_rule rule;
+          if (!r["model_type"]) fail(r, "a gguf.model_types entry needs 'model_type'");
+          else rule.model_type = str(r["model_type"], "model_type");
+          if (const YAML::Node w = r["when"]) {
+            if (!w.IsMap()) fail(w, "when must map metadata keys (without the arch prefix) to numbers");
+            else
+              for (const auto& kv : w) {
+                try {
+                  rule.when[kv.first.as<std::string>()] = kv.second.as<double>();
+                } catch (const YAML::Exception&) {
+                  fail(kv.second, "when." + kv.first.as<std::string>() + " must be a number");
+                }
+              }
+          }
+          g.model_types.push_back(std::move(rule));
+        }
+    }
+    if (const YAML::Node md = n["metadata"]) {
+      if (!md.IsSequence()) fail(md, "gguf.metadata must be a list of {key: ..., config: ... | value: ..., type: ...}");
+      else
+        for (const auto& e : md) {
+          allowed_keys(e, {"key", "config", "value", "type", "model_type"}, "gguf.metadata entry");
+          gguf_metadata_rule r;
+          r.line = e.Mark().line + 1;
+          if (!e["key"]) fail(e, "a gguf.metadata entry needs 'key' (without the arch prefix, e.g. expert_count)");
+          else r.key = str(e["key"], "key");
+          r.config = str_list(e["config"], "config");
+          if (e["value"]) {
+            try {
+              r.value = e["value"].as<double>();
+            } catch (const YAML::Exception&) {
+              fail(e["value"], "value must be a number");
+            }
+          }
+          if (r.config.empty() == !r.value) fail(e, "gguf.metadata '" + r.key + "' needs exactly one of 'config' and 'value'");
+          if (e["type"]) r.type = str(e["type"], "type");
+          static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool"};
+          if (!types.count(r.type)) fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64 or bool");
+          // Entries for another model_type of a multi-type plugin are dropped here.
+          if (e["model_type"] && !model_type.empty() && str(e["model_type"], "model_type") != model_type) continue;
+          g.metadata.push_back(std::move(r));
+        }
+    }
+    return g;
+  }
+
   family_spec family(const YAML::Node& root, const std::string& model_type) {
     family_spec f;
     f.manifest_path = file_;
@@ -366,7 +429,7 @@ class parser {
     allowed_keys(root,
                  {"name", "version", "api_version", "description", "extends", "model_types", "library", "library_sha256",
                   "hooks", "native_config", "dims", "moe_layers", "moe_block", "passthrough", "layouts", "reference_layout",
-                  "routing", "variants", "quantization"},
+                  "routing", "variants", "quantization", "gguf"},
                  "plugin.yaml");
     if (!root["name"]) errors.push_back(file_ + ":1: missing 'name'");
     else f.name = str(root["name"], "name");
@@ -436,6 +499,11 @@ class parser {
     f.routing = routing(root["routing"]);
     f.quantization = default_quant_naming();
     quantization(root["quantization"], f.quantization);
+    f.gguf = gguf(root["gguf"], model_type);
+    for (const auto& l : f.layouts)
+      if (l.container == "gguf" && f.gguf.architecture.empty())
+        errors.push_back(file_ + ":" + std::to_string(l.line) + ": layout '" + l.name +
+                         "' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section (architecture, metadata)");
     // Every hook named anywhere must be in the hooks list, so the library can be checked.
     std::set<std::string> declared(f.hooks.begin(), f.hooks.end());
     auto need_hook = [&](const std::string& h, int line) {

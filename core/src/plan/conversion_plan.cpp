@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "moereg/base/error.h"
+#include "moereg/gguf/ggml_type.h"
 
 namespace moereg {
 
@@ -206,6 +207,19 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
         rows_total += v.rows;
         cols = dequantize ? src.expert_scales.at(layer)[0][static_cast<std::size_t>(p)].grid.cols : v.cols;
       }
+      // ggml blocks (opaque bytes) stay rows of whole blocks: no transposes, one type per tensor.
+      std::optional<std::uint32_t> blocks = experts[0][static_cast<std::size_t>(e.pieces[0])].source->info->ggml_blocks;
+      for (piece p : e.pieces)
+        for (const auto& ex : experts)
+          if (ex[static_cast<std::size_t>(p)].source->info->ggml_blocks != blocks)
+            throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' entry '" + e.name + "' would put " +
+                        storage_type_name(*ex[static_cast<std::size_t>(p)].source->info) + " and " +
+                        storage_type_name(*experts[0][static_cast<std::size_t>(e.pieces[0])].source->info) +
+                        " pieces into one tensor (ggml block types are carried, not converted)");
+      if (blocks && e.transpose)
+        throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' stores '" + e.name +
+                    "' transposed, which would cut the ggml blocks (" +
+                    storage_type_name(*experts[0][static_cast<std::size_t>(e.pieces[0])].source->info) + ") apart");
       auto make = [&](std::int64_t expert_in_key) {
         output_tensor o;
         o.is_expert = true;
@@ -219,6 +233,7 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
         o.spec.name = q.quantized() && !dequantize ? apply_naming(q.names.weight, e.key.format(c)) : e.key.format(c);
         o.spec.type = dequantize ? dtype::BF16 : src.expert_dtype;
         o.dequantize = dequantize;
+        o.spec.ggml_blocks = blocks;
         if (e.stacked) o.spec.shape.push_back(last - first);
         if (st) o.spec.shape.insert(o.spec.shape.end(), {cols, rows_total});
         else o.spec.shape.insert(o.spec.shape.end(), {rows_total, cols});
@@ -288,7 +303,7 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
     output_tensor o;
     std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
                                                   : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
-    o.spec = {name, p.source->info->type, p.source->info->shape};
+    o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
     o.source = p.source;
     o.decode_hook = p.decode_hook;
     for (const auto& tr : target.transforms)
@@ -306,6 +321,17 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
       problems.push_back("output tensor '" + plan.outputs[i].spec.name + "' would be written twice (from " +
                          plan.outputs[it->second].origin + " and from " + plan.outputs[i].origin + ")");
   }
+  // Only a .gguf holds ggml block types; safetensors has no dtype for them.
+  if (target.container != "gguf")
+    for (const auto& o : plan.outputs)
+      if (o.spec.ggml_blocks) {
+        tensor_info t;
+        t.type = o.spec.type;
+        t.ggml_blocks = o.spec.ggml_blocks;
+        problems.push_back("output tensor '" + o.spec.name + "' holds " + storage_type_name(t) + " blocks from " + o.origin +
+                           ", which only a .gguf can hold (layout '" + target.name +
+                           "' writes safetensors; decoding ggml blocks is not supported)");
+      }
   if (!problems.empty()) {
     std::string msg = "the conversion to layout '" + target.name + "' is not possible:";
     for (const auto& p : problems) msg += "\n  " + p;

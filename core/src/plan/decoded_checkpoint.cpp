@@ -6,6 +6,7 @@
 
 #include "moereg/base/error.h"
 #include "expert_companions.h"
+#include "moereg/gguf/ggml_type.h"
 
 namespace moereg {
 
@@ -207,10 +208,16 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
         problem(name + ": " + why + " (layout '" + layout.name + "')");
         continue;
       }
-      if (t.info->shape != expected) {
-        problem(name + ": shape " + shape_string(t.info->shape) + ", expected " + shape_string(expected) + " (" +
+      if (element_shape(*t.info) != expected) {
+        problem(name + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
                 shape_formula(e, dims) + (q.pack() > 1 ? ", packed " + std::to_string(q.pack()) + " per stored element" : "") +
                 " from " + (ckpt.config_path().empty() ? "config" : ckpt.config_path()) + ")");
+        continue;
+      }
+      if (t.info->ggml_blocks && e.transpose) {
+        // ggml blocks run along the stored rows: a transposed view would cut through them.
+        problem(name + ": " + storage_type_name(*t.info) + " blocks cannot be read through layout '" + layout.name +
+                "', which stores this tensor transposed");
         continue;
       }
       if (expert_type && *expert_type != t.info->type) {
@@ -290,22 +297,29 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
           missing.push_back(data_keys[i].format(c));
           continue;
         }
+        // ggml blocks are opaque bytes: their views count columns in bytes (rows stay whole).
+        auto stored_cols = [&](std::int64_t c) {
+          if (!src->info->ggml_blocks) return c;
+          auto tr = ggml_traits(*src->info->ggml_blocks);
+          return c / static_cast<std::int64_t>(tr->block_size) * static_cast<std::int64_t>(tr->type_size);
+        };
+        const std::int64_t row_len = src->info->ggml_blocks ? stored_cols(cols) : units;
         for (std::int64_t ex = e.stacked ? 0 : x; ex < (e.stacked ? dims.E : x + 1); ++ex) {
-          std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * units) : 0;
+          std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * row_len) : 0;
           for (std::size_t k = 0; k < e.pieces.size(); ++k) {
             auto g = geometry(e.pieces[k], dims);
             matrix_view v;
             v.source = src;
             v.rows = g.rows;
-            v.cols = units;
+            v.cols = row_len;
             v.type = src->info->type;
             if (st) {
               v.offset = base + static_cast<std::uint64_t>(row_off[k]);
               v.row_stride = 1;
               v.col_stride = rows_total;
             } else {
-              v.offset = base + static_cast<std::uint64_t>(row_off[k] * units);
-              v.row_stride = units;
+              v.offset = base + static_cast<std::uint64_t>(row_off[k] * row_len);
+              v.row_stride = row_len;
               v.col_stride = 1;
             }
             experts[static_cast<std::size_t>(ex)][static_cast<std::size_t>(e.pieces[k])] = v;
@@ -355,7 +369,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
         break;
       }
       std::string why;
-      if (t->info->shape != stored_shape(e, dims, q, &why)) shapes = false;
+      if (element_shape(*t->info) != stored_shape(e, dims, q, &why)) shapes = false;
     }
     if (keys) by_keys.push_back(&layout);
     if (keys && shapes) by_shapes.push_back(&layout);

@@ -44,10 +44,6 @@ int rust_rank(dtype t) {
   }
   return 0;
 }
-
-[[noreturn]] void io_fail(const std::string& path, const char* what) {
-  throw error(path + ": " + what + ": " + std::strerror(errno));
-}
 }  // namespace
 
 void sort_like_safetensors(std::vector<tensor_spec>& specs) {
@@ -132,20 +128,8 @@ void safetensors_writer::copy_from_file(std::size_t index, std::uint64_t offset,
   const tensor_info& t = layout_.tensors.at(index);
   if (offset > t.nbytes() || size > t.nbytes() - offset)
     throw error(final_path() + ": internal: copy past the end of tensor '" + t.name + "'");
-  loff_t in = static_cast<loff_t>(src_offset);
-  loff_t out = static_cast<loff_t>(layout_.header.size() + t.begin + offset);
-  std::uint64_t left = size;
-  static const bool disabled = std::getenv("MOEREG_NO_COPY_FILE_RANGE") != nullptr;  // for benchmarks
-  while (left && src_fd >= 0 && !disabled) {
-    ssize_t n = ::copy_file_range(src_fd, &in, file_.fd(), &out, std::min<std::uint64_t>(left, 1u << 30), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP) break;  // fall back below
-      io_fail(temp_path(), "cannot copy");
-    }
-    if (n == 0) break;
-    left -= static_cast<std::uint64_t>(n);
-  }
+  std::uint64_t done = file_.copy_from(src_fd, src_offset, layout_.header.size() + t.begin + offset, size);
+  std::uint64_t left = size - done;
   written_[index] += size - left;
   if (left) write(index, offset + (size - left), static_cast<const char*>(fallback) + (size - left), left);
 }

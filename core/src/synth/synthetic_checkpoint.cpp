@@ -111,7 +111,8 @@ std::uint64_t write_synthetic_qwen3_moe(const std::string& out_dir, const synthe
   unsigned threads = o.threads > 0 ? static_cast<unsigned>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
   std::uint64_t total = 0;
   for (std::size_t s = 0; s < w.shards().size(); ++s) {
-    safetensors_writer& f = w.open_shard(s, {{"format", "pt"}});
+    // No sink factory was given, so the shard is a safetensors file.
+    auto& f = static_cast<safetensors_writer&>(w.open_shard(s, {{"format", "pt"}}));
     const auto& tensors = f.tensors();
     std::vector<std::thread> pool;
     std::atomic<std::size_t> next{0};

@@ -23,6 +23,11 @@ class partial_file {
   // pwrite all of it at `offset`, retrying short writes. Thread-safe for disjoint ranges.
   void write_at(std::uint64_t offset, const void* data, std::uint64_t size) const;
 
+  // Copy `size` bytes from src_fd at src_offset to `offset` with copy_file_range (the kernel
+  // copies; nothing is mapped here). Returns how many bytes it copied: fewer when the
+  // filesystems cannot do that (the caller writes the rest itself).
+  std::uint64_t copy_from(int src_fd, std::uint64_t src_offset, std::uint64_t offset, std::uint64_t size) const;
+
   // Close and rename to the final name.
   void commit();
 

@@ -1,5 +1,6 @@
 // checkpoint.h - a checkpoint on disk: a directory (config plus one file, or an index and
-// shards) or a single .safetensors file, opened as one name -> tensor map.
+// shards), a single .safetensors file, or a GGUF model (a .gguf file, a split set given by
+// its first part, or a directory holding one), opened as one name -> tensor map.
 //
 // Opening maps every shard and validates every header and the index, and reads no tensor
 // data. Errors name the file and the key: a shard the index names but that is missing, a
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "moereg/base/json.h"
+#include "moereg/gguf/gguf_tensor_file.h"
 #include "moereg/safetensors/safetensors_reader.h"
 
 namespace moereg {
@@ -28,7 +30,7 @@ struct checkpoint_options {
 class checkpoint {
  public:
   struct entry {
-    const safetensors_file* file;
+    const tensor_file* file;
     const tensor_info* info;
     const std::byte* data() const { return file->data(*info); }
   };
@@ -40,7 +42,9 @@ class checkpoint {
   // config.json contents, or a null value when there is none.
   const json::value& config() const { return config_; }
   const std::string& config_path() const { return config_path_; }
-  const std::vector<std::unique_ptr<safetensors_file>>& files() const { return files_; }
+  const std::vector<std::unique_ptr<tensor_file>>& files() const { return files_; }
+  // The first GGUF file (whose metadata describes the model), or nullptr for safetensors.
+  const gguf_file* gguf() const;
   // Every tensor, sorted by name.
   const std::vector<entry>& tensors() const { return tensors_; }
   const entry* find(std::string_view name) const;
@@ -62,7 +66,7 @@ class checkpoint {
   bool has_index_ = false;
   json::value config_;
   std::string config_path_;
-  std::vector<std::unique_ptr<safetensors_file>> files_;
+  std::vector<std::unique_ptr<tensor_file>> files_;
   std::vector<entry> tensors_;
   std::unordered_map<std::string_view, std::size_t> by_name_;
   std::uint64_t total_bytes_ = 0;

@@ -38,11 +38,17 @@ struct shard_plan {
 // Split specs (already in the desired order) into shards.
 std::vector<shard_plan> plan_shards(std::vector<tensor_spec> specs, const checkpoint_writer_options& options);
 
+// Makes the file of one shard. The default writes safetensors (safetensors_writer with the
+// given __metadata__); a GGUF output passes gguf_sink_factory (gguf/gguf_output.h).
+using sink_factory = std::function<std::unique_ptr<tensor_sink>(const std::string& path, const shard_plan& shard,
+                                                                 const std::map<std::string, std::string>& metadata)>;
+
 class checkpoint_writer {
  public:
   // Creates out_dir if missing (and removes it again on abort). An existing, non-empty
   // out_dir is refused unless allow_existing.
-  checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing = false);
+  checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing = false,
+                    sink_factory make_sink = {});
   checkpoint_writer(const checkpoint_writer&) = delete;
   checkpoint_writer& operator=(const checkpoint_writer&) = delete;
   ~checkpoint_writer();
@@ -52,7 +58,7 @@ class checkpoint_writer {
 
   // Open shard i for writing. Several shards may be open at once (they are written in
   // parallel: one file per thread group avoids contending for one file's inode lock).
-  safetensors_writer& open_shard(std::size_t i, const std::map<std::string, std::string>& metadata);
+  tensor_sink& open_shard(std::size_t i, const std::map<std::string, std::string>& metadata);
   // Commit shard i (rename into place). Thread-safe.
   void commit_shard(std::size_t i);
   // Commit every open shard.
@@ -70,7 +76,8 @@ class checkpoint_writer {
  private:
   std::string out_dir_;
   std::vector<shard_plan> shards_;
-  std::map<std::size_t, std::unique_ptr<safetensors_writer>> open_;
+  sink_factory make_sink_;
+  std::map<std::size_t, std::unique_ptr<tensor_sink>> open_;
   std::vector<std::string> created_;
   std::mutex mutex_;
   bool created_dir_ = false;

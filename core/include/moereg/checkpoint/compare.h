@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct tensor_ref {
   const std::byte* data;
   std::uint64_t nbytes;
   bool mapped = false;  // data lies in a read-only file mapping: pages may be released after use
+  std::optional<std::uint32_t> ggml_blocks{};  // GGUF block-quantized bytes (tensor_info::ggml_blocks)
 };
 
 comparison compare_tensors(const std::vector<tensor_ref>& a, const std::vector<tensor_ref>& b);

@@ -18,7 +18,8 @@ namespace moereg {
 struct folded_group {
   std::string pattern;  // name with {a..b} / {a,b} for folded components
   dtype type;
-  std::vector<std::int64_t> shape;
+  std::string type_name;               // "BF16", or a ggml block type ("Q4_K")
+  std::vector<std::int64_t> shape;     // in elements (ggml blocks: not bytes)
   std::uint64_t count = 0;
   std::uint64_t bytes = 0;
 };

@@ -8,7 +8,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "moereg/safetensors/tensor_info.h"
 #include "moereg/tensor/dtype.h"
 
 namespace moereg {
@@ -39,5 +41,13 @@ std::optional<ggml_type> ggml_type_for(moereg::dtype t);
 
 // "F32 (0), F16 (1), ..." for messages.
 std::string known_ggml_types();
+
+// A tensor's element type as people name it: "BF16", or the ggml block type ("Q4_K").
+std::string storage_type_name(const tensor_info& t);
+// Its shape in elements: `shape` itself, or for ggml blocks the byte shape with the
+// innermost dimension turned back into elements.
+std::vector<std::int64_t> element_shape(const tensor_info& t);
+// The ggml type that stores a tensor as it is: its blocks, or its dtype element by element.
+std::optional<ggml_type> ggml_type_of(const tensor_info& t);
 
 }  // namespace moereg

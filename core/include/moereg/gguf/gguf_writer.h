@@ -15,6 +15,7 @@
 
 #include "moereg/base/partial_file.h"
 #include "moereg/gguf/gguf_file.h"
+#include "moereg/tensor/tensor_sink.h"
 
 namespace moereg {
 
@@ -36,7 +37,7 @@ struct gguf_layout {
 // Throws moereg::error naming the tensor or key.
 gguf_layout layout_gguf(const gguf_metadata& metadata, const std::vector<gguf_tensor_spec>& specs);
 
-class gguf_writer {
+class gguf_writer : public tensor_sink {
  public:
   gguf_writer(std::string final_path, const gguf_metadata& metadata, const std::vector<gguf_tensor_spec>& specs);
   gguf_writer(const gguf_writer&) = delete;
@@ -46,13 +47,17 @@ class gguf_writer {
   const std::vector<gguf_tensor>& tensors() const { return layout_.tensors; }
   std::uint64_t file_size() const { return layout_.file_size; }
   const std::string& temp_path() const { return file_.temp_path(); }
+  const std::string& final_path() const override { return final_path_; }
 
   // Write `size` bytes of tensor `index`, starting `offset` bytes into it. Thread-safe for
   // disjoint ranges.
-  void write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size);
+  void write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size) override;
+  // The same, copied from another file by the kernel where it can (copy_file_range).
+  void copy_from_file(std::size_t index, std::uint64_t offset, int src_fd, std::uint64_t src_offset, std::uint64_t size,
+                      const void* fallback) override;
 
   // Checks every tensor byte was written, closes, renames into place.
-  void commit();
+  void commit() override;
 
  private:
   std::string final_path_;

@@ -75,6 +75,7 @@ struct layout_spec {
   // save_pretrained does ([2] rather than [1, 2]); read in either shape. Group scales
   // (int4, mxfp4) keep the shape their format fixes.
   bool squeeze_expert_scales = false;
+  std::string container = "safetensors";    // what convert --to writes: safetensors | gguf (file_stem.gguf)
   std::string defined_in;                   // plugin.yaml that declared it
   int line = 0;
 };
@@ -114,6 +115,31 @@ struct moe_block_spec {
   key_template shared_gate;
 };
 
+// One GGUF metadata key and the config.json field it carries (both directions), or a
+// constant. Keys are written without the "{arch}." prefix.
+struct gguf_metadata_rule {
+  std::string key;                   // "expert_count", "attention.head_count"
+  std::vector<std::string> config;   // config.json paths: writing takes the first present, reading fills the first
+  std::optional<double> value;       // a constant instead (e.g. expert_gating_func)
+  std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool
+  int line = 0;
+};
+
+// How the family maps onto GGUF: the architecture name, which model_type a file of that
+// architecture is, and the metadata written from (and read back into) config.json.
+struct gguf_spec {
+  std::string architecture;  // general.architecture; empty: the family has no GGUF mapping
+  // Which model_type a .gguf of this architecture is: the first rule whose `when` metadata
+  // (keys without the arch prefix) all hold. Empty: the plugin's first model_type.
+  struct model_type_rule {
+    std::string model_type;
+    std::map<std::string, double> when;
+  };
+  std::vector<model_type_rule> model_types;
+  std::vector<gguf_metadata_rule> metadata;  // those for this spec's model_type
+  int line = 0;
+};
+
 struct family_spec {
   std::string name;              // the plugin's name
   std::string model_type;        // the model_type this spec was resolved for
@@ -136,6 +162,7 @@ struct family_spec {
   // Companion naming per quantization scheme: "fp8", "mxfp4", "gptq", "compressed". The
   // parser fills the defaults; plugin.yaml's `quantization` replaces a scheme's entry.
   std::map<std::string, quant_naming> quantization;
+  gguf_spec gguf;
 
   const layout_spec* find_layout(const std::string& name) const;  // by name or alias
   std::vector<std::string> layout_names() const;

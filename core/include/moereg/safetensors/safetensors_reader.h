@@ -18,6 +18,7 @@
 
 #include "moereg/base/mapped_file.h"
 #include "moereg/safetensors/tensor_info.h"
+#include "moereg/tensor/tensor_file.h"
 
 namespace moereg {
 
@@ -36,26 +37,24 @@ struct safetensors_header {
 safetensors_header parse_safetensors_header(const std::byte* bytes, std::uint64_t available,
                                             std::uint64_t file_size, std::string_view where);
 
-class safetensors_file {
+class safetensors_file : public tensor_file {
  public:
   // Maps and validates. Throws moereg::error on any problem.
   explicit safetensors_file(const std::string& path);
 
-  const std::string& path() const { return file_.path(); }
-  const std::vector<tensor_info>& tensors() const { return header_.tensors; }
+  const std::string& path() const override { return file_.path(); }
+  std::string_view container() const override { return "safetensors"; }
+  const std::vector<tensor_info>& tensors() const override { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   std::uint64_t header_size() const { return header_.header_size; }
-  std::uint64_t data_offset() const { return 8 + header_.header_size; }
+  std::uint64_t data_offset() const override { return 8 + header_.header_size; }
   std::uint64_t data_size() const { return header_.data_size; }
   std::uint64_t file_size() const { return file_.size(); }
 
   // nullptr if the file has no tensor of that name.
   const tensor_info* find(std::string_view name) const;
 
-  // Pointer to a tensor's first byte, inside the map. Touching it reads from disk.
-  const std::byte* data(const tensor_info& t) const { return file_.data() + data_offset() + t.begin; }
-
-  const mapped_file& file() const { return file_; }
+  const mapped_file& file() const override { return file_; }
 
  private:
   mapped_file file_;

@@ -12,11 +12,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "moereg/base/partial_file.h"
 #include "moereg/safetensors/tensor_info.h"
+#include "moereg/tensor/tensor_sink.h"
 
 namespace moereg {
 
@@ -24,6 +26,8 @@ struct tensor_spec {
   std::string name;
   dtype type = dtype::U8;
   std::vector<std::int64_t> shape;
+  // GGUF block-quantized bytes (tensor_info::ggml_blocks): type U8, shape in bytes.
+  std::optional<std::uint32_t> ggml_blocks{};
   std::uint64_t nbytes() const;
 };
 
@@ -40,7 +44,7 @@ struct safetensors_layout {
 safetensors_layout layout_safetensors(const std::vector<tensor_spec>& specs,
                                       const std::map<std::string, std::string>& metadata);
 
-class safetensors_writer {
+class safetensors_writer : public tensor_sink {
  public:
   safetensors_writer(std::string final_path, const std::vector<tensor_spec>& specs,
                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
@@ -50,21 +54,21 @@ class safetensors_writer {
 
   const std::vector<tensor_info>& tensors() const { return layout_.tensors; }
   std::uint64_t file_size() const { return layout_.file_size; }
-  const std::string& final_path() const { return file_.final_path(); }
+  const std::string& final_path() const override { return file_.final_path(); }
   const std::string& temp_path() const { return file_.temp_path(); }
 
   // Write `size` bytes of tensor `index` starting `offset` bytes into that tensor.
   // Thread-safe for disjoint ranges.
-  void write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size);
+  void write(std::size_t index, std::uint64_t offset, const void* data, std::uint64_t size) override;
 
   // The same, but the bytes come from another file (src_fd at src_offset) and are copied by
   // the kernel (copy_file_range): no page of the source is mapped into this process.
   // Falls back to write(fallback) where the filesystem cannot do that.
   void copy_from_file(std::size_t index, std::uint64_t offset, int src_fd, std::uint64_t src_offset, std::uint64_t size,
-                      const void* fallback);
+                      const void* fallback) override;
 
   // Checks every tensor byte was written, flushes, renames to the final name.
-  void commit();
+  void commit() override;
 
  private:
   safetensors_layout layout_;

@@ -1,0 +1,34 @@
+// gguf_family.h - a family plugin's `gguf` section applied to files: which model_type a
+// .gguf is, the config.json made from its metadata (tensor shapes as fallback), and the
+// metadata a .gguf written for the family carries. The mapping itself is data
+// (plugin.yaml, docs/yaml-reference.md); nothing here knows a family.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moereg/base/json.h"
+#include "moereg/gguf/gguf_file.h"
+#include "moereg/layout/family_spec.h"
+
+namespace moereg {
+
+// The model_type a GGUF file is under one plugin's mapping (`claimed`: the plugin's
+// model_types, the first being the default), or nullopt when general.architecture differs
+// or no gguf.model_types rule holds.
+std::optional<std::string> gguf_model_type(const gguf_file& file, const gguf_spec& gguf,
+                                           const std::vector<std::string>& claimed);
+
+// config.json for a GGUF model: "model_type", every metadata rule's config field that the
+// file has, then E, H, I, K and the layer count from the tensors where the metadata lacks
+// them (read_gguf_moe_dims; the highest blk.N). Throws moereg::error naming the file and
+// the key when top-k (expert_used_count) is missing, as shapes cannot give it.
+json::value gguf_config(const gguf_file& file, const family_spec& spec);
+
+// The metadata of a .gguf written for this family from config.json: general.architecture,
+// then every rule whose config field is present (or constant), as its declared type.
+// Throws moereg::error naming config_path and the field when a value does not fit its type.
+gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& config, const std::string& config_path);
+
+}  // namespace moereg

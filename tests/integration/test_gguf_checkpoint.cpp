@@ -1,0 +1,272 @@
+// GGUF files as checkpoints: written by `convert --to gguf` from the fixtures, read back
+// (with config.json beside them, or bare, the config made from the metadata), converted to
+// transformers_v5 and hf bit-exactly; inspect and verify on .gguf; ggml blocks carried
+// untouched; split files; malformed files named in one error.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "conversion_support.h"
+#include "moereg/base/error.h"
+#include "moereg/gguf/gguf_family.h"
+#include "moereg/gguf/gguf_tensor_file.h"
+#include "moereg/gguf/gguf_writer.h"
+#include "test_support.h"
+
+using namespace moereg;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string diff_text(const comparison& c) {
+  std::string s;
+  for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
+    s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
+  return s;
+}
+
+void expect_same(const std::string& a, const std::string& b) {
+  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
+  comparison c = compare_tensors(test::refs(ca), test::refs(cb));
+  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << diff_text(c);
+  EXPECT_GT(c.compared, 0u);
+}
+
+const char* gguf_families[] = {"qwen3_moe", "deepseek_v2", "deepseek_v3"};
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 8)) & 0xFF);
+  return s;
+}
+
+// A tiny qwen3moe GGUF with Q8_0 experts (block 32): E=2, H=64, I=32, 1 layer.
+void write_q8_model(const std::string& path, bool with_top_k = true) {
+  gguf_metadata md = {{"general.architecture", gguf_value::string("qwen3moe")},
+                      {"qwen3moe.block_count", gguf_value::u32(1)},
+                      {"qwen3moe.expert_count", gguf_value::u32(2)},
+                      {"qwen3moe.embedding_length", gguf_value::u32(64)},
+                      {"qwen3moe.expert_feed_forward_length", gguf_value::u32(32)}};
+  if (with_top_k) md.emplace_back("qwen3moe.expert_used_count", gguf_value::u32(1));
+  std::vector<gguf_tensor_spec> specs = {{"blk.0.ffn_gate_exps.weight", ggml_type::Q8_0, {2, 32, 64}},
+                                         {"blk.0.ffn_up_exps.weight", ggml_type::Q8_0, {2, 32, 64}},
+                                         {"blk.0.ffn_down_exps.weight", ggml_type::Q8_0, {2, 64, 32}},
+                                         {"blk.0.ffn_gate_inp.weight", ggml_type::F32, {2, 64}}};
+  gguf_writer w(path, md, specs);
+  for (std::size_t i = 0; i < w.tensors().size(); ++i) {
+    std::string b = pattern(w.tensors()[i].nbytes, static_cast<unsigned>(i));
+    w.write(i, 0, b.data(), b.size());
+  }
+  w.commit();
+}
+
+}  // namespace
+
+TEST(GgufCheckpoint, HfToGgufToTransformersV5AndBackIsBitExact) {
+  for (const char* f : gguf_families) {
+    SCOPED_TRACE(f);
+    test::temp_dir d;
+    std::string hf = test::fixture(std::string(f) + "/hf");
+    auto r = test::run_moereg("convert " + hf + " " + (d / "g") + " --to gguf");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_TRUE(fs::exists(d / "g/model.gguf"));
+    EXPECT_TRUE(fs::exists(d / "g/config.json")) << "the original config.json is written beside the .gguf";
+    // The bare file: its config comes from the GGUF metadata alone.
+    fs::copy_file(d / "g/model.gguf", d / "bare.gguf");
+    r = test::run_moereg("convert " + (d / "bare.gguf") + " " + (d / "v5") + " --to transformers_v5");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    expect_same(d / "v5/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
+    // The directory (config.json beside model.gguf) back to the hub layout.
+    r = test::run_moereg("convert " + (d / "g") + " " + (d / "hf") + " --to hf");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    expect_same(d / "hf/model.safetensors", hf + "/model.safetensors");
+    EXPECT_EQ(test::read_bytes(d / "hf/config.json"), test::read_bytes(hf + "/config.json"));
+  }
+}
+
+TEST(GgufCheckpoint, WrittenFileHasLlamaCppNamesShapesAndMetadata) {
+  test::temp_dir d;
+  test::convert(test::fixture("qwen3_moe/hf"), d / "g", "gguf");
+  gguf_file g(d / "g/model.gguf");
+  EXPECT_EQ(g.version(), 3u);
+  EXPECT_EQ(g.get_string("general.architecture"), "qwen3moe");
+  EXPECT_EQ(g.get_uint("qwen3moe.expert_count"), 8u);
+  EXPECT_EQ(g.get_uint("qwen3moe.expert_used_count"), 2u);
+  EXPECT_EQ(g.get_uint("qwen3moe.embedding_length"), 64u);
+  EXPECT_EQ(g.get_uint("qwen3moe.expert_feed_forward_length"), 24u);
+  EXPECT_EQ(g.get_uint("qwen3moe.feed_forward_length"), 96u);
+  EXPECT_EQ(g.get_uint("qwen3moe.block_count"), 2u);
+  EXPECT_EQ(g.get_uint("qwen3moe.context_length"), 64u);
+  EXPECT_EQ(g.get_uint("qwen3moe.attention.head_count"), 4u);
+  EXPECT_EQ(g.get_uint("qwen3moe.attention.head_count_kv"), 2u);
+  EXPECT_EQ(g.get_uint("qwen3moe.attention.key_length"), 16u);
+  EXPECT_EQ(g.find("qwen3moe.rope.freq_base")->type(), gguf_type::f32);
+  EXPECT_FLOAT_EQ(static_cast<float>(*g.get_float("qwen3moe.rope.freq_base")), 10000.0f);
+  EXPECT_FLOAT_EQ(static_cast<float>(*g.get_float("qwen3moe.attention.layer_norm_rms_epsilon")), 1e-6f);
+  const gguf_tensor* gate = g.find_tensor("blk.1.ffn_gate_exps.weight");
+  const gguf_tensor* down = g.find_tensor("blk.1.ffn_down_exps.weight");
+  ASSERT_TRUE(gate && down);
+  EXPECT_EQ(gate->ne, (std::vector<std::uint64_t>{64, 24, 8}));  // {H, I, E}
+  EXPECT_EQ(down->ne, (std::vector<std::uint64_t>{24, 64, 8}));  // {I, H, E}
+  EXPECT_EQ(gate->type, ggml_type::BF16);
+  for (const char* n : {"token_embd.weight", "output_norm.weight", "output.weight", "blk.0.attn_q.weight", "blk.0.attn_norm.weight",
+                        "blk.0.ffn_norm.weight", "blk.0.ffn_gate_inp.weight", "blk.0.attn_k_norm.weight"})
+    EXPECT_NE(g.find_tensor(n), nullptr) << n;
+  // Expert 3's gate rows are the hf tensor of expert 3, bit for bit.
+  checkpoint hf = checkpoint::open(test::fixture("qwen3_moe/hf"));
+  const auto* e3 = hf.find("model.layers.1.mlp.experts.3.gate_proj.weight");
+  ASSERT_TRUE(e3);
+  EXPECT_EQ(std::memcmp(g.data(*gate) + 3 * e3->info->nbytes(), e3->data(), e3->info->nbytes()), 0);
+}
+
+TEST(GgufCheckpoint, DeepseekV3FileNamesItsGatingFunctionAndReadsBackAsV3) {
+  test::temp_dir d;
+  test::convert(test::fixture("deepseek_v3/hf"), d / "g", "gguf");
+  gguf_file g(d / "g/model.gguf");
+  EXPECT_EQ(g.get_string("general.architecture"), "deepseek2");
+  EXPECT_EQ(g.get_uint("deepseek2.expert_gating_func"), 2u);
+  EXPECT_EQ(g.get_uint("deepseek2.leading_dense_block_count"), 1u);
+  EXPECT_FLOAT_EQ(static_cast<float>(*g.get_float("deepseek2.expert_weights_scale")), 2.5f);
+  EXPECT_NE(g.find_tensor("blk.1.exp_probs_b.bias"), nullptr);
+  EXPECT_NE(g.find_tensor("blk.1.ffn_gate_shexp.weight"), nullptr);
+  auto r = test::run_moereg("inspect " + (d / "g/model.gguf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("model_type deepseek_v3"), std::string::npos) << r.output;
+  test::temp_dir d2;
+  test::convert(test::fixture("deepseek_v2/hf"), d2 / "g", "gguf");
+  r = test::run_moereg("inspect " + (d2 / "g/model.gguf"));
+  EXPECT_NE(r.output.find("model_type deepseek_v2"), std::string::npos) << r.output;
+}
+
+TEST(GgufCheckpoint, InspectAndVerifyOpenGgufFiles) {
+  test::temp_dir d;
+  test::convert(test::fixture("qwen3_moe/hf"), d / "g", "gguf");
+  auto r = test::run_moereg("inspect " + (d / "g/model.gguf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("family      qwen3_moe (model_type qwen3_moe), layout gguf; E=8 H=64 I=24 K=2"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("blk.{0,1}.ffn_gate_exps.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[8, 24, 64]"), std::string::npos) << "PyTorch order\n" << r.output;
+  r = test::run_moereg("verify " + (d / "g/model.gguf") + " " + test::fixture("qwen3_moe/hf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("through layouts gguf and hf"), std::string::npos) << r.output;
+  // One changed expert byte is found.
+  fs::copy_file(d / "g/model.gguf", d / "changed.gguf");
+  {
+    gguf_file g(d / "changed.gguf");
+    std::uint64_t at = g.data_offset() + g.find_tensor("blk.0.ffn_up_exps.weight")->offset + 10;
+    std::fstream f(d / "changed.gguf", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.put('\x7f');
+  }
+  r = test::run_moereg("verify " + (d / "changed.gguf") + " " + test::fixture("qwen3_moe/hf"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+}
+
+TEST(GgufCheckpoint, MalformedGgufIsOneErrorNamingTheFile) {
+  test::temp_dir d;
+  test::convert(test::fixture("qwen3_moe/hf"), d / "g", "gguf");
+  std::string bytes = test::read_bytes(d / "g/model.gguf");
+  test::write_bytes(d / "cut.gguf", bytes.substr(0, bytes.size() - 100));
+  for (const char* cmd : {"inspect ", "convert --to transformers_v5 "}) {
+    std::string args = std::string(cmd) + (d / "cut.gguf") + (std::string(cmd) == "inspect " ? "" : " " + (d / "out"));
+    auto r = test::run_moereg(args);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(d / "cut.gguf"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("gguf header"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("to end within the file"), std::string::npos) << r.output;
+  }
+  EXPECT_FALSE(fs::exists(d / "out"));
+  test::write_bytes(d / "junk.gguf", "GGUF\x09\0\0\0 and then nothing useful");
+  auto r = test::run_moereg("inspect " + (d / "junk.gguf"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(d / "junk.gguf" + ": gguf header: version"), std::string::npos) << r.output;
+}
+
+TEST(GgufCheckpoint, QuantizedBlocksAreOpaqueBytesCarriedUntouched) {
+  test::temp_dir d;
+  write_q8_model(d / "q.gguf");
+  checkpoint c = checkpoint::open(d / "q.gguf");
+  const auto* gate = c.find("blk.0.ffn_gate_exps.weight");
+  ASSERT_TRUE(gate);
+  EXPECT_EQ(gate->info->type, dtype::U8);
+  EXPECT_EQ(gate->info->ggml_blocks, static_cast<std::uint32_t>(ggml_type::Q8_0));
+  EXPECT_EQ(gate->info->shape, (std::vector<std::int64_t>{2, 32, 64 / 32 * 34})) << "byte shape: rows of whole blocks";
+  EXPECT_EQ(element_shape(*gate->info), (std::vector<std::int64_t>{2, 32, 64}));
+  auto r = test::run_moereg("inspect " + (d / "q.gguf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Q8_0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("layout gguf; E=2 H=64 I=32 K=1"), std::string::npos) << r.output;
+  // gguf -> gguf: every block passes through untouched, the metadata carries over.
+  r = test::run_moereg("convert " + (d / "q.gguf") + " " + (d / "out") + " --to gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  gguf_file a(d / "q.gguf"), b(d / "out/model.gguf");
+  for (const auto& t : a.tensors()) {
+    const gguf_tensor* u = b.find_tensor(t.name);
+    ASSERT_TRUE(u) << t.name;
+    EXPECT_EQ(u->type, t.type);
+    EXPECT_EQ(u->ne, t.ne);
+    EXPECT_EQ(std::memcmp(a.data(t), b.data(*u), t.nbytes), 0) << t.name;
+  }
+  EXPECT_EQ(b.get_uint("qwen3moe.expert_used_count"), 1u);
+  // safetensors cannot hold ggml blocks: refused before anything is written.
+  r = test::run_moereg("convert " + (d / "q.gguf") + " " + (d / "v5") + " --to transformers_v5");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("Q8_0 blocks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("only a .gguf can hold"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "v5"));
+}
+
+TEST(GgufCheckpoint, ConfigFromMetadataNeedsTopK) {
+  test::temp_dir d;
+  write_q8_model(d / "q.gguf", false);
+  auto r = test::run_moereg("inspect " + (d / "q.gguf"));
+  EXPECT_EQ(r.exit_code, 0) << "inspect still lists the tensors\n" << r.output;
+  EXPECT_NE(r.output.find("no 'qwen3moe.expert_used_count'"), std::string::npos) << r.output;
+  gguf_file g(d / "q.gguf");
+  family_spec spec = test::source_catalog().resolve("qwen3_moe", "qwen3_moe");
+  EXPECT_THROW(gguf_config(g, spec), error);
+  write_q8_model(d / "k.gguf");
+  json::value c = gguf_config(gguf_file(d / "k.gguf"), spec);
+  EXPECT_EQ(c.find("num_experts")->as_int(), 2);
+  EXPECT_EQ(c.find("hidden_size")->as_int(), 64);
+  EXPECT_EQ(c.find("moe_intermediate_size")->as_int(), 32);
+  EXPECT_EQ(c.find("num_experts_per_tok")->as_int(), 1);
+  EXPECT_EQ(c.find("num_hidden_layers")->as_int(), 1);
+  EXPECT_EQ(c.find("model_type")->as_string(), "qwen3_moe");
+}
+
+TEST(GgufCheckpoint, SplitFilesOpenFromTheFirstPart) {
+  test::temp_dir d;
+  test::convert(test::fixture("qwen3_moe/hf"), d / "g", "gguf");
+  gguf_file whole(d / "g/model.gguf");
+  // Two parts: the metadata in the first, the tensors shared out.
+  std::vector<std::string> parts = {d / "m-00001-of-00002.gguf", d / "m-00002-of-00002.gguf"};
+  for (int p = 0; p < 2; ++p) {
+    std::vector<gguf_tensor_spec> specs;
+    std::vector<const gguf_tensor*> src;
+    for (std::size_t i = static_cast<std::size_t>(p); i < whole.tensors().size(); i += 2) {
+      const auto& t = whole.tensors()[i];
+      specs.push_back({t.name, t.type, t.shape});
+      src.push_back(&t);
+    }
+    gguf_writer w(parts[static_cast<std::size_t>(p)], p == 0 ? whole.metadata() : gguf_metadata{}, specs);
+    for (std::size_t i = 0; i < src.size(); ++i) w.write(i, 0, whole.data(*src[i]), src[i]->nbytes);
+    w.commit();
+  }
+  checkpoint c = checkpoint::open(parts[0]);
+  EXPECT_EQ(c.files().size(), 2u);
+  EXPECT_EQ(c.tensors().size(), whole.tensors().size());
+  auto r = test::run_moereg("verify " + parts[0] + " " + test::fixture("qwen3_moe/hf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THROW(checkpoint::open(parts[1]), error) << "a later part names part 1";
+  fs::remove(parts[1]);
+  try {
+    checkpoint::open(parts[0]);
+    ADD_FAILURE() << "a missing part is an error";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("m-00002-of-00002.gguf is missing"), std::string::npos) << e.what();
+  }
+}
