@@ -270,3 +270,37 @@ TEST(GgufCheckpoint, SplitFilesOpenFromTheFirstPart) {
     EXPECT_NE(std::string(e.what()).find("m-00002-of-00002.gguf is missing"), std::string::npos) << e.what();
   }
 }
+
+TEST(GgufCheckpoint, PluginGgufSectionIsChecked) {
+  YAML::Node root = YAML::Clone(test::source_catalog().find("qwen3_moe")->root);
+  root.remove("gguf");
+  auto errors = check_family_manifest(root, "p.yaml");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("layout 'gguf' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section"),
+            std::string::npos)
+      << errors[0];
+  root["gguf"] = YAML::Load("{architecture: qwen3moe, metadata: [{key: a, config: x, value: 1}, {key: b, config: y, type: u7}]}");
+  errors = check_family_manifest(root, "p.yaml");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_NE(errors[0].find("gguf.metadata 'a' needs exactly one of 'config' and 'value'"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("type is 'u7', expected u32"), std::string::npos) << errors[1];
+}
+
+TEST(GgufCheckpoint, MetadataThatDoesNotFitItsTypeIsAnError) {
+  family_spec spec = test::source_catalog().resolve("qwen3_moe", "qwen3_moe");
+  json::value cfg = json::parse(R"({"hidden_size": 64, "num_attention_heads": -4})", "cfg");
+  try {
+    gguf_metadata_for(spec, cfg, "cfg.json");
+    ADD_FAILURE() << "a negative u32 is refused";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("cfg.json: 'num_attention_heads' = -4"), std::string::npos) << e.what();
+  }
+  cfg = json::parse(R"({"hidden_size": 64, "rms_norm_eps": 1e-6, "norm_topk_prob": true})", "cfg");
+  gguf_metadata md = gguf_metadata_for(spec, cfg, "cfg.json");
+  ASSERT_EQ(md.size(), 4u) << "general.architecture and the three present fields";
+  EXPECT_EQ(md[0].second.as_string(), "qwen3moe");
+  EXPECT_EQ(md[1].first, "qwen3moe.embedding_length");
+  EXPECT_EQ(md[1].second.type(), gguf_type::u32);
+  EXPECT_EQ(md[2].second.type(), gguf_type::f32);
+  EXPECT_EQ(md[3].second.type(), gguf_type::boolean);
+}
