@@ -304,3 +304,18 @@ TEST(GgufCheckpoint, MetadataThatDoesNotFitItsTypeIsAnError) {
   EXPECT_EQ(md[2].second.type(), gguf_type::f32);
   EXPECT_EQ(md[3].second.type(), gguf_type::boolean);
 }
+
+TEST(GgufCheckpoint, Fp8CannotBeAGgufAndGgufNamesKeepsItInSafetensors) {
+  test::temp_dir d;
+  auto r = test::run_moereg("convert " + test::fixture("deepseek_v3_fp8/hf") + " " + (d / "g") + " --to gguf");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("(a .gguf file) is not possible"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'blk.1.ffn_down_exps.weight': dtype F8_E4M3 has no GGUF element type"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "g"));
+  // The same names in safetensors: detected as gguf_names (the files are safetensors), not gguf.
+  r = test::run_moereg("convert " + test::fixture("deepseek_v3/hf") + " " + (d / "n") + " --to gguf_names");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(d / "n/model.safetensors"));
+  r = test::run_moereg("inspect " + (d / "n"));
+  EXPECT_NE(r.output.find("layout gguf_names"), std::string::npos) << r.output;
+}

@@ -298,12 +298,11 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
           continue;
         }
         // ggml blocks are opaque bytes: their views count columns in bytes (rows stay whole).
-        auto stored_cols = [&](std::int64_t c) {
-          if (!src->info->ggml_blocks) return c;
+        std::int64_t row_len = units;
+        if (src->info->ggml_blocks) {
           auto tr = ggml_traits(*src->info->ggml_blocks);
-          return c / static_cast<std::int64_t>(tr->block_size) * static_cast<std::int64_t>(tr->type_size);
-        };
-        const std::int64_t row_len = src->info->ggml_blocks ? stored_cols(cols) : units;
+          row_len = cols / static_cast<std::int64_t>(tr->block_size) * static_cast<std::int64_t>(tr->type_size);
+        }
         for (std::int64_t ex = e.stacked ? 0 : x; ex < (e.stacked ? dims.E : x + 1); ++ex) {
           std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * row_len) : 0;
           for (std::size_t k = 0; k < e.pieces.size(); ++k) {
@@ -395,6 +394,14 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
                         by_keys[a]->name + " or --from " + by_keys[b]->name);
           }
   if (by_shapes.size() == 1) return *by_shapes.front();
+  // The same names in two containers (gguf, gguf_names): the files' container decides.
+  if (by_shapes.size() > 1) {
+    const std::string held = ckpt.gguf() ? "gguf" : "safetensors";
+    std::vector<const layout_spec*> same;
+    for (auto* x : by_shapes)
+      if (x->container == held) same.push_back(x);
+    if (same.size() == 1) return *same.front();
+  }
   if (by_shapes.size() > 1)
     throw error(ckpt.path() + ": the tensors fit several layouts of family '" + spec.name + "' equally (" + names(by_shapes) +
                 ": same names and shapes with " + dims.describe() +
