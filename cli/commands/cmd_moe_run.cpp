@@ -1,5 +1,6 @@
 // moereg moe run: the MoE block of one decoder layer, read from a checkpoint in whatever
 // layout it is stored, routed as its family declares, on the backend chosen.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -99,13 +100,32 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   routing_result routed;
   r.route(xv, routed);
 
-  chosen_backend chosen = choose_backend(*s.registry, vm["backend"].as<std::string>());
+  const std::string wanted = vm["backend"].as<std::string>();
+  chosen_backend chosen = choose_backend(*s.registry, wanted);
   const moereg_backend_api* api = s.registry->backend(*chosen.record);
   moereg_backend_options opts{};
   opts.threads = vm["threads"].as<int>();
   moereg_backend* backend = nullptr;
   auto t_create = std::chrono::steady_clock::now();
-  throw_if_error(api->create(&layer->weights, &layer->routing, &opts, &backend), "backend " + chosen.record->name + " create");
+  // auto: a backend that cannot take these weights (UNSUPPORTED: say FP8 experts on a GPU
+  // backend without FP8) hands over to the next best probe score, and the reason is kept.
+  std::vector<const plugin_record*> fallbacks;
+  if (wanted == "auto") {
+    for (const plugin_record* b : s.registry->backends())
+      if (b != chosen.record && b->probe_score > 0) fallbacks.push_back(b);
+    std::stable_sort(fallbacks.begin(), fallbacks.end(),
+                     [](const plugin_record* a, const plugin_record* b) { return a->probe_score > b->probe_score; });
+  }
+  for (std::size_t next = 0;; ++next) {
+    auto [code, message] = take_status(api->create(&layer->weights, &layer->routing, &opts, &backend));
+    if (code == MOEREG_OK) break;
+    if (code != MOEREG_UNSUPPORTED || next >= fallbacks.size())
+      throw error("backend " + chosen.record->name + " create: " + message);
+    spdlog::info("backend {} cannot take this layer ({}); trying {}", chosen.record->name, message, fallbacks[next]->name);
+    chosen.why += "; " + chosen.record->name + " refused the layer (" + message + "), next best: " + fallbacks[next]->name;
+    chosen.record = fallbacks[next];
+    api = s.registry->backend(*chosen.record);
+  }
   struct destroy_guard {
     const moereg_backend_api* api;
     moereg_backend* b;

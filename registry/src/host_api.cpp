@@ -51,6 +51,13 @@ const moereg_host_api* plugin_registry::host_api() {
   return &api;
 }
 
+std::pair<int32_t, std::string> take_status(moereg_status* status) {
+  if (!status) return {MOEREG_OK, ""};
+  std::pair<int32_t, std::string> r{status->code, status->message};
+  if (status != &out_of_memory_status) delete status;
+  return r;
+}
+
 void throw_if_error(moereg_status* status, const std::string& who) {
   if (!status) return;
   std::string text = who + ": " + status->message;

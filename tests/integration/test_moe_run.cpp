@@ -2,7 +2,10 @@
 // stored layout, with both input dtypes and token counts that fill no block.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cmath>
+#include <filesystem>
 #include <cstdlib>
 #include <set>
 
@@ -140,4 +143,31 @@ TEST(MoeBench, TinyPresetRowsAndReference) {
   EXPECT_FALSE(v.find("torch")->as_string().empty());
 
   EXPECT_EQ(test::run_moereg("moe bench --preset nosuch").exit_code, 2);
+}
+
+// --backend auto: a backend that outscores the CPU but refuses the layer (UNSUPPORTED, as a
+// GPU backend does for FP8 experts) hands over to the next best; asked for by name, its
+// refusal is the error.
+TEST(MoeRun, AutoFallsBackWhenTheBestBackendRefusesTheLayer) {
+  test::temp_dir tmp;
+  const std::string dir = tmp / "vendor";
+  std::filesystem::create_directories(dir);
+  ::chmod(tmp.path().c_str(), 0755);
+  ::chmod(dir.c_str(), 0755);
+  std::filesystem::copy_file(std::string(MOEREG_ABI_LIB_DIR) + "/libmoereg_backend_abitest-fast.so",
+                             dir + "/libmoereg_backend_abitest-fast.so");
+  const std::string base = "moe run " + test::fixture("qwen3_moe/hf") + " --layer 1 --input " +
+                           test::fixture("qwen3_moe/moe_block.safetensors") + " --output " + (tmp / "out.safetensors") +
+                           " --plugin-path " + dir;
+  auto r = test::run_moereg(base);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("abitest refused the layer"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("next best: cpu"), std::string::npos) << r.output;
+  safetensors_file out(tmp / "out.safetensors");
+  EXPECT_NE(out.find("output"), nullptr);
+
+  r = test::run_moereg(base + " --backend abitest");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("backend abitest create: the abitest backend is a registry test fixture"), std::string::npos)
+      << r.output;
 }

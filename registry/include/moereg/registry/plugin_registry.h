@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "moereg/abi/moereg_backend.h"
@@ -104,5 +105,7 @@ class plugin_registry {
 // Turn a status returned by a plugin slot into a moereg::error (prefixed with who) and free it.
 // No-op for nullptr (success).
 void throw_if_error(moereg_status* status, const std::string& who);
+// The code and message of a status a plugin returned, which is freed (NULL: MOEREG_OK and "").
+std::pair<int32_t, std::string> take_status(moereg_status* status);
 
 }  // namespace moereg
