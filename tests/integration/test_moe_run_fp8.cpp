@@ -12,6 +12,7 @@
 
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
+#include "quant_support.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -58,7 +59,82 @@ run_output moe_run(const std::string& ckpt, const std::string& in, const std::st
   return o;
 }
 
+// A tiny deepseek_v3 FP8 checkpoint of layer 1 (split per expert, as hf stores it, with a
+// quantized shared expert) and a random router; scales of shape scale_shape(rows, cols).
+void write_fp8_layer(const std::string& dir, int E, int H, int I, const std::string& suffix,
+                     std::vector<std::int64_t> (*scale_shape)(std::int64_t, std::int64_t)) {
+  std::mt19937 rng(3);
+  std::vector<test::tiny_tensor> ts;
+  const char* projs[] = {"gate_proj", "up_proj", "down_proj"};
+  for (int e = 0; e <= E; ++e)  // e == E: the shared expert (quantized too, width I)
+    for (int p = 0; p < 3; ++p) {
+      const std::int64_t rows = p == 2 ? H : I, cols = p == 2 ? I : H;
+      const std::string base = (e == E ? std::string("model.layers.1.mlp.shared_experts.")
+                                       : "model.layers.1.mlp.experts." + std::to_string(e) + ".") +
+                               projs[p] + ".weight";
+      ts.push_back({base, dtype::F8_E4M3, {rows, cols}, test::as_bytes(test::random_fp8(static_cast<std::size_t>(rows * cols), rng))});
+      std::vector<std::int64_t> ss = scale_shape(rows, cols);
+      std::int64_t n = 1;
+      for (auto d : ss) n *= d;
+      std::vector<float> s(static_cast<std::size_t>(n));
+      for (auto& v : s) v = std::ldexp(1.0f + static_cast<float>(rng() % 100) / 100.0f, -10 - static_cast<int>(rng() % 4));
+      ts.push_back({base + suffix, dtype::F32, ss, test::as_bytes(s)});
+    }
+  std::vector<std::uint16_t> router(static_cast<std::size_t>(E * H));
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  for (auto& v : router) v = f32_to_bf16(normal(rng));
+  ts.push_back({"model.layers.1.mlp.gate.weight", dtype::BF16, {E, H}, test::as_bytes(router)});
+  std::vector<float> bias(static_cast<std::size_t>(E));
+  for (auto& v : bias) v = normal(rng);
+  ts.push_back({"model.layers.1.mlp.gate.e_score_correction_bias", dtype::F32, {E}, test::as_bytes(bias)});
+  json::value q(json::object{{"quant_method", json::value("fp8")},
+                             {"weight_block_size", json::value(json::array{json::value(128), json::value(128)})}});
+  test::write_checkpoint(dir, test::deepseek_config(E, H, I, q), ts);
+}
+
+std::vector<std::int64_t> block_scales(std::int64_t r, std::int64_t c) { return {(r + 127) / 128, (c + 127) / 128}; }
+std::vector<std::int64_t> channel_scales(std::int64_t r, std::int64_t) { return {r}; }
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : INFINITY;
+}
+
 }  // namespace
+
+// Per-channel scales (one per output row), and 128x128 blocks with I = 192: gate and up
+// each end inside a block, so their scales stay on grids of their own (2 + 2 scale rows for
+// the 384 fused rows, not ceil(384 / 128) = 3). Both against convert --dtype bf16.
+TEST(MoeRunFp8, PerChannelScalesAndBlocksCutByI) {
+  struct variant {
+    const char* name;
+    int I;
+    const char* suffix;
+    std::vector<std::int64_t> (*shape)(std::int64_t, std::int64_t);
+    const char* log;
+  };
+  for (const variant& v : {variant{"per-channel", 128, "_scale", channel_scales, "FP8 with 1x256 block scales"},
+                           variant{"blocks, I=192", 192, "_scale_inv", block_scales, "FP8 with 128x128 block scales"}}) {
+    SCOPED_TRACE(v.name);
+    test::temp_dir d;
+    write_fp8_layer(d / "fp8", 4, 256, v.I, v.suffix, v.shape);
+    auto conv = test::run_moereg("convert " + (d / "fp8") + " " + (d / "bf16") + " --to hf --dtype bf16");
+    ASSERT_EQ(conv.exit_code, 0) << conv.output;
+    const std::string in = d / "in.safetensors";
+    write_random_input(in, 19, 256, true, 5);
+    run_output q = moe_run(d / "fp8", in, d / "out_fp8.safetensors");
+    run_output b = moe_run(d / "bf16", in, d / "out_bf16.safetensors");
+    EXPECT_NE(q.log.find(v.log), std::string::npos) << q.log;
+    ASSERT_EQ(q.out.size(), static_cast<std::size_t>(19 * 256));
+    ASSERT_EQ(b.out.size(), q.out.size());
+    EXPECT_EQ(q.ids, b.ids);
+    EXPECT_LE(rel_l2(q.out, b.out), 1e-2);
+  }
+}
 
 TEST(MoeRunFp8, Fp8ExpertsMatchTheBf16DequantizedLayer) {
   test::temp_dir d;
@@ -84,12 +160,6 @@ TEST(MoeRunFp8, Fp8ExpertsMatchTheBf16DequantizedLayer) {
       ASSERT_EQ(q.out.size(), static_cast<std::size_t>(T * H));
       ASSERT_EQ(b.out.size(), q.out.size());
       EXPECT_EQ(q.ids, b.ids);  // the router is not quantized: same experts
-      double num = 0, den = 0;
-      for (std::size_t i = 0; i < q.out.size(); ++i) {
-        num += (double(q.out[i]) - b.out[i]) * (double(q.out[i]) - b.out[i]);
-        den += double(b.out[i]) * b.out[i];
-      }
-      ASSERT_GT(den, 0);
-      EXPECT_LE(std::sqrt(num / den), 1e-2);
+      EXPECT_LE(rel_l2(q.out, b.out), 1e-2);
     }
 }
