@@ -1,5 +1,6 @@
 // Hooks of the mistral plugin: params.json <-> config.json, and the per-head row order of
-// wq/wk. Compiled against the SDK headers only; yaml-cpp reads params.json (JSON is YAML).
+// wq/wk (plugins/common/rotary_qk_rows.h, shared with the mixtral plugin's .gguf layout).
+// Compiled against the SDK headers only; yaml-cpp reads params.json (JSON is YAML).
 #include <yaml-cpp/yaml.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "moereg/abi/moereg_hooks.h"
+#include "rotary_qk_rows.h"
 
 namespace {
 
@@ -124,34 +126,6 @@ std::string write_params(const char* config_json) {
   return p.str();
 }
 
-// Rotary pairs: natively interleaved rows (2j, 2j+1) within each head, in transformers the
-// two halves [j] and [head_dim/2 + j]. Decode: native -> transformers; encode: the inverse.
-void permute_qk(int direction, const char* key, const char* config_json, const moereg_tensor_view* src,
-                moereg_tensor_view* dst) {
-  YAML::Node c = YAML::Load(config_json);
-  bool is_k = std::strstr(key, ".wk.") != nullptr;
-  YAML::Node heads_node = is_k ? (c["num_key_value_heads"] ? c["num_key_value_heads"] : c["num_attention_heads"]) : c["num_attention_heads"];
-  if (!heads_node) throw hook_error(std::string(key) + ": config has no num_attention_heads");
-  long heads = heads_node.as<long>();
-  if (src->rank != 2) throw hook_error(std::string(key) + ": expected a 2-D weight");
-  long rows = static_cast<long>(src->shape[0]), cols = static_cast<long>(src->shape[1]);
-  if (heads <= 0 || rows % heads != 0 || (rows / heads) % 2 != 0)
-    throw hook_error(std::string(key) + ": " + std::to_string(rows) + " rows do not split into " + std::to_string(heads) +
-                     " heads of even size");
-  long hd = rows / heads, half = hd / 2;
-  std::size_t esize = src->dtype == MOEREG_DTYPE_F32 ? 4 : src->dtype == MOEREG_DTYPE_F8_E4M3 || src->dtype == MOEREG_DTYPE_U8 ? 1 : 2;
-  std::size_t row_bytes = static_cast<std::size_t>(cols) * esize;
-  auto in = static_cast<const char*>(src->data);
-  auto out = static_cast<char*>(dst->data);
-  for (long h = 0; h < heads; ++h)
-    for (long j = 0; j < half; ++j)
-      for (int k = 0; k < 2; ++k) {
-        long native = h * hd + 2 * j + k, hf = h * hd + k * half + j;
-        long from = direction == MOEREG_DECODE ? native : hf, to = direction == MOEREG_DECODE ? hf : native;
-        std::memcpy(out + static_cast<std::size_t>(to) * row_bytes, in + static_cast<std::size_t>(from) * row_bytes, row_bytes);
-      }
-}
-
 moereg_status* unknown(const char* hook) {
   return host->status_create(MOEREG_INVALID_ARGUMENT, (std::string("no hook named '") + (hook ? hook : "") + "'").c_str());
 }
@@ -176,7 +150,7 @@ moereg_status* transform(const char* hook, int32_t direction, const char* key, c
                          const moereg_tensor_view* src, moereg_tensor_view* dst) noexcept {
   MOEREG_API_BEGIN
   if (std::strcmp(hook, "permute_qk") != 0) return unknown(hook);
-  permute_qk(direction, key, config_json, src, dst);
+  moereg_plugins::permute_qk(direction, key, config_json, src, dst);  // rotary_qk_rows.h
   return nullptr;
   MOEREG_API_END
 }

@@ -34,7 +34,7 @@ void expect_same(const std::string& a, const std::string& b) {
   EXPECT_GT(c.compared, 0u);
 }
 
-const char* gguf_families[] = {"qwen3_moe", "deepseek_v2", "deepseek_v3"};
+const char* gguf_families[] = {"qwen3_moe", "deepseek_v2", "deepseek_v3", "mixtral"};
 
 std::string pattern(std::size_t n, unsigned seed) {
   std::string s(n, '\0');
@@ -61,6 +61,23 @@ void write_q8_model(const std::string& path, bool with_top_k = true) {
   }
   w.commit();
 }
+
+// llama.cpp's LlamaModel.permute, written out independently of the hook: numpy's
+// w.reshape(n_head, 2, hd/2, cols).swapaxes(1, 2).reshape(rows, cols), i.e. output row
+// (h, j, t) of shape (n_head, hd/2, 2) is input row (h, t, j) of shape (n_head, 2, hd/2).
+std::string llama_cpp_permute(const std::byte* w, std::size_t rows, std::size_t row_bytes, std::size_t n_head) {
+  std::string out(rows * row_bytes, '\0');
+  const std::size_t hd = rows / n_head, half = hd / 2;
+  for (std::size_t h = 0; h < n_head; ++h)
+    for (std::size_t j = 0; j < half; ++j)
+      for (std::size_t t = 0; t < 2; ++t) {
+        std::size_t dst = (h * half + j) * 2 + t, src = (h * 2 + t) * half + j;
+        std::memcpy(out.data() + dst * row_bytes, w + src * row_bytes, row_bytes);
+      }
+  return out;
+}
+
+std::string bytes_of(const std::byte* p, std::size_t n) { return std::string(reinterpret_cast<const char*>(p), n); }
 
 }  // namespace
 
@@ -318,4 +335,162 @@ TEST(GgufCheckpoint, Fp8CannotBeAGgufAndGgufNamesKeepsItInSafetensors) {
   EXPECT_TRUE(fs::exists(d / "n/model.safetensors"));
   r = test::run_moereg("inspect " + (d / "n"));
   EXPECT_NE(r.output.find("layout gguf_names"), std::string::npos) << r.output;
+}
+
+TEST(GgufCheckpoint, MixtralIsLlamaArchitectureWithAttentionRowsInLlamaCppOrder) {
+  test::temp_dir d;
+  test::convert(test::fixture("mixtral/hf"), d / "g", "gguf");
+  gguf_file g(d / "g/model.gguf");
+  checkpoint hf = checkpoint::open(test::fixture("mixtral/hf"));
+  // q has num_attention_heads (4) heads, k num_key_value_heads (2): 16 rows each.
+  for (int layer : {0, 1}) {
+    const std::string l = std::to_string(layer);
+    struct proj {
+      const char* hf_name;
+      const char* gguf_name;
+      std::size_t heads;
+    };
+    for (const proj& p : {proj{"q_proj", "attn_q", 4}, proj{"k_proj", "attn_k", 2}}) {
+      SCOPED_TRACE(std::string(p.gguf_name) + " layer " + l);
+      const auto* src = hf.find("model.layers." + l + ".self_attn." + p.hf_name + ".weight");
+      const gguf_tensor* t = g.find_tensor("blk." + l + "." + p.gguf_name + ".weight");
+      ASSERT_TRUE(src && t);
+      ASSERT_EQ(t->nbytes, src->info->nbytes());
+      const auto rows = static_cast<std::size_t>(src->info->shape[0]), row_bytes = src->info->nbytes() / rows;
+      EXPECT_EQ(bytes_of(g.data(*t), t->nbytes), llama_cpp_permute(src->data(), rows, row_bytes, p.heads));
+      EXPECT_NE(bytes_of(g.data(*t), t->nbytes), bytes_of(src->data(), t->nbytes)) << "the rows really moved";
+    }
+    // v and o are not rotated: stored as they are.
+    const auto* v = hf.find("model.layers." + l + ".self_attn.v_proj.weight");
+    const gguf_tensor* gv = g.find_tensor("blk." + l + ".attn_v.weight");
+    ASSERT_TRUE(v && gv);
+    EXPECT_EQ(bytes_of(g.data(*gv), gv->nbytes), bytes_of(v->data(), v->info->nbytes()));
+  }
+  // The metadata llama.cpp's llama architecture reads for an MoE model.
+  EXPECT_EQ(g.get_string("general.architecture"), "llama");
+  EXPECT_EQ(g.metadata().front().first, "general.architecture");
+  EXPECT_EQ(g.get_uint("llama.expert_count"), 8u);
+  EXPECT_EQ(g.get_uint("llama.expert_used_count"), 2u);
+  EXPECT_EQ(g.get_uint("llama.embedding_length"), 64u);
+  EXPECT_EQ(g.get_uint("llama.feed_forward_length"), 24u);
+  EXPECT_EQ(g.get_uint("llama.block_count"), 2u);
+  EXPECT_EQ(g.get_uint("llama.context_length"), 64u);
+  EXPECT_EQ(g.get_uint("llama.attention.head_count"), 4u);
+  EXPECT_EQ(g.get_uint("llama.attention.head_count_kv"), 2u);
+  EXPECT_EQ(g.get_uint("llama.vocab_size"), 128u);
+  EXPECT_EQ(g.find("llama.expert_count")->type(), gguf_type::u32);
+  EXPECT_EQ(g.find("llama.rope.freq_base")->type(), gguf_type::f32);
+  EXPECT_FLOAT_EQ(static_cast<float>(*g.get_float("llama.rope.freq_base")), 1.0e6f) << "from rope_parameters.rope_theta";
+  EXPECT_EQ(g.find("llama.attention.layer_norm_rms_epsilon")->type(), gguf_type::f32);
+  EXPECT_FLOAT_EQ(static_cast<float>(*g.get_float("llama.attention.layer_norm_rms_epsilon")), 1e-5f);
+  // head_dim is null in this config: llama.cpp then derives it (64 / 4), so nothing is written.
+  EXPECT_EQ(g.find("llama.attention.key_length"), nullptr);
+  EXPECT_EQ(g.find("llama.rope.dimension_count"), nullptr);
+  // Names and stacking as convert_hf_to_gguf.py writes Mixtral: w1 -> gate, w3 -> up, w2 -> down.
+  const gguf_tensor* gate = g.find_tensor("blk.1.ffn_gate_exps.weight");
+  const gguf_tensor* up = g.find_tensor("blk.1.ffn_up_exps.weight");
+  const gguf_tensor* down = g.find_tensor("blk.1.ffn_down_exps.weight");
+  const gguf_tensor* router = g.find_tensor("blk.1.ffn_gate_inp.weight");
+  ASSERT_TRUE(gate && up && down && router);
+  EXPECT_EQ(gate->ne, (std::vector<std::uint64_t>{64, 24, 8}));
+  EXPECT_EQ(down->ne, (std::vector<std::uint64_t>{24, 64, 8}));
+  EXPECT_EQ(router->ne, (std::vector<std::uint64_t>{64, 8}));
+  const auto* w3 = hf.find("model.layers.1.block_sparse_moe.experts.5.w3.weight");
+  ASSERT_TRUE(w3);
+  EXPECT_EQ(std::memcmp(g.data(*up) + 5 * w3->info->nbytes(), w3->data(), w3->info->nbytes()), 0);
+  for (const char* n : {"token_embd.weight", "output_norm.weight", "output.weight", "blk.0.attn_norm.weight",
+                        "blk.0.ffn_norm.weight", "blk.0.attn_output.weight"})
+    EXPECT_NE(g.find_tensor(n), nullptr) << n;
+  EXPECT_EQ(g.tensors().size(), 23u);
+}
+
+TEST(GgufCheckpoint, MixtralHeadDimIsWrittenAndReadBackWhenTheConfigHasIt) {
+  family_spec spec = test::source_catalog().resolve("mixtral", "mixtral");
+  json::value cfg = json::parse(R"({"hidden_size": 64, "num_attention_heads": 4, "head_dim": 32, "rope_theta": 5e5})", "cfg");
+  gguf_metadata md = gguf_metadata_for(spec, cfg, "cfg.json");
+  auto value = [&](const std::string& key) -> const gguf_value* {
+    for (const auto& [k, v] : md)
+      if (k == key) return &v;
+    return nullptr;
+  };
+  ASSERT_TRUE(value("llama.attention.key_length") && value("llama.attention.value_length") && value("llama.rope.dimension_count"));
+  EXPECT_EQ(value("llama.attention.key_length")->as_u64(), 32u);
+  EXPECT_EQ(value("llama.rope.dimension_count")->as_u64(), 32u);
+  EXPECT_FLOAT_EQ(static_cast<float>(value("llama.rope.freq_base")->as_f64()), 5e5f) << "plain rope_theta (transformers 4)";
+  // A bare file reads it back into head_dim (and the head counts the permutation needs).
+  test::temp_dir d;
+  test::convert(test::fixture("mixtral/hf"), d / "g", "gguf");
+  gguf_file g(d / "g/model.gguf");
+  json::value c = gguf_config(g, spec);
+  EXPECT_EQ(c.find("model_type")->as_string(), "mixtral");
+  EXPECT_EQ(c.find("num_attention_heads")->as_int(), 4);
+  EXPECT_EQ(c.find("num_key_value_heads")->as_int(), 2);
+  EXPECT_EQ(c.find("num_local_experts")->as_int(), 8);
+  EXPECT_EQ(c.find("intermediate_size")->as_int(), 24);
+  EXPECT_EQ(c.find("head_dim"), nullptr);
+}
+
+TEST(GgufCheckpoint, MixtralGgufFromMistralNativeEqualsFromHf) {
+  // The mistral plugin's mixtral variant inherits the gguf layout; its own permute_qk (the
+  // same code) decodes wq/wk and encodes attn_q/attn_k.
+  test::temp_dir d;
+  auto r = test::run_moereg("convert " + test::fixture("mixtral/hf") + " " + (d / "native") + " --to mistral");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("convert " + (d / "native") + " " + (d / "from_native") + " --to gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  test::convert(test::fixture("mixtral/hf"), d / "from_hf", "gguf");
+  expect_same(d / "from_native/model.gguf", d / "from_hf/model.gguf");
+  // Native wq rows are already in llama.cpp's order: attn_q is wq byte for byte.
+  checkpoint native = checkpoint::open(d / "native", {false});
+  gguf_file g(d / "from_hf/model.gguf");
+  const auto* wk = native.find("layers.1.attention.wk.weight");
+  const gguf_tensor* k = g.find_tensor("blk.1.attn_k.weight");
+  ASSERT_TRUE(wk && k);
+  EXPECT_EQ(bytes_of(g.data(*k), k->nbytes), bytes_of(wk->data(), wk->info->nbytes()));
+  r = test::run_moereg("convert " + (d / "from_hf") + " " + (d / "back") + " --to mistral");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_same(d / "back/consolidated.safetensors", d / "native/consolidated.safetensors");
+}
+
+TEST(GgufCheckpoint, MixtralHeadCountThatDoesNotSplitTheRowsIsOneError) {
+  test::temp_dir d;
+  fs::create_directories(d / "m");
+  std::string cfg = test::read_bytes(test::fixture("mixtral/hf/config.json"));
+  auto at = cfg.find("\"num_key_value_heads\": 2");
+  ASSERT_NE(at, std::string::npos);
+  cfg.replace(at, std::strlen("\"num_key_value_heads\": 2"), "\"num_key_value_heads\": 3");
+  test::write_bytes(d / "m/config.json", cfg);
+  fs::copy_file(test::fixture("mixtral/hf/model.safetensors"), d / "m/model.safetensors");
+  auto r = test::run_moereg("convert " + (d / "m") + " " + (d / "g") + " --to gguf");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("plugin 'mixtral' hook 'permute_qk' on tensor 'blk.0.attn_k.weight'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("32 rows do not split into 3 heads (config num_key_value_heads) of even size"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(d / "g/model.gguf"));
+  EXPECT_FALSE(fs::exists(d / "g/.model.gguf.partial"));
+}
+
+TEST(GgufCheckpoint, DenseLlamaFileIsNotTakenForMixtral) {
+  // Architecture `llama` maps to the mixtral plugin; a dense Llama has no experts to convert.
+  test::temp_dir d;
+  gguf_metadata md = {{"general.architecture", gguf_value::string("llama")},
+                      {"llama.block_count", gguf_value::u32(1)},
+                      {"llama.embedding_length", gguf_value::u32(64)},
+                      {"llama.feed_forward_length", gguf_value::u32(32)},
+                      {"llama.attention.head_count", gguf_value::u32(4)}};
+  std::vector<gguf_tensor_spec> specs = {{"token_embd.weight", ggml_type::F32, {16, 64}},
+                                         {"blk.0.attn_q.weight", ggml_type::F32, {64, 64}},
+                                         {"blk.0.ffn_gate.weight", ggml_type::F32, {32, 64}},
+                                         {"blk.0.ffn_up.weight", ggml_type::F32, {32, 64}},
+                                         {"blk.0.ffn_down.weight", ggml_type::F32, {64, 32}}};
+  gguf_writer w(d / "dense.gguf", md, specs);
+  for (std::size_t i = 0; i < w.tensors().size(); ++i) {
+    std::string b = pattern(w.tensors()[i].nbytes, static_cast<unsigned>(i));
+    w.write(i, 0, b.data(), b.size());
+  }
+  w.commit();
+  auto r = test::run_moereg("convert " + (d / "dense.gguf") + " " + (d / "out") + " --to hf");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(d / "dense.gguf" + ": gguf metadata has no 'llama.expert_used_count'"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
 }

@@ -7,6 +7,8 @@
 #include "moereg/exec/executor.h"
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/gguf/gguf_output.h"
+#include "moereg/registry/plugin_registry.h"
+#include "moereg/tensor/tensor_view.h"
 
 namespace fs = std::filesystem;
 
@@ -33,6 +35,32 @@ family_spec spec_for(const checkpoint& ckpt) {
   return source_catalog().resolve(plugins.front(), mt);
 }
 
+// The built hook libraries (build/lib/moereg/plugins), loaded once for the whole test run.
+plugin_registry& built_plugins() {
+  static plugin_registry reg([] {
+    registry_options o;
+    o.plugin_paths = {std::string(MOEREG_BUILD_DIR) + "/lib/moereg/plugins"};
+    o.use_environment = false;
+    o.installed_root = std::string(MOEREG_BUILD_DIR) + "/lib/moereg";
+    return o;
+  }());
+  return reg;
+}
+
+hook_runner plugin_hooks(const family_spec& spec, const json::value& config) {
+  std::string config_text = json::dump(config);
+  std::string plugin = spec.name;
+  return [config_text, plugin](const std::string& hook, int direction, const std::string& key, const tensor_spec& t,
+                               const std::byte* src, std::byte* dst) {
+    const plugin_record* rec = built_plugins().find_family(plugin);
+    const moereg_hooks_api* api = rec ? built_plugins().hooks(*rec) : nullptr;
+    if (!api || !api->transform) throw error("test: plugin '" + plugin + "' has no built hook library with a transform slot");
+    moereg_tensor_view in = contiguous_view(src, t.type, t.shape), out = contiguous_view(dst, t.type, t.shape);
+    throw_if_error(api->transform(hook.c_str(), direction, key.c_str(), config_text.c_str(), &in, &out),
+                   "plugin '" + plugin + "' hook '" + hook + "' on tensor '" + key + "'");
+  };
+}
+
 void convert(const std::string& ckpt_path, const std::string& out_dir, const std::string& to, const std::string& from,
              const plan_options& options) {
   checkpoint ckpt = checkpoint::open(ckpt_path);
@@ -51,6 +79,7 @@ void convert(const std::string& ckpt_path, const std::string& out_dir, const std
                       gguf ? gguf_sink_factory(gguf_metadata_for(spec, ckpt.config(), ckpt.config_path())) : sink_factory{});
   execute_options eo;
   eo.threads = 2;
+  eo.hooks = plugin_hooks(spec, ckpt.config());
   execute_plan(plan, w, eo);
   w.write_file("config.json", json::dump(ckpt.config(), 2));
   w.finish(false);

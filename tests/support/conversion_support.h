@@ -1,11 +1,12 @@
 // conversion_support.h - in-process conversions for tests, with the family plugins read
-// straight from the source tree (no hook libraries needed for these families).
+// straight from the source tree and their hook libraries (transforms) from the build tree.
 #pragma once
 
 #include <string>
 
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/checkpoint/compare.h"
+#include "moereg/exec/executor.h"
 #include "moereg/layout/family_catalog.h"
 #include "moereg/plan/conversion_plan.h"
 
@@ -16,6 +17,10 @@ const family_catalog& source_catalog();
 
 // The family spec for a checkpoint's model_type (first plugin claiming it).
 family_spec spec_for(const checkpoint& ckpt);
+
+// Runs a family's transform hooks in-process from its hook library in the build tree
+// (build/lib/moereg/plugins/<name>), as `moereg convert` does from the installed one.
+hook_runner plugin_hooks(const family_spec& spec, const json::value& config);
 
 // Convert ckpt (in layout `from`, or detected when empty) to `to`, writing out_dir.
 void convert(const std::string& ckpt_path, const std::string& out_dir, const std::string& to, const std::string& from = "",
