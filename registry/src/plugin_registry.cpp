@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <regex>
 
 #include "moereg/base/error.h"
@@ -45,6 +46,7 @@ struct plugin_registry::impl {
   std::vector<plugin_record> records;
   std::vector<std::size_t> dir_of;  // records[i] came from dirs[dir_of[i]]
   std::map<std::size_t, detail::hook_library> hook_libs;
+  std::mutex hook_libs_mutex;  // hooks() runs on the executor's worker threads
   std::map<std::size_t, detail::backend_library> backend_libs;
   bool backends_probed = false;
 
@@ -327,6 +329,7 @@ const moereg_hooks_api* plugin_registry::hooks(const plugin_record& family) {
   std::size_t i = impl_->index_of(family);
   plugin_record& r = impl_->records[i];
   if (r.kind != plugin_kind::family) throw usage_error("plugin_registry::hooks: '" + r.name + "' is a backend");
+  std::lock_guard<std::mutex> lock(impl_->hook_libs_mutex);  // r.state and hook_libs change below
   if (r.state == plugin_state::refused || r.state == plugin_state::shadowed)
     throw error("plugin '" + r.name + "' " + to_string(r.state) + ": " + r.reason);
   if (r.library_path.empty()) return nullptr;

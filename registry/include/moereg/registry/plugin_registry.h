@@ -85,7 +85,8 @@ class plugin_registry {
 
   // Loads (once) and returns the hook table of a family plugin with a library; throws
   // moereg::error naming the file if the library is refused (trust, sha256, API version,
-  // hook names disagreeing with the manifest). nullptr for a YAML-only plugin.
+  // hook names disagreeing with the manifest). nullptr for a YAML-only plugin. Safe to call
+  // from several threads at once (conversion workers running hooks).
   const moereg_hooks_api* hooks(const plugin_record& family);
 
   // Loads (once) and returns a backend's table; throws moereg::error with the reason.
