@@ -12,20 +12,6 @@ using namespace moereg;
 
 namespace {
 
-std::string diff_text(const comparison& c) {
-  std::string s;
-  for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
-    s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
-  return s;
-}
-
-void expect_same(const std::string& a, const std::string& b) {
-  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
-  comparison c = compare_tensors(test::refs(ca), test::refs(cb));
-  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << diff_text(c);
-  EXPECT_GT(c.compared, 0u);
-}
-
 const char* families[] = {"qwen3_moe", "qwen3_vl_moe", "qwen3_5_moe", "mixtral", "deepseek_v2", "deepseek_v3"};
 
 }  // namespace
@@ -34,7 +20,7 @@ TEST(ConversionFixtures, HfToTransformersV5IsBitExact) {
   for (const char* f : families) {
     test::temp_dir d;
     test::convert(test::fixture(std::string(f) + "/hf"), d / "out", "transformers_v5");
-    expect_same(d / "out/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
+    test::expect_same_tensors(d / "out/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
   }
 }
 
@@ -42,7 +28,7 @@ TEST(ConversionFixtures, HubToTransformersV5IsBitExact) {
   for (const char* f : {"qwen3_vl_moe", "qwen3_5_moe"}) {
     test::temp_dir d;
     test::convert(test::fixture(std::string(f) + "/hub"), d / "out", "transformers_v5");
-    expect_same(d / "out/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
+    test::expect_same_tensors(d / "out/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
   }
 }
 
@@ -57,12 +43,12 @@ TEST(ConversionFixtures, ReverseDirectionsReproduceHfAndHub) {
     // The hf/ folders are what transformers 5.17 saves: qwen3_vl_moe saves transformers_v5 order.
     if (std::string(f) == "qwen3_vl_moe") back = "transformers_v5";
     test::convert(d / "v5", d / "back", back, "transformers_v5");
-    expect_same(d / "back/model.safetensors", test::fixture(std::string(f) + "/hf/model.safetensors"));
+    test::expect_same_tensors(d / "back/model.safetensors", test::fixture(std::string(f) + "/hf/model.safetensors"));
   }
   for (const char* f : {"qwen3_vl_moe", "qwen3_5_moe"}) {
     test::temp_dir d;
     test::convert(test::fixture(std::string(f) + "/hf"), d / "hub", "hf", std::string(f) == "qwen3_vl_moe" ? "transformers_v5" : "");
-    expect_same(d / "hub/model.safetensors", test::fixture(std::string(f) + "/hub/model.safetensors"));
+    test::expect_same_tensors(d / "hub/model.safetensors", test::fixture(std::string(f) + "/hub/model.safetensors"));
   }
 }
 
@@ -81,9 +67,9 @@ TEST(ConversionFixtures, EveryPairOfLayoutsRoundTripsBitExact) {
         std::string ab = d / (a + "_to_" + b), back = d / (a + "_to_" + b + "_back");
         test::convert(d / a, ab, b, a);
         test::convert(ab, back, a, b);
-        expect_same(test::output_file(back, a, spec), test::output_file(d / a, a, spec));
+        test::expect_same_tensors(test::output_file(back, a, spec), test::output_file(d / a, a, spec));
         // And B reached through A equals B reached directly.
-        expect_same(test::output_file(ab, b, spec), test::output_file(d / b, b, spec));
+        test::expect_same_tensors(test::output_file(ab, b, spec), test::output_file(d / b, b, spec));
       }
   }
 }

@@ -20,20 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string diff_text(const comparison& c) {
-  std::string s;
-  for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
-    s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
-  return s;
-}
-
-void expect_same(const std::string& a, const std::string& b) {
-  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
-  comparison c = compare_tensors(test::refs(ca), test::refs(cb));
-  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << diff_text(c);
-  EXPECT_GT(c.compared, 0u);
-}
-
 const char* gguf_families[] = {"qwen3_moe", "deepseek_v2", "deepseek_v3", "mixtral"};
 
 std::string pattern(std::size_t n, unsigned seed) {
@@ -94,11 +80,11 @@ TEST(GgufCheckpoint, HfToGgufToTransformersV5AndBackIsBitExact) {
     fs::copy_file(d / "g/model.gguf", d / "bare.gguf");
     r = test::run_moereg("convert " + (d / "bare.gguf") + " " + (d / "v5") + " --to transformers_v5");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    expect_same(d / "v5/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
+    test::expect_same_tensors(d / "v5/model.safetensors", test::fixture(std::string(f) + "/transformers_v5.safetensors"));
     // The directory (config.json beside model.gguf) back to the hub layout.
     r = test::run_moereg("convert " + (d / "g") + " " + (d / "hf") + " --to hf");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    expect_same(d / "hf/model.safetensors", hf + "/model.safetensors");
+    test::expect_same_tensors(d / "hf/model.safetensors", hf + "/model.safetensors");
     EXPECT_EQ(test::read_bytes(d / "hf/config.json"), test::read_bytes(hf + "/config.json"));
   }
 }
@@ -439,7 +425,7 @@ TEST(GgufCheckpoint, MixtralGgufFromMistralNativeEqualsFromHf) {
   r = test::run_moereg("convert " + (d / "native") + " " + (d / "from_native") + " --to gguf");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   test::convert(test::fixture("mixtral/hf"), d / "from_hf", "gguf");
-  expect_same(d / "from_native/model.gguf", d / "from_hf/model.gguf");
+  test::expect_same_tensors(d / "from_native/model.gguf", d / "from_hf/model.gguf");
   // Native wq rows are already in llama.cpp's order: attn_q is wq byte for byte.
   checkpoint native = checkpoint::open(d / "native", {false});
   gguf_file g(d / "from_hf/model.gguf");
@@ -449,7 +435,7 @@ TEST(GgufCheckpoint, MixtralGgufFromMistralNativeEqualsFromHf) {
   EXPECT_EQ(bytes_of(g.data(*k), k->nbytes), bytes_of(wk->data(), wk->info->nbytes()));
   r = test::run_moereg("convert " + (d / "from_hf") + " " + (d / "back") + " --to mistral");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  expect_same(d / "back/consolidated.safetensors", d / "native/consolidated.safetensors");
+  test::expect_same_tensors(d / "back/consolidated.safetensors", d / "native/consolidated.safetensors");
 }
 
 TEST(GgufCheckpoint, MixtralHeadCountThatDoesNotSplitTheRowsIsOneError) {

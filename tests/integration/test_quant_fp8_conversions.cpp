@@ -17,20 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string diff_text(const comparison& c) {
-  std::string s;
-  for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
-    s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
-  return s;
-}
-
-void expect_same(const std::string& a, const std::string& b) {
-  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
-  comparison c = compare_tensors(test::refs(ca), test::refs(cb));
-  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << diff_text(c);
-  EXPECT_GT(c.compared, 0u);
-}
-
 void expect_tensor(const checkpoint& c, const std::string& name, dtype t, std::vector<std::int64_t> shape,
                    const std::byte* bytes) {
   const auto* e = c.find(name);
@@ -101,7 +87,7 @@ TEST(QuantFp8Conversions, TransformersV5BackToHfReproducesTheFixture) {
   test::temp_dir d;
   test::convert(test::fixture(fp8_hf), d / "v5", "transformers_v5");
   test::convert(d / "v5", d / "back", "hf", "transformers_v5");
-  expect_same(d / "back/model.safetensors", test::fixture(fp8_hf + "/model.safetensors"));
+  test::expect_same_tensors(d / "back/model.safetensors", test::fixture(fp8_hf + "/model.safetensors"));
   // The per-expert scales come back 1-D, as transformers 5.17 saved them (squeeze_expert_scales).
   checkpoint back = checkpoint::open(d / "back");
   EXPECT_EQ(back.find("model.layers.1.mlp.experts.3.down_proj.weight_scale_inv")->info->shape, (std::vector<std::int64_t>{2}));
@@ -119,13 +105,13 @@ TEST(QuantFp8Conversions, EveryLayoutRoundTripsBitExact) {
   for (const auto& a : layouts) {
     test::convert(test::fixture(fp8_hf), d / a, a, "hf");
     test::convert(d / a, d / (a + "_back"), "hf", a);
-    expect_same(d / (a + "_back/model.safetensors"), test::fixture(fp8_hf + "/model.safetensors"));
+    test::expect_same_tensors(d / (a + "_back/model.safetensors"), test::fixture(fp8_hf + "/model.safetensors"));
   }
   for (const auto& a : layouts)
     for (const auto& b : layouts) {
       if (a == b) continue;
       test::convert(d / a, d / (a + "_to_" + b), b, a);
-      expect_same(d / (a + "_to_" + b + "/model.safetensors"), d / (b + "/model.safetensors"));
+      test::expect_same_tensors(d / (a + "_to_" + b + "/model.safetensors"), d / (b + "/model.safetensors"));
     }
 }
 
@@ -228,12 +214,12 @@ TEST(QuantFp8Conversions, PerChannelScalesStackFuseAndSplit) {
   EXPECT_EQ(std::memcmp(s->data() + 2 * 256 * 4 + 128 * 4, up->data(), 128 * 4), 0);
   // Back to per-expert [N] scales (the deepseek hf layout squeezes), and through a transposed layout.
   test::convert(d / "v5", d / "back", "hf");
-  expect_same(d / "back/model.safetensors", d / "hf/model.safetensors");
+  test::expect_same_tensors(d / "back/model.safetensors", d / "hf/model.safetensors");
   test::convert(d / "hf", d / "grouped", "grouped");
   EXPECT_EQ(checkpoint::open(d / "grouped").find("model.layers.1.mlp.experts.gate_and_up_projs_scale")->info->shape,
             (std::vector<std::int64_t>{4, 1, 256}));
   test::convert(d / "grouped", d / "back2", "hf");
-  expect_same(d / "back2/model.safetensors", d / "hf/model.safetensors");
+  test::expect_same_tensors(d / "back2/model.safetensors", d / "hf/model.safetensors");
 }
 
 TEST(QuantFp8Conversions, FusingAcrossABlockIsRefused) {
@@ -245,7 +231,7 @@ TEST(QuantFp8Conversions, FusingAcrossABlockIsRefused) {
   // Unfused layouts keep whole blocks: still fine.
   test::convert(d / "hf", d / "gguf", "gguf_names");
   test::convert(d / "gguf", d / "back", "hf");
-  expect_same(d / "back/model.safetensors", d / "hf/model.safetensors");
+  test::expect_same_tensors(d / "back/model.safetensors", d / "hf/model.safetensors");
 }
 
 TEST(QuantFp8Conversions, MissingOrMisshapenScalesAreRefused) {
@@ -309,7 +295,7 @@ TEST(QuantFp8Conversions, VerifyThroughLayoutsComparesTheScales) {
   decoded_checkpoint changed = decode_checkpoint(ch, spec, *spec.find_layout("hf"), dims);
   EXPECT_TRUE(compare_decoded(a, same, {}, {}).equal());
   comparison c = compare_decoded(a, changed, {}, {});
-  ASSERT_EQ(c.differences.size(), 1u) << diff_text(c);
+  ASSERT_EQ(c.differences.size(), 1u) << test::diff_text(c);
   EXPECT_EQ(c.differences[0].name, "layer 2 expert 4 up scales");
   EXPECT_EQ(c.differences[0].kind, "bytes");
 }

@@ -1,5 +1,7 @@
 #include "conversion_support.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 
 #include "moereg/base/error.h"
@@ -95,6 +97,20 @@ std::vector<tensor_ref> refs(const checkpoint& c) {
 std::string output_file(const std::string& dir, const std::string& layout_name, const family_spec& spec) {
   const layout_spec* l = spec.find_layout(layout_name);
   return dir + "/" + (l ? l->file_stem : "model") + (l && l->container == "gguf" ? ".gguf" : ".safetensors");
+}
+
+std::string diff_text(const comparison& c) {
+  std::string s;
+  for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
+    s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
+  return s;
+}
+
+void expect_same_tensors(const std::string& a, const std::string& b) {
+  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
+  comparison c = compare_tensors(refs(ca), refs(cb));
+  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << diff_text(c);
+  EXPECT_GT(c.compared, 0u);
 }
 
 }  // namespace moereg::test

@@ -29,6 +29,13 @@ void convert(const std::string& ckpt_path, const std::string& out_dir, const std
 // Tensors of a checkpoint as comparison refs.
 std::vector<tensor_ref> refs(const checkpoint& c);
 
+// The first ten differences of a comparison, one per line.
+std::string diff_text(const comparison& c);
+
+// Checkpoints a and b hold the same tensors (names, dtypes, shapes, bytes): a GoogleTest
+// failure listing the differences otherwise.
+void expect_same_tensors(const std::string& a, const std::string& b);
+
 // The file a conversion to `layout` writes into dir: model.safetensors, or model.gguf.
 std::string output_file(const std::string& dir, const std::string& layout, const family_spec& spec);
 
