@@ -151,14 +151,6 @@ void write_scheme(const scheme& s, const std::string& dir) {
   test::write_checkpoint(dir, test::deepseek_config(E, H, I, s.quantization), ts);
 }
 
-void expect_same(const std::string& a, const std::string& b) {
-  checkpoint ca = checkpoint::open(a, {false}), cb = checkpoint::open(b, {false});
-  comparison c = compare_tensors(test::refs(ca), test::refs(cb));
-  std::string why;
-  for (const auto& x : c.differences) why += x.kind + " " + x.name + " " + x.detail + "\n";
-  EXPECT_TRUE(c.equal()) << a << " vs " << b << "\n" << why;
-}
-
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -196,7 +188,7 @@ TEST(QuantPackedConversions, StackAndFuseIntoTransformersV5AndBackBitExact) {
       EXPECT_EQ(std::memcmp(t->data() + es * (2 * 2 * I + I) * units, up.data(), up.info->nbytes()), 0);
     }
     test::convert(d / "v5", d / "back", "hf");
-    expect_same(d / "back/model.safetensors", d / "hf/model.safetensors");
+    test::expect_same_tensors(d / "back/model.safetensors", d / "hf/model.safetensors");
     // Expert slices keep whole packed units and their scales.
     plan_options o;
     o.experts = {{1, 3}};
@@ -288,4 +280,21 @@ TEST(QuantPackedConversions, UnsupportedGptqIsRefusedNamingConfigAndField) {
   std::string msg = error_of([&] { test::convert(d / "zeros2", d / "out2", "transformers_v5"); });
   EXPECT_NE(msg.find(base_of(3, 2) + ".qzeros: element 1 is 0x77777776, expected 0x77777777 (the symmetric zero point 8)"),
             std::string::npos) << msg;
+}
+
+// moe run reads BF16/F16/F32 and FP8 experts; packed int4 and MXFP4 experts are refused with
+// one message naming the layer and the scheme, and the way out (convert --dtype bf16).
+TEST(QuantPackedConversions, MoeRunRefusesPackedExpertsNamingTheScheme) {
+  for (const scheme& s : {gptq(), compressed(), mxfp4()}) {
+    SCOPED_TRACE(s.name);
+    test::temp_dir d;
+    write_scheme(s, d / "hf");
+    auto r = test::run_moereg("moe run " + (d / "hf") + " --layer 1 --input " +
+                              test::fixture("qwen3_moe/moe_block.safetensors") + " --output " + (d / "out.safetensors") +
+                              " --backend cpu");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("layer 1: experts quantized as"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("convert with --dtype bf16 first"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(d / "out.safetensors"));
+  }
 }
