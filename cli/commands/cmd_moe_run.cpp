@@ -1,10 +1,10 @@
 // moereg moe run: the MoE block of one decoder layer, read from a checkpoint in whatever
 // layout it is stored, routed as its family declares, on the backend chosen.
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
 
+#include "backend_choice.h"
 #include "command.h"
 #include "model_session.h"
 #include "moereg/base/error.h"
@@ -17,45 +17,6 @@
 #include "plugin_options.h"
 
 namespace moereg::cli {
-
-namespace {
-
-struct chosen_backend {
-  const plugin_record* record = nullptr;
-  std::string why;
-};
-
-// --backend NAME, or auto: the usable backend with the best probe score.
-chosen_backend choose_backend(plugin_registry& reg, const std::string& wanted) {
-  reg.load_all();  // probes every backend, so refusals have reasons
-  std::string scores;
-  for (const auto& r : reg.records()) {
-    if (r.kind != plugin_kind::backend) continue;
-    scores += (scores.empty() ? "" : ", ") + r.name + " " +
-              (r.state == plugin_state::refused ? "refused (" + r.reason + ")" : "score " + std::to_string(r.probe_score));
-  }
-  if (wanted != "auto") {
-    const plugin_record* r = reg.find_backend(wanted);
-    if (!r) {
-      for (const auto& x : reg.records())
-        if (x.kind == plugin_kind::backend && x.name == wanted)
-          throw error("backend '" + wanted + "' cannot run here: " + x.reason);
-      throw error("no backend named '" + wanted + "' was found (" + (scores.empty() ? "none found" : scores) + ")");
-    }
-    return {r, "asked for with --backend " + wanted};
-  }
-  const plugin_record* best = nullptr;
-  for (const plugin_record* r : reg.backends())
-    if (r->probe_score > 0 && (!best || r->probe_score > best->probe_score)) best = r;
-  if (!best) throw error("no backend can run here (" + (scores.empty() ? "none found" : scores) + ")");
-  return {best, "auto: best probe score among " + scores};
-}
-
-moereg_tensor_view host_view(const void* data, dtype t, const std::vector<std::int64_t>& shape) {
-  return contiguous_view(data, t, shape);
-}
-
-}  // namespace
 
 int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   command_parser p("moe run CKPT --layer L --input IN.safetensors --output OUT.safetensors [options]",
@@ -94,49 +55,24 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   if (x->type != dtype::F32 && x->type != dtype::BF16)
     throw error(in_path + ": 'input' is " + std::string(dtype_name(x->type)) + ", expected F32 or BF16");
   const std::int64_t T = x->shape[0], H = s.dims.H, K = s.dims.K, E = s.dims.E;
-  moereg_tensor_view xv = host_view(const_cast<std::byte*>(in.data(*x)), x->type, {T, H});
+  moereg_tensor_view xv = contiguous_view(const_cast<std::byte*>(in.data(*x)), x->type, {T, H});
 
   router r(layer->routing, s.spec.manifest_path + " routing");
   routing_result routed;
   r.route(xv, routed);
 
-  const std::string wanted = vm["backend"].as<std::string>();
-  chosen_backend chosen = choose_backend(*s.registry, wanted);
-  const moereg_backend_api* api = s.registry->backend(*chosen.record);
   moereg_backend_options opts{};
   opts.threads = vm["threads"].as<int>();
-  moereg_backend* backend = nullptr;
   auto t_create = std::chrono::steady_clock::now();
-  // auto: a backend that cannot take these weights (UNSUPPORTED: say FP8 experts on a GPU
-  // backend without FP8) hands over to the next best probe score, and the reason is kept.
-  std::vector<const plugin_record*> fallbacks;
-  if (wanted == "auto") {
-    for (const plugin_record* b : s.registry->backends())
-      if (b != chosen.record && b->probe_score > 0) fallbacks.push_back(b);
-    std::stable_sort(fallbacks.begin(), fallbacks.end(),
-                     [](const plugin_record* a, const plugin_record* b) { return a->probe_score > b->probe_score; });
-  }
-  for (std::size_t next = 0;; ++next) {
-    auto [code, message] = take_status(api->create(&layer->weights, &layer->routing, &opts, &backend));
-    if (code == MOEREG_OK) break;
-    if (code != MOEREG_UNSUPPORTED || next >= fallbacks.size())
-      throw error("backend " + chosen.record->name + " create: " + message);
-    spdlog::info("backend {} cannot take this layer ({}); trying {}", chosen.record->name, message, fallbacks[next]->name);
-    chosen.why += "; " + chosen.record->name + " refused the layer (" + message + "), next best: " + fallbacks[next]->name;
-    chosen.record = fallbacks[next];
-    api = s.registry->backend(*chosen.record);
-  }
-  struct destroy_guard {
-    const moereg_backend_api* api;
-    moereg_backend* b;
-    ~destroy_guard() { api->destroy(b); }
-  } guard{api, backend};
+  std::unique_ptr<backend_instance> backend =
+      create_backend(*s.registry, vm["backend"].as<std::string>(), layer->weights, layer->routing, opts);
   std::vector<float> out(static_cast<std::size_t>(T * H));
-  moereg_tensor_view ids = host_view(routed.ids.data(), dtype::I64, {T, K});
-  moereg_tensor_view weights = host_view(routed.weights.data(), dtype::F32, {T, K});
-  moereg_tensor_view ov = host_view(out.data(), dtype::F32, {T, H});
+  moereg_tensor_view ids = contiguous_view(routed.ids.data(), dtype::I64, {T, K});
+  moereg_tensor_view weights = contiguous_view(routed.weights.data(), dtype::F32, {T, K});
+  moereg_tensor_view ov = contiguous_view(out.data(), dtype::F32, {T, H});
   auto t_forward = std::chrono::steady_clock::now();
-  throw_if_error(api->forward(backend, &xv, &ids, &weights, &ov), "backend " + chosen.record->name + " forward");
+  throw_if_error(backend->api().forward(backend->handle(), &xv, &ids, &weights, &ov),
+                 "backend " + backend->record().name + " forward");
   auto t_done = std::chrono::steady_clock::now();
 
   std::string out_path = vm["output"].as<std::string>();
@@ -155,8 +91,8 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   }
   auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
   if (globals.json) {
-    std::cout << json::dump(json::value(json::object{{"backend", json::value(chosen.record->name)},
-                                                      {"why", json::value(chosen.why)},
+    std::cout << json::dump(json::value(json::object{{"backend", json::value(backend->record().name)},
+                                                      {"why", json::value(backend->why())},
                                                       {"family", json::value(s.spec.name)},
                                                       {"layout", json::value(s.layout->name)},
                                                       {"layer", json::value(layer->layer)},
@@ -169,7 +105,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
                             2)
               << "\n";
   } else {
-    std::cout << "backend " << chosen.record->name << " (" << chosen.why << ")\n"
+    std::cout << "backend " << backend->record().name << " (" << backend->why() << ")\n"
               << "layer " << layer->layer << " of " << s.ckpt->path() << " (family " << s.spec.name << ", layout "
               << s.layout->name << "; " << layer->describe << ", " << layer->packed_bytes << " bytes packed)\n"
               << "T=" << T << " tokens, " << dtype_name(x->type) << " input; load " << ms(t0, t_create) << " ms, create "

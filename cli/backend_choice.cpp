@@ -1,0 +1,54 @@
+#include "backend_choice.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "moereg/base/error.h"
+#include "moereg/base/log.h"
+
+namespace moereg::cli {
+
+std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, const std::string& wanted,
+                                                 const moereg_moe_weights& weights, const moereg_routing_params& routing,
+                                                 const moereg_backend_options& options) {
+  registry.load_all();  // probes every backend, so refusals have reasons
+  std::string scores;
+  for (const auto& r : registry.records()) {
+    if (r.kind != plugin_kind::backend) continue;
+    scores += (scores.empty() ? "" : ", ") + r.name + " " +
+              (r.state == plugin_state::refused ? "refused (" + r.reason + ")" : "score " + std::to_string(r.probe_score));
+  }
+  // The candidates in the order they are tried: the named one alone, or every usable one by score.
+  std::vector<const plugin_record*> order;
+  std::string why;
+  if (wanted != "auto") {
+    const plugin_record* r = registry.find_backend(wanted);
+    if (!r) {
+      for (const auto& x : registry.records())
+        if (x.kind == plugin_kind::backend && x.name == wanted)
+          throw error("backend '" + wanted + "' cannot run here: " + x.reason);
+      throw error("no backend named '" + wanted + "' was found (" + (scores.empty() ? "none found" : scores) + ")");
+    }
+    order.push_back(r);
+    why = "asked for with --backend " + wanted;
+  } else {
+    for (const plugin_record* r : registry.backends())
+      if (r->probe_score > 0) order.push_back(r);
+    if (order.empty()) throw error("no backend can run here (" + (scores.empty() ? "none found" : scores) + ")");
+    std::stable_sort(order.begin(), order.end(),
+                     [](const plugin_record* a, const plugin_record* b) { return a->probe_score > b->probe_score; });
+    why = "auto: best probe score among " + scores;
+  }
+  for (std::size_t i = 0;; ++i) {
+    const moereg_backend_api* api = registry.backend(*order[i]);
+    moereg_backend* handle = nullptr;
+    auto [code, message] = take_status(api->create(&weights, &routing, &options, &handle));
+    if (code == MOEREG_OK) return std::make_unique<backend_instance>(order[i], api, handle, why);
+    if (code != MOEREG_UNSUPPORTED || i + 1 >= order.size())
+      throw error("backend " + order[i]->name + " create: " + message);
+    spdlog::info("backend {} cannot take this layer ({}); trying {}", order[i]->name, message, order[i + 1]->name);
+    why += "; " + order[i]->name + " refused the layer (" + message + "), next best: " + order[i + 1]->name;
+  }
+}
+
+}  // namespace moereg::cli

@@ -1,0 +1,41 @@
+// backend_choice.h - the fused-MoE backend a command runs on: the one named with --backend,
+// or (auto) the usable backend with the best probe score, created on one layer's experts.
+// With auto, a backend that refuses the layer (UNSUPPORTED: say FP8 experts on a backend
+// without FP8) hands over to the next best score, and `why` records it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "moereg/abi/moereg_backend.h"
+#include "moereg/registry/plugin_registry.h"
+
+namespace moereg::cli {
+
+class backend_instance {
+ public:
+  backend_instance(const plugin_record* record, const moereg_backend_api* api, moereg_backend* handle, std::string why)
+      : record_(record), api_(api), handle_(handle), why_(std::move(why)) {}
+  ~backend_instance() { api_->destroy(handle_); }
+  backend_instance(const backend_instance&) = delete;
+  backend_instance& operator=(const backend_instance&) = delete;
+
+  const plugin_record& record() const { return *record_; }
+  const moereg_backend_api& api() const { return *api_; }
+  moereg_backend* handle() const { return handle_; }
+  const std::string& why() const { return why_; }  // "asked for with --backend cuda", "auto: ..."
+
+ private:
+  const plugin_record* record_;
+  const moereg_backend_api* api_;
+  moereg_backend* handle_;
+  std::string why_;
+};
+
+// Throws moereg::error naming the backends found and their probe scores when none can run,
+// or the backend's own message when it refuses the layer and nothing else may take it.
+std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, const std::string& wanted,
+                                                 const moereg_moe_weights& weights, const moereg_routing_params& routing,
+                                                 const moereg_backend_options& options);
+
+}  // namespace moereg::cli

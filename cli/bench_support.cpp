@@ -1,0 +1,169 @@
+#include "bench_support.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "command.h"
+#include "moereg/base/error.h"
+#include "moereg/registry/plugin_registry.h"
+#include "moereg/tensor/dtype.h"
+
+namespace moereg::cli {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+std::uint64_t splitmix(std::uint64_t& s) {
+  std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::string exe_dir() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : p.parent_path().string();
+}
+
+}  // namespace
+
+void fill_bf16(std::uint16_t* out, std::size_t n, float scale, std::uint64_t seed) {
+  std::uint64_t s = seed;
+  for (std::size_t i = 0; i < n; ++i) {
+    double u = (static_cast<double>(splitmix(s) >> 11) * 0x1.0p-53) * 2 - 1;
+    float v = static_cast<float>(u * 1.7320508 * scale);
+    std::uint16_t b = f32_to_bf16(v);
+    out[i] = (b & 0x7FFF) ? b : 0x3C00;  // 0.0078125 instead of a zero
+  }
+}
+
+void write_random(safetensors_writer& w, const std::vector<std::pair<std::string, float>>& which, std::uint64_t seed,
+                  int threads) {
+  struct job {
+    std::size_t index;
+    std::uint64_t offset, bytes;
+    float scale;
+  };
+  std::vector<job> jobs;
+  const std::uint64_t chunk = 16ull << 20;
+  for (const auto& [name, scale] : which)
+    for (std::size_t i = 0; i < w.tensors().size(); ++i)
+      if (w.tensors()[i].name == name)
+        for (std::uint64_t o = 0; o < w.tensors()[i].nbytes(); o += chunk)
+          jobs.push_back({i, o, std::min(chunk, w.tensors()[i].nbytes() - o), scale});
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    std::vector<std::uint16_t> buf(chunk / 2);
+    for (std::size_t j; (j = next++) < jobs.size();) {
+      fill_bf16(buf.data(), jobs[j].bytes / 2, jobs[j].scale, seed * 1000003 + j);
+      w.write(jobs[j].index, jobs[j].offset, buf.data(), jobs[j].bytes);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
+double measure_read_bandwidth(int threads) {
+  const std::size_t bytes = 1ull << 30, n = bytes / 8;
+  std::vector<std::uint64_t> buf(n, 1);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads), 0);
+    auto t0 = clock_type::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        std::size_t b = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads);
+        std::size_t e = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(threads);
+        std::uint64_t s = 0;
+        for (std::size_t i = b; i < e; ++i) s += buf[i];
+        sums[static_cast<std::size_t>(t)] = s;
+      });
+    for (auto& t : pool) t.join();
+    double sec = std::chrono::duration<double>(clock_type::now() - t0).count();
+    std::uint64_t total = 0;
+    for (auto s : sums) total += s;
+    if (total != n) throw error("bandwidth probe: read back a wrong sum");
+    best = std::max(best, static_cast<double>(bytes) / sec);
+  }
+  return best;
+}
+
+device_buffer::device_buffer(const moereg_backend_api* a, moereg_backend* b, std::size_t bytes) : api(a), backend(b) {
+  throw_if_error(api->alloc(backend, bytes, &ptr), std::string("backend ") + api->name + ": allocate " + std::to_string(bytes) + " bytes");
+}
+
+double measure_device_bandwidth(const moereg_backend_api* api, moereg_backend* backend) {
+  const std::size_t bytes = 1ull << 30;
+  device_buffer a(api, backend, bytes), b(api, backend, bytes);
+  const std::string what = std::string("backend ") + api->name + ": bandwidth probe";
+  throw_if_error(api->copy(backend, b.ptr, a.ptr, bytes, 2), what);
+  throw_if_error(api->synchronize(backend), what);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = clock_type::now();
+    throw_if_error(api->copy(backend, b.ptr, a.ptr, bytes, 2), what);
+    throw_if_error(api->synchronize(backend), what);
+    best = std::max(best, 2.0 * static_cast<double>(bytes) / std::chrono::duration<double>(clock_type::now() - t0).count());
+  }
+  return best;
+}
+
+std::string find_python(const std::string& given) {
+  if (!given.empty()) return given;
+  for (const char* candidate : {"python3", "/usr/bin/python3"}) {
+    std::string cmd = std::string("'") + candidate + "' -c 'import torch' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return candidate;
+  }
+  throw error("no python with torch found (tried python3 on PATH and /usr/bin/python3); pass --python PATH or --no-reference");
+}
+
+std::vector<std::int64_t> parse_tokens(const std::string& s) {
+  std::vector<std::int64_t> out;
+  std::stringstream ss(s);
+  for (std::string part; std::getline(ss, part, ',');) {
+    try {
+      std::size_t used = 0;
+      long long v = std::stoll(part, &used);
+      if (used != part.size() || v <= 0) throw std::invalid_argument(part);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw usage_error("--tokens: expected comma-separated positive integers, found '" + part + "'");
+    }
+  }
+  if (out.empty()) throw usage_error("--tokens: expected at least one value");
+  return out;
+}
+
+std::string find_reference_script(const std::string& given) {
+  if (!given.empty()) return given;
+  for (const std::string& p : {exe_dir() + "/../share/moereg/bench/moe/torch_reference.py",
+                               exe_dir() + "/../../bench/moe/torch_reference.py", std::string("bench/moe/torch_reference.py")})
+    if (fs::exists(p)) return fs::weakly_canonical(p).string();
+  throw error("bench/moe/torch_reference.py not found beside the binary; pass --reference-script PATH or --no-reference");
+}
+
+std::string run_capture(const std::string& cmd, int& status) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) throw error("cannot run: " + cmd);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  status = ::pclose(p);
+  return out;
+}
+
+}  // namespace moereg::cli
