@@ -222,6 +222,14 @@ const float* moe_engine::w13_scale_row(const expert& ex, std::int64_t r) const {
   return ex.w13_scale + s * ex.w13_scale_row;
 }
 
+const void* moe_engine::weight_slice(const char* row, int type, std::int64_t k0, std::int64_t kl, const float* scale_row,
+                                     bool panel, float* dst) const {
+  if (!panel) return row + k0 * static_cast<std::int64_t>(elem_bytes(type));
+  if (type == elem_f32) std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
+  else kernels_.widen[type](row, k0, kl, scale_row, scale_b1_, dst);
+  return dst;
+}
+
 void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   if (tokens <= cap_tokens_ && top_k <= cap_k_) return;
   if (cap_tokens_) ++grow_count_;
@@ -337,18 +345,8 @@ void moe_engine::gate_up(const item& it, int thread) {
                                     kl * b_elem, (rows + p.tm - 1) / p.tm);
         for (int i = 0; i < np; ++i) {
           const std::int64_t wr = half * ex.inter + j + i;
-          const char* row = ex.w13 + wr * ex.w13_row;
-          if (p.b_panel) {
-            float* dst = pb + i * kp;
-            if (ex.w13_type == elem_f32) {
-              std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
-            } else {
-              kernels_.widen[ex.w13_type](row, k0, kl, w13_scale_row(ex, wr), scale_b1_, dst);
-            }
-            b[i] = dst;
-          } else {
-            b[i] = row + k0 * b_elem;
-          }
+          b[i] = weight_slice(ex.w13 + wr * ex.w13_row, ex.w13_type, k0, kl, p.b_panel ? w13_scale_row(ex, wr) : nullptr,
+                              p.b_panel, pb + i * kp);
         }
         for (std::int64_t r = it.row0; r < it.row1; r += p.tm) {
           const int mr = static_cast<int>(std::min<std::int64_t>(p.tm, it.row1 - r));
@@ -409,19 +407,8 @@ void moe_engine::down(const item& it, int thread) {
       next_tile_prefetch prefetch(next_n > 0 ? ex.w2 + (n + p.tn) * ex.w2_row + k0 * b_elem : nullptr, ex.w2_row, next_n,
                                   kl * b_elem, (rows + p.tm - 1) / p.tm);
       for (int i = 0; i < nr; ++i) {
-        const char* row = ex.w2 + (n + i) * ex.w2_row;
-        if (p.b_panel) {
-          float* dst = pb + i * kp;
-          if (ex.w2_type == elem_f32) {
-            std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
-          } else {
-            const float* srow = ex.w2_scale ? ex.w2_scale + ((n + i) / scale_b0_) * ex.w2_scale_row : nullptr;
-            kernels_.widen[ex.w2_type](row, k0, kl, srow, scale_b1_, dst);
-          }
-          b[i] = dst;
-        } else {
-          b[i] = row + k0 * b_elem;
-        }
+        const float* srow = p.b_panel && ex.w2_scale ? ex.w2_scale + ((n + i) / scale_b0_) * ex.w2_scale_row : nullptr;
+        b[i] = weight_slice(ex.w2 + (n + i) * ex.w2_row, ex.w2_type, k0, kl, srow, p.b_panel, pb + i * kp);
       }
       for (std::int64_t r = it.row0; r < it.row1; r += p.tm) {
         const int mr = static_cast<int>(std::min<std::int64_t>(p.tm, it.row1 - r));

@@ -85,6 +85,10 @@ class moe_engine {
   item_plan plan_for(int weight_type, std::int64_t rows) const;
   std::int64_t pass_length(const item_plan& p, std::int64_t rows, std::int64_t k_len) const;
   const float* w13_scale_row(const expert& ex, std::int64_t r) const;
+  // One weight row's K slice [k0, k0 + kl) as a tile reads it: in place, or (panel) widened
+  // to f32 into `dst`, FP8 times its block scales (`scale_row`).
+  const void* weight_slice(const char* row, int type, std::int64_t k0, std::int64_t kl, const float* scale_row,
+                           bool panel, float* dst) const;
 
   std::vector<expert> experts_;  // E routed, then the shared expert if any
   std::int64_t num_experts_ = 0;
