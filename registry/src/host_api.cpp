@@ -60,9 +60,7 @@ std::pair<int32_t, std::string> take_status(moereg_status* status) {
 
 void throw_if_error(moereg_status* status, const std::string& who) {
   if (!status) return;
-  std::string text = who + ": " + status->message;
-  if (status != &out_of_memory_status) delete status;
-  throw error(text);
+  throw error(who + ": " + take_status(status).second);
 }
 
 }  // namespace moereg
