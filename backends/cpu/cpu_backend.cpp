@@ -19,21 +19,34 @@ const moereg_host_api* host = nullptr;
 
 using moereg::cpu::kernel_table;
 
-// The best kernel table this CPU runs; MOEREG_CPU_ISA=avx2|avx512f|scalar forces a lower one
-// (for tests and for comparing kernels on one machine).
+// The best kernel table this CPU runs; MOEREG_CPU_ISA=avx512bf16|avx512f|avx2|scalar forces a
+// lower one (for tests and for comparing kernels on one machine), and amx_emulated adds the
+// portable model of the matrix unit to the best vector set (for tests of the AMX path on CPUs
+// without it).
 kernel_table pick_kernels() {
   kernel_table t;
   const char* force = std::getenv("MOEREG_CPU_ISA");
   std::string want = force ? force : "";
-  if (moereg::cpu::cpu_has_avx512bf16() && (want.empty() || want == "avx512bf16")) {
+  const bool best = want.empty() || want == "amx" || want == "amx_emulated";
+  if (moereg::cpu::cpu_has_avx512bf16() && (best || want == "avx512bf16")) {
     moereg::cpu::fill_avx512bf16(t);
-  } else if (moereg::cpu::cpu_has_avx512() && (want.empty() || want == "avx512bf16" || want == "avx512f")) {
+  } else if (moereg::cpu::cpu_has_avx512() && (best || want == "avx512bf16" || want == "avx512f")) {
     moereg::cpu::fill_avx512(t);
   } else if (moereg::cpu::cpu_has_avx2() && want != "scalar") {
     moereg::cpu::fill_avx2(t);
   } else {
     moereg::cpu::fill_scalar(t);
   }
+  if (want == "amx_emulated") {
+    moereg::cpu::fill_amx_emulated(t.unit);
+  } else if ((want.empty() || want == "amx") && moereg::cpu::cpu_has_amx()) {
+    moereg::cpu::fill_amx(t.unit);
+  }
+  // An expert with this many tokens fills half a tile's columns: from there one tdpbf16ps
+  // does 4x the useful products of a vdpbf16ps tile step.
+  t.unit_min_rows = 8;
+  // MOEREG_CPU_UNIT_ROWS overrides it (tests use 1 to run every expert on the unit).
+  if (const char* ur = std::getenv("MOEREG_CPU_UNIT_ROWS")) t.unit_min_rows = static_cast<int>(std::strtol(ur, nullptr, 10));
   // MOEREG_CPU_PANEL_ROWS overrides from how many rows of an item bf16/f32 weights take the
   // panel path (0 = never; tests use 1 to run it on every kernel set).
   if (const char* pr = std::getenv("MOEREG_CPU_PANEL_ROWS")) t.panel_min_rows = static_cast<int>(std::strtol(pr, nullptr, 10));
@@ -49,7 +62,10 @@ int32_t cpu_probe(char* reason, size_t reason_size) noexcept {
   // Always runnable; the score says how well: vector units lift it above a plain loop.
   int32_t score = 10;
   const char* isa = "no AVX2: portable scalar kernels";
-  if (moereg::cpu::cpu_has_avx512bf16()) {
+  if (moereg::cpu::cpu_has_amx() && moereg::cpu::cpu_has_avx512bf16()) {
+    score = 35;
+    isa = "AMX-BF16 (tdpbf16ps) and AVX-512 BF16";
+  } else if (moereg::cpu::cpu_has_avx512bf16()) {
     score = 30;
     isa = "AVX-512 BF16 (vdpbf16ps)";
   } else if (moereg::cpu::cpu_has_avx512()) {

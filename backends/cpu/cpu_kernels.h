@@ -26,6 +26,28 @@ using tile_fn = void (*)(const void* const* a, const void* const* b, std::int64_
 using widen_fn = void (*)(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row,
                           std::int64_t scale_cols, float* dst);
 
+// A matrix unit (AMX): multiplies whole tiles of 16 rows x 32 bf16 by 32 x 16 bf16 into
+// 16 x 16 f32, eight times the products per instruction of vdpbf16ps. The engine feeds it
+// weight rows where they lie (16 rows, any stride) and activations it has repacked once per
+// forward into the unit's pair-interleaved ("VNNI") layout: tile row kk holds, for each of
+// 16 tokens, the bf16 pair (x[t][2kk], x[t][2kk+1]). The product is thus W . X^T: output
+// rows are weight rows, columns are tokens.
+struct bf16_rows {
+  const void* p;        // row 0 at the pass's first k
+  std::int64_t stride;  // bytes between rows
+};
+struct matrix_unit {
+  const char* name = nullptr;  // "amx", "amx_emulated"; nullptr: no unit
+  // Around a thread's blocks of one work item (tile configuration, then release).
+  void (*begin)() = nullptr;
+  void (*end)() = nullptr;
+  // c[2 * ia + ib] (+)= A_ia . B_ib over `steps` steps of 32 k, for ia < na, ib < nb (1 or 2):
+  // step s reads A_ia's 16 rows at a[ia].p + 64 s (64 bytes each) and B_ib's 1024-byte tile
+  // at b[ib] + 1024 s. Each c tile is 16 x 16 f32, row-major, 256 floats apart.
+  void (*block)(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
+                bool accumulate) = nullptr;
+};
+
 struct kernel_table {
   const char* isa = nullptr;  // "avx512bf16", "avx512f", "avx2", "scalar"
   int tile_m = 1;             // preferred tile for many rows (registers allow M x N accumulators)
@@ -43,6 +65,10 @@ struct kernel_table {
   int panel_min_rows = 0;
   int panel_tile_m = 1;  // f32 x f32 tile shape used on panels
   int panel_tile_n = 4;
+  // Experts with at least unit_min_rows tokens (bf16 activations, bf16 weights) run on the
+  // matrix unit when there is one.
+  matrix_unit unit;
+  int unit_min_rows = 0;
 };
 
 void fill_scalar(kernel_table& t);
@@ -50,7 +76,13 @@ void fill_avx2(kernel_table& t);      // needs AVX2 + FMA
 void fill_avx512(kernel_table& t);    // needs AVX-512 F/BW/VL
 void fill_avx512bf16(kernel_table& t);  // AVX-512 F/BW/VL + BF16: bf16 x bf16 tiles use vdpbf16ps
 
-// Which of the above this CPU runs, best first.
+void fill_amx(matrix_unit& u);           // needs AMX-TILE + AMX-BF16 and the OS's leave (cpu_has_amx)
+void fill_amx_emulated(matrix_unit& u);  // the same contract in portable C++: tests the engine's AMX path anywhere
+
+// Which of the above this CPU runs, best first. cpu_has_amx also asks Linux for the tile
+// data state (arch_prctl ARCH_REQ_XCOMP_PERM); without that grant the first tile
+// instruction would fault.
+bool cpu_has_amx();
 bool cpu_has_avx512bf16();
 bool cpu_has_avx512();
 bool cpu_has_avx2();  // AVX2 + FMA + F16C

@@ -1,4 +1,7 @@
 // Portable tiles, for CPUs without AVX2 (and a check on the vector ones).
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include "cpu_tile_impl.h"
@@ -45,5 +48,13 @@ bool cpu_has_avx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }
 bool cpu_has_avx512bf16() { return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+
+bool cpu_has_amx() {
+  if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+  // Linux (5.16+) keeps the 8 KiB tile data state off until a process asks for it; asking
+  // again is harmless, so every call asks.
+  constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+  return ::syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+}
 
 }  // namespace moereg::cpu

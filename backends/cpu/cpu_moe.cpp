@@ -21,6 +21,12 @@ constexpr std::int64_t l2_panel_budget = 256 * 1024;
 constexpr std::int64_t max_item_rows = 256;
 constexpr std::int64_t max_item_pairs = 64;   // gate/up pairs per item
 constexpr std::int64_t max_item_cols = 128;   // down-projection outputs per item
+static_assert(max_item_rows * 2 * max_item_pairs <= moe_engine::acc_floats);
+// Matrix-unit items: token rows in whole pairs of 16-token tiles, weight rows in whole tiles
+// (gate/up: 16 pairs, down: two 16-row tiles), at most 4 x 8 blocks of four 16 x 16 tiles.
+constexpr std::int64_t unit_item_rows = 256;
+static_assert((max_item_pairs / 16) * (unit_item_rows / 32) * 1024 <= moe_engine::acc_floats);
+static_assert((max_item_cols / 32) * (unit_item_rows / 32) * 1024 <= moe_engine::acc_floats);
 
 const char* dtype_label(std::int32_t t) {
   static const char* names[] = {"BOOL", "U8",   "I8",      "I16",     "I32",     "I64", "F16", "BF16",
@@ -209,6 +215,11 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
     panel_a_.assign(nt * static_cast<std::size_t>(max_item_rows * panel_k_), 0.0f);
   }
+  if (kernels_.unit.name) {
+    kh32_ = ceil_div(hidden_, 32) * 32;
+    ki32_ = ceil_div(h_stride_, 32) * 32;
+    unit_pad_.assign(static_cast<std::size_t>(pool_->size()) * 2 * 16 * static_cast<std::size_t>(ceil_div(k_block_, 32) * 32), 0);
+  }
   reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
 }
 
@@ -246,7 +257,15 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   y_.assign(rows * static_cast<std::size_t>(hidden_), 0.0f);
   // plan_items makes at most 16 * threads + (row blocks <= buckets + rows) items.
   items_.reserve(static_cast<std::size_t>(16 * pool_->size() + 16) + experts_.size() + rows);
-  gu_acc_.assign(static_cast<std::size_t>(pool_->size() * max_item_rows * 2 * max_item_pairs), 0.0f);
+  gu_acc_.assign(static_cast<std::size_t>(pool_->size() * acc_floats), 0.0f);
+  unit_row_.assign(experts_.size(), -1);
+  if (kernels_.unit.name) {
+    // Every bucket padded to whole 16-token tiles.
+    const std::size_t padded = rows + 15 * experts_.size();
+    xv_.assign(padded * static_cast<std::size_t>(kh32_), 0);
+    hv_.assign(padded * static_cast<std::size_t>(ki32_), 0);
+    unit_tile_bucket_.assign(padded / 16 + 1, 0);
+  }
 }
 
 std::int64_t moe_engine::pass_length(const item_plan& p, std::int64_t rows, std::int64_t k_len) const {
@@ -259,7 +278,9 @@ std::int64_t moe_engine::pass_length(const item_plan& p, std::int64_t rows, std:
 
 std::uint64_t moe_engine::scratch_bytes() const {
   return (h_.capacity() + y_.capacity() + row_weight_.capacity()) * 4 + (row_token_.capacity() + row_slot_.capacity()) * 4 +
-         items_.capacity() * sizeof(item) + (gu_acc_.capacity() + panel_a_.capacity() + panel_b_.capacity()) * 4;
+         items_.capacity() * sizeof(item) + (gu_acc_.capacity() + panel_a_.capacity() + panel_b_.capacity()) * 4 +
+         (xv_.capacity() + hv_.capacity() + unit_pad_.capacity()) * 2 + unit_tile_bucket_.capacity() * 4 +
+         unit_row_.capacity() * 8;
 }
 
 void moe_engine::plan_items(bool down) {
@@ -276,7 +297,7 @@ void moe_engine::plan_items(bool down) {
   std::int64_t blocks = 0;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     std::int64_t rows = bucket_begin_[e + 1] - bucket_begin_[e];
-    blocks += (rows + row_block - 1) / row_block;
+    blocks += ceil_div(rows, on_unit(e) ? unit_item_rows : row_block);
   }
   if (blocks == 0) return;
   // Split the output columns so every thread gets several items, even at T = 1.
@@ -285,6 +306,16 @@ void moe_engine::plan_items(bool down) {
     std::int64_t begin = bucket_begin_[e], rows = bucket_begin_[e + 1] - begin;
     if (rows == 0) continue;
     std::int64_t cols = down ? hidden_ : experts_[e].inter;
+    if (on_unit(e)) {
+      const std::int64_t q = down ? 32 : 16, cap = down ? max_item_cols : max_item_pairs;
+      const std::int64_t chunk = std::clamp(ceil_div(ceil_div(cols, want), q) * q, q, cap);
+      for (std::int64_t r = 0; r < rows; r += unit_item_rows)
+        for (std::int64_t c = 0; c < cols; c += chunk)
+          items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
+                            static_cast<std::int32_t>(std::min(rows, r + unit_item_rows)), static_cast<std::int32_t>(c),
+                            static_cast<std::int32_t>(std::min(cols, c + chunk))});
+      continue;
+    }
     // Whole tiles of weight rows per item (gate/up: pairs, each a gate and an up tile column).
     const std::int64_t quantum = std::lcm(std::lcm(kernels_.tile_n, kernels_.panel_tile_n), max_tile_n);
     std::int64_t chunk = std::max<std::int64_t>(quantum, (cols + want - 1) / want);
@@ -434,12 +465,22 @@ void moe_engine::down(const item& it, int thread) {
 
 void moe_engine::run_gate_up(void* self, std::int64_t i, int thread) {
   auto* me = static_cast<moe_engine*>(self);
-  me->gate_up(me->items_[static_cast<std::size_t>(i)], thread);
+  const item& it = me->items_[static_cast<std::size_t>(i)];
+  if (me->on_unit(static_cast<std::size_t>(it.expert))) {
+    me->unit_gate_up(it, thread);
+  } else {
+    me->gate_up(it, thread);
+  }
 }
 
 void moe_engine::run_down(void* self, std::int64_t i, int thread) {
   auto* me = static_cast<moe_engine*>(self);
-  me->down(me->items_[static_cast<std::size_t>(i)], thread);
+  const item& it = me->items_[static_cast<std::size_t>(i)];
+  if (me->on_unit(static_cast<std::size_t>(it.expert))) {
+    me->unit_down(it, thread);
+  } else {
+    me->down(it, thread);
+  }
 }
 
 void moe_engine::run_sum(void* self, std::int64_t i, int) {
@@ -535,6 +576,7 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
     }
   }
 
+  if (plan_unit()) pool_->run(unit_tiles_, &run_pack, this);
   plan_items(false);
   pool_->run(static_cast<std::int64_t>(items_.size()), &run_gate_up, this);
   plan_items(true);
@@ -549,6 +591,11 @@ std::string moe_engine::describe() const {
   s += "\",\"threads\":" + std::to_string(pool_->size());
   s += ",\"tile\":[" + std::to_string(kernels_.tile_m) + "," + std::to_string(kernels_.tile_n) + "]";
   s += ",\"k_block\":" + std::to_string(k_block_);
+  if (kernels_.unit.name) {
+    s += std::string(",\"matrix_unit\":\"") + kernels_.unit.name + "\",\"unit_min_rows\":" + std::to_string(kernels_.unit_min_rows);
+  } else {
+    s += ",\"matrix_unit\":null";
+  }
   s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
   s += ",\"weights\":\"read in place from the host's memory, not copied\"";
   auto type_name = [](int t) { return t == elem_fp8 ? "f8_e4m3" : t == elem_bf16 ? "bf16" : "f32"; };

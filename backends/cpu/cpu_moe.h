@@ -11,6 +11,11 @@
 // the tiles then read for every token of the item. No dequantized copy of the experts is
 // ever made. The same panel path serves bf16 weights on ISAs where widening inside every
 // tile costs more than widening once per pass (kernel_table::panel_min_rows).
+//
+// With a matrix unit (AMX; kernel_table::unit) experts that have enough tokens run there
+// instead (cpu_moe_unit.cpp): their bf16 activations are repacked once per forward into the
+// unit's pair-interleaved tiles, the weights are still read where they lie, and h goes
+// straight from the gate/up tiles into the layout the down projection's tiles read.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +37,9 @@ struct unsupported : std::runtime_error {
 
 class moe_engine {
  public:
+  // Per-thread accumulators: the vector path's gate/up sums, or the matrix unit's parked tiles.
+  static constexpr std::int64_t acc_floats = 256 * 2 * 64;
+
   // k_block: reduction elements per pass once an item has more rows than one tile (the
   // tile's operands then stay in L1 and a row block's activations in L2); 0 = default.
   moe_engine(const moereg_moe_weights& weights, int threads, const kernel_table& kernels,
@@ -75,6 +83,19 @@ class moe_engine {
   static void run_sum(void* self, std::int64_t i, int thread);
   void gate_up(const item& it, int thread);
   void down(const item& it, int thread);
+
+  // Matrix-unit path (cpu_moe_unit.cpp).
+  bool plan_unit();  // which buckets run on the unit this call; true if any
+  bool on_unit(std::size_t bucket) const { return unit_row_[bucket] >= 0; }
+  static void run_pack(void* self, std::int64_t i, int thread);
+  void pack(std::int64_t tile);
+  void unit_gate_up(const item& it, int thread);
+  void unit_down(const item& it, int thread);
+  std::int64_t unit_pass(std::int64_t k_len) const;
+  // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in
+  // place, or copied with zeros past the matrix's rows and past K into pad (slot 0 or 1).
+  bf16_rows unit_rows(const char* base, std::int64_t row_bytes, std::int64_t n0, std::int64_t n_rows, std::int64_t k0,
+                      std::int64_t kl, int thread, int slot) const;
   bool use_panel(int weight_type, std::int64_t rows) const;
   // How one item runs: weights widened into panels or read in place, activations widened
   // to f32 or read in place, and the tile shape.
@@ -125,6 +146,15 @@ class moe_engine {
   std::vector<float> panel_b_, panel_a_;
   std::int64_t scale_b0_ = 0, scale_b1_ = 0;
   std::int64_t sum_chunk_ = 0;
+  // Matrix unit: per bucket the first of its rows in the repacked buffers (padded to whole
+  // 16-token tiles), or -1 when the bucket runs on the vector tiles; x and h repacked as
+  // [tile][k / 32][16 pairs][16 tokens] bf16 pairs, rows of ceil32(H) and ceil32(h_stride_).
+  std::vector<std::int64_t> unit_row_;
+  std::vector<std::int32_t> unit_tile_bucket_;  // per repacked tile: its bucket
+  std::int64_t unit_tiles_ = 0;
+  std::int64_t kh32_ = 0, ki32_ = 0;
+  std::vector<std::uint16_t> xv_, hv_;
+  mutable std::vector<std::uint16_t> unit_pad_;  // per thread: 2 x 16 rows x ceil32(k_block_)
   std::uint64_t grow_count_ = 0;
 };
 

@@ -256,3 +256,41 @@ TEST(cpu_backend, weight_panel_path_matches_reference) {
   ::unsetenv("MOEREG_CPU_KBLOCK");
   ::unsetenv("MOEREG_CPU_PANEL_ROWS");
 }
+
+// The AMX path: the portable model of the matrix unit everywhere, the real unit where the CPU
+// has one. Every expert with a token runs on the unit; T = 1100 gives experts more tokens than
+// one work item takes (256), K passes of 32 and 64 cut the fixtures' H, I = 24 leaves half a
+// weight tile and a zero-padded K step, and 3 threads share the items.
+TEST(cpu_backend, matrix_unit_path_matches_reference) {
+  ASSERT_NE(cpu_api(), nullptr);
+  char reason[128] = {};
+  cpu_api()->probe(reason, sizeof reason);
+  const bool has_amx = std::string(reason).find("AMX") != std::string::npos;
+  ::setenv("MOEREG_CPU_UNIT_ROWS", "1", 1);
+  for (const char* isa : {"amx_emulated", "amx"}) {
+    if (std::string(isa) == "amx" && !has_amx) continue;
+    SCOPED_TRACE(std::string("MOEREG_CPU_ISA=") + isa);
+    ::setenv("MOEREG_CPU_ISA", isa, 1);
+    for (const char* kb : {"1024", "20", "64"}) {
+      SCOPED_TRACE(std::string("MOEREG_CPU_KBLOCK=") + kb);
+      ::setenv("MOEREG_CPU_KBLOCK", kb, 1);
+      for (const auto& fam : test::moe_fixture_families()) {
+        SCOPED_TRACE(fam);
+        moe_fixture fx(fam);
+        block_weights bw(fx);
+        for (std::int64_t T : {1, 37, 1100}) {
+          std::string d;
+          double e = relative_error(fx, bw, T, {true, false, 3}, &d);
+          EXPECT_LE(e, 1e-2) << "T=" << T;
+          EXPECT_GT(e, 1e-6) << "T=" << T;
+          EXPECT_NE(d.find(std::string("\"matrix_unit\":\"") + isa + "\""), std::string::npos) << d;
+        }
+        // F32 input keeps f32 math: the unit (bf16 only) stays out of it.
+        EXPECT_LE(relative_error(fx, bw, 37, {false, false, 2}), 1e-5);
+      }
+    }
+  }
+  ::unsetenv("MOEREG_CPU_KBLOCK");
+  ::unsetenv("MOEREG_CPU_ISA");
+  ::unsetenv("MOEREG_CPU_UNIT_ROWS");
+}

@@ -60,13 +60,17 @@ inline std::string describe(moereg_backend* b) {
 }
 
 // Runs `body` once per kernel set this CPU has (MOEREG_CPU_ISA is read at create; a set the
-// CPU lacks falls back to the best one it has).
+// CPU lacks falls back to the best one it has), and once with the portable model of the AMX
+// matrix unit taking every expert with a token (so the engine's AMX path is checked on any
+// CPU; the real unit runs under "" where the CPU has one, for experts with enough tokens).
 template <class F>
 void for_each_isa(F body) {
-  for (const char* isa : {"", "avx512f", "avx2", "scalar"}) {
+  for (const char* isa : {"", "avx512bf16", "avx512f", "avx2", "scalar", "amx_emulated"}) {
     SCOPED_TRACE(std::string("MOEREG_CPU_ISA=") + isa);
     ::setenv("MOEREG_CPU_ISA", isa, 1);
+    if (std::string(isa) == "amx_emulated") ::setenv("MOEREG_CPU_UNIT_ROWS", "1", 1);
     body();
+    ::unsetenv("MOEREG_CPU_UNIT_ROWS");
   }
   ::unsetenv("MOEREG_CPU_ISA");
 }
