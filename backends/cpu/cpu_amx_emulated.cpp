@@ -1,6 +1,7 @@
 // The matrix unit's contract (cpu_kernels.h) in portable C++, one product at a time: the
 // engine's AMX path (repacking, tails, passes, epilogues) then runs and is tested on any
 // CPU. Slow by design; chosen only by MOEREG_CPU_ISA=amx_emulated.
+#include <cmath>
 #include <cstring>
 
 #include "cpu_kernels.h"
@@ -32,11 +33,57 @@ void emulated_block(const bf16_rows* a, int na, const void* const* b, int nb, st
             float sum = ct[16 * m + n];
             for (int kk = 0; kk < 16; ++kk)
               for (int half = 0; half < 2; ++half)
-                sum += bf16_at(a[ia].p, m * a[ia].stride + 64 * s + 2 * (2 * kk + half)) *
+                sum += bf16_at(a[ia].p, m * a[ia].stride + a[ia].step * s + 2 * (2 * kk + half)) *
                        bf16_at(b[ib], 1024 * s + 64 * kk + 4 * n + 2 * half);
             ct[16 * m + n] = sum;
           }
     }
+}
+
+void emulated_pack(const std::uint16_t* const* rows, std::int64_t k_len, std::uint16_t* dst) {
+  for (std::int64_t k0 = 0; k0 < k_len; k0 += 32, dst += 512)
+    for (int kk = 0; kk < 16; ++kk)
+      for (int t = 0; t < 16; ++t)
+        for (int half = 0; half < 2; ++half) {
+          const std::int64_t k = k0 + 2 * kk + half;
+          dst[32 * kk + 2 * t + half] = rows[t] && k < k_len ? rows[t][k] : 0;
+        }
+}
+
+std::uint16_t to_bf16(float f) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
+  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+void emulated_silu_mul(const float* g, const float* u, int rows, std::uint16_t* dst) {
+  for (int r = 0; r < rows + (rows & 1); ++r)
+    for (int t = 0; t < 16; ++t) {
+      float h = 0;
+      if (r < rows) {
+        const float gv = g[16 * r + t];
+        h = gv / (1.0f + std::exp(-gv)) * u[16 * r + t];
+      }
+      dst[16 * (r & ~1) + 2 * t + (r & 1)] = to_bf16(h);
+    }
+}
+
+void emulated_load_rows(const void* src, std::int64_t stride, int rows, std::int64_t k_len, std::int64_t steps,
+                        std::uint16_t* dst) {
+  for (std::int64_t s = 0; s < steps; ++s)
+    for (int r = 0; r < 16; ++r)
+      for (int c = 0; c < 32; ++c) {
+        const std::int64_t k = 32 * s + c;
+        std::uint16_t v = 0;
+        if (r < rows && k < k_len) std::memcpy(&v, static_cast<const char*>(src) + r * stride + 2 * k, 2);
+        dst[512 * s + 32 * r + c] = v;
+      }
+}
+
+void emulated_scale_out(const float* c, int rows, int tokens, const float* w, float* const* y) {
+  for (int t = 0; t < tokens; ++t)
+    for (int n = 0; n < rows; ++n) y[t][n] = w[t] * c[16 * n + t];
 }
 
 }  // namespace
@@ -46,6 +93,10 @@ void fill_amx_emulated(matrix_unit& u) {
   u.begin = &emulated_begin;
   u.end = &emulated_end;
   u.block = &emulated_block;
+  u.pack = &emulated_pack;
+  u.silu_mul = &emulated_silu_mul;
+  u.scale_out = &emulated_scale_out;
+  u.load_rows = &emulated_load_rows;
 }
 
 }  // namespace moereg::cpu

@@ -40,11 +40,15 @@ kernel_table pick_kernels() {
   if (want == "amx_emulated") {
     moereg::cpu::fill_amx_emulated(t.unit);
   } else if ((want.empty() || want == "amx") && moereg::cpu::cpu_has_amx()) {
-    moereg::cpu::fill_amx(t.unit);
+    // MOEREG_CPU_UNIT_PREFETCH: prefetch distance of the weight rows, in 32-element steps.
+    const char* pf = std::getenv("MOEREG_CPU_UNIT_PREFETCH");
+    moereg::cpu::fill_amx(t.unit, pf ? static_cast<int>(std::strtol(pf, nullptr, 10)) : 0);
   }
-  // An expert with this many tokens fills half a tile's columns: from there one tdpbf16ps
-  // does 4x the useful products of a vdpbf16ps tile step.
-  t.unit_min_rows = 8;
+  // MOEREG_CPU_UNIT_PANELS=0 reads weight tiles in place (for comparison and tests).
+  if (const char* pn = std::getenv("MOEREG_CPU_UNIT_PANELS")) t.unit.panels = std::strtol(pn, nullptr, 10) != 0;
+  // A single token per expert (T = 1) streams its weights fastest through the vector tiles;
+  // from two tokens on the unit was as fast or faster (measured on a 16-core Xeon).
+  t.unit_min_rows = 2;
   // MOEREG_CPU_UNIT_ROWS overrides it (tests use 1 to run every expert on the unit).
   if (const char* ur = std::getenv("MOEREG_CPU_UNIT_ROWS")) t.unit_min_rows = static_cast<int>(std::strtol(ur, nullptr, 10));
   // MOEREG_CPU_PANEL_ROWS overrides from how many rows of an item bf16/f32 weights take the

@@ -32,9 +32,13 @@ using widen_fn = void (*)(const void* row, std::int64_t k0, std::int64_t n, cons
 // forward into the unit's pair-interleaved ("VNNI") layout: tile row kk holds, for each of
 // 16 tokens, the bf16 pair (x[t][2kk], x[t][2kk+1]). The product is thus W . X^T: output
 // rows are weight rows, columns are tokens.
+// A's 16 rows for a run of steps: row r of step s (64 bytes) at p + s * step + r * stride.
+// In place in a weight matrix: step 64, stride the row's bytes. Copied into a panel by
+// load_rows: step 1024, stride 64 (each tile one contiguous KiB).
 struct bf16_rows {
-  const void* p;        // row 0 at the pass's first k
-  std::int64_t stride;  // bytes between rows
+  const void* p;
+  std::int64_t stride;
+  std::int64_t step;
 };
 struct matrix_unit {
   const char* name = nullptr;  // "amx", "amx_emulated"; nullptr: no unit
@@ -42,10 +46,29 @@ struct matrix_unit {
   void (*begin)() = nullptr;
   void (*end)() = nullptr;
   // c[2 * ia + ib] (+)= A_ia . B_ib over `steps` steps of 32 k, for ia < na, ib < nb (1 or 2):
-  // step s reads A_ia's 16 rows at a[ia].p + 64 s (64 bytes each) and B_ib's 1024-byte tile
-  // at b[ib] + 1024 s. Each c tile is 16 x 16 f32, row-major, 256 floats apart.
+  // step s reads A_ia's 16 rows (bf16_rows) and B_ib's 1024-byte tile at b[ib] + 1024 s. Each c tile is 16 x 16 f32, row-major, 256 floats apart.
   void (*block)(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
                 bool accumulate) = nullptr;
+  // The data movement around the products, vectorized where the unit's ISA allows:
+  // pack: 16 token rows of k_len bf16 (a null row: zeros) into ceil(k_len / 32) consecutive
+  // 1024-byte tiles at dst, zeros past k_len.
+  void (*pack)(const std::uint16_t* const* rows, std::int64_t k_len, std::uint16_t* dst) = nullptr;
+  // h = silu(g) * u for `rows` (<= 16) consecutive weight rows of 16 tokens (g, u: 16 x 16 f32
+  // tiles), rounded to bf16 and stored as tile rows of pairs: row p (64 bytes at dst + 32 p)
+  // holds, per token, (h[2p][t], h[2p + 1][t]); a missing odd row is 0.
+  void (*silu_mul)(const float* g, const float* u, int rows, std::uint16_t* dst) = nullptr;
+  // load_rows: `rows` (<= 16) weight rows, `stride` bytes apart, k in [0, k_len), into `steps`
+  // panel tiles at dst (bf16_rows step 1024, stride 64); zeros past rows and past k_len.
+  void (*load_rows)(const void* src, std::int64_t stride, int rows, std::int64_t k_len, std::int64_t steps,
+                    std::uint16_t* dst) = nullptr;
+  // y[t][n] = w[t] * c[n][t] for n < rows, t < tokens (c: a 16 x 16 f32 tile).
+  void (*scale_out)(const float* c, int rows, int tokens, const float* w, float* const* y) = nullptr;
+  // Software prefetch distance of the weight rows in block, in steps (0: none).
+  int prefetch_steps = 0;
+  // Copy every pass's weight rows into panels (load_rows) before the products, instead of
+  // reading them in place: row strides of whole 4 KiB pages put all 16 rows of a tile in one
+  // L1 set, and 16 short streams per tile are hard on the prefetchers.
+  bool panels = true;
 };
 
 struct kernel_table {
@@ -76,7 +99,7 @@ void fill_avx2(kernel_table& t);      // needs AVX2 + FMA
 void fill_avx512(kernel_table& t);    // needs AVX-512 F/BW/VL
 void fill_avx512bf16(kernel_table& t);  // AVX-512 F/BW/VL + BF16: bf16 x bf16 tiles use vdpbf16ps
 
-void fill_amx(matrix_unit& u);           // needs AMX-TILE + AMX-BF16 and the OS's leave (cpu_has_amx)
+void fill_amx(matrix_unit& u, int prefetch_steps);  // needs AMX-TILE + AMX-BF16 and the OS's leave (cpu_has_amx)
 void fill_amx_emulated(matrix_unit& u);  // the same contract in portable C++: tests the engine's AMX path anywhere
 
 // Which of the above this CPU runs, best first. cpu_has_amx also asks Linux for the tile

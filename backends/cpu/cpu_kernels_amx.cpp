@@ -1,6 +1,9 @@
-// AMX tiles (tdpbf16ps). Compiled with -mamx-tile -mamx-bf16; runs only where cpu_has_amx()
-// said yes. One tile configuration for everything: eight 16 x 64-byte tiles, tmm0-3 the
+// AMX tiles (tdpbf16ps), and the AVX-512 data movement around them (every CPU with AMX has
+// AVX-512 BF16). Compiled with AMX and AVX-512 flags; runs only where cpu_has_amx() said yes. One tile configuration for everything: eight 16 x 64-byte tiles, tmm0-3 the
 // accumulators c[0..3], tmm4-5 the weight rows A_0, A_1, tmm6-7 the activations B_0, B_1.
+// GCC 12 warns inside its own AVX-512 intrinsics (an intentionally undefined source).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "cpu_kernels.h"
@@ -9,27 +12,34 @@ namespace moereg::cpu {
 namespace {
 
 struct alignas(64) tile_config {
-  std::uint8_t palette = 1;
-  std::uint8_t start_row = 0;
-  std::uint8_t reserved[14] = {};
-  std::uint16_t colsb[16] = {};
-  std::uint8_t rows[16] = {};
+  std::uint8_t palette;
+  std::uint8_t start_row;
+  std::uint8_t reserved[14];
+  std::uint16_t colsb[16];
+  std::uint8_t rows[16];
 };
 
+// Constant-initialized, so it is in memory before any call: GCC 12's _tile_loadconfig tells
+// the compiler it reads only 8 bytes of the configuration, so the stores filling a local one
+// could be dropped as dead (and ldtilecfg would then fault on a garbage palette).
+constexpr tile_config eight_full_tiles = {
+    1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0}, {16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0}};
+
 void amx_begin() {
-  tile_config cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
+  __asm__ volatile("" ::: "memory");
+  _tile_loadconfig(&eight_full_tiles);
 }
 
 void amx_end() { _tile_release(); }
 
-// Tile register numbers are immediates, so each (na, nb) shape is its own loop.
-template <int NA, int NB>
+// Tile register numbers are immediates, so each (na, nb) shape is its own loop. PD > 0:
+// the weight rows PD steps ahead are prefetched (the hardware streamers track fewer rows
+// than the 16 or 32 a block walks through at once).
+template <int NA, int NB, int PD>
 void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c, bool accumulate) {
+  // GCC 12's _tile_loadd does not tell the compiler that it reads memory; the stores this
+  // thread made to c (and every operand) must be done before the first one.
+  __asm__ volatile("" ::: "memory");
   if (accumulate) {
     _tile_loadd(0, c, 64);
     if (NB > 1) _tile_loadd(1, c + 256, 64);
@@ -46,8 +56,14 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
   const char* b0 = static_cast<const char*>(b[0]);
   const char* b1 = NB > 1 ? static_cast<const char*>(b[1]) : nullptr;
   const std::int64_t s0 = a[0].stride, s1 = NA > 1 ? a[1].stride : 0;
+  const std::int64_t t0 = a[0].step, t1 = NA > 1 ? a[1].step : 0;
   for (std::int64_t s = 0; s < steps; ++s) {
-    _tile_loadd(4, a0 + 64 * s, s0);
+    if (PD > 0 && s + PD < steps)
+      for (int r = 0; r < 16; ++r) {
+        _mm_prefetch(a0 + t0 * (s + PD) + r * s0, _MM_HINT_T0);
+        if (NA > 1) _mm_prefetch(a1 + t1 * (s + PD) + r * s1, _MM_HINT_T0);
+      }
+    _tile_loadd(4, a0 + t0 * s, s0);
     _tile_loadd(6, b0 + 1024 * s, 64);
     _tile_dpbf16ps(0, 4, 6);
     if (NB > 1) {
@@ -55,7 +71,7 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
       _tile_dpbf16ps(1, 4, 7);
     }
     if (NA > 1) {
-      _tile_loadd(5, a1 + 64 * s, s1);
+      _tile_loadd(5, a1 + t1 * s, s1);
       _tile_dpbf16ps(2, 5, 6);
       if (NB > 1) _tile_dpbf16ps(3, 5, 7);
     }
@@ -66,23 +82,126 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
   if (NA > 1 && NB > 1) _tile_stored(3, c + 768, 64);
 }
 
+template <int PD>
 void amx_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c, bool accumulate) {
   if (na > 1) {
-    if (nb > 1) run<2, 2>(a, b, steps, c, accumulate);
-    else run<2, 1>(a, b, steps, c, accumulate);
+    if (nb > 1) run<2, 2, PD>(a, b, steps, c, accumulate);
+    else run<2, 1, PD>(a, b, steps, c, accumulate);
   } else {
-    if (nb > 1) run<1, 2>(a, b, steps, c, accumulate);
-    else run<1, 1>(a, b, steps, c, accumulate);
+    if (nb > 1) run<1, 2, PD>(a, b, steps, c, accumulate);
+    else run<1, 1, PD>(a, b, steps, c, accumulate);
   }
+}
+
+// 16 x 16 transpose of 32-bit elements: r[i] row i in, r[j] column j out.
+void transpose16(__m512i* r) {
+  __m512i a[16], b[16];
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // b[4i + j], 128-bit lane L: rows 4i..4i+3 of column 4L + j
+  for (int i = 0; i < 4; ++i) {
+    b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i + 0], a[4 * i + 2]);
+    b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i + 0], a[4 * i + 2]);
+    b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+    b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    __m512i c0 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x88), c1 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xDD);
+    __m512i d0 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x88), d1 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_i32x4(c0, d0, 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(c0, d0, 0xDD);
+    r[4 + j] = _mm512_shuffle_i32x4(c1, d1, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(c1, d1, 0xDD);
+  }
+}
+
+// A step's 32 bf16 of each token are 16 pairs; the tile wants pair kk of every token in row kk.
+void amx_pack(const std::uint16_t* const* rows, std::int64_t k_len, std::uint16_t* dst) {
+  for (std::int64_t k0 = 0; k0 < k_len; k0 += 32, dst += 512) {
+    const std::int64_t left = k_len - k0;
+    const __mmask32 mask = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
+    __m512i r[16];
+    for (int t = 0; t < 16; ++t) r[t] = rows[t] ? _mm512_maskz_loadu_epi16(mask, rows[t] + k0) : _mm512_setzero_si512();
+    transpose16(r);
+    for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512(dst + 32 * kk, r[kk]);
+  }
+}
+
+// e^x to ~2e-7 relative: x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial in r, times 2^n.
+__m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+__m512i silu_mul_bf16(const float* g, const float* u) {
+  const __m512 gv = _mm512_loadu_ps(g);
+  const __m512 h = _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)))),
+                                 _mm512_loadu_ps(u));
+  return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(h));  // round to nearest even, one per 32-bit lane
+}
+
+void amx_silu_mul(const float* g, const float* u, int rows, std::uint16_t* dst) {
+  for (int r = 0; r < rows; r += 2) {
+    const __m512i lo = silu_mul_bf16(g + 16 * r, u + 16 * r);
+    const __m512i hi = r + 1 < rows ? silu_mul_bf16(g + 16 * (r + 1), u + 16 * (r + 1)) : _mm512_setzero_si512();
+    _mm512_storeu_si512(dst + 16 * r, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+}
+
+// Row by row, so each is one sequential stream; the next row is prefetched a line per line.
+void amx_load_rows(const void* src, std::int64_t stride, int rows, std::int64_t k_len, std::int64_t steps,
+                   std::uint16_t* dst) {
+  for (int r = 0; r < 16; ++r) {
+    const auto* row = reinterpret_cast<const std::uint16_t*>(static_cast<const char*>(src) + r * stride);
+    for (std::int64_t s = 0; s < steps; ++s) {
+      const std::int64_t left = k_len - 32 * s;
+      __m512i v = _mm512_setzero_si512();
+      if (r < rows && left > 0) {
+        if (r + 1 < rows) _mm_prefetch(reinterpret_cast<const char*>(row + 32 * s) + stride, _MM_HINT_T0);
+        v = left >= 32 ? _mm512_loadu_si512(row + 32 * s)
+                       : _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << left) - 1), row + 32 * s);
+      }
+      _mm512_storeu_si512(dst + 512 * s + 32 * r, v);
+    }
+  }
+}
+
+void amx_scale_out(const float* c, int rows, int tokens, const float* w, float* const* y) {
+  __m512i r[16];
+  for (int n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(c + 16 * n);
+  transpose16(r);
+  const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
+  for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y[t], mask, _mm512_mul_ps(_mm512_set1_ps(w[t]), _mm512_castsi512_ps(r[t])));
 }
 
 }  // namespace
 
-void fill_amx(matrix_unit& u) {
+void fill_amx(matrix_unit& u, int prefetch_steps) {
   u.name = "amx";
   u.begin = &amx_begin;
   u.end = &amx_end;
-  u.block = &amx_block;
+  u.prefetch_steps = prefetch_steps <= 0 ? 0 : prefetch_steps <= 2 ? 2 : prefetch_steps <= 4 ? 4 : prefetch_steps <= 8 ? 8 : 16;
+  u.block = u.prefetch_steps == 0   ? &amx_block<0>
+            : u.prefetch_steps == 2 ? &amx_block<2>
+            : u.prefetch_steps == 4 ? &amx_block<4>
+            : u.prefetch_steps == 8 ? &amx_block<8>
+                                    : &amx_block<16>;
+  u.pack = &amx_pack;
+  u.silu_mul = &amx_silu_mul;
+  u.scale_out = &amx_scale_out;
+  u.load_rows = &amx_load_rows;
 }
 
 }  // namespace moereg::cpu

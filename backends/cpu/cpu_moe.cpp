@@ -218,7 +218,6 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   if (kernels_.unit.name) {
     kh32_ = ceil_div(hidden_, 32) * 32;
     ki32_ = ceil_div(h_stride_, 32) * 32;
-    unit_pad_.assign(static_cast<std::size_t>(pool_->size()) * 2 * 16 * static_cast<std::size_t>(ceil_div(k_block_, 32) * 32), 0);
   }
   reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
 }
@@ -259,13 +258,7 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   items_.reserve(static_cast<std::size_t>(16 * pool_->size() + 16) + experts_.size() + rows);
   gu_acc_.assign(static_cast<std::size_t>(pool_->size() * acc_floats), 0.0f);
   unit_row_.assign(experts_.size(), -1);
-  if (kernels_.unit.name) {
-    // Every bucket padded to whole 16-token tiles.
-    const std::size_t padded = rows + 15 * experts_.size();
-    xv_.assign(padded * static_cast<std::size_t>(kh32_), 0);
-    hv_.assign(padded * static_cast<std::size_t>(ki32_), 0);
-    unit_tile_bucket_.assign(padded / 16 + 1, 0);
-  }
+  if (!xv_.empty()) size_unit_buffers();  // the unit has run: its buffers follow T
 }
 
 std::int64_t moe_engine::pass_length(const item_plan& p, std::int64_t rows, std::int64_t k_len) const {
@@ -279,7 +272,7 @@ std::int64_t moe_engine::pass_length(const item_plan& p, std::int64_t rows, std:
 std::uint64_t moe_engine::scratch_bytes() const {
   return (h_.capacity() + y_.capacity() + row_weight_.capacity()) * 4 + (row_token_.capacity() + row_slot_.capacity()) * 4 +
          items_.capacity() * sizeof(item) + (gu_acc_.capacity() + panel_a_.capacity() + panel_b_.capacity()) * 4 +
-         (xv_.capacity() + hv_.capacity() + unit_pad_.capacity()) * 2 + unit_tile_bucket_.capacity() * 4 +
+         (xv_.capacity() + hv_.capacity() + unit_panel_.capacity()) * 2 + unit_tile_bucket_.capacity() * 4 +
          unit_row_.capacity() * 8;
 }
 

@@ -18,6 +18,7 @@
 // straight from the gate/up tiles into the layout the down projection's tiles read.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -91,9 +92,12 @@ class moe_engine {
   void pack(std::int64_t tile);
   void unit_gate_up(const item& it, int thread);
   void unit_down(const item& it, int thread);
-  std::int64_t unit_pass(std::int64_t k_len) const;
+  std::int64_t unit_pass(std::int64_t k_len, std::int64_t tile_pairs) const;
+  void size_unit_buffers();
+  std::int64_t max_pass() const;
   // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in
-  // place, or copied with zeros past the matrix's rows and past K into pad (slot 0 or 1).
+  // place, or copied into the thread's panel (slot 0 or 1) with zeros past the matrix's rows
+  // and past K (always when unit.panels).
   bf16_rows unit_rows(const char* base, std::int64_t row_bytes, std::int64_t n0, std::int64_t n_rows, std::int64_t k0,
                       std::int64_t kl, int thread, int slot) const;
   bool use_panel(int weight_type, std::int64_t rows) const;
@@ -154,7 +158,7 @@ class moe_engine {
   std::int64_t unit_tiles_ = 0;
   std::int64_t kh32_ = 0, ki32_ = 0;
   std::vector<std::uint16_t> xv_, hv_;
-  mutable std::vector<std::uint16_t> unit_pad_;  // per thread: 2 x 16 rows x ceil32(k_block_)
+  mutable std::vector<std::uint16_t> unit_panel_;  // per thread: 2 x 16 rows x max_pass()
   std::uint64_t grow_count_ = 0;
 };
 

@@ -10,7 +10,6 @@
 // thread's gu_acc_ between passes, so a pass's weight rows (<= 128 x 1024 bf16) stay in L2
 // while every token tile of the item goes past them.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include "cpu_moe.h"
@@ -26,81 +25,76 @@ constexpr std::int64_t block_floats = 1024;  // four 16 x 16 accumulator tiles
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
 
-std::uint16_t to_bf16(float f) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
-  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-}
-
 }  // namespace
 
 bool moe_engine::plan_unit() {
   std::fill(unit_row_.begin(), unit_row_.end(), -1);
   unit_tiles_ = 0;
   if (!kernels_.unit.name || x_type_ != elem_bf16) return false;
-  std::int64_t next = 0;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     const std::int64_t rows = bucket_begin_[e + 1] - bucket_begin_[e];
     const expert& ex = experts_[e];
     if (rows == 0 || rows < kernels_.unit_min_rows || ex.w13_type != elem_bf16 || ex.w2_type != elem_bf16) continue;
-    unit_row_[e] = next;
-    const std::int64_t tiles = ceil_div(rows, tile_rows);
-    for (std::int64_t t = 0; t < tiles; ++t) unit_tile_bucket_[static_cast<std::size_t>(unit_tiles_ + t)] = static_cast<std::int32_t>(e);
-    unit_tiles_ += tiles;
-    next += tiles * tile_rows;
+    unit_row_[e] = unit_tiles_ * tile_rows;
+    unit_tiles_ += ceil_div(rows, tile_rows);
   }
-  return unit_tiles_ > 0;
+  if (unit_tiles_ == 0) return false;
+  // Made at the first forward that uses the unit, for the most tiles T tokens can take.
+  if (xv_.empty()) size_unit_buffers();
+  for (std::size_t e = 0; e < experts_.size(); ++e)
+    if (on_unit(e))
+      for (std::int64_t t = unit_row_[e] / tile_rows; t < unit_row_[e] / tile_rows + ceil_div(bucket_begin_[e + 1] - bucket_begin_[e], tile_rows); ++t)
+        unit_tile_bucket_[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(e);
+  return true;
 }
 
 void moe_engine::run_pack(void* self, std::int64_t i, int) { static_cast<moe_engine*>(self)->pack(i); }
 
-// One 16-token tile of a bucket's activations, all of K: word (ks, kk, t) of the tile holds
-// x[t][32 ks + 2 kk .. + 1]; tokens past the bucket and k past H are zeros.
+// One 16-token tile of a bucket's activations, all of K (tokens past the bucket are zeros).
 void moe_engine::pack(std::int64_t tile) {
   const std::size_t e = static_cast<std::size_t>(unit_tile_bucket_[static_cast<std::size_t>(tile)]);
   const std::int64_t first = unit_row_[e];  // the bucket's first padded row
   const std::int64_t tb = tile - first / tile_rows;  // tile within the bucket
   const std::int64_t begin = bucket_begin_[e], rows = bucket_begin_[e + 1] - begin;
-  const std::int64_t ks_count = kh32_ / step_k;
-  std::uint16_t* dst = xv_.data() + first * kh32_ + tb * ks_count * tile_elems;
+  const std::uint16_t* src[tile_rows];
   for (std::int64_t t = 0; t < tile_rows; ++t) {
     const std::int64_t r = tb * tile_rows + t;
-    if (r >= rows) {
-      for (std::int64_t ks = 0; ks < ks_count; ++ks)
-        for (std::int64_t kk = 0; kk < 16; ++kk) {
-          std::uint16_t* w = dst + ks * tile_elems + kk * 32 + t * 2;
-          w[0] = w[1] = 0;
-        }
-      continue;
-    }
-    const auto* x = reinterpret_cast<const std::uint16_t*>(x_ + row_token_[static_cast<std::size_t>(begin + r)] * x_row_);
-    for (std::int64_t k = 0; k < kh32_; k += 2) {
-      std::uint16_t* w = dst + (k / step_k) * tile_elems + ((k % step_k) / 2) * 32 + t * 2;
-      w[0] = k < hidden_ ? x[k] : 0;
-      w[1] = k + 1 < hidden_ ? x[k + 1] : 0;
-    }
+    src[t] = r < rows ? reinterpret_cast<const std::uint16_t*>(x_ + row_token_[static_cast<std::size_t>(begin + r)] * x_row_)
+                      : nullptr;
   }
+  kernels_.unit.pack(src, hidden_, xv_.data() + first * kh32_ + tb * kh32_ * tile_rows);
 }
 
-std::int64_t moe_engine::unit_pass(std::int64_t k_len) const { return std::min(round_up(k_block_, step_k), round_up(k_len, step_k)); }
+// Passes of k_block, so a pass's weight rows stay in cache for every pair of token tiles;
+// with a single pair (each weight row read once anyway) longer ones, for longer streams.
+std::int64_t moe_engine::unit_pass(std::int64_t k_len, std::int64_t tile_pairs) const {
+  const std::int64_t pass = tile_pairs <= 1 ? std::max<std::int64_t>(4096, round_up(k_block_, step_k)) : round_up(k_block_, step_k);
+  return std::min(round_up(k_len, step_k), pass);
+}
+
+std::int64_t moe_engine::max_pass() const {
+  return std::min(std::max(kh32_, ki32_), std::max<std::int64_t>(4096, round_up(k_block_, step_k)));
+}
+
+void moe_engine::size_unit_buffers() {
+  // Every non-empty bucket padded to whole 16-token tiles: at most 15 rows each.
+  const std::size_t rows = static_cast<std::size_t>(cap_tokens_ * (cap_k_ + (has_shared_ ? 1 : 0)));
+  const std::size_t padded = rows + 15 * std::min(rows, experts_.size());
+  xv_.assign(padded * static_cast<std::size_t>(kh32_), 0);
+  hv_.assign(padded * static_cast<std::size_t>(ki32_), 0);
+  unit_tile_bucket_.assign(padded / tile_rows + 1, 0);
+  if (unit_panel_.empty())
+    unit_panel_.assign(static_cast<std::size_t>(pool_->size()) * 2 * tile_rows * static_cast<std::size_t>(max_pass()), 0);
+}
 
 bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, std::int64_t n0, std::int64_t n_rows,
                                 std::int64_t k0, std::int64_t kl, int thread, int slot) const {
-  if (n0 + tile_rows <= n_rows && kl % step_k == 0) return {base + n0 * row_bytes + k0 * 2, row_bytes};
-  const std::int64_t width = round_up(kl, step_k);
-  std::uint16_t* pad = unit_pad_.data() +
-                       static_cast<std::size_t>((2 * thread + slot) * tile_rows * round_up(k_block_, step_k));
-  for (std::int64_t r = 0; r < tile_rows; ++r) {
-    std::uint16_t* d = pad + r * width;
-    std::int64_t have = 0;
-    if (n0 + r < n_rows) {
-      std::memcpy(d, base + (n0 + r) * row_bytes + k0 * 2, static_cast<std::size_t>(kl) * 2);
-      have = kl;
-    }
-    std::fill(d + have, d + width, std::uint16_t{0});
-  }
-  return {pad, width * 2};
+  const char* first = base + n0 * row_bytes + k0 * 2;
+  if (!kernels_.unit.panels && n0 + tile_rows <= n_rows && kl % step_k == 0) return {first, row_bytes, 64};
+  const std::int64_t steps = ceil_div(kl, step_k);
+  std::uint16_t* panel = unit_panel_.data() + static_cast<std::size_t>((2 * thread + slot) * tile_rows * max_pass());
+  kernels_.unit.load_rows(first, row_bytes, static_cast<int>(std::min(tile_rows, n_rows - n0)), kl, steps, panel);
+  return {panel, 64, 1024};
 }
 
 void moe_engine::unit_gate_up(const item& it, int thread) {
@@ -114,7 +108,7 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
   const std::int64_t tile0 = it.row0 / tile_rows, tiles = ceil_div(it.row1 - it.row0, tile_rows);
   const std::int64_t pairs = ceil_div(tiles, 2), blocks = ceil_div(it.col1 - it.col0, tile_rows);
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(acc_floats);
-  const std::int64_t kp = unit_pass(hidden_);
+  const std::int64_t kp = unit_pass(hidden_, pairs);
   mu.begin();
   for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
     const std::int64_t kl = std::min(kp, hidden_ - k0), steps = ceil_div(kl, step_k);
@@ -137,16 +131,9 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
     const std::int64_t n0 = it.col0 + tile_rows * j;
     for (std::int64_t ti = 0; ti < tiles; ++ti) {
       const float* g = acc + (j * pairs + ti / 2) * block_floats + (ti % 2) * 256;
-      const float* u = g + 512;
       std::uint16_t* dst = hv + (tile0 + ti) * ksi * tile_elems;
-      for (std::int64_t r = 0; r < tile_rows && n0 + r < I; ++r) {
-        const std::int64_t i = n0 + r;
-        std::uint16_t* row = dst + (i / step_k) * tile_elems + ((i % step_k) / 2) * 32 + (i % 2);
-        for (std::int64_t t = 0; t < tile_rows; ++t) {
-          const float gv = g[r * 16 + t], uv = u[r * 16 + t];
-          row[2 * t] = to_bf16(gv / (1.0f + std::exp(-gv)) * uv);
-        }
-      }
+      mu.silu_mul(g, g + 512, static_cast<int>(std::min(tile_rows, I - n0)),
+                  dst + (n0 / step_k) * tile_elems + ((n0 % step_k) / 2) * 32);
       // The last rows of h: zeros up to the whole step the down projection reads.
       if (n0 + tile_rows >= I)
         for (std::int64_t i = I; i < ksi * step_k; ++i) {
@@ -167,7 +154,7 @@ void moe_engine::unit_down(const item& it, int thread) {
   const std::int64_t tile0 = it.row0 / tile_rows, tiles = ceil_div(it.row1 - it.row0, tile_rows);
   const std::int64_t pairs = ceil_div(tiles, 2), blocks = ceil_div(it.col1 - it.col0, 2 * tile_rows);
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(acc_floats);
-  const std::int64_t kp = unit_pass(I);
+  const std::int64_t kp = unit_pass(I, pairs);
   mu.begin();
   for (std::int64_t k0 = 0; k0 < I; k0 += kp) {
     const std::int64_t kl = std::min(kp, I - k0), steps = ceil_div(kl, step_k);
@@ -186,24 +173,25 @@ void moe_engine::unit_down(const item& it, int thread) {
   }
   mu.end();
   // y[slot][n] = routing weight x (W2 . h^T)[n][t]
-  for (std::int64_t j = 0; j < blocks; ++j)
-    for (std::int64_t ia = 0; ia < 2; ++ia) {
-      const std::int64_t n0 = it.col0 + 2 * tile_rows * j + tile_rows * ia;
-      if (n0 >= it.col1) break;
-      const std::int64_t nr = std::min(tile_rows, it.col1 - n0);
-      for (std::int64_t ti = 0; ti < tiles; ++ti) {
-        const float* c = acc + (j * pairs + ti / 2) * block_floats + ia * 512 + (ti % 2) * 256;
-        for (std::int64_t t = 0; t < tile_rows; ++t) {
-          const std::int64_t r = it.row0 + ti * tile_rows + t;
-          if (r >= it.row1) break;
-          const std::size_t q = static_cast<std::size_t>(begin + r);
-          float* y = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_) +
-                     static_cast<std::size_t>(n0);
-          const float w = row_weight_[q];
-          for (std::int64_t n = 0; n < nr; ++n) y[n] = w * c[n * 16 + t];
-        }
-      }
+  float* y[tile_rows];
+  float w[tile_rows];
+  for (std::int64_t ti = 0; ti < tiles; ++ti) {
+    const std::int64_t r0 = it.row0 + ti * tile_rows, tokens = std::min(tile_rows, it.row1 - r0);
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      const std::size_t q = static_cast<std::size_t>(begin + r0 + t);
+      y[t] = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
+      w[t] = row_weight_[q];
     }
+    for (std::int64_t j = 0; j < blocks; ++j)
+      for (std::int64_t ia = 0; ia < 2; ++ia) {
+        const std::int64_t n0 = it.col0 + 2 * tile_rows * j + tile_rows * ia;
+        if (n0 >= it.col1) break;
+        float* yn[tile_rows];
+        for (std::int64_t t = 0; t < tokens; ++t) yn[t] = y[t] + n0;
+        mu.scale_out(acc + (j * pairs + ti / 2) * block_floats + ia * 512 + (ti % 2) * 256,
+                     static_cast<int>(std::min(tile_rows, it.col1 - n0)), static_cast<int>(tokens), w, yn);
+      }
+  }
 }
 
 }  // namespace moereg::cpu

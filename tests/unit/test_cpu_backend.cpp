@@ -260,7 +260,8 @@ TEST(cpu_backend, weight_panel_path_matches_reference) {
 // The AMX path: the portable model of the matrix unit everywhere, the real unit where the CPU
 // has one. Every expert with a token runs on the unit; T = 1100 gives experts more tokens than
 // one work item takes (256), K passes of 32 and 64 cut the fixtures' H, I = 24 leaves half a
-// weight tile and a zero-padded K step, and 3 threads share the items.
+// weight tile and a zero-padded K step, 3 threads share the items, and the weight tiles are
+// read both through panels and in place.
 TEST(cpu_backend, matrix_unit_path_matches_reference) {
   ASSERT_NE(cpu_api(), nullptr);
   char reason[128] = {};
@@ -274,6 +275,10 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
     for (const char* kb : {"1024", "20", "64"}) {
       SCOPED_TRACE(std::string("MOEREG_CPU_KBLOCK=") + kb);
       ::setenv("MOEREG_CPU_KBLOCK", kb, 1);
+      // Weight tiles copied into panels (the default), and read in place.
+      const char* panels = kb[0] == '6' ? "0" : "1";
+      SCOPED_TRACE(std::string("MOEREG_CPU_UNIT_PANELS=") + panels);
+      ::setenv("MOEREG_CPU_UNIT_PANELS", panels, 1);
       for (const auto& fam : test::moe_fixture_families()) {
         SCOPED_TRACE(fam);
         moe_fixture fx(fam);
@@ -293,4 +298,5 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
   ::unsetenv("MOEREG_CPU_KBLOCK");
   ::unsetenv("MOEREG_CPU_ISA");
   ::unsetenv("MOEREG_CPU_UNIT_ROWS");
+  ::unsetenv("MOEREG_CPU_UNIT_PANELS");
 }
