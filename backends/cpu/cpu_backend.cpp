@@ -44,8 +44,6 @@ kernel_table pick_kernels() {
     const char* pf = std::getenv("MOEREG_CPU_UNIT_PREFETCH");
     moereg::cpu::fill_amx(t.unit, pf ? static_cast<int>(std::strtol(pf, nullptr, 10)) : 0);
   }
-  // MOEREG_CPU_UNIT_AHEAD=0 turns off the prefetch of the next block's weight rows.
-  if (const char* pa = std::getenv("MOEREG_CPU_UNIT_AHEAD")) t.unit_prefetch_next = std::strtol(pa, nullptr, 10) != 0;
   // MOEREG_CPU_UNIT_PANELS=0 reads weight tiles in place (for comparison and tests).
   if (const char* pn = std::getenv("MOEREG_CPU_UNIT_PANELS")) t.unit.panels = std::strtol(pn, nullptr, 10) != 0;
   // A single token per expert (T = 1) streams its weights fastest through the vector tiles;

@@ -92,8 +92,6 @@ struct kernel_table {
   // matrix unit when there is one.
   matrix_unit unit;
   int unit_min_rows = 0;
-  // Prefetch each block's successor rows (into L2) while the block computes.
-  bool unit_prefetch_next = true;
 };
 
 void fill_scalar(kernel_table& t);

@@ -95,11 +95,6 @@ class moe_engine {
   std::int64_t unit_pass(std::int64_t k_len, std::int64_t tile_pairs) const;
   void size_unit_buffers();
   std::int64_t max_pass() const;
-  static std::int64_t block_calls(std::int64_t pairs, std::int64_t steps);
-  // The block calls of one A pair over all of an item's token tiles, between() after each.
-  template <class Between>
-  void for_each_block_call(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count, std::int64_t tile0,
-                           std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc, Between between);
   // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in
   // place, or copied into the thread's panel (slot 0 or 1) with zeros past the matrix's rows
   // and past K (always when unit.panels).

@@ -13,7 +13,6 @@
 #include <cstring>
 
 #include "cpu_moe.h"
-#include "cpu_prefetch.h"
 
 namespace moereg::cpu {
 namespace {
@@ -22,7 +21,6 @@ constexpr std::int64_t tile_rows = 16;     // tokens per activation tile, weight
 constexpr std::int64_t step_k = 32;        // bf16 per tile row
 constexpr std::int64_t tile_elems = 512;   // bf16 in one 1 KiB activation tile
 constexpr std::int64_t block_floats = 1024;  // four 16 x 16 accumulator tiles
-constexpr std::int64_t sub_steps = 8;        // steps per block call when an item has one pair of token tiles
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
@@ -99,37 +97,6 @@ bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, std::i
   return {panel, 64, 1024};
 }
 
-// Calls of block per A pair of tiles: one per pair of token tiles, or with a single pair,
-// one per sub_steps steps, so that prefetches of the next rows can go out between them.
-std::int64_t moe_engine::block_calls(std::int64_t pairs, std::int64_t steps) {
-  return pairs > 1 ? pairs : ceil_div(steps, sub_steps);
-}
-
-template <class Between>
-void moe_engine::for_each_block_call(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count,
-                                     std::int64_t tile0, std::int64_t tiles, std::int64_t k0, std::int64_t steps,
-                                     float* acc, Between between) {
-  const matrix_unit& mu = kernels_.unit;
-  const std::int64_t pairs = ceil_div(tiles, 2);
-  if (pairs > 1) {
-    for (std::int64_t p = 0; p < pairs; ++p) {
-      const std::int64_t tb = tile0 + 2 * p;
-      const void* b[2] = {bv + (tb * ks_count + k0 / step_k) * tile_elems, bv + ((tb + 1) * ks_count + k0 / step_k) * tile_elems};
-      mu.block(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + p * block_floats, k0 > 0);
-      between();
-    }
-    return;
-  }
-  for (std::int64_t s0 = 0; s0 < steps; s0 += sub_steps) {
-    const bf16_rows as[2] = {{static_cast<const char*>(a[0].p) + s0 * a[0].step, a[0].stride, a[0].step},
-                             na > 1 ? bf16_rows{static_cast<const char*>(a[1].p) + s0 * a[1].step, a[1].stride, a[1].step} : a[1]};
-    const void* b[2] = {bv + (tile0 * ks_count + k0 / step_k + s0) * tile_elems,
-                        bv + ((tile0 + 1) * ks_count + k0 / step_k + s0) * tile_elems};
-    mu.block(as, na, b, tiles > 1 ? 2 : 1, std::min(sub_steps, steps - s0), acc, k0 > 0 || s0 > 0);
-    between();
-  }
-}
-
 void moe_engine::unit_gate_up(const item& it, int thread) {
   const matrix_unit& mu = kernels_.unit;
   const std::size_t e = static_cast<std::size_t>(it.expert);
@@ -150,19 +117,11 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
       // A_0: 16 gate rows, A_1: the matching up rows.
       const bf16_rows a[2] = {unit_rows(ex.w13, ex.w13_row, n0, I, k0, kl, thread, 0),
                               unit_rows(ex.w13 + I * ex.w13_row, ex.w13_row, n0, I, k0, kl, thread, 1)};
-      // The next block's rows (the next 16 pairs, or the first ones of the next pass) are
-      // fetched from DRAM while this block computes.
-      const bool last = j + 1 == blocks;
-      const std::int64_t pn = last ? it.col0 : n0 + tile_rows, pk = last ? k0 + kp : k0;
-      const std::int64_t prows = pk < hidden_ && kernels_.unit_prefetch_next ? std::min(tile_rows, I - pn) : 0;
-      const std::int64_t pseg = 2 * std::min(kp, hidden_ - pk);
-      const std::int64_t calls = block_calls(pairs, steps);
-      next_tile_prefetch pg(prows > 0 ? ex.w13 + pn * ex.w13_row + 2 * pk : nullptr, ex.w13_row, prows, pseg, calls);
-      next_tile_prefetch pu(prows > 0 ? ex.w13 + (I + pn) * ex.w13_row + 2 * pk : nullptr, ex.w13_row, prows, pseg, calls);
-      for_each_block_call(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats, [&] {
-        pg.step();
-        pu.step();
-      });
+      for (std::int64_t p = 0; p < pairs; ++p) {
+        const std::int64_t tb = tile0 + 2 * p;
+        const void* b[2] = {xv + (tb * ksh + k0 / step_k) * tile_elems, xv + ((tb + 1) * ksh + k0 / step_k) * tile_elems};
+        mu.block(a, 2, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats, k0 > 0);
+      }
     }
   }
   mu.end();
@@ -205,12 +164,11 @@ void moe_engine::unit_down(const item& it, int thread) {
       const int na = n0 + tile_rows < it.col1 ? 2 : 1;
       bf16_rows a[2] = {unit_rows(ex.w2, ex.w2_row, n0, hidden_, k0, kl, thread, 0), {}};
       if (na > 1) a[1] = unit_rows(ex.w2, ex.w2_row, n0 + tile_rows, hidden_, k0, kl, thread, 1);
-      const bool last = j + 1 == blocks;
-      const std::int64_t pn = last ? it.col0 : n0 + 2 * tile_rows, pk = last ? k0 + kp : k0;
-      const std::int64_t prows = pk < I && kernels_.unit_prefetch_next ? std::min(2 * tile_rows, it.col1 - pn) : 0;
-      next_tile_prefetch pw(prows > 0 ? ex.w2 + pn * ex.w2_row + 2 * pk : nullptr, ex.w2_row, prows,
-                            2 * std::min(kp, I - pk), block_calls(pairs, steps));
-      for_each_block_call(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats, [&] { pw.step(); });
+      for (std::int64_t p = 0; p < pairs; ++p) {
+        const std::int64_t tb = tile0 + 2 * p;
+        const void* b[2] = {hv + (tb * ksi + k0 / step_k) * tile_elems, hv + ((tb + 1) * ksi + k0 / step_k) * tile_elems};
+        mu.block(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats, k0 > 0);
+      }
     }
   }
   mu.end();
