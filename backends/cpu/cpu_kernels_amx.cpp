@@ -190,6 +190,7 @@ void amx_scale_out(const float* c, int rows, int tokens, const float* w, float* 
 
 void fill_amx(matrix_unit& u, int prefetch_steps) {
   u.name = "amx";
+  u.panels = false;  // measured: no faster than in-place tiles, and slower when memory-bound
   u.begin = &amx_begin;
   u.end = &amx_end;
   u.prefetch_steps = prefetch_steps <= 0 ? 0 : prefetch_steps <= 2 ? 2 : prefetch_steps <= 4 ? 4 : prefetch_steps <= 8 ? 8 : 16;
