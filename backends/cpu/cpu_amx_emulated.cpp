@@ -93,6 +93,7 @@ void fill_amx_emulated(matrix_unit& u) {
   u.begin = &emulated_begin;
   u.end = &emulated_end;
   u.block = &emulated_block;
+  u.block_first = &emulated_block;
   u.pack = &emulated_pack;
   u.silu_mul = &emulated_silu_mul;
   u.scale_out = &emulated_scale_out;

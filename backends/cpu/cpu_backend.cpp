@@ -40,8 +40,9 @@ kernel_table pick_kernels() {
   if (want == "amx_emulated") {
     moereg::cpu::fill_amx_emulated(t.unit);
   } else if ((want.empty() || want == "amx") && moereg::cpu::cpu_has_amx()) {
-    // MOEREG_CPU_UNIT_PREFETCH: prefetch distance of the weight rows, in 32-element steps
-    // (default 2: memory-bound layers ran up to 1.25x faster than without; 4-16 were slower).
+    // MOEREG_CPU_UNIT_PREFETCH: prefetch distance of weight rows read from memory, in
+    // 32-element steps (default 2: memory-bound layers ran up to 1.25x faster than without;
+    // 4-16 were slower).
     const char* pf = std::getenv("MOEREG_CPU_UNIT_PREFETCH");
     moereg::cpu::fill_amx(t.unit, pf ? static_cast<int>(std::strtol(pf, nullptr, 10)) : 2);
   }

@@ -49,6 +49,10 @@ struct matrix_unit {
   // step s reads A_ia's 16 rows (bf16_rows) and B_ib's 1024-byte tile at b[ib] + 1024 s. Each c tile is 16 x 16 f32, row-major, 256 floats apart.
   void (*block)(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
                 bool accumulate) = nullptr;
+  // The same, for A rows read for the first time (from memory, not cache): may prefetch
+  // them prefetch_steps ahead.
+  void (*block_first)(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
+                      bool accumulate) = nullptr;
   // The data movement around the products, vectorized where the unit's ISA allows:
   // pack: 16 token rows of k_len bf16 (a null row: zeros) into ceil(k_len / 32) consecutive
   // 1024-byte tiles at dst, zeros past k_len.
@@ -63,7 +67,7 @@ struct matrix_unit {
                     std::uint16_t* dst) = nullptr;
   // y[t][n] = w[t] * c[n][t] for n < rows, t < tokens (c: a 16 x 16 f32 tile).
   void (*scale_out)(const float* c, int rows, int tokens, const float* w, float* const* y) = nullptr;
-  // Software prefetch distance of the weight rows in block, in steps (0: none).
+  // Software prefetch distance of the weight rows in block_first, in steps (0: none).
   int prefetch_steps = 0;
   // Copy every pass's weight rows into panels (load_rows) before the products, instead of
   // reading them in place: row strides of whole 4 KiB pages put all 16 rows of a tile in one

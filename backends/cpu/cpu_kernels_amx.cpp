@@ -1,6 +1,7 @@
 // AMX tiles (tdpbf16ps), and the AVX-512 data movement around them (every CPU with AMX has
-// AVX-512 BF16). Compiled with AMX and AVX-512 flags; runs only where cpu_has_amx() said yes. One tile configuration for everything: eight 16 x 64-byte tiles, tmm0-3 the
-// accumulators c[0..3], tmm4-5 the weight rows A_0, A_1, tmm6-7 the activations B_0, B_1.
+// AVX-512 BF16). Compiled with AMX and AVX-512 flags; runs only where cpu_has_amx() said yes.
+// One tile configuration for everything: eight 16 x 64-byte tiles, tmm0-3 the accumulators
+// c[0..3], tmm4-5 the weight rows A_0, A_1, tmm6-7 the activations B_0, B_1.
 // GCC 12 warns inside its own AVX-512 intrinsics (an intentionally undefined source).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -194,11 +195,12 @@ void fill_amx(matrix_unit& u, int prefetch_steps) {
   u.begin = &amx_begin;
   u.end = &amx_end;
   u.prefetch_steps = prefetch_steps <= 0 ? 0 : prefetch_steps <= 2 ? 2 : prefetch_steps <= 4 ? 4 : prefetch_steps <= 8 ? 8 : 16;
-  u.block = u.prefetch_steps == 0   ? &amx_block<0>
-            : u.prefetch_steps == 2 ? &amx_block<2>
-            : u.prefetch_steps == 4 ? &amx_block<4>
-            : u.prefetch_steps == 8 ? &amx_block<8>
-                                    : &amx_block<16>;
+  u.block = &amx_block<0>;
+  u.block_first = u.prefetch_steps == 0   ? &amx_block<0>
+                  : u.prefetch_steps == 2 ? &amx_block<2>
+                  : u.prefetch_steps == 4 ? &amx_block<4>
+                  : u.prefetch_steps == 8 ? &amx_block<8>
+                                          : &amx_block<16>;
   u.pack = &amx_pack;
   u.silu_mul = &amx_silu_mul;
   u.scale_out = &amx_scale_out;

@@ -120,7 +120,8 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
       for (std::int64_t p = 0; p < pairs; ++p) {
         const std::int64_t tb = tile0 + 2 * p;
         const void* b[2] = {xv + (tb * ksh + k0 / step_k) * tile_elems, xv + ((tb + 1) * ksh + k0 / step_k) * tile_elems};
-        mu.block(a, 2, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats, k0 > 0);
+        (p == 0 ? mu.block_first : mu.block)(a, 2, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats,
+                                             k0 > 0);
       }
     }
   }
@@ -167,7 +168,8 @@ void moe_engine::unit_down(const item& it, int thread) {
       for (std::int64_t p = 0; p < pairs; ++p) {
         const std::int64_t tb = tile0 + 2 * p;
         const void* b[2] = {hv + (tb * ksi + k0 / step_k) * tile_elems, hv + ((tb + 1) * ksi + k0 / step_k) * tile_elems};
-        mu.block(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats, k0 > 0);
+        (p == 0 ? mu.block_first : mu.block)(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats,
+                                             k0 > 0);
       }
     }
   }
