@@ -82,9 +82,17 @@ def moe_eager(x, ids, weights, w13, w2, shared, shared_gate):
     return final
 
 
-def timed(fn, min_seconds, min_reps=3, max_reps=100, sync=lambda: None):
-    fn()  # warm-up
-    sync()
+def timed(fn, min_seconds, max_seconds=0.0, min_reps=3, max_reps=100, sync=lambda: None, first=None):
+    """Median of warm runs: at least min_reps, or a single one when min_reps would not fit in
+    max_seconds (0: no limit). `first`: the seconds of a warm-up run the caller already made.
+    Returns (seconds, runs)."""
+    if first is None:
+        t0 = time.perf_counter()
+        fn()  # warm-up
+        sync()
+        first = time.perf_counter() - t0
+    if max_seconds > 0 and first * min_reps > max_seconds:
+        min_reps = 1
     times = []
     while len(times) < min_reps or (sum(times) < min_seconds and len(times) < max_reps):
         t0 = time.perf_counter()
@@ -92,7 +100,16 @@ def timed(fn, min_seconds, min_reps=3, max_reps=100, sync=lambda: None):
         sync()
         times.append(time.perf_counter() - t0)
     times.sort()
-    return times[len(times) // 2]
+    return times[len(times) // 2], len(times)
+
+
+def matmul_rate(H, N, dev, sync):
+    """FLOP/s of a small dense bf16 matmul: the yardstick for estimating a row's time."""
+    a_mat = torch.randn(64, H).to(torch.bfloat16).to(dev)
+    b_mat = (torch.randn(N, H) * 0.02).to(torch.bfloat16).to(dev)
+    with torch.no_grad():
+        seconds, _ = timed(lambda: F.linear(a_mat, b_mat), 0.05, sync=sync)
+    return 2.0 * 64 * H * N / seconds
 
 
 def main():
@@ -104,6 +121,9 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="skip a row whose eager loop is estimated to take longer than this per run, and time "
+                        "a single warm run where three would not fit (0: no limit)")
     a = p.parse_args()
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -116,21 +136,38 @@ def main():
     shared_gate = w["shared_gate"].to(dev) if "shared_gate" in w else None
     E, two_i, H = w13.shape
     rows, outputs = [], {}
+    # Estimated time of a run: its FLOPs at the best rate seen so far (a small dense matmul to
+    # begin with). Debian's CPU build runs bf16 matmuls at ~1 GFLOP/s without AVX-512, where a
+    # mixtral-sized T = 1024 layer would take a quarter of an hour per run.
+    rate = matmul_rate(H, min(3 * (two_i // 2), 2048), dev, sync)
     for T in [int(t) for t in a.tokens.split(",")]:
         x, ids, wt = inp[f"x.{T}"].to(dev), inp[f"ids.{T}"].long().to(dev), inp[f"weights.{T}"].to(dev)
-        out = moe_eager(x, ids, wt, w13, w2, shared, shared_gate)
-        outputs[f"output.{T}"] = out.cpu()
-        seconds = timed(lambda: moe_eager(x, ids, wt, w13, w2, shared, shared_gate), a.min_seconds, sync=sync)
-        # One dense bf16 matmul [M, H] x [H, 3I] with M chosen for the same FLOPs.
         flops = 2 * 3 * H * (two_i // 2) * ids.numel()
         if shared is not None:
             flops += 2 * 3 * H * shared[1].shape[1] * T
+        estimate = flops / rate
+        if a.max_seconds > 0 and estimate > a.max_seconds:
+            print(f"torch_reference: T={T} skipped: about {estimate:.3g} s per run "
+                  f"(at {rate / 1e9:.1f} GFLOP/s) > --max-seconds {a.max_seconds:g}", file=sys.stderr)
+            rows.append({"tokens": T, "skipped": f"estimated {estimate:.3g} s per run at {rate / 1e9:.1f} GFLOP/s, "
+                                                 f"over the {a.max_seconds:g} s limit"})
+            continue
+        print(f"torch_reference: T={T}, about {estimate:.3g} s per run", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        out = moe_eager(x, ids, wt, w13, w2, shared, shared_gate)  # the outputs, and the warm-up run
+        sync()
+        warm_up = time.perf_counter() - t0
+        outputs[f"output.{T}"] = out.cpu()
+        seconds, runs = timed(lambda: moe_eager(x, ids, wt, w13, w2, shared, shared_gate), a.min_seconds,
+                              a.max_seconds, sync=sync, first=warm_up)
+        rate = max(rate, flops / seconds)
+        # One dense bf16 matmul [M, H] x [H, 3I] with M chosen for the same FLOPs.
         m = max(1, round(flops / (2 * H * 3 * (two_i // 2))))
         a_mat = torch.randn(m, H).to(torch.bfloat16).to(dev)
         b_mat = (torch.randn(3 * (two_i // 2), H) * 0.02).to(torch.bfloat16).to(dev)
         with torch.no_grad():
-            dense = timed(lambda: F.linear(a_mat, b_mat), a.min_seconds, sync=sync)
-        rows.append({"tokens": T, "seconds": seconds, "dense_seconds": dense,
+            dense, dense_runs = timed(lambda: F.linear(a_mat, b_mat), a.min_seconds, a.max_seconds, sync=sync)
+        rows.append({"tokens": T, "seconds": seconds, "runs": runs, "dense_seconds": dense, "dense_runs": dense_runs,
                      "dense_gflops": 2.0 * m * H * 3 * (two_i // 2) / dense / 1e9})
     save_f32(a.outputs, outputs)
     print(json.dumps({"torch": torch.__version__ + ("" if dev.type == "cpu" else " on " + torch.cuda.get_device_name(dev)),

@@ -43,6 +43,8 @@ struct bench_row {
   std::int64_t tokens = 0;
   double seconds = 0, weight_bytes = 0, flops = 0;
   double reference_seconds = NAN, dense_seconds = NAN, dense_gflops = NAN, max_rel_diff = NAN;
+  std::int64_t reference_runs = 0;
+  std::string reference_skipped;  // why the reference did not run this row
 };
 
 }  // namespace
@@ -65,6 +67,10 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       "python", po::value<std::string>()->default_value(""), "python with torch, for the reference (default: the first of python3 on PATH and /usr/bin/python3 that imports torch)")(
       "reference-script", po::value<std::string>()->default_value(""), "torch_reference.py (found beside the binary)")(
       "no-reference", po::bool_switch(), "skip the PyTorch reference")(
+      "reference-max-seconds", po::value<double>()->default_value(120.0),
+      "skip reference rows estimated to take longer than this per run, and time one warm run where three "
+      "would not fit (0 = no limit). Debian's PyTorch runs bf16 matmuls at ~1 GFLOP/s on CPUs without "
+      "AVX-512, where a mixtral_8x7b T=1024 layer takes a quarter of an hour per run")(
       "seed", po::value<std::uint64_t>()->default_value(1), "random seed");
   add_plugin_options(p.options());
   auto vm = p.parse(args, globals);
@@ -244,6 +250,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     cmd << "'" << find_python(vm["python"].as<std::string>()) << "' '" << script << "' --weights '" << dir
         << "/weights.safetensors' --inputs '" << dir << "/inputs.safetensors' --outputs '" << dir
         << "/reference.safetensors' --tokens " << tok << " --threads " << threads << " --min-seconds " << min_seconds
+        << " --max-seconds " << vm["reference-max-seconds"].as<double>()
         << " --device " << (on_device && std::string(api->name) == "cuda" ? "cuda" : "cpu");
     spdlog::info("moe bench: reference: {}", cmd.str());
     int status = 0;
@@ -256,7 +263,12 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       std::int64_t T = row.find("tokens")->as_int();
       auto k = static_cast<std::size_t>(std::find(tokens.begin(), tokens.end(), T) - tokens.begin());
       if (k >= rows.size()) continue;
+      if (const json::value* why = row.find("skipped")) {
+        rows[k].reference_skipped = why->as_string();
+        continue;
+      }
       rows[k].reference_seconds = row.find("seconds")->as_double();
+      if (const json::value* n = row.find("runs")) rows[k].reference_runs = n->as_int();
       rows[k].dense_seconds = row.find("dense_seconds")->as_double();
       rows[k].dense_gflops = row.find("dense_gflops")->as_double();
       const tensor_info* o = ref.find("output." + std::to_string(T));
@@ -286,6 +298,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       o.push_back({"dense_gflops", num(r.dense_gflops)});
       o.push_back({"fraction_of_dense", num(r.flops / r.seconds / 1e9 / r.dense_gflops)});
       o.push_back({"max_rel_diff_vs_reference", num(r.max_rel_diff)});
+      o.push_back({"reference_runs", r.reference_runs});
+      if (!r.reference_skipped.empty()) o.push_back({"reference_skipped", r.reference_skipped});
       arr.push_back(json::value(std::move(o)));
     }
     json::object top = {{"preset", pr.name}, {"experts", E}, {"hidden", H}, {"intermediate", I}, {"top_k", K},
@@ -314,8 +328,12 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
               << cell(r.flops / r.seconds / 1e9, 10, 1) << cell(r.reference_seconds * 1e3, 11, 3)
               << cell(r.reference_seconds / r.seconds, 8, 2) << "x" << cell(r.dense_gflops, 11, 1)
               << cell(100 * r.flops / r.seconds / 1e9 / r.dense_gflops, 9, 0) << "%"
-              << (std::isnan(r.max_rel_diff) ? std::string("         -") : cell(r.max_rel_diff, 10, 4)) << "\n";
+              << (std::isnan(r.max_rel_diff) ? std::string("         -") : cell(r.max_rel_diff, 10, 4))
+              << (r.reference_runs == 1 ? "  (torch: 1 run)" : "") << "\n";
   }
+  for (const auto& r : rows)
+    if (!r.reference_skipped.empty())
+      std::cout << "  T=" << r.tokens << ": no reference, " << r.reference_skipped << " (--reference-max-seconds)\n";
   return 0;
 }
 

@@ -48,7 +48,7 @@ struct plugin_registry::impl {
   std::map<std::size_t, detail::hook_library> hook_libs;
   std::mutex hook_libs_mutex;  // hooks() runs on the executor's worker threads
   std::map<std::size_t, detail::backend_library> backend_libs;
-  bool backends_probed = false;
+  std::once_flag backends_probed;  // probing writes records; once, whichever thread asks first
 
   void add_dir(const std::string& path, const std::string& source);
   void scan(std::size_t dir_index);
@@ -57,6 +57,7 @@ struct plugin_registry::impl {
   void add_unavailable(const fs::path& file, std::size_t dir_index);
   void resolve_family_shadows();
   void probe_backends();
+  void probe_backends_now();
   std::size_t index_of(const plugin_record& r) const;
 };
 
@@ -210,9 +211,9 @@ void plugin_registry::impl::resolve_family_shadows() {
   }
 }
 
-void plugin_registry::impl::probe_backends() {
-  if (backends_probed) return;
-  backends_probed = true;
+void plugin_registry::impl::probe_backends() { std::call_once(backends_probed, [this] { probe_backends_now(); }); }
+
+void plugin_registry::impl::probe_backends_now() {
   for (std::size_t i = 0; i < records.size(); ++i) {
     plugin_record& r = records[i];
     if (r.kind != plugin_kind::backend || r.state != plugin_state::available) continue;

@@ -141,6 +141,22 @@ TEST(MoeBench, TinyPresetRowsAndReference) {
   EXPECT_GT(row.find("reference_seconds")->as_double(), 0.0);
   EXPECT_LE(row.find("max_rel_diff_vs_reference")->as_double(), 2e-2);
   EXPECT_FALSE(v.find("torch")->as_string().empty());
+  EXPECT_GE(row.find("reference_runs")->as_int(), 3);
+
+  // A reference row estimated over --reference-max-seconds is skipped, saying why; the
+  // backend's own row is still timed.
+  r = test::run_moereg("moe bench --preset tiny --tokens 3 --min-seconds 0.01 --backend cpu --reference-max-seconds 1e-9");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("T=3: no reference, estimated"), std::string::npos) << r.output;
+  r = test::run_moereg("moe bench --preset tiny --tokens 3 --min-seconds 0.01 --backend cpu --json --log-level off "
+                       "--reference-max-seconds 1e-9");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  v = json_of(r.output);
+  const auto& skipped = v.find("rows")->as_array().at(0);
+  EXPECT_TRUE(skipped.find("reference_seconds")->is_null());
+  EXPECT_NE(skipped.find("reference_skipped")->as_string().find("over the 1e-09 s limit"), std::string::npos)
+      << skipped.find("reference_skipped")->as_string();
+  EXPECT_GT(skipped.find("seconds")->as_double(), 0.0);
 
   EXPECT_EQ(test::run_moereg("moe bench --preset nosuch").exit_code, 2);
 }

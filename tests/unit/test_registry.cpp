@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "moereg/base/error.h"
 #include "moereg/registry/plugin_registry.h"
@@ -300,6 +303,38 @@ TEST_F(Registry, BackendVariantsAreProbedAndTheBestScoreWins) {
   } catch (const error& e) {
     EXPECT_EQ(std::string(e.what()), "backend 'abitest': the abitest backend is a registry test fixture and computes nothing");
   }
+}
+
+// The first call from any thread probes every backend; threads asking at once all wait for
+// that one probe and get the same table (before, a second thread could read the records
+// while the first was still writing them).
+TEST_F(Registry, BackendsAreProbedOnceWhenManyThreadsAskAtOnce) {
+  for (const char* v : {"fast", "slow"})
+    fs::copy_file(abi_lib(std::string("libmoereg_backend_abitest-") + v + ".so"),
+                  dir + "/libmoereg_backend_abitest-" + v + ".so");
+  plugin_registry reg(options_for({dir}, root));
+  std::vector<const moereg_backend_api*> tables(8, nullptr);
+  std::vector<std::string> errors(tables.size());
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < tables.size(); ++i)
+    threads.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (ready.load() < static_cast<int>(tables.size())) std::this_thread::yield();  // all ask at once
+      try {
+        const plugin_record* b = reg.find_backend("abitest");
+        if (b) tables[i] = reg.backend(*b);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    EXPECT_EQ(errors[i], "");
+    ASSERT_NE(tables[i], nullptr) << "thread " << i;
+    EXPECT_EQ(tables[i], tables[0]);
+  }
+  EXPECT_EQ(reg.find_backend("abitest")->version, "fast");
 }
 
 TEST_F(Registry, BuildTreeFindsItsOwnBackends) {

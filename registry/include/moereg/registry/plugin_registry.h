@@ -89,7 +89,8 @@ class plugin_registry {
   // from several threads at once (conversion workers running hooks).
   const moereg_hooks_api* hooks(const plugin_record& family);
 
-  // Loads (once) and returns a backend's table; throws moereg::error with the reason.
+  // Loads (once) and returns a backend's table; throws moereg::error with the reason. Safe
+  // to call from several threads at once (the first call probes every backend).
   const moereg_backend_api* backend(const plugin_record& backend);
 
   // Unload order: the registry owns every library handle for its whole life. Destroy each
