@@ -15,5 +15,8 @@ for lib in $(ldd "$build/bin/moereg" .carry/lib/moereg/plugins/*/*.so | awk '/=>
   case "$(basename "$lib")" in libc.so*|libm.so*|libgcc_s*|libstdc++*|ld-linux*) ;; *) cp -L "$lib" .carry/lib/ ;; esac
 done
 cp -r "$fixtures"/. .carry/fixtures/
+# The registry tests' small plugin libraries, where the test binary looks for them
+# (build/tests/abi/lib; bench/cpu/device_cpu.sh links build to .carry on the device).
+mkdir -p .carry/tests/abi/lib && cp "$build"/tests/abi/lib/*.so .carry/tests/abi/lib/
 chmod -R go-w .carry
 du -sh .carry
