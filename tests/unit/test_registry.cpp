@@ -278,7 +278,7 @@ TEST_F(Registry, BackendVariantsAreProbedAndTheBestScoreWins) {
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->library_path, dir + "/libmoereg_backend_abitest-fast.so");
   EXPECT_EQ(b->state, plugin_state::loaded);
-  EXPECT_EQ(b->probe_score, 60);
+  EXPECT_EQ(b->probe_score, 100);
   EXPECT_EQ(b->version, "fast");
   auto rec = [&](const std::string& file) {
     for (const auto& r : reg.records())
@@ -288,7 +288,7 @@ TEST_F(Registry, BackendVariantsAreProbedAndTheBestScoreWins) {
   };
   EXPECT_EQ(rec("libmoereg_backend_abitest-slow.so").state, plugin_state::shadowed);
   EXPECT_EQ(rec("libmoereg_backend_abitest-slow.so").reason,
-            "outscored by " + dir + "/libmoereg_backend_abitest-fast.so (probe score 60 > 20)");
+            "outscored by " + dir + "/libmoereg_backend_abitest-fast.so (probe score 100 > 20)");
   EXPECT_EQ(rec("libmoereg_backend_abitest-none.so").state, plugin_state::refused);
   EXPECT_EQ(rec("libmoereg_backend_abitest-none.so").reason,
             dir + "/libmoereg_backend_abitest-none.so: probe says it cannot run here (score 0): no abitest device here");

@@ -59,7 +59,7 @@ TEST_F(PluginsCli, ListShowsWhatLoadedAndWhatWasRefusedAndWhy) {
   EXPECT_TRUE(has(r.output, "abitest         backend  fast      1    loaded    --plugin-path       " + dir +
                                 "/libmoereg_backend_abitest-fast.so\n"))
       << r.output;
-  EXPECT_TRUE(has(r.output, "    shadowed: outscored by " + dir + "/libmoereg_backend_abitest-fast.so (probe score 60 > 20)"))
+  EXPECT_TRUE(has(r.output, "    shadowed: outscored by " + dir + "/libmoereg_backend_abitest-fast.so (probe score 100 > 20)"))
       << r.output;
 }
 
