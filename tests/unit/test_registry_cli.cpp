@@ -81,7 +81,7 @@ TEST_F(PluginsCli, ListJson) {
       EXPECT_TRUE(has(p.find("reason")->as_string(), "plugin API 2, this moereg accepts 1..1"));
     } else if (name == "abitest" && p.find("state")->as_string() == "loaded") {
       ++seen;
-      EXPECT_EQ(p.find("probe_score")->as_int(), 60);
+      EXPECT_EQ(p.find("probe_score")->as_int(), 100);
     }
   }
   EXPECT_EQ(seen, 3) << r.output;
@@ -103,7 +103,7 @@ TEST_F(PluginsCli, Show) {
   EXPECT_TRUE(has(r.output, "  model types   abi_moe\n  hooks         negate, throws\n")) << r.output;
   r = run_moereg("plugins show abitest --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "  probe score   60\n")) << r.output;
+  EXPECT_TRUE(has(r.output, "  probe score   100\n")) << r.output;
   r = run_moereg("plugins show nothing_by_that_name --plugin-path " + dir);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.output, "no plugin named 'nothing_by_that_name' found, searched: " + dir)) << r.output;
