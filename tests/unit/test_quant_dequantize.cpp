@@ -118,6 +118,12 @@ TEST(QuantFp8, DequantizesPerChannelScales) { check_fp8({40, 24}, {40, 1}, "w.we
 TEST(QuantFp8, DequantizesPerTensorScales) { check_fp8({40, 24}, {}, "w.weight_scale"); }
 TEST(QuantFp8, DequantizesStackedExperts) { check_fp8({3, 200, 136}, {3, 2, 2}, "experts.gate_up_proj_scale_inv"); }
 TEST(QuantFp8, DequantizesPerExpertPerTensorScales) { check_fp8({3, 20, 8}, {3, 1, 1}, "experts.down_proj_scale_inv"); }
+// Scales covering >= 1024 elements go through per-scale tables (fp8_e4m3.cpp); the cases
+// above with small groups do not. Both must give the same single rounding.
+TEST(QuantFp8, DequantizesWidePerChannelAndPerTensorScalesThroughTables) {
+  check_fp8({5, 1100}, {5, 1}, "w.weight_scale");
+  check_fp8({40, 40}, {}, "w.weight_scale");
+}
 
 TEST(QuantFp8, RefusesAWrongScaleCount) {
   scale_grid g = classify_fp8_scale("s", std::vector<std::int64_t>{128, 128}, std::vector<std::int64_t>{1, 1});

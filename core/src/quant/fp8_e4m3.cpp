@@ -1,8 +1,10 @@
 #include "moereg/quant/fp8_e4m3.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "moereg/base/error.h"
 #include "moereg/quant/bf16_round.h"
@@ -32,14 +34,35 @@ void dequantize_fp8_e4m3(const std::uint8_t* w, std::span<const float> scales, c
     throw error("fp8 dequantize: " + std::to_string(scales.size()) + " scales given, expected " +
                 std::to_string(g.batch * per) + " for " + g.describe());
   const std::int64_t gc = g.grid_cols();
+  // Under one scale an FP8 byte has only 256 possible results: where a scale covers many
+  // elements, they are rounded once each into a table per scale (of the grid row being
+  // written), and every element is then one lookup, ~10x faster than rounding each product.
+  // Same values either way: the table holds exactly what the direct path computes.
+  const bool tables = g.block_rows * g.block_cols >= 1024;
+  std::vector<std::uint16_t> lut(tables ? static_cast<std::size_t>(gc) * 256 : 0);
   for (std::int64_t b = 0; b < g.batch; ++b) {
     const float* s = scales.data() + b * per;
-    for (std::int64_t r = 0; r < g.rows; ++r) {
-      const float* srow = s + (r / g.block_rows) * gc;
-      const std::uint8_t* wr = w + (b * g.rows + r) * g.cols;
-      std::uint16_t* o = out + (b * g.rows + r) * g.cols;
-      for (std::int64_t c = 0; c < g.cols; ++c)
-        o[c] = f64_to_bf16(static_cast<double>(fp8_table[wr[c]]) * static_cast<double>(srow[c / g.block_cols]));
+    for (std::int64_t r0 = 0; r0 < g.rows; r0 += std::max<std::int64_t>(1, g.block_rows)) {
+      const float* srow = s + (r0 / g.block_rows) * gc;
+      if (tables)
+        for (std::int64_t j = 0; j < gc; ++j)
+          for (int v = 0; v < 256; ++v)
+            lut[static_cast<std::size_t>(j * 256 + v)] =
+                f64_to_bf16(static_cast<double>(fp8_table[static_cast<std::size_t>(v)]) * static_cast<double>(srow[j]));
+      for (std::int64_t r = r0; r < std::min(g.rows, r0 + g.block_rows); ++r) {
+        const std::uint8_t* wr = w + (b * g.rows + r) * g.cols;
+        std::uint16_t* o = out + (b * g.rows + r) * g.cols;
+        for (std::int64_t j = 0; j < gc; ++j) {
+          const std::int64_t c0 = j * g.block_cols, c1 = std::min(g.cols, c0 + g.block_cols);
+          if (tables) {
+            const std::uint16_t* t = lut.data() + j * 256;
+            for (std::int64_t c = c0; c < c1; ++c) o[c] = t[wr[c]];
+          } else {
+            const double sv = static_cast<double>(srow[j]);
+            for (std::int64_t c = c0; c < c1; ++c) o[c] = f64_to_bf16(static_cast<double>(fp8_table[wr[c]]) * sv);
+          }
+        }
+      }
     }
   }
 }
