@@ -1,5 +1,6 @@
 #include "moereg/quant/pack_quantized_int4.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -77,13 +78,16 @@ void dequantize_pack_quantized_int4(const void* packed, std::span<const float> s
     throw error("pack-quantized dequantize: " + str(static_cast<std::int64_t>(scales.size())) + " scales given, expected " +
                 str(s.n * groups));
   auto p = static_cast<const unsigned char*>(packed);
+  std::uint16_t table[16];  // the group's 16 possible results, each rounded once
   for (std::int64_t n = 0; n < s.n; ++n) {
-    for (std::int64_t k = 0; k < s.k; ++k) {
-      std::uint32_t word;
-      std::memcpy(&word, p + 4 * (n * words + k / 8), 4);
-      int q = static_cast<int>((word >> (4 * (k % 8))) & 15u);
-      double v = static_cast<double>(q - 8) * static_cast<double>(scales[static_cast<std::size_t>(n * groups + k / s.group)]);
-      out[n * s.k + k] = f64_to_bf16(v);
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const double scale = static_cast<double>(scales[static_cast<std::size_t>(n * groups + g)]);
+      for (int q = 0; q < 16; ++q) table[q] = f64_to_bf16(static_cast<double>(q - 8) * scale);
+      for (std::int64_t k = g * s.group; k < std::min(s.k, (g + 1) * s.group); ++k) {
+        std::uint32_t word;
+        std::memcpy(&word, p + 4 * (n * words + k / 8), 4);
+        out[n * s.k + k] = table[(word >> (4 * (k % 8))) & 15u];
+      }
     }
   }
 }
