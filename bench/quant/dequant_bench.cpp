@@ -1,6 +1,6 @@
 // dequant_bench.cpp - dequantization to bf16, one thread, on DeepSeek-V3-sized matrices
 // (2048 x 7168): FP8 E4M3 with 128x128 block scales and with per-channel scales, MXFP4
-// (32-element groups), symmetric int4 pack-quantized (128-element groups). Not built by CMake:
+// (32-element groups), symmetric int4 pack-quantized and GPTQ (128-element groups). Not built by CMake:
 //   g++ -std=c++20 -O2 -Icore/include bench/quant/dequant_bench.cpp build/core/libmoereg_core.a -o /tmp/dequant_bench
 // Prints MB/s of bf16 written, and a checksum (equal before and after a change that must
 // not alter results).
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "moereg/quant/fp8_e4m3.h"
+#include "moereg/quant/gptq_int4.h"
 #include "moereg/quant/mxfp4.h"
 #include "moereg/quant/pack_quantized_int4.h"
 #include "moereg/quant/scale_grid.h"
@@ -53,5 +54,11 @@ int main() {
     std::vector<float> scales(static_cast<std::size_t>(rows * cols / 128), 0.01f);
     report("int4 pack-quantized, groups of 128", n, out,
            [&] { dequantize_pack_quantized_int4(bytes.data(), scales, shape, out.data()); });
+  }
+  {
+    std::vector<std::int64_t> qs{cols / 8, rows}, ss{cols / 128, rows};
+    gptq_shape shape = check_gptq_shapes("w", qs, ss, 128);
+    std::vector<float> scales(static_cast<std::size_t>(rows * cols / 128), 0.01f);
+    report("int4 GPTQ, groups of 128", n, out, [&] { dequantize_gptq_int4(bytes.data(), scales, shape, out.data()); });
   }
 }

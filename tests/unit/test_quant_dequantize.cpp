@@ -191,26 +191,31 @@ std::vector<std::int32_t> pack_along_k(const std::vector<std::vector<int>>& q, s
 }
 }  // namespace
 
+// Groups of 32 and 64 (whole words: per-group tables) and of 12 (words straddle groups:
+// the per-element path).
 TEST(QuantGptq, DequantizesEveryElementToOutInOrder) {
-  const std::int64_t k = 64, n = 5, group = 32;
-  std::mt19937 rng(3);
-  std::vector<std::vector<int>> q(k, std::vector<int>(n));
-  for (auto& row : q)
-    for (auto& v : row) v = static_cast<int>(rng() % 16);
-  std::vector<std::int32_t> qweight = pack_along_k(q, k, n);
-  std::vector<std::uint16_t> scales_f16(2 * n);
-  for (std::size_t i = 0; i < scales_f16.size(); ++i) scales_f16[i] = static_cast<std::uint16_t>(0x1C00 + rng() % 0x1000);
-  gptq_shape s = check_gptq_shapes("mlp.experts.0.down_proj", std::vector<std::int64_t>{k / 8, n},
-                                   std::vector<std::int64_t>{2, n}, group);
-  std::vector<float> scales = scales_as_f32("scales", dtype::F16, scales_f16.data(), scales_f16.size());
-  std::vector<std::uint16_t> out(static_cast<std::size_t>(k * n));
-  dequantize_gptq_int4(qweight.data(), scales, s, out.data());
-  for (std::int64_t nn = 0; nn < n; ++nn)
-    for (std::int64_t kk = 0; kk < k; ++kk) {
-      double scale = f16_to_f32(scales_f16[static_cast<std::size_t>(kk / group * n + nn)]);
-      double expect = (q[static_cast<std::size_t>(kk)][static_cast<std::size_t>(nn)] - 8) * scale;
-      ASSERT_EQ(out[static_cast<std::size_t>(nn * k + kk)], ref_bf16(expect)) << nn << "," << kk;
-    }
+  for (const std::int64_t group : {32, 64, 12}) {
+    SCOPED_TRACE("group " + std::to_string(group));
+    const std::int64_t k = 64, n = 5, groups = (k + group - 1) / group;
+    std::mt19937 rng(3);
+    std::vector<std::vector<int>> q(k, std::vector<int>(n));
+    for (auto& row : q)
+      for (auto& v : row) v = static_cast<int>(rng() % 16);
+    std::vector<std::int32_t> qweight = pack_along_k(q, k, n);
+    std::vector<std::uint16_t> scales_f16(static_cast<std::size_t>(groups * n));
+    for (std::size_t i = 0; i < scales_f16.size(); ++i) scales_f16[i] = static_cast<std::uint16_t>(0x1C00 + rng() % 0x1000);
+    gptq_shape s = check_gptq_shapes("mlp.experts.0.down_proj", std::vector<std::int64_t>{k / 8, n},
+                                     std::vector<std::int64_t>{groups, n}, group);
+    std::vector<float> scales = scales_as_f32("scales", dtype::F16, scales_f16.data(), scales_f16.size());
+    std::vector<std::uint16_t> out(static_cast<std::size_t>(k * n));
+    dequantize_gptq_int4(qweight.data(), scales, s, out.data());
+    for (std::int64_t nn = 0; nn < n; ++nn)
+      for (std::int64_t kk = 0; kk < k; ++kk) {
+        double scale = f16_to_f32(scales_f16[static_cast<std::size_t>(kk / group * n + nn)]);
+        double expect = (q[static_cast<std::size_t>(kk)][static_cast<std::size_t>(nn)] - 8) * scale;
+        ASSERT_EQ(out[static_cast<std::size_t>(nn * k + kk)], ref_bf16(expect)) << nn << "," << kk;
+      }
+  }
 }
 
 TEST(QuantGptq, ReadsTheConfigAndRefusesUnsupportedSchemes) {

@@ -1,5 +1,6 @@
 #include "moereg/quant/gptq_int4.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -73,6 +74,26 @@ void dequantize_gptq_int4(const void* qweight, std::span<const float> scales, gp
     throw error("gptq dequantize: " + str(static_cast<std::int64_t>(scales.size())) + " scales given, expected " +
                 str(groups * s.n));
   auto p = static_cast<const unsigned char*>(qweight);
+  if (s.group % 8 == 0) {
+    // Words never straddle groups: per group, each column's 16 possible results are rounded
+    // once into a table (what the per-element path below computes, bit for bit).
+    std::vector<std::uint16_t> table(static_cast<std::size_t>(s.n) * 16);
+    for (std::int64_t g = 0; g < groups; ++g) {
+      for (std::int64_t n = 0; n < s.n; ++n) {
+        const double scale = static_cast<double>(scales[static_cast<std::size_t>(g * s.n + n)]);
+        for (int q = 0; q < 16; ++q) table[static_cast<std::size_t>(n * 16 + q)] = f64_to_bf16(static_cast<double>(q - 8) * scale);
+      }
+      for (std::int64_t k8 = g * s.group / 8; k8 < std::min(s.k / 8, (g + 1) * s.group / 8); ++k8)
+        for (std::int64_t n = 0; n < s.n; ++n) {
+          std::uint32_t word;
+          std::memcpy(&word, p + 4 * (k8 * s.n + n), 4);
+          const std::uint16_t* t = table.data() + n * 16;
+          std::uint16_t* o = out + n * s.k + k8 * 8;
+          for (int j = 0; j < 8; ++j) o[j] = t[(word >> (4 * j)) & 15u];
+        }
+    }
+    return;
+  }
   for (std::int64_t k8 = 0; k8 < s.k / 8; ++k8) {
     for (std::int64_t n = 0; n < s.n; ++n) {
       std::uint32_t word;
