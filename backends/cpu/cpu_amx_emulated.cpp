@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu_kernels.h"
+#include "cpu_moe_detail.h"
 
 namespace moereg::cpu {
 namespace {
@@ -12,10 +13,7 @@ namespace {
 float bf16_at(const void* p, std::int64_t byte_offset) {
   std::uint16_t v;
   std::memcpy(&v, static_cast<const char*>(p) + byte_offset, 2);
-  std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  return bf16_value(v);
 }
 
 void emulated_begin() {}
@@ -48,13 +46,6 @@ void emulated_pack(const std::uint16_t* const* rows, std::int64_t k_len, std::ui
           const std::int64_t k = k0 + 2 * kk + half;
           dst[32 * kk + 2 * t + half] = rows[t] && k < k_len ? rows[t][k] : 0;
         }
-}
-
-std::uint16_t to_bf16(float f) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
-  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
 }
 
 void emulated_silu_mul(const float* g, const float* u, int rows, std::uint16_t* dst) {

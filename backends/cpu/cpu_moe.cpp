@@ -5,6 +5,8 @@
 #include <cstring>
 #include <numeric>
 
+#include "cpu_moe_detail.h"
+
 namespace moereg::cpu {
 namespace {
 
@@ -18,15 +20,6 @@ constexpr std::int64_t l2_budget = 512 * 1024;
 // (measured on Zen 2: a 3 x 4 f32 tile over 64 rows x 1024 runs at 82 GFLOP/s per core,
 // over 64 x 2048 (512 KiB) at 42).
 constexpr std::int64_t l2_panel_budget = 256 * 1024;
-constexpr std::int64_t max_item_rows = 256;
-constexpr std::int64_t max_item_pairs = 64;   // gate/up pairs per item
-constexpr std::int64_t max_item_cols = 128;   // down-projection outputs per item
-static_assert(max_item_rows * 2 * max_item_pairs <= moe_engine::acc_floats);
-// Matrix-unit items: token rows in whole pairs of 16-token tiles, weight rows in whole tiles
-// (gate/up: 16 pairs, down: two 16-row tiles), at most 4 x 8 blocks of four 16 x 16 tiles.
-constexpr std::int64_t unit_item_rows = 256;
-static_assert((max_item_pairs / 16) * (unit_item_rows / 32) * 1024 <= moe_engine::acc_floats);
-static_assert((max_item_cols / 32) * (unit_item_rows / 32) * 1024 <= moe_engine::acc_floats);
 
 const char* dtype_label(std::int32_t t) {
   static const char* names[] = {"BOOL", "U8",   "I8",      "I16",     "I32",     "I64", "F16", "BF16",
@@ -60,8 +53,6 @@ int weight_elem(const moereg_tensor_view& v, const char* name, bool fp8_allowed 
                     (fp8_allowed ? "BF16, F32 or F8_E4M3 with block scales" : "BF16 or F32") + ")");
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-
 void expect_shape(const moereg_tensor_view& v, const char* name, std::initializer_list<std::int64_t> dims) {
   if (v.memory != MOEREG_MEMORY_HOST) throw std::invalid_argument(std::string(name) + ": expected host memory");
   bool ok = v.rank == static_cast<std::int32_t>(dims.size());
@@ -73,48 +64,9 @@ void expect_shape(const moereg_tensor_view& v, const char* name, std::initialize
                                 std::to_string(v.strides[v.rank - 1]));
 }
 
-std::size_t elem_bytes(int e) { return e == elem_bf16 ? 2 : e == elem_fp8 ? 1 : 4; }
-
-float bf16_value(std::uint16_t v) {
-  std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-std::uint16_t to_bf16(float f) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
-  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-}
-
 float load_elem(const char* p, int type, std::int64_t i) {
   return type == elem_bf16 ? bf16_value(reinterpret_cast<const std::uint16_t*>(p)[i]) : reinterpret_cast<const float*>(p)[i];
 }
-
-// Prefetches (into L2) the K segment of the next weight tile's rows, a share per row tile of
-// the current one, so the next tile's first row tile does not wait on DRAM: items with a
-// few dozen rows are otherwise bound by the latency of starting each short weight stream.
-// With a single row tile (T = 1) it stays off: the weight streams are long, the hardware
-// prefetcher keeps up, and a burst of software prefetches only got in its way (measured).
-class next_tile_prefetch {
- public:
-  // rows consecutive weight rows from `first` (already offset to the pass), `stride` bytes
-  // apart, `seg` bytes each; spread over `steps` calls of step().
-  next_tile_prefetch(const char* first, std::int64_t stride, std::int64_t rows, std::int64_t seg, std::int64_t steps)
-      : first_(first), stride_(stride), lines_per_row_((seg + 63) / 64), total_(first && steps > 1 ? rows * lines_per_row_ : 0),
-        per_step_((total_ + steps - 1) / std::max<std::int64_t>(1, steps)) {}
-  void step() {
-    const std::int64_t end = std::min(total_, done_ + per_step_);
-    for (; done_ < end; ++done_)
-      __builtin_prefetch(first_ + (done_ / lines_per_row_) * stride_ + (done_ % lines_per_row_) * 64, 0, 2);
-  }
-
- private:
-  const char* first_;
-  std::int64_t stride_, lines_per_row_, total_, per_step_, done_ = 0;
-};
 
 }  // namespace
 
@@ -222,24 +174,6 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
 }
 
-bool moe_engine::use_panel(int weight_type, std::int64_t rows) const {
-  return weight_type == elem_fp8 || (kernels_.panel_min_rows > 0 && rows >= kernels_.panel_min_rows);
-}
-
-const float* moe_engine::w13_scale_row(const expert& ex, std::int64_t r) const {
-  if (!ex.w13_scale) return nullptr;
-  const std::int64_t s = r < ex.inter ? r / scale_b0_ : ceil_div(ex.inter, scale_b0_) + (r - ex.inter) / scale_b0_;
-  return ex.w13_scale + s * ex.w13_scale_row;
-}
-
-const void* moe_engine::weight_slice(const char* row, int type, std::int64_t k0, std::int64_t kl, const float* scale_row,
-                                     bool panel, float* dst) const {
-  if (!panel) return row + k0 * static_cast<std::int64_t>(elem_bytes(type));
-  if (type == elem_f32) std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
-  else kernels_.widen[type](row, k0, kl, scale_row, scale_b1_, dst);
-  return dst;
-}
-
 void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   if (tokens <= cap_tokens_ && top_k <= cap_k_) return;
   if (cap_tokens_) ++grow_count_;
@@ -259,14 +193,6 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   gu_acc_.assign(static_cast<std::size_t>(pool_->size() * acc_floats), 0.0f);
   unit_row_.assign(experts_.size(), -1);
   if (!xv_.empty()) size_unit_buffers();  // the unit has run: its buffers follow T
-}
-
-std::int64_t moe_engine::pass_length(const item_plan& p, std::int64_t rows, std::int64_t k_len) const {
-  // One tile of rows reads each weight once anyway: one pass keeps the weight streams long
-  // (when the widened activations of the whole length fit the per-thread buffer).
-  if (!p.b_panel && rows <= p.tm && (!p.a_widen || rows * k_len <= max_item_rows * panel_k_)) return k_len;
-  // Widened rows live in buffers of panel_k_ floats per row.
-  return std::min(p.b_panel || p.a_widen ? panel_k_ : k_block_, k_len);
 }
 
 std::uint64_t moe_engine::scratch_bytes() const {
@@ -319,140 +245,6 @@ void moe_engine::plan_items(bool down) {
         items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
                           static_cast<std::int32_t>(std::min(rows, r + row_block)), static_cast<std::int32_t>(c),
                           static_cast<std::int32_t>(std::min(cols, c + chunk))});
-  }
-}
-
-moe_engine::item_plan moe_engine::plan_for(int weight_type, std::int64_t rows) const {
-  item_plan p;
-  p.b_panel = use_panel(weight_type, rows);
-  p.a_widen = x_type_ == elem_bf16 && (p.b_panel || kernels_.widen_activations);
-  const int full_m = p.b_panel ? kernels_.panel_tile_m : kernels_.tile_m;
-  p.tm = static_cast<int>(std::min<std::int64_t>(full_m, rows));
-  // Fewer rows than a full tile: as many weight rows as the registers then allow.
-  p.tn = p.tm >= full_m ? (p.b_panel ? kernels_.panel_tile_n : kernels_.tile_n) : max_tile_n;
-  p.a_type = p.a_widen ? elem_f32 : x_type_;
-  p.b_type = p.b_panel ? elem_f32 : weight_type;
-  return p;
-}
-
-void moe_engine::gate_up(const item& it, int thread) {
-  const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
-  const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
-  const std::int64_t rows = it.row1 - it.row0, pairs = it.col1 - it.col0;
-  const item_plan p = plan_for(ex.w13_type, rows);
-  const bool h_bf16 = x_type_ == elem_bf16;
-  const std::int64_t a_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
-  const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w13_type));
-  const std::int64_t kp = pass_length(p, rows, hidden_);
-  // acc row r: [gate sums of the item's pairs | up sums], kept across K passes.
-  float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(max_item_rows * 2 * max_item_pairs);
-  float* pa = p.a_widen ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
-  float* pb = p.b_panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
-  const std::int64_t acc_row = 2 * pairs;
-  const void* a[max_tile_m];
-  const void* b[max_tile_n];
-  float c[max_tile_m * max_tile_n];
-  for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
-    const std::int64_t kl = std::min(kp, hidden_ - k0);
-    if (p.a_widen)  // the item's activations for this pass, widened once for all its weight rows
-      for (std::int64_t r = 0; r < rows; ++r)
-        kernels_.widen[elem_bf16](x_ + row_token_[static_cast<std::size_t>(begin + it.row0 + r)] * x_row_, k0, kl, nullptr,
-                                  0, pa + r * kp);
-    // Gate rows and up rows are separate tiles; their sums land in the two halves of acc.
-    for (std::int64_t j = it.col0; j < it.col1; j += p.tn) {
-      const int np = static_cast<int>(std::min<std::int64_t>(p.tn, it.col1 - j));
-      for (int half = 0; half < 2; ++half) {
-        // The next tile: these pairs' up rows, or the next pairs' gate rows.
-        const std::int64_t next_row = half == 0 ? ex.inter + j : j + p.tn;
-        const std::int64_t next_n = half == 0 ? np : std::min<std::int64_t>(p.tn, it.col1 - (j + p.tn));
-        next_tile_prefetch prefetch(next_n > 0 ? ex.w13 + next_row * ex.w13_row + k0 * b_elem : nullptr, ex.w13_row, next_n,
-                                    kl * b_elem, (rows + p.tm - 1) / p.tm);
-        for (int i = 0; i < np; ++i) {
-          const std::int64_t wr = half * ex.inter + j + i;
-          b[i] = weight_slice(ex.w13 + wr * ex.w13_row, ex.w13_type, k0, kl, p.b_panel ? w13_scale_row(ex, wr) : nullptr,
-                              p.b_panel, pb + i * kp);
-        }
-        for (std::int64_t r = it.row0; r < it.row1; r += p.tm) {
-          const int mr = static_cast<int>(std::min<std::int64_t>(p.tm, it.row1 - r));
-          for (int m = 0; m < mr; ++m)
-            a[m] = p.a_widen ? static_cast<const void*>(pa + (r - it.row0 + m) * kp)
-                             : x_ + row_token_[static_cast<std::size_t>(begin + r + m)] * x_row_ + k0 * a_elem;
-          prefetch.step();
-          kernels_.tiles[p.a_type][p.b_type][mr - 1][np - 1](a, b, kl, c);
-          for (int m = 0; m < mr; ++m) {
-            float* ar = acc + (r - it.row0 + m) * acc_row + half * pairs + (j - it.col0);
-            if (k0 == 0) {
-              for (int i = 0; i < np; ++i) ar[i] = c[m * np + i];
-            } else {
-              for (int i = 0; i < np; ++i) ar[i] += c[m * np + i];
-            }
-          }
-        }
-      }
-    }
-  }
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* ar = acc + r * acc_row;
-    const std::size_t row = static_cast<std::size_t>((begin + it.row0 + r) * h_stride_ + it.col0);
-    for (std::int64_t i = 0; i < pairs; ++i) {
-      float g = ar[i], u = ar[pairs + i];
-      float v = g / (1.0f + std::exp(-g)) * u;
-      if (h_bf16) {
-        reinterpret_cast<std::uint16_t*>(h_.data())[row + static_cast<std::size_t>(i)] = to_bf16(v);
-      } else {
-        h_[row + static_cast<std::size_t>(i)] = v;
-      }
-    }
-  }
-}
-
-void moe_engine::down(const item& it, int thread) {
-  const expert& ex = experts_[static_cast<std::size_t>(it.expert)];
-  const std::int64_t begin = bucket_begin_[static_cast<std::size_t>(it.expert)];
-  const std::int64_t rows = it.row1 - it.row0;
-  const item_plan p = plan_for(ex.w2_type, rows);  // h has x's precision
-  const std::int64_t h_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
-  const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w2_type));
-  const std::int64_t kp = pass_length(p, rows, ex.inter);
-  const char* h = reinterpret_cast<const char*>(h_.data());
-  float* pa = p.a_widen ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
-  float* pb = p.b_panel ? panel_b_.data() + static_cast<std::size_t>(thread * max_tile_n * panel_k_) : nullptr;
-  const void* a[max_tile_m];
-  const void* b[max_tile_n];
-  float c[max_tile_m * max_tile_n];
-  for (std::int64_t k0 = 0; k0 < ex.inter; k0 += kp) {
-    const std::int64_t kl = std::min(kp, ex.inter - k0);
-    if (p.a_widen)
-      for (std::int64_t r = 0; r < rows; ++r)
-        kernels_.widen[elem_bf16](h + (begin + it.row0 + r) * h_stride_ * h_elem, k0, kl, nullptr, 0, pa + r * kp);
-    for (std::int64_t n = it.col0; n < it.col1; n += p.tn) {
-      const int nr = static_cast<int>(std::min<std::int64_t>(p.tn, it.col1 - n));
-      const std::int64_t next_n = std::min<std::int64_t>(p.tn, it.col1 - (n + p.tn));
-      next_tile_prefetch prefetch(next_n > 0 ? ex.w2 + (n + p.tn) * ex.w2_row + k0 * b_elem : nullptr, ex.w2_row, next_n,
-                                  kl * b_elem, (rows + p.tm - 1) / p.tm);
-      for (int i = 0; i < nr; ++i) {
-        const float* srow = p.b_panel && ex.w2_scale ? ex.w2_scale + ((n + i) / scale_b0_) * ex.w2_scale_row : nullptr;
-        b[i] = weight_slice(ex.w2 + (n + i) * ex.w2_row, ex.w2_type, k0, kl, srow, p.b_panel, pb + i * kp);
-      }
-      for (std::int64_t r = it.row0; r < it.row1; r += p.tm) {
-        const int mr = static_cast<int>(std::min<std::int64_t>(p.tm, it.row1 - r));
-        for (int m = 0; m < mr; ++m)
-          a[m] = p.a_widen ? static_cast<const void*>(pa + (r - it.row0 + m) * kp) : h + ((begin + r + m) * h_stride_ + k0) * h_elem;
-        prefetch.step();
-        kernels_.tiles[p.a_type][p.b_type][mr - 1][nr - 1](a, b, kl, c);
-        for (int m = 0; m < mr; ++m) {
-          const std::size_t q = static_cast<std::size_t>(begin + r + m);
-          float* y = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_) +
-                     static_cast<std::size_t>(n);
-          const float w = row_weight_[q];
-          if (k0 == 0) {
-            for (int i = 0; i < nr; ++i) y[i] = w * c[m * nr + i];
-          } else {
-            for (int i = 0; i < nr; ++i) y[i] += w * c[m * nr + i];
-          }
-        }
-      }
-    }
   }
 }
 
@@ -585,7 +377,9 @@ std::string moe_engine::describe() const {
   s += ",\"tile\":[" + std::to_string(kernels_.tile_m) + "," + std::to_string(kernels_.tile_n) + "]";
   s += ",\"k_block\":" + std::to_string(k_block_);
   if (kernels_.unit.name) {
-    s += std::string(",\"matrix_unit\":\"") + kernels_.unit.name + "\",\"unit_min_rows\":" + std::to_string(kernels_.unit_min_rows);
+    s += std::string(",\"matrix_unit\":\"") + kernels_.unit.name + "\",\"unit_min_rows\":" + std::to_string(kernels_.unit_min_rows) +
+         ",\"unit_prefetch_steps\":" + std::to_string(kernels_.unit.prefetch_steps) +
+         ",\"unit_panels\":" + (kernels_.unit.panels ? "true" : "false");
   } else {
     s += ",\"matrix_unit\":null";
   }

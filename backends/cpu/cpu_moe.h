@@ -56,6 +56,18 @@ class moe_engine {
   std::int64_t capacity_tokens() const { return cap_tokens_; }
 
  private:
+  // Work item limits: token rows, gate/up pairs (phase 1) or output columns (phase 2).
+  static constexpr std::int64_t max_item_rows = 256;
+  static constexpr std::int64_t max_item_pairs = 64;
+  static constexpr std::int64_t max_item_cols = 128;
+  static_assert(max_item_rows * 2 * max_item_pairs <= acc_floats);
+  // Matrix-unit items: token rows in whole pairs of 16-token tiles, weight rows in whole
+  // tiles (gate/up: 16 pairs, down: two 16-row tiles), at most 4 x 8 blocks of four 16 x 16
+  // accumulator tiles.
+  static constexpr std::int64_t unit_item_rows = 256;
+  static_assert((max_item_pairs / 16) * (unit_item_rows / 32) * 1024 <= acc_floats);
+  static_assert((max_item_cols / 32) * (unit_item_rows / 32) * 1024 <= acc_floats);
+
   struct expert {
     const char* w13 = nullptr;  // row r at w13 + r * w13_row; rows [0, I) gate, [I, 2I) up
     std::int64_t w13_row = 0;
@@ -95,6 +107,8 @@ class moe_engine {
   std::int64_t unit_pass(std::int64_t k_len, std::int64_t tile_pairs) const;
   void size_unit_buffers();
   std::int64_t max_pass() const;
+  void unit_blocks(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count, std::int64_t tile0,
+                   std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc) const;
   // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in
   // place, or copied into the thread's panel (slot 0 or 1) with zeros past the matrix's rows
   // and past K (always when unit.panels).

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "cpu_moe.h"
+#include "cpu_moe_detail.h"
 
 namespace moereg::cpu {
 namespace {
@@ -22,8 +23,9 @@ constexpr std::int64_t step_k = 32;        // bf16 per tile row
 constexpr std::int64_t tile_elems = 512;   // bf16 in one 1 KiB activation tile
 constexpr std::int64_t block_floats = 1024;  // four 16 x 16 accumulator tiles
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
+// Where h[t][i] of one token tile lives (t = 0 here; token t is 2 t further): the bf16 pair
+// (i even, i odd) of tile row (i % 32) / 2 in the step of i / 32.
+std::int64_t h_offset(std::int64_t i) { return (i / step_k) * tile_elems + ((i % step_k) / 2) * 32 + (i % 2); }
 
 }  // namespace
 
@@ -97,6 +99,20 @@ bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, std::i
   return {panel, 64, 1024};
 }
 
+// The blocks of one A pair (na weight tiles) against every pair of the item's token tiles
+// [tile0, tile0 + tiles) of the repacked activations bv (ks_count steps per tile), over the
+// pass at k0; acc holds the pairs' accumulator blocks in order. The weight rows come from
+// memory only in the first block; the others find them in cache.
+void moe_engine::unit_blocks(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count, std::int64_t tile0,
+                             std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc) const {
+  const matrix_unit& mu = kernels_.unit;
+  for (std::int64_t p = 0; 2 * p < tiles; ++p) {
+    const std::int64_t tb = tile0 + 2 * p;
+    const void* b[2] = {bv + (tb * ks_count + k0 / step_k) * tile_elems, bv + ((tb + 1) * ks_count + k0 / step_k) * tile_elems};
+    (p == 0 ? mu.block_first : mu.block)(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + p * block_floats, k0 > 0);
+  }
+}
+
 void moe_engine::unit_gate_up(const item& it, int thread) {
   const matrix_unit& mu = kernels_.unit;
   const std::size_t e = static_cast<std::size_t>(it.expert);
@@ -117,12 +133,7 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
       // A_0: 16 gate rows, A_1: the matching up rows.
       const bf16_rows a[2] = {unit_rows(ex.w13, ex.w13_row, n0, I, k0, kl, thread, 0),
                               unit_rows(ex.w13 + I * ex.w13_row, ex.w13_row, n0, I, k0, kl, thread, 1)};
-      for (std::int64_t p = 0; p < pairs; ++p) {
-        const std::int64_t tb = tile0 + 2 * p;
-        const void* b[2] = {xv + (tb * ksh + k0 / step_k) * tile_elems, xv + ((tb + 1) * ksh + k0 / step_k) * tile_elems};
-        (p == 0 ? mu.block_first : mu.block)(a, 2, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats,
-                                             k0 > 0);
-      }
+      unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
     }
   }
   mu.end();
@@ -133,14 +144,11 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
     for (std::int64_t ti = 0; ti < tiles; ++ti) {
       const float* g = acc + (j * pairs + ti / 2) * block_floats + (ti % 2) * 256;
       std::uint16_t* dst = hv + (tile0 + ti) * ksi * tile_elems;
-      mu.silu_mul(g, g + 512, static_cast<int>(std::min(tile_rows, I - n0)),
-                  dst + (n0 / step_k) * tile_elems + ((n0 % step_k) / 2) * 32);
+      mu.silu_mul(g, g + 512, static_cast<int>(std::min(tile_rows, I - n0)), dst + h_offset(n0));
       // The last rows of h: zeros up to the whole step the down projection reads.
       if (n0 + tile_rows >= I)
-        for (std::int64_t i = I; i < ksi * step_k; ++i) {
-          std::uint16_t* row = dst + (i / step_k) * tile_elems + ((i % step_k) / 2) * 32 + (i % 2);
-          for (std::int64_t t = 0; t < tile_rows; ++t) row[2 * t] = 0;
-        }
+        for (std::int64_t i = I; i < ksi * step_k; ++i)
+          for (std::int64_t t = 0; t < tile_rows; ++t) dst[h_offset(i) + 2 * t] = 0;
     }
   }
 }
@@ -165,12 +173,7 @@ void moe_engine::unit_down(const item& it, int thread) {
       const int na = n0 + tile_rows < it.col1 ? 2 : 1;
       bf16_rows a[2] = {unit_rows(ex.w2, ex.w2_row, n0, hidden_, k0, kl, thread, 0), {}};
       if (na > 1) a[1] = unit_rows(ex.w2, ex.w2_row, n0 + tile_rows, hidden_, k0, kl, thread, 1);
-      for (std::int64_t p = 0; p < pairs; ++p) {
-        const std::int64_t tb = tile0 + 2 * p;
-        const void* b[2] = {hv + (tb * ksi + k0 / step_k) * tile_elems, hv + ((tb + 1) * ksi + k0 / step_k) * tile_elems};
-        (p == 0 ? mu.block_first : mu.block)(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + (j * pairs + p) * block_floats,
-                                             k0 > 0);
-      }
+      unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
     }
   }
   mu.end();
