@@ -48,6 +48,8 @@ kernel_table pick_kernels() {
   }
   // MOEREG_CPU_UNIT_PANELS=0 reads weight tiles in place (for comparison and tests).
   if (const char* pn = std::getenv("MOEREG_CPU_UNIT_PANELS")) t.unit.panels = std::strtol(pn, nullptr, 10) != 0;
+  // MOEREG_CPU_UNIT_TILE_WEIGHTS=1 copies the bf16 experts into the unit's tile order at create.
+  if (const char* tw = std::getenv("MOEREG_CPU_UNIT_TILE_WEIGHTS")) t.unit.tile_weights = std::strtol(tw, nullptr, 10) != 0;
   // A single token per expert (T = 1) streams its weights fastest through the vector tiles;
   // from two tokens on the unit was as fast or faster (measured on a 16-core Xeon).
   t.unit_min_rows = 2;

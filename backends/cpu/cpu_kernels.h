@@ -73,6 +73,10 @@ struct matrix_unit {
   // reading them in place: row strides of whole 4 KiB pages put all 16 rows of a tile in one
   // L1 set, and 16 short streams per tile are hard on the prefetchers.
   bool panels = true;
+  // Copy the bf16 experts once at create into the unit's tile order (cpu_tile_weights.h) and
+  // read every weight tile from that copy: one contiguous KiB per tile. Costs the copy's
+  // memory and time, reported by describe.
+  bool tile_weights = false;
 };
 
 struct kernel_table {

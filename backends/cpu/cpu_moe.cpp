@@ -1,7 +1,9 @@
 #include "cpu_moe.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 
@@ -170,6 +172,11 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   if (kernels_.unit.name) {
     kh32_ = ceil_div(hidden_, 32) * 32;
     ki32_ = ceil_div(h_stride_, 32) * 32;
+    if (kernels_.unit.tile_weights) {
+      const auto t0 = std::chrono::steady_clock::now();
+      make_tile_weights();
+      load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
   }
   reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
 }
@@ -384,13 +391,20 @@ std::string moe_engine::describe() const {
     s += ",\"matrix_unit\":null";
   }
   s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
-  s += ",\"weights\":\"read in place from the host's memory, not copied\"";
+  if (tile_memory_.bytes()) {
+    s += ",\"weights\":\"bf16 experts copied once into the matrix unit's tile order; the vector tiles read the originals in place\"";
+    s += ",\"tile_weight_bytes\":" + std::to_string(tile_memory_.bytes());
+  } else {
+    s += ",\"weights\":\"read in place from the host's memory, not copied\"";
+  }
   auto type_name = [](int t) { return t == elem_fp8 ? "f8_e4m3" : t == elem_bf16 ? "bf16" : "f32"; };
   s += std::string(",\"w13_dtype\":\"") + type_name(experts_[0].w13_type) + "\",\"w2_dtype\":\"" + type_name(experts_[0].w2_type) + "\"";
   if (scale_b0_) s += ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]";
   s += ",\"panel_min_rows\":" + std::to_string(kernels_.panel_min_rows);
   s += ",\"weight_bytes\":" + std::to_string(weight_bytes_);
-  s += ",\"load_seconds\":0";
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.6f", load_seconds_);
+  s += std::string(",\"load_seconds\":") + secs;
   s += ",\"scratch_bytes\":" + std::to_string(scratch_bytes());
   s += ",\"scratch_tokens\":" + std::to_string(cap_tokens_);
   s += ",\"scratch_grows\":" + std::to_string(grow_count_) + "}";

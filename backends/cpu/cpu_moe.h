@@ -27,6 +27,7 @@
 
 #include "cpu_kernels.h"
 #include "cpu_thread_pool.h"
+#include "cpu_tile_weights.h"
 #include "moereg/abi/moereg_backend.h"
 
 namespace moereg::cpu {
@@ -82,6 +83,10 @@ class moe_engine {
     std::int64_t w13_scale_row = 0;  // floats between scale rows
     const float* w2_scale = nullptr;
     std::int64_t w2_scale_row = 0;
+    // The matrix unit's tile-ordered copies (kernels_.unit.tile_weights), nullptr otherwise:
+    // w13's gate tiles, then its up tiles, ceil32(H) / 32 steps each; w2's with ceil32(I) / 32.
+    const std::uint16_t* t13 = nullptr;
+    const std::uint16_t* t2 = nullptr;
   };
   struct item {
     std::int32_t expert;
@@ -112,8 +117,17 @@ class moe_engine {
   // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in
   // place, or copied into the thread's panel (slot 0 or 1) with zeros past the matrix's rows
   // and past K (always when unit.panels).
-  bf16_rows unit_rows(const char* base, std::int64_t row_bytes, std::int64_t n0, std::int64_t n_rows, std::int64_t k0,
-                      std::int64_t kl, int thread, int slot) const;
+  // With `tiles` (the matrix's tile-ordered copy, k_steps per tile row) the rows come from there.
+  bf16_rows unit_rows(const char* base, std::int64_t row_bytes, const std::uint16_t* tiles, std::int64_t k_steps,
+                      std::int64_t n0, std::int64_t n_rows, std::int64_t k0, std::int64_t kl, int thread, int slot) const;
+  // Copies every bf16 expert into tile_memory_ (cpu_tile_weights.h), on all threads.
+  void make_tile_weights();
+  struct tile_job {
+    const char* src;
+    std::int64_t row_bytes, rows, k_len, steps;
+    std::uint16_t* dst;
+  };
+  static void run_tile_job(void* self, std::int64_t i, int thread);
   bool use_panel(int weight_type, std::int64_t rows) const;
   // How one item runs: weights widened into panels or read in place, activations widened
   // to f32 or read in place, and the tile shape.
@@ -173,6 +187,9 @@ class moe_engine {
   std::int64_t kh32_ = 0, ki32_ = 0;
   std::vector<std::uint16_t> xv_, hv_;
   mutable std::vector<std::uint16_t> unit_panel_;  // per thread: 2 x 16 rows x max_pass()
+  tile_memory tile_memory_;          // the experts' tile-ordered copies, when made
+  std::vector<tile_job> tile_jobs_;  // during make_tile_weights only
+  double load_seconds_ = 0;          // spent making them
   std::uint64_t grow_count_ = 0;
 };
 

@@ -89,8 +89,10 @@ void moe_engine::size_unit_buffers() {
     unit_panel_.assign(static_cast<std::size_t>(pool_->size()) * 2 * tile_rows * static_cast<std::size_t>(max_pass()), 0);
 }
 
-bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, std::int64_t n0, std::int64_t n_rows,
-                                std::int64_t k0, std::int64_t kl, int thread, int slot) const {
+bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, const std::uint16_t* tiles, std::int64_t k_steps,
+                                std::int64_t n0, std::int64_t n_rows, std::int64_t k0, std::int64_t kl, int thread,
+                                int slot) const {
+  if (tiles) return {tile_at(tiles, k_steps, n0, k0), 64, 1024};
   const char* first = base + n0 * row_bytes + k0 * 2;
   if (!kernels_.unit.panels && n0 + tile_rows <= n_rows && kl % step_k == 0) return {first, row_bytes, 64};
   const std::int64_t steps = ceil_div(kl, step_k);
@@ -125,14 +127,15 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
   const std::int64_t pairs = ceil_div(tiles, 2), blocks = ceil_div(it.col1 - it.col0, tile_rows);
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(acc_floats);
   const std::int64_t kp = unit_pass(hidden_, pairs);
+  const std::uint16_t* up_tiles = ex.t13 ? ex.t13 + ceil_div(I, tile_rows) * ksh * tile_elems : nullptr;
   mu.begin();
   for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
     const std::int64_t kl = std::min(kp, hidden_ - k0), steps = ceil_div(kl, step_k);
     for (std::int64_t j = 0; j < blocks; ++j) {
       const std::int64_t n0 = it.col0 + tile_rows * j;
       // A_0: 16 gate rows, A_1: the matching up rows.
-      const bf16_rows a[2] = {unit_rows(ex.w13, ex.w13_row, n0, I, k0, kl, thread, 0),
-                              unit_rows(ex.w13 + I * ex.w13_row, ex.w13_row, n0, I, k0, kl, thread, 1)};
+      const bf16_rows a[2] = {unit_rows(ex.w13, ex.w13_row, ex.t13, ksh, n0, I, k0, kl, thread, 0),
+                              unit_rows(ex.w13 + I * ex.w13_row, ex.w13_row, up_tiles, ksh, n0, I, k0, kl, thread, 1)};
       unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
     }
   }
@@ -171,8 +174,8 @@ void moe_engine::unit_down(const item& it, int thread) {
       // A_0, A_1: two consecutive 16-row tiles of w2 (one at the item's end).
       const std::int64_t n0 = it.col0 + 2 * tile_rows * j;
       const int na = n0 + tile_rows < it.col1 ? 2 : 1;
-      bf16_rows a[2] = {unit_rows(ex.w2, ex.w2_row, n0, hidden_, k0, kl, thread, 0), {}};
-      if (na > 1) a[1] = unit_rows(ex.w2, ex.w2_row, n0 + tile_rows, hidden_, k0, kl, thread, 1);
+      bf16_rows a[2] = {unit_rows(ex.w2, ex.w2_row, ex.t2, ksi, n0, hidden_, k0, kl, thread, 0), {}};
+      if (na > 1) a[1] = unit_rows(ex.w2, ex.w2_row, ex.t2, ksi, n0 + tile_rows, hidden_, k0, kl, thread, 1);
       unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
     }
   }
@@ -197,6 +200,40 @@ void moe_engine::unit_down(const item& it, int thread) {
                      static_cast<int>(std::min(tile_rows, it.col1 - n0)), static_cast<int>(tokens), w, yn);
       }
   }
+}
+
+void moe_engine::run_tile_job(void* self, std::int64_t i, int) {
+  auto* me = static_cast<moe_engine*>(self);
+  const tile_job& j = me->tile_jobs_[static_cast<std::size_t>(i)];
+  me->kernels_.unit.load_rows(j.src, j.row_bytes, static_cast<int>(j.rows), j.k_len, j.steps, j.dst);
+}
+
+void moe_engine::make_tile_weights() {
+  // Every expert the unit can take (bf16 weights); one job per 16-row tile, all K steps.
+  auto tiles_of = [](std::int64_t rows, std::int64_t k_len) { return ceil_div(rows, tile_rows) * ceil_div(k_len, step_k); };
+  std::int64_t total = 0;
+  for (const expert& ex : experts_)
+    if (ex.w13_type == elem_bf16 && ex.w2_type == elem_bf16)
+      total += 2 * tiles_of(ex.inter, hidden_) + tiles_of(hidden_, ex.inter);
+  if (total == 0) return;
+  tile_memory_ = tile_memory(static_cast<std::size_t>(total) * tile_elems * 2);
+  std::uint16_t* dst = tile_memory_.data();
+  tile_jobs_.clear();
+  auto add = [&](const char* src, std::int64_t row_bytes, std::int64_t rows, std::int64_t k_len) {
+    const std::int64_t steps = ceil_div(k_len, step_k);
+    for (std::int64_t n0 = 0; n0 < rows; n0 += tile_rows, dst += steps * tile_elems)
+      tile_jobs_.push_back({src + n0 * row_bytes, row_bytes, std::min(tile_rows, rows - n0), k_len, steps, dst});
+  };
+  for (expert& ex : experts_) {
+    if (ex.w13_type != elem_bf16 || ex.w2_type != elem_bf16) continue;
+    ex.t13 = dst;
+    add(ex.w13, ex.w13_row, ex.inter, hidden_);
+    add(ex.w13 + ex.inter * ex.w13_row, ex.w13_row, ex.inter, hidden_);
+    ex.t2 = dst;
+    add(ex.w2, ex.w2_row, hidden_, ex.inter);
+  }
+  pool_->run(static_cast<std::int64_t>(tile_jobs_.size()), &run_tile_job, this);
+  tile_jobs_ = {};
 }
 
 }  // namespace moereg::cpu

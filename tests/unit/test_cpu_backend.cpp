@@ -261,7 +261,7 @@ TEST(cpu_backend, weight_panel_path_matches_reference) {
 // has one. Every expert with a token runs on the unit; T = 1100 gives experts more tokens than
 // one work item takes (256), K passes of 32 and 64 cut the fixtures' H, I = 24 leaves half a
 // weight tile and a zero-padded K step, 3 threads share the items, and the weight tiles are
-// read both through panels and in place.
+// read from the tile-ordered copy, through panels and in place.
 TEST(cpu_backend, matrix_unit_path_matches_reference) {
   ASSERT_NE(cpu_api(), nullptr);
   char reason[128] = {};
@@ -275,10 +275,13 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
     for (const char* kb : {"1024", "20", "64"}) {
       SCOPED_TRACE(std::string("MOEREG_CPU_KBLOCK=") + kb);
       ::setenv("MOEREG_CPU_KBLOCK", kb, 1);
-      // Weight tiles copied into panels (the default), and read in place.
-      const char* panels = kb[0] == '6' ? "0" : "1";
-      SCOPED_TRACE(std::string("MOEREG_CPU_UNIT_PANELS=") + panels);
+      // Weight tiles from the tile-ordered copy made at create, copied into panels per pass,
+      // and read in place.
+      const bool tiles = kb[0] == '2';
+      const char* panels = kb[0] == '1' ? "1" : "0";
+      SCOPED_TRACE(std::string("MOEREG_CPU_UNIT_PANELS=") + panels + (tiles ? " MOEREG_CPU_UNIT_TILE_WEIGHTS=1" : ""));
       ::setenv("MOEREG_CPU_UNIT_PANELS", panels, 1);
+      ::setenv("MOEREG_CPU_UNIT_TILE_WEIGHTS", tiles ? "1" : "0", 1);
       for (const auto& fam : test::moe_fixture_families()) {
         SCOPED_TRACE(fam);
         moe_fixture fx(fam);
@@ -289,6 +292,7 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
           EXPECT_LE(e, 1e-2) << "T=" << T;
           EXPECT_GT(e, 1e-6) << "T=" << T;
           EXPECT_NE(d.find(std::string("\"matrix_unit\":\"") + isa + "\""), std::string::npos) << d;
+          EXPECT_EQ(d.find("\"tile_weight_bytes\"") != std::string::npos, tiles) << d;
         }
         // F32 input keeps f32 math: the unit (bf16 only) stays out of it.
         EXPECT_LE(relative_error(fx, bw, 37, {false, false, 2}), 1e-5);
@@ -299,4 +303,5 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
   ::unsetenv("MOEREG_CPU_ISA");
   ::unsetenv("MOEREG_CPU_UNIT_ROWS");
   ::unsetenv("MOEREG_CPU_UNIT_PANELS");
+  ::unsetenv("MOEREG_CPU_UNIT_TILE_WEIGHTS");
 }

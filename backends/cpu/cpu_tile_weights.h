@@ -1,0 +1,40 @@
+// cpu_tile_weights.h - an optional copy of the bf16 experts in the matrix unit's own tile
+// order, made once at create: for each 16-row tile of a weight matrix, its K steps of
+// 16 x 32 bf16 follow one another as contiguous KiB tiles (zeros past the last row and past
+// K). A K pass then reads one sequential stream per tile instead of 16 rows 2*K bytes apart,
+// which in place (row strides of whole 4 KiB pages) land in one L1 set and defeat the
+// hardware prefetchers. It costs a second copy of the weights in memory and one pass over
+// them at create; the vector tiles (T = 1, FP8) keep reading the originals.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moereg::cpu {
+
+// Anonymous memory, 2 MiB-aligned and advised for transparent huge pages (a tile stream
+// then crosses one TLB entry per 2 MiB instead of per 4 KiB). Move-only.
+class tile_memory {
+ public:
+  tile_memory() = default;
+  explicit tile_memory(std::size_t bytes);  // throws std::bad_alloc
+  ~tile_memory();
+  tile_memory(tile_memory&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  tile_memory& operator=(tile_memory&& o) noexcept;
+  tile_memory(const tile_memory&) = delete;
+  tile_memory& operator=(const tile_memory&) = delete;
+
+  std::uint16_t* data() const { return static_cast<std::uint16_t*>(p_); }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// Where tile (n / 16, k / 32) of a matrix packed with `k_steps` steps per tile row starts.
+inline const std::uint16_t* tile_at(const std::uint16_t* packed, std::int64_t k_steps, std::int64_t n, std::int64_t k) {
+  return packed + ((n / 16) * k_steps + k / 32) * 512;
+}
+
+}  // namespace moereg::cpu
