@@ -50,9 +50,11 @@ kernel_table pick_kernels() {
   if (const char* pn = std::getenv("MOEREG_CPU_UNIT_PANELS")) t.unit.panels = std::strtol(pn, nullptr, 10) != 0;
   // MOEREG_CPU_UNIT_TILE_WEIGHTS=1 copies the bf16 experts into the unit's tile order at create.
   if (const char* tw = std::getenv("MOEREG_CPU_UNIT_TILE_WEIGHTS")) t.unit.tile_weights = std::strtol(tw, nullptr, 10) != 0;
-  // A single token per expert (T = 1) streams its weights fastest through the vector tiles;
-  // from two tokens on the unit was as fast or faster (measured on a 16-core Xeon).
-  t.unit_min_rows = 2;
+  // Reading weights in place, a single token per expert (T = 1) streams them fastest through
+  // the vector tiles, and from two tokens on the unit was as fast or faster; from the unit's
+  // tile-ordered copy every expert runs there (as fast or faster at T = 1 too, and then the
+  // originals are not read again after create). Measured on a 16-core Xeon.
+  t.unit_min_rows = t.unit.tile_weights ? 1 : 2;
   // MOEREG_CPU_UNIT_ROWS overrides it (tests use 1 to run every expert on the unit).
   if (const char* ur = std::getenv("MOEREG_CPU_UNIT_ROWS")) t.unit_min_rows = static_cast<int>(std::strtol(ur, nullptr, 10));
   // MOEREG_CPU_PANEL_ROWS overrides from how many rows of an item bf16/f32 weights take the

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -163,6 +164,7 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     }
   }
   pool_ = std::make_unique<thread_pool>(std::max(1, threads));
+  phases_ = std::getenv("MOEREG_CPU_PHASES") != nullptr;
   if (t13 == elem_fp8 || t2 == elem_fp8 || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
     panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
     const auto nt = static_cast<std::size_t>(pool_->size());
@@ -310,6 +312,8 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
   expect_shape(out, "out", {T, hidden_});
   if (T == 0) return;
 
+  phase_clock sort_clock(phase_seconds_, phases_);
+  ++forwards_;
   reserve(T, K);
   x_ = static_cast<const char*>(x.data);
   x_type_ = x.dtype == MOEREG_DTYPE_BF16 ? elem_bf16 : elem_f32;
@@ -368,13 +372,33 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
     }
   }
 
+  sort_clock.lap(phase_sort);
+  phase_clock clock(phase_seconds_, phases_);
   if (plan_unit()) pool_->run(unit_tiles_, &run_pack, this);
+  clock.lap(phase_pack);
   plan_items(false);
   pool_->run(static_cast<std::int64_t>(items_.size()), &run_gate_up, this);
+  clock.lap(phase_gate_up);
   plan_items(true);
   pool_->run(static_cast<std::int64_t>(items_.size()), &run_down, this);
+  clock.lap(phase_down);
   sum_chunk_ = T >= 4 * pool_->size() ? hidden_ : std::max<std::int64_t>(256, (hidden_ + 7) / 8);
   pool_->run(T * ((hidden_ + sum_chunk_ - 1) / sum_chunk_), &run_sum, this);
+  clock.lap(phase_sum);
+}
+
+moe_engine::~moe_engine() {
+  if (!phases_ || !forwards_) return;
+  // The first forward of a size also faults in the weights and scratch: the last one shows
+  // the steady state.
+  const double* t = phase_seconds_;
+  const double* l = phase_seconds_ + phase_count;
+  std::fprintf(stderr,
+               "moereg cpu phases, ms: sort %.3f, pack %.3f, gate/up %.3f, down %.3f, sum %.3f in the last forward; "
+               "%.1f, %.1f, %.1f, %.1f, %.1f over all %llu\n",
+               1e3 * l[phase_sort], 1e3 * l[phase_pack], 1e3 * l[phase_gate_up], 1e3 * l[phase_down], 1e3 * l[phase_sum],
+               1e3 * t[phase_sort], 1e3 * t[phase_pack], 1e3 * t[phase_gate_up], 1e3 * t[phase_down], 1e3 * t[phase_sum],
+               static_cast<unsigned long long>(forwards_));
 }
 
 std::string moe_engine::describe() const {

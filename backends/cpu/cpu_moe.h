@@ -19,6 +19,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -51,6 +52,11 @@ class moe_engine {
   // Throws std::invalid_argument naming the view and what was expected.
   void forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
                moereg_tensor_view& out);
+
+  // With MOEREG_CPU_PHASES set, prints the time spent in each phase of all forwards to stderr.
+  ~moe_engine();
+  moe_engine(const moe_engine&) = delete;
+  moe_engine& operator=(const moe_engine&) = delete;
 
   std::string describe() const;
   std::uint64_t scratch_bytes() const;
@@ -191,6 +197,25 @@ class moe_engine {
   std::vector<tile_job> tile_jobs_;  // during make_tile_weights only
   double load_seconds_ = 0;          // spent making them
   std::uint64_t grow_count_ = 0;
+
+  // Per-phase wall time of the forwards (MOEREG_CPU_PHASES), for finding where time goes.
+  enum phase { phase_sort, phase_pack, phase_gate_up, phase_down, phase_sum, phase_count };
+  struct phase_clock {
+    double* seconds;  // [phase_count] totals, then [phase_count] of the last forward
+    bool on;
+    std::chrono::steady_clock::time_point t = on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    void lap(phase p) {
+      if (!on) return;
+      const auto now = std::chrono::steady_clock::now();
+      const double d = std::chrono::duration<double>(now - t).count();
+      seconds[p] += d;
+      seconds[phase_count + p] = d;
+      t = now;
+    }
+  };
+  bool phases_ = false;
+  std::uint64_t forwards_ = 0;
+  double phase_seconds_[2 * phase_count] = {};
 };
 
 }  // namespace moereg::cpu

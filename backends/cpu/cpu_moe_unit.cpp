@@ -11,6 +11,7 @@
 // while every token tile of the item goes past them.
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "cpu_moe.h"
 #include "cpu_moe_detail.h"
@@ -216,7 +217,11 @@ void moe_engine::make_tile_weights() {
     if (ex.w13_type == elem_bf16 && ex.w2_type == elem_bf16)
       total += 2 * tiles_of(ex.inter, hidden_) + tiles_of(hidden_, ex.inter);
   if (total == 0) return;
-  tile_memory_ = tile_memory(static_cast<std::size_t>(total) * tile_elems * 2);
+  try {
+    tile_memory_ = tile_memory(static_cast<std::size_t>(total) * tile_elems * 2);
+  } catch (const std::bad_alloc&) {
+    return;  // no room for the copy: the tiles read the weights in place
+  }
   std::uint16_t* dst = tile_memory_.data();
   tile_jobs_.clear();
   auto add = [&](const char* src, std::int64_t row_bytes, std::int64_t rows, std::int64_t k_len) {

@@ -18,7 +18,7 @@ for round in $(seq "${ROUNDS:-2}"); do
       echo "== round $round $p: ${configs[$i]}"
       out=$(env ${configs[$i]} .carry/bin/moereg moe bench --backend cpu --preset "$p" --tokens "${TOKENS:-128,1024}" \
         --min-seconds "${MIN_SECONDS:-0.3}" --log-level warn $ref 2>&1)
-      grep -oE '"load_seconds":[0-9.]+|"tile_weight_bytes":[0-9]+' <<< "$out" | tr '\n' ' '; echo
+      grep -oE '"load_seconds":[0-9.]+|"tile_weight_bytes":[0-9]+|phases.*' <<< "$out" | tr '\n' ' '; echo
       grep -E '^ +[0-9]+ ' <<< "$out"
     done
   done
