@@ -195,13 +195,19 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   row_token_.assign(rows, 0);
   row_slot_.assign(rows, 0);
   row_weight_.assign(rows, 0.0f);
-  h_.assign(rows * static_cast<std::size_t>(h_stride_), 0.0f);
+  // With a matrix unit h lives in hv_; this one is made when a bucket first takes the vector
+  // tiles (f32 input, FP8 experts, too few tokens), so it costs no memory otherwise.
+  if (!kernels_.unit.name || !h_.empty()) size_vector_h();
   y_.assign(rows * static_cast<std::size_t>(hidden_), 0.0f);
   // plan_items makes at most 16 * threads + (row blocks <= buckets + rows) items.
   items_.reserve(static_cast<std::size_t>(16 * pool_->size() + 16) + experts_.size() + rows);
   gu_acc_.assign(static_cast<std::size_t>(pool_->size() * acc_floats), 0.0f);
   unit_row_.assign(experts_.size(), -1);
   if (!xv_.empty()) size_unit_buffers();  // the unit has run: its buffers follow T
+}
+
+void moe_engine::size_vector_h() {
+  h_.assign(static_cast<std::size_t>(cap_tokens_ * (cap_k_ + (has_shared_ ? 1 : 0))) * static_cast<std::size_t>(h_stride_), 0.0f);
 }
 
 std::uint64_t moe_engine::scratch_bytes() const {
@@ -375,6 +381,12 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
   sort_clock.lap(phase_sort);
   phase_clock clock(phase_seconds_, phases_);
   if (plan_unit()) pool_->run(unit_tiles_, &run_pack, this);
+  if (h_.empty())
+    for (std::size_t e = 0; e < nb; ++e)
+      if (bucket_begin_[e + 1] > bucket_begin_[e] && !on_unit(e)) {
+        size_vector_h();
+        break;
+      }
   clock.lap(phase_pack);
   plan_items(false);
   pool_->run(static_cast<std::int64_t>(items_.size()), &run_gate_up, this);

@@ -101,6 +101,7 @@ class moe_engine {
   };
 
   void reserve(std::int64_t tokens, std::int64_t top_k);
+  void size_vector_h();  // h_ for every row of the current capacity
   void plan_items(bool down);
   static void run_gate_up(void* self, std::int64_t i, int thread);
   static void run_down(void* self, std::int64_t i, int thread);

@@ -77,6 +77,7 @@ struct run_case {
   bool bf16_input;
   bool f32_weights;
   int threads;
+  bool f32_after = false;  // then the same tokens as f32 on the same handle (both outputs checked)
 };
 
 // Runs the block on T tokens (fixture rows repeated) and returns max|out - ref| / max|ref|.
@@ -106,12 +107,20 @@ double relative_error(const moe_fixture& fx, const block_weights& bw, std::int64
   moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
   moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
   EXPECT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+  std::vector<float> out2;
+  if (rc.f32_after) {
+    out2.assign(out.size(), NAN);
+    moereg_tensor_view xf = make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
+    moereg_tensor_view ov2 = make_view(out2.data(), MOEREG_DTYPE_F32, {T, H});
+    EXPECT_EQ(take(cpu_api()->forward(b, &xf, &ids, &wts, &ov2)), "");
+  }
   if (description) *description = describe(b);
   cpu_api()->destroy(b);
   double max_ref = 0, max_err = 0;
   for (std::size_t i = 0; i < out.size(); ++i) {
     max_ref = std::max(max_ref, std::fabs(double(want[i])));
     double d = std::fabs(double(out[i]) - want[i]);
+    if (!out2.empty()) d = std::max(d, std::fabs(double(out2[i]) - want[i]));
     max_err = std::isnan(d) ? INFINITY : std::max(max_err, d);
   }
   return max_err / max_ref;
@@ -294,8 +303,10 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
           EXPECT_NE(d.find(std::string("\"matrix_unit\":\"") + isa + "\""), std::string::npos) << d;
           EXPECT_EQ(d.find("\"tile_weight_bytes\"") != std::string::npos, tiles) << d;
         }
-        // F32 input keeps f32 math: the unit (bf16 only) stays out of it.
+        // F32 input keeps f32 math: the unit (bf16 only) stays out of it; also after a bf16
+        // forward on the same handle, whose experts all ran on the unit.
         EXPECT_LE(relative_error(fx, bw, 37, {false, false, 2}), 1e-5);
+        EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2, true}), 1e-2);
       }
     }
   }
