@@ -1,7 +1,7 @@
 // cpu_moe.h - one MoE layer on the CPU: tokens grouped per expert by a counting sort, per
 // expert x_e . W13_e^T -> silu(gate) * up -> . W2_e^T, scaled, then summed per token.
 //
-// Weights are read where they lie (the host's mapped file); nothing is copied. The dtype
+// Weights are read where they lie (the host's mapped file), except as below. The dtype
 // of x sets the activation precision: BF16 x keeps the intermediate in bf16 (bf16 math,
 // f32 accumulation), F32 x keeps it in f32 (weights widened exactly). Scratch is sized at
 // create for `reserve_tokens` and grows only when a larger T arrives.
@@ -14,8 +14,9 @@
 //
 // With a matrix unit (AMX; kernel_table::unit) experts that have enough tokens run there
 // instead (cpu_moe_unit.cpp): their bf16 activations are repacked once per forward into the
-// unit's pair-interleaved tiles, the weights are still read where they lie, and h goes
-// straight from the gate/up tiles into the layout the down projection's tiles read.
+// unit's pair-interleaved tiles, the weights are read from a copy in the unit's tile order
+// made at create (cpu_tile_weights.h; or in place without it), and h goes straight from the
+// gate/up tiles into the layout the down projection's tiles read.
 #pragma once
 
 #include <algorithm>
