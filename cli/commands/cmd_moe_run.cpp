@@ -74,6 +74,14 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   throw_if_error(backend->api().forward(backend->handle(), &xv, &ids, &weights, &ov),
                  "backend " + backend->record().name + " forward");
   auto t_done = std::chrono::steady_clock::now();
+  // What the backend did at create (its kernels, and any copy of the experts it made, with
+  // bytes and seconds), in its own words.
+  std::string described;
+  if (backend->api().describe) {
+    moereg_sink sink{&described, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
+    throw_if_error(backend->api().describe(backend->handle(), sink), "backend " + backend->record().name + " describe");
+    spdlog::info("moe run: backend {}: {}", backend->record().name, described);
+  }
 
   std::string out_path = vm["output"].as<std::string>();
   {
@@ -101,6 +109,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
                                                       {"load_ms", json::value(ms(t0, t_create))},
                                                       {"create_ms", json::value(ms(t_create, t_forward))},
                                                       {"forward_ms", json::value(ms(t_forward, t_done))},
+                                                      {"backend_describe", json::value(described)},
                                                       {"output", json::value(out_path)}}),
                             2)
               << "\n";

@@ -66,6 +66,8 @@ TEST(MoeRun, ReproducesEveryFixtureMoeBlock) {
                                   " --input " + (d / "in.safetensors") + " --output " + (d / "out.safetensors") + " --backend cpu");
         ASSERT_EQ(r.exit_code, 0) << r.output;
         EXPECT_NE(r.output.find("backend cpu"), std::string::npos) << r.output;
+        // The backend's own account of create (kernels, any copy of the experts) is logged.
+        EXPECT_NE(r.output.find("moe run: backend cpu: {\"backend\":\"cpu\""), std::string::npos) << r.output;
         safetensors_file got(d / "out.safetensors");
         const tensor_info* o = got.find("output");
         const tensor_info* ids = got.find("topk_ids");
