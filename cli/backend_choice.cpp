@@ -8,6 +8,14 @@
 
 namespace moereg::cli {
 
+std::string backend_instance::describe() const {
+  std::string text;
+  if (!api_->describe) return text;
+  moereg_sink sink{&text, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
+  throw_if_error(api_->describe(handle_, sink), "backend " + record_->name + " describe");
+  return text;
+}
+
 std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, const std::string& wanted,
                                                  const moereg_moe_weights& weights, const moereg_routing_params& routing,
                                                  const moereg_backend_options& options) {

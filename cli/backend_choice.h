@@ -24,6 +24,9 @@ class backend_instance {
   const moereg_backend_api& api() const { return *api_; }
   moereg_backend* handle() const { return handle_; }
   const std::string& why() const { return why_; }  // "asked for with --backend cuda", "auto: ..."
+  // The backend's own account of itself (its describe slot: kernels, any copy of the experts
+  // made at create); empty when it has none. Throws moereg::error on a failed call.
+  std::string describe() const;
 
  private:
   const plugin_record* record_;

@@ -318,7 +318,7 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
   expect_shape(out, "out", {T, hidden_});
   if (T == 0) return;
 
-  phase_clock sort_clock(phase_seconds_, phases_);
+  phase_clock clock{phase_seconds_, phases_};
   ++forwards_;
   reserve(T, K);
   x_ = static_cast<const char*>(x.data);
@@ -378,8 +378,7 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
     }
   }
 
-  sort_clock.lap(phase_sort);
-  phase_clock clock(phase_seconds_, phases_);
+  clock.lap(phase_sort);
   if (plan_unit()) pool_->run(unit_tiles_, &run_pack, this);
   if (h_.empty())
     for (std::size_t e = 0; e < nb; ++e)

@@ -86,7 +86,8 @@ void moe_engine::size_unit_buffers() {
   xv_.assign(padded * static_cast<std::size_t>(kh32_), 0);
   hv_.assign(padded * static_cast<std::size_t>(ki32_), 0);
   unit_tile_bucket_.assign(padded / tile_rows + 1, 0);
-  if (unit_panel_.empty())
+  // Panels serve weights read in place; with the tile-ordered copy every unit expert has tiles.
+  if (unit_panel_.empty() && tile_memory_.bytes() == 0)
     unit_panel_.assign(static_cast<std::size_t>(pool_->size()) * 2 * tile_rows * static_cast<std::size_t>(max_pass()), 0);
 }
 

@@ -164,11 +164,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   spdlog::info("moe bench: backend {} ({})", instance->record().name, instance->why());
   const moereg_backend_api* api = &instance->api();
   moereg_backend* backend = instance->handle();
-  std::string described;
-  if (api->describe) {
-    moereg_sink sink{&described, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
-    throw_if_error(api->describe(backend, sink), std::string("backend ") + api->name);
-  }
+  const std::string described = instance->describe();
 
   // A backend with its own memory is timed the way an engine uses it: inputs and outputs
   // already on the device, the call followed by a synchronize.

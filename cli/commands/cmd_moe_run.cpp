@@ -76,12 +76,8 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   auto t_done = std::chrono::steady_clock::now();
   // What the backend did at create (its kernels, and any copy of the experts it made, with
   // bytes and seconds), in its own words.
-  std::string described;
-  if (backend->api().describe) {
-    moereg_sink sink{&described, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
-    throw_if_error(backend->api().describe(backend->handle(), sink), "backend " + backend->record().name + " describe");
-    spdlog::info("moe run: backend {}: {}", backend->record().name, described);
-  }
+  const std::string described = backend->describe();
+  if (!described.empty()) spdlog::info("moe run: backend {}: {}", backend->record().name, described);
 
   std::string out_path = vm["output"].as<std::string>();
   {
