@@ -11,7 +11,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/layout/family_catalog.h"
 #include "moereg/registry/plugin_registry.h"
 #include "test_support.h"
 
@@ -249,4 +251,38 @@ TEST_F(PluginManifests, ShapeErrorsNameTheConfigFieldOfEachSymbol) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, "I = 32 from `moe_intermediate_size`")) << r.output;
   EXPECT_TRUE(has(r.output, "H = 64 from `hidden_size` in " + d + "/config.json")) << r.output;
+}
+
+// One rule for which library serves a hook: the plugin that declared the layout naming it.
+// A layout inherited through `extends` keeps its parent's hook (the old merge checked it
+// against the child's `hooks` and refused the child).
+TEST(PluginHooks, InheritedLayoutKeepsItsPluginsHook) {
+  const std::string parent =
+      "name: p\nversion: '1'\napi_version: 1\nmodel_types: [p_moe]\nlibrary: libp.so\nhooks: [ph]\n"
+      "dims: {E: e, H: h, I: i}\nmoe_layers: {count: n}\n"
+      "layouts:\n"
+      "  hf:\n"
+      "    experts: {gate: {key: \"l.{layer}.{expert}.g\"}, up: {key: \"l.{layer}.{expert}.u\"}, down: {key: \"l.{layer}.{expert}.d\"}}\n"
+      "    transforms: [{key: \"l.{layer}.q\", hook: ph}]\n";
+  const std::string child_head = "name: c\nversion: '1'\napi_version: 1\nmodel_types: [c_moe]\nextends: p\n";
+  const std::string own_layout =
+      "layouts:\n"
+      "  mine:\n"
+      "    experts: {gate: {key: \"m.{layer}.{expert}.g\"}, up: {key: \"m.{layer}.{expert}.u\"}, down: {key: \"m.{layer}.{expert}.d\"}}\n"
+      "    transforms: [{key: \"m.{layer}.q\", hook: ph}]\n";
+  family_catalog cat({{"p", "p.yaml", YAML::Load(parent)}, {"c", "c.yaml", YAML::Load(child_head)}});
+  family_spec f = cat.resolve("c", "c_moe");
+  ASSERT_NE(f.plugin_serving("ph"), nullptr);
+  EXPECT_EQ(*f.plugin_serving("ph"), "p");
+  EXPECT_EQ(f.find_layout("hf")->at.str(), "p.yaml:10:3") << "the layout remembers its file and line";
+  EXPECT_EQ(f.find_layout("hf")->at.plugin, "p");
+
+  // The child's own layout may not use a hook the child does not list, even if its parent does.
+  family_catalog bad({{"p", "p.yaml", YAML::Load(parent)}, {"c", "c.yaml", YAML::Load(child_head + own_layout)}});
+  try {
+    bad.resolve("c", "c_moe");
+    FAIL() << "accepted";
+  } catch (const error& e) {
+    EXPECT_TRUE(has(e.what(), "c.yaml:9:45: hook 'ph' is used but not listed under 'hooks' of plugin 'c' (c.yaml)")) << e.what();
+  }
 }

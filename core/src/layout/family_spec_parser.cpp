@@ -241,10 +241,10 @@ class parser {
     return e;
   }
 
-  layout_spec layout(const std::string& name, const YAML::Node& n) {
+  layout_spec layout(const std::string& name, const YAML::Node& n, const YAML::Node& key) {
     layout_spec l;
     l.name = name;
-    l.at = loc(n);
+    l.at = loc(key);  // the name: a block map's own mark is its first key's line
     if (!n.IsMap()) {
       fail(n, "layout '" + name + "' must be a map");
       return l;
@@ -504,7 +504,7 @@ class parser {
     if (YAML::Node ls = field(f.layouts, "layouts")) {
       if (!ls.IsMap()) fail(ls, "layouts must map layout names to their declarations");
       else
-        for (const auto& kv : ls) f.layouts.value.push_back(layout(str(kv.first, "layout name"), kv.second));
+        for (const auto& kv : ls) f.layouts.value.push_back(layout(str(kv.first, "layout name"), kv.second, kv.first));
     }
     if (YAML::Node n = field(f.routing, "routing")) f.routing.value = routing(n);
     if (YAML::Node n = field(f.quantization, "quantization")) quantization(n, f.quantization.value);
@@ -702,7 +702,11 @@ family_spec finish_spec(const family_part& merged, const manifest_parts& self, c
     if (l.container == "gguf" && f.gguf.architecture.empty())
       problem(l.at, "layout '" + l.name + "' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section (architecture, metadata)");
 
-  // Each hook is served by the plugin that wrote the part naming it, which must list it.
+  // A hook is named by the part of a manifest that uses it, and that plugin must list it. It
+  // is served by the resolved plugin's library when that lists the name (mistral's
+  // permute_qk also for mixtral's gguf layout: one library per conversion where it can be),
+  // else by the library of the plugin that wrote the part.
+  for (const auto& h : self.hooks) f.hook_plugins.emplace(h, self.name);
   auto serve = [&](const std::string& hook, const source_loc& at) {
     if (hook.empty()) return;
     const std::string& plugin = at.plugin.empty() ? self.name : at.plugin;
@@ -719,7 +723,6 @@ family_spec finish_spec(const family_part& merged, const manifest_parts& self, c
     serve(l.write_config_hook, l.at);
     for (const auto& t : l.transforms) serve(t.hook, t.at);
   }
-  for (const auto& h : self.hooks) f.hook_plugins.emplace(h, self.name);
   if (!self.hooks.empty() && self.library.empty()) problem(self.hooks_at, "'hooks' are listed but no 'library' provides them");
   return f;
 }
