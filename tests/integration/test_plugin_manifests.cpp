@@ -89,7 +89,8 @@ TEST_F(PluginManifests, TypoIsReportedAtItsLineAndColumn) {
   EXPECT_TRUE(has(r.output, where(y, text, "fuze") + ": unknown key 'fuze' in expert entry 'gate_up'")) << r.output;
   EXPECT_TRUE(has(r.output, where(y, text, "scorng") + ": unknown key 'scorng' in routing")) << r.output;
   // A command using the family reports the same place.
-  r = test::run_moereg("inspect " + test::fixture("qwen3_moe/hf") + " --plugin-path " + plugins);
+  r = test::run_moereg("convert --dry-run " + test::fixture("qwen3_moe/hf") + " " + (tmp / "out") +
+                       " --to grouped --plugin-path " + plugins);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(has(r.output, where(y, text, "fuze") + ": unknown key 'fuze'")) << r.output;
 }
@@ -259,7 +260,7 @@ TEST_F(PluginManifests, ShapeErrorsNameTheConfigFieldOfEachSymbol) {
 TEST(PluginHooks, InheritedLayoutKeepsItsPluginsHook) {
   const std::string parent =
       "name: p\nversion: '1'\napi_version: 1\nmodel_types: [p_moe]\nlibrary: libp.so\nhooks: [ph]\n"
-      "dims: {E: e, H: h, I: i}\nmoe_layers: {count: n}\n"
+      "dims: {E: e, H: h, I: i}\nmoe_layers: {count: layers}\n"
       "layouts:\n"
       "  hf:\n"
       "    experts: {gate: {key: \"l.{layer}.{expert}.g\"}, up: {key: \"l.{layer}.{expert}.u\"}, down: {key: \"l.{layer}.{expert}.d\"}}\n"

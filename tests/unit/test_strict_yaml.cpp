@@ -29,7 +29,7 @@ TEST(StrictYaml, DuplicateKeyIsRefusedNamingBothLines) {
             "m.yaml:3:1: duplicate key 'name' (first given at line 1); each key may appear once in a map");
   // Nested maps, flow maps, and maps inside lists each have their own keys.
   EXPECT_EQ(load_error("layouts:\n  hf:\n    experts: {gate: 1, up: 2, gate: 3}\n"),
-            "m.yaml:3:32: duplicate key 'gate' (first given at line 3); each key may appear once in a map");
+            "m.yaml:3:31: duplicate key 'gate' (first given at line 3); each key may appear once in a map");
   EXPECT_EQ(load_error("renames:\n  - {from: a, to: b}\n  - from: c\n    to: d\n    to: e\n"),
             "m.yaml:5:5: duplicate key 'to' (first given at line 4); each key may appear once in a map");
   // The same key in sibling maps, values equal to keys, and aliases are fine.

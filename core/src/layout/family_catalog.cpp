@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <regex>
 #include <set>
+#include <tuple>
 
 #include "family_parts.h"
 #include "moereg/base/error.h"
@@ -51,6 +53,19 @@ family_manifest load(const plugin_manifest& pm) {
     }
   }
   return describe(detail::parse_manifest(root, pm.path), pm.name);
+}
+
+// Problems in reading order: by file, then line and column as numbers ("x:9:1" before
+// "x:10:1"), duplicates dropped.
+void sort_problems(std::vector<std::string>& v) {
+  static const std::regex place("^(.*?):([0-9]+):([0-9]+): ");
+  auto key = [](const std::string& s) {
+    std::smatch m;
+    if (std::regex_search(s, m, place)) return std::make_tuple(m[1].str(), std::stol(m[2].str()), std::stol(m[3].str()), s);
+    return std::make_tuple(s, 0L, 0L, s);
+  };
+  std::sort(v.begin(), v.end(), [&](const std::string& a, const std::string& b) { return key(a) < key(b); });
+  v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
 bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
@@ -130,8 +145,7 @@ family_spec family_catalog::resolve(const std::string& plugin, const std::string
   std::vector<std::string> problems;
   family_spec f = resolve_into(plugin, model_type, problems);
   if (!problems.empty()) {
-    std::sort(problems.begin(), problems.end());
-    problems.erase(std::unique(problems.begin(), problems.end()), problems.end());
+    sort_problems(problems);
     std::string msg = "invalid plugin manifest:";
     for (const auto& e : problems) msg += "\n  " + e;
     throw error(msg);
@@ -165,10 +179,8 @@ catalog_check family_catalog::check(const plugin_manifest& pm) const {
     }
     out.problems.insert(out.problems.end(), problems.begin(), problems.end());
   }
-  for (auto* v : {&out.problems, &out.notes}) {
-    std::sort(v->begin(), v->end());
-    v->erase(std::unique(v->begin(), v->end()), v->end());
-  }
+  sort_problems(out.problems);
+  sort_problems(out.notes);
   return out;
 }
 

@@ -452,7 +452,7 @@ class parser {
   }
 
   // The engine keys of one map (the top level or a variant), each remembered with its place.
-  detail::family_part part(const YAML::Node& root, bool top) {
+  detail::family_part part(const YAML::Node& root) {
     detail::family_part f;
     f.at = loc(root);
     auto field = [&](auto& out, const char* key) -> YAML::Node {
@@ -509,7 +509,6 @@ class parser {
     if (YAML::Node n = field(f.routing, "routing")) f.routing.value = routing(n);
     if (YAML::Node n = field(f.quantization, "quantization")) quantization(n, f.quantization.value);
     if (YAML::Node n = field(f.gguf, "gguf")) f.gguf.value = gguf(n);
-    (void)top;
     return f;
   }
 
@@ -551,7 +550,7 @@ class parser {
       if (nc["hook"]) m.native_config_hook = str(nc["hook"], "native_config.hook");
       if (m.native_config_file.empty() || m.native_config_hook.empty()) fail(nc, "native_config needs 'file' and 'hook'");
     }
-    m.base = part(root, true);
+    m.base = part(root);
     if (const YAML::Node vs = root["variants"]) {
       if (!vs.IsMap()) fail(vs, "variants must map model_types to the keys that differ for them");
       else
@@ -565,7 +564,7 @@ class parser {
                        {"extends", "dims", "moe_layers", "moe_block", "passthrough", "layouts", "reference_layout", "routing",
                         "quantization", "gguf"},
                        "variant '" + type + "'");
-          m.variants.emplace_back(type, part(kv.second, false));
+          m.variants.emplace_back(type, part(kv.second));
         }
     }
     return m;
