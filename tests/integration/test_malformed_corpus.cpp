@@ -36,13 +36,13 @@ void run_corpus(const std::vector<malformed_file>& corpus) {
     command_result i = run_moereg("inspect '" + path + "'");
     EXPECT_EQ(i.exit_code, 1) << i.output;
     EXPECT_NE(i.output.find(path), std::string::npos) << "message must name the file: " << i.output;
-    EXPECT_NE(i.output.find(f.expect), std::string::npos) << "expected '" << f.expect << "' in: " << i.output;
+    EXPECT_TRUE(f.refusal_names_problem(i.output)) << "expected '" << f.expect << "' in: " << i.output;
     EXPECT_EQ(i.output.find("internal error"), std::string::npos) << i.output;
 
     const std::string out = d / ("out_" + f.name);
     command_result c = run_moereg("convert '" + path + "' '" + out + "' --to hf");
     EXPECT_EQ(c.exit_code, 1) << c.output;
-    EXPECT_NE(c.output.find(f.expect), std::string::npos) << "expected '" << f.expect << "' in: " << c.output;
+    EXPECT_TRUE(f.refusal_names_problem(c.output)) << "expected '" << f.expect << "' in: " << c.output;
     EXPECT_FALSE(fs::exists(out)) << "convert left " << out;
   }
   EXPECT_EQ(entries(d.path()), names) << "something besides the corpus was written";
@@ -72,7 +72,7 @@ TEST(MalformedCorpus, EveryGgufIsRefusedByTheParserNamingTheProblem) {
     } catch (const error& e) {
       std::string m = e.what();
       EXPECT_NE(m.find(f.name + ": gguf header: "), std::string::npos) << m;
-      EXPECT_NE(m.find(f.expect), std::string::npos) << "expected '" << f.expect << "' in: " << m;
+      EXPECT_TRUE(f.refusal_names_problem(m)) << "expected '" << f.expect << "' in: " << m;
     }
   }
 }

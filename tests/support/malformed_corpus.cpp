@@ -107,14 +107,13 @@ std::string one_tensor(const std::string& name, const std::vector<std::uint64_t>
   return b.data(data).s;
 }
 
-// `n` F32 tensors of 1 element each whose last name is `last_name` (its length moves where
-// the tensor infos end), written with a tensor count one short.
-std::string one_short(const std::string& last_name, std::size_t n = 3) {
+// Three F32 tensors of 1 element, the first named `first_name` (its length moves where the
+// second info ends against the alignment), written with a tensor count of two.
+std::string one_short(const std::string& first_name) {
   image b;
-  b.head(n - 1, 1).kv_str("general.architecture", "qwen3moe");
-  for (std::size_t i = 0; i + 1 < n; ++i) b.tensor("t" + std::to_string(i), {1}, F32, 32 * i);
-  b.tensor(last_name, {1}, F32, 32 * (n - 1)).pad();
-  return b.data(32 * (n - 1) + 4).s;
+  b.head(2, 1).kv_str("general.architecture", "qwen3moe");
+  b.tensor(first_name, {1}, F32, 0).tensor("t1", {1}, F32, 32).tensor("t2", {1}, F32, 64).pad();
+  return b.data(64 + 4).s;
 }
 
 }  // namespace
@@ -144,8 +143,10 @@ std::vector<malformed_file> malformed_gguf_corpus() {
     std::string label = full.fields[i].second;
     for (auto& ch : label)
       if (ch == ' ' || ch == '\'' || ch == '[' || ch == ']' || ch == '.') ch = '_';
-    add("truncated_in_" + std::to_string(i) + "_" + label, full.s.substr(0, cut),
-        cut < infos_end ? "runs past the end of the file" : "to end within the file");
+    // A count checked against the bytes left may be what is refused first.
+    out.push_back({"truncated_in_" + std::to_string(i) + "_" + label + ".gguf", full.s.substr(0, cut),
+                   cut < infos_end ? "runs past the end of the file" : "to end within the file",
+                   cut < infos_end ? "needs more bytes than the file has" : ""});
   }
   add("empty", "", "runs past the end of the file");
 
@@ -239,10 +240,10 @@ std::vector<malformed_file> malformed_gguf_corpus() {
   add("trailing_bytes_no_tensors", image().head(0, 1).kv_u32("general.alignment", 32).pad().data(64).s,
       "data section: 64 bytes after the tensor infos");
   add("tensor_count_short", base({.tensor_count = 1}).s, "(is the tensor count short?)");
-  // Two infos' ends: one leaves padding (refused as non-zero), one ends aligned (refused as
-  // trailing bytes).
-  for (std::size_t len : {1u, 2u, 3u, 5u, 8u, 13u, 21u, 34u})
-    add("tensor_count_short_name_" + std::to_string(len), one_short(std::string(len, 'n')), "(is the tensor count short?)");
+  // The second info's end at each offset against the alignment: with padding after it
+  // (refused as non-zero), or aligned (refused as trailing bytes).
+  for (std::size_t len = 1; len <= 32; ++len)
+    add("tensor_count_short_" + std::to_string(len), one_short(std::string(len, 'n')), "(is the tensor count short?)");
 
   // Memory: 150000 tiny keys decode to ~30 MB from a 2.7 MB file; the budget is 16 MiB + 2x.
   {

@@ -14,6 +14,11 @@ struct malformed_file {
   std::string name;    // file name, ending in .gguf or .safetensors
   std::string bytes;   // the whole file
   std::string expect;  // a part of the refusal that names the problem
+  std::string or_expect = {};  // another one that does, where either may come first (truncations)
+
+  bool refusal_names_problem(const std::string& message) const {
+    return message.find(expect) != std::string::npos || (!or_expect.empty() && message.find(or_expect) != std::string::npos);
+  }
 };
 
 // A valid GGUF (qwen3moe metadata: string, UINT32, BOOL, STRING and FLOAT32 arrays; an F32

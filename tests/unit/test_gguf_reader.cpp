@@ -251,7 +251,7 @@ TEST(GgufReader, HonoursCustomAlignment) {
   b.head(1, 1).kv_u32("general.alignment", 64).tensor("w", {16}, 0, 32).pad(64).data(128);
   EXPECT_MESSAGE(b.s, "tensor 'w': offset", "multiple of the alignment 64", "found 32");
   gguf_bytes ok;
-  ok.head(1, 1).kv_u32("general.alignment", 64).tensor("w", {16}, 0, 0).tensor("v", {4}, 0, 64).pad(64).data(64 + 16);
+  ok.head(2, 1).kv_u32("general.alignment", 64).tensor("w", {16}, 0, 0).tensor("v", {4}, 0, 64).pad(64).data(64 + 16);
   auto h = parse_gguf_header(reinterpret_cast<const std::byte*>(ok.s.data()), ok.s.size(), "ok");
   EXPECT_EQ(h.alignment, 64u);
   EXPECT_EQ(h.data_offset % 64, 0u);
@@ -342,13 +342,13 @@ TEST(GgufReader, EscapesControlBytesInNames) {
 
 TEST(GgufReader, RejectsAHeaderOneTensorShort) {
   // Three 1-element F32 tensors, the count saying two: the third info is left where the
-  // padding or the data section begins. Whatever the length of its name (which moves where
-  // the infos end against the alignment), the file is refused, never read shifted.
+  // padding or the data section begins. Wherever the second info ends against the alignment
+  // (moved by the first name's length), the file is refused, never read shifted.
   int as_padding = 0, as_trailing = 0;
   for (std::size_t len = 1; len <= 64; ++len) {
     gguf_bytes b;
-    b.head(2, 1).kv_str("general.architecture", "qwen3moe").tensor("t0", {1}, 0, 0).tensor("t1", {1}, 0, 32);
-    b.tensor(std::string(len, 'n'), {1}, 0, 64).pad().data(64 + 4, 1);
+    b.head(2, 1).kv_str("general.architecture", "qwen3moe").tensor(std::string(len, 'n'), {1}, 0, 0).tensor("t1", {1}, 0, 32);
+    b.tensor("t2", {1}, 0, 64).pad().data(64 + 4, 1);
     std::string m = parse_error(b.s);
     EXPECT_NE(m.find("(is the tensor count short?)"), std::string::npos) << "name length " << len << ": " << m;
     as_padding += m.find("padding after the tensor infos: byte") != std::string::npos;
