@@ -59,8 +59,8 @@ std::vector<std::int64_t> entry_shape(const expert_entry& e, const model_dims& d
   if (cols) *cols = c;
   std::vector<std::int64_t> shape;
   if (e.stacked) shape.push_back(d.E);
-  if (e.transpose) shape.insert(shape.end(), {c, r});
-  else shape.insert(shape.end(), {r, c});
+  shape.push_back(e.transpose ? c : r);  // (push_back: GCC 12 misreads insert of a list here)
+  shape.push_back(e.transpose ? r : c);
   return shape;
 }
 
