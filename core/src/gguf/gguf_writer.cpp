@@ -50,8 +50,8 @@ void put_value(std::string& out, const gguf_value& v) {
   put<std::uint32_t>(out, static_cast<std::uint32_t>(v.type()));
   if (v.type() != gguf_type::array) return put_scalar(out, v);
   put<std::uint32_t>(out, static_cast<std::uint32_t>(v.element_type()));
-  put<std::uint64_t>(out, v.items().size());
-  for (const auto& it : v.items()) put_scalar(out, it);
+  put<std::uint64_t>(out, v.array_size());
+  out += v.encoded_items();
 }
 
 std::uint64_t align_up(std::uint64_t v, std::uint32_t a, const std::string& what) {

@@ -46,9 +46,9 @@ std::int64_t need_dim(const family_spec& spec, const json::value& config, const 
   auto it = spec.dims.find(sym);
   if (it == spec.dims.end()) throw error(spec.manifest_path + ": dims has no '" + sym + "'");
   auto v = resolve_value(it->second, config);
-  if (!v || *v < 1 || std::floor(*v) != *v)
-    throw error(path + ": expected a positive integer in " + fields_of(it->second) + " for " + sym + " (family " +
-                spec.name + ")");
+  if (!v || !(*v >= 1 && *v <= 2147483647.0) || std::floor(*v) != *v)
+    throw error(path + ": expected a positive integer (at most 2^31-1) in " + fields_of(it->second) + " for " + sym +
+                " (family " + spec.name + ")");
   return static_cast<std::int64_t>(*v);
 }
 
@@ -77,8 +77,8 @@ std::vector<std::int64_t> entry_shape(const expert_entry& e, const model_dims& d
   if (cols) *cols = c;
   std::vector<std::int64_t> shape;
   if (e.stacked) shape.push_back(d.E);
-  if (e.transpose) shape.insert(shape.end(), {c, r});
-  else shape.insert(shape.end(), {r, c});
+  shape.push_back(e.transpose ? c : r);  // (push_back: GCC 12 misreads insert of a list here)
+  shape.push_back(e.transpose ? r : c);
   return shape;
 }
 
@@ -136,13 +136,24 @@ model_dims read_dims(const family_spec& spec, const json::value& config, const s
   if (spec.dims.count("K")) d.K = need_dim(spec, config, path, "K");
   for (const auto& [sym, v] : spec.dims)
     if (std::string f = field_used(v, config); !f.empty()) d.fields[sym] = f;
+  if (d.K > d.E)
+    throw error(path + ": " + fields_of(spec.dims.at("K")) + " = " + std::to_string(d.K) + " (K, experts per token) is more than " +
+                fields_of(spec.dims.at("E")) + " = " + std::to_string(d.E) + " (E, experts), expected K <= E");
   const auto& r = spec.moe_layers;
+  // Layer counts become ints and loop bounds: out of range is an error, not a wrapped cast.
+  auto layer_value = [&](const config_value& cv, double fallback, double lo, const char* what) {
+    // A field named without a default must be there: a typo would otherwise pick the MoE layers.
+    const double v = required_value(cv, config, path, fallback);
+    if (!(v >= lo && v <= 1e6) || std::floor(v) != v)
+      throw error(path + ": " + fields_of(cv) + " = " + std::to_string(v) + ", expected " + what + " (an integer from " +
+                  std::to_string(static_cast<int>(lo)) + " to 1000000)");
+    return v;
+  };
   auto count = resolve_value(r.count, config);
   if (!count || *count < 1) throw error(path + ": expected the layer count in " + fields_of(r.count));
-  int n = static_cast<int>(*count);
-  // A field named without a default must be there: a typo would otherwise pick the MoE layers.
-  int step = static_cast<int>(required_value(r.sparse_step, config, path, 1));
-  int first = static_cast<int>(required_value(r.first_dense, config, path, 0));
+  int n = static_cast<int>(layer_value(r.count, 0, 1, "the layer count"));
+  int step = static_cast<int>(layer_value(r.sparse_step, 1, 1, "the MoE layer step"));
+  int first = static_cast<int>(layer_value(r.first_dense, 0, 0, "the count of leading dense layers"));
   std::set<int> dense;
   if (!r.dense_layers.empty())
     if (const json::value* v = config.find_path(r.dense_layers); v && v->is_array())
