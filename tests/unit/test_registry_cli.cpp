@@ -51,7 +51,7 @@ TEST_F(PluginsCli, ListShowsWhatLoadedAndWhatWasRefusedAndWhy) {
   auto r = run_moereg("plugins list --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(has(r.output, "--plugin-path       " + dir + "\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "abi_good        family   0.0.1     1    loaded    --plugin-path       " + dir + "/abi_good\n"))
+  EXPECT_TRUE(has(r.output, "abi_good        family   0.0.1     2    loaded    --plugin-path       " + dir + "/abi_good\n"))
       << r.output;
   EXPECT_TRUE(has(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API 3, this moereg "
                             "accepts 1..2\n"))

@@ -22,8 +22,10 @@ moereg_tensor_view view_of(const std::byte* data, dtype t, const std::vector<std
 const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_template& t, int layer) {
   if (t.empty()) return nullptr;
   std::string name = t.format({{"layer", std::to_string(layer)}});
+  // A quantized weight is found by the name of the weight it stands for (GPTQ's
+  // "...gate_proj.qweight" for "...gate_proj.weight").
   for (const auto& o : d.others)
-    if (o.canonical == name) return &o;
+    if (o.canonical == name || (o.role == quant_role::data && o.quant_key == name)) return &o;
   throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + ": the family declares '" + name +
               "' but the checkpoint has no such tensor (in layout '" + d.layout->name + "' naming)");
 }
