@@ -63,6 +63,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       "tokens", po::value<std::string>()->default_value("1,16,128,1024"), "token counts T")(
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
       "threads", po::value<int>()->default_value(0), "threads for the backend and for PyTorch (0 = all cores)")(
+      "backend-option", po::value<std::vector<std::string>>()->composing(),
+      "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's)")(
       "min-seconds", po::value<double>()->default_value(1.0), "time each measurement for at least this long")(
       "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes")(
       "python", po::value<std::string>()->default_value(""), "python with torch, for the reference (default: the first of python3 on PATH and /usr/bin/python3 that imports torch)")(
@@ -160,7 +162,9 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
 
   moereg_backend_options opts{};
   opts.threads = threads;
-  std::unique_ptr<backend_instance> instance = create_backend(*registry, vm["backend"].as<std::string>(), mw, rp, opts);
+  std::unique_ptr<backend_instance> instance = create_backend(
+      *registry, vm["backend"].as<std::string>(), mw, rp, opts,
+      parse_backend_options(vm.count("backend-option") ? vm["backend-option"].as<std::vector<std::string>>() : std::vector<std::string>{}));
   spdlog::info("moe bench: backend {} ({})", instance->record().name, instance->why());
   const moereg_backend_api* api = &instance->api();
   moereg_backend* backend = instance->handle();
@@ -172,7 +176,18 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   const double bandwidth = on_device ? measure_device_bandwidth(api, backend) : measure_read_bandwidth(threads);
   spdlog::info("moe bench: {} bandwidth {:.1f} GB/s", on_device ? "device copy (read + write)" : "read", bandwidth / 1e9);
 
-  const double expert_bytes = static_cast<double>(3 * I * H * 2), shared_bytes = static_cast<double>(3 * Is * H * 2);
+  // Bytes one routed expert streams: bf16, or the backend's own count of what it reads where
+  // its describe gives one (quantized experts: codes and scales).
+  double expert_bytes = static_cast<double>(3 * I * H * 2);
+  const double shared_bytes = static_cast<double>(3 * Is * H * 2);
+  if (!described.empty()) {
+    const json::value d = json::parse(described, "backend describe");
+    auto number = [&](const char* key) {
+      const json::value* v = d.find(key);
+      return !v ? 0.0 : v->is_integer() ? static_cast<double>(v->as_int()) : v->is_number() ? v->as_double() : 0.0;
+    };
+    if (number("weight_bytes") > 0) expert_bytes = (number("weight_bytes") + number("scale_bytes")) / static_cast<double>(E);
+  }
   std::vector<bench_row> rows;
   std::vector<std::vector<float>> outputs;
   for (std::size_t i = 0; i < tokens.size(); ++i) {

@@ -31,6 +31,8 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
       "output", po::value<std::string>()->required(), "safetensors file to write")(
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0 = all cores)")(
+      "backend-option", po::value<std::vector<std::string>>()->composing(),
+      "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's)")(
       "family", po::value<std::string>(), "family plugin or model_type (default: config.json model_type)")(
       "from", po::value<std::string>(), "the checkpoint's layout (default: detected)");
   add_plugin_options(p.options());
@@ -66,7 +68,9 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   opts.threads = static_cast<int>(resolve_threads(vm["threads"].as<int>()));
   auto t_create = std::chrono::steady_clock::now();
   std::unique_ptr<backend_instance> backend =
-      create_backend(*s.registry, vm["backend"].as<std::string>(), layer->weights, layer->routing, opts);
+      create_backend(*s.registry, vm["backend"].as<std::string>(), layer->weights, layer->routing, opts,
+                     parse_backend_options(vm.count("backend-option") ? vm["backend-option"].as<std::vector<std::string>>()
+                                                                     : std::vector<std::string>{}));
   std::vector<float> out(static_cast<std::size_t>(T * H));
   moereg_tensor_view ids = contiguous_view(routed.ids.data(), dtype::I64, {T, K});
   moereg_tensor_view weights = contiguous_view(routed.weights.data(), dtype::F32, {T, K});

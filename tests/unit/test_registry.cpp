@@ -116,7 +116,7 @@ TEST_F(Registry, ManifestApiVersionIsCheckedBeforeAnyLoad) {
   plugin_registry reg(options_for({dir}, root));
   reg.load_all();
   EXPECT_EQ(only(reg).state, plugin_state::refused);
-  EXPECT_EQ(only(reg).reason, dir + "/p/plugin.yaml:3: plugin API 7, this moereg accepts 1..1");
+  EXPECT_EQ(only(reg).reason, dir + "/p/plugin.yaml:3: plugin API 7, this moereg accepts 1..2");
 }
 
 TEST_F(Registry, MissingAndNullEntryAreRefused) {
@@ -132,7 +132,7 @@ TEST_F(Registry, MissingAndNullEntryAreRefused) {
                                            "expected a moereg hook library exporting it (extern \"C\" MOEREG_EXPORT)");
   EXPECT_EQ(reg.records()[1].state, plugin_state::refused);
   EXPECT_EQ(reg.records()[1].reason, dir + "/abi_null_entry/libmoereg_abi_null_entry.so: moereg_hooks_entry returned "
-                                           "NULL (the library refuses host plugin API 1)");
+                                           "NULL (the library refuses host plugin API 2)");
 }
 
 TEST_F(Registry, HookNamesMustAgreeBothWays) {

@@ -45,7 +45,7 @@ TEST(RegistryIdentity, EveryProblemWithItsLine) {
   std::vector<std::string> want = {
       f + ":1: 'name' must be a name of [a-z0-9_]+, found 'Bad-Name'",
       f + ":1: missing required key 'version', expected a version string",
-      f + ":2: plugin API 9, this moereg accepts 1..1",
+      f + ":2: plugin API 9, this moereg accepts 1..2",
       f + ":3: 'model_types' must be a list of strings, found 'qwen'",
       f + ":6: each entry of 'hooks' must be a hook name ([A-Za-z_][A-Za-z0-9_]*), found 'no way'",
       f + ":6: 'hooks' lists 'ok' twice",

@@ -42,7 +42,7 @@ TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
   std::string moereg = prefix + "/bin/moereg";
   r = shell(moereg + " plugins list --plugin-path '" + build + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "acme_moe        family   1.0.0     1    loaded    --plugin-path       " + build + "/acme_moe\n"))
+  EXPECT_TRUE(has(r.output, "acme_moe        family   1.0.0     2    loaded    --plugin-path       " + build + "/acme_moe\n"))
       << r.output;
   // The installed binary finds the installed plugins beside it.
   EXPECT_TRUE(has(r.output, "installed           " + prefix + "/lib/moereg/plugins\n")) << r.output;

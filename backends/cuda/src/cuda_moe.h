@@ -19,14 +19,11 @@ namespace moereg::cuda {
 
 struct staging;  // pinned buffers and copy streams of one create (cuda_moe.cu)
 
-// Thrown for caller mistakes (shapes, dtypes, ids); mapped to MOEREG_INVALID_ARGUMENT.
-struct invalid_argument : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-// Thrown for inputs this backend does not handle (F8 weights, odd sizes); MOEREG_UNSUPPORTED.
-struct unsupported : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+// Thrown for caller mistakes (shapes, dtypes, ids) and inputs this backend does not handle
+// (F8 weights, odd sizes): the SDK's error kinds, which MOEREG_API_END maps to
+// MOEREG_INVALID_ARGUMENT and MOEREG_UNSUPPORTED.
+using invalid_argument = moereg::plugin::invalid_argument;
+using unsupported = moereg::plugin::unsupported;
 
 // Throws std::runtime_error naming `what` when a CUDA call failed.
 void check(cudaError_t e, const char* what);

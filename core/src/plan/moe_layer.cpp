@@ -8,6 +8,7 @@
 #include "moereg/exec/dequantize_view.h"
 #include "moereg/exec/executor.h"
 #include "moereg/quant/scale_grid.h"
+#include "moereg/safetensors/tensor_info.h"
 #include "moereg/tensor/tensor_view.h"
 
 namespace moereg {
@@ -21,8 +22,10 @@ moereg_tensor_view view_of(const std::byte* data, dtype t, const std::vector<std
 const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_template& t, int layer) {
   if (t.empty()) return nullptr;
   std::string name = t.format({{"layer", std::to_string(layer)}});
+  // A quantized weight is found by the name of the weight it stands for (GPTQ's
+  // "...gate_proj.qweight" for "...gate_proj.weight").
   for (const auto& o : d.others)
-    if (o.canonical == name) return &o;
+    if (o.canonical == name || (o.role == quant_role::data && o.quant_key == name)) return &o;
   throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + ": the family declares '" + name +
               "' but the checkpoint has no such tensor (in layout '" + d.layout->name + "' naming)");
 }
@@ -58,23 +61,42 @@ std::array<std::int64_t, 2> common_blocks(const std::vector<std::array<piece_sca
   return block;
 }
 
-// A quantized pass-through weight (the shared expert's) as bf16, rows x cols, via core/quant:
-// the backend ABI carries scales for the routed experts only.
-std::vector<std::uint16_t> dequantized_shared(const decoded_checkpoint& d, const passthrough_tensor& p) {
+// A quantized pass-through weight (the shared expert's) as bf16, rows x cols, via core/quant
+// (the same dequantization as `convert --dtype bf16`): the backend ABI carries scales for the
+// routed experts only.
+std::vector<std::uint16_t> dequantized_shared(const decoded_checkpoint& d, const passthrough_tensor& p,
+                                              std::int64_t& rows, std::int64_t& cols) {
   const checkpoint::entry& w = *p.source;
-  if (d.quant.scheme != quant_scheme::fp8 || !p.scale || w.info->shape.size() != 2)
-    throw error(w.info->name + ": quantized shared-expert weight (" + d.quant.describe() +
-                "); moe run dequantizes FP8 [out, in] matrices with their scale only");
+  const quant_format& q = d.quant;
+  if (!p.scale || w.info->shape.size() != 2)
+    throw error(w.info->name + ": quantized shared-expert weight (" + q.describe() +
+                "); moe run dequantizes [out, in] matrices with their scale only");
   const checkpoint::entry& s = *p.scale;
   const std::vector<std::int64_t>& ws = w.info->shape;
+  matrix_view v{&w, 0, ws[0], ws[1], ws[1], 1, w.info->type};
+  if (q.stored_transposed()) v = {&w, 0, ws[1], ws[0], 1, ws[1], w.info->type};  // GPTQ [K/8, N] seen as [N, K/8]
+  rows = v.rows;
+  cols = v.cols * q.pack();
   piece_scales ps;
-  ps.grid = classify_fp8_scale(s.info->name, ws, s.info->shape, d.quant.block);
-  if (ps.grid.kind == scale_kind::per_tensor) ps.grid.block_rows = ps.grid.rows = ws[0];
-  ps.grid.batch = 1;
-  ps.scale = {&s, 0, ps.grid.grid_rows(), ps.grid.grid_cols(), ps.grid.grid_cols(), 1, s.info->type};
-  std::vector<std::uint16_t> out(static_cast<std::size_t>(ws[0] * ws[1]));
+  if (q.scheme == quant_scheme::fp8) {
+    ps.grid = classify_fp8_scale(s.info->name, ws, s.info->shape, q.block);
+    if (ps.grid.kind == scale_kind::per_tensor) ps.grid.block_rows = ps.grid.rows = ws[0];
+    ps.grid.batch = 1;
+  } else {
+    ps.grid = q.group_grid_for(rows, cols);
+  }
+  const std::int64_t gr = ps.grid.grid_rows(), gc = ps.grid.grid_cols();
+  if (q.scheme != quant_scheme::fp8) {
+    const std::vector<std::int64_t> want = q.stored_transposed() ? std::vector<std::int64_t>{gc, gr} : std::vector<std::int64_t>{gr, gc};
+    if (s.info->shape != want)
+      throw error(s.info->name + ": scale shape " + shape_string(s.info->shape) + ", expected " + shape_string(want) + " (" +
+                  ps.grid.describe() + " over the " + std::to_string(rows) + "x" + std::to_string(cols) + " matrix of " +
+                  w.info->name + ")");
+  }
+  ps.scale = q.stored_transposed() ? matrix_view{&s, 0, gr, gc, 1, gr, s.info->type} : matrix_view{&s, 0, gr, gc, gc, 1, s.info->type};
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(rows * cols));
   dequantize_scratch scratch;
-  dequantize_view({&w, 0, ws[0], ws[1], ws[1], 1, w.info->type}, ps, d.quant, out.data(), scratch);
+  dequantize_view(v, ps, q, out.data(), scratch);
   return out;
 }
 
@@ -96,9 +118,10 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
   dtype t = d.expert_dtype;
   std::size_t es = dtype_size(t);
   const std::string where = d.ckpt->path() + ": layer " + std::to_string(layer);
-  if (d.quant.quantized() && d.quant.scheme != quant_scheme::fp8)
-    throw error(where + ": experts quantized as " + d.quant.describe() +
-                "; moe run reads BF16, F16, F32 and FP8 experts (convert with --dtype bf16 first)");
+  // 4-bit experts (GPTQ, compressed-tensors int4, MXFP4) travel as their packed bytes, rows
+  // of `units` storage units (8 or 2 elements each) along K; everything else one unit per element.
+  const bool four_bit = d.quant.packed();
+  auto units = [&](std::int64_t k) { return four_bit ? (k + d.quant.pack() - 1) / d.quant.pack() : k; };
 
   // w13: mapped when gate and up of every expert already sit as [E, 2I, H] in one tensor.
   auto fused_in_place = [&](piece first, piece second, std::int64_t rows) -> const std::byte* {
@@ -133,10 +156,10 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
   };
   const std::byte* w13 = fused_in_place(piece::gate, piece::up, 2 * I);
   bool w13_mapped = w13 != nullptr;
-  if (!w13) w13 = pack({piece::gate, piece::up}, 2 * I, H);
+  if (!w13) w13 = pack({piece::gate, piece::up}, 2 * I, units(H));
   const std::byte* w2 = fused_in_place(piece::down, piece::down, H);
   bool w2_mapped = w2 != nullptr;
-  if (!w2) w2 = pack({piece::down}, H, I);
+  if (!w2) w2 = pack({piece::down}, H, units(I));
   out->describe = std::string("w13 ") + (w13_mapped ? "mapped" : "packed") + ", w2 " + (w2_mapped ? "mapped" : "packed") +
                   " (layout " + d.layout->name + ")";
 
@@ -144,15 +167,31 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
   w.num_experts = E;
   w.hidden = H;
   w.intermediate = I;
-  w.w13 = view_of(w13, t, {E, 2 * I, H});
-  w.w2 = view_of(w2, t, {E, H, I});
+  if (four_bit) {
+    // U8 rows of ceil(K/2) bytes inside rows of whole units (an int32 unit's bytes hold its
+    // eight nibbles in element order, low first, as the ABI's U8 rows do).
+    auto nibble_view = [&](const std::byte* data, std::int64_t rows, std::int64_t k) {
+      moereg_tensor_view v = view_of(data, dtype::U8, {E, rows, (k + 1) / 2});
+      const auto row_bytes = static_cast<std::int64_t>(units(k) * static_cast<std::int64_t>(es));
+      v.strides[1] = row_bytes;
+      v.strides[0] = rows * row_bytes;
+      return v;
+    };
+    w.w13 = nibble_view(w13, 2 * I, H);
+    w.w2 = nibble_view(w2, H, I);
+    w.weight_quant = d.quant.scheme == quant_scheme::mxfp4 ? MOEREG_WEIGHT_QUANT_MXFP4 : MOEREG_WEIGHT_QUANT_INT4;
+  } else {
+    w.w13 = view_of(w13, t, {E, 2 * I, H});
+    w.w2 = view_of(w2, t, {E, H, I});
+  }
 
-  // FP8 experts stay FP8 (the backend dequantizes on the fly); their scales are gathered
-  // into the ABI's F32 [E, scale rows, scale cols] tensors, gate and up each on their own grid.
-  if (d.quant.scheme == quant_scheme::fp8) {
+  // Quantized experts stay quantized (the backend dequantizes on the fly); their scales are
+  // gathered into the ABI's F32 [E, scale rows, scale cols] tensors, gate and up each on
+  // their own grid (4-bit schemes: one scale row per weight row, {1, group} blocks).
+  if (d.quant.quantized()) {
     const auto sit = d.expert_scales.find(layer);
     if (sit == d.expert_scales.end() || sit->second.size() != static_cast<std::size_t>(E))
-      throw error(where + ": FP8 experts without their scales");
+      throw error(where + ": quantized experts without their scales");
     const auto& scales = sit->second;
     const auto block = common_blocks(scales, where);
     const std::int64_t g_rows = (I + block[0] - 1) / block[0], h_cols = (H + block[1] - 1) / block[1];
@@ -184,7 +223,8 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
                          {E, d_rows, i_cols});
     w.scale_block[0] = block[0];
     w.scale_block[1] = block[1];
-    out->describe += ", FP8 with " + std::to_string(block[0]) + "x" + std::to_string(block[1]) + " block scales";
+    out->describe += four_bit ? ", " + d.quant.describe() + " read as stored, F32 scales per " + std::to_string(block[1]) + " inputs"
+                              : ", FP8 with " + std::to_string(block[0]) + "x" + std::to_string(block[1]) + " block scales";
   }
 
   const moe_block_spec& b = d.spec->moe_block;
@@ -195,7 +235,9 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
     std::int64_t Is = sg->source->info->shape[0];
     if (sg->role == quant_role::data || su->role == quant_role::data || sd->role == quant_role::data) {
       // Quantized shared expert: dequantized to bf16 here (one expert; the ABI has no scales for it).
-      auto gate = dequantized_shared(d, *sg), up = dequantized_shared(d, *su), down = dequantized_shared(d, *sd);
+      std::int64_t gr = 0, gc = 0, dr = 0, dc = 0;
+      auto gate = dequantized_shared(d, *sg, gr, gc), up = dequantized_shared(d, *su, gr, gc), down = dequantized_shared(d, *sd, dr, dc);
+      Is = gr;
       const std::uint64_t half = gate.size() * 2, down_bytes = down.size() * 2;
       out->owned.push_back(std::make_unique<std::byte[]>(2 * half + down_bytes));
       std::byte* buf = out->owned.back().get();
