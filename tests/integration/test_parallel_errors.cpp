@@ -29,7 +29,7 @@ std::string error_lines(const std::string& output) {
     std::size_t end = output.find('\n', at);
     if (end == std::string::npos) end = output.size();
     std::string line = output.substr(at, end - at);
-    if (line.find("error") != std::string::npos) out += line + "\n";
+    if (line.find("error:") != std::string::npos) out += line + "\n";
     at = end + 1;
   }
   return out;
@@ -38,27 +38,44 @@ std::string error_lines(const std::string& output) {
 }  // namespace
 
 TEST(ParallelErrors, TheSameBadInputGivesTheSameMessageWithAnyThreadCount) {
-  // Every attn_k tensor of this mixtral fails the permute_qk hook (3 heads do not split 32
-  // rows); the message must name the first in plan order, blk.0's, on every run.
+  // A family whose target layout runs every k_proj through a hook that always fails (the ABI
+  // tests' "throws"): the conversion workers meet one failure per layer, in whatever order
+  // the threads reach them. The message must name the first in plan order on every run.
   test::temp_dir d;
-  fs::create_directories(d / "m");
-  std::string cfg = test::read_bytes(test::fixture("mixtral/hf/config.json"));
-  auto at = cfg.find("\"num_key_value_heads\": 2");
-  ASSERT_NE(at, std::string::npos);
-  cfg.replace(at, std::strlen("\"num_key_value_heads\": 2"), "\"num_key_value_heads\": 3");
-  test::write_bytes(d / "m/config.json", cfg);
-  fs::copy_file(test::fixture("mixtral/hf/model.safetensors"), d / "m/model.safetensors");
+  const std::string dir = d / "plugins", plugin = dir + "/abi_good";
+  fs::create_directories(plugin);
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(plugin.c_str(), 0755), 0);
+  fs::copy_file(std::string(MOEREG_ABI_LIB_DIR) + "/libmoereg_abi_good.so", plugin + "/libmoereg_abi_good.so");
+  test::write_bytes(plugin + "/plugin.yaml", R"(name: abi_good
+version: '0.0.1'
+api_version: 1
+extends: qwen3_moe
+library: libmoereg_abi_good.so
+hooks: [negate, throws]
+layouts:
+  throwing:
+    description: transformers_v5 with every k_proj through a hook that fails
+    experts:
+      gate_up: {key: "model.layers.{layer}.mlp.experts.gate_up_proj", fuse: [gate, up]}
+      down:    {key: "model.layers.{layer}.mlp.experts.down_proj"}
+    transforms:
+      - {key: "model.layers.{layer}.self_attn.k_proj.weight", hook: throws}
+)");
   std::set<std::string> messages;
   int runs = 0;
   for (int threads : {1, 2, 3, 4, 8, 16})
     for (int round = 0; round < 3; ++round) {
-      std::string out = d / ("g" + std::to_string(runs++));
-      auto r = test::run_moereg("convert " + (d / "m") + " " + out + " --to gguf --threads " + std::to_string(threads));
+      std::string out = d / ("o" + std::to_string(runs++));
+      auto r = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + out + " --family abi_good --to throwing --plugin-path " +
+                                dir + " --threads " + std::to_string(threads));
       EXPECT_EQ(r.exit_code, 1) << r.output;
       std::string e = error_lines(r.output);
-      EXPECT_NE(e.find("on tensor 'blk.0.attn_k.weight'"), std::string::npos) << threads << " threads: " << r.output;
+      EXPECT_NE(e.find("hook 'throws' on tensor 'model.layers.0.self_attn.k_proj.weight': kaboom from inside the hook"),
+                std::string::npos)
+          << threads << " threads: " << r.output;
       messages.insert(e);
-      EXPECT_FALSE(fs::exists(out + "/model.gguf"));
+      EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
     }
   EXPECT_EQ(messages.size(), 1u) << "different messages for one input:\n" << [&] {
     std::string all;
