@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <set>
+#include <sstream>
 
 #include "command.h"
 #include "convert_job.h"
@@ -98,7 +99,9 @@ int run_lora_inspect(const std::vector<std::string>& args, global_options& globa
     for (const auto& e : ex)
       for (int pc = 0; pc < 3; ++pc)
         if (const auto& pr = e[static_cast<std::size_t>(pc)]) {
-          std::string k = std::string(piece_name(static_cast<piece>(pc))) + " r=" + std::to_string(pr->rank) + " alpha=" + json::dump(json::value(pr->alpha));
+          std::ostringstream alpha;
+          alpha << pr->alpha;
+          std::string k = std::string(piece_name(static_cast<piece>(pc))) + " r=" + std::to_string(pr->rank) + " alpha=" + alpha.str();
           expert_targets[k].first.insert(layer);
           expert_targets[k].second++;
           expert_example[k] = &*pr;

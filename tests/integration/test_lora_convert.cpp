@@ -147,9 +147,10 @@ TEST(LoraConvert, TwoIEqualsHNeedsPeftVersion) {
     safetensors_file f(weights(d / "old"));
     std::map<std::string, test::f32_tensor> keep;
     for (const auto& t : f.tensors())
-      if (t.name.find("base_layer") != std::string::npos) {
+      if (auto at = t.name.find("base_layer."); at != std::string::npos) {
+        // The only target: PEFT nests nothing, so the keys lose their base_layer.
         const float* p = reinterpret_cast<const float*>(f.data(t));
-        keep[t.name] = {t.shape, std::vector<float>(p, p + t.numel())};
+        keep[t.name.substr(0, at) + t.name.substr(at + 11)] = {t.shape, std::vector<float>(p, p + t.numel())};
       }
     fs::remove(weights(d / "old"));
     test::write_f32_safetensors(weights(d / "old"), keep);
@@ -312,8 +313,9 @@ TEST_F(LoraBadInput, AdapterForAnotherModel) {
   // A base with fewer experts than the adapter.
   test::write_qwen3_moe_config(d / "small", 2, 32, 16, 2);
   auto small = test::lora_base_of(d / "small");
+  test::write_per_expert(d / "b", c);
   try {
-    test::read_adapter(d / "a", small);
+    test::read_adapter(d / "b", small);
     FAIL();
   } catch (const error& e) {
     EXPECT_HAS(e.what(), "expert 2 but the base has E=2");

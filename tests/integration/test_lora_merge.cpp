@@ -29,6 +29,27 @@ float bf(std::uint16_t h) {
   return f;
 }
 
+// The merged checkpoint equals PEFT's state_dict tensor for tensor. One known exception
+// (fixtures README): transformers 5.17 holds deepseek_v3's all-zero e_score_correction_bias in
+// F32 where the checkpoint stores BF16; a conversion passes it through in its source dtype.
+void expect_peft_merge(const std::string& got, const std::string& peft) {
+  checkpoint a = checkpoint::open(got, {false}), b = checkpoint::open(peft, {false});
+  comparison c = compare_tensors(test::refs(a), test::refs(b));
+  EXPECT_EQ(c.compared, b.tensors().size());
+  for (const auto& diff : c.differences) {
+    bool bias = diff.kind == "dtype" && diff.name.find("e_score_correction_bias") != std::string::npos;
+    EXPECT_TRUE(bias) << diff.kind << " " << diff.name << ": " << diff.detail;
+    if (!bias) continue;
+    const auto* ta = a.find(diff.name);
+    const auto* tb = b.find(diff.name);
+    for (std::uint64_t i = 0; i < ta->info->numel(); ++i) {
+      float va = bf(reinterpret_cast<const std::uint16_t*>(ta->data())[i]), vb;
+      std::memcpy(&vb, tb->data() + 4 * i, 4);
+      EXPECT_EQ(va, vb) << diff.name;
+    }
+  }
+}
+
 }  // namespace
 
 TEST(LoraMerge, FixturesAsTransformersV5EqualPeftMerge) {
@@ -39,7 +60,7 @@ TEST(LoraMerge, FixturesAsTransformersV5EqualPeftMerge) {
       auto r = test::run_moereg("lora merge " + test::fixture(std::string(f) + "/hf") + " " +
                                 test::fixture(std::string("lora/") + f + "/" + form) + " " + (d / "out") + " --to transformers_v5");
       ASSERT_EQ(r.exit_code, 0) << r.output;
-      test::expect_same_tensors(d / "out", test::fixture(std::string("lora/") + f + "/merged_transformers_v5.safetensors"));
+      expect_peft_merge(d / "out", test::fixture(std::string("lora/") + f + "/merged_transformers_v5.safetensors"));
     }
 }
 
@@ -52,7 +73,7 @@ TEST(LoraMerge, FixturesAsHfVerifyThroughTheLayouts) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_TRUE(fs::exists(d / "hf/model.safetensors.index.json"));  // sharded through convert's writer
     test::convert(d / "hf", d / "v5", "transformers_v5");
-    test::expect_same_tensors(d / "v5", test::fixture(std::string("lora/") + f + "/merged_transformers_v5.safetensors"));
+    expect_peft_merge(d / "v5", test::fixture(std::string("lora/") + f + "/merged_transformers_v5.safetensors"));
   }
 }
 

@@ -13,11 +13,14 @@ namespace fs = std::filesystem;
 namespace moereg::test {
 
 lora_base lora_base_of(const std::string& base_dir) {
-  checkpoint c = checkpoint::open(base_dir, {true});
+  // Only config.json is needed (a base may be nothing else).
+  const std::string path = base_dir + "/config.json";
+  json::value cfg = json::parse_file(path);
+  const std::string mt = cfg.find("model_type")->as_string();
   lora_base b;
-  b.spec = spec_for(c);
-  b.dims = read_dims(b.spec, c.config(), c.config_path());
-  if (const json::value* a = c.config().find("architectures"); a && a->is_array() && !a->as_array().empty())
+  b.spec = source_catalog().resolve(source_catalog().plugins_for(mt).at(0), mt);
+  b.dims = read_dims(b.spec, cfg, path);
+  if (const json::value* a = cfg.find("architectures"); a && a->is_array() && !a->as_array().empty())
     b.arch = a->as_array()[0].as_string();
   return b;
 }

@@ -1,7 +1,10 @@
 // Merging adapters as edits of a conversion plan (lora_merge.h).
 #include "moereg/lora/lora_merge.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -82,11 +85,23 @@ namespace {
 __attribute__((target_clones("avx2", "default"))) void delta_row(const float* b_row, const float* A, std::int64_t r,
                                                                  std::int64_t in, float s, float* acc, std::byte* w, bool bf16,
                                                                  bool round_twice) {
-  for (std::int64_t i = 0; i < in; ++i) acc[i] = b_row[0] * A[i];
-  for (std::int64_t j = 1; j < r; ++j) {
-    const float bj = b_row[j];
-    const float* Aj = A + j * in;
-    for (std::int64_t i = 0; i < in; ++i) acc[i] += bj * Aj[i];
+  // Blocks of 32 columns stay in registers across the rank loop (acc is touched once).
+  constexpr std::int64_t blk = 32;
+  std::int64_t i0 = 0;
+  for (; i0 + blk <= in; i0 += blk) {
+    float t[blk];
+    for (std::int64_t k = 0; k < blk; ++k) t[k] = b_row[0] * A[i0 + k];
+    for (std::int64_t j = 1; j < r; ++j) {
+      const float bj = b_row[j];
+      const float* Aj = A + j * in + i0;
+      for (std::int64_t k = 0; k < blk; ++k) t[k] += bj * Aj[k];
+    }
+    for (std::int64_t k = 0; k < blk; ++k) acc[i0 + k] = t[k];
+  }
+  for (std::int64_t i = i0; i < in; ++i) {
+    float t = b_row[0] * A[i];
+    for (std::int64_t j = 1; j < r; ++j) t += b_row[j] * A[j * in + i];
+    acc[i] = t;
   }
   if (bf16) {
     auto* wb = reinterpret_cast<std::uint16_t*>(w);
@@ -99,6 +114,12 @@ __attribute__((target_clones("avx2", "default"))) void delta_row(const float* b_
     for (std::int64_t i = 0; i < in; ++i) wf[i] += acc[i] * s;
   }
 }
+
+// The adapter tensors one layer's pairs read, released when its last slot is merged.
+struct layer_release {
+  std::atomic<std::size_t> remaining{0};
+  std::vector<const checkpoint::entry*> sources;
+};
 
 }  // namespace
 
@@ -129,6 +150,7 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
   std::unordered_map<std::string, std::size_t> other_at;
   for (std::size_t i = 0; i < adapter.others.size(); ++i) other_at[adapter.others[i].canonical] = i;
   std::int64_t first_kept = -1, last_kept = -1;
+  std::map<int, std::shared_ptr<layer_release>> releases;
 
   for (auto& o : plan.outputs) {
     if (o.is_expert) {
@@ -153,7 +175,17 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
       const std::int64_t first = o.first_expert, cols = o.cols;
       const dtype type = o.spec.type;
       const std::int64_t I = adapter.dims.I, H = adapter.dims.H;
-      o.edit = [experts, entry, first, cols, type, twice, I, H](std::size_t slot, std::byte* data) {
+      std::shared_ptr<layer_release> rel = releases[o.layer];
+      if (!rel) {
+        rel = releases[o.layer] = std::make_shared<layer_release>();
+        for (const auto& ex : it->second)
+          for (const auto& pr : ex)
+            if (pr)
+              for (const matrix_view* v : {&pr->A, &pr->B})
+                if (std::find(rel->sources.begin(), rel->sources.end(), v->source) == rel->sources.end()) rel->sources.push_back(v->source);
+      }
+      rel->remaining += o.slots.size();
+      o.edit = [experts, entry, first, cols, type, twice, I, H, rel](std::size_t slot, std::byte* data) {
         std::int64_t row0 = 0;
         const auto& ex = (*experts)[static_cast<std::size_t>(first) + slot];
         for (piece p : entry->pieces) {
@@ -161,6 +193,11 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
           if (pr) add_lora_delta(*pr, data + static_cast<std::size_t>(row0 * cols) * dtype_size(type), type, cols, twice);
           row0 += p == piece::down ? H : I;
         }
+        // The layer's last slot: its factors' pages are not needed again (the fused forms
+        // spread one expert over a whole tensor, so they are released per layer, not per slot).
+        if (--rel->remaining == 0)
+          for (const checkpoint::entry* e : rel->sources)
+            e->file->file().dont_need(e->file->data_offset() + e->info->begin, e->info->nbytes());
       };
       o.origin += " + LoRA";
     } else if (o.source) {

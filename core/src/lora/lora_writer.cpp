@@ -214,8 +214,11 @@ lora_output plan_lora_output(const lora_adapter& a, const lora_write_options& op
           rel = (at == std::string::npos ? rel : rel.substr(at + 8)) + "." + t.param;
           if (std::find(target_params.begin(), target_params.end(), rel) == target_params.end()) target_params.push_back(rel);
         }
-        auto& TA = tensor(nameA, shA);
-        auto& TB = tensor(nameB, shB);
+        tensor(nameA, shA);
+        tensor(nameB, shB);
+        // References only now: the second push_back may have moved the first.
+        lora_output_tensor& TA = out.tensors[out.tensors.size() - 2];
+        lora_output_tensor& TB = out.tensors.back();
         for (std::int64_t e = e0; e < e1; ++e) {
           const auto& slots = ex[static_cast<std::size_t>(e)];
           std::int64_t row0 = 0, col0 = 0;
