@@ -360,3 +360,27 @@ TEST_F(LoraBadInput, PeftVersionContradictsConfig) {
   test::write_param_wrapper(d / "b", c, false, "0.19.0");
   EXPECT_HAS(read_error(d / "b"), "does not fit");
 }
+
+TEST(LoraConvert, TransformersV4NamesAreRead) {
+  // An adapter trained on a transformers 4 Mixtral names its experts as the hf layout does
+  // (block_sparse_moe.experts.N.w1); it reads as the same pairs, and is written in PEFT 0.21's names.
+  auto b = test::lora_base_of(test::fixture("mixtral/hf"));
+  test::temp_dir d;
+  std::string src = test::fixture("lora/mixtral/peft_per_expert");
+  safetensors_file f(weights(src));
+  std::map<std::string, test::f32_tensor> renamed;
+  for (const auto& t : f.tensors()) {
+    std::string n = t.name;
+    if (auto at = n.find(".mlp.experts."); at != std::string::npos) n.replace(at, 4, ".block_sparse_moe");
+    const float* p = reinterpret_cast<const float*>(f.data(t));
+    renamed[n] = {t.shape, std::vector<float>(p, p + t.numel())};
+  }
+  ASSERT_TRUE(renamed.count("base_model.model.model.layers.1.block_sparse_moe.experts.7.w3.lora_B.weight"));
+  fs::create_directories(d / "v4");
+  test::write_f32_safetensors(weights(d / "v4"), renamed);
+  fs::copy(src + "/adapter_config.json", d / "v4/adapter_config.json");
+  test::convert_adapter(d / "v4", d / "pw", lora_form::peft_param_wrapper, b);
+  test::expect_same_tensors(weights(d / "pw"), weights(test::fixture("lora/mixtral/peft_param_wrapper")));
+  test::convert_adapter(d / "v4", d / "pe", lora_form::peft_per_expert, b);
+  test::expect_same_tensors(weights(d / "pe"), weights(src));
+}
