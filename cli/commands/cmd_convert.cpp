@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "convert_job.h"
 #include "model_session.h"
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
@@ -141,6 +142,11 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
   if (!dry && !o.count("output")) throw usage_error("convert needs OUT, the output directory (see moereg convert --help)");
 
+  return run_convert_job(o, vm, globals, {});
+}
+
+int run_convert_job(std::map<std::string, std::string> o, const po::variables_map& vm, global_options& globals, const plan_editor& edit) {
+  bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
   double t0 = now_seconds();
   session_request req{o["source"], o.count("family") ? o["family"] : "", o.count("from") ? o["from"] : "", o["to"]};
   model_session s = open_model(req, vm);
@@ -153,6 +159,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
     po_.dequantize = true;
   }
   conversion_plan plan = plan_conversion(src, *target, po_);
+  // A LoRA merge edits the plan (lora/lora_merge.h); its inputs join the resume fingerprint.
+  std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
   double t_plan = now_seconds() - t0;
   spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {:.3f}s)", o["source"], s.spec.name,
                s.model_type, s.layout->name, target->name, plan.outputs.size(), human_bytes(plan.total_bytes),
@@ -219,7 +227,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
 
   // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
   std::string fp_text = fs::weakly_canonical(o["source"]).string() + "|" + target->name + "|" + (o.count("experts") ? o["experts"] : "") +
-                        (po_.dequantize ? "|bf16" : "");
+                        (po_.dequantize ? "|bf16" : "") + edit_fingerprint;
   for (const auto& sh : shards) {
     fp_text += "|" + sh.file_name;
     for (const auto& t : sh.tensors) fp_text += "," + t.name + ":" + std::string(dtype_name(t.type)) + shape_string(t.shape);

@@ -2,13 +2,15 @@
 #include <iostream>
 
 #include "command.h"
+#include "moereg/base/error.h"
 #include "moereg/checkpoint/summary.h"
+#include "moereg/lora/synthetic_lora.h"
 #include "moereg/synth/synthetic_checkpoint.h"
 
 namespace moereg::cli {
 
 int run_synth(const std::vector<std::string>& args, global_options& globals) {
-  command_parser p("synth OUT [--preset NAME] [--layers N] [--shard-size BYTES] [--seed S]",
+  command_parser p("synth OUT [--preset NAME] [--layers N] [--shard-size BYTES] [--seed S] [--lora R [--lora-out DIR]]",
                    "Write a synthetic qwen3_moe-layout checkpoint (hf layout: one tensor per expert and\n"
                    "projection) with random bf16 weights. Presets: tiny (E=8 H=64 I=32),\n"
                    "qwen3_30b_a3b (E=128 H=2048 I=768, about 1.2 GB of experts per layer).");
@@ -17,7 +19,9 @@ int run_synth(const std::vector<std::string>& args, global_options& globals) {
       "layers", po::value<int>()->default_value(2), "decoder layers")(
       "shard-size", po::value<std::uint64_t>()->default_value(0), "bytes per shard; 0 = one file")(
       "seed", po::value<std::uint64_t>()->default_value(1), "random seed")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)");
+      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
+      "lora", po::value<int>(), "also write a random rank-R LoRA adapter on every expert (PEFT ParamWrapper form)")(
+      "lora-out", po::value<std::string>(), "the adapter's directory (default: OUT-lora)");
   p.positional("out", 1);
   auto vm = p.parse(args, globals);
   synthetic_dims d = synthetic_preset(vm["preset"].as<std::string>(), vm["layers"].as<int>());
@@ -25,7 +29,15 @@ int run_synth(const std::vector<std::string>& args, global_options& globals) {
   o.shard_size = vm["shard-size"].as<std::uint64_t>();
   o.seed = vm["seed"].as<std::uint64_t>();
   o.threads = vm["threads"].as<int>();
-  std::uint64_t bytes = write_synthetic_qwen3_moe(vm["out"].as<std::string>(), d, o);
+  std::string out = vm["out"].as<std::string>();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (vm.count("lora") && vm["lora"].as<int>() < 1) throw usage_error("--lora: expected a rank of at least 1");
+  std::uint64_t bytes = write_synthetic_qwen3_moe(out, d, o);
+  if (vm.count("lora")) {
+    std::string dir = vm.count("lora-out") ? vm["lora-out"].as<std::string>() : out + "-lora";
+    std::uint64_t lb = write_synthetic_lora(dir, out, d, vm["lora"].as<int>(), o.seed);
+    if (!globals.json) std::cout << "wrote " << dir << ": rank-" << vm["lora"].as<int>() << " adapter, " << human_bytes(lb) << "\n";
+  }
   if (globals.json)
     std::cout << "{\"out\": \"" << vm["out"].as<std::string>() << "\", \"total_bytes\": " << bytes << "}\n";
   else

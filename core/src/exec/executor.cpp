@@ -60,6 +60,17 @@ void place_bf16(const std::uint16_t* src, std::int64_t rows, std::int64_t cols, 
       dst[transpose ? c * rows_total + r0 + r : (r0 + r) * slot_cols + c] = src[r * cols + c];
 }
 
+// A staged [rows, cols] matrix written [cols, rows].
+void copy_staged_transposed(const matrix_view& shape, const std::byte* src, std::byte* dst) {
+  const std::size_t es = dtype_size(shape.type);
+  constexpr std::int64_t tile = 64;
+  for (std::int64_t r0 = 0; r0 < shape.rows; r0 += tile)
+    for (std::int64_t c0 = 0; c0 < shape.cols; c0 += tile)
+      for (std::int64_t r = r0; r < std::min(shape.rows, r0 + tile); ++r)
+        for (std::int64_t c = c0; c < std::min(shape.cols, c0 + tile); ++c)
+          std::memcpy(dst + static_cast<std::size_t>(c * shape.rows + r) * es, src + static_cast<std::size_t>(r * shape.cols + c) * es, es);
+}
+
 struct work_item {
   std::size_t output;
   std::size_t tensor_index;  // index in the shard writer
@@ -158,7 +169,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
       const std::byte* src = o.source->data();
       std::uint64_t n = o.source->info->nbytes();
       std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
-      if (o.decode_hook.empty() && o.encode_hook.empty()) {
+      if (o.decode_hook.empty() && o.encode_hook.empty() && !o.edit) {
         std::lock_guard<std::mutex> lock(file_lock[s]);
         w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
       } else {
@@ -169,6 +180,11 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
         if (!o.decode_hook.empty()) {
           options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
           cur = stage.data();
+        }
+        if (o.edit) {
+          if (cur != stage.data()) std::memcpy(stage.data(), cur, n);
+          cur = stage.data();
+          o.edit(0, stage.data());
         }
         if (!o.encode_hook.empty()) {
           std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
@@ -185,7 +201,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
       std::size_t esize = dtype_size(o.spec.type);
       std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
       std::uint64_t base = it.slot * slot_bytes;
-      bool direct = !o.transpose && !o.dequantize &&
+      bool direct = !o.transpose && !o.dequantize && !o.edit &&
                     std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
       if (direct) {
         std::lock_guard<std::mutex> lock(file_lock[s]);
@@ -198,6 +214,8 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
         for (const auto& v : pieces) acquire(v);
         stage.resize(slot_bytes);
         std::int64_t row_off = 0;
+        // An edit sees the slot untransposed; the transpose then happens after it.
+        const bool transpose_now = o.transpose && !o.edit;
         for (std::size_t k = 0; k < pieces.size(); ++k) {
           const matrix_view& v = pieces[k];
           if (o.dequantize) {
@@ -205,16 +223,31 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
             dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
             dequantize_view(v, ps, plan.source->quant, dq.out.data(), dq);
             place_bf16(dq.out.data(), ps.grid.rows, ps.grid.cols, reinterpret_cast<std::uint16_t*>(stage.data()), row_off,
-                       o.rows_total, o.cols, o.transpose);
-          } else if (o.transpose) {
+                       o.rows_total, o.cols, transpose_now);
+          } else if (transpose_now) {
             copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
           } else {
             copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
           }
           row_off += v.rows;
         }
+        std::byte* out = stage.data();
+        if (o.edit) {
+          o.edit(it.slot, stage.data());
+          if (o.transpose) {
+            stage2.resize(slot_bytes);
+            matrix_view whole;
+            whole.rows = o.rows_total;
+            whole.cols = o.cols;
+            whole.row_stride = o.cols;
+            whole.col_stride = 1;
+            whole.type = o.spec.type;
+            copy_staged_transposed(whole, stage.data(), stage2.data());
+            out = stage2.data();
+          }
+        }
         std::lock_guard<std::mutex> lock(file_lock[s]);
-        w.write(it.tensor_index, base, stage.data(), slot_bytes);
+        w.write(it.tensor_index, base, out, slot_bytes);
       }
       for (const auto& v : pieces) release(v);
       if (options.progress) options.progress->bytes += slot_bytes;

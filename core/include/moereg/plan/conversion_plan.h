@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,10 @@ struct output_tensor {
   // compressed-tensors' weight_shape): their bytes, made by the planner.
   std::shared_ptr<const std::vector<std::byte>> literal;
   std::string origin;                           // human-readable provenance for --dry-run
+  // An edit of the canonical bytes before they are written (a LoRA merge adds its deltas
+  // here, lora/lora_merge.h): experts get one slot as [rows_total, cols] in entry order,
+  // untransposed; a pass-through tensor its canonical bytes (after any decode hook).
+  std::function<void(std::size_t slot, std::byte* data)> edit;
 };
 
 struct plan_options {
