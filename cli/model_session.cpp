@@ -40,7 +40,7 @@ std::string known_families_hint(const family_catalog& catalog) {
   std::string s;
   for (const auto& t : catalog.known_model_types()) s += (s.empty() ? "" : ", ") + t;
   return "known model types: " + (s.empty() ? std::string("(none: no family plugins were found)") : s) +
-         ". To add a family, write a plugin.yaml (docs/plugin-authoring.md) and pass its directory with --plugin-path";
+         ". To add a family, write a plugin.yaml (" + doc_ref("plugin-authoring.md") + ") and pass its directory with --plugin-path";
 }
 
 family_catalog make_catalog(plugin_registry& registry) {

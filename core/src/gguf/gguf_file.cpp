@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 
 namespace moereg {
 
@@ -20,7 +21,7 @@ std::uint64_t gguf_tensor::numel() const {
 tensor_info gguf_tensor::as_tensor_info() const {
   auto d = dtype();
   if (!d)
-    throw error("gguf tensor '" + name + "': type " + std::string(ggml_traits(type).name) +
+    throw error("gguf tensor " + quote(name) + ": type " + std::string(ggml_traits(type).name) +
                 " is block-quantized, expected an element type (F32, F16, BF16, F64, I8..I64)");
   tensor_info t;
   t.name = name;
@@ -82,24 +83,6 @@ class cursor {
   std::string where_;
 };
 
-std::string quoted(const std::string& s) {
-  // Names come from the file: show at most 200 bytes, with control bytes escaped.
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < 200; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out + "'";
-}
-
 std::string ne_string(const std::vector<std::uint64_t>& ne) {
   std::string s = "{";
   for (std::size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + str(ne[i]);
@@ -137,7 +120,7 @@ gguf_value read_scalar(cursor& c, gguf_type t, const Ctx& ctx) {
 }
 
 gguf_value read_value(cursor& c, const std::string& key) {
-  auto kctx = [&] { return "key " + quoted(key); };
+  auto kctx = [&] { return "key " + quote(key); };
   auto type = c.read<std::uint32_t>([&] { return kctx() + " value type"; });
   if (!known_value_type(type)) c.fail(kctx() + ": value type", "0..12", str(type));
   if (static_cast<gguf_type>(type) != gguf_type::array) return read_scalar(c, static_cast<gguf_type>(type), kctx);
@@ -170,7 +153,7 @@ gguf_tensor read_tensor_info(cursor& c, std::uint64_t index, std::uint32_t align
   gguf_tensor t;
   t.name = c.read_string(gguf_max_key_length, [&] { return "tensor " + str(index) + " name"; });
   if (t.name.empty()) c.fail("tensor " + str(index) + " name", "a non-empty string", "an empty one");
-  auto tctx = [&] { return "tensor " + quoted(t.name); };
+  auto tctx = [&] { return "tensor " + quote(t.name); };
   auto n_dims = c.read<std::uint32_t>([&] { return tctx() + " n_dims"; });
   if (n_dims < 1 || n_dims > gguf_max_dims) c.fail(tctx() + ": n_dims", "1 to " + str(gguf_max_dims), str(n_dims));
   std::uint64_t numel = 1;
@@ -233,7 +216,7 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
   for (std::uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.read_string(gguf_max_key_length, [&] { return "key " + str(i); });
     if (key.empty()) c.fail("key " + str(i), "a non-empty string", "an empty one");
-    if (!keys.insert(key).second) c.fail("key " + quoted(key), "each key once", "a duplicate");
+    if (!keys.insert(key).second) c.fail("key " + quote(key), "each key once", "a duplicate");
     gguf_value v = read_value(c, key);
     if (key == "general.alignment") h.alignment = read_alignment(c, v);
     h.metadata.emplace_back(std::move(key), std::move(v));
@@ -244,7 +227,7 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
   for (std::uint64_t i = 0; i < n_tensors; ++i) {
     h.tensors.push_back(read_tensor_info(c, i, h.alignment));
     if (!names.insert(h.tensors.back().name).second)
-      c.fail("tensor " + quoted(h.tensors.back().name), "each name once", "a duplicate");
+      c.fail("tensor " + quote(h.tensors.back().name), "each name once", "a duplicate");
   }
 
   std::uint64_t pad = (h.alignment - c.pos() % h.alignment) % h.alignment;
@@ -254,10 +237,10 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
   for (const auto& t : h.tensors) {
     std::uint64_t begin, end;
     if (__builtin_add_overflow(h.data_offset, t.offset, &begin) || __builtin_add_overflow(begin, t.nbytes, &end))
-      c.fail("tensor " + quoted(t.name) + ": offset " + str(t.offset) + " + " + str(t.nbytes) + " bytes",
+      c.fail("tensor " + quote(t.name) + ": offset " + str(t.offset) + " + " + str(t.nbytes) + " bytes",
              "to end within the file (" + str(size) + " bytes)", "a sum past 2^64");
     if (end > size)
-      c.fail("tensor " + quoted(t.name) + ": data [" + str(begin) + ", " + str(end) + ") of " +
+      c.fail("tensor " + quote(t.name) + ": data [" + str(begin) + ", " + str(end) + ") of " +
                  std::string(ggml_traits(t.type).name) + " " + shape_string(t.shape),
              "to end within the file (" + str(size) + " bytes)", "it ends " + str(end - size) + " bytes past it");
     order.push_back(&t);
@@ -267,8 +250,8 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
     const gguf_tensor& prev = *order[i - 1];
     const gguf_tensor& cur = *order[i];
     if (cur.offset < prev.offset + prev.nbytes)
-      c.fail("tensor " + quoted(cur.name) + ": offset", "at least " + str(prev.offset + prev.nbytes) + " (the end of tensor " +
-                                                             quoted(prev.name) + ")",
+      c.fail("tensor " + quote(cur.name) + ": offset", "at least " + str(prev.offset + prev.nbytes) + " (the end of tensor " +
+                                                             quote(prev.name) + ")",
              str(cur.offset) + " (the two overlap)");
   }
   return h;
@@ -292,7 +275,7 @@ const gguf_tensor* gguf_file::find_tensor(std::string_view name) const {
 
 namespace {
 [[noreturn]] void wrong_type(const std::string& path, std::string_view key, const char* expected, const gguf_value& v) {
-  throw error(path + ": gguf metadata '" + std::string(key) + "': expected " + expected + ", found " +
+  throw error(path + ": gguf metadata " + quote(key) + ": expected " + expected + ", found " +
               gguf_type_name(static_cast<std::uint32_t>(v.type())));
 }
 }  // namespace
@@ -303,7 +286,7 @@ std::optional<std::uint64_t> gguf_file::get_uint(std::string_view key) const {
   auto u = v->to_uint();
   if (!u) {
     if (v->is_signed())
-      throw error(path() + ": gguf metadata '" + std::string(key) + "': expected a non-negative integer, found " +
+      throw error(path() + ": gguf metadata " + quote(key) + ": expected a non-negative integer, found " +
                   std::to_string(v->as_i64()));
     wrong_type(path(), key, "an integer", *v);
   }
