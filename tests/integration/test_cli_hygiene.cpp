@@ -90,11 +90,20 @@ TEST(CliHygiene, ErrorsQuotingNamesAreEscaped) {
   // problem list names it.
   fs::create_directories(d / "ckpt");
   fs::copy_file(test::fixture("qwen3_moe/hf/config.json"), d / "ckpt/config.json");
-  test::write_bytes(d / "ckpt/model.safetensors", tensors_file({evil}));
+  std::string image = test::read_bytes(test::fixture("qwen3_moe/hf/model.safetensors"));
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(image[static_cast<std::size_t>(i)]);
+  json::value header = json::parse(image.substr(8, n), "fixture header");
+  std::string data = image.substr(8 + n);
+  header.set(evil, json::value(json::object{{"dtype", json::value("F32")},
+                                            {"shape", json::value(json::array{json::value(2)})},
+                                            {"data_offsets", json::value(json::array{json::value(static_cast<std::uint64_t>(data.size())),
+                                                                                     json::value(static_cast<std::uint64_t>(data.size() + 8))})}}));
+  test::write_bytes(d / "ckpt/model.safetensors", test::safetensors_image(json::dump(header), data + std::string(8, '\0')));
   r = run_moereg("convert " + (d / "ckpt") + " " + (d / "out") + " --to transformers_v5");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   expect_no_terminal_controls(r.output);
-  EXPECT_HAS(r.output, evil_escaped);
+  EXPECT_HAS(r.output, evil_escaped + ": not claimed by any rule");
   EXPECT_FALSE(fs::exists(d / "out/config.json"));
 }
 
@@ -120,7 +129,7 @@ TEST(CliHygiene, ThreadsOutOfRangeAreRefusedByName) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_HAS(r.output, "--threads '99999999999': expected an integer from 0 to 4096");
 
-  for (const std::string& value : {"many", "99999999999", "-4", "2.5"}) {
+  for (std::string value : {"many", "99999999999", "-4", "2.5"}) {
     test::write_bytes(d / "recipe.yaml", "source: " + src + "\noutput: " + (d / "out") + "\nto: transformers_v5\nthreads: " +
                                              value + "\n");
     r = run_moereg("convert --config " + (d / "recipe.yaml"));
@@ -140,7 +149,7 @@ TEST(CliHygiene, ThreadsOutOfRangeAreRefusedByName) {
 TEST(CliHygiene, ShardSizesAreCheckedAndSharedBySynthAndConvert) {
   test::temp_dir d;
   std::string src = test::fixture("qwen3_moe/hf");
-  for (const std::string& value : {"nan", "infGB", "-5GB", "5 parsecs"}) {
+  for (std::string value : {"nan", "infGB", "-5GB", "5 parsecs"}) {
     test::write_bytes(d / "recipe.yaml", "source: " + src + "\noutput: " + (d / "out") + "\nto: transformers_v5\n"
                                          "shard_size: " + value + "\n");
     auto r = run_moereg("convert --config " + (d / "recipe.yaml"));
@@ -166,7 +175,7 @@ TEST(CliHygiene, ShardSizesAreCheckedAndSharedBySynthAndConvert) {
 TEST(CliHygiene, ExpertRangesAreUsageErrors) {
   test::temp_dir d;
   std::string src = test::fixture("qwen3_moe/hf");
-  for (const std::string& value : {"5:2", "3:3", "-1:2", "a:b", "1:2x", "4"}) {
+  for (std::string value : {"5:2", "3:3", "-1:2", "a:b", "1:2x", "4"}) {
     auto r = run_moereg("convert " + src + " " + (d / "out") + " --to transformers_v5 --experts=" + value);
     EXPECT_EQ(r.exit_code, 2) << value << ": " << r.output;
     EXPECT_HAS(r.output, "--experts '" + value + "': expected A:B with integers 0 <= A < B");

@@ -112,7 +112,7 @@ std::optional<resume_log> resume_log::load(const std::string& dir) {
     auto r = std::from_chars(hex.data(), hex.data() + hex.size(), checksum, 16);
     if (hex.size() != 16 || r.ec != std::errc() || r.ptr != hex.data() + hex.size())
       throw error(p.string() + ": shard " + quote(name) + ": checksum " + quote(hex) +
-                  " is not 16 hex digits; the resume log is damaged (remove it and convert into a new directory)");
+                  " is not 16 hex digits; the resume log is damaged: convert again into an empty directory");
     log.shards[name] = {static_cast<std::uint64_t>(size->as_int()), checksum};
   }
   return log;
