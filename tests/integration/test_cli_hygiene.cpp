@@ -195,7 +195,9 @@ TEST(CliHygiene, OtherNumericOptionsAreChecked) {
            {"moe run " + test::fixture("qwen3_moe/hf") + " --layer=-1 --input i --output o", "--layer '-1': expected an integer"},
            {"moe bench --preset tiny --tokens 1 --no-reference --min-seconds nan", "--min-seconds 'nan': expected a number from 0 to 3600"},
            {"moe bench --preset tiny --tokens 1 --no-reference --reference-max-seconds=-1",
-            "--reference-max-seconds '-1': expected a number"}}) {
+            "--reference-max-seconds '-1': expected a number"},
+           {"moe bench --preset tiny --tokens 1,99999999 --no-reference",
+            "--tokens: expected comma-separated integers from 1 to 1048576, found '99999999'"}}) {
     auto r = run_moereg(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << ": " << r.output;
     EXPECT_HAS(r.output, c.message);
