@@ -16,6 +16,8 @@
 
 #include "command.h"
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
+#include "moereg/base/units.h"
 #include "moereg/registry/plugin_registry.h"
 #include "moereg/tensor/dtype.h"
 
@@ -176,14 +178,11 @@ std::vector<std::int64_t> parse_tokens(const std::string& s) {
   std::vector<std::int64_t> out;
   std::stringstream ss(s);
   for (std::string part; std::getline(ss, part, ',');) {
-    try {
-      std::size_t used = 0;
-      long long v = std::stoll(part, &used);
-      if (used != part.size() || v <= 0) throw std::invalid_argument(part);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw usage_error("--tokens: expected comma-separated positive integers, found '" + part + "'");
-    }
+    auto v = parse_integer(part, 1, max_bench_tokens);
+    if (!v)
+      throw usage_error("--tokens: expected comma-separated integers from 1 to " + std::to_string(max_bench_tokens) +
+                        ", found " + quote(part));
+    out.push_back(*v);
   }
   if (out.empty()) throw usage_error("--tokens: expected at least one value");
   return out;

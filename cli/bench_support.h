@@ -39,7 +39,8 @@ struct device_buffer {
 // bench/cuda/bench_moe.py counts it): the ceiling for a layer that streams its weights.
 double measure_device_bandwidth(const moereg_backend_api* api, moereg_backend* backend);
 
-// "1,16,128": positive integers, or a usage error naming the bad part.
+// "1,16,128": integers from 1 to max_bench_tokens, or a usage error naming the bad part.
+inline constexpr std::int64_t max_bench_tokens = 1 << 20;
 std::vector<std::int64_t> parse_tokens(const std::string& s);
 
 // The python that runs the reference: the one given, else the first candidate that imports

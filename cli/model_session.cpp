@@ -4,6 +4,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/base/printable.h"
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/tensor/tensor_view.h"
 #include "plugin_options.h"
@@ -22,7 +23,7 @@ std::string known_families_hint(const family_catalog& catalog) {
   std::string s;
   for (const auto& t : catalog.known_model_types()) s += (s.empty() ? "" : ", ") + t;
   return "known model types: " + (s.empty() ? std::string("(none: no family plugins were found)") : s) +
-         ". To add a family, write a plugin.yaml (docs/plugin-authoring.md) and pass its directory with --plugin-path";
+         ". To add a family, write a plugin.yaml (" + doc_ref("plugin-authoring.md") + ") and pass its directory with --plugin-path";
 }
 
 family_catalog make_catalog(plugin_registry& registry) {
@@ -87,7 +88,7 @@ model_session open_model(const session_request& req, const po::variables_map& vm
       break;
     }
     if (!s.ckpt->config().is_object())
-      throw error(g.path() + ": GGUF architecture '" + arch + "' is not mapped by any family plugin's 'gguf' section" +
+      throw error(g.path() + ": GGUF architecture " + quote(arch) + " is not mapped by any family plugin's 'gguf' section" +
                   (s.ckpt->is_directory() ? std::string() : " (and there is no config.json to read instead)") + "; " +
                   known_families_hint(s.catalog));
   }
@@ -133,7 +134,7 @@ model_session open_model(const session_request& req, const po::variables_map& vm
     candidates = s.catalog.plugins_for(s.model_type);
   }
   if (candidates.empty())
-    throw error(s.ckpt->config_path() + ": model_type '" + s.model_type + "' is not handled by any family plugin; " +
+    throw error(s.ckpt->config_path() + ": model_type " + quote(s.model_type) + " is not handled by any family plugin; " +
                 known_families_hint(s.catalog));
   // A native checkpoint is read by the plugin that understood its config first.
   std::string first_error;

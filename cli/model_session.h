@@ -43,7 +43,7 @@ family_catalog make_catalog(plugin_registry& registry);
 // Open, identify and detect. Throws moereg::error with what is unknown and how to fix it.
 model_session open_model(const session_request& request, const po::variables_map& vm);
 
-// "known families: qwen3_moe, ... (add one: docs/plugin-authoring.md)"
+// "known model types: qwen3_moe, ... To add a family, write a plugin.yaml (docs/plugin-authoring.md ...)"
 std::string known_families_hint(const family_catalog& catalog);
 
 }  // namespace moereg::cli

@@ -1,9 +1,11 @@
 #include "progress.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include "command.h"
+#include "moereg/exec/progress_text.h"
 
 namespace moereg::cli {
 
@@ -30,13 +32,15 @@ progress_line::~progress_line() {
 }
 
 void progress_line::print(bool final) const {
-  double t = now_seconds() - start_;
-  double done = static_cast<double>(p_.bytes.load()), total = static_cast<double>(p_.total_bytes);
-  double rate = t > 0 ? done / t : 0;
-  double eta = rate > 0 ? (total - done) / rate : 0;
-  std::fprintf(stderr, "\r%s: %llu/%llu tensors, %.2f/%.2f GB, %.0f MB/s, ETA %.0fs   %s", what_.c_str(),
-               static_cast<unsigned long long>(p_.tensors.load()), static_cast<unsigned long long>(p_.total_tensors),
-               done / 1e9, total / 1e9, rate / 1e6, final ? 0.0 : eta, final ? "\n" : "");
+  progress_counts c;
+  c.tensors = p_.tensors.load();
+  c.total_tensors = p_.total_tensors;
+  c.bytes = p_.bytes.load();
+  c.total_bytes = p_.total_bytes;
+  // Padding clears what a longer previous line left behind; the cursor goes back with \r.
+  std::string text = progress_text(what_, c, now_seconds() - start_, final);
+  std::fprintf(stderr, "\r%-*s%s", static_cast<int>(last_width_), text.c_str(), final ? "\n" : "");
+  last_width_ = std::max(last_width_, text.size());
   std::fflush(stderr);
 }
 

@@ -1,5 +1,5 @@
 // progress.h - a progress line on stderr (tensors, bytes, rate, ETA) while work runs,
-// only when stderr is a terminal.
+// only when stderr is a terminal. Its words: moereg/exec/progress_text.h.
 #pragma once
 
 #include <atomic>
@@ -24,6 +24,7 @@ class progress_line {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   double start_;
+  mutable std::size_t last_width_ = 0;
 };
 
 double now_seconds();

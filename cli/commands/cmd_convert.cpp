@@ -14,9 +14,12 @@
 #include "command.h"
 #include "convert_job.h"
 #include "model_session.h"
+#include "option_values.h"
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/base/printable.h"
 #include "moereg/base/strict_yaml.h"
+#include "moereg/base/units.h"
 #include "moereg/checkpoint/resume_log.h"
 #include "moereg/checkpoint/summary.h"
 #include "moereg/gguf/gguf_family.h"
@@ -30,42 +33,9 @@ namespace moereg::cli {
 
 namespace {
 
-std::uint64_t parse_size(const std::string& s) {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (...) {
-    throw usage_error("--shard-size '" + s + "': expected a size like 5GB, 500MB, 2GiB or a byte count");
-  }
-  std::string unit = s.substr(used);
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  double mult = 1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  else if (unit == "TB") mult = 1e12;
-  else if (unit == "KIB") mult = 1024.0;
-  else if (unit == "MIB") mult = 1024.0 * 1024;
-  else if (unit == "GIB") mult = 1024.0 * 1024 * 1024;
-  else throw usage_error("--shard-size '" + s + "': unknown unit '" + unit + "', expected B, KB, MB, GB, KiB, MiB or GiB");
-  if (v < 0) throw usage_error("--shard-size must not be negative");
-  return static_cast<std::uint64_t>(v * mult);
-}
-
-std::pair<std::int64_t, std::int64_t> parse_range(const std::string& s) {
-  auto colon = s.find(':');
-  try {
-    if (colon == std::string::npos) throw std::invalid_argument("no colon");
-    return {std::stoll(s.substr(0, colon)), std::stoll(s.substr(colon + 1))};
-  } catch (const std::exception&) {
-    throw usage_error("--experts '" + s + "': expected A:B, the experts A..B-1 of every layer");
-  }
-}
-
-// A recipe's keys fill the options the command line left unset.
-void apply_recipe(const std::string& path, std::map<std::string, std::string>& opts) {
+// A recipe's keys fill the options the command line left unset; `where` gets "path:line: key"
+// for each, for messages about its value.
+void apply_recipe(const std::string& path, std::map<std::string, std::string>& opts, std::map<std::string, std::string>& where) {
   YAML::Node root = load_strict_yaml_file(path);  // duplicate keys refused
   if (!root.IsMap()) throw error(path + ":1: a recipe is a map of keys (source, output, to, ...)");
   static const std::set<std::string> keys = {"description", "source", "output", "to", "from", "family",
@@ -75,7 +45,7 @@ void apply_recipe(const std::string& path, std::map<std::string, std::string>& o
     if (!keys.count(k)) {
       std::string list;
       for (const auto& x : keys) list += (list.empty() ? "" : ", ") + x;
-      throw error(path + ":" + std::to_string(kv.first.Mark().line + 1) + ": unknown key '" + k + "', expected one of: " + list);
+      throw error(path + ":" + std::to_string(kv.first.Mark().line + 1) + ": unknown key " + quote(k) + ", expected one of: " + list);
     }
     if (k == "description") continue;
     if (!kv.second.IsScalar())
@@ -84,10 +54,13 @@ void apply_recipe(const std::string& path, std::map<std::string, std::string>& o
     if (k == "dry_run") {
       // YAML 1.2 booleans only: `yes` or `True` must not quietly mean "really convert".
       auto b = strict_bool(kv.second);
-      if (!b) throw error(yaml_where(path, kv.second) + ": 'dry_run' must be true or false, found '" + v + "'");
+      if (!b) throw error(yaml_where(path, kv.second) + ": 'dry_run' must be true or false, found " + quote(v));
       v = *b ? "true" : "false";
     }
-    if (!opts.count(k)) opts[k] = v;
+    if (!opts.count(k)) {
+      opts[k] = v;
+      where[k] = path + ":" + std::to_string(kv.second.Mark().line + 1) + ": " + k;
+    }
   }
 }
 
@@ -105,14 +78,14 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "Tensors stream from the mapped source files to OUT (created; must not exist or be empty) in\n"
       "bounded memory. Layouts: hf, hf_split, transformers_v5, transformers_v4, grouped, gguf (a real\n"
       "GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those the family declares\n"
-      "(moereg plugins show FAMILY). CKPT may also be a .gguf file (docs/gguf.md).");
+      "(moereg plugins show FAMILY). CKPT may also be a .gguf file (see " + doc_ref("gguf.md") + ").");
   p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint: directory, .safetensors or .gguf file")(
       "out", po::value<std::string>(), "output directory")(
       "to", po::value<std::string>(), "target layout")(
       "from", po::value<std::string>(), "source layout (default: detected from the tensors)")(
       "family", po::value<std::string>(), "family plugin or model_type (default: config.json model_type)")(
       "dry-run", po::bool_switch(), "print the plan (each output tensor and where its bytes come from) and check everything; write nothing")(
-      "threads", po::value<int>(), "threads (default: all cores)")(
+      "threads", po::value<std::string>(), "threads, 0 to 4096 (default 0: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
       "resume", po::bool_switch(), "continue an interrupted conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone")(
@@ -134,9 +107,25 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   take("shard-size", "shard_size");
   take("experts", "experts");
   take("dtype", "dtype");
-  if (vm.count("threads")) o["threads"] = std::to_string(vm["threads"].as<int>());
+  take("threads", "threads");
   if (vm["dry-run"].as<bool>()) o["dry_run"] = "true";
-  if (vm.count("config")) apply_recipe(vm["config"].as<std::string>(), o);
+  std::map<std::string, std::string> recipe_where;
+  if (vm.count("config")) {
+    const std::string recipe = vm["config"].as<std::string>();
+    std::error_code ec;
+    if (fs::is_directory(recipe, ec)) throw error(recipe + ": is a directory, expected a recipe file (YAML)");
+    apply_recipe(recipe, o, recipe_where);
+  }
+  // Numeric values are checked before any work, wherever they came from.
+  auto value_of = [&](const char* key, const char* option) {
+    auto w = recipe_where.find(key);
+    return w == recipe_where.end() ? option_value{o[key], option, true} : option_value{o[key], w->second, false};
+  };
+  const int threads = o.count("threads") ? threads_value(value_of("threads", "--threads")) : 0;
+  std::optional<std::uint64_t> shard_size;
+  if (o.count("shard_size")) shard_size = size_value(value_of("shard_size", "--shard-size"));
+  std::optional<std::pair<std::int64_t, std::int64_t>> experts;
+  if (o.count("experts")) experts = experts_value(value_of("experts", "--experts"));
   for (const char* need : {"source", "to"})
     if (!o.count(need)) throw usage_error(std::string("convert needs ") + (std::string(need) == "to" ? "--to LAYOUT" : "CKPT") + " (see moereg convert --help)");
   bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
@@ -153,7 +142,7 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
   const layout_spec* target = s.spec.find_layout(o["to"]);
   decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
   plan_options po_;
-  if (o.count("experts")) po_.experts = parse_range(o["experts"]);
+  po_.experts = experts;
   if (o.count("dtype")) {
     if (o["dtype"] != "bf16") throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights)");
     po_.dequantize = true;
@@ -162,9 +151,9 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
   // A LoRA merge edits the plan (lora/lora_merge.h); its inputs join the resume fingerprint.
   std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
   double t_plan = now_seconds() - t0;
-  spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {:.3f}s)", o["source"], s.spec.name,
+  spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {})", o["source"], s.spec.name,
                s.model_type, s.layout->name, target->name, plan.outputs.size(), human_bytes(plan.total_bytes),
-               s.dims.describe(), t_plan);
+               s.dims.describe(), format_duration(t_plan));
 
   // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
   const bool to_gguf = target->container == "gguf";
@@ -209,11 +198,11 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
                               2)
                 << "\n";
     } else {
-      std::cout << "plan: " << o["source"] << " (" << s.spec.name << ", " << s.layout->name << ") -> layout " << target->name
-                << ": " << plan.outputs.size() << " tensors, " << human_bytes(plan.total_bytes) << "\n";
+      std::cout << "plan: " << printable(o["source"]) << " (" << s.spec.name << ", " << s.layout->name << ") -> layout "
+                << target->name << ": " << plan.outputs.size() << " tensors, " << human_bytes(plan.total_bytes) << "\n";
       for (const auto& t : plan.outputs)
-        std::cout << "  " << t.spec.name << "  " << dtype_name(t.spec.type) << " " << shape_string(t.spec.shape) << "  <- "
-                  << t.origin << "\n";
+        std::cout << "  " << printable(t.spec.name) << "  " << dtype_name(t.spec.type) << " " << shape_string(t.spec.shape)
+                  << "  <- " << printable_message(t.origin) << "\n";
       std::cout << "no problems found; nothing written (--dry-run)\n";
     }
     return 0;
@@ -221,7 +210,7 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
 
   checkpoint_writer_options wo;
   // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
-  wo.shard_size = o.count("shard_size") ? parse_size(o["shard_size"]) : 5'000'000'000ull;
+  wo.shard_size = shard_size.value_or(5'000'000'000ull);
   wo.file_stem = target->file_stem;
   std::vector<shard_plan> shards = to_gguf ? plan_gguf_file(std::move(specs), target->file_stem) : plan_shards(std::move(specs), wo);
 
@@ -250,7 +239,7 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
       if (it == old->shards.end() || !fs::exists(f)) continue;
       bool single = shards.size() == 1;  // recorded by size only, see below
       if (fs::file_size(f) == it->second.size &&
-          (single || file_checksum(f.string(), o.count("threads") ? std::stoi(o["threads"]) : 0) == it->second.checksum)) {
+          (single || file_checksum(f.string(), threads) == it->second.checksum)) {
         skip[i] = true;
         log.shards[it->first] = it->second;
       } else {
@@ -267,7 +256,7 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
   progress.total_bytes = plan.total_bytes;
   progress.total_tensors = plan.outputs.size();
   execute_options eo;
-  eo.threads = o.count("threads") ? std::stoi(o["threads"]) : 0;
+  eo.threads = threads;
   eo.progress = &progress;
   eo.hooks = s.hooks();
   eo.skip_shards = skip;
@@ -283,13 +272,13 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
   eo.on_shard_done = [&](std::size_t i) {
     std::string name = writer.shards()[i].file_name;
     fs::path f = fs::path(o["output"]) / name;
-    auto record = [&, name, f](int threads) {
+    auto record = [&, name, f](int checksum_threads) {
       double c0 = now_seconds();
-      resume_log::shard entry{fs::file_size(f), multi ? file_checksum(f.string(), threads) : 0};
+      resume_log::shard entry{fs::file_size(f), multi ? file_checksum(f.string(), checksum_threads) : 0};
       std::lock_guard<std::mutex> lock(log_mutex);
       log.shards[name] = entry;
       log.save(o["output"]);
-      spdlog::debug("{}: checksum for --resume took {:.2f} s", name, now_seconds() - c0);
+      spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
     };
     if (crash_after > 0 || !multi) {
       record(eo.threads);
@@ -369,9 +358,10 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
                             2)
               << "\n";
   } else {
-    std::cout << "converted " << o["source"] << " (" << s.spec.name << ", " << s.layout->name << ") -> " << o["output"] << " ("
+    std::cout << "converted " << printable(o["source"]) << " (" << s.spec.name << ", " << s.layout->name << ") -> "
+              << printable(o["output"]) << " ("
               << target->name << "): " << plan.outputs.size() << " tensors, " << human_bytes(plan.total_bytes) << " in "
-              << writer.shards().size() << " file(s), " << t_exec << " s (" << rate / 1e6 << " MB/s)\n";
+              << writer.shards().size() << " file(s); " << format_duration(t_exec) << ", " << format_rate(rate) << "\n";
   }
   return 0;
 }

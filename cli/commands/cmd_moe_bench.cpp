@@ -21,11 +21,14 @@
 #include "moereg/base/parallel.h"
 #include "moereg/base/json.h"
 #include "moereg/base/log.h"
+#include "moereg/base/units.h"
+#include "moereg/checkpoint/summary.h"
 #include "moereg/routing/router.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
 #include "moereg/tensor/dtype.h"
 #include "moereg/tensor/tensor_view.h"
+#include "option_values.h"
 #include "plugin_options.h"
 
 namespace moereg::cli {
@@ -62,28 +65,30 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(
       "tokens", po::value<std::string>()->default_value("1,16,128,1024"), "token counts T")(
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
-      "threads", po::value<int>()->default_value(0), "threads for the backend and for PyTorch (0 = all cores)")(
+      "threads", po::value<std::string>()->default_value("0"), "threads for the backend and for PyTorch, 0 to 4096 (0 = all cores)")(
       "backend-option", po::value<std::vector<std::string>>()->composing(),
       "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's)")(
-      "min-seconds", po::value<double>()->default_value(1.0), "time each measurement for at least this long")(
+      "min-seconds", po::value<std::string>()->default_value("1"), "time each measurement for at least this long (0 to 3600)")(
       "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes")(
       "python", po::value<std::string>()->default_value(""), "python with torch, for the reference (default: the first of python3 on PATH and /usr/bin/python3 that imports torch)")(
       "reference-script", po::value<std::string>()->default_value(""), "torch_reference.py (found beside the binary)")(
       "no-reference", po::bool_switch(), "skip the PyTorch reference")(
-      "reference-max-seconds", po::value<double>()->default_value(120.0),
+      "reference-max-seconds", po::value<std::string>()->default_value("120"),
       "skip reference rows estimated to take longer than this per run, and time one warm run where three "
       "would not fit (0 = no limit). Debian's PyTorch runs bf16 matmuls at ~1 GFLOP/s on CPUs without "
       "AVX-512, where a mixtral_8x7b T=1024 layer takes a quarter of an hour per run")(
-      "seed", po::value<std::uint64_t>()->default_value(1), "random seed");
+      "seed", po::value<std::string>()->default_value("1"), "random seed");
   add_plugin_options(p.options());
   auto vm = p.parse(args, globals);
   const moe_preset& pr = find_preset(vm["preset"].as<std::string>());
   const std::vector<std::int64_t> tokens = parse_tokens(vm["tokens"].as<std::string>());
-  const int threads = static_cast<int>(resolve_threads(vm["threads"].as<int>()));
-  const double min_seconds = vm["min-seconds"].as<double>();
+  const int threads = static_cast<int>(resolve_threads(threads_value(cli_value(vm, "threads"))));
+  const double min_seconds = number_value(cli_value(vm, "min-seconds"), 0, 3600, "seconds");
+  const double reference_max_seconds =
+      number_value(cli_value(vm, "reference-max-seconds"), 0, 1e6, "seconds per reference run, 0 = no limit");
   const bool reference = !vm["no-reference"].as<bool>();
   const std::string script = reference ? find_reference_script(vm["reference-script"].as<std::string>()) : "";
-  const std::uint64_t seed = vm["seed"].as<std::uint64_t>();
+  const std::uint64_t seed = uint64_value(cli_value(vm, "seed"));
 
   std::unique_ptr<plugin_registry> registry = make_registry(vm);
 
@@ -112,8 +117,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     w.commit();
   }
   safetensors_file weights(dir + "/weights.safetensors");
-  spdlog::info("moe bench: {} weights written in {:.1f} s ({} bytes)", pr.name,
-               std::chrono::duration<double>(clock_type::now() - t_gen).count(), weights.file_size());
+  spdlog::info("moe bench: {} weights written in {} ({})", pr.name,
+               format_duration(std::chrono::duration<double>(clock_type::now() - t_gen).count()), human_bytes(weights.file_size()));
 
   moereg_moe_weights mw{};
   mw.num_experts = E;
@@ -174,7 +179,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   // already on the device, the call followed by a synchronize.
   const bool on_device = api->alloc && api->free && api->copy && api->synchronize;
   const double bandwidth = on_device ? measure_device_bandwidth(api, backend) : measure_read_bandwidth(threads);
-  spdlog::info("moe bench: {} bandwidth {:.1f} GB/s", on_device ? "device copy (read + write)" : "read", bandwidth / 1e9);
+  spdlog::info("moe bench: {} bandwidth {}", on_device ? "device copy (read + write)" : "read", format_rate(bandwidth));
 
   // Bytes one routed expert streams: bf16, or the backend's own count of what it reads where
   // its describe gives one (quantized experts: codes and scales).
@@ -246,7 +251,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     cmd << "'" << find_python(vm["python"].as<std::string>()) << "' '" << script << "' --weights '" << dir
         << "/weights.safetensors' --inputs '" << dir << "/inputs.safetensors' --outputs '" << dir
         << "/reference.safetensors' --tokens " << tok << " --threads " << threads << " --min-seconds " << min_seconds
-        << " --max-seconds " << vm["reference-max-seconds"].as<double>()
+        << " --max-seconds " << reference_max_seconds
         << " --device " << (on_device && std::string(api->name) == "cuda" ? "cuda" : "cpu");
     spdlog::info("moe bench: reference: {}", cmd.str());
     int status = 0;
@@ -308,8 +313,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   std::cout << pr.name << ": " << pr.note << "\n  E=" << E << " H=" << H << " I=" << I << " K=" << K;
   if (Is) std::cout << " shared Is=" << Is;
   std::cout << "; backend " << api->name << " " << described << "\n  threads " << threads
-            << (on_device ? ", device copy bandwidth (read + write) " : ", read bandwidth ") << std::fixed
-            << std::setprecision(1) << bandwidth / 1e9 << " GB/s"
+            << (on_device ? ", device copy bandwidth (read + write) " : ", read bandwidth ") << format_rate(bandwidth)
             << (reference ? ", reference: transformers eager loop in PyTorch " + torch_version : "") << "\n\n";
   std::cout << "  tokens     time ms    tokens/s  weights GB/s  of bw   GFLOP/s   torch ms  speedup  dense GF/s  of dense  rel diff\n";
   for (const auto& r : rows) {

@@ -10,11 +10,13 @@
 #include "moereg/base/error.h"
 #include "moereg/base/parallel.h"
 #include "moereg/base/log.h"
+#include "moereg/base/units.h"
 #include "moereg/plan/moe_layer.h"
 #include "moereg/routing/router.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
 #include "moereg/tensor/tensor_view.h"
+#include "option_values.h"
 #include "plugin_options.h"
 
 namespace moereg::cli {
@@ -26,11 +28,11 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
                    "BF16). OUT gets `output` [T, H] F32, `topk_ids` [T, K] I64, `topk_weights` [T, K] F32 and\n"
                    "`router_logits` [T, E] F32. Prints which backend ran and why it was chosen.");
   p.options().add_options()("checkpoint", po::value<std::string>()->required(), "checkpoint directory")(
-      "layer", po::value<int>()->required(), "decoder layer whose MoE block runs")(
+      "layer", po::value<std::string>()->required(), "decoder layer whose MoE block runs")(
       "input", po::value<std::string>()->required(), "safetensors file with `input` [T, H]")(
       "output", po::value<std::string>()->required(), "safetensors file to write")(
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
-      "threads", po::value<int>()->default_value(0), "CPU threads (0 = all cores)")(
+      "threads", po::value<std::string>()->default_value("0"), "CPU threads, 0 to 4096 (0 = all cores)")(
       "backend-option", po::value<std::vector<std::string>>()->composing(),
       "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's)")(
       "family", po::value<std::string>(), "family plugin or model_type (default: config.json model_type)")(
@@ -38,6 +40,8 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   add_plugin_options(p.options());
   p.positional("checkpoint", 1);
   auto vm = p.parse(args, globals);
+  const int layer_index = static_cast<int>(integer_value(cli_value(vm, "layer"), 0, 1 << 30, "a decoder layer"));
+  const int threads = threads_value(cli_value(vm, "threads"));
 
   auto t0 = std::chrono::steady_clock::now();
   session_request req;
@@ -46,7 +50,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   if (vm.count("from")) req.from_layout = vm["from"].as<std::string>();
   model_session s = open_model(req, vm);
   decoded_checkpoint dec = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
-  std::unique_ptr<moe_layer> layer = load_moe_layer(dec, vm["layer"].as<int>());
+  std::unique_ptr<moe_layer> layer = load_moe_layer(dec, layer_index);
   if (s.dims.K <= 0) throw error(s.spec.manifest_path + ": dims has no K (experts per token); moe run needs it");
 
   std::string in_path = vm["input"].as<std::string>();
@@ -65,7 +69,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   r.route(xv, routed);
 
   moereg_backend_options opts{};
-  opts.threads = static_cast<int>(resolve_threads(vm["threads"].as<int>()));
+  opts.threads = static_cast<int>(resolve_threads(threads));
   auto t_create = std::chrono::steady_clock::now();
   std::unique_ptr<backend_instance> backend =
       create_backend(*s.registry, vm["backend"].as<std::string>(), layer->weights, layer->routing, opts,
@@ -118,8 +122,9 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
     std::cout << "backend " << backend->record().name << " (" << backend->why() << ")\n"
               << "layer " << layer->layer << " of " << s.ckpt->path() << " (family " << s.spec.name << ", layout "
               << s.layout->name << "; " << layer->describe << ", " << layer->packed_bytes << " bytes packed)\n"
-              << "T=" << T << " tokens, " << dtype_name(x->type) << " input; load " << ms(t0, t_create) << " ms, create "
-              << ms(t_create, t_forward) << " ms, forward " << ms(t_forward, t_done) << " ms -> " << out_path << "\n";
+              << "T=" << T << " tokens, " << dtype_name(x->type) << " input; load " << format_duration(ms(t0, t_create) / 1e3)
+              << ", create " << format_duration(ms(t_create, t_forward) / 1e3) << ", forward "
+              << format_duration(ms(t_forward, t_done) / 1e3) << " -> " << out_path << "\n";
   }
   return 0;
 }

@@ -1,13 +1,16 @@
 // moereg verify A B: exit 0 only when both checkpoints hold the same tensors. Checkpoints of
 // one family in different layouts are compared through their layouts (piece by piece).
 #include <iostream>
+#include <limits>
 
 #include "command.h"
 #include "model_session.h"
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/base/printable.h"
 #include "moereg/checkpoint/compare.h"
 #include "moereg/plan/compare_decoded.h"
+#include "option_values.h"
 #include "plugin_options.h"
 
 namespace moereg::cli {
@@ -36,11 +39,13 @@ int run_verify(const std::vector<std::string>& args, global_options& globals) {
                    "(missing on either side, dtype or shape differences, and the first differing element).");
   p.options().add_options()("a", po::value<std::string>()->required(), "first checkpoint")(
       "b", po::value<std::string>()->required(), "second checkpoint")(
-      "max-report", po::value<std::size_t>()->default_value(50), "list at most this many differences (text output)");
+      "max-report", po::value<std::string>()->default_value("50"), "list at most this many differences (text output)");
   add_plugin_options(p.options());
   p.positional("a", 1).positional("b", 1);
   auto vm = p.parse(args, globals);
   std::string pa = vm["a"].as<std::string>(), pb = vm["b"].as<std::string>();
+  const auto limit = static_cast<std::size_t>(
+      integer_value(cli_value(vm, "max-report"), 0, std::numeric_limits<std::int64_t>::max(), "differences listed"));
 
   comparison c;
   std::string how = "by tensor name";
@@ -65,11 +70,10 @@ int run_verify(const std::vector<std::string>& args, global_options& globals) {
     std::cout << "equal: " << c.compared << " tensors, " << c.bytes_compared << " bytes compared " << how << "\n";
     return 0;
   }
-  std::size_t limit = vm["max-report"].as<std::size_t>();
   std::cout << "different: " << c.differences.size() << " differences (" << c.compared << " compared " << how << ")\n";
   for (std::size_t i = 0; i < c.differences.size() && i < limit; ++i) {
     const auto& d = c.differences[i];
-    std::cout << "  " << d.kind << "  " << d.name << "  " << d.detail << "\n";
+    std::cout << "  " << d.kind << "  " << printable(d.name) << "  " << printable_message(d.detail) << "\n";
   }
   if (c.differences.size() > limit) std::cout << "  ... and " << c.differences.size() - limit << " more (--max-report)\n";
   return 1;

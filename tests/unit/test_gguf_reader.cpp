@@ -337,7 +337,7 @@ TEST(GgufReader, RejectsEmptyAndDuplicateTensorNames) {
 TEST(GgufReader, EscapesControlBytesInNames) {
   gguf_bytes b;
   b.head(1, 0).tensor(std::string("bad\nname", 8), {4}, 0, 8).pad().data(64);
-  EXPECT_MESSAGE(b.s, "tensor 'bad\\x0aname'");
+  EXPECT_MESSAGE(b.s, "tensor 'bad\\nname'");
 }
 
 TEST(GgufReader, RejectsAHeaderOneTensorShort) {

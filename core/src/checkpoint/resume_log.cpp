@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <vector>
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
 #include "moereg/base/parallel.h"
+#include "moereg/base/printable.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 
 namespace fs = std::filesystem;
@@ -99,8 +101,15 @@ std::optional<resume_log> resume_log::load(const std::string& dir) {
   for (const auto& [name, s] : sh->as_object()) {
     const json::value* size = s.find("size");
     const json::value* sum = s.find("checksum");
-    if (!size || !sum || !size->is_integer() || !sum->is_string()) throw error(p.string() + ": bad entry for " + name);
-    log.shards[name] = {static_cast<std::uint64_t>(size->as_int()), std::stoull(sum->as_string(), nullptr, 16)};
+    if (!size || !sum || !size->is_integer() || !sum->is_string() || size->as_int() < 0)
+      throw error(p.string() + ": shard " + quote(name) + ": expected {\"size\": bytes, \"checksum\": \"16 hex digits\"}");
+    const std::string& hex = sum->as_string();
+    std::uint64_t checksum = 0;
+    auto r = std::from_chars(hex.data(), hex.data() + hex.size(), checksum, 16);
+    if (hex.size() != 16 || r.ec != std::errc() || r.ptr != hex.data() + hex.size())
+      throw error(p.string() + ": shard " + quote(name) + ": checksum " + quote(hex) +
+                  " is not 16 hex digits; the resume log is damaged: convert again into an empty directory");
+    log.shards[name] = {static_cast<std::uint64_t>(size->as_int()), checksum};
   }
   return log;
 }

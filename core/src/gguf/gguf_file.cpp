@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 
 namespace moereg {
 
@@ -117,25 +118,8 @@ std::string hex_byte(unsigned c) {
   return std::string("0x") + hex[(c >> 4) & 15] + hex[c & 15];
 }
 
-std::string quoted(const std::string& s) {
-  // Names come from the file: show at most 200 bytes, with control bytes escaped, and
-  // every byte past ASCII too when the name is not UTF-8.
-  const bool utf8 = utf8_error(s) == std::string_view::npos;
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < 200; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F || (c >= 0x80 && !utf8)) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out + "'";
-}
+// Names come from the file: quoted, cut at 200 bytes, control bytes and non-UTF-8 escaped.
+std::string quoted(const std::string& s) { return quote(s); }
 
 // A name (key or tensor name) that is not UTF-8 is refused: llama.cpp and every tool
 // after it treat names as text.

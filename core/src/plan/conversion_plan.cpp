@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 #include "moereg/gguf/ggml_type.h"
 
 namespace moereg {
@@ -318,7 +319,7 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) {
     auto [it, fresh] = seen.emplace(plan.outputs[i].spec.name, i);
     if (!fresh)
-      problems.push_back("output tensor '" + plan.outputs[i].spec.name + "' would be written twice (from " +
+      problems.push_back("output tensor " + quote(plan.outputs[i].spec.name) + " would be written twice (from " +
                          plan.outputs[it->second].origin + " and from " + plan.outputs[i].origin + ")");
   }
   // Only a .gguf holds ggml block types; safetensors has no dtype for them.
@@ -328,7 +329,7 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
         tensor_info t;
         t.type = o.spec.type;
         t.ggml_blocks = o.spec.ggml_blocks;
-        problems.push_back("output tensor '" + o.spec.name + "' holds " + storage_type_name(t) + " blocks from " + o.origin +
+        problems.push_back("output tensor " + quote(o.spec.name) + " holds " + storage_type_name(t) + " blocks from " + o.origin +
                            ", which only a .gguf can hold (layout '" + target.name +
                            "' writes safetensors; decoding ggml blocks is not supported)");
       }

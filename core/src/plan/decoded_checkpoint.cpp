@@ -5,6 +5,7 @@
 #include <set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 #include "expert_companions.h"
 #include "moereg/gguf/ggml_type.h"
 
@@ -215,12 +216,12 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
   auto in_layer_range = [&](const std::string& name, int l, int x) {
     bool mtp = l >= layer_count && l < layer_count + extra;
     if (!moe.count(l) && !mtp) {
-      problem(name + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
+      problem(printable(name) + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
               std::to_string(dims.moe_layers.size()) + " of " + std::to_string(layer_count) + ")");
       return false;
     }
     if (x >= dims.E) {
-      problem(name + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims.E));
+      problem(printable(name) + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims.E));
       return false;
     }
     return true;
@@ -242,23 +243,23 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
       std::string why;
       auto expected = stored_shape(e, dims, q, &why);
       if (expected.empty()) {
-        problem(name + ": " + why + " (layout '" + layout.name + "')");
+        problem(printable(name) + ": " + why + " (layout '" + layout.name + "')");
         continue;
       }
       if (element_shape(*t.info) != expected) {
-        problem(name + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
+        problem(printable(name) + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
                 shape_formula(e, dims) + (q.pack() > 1 ? ", packed " + std::to_string(q.pack()) + " per stored element" : "") +
                 ")");
         continue;
       }
       if (t.info->ggml_blocks && e.transpose) {
         // ggml blocks run along the stored rows: a transposed view would cut through them.
-        problem(name + ": " + storage_type_name(*t.info) + " blocks cannot be read through layout '" + layout.name +
+        problem(printable(name) + ": " + storage_type_name(*t.info) + " blocks cannot be read through layout '" + layout.name +
                 "', which stores this tensor transposed");
         continue;
       }
       if (expert_type && *expert_type != t.info->type) {
-        problem(name + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
+        problem(printable(name) + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
                 std::string(dtype_name(*expert_type)));
         continue;
       }
@@ -283,9 +284,9 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
     bool pass = std::any_of(spec.passthrough.begin(), spec.passthrough.end(),
                             [&](const key_template& t) { return t.match(canonical_key).has_value(); });
     if (!pass) {
-      problem(name + ": not claimed by any rule of family '" + spec.name + "' layout '" + layout.name +
+      problem(printable(name) + ": not claimed by any rule of family '" + spec.name + "' layout '" + layout.name +
               "' (not an expert of this layout, and no passthrough entry matches" +
-              (canonical_key != name ? " its canonical name '" + canonical_key + "'" : std::string()) + ")");
+              (canonical_key != name ? " its canonical name " + quote(canonical_key) : std::string()) + ")");
       continue;
     }
     if (p.role != quant_role::none) {
@@ -377,8 +378,8 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
             [](const passthrough_tensor& a, const passthrough_tensor& b) { return a.canonical < b.canonical; });
   for (std::size_t i = 1; i < out.others.size(); ++i)
     if (out.others[i].canonical == out.others[i - 1].canonical)
-      problem(out.others[i].source->info->name + " and " + out.others[i - 1].source->info->name + " both rename to '" +
-              out.others[i].canonical + "'");
+      problem(printable(out.others[i].source->info->name) + " and " + printable(out.others[i - 1].source->info->name) +
+              " both rename to " + quote(out.others[i].canonical));
   if (!problems.empty()) {
     std::string msg = ckpt.path() + ": " + std::to_string(problems.size()) + " problem" + (problems.size() > 1 ? "s" : "") +
                       " reading it as family '" + spec.name + "' layout '" + layout.name + "'" +
@@ -424,7 +425,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
           if (ea.key.text() == eb.key.text() && (ea.transpose != eb.transpose || ea.pieces != eb.pieces) &&
               entry_shape(ea, dims, nullptr, nullptr, nullptr) == entry_shape(eb, dims, nullptr, nullptr, nullptr)) {
             captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
-            throw error(ckpt.path() + ": '" + ea.key.format(c) + "' has shape " +
+            throw error(ckpt.path() + ": " + quote(ea.key.format(c)) + " has shape " +
                         shape_string(entry_shape(ea, dims, nullptr, nullptr, nullptr)) + " in both layout '" +
                         by_keys[a]->name + "' and layout '" + by_keys[b]->name + "' (" + dims.describe() +
                         "), with different contents, so the files cannot say which one this is; pass --from " +
