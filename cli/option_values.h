@@ -6,6 +6,8 @@
 // (exit 1). Never a default, never "internal error".
 #pragma once
 
+#include "moereg/base/parallel.h"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -15,7 +17,7 @@
 namespace moereg::cli {
 
 // The most threads any command starts (--threads, recipe threads).
-inline constexpr int max_threads = 4096;
+using moereg::max_threads;  // moereg/base/parallel.h
 
 struct option_value {
   std::string text;
