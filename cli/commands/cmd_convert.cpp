@@ -13,7 +13,9 @@
 
 #include "command.h"
 #include "model_session.h"
+#include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
+#include "moereg/base/test_stop.h"
 #include "moereg/base/log.h"
 #include "moereg/checkpoint/resume_log.h"
 #include "moereg/checkpoint/summary.h"
@@ -226,20 +228,32 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   bool resume = vm["resume"].as<bool>();
   resume_log log;
   log.fingerprint = fp_hex;
-  std::vector<bool> skip(shards.size(), false);
+  // The sources by identity, not only by path: a resume from files changed since is refused.
+  for (const auto& f : s.ckpt->files())
+    log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
+  if (!s.ckpt->config_path().empty() && fs::is_regular_file(s.ckpt->config_path()))
+    log.sources.try_emplace(fs::weakly_canonical(s.ckpt->config_path()).string(),
+                            resume_log::identify(s.ckpt->config_path(), ~std::uint64_t{0}));
+
+  // From here a signal stops the job at its next write (base/cancel.h); see the catch below.
+  cancel_on_signals on_signals;
+  // Locks OUT for the whole job: a second process into the same OUT is refused.
+  checkpoint_writer writer(o["output"], std::move(shards), resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
+  std::vector<bool> skip(writer.shards().size(), false);
   if (resume) {
     auto old = resume_log::load(o["output"]);
     if (!old)
-      throw error(o["output"] + ": nothing to resume (no " + resume_log::file_name + "; it is written by a sharded or single-file conversion as it goes)");
+      throw error(o["output"] + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
     if (old->fingerprint != log.fingerprint)
       throw error(o["output"] + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      auto it = old->shards.find(shards[i].file_name);
-      fs::path f = fs::path(o["output"]) / shards[i].file_name;
+    old->check_sources(log);
+    const auto& shards_ = writer.shards();
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      auto it = old->shards.find(shards_[i].file_name);
+      fs::path f = fs::path(o["output"]) / shards_[i].file_name;
       if (it == old->shards.end() || !fs::exists(f)) continue;
-      bool single = shards.size() == 1;  // recorded by size only, see below
       if (fs::file_size(f) == it->second.size &&
-          (single || file_checksum(f.string(), o.count("threads") ? std::stoi(o["threads"]) : 0) == it->second.checksum)) {
+          file_checksum(f.string(), o.count("threads") ? std::stoi(o["threads"]) : 0) == it->second.checksum) {
         skip[i] = true;
         log.shards[it->first] = it->second;
       } else {
@@ -248,9 +262,15 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
     }
     for (const auto& de : fs::directory_iterator(o["output"]))  // temporaries of the interrupted run
       if (de.path().filename().string().size() > 8 && de.path().extension() == ".partial") fs::remove(de.path());
-    spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards.size());
+    spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards_.size());
   }
-  checkpoint_writer writer(o["output"], std::move(shards), resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
+  // Recorded before the first shard, so a job interrupted at any point can be resumed.
+  writer.add_bookkeeping_file(resume_log::file_name, !resume);
+  log.save(o["output"]);
+  double t1 = now_seconds();
+  std::vector<std::future<void>> pending;
+  try {
+  test_stop_point("job-start");
 
   execute_progress progress;
   progress.total_bytes = plan.total_bytes;
@@ -261,26 +281,26 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   eo.hooks = s.hooks();
   eo.skip_shards = skip;
   // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
-  // the shard, so it runs in the background while the next shard is written; a single-file
-  // output records its size only (it is complete once renamed into place).
+  // the shard, so it runs in the background while the next shard is written. A one-file output
+  // is renamed into place only when the job completes, so it has nothing to log.
   const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
   int crash_after = crash ? std::atoi(crash) : -1;
   int done_here = 0;
   std::mutex log_mutex;
-  std::vector<std::future<void>> pending;
   bool multi = writer.shards().size() > 1;
   eo.on_shard_done = [&](std::size_t i) {
+    if (!multi) return;
     std::string name = writer.shards()[i].file_name;
     fs::path f = fs::path(o["output"]) / name;
     auto record = [&, name, f](int threads) {
       double c0 = now_seconds();
-      resume_log::shard entry{fs::file_size(f), multi ? file_checksum(f.string(), threads) : 0};
+      resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), threads)};
       std::lock_guard<std::mutex> lock(log_mutex);
       log.shards[name] = entry;
       log.save(o["output"]);
       spdlog::debug("{}: checksum for --resume took {:.2f} s", name, now_seconds() - c0);
     };
-    if (crash_after > 0 || !multi) {
+    if (crash_after > 0) {
       record(eo.threads);
       if (++done_here == crash_after) std::_Exit(70);
     } else {
@@ -288,8 +308,8 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       // with one thread on the 16-core host; bench-convert.md).
       pending.push_back(std::async(std::launch::async, record, eo.threads));
     }
+    test_stop_point("shard-done");
   };
-  double t1 = now_seconds();
   {
     progress_line line("convert", progress);
     execute_plan(plan, writer, eo);
@@ -339,8 +359,16 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       }
     }
   writer.finish(writer.shards().size() > 1);
-  std::error_code ec;
-  fs::remove(fs::path(o["output"]) / resume_log::file_name, ec);
+  } catch (const cancelled& c) {
+    // Stopped by a signal: keep what --resume can use, and say so.
+    for (auto& f : pending)
+      if (f.valid()) f.wait();
+    writer.keep_for_resume();
+    throw cancelled(c.signal_number(), o["output"] + ": " +
+                                           (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
+                                                                        : "the resume log was kept (a one-file output is written whole)") +
+                                           ", unfinished files removed; run the same command with --resume to finish");
+  }
   double t_exec = now_seconds() - t1;
   double rate = t_exec > 0 ? static_cast<double>(plan.total_bytes) / t_exec : 0;
   if (globals.json) {

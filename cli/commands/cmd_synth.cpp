@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "moereg/base/cancel.h"
 #include "moereg/checkpoint/summary.h"
 #include "moereg/synth/synthetic_checkpoint.h"
 
@@ -25,7 +26,15 @@ int run_synth(const std::vector<std::string>& args, global_options& globals) {
   o.shard_size = vm["shard-size"].as<std::uint64_t>();
   o.seed = vm["seed"].as<std::uint64_t>();
   o.threads = vm["threads"].as<int>();
-  std::uint64_t bytes = write_synthetic_qwen3_moe(vm["out"].as<std::string>(), d, o);
+  std::uint64_t bytes = 0;
+  {
+    cancel_on_signals on_signals;  // a signal stops the writer, which then removes what it wrote
+    try {
+      bytes = write_synthetic_qwen3_moe(vm["out"].as<std::string>(), d, o);
+    } catch (const cancelled& c) {
+      throw cancelled(c.signal_number(), vm["out"].as<std::string>() + ": everything this run wrote was removed");
+    }
+  }
   if (globals.json)
     std::cout << "{\"out\": \"" << vm["out"].as<std::string>() << "\", \"total_bytes\": " << bytes << "}\n";
   else
