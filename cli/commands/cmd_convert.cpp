@@ -100,10 +100,11 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "Convert a checkpoint from one layout of its family to another, both directions, bit-exact.\n"
       "The family comes from config.json (model_type) and the source layout from the tensor names and\n"
       "shapes; where two layouts cannot be told apart from the files, moereg asks for --from.\n"
-      "Tensors stream from the mapped source files to OUT (created; must not exist or be empty) in\n"
-      "bounded memory. Layouts: hf, hf_split, transformers_v5, transformers_v4, grouped, gguf (a real\n"
-      "GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those the family declares\n"
-      "(moereg plugins show FAMILY). CKPT may also be a .gguf file (docs/gguf.md).");
+      "Tensors stream from the mapped source files to OUT (created; must not exist or be empty; locked\n"
+      "against other moereg processes while written) in bounded memory. ^C, SIGTERM or SIGHUP stop it\n"
+      "cleanly, keeping what --resume needs. Layouts: hf, hf_split, transformers_v5, transformers_v4,\n"
+      "grouped, gguf (a real GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those\n"
+      "the family declares (moereg plugins show FAMILY). CKPT may also be a .gguf file (docs/gguf.md).");
   p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint: directory, .safetensors or .gguf file")(
       "out", po::value<std::string>(), "output directory")(
       "to", po::value<std::string>(), "target layout")(
@@ -113,7 +114,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "threads", po::value<int>(), "threads (default: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
-      "resume", po::bool_switch(), "continue an interrupted conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone")(
+      "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
       "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4) to bf16, rounding once to nearest even; scales and quantization_config are dropped")(
       "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dtype)");
   add_plugin_options(p.options());
@@ -270,95 +271,95 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   double t1 = now_seconds();
   std::vector<std::future<void>> pending;
   try {
-  test_stop_point("job-start");
+    test_stop_point("job-start");
 
-  execute_progress progress;
-  progress.total_bytes = plan.total_bytes;
-  progress.total_tensors = plan.outputs.size();
-  execute_options eo;
-  eo.threads = o.count("threads") ? std::stoi(o["threads"]) : 0;
-  eo.progress = &progress;
-  eo.hooks = s.hooks();
-  eo.skip_shards = skip;
-  // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
-  // the shard, so it runs in the background while the next shard is written. A one-file output
-  // is renamed into place only when the job completes, so it has nothing to log.
-  const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
-  int crash_after = crash ? std::atoi(crash) : -1;
-  int done_here = 0;
-  std::mutex log_mutex;
-  bool multi = writer.shards().size() > 1;
-  eo.on_shard_done = [&](std::size_t i) {
-    if (!multi) return;
-    std::string name = writer.shards()[i].file_name;
-    fs::path f = fs::path(o["output"]) / name;
-    auto record = [&, name, f](int threads) {
-      double c0 = now_seconds();
-      resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), threads)};
-      std::lock_guard<std::mutex> lock(log_mutex);
-      log.shards[name] = entry;
-      log.save(o["output"]);
-      spdlog::debug("{}: checksum for --resume took {:.2f} s", name, now_seconds() - c0);
-    };
-    if (crash_after > 0) {
-      record(eo.threads);
-      if (++done_here == crash_after) std::_Exit(70);
-    } else {
-      // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
-      // with one thread on the 16-core host; bench-convert.md).
-      pending.push_back(std::async(std::launch::async, record, eo.threads));
-    }
-    test_stop_point("shard-done");
-  };
-  {
-    progress_line line("convert", progress);
-    execute_plan(plan, writer, eo);
-    for (auto& f : pending) f.get();
-  }
-  // Configuration last, then the index: an interrupted run never looks complete.
-  // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
-  const bool strip_quant = po_.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
-  json::value cfg = s.ckpt->config();
-  if (strip_quant) {
-    json::object kept;
-    for (const auto& [k, v] : cfg.as_object())
-      if (k != "quantization_config") kept.emplace_back(k, v);
-    cfg = json::value(std::move(kept));
-  }
-  if (!target->write_config_hook.empty()) {
-    std::string text;
-    const plugin_record* rec = nullptr;
-    for (const auto* r : s.registry->families())
-      for (const auto& h : r->hooks)
-        if (h == target->write_config_hook) rec = r;
-    const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
-    if (!api || !api->write_config) throw error("layout '" + target->name + "': no loaded library provides hook '" + target->write_config_hook + "'");
-    std::string cfg_text = json::dump(cfg);
-    throw_if_error(api->write_config(target->write_config_hook.c_str(), cfg_text.c_str(),
-                                     moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
-                   "plugin '" + rec->name + "' writing " + target->config_file);
-    writer.write_file(target->config_file, text);
-  } else if (strip_quant) {
-    writer.write_file("config.json", json::dump(cfg, 2) + "\n");
-  } else if (!s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
-    std::ifstream in(fs::path(s.ckpt->path()) / "config.json", std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    writer.write_file("config.json", ss.str());  // the original bytes, untouched
-  } else {
-    writer.write_file("config.json", json::dump(cfg, 2) + "\n");
-  }
-  if (s.ckpt->is_directory())
-    for (const char* f : aux_files) {
-      fs::path a = fs::path(s.ckpt->path()) / f;
-      if (fs::exists(a)) {
-        std::ifstream in(a, std::ios::binary);
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        writer.write_file(f, ss.str());
+    execute_progress progress;
+    progress.total_bytes = plan.total_bytes;
+    progress.total_tensors = plan.outputs.size();
+    execute_options eo;
+    eo.threads = o.count("threads") ? std::stoi(o["threads"]) : 0;
+    eo.progress = &progress;
+    eo.hooks = s.hooks();
+    eo.skip_shards = skip;
+    // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
+    // the shard, so it runs in the background while the next shard is written. A one-file output
+    // is renamed into place only when the job completes, so it has nothing to log.
+    const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
+    int crash_after = crash ? std::atoi(crash) : -1;
+    int done_here = 0;
+    std::mutex log_mutex;
+    bool multi = writer.shards().size() > 1;
+    eo.on_shard_done = [&](std::size_t i) {
+      if (!multi) return;
+      std::string name = writer.shards()[i].file_name;
+      fs::path f = fs::path(o["output"]) / name;
+      auto record = [&, name, f](int threads) {
+        double c0 = now_seconds();
+        resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), threads)};
+        std::lock_guard<std::mutex> lock(log_mutex);
+        log.shards[name] = entry;
+        log.save(o["output"]);
+        spdlog::debug("{}: checksum for --resume took {:.2f} s", name, now_seconds() - c0);
+      };
+      if (crash_after > 0) {
+        record(eo.threads);
+        if (++done_here == crash_after) std::_Exit(70);
+      } else {
+        // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
+        // with one thread on the 16-core host; bench-convert.md).
+        pending.push_back(std::async(std::launch::async, record, eo.threads));
       }
+      test_stop_point("shard-done");
+    };
+    {
+      progress_line line("convert", progress);
+      execute_plan(plan, writer, eo);
+      for (auto& f : pending) f.get();
     }
-  writer.finish(writer.shards().size() > 1);
+    // Configuration last, then the index: an interrupted run never looks complete.
+    // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
+    const bool strip_quant = po_.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
+    json::value cfg = s.ckpt->config();
+    if (strip_quant) {
+      json::object kept;
+      for (const auto& [k, v] : cfg.as_object())
+        if (k != "quantization_config") kept.emplace_back(k, v);
+      cfg = json::value(std::move(kept));
+    }
+    if (!target->write_config_hook.empty()) {
+      std::string text;
+      const plugin_record* rec = nullptr;
+      for (const auto* r : s.registry->families())
+        for (const auto& h : r->hooks)
+          if (h == target->write_config_hook) rec = r;
+      const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
+      if (!api || !api->write_config) throw error("layout '" + target->name + "': no loaded library provides hook '" + target->write_config_hook + "'");
+      std::string cfg_text = json::dump(cfg);
+      throw_if_error(api->write_config(target->write_config_hook.c_str(), cfg_text.c_str(),
+                                       moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
+                     "plugin '" + rec->name + "' writing " + target->config_file);
+      writer.write_file(target->config_file, text);
+    } else if (strip_quant) {
+      writer.write_file("config.json", json::dump(cfg, 2) + "\n");
+    } else if (!s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
+      std::ifstream in(fs::path(s.ckpt->path()) / "config.json", std::ios::binary);
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      writer.write_file("config.json", ss.str());  // the original bytes, untouched
+    } else {
+      writer.write_file("config.json", json::dump(cfg, 2) + "\n");
+    }
+    if (s.ckpt->is_directory())
+      for (const char* f : aux_files) {
+        fs::path a = fs::path(s.ckpt->path()) / f;
+        if (fs::exists(a)) {
+          std::ifstream in(a, std::ios::binary);
+          std::ostringstream ss;
+          ss << in.rdbuf();
+          writer.write_file(f, ss.str());
+        }
+      }
+    writer.finish(writer.shards().size() > 1);
   } catch (const cancelled& c) {
     // Stopped by a signal: keep what --resume can use, and say so.
     for (auto& f : pending)

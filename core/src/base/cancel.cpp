@@ -1,5 +1,6 @@
 #include "moereg/base/cancel.h"
 
+#include <atomic>
 #include <csignal>
 #include <string>
 
@@ -7,11 +8,14 @@ namespace moereg {
 
 namespace {
 
-volatile std::sig_atomic_t received = 0;
+// Lock-free, so safe in a handler; read by every writing thread.
+std::atomic<int> received{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 void on_signal(int signo) {
   // Only the first signal counts; a second ^C while the job cleans up changes nothing.
-  if (!received) received = signo;
+  int none = 0;
+  received.compare_exchange_strong(none, signo);
 }
 
 constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
@@ -50,10 +54,10 @@ cancel_on_signals::~cancel_on_signals() {
   delete saved_;
 }
 
-int cancel_signal() noexcept { return received; }
+int cancel_signal() noexcept { return received.load(std::memory_order_relaxed); }
 
 void throw_if_cancelled() {
-  if (int s = received) throw cancelled(s);
+  if (int s = received.load(std::memory_order_relaxed)) throw cancelled(s);
 }
 
 }  // namespace moereg

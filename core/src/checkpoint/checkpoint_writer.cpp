@@ -12,6 +12,7 @@
 #include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/test_stop.h"
 
 namespace fs = std::filesystem;
 
@@ -123,6 +124,7 @@ void checkpoint_writer::add_bookkeeping_file(const std::string& name, bool creat
 
 void checkpoint_writer::finish(bool write_index) {
   if (!open_.empty()) throw error(out_dir_ + ": internal: finish() with a shard still open");
+  test_stop_point("before-complete");
   if (sealed_) {
     sealed_->commit();
     created_.push_back(sealed_->final_path());

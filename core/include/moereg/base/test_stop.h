@@ -5,7 +5,9 @@
 // stop (waitpid WUNTRACED), does what it needs at that exact moment - truncate a source,
 // send SIGTERM - and continues the process with SIGCONT. Unset, a call costs one getenv.
 // Never set it outside tests. Points: "job-start" (convert: output locked and resume log
-// written, no tensor read yet), "shard-done" (convert: a shard committed and logged).
+// written, no tensor read yet), "shard-done" (convert: a shard committed and logged),
+// "before-complete" (checkpoint_writer::finish: every file written but the one that makes
+// the output complete).
 #pragma once
 
 namespace moereg {
