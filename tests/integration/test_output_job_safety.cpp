@@ -111,6 +111,7 @@ void expect_verifies(const std::string& out, const std::string& src) {
 
 // Two processes into one OUT (absent, or present and empty), many times: exactly one
 // succeeds and its output verifies; the other is refused, and removes nothing of the first.
+// In half the rounds each is held as soon as it owns OUT: only one may ever get there.
 TEST(OutputJobSafety, TwoConvertsIntoOneOutNeverBothSucceed) {
   const std::string src = synth_source();
   const std::vector<std::vector<std::string>> targets = {
@@ -121,8 +122,38 @@ TEST(OutputJobSafety, TwoConvertsIntoOneOutNeverBothSucceed) {
     if (round % 2) fs::create_directory(out);
     std::vector<std::string> args = {"convert", src, out};
     for (const auto& a : targets[static_cast<std::size_t>(round) % targets.size()]) args.push_back(a);
-    pid_t a = spawn(args, {}, d / "a.log");
-    pid_t b = spawn(args, {}, d / "b.log");
+    const bool held = round % 4 >= 2;
+    std::vector<std::string> env;
+    if (held) env.push_back("MOEREG_TEST_STOP_AT=output-locked");
+    pid_t a = spawn(args, env, d / "a.log");
+    pid_t b = spawn(args, env, d / "b.log");
+    if (held) {
+      // The owner stops there; the other must be refused meanwhile, naming the owner.
+      int sa = 0, sb = 0;
+      ASSERT_EQ(::waitpid(a, &sa, WUNTRACED), a);
+      ASSERT_EQ(::waitpid(b, &sb, WUNTRACED), b);
+      if (WIFSTOPPED(sa) == WIFSTOPPED(sb)) {
+        for (pid_t p : {a, b}) {
+          ::kill(p, SIGKILL);
+          ::kill(p, SIGCONT);
+          ::waitpid(p, nullptr, 0);
+        }
+        FAIL() << "round " << round << ": both or neither got to own " << out << "\nA: " << test::read_bytes(d / "a.log")
+               << "\nB: " << test::read_bytes(d / "b.log");
+      }
+      pid_t owner = WIFSTOPPED(sa) ? a : b;
+      int refused = WIFSTOPPED(sa) ? sb : sa;
+      EXPECT_TRUE(WIFEXITED(refused) && WEXITSTATUS(refused) == 1);
+      std::string log = test::read_bytes(owner == a ? d / "b.log" : d / "a.log");
+      EXPECT_NE(log.find(out + " is being written by another moereg process (pid " + std::to_string(owner) + ")"),
+                std::string::npos)
+          << log;
+      ::kill(owner, SIGCONT);
+      EXPECT_EQ(wait_exit(owner), 0) << test::read_bytes(owner == a ? d / "a.log" : d / "b.log");
+      EXPECT_FALSE(has_hidden(out)) << joined(entries(out));
+      expect_verifies(out, src);
+      continue;
+    }
     int ra = wait_exit(a), rb = wait_exit(b);
     std::string la = test::read_bytes(d / "a.log"), lb = test::read_bytes(d / "b.log");
     SCOPED_TRACE("round " + std::to_string(round) + "\nA: " + la + "\nB: " + lb);

@@ -66,6 +66,7 @@ checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan
   // Checked under the lock: another writer cannot fill it between the check and our writes.
   if (!allow_existing && !lock_.dir_is_empty())
     throw error(out_dir_ + ": output directory exists and is not empty (choose a new directory, or --resume)");
+  test_stop_point("output-locked");
 }
 
 checkpoint_writer::~checkpoint_writer() {

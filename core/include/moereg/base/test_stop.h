@@ -4,10 +4,10 @@
 // SIGSTOP the n-th time (default: the first) it reaches <point>. The test waits for the
 // stop (waitpid WUNTRACED), does what it needs at that exact moment - truncate a source,
 // send SIGTERM - and continues the process with SIGCONT. Unset, a call costs one getenv.
-// Never set it outside tests. Points: "job-start" (convert: output locked and resume log
-// written, no tensor read yet), "shard-done" (convert: a shard committed and logged),
-// "before-complete" (checkpoint_writer::finish: every file written but the one that makes
-// the output complete).
+// Never set it outside tests. Points: "output-locked" (checkpoint_writer: OUT locked and
+// found empty, nothing written), "job-start" (convert: output locked and resume log written, no tensor read yet),
+// "shard-done" (convert: a shard committed and logged), "before-complete"
+// (checkpoint_writer::finish: every file written but the one that makes the output complete).
 #pragma once
 
 namespace moereg {
