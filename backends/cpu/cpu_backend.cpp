@@ -1,4 +1,5 @@
 // The cpu backend's C table: every slot turns C++ exceptions into a host status.
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -63,7 +64,13 @@ kernel_table pick_kernels() {
   return t;
 }
 
+// The CPUs this process may run on (taskset, cpusets), not every online CPU: threads beyond
+// those only time-share. The moereg front ends pass an explicit count that also honours
+// cgroup quotas (moereg/base/parallel.h); this is the default for other hosts of the table.
 int online_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
 }

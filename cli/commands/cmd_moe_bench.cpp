@@ -18,6 +18,7 @@
 #include "command.h"
 #include "moe_presets.h"
 #include "moereg/base/error.h"
+#include "moereg/base/parallel.h"
 #include "moereg/base/json.h"
 #include "moereg/base/log.h"
 #include "moereg/routing/router.h"
@@ -76,8 +77,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   auto vm = p.parse(args, globals);
   const moe_preset& pr = find_preset(vm["preset"].as<std::string>());
   const std::vector<std::int64_t> tokens = parse_tokens(vm["tokens"].as<std::string>());
-  const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-  const int threads = vm["threads"].as<int>() > 0 ? vm["threads"].as<int>() : cores;
+  const int threads = static_cast<int>(resolve_threads(vm["threads"].as<int>()));
   const double min_seconds = vm["min-seconds"].as<double>();
   const bool reference = !vm["no-reference"].as<bool>();
   const std::string script = reference ? find_reference_script(vm["reference-script"].as<std::string>()) : "";

@@ -8,6 +8,7 @@
 #include "command.h"
 #include "model_session.h"
 #include "moereg/base/error.h"
+#include "moereg/base/parallel.h"
 #include "moereg/base/log.h"
 #include "moereg/plan/moe_layer.h"
 #include "moereg/routing/router.h"
@@ -62,7 +63,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   r.route(xv, routed);
 
   moereg_backend_options opts{};
-  opts.threads = vm["threads"].as<int>();
+  opts.threads = static_cast<int>(resolve_threads(vm["threads"].as<int>()));
   auto t_create = std::chrono::steady_clock::now();
   std::unique_ptr<backend_instance> backend =
       create_backend(*s.registry, vm["backend"].as<std::string>(), layer->weights, layer->routing, opts);

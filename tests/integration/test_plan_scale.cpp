@@ -1,7 +1,7 @@
 // Planning stays fast at real scale: 500,000 expert tensors in one header.
 #include <gtest/gtest.h>
 
-#include <chrono>
+#include <ctime>
 
 #include "conversion_support.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
@@ -35,16 +35,23 @@ TEST(PlanScale, FiveHundredThousandTensorsPlanInSeconds) {
                                     std::to_string(layers) + "}");
     w.finish(false);
   }
-  auto start = std::chrono::steady_clock::now();
+  // Processor time, not wall time: on a loaded CI machine (2 cores shared with other tests)
+  // the wall clock says more about the neighbours than about the planner.
+  auto cpu_seconds = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  };
+  const double start = cpu_seconds();
   checkpoint ckpt = checkpoint::open(d / "big");
   family_spec spec = test::spec_for(ckpt);
   model_dims dims = read_dims(spec, ckpt.config(), ckpt.config_path());
   const layout_spec& from = detect_layout(ckpt, spec, dims);
   decoded_checkpoint dec = decode_checkpoint(ckpt, spec, from, dims);
   conversion_plan plan = plan_conversion(dec, *spec.find_layout("transformers_v5"), {});
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = cpu_seconds() - start;
   EXPECT_EQ(ckpt.tensors().size(), specs.size());
   EXPECT_EQ(plan.outputs.size(), static_cast<std::size_t>(layers * 3));  // gate_up, down, router per layer
-  std::printf("planned %zu tensors in %.2f s\n", ckpt.tensors().size(), seconds);
-  EXPECT_LT(seconds, 60.0) << "planning 500k tensors must take seconds (60 s allows sanitizer builds)";
+  std::printf("planned %zu tensors in %.2f s of processor time\n", ckpt.tensors().size(), seconds);
+  EXPECT_LT(seconds, 60.0) << "planning 500k tensors must take seconds of processor time (60 s allows sanitizer builds)";
 }

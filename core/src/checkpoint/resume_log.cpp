@@ -7,14 +7,13 @@
 #include <cstring>
 #include <vector>
 #include <algorithm>
-#include <atomic>
-#include <thread>
 
 #include <sys/stat.h>
 #include <filesystem>
 
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/parallel.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 
 namespace fs = std::filesystem;
@@ -60,32 +59,29 @@ std::uint64_t file_checksum(const std::string& path, int threads) {
   constexpr std::uint64_t block = 4ull << 20;
   const std::size_t blocks = static_cast<std::size_t>((size + block - 1) / block);
   std::vector<std::uint64_t> hashes(blocks);
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  auto worker = [&] {
-    std::vector<std::byte> buf(block);
-    for (std::size_t b; !failed && (b = next++) < blocks;) {
+  ordered_run run;
+  run.items = blocks;
+  run.threads = resolve_threads(threads);
+  std::vector<std::vector<std::byte>> bufs(std::min<std::size_t>(run.threads, std::max<std::size_t>(blocks, 1)));
+  try {
+    run_ordered(run, [&](std::size_t b, unsigned worker) {
+      std::vector<std::byte>& buf = bufs[worker];
+      buf.resize(block);
       std::uint64_t off = b * block, len = std::min(block, size - off), got = 0;
       while (got < len) {
         ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(off + got));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          failed = true;
-          break;
-        }
+        if (n < 0) throw error(path + ": read error during checksum at byte " + std::to_string(off + got) + ": " + std::strerror(errno));
+        if (n == 0) throw error(path + ": shrank to " + std::to_string(off + got) + " bytes while being checksummed");
         got += static_cast<std::uint64_t>(n);
       }
       hashes[b] = hash_block(buf.data(), len, b);
-    }
-  };
-  unsigned n = threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
-  n = static_cast<unsigned>(std::min<std::size_t>(n, std::max<std::size_t>(blocks, 1)));
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+    });
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   ::close(fd);
-  if (failed) throw error(path + ": read error during checksum");
   std::uint64_t h = size;
   for (auto x : hashes) h = (h ^ x) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
   return h ^ (h >> 29);

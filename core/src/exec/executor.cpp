@@ -4,10 +4,10 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "moereg/base/error.h"
+#include "moereg/base/parallel.h"
 #include "moereg/exec/dequantize_view.h"
 
 namespace moereg {
@@ -87,7 +87,7 @@ void copy_matrix(const matrix_view& src, std::byte* dst, std::int64_t dr, std::i
 void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const execute_options& options) {
   std::unordered_map<std::string_view, std::size_t> by_name;
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) by_name.emplace(plan.outputs[i].spec.name, i);
-  unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads) : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = resolve_threads(options.threads);
 
   // One work list. Shards are taken in windows of `threads` shards; inside a window the items
   // of its shards are interleaved, so every thread can write a different file (one writer per
@@ -124,6 +124,11 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
       if (!any) break;
     }
   }
+  // Plan order of each item, so that a failure is reported the same with any thread count
+  // (the interleaving above depends on it): outputs in plan order, slots in order.
+  std::vector<std::size_t> first_rank(plan.outputs.size() + 1, 0);
+  for (std::size_t o = 0; o < plan.outputs.size(); ++o)
+    first_rank[o + 1] = first_rank[o] + (plan.outputs[o].is_expert ? plan.outputs[o].slots.size() : 1);
   std::vector<tensor_sink*> open(shards, nullptr);
   std::unique_ptr<std::once_flag[]> opened(new std::once_flag[shards]);
   // One writer at a time per output file. Buffered writes and copy_file_range take the file's
@@ -134,108 +139,100 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   std::unique_ptr<std::mutex[]> file_lock(new std::mutex[shards]);
   std::mutex done_mutex;  // on_shard_done is called one shard at a time
 
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  std::atomic<bool> failed{false};
-  auto worker = [&] {
+  struct scratch {
     std::vector<std::byte> stage, stage2;
     dequantize_scratch dq;
-    try {
-      for (std::size_t i; !failed && (i = next++) < items.size();) {
-        const work_item& it = items[i];
-        const std::size_t s = shard_of[i];
-        std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
-        tensor_sink& w = *open[s];
-        const output_tensor& o = plan.outputs[it.output];
-        if (o.literal) {
-          w.write(it.tensor_index, 0, o.literal->data(), o.literal->size());
-          if (options.progress) options.progress->bytes += o.literal->size();
-        } else if (!o.is_expert) {
-          const std::byte* src = o.source->data();
-          std::uint64_t n = o.source->info->nbytes();
-          std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
-          if (o.decode_hook.empty() && o.encode_hook.empty()) {
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
-          } else {
-            o.source->file->file().will_need(at, n);
-            stage.resize(n);
-            stage2.resize(n);
-            const std::byte* cur = src;
-            if (!o.decode_hook.empty()) {
-              options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
-              cur = stage.data();
-            }
-            if (!o.encode_hook.empty()) {
-              std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
-              options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
-              cur = dst;
-            }
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.write(it.tensor_index, 0, cur, n);
-          }
-          o.source->file->file().dont_need(at, n);
-          if (options.progress) options.progress->bytes += n;
-        } else {
-          const auto& pieces = o.slots[it.slot];
-          std::size_t esize = dtype_size(o.spec.type);
-          std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
-          std::uint64_t base = it.slot * slot_bytes;
-          bool direct = !o.transpose && !o.dequantize &&
-                        std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
-          if (direct) {
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            std::uint64_t at = base;
-            for (const auto& v : pieces) {
-              w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
-              at += v.nbytes();
-            }
-          } else {
-            for (const auto& v : pieces) acquire(v);
-            stage.resize(slot_bytes);
-            std::int64_t row_off = 0;
-            for (std::size_t k = 0; k < pieces.size(); ++k) {
-              const matrix_view& v = pieces[k];
-              if (o.dequantize) {
-                const piece_scales& ps = o.slot_scales[it.slot][k];
-                dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
-                dequantize_view(v, ps, plan.source->quant, dq.out.data(), dq);
-                place_bf16(dq.out.data(), ps.grid.rows, ps.grid.cols, reinterpret_cast<std::uint16_t*>(stage.data()), row_off,
-                           o.rows_total, o.cols, o.transpose);
-              } else if (o.transpose) {
-                copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
-              } else {
-                copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
-              }
-              row_off += v.rows;
-            }
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.write(it.tensor_index, base, stage.data(), slot_bytes);
-          }
-          for (const auto& v : pieces) release(v);
-          if (options.progress) options.progress->bytes += slot_bytes;
+  };
+  std::vector<scratch> scratches(threads);
+  auto run_item = [&](std::size_t i, unsigned worker) {
+    auto& [stage, stage2, dq] = scratches[worker];
+    const work_item& it = items[i];
+    const std::size_t s = shard_of[i];
+    std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
+    tensor_sink& w = *open[s];
+    const output_tensor& o = plan.outputs[it.output];
+    if (o.literal) {
+      w.write(it.tensor_index, 0, o.literal->data(), o.literal->size());
+      if (options.progress) options.progress->bytes += o.literal->size();
+    } else if (!o.is_expert) {
+      const std::byte* src = o.source->data();
+      std::uint64_t n = o.source->info->nbytes();
+      std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
+      if (o.decode_hook.empty() && o.encode_hook.empty()) {
+        std::lock_guard<std::mutex> lock(file_lock[s]);
+        w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
+      } else {
+        o.source->file->file().will_need(at, n);
+        stage.resize(n);
+        stage2.resize(n);
+        const std::byte* cur = src;
+        if (!o.decode_hook.empty()) {
+          options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
+          cur = stage.data();
         }
-        if (options.progress && (!o.is_expert || it.slot + 1 == o.slots.size())) options.progress->tensors++;
-        if (--remaining[s] == 0) {
-          writer.commit_shard(s);
-          if (options.on_shard_done) {
-            std::lock_guard<std::mutex> lock(done_mutex);
-            options.on_shard_done(s);
-          }
+        if (!o.encode_hook.empty()) {
+          std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
+          options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
+          cur = dst;
         }
+        std::lock_guard<std::mutex> lock(file_lock[s]);
+        w.write(it.tensor_index, 0, cur, n);
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      if (!failure) failure = std::current_exception();
-      failed = true;
+      o.source->file->file().dont_need(at, n);
+      if (options.progress) options.progress->bytes += n;
+    } else {
+      const auto& pieces = o.slots[it.slot];
+      std::size_t esize = dtype_size(o.spec.type);
+      std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
+      std::uint64_t base = it.slot * slot_bytes;
+      bool direct = !o.transpose && !o.dequantize &&
+                    std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
+      if (direct) {
+        std::lock_guard<std::mutex> lock(file_lock[s]);
+        std::uint64_t at = base;
+        for (const auto& v : pieces) {
+          w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
+          at += v.nbytes();
+        }
+      } else {
+        for (const auto& v : pieces) acquire(v);
+        stage.resize(slot_bytes);
+        std::int64_t row_off = 0;
+        for (std::size_t k = 0; k < pieces.size(); ++k) {
+          const matrix_view& v = pieces[k];
+          if (o.dequantize) {
+            const piece_scales& ps = o.slot_scales[it.slot][k];
+            dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
+            dequantize_view(v, ps, plan.source->quant, dq.out.data(), dq);
+            place_bf16(dq.out.data(), ps.grid.rows, ps.grid.cols, reinterpret_cast<std::uint16_t*>(stage.data()), row_off,
+                       o.rows_total, o.cols, o.transpose);
+          } else if (o.transpose) {
+            copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
+          } else {
+            copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
+          }
+          row_off += v.rows;
+        }
+        std::lock_guard<std::mutex> lock(file_lock[s]);
+        w.write(it.tensor_index, base, stage.data(), slot_bytes);
+      }
+      for (const auto& v : pieces) release(v);
+      if (options.progress) options.progress->bytes += slot_bytes;
+    }
+    if (options.progress && (!o.is_expert || it.slot + 1 == o.slots.size())) options.progress->tensors++;
+    if (--remaining[s] == 0) {
+      writer.commit_shard(s);
+      if (options.on_shard_done) {
+        std::lock_guard<std::mutex> lock(done_mutex);
+        options.on_shard_done(s);
+      }
     }
   };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+  ordered_run run;
+  run.items = items.size();
+  run.threads = threads;
+  run.rank = [&](std::size_t i) { return first_rank[items[i].output] + items[i].slot; };
+  run_ordered(run, run_item);
 }
 
 }  // namespace moereg
