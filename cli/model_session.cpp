@@ -16,24 +16,6 @@ namespace {
 
 void sink_append(void* ctx, const char* data, std::size_t size) { static_cast<std::string*>(ctx)->append(data, size); }
 
-const plugin_record* record_listing_hook(plugin_registry& reg, const family_catalog& cat, const std::string& plugin,
-                                         const std::string& hook) {
-  std::string name = plugin;
-  for (int depth = 0; depth < 8 && !name.empty(); ++depth) {
-    const plugin_manifest* m = cat.find(name);
-    if (!m) break;
-    if (m->root["hooks"] && m->root["hooks"].IsSequence())
-      for (const auto& h : m->root["hooks"])
-        if (h.as<std::string>() == hook) return reg.find_family(name);
-    name = m->root["extends"] ? m->root["extends"].as<std::string>() : "";
-    if (name.empty() && m->root["variants"]) {
-      for (const auto& v : m->root["variants"])
-        if (v.second["extends"]) name = v.second["extends"].as<std::string>();
-    }
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 std::string known_families_hint(const family_catalog& catalog) {
@@ -45,18 +27,22 @@ std::string known_families_hint(const family_catalog& catalog) {
 
 family_catalog make_catalog(plugin_registry& registry) {
   std::vector<plugin_manifest> ms;
-  for (const plugin_record* r : registry.families()) ms.push_back({r->name, r->manifest_path, r->manifest});
-  return family_catalog(std::move(ms));
+  for (const plugin_record* r : registry.families()) ms.push_back({r->name, r->manifest_path, {}});
+  std::vector<refused_plugin> refused;
+  for (const plugin_record* r : registry.requested_refusals())
+    refused.push_back({r->name, r->model_types, r->source + " " + r->directory + ": " + r->reason});
+  return family_catalog(ms, std::move(refused));
 }
 
 hook_runner model_session::hooks() {
   std::string config_text = json::dump(ckpt->config());
   plugin_registry* reg = registry.get();
-  const family_catalog* cat = &catalog;
   std::string plugin = spec.name;
-  return [reg, cat, plugin, config_text](const std::string& hook, int direction, const std::string& key,
-                                         const tensor_spec& t, const std::byte* src, std::byte* dst) {
-    const plugin_record* rec = record_listing_hook(*reg, *cat, plugin, hook);
+  std::map<std::string, std::string> serving = spec.hook_plugins;  // the catalog's rule
+  return [reg, serving, plugin, config_text](const std::string& hook, int direction, const std::string& key,
+                                             const tensor_spec& t, const std::byte* src, std::byte* dst) {
+    auto it = serving.find(hook);
+    const plugin_record* rec = it == serving.end() ? nullptr : reg->find_family(it->second);
     if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + plugin + "' or the plugins it extends");
     const moereg_hooks_api* api = reg->hooks(*rec);
     if (!api || !api->transform) throw error(rec->library_path + ": hook library has no transform slot (needed for '" + hook + "')");
@@ -84,9 +70,8 @@ model_session open_model(const session_request& req, const po::variables_map& vm
     const gguf_file& g = *s.ckpt->gguf();
     std::string arch = g.get_string("general.architecture").value_or("");
     for (const auto& m : s.catalog.manifests()) {
-      if (!m.root["model_types"] || !m.root["model_types"].IsSequence() || m.root["model_types"].size() == 0) continue;
-      std::vector<std::string> claimed;
-      for (const auto& t : m.root["model_types"]) claimed.push_back(t.as<std::string>());
+      if (m.model_types.empty()) continue;
+      const std::vector<std::string>& claimed = m.model_types;
       family_spec spec;
       try {
         spec = s.catalog.resolve(m.name, claimed.front());
@@ -110,15 +95,14 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   // No config.json: a plugin with a native config reader (Mistral's params.json) may make one.
   if (!s.ckpt->config().is_object()) {
     for (const auto& m : s.catalog.manifests()) {
-      const YAML::Node nc = m.root["native_config"];
-      if (!nc || !nc["file"] || !s.ckpt->is_directory()) continue;
-      fs::path native = fs::path(req.checkpoint) / nc["file"].as<std::string>();
+      if (m.native_config_file.empty() || !s.ckpt->is_directory()) continue;
+      fs::path native = fs::path(req.checkpoint) / m.native_config_file;
       if (!fs::exists(native)) continue;
       const plugin_record* rec = s.registry->find_family(m.name);
       const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
       if (!api || !api->read_config) throw error(m.path + ": native_config hook needs a library with read_config");
       std::string text;
-      throw_if_error(api->read_config(nc["hook"].as<std::string>().c_str(), req.checkpoint.c_str(), moereg_sink{&text, sink_append}),
+      throw_if_error(api->read_config(m.native_config_hook.c_str(), req.checkpoint.c_str(), moereg_sink{&text, sink_append}),
                      "plugin '" + m.name + "' reading " + native.string());
       s.ckpt->set_config(json::parse(text, "config made by plugin '" + m.name + "' from " + native.string()), native.string());
       s.native_config = true;

@@ -17,6 +17,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/test_stop.h"
 #include "moereg/base/log.h"
+#include "moereg/base/strict_yaml.h"
 #include "moereg/checkpoint/resume_log.h"
 #include "moereg/checkpoint/summary.h"
 #include "moereg/gguf/gguf_family.h"
@@ -66,12 +67,7 @@ std::pair<std::int64_t, std::int64_t> parse_range(const std::string& s) {
 
 // A recipe's keys fill the options the command line left unset.
 void apply_recipe(const std::string& path, std::map<std::string, std::string>& opts) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw error(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  YAML::Node root = load_strict_yaml_file(path);  // duplicate keys refused
   if (!root.IsMap()) throw error(path + ":1: a recipe is a map of keys (source, output, to, ...)");
   static const std::set<std::string> keys = {"description", "source", "output", "to", "from", "family",
                                              "shard_size", "threads", "experts", "dry_run", "dtype"};
@@ -85,7 +81,14 @@ void apply_recipe(const std::string& path, std::map<std::string, std::string>& o
     if (k == "description") continue;
     if (!kv.second.IsScalar())
       throw error(path + ":" + std::to_string(kv.second.Mark().line + 1) + ": '" + k + "' must be a single value");
-    if (!opts.count(k)) opts[k] = kv.second.as<std::string>();
+    std::string v = kv.second.as<std::string>();
+    if (k == "dry_run") {
+      // YAML 1.2 booleans only: `yes` or `True` must not quietly mean "really convert".
+      auto b = strict_bool(kv.second);
+      if (!b) throw error(yaml_where(path, kv.second) + ": 'dry_run' must be true or false, found '" + v + "'");
+      v = *b ? "true" : "false";
+    }
+    if (!opts.count(k)) opts[k] = v;
   }
 }
 

@@ -1,6 +1,8 @@
 // moereg plugins list|show NAME|check DIR: what the registry found, from where, and what it
 // refused and why; and a plugin author's checker that reports every problem at once.
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <iomanip>
 #include <iostream>
 
@@ -8,14 +10,9 @@
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
 #include "moereg/registry/plugin_check.h"
-#include "plugin_options.h"
-
-// The layout engine's half of the check (dims, layouts, routing... and unknown keys),
-// resolved against the other plugins found so that `extends` works.
-#if __has_include("moereg/layout/family_catalog.h")
 #include "moereg/layout/family_catalog.h"
-#define MOEREG_HAVE_FAMILY_CHECK 1
-#endif
+#include "model_session.h"
+#include "plugin_options.h"
 
 namespace moereg::cli {
 
@@ -90,6 +87,12 @@ int list(plugin_registry& reg, bool as_json) {
   return 0;
 }
 
+// The catalog's view of a usable record (refused and shadowed ones are not in the catalog).
+const family_manifest* usable_manifest(const family_catalog& cat, const plugin_record& r) {
+  const family_manifest* m = cat.find(r.name);
+  return m && m->path == r.manifest_path ? m : nullptr;
+}
+
 void print_list(const char* label, const std::vector<std::string>& items) {
   std::cout << "  " << std::left << std::setw(14) << label;
   if (items.empty()) std::cout << "-";
@@ -97,8 +100,26 @@ void print_list(const char* label, const std::vector<std::string>& items) {
   std::cout << "\n";
 }
 
+// Which plugin's library serves each hook of the family, by the catalog's one rule (the
+// rule conversions use), for every model_type the plugin resolves for.
+std::map<std::string, std::string> hook_plugins(const family_catalog& cat, const family_manifest& m) {
+  std::map<std::string, std::string> out;
+  std::vector<std::string> types = m.model_types;
+  types.insert(types.end(), m.variant_types.begin(), m.variant_types.end());
+  if (types.empty()) types.push_back("");
+  for (const auto& t : types) {
+    try {
+      for (const auto& [hook, plugin] : cat.resolve(m.name, t).hook_plugins) out.emplace(hook, plugin);
+    } catch (const error&) {
+      // `plugins check` reports why; show says what it can.
+    }
+  }
+  return out;
+}
+
 int show(plugin_registry& reg, const std::string& name, bool as_json) {
   reg.load_all();
+  family_catalog cat = make_catalog(reg);
   std::vector<const plugin_record*> found;
   for (const auto& r : reg.records())
     if (r.name == name) found.push_back(&r);
@@ -112,9 +133,14 @@ int show(plugin_registry& reg, const std::string& name, bool as_json) {
     for (const auto* r : found) {
       json::value v = record_json(*r);
       json::array layouts;
-      if (r->manifest && r->manifest["layouts"] && r->manifest["layouts"].IsMap())
-        for (const auto& kv : r->manifest["layouts"]) layouts.emplace_back(kv.first.Scalar());
+      json::value hooks = json::object{};
+      const family_manifest* m = usable_manifest(cat, *r);
+      if (m) {
+        for (const auto& l : m->layout_names) layouts.emplace_back(l);
+        for (const auto& [hook, plugin] : hook_plugins(cat, *m)) hooks.set(hook, plugin);
+      }
       v.set("layouts", std::move(layouts));
+      v.set("hook_plugins", std::move(hooks));
       arr.push_back(std::move(v));
     }
     std::cout << json::dump(json::value(std::move(arr)), 2) << "\n";
@@ -137,54 +163,47 @@ int show(plugin_registry& reg, const std::string& name, bool as_json) {
       line("probe score", r->probe_score < 0 ? "" : std::to_string(r->probe_score));
       continue;
     }
-    const YAML::Node& m = r->manifest;
-    if (m && m.IsMap()) {
-      if (m["description"] && m["description"].IsScalar()) line("description", m["description"].Scalar());
-      if (m["extends"] && m["extends"].IsScalar()) line("extends", m["extends"].Scalar());
-      if (m["library_sha256"] && m["library_sha256"].IsScalar()) line("sha256", m["library_sha256"].Scalar());
+    const family_manifest* m = usable_manifest(cat, *r);
+    if (m) {
+      if (!m->description.empty()) line("description", m->description);
+      if (!m->extends.empty()) line("extends", m->extends);
+      if (!m->library_sha256.empty()) line("sha256", m->library_sha256);
     }
     print_list("model types", r->model_types);
     print_list("hooks", r->hooks);
-    std::vector<std::string> layouts;
-    if (m && m.IsMap() && m["layouts"] && m["layouts"].IsMap())
-      for (const auto& kv : m["layouts"]) layouts.push_back(kv.first.Scalar());
-    print_list("layouts", layouts);
+    print_list("layouts", m ? m->layout_names : std::vector<std::string>{});
+    if (m) {
+      std::vector<std::string> served;
+      for (const auto& [hook, plugin] : hook_plugins(cat, *m)) served.push_back(hook + " (" + plugin + ")");
+      if (!served.empty()) print_list("hooks served", served);
+    }
   }
   return 0;
 }
 
-void engine_check(const plugin_registry& reg, const std::string& dir, plugin_check_result& c) {
-#ifdef MOEREG_HAVE_FAMILY_CHECK
+// The layout engine's half of the check (dims, layouts, routing... and unknown keys),
+// resolved against the other plugins found so that `extends` works.
+void engine_check(const plugin_registry& reg, const std::string& dir, plugin_check_result& c, std::vector<std::string>& notes) {
   namespace fs = std::filesystem;
   std::string yaml = (fs::path(dir) / "plugin.yaml").string();
   std::error_code ec;
   if (!fs::is_regular_file(yaml, ec)) return;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(yaml);
-  } catch (const YAML::Exception&) {
-    return;  // the registry's check already reported the syntax error with its line
-  }
   std::vector<plugin_manifest> others;
   fs::path self = fs::weakly_canonical(dir, ec);
   for (const auto* f : reg.families())
-    if (fs::weakly_canonical(f->directory, ec) != self) others.push_back({f->name, f->manifest_path, f->manifest});
-  try {
-    family_catalog catalog(std::move(others));
-    for (auto& p : catalog.check({c.name, yaml, root})) c.problems.push_back(std::move(p));
-  } catch (const std::exception& e) {
-    c.problems.push_back(yaml + ": " + e.what());
-  }
-#else
-  (void)reg;
-  (void)dir;
-  c.problems.insert(c.problems.end(), c.unknown_keys.begin(), c.unknown_keys.end());
-#endif
+    if (fs::weakly_canonical(f->directory, ec) != self) others.push_back({f->name, f->manifest_path, {}});
+  family_catalog catalog(others);
+  catalog_check found = catalog.check({c.name, yaml, {}});
+  // A syntax error or a duplicate key is already reported by the registry's half.
+  for (auto& p : found.problems)
+    if (std::find(c.problems.begin(), c.problems.end(), p) == c.problems.end()) c.problems.push_back(std::move(p));
+  notes = std::move(found.notes);
 }
 
 int check(const plugin_registry& reg, const std::string& dir, bool as_json) {
   plugin_check_result c = check_plugin_dir(dir);
-  engine_check(reg, dir, c);
+  std::vector<std::string> notes;
+  engine_check(reg, dir, c, notes);
   if (as_json) {
     json::value out = json::object{};
     out.set("directory", dir);
@@ -197,13 +216,18 @@ int check(const plugin_registry& reg, const std::string& dir, bool as_json) {
     json::array problems;
     for (const auto& p : c.problems) problems.emplace_back(p);
     out.set("problems", std::move(problems));
+    json::array note_list;
+    for (const auto& n : notes) note_list.emplace_back(n);
+    out.set("notes", std::move(note_list));
     std::cout << json::dump(out, 2) << "\n";
   } else if (c.problems.empty()) {
+    for (const auto& n : notes) std::cout << "note: " << n << "\n";
     std::cout << dir << ": ok: plugin '" << c.name << "' version " << c.version << ", plugin API " << c.api_version
               << (c.library.empty() ? ", YAML only" : ", library " + c.library + " loaded and agrees with plugin.yaml")
               << "\n";
   } else {
     for (const auto& p : c.problems) std::cout << p << "\n";
+    for (const auto& n : notes) std::cout << "note: " << n << "\n";
     std::cout << dir << ": " << c.problems.size() << " problem(s)\n";
   }
   return c.problems.empty() ? 0 : 1;

@@ -275,15 +275,16 @@ TEST(GgufCheckpoint, SplitFilesOpenFromTheFirstPart) {
 }
 
 TEST(GgufCheckpoint, PluginGgufSectionIsChecked) {
-  YAML::Node root = YAML::Clone(test::source_catalog().find("qwen3_moe")->root);
+  YAML::Node root = YAML::LoadFile(test::source_catalog().find("qwen3_moe")->path);
   root.remove("gguf");
-  auto errors = check_family_manifest(root, "p.yaml");
+  family_catalog none;
+  auto errors = none.check({"qwen3_moe", "p.yaml", root}).problems;
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("layout 'gguf' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section"),
             std::string::npos)
       << errors[0];
   root["gguf"] = YAML::Load("{architecture: qwen3moe, metadata: [{key: a, config: x, value: 1}, {key: b, config: y, type: u7}]}");
-  errors = check_family_manifest(root, "p.yaml");
+  errors = none.check({"qwen3_moe", "p.yaml", root}).problems;
   ASSERT_EQ(errors.size(), 2u);
   EXPECT_NE(errors[0].find("gguf.metadata 'a' needs exactly one of 'config' and 'value'"), std::string::npos) << errors[0];
   EXPECT_NE(errors[1].find("type is 'u7', expected u32"), std::string::npos) << errors[1];

@@ -173,7 +173,8 @@ TEST_F(Registry, WritableByGroupOrOthersIsRefused) {
   ::chmod((p + "/libmoereg_abi_good.so").c_str(), 0755);
   ::chmod(p.c_str(), 0757);
   plugin_registry reg(options_for({dir}, root));
-  EXPECT_EQ(only(reg).reason, p + ": directory of library libmoereg_abi_good.so is writable by group or others (mode "
+  // The plugin directory is checked with the manifest, before the library.
+  EXPECT_EQ(only(reg).reason, p + ": directory of plugin manifest plugin.yaml is writable by group or others (mode "
                                   "0757), expected no group/other write permission (chmod go-w)");
 }
 

@@ -16,7 +16,25 @@ std::string model_dims::describe() const {
   return "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I);
 }
 
+std::string model_dims::explain(const std::vector<std::string>& symbols) const {
+  std::string s;
+  for (const auto& sym : symbols) {
+    std::int64_t v = sym == "E" ? E : sym == "H" ? H : sym == "I" ? I : K;
+    auto it = fields.find(sym);
+    s += (s.empty() ? "" : ", ") + sym + " = " + std::to_string(v) +
+         (it == fields.end() ? std::string() : " from `" + it->second + "`");
+  }
+  return s + " in " + (config_path.empty() ? std::string("config") : config_path);
+}
+
 namespace {
+
+// The field a value was read from (the first present), or "" when its default served.
+std::string field_used(const config_value& v, const json::value& config) {
+  for (const auto& f : v.fields)
+    if (const json::value* x = config.find_path(f); x && !x->is_null()) return f;
+  return "";
+}
 
 std::string fields_of(const config_value& v) {
   std::string s;
@@ -70,7 +88,11 @@ std::string shape_formula(const expert_entry& e, const model_dims& d) {
   std::string cols = e.pieces[0] == piece::down ? "I" : "H";
   std::string s = e.stacked ? "E, " : "";
   s += e.transpose ? cols + ", " + rows : rows + ", " + cols;
-  return "[" + s + "] with " + d.describe();
+  std::vector<std::string> symbols;
+  if (e.stacked) symbols.push_back("E");
+  symbols.push_back(e.pieces[0] == piece::down ? "H" : "I");
+  symbols.push_back(cols);
+  return "[" + s + "]: " + d.explain(symbols);
 }
 
 // The stored shape of an entry under a quantization scheme: units instead of elements
@@ -107,16 +129,20 @@ key_template data_key(const expert_entry& e, const quant_format& q) {
 
 model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& path) {
   model_dims d;
+  d.config_path = path;
   d.E = need_dim(spec, config, path, "E");
   d.H = need_dim(spec, config, path, "H");
   d.I = need_dim(spec, config, path, "I");
   if (spec.dims.count("K")) d.K = need_dim(spec, config, path, "K");
+  for (const auto& [sym, v] : spec.dims)
+    if (std::string f = field_used(v, config); !f.empty()) d.fields[sym] = f;
   const auto& r = spec.moe_layers;
   auto count = resolve_value(r.count, config);
   if (!count || *count < 1) throw error(path + ": expected the layer count in " + fields_of(r.count));
   int n = static_cast<int>(*count);
-  int step = static_cast<int>(resolve_value(r.sparse_step, config).value_or(1));
-  int first = static_cast<int>(resolve_value(r.first_dense, config).value_or(0));
+  // A field named without a default must be there: a typo would otherwise pick the MoE layers.
+  int step = static_cast<int>(required_value(r.sparse_step, config, path, 1));
+  int first = static_cast<int>(required_value(r.first_dense, config, path, 0));
   std::set<int> dense;
   if (!r.dense_layers.empty())
     if (const json::value* v = config.find_path(r.dense_layers); v && v->is_array())
@@ -211,7 +237,7 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
       if (element_shape(*t.info) != expected) {
         problem(name + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
                 shape_formula(e, dims) + (q.pack() > 1 ? ", packed " + std::to_string(q.pack()) + " per stored element" : "") +
-                " from " + (ckpt.config_path().empty() ? "config" : ckpt.config_path()) + ")");
+                ")");
         continue;
       }
       if (t.info->ggml_blocks && e.transpose) {
@@ -411,7 +437,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
   if (by_keys.size() == 1) return *by_keys.front();
   if (!by_keys.empty())
     throw error(ckpt.path() + ": the expert tensors of layer " + std::to_string(l) + " have the names of layout(s) " +
-                names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.describe() +
+                names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.explain({"E", "H", "I"}) +
                 " (does config.json belong to these weights?)");
   std::string expect;
   for (const auto& layout : spec.layouts) {

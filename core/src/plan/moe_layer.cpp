@@ -27,9 +27,7 @@ const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_temp
               "' but the checkpoint has no such tensor (in layout '" + d.layout->name + "' naming)");
 }
 
-double config_number(const config_value& v, const json::value& cfg, double fallback) {
-  return resolve_value(v, cfg).value_or(fallback);
-}
+
 
 // One scale element of a strided scale view, widened to float.
 float scale_at(const matrix_view& s, std::int64_t r, std::int64_t c) {
@@ -224,6 +222,15 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
 
   const json::value& cfg = d.ckpt->config();
   const routing_spec& r = d.spec->routing;
+  // Defaults in place of a missing routing would route differently and still give numbers.
+  if (!r.declared)
+    throw error(d.spec->manifest_path + ": family '" + d.spec->name + "'" +
+                (d.spec->model_type.empty() ? "" : " (" + d.spec->model_type + ")") +
+                " declares no 'routing' (scoring, renormalize, scaling...), so moe run cannot route its tokens");
+  const std::string config_path = d.ckpt->config_path().empty() ? d.ckpt->path() : d.ckpt->config_path();
+  auto config_number = [&](const config_value& v, const json::value& c, double builtin) {
+    return required_value(v, c, config_path, builtin);
+  };
   moereg_routing_params& rp = out->routing;
   rp.num_experts = static_cast<std::int32_t>(E);
   rp.top_k = static_cast<std::int32_t>(dims.K);

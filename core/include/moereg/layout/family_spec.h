@@ -3,8 +3,10 @@
 // The YAML says where each canonical piece of an MoE layer lives in each layout (key
 // templates, stacking, fusing, transposes), how the other tensors are renamed, which
 // tensors pass through, how config.json gives the dimensions, and how the family routes.
-// docs/yaml-reference.md documents every key; check_family_manifest reports every problem
-// of a manifest at once as "file:line: what, expected what".
+// docs/yaml-reference.md documents every key. Specs are made by the family_catalog
+// (family_catalog.h), which parses each manifest once and merges `extends` and `variants`;
+// every part remembers where it was written, so each problem is reported as
+// "file:line:column: what, expected what" at the right line of the right file.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -20,6 +22,16 @@
 
 namespace moereg {
 
+// Where a part of a spec was written: the manifest, 1-based line and column, and the plugin
+// it belongs to (which, through `extends`, need not be the plugin being resolved).
+struct source_loc {
+  std::string file;
+  int line = 0, column = 0;  // 0: not known (a key that was absent)
+  std::string plugin;
+  // "file:line:column", "file" when the position is not known.
+  std::string str() const;
+};
+
 // The canonical pieces of one expert (DESIGN.md): gate [I,H], up [I,H], down [H,I].
 enum class piece { gate = 0, up = 1, down = 2 };
 const char* piece_name(piece p);
@@ -31,7 +43,7 @@ struct expert_entry {
   std::vector<piece> pieces;   // concatenated along the output (row) axis, in this order
   bool stacked = false;        // the key has no {expert}: axis 0 is the expert index
   bool transpose = false;      // each matrix is stored [in, out] instead of [out, in]
-  int line = 0;
+  source_loc at;
 };
 
 // A rename between the family's canonical names (those of its reference layout) and a
@@ -39,14 +51,14 @@ struct expert_entry {
 struct rename_rule {
   key_template canonical;
   key_template renamed;
-  int line = 0;
+  source_loc at;
 };
 
 // A tensor whose bytes a hook rewrites in this layout (e.g. Mistral's wq/wk row order).
 struct tensor_transform {
   key_template key;  // in this layout's naming
   std::string hook;
-  int line = 0;
+  source_loc at;
 };
 
 // How quantized checkpoints name a linear weight's stored data and its companions. Each is
@@ -58,7 +70,7 @@ struct quant_naming {
   std::string weight = "{key}";     // the stored (possibly packed) data
   std::vector<std::string> scale;   // read: the first present; written: the one that was read
   std::string g_idx, zeros, shape;  // optional companions: GPTQ g_idx / qzeros, compressed-tensors weight_shape / weight_zero_point
-  int line = 0;
+  source_loc at;
 };
 
 struct layout_spec {
@@ -76,15 +88,19 @@ struct layout_spec {
   // (int4, mxfp4) keep the shape their format fixes.
   bool squeeze_expert_scales = false;
   std::string container = "safetensors";    // what convert --to writes: safetensors | gguf (file_stem.gguf)
-  std::string defined_in;                   // plugin.yaml that declared it
-  int line = 0;
+  source_loc at;                            // where it was declared (file, line, plugin)
 };
 
-// A number read from config.json: the first field present, else the default.
+// A number read from config.json: the first field present, else the default. A value that
+// names fields and gives no default needs one of them in config.json (required_value).
 struct config_value {
   std::vector<std::string> fields;  // dotted paths ("text_config.hidden_size")
   std::optional<double> fallback;
+  std::string key;                  // the manifest key it was given for: "dims.I", "routing.scaling"
+  source_loc at;                    // where that key was written
   bool empty() const { return fields.empty() && !fallback; }
+  // "`moe_intermediate_size`", "`a` or `b`", "the default 1" (for messages).
+  std::string describe() const;
 };
 
 struct moe_layer_rule {
@@ -105,7 +121,8 @@ struct routing_spec {
   std::string group_score = "none";      // none | max | top2_sum
   std::string groups_when_field;         // groups apply only when this config field...
   std::string groups_when_equals;        // ...equals this string
-  int line = 0;
+  bool declared = false;                 // the manifest has a `routing` section (moe run needs one)
+  source_loc at;
 };
 
 // Canonical names of the non-expert parts of one MoE block (moe run needs them).
@@ -122,7 +139,7 @@ struct gguf_metadata_rule {
   std::vector<std::string> config;   // config.json paths: writing takes the first present, reading fills the first
   std::optional<double> value;       // a constant instead (e.g. expert_gating_func)
   std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool
-  int line = 0;
+  source_loc at;
 };
 
 // How the family maps onto GGUF: the architecture name, which model_type a file of that
@@ -137,7 +154,7 @@ struct gguf_spec {
   };
   std::vector<model_type_rule> model_types;
   std::vector<gguf_metadata_rule> metadata;  // those for this spec's model_type
-  int line = 0;
+  source_loc at;
 };
 
 struct family_spec {
@@ -149,7 +166,11 @@ struct family_spec {
   std::string manifest_path;
   std::vector<std::string> model_types;
   std::string library;
-  std::vector<std::string> hooks;
+  std::vector<std::string> hooks;  // this plugin's own (its library's)
+  // Which plugin's library serves each hook the spec uses or lists: the plugin whose
+  // manifest declared the part that names it (a layout inherited through `extends` keeps
+  // its plugin's hooks). The one rule for the CLI, the executor and `plugins show`.
+  std::map<std::string, std::string> hook_plugins;
   std::string native_config_file;  // e.g. params.json, read by native_config_hook
   std::string native_config_hook;
   std::map<std::string, config_value> dims;  // E, H, I, K, ...
@@ -166,16 +187,21 @@ struct family_spec {
 
   const layout_spec* find_layout(const std::string& name) const;  // by name or alias
   std::vector<std::string> layout_names() const;
+  // The plugin whose library serves hook; nullptr when no plugin of the spec lists it.
+  const std::string* plugin_serving(const std::string& hook) const;
 };
 
-// Parse a fully merged manifest node (extends and variants already applied). Throws
-// moereg::error listing every problem ("file:line: ...", one per line).
+// Parse one self-contained manifest (no `extends` to other plugins). Throws moereg::error
+// listing every problem ("file:line:column: ...", one per line). For tests and tools; the
+// CLI resolves through a family_catalog.
 family_spec parse_family_spec(const YAML::Node& root, const std::string& manifest_path, const std::string& model_type);
-
-// Every problem of one plugin.yaml, as "file:line: message". Empty when it is valid.
-std::vector<std::string> check_family_manifest(const YAML::Node& root, const std::string& yaml_path);
 
 // Resolve a config_value against config.json; nullopt when absent and without default.
 std::optional<double> resolve_value(const config_value& v, const json::value& config);
+
+// The value for config, or `builtin` when the manifest did not give the key at all. Throws
+// moereg::error naming the config field and the manifest line when the manifest names
+// fields without a default and config.json has none of them (or a non-number there).
+double required_value(const config_value& v, const json::value& config, const std::string& config_path, double builtin);
 
 }  // namespace moereg
