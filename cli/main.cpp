@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/abi/moereg_abi.h"
 #include "moereg/base/log.h"
@@ -104,6 +105,9 @@ int main(int argc, char** argv) {
   } catch (const usage_error& e) {
     std::cerr << "moereg: " << printable_message(e.what()) << "\n";
     return 2;
+  } catch (const cancelled& e) {
+    std::cerr << "moereg: " << e.what() << "\n";
+    return 128 + e.signal_number();  // as a shell reports a process killed by the signal
   } catch (const error& e) {
     std::cerr << "moereg: error: " << printable_message(e.what()) << "\n";
     return 1;

@@ -14,8 +14,10 @@
 #include "command.h"
 #include "convert_job.h"
 #include "model_session.h"
+#include "moereg/base/cancel.h"
 #include "option_values.h"
 #include "moereg/base/error.h"
+#include "moereg/base/test_stop.h"
 #include "moereg/base/log.h"
 #include "moereg/base/printable.h"
 #include "moereg/base/strict_yaml.h"
@@ -75,10 +77,11 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "Convert a checkpoint from one layout of its family to another, both directions, bit-exact.\n"
       "The family comes from config.json (model_type) and the source layout from the tensor names and\n"
       "shapes; where two layouts cannot be told apart from the files, moereg asks for --from.\n"
-      "Tensors stream from the mapped source files to OUT (created; must not exist or be empty) in\n"
-      "bounded memory. Layouts: hf, hf_split, transformers_v5, transformers_v4, grouped, gguf (a real\n"
-      "GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those the family declares\n"
-      "(moereg plugins show FAMILY). CKPT may also be a .gguf file (see " + doc_ref("gguf.md") + ").");
+      "Tensors stream from the mapped source files to OUT (created; must not exist or be empty; locked\n"
+      "against other moereg processes while written) in bounded memory. ^C, SIGTERM or SIGHUP stop it\n"
+      "cleanly, keeping what --resume needs. Layouts: hf, hf_split, transformers_v5, transformers_v4,\n"
+      "grouped, gguf (a real GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those\n"
+      "the family declares (moereg plugins show FAMILY). CKPT may also be a .gguf file (see " + doc_ref("gguf.md") + ").");
   p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint: directory, .safetensors or .gguf file")(
       "out", po::value<std::string>(), "output directory")(
       "to", po::value<std::string>(), "target layout")(
@@ -88,7 +91,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "threads", po::value<std::string>(), "threads, 0 to 4096 (default 0: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
-      "resume", po::bool_switch(), "continue an interrupted conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone")(
+      "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
       "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4) to bf16, rounding once to nearest even; scales and quantization_config are dropped")(
       "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dtype)");
   add_plugin_options(p.options());
@@ -226,20 +229,32 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
   bool resume = vm["resume"].as<bool>();
   resume_log log;
   log.fingerprint = fp_hex;
-  std::vector<bool> skip(shards.size(), false);
+  // The sources by identity, not only by path: a resume from files changed since is refused.
+  for (const auto& f : s.ckpt->files())
+    log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
+  if (!s.ckpt->config_path().empty() && fs::is_regular_file(s.ckpt->config_path()))
+    log.sources.try_emplace(fs::weakly_canonical(s.ckpt->config_path()).string(),
+                            resume_log::identify(s.ckpt->config_path(), ~std::uint64_t{0}));
+
+  // From here a signal stops the job at its next write (base/cancel.h); see the catch below.
+  cancel_on_signals on_signals;
+  // Locks OUT for the whole job: a second process into the same OUT is refused.
+  checkpoint_writer writer(o["output"], std::move(shards), resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
+  std::vector<bool> skip(writer.shards().size(), false);
   if (resume) {
     auto old = resume_log::load(o["output"]);
     if (!old)
-      throw error(o["output"] + ": nothing to resume (no " + resume_log::file_name + "; it is written by a sharded or single-file conversion as it goes)");
+      throw error(o["output"] + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
     if (old->fingerprint != log.fingerprint)
       throw error(o["output"] + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      auto it = old->shards.find(shards[i].file_name);
-      fs::path f = fs::path(o["output"]) / shards[i].file_name;
+    old->check_sources(log);
+    const auto& shards_ = writer.shards();
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      auto it = old->shards.find(shards_[i].file_name);
+      fs::path f = fs::path(o["output"]) / shards_[i].file_name;
       if (it == old->shards.end() || !fs::exists(f)) continue;
-      bool single = shards.size() == 1;  // recorded by size only, see below
       if (fs::file_size(f) == it->second.size &&
-          (single || file_checksum(f.string(), threads) == it->second.checksum)) {
+          file_checksum(f.string(), threads) == it->second.checksum) {
         skip[i] = true;
         log.shards[it->first] = it->second;
       } else {
@@ -248,99 +263,113 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
     }
     for (const auto& de : fs::directory_iterator(o["output"]))  // temporaries of the interrupted run
       if (de.path().filename().string().size() > 8 && de.path().extension() == ".partial") fs::remove(de.path());
-    spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards.size());
+    spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards_.size());
   }
-  checkpoint_writer writer(o["output"], std::move(shards), resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
-
-  execute_progress progress;
-  progress.total_bytes = plan.total_bytes;
-  progress.total_tensors = plan.outputs.size();
-  execute_options eo;
-  eo.threads = threads;
-  eo.progress = &progress;
-  eo.hooks = s.hooks();
-  eo.skip_shards = skip;
-  // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
-  // the shard, so it runs in the background while the next shard is written; a single-file
-  // output records its size only (it is complete once renamed into place).
-  const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
-  int crash_after = crash ? std::atoi(crash) : -1;
-  int done_here = 0;
-  std::mutex log_mutex;
-  std::vector<std::future<void>> pending;
-  bool multi = writer.shards().size() > 1;
-  eo.on_shard_done = [&](std::size_t i) {
-    std::string name = writer.shards()[i].file_name;
-    fs::path f = fs::path(o["output"]) / name;
-    auto record = [&, name, f](int checksum_threads) {
-      double c0 = now_seconds();
-      resume_log::shard entry{fs::file_size(f), multi ? file_checksum(f.string(), checksum_threads) : 0};
-      std::lock_guard<std::mutex> lock(log_mutex);
-      log.shards[name] = entry;
-      log.save(o["output"]);
-      spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
-    };
-    if (crash_after > 0 || !multi) {
-      record(eo.threads);
-      if (++done_here == crash_after) std::_Exit(70);
-    } else {
-      // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
-      // with one thread on the 16-core host; bench-convert.md).
-      pending.push_back(std::async(std::launch::async, record, eo.threads));
-    }
-  };
+  // Recorded before the first shard, so a job interrupted at any point can be resumed.
+  writer.add_bookkeeping_file(resume_log::file_name, !resume);
+  log.save(o["output"]);
   double t1 = now_seconds();
-  {
-    progress_line line("convert", progress);
-    execute_plan(plan, writer, eo);
-    for (auto& f : pending) f.get();
-  }
-  // Configuration last, then the index: an interrupted run never looks complete.
-  // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
-  const bool strip_quant = po_.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
-  json::value cfg = s.ckpt->config();
-  if (strip_quant) {
-    json::object kept;
-    for (const auto& [k, v] : cfg.as_object())
-      if (k != "quantization_config") kept.emplace_back(k, v);
-    cfg = json::value(std::move(kept));
-  }
-  if (!target->write_config_hook.empty()) {
-    std::string text;
-    const plugin_record* rec = nullptr;
-    for (const auto* r : s.registry->families())
-      for (const auto& h : r->hooks)
-        if (h == target->write_config_hook) rec = r;
-    const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
-    if (!api || !api->write_config) throw error("layout '" + target->name + "': no loaded library provides hook '" + target->write_config_hook + "'");
-    std::string cfg_text = json::dump(cfg);
-    throw_if_error(api->write_config(target->write_config_hook.c_str(), cfg_text.c_str(),
-                                     moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
-                   "plugin '" + rec->name + "' writing " + target->config_file);
-    writer.write_file(target->config_file, text);
-  } else if (strip_quant) {
-    writer.write_file("config.json", json::dump(cfg, 2) + "\n");
-  } else if (!s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
-    std::ifstream in(fs::path(s.ckpt->path()) / "config.json", std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    writer.write_file("config.json", ss.str());  // the original bytes, untouched
-  } else {
-    writer.write_file("config.json", json::dump(cfg, 2) + "\n");
-  }
-  if (s.ckpt->is_directory())
-    for (const char* f : aux_files) {
-      fs::path a = fs::path(s.ckpt->path()) / f;
-      if (fs::exists(a)) {
-        std::ifstream in(a, std::ios::binary);
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        writer.write_file(f, ss.str());
+  std::vector<std::future<void>> pending;
+  try {
+    test_stop_point("job-start");
+
+    execute_progress progress;
+    progress.total_bytes = plan.total_bytes;
+    progress.total_tensors = plan.outputs.size();
+    execute_options eo;
+    eo.threads = threads;
+    eo.progress = &progress;
+    eo.hooks = s.hooks();
+    eo.skip_shards = skip;
+    // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
+    // the shard, so it runs in the background while the next shard is written. A one-file output
+    // is renamed into place only when the job completes, so it has nothing to log.
+    const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
+    int crash_after = crash ? std::atoi(crash) : -1;
+    int done_here = 0;
+    std::mutex log_mutex;
+    bool multi = writer.shards().size() > 1;
+    eo.on_shard_done = [&](std::size_t i) {
+      if (!multi) return;
+      std::string name = writer.shards()[i].file_name;
+      fs::path f = fs::path(o["output"]) / name;
+      auto record = [&, name, f](int threads) {
+        double c0 = now_seconds();
+        resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), threads)};
+        std::lock_guard<std::mutex> lock(log_mutex);
+        log.shards[name] = entry;
+        log.save(o["output"]);
+        spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
+      };
+      if (crash_after > 0) {
+        record(eo.threads);
+        if (++done_here == crash_after) std::_Exit(70);
+      } else {
+        // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
+        // with one thread on the 16-core host; bench-convert.md).
+        pending.push_back(std::async(std::launch::async, record, eo.threads));
       }
+      test_stop_point("shard-done");
+    };
+    {
+      progress_line line("convert", progress);
+      execute_plan(plan, writer, eo);
+      for (auto& f : pending) f.get();
     }
-  writer.finish(writer.shards().size() > 1);
-  std::error_code ec;
-  fs::remove(fs::path(o["output"]) / resume_log::file_name, ec);
+    // Configuration last, then the index: an interrupted run never looks complete.
+    // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
+    const bool strip_quant = po_.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
+    json::value cfg = s.ckpt->config();
+    if (strip_quant) {
+      json::object kept;
+      for (const auto& [k, v] : cfg.as_object())
+        if (k != "quantization_config") kept.emplace_back(k, v);
+      cfg = json::value(std::move(kept));
+    }
+    if (!target->write_config_hook.empty()) {
+      std::string text;
+      const plugin_record* rec = nullptr;
+      for (const auto* r : s.registry->families())
+        for (const auto& h : r->hooks)
+          if (h == target->write_config_hook) rec = r;
+      const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
+      if (!api || !api->write_config) throw error("layout '" + target->name + "': no loaded library provides hook '" + target->write_config_hook + "'");
+      std::string cfg_text = json::dump(cfg);
+      throw_if_error(api->write_config(target->write_config_hook.c_str(), cfg_text.c_str(),
+                                       moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
+                     "plugin '" + rec->name + "' writing " + target->config_file);
+      writer.write_file(target->config_file, text);
+    } else if (strip_quant) {
+      writer.write_file("config.json", json::dump(cfg, 2) + "\n");
+    } else if (!s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
+      std::ifstream in(fs::path(s.ckpt->path()) / "config.json", std::ios::binary);
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      writer.write_file("config.json", ss.str());  // the original bytes, untouched
+    } else {
+      writer.write_file("config.json", json::dump(cfg, 2) + "\n");
+    }
+    if (s.ckpt->is_directory())
+      for (const char* f : aux_files) {
+        fs::path a = fs::path(s.ckpt->path()) / f;
+        if (fs::exists(a)) {
+          std::ifstream in(a, std::ios::binary);
+          std::ostringstream ss;
+          ss << in.rdbuf();
+          writer.write_file(f, ss.str());
+        }
+      }
+    writer.finish(writer.shards().size() > 1);
+  } catch (const cancelled& c) {
+    // Stopped by a signal: keep what --resume can use, and say so.
+    for (auto& f : pending)
+      if (f.valid()) f.wait();
+    writer.keep_for_resume();
+    throw cancelled(c.signal_number(), o["output"] + ": " +
+                                           (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
+                                                                        : "the resume log was kept (a one-file output is written whole)") +
+                                           ", unfinished files removed; run the same command with --resume to finish");
+  }
   double t_exec = now_seconds() - t1;
   double rate = t_exec > 0 ? static_cast<double>(plan.total_bytes) / t_exec : 0;
   if (globals.json) {

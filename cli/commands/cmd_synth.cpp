@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
 #include "moereg/checkpoint/summary.h"
@@ -35,11 +36,19 @@ int run_synth(const std::vector<std::string>& args, global_options& globals) {
   std::string out = vm["out"].as<std::string>();
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   const int lora_rank = vm.count("lora") ? static_cast<int>(integer_value(cli_value(vm, "lora"), 1, 65536, "LoRA rank")) : 0;
-  std::uint64_t bytes = write_synthetic_qwen3_moe(out, d, o);
-  if (lora_rank > 0) {
-    std::string dir = vm.count("lora-out") ? vm["lora-out"].as<std::string>() : out + "-lora";
-    std::uint64_t lb = write_synthetic_lora(dir, out, d, lora_rank, o.seed);
-    if (!globals.json) std::cout << "wrote " << dir << ": rank-" << lora_rank << " adapter, " << human_bytes(lb) << "\n";
+  std::uint64_t bytes = 0;
+  {
+    cancel_on_signals on_signals;  // a signal stops the writer, which then removes what it wrote
+    try {
+      bytes = write_synthetic_qwen3_moe(out, d, o);
+      if (lora_rank > 0) {
+        std::string dir = vm.count("lora-out") ? vm["lora-out"].as<std::string>() : out + "-lora";
+        std::uint64_t lb = write_synthetic_lora(dir, out, d, lora_rank, o.seed);
+        if (!globals.json) std::cout << "wrote " << dir << ": rank-" << lora_rank << " adapter, " << human_bytes(lb) << "\n";
+      }
+    } catch (const cancelled& c) {
+      throw cancelled(c.signal_number(), out + ": everything this run wrote was removed");
+    }
   }
   if (globals.json)
     std::cout << json::dump(json::value(json::object{{"out", json::value(vm["out"].as<std::string>())},

@@ -89,6 +89,46 @@ std::uint64_t file_checksum(const std::string& path, int threads) {
   return h ^ (h >> 29);
 }
 
+resume_log::source resume_log::identify(const std::string& path, std::uint64_t header_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw error(path + ": cannot stat: " + std::strerror(e));
+  }
+  source s;
+  s.size = static_cast<std::uint64_t>(st.st_size);
+  s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  std::vector<std::byte> buf(static_cast<std::size_t>(std::min({header_bytes, s.size, std::uint64_t{64} << 20})));
+  std::size_t got = 0;
+  while (got < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  s.header_hash = hash_block(buf.data(), got, got);
+  return s;
+}
+
+void resume_log::check_sources(const resume_log& now) const {
+  for (const auto& [path, s] : now.sources) {
+    auto it = sources.find(path);
+    std::string why;
+    if (it == sources.end()) why = "it was not a source of the interrupted conversion";
+    else if (it->second.size != s.size)
+      why = "its size changed from " + std::to_string(it->second.size) + " to " + std::to_string(s.size) + " bytes";
+    else if (it->second.mtime_ns != s.mtime_ns) why = "it was modified after the interrupted conversion started";
+    else if (it->second.header_hash != s.header_hash) why = "its header changed";
+    if (!why.empty())
+      throw error(path + ": the source changed since the interrupted conversion (" + why +
+                  "), so the shards written from it cannot be trusted; convert into a new directory");
+  }
+}
+
 std::optional<resume_log> resume_log::load(const std::string& dir) {
   fs::path p = fs::path(dir) / file_name;
   if (!fs::exists(p)) return std::nullopt;
@@ -111,6 +151,16 @@ std::optional<resume_log> resume_log::load(const std::string& dir) {
                   " is not 16 hex digits; the resume log is damaged: convert again into an empty directory");
     log.shards[name] = {static_cast<std::uint64_t>(size->as_int()), checksum};
   }
+  if (const json::value* src = v.find("sources"); src && src->is_object())
+    for (const auto& [path, e] : src->as_object()) {
+      const json::value* size = e.find("size");
+      const json::value* mtime = e.find("mtime_ns");
+      const json::value* hash = e.find("header_hash");
+      if (!size || !mtime || !hash || !size->is_integer() || !mtime->is_integer() || !hash->is_string())
+        throw error(p.string() + ": bad source entry for " + path);
+      log.sources[path] = {static_cast<std::uint64_t>(size->as_int()), static_cast<std::int64_t>(mtime->as_int()),
+                           std::stoull(hash->as_string(), nullptr, 16)};
+    }
   return log;
 }
 
@@ -121,7 +171,17 @@ void resume_log::save(const std::string& dir) const {
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(s.checksum));
     sh.emplace_back(name, json::value(json::object{{"size", json::value(s.size)}, {"checksum", json::value(std::string(hex))}}));
   }
-  json::value v(json::object{{"fingerprint", json::value(fingerprint)}, {"shards", json::value(std::move(sh))}});
+  json::object src;
+  for (const auto& [path, e] : sources) {
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(e.header_hash));
+    src.emplace_back(path, json::value(json::object{{"size", json::value(e.size)},
+                                                     {"mtime_ns", json::value(e.mtime_ns)},
+                                                     {"header_hash", json::value(std::string(hex))}}));
+  }
+  json::value v(json::object{{"fingerprint", json::value(fingerprint)},
+                             {"sources", json::value(std::move(src))},
+                             {"shards", json::value(std::move(sh))}});
   write_file_atomic((fs::path(dir) / file_name).string(), json::dump(v, 2) + "\n");
 }
 

@@ -149,11 +149,16 @@ void gguf_writer::copy_from_file(std::size_t index, std::uint64_t offset, int sr
   if (done < size) write(index, offset + done, static_cast<const char*>(fallback) + done, size - done);
 }
 
-void gguf_writer::commit() {
+void gguf_writer::seal() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes)
       throw error(final_path_ + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
                   std::to_string(written_[i].load()) + " of " + std::to_string(layout_.tensors[i].nbytes) + " bytes");
+  file_.close();
+}
+
+void gguf_writer::commit() {
+  seal();
   file_.commit();
 }
 

@@ -140,11 +140,16 @@ void safetensors_writer::copy_from_file(std::size_t index, std::uint64_t offset,
   if (left) write(index, offset + (size - left), static_cast<const char*>(fallback) + (size - left), left);
 }
 
-void safetensors_writer::commit() {
+void safetensors_writer::seal() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes())
       throw error(final_path() + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
                   std::to_string(written_[i].load()) + " of " + std::to_string(layout_.tensors[i].nbytes()) + " bytes");
+  file_.close();
+}
+
+void safetensors_writer::commit() {
+  seal();
   file_.commit();
 }
 

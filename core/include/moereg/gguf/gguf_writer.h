@@ -57,6 +57,7 @@ class gguf_writer : public tensor_sink {
                       const void* fallback) override;
 
   // Checks every tensor byte was written, closes, renames into place.
+  void seal() override;
   void commit() override;
 
  private:

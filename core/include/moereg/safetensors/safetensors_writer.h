@@ -68,6 +68,7 @@ class safetensors_writer : public tensor_sink {
                       const void* fallback) override;
 
   // Checks every tensor byte was written, flushes, renames to the final name.
+  void seal() override;
   void commit() override;
 
  private:

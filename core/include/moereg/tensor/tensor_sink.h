@@ -24,7 +24,12 @@ class tensor_sink {
   virtual void copy_from_file(std::size_t index, std::uint64_t offset, int src_fd, std::uint64_t src_offset,
                               std::uint64_t size, const void* fallback) = 0;
 
-  // Checks every tensor byte arrived, then renames the file into place.
+  // Checks every tensor byte arrived and closes the file, still under its temporary name:
+  // for the file whose appearance completes an output, which is renamed last (commit()).
+  // The default leaves it all to commit().
+  virtual void seal() {}
+
+  // Checks every tensor byte arrived (unless sealed), then renames the file into place.
   virtual void commit() = 0;
 };
 
