@@ -81,6 +81,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   const double min_seconds = vm["min-seconds"].as<double>();
   const bool reference = !vm["no-reference"].as<bool>();
   const std::string script = reference ? find_reference_script(vm["reference-script"].as<std::string>()) : "";
+  // Before the weights are written: a missing PyTorch is reported at once.
+  const std::string python = reference ? find_python(vm["python"].as<std::string>()) : "";
   const std::uint64_t seed = vm["seed"].as<std::uint64_t>();
 
   std::unique_ptr<plugin_registry> registry = make_registry(vm);
@@ -228,7 +230,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     std::string tok;
     for (auto T : tokens) tok += (tok.empty() ? "" : ",") + std::to_string(T);
     std::ostringstream cmd;
-    cmd << "'" << find_python(vm["python"].as<std::string>()) << "' '" << script << "' --weights '" << dir
+    cmd << "'" << python << "' '" << script << "' --weights '" << dir
         << "/weights.safetensors' --inputs '" << dir << "/inputs.safetensors' --outputs '" << dir
         << "/reference.safetensors' --tokens " << tok << " --threads " << threads << " --min-seconds " << min_seconds
         << " --max-seconds " << vm["reference-max-seconds"].as<double>()

@@ -122,6 +122,18 @@ json::value json_of(const std::string& output) {
   return json::parse(output.substr(output.find('{'), output.rfind('}') - output.find('{') + 1), "moe bench --json");
 }
 
+// PyTorch is not a moereg dependency: without it the benchmark says, before timing
+// anything, how to get it and how to run without it.
+TEST(MoeBench, MissingPyTorchSaysHowToGetIt) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --python /bin/false");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--python /bin/false: cannot import torch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("apt-get install python3-torch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("scripts/install-test-deps.sh"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--no-reference"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("weights written"), std::string::npos) << "PyTorch is checked before any work\n" << r.output;
+}
+
 TEST(MoeBench, TinyPresetRowsAndReference) {
   auto r = test::run_moereg("moe bench --preset tiny --tokens 1,5 --min-seconds 0.01 --backend cpu --json --no-reference --log-level off");
   ASSERT_EQ(r.exit_code, 0) << r.output;
