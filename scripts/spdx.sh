@@ -4,8 +4,9 @@
 # Idempotent: a file with the line in its first three lines is left alone.
 #   scripts/spdx.sh           add the line where missing, print the files changed
 #   scripts/spdx.sh --check   change nothing; list the files lacking it, exit 1 if any
-# Source files: C/C++/CUDA, CMake, shell, Python, YAML, linker maps, pkg-config templates,
-# and any executable script with a shebang.
+# Source files: C/C++/CUDA, JavaScript/TypeScript, CMake, shell, Python, YAML, TOML, Makefiles,
+# Dockerfiles, linker maps, pkg-config templates, and any executable script with a shebang;
+# not third_party/ or node_modules/. JSON and Markdown have no comments and are left alone.
 set -euo pipefail
 mode=${1:-add}
 case $mode in add | --check) ;; *) echo "usage: $0 [--check]" >&2; exit 2 ;; esac
@@ -18,9 +19,12 @@ list_sources() {
     local file=${entry#*$'\t'} fmode=${entry%% *}
     [[ -f $file && ! -L $file ]] || continue
     case $file in
-      *.c | *.cc | *.cpp | *.cxx | *.h | *.hh | *.hpp | *.cu | *.cuh | *.inc) echo "slash $file" ;;
+      third_party/* | */third_party/* | node_modules/* | */node_modules/*) ;;  # others' code, others' licenses
+      *.c | *.cc | *.cpp | *.cxx | *.h | *.hh | *.hpp | *.cu | *.cuh | *.inc | *.js | *.mjs | *.cjs | *.ts)
+        echo "slash $file" ;;
       *.map) echo "block $file" ;;
-      CMakeLists.txt | */CMakeLists.txt | *.cmake | *.cmake.in | *.pc.in | *.sh | *.bash | *.py | *.yaml | *.yml)
+      CMakeLists.txt | */CMakeLists.txt | *.cmake | *.cmake.in | *.pc.in | *.sh | *.bash | *.py | *.pyi | *.yaml | *.yml | \
+        *.toml | Dockerfile | */Dockerfile | Makefile | */Makefile | *.mk)
         echo "hash $file" ;;
       *)
         if [[ $fmode == 100755 ]] && [[ $(head -c 2 "$file") == '#!' ]]; then echo "hash $file"; fi ;;
