@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes the man page and the bash completion from the built binary's own --help texts, so
 # both list exactly the commands, subcommands and options that binary has.
 #   cmake -DMOEREG=path/to/moereg -DMAN_TEMPLATE=packaging/moereg.1.in -DMAN_OUT=... \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What a user gets beyond the binary and the SDK (docs, man page, bash completion, pkg-config
 # file, recipes), and CPack's Debian package of all of it: `cpack -G DEB` in the build dir.
 # The package installs under /usr; the binary finds its plugins at ../lib/moereg from itself,

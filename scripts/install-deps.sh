@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what moereg itself needs to build and run on Debian 12 (apt), and nothing more:
 # the README's quick start runs this. What only the tests and benchmarks need (GoogleTest,
 # PyTorch, clang for the fuzzers, ...) is in scripts/install-test-deps.sh, which

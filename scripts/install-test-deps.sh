@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what the test suite and the benchmarks need beyond scripts/install-deps.sh, on
 # Debian 12 (apt); scripts/test.sh runs it first. `--list` prints the packages, one a line.
 # Idempotent. Add a package needed only by tests or benchmarks here, never to install-deps.sh.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds moereg and runs every test: a Release build, then an AddressSanitizer +
 # UndefinedBehaviorSanitizer build of the same tests, then a short fuzz run of the header
 # parsers when the fuzz targets exist. Exits non-zero on the first failure. First installs

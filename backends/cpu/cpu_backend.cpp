@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The cpu backend's C table: every slot turns C++ exceptions into a host status.
 #include <unistd.h>
 

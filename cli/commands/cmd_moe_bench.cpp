@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg moe bench: times a fused-MoE backend on real model shapes (synthetic bf16 weights)
 // against the eager PyTorch loop of transformers, on the same weights, in the same run.
 #include <unistd.h>

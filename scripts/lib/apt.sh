@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by scripts/install-deps.sh and scripts/install-test-deps.sh: installs the Debian
 # packages named in the caller's `packages` array that are not installed yet, or with --list
 # prints them one a line (what tests/packaging/check_deps.sh reads) and installs nothing.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg moe run` reproduces each fixture's MoE block output from its checkpoint, in any
 // stored layout, with both input dtypes and token counts that fill no block.
 #include <gtest/gtest.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The README's quick start installs only what moereg needs: fails when scripts/install-deps.sh
 # (its first command) lists a package that only tests or benchmarks need, or one that
 # scripts/install-test-deps.sh (run by scripts/test.sh) also lists.

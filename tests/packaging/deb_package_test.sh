@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the .deb with cpack, checks its control fields and its file list, unpacks it into a
 # scratch root (dpkg -x, as a user without root would) and runs `moereg plugins list` and
 # `moereg demo` from there: the binary must find the packaged plugins and backends relative

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The quick start's build configures on a machine with only scripts/install-deps.sh's
 # packages: without GoogleTest (hidden here), MOEREG_BUILD_TESTS=AUTO leaves the tests out
 # instead of failing. Usage: quick_start_configure.sh SOURCE_DIR SCRATCH_DIR [cmake args...]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parses plugin.yaml into a family_spec, collecting every problem with its file:line.
 #include <algorithm>
 #include <set>
