@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets for the GGUF and safetensors header parsers with clang
 # (ASan + UBSan, in build-fuzz) and runs each for FUZZ_SECONDS (default 60) from a small
 # generated seed corpus plus the malformed corpora of the ctest MalformedCorpus

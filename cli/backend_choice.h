@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // backend_choice.h - the fused-MoE backend a command runs on: the one named with --backend,
 // or (auto) the usable backend with the best probe score, created on one layer's experts.
 // With auto, a backend that refuses the layer (UNSUPPORTED: say FP8 experts on a backend

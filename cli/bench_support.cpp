@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "bench_support.h"
 
 #include <pthread.h>
@@ -166,12 +167,22 @@ double measure_device_bandwidth(const moereg_backend_api* api, moereg_backend* b
 }
 
 std::string find_python(const std::string& given) {
-  if (!given.empty()) return given;
-  for (const char* candidate : {"python3", "/usr/bin/python3"}) {
-    std::string cmd = std::string("'") + candidate + "' -c 'import torch' >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) == 0) return candidate;
+  // PyTorch is not among moereg's own dependencies (scripts/install-deps.sh leaves it out).
+  const std::string get_it =
+      "; install it (Debian 12: apt-get install python3-torch, or scripts/install-test-deps.sh in a moereg source "
+      "tree), or pass --python PATH to a python that has it, or --no-reference to time moereg alone";
+  auto imports_torch = [](const std::string& python) {
+    std::string cmd = "'" + python + "' -c 'import torch' >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  };
+  if (!given.empty()) {
+    if (!imports_torch(given)) throw error("--python " + given + ": cannot import torch" + get_it);
+    return given;
   }
-  throw error("no python with torch found (tried python3 on PATH and /usr/bin/python3); pass --python PATH or --no-reference");
+  for (const char* candidate : {"python3", "/usr/bin/python3"})
+    if (imports_torch(candidate)) return candidate;
+  throw error("the PyTorch reference needs python3 with torch, found none (tried python3 on PATH and /usr/bin/python3)" +
+              get_it);
 }
 
 std::vector<std::int64_t> parse_tokens(const std::string& s) {

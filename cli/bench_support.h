@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // bench_support.h - what `moe bench` measures with: synthetic weights, the memory-bandwidth
 // ceilings (host read, device copy), device buffers through a backend's table, and the
 // PyTorch reference script it runs beside the backend.

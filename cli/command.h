@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // command.h - how a `moereg` subcommand plugs into the CLI.
 //
 // Each command lives in commands/cmd_<name>.cpp, declares its options with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The command table. Add a command: write commands/cmd_<name>.cpp and list it here.
 #include "command.h"
 

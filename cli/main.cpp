@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg - the command-line entry point: dispatches to a subcommand and maps failures
 // to exit statuses (0 ok, 1 bad input or failed check, 2 usage).
 #include <iomanip>

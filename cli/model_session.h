@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // model_session.h - a checkpoint opened as a model: the plugins found, the family that
 // claims it, its dimensions and the layout it is stored in. Shared by convert, inspect,
 // verify and moe run, so every command detects families and layouts the same way.

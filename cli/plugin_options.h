@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_options.h - the --plugin-path option (repeatable) and the plugin registry built
 // from it, for every command that needs plugins (plugins, convert, inspect...).
 #pragma once

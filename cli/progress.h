@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // progress.h - a progress line on stderr (tensors, bytes, rate, ETA) while work runs,
 // only when stderr is a terminal. Its words: moereg/exec/progress_text.h.
 #pragma once

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Installs the binary, plugins, backends, SDK headers and a CMake package, so a vendor can
 # build a plugin out of tree with find_package(moereg) and target moereg::sdk.
 include(CMakePackageConfigHelpers)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_kernels.h - the CPU backend's inner tiles: C[m][n] = sum_k A_m[k] * B_n[k], over
 // rows given by pointer (tokens gathered by expert without copying, weight rows where they
 // lie). One table per instruction set; the engine picks one at create time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // AVX2 + FMA tiles: bf16 widened to f32 by shifting, f32 FMA; FP8 widened through F16C.
 // Compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // AVX-512 tiles. f32 FMA for every dtype pair; with AVX-512 BF16, bf16 x bf16 tiles use
 // vdpbf16ps (32 products per instruction, f32 accumulation). Compiled with AVX-512 flags.
 // GCC 12 warns inside its own _mm512_cvtepu16_epi32 (an intentionally undefined source).

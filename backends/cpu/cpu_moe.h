@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_moe.h - one MoE layer on the CPU: tokens grouped per expert by a counting sort, per
 // expert x_e . W13_e^T -> silu(gate) * up -> . W2_e^T, scaled, then summed per token.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_moe_detail.h - small helpers the engine's files share: element sizes, bf16 rounding
 // (as the tiles round: to nearest even, NaN kept quiet), integer rounding.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The MoE layer's experts on a matrix unit (AMX). Each product is computed transposed,
 // W . X^T, so that the unit's row operand is the weight matrix exactly as it lies in the
 // checkpoint (16 rows, 32 bf16 each, any stride) and only the activations, used by every

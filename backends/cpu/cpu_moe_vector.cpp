@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The MoE layer's experts on the vector tiles (cpu_kernels.h): for each work item, K passes
 // over its weight rows (read in place, or widened into f32 panels: FP8 always) against its
 // tokens' activations (read in place, or widened to f32 once per pass), gate and up as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_thread_pool.h - a persistent pool: threads start at create, each forward hands them
 // a flat list of work items through one function pointer (no allocation per call).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_tile_impl.h - the dot-product tile written once over a vector type V, instantiated
 // by each kernel translation unit with its own ISA. No STL: see cpu_kernels.h.
 //

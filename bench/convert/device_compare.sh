@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # On a GPU host with PyTorch and transformers 5 (the lent device machine): moereg's
 # hf -> transformers_v5 conversion beside `cp -r`, a safetensors+torch merge script and
 # transformers 5 load+save, in one run on one checkpoint (E=128 H=2048 I=768, LAYERS layers),

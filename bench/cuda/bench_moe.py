@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench_moe.py - one run, one GPU: moereg's CUDA backend (through its C ABI, via ctypes)
 against torch._grouped_mm as transformers 5 uses it, transformers' eager per-expert loop,
 and the roofline floor measured in the same run, for three real MoE layer shapes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg convert CKPT OUT --to LAYOUT: any layout of a family to any other, streaming.
 #include <yaml-cpp/yaml.h>
 

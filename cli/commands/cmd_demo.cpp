@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg demo: every feature that exists, on a small checkpoint it writes itself.
 #include <unistd.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg inspect CKPT: tensor count, bytes, dtypes and the tensors folded by layer/expert.
 #include <cstdio>
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg moe bench: times a fused-MoE backend on real model shapes (synthetic bf16 weights)
 // against the eager PyTorch loop of transformers, on the same weights, in the same run.
 #include <unistd.h>
@@ -88,6 +89,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       number_value(cli_value(vm, "reference-max-seconds"), 0, 1e6, "seconds per reference run, 0 = no limit");
   const bool reference = !vm["no-reference"].as<bool>();
   const std::string script = reference ? find_reference_script(vm["reference-script"].as<std::string>()) : "";
+  // Before the weights are written: a missing PyTorch is reported at once.
+  const std::string python = reference ? find_python(vm["python"].as<std::string>()) : "";
   const std::uint64_t seed = uint64_value(cli_value(vm, "seed"));
 
   std::unique_ptr<plugin_registry> registry = make_registry(vm);
@@ -248,7 +251,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
     std::string tok;
     for (auto T : tokens) tok += (tok.empty() ? "" : ",") + std::to_string(T);
     std::ostringstream cmd;
-    cmd << "'" << find_python(vm["python"].as<std::string>()) << "' '" << script << "' --weights '" << dir
+    cmd << "'" << python << "' '" << script << "' --weights '" << dir
         << "/weights.safetensors' --inputs '" << dir << "/inputs.safetensors' --outputs '" << dir
         << "/reference.safetensors' --tokens " << tok << " --threads " << threads << " --min-seconds " << min_seconds
         << " --max-seconds " << reference_max_seconds

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg moe run: the MoE block of one decoder layer, read from a checkpoint in whatever
 // layout it is stored, routed as its family declares, on the backend chosen.
 #include <chrono>

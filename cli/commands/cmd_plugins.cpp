@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg plugins list|show NAME|check DIR: what the registry found, from where, and what it
 // refused and why; and a plugin author's checker that reports every problem at once.
 #include <algorithm>

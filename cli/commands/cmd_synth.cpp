@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg synth: a synthetic checkpoint of real MoE shapes, for benchmarks and demos.
 #include <iostream>
 

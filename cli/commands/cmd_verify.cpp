@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg verify A B: exit 0 only when both checkpoints hold the same tensors. Checkpoints of
 // one family in different layouts are compared through their layouts (piece by piece).
 #include <iostream>

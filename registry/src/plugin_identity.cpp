@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/registry/plugin_identity.h"
 
 #include "moereg/abi/moereg_abi.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Discovery: walk the search directories in order, make a record for every candidate, and
 // decide statically (manifest, trust, sha256) which one of each name is used. Libraries
 // load later, on demand (plugin_library.cpp).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A backend library for the registry tests: it is found, version-checked and probed like a
 // real one. It computes nothing: create refuses with MOEREG_UNSUPPORTED, which the tests
 // also use to check that a backend's status reaches the host.

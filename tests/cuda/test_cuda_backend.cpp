@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CUDA backend through its C ABI (dlopen, as the host loads it): every fixture's MoE
 // block reproduced (same top-k sets, relative L2 <= 1e-2), the device router against the
 // core router, random shapes against a float64 reference, every tile shape, and the errors.

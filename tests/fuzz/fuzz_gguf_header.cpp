@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the GGUF header parser on arbitrary bytes. moereg::error is the
 // expected outcome for bad input; anything else (a crash, a sanitizer report, another
 // exception such as std::bad_alloc) is a bug.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Conversions against the fixtures made by transformers itself: bit-exact, both ways.
 #include <gtest/gtest.h>
 

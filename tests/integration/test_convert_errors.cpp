@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bad input to `moereg convert`: one clear message each, exit 1, no output left behind.
 #include <gtest/gtest.h>
 

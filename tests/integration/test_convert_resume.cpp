@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // convert --resume keeps the shards an interrupted run completed (size and checksum
 // checked), redoes the rest, and writes the index last.
 #include <gtest/gtest.h>

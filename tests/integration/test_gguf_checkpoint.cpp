@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GGUF files as checkpoints: written by `convert --to gguf` from the fixtures, read back
 // (with config.json beside them, or bare, the config made from the metadata), converted to
 // transformers_v5 and hf bit-exactly; inspect and verify on .gguf; ggml blocks carried

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg moe run` reproduces each fixture's MoE block output from its checkpoint, in any
 // stored layout, with both input dtypes and token counts that fill no block.
 #include <gtest/gtest.h>
@@ -120,6 +121,18 @@ TEST(MoeRun, BadInputsAreClearErrors) {
 // The JSON summary within the command's output (stdout and stderr arrive together here).
 json::value json_of(const std::string& output) {
   return json::parse(output.substr(output.find('{'), output.rfind('}') - output.find('{') + 1), "moe bench --json");
+}
+
+// PyTorch is not a moereg dependency: without it the benchmark says, before timing
+// anything, how to get it and how to run without it.
+TEST(MoeBench, MissingPyTorchSaysHowToGetIt) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --python /bin/false");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--python /bin/false: cannot import torch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("apt-get install python3-torch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("scripts/install-test-deps.sh"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--no-reference"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("weights written"), std::string::npos) << "PyTorch is checked before any work\n" << r.output;
 }
 
 TEST(MoeBench, TinyPresetRowsAndReference) {

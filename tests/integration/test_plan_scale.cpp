@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Planning stays fast at real scale: 500,000 expert tensors in one header.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MXFP4, symmetric GPTQ int4 and compressed-tensors int4 experts: read, stacked and fused
 // into transformers_v5 and back bit-exactly, refused where packed data would be transposed,
 // and dequantized to bf16 by --dtype bf16, every element checked against a computation

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_support.h - helpers shared by moereg's tests: temp dirs, crafted files, the CLI.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The cpu backend library, loaded from the build tree with dlopen as any host would, run on
 // every fixture's MoE block (routing from moereg::router) for several T, both input dtypes,
 // bf16 and f32 weights, every kernel set this machine runs.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FP8 E4M3 experts with block scales through the cpu backend's C ABI: synthetic weights
 // and scales, checked against a reference the test computes on its own (each byte decoded
 // from its bit fields, times its scale, matmuls in double). Shapes with partial scale

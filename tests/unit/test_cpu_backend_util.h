@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_cpu_backend_util.h - the cpu backend library loaded from the build tree with dlopen,
 // as any host would, behind a minimal host API of the test's own; and a loop over every
 // kernel set this machine runs.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GGUF reader: a valid file's fields, then one crafted file per validation rule, each
 // asserting the message names what is wrong.
 #include <gtest/gtest.h>

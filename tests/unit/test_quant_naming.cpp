@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Companion naming of quantized weights: the defaults, a plugin.yaml override, the checks.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Discovery, trust and loading, on real tiny plugins built by tests/abi/CMakeLists.txt:
 // each test asserts the exact refusal text a user would read in `moereg plugins list`.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg plugins list|show|check` as a user runs it, on the tiny ABI test plugins.
 #include <gtest/gtest.h>
 #include <sys/stat.h>

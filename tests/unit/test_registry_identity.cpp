@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The registry's half of plugin.yaml: identity keys, each problem with file:line, all at once.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The out-of-tree path a vendor takes: `cmake --install` moereg into a prefix, build
 // examples/vendor_plugin against it with find_package(moereg) and moereg::sdk, and have the
 // INSTALLED binary find, trust and load the result.

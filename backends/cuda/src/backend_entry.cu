@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // backend_entry.cu - the moereg_backend_api table of the CUDA backend. Every slot catches
 // everything (the SDK's MOEREG_API_END): no exception crosses the C boundary.
 #include <cuda_runtime.h>

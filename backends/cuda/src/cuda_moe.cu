@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cuda_moe.cu - loading a layer onto the device and running it (see cuda_moe.h).
 #include "cuda_moe.h"
 #include "host_views.h"

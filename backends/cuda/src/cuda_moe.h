@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cuda_moe.h - one MoE layer resident on a CUDA device: its experts in bf16, its router, and
 // a workspace that grows to the largest token count seen (so forward allocates nothing once
 // warm). Device-memory calls are asynchronous on the layer's stream, which is a blocking

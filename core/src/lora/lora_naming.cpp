@@ -54,7 +54,7 @@ std::vector<fused_target> fused_targets(const layout_spec* l) {
     if (!e.stacked || e.transpose) continue;
     fused_target t;
     t.entry = &e;
-    t.module = key_template(module_of(e.key.text()), l->defined_in);
+    t.module = key_template(module_of(e.key.text()), l->at.str());
     t.param = leaf_of(e.key.text());
     out.push_back(std::move(t));
   }
@@ -77,12 +77,12 @@ std::vector<per_expert_template> per_expert_templates(const lora_naming& n) {
     // Written as PEFT names the modules of the model it adapts (the fused layout's module path,
     // the split layout's leaf), read in either that or the split layout's own naming.
     if (!fused.empty() && !leaf.empty()) {
-      t.write = key_template(fused[0].module.text() + ".{expert}." + leaf, n.split->defined_in);
+      t.write = key_template(fused[0].module.text() + ".{expert}." + leaf, n.split->at.str());
       t.read.push_back(t.write);
     } else {
-      t.write = key_template(own, n.split->defined_in);
+      t.write = key_template(own, n.split->at.str());
     }
-    if (t.read.empty() || t.read[0].text() != own) t.read.emplace_back(own, n.split->defined_in);
+    if (t.read.empty() || t.read[0].text() != own) t.read.emplace_back(own, n.split->at.str());
     out.push_back(std::move(t));
   }
   return out;
@@ -92,7 +92,7 @@ key_template grouped_module(const lora_naming& n) {
   for (const auto* l : {n.grouped, n.modules})
     if (l)
       for (const auto& e : l->experts)
-        if (e.stacked) return key_template(module_of(e.key.text()), l->defined_in);
+        if (e.stacked) return key_template(module_of(e.key.text()), l->at.str());
   return {};
 }
 

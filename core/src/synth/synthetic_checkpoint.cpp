@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/synth/synthetic_checkpoint.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* moereg_abi.h - the C types shared by every plugin kind (family hooks, backends).
  *
  * Pure C, fixed-width types, no STL: a plugin built by another compiler, or years later,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* moereg_backend.h - the table a fused-MoE compute backend exports.
  *
  * A backend library (libmoereg_backend_<name>[-<variant>].so) exports one C symbol,

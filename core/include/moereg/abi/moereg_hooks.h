@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* moereg_hooks.h - the table a family plugin's hook library exports.
  *
  * Hooks do only what plugin.yaml cannot say: read a native config file (Mistral's

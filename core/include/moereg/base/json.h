@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // json.h - a small, strict JSON reader and writer.
 //
 // Strict because it reads untrusted safetensors headers: UTF-8 is validated, duplicate

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // partial_file.h - an output file written under a hidden temporary name beside its target
 // (".NAME.partial") and renamed into place only by commit(); destroyed uncommitted, it is
 // deleted. Shared by every writer so "no half-written output looks complete" holds everywhere.

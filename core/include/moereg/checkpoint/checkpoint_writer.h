@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // checkpoint_writer.h - writes a checkpoint directory: shards, config, index.
 //
 // The full list of output tensors is known before any byte is written (moereg plans

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // resume_log.h - what `convert --resume` trusts: a hidden file in the output directory
 // recording, for the plan being executed, each shard completed so far with its size and a
 // checksum taken when it was written. A shard is kept on resume only if all three agree.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // summary.h - a checkpoint summarised so that 20,000 keys fit on a screen.
 //
 // Tensor names are folded on their all-digit components: every

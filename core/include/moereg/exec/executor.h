@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // executor.h - moves the bytes of a conversion plan into a checkpoint_writer.
 //
 // Work items are (output tensor, expert slot) pairs, taken by N threads. A piece that is

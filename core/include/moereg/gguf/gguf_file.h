@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_file.h - a GGUF (v2/v3) file, mapped and validated in full before any tensor is used.
 //
 // Checked, in file order: magic; version; counts against the bytes left; every string

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_value.h - one GGUF metadata value: a typed scalar, a string, or an array of one type.
 //
 // The value type is kept exactly (a u32 stays a u32), so a file read and written back is

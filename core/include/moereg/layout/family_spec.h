@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // family_spec.h - what a family plugin's plugin.yaml declares, parsed and validated.
 //
 // The YAML says where each canonical piece of an MoE layer lives in each layout (key

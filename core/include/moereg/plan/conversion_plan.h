@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // conversion_plan.h - every output tensor of a conversion and where its bytes come from,
 // computed before any byte moves (so --dry-run can print it and every error surfaces first).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // decoded_checkpoint.h - a checkpoint read through one layout of its family: every expert
 // piece as a strided matrix view into the mapped files, every other tensor under its
 // canonical name. Nothing is copied; this is what conversions, verify and moe run consume.

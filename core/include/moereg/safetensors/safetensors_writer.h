@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // safetensors_writer.h - writes one safetensors file whose tensor list is known up front.
 //
 // The header is computed from the specs and written first, byte-compatible with the

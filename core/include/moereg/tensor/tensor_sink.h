@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tensor_sink.h - one output file whose tensor list is fixed up front, taking tensor bytes
 // at offsets in any order and from any thread: what the executor writes through
 // (safetensors_writer, gguf_writer). Files are written under a temporary name and appear

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_registry.h - finds, vets and loads moereg plugins: family plugins (a directory
 // with plugin.yaml and optionally a hook library) and backend libraries.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_trust.h - the checks made before any plugin code is loaded. Plugins are code: a
 // library someone else could have replaced, or one shipped inside a checkpoint, is refused.
 // Each function returns "" when the check passes, else the whole refusal reason.
