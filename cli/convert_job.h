@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // convert_job.h - the convert command's job (plan, shard, resume, write, finish atomically),
 // shared by `moereg convert` and `moereg lora merge`, which is a conversion whose plan
 // carries edits (lora/lora_merge.h).

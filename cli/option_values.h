@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // option_values.h - numeric option values checked against their range, from the command
 // line or from a recipe, with one message shape for every command:
 //   --threads '-4': expected an integer from 0 to 4096 (0 = all cores)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The cpu backend's C table: every slot turns C++ exceptions into a host status (the SDK's
 // MOEREG_API_END: moereg::plugin::unsupported -> UNSUPPORTED, std::invalid_argument ->
 // INVALID_ARGUMENT).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_numa.h - NUMA placement of the experts: which CPUs form each node, which node each
 // pool thread works for, and which node each expert belongs to. On a host with several
 // nodes, each node's threads take the work items of its own experts first (stealing from

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "cpu_options.h"
 
 #include "cpu_numa.h"

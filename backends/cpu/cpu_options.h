@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_options.h - the cpu backend's options (moereg_backend_option key=value pairs given at
 // create, `--backend-option` on the CLI), documented in docs/backends.md. Every knob has a
 // default measured on the machines in docs/bench-cpu.md; the options exist for comparing

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The online quantization of the routed experts at create (backend option quantize): each
 // row's groups of inputs get s = max|w| / 127 (int8) or / 7 (int4) and codes
 // q = round(w / s) (ties to even), so |w - q s| <= s / 2 for every weight. The codes are

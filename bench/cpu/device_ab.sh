@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # device_ab.sh - alternated A/B rounds of `moe bench --backend cpu` under different backend
 # options (docs/backends.md), in one call, because the lent machines differ by up to 1.6x from call to call and
 # only ratios measured side by side mean anything. Needs .carry/ from bench/device/stage.sh.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # device_quant.sh - the cpu backend on the AMX Xeon of the GPU machine, bf16 experts against the
 # same experts quantized at create (--backend-option quantize=int8 | int4), for the
 # qwen3_30b_a3b, mixtral_8x7b and deepseek_v3_e64 presets at T = 1, 16, 128, 1024: ms, weight

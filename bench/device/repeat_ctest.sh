@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # repeat_ctest.sh - on the GPU host, with .carry/ from stage_ctest.sh: the whole suite of each
 # carried build run again and again by `ctest --repeat until-fail:R -j2` on 2 cores at a time,
 # those 2 cores also kept busy by two spinning processes (a loaded 2-core machine, as CI is).

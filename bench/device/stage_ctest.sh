@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # stage_ctest.sh [BUILD_DIR...] - what ctest needs to run a build's tests on another machine
 # (the GPU host's 16 cores), into .carry/: the binaries, plugin and backend libraries, ctest's
 # own files, the shared libraries they need, and the fixtures. Object files stay behind.

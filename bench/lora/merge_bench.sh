@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Merging a rank-16 adapter on every expert into a Qwen3-30B-A3B-shaped synthetic checkpoint
 # of 8 layers, against `cp -r` of the base in the same run (docs/lora.md, "Benchmark").
 #

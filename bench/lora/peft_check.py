@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Loads adapters converted by moereg into PEFT and checks the logits (docs/lora.md).
 
     python3 bench/lora/peft_check.py ROOT              on the GPU machine (PEFT 0.21, transformers 5.17)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prepares the inputs of peft_check.py (run on the GPU machine, which has PEFT 0.21 and
 # transformers 5.17): for each LoRA fixture family, the base model, the reference logits and
 # the fixture adapters converted by moereg into every form PEFT loads, including via NeMo's

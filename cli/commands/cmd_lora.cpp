@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg lora: expert LoRA adapters - inspect, convert between forms, merge into a checkpoint
 // (docs/lora.md). The work is in core/lora; this file parses and prints.
 #include <filesystem>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a user sees from the CLI, checked by its text: untrusted names escaped (text, JSON,
 // errors and the log), out-of-range values refused with a message, top-level help, one
 // formatting of sizes/durations/rates, inspect --json's model and GGUF fields.

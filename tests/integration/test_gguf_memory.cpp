@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Metadata amplification: a valid 64 MiB GGUF of 8 UINT8 arrays of 8 Mi items each, read by
 // `moereg inspect` in a child process. Decoded one value per item the header took 11.7 GB;
 // kept encoded it costs about its bytes. The child runs under a 4 GiB address-space limit so

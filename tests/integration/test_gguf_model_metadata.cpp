@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Metadata that contradicts the model (issue 13): refused by name where a config is made
 // from a GGUF's metadata, where a .gguf's metadata is made from config.json, and where the
 // MoE sizes are read from config.json.

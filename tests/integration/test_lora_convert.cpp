@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Adapter conversions between the three forms, exact, on the fixture adapters and on adapters
 // built here with other shapes, ranks, seeds and both PEFT orientations.
 #include <gtest/gtest.h>

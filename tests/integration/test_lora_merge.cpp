@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg lora merge`: PEFT's merge_and_unload bit for bit on the fixtures, in any layout,
 // through the convert job (shards, atomic finish).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The malformed-input corpora (support/malformed_corpus.h) through the CLI: for every file,
 // `moereg inspect` and `moereg convert` exit 1 with a message naming the file and the
 // problem, and nothing is written.

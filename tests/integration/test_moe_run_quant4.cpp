@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg moe run` on 4-bit experts: symmetric GPTQ int4, compressed-tensors pack-quantized
 // int4 and MXFP4, each a tiny deepseek_v3 checkpoint written here (routed experts and the
 // shared expert quantized). The cpu backend reads the codes as stored and dequantizes them

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Output jobs under concurrency, interruption and changing inputs: two processes into one
 // OUT, signals, a kill just before the output completes, --resume after the source changed,
 // a source truncated mid-conversion. Each runs the real moereg binary; the moments that

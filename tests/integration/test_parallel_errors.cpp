@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Errors found by the conversion workers are reported the same on every run, whatever the
 // thread count and timing, and a thread that cannot be started is a clean error.
 #include <gtest/gtest.h>

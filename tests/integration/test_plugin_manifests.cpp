@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Plugin manifests as an adversarial user meets them: every problem at its real file, line
 // and column (also through `extends` and `variants`), duplicate keys refused, config fields
 // that a manifest names but config.json lacks refused instead of defaulted, and untrusted

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // lora_support.h - adapters for tests: reading one against a base, converting in-process,
 // and building adapters of any shape, rank and PEFT orientation from canonical factors.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "malformed_corpus.h"
 
 #include <cstdint>

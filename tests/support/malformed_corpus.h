@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // malformed_corpus.h - deterministic corpora of malformed GGUF and safetensors files, each
 // with the distinctive part of the message moereg must refuse it with. The ctest
 // MalformedCorpus runs `moereg inspect` and `moereg convert` on every file (exit 1, that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg_malformed_corpus DIR: writes the malformed corpora (malformed_corpus.h) as files,
 // DIR/gguf/*.gguf and DIR/safetensors/*.safetensors; .ci/fuzz.sh seeds the fuzzers with them.
 #include <cstdio>

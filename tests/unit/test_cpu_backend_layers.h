@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_cpu_backend_layers.h - routed inputs, a double-precision reference of one MoE layer
 // and a run of the cpu backend on it, for the tests of quantized experts. A Layer holds
 // its shape `s` (E, H, I), its dequantized weights in double (d13 [E, 2I, H], d2 [E, H, I])

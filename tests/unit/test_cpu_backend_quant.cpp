@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // 4-bit experts (symmetric int4, MXFP4) through the cpu backend's C ABI: random codes and
 // group scales, checked against a double-precision reference computed here from the
 // codings' definitions (int4 q - 8; e2m1 0, .5, 1, 1.5, 2, 3, 4, 6 and negated). Groups that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // run_ordered reports the first failing item in plan order whatever the thread timing, stops
 // starting later items after a failure, and counts the CPUs this process may use.
 #include <gtest/gtest.h>

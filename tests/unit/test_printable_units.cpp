@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Untrusted text made printable, the one formatting of sizes, durations and rates, the strict
 // number parsers, and the progress line's words.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The strict YAML reader shared by plugin manifests and conversion recipes: a key given twice
 // and a YAML 1.1 boolean are refused by line, not resolved silently.
 #include <gtest/gtest.h>

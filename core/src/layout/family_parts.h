@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // family_parts.h - the catalog's private form of a manifest: parsed once, each top-level
 // key optional and remembering where it was written, so that `extends` and `variants` merge
 // parsed values (never YAML nodes, whose copies lose their positions) and every problem

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parses plugin.yaml into the catalog's parts (family_parts.h), every problem with its
 // file:line:column, and finishes a merged part into a family_spec.
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Merging adapters as edits of a conversion plan (lora_merge.h).
 #include "moereg/lora/lora_merge.h"
 

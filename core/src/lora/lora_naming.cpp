@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where each adapter form names the experts and the other modules, derived from the
 // family's layouts (docs/lora.md, "Naming"): no family is named here.
 #include "lora_naming_detail.h"

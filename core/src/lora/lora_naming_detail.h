@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // lora_naming_detail.h - the key templates each adapter form uses, from lora_naming.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reading an adapter directory into canonical pairs (lora_adapter.h).
 #include <algorithm>
 #include <cmath>

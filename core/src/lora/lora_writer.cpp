@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Writing an adapter in a chosen form (lora_writer.h).
 #include "moereg/lora/lora_writer.h"
 

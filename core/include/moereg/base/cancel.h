@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cancel.h - stopping a long job cleanly on SIGINT, SIGTERM or SIGHUP.
 //
 // While a cancel_on_signals object lives, those three signals no longer kill the process:

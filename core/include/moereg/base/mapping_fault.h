@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mapping_fault.h - a mapped input file that shrinks under a job becomes an error naming
 // the file, not a SIGBUS that kills the process and leaves its partial output behind.
 //

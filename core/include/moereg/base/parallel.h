@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // parallel.h - worker threads for jobs made of ordered items, with failures reported the
 // same way whatever the timing.
 //

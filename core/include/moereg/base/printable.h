@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // printable.h - text read from a file, made safe to show on a terminal or in a log.
 //
 // Tensor names, metadata strings, config values and manifest keys come from files that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // strict_yaml.h - how moereg reads the YAML people write (plugin manifests, conversion
 // recipes): yaml-cpp with the two leniencies that turn typos into silent wrong results
 // taken away.

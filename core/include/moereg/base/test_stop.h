@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_stop.h - TEST ONLY: a named point where a test can freeze a running job.
 //
 // With MOEREG_TEST_STOP_AT=<point>[:<n>] in the environment, the process stops itself with

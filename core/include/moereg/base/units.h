@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // units.h - sizes, durations and rates as people read and write them, and strict parsers
 // for the numbers people pass on a command line or in a recipe.
 //

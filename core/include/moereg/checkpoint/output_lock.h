@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // output_lock.h - exclusive ownership of an output directory for the whole of one job.
 //
 // Every writer of an output directory (convert, convert --resume, synth, ...) holds one of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // progress_text.h - the words of the progress line a command shows while a plan executes.
 //
 // "convert: 12/69 tensors, 1.20/57.00 GB, 134 MB/s, ETA 7 min 05 s". Bytes done and the total

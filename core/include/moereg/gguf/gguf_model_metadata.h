@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_model_metadata.h - the model sizes and constants in a GGUF's metadata (llama.cpp's
 // `{arch}.` keys), checked against themselves before moereg makes a config from them
 // (gguf_config) or writes a .gguf with them (gguf_metadata_for).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // family_catalog.h - the family plugins' manifests, parsed once and resolved into family_specs.
 //
 // A manifest may `extends: <plugin>` to reuse another's layouts and declarations (identity

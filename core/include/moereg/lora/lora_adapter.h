@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // lora_adapter.h - a LoRA adapter directory (adapter_config.json + adapter_model.safetensors)
 // read into the family's canonical terms: every factor pair on a routed expert becomes
 // A_e [r, in] and B_e [out, r] attached to gate[e], up[e] or down[e] of a layer (the same

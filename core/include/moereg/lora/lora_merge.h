@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // lora_merge.h - merging an adapter into a checkpoint as it is converted: each output
 // tensor holding adapted canonical matrices gets an edit that adds scale * B_e @ A_e to
 // them while the executor streams them (conversion_plan.h, output_tensor::edit), so a

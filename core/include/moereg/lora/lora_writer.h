@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // lora_writer.h - writes a lora_adapter in any of the three forms, exactly: every factor
 // element is copied (re-indexed, concatenated, zero-padded where a form needs it), never
 // recomputed, so converting back gives the original bytes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // synthetic_lora.h - a random LoRA adapter for a synthetic checkpoint (synth --lora R), for
 // benchmarks: PEFT 0.21's ParamWrapper form on every expert of every layer, float32 factors
 // with nonzero B (as init_lora_weights=False makes them), deterministic in the seed.
