@@ -125,11 +125,14 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
     auto w = recipe_where.find(key);
     return w == recipe_where.end() ? option_value{o[key], option, true} : option_value{o[key], w->second, false};
   };
-  const int threads = o.count("threads") ? threads_value(value_of("threads", "--threads")) : 0;
-  std::optional<std::uint64_t> shard_size;
-  if (o.count("shard_size")) shard_size = size_value(value_of("shard_size", "--shard-size"));
-  std::optional<std::pair<std::int64_t, std::int64_t>> experts;
-  if (o.count("experts")) experts = experts_value(value_of("experts", "--experts"));
+  // Written back in canonical form, so that run_convert_job (shared with lora merge) reads
+  // values that are known good.
+  if (o.count("threads")) o["threads"] = std::to_string(threads_value(value_of("threads", "--threads")));
+  if (o.count("shard_size")) o["shard_size"] = std::to_string(size_value(value_of("shard_size", "--shard-size")));
+  if (o.count("experts")) {
+    auto [a, b] = experts_value(value_of("experts", "--experts"));
+    o["experts"] = std::to_string(a) + ":" + std::to_string(b);
+  }
   for (const char* need : {"source", "to"})
     if (!o.count(need)) throw usage_error(std::string("convert needs ") + (std::string(need) == "to" ? "--to LAYOUT" : "CKPT") + " (see moereg convert --help)");
   bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
@@ -140,6 +143,13 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
 
 int run_convert_job(std::map<std::string, std::string> o, const po::variables_map& vm, global_options& globals, const plan_editor& edit) {
   bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
+  // Values from the command line or a recipe were checked by the caller; any other caller's are
+  // checked here, by option name.
+  const int threads = o.count("threads") ? threads_value(option_value{o["threads"], "--threads", true}) : 0;
+  std::optional<std::uint64_t> shard_size;
+  if (o.count("shard_size")) shard_size = size_value(option_value{o["shard_size"], "--shard-size", true});
+  std::optional<std::pair<std::int64_t, std::int64_t>> experts;
+  if (o.count("experts")) experts = experts_value(option_value{o["experts"], "--experts", true});
   double t0 = now_seconds();
   session_request req{o["source"], o.count("family") ? o["family"] : "", o.count("from") ? o["from"] : "", o["to"]};
   model_session s = open_model(req, vm);
@@ -294,9 +304,9 @@ int run_convert_job(std::map<std::string, std::string> o, const po::variables_ma
       if (!multi) return;
       std::string name = writer.shards()[i].file_name;
       fs::path f = fs::path(o["output"]) / name;
-      auto record = [&, name, f](int threads) {
+      auto record = [&, name, f](int checksum_threads) {
         double c0 = now_seconds();
-        resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), threads)};
+        resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), checksum_threads)};
         std::lock_guard<std::mutex> lock(log_mutex);
         log.shards[name] = entry;
         log.save(o["output"]);

@@ -38,18 +38,19 @@ json::value scalar_json(const gguf_value& v) {
 json::value gguf_json(const gguf_value& v) {
   if (v.type() != gguf_type::array) return scalar_json(v);
   json::array items;
-  for (std::size_t i = 0; i < v.items().size() && i < listed_items; ++i) items.push_back(scalar_json(v.items()[i]));
-  if (v.items().size() <= listed_items) return json::value(std::move(items));
+  // Item by item: items() would decode the whole array (metadata arrays can hold millions).
+  for (std::uint64_t i = 0; i < v.array_size() && i < listed_items; ++i) items.push_back(scalar_json(v.item(i)));
+  if (v.array_size() <= listed_items) return json::value(std::move(items));
   return json::value(json::object{{"type", json::value("array")},
                                   {"element_type", json::value(gguf_type_name(static_cast<std::uint32_t>(v.element_type())))},
-                                  {"count", json::value(static_cast<std::uint64_t>(v.items().size()))},
+                                  {"count", json::value(v.array_size())},
                                   {"first", json::value(std::move(items))}});
 }
 
 // One line of text per key: strings escaped and cut at 72 bytes, arrays as [TYPE x N].
 std::string gguf_text(const gguf_value& v) {
   if (v.type() == gguf_type::array)
-    return "[" + gguf_type_name(static_cast<std::uint32_t>(v.element_type())) + " x " + std::to_string(v.items().size()) + "]";
+    return "[" + gguf_type_name(static_cast<std::uint32_t>(v.element_type())) + " x " + std::to_string(v.array_size()) + "]";
   if (v.type() == gguf_type::string) {
     const std::string& t = v.as_string();
     if (t.size() <= 72) return quote(t);
