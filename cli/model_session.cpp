@@ -60,11 +60,12 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   std::string dir = fs::is_directory(p) ? p.string() : p.parent_path().string();
   std::error_code ec;
   std::string real = fs::weakly_canonical(dir.empty() ? "." : dir, ec).string();
-  s.registry = make_registry(vm, {real});
-  s.catalog = make_catalog(*s.registry);
+  // The checkpoint first: a damaged file is refused before any plugin is loaded.
   checkpoint_options co;
   co.require_config = false;
   s.ckpt = std::make_unique<checkpoint>(checkpoint::open(req.checkpoint, co));
+  s.registry = make_registry(vm, {real});
+  s.catalog = make_catalog(*s.registry);
 
   // A GGUF model without config.json: the plugin whose `gguf` section claims its
   // general.architecture makes one from the metadata.
