@@ -4,6 +4,7 @@
 #include <iomanip>
 #include <iostream>
 
+#include "api_result.h"
 #include "command.h"
 #include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
@@ -106,6 +107,9 @@ int main(int argc, char** argv) {
   } catch (const usage_error& e) {
     std::cerr << "moereg: " << printable_message(e.what()) << "\n";
     return 2;
+  } catch (const cli::stopped& e) {
+    std::cerr << "moereg: " << e.message << "\n";
+    return e.signal > 0 ? 128 + e.signal : 1;  // as a shell reports a process killed by the signal
   } catch (const cancelled& e) {
     std::cerr << "moereg: " << e.what() << "\n";
     return 128 + e.signal_number();  // as a shell reports a process killed by the signal

@@ -16,6 +16,9 @@ namespace moereg::cli {
 // installed plugins) to a command's options.
 void add_plugin_options(po::options_description& options);
 
+// The --plugin-path values, in order.
+std::vector<std::string> plugin_paths(const po::variables_map& vm);
+
 // The registry for this command. `forbidden_dirs` are directories no plugin code may be
 // loaded from: pass the checkpoint directories the command reads.
 std::unique_ptr<plugin_registry> make_registry(const po::variables_map& vm,

@@ -2,7 +2,6 @@
 #include "progress.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 
 #include "command.h"
@@ -10,37 +9,19 @@
 
 namespace moereg::cli {
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+progress_line::progress_line(std::string what) : what_(std::move(what)), enabled_(stderr_is_tty()) {}
 
-progress_line::progress_line(std::string what, const execute_progress& p) : what_(std::move(what)), p_(p), start_(now_seconds()) {
-  if (!stderr_is_tty()) return;
-  thread_ = std::thread([this] {
-    while (!stop_) {
-      print(false);
-      for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
-}
-
-progress_line::~progress_line() {
-  stop_ = true;
-  if (thread_.joinable()) {
-    thread_.join();
-    print(true);
-  }
-}
-
-void progress_line::print(bool final) const {
+void progress_line::operator()(const app::convert_progress& p) {
+  if (!enabled_ || (!p.final && last_seconds_ >= 0 && p.seconds - last_seconds_ < 0.5)) return;  // twice a second
+  last_seconds_ = p.seconds;
   progress_counts c;
-  c.tensors = p_.tensors.load();
-  c.total_tensors = p_.total_tensors;
-  c.bytes = p_.bytes.load();
-  c.total_bytes = p_.total_bytes;
+  c.tensors = p.tensors;
+  c.total_tensors = p.total_tensors;
+  c.bytes = p.bytes;
+  c.total_bytes = p.total_bytes;
   // Padding clears what a longer previous line left behind; the cursor goes back with \r.
-  std::string text = progress_text(what_, c, now_seconds() - start_, final);
-  std::fprintf(stderr, "\r%-*s%s", static_cast<int>(last_width_), text.c_str(), final ? "\n" : "");
+  std::string text = progress_text(what_, c, p.seconds, p.final);
+  std::fprintf(stderr, "\r%-*s%s", static_cast<int>(last_width_), text.c_str(), p.final ? "\n" : "");
   last_width_ = std::max(last_width_, text.size());
   std::fflush(stderr);
 }

@@ -2,33 +2,17 @@
 // moereg convert CKPT OUT --to LAYOUT: any layout of a family to any other, streaming.
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <future>
-#include <mutex>
-#include <fstream>
-#include <iostream>
+#include <map>
 #include <set>
-#include <sstream>
 
 #include "command.h"
-#include "convert_job.h"
-#include "model_session.h"
-#include "moereg/base/cancel.h"
-#include "option_values.h"
+#include "convert_output.h"
 #include "moereg/base/error.h"
-#include "moereg/base/test_stop.h"
-#include "moereg/base/log.h"
 #include "moereg/base/printable.h"
 #include "moereg/base/strict_yaml.h"
-#include "moereg/base/units.h"
-#include "moereg/checkpoint/resume_log.h"
-#include "moereg/checkpoint/summary.h"
-#include "moereg/gguf/gguf_family.h"
-#include "moereg/gguf/gguf_output.h"
+#include "option_values.h"
 #include "plugin_options.h"
-#include "progress.h"
 
 namespace fs = std::filesystem;
 
@@ -66,9 +50,6 @@ void apply_recipe(const std::string& path, std::map<std::string, std::string>& o
     }
   }
 }
-
-const char* aux_files[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja", "preprocessor_config.json"};
 
 }  // namespace
 
@@ -120,290 +101,31 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
     if (fs::is_directory(recipe, ec)) throw error(recipe + ": is a directory, expected a recipe file (YAML)");
     apply_recipe(recipe, o, recipe_where);
   }
+  for (const char* need : {"source", "to"})
+    if (!o.count(need)) throw usage_error(std::string("convert needs ") + (std::string(need) == "to" ? "--to LAYOUT" : "CKPT") + " (see moereg convert --help)");
+  app::convert_request job;
+  job.dry_run = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
+  if (!job.dry_run && !o.count("output")) throw usage_error("convert needs OUT, the output directory (see moereg convert --help)");
+  job.source = o["source"];
+  job.output = o["output"];
+  job.to = o["to"];
+  job.from = o["from"];
+  job.family = o["family"];
+  job.plugin_paths = plugin_paths(vm);
+  job.resume = vm["resume"].as<bool>();
   // Numeric values are checked before any work, wherever they came from.
   auto value_of = [&](const char* key, const char* option) {
     auto w = recipe_where.find(key);
     return w == recipe_where.end() ? option_value{o[key], option, true} : option_value{o[key], w->second, false};
   };
-  // Written back in canonical form, so that run_convert_job (shared with lora merge) reads
-  // values that are known good.
-  if (o.count("threads")) o["threads"] = std::to_string(threads_value(value_of("threads", "--threads")));
-  if (o.count("shard_size")) o["shard_size"] = std::to_string(size_value(value_of("shard_size", "--shard-size")));
-  if (o.count("experts")) {
-    auto [a, b] = experts_value(value_of("experts", "--experts"));
-    o["experts"] = std::to_string(a) + ":" + std::to_string(b);
-  }
-  for (const char* need : {"source", "to"})
-    if (!o.count(need)) throw usage_error(std::string("convert needs ") + (std::string(need) == "to" ? "--to LAYOUT" : "CKPT") + " (see moereg convert --help)");
-  bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
-  if (!dry && !o.count("output")) throw usage_error("convert needs OUT, the output directory (see moereg convert --help)");
-
-  return run_convert_job(o, vm, globals, {});
-}
-
-int run_convert_job(std::map<std::string, std::string> o, const po::variables_map& vm, global_options& globals, const plan_editor& edit) {
-  bool dry = o.count("dry_run") && (o["dry_run"] == "true" || o["dry_run"] == "1");
-  // Values from the command line or a recipe were checked by the caller; any other caller's are
-  // checked here, by option name.
-  const int threads = o.count("threads") ? threads_value(option_value{o["threads"], "--threads", true}) : 0;
-  std::optional<std::uint64_t> shard_size;
-  if (o.count("shard_size")) shard_size = size_value(option_value{o["shard_size"], "--shard-size", true});
-  std::optional<std::pair<std::int64_t, std::int64_t>> experts;
-  if (o.count("experts")) experts = experts_value(option_value{o["experts"], "--experts", true});
-  double t0 = now_seconds();
-  session_request req{o["source"], o.count("family") ? o["family"] : "", o.count("from") ? o["from"] : "", o["to"]};
-  model_session s = open_model(req, vm);
-  const layout_spec* target = s.spec.find_layout(o["to"]);
-  decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
-  plan_options po_;
-  po_.experts = experts;
+  if (o.count("threads")) job.threads = threads_value(value_of("threads", "--threads"));
+  if (o.count("shard_size")) job.shard_size = size_value(value_of("shard_size", "--shard-size"));
+  if (o.count("experts")) job.experts = experts_value(value_of("experts", "--experts"));
   if (o.count("dtype")) {
     if (o["dtype"] != "bf16") throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights)");
-    po_.dequantize = true;
+    job.to_bf16 = true;
   }
-  conversion_plan plan = plan_conversion(src, *target, po_);
-  // A LoRA merge edits the plan (lora/lora_merge.h); its inputs join the resume fingerprint.
-  std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
-  double t_plan = now_seconds() - t0;
-  spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {})", o["source"], s.spec.name,
-               s.model_type, s.layout->name, target->name, plan.outputs.size(), human_bytes(plan.total_bytes),
-               s.dims.describe(), format_duration(t_plan));
-
-  // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
-  const bool to_gguf = target->container == "gguf";
-  std::vector<tensor_spec> specs;
-  for (const auto& t : plan.outputs) specs.push_back(t.spec);
-  gguf_metadata gguf_md;
-  if (to_gguf) {
-    if (o.count("shard_size")) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
-    std::vector<std::string> problems = gguf_output_problems(specs);
-    if (!problems.empty()) {
-      std::string msg = "the conversion to layout '" + target->name + "' (a .gguf file) is not possible:";
-      for (const auto& p_ : problems) msg += "\n  " + p_;
-      throw error(msg);
-    }
-    gguf_md = gguf_metadata_for(s.spec, s.ckpt->config(), s.ckpt->config_path());
-    // From a .gguf, keys the family does not compute (tokenizer.*, general.name, ...) carry over.
-    if (const gguf_file* g = s.ckpt->gguf())
-      for (const auto& [k, v] : g->metadata()) {
-        bool have = k == "general.alignment";
-        for (const auto& [k2, _] : gguf_md) have |= k2 == k;
-        if (!have) gguf_md.emplace_back(k, v);
-      }
-  }
-
-  if (dry) {
-    if (globals.json) {
-      json::array outs;
-      for (const auto& t : plan.outputs) {
-        json::array shape;
-        for (auto d : t.spec.shape) shape.emplace_back(json::value(d));
-        outs.emplace_back(json::value(json::object{{"name", json::value(t.spec.name)},
-                                                   {"dtype", json::value(std::string(dtype_name(t.spec.type)))},
-                                                   {"shape", json::value(std::move(shape))},
-                                                   {"from", json::value(t.origin)}}));
-      }
-      std::cout << json::dump(json::value(json::object{{"family", json::value(s.spec.name)},
-                                                        {"model_type", json::value(s.model_type)},
-                                                        {"from", json::value(s.layout->name)},
-                                                        {"to", json::value(target->name)},
-                                                        {"total_bytes", json::value(plan.total_bytes)},
-                                                        {"tensors", json::value(std::move(outs))}}),
-                              2)
-                << "\n";
-    } else {
-      std::cout << "plan: " << printable(o["source"]) << " (" << s.spec.name << ", " << s.layout->name << ") -> layout "
-                << target->name << ": " << plan.outputs.size() << " tensors, " << human_bytes(plan.total_bytes) << "\n";
-      for (const auto& t : plan.outputs)
-        std::cout << "  " << printable(t.spec.name) << "  " << dtype_name(t.spec.type) << " " << shape_string(t.spec.shape)
-                  << "  <- " << printable_message(t.origin) << "\n";
-      std::cout << "no problems found; nothing written (--dry-run)\n";
-    }
-    return 0;
-  }
-
-  checkpoint_writer_options wo;
-  // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
-  wo.shard_size = shard_size.value_or(5'000'000'000ull);
-  wo.file_stem = target->file_stem;
-  std::vector<shard_plan> shards = to_gguf ? plan_gguf_file(std::move(specs), target->file_stem) : plan_shards(std::move(specs), wo);
-
-  // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
-  std::string fp_text = fs::weakly_canonical(o["source"]).string() + "|" + target->name + "|" + (o.count("experts") ? o["experts"] : "") +
-                        (po_.dequantize ? "|bf16" : "") + edit_fingerprint;
-  for (const auto& sh : shards) {
-    fp_text += "|" + sh.file_name;
-    for (const auto& t : sh.tensors) fp_text += "," + t.name + ":" + std::string(dtype_name(t.type)) + shape_string(t.shape);
-  }
-  char fp_hex[32];
-  std::snprintf(fp_hex, sizeof fp_hex, "%016llx", static_cast<unsigned long long>(string_hash(fp_text)));
-  bool resume = vm["resume"].as<bool>();
-  resume_log log;
-  log.fingerprint = fp_hex;
-  // The sources by identity, not only by path: a resume from files changed since is refused.
-  for (const auto& f : s.ckpt->files())
-    log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
-  if (!s.ckpt->config_path().empty() && fs::is_regular_file(s.ckpt->config_path()))
-    log.sources.try_emplace(fs::weakly_canonical(s.ckpt->config_path()).string(),
-                            resume_log::identify(s.ckpt->config_path(), ~std::uint64_t{0}));
-
-  // From here a signal stops the job at its next write (base/cancel.h); see the catch below.
-  cancel_on_signals on_signals;
-  // Locks OUT for the whole job: a second process into the same OUT is refused.
-  checkpoint_writer writer(o["output"], std::move(shards), resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
-  std::vector<bool> skip(writer.shards().size(), false);
-  if (resume) {
-    auto old = resume_log::load(o["output"]);
-    if (!old)
-      throw error(o["output"] + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
-    if (old->fingerprint != log.fingerprint)
-      throw error(o["output"] + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
-    old->check_sources(log);
-    const auto& shards_ = writer.shards();
-    for (std::size_t i = 0; i < shards_.size(); ++i) {
-      auto it = old->shards.find(shards_[i].file_name);
-      fs::path f = fs::path(o["output"]) / shards_[i].file_name;
-      if (it == old->shards.end() || !fs::exists(f)) continue;
-      if (fs::file_size(f) == it->second.size &&
-          file_checksum(f.string(), threads) == it->second.checksum) {
-        skip[i] = true;
-        log.shards[it->first] = it->second;
-      } else {
-        spdlog::warn("{}: size or checksum differs from the resume log; writing it again", f.string());
-      }
-    }
-    for (const auto& de : fs::directory_iterator(o["output"]))  // temporaries of the interrupted run
-      if (de.path().filename().string().size() > 8 && de.path().extension() == ".partial") fs::remove(de.path());
-    spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards_.size());
-  }
-  // Recorded before the first shard, so a job interrupted at any point can be resumed.
-  writer.add_bookkeeping_file(resume_log::file_name, !resume);
-  log.save(o["output"]);
-  double t1 = now_seconds();
-  std::vector<std::future<void>> pending;
-  try {
-    test_stop_point("job-start");
-
-    execute_progress progress;
-    progress.total_bytes = plan.total_bytes;
-    progress.total_tensors = plan.outputs.size();
-    execute_options eo;
-    eo.threads = threads;
-    eo.progress = &progress;
-    eo.hooks = s.hooks();
-    eo.skip_shards = skip;
-    // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
-    // the shard, so it runs in the background while the next shard is written. A one-file output
-    // is renamed into place only when the job completes, so it has nothing to log.
-    const char* crash = std::getenv("MOEREG_CRASH_AFTER_SHARDS");  // test aid: simulate a crash
-    int crash_after = crash ? std::atoi(crash) : -1;
-    int done_here = 0;
-    std::mutex log_mutex;
-    bool multi = writer.shards().size() > 1;
-    eo.on_shard_done = [&](std::size_t i) {
-      if (!multi) return;
-      std::string name = writer.shards()[i].file_name;
-      fs::path f = fs::path(o["output"]) / name;
-      auto record = [&, name, f](int checksum_threads) {
-        double c0 = now_seconds();
-        resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), checksum_threads)};
-        std::lock_guard<std::mutex> lock(log_mutex);
-        log.shards[name] = entry;
-        log.save(o["output"]);
-        spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
-      };
-      if (crash_after > 0) {
-        record(eo.threads);
-        if (++done_here == crash_after) std::_Exit(70);
-      } else {
-        // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
-        // with one thread on the 16-core host; bench-convert.md).
-        pending.push_back(std::async(std::launch::async, record, eo.threads));
-      }
-      test_stop_point("shard-done");
-    };
-    {
-      progress_line line("convert", progress);
-      execute_plan(plan, writer, eo);
-      for (auto& f : pending) f.get();
-    }
-    // Configuration last, then the index: an interrupted run never looks complete.
-    // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
-    const bool strip_quant = po_.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
-    json::value cfg = s.ckpt->config();
-    if (strip_quant) {
-      json::object kept;
-      for (const auto& [k, v] : cfg.as_object())
-        if (k != "quantization_config") kept.emplace_back(k, v);
-      cfg = json::value(std::move(kept));
-    }
-    if (!target->write_config_hook.empty()) {
-      std::string text;
-      const plugin_record* rec = nullptr;
-      for (const auto* r : s.registry->families())
-        for (const auto& h : r->hooks)
-          if (h == target->write_config_hook) rec = r;
-      const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
-      if (!api || !api->write_config) throw error("layout '" + target->name + "': no loaded library provides hook '" + target->write_config_hook + "'");
-      std::string cfg_text = json::dump(cfg);
-      throw_if_error(api->write_config(target->write_config_hook.c_str(), cfg_text.c_str(),
-                                       moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
-                     "plugin '" + rec->name + "' writing " + target->config_file);
-      writer.write_file(target->config_file, text);
-    } else if (strip_quant) {
-      writer.write_file("config.json", json::dump(cfg, 2) + "\n");
-    } else if (!s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
-      std::ifstream in(fs::path(s.ckpt->path()) / "config.json", std::ios::binary);
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      writer.write_file("config.json", ss.str());  // the original bytes, untouched
-    } else {
-      writer.write_file("config.json", json::dump(cfg, 2) + "\n");
-    }
-    if (s.ckpt->is_directory())
-      for (const char* f : aux_files) {
-        fs::path a = fs::path(s.ckpt->path()) / f;
-        if (fs::exists(a)) {
-          std::ifstream in(a, std::ios::binary);
-          std::ostringstream ss;
-          ss << in.rdbuf();
-          writer.write_file(f, ss.str());
-        }
-      }
-    writer.finish(writer.shards().size() > 1);
-  } catch (const cancelled& c) {
-    // Stopped by a signal: keep what --resume can use, and say so.
-    for (auto& f : pending)
-      if (f.valid()) f.wait();
-    writer.keep_for_resume();
-    throw cancelled(c.signal_number(), o["output"] + ": " +
-                                           (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
-                                                                        : "the resume log was kept (a one-file output is written whole)") +
-                                           ", unfinished files removed; run the same command with --resume to finish");
-  }
-  double t_exec = now_seconds() - t1;
-  double rate = t_exec > 0 ? static_cast<double>(plan.total_bytes) / t_exec : 0;
-  if (globals.json) {
-    std::cout << json::dump(json::value(json::object{{"family", json::value(s.spec.name)},
-                                                      {"model_type", json::value(s.model_type)},
-                                                      {"from", json::value(s.layout->name)},
-                                                      {"to", json::value(target->name)},
-                                                      {"output", json::value(o["output"])},
-                                                      {"tensors", json::value(static_cast<std::uint64_t>(plan.outputs.size()))},
-                                                      {"total_bytes", json::value(plan.total_bytes)},
-                                                      {"shards", json::value(static_cast<std::uint64_t>(writer.shards().size()))},
-                                                      {"plan_seconds", json::value(t_plan)},
-                                                      {"write_seconds", json::value(t_exec)},
-                                                      {"bytes_per_second", json::value(rate)}}),
-                            2)
-              << "\n";
-  } else {
-    std::cout << "converted " << printable(o["source"]) << " (" << s.spec.name << ", " << s.layout->name << ") -> "
-              << printable(o["output"]) << " ("
-              << target->name << "): " << plan.outputs.size() << " tensors, " << human_bytes(plan.total_bytes) << " in "
-              << writer.shards().size() << " file(s); " << format_duration(t_exec) << ", " << format_rate(rate) << "\n";
-  }
-  return 0;
+  return run_and_print(job, globals);
 }
 
 }  // namespace moereg::cli

@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "command.h"
-#include "model_session.h"
+#include "session.h"
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
 #include "moereg/checkpoint/checkpoint.h"
@@ -85,9 +85,10 @@ int run_inspect(const std::vector<std::string>& args, global_options& globals) {
   std::string family, model_type, layout, why_unknown, dims, config_path = ckpt.config_path();
   json::value dims_json = nullptr;
   try {
-    session_request req;
+    app::session_request req;
     req.checkpoint = vm["checkpoint"].as<std::string>();
-    model_session m = open_model(req, vm);
+    req.plugin_paths = plugin_paths(vm);
+    app::model_session m = app::open_session(req);
     family = m.spec.name;
     config_path = m.ckpt->config_path();  // a GGUF model's config is made from its metadata
     model_type = m.model_type;

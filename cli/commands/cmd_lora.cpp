@@ -7,12 +7,12 @@
 #include <sstream>
 
 #include "command.h"
-#include "convert_job.h"
-#include "model_session.h"
+#include "convert_output.h"
+#include "option_values.h"
+#include "session.h"
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
 #include "moereg/lora/lora_adapter.h"
-#include "moereg/lora/lora_merge.h"
 #include "moereg/lora/lora_writer.h"
 #include "plugin_options.h"
 
@@ -21,16 +21,6 @@ namespace fs = std::filesystem;
 namespace moereg::cli {
 
 namespace {
-
-std::pair<std::int64_t, std::int64_t> parse_experts(const std::string& s) {
-  auto colon = s.find(':');
-  try {
-    if (colon == std::string::npos) throw std::invalid_argument("no colon");
-    return {std::stoll(s.substr(0, colon)), std::stoll(s.substr(colon + 1))};
-  } catch (const std::exception&) {
-    throw usage_error("--experts '" + s + "': expected A:B, the experts A..B-1 of every layer");
-  }
-}
 
 // The base an adapter is read against: only its config.json is needed (family and dims).
 struct lora_base {
@@ -51,12 +41,12 @@ lora_base open_base(const std::string& adapter, const po::variables_map& vm) {
   json::value cfg = json::parse_file(cfg_path.string());
   std::error_code ec;
   b.registry = make_registry(vm, {fs::weakly_canonical(cfg_path.parent_path(), ec).string()});
-  b.catalog = make_catalog(*b.registry);
+  b.catalog = app::make_catalog(*b.registry);
   const json::value* mt = cfg.find("model_type");
   if (!mt || !mt->is_string()) throw error(cfg_path.string() + ": no \"model_type\" string, so the family is unknown");
   std::vector<std::string> plugins = b.catalog.plugins_for(mt->as_string());
   if (plugins.empty())
-    throw error(cfg_path.string() + ": model_type '" + mt->as_string() + "' is not handled by any family plugin; " + known_families_hint(b.catalog));
+    throw error(cfg_path.string() + ": model_type '" + mt->as_string() + "' is not handled by any family plugin; " + app::known_families_hint(b.catalog));
   b.spec = b.catalog.resolve(plugins.front(), mt->as_string());
   b.dims = read_dims(b.spec, cfg, cfg_path.string());
   if (const json::value* a = cfg.find("architectures"); a && a->is_array() && !a->as_array().empty() && a->as_array()[0].is_string())
@@ -184,7 +174,7 @@ int run_lora_convert(const std::vector<std::string>& args, global_options& globa
   lora_adapter a = read_lora_adapter(dir, b.spec, b.dims, read_options(vm, b));
   lora_write_options wo;
   wo.to = *form;
-  if (vm.count("experts")) wo.experts = parse_experts(vm["experts"].as<std::string>());
+  if (vm.count("experts")) wo.experts = experts_value(cli_value(vm, "experts"));
   lora_output o = plan_lora_output(a, wo);
   write_lora_output(o, out);
   std::uint64_t bytes = 0;
@@ -222,47 +212,25 @@ int run_lora_merge(const std::vector<std::string>& args, global_options& globals
       "rounding", po::value<std::string>()->default_value("peft"), "peft or single")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer")(
       "peft-version", po::value<std::string>(), "PEFT version that saved the adapter, when adapter_config.json has none")(
-      "threads", po::value<int>(), "threads (default: all cores)")(
+      "threads", po::value<std::string>(), "threads, 0 to 4096 (default 0: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (as convert; default 5GB)")(
       "resume", po::bool_switch(), "continue an interrupted merge into OUT (as convert --resume)");
   add_plugin_options(p.options());
   p.positional("base_ckpt", 1).positional("adapter", 1).positional("out", 1);
   auto vm = p.parse(args, globals);
-  std::string rounding = vm["rounding"].as<std::string>();
-  if (rounding != "peft" && rounding != "single") throw usage_error("--rounding '" + rounding + "': expected peft or single");
-  const lora_rounding mode = rounding == "peft" ? lora_rounding::peft : lora_rounding::single;
-  std::map<std::string, std::string> o;
-  o["source"] = vm["base_ckpt"].as<std::string>();
-  o["output"] = vm["out"].as<std::string>();
-  if (vm.count("from")) o["from"] = vm["from"].as<std::string>();
-  if (vm.count("experts")) o["experts"] = vm["experts"].as<std::string>();
-  if (vm.count("shard-size")) o["shard_size"] = vm["shard-size"].as<std::string>();
-  if (vm.count("threads")) o["threads"] = std::to_string(vm["threads"].as<int>());
-  if (vm.count("to")) {
-    o["to"] = vm["to"].as<std::string>();
-  } else {
-    // The base's own layout: open it once to detect it.
-    session_request req{o["source"], "", o.count("from") ? o["from"] : "", ""};
-    o["to"] = open_model(req, vm).layout->name;
-  }
-  std::string adapter_dir = vm["adapter"].as<std::string>();
-  std::unique_ptr<lora_adapter> adapter;
-  std::unique_ptr<decoded_checkpoint> decoded;
-  auto edit = [&](model_session& s, conversion_plan& plan) {
-    lora_read_options ro;
-    if (vm.count("peft-version")) ro.peft_version = vm["peft-version"].as<std::string>();
-    if (const json::value* a = s.ckpt->config().find("architectures"); a && a->is_array() && !a->as_array().empty() && a->as_array()[0].is_string())
-      ro.base_architecture = a->as_array()[0].as_string();
-    ro.base = plan.source;
-    adapter = std::make_unique<lora_adapter>(read_lora_adapter(adapter_dir, s.spec, s.dims, ro));
-    attach_lora_merge(plan, *adapter, mode);
-    spdlog::info("{}: {} form, {} expert pairs and {} other pairs merged ({} rounding)", adapter_dir, lora_form_name(adapter->form),
-                 adapter->expert_pair_count(), adapter->others.size(), rounding);
-    std::error_code ec;
-    return "|lora:" + fs::weakly_canonical(adapter_dir, ec).string() + "|" + rounding +
-           "|" + std::to_string(fs::file_size(adapter->weights_path)) + "|" + std::to_string(fs::last_write_time(adapter->weights_path).time_since_epoch().count());
-  };
-  return run_convert_job(o, vm, globals, edit);
+  app::convert_request job;
+  job.source = vm["base_ckpt"].as<std::string>();
+  job.output = vm["out"].as<std::string>();
+  if (vm.count("to")) job.to = vm["to"].as<std::string>();  // empty: the base's own layout
+  if (vm.count("from")) job.from = vm["from"].as<std::string>();
+  if (vm.count("experts")) job.experts = experts_value(cli_value(vm, "experts"));
+  if (vm.count("shard-size")) job.shard_size = size_value(cli_value(vm, "shard-size"));
+  if (vm.count("threads")) job.threads = threads_value(cli_value(vm, "threads"));
+  job.resume = vm["resume"].as<bool>();
+  job.plugin_paths = plugin_paths(vm);
+  lora_merge_options lora{vm["adapter"].as<std::string>(), vm["rounding"].as<std::string>(),
+                          vm.count("peft-version") ? vm["peft-version"].as<std::string>() : ""};
+  return run_and_print(job, globals, &lora);
 }
 
 }  // namespace

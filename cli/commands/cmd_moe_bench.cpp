@@ -170,9 +170,9 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
 
   moereg_backend_options opts{};
   opts.threads = threads;
-  std::unique_ptr<backend_instance> instance = create_backend(
+  std::unique_ptr<app::backend_instance> instance = app::create_backend(
       *registry, vm["backend"].as<std::string>(), mw, rp, opts,
-      parse_backend_options(vm.count("backend-option") ? vm["backend-option"].as<std::vector<std::string>>() : std::vector<std::string>{}));
+      app::parse_backend_options(vm.count("backend-option") ? vm["backend-option"].as<std::vector<std::string>>() : std::vector<std::string>{}));
   spdlog::info("moe bench: backend {} ({})", instance->record().name, instance->why());
   const moereg_backend_api* api = &instance->api();
   moereg_backend* backend = instance->handle();

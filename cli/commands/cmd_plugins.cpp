@@ -12,7 +12,7 @@
 #include "moereg/base/json.h"
 #include "moereg/registry/plugin_check.h"
 #include "moereg/layout/family_catalog.h"
-#include "model_session.h"
+#include "session.h"
 #include "plugin_options.h"
 
 namespace moereg::cli {
@@ -120,7 +120,7 @@ std::map<std::string, std::string> hook_plugins(const family_catalog& cat, const
 
 int show(plugin_registry& reg, const std::string& name, bool as_json) {
   reg.load_all();
-  family_catalog cat = make_catalog(reg);
+  family_catalog cat = app::make_catalog(reg);
   std::vector<const plugin_record*> found;
   for (const auto& r : reg.records())
     if (r.name == name) found.push_back(&r);

@@ -82,7 +82,16 @@ std::vector<fs::path> sorted_entries(const fs::path& dir) {
 
 std::string default_installed_root() {
   std::error_code ec;
+  // Inside libmoereg.so (<prefix>/<libdir>/libmoereg.so), the plugins installed with it are
+  // <libdir>/moereg, wherever the program using it lives.
+  fs::path module_dir;
+  try {
+    module_dir = boost::dll::this_line_location().parent_path().string();
+  } catch (const std::exception&) {  // not found: the executable's directory below is used
+  }
   fs::path exe_dir = boost::dll::program_location().parent_path().string();
+  if (!module_dir.empty() && module_dir != exe_dir && fs::is_directory(module_dir / "moereg", ec))
+    return (module_dir / "moereg").lexically_normal().string();
   fs::path candidate = exe_dir / ".." / MOEREG_INSTALL_LIBDIR / "moereg";
   if (fs::is_directory(candidate, ec)) return candidate.lexically_normal().string();
   return (exe_dir / ".." / "lib" / "moereg").lexically_normal().string();

@@ -219,10 +219,7 @@ TEST(CliHygiene, CorruptResumeChecksumIsNamed) {
   test::temp_dir d;
   std::string out = d / "out";
   std::string args = "convert " + test::fixture("deepseek_v3/hf") + " " + out + " --to transformers_v5 --shard-size 60KB";
-  int status = std::system(("MOEREG_CRASH_AFTER_SHARDS=2 " + std::string(MOEREG_BUILD_DIR) + "/bin/moereg " + args +
-                            " >/dev/null 2>&1").c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 70);
+  ASSERT_NO_FATAL_FAILURE(test::interrupted_convert(test::fixture("deepseek_v3/hf"), out, "transformers_v5", 60'000, 2));
   std::string log = test::read_bytes(out + "/.moereg-resume.json");
   std::regex checksum("\"checksum\": \"[0-9a-f]{16}\"");
   ASSERT_TRUE(std::regex_search(log, checksum)) << log;

@@ -39,4 +39,10 @@ struct command_result {
 // Run the built moereg binary with arguments (shell-quoted by the caller).
 command_result run_moereg(const std::string& args);
 
+// Leaves `out` as a crash would: converts `source` to layout `to` in shards of `shard_size`
+// bytes through the application API with its fault injection, which stops the job after
+// `shards` shards are complete and logged. Fails the calling test if the job ends otherwise.
+void interrupted_convert(const std::string& source, const std::string& out, const std::string& to,
+                         std::uint64_t shard_size, int shards);
+
 }  // namespace moereg::test

@@ -58,3 +58,33 @@ TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
   r = shell(moereg + " plugins check '" + build + "/acme_moe' --plugin-path '" + build + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
+
+// The path a program using moereg as a library takes: build examples/library against the
+// installed package (find_package(moereg), moereg::moereg) and convert a checkpoint with it.
+// The installed libmoereg finds the installed plugins beside itself (<libdir>/moereg), not
+// beside the program.
+TEST(RegistryInstall, LibraryExampleBuiltAgainstInstalledPackageConverts) {
+  test::temp_dir tmp;
+  std::string prefix = tmp / "prefix", build = tmp / "example-build";
+  std::string cmake = std::string("'") + MOEREG_CMAKE_COMMAND + "'";
+  auto r = shell(cmake + " --install '" + MOEREG_BUILD_DIR + "' --prefix '" + prefix + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = shell(cmake + " -S '" + MOEREG_SOURCE_DIR + "/examples/library' -B '" + build + "' -G '" + MOEREG_CMAKE_GENERATOR +
+            "' -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='" + prefix + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = shell(cmake + " --build '" + build + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string program = build + "/moereg_convert_example", out = tmp / "out";
+  r = shell("MOEREG_PLUGIN_PATH= '" + program + "' '" + test::fixture("qwen3_moe/hf") + "' '" + out + "' transformers_v5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "family qwen3_moe, layout hf")) << r.output;
+  EXPECT_TRUE(has(r.output, "converted to transformers_v5")) << r.output;
+  r = shell("'" + prefix + "/bin/moereg' verify '" + out + "' '" + test::fixture("qwen3_moe/transformers_v5.safetensors") + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // A problem comes back as a value with its kind and moereg's message.
+  r = shell("'" + program + "' /nonexistent/ckpt '" + (tmp / "out2") + "' transformers_v5");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "cannot open: /nonexistent/ckpt")) << r.output;
+}

@@ -12,6 +12,7 @@ namespace {
 // Lock-free, so safe in a handler; read by every writing thread.
 std::atomic<int> received{0};
 static_assert(std::atomic<int>::is_always_lock_free);
+std::atomic<bool> requested{false};
 
 void on_signal(int signo) {
   // Only the first signal counts; a second ^C while the job cleans up changes nothing.
@@ -28,6 +29,7 @@ const char* signal_name(int signo) noexcept {
     case SIGINT: return "SIGINT";
     case SIGTERM: return "SIGTERM";
     case SIGHUP: return "SIGHUP";
+    case 0: return "a cancel request";
     default: return "a signal";
   }
 }
@@ -57,8 +59,12 @@ cancel_on_signals::~cancel_on_signals() {
 
 int cancel_signal() noexcept { return received.load(std::memory_order_relaxed); }
 
+void request_cancel() noexcept { requested.store(true, std::memory_order_relaxed); }
+void clear_cancel_request() noexcept { requested.store(false, std::memory_order_relaxed); }
+
 void throw_if_cancelled() {
   if (int s = received.load(std::memory_order_relaxed)) throw cancelled(s);
+  if (requested.load(std::memory_order_relaxed)) throw cancelled(0);
 }
 
 }  // namespace moereg

@@ -41,9 +41,14 @@ class cancel_on_signals {
 
 // The signal received while handlers were installed, 0 if none.
 int cancel_signal() noexcept;
-// Throws `cancelled` if a signal was received.
+// A caller's request (app::convert_request::cancel): every running job stops at its next write,
+// with `cancelled` whose signal_number() is 0. It stays until clear_cancel_request(), which a
+// job calls when it ends. One process-wide flag: it stops every job running in the process.
+void request_cancel() noexcept;
+void clear_cancel_request() noexcept;
+// Throws `cancelled` if a signal was received or a cancel requested.
 void throw_if_cancelled();
-// "SIGINT", "SIGTERM", "SIGHUP", else "signal N".
+// "SIGINT", "SIGTERM", "SIGHUP", "a cancel request" for 0, else "a signal".
 const char* signal_name(int signo) noexcept;
 
 }  // namespace moereg

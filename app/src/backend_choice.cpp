@@ -7,7 +7,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 std::string backend_instance::describe() const {
   std::string text;
@@ -94,4 +94,4 @@ std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, cons
   }
 }
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

@@ -13,7 +13,7 @@
 #include "moereg/abi/moereg_backend.h"
 #include "moereg/registry/plugin_registry.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 class backend_instance {
  public:
@@ -53,4 +53,4 @@ std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, cons
                                                  const moereg_backend_options& options,
                                                  const backend_option_list& backend_options = {});
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

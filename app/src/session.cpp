@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "model_session.h"
+#include "session.h"
 
 #include <filesystem>
 
@@ -8,17 +8,28 @@
 #include "moereg/base/printable.h"
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/tensor/tensor_view.h"
-#include "plugin_options.h"
 
 namespace fs = std::filesystem;
 
-namespace moereg::cli {
+namespace moereg::app {
 
 namespace {
 
 void sink_append(void* ctx, const char* data, std::size_t size) { static_cast<std::string*>(ctx)->append(data, size); }
 
 }  // namespace
+
+std::string doc_ref(const std::string& page) {
+  return "docs/" + page + " in the source, " + MOEREG_DOC_DIR + "/" + page + " when installed";
+}
+
+std::unique_ptr<plugin_registry> make_registry(const std::vector<std::string>& plugin_paths,
+                                               const std::vector<std::string>& forbidden_dirs) {
+  registry_options opts;
+  opts.plugin_paths = plugin_paths;
+  opts.forbidden_dirs = forbidden_dirs;
+  return std::make_unique<plugin_registry>(opts);
+}
 
 std::string known_families_hint(const family_catalog& catalog) {
   std::string s;
@@ -36,17 +47,32 @@ family_catalog make_catalog(plugin_registry& registry) {
   return family_catalog(ms, std::move(refused));
 }
 
+namespace {
+
+// The catalog's one rule for which library serves a hook: family_spec::hook_plugins.
+std::pair<const plugin_record*, const moereg_hooks_api*> serving_library(plugin_registry& registry, const family_spec& spec,
+                                                                         const std::string& hook) {
+  auto it = spec.hook_plugins.find(hook);
+  const plugin_record* rec = it == spec.hook_plugins.end() ? nullptr : registry.find_family(it->second);
+  if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + spec.name + "' or the plugins it extends");
+  return {rec, registry.hooks(*rec)};
+}
+
+}  // namespace
+
+std::pair<const plugin_record*, const moereg_hooks_api*> model_session::hook_library(const std::string& hook) const {
+  return serving_library(*registry, spec, hook);
+}
+
 hook_runner model_session::hooks() {
   std::string config_text = json::dump(ckpt->config());
+  // The registry outlives the runner (it is owned through a unique_ptr); the spec is copied,
+  // so the session may move.
   plugin_registry* reg = registry.get();
-  std::string plugin = spec.name;
-  std::map<std::string, std::string> serving = spec.hook_plugins;  // the catalog's rule
-  return [reg, serving, plugin, config_text](const std::string& hook, int direction, const std::string& key,
-                                             const tensor_spec& t, const std::byte* src, std::byte* dst) {
-    auto it = serving.find(hook);
-    const plugin_record* rec = it == serving.end() ? nullptr : reg->find_family(it->second);
-    if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + plugin + "' or the plugins it extends");
-    const moereg_hooks_api* api = reg->hooks(*rec);
+  auto owner = std::make_shared<const family_spec>(spec);
+  return [reg, owner, config_text](const std::string& hook, int direction, const std::string& key, const tensor_spec& t,
+                                   const std::byte* src, std::byte* dst) {
+    auto [rec, api] = serving_library(*reg, *owner, hook);
     if (!api || !api->transform) throw error(rec->library_path + ": hook library has no transform slot (needed for '" + hook + "')");
     moereg_tensor_view in = contiguous_view(src, t.type, t.shape), out = contiguous_view(dst, t.type, t.shape);
     throw_if_error(api->transform(hook.c_str(), direction, key.c_str(), config_text.c_str(), &in, &out),
@@ -54,7 +80,7 @@ hook_runner model_session::hooks() {
   };
 }
 
-model_session open_model(const session_request& req, const po::variables_map& vm) {
+model_session open_session(const session_request& req) {
   model_session s;
   fs::path p(req.checkpoint);
   std::string dir = fs::is_directory(p) ? p.string() : p.parent_path().string();
@@ -64,7 +90,7 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   checkpoint_options co;
   co.require_config = false;
   s.ckpt = std::make_unique<checkpoint>(checkpoint::open(req.checkpoint, co));
-  s.registry = make_registry(vm, {real});
+  s.registry = make_registry(req.plugin_paths, {real});
   s.catalog = make_catalog(*s.registry);
 
   // A GGUF model without config.json: the plugin whose `gguf` section claims its
@@ -175,4 +201,4 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   throw error(first_error);
 }
 
-}  // namespace moereg::cli
+}  // namespace moereg::app
