@@ -65,6 +65,19 @@ moereg_status* create(const moereg_moe_weights* weights, const moereg_routing_pa
   MOEREG_API_END
 }
 
+moereg_status* create_with_options(const moereg_moe_weights* weights, const moereg_routing_params* routing,
+                                   const moereg_backend_options* options, const moereg_backend_option* kv, size_t count,
+                                   moereg_backend** out) noexcept {
+  MOEREG_API_BEGIN
+  if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
+  if (count && !kv) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: options_kv is NULL with count > 0");
+  *out = nullptr;
+  const moereg::cuda::tuning t = moereg::cuda::tuning::parse(kv, count);
+  *out = as_handle(new moereg::cuda::moe_layer(*weights, routing, options, t));
+  return nullptr;
+  MOEREG_API_END
+}
+
 moereg_status* forward(moereg_backend* b, const moereg_tensor_view* x, const moereg_tensor_view* ids,
                        const moereg_tensor_view* w, moereg_tensor_view* out) noexcept {
   MOEREG_API_BEGIN
@@ -135,8 +148,7 @@ void* get_extension(const char*) noexcept { return nullptr; }
 
 const moereg_backend_api api = {
     MOEREG_PLUGIN_API_VERSION, "cuda", "0.1.0", probe, create, forward, destroy, route, alloc, free_slot, copy,
-    synchronize, describe, get_extension,
-    nullptr};  // create_with_options: its tuning still reads MOEREG_CUDA_* (docs/cuda.md)
+    synchronize, describe, get_extension, create_with_options};
 
 }  // namespace
 
