@@ -290,6 +290,7 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
     eo.progress = &progress;
     eo.hooks = s.hooks();
     eo.skip_shards = skip;
+    eo.kernel_copy = r.kernel_copy;
     // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
     // the shard, so it runs in the background while the next shard is written. A one-file output
     // is renamed into place only when the job completes, so it has nothing to log.

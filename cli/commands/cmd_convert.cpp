@@ -75,6 +75,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
       "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
       "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4) to bf16, rounding once to nearest even; scales and quantization_config are dropped")(
+      "no-copy-file-range", po::bool_switch(), "write every byte through write() from the mapped source instead of letting the kernel copy contiguous ranges (copy_file_range): for filesystems where that misbehaves, and to measure it")(
       "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dtype)");
   add_plugin_options(p.options());
   p.positional("checkpoint", 1).positional("out", 1);
@@ -113,6 +114,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   job.family = o["family"];
   job.plugin_paths = plugin_paths(vm);
   job.resume = vm["resume"].as<bool>();
+  job.kernel_copy = !vm["no-copy-file-range"].as<bool>();
   // Numeric values are checked before any work, wherever they came from.
   auto value_of = [&](const char* key, const char* option) {
     auto w = recipe_where.find(key);

@@ -207,3 +207,20 @@ TEST(AppApi, AutoFallsBackWhenTheBestBackendRefusesTheLayer) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("the abitest backend is a registry test fixture"), std::string::npos) << r.error().message;
 }
+
+// kernel_copy = false (convert --no-copy-file-range) writes every byte from the mapping: the
+// same output, bit for bit.
+TEST(AppApi, WithoutKernelCopiesTheOutputIsTheSame) {
+  test::temp_dir d;
+  app::convert_request req;
+  req.source = test::fixture("qwen3_moe/hf");  // hf to hf: every tensor is one contiguous copy
+  req.output = d / "hf";
+  req.to = "hf";
+  req.kernel_copy = false;
+  auto r = app::convert(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto v = app::verify({req.output, test::fixture("qwen3_moe/hf"), {}});
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_TRUE(v.value().equal);
+  EXPECT_EQ(v.value().how, "by tensor name");
+}

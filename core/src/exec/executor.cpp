@@ -172,7 +172,10 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
       std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
       if (o.decode_hook.empty() && o.encode_hook.empty() && !o.edit) {
         std::lock_guard<std::mutex> lock(file_lock[s]);
-        w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
+        if (options.kernel_copy)
+          w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
+        else
+          w.write(it.tensor_index, 0, src, n);
       } else {
         o.source->file->file().will_need(at, n);
         stage.resize(n);
@@ -208,7 +211,10 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
         std::lock_guard<std::mutex> lock(file_lock[s]);
         std::uint64_t at = base;
         for (const auto& v : pieces) {
-          w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
+          if (options.kernel_copy)
+            w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
+          else
+            w.write(it.tensor_index, at, v.at(0, 0), v.nbytes());
           at += v.nbytes();
         }
       } else {

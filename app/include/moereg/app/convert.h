@@ -57,6 +57,9 @@ struct convert_request {
   bool to_bf16 = false;   // dequantize quantized weights (FP8, MXFP4, int4) to bf16
   bool dry_run = false;   // plan and check everything, write nothing (the report lists the plan)
   bool resume = false;    // finish an interrupted job into `output`
+  // Contiguous bytes are copied by the kernel (copy_file_range) where it can; false writes
+  // them from the mapped source instead (filesystems where copy_file_range misbehaves).
+  bool kernel_copy = true;
   // Called from a helper thread about ten times a second while shards are written, and once
   // more with final = true. Keep it short; it must not throw.
   std::function<void(const convert_progress&)> on_progress;
