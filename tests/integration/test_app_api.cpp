@@ -224,3 +224,36 @@ TEST(AppApi, WithoutKernelCopiesTheOutputIsTheSame) {
   EXPECT_TRUE(v.value().equal);
   EXPECT_EQ(v.value().how, "by tensor name");
 }
+
+// Routing values from config.json are range-checked before a token is routed: numbers that
+// route differently from the model would still give numbers.
+TEST(AppApi, RoutingValuesOutOfRangeAreRefusedNamingTheField) {
+  safetensors_file ref(test::fixture("deepseek_v3/moe_block.safetensors"));
+  const tensor_info* in = ref.find("input");
+  const std::string base = test::fixture("deepseek_v3/hf/config.json");
+  const std::string original = test::read_bytes(base);
+  struct bad_case {
+    std::string from, to, expect;
+  };
+  for (const bad_case& c : {bad_case{"\"n_group\": 2", "\"n_group\": 3", "routing n_group 3"},
+                            bad_case{"\"topk_group\": 1", "\"topk_group\": 4", "routing topk_group 4"},
+                            bad_case{"\"routed_scaling_factor\": 2.5", "\"routed_scaling_factor\": -1", "routing scaling -1"}}) {
+    SCOPED_TRACE(c.to);
+    test::temp_dir d;
+    fs::copy(test::fixture("deepseek_v3/hf"), d / "m", fs::copy_options::recursive);
+    std::string cfg = original;
+    ASSERT_NE(cfg.find(c.from), std::string::npos) << "the fixture's config.json changed";
+    cfg.replace(cfg.find(c.from), c.from.size(), c.to);
+    test::write_bytes(d / "m/config.json", cfg);
+    app::moe_run_request req;
+    req.checkpoint = d / "m";
+    req.layer = 1;
+    req.input = {ref.data(*in), "F32", in->shape[0], in->shape[1], "input"};
+    req.backend = "cpu";
+    auto r = app::run_moe(req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().kind, app::error_kind::input);
+    EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("config.json"), std::string::npos) << r.error().message;
+  }
+}
