@@ -9,6 +9,7 @@
 
 #include "command.h"
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 #include "moereg/base/json.h"
 #include "moereg/registry/plugin_check.h"
 #include "moereg/layout/family_catalog.h"
@@ -70,7 +71,7 @@ int list(plugin_registry& reg, bool as_json) {
   }
   std::cout << "searched, in order:\n";
   for (const auto& d : reg.search_dirs())
-    std::cout << "  " << std::left << std::setw(20) << d.source << d.path << (d.exists ? "" : "  (absent)") << "\n";
+    std::cout << "  " << std::left << std::setw(20) << d.source << printable(d.path) << (d.exists ? "" : "  (absent)") << "\n";
   if (reg.records().empty()) {
     std::cout << "no plugins found\n";
     return 0;
@@ -79,11 +80,11 @@ int list(plugin_registry& reg, bool as_json) {
             << std::setw(5) << "API" << std::setw(10) << "STATE" << std::setw(20) << "SOURCE"
             << "PATH\n";
   for (const auto& r : reg.records()) {
-    std::cout << std::left << std::setw(16) << r.name << std::setw(9) << to_string(r.kind) << std::setw(10)
-              << (r.version.empty() ? "-" : r.version) << std::setw(5)
+    std::cout << std::left << std::setw(16) << printable(r.name) << std::setw(9) << to_string(r.kind) << std::setw(10)
+              << (r.version.empty() ? "-" : printable(r.version)) << std::setw(5)
               << (r.api_version ? std::to_string(r.api_version) : "-") << std::setw(10) << to_string(r.state)
-              << std::setw(20) << r.source << shown_path(r) << "\n";
-    if (!r.reason.empty()) std::cout << "    " << to_string(r.state) << ": " << r.reason << "\n";
+              << std::setw(20) << r.source << printable(shown_path(r)) << "\n";
+    if (!r.reason.empty()) std::cout << "    " << to_string(r.state) << ": " << printable_message(r.reason) << "\n";
   }
   return 0;
 }
@@ -97,7 +98,7 @@ const family_manifest* usable_manifest(const family_catalog& cat, const plugin_r
 void print_list(const char* label, const std::vector<std::string>& items) {
   std::cout << "  " << std::left << std::setw(14) << label;
   if (items.empty()) std::cout << "-";
-  for (std::size_t i = 0; i < items.size(); ++i) std::cout << (i ? ", " : "") << items[i];
+  for (std::size_t i = 0; i < items.size(); ++i) std::cout << (i ? ", " : "") << printable(items[i]);
   std::cout << "\n";
 }
 
@@ -148,9 +149,9 @@ int show(plugin_registry& reg, const std::string& name, bool as_json) {
     return 0;
   }
   for (const auto* r : found) {
-    std::cout << r->name << " (" << to_string(r->kind) << ")\n";
+    std::cout << printable(r->name) << " (" << to_string(r->kind) << ")\n";
     auto line = [](const char* label, const std::string& value) {
-      std::cout << "  " << std::left << std::setw(14) << label << (value.empty() ? "-" : value) << "\n";
+      std::cout << "  " << std::left << std::setw(14) << label << (value.empty() ? "-" : printable_message(value)) << "\n";
     };
     line("state", to_string(r->state));
     if (!r->reason.empty()) line("reason", r->reason);
@@ -222,14 +223,15 @@ int check(const plugin_registry& reg, const std::string& dir, bool as_json) {
     out.set("notes", std::move(note_list));
     std::cout << json::dump(out, 2) << "\n";
   } else if (c.problems.empty()) {
-    for (const auto& n : notes) std::cout << "note: " << n << "\n";
-    std::cout << dir << ": ok: plugin '" << c.name << "' version " << c.version << ", plugin API " << c.api_version
-              << (c.library.empty() ? ", YAML only" : ", library " + c.library + " loaded and agrees with plugin.yaml")
+    for (const auto& n : notes) std::cout << "note: " << printable_message(n) << "\n";
+    std::cout << printable(dir) << ": ok: plugin '" << printable(c.name) << "' version " << printable(c.version) << ", plugin API "
+              << c.api_version
+              << (c.library.empty() ? ", YAML only" : ", library " + printable(c.library) + " loaded and agrees with plugin.yaml")
               << "\n";
   } else {
-    for (const auto& p : c.problems) std::cout << p << "\n";
-    for (const auto& n : notes) std::cout << "note: " << n << "\n";
-    std::cout << dir << ": " << c.problems.size() << " problem(s)\n";
+    for (const auto& p : c.problems) std::cout << printable_message(p) << "\n";
+    for (const auto& n : notes) std::cout << "note: " << printable_message(n) << "\n";
+    std::cout << printable(dir) << ": " << c.problems.size() << " problem(s)\n";
   }
   return c.problems.empty() ? 0 : 1;
 }

@@ -293,3 +293,20 @@ TEST(PluginHooks, InheritedLayoutKeepsItsPluginsHook) {
     EXPECT_TRUE(has(e.what(), "c.yaml:9:45: hook 'ph' is used but not listed under 'hooks' of plugin 'c' (c.yaml)")) << e.what();
   }
 }
+
+// Text from a manifest is untrusted: a version or model type carrying terminal escapes is
+// printed escaped by plugins list, show and check.
+TEST_F(PluginManifests, ManifestTextIsPrintedEscaped) {
+  std::string text = replace(qwen3_yaml_only(), "version: \"1.0.0\"", "version: \"1.0\\e[2J\"");
+  text = replace(text, "model_types: [qwen3_moe]", "model_types: [qwen3_moe, \"evil\\e]0;title\\a\"]");
+  write_plugin(plugins + "/qwen3_moe", text);
+  for (const std::string& cmd : {"plugins list --plugin-path " + plugins, "plugins show qwen3_moe --plugin-path " + plugins,
+                                 "plugins check " + plugins + "/qwen3_moe --plugin-path " + plugins}) {
+    SCOPED_TRACE(cmd);
+    auto r = test::run_moereg(cmd);
+    EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find('\a'), std::string::npos) << r.output;
+  }
+  auto r = test::run_moereg("plugins show qwen3_moe --plugin-path " + plugins);
+  EXPECT_TRUE(has(r.output, "1.0\\x1b[2J")) << r.output;
+}
