@@ -63,11 +63,13 @@ for d in "$src"/plugins/*/; do
   [[ -f $d/hooks.cpp ]] && expect+=("/usr/$libdir/moereg/plugins/$name/libmoereg_$name.so")
 done
 for f in "$src"/core/include/moereg/abi/*.h; do expect+=("/usr/include/moereg/abi/$(basename "$f")"); done
+for f in "$src"/app/include/moereg/app/*.h; do expect+=("/usr/include/moereg/app/$(basename "$f")"); done
 for f in "$src"/docs/*.md; do expect+=("/usr/share/doc/moereg/$(basename "$f")"); done
 for f in "$src"/configs/*.yaml; do expect+=("/usr/share/moereg/configs/$(basename "$f")"); done
 for p in "${expect[@]}"; do
   grep -qxF "$p" <<<"$paths" || fail "dpkg -c lists no $p"
 done
+grep -qE "^/usr/$libdir/libmoereg\.so\.[0-9]+\.[0-9]+\.[0-9]+$" <<<"$paths" || fail "dpkg -c lists no /usr/$libdir/libmoereg.so.<version>"
 if grep -E 'abi_|abitest|gtest|moereg_tests|fuzz' <<<"$paths"; then fail "test files in the package (above)"; fi
 if awk '$1 ~ /^d/ && (substr($1, 6, 1) == "w" || substr($1, 9, 1) == "w")' <<<"$listing" | grep .; then
   fail "group- or world-writable directories in the package (above): the registry refuses plugins there"

@@ -69,8 +69,14 @@ TEST(RegistryInstall, LibraryExampleBuiltAgainstInstalledPackageConverts) {
   std::string cmake = std::string("'") + MOEREG_CMAKE_COMMAND + "'";
   auto r = shell(cmake + " --install '" + MOEREG_BUILD_DIR + "' --prefix '" + prefix + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
+#if defined(__SANITIZE_ADDRESS__)
+  // The installed libmoereg is instrumented: the program must load the sanitizer runtime first.
+  const std::string flags = " '-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined' '-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined'";
+#else
+  const std::string flags;
+#endif
   r = shell(cmake + " -S '" + MOEREG_SOURCE_DIR + "/examples/library' -B '" + build + "' -G '" + MOEREG_CMAKE_GENERATOR +
-            "' -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='" + prefix + "'");
+            "' -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='" + prefix + "'" + flags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = shell(cmake + " --build '" + build + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
