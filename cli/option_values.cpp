@@ -2,6 +2,7 @@
 #include "option_values.h"
 
 #include <limits>
+#include <sstream>
 
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
@@ -67,6 +68,20 @@ double number_value(const option_value& v, double lo, double hi, const std::stri
     bad_value(v, "a number from " + shown(lo) + " to " + shown(hi) + " (" + meaning + ")");
   }
   return *n;
+}
+
+std::vector<std::int64_t> tokens_value(const option_value& v) {
+  std::vector<std::int64_t> out;
+  std::stringstream ss(v.text);
+  for (std::string part; std::getline(ss, part, ',');) {
+    auto n = parse_integer(part, 1, max_bench_tokens);
+    if (!n)
+      throw usage_error(v.where + ": expected comma-separated integers from 1 to " + std::to_string(max_bench_tokens) + ", found " +
+                        quote(part));
+    out.push_back(*n);
+  }
+  if (out.empty()) throw usage_error(v.where + ": expected at least one value");
+  return out;
 }
 
 }  // namespace moereg::cli

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "command.h"
 
@@ -49,5 +50,9 @@ std::uint64_t uint64_value(const option_value& v);
 
 // A finite number in [lo, hi] (seconds).
 double number_value(const option_value& v, double lo, double hi, const std::string& meaning);
+
+// "1,16,128": token counts from 1 to max_bench_tokens (moe bench --tokens).
+inline constexpr std::int64_t max_bench_tokens = 1 << 20;
+std::vector<std::int64_t> tokens_value(const option_value& v);
 
 }  // namespace moereg::cli

@@ -3,6 +3,7 @@
 // moereg::moereg). Every function returns a result (result.h) and throws nothing.
 #pragma once
 
+#include "moereg/app/bench.h"
 #include "moereg/app/convert.h"
 #include "moereg/app/log.h"
 #include "moereg/app/lora.h"

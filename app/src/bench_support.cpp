@@ -16,14 +16,13 @@
 #include <sstream>
 #include <thread>
 
-#include "command.h"
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
 #include "moereg/base/units.h"
 #include "moereg/registry/plugin_registry.h"
 #include "moereg/tensor/dtype.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
@@ -198,20 +197,6 @@ std::string find_python(const std::string& given) {
               get_it);
 }
 
-std::vector<std::int64_t> parse_tokens(const std::string& s) {
-  std::vector<std::int64_t> out;
-  std::stringstream ss(s);
-  for (std::string part; std::getline(ss, part, ',');) {
-    auto v = parse_integer(part, 1, max_bench_tokens);
-    if (!v)
-      throw usage_error("--tokens: expected comma-separated integers from 1 to " + std::to_string(max_bench_tokens) +
-                        ", found " + quote(part));
-    out.push_back(*v);
-  }
-  if (out.empty()) throw usage_error("--tokens: expected at least one value");
-  return out;
-}
-
 std::string find_reference_script(const std::string& given) {
   if (!given.empty()) return given;
   for (const std::string& p : {exe_dir() + "/../share/moereg/bench/moe/torch_reference.py",
@@ -231,4 +216,4 @@ std::string run_capture(const std::string& cmd, int& status) {
   return out;
 }
 
-}  // namespace moereg::cli
+}  // namespace moereg::app
