@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <vector>
 
@@ -256,4 +257,71 @@ TEST(AppApi, RoutingValuesOutOfRangeAreRefusedNamingTheField) {
     EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << r.error().message;
     EXPECT_NE(r.error().message.find("config.json"), std::string::npos) << r.error().message;
   }
+}
+
+// LoRA through the API: describe an adapter, rewrite it in another form (exactly), and the
+// problem kinds of bad requests.
+TEST(AppApi, LoraInspectAndConvert) {
+  test::temp_dir d;
+  app::lora_open_request src;
+  src.adapter = test::fixture("lora/mixtral/peft_param_wrapper");
+  auto info = app::inspect_lora(src);
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_EQ(info.value().form, "peft_param_wrapper");
+  EXPECT_EQ(info.value().family, "mixtral");
+  EXPECT_EQ(info.value().orientation, "peft>=0.19.1");
+  EXPECT_GT(info.value().expert_pairs, 0u);
+  EXPECT_FALSE(info.value().experts.empty());
+  EXPECT_FALSE(info.value().others.empty());
+
+  app::lora_convert_request req;
+  req.source = src;
+  req.output = d / "pe";
+  req.to = "peft_per_expert";
+  auto r = app::convert_lora(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().from, "peft_param_wrapper");
+  EXPECT_EQ(r.value().to, "peft_per_expert");
+  EXPECT_GT(r.value().tensors, 0u);
+  auto v = app::verify({d / "pe/adapter_model.safetensors", test::fixture("lora/mixtral/peft_per_expert/adapter_model.safetensors"), {}});
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_TRUE(v.value().equal);
+
+  req.to = "gguf";
+  req.output = d / "x";
+  r = app::convert_lora(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, app::error_kind::usage);
+  EXPECT_FALSE(fs::exists(d / "x"));
+}
+
+// The benchmark through the API, without PyTorch: one row per token count, timed.
+TEST(AppApi, BenchMoeTimesEveryTokenCount) {
+  app::moe_bench_request req;
+  req.shape = "small";
+  req.experts = 8;
+  req.hidden = 64;
+  req.intermediate = 32;
+  req.top_k = 2;
+  req.routing.scoring = MOEREG_SCORING_SOFTMAX;
+  req.routing.renormalize = 1;
+  req.routing.routed_scaling_factor = 1.0f;
+  req.tokens = {1, 3};
+  req.backend = "cpu";
+  req.reference = false;
+  req.min_seconds = 0.01;
+  auto r = app::bench_moe(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().backend, "cpu");
+  ASSERT_EQ(r.value().rows.size(), 2u);
+  for (const auto& row : r.value().rows) {
+    EXPECT_GT(row.seconds, 0.0);
+    EXPECT_GT(row.weight_bytes, 0.0);
+    EXPECT_TRUE(std::isnan(row.reference_seconds));
+  }
+  EXPECT_GT(r.value().bandwidth, 0.0);
+  req.top_k = 9;  // more than E
+  r = app::bench_moe(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, app::error_kind::usage);
 }
