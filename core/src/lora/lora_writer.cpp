@@ -57,299 +57,355 @@ dtype factor_type(const lora_adapter& a) {
 
 }  // namespace
 
-lora_output plan_lora_output(const lora_adapter& a, const lora_write_options& options) {
-  lora_output out;
-  const model_dims& d = a.dims;
-  std::int64_t e0 = 0, e1 = d.E;
-  if (options.experts) {
-    std::tie(e0, e1) = *options.experts;
-    if (e0 < 0 || e1 > d.E || e0 >= e1)
-      throw error("--experts " + std::to_string(e0) + ":" + std::to_string(e1) + ": expected 0 <= A < B <= E = " + std::to_string(d.E));
+namespace {
+
+// One layer's expert pairs: per expert, gate, up and down.
+using layer_pairs = std::vector<std::array<std::optional<lora_pair>, 3>>;
+
+// The fused pairs of one layer for one fused target: the rank its pieces need, and whether
+// gate and up sit block-diagonally (they carry different A).
+struct fused_rank {
+  const fused_target* t;
+  int rank = 0;
+  double alpha = 0;
+  bool block_diag = false;
+  bool any = false;
+};
+
+// Builds the output of plan_lora_output in phases: the routed experts (per expert, or
+// fused for ParamWrapper / NeMo), the other pairs, adapter_config.json, and the order.
+class lora_planner {
+ public:
+  lora_planner(const lora_adapter& a, const lora_write_options& options)
+      : a_(a), options_(options), d_(a.dims), ft_(factor_type(a)), nemo_(options.to == lora_form::nemo_grouped),
+        prefix_(nemo_ ? "" : peft_prefix), names_(nemo_ ? *a.naming.grouped : *a.naming.modules) {
+    e1_ = d_.E;
+    if (options.experts) {
+      std::tie(e0_, e1_) = *options.experts;
+      if (e0_ < 0 || e1_ > d_.E || e0_ >= e1_)
+        throw error("--experts " + std::to_string(e0_) + ":" + std::to_string(e1_) + ": expected 0 <= A < B <= E = " +
+                    std::to_string(d_.E));
+    }
   }
-  const std::int64_t En = e1 - e0;
-  const dtype ft = factor_type(a);
-  std::vector<rank_use> uses;
-  auto tensor = [&](std::string name, std::vector<std::int64_t> shape) -> lora_output_tensor& {
+
+  lora_output run() {
+    if (options_.to == lora_form::peft_per_expert)
+      per_expert();
+    else if (!a_.experts.empty())
+      fused();
+    others();
+    out_.config = adapter_config();
+    out_.summary = summary_;
+    order();
+    return std::move(out_);
+  }
+
+ private:
+  lora_output_tensor& tensor(std::string name, std::vector<std::int64_t> shape) {
     lora_output_tensor t;
     t.spec.name = std::move(name);
-    t.spec.type = ft;
+    t.spec.type = ft_;
     t.spec.shape = std::move(shape);
-    out.tensors.push_back(std::move(t));
-    return out.tensors.back();
-  };
-  auto check_type = [&](const lora_pair& p, const std::string& where) {
-    if (p.A.type != ft || p.B.type != ft)
-      throw error(a.weights_path + ": " + where + ": factors of dtype " + std::string(dtype_name(p.A.type)) + " beside " + std::string(dtype_name(ft)) +
-                  "; a converted adapter keeps one dtype (the bytes are copied, never cast)");
-  };
-  const bool nemo = options.to == lora_form::nemo_grouped;
-  const std::string prefix = nemo ? "" : peft_prefix;
-  const layout_spec& names = nemo ? *a.naming.grouped : *a.naming.modules;
+    out_.tensors.push_back(std::move(t));
+    return out_.tensors.back();
+  }
+  void check_type(const lora_pair& p, const std::string& where) const {
+    if (p.A.type != ft_ || p.B.type != ft_)
+      throw error(a_.weights_path + ": " + where + ": factors of dtype " + std::string(dtype_name(p.A.type)) + " beside " +
+                  std::string(dtype_name(ft_)) + "; a converted adapter keeps one dtype (the bytes are copied, never cast)");
+  }
+  // One module's pair as it is: A and B copied whole.
+  void plain_pair(const std::string& module, const lora_pair& p) {
+    check_type(p, module);
+    auto& A = tensor(prefix_ + module + ".lora_A.weight", {p.A.rows, p.A.cols});
+    place(A, p.A, 0, 0, 0, {0, p.A.cols, 1});
+    auto& B = tensor(prefix_ + module + ".lora_B.weight", {p.B.rows, p.B.cols});
+    place(B, p.B, 0, 0, 0, {0, p.B.cols, 1});
+  }
 
-  // Routed experts.
-  std::vector<std::string> target_params;
-  std::string summary;
-  if (options.to == lora_form::peft_per_expert) {
-    std::vector<per_expert_template> tpl = per_expert_templates(a.naming);
-    if (tpl.empty() && !a.experts.empty())
-      throw error("family " + a.spec->name + " declares no layout with one tensor per expert, so there is no per-expert adapter form for it");
-    for (const auto& [layer, ex] : a.experts)
+  // peft_per_expert: one pair per expert module; one rank_use per (layer, template) unless an
+  // expert differs, which then gets its own.
+  void per_expert() {
+    const std::vector<per_expert_template> tpl = per_expert_templates(a_.naming);
+    if (tpl.empty() && !a_.experts.empty())
+      throw error("family " + a_.spec->name + " declares no layout with one tensor per expert, so there is no per-expert adapter form for it");
+    for (const auto& [layer, ex] : a_.experts)
       for (const auto& t : tpl) {
         std::size_t n = 0;
         int rank = 0;
         double alpha = 0;
-        for (std::int64_t e = e0; e < e1; ++e) {
+        for (std::int64_t e = e0_; e < e1_; ++e) {
           const auto& p = ex[static_cast<std::size_t>(e)][static_cast<std::size_t>(t.p)];
           if (!p) continue;
-          std::string m = t.write.format({{"layer", std::to_string(layer)}, {"expert", std::to_string(e)}});
-          check_type(*p, m);
-          auto& A = tensor(prefix + m + ".lora_A.weight", {p->A.rows, p->A.cols});
-          place(A, p->A, 0, 0, 0, {0, p->A.cols, 1});
-          auto& B = tensor(prefix + m + ".lora_B.weight", {p->B.rows, p->B.cols});
-          place(B, p->B, 0, 0, 0, {0, p->B.cols, 1});
+          const std::string m = t.write.format({{"layer", std::to_string(layer)}, {"expert", std::to_string(e)}});
+          plain_pair(m, *p);
           if (n && (rank != p->rank || alpha != p->alpha)) {
-            uses.push_back({m, p->rank, p->alpha, 1, leaf_of(m)});
+            uses_.push_back({m, p->rank, p->alpha, 1, leaf_of(m)});
             continue;
           }
           rank = p->rank;
           alpha = p->alpha;
           ++n;
         }
-        if (n) {
-          std::string pat = t.write.format({{"layer", std::to_string(layer)}, {"expert", "\\d+"}});
-          uses.push_back({pat, rank, alpha, n, leaf_of(t.write.text())});
-        }
+        if (n) uses_.push_back({t.write.format({{"layer", std::to_string(layer)}, {"expert", "\\d+"}}), rank, alpha, n, leaf_of(t.write.text())});
       }
-  } else if (!a.experts.empty()) {
-    std::vector<fused_target> fused = fused_targets(a.naming.modules);
-    key_template gmod = grouped_module(a.naming);
-    if (!nemo && fused.empty())
-      throw error("family " + a.spec->name + " declares no fused expert layout (stacked [E, out, in] tensors, e.g. transformers_v5), so there is no ParamWrapper form for it");
-    if (nemo && gmod.empty()) throw error("family " + a.spec->name + " declares no stacked expert layout, so there is no NeMo grouped form for it");
-    if (nemo) {  // NeMo always holds gate_up and down
-      fused.clear();
-      fused_target gu, dn;
-      static const expert_entry gu_entry{"gate_up", {}, {piece::gate, piece::up}}, dn_entry{"down", {}, {piece::down}};
-      gu.entry = &gu_entry;
-      dn.entry = &dn_entry;
-      fused = {gu, dn};
-    }
-    const bool share = a.gate_up_share_A();
-    for (const auto& [layer, ex] : a.experts) {
-      const std::string L = std::to_string(layer);
-      // Ranks: per fused target, the rank its pieces need; the module's rank is the largest.
-      struct plan_t {
-        const fused_target* t;
-        int rank = 0;
-        double alpha = 0;
-        bool block_diag = false;
-        bool any = false;
-      };
-      std::vector<plan_t> plans;
-      int module_rank = 0;
-      double module_scale = 0;
-      bool rslora = false;
-      for (const auto& t : fused) {
-        plan_t pl{&t};
-        for (std::int64_t e = e0; e < e1; ++e) {
-          int rk = 0;
-          const auto& slots = ex[static_cast<std::size_t>(e)];
-          bool diag = t.entry->pieces.size() > 1 && !share;
-          for (piece p : t.entry->pieces) {
-            const auto& pr = slots[static_cast<std::size_t>(p)];
-            if (!pr) continue;
-            pl.any = true;
-            rk = diag ? rk + pr->rank : std::max(rk, pr->rank);
-            double sc = pr->scale();
-            if (module_scale != 0 && sc != module_scale)
-              throw error(a.config_path + ": layer " + L + ": expert pairs with different scales (lora_alpha / r) cannot share one fused module");
-            module_scale = sc;
-            rslora = pr->rslora;
-            if (pl.alpha == 0) pl.alpha = pr->alpha;
-          }
-          if (pl.rank && rk && rk != pl.rank)
-            throw error(a.config_path + ": layer " + L + ": experts of different ranks cannot be folded into one fused " + std::string(nemo ? "NeMo" : "ParamWrapper") + " pair");
-          if (rk) pl.rank = rk;
-          pl.block_diag = diag;
-        }
-        if (pl.any) {
-          module_rank = std::max(module_rank, pl.rank);
-          plans.push_back(pl);
-        }
-      }
-      if (plans.empty()) continue;
-      if (rslora && std::any_of(plans.begin(), plans.end(), [&](const plan_t& p) { return p.rank != module_rank; }))
-        throw error(a.config_path + ": use_rslora with fused pairs of different ranks (block-diagonal gate_up, padded down): the scale alpha/sqrt(r) would change");
-      int rf = module_rank;
-      std::string module_name;
-      std::size_t nt = plans.size();
-      for (std::size_t ti = 0; ti < nt; ++ti) {
-        const plan_t& pl = plans[ti];
-        const fused_target& t = *pl.t;
-        std::int64_t in = t.entry->pieces[0] == piece::down ? d.I : d.H, out_total = 0;
-        for (piece p : t.entry->pieces) out_total += p == piece::down ? d.H : d.I;
-        std::string nameA, nameB;
-        std::vector<std::int64_t> shA, shB;
-        fused_map mA, mB;
-        if (nemo) {
-          module_name = gmod.format({{"layer", L}});
-          std::string base = module_name + (t.entry->pieces.size() > 1 ? ".lora_gate_and_up_" : ".lora_down_");
-          nameA = base + "A";
-          nameB = base + "B";
-          shA = {En, in, rf};
-          shB = {En, rf, out_total};
-          mA = {in * rf, 1, rf};
-          mB = {rf * out_total, 1, out_total};
-        } else {
-          module_name = t.module.format({{"layer", L}});
-          std::string nest;
-          for (std::size_t k = ti + 1; k < nt; ++k) nest += ".base_layer";
-          nameA = prefix + module_name + nest + ".lora_A.weight";
-          nameB = prefix + module_name + nest + ".lora_B.weight";
-          shA = {En * rf, in};
-          shB = {out_total, rf * En};
-          mA = {rf * in, in, 1};
-          mB = {1, rf * En, En};
-          std::string rel = t.module.text();
-          auto at = rel.find("{layer}.");
-          rel = (at == std::string::npos ? rel : rel.substr(at + 8)) + "." + t.param;
-          if (std::find(target_params.begin(), target_params.end(), rel) == target_params.end()) target_params.push_back(rel);
-        }
-        tensor(nameA, shA);
-        tensor(nameB, shB);
-        // References only now: the second push_back may have moved the first.
-        lora_output_tensor& TA = out.tensors[out.tensors.size() - 2];
-        lora_output_tensor& TB = out.tensors.back();
-        for (std::int64_t e = e0; e < e1; ++e) {
-          const auto& slots = ex[static_cast<std::size_t>(e)];
-          std::int64_t row0 = 0, col0 = 0;
-          bool placed_A = false;
-          for (piece p : t.entry->pieces) {
-            const auto& pr = slots[static_cast<std::size_t>(p)];
-            std::int64_t rows = p == piece::down ? d.H : d.I;
-            if (pr) {
-              check_type(*pr, module_name);
-              if (pl.block_diag) {
-                place(TA, pr->A, e - e0, col0, 0, mA);
-                place(TB, pr->B, e - e0, row0, col0, mB);
-                col0 += pr->rank;
-              } else {
-                if (!placed_A) place(TA, pr->A, e - e0, 0, 0, mA);
-                placed_A = true;
-                place(TB, pr->B, e - e0, row0, 0, mB);
-              }
-            } else if (pl.block_diag) {
-              // A piece this expert leaves out: its block stays zero, at the rank the others use.
-              col0 += pl.rank / static_cast<int>(t.entry->pieces.size());
-            }
-            row0 += rows;
-          }
-        }
-        if (pl.block_diag) summary += (summary.empty() ? "" : "; ") + std::string("layer ") + L + " gate_up rank " + std::to_string(rf) + " (block-diagonal: gate and up carry different A)";
-        if (pl.rank != rf) summary += (summary.empty() ? "" : "; ") + std::string("layer ") + L + " " + t.entry->name + " padded from rank " + std::to_string(pl.rank) + " to " + std::to_string(rf);
-      }
-      // Alpha such that alpha / r keeps the pairs' scale (exact when the rank doubles).
-      double alpha = module_scale * rf;
-      uses.push_back({module_name, rf, alpha, static_cast<std::size_t>(En), leaf_of(module_name), false});
-    }
   }
+
+  // The fused targets of the form: the family's stacked layout (ParamWrapper), or NeMo's
+  // gate_up and down.
+  std::vector<fused_target> fused_targets_of_form() const {
+    std::vector<fused_target> fused = fused_targets(a_.naming.modules);
+    if (!nemo_ && fused.empty())
+      throw error("family " + a_.spec->name + " declares no fused expert layout (stacked [E, out, in] tensors, e.g. transformers_v5), so there is no ParamWrapper form for it");
+    if (nemo_ && grouped_module(a_.naming).empty())
+      throw error("family " + a_.spec->name + " declares no stacked expert layout, so there is no NeMo grouped form for it");
+    if (!nemo_) return fused;
+    static const expert_entry gu_entry{"gate_up", {}, {piece::gate, piece::up}}, dn_entry{"down", {}, {piece::down}};
+    fused_target gu, dn;
+    gu.entry = &gu_entry;
+    dn.entry = &dn_entry;
+    return {gu, dn};
+  }
+
+  void fused() {
+    const std::vector<fused_target> fused = fused_targets_of_form();
+    for (const auto& [layer, ex] : a_.experts) fused_layer(layer, ex, fused);
+  }
+
+  // Ranks of one layer: per fused target the rank its pieces need; the module's is the largest.
+  std::vector<fused_rank> layer_ranks(const std::string& L, const layer_pairs& ex, const std::vector<fused_target>& fused,
+                                      int& module_rank, double& module_scale, bool& rslora) const {
+    const bool share = a_.gate_up_share_A();
+    std::vector<fused_rank> ranks;
+    for (const auto& t : fused) {
+      fused_rank pl{&t};
+      for (std::int64_t e = e0_; e < e1_; ++e) {
+        int rk = 0;
+        const auto& slots = ex[static_cast<std::size_t>(e)];
+        const bool diag = t.entry->pieces.size() > 1 && !share;
+        for (piece p : t.entry->pieces) {
+          const auto& pr = slots[static_cast<std::size_t>(p)];
+          if (!pr) continue;
+          pl.any = true;
+          rk = diag ? rk + pr->rank : std::max(rk, pr->rank);
+          const double sc = pr->scale();
+          if (module_scale != 0 && sc != module_scale)
+            throw error(a_.config_path + ": layer " + L + ": expert pairs with different scales (lora_alpha / r) cannot share one fused module");
+          module_scale = sc;
+          rslora = pr->rslora;
+          if (pl.alpha == 0) pl.alpha = pr->alpha;
+        }
+        if (pl.rank && rk && rk != pl.rank)
+          throw error(a_.config_path + ": layer " + L + ": experts of different ranks cannot be folded into one fused " +
+                      std::string(nemo_ ? "NeMo" : "ParamWrapper") + " pair");
+        if (rk) pl.rank = rk;
+        pl.block_diag = diag;
+      }
+      if (pl.any) {
+        module_rank = std::max(module_rank, pl.rank);
+        ranks.push_back(pl);
+      }
+    }
+    return ranks;
+  }
+
+  void fused_layer(int layer, const layer_pairs& ex, const std::vector<fused_target>& fused) {
+    const std::string L = std::to_string(layer);
+    int rf = 0;
+    double module_scale = 0;
+    bool rslora = false;
+    const std::vector<fused_rank> ranks = layer_ranks(L, ex, fused, rf, module_scale, rslora);
+    if (ranks.empty()) return;
+    if (rslora && std::any_of(ranks.begin(), ranks.end(), [&](const fused_rank& p) { return p.rank != rf; }))
+      throw error(a_.config_path + ": use_rslora with fused pairs of different ranks (block-diagonal gate_up, padded down): the scale alpha/sqrt(r) would change");
+    std::string module_name;
+    for (std::size_t ti = 0; ti < ranks.size(); ++ti) module_name = fused_target_tensors(L, ex, ranks, ti, rf);
+    // Alpha such that alpha / r keeps the pairs' scale (exact when the rank doubles).
+    uses_.push_back({module_name, rf, module_scale * rf, static_cast<std::size_t>(e1_ - e0_), leaf_of(module_name), false});
+  }
+
+  // The A and B tensors of fused target ti of one layer, every expert's blocks placed; returns
+  // the module's name.
+  std::string fused_target_tensors(const std::string& L, const layer_pairs& ex, const std::vector<fused_rank>& ranks,
+                                   std::size_t ti, int rf) {
+    const fused_rank& pl = ranks[ti];
+    const fused_target& t = *pl.t;
+    const std::int64_t En = e1_ - e0_;
+    const std::int64_t in = t.entry->pieces[0] == piece::down ? d_.I : d_.H;
+    std::int64_t out_total = 0;
+    for (piece p : t.entry->pieces) out_total += p == piece::down ? d_.H : d_.I;
+    std::string module_name, nameA, nameB;
+    std::vector<std::int64_t> shA, shB;
+    fused_map mA, mB;
+    if (nemo_) {
+      module_name = grouped_module(a_.naming).format({{"layer", L}});
+      const std::string base = module_name + (t.entry->pieces.size() > 1 ? ".lora_gate_and_up_" : ".lora_down_");
+      nameA = base + "A";
+      nameB = base + "B";
+      shA = {En, in, rf};
+      shB = {En, rf, out_total};
+      mA = {in * rf, 1, rf};
+      mB = {rf * out_total, 1, out_total};
+    } else {
+      module_name = t.module.format({{"layer", L}});
+      std::string nest;
+      for (std::size_t k = ti + 1; k < ranks.size(); ++k) nest += ".base_layer";
+      nameA = prefix_ + module_name + nest + ".lora_A.weight";
+      nameB = prefix_ + module_name + nest + ".lora_B.weight";
+      shA = {En * rf, in};
+      shB = {out_total, rf * En};
+      mA = {rf * in, in, 1};
+      mB = {1, rf * En, En};
+      std::string rel = t.module.text();
+      const auto at = rel.find("{layer}.");
+      rel = (at == std::string::npos ? rel : rel.substr(at + 8)) + "." + t.param;
+      if (std::find(target_params_.begin(), target_params_.end(), rel) == target_params_.end()) target_params_.push_back(rel);
+    }
+    tensor(nameA, shA);
+    tensor(nameB, shB);
+    // References only now: the second push_back may have moved the first.
+    lora_output_tensor& TA = out_.tensors[out_.tensors.size() - 2];
+    lora_output_tensor& TB = out_.tensors.back();
+    for (std::int64_t e = e0_; e < e1_; ++e) {
+      const auto& slots = ex[static_cast<std::size_t>(e)];
+      std::int64_t row0 = 0, col0 = 0;
+      bool placed_A = false;
+      for (piece p : t.entry->pieces) {
+        const auto& pr = slots[static_cast<std::size_t>(p)];
+        const std::int64_t rows = p == piece::down ? d_.H : d_.I;
+        if (pr) {
+          check_type(*pr, module_name);
+          if (pl.block_diag) {
+            place(TA, pr->A, e - e0_, col0, 0, mA);
+            place(TB, pr->B, e - e0_, row0, col0, mB);
+            col0 += pr->rank;
+          } else {
+            if (!placed_A) place(TA, pr->A, e - e0_, 0, 0, mA);
+            placed_A = true;
+            place(TB, pr->B, e - e0_, row0, 0, mB);
+          }
+        } else if (pl.block_diag) {
+          // A piece this expert leaves out: its block stays zero, at the rank the others use.
+          col0 += pl.rank / static_cast<int>(t.entry->pieces.size());
+        }
+        row0 += rows;
+      }
+    }
+    if (pl.block_diag)
+      note("layer " + L + " gate_up rank " + std::to_string(rf) + " (block-diagonal: gate and up carry different A)");
+    if (pl.rank != rf) note("layer " + L + " " + t.entry->name + " padded from rank " + std::to_string(pl.rank) + " to " + std::to_string(rf));
+    return module_name;
+  }
+
+  void note(const std::string& s) { summary_ += (summary_.empty() ? "" : "; ") + s; }
 
   // Every other pair, under the target form's name for its module.
-  for (const auto& o : a.others) {
-    std::string m = strip_weight(from_canonical(names, o.canonical));
-    check_type(o.pair, m);
-    auto& A = tensor(prefix + m + ".lora_A.weight", {o.pair.A.rows, o.pair.A.cols});
-    place(A, o.pair.A, 0, 0, 0, {0, o.pair.A.cols, 1});
-    auto& B = tensor(prefix + m + ".lora_B.weight", {o.pair.B.rows, o.pair.B.cols});
-    place(B, o.pair.B, 0, 0, 0, {0, o.pair.B.cols, 1});
-    uses.push_back({m, o.pair.rank, o.pair.alpha, 1, leaf_of(m)});
-  }
-
-  // Global r / lora_alpha: the source's when some module uses them, else the most common.
-  std::map<std::pair<int, double>, std::size_t> counts;
-  for (const auto& u : uses) counts[{u.rank, u.alpha}] += u.count;
-  std::pair<int, double> global{a.rank, a.alpha};
-  if (!counts.count(global) && !counts.empty())
-    global = std::max_element(counts.begin(), counts.end(), [](const auto& x, const auto& y) { return x.second < y.second; })->first;
-  json::object rank_pattern, alpha_pattern;
-  std::set<std::string> leaves;
-  for (const auto& u : uses) {
-    if (u.listed) leaves.insert(u.leaf);
-    if (u.rank != global.first) rank_pattern.emplace_back(u.key, json::value(static_cast<std::int64_t>(u.rank)));
-    if (u.alpha != global.second) {
-      double iv = u.alpha;
-      alpha_pattern.emplace_back(u.key, iv == static_cast<double>(static_cast<std::int64_t>(iv)) ? json::value(static_cast<std::int64_t>(iv)) : json::value(iv));
+  void others() {
+    for (const auto& o : a_.others) {
+      const std::string m = strip_weight(from_canonical(names_, o.canonical));
+      plain_pair(m, o.pair);
+      uses_.push_back({m, o.pair.rank, o.pair.alpha, 1, leaf_of(m)});
     }
   }
 
   // adapter_config.json: the source's, with what the form changes rewritten.
-  json::object cfg;
-  auto number = [](double v) {
-    return v == static_cast<double>(static_cast<std::int64_t>(v)) ? json::value(static_cast<std::int64_t>(v)) : json::value(v);
-  };
-  std::string version = "0.21.0";
-  if (const json::value* pv = a.config.find("peft_version"); pv && pv->is_string()) {
-    auto v = parse_peft_version(pv->as_string(), a.config_path);
-    if (v >= std::array<int, 3>{0, 19, 1}) version = pv->as_string();
-  }
-  bool has_tp = false;
-  for (const auto& [k, v] : a.config.as_object()) {
-    if (k == "target_modules") {
-      json::array tm;
-      for (const auto& l : leaves) tm.emplace_back(json::value(l));
-      cfg.emplace_back(k, json::value(std::move(tm)));
-    } else if (k == "target_parameters") {
-      has_tp = true;
-      if (target_params.empty()) {
-        cfg.emplace_back(k, json::value(nullptr));
-      } else {
-        json::array tp;
-        for (const auto& p : target_params) tp.emplace_back(json::value(p));
-        cfg.emplace_back(k, json::value(std::move(tp)));
-      }
-    } else if (k == "r") {
-      cfg.emplace_back(k, json::value(static_cast<std::int64_t>(global.first)));
-    } else if (k == "lora_alpha") {
-      cfg.emplace_back(k, number(global.second));
-    } else if (k == "rank_pattern") {
-      cfg.emplace_back(k, json::value(rank_pattern));
-    } else if (k == "alpha_pattern") {
-      cfg.emplace_back(k, json::value(alpha_pattern));
-    } else if (k == "peft_version") {
-      cfg.emplace_back(k, json::value(version));
-    } else {
-      cfg.emplace_back(k, v);
+  json::value adapter_config() const {
+    // Global r / lora_alpha: the source's when some module uses them, else the most common.
+    std::map<std::pair<int, double>, std::size_t> counts;
+    for (const auto& u : uses_) counts[{u.rank, u.alpha}] += u.count;
+    std::pair<int, double> global{a_.rank, a_.alpha};
+    if (!counts.count(global) && !counts.empty())
+      global = std::max_element(counts.begin(), counts.end(), [](const auto& x, const auto& y) { return x.second < y.second; })->first;
+    auto number = [](double v) {
+      return v == static_cast<double>(static_cast<std::int64_t>(v)) ? json::value(static_cast<std::int64_t>(v)) : json::value(v);
+    };
+    json::object rank_pattern, alpha_pattern;
+    std::set<std::string> leaves;
+    for (const auto& u : uses_) {
+      if (u.listed) leaves.insert(u.leaf);
+      if (u.rank != global.first) rank_pattern.emplace_back(u.key, json::value(static_cast<std::int64_t>(u.rank)));
+      if (u.alpha != global.second) alpha_pattern.emplace_back(u.key, number(u.alpha));
     }
+    std::string version = "0.21.0";
+    if (const json::value* pv = a_.config.find("peft_version"); pv && pv->is_string()) {
+      auto v = parse_peft_version(pv->as_string(), a_.config_path);
+      if (v >= std::array<int, 3>{0, 19, 1}) version = pv->as_string();
+    }
+    auto params = [&]() {
+      json::array tp;
+      for (const auto& p : target_params_) tp.emplace_back(json::value(p));
+      return json::value(std::move(tp));
+    };
+    json::object cfg;
+    bool has_tp = false;
+    for (const auto& [k, v] : a_.config.as_object()) {
+      if (k == "target_modules") {
+        json::array tm;
+        for (const auto& l : leaves) tm.emplace_back(json::value(l));
+        cfg.emplace_back(k, json::value(std::move(tm)));
+      } else if (k == "target_parameters") {
+        has_tp = true;
+        cfg.emplace_back(k, target_params_.empty() ? json::value(nullptr) : params());
+      } else if (k == "r") {
+        cfg.emplace_back(k, json::value(static_cast<std::int64_t>(global.first)));
+      } else if (k == "lora_alpha") {
+        cfg.emplace_back(k, number(global.second));
+      } else if (k == "rank_pattern") {
+        cfg.emplace_back(k, json::value(rank_pattern));
+      } else if (k == "alpha_pattern") {
+        cfg.emplace_back(k, json::value(alpha_pattern));
+      } else if (k == "peft_version") {
+        cfg.emplace_back(k, json::value(version));
+      } else {
+        cfg.emplace_back(k, v);
+      }
+    }
+    auto add_missing = [&](const char* k, json::value v) {
+      for (const auto& [k2, _] : cfg)
+        if (k2 == k) return;
+      cfg.emplace_back(k, std::move(v));
+    };
+    if (!has_tp && !target_params_.empty()) cfg.emplace_back("target_parameters", params());
+    add_missing("rank_pattern", json::value(rank_pattern));
+    add_missing("alpha_pattern", json::value(alpha_pattern));
+    add_missing("peft_version", json::value(version));
+    std::sort(cfg.begin(), cfg.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    return json::value(std::move(cfg));
   }
-  auto add_missing = [&](const char* k, json::value v) {
-    for (const auto& [k2, _] : cfg)
-      if (k2 == k) return;
-    cfg.emplace_back(k, std::move(v));
-  };
-  if (!has_tp && !target_params.empty()) {
-    json::array tp;
-    for (const auto& p : target_params) tp.emplace_back(json::value(p));
-    cfg.emplace_back("target_parameters", json::value(std::move(tp)));
-  }
-  add_missing("rank_pattern", json::value(rank_pattern));
-  add_missing("alpha_pattern", json::value(alpha_pattern));
-  add_missing("peft_version", json::value(version));
-  std::sort(cfg.begin(), cfg.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-  out.config = json::value(std::move(cfg));
-  out.summary = summary;
 
-  std::vector<tensor_spec> specs;
-  for (const auto& t : out.tensors) specs.push_back(t.spec);
-  std::set<std::string> seen;
-  for (const auto& s : specs)
-    if (!seen.insert(s.name).second) throw error("the converted adapter would hold " + s.name + " twice");
-  sort_like_safetensors(specs);
-  std::map<std::string, std::size_t> at;
-  for (std::size_t i = 0; i < out.tensors.size(); ++i) at[out.tensors[i].spec.name] = i;
-  std::vector<lora_output_tensor> sorted;
-  for (const auto& s : specs) sorted.push_back(std::move(out.tensors[at[s.name]]));
-  out.tensors = std::move(sorted);
-  return out;
+  // Tensors in the order safetensors lists them; a name twice is an error.
+  void order() {
+    std::vector<tensor_spec> specs;
+    for (const auto& t : out_.tensors) specs.push_back(t.spec);
+    std::set<std::string> seen;
+    for (const auto& sp : specs)
+      if (!seen.insert(sp.name).second) throw error("the converted adapter would hold " + sp.name + " twice");
+    sort_like_safetensors(specs);
+    std::map<std::string, std::size_t> at;
+    for (std::size_t i = 0; i < out_.tensors.size(); ++i) at[out_.tensors[i].spec.name] = i;
+    std::vector<lora_output_tensor> sorted;
+    for (const auto& sp : specs) sorted.push_back(std::move(out_.tensors[at[sp.name]]));
+    out_.tensors = std::move(sorted);
+  }
+
+  const lora_adapter& a_;
+  const lora_write_options& options_;
+  const model_dims& d_;
+  const dtype ft_;
+  const bool nemo_;
+  const std::string prefix_;
+  const layout_spec& names_;
+  std::int64_t e0_ = 0, e1_ = 0;
+  lora_output out_;
+  std::vector<rank_use> uses_;
+  std::vector<std::string> target_params_;
+  std::string summary_;
+};
+
+}  // namespace
+
+lora_output plan_lora_output(const lora_adapter& a, const lora_write_options& options) {
+  return lora_planner(a, options).run();
 }
 
 void write_lora_output(const lora_output& out, const std::string& out_dir) {
