@@ -196,6 +196,32 @@ std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard
   return skip;
 }
 
+// The metadata of a .gguf output, after checking its tensors fit one.
+gguf_metadata gguf_output_metadata(const model_session& s, const layout_spec& target, const std::vector<tensor_spec>& specs) {
+  std::vector<std::string> problems = gguf_output_problems(specs);
+  if (!problems.empty()) {
+    std::string msg = "the conversion to layout '" + target.name + "' (a .gguf file) is not possible:";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw error(msg);
+  }
+  gguf_metadata md = gguf_metadata_for(s.spec, s.ckpt->config(), s.ckpt->config_path());
+  // From a .gguf, keys the family does not compute (tokenizer.*, general.name, ...) carry over.
+  if (const gguf_file* g = s.ckpt->gguf())
+    for (const auto& [k, v] : g->metadata()) {
+      bool have = k == "general.alignment";
+      for (const auto& [k2, _] : md) have |= k2 == k;
+      if (!have) md.emplace_back(k, v);
+    }
+  return md;
+}
+
+// The sources by identity, not only by path: a resume from files changed since is refused.
+void identify_sources(const checkpoint& ckpt, resume_log& log) {
+  for (const auto& f : ckpt.files()) log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
+  if (!ckpt.config_path().empty() && fs::is_regular_file(ckpt.config_path()))
+    log.sources.try_emplace(fs::weakly_canonical(ckpt.config_path()).string(), resume_log::identify(ckpt.config_path(), ~std::uint64_t{0}));
+}
+
 }  // namespace
 
 convert_report run_conversion(const convert_request& r, const plan_editor& edit) {
@@ -229,24 +255,8 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   const bool to_gguf = target->container == "gguf";
   std::vector<tensor_spec> specs;
   for (const auto& t : plan.outputs) specs.push_back(t.spec);
-  gguf_metadata gguf_md;
-  if (to_gguf) {
-    if (r.shard_size) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
-    std::vector<std::string> problems = gguf_output_problems(specs);
-    if (!problems.empty()) {
-      std::string msg = "the conversion to layout '" + target->name + "' (a .gguf file) is not possible:";
-      for (const auto& p : problems) msg += "\n  " + p;
-      throw error(msg);
-    }
-    gguf_md = gguf_metadata_for(s.spec, s.ckpt->config(), s.ckpt->config_path());
-    // From a .gguf, keys the family does not compute (tokenizer.*, general.name, ...) carry over.
-    if (const gguf_file* g = s.ckpt->gguf())
-      for (const auto& [k, v] : g->metadata()) {
-        bool have = k == "general.alignment";
-        for (const auto& [k2, _] : gguf_md) have |= k2 == k;
-        if (!have) gguf_md.emplace_back(k, v);
-      }
-  }
+  if (to_gguf && r.shard_size) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
+  const gguf_metadata gguf_md = to_gguf ? gguf_output_metadata(s, *target, specs) : gguf_metadata{};
   checkpoint_writer_options wo;
   // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
   wo.shard_size = r.shard_size.value_or(5'000'000'000ull);
@@ -261,12 +271,7 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
 
   resume_log log;
   log.fingerprint = plan_fingerprint(r, *target, popts.dequantize, edit_fingerprint, shards);
-  // The sources by identity, not only by path: a resume from files changed since is refused.
-  for (const auto& f : s.ckpt->files())
-    log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
-  if (!s.ckpt->config_path().empty() && fs::is_regular_file(s.ckpt->config_path()))
-    log.sources.try_emplace(fs::weakly_canonical(s.ckpt->config_path()).string(),
-                            resume_log::identify(s.ckpt->config_path(), ~std::uint64_t{0}));
+  identify_sources(*s.ckpt, log);
 
   // Locks OUT for the whole job: a second process into the same OUT is refused.
   checkpoint_writer writer(r.output, std::move(shards), r.resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
