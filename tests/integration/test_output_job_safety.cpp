@@ -2,12 +2,15 @@
 // Output jobs under concurrency, interruption and changing inputs: two processes into one
 // OUT, signals, a kill just before the output completes, --resume after the source changed,
 // a source truncated mid-conversion. Each runs the real moereg binary; the moments that
-// matter are reached with MOEREG_TEST_STOP_AT (base/test_stop.h), which freezes the job.
+// matter are reached with MOEREG_TEST_STOP_AT (base/test_stop.h), which freezes the job in
+// bin/moereg_stoppable, the command line with a test hook.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <cstdlib>
 #include <unistd.h>
 
 #include <csignal>
@@ -30,7 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string bin = std::string(MOEREG_BUILD_DIR) + "/bin/moereg";
+// The command line with the test hook that honours MOEREG_TEST_STOP_AT (tests/CMakeLists.txt).
+const std::string bin = std::string(MOEREG_BUILD_DIR) + "/bin/moereg_stoppable";
 
 // Starts moereg with `args` and extra environment variables; stdout and stderr go to `log`.
 pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& log) {
@@ -400,4 +404,18 @@ TEST(OutputJobSafety, AFailedWriterRemovesOnlyWhatItCreated) {
     test::write_bytes(out + "/not-mine.txt", "someone else's");
   }
   EXPECT_EQ(entries(out), std::set<std::string>{"not-mine.txt"});
+}
+
+// The shipped binary has no stop hook: MOEREG_TEST_STOP_AT changes nothing there.
+TEST(OutputJobSafety, TheShippedBinaryIgnoresTheTestStopVariable) {
+  test::temp_dir d;
+  auto r = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + (d / "out") + " --to transformers_v5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string cmd = "MOEREG_TEST_STOP_AT=output-locked timeout -s KILL 120 '" + std::string(MOEREG_BUILD_DIR) +
+                          "/bin/moereg' convert '" + test::fixture("qwen3_moe/hf") + "' '" + (d / "out2") +
+                          "' --to transformers_v5 >/dev/null 2>&1";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the shipped moereg stopped or failed at a test stop point";
+  EXPECT_TRUE(fs::exists(d / "out2/config.json"));
 }
