@@ -9,11 +9,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-
-#include <cstdlib>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <set>
