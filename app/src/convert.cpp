@@ -7,7 +7,10 @@
 namespace moereg::app {
 
 result<convert_report> convert(const convert_request& request) noexcept {
-  return guarded([&] { return run_conversion(request, {}); });
+  return guarded([&] {
+    if (request.to.empty()) throw usage_error("convert: no target layout given (to)");
+    return run_conversion(request, {});
+  });
 }
 
 }  // namespace moereg::app

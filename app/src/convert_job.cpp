@@ -108,7 +108,6 @@ struct cancel_request_scope {
 
 void check_request(const convert_request& r) {
   if (r.source.empty()) throw usage_error("convert: no source checkpoint given");
-  if (r.to.empty()) throw usage_error("convert: no target layout given (to)");
   if (!r.dry_run && r.output.empty()) throw usage_error("convert: no output directory given");
   if (r.experts && (r.experts->first < 0 || r.experts->first >= r.experts->second))
     throw usage_error("convert: experts [" + std::to_string(r.experts->first) + ", " + std::to_string(r.experts->second) +
@@ -230,7 +229,8 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   const double t0 = now_seconds();
   session_request sr{r.source, r.family, r.from, r.to, r.plugin_paths};
   model_session s = open_session(sr);
-  const layout_spec* target = s.spec.find_layout(r.to);
+  // No target: the source's own layout (a LoRA merge written as its base is stored).
+  const layout_spec* target = r.to.empty() ? s.layout : s.spec.find_layout(r.to);
   decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
   plan_options popts;
   popts.experts = r.experts;

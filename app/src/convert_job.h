@@ -17,6 +17,7 @@ namespace moereg::app {
 // that joins the resume fingerprint, so a resumed run with other edits is refused.
 using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan)>;
 
+// request.to empty: the source's own layout.
 convert_report run_conversion(const convert_request& request, const plan_editor& edit);
 
 }  // namespace moereg::app

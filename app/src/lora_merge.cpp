@@ -18,9 +18,7 @@ result<convert_report> merge_lora(const lora_merge_request& r) noexcept {
     if (r.rounding != "peft" && r.rounding != "single")
       throw usage_error("--rounding '" + r.rounding + "': expected peft or single");
     const lora_rounding mode = r.rounding == "peft" ? lora_rounding::peft : lora_rounding::single;
-    convert_request job = r.job;
-    if (job.source.empty()) throw usage_error("merge_lora: no base checkpoint given");
-    if (job.to.empty()) job.to = open_session({job.source, job.family, job.from, "", job.plugin_paths}).layout->name;
+    if (r.job.source.empty()) throw usage_error("merge_lora: no base checkpoint given");
     std::unique_ptr<lora_adapter> adapter;
     auto edit = [&](model_session& s, conversion_plan& plan) {
       lora_read_options ro;
@@ -38,7 +36,7 @@ result<convert_report> merge_lora(const lora_merge_request& r) noexcept {
              std::to_string(fs::file_size(adapter->weights_path)) + "|" +
              std::to_string(fs::last_write_time(adapter->weights_path).time_since_epoch().count());
     };
-    return run_conversion(job, edit);
+    return run_conversion(r.job, edit);  // to empty: the base's own layout
   });
 }
 
