@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds moereg and runs every test: a Release build, then an AddressSanitizer +
 # UndefinedBehaviorSanitizer build of the same tests, then a short fuzz run of the header
-# parsers when the fuzz targets exist. Exits non-zero on the first failure. First installs
+# parsers when the fuzz targets exist. Exits non-zero on the first failure. Both builds are
+# unity builds (CMAKE_UNITY_BUILD: eight sources compiled as one), which saves CPU on a 2-core
+# CI machine and keeps every source file free of name clashes with its neighbours. First installs
 # the test suite's own dependencies (scripts/install-test-deps.sh): the quick start's
 # scripts/install-deps.sh installs only what moereg needs.
 set -euo pipefail
@@ -13,12 +15,12 @@ echo "== Test dependencies"
 scripts/install-test-deps.sh
 
 echo "== Release build and tests"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=ON -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DMOEREG_SANITIZE=ON -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON -DMOEREG_CUDA=OFF >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DMOEREG_SANITIZE=ON -DCMAKE_UNITY_BUILD=ON -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON -DMOEREG_CUDA=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"

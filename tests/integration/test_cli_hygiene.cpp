@@ -18,8 +18,6 @@ using namespace moereg;
 using test::run_moereg;
 namespace fs = std::filesystem;
 
-#define EXPECT_HAS(msg, part) EXPECT_NE(std::string(msg).find(part), std::string::npos) << (msg)
-#define EXPECT_LACKS(msg, part) EXPECT_EQ(std::string(msg).find(part), std::string::npos) << (msg)
 
 namespace {
 

@@ -11,6 +11,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_conversion_fixtures {
 namespace {
 
 const char* families[] = {"qwen3_moe", "qwen3_vl_moe", "qwen3_5_moe", "mixtral", "deepseek_v2", "deepseek_v3"};
@@ -108,3 +110,5 @@ TEST(ConversionFixtures, ExpertRangeWritesOnlyThoseExperts) {
   EXPECT_EQ(split.find("model.layers.0.mlp.experts.5.gate_proj.weight"), nullptr);
   EXPECT_EQ(split.find("model.layers.0.mlp.experts.1.gate_proj.weight"), nullptr);
 }
+
+}  // namespace test_conversion_fixtures

@@ -53,7 +53,6 @@ convert_result convert(const std::string& args, const std::string& out) {
   return {r, fs::exists(out)};
 }
 
-#define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << (msg)
 
 }  // namespace
 

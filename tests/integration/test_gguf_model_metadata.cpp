@@ -55,7 +55,6 @@ std::string check_error(const gguf_metadata& md) {
   return "no error";
 }
 
-#define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << (msg)
 
 // A qwen3moe GGUF of E=2, H=64, I=32, one layer, with the metadata given.
 void write_model(const std::string& path, const gguf_metadata& md) {

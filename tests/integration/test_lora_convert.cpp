@@ -15,13 +15,14 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_lora_convert {
 namespace {
 
 const char* families[] = {"qwen3_moe", "mixtral", "deepseek_v3"};
 
 std::string weights(const std::string& dir) { return dir + "/adapter_model.safetensors"; }
 
-#define EXPECT_HAS(msg, part) EXPECT_NE(std::string(msg).find(part), std::string::npos) << (msg)
 
 }  // namespace
 
@@ -201,11 +202,22 @@ TEST(LoraConvert, DifferentGateAndUpAGivesBlockDiagonalRank2r) {
     test::convert_adapter(d / "pe", o / "fused", f, b);
     json::value cfg = json::parse_file(o / "fused/adapter_config.json");
     lora_adapter fused = test::read_adapter(o / "fused", b);
-    // gate_up has rank 6 = 2r, down is padded to it; the scale alpha/r is kept.
+    // gate_up has rank 6 = 2r; the scale alpha/r is kept. NeMo's grouped module has one rank,
+    // so down is padded to 6; a ParamWrapper keeps down at 3, and the rank PEFT reads for
+    // gate_up is keyed by module and parameter, as PEFT matches target_parameters.
     ASSERT_TRUE(fused.experts.at(0)[1][0].has_value());
     EXPECT_EQ(fused.experts.at(0)[1][0]->rank, 6);
     EXPECT_EQ(fused.experts.at(0)[1][0]->scale(), 2.0);
-    EXPECT_EQ(fused.experts.at(0)[1][2]->rank, 6);
+    EXPECT_EQ(fused.experts.at(0)[1][2]->rank, f == lora_form::nemo_grouped ? 6 : 3);
+    EXPECT_EQ(fused.experts.at(0)[1][2]->scale(), 2.0);
+    if (f == lora_form::peft_param_wrapper) {
+      const json::value& rp = *cfg.find("rank_pattern");
+      ASSERT_TRUE(rp.is_object()) << json::dump(cfg);
+      ASSERT_EQ(rp.as_object().size(), 1u) << json::dump(rp);
+      EXPECT_EQ(rp.as_object()[0].first, "model.layers.0.mlp.experts.gate_up_proj");
+      EXPECT_EQ(rp.as_object()[0].second.as_int(), 6);
+      EXPECT_EQ(cfg.find("r")->as_int(), 3);
+    }
     // Back to per-expert: the pairs are rank 6 with zero blocks, and their products are the
     // original ones exactly (the zero blocks add exact zeros).
     test::convert_adapter(o / "fused", o / "pe", lora_form::peft_per_expert, b);
@@ -385,3 +397,5 @@ TEST(LoraConvert, TransformersV4NamesAreRead) {
   test::convert_adapter(d / "v4", d / "pe", lora_form::peft_per_expert, b);
   test::expect_same_tensors(weights(d / "pe"), weights(src));
 }
+
+}  // namespace test_lora_convert

@@ -17,11 +17,12 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_lora_merge {
 namespace {
 
 const char* families[] = {"qwen3_moe", "mixtral", "deepseek_v3"};
 
-#define EXPECT_HAS(msg, part) EXPECT_NE(std::string(msg).find(part), std::string::npos) << (msg)
 
 float bf(std::uint16_t h) {
   std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
@@ -192,3 +193,5 @@ TEST(LoraCli, InspectAndConvert) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_HAS(r.output, "\"orientation\": \"peft>=0.19.1\"");
 }
+
+}  // namespace test_lora_merge

@@ -12,7 +12,6 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
-#define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << (msg)
 
 TEST(MistralNative, MixtralToNativeAndBackIsBitExact) {
   test::temp_dir d;

@@ -18,6 +18,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_moe_run_fp8 {
 namespace {
 
 void write_random_input(const std::string& path, std::int64_t T, std::int64_t H, bool bf16, unsigned seed) {
@@ -164,3 +166,5 @@ TEST(MoeRunFp8, Fp8ExpertsMatchTheBf16DequantizedLayer) {
       EXPECT_LE(rel_l2(q.out, b.out), 1e-2);
     }
 }
+
+}  // namespace test_moe_run_fp8

@@ -22,6 +22,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_moe_run_quant4 {
 namespace {
 
 constexpr int E = 4, H = 256, I = 128, G = 32;
@@ -181,3 +183,5 @@ TEST(MoeRunQuant4, FourBitExpertsMatchTheBf16DequantizedLayerOnEveryIsa) {
     }
   }
 }
+
+}  // namespace test_moe_run_quant4

@@ -64,8 +64,6 @@ void write_plugin(const std::string& dir, const std::string& yaml) {
   ::chmod((dir + "/plugin.yaml").c_str(), 0644);
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
 class PluginManifests : public ::testing::Test {
  protected:
   test::temp_dir tmp;
@@ -87,13 +85,13 @@ TEST_F(PluginManifests, TypoIsReportedAtItsLineAndColumn) {
   write_plugin(plugins + "/qwen3_moe", text);
   auto r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, where(y, text, "fuze") + ": unknown key 'fuze' in expert entry 'gate_up'")) << r.output;
-  EXPECT_TRUE(has(r.output, where(y, text, "scorng") + ": unknown key 'scorng' in routing")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "fuze") + ": unknown key 'fuze' in expert entry 'gate_up'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "scorng") + ": unknown key 'scorng' in routing")) << r.output;
   // A command using the family reports the same place.
   r = test::run_moereg("convert --dry-run " + test::fixture("qwen3_moe/hf") + " " + (tmp / "out") +
                        " --to grouped --plugin-path " + plugins);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, where(y, text, "fuze") + ": unknown key 'fuze'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "fuze") + ": unknown key 'fuze'")) << r.output;
 }
 
 // A problem in a part inherited through `extends` is in the parent's file, at its line; a
@@ -122,11 +120,11 @@ TEST_F(PluginManifests, InheritedAndVariantProblemsNameTheirOwnFileAndLine) {
   write_plugin(c, child);
   auto r = test::run_moereg("plugins check " + c + " --plugin-path " + plugins);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, where(plugins + "/base_moe/plugin.yaml", parent, "transpos") + ": unknown key 'transpos'")) << r.output;
-  EXPECT_TRUE(has(r.output, where(c + "/plugin.yaml", child, "stak") + ": unknown key 'stak'")) << r.output;
-  EXPECT_TRUE(has(r.output, where(c + "/plugin.yaml", child, "renormalise") + ": unknown key 'renormalise' in routing")) << r.output;
-  EXPECT_TRUE(has(where(c + "/plugin.yaml", child, "stak"), ":13:")) << "the test's own arithmetic";
-  EXPECT_FALSE(has(r.output, c + "/plugin.yaml:1:")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(plugins + "/base_moe/plugin.yaml", parent, "transpos") + ": unknown key 'transpos'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(c + "/plugin.yaml", child, "stak") + ": unknown key 'stak'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(c + "/plugin.yaml", child, "renormalise") + ": unknown key 'renormalise' in routing")) << r.output;
+  EXPECT_TRUE(test::contains(where(c + "/plugin.yaml", child, "stak"), ":13:")) << "the test's own arithmetic";
+  EXPECT_FALSE(test::contains(r.output, c + "/plugin.yaml:1:")) << r.output;
 }
 
 // `name:` twice kept the first silently; a key twice inside a layout too.
@@ -141,15 +139,15 @@ TEST_F(PluginManifests, DuplicateKeysAreRefusedNamingBothLines) {
   const std::string first = line_of("name: qwen3_moe\n"), second = line_of("name: qwen3_moe_too\n");
   auto r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, y + ":" + second + ":1: duplicate key 'name' (first given at line " + first + ")")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, y + ":" + second + ":1: duplicate key 'name' (first given at line " + first + ")")) << r.output;
   r = test::run_moereg("plugins list --plugin-path " + plugins);
-  EXPECT_TRUE(has(r.output, "refused: " + y + ":" + second + ":1: duplicate key 'name'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "refused: " + y + ":" + second + ":1: duplicate key 'name'")) << r.output;
 
   text = replace(qwen3_yaml_only(), "fuse: [gate, up]", "fuse: [gate, up], key: \"x.{layer}\"");
   write_plugin(plugins + "/qwen3_moe", text);
   r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, where(y, text, "key: \"x.{layer}\"") + ": duplicate key 'key' (first given at line ")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "key: \"x.{layer}\"") + ": duplicate key 'key' (first given at line ")) << r.output;
 }
 
 // Booleans are YAML 1.2: `transpose: yes` is refused by line, not read as true.
@@ -160,8 +158,8 @@ TEST_F(PluginManifests, Yaml11BooleansAreRefused) {
   std::string y = plugins + "/qwen3_moe/plugin.yaml";
   auto r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, where(y, text, "transpose: yes", 11) + ": transpose must be true or false, found 'yes'")) << r.output;
-  EXPECT_TRUE(has(r.output, where(y, text, "renormalize: on", 13) + ": routing.renormalize is 'on', expected true or false"))
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "transpose: yes", 11) + ": transpose must be true or false, found 'yes'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "renormalize: on", 13) + ": routing.renormalize is 'on', expected true or false"))
       << r.output;
 }
 
@@ -177,7 +175,7 @@ TEST_F(PluginManifests, RoutingConfigFieldAbsentFromConfigIsAnError) {
     write_plugin(plugins + "/qwen3_moe", text);
     auto r = test::run_moereg(moe_run);
     EXPECT_EQ(r.exit_code, 1) << bad << "\n" << r.output;
-    EXPECT_TRUE(has(r.output, "no field 'norm_topk_probs', which routing.renormalize names at " +
+    EXPECT_TRUE(test::contains(r.output, "no field 'norm_topk_probs', which routing.renormalize names at " +
                                   where(y, text, "renormalize:", 13) + " without a default"))
         << r.output;
     EXPECT_FALSE(fs::exists(tmp / "out.safetensors"));
@@ -195,11 +193,11 @@ TEST_F(PluginManifests, RoutingConfigFieldAbsentFromConfigIsAnError) {
   write_plugin(plugins + "/qwen3_moe", text);
   r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "note: " + y + ": family 'qwen3_moe' declares no 'routing', so moe run refuses it")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "note: " + y + ": family 'qwen3_moe' declares no 'routing', so moe run refuses it")) << r.output;
   fs::remove(tmp / "out.safetensors");
   r = test::run_moereg(moe_run);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, y + ": family 'qwen3_moe' (qwen3_moe) declares no 'routing'")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, y + ": family 'qwen3_moe' (qwen3_moe) declares no 'routing'")) << r.output;
   EXPECT_FALSE(fs::exists(tmp / "out.safetensors"));
 }
 
@@ -223,11 +221,11 @@ TEST_F(PluginManifests, UntrustedManifestIsRefusedAndDoesNotFallBack) {
     ::chmod(b.path.c_str(), b.mode);
     auto r = test::run_moereg(convert);
     EXPECT_EQ(r.exit_code, 1) << r.output;
-    EXPECT_TRUE(has(r.output, "plugin 'qwen3_moe' was asked for but refused: --plugin-path " + p + ": " + b.reason)) << r.output;
+    EXPECT_TRUE(test::contains(r.output, "plugin 'qwen3_moe' was asked for but refused: --plugin-path " + p + ": " + b.reason)) << r.output;
     EXPECT_FALSE(fs::exists(tmp / "out"));
     r = test::run_moereg("plugins list --plugin-path " + plugins);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_TRUE(has(r.output, "refused: " + b.reason)) << r.output;
+    EXPECT_TRUE(test::contains(r.output, "refused: " + b.reason)) << r.output;
     // The installed plugin is listed too: both records are shown.
     int rows = 0;
     std::istringstream lines(r.output);
@@ -239,7 +237,7 @@ TEST_F(PluginManifests, UntrustedManifestIsRefusedAndDoesNotFallBack) {
     ASSERT_EQ(::chown(y.c_str(), 65534, 65534), 0);
     auto r = test::run_moereg(convert);
     EXPECT_EQ(r.exit_code, 1) << r.output;
-    EXPECT_TRUE(has(r.output, y + ": plugin manifest is owned by uid 65534, expected root or the current user")) << r.output;
+    EXPECT_TRUE(test::contains(r.output, y + ": plugin manifest is owned by uid 65534, expected root or the current user")) << r.output;
     EXPECT_FALSE(fs::exists(tmp / "out"));
     ASSERT_EQ(::chown(y.c_str(), 0, 0), 0);
   }
@@ -256,8 +254,8 @@ TEST_F(PluginManifests, ShapeErrorsNameTheConfigFieldOfEachSymbol) {
   test::write_bytes(d + "/config.json", replace(cfg, "\"moe_intermediate_size\": 24", "\"moe_intermediate_size\": 32"));
   auto r = test::run_moereg("convert " + d + " " + (tmp / "out") + " --to transformers_v5");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, "I = 32 from `moe_intermediate_size`")) << r.output;
-  EXPECT_TRUE(has(r.output, "H = 64 from `hidden_size` in " + d + "/config.json")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "I = 32 from `moe_intermediate_size`")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "H = 64 from `hidden_size` in " + d + "/config.json")) << r.output;
 }
 
 // One rule for which library serves a hook: the plugin that declared the layout naming it.
@@ -290,7 +288,7 @@ TEST(PluginHooks, InheritedLayoutKeepsItsPluginsHook) {
     bad.resolve("c", "c_moe");
     FAIL() << "accepted";
   } catch (const error& e) {
-    EXPECT_TRUE(has(e.what(), "c.yaml:9:45: hook 'ph' is used but not listed under 'hooks' of plugin 'c' (c.yaml)")) << e.what();
+    EXPECT_TRUE(test::contains(e.what(), "c.yaml:9:45: hook 'ph' is used but not listed under 'hooks' of plugin 'c' (c.yaml)")) << e.what();
   }
 }
 
@@ -308,5 +306,5 @@ TEST_F(PluginManifests, ManifestTextIsPrintedEscaped) {
     EXPECT_EQ(r.output.find('\a'), std::string::npos) << r.output;
   }
   auto r = test::run_moereg("plugins show qwen3_moe --plugin-path " + plugins);
-  EXPECT_TRUE(has(r.output, "1.0\\x1b[2J")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "1.0\\x1b[2J")) << r.output;
 }

@@ -18,6 +18,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_dequantize_convert {
 namespace {
 
 // e4m3fn from its fields: sign, 4 exponent bits (bias 7), 3 mantissa bits.
@@ -155,3 +157,5 @@ TEST(QuantDequantizeConvert, CommandLineDropsQuantizationConfig) {
   EXPECT_NE(bad.output.find("--dtype 'fp16': expected bf16"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(d / "x"));
 }
+
+}  // namespace test_quant_dequantize_convert

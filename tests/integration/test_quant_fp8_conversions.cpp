@@ -16,6 +16,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_fp8_conversions {
 namespace {
 
 void expect_tensor(const checkpoint& c, const std::string& name, dtype t, std::vector<std::int64_t> shape,
@@ -31,7 +33,6 @@ void expect_tensor(const checkpoint& c, const std::string& name, dtype t, std::v
 
 const std::string fp8_hf = "deepseek_v3_fp8/hf";
 
-#define EXPECT_HAS(msg, part) EXPECT_NE(std::string(msg).find(part), std::string::npos) << (msg)
 
 std::string convert_error(const std::string& in, const std::string& out, const std::string& to) {
   try {
@@ -300,3 +301,5 @@ TEST(QuantFp8Conversions, VerifyThroughLayoutsComparesTheScales) {
   EXPECT_EQ(c.differences[0].name, "layer 2 expert 4 up scales");
   EXPECT_EQ(c.differences[0].kind, "bytes");
 }
+
+}  // namespace test_quant_fp8_conversions

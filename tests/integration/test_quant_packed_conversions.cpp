@@ -19,6 +19,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_packed_conversions {
 namespace {
 
 constexpr int E = 4, H = 64, I = 32, G = 32;  // group of 32 inputs per scale
@@ -282,3 +284,5 @@ TEST(QuantPackedConversions, UnsupportedGptqIsRefusedNamingConfigAndField) {
   EXPECT_NE(msg.find(base_of(3, 2) + ".qzeros: element 1 is 0x77777776, expected 0x77777777 (the symmetric zero point 8)"),
             std::string::npos) << msg;
 }
+
+}  // namespace test_quant_packed_conversions

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace moereg::test {
@@ -45,4 +46,12 @@ command_result run_moereg(const std::string& args);
 void interrupted_convert(const std::string& source, const std::string& out, const std::string& to,
                          std::uint64_t shard_size, int shards);
 
+// Whether `part` occurs in `text`: for messages, whose wording around the named file or key
+// may change.
+inline bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
 }  // namespace moereg::test
+
+// EXPECT_HAS(message, part): the message names `part`; prints the whole message when not.
+#define EXPECT_HAS(msg, part) EXPECT_NE(std::string(msg).find(part), std::string::npos) << (msg)
+#define EXPECT_LACKS(msg, part) EXPECT_EQ(std::string(msg).find(part), std::string::npos) << (msg)

@@ -37,7 +37,6 @@ std::string open_error(const std::string& dir) {
   return {};
 }
 
-#define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << (msg)
 
 const char* index_json = R"({"metadata":{"total_size":4},"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}})";
 

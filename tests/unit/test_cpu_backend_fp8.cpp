@@ -31,6 +31,8 @@ using test::reference;
 using test::run_backend;
 using test::relative_l2;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_cpu_backend_fp8 {
 namespace {
 
 // e4m3fn from its fields: sign, 4 exponent bits (bias 7), 3 mantissa bits; 0x7F/0xFF NaN.
@@ -247,3 +249,5 @@ TEST(cpu_backend_fp8, refuses_bad_scales_with_clear_messages) {
   w.shared_w2 = contiguous_view(L.w2.data(), dtype::F8_E4M3, {40, 24});
   EXPECT_EQ(create(w), "2: shared_w13: dtype F8_E4M3 is not supported by the cpu backend (expected BF16 or F32)");
 }
+
+}  // namespace test_cpu_backend_fp8

@@ -29,6 +29,8 @@ using test::run_backend;
 using test::set_option;
 using test::take;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_cpu_backend_quant {
 namespace {
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -187,3 +189,5 @@ TEST(cpu_backend_quant, refuses_mismatched_4bit_views) {
             "2: weight_quant: 7 is not a coding the cpu backend reads (expected 1 int4 or 2 mxfp4)");
   EXPECT_EQ(b, nullptr);
 }
+
+}  // namespace test_cpu_backend_quant

@@ -20,6 +20,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_dequantize {
 namespace {
 
 // Reference bf16 rounding: scale |v| so its bf16 quantum is 1, round the (exact) double to
@@ -315,3 +317,5 @@ TEST(QuantPackQuantized, ReadsTheConfigAndRefusesAsymmetric) {
             }).find("actorder is \"group\""),
             std::string::npos);
 }
+
+}  // namespace test_quant_dequantize

@@ -12,6 +12,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_scale_grid {
 namespace {
 using shape = std::vector<std::int64_t>;
 
@@ -164,3 +166,5 @@ TEST(QuantScaleGrid, WidensScaleDtypesExactly) {
   EXPECT_NE(message_of([&] { scales_as_f32("blk.scale", dtype::I32, &i, 1); }).find("blk.scale: scale dtype I32"),
             std::string::npos);
 }
+
+}  // namespace test_quant_scale_grid

@@ -14,22 +14,15 @@
 #include "moereg/base/error.h"
 #include "moereg/registry/plugin_registry.h"
 #include "moereg/registry/sha256.h"
+#include "abi_plugins.h"
 #include "test_support.h"
 
 using namespace moereg;
 namespace fs = std::filesystem;
+using test::abi_lib;
+using test::make_plugin;
 
 namespace {
-
-std::string abi_lib(const std::string& file) { return std::string(MOEREG_ABI_LIB_DIR) + "/" + file; }
-
-// <dir>/plugin.yaml with the given text and, if lib is given, a copy of that test library.
-void make_plugin(const std::string& dir, const std::string& yaml, const std::string& lib = "") {
-  fs::create_directories(dir);
-  ::chmod(dir.c_str(), 0755);
-  test::write_bytes(dir + "/plugin.yaml", yaml);
-  if (!lib.empty()) fs::copy_file(abi_lib(lib), dir + "/" + lib, fs::copy_options::overwrite_existing);
-}
 
 std::string manifest(const std::string& name, const std::string& lib, const std::string& hooks,
                      const std::string& extra = "") {

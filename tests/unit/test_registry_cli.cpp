@@ -7,22 +7,16 @@
 #include <filesystem>
 
 #include "moereg/base/json.h"
+#include "abi_plugins.h"
 #include "test_support.h"
 
 using namespace moereg;
 using test::run_moereg;
 namespace fs = std::filesystem;
+using test::abi_lib;
+using test::make_plugin;
 
 namespace {
-
-std::string abi_lib(const std::string& file) { return std::string(MOEREG_ABI_LIB_DIR) + "/" + file; }
-
-void make_plugin(const std::string& dir, const std::string& yaml, const std::string& lib = "") {
-  fs::create_directories(dir);
-  ::chmod(dir.c_str(), 0755);
-  test::write_bytes(dir + "/plugin.yaml", yaml);
-  if (!lib.empty()) fs::copy_file(abi_lib(lib), dir + "/" + lib, fs::copy_options::overwrite_existing);
-}
 
 class PluginsCli : public ::testing::Test {
  protected:
@@ -44,23 +38,21 @@ class PluginsCli : public ::testing::Test {
   }
 };
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
 }  // namespace
 
 TEST_F(PluginsCli, ListShowsWhatLoadedAndWhatWasRefusedAndWhy) {
   auto r = run_moereg("plugins list --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "--plugin-path       " + dir + "\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "abi_good        family   0.0.1     2    loaded    --plugin-path       " + dir + "/abi_good\n"))
+  EXPECT_TRUE(test::contains(r.output, "--plugin-path       " + dir + "\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "abi_good        family   0.0.1     2    loaded    --plugin-path       " + dir + "/abi_good\n"))
       << r.output;
-  EXPECT_TRUE(has(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API 3, this moereg "
+  EXPECT_TRUE(test::contains(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API 3, this moereg "
                             "accepts 1..2\n"))
       << r.output;
-  EXPECT_TRUE(has(r.output, "abitest         backend  fast      1    loaded    --plugin-path       " + dir +
+  EXPECT_TRUE(test::contains(r.output, "abitest         backend  fast      1    loaded    --plugin-path       " + dir +
                                 "/libmoereg_backend_abitest-fast.so\n"))
       << r.output;
-  EXPECT_TRUE(has(r.output, "    shadowed: outscored by " + dir + "/libmoereg_backend_abitest-fast.so (probe score 100 > 20)"))
+  EXPECT_TRUE(test::contains(r.output, "    shadowed: outscored by " + dir + "/libmoereg_backend_abitest-fast.so (probe score 100 > 20)"))
       << r.output;
 }
 
@@ -79,7 +71,7 @@ TEST_F(PluginsCli, ListJson) {
     } else if (name == "abi_wrong_api") {
       ++seen;
       EXPECT_EQ(p.find("state")->as_string(), "refused");
-      EXPECT_TRUE(has(p.find("reason")->as_string(), "plugin API 3, this moereg accepts 1..2"));
+      EXPECT_TRUE(test::contains(p.find("reason")->as_string(), "plugin API 3, this moereg accepts 1..2"));
     } else if (name == "abitest" && p.find("state")->as_string() == "loaded") {
       ++seen;
       EXPECT_EQ(p.find("probe_score")->as_int(), 100);
@@ -93,21 +85,21 @@ TEST_F(PluginsCli, EnvironmentPath) {
   auto r = run_moereg("plugins show abi_good");
   ::unsetenv("MOEREG_PLUGIN_PATH");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "  source        MOEREG_PLUGIN_PATH\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  source        MOEREG_PLUGIN_PATH\n")) << r.output;
 }
 
 TEST_F(PluginsCli, Show) {
   auto r = run_moereg("plugins show abi_good --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "abi_good (family)\n  state         loaded\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "  library       " + dir + "/abi_good/libmoereg_abi_good.so\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "  model types   abi_moe\n  hooks         negate, throws\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "abi_good (family)\n  state         loaded\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  library       " + dir + "/abi_good/libmoereg_abi_good.so\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  model types   abi_moe\n  hooks         negate, throws\n")) << r.output;
   r = run_moereg("plugins show abitest --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "  probe score   100\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  probe score   100\n")) << r.output;
   r = run_moereg("plugins show nothing_by_that_name --plugin-path " + dir);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(has(r.output, "no plugin named 'nothing_by_that_name' found, searched: " + dir)) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "no plugin named 'nothing_by_that_name' found, searched: " + dir)) << r.output;
 }
 
 TEST_F(PluginsCli, CheckReportsEveryProblemWithFileAndLine) {
@@ -116,10 +108,10 @@ TEST_F(PluginsCli, CheckReportsEveryProblemWithFileAndLine) {
   auto r = run_moereg("plugins check " + p);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   std::string y = p + "/plugin.yaml";
-  EXPECT_TRUE(has(r.output, y + ":1: 'name' must be a name of [a-z0-9_]+, found 'Broken'\n")) << r.output;
-  EXPECT_TRUE(has(r.output, y + ":1: missing required key 'version', expected a version string\n")) << r.output;
-  EXPECT_TRUE(has(r.output, y + ":2: plugin API 3, this moereg accepts 1..2\n")) << r.output;
-  EXPECT_TRUE(has(r.output, y + ":3: library 'libmoereg_missing.so' not found, expected the file " + p +
+  EXPECT_TRUE(test::contains(r.output, y + ":1: 'name' must be a name of [a-z0-9_]+, found 'Broken'\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, y + ":1: missing required key 'version', expected a version string\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, y + ":2: plugin API 3, this moereg accepts 1..2\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, y + ":3: library 'libmoereg_missing.so' not found, expected the file " + p +
                                 "/libmoereg_missing.so\n"))
       << r.output;
   // A library that loads but disagrees with the manifest is reported too.
@@ -127,7 +119,7 @@ TEST_F(PluginsCli, CheckReportsEveryProblemWithFileAndLine) {
               "libmoereg_abi_good.so");
   r = run_moereg("plugins check " + p);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, p + "/libmoereg_abi_good.so: hook 'throws' is exported but not listed in plugin.yaml 'hooks' (" +
+  EXPECT_TRUE(test::contains(r.output, p + "/libmoereg_abi_good.so: hook 'throws' is exported but not listed in plugin.yaml 'hooks' (" +
                                 y + ":5)\n"))
       << r.output;
 }
@@ -140,8 +132,8 @@ TEST_F(PluginsCli, CheckAcceptsAGoodPluginAndJson) {
   // The layout engine may add its own findings (this test plugin declares no layouts);
   // none of them may be about the library or the identity keys.
   for (const auto& p : v.find("problems")->as_array()) {
-    EXPECT_FALSE(has(p.as_string(), "library")) << p.as_string();
-    EXPECT_FALSE(has(p.as_string(), "api")) << p.as_string();
+    EXPECT_FALSE(test::contains(p.as_string(), "library")) << p.as_string();
+    EXPECT_FALSE(test::contains(p.as_string(), "api")) << p.as_string();
   }
 }
 
@@ -151,5 +143,5 @@ TEST_F(PluginsCli, UsageErrors) {
   EXPECT_EQ(run_moereg("plugins check a b").exit_code, 2);
   auto r = run_moereg("plugins list --plugin-path " + (tmp / "absent"));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(has(r.output, "--plugin-path " + (tmp / "absent") + ": not a directory")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "--plugin-path " + (tmp / "absent") + ": not a directory")) << r.output;
 }

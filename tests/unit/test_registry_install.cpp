@@ -24,8 +24,6 @@ test::command_result shell(const std::string& cmd) {
   return r;
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
 }  // namespace
 
 TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
@@ -43,17 +41,17 @@ TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
   std::string moereg = prefix + "/bin/moereg";
   r = shell(moereg + " plugins list --plugin-path '" + build + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "acme_moe        family   1.0.0     2    loaded    --plugin-path       " + build + "/acme_moe\n"))
+  EXPECT_TRUE(test::contains(r.output, "acme_moe        family   1.0.0     2    loaded    --plugin-path       " + build + "/acme_moe\n"))
       << r.output;
   // The installed binary finds the installed plugins beside it.
-  EXPECT_TRUE(has(r.output, "installed           " + prefix + "/lib/moereg/plugins\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "cpu             backend")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "installed           " + prefix + "/lib/moereg/plugins\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "cpu             backend")) << r.output;
 
   r = shell(moereg + " plugins show acme_moe --plugin-path '" + build + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "  state         loaded\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "  library       " + build + "/acme_moe/libmoereg_acme_moe.so\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "  hooks         swap_halves\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  state         loaded\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  library       " + build + "/acme_moe/libmoereg_acme_moe.so\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "  hooks         swap_halves\n")) << r.output;
 
   r = shell(moereg + " plugins check '" + build + "/acme_moe' --plugin-path '" + build + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -84,13 +82,13 @@ TEST(RegistryInstall, LibraryExampleBuiltAgainstInstalledPackageConverts) {
   const std::string program = build + "/moereg_convert_example", out = tmp / "out";
   r = shell("MOEREG_PLUGIN_PATH= '" + program + "' '" + test::fixture("qwen3_moe/hf") + "' '" + out + "' transformers_v5");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "family qwen3_moe, layout hf")) << r.output;
-  EXPECT_TRUE(has(r.output, "converted to transformers_v5")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "family qwen3_moe, layout hf")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "converted to transformers_v5")) << r.output;
   r = shell("'" + prefix + "/bin/moereg' verify '" + out + "' '" + test::fixture("qwen3_moe/transformers_v5.safetensors") + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
 
   // A problem comes back as a value with its kind and moereg's message.
   r = shell("'" + program + "' /nonexistent/ckpt '" + (tmp / "out2") + "' transformers_v5");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_TRUE(has(r.output, "cannot open: /nonexistent/ckpt")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "cannot open: /nonexistent/ckpt")) << r.output;
 }

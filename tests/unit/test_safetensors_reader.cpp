@@ -69,7 +69,6 @@ std::string open_error(const std::string& bytes) {
 
 std::string one_tensor(const std::string& fields) { return R"({"t":{)" + fields + "}}"; }
 
-#define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << (msg)
 
 }  // namespace
 

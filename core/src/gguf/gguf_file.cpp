@@ -120,13 +120,13 @@ std::string hex_byte(unsigned c) {
 }
 
 // Names come from the file: quoted, cut at 200 bytes, control bytes and non-UTF-8 escaped.
-std::string quoted(const std::string& s) { return quote(s); }
+std::string quoted_name(const std::string& s) { return quote(s); }
 
 // A name (key or tensor name) that is not UTF-8 is refused: llama.cpp and every tool
 // after it treat names as text.
 void check_utf8_name(const cursor& c, const std::string& what, const std::string& name) {
   if (auto at = utf8_error(name); at != std::string_view::npos)
-    c.fail(what + " " + quoted(name), "a UTF-8 name",
+    c.fail(what + " " + quoted_name(name), "a UTF-8 name",
            "byte " + hex_byte(static_cast<unsigned char>(name[at])) + " at offset " + str(at) + " of the name, which is not UTF-8");
 }
 
@@ -167,7 +167,7 @@ gguf_value read_scalar(cursor& c, gguf_type t, const Ctx& ctx) {
 }
 
 gguf_value read_value(cursor& c, const std::string& key) {
-  auto kctx = [&] { return "key " + quoted(key); };
+  auto kctx = [&] { return "key " + quoted_name(key); };
   auto type = c.read<std::uint32_t>([&] { return kctx() + " value type"; });
   if (!known_value_type(type)) c.fail(kctx() + ": value type", "0..12", str(type));
   if (static_cast<gguf_type>(type) != gguf_type::array) return read_scalar(c, static_cast<gguf_type>(type), kctx);
@@ -215,7 +215,7 @@ gguf_tensor read_tensor_info(cursor& c, std::uint64_t index, std::uint32_t align
   t.name = c.read_string(gguf_max_key_length, [&] { return "tensor " + str(index) + " name"; });
   if (t.name.empty()) c.fail("tensor " + str(index) + " name", "a non-empty string", "an empty one");
   check_utf8_name(c, "tensor " + str(index) + " name", t.name);
-  auto tctx = [&] { return "tensor " + quoted(t.name); };
+  auto tctx = [&] { return "tensor " + quoted_name(t.name); };
   auto n_dims = c.read<std::uint32_t>([&] { return tctx() + " n_dims"; });
   if (n_dims < 1 || n_dims > gguf_max_dims) c.fail(tctx() + ": n_dims", "1 to " + str(gguf_max_dims), str(n_dims));
   std::uint64_t numel = 1;
@@ -293,10 +293,10 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
     std::string key = c.read_string(gguf_max_key_length, [&] { return "key " + str(i); });
     if (key.empty()) c.fail("key " + str(i), "a non-empty string", "an empty one");
     check_utf8_name(c, "key " + str(i), key);
-    if (!keys.insert(key).second) c.fail("key " + quoted(key), "each key once", "a duplicate");
+    if (!keys.insert(key).second) c.fail("key " + quoted_name(key), "each key once", "a duplicate");
     gguf_value v = read_value(c, key);
     if (key == "general.alignment") h.alignment = read_alignment(c, v);
-    charge(gguf_entry_overhead + 2 * key.size() + v.as_string().size() + v.encoded_items().size(), "key " + quoted(key));
+    charge(gguf_entry_overhead + 2 * key.size() + v.as_string().size() + v.encoded_items().size(), "key " + quoted_name(key));
     h.metadata.emplace_back(std::move(key), std::move(v));
   }
 
@@ -305,8 +305,8 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
   for (std::uint64_t i = 0; i < n_tensors; ++i) {
     h.tensors.push_back(read_tensor_info(c, i, h.alignment));
     const gguf_tensor& t = h.tensors.back();
-    if (!names.insert(t.name).second) c.fail("tensor " + quoted(t.name), "each name once", "a duplicate");
-    charge(2 * gguf_entry_overhead + 3 * t.name.size() + 24 * t.ne.size(), "tensor " + quoted(t.name));
+    if (!names.insert(t.name).second) c.fail("tensor " + quoted_name(t.name), "each name once", "a duplicate");
+    charge(2 * gguf_entry_overhead + 3 * t.name.size() + 24 * t.ne.size(), "tensor " + quoted_name(t.name));
   }
 
   // The data section starts at the aligned end of the tensor infos, and the bytes between
@@ -324,16 +324,16 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
   const gguf_tensor* prev = nullptr;
   for (const auto& t : h.tensors) {
     if (t.offset != expected) {
-      std::string at = prev ? "the aligned end of tensor " + quoted(prev->name) : std::string("the start of the data section");
-      std::string how = t.offset < expected ? " (it overlaps tensor " + quoted(prev->name) + ")"
+      std::string at = prev ? "the aligned end of tensor " + quoted_name(prev->name) : std::string("the start of the data section");
+      std::string how = t.offset < expected ? " (it overlaps tensor " + quoted_name(prev->name) + ")"
                                             : " (a gap of " + str(t.offset - expected) + " bytes)";
-      c.fail("tensor " + quoted(t.name) + ": offset",
+      c.fail("tensor " + quoted_name(t.name) + ": offset",
              str(expected) + ", " + at + " (tensors are stored in header order, each padded to the alignment)",
              str(t.offset) + how);
     }
     std::uint64_t begin = h.data_offset + t.offset, end;  // offset <= size + alignment: no overflow
     if (__builtin_add_overflow(begin, t.nbytes, &end) || end > size)
-      c.fail("tensor " + quoted(t.name) + ": data [" + str(begin) + ", " + (end < begin ? std::string("2^64+") : str(end)) +
+      c.fail("tensor " + quoted_name(t.name) + ": data [" + str(begin) + ", " + (end < begin ? std::string("2^64+") : str(end)) +
                  ") of " + std::string(ggml_traits(t.type).name) + " " + shape_string(t.shape),
              "to end within the file (" + str(size) + " bytes)",
              end < begin ? std::string("a sum past 2^64") : "it ends " + str(end - size) + " bytes past it");
@@ -343,7 +343,7 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
   const std::uint64_t data_end = h.data_offset + expected;
   if (size > data_end)
     c.fail("data section: " + str(size - data_end) + " bytes after " +
-               (prev ? "the padded end of the last tensor, " + quoted(prev->name) + "," : std::string("the tensor infos")) +
+               (prev ? "the padded end of the last tensor, " + quoted_name(prev->name) + "," : std::string("the tensor infos")) +
                " at byte " + str(data_end),
            "the file to end there (is the tensor count short?)", "a file of " + str(size) + " bytes");
   return h;

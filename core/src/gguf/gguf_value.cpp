@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "le_bytes.h"
 #include "moereg/base/error.h"
 
 namespace moereg {
@@ -76,33 +77,22 @@ gguf_value gguf_value::string(std::string v) {
 
 namespace {
 
-template <class T>
-void put(std::string& out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out.append(b, sizeof(T));
-}
-
-template <class T>
-T get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
+using gguf_bytes::append;
+using gguf_bytes::load;
 
 void encode_item(std::string& out, const gguf_value& v) {
   switch (v.type()) {
-    case gguf_type::u8: put<std::uint8_t>(out, static_cast<std::uint8_t>(v.as_u64())); break;
-    case gguf_type::u16: put<std::uint16_t>(out, static_cast<std::uint16_t>(v.as_u64())); break;
-    case gguf_type::u32: case gguf_type::f32: put<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
-    case gguf_type::u64: case gguf_type::f64: put<std::uint64_t>(out, v.as_u64()); break;
-    case gguf_type::i8: put<std::int8_t>(out, static_cast<std::int8_t>(v.as_i64())); break;
-    case gguf_type::i16: put<std::int16_t>(out, static_cast<std::int16_t>(v.as_i64())); break;
-    case gguf_type::i32: put<std::int32_t>(out, static_cast<std::int32_t>(v.as_i64())); break;
-    case gguf_type::i64: put<std::int64_t>(out, v.as_i64()); break;
-    case gguf_type::boolean: put<std::uint8_t>(out, v.as_bool() ? 1 : 0); break;
+    case gguf_type::u8: append<std::uint8_t>(out, static_cast<std::uint8_t>(v.as_u64())); break;
+    case gguf_type::u16: append<std::uint16_t>(out, static_cast<std::uint16_t>(v.as_u64())); break;
+    case gguf_type::u32: case gguf_type::f32: append<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
+    case gguf_type::u64: case gguf_type::f64: append<std::uint64_t>(out, v.as_u64()); break;
+    case gguf_type::i8: append<std::int8_t>(out, static_cast<std::int8_t>(v.as_i64())); break;
+    case gguf_type::i16: append<std::int16_t>(out, static_cast<std::int16_t>(v.as_i64())); break;
+    case gguf_type::i32: append<std::int32_t>(out, static_cast<std::int32_t>(v.as_i64())); break;
+    case gguf_type::i64: append<std::int64_t>(out, v.as_i64()); break;
+    case gguf_type::boolean: append<std::uint8_t>(out, v.as_bool() ? 1 : 0); break;
     case gguf_type::string:
-      put<std::uint64_t>(out, v.as_string().size());
+      append<std::uint64_t>(out, v.as_string().size());
       out += v.as_string();
       break;
     case gguf_type::array: break;  // arrays do not nest
@@ -112,18 +102,18 @@ void encode_item(std::string& out, const gguf_value& v) {
 // The item of type t encoded at p (inside a validated encoding).
 gguf_value decode_item(gguf_type t, const char* p) {
   switch (t) {
-    case gguf_type::u8: return gguf_value::u8(get<std::uint8_t>(p));
-    case gguf_type::i8: return gguf_value::i8(get<std::int8_t>(p));
-    case gguf_type::u16: return gguf_value::u16(get<std::uint16_t>(p));
-    case gguf_type::i16: return gguf_value::i16(get<std::int16_t>(p));
-    case gguf_type::u32: return gguf_value::u32(get<std::uint32_t>(p));
-    case gguf_type::i32: return gguf_value::i32(get<std::int32_t>(p));
-    case gguf_type::u64: return gguf_value::u64(get<std::uint64_t>(p));
-    case gguf_type::i64: return gguf_value::i64(get<std::int64_t>(p));
-    case gguf_type::f32: return gguf_value::f32_bits(get<std::uint32_t>(p));
-    case gguf_type::f64: return gguf_value::f64(get<double>(p));
-    case gguf_type::boolean: return gguf_value::boolean(get<std::uint8_t>(p) != 0);
-    case gguf_type::string: return gguf_value::string(std::string(p + 8, get<std::uint64_t>(p)));
+    case gguf_type::u8: return gguf_value::u8(load<std::uint8_t>(p));
+    case gguf_type::i8: return gguf_value::i8(load<std::int8_t>(p));
+    case gguf_type::u16: return gguf_value::u16(load<std::uint16_t>(p));
+    case gguf_type::i16: return gguf_value::i16(load<std::int16_t>(p));
+    case gguf_type::u32: return gguf_value::u32(load<std::uint32_t>(p));
+    case gguf_type::i32: return gguf_value::i32(load<std::int32_t>(p));
+    case gguf_type::u64: return gguf_value::u64(load<std::uint64_t>(p));
+    case gguf_type::i64: return gguf_value::i64(load<std::int64_t>(p));
+    case gguf_type::f32: return gguf_value::f32_bits(load<std::uint32_t>(p));
+    case gguf_type::f64: return gguf_value::f64(load<double>(p));
+    case gguf_type::boolean: return gguf_value::boolean(load<std::uint8_t>(p) != 0);
+    case gguf_type::string: return gguf_value::string(std::string(p + 8, load<std::uint64_t>(p)));
     case gguf_type::array: break;
   }
   return {};
@@ -158,7 +148,7 @@ gguf_value gguf_value::item(std::uint64_t i) const {
     throw usage_error("gguf: item " + std::to_string(i) + " of a value with " + std::to_string(count_) + " items");
   const char* p = encoded_->data();
   if (element_ != gguf_type::string) return decode_item(element_, p + i * gguf_scalar_size(element_));
-  for (std::uint64_t k = 0; k < i; ++k) p += 8 + get<std::uint64_t>(p);
+  for (std::uint64_t k = 0; k < i; ++k) p += 8 + load<std::uint64_t>(p);
   return decode_item(element_, p);
 }
 
@@ -169,7 +159,7 @@ std::vector<gguf_value> gguf_value::items() const {
   const char* p = encoded_->data();
   for (std::uint64_t k = 0; k < count_; ++k) {
     out.push_back(decode_item(element_, p));
-    p += element_ == gguf_type::string ? 8 + get<std::uint64_t>(p) : gguf_scalar_size(element_);
+    p += element_ == gguf_type::string ? 8 + load<std::uint64_t>(p) : gguf_scalar_size(element_);
   }
   return out;
 }
@@ -180,7 +170,7 @@ std::vector<std::string_view> gguf_value::string_items() const {
   out.reserve(count_);
   const char* p = encoded_->data();
   for (std::uint64_t k = 0; k < count_; ++k) {
-    auto n = get<std::uint64_t>(p);
+    auto n = load<std::uint64_t>(p);
     out.emplace_back(p + 8, n);
     p += 8 + n;
   }

@@ -12,46 +12,42 @@
 
 #include "moereg/base/checked.h"
 #include "moereg/base/error.h"
+#include "le_bytes.h"
 
 namespace moereg {
 
 namespace {
 
-template <class T>
-void put(std::string& out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out.append(b, sizeof(T));
-}
+using gguf_bytes::append;
 
 void put_string(std::string& out, const std::string& s) {
-  put<std::uint64_t>(out, s.size());
+  append<std::uint64_t>(out, s.size());
   out += s;
 }
 
 void put_scalar(std::string& out, const gguf_value& v) {
   switch (v.type()) {
-    case gguf_type::u8: put<std::uint8_t>(out, static_cast<std::uint8_t>(v.as_u64())); break;
-    case gguf_type::u16: put<std::uint16_t>(out, static_cast<std::uint16_t>(v.as_u64())); break;
-    case gguf_type::u32: put<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
-    case gguf_type::u64: put<std::uint64_t>(out, v.as_u64()); break;
-    case gguf_type::i8: put<std::int8_t>(out, static_cast<std::int8_t>(v.as_i64())); break;
-    case gguf_type::i16: put<std::int16_t>(out, static_cast<std::int16_t>(v.as_i64())); break;
-    case gguf_type::i32: put<std::int32_t>(out, static_cast<std::int32_t>(v.as_i64())); break;
-    case gguf_type::i64: put<std::int64_t>(out, v.as_i64()); break;
-    case gguf_type::f32: put<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
-    case gguf_type::f64: put<std::uint64_t>(out, v.as_u64()); break;
-    case gguf_type::boolean: put<std::uint8_t>(out, v.as_bool() ? 1 : 0); break;
+    case gguf_type::u8: append<std::uint8_t>(out, static_cast<std::uint8_t>(v.as_u64())); break;
+    case gguf_type::u16: append<std::uint16_t>(out, static_cast<std::uint16_t>(v.as_u64())); break;
+    case gguf_type::u32: append<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
+    case gguf_type::u64: append<std::uint64_t>(out, v.as_u64()); break;
+    case gguf_type::i8: append<std::int8_t>(out, static_cast<std::int8_t>(v.as_i64())); break;
+    case gguf_type::i16: append<std::int16_t>(out, static_cast<std::int16_t>(v.as_i64())); break;
+    case gguf_type::i32: append<std::int32_t>(out, static_cast<std::int32_t>(v.as_i64())); break;
+    case gguf_type::i64: append<std::int64_t>(out, v.as_i64()); break;
+    case gguf_type::f32: append<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
+    case gguf_type::f64: append<std::uint64_t>(out, v.as_u64()); break;
+    case gguf_type::boolean: append<std::uint8_t>(out, v.as_bool() ? 1 : 0); break;
     case gguf_type::string: put_string(out, v.as_string()); break;
     case gguf_type::array: break;  // gguf_value::array refuses nesting
   }
 }
 
 void put_value(std::string& out, const gguf_value& v) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(v.type()));
+  append<std::uint32_t>(out, static_cast<std::uint32_t>(v.type()));
   if (v.type() != gguf_type::array) return put_scalar(out, v);
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(v.element_type()));
-  put<std::uint64_t>(out, v.array_size());
+  append<std::uint32_t>(out, static_cast<std::uint32_t>(v.element_type()));
+  append<std::uint64_t>(out, v.array_size());
   out += v.encoded_items();
 }
 
@@ -65,9 +61,9 @@ gguf_layout layout_gguf(const gguf_metadata& metadata, const std::vector<gguf_te
   gguf_layout out;
   std::string& h = out.header;
   h.append("GGUF", 4);
-  put<std::uint32_t>(h, 3);
-  put<std::uint64_t>(h, specs.size());
-  put<std::uint64_t>(h, metadata.size());
+  append<std::uint32_t>(h, 3);
+  append<std::uint64_t>(h, specs.size());
+  append<std::uint64_t>(h, metadata.size());
   std::unordered_set<std::string> keys;
   for (const auto& [key, v] : metadata) {
     if (key.empty() || key.size() > gguf_max_key_length)
@@ -111,10 +107,10 @@ gguf_layout layout_gguf(const gguf_metadata& metadata, const std::vector<gguf_te
     t.offset = offset;
     offset = align_up(checked_add(offset, t.nbytes, ctx + ": end"), out.alignment, ctx + ": end");
     put_string(h, t.name);
-    put<std::uint32_t>(h, static_cast<std::uint32_t>(t.ne.size()));
-    for (auto n : t.ne) put<std::uint64_t>(h, n);
-    put<std::uint32_t>(h, static_cast<std::uint32_t>(t.type));
-    put<std::uint64_t>(h, t.offset);
+    append<std::uint32_t>(h, static_cast<std::uint32_t>(t.ne.size()));
+    for (auto n : t.ne) append<std::uint64_t>(h, n);
+    append<std::uint32_t>(h, static_cast<std::uint32_t>(t.type));
+    append<std::uint64_t>(h, t.offset);
     out.tensors.push_back(std::move(t));
   }
   h.resize(align_up(h.size(), out.alignment, "gguf writer: header size"), '\0');

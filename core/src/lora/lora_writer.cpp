@@ -66,7 +66,8 @@ using layer_pairs = std::vector<std::array<std::optional<lora_pair>, 3>>;
 // gate and up sit block-diagonally (they carry different A).
 struct fused_rank {
   const fused_target* t;
-  int rank = 0;
+  int rank = 0;       // what its pieces need: the pairs' rank, their sum when block-diagonal
+  int pair_rank = 0;  // the largest rank of its pairs in the source
   double alpha = 0;
   bool block_diag = false;
   bool any = false;
@@ -188,6 +189,7 @@ class lora_planner {
           if (!pr) continue;
           pl.any = true;
           rk = diag ? rk + pr->rank : std::max(rk, pr->rank);
+          pl.pair_rank = std::max(pl.pair_rank, pr->rank);
           const double sc = pr->scale();
           if (module_scale != 0 && sc != module_scale)
             throw error(a_.config_path + ": layer " + L + ": expert pairs with different scales (lora_alpha / r) cannot share one fused module");
@@ -216,12 +218,23 @@ class lora_planner {
     bool rslora = false;
     const std::vector<fused_rank> ranks = layer_ranks(L, ex, fused, rf, module_scale, rslora);
     if (ranks.empty()) return;
-    if (rslora && std::any_of(ranks.begin(), ranks.end(), [&](const fused_rank& p) { return p.rank != rf; }))
-      throw error(a_.config_path + ": use_rslora with fused pairs of different ranks (block-diagonal gate_up, padded down): the scale alpha/sqrt(r) would change");
+    // NeMo's grouped module has one rank, so down is padded to gate_up's; PEFT keys a
+    // ParamWrapper's rank by module and parameter ("...experts.gate_up_proj"), so each
+    // parameter keeps its own.
+    auto out_rank = [&](const fused_rank& p) { return nemo_ ? rf : p.rank; };
+    if (rslora && std::any_of(ranks.begin(), ranks.end(), [&](const fused_rank& p) { return out_rank(p) != p.pair_rank; }))
+      throw error(a_.config_path + ": use_rslora with fused pairs whose rank changes (block-diagonal gate_up" +
+                  std::string(nemo_ ? ", padded down" : "") + "): the scale alpha/sqrt(r) would change");
+    const auto n = static_cast<std::size_t>(e1_ - e0_);
     std::string module_name;
-    for (std::size_t ti = 0; ti < ranks.size(); ++ti) module_name = fused_target_tensors(L, ex, ranks, ti, rf);
-    // Alpha such that alpha / r keeps the pairs' scale (exact when the rank doubles).
-    uses_.push_back({module_name, rf, module_scale * rf, static_cast<std::size_t>(e1_ - e0_), leaf_of(module_name), false});
+    for (std::size_t ti = 0; ti < ranks.size(); ++ti) {
+      const int r = out_rank(ranks[ti]);
+      module_name = fused_target_tensors(L, ex, ranks, ti, r);
+      // Alpha such that alpha / r keeps the pairs' scale (exact when the rank doubles).
+      const double alpha = r == ranks[ti].pair_rank ? ranks[ti].alpha : module_scale * r;
+      if (!nemo_) uses_.push_back({module_name + "." + ranks[ti].t->param, r, alpha, n, leaf_of(module_name), false});
+    }
+    if (nemo_) uses_.push_back({module_name, rf, module_scale * rf, n, leaf_of(module_name), false});
   }
 
   // The A and B tensors of fused target ti of one layer, every expert's blocks placed; returns

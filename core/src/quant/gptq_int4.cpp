@@ -12,8 +12,6 @@
 namespace moereg {
 
 namespace {
-std::string str(std::int64_t v) { return std::to_string(v); }
-std::string vec(std::span<const std::int64_t> x) { return shape_string(std::vector<std::int64_t>(x.begin(), x.end())); }
 
 }  // namespace
 
@@ -48,13 +46,13 @@ gptq_config read_gptq_config(const json::value& qc, std::string_view where_view)
 gptq_shape check_gptq_shapes(std::string_view tensor, std::span<const std::int64_t> q, std::span<const std::int64_t> s,
                              std::int64_t group_size) {
   if (q.size() != 2 || q[0] <= 0 || q[1] <= 0)
-    throw error(std::string(tensor) + ": GPTQ qweight shape " + vec(q) + ", expected [K/8, N]");
+    throw error(std::string(tensor) + ": GPTQ qweight shape " + shape_string(q) + ", expected [K/8, N]");
   gptq_shape r{q[0] * 8, q[1], group_size == -1 ? q[0] * 8 : group_size};
-  if (r.group <= 0) throw error(std::string(tensor) + ": GPTQ group size " + str(group_size) + ", expected > 0 or -1");
+  if (r.group <= 0) throw error(std::string(tensor) + ": GPTQ group size " + std::to_string(group_size) + ", expected > 0 or -1");
   std::int64_t groups = (r.k + r.group - 1) / r.group;
   if (s.size() != 2 || s[0] != groups || s[1] != r.n)
-    throw error(std::string(tensor) + ": GPTQ scales shape " + vec(s) + ", expected [" + str(groups) + ", " + str(r.n) +
-                "] for K = " + str(r.k) + " in groups of " + str(r.group));
+    throw error(std::string(tensor) + ": GPTQ scales shape " + shape_string(s) + ", expected [" + std::to_string(groups) + ", " + std::to_string(r.n) +
+                "] for K = " + std::to_string(r.k) + " in groups of " + std::to_string(r.group));
   return r;
 }
 
@@ -64,7 +62,7 @@ void check_gptq_g_idx(std::string_view tensor, const void* g_idx, gptq_shape s) 
     std::int32_t g;
     std::memcpy(&g, p + 4 * k, 4);
     if (g != k / s.group)
-      throw error(std::string(tensor) + ": g_idx[" + str(k) + "] = " + str(g) + ", expected " + str(k / s.group) +
+      throw error(std::string(tensor) + ": g_idx[" + std::to_string(k) + "] = " + std::to_string(g) + ", expected " + std::to_string(k / s.group) +
                   " (k / group_size): act-order GPTQ is not supported");
   }
 }
@@ -72,8 +70,8 @@ void check_gptq_g_idx(std::string_view tensor, const void* g_idx, gptq_shape s) 
 void dequantize_gptq_int4(const void* qweight, std::span<const float> scales, gptq_shape s, std::uint16_t* out) {
   const std::int64_t groups = (s.k + s.group - 1) / s.group;
   if (static_cast<std::int64_t>(scales.size()) != groups * s.n)
-    throw error("gptq dequantize: " + str(static_cast<std::int64_t>(scales.size())) + " scales given, expected " +
-                str(groups * s.n));
+    throw error("gptq dequantize: " + std::to_string(static_cast<std::int64_t>(scales.size())) + " scales given, expected " +
+                std::to_string(groups * s.n));
   auto p = static_cast<const unsigned char*>(qweight);
   if (s.group % 8 == 0) {
     // Words never straddle groups: per group, each column's 16 possible results are rounded

@@ -21,13 +21,12 @@ constexpr std::int64_t group = 32;
 float e2m1_value(std::uint8_t nibble) { return e2m1_table[nibble & 15]; }
 
 mxfp4_shape check_mxfp4_shapes(std::string_view tensor, std::span<const std::int64_t> w, std::span<const std::int64_t> s) {
-  auto vec = [](std::span<const std::int64_t> x) { return shape_string(std::vector<std::int64_t>(x.begin(), x.end())); };
   if (w.size() != 2 || w[0] <= 0 || w[1] <= 0)
-    throw error(std::string(tensor) + ": MXFP4 weight shape " + vec(w) + ", expected [rows, cols/2]");
+    throw error(std::string(tensor) + ": MXFP4 weight shape " + shape_string(w) + ", expected [rows, cols/2]");
   mxfp4_shape r{w[0], w[1] * 2};
   std::int64_t sc = (r.cols + group - 1) / group;
   if (s.size() != 2 || s[0] != r.rows || s[1] != sc)
-    throw error(std::string(tensor) + ": MXFP4 scale shape " + vec(s) + ", expected [" + std::to_string(r.rows) + ", " +
+    throw error(std::string(tensor) + ": MXFP4 scale shape " + shape_string(s) + ", expected [" + std::to_string(r.rows) + ", " +
                 std::to_string(sc) + "] (one per 32 of the " + std::to_string(r.cols) + " columns)");
   return r;
 }

@@ -13,8 +13,6 @@
 namespace moereg {
 
 namespace {
-std::string str(std::int64_t v) { return std::to_string(v); }
-std::string vec(std::span<const std::int64_t> x) { return shape_string(std::vector<std::int64_t>(x.begin(), x.end())); }
 }  // namespace
 
 pack_quantized_config read_pack_quantized_config(const json::value& qc, std::string_view where_view) {
@@ -30,7 +28,7 @@ pack_quantized_config read_pack_quantized_config(const json::value& qc, std::str
   if (!groups || !groups->is_object() || groups->as_object().empty())
     return fail("config_groups", "is " + json::describe(groups) + ", expected an object with one group");
   if (groups->as_object().size() != 1)
-    return fail("config_groups", "has " + str(static_cast<std::int64_t>(groups->as_object().size())) +
+    return fail("config_groups", "has " + std::to_string(static_cast<std::int64_t>(groups->as_object().size())) +
                                      " groups, expected 1 (mixed schemes are not supported)");
   const auto& [gname, group] = groups->as_object().front();
   std::string prefix = "config_groups." + gname + ".weights";
@@ -60,15 +58,15 @@ pack_quantized_config read_pack_quantized_config(const json::value& qc, std::str
 pack_quantized_shape check_pack_quantized_shapes(std::string_view tensor, std::span<const std::int64_t> p,
                                                  std::span<const std::int64_t> s, std::int64_t n, std::int64_t k,
                                                  std::int64_t group_size) {
-  if (n <= 0 || k <= 0) throw error(std::string(tensor) + ": weight_shape [" + str(n) + ", " + str(k) + "], expected positive sizes");
+  if (n <= 0 || k <= 0) throw error(std::string(tensor) + ": weight_shape [" + std::to_string(n) + ", " + std::to_string(k) + "], expected positive sizes");
   pack_quantized_shape r{n, k, group_size == 0 ? k : group_size};
   std::int64_t words = (k + 7) / 8, groups = (k + r.group - 1) / r.group;
   if (p.size() != 2 || p[0] != n || p[1] != words)
-    throw error(std::string(tensor) + ": weight_packed shape " + vec(p) + ", expected [" + str(n) + ", " + str(words) +
-                "] for weight_shape [" + str(n) + ", " + str(k) + "]");
+    throw error(std::string(tensor) + ": weight_packed shape " + shape_string(p) + ", expected [" + std::to_string(n) + ", " + std::to_string(words) +
+                "] for weight_shape [" + std::to_string(n) + ", " + std::to_string(k) + "]");
   if (s.size() != 2 || s[0] != n || s[1] != groups)
-    throw error(std::string(tensor) + ": weight_scale shape " + vec(s) + ", expected [" + str(n) + ", " + str(groups) +
-                "] for K = " + str(k) + " in groups of " + str(r.group));
+    throw error(std::string(tensor) + ": weight_scale shape " + shape_string(s) + ", expected [" + std::to_string(n) + ", " + std::to_string(groups) +
+                "] for K = " + std::to_string(k) + " in groups of " + std::to_string(r.group));
   return r;
 }
 
@@ -76,8 +74,8 @@ void dequantize_pack_quantized_int4(const void* packed, std::span<const float> s
                                     std::uint16_t* out) {
   const std::int64_t words = (s.k + 7) / 8, groups = (s.k + s.group - 1) / s.group;
   if (static_cast<std::int64_t>(scales.size()) != s.n * groups)
-    throw error("pack-quantized dequantize: " + str(static_cast<std::int64_t>(scales.size())) + " scales given, expected " +
-                str(s.n * groups));
+    throw error("pack-quantized dequantize: " + std::to_string(static_cast<std::int64_t>(scales.size())) + " scales given, expected " +
+                std::to_string(s.n * groups));
   auto p = static_cast<const unsigned char*>(packed);
   std::uint16_t table[16];  // the group's 16 possible results, each rounded once
   for (std::int64_t n = 0; n < s.n; ++n) {

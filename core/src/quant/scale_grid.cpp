@@ -11,10 +11,7 @@ namespace moereg {
 
 namespace {
 
-std::string str(std::int64_t v) { return std::to_string(v); }
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-
-std::string shape_of(std::span<const std::int64_t> s) { return shape_string(std::vector<std::int64_t>(s.begin(), s.end())); }
 
 bool all_ones(std::span<const std::int64_t> s) {
   for (auto d : s)
@@ -25,12 +22,12 @@ bool all_ones(std::span<const std::int64_t> s) {
 void check_cut(std::string_view tensor, const scale_grid& g, const char* axis, std::int64_t size, std::int64_t block,
                std::int64_t a, std::int64_t b) {
   if (a < 0 || b < a || b > size)
-    throw error(std::string(tensor) + ": " + axis + " range [" + str(a) + ", " + str(b) + ") is outside [0, " + str(size) + ")");
+    throw error(std::string(tensor) + ": " + axis + " range [" + std::to_string(a) + ", " + std::to_string(b) + ") is outside [0, " + std::to_string(size) + ")");
   auto on_edge = [&](std::int64_t x) { return x % block == 0 || x == size; };
   if (!on_edge(a) || !on_edge(b))
-    throw error(std::string(tensor) + ": " + axis + " range [" + str(a) + ", " + str(b) + ") would split a quantization block (" +
-                g.describe() + ", block size " + str(block) + " " + axis + "); expected " + axis +
-                " boundaries that are multiples of " + str(block));
+    throw error(std::string(tensor) + ": " + axis + " range [" + std::to_string(a) + ", " + std::to_string(b) + ") would split a quantization block (" +
+                g.describe() + ", block size " + std::to_string(block) + " " + axis + "); expected " + axis +
+                " boundaries that are multiples of " + std::to_string(block));
 }
 
 }  // namespace
@@ -41,13 +38,13 @@ std::string scale_grid::describe() const {
     case scale_kind::per_channel: return "per-channel scales";
     case scale_kind::block: break;
   }
-  return str(block_rows) + "x" + str(block_cols) + (block_rows == 1 ? " groups" : " blocks");
+  return std::to_string(block_rows) + "x" + std::to_string(block_cols) + (block_rows == 1 ? " groups" : " blocks");
 }
 
 scale_grid classify_fp8_scale(std::string_view scale_name, std::span<const std::int64_t> w,
                               std::span<const std::int64_t> s, std::int64_t block) {
   auto fail = [&](const std::string& why) -> scale_grid {
-    throw error(std::string(scale_name) + ": scale shape " + shape_of(s) + " does not fit weight " + shape_of(w) + ": " + why);
+    throw error(std::string(scale_name) + ": scale shape " + shape_string(s) + " does not fit weight " + shape_string(w) + ": " + why);
   };
   if (w.size() < 2) return fail("expected a weight of rank >= 2");
   const std::size_t lead = w.size() - 2;
@@ -56,8 +53,8 @@ scale_grid classify_fp8_scale(std::string_view scale_name, std::span<const std::
   g.cols = w[lead + 1];
   for (std::size_t i = 0; i < lead; ++i) g.batch *= w[i];
   const std::int64_t grid_r = ceil_div(g.rows, block), grid_c = ceil_div(g.cols, block);
-  const std::string expected = "expected [], [" + str(g.rows) + "] or [" + str(g.rows) + ", 1] (per-channel), or [" +
-                               str(grid_r) + ", " + str(grid_c) + "] (" + str(block) + "x" + str(block) + " blocks)" +
+  const std::string expected = "expected [], [" + std::to_string(g.rows) + "] or [" + std::to_string(g.rows) + ", 1] (per-channel), or [" +
+                               std::to_string(grid_r) + ", " + std::to_string(grid_c) + "] (" + std::to_string(block) + "x" + std::to_string(block) + " blocks)" +
                                (lead ? ", after the leading dims of the weight" : "");
   auto per_tensor = [&] {
     g.kind = scale_kind::per_tensor;
@@ -91,7 +88,7 @@ scale_grid classify_fp8_scale(std::string_view scale_name, std::span<const std::
     bool fits_block = t[0] == grid_r * grid_c, fits_channel = t[0] == g.rows;
     if (fits_block && (prefer_block || !fits_channel)) return as_block();
     if (fits_channel) return as_channel();
-    return fail(expected + " or [" + str(grid_r * grid_c) + "] (block scales saved 1-D)");
+    return fail(expected + " or [" + std::to_string(grid_r * grid_c) + "] (block scales saved 1-D)");
   }
   if (t.size() == 2) {
     if (t[0] == grid_r && t[1] == grid_c) return as_block();  // never also [rows, 1]: that needs rows == 1
@@ -140,13 +137,13 @@ scale_grid slice_rows(std::string_view tensor, const scale_grid& g, std::int64_t
 scale_grid concat_rows(std::string_view tensor, const scale_grid& a, const scale_grid& b) {
   if (a.kind != b.kind || a.cols != b.cols || a.block_cols != b.block_cols ||
       (a.kind != scale_kind::per_tensor && a.block_rows != b.block_rows))
-    throw error(std::string(tensor) + ": cannot fuse matrices with " + a.describe() + " [" + str(a.rows) + ", " + str(a.cols) +
-                "] and " + b.describe() + " [" + str(b.rows) + ", " + str(b.cols) + "]; expected the same scale layout");
+    throw error(std::string(tensor) + ": cannot fuse matrices with " + a.describe() + " [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) +
+                "] and " + b.describe() + " [" + std::to_string(b.rows) + ", " + std::to_string(b.cols) + "]; expected the same scale layout");
   if (a.kind == scale_kind::per_tensor)
     throw error(std::string(tensor) + ": cannot fuse two matrices that each have a per-tensor scale into one matrix");
   if (a.rows % a.block_rows != 0)
-    throw error(std::string(tensor) + ": fusing after " + str(a.rows) + " rows would split a quantization block (" +
-                a.describe() + ", block size " + str(a.block_rows) + " rows); expected a multiple of " + str(a.block_rows));
+    throw error(std::string(tensor) + ": fusing after " + std::to_string(a.rows) + " rows would split a quantization block (" +
+                a.describe() + ", block size " + std::to_string(a.block_rows) + " rows); expected a multiple of " + std::to_string(a.block_rows));
   scale_grid c = a;
   c.rows = a.rows + b.rows;
   return c;

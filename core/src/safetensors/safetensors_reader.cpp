@@ -11,7 +11,7 @@
 
 namespace moereg {
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
+std::string shape_string(std::span<const std::int64_t> shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i) s += ", ";

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,7 @@ struct tensor_info {
 };
 
 // "[768, 2048]"
-std::string shape_string(const std::vector<std::int64_t>& shape);
+std::string shape_string(std::span<const std::int64_t> shape);
+inline std::string shape_string(std::initializer_list<std::int64_t> shape) { return shape_string(std::span(shape.begin(), shape.size())); }
 
 }  // namespace moereg
