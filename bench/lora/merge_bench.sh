@@ -6,7 +6,7 @@
 #   bench/lora/merge_bench.sh [WORK_DIR] [LAYERS] [RANK]   (defaults: /tmp/moereg_lora_bench 8 16)
 #
 # Needs about 3x the base's size (10 GB) free in WORK_DIR. Prints one line per step with the
-# wall time and the peak RSS (GNU time), then the ratio merge / cp and the limit 256 MiB plus
+# wall time and the peak RSS, then the ratio merge / cp and the limit 256 MiB plus
 # the largest tensor. cp and merge alternate twice, each reading a base that is in the page
 # cache after the first pass (both then measure the same thing: the write path).
 set -euo pipefail
@@ -18,11 +18,19 @@ RANK=${3:-16}
 rm -rf "$WORK"
 mkdir -p "$WORK"
 "$MOEREG" synth "$WORK/base" --preset qwen3_30b_a3b --layers "$LAYERS" --shard-size 5000000000 --lora "$RANK" --log-level warn
-measure() {  # name, command...: prints "name seconds peak_kib"
+# name, command...: prints "name seconds peak_kib". The command's time includes a final `sync`,
+# so that both cp and moereg (which fsyncs its output) are timed to the disk.
+measure() {
   local name=$1
   shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" > /dev/null
-  echo "$name $(cat "$WORK/time.txt")"
+  python3 - "$name" "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+subprocess.run(sys.argv[2:], check=True, stdout=subprocess.DEVNULL)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, the command's own peak
+subprocess.run(["sync"], check=True)
+print(sys.argv[1], "%.2f" % (time.monotonic() - t), peak, flush=True)
+PY
 }
 largest=$(python3 - "$WORK/base" <<'PY'
 import json, struct, sys, glob
