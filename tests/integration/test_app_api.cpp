@@ -38,6 +38,49 @@ TEST(AppApi, OpenModelNamesFamilyLayoutAndTensors) {
   EXPECT_EQ(none.error().kind, app::error_kind::usage);
 }
 
+TEST(AppApi, InspectSummarisesWhatTheCommandLinePrints) {
+  auto r = app::inspect({test::fixture("qwen3_moe/hf"), {}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const app::checkpoint_report& c = r.value();
+  EXPECT_EQ(c.family, "qwen3_moe");
+  EXPECT_EQ(c.layout, "hf");
+  EXPECT_TRUE(c.family_error.empty());
+  EXPECT_GT(c.experts, 0);
+  EXPECT_FALSE(c.moe_layers.empty());
+  std::uint64_t tensors = 0, bytes = 0;
+  for (const auto& g : c.groups) {
+    tensors += g.count;
+    bytes += g.bytes;
+  }
+  EXPECT_EQ(tensors, c.tensor_count);
+  EXPECT_EQ(bytes, c.total_bytes);
+  EXPECT_LT(c.groups.size(), c.tensor_count) << "experts and layers fold into patterns";
+  EXPECT_TRUE(c.gguf_metadata.empty());
+  // The report's JSON is what `moereg inspect --json` prints.
+  auto cli = test::run_moereg("inspect " + test::fixture("qwen3_moe/hf") + " --json");
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_EQ(cli.output, c.json + "\n");
+
+  // GGUF: the metadata, each key as JSON and as one line of text; long arrays summarised.
+  auto g = app::inspect({test::fixture("gguf_llamacpp/qwen3_moe.gguf"), {}});
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  ASSERT_FALSE(g.value().gguf_metadata.empty());
+  EXPECT_EQ(g.value().gguf_metadata[0].key, "general.architecture");
+  EXPECT_EQ(g.value().gguf_metadata[0].json, "\"qwen3moe\"");
+
+  // One tensor file with no config: summarised, the family left open with the reason.
+  auto bare = app::inspect({test::fixture("qwen3_moe/transformers_v5.safetensors"), {}});
+  ASSERT_TRUE(bare.ok()) << bare.error().message;
+  EXPECT_TRUE(bare.value().family.empty());
+  EXPECT_FALSE(bare.value().family_error.empty());
+  EXPECT_GT(bare.value().tensor_count, 0u);
+
+  auto missing = app::inspect({"/nonexistent/ckpt", {}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, app::error_kind::input);
+  EXPECT_EQ(app::inspect({}).error().kind, app::error_kind::usage);
+}
+
 TEST(AppApi, ConvertReportsProgressAndVerifiesAgainstTheReference) {
   test::temp_dir d;
   app::convert_request req;

@@ -5,6 +5,7 @@
 
 #include "moereg/app/bench.h"
 #include "moereg/app/convert.h"
+#include "moereg/app/inspect.h"
 #include "moereg/app/log.h"
 #include "moereg/app/lora.h"
 #include "moereg/app/model.h"

@@ -5,7 +5,7 @@
 
 #include "moereg/base/printable.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 namespace {
 
@@ -56,4 +56,4 @@ std::string gguf_text(const gguf_value& v) {
   return json::dump(scalar_json(v));
 }
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// gguf_values.h - a GGUF metadata value as `inspect` shows it: JSON (long arrays summarised)
+// gguf_values.h - (in-tree) a GGUF metadata value as `inspect` shows it: JSON (long arrays summarised)
 // or one line of text (strings escaped and cut, arrays as [TYPE x N]).
 #pragma once
 
@@ -8,7 +8,7 @@
 #include "moereg/base/json.h"
 #include "moereg/gguf/gguf_value.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 // Scalars as they are; an array as a list, or when long as
 // {"type": "array", "element_type": "STRING", "count": N, "first": [...]}.
@@ -17,4 +17,4 @@ json::value gguf_json(const gguf_value& v);
 // One line of text per key: strings escaped and cut at 72 bytes, arrays as [TYPE x N].
 std::string gguf_text(const gguf_value& v);
 
-}  // namespace moereg::cli
+}  // namespace moereg::app
