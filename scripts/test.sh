@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
+scripts/fetch-llamacpp.sh || echo "warning: llama.cpp package not installed; the LlamaCpp tests will skip"
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEREG_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"

@@ -168,14 +168,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       for (const auto& p_ : problems) msg += "\n  " + p_;
       throw error(msg);
     }
-    gguf_md = gguf_metadata_for(s.spec, s.ckpt->config(), s.ckpt->config_path());
-    // From a .gguf, keys the family does not compute (tokenizer.*, general.name, ...) carry over.
-    if (const gguf_file* g = s.ckpt->gguf())
-      for (const auto& [k, v] : g->metadata()) {
-        bool have = k == "general.alignment";
-        for (const auto& [k2, _] : gguf_md) have |= k2 == k;
-        if (!have) gguf_md.emplace_back(k, v);
-      }
+    gguf_md = gguf_output_metadata(s.spec, s.ckpt->config(), s.ckpt->config_path(), s.ckpt->gguf(), specs);
   }
 
   if (dry) {

@@ -38,4 +38,7 @@ struct command_result {
 // Run the built moereg binary with arguments (shell-quoted by the caller).
 command_result run_moereg(const std::string& args);
 
+// Run a shell command line (stdout and stderr captured together).
+command_result run_command(const std::string& command_line);
+
 }  // namespace moereg::test

@@ -1,6 +1,7 @@
 #include "moereg/exec/executor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -13,6 +14,38 @@
 namespace moereg {
 
 namespace {
+
+// Element casts of whole pass-through tensors: BF16/F16 -> F32 widen exactly (norms and routers
+// of a .gguf); F32 -> BF16 narrows only values the narrow type holds exactly, so a
+// widened tensor comes back bit for bit and anything else is refused rather than rounded.
+void cast_elements(dtype from, const std::byte* src, dtype to, std::vector<std::byte>& out, std::uint64_t count,
+                   const std::string& name) {
+  out.resize(count * dtype_size(to));
+  if (to == dtype::F32 && (from == dtype::BF16 || from == dtype::F16)) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      float f = from == dtype::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+      std::memcpy(out.data() + 4 * i, &f, 4);
+    }
+    return;
+  }
+  if (from == dtype::F32 && to == dtype::BF16) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      float f;
+      std::memcpy(&f, src + 4 * i, 4);
+      std::uint16_t h = f32_to_bf16(f);
+      float back = bf16_to_f32(h);
+      if (std::memcmp(&back, &f, 4) != 0 && !(std::isnan(f) && std::isnan(back)))
+        throw error("tensor '" + name + "': F32 value " + std::to_string(f) + " at element " + std::to_string(i) +
+                    " is not exactly representable in BF16" +
+                    ", so the F32 tensor was not widened from it; refusing to round");
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+    return;
+  }
+  throw error("tensor '" + name + "': no element cast from " + std::string(dtype_name(from)) + " to " + std::string(dtype_name(to)));
+}
 
 template <typename T>
 void copy_typed(const matrix_view& s, T* dst, std::int64_t dr, std::int64_t dc) {
@@ -139,7 +172,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   std::mutex failure_mutex;
   std::atomic<bool> failed{false};
   auto worker = [&] {
-    std::vector<std::byte> stage, stage2;
+    std::vector<std::byte> stage, stage2, widened;
     dequantize_scratch dq;
     try {
       for (std::size_t i; !failed && (i = next++) < items.size();) {
@@ -155,7 +188,7 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
           const std::byte* src = o.source->data();
           std::uint64_t n = o.source->info->nbytes();
           std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
-          if (o.decode_hook.empty() && o.encode_hook.empty()) {
+          if (o.decode_hook.empty() && o.encode_hook.empty() && !o.cast_from) {
             std::lock_guard<std::mutex> lock(file_lock[s]);
             w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
           } else {
@@ -163,17 +196,25 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
             stage.resize(n);
             stage2.resize(n);
             const std::byte* cur = src;
+            tensor_spec hook_spec = o.spec;  // hooks see the source's elements
+            if (o.cast_from) hook_spec.type = *o.cast_from;
             if (!o.decode_hook.empty()) {
-              options.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, stage.data());
+              options.hooks(o.decode_hook, 0, o.source->info->name, hook_spec, cur, stage.data());
               cur = stage.data();
             }
             if (!o.encode_hook.empty()) {
               std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
-              options.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
+              options.hooks(o.encode_hook, 1, o.spec.name, hook_spec, cur, dst);
               cur = dst;
             }
+            std::uint64_t out_n = n;
+            if (o.cast_from) {
+              cast_elements(*o.cast_from, cur, o.spec.type, widened, n / dtype_size(*o.cast_from), o.spec.name);
+              cur = widened.data();
+              out_n = widened.size();
+            }
             std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.write(it.tensor_index, 0, cur, n);
+            w.write(it.tensor_index, 0, cur, out_n);
           }
           o.source->file->file().dont_need(at, n);
           if (options.progress) options.progress->bytes += n;

@@ -7,6 +7,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/gguf/ggml_type.h"
+#include "moereg/gguf/gguf_family.h"
 
 namespace moereg {
 
@@ -304,6 +305,13 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
     std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
                                                   : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
     o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
+    if (target.container == "gguf" && gguf_wants_f32(*src.spec, o.spec)) {
+      o.cast_from = o.spec.type;
+      o.spec.type = dtype::F32;
+    } else if (p.narrow_to && target.container != "gguf") {
+      o.cast_from = o.spec.type;
+      o.spec.type = *p.narrow_to;
+    }
     o.source = p.source;
     o.decode_hook = p.decode_hook;
     for (const auto& tr : target.transforms)
@@ -311,6 +319,9 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
     o.origin = p.source->info->name;
     if (!p.decode_hook.empty()) o.origin += " (hook " + p.decode_hook + " decode)";
     if (!o.encode_hook.empty()) o.origin += " (hook " + o.encode_hook + " encode)";
+    if (o.cast_from)
+      o.origin += " (" + std::string(dtype_name(*o.cast_from)) + (o.spec.type == dtype::F32 ? " widened" : " narrowed") + " to " +
+                  std::string(dtype_name(o.spec.type)) + ")";
     plan.outputs.push_back(std::move(o));
   }
   // Expert keys of the target that a rename or pass-through would also produce: a collision.

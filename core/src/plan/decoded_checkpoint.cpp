@@ -7,6 +7,7 @@
 #include "moereg/base/error.h"
 #include "expert_companions.h"
 #include "moereg/gguf/ggml_type.h"
+#include "moereg/gguf/gguf_family.h"
 
 namespace moereg {
 
@@ -17,6 +18,14 @@ std::string model_dims::describe() const {
 }
 
 namespace {
+
+// config.json says the model's weights are bf16 (transformers: "dtype", before 4.56 "torch_dtype";
+// a multimodal model's text part in text_config).
+bool model_is_bf16(const json::value& config) {
+  for (const char* f : {"dtype", "torch_dtype", "text_config.dtype", "text_config.torch_dtype"})
+    if (const json::value* v = config.find_path(f); v && v->is_string()) return v->as_string() == "bfloat16";
+  return false;
+}
 
 std::string fields_of(const config_value& v) {
   std::string s;
@@ -259,6 +268,11 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
     }
     for (const auto& tr : layout.transforms)
       if (tr.key.match(name)) p.decode_hook = tr.hook;
+    if (layout.container == "gguf" && p.source->info->type == dtype::F32 && !p.source->info->ggml_blocks &&
+        model_is_bf16(ckpt.config())) {
+      tensor_spec as_bf16{name, dtype::BF16, p.source->info->shape};
+      if (gguf_wants_f32(spec, as_bf16)) p.narrow_to = dtype::BF16;
+    }
     out.others.push_back(std::move(p));
   }
 

@@ -20,6 +20,9 @@ struct output_tensor {
   // Pass-through: the stored source tensor, and the hooks that rewrite its bytes.
   const checkpoint::entry* source = nullptr;
   std::string decode_hook, encode_hook;
+  // The source's element type when the output is another one (spec.type): a .gguf holds norms,
+  // routers and 1-D tensors as F32 (widened exactly from BF16/F16).
+  std::optional<dtype> cast_from;
   // Experts: which entry of the target layout, and per expert slot the pieces in entry order.
   const expert_entry* entry = nullptr;
   int layer = -1;

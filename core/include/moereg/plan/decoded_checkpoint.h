@@ -68,6 +68,10 @@ struct passthrough_tensor {
   std::string quant_key;                     // "model.layers.0.self_attn.o_proj.weight"
   std::string quant_naming;                  // "{key}", "{key}_scale_inv", "{stem}.qweight"
   const checkpoint::entry* scale = nullptr;  // role data: its scale tensor
+  // An F32 tensor of a .gguf that llama.cpp's converter widened from the model's dtype
+  // (norms, routers, 1-D; config.json "dtype"/"torch_dtype" bfloat16): its canonical form is
+  // BF16, narrowed exactly (a value BF16 cannot hold is an error, never rounded).
+  std::optional<dtype> narrow_to;
 };
 
 struct decoded_checkpoint {
