@@ -1,6 +1,6 @@
 // llamacpp_run - runs a .gguf in real llama.cpp (the prebuilt libllama of the pinned npm
-// package, dlopen'ed through its C API) and checks it against a fixture's logits, or prints
-// how llama.cpp tokenizes a text. The tests (test_llamacpp.cpp) run it as a child process so
+// package, dlopen'ed through its C API) and checks it against a fixture's logits, or decodes
+// ggml blocks with ggml's own to_float. The tests (test_llamacpp.cpp) run it as a child process so
 // that llama.cpp's aborts (GGML_ASSERT) fail one test instead of the test binary.
 //
 //   llamacpp_run logits LIBDIR MODEL.gguf LOGITS.safetensors
@@ -8,8 +8,6 @@
 //     [1,T,V]: passes (exit 0) when max |llama - ref| <= 5 % of max |ref| and the argmax agrees
 //     at every position (a position whose reference top two are within 1e-4 of max |ref| is a
 //     tie and passes either way). Prints one line: ratio, max diff, argmax agreement.
-//   llamacpp_run tokenize LIBDIR VOCAB.gguf TEXT
-//     loads the vocabulary only and prints the token ids of TEXT (no special tokens added).
 //   llamacpp_run to_float LIBDIR TYPE IN.bin OUT.bin
 //     ggml's own dequantization (libggml-base's type traits to_float) of the blocks of ggml
 //     type id TYPE in IN.bin, written as float32 to OUT.bin.
@@ -58,7 +56,6 @@ struct llama_api {
   decltype(&llama_batch_free) batch_free;
   decltype(&llama_decode) decode;
   decltype(&llama_get_logits_ith) get_logits_ith;
-  decltype(&llama_tokenize) tokenize;
 
   explicit llama_api(const std::string& libdir) {
     std::string path;
@@ -86,7 +83,6 @@ struct llama_api {
     batch_free = fn<decltype(batch_free)>(lib, "llama_batch_free");
     decode = fn<decltype(decode)>(lib, "llama_decode");
     get_logits_ith = fn<decltype(get_logits_ith)>(lib, "llama_get_logits_ith");
-    tokenize = fn<decltype(tokenize)>(lib, "llama_tokenize");
     // Only warnings and errors: the reason a load fails is what the test reports.
     log_set(
         [](ggml_log_level level, const char* text, void*) {
@@ -176,28 +172,6 @@ int run_logits(const std::string& libdir, const std::string& model_path, const s
   return ratio <= 0.05 && agree == T ? 0 : 1;
 }
 
-int run_tokenize(const std::string& libdir, const std::string& vocab_path, const std::string& text) {
-  llama_api api(libdir);
-  llama_model_params mp = api.model_default_params();
-  mp.vocab_only = true;
-  llama_model* model = api.model_load_from_file(vocab_path.c_str(), mp);
-  if (!model) {
-    std::fprintf(stderr, "%s: llama.cpp could not load the vocabulary\n", vocab_path.c_str());
-    return 1;
-  }
-  std::vector<llama_token> tok(text.size() + 16);
-  int n = api.tokenize(api.model_get_vocab(model), text.data(), static_cast<std::int32_t>(text.size()), tok.data(),
-                       static_cast<std::int32_t>(tok.size()), false, true);
-  if (n < 0) {
-    std::fprintf(stderr, "%s: llama_tokenize failed (%d)\n", vocab_path.c_str(), n);
-    return 1;
-  }
-  for (int i = 0; i < n; ++i) std::printf("%s%d", i ? " " : "", tok[i]);
-  std::printf("\n");
-  api.model_free(model);
-  return 0;
-}
-
 int run_to_float(const std::string& libdir, int type, const std::string& in_path, const std::string& out_path) {
   void* lib = dlopen((libdir + "/libggml-base.so").c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!lib) throw moereg::error(std::string("dlopen libggml-base.so: ") + dlerror());
@@ -224,7 +198,6 @@ int run_to_float(const std::string& libdir, int type, const std::string& in_path
 int main(int argc, char** argv) {
   try {
     if (argc == 5 && std::strcmp(argv[1], "logits") == 0) return run_logits(argv[2], argv[3], argv[4]);
-    if (argc == 5 && std::strcmp(argv[1], "tokenize") == 0) return run_tokenize(argv[2], argv[3], argv[4]);
     if (argc == 6 && std::strcmp(argv[1], "to_float") == 0) return run_to_float(argv[2], std::atoi(argv[3]), argv[4], argv[5]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llamacpp_run: %s\n", e.what());
@@ -232,7 +205,6 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: llamacpp_run logits LIBDIR MODEL.gguf LOGITS.safetensors\n"
-               "       llamacpp_run tokenize LIBDIR VOCAB.gguf TEXT\n"
                "       llamacpp_run to_float LIBDIR TYPE IN.bin OUT.bin\n");
   return 2;
 }

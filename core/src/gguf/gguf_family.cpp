@@ -90,6 +90,15 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
     }
     if (n_missing == 1) set_path(c, missing, json::value(static_cast<std::int64_t>(rest)));
   }
+  // The weights' dtype, as transformers names it, from llama.cpp's file type (all/mostly F32,
+  // F16, BF16): a bf16 model's F32 norms and routers are then read back as BF16.
+  if (const gguf_value* ft = f.find("general.file_type"); ft && !ft->is_float() && ft->type() != gguf_type::string &&
+                                                           ft->type() != gguf_type::array) {
+    const std::uint64_t t = ft->as_u64();
+    if (t == 32) c.set("dtype", json::value("bfloat16"));
+    else if (t == 1) c.set("dtype", json::value("float16"));
+    else if (t == 0) c.set("dtype", json::value("float32"));
+  }
   // Sizes the metadata lacks come from the expert tensors; disagreements are errors.
   gguf_moe_dims d = read_gguf_moe_dims(f);
   auto fill = [&](const char* sym, const std::optional<std::uint64_t>& v) {
