@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets for the GGUF and safetensors header parsers with clang
 # (ASan + UBSan, in build-fuzz) and runs each for FUZZ_SECONDS (default 60) from a small
-# generated seed corpus. Exits non-zero on any crash, sanitizer report or leak; the
+# generated seed corpus plus the malformed corpora of the ctest MalformedCorpus
+# (tests/support/malformed_corpus.cpp). Exits non-zero on any crash, sanitizer report or leak; the
 # failing input is left in build-fuzz/artifacts/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,7 +12,7 @@ seconds=${FUZZ_SECONDS:-60}
 
 CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S "$root/tests/fuzz" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C "$build" fuzz_gguf_header fuzz_safetensors_header
+ninja -C "$build" fuzz_gguf_header fuzz_safetensors_header moereg_malformed_corpus
 
 # Little-endian integers as printf escapes.
 le() {  # le BYTES VALUE
@@ -23,6 +25,9 @@ zeros() { head -c "$1" /dev/zero; }
 
 seeds=$build/seeds
 rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/safetensors" "$build/corpus/gguf" "$build/corpus/safetensors" "$build/artifacts"
+
+# Every malformed file the ctest runs through the CLI (truncations, huge counts, bad offsets, ...).
+"$build/moereg_malformed_corpus" "$seeds"
 
 # GGUF: empty; two KVs and one F32 tensor; custom alignment, a string array, F16 + Q4_0.
 printf "GGUF$(le 4 3)$(le 8 0)$(le 8 0)" >"$seeds/gguf/empty.gguf"

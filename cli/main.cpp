@@ -1,23 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg - the command-line entry point: dispatches to a subcommand and maps failures
 // to exit statuses (0 ok, 1 bad input or failed check, 2 usage).
 #include <iomanip>
 #include <iostream>
 
+#include "api_result.h"
 #include "command.h"
+#include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/abi/moereg_abi.h"
 #include "moereg/base/log.h"
+#include "moereg/base/printable.h"
 
 using namespace moereg;
 
 namespace {
 
 void print_help() {
-  std::cout << "usage: moereg [--log-level LEVEL] [--json] COMMAND [ARGS...]\n\n"
+  std::cout << "usage: moereg [--log-level LEVEL] [--json] COMMAND [ARGS...]\n"
+               "       moereg help [COMMAND]\n"
+               "       moereg --version\n\n"
                "moereg reads, converts and runs Mixture-of-Experts checkpoints.\n\nCommands:\n";
   for (const auto& c : cli::commands()) std::cout << "  " << std::left << std::setw(10) << c.name << c.summary << "\n";
-  std::cout << "\nRun `moereg COMMAND --help` for a command's options.\n"
-               "Exit status: 0 success, 1 bad input or failed check, 2 usage error.\n";
+  std::cout << "\nOptions:\n"
+               "  -h, --help         show this help and exit\n"
+               "  --version          print the version and plugin API version, and exit\n"
+               "  --log-level LEVEL  trace, debug, info (default), warn, error or off\n"
+               "  --json             print a machine-readable JSON summary on stdout\n"
+               "\nRun `moereg help COMMAND` (or `moereg COMMAND --help`) for a command's options.\n"
+               "Documentation: "
+            << cli::doc_ref("") << " (gguf.md, yaml-reference.md, plugin-authoring.md, ...).\n"
+            << "Exit status: 0 success, 1 bad input or failed check, 2 usage error.\n";
+}
+
+const cli::command* find_command(const std::string& name) {
+  for (const auto& c : cli::commands())
+    if (name == c.name) return &c;
+  return nullptr;
 }
 
 }  // namespace
@@ -29,23 +48,35 @@ int main(int argc, char** argv) {
   try {
     set_log_level("info");
     // Global options may precede the command.
-    while (!args.empty() && args[0].rfind("--", 0) == 0) {
-      if (args[0] == "--help" || args[0] == "-h") {
+    while (!args.empty() && args[0].size() > 1 && args[0][0] == '-') {
+      std::string opt = args[0], value;
+      bool has_value = false;
+      if (auto eq = opt.find('='); opt.rfind("--", 0) == 0 && eq != std::string::npos) {
+        value = opt.substr(eq + 1);
+        opt = opt.substr(0, eq);
+        has_value = true;
+      }
+      if ((opt == "--help" || opt == "-h") && !has_value) {
         print_help();
         return 0;
       }
-      if (args[0] == "--version") {
-        std::cout << "moereg 0.1.0 (plugin API " << MOEREG_PLUGIN_API_VERSION << ")\n";
+      if (opt == "--version" && !has_value) {
+        std::cout << "moereg " << MOEREG_VERSION_STRING << " (plugin API " << MOEREG_PLUGIN_API_VERSION << ")\n";
         return 0;
       }
-      if (args[0] == "--json") {
+      if (opt == "--json" && !has_value) {
         globals.json = true;
         args.erase(args.begin());
-      } else if (args[0] == "--log-level" && args.size() > 1) {
-        globals.log_level = args[1];
+      } else if (opt == "--log-level") {
+        if (!has_value) {
+          if (args.size() < 2) throw usage_error("--log-level needs a value: trace, debug, info, warn, error or off");
+          value = args[1];
+          args.erase(args.begin());
+        }
+        args.erase(args.begin());
+        globals.log_level = value;
         set_log_level(globals.log_level);
         level_given = true;
-        args.erase(args.begin(), args.begin() + 2);
       } else {
         throw usage_error("unknown option '" + args[0] + "' before the command (see moereg --help)");
       }
@@ -56,22 +87,37 @@ int main(int argc, char** argv) {
     }
     std::string name = args[0];
     args.erase(args.begin());
-    for (const auto& c : cli::commands())
-      if (name == c.name) {
-        if (level_given) args.insert(args.begin(), {"--log-level", globals.log_level});
-        return c.run(args, globals);
+    // `moereg help CMD [SUB]` is `moereg CMD [SUB] --help`.
+    if (name == "help") {
+      if (args.empty()) {
+        print_help();
+        return 0;
       }
+      name = args[0];
+      args.erase(args.begin());
+      args.push_back("--help");
+    }
+    if (const cli::command* c = find_command(name)) {
+      if (level_given) args.insert(args.begin(), {"--log-level", globals.log_level});
+      return c->run(args, globals);
+    }
     throw usage_error("unknown command '" + name + "' (see moereg --help)");
   } catch (const cli::help_requested&) {
     return 0;
   } catch (const usage_error& e) {
-    std::cerr << "moereg: " << e.what() << "\n";
+    std::cerr << "moereg: " << printable_message(e.what()) << "\n";
     return 2;
+  } catch (const cli::stopped& e) {
+    std::cerr << "moereg: " << e.message << "\n";
+    return e.signal > 0 ? 128 + e.signal : 1;  // as a shell reports a process killed by the signal
+  } catch (const cancelled& e) {
+    std::cerr << "moereg: " << e.what() << "\n";
+    return 128 + e.signal_number();  // as a shell reports a process killed by the signal
   } catch (const error& e) {
-    std::cerr << "moereg: error: " << e.what() << "\n";
+    std::cerr << "moereg: error: " << printable_message(e.what()) << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "moereg: internal error: " << e.what() << "\n";
+    std::cerr << "moereg: internal error: " << printable_message(e.what()) << "\n";
     return 1;
   }
 }

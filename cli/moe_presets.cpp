@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moe_presets.h"
 
 #include "moereg/base/error.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moe_presets.h - the layer shapes `moe bench` times: real models' E, H, I, top-k, shared
 // expert and routing, with synthetic weights.
 #pragma once

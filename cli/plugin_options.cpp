@@ -1,4 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "plugin_options.h"
+
+#include "session.h"
 
 namespace moereg::cli {
 
@@ -7,11 +10,12 @@ void add_plugin_options(po::options_description& options) {
                         "search DIR for plugins before MOEREG_PLUGIN_PATH and the installed ones (repeatable)");
 }
 
+std::vector<std::string> plugin_paths(const po::variables_map& vm) {
+  return vm.count("plugin-path") ? vm["plugin-path"].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
 std::unique_ptr<plugin_registry> make_registry(const po::variables_map& vm, const std::vector<std::string>& forbidden_dirs) {
-  registry_options opts;
-  if (vm.count("plugin-path")) opts.plugin_paths = vm["plugin-path"].as<std::vector<std::string>>();
-  opts.forbidden_dirs = forbidden_dirs;
-  return std::make_unique<plugin_registry>(opts);
+  return app::make_registry(plugin_paths(vm), forbidden_dirs);
 }
 
 }  // namespace moereg::cli

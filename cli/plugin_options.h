@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_options.h - the --plugin-path option (repeatable) and the plugin registry built
 // from it, for every command that needs plugins (plugins, convert, inspect...).
 #pragma once
@@ -14,6 +15,9 @@ namespace moereg::cli {
 // Adds `--plugin-path DIR` (repeatable; searched before MOEREG_PLUGIN_PATH and the
 // installed plugins) to a command's options.
 void add_plugin_options(po::options_description& options);
+
+// The --plugin-path values, in order.
+std::vector<std::string> plugin_paths(const po::variables_map& vm);
 
 // The registry for this command. `forbidden_dirs` are directories no plugin code may be
 // loaded from: pass the checkpoint directories the command reads.

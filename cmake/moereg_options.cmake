@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Compiler settings shared by every moereg target: warnings, sanitizers, visibility.
 add_library(moereg_options INTERFACE)
 target_compile_options(moereg_options INTERFACE

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs llama.cpp's prebuilt CPU libraries for the tests that load moereg's .gguf files in
 # real llama.cpp (tests/llamacpp/). Pinned: the npm packages @node-llama-cpp/linux-x64 and
 # node-llama-cpp of one release (the second ships that release's llama.cpp source, from which

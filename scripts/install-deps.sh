@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
-# Installs what moereg needs to build and test on Debian 12 (apt). Idempotent.
+# SPDX-License-Identifier: Apache-2.0
+# Installs what moereg itself needs to build and run on Debian 12 (apt), and nothing more:
+# the README's quick start runs this. What only the tests and benchmarks need (GoogleTest,
+# PyTorch, clang for the fuzzers, ...) is in scripts/install-test-deps.sh, which
+# scripts/test.sh runs. `--list` prints the packages, one a line. Idempotent.
+#
+# tests/packaging/check_deps.sh fails when a test- or benchmark-only package appears here.
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
-  libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  clang libclang-rt-14-dev   # fuzz targets (libFuzzer) and the sanitizer runtime
-  python3-torch              # the PyTorch reference in the CPU benchmark (/usr/bin/python3)
+  libyaml-cpp-dev libspdlog-dev libfmt-dev
 )
-missing=()
-for p in "${packages[@]}"; do
-  [[ "$p" == \#* ]] && continue
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  SUDO=""
-  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-echo "moereg dependencies: installed"
+source "$(dirname "$0")/lib/apt.sh"
+apt_install "moereg build dependencies" "$@"

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds moereg and runs every test: a Release build, then an AddressSanitizer +
 # UndefinedBehaviorSanitizer build of the same tests, then a short fuzz run of the header
-# parsers when the fuzz targets exist. Exits non-zero on the first failure.
+# parsers when the fuzz targets exist. Exits non-zero on the first failure. First installs
+# the test suite's own dependencies (scripts/install-test-deps.sh): the quick start's
+# scripts/install-deps.sh installs only what moereg needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
+echo "== Test dependencies"
+scripts/install-test-deps.sh
 scripts/fetch-llamacpp.sh || echo "warning: llama.cpp package not installed; the LlamaCpp tests will skip"
+
 echo "== Release build and tests"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEREG_WERROR=ON >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DMOEREG_SANITIZE=ON -DMOEREG_WERROR=ON -DMOEREG_CUDA=OFF >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DMOEREG_SANITIZE=ON -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON -DMOEREG_CUDA=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The matrix unit's contract (cpu_kernels.h) in portable C++, one product at a time: the
 // engine's AMX path (repacking, tails, passes, epilogues) then runs and is tested on any
 // CPU. Slow by design; chosen only by MOEREG_CPU_ISA=amx_emulated.

@@ -1,6 +1,11 @@
-// The cpu backend's C table: every slot turns C++ exceptions into a host status.
+// SPDX-License-Identifier: Apache-2.0
+// The cpu backend's C table: every slot turns C++ exceptions into a host status (the SDK's
+// MOEREG_API_END: moereg::plugin::unsupported -> UNSUPPORTED, std::invalid_argument ->
+// INVALID_ARGUMENT).
+#include <sched.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -11,59 +16,21 @@
 
 #include "cpu_kernels.h"
 #include "cpu_moe.h"
+#include "cpu_numa.h"
+#include "cpu_options.h"
 #include "moereg/abi/moereg_backend.h"
 
 namespace {
 
 const moereg_host_api* host = nullptr;
 
-using moereg::cpu::kernel_table;
-
-// The best kernel table this CPU runs; MOEREG_CPU_ISA=avx512bf16|avx512f|avx2|scalar forces a
-// lower one (for tests and for comparing kernels on one machine), and amx_emulated adds the
-// portable model of the matrix unit to the best vector set (for tests of the AMX path on CPUs
-// without it).
-kernel_table pick_kernels() {
-  kernel_table t;
-  const char* force = std::getenv("MOEREG_CPU_ISA");
-  std::string want = force ? force : "";
-  const bool best = want.empty() || want == "amx" || want == "amx_emulated";
-  if (moereg::cpu::cpu_has_avx512bf16() && (best || want == "avx512bf16")) {
-    moereg::cpu::fill_avx512bf16(t);
-  } else if (moereg::cpu::cpu_has_avx512() && (best || want == "avx512bf16" || want == "avx512f")) {
-    moereg::cpu::fill_avx512(t);
-  } else if (moereg::cpu::cpu_has_avx2() && want != "scalar") {
-    moereg::cpu::fill_avx2(t);
-  } else {
-    moereg::cpu::fill_scalar(t);
-  }
-  if (want == "amx_emulated") {
-    moereg::cpu::fill_amx_emulated(t.unit);
-  } else if ((want.empty() || want == "amx") && moereg::cpu::cpu_has_amx()) {
-    // MOEREG_CPU_UNIT_PREFETCH: prefetch distance of weight rows read from memory, in
-    // 32-element steps (default 2: memory-bound layers ran up to 1.25x faster than without;
-    // 4-16 were slower).
-    const char* pf = std::getenv("MOEREG_CPU_UNIT_PREFETCH");
-    moereg::cpu::fill_amx(t.unit, pf ? static_cast<int>(std::strtol(pf, nullptr, 10)) : 2);
-  }
-  // MOEREG_CPU_UNIT_PANELS=0 reads weight tiles in place (for comparison and tests).
-  if (const char* pn = std::getenv("MOEREG_CPU_UNIT_PANELS")) t.unit.panels = std::strtol(pn, nullptr, 10) != 0;
-  // MOEREG_CPU_UNIT_TILE_WEIGHTS=1 copies the bf16 experts into the unit's tile order at create.
-  if (const char* tw = std::getenv("MOEREG_CPU_UNIT_TILE_WEIGHTS")) t.unit.tile_weights = std::strtol(tw, nullptr, 10) != 0;
-  // Reading weights in place, a single token per expert (T = 1) streams them fastest through
-  // the vector tiles, and from two tokens on the unit was as fast or faster; from the unit's
-  // tile-ordered copy every expert runs there (as fast or faster at T = 1 too, and then the
-  // originals are not read again after create). Measured on a 16-core Xeon.
-  t.unit_min_rows = t.unit.tile_weights ? 1 : 2;
-  // MOEREG_CPU_UNIT_ROWS overrides it (tests use 1 to run every expert on the unit).
-  if (const char* ur = std::getenv("MOEREG_CPU_UNIT_ROWS")) t.unit_min_rows = static_cast<int>(std::strtol(ur, nullptr, 10));
-  // MOEREG_CPU_PANEL_ROWS overrides from how many rows of an item bf16/f32 weights take the
-  // panel path (0 = never; tests use 1 to run it on every kernel set).
-  if (const char* pr = std::getenv("MOEREG_CPU_PANEL_ROWS")) t.panel_min_rows = static_cast<int>(std::strtol(pr, nullptr, 10));
-  return t;
-}
-
+// The CPUs this process may run on (taskset, cpusets), not every online CPU: threads beyond
+// those only time-share. The moereg front ends pass an explicit count that also honours
+// cgroup quotas (moereg/base/parallel.h); this is the default for other hosts of the table.
 int online_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
 }
@@ -89,24 +56,46 @@ int32_t cpu_probe(char* reason, size_t reason_size) noexcept {
   return score;
 }
 
-moereg_status* cpu_create(const moereg_moe_weights* weights, const moereg_routing_params* routing,
+// int8 defaults to one scale per row; int4 to groups of 128 inputs (a scale per row loses
+// too much: measured in docs/backends.md).
+moereg::cpu::online_quant online_quant_of(const moereg::cpu::cpu_options& o) {
+  moereg::cpu::online_quant q;
+  q.bits = o.quantize;
+  q.group = o.quantize_group >= 0 ? o.quantize_group : o.quantize == 4 ? 128 : 0;
+  return q;
+}
+
+moereg_backend* make_engine(const moereg_moe_weights* weights, const moereg_backend_options* options,
+                            const moereg_backend_option* kv, size_t count) {
+  if (!weights) throw std::invalid_argument("create: weights and out are required");
+  // A version 1 host's weights end before the API 2 fields: read only what it wrote.
+  moereg_moe_weights w{};
+  std::memcpy(&w, weights, host->api_version >= 2 ? sizeof w : offsetof(moereg_moe_weights, weight_quant));
+  const moereg::cpu::cpu_options o = moereg::cpu::parse_cpu_options(kv, count);
+  const int threads = options && options->threads > 0 ? options->threads : online_cores();
+  return reinterpret_cast<moereg_backend*>(
+      new moereg::cpu::moe_engine(w, threads, moereg::cpu::pick_kernels(o), 64, o.k_block, o.phases, online_quant_of(o),
+                                  o.numa == "off"    ? moereg::cpu::numa_topology{}
+                                  : o.numa == "auto" ? moereg::cpu::read_numa_topology()
+                                                     : moereg::cpu::parse_numa_topology(o.numa)));
+}
+
+// The host routes; the cpu backend has no `route` slot, so `routing` is not read.
+moereg_status* cpu_create(const moereg_moe_weights* weights, const moereg_routing_params*,
                           const moereg_backend_options* options, moereg_backend** out) noexcept {
   MOEREG_API_BEGIN
-  (void)routing;  // the host routes; the cpu backend has no `route` slot
-  if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
-  int threads = options && options->threads > 0 ? options->threads : online_cores();
-  try {
-    // MOEREG_CPU_KBLOCK sets the K pass length (tests use a small one so fixtures exercise
-    // the multi-pass path; benchmarks can compare lengths on one machine).
-    const char* kb = std::getenv("MOEREG_CPU_KBLOCK");
-    std::int64_t k_block = kb ? std::strtoll(kb, nullptr, 10) : 0;
-    auto* engine = new moereg::cpu::moe_engine(*weights, threads, pick_kernels(), 64, k_block > 0 ? k_block : 0);
-    *out = reinterpret_cast<moereg_backend*>(engine);
-  } catch (const moereg::cpu::unsupported& e) {
-    return host->status_create(MOEREG_UNSUPPORTED, e.what());
-  } catch (const std::invalid_argument& e) {
-    return host->status_create(MOEREG_INVALID_ARGUMENT, e.what());
-  }
+  if (!out) throw std::invalid_argument("create: weights and out are required");
+  *out = make_engine(weights, options, nullptr, 0);
+  return nullptr;
+  MOEREG_API_END
+}
+
+moereg_status* cpu_create_with_options(const moereg_moe_weights* weights, const moereg_routing_params*,
+                                       const moereg_backend_options* options, const moereg_backend_option* kv, size_t count,
+                                       moereg_backend** out) noexcept {
+  MOEREG_API_BEGIN
+  if (!out) throw std::invalid_argument("create: weights and out are required");
+  *out = make_engine(weights, options, kv, count);
   return nullptr;
   MOEREG_API_END
 }
@@ -114,15 +103,8 @@ moereg_status* cpu_create(const moereg_moe_weights* weights, const moereg_routin
 moereg_status* cpu_forward(moereg_backend* backend, const moereg_tensor_view* x, const moereg_tensor_view* ids,
                            const moereg_tensor_view* weights, moereg_tensor_view* out) noexcept {
   MOEREG_API_BEGIN
-  if (!backend || !x || !ids || !weights || !out)
-    return host->status_create(MOEREG_INVALID_ARGUMENT, "forward: a required argument is NULL");
-  try {
-    reinterpret_cast<moereg::cpu::moe_engine*>(backend)->forward(*x, *ids, *weights, *out);
-  } catch (const moereg::cpu::unsupported& e) {
-    return host->status_create(MOEREG_UNSUPPORTED, e.what());
-  } catch (const std::invalid_argument& e) {
-    return host->status_create(MOEREG_INVALID_ARGUMENT, e.what());
-  }
+  if (!backend || !x || !ids || !weights || !out) throw std::invalid_argument("forward: a required argument is NULL");
+  reinterpret_cast<moereg::cpu::moe_engine*>(backend)->forward(*x, *ids, *weights, *out);
   return nullptr;
   MOEREG_API_END
 }
@@ -153,6 +135,7 @@ const moereg_backend_api cpu_api = {
     nullptr,
     &cpu_describe,
     nullptr,
+    &cpu_create_with_options,
 };
 
 }  // namespace

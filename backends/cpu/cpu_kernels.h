@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_kernels.h - the CPU backend's inner tiles: C[m][n] = sum_k A_m[k] * B_n[k], over
 // rows given by pointer (tokens gathered by expert without copying, weight rows where they
 // lie). One table per instruction set; the engine picks one at create time.
@@ -11,8 +12,12 @@
 namespace moereg::cpu {
 
 // Element types of A (activations) and B (weights). FP8 weights (e4m3fn, with block
-// scales) have no direct tiles: they are always widened into an f32 panel first.
-enum elem_type : int { elem_f32 = 0, elem_bf16 = 1, elem_fp8 = 2 };
+// scales) and the 4-bit codes (two per byte, low nibble first, with a scale per output row
+// and group of inputs: symmetric int4 (q - 8) and MXFP4's e2m1) have no direct tiles: they
+// are always widened into an f32 panel first.
+// int8 (symmetric, w = q x s) comes from the online quantization at create (cpu_quantize.cpp).
+enum elem_type : int { elem_f32 = 0, elem_bf16 = 1, elem_fp8 = 2, elem_int4 = 3, elem_mxfp4 = 4, elem_int8 = 5 };
+inline constexpr int elem_type_count = 6;
 
 inline constexpr int max_tile_m = 4;
 inline constexpr int max_tile_n = 8;
@@ -21,8 +26,9 @@ inline constexpr int max_tile_n = 8;
 using tile_fn = void (*)(const void* const* a, const void* const* b, std::int64_t k, float* c);
 
 // Widens elements [k0, k0 + n) of one row to f32: dst[i] = row[k0 + i] (x its scale for
-// FP8: scale_row[(k0 + i) / scale_cols], the block scale in multiplier form). scale_row
-// and scale_cols are ignored for BF16. FP8 NaN bytes (0x7F, 0xFF) stay NaN.
+// FP8 and the 4-bit codes: scale_row[(k0 + i) / scale_cols], in multiplier form; for 4-bit
+// rows, element k is the nibble k % 2 of byte k / 2). scale_row and scale_cols are ignored
+// for BF16. FP8 NaN bytes (0x7F, 0xFF) and NaN scales stay NaN.
 using widen_fn = void (*)(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row,
                           std::int64_t scale_cols, float* dst);
 
@@ -85,8 +91,8 @@ struct kernel_table {
   int tile_n = 4;
   // tiles[a_type][b_type][M-1][N-1], a_type and b_type in {elem_f32, elem_bf16}
   tile_fn tiles[2][2][max_tile_m][max_tile_n] = {};
-  // widen[type] for elem_bf16 and elem_fp8 (widen[elem_f32] is unused).
-  widen_fn widen[3] = {};
+  // widen[type] for every type but elem_f32 (unused).
+  widen_fn widen[elem_type_count] = {};
   // Widen bf16 activations to f32 once per item and K pass, then run f32 x weight tiles,
   // instead of converting them inside every tile (which the tile repeats per weight row).
   bool widen_activations = false;

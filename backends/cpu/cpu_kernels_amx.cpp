@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // AMX tiles (tdpbf16ps), and the AVX-512 data movement around them (every CPU with AMX has
 // AVX-512 BF16). Compiled with AMX and AVX-512 flags; runs only where cpu_has_amx() said yes.
 // One tile configuration for everything: eight 16 x 64-byte tiles, tmm0-3 the accumulators

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // AVX-512 tiles. f32 FMA for every dtype pair; with AVX-512 BF16, bf16 x bf16 tiles use
 // vdpbf16ps (32 products per instruction, f32 accumulation). Compiled with AVX-512 flags.
 // GCC 12 warns inside its own _mm512_cvtepu16_epi32 (an intentionally undefined source).
@@ -73,6 +74,53 @@ struct dp_tile {
   static void run(const void* const* a, const void* const* b, std::int64_t k, float* c) { tile_dpbf16<M, N>(a, b, k, c); }
 };
 
+// 4-bit codes, 16 at a time: the group's 16 scaled code values fill one register, which
+// vpermps indexes with the codes directly.
+template <const float* Codes>
+void widen_nibbles_avx512(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row, std::int64_t scale_cols,
+                          float* dst) {
+  const std::uint8_t* p = static_cast<const std::uint8_t*>(row);
+  const std::int64_t end = k0 + n;
+  const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28), low4 = _mm512_set1_epi32(15);
+  std::int64_t k = k0;
+  float tab[16];
+  while (k < end) {
+    const std::int64_t group = k / scale_cols;
+    const std::int64_t seg_end = (group + 1) * scale_cols < end ? (group + 1) * scale_cols : end;
+    const float s = scale_row[group];
+    for (int q = 0; q < 16; ++q) tab[q] = Codes[q] * s;
+    const __m512 tv = _mm512_loadu_ps(tab);
+    for (; k < seg_end && (k & 1); ++k) dst[k - k0] = tab[(p[k >> 1] >> 4) & 15];
+    for (; k + 16 <= seg_end; k += 16) {
+      std::uint32_t w[2];
+      __builtin_memcpy(w, p + (k >> 1), 8);
+      const __m512i words = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(static_cast<int>(w[0]))),
+                                               _mm256_set1_epi32(static_cast<int>(w[1])), 1);
+      const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(words, shifts), low4);
+      _mm512_storeu_ps(dst + (k - k0), _mm512_permutexvar_ps(idx, tv));
+    }
+    for (; k < seg_end; ++k) dst[k - k0] = tab[(p[k >> 1] >> (4 * (k & 1))) & 15];
+  }
+}
+
+void widen_int8_avx512(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row, std::int64_t scale_cols,
+                       float* dst) {
+  const std::int8_t* p = static_cast<const std::int8_t*>(row);
+  const std::int64_t end = k0 + n;
+  std::int64_t k = k0;
+  while (k < end) {
+    const std::int64_t group = k / scale_cols;
+    const std::int64_t seg_end = (group + 1) * scale_cols < end ? (group + 1) * scale_cols : end;
+    const float s = scale_row[group];
+    const __m512 sv = _mm512_set1_ps(s);
+    for (; k + 16 <= seg_end; k += 16) {
+      const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k)));
+      _mm512_storeu_ps(dst + (k - k0), _mm512_mul_ps(_mm512_cvtepi32_ps(q), sv));
+    }
+    for (; k < seg_end; ++k) dst[k - k0] = static_cast<float>(p[k]) * s;
+  }
+}
+
 }  // namespace
 
 void fill_avx512(kernel_table& t) {
@@ -80,6 +128,9 @@ void fill_avx512(kernel_table& t) {
   t.tile_m = 4;  // 4 x 6 accumulators + 4 A rows + 1 B row of the 32 zmm registers
   t.tile_n = 6;
   fma_tiles<avx512_vec>::fill(t);
+  t.widen[elem_int4] = &widen_nibbles_avx512<int4_codes>;
+  t.widen[elem_mxfp4] = &widen_nibbles_avx512<e2m1_codes>;
+  t.widen[elem_int8] = &widen_int8_avx512;
   t.panel_min_rows = 0;  // bf16 weights stay on the direct tiles (the panel path is not measured on AVX-512)
   t.panel_tile_m = 4;
   t.panel_tile_n = 6;

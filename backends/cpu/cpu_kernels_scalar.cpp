@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Portable tiles, for CPUs without AVX2 (and a check on the vector ones).
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "cpu_moe.h"
 
 #include <algorithm>
@@ -74,8 +75,8 @@ float load_elem(const char* p, int type, std::int64_t i) {
 }  // namespace
 
 moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_table& kernels, std::int64_t reserve_tokens,
-                       std::int64_t k_block)
-    : kernels_(kernels), k_block_(k_block > 0 ? k_block : default_k_block) {
+                       std::int64_t k_block, bool phases, const online_quant& quant, const numa_topology& numa)
+    : kernels_(kernels), k_block_(k_block > 0 ? k_block : default_k_block), phases_(phases) {
   num_experts_ = w.num_experts;
   hidden_ = w.hidden;
   const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
@@ -83,26 +84,47 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     throw std::invalid_argument("weights: expected positive num_experts, hidden, intermediate; found " + std::to_string(E) +
                                 ", " + std::to_string(H) + ", " + std::to_string(I));
   if (!w.w13.data || !w.w2.data) throw std::invalid_argument("weights: w13 and w2 are required");
-  int t13 = weight_elem(w.w13, "w13", true), t2 = weight_elem(w.w2, "w2", true);
-  expect_shape(w.w13, "w13", {E, 2 * I, H});
-  expect_shape(w.w2, "w2", {E, H, I});
-  if (t13 == elem_fp8 && !w.w13_scale.data) throw std::invalid_argument("w13_scale: required with F8_E4M3 w13");
-  if (t2 == elem_fp8 && !w.w2_scale.data) throw std::invalid_argument("w2_scale: required with F8_E4M3 w2");
-  if (t13 == elem_fp8 || t2 == elem_fp8) {
+  int t13 = elem_bf16, t2 = elem_bf16;
+  if (w.weight_quant != MOEREG_WEIGHT_QUANT_NONE) {
+    // 4-bit codes: U8 rows of ceil(K/2) bytes, one scale per row and group of inputs.
+    if (w.weight_quant != MOEREG_WEIGHT_QUANT_INT4 && w.weight_quant != MOEREG_WEIGHT_QUANT_MXFP4)
+      throw unsupported("weight_quant: " + std::to_string(w.weight_quant) +
+                        " is not a coding the cpu backend reads (expected 1 int4 or 2 mxfp4)");
+    t13 = t2 = w.weight_quant == MOEREG_WEIGHT_QUANT_INT4 ? elem_int4 : elem_mxfp4;
+    for (const auto* v : {&w.w13, &w.w2})
+      if (v->dtype != MOEREG_DTYPE_U8)
+        throw std::invalid_argument(std::string(v == &w.w13 ? "w13" : "w2") + ": expected U8 (two 4-bit codes a byte) with weight_quant " +
+                                    std::to_string(w.weight_quant) + ", found " + dtype_label(v->dtype));
+    expect_shape(w.w13, "w13", {E, 2 * I, ceil_div(H, 2)});
+    expect_shape(w.w2, "w2", {E, H, ceil_div(I, 2)});
+  } else {
+    t13 = weight_elem(w.w13, "w13", true);
+    t2 = weight_elem(w.w2, "w2", true);
+    expect_shape(w.w13, "w13", {E, 2 * I, H});
+    expect_shape(w.w2, "w2", {E, H, I});
+  }
+  const char* const q13 = t13 == elem_fp8 ? "F8_E4M3 w13" : "4-bit w13";
+  const char* const q2 = t2 == elem_fp8 ? "F8_E4M3 w2" : "4-bit w2";
+  if (scaled(t13) && !w.w13_scale.data) throw std::invalid_argument(std::string("w13_scale: required with ") + q13);
+  if (scaled(t2) && !w.w2_scale.data) throw std::invalid_argument(std::string("w2_scale: required with ") + q2);
+  if (scaled(t13) || scaled(t2)) {
     scale_b0_ = w.scale_block[0];
     scale_b1_ = w.scale_block[1];
     if (scale_b0_ <= 0 || scale_b1_ <= 0)
       throw std::invalid_argument("scale_block: expected positive {rows, columns} per scale with F8_E4M3 weights, found {" +
                                   std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) + "}");
+    if (four_bit(t13) && scale_b0_ != 1)
+      throw std::invalid_argument("scale_block: expected {1, group} with 4-bit weights (a scale per row), found {" +
+                                  std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) + "}");
   }
-  // A scale view belongs to an FP8 matrix and to nothing else.
+  // A scale view belongs to an FP8 or 4-bit matrix and to nothing else.
   auto check_scale = [&](const moereg_tensor_view& sv, int wt, const char* name, const char* wname,
                          std::initializer_list<std::int64_t> dims) {
-    if (wt != elem_fp8) {
+    if (!scaled(wt)) {
       if (sv.data)
         throw std::invalid_argument(std::string(name) + ": given, but " + wname + " is " +
                                     dtype_label(wt == elem_bf16 ? MOEREG_DTYPE_BF16 : MOEREG_DTYPE_F32) +
-                                    " (scales go with F8_E4M3 weights only)");
+                                    " (scales go with F8_E4M3 and 4-bit weights only)");
       return;
     }
     if (sv.dtype != MOEREG_DTYPE_F32)
@@ -111,10 +133,10 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   };
   // Gate and up rows keep their own block grids: ceil(I/b0) scale rows each (the same as
   // ceil(2I/b0) whenever b0 divides I, the case of every real checkpoint).
-  const std::int64_t gate_scale_rows = t13 == elem_fp8 ? ceil_div(I, scale_b0_) : 0;
-  check_scale(w.w13_scale, t13, "w13_scale", "w13", {E, 2 * gate_scale_rows, t13 == elem_fp8 ? ceil_div(H, scale_b1_) : 0});
+  const std::int64_t gate_scale_rows = scaled(t13) ? ceil_div(I, scale_b0_) : 0;
+  check_scale(w.w13_scale, t13, "w13_scale", "w13", {E, 2 * gate_scale_rows, scaled(t13) ? ceil_div(H, scale_b1_) : 0});
   check_scale(w.w2_scale, t2, "w2_scale", "w2",
-              {E, t2 == elem_fp8 ? ceil_div(H, scale_b0_) : 0, t2 == elem_fp8 ? ceil_div(I, scale_b1_) : 0});
+              {E, scaled(t2) ? ceil_div(H, scale_b0_) : 0, scaled(t2) ? ceil_div(I, scale_b1_) : 0});
   for (std::int64_t e = 0; e < E; ++e) {
     expert x;
     x.w13 = static_cast<const char*>(w.w13.data) + e * w.w13.strides[0] * static_cast<std::int64_t>(elem_bytes(t13));
@@ -124,17 +146,20 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     x.w13_type = t13;
     x.w2_type = t2;
     x.inter = I;
-    if (t13 == elem_fp8) {
+    if (scaled(t13)) {
       x.w13_scale = static_cast<const float*>(w.w13_scale.data) + e * w.w13_scale.strides[0];
       x.w13_scale_row = w.w13_scale.strides[1];
     }
-    if (t2 == elem_fp8) {
+    if (scaled(t2)) {
       x.w2_scale = static_cast<const float*>(w.w2_scale.data) + e * w.w2_scale.strides[0];
       x.w2_scale_row = w.w2_scale.strides[1];
     }
     experts_.push_back(x);
   }
-  weight_bytes_ = static_cast<std::uint64_t>(E * 2 * I * H) * elem_bytes(t13) + static_cast<std::uint64_t>(E * H * I) * elem_bytes(t2);
+  weight_bytes_ = static_cast<std::uint64_t>(E * 2 * I * weight_offset(t13, round_up(H, 2))) +
+                  static_cast<std::uint64_t>(E * H * weight_offset(t2, round_up(I, 2)));
+  if (scaled(t13)) scale_bytes_ += static_cast<std::uint64_t>(E * 2 * gate_scale_rows * ceil_div(H, scale_b1_)) * 4;
+  if (scaled(t2)) scale_bytes_ += static_cast<std::uint64_t>(E * ceil_div(H, scale_b0_) * ceil_div(I, scale_b1_)) * 4;
   h_stride_ = I;
   if (w.shared_w13.data) {
     const std::int64_t Is = w.shared_intermediate;
@@ -163,9 +188,25 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
       shared_gate_ = static_cast<const char*>(w.shared_gate.data);
     }
   }
-  pool_ = std::make_unique<thread_pool>(std::max(1, threads));
-  phases_ = std::getenv("MOEREG_CPU_PHASES") != nullptr;
-  if (t13 == elem_fp8 || t2 == elem_fp8 || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
+  if (numa.nodes() > 1) {
+    numa_ = plan_numa(numa, std::max(1, threads), E);
+    node_begin_.assign(static_cast<std::size_t>(numa_.nodes()) + 1, 0);
+    pool_ = std::make_unique<thread_pool>(std::max(1, threads), numa_.thread_cpu, numa_.thread_node);
+  } else {
+    numa_.expert_begin = {0, E};
+    pool_ = std::make_unique<thread_pool>(std::max(1, threads));
+  }
+  if (quant.bits) {
+    if (scaled(t13) || scaled(t2))
+      throw std::invalid_argument("backend option quantize=int" + std::to_string(quant.bits) + ": the experts are already quantized (" +
+                                  (t13 == elem_fp8 ? "F8_E4M3" : "4-bit") + "); it quantizes BF16 or F32 experts");
+    const auto t0 = std::chrono::steady_clock::now();
+    quantize_experts(quant);
+    quant_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    t13 = t2 = experts_[0].w13_type;
+  }
+  quantized_ = scaled(t13) || scaled(t2);
+  if (scaled(t13) || scaled(t2) || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
     panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
     const auto nt = static_cast<std::size_t>(pool_->size());
     panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
@@ -213,7 +254,7 @@ void moe_engine::size_vector_h() {
 std::uint64_t moe_engine::scratch_bytes() const {
   return (h_.capacity() + y_.capacity() + row_weight_.capacity()) * 4 + (row_token_.capacity() + row_slot_.capacity()) * 4 +
          items_.capacity() * sizeof(item) + (gu_acc_.capacity() + panel_a_.capacity() + panel_b_.capacity()) * 4 +
-         (xv_.capacity() + hv_.capacity() + unit_panel_.capacity()) * 2 + unit_tile_bucket_.capacity() * 4 +
+         (xv_.capacity() + hv_.capacity() + unit_panel_.capacity()) * 2 + (unit_tile_bucket_.capacity() + unit_widen_.capacity()) * 4 +
          unit_row_.capacity() * 8;
 }
 
@@ -388,10 +429,10 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
       }
   clock.lap(phase_pack);
   plan_items(false);
-  pool_->run(static_cast<std::int64_t>(items_.size()), &run_gate_up, this);
+  run_by_node(static_cast<std::int64_t>(items_.size()), &run_gate_up, [this](std::int64_t i) { return items_[static_cast<std::size_t>(i)].expert; });
   clock.lap(phase_gate_up);
   plan_items(true);
-  pool_->run(static_cast<std::int64_t>(items_.size()), &run_down, this);
+  run_by_node(static_cast<std::int64_t>(items_.size()), &run_down, [this](std::int64_t i) { return items_[static_cast<std::size_t>(i)].expert; });
   clock.lap(phase_down);
   sum_chunk_ = T >= 4 * pool_->size() ? hidden_ : std::max<std::int64_t>(256, (hidden_ + 7) / 8);
   pool_->run(T * ((hidden_ + sum_chunk_ - 1) / sum_chunk_), &run_sum, this);
@@ -426,17 +467,40 @@ std::string moe_engine::describe() const {
     s += ",\"matrix_unit\":null";
   }
   s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
-  if (tile_memory_.bytes()) {
+  s += ",\"numa_nodes\":" + std::to_string(numa_.nodes());
+  if (numa_.nodes() > 1) {
+    s += ",\"experts_per_node\":[";
+    for (int n = 0; n < numa_.nodes(); ++n)
+      s += (n ? "," : "") + std::to_string(numa_.expert_begin[static_cast<std::size_t>(n) + 1] - numa_.expert_begin[static_cast<std::size_t>(n)]);
+    s += "],\"thread_nodes\":[";
+    for (std::size_t t = 0; t < numa_.thread_node.size(); ++t) s += (t ? "," : "") + std::to_string(numa_.thread_node[t]);
+    s += "]";
+  }
+  if (quant_.bits) {
+    s += ",\"weights\":\"routed experts quantized at create to int" + std::to_string(quant_.bits) +
+         " (symmetric, one F32 scale per row and group of inputs), dequantized per K pass into per-thread panels\"";
+    s += ",\"quantize\":\"int" + std::to_string(quant_.bits) + "\",\"quantize_group\":" + std::to_string(quant_.group) +
+         ",\"quantized_bytes\":" + std::to_string(quant_memory_.bytes());
+    char qs[32];
+    std::snprintf(qs, sizeof qs, "%.6f", quant_seconds_);
+    s += std::string(",\"quantize_seconds\":") + qs;
+    if (tile_memory_.bytes()) s += ",\"tile_weight_bytes\":" + std::to_string(tile_memory_.bytes());
+  } else if (tile_memory_.bytes()) {
     s += ",\"weights\":\"bf16 experts copied once into the matrix unit's tile order; the vector tiles read the originals in place\"";
     s += ",\"tile_weight_bytes\":" + std::to_string(tile_memory_.bytes());
+  } else if (quantized_) {
+    s += ",\"weights\":\"quantized, read in place from the host's memory and dequantized per K pass into per-thread panels\"";
   } else {
     s += ",\"weights\":\"read in place from the host's memory, not copied\"";
   }
-  auto type_name = [](int t) { return t == elem_fp8 ? "f8_e4m3" : t == elem_bf16 ? "bf16" : "f32"; };
+  auto type_name = [](int t) {
+    return t == elem_fp8 ? "f8_e4m3" : t == elem_int4 ? "int4" : t == elem_mxfp4 ? "mxfp4" : t == elem_int8 ? "int8" : t == elem_bf16 ? "bf16" : "f32";
+  };
   s += std::string(",\"w13_dtype\":\"") + type_name(experts_[0].w13_type) + "\",\"w2_dtype\":\"" + type_name(experts_[0].w2_type) + "\"";
   if (scale_b0_) s += ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]";
   s += ",\"panel_min_rows\":" + std::to_string(kernels_.panel_min_rows);
   s += ",\"weight_bytes\":" + std::to_string(weight_bytes_);
+  if (scale_bytes_) s += ",\"scale_bytes\":" + std::to_string(scale_bytes_);
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.6f", load_seconds_);
   s += std::string(",\"load_seconds\":") + secs;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_moe.h - one MoE layer on the CPU: tokens grouped per expert by a counting sort, per
 // expert x_e . W13_e^T -> silu(gate) * up -> . W2_e^T, scaled, then summed per token.
 //
@@ -6,10 +7,11 @@
 // f32 accumulation), F32 x keeps it in f32 (weights widened exactly). Scratch is sized at
 // create for `reserve_tokens` and grows only when a larger T arrives.
 //
-// FP8 E4M3 experts (w13/w2 with block scales) are dequantized on the fly: each K pass of a
-// few weight rows is widened (q x its block scale) into a small per-thread f32 panel that
-// the tiles then read for every token of the item. No dequantized copy of the experts is
-// ever made. The same panel path serves bf16 weights on ISAs where widening inside every
+// FP8 E4M3 experts (w13/w2 with block scales) and 4-bit experts (int4, MXFP4: two codes a
+// byte, a scale per row and group of inputs) are dequantized on the fly: each K pass of a
+// few weight rows is widened (q x its scale) into a small per-thread f32 panel that the
+// tiles then read for every token of the item. No dequantized copy of the experts is ever
+// made. The same panel path serves bf16 weights on ISAs where widening inside every
 // tile costs more than widening once per pass (kernel_table::panel_min_rows).
 //
 // With a matrix unit (AMX; kernel_table::unit) experts that have enough tokens run there
@@ -28,15 +30,23 @@
 #include <vector>
 
 #include "cpu_kernels.h"
+#include "cpu_numa.h"
 #include "cpu_thread_pool.h"
 #include "cpu_tile_weights.h"
 #include "moereg/abi/moereg_backend.h"
 
 namespace moereg::cpu {
 
-// A request this backend cannot serve (a dtype or layout it does not read).
-struct unsupported : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// A request this backend cannot serve (a dtype or layout it does not read): the SDK's
+// error kind, which MOEREG_API_END maps to MOEREG_UNSUPPORTED.
+using unsupported = moereg::plugin::unsupported;
+
+// Online quantization at create (backend option quantize): the routed experts' bf16/f32
+// weights become symmetric int8 or int4 codes with one F32 scale per output row and group
+// of `group` inputs (0: the whole row), w = q x s, s = max|w| / 127 (int8) or / 7 (int4).
+struct online_quant {
+  int bits = 0;  // 0: none; 8 or 4
+  std::int64_t group = 0;
 };
 
 class moe_engine {
@@ -46,15 +56,17 @@ class moe_engine {
 
   // k_block: reduction elements per pass once an item has more rows than one tile (the
   // tile's operands then stay in L1 and a row block's activations in L2); 0 = default.
+  // phases: time each phase of every forward, printed at destruction (option phases=1).
   moe_engine(const moereg_moe_weights& weights, int threads, const kernel_table& kernels,
-             std::int64_t reserve_tokens = 64, std::int64_t k_block = 0);
+             std::int64_t reserve_tokens = 64, std::int64_t k_block = 0, bool phases = false, const online_quant& quant = {},
+             const numa_topology& numa = {});
 
   // x [T, H] F32/BF16, ids [T, K] I32/I64, weights [T, K] F32, out [T, H] F32, all host.
   // Throws std::invalid_argument naming the view and what was expected.
   void forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
                moereg_tensor_view& out);
 
-  // With MOEREG_CPU_PHASES set, prints the time spent in each phase of all forwards to stderr.
+  // With phases on, prints the time spent in each phase of all forwards to stderr.
   ~moe_engine();
   moe_engine(const moe_engine&) = delete;
   moe_engine& operator=(const moe_engine&) = delete;
@@ -128,9 +140,37 @@ class moe_engine {
   // With `tiles` (the matrix's tile-ordered copy, k_steps per tile row) the rows come from there.
   bf16_rows unit_rows(const char* base, std::int64_t row_bytes, const std::uint16_t* tiles, std::int64_t k_steps,
                       std::int64_t n0, std::int64_t n_rows, std::int64_t k0, std::int64_t kl, int thread, int slot) const;
+  // 16 rows [n0, n0 + 16) of a quantized matrix (FP8 or 4-bit; row r's scales at scales[r - n0]),
+  // K slice [k0, k0 + kl), dequantized (q x s, rounded once to bf16) into the thread's panel
+  // (slot 0 or 1), zeros past the matrix's rows and past K.
+  bf16_rows unit_quant_rows(const char* base, std::int64_t row_bytes, int type, const float* const* scales, std::int64_t n0,
+                            std::int64_t n_rows, std::int64_t k0, std::int64_t kl, int thread, int slot) const;
+  // The 16 weight rows from n0 of an expert's gate (part 0), up (1) or down (2) matrix, as
+  // the unit reads them: tile-ordered copy, in place, or panels (unit_rows, unit_quant_rows).
+  bf16_rows unit_weight_rows(const expert& ex, int part, std::int64_t n0, std::int64_t k0, std::int64_t kl, int thread,
+                             int slot) const;
+  // The online quantization (cpu_quantize.cpp): codes and scales into quant_memory_, on all
+  // threads, and the routed experts pointed at them.
+  void quantize_experts(const online_quant& q);
+  struct quant_job {
+    std::int64_t expert;
+    const char* src;
+    std::int64_t src_row;  // bytes
+    int src_type;
+    std::int64_t rows, k;
+    char* dst;
+    std::int64_t dst_row;  // bytes
+    float* scales;         // [rows, groups]
+  };
+  static void run_quant_job(void* self, std::int64_t i, int thread);
+  std::vector<quant_job> quant_jobs_;  // during quantize_experts only
+  online_quant quant_;
+  tile_memory quant_memory_;
+  double quant_seconds_ = 0;
   // Copies every bf16 expert into tile_memory_ (cpu_tile_weights.h), on all threads.
   void make_tile_weights();
   struct tile_job {
+    std::int64_t expert;
     const char* src;
     std::int64_t row_bytes, rows, k_len, steps;
     std::uint16_t* dst;
@@ -151,6 +191,25 @@ class moe_engine {
   const void* weight_slice(const char* row, int type, std::int64_t k0, std::int64_t kl, const float* scale_row,
                            bool panel, float* dst) const;
 
+  // Runs `count` items made in expert order (expert_of(i) never decreases) on the pool: on
+  // several NUMA nodes each node's threads take their own experts' items first.
+  template <class ExpertOf>
+  void run_by_node(std::int64_t count, thread_pool::item_fn fn, ExpertOf expert_of) {
+    const int nodes = numa_.nodes();
+    if (nodes <= 1) {
+      pool_->run(count, fn, this);
+      return;
+    }
+    int n = 0;
+    node_begin_[0] = 0;
+    for (std::int64_t i = 0; i < count; ++i)
+      for (const int en = numa_.node_of_expert(expert_of(i)); n < en;) node_begin_[static_cast<std::size_t>(++n)] = i;
+    while (n < nodes) node_begin_[static_cast<std::size_t>(++n)] = count;
+    pool_->run_by_node(count, fn, this, node_begin_.data(), nodes);
+  }
+  numa_plan numa_;                       // expert_begin {0, E} on one node
+  std::vector<std::int64_t> node_begin_;  // run_by_node's scratch, nodes + 1
+
   std::vector<expert> experts_;  // E routed, then the shared expert if any
   std::int64_t num_experts_ = 0;
   std::int64_t hidden_ = 0;
@@ -158,7 +217,8 @@ class moe_engine {
   bool has_shared_ = false;
   const char* shared_gate_ = nullptr;
   int shared_gate_type_ = elem_bf16;
-  std::uint64_t weight_bytes_ = 0;
+  std::uint64_t weight_bytes_ = 0;  // the experts as the views hold them
+  std::uint64_t scale_bytes_ = 0;   // their scales
   kernel_table kernels_;
   std::unique_ptr<thread_pool> pool_;
 
@@ -195,12 +255,14 @@ class moe_engine {
   std::int64_t kh32_ = 0, ki32_ = 0;
   std::vector<std::uint16_t> xv_, hv_;
   mutable std::vector<std::uint16_t> unit_panel_;  // per thread: 2 x 16 rows x max_pass()
+  mutable std::vector<float> unit_widen_;          // per thread: one quantized row widened, max_pass()
+  bool quantized_ = false;                         // some expert is FP8 or 4-bit
   tile_memory tile_memory_;          // the experts' tile-ordered copies, when made
   std::vector<tile_job> tile_jobs_;  // during make_tile_weights only
   double load_seconds_ = 0;          // spent making them
   std::uint64_t grow_count_ = 0;
 
-  // Per-phase wall time of the forwards (MOEREG_CPU_PHASES), for finding where time goes.
+  // Per-phase wall time of the forwards (option phases), for finding where time goes.
   enum phase { phase_sort, phase_pack, phase_gate_up, phase_down, phase_sum, phase_count };
   struct phase_clock {
     double* seconds;  // [phase_count] totals, then [phase_count] of the last forward

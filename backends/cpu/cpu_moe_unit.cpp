@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The MoE layer's experts on a matrix unit (AMX). Each product is computed transposed,
 // W . X^T, so that the unit's row operand is the weight matrix exactly as it lies in the
 // checkpoint (16 rows, 32 bf16 each, any stride) and only the activations, used by every
@@ -37,7 +38,10 @@ bool moe_engine::plan_unit() {
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     const std::int64_t rows = bucket_begin_[e + 1] - bucket_begin_[e];
     const expert& ex = experts_[e];
-    if (rows == 0 || rows < kernels_.unit_min_rows || ex.w13_type != elem_bf16 || ex.w2_type != elem_bf16) continue;
+    // bf16 weights, or quantized ones dequantized into bf16 panels per pass (f32 stays on the
+    // vector tiles: the unit would round its weights).
+    const bool ok13 = ex.w13_type == elem_bf16 || scaled(ex.w13_type), ok2 = ex.w2_type == elem_bf16 || scaled(ex.w2_type);
+    if (rows == 0 || rows < kernels_.unit_min_rows || !ok13 || !ok2) continue;
     unit_row_[e] = unit_tiles_ * tile_rows;
     unit_tiles_ += ceil_div(rows, tile_rows);
   }
@@ -86,9 +90,12 @@ void moe_engine::size_unit_buffers() {
   xv_.assign(padded * static_cast<std::size_t>(kh32_), 0);
   hv_.assign(padded * static_cast<std::size_t>(ki32_), 0);
   unit_tile_bucket_.assign(padded / tile_rows + 1, 0);
-  // Panels serve weights read in place; with the tile-ordered copy every unit expert has tiles.
-  if (unit_panel_.empty() && tile_memory_.bytes() == 0)
+  // Panels serve weights read in place and quantized ones; with the tile-ordered copy every
+  // bf16 unit expert has tiles.
+  if (unit_panel_.empty() && (tile_memory_.bytes() == 0 || quantized_))
     unit_panel_.assign(static_cast<std::size_t>(pool_->size()) * 2 * tile_rows * static_cast<std::size_t>(max_pass()), 0);
+  if (unit_widen_.empty() && quantized_)
+    unit_widen_.assign(static_cast<std::size_t>(pool_->size()) * static_cast<std::size_t>(max_pass()), 0.0f);
 }
 
 bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, const std::uint16_t* tiles, std::int64_t k_steps,
@@ -101,6 +108,47 @@ bf16_rows moe_engine::unit_rows(const char* base, std::int64_t row_bytes, const 
   std::uint16_t* panel = unit_panel_.data() + static_cast<std::size_t>((2 * thread + slot) * tile_rows * max_pass());
   kernels_.unit.load_rows(first, row_bytes, static_cast<int>(std::min(tile_rows, n_rows - n0)), kl, steps, panel);
   return {panel, 64, 1024};
+}
+
+bf16_rows moe_engine::unit_quant_rows(const char* base, std::int64_t row_bytes, int type, const float* const* scales,
+                                      std::int64_t n0, std::int64_t n_rows, std::int64_t k0, std::int64_t kl, int thread,
+                                      int slot) const {
+  const std::int64_t steps = ceil_div(kl, step_k), rows = std::min(tile_rows, n_rows - n0);
+  std::uint16_t* panel = unit_panel_.data() + static_cast<std::size_t>((2 * thread + slot) * tile_rows * max_pass());
+  float* f = unit_widen_.data() + static_cast<std::size_t>(thread * max_pass());
+  for (std::int64_t r = 0; r < tile_rows; ++r) {
+    if (r < rows) kernels_.widen[type](base + (n0 + r) * row_bytes, k0, kl, scales[r], scale_b1_, f);
+    for (std::int64_t st = 0; st < steps; ++st) {
+      std::uint16_t* d = panel + st * tile_elems + r * step_k;
+      for (std::int64_t c = 0; c < step_k; ++c) {
+        const std::int64_t k = st * step_k + c;
+        d[c] = r < rows && k < kl ? to_bf16(f[k]) : 0;
+      }
+    }
+  }
+  return {panel, 64, 1024};
+}
+
+bf16_rows moe_engine::unit_weight_rows(const expert& ex, int part, std::int64_t n0, std::int64_t k0, std::int64_t kl, int thread,
+                                       int slot) const {
+  const std::int64_t I = ex.inter;
+  if (part < 2) {
+    const char* base = ex.w13 + (part == 1 ? I * ex.w13_row : 0);
+    if (scaled(ex.w13_type)) {
+      const float* sc[tile_rows] = {};
+      for (std::int64_t r = 0; r < tile_rows && n0 + r < I; ++r) sc[r] = w13_scale_row(ex, (part == 1 ? I : 0) + n0 + r);
+      return unit_quant_rows(base, ex.w13_row, ex.w13_type, sc, n0, I, k0, kl, thread, slot);
+    }
+    const std::int64_t ksh = kh32_ / step_k;
+    const std::uint16_t* tiles = ex.t13 ? ex.t13 + (part == 1 ? ceil_div(I, tile_rows) * ksh * tile_elems : 0) : nullptr;
+    return unit_rows(base, ex.w13_row, tiles, ksh, n0, I, k0, kl, thread, slot);
+  }
+  if (scaled(ex.w2_type)) {
+    const float* sc[tile_rows] = {};
+    for (std::int64_t r = 0; r < tile_rows && n0 + r < hidden_; ++r) sc[r] = ex.w2_scale + ((n0 + r) / scale_b0_) * ex.w2_scale_row;
+    return unit_quant_rows(ex.w2, ex.w2_row, ex.w2_type, sc, n0, hidden_, k0, kl, thread, slot);
+  }
+  return unit_rows(ex.w2, ex.w2_row, ex.t2, round_up(I, step_k) / step_k, n0, hidden_, k0, kl, thread, slot);
 }
 
 // The blocks of one A pair (na weight tiles) against every pair of the item's token tiles
@@ -129,15 +177,13 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
   const std::int64_t pairs = ceil_div(tiles, 2), blocks = ceil_div(it.col1 - it.col0, tile_rows);
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(acc_floats);
   const std::int64_t kp = unit_pass(hidden_, pairs);
-  const std::uint16_t* up_tiles = ex.t13 ? ex.t13 + ceil_div(I, tile_rows) * ksh * tile_elems : nullptr;
   mu.begin();
   for (std::int64_t k0 = 0; k0 < hidden_; k0 += kp) {
     const std::int64_t kl = std::min(kp, hidden_ - k0), steps = ceil_div(kl, step_k);
     for (std::int64_t j = 0; j < blocks; ++j) {
       const std::int64_t n0 = it.col0 + tile_rows * j;
       // A_0: 16 gate rows, A_1: the matching up rows.
-      const bf16_rows a[2] = {unit_rows(ex.w13, ex.w13_row, ex.t13, ksh, n0, I, k0, kl, thread, 0),
-                              unit_rows(ex.w13 + I * ex.w13_row, ex.w13_row, up_tiles, ksh, n0, I, k0, kl, thread, 1)};
+      const bf16_rows a[2] = {unit_weight_rows(ex, 0, n0, k0, kl, thread, 0), unit_weight_rows(ex, 1, n0, k0, kl, thread, 1)};
       unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
     }
   }
@@ -176,8 +222,8 @@ void moe_engine::unit_down(const item& it, int thread) {
       // A_0, A_1: two consecutive 16-row tiles of w2 (one at the item's end).
       const std::int64_t n0 = it.col0 + 2 * tile_rows * j;
       const int na = n0 + tile_rows < it.col1 ? 2 : 1;
-      bf16_rows a[2] = {unit_rows(ex.w2, ex.w2_row, ex.t2, ksi, n0, hidden_, k0, kl, thread, 0), {}};
-      if (na > 1) a[1] = unit_rows(ex.w2, ex.w2_row, ex.t2, ksi, n0 + tile_rows, hidden_, k0, kl, thread, 1);
+      bf16_rows a[2] = {unit_weight_rows(ex, 2, n0, k0, kl, thread, 0), {}};
+      if (na > 1) a[1] = unit_weight_rows(ex, 2, n0 + tile_rows, k0, kl, thread, 1);
       unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
     }
   }
@@ -225,12 +271,14 @@ void moe_engine::make_tile_weights() {
   }
   std::uint16_t* dst = tile_memory_.data();
   tile_jobs_.clear();
+  std::int64_t e = 0;
   auto add = [&](const char* src, std::int64_t row_bytes, std::int64_t rows, std::int64_t k_len) {
     const std::int64_t steps = ceil_div(k_len, step_k);
     for (std::int64_t n0 = 0; n0 < rows; n0 += tile_rows, dst += steps * tile_elems)
-      tile_jobs_.push_back({src + n0 * row_bytes, row_bytes, std::min(tile_rows, rows - n0), k_len, steps, dst});
+      tile_jobs_.push_back({e, src + n0 * row_bytes, row_bytes, std::min(tile_rows, rows - n0), k_len, steps, dst});
   };
   for (expert& ex : experts_) {
+    e = &ex - experts_.data();
     if (ex.w13_type != elem_bf16 || ex.w2_type != elem_bf16) continue;
     ex.t13 = dst;
     add(ex.w13, ex.w13_row, ex.inter, hidden_);
@@ -238,7 +286,9 @@ void moe_engine::make_tile_weights() {
     ex.t2 = dst;
     add(ex.w2, ex.w2_row, hidden_, ex.inter);
   }
-  pool_->run(static_cast<std::int64_t>(tile_jobs_.size()), &run_tile_job, this);
+  // Written by the threads of each expert's node: first touch places the copy there.
+  run_by_node(static_cast<std::int64_t>(tile_jobs_.size()), &run_tile_job,
+              [this](std::int64_t i) { return tile_jobs_[static_cast<std::size_t>(i)].expert; });
   tile_jobs_ = {};
 }
 

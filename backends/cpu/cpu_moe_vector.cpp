@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The MoE layer's experts on the vector tiles (cpu_kernels.h): for each work item, K passes
 // over its weight rows (read in place, or widened into f32 panels: FP8 always) against its
 // tokens' activations (read in place, or widened to f32 once per pass), gate and up as
@@ -39,7 +40,7 @@ class next_tile_prefetch {
 }  // namespace
 
 bool moe_engine::use_panel(int weight_type, std::int64_t rows) const {
-  return weight_type == elem_fp8 || (kernels_.panel_min_rows > 0 && rows >= kernels_.panel_min_rows);
+  return scaled(weight_type) || (kernels_.panel_min_rows > 0 && rows >= kernels_.panel_min_rows);
 }
 
 const float* moe_engine::w13_scale_row(const expert& ex, std::int64_t r) const {
@@ -50,7 +51,7 @@ const float* moe_engine::w13_scale_row(const expert& ex, std::int64_t r) const {
 
 const void* moe_engine::weight_slice(const char* row, int type, std::int64_t k0, std::int64_t kl, const float* scale_row,
                                      bool panel, float* dst) const {
-  if (!panel) return row + k0 * static_cast<std::int64_t>(elem_bytes(type));
+  if (!panel) return row + weight_offset(type, k0);
   if (type == elem_f32) std::memcpy(dst, row + k0 * 4, static_cast<std::size_t>(kl) * 4);
   else kernels_.widen[type](row, k0, kl, scale_row, scale_b1_, dst);
   return dst;
@@ -84,7 +85,6 @@ void moe_engine::gate_up(const item& it, int thread) {
   const item_plan p = plan_for(ex.w13_type, rows);
   const bool h_bf16 = x_type_ == elem_bf16;
   const std::int64_t a_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
-  const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w13_type));
   const std::int64_t kp = pass_length(p, rows, hidden_);
   // acc row r: [gate sums of the item's pairs | up sums], kept across K passes.
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(max_item_rows * 2 * max_item_pairs);
@@ -107,8 +107,8 @@ void moe_engine::gate_up(const item& it, int thread) {
         // The next tile: these pairs' up rows, or the next pairs' gate rows.
         const std::int64_t next_row = half == 0 ? ex.inter + j : j + p.tn;
         const std::int64_t next_n = half == 0 ? np : std::min<std::int64_t>(p.tn, it.col1 - (j + p.tn));
-        next_tile_prefetch prefetch(next_n > 0 ? ex.w13 + next_row * ex.w13_row + k0 * b_elem : nullptr, ex.w13_row, next_n,
-                                    kl * b_elem, (rows + p.tm - 1) / p.tm);
+        next_tile_prefetch prefetch(next_n > 0 ? ex.w13 + next_row * ex.w13_row + weight_offset(ex.w13_type, k0) : nullptr,
+                                    ex.w13_row, next_n, weight_offset(ex.w13_type, kl + 1), (rows + p.tm - 1) / p.tm);
         for (int i = 0; i < np; ++i) {
           const std::int64_t wr = half * ex.inter + j + i;
           b[i] = weight_slice(ex.w13 + wr * ex.w13_row, ex.w13_type, k0, kl, p.b_panel ? w13_scale_row(ex, wr) : nullptr,
@@ -154,7 +154,6 @@ void moe_engine::down(const item& it, int thread) {
   const std::int64_t rows = it.row1 - it.row0;
   const item_plan p = plan_for(ex.w2_type, rows);  // h has x's precision
   const std::int64_t h_elem = static_cast<std::int64_t>(elem_bytes(x_type_));
-  const std::int64_t b_elem = static_cast<std::int64_t>(elem_bytes(ex.w2_type));
   const std::int64_t kp = pass_length(p, rows, ex.inter);
   const char* h = reinterpret_cast<const char*>(h_.data());
   float* pa = p.a_widen ? panel_a_.data() + static_cast<std::size_t>(thread * max_item_rows * panel_k_) : nullptr;
@@ -170,8 +169,8 @@ void moe_engine::down(const item& it, int thread) {
     for (std::int64_t n = it.col0; n < it.col1; n += p.tn) {
       const int nr = static_cast<int>(std::min<std::int64_t>(p.tn, it.col1 - n));
       const std::int64_t next_n = std::min<std::int64_t>(p.tn, it.col1 - (n + p.tn));
-      next_tile_prefetch prefetch(next_n > 0 ? ex.w2 + (n + p.tn) * ex.w2_row + k0 * b_elem : nullptr, ex.w2_row, next_n,
-                                  kl * b_elem, (rows + p.tm - 1) / p.tm);
+      next_tile_prefetch prefetch(next_n > 0 ? ex.w2 + (n + p.tn) * ex.w2_row + weight_offset(ex.w2_type, k0) : nullptr,
+                                  ex.w2_row, next_n, weight_offset(ex.w2_type, kl + 1), (rows + p.tm - 1) / p.tm);
       for (int i = 0; i < nr; ++i) {
         const float* srow = p.b_panel && ex.w2_scale ? ex.w2_scale + ((n + i) / scale_b0_) * ex.w2_scale_row : nullptr;
         b[i] = weight_slice(ex.w2 + (n + i) * ex.w2_row, ex.w2_type, k0, kl, srow, p.b_panel, pb + i * kp);

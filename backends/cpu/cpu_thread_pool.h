@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_thread_pool.h - a persistent pool: threads start at create, each forward hands them
 // a flat list of work items through one function pointer (no allocation per call).
 #pragma once
@@ -13,8 +14,11 @@ namespace moereg::cpu {
 
 class thread_pool {
  public:
-  // `threads` counts the calling thread: threads - 1 workers are started.
-  explicit thread_pool(int threads);
+  // `threads` counts the calling thread: threads - 1 workers are started. With thread_cpu
+  // (one per thread), worker t pins itself to CPU thread_cpu[t] (the caller, thread 0, is the
+  // host's and stays as it is); thread_node (one per thread) says whose items each takes
+  // first in run_by_node.
+  explicit thread_pool(int threads, std::vector<int> thread_cpu = {}, std::vector<int> thread_node = {});
   ~thread_pool();
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
@@ -25,6 +29,10 @@ class thread_pool {
   // time by whichever thread is free; returns when all are done. Not reentrant.
   using item_fn = void (*)(void* context, std::int64_t item, int thread);
   void run(std::int64_t items, item_fn fn, void* context);
+  // The same with the items grouped by node: node n's are [node_begin[n], node_begin[n + 1])
+  // (node_begin has nodes + 1 entries). Each thread drains its own node's items first, then
+  // helps the others.
+  void run_by_node(std::int64_t items, item_fn fn, void* context, const std::int64_t* node_begin, int nodes);
 
  private:
   void work(int thread);
@@ -41,6 +49,12 @@ class thread_pool {
   void* context_ = nullptr;
   std::int64_t items_ = 0;
   std::atomic<std::int64_t> next_{0};
+  // run_by_node: per node the next item and the end (nodes_ = 0 in plain run).
+  static constexpr int max_nodes = 64;
+  int nodes_ = 0;
+  std::atomic<std::int64_t> node_next_[max_nodes];
+  std::int64_t node_end_[max_nodes] = {};
+  std::vector<int> thread_node_;
 };
 
 }  // namespace moereg::cpu

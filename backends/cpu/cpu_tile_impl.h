@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_tile_impl.h - the dot-product tile written once over a vector type V, instantiated
 // by each kernel translation unit with its own ISA. No STL: see cpu_kernels.h.
 //
@@ -102,6 +103,57 @@ void widen_fp8(const void* row, std::int64_t k0, std::int64_t n, const float* sc
   }
 }
 
+// The values of the 4-bit codes before scaling: symmetric int4 (q - 8) and MXFP4's e2m1.
+inline constexpr float int4_codes[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
+inline constexpr float e2m1_codes[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+// A 4-bit row segment times its group scales: per group the 16 code values are scaled once
+// (each product rounded once, as q x s), then every element is one table lookup.
+template <class V, const float* Codes>
+void widen_nibbles(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row, std::int64_t scale_cols,
+                   float* dst) {
+  const std::uint8_t* p = static_cast<const std::uint8_t*>(row);
+  const std::int64_t end = k0 + n;
+  std::int64_t k = k0;
+  float tab[16];
+  while (k < end) {
+    const std::int64_t group = k / scale_cols;
+    const std::int64_t seg_end = (group + 1) * scale_cols < end ? (group + 1) * scale_cols : end;
+    const float s = scale_row[group];
+    for (int q = 0; q < 16; ++q) tab[q] = Codes[q] * s;
+    if (k & 1) {
+      dst[k - k0] = tab[p[k >> 1] >> 4];
+      ++k;
+    }
+    float* d = dst + (k - k0);
+    const std::uint8_t* b = p + (k >> 1);
+    const std::int64_t pairs = (seg_end - k) >> 1;
+    for (std::int64_t j = 0; j < pairs; ++j) {
+      d[2 * j] = tab[b[j] & 15];
+      d[2 * j + 1] = tab[b[j] >> 4];
+    }
+    k += 2 * pairs;
+    if (k < seg_end) {
+      dst[k - k0] = tab[p[k >> 1] & 15];
+      ++k;
+    }
+  }
+}
+
+// An int8 row segment times its group scales.
+template <class V>
+void widen_int8(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row, std::int64_t scale_cols, float* dst) {
+  const std::int8_t* p = static_cast<const std::int8_t*>(row);
+  const std::int64_t end = k0 + n;
+  std::int64_t k = k0;
+  while (k < end) {
+    const std::int64_t group = k / scale_cols;
+    const std::int64_t seg_end = (group + 1) * scale_cols < end ? (group + 1) * scale_cols : end;
+    const float s = scale_row[group];
+    for (; k < seg_end; ++k) dst[k - k0] = static_cast<float>(p[k]) * s;
+  }
+}
+
 template <template <int, int> class Tile, int M = 1, int N = 1>
 void fill_tiles(tile_fn (&t)[max_tile_m][max_tile_n]) {
   t[M - 1][N - 1] = &Tile<M, N>::run;
@@ -125,6 +177,9 @@ struct fma_tiles {
     fill_tiles<bb>(t.tiles[elem_bf16][elem_bf16]);
     t.widen[elem_bf16] = &widen_bf16<V>;
     t.widen[elem_fp8] = &widen_fp8<V>;
+    t.widen[elem_int4] = &widen_nibbles<V, int4_codes>;
+    t.widen[elem_mxfp4] = &widen_nibbles<V, e2m1_codes>;
+    t.widen[elem_int8] = &widen_int8<V>;
   }
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cpu_tile_weights.h - an optional copy of the bf16 experts in the matrix unit's own tile
 // order, made once at create: for each 16-row tile of a weight matrix, its K steps of
 // 16 x 32 bf16 follow one another as contiguous KiB tiles (zeros past the last row and past

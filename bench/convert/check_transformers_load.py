@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Does transformers 5 load moereg's output? Loads the source (hf) and moereg's
 transformers_v5 output with transformers and compares every parameter bit for bit.
 

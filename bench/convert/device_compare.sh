@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # On a GPU host with PyTorch and transformers 5 (the lent device machine): moereg's
 # hf -> transformers_v5 conversion beside `cp -r`, a safetensors+torch merge script and
 # transformers 5 load+save, in one run on one checkpoint (E=128 H=2048 I=768, LAYERS layers),
@@ -22,7 +23,7 @@ warm; $T moereg_back -- "$M" convert "$W/moereg" "$W/moereg_back" --to hf >> "$r
 for t in 1 4; do
   warm; $T moereg_t$t -- "$M" convert "$W/hf" "$W/m$t" --to transformers_v5 --threads $t >> "$res"; rm -rf "$W/m$t"; sync
 done
-warm; MOEREG_NO_COPY_FILE_RANGE=1 $T moereg_pwrite -- "$M" convert "$W/hf" "$W/mp" --to transformers_v5 >> "$res"; rm -rf "$W/mp"; sync
+warm; $T moereg_pwrite -- "$M" convert "$W/hf" "$W/mp" --to transformers_v5 --no-copy-file-range >> "$res"; rm -rf "$W/mp"; sync
 warm; $T moereg_shards1G -- "$M" convert "$W/hf" "$W/ms" --to transformers_v5 --shard-size 1GB >> "$res"; rm -rf "$W/ms"; sync
 warm; $T moereg_1file -- "$M" convert "$W/hf" "$W/m1" --to transformers_v5 --shard-size 0 >> "$res"; rm -rf "$W/m1"; sync
 warm; $T moereg_1f_1t -- "$M" convert "$W/hf" "$W/m1" --to transformers_v5 --shard-size 0 --threads 1 >> "$res"; rm -rf "$W/m1"; sync

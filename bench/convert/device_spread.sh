@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # device_spread.sh [LAYERS] [ROUNDS] - the spread of `cp -r`, hf -> transformers_v5 and back,
 # alternated ROUNDS times on one synthetic checkpoint (page cache warm before each command), so
 # that a ratio to `cp` is read against cp's own run-to-run spread. Needs .carry/ from

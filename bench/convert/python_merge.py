@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The way users fuse experts today without moereg: a safetensors + torch merge script.
 
 Loads each shard of a per-expert (hf) Qwen3-MoE checkpoint, stacks gate/up/down per layer,

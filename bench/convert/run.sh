@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Conversion throughput and memory: a synthetic Qwen3-30B-A3B-shaped checkpoint (E=128
 # H=2048 I=768, LAYERS layers, about 1.2 GB of experts per layer) converted hf ->
 # transformers_v5 and back, beside `cp -r` of the same files in the same run, page cache

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Run a command; print its wall time (s) and peak resident memory (MiB) of its process tree.
 Usage: timeit.py NAME -- COMMAND...   (stdout/stderr of the command go to /dev/null)"""
 import resource

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The other way users do it: let transformers 5 load the per-expert checkpoint (it fuses
 the experts on load) and write its in-memory parameters (transformers_v5 layout).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // amx_bench.cpp - what the AMX unit of this machine does per core and across cores, in the
 // CPU backend's block shape (4 accumulators, 2 weight tiles x 2 activation tiles per step).
 // A standalone yardstick for the engine's GFLOP/s (docs/bench-cpu.md), not built by CMake:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # device_cpu.sh - the CPU backend on the GPU machine's host CPU (16 cores): its tests (every ISA
 # the CPU runs, AVX-512 included where present) and `moe bench --backend cpu` for the three
 # presets against PyTorch's eager loop on the same cores. Needs .carry/ from bench/device/stage.sh.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // engine_bench.cpp - times a cpu backend library through its C ABI on synthetic bf16 experts
 // (E, H, I, K as given; random distinct expert ids, bf16 input) and prints, per T, the wall
 // time and the process CPU time of one forward. On a shared machine the CPU-time GFLOP/s

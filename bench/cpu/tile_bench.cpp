@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tile_bench.cpp - one thread runs each AVX2 tile of the cpu backend over 64 activation rows
 // x 64 weight rows of K elements (all in L2, as in the engine's K passes) and prints GFLOP/s
 // per second of the thread's own CPU time, so the figure holds on a loaded machine.

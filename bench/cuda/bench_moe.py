@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench_moe.py - one run, one GPU: moereg's CUDA backend (through its C ABI, via ctypes)
 against torch._grouped_mm as transformers 5 uses it, transformers' eager per-expert loop,
 and the roofline floor measured in the same run, for three real MoE layer shapes.
@@ -72,7 +73,13 @@ class Api(C.Structure):
                 ("route", C.c_void_p), ("alloc", C.c_void_p), ("free", C.c_void_p), ("copy", C.c_void_p),
                 ("synchronize", C.CFUNCTYPE(C.c_void_p, C.c_void_p)),
                 ("describe", C.CFUNCTYPE(C.c_void_p, C.c_void_p, Sink)),
-                ("get_extension", C.c_void_p)]
+                ("get_extension", C.c_void_p),
+                ("create_with_options", C.CFUNCTYPE(C.c_void_p, C.POINTER(Weights), C.c_void_p, C.POINTER(Options),
+                                                    C.c_void_p, C.c_size_t, C.POINTER(C.c_void_p)))]
+
+
+class Option(C.Structure):
+    _fields_ = [("key", C.c_char_p), ("value", C.c_char_p)]
 
 
 _statuses = {}
@@ -120,7 +127,8 @@ class Backend:
         self.score = self.api.probe(reason, 256)
         self.reason = reason.value.decode()
 
-    def create(self, w13, w2, sw13=None, sw2=None):
+    def create(self, w13, w2, sw13=None, sw2=None, options=None):
+        """options: backend options as a dict ({"tiles": "m64"}), passed to create_with_options."""
         w = Weights()
         E, I2, H = w13.shape
         w.num_experts, w.hidden, w.intermediate = E, H, I2 // 2
@@ -129,7 +137,12 @@ class Backend:
             w.shared_intermediate = sw13.shape[0] // 2
             w.shared_w13, w.shared_w2 = view(sw13, MEM_HOST), view(sw2, MEM_HOST)
         h = C.c_void_p()
-        check(self.api.create(C.byref(w), None, C.byref(Options()), C.byref(h)))
+        if options:
+            kv = (Option * len(options))(*[Option(k.encode(), v.encode()) for k, v in options.items()])
+            check(self.api.create_with_options(C.byref(w), None, C.byref(Options()), C.cast(kv, C.c_void_p),
+                                               len(options), C.byref(h)))
+        else:
+            check(self.api.create(C.byref(w), None, C.byref(Options()), C.byref(h)))
         return h
 
     def describe(self, h):
@@ -275,6 +288,8 @@ def main():
         hs2 = sw2.cpu() if Is else None
         h = be.create(hw13, hw2, hs13, hs2)
         desc = be.describe(h)
+        # One more handle per forced tile shape (backend option tiles=...), for the tile table.
+        forced = {tl: be.create(hw13, hw2, hs13, hs2, {"tiles": tl}) for tl in TILES} if args.tiles else {}
         del hw13, hw2, hs13, hs2
         print(f"\n{name}: E={E} H={H} I={I} K={K} shared={Is}; backend load {desc['load_gbps']:.1f} GB/s "
               f"(pinned H2D measured {desc['h2d_gbps']:.1f} GB/s), {desc['bytes_on_device'] / 1e9:.2f} GB, "
@@ -295,14 +310,10 @@ def main():
             flops = 2 * T * K * 3 * H * I + (2 * T * 3 * H * Is if Is else 0)
             floor = max(bytes_ / bw, flops / tf) * 1e3
             row = {"shape": name, "T": T, "experts_hit": hit, "floor_ms": floor}
-            os.environ.pop("MOEREG_CUDA_TILES", None)
             row["moereg_ms"], _ = time_ms(run_moereg)
             row["tiles"] = be.describe(h)["last_tiles"]
-            if args.tiles:
-                for tl in TILES:
-                    os.environ["MOEREG_CUDA_TILES"] = tl
-                    row[f"moereg_{tl}_ms"], _ = time_ms(run_moereg)
-                os.environ.pop("MOEREG_CUDA_TILES", None)
+            for tl, fh in forced.items():
+                row[f"moereg_{tl}_ms"], _ = time_ms(lambda: be.forward(fh, xv, iv, wv, ov))
             try:
                 ref = grouped_mm_forward(x, ids, wts, w13, w2, sw13, sw2)
                 row["grouped_mm_ms"], _ = time_ms(lambda: grouped_mm_forward(x, ids, wts, w13, w2, sw13, sw2))
@@ -327,6 +338,8 @@ def main():
                   flush=True)
             del x, out, ids, wts
         be.api.destroy(h)
+        for fh in forced.values():
+            be.api.destroy(fh)
         del w13, w2, sw13, sw2
         torch.cuda.empty_cache()
 

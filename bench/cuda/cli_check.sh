@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # cli_check.sh - on the GPU machine, with .carry/ from bench/device/stage.sh: `moereg moe run`
 # through the command line on every fixture, with --backend cuda and --backend cpu, compared
 # with the fixture's transformers output (relative L2) and with each other (top-k id sets).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # run_all.sh - on the GPU machine, from the repository root, with .carry/ from
 # bench/device/stage.sh: the steps named in STEPS (default: all), logs under $OUT.
 #   tests    the CUDA backend's GoogleTest suite (moereg_cuda_tests)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # stage.sh [BUILD_DIR] - everything the GPU machine needs, built here, into .carry/ (git-ignored):
 # the moereg binary with its plugins and both backends, the test binaries, the shared libraries
 # the binary needs that the device image may lack, and the fixtures (small). Then on the device:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Opening a checkpoint reads headers only. Writes a synthetic Qwen3-30B-A3B-shaped checkpoint
 # (E=128 H=2048 I=768; LAYERS layers, about 1.2 GB each), evicts it from the page cache, then
 # times `moereg inspect` against reading just the files' headers with head -c (the least any

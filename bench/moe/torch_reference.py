@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """The reference `moereg moe bench` times beside its own backend, on the same weights.
 
 Runs the per-expert loop of transformers' eager MoE path (for each expert hit: gate/up

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dequant_bench.cpp - dequantization to bf16, one thread, on DeepSeek-V3-sized matrices
 // (2048 x 7168): FP8 E4M3 with 128x128 block scales and with per-channel scales, MXFP4
 // (32-element groups), symmetric int4 pack-quantized and GPTQ (128-element groups). Not built by CMake:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg demo: every feature that exists, on a small checkpoint it writes itself.
 #include <unistd.h>
 
@@ -6,6 +7,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "moereg/base/units.h"
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/checkpoint/compare.h"
 #include "moereg/checkpoint/summary.h"
@@ -22,8 +24,8 @@ class step_timer {
     std::cout << "==> " << what_ << "\n";
   }
   ~step_timer() {
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
-    std::cout << "    done in " << ms << " ms\n";
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::cout << "    done in " << format_duration(seconds) << "\n";
   }
 
  private:
@@ -63,7 +65,7 @@ int run_demo(const std::vector<std::string>& args, global_options& globals) {
   {
     step_timer t("write example checkpoint (qwen3_moe shapes: E=8 H=64 I=32, 2 layers) to " + src);
     std::uint64_t bytes = write_synthetic_qwen3_moe(src, dims, {});
-    std::cout << "    " << bytes << " bytes of tensors\n";
+    std::cout << "    " << human_bytes(bytes) << " of tensors\n";
   }
   {
     step_timer t("inspect " + src);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg moe: the MoE-layer commands, `moe run` (cmd_moe_run.cpp) and `moe bench`
 // (cmd_moe_bench.cpp).
 #include <iostream>

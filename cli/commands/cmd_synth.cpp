@@ -1,33 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
 // moereg synth: a synthetic checkpoint of real MoE shapes, for benchmarks and demos.
 #include <iostream>
 
 #include "command.h"
+#include "moereg/base/cancel.h"
+#include "moereg/base/error.h"
+#include "moereg/base/json.h"
 #include "moereg/checkpoint/summary.h"
+#include "moereg/lora/synthetic_lora.h"
 #include "moereg/synth/synthetic_checkpoint.h"
+#include "option_values.h"
 
 namespace moereg::cli {
 
 int run_synth(const std::vector<std::string>& args, global_options& globals) {
-  command_parser p("synth OUT [--preset NAME] [--layers N] [--shard-size BYTES] [--seed S]",
+  command_parser p("synth OUT [--preset NAME] [--layers N] [--shard-size SIZE] [--seed S] [--lora R [--lora-out DIR]]",
                    "Write a synthetic qwen3_moe-layout checkpoint (hf layout: one tensor per expert and\n"
                    "projection) with random bf16 weights. Presets: tiny (E=8 H=64 I=32),\n"
                    "qwen3_30b_a3b (E=128 H=2048 I=768, about 1.2 GB of experts per layer).");
   p.options().add_options()("out", po::value<std::string>()->required(), "output directory (must not exist or be empty)")(
       "preset", po::value<std::string>()->default_value("tiny"), "tiny or qwen3_30b_a3b")(
-      "layers", po::value<int>()->default_value(2), "decoder layers")(
-      "shard-size", po::value<std::uint64_t>()->default_value(0), "bytes per shard; 0 = one file")(
-      "seed", po::value<std::uint64_t>()->default_value(1), "random seed")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)");
+      "layers", po::value<std::string>()->default_value("2"), "decoder layers, 1 to 65536")(
+      "shard-size", po::value<std::string>()->default_value("0"), "cut shards at this size (5GB, 500MB, 2GiB, bytes); 0 = one file")(
+      "seed", po::value<std::string>()->default_value("1"), "random seed")(
+      "threads", po::value<std::string>()->default_value("0"), "threads, 0 to 4096 (0 = all cores)")(
+      "lora", po::value<std::string>(), "also write a random rank-R LoRA adapter on every expert (PEFT ParamWrapper form), R 1 to 65536")(
+      "lora-out", po::value<std::string>(), "the adapter's directory (default: OUT-lora)");
   p.positional("out", 1);
   auto vm = p.parse(args, globals);
-  synthetic_dims d = synthetic_preset(vm["preset"].as<std::string>(), vm["layers"].as<int>());
+  const int layers = static_cast<int>(integer_value(cli_value(vm, "layers"), 1, 65536, "decoder layers"));
   synthetic_options o;
-  o.shard_size = vm["shard-size"].as<std::uint64_t>();
-  o.seed = vm["seed"].as<std::uint64_t>();
-  o.threads = vm["threads"].as<int>();
-  std::uint64_t bytes = write_synthetic_qwen3_moe(vm["out"].as<std::string>(), d, o);
+  o.shard_size = size_value(cli_value(vm, "shard-size"));
+  o.seed = uint64_value(cli_value(vm, "seed"));
+  o.threads = threads_value(cli_value(vm, "threads"));
+  synthetic_dims d = synthetic_preset(vm["preset"].as<std::string>(), layers);
+  std::string out = vm["out"].as<std::string>();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  const int lora_rank = vm.count("lora") ? static_cast<int>(integer_value(cli_value(vm, "lora"), 1, 65536, "LoRA rank")) : 0;
+  std::uint64_t bytes = 0;
+  {
+    cancel_on_signals on_signals;  // a signal stops the writer, which then removes what it wrote
+    try {
+      bytes = write_synthetic_qwen3_moe(out, d, o);
+      if (lora_rank > 0) {
+        std::string dir = vm.count("lora-out") ? vm["lora-out"].as<std::string>() : out + "-lora";
+        std::uint64_t lb = write_synthetic_lora(dir, out, d, lora_rank, o.seed);
+        if (!globals.json) std::cout << "wrote " << dir << ": rank-" << lora_rank << " adapter, " << human_bytes(lb) << "\n";
+      }
+    } catch (const cancelled& c) {
+      throw cancelled(c.signal_number(), out + ": everything this run wrote was removed");
+    }
+  }
   if (globals.json)
-    std::cout << "{\"out\": \"" << vm["out"].as<std::string>() << "\", \"total_bytes\": " << bytes << "}\n";
+    std::cout << json::dump(json::value(json::object{{"out", json::value(vm["out"].as<std::string>())},
+                                                      {"total_bytes", json::value(bytes)}}),
+                            2)
+              << "\n";
   else
     std::cout << "wrote " << vm["out"].as<std::string>() << ": " << human_bytes(bytes) << " of tensors\n";
   return 0;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hook library of the acme_moe example plugin, compiled against moereg's installed SDK only.
 //
 // swap_halves: exchanges the two halves of a tensor's outermost dimension, byte for byte

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // family_without_hooks.h - the hook library of a family whose plugin.yaml says everything.
 //
 // Such a library exports the table with its identity and no hooks: it is still the unit a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rotary_qk_rows.h - the per-head row order of the rotary query/key projections, shared by
 // the hook libraries whose layouts store it the "native" way (a hook named permute_qk).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hooks of the mistral plugin: params.json <-> config.json, and the per-head row order of
 // wq/wk (plugins/common/rotary_qk_rows.h, shared with the mixtral plugin's .gguf layout).
 // Compiled against the SDK headers only; yaml-cpp reads params.json (JSON is YAML).

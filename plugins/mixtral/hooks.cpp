@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hook library of the mixtral family plugin. One hook: permute_qk, the per-head row order of
 // attn_q/attn_k in the `gguf` layout (llama.cpp's `llama` architecture interleaves each head's
 // rotary pairs; plugins/common/rotary_qk_rows.h, shared with the mistral plugin's wq/wk).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # cmake -DSRC=a -DDST=b -P moereg_copy_file.cmake: copy one file and make it, and its
 # directory, non-writable by group and others, whatever the umask, so the registry's trust
 # check accepts the build tree as it accepts an install.

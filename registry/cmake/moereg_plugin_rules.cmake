@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Build rules shared by plugins/ and tests/abi/: how a family plugin or a backend library
 # is laid out in the build tree (mirroring the install tree) and installed.
 set(MOEREG_COPY_FILE_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/moereg_copy_file.cmake)

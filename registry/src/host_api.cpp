@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The host side of the C ABI: statuses (host-allocated, so a plugin never frees host
 // memory), logging into spdlog, and the conversion of a returned status into moereg::error.
 #include <new>

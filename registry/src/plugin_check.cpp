@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/registry/plugin_check.h"
 
 #include <filesystem>
@@ -19,13 +20,15 @@ plugin_check_result check_plugin_dir(const std::string& dir) {
     out.problems.push_back(dir + ": no plugin.yaml, expected a plugin directory holding plugin.yaml");
     return out;
   }
+  // The rules loading applies (the directory checked is the search root here).
+  if (std::string why = manifest_trust_problem(yaml, dir); !why.empty()) out.problems.push_back(why);
   plugin_identity m = read_plugin_identity(yaml);
   out.name = m.name;
   out.version = m.version;
   out.api_version = m.api_version;
-  out.problems = m.errors;
+  out.problems.insert(out.problems.end(), m.errors.begin(), m.errors.end());
   out.unknown_keys = m.warnings;
-  if (m.library.empty() || !m.errors.empty()) return out;
+  if (m.library.empty() || !out.problems.empty()) return out;
   out.library = (fs::path(dir) / m.library).string();
   if (std::string why = library_trust_problem(out.library); !why.empty()) {
     out.problems.push_back(why);

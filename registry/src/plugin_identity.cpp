@@ -1,6 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/registry/plugin_identity.h"
 
 #include "moereg/abi/moereg_abi.h"
+#include "moereg/base/error.h"
+#include "moereg/base/strict_yaml.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -154,13 +157,9 @@ plugin_identity read_plugin_identity(const std::string& yaml_path) {
   plugin_identity m;
   m.path = yaml_path;
   try {
-    m.root = YAML::LoadFile(yaml_path);
-  } catch (const YAML::BadFile&) {
-    m.errors.push_back(yaml_path + ":1: cannot open plugin.yaml");
-    m.root = YAML::Node();
-    return m;
-  } catch (const YAML::Exception& e) {
-    m.errors.push_back(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+    m.root = load_strict_yaml_file(yaml_path);  // duplicate keys refused, with both lines
+  } catch (const error& e) {
+    m.errors.push_back(e.what());
     m.root = YAML::Node();
     return m;
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_library.h (internal) - opens one plugin library with Boost.DLL, resolves its entry
 // through that library's own handle, and checks the table it returns. Each function returns
 // "" on success or the whole refusal reason ("<file>: what, expected X, found Y").

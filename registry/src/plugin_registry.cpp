@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Discovery: walk the search directories in order, make a record for every candidate, and
 // decide statically (manifest, trust, sha256) which one of each name is used. Libraries
 // load later, on demand (plugin_library.cpp).
@@ -81,7 +82,16 @@ std::vector<fs::path> sorted_entries(const fs::path& dir) {
 
 std::string default_installed_root() {
   std::error_code ec;
+  // Inside libmoereg.so (<prefix>/<libdir>/libmoereg.so), the plugins installed with it are
+  // <libdir>/moereg, wherever the program using it lives.
+  fs::path module_dir;
+  try {
+    module_dir = boost::dll::this_line_location().parent_path().string();
+  } catch (const std::exception&) {  // not found: the executable's directory below is used
+  }
   fs::path exe_dir = boost::dll::program_location().parent_path().string();
+  if (!module_dir.empty() && module_dir != exe_dir && fs::is_directory(module_dir / "moereg", ec))
+    return (module_dir / "moereg").lexically_normal().string();
   fs::path candidate = exe_dir / ".." / MOEREG_INSTALL_LIBDIR / "moereg";
   if (fs::is_directory(candidate, ec)) return candidate.lexically_normal().string();
   return (exe_dir / ".." / "lib" / "moereg").lexically_normal().string();
@@ -95,8 +105,9 @@ void plugin_registry::impl::add_dir(const std::string& path, const std::string& 
   // An abi-<N> subdirectory holds plugins built for this API; it lets several releases'
   // plugins live side by side in one directory (GDAL's convention).
   fs::path abi = p / ("abi-" + std::to_string(MOEREG_PLUGIN_API_VERSION));
+  std::string root = p.string();
   if (fs::is_directory(abi, ec)) p = abi;
-  dirs.push_back({p.string(), source, fs::is_directory(p, ec)});
+  dirs.push_back({p.string(), source, fs::is_directory(p, ec), root});
 }
 
 void plugin_registry::impl::scan(std::size_t d) {
@@ -140,13 +151,19 @@ void plugin_registry::impl::add_family(const fs::path& plugin_dir, std::size_t d
   // Checked before the manifest is even read: a checkpoint could ship a plugin.yaml.
   if (std::string why = forbidden_location_problem(r.directory, options.forbidden_dirs, "plugin directory"); !why.empty())
     return refuse(why);
+  // A manifest anyone could have written decides which bytes go where as surely as a
+  // library does: the same rules, before its content is used. Its identity is still read,
+  // so that the refusal names the family it would have served.
+  std::string untrusted = manifest_trust_problem(r.manifest_path, dirs[d].trust_root);
   plugin_identity m = read_plugin_identity(r.manifest_path);
   if (!m.name.empty()) r.name = m.name;
   r.version = m.version;
   r.api_version = m.api_version;
-  r.manifest = m.root;
+  r.name_at = m.where("name");
+  r.hooks_at = m.where("hooks");
   r.model_types = m.model_types;
   r.hooks = m.hooks;
+  if (!untrusted.empty()) return refuse(untrusted);
   if (!m.errors.empty()) return refuse(join(m.errors));
   if (m.library.empty()) {
     r.state = plugin_state::loaded;  // YAML alone: nothing more to load
@@ -306,6 +323,13 @@ std::vector<const plugin_record*> plugin_registry::families() const {
   return out;
 }
 
+std::vector<const plugin_record*> plugin_registry::requested_refusals() const {
+  std::vector<const plugin_record*> out;
+  for (const auto& r : impl_->records)
+    if (r.kind == plugin_kind::family && r.state == plugin_state::refused && r.source != "installed") out.push_back(&r);
+  return out;
+}
+
 std::vector<const plugin_record*> plugin_registry::backends() const {
   impl_->probe_backends();
   std::vector<const plugin_record*> out;
@@ -335,12 +359,8 @@ const moereg_hooks_api* plugin_registry::hooks(const plugin_record& family) {
     throw error("plugin '" + r.name + "' " + to_string(r.state) + ": " + r.reason);
   if (r.library_path.empty()) return nullptr;
   if (auto it = impl_->hook_libs.find(i); it != impl_->hook_libs.end()) return it->second.table;
-  auto line_of = [&](const char* key) {
-    YAML::Node n = r.manifest[key];
-    return r.manifest_path + ":" + std::to_string(n ? n.Mark().line + 1 : 1);
-  };
   detail::hook_library lib;
-  std::string why = detail::open_hook_library(r.library_path, r.name, line_of("name"), r.hooks, line_of("hooks"), lib);
+  std::string why = detail::open_hook_library(r.library_path, r.name, r.name_at, r.hooks, r.hooks_at, lib);
   if (!why.empty()) {
     r.state = plugin_state::refused;
     r.reason = why;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/registry/plugin_trust.h"
 
 #include <sys/stat.h>
@@ -47,6 +48,25 @@ std::string library_trust_problem(const std::string& library_path) {
   std::string lib = real(library_path);
   if (std::string r = check_one(lib, "library"); !r.empty()) return r;
   return check_one(fs::path(lib).parent_path().string(), "directory of library " + fs::path(lib).filename().string());
+}
+
+std::string manifest_trust_problem(const std::string& manifest_path, const std::string& search_root) {
+  fs::path file = real(manifest_path);
+  if (std::string r = check_one(file.string(), "plugin manifest"); !r.empty()) return r;
+  fs::path root = real(search_root.empty() ? file.parent_path().string() : search_root);
+  // The plugin's directory always; then each one above it up to the search directory, when
+  // the manifest is really inside it (a symlink may lead elsewhere: then its own directory).
+  fs::path dir = file.parent_path();
+  auto [ri, di] = std::mismatch(root.begin(), root.end(), dir.begin(), dir.end());
+  bool inside = ri == root.end();
+  for (;;) {
+    std::string what = dir == file.parent_path() ? "directory of plugin manifest " + file.filename().string()
+                                                 : "directory on the plugin search path";
+    if (std::string r = check_one(dir.string(), what); !r.empty()) return r;
+    if (!inside || dir == root || !dir.has_parent_path() || dir.parent_path() == dir) break;
+    dir = dir.parent_path();
+  }
+  return "";
 }
 
 std::string forbidden_location_problem(const std::string& path, const std::vector<std::string>& forbidden_dirs,

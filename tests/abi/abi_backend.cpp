@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A backend library for the registry tests: it is found, version-checked and probed like a
 // real one. It computes nothing: create refuses with MOEREG_UNSUPPORTED, which the tests
 // also use to check that a backend's status reaches the host.
@@ -28,7 +29,9 @@ moereg_status* forward(moereg_backend*, const moereg_tensor_view*, const moereg_
 
 void destroy(moereg_backend*) noexcept {}
 
-const moereg_backend_api table = {MOEREG_PLUGIN_API_VERSION, "abitest", ABI_VERSION, &probe, &create, &forward, &destroy};
+// A version 1 table (the slots up to get_extension, none of API 2), as a backend built
+// before backend options declares it: the host must keep loading it.
+const moereg_backend_api table = {1, "abitest", ABI_VERSION, &probe, &create, &forward, &destroy};
 
 }  // namespace
 

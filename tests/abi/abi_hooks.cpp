@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A tiny hook library for the ABI tests, compiled several times with different macros so
 // each build breaks the contract in exactly one way (see CMakeLists.txt):
 //   ABI_NAME          the table's plugin name

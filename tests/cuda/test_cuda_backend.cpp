@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CUDA backend through its C ABI (dlopen, as the host loads it): every fixture's MoE
 // block reproduced (same top-k sets, relative L2 <= 1e-2), the device router against the
 // core router, random shapes against a float64 reference, every tile shape, and the errors.
@@ -6,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -76,10 +78,18 @@ struct handle_deleter {
 };
 using handle = std::unique_ptr<moereg_backend, handle_deleter>;
 
+// Backend options (tiles, cublas) every create below passes, through create_with_options.
+std::map<std::string, std::string> g_options;
+void set_option(const std::string& key, const std::string& value) { g_options[key] = value; }
+void clear_option(const std::string& key) { g_options.erase(key); }
+
 handle create(const moereg_moe_weights& w, const moereg_routing_params* r, std::string* error = nullptr) {
   moereg_backend_options o{};
   moereg_backend* b = nullptr;
-  std::string e = take(backend_api()->create(&w, r, &o, &b));
+  std::vector<moereg_backend_option> kv;
+  for (const auto& [k, v] : g_options) kv.push_back({k.c_str(), v.c_str()});
+  std::string e = take(kv.empty() ? backend_api()->create(&w, r, &o, &b)
+                                  : backend_api()->create_with_options(&w, r, &o, kv.data(), kv.size(), &b));
   if (error) {
     *error = e;
   } else {
@@ -374,14 +384,14 @@ TEST(CudaRandom, EveryTileShape) {
   ASSERT_NE(backend_api(), nullptr);
   random_layer L(32, 264, 136, 6, 72, false, 4);
   for (const char* tiles : {"m16", "m64", "m128"}) {
-    setenv("MOEREG_CUDA_TILES", tiles, 1);
+    set_option("tiles", tiles);
     for (int T : {5, 611}) {
       double err = run_random(L, T, 11 + T);
       EXPECT_LE(err, 1e-2) << tiles << " T=" << T;
       std::printf("[ tiles    ] %s T=%d rel L2 %.3e\n", tiles, T, err);
     }
   }
-  unsetenv("MOEREG_CUDA_TILES");
+  clear_option("tiles");
 }
 
 // The cuBLAS path (libcublas.so.13 must load: device_run.sh puts it on LD_LIBRARY_PATH), grouped
@@ -393,7 +403,7 @@ TEST(CudaRandom, CublasPathMatchesReference) {
   // T = 1 and 5 leave most of the 32 experts unhit (batched: pointer arrays); T = 611 hits all of
   // them (batched: strided). cublas_auto picks one of the three from the expert sizes.
   for (const char* mode : {"cublas", "cublas_loop", "cublas_batched", "cublas_auto"}) {
-    setenv("MOEREG_CUDA_TILES", mode, 1);
+    set_option("tiles", mode);
     for (int T : {1, 5, 611}) {
       std::string json;
       double err = run_random(L, T, 11 + T, false, &json);
@@ -407,15 +417,15 @@ TEST(CudaRandom, CublasPathMatchesReference) {
     EXPECT_LE(err, 1e-2) << mode << " gated shared, bf16 x";
     std::printf("[ tiles    ] %s gated shared bf16 x T=300 rel L2 %.3e\n", mode, err);
   }
-  unsetenv("MOEREG_CUDA_TILES");
+  clear_option("tiles");
 }
 
 // Unforced: >= 128 rows per hit expert goes to cuBLAS, fewer to the kernels;
-// MOEREG_CUDA_CUBLAS=off keeps every size on the kernels.
+// The backend option cublas=off keeps every size on the kernels.
 TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   ASSERT_NE(backend_api(), nullptr);
-  unsetenv("MOEREG_CUDA_TILES");
-  unsetenv("MOEREG_CUDA_CUBLAS");
+  clear_option("tiles");
+  clear_option("cublas");
   random_layer L(4, 64, 32, 2, 0, false, 8);
   std::string json;
   EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
@@ -428,20 +438,20 @@ TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   json.clear();
   EXPECT_LE(run_random(M, 1100, 23, false, &json), 1e-2);
   EXPECT_NE(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
-  setenv("MOEREG_CUDA_CUBLAS", "off", 1);
+  set_option("cublas", "off");
   json.clear();
   EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
   EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
   EXPECT_NE(json.find("\"gemm_large\":\"off"), std::string::npos) << json;
-  unsetenv("MOEREG_CUDA_CUBLAS");
+  clear_option("cublas");
 }
 
 // Balanced routing (every expert gets the same rows): no padding, so the automatic choice is
 // the single strided batched GEMM, and it matches the reference.
 TEST(CudaRandom, CublasBatchedChosenForBalancedExperts) {
   ASSERT_NE(backend_api(), nullptr);
-  unsetenv("MOEREG_CUDA_TILES");
-  unsetenv("MOEREG_CUDA_CUBLAS");
+  clear_option("tiles");
+  clear_option("cublas");
   random_layer L(8, 128, 64, 2, 0, false, 12);
   std::string json;
   EXPECT_LE(run_random(L, 1024, 31, false, &json, /*balanced=*/true), 1e-2);
@@ -555,3 +565,27 @@ TEST(CudaErrors, RejectsWhatItCannotRun) {
 }
 
 }  // namespace
+
+// Tuning comes in as backend options (API 2), checked by name: no environment variables.
+TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
+  ASSERT_NE(backend_api(), nullptr);
+  ASSERT_NE(backend_api()->create_with_options, nullptr);
+  random_layer L(8, 64, 24, 2, 0, false, 5);
+  std::string err;
+  set_option("tile", "m16");
+  handle h = create(L.view(), nullptr, &err);
+  clear_option("tile");
+  EXPECT_FALSE(h);
+  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas)"), std::string::npos) << err;
+  set_option("cublas", "no");
+  h = create(L.view(), nullptr, &err);
+  clear_option("cublas");
+  EXPECT_FALSE(h);
+  EXPECT_NE(err.find("backend option cublas='no': expected auto or off"), std::string::npos) << err;
+  set_option("tiles", "m64");
+  std::string json;
+  EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
+  clear_option("tiles");
+  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\"}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"last_tiles\":\"m64"), std::string::npos) << json;
+}

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the safetensors header parser on arbitrary bytes. moereg::error is
 // the expected outcome for bad input; anything else is a bug.
 #include <cstddef>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CLI as a user runs it: exit statuses, --help, --json, inspect, verify, demo.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every recipe in configs/ parses and plans against a fixture of its family.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bad input to `moereg convert`: one clear message each, exit 1, no output left behind.
 #include <gtest/gtest.h>
 
@@ -80,7 +81,7 @@ TEST(ConvertErrors, ConfigDisagreesWithTensors) {
   edit_config(d / "in/config.json", "moe_intermediate_size", json::value(32));
   auto c = convert(d / "in" + " --to transformers_v5", d / "out");
   EXPECT_EQ(c.r.exit_code, 1);
-  EXPECT_HAS(c.r.output, "I=32");
+  EXPECT_HAS(c.r.output, "I = 32 from `moe_intermediate_size`");
   EXPECT_HAS(c.r.output, "config.json");
   EXPECT_FALSE(c.out_exists);
 }

@@ -1,30 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
 // convert --resume keeps the shards an interrupted run completed (size and checksum
-// checked), redoes the rest, and writes the index last.
+// checked), redoes the rest, and writes the index last. The interruption is the application
+// API's fault injection (a job stopped as a crash would stop it); the resume runs through the
+// API and through the binary.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
-#include <cstdlib>
 #include <filesystem>
 
+#include "moereg/app/convert.h"
+#include "moereg/app/verify.h"
 #include "moereg/base/error.h"
-#include "moereg/checkpoint/checkpoint.h"
 #include "moereg/base/json.h"
+#include "moereg/checkpoint/checkpoint.h"
 #include "test_support.h"
 
 using namespace moereg;
 namespace fs = std::filesystem;
 
-TEST(ConvertResume, ContinuesAfterACrashAndRedoesDamagedShards) {
-  test::temp_dir d;
-  std::string out = d / "out";
-  std::string base = "convert " + test::fixture("deepseek_v3/hf") + " " + out + " --to transformers_v5";
-  std::string args = base + " --shard-size 60KB";
-  // Simulate a crash (the process dies without unwinding) after three shards are complete.
-  int status = std::system(("MOEREG_CRASH_AFTER_SHARDS=3 " + std::string(MOEREG_BUILD_DIR) + "/bin/moereg " + args +
-                            " >/dev/null 2>&1").c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 70);
+namespace {
+
+// Damages one shard the log records as complete. (Which shards completed first depends on
+// thread timing, so the log says which.)
+void damage_a_logged_shard(const std::string& out, std::size_t expect_logged) {
+  json::value log = json::parse_file(out + "/.moereg-resume.json");
+  const auto& logged = log.find("shards")->as_object();
+  ASSERT_EQ(logged.size(), expect_logged);
+  std::string first = out + "/" + logged.begin()->first;
+  ASSERT_TRUE(fs::exists(first)) << first;
+  std::string bytes = test::read_bytes(first);
+  bytes[bytes.size() - 1] ^= 1;
+  test::write_bytes(first, bytes);
+}
+
+void expect_interrupted(const std::string& out) {
   ASSERT_TRUE(fs::exists(out + "/.moereg-resume.json"));
   int shards = 0;
   for (const auto& e : fs::directory_iterator(out)) shards += e.path().extension() == ".safetensors";
@@ -32,18 +40,20 @@ TEST(ConvertResume, ContinuesAfterACrashAndRedoesDamagedShards) {
   EXPECT_FALSE(fs::exists(out + "/model.safetensors.index.json")) << "an interrupted run must not look complete";
   EXPECT_FALSE(fs::exists(out + "/config.json"));
   EXPECT_THROW(checkpoint::open(out), moereg::error);
+}
 
-  // Damage one shard the log records as complete: resume must notice and rewrite it. (Which
-  // three shards completed first depends on thread timing, so the log says which.)
-  json::value log = json::parse_file(out + "/.moereg-resume.json");
-  const auto& logged = log.find("shards")->as_object();
-  ASSERT_EQ(logged.size(), 3u);
-  std::string first = out + "/" + logged.begin()->first;
-  ASSERT_TRUE(fs::exists(first)) << first;
-  std::string bytes = test::read_bytes(first);
-  bytes[bytes.size() - 1] ^= 1;
-  test::write_bytes(first, bytes);
+}  // namespace
 
+TEST(ConvertResume, ContinuesAfterACrashAndRedoesDamagedShards) {
+  test::temp_dir d;
+  std::string out = d / "out";
+  const std::string src = test::fixture("deepseek_v3/hf");
+  ASSERT_NO_FATAL_FAILURE(test::interrupted_convert(src, out, "transformers_v5", 60'000, 3));
+  ASSERT_NO_FATAL_FAILURE(expect_interrupted(out));
+  ASSERT_NO_FATAL_FAILURE(damage_a_logged_shard(out, 3));
+
+  std::string base = "convert " + src + " " + out + " --to transformers_v5";
+  std::string args = base + " --shard-size 60KB";
   auto bad = test::run_moereg(base + " --resume --shard-size 1MB");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("another plan"), std::string::npos) << bad.output;
@@ -59,4 +69,33 @@ TEST(ConvertResume, ContinuesAfterACrashAndRedoesDamagedShards) {
   EXPECT_FALSE(fs::exists(out + "/.moereg-resume.json"));
   auto v = test::run_moereg("verify " + out + " " + test::fixture("deepseek_v3/transformers_v5.safetensors"));
   EXPECT_EQ(v.exit_code, 0) << v.output;
+}
+
+// The same through the API alone: the report counts the shards kept.
+TEST(ConvertResume, ThroughTheApi) {
+  test::temp_dir d;
+  std::string out = d / "out";
+  app::convert_request req;
+  req.source = test::fixture("deepseek_v3/hf");
+  req.output = out;
+  req.to = "transformers_v5";
+  req.shard_size = 60'000;
+  ASSERT_NO_FATAL_FAILURE(test::interrupted_convert(req.source, out, req.to, *req.shard_size, 3));
+  ASSERT_NO_FATAL_FAILURE(expect_interrupted(out));
+  ASSERT_NO_FATAL_FAILURE(damage_a_logged_shard(out, 3));
+
+  auto refused = app::convert(req);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, app::error_kind::input);
+  EXPECT_NE(refused.error().message.find("--resume"), std::string::npos) << refused.error().message;
+
+  req.resume = true;
+  auto r = app::convert(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().resumed_shards, 2u) << "three shards were complete, one damaged";
+  EXPECT_GT(r.value().shards, 3u);
+  EXPECT_FALSE(fs::exists(out + "/.moereg-resume.json"));
+  auto v = app::verify({out, test::fixture("deepseek_v3/transformers_v5.safetensors"), {}});
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_TRUE(v.value().equal) << (v.value().differences.empty() ? "" : v.value().differences[0].detail);
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real llama.cpp (the pinned prebuilt package, scripts/fetch-llamacpp.sh) loads .gguf files and
 // gives the fixtures' transformers logits: max |diff| <= 5 % of max |logit| and the same argmax
 // at every position (tests/llamacpp/llamacpp_run.cpp does the run, in a child process).
@@ -87,7 +88,7 @@ TEST(LlamaCpp, GgmlBlocksDecodeBitIdenticalToGgmlOnRandomBlocks) {
   for (ggml_type t : {ggml_type::Q4_0, ggml_type::Q4_1, ggml_type::Q5_0, ggml_type::Q5_1, ggml_type::Q8_0, ggml_type::Q2_K,
                       ggml_type::Q3_K, ggml_type::Q4_K, ggml_type::Q5_K, ggml_type::Q6_K, ggml_type::MXFP4}) {
     // Random bytes everywhere, scales included (so infinities, NaNs and subnormals occur too).
-    std::string bytes(ggml_traits(t).type_size * 512, '\0');
+    std::string bytes(ggml_traits(t).type_size * 4096, '\0');
     for (auto& c : bytes) c = static_cast<char>(rng() & 0xFF);
     expect_same_decoding(t, bytes, "random blocks");
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The mistral plugin: native params.json + consolidated.safetensors, through its hooks.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // load_moe_layer gives a backend the experts of one layer in backend order, and the
 // family's routing, from any layout.
 #include <gtest/gtest.h>

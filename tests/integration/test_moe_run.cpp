@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg moe run` reproduces each fixture's MoE block output from its checkpoint, in any
 // stored layout, with both input dtypes and token counts that fill no block.
 #include <gtest/gtest.h>
@@ -122,6 +123,18 @@ json::value json_of(const std::string& output) {
   return json::parse(output.substr(output.find('{'), output.rfind('}') - output.find('{') + 1), "moe bench --json");
 }
 
+// PyTorch is not a moereg dependency: without it the benchmark says, before timing
+// anything, how to get it and how to run without it.
+TEST(MoeBench, MissingPyTorchSaysHowToGetIt) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --python /bin/false");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--python /bin/false: cannot import torch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("apt-get install python3-torch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("scripts/install-test-deps.sh"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--no-reference"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("weights written"), std::string::npos) << "PyTorch is checked before any work\n" << r.output;
+}
+
 TEST(MoeBench, TinyPresetRowsAndReference) {
   auto r = test::run_moereg("moe bench --preset tiny --tokens 1,5 --min-seconds 0.01 --backend cpu --json --no-reference --log-level off");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -133,6 +146,10 @@ TEST(MoeBench, TinyPresetRowsAndReference) {
   for (const auto& row : rows) EXPECT_GT(row.find("seconds")->as_double(), 0.0);
   EXPECT_GT(v.find("read_bandwidth_bytes_per_second")->as_double(), 0.0);
 
+#if defined(__SANITIZE_ADDRESS__)
+  // The reference half times PyTorch, not moereg's memory use: the Release run checks it.
+  GTEST_SKIP() << "sanitizer build: the PyTorch reference half runs in the Release build";
+#endif
   if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0 &&
       std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "no python with torch here: the reference half is not checked";
@@ -163,6 +180,20 @@ TEST(MoeBench, TinyPresetRowsAndReference) {
   EXPECT_EQ(test::run_moereg("moe bench --preset nosuch").exit_code, 2);
 }
 
+// moe bench with the cpu backend's online quantization (--backend-option quantize=int4):
+// each row counts the bytes the backend reads, from its describe (codes and scales), not bf16.
+TEST(MoeBench, QuantizedExpertsCountTheBytesTheyRead) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --json --no-reference "
+                            "--log-level off --backend-option quantize=int4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json::value v = json_of(r.output);
+  EXPECT_EQ(v.find("backend_describe")->find("quantize")->as_string(), "int4");
+  // tiny: H = 256, I = 128, shared Is = 128 (bf16), T = 1 with K = 2 hits two experts; int4 in
+  // groups of 128: codes 3 I H / 2 bytes and (2 I ceil(H/128) + H ceil(I/128)) F32 scales.
+  const double expert = 3.0 * 128 * 256 / 2 + (2.0 * 128 * 2 + 256 * 1) * 4, shared = 3.0 * 128 * 256 * 2;
+  EXPECT_DOUBLE_EQ(v.find("rows")->as_array().at(0).find("weight_bytes")->as_double(), 2 * expert + shared);
+}
+
 // --backend auto: a backend that outscores every other one but refuses the layer (UNSUPPORTED, as a
 // GPU backend does for FP8 experts) hands over to the next best; asked for by name, its
 // refusal is the error.
@@ -189,5 +220,46 @@ TEST(MoeRun, AutoFallsBackWhenTheBestBackendRefusesTheLayer) {
   r = test::run_moereg(base + " --backend abitest");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("backend abitest create: the abitest backend is a registry test fixture"), std::string::npos)
+      << r.output;
+}
+
+// --backend-option key=value reaches the backend's create_with_options (plugin API 2): the cpu
+// backend applies it (its describe says so) and refuses an unknown key or a bad value by
+// name; a malformed option is a usage error; a version 1 backend (abitest) takes none.
+TEST(MoeRun, BackendOptionsReachTheBackendAndAreCheckedByName) {
+  test::temp_dir tmp;
+  const std::string base = "moe run " + test::fixture("qwen3_moe/hf") + " --layer 1 --input " +
+                           test::fixture("qwen3_moe/moe_block.safetensors") + " --output " + (tmp / "out.safetensors") +
+                           " --backend cpu --log-level info";
+  auto r = test::run_moereg(base + " --backend-option k_block=16 --backend-option isa=scalar");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The backend's describe, logged by moe run.
+  EXPECT_NE(r.output.find("\"k_block\":16"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"isa\":\"scalar\""), std::string::npos) << r.output;
+
+  r = test::run_moereg(base + " --backend-option kblock=16");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("backend cpu create: backend option 'kblock' is not a cpu backend option (it takes isa, k_block"),
+            std::string::npos)
+      << r.output;
+  r = test::run_moereg(base + " --backend-option k_block=lots");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("backend option k_block=lots: expected an integer in 1.."), std::string::npos) << r.output;
+  r = test::run_moereg(base + " --backend-option k_block");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--backend-option 'k_block': expected key=value"), std::string::npos) << r.output;
+
+  const std::string dir = tmp / "vendor";
+  std::filesystem::create_directories(dir);
+  ::chmod(tmp.path().c_str(), 0755);
+  ::chmod(dir.c_str(), 0755);
+  std::filesystem::copy_file(std::string(MOEREG_ABI_LIB_DIR) + "/libmoereg_backend_abitest-fast.so",
+                             dir + "/libmoereg_backend_abitest-fast.so");
+  r = test::run_moereg("moe run " + test::fixture("qwen3_moe/hf") + " --layer 1 --input " +
+                       test::fixture("qwen3_moe/moe_block.safetensors") + " --output " + (tmp / "out2.safetensors") +
+                       " --plugin-path " + dir + " --backend abitest --backend-option k_block=16");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("backend abitest takes no backend options (--backend-option k_block=...): its table is plugin API 1"),
+            std::string::npos)
       << r.output;
 }

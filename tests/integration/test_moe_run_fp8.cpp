@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg moe run` on FP8 experts (deepseek_v3_fp8 fixture, layer 1): the CPU backend reads
 // the F8_E4M3 bytes and their 128x128 block scales as stored and dequantizes on the fly. It
 // must agree with running the same layer after `convert --dtype bf16` (experts dequantized

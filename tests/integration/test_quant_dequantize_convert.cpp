@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `convert --dtype bf16`: quantized weights become bf16 (value x scale, rounded once to
 // nearest even), scales and quantization_config are dropped. Checked element by element
 // against a dequantization computed here from the format's definition (bit fields, exact

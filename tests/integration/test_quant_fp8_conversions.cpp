@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FP8 experts through layout conversions: each expert matrix and its scales are one piece,
 // moved together at block granularity. The DeepSeek-V3 FP8 fixture converts bit-exactly
 // both ways; tiny checkpoints built here cover per-channel scales and the refusals.

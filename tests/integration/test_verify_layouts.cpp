@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // verify resolves layouts; inspect names the family and layout.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A family added with plugin.yaml alone (examples/families/qwen2_moe, the one
 // docs/plugin-authoring.md walks through) converts both ways with no rebuild.
 #include <gtest/gtest.h>

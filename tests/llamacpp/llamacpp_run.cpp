@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // llamacpp_run - runs a .gguf in real llama.cpp (the prebuilt libllama of the pinned npm
 // package, dlopen'ed through its C API) and checks it against a fixture's logits, or decodes
 // ggml blocks with ggml's own to_float. The tests (test_llamacpp.cpp) run it as a child process so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "conversion_support.h"
 
 #include <gtest/gtest.h>
@@ -22,10 +23,9 @@ const family_catalog& source_catalog() {
     for (const auto& d : fs::directory_iterator(std::string(MOEREG_SOURCE_DIR) + "/plugins")) {
       fs::path y = d.path() / "plugin.yaml";
       if (!fs::exists(y)) continue;
-      YAML::Node root = YAML::LoadFile(y.string());
-      ms.push_back({root["name"].as<std::string>(), y.string(), root});
+      ms.push_back({d.path().filename().string(), y.string(), {}});  // the catalog reads the file
     }
-    return family_catalog(std::move(ms));
+    return family_catalog(ms);
   }();
   return cat;
 }

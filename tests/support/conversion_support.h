@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // conversion_support.h - in-process conversions for tests, with the family plugins read
 // straight from the source tree and their hook libraries (transforms) from the build tree.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // quant_support.h - tiny quantized checkpoints for tests: tensors with known bytes written by
 // the project's own safetensors writer, beside a DeepSeek-V3-style config.json.
 #pragma once

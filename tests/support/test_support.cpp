@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,7 +13,25 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "moereg/app/convert.h"
+
 namespace moereg::test {
+
+void interrupted_convert(const std::string& source, const std::string& out, const std::string& to,
+                         std::uint64_t shard_size, int shards) {
+  app::convert_request req;
+  req.source = source;
+  req.output = out;
+  req.to = to;
+  req.shard_size = shard_size;
+  req.fault.abandon_after_shards = shards;
+  auto r = app::convert(req);
+  ASSERT_FALSE(r.ok()) << "the job was to stop after " << shards << " shards";
+  ASSERT_EQ(r.error().kind, app::error_kind::cancelled) << r.error().message;
+  ASSERT_NE(r.error().message.find("stopped by fault injection after " + std::to_string(shards) + " shards"), std::string::npos)
+      << r.error().message;
+}
+
 
 std::string fixture(const std::string& relative) { return std::string(MOEREG_FIXTURES_DIR) + "/" + relative; }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_support.h - helpers shared by moereg's tests: temp dirs, crafted files, the CLI.
 #pragma once
 
@@ -40,5 +41,11 @@ command_result run_moereg(const std::string& args);
 
 // Run a shell command line (stdout and stderr captured together).
 command_result run_command(const std::string& command_line);
+
+// Leaves `out` as a crash would: converts `source` to layout `to` in shards of `shard_size`
+// bytes through the application API with its fault injection, which stops the job after
+// `shards` shards are complete and logged. Fails the calling test if the job ends otherwise.
+void interrupted_convert(const std::string& source, const std::string& out, const std::string& to,
+                         std::uint64_t shard_size, int shards);
 
 }  // namespace moereg::test

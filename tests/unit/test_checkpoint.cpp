@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Checkpoint-level errors: every one names the file and the key.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FP8 E4M3 experts with block scales through the cpu backend's C ABI: synthetic weights
 // and scales, checked against a reference the test computes on its own (each byte decoded
 // from its bit fields, times its scale, matmuls in double). Shapes with partial scale
@@ -14,6 +15,7 @@
 
 #include "moereg/tensor/dtype.h"
 #include "moereg/tensor/tensor_view.h"
+#include "test_cpu_backend_layers.h"
 #include "test_cpu_backend_util.h"
 
 using namespace moereg;
@@ -21,6 +23,13 @@ using test::cpu_api;
 using test::describe;
 using test::for_each_isa;
 using test::take;
+using test::set_option;
+using test::clear_option;
+using test::routed_input;
+using test::make_input;
+using test::reference;
+using test::run_backend;
+using test::relative_l2;
 
 namespace {
 
@@ -105,100 +114,6 @@ struct fp8_layer {
   }
 };
 
-struct routed_input {
-  std::int64_t T, K;
-  std::vector<float> x;
-  std::vector<std::uint16_t> xb;
-  std::vector<std::int32_t> ids;
-  std::vector<float> weights;
-};
-
-// T tokens, K distinct experts each with a positive weight; experts drawn unevenly so some
-// get many rows (multi-tile items) and some none.
-routed_input make_input(std::int64_t T, std::int64_t K, std::int64_t E, std::int64_t H, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  routed_input in{T, K, {}, {}, {}, {}};
-  in.x.resize(static_cast<std::size_t>(T * H));
-  for (auto& v : in.x) v = normal(rng);
-  in.xb.resize(in.x.size());
-  for (std::size_t i = 0; i < in.x.size(); ++i) in.xb[i] = f32_to_bf16(in.x[i]);
-  for (std::int64_t t = 0; t < T; ++t) {
-    std::vector<std::int32_t> chosen;
-    while (static_cast<std::int64_t>(chosen.size()) < K) {
-      auto e = static_cast<std::int32_t>(rng() % 3 == 0 ? 0 : rng() % static_cast<unsigned>(E));
-      bool dup = false;
-      for (auto c : chosen) dup = dup || c == e;
-      if (!dup) chosen.push_back(e);
-    }
-    for (auto e : chosen) {
-      in.ids.push_back(e);
-      in.weights.push_back(0.25f + static_cast<float>(rng() % 100) / 100.0f);
-    }
-  }
-  return in;
-}
-
-// out[t] = sum_k w[t,k] * W2_e (silu(W1_e x) * W3_e x), all in double.
-std::vector<double> reference(const fp8_layer& L, const routed_input& in, bool bf16_x) {
-  const std::int64_t H = L.s.H, I = L.s.I;
-  std::vector<double> out(static_cast<std::size_t>(in.T * H), 0.0), h(static_cast<std::size_t>(I));
-  for (std::int64_t t = 0; t < in.T; ++t) {
-    for (std::int64_t k = 0; k < in.K; ++k) {
-      const std::int64_t e = in.ids[static_cast<std::size_t>(t * in.K + k)];
-      for (std::int64_t i = 0; i < I; ++i) {
-        double g = 0, u = 0;
-        for (std::int64_t c = 0; c < H; ++c) {
-          std::size_t xi = static_cast<std::size_t>(t * H + c);
-          double xv = bf16_x ? bf16_to_f32(in.xb[xi]) : in.x[xi];
-          g += xv * L.d13[static_cast<std::size_t>((e * 2 * I + i) * H + c)];
-          u += xv * L.d13[static_cast<std::size_t>((e * 2 * I + I + i) * H + c)];
-        }
-        h[static_cast<std::size_t>(i)] = g / (1 + std::exp(-g)) * u;
-      }
-      const double wk = in.weights[static_cast<std::size_t>(t * in.K + k)];
-      for (std::int64_t r = 0; r < H; ++r) {
-        double acc = 0;
-        for (std::int64_t i = 0; i < I; ++i) acc += L.d2[static_cast<std::size_t>((e * H + r) * I + i)] * h[static_cast<std::size_t>(i)];
-        out[static_cast<std::size_t>(t * H + r)] += wk * acc;
-      }
-    }
-  }
-  return out;
-}
-
-// Runs the backend on the layer and input; returns out, with the describe JSON if asked.
-std::vector<float> run_backend(const fp8_layer& L, const routed_input& in, bool bf16_x, int threads, std::string* d = nullptr) {
-  moereg_routing_params routing{};
-  routing.num_experts = static_cast<std::int32_t>(L.s.E);
-  routing.top_k = static_cast<std::int32_t>(in.K);
-  moereg_backend_options opts{};
-  opts.threads = threads;
-  moereg_backend* b = nullptr;
-  EXPECT_EQ(take(cpu_api()->create(&L.w, &routing, &opts, &b)), "");
-  std::vector<float> out(static_cast<std::size_t>(in.T * L.s.H), NAN);
-  if (!b) return out;
-  moereg_tensor_view xv = bf16_x ? contiguous_view(in.xb.data(), dtype::BF16, {in.T, L.s.H})
-                                 : contiguous_view(in.x.data(), dtype::F32, {in.T, L.s.H});
-  moereg_tensor_view iv = contiguous_view(in.ids.data(), dtype::I32, {in.T, in.K});
-  moereg_tensor_view wv = contiguous_view(in.weights.data(), dtype::F32, {in.T, in.K});
-  moereg_tensor_view ov = contiguous_view(out.data(), dtype::F32, {in.T, L.s.H});
-  EXPECT_EQ(take(cpu_api()->forward(b, &xv, &iv, &wv, &ov)), "");
-  if (d) *d = describe(b);
-  cpu_api()->destroy(b);
-  return out;
-}
-
-double relative_l2(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    double d = got[i] - want[i];
-    num += std::isnan(d) ? INFINITY : d * d;
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
 const std::vector<fp8_shape>& shapes() {
   static const std::vector<fp8_shape> s = {
       {4, 40, 24, 2, 16, 16, 0},     // partial blocks on both axes of both matrices
@@ -251,15 +166,15 @@ TEST(cpu_backend_fp8, bf16_input_within_bf16_bound_every_isa) {
 TEST(cpu_backend_fp8, k_passes_cutting_scale_blocks) {
   ASSERT_NE(cpu_api(), nullptr);
   for (const char* kb : {"8", "20"}) {
-    SCOPED_TRACE(std::string("MOEREG_CPU_KBLOCK=") + kb);
-    ::setenv("MOEREG_CPU_KBLOCK", kb, 1);
+    SCOPED_TRACE(std::string("k_block=") + kb);
+    set_option("k_block", kb);
     for_each_isa([] {
       fp8_layer L({4, 40, 24, 2, 16, 12, 1}, 31);
       routed_input in = make_input(45, 2, 4, 40, 7);
       EXPECT_LE(relative_l2(run_backend(L, in, false, 2), reference(L, in, false)), 1e-5);
     });
   }
-  ::unsetenv("MOEREG_CPU_KBLOCK");
+  clear_option("k_block");
 }
 
 // A NaN byte reaches the output of exactly the tokens routed through it, on every kernel set.
@@ -323,7 +238,7 @@ TEST(cpu_backend_fp8, refuses_bad_scales_with_clear_messages) {
   std::vector<std::uint16_t> bf(L.w2.size(), 0x3F80);
   w = L.w;
   w.w2 = contiguous_view(bf.data(), dtype::BF16, {4, 40, 24});
-  EXPECT_EQ(create(w), "1: w2_scale: given, but w2 is BF16 (scales go with F8_E4M3 weights only)");
+  EXPECT_EQ(create(w), "1: w2_scale: given, but w2 is BF16 (scales go with F8_E4M3 and 4-bit weights only)");
   w.w2_scale = moereg_tensor_view{};
   EXPECT_EQ(create(w), "");  // FP8 gate/up with a bf16 down projection is fine
   w = L.w;

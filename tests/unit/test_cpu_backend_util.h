@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_cpu_backend_util.h - the cpu backend library loaded from the build tree with dlopen,
 // as any host would, behind a minimal host API of the test's own; and a loop over every
 // kernel set this machine runs.
@@ -7,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "moereg/abi/moereg_backend.h"
 
@@ -59,20 +62,37 @@ inline std::string describe(moereg_backend* b) {
   return s;
 }
 
-// Runs `body` once per kernel set this CPU has (MOEREG_CPU_ISA is read at create; a set the
+// The backend options (moereg_backend_option) that create_with_test_options passes, set and
+// cleared by the tests around the cases they cover.
+inline std::map<std::string, std::string>& test_options() {
+  static std::map<std::string, std::string> options;
+  return options;
+}
+inline void set_option(const char* key, const std::string& value) { test_options()[key] = value; }
+inline void clear_option(const char* key) { test_options().erase(key); }
+
+// create through the API 2 slot with the test's current options.
+inline moereg_status* create_with_test_options(const moereg_moe_weights* w, const moereg_routing_params* r,
+                                               const moereg_backend_options* o, moereg_backend** out) {
+  std::vector<moereg_backend_option> kv;
+  for (const auto& [k, v] : test_options()) kv.push_back({k.c_str(), v.c_str()});
+  return cpu_api()->create_with_options(w, r, o, kv.data(), kv.size(), out);
+}
+
+// Runs `body` once per kernel set this CPU has (option isa, read at create; a set the
 // CPU lacks falls back to the best one it has), and once with the portable model of the AMX
 // matrix unit taking every expert with a token (so the engine's AMX path is checked on any
 // CPU; the real unit runs under "" where the CPU has one, for experts with enough tokens).
 template <class F>
 void for_each_isa(F body) {
   for (const char* isa : {"", "avx512bf16", "avx512f", "avx2", "scalar", "amx_emulated"}) {
-    SCOPED_TRACE(std::string("MOEREG_CPU_ISA=") + isa);
-    ::setenv("MOEREG_CPU_ISA", isa, 1);
-    if (std::string(isa) == "amx_emulated") ::setenv("MOEREG_CPU_UNIT_ROWS", "1", 1);
+    SCOPED_TRACE(std::string("isa=") + isa);
+    set_option("isa", isa);
+    if (std::string(isa) == "amx_emulated") set_option("unit_min_rows", "1");
     body();
-    ::unsetenv("MOEREG_CPU_UNIT_ROWS");
+    clear_option("unit_min_rows");
   }
-  ::unsetenv("MOEREG_CPU_ISA");
+  clear_option("isa");
 }
 
 }  // namespace moereg::test

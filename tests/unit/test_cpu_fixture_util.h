@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // test_cpu_fixture_util.h - reads a fixture's MoE block for the routing and CPU-backend tests:
 // routing params from hf/config.json, tensor views into transformers_v5.safetensors.
 #pragma once

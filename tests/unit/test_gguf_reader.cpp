@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GGUF reader: a valid file's fields, then one crafted file per validation rule, each
 // asserting the message names what is wrong.
 #include <gtest/gtest.h>
@@ -74,7 +75,8 @@ std::string parse_error(const std::string& bytes) {
   do {                                                                           \
     std::string m_ = parse_error(bytes);                                         \
     EXPECT_NE(m_.find("crafted.gguf: gguf header: "), std::string::npos) << m_;  \
-    for (const char* part : {__VA_ARGS__}) EXPECT_NE(m_.find(part), std::string::npos) << m_; \
+    for (const std::string& part : std::initializer_list<std::string>{__VA_ARGS__})  \
+      EXPECT_NE(m_.find(part), std::string::npos) << m_;                         \
   } while (0)
 
 // Two F32 tensors and a string KV: 'a' [2, 3] at 0 (24 bytes), 'b' [8] at 32.
@@ -237,6 +239,9 @@ TEST(GgufReader, RejectsBadAlignment) {
   gguf_bytes z;
   z.head(0, 1).kv_u32("general.alignment", 0);
   EXPECT_MESSAGE(z.s, "general.alignment", "found 0");
+  gguf_bytes huge;  // a power of two, but the data section could start 2 GiB past the header
+  huge.head(0, 1).kv_u32("general.alignment", 1u << 31);
+  EXPECT_MESSAGE(huge.s, "general.alignment", "from 1 to 1048576", "found 2147483648");
   gguf_bytes w;
   w.head(0, 1).kv_str("general.alignment", "32");
   EXPECT_MESSAGE(w.s, "general.alignment", "expected UINT32", "found STRING");
@@ -247,7 +252,7 @@ TEST(GgufReader, HonoursCustomAlignment) {
   b.head(1, 1).kv_u32("general.alignment", 64).tensor("w", {16}, 0, 32).pad(64).data(128);
   EXPECT_MESSAGE(b.s, "tensor 'w': offset", "multiple of the alignment 64", "found 32");
   gguf_bytes ok;
-  ok.head(1, 1).kv_u32("general.alignment", 64).tensor("w", {16}, 0, 64).pad(64).data(128);
+  ok.head(2, 1).kv_u32("general.alignment", 64).tensor("w", {16}, 0, 0).tensor("v", {4}, 0, 64).pad(64).data(64 + 16);
   auto h = parse_gguf_header(reinterpret_cast<const std::byte*>(ok.s.data()), ok.s.size(), "ok");
   EXPECT_EQ(h.alignment, 64u);
   EXPECT_EQ(h.data_offset % 64, 0u);
@@ -292,7 +297,7 @@ TEST(GgufReader, RejectsRowsThatAreNotWholeBlocks) {
 
 TEST(GgufReader, QuantizedByteSizeFollowsTheBlockTable) {
   gguf_bytes b;
-  b.head(2, 0).tensor("q", {256, 2}, 12, 0).tensor("m", {64}, 39, 320).pad().data(320 + 34);
+  b.head(2, 0).tensor("q", {256, 2}, 12, 0).tensor("m", {64}, 39, 288).pad().data(288 + 34);
   auto h = parse_gguf_header(reinterpret_cast<const std::byte*>(b.s.data()), b.s.size(), "q");
   EXPECT_EQ(h.tensors[0].nbytes, 2u * 144);  // Q4_K: 144 bytes per 256
   EXPECT_TRUE(h.tensors[0].quantized());
@@ -309,7 +314,7 @@ TEST(GgufReader, RejectsMisalignedOffset) {
 TEST(GgufReader, RejectsOverlappingTensors) {
   gguf_bytes b;
   b.head(2, 0).tensor("a", {16}, 0, 0).tensor("b", {8}, 0, 32).pad().data(128);  // a covers [0, 64)
-  EXPECT_MESSAGE(b.s, "tensor 'b': offset", "at least 64 (the end of tensor 'a')", "found 32 (the two overlap)");
+  EXPECT_MESSAGE(b.s, "tensor 'b': offset", "expected 64, the aligned end of tensor 'a'", "found 32 (it overlaps tensor 'a')");
 }
 
 TEST(GgufReader, RejectsDataPastEndOfFile) {
@@ -318,7 +323,7 @@ TEST(GgufReader, RejectsDataPastEndOfFile) {
   EXPECT_MESSAGE(b.s, "tensor 'w': data", "F32 [16]", "to end within the file", "4 bytes past it");
   gguf_bytes far;
   far.head(1, 0).tensor("w", {16}, 0, ~0ull - 31).pad().data(64);
-  EXPECT_MESSAGE(far.s, "tensor 'w'", "past 2^64");
+  EXPECT_MESSAGE(far.s, "tensor 'w': offset", "expected 0, the start of the data section", "a gap of");
 }
 
 TEST(GgufReader, RejectsEmptyAndDuplicateTensorNames) {
@@ -333,7 +338,112 @@ TEST(GgufReader, RejectsEmptyAndDuplicateTensorNames) {
 TEST(GgufReader, EscapesControlBytesInNames) {
   gguf_bytes b;
   b.head(1, 0).tensor(std::string("bad\nname", 8), {4}, 0, 8).pad().data(64);
-  EXPECT_MESSAGE(b.s, "tensor 'bad\\x0aname'");
+  EXPECT_MESSAGE(b.s, "tensor 'bad\\nname'");
+}
+
+TEST(GgufReader, RejectsAHeaderOneTensorShort) {
+  // Three 1-element F32 tensors, the count saying two: the third info is left where the
+  // padding or the data section begins. Wherever the second info ends against the alignment
+  // (moved by the first name's length), the file is refused, never read shifted.
+  int as_padding = 0, as_trailing = 0;
+  for (std::size_t len = 1; len <= 64; ++len) {
+    gguf_bytes b;
+    b.head(2, 1).kv_str("general.architecture", "qwen3moe").tensor(std::string(len, 'n'), {1}, 0, 0).tensor("t1", {1}, 0, 32);
+    b.tensor("t2", {1}, 0, 64).pad().data(64 + 4, 1);
+    std::string m = parse_error(b.s);
+    EXPECT_NE(m.find("(is the tensor count short?)"), std::string::npos) << "name length " << len << ": " << m;
+    as_padding += m.find("padding after the tensor infos: byte") != std::string::npos;
+    as_trailing += m.find("data section: ") != std::string::npos;
+  }
+  EXPECT_GT(as_padding, 0);
+  EXPECT_GT(as_trailing, 0);
+  // The same file with the right count is read.
+  gguf_bytes ok;
+  ok.head(3, 1).kv_str("general.architecture", "qwen3moe").tensor("t0", {1}, 0, 0).tensor("t1", {1}, 0, 32);
+  ok.tensor("t2", {1}, 0, 64).pad().data(64 + 4, 1);
+  EXPECT_EQ(parse_error(ok.s), "no error");
+}
+
+TEST(GgufReader, RejectsNonZeroPaddingBeforeTheDataSection) {
+  gguf_bytes b;
+  b.head(1, 1).kv_str("general.architecture", "qwen3moe").tensor("w", {8}, 0, 0);
+  const std::size_t infos_end = b.s.size();
+  ASSERT_NE(infos_end % 32, 0u);
+  b.pad().data(32);
+  b.s[infos_end] = '\x07';
+  EXPECT_MESSAGE(b.s, "padding after the tensor infos: byte " + std::to_string(infos_end),
+                 "zero bytes up to the data section at byte " + std::to_string((infos_end + 31) / 32 * 32), "found 0x07");
+}
+
+TEST(GgufReader, RejectsGapsAndTrailingBytes) {
+  gguf_bytes gap;
+  gap.head(2, 0).tensor("a", {6}, 0, 0).tensor("b", {8}, 0, 64).pad().data(96);
+  EXPECT_MESSAGE(gap.s, "tensor 'b': offset", "expected 32, the aligned end of tensor 'a'", "found 64 (a gap of 32 bytes)");
+  gguf_bytes first;
+  first.head(1, 0).tensor("a", {8}, 0, 32).pad().data(64);
+  EXPECT_MESSAGE(first.s, "tensor 'a': offset", "expected 0, the start of the data section", "found 32 (a gap of 32 bytes)");
+  auto trailing = valid_file();
+  trailing.data(40);
+  EXPECT_MESSAGE(trailing.s, "data section: 40 bytes after the padded end of the last tensor, 'b', at byte",
+                 "is the tensor count short?");
+  gguf_bytes none;
+  none.head(0, 1).kv_u32("general.alignment", 32).pad().data(1);
+  EXPECT_MESSAGE(none.s, "data section: 1 bytes after the tensor infos");
+  // The last tensor's padding may be cut short (the file ends with its data).
+  gguf_bytes last;
+  last.head(2, 0).tensor("a", {6}, 0, 0).tensor("b", {3}, 0, 32).pad().data(32 + 12);
+  EXPECT_EQ(parse_error(last.s), "no error");
+  last.data(20);
+  EXPECT_EQ(parse_error(last.s), "no error");
+}
+
+TEST(GgufReader, RejectsNamesThatAreNotUtf8) {
+  gguf_bytes k;
+  k.head(0, 1).kv_u32("general.\xff", 1);
+  EXPECT_MESSAGE(k.s, "key 0 'general.\\xff'", "expected a UTF-8 name", "byte 0xff at offset 8");
+  for (const char* bad : {"a\xc0\xaf", "a\xe0\x80\xaf", "a\xed\xa0\x80", "a\xf4\x90\x80\x80", "a\xf8\x88\x80\x80\x80", "ab\xe2\x82", "a\x80"}) {
+    gguf_bytes t;
+    t.head(1, 0).tensor(bad, {8}, 0, 0).pad().data(32);
+    EXPECT_MESSAGE(t.s, "tensor 0 name", "expected a UTF-8 name");
+  }
+  gguf_bytes ok;  // 2-, 3- and 4-byte sequences, the highest code point
+  ok.head(1, 1).kv_u32("caf\xc3\xa9.\xe2\x82\xac", 1).tensor("w\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf", {8}, 0, 0).pad().data(32);
+  EXPECT_EQ(parse_error(ok.s), "no error");
+}
+
+TEST(GgufReader, KeepsArraysEncodedAndDecodesThemOnDemand) {
+  gguf_bytes b;
+  b.head(0, 3).str("u8s").put<std::uint32_t>(9).put<std::uint32_t>(0).put<std::uint64_t>(1000);
+  for (int i = 0; i < 1000; ++i) b.put<std::uint8_t>(static_cast<std::uint8_t>(i * 7));
+  b.str("tokens").put<std::uint32_t>(9).put<std::uint32_t>(8).put<std::uint64_t>(3).str("a").str("").str("<0x0A>");
+  b.str("flags").put<std::uint32_t>(9).put<std::uint32_t>(7).put<std::uint64_t>(2).put<std::uint8_t>(1).put<std::uint8_t>(0);
+  b.pad();
+  auto h = parse_gguf_header(reinterpret_cast<const std::byte*>(b.s.data()), b.s.size(), "a");
+  const gguf_value& u8s = h.metadata[0].second;
+  EXPECT_EQ(u8s.array_size(), 1000u);
+  EXPECT_EQ(u8s.encoded_items().size(), 1000u) << "one byte per UINT8 item, as in the file";
+  EXPECT_EQ(u8s.item(999).as_u64(), (999u * 7) & 0xFF);
+  EXPECT_EQ(u8s.items()[3].as_u64(), 21u);
+  const gguf_value& tokens = h.metadata[1].second;
+  EXPECT_EQ(tokens.item(2).as_string(), "<0x0A>");
+  EXPECT_EQ(tokens.string_items(), (std::vector<std::string_view>{"a", "", "<0x0A>"}));
+  EXPECT_TRUE(tokens == gguf_value::array(gguf_type::string, {gguf_value::string("a"), gguf_value::string(""),
+                                                               gguf_value::string("<0x0A>")}));
+  EXPECT_TRUE(h.metadata[2].second.item(0).as_bool());
+  EXPECT_FALSE(h.metadata[2].second.item(1).as_bool());
+  EXPECT_THROW(tokens.item(3), usage_error);
+}
+
+TEST(GgufReader, RefusesAHeaderThatDecodesPastTheMemoryBudget) {
+  // 200000 one-letter-ish UINT8 keys: 3.6 MB of file, ~40 MB decoded; the budget is 16 MiB + 2x.
+  gguf_bytes b;
+  const std::uint64_t n = 200000;
+  b.head(0, n);
+  for (std::uint64_t i = 0; i < n; ++i) b.str("k" + std::to_string(i)).put<std::uint32_t>(0).put<std::uint8_t>(1);
+  EXPECT_MESSAGE(b.s, "decoding the header up to key 'k", "needs more memory than moereg allows for a file of",
+                 "expected at most " + std::to_string(gguf_header_memory_budget(b.s.size())) + " bytes");
+  // The same count of keys in a file that is large anyway (a model's data) is within budget.
+  EXPECT_GT(gguf_header_memory_budget(10ull << 30), 20ull << 30);
 }
 
 TEST(GgufMoeDims, ReadsMetadataAndFallsBackToShapes) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GGUF writer: exact bytes for a small file, and write -> read round trips of every
 // metadata type and of element and quantized tensors.
 #include <gtest/gtest.h>

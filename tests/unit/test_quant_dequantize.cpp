@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Dequantizers to bf16: every element of tiny tensors with known values, checked against
 // an independent computation (exact rational rounding done differently from the library).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FP8 dequantization on the real DeepSeek-V3 FP8 fixture (1-D per-expert scales), checked
 // at hand-computed elements, and the split expert scales against the fused in-memory ones.
 #include <gtest/gtest.h>

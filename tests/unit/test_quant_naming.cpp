@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Companion naming of quantized weights: the defaults, a plugin.yaml override, the checks.
 #include <gtest/gtest.h>
 
@@ -65,8 +66,8 @@ TEST(QuantNaming, BadNamingAndConfigsAreRefusedWithTheirPlace) {
     FAIL() << "accepted";
   } catch (const error& e) {
     std::string m = e.what();
-    EXPECT_NE(m.find("p.yaml:16: quantization.fp8.scale '{key}.{x}': expected {key} or {stem} followed by literal text"), std::string::npos) << m;
-    EXPECT_NE(m.find("p.yaml:17: unknown key 'awq' in quantization"), std::string::npos) << m;
+    EXPECT_NE(m.find("p.yaml:16:16: quantization.fp8.scale '{key}.{x}': expected {key} or {stem} followed by literal text"), std::string::npos) << m;
+    EXPECT_NE(m.find("p.yaml:17:3: unknown key 'awq' in quantization"), std::string::npos) << m;
   }
   family_spec f = parse("");
   auto refused = [&](const char* qc) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scale grids: telling FP8 scale layouts apart by shape, and moving scales with their
 // matrix at block granularity (slices, fusing, transposes) or refusing with a clear message.
 #include <gtest/gtest.h>

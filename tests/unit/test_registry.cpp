@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Discovery, trust and loading, on real tiny plugins built by tests/abi/CMakeLists.txt:
 // each test asserts the exact refusal text a user would read in `moereg plugins list`.
 #include <gtest/gtest.h>
@@ -116,7 +117,7 @@ TEST_F(Registry, ManifestApiVersionIsCheckedBeforeAnyLoad) {
   plugin_registry reg(options_for({dir}, root));
   reg.load_all();
   EXPECT_EQ(only(reg).state, plugin_state::refused);
-  EXPECT_EQ(only(reg).reason, dir + "/p/plugin.yaml:3: plugin API 7, this moereg accepts 1..1");
+  EXPECT_EQ(only(reg).reason, dir + "/p/plugin.yaml:3: plugin API 7, this moereg accepts 1..2");
 }
 
 TEST_F(Registry, MissingAndNullEntryAreRefused) {
@@ -132,7 +133,7 @@ TEST_F(Registry, MissingAndNullEntryAreRefused) {
                                            "expected a moereg hook library exporting it (extern \"C\" MOEREG_EXPORT)");
   EXPECT_EQ(reg.records()[1].state, plugin_state::refused);
   EXPECT_EQ(reg.records()[1].reason, dir + "/abi_null_entry/libmoereg_abi_null_entry.so: moereg_hooks_entry returned "
-                                           "NULL (the library refuses host plugin API 1)");
+                                           "NULL (the library refuses host plugin API 2)");
 }
 
 TEST_F(Registry, HookNamesMustAgreeBothWays) {
@@ -173,7 +174,8 @@ TEST_F(Registry, WritableByGroupOrOthersIsRefused) {
   ::chmod((p + "/libmoereg_abi_good.so").c_str(), 0755);
   ::chmod(p.c_str(), 0757);
   plugin_registry reg(options_for({dir}, root));
-  EXPECT_EQ(only(reg).reason, p + ": directory of library libmoereg_abi_good.so is writable by group or others (mode "
+  // The plugin directory is checked with the manifest, before the library.
+  EXPECT_EQ(only(reg).reason, p + ": directory of plugin manifest plugin.yaml is writable by group or others (mode "
                                   "0757), expected no group/other write permission (chmod go-w)");
 }
 

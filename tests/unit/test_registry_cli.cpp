@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `moereg plugins list|show|check` as a user runs it, on the tiny ABI test plugins.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -51,10 +52,10 @@ TEST_F(PluginsCli, ListShowsWhatLoadedAndWhatWasRefusedAndWhy) {
   auto r = run_moereg("plugins list --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(has(r.output, "--plugin-path       " + dir + "\n")) << r.output;
-  EXPECT_TRUE(has(r.output, "abi_good        family   0.0.1     1    loaded    --plugin-path       " + dir + "/abi_good\n"))
+  EXPECT_TRUE(has(r.output, "abi_good        family   0.0.1     2    loaded    --plugin-path       " + dir + "/abi_good\n"))
       << r.output;
-  EXPECT_TRUE(has(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API 2, this moereg "
-                            "accepts 1..1\n"))
+  EXPECT_TRUE(has(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API 3, this moereg "
+                            "accepts 1..2\n"))
       << r.output;
   EXPECT_TRUE(has(r.output, "abitest         backend  fast      1    loaded    --plugin-path       " + dir +
                                 "/libmoereg_backend_abitest-fast.so\n"))
@@ -78,7 +79,7 @@ TEST_F(PluginsCli, ListJson) {
     } else if (name == "abi_wrong_api") {
       ++seen;
       EXPECT_EQ(p.find("state")->as_string(), "refused");
-      EXPECT_TRUE(has(p.find("reason")->as_string(), "plugin API 2, this moereg accepts 1..1"));
+      EXPECT_TRUE(has(p.find("reason")->as_string(), "plugin API 3, this moereg accepts 1..2"));
     } else if (name == "abitest" && p.find("state")->as_string() == "loaded") {
       ++seen;
       EXPECT_EQ(p.find("probe_score")->as_int(), 100);
@@ -117,7 +118,7 @@ TEST_F(PluginsCli, CheckReportsEveryProblemWithFileAndLine) {
   std::string y = p + "/plugin.yaml";
   EXPECT_TRUE(has(r.output, y + ":1: 'name' must be a name of [a-z0-9_]+, found 'Broken'\n")) << r.output;
   EXPECT_TRUE(has(r.output, y + ":1: missing required key 'version', expected a version string\n")) << r.output;
-  EXPECT_TRUE(has(r.output, y + ":2: plugin API 3, this moereg accepts 1..1\n")) << r.output;
+  EXPECT_TRUE(has(r.output, y + ":2: plugin API 3, this moereg accepts 1..2\n")) << r.output;
   EXPECT_TRUE(has(r.output, y + ":3: library 'libmoereg_missing.so' not found, expected the file " + p +
                                 "/libmoereg_missing.so\n"))
       << r.output;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The registry's half of plugin.yaml: identity keys, each problem with file:line, all at once.
 #include <gtest/gtest.h>
 
@@ -45,7 +46,7 @@ TEST(RegistryIdentity, EveryProblemWithItsLine) {
   std::vector<std::string> want = {
       f + ":1: 'name' must be a name of [a-z0-9_]+, found 'Bad-Name'",
       f + ":1: missing required key 'version', expected a version string",
-      f + ":2: plugin API 9, this moereg accepts 1..1",
+      f + ":2: plugin API 9, this moereg accepts 1..2",
       f + ":3: 'model_types' must be a list of strings, found 'qwen'",
       f + ":6: each entry of 'hooks' must be a hook name ([A-Za-z_][A-Za-z0-9_]*), found 'no way'",
       f + ":6: 'hooks' lists 'ok' twice",
@@ -74,7 +75,12 @@ TEST(RegistryIdentity, SyntaxErrorAndNonMapping) {
   std::string f = d / "plugin.yaml";
   auto m = read(d, "name: x\nversion: [1\n");
   ASSERT_EQ(m.errors.size(), 1u);
-  EXPECT_EQ(m.errors[0].rfind(f + ":3: YAML syntax error: ", 0), 0u) << m.errors[0];
+  EXPECT_EQ(m.errors[0].rfind(f + ":3:", 0), 0u) << m.errors[0];
+  EXPECT_NE(m.errors[0].find(": YAML syntax error: "), std::string::npos) << m.errors[0];
+  // A key given twice is refused naming both lines (yaml-cpp alone keeps the first).
+  m = read(d, "name: x\nversion: '1'\napi_version: 1\nname: y\n");
+  ASSERT_EQ(m.errors.size(), 1u);
+  EXPECT_EQ(m.errors[0], f + ":4:1: duplicate key 'name' (first given at line 1); each key may appear once in a map");
   m = read(d, "- just\n- a list\n");
   ASSERT_EQ(m.errors.size(), 1u);
   EXPECT_EQ(m.errors[0], f + ":1: plugin.yaml must be a mapping of keys (name, version, api_version...), found a list");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The out-of-tree path a vendor takes: `cmake --install` moereg into a prefix, build
 // examples/vendor_plugin against it with find_package(moereg) and moereg::sdk, and have the
 // INSTALLED binary find, trust and load the result.
@@ -42,7 +43,7 @@ TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
   std::string moereg = prefix + "/bin/moereg";
   r = shell(moereg + " plugins list --plugin-path '" + build + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "acme_moe        family   1.0.0     1    loaded    --plugin-path       " + build + "/acme_moe\n"))
+  EXPECT_TRUE(has(r.output, "acme_moe        family   1.0.0     2    loaded    --plugin-path       " + build + "/acme_moe\n"))
       << r.output;
   // The installed binary finds the installed plugins beside it.
   EXPECT_TRUE(has(r.output, "installed           " + prefix + "/lib/moereg/plugins\n")) << r.output;
@@ -56,4 +57,40 @@ TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
 
   r = shell(moereg + " plugins check '" + build + "/acme_moe' --plugin-path '" + build + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// The path a program using moereg as a library takes: build examples/library against the
+// installed package (find_package(moereg), moereg::moereg) and convert a checkpoint with it.
+// The installed libmoereg finds the installed plugins beside itself (<libdir>/moereg), not
+// beside the program.
+TEST(RegistryInstall, LibraryExampleBuiltAgainstInstalledPackageConverts) {
+  test::temp_dir tmp;
+  std::string prefix = tmp / "prefix", build = tmp / "example-build";
+  std::string cmake = std::string("'") + MOEREG_CMAKE_COMMAND + "'";
+  auto r = shell(cmake + " --install '" + MOEREG_BUILD_DIR + "' --prefix '" + prefix + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+#if defined(__SANITIZE_ADDRESS__)
+  // The installed libmoereg is instrumented: the program must load the sanitizer runtime first.
+  const std::string flags = " '-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined' '-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined'";
+#else
+  const std::string flags;
+#endif
+  r = shell(cmake + " -S '" + MOEREG_SOURCE_DIR + "/examples/library' -B '" + build + "' -G '" + MOEREG_CMAKE_GENERATOR +
+            "' -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='" + prefix + "'" + flags);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = shell(cmake + " --build '" + build + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string program = build + "/moereg_convert_example", out = tmp / "out";
+  r = shell("MOEREG_PLUGIN_PATH= '" + program + "' '" + test::fixture("qwen3_moe/hf") + "' '" + out + "' transformers_v5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "family qwen3_moe, layout hf")) << r.output;
+  EXPECT_TRUE(has(r.output, "converted to transformers_v5")) << r.output;
+  r = shell("'" + prefix + "/bin/moereg' verify '" + out + "' '" + test::fixture("qwen3_moe/transformers_v5.safetensors") + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // A problem comes back as a value with its kind and moereg's message.
+  r = shell("'" + program + "' /nonexistent/ckpt '" + (tmp / "out2") + "' transformers_v5");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(has(r.output, "cannot open: /nonexistent/ckpt")) << r.output;
 }

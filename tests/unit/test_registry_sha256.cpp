@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SHA-256 against the FIPS 180-4 / NIST test vectors, incremental updates, and files.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Routing: the fixtures' router outputs, plus what the fixtures cannot show (correction
 // bias, DeepSeek-V2 group-limited greedy, norm_topk_prob = false), checked against an
 // independent double-precision reimplementation of FORMATS.md section 3.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The reader against every fixture file, and one crafted file per header rule.
 #include <gtest/gtest.h>
 

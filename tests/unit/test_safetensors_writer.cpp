@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The writer reproduces the Python library's files byte for byte, and never leaves a
 // complete-looking file when it does not finish.
 #include <gtest/gtest.h>

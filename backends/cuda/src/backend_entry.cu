@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: Apache-2.0
 // backend_entry.cu - the moereg_backend_api table of the CUDA backend. Every slot catches
-// everything: no exception crosses the C boundary.
+// everything (the SDK's MOEREG_API_END): no exception crosses the C boundary.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -16,25 +17,6 @@ const moereg_host_api* host = nullptr;
 
 moereg_backend* as_handle(moereg::cuda::moe_layer* l) { return reinterpret_cast<moereg_backend*>(l); }
 moereg::cuda::moe_layer* as_layer(moereg_backend* b) { return reinterpret_cast<moereg::cuda::moe_layer*>(b); }
-
-#define CUDA_API_BEGIN try {
-#define CUDA_API_END                                                                \
-  }                                                                                 \
-  catch (const moereg::cuda::invalid_argument& e) {                                 \
-    return host->status_create(MOEREG_INVALID_ARGUMENT, e.what());                  \
-  }                                                                                 \
-  catch (const moereg::cuda::unsupported& e) {                                      \
-    return host->status_create(MOEREG_UNSUPPORTED, e.what());                       \
-  }                                                                                 \
-  catch (const std::bad_alloc&) {                                                   \
-    return host->status_create(MOEREG_OUT_OF_MEMORY, "out of device or host memory"); \
-  }                                                                                 \
-  catch (const std::exception& e) {                                                 \
-    return host->status_create(MOEREG_INTERNAL, e.what());                          \
-  }                                                                                 \
-  catch (...) {                                                                     \
-    return host->status_create(MOEREG_INTERNAL, "unknown C++ exception in the cuda backend"); \
-  }
 
 void write_reason(char* reason, size_t size, const std::string& text) {
   if (!reason || size == 0) return;
@@ -75,22 +57,35 @@ int32_t probe(char* reason, size_t reason_size) noexcept {
 
 moereg_status* create(const moereg_moe_weights* weights, const moereg_routing_params* routing,
                       const moereg_backend_options* options, moereg_backend** out) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
   *out = nullptr;
   *out = as_handle(new moereg::cuda::moe_layer(*weights, routing, options));
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
+}
+
+moereg_status* create_with_options(const moereg_moe_weights* weights, const moereg_routing_params* routing,
+                                   const moereg_backend_options* options, const moereg_backend_option* kv, size_t count,
+                                   moereg_backend** out) noexcept {
+  MOEREG_API_BEGIN
+  if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
+  if (count && !kv) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: options_kv is NULL with count > 0");
+  *out = nullptr;
+  const moereg::cuda::tuning t = moereg::cuda::tuning::parse(kv, count);
+  *out = as_handle(new moereg::cuda::moe_layer(*weights, routing, options, t));
+  return nullptr;
+  MOEREG_API_END
 }
 
 moereg_status* forward(moereg_backend* b, const moereg_tensor_view* x, const moereg_tensor_view* ids,
                        const moereg_tensor_view* w, moereg_tensor_view* out) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!b || !x || !ids || !w || !out)
     return host->status_create(MOEREG_INVALID_ARGUMENT, "forward: null handle or view");
   as_layer(b)->forward(*x, *ids, *w, *out);
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
 }
 
 void destroy(moereg_backend* b) noexcept {
@@ -102,19 +97,19 @@ void destroy(moereg_backend* b) noexcept {
 
 moereg_status* route(moereg_backend* b, const moereg_tensor_view* x, moereg_tensor_view* ids,
                      moereg_tensor_view* w) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!b || !x || !ids || !w) return host->status_create(MOEREG_INVALID_ARGUMENT, "route: null handle or view");
   as_layer(b)->route(*x, *ids, *w);
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
 }
 
 moereg_status* alloc(moereg_backend* b, size_t bytes, void** ptr) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!b || !ptr) return host->status_create(MOEREG_INVALID_ARGUMENT, "alloc: null handle or pointer");
   *ptr = as_layer(b)->alloc(bytes);
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
 }
 
 void free_slot(moereg_backend* b, void* ptr) noexcept {
@@ -125,35 +120,35 @@ void free_slot(moereg_backend* b, void* ptr) noexcept {
 }
 
 moereg_status* copy(moereg_backend* b, void* dst, const void* src, size_t bytes, int32_t kind) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!b) return host->status_create(MOEREG_INVALID_ARGUMENT, "copy: null handle");
   as_layer(b)->copy(dst, src, bytes, kind);
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
 }
 
 moereg_status* synchronize(moereg_backend* b) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!b) return host->status_create(MOEREG_INVALID_ARGUMENT, "synchronize: null handle");
   as_layer(b)->synchronize();
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
 }
 
 moereg_status* describe(moereg_backend* b, moereg_sink sink) noexcept {
-  CUDA_API_BEGIN
+  MOEREG_API_BEGIN
   if (!b || !sink.write) return host->status_create(MOEREG_INVALID_ARGUMENT, "describe: null handle or sink");
   std::string s = as_layer(b)->describe();
   sink.write(sink.context, s.data(), s.size());
   return nullptr;
-  CUDA_API_END
+  MOEREG_API_END
 }
 
 void* get_extension(const char*) noexcept { return nullptr; }
 
 const moereg_backend_api api = {
     MOEREG_PLUGIN_API_VERSION, "cuda", "0.1.0", probe, create, forward, destroy, route, alloc, free_slot, copy,
-    synchronize, describe, get_extension};
+    synchronize, describe, get_extension, create_with_options};
 
 }  // namespace
 

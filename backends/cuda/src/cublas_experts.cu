@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cublas_experts.cu - cuBLAS GEMMs for many rows per expert (see cublas_experts.h).
 #include "cublas_experts.h"
 

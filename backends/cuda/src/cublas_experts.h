@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cublas_experts.h - the compute-bound expert path: gather rows by expert, gate/up and down as
 // cuBLAS GEMMs (one grouped call, or one call per hit expert), SiLU-gating and the weighted
 // un-permute as elementwise kernels. cuBLAS is dlopen'ed (libcublas.so.13) on first use, so the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cuda_moe.cu - loading a layer onto the device and running it (see cuda_moe.h).
 #include "cuda_moe.h"
 #include "host_views.h"
@@ -79,7 +80,31 @@ struct moe_layer::workspace {
   float* out = nullptr;
 };
 
-moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o) {
+tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
+  tuning t;
+  for (size_t i = 0; i < count; ++i) {
+    const std::string key = kv[i].key ? kv[i].key : "", value = kv[i].value ? kv[i].value : "";
+    if (key == "tiles") {
+      static const char* ok[] = {"auto", "m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "cublas_auto"};
+      bool known = false;
+      for (const char* v : ok) known |= value == v;
+      if (!known)
+        throw invalid_argument("backend option tiles='" + value +
+                               "': expected auto, m16, m64, m128, cublas, cublas_loop, cublas_batched or cublas_auto");
+      t.tiles = value;
+    } else if (key == "cublas") {
+      if (value != "auto" && value != "off") throw invalid_argument("backend option cublas='" + value + "': expected auto or off");
+      t.cublas = value == "auto";
+    } else {
+      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas)");
+    }
+  }
+  return t;
+}
+
+moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o,
+                     const tuning& t)
+    : tuning_(t) {
   device_ = o ? o->device : 0;
   int count = 0;
   check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
@@ -305,16 +330,11 @@ void moe_layer::ensure_workspace(int tokens) {
 // Below this many rows per hit expert the mma.sync kernels win (weights streamed, no host sync).
 constexpr long long cublas_min_rows = 128;
 
-static bool cublas_allowed() {
-  const char* a = std::getenv("MOEREG_CUDA_CUBLAS");
-  return !(a && std::string(a) == "off");
-}
-
 bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode) const {
   // How the cuBLAS GEMMs are issued is decided once the expert sizes are known (run_routed).
   *mode = cublas_mode::automatic;
-  if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
-    const std::string s = t;
+  {
+    const std::string& s = tuning_.tiles;
     if (s == "cublas" || s == "cublas_loop" || s == "cublas_batched" || s == "cublas_auto") {
       *mode = s == "cublas" ? cublas_mode::grouped
               : s == "cublas_loop" ? cublas_mode::loop
@@ -324,8 +344,8 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
     }
     if (s == "m16" || s == "m64" || s == "m128") return false;
   }
-  // MOEREG_CUDA_CUBLAS=off keeps every size on the kernels (and libcublas unloaded).
-  if (!cublas_allowed()) return false;
+  // cublas=off keeps every size on the kernels (and libcublas unloaded).
+  if (!tuning_.cublas) return false;
   if (groups <= 0 || rows < cublas_min_rows * groups) return false;
   return cublas_experts::available();
 }
@@ -336,9 +356,9 @@ cublas_experts& moe_layer::blas() {
 }
 
 tile_config moe_layer::pick_tiles(int rows_per_group) const {
-  // MOEREG_CUDA_TILES=m16|m64|m128 forces one shape (tests, measurements); read per call.
-  if (const char* t = std::getenv("MOEREG_CUDA_TILES")) {
-    const std::string s = t;
+  // tiles=m16|m64|m128 forces one shape (tests, measurements).
+  {
+    const std::string& s = tuning_.tiles;
     if (s == "m16") return tile_config::m16;
     if (s == "m64") return tile_config::m64;
     if (s == "m128") return tile_config::m128;
@@ -562,7 +582,7 @@ std::string moe_layer::describe() const {
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
     << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""
     << ",\"gemm_large\":\""
-    << (!cublas_allowed() ? std::string("off (MOEREG_CUDA_CUBLAS=off)")
+    << (!tuning_.cublas ? std::string("off (backend option cublas=off)")
         : cublas_experts::available()
             ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(cublas_min_rows) +
                   " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
@@ -570,6 +590,7 @@ std::string moe_layer::describe() const {
     << "\""
     << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16) << "\",\"m64\":\"" << tile_name(tile_config::m64)
     << "\",\"m128\":\"" << tile_name(tile_config::m128) << "\"}"
+    << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off") << "\"}"
     << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_) : last_path_.c_str()) << "\"}";
   return o.str();
 }

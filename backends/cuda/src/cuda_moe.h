@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cuda_moe.h - one MoE layer resident on a CUDA device: its experts in bf16, its router, and
 // a workspace that grows to the largest token count seen (so forward allocates nothing once
 // warm). Device-memory calls are asynchronous on the layer's stream, which is a blocking
@@ -19,21 +20,33 @@ namespace moereg::cuda {
 
 struct staging;  // pinned buffers and copy streams of one create (cuda_moe.cu)
 
-// Thrown for caller mistakes (shapes, dtypes, ids); mapped to MOEREG_INVALID_ARGUMENT.
-struct invalid_argument : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-// Thrown for inputs this backend does not handle (F8 weights, odd sizes); MOEREG_UNSUPPORTED.
-struct unsupported : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+// Thrown for caller mistakes (shapes, dtypes, ids) and inputs this backend does not handle
+// (F8 weights, odd sizes): the SDK's error kinds, which MOEREG_API_END maps to
+// MOEREG_INVALID_ARGUMENT and MOEREG_UNSUPPORTED.
+using invalid_argument = moereg::plugin::invalid_argument;
+using unsupported = moereg::plugin::unsupported;
 
 // Throws std::runtime_error naming `what` when a CUDA call failed.
 void check(cudaError_t e, const char* what);
 
+// The backend options (`--backend-option key=value`, docs/cuda.md) - measurement and test
+// knobs, read once at create:
+//   tiles  = auto (default) | m16 | m64 | m128 (force one kernel tile shape for every size)
+//          | cublas | cublas_loop | cublas_batched | cublas_auto (force the cuBLAS path: grouped,
+//            one call per expert, batched, or chosen from the expert sizes)
+//   cublas = auto (default: >= 128 rows per hit expert go to cuBLAS when libcublas.so.13 loads)
+//          | off (every size on the kernels; libcublas never loaded)
+struct tuning {
+  std::string tiles = "auto";
+  bool cublas = true;
+  // Throws invalid_argument naming the key and what it accepts.
+  static tuning parse(const moereg_backend_option* kv, size_t count);
+};
+
 class moe_layer {
  public:
-  moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o);
+  moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o,
+            const tuning& t = {});
   ~moe_layer();
   moe_layer(const moe_layer&) = delete;
   moe_layer& operator=(const moe_layer&) = delete;
@@ -54,9 +67,9 @@ class moe_layer {
   void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what, staging& st);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
-  // Whether this pass goes through cuBLAS (and how): forced by MOEREG_CUDA_TILES=cublas|cublas_loop|
+  // Whether this pass goes through cuBLAS (and how): forced by tiles=cublas|cublas_loop|
   // cublas_batched|cublas_auto, else chosen for >= 128 rows per hit expert when libcublas.so.13
-  // loads, unless MOEREG_CUDA_CUBLAS=off.
+  // loads, unless cublas=off.
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
   void run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
@@ -81,6 +94,7 @@ class moe_layer {
   double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
   tile_config last_tiles_ = tile_config::m16;
   int last_tokens_ = 0;
+  tuning tuning_;
   std::string last_path_;
   std::unique_ptr<cublas_experts> blas_;
   workspace* ws_ = nullptr;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // host_views.cu - checks and conversions of the host-side tensor views a caller passes in
 // (shapes, dtypes, contiguity), and the multi-threaded bf16 staging used while uploading.
 #include "host_views.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // host_views.h - what the CUDA backend needs to know about the host-side views it is given:
 // element counts, contiguity, shape checks (throwing, with the view's
 // name and the expected shape, as cuda::invalid_argument or cuda::unsupported), dtype conversions, and parallel staging into bf16.

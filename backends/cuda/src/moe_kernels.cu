@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moe_kernels.cu - routing, permutation and the grouped expert GEMMs (mma.sync bf16, fp32
 // accumulate). The GEMMs read each expert's rows straight from the token order through an
 // index (no gathered copy of x), fuse SiLU(gate) * up into the first GEMM's epilogue and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moe_kernels.cuh - the device kernels of the CUDA fused-MoE backend and their launchers.
 // Every launcher enqueues on the given stream and never synchronizes: a forward is a chain
 // of launches with no host round trip (expert counts stay on the device).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/base/json.h"
 
 #include <charconv>
@@ -8,6 +9,7 @@
 #include <unordered_set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 
 namespace moereg::json {
 
@@ -368,25 +370,44 @@ std::string dump(const value& v, int indent) {
 }
 
 void append_quoted(std::string& out, std::string_view s) {
+  // Valid JSON whatever the bytes, and nothing a terminal acts on: besides what JSON
+  // requires, DEL, C1 controls and bidirectional overrides become \u escapes, and a byte
+  // that is not part of valid UTF-8 becomes U+FFFD (see moereg/base/printable.h).
   out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
+  char buf[8];
+  for (std::size_t i = 0; i < s.size();) {
+    std::uint32_t cp = 0;
+    std::size_t n = utf8_sequence(s, i, cp);
+    if (n == 0) {
+      out += "\\ufffd";
+      ++i;
+      continue;
     }
+    if (n == 1) {
+      char c = s[i];
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+          if (cp < 0x20 || cp == 0x7F) {
+            std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+            out += buf;
+          } else {
+            out += c;
+          }
+      }
+    } else if (is_control_point(cp)) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      out += buf;
+    } else {
+      out.append(s.substr(i, n));
+    }
+    i += n;
   }
   out += '"';
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/base/mapped_file.h"
 
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <utility>
 
 #include "moereg/base/error.h"
+#include "moereg/base/mapping_fault.h"
 
 namespace moereg {
 
@@ -38,6 +40,7 @@ mapped_file::mapped_file(std::string path) : path_(std::move(path)) {
     // Opening a checkpoint reads headers only: without this the kernel reads ahead megabytes
     // of tensor data around each header. Readers of tensor data ask for sequential access.
     ::madvise(p, size_, MADV_RANDOM);
+    register_mapping(p, size_, fd);
   }
   fd_ = fd;  // kept: contiguous copies go file to file with copy_file_range
 }
@@ -62,7 +65,10 @@ mapped_file& mapped_file::operator=(mapped_file&& other) noexcept {
 mapped_file::~mapped_file() { release(); }
 
 void mapped_file::release() noexcept {
-  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (data_) {
+    unregister_mapping(data_);
+    ::munmap(const_cast<std::byte*>(data_), size_);
+  }
   if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
   size_ = 0;

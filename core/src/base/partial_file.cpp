@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/base/partial_file.h"
 
 #include <fcntl.h>
@@ -9,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
+#include "moereg/base/mapping_fault.h"
 
 namespace moereg {
 
@@ -22,9 +25,16 @@ namespace {
 partial_file::partial_file(std::string final_path, std::uint64_t size) : final_path_(std::move(final_path)) {
   std::filesystem::path p(final_path_);
   temp_path_ = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
-  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // O_EXCL: never truncate a file this object did not create (the destructor unlinks it).
+  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) io_fail(temp_path_, "cannot create");
-  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) io_fail(temp_path_, "cannot size");
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    int e = errno;
+    ::close(fd_);
+    ::unlink(temp_path_.c_str());
+    errno = e;
+    io_fail(temp_path_, "cannot size");
+  }
 }
 
 partial_file::~partial_file() {
@@ -33,25 +43,29 @@ partial_file::~partial_file() {
 }
 
 void partial_file::write_at(std::uint64_t offset, const void* data, std::uint64_t size) const {
+  throw_if_cancelled();
   auto p = static_cast<const char*>(data);
   while (size) {
     ssize_t w = ::pwrite(fd_, p, std::min<std::uint64_t>(size, 1u << 30), static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (errno == EFAULT) throw_if_shrunk(p);  // the bytes came from a mapped input that shrank
       io_fail(temp_path_, "cannot write");
     }
     p += w;
     offset += static_cast<std::uint64_t>(w);
     size -= static_cast<std::uint64_t>(w);
   }
+  // The bytes may have been staged from a mapped input whose pages faulted (zeros).
+  throw_if_mapping_fault();
 }
 
 std::uint64_t partial_file::copy_from(int src_fd, std::uint64_t src_offset, std::uint64_t offset, std::uint64_t size) const {
   loff_t in = static_cast<loff_t>(src_offset);
   loff_t out = static_cast<loff_t>(offset);
   std::uint64_t left = size;
-  static const bool disabled = std::getenv("MOEREG_NO_COPY_FILE_RANGE") != nullptr;  // for benchmarks
-  while (left && src_fd >= 0 && !disabled) {
+  while (left && src_fd >= 0) {
+    throw_if_cancelled();
     ssize_t n = ::copy_file_range(src_fd, &in, fd_, &out, std::min<std::uint64_t>(left, 1u << 30), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -64,10 +78,19 @@ std::uint64_t partial_file::copy_from(int src_fd, std::uint64_t src_offset, std:
   return size - left;
 }
 
-void partial_file::commit() {
+void partial_file::close() {
+  if (fd_ < 0) return;
+  // Past the last page of a truncated input, reads fault; inside it they return zeros.
+  throw_if_any_mapping_shrunk();
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) io_fail(temp_path_, "cannot close");
+}
+
+void partial_file::commit() {
+  close();
+  throw_if_cancelled();
+  throw_if_any_mapping_shrunk();
   if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) io_fail(final_path_, "cannot rename into place");
   committed_ = true;
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/checkpoint/checkpoint.h"
 
 #include <algorithm>
@@ -5,6 +6,7 @@
 #include <set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 
 namespace fs = std::filesystem;
 
@@ -50,7 +52,7 @@ void checkpoint::build_index() {
     auto [it, fresh] = by_name_.emplace(tensors_[i].info->name, i);
     if (!fresh) {
       const entry& first = tensors_[it->second];
-      throw error(path_ + ": tensor '" + tensors_[i].info->name + "' is stored twice: in " + first.file->path() +
+      throw error(path_ + ": tensor " + quote(tensors_[i].info->name) + " is stored twice: in " + first.file->path() +
                   " and in " + tensors_[i].file->path());
     }
   }
@@ -107,12 +109,12 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
       if (!shard.is_string()) throw error(where + ": weight_map[\"" + key + "\"] must be a shard file name");
       const std::string& name = shard.as_string();
       if (name.find('/') != std::string::npos || name == "." || name == "..")
-        throw error(where + ": weight_map[\"" + key + "\"] names '" + name + "', expected a file in the same directory");
+        throw error(where + ": weight_map[" + quote(key) + "] names " + quote(name) + ", expected a file in the same directory");
       shard_names.insert(name);
     }
     for (const auto& name : shard_names) {
       fs::path shard = dir / name;
-      if (!fs::exists(shard)) throw error(where + ": shard '" + name + "' is listed but missing from " + path);
+      if (!fs::exists(shard)) throw error(where + ": shard " + quote(name) + " is listed but missing from " + path);
       c.add_file(shard.string());
     }
     c.build_index();
@@ -121,12 +123,12 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
       const entry* e = c.find(key);
       std::string shard_path = (dir / shard.as_string()).string();
       if (!e || e->file->path() != shard_path)
-        throw error(where + ": tensor '" + key + "' is listed in shard '" + shard.as_string() + "' but that shard does not hold it");
+        throw error(where + ": tensor " + quote(key) + " is listed in shard " + quote(shard.as_string()) + " but that shard does not hold it");
     }
     if (map->as_object().size() != c.tensors_.size()) {
       for (const auto& t : c.tensors_)
         if (!map->find(t.info->name))
-          throw error(where + ": tensor '" + t.info->name + "' in " + t.file->path() + " is not listed in the index");
+          throw error(where + ": tensor " + quote(t.info->name) + " in " + t.file->path() + " is not listed in the index");
     }
     return c;
   }
@@ -159,7 +161,7 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
     auto name = fs::path(s).filename().string();
     auto of = name.find("-of-");
     if (of != std::string::npos && of >= 6 && name[of - 6] == '-')
-      throw error(path + ": shard '" + name + "' has no " + index_name +
+      throw error(path + ": shard " + quote(name) + " has no " + index_name +
                   " beside it (an interrupted or incomplete sharded checkpoint)");
   }
   if (shards.empty()) throw error(path + ": no .safetensors or .gguf files (and no " + index_name + ")");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/checkpoint/checkpoint_writer.h"
 
 #include <unistd.h>
@@ -9,8 +10,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/test_stop.h"
 
 namespace fs = std::filesystem;
 
@@ -60,17 +63,11 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
 
 checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing,
                                      sink_factory make_sink)
-    : out_dir_(std::move(out_dir)), shards_(std::move(shards)), make_sink_(std::move(make_sink)) {
-  std::error_code ec;
-  if (fs::exists(out_dir_, ec)) {
-    if (!fs::is_directory(out_dir_)) throw error(out_dir_ + ": exists and is not a directory");
-    if (!allow_existing && !fs::is_empty(out_dir_))
-      throw error(out_dir_ + ": output directory exists and is not empty (choose a new directory, or --resume)");
-  } else {
-    if (!fs::create_directories(out_dir_, ec) || ec)
-      throw error(out_dir_ + ": cannot create output directory: " + ec.message());
-    created_dir_ = true;
-  }
+    : out_dir_(std::move(out_dir)), lock_(out_dir_), shards_(std::move(shards)), make_sink_(std::move(make_sink)) {
+  // Checked under the lock: another writer cannot fill it between the check and our writes.
+  if (!allow_existing && !lock_.dir_is_empty())
+    throw error(out_dir_ + ": output directory exists and is not empty (choose a new directory, or --resume)");
+  test_stop_point("output-locked");
 }
 
 checkpoint_writer::~checkpoint_writer() {
@@ -95,11 +92,14 @@ void checkpoint_writer::commit_shard(std::size_t i) {
     w = std::move(it->second);
     open_.erase(it);
   }
-  try {
-    w->commit();
-  } catch (...) {
-    throw;  // w's destructor removes the temporary file
+  // On failure, w's destructor removes the temporary file.
+  if (shards_.size() == 1) {
+    w->seal();
+    std::lock_guard<std::mutex> lock(mutex_);
+    sealed_ = std::move(w);
+    return;
   }
+  w->commit();
   std::lock_guard<std::mutex> lock(mutex_);
   created_.push_back(w->final_path());
 }
@@ -114,13 +114,24 @@ void checkpoint_writer::commit_shard() {
 }
 
 void checkpoint_writer::write_file(const std::string& name, const std::string& contents) {
+  throw_if_cancelled();
   std::string path = (fs::path(out_dir_) / name).string();
   write_file_atomic(path, contents);
   created_.push_back(path);
 }
 
+void checkpoint_writer::add_bookkeeping_file(const std::string& name, bool created_here) {
+  bookkeeping_.emplace_back((fs::path(out_dir_) / name).string(), created_here);
+}
+
 void checkpoint_writer::finish(bool write_index) {
   if (!open_.empty()) throw error(out_dir_ + ": internal: finish() with a shard still open");
+  test_stop_point("before-complete");
+  if (sealed_) {
+    sealed_->commit();
+    created_.push_back(sealed_->final_path());
+    sealed_.reset();
+  }
   if (write_index) {
     std::uint64_t total = 0;
     for (const auto& s : shards_) total += s.bytes;
@@ -136,16 +147,32 @@ void checkpoint_writer::finish(bool write_index) {
                                  {"weight_map", json::value(std::move(map))}});
     write_file(shards_.front().index_name, json::dump(doc, 2) + "\n");
   }
+  // Complete: a resume log left now (if we are killed here) only makes --resume rewrite the
+  // small files.
+  std::error_code ec;
+  for (const auto& [p, _] : bookkeeping_) fs::remove(p, ec);
   finished_ = true;
+  lock_.release(false);
 }
 
 void checkpoint_writer::abort() noexcept {
   open_.clear();  // each open writer deletes its temporary file
+  sealed_.reset();
   std::error_code ec;
   for (const auto& p : created_) fs::remove(p, ec);
+  for (const auto& [p, mine] : bookkeeping_)
+    if (mine) fs::remove(p, ec);
   created_.clear();
-  if (created_dir_) fs::remove_all(out_dir_, ec);
   finished_ = true;
+  lock_.release(true);  // and the directory, if the lock made it and it is empty now
+}
+
+void checkpoint_writer::keep_for_resume() noexcept {
+  open_.clear();
+  sealed_.reset();  // a one-file output is only ever kept whole, under its own name
+  created_.clear();
+  finished_ = true;
+  lock_.release(false);
 }
 
 }  // namespace moereg

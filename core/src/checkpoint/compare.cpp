@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/checkpoint/compare.h"
 
 #include "moereg/base/mapped_file.h"

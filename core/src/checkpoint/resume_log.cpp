@@ -1,20 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/checkpoint/resume_log.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <vector>
 #include <algorithm>
-#include <atomic>
-#include <thread>
 
 #include <sys/stat.h>
 #include <filesystem>
 
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/parallel.h"
+#include "moereg/base/printable.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 
 namespace fs = std::filesystem;
@@ -60,35 +62,72 @@ std::uint64_t file_checksum(const std::string& path, int threads) {
   constexpr std::uint64_t block = 4ull << 20;
   const std::size_t blocks = static_cast<std::size_t>((size + block - 1) / block);
   std::vector<std::uint64_t> hashes(blocks);
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  auto worker = [&] {
-    std::vector<std::byte> buf(block);
-    for (std::size_t b; !failed && (b = next++) < blocks;) {
+  ordered_run run;
+  run.items = blocks;
+  run.threads = resolve_threads(threads);
+  std::vector<std::vector<std::byte>> bufs(std::min<std::size_t>(run.threads, std::max<std::size_t>(blocks, 1)));
+  try {
+    run_ordered(run, [&](std::size_t b, unsigned worker) {
+      std::vector<std::byte>& buf = bufs[worker];
+      buf.resize(block);
       std::uint64_t off = b * block, len = std::min(block, size - off), got = 0;
       while (got < len) {
         ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(off + got));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          failed = true;
-          break;
-        }
+        if (n < 0) throw error(path + ": read error during checksum at byte " + std::to_string(off + got) + ": " + std::strerror(errno));
+        if (n == 0) throw error(path + ": shrank to " + std::to_string(off + got) + " bytes while being checksummed");
         got += static_cast<std::uint64_t>(n);
       }
       hashes[b] = hash_block(buf.data(), len, b);
-    }
-  };
-  unsigned n = threads > 0 ? static_cast<unsigned>(threads) : std::max(1u, std::thread::hardware_concurrency());
-  n = static_cast<unsigned>(std::min<std::size_t>(n, std::max<std::size_t>(blocks, 1)));
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+    });
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   ::close(fd);
-  if (failed) throw error(path + ": read error during checksum");
   std::uint64_t h = size;
   for (auto x : hashes) h = (h ^ x) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
   return h ^ (h >> 29);
+}
+
+resume_log::source resume_log::identify(const std::string& path, std::uint64_t header_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw error(path + ": cannot stat: " + std::strerror(e));
+  }
+  source s;
+  s.size = static_cast<std::uint64_t>(st.st_size);
+  s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  std::vector<std::byte> buf(static_cast<std::size_t>(std::min({header_bytes, s.size, std::uint64_t{64} << 20})));
+  std::size_t got = 0;
+  while (got < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  s.header_hash = hash_block(buf.data(), got, got);
+  return s;
+}
+
+void resume_log::check_sources(const resume_log& now) const {
+  for (const auto& [path, s] : now.sources) {
+    auto it = sources.find(path);
+    std::string why;
+    if (it == sources.end()) why = "it was not a source of the interrupted conversion";
+    else if (it->second.size != s.size)
+      why = "its size changed from " + std::to_string(it->second.size) + " to " + std::to_string(s.size) + " bytes";
+    else if (it->second.mtime_ns != s.mtime_ns) why = "it was modified after the interrupted conversion started";
+    else if (it->second.header_hash != s.header_hash) why = "its header changed";
+    if (!why.empty())
+      throw error(path + ": the source changed since the interrupted conversion (" + why +
+                  "), so the shards written from it cannot be trusted; convert into a new directory");
+  }
 }
 
 std::optional<resume_log> resume_log::load(const std::string& dir) {
@@ -103,9 +142,26 @@ std::optional<resume_log> resume_log::load(const std::string& dir) {
   for (const auto& [name, s] : sh->as_object()) {
     const json::value* size = s.find("size");
     const json::value* sum = s.find("checksum");
-    if (!size || !sum || !size->is_integer() || !sum->is_string()) throw error(p.string() + ": bad entry for " + name);
-    log.shards[name] = {static_cast<std::uint64_t>(size->as_int()), std::stoull(sum->as_string(), nullptr, 16)};
+    if (!size || !sum || !size->is_integer() || !sum->is_string() || size->as_int() < 0)
+      throw error(p.string() + ": shard " + quote(name) + ": expected {\"size\": bytes, \"checksum\": \"16 hex digits\"}");
+    const std::string& hex = sum->as_string();
+    std::uint64_t checksum = 0;
+    auto r = std::from_chars(hex.data(), hex.data() + hex.size(), checksum, 16);
+    if (hex.size() != 16 || r.ec != std::errc() || r.ptr != hex.data() + hex.size())
+      throw error(p.string() + ": shard " + quote(name) + ": checksum " + quote(hex) +
+                  " is not 16 hex digits; the resume log is damaged: convert again into an empty directory");
+    log.shards[name] = {static_cast<std::uint64_t>(size->as_int()), checksum};
   }
+  if (const json::value* src = v.find("sources"); src && src->is_object())
+    for (const auto& [path, e] : src->as_object()) {
+      const json::value* size = e.find("size");
+      const json::value* mtime = e.find("mtime_ns");
+      const json::value* hash = e.find("header_hash");
+      if (!size || !mtime || !hash || !size->is_integer() || !mtime->is_integer() || !hash->is_string())
+        throw error(p.string() + ": bad source entry for " + path);
+      log.sources[path] = {static_cast<std::uint64_t>(size->as_int()), static_cast<std::int64_t>(mtime->as_int()),
+                           std::stoull(hash->as_string(), nullptr, 16)};
+    }
   return log;
 }
 
@@ -116,7 +172,17 @@ void resume_log::save(const std::string& dir) const {
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(s.checksum));
     sh.emplace_back(name, json::value(json::object{{"size", json::value(s.size)}, {"checksum", json::value(std::string(hex))}}));
   }
-  json::value v(json::object{{"fingerprint", json::value(fingerprint)}, {"shards", json::value(std::move(sh))}});
+  json::object src;
+  for (const auto& [path, e] : sources) {
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(e.header_hash));
+    src.emplace_back(path, json::value(json::object{{"size", json::value(e.size)},
+                                                     {"mtime_ns", json::value(e.mtime_ns)},
+                                                     {"header_hash", json::value(std::string(hex))}}));
+  }
+  json::value v(json::object{{"fingerprint", json::value(fingerprint)},
+                             {"sources", json::value(std::move(src))},
+                             {"shards", json::value(std::move(sh))}});
   write_file_atomic((fs::path(dir) / file_name).string(), json::dump(v, 2) + "\n");
 }
 

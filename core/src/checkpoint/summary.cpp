@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/checkpoint/summary.h"
 
 #include <algorithm>
@@ -5,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "moereg/base/units.h"
 #include "moereg/gguf/ggml_type.h"
 
 namespace moereg {
@@ -56,19 +58,7 @@ std::string format_number_set(const std::vector<std::int64_t>& v) {
   return out + "}";
 }
 
-std::string human_bytes(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-  else std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
-  return buf;
-}
+std::string human_bytes(std::uint64_t bytes) { return format_bytes(bytes); }
 
 std::vector<folded_group> fold_tensor_names(const std::vector<tensor_info>& tensors) {
   struct acc {

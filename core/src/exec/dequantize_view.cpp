@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/exec/dequantize_view.h"
 
 #include "moereg/base/error.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/exec/executor.h"
 
 #include <algorithm>
@@ -5,10 +6,10 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "moereg/base/error.h"
+#include "moereg/base/parallel.h"
 #include "moereg/exec/dequantize_view.h"
 
 namespace moereg {
@@ -93,6 +94,17 @@ void place_bf16(const std::uint16_t* src, std::int64_t rows, std::int64_t cols, 
       dst[transpose ? c * rows_total + r0 + r : (r0 + r) * slot_cols + c] = src[r * cols + c];
 }
 
+// A staged [rows, cols] matrix written [cols, rows].
+void copy_staged_transposed(const matrix_view& shape, const std::byte* src, std::byte* dst) {
+  const std::size_t es = dtype_size(shape.type);
+  constexpr std::int64_t tile = 64;
+  for (std::int64_t r0 = 0; r0 < shape.rows; r0 += tile)
+    for (std::int64_t c0 = 0; c0 < shape.cols; c0 += tile)
+      for (std::int64_t r = r0; r < std::min(shape.rows, r0 + tile); ++r)
+        for (std::int64_t c = c0; c < std::min(shape.cols, c0 + tile); ++c)
+          std::memcpy(dst + static_cast<std::size_t>(c * shape.rows + r) * es, src + static_cast<std::size_t>(r * shape.cols + c) * es, es);
+}
+
 struct work_item {
   std::size_t output;
   std::size_t tensor_index;  // index in the shard writer
@@ -117,31 +129,39 @@ void copy_matrix(const matrix_view& src, std::byte* dst, std::int64_t dr, std::i
   }
 }
 
-void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const execute_options& options) {
+namespace {
+
+// The work of one plan, in the order threads take it. Shards are taken in windows of
+// `threads` shards; inside a window the items of its shards are interleaved, so every thread
+// can write a different file (one writer per file at a time) and the window's shards progress
+// together. Windows complete in order, so an interrupted run leaves the first shards complete
+// for --resume.
+struct work_schedule {
+  std::vector<work_item> items;
+  std::vector<std::size_t> shard_of;                  // per item
+  std::vector<std::size_t> remaining;                 // per shard: items left (initial counts)
+  std::vector<std::size_t> first_rank;                // per output: plan rank of its first item
+};
+
+std::size_t items_of(const output_tensor& o) { return o.is_expert ? o.slots.size() : 1; }
+
+work_schedule schedule(const conversion_plan& plan, const checkpoint_writer& writer, const std::vector<bool>& skip,
+                       unsigned threads) {
   std::unordered_map<std::string_view, std::size_t> by_name;
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) by_name.emplace(plan.outputs[i].spec.name, i);
-  unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads) : std::max(1u, std::thread::hardware_concurrency());
-
-  // One work list. Shards are taken in windows of `threads` shards; inside a window the items
-  // of its shards are interleaved, so every thread can write a different file (one writer per
-  // file at a time, below) and the window's shards progress together. Windows complete in
-  // order, so an interrupted run leaves the first shards complete for --resume.
   const std::size_t shards = writer.shards().size();
+  work_schedule w;
   std::vector<std::vector<work_item>> per_shard(shards);
-  std::unique_ptr<std::atomic<std::size_t>[]> remaining(new std::atomic<std::size_t>[shards]);
+  w.remaining.assign(shards, 0);
   for (std::size_t s = 0; s < shards; ++s) {
-    remaining[s] = 0;
-    if (s < options.skip_shards.size() && options.skip_shards[s]) continue;
+    if (s < skip.size() && skip[s]) continue;
     const auto& tensors = writer.shards()[s].tensors;
     for (std::size_t t = 0; t < tensors.size(); ++t) {
-      std::size_t o = by_name.at(tensors[t].name);
-      std::size_t slots = plan.outputs[o].is_expert ? plan.outputs[o].slots.size() : 1;
+      const std::size_t o = by_name.at(tensors[t].name), slots = items_of(plan.outputs[o]);
       for (std::size_t k = 0; k < slots; ++k) per_shard[s].push_back({o, t, k});
-      remaining[s] += slots;
+      w.remaining[s] += slots;
     }
   }
-  std::vector<work_item> items;
-  std::vector<std::size_t> shard_of;  // per item
   for (std::size_t w0 = 0; w0 < shards; w0 += threads) {
     const std::size_t w1 = std::min<std::size_t>(shards, w0 + threads);
     // Round robin by bytes would balance better; by items is enough: within one checkpoint the
@@ -150,13 +170,163 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
       bool any = false;
       for (std::size_t s = w0; s < w1; ++s)
         if (k < per_shard[s].size()) {
-          items.push_back(per_shard[s][k]);
-          shard_of.push_back(s);
+          w.items.push_back(per_shard[s][k]);
+          w.shard_of.push_back(s);
           any = true;
         }
       if (!any) break;
     }
   }
+  // Plan order of each item, so that a failure is reported the same with any thread count
+  // (the interleaving above depends on it): outputs in plan order, slots in order.
+  w.first_rank.assign(plan.outputs.size() + 1, 0);
+  for (std::size_t o = 0; o < plan.outputs.size(); ++o) w.first_rank[o + 1] = w.first_rank[o] + items_of(plan.outputs[o]);
+  return w;
+}
+
+// Per-thread buffers, reused from item to item.
+struct scratch {
+  std::vector<std::byte> stage, stage2, cast;
+  dequantize_scratch dq;
+};
+
+// Writes the items of one plan: one writer per kind of output (literal bytes, a pass-through
+// tensor, an expert slot), each taking the file's lock only for its writes.
+class plan_writer {
+ public:
+  plan_writer(const conversion_plan& plan, const execute_options& options) : plan_(plan), options_(options) {}
+
+  // Literal bytes the planner made (trivial companions).
+  std::uint64_t literal(const output_tensor& o, tensor_sink& w, std::size_t index, std::mutex& file_lock) const {
+    std::lock_guard<std::mutex> lock(file_lock);
+    w.write(index, 0, o.literal->data(), o.literal->size());
+    return o.literal->size();
+  }
+
+  // A stored tensor: copied by the kernel, or staged through its hooks and edit.
+  std::uint64_t passthrough(const output_tensor& o, tensor_sink& w, std::size_t index, std::mutex& file_lock, scratch& sc) const {
+    const std::byte* src = o.source->data();
+    const std::uint64_t n = o.source->info->nbytes(), at = o.source->file->data_offset() + o.source->info->begin;
+    if (o.decode_hook.empty() && o.encode_hook.empty() && !o.edit && !o.cast_from) {
+      std::lock_guard<std::mutex> lock(file_lock);
+      if (options_.kernel_copy)
+        w.copy_from_file(index, 0, o.source->file->file().fd(), at, n, src);
+      else
+        w.write(index, 0, src, n);
+    } else {
+      o.source->file->file().will_need(at, n);
+      sc.stage.resize(n);
+      sc.stage2.resize(n);
+      const std::byte* cur = src;
+      tensor_spec hook_spec = o.spec;  // hooks see the source's elements, before any cast
+      if (o.cast_from) hook_spec.type = *o.cast_from;
+      if (!o.decode_hook.empty()) {
+        options_.hooks(o.decode_hook, 0, o.source->info->name, hook_spec, cur, sc.stage.data());
+        cur = sc.stage.data();
+      }
+      if (o.edit) {
+        if (cur != sc.stage.data()) std::memcpy(sc.stage.data(), cur, n);
+        cur = sc.stage.data();
+        o.edit(0, sc.stage.data());
+      }
+      if (!o.encode_hook.empty()) {
+        std::byte* dst = cur == sc.stage.data() ? sc.stage2.data() : sc.stage.data();
+        options_.hooks(o.encode_hook, 1, o.spec.name, hook_spec, cur, dst);
+        cur = dst;
+      }
+      std::uint64_t out_n = n;
+      if (o.cast_from) {
+        cast_elements(*o.cast_from, cur, o.spec.type, sc.cast, n / dtype_size(*o.cast_from), o.spec.name);
+        cur = sc.cast.data();
+        out_n = sc.cast.size();
+      }
+      std::lock_guard<std::mutex> lock(file_lock);
+      w.write(index, 0, cur, out_n);
+    }
+    o.source->file->file().dont_need(at, n);
+    return n;
+  }
+
+  // One expert slot: its pieces copied as they lie when they are contiguous and untouched,
+  // else assembled (transposed, dequantized, edited) in the thread's staging buffer.
+  std::uint64_t expert_slot(const output_tensor& o, std::size_t slot, tensor_sink& w, std::size_t index, std::mutex& file_lock,
+                            scratch& sc) const {
+    const auto& pieces = o.slots[slot];
+    const std::size_t esize = dtype_size(o.spec.type);
+    const std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize, base = slot * slot_bytes;
+    const bool direct = !o.transpose && !o.dequantize && !o.edit &&
+                        std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
+    if (direct) {
+      std::lock_guard<std::mutex> lock(file_lock);
+      std::uint64_t at = base;
+      for (const auto& v : pieces) {
+        if (options_.kernel_copy)
+          w.copy_from_file(index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
+        else
+          w.write(index, at, v.at(0, 0), v.nbytes());
+        at += v.nbytes();
+      }
+    } else {
+      for (const auto& v : pieces) acquire(v);
+      const std::byte* out = stage_slot(o, slot, sc);
+      std::lock_guard<std::mutex> lock(file_lock);
+      w.write(index, base, out, slot_bytes);
+    }
+    for (const auto& v : pieces) release(v);
+    return slot_bytes;
+  }
+
+ private:
+  // The slot as it is written: pieces placed (dequantized, transposed), then edited.
+  const std::byte* stage_slot(const output_tensor& o, std::size_t slot, scratch& sc) const {
+    const auto& pieces = o.slots[slot];
+    const std::size_t esize = dtype_size(o.spec.type);
+    const std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
+    sc.stage.resize(slot_bytes);
+    std::int64_t row_off = 0;
+    // An edit sees the slot untransposed; the transpose then happens after it.
+    const bool transpose_now = o.transpose && !o.edit;
+    for (std::size_t k = 0; k < pieces.size(); ++k) {
+      const matrix_view& v = pieces[k];
+      if (o.dequantize) {
+        const piece_scales& ps = o.slot_scales[slot][k];
+        sc.dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
+        dequantize_view(v, ps, plan_.source->quant, sc.dq.out.data(), sc.dq);
+        place_bf16(sc.dq.out.data(), ps.grid.rows, ps.grid.cols, reinterpret_cast<std::uint16_t*>(sc.stage.data()), row_off,
+                   o.rows_total, o.cols, transpose_now);
+      } else if (transpose_now) {
+        copy_matrix(v, sc.stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
+      } else {
+        copy_matrix(v, sc.stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
+      }
+      row_off += v.rows;
+    }
+    if (!o.edit) return sc.stage.data();
+    o.edit(slot, sc.stage.data());
+    if (!o.transpose) return sc.stage.data();
+    sc.stage2.resize(slot_bytes);
+    matrix_view whole;
+    whole.rows = o.rows_total;
+    whole.cols = o.cols;
+    whole.row_stride = o.cols;
+    whole.col_stride = 1;
+    whole.type = o.spec.type;
+    copy_staged_transposed(whole, sc.stage.data(), sc.stage2.data());
+    return sc.stage2.data();
+  }
+
+  const conversion_plan& plan_;
+  const execute_options& options_;
+};
+
+}  // namespace
+
+void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const execute_options& options) {
+  const unsigned threads = resolve_threads(options.threads);
+  const work_schedule work = schedule(plan, writer, options.skip_shards, threads);
+  const std::size_t shards = writer.shards().size();
+  std::unique_ptr<std::atomic<std::size_t>[]> remaining(new std::atomic<std::size_t>[shards]);
+  for (std::size_t s = 0; s < shards; ++s) remaining[s] = work.remaining[s];
   std::vector<tensor_sink*> open(shards, nullptr);
   std::unique_ptr<std::once_flag[]> opened(new std::once_flag[shards]);
   // One writer at a time per output file. Buffered writes and copy_file_range take the file's
@@ -166,117 +336,35 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   // in parallel, and different shards are written at the same time.
   std::unique_ptr<std::mutex[]> file_lock(new std::mutex[shards]);
   std::mutex done_mutex;  // on_shard_done is called one shard at a time
+  std::vector<scratch> scratches(threads);
+  const plan_writer write(plan, options);
 
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  std::atomic<bool> failed{false};
-  auto worker = [&] {
-    std::vector<std::byte> stage, stage2, widened;
-    dequantize_scratch dq;
-    try {
-      for (std::size_t i; !failed && (i = next++) < items.size();) {
-        const work_item& it = items[i];
-        const std::size_t s = shard_of[i];
-        std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
-        tensor_sink& w = *open[s];
-        const output_tensor& o = plan.outputs[it.output];
-        if (o.literal) {
-          w.write(it.tensor_index, 0, o.literal->data(), o.literal->size());
-          if (options.progress) options.progress->bytes += o.literal->size();
-        } else if (!o.is_expert) {
-          const std::byte* src = o.source->data();
-          std::uint64_t n = o.source->info->nbytes();
-          std::uint64_t at = o.source->file->data_offset() + o.source->info->begin;
-          if (o.decode_hook.empty() && o.encode_hook.empty() && !o.cast_from) {
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.copy_from_file(it.tensor_index, 0, o.source->file->file().fd(), at, n, src);
-          } else {
-            o.source->file->file().will_need(at, n);
-            stage.resize(n);
-            stage2.resize(n);
-            const std::byte* cur = src;
-            tensor_spec hook_spec = o.spec;  // hooks see the source's elements
-            if (o.cast_from) hook_spec.type = *o.cast_from;
-            if (!o.decode_hook.empty()) {
-              options.hooks(o.decode_hook, 0, o.source->info->name, hook_spec, cur, stage.data());
-              cur = stage.data();
-            }
-            if (!o.encode_hook.empty()) {
-              std::byte* dst = cur == stage.data() ? stage2.data() : stage.data();
-              options.hooks(o.encode_hook, 1, o.spec.name, hook_spec, cur, dst);
-              cur = dst;
-            }
-            std::uint64_t out_n = n;
-            if (o.cast_from) {
-              cast_elements(*o.cast_from, cur, o.spec.type, widened, n / dtype_size(*o.cast_from), o.spec.name);
-              cur = widened.data();
-              out_n = widened.size();
-            }
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.write(it.tensor_index, 0, cur, out_n);
-          }
-          o.source->file->file().dont_need(at, n);
-          if (options.progress) options.progress->bytes += n;
-        } else {
-          const auto& pieces = o.slots[it.slot];
-          std::size_t esize = dtype_size(o.spec.type);
-          std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
-          std::uint64_t base = it.slot * slot_bytes;
-          bool direct = !o.transpose && !o.dequantize &&
-                        std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
-          if (direct) {
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            std::uint64_t at = base;
-            for (const auto& v : pieces) {
-              w.copy_from_file(it.tensor_index, at, v.source->file->file().fd(), file_range(v).first, v.nbytes(), v.at(0, 0));
-              at += v.nbytes();
-            }
-          } else {
-            for (const auto& v : pieces) acquire(v);
-            stage.resize(slot_bytes);
-            std::int64_t row_off = 0;
-            for (std::size_t k = 0; k < pieces.size(); ++k) {
-              const matrix_view& v = pieces[k];
-              if (o.dequantize) {
-                const piece_scales& ps = o.slot_scales[it.slot][k];
-                dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
-                dequantize_view(v, ps, plan.source->quant, dq.out.data(), dq);
-                place_bf16(dq.out.data(), ps.grid.rows, ps.grid.cols, reinterpret_cast<std::uint16_t*>(stage.data()), row_off,
-                           o.rows_total, o.cols, o.transpose);
-              } else if (o.transpose) {
-                copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off) * esize, 1, o.rows_total);
-              } else {
-                copy_matrix(v, stage.data() + static_cast<std::size_t>(row_off * o.cols) * esize, o.cols, 1);
-              }
-              row_off += v.rows;
-            }
-            std::lock_guard<std::mutex> lock(file_lock[s]);
-            w.write(it.tensor_index, base, stage.data(), slot_bytes);
-          }
-          for (const auto& v : pieces) release(v);
-          if (options.progress) options.progress->bytes += slot_bytes;
-        }
-        if (options.progress && (!o.is_expert || it.slot + 1 == o.slots.size())) options.progress->tensors++;
-        if (--remaining[s] == 0) {
-          writer.commit_shard(s);
-          if (options.on_shard_done) {
-            std::lock_guard<std::mutex> lock(done_mutex);
-            options.on_shard_done(s);
-          }
-        }
+  auto run_item = [&](std::size_t i, unsigned worker) {
+    const work_item& it = work.items[i];
+    const std::size_t s = work.shard_of[i];
+    std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
+    const output_tensor& o = plan.outputs[it.output];
+    const std::uint64_t bytes =
+        o.literal     ? write.literal(o, *open[s], it.tensor_index, file_lock[s])
+        : o.is_expert ? write.expert_slot(o, it.slot, *open[s], it.tensor_index, file_lock[s], scratches[worker])
+                      : write.passthrough(o, *open[s], it.tensor_index, file_lock[s], scratches[worker]);
+    if (options.progress) {
+      options.progress->bytes += bytes;
+      if (!o.is_expert || it.slot + 1 == o.slots.size()) options.progress->tensors++;
+    }
+    if (--remaining[s] == 0) {
+      writer.commit_shard(s);
+      if (options.on_shard_done) {
+        std::lock_guard<std::mutex> lock(done_mutex);
+        options.on_shard_done(s);
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      if (!failure) failure = std::current_exception();
-      failed = true;
     }
   };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+  ordered_run run;
+  run.items = work.items.size();
+  run.threads = threads;
+  run.rank = [&](std::size_t i) { return work.first_rank[work.items[i].output] + work.items[i].slot; };
+  run_ordered(run, run_item);
 }
 
 }  // namespace moereg

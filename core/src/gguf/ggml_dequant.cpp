@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/gguf/ggml_dequant.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -12,10 +14,36 @@ namespace {
 
 constexpr int qk_k = 256;  // QK_K: values per K-quant super-block
 
+float from_bits(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::uint32_t to_bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// x86's addss/subss return their first operand when both are NaN, so ggml's scalar
+// `x * d + m` keeps the product's NaN; the compiler may swap a commutative add's operands
+// (vectorized code does), so that choice is made explicit here.
+float add_after(float product, float m) { return std::isnan(product) ? product : product + m; }
+float sub_after(float product, float m) { return std::isnan(product) ? product : product - m; }
+
+// ggml's own F16 -> F32 (ggml_compute_fp16_to_fp32 in ggml-impl.h), operation for operation:
+// moereg's f16_to_f32 gives every NaN as the canonical NaN, while ggml keeps the payload
+// (quieted by its multiplication), and bit-identical decoding must keep it too.
 float half(const std::uint8_t* p) {
   std::uint16_t h;
   std::memcpy(&h, p, 2);
-  return f16_to_f32(h);
+  const std::uint32_t w = static_cast<std::uint32_t>(h) << 16;
+  const std::uint32_t sign = w & 0x80000000u;
+  const std::uint32_t two_w = w + w;
+  const float normalized = from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  const float denormalized = from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
+  return from_bits(sign | (two_w < (1u << 27) ? to_bits(denormalized) : to_bits(normalized)));
 }
 
 // The 6-bit scale and min j of a Q4_K / Q5_K super-block (ggml's get_scale_min_k4).
@@ -43,8 +71,8 @@ void q4_1(const std::uint8_t* b, float* y) {  // d, m, qs[16]
   const float d = half(b), m = half(b + 2);
   const std::uint8_t* qs = b + 4;
   for (int j = 0; j < 16; ++j) {
-    y[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
-    y[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
+    y[j] = add_after(static_cast<float>(qs[j] & 0x0F) * d, m);
+    y[j + 16] = add_after(static_cast<float>(qs[j] >> 4) * d, m);
   }
 }
 
@@ -58,8 +86,8 @@ void q5(const std::uint8_t* b, float* y, bool with_min) {  // d, [m], qh[4], qs[
     const std::uint8_t xh0 = static_cast<std::uint8_t>(((qh >> (j + 0)) << 4) & 0x10);
     const std::uint8_t xh1 = static_cast<std::uint8_t>((qh >> (j + 12)) & 0x10);
     if (with_min) {
-      y[j] = static_cast<float>((qs[j] & 0x0F) | xh0) * d + m;
-      y[j + 16] = static_cast<float>((qs[j] >> 4) | xh1) * d + m;
+      y[j] = add_after(static_cast<float>((qs[j] & 0x0F) | xh0) * d, m);
+      y[j + 16] = add_after(static_cast<float>((qs[j] >> 4) | xh1) * d, m);
     } else {
       y[j] = static_cast<float>(((qs[j] & 0x0F) | xh0) - 16) * d;
       y[j + 16] = static_cast<float>(((qs[j] >> 4) | xh1) - 16) * d;
@@ -95,7 +123,7 @@ void q2_k(const std::uint8_t* b, float* y) {  // scales[16], qs[64], d, dmin
       for (int half_ = 0; half_ < 2; ++half_) {
         const std::uint8_t sc = scales[is++];
         const float dl = d * static_cast<float>(sc & 0xF), ml = min * static_cast<float>(sc >> 4);
-        for (int l = 0; l < 16; ++l) *y++ = dl * static_cast<float>((q[l + 16 * half_] >> shift) & 3) - ml;
+        for (int l = 0; l < 16; ++l) *y++ = sub_after(dl * static_cast<float>((q[l + 16 * half_] >> shift) & 3), ml);
       }
       shift += 2;
     }
@@ -146,8 +174,8 @@ void q45_k(const std::uint8_t* b, float* y, bool five) {  // d, dmin, scales[12]
     const float d1 = d * static_cast<float>(sc), m1 = min * static_cast<float>(m);
     scale_min_k4(is + 1, scales, sc, m);
     const float d2 = d * static_cast<float>(sc), m2 = min * static_cast<float>(m);
-    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((q[l] & 0xF) + (five && (qh[l] & u1) ? 16 : 0)) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((q[l] >> 4) + (five && (qh[l] & u2) ? 16 : 0)) - m2;
+    for (int l = 0; l < 32; ++l) *y++ = sub_after(d1 * static_cast<float>((q[l] & 0xF) + (five && (qh[l] & u1) ? 16 : 0)), m1);
+    for (int l = 0; l < 32; ++l) *y++ = sub_after(d2 * static_cast<float>((q[l] >> 4) + (five && (qh[l] & u2) ? 16 : 0)), m2);
     q += 32;
     is += 2;
     u1 = static_cast<std::uint8_t>(u1 << 2);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/gguf/gguf_family.h"
 
 #include <cmath>
@@ -5,6 +6,7 @@
 #include <map>
 
 #include "moereg/base/error.h"
+#include "moereg/gguf/gguf_model_metadata.h"
 
 namespace moereg {
 
@@ -57,6 +59,8 @@ std::optional<std::string> gguf_model_type(const gguf_file& f, const gguf_spec& 
 }
 
 json::value gguf_config(const gguf_file& f, const family_spec& spec) {
+  check_gguf_model_metadata(f.metadata(), spec.gguf.architecture, f.path(),
+                            [](const std::string& key) { return "gguf metadata '" + key + "'"; });
   json::value c(json::object{});
   c.set("model_type", json::value(spec.model_type));
   const std::string prefix = spec.gguf.architecture + ".";
@@ -181,6 +185,7 @@ bool gguf_wants_f32(const family_spec& spec, const tensor_spec& t) {
 gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& config, const std::string& config_path,
                                 const std::vector<tensor_spec>* tensors) {
   gguf_metadata md;
+  std::map<std::string, std::string> origin;  // key -> the config field (or constant) it was made from
   md.emplace_back("general.architecture", gguf_value::string(spec.gguf.architecture));
   const std::string prefix = spec.gguf.architecture + ".";
   for (const auto& r : spec.gguf.metadata) {
@@ -250,8 +255,15 @@ gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& conf
     }
     bool dup = false;
     for (const auto& [k, _] : md) dup |= k == prefix + r.key;
-    if (!dup) md.emplace_back(prefix + r.key, std::move(g));  // the first rule for a key wins
+    if (!dup) {  // the first rule for a key wins
+      md.emplace_back(prefix + r.key, std::move(g));
+      origin[prefix + r.key] = r.value ? "the constant of plugin rule" : "'" + from + "'";
+    }
   }
+  check_gguf_model_metadata(md, spec.gguf.architecture, config_path, [&](const std::string& key) {
+    auto it = origin.find(key);
+    return (it == origin.end() ? std::string() : it->second + " ") + "(gguf metadata '" + key + "')";
+  });
   return md;
 }
 

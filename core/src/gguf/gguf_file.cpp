@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/gguf/gguf_file.h"
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <unordered_set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 
 namespace moereg {
 
@@ -47,6 +49,12 @@ class cursor {
 
   std::uint64_t pos() const { return pos_; }
   std::uint64_t left() const { return size_ - pos_; }
+  const std::byte* at(std::uint64_t pos) const { return p_ + pos; }
+  template <class Ctx>
+  void skip(std::uint64_t n, const Ctx& ctx) {
+    need(n, ctx);
+    pos_ += n;
+  }
   const std::string& where() const { return where_; }
 
   template <class Ctx>
@@ -82,22 +90,44 @@ class cursor {
   std::string where_;
 };
 
-std::string quoted(const std::string& s) {
-  // Names come from the file: show at most 200 bytes, with control bytes escaped.
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < 200; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
+// The offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code
+// points past U+10FFFF included), or npos when s is valid.
+std::size_t utf8_error(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      ++i;
+      continue;
     }
+    std::size_t n = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2 : b >= 0xF0 && b <= 0xF4 ? 3 : 0;
+    if (n == 0 || s.size() - i <= n) return i;  // not a lead byte, or the sequence is cut
+    auto c1 = static_cast<unsigned char>(s[i + 1]);
+    // The second byte's range rules out overlongs (E0, F0), surrogates (ED) and > U+10FFFF (F4).
+    unsigned char lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+    unsigned char hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+    if (c1 < lo || c1 > hi) return i;
+    for (std::size_t k = 2; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return i;
+    i += n + 1;
   }
-  if (s.size() > 200) out += "...";
-  return out + "'";
+  return std::string_view::npos;
+}
+
+std::string hex_byte(unsigned c) {
+  static const char hex[] = "0123456789abcdef";
+  return std::string("0x") + hex[(c >> 4) & 15] + hex[c & 15];
+}
+
+// Names come from the file: quoted, cut at 200 bytes, control bytes and non-UTF-8 escaped.
+std::string quoted(const std::string& s) { return quote(s); }
+
+// A name (key or tensor name) that is not UTF-8 is refused: llama.cpp and every tool
+// after it treat names as text.
+void check_utf8_name(const cursor& c, const std::string& what, const std::string& name) {
+  if (auto at = utf8_error(name); at != std::string_view::npos)
+    c.fail(what + " " + quoted(name), "a UTF-8 name",
+           "byte " + hex_byte(static_cast<unsigned char>(name[at])) + " at offset " + str(at) + " of the name, which is not UTF-8");
 }
 
 std::string ne_string(const std::vector<std::uint64_t>& ne) {
@@ -151,18 +181,32 @@ gguf_value read_value(cursor& c, const std::string& key) {
   if (count > c.left() / min_item_size(et))
     c.fail(kctx() + ": array count " + str(count) + " of " + gguf_type_name(elem) + " needs more bytes than the file has",
            "at most " + str(c.left() / min_item_size(et)) + " items", str(count));
-  std::vector<gguf_value> items;
-  items.reserve(count);
-  for (std::uint64_t i = 0; i < count; ++i)
-    items.push_back(read_scalar(c, et, [&] { return kctx() + " item " + str(i); }));
-  return gguf_value::array(et, std::move(items));
+  // The items are checked where they lie and kept encoded (gguf_value decodes on demand),
+  // so an array costs its bytes in the file, not a decoded value per item.
+  const std::uint64_t begin = c.pos();
+  if (et == gguf_type::string) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      auto ictx = [&] { return kctx() + " item " + str(i); };
+      auto len = c.read<std::uint64_t>([&] { return ictx() + " length"; });
+      if (len > gguf_max_string_length) c.fail(ictx() + " length", "at most " + str(gguf_max_string_length) + " bytes", str(len));
+      c.skip(len, ictx);
+    }
+  } else {
+    c.skip(count * gguf_scalar_size(et), kctx);  // count * size <= left, checked above
+    if (et == gguf_type::boolean)
+      for (std::uint64_t i = 0; i < count; ++i)
+        if (auto b = static_cast<std::uint8_t>(*c.at(begin + i)); b > 1)
+          c.fail(kctx() + " item " + str(i) + ": BOOL value", "0 or 1", str(b));
+  }
+  return gguf_value::encoded_array(et, count, std::string(reinterpret_cast<const char*>(c.at(begin)), c.pos() - begin));
 }
 
 std::uint32_t read_alignment(const cursor& c, const gguf_value& v) {
   if (v.type() != gguf_type::u32)
     c.fail("key 'general.alignment': value type", "UINT32", gguf_type_name(static_cast<std::uint32_t>(v.type())));
   auto a = static_cast<std::uint32_t>(v.as_u64());
-  if (a == 0 || (a & (a - 1)) != 0) c.fail("key 'general.alignment'", "a power of two", str(a));
+  if (a == 0 || (a & (a - 1)) != 0 || a > gguf_max_alignment)
+    c.fail("key 'general.alignment'", "a power of two from 1 to " + str(gguf_max_alignment), str(a));
   return a;
 }
 
@@ -170,6 +214,7 @@ gguf_tensor read_tensor_info(cursor& c, std::uint64_t index, std::uint32_t align
   gguf_tensor t;
   t.name = c.read_string(gguf_max_key_length, [&] { return "tensor " + str(index) + " name"; });
   if (t.name.empty()) c.fail("tensor " + str(index) + " name", "a non-empty string", "an empty one");
+  check_utf8_name(c, "tensor " + str(index) + " name", t.name);
   auto tctx = [&] { return "tensor " + quoted(t.name); };
   auto n_dims = c.read<std::uint32_t>([&] { return tctx() + " n_dims"; });
   if (n_dims < 1 || n_dims > gguf_max_dims) c.fail(tctx() + ": n_dims", "1 to " + str(gguf_max_dims), str(n_dims));
@@ -228,50 +273,85 @@ gguf_header parse_gguf_header(const std::byte* bytes, std::uint64_t size, std::s
     c.fail("tensor count " + str(n_tensors) + " needs more bytes than the file has", "at most " + str(c.left() / 33),
            str(n_tensors));
 
+  // The decoded header may take at most gguf_header_memory_budget(size): arrays stay
+  // encoded, and what each key and tensor info costs beyond its bytes is counted, so a
+  // small file with millions of tiny entries is refused rather than amplified.
+  const std::uint64_t budget = gguf_header_memory_budget(size);
+  std::uint64_t used = 0;
+  auto charge = [&](std::uint64_t cost, const std::string& what) {
+    used += cost;
+    if (used > budget)
+      c.fail("decoding the header up to " + what + " needs more memory than moereg allows for a file of " + str(size) +
+                 " bytes",
+             "at most " + str(budget) + " bytes (16 MiB + twice the file size)", str(used) + " bytes so far");
+  };
+  constexpr std::uint64_t reserve_cap = 4096;  // counts are untrusted: grow past this as entries arrive
+
   std::unordered_set<std::string> keys;
-  h.metadata.reserve(n_kv);
+  h.metadata.reserve(std::min(n_kv, reserve_cap));
   for (std::uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.read_string(gguf_max_key_length, [&] { return "key " + str(i); });
     if (key.empty()) c.fail("key " + str(i), "a non-empty string", "an empty one");
+    check_utf8_name(c, "key " + str(i), key);
     if (!keys.insert(key).second) c.fail("key " + quoted(key), "each key once", "a duplicate");
     gguf_value v = read_value(c, key);
     if (key == "general.alignment") h.alignment = read_alignment(c, v);
+    charge(gguf_entry_overhead + 2 * key.size() + v.as_string().size() + v.encoded_items().size(), "key " + quoted(key));
     h.metadata.emplace_back(std::move(key), std::move(v));
   }
 
   std::unordered_set<std::string> names;
-  h.tensors.reserve(n_tensors);
+  h.tensors.reserve(std::min(n_tensors, reserve_cap));
   for (std::uint64_t i = 0; i < n_tensors; ++i) {
     h.tensors.push_back(read_tensor_info(c, i, h.alignment));
-    if (!names.insert(h.tensors.back().name).second)
-      c.fail("tensor " + quoted(h.tensors.back().name), "each name once", "a duplicate");
+    const gguf_tensor& t = h.tensors.back();
+    if (!names.insert(t.name).second) c.fail("tensor " + quoted(t.name), "each name once", "a duplicate");
+    charge(2 * gguf_entry_overhead + 3 * t.name.size() + 24 * t.ne.size(), "tensor " + quoted(t.name));
   }
 
-  std::uint64_t pad = (h.alignment - c.pos() % h.alignment) % h.alignment;
-  h.data_offset = c.pos() + pad;  // cannot overflow: pos <= size and pad < alignment <= 2^31
-  std::vector<const gguf_tensor*> order;
-  order.reserve(h.tensors.size());
+  // The data section starts at the aligned end of the tensor infos, and the bytes between
+  // are zero. Tensors follow in header order, each at the aligned end of the one before
+  // (what llama.cpp writes and requires), and the file ends with the last one's padding. A
+  // tensor count one short leaves an info where padding or data belongs: refused here.
+  const std::uint64_t infos_end = c.pos();
+  h.data_offset = infos_end + (h.alignment - infos_end % h.alignment) % h.alignment;  // pos <= size < 2^63
+  for (std::uint64_t p = infos_end; p < std::min(h.data_offset, size); ++p)
+    if (bytes[p] != std::byte{0})
+      c.fail("padding after the tensor infos: byte " + str(p),
+             "zero bytes up to the data section at byte " + str(h.data_offset) + " (is the tensor count short?)",
+             hex_byte(static_cast<unsigned char>(bytes[p])));
+  std::uint64_t expected = 0;  // the next tensor's offset from the data section
+  const gguf_tensor* prev = nullptr;
   for (const auto& t : h.tensors) {
-    std::uint64_t begin, end;
-    if (__builtin_add_overflow(h.data_offset, t.offset, &begin) || __builtin_add_overflow(begin, t.nbytes, &end))
-      c.fail("tensor " + quoted(t.name) + ": offset " + str(t.offset) + " + " + str(t.nbytes) + " bytes",
-             "to end within the file (" + str(size) + " bytes)", "a sum past 2^64");
-    if (end > size)
-      c.fail("tensor " + quoted(t.name) + ": data [" + str(begin) + ", " + str(end) + ") of " +
-                 std::string(ggml_traits(t.type).name) + " " + shape_string(t.shape),
-             "to end within the file (" + str(size) + " bytes)", "it ends " + str(end - size) + " bytes past it");
-    order.push_back(&t);
+    if (t.offset != expected) {
+      std::string at = prev ? "the aligned end of tensor " + quoted(prev->name) : std::string("the start of the data section");
+      std::string how = t.offset < expected ? " (it overlaps tensor " + quoted(prev->name) + ")"
+                                            : " (a gap of " + str(t.offset - expected) + " bytes)";
+      c.fail("tensor " + quoted(t.name) + ": offset",
+             str(expected) + ", " + at + " (tensors are stored in header order, each padded to the alignment)",
+             str(t.offset) + how);
+    }
+    std::uint64_t begin = h.data_offset + t.offset, end;  // offset <= size + alignment: no overflow
+    if (__builtin_add_overflow(begin, t.nbytes, &end) || end > size)
+      c.fail("tensor " + quoted(t.name) + ": data [" + str(begin) + ", " + (end < begin ? std::string("2^64+") : str(end)) +
+                 ") of " + std::string(ggml_traits(t.type).name) + " " + shape_string(t.shape),
+             "to end within the file (" + str(size) + " bytes)",
+             end < begin ? std::string("a sum past 2^64") : "it ends " + str(end - size) + " bytes past it");
+    expected = t.offset + t.nbytes + (h.alignment - (t.offset + t.nbytes) % h.alignment) % h.alignment;
+    prev = &t;
   }
-  std::sort(order.begin(), order.end(), [](const gguf_tensor* a, const gguf_tensor* b) { return a->offset < b->offset; });
-  for (std::size_t i = 1; i < order.size(); ++i) {
-    const gguf_tensor& prev = *order[i - 1];
-    const gguf_tensor& cur = *order[i];
-    if (cur.offset < prev.offset + prev.nbytes)
-      c.fail("tensor " + quoted(cur.name) + ": offset", "at least " + str(prev.offset + prev.nbytes) + " (the end of tensor " +
-                                                             quoted(prev.name) + ")",
-             str(cur.offset) + " (the two overlap)");
-  }
+  const std::uint64_t data_end = h.data_offset + expected;
+  if (size > data_end)
+    c.fail("data section: " + str(size - data_end) + " bytes after " +
+               (prev ? "the padded end of the last tensor, " + quoted(prev->name) + "," : std::string("the tensor infos")) +
+               " at byte " + str(data_end),
+           "the file to end there (is the tensor count short?)", "a file of " + str(size) + " bytes");
   return h;
+}
+
+std::uint64_t gguf_header_memory_budget(std::uint64_t file_size) {
+  constexpr std::uint64_t floor = 16u << 20;
+  return file_size > (UINT64_MAX - floor) / 2 ? UINT64_MAX : floor + 2 * file_size;
 }
 
 gguf_file::gguf_file(const std::string& path) : file_(path) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // read_gguf_moe_dims: E, H, I and top-k of a GGUF MoE model (declared in gguf_file.h).
 #include <string>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/gguf/gguf_value.h"
 
 #include <cstring>
@@ -73,17 +74,117 @@ gguf_value gguf_value::string(std::string v) {
   return r;
 }
 
+namespace {
+
+template <class T>
+void put(std::string& out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+
+template <class T>
+T get(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+void encode_item(std::string& out, const gguf_value& v) {
+  switch (v.type()) {
+    case gguf_type::u8: put<std::uint8_t>(out, static_cast<std::uint8_t>(v.as_u64())); break;
+    case gguf_type::u16: put<std::uint16_t>(out, static_cast<std::uint16_t>(v.as_u64())); break;
+    case gguf_type::u32: case gguf_type::f32: put<std::uint32_t>(out, static_cast<std::uint32_t>(v.as_u64())); break;
+    case gguf_type::u64: case gguf_type::f64: put<std::uint64_t>(out, v.as_u64()); break;
+    case gguf_type::i8: put<std::int8_t>(out, static_cast<std::int8_t>(v.as_i64())); break;
+    case gguf_type::i16: put<std::int16_t>(out, static_cast<std::int16_t>(v.as_i64())); break;
+    case gguf_type::i32: put<std::int32_t>(out, static_cast<std::int32_t>(v.as_i64())); break;
+    case gguf_type::i64: put<std::int64_t>(out, v.as_i64()); break;
+    case gguf_type::boolean: put<std::uint8_t>(out, v.as_bool() ? 1 : 0); break;
+    case gguf_type::string:
+      put<std::uint64_t>(out, v.as_string().size());
+      out += v.as_string();
+      break;
+    case gguf_type::array: break;  // arrays do not nest
+  }
+}
+
+// The item of type t encoded at p (inside a validated encoding).
+gguf_value decode_item(gguf_type t, const char* p) {
+  switch (t) {
+    case gguf_type::u8: return gguf_value::u8(get<std::uint8_t>(p));
+    case gguf_type::i8: return gguf_value::i8(get<std::int8_t>(p));
+    case gguf_type::u16: return gguf_value::u16(get<std::uint16_t>(p));
+    case gguf_type::i16: return gguf_value::i16(get<std::int16_t>(p));
+    case gguf_type::u32: return gguf_value::u32(get<std::uint32_t>(p));
+    case gguf_type::i32: return gguf_value::i32(get<std::int32_t>(p));
+    case gguf_type::u64: return gguf_value::u64(get<std::uint64_t>(p));
+    case gguf_type::i64: return gguf_value::i64(get<std::int64_t>(p));
+    case gguf_type::f32: return gguf_value::f32_bits(get<std::uint32_t>(p));
+    case gguf_type::f64: return gguf_value::f64(get<double>(p));
+    case gguf_type::boolean: return gguf_value::boolean(get<std::uint8_t>(p) != 0);
+    case gguf_type::string: return gguf_value::string(std::string(p + 8, get<std::uint64_t>(p)));
+    case gguf_type::array: break;
+  }
+  return {};
+}
+
+}  // namespace
+
 gguf_value gguf_value::array(gguf_type element, std::vector<gguf_value> items) {
   if (element == gguf_type::array) throw usage_error("gguf: arrays of arrays are not supported");
-  for (const auto& it : items)
+  std::string encoded;
+  for (const auto& it : items) {
     if (it.type_ != element)
       throw usage_error("gguf: array of " + gguf_type_name(static_cast<std::uint32_t>(element)) + " given an item of type " +
                         gguf_type_name(static_cast<std::uint32_t>(it.type_)));
+    encode_item(encoded, it);
+  }
+  return encoded_array(element, items.size(), std::move(encoded));
+}
+
+gguf_value gguf_value::encoded_array(gguf_type element, std::uint64_t count, std::string encoded) {
+  if (element == gguf_type::array) throw usage_error("gguf: arrays of arrays are not supported");
   gguf_value r;
   r.type_ = gguf_type::array;
   r.element_ = element;
-  r.items_ = std::move(items);
+  r.count_ = count;
+  r.encoded_ = std::make_shared<const std::string>(std::move(encoded));
   return r;
+}
+
+gguf_value gguf_value::item(std::uint64_t i) const {
+  if (type_ != gguf_type::array || i >= count_)
+    throw usage_error("gguf: item " + std::to_string(i) + " of a value with " + std::to_string(count_) + " items");
+  const char* p = encoded_->data();
+  if (element_ != gguf_type::string) return decode_item(element_, p + i * gguf_scalar_size(element_));
+  for (std::uint64_t k = 0; k < i; ++k) p += 8 + get<std::uint64_t>(p);
+  return decode_item(element_, p);
+}
+
+std::vector<gguf_value> gguf_value::items() const {
+  std::vector<gguf_value> out;
+  if (type_ != gguf_type::array) return out;
+  out.reserve(count_);
+  const char* p = encoded_->data();
+  for (std::uint64_t k = 0; k < count_; ++k) {
+    out.push_back(decode_item(element_, p));
+    p += element_ == gguf_type::string ? 8 + get<std::uint64_t>(p) : gguf_scalar_size(element_);
+  }
+  return out;
+}
+
+std::vector<std::string_view> gguf_value::string_items() const {
+  std::vector<std::string_view> out;
+  if (type_ != gguf_type::array || element_ != gguf_type::string) return out;
+  out.reserve(count_);
+  const char* p = encoded_->data();
+  for (std::uint64_t k = 0; k < count_; ++k) {
+    auto n = get<std::uint64_t>(p);
+    out.emplace_back(p + 8, n);
+    p += 8 + n;
+  }
+  return out;
 }
 
 bool gguf_value::is_unsigned() const {
@@ -104,7 +205,7 @@ bool gguf_value::operator==(const gguf_value& o) const {
   if (type_ != o.type_) return false;
   switch (type_) {
     case gguf_type::string: return s_ == o.s_;
-    case gguf_type::array: return element_ == o.element_ && items_ == o.items_;
+    case gguf_type::array: return element_ == o.element_ && count_ == o.count_ && encoded_items() == o.encoded_items();
     default: return u_ == o.u_ && i_ == o.i_;  // floats compare by bit pattern
   }
 }

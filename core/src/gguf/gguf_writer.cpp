@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/gguf/gguf_writer.h"
 
 #include <fcntl.h>
@@ -50,8 +51,8 @@ void put_value(std::string& out, const gguf_value& v) {
   put<std::uint32_t>(out, static_cast<std::uint32_t>(v.type()));
   if (v.type() != gguf_type::array) return put_scalar(out, v);
   put<std::uint32_t>(out, static_cast<std::uint32_t>(v.element_type()));
-  put<std::uint64_t>(out, v.items().size());
-  for (const auto& it : v.items()) put_scalar(out, it);
+  put<std::uint64_t>(out, v.array_size());
+  out += v.encoded_items();
 }
 
 std::uint64_t align_up(std::uint64_t v, std::uint32_t a, const std::string& what) {
@@ -149,11 +150,16 @@ void gguf_writer::copy_from_file(std::size_t index, std::uint64_t offset, int sr
   if (done < size) write(index, offset + done, static_cast<const char*>(fallback) + done, size - done);
 }
 
-void gguf_writer::commit() {
+void gguf_writer::seal() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes)
       throw error(final_path_ + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
                   std::to_string(written_[i].load()) + " of " + std::to_string(layout_.tensors[i].nbytes) + " bytes");
+  file_.close();
+}
+
+void gguf_writer::commit() {
+  seal();
   file_.commit();
 }
 

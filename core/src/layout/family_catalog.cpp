@@ -1,52 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/layout/family_catalog.h"
 
 #include <algorithm>
+#include <map>
+#include <regex>
 #include <set>
+#include <tuple>
 
+#include "family_parts.h"
 #include "moereg/base/error.h"
+#include "moereg/base/strict_yaml.h"
 
 namespace moereg {
 
 namespace {
 
-const std::set<std::string> identity_keys = {"name",  "version", "api_version", "description", "model_types",
-                                             "library", "library_sha256", "hooks", "native_config", "variants", "extends"};
+family_manifest describe(detail::manifest_parts parts, const std::string& name_hint) {
+  family_manifest m;
+  m.name = parts.name.empty() ? name_hint : parts.name;
+  parts.name = m.name;
+  m.path = parts.path;
+  m.version = parts.version;
+  m.description = parts.description;
+  m.library_sha256 = parts.library_sha256;
+  m.extends = parts.base.extends.value;
+  m.model_types = parts.model_types;
+  for (const auto& [type, p] : parts.variants) m.variant_types.push_back(type);
+  m.hooks = parts.hooks;
+  m.native_config_file = parts.native_config_file;
+  m.native_config_hook = parts.native_config_hook;
+  auto add_layouts = [&](const detail::family_part& p) {
+    for (const auto& l : p.layouts.value)
+      if (std::find(m.layout_names.begin(), m.layout_names.end(), l.name) == m.layout_names.end()) m.layout_names.push_back(l.name);
+  };
+  add_layouts(parts.base);
+  for (const auto& [type, p] : parts.variants) add_layouts(p);
+  m.errors = parts.errors;
+  m.parts = std::make_shared<const detail::manifest_parts>(std::move(parts));
+  return m;
+}
 
-// Layouts merge by name; everything else in `over` replaces `base`.
-YAML::Node overlay(const YAML::Node& base, const YAML::Node& over, bool inherit_identity) {
-  YAML::Node out = YAML::Clone(base);
-  if (!inherit_identity)
-    for (const auto& k : identity_keys)
-      if (out[k]) out.remove(k);
-  for (const auto& kv : over) {
-    std::string k = kv.first.as<std::string>();
-    if (k == "layouts" && out["layouts"] && kv.second.IsMap()) {
-      for (const auto& l : kv.second) out["layouts"][l.first.as<std::string>()] = YAML::Clone(l.second);
-    } else {
-      out[k] = YAML::Clone(kv.second);
+family_manifest load(const plugin_manifest& pm) {
+  YAML::Node root = pm.root;
+  if (!root.IsDefined() || (root.IsNull() && !pm.path.empty())) {
+    try {
+      root = load_strict_yaml_file(pm.path);
+    } catch (const error& e) {
+      detail::manifest_parts parts;
+      parts.path = pm.path;
+      parts.name = pm.name;
+      parts.errors.push_back(e.what());
+      return describe(std::move(parts), pm.name);
     }
   }
-  return out;
+  return describe(detail::parse_manifest(root, pm.path), pm.name);
 }
+
+// Problems in reading order: by file, then line and column as numbers ("x:9:1" before
+// "x:10:1"), duplicates dropped.
+void sort_problems(std::vector<std::string>& v) {
+  static const std::regex place("^(.*?):([0-9]+):([0-9]+): ");
+  auto key = [](const std::string& s) {
+    std::smatch m;
+    if (std::regex_search(s, m, place)) return std::make_tuple(m[1].str(), std::stol(m[2].str()), std::stol(m[3].str()), s);
+    return std::make_tuple(s, 0L, 0L, s);
+  };
+  std::sort(v.begin(), v.end(), [&](const std::string& a, const std::string& b) { return key(a) < key(b); });
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
 }  // namespace
 
-family_catalog::family_catalog(std::vector<plugin_manifest> manifests) : manifests_(std::move(manifests)) {}
+family_catalog::family_catalog(const std::vector<plugin_manifest>& manifests, std::vector<refused_plugin> refused)
+    : refused_(std::move(refused)) {
+  for (const auto& pm : manifests) manifests_.push_back(load(pm));
+}
 
-const plugin_manifest* family_catalog::find(const std::string& plugin) const {
+const family_manifest* family_catalog::find(const std::string& plugin) const {
   for (const auto& m : manifests_)
     if (m.name == plugin) return &m;
   return nullptr;
 }
 
 std::vector<std::string> family_catalog::plugins_for(const std::string& model_type) const {
+  // A refused plugin the user asked for comes first: resolving it names the refusal.
   std::vector<std::string> primary, secondary;
+  for (const auto& r : refused_)
+    if (r.name == model_type || contains(r.model_types, model_type)) primary.push_back(r.name);
   for (const auto& m : manifests_) {
-    bool claims = false;
-    if (m.root["model_types"] && m.root["model_types"].IsSequence())
-      for (const auto& t : m.root["model_types"]) claims |= t.as<std::string>() == model_type;
-    if (claims) primary.push_back(m.name);
-    else if (m.root["variants"] && m.root["variants"][model_type]) secondary.push_back(m.name);
+    if (contains(m.model_types, model_type)) primary.push_back(m.name);
+    else if (contains(m.variant_types, model_type)) secondary.push_back(m.name);
   }
   primary.insert(primary.end(), secondary.begin(), secondary.end());
   return primary;
@@ -54,68 +99,95 @@ std::vector<std::string> family_catalog::plugins_for(const std::string& model_ty
 
 std::vector<std::string> family_catalog::known_model_types() const {
   std::set<std::string> out;
-  for (const auto& m : manifests_)
-    if (m.root["model_types"] && m.root["model_types"].IsSequence())
-      for (const auto& t : m.root["model_types"]) out.insert(t.as<std::string>());
+  for (const auto& m : manifests_) out.insert(m.model_types.begin(), m.model_types.end());
   return {out.begin(), out.end()};
 }
 
-YAML::Node family_catalog::merged(const std::string& plugin, const std::string& model_type, int depth) const {
-  if (depth > 8) throw error("plugin '" + plugin + "': 'extends' chain deeper than 8 (a cycle?)");
-  const plugin_manifest* m = find(plugin);
-  if (!m) throw error("no family plugin named '" + plugin + "'");
-  YAML::Node node = YAML::Clone(m->root);
-  if (node["variants"]) {
-    if (!model_type.empty() && node["variants"][model_type]) node = overlay(node, node["variants"][model_type], true);
-    node.remove("variants");
+family_spec family_catalog::resolve_into(const std::string& plugin, const std::string& model_type,
+                                         std::vector<std::string>& problems) const {
+  const family_manifest* self = find(plugin);
+  if (!self) throw error("no family plugin named '" + plugin + "'");
+  std::map<std::string, const detail::manifest_parts*> owners;
+  for (const auto& m : manifests_) owners.emplace(m.name, m.parts.get());
+
+  // The chain: this plugin's base and variant, then its parent's, and so on; each step's
+  // keys replace the parent's. Walked from the child, applied from the root.
+  std::vector<detail::family_part> chain;
+  std::set<std::string> seen;
+  const family_manifest* m = self;
+  while (m) {
+    for (const auto& e : m->errors) problems.push_back(e);
+    if (!seen.insert(m->name).second) {
+      problems.push_back(chain.back().extends.at.str() + ": 'extends' leads back to '" + m->name + "' (a cycle)");
+      break;
+    }
+    detail::family_part own = m->parts->base;
+    if (const detail::family_part* v = m->parts->variant(model_type)) {
+      detail::part_field<std::string> ext = v->extends.set ? v->extends : own.extends;
+      detail::overlay(own, *v);
+      own.extends = ext;
+    }
+    chain.push_back(own);
+    if (!own.extends.set) break;
+    m = find(own.extends.value);
+    if (!m) problems.push_back(own.extends.at.str() + ": extends '" + own.extends.value + "', but no family plugin of that name was found");
   }
-  if (node["extends"]) {
-    std::string parent = node["extends"].as<std::string>();
-    if (!find(parent))
-      throw error(m->path + ":" + std::to_string(m->root["extends"] ? m->root["extends"].Mark().line + 1 : 1) +
-                  ": extends '" + parent + "', but no family plugin of that name was found");
-    YAML::Node base = merged(parent, model_type, depth + 1);
-    YAML::Node own = node;
-    own.remove("extends");
-    node = overlay(base, own, false);
-  }
-  return node;
+  detail::family_part merged;
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) detail::overlay(merged, *it);
+  merged.at = chain.front().at;
+  return detail::finish_spec(merged, *self->parts, model_type, owners, problems);
 }
 
 family_spec family_catalog::resolve(const std::string& plugin, const std::string& model_type) const {
-  const plugin_manifest* m = find(plugin);
-  if (!m) throw error("no family plugin named '" + plugin + "'");
-  return parse_family_spec(merged(plugin, model_type), m->path, model_type);
+  for (const auto& r : refused_)
+    if (r.name == plugin || (!model_type.empty() && (r.name == model_type || contains(r.model_types, model_type))))
+      throw error("plugin '" + r.name + "' was asked for but refused: " + r.reason + "; no other plugin stands in for it (" +
+                  (r.name == plugin ? "plugin " + plugin : "model_type " + model_type) + ")");
+  std::vector<std::string> problems;
+  family_spec f = resolve_into(plugin, model_type, problems);
+  if (!problems.empty()) {
+    sort_problems(problems);
+    std::string msg = "invalid plugin manifest:";
+    for (const auto& e : problems) msg += "\n  " + e;
+    throw error(msg);
+  }
+  return f;
 }
 
-std::vector<std::string> family_catalog::check(const plugin_manifest& m) const {
-  std::vector<std::string> errors;
-  if (!m.root.IsMap()) return {m.path + ":1: plugin.yaml must be a map of keys"};
-  std::vector<std::string> types;
-  if (m.root["variants"] && m.root["variants"].IsMap())
-    for (const auto& kv : m.root["variants"]) types.push_back(kv.first.as<std::string>());
+catalog_check family_catalog::check(const plugin_manifest& pm) const {
+  catalog_check out;
+  family_catalog with_self = *this;
+  family_manifest self = load(pm);
+  std::string name = self.name;
+  bool replaced = false;
+  for (auto& x : with_self.manifests_)
+    if (x.name == name) {
+      x = self;
+      replaced = true;
+    }
+  if (!replaced) with_self.manifests_.push_back(self);
+  std::vector<std::string> types = self.variant_types;
   if (types.empty()) types.push_back("");
   for (const auto& t : types) {
-    YAML::Node node;
+    std::vector<std::string> problems;
     try {
-      family_catalog with_self = *this;
-      if (!with_self.find(m.name)) with_self.manifests_.push_back(m);
-      else
-        for (auto& x : with_self.manifests_)
-          if (x.name == m.name) x = m;
-      node = with_self.merged(m.name, t);
+      family_spec f = with_self.resolve_into(name, t, problems);
+      if (!f.routing.declared)
+        out.notes.push_back(pm.path + ": family '" + name + "'" + (t.empty() ? "" : " (" + t + ")") +
+                            " declares no 'routing', so moe run refuses it (convert, inspect and verify do not need it)");
     } catch (const error& e) {
-      errors.push_back(e.what());
-      continue;
+      problems.push_back(e.what());
     }
-    // Identity keys come from the manifest itself, not its parent.
-    for (const auto& k : {"name", "version", "api_version", "model_types", "library", "hooks", "native_config"})
-      if (m.root[k]) node[k] = m.root[k];
-    for (auto& e : check_family_manifest(node, m.path)) errors.push_back(std::move(e));
+    out.problems.insert(out.problems.end(), problems.begin(), problems.end());
   }
-  std::sort(errors.begin(), errors.end());
-  errors.erase(std::unique(errors.begin(), errors.end()), errors.end());
-  return errors;
+  sort_problems(out.problems);
+  sort_problems(out.notes);
+  return out;
+}
+
+family_spec parse_family_spec(const YAML::Node& root, const std::string& manifest_path, const std::string& model_type) {
+  family_catalog c({{"", manifest_path, root}});
+  return c.resolve(c.manifests().front().name, model_type);
 }
 
 }  // namespace moereg

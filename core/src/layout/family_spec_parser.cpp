@@ -1,68 +1,19 @@
-// Parses plugin.yaml into a family_spec, collecting every problem with its file:line.
+// SPDX-License-Identifier: Apache-2.0
+// Parses plugin.yaml into the catalog's parts (family_parts.h), every problem with its
+// file:line:column. family_parts_merge.cpp merges the parts (extends, variants) into a
+// family_spec; family_spec.cpp holds the spec's own functions.
 #include <algorithm>
 #include <set>
 #include <sstream>
 
 #include "moereg/base/error.h"
+#include "moereg/base/strict_yaml.h"
+#include "family_parts.h"
 #include "moereg/layout/family_spec.h"
 
 namespace moereg {
 
-const char* piece_name(piece p) {
-  switch (p) {
-    case piece::gate: return "gate";
-    case piece::up: return "up";
-    case piece::down: return "down";
-  }
-  return "?";
-}
-
-const layout_spec* family_spec::find_layout(const std::string& n) const {
-  for (const auto& l : layouts) {
-    if (l.name == n) return &l;
-    for (const auto& a : l.aliases)
-      if (a == n) return &l;
-  }
-  return nullptr;
-}
-
-std::vector<std::string> family_spec::layout_names() const {
-  std::vector<std::string> out;
-  for (const auto& l : layouts) out.push_back(l.name);
-  return out;
-}
-
-std::optional<double> resolve_value(const config_value& v, const json::value& config) {
-  for (const auto& f : v.fields) {
-    const json::value* x = config.find_path(f);
-    if (!x || x->is_null()) continue;
-    if (x->is_bool()) return x->as_bool() ? 1.0 : 0.0;
-    if (x->is_number()) return x->as_double();
-  }
-  return v.fallback;
-}
-
 namespace {
-
-// The names the quantizers themselves write: transformers' FineGrainedFP8 (and DeepSeek),
-// AutoGPTQ, compressed-tensors, and MXFP4 as DeepSeek-V4 stores it (FORMATS.md section 5).
-std::map<std::string, quant_naming> default_quant_naming() {
-  std::map<std::string, quant_naming> m;
-  m["fp8"].scale = {"{key}_scale_inv", "{key}_scale"};
-  m["mxfp4"].scale = {"{stem}.scale"};
-  quant_naming& g = m["gptq"];
-  g.weight = "{stem}.qweight";
-  g.scale = {"{stem}.scales"};
-  g.g_idx = "{stem}.g_idx";
-  g.zeros = "{stem}.qzeros";
-  quant_naming& c = m["compressed"];
-  c.weight = "{stem}.weight_packed";
-  c.scale = {"{stem}.weight_scale"};
-  c.shape = "{stem}.weight_shape";
-  c.zeros = "{stem}.weight_zero_point";
-  return m;
-}
-
 bool valid_naming(const std::string& t) {
   std::size_t prefix = t.starts_with("{key}") ? 5 : t.starts_with("{stem}") ? 6 : 0;
   return prefix && t.find_first_of("{}", prefix) == std::string::npos;
@@ -70,12 +21,18 @@ bool valid_naming(const std::string& t) {
 
 class parser {
  public:
-  parser(std::string file) : file_(std::move(file)) {}
+  parser(std::string file, std::string plugin) : file_(std::move(file)), plugin_(std::move(plugin)) {}
   std::vector<std::string> errors;
 
-  std::string at(const YAML::Node& n) const {
-    return file_ + ":" + std::to_string(n.Mark().line + 1);
+  source_loc loc(const YAML::Node& n) const {
+    source_loc l{file_, 0, 0, plugin_};
+    if (n.IsDefined() && !n.Mark().is_null()) {
+      l.line = n.Mark().line + 1;
+      l.column = n.Mark().column + 1;
+    }
+    return l;
   }
+  std::string at(const YAML::Node& n) const { return loc(n).str(); }
   void fail(const YAML::Node& n, const std::string& what) { errors.push_back(at(n) + ": " + what); }
 
   // Unknown keys are typos until proven otherwise.
@@ -99,13 +56,20 @@ class parser {
     return n.as<std::string>();
   }
 
+  // YAML 1.2: true or false, nothing else (yaml-cpp alone would take yes, on, True...).
   bool boolean(const YAML::Node& n, const std::string& what) {
+    if (auto b = strict_bool(n)) return *b;
+    fail(n, what + " must be true or false" + (n.IsScalar() ? ", found '" + n.Scalar() + "'" : std::string()));
+    return false;
+  }
+
+  double number(const YAML::Node& n, const std::string& what) {
     try {
-      return n.as<bool>();
+      if (n.IsScalar()) return n.as<double>();
     } catch (const YAML::Exception&) {
-      fail(n, what + " must be true or false");
-      return false;
     }
+    fail(n, what + " must be a number" + (n.IsScalar() ? ", found '" + n.Scalar() + "'" : std::string()));
+    return 0;
   }
 
   std::vector<std::string> str_list(const YAML::Node& n, const std::string& what) {
@@ -133,10 +97,13 @@ class parser {
   // A number or boolean: literal, config field name(s), or {config: ..., default: ...}.
   config_value value(const YAML::Node& n, const std::string& what) {
     config_value v;
+    v.key = what;
     if (!n) return v;
+    v.at = loc(n);
     if (n.IsScalar()) {
       std::string s = n.as<std::string>();
-      if (s == "true" || s == "false") v.fallback = s == "true" ? 1 : 0;
+      if (yaml11_boolean_spelling(s)) fail(n, what + " is '" + s + "', expected true or false (YAML 1.2) or a config.json field");
+      else if (s == "true" || s == "false") v.fallback = s == "true" ? 1 : 0;
       else {
         try {
           std::size_t used = 0;
@@ -157,7 +124,7 @@ class parser {
       allowed_keys(n, {"config", "default"}, what);
       v.fields = str_list(n["config"], what + ".config");
       if (n["default"]) {
-        std::string d = n["default"].as<std::string>();
+        std::string d = n["default"].IsScalar() ? n["default"].Scalar() : "";
         if (d == "true" || d == "false") v.fallback = d == "true" ? 1 : 0;
         else {
           try {
@@ -183,7 +150,7 @@ class parser {
   expert_entry entry(const std::string& name, const YAML::Node& n) {
     expert_entry e;
     e.name = name;
-    e.line = n.Mark().line + 1;
+    e.at = loc(n);
     if (!n.IsMap()) {
       fail(n, "expert entry '" + name + "' must be a map with at least 'key'");
       return e;
@@ -217,11 +184,10 @@ class parser {
     return e;
   }
 
-  layout_spec layout(const std::string& name, const YAML::Node& n) {
+  layout_spec layout(const std::string& name, const YAML::Node& n, const YAML::Node& key) {
     layout_spec l;
     l.name = name;
-    l.defined_in = file_;
-    l.line = n.Mark().line + 1;
+    l.at = loc(key);  // the name: a block map's own mark is its first key's line
     if (!n.IsMap()) {
       fail(n, "layout '" + name + "' must be a map");
       return l;
@@ -263,7 +229,7 @@ class parser {
             fail(r, "a rename needs 'from' (canonical name template) and 'to' (this layout's name template)");
             continue;
           }
-          rename_rule rr{tmpl(r["from"], "from"), tmpl(r["to"], "to"), r.Mark().line + 1};
+          rename_rule rr{tmpl(r["from"], "from"), tmpl(r["to"], "to"), loc(r)};
           auto a = rr.canonical.placeholders(), b = rr.renamed.placeholders();
           std::sort(a.begin(), a.end());
           std::sort(b.begin(), b.end());
@@ -280,7 +246,7 @@ class parser {
             fail(t, "a transform needs 'key' and 'hook'");
             continue;
           }
-          l.transforms.push_back({tmpl(t["key"], "key"), str(t["hook"], "hook"), t.Mark().line + 1});
+          l.transforms.push_back({tmpl(t["key"], "key"), str(t["hook"], "hook"), loc(t["hook"])});
         }
     }
     return l;
@@ -311,7 +277,7 @@ class parser {
       }
       allowed_keys(m, {"weight", "scale", "g_idx", "zeros", "shape"}, where);
       quant_naming q;
-      q.line = m.Mark().line + 1;
+      q.at = loc(m);
       if (m["weight"]) q.weight = naming_template(m["weight"], where + ".weight");
       for (const auto& s : str_list(m["scale"], where + ".scale")) {
         q.scale.push_back(s);
@@ -328,7 +294,12 @@ class parser {
   routing_spec routing(const YAML::Node& n) {
     routing_spec r;
     if (!n) return r;
-    r.line = n.Mark().line + 1;
+    r.at = loc(n);
+    r.declared = true;
+    if (!n.IsMap()) {
+      fail(n, "routing must be a map (scoring, logits, renormalize, scaling, groups)");
+      return r;
+    }
     allowed_keys(n, {"scoring", "logits", "renormalize", "renorm_eps", "scaling", "groups"}, "routing");
     if (n["scoring"]) {
       r.scoring = str(n["scoring"], "routing.scoring");
@@ -340,7 +311,7 @@ class parser {
       r.logits_in_f32 = l == "f32";
     }
     r.renormalize = value(n["renormalize"], "routing.renormalize");
-    if (n["renorm_eps"]) r.renorm_eps = n["renorm_eps"].as<double>();
+    if (n["renorm_eps"]) r.renorm_eps = number(n["renorm_eps"], "routing.renorm_eps");
     r.scaling = value(n["scaling"], "routing.scaling");
     if (const YAML::Node g = n["groups"]) {
       allowed_keys(g, {"n_group", "topk_group", "score", "when"}, "routing.groups");
@@ -352,18 +323,23 @@ class parser {
       if (const YAML::Node w = g["when"]) {
         if (!w.IsMap() || w.size() != 1) fail(w, "routing.groups.when must be one {config_field: value}");
         else {
-          r.groups_when_field = w.begin()->first.as<std::string>();
-          r.groups_when_equals = w.begin()->second.as<std::string>();
+          r.groups_when_field = str(w.begin()->first, "routing.groups.when field");
+          r.groups_when_equals = str(w.begin()->second, "routing.groups.when value");
         }
       }
     }
     return r;
   }
 
-  gguf_spec gguf(const YAML::Node& n, const std::string& model_type) {
-    gguf_spec g;
-    if (!n) return g;
-    g.line = n.Mark().line + 1;
+  detail::gguf_part gguf(const YAML::Node& n) {
+    detail::gguf_part out;
+    gguf_spec& g = out.spec;
+    if (!n) return out;
+    g.at = loc(n);
+    if (!n.IsMap()) {
+      fail(n, "gguf must be a map (architecture, model_types, metadata, f32)");
+      return out;
+    }
     allowed_keys(n, {"architecture", "model_types", "metadata", "f32"}, "gguf");
     if (const YAML::Node f = n["f32"])
       for (const auto& name : str_list(f, "gguf.f32")) {
@@ -403,7 +379,7 @@ class parser {
         for (const auto& e : md) {
           allowed_keys(e, {"key", "config", "value", "type", "model_type", "sum", "absent", "with_tensor", "when"}, "gguf.metadata entry");
           gguf_metadata_rule r;
-          r.line = e.Mark().line + 1;
+          r.at = loc(e);
           if (!e["key"]) fail(e, "a gguf.metadata entry needs 'key' (without the arch prefix, e.g. expert_count)");
           else r.key = str(e["key"], "key");
           r.config = str_list(e["config"], "config");
@@ -433,142 +409,154 @@ class parser {
           if (e["type"]) r.type = str(e["type"], "type");
           static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool"};
           if (!types.count(r.type)) fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64 or bool");
-          // Entries for another model_type of a multi-type plugin are dropped here.
-          if (e["model_type"] && !model_type.empty() && str(e["model_type"], "model_type") != model_type) continue;
+          // Entries for another model_type of a multi-type plugin are dropped when resolving.
+          out.metadata_for.push_back(e["model_type"] ? str(e["model_type"], "model_type") : "");
           g.metadata.push_back(std::move(r));
         }
     }
-    return g;
+    return out;
   }
 
-  family_spec family(const YAML::Node& root, const std::string& model_type) {
-    family_spec f;
-    f.manifest_path = file_;
-    f.model_type = model_type;
+  // The engine keys of one map (the top level or a variant), each remembered with its place.
+  detail::family_part part(const YAML::Node& root) {
+    detail::family_part f;
+    f.at = loc(root);
+    auto field = [&](auto& out, const char* key) -> YAML::Node {
+      YAML::Node n = root[key];
+      if (n) {
+        out.set = true;
+        out.at = loc(n);
+      }
+      return n;
+    };
+    if (YAML::Node n = field(f.extends, "extends")) f.extends.value = str(n, "extends");
+    if (YAML::Node d = field(f.dims, "dims")) {
+      if (!d.IsMap()) fail(d, "dims must map symbols (E, H, I, K, ...) to config.json fields");
+      else
+        for (const auto& kv : d) {
+          std::string sym = str(kv.first, "dims key");
+          f.dims.value[sym] = value(kv.second, "dims." + sym);
+        }
+    }
+    if (YAML::Node m = field(f.moe_layers, "moe_layers")) {
+      allowed_keys(m, {"count", "sparse_step", "dense_layers", "first_dense", "extra"}, "moe_layers");
+      moe_layer_rule& r = f.moe_layers.value;
+      r.count = value(m["count"], "moe_layers.count");
+      r.sparse_step = value(m["sparse_step"], "moe_layers.sparse_step");
+      if (m["dense_layers"]) r.dense_layers = str(m["dense_layers"], "moe_layers.dense_layers");
+      r.first_dense = value(m["first_dense"], "moe_layers.first_dense");
+      r.extra = value(m["extra"], "moe_layers.extra");
+      if (r.count.empty()) fail(m, "moe_layers needs 'count'");
+    }
+    if (YAML::Node b = field(f.moe_block, "moe_block")) {
+      allowed_keys(b, {"router", "router_bias", "shared_gate_proj", "shared_up_proj", "shared_down_proj", "shared_gate"}, "moe_block");
+      moe_block_spec& mb = f.moe_block.value;
+      auto opt = [&](const char* k, key_template& out) {
+        if (b[k]) out = tmpl(b[k], std::string("moe_block.") + k);
+      };
+      opt("router", mb.router);
+      opt("router_bias", mb.router_bias);
+      opt("shared_gate_proj", mb.shared_gate_proj);
+      opt("shared_up_proj", mb.shared_up_proj);
+      opt("shared_down_proj", mb.shared_down_proj);
+      opt("shared_gate", mb.shared_gate);
+    }
+    if (YAML::Node p = field(f.passthrough, "passthrough")) {
+      if (!p.IsSequence()) fail(p, "passthrough must be a list of canonical name templates");
+      else
+        for (const auto& x : p) f.passthrough.value.push_back(tmpl(x, "passthrough entry"));
+    }
+    if (YAML::Node n = field(f.reference_layout, "reference_layout")) f.reference_layout.value = str(n, "reference_layout");
+    if (YAML::Node ls = field(f.layouts, "layouts")) {
+      if (!ls.IsMap()) fail(ls, "layouts must map layout names to their declarations");
+      else
+        for (const auto& kv : ls) f.layouts.value.push_back(layout(str(kv.first, "layout name"), kv.second, kv.first));
+    }
+    if (YAML::Node n = field(f.routing, "routing")) f.routing.value = routing(n);
+    if (YAML::Node n = field(f.quantization, "quantization")) quantization(n, f.quantization.value);
+    if (YAML::Node n = field(f.gguf, "gguf")) f.gguf.value = gguf(n);
+    return f;
+  }
+
+  detail::manifest_parts manifest(const YAML::Node& root) {
+    detail::manifest_parts m;
+    m.path = file_;
+    m.root_at = loc(root);
     if (!root.IsMap()) {
-      errors.push_back(file_ + ":1: plugin.yaml must be a map of keys");
-      return f;
+      errors.push_back(file_ + ":1:1: plugin.yaml must be a map of keys");
+      return m;
     }
     allowed_keys(root,
                  {"name", "version", "api_version", "description", "extends", "model_types", "library", "library_sha256",
                   "hooks", "native_config", "dims", "moe_layers", "moe_block", "passthrough", "layouts", "reference_layout",
                   "routing", "variants", "quantization", "gguf"},
                  "plugin.yaml");
-    if (!root["name"]) errors.push_back(file_ + ":1: missing 'name'");
-    else f.name = str(root["name"], "name");
-    if (root["version"]) f.version = str(root["version"], "version");
-    if (root["api_version"]) f.api_version = root["api_version"].as<int>();
-    if (root["description"]) f.description = str(root["description"], "description");
-    f.model_types = str_list(root["model_types"], "model_types");
-    if (root["library"]) f.library = str(root["library"], "library");
-    f.hooks = str_list(root["hooks"], "hooks");
+    if (!root["name"]) errors.push_back(m.root_at.str() + ": missing 'name'");
+    else {
+      m.name = str(root["name"], "name");
+      m.name_at = loc(root["name"]);
+    }
+    plugin_ = m.name;
+    m.root_at.plugin = m.name;
+    if (root["version"]) m.version = str(root["version"], "version");
+    if (root["api_version"]) m.api_version = static_cast<int>(number(root["api_version"], "api_version"));
+    if (root["description"]) m.description = str(root["description"], "description");
+    m.model_types = str_list(root["model_types"], "model_types");
+    if (root["library"]) {
+      m.library = str(root["library"], "library");
+      m.library_at = loc(root["library"]);
+    }
+    if (root["library_sha256"]) m.library_sha256 = str(root["library_sha256"], "library_sha256");
+    m.hooks = str_list(root["hooks"], "hooks");
+    m.hooks_at = root["hooks"] ? loc(root["hooks"]) : m.root_at;
     if (const YAML::Node nc = root["native_config"]) {
+      m.native_config_at = loc(nc);
       allowed_keys(nc, {"file", "hook"}, "native_config");
-      if (nc["file"]) f.native_config_file = str(nc["file"], "native_config.file");
-      if (nc["hook"]) f.native_config_hook = str(nc["hook"], "native_config.hook");
-      if (f.native_config_file.empty() || f.native_config_hook.empty()) fail(nc, "native_config needs 'file' and 'hook'");
+      if (nc["file"]) m.native_config_file = str(nc["file"], "native_config.file");
+      if (nc["hook"]) m.native_config_hook = str(nc["hook"], "native_config.hook");
+      if (m.native_config_file.empty() || m.native_config_hook.empty()) fail(nc, "native_config needs 'file' and 'hook'");
     }
-    if (const YAML::Node d = root["dims"]) {
-      if (!d.IsMap()) fail(d, "dims must map symbols (E, H, I, K, ...) to config.json fields");
+    m.base = part(root);
+    if (const YAML::Node vs = root["variants"]) {
+      if (!vs.IsMap()) fail(vs, "variants must map model_types to the keys that differ for them");
       else
-        for (const auto& kv : d) f.dims[kv.first.as<std::string>()] = value(kv.second, "dims." + kv.first.as<std::string>());
+        for (const auto& kv : vs) {
+          std::string type = str(kv.first, "variant name");
+          if (!kv.second.IsMap()) {
+            fail(kv.second, "variant '" + type + "' must be a map of the keys that differ for it");
+            continue;
+          }
+          allowed_keys(kv.second,
+                       {"extends", "dims", "moe_layers", "moe_block", "passthrough", "layouts", "reference_layout", "routing",
+                        "quantization", "gguf"},
+                       "variant '" + type + "'");
+          m.variants.emplace_back(type, part(kv.second));
+        }
     }
-    for (const char* need : {"E", "H", "I"})
-      if (!f.dims.count(need)) errors.push_back(file_ + ":1: dims needs '" + need + "' (a config.json field)");
-    if (const YAML::Node m = root["moe_layers"]) {
-      allowed_keys(m, {"count", "sparse_step", "dense_layers", "first_dense", "extra"}, "moe_layers");
-      f.moe_layers.count = value(m["count"], "moe_layers.count");
-      f.moe_layers.sparse_step = value(m["sparse_step"], "moe_layers.sparse_step");
-      if (m["dense_layers"]) f.moe_layers.dense_layers = str(m["dense_layers"], "moe_layers.dense_layers");
-      f.moe_layers.first_dense = value(m["first_dense"], "moe_layers.first_dense");
-      f.moe_layers.extra = value(m["extra"], "moe_layers.extra");
-    } else {
-      errors.push_back(file_ + ":1: missing 'moe_layers' (at least count: <config field of the layer count>)");
-    }
-    if (f.moe_layers.count.empty() && root["moe_layers"]) fail(root["moe_layers"], "moe_layers needs 'count'");
-    if (const YAML::Node b = root["moe_block"]) {
-      allowed_keys(b, {"router", "router_bias", "shared_gate_proj", "shared_up_proj", "shared_down_proj", "shared_gate"}, "moe_block");
-      auto opt = [&](const char* k, key_template& out) {
-        if (b[k]) out = tmpl(b[k], std::string("moe_block.") + k);
-      };
-      opt("router", f.moe_block.router);
-      opt("router_bias", f.moe_block.router_bias);
-      opt("shared_gate_proj", f.moe_block.shared_gate_proj);
-      opt("shared_up_proj", f.moe_block.shared_up_proj);
-      opt("shared_down_proj", f.moe_block.shared_down_proj);
-      opt("shared_gate", f.moe_block.shared_gate);
-    }
-    if (const YAML::Node p = root["passthrough"]) {
-      if (!p.IsSequence()) fail(p, "passthrough must be a list of canonical name templates");
-      else
-        for (const auto& x : p) f.passthrough.push_back(tmpl(x, "passthrough entry"));
-    }
-    if (root["reference_layout"]) f.reference_layout = str(root["reference_layout"], "reference_layout");
-    if (const YAML::Node ls = root["layouts"]) {
-      if (!ls.IsMap()) fail(ls, "layouts must map layout names to their declarations");
-      else
-        for (const auto& kv : ls) f.layouts.push_back(layout(kv.first.as<std::string>(), kv.second));
-    } else {
-      errors.push_back(file_ + ":1: missing 'layouts'");
-    }
-    std::set<std::string> names;
-    for (const auto& l : f.layouts) {
-      if (!names.insert(l.name).second) errors.push_back(file_ + ":" + std::to_string(l.line) + ": layout '" + l.name + "' declared twice");
-      for (const auto& a : l.aliases)
-        if (!names.insert(a).second) errors.push_back(file_ + ":" + std::to_string(l.line) + ": layout name '" + a + "' used twice");
-    }
-    if (!f.layouts.empty() && !f.find_layout(f.reference_layout))
-      errors.push_back(file_ + ":1: reference_layout '" + f.reference_layout + "' is not one of the layouts");
-    f.routing = routing(root["routing"]);
-    f.quantization = default_quant_naming();
-    quantization(root["quantization"], f.quantization);
-    f.gguf = gguf(root["gguf"], model_type);
-    for (const auto& l : f.layouts)
-      if (l.container == "gguf" && f.gguf.architecture.empty())
-        errors.push_back(file_ + ":" + std::to_string(l.line) + ": layout '" + l.name +
-                         "' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section (architecture, metadata)");
-    // Every hook named anywhere must be in the hooks list, so the library can be checked.
-    std::set<std::string> declared(f.hooks.begin(), f.hooks.end());
-    auto need_hook = [&](const std::string& h, int line) {
-      if (!h.empty() && !declared.count(h))
-        errors.push_back(file_ + ":" + std::to_string(line) + ": hook '" + h + "' is used but not listed under 'hooks'");
-    };
-    need_hook(f.native_config_hook, 1);
-    for (const auto& l : f.layouts) {
-      need_hook(l.write_config_hook, l.line);
-      for (const auto& t : l.transforms) need_hook(t.hook, t.line);
-    }
-    if (!f.hooks.empty() && f.library.empty()) errors.push_back(file_ + ":1: 'hooks' are listed but no 'library' provides them");
-    return f;
+    return m;
   }
 
  private:
-  std::string file_;
+  std::string file_, plugin_;
 };
 
 }  // namespace
 
-family_spec parse_family_spec(const YAML::Node& root, const std::string& manifest_path, const std::string& model_type) {
-  parser p(manifest_path);
-  family_spec f = p.family(root, model_type);
-  if (!p.errors.empty()) {
-    std::string msg = "invalid plugin manifest:";
-    for (const auto& e : p.errors) msg += "\n  " + e;
-    throw error(msg);
+namespace detail {
+
+manifest_parts parse_manifest(const YAML::Node& root, const std::string& path) {
+  parser p(path, "");
+  manifest_parts m;
+  try {
+    m = p.manifest(root);
+  } catch (const YAML::Exception& e) {
+    p.errors.push_back(yaml_where(path, e.mark) + ": " + e.msg);
   }
-  return f;
+  m.path = path;
+  m.errors = std::move(p.errors);
+  return m;
 }
 
-std::vector<std::string> check_family_manifest(const YAML::Node& root, const std::string& yaml_path) {
-  // The node is complete here: extends and variants were resolved by the catalog.
-  parser p(yaml_path);
-  YAML::Node copy = YAML::Clone(root);
-  if (copy.IsMap() && copy["variants"]) copy.remove("variants");
-  if (copy.IsMap() && copy["extends"]) copy.remove("extends");
-  p.family(copy, "");
-  std::sort(p.errors.begin(), p.errors.end());
-  p.errors.erase(std::unique(p.errors.begin(), p.errors.end()), p.errors.end());
-  return p.errors;
-}
+}  // namespace detail
 
 }  // namespace moereg

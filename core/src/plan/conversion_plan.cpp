@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/plan/conversion_plan.h"
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <unordered_map>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 #include "moereg/gguf/ggml_type.h"
 #include "moereg/gguf/gguf_family.h"
 
@@ -175,107 +177,135 @@ output_tensor dequantized_passthrough(const decoded_checkpoint& src, const layou
 
 }  // namespace
 
-conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec& target, const plan_options& options) {
-  conversion_plan plan;
-  plan.source = &src;
-  plan.target = &target;
-  const model_dims& d = src.dims;
-  std::int64_t first = 0, last = d.E;
-  if (options.experts) {
-    first = options.experts->first;
-    last = options.experts->second;
-    if (first < 0 || last > d.E || first >= last)
-      throw error("--experts " + std::to_string(first) + ":" + std::to_string(last) + " is not a non-empty range within 0:" +
-                  std::to_string(d.E) + " (E=" + std::to_string(d.E) + ")");
+namespace {
+
+// --experts A:B, checked against E.
+std::pair<std::int64_t, std::int64_t> expert_range(const model_dims& d, const plan_options& options) {
+  if (!options.experts) return {0, d.E};
+  const auto [first, last] = *options.experts;
+  if (first < 0 || last > d.E || first >= last)
+    throw error("--experts " + std::to_string(first) + ":" + std::to_string(last) + " is not a non-empty range within 0:" +
+                std::to_string(d.E) + " (E=" + std::to_string(d.E) + ")");
+  return {first, last};
+}
+
+// ggml blocks (opaque bytes) stay rows of whole blocks: no transposes, one type per tensor.
+// Returns the entry's block type (none for plain dtypes); throws when the pieces disagree.
+std::optional<std::uint32_t> entry_blocks(const layout_spec& target, const expert_entry& e, int layer,
+                                          const std::vector<std::array<matrix_view, 3>>& experts) {
+  const tensor_info& first = *experts[0][static_cast<std::size_t>(e.pieces[0])].source->info;
+  std::optional<std::uint32_t> blocks = first.ggml_blocks;
+  for (piece p : e.pieces)
+    for (const auto& ex : experts)
+      if (ex[static_cast<std::size_t>(p)].source->info->ggml_blocks != blocks)
+        throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' entry '" + e.name + "' would put " +
+                    storage_type_name(*ex[static_cast<std::size_t>(p)].source->info) + " and " + storage_type_name(first) +
+                    " pieces into one tensor (ggml block types are carried, not converted)");
+  if (blocks && e.transpose)
+    throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' stores '" + e.name +
+                "' transposed, which would cut the ggml blocks (" + storage_type_name(first) + ") apart");
+  return blocks;
+}
+
+// The outputs of one entry of the target layout for one layer: one stacked tensor, or one per
+// expert, each with its slots (and, when quantized, its scales and restated companions).
+class entry_planner {
+ public:
+  entry_planner(const decoded_checkpoint& src, const layout_spec& target, const expert_entry& e, int layer,
+                std::int64_t first, std::int64_t last, bool dequantize)
+      : src_(src), e_(e), layer_(layer), first_(first), last_(last), dequantize_(dequantize),
+        experts_(src.experts.at(layer)) {
+    transpose_ = dequantize ? e.transpose : e.transpose != src.quant.stored_transposed();
+    for (piece p : e.pieces) {
+      const matrix_view& v = experts_[0][static_cast<std::size_t>(p)];
+      rows_total_ += v.rows;
+      cols_ = dequantize ? src.expert_scales.at(layer)[0][static_cast<std::size_t>(p)].grid.cols : v.cols;
+    }
+    blocks_ = entry_blocks(target, e, layer, experts_);
   }
-  std::vector<std::string> problems;
+
+  std::vector<output_tensor> outputs() const {
+    std::vector<output_tensor> made;
+    if (e_.stacked) {
+      output_tensor o = make(0);
+      for (std::int64_t x = first_; x < last_; ++x) add_slot(o, x);
+      o.origin = "stack experts " + std::to_string(first_) + ".." + std::to_string(last_ - 1) + " of " +
+                 (e_.pieces.size() > 1 ? "concat(" + parts(o) + ")" : parts(o)) + (e_.transpose ? ", transposed" : "");
+      made.push_back(std::move(o));
+    } else {
+      for (std::int64_t x = first_; x < last_; ++x) {
+        output_tensor o = make(x);
+        add_slot(o, x);
+        o.origin = parts(o) + (e_.transpose ? ", transposed" : "");
+        made.push_back(std::move(o));
+      }
+    }
+    if (dequantize_)
+      for (auto& o : made) o.origin = "dequantize " + o.origin + " (" + src_.quant.describe() + ") to BF16";
+    return made;
+  }
+
+ private:
+  output_tensor make(std::int64_t expert_in_key) const {
+    const quant_format& q = src_.quant;
+    output_tensor o;
+    o.is_expert = true;
+    o.entry = &e_;
+    o.layer = layer_;
+    o.rows_total = rows_total_;
+    o.cols = cols_;
+    o.transpose = transpose_;
+    o.first_expert = e_.stacked ? first_ : expert_in_key;
+    captures c{{"layer", std::to_string(layer_)}, {"expert", std::to_string(expert_in_key)}};
+    o.spec.name = q.quantized() && !dequantize_ ? apply_naming(q.names.weight, e_.key.format(c)) : e_.key.format(c);
+    o.spec.type = dequantize_ ? dtype::BF16 : src_.expert_dtype;
+    o.dequantize = dequantize_;
+    o.spec.ggml_blocks = blocks_;
+    if (e_.stacked) o.spec.shape.push_back(last_ - first_);
+    if (transpose_) o.spec.shape.insert(o.spec.shape.end(), {cols_, rows_total_});
+    else o.spec.shape.insert(o.spec.shape.end(), {rows_total_, cols_});
+    return o;
+  }
+  void add_slot(output_tensor& o, std::int64_t x) const {
+    std::vector<matrix_view> pieces;
+    for (piece p : e_.pieces) pieces.push_back(experts_[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
+    o.slots.push_back(std::move(pieces));
+    if (!dequantize_) return;
+    std::vector<piece_scales> ps;
+    for (piece p : e_.pieces) ps.push_back(src_.expert_scales.at(layer_)[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
+    o.slot_scales.push_back(std::move(ps));
+  }
+  static std::string parts(const output_tensor& o) {
+    std::string s;
+    for (const auto& v : o.slots.front()) s += (s.empty() ? "" : " + ") + describe_view(v);
+    return s;
+  }
+
+  const decoded_checkpoint& src_;
+  const expert_entry& e_;
+  int layer_;
+  std::int64_t first_, last_;
+  bool dequantize_, transpose_ = false;
+  const std::vector<std::array<matrix_view, 3>>& experts_;
+  std::int64_t rows_total_ = 0, cols_ = 0;
+  std::optional<std::uint32_t> blocks_;
+};
+
+// Every expert output of the plan, with the scales and companions of quantized ones.
+void plan_experts(const decoded_checkpoint& src, const layout_spec& target, const plan_options& options, conversion_plan& plan,
+                  std::vector<std::string>& problems) {
+  const auto [first, last] = expert_range(src.dims, options);
   const quant_format& q = src.quant;
-  for (const auto& [layer_key, experts_of_layer] : src.experts) {
-    // Named copies: lambdas may not capture structured bindings before C++20 compilers catch up (clang < 16).
-    const int layer = layer_key;
-    const auto& experts = experts_of_layer;
+  const bool dequantize = options.dequantize && q.quantized();
+  for (const auto& layer_experts : src.experts) {
+    const int layer = layer_experts.first;
     for (const auto& e : target.experts) {
       if (q.packed() && e.transpose && !options.dequantize) {
         problems.push_back("layout '" + target.name + "' entry '" + e.name + "' stores its matrices transposed, but " +
                            q.describe() + " weights are packed along the input axis and cannot be transposed");
         continue;
       }
-      const bool dequantize = options.dequantize && q.quantized();
-      const bool st = dequantize ? e.transpose : e.transpose != q.stored_transposed();
-      std::int64_t rows_total = 0, cols = 0;
-      for (piece p : e.pieces) {
-        const matrix_view& v = experts[0][static_cast<std::size_t>(p)];
-        rows_total += v.rows;
-        cols = dequantize ? src.expert_scales.at(layer)[0][static_cast<std::size_t>(p)].grid.cols : v.cols;
-      }
-      // ggml blocks (opaque bytes) stay rows of whole blocks: no transposes, one type per tensor.
-      std::optional<std::uint32_t> blocks = experts[0][static_cast<std::size_t>(e.pieces[0])].source->info->ggml_blocks;
-      for (piece p : e.pieces)
-        for (const auto& ex : experts)
-          if (ex[static_cast<std::size_t>(p)].source->info->ggml_blocks != blocks)
-            throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' entry '" + e.name + "' would put " +
-                        storage_type_name(*ex[static_cast<std::size_t>(p)].source->info) + " and " +
-                        storage_type_name(*experts[0][static_cast<std::size_t>(e.pieces[0])].source->info) +
-                        " pieces into one tensor (ggml block types are carried, not converted)");
-      if (blocks && e.transpose)
-        throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' stores '" + e.name +
-                    "' transposed, which would cut the ggml blocks (" +
-                    storage_type_name(*experts[0][static_cast<std::size_t>(e.pieces[0])].source->info) + ") apart");
-      auto make = [&](std::int64_t expert_in_key) {
-        output_tensor o;
-        o.is_expert = true;
-        o.entry = &e;
-        o.layer = layer;
-        o.rows_total = rows_total;
-        o.cols = cols;
-        o.transpose = st;
-        o.first_expert = e.stacked ? first : expert_in_key;
-        captures c{{"layer", std::to_string(layer)}, {"expert", std::to_string(expert_in_key)}};
-        o.spec.name = q.quantized() && !dequantize ? apply_naming(q.names.weight, e.key.format(c)) : e.key.format(c);
-        o.spec.type = dequantize ? dtype::BF16 : src.expert_dtype;
-        o.dequantize = dequantize;
-        o.spec.ggml_blocks = blocks;
-        if (e.stacked) o.spec.shape.push_back(last - first);
-        if (st) o.spec.shape.insert(o.spec.shape.end(), {cols, rows_total});
-        else o.spec.shape.insert(o.spec.shape.end(), {rows_total, cols});
-        return o;
-      };
-      auto slot = [&](std::int64_t x) {
-        std::vector<matrix_view> pieces;
-        for (piece p : e.pieces) pieces.push_back(experts[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
-        return pieces;
-      };
-      auto scales_of = [&](output_tensor& o, std::int64_t x) {
-        if (!dequantize) return;
-        std::vector<piece_scales> ps;
-        for (piece p : e.pieces) ps.push_back(src.expert_scales.at(layer)[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
-        o.slot_scales.push_back(std::move(ps));
-      };
-      std::vector<output_tensor> made;
-      if (e.stacked) {
-        output_tensor o = make(0);
-        for (std::int64_t x = first; x < last; ++x) {
-          o.slots.push_back(slot(x));
-          scales_of(o, x);
-        }
-        std::string parts;
-        for (const auto& v : o.slots.front()) parts += (parts.empty() ? "" : " + ") + describe_view(v);
-        o.origin = "stack experts " + std::to_string(first) + ".." + std::to_string(last - 1) + " of " +
-                   (e.pieces.size() > 1 ? "concat(" + parts + ")" : parts) + (e.transpose ? ", transposed" : "");
-        made.push_back(std::move(o));
-      } else {
-        for (std::int64_t x = first; x < last; ++x) {
-          output_tensor o = make(x);
-          o.slots.push_back(slot(x));
-          scales_of(o, x);
-          std::string parts;
-          for (const auto& v : o.slots.front()) parts += (parts.empty() ? "" : " + ") + describe_view(v);
-          o.origin = parts + (e.transpose ? ", transposed" : "");
-          made.push_back(std::move(o));
-        }
-      }
-      for (auto& o : made) {
-        if (dequantize) o.origin = "dequantize " + o.origin + " (" + q.describe() + ") to BF16";
+      for (auto& o : entry_planner(src, target, e, layer, first, last, dequantize).outputs()) {
         if (q.quantized() && !dequantize) {
           try {
             plan.outputs.push_back(scale_output(src, target, e, o));
@@ -288,7 +318,39 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
       }
     }
   }
-  if (options.dequantize && !q.quantized() && src.expert_dtype != dtype::BF16)
+}
+
+// A stored tensor that is not an expert: renamed, with the hooks that rewrite its bytes.
+output_tensor passthrough_output(const family_spec& family, const layout_spec& target, const passthrough_tensor& p) {
+  output_tensor o;
+  std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
+                                                : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
+  o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
+  // llama.cpp's CPU ops take norms, routers and 1-D tensors only as F32; a .gguf F32 that was
+  // widened from bf16 goes back to bf16 everywhere else.
+  if (target.container == "gguf" && gguf_wants_f32(family, o.spec)) {
+    o.cast_from = o.spec.type;
+    o.spec.type = dtype::F32;
+  } else if (p.narrow_to && target.container != "gguf") {
+    o.cast_from = o.spec.type;
+    o.spec.type = *p.narrow_to;
+  }
+  o.source = p.source;
+  o.decode_hook = p.decode_hook;
+  for (const auto& tr : target.transforms)
+    if (tr.key.match(o.spec.name)) o.encode_hook = tr.hook;
+  o.origin = p.source->info->name;
+  if (!p.decode_hook.empty()) o.origin += " (hook " + p.decode_hook + " decode)";
+  if (!o.encode_hook.empty()) o.origin += " (hook " + o.encode_hook + " encode)";
+  if (o.cast_from)
+    o.origin += " (" + std::string(dtype_name(*o.cast_from)) + (o.spec.type == dtype::F32 ? " widened" : " narrowed") + " to " +
+                std::string(dtype_name(o.spec.type)) + ")";
+  return o;
+}
+
+void plan_others(const decoded_checkpoint& src, const layout_spec& target, const plan_options& options, conversion_plan& plan,
+                 std::vector<std::string>& problems) {
+  if (options.dequantize && !src.quant.quantized() && src.expert_dtype != dtype::BF16)
     problems.push_back("--dtype bf16 dequantizes quantized checkpoints; this one is not quantized (experts are " +
                        std::string(dtype_name(src.expert_dtype)) + "), and converting float dtypes is not supported");
   for (const auto& p : src.others) {
@@ -301,53 +363,34 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
       }
       continue;
     }
-    output_tensor o;
-    std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
-                                                  : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
-    o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
-    if (target.container == "gguf" && gguf_wants_f32(*src.spec, o.spec)) {
-      o.cast_from = o.spec.type;
-      o.spec.type = dtype::F32;
-    } else if (p.narrow_to && target.container != "gguf") {
-      o.cast_from = o.spec.type;
-      o.spec.type = *p.narrow_to;
-    }
-    o.source = p.source;
-    o.decode_hook = p.decode_hook;
-    for (const auto& tr : target.transforms)
-      if (tr.key.match(o.spec.name)) o.encode_hook = tr.hook;
-    o.origin = p.source->info->name;
-    if (!p.decode_hook.empty()) o.origin += " (hook " + p.decode_hook + " decode)";
-    if (!o.encode_hook.empty()) o.origin += " (hook " + o.encode_hook + " encode)";
-    if (o.cast_from)
-      o.origin += " (" + std::string(dtype_name(*o.cast_from)) + (o.spec.type == dtype::F32 ? " widened" : " narrowed") + " to " +
-                  std::string(dtype_name(o.spec.type)) + ")";
-    plan.outputs.push_back(std::move(o));
+    plan.outputs.push_back(passthrough_output(*src.spec, target, p));
   }
-  // Expert keys of the target that a rename or pass-through would also produce: a collision.
+}
+
+// Names written twice, and ggml block types bound for safetensors.
+void check_outputs(const conversion_plan& plan, const layout_spec& target, std::vector<std::string>& problems) {
   std::unordered_map<std::string_view, std::size_t> seen;
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) {
     auto [it, fresh] = seen.emplace(plan.outputs[i].spec.name, i);
     if (!fresh)
-      problems.push_back("output tensor '" + plan.outputs[i].spec.name + "' would be written twice (from " +
+      problems.push_back("output tensor " + quote(plan.outputs[i].spec.name) + " would be written twice (from " +
                          plan.outputs[it->second].origin + " and from " + plan.outputs[i].origin + ")");
   }
   // Only a .gguf holds ggml block types; safetensors has no dtype for them.
-  if (target.container != "gguf")
-    for (const auto& o : plan.outputs)
-      if (o.spec.ggml_blocks) {
-        tensor_info t;
-        t.type = o.spec.type;
-        t.ggml_blocks = o.spec.ggml_blocks;
-        problems.push_back("output tensor '" + o.spec.name + "' holds " + storage_type_name(t) + " blocks from " + o.origin +
-                           ", which only a .gguf can hold (layout '" + target.name +
-                           "' writes safetensors; decoding ggml blocks is not supported)");
-      }
-  if (!problems.empty()) {
-    std::string msg = "the conversion to layout '" + target.name + "' is not possible:";
-    for (const auto& p : problems) msg += "\n  " + p;
-    throw error(msg);
-  }
+  if (target.container == "gguf") return;
+  for (const auto& o : plan.outputs)
+    if (o.spec.ggml_blocks) {
+      tensor_info t;
+      t.type = o.spec.type;
+      t.ggml_blocks = o.spec.ggml_blocks;
+      problems.push_back("output tensor " + quote(o.spec.name) + " holds " + storage_type_name(t) + " blocks from " + o.origin +
+                         ", which only a .gguf can hold (layout '" + target.name +
+                         "' writes safetensors; decoding ggml blocks is not supported)");
+    }
+}
+
+// Outputs in the order safetensors files list them, which is the order they are written.
+void order_outputs(conversion_plan& plan) {
   std::vector<tensor_spec> specs;
   for (const auto& o : plan.outputs) specs.push_back(o.spec);
   sort_like_safetensors(specs);
@@ -356,6 +399,24 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
   std::sort(plan.outputs.begin(), plan.outputs.end(),
             [&](const output_tensor& a, const output_tensor& b) { return rank[a.spec.name] < rank[b.spec.name]; });
   for (const auto& o : plan.outputs) plan.total_bytes += o.spec.nbytes();
+}
+
+}  // namespace
+
+conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec& target, const plan_options& options) {
+  conversion_plan plan;
+  plan.source = &src;
+  plan.target = &target;
+  std::vector<std::string> problems;
+  plan_experts(src, target, options, plan, problems);
+  plan_others(src, target, options, plan, problems);
+  check_outputs(plan, target, problems);
+  if (!problems.empty()) {
+    std::string msg = "the conversion to layout '" + target.name + "' is not possible:";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw error(msg);
+  }
+  order_outputs(plan);
   return plan;
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/plan/decoded_checkpoint.h"
 
 #include <algorithm>
@@ -5,6 +6,7 @@
 #include <set>
 
 #include "moereg/base/error.h"
+#include "moereg/base/printable.h"
 #include "expert_companions.h"
 #include "moereg/gguf/ggml_type.h"
 #include "moereg/gguf/gguf_family.h"
@@ -17,6 +19,17 @@ std::string model_dims::describe() const {
   return "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I);
 }
 
+std::string model_dims::explain(const std::vector<std::string>& symbols) const {
+  std::string s;
+  for (const auto& sym : symbols) {
+    std::int64_t v = sym == "E" ? E : sym == "H" ? H : sym == "I" ? I : K;
+    auto it = fields.find(sym);
+    s += (s.empty() ? "" : ", ") + sym + " = " + std::to_string(v) +
+         (it == fields.end() ? std::string() : " from `" + it->second + "`");
+  }
+  return s + " in " + (config_path.empty() ? std::string("config") : config_path);
+}
+
 namespace {
 
 // config.json says the model's weights are bf16 (transformers: "dtype", before 4.56 "torch_dtype";
@@ -25,6 +38,13 @@ bool model_is_bf16(const json::value& config) {
   for (const char* f : {"dtype", "torch_dtype", "text_config.dtype", "text_config.torch_dtype"})
     if (const json::value* v = config.find_path(f); v && v->is_string()) return v->as_string() == "bfloat16";
   return false;
+}
+
+// The field a value was read from (the first present), or "" when its default served.
+std::string field_used(const config_value& v, const json::value& config) {
+  for (const auto& f : v.fields)
+    if (const json::value* x = config.find_path(f); x && !x->is_null()) return f;
+  return "";
 }
 
 std::string fields_of(const config_value& v) {
@@ -37,9 +57,9 @@ std::int64_t need_dim(const family_spec& spec, const json::value& config, const 
   auto it = spec.dims.find(sym);
   if (it == spec.dims.end()) throw error(spec.manifest_path + ": dims has no '" + sym + "'");
   auto v = resolve_value(it->second, config);
-  if (!v || *v < 1 || std::floor(*v) != *v)
-    throw error(path + ": expected a positive integer in " + fields_of(it->second) + " for " + sym + " (family " +
-                spec.name + ")");
+  if (!v || !(*v >= 1 && *v <= 2147483647.0) || std::floor(*v) != *v)
+    throw error(path + ": expected a positive integer (at most 2^31-1) in " + fields_of(it->second) + " for " + sym +
+                " (family " + spec.name + ")");
   return static_cast<std::int64_t>(*v);
 }
 
@@ -68,8 +88,8 @@ std::vector<std::int64_t> entry_shape(const expert_entry& e, const model_dims& d
   if (cols) *cols = c;
   std::vector<std::int64_t> shape;
   if (e.stacked) shape.push_back(d.E);
-  if (e.transpose) shape.insert(shape.end(), {c, r});
-  else shape.insert(shape.end(), {r, c});
+  shape.push_back(e.transpose ? c : r);  // (push_back: GCC 12 misreads insert of a list here)
+  shape.push_back(e.transpose ? r : c);
   return shape;
 }
 
@@ -79,7 +99,11 @@ std::string shape_formula(const expert_entry& e, const model_dims& d) {
   std::string cols = e.pieces[0] == piece::down ? "I" : "H";
   std::string s = e.stacked ? "E, " : "";
   s += e.transpose ? cols + ", " + rows : rows + ", " + cols;
-  return "[" + s + "] with " + d.describe();
+  std::vector<std::string> symbols;
+  if (e.stacked) symbols.push_back("E");
+  symbols.push_back(e.pieces[0] == piece::down ? "H" : "I");
+  symbols.push_back(cols);
+  return "[" + s + "]: " + d.explain(symbols);
 }
 
 // The stored shape of an entry under a quantization scheme: units instead of elements
@@ -116,16 +140,31 @@ key_template data_key(const expert_entry& e, const quant_format& q) {
 
 model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& path) {
   model_dims d;
+  d.config_path = path;
   d.E = need_dim(spec, config, path, "E");
   d.H = need_dim(spec, config, path, "H");
   d.I = need_dim(spec, config, path, "I");
   if (spec.dims.count("K")) d.K = need_dim(spec, config, path, "K");
+  for (const auto& [sym, v] : spec.dims)
+    if (std::string f = field_used(v, config); !f.empty()) d.fields[sym] = f;
+  if (d.K > d.E)
+    throw error(path + ": " + fields_of(spec.dims.at("K")) + " = " + std::to_string(d.K) + " (K, experts per token) is more than " +
+                fields_of(spec.dims.at("E")) + " = " + std::to_string(d.E) + " (E, experts), expected K <= E");
   const auto& r = spec.moe_layers;
+  // Layer counts become ints and loop bounds: out of range is an error, not a wrapped cast.
+  auto layer_value = [&](const config_value& cv, double fallback, double lo, const char* what) {
+    // A field named without a default must be there: a typo would otherwise pick the MoE layers.
+    const double v = required_value(cv, config, path, fallback);
+    if (!(v >= lo && v <= 1e6) || std::floor(v) != v)
+      throw error(path + ": " + fields_of(cv) + " = " + std::to_string(v) + ", expected " + what + " (an integer from " +
+                  std::to_string(static_cast<int>(lo)) + " to 1000000)");
+    return v;
+  };
   auto count = resolve_value(r.count, config);
   if (!count || *count < 1) throw error(path + ": expected the layer count in " + fields_of(r.count));
-  int n = static_cast<int>(*count);
-  int step = static_cast<int>(resolve_value(r.sparse_step, config).value_or(1));
-  int first = static_cast<int>(resolve_value(r.first_dense, config).value_or(0));
+  int n = static_cast<int>(layer_value(r.count, 0, 1, "the layer count"));
+  int step = static_cast<int>(layer_value(r.sparse_step, 1, 1, "the MoE layer step"));
+  int first = static_cast<int>(layer_value(r.first_dense, 0, 0, "the count of leading dense layers"));
   std::set<int> dense;
   if (!r.dense_layers.empty())
     if (const json::value* v = config.find_path(r.dense_layers); v && v->is_array())
@@ -151,219 +190,271 @@ std::string from_canonical(const layout_spec& layout, const std::string& canonic
   return canonical;
 }
 
-decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& spec, const layout_spec& layout,
-                                     const model_dims& dims) {
-  decoded_checkpoint out;
-  out.ckpt = &ckpt;
-  out.spec = &spec;
-  out.layout = &layout;
-  out.dims = dims;
-  std::vector<std::string> problems;
-  auto problem = [&](std::string s) { problems.push_back(std::move(s)); };
-  const std::string config_where = ckpt.config_path().empty() ? ckpt.path() : ckpt.config_path();
-  out.quant = checkpoint_quant_format(ckpt, spec, layout, dims);
-  const quant_format& q = out.quant;
+namespace {
 
-  std::set<int> moe(dims.moe_layers.begin(), dims.moe_layers.end());
-  int layer_count = dims.moe_layers.empty() ? 0 : dims.moe_layers.back() + 1;
-  int extra = 0;
-  if (!spec.moe_layers.extra.empty() && ckpt.config().is_object()) {
-    extra = static_cast<int>(resolve_value(spec.moe_layers.extra, ckpt.config()).value_or(0));
-    if (auto c = resolve_value(spec.moe_layers.count, ckpt.config())) layer_count = static_cast<int>(*c);
+// Decodes one checkpoint in phases: claim each stored tensor (an expert of some entry, or
+// not), pass the others through under canonical names, settle the MoE layers (MTP ones
+// included), build each expert piece's view, and report every problem at once.
+class decoder {
+ public:
+  decoder(const checkpoint& ckpt, const family_spec& spec, const layout_spec& layout, const model_dims& dims)
+      : ckpt_(ckpt), spec_(spec), layout_(layout), dims_(dims),
+        config_where_(ckpt.config_path().empty() ? ckpt.path() : ckpt.config_path()),
+        moe_(dims.moe_layers.begin(), dims.moe_layers.end()), n_entries_(layout.experts.size()), comps_(n_entries_),
+        found_(n_entries_) {
+    out_.ckpt = &ckpt;
+    out_.spec = &spec;
+    out_.layout = &layout;
+    out_.dims = dims;
+    out_.quant = checkpoint_quant_format(ckpt, spec, layout, dims);
+    layer_count_ = dims.moe_layers.empty() ? 0 : dims.moe_layers.back() + 1;
+    if (!spec.moe_layers.extra.empty() && ckpt.config().is_object()) {
+      extra_ = static_cast<int>(resolve_value(spec.moe_layers.extra, ckpt.config()).value_or(0));
+      if (auto c = resolve_value(spec.moe_layers.count, ckpt.config())) layer_count_ = static_cast<int>(*c);
+    }
+    // Per entry: the key of its stored data and of each companion under the quantization naming.
+    for (const auto& e : layout.experts) data_keys_.push_back(data_key(e, q()));
+    if (q().quantized())
+      for (std::size_t i = 0; i < n_entries_; ++i) comps_[i] = companion_keys(layout.experts[i], q());
   }
 
-  // Per entry: the key of its stored data and of each companion under the quantization naming.
-  const std::size_t n_entries = layout.experts.size();
-  std::vector<key_template> data_keys;
-  std::vector<entry_companions> comps(n_entries);
-  for (const auto& e : layout.experts) data_keys.push_back(data_key(e, q));
-  if (q.quantized())
-    for (std::size_t i = 0; i < n_entries; ++i) comps[i] = companion_keys(layout.experts[i], q);
+  decoded_checkpoint run() {
+    claim_tensors();
+    pass_others();
+    settle_layers();
+    bool scales_seen = false;
+    for (int l : out_.dims.moe_layers) {
+      out_.experts[l].resize(static_cast<std::size_t>(dims_.E));
+      if (q().quantized()) out_.expert_scales[l].resize(static_cast<std::size_t>(dims_.E));
+      for (std::size_t i = 0; i < n_entries_; ++i) entry_views(l, i, scales_seen);
+    }
+    finish();
+    return std::move(out_);
+  }
 
-  // found[entry][layer][expert or -1]
-  std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found(n_entries);
-  std::optional<dtype> expert_type;
-  std::set<const checkpoint::entry*> claimed_companions;
-  auto in_layer_range = [&](const std::string& name, int l, int x) {
-    bool mtp = l >= layer_count && l < layer_count + extra;
-    if (!moe.count(l) && !mtp) {
-      problem(name + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
-              std::to_string(dims.moe_layers.size()) + " of " + std::to_string(layer_count) + ")");
+ private:
+  const quant_format& q() const { return out_.quant; }
+  void problem(std::string s) { problems_.push_back(std::move(s)); }
+
+  bool in_layer_range(const std::string& name, int l, int x) {
+    const bool mtp = l >= layer_count_ && l < layer_count_ + extra_;
+    if (!moe_.count(l) && !mtp) {
+      problem(printable(name) + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
+              std::to_string(dims_.moe_layers.size()) + " of " + std::to_string(layer_count_) + ")");
       return false;
     }
-    if (x >= dims.E) {
-      problem(name + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims.E));
+    if (x >= dims_.E) {
+      problem(printable(name) + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims_.E));
       return false;
     }
     return true;
-  };
-  for (const auto& t : ckpt.tensors()) {
-    const std::string& name = t.info->name;
-    bool claimed = false;
-    for (std::size_t i = 0; i < n_entries && !claimed; ++i) {
-      const expert_entry& e = layout.experts[i];
-      auto m = data_keys[i].match(name);
-      if (!m) {
-        if (q.quantized() && claim_companion(comps[i], e, t)) claimed = true;
-        continue;
-      }
-      claimed = true;
-      int l = std::stoi(m->at("layer"));
-      int x = e.stacked ? -1 : std::stoi(m->at("expert"));
-      if (!in_layer_range(name, l, x)) continue;
-      std::string why;
-      auto expected = stored_shape(e, dims, q, &why);
-      if (expected.empty()) {
-        problem(name + ": " + why + " (layout '" + layout.name + "')");
-        continue;
-      }
-      if (element_shape(*t.info) != expected) {
-        problem(name + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
-                shape_formula(e, dims) + (q.pack() > 1 ? ", packed " + std::to_string(q.pack()) + " per stored element" : "") +
-                " from " + (ckpt.config_path().empty() ? "config" : ckpt.config_path()) + ")");
-        continue;
-      }
-      if (t.info->ggml_blocks && e.transpose) {
-        // ggml blocks run along the stored rows: a transposed view would cut through them.
-        problem(name + ": " + storage_type_name(*t.info) + " blocks cannot be read through layout '" + layout.name +
-                "', which stores this tensor transposed");
-        continue;
-      }
-      if (expert_type && *expert_type != t.info->type) {
-        problem(name + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
-                std::string(dtype_name(*expert_type)));
-        continue;
-      }
-      expert_type = t.info->type;
-      found[i][l][x] = &t;
-    }
-    if (claimed) continue;
-    out.others.push_back({name, &t, {}});
   }
-  if (q.quantized() && expert_type) check_expert_dtype(q, *expert_type, config_where, problem);
+
+  // Whether tensor t is an expert of entry e, found in layer l (expert x, -1 when stacked)
+  // with the right shape and dtype; a problem otherwise.
+  bool accept_expert(const checkpoint::entry& t, const expert_entry& e, int l, int x) {
+    const std::string& name = t.info->name;
+    if (!in_layer_range(name, l, x)) return false;
+    std::string why;
+    auto expected = stored_shape(e, dims_, q(), &why);
+    if (expected.empty()) {
+      problem(printable(name) + ": " + why + " (layout '" + layout_.name + "')");
+      return false;
+    }
+    if (element_shape(*t.info) != expected) {
+      problem(printable(name) + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
+              shape_formula(e, dims_) + (q().pack() > 1 ? ", packed " + std::to_string(q().pack()) + " per stored element" : "") + ")");
+      return false;
+    }
+    if (t.info->ggml_blocks && e.transpose) {
+      // ggml blocks run along the stored rows: a transposed view would cut through them.
+      problem(printable(name) + ": " + storage_type_name(*t.info) + " blocks cannot be read through layout '" + layout_.name +
+              "', which stores this tensor transposed");
+      return false;
+    }
+    if (expert_type_ && *expert_type_ != t.info->type) {
+      problem(printable(name) + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
+              std::string(dtype_name(*expert_type_)));
+      return false;
+    }
+    expert_type_ = t.info->type;
+    return true;
+  }
+
+  // Every stored tensor: an expert of some entry (found_), a companion, or one of the others.
+  void claim_tensors() {
+    for (const auto& t : ckpt_.tensors()) {
+      bool claimed = false;
+      for (std::size_t i = 0; i < n_entries_ && !claimed; ++i) {
+        const expert_entry& e = layout_.experts[i];
+        auto m = data_keys_[i].match(t.info->name);
+        if (!m) {
+          if (q().quantized() && claim_companion(comps_[i], e, t)) claimed = true;
+          continue;
+        }
+        claimed = true;
+        const int l = std::stoi(m->at("layer")), x = e.stacked ? -1 : std::stoi(m->at("expert"));
+        if (accept_expert(t, e, l, x)) found_[i][l][x] = &t;
+      }
+      if (!claimed) out_.others.push_back({t.info->name, &t, {}});
+    }
+    if (q().quantized() && expert_type_)
+      check_expert_dtype(q(), *expert_type_, config_where_, [this](std::string s) { problem(std::move(s)); });
+  }
 
   // Everything else passes through under its canonical name (quantized weights and their
   // companions under the canonical name of the unquantized weight).
-  std::vector<passthrough_tensor> others = std::move(out.others);
-  out.others.clear();
-  for (auto& p : others) {
-    const std::string& name = p.source->info->name;
-    std::string key = name;
-    if (q.quantized()) link_quantized_passthrough(ckpt, q, p);
-    if (p.role != quant_role::none) key = *unapply_naming(p.quant_naming, name);
-    std::string canonical_key = to_canonical(layout, key);
-    bool pass = std::any_of(spec.passthrough.begin(), spec.passthrough.end(),
-                            [&](const key_template& t) { return t.match(canonical_key).has_value(); });
-    if (!pass) {
-      problem(name + ": not claimed by any rule of family '" + spec.name + "' layout '" + layout.name +
-              "' (not an expert of this layout, and no passthrough entry matches" +
-              (canonical_key != name ? " its canonical name '" + canonical_key + "'" : std::string()) + ")");
-      continue;
+  void pass_others() {
+    std::vector<passthrough_tensor> others = std::move(out_.others);
+    out_.others.clear();
+    for (auto& p : others) {
+      const std::string& name = p.source->info->name;
+      std::string key = name;
+      if (q().quantized()) link_quantized_passthrough(ckpt_, q(), p);
+      if (p.role != quant_role::none) key = *unapply_naming(p.quant_naming, name);
+      const std::string canonical_key = to_canonical(layout_, key);
+      const bool pass = std::any_of(spec_.passthrough.begin(), spec_.passthrough.end(),
+                                    [&](const key_template& t) { return t.match(canonical_key).has_value(); });
+      if (!pass) {
+        problem(printable(name) + ": not claimed by any rule of family '" + spec_.name + "' layout '" + layout_.name +
+                "' (not an expert of this layout, and no passthrough entry matches" +
+                (canonical_key != name ? " its canonical name " + quote(canonical_key) : std::string()) + ")");
+        continue;
+      }
+      if (p.role != quant_role::none) {
+        p.quant_key = canonical_key;
+        p.canonical = apply_naming(p.quant_naming, canonical_key);
+      } else {
+        p.canonical = canonical_key;
+      }
+      for (const auto& tr : layout_.transforms)
+        if (tr.key.match(name)) p.decode_hook = tr.hook;
+      // llama.cpp's converter widens a bf16 model's norms, routers and 1-D tensors to F32.
+      if (layout_.container == "gguf" && p.source->info->type == dtype::F32 && !p.source->info->ggml_blocks &&
+          model_is_bf16(ckpt_.config())) {
+        tensor_spec as_bf16{name, dtype::BF16, p.source->info->shape};
+        if (gguf_wants_f32(spec_, as_bf16)) p.narrow_to = dtype::BF16;
+      }
+      out_.others.push_back(std::move(p));
     }
-    if (p.role != quant_role::none) {
-      p.quant_key = canonical_key;
-      p.canonical = apply_naming(p.quant_naming, canonical_key);
-    } else {
-      p.canonical = canonical_key;
-    }
-    for (const auto& tr : layout.transforms)
-      if (tr.key.match(name)) p.decode_hook = tr.hook;
-    if (layout.container == "gguf" && p.source->info->type == dtype::F32 && !p.source->info->ggml_blocks &&
-        model_is_bf16(ckpt.config())) {
-      tensor_spec as_bf16{name, dtype::BF16, p.source->info->shape};
-      if (gguf_wants_f32(spec, as_bf16)) p.narrow_to = dtype::BF16;
-    }
-    out.others.push_back(std::move(p));
   }
 
   // MTP layers (after the last decoder layer) count as MoE layers when their experts exist.
-  std::set<int> layers = moe;
-  for (const auto& per_entry : found)
-    for (const auto& [l, _] : per_entry)
-      if (l >= layer_count) layers.insert(l);
-  out.dims.moe_layers.assign(layers.begin(), layers.end());
+  void settle_layers() {
+    std::set<int> layers = moe_;
+    for (const auto& per_entry : found_)
+      for (const auto& [l, _] : per_entry)
+        if (l >= layer_count_) layers.insert(l);
+    out_.dims.moe_layers.assign(layers.begin(), layers.end());
+  }
 
-  bool scales_seen = false;
-  for (int l : layers) {
-    auto& experts = out.experts[l];
-    experts.resize(static_cast<std::size_t>(dims.E));
-    if (q.quantized()) out.expert_scales[l].resize(static_cast<std::size_t>(dims.E));
-    for (std::size_t i = 0; i < n_entries; ++i) {
-      const expert_entry& e = layout.experts[i];
-      std::vector<std::int64_t> row_off;
-      std::int64_t rows_total = 0, cols = 0;
-      entry_shape(e, dims, &row_off, &rows_total, &cols);
-      // Units along the input axis, and whether the units are stored [in, out].
-      const std::int64_t units = (cols + q.pack() - 1) / q.pack();
-      const bool st = e.transpose != q.stored_transposed();
-      entry_geometry eg{row_off, {}, rows_total, cols};
-      for (piece p : e.pieces) eg.piece_rows.push_back(geometry(p, dims).rows);
-      std::vector<std::string> missing;
-      for (std::int64_t x = 0; x < (e.stacked ? 1 : dims.E); ++x) {
-        auto lit = found[i].find(l);
-        const checkpoint::entry* src = nullptr;
-        if (lit != found[i].end()) {
-          auto xit = lit->second.find(e.stacked ? -1 : static_cast<int>(x));
-          if (xit != lit->second.end()) src = xit->second;
-        }
-        captures c{{"layer", std::to_string(l)}, {"expert", std::to_string(x)}};
-        if (!src) {
-          missing.push_back(data_keys[i].format(c));
-          continue;
-        }
-        // ggml blocks are opaque bytes: their views count columns in bytes (rows stay whole).
-        std::int64_t row_len = units;
-        if (src->info->ggml_blocks) {
-          auto tr = ggml_traits(*src->info->ggml_blocks);
-          row_len = cols / static_cast<std::int64_t>(tr->block_size) * static_cast<std::int64_t>(tr->type_size);
-        }
-        for (std::int64_t ex = e.stacked ? 0 : x; ex < (e.stacked ? dims.E : x + 1); ++ex) {
-          std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * rows_total * row_len) : 0;
-          for (std::size_t k = 0; k < e.pieces.size(); ++k) {
-            auto g = geometry(e.pieces[k], dims);
-            matrix_view v;
-            v.source = src;
-            v.rows = g.rows;
-            v.cols = row_len;
-            v.type = src->info->type;
-            if (st) {
-              v.offset = base + static_cast<std::uint64_t>(row_off[k]);
-              v.row_stride = 1;
-              v.col_stride = rows_total;
-            } else {
-              v.offset = base + static_cast<std::uint64_t>(row_off[k] * row_len);
-              v.row_stride = row_len;
-              v.col_stride = 1;
-            }
-            experts[static_cast<std::size_t>(ex)][static_cast<std::size_t>(e.pieces[k])] = v;
-          }
-        }
-        if (q.quantized()) decode_companions(out, comps[i], e, eg, l, static_cast<int>(x), src->info->name, scales_seen, problem);
+  // The views of entry i's pieces in layer l, for every expert (and the companions' scales).
+  void entry_views(int l, std::size_t i, bool& scales_seen) {
+    const expert_entry& e = layout_.experts[i];
+    std::vector<std::int64_t> row_off;
+    std::int64_t rows_total = 0, cols = 0;
+    entry_shape(e, dims_, &row_off, &rows_total, &cols);
+    entry_geometry eg{row_off, {}, rows_total, cols};
+    for (piece p : e.pieces) eg.piece_rows.push_back(geometry(p, dims_).rows);
+    std::vector<std::string> missing;
+    for (std::int64_t x = 0; x < (e.stacked ? 1 : dims_.E); ++x) {
+      const checkpoint::entry* src = find(i, l, e.stacked ? -1 : static_cast<int>(x));
+      if (!src) {
+        missing.push_back(data_keys_[i].format({{"layer", std::to_string(l)}, {"expert", std::to_string(x)}}));
+        continue;
       }
-      if (!missing.empty()) {
-        std::string list;
-        for (std::size_t j = 0; j < missing.size() && j < 8; ++j) list += (j ? ", " : "") + missing[j];
-        if (missing.size() > 8) list += ", ... (" + std::to_string(missing.size()) + " in all)";
-        problem("layer " + std::to_string(l) + ": missing expert tensor" + (missing.size() > 1 ? "s " : " ") + list +
-                " (layout '" + layout.name + "', E=" + std::to_string(dims.E) + ")");
+      place_views(e, eg, l, x, *src);
+      if (q().quantized())
+        decode_companions(out_, comps_[i], e, eg, l, static_cast<int>(x), src->info->name, scales_seen,
+                          [this](std::string s) { problem(std::move(s)); });
+    }
+    if (!missing.empty()) {
+      std::string list;
+      for (std::size_t j = 0; j < missing.size() && j < 8; ++j) list += (j ? ", " : "") + missing[j];
+      if (missing.size() > 8) list += ", ... (" + std::to_string(missing.size()) + " in all)";
+      problem("layer " + std::to_string(l) + ": missing expert tensor" + (missing.size() > 1 ? "s " : " ") + list + " (layout '" +
+              layout_.name + "', E=" + std::to_string(dims_.E) + ")");
+    }
+  }
+
+  const checkpoint::entry* find(std::size_t i, int l, int x) const {
+    auto lit = found_[i].find(l);
+    if (lit == found_[i].end()) return nullptr;
+    auto xit = lit->second.find(x);
+    return xit == lit->second.end() ? nullptr : xit->second;
+  }
+
+  // One stored tensor's pieces as strided views: all experts of a stacked tensor, or expert x.
+  void place_views(const expert_entry& e, const entry_geometry& eg, int l, std::int64_t x, const checkpoint::entry& src) {
+    // Units along the input axis, and whether the units are stored [in, out].
+    const std::int64_t units = (eg.cols + q().pack() - 1) / q().pack();
+    const bool st = e.transpose != q().stored_transposed();
+    // ggml blocks are opaque bytes: their views count columns in bytes (rows stay whole).
+    std::int64_t row_len = units;
+    if (src.info->ggml_blocks) {
+      auto tr = ggml_traits(*src.info->ggml_blocks);
+      row_len = eg.cols / static_cast<std::int64_t>(tr->block_size) * static_cast<std::int64_t>(tr->type_size);
+    }
+    auto& experts = out_.experts[l];
+    for (std::int64_t ex = e.stacked ? 0 : x; ex < (e.stacked ? dims_.E : x + 1); ++ex) {
+      const std::uint64_t base = e.stacked ? static_cast<std::uint64_t>(ex * eg.rows_total * row_len) : 0;
+      for (std::size_t k = 0; k < e.pieces.size(); ++k) {
+        matrix_view v;
+        v.source = &src;
+        v.rows = geometry(e.pieces[k], dims_).rows;
+        v.cols = row_len;
+        v.type = src.info->type;
+        if (st) {
+          v.offset = base + static_cast<std::uint64_t>(eg.row_offsets[k]);
+          v.row_stride = 1;
+          v.col_stride = eg.rows_total;
+        } else {
+          v.offset = base + static_cast<std::uint64_t>(eg.row_offsets[k] * row_len);
+          v.row_stride = row_len;
+          v.col_stride = 1;
+        }
+        experts[static_cast<std::size_t>(ex)][static_cast<std::size_t>(e.pieces[k])] = v;
       }
     }
   }
-  out.expert_dtype = expert_type.value_or(dtype::BF16);
-  std::sort(out.others.begin(), out.others.end(),
-            [](const passthrough_tensor& a, const passthrough_tensor& b) { return a.canonical < b.canonical; });
-  for (std::size_t i = 1; i < out.others.size(); ++i)
-    if (out.others[i].canonical == out.others[i - 1].canonical)
-      problem(out.others[i].source->info->name + " and " + out.others[i - 1].source->info->name + " both rename to '" +
-              out.others[i].canonical + "'");
-  if (!problems.empty()) {
-    std::string msg = ckpt.path() + ": " + std::to_string(problems.size()) + " problem" + (problems.size() > 1 ? "s" : "") +
-                      " reading it as family '" + spec.name + "' layout '" + layout.name + "'" +
-                      (q.quantized() ? " (quantization: " + q.describe() + ")" : "") + ":";
-    for (const auto& p : problems) msg += "\n  " + p;
+
+  void finish() {
+    out_.expert_dtype = expert_type_.value_or(dtype::BF16);
+    auto& others = out_.others;
+    std::sort(others.begin(), others.end(), [](const passthrough_tensor& a, const passthrough_tensor& b) { return a.canonical < b.canonical; });
+    for (std::size_t i = 1; i < others.size(); ++i)
+      if (others[i].canonical == others[i - 1].canonical)
+        problem(printable(others[i].source->info->name) + " and " + printable(others[i - 1].source->info->name) +
+                " both rename to " + quote(others[i].canonical));
+    if (problems_.empty()) return;
+    std::string msg = ckpt_.path() + ": " + std::to_string(problems_.size()) + " problem" + (problems_.size() > 1 ? "s" : "") +
+                      " reading it as family '" + spec_.name + "' layout '" + layout_.name + "'" +
+                      (q().quantized() ? " (quantization: " + q().describe() + ")" : "") + ":";
+    for (const auto& p : problems_) msg += "\n  " + p;
     throw error(msg);
   }
-  return out;
+
+  const checkpoint& ckpt_;
+  const family_spec& spec_;
+  const layout_spec& layout_;
+  const model_dims& dims_;
+  const std::string config_where_;
+  const std::set<int> moe_;
+  const std::size_t n_entries_;
+  int layer_count_ = 0, extra_ = 0;
+  std::vector<key_template> data_keys_;
+  std::vector<entry_companions> comps_;
+  std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found_;  // [entry][layer][expert or -1]
+  std::optional<dtype> expert_type_;
+  std::vector<std::string> problems_;
+  decoded_checkpoint out_;
+};
+
+}  // namespace
+
+decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& spec, const layout_spec& layout,
+                                     const model_dims& dims) {
+  return decoder(ckpt, spec, layout, dims).run();
 }
 
 const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec, const model_dims& dims) {
@@ -401,7 +492,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
           if (ea.key.text() == eb.key.text() && (ea.transpose != eb.transpose || ea.pieces != eb.pieces) &&
               entry_shape(ea, dims, nullptr, nullptr, nullptr) == entry_shape(eb, dims, nullptr, nullptr, nullptr)) {
             captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
-            throw error(ckpt.path() + ": '" + ea.key.format(c) + "' has shape " +
+            throw error(ckpt.path() + ": " + quote(ea.key.format(c)) + " has shape " +
                         shape_string(entry_shape(ea, dims, nullptr, nullptr, nullptr)) + " in both layout '" +
                         by_keys[a]->name + "' and layout '" + by_keys[b]->name + "' (" + dims.describe() +
                         "), with different contents, so the files cannot say which one this is; pass --from " +
@@ -425,7 +516,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
   if (by_keys.size() == 1) return *by_keys.front();
   if (!by_keys.empty())
     throw error(ckpt.path() + ": the expert tensors of layer " + std::to_string(l) + " have the names of layout(s) " +
-                names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.describe() +
+                names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.explain({"E", "H", "I"}) +
                 " (does config.json belong to these weights?)");
   std::string expect;
   for (const auto& layout : spec.layouts) {

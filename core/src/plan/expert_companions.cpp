@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "expert_companions.h"
 
 #include <cstring>
@@ -127,95 +128,121 @@ void link_quantized_passthrough(const checkpoint& ckpt, const quant_format& q, p
   }
 }
 
-void decode_companions(decoded_checkpoint& out, const entry_companions& c, const expert_entry& e, const entry_geometry& g,
-                       int layer, int expert, const std::string& data_name, bool& scales_seen, const problem_sink& problem) {
-  const quant_format& q = out.quant;
-  const model_dims& d = out.dims;
-  const int x = e.stacked ? -1 : expert;
-  captures names{{"layer", std::to_string(layer)}, {"expert", std::to_string(expert)}};
-  auto find = [&](const std::map<int, std::map<int, const checkpoint::entry*>>& m) -> const checkpoint::entry* {
+namespace {
+
+// What the companion checks of one stored expert tensor share.
+struct companion_site {
+  decoded_checkpoint& out;
+  const entry_companions& c;
+  const expert_entry& e;
+  const entry_geometry& g;
+  int layer, expert;
+  const std::string& data_name;
+  const problem_sink& problem;
+
+  const checkpoint::entry* find(const std::map<int, std::map<int, const checkpoint::entry*>>& m) const {
     auto l = m.find(layer);
     if (l == m.end()) return nullptr;
-    auto it = l->second.find(x);
+    auto it = l->second.find(e.stacked ? -1 : expert);
     return it == l->second.end() ? nullptr : it->second;
-  };
-  const checkpoint::entry* scale_t = nullptr;
+  }
+  std::vector<std::int64_t> stacked(std::vector<std::int64_t> shape) const {
+    if (e.stacked) shape.insert(shape.begin(), out.dims.E);
+    return shape;
+  }
+};
+
+// The scale tensor of the site, checked for dtype and for agreeing with the other experts'.
+const checkpoint::entry* scale_tensor(const companion_site& s, bool& scales_seen) {
+  const quant_format& q = s.out.quant;
+  const checkpoint::entry* t = nullptr;
   std::size_t naming = 0;
-  if (auto l = c.scales.find(layer); l != c.scales.end())
-    if (auto it = l->second.find(x); it != l->second.end()) std::tie(scale_t, naming) = it->second;
-  if (!scale_t) {
+  if (auto l = s.c.scales.find(s.layer); l != s.c.scales.end())
+    if (auto it = l->second.find(s.e.stacked ? -1 : s.expert); it != l->second.end()) std::tie(t, naming) = it->second;
+  if (!t) {
+    captures names{{"layer", std::to_string(s.layer)}, {"expert", std::to_string(s.expert)}};
     std::string expect;
-    for (const auto& k : c.scale) expect += (expect.empty() ? "" : " or ") + k.format(names);
-    problem(data_name + ": its scale tensor is missing: expected " + expect + " (" + q.describe() + ")");
-    return;
+    for (const auto& k : s.c.scale) expect += (expect.empty() ? "" : " or ") + k.format(names);
+    s.problem(s.data_name + ": its scale tensor is missing: expected " + expect + " (" + q.describe() + ")");
+    return nullptr;
   }
-  const std::string& sname = scale_t->info->name;
-  const std::vector<std::int64_t>& sshape = scale_t->info->shape;
-  if (!scale_dtype_fits(q, scale_t->info->type)) {
-    problem(sname + ": scale dtype " + std::string(dtype_name(scale_t->info->type)) + " does not fit " + q.describe());
-    return;
+  const std::string& sname = t->info->name;
+  if (!scale_dtype_fits(q, t->info->type)) {
+    s.problem(sname + ": scale dtype " + std::string(dtype_name(t->info->type)) + " does not fit " + q.describe());
+    return nullptr;
   }
-  if (scales_seen && (out.scale_dtype != scale_t->info->type || out.scale_naming != naming)) {
-    problem(sname + ": dtype " + std::string(dtype_name(scale_t->info->type)) + " and name differ from the other expert scales (" +
-            std::string(dtype_name(out.scale_dtype)) + ", " + q.names.scale[out.scale_naming] + ")");
-    return;
+  if (scales_seen && (s.out.scale_dtype != t->info->type || s.out.scale_naming != naming)) {
+    s.problem(sname + ": dtype " + std::string(dtype_name(t->info->type)) + " and name differ from the other expert scales (" +
+              std::string(dtype_name(s.out.scale_dtype)) + ", " + q.names.scale[s.out.scale_naming] + ")");
+    return nullptr;
   }
   scales_seen = true;
-  out.scale_dtype = scale_t->info->type;
-  out.scale_naming = naming;
+  s.out.scale_dtype = t->info->type;
+  s.out.scale_naming = naming;
+  return t;
+}
 
-  // The grid of one stored matrix, in logical [rows_total, cols] terms.
-  const bool st = e.transpose != q.stored_transposed();
-  const std::size_t lead = e.stacked ? 1 : 0;
-  scale_grid grid;
-  bool shared = false;  // one scale for every stacked matrix
+// The grid of one stored matrix's scales, in logical [rows_total, cols] terms; `shared` is
+// set when one scale serves every stacked matrix. False (a problem reported) when the scale
+// tensor does not fit.
+bool scale_grid_of(const companion_site& s, const checkpoint::entry& t, scale_grid& grid, bool& shared) {
+  const quant_format& q = s.out.quant;
+  const std::string& sname = t.info->name;
+  const std::vector<std::int64_t>& sshape = t.info->shape;
+  const std::size_t lead = s.e.stacked ? 1 : 0;
+  shared = false;
   if (q.scheme == quant_scheme::fp8) {
-    std::vector<std::int64_t> w, s = sshape;
-    if (e.stacked) w.push_back(d.E);
-    w.insert(w.end(), {g.rows_total, g.cols});
-    if (e.transpose && s.size() == lead + 2) std::swap(s[lead], s[lead + 1]);
+    std::vector<std::int64_t> w = s.stacked({s.g.rows_total, s.g.cols}), sh = sshape;
+    if (s.e.transpose && sh.size() == lead + 2) std::swap(sh[lead], sh[lead + 1]);
     try {
-      grid = classify_fp8_scale(sname, w, s, q.block);
+      grid = classify_fp8_scale(sname, w, sh, q.block);
     } catch (const error& err) {
-      problem(err.what());
-      return;
+      s.problem(err.what());
+      return false;
     }
     if (grid.kind == scale_kind::per_tensor) {
-      shared = e.stacked && grid.batch == 1;
-      grid.rows = g.rows_total;
-      grid.block_rows = g.rows_total;
+      shared = s.e.stacked && grid.batch == 1;
+      grid.rows = s.g.rows_total;
+      grid.block_rows = s.g.rows_total;
     }
     grid.batch = 1;
-  } else {
-    grid = q.group_grid_for(g.rows_total, g.cols);
-    std::vector<std::int64_t> expect;
-    if (e.stacked) expect.push_back(d.E);
-    if (st) expect.insert(expect.end(), {grid.grid_cols(), grid.grid_rows()});
-    else expect.insert(expect.end(), {grid.grid_rows(), grid.grid_cols()});
-    if (sshape != expect) {
-      problem(sname + ": scale shape " + shape_string(sshape) + ", expected " + shape_string(expect) + " (" + grid.describe() +
-              " over the " + str(g.rows_total) + "x" + str(g.cols) + " matrix of " + data_name + ")");
-      return;
-    }
+    return true;
   }
+  grid = q.group_grid_for(s.g.rows_total, s.g.cols);
+  const bool st = s.e.transpose != q.stored_transposed();
+  const std::vector<std::int64_t> expect =
+      s.stacked(st ? std::vector<std::int64_t>{grid.grid_cols(), grid.grid_rows()} : std::vector<std::int64_t>{grid.grid_rows(), grid.grid_cols()});
+  if (sshape != expect) {
+    s.problem(sname + ": scale shape " + shape_string(sshape) + ", expected " + shape_string(expect) + " (" + grid.describe() +
+              " over the " + str(s.g.rows_total) + "x" + str(s.g.cols) + " matrix of " + s.data_name + ")");
+    return false;
+  }
+  return true;
+}
+
+// Each piece's scales as a strided view into the scale tensor, for every expert it holds.
+void place_scale_views(const companion_site& s, const checkpoint::entry& t, const scale_grid& grid, bool shared) {
+  const quant_format& q = s.out.quant;
+  const bool st = s.e.transpose != q.stored_transposed();
   const std::int64_t gr = grid.grid_rows(), gc = grid.grid_cols();
-  for (std::int64_t ex = e.stacked ? 0 : expert; ex < (e.stacked ? d.E : expert + 1); ++ex) {
-    const std::uint64_t base = e.stacked && !shared ? static_cast<std::uint64_t>(ex * gr * gc) : 0;
-    auto& slots = out.expert_scales[layer][static_cast<std::size_t>(ex)];
-    for (std::size_t k = 0; k < e.pieces.size(); ++k) {
-      const std::int64_t r0 = g.row_offsets[k], r1 = r0 + g.piece_rows[k];
+  const model_dims& d = s.out.dims;
+  for (std::int64_t ex = s.e.stacked ? 0 : s.expert; ex < (s.e.stacked ? d.E : s.expert + 1); ++ex) {
+    const std::uint64_t base = s.e.stacked && !shared ? static_cast<std::uint64_t>(ex * gr * gc) : 0;
+    auto& slots = s.out.expert_scales[s.layer][static_cast<std::size_t>(ex)];
+    for (std::size_t k = 0; k < s.e.pieces.size(); ++k) {
+      const std::int64_t r0 = s.g.row_offsets[k], r1 = r0 + s.g.piece_rows[k];
       piece_scales ps;
       index_range rows;
       try {
-        rows = scale_rows_for(sname, grid, r0, r1);
-        ps.grid = slice_rows(sname, grid, r0, r1);
+        rows = scale_rows_for(t.info->name, grid, r0, r1);
+        ps.grid = slice_rows(t.info->name, grid, r0, r1);
       } catch (const error& err) {
-        problem(err.what());
+        s.problem(err.what());
         return;
       }
       matrix_view& v = ps.scale;
-      v.source = scale_t;
-      v.type = scale_t->info->type;
+      v.source = &t;
+      v.type = t.info->type;
       v.rows = rows.end - rows.begin;
       v.cols = gc;
       if (st) {
@@ -227,68 +254,92 @@ void decode_companions(decoded_checkpoint& out, const entry_companions& c, const
         v.row_stride = gc;
         v.col_stride = 1;
       }
-      slots[static_cast<std::size_t>(e.pieces[k])] = ps;
+      slots[static_cast<std::size_t>(s.e.pieces[k])] = ps;
     }
   }
+}
 
+// GPTQ's g_idx: one group index per input row, in order (act-order is not supported).
+void check_g_idx(const companion_site& s) {
+  const checkpoint::entry* t = s.find(s.c.g_idx_found);
+  if (!t) return;
+  const quant_format& q = s.out.quant;
+  const std::vector<std::int64_t> expect = s.stacked({s.g.cols});
+  if (t->info->type != dtype::I32 || t->info->shape != expect) {
+    s.problem(t->info->name + ": " + std::string(dtype_name(t->info->type)) + " " + shape_string(t->info->shape) +
+              ", expected I32 " + shape_string(expect) + " (one group index per input row)");
+    return;
+  }
+  try {
+    const std::int64_t matrices = s.e.stacked ? s.out.dims.E : 1;
+    for (std::int64_t m = 0; m < matrices; ++m)
+      check_gptq_g_idx(t->info->name, t->data() + 4 * m * s.g.cols, {s.g.cols, s.g.rows_total, q.group > 0 ? q.group : s.g.cols});
+    s.out.has_g_idx = true;
+  } catch (const error& err) {
+    s.problem(err.what());
+  }
+}
+
+// GPTQ's qzeros: the symmetric zero point only.
+void check_zeros(const companion_site& s, const scale_grid& grid) {
+  const checkpoint::entry* t = s.find(s.c.zeros_found);
+  if (!t) return;
+  const quant_format& q = s.out.quant;
+  if (q.scheme == quant_scheme::pack_int4) {
+    s.problem(t->info->name + ": zero points are not supported (symmetric int4 only; " + q.describe() + ")");
+    return;
+  }
+  const std::vector<std::int64_t> expect = s.stacked({grid.grid_cols(), (s.g.rows_total + 7) / 8});
+  if (t->info->type != dtype::I32 || t->info->shape != expect) {
+    s.problem(t->info->name + ": " + std::string(dtype_name(t->info->type)) + " " + shape_string(t->info->shape) +
+              ", expected I32 " + shape_string(expect) + " (packed zero points)");
+    return;
+  }
+  const std::size_t n = static_cast<std::size_t>(t->info->nbytes() / 4);
+  for (std::size_t i = 0; i < n; ++i)
+    if (read_i32(t->data(), i) != q.zero_word) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "0x%08x, expected 0x%08x", static_cast<unsigned>(read_i32(t->data(), i)),
+                    static_cast<unsigned>(q.zero_word));
+      s.problem(t->info->name + ": element " + str(static_cast<std::int64_t>(i)) + " is " + buf +
+                " (the symmetric zero point 8): asymmetric GPTQ is not supported");
+      return;
+    }
+  s.out.has_zeros = true;
+}
+
+// compressed-tensors' weight_shape: the unpacked shape, as I64 or I32 values.
+void check_shape(const companion_site& s) {
+  const checkpoint::entry* t = s.find(s.c.shape_found);
+  if (!t) return;
+  const std::vector<std::int64_t> expect = s.stacked({s.g.rows_total, s.g.cols});
+  bool ok = (t->info->type == dtype::I64 || t->info->type == dtype::I32) && t->info->shape.size() == 1 &&
+            t->info->shape[0] == static_cast<std::int64_t>(expect.size());
+  for (std::size_t i = 0; ok && i < expect.size(); ++i) ok = read_int(*t, i) == expect[i];
+  if (!ok) {
+    s.problem(t->info->name + ": expected the I64 or I32 values " + shape_string(expect) + " (the unpacked shape)");
+    return;
+  }
+  s.out.has_shape = true;
+  s.out.shape_dtype = t->info->type;
+}
+
+}  // namespace
+
+void decode_companions(decoded_checkpoint& out, const entry_companions& c, const expert_entry& e, const entry_geometry& g,
+                       int layer, int expert, const std::string& data_name, bool& scales_seen, const problem_sink& problem) {
+  const companion_site site{out, c, e, g, layer, expert, data_name, problem};
+  const checkpoint::entry* scale = scale_tensor(site, scales_seen);
+  if (!scale) return;
+  scale_grid grid;
+  bool shared = false;
+  if (!scale_grid_of(site, *scale, grid, shared)) return;
+  place_scale_views(site, *scale, grid, shared);
   // GPTQ / compressed-tensors companions that only restate the format: checked, then
   // regenerated on output.
-  const std::int64_t matrices = e.stacked ? d.E : 1;
-  if (const checkpoint::entry* t = find(c.g_idx_found)) {
-    std::vector<std::int64_t> expect;
-    if (e.stacked) expect.push_back(d.E);
-    expect.push_back(g.cols);
-    if (t->info->type != dtype::I32 || t->info->shape != expect) {
-      problem(t->info->name + ": " + std::string(dtype_name(t->info->type)) + " " + shape_string(t->info->shape) +
-              ", expected I32 " + shape_string(expect) + " (one group index per input row)");
-    } else {
-      try {
-        for (std::int64_t m = 0; m < matrices; ++m)
-          check_gptq_g_idx(t->info->name, t->data() + 4 * m * g.cols, {g.cols, g.rows_total, q.group > 0 ? q.group : g.cols});
-        out.has_g_idx = true;
-      } catch (const error& err) {
-        problem(err.what());
-      }
-    }
-  }
-  if (const checkpoint::entry* t = find(c.zeros_found)) {
-    if (q.scheme == quant_scheme::pack_int4) {
-      problem(t->info->name + ": zero points are not supported (symmetric int4 only; " + q.describe() + ")");
-    } else {
-      std::vector<std::int64_t> expect;
-      if (e.stacked) expect.push_back(d.E);
-      expect.insert(expect.end(), {grid.grid_cols(), (g.rows_total + 7) / 8});
-      std::size_t n = static_cast<std::size_t>(t->info->nbytes() / 4);
-      if (t->info->type != dtype::I32 || t->info->shape != expect) {
-        problem(t->info->name + ": " + std::string(dtype_name(t->info->type)) + " " + shape_string(t->info->shape) +
-                ", expected I32 " + shape_string(expect) + " (packed zero points)");
-      } else {
-        for (std::size_t i = 0; i < n; ++i)
-          if (read_i32(t->data(), i) != q.zero_word) {
-            char buf[64];
-            std::snprintf(buf, sizeof buf, "0x%08x, expected 0x%08x", static_cast<unsigned>(read_i32(t->data(), i)),
-                          static_cast<unsigned>(q.zero_word));
-            problem(t->info->name + ": element " + str(static_cast<std::int64_t>(i)) + " is " + buf +
-                    " (the symmetric zero point 8): asymmetric GPTQ is not supported");
-            return;
-          }
-        out.has_zeros = true;
-      }
-    }
-  }
-  if (const checkpoint::entry* t = find(c.shape_found)) {
-    std::vector<std::int64_t> expect;
-    if (e.stacked) expect.push_back(d.E);
-    expect.insert(expect.end(), {g.rows_total, g.cols});
-    bool ok = (t->info->type == dtype::I64 || t->info->type == dtype::I32) && t->info->shape.size() == 1 &&
-              t->info->shape[0] == static_cast<std::int64_t>(expect.size());
-    for (std::size_t i = 0; ok && i < expect.size(); ++i) ok = read_int(*t, i) == expect[i];
-    if (!ok) problem(t->info->name + ": expected the I64 or I32 values " + shape_string(expect) + " (the unpacked shape)");
-    else {
-      out.has_shape = true;
-      out.shape_dtype = t->info->type;
-    }
-  }
+  check_g_idx(site);
+  check_zeros(site, grid);
+  check_shape(site);
 }
 
 }  // namespace moereg::detail

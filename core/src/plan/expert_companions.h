@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // expert_companions.h (internal) - decoding the companions of quantized weights: the scale
 // tensors (and GPTQ / compressed-tensors extras) of each expert entry, cut into per-piece
 // scale views at block granularity, and the links between a quantized pass-through weight

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/plan/quant_format.h"
 
 #include "moereg/base/error.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/quant/fp8_e4m3.h"
 
 #include <algorithm>

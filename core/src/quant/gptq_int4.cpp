@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/quant/gptq_int4.h"
 
 #include <algorithm>

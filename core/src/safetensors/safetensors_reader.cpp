@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/safetensors/safetensors_reader.h"
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include "moereg/base/checked.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/printable.h"
 
 namespace moereg {
 
@@ -25,7 +27,7 @@ struct header_checker {
 
   [[noreturn]] void fail(const std::string& what) const { throw error(where + ": header: " + what); }
   [[noreturn]] void fail_tensor(const std::string& name, const std::string& what) const {
-    throw error(where + ": header: tensor '" + name + "': " + what);
+    throw error(where + ": header: tensor " + quote(name) + ": " + what);
   }
 
   std::uint64_t exact_uint(const json::value& v, const std::string& name, const char* field) const {
@@ -46,7 +48,7 @@ struct header_checker {
     if (!dt->is_string()) fail_tensor(name, "dtype must be a string");
     auto parsed = parse_dtype(dt->as_string());
     if (!parsed)
-      fail_tensor(name, "unknown dtype '" + dt->as_string() + "', expected one of " + std::string(known_dtype_names()));
+      fail_tensor(name, "unknown dtype " + quote(dt->as_string()) + ", expected one of " + std::string(known_dtype_names()));
     t.type = *parsed;
     if (!sh->is_array()) fail_tensor(name, "shape must be an array");
     if (sh->as_array().size() > MOEREG_MAX_RANK)
@@ -56,14 +58,14 @@ struct header_checker {
       std::uint64_t dim = exact_uint(d, name, "shape");
       if (dim > static_cast<std::uint64_t>(INT64_MAX)) fail_tensor(name, "shape dimension too large");
       t.shape.push_back(static_cast<std::int64_t>(dim));
-      numel = checked_mul(numel, dim, where + ": header: tensor '" + name + "': element count");
+      numel = checked_mul(numel, dim, where + ": header: tensor " + quote(name) + ": element count");
     }
     if (!off->is_array() || off->as_array().size() != 2) fail_tensor(name, "data_offsets must be [begin, end]");
     t.begin = exact_uint(off->as_array()[0], name, "data_offsets");
     t.end = exact_uint(off->as_array()[1], name, "data_offsets");
     if (t.end < t.begin)
       fail_tensor(name, "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] are reversed");
-    std::uint64_t expected = checked_mul(numel, dtype_size(t.type), where + ": header: tensor '" + name + "': byte size");
+    std::uint64_t expected = checked_mul(numel, dtype_size(t.type), where + ": header: tensor " + quote(name) + ": byte size");
     if (t.end - t.begin != expected)
       fail_tensor(name, "data_offsets span " + std::to_string(t.end - t.begin) + " bytes, expected " +
                             std::to_string(expected) + " for " + std::string(dtype_name(t.type)) + " " + shape_string(t.shape));
@@ -105,7 +107,7 @@ safetensors_header parse_safetensors_header(const std::byte* bytes, std::uint64_
     if (key == "__metadata__") {
       if (!v.is_object()) c.fail("__metadata__ must be an object of strings");
       for (const auto& [mk, mv] : v.as_object()) {
-        if (!mv.is_string()) c.fail("__metadata__ value of '" + mk + "' must be a string, found " + json::kind_name(mv.kind()));
+        if (!mv.is_string()) c.fail("__metadata__ value of " + quote(mk) + " must be a string, found " + json::kind_name(mv.kind()));
         h.metadata.emplace(mk, mv.as_string());
       }
       continue;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/safetensors/safetensors_writer.h"
 
 #include <fcntl.h>
@@ -12,12 +13,13 @@
 #include "moereg/base/checked.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/printable.h"
 
 namespace moereg {
 
 std::uint64_t tensor_spec::nbytes() const {
   std::uint64_t n = dtype_size(type);
-  for (auto d : shape) n = checked_mul(n, static_cast<std::uint64_t>(d), "tensor '" + name + "': byte size");
+  for (auto d : shape) n = checked_mul(n, static_cast<std::uint64_t>(d), "tensor " + quote(name) + ": byte size");
   return n;
 }
 
@@ -62,6 +64,8 @@ safetensors_layout layout_safetensors(const std::vector<tensor_spec>& specs,
     json += "\"__metadata__\":{";
     bool mfirst = true;
     for (const auto& [k, v] : metadata) {
+      if (!is_valid_utf8(k) || !is_valid_utf8(v))
+        throw error("__metadata__ entry " + quote(k) + ": not valid UTF-8, which a safetensors header cannot hold");
       if (!mfirst) json += ',';
       mfirst = false;
       json::append_quoted(json, k);
@@ -75,12 +79,15 @@ safetensors_layout layout_safetensors(const std::vector<tensor_spec>& specs,
   out.tensors.reserve(specs.size());
   for (const auto& s : specs) {
     if (s.name == "__metadata__") throw error("tensor name '__metadata__' is reserved by the safetensors format");
+    // The header is JSON, which holds UTF-8 only: another name would be written changed.
+    if (!is_valid_utf8(s.name))
+      throw error("tensor " + quote(s.name) + ": the name is not valid UTF-8, which a safetensors header cannot hold");
     tensor_info t;
     t.name = s.name;
     t.type = s.type;
     t.shape = s.shape;
     t.begin = offset;
-    t.end = offset = checked_add(offset, s.nbytes(), "tensor '" + s.name + "': offset");
+    t.end = offset = checked_add(offset, s.nbytes(), "tensor " + quote(s.name) + ": offset");
     if (!first) json += ',';
     first = false;
     json::append_quoted(json, s.name);
@@ -134,11 +141,16 @@ void safetensors_writer::copy_from_file(std::size_t index, std::uint64_t offset,
   if (left) write(index, offset + (size - left), static_cast<const char*>(fallback) + (size - left), left);
 }
 
-void safetensors_writer::commit() {
+void safetensors_writer::seal() {
   for (std::size_t i = 0; i < layout_.tensors.size(); ++i)
     if (written_[i] != layout_.tensors[i].nbytes())
       throw error(final_path() + ": internal: tensor '" + layout_.tensors[i].name + "' received " +
                   std::to_string(written_[i].load()) + " of " + std::to_string(layout_.tensors[i].nbytes()) + " bytes");
+  file_.close();
+}
+
+void safetensors_writer::commit() {
+  seal();
   file_.commit();
 }
 

@@ -1,14 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "moereg/synth/synthetic_checkpoint.h"
 
 #include <algorithm>
-#include <atomic>
-#include <mutex>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "moereg/base/parallel.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 
 namespace moereg {
@@ -110,37 +109,27 @@ std::uint64_t write_synthetic_qwen3_moe(const std::string& out_dir, const synthe
   checkpoint_writer_options wo;
   wo.shard_size = o.shard_size;
   checkpoint_writer w(out_dir, plan_shards(std::move(specs), wo));
-  unsigned threads = o.threads > 0 ? static_cast<unsigned>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = resolve_threads(o.threads);
   std::uint64_t total = 0;
   for (std::size_t s = 0; s < w.shards().size(); ++s) {
     // No sink factory was given, so the shard is a safetensors file.
     auto& f = static_cast<safetensors_writer&>(w.open_shard(s, {{"format", "pt"}}));
     const auto& tensors = f.tensors();
-    std::vector<std::thread> pool;
-    std::atomic<std::size_t> next{0};
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    for (unsigned t = 0; t < threads; ++t)
-      pool.emplace_back([&] {
-        std::vector<std::uint16_t> buf;
-        try {
-          for (std::size_t i; (i = next++) < tensors.size();) {
-            const auto& ti = tensors[i];
-            buf.resize(ti.numel());
-            bool norm = ti.name.find("norm") != std::string::npos;
-            std::uint64_t seed = o.seed;
-            for (char c : ti.name) seed = mix(seed ^ static_cast<unsigned char>(c));
-            if (norm) std::fill(buf.begin(), buf.end(), f32_to_bf16(1.0f));
-            else fill_bf16(buf.data(), buf.size(), seed, 0.02f);
-            f.write(i, 0, buf.data(), ti.nbytes());
-          }
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(failure_mutex);
-          failure = std::current_exception();
-        }
-      });
-    for (auto& t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
+    std::vector<std::vector<std::uint16_t>> bufs(threads);
+    ordered_run run;
+    run.items = tensors.size();
+    run.threads = threads;
+    run_ordered(run, [&](std::size_t i, unsigned worker) {
+      std::vector<std::uint16_t>& buf = bufs[worker];
+      const auto& ti = tensors[i];
+      buf.resize(ti.numel());
+      bool norm = ti.name.find("norm") != std::string::npos;
+      std::uint64_t seed = o.seed;
+      for (char c : ti.name) seed = mix(seed ^ static_cast<unsigned char>(c));
+      if (norm) std::fill(buf.begin(), buf.end(), f32_to_bf16(1.0f));
+      else fill_bf16(buf.data(), buf.size(), seed, 0.02f);
+      f.write(i, 0, buf.data(), ti.nbytes());
+    });
     for (const auto& ti : tensors) total += ti.nbytes();
     w.commit_shard();
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* moereg_abi.h - the C types shared by every plugin kind (family hooks, backends).
  *
  * Pure C, fixed-width types, no STL: a plugin built by another compiler, or years later,
@@ -30,8 +31,10 @@ extern "C" {
  * MOEREG_PLUGIN_API_MIN moves up only when a slot is removed or its meaning changes.
  * The host accepts MIN <= table.api_version <= VERSION and never calls a slot newer than
  * the table's version. */
-#define MOEREG_PLUGIN_API_VERSION 1
+#define MOEREG_PLUGIN_API_VERSION 2
 #define MOEREG_PLUGIN_API_MIN 1
+/* Version history: 1 the first tables; 2 appends create_with_options to moereg_backend_api
+ * (backend options as key/value text) and the weight_quant fields to moereg_moe_weights. */
 
 /* Error codes carried by a status. Keep them few. */
 typedef enum moereg_code {
@@ -116,12 +119,36 @@ typedef struct moereg_host_api {
 #ifdef __cplusplus
 } /* extern "C" */
 
-/* For plugin authors writing C++: wrap every exported slot body so that no exception can
- * cross the C boundary (the ONNX Runtime pattern). Needs a `host` pointer in scope.
+#include <new>
+#include <stdexcept>
+
+/* For plugin authors writing C++: the error kinds a slot body throws, and one macro that
+ * turns them (and anything else) into a host status, so that no exception crosses the C
+ * boundary (the ONNX Runtime pattern). Needs a `host` pointer in scope.
  *   moereg_status* my_slot(...) noexcept { MOEREG_API_BEGIN ... return nullptr; MOEREG_API_END }
- */
+ *
+ *   throw moereg::plugin::unsupported(...)       -> MOEREG_UNSUPPORTED (a dtype, layout or size
+ *                                                   this plugin does not handle: the host may
+ *                                                   try another backend)
+ *   throw moereg::plugin::invalid_argument(...)  -> MOEREG_INVALID_ARGUMENT (the caller's mistake:
+ *                                                   a shape, an id, an unknown option)
+ *   std::bad_alloc -> MOEREG_OUT_OF_MEMORY; any other exception -> MOEREG_INTERNAL.
+ * The message is the exception's what(), which should name the argument and what was expected. */
+namespace moereg::plugin {
+struct unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+using invalid_argument = std::invalid_argument;
+}  // namespace moereg::plugin
+
 #define MOEREG_API_BEGIN try {
 #define MOEREG_API_END                                                              \
+  }                                                                                 \
+  catch (const moereg::plugin::unsupported& e) {                                    \
+    return host->status_create(MOEREG_UNSUPPORTED, e.what());                       \
+  }                                                                                 \
+  catch (const std::invalid_argument& e) {                                          \
+    return host->status_create(MOEREG_INVALID_ARGUMENT, e.what());                  \
   }                                                                                 \
   catch (const std::bad_alloc&) {                                                   \
     return host->status_create(MOEREG_OUT_OF_MEMORY, "out of memory");             \

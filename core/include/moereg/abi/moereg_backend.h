@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* moereg_backend.h - the table a fused-MoE compute backend exports.
  *
  * A backend library (libmoereg_backend_<name>[-<variant>].so) exports one C symbol,
@@ -12,6 +13,11 @@
  *
  * Unload order: destroy every moereg_backend before the library is unloaded; the host
  * keeps the library loaded for the life of the process otherwise.
+ *
+ * Table versions: a version 1 table ends at get_extension; version 2 appends
+ * create_with_options. The host reads `api_version` first and never touches a slot past the
+ * table's version, so version 1 backends keep loading. The static_asserts at the end pin
+ * the offset of every slot of each version.
  */
 #ifndef MOEREG_BACKEND_H
 #define MOEREG_BACKEND_H
@@ -50,6 +56,17 @@ typedef struct moereg_routing_params {
   moereg_tensor_view router_bias; /* [E] score-correction bias added for SELECTION only; data NULL if none */
 } moereg_routing_params;
 
+/* How 4-bit experts are coded (moereg_moe_weights.weight_quant, API 2). Both kinds store
+ * w13 and w2 as U8 [E, rows, ceil(cols / 2)] (row stride may be larger): element 2j of a row
+ * is the low nibble of byte j, 2j + 1 the high one. Their F32 scales are per output row and
+ * group of g inputs: w13_scale [E, 2I, ceil(H/g)], w2_scale [E, H, ceil(I/g)], scale_block
+ * {1, g} (g >= the row length for one scale per row). */
+typedef enum moereg_weight_quant {
+  MOEREG_WEIGHT_QUANT_NONE = 0,  /* the dtype of w13 and w2 says it all (F8_E4M3: block scales) */
+  MOEREG_WEIGHT_QUANT_INT4 = 1,  /* symmetric int4: w = (q - 8) * s (GPTQ sym, compressed-tensors pack-quantized) */
+  MOEREG_WEIGHT_QUANT_MXFP4 = 2  /* E2M1: q 0..7 = 0, .5, 1, 1.5, 2, 3, 4, 6; 8..15 negated; w = e2m1(q) * s */
+} moereg_weight_quant;
+
 /* The experts of one MoE layer, in the backend layout (transformers_v5 order, K contiguous).
  * Views point at host memory the HOST owns (typically mapped checkpoint files); they stay
  * valid until destroy. A backend that wants another packing copies at create. */
@@ -72,6 +89,9 @@ typedef struct moereg_moe_weights {
   moereg_tensor_view shared_w13; /* [2*Is, H]: rows [0, Is) gate, [Is, 2*Is) up */
   moereg_tensor_view shared_w2;  /* [H, Is] */
   moereg_tensor_view shared_gate; /* [1, H]: output += sigmoid(x . g) * shared(x); data NULL: ungated */
+  /* ---- API 2 (a version 1 backend never sees weights that need these) ---- */
+  int32_t weight_quant;   /* moereg_weight_quant of w13 and w2; 0 = none */
+  int32_t reserved_quant; /* zero */
 } moereg_moe_weights;
 
 typedef struct moereg_backend_options {
@@ -79,6 +99,15 @@ typedef struct moereg_backend_options {
   int32_t device;    /* device ordinal for accelerators */
   int32_t reserved[6];
 } moereg_backend_options;
+
+/* One backend option (API 2): a key the backend documents and its value, both NUL-terminated
+ * text (the CLI's `--backend-option key=value`). Keys and values are the backend's own: it
+ * refuses an unknown key or a bad value with MOEREG_INVALID_ARGUMENT naming the key and what
+ * it accepts. Tuning knobs live here rather than in environment variables. */
+typedef struct moereg_backend_option {
+  const char* key;
+  const char* value;
+} moereg_backend_option;
 
 typedef struct moereg_backend moereg_backend; /* opaque, backend-owned */
 
@@ -124,6 +153,15 @@ typedef struct moereg_backend_api {
 
   /* Optional (NULL): vendor extras by name, or NULL if unknown. */
   void* (*get_extension)(const char* name)MOEREG_NOEXCEPT;
+
+  /* ---- API 2 ---- */
+
+  /* Optional (NULL: the backend takes no options). create, with `count` backend options
+   * (`options_kv` may be NULL when count is 0; the array and its strings are valid during
+   * the call only). A later key overrides an earlier one. */
+  moereg_status* (*create_with_options)(const moereg_moe_weights* weights, const moereg_routing_params* routing,
+                                        const moereg_backend_options* options, const moereg_backend_option* options_kv,
+                                        size_t count, moereg_backend** out)MOEREG_NOEXCEPT;
 } moereg_backend_api;
 
 /* The one entry symbol. Returns NULL if the host's api_version is too old for this backend. */
@@ -133,5 +171,34 @@ typedef const moereg_backend_api* (*moereg_backend_entry_fn)(const moereg_host_a
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
+
+/* The table's slots never move: slot n (counting from name = 1) sits n pointers in, after
+ * api_version padded to a pointer. A version 1 table is the first 14 slots. */
+#ifdef __cplusplus
+#define MOEREG_STATIC_ASSERT static_assert
+#else
+#define MOEREG_STATIC_ASSERT _Static_assert
+#endif
+#define MOEREG_BACKEND_SLOT_AT(field, n) \
+  MOEREG_STATIC_ASSERT(offsetof(moereg_backend_api, field) == (n) * sizeof(void*), "moereg_backend_api." #field " moved")
+MOEREG_BACKEND_SLOT_AT(api_version, 0);
+MOEREG_BACKEND_SLOT_AT(name, 1);
+MOEREG_BACKEND_SLOT_AT(version, 2);
+MOEREG_BACKEND_SLOT_AT(probe, 3);
+MOEREG_BACKEND_SLOT_AT(create, 4);
+MOEREG_BACKEND_SLOT_AT(forward, 5);
+MOEREG_BACKEND_SLOT_AT(destroy, 6);
+MOEREG_BACKEND_SLOT_AT(route, 7);
+MOEREG_BACKEND_SLOT_AT(alloc, 8);
+MOEREG_BACKEND_SLOT_AT(free, 9);
+MOEREG_BACKEND_SLOT_AT(copy, 10);
+MOEREG_BACKEND_SLOT_AT(synchronize, 11);
+MOEREG_BACKEND_SLOT_AT(describe, 12);
+MOEREG_BACKEND_SLOT_AT(get_extension, 13); /* the last slot of version 1 */
+MOEREG_BACKEND_SLOT_AT(create_with_options, 14); /* version 2 */
+MOEREG_STATIC_ASSERT(sizeof(moereg_backend_api) == 15 * sizeof(void*), "moereg_backend_api: a slot was added without its offset check");
+MOEREG_STATIC_ASSERT(sizeof(moereg_backend_option) == 2 * sizeof(void*), "moereg_backend_option changed");
+MOEREG_STATIC_ASSERT(sizeof(moereg_backend_options) == 32, "moereg_backend_options changed");
+#undef MOEREG_BACKEND_SLOT_AT
 
 #endif /* MOEREG_BACKEND_H */

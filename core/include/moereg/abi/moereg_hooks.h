@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* moereg_hooks.h - the table a family plugin's hook library exports.
  *
  * Hooks do only what plugin.yaml cannot say: read a native config file (Mistral's
@@ -49,5 +50,25 @@ typedef const moereg_hooks_api* (*moereg_hooks_entry_fn)(const moereg_host_api* 
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
+
+/* The slots never move (versions 1 and 2 have the same hooks table): slot n sits n
+ * pointers in, after api_version padded to a pointer. */
+#ifdef __cplusplus
+#define MOEREG_HOOKS_ASSERT static_assert
+#else
+#define MOEREG_HOOKS_ASSERT _Static_assert
+#endif
+#define MOEREG_HOOKS_SLOT_AT(field, n) \
+  MOEREG_HOOKS_ASSERT(offsetof(moereg_hooks_api, field) == (n) * sizeof(void*), "moereg_hooks_api." #field " moved")
+MOEREG_HOOKS_SLOT_AT(api_version, 0);
+MOEREG_HOOKS_SLOT_AT(name, 1);
+MOEREG_HOOKS_SLOT_AT(version, 2);
+MOEREG_HOOKS_SLOT_AT(hooks, 3);
+MOEREG_HOOKS_SLOT_AT(read_config, 4);
+MOEREG_HOOKS_SLOT_AT(write_config, 5);
+MOEREG_HOOKS_SLOT_AT(transform, 6);
+MOEREG_HOOKS_ASSERT(sizeof(moereg_hooks_api) == 7 * sizeof(void*), "moereg_hooks_api: a slot was added without its offset check");
+#undef MOEREG_HOOKS_SLOT_AT
+#undef MOEREG_HOOKS_ASSERT
 
 #endif /* MOEREG_HOOKS_H */

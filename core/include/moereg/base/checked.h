@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // checked.h - overflow-checked size arithmetic.
 //
 // Every size and offset derived from file contents goes through these, so a crafted

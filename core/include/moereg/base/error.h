@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // error.h - the exceptions moereg's C++ code throws, and what exit status each maps to.
 //
 // One class per kind of failure a user can act on. Messages name the file, the key (or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // json.h - a small, strict JSON reader and writer.
 //
 // Strict because it reads untrusted safetensors headers: UTF-8 is validated, duplicate
@@ -80,7 +81,8 @@ value parse_file(const std::string& path);
 // Serialise. indent < 0: compact, no spaces (what the Python safetensors writer emits).
 std::string dump(const value& v, int indent = -1);
 
-// Append s as a JSON string literal (with quotes) to out.
+// Append s as a JSON string literal (with quotes) to out. Always valid JSON: controls (also
+// DEL, C1 and bidirectional overrides) are \u escapes, bytes that are not UTF-8 become U+FFFD.
 void append_quoted(std::string& out, std::string_view s);
 
 // Kind name for messages: "string", "object", ...

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // log.h - moereg's logger (spdlog, to stderr) and its level, shared by the CLI and plugins.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mapped_file.h - a read-only memory map of a whole file.
 //
 // Checkpoint files are mapped, never read into buffers: opening one costs a page-table

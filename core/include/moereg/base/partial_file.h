@@ -1,6 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
 // partial_file.h - an output file written under a hidden temporary name beside its target
 // (".NAME.partial") and renamed into place only by commit(); destroyed uncommitted, it is
 // deleted. Shared by every writer so "no half-written output looks complete" holds everywhere.
+// Every write and the commit also stop the job when it was cancelled (base/cancel.h) or
+// one of its mapped inputs shrank under it (base/mapping_fault.h), by throwing.
+// The temporary name is fixed: only the holder of the output's lock
+// (checkpoint/output_lock.h) may create files in it.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +33,9 @@ class partial_file {
   // filesystems cannot do that (the caller writes the rest itself).
   std::uint64_t copy_from(int src_fd, std::uint64_t src_offset, std::uint64_t offset, std::uint64_t size) const;
 
-  // Close and rename to the final name.
+  // Close the file, keeping its temporary name (idempotent).
+  void close();
+  // Close (if still open) and rename to the final name.
   void commit();
 
  private:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // checkpoint.h - a checkpoint on disk: a directory (config plus one file, or an index and
 // shards), a single .safetensors file, or a GGUF model (a .gguf file, a split set given by
 // its first part, or a directory holding one), opened as one name -> tensor map.

@@ -1,12 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
 // checkpoint_writer.h - writes a checkpoint directory: shards, config, index.
 //
 // The full list of output tensors is known before any byte is written (moereg plans
 // first), so shard boundaries are fixed up front: tensors go to shards in order and a new
 // shard starts when the next tensor would push the current one past shard_size (a tensor
-// larger than shard_size gets a shard of its own). Shards are written one at a time under
-// hidden temporary names and renamed when complete; config.json and then the index come
-// last, so an interrupted run never leaves a directory that looks complete. abort()
-// (also run by the destructor unless finish() succeeded) removes what this writer made.
+// larger than shard_size gets a shard of its own). Shards are written under hidden
+// temporary names and renamed when complete.
+//
+// What makes an output complete is the file a loader looks for first, and it appears last,
+// after config.json and every other file: the index for a sharded output; for a one-file
+// output (model.safetensors, consolidated.safetensors, model.gguf) that file itself, which
+// commit_shard() closes but only finish() renames into place. So an interrupted run never
+// leaves a directory that looks complete.
+//
+// The writer holds the output's lock (output_lock.h) from construction to finish() or
+// abort(): no other moereg process writes into or cleans up the directory meanwhile.
+// abort() (also run by the destructor unless finish() or keep_for_resume() ran) removes
+// what this writer made and nothing else.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "moereg/base/mapping_fault.h"
+#include "moereg/checkpoint/output_lock.h"
 #include "moereg/safetensors/safetensors_writer.h"
 
 namespace moereg {
@@ -45,8 +57,8 @@ using sink_factory = std::function<std::unique_ptr<tensor_sink>(const std::strin
 
 class checkpoint_writer {
  public:
-  // Creates out_dir if missing (and removes it again on abort). An existing, non-empty
-  // out_dir is refused unless allow_existing.
+  // Locks out_dir, creating it if missing (and removing it again on abort). An existing,
+  // non-empty out_dir is refused unless allow_existing. Throws if another process holds it.
   checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing = false,
                     sink_factory make_sink = {});
   checkpoint_writer(const checkpoint_writer&) = delete;
@@ -59,7 +71,8 @@ class checkpoint_writer {
   // Open shard i for writing. Several shards may be open at once (they are written in
   // parallel: one file per thread group avoids contending for one file's inode lock).
   tensor_sink& open_shard(std::size_t i, const std::map<std::string, std::string>& metadata);
-  // Commit shard i (rename into place). Thread-safe.
+  // Commit shard i (rename into place; a one-file output is only closed, see above).
+  // Thread-safe.
   void commit_shard(std::size_t i);
   // Commit every open shard.
   void commit_shard();
@@ -67,20 +80,33 @@ class checkpoint_writer {
   // Write a small auxiliary file atomically (config.json, params.json).
   void write_file(const std::string& name, const std::string& contents);
 
-  // Write the index (when there is more than one shard or force_index) and finish.
+  // A file the caller writes into out_dir for its own bookkeeping (the resume log): removed
+  // when the output is complete, and by abort() if created_here (a resumed job keeps the
+  // log it found).
+  void add_bookkeeping_file(const std::string& name, bool created_here);
+
+  // Rename a one-file output into place, or write the index (when there is more than one
+  // shard or write_index), remove the bookkeeping files and release the lock.
   void finish(bool write_index);
 
-  // Remove everything this writer created.
+  // Remove everything this writer created and release the lock.
   void abort() noexcept;
+
+  // Stop, keeping what a later --resume can use: committed shards and bookkeeping files stay,
+  // open shards' temporary files are removed; the lock is released.
+  void keep_for_resume() noexcept;
 
  private:
   std::string out_dir_;
+  output_lock lock_;
+  mapping_fault_guard fault_guard_;
   std::vector<shard_plan> shards_;
   sink_factory make_sink_;
   std::map<std::size_t, std::unique_ptr<tensor_sink>> open_;
+  std::unique_ptr<tensor_sink> sealed_;  // the one-file output, renamed by finish()
   std::vector<std::string> created_;
+  std::vector<std::pair<std::string, bool>> bookkeeping_;
   std::mutex mutex_;
-  bool created_dir_ = false;
   bool finished_ = false;
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // compare.h - tensor-by-tensor comparison of two checkpoints (names, dtypes, shapes, bytes).
 #pragma once
 

@@ -1,6 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
 // resume_log.h - what `convert --resume` trusts: a hidden file in the output directory
 // recording, for the plan being executed, each shard completed so far with its size and a
 // checksum taken when it was written. A shard is kept on resume only if all three agree.
+// The log is written when the job starts (before any shard), so any interrupted job can be
+// resumed, and it records the identity of every source file: a resume from sources that
+// changed meanwhile is refused, naming the file.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +22,21 @@ struct resume_log {
     std::uint64_t checksum = 0;
   };
   std::map<std::string, shard> shards;
+  // What a source file looked like: size, modification time in ns, hash of its first bytes.
+  struct source {
+    std::uint64_t size = 0;
+    std::int64_t mtime_ns = 0;
+    std::uint64_t header_hash = 0;
+    bool operator==(const source&) const = default;
+  };
+  std::map<std::string, source> sources;  // by path
+
+  // Identify a source file; header_bytes: how much of its start to hash (its header:
+  // tensor names, shapes and offsets; capped at 64 MiB).
+  static source identify(const std::string& path, std::uint64_t header_bytes);
+  // Throws moereg::error naming the first source of `now` that this log does not record
+  // as it is now (changed size, time or header; or not a source of the logged job).
+  void check_sources(const resume_log& now) const;
 
   static std::optional<resume_log> load(const std::string& dir);
   void save(const std::string& dir) const;  // atomically

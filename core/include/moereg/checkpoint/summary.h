@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // summary.h - a checkpoint summarised so that 20,000 keys fit on a screen.
 //
 // Tensor names are folded on their all-digit components: every
@@ -43,7 +44,7 @@ std::vector<folded_group> fold_tensor_names(const std::vector<tensor_info>& tens
 // "{0..47}", "{1,3}", "{0..2,5}"
 std::string format_number_set(const std::vector<std::int64_t>& sorted_unique);
 
-// "57.00 GiB"
+// "57.0 GB": format_bytes (moereg/base/units.h), decimal units as everywhere moereg prints.
 std::string human_bytes(std::uint64_t bytes);
 
 json::value summary_to_json(const checkpoint_summary& s);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dequantize_view.h - one quantized matrix (a strided view of its stored units and its
 // scales) to bf16, each element rounded once to nearest even (core/quant dequantizers).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // executor.h - moves the bytes of a conversion plan into a checkpoint_writer.
 //
 // Work items are (output tensor, expert slot) pairs, taken by N threads. A piece that is
@@ -38,6 +39,10 @@ struct execute_options {
   std::vector<bool> skip_shards;
   // Called after each shard is committed (renamed into place), with its index.
   std::function<void(std::size_t)> on_shard_done;
+  // Contiguous pieces go from the source file to the output by copy_file_range (the kernel
+  // copies; reflinks on filesystems that share extents). false: write() from the mapping,
+  // for filesystems where copy_file_range misbehaves, and to measure the difference.
+  bool kernel_copy = true;
 };
 
 // Writes every shard of `writer` (whose shard plan came from plan.outputs) and commits them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ggml_dequant.h - ggml's block types decoded to float32, value for value what ggml's own
 // `to_float` (dequantize_row_* in ggml-quants.c) gives: the same integer unpacking and the
 // same float operations in the same order, so results are bit-identical (tested against the

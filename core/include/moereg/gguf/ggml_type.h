@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ggml_type.h - the tensor element types a GGUF file may name, with their block geometry.
 //
 // A ggml type stores `block_size` elements in `type_size` bytes; F32/F16/BF16 and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_family.h - a family plugin's `gguf` section applied to files: which model_type a
 // .gguf is, the config.json made from its metadata (tensor shapes as fallback), and the
 // metadata a .gguf written for the family carries. The mapping itself is data

@@ -1,12 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_file.h - a GGUF (v2/v3) file, mapped and validated in full before any tensor is used.
 //
 // Checked, in file order: magic; version; counts against the bytes left; every string
 // length (keys and tensor names <= 65535 bytes, string values <= 16 MiB, arrays <= 8 Mi
-// items) inside the file; value and array element types; no duplicate keys or names;
-// general.alignment a UINT32 power of two; every tensor's 1..4 dims all > 0, element count
-// without overflow, known ggml type, ne0 a multiple of the block, byte size = count / block
-// * type size, offset aligned, range inside the file and disjoint from every other. Each
-// failure throws moereg::error "<file>: gguf header: <what>, expected <x>, found <y>".
+// items) inside the file; value and array element types; keys and tensor names non-empty,
+// UTF-8 and unique; general.alignment a UINT32 power of two up to 1 MiB; every tensor's
+// 1..4 dims all > 0, element count without overflow, known ggml type, ne0 a multiple of
+// the block, byte size = count / block * type size, offset aligned; the bytes between the
+// tensor infos and the aligned start of the data section all zero; tensors stored in header
+// order, each at the aligned end of the one before (the first at the data section's
+// start, as llama.cpp requires), inside the file, and the file ending with the last one's
+// padding (so a tensor count one short cannot shift the data section). The decoded header
+// stays within gguf_header_memory_budget: array items are kept encoded, decoded on demand
+// (gguf_value). Each failure throws moereg::error "<file>: gguf header: <what>, expected
+// <x>, found <y>".
 #pragma once
 
 #include <cstddef>
@@ -27,9 +34,17 @@ namespace moereg {
 
 inline constexpr std::uint32_t gguf_default_alignment = 32;
 inline constexpr std::uint64_t gguf_max_key_length = 65535;       // keys and tensor names
-inline constexpr std::uint64_t gguf_max_array_items = 8u << 20;   // memory bound: items are decoded
+inline constexpr std::uint64_t gguf_max_array_items = 8u << 20;
 inline constexpr std::uint64_t gguf_max_string_length = 16 * 1024 * 1024;
 inline constexpr std::uint32_t gguf_max_dims = 4;  // GGML_MAX_DIMS
+inline constexpr std::uint32_t gguf_max_alignment = 1u << 20;
+// What one key or tensor info costs in memory beyond its bytes (nodes, indexes, copies).
+inline constexpr std::uint64_t gguf_entry_overhead = 192;
+
+// The memory the decoded header of a file of `file_size` bytes may take: 16 MiB plus twice
+// the file's size. Real files use a small part of it (a 10^5-token vocabulary is a few MB);
+// a header that needs more (millions of tiny keys or tensor infos) is refused.
+std::uint64_t gguf_header_memory_budget(std::uint64_t file_size);
 
 struct gguf_tensor {
   std::string name;

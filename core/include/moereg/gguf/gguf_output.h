@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_output.h - a conversion written as one .gguf file instead of safetensors shards: the
 // same plan, the same executor (tensor bytes streamed into a gguf_writer at their offsets),
 // the same temporary-name-then-rename. Used by layouts with `container: gguf`.

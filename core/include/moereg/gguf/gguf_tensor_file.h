@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_tensor_file.h - a GGUF file seen as a tensor_file, so a checkpoint can hold it like a
 // safetensors file: dimensions in PyTorch order (ne reversed), F32/F16/BF16/F64/I8..I64 as
 // their dtype, block-quantized types (Q4_K, ...) as opaque U8 bytes with their ggml type in

@@ -1,10 +1,18 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_value.h - one GGUF metadata value: a typed scalar, a string, or an array of one type.
 //
 // The value type is kept exactly (a u32 stays a u32), so a file read and written back is
 // byte-identical. Arrays hold one element type and do not nest (neither does llama.cpp).
+//
+// Arrays keep their items encoded as a GGUF file stores them (little-endian scalars; a
+// string as a u64 length and its bytes), shared between copies of the value: a vocabulary
+// of 10^5 tokens costs its bytes in the file, not 10^5 decoded values. Items are decoded
+// on demand: item() one at a time, string_items() as views, items() all at once (about
+// 100 bytes per item, so for small arrays).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +48,9 @@ class gguf_value {
   static gguf_value string(std::string v);
   // Every item must have type `element` (not array). Throws moereg::usage_error otherwise.
   static gguf_value array(gguf_type element, std::vector<gguf_value> items);
+  // An array from `count` items already encoded the GGUF way in `encoded`, which the caller
+  // has validated (the GGUF reader): every string item inside `encoded`, BOOL items 0 or 1.
+  static gguf_value encoded_array(gguf_type element, std::uint64_t count, std::string encoded);
 
   gguf_type type() const { return type_; }
   gguf_type element_type() const { return element_; }  // arrays only
@@ -52,7 +63,13 @@ class gguf_value {
   double as_f64() const { return f_; }         // f32 (widened exactly) and f64
   bool as_bool() const { return u_ != 0; }
   const std::string& as_string() const { return s_; }
-  const std::vector<gguf_value>& items() const { return items_; }
+  // Arrays: the item count, one item, every item decoded, the items of a STRING array as
+  // views into this value (valid while it lives), and the items as a GGUF file encodes them.
+  std::uint64_t array_size() const { return count_; }
+  gguf_value item(std::uint64_t i) const;  // O(1), or O(i) for STRING items
+  std::vector<gguf_value> items() const;
+  std::vector<std::string_view> string_items() const;
+  std::string_view encoded_items() const { return encoded_ ? std::string_view(*encoded_) : std::string_view(); }
 
   // Any integer type holding a value >= 0, converted; nullopt for other types or negatives.
   std::optional<std::uint64_t> to_uint() const;
@@ -68,7 +85,8 @@ class gguf_value {
   std::int64_t i_ = 0;
   double f_ = 0;
   std::string s_;
-  std::vector<gguf_value> items_;
+  std::uint64_t count_ = 0;
+  std::shared_ptr<const std::string> encoded_;
 };
 
 }  // namespace moereg

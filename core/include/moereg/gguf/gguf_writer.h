@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gguf_writer.h - writes one GGUF v3 file whose metadata and tensor list are known up front.
 //
 // The header (metadata in the given order, then tensor infos) is laid out first; tensor
@@ -57,6 +58,7 @@ class gguf_writer : public tensor_sink {
                       const void* fallback) override;
 
   // Checks every tensor byte was written, closes, renames into place.
+  void seal() override;
   void commit() override;
 
  private:

@@ -1,10 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
 // family_spec.h - what a family plugin's plugin.yaml declares, parsed and validated.
 //
 // The YAML says where each canonical piece of an MoE layer lives in each layout (key
 // templates, stacking, fusing, transposes), how the other tensors are renamed, which
 // tensors pass through, how config.json gives the dimensions, and how the family routes.
-// docs/yaml-reference.md documents every key; check_family_manifest reports every problem
-// of a manifest at once as "file:line: what, expected what".
+// docs/yaml-reference.md documents every key. Specs are made by the family_catalog
+// (family_catalog.h), which parses each manifest once and merges `extends` and `variants`;
+// every part remembers where it was written, so each problem is reported as
+// "file:line:column: what, expected what" at the right line of the right file.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -20,6 +23,16 @@
 
 namespace moereg {
 
+// Where a part of a spec was written: the manifest, 1-based line and column, and the plugin
+// it belongs to (which, through `extends`, need not be the plugin being resolved).
+struct source_loc {
+  std::string file;
+  int line = 0, column = 0;  // 0: not known (a key that was absent)
+  std::string plugin;
+  // "file:line:column", "file" when the position is not known.
+  std::string str() const;
+};
+
 // The canonical pieces of one expert (DESIGN.md): gate [I,H], up [I,H], down [H,I].
 enum class piece { gate = 0, up = 1, down = 2 };
 const char* piece_name(piece p);
@@ -31,7 +44,7 @@ struct expert_entry {
   std::vector<piece> pieces;   // concatenated along the output (row) axis, in this order
   bool stacked = false;        // the key has no {expert}: axis 0 is the expert index
   bool transpose = false;      // each matrix is stored [in, out] instead of [out, in]
-  int line = 0;
+  source_loc at;
 };
 
 // A rename between the family's canonical names (those of its reference layout) and a
@@ -39,14 +52,14 @@ struct expert_entry {
 struct rename_rule {
   key_template canonical;
   key_template renamed;
-  int line = 0;
+  source_loc at;
 };
 
 // A tensor whose bytes a hook rewrites in this layout (e.g. Mistral's wq/wk row order).
 struct tensor_transform {
   key_template key;  // in this layout's naming
   std::string hook;
-  int line = 0;
+  source_loc at;
 };
 
 // How quantized checkpoints name a linear weight's stored data and its companions. Each is
@@ -58,7 +71,7 @@ struct quant_naming {
   std::string weight = "{key}";     // the stored (possibly packed) data
   std::vector<std::string> scale;   // read: the first present; written: the one that was read
   std::string g_idx, zeros, shape;  // optional companions: GPTQ g_idx / qzeros, compressed-tensors weight_shape / weight_zero_point
-  int line = 0;
+  source_loc at;
 };
 
 struct layout_spec {
@@ -76,15 +89,19 @@ struct layout_spec {
   // (int4, mxfp4) keep the shape their format fixes.
   bool squeeze_expert_scales = false;
   std::string container = "safetensors";    // what convert --to writes: safetensors | gguf (file_stem.gguf)
-  std::string defined_in;                   // plugin.yaml that declared it
-  int line = 0;
+  source_loc at;                            // where it was declared (file, line, plugin)
 };
 
-// A number read from config.json: the first field present, else the default.
+// A number read from config.json: the first field present, else the default. A value that
+// names fields and gives no default needs one of them in config.json (required_value).
 struct config_value {
   std::vector<std::string> fields;  // dotted paths ("text_config.hidden_size")
   std::optional<double> fallback;
+  std::string key;                  // the manifest key it was given for: "dims.I", "routing.scaling"
+  source_loc at;                    // where that key was written
   bool empty() const { return fields.empty() && !fallback; }
+  // "`moe_intermediate_size`", "`a` or `b`", "the default 1" (for messages).
+  std::string describe() const;
 };
 
 struct moe_layer_rule {
@@ -105,7 +122,8 @@ struct routing_spec {
   std::string group_score = "none";      // none | max | top2_sum
   std::string groups_when_field;         // groups apply only when this config field...
   std::string groups_when_equals;        // ...equals this string
-  int line = 0;
+  bool declared = false;                 // the manifest has a `routing` section (moe run needs one)
+  source_loc at;
 };
 
 // Canonical names of the non-expert parts of one MoE block (moe run needs them).
@@ -133,7 +151,7 @@ struct gguf_metadata_rule {
   // Written only when these config.json fields hold these strings (DeepSeek-V2's expert groups
   // only with topk_method group_limited_greedy: llama.cpp limits groups whenever it sees them).
   std::map<std::string, std::string> when_config;
-  int line = 0;
+  source_loc at;
 };
 
 // How the family maps onto GGUF: the architecture name, which model_type a file of that
@@ -151,7 +169,7 @@ struct gguf_spec {
   // Tensors (GGUF names) written F32 from bf16/f16 besides those llama.cpp's converter always
   // widens (1-D tensors, *_norm.weight, names not ending in .weight): its routers.
   std::vector<key_template> f32_tensors;
-  int line = 0;
+  source_loc at;
 };
 
 struct family_spec {
@@ -163,7 +181,11 @@ struct family_spec {
   std::string manifest_path;
   std::vector<std::string> model_types;
   std::string library;
-  std::vector<std::string> hooks;
+  std::vector<std::string> hooks;  // this plugin's own (its library's)
+  // Which plugin's library serves each hook the spec uses or lists: the plugin whose
+  // manifest declared the part that names it (a layout inherited through `extends` keeps
+  // its plugin's hooks). The one rule for the CLI, the executor and `plugins show`.
+  std::map<std::string, std::string> hook_plugins;
   std::string native_config_file;  // e.g. params.json, read by native_config_hook
   std::string native_config_hook;
   std::map<std::string, config_value> dims;  // E, H, I, K, ...
@@ -180,16 +202,21 @@ struct family_spec {
 
   const layout_spec* find_layout(const std::string& name) const;  // by name or alias
   std::vector<std::string> layout_names() const;
+  // The plugin whose library serves hook; nullptr when no plugin of the spec lists it.
+  const std::string* plugin_serving(const std::string& hook) const;
 };
 
-// Parse a fully merged manifest node (extends and variants already applied). Throws
-// moereg::error listing every problem ("file:line: ...", one per line).
+// Parse one self-contained manifest (no `extends` to other plugins). Throws moereg::error
+// listing every problem ("file:line:column: ...", one per line). For tests and tools; the
+// CLI resolves through a family_catalog.
 family_spec parse_family_spec(const YAML::Node& root, const std::string& manifest_path, const std::string& model_type);
-
-// Every problem of one plugin.yaml, as "file:line: message". Empty when it is valid.
-std::vector<std::string> check_family_manifest(const YAML::Node& root, const std::string& yaml_path);
 
 // Resolve a config_value against config.json; nullopt when absent and without default.
 std::optional<double> resolve_value(const config_value& v, const json::value& config);
+
+// The value for config, or `builtin` when the manifest did not give the key at all. Throws
+// moereg::error naming the config field and the manifest line when the manifest names
+// fields without a default and config.json has none of them (or a non-number there).
+double required_value(const config_value& v, const json::value& config, const std::string& config_path, double builtin);
 
 }  // namespace moereg

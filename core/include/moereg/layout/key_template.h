@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // key_template.h - tensor-name templates with named placeholders, matched without regex.
 //
 // "model.layers.{layer}.mlp.experts.{expert}.gate_proj.weight" matches a name and captures

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // compare_decoded.h - verify across layouts: two checkpoints of one family, each read
 // through its own layout, compared piece by piece and tensor by canonical tensor.
 #pragma once

@@ -1,8 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
 // conversion_plan.h - every output tensor of a conversion and where its bytes come from,
 // computed before any byte moves (so --dry-run can print it and every error surfaces first).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +44,10 @@ struct output_tensor {
   // compressed-tensors' weight_shape): their bytes, made by the planner.
   std::shared_ptr<const std::vector<std::byte>> literal;
   std::string origin;                           // human-readable provenance for --dry-run
+  // An edit of the canonical bytes before they are written (a LoRA merge adds its deltas
+  // here, lora/lora_merge.h): experts get one slot as [rows_total, cols] in entry order,
+  // untransposed; a pass-through tensor its canonical bytes (after any decode hook).
+  std::function<void(std::size_t slot, std::byte* data)> edit;
 };
 
 struct plan_options {

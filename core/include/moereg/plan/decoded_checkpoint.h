@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // decoded_checkpoint.h - a checkpoint read through one layout of its family: every expert
 // piece as a strided matrix view into the mapped files, every other tensor under its
 // canonical name. Nothing is copied; this is what conversions, verify and moe run consume.
@@ -50,6 +51,13 @@ struct model_dims {
   std::int64_t E = 0, H = 0, I = 0, K = 0;
   std::vector<int> moe_layers;  // layers that hold experts (config-derived, plus MTP layers found)
   std::string describe() const;  // "E=8 H=64 I=24"
+  // The config.json field each symbol was read from ("I" -> "moe_intermediate_size"), and
+  // the file: shape errors name them ("I = 24 from `moe_intermediate_size` in config.json").
+  std::map<std::string, std::string> fields;
+  std::string config_path;
+  // "E = 8 from `num_experts`, I = 24 from `moe_intermediate_size` in /m/config.json" for the
+  // symbols given, in that order.
+  std::string explain(const std::vector<std::string>& symbols) const;
 };
 
 // Compute E/H/I/K and the MoE layers from config.json. Throws moereg::error naming the field.

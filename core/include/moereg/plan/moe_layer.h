@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // moe_layer.h - one MoE layer of a checkpoint, ready for a backend: experts in the backend
 // order (w13 [E, 2I, H] gate rows then up rows, w2 [E, H, I]), shared expert, and the
 // family's routing as moereg_routing_params.

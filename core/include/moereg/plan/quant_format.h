@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // quant_format.h - how a checkpoint's linear weights are quantized, read from config.json's
 // quantization_config, and the names and stored shapes that follow from it.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // bf16_round.h - rounding an exact product to bf16 once, to nearest even.
 //
 // Dequantized values are products like fp8 x f32 scale (28 significant bits): rounding to

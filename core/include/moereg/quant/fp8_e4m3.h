@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fp8_e4m3.h - FP8 E4M3 (e4m3fn) weights with scales to bf16.
 //
 // e4m3fn: 1 sign, 4 exponent bits (bias 7), 3 mantissa bits, no infinities, 0x7F/0xFF NaN,

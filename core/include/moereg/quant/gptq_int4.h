@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gptq_int4.h - symmetric GPTQ int4 weights to bf16.
 //
 // qweight I32 [K/8, N]: eight 4-bit values per int32 along the input axis K, lowest bits

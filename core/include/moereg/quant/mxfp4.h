@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mxfp4.h - MXFP4 weights (E2M1 nibbles, UE8M0 group scales of 32) to bf16.
 //
 // Bytes [rows, cols/2]: element 2j is the low nibble of byte j, 2j+1 the high one. E2M1

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // pack_quantized_int4.h - compressed-tensors "pack-quantized" symmetric int4 weights to bf16.
 //
 // weight_packed I32 [N, ceil(K/8)]: eight 4-bit values per int32 along K, lowest bits first;

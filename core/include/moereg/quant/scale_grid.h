@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // scale_grid.h - which scale covers which element of a quantized [rows, cols] matrix, and
 // the block-granular bookkeeping layout transforms need to move scales with their matrix.
 //

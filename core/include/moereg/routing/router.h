@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // router.h - top-k expert selection, computed by the core for every backend alike.
 //
 // One moereg_routing_params (filled from a family's plugin YAML) describes the whole

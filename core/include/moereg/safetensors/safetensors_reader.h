@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // safetensors_reader.h - a safetensors file, mapped and validated before any tensor is used.
 //
 // Validation follows the reference implementation (the Rust safetensors crate), in its

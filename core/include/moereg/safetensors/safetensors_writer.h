@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // safetensors_writer.h - writes one safetensors file whose tensor list is known up front.
 //
 // The header is computed from the specs and written first, byte-compatible with the
@@ -68,6 +69,7 @@ class safetensors_writer : public tensor_sink {
                       const void* fallback) override;
 
   // Checks every tensor byte was written, flushes, renames to the final name.
+  void seal() override;
   void commit() override;
 
  private:

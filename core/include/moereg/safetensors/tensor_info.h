@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tensor_info.h - what a file header says about one tensor (safetensors, or GGUF seen the
 // same way: dimensions in PyTorch order, byte range within the data section).
 #pragma once

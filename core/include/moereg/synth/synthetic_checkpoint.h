@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // synthetic_checkpoint.h - writes a checkpoint of real MoE shapes filled with random bf16.
 //
 // Used by `moereg demo`, the benchmarks and the tests: no download, any size. The model is

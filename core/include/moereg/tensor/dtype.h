@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dtype.h - element types as the safetensors format names them, with their sizes.
 //
 // The numeric values equal moereg_dtype in abi/moereg_abi.h, so a dtype crosses the C

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tensor_file.h - one mapped, validated file of tensors, whatever its container: a
 // safetensors file or a GGUF file. A checkpoint is a set of these; the executor copies
 // tensor bytes out of them by file offset (data_offset() + tensor_info::begin).

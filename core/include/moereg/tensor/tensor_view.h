@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tensor_view.h - building the ABI's moereg_tensor_view for memory moereg already holds.
 #pragma once
 

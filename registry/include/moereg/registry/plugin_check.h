@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_check.h - everything the registry can say is wrong with one family plugin
 // directory, all at once, for `moereg plugins check DIR`: manifest keys, trust, sha256, and
 // (when all of those pass) loading the hook library and comparing its table with the manifest.

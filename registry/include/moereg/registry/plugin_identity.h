@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_identity.h - the registry's half of plugin.yaml: the top-level keys that say what a
 // plugin is (name, version, api_version, library, hooks...). Reading never throws for bad
 // content: every problem is collected as "file:line: what, expected X, found Y".

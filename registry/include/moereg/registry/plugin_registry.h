@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // plugin_registry.h - finds, vets and loads moereg plugins: family plugins (a directory
 // with plugin.yaml and optionally a hook library) and backend libraries.
 //
@@ -9,9 +10,15 @@
 //
 // Every candidate gets a record with a state and a reason; a refusal is a state here, not
 // only a log line, and `moereg plugins list` prints them all.
+//
+// Trust: a plugin is data and code someone could have planted. Its plugin.yaml, its library,
+// its directory and every directory between it and the search directory it was found in
+// (that one included) must be owned by root or the current user and not be writable by
+// group or others; otherwise the plugin is refused before its manifest is used. A plugin
+// refused under --plugin-path or MOEREG_PLUGIN_PATH does not silently give way to an
+// installed one of the same family: requested_refusals() lists it, and the catalog refuses
+// to resolve its family.
 #pragma once
-
-#include <yaml-cpp/yaml.h>
 
 #include <memory>
 #include <string>
@@ -40,7 +47,7 @@ struct plugin_record {
   std::string source;         // "--plugin-path", "MOEREG_PLUGIN_PATH" or "installed"
   plugin_state state = plugin_state::available;
   std::string reason;         // why refused / shadowed: "file:line: what, expected X, found Y"
-  YAML::Node manifest;        // the parsed plugin.yaml (family plugins)
+  std::string name_at, hooks_at;  // family: "plugin.yaml:line" of its name and hooks keys
   std::vector<std::string> model_types;  // family: config.json model_type values claimed
   std::vector<std::string> hooks;        // family: hook names the library must export
   int probe_score = -1;                  // backend: what probe returned (0..100); -1 = not probed
@@ -51,6 +58,7 @@ struct search_dir {
   std::string path;
   std::string source;
   bool exists = false;
+  std::string trust_root;  // the directory as given (path may be its abi-<N> subdirectory)
 };
 
 struct registry_options {
@@ -82,6 +90,10 @@ class plugin_registry {
   std::vector<const plugin_record*> backends() const;
   const plugin_record* find_family(const std::string& name) const;
   const plugin_record* find_backend(const std::string& name) const;
+
+  // Family plugins found under --plugin-path or MOEREG_PLUGIN_PATH and refused (not those
+  // merely shadowed): the user asked for them, so their families must not fall back.
+  std::vector<const plugin_record*> requested_refusals() const;
 
   // Loads (once) and returns the hook table of a family plugin with a library; throws
   // moereg::error naming the file if the library is refused (trust, sha256, API version,

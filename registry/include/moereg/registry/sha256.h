@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sha256.h - SHA-256 (FIPS 180-4), used to check a plugin library against the digest its
 // plugin.yaml pins (`library_sha256`). Self-contained so moereg needs no crypto library.
 #pragma once

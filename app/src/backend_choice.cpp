@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "backend_choice.h"
 
 #include <algorithm>
@@ -6,7 +7,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 std::string backend_instance::describe() const {
   std::string text;
@@ -16,9 +17,39 @@ std::string backend_instance::describe() const {
   return text;
 }
 
+backend_option_list parse_backend_options(const std::vector<std::string>& texts) {
+  backend_option_list out;
+  for (const std::string& t : texts) {
+    const std::size_t eq = t.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw usage_error("--backend-option '" + t + "': expected key=value (e.g. --backend-option k_block=512)");
+    out.emplace_back(t.substr(0, eq), t.substr(eq + 1));
+  }
+  return out;
+}
+
+namespace {
+
+// One create call: through create_with_options when there are options (plugin API 2).
+moereg_status* create_one(const plugin_record& record, const moereg_backend_api& api, const moereg_moe_weights& weights,
+                          const moereg_routing_params& routing, const moereg_backend_options& options,
+                          const backend_option_list& backend_options, moereg_backend** handle) {
+  if (backend_options.empty()) return api.create(&weights, &routing, &options, handle);
+  if (api.api_version < 2 || !api.create_with_options)
+    throw error("backend " + record.name + " takes no backend options (--backend-option " + backend_options[0].first +
+                "=...): its table is plugin API " + std::to_string(api.api_version) +
+                (api.api_version < 2 ? ", options came with API 2" : " without create_with_options"));
+  std::vector<moereg_backend_option> kv;
+  for (const auto& [k, v] : backend_options) kv.push_back({k.c_str(), v.c_str()});
+  return api.create_with_options(&weights, &routing, &options, kv.data(), kv.size(), handle);
+}
+
+}  // namespace
+
 std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, const std::string& wanted,
                                                  const moereg_moe_weights& weights, const moereg_routing_params& routing,
-                                                 const moereg_backend_options& options) {
+                                                 const moereg_backend_options& options,
+                                                 const backend_option_list& backend_options) {
   registry.load_all();  // probes every backend, so refusals have reasons
   std::string scores;
   for (const auto& r : registry.records()) {
@@ -50,7 +81,11 @@ std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, cons
   for (std::size_t i = 0;; ++i) {
     const moereg_backend_api* api = registry.backend(*order[i]);
     moereg_backend* handle = nullptr;
-    auto [code, message] = take_status(api->create(&weights, &routing, &options, &handle));
+    // A version 1 table predates weight_quant: it would read 4-bit experts as plain U8.
+    auto [code, message] = weights.weight_quant != MOEREG_WEIGHT_QUANT_NONE && api->api_version < 2
+                               ? std::pair<int32_t, std::string>{MOEREG_UNSUPPORTED,
+                                                                 "its table is plugin API 1, which has no 4-bit experts"}
+                               : take_status(create_one(*order[i], *api, weights, routing, options, backend_options, &handle));
     if (code == MOEREG_OK) return std::make_unique<backend_instance>(order[i], api, handle, why);
     if (code != MOEREG_UNSUPPORTED || i + 1 >= order.size())
       throw error("backend " + order[i]->name + " create: " + message);
@@ -59,4 +94,4 @@ std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, cons
   }
 }
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

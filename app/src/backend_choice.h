@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // backend_choice.h - the fused-MoE backend a command runs on: the one named with --backend,
 // or (auto) the usable backend with the best probe score, created on one layer's experts.
 // With auto, a backend that refuses the layer (UNSUPPORTED: say FP8 experts on a backend
@@ -6,11 +7,13 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "moereg/abi/moereg_backend.h"
 #include "moereg/registry/plugin_registry.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 class backend_instance {
  public:
@@ -35,10 +38,19 @@ class backend_instance {
   std::string why_;
 };
 
+// `--backend-option key=value`, in the order given (a later key overrides an earlier one).
+using backend_option_list = std::vector<std::pair<std::string, std::string>>;
+
+// Parses each "key=value" (the key non-empty); throws moereg::usage_error otherwise.
+backend_option_list parse_backend_options(const std::vector<std::string>& texts);
+
 // Throws moereg::error naming the backends found and their probe scores when none can run,
-// or the backend's own message when it refuses the layer and nothing else may take it.
+// or the backend's own message when it refuses the layer (or an option) and nothing else may
+// take it. Backend options go to the backend created (its create_with_options, plugin API
+// 2); a backend without that slot refuses them.
 std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, const std::string& wanted,
                                                  const moereg_moe_weights& weights, const moereg_routing_params& routing,
-                                                 const moereg_backend_options& options);
+                                                 const moereg_backend_options& options,
+                                                 const backend_option_list& backend_options = {});
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

@@ -1,4 +1,5 @@
-// bench_support.h - what `moe bench` measures with: synthetic weights, the memory-bandwidth
+// SPDX-License-Identifier: Apache-2.0
+// bench_support.h - (in-tree) what app::bench_moe measures with: synthetic weights, the memory-bandwidth
 // ceilings (host read, device copy), device buffers through a backend's table, and the
 // PyTorch reference script it runs beside the backend.
 #pragma once
@@ -11,7 +12,7 @@
 #include "moereg/abi/moereg_backend.h"
 #include "moereg/safetensors/safetensors_writer.h"
 
-namespace moereg::cli {
+namespace moereg::app {
 
 // n bf16 values uniform in +-scale*sqrt(3) (standard deviation `scale`), never exactly zero.
 void fill_bf16(std::uint16_t* out, std::size_t n, float scale, std::uint64_t seed);
@@ -20,7 +21,8 @@ void fill_bf16(std::uint16_t* out, std::size_t n, float scale, std::uint64_t see
 void write_random(safetensors_writer& w, const std::vector<std::pair<std::string, float>>& which, std::uint64_t seed,
                   int threads);
 
-// Best of three `threads`-thread reads of a 1 GiB buffer: the host's read bandwidth.
+// The host's read bandwidth as the backend's weight streams see it: best of five reads of a
+// 2 GiB buffer by `threads` pinned threads, each page first touched by its reader.
 double measure_read_bandwidth(int threads);
 
 // Device memory a backend allocated through its table; freed with it.
@@ -38,9 +40,6 @@ struct device_buffer {
 // bench/cuda/bench_moe.py counts it): the ceiling for a layer that streams its weights.
 double measure_device_bandwidth(const moereg_backend_api* api, moereg_backend* backend);
 
-// "1,16,128": positive integers, or a usage error naming the bad part.
-std::vector<std::int64_t> parse_tokens(const std::string& s);
-
 // The python that runs the reference: the one given, else the first candidate that imports
 // torch (a GPU host's python3 on PATH, Debian's python3-torch at /usr/bin/python3).
 std::string find_python(const std::string& given);
@@ -51,4 +50,4 @@ std::string find_reference_script(const std::string& given);
 // Runs a shell command and returns its standard output; `status` as pclose gives it.
 std::string run_capture(const std::string& cmd, int& status);
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

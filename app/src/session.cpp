@@ -1,64 +1,78 @@
-#include "model_session.h"
+// SPDX-License-Identifier: Apache-2.0
+#include "session.h"
 
 #include <filesystem>
 
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/base/printable.h"
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/tensor/tensor_view.h"
-#include "plugin_options.h"
 
 namespace fs = std::filesystem;
 
-namespace moereg::cli {
+namespace moereg::app {
 
 namespace {
 
 void sink_append(void* ctx, const char* data, std::size_t size) { static_cast<std::string*>(ctx)->append(data, size); }
 
-const plugin_record* record_listing_hook(plugin_registry& reg, const family_catalog& cat, const std::string& plugin,
-                                         const std::string& hook) {
-  std::string name = plugin;
-  for (int depth = 0; depth < 8 && !name.empty(); ++depth) {
-    const plugin_manifest* m = cat.find(name);
-    if (!m) break;
-    if (m->root["hooks"] && m->root["hooks"].IsSequence())
-      for (const auto& h : m->root["hooks"])
-        if (h.as<std::string>() == hook) return reg.find_family(name);
-    name = m->root["extends"] ? m->root["extends"].as<std::string>() : "";
-    if (name.empty() && m->root["variants"]) {
-      for (const auto& v : m->root["variants"])
-        if (v.second["extends"]) name = v.second["extends"].as<std::string>();
-    }
-  }
-  return nullptr;
+}  // namespace
+
+std::string doc_ref(const std::string& page) {
+  return "docs/" + page + " in the source, " + MOEREG_DOC_DIR + "/" + page + " when installed";
 }
 
-}  // namespace
+std::unique_ptr<plugin_registry> make_registry(const std::vector<std::string>& plugin_paths,
+                                               const std::vector<std::string>& forbidden_dirs) {
+  registry_options opts;
+  opts.plugin_paths = plugin_paths;
+  opts.forbidden_dirs = forbidden_dirs;
+  return std::make_unique<plugin_registry>(opts);
+}
 
 std::string known_families_hint(const family_catalog& catalog) {
   std::string s;
   for (const auto& t : catalog.known_model_types()) s += (s.empty() ? "" : ", ") + t;
   return "known model types: " + (s.empty() ? std::string("(none: no family plugins were found)") : s) +
-         ". To add a family, write a plugin.yaml (docs/plugin-authoring.md) and pass its directory with --plugin-path";
+         ". To add a family, write a plugin.yaml (" + doc_ref("plugin-authoring.md") + ") and pass its directory with --plugin-path";
 }
 
 family_catalog make_catalog(plugin_registry& registry) {
   std::vector<plugin_manifest> ms;
-  for (const plugin_record* r : registry.families()) ms.push_back({r->name, r->manifest_path, r->manifest});
-  return family_catalog(std::move(ms));
+  for (const plugin_record* r : registry.families()) ms.push_back({r->name, r->manifest_path, {}});
+  std::vector<refused_plugin> refused;
+  for (const plugin_record* r : registry.requested_refusals())
+    refused.push_back({r->name, r->model_types, r->source + " " + r->directory + ": " + r->reason});
+  return family_catalog(ms, std::move(refused));
+}
+
+namespace {
+
+// The catalog's one rule for which library serves a hook: family_spec::hook_plugins.
+std::pair<const plugin_record*, const moereg_hooks_api*> serving_library(plugin_registry& registry, const family_spec& spec,
+                                                                         const std::string& hook) {
+  auto it = spec.hook_plugins.find(hook);
+  const plugin_record* rec = it == spec.hook_plugins.end() ? nullptr : registry.find_family(it->second);
+  if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + spec.name + "' or the plugins it extends");
+  return {rec, registry.hooks(*rec)};
+}
+
+}  // namespace
+
+std::pair<const plugin_record*, const moereg_hooks_api*> model_session::hook_library(const std::string& hook) const {
+  return serving_library(*registry, spec, hook);
 }
 
 hook_runner model_session::hooks() {
   std::string config_text = json::dump(ckpt->config());
+  // The registry outlives the runner (it is owned through a unique_ptr); the spec is copied,
+  // so the session may move.
   plugin_registry* reg = registry.get();
-  const family_catalog* cat = &catalog;
-  std::string plugin = spec.name;
-  return [reg, cat, plugin, config_text](const std::string& hook, int direction, const std::string& key,
-                                         const tensor_spec& t, const std::byte* src, std::byte* dst) {
-    const plugin_record* rec = record_listing_hook(*reg, *cat, plugin, hook);
-    if (!rec) throw error("hook '" + hook + "' is not listed by plugin '" + plugin + "' or the plugins it extends");
-    const moereg_hooks_api* api = reg->hooks(*rec);
+  auto owner = std::make_shared<const family_spec>(spec);
+  return [reg, owner, config_text](const std::string& hook, int direction, const std::string& key, const tensor_spec& t,
+                                   const std::byte* src, std::byte* dst) {
+    auto [rec, api] = serving_library(*reg, *owner, hook);
     if (!api || !api->transform) throw error(rec->library_path + ": hook library has no transform slot (needed for '" + hook + "')");
     moereg_tensor_view in = contiguous_view(src, t.type, t.shape), out = contiguous_view(dst, t.type, t.shape);
     throw_if_error(api->transform(hook.c_str(), direction, key.c_str(), config_text.c_str(), &in, &out),
@@ -66,17 +80,18 @@ hook_runner model_session::hooks() {
   };
 }
 
-model_session open_model(const session_request& req, const po::variables_map& vm) {
+model_session open_session(const session_request& req) {
   model_session s;
   fs::path p(req.checkpoint);
   std::string dir = fs::is_directory(p) ? p.string() : p.parent_path().string();
   std::error_code ec;
   std::string real = fs::weakly_canonical(dir.empty() ? "." : dir, ec).string();
-  s.registry = make_registry(vm, {real});
-  s.catalog = make_catalog(*s.registry);
+  // The checkpoint first: a damaged file is refused before any plugin is loaded.
   checkpoint_options co;
   co.require_config = false;
   s.ckpt = std::make_unique<checkpoint>(checkpoint::open(req.checkpoint, co));
+  s.registry = make_registry(req.plugin_paths, {real});
+  s.catalog = make_catalog(*s.registry);
 
   // A GGUF model without config.json: the plugin whose `gguf` section claims its
   // general.architecture makes one from the metadata.
@@ -84,9 +99,8 @@ model_session open_model(const session_request& req, const po::variables_map& vm
     const gguf_file& g = *s.ckpt->gguf();
     std::string arch = g.get_string("general.architecture").value_or("");
     for (const auto& m : s.catalog.manifests()) {
-      if (!m.root["model_types"] || !m.root["model_types"].IsSequence() || m.root["model_types"].size() == 0) continue;
-      std::vector<std::string> claimed;
-      for (const auto& t : m.root["model_types"]) claimed.push_back(t.as<std::string>());
+      if (m.model_types.empty()) continue;
+      const std::vector<std::string>& claimed = m.model_types;
       family_spec spec;
       try {
         spec = s.catalog.resolve(m.name, claimed.front());
@@ -102,7 +116,7 @@ model_session open_model(const session_request& req, const po::variables_map& vm
       break;
     }
     if (!s.ckpt->config().is_object())
-      throw error(g.path() + ": GGUF architecture '" + arch + "' is not mapped by any family plugin's 'gguf' section" +
+      throw error(g.path() + ": GGUF architecture " + quote(arch) + " is not mapped by any family plugin's 'gguf' section" +
                   (s.ckpt->is_directory() ? std::string() : " (and there is no config.json to read instead)") + "; " +
                   known_families_hint(s.catalog));
   }
@@ -110,15 +124,14 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   // No config.json: a plugin with a native config reader (Mistral's params.json) may make one.
   if (!s.ckpt->config().is_object()) {
     for (const auto& m : s.catalog.manifests()) {
-      const YAML::Node nc = m.root["native_config"];
-      if (!nc || !nc["file"] || !s.ckpt->is_directory()) continue;
-      fs::path native = fs::path(req.checkpoint) / nc["file"].as<std::string>();
+      if (m.native_config_file.empty() || !s.ckpt->is_directory()) continue;
+      fs::path native = fs::path(req.checkpoint) / m.native_config_file;
       if (!fs::exists(native)) continue;
       const plugin_record* rec = s.registry->find_family(m.name);
       const moereg_hooks_api* api = rec ? s.registry->hooks(*rec) : nullptr;
       if (!api || !api->read_config) throw error(m.path + ": native_config hook needs a library with read_config");
       std::string text;
-      throw_if_error(api->read_config(nc["hook"].as<std::string>().c_str(), req.checkpoint.c_str(), moereg_sink{&text, sink_append}),
+      throw_if_error(api->read_config(m.native_config_hook.c_str(), req.checkpoint.c_str(), moereg_sink{&text, sink_append}),
                      "plugin '" + m.name + "' reading " + native.string());
       s.ckpt->set_config(json::parse(text, "config made by plugin '" + m.name + "' from " + native.string()), native.string());
       s.native_config = true;
@@ -149,7 +162,7 @@ model_session open_model(const session_request& req, const po::variables_map& vm
     candidates = s.catalog.plugins_for(s.model_type);
   }
   if (candidates.empty())
-    throw error(s.ckpt->config_path() + ": model_type '" + s.model_type + "' is not handled by any family plugin; " +
+    throw error(s.ckpt->config_path() + ": model_type " + quote(s.model_type) + " is not handled by any family plugin; " +
                 known_families_hint(s.catalog));
   // A native checkpoint is read by the plugin that understood its config first.
   std::string first_error;
@@ -188,4 +201,4 @@ model_session open_model(const session_request& req, const po::variables_map& vm
   throw error(first_error);
 }
 
-}  // namespace moereg::cli
+}  // namespace moereg::app

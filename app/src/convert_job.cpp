@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "convert_job.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <sstream>
+#include <system_error>
+#include <thread>
+
+#include "moereg/base/cancel.h"
+#include "moereg/base/error.h"
+#include "moereg/base/log.h"
+#include "moereg/base/parallel.h"
+#include "moereg/base/test_stop.h"
+#include "moereg/base/units.h"
+#include "moereg/checkpoint/resume_log.h"
+#include "moereg/checkpoint/summary.h"
+#include "moereg/gguf/gguf_family.h"
+#include "moereg/gguf/gguf_output.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg::app {
+
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+const char* aux_files[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja", "preprocessor_config.json"};
+
+// Thrown by the fault injection (convert_request::fault) to stop the job as a crash would.
+struct abandoned {
+  int shards;
+};
+
+// While a job writes: reports progress to the caller about ten times a second, and turns the
+// caller's cancel flag into a cancel request the writers see. The last report (final) comes
+// from stop(), after every byte is written.
+class progress_pump {
+ public:
+  progress_pump(const convert_request& req, const execute_progress& p) : req_(req), p_(p), start_(now_seconds()) {
+    if (req_.cancel && req_.cancel->load()) request_cancel();  // set before the job: stop at the first write
+    if (!req_.on_progress && !req_.cancel) return;
+    try {
+      thread_ = std::thread([this] {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (!cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; })) {
+          if (req_.cancel && req_.cancel->load()) request_cancel();
+          report(false);
+        }
+      });
+    } catch (const std::system_error& e) {  // no thread to spare: the job runs, unwatched
+      spdlog::warn("no progress reports and no cancel flag for this job: cannot start a thread ({})", e.what());
+    }
+  }
+  ~progress_pump() { join(); }
+  void finish() {
+    join();
+    report(true);
+  }
+
+ private:
+  void join() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void report(bool final) const {
+    if (!req_.on_progress) return;
+    convert_progress c;
+    c.bytes = p_.bytes.load();
+    c.total_bytes = p_.total_bytes;
+    c.tensors = p_.tensors.load();
+    c.total_tensors = p_.total_tensors;
+    c.seconds = now_seconds() - start_;
+    c.final = final;
+    try {
+      req_.on_progress(c);
+    } catch (...) {  // a callback must not throw; if it does, progress is not worth a failed job
+    }
+  }
+  const convert_request& req_;
+  const execute_progress& p_;
+  double start_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// A cancel request lives until the job that saw it ends.
+struct cancel_request_scope {
+  ~cancel_request_scope() { clear_cancel_request(); }
+};
+
+void check_request(const convert_request& r) {
+  if (r.source.empty()) throw usage_error("convert: no source checkpoint given");
+  if (!r.dry_run && r.output.empty()) throw usage_error("convert: no output directory given");
+  if (r.experts && (r.experts->first < 0 || r.experts->first >= r.experts->second))
+    throw usage_error("convert: experts [" + std::to_string(r.experts->first) + ", " + std::to_string(r.experts->second) +
+                      "): expected 0 <= first < second");
+  if (r.fault.abandon_after_shards < 0) throw usage_error("convert: fault.abandon_after_shards must be 0 or more");
+  resolve_threads(r.threads);  // its range, before any work
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Configuration last (the caller writes the index after it): an interrupted run never looks complete.
+void write_configuration(const model_session& s, const layout_spec& target, bool strip_quant, checkpoint_writer& writer) {
+  json::value cfg = s.ckpt->config();
+  if (strip_quant) {
+    // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
+    json::object kept;
+    for (const auto& [k, v] : cfg.as_object())
+      if (k != "quantization_config") kept.emplace_back(k, v);
+    cfg = json::value(std::move(kept));
+  }
+  if (!target.write_config_hook.empty()) {
+    std::string text;
+    auto [rec, api] = s.hook_library(target.write_config_hook);
+    if (!api || !api->write_config)
+      throw error("layout '" + target.name + "': " + rec->library_path + " has no write_config slot (needed for hook '" +
+                  target.write_config_hook + "')");
+    std::string cfg_text = json::dump(cfg);
+    throw_if_error(api->write_config(target.write_config_hook.c_str(), cfg_text.c_str(),
+                                     moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
+                   "plugin '" + rec->name + "' writing " + target.config_file);
+    writer.write_file(target.config_file, text);
+  } else if (!strip_quant && !s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
+    writer.write_file("config.json", read_file(fs::path(s.ckpt->path()) / "config.json"));  // the original bytes, untouched
+  } else {
+    writer.write_file("config.json", json::dump(cfg, 2) + "\n");
+  }
+  if (s.ckpt->is_directory())
+    for (const char* f : aux_files)
+      if (fs::path a = fs::path(s.ckpt->path()) / f; fs::exists(a)) writer.write_file(f, read_file(a));
+}
+
+// The fingerprint ties a resume log to this exact plan: source, target, shard contents.
+std::string plan_fingerprint(const convert_request& r, const layout_spec& target, bool dequantize, const std::string& edits,
+                             const std::vector<shard_plan>& shards) {
+  std::string text = fs::weakly_canonical(r.source).string() + "|" + target.name + "|" +
+                     (r.experts ? std::to_string(r.experts->first) + ":" + std::to_string(r.experts->second) : "") +
+                     (dequantize ? "|bf16" : "") + edits;
+  for (const auto& sh : shards) {
+    text += "|" + sh.file_name;
+    for (const auto& t : sh.tensors) text += "," + t.name + ":" + std::string(dtype_name(t.type)) + shape_string(t.shape);
+  }
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(string_hash(text)));
+  return hex;
+}
+
+// --resume: which shards an interrupted run completed (size and checksum as logged), and the
+// log entries kept for them. Removes the interrupted run's temporaries.
+std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard_plan>& shards, resume_log& log, int threads) {
+  auto old = resume_log::load(out);
+  if (!old) throw error(out + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
+  if (old->fingerprint != log.fingerprint)
+    throw error(out + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
+  old->check_sources(log);
+  std::vector<bool> skip(shards.size(), false);
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    auto it = old->shards.find(shards[i].file_name);
+    fs::path f = fs::path(out) / shards[i].file_name;
+    if (it == old->shards.end() || !fs::exists(f)) continue;
+    if (fs::file_size(f) == it->second.size && file_checksum(f.string(), threads) == it->second.checksum) {
+      skip[i] = true;
+      log.shards[it->first] = it->second;
+    } else {
+      spdlog::warn("{}: size or checksum differs from the resume log; writing it again", f.string());
+    }
+  }
+  for (const auto& de : fs::directory_iterator(out))  // temporaries of the interrupted run
+    if (de.path().filename().string().size() > 8 && de.path().extension() == ".partial") fs::remove(de.path());
+  spdlog::info("resuming: {} of {} shards already complete", std::count(skip.begin(), skip.end(), true), shards.size());
+  return skip;
+}
+
+// The metadata of a .gguf output, after checking its tensors fit one.
+gguf_metadata checked_gguf_metadata(const model_session& s, const layout_spec& target, const std::vector<tensor_spec>& specs) {
+  std::vector<std::string> problems = gguf_output_problems(specs);
+  if (!problems.empty()) {
+    std::string msg = "the conversion to layout '" + target.name + "' (a .gguf file) is not possible:";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw error(msg);
+  }
+  // Keys of a .gguf source that the family does not compute (tokenizer.*, general.name, ...)
+  // carry over there.
+  return gguf_output_metadata(s.spec, s.ckpt->config(), s.ckpt->config_path(), s.ckpt->gguf(), specs);
+}
+
+// The sources by identity, not only by path: a resume from files changed since is refused.
+void identify_sources(const checkpoint& ckpt, resume_log& log) {
+  for (const auto& f : ckpt.files()) log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
+  if (!ckpt.config_path().empty() && fs::is_regular_file(ckpt.config_path()))
+    log.sources.try_emplace(fs::weakly_canonical(ckpt.config_path()).string(), resume_log::identify(ckpt.config_path(), ~std::uint64_t{0}));
+}
+
+}  // namespace
+
+convert_report run_conversion(const convert_request& r, const plan_editor& edit) {
+  check_request(r);
+  cancel_request_scope cancel_scope;
+  const double t0 = now_seconds();
+  session_request sr{r.source, r.family, r.from, r.to, r.plugin_paths};
+  model_session s = open_session(sr);
+  // No target: the source's own layout (a LoRA merge written as its base is stored).
+  const layout_spec* target = r.to.empty() ? s.layout : s.spec.find_layout(r.to);
+  decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
+  plan_options popts;
+  popts.experts = r.experts;
+  popts.dequantize = r.to_bf16;
+  conversion_plan plan = plan_conversion(src, *target, popts);
+  const std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
+
+  convert_report rep;
+  rep.family = s.spec.name;
+  rep.model_type = s.model_type;
+  rep.from = s.layout->name;
+  rep.to = target->name;
+  rep.output = r.output;
+  rep.tensors = plan.outputs.size();
+  rep.total_bytes = plan.total_bytes;
+  rep.plan_seconds = now_seconds() - t0;
+  spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {})", r.source, s.spec.name, s.model_type,
+               s.layout->name, target->name, plan.outputs.size(), human_bytes(plan.total_bytes), s.dims.describe(),
+               format_duration(rep.plan_seconds));
+
+  // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
+  const bool to_gguf = target->container == "gguf";
+  std::vector<tensor_spec> specs;
+  for (const auto& t : plan.outputs) specs.push_back(t.spec);
+  if (to_gguf && r.shard_size) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
+  const gguf_metadata gguf_md = to_gguf ? checked_gguf_metadata(s, *target, specs) : gguf_metadata{};
+  checkpoint_writer_options wo;
+  // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
+  wo.shard_size = r.shard_size.value_or(5'000'000'000ull);
+  wo.file_stem = target->file_stem;
+  if (r.dry_run) {
+    for (const auto& t : plan.outputs)
+      rep.plan.push_back({t.spec.name, std::string(dtype_name(t.spec.type)), t.spec.shape, t.origin});
+    rep.shards = to_gguf ? 1 : plan_shards(std::move(specs), wo).size();
+    return rep;
+  }
+  std::vector<shard_plan> shards = to_gguf ? plan_gguf_file(std::move(specs), target->file_stem) : plan_shards(std::move(specs), wo);
+
+  resume_log log;
+  log.fingerprint = plan_fingerprint(r, *target, popts.dequantize, edit_fingerprint, shards);
+  identify_sources(*s.ckpt, log);
+
+  // Locks OUT for the whole job: a second process into the same OUT is refused.
+  checkpoint_writer writer(r.output, std::move(shards), r.resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
+  std::vector<bool> skip = r.resume ? shards_to_skip(r.output, writer.shards(), log, r.threads)
+                                    : std::vector<bool>(writer.shards().size(), false);
+  rep.resumed_shards = static_cast<std::uint64_t>(std::count(skip.begin(), skip.end(), true));
+  rep.shards = writer.shards().size();
+  // Recorded before the first shard, so a job interrupted at any point can be resumed.
+  writer.add_bookkeeping_file(resume_log::file_name, !r.resume);
+  log.save(r.output);
+  const double t1 = now_seconds();
+  std::vector<std::future<void>> pending;
+  std::mutex log_mutex;
+  try {
+    test_stop_point("job-start");
+    execute_progress progress;
+    progress.total_bytes = plan.total_bytes;
+    progress.total_tensors = plan.outputs.size();
+    execute_options eo;
+    eo.threads = r.threads;
+    eo.progress = &progress;
+    eo.hooks = s.hooks();
+    eo.skip_shards = skip;
+    eo.kernel_copy = r.kernel_copy;
+    // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
+    // the shard, so it runs in the background while the next shard is written. A one-file output
+    // is renamed into place only when the job completes, so it has nothing to log.
+    const bool multi = writer.shards().size() > 1;
+    int logged_here = 0;
+    bool gave_up = false;
+    eo.on_shard_done = [&](std::size_t i) {
+      if (!multi || gave_up) return;
+      const std::string name = writer.shards()[i].file_name;
+      const fs::path f = fs::path(r.output) / name;
+      auto record = [&, name, f](int checksum_threads) {
+        const double c0 = now_seconds();
+        resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), checksum_threads)};
+        std::lock_guard<std::mutex> lock(log_mutex);
+        log.shards[name] = entry;
+        log.save(r.output);
+        spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
+      };
+      if (r.fault.abandon_after_shards > 0) {
+        record(r.threads);
+        if (++logged_here == r.fault.abandon_after_shards) {
+          gave_up = true;
+          throw abandoned{logged_here};
+        }
+      } else {
+        // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
+        // with one thread on the 16-core host; bench-convert.md).
+        pending.push_back(std::async(std::launch::async, record, r.threads));
+      }
+      test_stop_point("shard-done");
+    };
+    {
+      progress_pump pump(r, progress);
+      execute_plan(plan, writer, eo);
+      for (auto& f : pending) f.get();
+      pump.finish();
+    }
+    const bool strip_quant = popts.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
+    write_configuration(s, *target, strip_quant, writer);
+    writer.finish(writer.shards().size() > 1);
+  } catch (const abandoned& a) {
+    for (auto& f : pending)
+      if (f.valid()) f.wait();
+    writer.keep_for_resume();
+    throw cancelled(0, r.output + ": stopped by fault injection after " + std::to_string(a.shards) +
+                           " shards, as a crash would stop it; resume it");
+  } catch (const cancelled& c) {
+    // Stopped by a signal or a cancel request: keep what --resume can use, and say so.
+    for (auto& f : pending)
+      if (f.valid()) f.wait();
+    writer.keep_for_resume();
+    throw cancelled(c.signal_number(), r.output + ": " +
+                                           (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
+                                                                        : "the resume log was kept (a one-file output is written whole)") +
+                                           ", unfinished files removed; run the same command with --resume to finish");
+  }
+  rep.write_seconds = now_seconds() - t1;
+  return rep;
+}
+
+}  // namespace moereg::app

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// convert_job.h - (in-tree) the conversion job behind app::convert and app::merge_lora:
+// open, plan, shard, resume, write, finish atomically. Throws moereg::error, usage_error or
+// cancelled; the public functions turn those into results (guard.h).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "moereg/app/convert.h"
+#include "moereg/plan/conversion_plan.h"
+#include "session.h"
+
+namespace moereg::app {
+
+// Edits a conversion plan after it is made (a LoRA merge attaches its adapter); returns text
+// that joins the resume fingerprint, so a resumed run with other edits is refused.
+using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan)>;
+
+// request.to empty: the source's own layout.
+convert_report run_conversion(const convert_request& request, const plan_editor& edit);
+
+}  // namespace moereg::app

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "backend_choice.h"
+#include "bench_support.h"
+#include "guard.h"
+#include "moereg/app/bench.h"
+#include "moereg/base/json.h"
+#include "moereg/base/log.h"
+#include "moereg/base/parallel.h"
+#include "moereg/base/units.h"
+#include "moereg/checkpoint/summary.h"
+#include "moereg/routing/router.h"
+#include "moereg/safetensors/safetensors_reader.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "moereg/tensor/tensor_view.h"
+#include "session.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg::app {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+moereg_tensor_view view_of(const safetensors_file& f, const std::string& name) {
+  const tensor_info* t = f.find(name);
+  if (!t) return moereg_tensor_view{};
+  return contiguous_view(f.data(*t), t->type, t->shape);
+}
+
+void check_request(const moe_bench_request& r) {
+  if (r.experts < 1 || r.hidden < 1 || r.intermediate < 1 || r.top_k < 1 || r.top_k > r.experts || r.shared_intermediate < 0)
+    throw usage_error("moe bench: shape " + r.shape + " (E=" + std::to_string(r.experts) + " H=" + std::to_string(r.hidden) +
+                      " I=" + std::to_string(r.intermediate) + " K=" + std::to_string(r.top_k) +
+                      "): expected positive sizes and 1 <= K <= E");
+  if (r.tokens.empty()) throw usage_error("moe bench: no token counts given");
+  for (auto T : r.tokens)
+    if (T < 1) throw usage_error("moe bench: token count " + std::to_string(T) + ", expected 1 or more");
+  if (!(r.min_seconds >= 0) || !(r.reference_max_seconds >= 0)) throw usage_error("moe bench: seconds must be 0 or more");
+}
+
+// The weight file both moereg and PyTorch map: w13, w2, router, and the shared expert.
+void write_weights(const std::string& path, const moe_bench_request& r, int threads) {
+  const std::int64_t E = r.experts, H = r.hidden, I = r.intermediate, Is = r.shared_intermediate;
+  std::vector<tensor_spec> specs = {{"w13", dtype::BF16, {E, 2 * I, H}}, {"w2", dtype::BF16, {E, H, I}}, {"router", dtype::BF16, {E, H}}};
+  if (Is) {
+    specs.push_back({"shared_w13", dtype::BF16, {2 * Is, H}});
+    specs.push_back({"shared_w2", dtype::BF16, {H, Is}});
+  }
+  safetensors_writer w(path, specs, {});
+  write_random(w, {{"w13", 0.02f}, {"w2", 0.02f}, {"router", 0.02f}, {"shared_w13", 0.02f}, {"shared_w2", 0.02f}}, r.seed, threads);
+  w.commit();
+}
+
+// Inputs: x [T, H] bf16 per T, routed by the core router, written beside the weights.
+std::vector<routing_result> write_inputs(const std::string& path, const moe_bench_request& r, router& rt) {
+  const std::int64_t H = r.hidden, K = r.top_k;
+  std::vector<routing_result> routes(r.tokens.size());
+  std::vector<std::vector<std::uint16_t>> xs(r.tokens.size());
+  std::vector<tensor_spec> specs;
+  for (std::size_t i = 0; i < r.tokens.size(); ++i) {
+    const std::int64_t T = r.tokens[i];
+    xs[i].resize(static_cast<std::size_t>(T * H));
+    fill_bf16(xs[i].data(), xs[i].size(), 1.0f, r.seed * 7919 + static_cast<std::uint64_t>(T));
+    rt.route(contiguous_view(xs[i].data(), dtype::BF16, {T, H}), routes[i]);
+    specs.push_back({"x." + std::to_string(T), dtype::BF16, {T, H}});
+    specs.push_back({"ids." + std::to_string(T), dtype::I64, {T, K}});
+    specs.push_back({"weights." + std::to_string(T), dtype::F32, {T, K}});
+  }
+  safetensors_writer w(path, specs, {});
+  for (std::size_t j = 0; j < w.tensors().size(); ++j) {
+    const tensor_info& t = w.tensors()[j];
+    const std::int64_t T = std::stoll(t.name.substr(t.name.find('.') + 1));
+    const auto i = static_cast<std::size_t>(std::find(r.tokens.begin(), r.tokens.end(), T) - r.tokens.begin());
+    const void* src = t.name[0] == 'x'   ? static_cast<const void*>(xs[i].data())
+                      : t.name[0] == 'i' ? static_cast<const void*>(routes[i].ids.data())
+                                         : static_cast<const void*>(routes[i].weights.data());
+    w.write(j, 0, src, t.nbytes());
+  }
+  w.commit();
+  return routes;
+}
+
+// Bytes one routed expert streams: bf16, or the backend's own count of what it reads where
+// its describe gives one (quantized experts: codes and scales).
+double expert_bytes(const moe_bench_request& r, const std::string& described) {
+  double bytes = static_cast<double>(3 * r.intermediate * r.hidden * 2);
+  if (described.empty()) return bytes;
+  const json::value d = json::parse(described, "backend describe");
+  auto number = [&](const char* key) {
+    const json::value* v = d.find(key);
+    return !v ? 0.0 : v->is_integer() ? static_cast<double>(v->as_int()) : v->is_number() ? v->as_double() : 0.0;
+  };
+  if (number("weight_bytes") > 0) bytes = (number("weight_bytes") + number("scale_bytes")) / static_cast<double>(r.experts);
+  return bytes;
+}
+
+// Times one row: the median forward (on device-resident buffers when the backend has its own
+// memory, each call followed by a synchronize); `out` gets the output.
+double time_forward(const moereg_backend_api* api, moereg_backend* backend, bool on_device, const safetensors_file& inputs,
+                    std::int64_t T, std::int64_t H, std::int64_t K, double min_seconds, std::vector<float>& out) {
+  moereg_tensor_view x = view_of(inputs, "x." + std::to_string(T)), ids = view_of(inputs, "ids." + std::to_string(T)),
+                     wt = view_of(inputs, "weights." + std::to_string(T));
+  out.assign(static_cast<std::size_t>(T * H), 0.0f);
+  moereg_tensor_view ov = contiguous_view(out.data(), dtype::F32, {T, H});
+  const std::string what = std::string("backend ") + api->name;
+  std::function<void()> once = [&] { throw_if_error(api->forward(backend, &x, &ids, &wt, &ov), what); };
+  std::unique_ptr<device_buffer> dx, dids, dwt, dout;
+  moereg_tensor_view dxv = x, didsv = ids, dwtv = wt, doutv = ov;
+  if (on_device) {
+    auto upload = [&](std::unique_ptr<device_buffer>& buf, moereg_tensor_view& v, std::size_t bytes, bool copy_in) {
+      buf = std::make_unique<device_buffer>(api, backend, bytes);
+      if (copy_in) throw_if_error(api->copy(backend, buf->ptr, v.data, bytes, 0), what + ": upload");
+      v.data = buf->ptr;
+      v.memory = MOEREG_MEMORY_DEVICE;
+    };
+    upload(dx, dxv, static_cast<std::size_t>(T * H) * 2, true);
+    upload(dids, didsv, static_cast<std::size_t>(T * K) * 8, true);
+    upload(dwt, dwtv, static_cast<std::size_t>(T * K) * 4, true);
+    upload(dout, doutv, out.size() * 4, false);
+    once = [&] {
+      throw_if_error(api->forward(backend, &dxv, &didsv, &dwtv, &doutv), what);
+      throw_if_error(api->synchronize(backend), what);
+    };
+  }
+  once();  // warm-up (and scratch growth)
+  std::vector<double> times;
+  double total = 0;
+  while (times.size() < 3 || (total < min_seconds && times.size() < 100)) {
+    const auto t0 = clock_type::now();
+    once();
+    times.push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+    total += times.back();
+  }
+  std::sort(times.begin(), times.end());
+  if (on_device) throw_if_error(api->copy(backend, out.data(), dout->ptr, out.size() * 4, 1), what + ": download");
+  return times[times.size() / 2];
+}
+
+// The PyTorch reference on the same files: its seconds, the dense matmul, and how far the
+// backend's outputs are from its outputs. Returns the torch version and threads.
+std::string run_reference(const moe_bench_request& r, const std::string& python, const std::string& script,
+                          const std::string& dir, int threads, bool on_cuda, const std::vector<std::vector<float>>& outputs,
+                          std::vector<moe_bench_row>& rows) {
+  std::string tok;
+  for (auto T : r.tokens) tok += (tok.empty() ? "" : ",") + std::to_string(T);
+  std::ostringstream cmd;
+  cmd << "'" << python << "' '" << script << "' --weights '" << dir << "/weights.safetensors' --inputs '" << dir
+      << "/inputs.safetensors' --outputs '" << dir << "/reference.safetensors' --tokens " << tok << " --threads " << threads
+      << " --min-seconds " << r.min_seconds << " --max-seconds " << r.reference_max_seconds << " --device "
+      << (on_cuda ? "cuda" : "cpu");
+  spdlog::info("moe bench: reference: {}", cmd.str());
+  int status = 0;
+  const std::string text = run_capture(cmd.str(), status);
+  if (status != 0) throw error("PyTorch reference failed (exit status " + std::to_string(status) + "): " + cmd.str());
+  const json::value res = json::parse(text, "torch_reference.py output");
+  safetensors_file ref(dir + "/reference.safetensors");
+  for (const auto& row : res.find("rows")->as_array()) {
+    const std::int64_t T = row.find("tokens")->as_int();
+    const auto k = static_cast<std::size_t>(std::find(r.tokens.begin(), r.tokens.end(), T) - r.tokens.begin());
+    if (k >= rows.size()) continue;
+    if (const json::value* why = row.find("skipped")) {
+      rows[k].reference_skipped = why->as_string();
+      continue;
+    }
+    rows[k].reference_seconds = row.find("seconds")->as_double();
+    if (const json::value* n = row.find("runs")) rows[k].reference_runs = n->as_int();
+    rows[k].dense_seconds = row.find("dense_seconds")->as_double();
+    rows[k].dense_gflops = row.find("dense_gflops")->as_double();
+    const tensor_info* o = ref.find("output." + std::to_string(T));
+    if (!o) continue;
+    const float* rv = reinterpret_cast<const float*>(ref.data(*o));
+    double max_ref = 0, max_d = 0;
+    for (std::size_t j = 0; j < outputs[k].size(); ++j) {
+      max_ref = std::max(max_ref, std::fabs(double(rv[j])));
+      max_d = std::max(max_d, std::fabs(double(rv[j]) - outputs[k][j]));
+    }
+    rows[k].max_rel_diff = max_d / std::max(max_ref, 1e-30);
+  }
+  return res.find("torch")->as_string() + ", " + std::to_string(res.find("threads")->as_int()) + " threads";
+}
+
+moe_bench_report run_bench(const moe_bench_request& r) {
+  check_request(r);
+  const int threads = static_cast<int>(resolve_threads(r.threads));
+  const std::string script = r.reference ? find_reference_script(r.reference_script) : "";
+  // Before the weights are written: a missing PyTorch is reported at once.
+  const std::string python = r.reference ? find_python(r.python) : "";
+  std::unique_ptr<plugin_registry> registry = make_registry(r.plugin_paths);
+
+  // Weights and inputs go to safetensors files that both moereg and PyTorch map.
+  const std::string dir = (r.work_dir.empty() ? fs::temp_directory_path().string() : r.work_dir) + "/moereg-bench-" +
+                          std::to_string(::getpid());
+  fs::create_directories(dir);
+  struct cleanup {
+    std::string d;
+    ~cleanup() {
+      std::error_code ec;
+      fs::remove_all(d, ec);
+    }
+  } cleanup_dir{dir};
+  const auto t_gen = clock_type::now();
+  write_weights(dir + "/weights.safetensors", r, threads);
+  safetensors_file weights(dir + "/weights.safetensors");
+  spdlog::info("moe bench: {} weights written in {} ({})", r.shape,
+               format_duration(std::chrono::duration<double>(clock_type::now() - t_gen).count()), human_bytes(weights.file_size()));
+  moereg_moe_weights mw{};
+  mw.num_experts = r.experts;
+  mw.hidden = r.hidden;
+  mw.intermediate = r.intermediate;
+  mw.w13 = view_of(weights, "w13");
+  mw.w2 = view_of(weights, "w2");
+  if (r.shared_intermediate) {
+    mw.shared_intermediate = r.shared_intermediate;
+    mw.shared_w13 = view_of(weights, "shared_w13");
+    mw.shared_w2 = view_of(weights, "shared_w2");
+  }
+  moereg_routing_params rp = r.routing;
+  rp.num_experts = static_cast<std::int32_t>(r.experts);
+  rp.top_k = static_cast<std::int32_t>(r.top_k);
+  rp.router = view_of(weights, "router");
+  router rt(rp, "shape " + r.shape);
+  const std::vector<routing_result> routes = write_inputs(dir + "/inputs.safetensors", r, rt);
+  safetensors_file inputs(dir + "/inputs.safetensors");
+
+  moereg_backend_options opts{};
+  opts.threads = threads;
+  std::unique_ptr<backend_instance> instance = create_backend(*registry, r.backend, mw, rp, opts, r.backend_options);
+  spdlog::info("moe bench: backend {} ({})", instance->record().name, instance->why());
+  const moereg_backend_api* api = &instance->api();
+  moe_bench_report rep;
+  rep.backend = api->name;
+  rep.why = instance->why();
+  rep.describe = instance->describe();
+  rep.threads = threads;
+  // A backend with its own memory is timed the way an engine uses it: inputs and outputs
+  // already on the device, the call followed by a synchronize.
+  rep.on_device = api->alloc && api->free && api->copy && api->synchronize;
+  rep.bandwidth = rep.on_device ? measure_device_bandwidth(api, instance->handle()) : measure_read_bandwidth(threads);
+  spdlog::info("moe bench: {} bandwidth {}", rep.on_device ? "device copy (read + write)" : "read", format_rate(rep.bandwidth));
+
+  const double per_expert = expert_bytes(r, rep.describe);
+  const double shared_bytes = static_cast<double>(3 * r.shared_intermediate * r.hidden * 2);
+  std::vector<std::vector<float>> outputs(r.tokens.size());
+  for (std::size_t i = 0; i < r.tokens.size(); ++i) {
+    moe_bench_row row;
+    row.tokens = r.tokens[i];
+    const std::set<std::int64_t> hit(routes[i].ids.begin(), routes[i].ids.end());
+    row.weight_bytes = static_cast<double>(hit.size()) * per_expert + shared_bytes;
+    row.flops = 2.0 * 3 * static_cast<double>(r.hidden) *
+                (static_cast<double>(row.tokens * r.top_k * r.intermediate) + static_cast<double>(row.tokens * r.shared_intermediate));
+    row.seconds = time_forward(api, instance->handle(), rep.on_device, inputs, row.tokens, r.hidden, r.top_k, r.min_seconds, outputs[i]);
+    rep.rows.push_back(row);
+  }
+  if (r.reference)
+    rep.torch = run_reference(r, python, script, dir, threads, rep.on_device && rep.backend == "cuda", outputs, rep.rows);
+  return rep;
+}
+
+}  // namespace
+
+result<moe_bench_report> bench_moe(const moe_bench_request& request) noexcept {
+  return guarded([&] { return run_bench(request); });
+}
+
+}  // namespace moereg::app

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moereg/app/moe.h"
+
+#include <chrono>
+
+#include "backend_choice.h"
+#include "guard.h"
+#include "moereg/base/parallel.h"
+#include "moereg/plan/moe_layer.h"
+#include "moereg/routing/router.h"
+#include "moereg/tensor/tensor_view.h"
+#include "session.h"
+
+namespace moereg::app {
+
+result<moe_run_result> run_moe(const moe_run_request& r) noexcept {
+  return guarded([&] {
+    using clock = std::chrono::steady_clock;
+    if (r.checkpoint.empty()) throw usage_error("run_moe: no checkpoint given");
+    if (r.layer < 0) throw usage_error("run_moe: layer " + std::to_string(r.layer) + ": expected 0 or more");
+    const int threads = static_cast<int>(resolve_threads(r.threads));
+    const auto t0 = clock::now();
+    model_session s = open_session({r.checkpoint, r.family, r.layout, "", r.plugin_paths});
+    decoded_checkpoint dec = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
+    std::unique_ptr<moe_layer> layer = load_moe_layer(dec, r.layer);
+    if (s.dims.K <= 0) throw error(s.spec.manifest_path + ": dims has no K (experts per token); moe run needs it");
+
+    const moe_input& in = r.input;
+    const std::int64_t T = in.tokens, H = s.dims.H, K = s.dims.K, E = s.dims.E;
+    if (in.hidden != H || T < 0)
+      throw error(in.what + " has shape [" + std::to_string(T) + ", " + std::to_string(in.hidden) + "], expected [T, " +
+                  std::to_string(H) + "]");
+    if (in.dtype != "F32" && in.dtype != "BF16") throw error(in.what + " is " + in.dtype + ", expected F32 or BF16");
+    if (!in.data && T > 0) throw usage_error(in.what + ": no data");
+    const dtype type = in.dtype == "F32" ? dtype::F32 : dtype::BF16;
+    moereg_tensor_view xv = contiguous_view(const_cast<void*>(in.data), type, {T, H});
+
+    router rt(layer->routing, s.spec.manifest_path + " routing");
+    routing_result routed;
+    rt.route(xv, routed);
+
+    moereg_backend_options opts{};
+    opts.threads = threads;
+    const auto t_create = clock::now();
+    std::unique_ptr<backend_instance> backend =
+        create_backend(*s.registry, r.backend, layer->weights, layer->routing, opts, r.backend_options);
+    moe_run_result out;
+    out.output.assign(static_cast<std::size_t>(T * H), 0.0f);
+    moereg_tensor_view ids = contiguous_view(routed.ids.data(), dtype::I64, {T, K});
+    moereg_tensor_view weights = contiguous_view(routed.weights.data(), dtype::F32, {T, K});
+    moereg_tensor_view ov = contiguous_view(out.output.data(), dtype::F32, {T, H});
+    const auto t_forward = clock::now();
+    throw_if_error(backend->api().forward(backend->handle(), &xv, &ids, &weights, &ov), "backend " + backend->record().name + " forward");
+    const auto t_done = clock::now();
+
+    auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+    out.backend = backend->record().name;
+    out.why = backend->why();
+    out.describe = backend->describe();
+    out.family = s.spec.name;
+    out.layout = s.layout->name;
+    out.layer_describe = layer->describe;
+    out.layer = layer->layer;
+    out.tokens = T;
+    out.hidden = H;
+    out.experts = E;
+    out.top_k = K;
+    out.packed_bytes = layer->packed_bytes;
+    out.router_logits = std::move(routed.logits);
+    out.topk_ids = std::move(routed.ids);
+    out.topk_weights = std::move(routed.weights);
+    out.load_ms = ms(t0, t_create);
+    out.create_ms = ms(t_create, t_forward);
+    out.forward_ms = ms(t_forward, t_done);
+    return out;
+  });
+}
+
+}  // namespace moereg::app

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// cpu_options.h - the cpu backend's options (moereg_backend_option key=value pairs given at
+// create, `--backend-option` on the CLI), documented in docs/backends.md. Every knob has a
+// default measured on the machines in docs/bench-cpu.md; the options exist for comparing
+// settings on one machine and for tests.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "cpu_kernels.h"
+#include "moereg/abi/moereg_backend.h"
+
+namespace moereg::cpu {
+
+struct cpu_options {
+  std::string isa;           // "" best; avx512bf16|avx512f|avx2|scalar force a lower set;
+                             // amx (the default where present); amx_emulated (tests)
+  int unit_prefetch = 2;     // AMX: prefetch distance of weight rows, in 32-element steps
+  int unit_panels = -1;      // -1 default; 0 reads weight tiles in place; 1 copies per pass
+  int tile_weights = -1;     // -1 the unit's default (on for AMX); 1 copies bf16 experts into
+                             // the unit's tile order at create, 0 reads them in place
+  int unit_min_rows = -1;    // -1 default; tokens an expert needs to run on the unit
+  int panel_min_rows = -1;   // -1 default; rows from which bf16/f32 weights take the panel path
+  std::int64_t k_block = 0;  // 0 default (1024); K pass length of the tiles
+  bool phases = false;       // at destroy, print each phase's time to stderr
+  int quantize = 0;          // 0 none; 8 or 4: quantize bf16/f32 experts at create
+  std::int64_t quantize_group = -1;  // -1 default (int8: 0 = whole row; int4: 128)
+  std::string numa = "auto";  // auto (sysfs), off, or an injected topology "0-3;4-7"
+};
+
+// Parses `count` options; throws std::invalid_argument naming the key and what it accepts.
+cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count);
+
+// The best kernel table this CPU runs, as the options adjust it.
+kernel_table pick_kernels(const cpu_options& o);
+
+}  // namespace moereg::cpu

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "moereg/base/strict_yaml.h"
+
+#include <yaml-cpp/eventhandler.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "moereg/base/error.h"
+
+namespace moereg {
+
+namespace {
+
+// Walks the parser's events and remembers, per open map, the keys seen so far. yaml-cpp's
+// node builder silently keeps the first of two equal keys, so this runs before it.
+class duplicate_key_finder : public YAML::EventHandler {
+ public:
+  explicit duplicate_key_finder(std::string file) : file_(std::move(file)) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, "~", true); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, "", false); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string& value) override {
+    node(mark, value, true);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(mark, "", false);
+    frames_.push_back({false, true, {}});
+  }
+  void OnSequenceEnd() override { frames_.pop_back(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(mark, "", false);
+    frames_.push_back({true, true, {}});
+  }
+  void OnMapEnd() override { frames_.pop_back(); }
+
+ private:
+  struct frame {
+    bool is_map;
+    bool expect_key;
+    std::map<std::string, YAML::Mark> keys;
+  };
+
+  // Every node event: when it is a key of the innermost map, check it against the others.
+  void node(const YAML::Mark& mark, const std::string& text, bool comparable) {
+    if (frames_.empty() || !frames_.back().is_map) return;
+    frame& f = frames_.back();
+    if (f.expect_key && comparable) {
+      auto [it, fresh] = f.keys.emplace(text, mark);
+      if (!fresh)
+        throw error(yaml_where(file_, mark) + ": duplicate key '" + text + "' (first given at line " +
+                    std::to_string(it->second.line + 1) + "); each key may appear once in a map");
+    }
+    f.expect_key = !f.expect_key;
+  }
+
+  std::string file_;
+  std::vector<frame> frames_;
+};
+
+std::string read_whole(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw error(path + ": is a directory, expected a YAML file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw error(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) throw error(path + ": cannot read: " + std::strerror(errno));
+  return s.str();
+}
+
+}  // namespace
+
+std::string yaml_where(const std::string& file, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.line < 0) return file;
+  return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+}
+
+std::string yaml_where(const std::string& file, const YAML::Node& node) {
+  return node.IsDefined() ? yaml_where(file, node.Mark()) : file;
+}
+
+YAML::Node load_strict_yaml(const std::string& text, const std::string& name) {
+  try {
+    {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      duplicate_key_finder finder(name);
+      parser.HandleNextDocument(finder);
+    }
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw error(yaml_where(name, e.mark) + ": YAML syntax error: " + e.msg);
+  }
+}
+
+YAML::Node load_strict_yaml_file(const std::string& path) { return load_strict_yaml(read_whole(path), path); }
+
+std::optional<bool> strict_bool(const YAML::Node& node) {
+  if (!node.IsDefined() || !node.IsScalar()) return std::nullopt;
+  if (node.Scalar() == "true") return true;
+  if (node.Scalar() == "false") return false;
+  return std::nullopt;
+}
+
+bool yaml11_boolean_spelling(const std::string& s) {
+  static const std::set<std::string> spellings = {"y",   "Y",   "yes", "Yes", "YES", "n",     "N",     "no",    "No",
+                                                  "NO",  "on",  "On",  "ON",  "off", "Off",   "OFF",   "True",  "TRUE",
+                                                  "False", "FALSE"};
+  return spellings.count(s) > 0;
+}
+
+}  // namespace moereg

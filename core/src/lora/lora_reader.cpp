@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: Apache-2.0
+// Reading an adapter directory into canonical pairs (lora_adapter.h).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include "lora_naming_detail.h"
+#include "moereg/base/error.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg {
+
+using namespace lora_detail;
+
+const char* lora_form_name(lora_form f) {
+  switch (f) {
+    case lora_form::peft_param_wrapper: return "peft_param_wrapper";
+    case lora_form::peft_per_expert: return "peft_per_expert";
+    case lora_form::nemo_grouped: return "nemo_grouped";
+  }
+  return "?";
+}
+
+std::optional<lora_form> parse_lora_form(const std::string& name) {
+  for (lora_form f : {lora_form::peft_param_wrapper, lora_form::peft_per_expert, lora_form::nemo_grouped})
+    if (name == lora_form_name(f)) return f;
+  return std::nullopt;
+}
+
+const char* lora_orientation_name(lora_orientation o) {
+  switch (o) {
+    case lora_orientation::none: return "none";
+    case lora_orientation::peft_0_19_1: return "peft>=0.19.1";
+    case lora_orientation::peft_0_18: return "peft<=0.19.0";
+  }
+  return "?";
+}
+
+double lora_pair::scale() const { return rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / rank; }
+
+bool lora_adapter::gate_up_share_A() const {
+  for (const auto& [layer, per_layer] : experts)
+    for (const auto& ex : per_layer) {
+      const auto& g = ex[0];
+      const auto& u = ex[1];
+      if (!g && !u) continue;
+      if (!g || !u) return false;
+      const matrix_view &a = g->A, &b = u->A;
+      if (a.rows != b.rows || a.cols != b.cols || a.type != b.type) return false;
+      if (a.source == b.source && a.offset == b.offset && a.row_stride == b.row_stride && a.col_stride == b.col_stride) continue;
+      for (std::int64_t r = 0; r < a.rows; ++r)
+        for (std::int64_t c = 0; c < a.cols; ++c)
+          if (std::memcmp(a.at(r, c), b.at(r, c), a.element_size()) != 0) return false;
+    }
+  return true;
+}
+
+std::size_t lora_adapter::expert_pair_count() const {
+  std::size_t n = 0;
+  for (const auto& [layer, per_layer] : experts)
+    for (const auto& ex : per_layer)
+      for (const auto& p : ex) n += p.has_value();
+  return n;
+}
+
+std::array<int, 3> parse_peft_version(const std::string& v, const std::string& where) {
+  std::array<int, 3> out{0, 0, 0};
+  std::size_t at = 0;
+  for (int i = 0; i < 3 && at <= v.size(); ++i) {
+    std::size_t end = at;
+    while (end < v.size() && std::isdigit(static_cast<unsigned char>(v[end]))) ++end;
+    if (end == at) {
+      if (i == 0) throw error(where + ": '" + v + "' is not a PEFT version (expected e.g. 0.19.1)");
+      break;
+    }
+    out[static_cast<std::size_t>(i)] = std::stoi(v.substr(at, end - at));
+    if (end >= v.size() || v[end] != '.') break;
+    at = end + 1;
+  }
+  return out;
+}
+
+std::string lora_local_base(const std::string& adapter_dir) {
+  json::value cfg;
+  try {
+    cfg = json::parse_file((fs::path(adapter_dir) / "adapter_config.json").string());
+  } catch (const std::exception&) {
+    return "";
+  }
+  const json::value* b = cfg.find("base_model_name_or_path");
+  if (!b || !b->is_string() || b->as_string().empty()) return "";
+  for (fs::path p : {fs::path(adapter_dir) / b->as_string(), fs::path(b->as_string())})
+    if (fs::exists(p / "config.json")) return p.lexically_normal().string();
+  return "";
+}
+
+namespace {
+
+// PEFT's pattern lookup (rank_pattern, alpha_pattern): a key matches a module name that
+// ends with it at a dot boundary, keys read as regular expressions.
+const json::value* pattern_value(const json::value& config, const char* field, const std::vector<std::string>& names) {
+  const json::value* pat = config.find(field);
+  if (!pat || !pat->is_object()) return nullptr;
+  for (const auto& name : names)
+    for (const auto& [k, v] : pat->as_object()) {
+      try {
+        if (std::regex_match(name, std::regex("(.*\\.)?(" + k + ")"))) return &v;
+      } catch (const std::regex_error&) {
+        if (name == k || (name.size() > k.size() && name.compare(name.size() - k.size(), k.size(), k) == 0 &&
+                          name[name.size() - k.size() - 1] == '.'))
+          return &v;
+      }
+    }
+  return nullptr;
+}
+
+struct factor_pair {
+  const tensor_info* A = nullptr;
+  const tensor_info* B = nullptr;
+};
+
+matrix_view view_of(const checkpoint::entry* e, std::uint64_t offset, std::int64_t rows, std::int64_t cols, std::int64_t rs,
+                    std::int64_t cs) {
+  matrix_view v;
+  v.source = e;
+  v.offset = offset;
+  v.rows = rows;
+  v.cols = cols;
+  v.row_stride = rs;
+  v.col_stride = cs;
+  v.type = e->info->type;
+  return v;
+}
+
+bool float_type(dtype t) { return t == dtype::F32 || t == dtype::BF16 || t == dtype::F16; }
+
+struct geometry {
+  std::int64_t out, in;
+};
+geometry geom(piece p, const model_dims& d) { return p == piece::down ? geometry{d.H, d.I} : geometry{d.I, d.H}; }
+
+}  // namespace
+
+lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, const model_dims& dims,
+                               const lora_read_options& options) {
+  lora_adapter a;
+  a.dir = dir;
+  a.config_path = (fs::path(dir) / "adapter_config.json").string();
+  a.weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  a.spec = &spec;
+  a.dims = dims;
+  a.naming = derive_lora_naming(spec);
+  if (!fs::is_directory(dir)) throw error(dir + ": not a directory (expected an adapter directory with adapter_config.json and adapter_model.safetensors)");
+  if (!fs::exists(a.config_path)) throw error(a.config_path + ": missing (an adapter directory holds adapter_config.json)");
+  if (!fs::exists(a.weights_path)) {
+    if (fs::exists(fs::path(dir) / "adapter_model.bin"))
+      throw error(a.weights_path + ": missing; adapter_model.bin (pickle) is not read, save the adapter with safe_serialization=True");
+    throw error(a.weights_path + ": missing (an adapter directory holds adapter_model.safetensors)");
+  }
+  a.config = json::parse_file(a.config_path);
+  const std::string& C = a.config_path;
+  if (!a.config.is_object()) throw error(C + ": expected a JSON object");
+  const json::value& cfg = a.config;
+
+  // What the forms cannot carry, refused before any tensor is looked at.
+  const json::value* pt = cfg.find("peft_type");
+  if (!pt || !pt->is_string()) throw error(C + ": peft_type missing (expected \"LORA\")");
+  if (pt->as_string() != "LORA") throw error(C + ": peft_type '" + pt->as_string() + "' is not supported (expected \"LORA\")");
+  auto truthy = [&](const char* k) {
+    const json::value* v = cfg.find(k);
+    return v && v->is_bool() && v->as_bool();
+  };
+  if (truthy("use_dora")) throw error(C + ": use_dora is true: DoRA adapters (lora_magnitude_vector) are not supported by any expert form");
+  if (truthy("fan_in_fan_out")) throw error(C + ": fan_in_fan_out is true: the expert forms store factors as [r, in] and [out, r]; an adapter of Conv1D-style weights is not supported");
+  if (truthy("lora_bias")) throw error(C + ": lora_bias is true: the expert forms carry no bias of lora_B");
+  if (truthy("use_qalora")) throw error(C + ": use_qalora is true: not supported");
+  if (const json::value* b = cfg.find("bias"); b && b->is_string() && b->as_string() != "none")
+    throw error(C + ": bias '" + b->as_string() + "': trained biases cannot be carried by the expert forms (expected \"none\")");
+  if (const json::value* m = cfg.find("modules_to_save"); m && m->is_array() && !m->as_array().empty())
+    throw error(C + ": modules_to_save is set: full copies of modules are not LoRA factors and are not supported");
+  const json::value* r = cfg.find("r");
+  if (!r || !r->is_integer() || r->as_int() < 1) throw error(C + ": r missing or not a positive integer");
+  a.rank = static_cast<int>(r->as_int());
+  const json::value* al = cfg.find("lora_alpha");
+  if (!al || !al->is_number()) throw error(C + ": lora_alpha missing or not a number");
+  a.alpha = al->as_double();
+  a.rslora = truthy("use_rslora");
+  if (const json::value* cls = cfg.find_path("auto_mapping.base_model_class");
+      cls && cls->is_string() && !options.base_architecture.empty() && cls->as_string() != options.base_architecture)
+    throw error(C + ": auto_mapping.base_model_class is " + cls->as_string() + " but the base model is " + options.base_architecture +
+                ": an adapter for another model");
+
+  a.file = std::make_unique<safetensors_file>(a.weights_path);
+  const std::string& W = a.weights_path;
+  std::set<int> moe(dims.moe_layers.begin(), dims.moe_layers.end());
+  std::vector<std::string> problems;
+  auto problem = [&](std::string s) { problems.push_back(std::move(s)); };
+
+  auto entry_for = [&](const tensor_info* t) {
+    a.sources.push_back(std::make_unique<checkpoint::entry>(checkpoint::entry{a.file.get(), t}));
+    return a.sources.back().get();
+  };
+  auto expected = [&](const std::vector<std::string>& names, int* rank, double* alpha) {
+    const json::value* rv = pattern_value(cfg, "rank_pattern", names);
+    const json::value* av = pattern_value(cfg, "alpha_pattern", names);
+    *rank = rv && rv->is_integer() ? static_cast<int>(rv->as_int()) : a.rank;
+    *alpha = av && av->is_number() ? av->as_double() : a.alpha;
+  };
+  auto slot = [&](int layer, std::int64_t expert) -> std::array<std::optional<lora_pair>, 3>& {
+    auto& v = a.experts[layer];
+    if (v.empty()) v.resize(static_cast<std::size_t>(dims.E));
+    return v[static_cast<std::size_t>(expert)];
+  };
+  auto layer_ok = [&](int layer, const std::string& tensor) {
+    if (moe.count(layer)) return true;
+    problem(W + ": " + tensor + ": layer " + std::to_string(layer) + " of the base holds no routed experts (" + dims.describe() +
+            ", " + std::to_string(dims.moe_layers.size()) + " MoE layers): an adapter for another model?");
+    return false;
+  };
+
+  // Group the tensors: PEFT modules (by module name and base_layer depth) and NeMo tensors.
+  std::map<std::pair<std::string, int>, factor_pair> peft;
+  std::map<std::string, std::map<std::string, const tensor_info*>> nemo;  // module -> suffix -> tensor
+  for (const auto& t : a.file->tensors()) {
+    std::string k = t.name;
+    if (k.rfind(peft_prefix, 0) == 0) k = k.substr(std::strlen(peft_prefix));
+    if (!float_type(t.type)) {
+      problem(W + ": " + t.name + ": dtype " + std::string(dtype_name(t.type)) + ", expected F32, BF16 or F16 factors");
+      continue;
+    }
+    auto ends = [&](const std::string& s) { return k.size() > s.size() && k.compare(k.size() - s.size(), s.size(), s) == 0; };
+    bool isA = ends(".lora_A.weight"), isB = ends(".lora_B.weight");
+    if (isA || isB) {
+      std::string m = k.substr(0, k.size() - 14);
+      int depth = 0;
+      while (m.size() > 11 && m.compare(m.size() - 11, 11, ".base_layer") == 0) {
+        m.resize(m.size() - 11);
+        ++depth;
+      }
+      (isA ? peft[{m, depth}].A : peft[{m, depth}].B) = &t;
+      continue;
+    }
+    bool is_nemo = false;
+    for (const auto& n : nemo_tensors)
+      for (std::string suf : {std::string(".") + n.suffix, std::string(".") + n.suffix + ".weight"})
+        if (!is_nemo && ends(suf)) {
+          nemo[k.substr(0, k.size() - suf.size())][n.suffix] = &t;
+          is_nemo = true;
+        }
+    if (is_nemo) continue;
+    if (k.find("lora_magnitude_vector") != std::string::npos)
+      problem(W + ": " + t.name + ": a DoRA magnitude vector; DoRA adapters are not supported");
+    else if (ends(".lora_B.bias") || ends(".lora_A.bias"))
+      problem(W + ": " + t.name + ": a LoRA bias; the expert forms carry no biases");
+    else if (k.find("lora_embedding") != std::string::npos)
+      problem(W + ": " + t.name + ": LoRA on an embedding is not supported");
+    else
+      problem(W + ": " + t.name + ": not a LoRA factor (expected <module>.lora_A.weight / .lora_B.weight, or NeMo's lora_gate_and_up_A/B, lora_down_A/B)");
+  }
+
+  std::vector<fused_target> fused = fused_targets(a.naming.modules);
+  std::vector<per_expert_template> split = per_expert_templates(a.naming);
+  key_template gmod = grouped_module(a.naming);
+  std::vector<std::string> target_params;
+  if (const json::value* tp = cfg.find("target_parameters"); tp && tp->is_array())
+    for (const auto& v : tp->as_array())
+      if (v.is_string()) target_params.push_back(v.as_string());
+
+  bool any_wrapper = false, any_split = false;
+  // ParamWrapper pairs wait until the orientation is known.
+  struct wrapper_pair {
+    const fused_target* target;
+    int layer;
+    factor_pair f;
+    std::string module;
+    int rank;
+    double alpha;
+    bool fits_new, fits_old;
+  };
+  std::vector<wrapper_pair> wrappers;
+
+  for (const auto& [mk, f] : peft) {
+    const auto& [m, depth] = mk;
+    std::string what = std::string(peft_prefix) + m + (depth ? std::string(".base_layer") : "") + ".lora_{A,B}.weight";
+    if (!f.A || !f.B) {
+      problem(W + ": " + std::string(peft_prefix) + m + std::string(depth ? ".base_layer" : "") + (f.A ? ".lora_B.weight" : ".lora_A.weight") +
+              " missing (its pair " + (f.A ? "lora_A" : "lora_B") + " is present)");
+      continue;
+    }
+    // A fused expert module (ParamWrapper)?
+    std::vector<const fused_target*> params;
+    std::optional<captures> cap;
+    for (const auto& ft : fused)
+      if (auto c = ft.module.match(m)) {
+        cap = c;
+        params.push_back(&ft);
+      }
+    if (!params.empty()) {
+      // Which parameter: PEFT nests one wrapper per target in target_parameters order, the
+      // last outermost, so the i-th of n targets on this module sits under n-1-i base_layers.
+      std::vector<std::pair<std::size_t, const fused_target*>> order;
+      for (const auto* ft : params) {
+        std::string full = m + "." + ft->param;
+        for (std::size_t i = 0; i < target_params.size(); ++i) {
+          const std::string& p = target_params[i];
+          if (full == p || (full.size() > p.size() && full.compare(full.size() - p.size(), p.size(), p) == 0 && full[full.size() - p.size() - 1] == '.')) {
+            order.emplace_back(i, ft);
+            break;
+          }
+        }
+      }
+      std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      int n = static_cast<int>(order.size());
+      if (n == 0) {
+        problem(C + ": target_parameters names no parameter of " + m + " (" + what + " is a ParamWrapper pair on the fused experts; expected e.g. [\"" +
+                leaf_of(module_of(params[0]->entry->key.text())) + "." + params[0]->param + "\"])");
+        continue;
+      }
+      if (depth >= n) {
+        problem(W + ": " + what + ": nested " + std::to_string(depth) + " base_layer deep but target_parameters names only " + std::to_string(n) +
+                " parameter(s) of this module");
+        continue;
+      }
+      const fused_target* ft = order[static_cast<std::size_t>(n - 1 - depth)].second;
+      int layer = std::stoi(cap->at("layer"));
+      if (!layer_ok(layer, what)) continue;
+      std::int64_t out = 0, in = geom(ft->entry->pieces[0], dims).in;
+      for (piece p : ft->entry->pieces) out += geom(p, dims).out;
+      wrapper_pair w{ft, layer, f, m, 0, 0, false, false};
+      expected({m + "." + ft->param, m}, &w.rank, &w.alpha);
+      const auto &sA = f.A->shape, &sB = f.B->shape;
+      std::int64_t rE = static_cast<std::int64_t>(w.rank) * dims.E;
+      if (sA.size() != 2 || sB.size() != 2) {
+        problem(W + ": " + what + ": factors must be 2-D");
+        continue;
+      }
+      w.fits_new = sA[0] == rE && sA[1] == in && sB[0] == out && sB[1] == rE;
+      w.fits_old = sA[0] == rE && sA[1] == out && sB[0] == in && sB[1] == rE;
+      if (!w.fits_new && !w.fits_old) {
+        if (sA[0] % dims.E == 0 && sA[0] != rE && sB.size() == 2 && sB[1] == sA[0])
+          problem(W + ": " + what + ": rank " + std::to_string(sA[0] / dims.E) + " (lora_A " + shape_string(sA) + " = E*r with E=" +
+                  std::to_string(dims.E) + ") disagrees with " + C + " (r or rank_pattern: " + std::to_string(w.rank) + ")");
+        else
+          problem(W + ": " + what + ": lora_A " + shape_string(sA) + ", lora_B " + shape_string(sB) + " do not fit the base's " +
+                  ft->param + " (" + dims.describe() + ", r=" + std::to_string(w.rank) + "): expected lora_A [" + std::to_string(rE) + ", " +
+                  std::to_string(in) + "] and lora_B [" + std::to_string(out) + ", " + std::to_string(rE) + "] (PEFT >= 0.19.1) or lora_A [" +
+                  std::to_string(rE) + ", " + std::to_string(out) + "] and lora_B [" + std::to_string(in) + ", " + std::to_string(rE) +
+                  "] (PEFT <= 0.19.0)");
+        continue;
+      }
+      any_wrapper = true;
+      wrappers.push_back(w);
+      continue;
+    }
+    if (depth > 0) {
+      problem(W + ": " + what + ": base_layer nesting on a module that is not the family's fused experts");
+      continue;
+    }
+    // A per-expert module?
+    bool done = false;
+    for (const auto& t : split) {
+      for (const auto& rt : t.read)
+        if (auto c = rt.match(m)) {
+          done = true;
+          int layer = std::stoi(c->at("layer"));
+          std::int64_t e = std::stoll(c->at("expert"));
+          if (!layer_ok(layer, what)) break;
+          if (e >= dims.E) {
+            problem(W + ": " + what + ": expert " + std::to_string(e) + " but the base has E=" + std::to_string(dims.E));
+            break;
+          }
+          auto g = geom(t.p, dims);
+          lora_pair p;
+          expected({m}, &p.rank, &p.alpha);
+          p.rslora = a.rslora;
+          const auto &sA = f.A->shape, &sB = f.B->shape;
+          if (sA.size() != 2 || sB.size() != 2 || sA[1] != g.in || sB[0] != g.out || sA[0] != sB[1]) {
+            problem(W + ": " + what + ": lora_A " + shape_string(sA) + ", lora_B " + shape_string(sB) + " do not fit " + piece_name(t.p) +
+                    " [" + std::to_string(g.out) + ", " + std::to_string(g.in) + "] of the base (" + dims.describe() + "): expected [r, " +
+                    std::to_string(g.in) + "] and [" + std::to_string(g.out) + ", r]");
+            break;
+          }
+          if (sA[0] != p.rank) {
+            problem(W + ": " + what + ": rank " + std::to_string(sA[0]) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(p.rank) + ")");
+            break;
+          }
+          p.A = view_of(entry_for(f.A), 0, sA[0], sA[1], sA[1], 1);
+          p.B = view_of(entry_for(f.B), 0, sB[0], sB[1], sB[1], 1);
+          auto& s = slot(layer, e)[static_cast<std::size_t>(t.p)];
+          if (s) problem(W + ": " + what + ": " + piece_name(t.p) + " of layer " + std::to_string(layer) + " expert " + std::to_string(e) + " adapted twice");
+          s = p;
+          any_split = true;
+          break;
+        }
+      if (done) break;
+    }
+    if (done) continue;
+    // Any other module: carried through under its canonical name.
+    lora_module_pair o;
+    o.stored = m;
+    o.canonical = to_canonical(*a.naming.modules, m + ".weight");
+    expected({m}, &o.pair.rank, &o.pair.alpha);
+    o.pair.rslora = a.rslora;
+    const auto &sA = f.A->shape, &sB = f.B->shape;
+    if (sA.size() != 2 || sB.size() != 2 || sA[0] != sB[1]) {
+      problem(W + ": " + what + ": lora_A " + shape_string(sA) + " and lora_B " + shape_string(sB) + " are not a pair [r, in], [out, r]");
+      continue;
+    }
+    if (sA[0] != o.pair.rank) {
+      problem(W + ": " + what + ": rank " + std::to_string(sA[0]) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(o.pair.rank) + ")");
+      continue;
+    }
+    if (options.base) {
+      auto it = std::find_if(options.base->others.begin(), options.base->others.end(),
+                             [&](const passthrough_tensor& t) { return t.canonical == o.canonical; });
+      if (it == options.base->others.end()) {
+        problem(W + ": " + what + ": the base has no weight " + o.canonical + ": an adapter for another model?");
+        continue;
+      }
+      const auto& bs = it->source->info->shape;
+      if (bs.size() != 2 || bs[0] != sB[0] || bs[1] != sA[1]) {
+        problem(W + ": " + what + ": lora_B " + shape_string(sB) + " x lora_A " + shape_string(sA) + " does not fit the base's " + o.canonical + " " +
+                shape_string(bs));
+        continue;
+      }
+    }
+    o.pair.A = view_of(entry_for(f.A), 0, sA[0], sA[1], sA[1], 1);
+    o.pair.B = view_of(entry_for(f.B), 0, sB[0], sB[1], sB[1], 1);
+    a.others.push_back(std::move(o));
+  }
+
+  // The orientation of ParamWrapper pairs: peft_version decides; without it the shapes, when
+  // they can tell (they cannot where in == out for every pair, e.g. gate_up with 2I == H).
+  if (!wrappers.empty()) {
+    const json::value* pv = cfg.find("peft_version");
+    std::string version = pv && pv->is_string() ? pv->as_string() : "";
+    if (!version.empty() && !options.peft_version.empty() &&
+        parse_peft_version(version, C) != parse_peft_version(options.peft_version, "--peft-version"))
+      throw error(C + ": peft_version '" + version + "' disagrees with --peft-version " + options.peft_version);
+    std::string v = version.empty() ? options.peft_version : version;
+    if (!v.empty()) {
+      auto n = parse_peft_version(v, version.empty() ? "--peft-version" : C + ": peft_version");
+      bool old = n < std::array<int, 3>{0, 19, 1};
+      a.orientation = old ? lora_orientation::peft_0_18 : lora_orientation::peft_0_19_1;
+      a.orientation_reason = "peft_version " + v + (version.empty() ? " (--peft-version)" : " (adapter_config.json)") +
+                             (old ? " < 0.19.1: in and out taken positionally from the fused parameter" : " >= 0.19.1: the matrices' own in and out");
+      for (const auto& w : wrappers)
+        if (old ? !w.fits_old : !w.fits_new)
+          problem(W + ": " + peft_prefix + w.module + "...lora_A.weight " + shape_string(w.f.A->shape) + ": does not fit " +
+                  lora_orientation_name(a.orientation) + " (" + a.orientation_reason + ") for " + w.target->param + " with " + dims.describe());
+    } else {
+      bool can_new = true, can_old = true;
+      for (const auto& w : wrappers) {
+        can_new &= w.fits_new;
+        can_old &= w.fits_old;
+      }
+      if (can_new && can_old)
+        throw error(C + ": no peft_version, and with " + dims.describe() +
+                    " the ParamWrapper factors have the same shapes in both PEFT orientations (<= 0.19.0 and >= 0.19.1): give --peft-version "
+                    "with the PEFT version that saved the adapter");
+      if (!can_new && !can_old)
+        problem(W + ": ParamWrapper factors fit neither PEFT orientation consistently across layers");
+      a.orientation = can_new ? lora_orientation::peft_0_19_1 : lora_orientation::peft_0_18;
+      a.orientation_reason = std::string("no peft_version; the factor shapes fit only ") + lora_orientation_name(a.orientation);
+    }
+    if (problems.empty())
+      for (const auto& w : wrappers) {
+        bool old = a.orientation == lora_orientation::peft_0_18;
+        const checkpoint::entry* eA = entry_for(w.f.A);
+        const checkpoint::entry* eB = entry_for(w.f.B);
+        std::int64_t r_ = w.rank, E = dims.E, rE = r_ * E;
+        std::int64_t in = geom(w.target->entry->pieces[0], dims).in, out_total = 0;
+        for (piece p : w.target->entry->pieces) out_total += geom(p, dims).out;
+        for (std::int64_t e = 0; e < E; ++e) {
+          std::int64_t row0 = 0;
+          for (piece p : w.target->entry->pieces) {
+            auto g = geom(p, dims);
+            lora_pair pr;
+            pr.rank = w.rank;
+            pr.alpha = w.alpha;
+            pr.rslora = a.rslora;
+            auto ue = static_cast<std::uint64_t>(e);
+            if (!old) {
+              pr.A = view_of(eA, ue * static_cast<std::uint64_t>(r_ * in), r_, in, in, 1);
+              pr.B = view_of(eB, ue + static_cast<std::uint64_t>(row0 * rE), g.out, r_, rE, E);
+            } else {
+              // A_e = (B_old_e)^T with B_old [in, r*E]; B_e = (A_old_e)^T with A_old [E*r, out].
+              pr.A = view_of(eB, ue, r_, in, E, rE);
+              pr.B = view_of(eA, ue * static_cast<std::uint64_t>(r_ * out_total) + static_cast<std::uint64_t>(row0), g.out, r_, 1, out_total);
+            }
+            auto& s = slot(w.layer, e)[static_cast<std::size_t>(p)];
+            if (s) problem(W + ": layer " + std::to_string(w.layer) + " " + piece_name(p) + " adapted twice");
+            s = pr;
+            row0 += g.out;
+          }
+        }
+      }
+  }
+
+  // NeMo grouped tensors.
+  bool any_nemo = false;
+  for (const auto& [m, ts] : nemo) {
+    auto cap = gmod.empty() ? std::nullopt : gmod.match(m);
+    if (!cap) {
+      problem(W + ": " + m + ".lora_*: NeMo grouped LoRA tensors on a module that is not the family's experts (expected " +
+              (gmod.empty() ? std::string("none: the family declares no stacked experts") : gmod.text()) + ")");
+      continue;
+    }
+    int layer = std::stoi(cap->at("layer"));
+    if (!layer_ok(layer, m + ".lora_*")) continue;
+    for (bool gate_up : {true, false}) {
+      const tensor_info* tA = nullptr;
+      const tensor_info* tB = nullptr;
+      for (const auto& n : nemo_tensors)
+        if (n.gate_up == gate_up) {
+          auto it = ts.find(n.suffix);
+          (n.is_A ? tA : tB) = it == ts.end() ? nullptr : it->second;
+        }
+      std::string base = m + (gate_up ? ".lora_gate_and_up_" : ".lora_down_");
+      if (!tA && !tB) continue;
+      if (!tA || !tB) {
+        problem(W + ": " + base + (tA ? "B" : "A") + " missing (its pair is present)");
+        continue;
+      }
+      std::vector<piece> pcs = gate_up ? std::vector<piece>{piece::gate, piece::up} : std::vector<piece>{piece::down};
+      std::int64_t in = geom(pcs[0], dims).in, out_total = 0;
+      for (piece p : pcs) out_total += geom(p, dims).out;
+      int rank;
+      double alpha;
+      expected({m}, &rank, &alpha);
+      std::int64_t r_ = tA->shape.size() == 3 ? tA->shape[2] : -1;
+      if (tA->shape != std::vector<std::int64_t>{dims.E, in, r_} || tB->shape != std::vector<std::int64_t>{dims.E, r_, out_total}) {
+        problem(W + ": " + base + "A " + shape_string(tA->shape) + ", " + base + "B " + shape_string(tB->shape) + " do not fit the base (" +
+                dims.describe() + "): expected [E, " + std::to_string(in) + ", r] and [E, r, " + std::to_string(out_total) + "]");
+        continue;
+      }
+      if (r_ != rank) {
+        problem(W + ": " + base + "A: rank " + std::to_string(r_) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(rank) + ")");
+        continue;
+      }
+      const checkpoint::entry* eA = entry_for(tA);
+      const checkpoint::entry* eB = entry_for(tB);
+      for (std::int64_t e = 0; e < dims.E; ++e) {
+        std::int64_t row0 = 0;
+        auto ue = static_cast<std::uint64_t>(e);
+        for (piece p : pcs) {
+          auto g = geom(p, dims);
+          lora_pair pr;
+          pr.rank = rank;
+          pr.alpha = alpha;
+          pr.rslora = a.rslora;
+          pr.A = view_of(eA, ue * static_cast<std::uint64_t>(in * r_), r_, in, 1, r_);
+          pr.B = view_of(eB, ue * static_cast<std::uint64_t>(r_ * out_total) + static_cast<std::uint64_t>(row0), g.out, r_, 1, out_total);
+          slot(layer, e)[static_cast<std::size_t>(p)] = pr;
+          row0 += g.out;
+        }
+      }
+      any_nemo = true;
+    }
+  }
+
+  int forms = any_wrapper + any_split + any_nemo;
+  if (forms > 1) problem(W + ": expert pairs in more than one form (ParamWrapper, per-expert, NeMo grouped) in one adapter");
+  if (!problems.empty()) {
+    std::string msg = problems.size() == 1 ? problems[0] : std::to_string(problems.size()) + " problems in the adapter " + dir + ":";
+    if (problems.size() > 1)
+      for (std::size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
+    if (problems.size() > 20) msg += "\n  ... and " + std::to_string(problems.size() - 20) + " more";
+    throw error(msg);
+  }
+  a.form = any_wrapper ? lora_form::peft_param_wrapper : any_nemo ? lora_form::nemo_grouped : lora_form::peft_per_expert;
+  if (a.form == lora_form::nemo_grouped)
+    for (auto& o : a.others) o.canonical = to_canonical(*a.naming.grouped, o.stored + ".weight");
+  std::sort(a.others.begin(), a.others.end(), [](const auto& x, const auto& y) { return x.canonical < y.canonical; });
+  if (a.experts.empty() && a.others.empty()) throw error(W + ": no LoRA factors");
+  return a;
+}
+
+}  // namespace moereg

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// The malformed-input corpora (support/malformed_corpus.h) through the CLI: for every file,
+// `moereg inspect` and `moereg convert` exit 1 with a message naming the file and the
+// problem, and nothing is written.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "malformed_corpus.h"
+#include "moereg/base/error.h"
+#include "moereg/gguf/gguf_file.h"
+#include "test_support.h"
+
+using namespace moereg;
+using namespace moereg::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::set<std::string> entries(const std::string& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+void run_corpus(const std::vector<malformed_file>& corpus) {
+  temp_dir d;
+  std::set<std::string> names;
+  for (const auto& f : corpus) {
+    ASSERT_TRUE(names.insert(f.name).second) << "two corpus files named " << f.name;
+    write_bytes(d / f.name, f.bytes);
+  }
+  for (const auto& f : corpus) {
+    SCOPED_TRACE(f.name);
+    const std::string path = d / f.name;
+    command_result i = run_moereg("inspect '" + path + "'");
+    EXPECT_EQ(i.exit_code, 1) << i.output;
+    EXPECT_NE(i.output.find(path), std::string::npos) << "message must name the file: " << i.output;
+    EXPECT_TRUE(f.refusal_names_problem(i.output)) << "expected '" << f.expect << "' in: " << i.output;
+    EXPECT_EQ(i.output.find("internal error"), std::string::npos) << i.output;
+
+    const std::string out = d / ("out_" + f.name);
+    command_result c = run_moereg("convert '" + path + "' '" + out + "' --to hf");
+    EXPECT_EQ(c.exit_code, 1) << c.output;
+    EXPECT_TRUE(f.refusal_names_problem(c.output)) << "expected '" << f.expect << "' in: " << c.output;
+    EXPECT_FALSE(fs::exists(out)) << "convert left " << out;
+  }
+  EXPECT_EQ(entries(d.path()), names) << "something besides the corpus was written";
+}
+
+}  // namespace
+
+TEST(MalformedCorpus, TheBaseGgufIsValid) {
+  // Every malformed GGUF is a variant of this file, so each refusal is the variant's.
+  std::string b = valid_gguf_image();
+  auto h = parse_gguf_header(reinterpret_cast<const std::byte*>(b.data()), b.size(), "base.gguf");
+  EXPECT_EQ(h.tensors.size(), 2u);
+  EXPECT_EQ(h.metadata.size(), 5u);
+  temp_dir d;
+  write_bytes(d / "base.gguf", b);
+  command_result r = run_moereg("inspect '" + d / "base.gguf" + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("blk.0.ffn_gate_exps.weight"), std::string::npos) << r.output;
+}
+
+TEST(MalformedCorpus, EveryGgufIsRefusedByTheParserNamingTheProblem) {
+  for (const auto& f : malformed_gguf_corpus()) {
+    SCOPED_TRACE(f.name);
+    try {
+      parse_gguf_header(reinterpret_cast<const std::byte*>(f.bytes.data()), f.bytes.size(), f.name);
+      ADD_FAILURE() << "accepted";
+    } catch (const error& e) {
+      std::string m = e.what();
+      EXPECT_NE(m.find(f.name + ": gguf header: "), std::string::npos) << m;
+      EXPECT_TRUE(f.refusal_names_problem(m)) << "expected '" << f.expect << "' in: " << m;
+    }
+  }
+}
+
+TEST(MalformedCorpus, EveryGgufFailsInspectAndConvertWithExit1AndWritesNothing) { run_corpus(malformed_gguf_corpus()); }
+
+TEST(MalformedCorpus, EverySafetensorsFailsInspectAndConvertWithExit1AndWritesNothing) {
+  run_corpus(malformed_safetensors_corpus());
+}
