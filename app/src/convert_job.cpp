@@ -228,7 +228,8 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
   plan_options popts;
   popts.experts = r.experts;
-  popts.dequantize = r.to_bf16;
+  popts.dequantize = r.to_bf16 || r.to_f32;
+  if (r.to_f32) popts.dequantize_to = dtype::F32;
   conversion_plan plan = plan_conversion(src, *target, popts);
   const std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
 

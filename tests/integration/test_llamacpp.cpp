@@ -108,6 +108,19 @@ TEST(LlamaCpp, GgmlBlocksDecodeBitIdenticalToGgmlOnLlamaCppQuantizedFixtures) {
   }
 }
 
+TEST(LlamaCpp, GgufFromAQuantizedThenDequantizedRoundTripMatchesTransformersLogits) {
+  SKIP_WITHOUT_LLAMACPP();
+  // llama.cpp's Q8_0 file -> hf safetensors (moereg decodes the blocks to bf16, config from the
+  // metadata) -> a .gguf by moereg -> llama.cpp: the quantization error stays inside the bound.
+  temp_dir d;
+  command_result r = run_moereg("convert " + quoted(fixture("gguf_llamacpp/qwen3_moe-q8_0.gguf")) + " " + quoted(d / "hf") +
+                                " --to hf --dtype bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_moereg("convert " + quoted(d / "hf") + " " + quoted(d / "g") + " --to gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_llamacpp_matches(d / "g/model.gguf", "qwen3_moe");
+}
+
 // hf/ -> model.gguf by moereg, then into llama.cpp.
 class LlamaCppFamily : public ::testing::TestWithParam<std::string> {};
 

@@ -77,7 +77,16 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
       json::value j = from_gguf(*v, r.type);
       if (r.absent && j.is_number() && j.as_double() == *r.absent) j = json::value(nullptr);
       set_path(c, r.config.front(), std::move(j));
+    } else if (r.missing) {
+      set_path(c, r.config.front(), r.type == "bool" ? json::value(*r.missing != 0) : json::value(*r.missing));
     }
+  }
+  // The vocabulary size, which llama.cpp's converter does not write for a file without a
+  // tokenizer, from the embedding's rows (transformers sizes the embedding from it).
+  for (const auto& r : spec.gguf.metadata) {
+    if (r.key != "vocab_size" || r.config.empty() || has_any(c, r.config)) continue;
+    if (const gguf_tensor* t = f.find_tensor("token_embd.weight"); t && t->shape.size() == 2)
+      set_path(c, r.config.front(), json::value(static_cast<std::uint64_t>(t->shape[0])));
   }
   // A sum gives back its one missing field (key_length_mla - rope dims = qk_nope_head_dim).
   for (const auto& r : spec.gguf.metadata) {

@@ -377,7 +377,7 @@ class parser {
       if (!md.IsSequence()) fail(md, "gguf.metadata must be a list of {key: ..., config: ... | value: ..., type: ...}");
       else
         for (const auto& e : md) {
-          allowed_keys(e, {"key", "config", "value", "type", "model_type", "sum", "absent", "with_tensor", "when"}, "gguf.metadata entry");
+          allowed_keys(e, {"key", "config", "value", "type", "model_type", "sum", "absent", "missing", "with_tensor", "when"}, "gguf.metadata entry");
           gguf_metadata_rule r;
           r.at = loc(e);
           if (!e["key"]) fail(e, "a gguf.metadata entry needs 'key' (without the arch prefix, e.g. expert_count)");
@@ -396,6 +396,13 @@ class parser {
               r.absent = e["absent"].as<double>();
             } catch (const YAML::Exception&) {
               fail(e["absent"], "absent must be a number");
+            }
+          }
+          if (const YAML::Node m = e["missing"]) {
+            try {
+              r.missing = m.Scalar() == "true" ? 1.0 : m.Scalar() == "false" ? 0.0 : m.as<double>();
+            } catch (const YAML::Exception&) {
+              fail(m, "missing must be a number, true or false");
             }
           }
           if (e["with_tensor"]) r.with_tensor = tmpl(e["with_tensor"], "with_tensor");

@@ -272,12 +272,18 @@ class decoder {
               "', which stores this tensor transposed");
       return false;
     }
-    if (expert_type_ && *expert_type_ != t.info->type) {
-      problem(printable(name) + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
-              std::string(dtype_name(*expert_type_)));
+    // One type per entry (gate, up, down, ...): llama.cpp's quantizer leaves a layer's
+    // entries in different types (Q8_0 gate/up beside F16 down), each tensor whole. Types are
+    // named as stored (Q8_0, not the U8 its bytes are held as).
+    const tensor_info*& first = entry_type_[&e];
+    if (first && (first->type != t.info->type || first->ggml_blocks != t.info->ggml_blocks)) {
+      problem(printable(name) + ": " + storage_type_name(*t.info) + ", but " + printable(first->name) + " of the same entry is " +
+              storage_type_name(*first));
       return false;
     }
-    expert_type_ = t.info->type;
+    if (!first) first = t.info;
+    if (!expert_type_) expert_type_ = t.info->type;
+    else if (*expert_type_ != t.info->type) mixed_types_ = true;
     return true;
   }
 
@@ -420,6 +426,7 @@ class decoder {
 
   void finish() {
     out_.expert_dtype = expert_type_.value_or(dtype::BF16);
+    out_.mixed_expert_types = mixed_types_;
     auto& others = out_.others;
     std::sort(others.begin(), others.end(), [](const passthrough_tensor& a, const passthrough_tensor& b) { return a.canonical < b.canonical; });
     for (std::size_t i = 1; i < others.size(); ++i)
@@ -445,7 +452,9 @@ class decoder {
   std::vector<key_template> data_keys_;
   std::vector<entry_companions> comps_;
   std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found_;  // [entry][layer][expert or -1]
-  std::optional<dtype> expert_type_;
+  std::optional<dtype> expert_type_;                       // the first expert's
+  std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: its first tensor
+  bool mixed_types_ = false;                                 // entries of different types
   std::vector<std::string> problems_;
   decoded_checkpoint out_;
 };

@@ -146,6 +146,9 @@ struct gguf_metadata_rule {
   // Written as this when the config lacks the field (or it is null: q_lora_rank); read back
   // as null when equal.
   std::optional<double> absent;
+  // Read from a file without the key as this: what llama.cpp itself uses then (qwen3moe
+  // always renormalizes its top-k weights, so its norm_topk_prob reads as true).
+  std::optional<double> missing;
   // Written only when the file has a tensor of this (GGUF) name: nextn only with MTP weights.
   std::optional<key_template> with_tensor;
   // Written only when these config.json fields hold these strings (DeepSeek-V2's expert groups

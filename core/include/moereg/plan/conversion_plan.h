@@ -40,6 +40,10 @@ struct output_tensor {
   // dequantized with these scales (parallel to `slots`); rows_total and cols count elements.
   bool dequantize = false;
   std::vector<std::vector<piece_scales>> slot_scales;
+  // --dtype from a .gguf: the source (pass-through) or each slot's pieces hold ggml blocks or
+  // F16/BF16/F32 elements, decoded row by row to float32 as ggml's to_float does
+  // (ggml_dequant.h), then written as spec.type (F32, or BF16 rounded once).
+  bool ggml_decode = false;
   // Companions that only restate the format (GPTQ's trivial g_idx and symmetric qzeros,
   // compressed-tensors' weight_shape): their bytes, made by the planner.
   std::shared_ptr<const std::vector<std::byte>> literal;
@@ -55,6 +59,8 @@ struct plan_options {
   // --dtype bf16: quantized weights (experts and pass-through linear weights) are written as
   // bf16, their scales and other companions dropped.
   bool dequantize = false;
+  // The dtype dequantized weights are written as: BF16, or F32 (a .gguf source only).
+  dtype dequantize_to = dtype::BF16;
 };
 
 struct conversion_plan {
