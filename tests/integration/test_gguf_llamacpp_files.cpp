@@ -83,8 +83,13 @@ TEST(GgufFromLlamaCpp, QuantizedFileWithoutDtypeIsRefusedNamingTheGgmlType) {
   temp_dir d;
   command_result r = run_moereg("convert " + llamacpp_file("qwen3_moe-q8_0.gguf") + " " + (d / "hf") + " --to hf");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("holds Q8_0 blocks from blk.0.ffn_gate_exps.weight"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("--dtype bf16 or f32 decodes them"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("blk.0.ffn_gate_exps.weight holds Q8_0 blocks, which only a .gguf can hold (layout 'hf' writes "
+                          "safetensors, 8 output tensors from it; --dtype bf16 or f32 decodes them)"),
+            std::string::npos)
+      << r.output;
+  // One line per stored tensor: 2 layers x (gate, up) Q8_0 experts, 4 Q8_0 attention matrices
+  // per layer, the embedding and the output (down stays F16, which safetensors holds).
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1 + 2 * 2 + 2 * 4 + 2) << r.output;
   EXPECT_EQ(r.output.find(" U8"), std::string::npos) << "an internal dtype name leaked: " << r.output;
 }
 

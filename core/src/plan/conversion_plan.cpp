@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -462,15 +463,22 @@ void check_outputs(const conversion_plan& plan, const layout_spec& target, std::
   }
   // Only a .gguf holds ggml block types; safetensors has no dtype for them.
   if (target.container == "gguf") return;
-  for (const auto& o : plan.outputs)
-    if (o.spec.ggml_blocks) {
-      tensor_info t;
-      t.type = o.spec.type;
-      t.ggml_blocks = o.spec.ggml_blocks;
-      problems.push_back("output tensor " + quote(o.spec.name) + " holds " + storage_type_name(t) + " blocks from " + o.origin +
-                         ", which only a .gguf can hold (layout '" + target.name +
-                         "' writes safetensors; --dtype bf16 or f32 decodes them)");
-    }
+  // One problem per stored tensor, not one per expert cut from it.
+  std::map<std::string, std::pair<std::string, std::size_t>> blocks;  // source -> (its type, outputs from it)
+  std::vector<std::string> order;
+  for (const auto& o : plan.outputs) {
+    if (!o.spec.ggml_blocks) continue;
+    const tensor_info& src = o.source ? *o.source->info : *o.slots.front().front().source->info;
+    auto [it, fresh] = blocks.try_emplace(src.name, storage_type_name(src), 0);
+    if (fresh) order.push_back(src.name);
+    ++it->second.second;
+  }
+  for (const auto& name : order) {
+    const auto& [type, outputs] = blocks.at(name);
+    problems.push_back(printable(name) + " holds " + type + " blocks, which only a .gguf can hold (layout '" + target.name +
+                       "' writes safetensors, " + std::to_string(outputs) + " output tensor" + (outputs > 1 ? "s" : "") +
+                       " from it; --dtype bf16 or f32 decodes them)");
+  }
 }
 
 // Outputs in the order safetensors files list them, which is the order they are written.
