@@ -13,6 +13,7 @@ jobs=$(nproc)
 
 echo "== Test dependencies"
 scripts/install-test-deps.sh
+scripts/fetch-llamacpp.sh || echo "warning: llama.cpp package not installed; the LlamaCpp tests will skip"
 
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=ON -DMOEREG_BUILD_TESTS=ON -DMOEREG_WERROR=ON >/dev/null

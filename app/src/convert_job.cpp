@@ -196,22 +196,16 @@ std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard
 }
 
 // The metadata of a .gguf output, after checking its tensors fit one.
-gguf_metadata gguf_output_metadata(const model_session& s, const layout_spec& target, const std::vector<tensor_spec>& specs) {
+gguf_metadata checked_gguf_metadata(const model_session& s, const layout_spec& target, const std::vector<tensor_spec>& specs) {
   std::vector<std::string> problems = gguf_output_problems(specs);
   if (!problems.empty()) {
     std::string msg = "the conversion to layout '" + target.name + "' (a .gguf file) is not possible:";
     for (const auto& p : problems) msg += "\n  " + p;
     throw error(msg);
   }
-  gguf_metadata md = gguf_metadata_for(s.spec, s.ckpt->config(), s.ckpt->config_path());
-  // From a .gguf, keys the family does not compute (tokenizer.*, general.name, ...) carry over.
-  if (const gguf_file* g = s.ckpt->gguf())
-    for (const auto& [k, v] : g->metadata()) {
-      bool have = k == "general.alignment";
-      for (const auto& [k2, _] : md) have |= k2 == k;
-      if (!have) md.emplace_back(k, v);
-    }
-  return md;
+  // Keys of a .gguf source that the family does not compute (tokenizer.*, general.name, ...)
+  // carry over there.
+  return gguf_output_metadata(s.spec, s.ckpt->config(), s.ckpt->config_path(), s.ckpt->gguf(), specs);
 }
 
 // The sources by identity, not only by path: a resume from files changed since is refused.
@@ -234,7 +228,8 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
   plan_options popts;
   popts.experts = r.experts;
-  popts.dequantize = r.to_bf16;
+  popts.dequantize = r.to_bf16 || r.to_f32;
+  if (r.to_f32) popts.dequantize_to = dtype::F32;
   conversion_plan plan = plan_conversion(src, *target, popts);
   const std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
 
@@ -256,7 +251,7 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   std::vector<tensor_spec> specs;
   for (const auto& t : plan.outputs) specs.push_back(t.spec);
   if (to_gguf && r.shard_size) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
-  const gguf_metadata gguf_md = to_gguf ? gguf_output_metadata(s, *target, specs) : gguf_metadata{};
+  const gguf_metadata gguf_md = to_gguf ? checked_gguf_metadata(s, *target, specs) : gguf_metadata{};
   checkpoint_writer_options wo;
   // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
   wo.shard_size = r.shard_size.value_or(5'000'000'000ull);

@@ -74,7 +74,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
       "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
-      "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4) to bf16, rounding once to nearest even; scales and quantization_config are dropped")(
+      "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4, a .gguf's ggml blocks) to bf16, rounding once to nearest even; scales and quantization_config are dropped. f32: a .gguf's ggml blocks to f32")(
       "no-copy-file-range", po::bool_switch(), "write every byte through write() from the mapped source instead of letting the kernel copy contiguous ranges (copy_file_range): for filesystems where that misbehaves, and to measure it")(
       "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dtype)");
   add_plugin_options(p.options());
@@ -124,8 +124,10 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   if (o.count("shard_size")) job.shard_size = size_value(value_of("shard_size", "--shard-size"));
   if (o.count("experts")) job.experts = experts_value(value_of("experts", "--experts"));
   if (o.count("dtype")) {
-    if (o["dtype"] != "bf16") throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights)");
-    job.to_bf16 = true;
+    if (o["dtype"] != "bf16" && o["dtype"] != "f32")
+      throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights) or f32 (decode a .gguf's ggml blocks)");
+    job.to_bf16 = o["dtype"] == "bf16";
+    job.to_f32 = o["dtype"] == "f32";
   }
   return run_and_print(job, globals);
 }

@@ -7,6 +7,7 @@
 
 #include "conversion_support.h"
 #include "moereg/base/error.h"
+#include "moereg/tensor/dtype.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -79,14 +80,30 @@ TEST(ConversionFixtures, EveryPairOfLayoutsRoundTripsBitExact) {
 
 TEST(ConversionFixtures, NonExpertTensorsPassThroughByteIdentical) {
   test::temp_dir d;
+  test::convert(test::fixture("deepseek_v3/hf"), d / "v5", "transformers_v5");
   test::convert(test::fixture("deepseek_v3/hf"), d / "gguf", "gguf");
   checkpoint src = checkpoint::open(test::fixture("deepseek_v3/hf"));
-  checkpoint out = checkpoint::open(d / "gguf");
   const auto* a = src.find("model.layers.1.mlp.gate.e_score_correction_bias");
-  const auto* b = out.find("blk.1.exp_probs_b.bias");
-  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a);
+  checkpoint v5 = checkpoint::open(d / "v5");
+  const auto* b = v5.find("model.layers.1.mlp.gate.e_score_correction_bias");
+  ASSERT_TRUE(b);
   EXPECT_EQ(a->info->type, b->info->type) << "passes through in its source dtype";
   EXPECT_EQ(std::memcmp(a->data(), b->data(), a->info->nbytes()), 0);
+  // A .gguf holds 1-D tensors as F32, as llama.cpp's converter writes them: widened exactly.
+  checkpoint out = checkpoint::open(d / "gguf");
+  const auto* g = out.find("blk.1.exp_probs_b.bias");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(a->info->type, dtype::BF16);
+  ASSERT_EQ(g->info->type, dtype::F32);
+  ASSERT_EQ(g->info->numel(), a->info->numel());
+  for (std::size_t i = 0; i < a->info->numel(); ++i) {
+    std::uint16_t h;
+    float f;
+    std::memcpy(&h, a->data() + 2 * i, 2);
+    std::memcpy(&f, g->data() + 4 * i, 4);
+    EXPECT_EQ(f, bf16_to_f32(h)) << "element " << i;
+  }
   EXPECT_NE(out.find("blk.2.ffn_gate_exps.weight"), nullptr);
   EXPECT_EQ(out.find("blk.2.ffn_gate_exps.weight")->info->shape, (std::vector<std::int64_t>{8, 24, 64}));
 }

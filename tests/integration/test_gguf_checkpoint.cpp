@@ -287,7 +287,7 @@ TEST(GgufCheckpoint, PluginGgufSectionIsChecked) {
   root["gguf"] = YAML::Load("{architecture: qwen3moe, metadata: [{key: a, config: x, value: 1}, {key: b, config: y, type: u7}]}");
   errors = none.check({"qwen3_moe", "p.yaml", root}).problems;
   ASSERT_EQ(errors.size(), 2u);
-  EXPECT_NE(errors[0].find("gguf.metadata 'a' needs exactly one of 'config' and 'value'"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("gguf.metadata 'a' needs exactly one of 'config', 'value' and 'sum'"), std::string::npos) << errors[0];
   EXPECT_NE(errors[1].find("type is 'u7', expected u32"), std::string::npos) << errors[1];
 }
 

@@ -78,7 +78,7 @@ void convert(const std::string& ckpt_path, const std::string& out_dir, const std
   for (const auto& o : plan.outputs) specs.push_back(o.spec);
   bool gguf = dst->container == "gguf";
   checkpoint_writer w(out_dir, gguf ? plan_gguf_file(specs, dst->file_stem) : plan_shards(specs, {}), false,
-                      gguf ? gguf_sink_factory(gguf_metadata_for(spec, ckpt.config(), ckpt.config_path())) : sink_factory{});
+                      gguf ? gguf_sink_factory(gguf_output_metadata(spec, ckpt.config(), ckpt.config_path(), ckpt.gguf(), specs)) : sink_factory{});
   execute_options eo;
   eo.threads = 2;
   eo.hooks = plugin_hooks(spec, ckpt.config());

@@ -66,7 +66,11 @@ std::string safetensors_image(const std::string& header_json, const std::string&
 }
 
 command_result run_moereg(const std::string& args) {
-  std::string cmd = std::string(MOEREG_BUILD_DIR) + "/bin/moereg " + args + " 2>&1";
+  return run_command(std::string(MOEREG_BUILD_DIR) + "/bin/moereg " + args);
+}
+
+command_result run_command(const std::string& command_line) {
+  std::string cmd = command_line + " 2>&1";
   command_result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -40,6 +40,9 @@ struct command_result {
 // Run the built moereg binary with arguments (shell-quoted by the caller).
 command_result run_moereg(const std::string& args);
 
+// Run a shell command line (stdout and stderr captured together).
+command_result run_command(const std::string& command_line);
+
 // Leaves `out` as a crash would: converts `source` to layout `to` in shards of `shard_size`
 // bytes through the application API with its fault injection, which stops the job after
 // `shards` shards are complete and logged. Fails the calling test if the job ends otherwise.

@@ -2,6 +2,7 @@
 #include "moereg/exec/executor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -10,10 +11,65 @@
 #include "moereg/base/error.h"
 #include "moereg/base/parallel.h"
 #include "moereg/exec/dequantize_view.h"
+#include "moereg/gguf/ggml_dequant.h"
+#include "moereg/gguf/ggml_type.h"
 
 namespace moereg {
 
 namespace {
+
+// Element casts of whole pass-through tensors: BF16/F16 -> F32 widen exactly (norms and routers
+// of a .gguf); F32 -> BF16 narrows only values the narrow type holds exactly, so a
+// widened tensor comes back bit for bit and anything else is refused rather than rounded.
+void cast_elements(dtype from, const std::byte* src, dtype to, std::vector<std::byte>& out, std::uint64_t count,
+                   const std::string& name) {
+  out.resize(count * dtype_size(to));
+  if (to == dtype::F32 && (from == dtype::BF16 || from == dtype::F16)) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      float f = from == dtype::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+      std::memcpy(out.data() + 4 * i, &f, 4);
+    }
+    return;
+  }
+  if (from == dtype::F32 && to == dtype::BF16) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      float f;
+      std::memcpy(&f, src + 4 * i, 4);
+      std::uint16_t h = f32_to_bf16(f);
+      float back = bf16_to_f32(h);
+      if (std::memcmp(&back, &f, 4) != 0 && !(std::isnan(f) && std::isnan(back)))
+        throw error("tensor '" + name + "': F32 value " + std::to_string(f) + " at element " + std::to_string(i) +
+                    " is not exactly representable in BF16" +
+                    ", so the F32 tensor was not widened from it; refusing to round");
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+    return;
+  }
+  throw error("tensor '" + name + "': no element cast from " + std::string(dtype_name(from)) + " to " + std::string(dtype_name(to)));
+}
+
+// The ggml type a stored tensor's bytes decode as: its blocks, or its element type.
+ggml_type decode_type_of(const tensor_info& t) {
+  if (t.ggml_blocks) return static_cast<ggml_type>(*t.ggml_blocks);
+  if (std::optional<ggml_type> g = ggml_type_for(t.type)) return *g;
+  throw error("tensor '" + t.name + "': " + std::string(dtype_name(t.type)) + " has no ggml type to decode");
+}
+
+// Float32 values stored as `to` (F32, or BF16 rounded once to nearest even) at element `at`
+// of dst, `step` elements apart.
+void store_floats(const float* x, std::int64_t n, dtype to, std::byte* dst, std::int64_t at, std::int64_t step) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::size_t k = static_cast<std::size_t>(at + i * step);
+    if (to == dtype::F32) {
+      std::memcpy(dst + 4 * k, &x[i], 4);
+    } else {
+      const std::uint16_t h = f32_to_bf16(x[i]);
+      std::memcpy(dst + 2 * k, &h, 2);
+    }
+  }
+}
 
 template <typename T>
 void copy_typed(const matrix_view& s, T* dst, std::int64_t dr, std::int64_t dc) {
@@ -153,7 +209,8 @@ work_schedule schedule(const conversion_plan& plan, const checkpoint_writer& wri
 
 // Per-thread buffers, reused from item to item.
 struct scratch {
-  std::vector<std::byte> stage, stage2;
+  std::vector<std::byte> stage, stage2, cast;
+  std::vector<float> floats;  // ggml rows decoded
   dequantize_scratch dq;
 };
 
@@ -174,7 +231,7 @@ class plan_writer {
   std::uint64_t passthrough(const output_tensor& o, tensor_sink& w, std::size_t index, std::mutex& file_lock, scratch& sc) const {
     const std::byte* src = o.source->data();
     const std::uint64_t n = o.source->info->nbytes(), at = o.source->file->data_offset() + o.source->info->begin;
-    if (o.decode_hook.empty() && o.encode_hook.empty() && !o.edit) {
+    if (o.decode_hook.empty() && o.encode_hook.empty() && !o.edit && !o.cast_from && !o.ggml_decode) {
       std::lock_guard<std::mutex> lock(file_lock);
       if (options_.kernel_copy)
         w.copy_from_file(index, 0, o.source->file->file().fd(), at, n, src);
@@ -185,8 +242,11 @@ class plan_writer {
       sc.stage.resize(n);
       sc.stage2.resize(n);
       const std::byte* cur = src;
+      tensor_spec hook_spec = o.spec;  // hooks see the source's elements, before any cast or decoding
+      if (o.cast_from) hook_spec.type = *o.cast_from;
+      if (o.ggml_decode) hook_spec = {o.spec.name, o.source->info->type, o.source->info->shape, o.source->info->ggml_blocks};
       if (!o.decode_hook.empty()) {
-        options_.hooks(o.decode_hook, 0, o.source->info->name, o.spec, cur, sc.stage.data());
+        options_.hooks(o.decode_hook, 0, o.source->info->name, hook_spec, cur, sc.stage.data());
         cur = sc.stage.data();
       }
       if (o.edit) {
@@ -196,11 +256,26 @@ class plan_writer {
       }
       if (!o.encode_hook.empty()) {
         std::byte* dst = cur == sc.stage.data() ? sc.stage2.data() : sc.stage.data();
-        options_.hooks(o.encode_hook, 1, o.spec.name, o.spec, cur, dst);
+        options_.hooks(o.encode_hook, 1, o.spec.name, hook_spec, cur, dst);
         cur = dst;
       }
+      std::uint64_t out_n = n;
+      if (o.ggml_decode) {
+        std::int64_t count = 1;
+        for (std::int64_t d : o.spec.shape) count *= d;
+        sc.floats.resize(static_cast<std::size_t>(count));
+        ggml_dequantize(decode_type_of(*o.source->info), cur, sc.floats.data(), count);
+        sc.cast.resize(o.spec.nbytes());
+        store_floats(sc.floats.data(), count, o.spec.type, sc.cast.data(), 0, 1);
+        cur = sc.cast.data();
+        out_n = sc.cast.size();
+      } else if (o.cast_from) {
+        cast_elements(*o.cast_from, cur, o.spec.type, sc.cast, n / dtype_size(*o.cast_from), o.spec.name);
+        cur = sc.cast.data();
+        out_n = sc.cast.size();
+      }
       std::lock_guard<std::mutex> lock(file_lock);
-      w.write(index, 0, cur, n);
+      w.write(index, 0, cur, out_n);
     }
     o.source->file->file().dont_need(at, n);
     return n;
@@ -213,7 +288,7 @@ class plan_writer {
     const auto& pieces = o.slots[slot];
     const std::size_t esize = dtype_size(o.spec.type);
     const std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize, base = slot * slot_bytes;
-    const bool direct = !o.transpose && !o.dequantize && !o.edit &&
+    const bool direct = !o.transpose && !o.dequantize && !o.ggml_decode && !o.edit &&
                         std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
     if (direct) {
       std::lock_guard<std::mutex> lock(file_lock);
@@ -247,7 +322,9 @@ class plan_writer {
     const bool transpose_now = o.transpose && !o.edit;
     for (std::size_t k = 0; k < pieces.size(); ++k) {
       const matrix_view& v = pieces[k];
-      if (o.dequantize) {
+      if (o.ggml_decode) {
+        decode_rows(v, o, row_off, transpose_now, sc);
+      } else if (o.dequantize) {
         const piece_scales& ps = o.slot_scales[slot][k];
         sc.dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
         dequantize_view(v, ps, plan_.source->quant, sc.dq.out.data(), sc.dq);
@@ -272,6 +349,22 @@ class plan_writer {
     whole.type = o.spec.type;
     copy_staged_transposed(whole, sc.stage.data(), sc.stage2.data());
     return sc.stage2.data();
+  }
+
+  // A piece of ggml rows (or F16/BF16/F32 rows) decoded row by row into the slot at row r0.
+  static void decode_rows(const matrix_view& v, const output_tensor& o, std::int64_t r0, bool transpose, scratch& sc) {
+    const tensor_info& t = *v.source->info;
+    const ggml_type g = decode_type_of(t);
+    const auto& tr = ggml_traits(g);
+    const std::int64_t values = t.ggml_blocks ? v.cols / static_cast<std::int64_t>(tr.type_size) * static_cast<std::int64_t>(tr.block_size) : v.cols;
+    if (v.col_stride != 1)  // a .gguf stores rows whole; only a transposed float source strides
+      throw error("tensor '" + t.name + "': decoding needs whole rows, this view is strided");
+    sc.floats.resize(static_cast<std::size_t>(values));
+    for (std::int64_t r = 0; r < v.rows; ++r) {
+      ggml_dequantize(g, v.at(r, 0), sc.floats.data(), values);
+      if (transpose) store_floats(sc.floats.data(), values, o.spec.type, sc.stage.data(), r0 + r, o.rows_total);
+      else store_floats(sc.floats.data(), values, o.spec.type, sc.stage.data(), (r0 + r) * o.cols, 1);
+    }
   }
 
   const conversion_plan& plan_;

@@ -64,14 +64,53 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
   json::value c(json::object{});
   c.set("model_type", json::value(spec.model_type));
   const std::string prefix = spec.gguf.architecture + ".";
+  auto number = [&](const gguf_metadata_rule& r) -> const gguf_value* {
+    const gguf_value* v = f.find(prefix + r.key);
+    if (v && (v->type() == gguf_type::string || v->type() == gguf_type::array))
+      throw error(f.path() + ": gguf metadata '" + prefix + r.key + "': expected a number (" + r.type + "), found " +
+                  gguf_type_name(static_cast<std::uint32_t>(v->type())));
+    return v;
+  };
   for (const auto& r : spec.gguf.metadata) {
     if (r.config.empty() || has_any(c, r.config)) continue;
-    if (const gguf_value* v = f.find(prefix + r.key)) {
-      if (v->type() == gguf_type::string || v->type() == gguf_type::array)
-        throw error(f.path() + ": gguf metadata '" + prefix + r.key + "': expected a number (" + r.type + "), found " +
-                    gguf_type_name(static_cast<std::uint32_t>(v->type())));
-      set_path(c, r.config.front(), from_gguf(*v, r.type));
+    if (const gguf_value* v = number(r)) {
+      json::value j = from_gguf(*v, r.type);
+      if (r.absent && j.is_number() && j.as_double() == *r.absent) j = json::value(nullptr);
+      set_path(c, r.config.front(), std::move(j));
+    } else if (r.missing) {
+      set_path(c, r.config.front(), r.type == "bool" ? json::value(*r.missing != 0) : json::value(*r.missing));
     }
+  }
+  // The vocabulary size, which llama.cpp's converter does not write for a file without a
+  // tokenizer, from the embedding's rows (transformers sizes the embedding from it).
+  for (const auto& r : spec.gguf.metadata) {
+    if (r.key != "vocab_size" || r.config.empty() || has_any(c, r.config)) continue;
+    if (const gguf_tensor* t = f.find_tensor("token_embd.weight"); t && t->shape.size() == 2)
+      set_path(c, r.config.front(), json::value(static_cast<std::uint64_t>(t->shape[0])));
+  }
+  // A sum gives back its one missing field (key_length_mla - rope dims = qk_nope_head_dim).
+  for (const auto& r : spec.gguf.metadata) {
+    if (r.sum.empty()) continue;
+    const gguf_value* v = number(r);
+    if (!v) continue;
+    std::string missing;
+    double rest = from_gguf(*v, r.type).as_double();
+    int n_missing = 0;
+    for (const auto& field : r.sum) {
+      const json::value* x = c.find_path(field);
+      if (x && x->is_number()) rest -= x->as_double();
+      else missing = field, ++n_missing;
+    }
+    if (n_missing == 1) set_path(c, missing, json::value(static_cast<std::int64_t>(rest)));
+  }
+  // The weights' dtype, as transformers names it, from llama.cpp's file type (all/mostly F32,
+  // F16, BF16): a bf16 model's F32 norms and routers are then read back as BF16.
+  if (const gguf_value* ft = f.find("general.file_type"); ft && !ft->is_float() && ft->type() != gguf_type::string &&
+                                                           ft->type() != gguf_type::array) {
+    const std::uint64_t t = ft->as_u64();
+    if (t == 32) c.set("dtype", json::value("bfloat16"));
+    else if (t == 1) c.set("dtype", json::value("float16"));
+    else if (t == 0) c.set("dtype", json::value("float32"));
   }
   // Sizes the metadata lacks come from the expert tensors; disagreements are errors.
   gguf_moe_dims d = read_gguf_moe_dims(f);
@@ -95,17 +134,96 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
   return c;
 }
 
-gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& config, const std::string& config_path) {
+namespace {
+
+// llama.cpp's llama_ftype for the type holding most of a file's bytes (LLAMA_FTYPE_MOSTLY_*).
+std::uint32_t llama_file_type(const std::vector<tensor_spec>& tensors) {
+  std::map<std::uint32_t, std::uint64_t> bytes;  // ggml type -> bytes in 2-D+ tensors
+  for (const auto& t : tensors) {
+    if (t.shape.size() < 2) continue;
+    std::optional<ggml_type> g = t.ggml_blocks ? std::optional<ggml_type>(static_cast<ggml_type>(*t.ggml_blocks)) : ggml_type_for(t.type);
+    if (g) bytes[static_cast<std::uint32_t>(*g)] += t.nbytes();
+  }
+  std::uint32_t most = static_cast<std::uint32_t>(ggml_type::BF16);
+  std::uint64_t best = 0;
+  for (const auto& [g, b] : bytes)
+    if (b > best) best = b, most = g;
+  // ggml_type -> llama_ftype (llama.h): the plain and _M variants.
+  static const std::map<std::uint32_t, std::uint32_t> ftype = {
+      {0, 0}, {1, 1}, {2, 2}, {3, 3}, {8, 7}, {6, 8}, {7, 9}, {10, 10}, {11, 12}, {12, 15}, {13, 17}, {14, 18},
+      {16, 19}, {17, 20}, {18, 23}, {19, 24}, {20, 25}, {21, 26}, {22, 28}, {23, 30}, {30, 32}, {29, 31}, {34, 36},
+      {35, 37}, {39, 38}};
+  auto it = ftype.find(most);
+  return it == ftype.end() ? 32 : it->second;
+}
+
+}  // namespace
+
+gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& config, const std::string& config_path,
+                                   const gguf_file* source, const std::vector<tensor_spec>& tensors) {
+  gguf_metadata md = gguf_metadata_for(spec, config, config_path, &tensors);
+  auto has = [&](const std::string& key) {
+    for (const auto& [k, _] : md)
+      if (k == key) return true;
+    return false;
+  };
+  md.emplace_back("general.type", gguf_value::string("model"));
+  md.emplace_back("general.file_type", gguf_value::u32(llama_file_type(tensors)));
+  md.emplace_back("general.quantization_version", gguf_value::u32(2));  // GGML_QNT_VERSION
+  bool tokenizer = false;
+  if (source)
+    for (const auto& [k, v] : source->metadata()) {
+      tokenizer |= k.rfind("tokenizer.ggml.", 0) == 0;
+      if (k != "general.alignment" && !has(k)) md.emplace_back(k, v);
+    }
+  if (!tokenizer && !has("tokenizer.ggml.model")) md.emplace_back("tokenizer.ggml.model", gguf_value::string("none"));
+  return md;
+}
+
+bool gguf_wants_f32(const family_spec& spec, const tensor_spec& t) {
+  if (t.ggml_blocks || (t.type != dtype::BF16 && t.type != dtype::F16)) return false;
+  auto ends_with = [&](std::string_view tail) {
+    return t.name.size() >= tail.size() && t.name.compare(t.name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (t.shape.size() <= 1 || ends_with("_norm.weight") || !ends_with(".weight")) return true;
+  for (const auto& k : spec.gguf.f32_tensors)
+    if (k.match(t.name)) return true;
+  return false;
+}
+
+gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& config, const std::string& config_path,
+                                const std::vector<tensor_spec>* tensors) {
   gguf_metadata md;
   std::map<std::string, std::string> origin;  // key -> the config field (or constant) it was made from
   md.emplace_back("general.architecture", gguf_value::string(spec.gguf.architecture));
   const std::string prefix = spec.gguf.architecture + ".";
   for (const auto& r : spec.gguf.metadata) {
+    if (r.with_tensor) {
+      bool found = false;
+      if (tensors)
+        for (const auto& t : *tensors) found = found || r.with_tensor->match(t.name).has_value();
+      if (!found) continue;
+    }
+    bool holds = true;
+    for (const auto& [field, want] : r.when_config) {
+      const json::value* v = config.find_path(field);
+      holds = holds && v && v->is_string() && v->as_string() == want;
+    }
+    if (!holds) continue;
     double x = 0;
     std::string from;
     if (r.value) {
       x = *r.value;
       from = "constant";
+    } else if (!r.sum.empty()) {
+      bool all = true;
+      for (const auto& field : r.sum) {
+        const json::value* v = config.find_path(field);
+        if (!v || !v->is_number()) all = false;
+        else x += v->as_double();
+      }
+      if (!all) continue;  // a sum of fields this config does not have: not written
+      from = r.sum.front() + " + ...";
     } else {
       const json::value* v = nullptr;
       for (const auto& field : r.config)
@@ -113,8 +231,11 @@ gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& conf
           from = field;
           break;
         }
-      if (!v || v->is_null()) continue;  // absent from this config: not written
-      if (v->is_bool()) x = v->as_bool() ? 1 : 0;
+      if ((!v || v->is_null()) && r.absent) {
+        x = *r.absent;
+        from = r.config.front() + " (absent)";
+      } else if (!v || v->is_null()) continue;  // absent from this config: not written
+      else if (v->is_bool()) x = v->as_bool() ? 1 : 0;
       else if (v->is_number()) x = v->as_double();
       else
         throw error(config_path + ": '" + from + "' is " + json::describe(v) + ", expected a number for gguf metadata '" +

@@ -337,10 +337,18 @@ class parser {
     if (!n) return out;
     g.at = loc(n);
     if (!n.IsMap()) {
-      fail(n, "gguf must be a map (architecture, model_types, metadata)");
+      fail(n, "gguf must be a map (architecture, model_types, metadata, f32)");
       return out;
     }
-    allowed_keys(n, {"architecture", "model_types", "metadata"}, "gguf");
+    allowed_keys(n, {"architecture", "model_types", "metadata", "f32"}, "gguf");
+    if (const YAML::Node f = n["f32"])
+      for (const auto& name : str_list(f, "gguf.f32")) {
+        try {
+          g.f32_tensors.emplace_back(name, at(f));
+        } catch (const error& e) {
+          errors.push_back(e.what());
+        }
+      }
     if (!n["architecture"]) fail(n, "gguf needs 'architecture' (general.architecture, e.g. qwen3moe)");
     else g.architecture = str(n["architecture"], "gguf.architecture");
     if (const YAML::Node mt = n["model_types"]) {
@@ -369,7 +377,7 @@ class parser {
       if (!md.IsSequence()) fail(md, "gguf.metadata must be a list of {key: ..., config: ... | value: ..., type: ...}");
       else
         for (const auto& e : md) {
-          allowed_keys(e, {"key", "config", "value", "type", "model_type"}, "gguf.metadata entry");
+          allowed_keys(e, {"key", "config", "value", "type", "model_type", "sum", "absent", "missing", "with_tensor", "when"}, "gguf.metadata entry");
           gguf_metadata_rule r;
           r.at = loc(e);
           if (!e["key"]) fail(e, "a gguf.metadata entry needs 'key' (without the arch prefix, e.g. expert_count)");
@@ -382,7 +390,29 @@ class parser {
               fail(e["value"], "value must be a number");
             }
           }
-          if (r.config.empty() == !r.value) fail(e, "gguf.metadata '" + r.key + "' needs exactly one of 'config' and 'value'");
+          r.sum = str_list(e["sum"], "sum");
+          if (e["absent"]) {
+            try {
+              r.absent = e["absent"].as<double>();
+            } catch (const YAML::Exception&) {
+              fail(e["absent"], "absent must be a number");
+            }
+          }
+          if (const YAML::Node m = e["missing"]) {
+            try {
+              r.missing = m.Scalar() == "true" ? 1.0 : m.Scalar() == "false" ? 0.0 : m.as<double>();
+            } catch (const YAML::Exception&) {
+              fail(m, "missing must be a number, true or false");
+            }
+          }
+          if (e["with_tensor"]) r.with_tensor = tmpl(e["with_tensor"], "with_tensor");
+          if (const YAML::Node w = e["when"]) {
+            if (!w.IsMap()) fail(w, "when must map config.json fields to strings");
+            else
+              for (const auto& kv : w) r.when_config[kv.first.as<std::string>()] = str(kv.second, "when");
+          }
+          if (r.config.empty() + !r.value + r.sum.empty() != 2)
+            fail(e, "gguf.metadata '" + r.key + "' needs exactly one of 'config', 'value' and 'sum'");
           if (e["type"]) r.type = str(e["type"], "type");
           static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool"};
           if (!types.count(r.type)) fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64 or bool");

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <cmath>
 #include <cstring>
 
 #include <deque>
@@ -102,6 +103,22 @@ comparison compare_decoded(const decoded_checkpoint& a, const decoded_checkpoint
       tensor_spec spec{o.canonical, o.source->info->type, o.source->info->shape};
       hooks(o.decode_hook, 0, o.source->info->name, spec, data, decoded_bytes.back().data());
       data = decoded_bytes.back().data();
+    }
+    if (o.narrow_to) {  // a .gguf's F32 widening of a BF16 tensor: compared as the BF16 it was
+      std::size_t n = o.source->info->numel();
+      decoded_bytes.emplace_back(n * 2);
+      for (std::size_t i = 0; i < n; ++i) {
+        float f;
+        std::memcpy(&f, data + 4 * i, 4);
+        std::uint16_t h = f32_to_bf16(f);
+        float back = bf16_to_f32(h);
+        if (std::memcmp(&back, &f, 4) != 0 && !(std::isnan(f) && std::isnan(back)))
+          throw error("tensor '" + o.source->info->name + "': F32 value " + std::to_string(f) + " at element " +
+                      std::to_string(i) + " is not exactly representable in BF16 (the model's dtype); refusing to round");
+        std::memcpy(decoded_bytes.back().data() + 2 * i, &h, 2);
+      }
+      out.push_back({o.canonical, dtype::BF16, o.source->info->shape, decoded_bytes.back().data(), n * 2, false});
+      return;
     }
     out.push_back({o.canonical, o.source->info->type, o.source->info->shape, data, o.source->info->nbytes(), mapped});
   };

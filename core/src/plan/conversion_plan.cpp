@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 #include <unordered_map>
 
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
+#include "moereg/gguf/ggml_dequant.h"
 #include "moereg/gguf/ggml_type.h"
+#include "moereg/gguf/gguf_family.h"
 
 namespace moereg {
 
@@ -178,6 +181,30 @@ output_tensor dequantized_passthrough(const decoded_checkpoint& src, const layou
 
 namespace {
 
+// --dtype from a .gguf decodes ggml blocks (and F16/BF16 matrices) through ggml's to_float.
+bool ggml_decoding(const decoded_checkpoint& src, const plan_options& options) {
+  return options.dequantize && src.ckpt && src.ckpt->gguf();
+}
+
+// The ggml type a stored tensor's bytes are decoded as; an error naming the tensor and the
+// ggml type when moereg does not decode it.
+ggml_type decodable_ggml_type(const tensor_info& t) {
+  std::optional<ggml_type> g = t.ggml_blocks ? std::optional<ggml_type>(static_cast<ggml_type>(*t.ggml_blocks)) : ggml_type_for(t.type);
+  if (!g || !ggml_dequantize_supported(*g))
+    throw error(printable(t.name) + ": " + storage_type_name(t) +
+                " is not decoded by moereg (--dtype decodes F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, "
+                "Q5_K, Q6_K and MXFP4)");
+  return *g;
+}
+
+// Values per row of a view: views of ggml blocks count bytes.
+std::int64_t view_elements(const matrix_view& v) {
+  const tensor_info& t = *v.source->info;
+  if (!t.ggml_blocks) return v.cols;
+  const auto tr = ggml_traits(*t.ggml_blocks);
+  return v.cols / static_cast<std::int64_t>(tr->type_size) * static_cast<std::int64_t>(tr->block_size);
+}
+
 // --experts A:B, checked against E.
 std::pair<std::int64_t, std::int64_t> expert_range(const model_dims& d, const plan_options& options) {
   if (!options.experts) return {0, d.E};
@@ -196,10 +223,11 @@ std::optional<std::uint32_t> entry_blocks(const layout_spec& target, const exper
   std::optional<std::uint32_t> blocks = first.ggml_blocks;
   for (piece p : e.pieces)
     for (const auto& ex : experts)
-      if (ex[static_cast<std::size_t>(p)].source->info->ggml_blocks != blocks)
+      if (ex[static_cast<std::size_t>(p)].source->info->ggml_blocks != blocks ||
+          ex[static_cast<std::size_t>(p)].type != experts[0][static_cast<std::size_t>(e.pieces[0])].type)
         throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' entry '" + e.name + "' would put " +
                     storage_type_name(*ex[static_cast<std::size_t>(p)].source->info) + " and " + storage_type_name(first) +
-                    " pieces into one tensor (ggml block types are carried, not converted)");
+                    " pieces into one tensor (types are carried, not converted, without --dtype)");
   if (blocks && e.transpose)
     throw error("layer " + std::to_string(layer) + ": layout '" + target.name + "' stores '" + e.name +
                 "' transposed, which would cut the ggml blocks (" + storage_type_name(first) + ") apart");
@@ -211,16 +239,21 @@ std::optional<std::uint32_t> entry_blocks(const layout_spec& target, const exper
 class entry_planner {
  public:
   entry_planner(const decoded_checkpoint& src, const layout_spec& target, const expert_entry& e, int layer,
-                std::int64_t first, std::int64_t last, bool dequantize)
-      : src_(src), e_(e), layer_(layer), first_(first), last_(last), dequantize_(dequantize),
+                std::int64_t first, std::int64_t last, bool dequantize, std::optional<dtype> decode_ggml_to)
+      : src_(src), e_(e), layer_(layer), first_(first), last_(last), dequantize_(dequantize), decode_to_(decode_ggml_to),
         experts_(src.experts.at(layer)) {
-    transpose_ = dequantize ? e.transpose : e.transpose != src.quant.stored_transposed();
+    transpose_ = dequantize || decode_to_ ? e.transpose : e.transpose != src.quant.stored_transposed();
     for (piece p : e.pieces) {
       const matrix_view& v = experts_[0][static_cast<std::size_t>(p)];
       rows_total_ += v.rows;
-      cols_ = dequantize ? src.expert_scales.at(layer)[0][static_cast<std::size_t>(p)].grid.cols : v.cols;
+      cols_ = dequantize ? src.expert_scales.at(layer)[0][static_cast<std::size_t>(p)].grid.cols
+              : decode_to_ ? view_elements(v)
+                           : v.cols;
+      if (decode_to_) decodable_ggml_type(*v.source->info);
     }
-    blocks_ = entry_blocks(target, e, layer, experts_);
+    // Decoded pieces may differ in type (llama.cpp's quantizer leaves Q8_0 gate/up beside
+    // F16 down); carried ones must agree.
+    if (!decode_to_) blocks_ = entry_blocks(target, e, layer, experts_);
   }
 
   std::vector<output_tensor> outputs() const {
@@ -241,6 +274,8 @@ class entry_planner {
     }
     if (dequantize_)
       for (auto& o : made) o.origin = "dequantize " + o.origin + " (" + src_.quant.describe() + ") to BF16";
+    if (decode_to_)
+      for (auto& o : made) o.origin = "decode " + o.origin + " (ggml to_float) to " + std::string(dtype_name(*decode_to_));
     return made;
   }
 
@@ -257,8 +292,10 @@ class entry_planner {
     o.first_expert = e_.stacked ? first_ : expert_in_key;
     captures c{{"layer", std::to_string(layer_)}, {"expert", std::to_string(expert_in_key)}};
     o.spec.name = q.quantized() && !dequantize_ ? apply_naming(q.names.weight, e_.key.format(c)) : e_.key.format(c);
-    o.spec.type = dequantize_ ? dtype::BF16 : src_.expert_dtype;
+    // Each entry keeps its own pieces' type: a layer's entries may differ (Q8_0 beside F16).
+    o.spec.type = dequantize_ ? dtype::BF16 : decode_to_ ? *decode_to_ : experts_[0][static_cast<std::size_t>(e_.pieces[0])].type;
     o.dequantize = dequantize_;
+    o.ggml_decode = decode_to_.has_value();
     o.spec.ggml_blocks = blocks_;
     if (e_.stacked) o.spec.shape.push_back(last_ - first_);
     if (transpose_) o.spec.shape.insert(o.spec.shape.end(), {cols_, rows_total_});
@@ -285,6 +322,7 @@ class entry_planner {
   int layer_;
   std::int64_t first_, last_;
   bool dequantize_, transpose_ = false;
+  std::optional<dtype> decode_to_;
   const std::vector<std::array<matrix_view, 3>>& experts_;
   std::int64_t rows_total_ = 0, cols_ = 0;
   std::optional<std::uint32_t> blocks_;
@@ -296,6 +334,7 @@ void plan_experts(const decoded_checkpoint& src, const layout_spec& target, cons
   const auto [first, last] = expert_range(src.dims, options);
   const quant_format& q = src.quant;
   const bool dequantize = options.dequantize && q.quantized();
+  const std::optional<dtype> decode_to = ggml_decoding(src, options) ? std::optional<dtype>(options.dequantize_to) : std::nullopt;
   for (const auto& layer_experts : src.experts) {
     const int layer = layer_experts.first;
     for (const auto& e : target.experts) {
@@ -304,7 +343,14 @@ void plan_experts(const decoded_checkpoint& src, const layout_spec& target, cons
                            q.describe() + " weights are packed along the input axis and cannot be transposed");
         continue;
       }
-      for (auto& o : entry_planner(src, target, e, layer, first, last, dequantize).outputs()) {
+      std::vector<output_tensor> made;
+      try {
+        made = entry_planner(src, target, e, layer, first, last, dequantize, decode_to).outputs();
+      } catch (const error& err) {
+        problems.push_back(err.what());
+        continue;
+      }
+      for (auto& o : made) {
         if (q.quantized() && !dequantize) {
           try {
             plan.outputs.push_back(scale_output(src, target, e, o));
@@ -320,11 +366,20 @@ void plan_experts(const decoded_checkpoint& src, const layout_spec& target, cons
 }
 
 // A stored tensor that is not an expert: renamed, with the hooks that rewrite its bytes.
-output_tensor passthrough_output(const layout_spec& target, const passthrough_tensor& p) {
+output_tensor passthrough_output(const family_spec& family, const layout_spec& target, const passthrough_tensor& p) {
   output_tensor o;
   std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
                                                 : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
   o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
+  // llama.cpp's CPU ops take norms, routers and 1-D tensors only as F32; a .gguf F32 that was
+  // widened from bf16 goes back to bf16 everywhere else.
+  if (target.container == "gguf" && gguf_wants_f32(family, o.spec)) {
+    o.cast_from = o.spec.type;
+    o.spec.type = dtype::F32;
+  } else if (p.narrow_to && target.container != "gguf") {
+    o.cast_from = o.spec.type;
+    o.spec.type = *p.narrow_to;
+  }
   o.source = p.source;
   o.decode_hook = p.decode_hook;
   for (const auto& tr : target.transforms)
@@ -332,15 +387,58 @@ output_tensor passthrough_output(const layout_spec& target, const passthrough_te
   o.origin = p.source->info->name;
   if (!p.decode_hook.empty()) o.origin += " (hook " + p.decode_hook + " decode)";
   if (!o.encode_hook.empty()) o.origin += " (hook " + o.encode_hook + " encode)";
+  if (o.cast_from)
+    o.origin += " (" + std::string(dtype_name(*o.cast_from)) + (o.spec.type == dtype::F32 ? " widened" : " narrowed") + " to " +
+                std::string(dtype_name(o.spec.type)) + ")";
   return o;
+}
+
+// A pass-through tensor of a .gguf under --dtype: its ggml blocks (or F16/BF16 elements)
+// decoded as ggml does, written as `to`.
+output_tensor ggml_decoded_passthrough(const family_spec& family, const layout_spec& target, const passthrough_tensor& p, dtype to) {
+  const tensor_info& t = *p.source->info;
+  decodable_ggml_type(t);
+  output_tensor o = passthrough_output(family, target, p);
+  o.cast_from.reset();
+  o.spec.type = to;
+  o.spec.shape = element_shape(t);
+  o.spec.ggml_blocks.reset();
+  o.ggml_decode = true;
+  o.origin += " (" + storage_type_name(t) + " decoded to " + std::string(dtype_name(to)) + ")";
+  return o;
+}
+
+// Which pass-through tensors of a .gguf --dtype decodes: ggml blocks, and F16/BF16 matrices
+// (F32 norms and routers stay F32, or go back to a bf16 model's BF16).
+bool decoded_by_dtype(const passthrough_tensor& p) {
+  const tensor_info& t = *p.source->info;
+  return t.ggml_blocks || ((t.type == dtype::F16 || t.type == dtype::BF16) && t.shape.size() >= 2);
 }
 
 void plan_others(const decoded_checkpoint& src, const layout_spec& target, const plan_options& options, conversion_plan& plan,
                  std::vector<std::string>& problems) {
-  if (options.dequantize && !src.quant.quantized() && src.expert_dtype != dtype::BF16)
+  const bool decode = ggml_decoding(src, options);
+  if (options.dequantize && options.dequantize_to != dtype::BF16 && !decode)
+    problems.push_back("--dtype " + std::string(dtype_name(options.dequantize_to)) +
+                       " decodes the ggml blocks of a .gguf; other quantized checkpoints dequantize to bf16 (--dtype bf16)");
+  if (options.dequantize && !decode && !src.quant.quantized() && src.expert_dtype != dtype::BF16)
     problems.push_back("--dtype bf16 dequantizes quantized checkpoints; this one is not quantized (experts are " +
                        std::string(dtype_name(src.expert_dtype)) + "), and converting float dtypes is not supported");
   for (const auto& p : src.others) {
+    if (decode && decoded_by_dtype(p)) {
+      try {
+        plan.outputs.push_back(ggml_decoded_passthrough(*src.spec, target, p, options.dequantize_to));
+      } catch (const error& err) {
+        problems.push_back(err.what());
+      }
+      continue;
+    }
+    if (decode && options.dequantize_to == dtype::F32 && p.narrow_to) {  // --dtype f32 keeps the F32 norms
+      passthrough_tensor wide = p;
+      wide.narrow_to.reset();
+      plan.outputs.push_back(passthrough_output(*src.spec, target, wide));
+      continue;
+    }
     if (options.dequantize && p.role != quant_role::none) {
       if (p.role != quant_role::data) continue;  // scales and the rest go with their weight
       try {
@@ -350,7 +448,7 @@ void plan_others(const decoded_checkpoint& src, const layout_spec& target, const
       }
       continue;
     }
-    plan.outputs.push_back(passthrough_output(target, p));
+    plan.outputs.push_back(passthrough_output(*src.spec, target, p));
   }
 }
 
@@ -365,15 +463,22 @@ void check_outputs(const conversion_plan& plan, const layout_spec& target, std::
   }
   // Only a .gguf holds ggml block types; safetensors has no dtype for them.
   if (target.container == "gguf") return;
-  for (const auto& o : plan.outputs)
-    if (o.spec.ggml_blocks) {
-      tensor_info t;
-      t.type = o.spec.type;
-      t.ggml_blocks = o.spec.ggml_blocks;
-      problems.push_back("output tensor " + quote(o.spec.name) + " holds " + storage_type_name(t) + " blocks from " + o.origin +
-                         ", which only a .gguf can hold (layout '" + target.name +
-                         "' writes safetensors; decoding ggml blocks is not supported)");
-    }
+  // One problem per stored tensor, not one per expert cut from it.
+  std::map<std::string, std::pair<std::string, std::size_t>> blocks;  // source -> (its type, outputs from it)
+  std::vector<std::string> order;
+  for (const auto& o : plan.outputs) {
+    if (!o.spec.ggml_blocks) continue;
+    const tensor_info& src = o.source ? *o.source->info : *o.slots.front().front().source->info;
+    auto [it, fresh] = blocks.try_emplace(src.name, storage_type_name(src), 0);
+    if (fresh) order.push_back(src.name);
+    ++it->second.second;
+  }
+  for (const auto& name : order) {
+    const auto& [type, outputs] = blocks.at(name);
+    problems.push_back(printable(name) + " holds " + type + " blocks, which only a .gguf can hold (layout '" + target.name +
+                       "' writes safetensors, " + std::to_string(outputs) + " output tensor" + (outputs > 1 ? "s" : "") +
+                       " from it; --dtype bf16 or f32 decodes them)");
+  }
 }
 
 // Outputs in the order safetensors files list them, which is the order they are written.

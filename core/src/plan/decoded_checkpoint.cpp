@@ -9,6 +9,7 @@
 #include "moereg/base/printable.h"
 #include "expert_companions.h"
 #include "moereg/gguf/ggml_type.h"
+#include "moereg/gguf/gguf_family.h"
 
 namespace moereg {
 
@@ -30,6 +31,14 @@ std::string model_dims::explain(const std::vector<std::string>& symbols) const {
 }
 
 namespace {
+
+// config.json says the model's weights are bf16 (transformers: "dtype", before 4.56 "torch_dtype";
+// a multimodal model's text part in text_config).
+bool model_is_bf16(const json::value& config) {
+  for (const char* f : {"dtype", "torch_dtype", "text_config.dtype", "text_config.torch_dtype"})
+    if (const json::value* v = config.find_path(f); v && v->is_string()) return v->as_string() == "bfloat16";
+  return false;
+}
 
 // The field a value was read from (the first present), or "" when its default served.
 std::string field_used(const config_value& v, const json::value& config) {
@@ -263,12 +272,18 @@ class decoder {
               "', which stores this tensor transposed");
       return false;
     }
-    if (expert_type_ && *expert_type_ != t.info->type) {
-      problem(printable(name) + ": dtype " + std::string(dtype_name(t.info->type)) + ", but other experts are " +
-              std::string(dtype_name(*expert_type_)));
+    // One type per entry (gate, up, down, ...): llama.cpp's quantizer leaves a layer's
+    // entries in different types (Q8_0 gate/up beside F16 down), each tensor whole. Types are
+    // named as stored (Q8_0, not the U8 its bytes are held as).
+    const tensor_info*& first = entry_type_[&e];
+    if (first && (first->type != t.info->type || first->ggml_blocks != t.info->ggml_blocks)) {
+      problem(printable(name) + ": " + storage_type_name(*t.info) + ", but " + printable(first->name) + " of the same entry is " +
+              storage_type_name(*first));
       return false;
     }
-    expert_type_ = t.info->type;
+    if (!first) first = t.info;
+    if (!expert_type_) expert_type_ = t.info->type;
+    else if (*expert_type_ != t.info->type) mixed_types_ = true;
     return true;
   }
 
@@ -320,6 +335,12 @@ class decoder {
       }
       for (const auto& tr : layout_.transforms)
         if (tr.key.match(name)) p.decode_hook = tr.hook;
+      // llama.cpp's converter widens a bf16 model's norms, routers and 1-D tensors to F32.
+      if (layout_.container == "gguf" && p.source->info->type == dtype::F32 && !p.source->info->ggml_blocks &&
+          model_is_bf16(ckpt_.config())) {
+        tensor_spec as_bf16{name, dtype::BF16, p.source->info->shape};
+        if (gguf_wants_f32(spec_, as_bf16)) p.narrow_to = dtype::BF16;
+      }
       out_.others.push_back(std::move(p));
     }
   }
@@ -405,6 +426,7 @@ class decoder {
 
   void finish() {
     out_.expert_dtype = expert_type_.value_or(dtype::BF16);
+    out_.mixed_expert_types = mixed_types_;
     auto& others = out_.others;
     std::sort(others.begin(), others.end(), [](const passthrough_tensor& a, const passthrough_tensor& b) { return a.canonical < b.canonical; });
     for (std::size_t i = 1; i < others.size(); ++i)
@@ -430,7 +452,9 @@ class decoder {
   std::vector<key_template> data_keys_;
   std::vector<entry_companions> comps_;
   std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found_;  // [entry][layer][expert or -1]
-  std::optional<dtype> expert_type_;
+  std::optional<dtype> expert_type_;                       // the first expert's
+  std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: its first tensor
+  bool mixed_types_ = false;                                 // entries of different types
   std::vector<std::string> problems_;
   decoded_checkpoint out_;
 };

@@ -332,6 +332,9 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
     for (const auto& [l, _] : d.experts) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
     throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + " holds no experts (MoE layers: " + layers + ")");
   }
+  if (d.mixed_expert_types)  // the backends take one type for w13 and w2
+    throw error(d.ckpt->path() + ": layer " + std::to_string(layer) +
+                ": its expert tensors are of different types; convert it with --dtype bf16 first");
   auto out = std::make_unique<moe_layer>();
   out->layer = layer;
   layer_loader load(d, layer, it->second, *out);

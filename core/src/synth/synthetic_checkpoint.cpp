@@ -69,6 +69,8 @@ json::value make_config(const synthetic_dims& d) {
       {"vocab_size", json::value(d.vocab)},
       {"hidden_act", json::value("silu")},
       {"rms_norm_eps", json::value(1e-6)},
+      {"rope_theta", json::value(1000000.0)},
+      {"max_position_embeddings", json::value(4096)},  // a .gguf needs context_length
       {"tie_word_embeddings", json::value(false)},
       {"dtype", json::value("bfloat16")},
   });

@@ -54,7 +54,8 @@ struct convert_request {
   int threads = 0;                           // 0: every CPU this process may use; at most 4096
   std::optional<std::uint64_t> shard_size;   // bytes per output shard; 0: one file; default 5 GB
   std::optional<std::pair<std::int64_t, std::int64_t>> experts;  // write experts [first, second) only
-  bool to_bf16 = false;   // dequantize quantized weights (FP8, MXFP4, int4) to bf16
+  bool to_bf16 = false;   // dequantize quantized weights (FP8, MXFP4, int4; a .gguf's ggml blocks) to bf16
+  bool to_f32 = false;    // a .gguf's ggml blocks (and F16/BF16 matrices) decoded to f32 instead
   bool dry_run = false;   // plan and check everything, write nothing (the report lists the plan)
   bool resume = false;    // finish an interrupted job into `output`
   // Contiguous bytes are copied by the kernel (copy_file_range) where it can; false writes

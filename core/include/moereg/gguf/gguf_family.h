@@ -12,6 +12,7 @@
 #include "moereg/base/json.h"
 #include "moereg/gguf/gguf_file.h"
 #include "moereg/layout/family_spec.h"
+#include "moereg/safetensors/safetensors_writer.h"
 
 namespace moereg {
 
@@ -30,6 +31,22 @@ json::value gguf_config(const gguf_file& file, const family_spec& spec);
 // The metadata of a .gguf written for this family from config.json: general.architecture,
 // then every rule whose config field is present (or constant), as its declared type.
 // Throws moereg::error naming config_path and the field when a value does not fit its type.
-gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& config, const std::string& config_path);
+// Rules with `with_tensor` are written only when `tensors` (the file's, GGUF names) has one.
+gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& config, const std::string& config_path,
+                                const std::vector<tensor_spec>* tensors = nullptr);
+
+// Everything a .gguf written from `config` holds besides the tensors, as llama.cpp's converter
+// writes it: gguf_metadata_for's keys, then general.type / file_type / quantization_version
+// (file_type from the tensors: the ggml type holding most bytes of the 2-D+ ones), then
+// every other key of a .gguf source (`source`, may be null: tokenizer.*, general.name, ...)
+// and, when the source has no tokenizer keys, tokenizer.ggml.model = "none" (llama.cpp then
+// takes the vocabulary size from {arch}.vocab_size, which the families' rules write).
+gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& config, const std::string& config_path,
+                                   const gguf_file* source, const std::vector<tensor_spec>& tensors);
+
+// Whether a BF16/F16 tensor is written F32 in a .gguf for this family, as llama.cpp's converter
+// does (its CPU ops take norms, routers and 1-D tensors only as F32): 1-D tensors, names
+// ending in _norm.weight or not in .weight, and the family's gguf.f32 names. Widening is exact.
+bool gguf_wants_f32(const family_spec& spec, const tensor_spec& tensor);
 
 }  // namespace moereg

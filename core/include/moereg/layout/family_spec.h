@@ -140,6 +140,20 @@ struct gguf_metadata_rule {
   std::vector<std::string> config;   // config.json paths: writing takes the first present, reading fills the first
   std::optional<double> value;       // a constant instead (e.g. expert_gating_func)
   std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool
+  // The sum of these config fields instead (llama.cpp's MLA lengths); read back into the
+  // first field that is absent, as the value minus the others.
+  std::vector<std::string> sum;
+  // Written as this when the config lacks the field (or it is null: q_lora_rank); read back
+  // as null when equal.
+  std::optional<double> absent;
+  // Read from a file without the key as this: what llama.cpp itself uses then (qwen3moe
+  // always renormalizes its top-k weights, so its norm_topk_prob reads as true).
+  std::optional<double> missing;
+  // Written only when the file has a tensor of this (GGUF) name: nextn only with MTP weights.
+  std::optional<key_template> with_tensor;
+  // Written only when these config.json fields hold these strings (DeepSeek-V2's expert groups
+  // only with topk_method group_limited_greedy: llama.cpp limits groups whenever it sees them).
+  std::map<std::string, std::string> when_config;
   source_loc at;
 };
 
@@ -155,6 +169,9 @@ struct gguf_spec {
   };
   std::vector<model_type_rule> model_types;
   std::vector<gguf_metadata_rule> metadata;  // those for this spec's model_type
+  // Tensors (GGUF names) written F32 from bf16/f16 besides those llama.cpp's converter always
+  // widens (1-D tensors, *_norm.weight, names not ending in .weight): its routers.
+  std::vector<key_template> f32_tensors;
   source_loc at;
 };
 

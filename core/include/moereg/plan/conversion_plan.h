@@ -22,6 +22,9 @@ struct output_tensor {
   // Pass-through: the stored source tensor, and the hooks that rewrite its bytes.
   const checkpoint::entry* source = nullptr;
   std::string decode_hook, encode_hook;
+  // The source's element type when the output is another one (spec.type): a .gguf holds norms,
+  // routers and 1-D tensors as F32 (widened exactly from BF16/F16).
+  std::optional<dtype> cast_from;
   // Experts: which entry of the target layout, and per expert slot the pieces in entry order.
   const expert_entry* entry = nullptr;
   int layer = -1;
@@ -37,6 +40,10 @@ struct output_tensor {
   // dequantized with these scales (parallel to `slots`); rows_total and cols count elements.
   bool dequantize = false;
   std::vector<std::vector<piece_scales>> slot_scales;
+  // --dtype from a .gguf: the source (pass-through) or each slot's pieces hold ggml blocks or
+  // F16/BF16/F32 elements, decoded row by row to float32 as ggml's to_float does
+  // (ggml_dequant.h), then written as spec.type (F32, or BF16 rounded once).
+  bool ggml_decode = false;
   // Companions that only restate the format (GPTQ's trivial g_idx and symmetric qzeros,
   // compressed-tensors' weight_shape): their bytes, made by the planner.
   std::shared_ptr<const std::vector<std::byte>> literal;
@@ -52,6 +59,8 @@ struct plan_options {
   // --dtype bf16: quantized weights (experts and pass-through linear weights) are written as
   // bf16, their scales and other companions dropped.
   bool dequantize = false;
+  // The dtype dequantized weights are written as: BF16, or F32 (a .gguf source only).
+  dtype dequantize_to = dtype::BF16;
 };
 
 struct conversion_plan {

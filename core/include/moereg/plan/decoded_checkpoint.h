@@ -76,6 +76,10 @@ struct passthrough_tensor {
   std::string quant_key;                     // "model.layers.0.self_attn.o_proj.weight"
   std::string quant_naming;                  // "{key}", "{key}_scale_inv", "{stem}.qweight"
   const checkpoint::entry* scale = nullptr;  // role data: its scale tensor
+  // An F32 tensor of a .gguf that llama.cpp's converter widened from the model's dtype
+  // (norms, routers, 1-D; config.json "dtype"/"torch_dtype" bfloat16): its canonical form is
+  // BF16, narrowed exactly (a value BF16 cannot hold is an error, never rounded).
+  std::optional<dtype> narrow_to;
 };
 
 struct decoded_checkpoint {
@@ -87,6 +91,9 @@ struct decoded_checkpoint {
   std::map<int, std::vector<std::array<matrix_view, 3>>> experts;
   std::vector<passthrough_tensor> others;  // sorted by canonical name
   dtype expert_dtype = dtype::BF16;         // as stored: F8_E4M3, I32 (int4), U8 (mxfp4) when quantized
+  // The entries of a layer differ in type (a llama.cpp-quantized .gguf: Q8_0 gate/up, F16
+  // down); expert_dtype is then the first one's. Conversions take each tensor's own type.
+  bool mixed_expert_types = false;
 
   // Quantized checkpoints. `quant` says the scheme (none when not quantized). Expert views
   // then hold storage units: F8_E4M3 bytes [rows, cols]; packed int4/mxfp4 [rows, cols / pack]
