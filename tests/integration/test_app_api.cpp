@@ -185,6 +185,8 @@ TEST(AppApi, CancelKeepsAResumableOutput) {
   EXPECT_TRUE(v.value().equal);
 }
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_app_api {
 namespace {
 
 app::moe_run_request moe_request(const safetensors_file& ref, const std::string& backend) {
@@ -368,3 +370,5 @@ TEST(AppApi, BenchMoeTimesEveryTokenCount) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, app::error_kind::usage);
 }
+
+}  // namespace test_app_api

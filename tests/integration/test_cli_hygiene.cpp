@@ -19,6 +19,8 @@ using test::run_moereg;
 namespace fs = std::filesystem;
 
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_cli_hygiene {
 namespace {
 
 // A tensor name that sets the terminal's title and turns its text red (ESC ] 0 ; ... BEL,
@@ -318,3 +320,5 @@ TEST(CliHygiene, InspectJsonHasTheModelAndGgufMetadata) {
   EXPECT_HAS(text.output, "general.architecture = 'qwen3moe'");
   EXPECT_HAS(text.output, "GGUF keys");
 }
+
+}  // namespace test_cli_hygiene

@@ -13,6 +13,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_convert_errors {
 namespace {
 
 // Copy a fixture checkpoint, dropping `drop` and replacing tensors by name.
@@ -209,3 +211,5 @@ TEST(ConvertCli, JsonSummaryShardsAndRecipe) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_HAS(r.output, "bad.yaml:3: unknown key 'shard_sise'");
 }
+
+}  // namespace test_convert_errors

@@ -17,6 +17,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_convert_resume {
 namespace {
 
 // Damages one shard the log records as complete. (Which shards completed first depends on
@@ -99,3 +101,5 @@ TEST(ConvertResume, ThroughTheApi) {
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_TRUE(v.value().equal) << (v.value().differences.empty() ? "" : v.value().differences[0].detail);
 }
+
+}  // namespace test_convert_resume

@@ -19,6 +19,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_gguf_checkpoint {
 namespace {
 
 const char* gguf_families[] = {"qwen3_moe", "deepseek_v2", "deepseek_v3", "mixtral"};
@@ -484,3 +486,5 @@ TEST(GgufCheckpoint, DenseLlamaFileIsNotTakenForMixtral) {
   EXPECT_NE(r.output.find(d / "dense.gguf" + ": gguf metadata has no 'llama.expert_used_count'"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(d / "out"));
 }
+
+}  // namespace test_gguf_checkpoint

@@ -19,6 +19,8 @@
 #include "test_support.h"
 
 namespace moereg::test {
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_gguf_llamacpp_files {
 namespace {
 
 std::string llamacpp_file(const std::string& name) { return fixture("gguf_llamacpp/" + name); }
@@ -172,3 +174,5 @@ TEST(GgufFromLlamaCpp, MixedExpertTypesPassThroughPerTensor) {
 
 }  // namespace
 }  // namespace moereg::test
+
+}  // namespace test_gguf_llamacpp_files

@@ -17,6 +17,8 @@
 
 using namespace moereg::test;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_gguf_memory {
 namespace {
 
 struct child_result {
@@ -95,3 +97,5 @@ TEST(GgufMemory, InspectOfLargeMetadataArraysStaysNearTheFileSize) {
   EXPECT_LT(r.max_rss_kib, bound_mib * 1024) << "max RSS " << r.max_rss_kib / 1024 << " MiB";
   std::printf("moereg inspect of a 64 MiB GGUF of 8 UINT8 arrays of 8 Mi items: max RSS %ld MiB\n", r.max_rss_kib / 1024);
 }
+
+}  // namespace test_gguf_memory

@@ -19,6 +19,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_gguf_model_metadata {
 namespace {
 
 gguf_metadata good() {
@@ -181,3 +183,5 @@ TEST(GgufModelMetadata, ConfigJsonWithMoreExpertsPerTokenThanExpertsIsRefused) {
   EXPECT_HAS(dims_error(R"({"hidden_size": 64, "moe_intermediate_size": 32, "num_hidden_layers": 1e12, "num_experts": 8, "num_experts_per_tok": 2})"),
              "expected the layer count (an integer from 1 to 1000000)");
 }
+
+}  // namespace test_gguf_model_metadata

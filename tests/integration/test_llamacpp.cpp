@@ -17,6 +17,8 @@
 #include "test_support.h"
 
 namespace moereg::test {
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_llamacpp {
 namespace {
 
 #ifdef MOEREG_LLAMACPP_RUN
@@ -137,3 +139,5 @@ INSTANTIATE_TEST_SUITE_P(Families, LlamaCppFamily,
 
 }  // namespace
 }  // namespace moereg::test
+
+}  // namespace test_llamacpp

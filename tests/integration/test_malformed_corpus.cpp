@@ -16,6 +16,8 @@ using namespace moereg;
 using namespace moereg::test;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_malformed_corpus {
 namespace {
 
 std::set<std::string> entries(const std::string& dir) {
@@ -83,3 +85,5 @@ TEST(MalformedCorpus, EveryGgufFailsInspectAndConvertWithExit1AndWritesNothing) 
 TEST(MalformedCorpus, EverySafetensorsFailsInspectAndConvertWithExit1AndWritesNothing) {
   run_corpus(malformed_safetensors_corpus());
 }
+
+}  // namespace test_malformed_corpus

@@ -13,6 +13,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_moe_layer {
 namespace {
 
 struct loaded {
@@ -82,3 +84,5 @@ TEST(MoeLayer, RoutingComesFromTheFamilyYamlAndConfig) {
   EXPECT_EQ(m5->routing.renormalize, 1);
   EXPECT_THROW(load_moe_layer(v2->decoded, 0), moereg::error) << "layer 0 is dense";
 }
+
+}  // namespace test_moe_layer

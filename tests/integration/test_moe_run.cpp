@@ -17,6 +17,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_moe_run {
 namespace {
 
 struct fixture_case {
@@ -263,3 +265,5 @@ TEST(MoeRun, BackendOptionsReachTheBackendAndAreCheckedByName) {
             std::string::npos)
       << r.output;
 }
+
+}  // namespace test_moe_run

@@ -30,6 +30,8 @@ extern char** environ;
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_output_job_safety {
 namespace {
 
 // The command line with the test hook that honours MOEREG_TEST_STOP_AT (tests/CMakeLists.txt).
@@ -418,3 +420,5 @@ TEST(OutputJobSafety, TheShippedBinaryIgnoresTheTestStopVariable) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the shipped moereg stopped or failed at a test stop point";
   EXPECT_TRUE(fs::exists(d / "out2/config.json"));
 }
+
+}  // namespace test_output_job_safety

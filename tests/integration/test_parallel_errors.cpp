@@ -20,6 +20,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_parallel_errors {
 namespace {
 
 // The lines of a command's output that say what went wrong.
@@ -130,3 +132,5 @@ TEST(ParallelErrors, ThreadCountsOutOfRangeAreUsageErrors) {
     EXPECT_FALSE(fs::exists(d / "o/model.safetensors"));
   }
 }
+
+}  // namespace test_parallel_errors

@@ -21,6 +21,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_plugin_manifests {
 namespace {
 
 std::string read_text(const std::string& path) {
@@ -308,3 +310,5 @@ TEST_F(PluginManifests, ManifestTextIsPrintedEscaped) {
   auto r = test::run_moereg("plugins show qwen3_moe --plugin-path " + plugins);
   EXPECT_TRUE(test::contains(r.output, "1.0\\x1b[2J")) << r.output;
 }
+
+}  // namespace test_plugin_manifests

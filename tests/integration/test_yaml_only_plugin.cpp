@@ -11,6 +11,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_yaml_only_plugin {
 namespace {
 
 void write_qwen2_moe(const std::string& dir) {
@@ -82,3 +84,5 @@ TEST(YamlOnlyPlugin, Qwen2MoeFromTheAuthoringGuideConvertsBothWays) {
                         " | grep -q 'layout grouped'").c_str());
   EXPECT_EQ(r, 0) << "MOEREG_PLUGIN_PATH finds the plugin too";
 }
+
+}  // namespace test_yaml_only_plugin

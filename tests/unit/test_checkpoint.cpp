@@ -13,6 +13,8 @@ using test::safetensors_image;
 using test::temp_dir;
 using test::write_bytes;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_checkpoint {
 namespace {
 
 std::string u8_tensors_file(const std::vector<std::string>& names) {
@@ -151,3 +153,5 @@ TEST(Checkpoint, CorruptShardNamesTheShard) {
 }
 
 TEST(Checkpoint, NoSuchPath) { EXPECT_HAS(open_error("/nonexistent/ckpt"), "no such file or directory"); }
+
+}  // namespace test_checkpoint

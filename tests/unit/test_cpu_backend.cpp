@@ -25,6 +25,8 @@ using test::set_option;
 using test::clear_option;
 using test::create_with_test_options;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_cpu_backend {
 namespace {
 
 // A fixture's MoE block as backend weights; shared gate and up rows concatenated here.
@@ -445,3 +447,5 @@ TEST(cpu_backend, numa_partition_with_an_injected_topology) {
             "1: backend option numa=0-3;x: 'x' is not a CPU number or range (expected e.g. 0-3,8)");
   EXPECT_EQ(b, nullptr);
 }
+
+}  // namespace test_cpu_backend

@@ -12,6 +12,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_gguf_reader {
 namespace {
 
 // Builds GGUF bytes by hand, independently of moereg's writer.
@@ -479,3 +481,5 @@ TEST(GgufMoeDims, MetadataThatDisagreesWithShapesIsAnError) {
         << m;
   }
 }
+
+}  // namespace test_gguf_reader

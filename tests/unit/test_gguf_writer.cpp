@@ -15,6 +15,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_gguf_writer {
 namespace {
 
 template <class T>
@@ -193,3 +195,5 @@ TEST(GgufWriter, RefusesWhatGgufCannotHold) {
   EXPECT_NE(message({{"k", gguf_value::u8(1)}, {"k", gguf_value::u8(2)}}, {}).find("key 'k' given twice"), std::string::npos);
   EXPECT_THROW(gguf_value::array(gguf_type::u8, {gguf_value::u16(1)}), usage_error);
 }
+
+}  // namespace test_gguf_writer

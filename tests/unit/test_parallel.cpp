@@ -18,6 +18,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_parallel {
 namespace {
 
 std::string failure_of(const ordered_run& run, const std::function<void(std::size_t, unsigned)>& body) {
@@ -138,3 +140,5 @@ TEST(UsableCpus, FollowsTheAffinityMask) {
   t.join();
   EXPECT_EQ(inside, 1u);
 }
+
+}  // namespace test_parallel

@@ -12,6 +12,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_fp8_fixture {
 namespace {
 struct dequantized {
   scale_grid grid;
@@ -70,3 +72,5 @@ TEST(QuantFp8Fixture, SplitScalesAreTheFusedScalesInBlockOrder) {
     EXPECT_EQ(one[1], all[static_cast<std::size_t>(e * 4 + 1)]) << e;
   }
 }
+
+}  // namespace test_quant_fp8_fixture

@@ -8,6 +8,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_quant_naming {
 namespace {
 
 const char* manifest = R"(
@@ -88,3 +90,5 @@ TEST(QuantNaming, BadNamingAndConfigsAreRefusedWithTheirPlace) {
   EXPECT_NE(refused(R"({"quant_method": "gptq", "bits": 4, "sym": false})").find("m/config.json: quantization_config.sym is false"),
             std::string::npos);
 }
+
+}  // namespace test_quant_naming

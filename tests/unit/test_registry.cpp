@@ -22,6 +22,8 @@ namespace fs = std::filesystem;
 using test::abi_lib;
 using test::make_plugin;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_registry {
 namespace {
 
 std::string manifest(const std::string& name, const std::string& lib, const std::string& hooks,
@@ -348,3 +350,5 @@ TEST_F(Registry, MissingPluginPathIsAnError) {
     EXPECT_EQ(std::string(e.what()), "--plugin-path " + (tmp / "nope") + ": not a directory, expected a plugin directory");
   }
 }
+
+}  // namespace test_registry

@@ -16,6 +16,8 @@ namespace fs = std::filesystem;
 using test::abi_lib;
 using test::make_plugin;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_registry_cli {
 namespace {
 
 class PluginsCli : public ::testing::Test {
@@ -145,3 +147,5 @@ TEST_F(PluginsCli, UsageErrors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(test::contains(r.output, "--plugin-path " + (tmp / "absent") + ": not a directory")) << r.output;
 }
+
+}  // namespace test_registry_cli

@@ -7,6 +7,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_registry_identity {
 namespace {
 
 plugin_identity read(const test::temp_dir& d, const std::string& yaml) {
@@ -85,3 +87,5 @@ TEST(RegistryIdentity, SyntaxErrorAndNonMapping) {
   ASSERT_EQ(m.errors.size(), 1u);
   EXPECT_EQ(m.errors[0], f + ":1: plugin.yaml must be a mapping of keys (name, version, api_version...), found a list");
 }
+
+}  // namespace test_registry_identity

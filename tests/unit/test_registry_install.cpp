@@ -10,6 +10,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_registry_install {
 namespace {
 
 test::command_result shell(const std::string& cmd) {
@@ -92,3 +94,5 @@ TEST(RegistryInstall, LibraryExampleBuiltAgainstInstalledPackageConverts) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(test::contains(r.output, "cannot open: /nonexistent/ckpt")) << r.output;
 }
+
+}  // namespace test_registry_install

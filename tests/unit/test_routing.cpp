@@ -18,6 +18,8 @@ using namespace moereg;
 using test::make_view;
 using test::moe_fixture;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_routing {
 namespace {
 
 struct ref_route {
@@ -263,3 +265,5 @@ TEST(routing, invalid_params_are_refused_with_the_field) {
   EXPECT_NE(message(p).find("router: expected shape [16, H]"), std::string::npos) << message(p);
   EXPECT_EQ(message(p).rfind("plugins/x/plugin.yaml routing: ", 0), 0u);
 }
+
+}  // namespace test_routing

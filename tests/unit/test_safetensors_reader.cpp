@@ -48,6 +48,8 @@ TEST(SafetensorsReader, FixtureContentsMatchTheReadme) {
   EXPECT_EQ(f8, 120u);
 }
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_safetensors_reader {
 namespace {
 
 // Writes a crafted file and returns the reader's message; fails the test if it opens.
@@ -184,3 +186,5 @@ TEST(SafetensorsReaderRules, AcceptsEmptyTensorsAndPaddedHeader) {
   EXPECT_EQ(f.tensors().size(), 2u);
   EXPECT_EQ(f.find("e")->nbytes(), 0u);
 }
+
+}  // namespace test_safetensors_reader

@@ -19,6 +19,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_safetensors_writer {
 namespace {
 
 // Rewrite every tensor of a file through the writer, in the order the Python library uses.
@@ -150,3 +152,5 @@ TEST(CheckpointWriter, RefusesNonEmptyOutputDirectory) {
   EXPECT_THROW(checkpoint_writer(d.path(), plan_shards({{"a", dtype::U8, {8}}}, {})), moereg::error);
   EXPECT_TRUE(fs::exists(d / "x"));
 }
+
+}  // namespace test_safetensors_writer

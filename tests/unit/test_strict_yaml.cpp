@@ -12,6 +12,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_strict_yaml {
 namespace {
 
 std::string load_error(const std::string& text) {
@@ -83,3 +85,5 @@ TEST(StrictYaml, RecipeRefusesYaml11BooleansAndDuplicateKeys) {
   EXPECT_NE(r.output.find((d / "r.yaml") + ":4:1: duplicate key 'to' (first given at line 3)"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(d / "out"));
 }
+
+}  // namespace test_strict_yaml

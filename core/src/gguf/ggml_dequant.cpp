@@ -12,7 +12,6 @@ namespace moereg {
 
 namespace {
 
-constexpr int qk_k = 256;  // QK_K: values per K-quant super-block
 
 float from_bits(std::uint32_t u) {
   float f;
@@ -117,7 +116,7 @@ void q2_k(const std::uint8_t* b, float* y) {  // scales[16], qs[64], d, dmin
   const std::uint8_t* q = b + 16;
   const float d = half(b + 80), min = half(b + 82);
   int is = 0;
-  for (int n = 0; n < qk_k; n += 128) {
+  for (int n = 0; n < ggml_qk_k; n += 128) {
     int shift = 0;
     for (int j = 0; j < 4; ++j) {
       for (int half_ = 0; half_ < 2; ++half_) {
@@ -146,7 +145,7 @@ void q3_k(const std::uint8_t* b, float* y) {  // hmask[32], qs[64], scales[12], 
   std::memcpy(scales, aux, 16);
   int is = 0;
   std::uint8_t m = 1;
-  for (int n = 0; n < qk_k; n += 128) {
+  for (int n = 0; n < ggml_qk_k; n += 128) {
     int shift = 0;
     for (int j = 0; j < 4; ++j) {
       for (int half_ = 0; half_ < 2; ++half_) {
@@ -168,7 +167,7 @@ void q45_k(const std::uint8_t* b, float* y, bool five) {  // d, dmin, scales[12]
   const std::uint8_t* q = b + (five ? 48 : 16);
   int is = 0;
   std::uint8_t u1 = 1, u2 = 2;
-  for (int j = 0; j < qk_k; j += 64) {
+  for (int j = 0; j < ggml_qk_k; j += 64) {
     std::uint8_t sc, m;
     scale_min_k4(is + 0, scales, sc, m);
     const float d1 = d * static_cast<float>(sc), m1 = min * static_cast<float>(m);
@@ -188,7 +187,7 @@ void q6_k(const std::uint8_t* b, float* y) {  // ql[128], qh[64], scales[16] int
   const std::uint8_t* qh = b + 128;
   const auto* sc = reinterpret_cast<const std::int8_t*>(b + 192);
   const float d = half(b + 208);
-  for (int n = 0; n < qk_k; n += 128) {
+  for (int n = 0; n < ggml_qk_k; n += 128) {
     for (int l = 0; l < 32; ++l) {
       const int is = l / 16;
       const auto q1 = static_cast<std::int8_t>(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);

@@ -5,7 +5,7 @@ namespace moereg {
 
 namespace {
 // Block sizes and byte sizes from llama.cpp (ggml-common.h structs; gguf-py GGML_QUANT_SIZES).
-constexpr std::uint32_t qk_k = 256;
+constexpr std::uint32_t qk_k = ggml_qk_k;
 const ggml_type_traits table[] = {
     {ggml_type::F32, "F32", 1, 4, dtype::F32},
     {ggml_type::F16, "F16", 1, 2, dtype::F16},

@@ -16,6 +16,9 @@
 
 namespace moereg {
 
+// QK_K: values per K-quant super-block (Q2_K..Q8_K and the IQ types).
+inline constexpr int ggml_qk_k = 256;
+
 enum class ggml_type : std::uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
