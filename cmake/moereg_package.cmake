@@ -61,4 +61,9 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "python3-torch, bash-completion")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+# The Python module (install component `python`) goes into one interpreter's site-packages, an
+# absolute path outside the package's prefix: the .deb leaves it out.
+get_cmake_property(MOEREG_INSTALL_COMPONENTS COMPONENTS)
+list(REMOVE_ITEM MOEREG_INSTALL_COMPONENTS python)
+set(CPACK_COMPONENTS_ALL ${MOEREG_INSTALL_COMPONENTS})
 include(CPack)
