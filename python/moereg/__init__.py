@@ -90,8 +90,11 @@ def iter_tensors(
 
 def _walk(stream: LayoutStream, as_torch: bool) -> Iterator[Tuple[str, object]]:
     for i, info in enumerate(stream.tensors()):
-        array = stream.produce(i)
-        yield info.name, to_torch(array, info.dtype) if as_torch else array
+        item = (info.name, to_torch(stream.produce(i), info.dtype) if as_torch else stream.produce(i))
+        yield item
+        # Drop the generator's own reference before the next tensor is made: otherwise two
+        # tensors are alive at once even when the caller keeps none.
+        del item
 
 
 def convert(
