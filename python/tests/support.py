@@ -70,3 +70,52 @@ def data_offset(path: str, name: str) -> int:
 
 def address(array) -> int:
     return array.__array_interface__["data"][0]
+
+
+def read_gguf_tensors(path: str) -> Dict[str, Tuple[int, Tuple[int, ...], int]]:
+    """name -> (ggml type, dims as the file lists them (innermost first), absolute offset of
+    its data), read with plain file I/O (GGUF v2/v3)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        vals = struct.unpack_from("<" + fmt, buf, pos)
+        pos += struct.calcsize("<" + fmt)
+        return vals[0] if len(vals) == 1 else vals
+
+    def string():
+        nonlocal pos
+        n = take("Q")
+        s = buf[pos:pos + n].decode("utf-8", "replace")
+        pos += n
+        return s
+
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            inner, count = take("I"), take("Q")
+            return [value(inner) for _ in range(count)]
+        return take(scalar[t])
+
+    assert buf[:4] == b"GGUF", path
+    pos = 4
+    take("I")  # version
+    n_tensors, n_kv = take("Q"), take("Q")
+    alignment = 32
+    for _ in range(n_kv):
+        key = string()
+        v = value(take("I"))
+        if key == "general.alignment":
+            alignment = v
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        dims = tuple(take("Q") for _ in range(take("I")))
+        infos.append((name, take("I"), dims, take("Q")))
+    data = (pos + alignment - 1) // alignment * alignment
+    return {name: (ggml_type, dims, data + offset) for name, ggml_type, dims, offset in infos}

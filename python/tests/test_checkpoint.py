@@ -9,7 +9,7 @@ import unittest
 import numpy as np
 
 import moereg
-from support import FAMILIES, address, cli_error, data_offset, fixture, read_safetensors
+from support import FAMILIES, address, cli_error, data_offset, fixture, read_gguf_tensors, read_safetensors
 
 NUMPY = {"BF16": np.uint16, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
          "F8_E4M3": np.uint8, "U8": np.uint8, "BOOL": np.bool_, "F64": np.float64}
@@ -40,6 +40,28 @@ class EveryFixtureTensor(unittest.TestCase):
                 self.assertEqual(len(ck), len(read_safetensors(path)))
                 checked += self.check_file(ck, path)
         self.assertGreater(checked, 1000)
+
+    def test_every_gguf_file_opened_as_tensors(self):
+        # llama.cpp's own files: F32/F16/BF16 tensors and quantized blocks (Q8_0, Q4_0), which
+        # come as uint8 over their bytes.
+        files = sorted(glob.glob(fixture("gguf_llamacpp", "*.gguf")))
+        self.assertTrue(files)
+        for path in files:
+            with self.subTest(path=path), open(path, "rb") as f:
+                blob = f.read()
+                want = read_gguf_tensors(path)
+                ck = moereg.open(path, identify=False)
+                self.assertEqual(sorted(ck.names()), sorted(want))
+                for name, (ggml_type, dims, at) in want.items():
+                    t, info = ck.tensor(name), ck.info(name)
+                    self.assertEqual(t.tobytes(), blob[at:at + info.nbytes], name)
+                    self.assertEqual(address(t) - address(ck.tensor(ck.names()[0])),
+                                     at - want[ck.names()[0]][2], name)
+                    if ggml_type in (0, 1):  # F32, F16: element shape, PyTorch order
+                        self.assertEqual(t.shape, tuple(reversed(dims)), name)
+                    elif ggml_type in (2, 8):  # Q4_0, Q8_0 blocks: bytes
+                        self.assertEqual(t.dtype, np.uint8, name)
+                        self.assertEqual(info.dtype, {2: "Q4_0", 8: "Q8_0"}[ggml_type], name)
 
     def test_every_checkpoint_directory_opened_as_a_model(self):
         dirs = [fixture(f, "hf") for f in FAMILIES + ["deepseek_v3_fp8"]]
