@@ -61,4 +61,12 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "python3-torch, bash-completion")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+# The Python module (install component `python`) is built for one interpreter, with its numpy:
+# the .deb leaves it out. CPack honours CPACK_COMPONENTS_ALL only in component mode, so the
+# package is made that way, with every component listed in one .deb.
+get_cmake_property(MOEREG_INSTALL_COMPONENTS COMPONENTS)
+list(REMOVE_ITEM MOEREG_INSTALL_COMPONENTS python)
+set(CPACK_COMPONENTS_ALL ${MOEREG_INSTALL_COMPONENTS})
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_GROUPING ALL_COMPONENTS_IN_ONE)
 include(CPack)

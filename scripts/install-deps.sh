@@ -11,6 +11,7 @@ packages=(
   build-essential cmake ninja-build
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev
+  python3-dev python3-pybind11 python3-numpy   # the Python module (python/, docs/python.md); no PyTorch
 )
 source "$(dirname "$0")/lib/apt.sh"
 apt_install "moereg build dependencies" "$@"

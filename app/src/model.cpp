@@ -7,28 +7,35 @@
 
 namespace moereg::app {
 
+void list_tensors(const checkpoint& ckpt, model_info& m) {
+  m.path = ckpt.path();
+  for (const auto& e : ckpt.tensors()) {
+    m.tensors.push_back({e.info->name, storage_type_name(*e.info), e.info->shape, e.info->nbytes()});
+    m.total_bytes += e.info->nbytes();
+  }
+}
+
+model_info describe_model(const model_session& s) {
+  model_info m;
+  m.family = s.spec.name;
+  m.model_type = s.model_type;
+  m.layout = s.layout->name;
+  for (const auto& l : s.spec.layouts) m.layouts.push_back(l.name);
+  m.config_json = json::dump(s.ckpt->config(), 2);
+  m.dims = s.dims.describe();
+  m.layers = static_cast<std::int64_t>(s.dims.moe_layers.size());
+  m.experts = s.dims.E;
+  m.experts_per_token = s.dims.K;
+  m.hidden = s.dims.H;
+  m.intermediate = s.dims.I;
+  list_tensors(*s.ckpt, m);
+  return m;
+}
+
 result<model_info> open_model(const open_request& r) noexcept {
   return guarded([&] {
     if (r.path.empty()) throw usage_error("open_model: no checkpoint path given");
-    model_session s = open_session({r.path, r.family, r.layout, "", r.plugin_paths});
-    model_info m;
-    m.path = s.ckpt->path();
-    m.family = s.spec.name;
-    m.model_type = s.model_type;
-    m.layout = s.layout->name;
-    for (const auto& l : s.spec.layouts) m.layouts.push_back(l.name);
-    m.config_json = json::dump(s.ckpt->config(), 2);
-    m.dims = s.dims.describe();
-    m.layers = static_cast<std::int64_t>(s.dims.moe_layers.size());
-    m.experts = s.dims.E;
-    m.experts_per_token = s.dims.K;
-    m.hidden = s.dims.H;
-    m.intermediate = s.dims.I;
-    for (const auto& e : s.ckpt->tensors()) {
-      m.tensors.push_back({e.info->name, storage_type_name(*e.info), e.info->shape, e.info->nbytes()});
-      m.total_bytes += e.info->nbytes();
-    }
-    return m;
+    return describe_model(open_session({r.path, r.family, r.layout, "", r.plugin_paths}));
   });
 }
 

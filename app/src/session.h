@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "moereg/checkpoint/checkpoint.h"
+#include "moereg/app/model.h"
 #include "moereg/exec/executor.h"
 #include "moereg/layout/family_catalog.h"
 #include "moereg/plan/decoded_checkpoint.h"
@@ -53,6 +54,10 @@ family_catalog make_catalog(plugin_registry& registry);
 
 // Open, identify and detect. Throws moereg::error with what is unknown and how to fix it.
 model_session open_session(const session_request& request);
+
+// What open_model() reports about an open session (model.cpp), and the tensor list alone.
+model_info describe_model(const model_session& session);
+void list_tensors(const checkpoint& ckpt, model_info& info);
 
 // "docs/PAGE in the source, <prefix>/share/doc/moereg/PAGE when installed".
 std::string doc_ref(const std::string& page);

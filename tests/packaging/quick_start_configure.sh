@@ -20,5 +20,13 @@ if ! grep -q '^MOEREG_BUILD_TESTS:STRING=AUTO$' "$scratch/CMakeCache.txt" || gre
   exit 1
 fi
 grep -q '^build bin/moereg:' "$scratch/build.ninja" || { echo "build.ninja has no moereg binary" >&2; exit 1; }
+# The quick start builds the Python module too when its packages (install-deps.sh) are there.
+if [ -f /usr/lib/cmake/pybind11/pybind11Config.cmake ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+  grep -q 'python/moereg/_moereg' "$scratch/build.ninja" || {
+    echo "$out" >&2
+    echo "python3-pybind11 and python3-numpy are installed, but the quick start's build has no Python module" >&2
+    exit 1
+  }
+fi
 rm -rf "$scratch"
 echo "configures without GoogleTest; tests left out"

@@ -419,4 +419,55 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
   run_ordered(run, run_item);
 }
 
+namespace {
+
+// A sink over one caller buffer holding one tensor: what produce_tensor hands the writers.
+class memory_sink final : public tensor_sink {
+ public:
+  memory_sink(std::byte* dst, std::uint64_t size) : dst_(dst), size_(size) {}
+  const std::string& final_path() const override { return path_; }
+  void write(std::size_t, std::uint64_t offset, const void* data, std::uint64_t size) override {
+    if (offset > size_ || size > size_ - offset) throw error("produce_tensor: a write past the end of the tensor (a planner bug)");
+    std::memcpy(dst_ + offset, data, size);
+  }
+  void copy_from_file(std::size_t index, std::uint64_t offset, int, std::uint64_t, std::uint64_t size,
+                      const void* fallback) override {
+    write(index, offset, fallback, size);
+  }
+  void commit() override {}
+
+ private:
+  std::byte* dst_;
+  std::uint64_t size_;
+  std::string path_;
+};
+
+}  // namespace
+
+void produce_tensor(const conversion_plan& plan, std::size_t output, std::byte* dst, const execute_options& options) {
+  if (output >= plan.outputs.size()) throw error("produce_tensor: no output tensor " + std::to_string(output));
+  const output_tensor& o = plan.outputs[output];
+  memory_sink sink(dst, o.spec.nbytes());
+  std::mutex lock;
+  execute_options opts = options;
+  opts.kernel_copy = false;  // memory, not a file: the sink takes the mapped bytes
+  const plan_writer write(plan, opts);
+  if (o.literal) {
+    write.literal(o, sink, 0, lock);
+  } else if (!o.is_expert) {
+    scratch sc;
+    write.passthrough(o, sink, 0, lock, sc);
+  } else {
+    ordered_run run;
+    run.items = o.slots.size();
+    run.threads = std::min<unsigned>(resolve_threads(options.threads), static_cast<unsigned>(std::max<std::size_t>(1, run.items)));
+    std::vector<scratch> scratches(run.threads);
+    run_ordered(run, [&](std::size_t slot, unsigned worker) { write.expert_slot(o, slot, sink, 0, lock, scratches[worker]); });
+  }
+  if (options.progress) {
+    options.progress->bytes += o.spec.nbytes();
+    options.progress->tensors++;
+  }
+}
+
 }  // namespace moereg

@@ -5,9 +5,12 @@
 
 #include "moereg/app/bench.h"
 #include "moereg/app/convert.h"
+#include "moereg/app/experts.h"
 #include "moereg/app/inspect.h"
+#include "moereg/app/layout_stream.h"
 #include "moereg/app/log.h"
 #include "moereg/app/lora.h"
+#include "moereg/app/mapped.h"
 #include "moereg/app/model.h"
 #include "moereg/app/moe.h"
 #include "moereg/app/result.h"

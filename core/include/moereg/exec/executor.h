@@ -48,6 +48,13 @@ struct execute_options {
 // Writes every shard of `writer` (whose shard plan came from plan.outputs) and commits them.
 void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const execute_options& options);
 
+// Writes output tensor `output` of the plan into `dst` (its spec's nbytes()), in memory: a
+// checkpoint read in another layout without a file written (app/tensors.h). The same writers
+// as execute_plan make the bytes, so they equal what a conversion writes; expert slots are
+// assembled by up to options.threads threads, and source pages are released as they are
+// consumed, so memory stays bounded by `dst` and one staging slot per thread.
+void produce_tensor(const conversion_plan& plan, std::size_t output, std::byte* dst, const execute_options& options);
+
 // Copy a logical [rows, cols] matrix into dst with element strides (dst_row, dst_col).
 void copy_matrix(const matrix_view& src, std::byte* dst, std::int64_t dst_row_stride, std::int64_t dst_col_stride);
 

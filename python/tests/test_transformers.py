@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+"""moereg with transformers 5 and torch: iter_tensors gives the parameters from_pretrained
+gives, and moereg's experts implementation gives transformers' logits. Skipped where
+transformers 5 or torch is missing (CI); run on the GPU machine (docs/python.md)."""
+import json
+import os
+import unittest
+
+import numpy as np
+
+import moereg
+from support import FAMILIES, fixture, read_safetensors
+
+try:
+    import torch
+    import transformers
+    HAVE = int(transformers.__version__.split(".")[0]) >= 5
+except ImportError:
+    HAVE = False
+
+
+@unittest.skipUnless(HAVE, "needs torch and transformers 5")
+class WithTransformers(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import moereg.transformers as mt
+        cls.name = mt.register("moereg_test", backend="cpu")
+
+    def load(self, family, experts="grouped_mm"):
+        from transformers import AutoModelForCausalLM
+        return AutoModelForCausalLM.from_pretrained(fixture(family, "hf"), dtype=torch.bfloat16,
+                                                    experts_implementation=experts).eval()
+
+    def test_iter_tensors_gives_the_parameters_from_pretrained_gives(self):
+        for family in FAMILIES:
+            with self.subTest(family=family):
+                model = self.load(family)
+                state = dict(moereg.iter_tensors(fixture(family, "hf"), "transformers_v5", framework="pt"))
+                theirs = model.state_dict()
+                missing = [k for k in theirs if k not in state]
+                self.assertFalse(missing, missing[:5])
+                for k, v in theirs.items():
+                    self.assertEqual(v.shape, state[k].shape, k)
+                    self.assertTrue(torch.equal(v.to(state[k].dtype), state[k]), k)
+                model.load_state_dict(state, strict=False)
+
+    def test_moereg_experts_give_transformers_logits(self):
+        for family in FAMILIES:
+            with self.subTest(family=family):
+                ids = torch.tensor(np.array(moereg.open(fixture(family, "logits.safetensors"), identify=False)
+                                            .tensor("input_ids")))
+                model = self.load(family)
+                with torch.no_grad():
+                    want = model(ids).logits.float()
+                    model.set_experts_implementation(self.name)
+                    got = model(ids).logits.float()
+                scale = want.abs().max()
+                self.assertLessEqual(float((got - want).abs().max()), 2e-2 * float(scale))
+                self.assertTrue(torch.equal(got.argmax(-1), want.argmax(-1)))
+                used = [m for m in model.modules() if hasattr(m, "_moereg_backend")]
+                self.assertTrue(used, "no experts module ran on moereg")
+
+
+if __name__ == "__main__":
+    unittest.main()
