@@ -14,6 +14,8 @@
 
 using namespace moereg;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_app_experts {
 namespace {
 
 std::shared_ptr<const app::mapped_checkpoint> map_file(const std::string& path) {
@@ -99,3 +101,5 @@ TEST(AppExperts, BadRequestsAreProblems) {
   EXPECT_EQ(b.value()->forward({x.data(), "F32", 1, &ok_id, &weight, 2, out.data()}).error().kind, app::error_kind::usage);
   EXPECT_TRUE(b.value()->forward({x.data(), "F32", 1, &ok_id, &weight, 1, out.data()}).ok());
 }
+
+}  // namespace test_app_experts

@@ -16,6 +16,8 @@
 using namespace moereg;
 namespace fs = std::filesystem;
 
+// Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
+namespace test_app_in_memory {
 namespace {
 
 const char* families[] = {"qwen3_moe", "qwen3_vl_moe", "qwen3_5_moe", "mixtral", "deepseek_v2", "deepseek_v3"};
@@ -241,3 +243,5 @@ TEST(AppInMemory, StreamOfAnExpertRangeHoldsOnlyThoseExperts) {
   }
   EXPECT_TRUE(saw_experts);
 }
+
+}  // namespace test_app_in_memory
