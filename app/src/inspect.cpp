@@ -40,7 +40,7 @@ void add_family(checkpoint_report& r, const inspect_request& q) {
 
 json::value optional_string(const std::string& s) { return s.empty() ? json::value(nullptr) : json::value(s); }
 
-json::value report_json(const checkpoint_summary& s, const checkpoint_report& r, const checkpoint& ckpt) {
+json::value report_json(const checkpoint_summary& s, const checkpoint_report& r, json::object gguf_metadata, bool is_gguf) {
   json::value v = summary_to_json(s);
   v.set("config", json::value(r.config_path));
   v.set("family", optional_string(r.family));
@@ -58,11 +58,7 @@ json::value report_json(const checkpoint_summary& s, const checkpoint_report& r,
                                            {"moe_layers", json::value(std::move(layers))}}));
   }
   if (!r.family_error.empty()) v.set("family_error", json::value(r.family_error));
-  if (const gguf_file* g = ckpt.gguf()) {
-    json::object md;
-    for (const auto& [k, val] : g->metadata()) md.emplace_back(k, gguf_json(val));
-    v.set("gguf_metadata", json::value(std::move(md)));
-  }
+  if (is_gguf) v.set("gguf_metadata", json::value(std::move(gguf_metadata)));
   return v;
 }
 
@@ -85,10 +81,14 @@ result<checkpoint_report> inspect(const inspect_request& q) noexcept {
     r.header_bytes = s.header_bytes;
     for (const auto& [name, cb] : s.dtypes) r.dtypes.push_back({name, cb.first, cb.second});
     for (const auto& g : s.groups) r.groups.push_back({g.pattern, g.type_name, g.shape, g.count, g.bytes});
+    json::object md;
     if (const gguf_file* g = ckpt.gguf())
-      for (const auto& [k, val] : g->metadata()) r.gguf_metadata.push_back({k, json::dump(gguf_json(val)), gguf_text(val)});
+      for (const auto& [k, val] : g->metadata()) {
+        md.emplace_back(k, gguf_json(val));
+        r.gguf_metadata.push_back({k, json::dump(md.back().second), gguf_text(val)});
+      }
     add_family(r, q);
-    r.json = json::dump(report_json(s, r, ckpt), 2);
+    r.json = json::dump(report_json(s, r, std::move(md), ckpt.gguf() != nullptr), 2);
     return r;
   });
 }

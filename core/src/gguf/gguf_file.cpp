@@ -6,6 +6,7 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "le_bytes.h"
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
 
@@ -67,8 +68,7 @@ class cursor {
   template <class T, class Ctx>
   T read(const Ctx& ctx) {
     need(sizeof(T), ctx);
-    T v;
-    std::memcpy(&v, p_ + pos_, sizeof(T));
+    T v = gguf_bytes::load<T>(reinterpret_cast<const char*>(p_ + pos_));
     pos_ += sizeof(T);
     return v;
   }

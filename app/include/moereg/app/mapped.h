@@ -27,11 +27,8 @@
 
 namespace moereg::app {
 
-struct map_request {
-  std::string path;                       // a checkpoint directory, a .safetensors or a .gguf file
-  std::string family;                     // a plugin name or model_type; empty: from the config
-  std::string layout;                     // the stored layout; empty: detected
-  std::vector<std::string> plugin_paths;  // searched first, in order
+// open_model's request (path, family, layout, plugin_paths), and:
+struct map_request : open_request {
   // false: the tensors only; no family, layout or config is looked for, so any safetensors or
   // GGUF file opens (a lone file without config.json, a file of reference outputs).
   bool identify = true;
