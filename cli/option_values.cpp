@@ -84,4 +84,16 @@ std::vector<std::int64_t> tokens_value(const option_value& v) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> backend_option_values(const po::variables_map& vm) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!vm.count("backend-option")) return out;
+  for (const std::string& t : vm["backend-option"].as<std::vector<std::string>>()) {
+    const std::size_t eq = t.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw usage_error("--backend-option '" + t + "': expected key=value (e.g. --backend-option k_block=512)");
+    out.emplace_back(t.substr(0, eq), t.substr(eq + 1));
+  }
+  return out;
+}
+
 }  // namespace moereg::cli

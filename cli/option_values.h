@@ -55,4 +55,8 @@ double number_value(const option_value& v, double lo, double hi, const std::stri
 inline constexpr std::int64_t max_bench_tokens = 1 << 20;
 std::vector<std::int64_t> tokens_value(const option_value& v);
 
+// Every `--backend-option key=value`, in the order given (a later key overrides an earlier
+// one); usage_error for a text without '=' or with an empty key.
+std::vector<std::pair<std::string, std::string>> backend_option_values(const po::variables_map& vm);
+
 }  // namespace moereg::cli

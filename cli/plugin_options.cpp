@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugin_options.h"
 
-#include "session.h"
-
 namespace moereg::cli {
 
 void add_plugin_options(po::options_description& options) {
@@ -12,10 +10,6 @@ void add_plugin_options(po::options_description& options) {
 
 std::vector<std::string> plugin_paths(const po::variables_map& vm) {
   return vm.count("plugin-path") ? vm["plugin-path"].as<std::vector<std::string>>() : std::vector<std::string>{};
-}
-
-std::unique_ptr<plugin_registry> make_registry(const po::variables_map& vm, const std::vector<std::string>& forbidden_dirs) {
-  return app::make_registry(plugin_paths(vm), forbidden_dirs);
 }
 
 }  // namespace moereg::cli

@@ -17,17 +17,6 @@ std::string backend_instance::describe() const {
   return text;
 }
 
-backend_option_list parse_backend_options(const std::vector<std::string>& texts) {
-  backend_option_list out;
-  for (const std::string& t : texts) {
-    const std::size_t eq = t.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw usage_error("--backend-option '" + t + "': expected key=value (e.g. --backend-option k_block=512)");
-    out.emplace_back(t.substr(0, eq), t.substr(eq + 1));
-  }
-  return out;
-}
-
 namespace {
 
 // One create call: through create_with_options when there are options (plugin API 2).

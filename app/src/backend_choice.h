@@ -41,9 +41,6 @@ class backend_instance {
 // `--backend-option key=value`, in the order given (a later key overrides an earlier one).
 using backend_option_list = std::vector<std::pair<std::string, std::string>>;
 
-// Parses each "key=value" (the key non-empty); throws moereg::usage_error otherwise.
-backend_option_list parse_backend_options(const std::vector<std::string>& texts);
-
 // Throws moereg::error naming the backends found and their probe scores when none can run,
 // or the backend's own message when it refuses the layer (or an option) and nothing else may
 // take it. Backend options go to the backend created (its create_with_options, plugin API

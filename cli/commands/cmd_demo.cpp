@@ -6,13 +6,15 @@
 #include <filesystem>
 #include <iostream>
 
+#include "api_result.h"
 #include "command.h"
+#include "moereg/app/inspect.h"
+#include "moereg/app/synth.h"
+#include "moereg/app/verify.h"
 #include "moereg/base/units.h"
-#include "moereg/checkpoint/checkpoint.h"
-#include "moereg/checkpoint/compare.h"
 #include "moereg/checkpoint/summary.h"
 #include "moereg/safetensors/safetensors_writer.h"
-#include "moereg/synth/synthetic_checkpoint.h"
+#include "moereg/safetensors/tensor_info.h"
 
 namespace moereg::cli {
 
@@ -60,36 +62,36 @@ int run_demo(const std::vector<std::string>& args, global_options& globals) {
   } guard{dir, keep};
   fs::create_directories(dir);
 
-  synthetic_dims dims = synthetic_preset("tiny", 2);
   std::string src = (dir / "example").string();
+  const std::int64_t hidden = 64;  // the tiny preset's
   {
     step_timer t("write example checkpoint (qwen3_moe shapes: E=8 H=64 I=32, 2 layers) to " + src);
-    std::uint64_t bytes = write_synthetic_qwen3_moe(src, dims, {});
-    std::cout << "    " << human_bytes(bytes) << " of tensors\n";
+    app::synth_request r;
+    r.out = src;
+    std::cout << "    " << human_bytes(take(app::synthesize(r)).bytes) << " of tensors\n";
   }
   {
     step_timer t("inspect " + src);
-    checkpoint c = checkpoint::open(src);
-    checkpoint_summary s = summarize(c);
+    const app::checkpoint_report s = take(app::inspect({src, {}}));
     std::cout << "    " << s.tensor_count << " tensors, " << human_bytes(s.total_bytes) << "\n";
     for (const auto& g : s.groups)
-      if (g.count > 1) std::cout << "    " << g.pattern << "  " << dtype_name(g.type) << " " << shape_string(g.shape) << "  x" << g.count << "\n";
+      if (g.count > 1) std::cout << "    " << g.pattern << "  " << g.dtype << " " << shape_string(g.shape) << "  x" << g.count << "\n";
   }
   std::string sharded = (dir / "example-sharded").string();
   {
     step_timer t("write the same model again, sharded at 64 KiB, to " + sharded);
-    synthetic_options o;
-    o.shard_size = 64 * 1024;
-    write_synthetic_qwen3_moe(sharded, dims, o);
-    checkpoint c = checkpoint::open(sharded);
-    std::cout << "    " << c.files().size() << " shards with model.safetensors.index.json\n";
+    app::synth_request r;
+    r.out = sharded;
+    r.shard_size = 64 * 1024;
+    take(app::synthesize(r));
+    std::cout << "    " << take(app::inspect({sharded, {}})).files << " shards with model.safetensors.index.json\n";
   }
   {
     step_timer t("verify " + src + " against " + sharded);
-    comparison c = compare_checkpoints(checkpoint::open(src), checkpoint::open(sharded));
-    std::cout << "    " << (c.equal() ? "equal" : "DIFFERENT") << ": " << c.compared << " tensors, " << c.bytes_compared
+    const app::verify_report c = take(app::verify({src, sharded, {}}));
+    std::cout << "    " << (c.equal ? "equal" : "DIFFERENT") << ": " << c.compared << " tensors, " << c.bytes_compared
               << " bytes compared\n";
-    if (!c.equal()) return 1;
+    if (!c.equal) return 1;
   }
   std::string v5 = (dir / "example-transformers_v5").string(), back = (dir / "example-back").string();
   global_options quiet = globals;
@@ -111,8 +113,8 @@ int run_demo(const std::vector<std::string>& args, global_options& globals) {
     step_timer t("run the MoE block of layer 1 on 5 random tokens (routing from the family plugin)");
     std::string in = (dir / "tokens.safetensors").string(), out = (dir / "moe-out.safetensors").string();
     {
-      safetensors_writer w(in, {{"input", dtype::F32, {5, dims.hidden}}}, {});
-      std::vector<float> x(static_cast<std::size_t>(5 * dims.hidden));
+      safetensors_writer w(in, {{"input", dtype::F32, {5, hidden}}}, {});
+      std::vector<float> x(static_cast<std::size_t>(5 * hidden));
       for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 201) / 100.0f - 1.0f;
       w.write(0, 0, x.data(), x.size() * 4);
       w.commit();

@@ -9,7 +9,6 @@
 #include <sstream>
 
 #include "api_result.h"
-#include "backend_choice.h"
 #include "command.h"
 #include "moe_presets.h"
 #include "moereg/app/bench.h"
@@ -124,8 +123,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   req.seed = uint64_value(cli_value(vm, "seed"));
   req.work_dir = vm["work-dir"].as<std::string>();
   req.backend = vm["backend"].as<std::string>();
-  req.backend_options = app::parse_backend_options(
-      vm.count("backend-option") ? vm["backend-option"].as<std::vector<std::string>>() : std::vector<std::string>{});
+  req.backend_options = backend_option_values(vm);
   req.plugin_paths = plugin_paths(vm);
   const app::moe_bench_report rep = take(app::bench_moe(req));
   if (globals.json)

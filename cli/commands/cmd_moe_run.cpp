@@ -4,7 +4,6 @@
 #include <iostream>
 
 #include "api_result.h"
-#include "backend_choice.h"
 #include "command.h"
 #include "moereg/app/moe.h"
 #include "moereg/base/error.h"
@@ -53,8 +52,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   req.input = {in.data(*x), std::string(dtype_name(x->type)), x->shape[0], x->shape[1], in_path + ": 'input'"};
   req.backend = vm["backend"].as<std::string>();
   req.threads = threads;
-  req.backend_options = app::parse_backend_options(
-      vm.count("backend-option") ? vm["backend-option"].as<std::vector<std::string>>() : std::vector<std::string>{});
+  req.backend_options = backend_option_values(vm);
   req.plugin_paths = plugin_paths(vm);
   const app::moe_run_result r = take(app::run_moe(req));
   // What the backend did at create (its kernels, and any copy of the experts it made, with

@@ -6,51 +6,10 @@
 
 #include "command.h"
 #include "moereg/base/error.h"
-#include "moereg/base/json.h"
-#include "moereg/base/printable.h"
-#include "moereg/registry/plugin_registry.h"
 #include "plugins_commands.h"
 #include "plugin_options.h"
 
 namespace moereg::cli {
-
-std::string shown_path(const plugin_record& r) {
-  if (r.kind == plugin_kind::family) return r.directory;
-  return r.library_path.empty() ? r.directory : r.library_path;
-}
-
-json::value record_json(const plugin_record& r) {
-  json::value v = json::object{};
-  v.set("name", r.name);
-  v.set("kind", to_string(r.kind));
-  v.set("version", r.version);
-  v.set("api_version", r.api_version);
-  v.set("state", to_string(r.state));
-  v.set("source", r.source);
-  v.set("path", shown_path(r));
-  v.set("manifest", r.manifest_path);
-  v.set("library", r.library_path);
-  v.set("reason", r.reason);
-  if (r.kind == plugin_kind::backend) v.set("probe_score", r.probe_score);
-  json::array types, hooks;
-  for (const auto& t : r.model_types) types.emplace_back(t);
-  for (const auto& h : r.hooks) hooks.emplace_back(h);
-  v.set("model_types", std::move(types));
-  v.set("hooks", std::move(hooks));
-  return v;
-}
-
-json::value search_dirs_json(const plugin_registry& reg) {
-  json::array dirs;
-  for (const auto& d : reg.search_dirs()) {
-    json::value v = json::object{};
-    v.set("path", d.path);
-    v.set("source", d.source);
-    v.set("exists", d.exists);
-    dirs.push_back(std::move(v));
-  }
-  return dirs;
-}
 
 int run_plugins(const std::vector<std::string>& args, global_options& globals) {
   command_parser p("plugins [list | show NAME | check DIR] [--plugin-path DIR]... [--json]",
@@ -75,15 +34,15 @@ int run_plugins(const std::vector<std::string>& args, global_options& globals) {
   };
   if (action == "list") {
     want(0, "no argument");
-    return plugins_list(*make_registry(vm), globals.json);
+    return plugins_list({plugin_paths(vm)}, globals.json);
   }
   if (action == "show") {
     want(1, "one NAME");
-    return plugins_show(*make_registry(vm), operands[0], globals.json);
+    return plugins_show({plugin_paths(vm)}, operands[0], globals.json);
   }
   if (action == "check") {
     want(1, "one DIR");
-    return plugins_check(*make_registry(vm), operands[0], globals.json);
+    return plugins_check({plugin_paths(vm)}, operands[0], globals.json);
   }
   throw usage_error("unknown plugins action '" + action + "', expected list, show or check\n(see: moereg plugins --help)");
 }

@@ -2,13 +2,12 @@
 // moereg synth: a synthetic checkpoint of real MoE shapes, for benchmarks and demos.
 #include <iostream>
 
+#include "api_result.h"
 #include "command.h"
+#include "moereg/app/synth.h"
 #include "moereg/base/cancel.h"
-#include "moereg/base/error.h"
 #include "moereg/base/json.h"
 #include "moereg/checkpoint/summary.h"
-#include "moereg/lora/synthetic_lora.h"
-#include "moereg/synth/synthetic_checkpoint.h"
 #include "option_values.h"
 
 namespace moereg::cli {
@@ -28,29 +27,23 @@ int run_synth(const std::vector<std::string>& args, global_options& globals) {
       "lora-out", po::value<std::string>(), "the adapter's directory (default: OUT-lora)");
   p.positional("out", 1);
   auto vm = p.parse(args, globals);
-  const int layers = static_cast<int>(integer_value(cli_value(vm, "layers"), 1, 65536, "decoder layers"));
-  synthetic_options o;
-  o.shard_size = size_value(cli_value(vm, "shard-size"));
-  o.seed = uint64_value(cli_value(vm, "seed"));
-  o.threads = threads_value(cli_value(vm, "threads"));
-  synthetic_dims d = synthetic_preset(vm["preset"].as<std::string>(), layers);
-  std::string out = vm["out"].as<std::string>();
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
-  const int lora_rank = vm.count("lora") ? static_cast<int>(integer_value(cli_value(vm, "lora"), 1, 65536, "LoRA rank")) : 0;
-  std::uint64_t bytes = 0;
+  app::synth_request r;
+  r.out = vm["out"].as<std::string>();
+  r.preset = vm["preset"].as<std::string>();
+  r.layers = static_cast<int>(integer_value(cli_value(vm, "layers"), 1, 65536, "decoder layers"));
+  r.shard_size = size_value(cli_value(vm, "shard-size"));
+  r.seed = uint64_value(cli_value(vm, "seed"));
+  r.threads = threads_value(cli_value(vm, "threads"));
+  if (vm.count("lora")) r.lora_rank = static_cast<int>(integer_value(cli_value(vm, "lora"), 1, 65536, "LoRA rank"));
+  if (vm.count("lora-out")) r.lora_out = vm["lora-out"].as<std::string>();
+  app::synth_report rep;
   {
     cancel_on_signals on_signals;  // a signal stops the writer, which then removes what it wrote
-    try {
-      bytes = write_synthetic_qwen3_moe(out, d, o);
-      if (lora_rank > 0) {
-        std::string dir = vm.count("lora-out") ? vm["lora-out"].as<std::string>() : out + "-lora";
-        std::uint64_t lb = write_synthetic_lora(dir, out, d, lora_rank, o.seed);
-        if (!globals.json) std::cout << "wrote " << dir << ": rank-" << lora_rank << " adapter, " << human_bytes(lb) << "\n";
-      }
-    } catch (const cancelled& c) {
-      throw cancelled(c.signal_number(), out + ": everything this run wrote was removed");
-    }
+    rep = take(app::synthesize(r));
   }
+  const std::uint64_t bytes = rep.bytes;
+  if (!rep.lora_dir.empty() && !globals.json)
+    std::cout << "wrote " << rep.lora_dir << ": rank-" << r.lora_rank << " adapter, " << human_bytes(rep.lora_bytes) << "\n";
   if (globals.json)
     std::cout << json::dump(json::value(json::object{{"out", json::value(vm["out"].as<std::string>())},
                                                       {"total_bytes", json::value(bytes)}}),

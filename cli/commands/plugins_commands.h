@@ -1,23 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// plugins_commands.h - the subcommands of `moereg plugins` (one file each) and what they share.
+// plugins_commands.h - the subcommands of `moereg plugins` (one file each). The work is
+// moereg/app/plugins.h; these print its results.
 #pragma once
 
 #include <string>
 
-#include "moereg/base/json.h"
-#include "moereg/registry/plugin_registry.h"
+#include "moereg/app/plugins.h"
 
 namespace moereg::cli {
 
-int plugins_list(plugin_registry& reg, bool as_json);
-int plugins_show(plugin_registry& reg, const std::string& name, bool as_json);
-int plugins_check(const plugin_registry& reg, const std::string& dir, bool as_json);
-
-// A family plugin's directory, or a backend's library.
-std::string shown_path(const plugin_record& r);
-// A record as --json shows it.
-json::value record_json(const plugin_record& r);
-// The search directories as --json shows them.
-json::value search_dirs_json(const plugin_registry& reg);
+int plugins_list(const app::plugins_request& request, bool as_json);
+int plugins_show(const app::plugins_request& request, const std::string& name, bool as_json);
+int plugins_check(const app::plugins_request& request, const std::string& dir, bool as_json);
 
 }  // namespace moereg::cli

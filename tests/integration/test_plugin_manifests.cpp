@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "moereg/app/plugins.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
 #include "moereg/layout/family_catalog.h"
@@ -127,6 +128,55 @@ TEST_F(PluginManifests, InheritedAndVariantProblemsNameTheirOwnFileAndLine) {
   EXPECT_TRUE(test::contains(r.output, where(c + "/plugin.yaml", child, "renormalise") + ": unknown key 'renormalise' in routing")) << r.output;
   EXPECT_TRUE(test::contains(where(c + "/plugin.yaml", child, "stak"), ":13:")) << "the test's own arithmetic";
   EXPECT_FALSE(test::contains(r.output, c + "/plugin.yaml:1:")) << r.output;
+
+  // The same check through the application layer: the problems as values, the CLI's lines.
+  auto api = app::check_plugin({{plugins}}, c);
+  ASSERT_TRUE(api.ok()) << api.error().message;
+  const auto& problems = api.value().problems;
+  ASSERT_FALSE(problems.empty());
+  for (const auto& p : problems) EXPECT_TRUE(test::contains(r.output, p)) << p;
+  EXPECT_TRUE(std::any_of(problems.begin(), problems.end(), [&](const std::string& p) {
+    return p.rfind(where(plugins + "/base_moe/plugin.yaml", parent, "transpos"), 0) == 0;
+  })) << "the inherited typo at its own file and line";
+  auto json = test::run_moereg("plugins check " + c + " --plugin-path " + plugins + " --json");
+  EXPECT_EQ(json.output, api.value().json + "\n");
+}
+
+// list / show / check as values: what the CLI prints is the API's result.
+TEST_F(PluginManifests, ListShowAndCheckThroughTheApplicationLayer) {
+  write_plugin(plugins + "/qwen3_moe", qwen3_yaml_only());
+  auto list = app::list_plugins({{plugins}});
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_FALSE(list.value().search_dirs.empty());
+  EXPECT_EQ(list.value().search_dirs[0].path, plugins);
+  EXPECT_EQ(list.value().search_dirs[0].source, "--plugin-path");
+  // The --plugin-path copy wins; the installed qwen3_moe is shadowed by it.
+  std::vector<std::string> states;
+  for (const auto& p : list.value().plugins)
+    if (p.name == "qwen3_moe") states.push_back(p.source + ":" + p.state);
+  ASSERT_GE(states.size(), 1u);
+  EXPECT_EQ(states[0], "--plugin-path:loaded") << states[0];  // list loads every library (none here)
+  for (std::size_t i = 1; i < states.size(); ++i) EXPECT_TRUE(test::contains(states[i], ":shadowed")) << states[i];
+  auto cli = test::run_moereg("plugins list --plugin-path " + plugins + " --json");
+  EXPECT_EQ(cli.output, list.value().json + "\n");
+
+  auto show = app::show_plugin({{plugins}}, "qwen3_moe");
+  ASSERT_TRUE(show.ok()) << show.error().message;
+  const app::plugin_entry& mine = show.value().entries.at(0);
+  EXPECT_EQ(mine.directory, plugins + "/qwen3_moe");
+  EXPECT_NE(std::find(mine.layouts.begin(), mine.layouts.end(), "transformers_v5"), mine.layouts.end());
+  cli = test::run_moereg("plugins show qwen3_moe --plugin-path " + plugins + " --json");
+  EXPECT_EQ(cli.output, show.value().json + "\n");
+
+  auto none = app::show_plugin({{plugins}}, "no_such_family");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().kind, app::error_kind::input);
+  EXPECT_TRUE(test::contains(none.error().message, plugins)) << "names where it looked: " << none.error().message;
+
+  auto good = app::check_plugin({{plugins}}, plugins + "/qwen3_moe");
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  EXPECT_TRUE(good.value().problems.empty()) << good.value().problems.front();
+  EXPECT_EQ(good.value().name, "qwen3_moe");
 }
 
 // `name:` twice kept the first silently; a key twice inside a layout too.

@@ -13,5 +13,7 @@
 #include "moereg/app/mapped.h"
 #include "moereg/app/model.h"
 #include "moereg/app/moe.h"
+#include "moereg/app/plugins.h"
 #include "moereg/app/result.h"
+#include "moereg/app/synth.h"
 #include "moereg/app/verify.h"
