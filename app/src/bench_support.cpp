@@ -1,14 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bench_support.h"
 
-#include <pthread.h>
-#include <sched.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -80,82 +76,6 @@ void write_random(safetensors_writer& w, const std::vector<std::pair<std::string
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
-}
-
-// Read the way the backend reads its weights at T = 1: every thread streaming its own share
-// of a buffer far larger than the caches, threads pinned one per allowed CPU, the buffer's
-// pages first touched by the thread that reads them (so each lies in its reader's NUMA node)
-// and backed by 2 MiB pages where the kernel allows, several independent sums per thread so
-// loads are not serialized, the threads started once and timed between two barriers. The old
-// probe (one thread touching a vector, scalar sums, threads created inside the timing) read
-// 1.5-2x slower than the kernel did on a 16-core Xeon, so T = 1 rows showed 150-199 % "of bw".
-// The buffer is eight times the last-level cache (at least 256 MiB, at most 2 GiB, 2 GiB when
-// the cache size is unknown): streaming reads over it never hit the cache, and the probe costs
-// a quarter second rather than the seconds a fixed 2 GiB costs on a small machine.
-namespace {
-std::size_t probe_bytes() {
-  const long llc = ::sysconf(_SC_LEVEL3_CACHE_SIZE);
-  const std::size_t lo = std::size_t{256} << 20, hi = std::size_t{2} << 30;
-  if (llc <= 0) return hi;
-  return std::clamp(static_cast<std::size_t>(llc) * 8, lo, hi);
-}
-}  // namespace
-
-double measure_read_bandwidth(int threads) {
-  const std::size_t bytes = probe_bytes(), n = bytes / 8;
-  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw error("bandwidth probe: cannot map " + std::to_string(bytes) + " bytes");
-  struct unmap {
-    void* p;
-    std::size_t b;
-    ~unmap() { ::munmap(p, b); }
-  } guard{mem, bytes};
-  ::madvise(mem, bytes, MADV_HUGEPAGE);
-  auto* buf = static_cast<std::uint64_t*>(mem);
-  std::vector<int> cpus;
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
-  constexpr int reps = 5;
-  std::barrier sync(threads + 1);
-  std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads) * reps, 0);
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      if (!cpus.empty()) {
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpus[static_cast<std::size_t>(t) % cpus.size()], &one);
-        ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
-      }
-      const std::size_t b = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads) / 8 * 8;
-      const std::size_t e = t + 1 == threads ? n : n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(threads) / 8 * 8;
-      for (std::size_t i = b; i < e; ++i) buf[i] = 1;  // first touch by the reader
-      for (int rep = 0; rep < reps; ++rep) {
-        sync.arrive_and_wait();
-        std::uint64_t s[8] = {};
-        for (std::size_t i = b; i + 8 <= e; i += 8)
-          for (int j = 0; j < 8; ++j) s[j] += buf[i + static_cast<std::size_t>(j)];
-        sums[static_cast<std::size_t>(rep * threads + t)] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-        sync.arrive_and_wait();
-      }
-    });
-  double best = 0;
-  for (int rep = 0; rep < reps; ++rep) {
-    sync.arrive_and_wait();
-    const auto t0 = clock_type::now();
-    sync.arrive_and_wait();
-    best = std::max(best, static_cast<double>(bytes) / std::chrono::duration<double>(clock_type::now() - t0).count());
-  }
-  for (auto& t : pool) t.join();
-  for (int rep = 0; rep < reps; ++rep) {
-    std::uint64_t total = 0;
-    for (int t = 0; t < threads; ++t) total += sums[static_cast<std::size_t>(rep * threads + t)];
-    if (total != n) throw error("bandwidth probe: read back a wrong sum");
-  }
-  return best;
 }
 
 device_buffer::device_buffer(const moereg_backend_api* a, moereg_backend* b, std::size_t bytes) : api(a), backend(b) {

@@ -21,10 +21,6 @@ void fill_bf16(std::uint16_t* out, std::size_t n, float scale, std::uint64_t see
 void write_random(safetensors_writer& w, const std::vector<std::pair<std::string, float>>& which, std::uint64_t seed,
                   int threads);
 
-// The host's read bandwidth as the backend's weight streams see it: best of five reads of a
-// 2 GiB buffer by `threads` pinned threads, each page first touched by its reader.
-double measure_read_bandwidth(int threads);
-
 // Device memory a backend allocated through its table; freed with it.
 struct device_buffer {
   const moereg_backend_api* api = nullptr;

@@ -12,6 +12,7 @@
 #include "backend_choice.h"
 #include "bench_support.h"
 #include "guard.h"
+#include "read_bandwidth.h"
 #include "moereg/app/bench.h"
 #include "moereg/base/json.h"
 #include "moereg/base/log.h"
@@ -62,31 +63,52 @@ void write_weights(const std::string& path, const moe_bench_request& r, int thre
   w.commit();
 }
 
-// Inputs: x [T, H] bf16 per T, routed by the core router, written beside the weights.
-std::vector<routing_result> write_inputs(const std::string& path, const moe_bench_request& r, router& rt) {
+// Rotations per T: enough inputs, each routed afresh, that the experts they hit together
+// hold at least four times the last-level cache even at 4 bits a weight (a quarter of their
+// bf16 bytes), or every expert, or 16 inputs. Why: the timing repeats forwards, and with one
+// input a T = 1 forward re-reads the same few experts (qwen3: 8 x 9.4 MB = 75 MB, under the
+// 105 MB L3 of a Sapphire Rapids socket), which the cache then serves rather than memory.
+constexpr std::size_t max_rotations = 16;
+
+std::string rotation_suffix(std::int64_t T, std::size_t rot) {
+  return std::to_string(T) + (rot ? "." + std::to_string(rot) : "");
+}
+
+// Inputs: x [T, H] bf16 per T and rotation, routed by the core router, written beside the
+// weights as x.T, ids.T, weights.T (rotation 0, which PyTorch reads) and x.T.r, ... (r >= 1).
+std::vector<std::vector<routing_result>> write_inputs(const std::string& path, const moe_bench_request& r, router& rt,
+                                                      std::uint64_t llc) {
   const std::int64_t H = r.hidden, K = r.top_k;
-  std::vector<routing_result> routes(r.tokens.size());
-  std::vector<std::vector<std::uint16_t>> xs(r.tokens.size());
+  const double bf16_expert = static_cast<double>(3 * r.intermediate * H * 2);
+  const double target = 4.0 * static_cast<double>(llc ? llc : std::uint64_t{256} << 20);
+  std::vector<std::vector<routing_result>> routes(r.tokens.size());
+  std::vector<std::vector<std::vector<std::uint16_t>>> xs(r.tokens.size());
   std::vector<tensor_spec> specs;
+  std::vector<const void*> sources;  // one per spec
   for (std::size_t i = 0; i < r.tokens.size(); ++i) {
     const std::int64_t T = r.tokens[i];
-    xs[i].resize(static_cast<std::size_t>(T * H));
-    fill_bf16(xs[i].data(), xs[i].size(), 1.0f, r.seed * 7919 + static_cast<std::uint64_t>(T));
-    rt.route(contiguous_view(xs[i].data(), dtype::BF16, {T, H}), routes[i]);
-    specs.push_back({"x." + std::to_string(T), dtype::BF16, {T, H}});
-    specs.push_back({"ids." + std::to_string(T), dtype::I64, {T, K}});
-    specs.push_back({"weights." + std::to_string(T), dtype::F32, {T, K}});
+    std::set<std::int64_t> hit;
+    while (routes[i].empty() ||
+           (static_cast<double>(hit.size()) * bf16_expert / 4 < target && static_cast<std::int64_t>(hit.size()) < r.experts &&
+            routes[i].size() < max_rotations)) {
+      const std::size_t rot = routes[i].size();
+      xs[i].emplace_back(static_cast<std::size_t>(T * H));
+      routes[i].emplace_back();
+      fill_bf16(xs[i].back().data(), xs[i].back().size(), 1.0f, r.seed * 7919 + static_cast<std::uint64_t>(T) + rot * 104729);
+      rt.route(contiguous_view(xs[i].back().data(), dtype::BF16, {T, H}), routes[i].back());
+      hit.insert(routes[i].back().ids.begin(), routes[i].back().ids.end());
+    }
   }
+  for (std::size_t i = 0; i < r.tokens.size(); ++i)
+    for (std::size_t rot = 0; rot < routes[i].size(); ++rot) {
+      const std::int64_t T = r.tokens[i];
+      specs.push_back({"x." + rotation_suffix(T, rot), dtype::BF16, {T, H}});
+      specs.push_back({"ids." + rotation_suffix(T, rot), dtype::I64, {T, K}});
+      specs.push_back({"weights." + rotation_suffix(T, rot), dtype::F32, {T, K}});
+      sources.insert(sources.end(), {xs[i][rot].data(), routes[i][rot].ids.data(), routes[i][rot].weights.data()});
+    }
   safetensors_writer w(path, specs, {});
-  for (std::size_t j = 0; j < w.tensors().size(); ++j) {
-    const tensor_info& t = w.tensors()[j];
-    const std::int64_t T = std::stoll(t.name.substr(t.name.find('.') + 1));
-    const auto i = static_cast<std::size_t>(std::find(r.tokens.begin(), r.tokens.end(), T) - r.tokens.begin());
-    const void* src = t.name[0] == 'x'   ? static_cast<const void*>(xs[i].data())
-                      : t.name[0] == 'i' ? static_cast<const void*>(routes[i].ids.data())
-                                         : static_cast<const void*>(routes[i].weights.data());
-    w.write(j, 0, src, t.nbytes());
-  }
+  for (std::size_t j = 0; j < w.tensors().size(); ++j) w.write(j, 0, sources[j], w.tensors()[j].nbytes());
   w.commit();
   return routes;
 }
@@ -105,43 +127,53 @@ double expert_bytes(const moe_bench_request& r, const std::string& described) {
   return bytes;
 }
 
-// Times one row: the median forward (on device-resident buffers when the backend has its own
-// memory, each call followed by a synchronize); `out` gets the output.
+// Times one row: the median forward over whole cycles of its rotations (on device-resident
+// buffers when the backend has its own memory, each call followed by a synchronize); `out`
+// gets rotation 0's output.
 double time_forward(const moereg_backend_api* api, moereg_backend* backend, bool on_device, const safetensors_file& inputs,
-                    std::int64_t T, std::int64_t H, std::int64_t K, double min_seconds, std::vector<float>& out) {
-  moereg_tensor_view x = view_of(inputs, "x." + std::to_string(T)), ids = view_of(inputs, "ids." + std::to_string(T)),
-                     wt = view_of(inputs, "weights." + std::to_string(T));
+                    std::int64_t T, std::size_t rotations, std::int64_t H, std::int64_t K, double min_seconds,
+                    std::vector<float>& out) {
   out.assign(static_cast<std::size_t>(T * H), 0.0f);
-  moereg_tensor_view ov = contiguous_view(out.data(), dtype::F32, {T, H});
   const std::string what = std::string("backend ") + api->name;
-  std::function<void()> once = [&] { throw_if_error(api->forward(backend, &x, &ids, &wt, &ov), what); };
-  std::unique_ptr<device_buffer> dx, dids, dwt, dout;
-  moereg_tensor_view dxv = x, didsv = ids, dwtv = wt, doutv = ov;
-  if (on_device) {
-    auto upload = [&](std::unique_ptr<device_buffer>& buf, moereg_tensor_view& v, std::size_t bytes, bool copy_in) {
-      buf = std::make_unique<device_buffer>(api, backend, bytes);
-      if (copy_in) throw_if_error(api->copy(backend, buf->ptr, v.data, bytes, 0), what + ": upload");
-      v.data = buf->ptr;
-      v.memory = MOEREG_MEMORY_DEVICE;
-    };
-    upload(dx, dxv, static_cast<std::size_t>(T * H) * 2, true);
-    upload(dids, didsv, static_cast<std::size_t>(T * K) * 8, true);
-    upload(dwt, dwtv, static_cast<std::size_t>(T * K) * 4, true);
-    upload(dout, doutv, out.size() * 4, false);
-    once = [&] {
-      throw_if_error(api->forward(backend, &dxv, &didsv, &dwtv, &doutv), what);
-      throw_if_error(api->synchronize(backend), what);
-    };
+  struct input {
+    moereg_tensor_view x, ids, wt;
+    std::unique_ptr<device_buffer> dx, dids, dwt;
+  };
+  std::vector<input> in(rotations);
+  moereg_tensor_view ov = contiguous_view(out.data(), dtype::F32, {T, H});
+  std::unique_ptr<device_buffer> dout;
+  auto upload = [&](std::unique_ptr<device_buffer>& buf, moereg_tensor_view& v, std::size_t bytes, bool copy_in) {
+    buf = std::make_unique<device_buffer>(api, backend, bytes);
+    if (copy_in) throw_if_error(api->copy(backend, buf->ptr, v.data, bytes, 0), what + ": upload");
+    v.data = buf->ptr;
+    v.memory = MOEREG_MEMORY_DEVICE;
+  };
+  for (std::size_t rot = 0; rot < rotations; ++rot) {
+    input& i = in[rot];
+    i.x = view_of(inputs, "x." + rotation_suffix(T, rot));
+    i.ids = view_of(inputs, "ids." + rotation_suffix(T, rot));
+    i.wt = view_of(inputs, "weights." + rotation_suffix(T, rot));
+    if (!on_device) continue;
+    upload(i.dx, i.x, static_cast<std::size_t>(T * H) * 2, true);
+    upload(i.dids, i.ids, static_cast<std::size_t>(T * K) * 8, true);
+    upload(i.dwt, i.wt, static_cast<std::size_t>(T * K) * 4, true);
   }
-  once();  // warm-up (and scratch growth)
+  if (on_device) upload(dout, ov, out.size() * 4, false);
+  auto once = [&](std::size_t rot) {
+    throw_if_error(api->forward(backend, &in[rot].x, &in[rot].ids, &in[rot].wt, &ov), what);
+    if (on_device) throw_if_error(api->synchronize(backend), what);
+  };
+  for (std::size_t rot = 0; rot < rotations; ++rot) once(rot);  // warm-up (and scratch growth)
   std::vector<double> times;
   double total = 0;
-  while (times.size() < 3 || (total < min_seconds && times.size() < 100)) {
+  const std::size_t min_runs = std::max<std::size_t>(3, rotations);
+  while (times.size() < min_runs || (total < min_seconds && times.size() < 100) || times.size() % rotations != 0) {
     const auto t0 = clock_type::now();
-    once();
+    once(times.size() % rotations);
     times.push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
     total += times.back();
   }
+  if (rotations > 1) once(0);
   std::sort(times.begin(), times.end());
   if (on_device) throw_if_error(api->copy(backend, out.data(), dout->ptr, out.size() * 4, 1), what + ": download");
   return times[times.size() / 2];
@@ -230,7 +262,8 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   rp.top_k = static_cast<std::int32_t>(r.top_k);
   rp.router = view_of(weights, "router");
   router rt(rp, "shape " + r.shape);
-  const std::vector<routing_result> routes = write_inputs(dir + "/inputs.safetensors", r, rt);
+  const std::uint64_t llc = last_level_cache_bytes();
+  const std::vector<std::vector<routing_result>> routes = write_inputs(dir + "/inputs.safetensors", r, rt, llc);
   safetensors_file inputs(dir + "/inputs.safetensors");
 
   moereg_backend_options opts{};
@@ -246,7 +279,17 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   // A backend with its own memory is timed the way an engine uses it: inputs and outputs
   // already on the device, the call followed by a synchronize.
   rep.on_device = api->alloc && api->free && api->copy && api->synchronize;
-  rep.bandwidth = rep.on_device ? measure_device_bandwidth(api, instance->handle()) : measure_read_bandwidth(threads);
+  rep.last_level_cache = llc;
+  if (rep.on_device) {
+    rep.bandwidth = measure_device_bandwidth(api, instance->handle());
+  } else {
+    const read_bandwidth bw = measure_read_bandwidth(threads);
+    rep.bandwidth = bw.best;
+    for (const auto& p : bw.patterns) {
+      rep.read_patterns.emplace_back(p.name, p.bytes_per_second);
+      spdlog::info("moe bench: read pattern '{}': {}", p.name, format_rate(p.bytes_per_second));
+    }
+  }
   spdlog::info("moe bench: {} bandwidth {}", rep.on_device ? "device copy (read + write)" : "read", format_rate(rep.bandwidth));
 
   const double per_expert = expert_bytes(r, rep.describe);
@@ -255,11 +298,19 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   for (std::size_t i = 0; i < r.tokens.size(); ++i) {
     moe_bench_row row;
     row.tokens = r.tokens[i];
-    const std::set<std::int64_t> hit(routes[i].ids.begin(), routes[i].ids.end());
-    row.weight_bytes = static_cast<double>(hit.size()) * per_expert + shared_bytes;
+    std::set<std::int64_t> cycle;
+    for (const routing_result& rr : routes[i]) {
+      const std::set<std::int64_t> hit(rr.ids.begin(), rr.ids.end());
+      row.weight_bytes += static_cast<double>(hit.size()) * per_expert + shared_bytes;
+      cycle.insert(hit.begin(), hit.end());
+    }
+    row.rotations = static_cast<std::int64_t>(routes[i].size());
+    row.weight_bytes /= static_cast<double>(row.rotations);
+    row.cycle_bytes = static_cast<double>(cycle.size()) * per_expert + shared_bytes;
     row.flops = 2.0 * 3 * static_cast<double>(r.hidden) *
                 (static_cast<double>(row.tokens * r.top_k * r.intermediate) + static_cast<double>(row.tokens * r.shared_intermediate));
-    row.seconds = time_forward(api, instance->handle(), rep.on_device, inputs, row.tokens, r.hidden, r.top_k, r.min_seconds, outputs[i]);
+    row.seconds = time_forward(api, instance->handle(), rep.on_device, inputs, row.tokens, routes[i].size(), r.hidden, r.top_k,
+                               r.min_seconds, outputs[i]);
     rep.rows.push_back(row);
   }
   if (r.reference)

@@ -62,6 +62,7 @@ moereg::cpu::online_quant online_quant_of(const moereg::cpu::cpu_options& o) {
   moereg::cpu::online_quant q;
   q.bits = o.quantize;
   q.group = o.quantize_group >= 0 ? o.quantize_group : o.quantize == 4 ? 128 : 0;
+  q.ggml = o.quantize_ggml;
   return q;
 }
 

@@ -16,8 +16,14 @@ namespace moereg::cpu {
 // and group of inputs: symmetric int4 (q - 8) and MXFP4's e2m1) have no direct tiles: they
 // are always widened into an f32 panel first.
 // int8 (symmetric, w = q x s) comes from the online quantization at create (cpu_quantize.cpp).
-enum elem_type : int { elem_f32 = 0, elem_bf16 = 1, elem_fp8 = 2, elem_int4 = 3, elem_mxfp4 = 4, elem_int8 = 5 };
-inline constexpr int elem_type_count = 6;
+// The ggml blocks of GGUF files (Q8_0, Q4_0: 32 values a block; Q4_K, Q6_K: 256) carry their
+// scales inside; they too are always widened into panels (cpu_ggml_blocks.h), and so is F16,
+// which GGUF files keep beside them (a tensor whose rows are no whole number of blocks).
+enum elem_type : int {
+  elem_f32 = 0, elem_bf16 = 1, elem_fp8 = 2, elem_int4 = 3, elem_mxfp4 = 4, elem_int8 = 5,
+  elem_q8_0 = 6, elem_q4_0 = 7, elem_q4_k = 8, elem_q6_k = 9, elem_f16 = 10
+};
+inline constexpr int elem_type_count = 11;
 
 inline constexpr int max_tile_m = 4;
 inline constexpr int max_tile_n = 8;
@@ -28,7 +34,8 @@ using tile_fn = void (*)(const void* const* a, const void* const* b, std::int64_
 // Widens elements [k0, k0 + n) of one row to f32: dst[i] = row[k0 + i] (x its scale for
 // FP8 and the 4-bit codes: scale_row[(k0 + i) / scale_cols], in multiplier form; for 4-bit
 // rows, element k is the nibble k % 2 of byte k / 2). scale_row and scale_cols are ignored
-// for BF16. FP8 NaN bytes (0x7F, 0xFF) and NaN scales stay NaN.
+// for BF16 and the ggml blocks, whose rows are whole blocks and k0, n any range of them).
+// FP8 NaN bytes (0x7F, 0xFF) and NaN scales stay NaN.
 using widen_fn = void (*)(const void* row, std::int64_t k0, std::int64_t n, const float* scale_row,
                           std::int64_t scale_cols, float* dst);
 

@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <tuple>
 
+#include "cpu_ggml_blocks.h"
 #include "cpu_moe_detail.h"
 
 namespace moereg::cpu {
@@ -74,6 +77,28 @@ float load_elem(const char* p, int type, std::int64_t i) {
 
 }  // namespace
 
+// GGUF experts: ggml blocks as U8 rows of whole blocks, each matrix its own ggml type.
+void moe_engine::ggml_experts(const moereg_moe_weights& w, int& t13, int& t2) {
+  const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
+  const std::int32_t id13 = w.quant_types & 0xFFFF, id2 = (w.quant_types >> 16) & 0xFFFF;
+  t13 = ggml_elem(id13);
+  t2 = ggml_elem(id2);
+  for (const auto& [t, id, name] : {std::tuple{t13, id13, "w13"}, std::tuple{t2, id2, "w2"}})
+    if (t < 0)
+      throw unsupported(std::string(name) + ": ggml type " + std::to_string(id) +
+                        " is not one the cpu backend reads (expected 8 Q8_0, 2 Q4_0, 12 Q4_K, 14 Q6_K or 1 F16)");
+  for (const auto& [t, len, name, what] : {std::tuple{t13, H, "w13", "H"}, std::tuple{t2, I, "w2", "I"}})
+    if (len % block_values(t))
+      throw std::invalid_argument(std::string(name) + ": " + ggml_elem_name(t) + " rows of " + what + " = " + std::to_string(len) +
+                                  " values, expected whole blocks of " + std::to_string(block_values(t)));
+  for (const auto* v : {&w.w13, &w.w2})
+    if (v->dtype != MOEREG_DTYPE_U8)
+      throw std::invalid_argument(std::string(v == &w.w13 ? "w13" : "w2") + ": expected U8 (ggml blocks) with weight_quant 3, found " +
+                                  dtype_label(v->dtype));
+  expect_shape(w.w13, "w13", {E, 2 * I, weight_offset(t13, H)});
+  expect_shape(w.w2, "w2", {E, H, weight_offset(t2, I)});
+}
+
 moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_table& kernels, std::int64_t reserve_tokens,
                        std::int64_t k_block, bool phases, const online_quant& quant, const numa_topology& numa)
     : kernels_(kernels), k_block_(k_block > 0 ? k_block : default_k_block), phases_(phases) {
@@ -85,11 +110,13 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
                                 ", " + std::to_string(H) + ", " + std::to_string(I));
   if (!w.w13.data || !w.w2.data) throw std::invalid_argument("weights: w13 and w2 are required");
   int t13 = elem_bf16, t2 = elem_bf16;
-  if (w.weight_quant != MOEREG_WEIGHT_QUANT_NONE) {
+  if (w.weight_quant == MOEREG_WEIGHT_QUANT_GGML) {
+    ggml_experts(w, t13, t2);
+  } else if (w.weight_quant != MOEREG_WEIGHT_QUANT_NONE) {
     // 4-bit codes: U8 rows of ceil(K/2) bytes, one scale per row and group of inputs.
     if (w.weight_quant != MOEREG_WEIGHT_QUANT_INT4 && w.weight_quant != MOEREG_WEIGHT_QUANT_MXFP4)
       throw unsupported("weight_quant: " + std::to_string(w.weight_quant) +
-                        " is not a coding the cpu backend reads (expected 1 int4 or 2 mxfp4)");
+                        " is not a coding the cpu backend reads (expected 1 int4, 2 mxfp4 or 3 ggml blocks)");
     t13 = t2 = w.weight_quant == MOEREG_WEIGHT_QUANT_INT4 ? elem_int4 : elem_mxfp4;
     for (const auto* v : {&w.w13, &w.w2})
       if (v->dtype != MOEREG_DTYPE_U8)
@@ -196,17 +223,25 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     numa_.expert_begin = {0, E};
     pool_ = std::make_unique<thread_pool>(std::max(1, threads));
   }
-  if (quant.bits) {
-    if (scaled(t13) || scaled(t2))
-      throw std::invalid_argument("backend option quantize=int" + std::to_string(quant.bits) + ": the experts are already quantized (" +
-                                  (t13 == elem_fp8 ? "F8_E4M3" : "4-bit") + "); it quantizes BF16 or F32 experts");
+  if (quant.on()) {
+    std::string what = quant.ggml >= 0 ? std::string(ggml_elem_name(quant.ggml)) : "int" + std::to_string(quant.bits);
+    for (char& c : what) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));  // as the option is written
+    if (panel_weights(t13) || panel_weights(t2))
+      throw std::invalid_argument("backend option quantize=" + what + ": the experts are already quantized (" +
+                                  (t13 == elem_fp8 ? "F8_E4M3" : ggml_block(t13) ? ggml_elem_name(t13) : "4-bit") +
+                                  "); it quantizes BF16 or F32 experts");
+    if (quant.ggml >= 0)
+      for (const auto& [len, name] : {std::pair{H, "H"}, std::pair{I, "I"}})
+        if (len % block_values(quant.ggml))
+          throw std::invalid_argument("backend option quantize=" + what + ": " + name + " = " + std::to_string(len) +
+                                      ", expected whole blocks of " + std::to_string(block_values(quant.ggml)));
     const auto t0 = std::chrono::steady_clock::now();
     quantize_experts(quant);
     quant_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     t13 = t2 = experts_[0].w13_type;
   }
-  quantized_ = scaled(t13) || scaled(t2);
-  if (scaled(t13) || scaled(t2) || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
+  quantized_ = panel_weights(t13) || panel_weights(t2);
+  if (quantized_ || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
     panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
     const auto nt = static_cast<std::size_t>(pool_->size());
     panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
@@ -476,11 +511,17 @@ std::string moe_engine::describe() const {
     for (std::size_t t = 0; t < numa_.thread_node.size(); ++t) s += (t ? "," : "") + std::to_string(numa_.thread_node[t]);
     s += "]";
   }
-  if (quant_.bits) {
+  if (quant_.ggml >= 0) {
+    s += std::string(",\"weights\":\"routed experts quantized at create to ggml ") + ggml_elem_name(quant_.ggml) +
+         " blocks (scales inside), dequantized per K pass into per-thread panels\"";
+    s += std::string(",\"quantize\":\"") + ggml_elem_name(quant_.ggml) + "\",\"quantized_bytes\":" + std::to_string(quant_memory_.bytes());
+  } else if (quant_.bits) {
     s += ",\"weights\":\"routed experts quantized at create to int" + std::to_string(quant_.bits) +
          " (symmetric, one F32 scale per row and group of inputs), dequantized per K pass into per-thread panels\"";
     s += ",\"quantize\":\"int" + std::to_string(quant_.bits) + "\",\"quantize_group\":" + std::to_string(quant_.group) +
          ",\"quantized_bytes\":" + std::to_string(quant_memory_.bytes());
+  }
+  if (quant_.on()) {
     char qs[32];
     std::snprintf(qs, sizeof qs, "%.6f", quant_seconds_);
     s += std::string(",\"quantize_seconds\":") + qs;
@@ -494,6 +535,7 @@ std::string moe_engine::describe() const {
     s += ",\"weights\":\"read in place from the host's memory, not copied\"";
   }
   auto type_name = [](int t) {
+    if (ggml_block(t)) return ggml_elem_name(t);
     return t == elem_fp8 ? "f8_e4m3" : t == elem_int4 ? "int4" : t == elem_mxfp4 ? "mxfp4" : t == elem_int8 ? "int8" : t == elem_bf16 ? "bf16" : "f32";
   };
   s += std::string(",\"w13_dtype\":\"") + type_name(experts_[0].w13_type) + "\",\"w2_dtype\":\"" + type_name(experts_[0].w2_type) + "\"";

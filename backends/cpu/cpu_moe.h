@@ -44,9 +44,13 @@ using unsupported = moereg::plugin::unsupported;
 // Online quantization at create (backend option quantize): the routed experts' bf16/f32
 // weights become symmetric int8 or int4 codes with one F32 scale per output row and group
 // of `group` inputs (0: the whole row), w = q x s, s = max|w| / 127 (int8) or / 7 (int4).
+// Or (ggml >= 0) into ggml blocks of that elem_type, scales inside the blocks, H and I whole
+// blocks (quantize=q8_0|q4_0|q4_k|q6_k; cpu_ggml_quantize.cpp).
 struct online_quant {
   int bits = 0;  // 0: none; 8 or 4
   std::int64_t group = 0;
+  int ggml = -1;
+  bool on() const { return bits != 0 || ggml >= 0; }
 };
 
 class moe_engine {
@@ -113,6 +117,8 @@ class moe_engine {
     std::int32_t col0, col1;  // gate/up pairs (phase 1) or output columns (phase 2)
   };
 
+  // Checks GGUF experts (weight_quant 3) and gives their element types.
+  static void ggml_experts(const moereg_moe_weights& w, int& t13, int& t2);
   void reserve(std::int64_t tokens, std::int64_t top_k);
   void size_vector_h();  // h_ for every row of the current capacity
   void plan_items(bool down);
@@ -256,7 +262,7 @@ class moe_engine {
   std::vector<std::uint16_t> xv_, hv_;
   mutable std::vector<std::uint16_t> unit_panel_;  // per thread: 2 x 16 rows x max_pass()
   mutable std::vector<float> unit_widen_;          // per thread: one quantized row widened, max_pass()
-  bool quantized_ = false;                         // some expert is FP8 or 4-bit
+  bool quantized_ = false;                         // some expert is FP8, 4-bit or ggml blocks
   tile_memory tile_memory_;          // the experts' tile-ordered copies, when made
   std::vector<tile_job> tile_jobs_;  // during make_tile_weights only
   double load_seconds_ = 0;          // spent making them

@@ -13,13 +13,27 @@ namespace moereg::cpu {
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 inline std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
 
-// Bytes of one element; for the 4-bit codes, of one byte (two codes), which ABI strides count.
-inline std::size_t elem_bytes(int e) { return e == elem_bf16 ? 2 : e == elem_fp8 || e == elem_int4 || e == elem_mxfp4 || e == elem_int8 ? 1 : 4; }
+// GGUF storage the backend reads as U8 rows: ggml blocks, and F16 as blocks of one value.
+inline bool ggml_block(int e) { return e >= elem_q8_0 && e <= elem_f16; }
+// Values and bytes per ggml block (ggml's QK8_0, QK4_0, QK_K and block structs).
+inline std::int64_t block_values(int e) { return e == elem_f16 ? 1 : e == elem_q4_k || e == elem_q6_k ? 256 : 32; }
+inline std::int64_t block_bytes(int e) {
+  return e == elem_f16 ? 2 : e == elem_q8_0 ? 34 : e == elem_q4_0 ? 18 : e == elem_q4_k ? 144 : 210;
+}
+// Bytes of one element; for the 4-bit codes, of one byte (two codes), and for ggml blocks of
+// one byte: the units ABI strides count.
+inline std::size_t elem_bytes(int e) {
+  return e == elem_bf16 ? 2 : e == elem_fp8 || e == elem_int4 || e == elem_mxfp4 || e == elem_int8 || ggml_block(e) ? 1 : 4;
+}
 inline bool four_bit(int e) { return e == elem_int4 || e == elem_mxfp4; }
-// Weights that come with scales and are always widened into panels.
+// Weights that come with scale views.
 inline bool scaled(int e) { return e == elem_fp8 || e == elem_int8 || four_bit(e); }
-// Bytes from a weight row's start to its element k.
-inline std::int64_t weight_offset(int e, std::int64_t k) { return four_bit(e) ? k / 2 : k * static_cast<std::int64_t>(elem_bytes(e)); }
+// Weights that are always widened into panels: those with scales, and the ggml blocks.
+inline bool panel_weights(int e) { return scaled(e) || ggml_block(e); }
+// Bytes from a weight row's start to its element k (for ggml blocks, to the block holding it).
+inline std::int64_t weight_offset(int e, std::int64_t k) {
+  return four_bit(e) ? k / 2 : ggml_block(e) ? k / block_values(e) * block_bytes(e) : k * static_cast<std::int64_t>(elem_bytes(e));
+}
 
 inline float bf16_value(std::uint16_t v) {
   std::uint32_t bits = static_cast<std::uint32_t>(v) << 16;

@@ -40,7 +40,7 @@ bool moe_engine::plan_unit() {
     const expert& ex = experts_[e];
     // bf16 weights, or quantized ones dequantized into bf16 panels per pass (f32 stays on the
     // vector tiles: the unit would round its weights).
-    const bool ok13 = ex.w13_type == elem_bf16 || scaled(ex.w13_type), ok2 = ex.w2_type == elem_bf16 || scaled(ex.w2_type);
+    const bool ok13 = ex.w13_type == elem_bf16 || panel_weights(ex.w13_type), ok2 = ex.w2_type == elem_bf16 || panel_weights(ex.w2_type);
     if (rows == 0 || rows < kernels_.unit_min_rows || !ok13 || !ok2) continue;
     unit_row_[e] = unit_tiles_ * tile_rows;
     unit_tiles_ += ceil_div(rows, tile_rows);
@@ -134,18 +134,18 @@ bf16_rows moe_engine::unit_weight_rows(const expert& ex, int part, std::int64_t 
   const std::int64_t I = ex.inter;
   if (part < 2) {
     const char* base = ex.w13 + (part == 1 ? I * ex.w13_row : 0);
-    if (scaled(ex.w13_type)) {
-      const float* sc[tile_rows] = {};
-      for (std::int64_t r = 0; r < tile_rows && n0 + r < I; ++r) sc[r] = w13_scale_row(ex, (part == 1 ? I : 0) + n0 + r);
+    if (panel_weights(ex.w13_type)) {
+      const float* sc[tile_rows] = {};  // none for ggml blocks: their scales are inside
+      for (std::int64_t r = 0; r < tile_rows && n0 + r < I && ex.w13_scale; ++r) sc[r] = w13_scale_row(ex, (part == 1 ? I : 0) + n0 + r);
       return unit_quant_rows(base, ex.w13_row, ex.w13_type, sc, n0, I, k0, kl, thread, slot);
     }
     const std::int64_t ksh = kh32_ / step_k;
     const std::uint16_t* tiles = ex.t13 ? ex.t13 + (part == 1 ? ceil_div(I, tile_rows) * ksh * tile_elems : 0) : nullptr;
     return unit_rows(base, ex.w13_row, tiles, ksh, n0, I, k0, kl, thread, slot);
   }
-  if (scaled(ex.w2_type)) {
+  if (panel_weights(ex.w2_type)) {
     const float* sc[tile_rows] = {};
-    for (std::int64_t r = 0; r < tile_rows && n0 + r < hidden_; ++r) sc[r] = ex.w2_scale + ((n0 + r) / scale_b0_) * ex.w2_scale_row;
+    for (std::int64_t r = 0; r < tile_rows && n0 + r < hidden_ && ex.w2_scale; ++r) sc[r] = ex.w2_scale + ((n0 + r) / scale_b0_) * ex.w2_scale_row;
     return unit_quant_rows(ex.w2, ex.w2_row, ex.w2_type, sc, n0, hidden_, k0, kl, thread, slot);
   }
   return unit_rows(ex.w2, ex.w2_row, ex.t2, round_up(I, step_k) / step_k, n0, hidden_, k0, kl, thread, slot);

@@ -40,7 +40,7 @@ class next_tile_prefetch {
 }  // namespace
 
 bool moe_engine::use_panel(int weight_type, std::int64_t rows) const {
-  return scaled(weight_type) || (kernels_.panel_min_rows > 0 && rows >= kernels_.panel_min_rows);
+  return panel_weights(weight_type) || (kernels_.panel_min_rows > 0 && rows >= kernels_.panel_min_rows);
 }
 
 const float* moe_engine::w13_scale_row(const expert& ex, std::int64_t r) const {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cpu_options.h"
 
+#include "cpu_ggml_blocks.h"
 #include "cpu_numa.h"
 
 #include <cerrno>
@@ -60,9 +61,11 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
       o.phases = boolean(key, value);
     } else if (key == "quantize") {
       const std::string v = value;
-      if (v != "none" && v != "int8" && v != "int4")
-        throw std::invalid_argument("backend option quantize=" + v + ": expected none, int8 or int4");
+      const int ggml = v == "q8_0" ? elem_q8_0 : v == "q4_0" ? elem_q4_0 : v == "q4_k" ? elem_q4_k : v == "q6_k" ? elem_q6_k : -1;
+      if (v != "none" && v != "int8" && v != "int4" && ggml < 0)
+        throw std::invalid_argument("backend option quantize=" + v + ": expected none, int8, int4, q8_0, q4_0, q4_k or q6_k");
       o.quantize = v == "int8" ? 8 : v == "int4" ? 4 : 0;
+      o.quantize_ggml = ggml;
     } else if (key == "numa") {
       o.numa = value;
       if (o.numa != "auto" && o.numa != "off") parse_numa_topology(o.numa);  // refused here, naming the text
@@ -91,6 +94,7 @@ kernel_table pick_kernels(const cpu_options& o) {
   } else {
     fill_scalar(t);
   }
+  fill_ggml_widen(t);
   if (want == "amx_emulated") {
     fill_amx_emulated(t.unit);
   } else if ((want.empty() || want == "amx") && cpu_has_amx()) {

@@ -26,6 +26,7 @@ struct cpu_options {
   std::int64_t k_block = 0;  // 0 default (1024); K pass length of the tiles
   bool phases = false;       // at destroy, print each phase's time to stderr
   int quantize = 0;          // 0 none; 8 or 4: quantize bf16/f32 experts at create
+  int quantize_ggml = -1;    // or the elem_type of quantize=q8_0|q4_0|q4_k|q6_k (ggml blocks)
   std::int64_t quantize_group = -1;  // -1 default (int8: 0 = whole row; int4: 128)
   std::string numa = "auto";  // auto (sysfs), off, or an injected topology "0-3;4-7"
 };

@@ -4,12 +4,14 @@
 // q = round(w / s) (ties to even), so |w - q s| <= s / 2 for every weight. The codes are
 // written by the pool's threads into anonymous memory (first touch by the thread that later
 // reads them, on hosts where that matters), then the experts read them as the 4-bit and
-// int8 panel paths do. The originals are not read again.
+// int8 panel paths do. The originals are not read again. quantize=q8_0|q4_0|q4_k|q6_k writes
+// ggml blocks instead (cpu_ggml_quantize.cpp), read as GGUF experts are.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "cpu_ggml_blocks.h"
 #include "cpu_moe.h"
 #include "cpu_moe_detail.h"
 
@@ -33,6 +35,10 @@ void moe_engine::run_quant_job(void* self, std::int64_t i, int) {
       w[static_cast<std::size_t>(c)] = j.src_type == elem_bf16 ? bf16_value(reinterpret_cast<const std::uint16_t*>(src)[c])
                                                                 : reinterpret_cast<const float*>(src)[c];
     char* dst = j.dst + r * j.dst_row;
+    if (me->quant_.ggml >= 0) {
+      ggml_quantize_row(me->quant_.ggml, w.data(), j.k, reinterpret_cast<std::uint8_t*>(dst));
+      continue;
+    }
     if (int4) std::memset(dst, 0, static_cast<std::size_t>(ceil_div(j.k, 2)));
     for (std::int64_t gi = 0; gi < groups; ++gi) {
       const std::int64_t c0 = gi * g, c1 = std::min(j.k, c0 + g);
@@ -56,13 +62,14 @@ void moe_engine::run_quant_job(void* self, std::int64_t i, int) {
 void moe_engine::quantize_experts(const online_quant& q) {
   const std::int64_t E = num_experts_, H = hidden_, I = experts_[0].inter;
   quant_ = q;
-  if (quant_.group <= 0) quant_.group = std::max(H, I);  // one scale per row
+  const bool ggml = q.ggml >= 0;
+  if (quant_.group <= 0 || ggml) quant_.group = std::max(H, I);  // one scale per row (ggml: none here)
   const std::int64_t g = quant_.group;
-  const int type = q.bits == 4 ? elem_int4 : elem_int8;
-  auto row_bytes = [&](std::int64_t k) { return q.bits == 4 ? ceil_div(k, 2) : k; };
+  const int type = ggml ? q.ggml : q.bits == 4 ? elem_int4 : elem_int8;
+  auto row_bytes = [&](std::int64_t k) { return ggml ? weight_offset(type, k) : q.bits == 4 ? ceil_div(k, 2) : k; };
   // Per expert: w13 codes, w2 codes, then all scales; each region 64-byte aligned.
   const std::int64_t c13 = round_up(2 * I * row_bytes(H), 64), c2 = round_up(H * row_bytes(I), 64);
-  const std::int64_t s13 = 2 * I * ceil_div(H, g), s2 = H * ceil_div(I, g);
+  const std::int64_t s13 = ggml ? 0 : 2 * I * ceil_div(H, g), s2 = ggml ? 0 : H * ceil_div(I, g);
   const std::int64_t per_expert = c13 + c2 + round_up((s13 + s2) * 4, 64);
   quant_memory_ = tile_memory(static_cast<std::size_t>(E * per_expert));
   char* base = reinterpret_cast<char*>(quant_memory_.data());
@@ -83,9 +90,9 @@ void moe_engine::quantize_experts(const online_quant& q) {
     ex.w13_row = row_bytes(H);
     ex.w2 = d2;
     ex.w2_row = row_bytes(I);
-    ex.w13_scale = f13;
+    ex.w13_scale = ggml ? nullptr : f13;
     ex.w13_scale_row = ceil_div(H, g);
-    ex.w2_scale = f2;
+    ex.w2_scale = ggml ? nullptr : f2;
     ex.w2_scale_row = ceil_div(I, g);
   }
   // The jobs carry the original rows and types; the experts read the codes from here on.
@@ -95,6 +102,11 @@ void moe_engine::quantize_experts(const online_quant& q) {
   for (std::int64_t e = 0; e < E; ++e) {
     experts_[static_cast<std::size_t>(e)].w13_type = type;
     experts_[static_cast<std::size_t>(e)].w2_type = type;
+  }
+  if (ggml) {
+    weight_bytes_ = static_cast<std::uint64_t>(E * (2 * I * row_bytes(H) + H * row_bytes(I)));
+    scale_bytes_ = 0;  // inside the blocks
+    return;
   }
   scale_b0_ = 1;
   scale_b1_ = g;

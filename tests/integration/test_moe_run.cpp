@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <cstdlib>
@@ -194,6 +195,44 @@ TEST(MoeBench, QuantizedExpertsCountTheBytesTheyRead) {
   // groups of 128: codes 3 I H / 2 bytes and (2 I ceil(H/128) + H ceil(I/128)) F32 scales.
   const double expert = 3.0 * 128 * 256 / 2 + (2.0 * 128 * 2 + 256 * 1) * 4, shared = 3.0 * 128 * 256 * 2;
   EXPECT_DOUBLE_EQ(v.find("rows")->as_array().at(0).find("weight_bytes")->as_double(), 2 * expert + shared);
+}
+
+// The timing cycles over inputs routed afresh until the experts they hit outgrow the
+// last-level cache (or all are hit, or 16 inputs): tiny's whole layer fits any cache, so at
+// T = 1 (two of eight experts per input) it takes at least four inputs, and the table marks
+// the row as possibly read from the cache. The read bandwidth is the best of the probe's
+// patterns, each one reported.
+TEST(MoeBench, RotatesInputsAndSaysWhenTheCacheMayServeThem) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --json --no-reference --log-level off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json::value v = json_of(r.output);
+  const json::value& row = v.find("rows")->as_array().at(0);
+  EXPECT_GE(row.find("rotations")->as_int(), 4);
+  EXPECT_LE(row.find("rotations")->as_int(), 16);
+  const double expert = 3.0 * 128 * 256 * 2, shared = expert;  // bf16, I = Is = 128, H = 256
+  EXPECT_DOUBLE_EQ(row.find("weight_bytes")->as_double(), 2 * expert + shared);
+  const double hit = (row.find("cycle_bytes")->as_double() - shared) / expert;
+  EXPECT_EQ(hit, std::floor(hit));
+  EXPECT_GE(hit, 2);
+  EXPECT_LE(hit, 8);
+  double best = 0;
+  std::size_t patterns = 0;
+  for (const auto& [name, rate] : v.find("read_patterns_bytes_per_second")->as_object()) {
+    EXPECT_GT(rate.as_double(), 0.0) << name;
+    best = std::max(best, rate.as_double());
+    ++patterns;
+  }
+  EXPECT_EQ(patterns, 4u);
+  EXPECT_DOUBLE_EQ(v.find("read_bandwidth_bytes_per_second")->as_double(), best);
+  const bool llc_known = v.find("last_level_cache_bytes")->as_int() > 0;
+
+  r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --no-reference --log-level off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("read bandwidth is the best of: 1 stream "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("forwards cycle over inputs routed afresh (experts read per cycle): T=1 "), std::string::npos) << r.output;
+  if (llc_known) {
+    EXPECT_NE(r.output.find("%* "), std::string::npos) << r.output;
+  }
 }
 
 // --backend auto: a backend that outscores every other one but refuses the layer (UNSUPPORTED, as a

@@ -186,7 +186,7 @@ TEST(cpu_backend_quant, refuses_mismatched_4bit_views) {
   w = L.w;
   w.weight_quant = 7;
   EXPECT_EQ(take(cpu_api()->create(&w, &routing, nullptr, &b)),
-            "2: weight_quant: 7 is not a coding the cpu backend reads (expected 1 int4 or 2 mxfp4)");
+            "2: weight_quant: 7 is not a coding the cpu backend reads (expected 1 int4, 2 mxfp4 or 3 ggml blocks)");
   EXPECT_EQ(b, nullptr);
 }
 

@@ -9,6 +9,7 @@
 #include "moereg/base/error.h"
 #include "moereg/exec/dequantize_view.h"
 #include "moereg/exec/executor.h"
+#include "moereg/gguf/ggml_type.h"
 #include "moereg/quant/scale_grid.h"
 #include "moereg/safetensors/tensor_info.h"
 #include "moereg/tensor/tensor_view.h"
@@ -33,6 +34,15 @@ const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_temp
 }
 
 
+
+// Whether a layer's experts are GGUF blocks (some expert tensor stored as ggml blocks).
+bool ggml_experts(const decoded_checkpoint& d, int layer) {
+  const auto it = d.experts.find(layer);
+  if (it == d.experts.end() || it->second.empty()) return false;
+  for (const matrix_view& v : it->second[0])
+    if (v.source && v.source->info->ggml_blocks) return true;
+  return false;
+}
 
 // One scale element of a strided scale view, widened to float.
 float scale_at(const matrix_view& s, std::int64_t r, std::int64_t c) {
@@ -112,6 +122,10 @@ class layer_loader {
 
   // w13 [E, 2I, H] and w2 [E, H, I]: mapped where the checkpoint stores them so, else packed.
   void expert_weights() {
+    if (ggml_experts(d_, layer_)) {
+      ggml_weights();
+      return;
+    }
     moereg_moe_weights& w = out_.weights;
     const std::byte* w13 = fused_in_place(piece::gate, piece::up, 2 * I_);
     const bool w13_mapped = w13 != nullptr;
@@ -132,6 +146,44 @@ class layer_loader {
       w.w13 = view_of(w13, d_.expert_dtype, {E_, 2 * I_, H_});
       w.w2 = view_of(w2, d_.expert_dtype, {E_, H_, I_});
     }
+  }
+
+  // GGUF experts as stored (weight_quant GGML): U8 rows of each matrix's bytes, its ggml
+  // type in quant_types; F16 where llama.cpp left a tensor unquantized (a down projection
+  // whose rows are no whole number of blocks) travels as ggml type F16. gate and up share w13,
+  // so they must share a type.
+  void ggml_weights() {
+    moereg_moe_weights& w = out_.weights;
+    const matrix_view& g = experts_[0][static_cast<std::size_t>(piece::gate)];
+    const matrix_view& u = experts_[0][static_cast<std::size_t>(piece::up)];
+    const matrix_view& dn = experts_[0][static_cast<std::size_t>(piece::down)];
+    const std::uint32_t t13 = ggml_id(g), t2 = ggml_id(dn);
+    if (ggml_id(u) != t13)
+      throw error(where_ + ": gate " + g.source->info->name + " is " + storage_type_name(*g.source->info) + " but up " +
+                  u.source->info->name + " is " + storage_type_name(*u.source->info) +
+                  "; the backends take one type for gate and up (convert it with --dtype bf16 first)");
+    const std::byte* w13 = fused_in_place(piece::gate, piece::up, 2 * I_);
+    const bool w13_mapped = w13 != nullptr;
+    if (!w13) w13 = pack({piece::gate, piece::up}, 2 * I_, g.cols, g.element_size());
+    const std::byte* w2 = fused_in_place(piece::down, piece::down, H_);
+    const bool w2_mapped = w2 != nullptr;
+    if (!w2) w2 = pack({piece::down}, H_, dn.cols, dn.element_size());
+    w.num_experts = E_;
+    w.hidden = H_;
+    w.intermediate = I_;
+    w.w13 = view_of(w13, dtype::U8, {E_, 2 * I_, g.cols * static_cast<std::int64_t>(g.element_size())});
+    w.w2 = view_of(w2, dtype::U8, {E_, H_, dn.cols * static_cast<std::int64_t>(dn.element_size())});
+    w.weight_quant = MOEREG_WEIGHT_QUANT_GGML;
+    w.quant_types = MOEREG_GGML_TYPES(t13, t2);
+    out_.describe = std::string("w13 ") + (w13_mapped ? "mapped" : "packed") + " " + storage_type_name(*g.source->info) + ", w2 " +
+                    (w2_mapped ? "mapped" : "packed") + " " + storage_type_name(*dn.source->info) + " (layout " + d_.layout->name +
+                    ", ggml blocks read as stored)";
+  }
+
+  static std::uint32_t ggml_id(const matrix_view& v) {
+    if (v.source->info->ggml_blocks) return *v.source->info->ggml_blocks;
+    if (auto t = ggml_type_for(v.type)) return static_cast<std::uint32_t>(*t);
+    throw error(v.source->info->name + ": " + std::string(dtype_name(v.type)) + " has no ggml type");
   }
 
   // Quantized experts stay quantized (the backend dequantizes on the fly); their scales are
@@ -269,13 +321,15 @@ class layer_loader {
     return g0.at(0, 0);
   }
 
-  const std::byte* pack(const std::vector<piece>& pieces, std::int64_t rows, std::int64_t cols) {
-    std::byte* buf = own(static_cast<std::uint64_t>(E_ * rows * cols) * es_);
+  // es: bytes per unit, the experts' dtype's unless given (GGUF layers mix types).
+  const std::byte* pack(const std::vector<piece>& pieces, std::int64_t rows, std::int64_t cols, std::size_t es = 0) {
+    if (!es) es = es_;
+    std::byte* buf = own(static_cast<std::uint64_t>(E_ * rows * cols) * es);
     for (std::int64_t e = 0; e < E_; ++e) {
       std::int64_t r0 = 0;
       for (piece p : pieces) {
         const matrix_view& v = experts_[static_cast<std::size_t>(e)][static_cast<std::size_t>(p)];
-        copy_matrix(v, buf + static_cast<std::size_t>((e * rows + r0) * cols) * es_, cols, 1);
+        copy_matrix(v, buf + static_cast<std::size_t>((e * rows + r0) * cols) * es, cols, 1);
         r0 += v.rows;
       }
     }
@@ -332,7 +386,7 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
     for (const auto& [l, _] : d.experts) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
     throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + " holds no experts (MoE layers: " + layers + ")");
   }
-  if (d.mixed_expert_types)  // the backends take one type for w13 and w2
+  if (d.mixed_expert_types && !ggml_experts(d, layer))  // the backends take one type for w13 and w2 (ggml: one each)
     throw error(d.ckpt->path() + ": layer " + std::to_string(layer) +
                 ": its expert tensors are of different types; convert it with --dtype bf16 first");
   auto out = std::make_unique<moe_layer>();

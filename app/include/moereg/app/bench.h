@@ -38,8 +38,13 @@ struct moe_bench_request {
 
 struct moe_bench_row {
   std::int64_t tokens = 0;
-  double seconds = 0;       // median of the backend's forward
-  double weight_bytes = 0;  // bytes of the experts hit (as the backend reads them) and the shared expert
+  double seconds = 0;       // median of the backend's forward over its rotations
+  double weight_bytes = 0;  // per forward, mean over rotations: experts hit (as the backend reads them) and shared expert
+  // The forwards cycle over `rotations` inputs routed to different experts, so that the experts
+  // read in one cycle (`cycle_bytes`, distinct) outgrow the last-level cache and each forward
+  // streams its weights from memory; rotation 0 is what PyTorch runs.
+  std::int64_t rotations = 1;
+  double cycle_bytes = 0;
   double flops = 0;
   double reference_seconds = NAN, dense_seconds = NAN, dense_gflops = NAN;
   double max_rel_diff = NAN;  // the backend's output against PyTorch's
@@ -52,7 +57,9 @@ struct moe_bench_report {
   std::string torch;                   // "2.11.0, 16 threads" when the reference ran
   int threads = 0;
   bool on_device = false;   // timed on device-resident inputs
-  double bandwidth = 0;     // bytes/s: host read bandwidth, or device copy bandwidth (read + write)
+  double bandwidth = 0;     // bytes/s: host read bandwidth (best pattern), or device copy bandwidth (read + write)
+  std::vector<std::pair<std::string, double>> read_patterns;  // host: each read pattern's bytes/s
+  std::uint64_t last_level_cache = 0;                          // host: bytes, 0 if unknown
   std::vector<moe_bench_row> rows;
 };
 

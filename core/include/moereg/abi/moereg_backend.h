@@ -64,8 +64,17 @@ typedef struct moereg_routing_params {
 typedef enum moereg_weight_quant {
   MOEREG_WEIGHT_QUANT_NONE = 0,  /* the dtype of w13 and w2 says it all (F8_E4M3: block scales) */
   MOEREG_WEIGHT_QUANT_INT4 = 1,  /* symmetric int4: w = (q - 8) * s (GPTQ sym, compressed-tensors pack-quantized) */
-  MOEREG_WEIGHT_QUANT_MXFP4 = 2  /* E2M1: q 0..7 = 0, .5, 1, 1.5, 2, 3, 4, 6; 8..15 negated; w = e2m1(q) * s */
+  MOEREG_WEIGHT_QUANT_MXFP4 = 2, /* E2M1: q 0..7 = 0, .5, 1, 1.5, 2, 3, 4, 6; 8..15 negated; w = e2m1(q) * s */
+  /* ggml blocks (GGUF), scales inside the blocks, no scale views: w13 and w2 as U8
+   * [E, rows, cols / block * block bytes] (row stride may be larger), cols whole blocks; the
+   * ggml type ids (llama.cpp's: 8 Q8_0, 2 Q4_0, 12 Q4_K, 14 Q6_K, ...) in quant_types. A
+   * backend that does not read a type refuses it at create. */
+  MOEREG_WEIGHT_QUANT_GGML = 3
 } moereg_weight_quant;
+
+/* moereg_moe_weights.quant_types with MOEREG_WEIGHT_QUANT_GGML: w13's ggml type in bits
+ * 0-15, w2's in bits 16-31 (llama.cpp files often store down in a wider type than gate/up). */
+#define MOEREG_GGML_TYPES(w13_type, w2_type) ((int32_t)(((uint32_t)(w2_type) << 16) | ((uint32_t)(w13_type) & 0xFFFFu)))
 
 /* The experts of one MoE layer, in the backend layout (transformers_v5 order, K contiguous).
  * Views point at host memory the HOST owns (typically mapped checkpoint files); they stay
@@ -91,7 +100,7 @@ typedef struct moereg_moe_weights {
   moereg_tensor_view shared_gate; /* [1, H]: output += sigmoid(x . g) * shared(x); data NULL: ungated */
   /* ---- API 2 (a version 1 backend never sees weights that need these) ---- */
   int32_t weight_quant;   /* moereg_weight_quant of w13 and w2; 0 = none */
-  int32_t reserved_quant; /* zero */
+  int32_t quant_types;    /* MOEREG_GGML_TYPES with MOEREG_WEIGHT_QUANT_GGML; zero otherwise */
 } moereg_moe_weights;
 
 typedef struct moereg_backend_options {

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "read_bandwidth.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "moereg/base/error.h"
+
+namespace moereg::app {
+
+namespace {
+
+// One thread's share [b, e) of the buffer (a multiple of 64 words) read as `streams`
+// interleaved sequential streams, each eight words (a cache line) per step, with a software
+// prefetch `prefetch_lines` lines ahead on each. Eight independent sums keep loads in flight.
+template <int streams, int prefetch_lines>
+std::uint64_t read_share(const std::uint64_t* buf, std::size_t b, std::size_t e) {
+  const std::size_t len = (e - b) / streams;
+  std::uint64_t s[8] = {};
+  for (std::size_t i = 0; i < len; i += 8)
+    for (int k = 0; k < streams; ++k) {
+      const std::uint64_t* p = buf + b + static_cast<std::size_t>(k) * len + i;
+      if constexpr (prefetch_lines > 0) __builtin_prefetch(p + 8 * prefetch_lines, 0, 3);
+      for (int j = 0; j < 8; ++j) s[j] += p[j];
+    }
+  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+struct pattern {
+  const char* name;
+  std::uint64_t (*read)(const std::uint64_t*, std::size_t, std::size_t);
+};
+
+// Why several patterns: one sequential stream per thread relies on the hardware prefetchers
+// alone, and on a mesh Xeon one core's stream then tops out well below its share of the
+// memory (the probe of session 6 read 91-99 GB/s where the AMX kernel, which prefetches its
+// tiles two steps ahead in software, streamed mixtral's 704 MB per T = 1 forward at 150-172
+// GB/s: far more bytes than any L3 holds, so not a cache effect). Four streams, as the kernel
+// reads gate and up tiles of two row blocks, and software prefetch cover that; the best
+// pattern is the ceiling, and each one's rate is reported so a run shows which mattered.
+constexpr pattern patterns[] = {
+    {"1 stream", &read_share<1, 0>},
+    {"1 stream, prefetch 1 KiB", &read_share<1, 16>},
+    {"4 streams", &read_share<4, 0>},
+    {"4 streams, prefetch 2 KiB", &read_share<4, 32>},
+};
+
+std::size_t probe_bytes() {
+  const std::uint64_t llc = last_level_cache_bytes();
+  const std::size_t lo = std::size_t{256} << 20, hi = std::size_t{2} << 30;
+  if (llc == 0) return hi;
+  return std::clamp(static_cast<std::size_t>(llc) * 8, lo, hi);
+}
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  return cpus;
+}
+
+// "32768K" or "1M" as sysfs writes cache sizes; 0 when unreadable.
+std::uint64_t parse_cache_size(const std::string& text) {
+  std::size_t used = 0;
+  std::uint64_t v = 0;
+  try {
+    v = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    return 0;
+  }
+  const char unit = used < text.size() ? text[used] : ' ';
+  return unit == 'K' ? v << 10 : unit == 'M' ? v << 20 : unit == 'G' ? v << 30 : v;
+}
+
+}  // namespace
+
+std::uint64_t last_level_cache_bytes() {
+  std::map<std::string, std::uint64_t> l3;  // by instance id: CPUs of one L3 share it
+  for (int c : allowed_cpus()) {
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(c) + "/cache/index3/";
+    std::ifstream level(dir + "level"), id(dir + "id"), size(dir + "size");
+    int lv = 0;
+    std::string i, s;
+    if (!(level >> lv) || lv != 3 || !(id >> i) || !(size >> s)) continue;
+    l3[i] = parse_cache_size(s);
+  }
+  std::uint64_t total = 0;
+  for (const auto& [i, bytes] : l3) total += bytes;
+  if (total) return total;
+  const long llc = ::sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return llc > 0 ? static_cast<std::uint64_t>(llc) : 0;
+}
+
+// Every thread streams its own share of a buffer far larger than the caches, pinned one per
+// allowed CPU, the share's pages first touched by their reader (so they lie in its NUMA node)
+// and backed by 2 MiB pages where the kernel allows; the threads start once and each pattern
+// is timed between two barriers, best of five.
+read_bandwidth measure_read_bandwidth(int threads) {
+  const std::size_t bytes = probe_bytes(), n = bytes / 8;
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw error("bandwidth probe: cannot map " + std::to_string(bytes) + " bytes");
+  struct unmap {
+    void* p;
+    std::size_t b;
+    ~unmap() { ::munmap(p, b); }
+  } guard{mem, bytes};
+  ::madvise(mem, bytes, MADV_HUGEPAGE);
+  auto* buf = static_cast<std::uint64_t*>(mem);
+  const std::vector<int> cpus = allowed_cpus();
+  constexpr int reps = 5;
+  constexpr std::size_t count = std::size(patterns);
+  std::barrier sync(threads + 1);
+  std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads) * reps * count, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      if (!cpus.empty()) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[static_cast<std::size_t>(t) % cpus.size()], &one);
+        ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
+      }
+      // Shares are whole multiples of 64 words, so four streams of whole lines cover them.
+      const auto T = static_cast<std::size_t>(threads), ut = static_cast<std::size_t>(t);
+      const std::size_t b = n * ut / T / 64 * 64, e = ut + 1 == T ? n : n * (ut + 1) / T / 64 * 64;
+      for (std::size_t i = b; i < e; ++i) buf[i] = 1;  // first touch by the reader
+      for (std::size_t p = 0; p < count; ++p)
+        for (int rep = 0; rep < reps; ++rep) {
+          sync.arrive_and_wait();
+          sums[(p * reps + static_cast<std::size_t>(rep)) * T + ut] = patterns[p].read(buf, b, e);
+          sync.arrive_and_wait();
+        }
+    });
+  read_bandwidth out;
+  for (const pattern& p : patterns) {
+    double best = 0;
+    for (int rep = 0; rep < reps; ++rep) {
+      sync.arrive_and_wait();
+      const auto t0 = std::chrono::steady_clock::now();
+      sync.arrive_and_wait();
+      best = std::max(best, static_cast<double>(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    out.patterns.push_back({p.name, best});
+    out.best = std::max(out.best, best);
+  }
+  for (auto& t : pool) t.join();
+  for (std::size_t k = 0; k < count * reps; ++k) {
+    std::uint64_t total = 0;
+    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) total += sums[k * static_cast<std::size_t>(threads) + t];
+    if (total != n)
+      throw error(std::string("bandwidth probe: pattern '") + patterns[k / reps].name + "' read back " + std::to_string(total) +
+                  " ones, expected " + std::to_string(n));
+  }
+  return out;
+}
+
+}  // namespace moereg::app
