@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -181,6 +182,17 @@ TEST(GgufDeepseekSplit, MissingPartIsOneErrorNamingIt) {
             std::string::npos)
       << r.output;
   EXPECT_FALSE(std::filesystem::exists(d / "out/model.safetensors"));
+}
+
+TEST(GgufDeepseekSplit, DequantizingIntoTheSplitIsRefusedNamingTheWeight) {
+  // --dtype bf16 makes an FP8 kv_b_proj whole; writing it so beside the MLA keys would give a
+  // file llama.cpp cannot load, so the conversion names the weight and writes nothing.
+  temp_dir d;
+  command_result r = run_moereg("convert " + fixture("deepseek_v3_fp8/hf") + " " + (d / "g") + " --to gguf --dtype bf16");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, "model.layers.1.self_attn.kv_b_proj.weight: quantized (fp8");
+  EXPECT_HAS(r.output, "cuts 'model.layers.1.self_attn.kv_b_proj.weight' per head (splits)");
+  EXPECT_FALSE(std::filesystem::exists(d / "g"));
 }
 
 TEST(GgufDeepseekSplit, SplitsDropsAndArrayMetadataAreCheckedInTheManifest) {

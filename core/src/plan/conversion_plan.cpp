@@ -429,14 +429,15 @@ void plan_others(const decoded_checkpoint& src, const layout_spec& target, const
     const std::string& key = p.role == quant_role::none ? p.canonical : p.quant_key;
     if (std::any_of(target.drops.begin(), target.drops.end(), [&](const key_template& t) { return t.match(key).has_value(); }))
       continue;  // a part this layout does not hold (docs/yaml-reference.md, `drops`)
-    if (p.role != quant_role::none && detail::split_cutting(target, p.quant_key, nullptr)) {
-      // FP8/int4 blocks and their scales do not cut per head (and a dequantized weight would
-      // be written whole under the wrong form): refused, once, by the weight.
+    if (options.dequantize && p.role != quant_role::none && detail::split_cutting(target, p.quant_key, nullptr)) {
+      // A dequantized weight is made whole (dequantized_passthrough) and would be written
+      // unsplit beside metadata for the split form: refused, once, by the weight. Without
+      // --dtype the quantized bytes go on as they are (a .gguf then refuses their dtype).
       if (p.role == quant_role::data)
         problems.push_back(printable(p.source->info->name) + ": quantized (" + src.quant.describe() + "), but layout '" + target.name +
                            "' cuts " + quote(p.quant_key) +
                            " per head (splits), which moereg does for F32, F16 and BF16 tensors only; convert to a "
-                           "safetensors layout with --dtype bf16 first");
+                           "safetensors layout with --dtype bf16 first, then to '" + target.name + "'");
       continue;
     }
     if (detail::takes_split_path(target, p)) {  // cut per head, or joined from such a cut
