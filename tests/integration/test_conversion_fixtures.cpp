@@ -63,7 +63,11 @@ TEST(ConversionFixtures, EveryPairOfLayoutsRoundTripsBitExact) {
     model_dims dims = read_dims(spec, hf.config(), hf.config_path());
     std::string origin = detect_layout(hf, spec, dims).name;
     test::temp_dir d;
-    std::vector<std::string> layouts = spec.layout_names();
+    // A layout that drops tensors (qwen3_vl_moe's text-only gguf) cannot round-trip the
+    // rest; test_gguf_more_families.cpp checks it on what it keeps.
+    std::vector<std::string> layouts;
+    for (const auto& name : spec.layout_names())
+      if (spec.find_layout(name)->drops.empty()) layouts.push_back(name);
     for (const auto& a : layouts) test::convert(test::fixture(std::string(f) + "/hf"), d / a, a, origin);
     for (const auto& a : layouts)
       for (const auto& b : layouts) {

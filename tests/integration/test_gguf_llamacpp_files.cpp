@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -73,11 +74,65 @@ TEST(GgufFromLlamaCpp, ConfigFromMetadataHasVocabSizeAndNormTopkProb) {
   EXPECT_EQ(json::parse_file(d / "mixtral/config.json").find_path("vocab_size")->as_int(), 128);
 }
 
+// llama.cpp's bf16 conversions, each read back equal to its fixture's hf/.
+const char* const bf16_files[] = {"qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"};
+// Its quantized files, decoded with --dtype (lossy: compared with ggml's own decoding below).
+const char* const quantized_files[] = {"qwen3_moe-q8_0", "qwen3_moe-q4_0"};
+
 TEST(GgufFromLlamaCpp, Bf16FilesEqualTheFixtureThroughVerify) {
-  // Norms and routers F32 in the file, narrowed back exactly to the model's bf16.
-  for (const char* f : {"qwen3_moe", "mixtral"}) {
+  // Norms and routers F32 in the file, narrowed back exactly to the model's bf16; deepseek2's
+  // attn_k_b / attn_v_b joined back into kv_b_proj (config from the metadata: *_mla keys).
+  for (const char* f : bf16_files) {
     command_result r = run_moereg("verify " + llamacpp_file(std::string(f) + ".gguf") + " " + fixture(std::string(f) + "/hf"));
     EXPECT_EQ(r.exit_code, 0) << f << "\n" << r.output;
+  }
+}
+
+TEST(GgufFromLlamaCpp, EveryFileOfTheFolderIsCovered) {
+  // A file added to ../shared/fixtures/gguf_llamacpp must join one of the lists above.
+  std::vector<std::string> known;
+  for (const char* f : bf16_files) known.push_back(std::string(f) + ".gguf");
+  for (const char* f : quantized_files) known.push_back(std::string(f) + ".gguf");
+  int seen = 0;
+  for (const auto& e : std::filesystem::directory_iterator(fixture("gguf_llamacpp"))) {
+    if (e.path().extension() != ".gguf") continue;
+    ++seen;
+    EXPECT_NE(std::find(known.begin(), known.end(), e.path().filename().string()), known.end())
+        << e.path() << " is read by no test";
+  }
+  EXPECT_EQ(seen, static_cast<int>(known.size()));
+}
+
+TEST(GgufFromLlamaCpp, DeepseekSplitAttentionConvertsToHfBitExact) {
+  // convert (not only verify): the joined kv_b_proj written whole, config.json from metadata
+  // with the per-head lengths of the *_mla keys, not the MQA ones.
+  for (const char* f : {"deepseek_v2", "deepseek_v3"}) {
+    SCOPED_TRACE(f);
+    temp_dir d;
+    command_result r = run_moereg("convert " + llamacpp_file(std::string(f) + ".gguf") + " " + (d / "hf") + " --to hf");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_moereg("verify " + (d / "hf") + " " + fixture(std::string(f) + "/hf"));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    json::value c = json::parse_file(d / "hf/config.json"), ref = json::parse_file(fixture(std::string(f) + "/hf/config.json"));
+    for (const char* k : {"qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "kv_lora_rank", "num_attention_heads"}) {
+      ASSERT_NE(c.find_path(k), nullptr) << k;
+      EXPECT_EQ(c.find_path(k)->as_int(), ref.find_path(k)->as_int()) << k;
+    }
+  }
+}
+
+TEST(GgufFromLlamaCpp, DeepseekSplitAttentionDecodesWithDtype) {
+  // --dtype f32: the transposed attn_k_b rows are gathered before decoding, so the joined
+  // kv_b_proj holds the bf16 values widened exactly.
+  temp_dir d;
+  command_result r = run_moereg("convert " + llamacpp_file("deepseek_v3.gguf") + " " + (d / "hf") + " --to hf --dtype f32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  checkpoint out = checkpoint::open(d / "hf"), ref = checkpoint::open(fixture("deepseek_v3/hf"));
+  for (const char* name : {"model.layers.0.self_attn.kv_b_proj.weight", "model.layers.2.self_attn.kv_b_proj.weight"}) {
+    std::vector<float> a = values(out, name), b = values(ref, name);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    EXPECT_EQ(out.find(name)->info->type, dtype::F32);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), 4 * a.size()), 0) << name;
   }
 }
 
@@ -173,6 +228,5 @@ TEST(GgufFromLlamaCpp, MixedExpertTypesPassThroughPerTensor) {
 }
 
 }  // namespace
-}  // namespace moereg::test
-
 }  // namespace test_gguf_llamacpp_files
+}  // namespace moereg::test

@@ -10,8 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "moereg/checkpoint/checkpoint_writer.h"
 #include "moereg/gguf/ggml_dequant.h"
 #include "moereg/gguf/gguf_file.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "moereg/tensor/dtype.h"
 
 #include "conversion_support.h"
 #include "test_support.h"
@@ -123,21 +126,97 @@ TEST(LlamaCpp, GgufFromAQuantizedThenDequantizedRoundTripMatchesTransformersLogi
   expect_llamacpp_matches(d / "g/model.gguf", "qwen3_moe");
 }
 
+// A Qwen2-MoE checkpoint (the YAML-only family of docs/plugin-authoring.md, which has no
+// fixture): random bf16 weights of small magnitude, norms 1, config.json with every field
+// its `gguf` section writes.
+void write_qwen2_moe(const std::string& dir) {
+  const std::int64_t L = 2, E = 4, H = 32, I = 16, Is = 24, V = 64, heads = 4, kv = 2, hd = H / heads;
+  std::vector<tensor_spec> s;
+  auto add = [&](std::string n, std::vector<std::int64_t> shape) { s.push_back({std::move(n), dtype::BF16, std::move(shape)}); };
+  add("lm_head.weight", {V, H});
+  add("model.embed_tokens.weight", {V, H});
+  add("model.norm.weight", {H});
+  for (std::int64_t l = 0; l < L; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {H});
+    add(p + "post_attention_layernorm.weight", {H});
+    add(p + "self_attn.q_proj.weight", {H, H});
+    add(p + "self_attn.q_proj.bias", {H});
+    for (const char* x : {"k", "v"}) {
+      add(p + "self_attn." + x + "_proj.weight", {kv * hd, H});
+      add(p + "self_attn." + x + "_proj.bias", {kv * hd});
+    }
+    add(p + "self_attn.o_proj.weight", {H, H});
+    add(p + "mlp.gate.weight", {E, H});
+    add(p + "mlp.shared_expert.gate_proj.weight", {Is, H});
+    add(p + "mlp.shared_expert.up_proj.weight", {Is, H});
+    add(p + "mlp.shared_expert.down_proj.weight", {H, Is});
+    add(p + "mlp.shared_expert_gate.weight", {1, H});
+    for (std::int64_t e = 0; e < E; ++e) {
+      std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+      add(x + "gate_proj.weight", {I, H});
+      add(x + "up_proj.weight", {I, H});
+      add(x + "down_proj.weight", {H, I});
+    }
+  }
+  sort_like_safetensors(s);
+  checkpoint_writer w(dir, plan_shards(s, {}));
+  auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 0.08f);
+  for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+    const bool norm = f.tensors()[i].name.find("norm") != std::string::npos;
+    std::vector<std::uint16_t> v(f.tensors()[i].numel());
+    for (auto& x : v) x = f32_to_bf16(norm ? 1.0f : normal(rng));
+    f.write(i, 0, v.data(), v.size() * 2);
+  }
+  w.commit_shard();
+  w.write_file("config.json", R"({"model_type": "qwen2_moe", "dtype": "bfloat16", "hidden_size": 32, "intermediate_size": 48,
+    "moe_intermediate_size": 16, "shared_expert_intermediate_size": 24, "num_experts": 4, "num_experts_per_tok": 2,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64,
+    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "vocab_size": 64, "norm_topk_prob": false,
+    "decoder_sparse_step": 1, "mlp_only_layers": []})");
+  w.finish(false);
+}
+
+TEST(LlamaCpp, YamlOnlyPluginGgufLoadsAndRuns) {
+  SKIP_WITHOUT_LLAMACPP();
+  // examples/families/qwen2_moe declares its llama.cpp architecture (qwen2moe), names and
+  // metadata in plugin.yaml alone; llama.cpp loads the .gguf and decodes with finite logits,
+  // and it reads back equal to the source.
+  temp_dir d;
+  write_qwen2_moe(d / "hf");
+  const std::string plugins = " --plugin-path " + quoted(std::string(MOEREG_SOURCE_DIR) + "/examples/families");
+  command_result r = run_moereg("convert " + quoted(d / "hf") + " " + quoted(d / "g") + " --to gguf" + plugins);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  gguf_file g(d / "g/model.gguf");
+  EXPECT_EQ(g.get_string("general.architecture"), "qwen2moe");
+  ASSERT_NE(g.find_tensor("blk.1.ffn_gate_inp_shexp.weight"), nullptr);
+  EXPECT_EQ(g.find_tensor("blk.1.ffn_gate_inp_shexp.weight")->type, ggml_type::F32);
+  r = run_command(quoted(llamacpp_run) + " run " + quoted(llamacpp_lib) + " " + quoted(d / "g/model.gguf") + " 12");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::cout << r.output;
+  r = run_moereg("convert " + quoted(d / "g/model.gguf") + " " + quoted(d / "back") + " --to hf" + plugins);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_moereg("verify " + quoted(d / "back") + " " + quoted(d / "hf") + plugins);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 // hf/ -> model.gguf by moereg, then into llama.cpp.
 class LlamaCppFamily : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LlamaCppFamily, LoadsMoeregGgufAndMatchesTransformersLogits) {
   SKIP_WITHOUT_LLAMACPP();
   temp_dir out;
-  convert(fixture(GetParam() + "/hf"), out.path(), "gguf");
+  // qwen3_vl_moe's hf/ holds the transformers-5 order, which its hub layout shares names with.
+  convert(fixture(GetParam() + "/hf"), out.path(), "gguf", GetParam() == "qwen3_vl_moe" ? "transformers_v5" : "");
   expect_llamacpp_matches(out / "model.gguf", GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, LlamaCppFamily,
-                         ::testing::Values("qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"),
+                         ::testing::Values("qwen3_moe", "qwen3_vl_moe", "mixtral", "deepseek_v2", "deepseek_v3"),
                          [](const auto& p) { return p.param; });
 
 }  // namespace
-}  // namespace moereg::test
-
 }  // namespace test_llamacpp
+}  // namespace moereg::test

@@ -9,6 +9,10 @@
 //     [1,T,V]: passes (exit 0) when max |llama - ref| <= 5 % of max |ref| and the argmax agrees
 //     at every position (a position whose reference top two are within 1e-4 of max |ref| is a
 //     tie and passes either way). Prints one line: ratio, max diff, argmax agreement.
+//   llamacpp_run run LIBDIR MODEL.gguf T
+//     loads the model and decodes tokens 0..T-1 (modulo the vocabulary) with every position's
+//     logits, for a model without reference logits: passes when every logit is finite and
+//     the logits are not all equal. Prints one line: vocabulary, positions, argmax per position.
 //   llamacpp_run to_float LIBDIR TYPE IN.bin OUT.bin
 //     ggml's own dequantization (libggml-base's type traits to_float) of the blocks of ggml
 //     type id TYPE in IN.bin, written as float32 to OUT.bin.
@@ -173,6 +177,60 @@ int run_logits(const std::string& libdir, const std::string& model_path, const s
   return ratio <= 0.05 && agree == T ? 0 : 1;
 }
 
+int run_tokens(const std::string& libdir, const std::string& model_path, int T) {
+  if (T < 1 || T > 4096) throw moereg::error("T = " + std::to_string(T) + ", expected 1..4096 positions");
+  llama_api api(libdir);
+  llama_model_params mp = api.model_default_params();
+  mp.n_gpu_layers = 0;
+  llama_model* model = api.model_load_from_file(model_path.c_str(), mp);
+  if (!model) {
+    std::fprintf(stderr, "%s: llama.cpp could not load the model\n", model_path.c_str());
+    return 1;
+  }
+  const int V = api.vocab_n_tokens(api.model_get_vocab(model));
+  llama_context_params cp = api.context_default_params();
+  cp.n_ctx = static_cast<std::uint32_t>(std::max(T, 64));
+  cp.n_batch = cp.n_ubatch = cp.n_ctx;
+  cp.n_threads = cp.n_threads_batch = 2;
+  cp.no_perf = true;
+  llama_context* ctx = api.init_from_model(model, cp);
+  if (!ctx) {
+    std::fprintf(stderr, "%s: llama.cpp could not make a context\n", model_path.c_str());
+    return 1;
+  }
+  llama_batch b = api.batch_init(T, 0, 1);
+  b.n_tokens = T;
+  for (int i = 0; i < T; ++i) {
+    b.token[i] = static_cast<llama_token>(i % V);
+    b.pos[i] = i;
+    b.n_seq_id[i] = 1;
+    b.seq_id[i][0] = 0;
+    b.logits[i] = 1;
+  }
+  if (int rc = api.decode(ctx, b); rc != 0) {
+    std::fprintf(stderr, "%s: llama_decode returned %d\n", model_path.c_str(), rc);
+    return 1;
+  }
+  bool finite = true, varied = false;
+  std::string argmax;
+  for (int t = 0; t < T; ++t) {
+    const float* got = api.get_logits_ith(ctx, t);
+    int a = 0;
+    for (int v = 0; v < V; ++v) {
+      finite = finite && std::isfinite(got[v]);
+      varied = varied || got[v] != got[0];
+      if (got[v] > got[a]) a = v;
+    }
+    argmax += " " + std::to_string(a);
+  }
+  std::printf("%s: vocabulary %d, %d positions, logits %s, argmax%s\n", model_path.c_str(), V, T,
+              !finite ? "NOT FINITE" : varied ? "finite" : "ALL EQUAL", argmax.c_str());
+  api.batch_free(b);
+  api.free_context(ctx);
+  api.model_free(model);
+  return finite && varied ? 0 : 1;
+}
+
 int run_to_float(const std::string& libdir, int type, const std::string& in_path, const std::string& out_path) {
   void* lib = dlopen((libdir + "/libggml-base.so").c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!lib) throw moereg::error(std::string("dlopen libggml-base.so: ") + dlerror());
@@ -199,6 +257,7 @@ int run_to_float(const std::string& libdir, int type, const std::string& in_path
 int main(int argc, char** argv) {
   try {
     if (argc == 5 && std::strcmp(argv[1], "logits") == 0) return run_logits(argv[2], argv[3], argv[4]);
+    if (argc == 5 && std::strcmp(argv[1], "run") == 0) return run_tokens(argv[2], argv[3], std::atoi(argv[4]));
     if (argc == 6 && std::strcmp(argv[1], "to_float") == 0) return run_to_float(argv[2], std::atoi(argv[3]), argv[4], argv[5]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llamacpp_run: %s\n", e.what());
@@ -206,6 +265,7 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: llamacpp_run logits LIBDIR MODEL.gguf LOGITS.safetensors\n"
+               "       llamacpp_run run LIBDIR MODEL.gguf T\n"
                "       llamacpp_run to_float LIBDIR TYPE IN.bin OUT.bin\n");
   return 2;
 }

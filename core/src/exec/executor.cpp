@@ -209,7 +209,7 @@ work_schedule schedule(const conversion_plan& plan, const checkpoint_writer& wri
 
 // Per-thread buffers, reused from item to item.
 struct scratch {
-  std::vector<std::byte> stage, stage2, cast;
+  std::vector<std::byte> stage, stage2, cast, gather;
   std::vector<float> floats;  // ggml rows decoded
   dequantize_scratch dq;
 };
@@ -357,11 +357,18 @@ class plan_writer {
     const ggml_type g = decode_type_of(t);
     const auto& tr = ggml_traits(g);
     const std::int64_t values = t.ggml_blocks ? v.cols / static_cast<std::int64_t>(tr.type_size) * static_cast<std::int64_t>(tr.block_size) : v.cols;
-    if (v.col_stride != 1)  // a .gguf stores rows whole; only a transposed float source strides
+    if (v.col_stride != 1 && t.ggml_blocks)  // a .gguf stores blocks in whole rows
       throw error("tensor '" + t.name + "': decoding needs whole rows, this view is strided");
     sc.floats.resize(static_cast<std::size_t>(values));
     for (std::int64_t r = 0; r < v.rows; ++r) {
-      ggml_dequantize(g, v.at(r, 0), sc.floats.data(), values);
+      const std::byte* row = v.at(r, 0);
+      if (v.col_stride != 1) {  // a transposed float part (a split tensor's): its row gathered first
+        const std::size_t es = v.element_size();
+        sc.gather.resize(static_cast<std::size_t>(v.cols) * es);
+        for (std::int64_t c = 0; c < v.cols; ++c) std::memcpy(sc.gather.data() + static_cast<std::size_t>(c) * es, v.at(r, c), es);
+        row = sc.gather.data();
+      }
+      ggml_dequantize(g, row, sc.floats.data(), values);
       if (transpose) store_floats(sc.floats.data(), values, o.spec.type, sc.stage.data(), r0 + r, o.rows_total);
       else store_floats(sc.floats.data(), values, o.spec.type, sc.stage.data(), (r0 + r) * o.cols, 1);
     }

@@ -53,6 +53,11 @@ std::optional<std::string> gguf_model_type(const gguf_file& f, const gguf_spec& 
                       : v->is_float() ? v->as_f64() : v->is_signed() ? static_cast<double>(v->as_i64()) : static_cast<double>(v->as_u64());
       holds = holds && got == want;
     }
+    if (holds && rule.with_tensor) {
+      bool found = false;
+      for (const auto& t : f.tensors()) found = found || rule.with_tensor->match(t.name).has_value();
+      holds = found;
+    }
     if (holds) return rule.model_type;
   }
   return std::nullopt;
@@ -73,6 +78,18 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
   };
   for (const auto& r : spec.gguf.metadata) {
     if (r.config.empty() || has_any(c, r.config)) continue;
+    if (r.type == "i32_array") {  // rope.dimension_sections: the list without its zero padding
+      const gguf_value* v = f.find(prefix + r.key);
+      if (!v) continue;
+      if (v->type() != gguf_type::array || v->element_type() == gguf_type::string || v->element_type() == gguf_type::f32 ||
+          v->element_type() == gguf_type::f64 || v->element_type() == gguf_type::boolean)
+        throw error(f.path() + ": gguf metadata '" + prefix + r.key + "': expected an array of integers");
+      json::array items;
+      for (const gguf_value& x : v->items()) items.emplace_back(x.is_signed() ? x.as_i64() : static_cast<std::int64_t>(x.as_u64()));
+      while (!items.empty() && items.back().as_int() == 0) items.pop_back();
+      set_path(c, r.config.front(), json::value(std::move(items)));
+      continue;
+    }
     if (const gguf_value* v = number(r)) {
       json::value j = from_gguf(*v, r.type);
       if (r.absent && j.is_number() && j.as_double() == *r.absent) j = json::value(nullptr);
@@ -157,6 +174,29 @@ std::uint32_t llama_file_type(const std::vector<tensor_spec>& tensors) {
   return it == ftype.end() ? 32 : it->second;
 }
 
+// An i32_array entry from its config.json list, padded with zeros to its length; nullopt when
+// the config has none of its fields.
+std::optional<gguf_value> array_metadata(const gguf_metadata_rule& r, const json::value& config, const std::string& config_path,
+                                         const std::string& prefix) {
+  for (const auto& field : r.config) {
+    const json::value* v = config.find_path(field);
+    if (!v || v->is_null()) continue;
+    auto bad = [&](const std::string& what) {
+      return error(config_path + ": '" + field + "' is " + json::describe(v) + ", expected " + what + " for gguf metadata '" +
+                   prefix + r.key + "'");
+    };
+    if (!v->is_array() || v->as_array().size() > r.length) throw bad("a list of at most " + std::to_string(r.length) + " integers");
+    std::vector<gguf_value> items;
+    for (const auto& x : v->as_array()) {
+      if (!x.is_integer() || x.as_int() < -2147483648LL || x.as_int() > 2147483647LL) throw bad("a list of 32-bit integers");
+      items.push_back(gguf_value::i32(static_cast<std::int32_t>(x.as_int())));
+    }
+    while (items.size() < r.length) items.push_back(gguf_value::i32(0));
+    return gguf_value::array(gguf_type::i32, std::move(items));
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& config, const std::string& config_path,
@@ -210,6 +250,14 @@ gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& conf
       holds = holds && v && v->is_string() && v->as_string() == want;
     }
     if (!holds) continue;
+    if (r.type == "i32_array") {
+      if (auto g = array_metadata(r, config, config_path, prefix)) {
+        bool dup = false;
+        for (const auto& [k, _] : md) dup |= k == prefix + r.key;
+        if (!dup) md.emplace_back(prefix + r.key, std::move(*g));
+      }
+      continue;
+    }
     double x = 0;
     std::string from;
     if (r.value) {

@@ -192,7 +192,7 @@ class parser {
       fail(n, "layout '" + name + "' must be a map");
       return l;
     }
-    allowed_keys(n, {"aliases", "description", "experts", "renames", "transforms", "config_file", "write_config_hook",
+    allowed_keys(n, {"aliases", "description", "experts", "renames", "transforms", "splits", "drops", "config_file", "write_config_hook",
                      "file_stem", "container", "override", "squeeze_expert_scales"},
                  "layout '" + name + "'");
     l.aliases = str_list(n["aliases"], "aliases");
@@ -249,7 +249,48 @@ class parser {
           l.transforms.push_back({tmpl(t["key"], "key"), str(t["hook"], "hook"), loc(t["hook"])});
         }
     }
+    if (const YAML::Node d = n["drops"]) {
+      if (!d.IsSequence()) fail(d, "drops must be a list of canonical name templates");
+      else
+        for (const auto& x : d) l.drops.push_back(tmpl(x, "drops entry"));
+    }
+    if (n["splits"]) {
+      if (!n["splits"].IsSequence()) fail(n["splits"], "splits must be a list of {canonical: template, heads: config, parts: [...]}");
+      else
+        for (const auto& sp : n["splits"]) split(sp, l.splits);
+    }
     return l;
+  }
+
+  // One `splits` entry: a canonical tensor cut per head into parts (family_spec.h).
+  void split(const YAML::Node& n, std::vector<tensor_split>& out) {
+    allowed_keys(n, {"canonical", "heads", "parts"}, "split");
+    if (!n.IsMap() || !n["canonical"] || !n["heads"] || !n["parts"]) {
+      fail(n, "a split needs 'canonical' (name template), 'heads' (config field) and 'parts' (a list of {key, rows, transpose})");
+      return;
+    }
+    tensor_split t{tmpl(n["canonical"], "canonical"), value(n["heads"], "heads"), {}, loc(n)};
+    auto sorted = [](std::vector<std::string> v) {
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    if (!n["parts"].IsSequence() || n["parts"].size() < 2) {
+      fail(n["parts"], "parts must list at least two {key, rows, transpose} entries");
+      return;
+    }
+    for (const auto& p : n["parts"]) {
+      allowed_keys(p, {"key", "rows", "transpose"}, "split part");
+      if (!p.IsMap() || !p["key"] || !p["rows"]) {
+        fail(p, "a split part needs 'key' (this layout's name template) and 'rows' (rows per head, a config field)");
+        continue;
+      }
+      split_part part{tmpl(p["key"], "key"), value(p["rows"], "rows"), false, loc(p)};
+      if (p["transpose"]) part.transpose = boolean(p["transpose"], "transpose");
+      if (sorted(part.key.placeholders()) != sorted(t.canonical.placeholders()))
+        fail(p["key"], "split part '" + part.key.text() + "' must use the placeholders of '" + t.canonical.text() + "'");
+      t.parts.push_back(std::move(part));
+    }
+    out.push_back(std::move(t));
   }
 
   // "{key}<suffix>" or "{stem}<suffix>", nothing else: such a name reverses exactly.
@@ -355,7 +396,7 @@ class parser {
       if (!mt.IsSequence()) fail(mt, "gguf.model_types must be a list of {model_type: ..., when: {key: value}}");
       else
         for (const auto& r : mt) {
-          allowed_keys(r, {"model_type", "when"}, "gguf.model_types entry");
+          allowed_keys(r, {"model_type", "when", "with_tensor"}, "gguf.model_types entry");
           gguf_spec::model_type_rule rule;
           if (!r["model_type"]) fail(r, "a gguf.model_types entry needs 'model_type'");
           else rule.model_type = str(r["model_type"], "model_type");
@@ -370,6 +411,7 @@ class parser {
                 }
               }
           }
+          if (r["with_tensor"]) rule.with_tensor = tmpl(r["with_tensor"], "with_tensor");
           g.model_types.push_back(std::move(rule));
         }
     }
@@ -377,7 +419,7 @@ class parser {
       if (!md.IsSequence()) fail(md, "gguf.metadata must be a list of {key: ..., config: ... | value: ..., type: ...}");
       else
         for (const auto& e : md) {
-          allowed_keys(e, {"key", "config", "value", "type", "model_type", "sum", "absent", "missing", "with_tensor", "when"}, "gguf.metadata entry");
+          allowed_keys(e, {"key", "config", "value", "type", "length", "model_type", "sum", "absent", "missing", "with_tensor", "when"}, "gguf.metadata entry");
           gguf_metadata_rule r;
           r.at = loc(e);
           if (!e["key"]) fail(e, "a gguf.metadata entry needs 'key' (without the arch prefix, e.g. expert_count)");
@@ -414,8 +456,17 @@ class parser {
           if (r.config.empty() + !r.value + r.sum.empty() != 2)
             fail(e, "gguf.metadata '" + r.key + "' needs exactly one of 'config', 'value' and 'sum'");
           if (e["type"]) r.type = str(e["type"], "type");
-          static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool"};
-          if (!types.count(r.type)) fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64 or bool");
+          static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool", "i32_array"};
+          if (!types.count(r.type)) fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64, bool or i32_array");
+          if (r.type == "i32_array") {
+            const double len = e["length"] ? number(e["length"], "length") : 0;
+            if (!(len >= 1 && len <= 64) || static_cast<double>(static_cast<std::size_t>(len)) != len)
+              fail(e["length"] ? e["length"] : e, "an i32_array entry needs 'length', the item count written (1 to 64)");
+            else r.length = static_cast<std::size_t>(len);
+            if (r.config.empty()) fail(e, "an i32_array entry takes its list from 'config'");
+          } else if (e["length"]) {
+            fail(e["length"], "length is for type i32_array");
+          }
           // Entries for another model_type of a multi-type plugin are dropped when resolving.
           out.metadata_for.push_back(e["model_type"] ? str(e["model_type"], "model_type") : "");
           g.metadata.push_back(std::move(r));

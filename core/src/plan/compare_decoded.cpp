@@ -94,6 +94,17 @@ comparison compare_decoded(const decoded_checkpoint& a, const decoded_checkpoint
   std::vector<tensor_ref> ra, rb;
   std::deque<std::vector<std::byte>> decoded_bytes;  // stable addresses for hook outputs
   auto add = [&](std::vector<tensor_ref>& out, const passthrough_tensor& o, const hook_runner& hooks) {
+    if (!o.joined.empty()) {  // stored cut per head (a layout's `splits`): compared as the tensor it was cut from
+      const std::size_t es = dtype_size(o.source->info->type);
+      std::vector<std::byte>& bytes = decoded_bytes.emplace_back();
+      bytes.reserve(static_cast<std::size_t>(o.joined_shape[0] * o.joined_shape[1]) * es);
+      for (const auto& head : o.joined)
+        for (const matrix_view& v : head)
+          for (std::int64_t r = 0; r < v.rows; ++r)
+            for (std::int64_t col = 0; col < v.cols; ++col) bytes.insert(bytes.end(), v.at(r, col), v.at(r, col) + es);
+      out.push_back({o.canonical, o.source->info->type, o.joined_shape, bytes.data(), bytes.size(), false});
+      return;
+    }
     const std::byte* data = o.source->data();
     bool mapped = true;
     if (!o.decode_hook.empty()) {

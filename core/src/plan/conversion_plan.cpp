@@ -12,6 +12,7 @@
 #include "moereg/gguf/ggml_dequant.h"
 #include "moereg/gguf/ggml_type.h"
 #include "moereg/gguf/gguf_family.h"
+#include "tensor_splits.h"
 
 namespace moereg {
 
@@ -425,6 +426,30 @@ void plan_others(const decoded_checkpoint& src, const layout_spec& target, const
     problems.push_back("--dtype bf16 dequantizes quantized checkpoints; this one is not quantized (experts are " +
                        std::string(dtype_name(src.expert_dtype)) + "), and converting float dtypes is not supported");
   for (const auto& p : src.others) {
+    const std::string& key = p.role == quant_role::none ? p.canonical : p.quant_key;
+    if (std::any_of(target.drops.begin(), target.drops.end(), [&](const key_template& t) { return t.match(key).has_value(); }))
+      continue;  // a part this layout does not hold (docs/yaml-reference.md, `drops`)
+    if (options.dequantize && p.role != quant_role::none && detail::split_cutting(target, p.quant_key, nullptr)) {
+      // A dequantized weight is made whole (dequantized_passthrough) and would be written
+      // unsplit beside metadata for the split form: refused, once, by the weight. Without
+      // --dtype the quantized bytes go on as they are (a .gguf then refuses their dtype).
+      if (p.role == quant_role::data)
+        problems.push_back(printable(p.source->info->name) + ": quantized (" + src.quant.describe() + "), but layout '" + target.name +
+                           "' cuts " + quote(p.quant_key) +
+                           " per head (splits), which moereg does for F32, F16 and BF16 tensors only; convert to a "
+                           "safetensors layout with --dtype bf16 first, then to '" + target.name + "'");
+      continue;
+    }
+    if (detail::takes_split_path(target, p)) {  // cut per head, or joined from such a cut
+      try {
+        const bool decode_this = decode && decoded_by_dtype(p);
+        for (auto& o : detail::split_outputs(src, target, p, decode_this ? std::optional<dtype>(options.dequantize_to) : std::nullopt))
+          plan.outputs.push_back(std::move(o));
+      } catch (const error& err) {
+        problems.push_back(err.what());
+      }
+      continue;
+    }
     if (decode && decoded_by_dtype(p)) {
       try {
         plan.outputs.push_back(ggml_decoded_passthrough(*src.spec, target, p, options.dequantize_to));

@@ -8,6 +8,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
 #include "expert_companions.h"
+#include "tensor_splits.h"
 #include "moereg/gguf/ggml_type.h"
 #include "moereg/gguf/gguf_family.h"
 
@@ -221,6 +222,7 @@ class decoder {
   decoded_checkpoint run() {
     claim_tensors();
     pass_others();
+    join_splits();
     settle_layers();
     bool scales_seen = false;
     for (int l : out_.dims.moe_layers) {
@@ -302,7 +304,14 @@ class decoder {
         const int l = std::stoi(m->at("layer")), x = e.stacked ? -1 : std::stoi(m->at("expert"));
         if (accept_expert(t, e, l, x)) found_[i][l][x] = &t;
       }
-      if (!claimed) out_.others.push_back({t.info->name, &t, {}});
+      if (claimed) continue;
+      if (auto m = match_split_part(layout_, t.info->name)) {
+        auto& parts = split_found_[{m->split, m->canonical}];
+        parts.resize(layout_.splits[m->split].parts.size());
+        parts[m->part] = &t;
+      } else {
+        out_.others.push_back({t.info->name, &t, {}});
+      }
     }
     if (q().quantized() && expert_type_)
       check_expert_dtype(q(), *expert_type_, config_where_, [this](std::string s) { problem(std::move(s)); });
@@ -342,6 +351,30 @@ class decoder {
         if (gguf_wants_f32(spec_, as_bf16)) p.narrow_to = dtype::BF16;
       }
       out_.others.push_back(std::move(p));
+    }
+  }
+
+  // Tensors the layout stores cut per head (its `splits`) are joined into views of the
+  // canonical tensor, which must be one the family passes through.
+  void join_splits() {
+    for (const auto& [key, parts] : split_found_) {
+      const tensor_split& s = layout_.splits[key.first];
+      const bool pass = std::any_of(spec_.passthrough.begin(), spec_.passthrough.end(),
+                                    [&](const key_template& t) { return t.match(key.second).has_value(); });
+      if (!pass) {
+        problem(quote(key.second) + " (joined from the split at " + s.at.str() + "): no passthrough entry of family '" +
+                spec_.name + "' matches it");
+        continue;
+      }
+      split_geometry g;
+      try {
+        g = resolve_split(s, ckpt_.config(), config_where_);
+      } catch (const error& e) {
+        problem(e.what());
+        continue;
+      }
+      if (auto p = join_split(s, g, key.second, parts, [this](std::string m) { problem(std::move(m)); }))
+        out_.others.push_back(std::move(*p));
     }
   }
 
@@ -456,6 +489,7 @@ class decoder {
   std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: its first tensor
   bool mixed_types_ = false;                                 // entries of different types
   std::vector<std::string> problems_;
+  std::map<std::pair<std::size_t, std::string>, std::vector<const checkpoint::entry*>> split_found_;  // (split, canonical) -> parts
   decoded_checkpoint out_;
 };
 

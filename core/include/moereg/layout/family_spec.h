@@ -74,24 +74,6 @@ struct quant_naming {
   source_loc at;
 };
 
-struct layout_spec {
-  std::string name;
-  std::vector<std::string> aliases;  // other names for exactly this layout
-  std::string description;
-  std::vector<expert_entry> experts;
-  std::vector<rename_rule> renames;  // ordered; first match wins (both directions)
-  std::vector<tensor_transform> transforms;
-  std::string config_file = "config.json";  // a native layout writes e.g. params.json
-  std::string write_config_hook;            // hook producing config_file from config.json
-  std::string file_stem = "model";          // model.safetensors / consolidated.safetensors
-  // Per-expert FP8 scales are written with their size-1 axes dropped, as transformers 5.17's
-  // save_pretrained does ([2] rather than [1, 2]); read in either shape. Group scales
-  // (int4, mxfp4) keep the shape their format fixes.
-  bool squeeze_expert_scales = false;
-  std::string container = "safetensors";    // what convert --to writes: safetensors | gguf (file_stem.gguf)
-  source_loc at;                            // where it was declared (file, line, plugin)
-};
-
 // A number read from config.json: the first field present, else the default. A value that
 // names fields and gives no default needs one of them in config.json (required_value).
 struct config_value {
@@ -102,6 +84,47 @@ struct config_value {
   bool empty() const { return fields.empty() && !fallback; }
   // "`moe_intermediate_size`", "`a` or `b`", "the default 1" (for messages).
   std::string describe() const;
+};
+
+// One canonical tensor that a layout stores as several, cut per head: llama.cpp's deepseek2
+// keeps kv_b_proj [heads * (nope + v), rank] as attn_k_b [heads, rank, nope] (each head's first
+// `nope` rows, transposed) and attn_v_b [heads, v, rank] (its next `v` rows). Each head's rows
+// are the parts' rows in order; a part is stored [heads, rows, cols], or [heads, cols, rows]
+// when transposed. A split is not a rename: reading joins the parts into strided views of
+// the canonical tensor, writing cuts it (docs/yaml-reference.md, `splits`).
+struct split_part {
+  key_template key;      // in this layout's naming, same placeholders as the canonical name
+  config_value rows;     // rows per head in the canonical tensor
+  bool transpose = false;
+  source_loc at;
+};
+struct tensor_split {
+  key_template canonical;      // the canonical name
+  config_value heads;          // how many heads the rows are cut into
+  std::vector<split_part> parts;
+  source_loc at;
+};
+
+struct layout_spec {
+  std::string name;
+  std::vector<std::string> aliases;  // other names for exactly this layout
+  std::string description;
+  std::vector<expert_entry> experts;
+  std::vector<rename_rule> renames;  // ordered; first match wins (both directions)
+  std::vector<tensor_transform> transforms;
+  std::vector<tensor_split> splits;        // canonical tensors stored cut per head
+  // Canonical tensors this layout does not hold: converting to it leaves them out (a
+  // multimodal model's vision tower in a text-only llama.cpp .gguf). Reading is unaffected.
+  std::vector<key_template> drops;
+  std::string config_file = "config.json";  // a native layout writes e.g. params.json
+  std::string write_config_hook;            // hook producing config_file from config.json
+  std::string file_stem = "model";          // model.safetensors / consolidated.safetensors
+  // Per-expert FP8 scales are written with their size-1 axes dropped, as transformers 5.17's
+  // save_pretrained does ([2] rather than [1, 2]); read in either shape. Group scales
+  // (int4, mxfp4) keep the shape their format fixes.
+  bool squeeze_expert_scales = false;
+  std::string container = "safetensors";    // what convert --to writes: safetensors | gguf (file_stem.gguf)
+  source_loc at;                            // where it was declared (file, line, plugin)
 };
 
 struct moe_layer_rule {
@@ -139,7 +162,10 @@ struct gguf_metadata_rule {
   std::string key;                   // "expert_count", "attention.head_count"
   std::vector<std::string> config;   // config.json paths: writing takes the first present, reading fills the first
   std::optional<double> value;       // a constant instead (e.g. expert_gating_func)
-  std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool
+  std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool | i32_array
+  // i32_array: the config field is a list of integers, written as `length` INT32 items padded
+  // with zeros (llama.cpp's rope.dimension_sections: always 4); read back without the padding.
+  std::size_t length = 0;
   // The sum of these config fields instead (llama.cpp's MLA lengths); read back into the
   // first field that is absent, as the value minus the others.
   std::vector<std::string> sum;
@@ -166,6 +192,9 @@ struct gguf_spec {
   struct model_type_rule {
     std::string model_type;
     std::map<std::string, double> when;
+    // ...and the file has a tensor of this name (deepseek2: V3's exp_probs_b, for files whose
+    // converter wrote no expert_gating_func).
+    std::optional<key_template> with_tensor;
   };
   std::vector<model_type_rule> model_types;
   std::vector<gguf_metadata_rule> metadata;  // those for this spec's model_type

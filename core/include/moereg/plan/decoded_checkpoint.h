@@ -80,6 +80,12 @@ struct passthrough_tensor {
   // (norms, routers, 1-D; config.json "dtype"/"torch_dtype" bfloat16): its canonical form is
   // BF16, narrowed exactly (a value BF16 cannot hold is an error, never rounded).
   std::optional<dtype> narrow_to;
+  // A tensor the layout stores cut per head (its `splits`: llama.cpp's deepseek2 keeps
+  // kv_b_proj as attn_k_b, transposed, and attn_v_b): per head, views of its rows in canonical
+  // order, one per part, into the stored parts; `source` is then the first part and
+  // `joined_shape` the canonical [heads * rows, cols]. Empty for a tensor stored whole.
+  std::vector<std::vector<matrix_view>> joined;
+  std::vector<std::int64_t> joined_shape;
 };
 
 struct decoded_checkpoint {
