@@ -28,7 +28,9 @@ struct job_partition {
   std::function<std::vector<bool>(const std::vector<bool>& complete)> share_complete;
   // Collective: runs `write` (this process's shards) while summing every process's `mine`
   // into `whole` (rank 0 reports `whole` as the job's progress); returns on every process once
-  // every process's `write` has returned. An exception from `write` is rethrown at once.
+  // every process's `write` has returned. When `write` fails on any process, every other
+  // process's write is cancelled (it keeps its complete shards); then each process throws:
+  // the failing one its own exception, the others an error saying another rank failed.
   std::function<void(const std::function<void()>& write, const execute_progress& mine, execute_progress& whole)> write_together;
 };
 
