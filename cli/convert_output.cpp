@@ -81,11 +81,15 @@ int run_and_print(app::convert_request job, const global_options& globals, const
   } else {
     r = take(app::convert(job));
   }
+  print_convert_report(r, job, globals);
+  return 0;
+}
+
+void print_convert_report(const app::convert_report& r, const app::convert_request& job, const global_options& globals) {
   if (job.dry_run)
     print_plan(r, job.source, globals.json);
   else
     print_written(r, job.source, globals.json);
-  return 0;
 }
 
 }  // namespace moereg::cli

@@ -20,4 +20,7 @@ struct lora_merge_options {
 // report; returns the exit status. Failures are thrown as api_result.h does.
 int run_and_print(app::convert_request job, const global_options& globals, const lora_merge_options* lora = nullptr);
 
+// Prints a finished job's report: the plan of a dry run, or what was written.
+void print_convert_report(const app::convert_report& report, const app::convert_request& job, const global_options& globals);
+
 }  // namespace moereg::cli

@@ -6,6 +6,7 @@
 
 #include "api_result.h"
 #include "command.h"
+#include "launch_check.h"
 #include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/abi/moereg_abi.h"
@@ -98,6 +99,7 @@ int main(int argc, char** argv) {
       args.push_back("--help");
     }
     if (const cli::command* c = find_command(name)) {
+      cli::check_launch(name);
       if (level_given) args.insert(args.begin(), {"--log-level", globals.log_level});
       return c->run(args, globals);
     }

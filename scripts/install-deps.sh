@@ -12,6 +12,7 @@ packages=(
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev
   python3-dev python3-pybind11 python3-numpy   # the Python module (python/, docs/python.md); no PyTorch
+  libopenmpi-dev openmpi-bin                    # mpirun -np N moereg convert (docs/mpi.md); optional: MOEREG_MPI=OFF
 )
 source "$(dirname "$0")/lib/apt.sh"
 apt_install "moereg build dependencies" "$@"

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "convert_job.h"
 
+#include "expert_parallel.h"
+#include "job_partition.h"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -112,6 +115,9 @@ void check_request(const convert_request& r) {
   if (r.experts && (r.experts->first < 0 || r.experts->first >= r.experts->second))
     throw usage_error("convert: experts [" + std::to_string(r.experts->first) + ", " + std::to_string(r.experts->second) +
                       "): expected 0 <= first < second");
+  if (r.expert_parallel < 0) throw usage_error("convert: expert_parallel (--ep) must be 1 or more, or 0 for off");
+  if (r.expert_parallel > 0 && r.experts)
+    throw usage_error("convert: --ep N writes expert ranges of its own; it does not combine with --experts A:B");
   if (r.fault.abandon_after_shards < 0) throw usage_error("convert: fault.abandon_after_shards must be 0 or more");
   resolve_threads(r.threads);  // its range, before any work
 }
@@ -124,8 +130,9 @@ std::string read_file(const fs::path& p) {
 }
 
 // Configuration last (the caller writes the index after it): an interrupted run never looks complete.
-void write_configuration(const model_session& s, const layout_spec& target, bool strip_quant, checkpoint_writer& writer) {
-  json::value cfg = s.ckpt->config();
+void write_configuration(const model_session& s, const layout_spec& target, bool strip_quant, const ep_slice* slice,
+                         checkpoint_writer& writer) {
+  json::value cfg = slice ? ep_slice_config(s.ckpt->config(), s.dims, *slice) : s.ckpt->config();
   if (strip_quant) {
     // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
     json::object kept;
@@ -144,7 +151,7 @@ void write_configuration(const model_session& s, const layout_spec& target, bool
                                      moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
                    "plugin '" + rec->name + "' writing " + target.config_file);
     writer.write_file(target.config_file, text);
-  } else if (!strip_quant && !s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
+  } else if (!strip_quant && !slice && !s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
     writer.write_file("config.json", read_file(fs::path(s.ckpt->path()) / "config.json"));  // the original bytes, untouched
   } else {
     writer.write_file("config.json", json::dump(cfg, 2) + "\n");
@@ -155,10 +162,12 @@ void write_configuration(const model_session& s, const layout_spec& target, bool
 }
 
 // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
-std::string plan_fingerprint(const convert_request& r, const layout_spec& target, bool dequantize, const std::string& edits,
-                             const std::vector<shard_plan>& shards) {
+std::string plan_fingerprint(const convert_request& r, const layout_spec& target, const plan_options& popts,
+                             const std::string& edits, const std::vector<shard_plan>& shards) {
+  const bool dequantize = popts.dequantize;
   std::string text = fs::weakly_canonical(r.source).string() + "|" + target.name + "|" +
-                     (r.experts ? std::to_string(r.experts->first) + ":" + std::to_string(r.experts->second) : "") +
+                     (popts.experts ? std::to_string(popts.experts->first) + ":" + std::to_string(popts.experts->second) : "") +
+                     (popts.renumber_experts ? "|renumbered" : "") +
                      (dequantize ? "|bf16" : "") + edits;
   for (const auto& sh : shards) {
     text += "|" + sh.file_name;
@@ -171,12 +180,24 @@ std::string plan_fingerprint(const convert_request& r, const layout_spec& target
 
 // --resume: which shards an interrupted run completed (size and checksum as logged), and the
 // log entries kept for them. Removes the interrupted run's temporaries.
-std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard_plan>& shards, resume_log& log, int threads) {
+// merged_part_logs gets the part logs read (an MPI job's): the caller removes them once `log`,
+// which now holds their shards, is saved.
+std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard_plan>& shards, resume_log& log, int threads,
+                                 std::vector<std::string>& merged_part_logs) {
   auto old = resume_log::load(out);
   if (!old) throw error(out + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
   if (old->fingerprint != log.fingerprint)
     throw error(out + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
   old->check_sources(log);
+  // Shards completed by the other processes of an MPI job, each logged by its own process.
+  for (const auto& de : fs::directory_iterator(out)) {
+    const std::string name = de.path().filename().string();
+    if (!resume_log::is_part_file_name(name)) continue;
+    auto part = resume_log::load(out, name);
+    merged_part_logs.push_back(name);
+    if (!part || part->fingerprint != old->fingerprint) continue;  // an older job's: nothing of ours
+    for (const auto& [shard, entry] : part->shards) old->shards[shard] = entry;
+  }
   std::vector<bool> skip(shards.size(), false);
   for (std::size_t i = 0; i < shards.size(); ++i) {
     auto it = old->shards.find(shards[i].file_name);
@@ -217,7 +238,7 @@ void identify_sources(const checkpoint& ckpt, resume_log& log) {
 
 }  // namespace
 
-convert_report run_conversion(const convert_request& r, const plan_editor& edit) {
+convert_report run_conversion(const convert_request& r, const plan_editor& edit, const ep_slice* slice, const job_partition* part) {
   check_request(r);
   cancel_request_scope cancel_scope;
   const double t0 = now_seconds();
@@ -228,6 +249,13 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
   plan_options popts;
   popts.experts = r.experts;
+  if (slice) {
+    if (target->container == "gguf")
+      throw usage_error("--ep: layout '" + target->name + "' writes a .gguf, whose metadata cannot describe an expert slice; "
+                        "convert the slices to a safetensors layout");
+    popts.experts = ep_expert_range(s.dims, *slice);
+    popts.renumber_experts = true;
+  }
   popts.dequantize = r.to_bf16 || r.to_f32;
   if (r.to_f32) popts.dequantize_to = dtype::F32;
   conversion_plan plan = plan_conversion(src, *target, popts);
@@ -265,26 +293,50 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
   std::vector<shard_plan> shards = to_gguf ? plan_gguf_file(std::move(specs), target->file_stem) : plan_shards(std::move(specs), wo);
 
   resume_log log;
-  log.fingerprint = plan_fingerprint(r, *target, popts.dequantize, edit_fingerprint, shards);
+  log.fingerprint = plan_fingerprint(r, *target, popts, edit_fingerprint, shards);
   identify_sources(*s.ckpt, log);
 
-  // Locks OUT for the whole job: a second process into the same OUT is refused.
-  checkpoint_writer writer(r.output, std::move(shards), r.resume, to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{});
-  std::vector<bool> skip = r.resume ? shards_to_skip(r.output, writer.shards(), log, r.threads)
-                                    : std::vector<bool>(writer.shards().size(), false);
+  if (part) part->agree_on_plan(log.fingerprint);
+  const bool coordinator = !part || part->rank == 0;
+  const sink_factory sinks = to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{};
+  std::unique_ptr<checkpoint_writer> owned_writer;
+  std::vector<bool> skip;
+  if (coordinator) {
+    // Locks OUT for the whole job: a second process into the same OUT is refused.
+    owned_writer = std::make_unique<checkpoint_writer>(r.output, std::move(shards), r.resume, sinks);
+    std::vector<std::string> merged_part_logs;
+    skip = r.resume ? shards_to_skip(r.output, owned_writer->shards(), log, r.threads, merged_part_logs)
+                    : std::vector<bool>(owned_writer->shards().size(), false);
+    // Recorded before the first shard, so a job interrupted at any point can be resumed.
+    owned_writer->add_bookkeeping_file(resume_log::file_name, !r.resume);
+    log.save(r.output);
+    std::error_code ec;
+    for (const auto& name : merged_part_logs) fs::remove(fs::path(r.output) / name, ec);  // their shards are in `log` now
+    if (part) {
+      for (int k = 1; k < part->ranks; ++k) owned_writer->add_bookkeeping_file(resume_log::part_file_name(k), false);
+      skip = part->share_complete(skip);
+    }
+  } else {
+    skip = part->share_complete({});
+    owned_writer = std::make_unique<checkpoint_writer>(r.output, std::move(shards), output_lock::joined, sinks);
+  }
+  checkpoint_writer& writer = *owned_writer;
   rep.resumed_shards = static_cast<std::uint64_t>(std::count(skip.begin(), skip.end(), true));
   rep.shards = writer.shards().size();
-  // Recorded before the first shard, so a job interrupted at any point can be resumed.
-  writer.add_bookkeeping_file(resume_log::file_name, !r.resume);
-  log.save(r.output);
+  if (part) {
+    const std::vector<int> owner = assign_shards(writer.shards(), skip, part->ranks);
+    for (std::size_t i = 0; i < skip.size(); ++i) skip[i] = owner[i] != part->rank;
+  }
+  // Rank r > 0 of an MPI job logs its shards in a file of its own: one writer per file.
+  const std::string log_name = coordinator ? std::string(resume_log::file_name) : resume_log::part_file_name(part->rank);
   const double t1 = now_seconds();
   std::vector<std::future<void>> pending;
   std::mutex log_mutex;
   try {
     test_stop_point("job-start");
-    execute_progress progress;
-    progress.total_bytes = plan.total_bytes;
-    progress.total_tensors = plan.outputs.size();
+    execute_progress progress, whole;
+    progress.total_bytes = whole.total_bytes = plan.total_bytes;
+    progress.total_tensors = whole.total_tensors = plan.outputs.size();
     execute_options eo;
     eo.threads = r.threads;
     eo.progress = &progress;
@@ -306,7 +358,7 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
         resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), checksum_threads)};
         std::lock_guard<std::mutex> lock(log_mutex);
         log.shards[name] = entry;
-        log.save(r.output);
+        log.save(r.output, log_name);
         spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
       };
       if (r.fault.abandon_after_shards > 0) {
@@ -323,13 +375,22 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
       test_stop_point("shard-done");
     };
     {
-      progress_pump pump(r, progress);
-      execute_plan(plan, writer, eo);
-      for (auto& f : pending) f.get();
+      progress_pump pump(r, part ? whole : progress);
+      auto write = [&] {
+        execute_plan(plan, writer, eo);
+        for (auto& f : pending) f.get();
+      };
+      if (part) part->write_together(write, progress, whole);
+      else write();
       pump.finish();
     }
+    if (!coordinator) {
+      writer.keep_for_resume();  // its shards are done; rank 0 completes the output
+      rep.write_seconds = now_seconds() - t1;
+      return rep;
+    }
     const bool strip_quant = popts.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
-    write_configuration(s, *target, strip_quant, writer);
+    write_configuration(s, *target, strip_quant, slice, writer);
     writer.finish(writer.shards().size() > 1);
   } catch (const abandoned& a) {
     for (auto& f : pending)
@@ -346,6 +407,13 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit)
                                            (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
                                                                         : "the resume log was kept (a one-file output is written whole)") +
                                            ", unfinished files removed; run the same command with --resume to finish");
+  } catch (...) {
+    // One process of a job shared with others: what every process completed stays for --resume.
+    if (!part) throw;
+    for (auto& f : pending)
+      if (f.valid()) f.wait();
+    writer.keep_for_resume();
+    throw;
   }
   rep.write_seconds = now_seconds() - t1;
   return rep;

@@ -17,7 +17,14 @@ namespace moereg::app {
 // that joins the resume fingerprint, so a resumed run with other edits is refused.
 using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan)>;
 
-// request.to empty: the source's own layout.
-convert_report run_conversion(const convert_request& request, const plan_editor& edit);
+struct ep_slice;
+struct job_partition;
+
+// request.to empty: the source's own layout. slice: write one expert-parallel slice into
+// request.output (expert_parallel.h); request.expert_parallel is then ignored. part: this
+// process's share of a job several processes run together (job_partition.h); only its rank 0
+// writes the configuration and the index, and fills the report's totals.
+convert_report run_conversion(const convert_request& request, const plan_editor& edit, const ep_slice* slice = nullptr,
+                              const job_partition* part = nullptr);
 
 }  // namespace moereg::app

@@ -8,11 +8,15 @@
 
 #include "command.h"
 #include "convert_output.h"
+#include "launch_check.h"
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
 #include "moereg/base/strict_yaml.h"
 #include "option_values.h"
 #include "plugin_options.h"
+#ifdef MOEREG_HAVE_MPI
+#include "mpi/mpi_convert.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -64,6 +68,10 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "cleanly, keeping what --resume needs. Layouts: hf, hf_split, transformers_v5, transformers_v4,\n"
       "grouped, gguf (a real GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those\n"
       "the family declares (moereg plugins show FAMILY). CKPT may also be a .gguf file (see " + doc_ref("gguf.md") + ").");
+  const std::string ep_help =
+      "N - expert parallelism: write N checkpoints OUT/ep-{r}-of-{N}/ in one run, slice r holding experts r*E/N..(r+1)*E/N-1 "
+      "of every layer numbered from 0, every non-expert tensor, and a config.json with the local expert count and a `moereg` "
+      "section naming the global ids; E must divide by N. Under mpirun rank r writes slice r (" + doc_ref("mpi.md") + ")";
   p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint: directory, .safetensors or .gguf file")(
       "out", po::value<std::string>(), "output directory")(
       "to", po::value<std::string>(), "target layout")(
@@ -73,6 +81,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "threads", po::value<std::string>(), "threads, 0 to 4096 (default 0: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
       "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
+      "ep", po::value<std::string>(), ep_help.c_str())(
       "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
       "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4, a .gguf's ggml blocks) to bf16, rounding once to nearest even; scales and quantization_config are dropped. f32: a .gguf's ggml blocks to f32")(
       "no-copy-file-range", po::bool_switch(), "write every byte through write() from the mapped source instead of letting the kernel copy contiguous ranges (copy_file_range): for filesystems where that misbehaves, and to measure it")(
@@ -92,6 +101,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   take("family", "family");
   take("shard-size", "shard_size");
   take("experts", "experts");
+  take("ep", "ep");
   take("dtype", "dtype");
   take("threads", "threads");
   if (vm["dry-run"].as<bool>()) o["dry_run"] = "true";
@@ -123,12 +133,19 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   if (o.count("threads")) job.threads = threads_value(value_of("threads", "--threads"));
   if (o.count("shard_size")) job.shard_size = size_value(value_of("shard_size", "--shard-size"));
   if (o.count("experts")) job.experts = experts_value(value_of("experts", "--experts"));
+  if (o.count("ep")) {
+    job.expert_parallel = static_cast<int>(integer_value(value_of("ep", "--ep"), 1, 65536, "the number of expert-parallel slices"));
+    if (job.experts) throw usage_error("--ep N and --experts A:B: choose one (--ep writes the expert ranges of its slices)");
+  }
   if (o.count("dtype")) {
     if (o["dtype"] != "bf16" && o["dtype"] != "f32")
       throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights) or f32 (decode a .gguf's ggml blocks)");
     job.to_bf16 = o["dtype"] == "bf16";
     job.to_f32 = o["dtype"] == "f32";
   }
+#ifdef MOEREG_HAVE_MPI
+  if (detect_parallel_launch()) return run_mpi_convert(job, globals);
+#endif
   return run_and_print(job, globals);
 }
 

@@ -18,11 +18,14 @@ fi
 # What the Python module needs to build and run: the README's setup command builds it. These
 # three, and no other python3 package, may be in the quick start.
 module_packages=(python3-dev python3-pybind11 python3-numpy)
+# Open MPI builds the MPI front end of convert (docs/mpi.md); the quick start installs it. MPICH
+# and the other MPI packages are still nobody's dependency.
+mpi_packages=(libopenmpi-dev openmpi-bin)
 # Packages that only the tests, fuzzers, benchmarks or interop checks use (shell patterns).
 test_only=(
   'python3-torch*' 'python3-*' 'python-is-python3' 'pypy*'
   'nodejs' 'npm' 'node-*' 'libnode*'
-  '*openmpi*' '*mpich*' 'mpi-default-*'
+  '*openmpi*' '*mpich*' 'mpi-default-*'  # but mpi_packages, above
   'libpython3*'
   'clang*' 'libclang*' 'llvm*' 'libfuzzer*'
   'libgtest*' 'libgmock*' 'googletest*' 'google-mock'
@@ -30,7 +33,7 @@ test_only=(
   'nvidia-*' 'cuda*' 'libcublas*'
 )
 for p in "${build[@]}"; do
-  if printf '%s\n' "${module_packages[@]}" | grep -qx "$p"; then continue; fi
+  if printf '%s\n' "${module_packages[@]}" "${mpi_packages[@]}" | grep -qx "$p"; then continue; fi
   for pat in "${test_only[@]}"; do
     # shellcheck disable=SC2053  # $pat is a glob on purpose
     if [[ $p == $pat ]]; then

@@ -5,12 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <set>
 #include <stdexcept>
 
 #include "moereg/app/convert.h"
@@ -63,6 +65,21 @@ std::string safetensors_image(const std::string& header_json, const std::string&
   std::uint64_t n = header_json.size();
   for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
   return out + header_json + data;
+}
+
+std::vector<std::string> differing_files(const std::string& a, const std::string& b, const std::vector<std::string>& ignore) {
+  std::set<std::string> names;
+  for (const std::string& dir : {a, b})
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      const std::string n = e.path().filename().string();
+      if (e.is_regular_file() && n[0] != '.' && std::find(ignore.begin(), ignore.end(), n) == ignore.end()) names.insert(n);
+    }
+  std::vector<std::string> differ;
+  for (const auto& n : names) {
+    const std::string pa = a + "/" + n, pb = b + "/" + n;
+    if (!std::filesystem::exists(pa) || !std::filesystem::exists(pb) || read_bytes(pa) != read_bytes(pb)) differ.push_back(n);
+  }
+  return differ;
 }
 
 command_result run_moereg(const std::string& args) {

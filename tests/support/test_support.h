@@ -49,6 +49,10 @@ command_result run_command(const std::string& command_line);
 void interrupted_convert(const std::string& source, const std::string& out, const std::string& to,
                          std::uint64_t shard_size, int shards);
 
+// The files (not hidden, not directories) that differ between directories a and b, or exist in
+// only one, except those named in `ignore`: empty when the two outputs are byte-identical.
+std::vector<std::string> differing_files(const std::string& a, const std::string& b, const std::vector<std::string>& ignore = {});
+
 // Whether `part` occurs in `text`: for messages, whose wording around the named file or key
 // may change.
 inline bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }

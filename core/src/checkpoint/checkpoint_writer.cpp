@@ -70,6 +70,13 @@ checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan
   test_stop_point("output-locked");
 }
 
+checkpoint_writer::checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, output_lock::joined_t,
+                                     sink_factory make_sink)
+    : out_dir_(std::move(out_dir)),
+      lock_(out_dir_, output_lock::joined),
+      shards_(std::move(shards)),
+      make_sink_(std::move(make_sink)) {}
+
 checkpoint_writer::~checkpoint_writer() {
   if (!finished_) abort();
 }

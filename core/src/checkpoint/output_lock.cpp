@@ -92,6 +92,14 @@ output_lock::output_lock(std::string dir) : dir_(std::move(dir)), path_((fs::pat
   }
 }
 
+output_lock::output_lock(std::string dir, joined_t) : dir_(std::move(dir)), path_((fs::path(dir_) / file_name).string()) {
+  struct stat st {};
+  if (::stat(dir_.c_str(), &st) != 0)
+    throw error(dir_ + ": the output directory the job's coordinator made is not visible here: " + std::strerror(errno) +
+                " (every process must see OUT on a shared filesystem)");
+  if (!S_ISDIR(st.st_mode)) throw error(dir_ + ": exists and is not a directory");
+}
+
 output_lock::~output_lock() { release(true); }
 
 bool output_lock::dir_is_empty() const {

@@ -130,8 +130,19 @@ void resume_log::check_sources(const resume_log& now) const {
   }
 }
 
-std::optional<resume_log> resume_log::load(const std::string& dir) {
-  fs::path p = fs::path(dir) / file_name;
+std::string resume_log::part_file_name(int rank) { return ".moereg-resume-part-" + std::to_string(rank) + ".json"; }
+
+bool resume_log::is_part_file_name(const std::string& name) {
+  static const std::string prefix = ".moereg-resume-part-", suffix = ".json";
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return false;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  return digits.find_first_not_of("0123456789") == std::string::npos;
+}
+
+std::optional<resume_log> resume_log::load(const std::string& dir, const std::string& log_name) {
+  fs::path p = fs::path(dir) / log_name;
   if (!fs::exists(p)) return std::nullopt;
   json::value v = json::parse_file(p.string());
   resume_log log;
@@ -165,7 +176,7 @@ std::optional<resume_log> resume_log::load(const std::string& dir) {
   return log;
 }
 
-void resume_log::save(const std::string& dir) const {
+void resume_log::save(const std::string& dir, const std::string& log_name) const {
   json::object sh;
   for (const auto& [name, s] : shards) {
     char hex[32];
@@ -183,7 +194,7 @@ void resume_log::save(const std::string& dir) const {
   json::value v(json::object{{"fingerprint", json::value(fingerprint)},
                              {"sources", json::value(std::move(src))},
                              {"shards", json::value(std::move(sh))}});
-  write_file_atomic((fs::path(dir) / file_name).string(), json::dump(v, 2) + "\n");
+  write_file_atomic((fs::path(dir) / log_name).string(), json::dump(v, 2) + "\n");
 }
 
 }  // namespace moereg

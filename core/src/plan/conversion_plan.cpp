@@ -240,8 +240,8 @@ std::optional<std::uint32_t> entry_blocks(const layout_spec& target, const exper
 class entry_planner {
  public:
   entry_planner(const decoded_checkpoint& src, const layout_spec& target, const expert_entry& e, int layer,
-                std::int64_t first, std::int64_t last, bool dequantize, std::optional<dtype> decode_ggml_to)
-      : src_(src), e_(e), layer_(layer), first_(first), last_(last), dequantize_(dequantize), decode_to_(decode_ggml_to),
+                std::int64_t first, std::int64_t last, bool renumber, bool dequantize, std::optional<dtype> decode_ggml_to)
+      : src_(src), e_(e), layer_(layer), first_(first), last_(last), renumber_(renumber), dequantize_(dequantize), decode_to_(decode_ggml_to),
         experts_(src.experts.at(layer)) {
     transpose_ = dequantize || decode_to_ ? e.transpose : e.transpose != src.quant.stored_transposed();
     for (piece p : e.pieces) {
@@ -291,7 +291,7 @@ class entry_planner {
     o.cols = cols_;
     o.transpose = transpose_;
     o.first_expert = e_.stacked ? first_ : expert_in_key;
-    captures c{{"layer", std::to_string(layer_)}, {"expert", std::to_string(expert_in_key)}};
+    captures c{{"layer", std::to_string(layer_)}, {"expert", std::to_string(renumber_ ? expert_in_key - first_ : expert_in_key)}};
     o.spec.name = q.quantized() && !dequantize_ ? apply_naming(q.names.weight, e_.key.format(c)) : e_.key.format(c);
     // Each entry keeps its own pieces' type: a layer's entries may differ (Q8_0 beside F16).
     o.spec.type = dequantize_ ? dtype::BF16 : decode_to_ ? *decode_to_ : experts_[0][static_cast<std::size_t>(e_.pieces[0])].type;
@@ -322,7 +322,7 @@ class entry_planner {
   const expert_entry& e_;
   int layer_;
   std::int64_t first_, last_;
-  bool dequantize_, transpose_ = false;
+  bool renumber_, dequantize_, transpose_ = false;
   std::optional<dtype> decode_to_;
   const std::vector<std::array<matrix_view, 3>>& experts_;
   std::int64_t rows_total_ = 0, cols_ = 0;
@@ -346,7 +346,7 @@ void plan_experts(const decoded_checkpoint& src, const layout_spec& target, cons
       }
       std::vector<output_tensor> made;
       try {
-        made = entry_planner(src, target, e, layer, first, last, dequantize, decode_to).outputs();
+        made = entry_planner(src, target, e, layer, first, last, options.renumber_experts, dequantize, decode_to).outputs();
       } catch (const error& err) {
         problems.push_back(err.what());
         continue;

@@ -54,6 +54,11 @@ struct convert_request {
   int threads = 0;                           // 0: every CPU this process may use; at most 4096
   std::optional<std::uint64_t> shard_size;   // bytes per output shard; 0: one file; default 5 GB
   std::optional<std::pair<std::int64_t, std::int64_t>> experts;  // write experts [first, second) only
+  // N > 0: expert-parallel slices, N checkpoints OUT/ep-{r}-of-{N}/: slice r holds experts
+  // [r*E/N, (r+1)*E/N) of every MoE layer, numbered from 0, every non-expert tensor, and a
+  // config.json giving the local expert count and, under "moereg", the global ids it holds.
+  // E must divide by N. Not with `experts`, nor with a .gguf target. docs/mpi.md.
+  int expert_parallel = 0;
   bool to_bf16 = false;   // dequantize quantized weights (FP8, MXFP4, int4; a .gguf's ggml blocks) to bf16
   bool to_f32 = false;    // a .gguf's ggml blocks (and F16/BF16 matrices) decoded to f32 instead
   bool dry_run = false;   // plan and check everything, write nothing (the report lists the plan)

@@ -61,6 +61,10 @@ class checkpoint_writer {
   // non-empty out_dir is refused unless allow_existing. Throws if another process holds it.
   checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, bool allow_existing = false,
                     sink_factory make_sink = {});
+  // Joins a job whose coordinator (another process) locked out_dir and checked it: writes
+  // shards into it, takes no lock, and leaves the directory, configuration and index to the
+  // coordinator (output_lock::joined).
+  checkpoint_writer(std::string out_dir, std::vector<shard_plan> shards, output_lock::joined_t, sink_factory make_sink = {});
   checkpoint_writer(const checkpoint_writer&) = delete;
   checkpoint_writer& operator=(const checkpoint_writer&) = delete;
   ~checkpoint_writer();

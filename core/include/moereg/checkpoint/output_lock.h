@@ -28,6 +28,12 @@ class output_lock {
   // moereg::error: "DIR is being written by another moereg process (pid N)" when another
   // process holds it; a clear message when DIR cannot be created or is not a directory.
   explicit output_lock(std::string dir);
+  // A process joining a job whose coordinator holds the lock (a rank of an MPI conversion
+  // writing its shards into the directory rank 0 locked): takes no lock, requires `dir` to
+  // exist, and never removes it. The coordinator's lock keeps other jobs out for both.
+  struct joined_t {};
+  static constexpr joined_t joined{};
+  output_lock(std::string dir, joined_t);
   output_lock(const output_lock&) = delete;
   output_lock& operator=(const output_lock&) = delete;
   ~output_lock();  // release(false)

@@ -38,8 +38,15 @@ struct resume_log {
   // as it is now (changed size, time or header; or not a source of the logged job).
   void check_sources(const resume_log& now) const;
 
-  static std::optional<resume_log> load(const std::string& dir);
-  void save(const std::string& dir) const;  // atomically
+  static std::optional<resume_log> load(const std::string& dir, const std::string& name = file_name);
+  void save(const std::string& dir, const std::string& name = file_name) const;  // atomically
+
+  // A job shared by several processes (an MPI conversion) has one log per process: rank 0's
+  // under file_name (sources and all), and rank r's shards under part_file_name(r), each
+  // written only by its process. --resume merges every part log of the same fingerprint, so
+  // a job can resume with another number of processes.
+  static std::string part_file_name(int rank);  // ".moereg-resume-part-3.json"
+  static bool is_part_file_name(const std::string& name);
 };
 
 // A fast 64-bit checksum of a whole file, read in 64 MiB blocks by `threads` threads

@@ -56,6 +56,9 @@ struct output_tensor {
 
 struct plan_options {
   std::optional<std::pair<std::int64_t, std::int64_t>> experts;  // [A, B)
+  // Per-expert keys of the kept experts count from 0 instead of A: an expert-parallel slice
+  // (convert --ep) is a checkpoint of B-A experts on its own. Stacked tensors are the same either way.
+  bool renumber_experts = false;
   // --dtype bf16: quantized weights (experts and pass-through linear weights) are written as
   // bf16, their scales and other companions dropped.
   bool dequantize = false;

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "expert_parallel.h"
+
+#include <filesystem>
+
+#include "convert_job.h"
+#include "moereg/base/error.h"
+#include "moereg/base/log.h"
+#include "moereg/checkpoint/resume_log.h"
+
+namespace fs = std::filesystem;
+
+namespace moereg::app {
+
+namespace {
+
+// Sets a dotted path ("text_config.num_experts") of a parsed document that has it.
+void set_path(json::value& doc, const std::string& dotted, json::value v) {
+  const auto dot = dotted.find('.');
+  if (dot == std::string::npos) {
+    doc.set(dotted, std::move(v));
+    return;
+  }
+  for (auto& [k, child] : doc.as_object())
+    if (k == dotted.substr(0, dot) && child.is_object()) return set_path(child, dotted.substr(dot + 1), std::move(v));
+  throw error("config.json: no object '" + dotted.substr(0, dot) + "' to hold the expert count of an --ep slice");
+}
+
+// A slice's directory, resumed: complete (its resume log gone, its files in place), interrupted
+// (its resume log kept), or not started.
+enum class slice_state { absent, interrupted, complete };
+
+slice_state state_of(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec) || fs::is_empty(dir, ec)) return slice_state::absent;
+  if (fs::exists(fs::path(dir) / resume_log::file_name)) return slice_state::interrupted;
+  return slice_state::complete;
+}
+
+}  // namespace
+
+std::string ep_slice_dir(const std::string& out, const ep_slice& slice) {
+  return (fs::path(out) / ("ep-" + std::to_string(slice.rank) + "-of-" + std::to_string(slice.ranks))).string();
+}
+
+std::pair<std::int64_t, std::int64_t> ep_expert_range(const model_dims& dims, const ep_slice& slice) {
+  const std::int64_t n = slice.ranks;
+  if (n < 1 || dims.E % n != 0)
+    throw usage_error("--ep " + std::to_string(n) + ": the model has E=" + std::to_string(dims.E) + " experts per layer (" +
+                      dims.explain({"E"}) + "), which do not divide into " + std::to_string(n) +
+                      " equal slices; use a divisor of E (an uneven split would give the ranks tensors of different shapes)");
+  const std::int64_t per = dims.E / n;
+  return {slice.rank * per, (slice.rank + 1) * per};
+}
+
+json::value ep_slice_config(const json::value& config, const model_dims& dims, const ep_slice& slice) {
+  // A deep copy: json values share their objects, and the session's config must stay the source's.
+  json::value cfg = json::parse(json::dump(config), "config.json");
+  const auto [first, last] = ep_expert_range(dims, slice);
+  auto field = dims.fields.find("E");
+  if (field == dims.fields.end())
+    throw error("config.json: E was not read from a field, so an --ep slice cannot say its expert count");
+  set_path(cfg, field->second, json::value(last - first));
+  json::array ids;
+  for (std::int64_t e = first; e < last; ++e) ids.emplace_back(e);
+  json::object ep{{"rank", json::value(slice.rank)},
+                  {"ranks", json::value(slice.ranks)},
+                  {"num_experts", json::value(dims.E)},
+                  {"first_expert", json::value(first)},
+                  {"experts", json::value(std::move(ids))}};
+  cfg.set("moereg", json::value(json::object{{"expert_parallel", json::value(std::move(ep))}}));
+  return cfg;
+}
+
+bool prepare_ep_output(const convert_request& r) {
+  if (r.experts) throw usage_error("convert: --ep N writes expert ranges of its own; it does not combine with --experts A:B");
+  if (r.dry_run || r.resume) return false;
+  std::error_code ec;
+  if (fs::exists(r.output, ec) && !(fs::is_directory(r.output, ec) && fs::is_empty(r.output, ec)))
+    throw error(r.output + ": exists and is not an empty directory (expected a new directory for the --ep slices, or --resume)");
+  const bool made = fs::create_directories(r.output, ec);
+  if (ec) throw error(r.output + ": cannot create the directory for the --ep slices: " + ec.message());
+  return made;
+}
+
+convert_report convert_ep_slices(const convert_request& r, int rank, int ranks) {
+  convert_report total;
+  bool first_report = true;
+  for (int k = rank; k < r.expert_parallel; k += ranks) {
+    const ep_slice slice{k, r.expert_parallel};
+    convert_request part = r;
+    part.output = r.dry_run ? r.output : ep_slice_dir(r.output, slice);
+    if (r.resume) {
+      const slice_state st = state_of(part.output);
+      if (st == slice_state::complete) {
+        spdlog::info("{}: complete, kept", part.output);
+        continue;
+      }
+      part.resume = st == slice_state::interrupted;
+    }
+    convert_report rep = run_conversion(part, {}, &slice);
+    if (first_report) {
+      first_report = false;
+      total = rep;
+      total.output = r.output;
+      continue;
+    }
+    total.tensors += rep.tensors;
+    total.total_bytes += rep.total_bytes;
+    total.shards += rep.shards;
+    total.resumed_shards += rep.resumed_shards;
+    total.plan_seconds += rep.plan_seconds;
+    total.write_seconds += rep.write_seconds;
+    total.plan.insert(total.plan.end(), rep.plan.begin(), rep.plan.end());
+  }
+  return total;
+}
+
+convert_report convert_expert_parallel(const convert_request& r) {
+  const bool made_out = prepare_ep_output(r);
+  // A slice that fails removes what it made; OUT goes too if this run made it and nothing is left.
+  struct remove_if_empty {
+    const std::string& dir;
+    bool armed;
+    ~remove_if_empty() {
+      std::error_code ec;
+      if (armed && fs::is_empty(dir, ec) && !ec) fs::remove(dir, ec);
+    }
+  } cleanup{r.output, made_out};
+  return convert_ep_slices(r, 0, 1);
+}
+
+}  // namespace moereg::app

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mpi/mpi_convert.h"
+
+#include <mpi.h>
+
+#include <iostream>
+
+#include "api_result.h"
+#include "convert_job.h"
+#include "convert_output.h"
+#include "expert_parallel.h"
+#include "moereg/base/cancel.h"
+#include "moereg/base/error.h"
+#include "moereg/base/log.h"
+#include "moereg/base/printable.h"
+#include "mpi/mpi_partition.h"
+#include "progress.h"
+
+namespace moereg::cli {
+
+namespace {
+
+// The exception in flight, printed as main() prints it, with the rank; returns the exit status.
+int report_failure(const std::string& who, const mpi_partition_state& state) {
+  try {
+    throw;
+  } catch (const usage_error& e) {
+    std::cerr << "moereg: " << who << ": " << printable_message(e.what()) << "\n";
+    return 2;
+  } catch (const cancelled& e) {
+    if (state.stopped_for_peer) {
+      std::cerr << "moereg: " << who << ": stopped because another rank failed; " << printable_message(e.what()) << "\n";
+      return 1;
+    }
+    std::cerr << "moereg: " << who << ": " << printable_message(e.what()) << "\n";
+    return e.signal_number() > 0 ? 128 + e.signal_number() : 1;
+  } catch (const error& e) {
+    std::cerr << "moereg: error: " << who << ": " << printable_message(e.what()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "moereg: internal error: " << who << ": " << printable_message(e.what()) << "\n";
+    return 1;
+  }
+}
+
+// Rank 0's reports of the whole job: the progress line on a terminal; otherwise (mpirun's
+// output is a pipe) a log line every 5 seconds.
+std::function<void(const app::convert_progress&)> job_progress(const std::string& whose) {
+  if (stderr_is_tty()) {
+    auto line = std::make_shared<progress_line>("convert");
+    return [line](const app::convert_progress& p) { (*line)(p); };
+  }
+  auto last = std::make_shared<double>(0);
+  return [last, whose](const app::convert_progress& p) {
+    if (!p.final && p.seconds - *last < 5) return;
+    *last = p.seconds;
+    const double pct = p.total_bytes ? 100.0 * static_cast<double>(p.bytes) / static_cast<double>(p.total_bytes) : 100.0;
+    spdlog::info("{}: {:.0f}% written ({} of {} tensors)", whose, pct, p.tensors, p.total_tensors);
+  };
+}
+
+// Sums the slices' reports on rank 0 (each rank wrote its own slices).
+app::convert_report sum_on_rank0(app::convert_report r) {
+  std::uint64_t in[4] = {r.tensors, r.total_bytes, r.shards, r.resumed_shards}, out[4] = {0, 0, 0, 0};
+  MPI_Reduce(in, out, 4, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+  double t = r.write_seconds, tmax = 0;
+  MPI_Reduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  r.tensors = out[0];
+  r.total_bytes = out[1];
+  r.shards = out[2];
+  r.resumed_shards = out[3];
+  r.write_seconds = tmax;
+  return r;
+}
+
+}  // namespace
+
+int run_mpi_convert(app::convert_request job, const global_options& globals) {
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  const std::string who = "rank " + std::to_string(rank) + " of " + std::to_string(ranks);
+  // One copy of the plan's log lines is enough; --log-level debug shows every rank's.
+  if (rank > 0 && globals.log_level == "info") set_log_level("warn");
+  mpi_partition_state state;
+  int status = 0;
+  try {
+    if (provided < MPI_THREAD_MULTIPLE)
+      throw error("this MPI library gives threads level " + std::to_string(provided) + ", and moereg needs MPI_THREAD_MULTIPLE (" +
+                  std::to_string(MPI_THREAD_MULTIPLE) + ") to exchange progress while it writes");
+    cancel_on_signals on_signals;  // mpirun forwards ^C and SIGTERM: each rank stops cleanly
+    if (job.dry_run) {
+      // Nothing is written: one plan, printed once.
+      if (rank == 0) print_convert_report(take(app::convert(job)), job, globals);
+      state.writes_settled = true;
+    } else if (job.expert_parallel > 0) {
+      // Rank r writes slices r, r + N, ...: with --ep equal to the number of ranks, ep-{r}.
+      if (rank == 0) app::prepare_ep_output(job);
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (rank == 0) job.on_progress = job_progress("rank 0's slice");
+      app::convert_report r = app::convert_ep_slices(job, rank, ranks);
+      state.writes_settled = true;
+      r = sum_on_rank0(r);
+      r.output = job.output;
+      if (rank == 0) print_convert_report(r, job, globals);
+    } else {
+      if (rank == 0) job.on_progress = job_progress("all ranks");
+      app::job_partition part = make_mpi_partition(rank, ranks, state);
+      app::convert_report r = app::run_conversion(job, {}, nullptr, &part);
+      if (rank == 0) print_convert_report(r, job, globals);
+    }
+  } catch (...) {
+    status = report_failure(who, state);
+    std::cerr.flush();
+    // Before the writes settled, the other ranks may wait in a collective step for this one.
+    if (!state.writes_settled) MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  MPI_Finalize();
+  return status;
+}
+
+}  // namespace moereg::cli

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: Apache-2.0
+// mpirun -np N moereg convert (docs/mpi.md): the output of 2 and 3 processes is the
+// single-process output byte for byte, on the fixtures and on a synthetic checkpoint of many
+// shards; a rank failing mid-job stops every rank and leaves a state that --resume with
+// another N completes identically; --ep under MPI; an --ep rank reads its share of the expert
+// bytes. Skipped only in a build without MPI or where mpirun is missing.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "moereg/base/json.h"
+#include "moereg/checkpoint/checkpoint.h"
+#include "moereg/safetensors/safetensors_writer.h"
+#include "test_support.h"
+
+using namespace moereg;
+namespace fs = std::filesystem;
+
+// Its own namespace: the unity build compiles this file with others.
+namespace test_mpi_convert {
+namespace {
+
+#ifdef MOEREG_MPIEXEC
+const std::string mpiexec = MOEREG_MPIEXEC;
+#else
+const std::string mpiexec;
+#endif
+
+#define SKIP_WITHOUT_MPI()                                                                                         \
+  do {                                                                                                             \
+    if (mpiexec.empty()) GTEST_SKIP() << "moereg was built without MPI (MOEREG_MPI=OFF or libopenmpi-dev missing)"; \
+    if (!fs::exists(mpiexec)) GTEST_SKIP() << mpiexec << " is missing (apt-get install openmpi-bin)";               \
+  } while (0)
+
+// `mpirun -np n BIN`, as root where CI runs as root, with more processes than cores.
+std::string mpirun(int n, const std::string& env = "", const std::string& bin = "moereg") {
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + env + " " + mpiexec + " --oversubscribe -np " +
+         std::to_string(n) + " " + (env.empty() ? "" : "-x MOEREG_TEST_FAIL_AT ") + MOEREG_BUILD_DIR "/bin/" + bin + " ";
+}
+
+std::vector<std::string> hidden_files(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string()[0] == '.') found.push_back(e.path().filename().string());
+  return found;
+}
+
+// The conversion by one process, then by each count of ranks: identical files, no leftovers.
+void expect_same_as_one_process(const std::string& src, const std::string& args) {
+  test::temp_dir d;
+  auto one = test::run_moereg("convert " + src + " " + (d / "one") + " " + args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  for (int n : {2, 3}) {
+    const std::string out = d / ("np" + std::to_string(n));
+    auto r = test::run_command(mpirun(n) + "convert " + src + " " + out + " " + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(test::differing_files(d / "one", out), std::vector<std::string>{}) << src << " with " << n << " ranks";
+    EXPECT_EQ(hidden_files(out), std::vector<std::string>{}) << "resume logs and the lock are gone when complete";
+    EXPECT_NO_THROW(checkpoint::open(out));
+  }
+}
+
+// Writes a qwen3_moe checkpoint in the transformers_v5 layout whose experts are large enough
+// (1 MiB per expert's gate_up) that readahead at the edges of a rank's range is small beside it.
+std::uint64_t write_large_expert_checkpoint(const std::string& dir) {
+  constexpr std::int64_t E = 4, H = 512, I = 512, layers = 2;
+  fs::create_directories(dir);
+  std::vector<tensor_spec> specs;
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
+    specs.push_back({p + "experts.gate_up_proj", dtype::BF16, {E, 2 * I, H}});
+    specs.push_back({p + "experts.down_proj", dtype::BF16, {E, H, I}});
+    specs.push_back({p + "gate.weight", dtype::BF16, {E, H}});
+  }
+  sort_like_safetensors(specs);
+  std::uint64_t expert_bytes = 0;
+  {
+    safetensors_writer w(dir + "/model.safetensors", specs);
+    for (std::size_t i = 0; i < w.tensors().size(); ++i) {
+      std::vector<std::byte> b(w.tensors()[i].nbytes());
+      for (std::size_t k = 0; k < b.size(); ++k) b[k] = static_cast<std::byte>((k * 131 + i * 7) & 0x7F);
+      w.write(i, 0, b.data(), b.size());
+      if (w.tensors()[i].name.find("experts") != std::string::npos) expert_bytes += b.size();
+    }
+    w.commit();
+  }
+  test::write_bytes(dir + "/config.json", R"({"model_type":"qwen3_moe","hidden_size":512,"moe_intermediate_size":512,
+    "num_experts":4,"num_experts_per_tok":1,"num_hidden_layers":2,"decoder_sparse_step":1,"mlp_only_layers":[]})");
+  return expert_bytes;
+}
+
+// Out of the page cache, so that reading it again counts in /proc/PID/io read_bytes.
+void evict(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << path;
+  ::fdatasync(fd);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+}
+
+}  // namespace
+
+TEST(MpiConvert, FixturesMatchTheSingleProcessConversion) {
+  SKIP_WITHOUT_MPI();
+  expect_same_as_one_process(test::fixture("qwen3_moe/hf"), "--to transformers_v5 --shard-size 60KB");
+  expect_same_as_one_process(test::fixture("deepseek_v3/hf"), "--to transformers_v5 --shard-size 100KB");
+  expect_same_as_one_process(test::fixture("mixtral/hf"), "--to hf_split --shard-size 50KB");
+  // One file: rank 0 writes it (and renames it into place last); the others plan and wait.
+  expect_same_as_one_process(test::fixture("qwen3_moe/hf"), "--to transformers_v5");
+}
+
+TEST(MpiConvert, ASyntheticCheckpointOfManyShardsMatches) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  auto s = test::run_moereg("synth " + (d / "src") + " --layers 6 --shard-size 100KB");
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  expect_same_as_one_process(d / "src", "--to transformers_v5 --shard-size 120KB");
+}
+
+TEST(MpiConvert, ARankFailingMidJobStopsEveryRankAndResumesWithAnotherCount) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  const std::string src = test::fixture("deepseek_v3/hf"), args = " --to transformers_v5 --shard-size 60KB";
+  auto one = test::run_moereg("convert " + src + " " + (d / "one") + args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  for (int resume_with : {2, 1}) {
+    const std::string out = d / ("out" + std::to_string(resume_with));
+    // Rank 1 of 3 fails after its first shard, as a write error would.
+    auto bad = test::run_command(mpirun(3, "MOEREG_TEST_FAIL_AT=shard-done:1@1", "moereg_stoppable") + "convert " + src + " " + out + args);
+    EXPECT_NE(bad.exit_code, 0) << bad.output;
+    EXPECT_HAS(bad.output, "rank 1 of 3: injected failure at shard-done");
+    EXPECT_HAS(bad.output, "another rank failed");  // what the other ranks say
+    ASSERT_TRUE(fs::exists(out + "/.moereg-resume.json")) << bad.output;
+    EXPECT_FALSE(fs::exists(out + "/model.safetensors.index.json")) << "a failed job must not look complete";
+    EXPECT_FALSE(fs::exists(out + "/config.json"));
+    auto again = resume_with > 1 ? test::run_command(mpirun(resume_with) + "convert " + src + " " + out + args + " --resume")
+                                 : test::run_moereg("convert " + src + " " + out + args + " --resume");
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(test::differing_files(d / "one", out), std::vector<std::string>{}) << "resumed with " << resume_with;
+    EXPECT_EQ(hidden_files(out), std::vector<std::string>{});
+  }
+}
+
+TEST(MpiConvert, ExpertParallelSlicesMatchTheSingleProcessOnes) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  const std::string src = test::fixture("qwen3_moe/hf"), args = " --to transformers_v5 --shard-size 60KB --ep 4";
+  auto one = test::run_moereg("convert " + src + " " + (d / "one") + args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  for (int n : {2, 4}) {  // ranks write slices r, r + n, ...
+    const std::string out = d / ("np" + std::to_string(n));
+    auto r = test::run_command(mpirun(n) + "convert " + src + " " + out + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (int s = 0; s < 4; ++s) {
+      const std::string part = "/ep-" + std::to_string(s) + "-of-4";
+      EXPECT_EQ(test::differing_files(d / "one" + part, out + part), std::vector<std::string>{}) << part << " with " << n << " ranks";
+    }
+  }
+}
+
+TEST(MpiConvert, AnExpertParallelRankReadsItsShareOfTheExpertBytes) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  const std::uint64_t expert_bytes = write_large_expert_checkpoint(d / "src");
+  ASSERT_NO_FATAL_FAILURE(evict(d / "src/model.safetensors"));
+  // Each rank's shell reports what it and the moereg it ran read from the disk (a reaped
+  // child's I/O is added to its parent's /proc/PID/io).
+  const std::string rank_io = "sh -c '\"$0\" \"$@\"; s=$?; grep read_bytes /proc/$$/io > " + (d / "io-") +
+                              "$OMPI_COMM_WORLD_RANK; exit $s' " MOEREG_BUILD_DIR "/bin/moereg ";
+  // Through the mapping, where moereg asks the kernel for exactly the ranges it copies. With
+  // copy_file_range the kernel's own sequential readahead (read_ahead_kb, 8 MB on the CI disk)
+  // runs past a rank's range, which on this 12 MB file is most of the other rank's bytes
+  // (docs/mpi.md).
+  const std::string cmd = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + mpiexec + " --oversubscribe -np 2 " +
+                          rank_io + "convert " + (d / "src") + " " + (d / "ep") + " --to hf --ep 2 --no-copy-file-range";
+  auto r = test::run_command(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (int rank = 0; rank < 2; ++rank) {
+    std::ifstream in(d / ("io-" + std::to_string(rank)));
+    std::string key;
+    std::uint64_t read = 0;
+    ASSERT_TRUE(in >> key >> read) << "no /proc/PID/io record for rank " << rank;
+    const double share = static_cast<double>(read) / static_cast<double>(expert_bytes);
+    std::cout << "rank " << rank << " of --ep 2 read " << read << " bytes, " << share << " of the " << expert_bytes
+              << " expert bytes\n";
+    if (read == 0) GTEST_SKIP() << "this filesystem does not account reads in /proc/PID/io (tmpfs?)";
+    EXPECT_GT(share, 0.35) << "rank " << rank;
+    EXPECT_LT(share, 0.65) << "rank " << rank << " read more than its half of the experts";
+  }
+}
+
+}  // namespace test_mpi_convert
