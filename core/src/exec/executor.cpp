@@ -166,8 +166,6 @@ struct work_schedule {
   std::vector<std::size_t> first_rank;                // per output: plan rank of its first item
 };
 
-std::size_t items_of(const output_tensor& o) { return o.is_expert ? o.slots.size() : 1; }
-
 work_schedule schedule(const conversion_plan& plan, const checkpoint_writer& writer, const std::vector<bool>& skip,
                        unsigned threads) {
   std::unordered_map<std::string_view, std::size_t> by_name;
@@ -180,7 +178,7 @@ work_schedule schedule(const conversion_plan& plan, const checkpoint_writer& wri
     if (s < skip.size() && skip[s]) continue;
     const auto& tensors = writer.shards()[s].tensors;
     for (std::size_t t = 0; t < tensors.size(); ++t) {
-      const std::size_t o = by_name.at(tensors[t].name), slots = items_of(plan.outputs[o]);
+      const std::size_t o = by_name.at(tensors[t].name), slots = plan.outputs[o].items();
       for (std::size_t k = 0; k < slots; ++k) per_shard[s].push_back({o, t, k});
       w.remaining[s] += slots;
     }
@@ -203,7 +201,7 @@ work_schedule schedule(const conversion_plan& plan, const checkpoint_writer& wri
   // Plan order of each item, so that a failure is reported the same with any thread count
   // (the interleaving above depends on it): outputs in plan order, slots in order.
   w.first_rank.assign(plan.outputs.size() + 1, 0);
-  for (std::size_t o = 0; o < plan.outputs.size(); ++o) w.first_rank[o + 1] = w.first_rank[o] + items_of(plan.outputs[o]);
+  for (std::size_t o = 0; o < plan.outputs.size(); ++o) w.first_rank[o + 1] = w.first_rank[o] + plan.outputs[o].items();
   return w;
 }
 
@@ -214,24 +212,34 @@ struct scratch {
   dequantize_scratch dq;
 };
 
-// Writes the items of one plan: one writer per kind of output (literal bytes, a pass-through
-// tensor, an expert slot), each taking the file's lock only for its writes.
+// Writes the items of one plan: one writer per kind of output (literal bytes, a stored
+// tensor, a slot of an assembled one), each taking the file's lock only for its writes.
 class plan_writer {
  public:
   plan_writer(const conversion_plan& plan, const execute_options& options) : plan_(plan), options_(options) {}
 
+  // Item `slot` of output o (0 unless o is assembled). Returns the bytes it wrote.
+  std::uint64_t item(const output_tensor& o, std::size_t slot, tensor_sink& w, std::size_t index, std::mutex& file_lock,
+                     scratch& sc) const {
+    if (const literal_output* l = o.literal()) return literal(*l, w, index, file_lock);
+    if (const stored_output* st = o.stored()) return stored(o, *st, w, index, file_lock, sc);
+    return assembled_slot(o, *o.assembled(), slot, w, index, file_lock, sc);
+  }
+
+ private:
   // Literal bytes the planner made (trivial companions).
-  std::uint64_t literal(const output_tensor& o, tensor_sink& w, std::size_t index, std::mutex& file_lock) const {
+  static std::uint64_t literal(const literal_output& l, tensor_sink& w, std::size_t index, std::mutex& file_lock) {
     std::lock_guard<std::mutex> lock(file_lock);
-    w.write(index, 0, o.literal->data(), o.literal->size());
-    return o.literal->size();
+    w.write(index, 0, l.bytes->data(), l.bytes->size());
+    return l.bytes->size();
   }
 
   // A stored tensor: copied by the kernel, or staged through its hooks and edit.
-  std::uint64_t passthrough(const output_tensor& o, tensor_sink& w, std::size_t index, std::mutex& file_lock, scratch& sc) const {
+  std::uint64_t stored(const output_tensor& out, const stored_output& o, tensor_sink& w, std::size_t index, std::mutex& file_lock,
+                       scratch& sc) const {
     const std::byte* src = o.source->data();
     const std::uint64_t n = o.source->info->nbytes(), at = o.source->file->data_offset() + o.source->info->begin;
-    if (o.decode_hook.empty() && o.encode_hook.empty() && !o.edit && !o.cast_from && !o.ggml_decode) {
+    if (o.decode_hook.empty() && o.encode_hook.empty() && !out.edit && !o.cast_from && !o.ggml_decode) {
       std::lock_guard<std::mutex> lock(file_lock);
       if (options_.kernel_copy)
         w.copy_from_file(index, 0, o.source->file->file().fd(), at, n, src);
@@ -242,35 +250,35 @@ class plan_writer {
       sc.stage.resize(n);
       sc.stage2.resize(n);
       const std::byte* cur = src;
-      tensor_spec hook_spec = o.spec;  // hooks see the source's elements, before any cast or decoding
+      tensor_spec hook_spec = out.spec;  // hooks see the source's elements, before any cast or decoding
       if (o.cast_from) hook_spec.type = *o.cast_from;
-      if (o.ggml_decode) hook_spec = {o.spec.name, o.source->info->type, o.source->info->shape, o.source->info->ggml_blocks};
+      if (o.ggml_decode) hook_spec = {out.spec.name, o.source->info->type, o.source->info->shape, o.source->info->ggml_blocks};
       if (!o.decode_hook.empty()) {
         options_.hooks(o.decode_hook, 0, o.source->info->name, hook_spec, cur, sc.stage.data());
         cur = sc.stage.data();
       }
-      if (o.edit) {
+      if (out.edit) {
         if (cur != sc.stage.data()) std::memcpy(sc.stage.data(), cur, n);
         cur = sc.stage.data();
-        o.edit(0, sc.stage.data());
+        out.edit(0, sc.stage.data());
       }
       if (!o.encode_hook.empty()) {
         std::byte* dst = cur == sc.stage.data() ? sc.stage2.data() : sc.stage.data();
-        options_.hooks(o.encode_hook, 1, o.spec.name, hook_spec, cur, dst);
+        options_.hooks(o.encode_hook, 1, out.spec.name, hook_spec, cur, dst);
         cur = dst;
       }
       std::uint64_t out_n = n;
       if (o.ggml_decode) {
         std::int64_t count = 1;
-        for (std::int64_t d : o.spec.shape) count *= d;
+        for (std::int64_t d : out.spec.shape) count *= d;
         sc.floats.resize(static_cast<std::size_t>(count));
         ggml_dequantize(decode_type_of(*o.source->info), cur, sc.floats.data(), count);
-        sc.cast.resize(o.spec.nbytes());
-        store_floats(sc.floats.data(), count, o.spec.type, sc.cast.data(), 0, 1);
+        sc.cast.resize(out.spec.nbytes());
+        store_floats(sc.floats.data(), count, out.spec.type, sc.cast.data(), 0, 1);
         cur = sc.cast.data();
         out_n = sc.cast.size();
       } else if (o.cast_from) {
-        cast_elements(*o.cast_from, cur, o.spec.type, sc.cast, n / dtype_size(*o.cast_from), o.spec.name);
+        cast_elements(*o.cast_from, cur, out.spec.type, sc.cast, n / dtype_size(*o.cast_from), out.spec.name);
         cur = sc.cast.data();
         out_n = sc.cast.size();
       }
@@ -281,14 +289,14 @@ class plan_writer {
     return n;
   }
 
-  // One expert slot: its pieces copied as they lie when they are contiguous and untouched,
-  // else assembled (transposed, dequantized, edited) in the thread's staging buffer.
-  std::uint64_t expert_slot(const output_tensor& o, std::size_t slot, tensor_sink& w, std::size_t index, std::mutex& file_lock,
-                            scratch& sc) const {
+  // One slot of an assembled tensor: its pieces copied as they lie when they are contiguous
+  // and untouched, else assembled (transposed, decoded, edited) in the thread's staging buffer.
+  std::uint64_t assembled_slot(const output_tensor& out, const assembled_output& o, std::size_t slot, tensor_sink& w,
+                               std::size_t index, std::mutex& file_lock, scratch& sc) const {
     const auto& pieces = o.slots[slot];
-    const std::size_t esize = dtype_size(o.spec.type);
+    const std::size_t esize = dtype_size(out.spec.type);
     const std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize, base = slot * slot_bytes;
-    const bool direct = !o.transpose && !o.dequantize && !o.ggml_decode && !o.edit &&
+    const bool direct = !o.transpose && o.decoding == piece_decoding::copy && !out.edit &&
                         std::all_of(pieces.begin(), pieces.end(), [](const matrix_view& v) { return v.contiguous(); });
     if (direct) {
       std::lock_guard<std::mutex> lock(file_lock);
@@ -302,29 +310,28 @@ class plan_writer {
       }
     } else {
       for (const auto& v : pieces) acquire(v);
-      const std::byte* out = stage_slot(o, slot, sc);
+      const std::byte* staged = stage_slot(out, o, slot, sc);
       std::lock_guard<std::mutex> lock(file_lock);
-      w.write(index, base, out, slot_bytes);
+      w.write(index, base, staged, slot_bytes);
     }
     for (const auto& v : pieces) release(v);
     return slot_bytes;
   }
 
- private:
   // The slot as it is written: pieces placed (dequantized, transposed), then edited.
-  const std::byte* stage_slot(const output_tensor& o, std::size_t slot, scratch& sc) const {
+  const std::byte* stage_slot(const output_tensor& out, const assembled_output& o, std::size_t slot, scratch& sc) const {
     const auto& pieces = o.slots[slot];
-    const std::size_t esize = dtype_size(o.spec.type);
+    const std::size_t esize = dtype_size(out.spec.type);
     const std::uint64_t slot_bytes = static_cast<std::uint64_t>(o.rows_total * o.cols) * esize;
     sc.stage.resize(slot_bytes);
     std::int64_t row_off = 0;
     // An edit sees the slot untransposed; the transpose then happens after it.
-    const bool transpose_now = o.transpose && !o.edit;
+    const bool transpose_now = o.transpose && !out.edit;
     for (std::size_t k = 0; k < pieces.size(); ++k) {
       const matrix_view& v = pieces[k];
-      if (o.ggml_decode) {
-        decode_rows(v, o, row_off, transpose_now, sc);
-      } else if (o.dequantize) {
+      if (o.decoding == piece_decoding::ggml) {
+        decode_rows(v, out.spec.type, o, row_off, transpose_now, sc);
+      } else if (o.decoding == piece_decoding::dequantize) {
         const piece_scales& ps = o.slot_scales[slot][k];
         sc.dq.out.resize(static_cast<std::size_t>(ps.grid.rows * ps.grid.cols));
         dequantize_view(v, ps, plan_.source->quant, sc.dq.out.data(), sc.dq);
@@ -337,8 +344,8 @@ class plan_writer {
       }
       row_off += v.rows;
     }
-    if (!o.edit) return sc.stage.data();
-    o.edit(slot, sc.stage.data());
+    if (!out.edit) return sc.stage.data();
+    out.edit(slot, sc.stage.data());
     if (!o.transpose) return sc.stage.data();
     sc.stage2.resize(slot_bytes);
     matrix_view whole;
@@ -346,13 +353,14 @@ class plan_writer {
     whole.cols = o.cols;
     whole.row_stride = o.cols;
     whole.col_stride = 1;
-    whole.type = o.spec.type;
+    whole.type = out.spec.type;
     copy_staged_transposed(whole, sc.stage.data(), sc.stage2.data());
     return sc.stage2.data();
   }
 
   // A piece of ggml rows (or F16/BF16/F32 rows) decoded row by row into the slot at row r0.
-  static void decode_rows(const matrix_view& v, const output_tensor& o, std::int64_t r0, bool transpose, scratch& sc) {
+  static void decode_rows(const matrix_view& v, dtype to, const assembled_output& o, std::int64_t r0, bool transpose,
+                          scratch& sc) {
     const tensor_info& t = *v.source->info;
     const ggml_type g = decode_type_of(t);
     const auto& tr = ggml_traits(g);
@@ -369,8 +377,8 @@ class plan_writer {
         row = sc.gather.data();
       }
       ggml_dequantize(g, row, sc.floats.data(), values);
-      if (transpose) store_floats(sc.floats.data(), values, o.spec.type, sc.stage.data(), r0 + r, o.rows_total);
-      else store_floats(sc.floats.data(), values, o.spec.type, sc.stage.data(), (r0 + r) * o.cols, 1);
+      if (transpose) store_floats(sc.floats.data(), values, to, sc.stage.data(), r0 + r, o.rows_total);
+      else store_floats(sc.floats.data(), values, to, sc.stage.data(), (r0 + r) * o.cols, 1);
     }
   }
 
@@ -403,13 +411,10 @@ void execute_plan(const conversion_plan& plan, checkpoint_writer& writer, const 
     const std::size_t s = work.shard_of[i];
     std::call_once(opened[s], [&] { open[s] = &writer.open_shard(s, options.metadata); });
     const output_tensor& o = plan.outputs[it.output];
-    const std::uint64_t bytes =
-        o.literal     ? write.literal(o, *open[s], it.tensor_index, file_lock[s])
-        : o.is_expert ? write.expert_slot(o, it.slot, *open[s], it.tensor_index, file_lock[s], scratches[worker])
-                      : write.passthrough(o, *open[s], it.tensor_index, file_lock[s], scratches[worker]);
+    const std::uint64_t bytes = write.item(o, it.slot, *open[s], it.tensor_index, file_lock[s], scratches[worker]);
     if (options.progress) {
       options.progress->bytes += bytes;
-      if (!o.is_expert || it.slot + 1 == o.slots.size()) options.progress->tensors++;
+      if (it.slot + 1 == o.items()) options.progress->tensors++;
     }
     if (--remaining[s] == 0) {
       writer.commit_shard(s);
@@ -459,18 +464,12 @@ void produce_tensor(const conversion_plan& plan, std::size_t output, std::byte* 
   execute_options opts = options;
   opts.kernel_copy = false;  // memory, not a file: the sink takes the mapped bytes
   const plan_writer write(plan, opts);
-  if (o.literal) {
-    write.literal(o, sink, 0, lock);
-  } else if (!o.is_expert) {
-    scratch sc;
-    write.passthrough(o, sink, 0, lock, sc);
-  } else {
-    ordered_run run;
-    run.items = o.slots.size();
-    run.threads = std::min<unsigned>(resolve_threads(options.threads), static_cast<unsigned>(std::max<std::size_t>(1, run.items)));
-    std::vector<scratch> scratches(run.threads);
-    run_ordered(run, [&](std::size_t slot, unsigned worker) { write.expert_slot(o, slot, sink, 0, lock, scratches[worker]); });
-  }
+  // An assembled tensor's slots in parallel; any other kind is one item.
+  ordered_run run;
+  run.items = o.items();
+  run.threads = std::min<unsigned>(resolve_threads(options.threads), static_cast<unsigned>(std::max<std::size_t>(1, run.items)));
+  std::vector<scratch> scratches(run.threads);
+  run_ordered(run, [&](std::size_t slot, unsigned worker) { write.item(o, slot, sink, 0, lock, scratches[worker]); });
   if (options.progress) {
     options.progress->bytes += o.spec.nbytes();
     options.progress->tensors++;

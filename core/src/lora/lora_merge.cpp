@@ -154,38 +154,38 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
   std::map<int, std::shared_ptr<layer_release>> releases;
 
   for (auto& o : plan.outputs) {
-    if (o.is_expert) {
-      auto it = adapter.experts.find(o.layer);
+    if (const assembled_output* a = o.assembled(); a && a->is_expert()) {
+      auto it = adapter.experts.find(a->layer);
       if (it == adapter.experts.end()) continue;
       if (!supported(o.spec.type))
         throw error(o.spec.name + ": experts of dtype " + std::string(dtype_name(o.spec.type)) + "; merging supports BF16 and F32 weights");
       bool any = false;
-      for (std::size_t s = 0; s < o.slots.size(); ++s)
-        for (piece p : o.entry->pieces) {
-          auto e = static_cast<std::size_t>(o.first_expert) + s;
+      for (std::size_t s = 0; s < a->slots.size(); ++s)
+        for (piece p : a->entry->pieces) {
+          auto e = static_cast<std::size_t>(a->first_expert) + s;
           if (it->second[e][static_cast<std::size_t>(p)]) {
             any = true;
             ++attached;
           }
         }
-      if (first_kept < 0 || o.first_expert < first_kept) first_kept = o.first_expert;
-      last_kept = std::max<std::int64_t>(last_kept, o.first_expert + static_cast<std::int64_t>(o.slots.size()));
+      if (first_kept < 0 || a->first_expert < first_kept) first_kept = a->first_expert;
+      last_kept = std::max<std::int64_t>(last_kept, a->first_expert + static_cast<std::int64_t>(a->slots.size()));
       if (!any) continue;
       const auto* experts = &it->second;
-      const expert_entry* entry = o.entry;
-      const std::int64_t first = o.first_expert, cols = o.cols;
+      const expert_entry* entry = a->entry;
+      const std::int64_t first = a->first_expert, cols = a->cols;
       const dtype type = o.spec.type;
       const std::int64_t I = adapter.dims.I, H = adapter.dims.H;
-      std::shared_ptr<layer_release> rel = releases[o.layer];
+      std::shared_ptr<layer_release> rel = releases[a->layer];
       if (!rel) {
-        rel = releases[o.layer] = std::make_shared<layer_release>();
+        rel = releases[a->layer] = std::make_shared<layer_release>();
         for (const auto& ex : it->second)
           for (const auto& pr : ex)
             if (pr)
               for (const matrix_view* v : {&pr->A, &pr->B})
                 if (std::find(rel->sources.begin(), rel->sources.end(), v->source) == rel->sources.end()) rel->sources.push_back(v->source);
       }
-      rel->remaining += o.slots.size();
+      rel->remaining += a->slots.size();
       o.edit = [experts, entry, first, cols, type, twice, I, H, rel](std::size_t slot, std::byte* data) {
         std::int64_t row0 = 0;
         const auto& ex = (*experts)[static_cast<std::size_t>(first) + slot];
@@ -201,19 +201,19 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
             e->file->file().dont_need(e->file->data_offset() + e->info->begin, e->info->nbytes());
       };
       o.origin += " + LoRA";
-    } else if (o.source) {
-      auto c = canonical_of.find(o.source);
+    } else if (const stored_output* st = o.stored()) {
+      auto c = canonical_of.find(st->source);
       if (c == canonical_of.end()) continue;
       auto k = other_at.find(c->second);
       if (k == other_at.end()) continue;
       const lora_pair& pr = adapter.others[k->second].pair;
-      const auto& shape = o.source->info->shape;
+      const auto& shape = st->source->info->shape;
       if (shape.size() != 2 || shape[0] != pr.B.rows || shape[1] != pr.A.cols)
         throw error(adapter.weights_path + ": the pair on " + c->second + " (" + shape_string({pr.B.rows, pr.A.cols}) + ") does not fit the base's " +
                     shape_string(shape));
-      if (!supported(o.source->info->type))
-        throw error(c->second + ": dtype " + std::string(dtype_name(o.source->info->type)) + "; merging supports BF16 and F32 weights");
-      const dtype type = o.source->info->type;
+      if (!supported(st->source->info->type))
+        throw error(c->second + ": dtype " + std::string(dtype_name(st->source->info->type)) + "; merging supports BF16 and F32 weights");
+      const dtype type = st->source->info->type;
       const lora_pair* p = &pr;
       const std::int64_t cols = shape[1];
       o.edit = [p, type, cols](std::size_t, std::byte* data) { add_lora_delta(*p, data, type, cols, false); };

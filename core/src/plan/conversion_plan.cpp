@@ -35,18 +35,19 @@ std::string describe_view(const matrix_view& v) {
 // The scales of one expert weight output: per slot, each piece's scale view, joined along
 // rows like the pieces (refused where a block would be cut), in the weight's orientation.
 output_tensor scale_output(const decoded_checkpoint& src, const layout_spec& target, const expert_entry& e,
-                           const output_tensor& weight) {
+                           const output_tensor& weight_out) {
   const quant_format& q = src.quant;
-  output_tensor o;
-  o.is_expert = true;
+  const assembled_output& weight = *weight_out.assembled();
+  output_tensor out;
+  assembled_output& o = out.body.emplace<assembled_output>();
   o.entry = &e;
   o.layer = weight.layer;
   o.transpose = weight.transpose;
-  o.role = quant_role::scale;
-  o.companion_of = weight.spec.name;
-  const std::string weight_key = q.names.weight == "{key}" ? weight.spec.name : *unapply_naming(q.names.weight, weight.spec.name);
-  o.spec.name = apply_naming(q.names.scale[src.scale_naming], weight_key);
-  o.spec.type = src.scale_dtype;
+  const std::string& weight_name = weight_out.spec.name;
+  const std::string weight_key = q.names.weight == "{key}" ? weight_name : *unapply_naming(q.names.weight, weight_name);
+  tensor_spec& spec = out.spec;
+  spec.name = apply_naming(q.names.scale[src.scale_naming], weight_key);
+  spec.type = src.scale_dtype;
   const auto& scales = src.expert_scales.at(weight.layer);
   for (std::size_t s = 0; s < weight.slots.size(); ++s) {
     const std::int64_t expert = weight.first_expert + static_cast<std::int64_t>(s);
@@ -55,11 +56,11 @@ output_tensor scale_output(const decoded_checkpoint& src, const layout_spec& tar
     std::int64_t rows = 0, cols = -1;
     for (piece p : e.pieces) {
       const piece_scales& ps = scales[static_cast<std::size_t>(expert)][static_cast<std::size_t>(p)];
-      joined = joined ? concat_rows(o.spec.name, *joined, ps.grid) : ps.grid;
+      joined = joined ? concat_rows(spec.name, *joined, ps.grid) : ps.grid;
       views.push_back(ps.scale);
       rows += ps.scale.rows;
       if (cols >= 0 && cols != ps.scale.cols)
-        throw error(o.spec.name + ": the pieces' scales have " + std::to_string(cols) + " and " + std::to_string(ps.scale.cols) +
+        throw error(spec.name + ": the pieces' scales have " + std::to_string(cols) + " and " + std::to_string(ps.scale.cols) +
                     " columns; expected the same scale layout");
       cols = ps.scale.cols;
     }
@@ -67,42 +68,41 @@ output_tensor scale_output(const decoded_checkpoint& src, const layout_spec& tar
       o.rows_total = rows;
       o.cols = cols;
     } else if (rows != o.rows_total || cols != o.cols) {
-      throw error(o.spec.name + ": expert " + std::to_string(expert) + " has " + joined->describe() + " (" + std::to_string(rows) +
+      throw error(spec.name + ": expert " + std::to_string(expert) + " has " + joined->describe() + " (" + std::to_string(rows) +
                   "x" + std::to_string(cols) + " scales), unlike expert " + std::to_string(weight.first_expert) + " (" +
                   std::to_string(o.rows_total) + "x" + std::to_string(o.cols) + "); one stacked tensor needs one scale layout");
     }
     o.slots.push_back(std::move(views));
   }
-  if (e.stacked) o.spec.shape.push_back(static_cast<std::int64_t>(weight.slots.size()));
-  if (o.transpose) o.spec.shape.insert(o.spec.shape.end(), {o.cols, o.rows_total});
-  else o.spec.shape.insert(o.spec.shape.end(), {o.rows_total, o.cols});
+  if (e.stacked) spec.shape.push_back(static_cast<std::int64_t>(weight.slots.size()));
+  if (o.transpose) spec.shape.insert(spec.shape.end(), {o.cols, o.rows_total});
+  else spec.shape.insert(spec.shape.end(), {o.rows_total, o.cols});
   if (!e.stacked && target.squeeze_expert_scales && q.scheme == quant_scheme::fp8)
-    o.spec.shape.erase(std::remove(o.spec.shape.begin(), o.spec.shape.end(), 1), o.spec.shape.end());
-  o.origin = "scales of " + weight.spec.name + " (" + o.slots.front().front().source->info->name +
+    spec.shape.erase(std::remove(spec.shape.begin(), spec.shape.end(), 1), spec.shape.end());
+  out.origin = "scales of " + weight_name + " (" + o.slots.front().front().source->info->name +
              (o.slots.front().size() > 1 || weight.slots.size() > 1 ? ", ..." : "") + ")";
-  return o;
+  return out;
 }
 
 // GPTQ g_idx / qzeros and compressed-tensors weight_shape of one expert weight output, when
 // the source had them: decoding checked they carry nothing but the format, so they are
 // made again for the target's shape.
-std::vector<output_tensor> restated_companions(const decoded_checkpoint& src, const expert_entry& e, const output_tensor& weight) {
+std::vector<output_tensor> restated_companions(const decoded_checkpoint& src, const expert_entry& e, const output_tensor& weight_out) {
   const quant_format& q = src.quant;
+  const assembled_output& weight = *weight_out.assembled();
   std::vector<output_tensor> out;
   const std::int64_t n = weight.rows_total;
   const std::int64_t k = src.expert_scales.at(weight.layer)[static_cast<std::size_t>(weight.first_expert)]
                                                          [static_cast<std::size_t>(e.pieces.front())].grid.cols;
   const std::int64_t slots = static_cast<std::int64_t>(weight.slots.size());
-  const std::string key = *unapply_naming(q.names.weight, weight.spec.name);
+  const std::string key = *unapply_naming(q.names.weight, weight_out.spec.name);
   auto make = [&](const std::string& naming, dtype t, std::vector<std::int64_t> shape, std::vector<std::byte> bytes) {
     output_tensor o;
-    o.layer = weight.layer;
-    o.companion_of = weight.spec.name;
     o.spec = {apply_naming(naming, key), t, {}};
     if (e.stacked) o.spec.shape.push_back(slots);
     o.spec.shape.insert(o.spec.shape.end(), shape.begin(), shape.end());
-    o.literal = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
-    o.origin = "restated for " + weight.spec.name;
+    o.body = literal_output{std::make_shared<const std::vector<std::byte>>(std::move(bytes))};
+    o.origin = "restated for " + weight_out.spec.name;
     out.push_back(std::move(o));
   };
   const std::int64_t group = q.group > 0 ? q.group : k;
@@ -148,9 +148,9 @@ output_tensor dequantized_passthrough(const decoded_checkpoint& src, const layou
   if (ws.size() != 2)
     throw error(w.info->name + ": cannot dequantize a rank-" + std::to_string(ws.size()) + " quantized weight " +
                 shape_string(ws) + "; expected a [out, in] matrix");
-  output_tensor o;
-  o.is_expert = true;  // assembled from views, like expert slots
-  o.dequantize = true;
+  output_tensor out;
+  assembled_output& o = out.body.emplace<assembled_output>();  // one slot, no expert entry
+  o.decoding = piece_decoding::dequantize;
   matrix_view v{&w, 0, ws[0], ws[1], ws[1], 1, w.info->type};
   piece_scales ps;
   if (q.stored_transposed()) v = {&w, 0, ws[1], ws[0], 1, ws[1], w.info->type};  // [K/8, N] seen as [N, K/8]
@@ -169,13 +169,13 @@ output_tensor dequantized_passthrough(const decoded_checkpoint& src, const layou
                 ps.grid.describe() + " over the " + std::to_string(rows) + "x" + std::to_string(cols) + " matrix of " +
                 w.info->name + ")");
   ps.scale = q.stored_transposed() ? matrix_view{&s, 0, gr, gc, 1, gr, s.info->type} : matrix_view{&s, 0, gr, gc, gc, 1, s.info->type};
-  o.spec = {from_canonical(target, p.quant_key), dtype::BF16, {rows, cols}};
+  out.spec = {from_canonical(target, p.quant_key), dtype::BF16, {rows, cols}};
   o.rows_total = rows;
   o.cols = cols;
   o.slots = {{v}};
   o.slot_scales = {{ps}};
-  o.origin = "dequantize " + w.info->name + " with " + s.info->name + " (" + ps.grid.describe() + ") to BF16";
-  return o;
+  out.origin = "dequantize " + w.info->name + " with " + s.info->name + " (" + ps.grid.describe() + ") to BF16";
+  return out;
 }
 
 }  // namespace
@@ -261,14 +261,14 @@ class entry_planner {
     std::vector<output_tensor> made;
     if (e_.stacked) {
       output_tensor o = make(0);
-      for (std::int64_t x = first_; x < last_; ++x) add_slot(o, x);
+      for (std::int64_t x = first_; x < last_; ++x) add_slot(*o.assembled(), x);
       o.origin = "stack experts " + std::to_string(first_) + ".." + std::to_string(last_ - 1) + " of " +
                  (e_.pieces.size() > 1 ? "concat(" + parts(o) + ")" : parts(o)) + (e_.transpose ? ", transposed" : "");
       made.push_back(std::move(o));
     } else {
       for (std::int64_t x = first_; x < last_; ++x) {
         output_tensor o = make(x);
-        add_slot(o, x);
+        add_slot(*o.assembled(), x);
         o.origin = parts(o) + (e_.transpose ? ", transposed" : "");
         made.push_back(std::move(o));
       }
@@ -283,8 +283,8 @@ class entry_planner {
  private:
   output_tensor make(std::int64_t expert_in_key) const {
     const quant_format& q = src_.quant;
-    output_tensor o;
-    o.is_expert = true;
+    output_tensor out;
+    assembled_output& o = out.body.emplace<assembled_output>();
     o.entry = &e_;
     o.layer = layer_;
     o.rows_total = rows_total_;
@@ -292,18 +292,17 @@ class entry_planner {
     o.transpose = transpose_;
     o.first_expert = e_.stacked ? first_ : expert_in_key;
     captures c{{"layer", std::to_string(layer_)}, {"expert", std::to_string(renumber_ ? expert_in_key - first_ : expert_in_key)}};
-    o.spec.name = q.quantized() && !dequantize_ ? apply_naming(q.names.weight, e_.key.format(c)) : e_.key.format(c);
+    out.spec.name = q.quantized() && !dequantize_ ? apply_naming(q.names.weight, e_.key.format(c)) : e_.key.format(c);
     // Each entry keeps its own pieces' type: a layer's entries may differ (Q8_0 beside F16).
-    o.spec.type = dequantize_ ? dtype::BF16 : decode_to_ ? *decode_to_ : experts_[0][static_cast<std::size_t>(e_.pieces[0])].type;
-    o.dequantize = dequantize_;
-    o.ggml_decode = decode_to_.has_value();
-    o.spec.ggml_blocks = blocks_;
-    if (e_.stacked) o.spec.shape.push_back(last_ - first_);
-    if (transpose_) o.spec.shape.insert(o.spec.shape.end(), {cols_, rows_total_});
-    else o.spec.shape.insert(o.spec.shape.end(), {rows_total_, cols_});
-    return o;
+    out.spec.type = dequantize_ ? dtype::BF16 : decode_to_ ? *decode_to_ : experts_[0][static_cast<std::size_t>(e_.pieces[0])].type;
+    o.decoding = dequantize_ ? piece_decoding::dequantize : decode_to_ ? piece_decoding::ggml : piece_decoding::copy;
+    out.spec.ggml_blocks = blocks_;
+    if (e_.stacked) out.spec.shape.push_back(last_ - first_);
+    if (transpose_) out.spec.shape.insert(out.spec.shape.end(), {cols_, rows_total_});
+    else out.spec.shape.insert(out.spec.shape.end(), {rows_total_, cols_});
+    return out;
   }
-  void add_slot(output_tensor& o, std::int64_t x) const {
+  void add_slot(assembled_output& o, std::int64_t x) const {
     std::vector<matrix_view> pieces;
     for (piece p : e_.pieces) pieces.push_back(experts_[static_cast<std::size_t>(x)][static_cast<std::size_t>(p)]);
     o.slots.push_back(std::move(pieces));
@@ -314,7 +313,7 @@ class entry_planner {
   }
   static std::string parts(const output_tensor& o) {
     std::string s;
-    for (const auto& v : o.slots.front()) s += (s.empty() ? "" : " + ") + describe_view(v);
+    for (const auto& v : o.assembled()->slots.front()) s += (s.empty() ? "" : " + ") + describe_view(v);
     return s;
   }
 
@@ -369,27 +368,28 @@ void plan_experts(const decoded_checkpoint& src, const layout_spec& target, cons
 // A stored tensor that is not an expert: renamed, with the hooks that rewrite its bytes.
 output_tensor passthrough_output(const family_spec& family, const layout_spec& target, const passthrough_tensor& p) {
   output_tensor o;
+  stored_output& st = o.body.emplace<stored_output>();
   std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
                                                 : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
   o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
   // llama.cpp's CPU ops take norms, routers and 1-D tensors only as F32; a .gguf F32 that was
   // widened from bf16 goes back to bf16 everywhere else.
   if (target.container == "gguf" && gguf_wants_f32(family, o.spec)) {
-    o.cast_from = o.spec.type;
+    st.cast_from = o.spec.type;
     o.spec.type = dtype::F32;
   } else if (p.narrow_to && target.container != "gguf") {
-    o.cast_from = o.spec.type;
+    st.cast_from = o.spec.type;
     o.spec.type = *p.narrow_to;
   }
-  o.source = p.source;
-  o.decode_hook = p.decode_hook;
+  st.source = p.source;
+  st.decode_hook = p.decode_hook;
   for (const auto& tr : target.transforms)
-    if (tr.key.match(o.spec.name)) o.encode_hook = tr.hook;
+    if (tr.key.match(o.spec.name)) st.encode_hook = tr.hook;
   o.origin = p.source->info->name;
   if (!p.decode_hook.empty()) o.origin += " (hook " + p.decode_hook + " decode)";
-  if (!o.encode_hook.empty()) o.origin += " (hook " + o.encode_hook + " encode)";
-  if (o.cast_from)
-    o.origin += " (" + std::string(dtype_name(*o.cast_from)) + (o.spec.type == dtype::F32 ? " widened" : " narrowed") + " to " +
+  if (!st.encode_hook.empty()) o.origin += " (hook " + st.encode_hook + " encode)";
+  if (st.cast_from)
+    o.origin += " (" + std::string(dtype_name(*st.cast_from)) + (o.spec.type == dtype::F32 ? " widened" : " narrowed") + " to " +
                 std::string(dtype_name(o.spec.type)) + ")";
   return o;
 }
@@ -400,11 +400,12 @@ output_tensor ggml_decoded_passthrough(const family_spec& family, const layout_s
   const tensor_info& t = *p.source->info;
   decodable_ggml_type(t);
   output_tensor o = passthrough_output(family, target, p);
-  o.cast_from.reset();
+  stored_output& st = std::get<stored_output>(o.body);
+  st.cast_from.reset();
   o.spec.type = to;
   o.spec.shape = element_shape(t);
   o.spec.ggml_blocks.reset();
-  o.ggml_decode = true;
+  st.ggml_decode = true;
   o.origin += " (" + storage_type_name(t) + " decoded to " + std::string(dtype_name(to)) + ")";
   return o;
 }
@@ -493,7 +494,7 @@ void check_outputs(const conversion_plan& plan, const layout_spec& target, std::
   std::vector<std::string> order;
   for (const auto& o : plan.outputs) {
     if (!o.spec.ggml_blocks) continue;
-    const tensor_info& src = o.source ? *o.source->info : *o.slots.front().front().source->info;
+    const tensor_info& src = o.stored() ? *o.stored()->source->info : *o.assembled()->slots.front().front().source->info;
     auto [it, fresh] = blocks.try_emplace(src.name, storage_type_name(src), 0);
     if (fresh) order.push_back(src.name);
     ++it->second.second;

@@ -153,25 +153,27 @@ std::vector<output_tensor> split_outputs(const decoded_checkpoint& src, const la
     throw error(quote(p.canonical) + ": shape " + shape_string(shape) + " " + storage_type_name(*p.source->info) +
                 "; a tensor cut per head must be a [rows, cols] matrix of F32, F16 or BF16");
   const std::int64_t cols = shape[1];
-  auto base = [&](output_tensor& o, std::string name) {
-    o.is_expert = true;  // assembled from views, one slot per head
-    o.spec.name = std::move(name);
-    o.spec.type = decode_to ? *decode_to : p.source->info->type;
-    o.ggml_decode = decode_to.has_value();
+  // Assembled from views, one slot per head.
+  auto base = [&](output_tensor& out, std::string name) -> assembled_output& {
+    out.spec.name = std::move(name);
+    out.spec.type = decode_to ? *decode_to : p.source->info->type;
+    assembled_output& o = out.body.emplace<assembled_output>();
+    o.decoding = decode_to ? piece_decoding::ggml : piece_decoding::copy;
     o.cols = cols;
+    return o;
   };
   captures c;
   const tensor_split* cut = split_cutting(target, p.canonical, &c);
   if (!cut) {  // joined from parts, written whole
-    output_tensor o;
-    base(o, from_canonical(target, p.canonical));
+    output_tensor out;
+    assembled_output& o = base(out, from_canonical(target, p.canonical));
     o.rows_total = shape[0] / static_cast<std::int64_t>(p.joined.size());
     o.slots = p.joined;
-    o.spec.shape = shape;
+    out.spec.shape = shape;
     std::string from;
     for (const auto& v : p.joined.front()) from += (from.empty() ? "" : " + ") + v.source->info->name;
-    o.origin = "join per head " + from;
-    return {o};
+    out.origin = "join per head " + from;
+    return {out};
   }
   const split_geometry g = resolve_split(*cut, src.ckpt->config(), src.dims.config_path.empty() ? src.ckpt->path() : src.dims.config_path);
   if (shape[0] != g.heads * g.per_head)
@@ -181,16 +183,16 @@ std::vector<output_tensor> split_outputs(const decoded_checkpoint& src, const la
   std::vector<output_tensor> out;
   for (std::size_t k = 0; k < cut->parts.size(); ++k) {
     const split_part& part = cut->parts[k];
-    output_tensor o;
-    base(o, part.key.format(c));
+    output_tensor made;
+    assembled_output& o = base(made, part.key.format(c));
     o.rows_total = g.rows[k];
     o.transpose = part.transpose;
     for (std::int64_t h = 0; h < g.heads; ++h) o.slots.push_back(canonical_rows(p, g.per_head, h, g.offset[k], g.rows[k]));
-    o.spec.shape = part.transpose ? std::vector<std::int64_t>{g.heads, cols, g.rows[k]} : std::vector<std::int64_t>{g.heads, g.rows[k], cols};
-    o.origin = "rows " + std::to_string(g.offset[k]) + ".." + std::to_string(g.offset[k] + g.rows[k] - 1) + " of each of " +
+    made.spec.shape = part.transpose ? std::vector<std::int64_t>{g.heads, cols, g.rows[k]} : std::vector<std::int64_t>{g.heads, g.rows[k], cols};
+    made.origin = "rows " + std::to_string(g.offset[k]) + ".." + std::to_string(g.offset[k] + g.rows[k] - 1) + " of each of " +
                std::to_string(g.heads) + " heads of " + (p.joined.empty() ? p.source->info->name : "the joined " + p.canonical) +
                (part.transpose ? ", transposed" : "");
-    out.push_back(std::move(o));
+    out.push_back(std::move(made));
   }
   return out;
 }

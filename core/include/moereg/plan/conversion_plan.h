@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "moereg/plan/decoded_checkpoint.h"
@@ -16,42 +17,67 @@
 
 namespace moereg {
 
-struct output_tensor {
-  tensor_spec spec;
-  bool is_expert = false;
-  // Pass-through: the stored source tensor, and the hooks that rewrite its bytes.
+// Each output tensor is one of three kinds, each with its own writer in the executor.
+
+// Bytes the planner made: companions that only restate the format (GPTQ's trivial g_idx and
+// symmetric qzeros, compressed-tensors' weight_shape), made again for the target's shape.
+struct literal_output {
+  std::shared_ptr<const std::vector<std::byte>> bytes;
+};
+
+// One stored tensor written whole under its new name: copied as it lies, or rewritten by the
+// family's hooks, widened or narrowed, or (--dtype from a .gguf) decoded from ggml blocks.
+struct stored_output {
   const checkpoint::entry* source = nullptr;
   std::string decode_hook, encode_hook;
   // The source's element type when the output is another one (spec.type): a .gguf holds norms,
   // routers and 1-D tensors as F32 (widened exactly from BF16/F16).
   std::optional<dtype> cast_from;
-  // Experts: which entry of the target layout, and per expert slot the pieces in entry order.
+  // The source holds ggml blocks or F16/BF16/F32 elements, decoded as ggml's to_float does
+  // (ggml_dequant.h) and written as spec.type (F32, or BF16 rounded once).
+  bool ggml_decode = false;
+};
+
+// How an assembled tensor's pieces become its elements.
+enum class piece_decoding {
+  copy,        // as stored (cut, joined, transposed)
+  dequantize,  // --dtype bf16: with each piece's scales (assembled_output::slot_scales)
+  ggml,        // --dtype from a .gguf: ggml blocks or F16/BF16/F32 rows decoded row by row
+};
+
+// A tensor assembled from views of stored ones: the slots of one entry of the target layout
+// (stacked: one per expert in range; split: one), the scales of a quantized one cut and
+// joined like its weights (cols = scale grid columns), a quantized pass-through weight
+// dequantized whole (one slot), or a tensor cut per head or joined from such parts (one slot
+// per head, tensor_splits.h). Only the first two have an `entry`.
+struct assembled_output {
   const expert_entry* entry = nullptr;
   int layer = -1;
-  std::vector<std::vector<matrix_view>> slots;  // stacked: one per expert in range; split: one
+  std::vector<std::vector<matrix_view>> slots;  // per slot, the pieces in entry order
   std::int64_t rows_total = 0, cols = 0;        // the fused [rows_total, cols] matrix per slot
   bool transpose = false;                       // each slot is written [cols, rows_total]
   std::int64_t first_expert = 0;                // the expert of slot 0
-  // Quantized experts: a scale output's slots view scales, cut and joined like the weights'
-  // (cols = scale grid columns); `companion_of` names the weight output it belongs to.
-  quant_role role = quant_role::none;
-  std::string companion_of;
-  // --dtype bf16: each slot's pieces (for a quantized pass-through weight, its one piece) are
-  // dequantized with these scales (parallel to `slots`); rows_total and cols count elements.
-  bool dequantize = false;
-  std::vector<std::vector<piece_scales>> slot_scales;
-  // --dtype from a .gguf: the source (pass-through) or each slot's pieces hold ggml blocks or
-  // F16/BF16/F32 elements, decoded row by row to float32 as ggml's to_float does
-  // (ggml_dequant.h), then written as spec.type (F32, or BF16 rounded once).
-  bool ggml_decode = false;
-  // Companions that only restate the format (GPTQ's trivial g_idx and symmetric qzeros,
-  // compressed-tensors' weight_shape): their bytes, made by the planner.
-  std::shared_ptr<const std::vector<std::byte>> literal;
-  std::string origin;                           // human-readable provenance for --dry-run
+  piece_decoding decoding = piece_decoding::copy;
+  std::vector<std::vector<piece_scales>> slot_scales;  // decoding == dequantize: parallel to slots
+
+  bool is_expert() const { return entry != nullptr; }
+};
+
+struct output_tensor {
+  tensor_spec spec;
+  std::variant<stored_output, assembled_output, literal_output> body;
+  std::string origin;  // human-readable provenance for --dry-run
   // An edit of the canonical bytes before they are written (a LoRA merge adds its deltas
-  // here, lora/lora_merge.h): experts get one slot as [rows_total, cols] in entry order,
-  // untransposed; a pass-through tensor its canonical bytes (after any decode hook).
+  // here, lora/lora_merge.h): an assembled tensor gets each slot as [rows_total, cols] in entry
+  // order, untransposed; a stored tensor its canonical bytes (after any decode hook).
   std::function<void(std::size_t slot, std::byte* data)> edit;
+
+  const stored_output* stored() const { return std::get_if<stored_output>(&body); }
+  const assembled_output* assembled() const { return std::get_if<assembled_output>(&body); }
+  assembled_output* assembled() { return std::get_if<assembled_output>(&body); }
+  const literal_output* literal() const { return std::get_if<literal_output>(&body); }
+  // Work items: one per slot of an assembled tensor, else one.
+  std::size_t items() const { return assembled() ? assembled()->slots.size() : 1; }
 };
 
 struct plan_options {
