@@ -236,113 +236,154 @@ void identify_sources(const checkpoint& ckpt, resume_log& log) {
     log.sources.try_emplace(fs::weakly_canonical(ckpt.config_path()).string(), resume_log::identify(ckpt.config_path(), ~std::uint64_t{0}));
 }
 
-}  // namespace
-
-convert_report run_conversion(const convert_request& r, const plan_editor& edit, const ep_slice* slice, const job_partition* part) {
-  check_request(r);
-  cancel_request_scope cancel_scope;
-  const double t0 = now_seconds();
-  session_request sr{r.source, r.family, r.from, r.to, r.plugin_paths};
-  model_session s = open_session(sr);
-  // No target: the source's own layout (a LoRA merge written as its base is stored).
-  const layout_spec* target = r.to.empty() ? s.layout : s.spec.find_layout(r.to);
-  decoded_checkpoint src = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
-  plan_options popts;
-  popts.experts = r.experts;
-  if (slice) {
-    if (target->container == "gguf")
-      throw usage_error("--ep: layout '" + target->name + "' writes a .gguf, whose metadata cannot describe an expert slice; "
-                        "convert the slices to a safetensors layout");
-    popts.experts = ep_expert_range(s.dims, *slice);
-    popts.renumber_experts = true;
+// One conversion job, phase by phase: planned when made; then either described (a dry run)
+// or written - the output opened (locked, what a resume keeps, this process's shards), the
+// shards written with their checksums, and (by the coordinating process) the configuration and
+// the index last.
+class conversion_job {
+ public:
+  conversion_job(const convert_request& r, const plan_editor& edit, const ep_slice* slice, const job_partition* part)
+      : r_(r), slice_(slice), part_(part), t0_(now_seconds()), s_(open_session({r.source, r.family, r.from, r.to, r.plugin_paths})),
+        // No target: the source's own layout (a LoRA merge written as its base is stored).
+        target_(r.to.empty() ? s_.layout : s_.spec.find_layout(r.to)),
+        src_(decode_checkpoint(*s_.ckpt, s_.spec, *s_.layout, s_.dims)),
+        popts_(options()),
+        plan_(plan_conversion(src_, *target_, popts_)),
+        to_gguf_(target_->container == "gguf"),
+        coordinator_(!part || part->rank == 0) {
+    edit_fingerprint_ = edit ? edit(s_, plan_) : std::string();
+    rep_.family = s_.spec.name;
+    rep_.model_type = s_.model_type;
+    rep_.from = s_.layout->name;
+    rep_.to = target_->name;
+    rep_.output = r.output;
+    rep_.tensors = plan_.outputs.size();
+    rep_.total_bytes = plan_.total_bytes;
+    rep_.plan_seconds = now_seconds() - t0_;
+    spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {})", r.source, s_.spec.name, s_.model_type,
+                 s_.layout->name, target_->name, plan_.outputs.size(), human_bytes(plan_.total_bytes), s_.dims.describe(),
+                 format_duration(rep_.plan_seconds));
+    // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
+    for (const auto& t : plan_.outputs) specs_.push_back(t.spec);
+    if (to_gguf_ && r.shard_size) throw usage_error("--shard-size: layout '" + target_->name + "' writes one .gguf file, which is not sharded");
+    if (to_gguf_) gguf_md_ = checked_gguf_metadata(s_, *target_, specs_);
+    // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
+    wo_.shard_size = r.shard_size.value_or(5'000'000'000ull);
+    wo_.file_stem = target_->file_stem;
   }
-  popts.dequantize = r.to_bf16 || r.to_f32;
-  if (r.to_f32) popts.dequantize_to = dtype::F32;
-  conversion_plan plan = plan_conversion(src, *target, popts);
-  const std::string edit_fingerprint = edit ? edit(s, plan) : std::string();
 
-  convert_report rep;
-  rep.family = s.spec.name;
-  rep.model_type = s.model_type;
-  rep.from = s.layout->name;
-  rep.to = target->name;
-  rep.output = r.output;
-  rep.tensors = plan.outputs.size();
-  rep.total_bytes = plan.total_bytes;
-  rep.plan_seconds = now_seconds() - t0;
-  spdlog::info("{}: family {} ({}), layout {} -> {}; {} tensors, {} ({} planned in {})", r.source, s.spec.name, s.model_type,
-               s.layout->name, target->name, plan.outputs.size(), human_bytes(plan.total_bytes), s.dims.describe(),
-               format_duration(rep.plan_seconds));
-
-  // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
-  const bool to_gguf = target->container == "gguf";
-  std::vector<tensor_spec> specs;
-  for (const auto& t : plan.outputs) specs.push_back(t.spec);
-  if (to_gguf && r.shard_size) throw usage_error("--shard-size: layout '" + target->name + "' writes one .gguf file, which is not sharded");
-  const gguf_metadata gguf_md = to_gguf ? checked_gguf_metadata(s, *target, specs) : gguf_metadata{};
-  checkpoint_writer_options wo;
-  // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
-  wo.shard_size = r.shard_size.value_or(5'000'000'000ull);
-  wo.file_stem = target->file_stem;
-  if (r.dry_run) {
-    for (const auto& t : plan.outputs)
-      rep.plan.push_back({t.spec.name, std::string(dtype_name(t.spec.type)), t.spec.shape, t.origin});
-    rep.shards = to_gguf ? 1 : plan_shards(std::move(specs), wo).size();
-    return rep;
+  // The plan, and the shards it would make; nothing written.
+  convert_report describe() {
+    for (const auto& t : plan_.outputs) rep_.plan.push_back({t.spec.name, std::string(dtype_name(t.spec.type)), t.spec.shape, t.origin});
+    rep_.shards = to_gguf_ ? 1 : plan_shards(std::move(specs_), wo_).size();
+    return rep_;
   }
-  std::vector<shard_plan> shards = to_gguf ? plan_gguf_file(std::move(specs), target->file_stem) : plan_shards(std::move(specs), wo);
 
-  resume_log log;
-  log.fingerprint = plan_fingerprint(r, *target, popts, edit_fingerprint, shards);
-  identify_sources(*s.ckpt, log);
-
-  if (part) part->agree_on_plan(log.fingerprint);
-  const bool coordinator = !part || part->rank == 0;
-  const sink_factory sinks = to_gguf ? gguf_sink_factory(gguf_md) : sink_factory{};
-  std::unique_ptr<checkpoint_writer> owned_writer;
-  std::vector<bool> skip;
-  if (coordinator) {
-    // Locks OUT for the whole job: a second process into the same OUT is refused.
-    owned_writer = std::make_unique<checkpoint_writer>(r.output, std::move(shards), r.resume, sinks);
-    std::vector<std::string> merged_part_logs;
-    skip = r.resume ? shards_to_skip(r.output, owned_writer->shards(), log, r.threads, merged_part_logs)
-                    : std::vector<bool>(owned_writer->shards().size(), false);
-    // Recorded before the first shard, so a job interrupted at any point can be resumed.
-    owned_writer->add_bookkeeping_file(resume_log::file_name, !r.resume);
-    log.save(r.output);
-    std::error_code ec;
-    for (const auto& name : merged_part_logs) fs::remove(fs::path(r.output) / name, ec);  // their shards are in `log` now
-    if (part) {
-      for (int k = 1; k < part->ranks; ++k) owned_writer->add_bookkeeping_file(resume_log::part_file_name(k), false);
-      skip = part->share_complete(skip);
+  convert_report write() {
+    std::vector<shard_plan> shards = to_gguf_ ? plan_gguf_file(std::move(specs_), target_->file_stem) : plan_shards(std::move(specs_), wo_);
+    log_.fingerprint = plan_fingerprint(r_, *target_, popts_, edit_fingerprint_, shards);
+    identify_sources(*s_.ckpt, log_);
+    if (part_) part_->agree_on_plan(log_.fingerprint);
+    open_output(std::move(shards));
+    checkpoint_writer& writer = *writer_;
+    const double t1 = now_seconds();
+    try {
+      test_stop_point("job-start");
+      write_shards();
+      if (!coordinator_) {
+        writer.keep_for_resume();  // its shards are done; rank 0 completes the output
+        rep_.write_seconds = now_seconds() - t1;
+        return rep_;
+      }
+      const bool strip_quant = popts_.dequantize && src_.quant.quantized() && s_.ckpt->config().is_object();
+      write_configuration(s_, *target_, strip_quant, slice_, writer);
+      writer.finish(writer.shards().size() > 1);
+    } catch (const abandoned& a) {
+      wait_for_checksums();
+      writer.keep_for_resume();
+      throw cancelled(0, r_.output + ": stopped by fault injection after " + std::to_string(a.shards) +
+                             " shards, as a crash would stop it; resume it");
+    } catch (const cancelled& c) {
+      // Stopped by a signal or a cancel request: keep what --resume can use, and say so.
+      wait_for_checksums();
+      writer.keep_for_resume();
+      throw cancelled(c.signal_number(), r_.output + ": " +
+                                             (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
+                                                                          : "the resume log was kept (a one-file output is written whole)") +
+                                             ", unfinished files removed; run the same command with --resume to finish");
+    } catch (...) {
+      // One process of a job shared with others: what every process completed stays for --resume.
+      if (!part_) throw;
+      wait_for_checksums();
+      writer.keep_for_resume();
+      throw;
     }
-  } else {
-    skip = part->share_complete({});
-    owned_writer = std::make_unique<checkpoint_writer>(r.output, std::move(shards), output_lock::joined, sinks);
+    rep_.write_seconds = now_seconds() - t1;
+    return rep_;
   }
-  checkpoint_writer& writer = *owned_writer;
-  rep.resumed_shards = static_cast<std::uint64_t>(std::count(skip.begin(), skip.end(), true));
-  rep.shards = writer.shards().size();
-  if (part) {
-    const std::vector<int> owner = assign_shards(writer.shards(), skip, part->ranks);
-    for (std::size_t i = 0; i < skip.size(); ++i) skip[i] = owner[i] != part->rank;
+
+ private:
+  plan_options options() const {
+    plan_options o;
+    o.experts = r_.experts;
+    if (slice_) {
+      if (target_->container == "gguf")
+        throw usage_error("--ep: layout '" + target_->name + "' writes a .gguf, whose metadata cannot describe an expert slice; "
+                          "convert the slices to a safetensors layout");
+      o.experts = ep_expert_range(s_.dims, *slice_);
+      o.renumber_experts = true;
+    }
+    o.dequantize = r_.to_bf16 || r_.to_f32;
+    if (r_.to_f32) o.dequantize_to = dtype::F32;
+    return o;
   }
-  // Rank r > 0 of an MPI job logs its shards in a file of its own: one writer per file.
-  const std::string log_name = coordinator ? std::string(resume_log::file_name) : resume_log::part_file_name(part->rank);
-  const double t1 = now_seconds();
-  std::vector<std::future<void>> pending;
-  std::mutex log_mutex;
-  try {
-    test_stop_point("job-start");
+
+  // Locks OUT (rank 0; the other ranks join its lock), decides what a resume keeps, records
+  // the resume log before the first shard, and leaves in skip_ every shard this process does
+  // not write.
+  void open_output(std::vector<shard_plan> shards) {
+    const sink_factory sinks = to_gguf_ ? gguf_sink_factory(gguf_md_) : sink_factory{};
+    if (coordinator_) {
+      // Locks OUT for the whole job: a second process into the same OUT is refused.
+      writer_ = std::make_unique<checkpoint_writer>(r_.output, std::move(shards), r_.resume, sinks);
+      std::vector<std::string> merged_part_logs;
+      skip_ = r_.resume ? shards_to_skip(r_.output, writer_->shards(), log_, r_.threads, merged_part_logs)
+                        : std::vector<bool>(writer_->shards().size(), false);
+      // Recorded before the first shard, so a job interrupted at any point can be resumed.
+      writer_->add_bookkeeping_file(resume_log::file_name, !r_.resume);
+      log_.save(r_.output);
+      std::error_code ec;
+      for (const auto& name : merged_part_logs) fs::remove(fs::path(r_.output) / name, ec);  // their shards are in log_ now
+      if (part_) {
+        for (int k = 1; k < part_->ranks; ++k) writer_->add_bookkeeping_file(resume_log::part_file_name(k), false);
+        skip_ = part_->share_complete(skip_);
+      }
+    } else {
+      skip_ = part_->share_complete({});
+      writer_ = std::make_unique<checkpoint_writer>(r_.output, std::move(shards), output_lock::joined, sinks);
+    }
+    rep_.resumed_shards = static_cast<std::uint64_t>(std::count(skip_.begin(), skip_.end(), true));
+    rep_.shards = writer_->shards().size();
+    if (part_) {
+      const std::vector<int> owner = assign_shards(writer_->shards(), skip_, part_->ranks);
+      for (std::size_t i = 0; i < skip_.size(); ++i) skip_[i] = owner[i] != part_->rank;
+    }
+  }
+
+  // Every shard of this process, each logged with its size and checksum as it completes.
+  void write_shards() {
+    checkpoint_writer& writer = *writer_;
+    // Rank r > 0 of an MPI job logs its shards in a file of its own: one writer per file.
+    const std::string log_name = coordinator_ ? std::string(resume_log::file_name) : resume_log::part_file_name(part_->rank);
     execute_progress progress, whole;
-    progress.total_bytes = whole.total_bytes = plan.total_bytes;
-    progress.total_tensors = whole.total_tensors = plan.outputs.size();
+    progress.total_bytes = whole.total_bytes = plan_.total_bytes;
+    progress.total_tensors = whole.total_tensors = plan_.outputs.size();
     execute_options eo;
-    eo.threads = r.threads;
+    eo.threads = r_.threads;
     eo.progress = &progress;
-    eo.hooks = s.hooks();
-    eo.skip_shards = skip;
-    eo.kernel_copy = r.kernel_copy;
+    eo.hooks = s_.hooks();
+    eo.skip_shards = skip_;
+    eo.kernel_copy = r_.kernel_copy;
     // Each completed shard gets its size and a checksum in the resume log. The checksum re-reads
     // the shard, so it runs in the background while the next shard is written. A one-file output
     // is renamed into place only when the job completes, so it has nothing to log.
@@ -352,71 +393,72 @@ convert_report run_conversion(const convert_request& r, const plan_editor& edit,
     eo.on_shard_done = [&](std::size_t i) {
       if (!multi || gave_up) return;
       const std::string name = writer.shards()[i].file_name;
-      const fs::path f = fs::path(r.output) / name;
-      auto record = [&, name, f](int checksum_threads) {
+      const fs::path f = fs::path(r_.output) / name;
+      auto record = [this, name, f, log_name](int checksum_threads) {
         const double c0 = now_seconds();
         resume_log::shard entry{fs::file_size(f), file_checksum(f.string(), checksum_threads)};
-        std::lock_guard<std::mutex> lock(log_mutex);
-        log.shards[name] = entry;
-        log.save(r.output, log_name);
+        std::lock_guard<std::mutex> lock(log_mutex_);
+        log_.shards[name] = entry;
+        log_.save(r_.output, log_name);
         spdlog::debug("{}: checksum for --resume took {}", name, format_duration(now_seconds() - c0));
       };
-      if (r.fault.abandon_after_shards > 0) {
-        record(r.threads);
-        if (++logged_here == r.fault.abandon_after_shards) {
+      if (r_.fault.abandon_after_shards > 0) {
+        record(r_.threads);
+        if (++logged_here == r_.fault.abandon_after_shards) {
           gave_up = true;
           throw abandoned{logged_here};
         }
       } else {
         // All threads: the last shard's checksum is on the critical path (1.9 s for a 5 GB shard
         // with one thread on the 16-core host; bench-convert.md).
-        pending.push_back(std::async(std::launch::async, record, r.threads));
+        pending_.push_back(std::async(std::launch::async, record, r_.threads));
       }
       test_stop_point("shard-done");
     };
-    {
-      progress_pump pump(r, part ? whole : progress);
-      auto write = [&] {
-        execute_plan(plan, writer, eo);
-        for (auto& f : pending) f.get();
-      };
-      if (part) part->write_together(write, progress, whole);
-      else write();
-      pump.finish();
-    }
-    if (!coordinator) {
-      writer.keep_for_resume();  // its shards are done; rank 0 completes the output
-      rep.write_seconds = now_seconds() - t1;
-      return rep;
-    }
-    const bool strip_quant = popts.dequantize && src.quant.quantized() && s.ckpt->config().is_object();
-    write_configuration(s, *target, strip_quant, slice, writer);
-    writer.finish(writer.shards().size() > 1);
-  } catch (const abandoned& a) {
-    for (auto& f : pending)
-      if (f.valid()) f.wait();
-    writer.keep_for_resume();
-    throw cancelled(0, r.output + ": stopped by fault injection after " + std::to_string(a.shards) +
-                           " shards, as a crash would stop it; resume it");
-  } catch (const cancelled& c) {
-    // Stopped by a signal or a cancel request: keep what --resume can use, and say so.
-    for (auto& f : pending)
-      if (f.valid()) f.wait();
-    writer.keep_for_resume();
-    throw cancelled(c.signal_number(), r.output + ": " +
-                                           (writer.shards().size() > 1 ? "the completed shards and the resume log were kept"
-                                                                        : "the resume log was kept (a one-file output is written whole)") +
-                                           ", unfinished files removed; run the same command with --resume to finish");
-  } catch (...) {
-    // One process of a job shared with others: what every process completed stays for --resume.
-    if (!part) throw;
-    for (auto& f : pending)
-      if (f.valid()) f.wait();
-    writer.keep_for_resume();
-    throw;
+    progress_pump pump(r_, part_ ? whole : progress);
+    auto write = [&] {
+      execute_plan(plan_, writer, eo);
+      for (auto& f : pending_) f.get();
+    };
+    if (part_) part_->write_together(write, progress, whole);
+    else write();
+    pump.finish();
   }
-  rep.write_seconds = now_seconds() - t1;
-  return rep;
+
+  void wait_for_checksums() {
+    for (auto& f : pending_)
+      if (f.valid()) f.wait();
+  }
+
+  const convert_request& r_;
+  const ep_slice* slice_;
+  const job_partition* part_;
+  const double t0_;
+  model_session s_;
+  const layout_spec* target_;
+  decoded_checkpoint src_;
+  plan_options popts_;
+  conversion_plan plan_;
+  const bool to_gguf_, coordinator_;
+  std::string edit_fingerprint_;
+  convert_report rep_;
+  std::vector<tensor_spec> specs_;
+  gguf_metadata gguf_md_;
+  checkpoint_writer_options wo_;
+  resume_log log_;
+  std::unique_ptr<checkpoint_writer> writer_;
+  std::vector<bool> skip_;
+  std::mutex log_mutex_;                      // before pending_: the checksums lock it
+  std::vector<std::future<void>> pending_;    // background checksums of completed shards
+};
+
+}  // namespace
+
+convert_report run_conversion(const convert_request& r, const plan_editor& edit, const ep_slice* slice, const job_partition* part) {
+  check_request(r);
+  cancel_request_scope cancel_scope;
+  conversion_job job(r, edit, slice, part);
+  return r.dry_run ? job.describe() : job.write();
 }
 
 }  // namespace moereg::app
