@@ -109,6 +109,40 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     throw std::invalid_argument("weights: expected positive num_experts, hidden, intermediate; found " + std::to_string(E) +
                                 ", " + std::to_string(H) + ", " + std::to_string(I));
   if (!w.w13.data || !w.w2.data) throw std::invalid_argument("weights: w13 and w2 are required");
+  auto [t13, t2] = check_routed(w);
+  bind_routed(w, t13, t2);
+  bind_shared(w);
+  if (numa.nodes() > 1) {
+    numa_ = plan_numa(numa, std::max(1, threads), E);
+    node_begin_.assign(static_cast<std::size_t>(numa_.nodes()) + 1, 0);
+    pool_ = std::make_unique<thread_pool>(std::max(1, threads), numa_.thread_cpu, numa_.thread_node);
+  } else {
+    numa_.expert_begin = {0, E};
+    pool_ = std::make_unique<thread_pool>(std::max(1, threads));
+  }
+  quantize_at_create(quant, t13, t2);
+  quantized_ = panel_weights(t13) || panel_weights(t2);
+  if (quantized_ || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
+    panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
+    const auto nt = static_cast<std::size_t>(pool_->size());
+    panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
+    panel_a_.assign(nt * static_cast<std::size_t>(max_item_rows * panel_k_), 0.0f);
+  }
+  if (kernels_.unit.name) {
+    kh32_ = ceil_div(hidden_, 32) * 32;
+    ki32_ = ceil_div(h_stride_, 32) * 32;
+    if (kernels_.unit.tile_weights) {
+      const auto t0 = std::chrono::steady_clock::now();
+      make_tile_weights();
+      load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+  reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
+}
+
+// The routed experts' element types {w13, w2}, every shape and scale checked against them.
+std::pair<int, int> moe_engine::check_routed(const moereg_moe_weights& w) {
+  const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
   int t13 = elem_bf16, t2 = elem_bf16;
   if (w.weight_quant == MOEREG_WEIGHT_QUANT_GGML) {
     ggml_experts(w, t13, t2);
@@ -164,6 +198,13 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   check_scale(w.w13_scale, t13, "w13_scale", "w13", {E, 2 * gate_scale_rows, scaled(t13) ? ceil_div(H, scale_b1_) : 0});
   check_scale(w.w2_scale, t2, "w2_scale", "w2",
               {E, scaled(t2) ? ceil_div(H, scale_b0_) : 0, scaled(t2) ? ceil_div(I, scale_b1_) : 0});
+  return {t13, t2};
+}
+
+// One view per routed expert into the weights where they lie, and the bytes they hold.
+void moe_engine::bind_routed(const moereg_moe_weights& w, int t13, int t2) {
+  const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
+  const std::int64_t gate_scale_rows = scaled(t13) ? ceil_div(I, scale_b0_) : 0;
   for (std::int64_t e = 0; e < E; ++e) {
     expert x;
     x.w13 = static_cast<const char*>(w.w13.data) + e * w.w13.strides[0] * static_cast<std::int64_t>(elem_bytes(t13));
@@ -187,6 +228,11 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
                   static_cast<std::uint64_t>(E * H * weight_offset(t2, round_up(I, 2)));
   if (scaled(t13)) scale_bytes_ += static_cast<std::uint64_t>(E * 2 * gate_scale_rows * ceil_div(H, scale_b1_)) * 4;
   if (scaled(t2)) scale_bytes_ += static_cast<std::uint64_t>(E * ceil_div(H, scale_b0_) * ceil_div(I, scale_b1_)) * 4;
+}
+
+// The shared expert, when the layer has one, after the routed ones (and its gate).
+void moe_engine::bind_shared(const moereg_moe_weights& w) {
+  const std::int64_t H = w.hidden, I = w.intermediate;
   h_stride_ = I;
   if (w.shared_w13.data) {
     const std::int64_t Is = w.shared_intermediate;
@@ -215,48 +261,27 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
       shared_gate_ = static_cast<const char*>(w.shared_gate.data);
     }
   }
-  if (numa.nodes() > 1) {
-    numa_ = plan_numa(numa, std::max(1, threads), E);
-    node_begin_.assign(static_cast<std::size_t>(numa_.nodes()) + 1, 0);
-    pool_ = std::make_unique<thread_pool>(std::max(1, threads), numa_.thread_cpu, numa_.thread_node);
-  } else {
-    numa_.expert_begin = {0, E};
-    pool_ = std::make_unique<thread_pool>(std::max(1, threads));
-  }
-  if (quant.on()) {
-    std::string what = quant.ggml >= 0 ? std::string(ggml_elem_name(quant.ggml)) : "int" + std::to_string(quant.bits);
-    for (char& c : what) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));  // as the option is written
-    if (panel_weights(t13) || panel_weights(t2))
-      throw std::invalid_argument("backend option quantize=" + what + ": the experts are already quantized (" +
-                                  (t13 == elem_fp8 ? "F8_E4M3" : ggml_block(t13) ? ggml_elem_name(t13) : "4-bit") +
-                                  "); it quantizes BF16 or F32 experts");
-    if (quant.ggml >= 0)
-      for (const auto& [len, name] : {std::pair{H, "H"}, std::pair{I, "I"}})
-        if (len % block_values(quant.ggml))
-          throw std::invalid_argument("backend option quantize=" + what + ": " + name + " = " + std::to_string(len) +
-                                      ", expected whole blocks of " + std::to_string(block_values(quant.ggml)));
-    const auto t0 = std::chrono::steady_clock::now();
-    quantize_experts(quant);
-    quant_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    t13 = t2 = experts_[0].w13_type;
-  }
-  quantized_ = panel_weights(t13) || panel_weights(t2);
-  if (quantized_ || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
-    panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
-    const auto nt = static_cast<std::size_t>(pool_->size());
-    panel_b_.assign(nt * static_cast<std::size_t>(max_tile_n * panel_k_), 0.0f);
-    panel_a_.assign(nt * static_cast<std::size_t>(max_item_rows * panel_k_), 0.0f);
-  }
-  if (kernels_.unit.name) {
-    kh32_ = ceil_div(hidden_, 32) * 32;
-    ki32_ = ceil_div(h_stride_, 32) * 32;
-    if (kernels_.unit.tile_weights) {
-      const auto t0 = std::chrono::steady_clock::now();
-      make_tile_weights();
-      load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
-  }
-  reserve(std::max<std::int64_t>(1, reserve_tokens), 8);
+}
+
+// Backend option quantize=...: BF16/F32 experts quantized once, here. Returns the new types.
+void moe_engine::quantize_at_create(const online_quant& quant, int& t13, int& t2) {
+  const std::int64_t H = hidden_, I = experts_[0].inter;
+  if (!quant.on()) return;
+  std::string what = quant.ggml >= 0 ? std::string(ggml_elem_name(quant.ggml)) : "int" + std::to_string(quant.bits);
+  for (char& c : what) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));  // as the option is written
+  if (panel_weights(t13) || panel_weights(t2))
+    throw std::invalid_argument("backend option quantize=" + what + ": the experts are already quantized (" +
+                                (t13 == elem_fp8 ? "F8_E4M3" : ggml_block(t13) ? ggml_elem_name(t13) : "4-bit") +
+                                "); it quantizes BF16 or F32 experts");
+  if (quant.ggml >= 0)
+    for (const auto& [len, name] : {std::pair{H, "H"}, std::pair{I, "I"}})
+      if (len % block_values(quant.ggml))
+        throw std::invalid_argument("backend option quantize=" + what + ": " + name + " = " + std::to_string(len) +
+                                    ", expected whole blocks of " + std::to_string(block_values(quant.ggml)));
+  const auto t0 = std::chrono::steady_clock::now();
+  quantize_experts(quant);
+  quant_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  t13 = t2 = experts_[0].w13_type;
 }
 
 void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {

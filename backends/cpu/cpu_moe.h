@@ -119,6 +119,11 @@ class moe_engine {
 
   // Checks GGUF experts (weight_quant 3) and gives their element types.
   static void ggml_experts(const moereg_moe_weights& w, int& t13, int& t2);
+  // The constructor's phases.
+  std::pair<int, int> check_routed(const moereg_moe_weights& w);
+  void bind_routed(const moereg_moe_weights& w, int t13, int t2);
+  void bind_shared(const moereg_moe_weights& w);
+  void quantize_at_create(const online_quant& quant, int& t13, int& t2);
   void reserve(std::int64_t tokens, std::int64_t top_k);
   void size_vector_h();  // h_ for every row of the current capacity
   void plan_items(bool down);

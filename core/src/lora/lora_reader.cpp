@@ -145,26 +145,114 @@ geometry geom(piece p, const model_dims& d) { return p == piece::down ? geometry
 
 }  // namespace
 
-lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, const model_dims& dims,
-                               const lora_read_options& options) {
-  lora_adapter a;
-  a.dir = dir;
-  a.config_path = (fs::path(dir) / "adapter_config.json").string();
-  a.weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
-  a.spec = &spec;
-  a.dims = dims;
-  a.naming = derive_lora_naming(spec);
-  if (!fs::is_directory(dir)) throw error(dir + ": not a directory (expected an adapter directory with adapter_config.json and adapter_model.safetensors)");
+namespace {
+
+// Reads one adapter directory phase by phase: its config (what no form can carry is refused
+// before any tensor is looked at), its tensors grouped by module, each PEFT pair classified
+// (a ParamWrapper pair on the fused experts, a per-expert pair, or another module carried
+// through), the ParamWrapper orientation, NeMo's grouped tensors. Problems with tensors are
+// collected and reported together at the end.
+class adapter_reader {
+ public:
+  adapter_reader(const std::string& dir, const family_spec& spec, const model_dims& dims, const lora_read_options& options)
+      : dir_(dir), spec_(spec), dims_(dims), options_(options), moe_(dims.moe_layers.begin(), dims.moe_layers.end()) {}
+
+  lora_adapter read() {
+    read_config();
+    open_weights();
+    group_tensors();
+    find_targets();
+    read_peft_pairs();
+    read_wrapper_orientation();
+    read_nemo();
+    return finish();
+  }
+
+ private:
+  // A ParamWrapper pair waits until the orientation is known.
+  struct wrapper_pair {
+    const fused_target* target;
+    int layer;
+    factor_pair f;
+    std::string module;
+    int rank;
+    double alpha;
+    bool fits_new, fits_old;
+  };
+
+  void read_config();
+  void open_weights();
+  void group_tensors();
+  void find_targets();
+  void read_peft_pairs();
+  void read_wrapper_pair(const std::string& m, int depth, const factor_pair& f, const std::string& what,
+                         const std::vector<const fused_target*>& params, const captures& c);
+  bool read_per_expert_pair(const std::string& m, const factor_pair& f, const std::string& what);
+  void read_other_pair(const std::string& m, const factor_pair& f, const std::string& what);
+  void read_wrapper_orientation();
+  void read_nemo();
+  lora_adapter finish();
+
+  void problem(std::string s) { problems_.push_back(std::move(s)); }
+  const checkpoint::entry* entry_for(const tensor_info* t) {
+    a_.sources.push_back(std::make_unique<checkpoint::entry>(checkpoint::entry{a_.file.get(), t}));
+    return a_.sources.back().get();
+  }
+  // The rank and alpha adapter_config.json gives the first of `names` that a pattern names.
+  void expected(const std::vector<std::string>& names, int* rank, double* alpha) const {
+    const json::value* rv = pattern_value(a_.config, "rank_pattern", names);
+    const json::value* av = pattern_value(a_.config, "alpha_pattern", names);
+    *rank = rv && rv->is_integer() ? static_cast<int>(rv->as_int()) : a_.rank;
+    *alpha = av && av->is_number() ? av->as_double() : a_.alpha;
+  }
+  std::array<std::optional<lora_pair>, 3>& slot(int layer, std::int64_t expert) {
+    auto& v = a_.experts[layer];
+    if (v.empty()) v.resize(static_cast<std::size_t>(dims_.E));
+    return v[static_cast<std::size_t>(expert)];
+  }
+  bool layer_ok(int layer, const std::string& tensor) {
+    if (moe_.count(layer)) return true;
+    problem(a_.weights_path + ": " + tensor + ": layer " + std::to_string(layer) + " of the base holds no routed experts (" +
+            dims_.describe() + ", " + std::to_string(dims_.moe_layers.size()) + " MoE layers): an adapter for another model?");
+    return false;
+  }
+
+  const std::string& dir_;
+  const family_spec& spec_;
+  const model_dims& dims_;
+  const lora_read_options& options_;
+  const std::set<int> moe_;
+  lora_adapter a_;
+  std::vector<std::string> problems_;
+  std::map<std::pair<std::string, int>, factor_pair> peft_;                    // (module, base_layer depth) -> pair
+  std::map<std::string, std::map<std::string, const tensor_info*>> nemo_;     // module -> suffix -> tensor
+  std::vector<fused_target> fused_;
+  std::vector<per_expert_template> split_;
+  key_template gmod_;
+  std::vector<std::string> target_params_;
+  bool any_wrapper_ = false, any_split_ = false, any_nemo_ = false;
+  std::vector<wrapper_pair> wrappers_;
+};
+
+void adapter_reader::read_config() {
+  lora_adapter& a = a_;
+  a.dir = dir_;
+  a.config_path = (fs::path(dir_) / "adapter_config.json").string();
+  a.weights_path = (fs::path(dir_) / "adapter_model.safetensors").string();
+  a.spec = &spec_;
+  a.dims = dims_;
+  a.naming = derive_lora_naming(spec_);
+  if (!fs::is_directory(dir_)) throw error(dir_ + ": not a directory (expected an adapter directory with adapter_config.json and adapter_model.safetensors)");
   if (!fs::exists(a.config_path)) throw error(a.config_path + ": missing (an adapter directory holds adapter_config.json)");
   if (!fs::exists(a.weights_path)) {
-    if (fs::exists(fs::path(dir) / "adapter_model.bin"))
+    if (fs::exists(fs::path(dir_) / "adapter_model.bin"))
       throw error(a.weights_path + ": missing; adapter_model.bin (pickle) is not read, save the adapter with safe_serialization=True");
     throw error(a.weights_path + ": missing (an adapter directory holds adapter_model.safetensors)");
   }
   a.config = json::parse_file(a.config_path);
   const std::string& C = a.config_path;
-  if (!a.config.is_object()) throw error(C + ": expected a JSON object");
   const json::value& cfg = a.config;
+  if (!a.config.is_object()) throw error(C + ": expected a JSON object");
 
   // What the forms cannot carry, refused before any tensor is looked at.
   const json::value* pt = cfg.find("peft_type");
@@ -190,41 +278,20 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
   a.alpha = al->as_double();
   a.rslora = truthy("use_rslora");
   if (const json::value* cls = cfg.find_path("auto_mapping.base_model_class");
-      cls && cls->is_string() && !options.base_architecture.empty() && cls->as_string() != options.base_architecture)
-    throw error(C + ": auto_mapping.base_model_class is " + cls->as_string() + " but the base model is " + options.base_architecture +
+      cls && cls->is_string() && !options_.base_architecture.empty() && cls->as_string() != options_.base_architecture)
+    throw error(C + ": auto_mapping.base_model_class is " + cls->as_string() + " but the base model is " + options_.base_architecture +
                 ": an adapter for another model");
+}
 
+void adapter_reader::open_weights() {
+  lora_adapter& a = a_;
   a.file = std::make_unique<safetensors_file>(a.weights_path);
+}
+
+void adapter_reader::group_tensors() {
+  lora_adapter& a = a_;
   const std::string& W = a.weights_path;
-  std::set<int> moe(dims.moe_layers.begin(), dims.moe_layers.end());
-  std::vector<std::string> problems;
-  auto problem = [&](std::string s) { problems.push_back(std::move(s)); };
-
-  auto entry_for = [&](const tensor_info* t) {
-    a.sources.push_back(std::make_unique<checkpoint::entry>(checkpoint::entry{a.file.get(), t}));
-    return a.sources.back().get();
-  };
-  auto expected = [&](const std::vector<std::string>& names, int* rank, double* alpha) {
-    const json::value* rv = pattern_value(cfg, "rank_pattern", names);
-    const json::value* av = pattern_value(cfg, "alpha_pattern", names);
-    *rank = rv && rv->is_integer() ? static_cast<int>(rv->as_int()) : a.rank;
-    *alpha = av && av->is_number() ? av->as_double() : a.alpha;
-  };
-  auto slot = [&](int layer, std::int64_t expert) -> std::array<std::optional<lora_pair>, 3>& {
-    auto& v = a.experts[layer];
-    if (v.empty()) v.resize(static_cast<std::size_t>(dims.E));
-    return v[static_cast<std::size_t>(expert)];
-  };
-  auto layer_ok = [&](int layer, const std::string& tensor) {
-    if (moe.count(layer)) return true;
-    problem(W + ": " + tensor + ": layer " + std::to_string(layer) + " of the base holds no routed experts (" + dims.describe() +
-            ", " + std::to_string(dims.moe_layers.size()) + " MoE layers): an adapter for another model?");
-    return false;
-  };
-
   // Group the tensors: PEFT modules (by module name and base_layer depth) and NeMo tensors.
-  std::map<std::pair<std::string, int>, factor_pair> peft;
-  std::map<std::string, std::map<std::string, const tensor_info*>> nemo;  // module -> suffix -> tensor
   for (const auto& t : a.file->tensors()) {
     std::string k = t.name;
     if (k.rfind(peft_prefix, 0) == 0) k = k.substr(std::strlen(peft_prefix));
@@ -241,14 +308,14 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
         m.resize(m.size() - 11);
         ++depth;
       }
-      (isA ? peft[{m, depth}].A : peft[{m, depth}].B) = &t;
+      (isA ? peft_[{m, depth}].A : peft_[{m, depth}].B) = &t;
       continue;
     }
     bool is_nemo = false;
     for (const auto& n : nemo_tensors)
       for (std::string suf : {std::string(".") + n.suffix, std::string(".") + n.suffix + ".weight"})
         if (!is_nemo && ends(suf)) {
-          nemo[k.substr(0, k.size() - suf.size())][n.suffix] = &t;
+          nemo_[k.substr(0, k.size() - suf.size())][n.suffix] = &t;
           is_nemo = true;
         }
     if (is_nemo) continue;
@@ -261,29 +328,23 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
     else
       problem(W + ": " + t.name + ": not a LoRA factor (expected <module>.lora_A.weight / .lora_B.weight, or NeMo's lora_gate_and_up_A/B, lora_down_A/B)");
   }
+}
 
-  std::vector<fused_target> fused = fused_targets(a.naming.modules);
-  std::vector<per_expert_template> split = per_expert_templates(a.naming);
-  key_template gmod = grouped_module(a.naming);
-  std::vector<std::string> target_params;
+void adapter_reader::find_targets() {
+  lora_adapter& a = a_;
+  const json::value& cfg = a.config;
+  fused_ = fused_targets(a.naming.modules);
+  split_ = per_expert_templates(a.naming);
+  gmod_ = grouped_module(a.naming);
   if (const json::value* tp = cfg.find("target_parameters"); tp && tp->is_array())
     for (const auto& v : tp->as_array())
-      if (v.is_string()) target_params.push_back(v.as_string());
+      if (v.is_string()) target_params_.push_back(v.as_string());
+}
 
-  bool any_wrapper = false, any_split = false;
-  // ParamWrapper pairs wait until the orientation is known.
-  struct wrapper_pair {
-    const fused_target* target;
-    int layer;
-    factor_pair f;
-    std::string module;
-    int rank;
-    double alpha;
-    bool fits_new, fits_old;
-  };
-  std::vector<wrapper_pair> wrappers;
-
-  for (const auto& [mk, f] : peft) {
+void adapter_reader::read_peft_pairs() {
+  lora_adapter& a = a_;
+  const std::string& W = a.weights_path;
+  for (const auto& [mk, f] : peft_) {
     const auto& [m, depth] = mk;
     std::string what = std::string(peft_prefix) + m + (depth ? std::string(".base_layer") : "") + ".lora_{A,B}.weight";
     if (!f.A || !f.B) {
@@ -294,167 +355,198 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
     // A fused expert module (ParamWrapper)?
     std::vector<const fused_target*> params;
     std::optional<captures> cap;
-    for (const auto& ft : fused)
+    for (const auto& ft : fused_)
       if (auto c = ft.module.match(m)) {
         cap = c;
         params.push_back(&ft);
       }
     if (!params.empty()) {
-      // Which parameter: PEFT nests one wrapper per target in target_parameters order, the
-      // last outermost, so the i-th of n targets on this module sits under n-1-i base_layers.
-      std::vector<std::pair<std::size_t, const fused_target*>> order;
-      for (const auto* ft : params) {
-        std::string full = m + "." + ft->param;
-        for (std::size_t i = 0; i < target_params.size(); ++i) {
-          const std::string& p = target_params[i];
-          if (full == p || (full.size() > p.size() && full.compare(full.size() - p.size(), p.size(), p) == 0 && full[full.size() - p.size() - 1] == '.')) {
-            order.emplace_back(i, ft);
-            break;
-          }
-        }
-      }
-      std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-      int n = static_cast<int>(order.size());
-      if (n == 0) {
-        problem(C + ": target_parameters names no parameter of " + m + " (" + what + " is a ParamWrapper pair on the fused experts; expected e.g. [\"" +
-                leaf_of(module_of(params[0]->entry->key.text())) + "." + params[0]->param + "\"])");
-        continue;
-      }
-      if (depth >= n) {
-        problem(W + ": " + what + ": nested " + std::to_string(depth) + " base_layer deep but target_parameters names only " + std::to_string(n) +
-                " parameter(s) of this module");
-        continue;
-      }
-      const fused_target* ft = order[static_cast<std::size_t>(n - 1 - depth)].second;
-      int layer = std::stoi(cap->at("layer"));
-      if (!layer_ok(layer, what)) continue;
-      std::int64_t out = 0, in = geom(ft->entry->pieces[0], dims).in;
-      for (piece p : ft->entry->pieces) out += geom(p, dims).out;
-      wrapper_pair w{ft, layer, f, m, 0, 0, false, false};
-      expected({m + "." + ft->param, m}, &w.rank, &w.alpha);
-      const auto &sA = f.A->shape, &sB = f.B->shape;
-      std::int64_t rE = static_cast<std::int64_t>(w.rank) * dims.E;
-      if (sA.size() != 2 || sB.size() != 2) {
-        problem(W + ": " + what + ": factors must be 2-D");
-        continue;
-      }
-      w.fits_new = sA[0] == rE && sA[1] == in && sB[0] == out && sB[1] == rE;
-      w.fits_old = sA[0] == rE && sA[1] == out && sB[0] == in && sB[1] == rE;
-      if (!w.fits_new && !w.fits_old) {
-        if (sA[0] % dims.E == 0 && sA[0] != rE && sB.size() == 2 && sB[1] == sA[0])
-          problem(W + ": " + what + ": rank " + std::to_string(sA[0] / dims.E) + " (lora_A " + shape_string(sA) + " = E*r with E=" +
-                  std::to_string(dims.E) + ") disagrees with " + C + " (r or rank_pattern: " + std::to_string(w.rank) + ")");
-        else
-          problem(W + ": " + what + ": lora_A " + shape_string(sA) + ", lora_B " + shape_string(sB) + " do not fit the base's " +
-                  ft->param + " (" + dims.describe() + ", r=" + std::to_string(w.rank) + "): expected lora_A [" + std::to_string(rE) + ", " +
-                  std::to_string(in) + "] and lora_B [" + std::to_string(out) + ", " + std::to_string(rE) + "] (PEFT >= 0.19.1) or lora_A [" +
-                  std::to_string(rE) + ", " + std::to_string(out) + "] and lora_B [" + std::to_string(in) + ", " + std::to_string(rE) +
-                  "] (PEFT <= 0.19.0)");
-        continue;
-      }
-      any_wrapper = true;
-      wrappers.push_back(w);
+      read_wrapper_pair(m, depth, f, what, params, *cap);
       continue;
     }
     if (depth > 0) {
       problem(W + ": " + what + ": base_layer nesting on a module that is not the family's fused experts");
       continue;
     }
-    // A per-expert module?
-    bool done = false;
-    for (const auto& t : split) {
-      for (const auto& rt : t.read)
-        if (auto c = rt.match(m)) {
-          done = true;
-          int layer = std::stoi(c->at("layer"));
-          std::int64_t e = std::stoll(c->at("expert"));
-          if (!layer_ok(layer, what)) break;
-          if (e >= dims.E) {
-            problem(W + ": " + what + ": expert " + std::to_string(e) + " but the base has E=" + std::to_string(dims.E));
-            break;
-          }
-          auto g = geom(t.p, dims);
-          lora_pair p;
-          expected({m}, &p.rank, &p.alpha);
-          p.rslora = a.rslora;
-          const auto &sA = f.A->shape, &sB = f.B->shape;
-          if (sA.size() != 2 || sB.size() != 2 || sA[1] != g.in || sB[0] != g.out || sA[0] != sB[1]) {
-            problem(W + ": " + what + ": lora_A " + shape_string(sA) + ", lora_B " + shape_string(sB) + " do not fit " + piece_name(t.p) +
-                    " [" + std::to_string(g.out) + ", " + std::to_string(g.in) + "] of the base (" + dims.describe() + "): expected [r, " +
-                    std::to_string(g.in) + "] and [" + std::to_string(g.out) + ", r]");
-            break;
-          }
-          if (sA[0] != p.rank) {
-            problem(W + ": " + what + ": rank " + std::to_string(sA[0]) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(p.rank) + ")");
-            break;
-          }
-          p.A = view_of(entry_for(f.A), 0, sA[0], sA[1], sA[1], 1);
-          p.B = view_of(entry_for(f.B), 0, sB[0], sB[1], sB[1], 1);
-          auto& s = slot(layer, e)[static_cast<std::size_t>(t.p)];
-          if (s) problem(W + ": " + what + ": " + piece_name(t.p) + " of layer " + std::to_string(layer) + " expert " + std::to_string(e) + " adapted twice");
-          s = p;
-          any_split = true;
+    if (read_per_expert_pair(m, f, what)) continue;
+    read_other_pair(m, f, what);
+  }
+}
+
+void adapter_reader::read_wrapper_pair(const std::string& m, int depth, const factor_pair& f, const std::string& what,
+                                       const std::vector<const fused_target*>& params, const captures& c) {
+  lora_adapter& a = a_;
+  const model_dims& dims = dims_;
+  const std::string& C = a.config_path;
+  const std::string& W = a.weights_path;
+  // Which parameter: PEFT nests one wrapper per target in target_parameters order, the
+  // last outermost, so the i-th of n targets on this module sits under n-1-i base_layers.
+  std::vector<std::pair<std::size_t, const fused_target*>> order;
+  for (const auto* ft : params) {
+    std::string full = m + "." + ft->param;
+    for (std::size_t i = 0; i < target_params_.size(); ++i) {
+      const std::string& p = target_params_[i];
+      if (full == p || (full.size() > p.size() && full.compare(full.size() - p.size(), p.size(), p) == 0 && full[full.size() - p.size() - 1] == '.')) {
+        order.emplace_back(i, ft);
+        break;
+      }
+    }
+  }
+  std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  int n = static_cast<int>(order.size());
+  if (n == 0) {
+    problem(C + ": target_parameters names no parameter of " + m + " (" + what + " is a ParamWrapper pair on the fused experts; expected e.g. [\"" +
+            leaf_of(module_of(params[0]->entry->key.text())) + "." + params[0]->param + "\"])");
+    return;
+  }
+  if (depth >= n) {
+    problem(W + ": " + what + ": nested " + std::to_string(depth) + " base_layer deep but target_parameters names only " + std::to_string(n) +
+            " parameter(s) of this module");
+    return;
+  }
+  const fused_target* ft = order[static_cast<std::size_t>(n - 1 - depth)].second;
+  int layer = std::stoi(c.at("layer"));
+  if (!layer_ok(layer, what)) return;
+  std::int64_t out = 0, in = geom(ft->entry->pieces[0], dims).in;
+  for (piece p : ft->entry->pieces) out += geom(p, dims).out;
+  wrapper_pair w{ft, layer, f, m, 0, 0, false, false};
+  expected({m + "." + ft->param, m}, &w.rank, &w.alpha);
+  const auto &sA = f.A->shape, &sB = f.B->shape;
+  std::int64_t rE = static_cast<std::int64_t>(w.rank) * dims.E;
+  if (sA.size() != 2 || sB.size() != 2) {
+    problem(W + ": " + what + ": factors must be 2-D");
+    return;
+  }
+  w.fits_new = sA[0] == rE && sA[1] == in && sB[0] == out && sB[1] == rE;
+  w.fits_old = sA[0] == rE && sA[1] == out && sB[0] == in && sB[1] == rE;
+  if (!w.fits_new && !w.fits_old) {
+    if (sA[0] % dims.E == 0 && sA[0] != rE && sB.size() == 2 && sB[1] == sA[0])
+      problem(W + ": " + what + ": rank " + std::to_string(sA[0] / dims.E) + " (lora_A " + shape_string(sA) + " = E*r with E=" +
+              std::to_string(dims.E) + ") disagrees with " + C + " (r or rank_pattern: " + std::to_string(w.rank) + ")");
+    else
+      problem(W + ": " + what + ": lora_A " + shape_string(sA) + ", lora_B " + shape_string(sB) + " do not fit the base's " +
+              ft->param + " (" + dims.describe() + ", r=" + std::to_string(w.rank) + "): expected lora_A [" + std::to_string(rE) + ", " +
+              std::to_string(in) + "] and lora_B [" + std::to_string(out) + ", " + std::to_string(rE) + "] (PEFT >= 0.19.1) or lora_A [" +
+              std::to_string(rE) + ", " + std::to_string(out) + "] and lora_B [" + std::to_string(in) + ", " + std::to_string(rE) +
+              "] (PEFT <= 0.19.0)");
+    return;
+  }
+  any_wrapper_ = true;
+  wrappers_.push_back(w);
+}
+
+bool adapter_reader::read_per_expert_pair(const std::string& m, const factor_pair& f, const std::string& what) {
+  lora_adapter& a = a_;
+  const model_dims& dims = dims_;
+  const std::string& C = a.config_path;
+  const std::string& W = a.weights_path;
+  // A per-expert module?
+  bool done = false;
+  for (const auto& t : split_) {
+    for (const auto& rt : t.read)
+      if (auto c = rt.match(m)) {
+        done = true;
+        int layer = std::stoi(c->at("layer"));
+        std::int64_t e = std::stoll(c->at("expert"));
+        if (!layer_ok(layer, what)) break;
+        if (e >= dims.E) {
+          problem(W + ": " + what + ": expert " + std::to_string(e) + " but the base has E=" + std::to_string(dims.E));
           break;
         }
-      if (done) break;
-    }
-    if (done) continue;
-    // Any other module: carried through under its canonical name.
-    lora_module_pair o;
-    o.stored = m;
-    o.canonical = to_canonical(*a.naming.modules, m + ".weight");
-    expected({m}, &o.pair.rank, &o.pair.alpha);
-    o.pair.rslora = a.rslora;
-    const auto &sA = f.A->shape, &sB = f.B->shape;
-    if (sA.size() != 2 || sB.size() != 2 || sA[0] != sB[1]) {
-      problem(W + ": " + what + ": lora_A " + shape_string(sA) + " and lora_B " + shape_string(sB) + " are not a pair [r, in], [out, r]");
-      continue;
-    }
-    if (sA[0] != o.pair.rank) {
-      problem(W + ": " + what + ": rank " + std::to_string(sA[0]) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(o.pair.rank) + ")");
-      continue;
-    }
-    if (options.base) {
-      auto it = std::find_if(options.base->others.begin(), options.base->others.end(),
-                             [&](const passthrough_tensor& t) { return t.canonical == o.canonical; });
-      if (it == options.base->others.end()) {
-        problem(W + ": " + what + ": the base has no weight " + o.canonical + ": an adapter for another model?");
-        continue;
+        auto g = geom(t.p, dims);
+        lora_pair p;
+        expected({m}, &p.rank, &p.alpha);
+        p.rslora = a.rslora;
+        const auto &sA = f.A->shape, &sB = f.B->shape;
+        if (sA.size() != 2 || sB.size() != 2 || sA[1] != g.in || sB[0] != g.out || sA[0] != sB[1]) {
+          problem(W + ": " + what + ": lora_A " + shape_string(sA) + ", lora_B " + shape_string(sB) + " do not fit " + piece_name(t.p) +
+                  " [" + std::to_string(g.out) + ", " + std::to_string(g.in) + "] of the base (" + dims.describe() + "): expected [r, " +
+                  std::to_string(g.in) + "] and [" + std::to_string(g.out) + ", r]");
+          break;
+        }
+        if (sA[0] != p.rank) {
+          problem(W + ": " + what + ": rank " + std::to_string(sA[0]) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(p.rank) + ")");
+          break;
+        }
+        p.A = view_of(entry_for(f.A), 0, sA[0], sA[1], sA[1], 1);
+        p.B = view_of(entry_for(f.B), 0, sB[0], sB[1], sB[1], 1);
+        auto& s = slot(layer, e)[static_cast<std::size_t>(t.p)];
+        if (s) problem(W + ": " + what + ": " + piece_name(t.p) + " of layer " + std::to_string(layer) + " expert " + std::to_string(e) + " adapted twice");
+        s = p;
+        any_split_ = true;
+        break;
       }
-      const auto& bs = it->source->info->shape;
-      if (bs.size() != 2 || bs[0] != sB[0] || bs[1] != sA[1]) {
-        problem(W + ": " + what + ": lora_B " + shape_string(sB) + " x lora_A " + shape_string(sA) + " does not fit the base's " + o.canonical + " " +
-                shape_string(bs));
-        continue;
-      }
-    }
-    o.pair.A = view_of(entry_for(f.A), 0, sA[0], sA[1], sA[1], 1);
-    o.pair.B = view_of(entry_for(f.B), 0, sB[0], sB[1], sB[1], 1);
-    a.others.push_back(std::move(o));
+    if (done) break;
   }
+  return done;
+}
 
+void adapter_reader::read_other_pair(const std::string& m, const factor_pair& f, const std::string& what) {
+  lora_adapter& a = a_;
+  const std::string& C = a.config_path;
+  const std::string& W = a.weights_path;
+  // Any other module: carried through under its canonical name.
+  lora_module_pair o;
+  o.stored = m;
+  o.canonical = to_canonical(*a.naming.modules, m + ".weight");
+  expected({m}, &o.pair.rank, &o.pair.alpha);
+  o.pair.rslora = a.rslora;
+  const auto &sA = f.A->shape, &sB = f.B->shape;
+  if (sA.size() != 2 || sB.size() != 2 || sA[0] != sB[1]) {
+    problem(W + ": " + what + ": lora_A " + shape_string(sA) + " and lora_B " + shape_string(sB) + " are not a pair [r, in], [out, r]");
+    return;
+  }
+  if (sA[0] != o.pair.rank) {
+    problem(W + ": " + what + ": rank " + std::to_string(sA[0]) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(o.pair.rank) + ")");
+    return;
+  }
+  if (options_.base) {
+    auto it = std::find_if(options_.base->others.begin(), options_.base->others.end(),
+                           [&](const passthrough_tensor& t) { return t.canonical == o.canonical; });
+    if (it == options_.base->others.end()) {
+      problem(W + ": " + what + ": the base has no weight " + o.canonical + ": an adapter for another model?");
+      return;
+    }
+    const auto& bs = it->source->info->shape;
+    if (bs.size() != 2 || bs[0] != sB[0] || bs[1] != sA[1]) {
+      problem(W + ": " + what + ": lora_B " + shape_string(sB) + " x lora_A " + shape_string(sA) + " does not fit the base's " + o.canonical + " " +
+              shape_string(bs));
+      return;
+    }
+  }
+  o.pair.A = view_of(entry_for(f.A), 0, sA[0], sA[1], sA[1], 1);
+  o.pair.B = view_of(entry_for(f.B), 0, sB[0], sB[1], sB[1], 1);
+  a.others.push_back(std::move(o));
+}
+
+void adapter_reader::read_wrapper_orientation() {
+  lora_adapter& a = a_;
+  const model_dims& dims = dims_;
+  const std::string& C = a.config_path;
+  const std::string& W = a.weights_path;
+  const json::value& cfg = a.config;
   // The orientation of ParamWrapper pairs: peft_version decides; without it the shapes, when
   // they can tell (they cannot where in == out for every pair, e.g. gate_up with 2I == H).
-  if (!wrappers.empty()) {
+  if (!wrappers_.empty()) {
     const json::value* pv = cfg.find("peft_version");
     std::string version = pv && pv->is_string() ? pv->as_string() : "";
-    if (!version.empty() && !options.peft_version.empty() &&
-        parse_peft_version(version, C) != parse_peft_version(options.peft_version, "--peft-version"))
-      throw error(C + ": peft_version '" + version + "' disagrees with --peft-version " + options.peft_version);
-    std::string v = version.empty() ? options.peft_version : version;
+    if (!version.empty() && !options_.peft_version.empty() &&
+        parse_peft_version(version, C) != parse_peft_version(options_.peft_version, "--peft-version"))
+      throw error(C + ": peft_version '" + version + "' disagrees with --peft-version " + options_.peft_version);
+    std::string v = version.empty() ? options_.peft_version : version;
     if (!v.empty()) {
       auto n = parse_peft_version(v, version.empty() ? "--peft-version" : C + ": peft_version");
       bool old = n < std::array<int, 3>{0, 19, 1};
       a.orientation = old ? lora_orientation::peft_0_18 : lora_orientation::peft_0_19_1;
       a.orientation_reason = "peft_version " + v + (version.empty() ? " (--peft-version)" : " (adapter_config.json)") +
                              (old ? " < 0.19.1: in and out taken positionally from the fused parameter" : " >= 0.19.1: the matrices' own in and out");
-      for (const auto& w : wrappers)
+      for (const auto& w : wrappers_)
         if (old ? !w.fits_old : !w.fits_new)
           problem(W + ": " + peft_prefix + w.module + "...lora_A.weight " + shape_string(w.f.A->shape) + ": does not fit " +
                   lora_orientation_name(a.orientation) + " (" + a.orientation_reason + ") for " + w.target->param + " with " + dims.describe());
     } else {
       bool can_new = true, can_old = true;
-      for (const auto& w : wrappers) {
+      for (const auto& w : wrappers_) {
         can_new &= w.fits_new;
         can_old &= w.fits_old;
       }
@@ -467,8 +559,8 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
       a.orientation = can_new ? lora_orientation::peft_0_19_1 : lora_orientation::peft_0_18;
       a.orientation_reason = std::string("no peft_version; the factor shapes fit only ") + lora_orientation_name(a.orientation);
     }
-    if (problems.empty())
-      for (const auto& w : wrappers) {
+    if (problems_.empty())
+      for (const auto& w : wrappers_) {
         bool old = a.orientation == lora_orientation::peft_0_18;
         const checkpoint::entry* eA = entry_for(w.f.A);
         const checkpoint::entry* eB = entry_for(w.f.B);
@@ -500,14 +592,19 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
         }
       }
   }
+}
 
+void adapter_reader::read_nemo() {
+  lora_adapter& a = a_;
+  const model_dims& dims = dims_;
+  const std::string& C = a.config_path;
+  const std::string& W = a.weights_path;
   // NeMo grouped tensors.
-  bool any_nemo = false;
-  for (const auto& [m, ts] : nemo) {
-    auto cap = gmod.empty() ? std::nullopt : gmod.match(m);
+  for (const auto& [m, ts] : nemo_) {
+    auto cap = gmod_.empty() ? std::nullopt : gmod_.match(m);
     if (!cap) {
       problem(W + ": " + m + ".lora_*: NeMo grouped LoRA tensors on a module that is not the family's experts (expected " +
-              (gmod.empty() ? std::string("none: the family declares no stacked experts") : gmod.text()) + ")");
+              (gmod_.empty() ? std::string("none: the family declares no stacked experts") : gmod_.text()) + ")");
       continue;
     }
     int layer = std::stoi(cap->at("layer"));
@@ -559,25 +656,36 @@ lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, 
           row0 += g.out;
         }
       }
-      any_nemo = true;
+      any_nemo_ = true;
     }
   }
+}
 
-  int forms = any_wrapper + any_split + any_nemo;
+lora_adapter adapter_reader::finish() {
+  lora_adapter& a = a_;
+  const std::string& W = a.weights_path;
+  int forms = any_wrapper_ + any_split_ + any_nemo_;
   if (forms > 1) problem(W + ": expert pairs in more than one form (ParamWrapper, per-expert, NeMo grouped) in one adapter");
-  if (!problems.empty()) {
-    std::string msg = problems.size() == 1 ? problems[0] : std::to_string(problems.size()) + " problems in the adapter " + dir + ":";
-    if (problems.size() > 1)
-      for (std::size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
-    if (problems.size() > 20) msg += "\n  ... and " + std::to_string(problems.size() - 20) + " more";
+  if (!problems_.empty()) {
+    std::string msg = problems_.size() == 1 ? problems_[0] : std::to_string(problems_.size()) + " problems in the adapter " + dir_ + ":";
+    if (problems_.size() > 1)
+      for (std::size_t i = 0; i < problems_.size() && i < 20; ++i) msg += "\n  " + problems_[i];
+    if (problems_.size() > 20) msg += "\n  ... and " + std::to_string(problems_.size() - 20) + " more";
     throw error(msg);
   }
-  a.form = any_wrapper ? lora_form::peft_param_wrapper : any_nemo ? lora_form::nemo_grouped : lora_form::peft_per_expert;
+  a.form = any_wrapper_ ? lora_form::peft_param_wrapper : any_nemo_ ? lora_form::nemo_grouped : lora_form::peft_per_expert;
   if (a.form == lora_form::nemo_grouped)
     for (auto& o : a.others) o.canonical = to_canonical(*a.naming.grouped, o.stored + ".weight");
   std::sort(a.others.begin(), a.others.end(), [](const auto& x, const auto& y) { return x.canonical < y.canonical; });
   if (a.experts.empty() && a.others.empty()) throw error(W + ": no LoRA factors");
-  return a;
+  return std::move(a_);
+}
+
+}  // namespace
+
+lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, const model_dims& dims,
+                               const lora_read_options& options) {
+  return adapter_reader(dir, spec, dims, options).read();
 }
 
 }  // namespace moereg
