@@ -52,7 +52,8 @@ result<done> experts_backend::forward(const experts_call& c) const noexcept {
                         std::to_string(impl_->top_k));
     if (c.x_dtype != "F32" && c.x_dtype != "BF16") throw usage_error("experts forward: x is " + c.x_dtype + ", expected F32 or BF16");
     if (c.tokens > 0 && (!c.x || !c.topk_ids || !c.topk_weights || !c.out)) throw usage_error("experts forward: a buffer is missing");
-    for (std::int64_t i = 0; i < c.tokens * c.top_k; ++i)
+    const bool on_device = w.device >= 0;
+    for (std::int64_t i = 0; !on_device && i < c.tokens * c.top_k; ++i)
       if (c.topk_ids[i] < 0 || c.topk_ids[i] >= w.experts)
         throw usage_error("experts forward: expert id " + std::to_string(c.topk_ids[i]) + " at token " + std::to_string(i / c.top_k) +
                           " is outside [0, " + std::to_string(w.experts) + ")");
@@ -61,6 +62,8 @@ result<done> experts_backend::forward(const experts_call& c) const noexcept {
     moereg_tensor_view ids = contiguous_view(c.topk_ids, dtype::I64, {c.tokens, c.top_k});
     moereg_tensor_view weights = contiguous_view(c.topk_weights, dtype::F32, {c.tokens, c.top_k});
     moereg_tensor_view out = contiguous_view(c.out, dtype::F32, {c.tokens, w.hidden});
+    if (on_device)
+      for (moereg_tensor_view* v : {&x, &ids, &weights, &out}) v->memory = MOEREG_MEMORY_DEVICE;
     std::lock_guard<std::mutex> lock(impl_->call);
     const backend_instance& b = *impl_->backend;
     throw_if_error(b.api().forward(b.handle(), &x, &ids, &weights, &out), "backend " + impl_->name + " forward");
@@ -76,6 +79,7 @@ result<std::shared_ptr<experts_backend>> create_experts_backend(const experts_re
       throw usage_error("experts: experts, hidden and intermediate must be positive (got E=" + std::to_string(w.experts) +
                         " H=" + std::to_string(w.hidden) + " I=" + std::to_string(w.intermediate) + ")");
     if (!w.gate_up || !w.down) throw usage_error("experts: gate_up and down weights are required");
+    if (w.device < -1) throw usage_error("experts: device " + std::to_string(w.device) + "; expected -1 (host memory) or a CUDA device ordinal");
     if (r.top_k < 1 || r.top_k > w.experts)
       throw usage_error("experts: top_k " + std::to_string(r.top_k) + ", expected 1 to " + std::to_string(w.experts));
     auto st = std::make_unique<experts_backend::impl>();
@@ -88,6 +92,7 @@ result<std::shared_ptr<experts_backend>> create_experts_backend(const experts_re
     mw.intermediate = w.intermediate;
     mw.w13 = contiguous_view(w.gate_up, wt, {w.experts, 2 * w.intermediate, w.hidden});
     mw.w2 = contiguous_view(w.down, wt, {w.experts, w.hidden, w.intermediate});
+    if (w.device >= 0) mw.w13.memory = mw.w2.memory = MOEREG_MEMORY_DEVICE;
     // The caller routes: a backend is handed a plain routing it never uses (forward takes the
     // ids and weights), because create requires one.
     moereg_routing_params routing{};
@@ -96,6 +101,7 @@ result<std::shared_ptr<experts_backend>> create_experts_backend(const experts_re
     routing.routed_scaling_factor = 1.0f;
     moereg_backend_options opts{};
     opts.threads = static_cast<std::int32_t>(resolve_threads(r.threads));
+    opts.device = w.device >= 0 ? w.device : 0;
     st->backend = create_backend(*st->registry, r.backend, mw, routing, opts, r.backend_options);
     st->name = st->backend->record().name;
     return std::make_shared<experts_backend>(std::move(st));

@@ -61,7 +61,8 @@ int weight_elem(const moereg_tensor_view& v, const char* name, bool fp8_allowed 
 }
 
 void expect_shape(const moereg_tensor_view& v, const char* name, std::initializer_list<std::int64_t> dims) {
-  if (v.memory != MOEREG_MEMORY_HOST) throw std::invalid_argument(std::string(name) + ": expected host memory");
+  if (v.memory != MOEREG_MEMORY_HOST)
+    throw unsupported(std::string(name) + ": in device memory; the cpu backend reads host memory");
   bool ok = v.rank == static_cast<std::int32_t>(dims.size());
   int i = 0;
   for (auto d : dims) ok = ok && i < v.rank && v.shape[i++] == d;

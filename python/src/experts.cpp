@@ -119,11 +119,15 @@ void bind_experts(py::module_& m) {
           "_from_pointers",
           [](std::uintptr_t gate_up, std::uintptr_t down, const std::string& dtype, std::int64_t E, std::int64_t H, std::int64_t I,
              std::int64_t top_k, const std::string& backend, int threads, const std::map<std::string, std::string>& backend_options,
-             const py::object& plugin_path, py::object owner) {
-            app::expert_weights w{reinterpret_cast<const void*>(gate_up), reinterpret_cast<const void*>(down), dtype, E, H, I};
+             const py::object& plugin_path, py::object owner, int device) {
+            app::expert_weights w{reinterpret_cast<const void*>(gate_up), reinterpret_cast<const void*>(down), dtype, E, H, I, device};
             return create(w, top_k, backend, threads, backend_options, plugin_path, std::move(owner));
           },
-          "For moereg.transformers: weights in host memory by address, kept valid by `owner`.")
+          py::arg("gate_up"), py::arg("down"), py::arg("dtype"), py::arg("experts"), py::arg("hidden"), py::arg("intermediate"),
+          py::arg("top_k"), py::arg("backend"), py::arg("threads"), py::arg("backend_options"), py::arg("plugin_path"),
+          py::arg("owner"), py::arg("device") = -1,
+          "For moereg.transformers: weights by address, kept valid by `owner`; device -1 for host memory, else the "
+          "CUDA device holding them (and every buffer of _forward_pointers).")
       .def(
           "_forward_pointers",
           [](const experts_handle& h, std::uintptr_t x, const std::string& x_dtype, std::int64_t tokens, std::uintptr_t ids,
@@ -131,7 +135,8 @@ void bind_experts(py::module_& m) {
             h.call({reinterpret_cast<const void*>(x), x_dtype, tokens, reinterpret_cast<const std::int64_t*>(ids),
                     reinterpret_cast<const float*>(weights), h.top_k(), reinterpret_cast<float*>(out)});
           },
-          "For moereg.transformers: contiguous host buffers by address (x F32/BF16, ids int64, weights and out float32).");
+          "For moereg.transformers: contiguous buffers by address, in the weights' memory (x F32/BF16, ids int64, weights "
+          "and out float32).");
 }
 
 }  // namespace moereg::python

@@ -60,6 +60,36 @@ class WithTransformers(unittest.TestCase):
                 used = [m for m in model.modules() if hasattr(m, "_moereg_backend")]
                 self.assertTrue(used, "no experts module ran on moereg")
 
+    @unittest.skipUnless(HAVE and torch.cuda.is_available(), "needs a CUDA device")
+    def test_cuda_models_run_on_the_cuda_backend_with_their_parameters_in_place(self):
+        import moereg.transformers as mt
+        name = mt.register("moereg_cuda_test", backend="cuda")
+        for family in FAMILIES:
+            with self.subTest(family=family):
+                ids = torch.tensor(np.array(moereg.open(fixture(family, "logits.safetensors"), identify=False)
+                                            .tensor("input_ids"))).cuda()
+                model = self.load(family).cuda()
+                with torch.no_grad():
+                    want = model(ids).logits.float()
+                    model.set_experts_implementation(name)
+                    before = torch.cuda.memory_allocated()
+                    got = model(ids).logits.float()
+                scale = want.abs().max()
+                self.assertLessEqual(float((got - want).abs().max()), 2e-2 * float(scale))
+                self.assertTrue(torch.equal(got.argmax(-1), want.argmax(-1)))
+                used = [m._moereg_backend[1] for m in model.modules() if hasattr(m, "_moereg_backend")]
+                self.assertTrue(used, "no experts module ran on moereg")
+                for b in used:
+                    self.assertNotIsInstance(b, str, b)
+                    self.assertEqual(b.name, "cuda")
+                    d = json.loads(b.describe())
+                    self.assertTrue(d["weights"].startswith("borrowed"), d)
+                    self.assertEqual(d["bytes_on_device"], 0, d)
+                # No copy of the experts made through torch either (contiguous(), casts).
+                experts = sum(m.gate_up_proj.numel() + m.down_proj.numel() for m in model.modules()
+                              if hasattr(m, "_moereg_backend")) * 2
+                self.assertLess(torch.cuda.memory_allocated() - before, experts)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -100,6 +100,16 @@ TEST(AppExperts, BadRequestsAreProblems) {
   std::int64_t ok_id = 1;
   EXPECT_EQ(b.value()->forward({x.data(), "F32", 1, &ok_id, &weight, 2, out.data()}).error().kind, app::error_kind::usage);
   EXPECT_TRUE(b.value()->forward({x.data(), "F32", 1, &ok_id, &weight, 1, out.data()}).ok());
+
+  // Weights said to be on a GPU: the cpu backend refuses them by name (so that "auto" moves on
+  // to cuda), and a negative ordinal other than -1 is a usage error.
+  req.weights.device = 0;
+  auto on_gpu = app::create_experts_backend(req);
+  ASSERT_FALSE(on_gpu.ok());
+  EXPECT_NE(on_gpu.error().message.find("in device memory; the cpu backend reads host memory"), std::string::npos)
+      << on_gpu.error().message;
+  req.weights.device = -2;
+  EXPECT_EQ(app::create_experts_backend(req).error().kind, app::error_kind::usage);
 }
 
 }  // namespace test_app_experts

@@ -144,6 +144,56 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   }
 
   check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+  if (w.w13.memory == MOEREG_MEMORY_DEVICE) {
+    borrow(w);
+  } else {
+    copy_in(w);
+  }
+
+  if (r) {
+    K_ = r->top_k;
+    if (r->num_experts != E_)
+      throw invalid_argument("routing.num_experts " + std::to_string(r->num_experts) + ", expected " +
+                             std::to_string(E_) + " (the weights' E)");
+    if (K_ < 1 || K_ > 32 || K_ > E_)
+      throw invalid_argument("routing.top_k " + std::to_string(K_) + ", expected 1..min(32, E)");
+    rcfg_.num_experts = static_cast<int>(E_);
+    rcfg_.top_k = K_;
+    rcfg_.sigmoid = r->scoring == MOEREG_SCORING_SIGMOID;
+    rcfg_.round_logits = !r->logits_in_f32;
+    rcfg_.n_group = r->n_group > 1 ? r->n_group : 1;
+    rcfg_.topk_group = r->topk_group;
+    rcfg_.group_score = r->group_score;
+    rcfg_.renormalize = r->renormalize;
+    rcfg_.renorm_eps = r->renorm_eps;
+    rcfg_.scaling = r->routed_scaling_factor;
+    if (rcfg_.n_group > 1 && rcfg_.group_score != MOEREG_GROUP_SCORE_NONE) {
+      if (E_ % rcfg_.n_group || rcfg_.n_group > 64 || rcfg_.topk_group < 1 || rcfg_.topk_group > rcfg_.n_group)
+        throw invalid_argument("routing: n_group " + std::to_string(rcfg_.n_group) + ", topk_group " +
+                               std::to_string(rcfg_.topk_group) + " do not fit E = " + std::to_string(E_));
+      if (static_cast<long long>(rcfg_.topk_group) * (E_ / rcfg_.n_group) < K_)
+        throw invalid_argument("routing: the kept groups hold fewer than top_k experts");
+    }
+    if (r->router.data) {
+      expect(r->router, "routing.router", {E_, H_});
+      std::vector<float> rw = host_floats(on_host(r->router, "routing.router"), "routing.router");
+      check(cudaMalloc(reinterpret_cast<void**>(&router_), rw.size() * 4), "cudaMalloc (router)");
+      check(cudaMemcpy(router_, rw.data(), rw.size() * 4, cudaMemcpyHostToDevice), "router upload");
+      has_router_ = true;
+      if (r->router_bias.data) {
+        expect(r->router_bias, "routing.router_bias", {E_});
+        std::vector<float> b = host_floats(on_host(r->router_bias, "routing.router_bias"), "routing.router_bias");
+        check(cudaMalloc(reinterpret_cast<void**>(&bias_), b.size() * 4), "cudaMalloc (router bias)");
+        check(cudaMemcpy(bias_, b.data(), b.size() * 4, cudaMemcpyHostToDevice), "router bias upload");
+        has_bias_ = true;
+      }
+    }
+  }
+  if (!borrowed_) measure_h2d();  // the ceiling of the upload's GB/s; nothing was uploaded otherwise
+}
+
+// Host weights (a mapped checkpoint, numpy arrays): one bf16 copy on the device, made here.
+void moe_layer::copy_in(const moereg_moe_weights& w) {
   auto dalloc = [&](size_t bytes) {
     void* p = nullptr;
     check(cudaMalloc(&p, bytes), "cudaMalloc (weights)");
@@ -172,56 +222,62 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   }
   load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   load_gbps_ = load_seconds_ > 0 ? weight_bytes_ / load_seconds_ / 1e9 : 0;
+}
 
-  if (r) {
-    K_ = r->top_k;
-    if (r->num_experts != E_)
-      throw invalid_argument("routing.num_experts " + std::to_string(r->num_experts) + ", expected " +
-                             std::to_string(E_) + " (the weights' E)");
-    if (K_ < 1 || K_ > 32 || K_ > E_)
-      throw invalid_argument("routing.top_k " + std::to_string(K_) + ", expected 1..min(32, E)");
-    rcfg_.num_experts = static_cast<int>(E_);
-    rcfg_.top_k = K_;
-    rcfg_.sigmoid = r->scoring == MOEREG_SCORING_SIGMOID;
-    rcfg_.round_logits = !r->logits_in_f32;
-    rcfg_.n_group = r->n_group > 1 ? r->n_group : 1;
-    rcfg_.topk_group = r->topk_group;
-    rcfg_.group_score = r->group_score;
-    rcfg_.renormalize = r->renormalize;
-    rcfg_.renorm_eps = r->renorm_eps;
-    rcfg_.scaling = r->routed_scaling_factor;
-    if (rcfg_.n_group > 1 && rcfg_.group_score != MOEREG_GROUP_SCORE_NONE) {
-      if (E_ % rcfg_.n_group || rcfg_.n_group > 64 || rcfg_.topk_group < 1 || rcfg_.topk_group > rcfg_.n_group)
-        throw invalid_argument("routing: n_group " + std::to_string(rcfg_.n_group) + ", topk_group " +
-                               std::to_string(rcfg_.topk_group) + " do not fit E = " + std::to_string(E_));
-      if (static_cast<long long>(rcfg_.topk_group) * (E_ / rcfg_.n_group) < K_)
-        throw invalid_argument("routing: the kept groups hold fewer than top_k experts");
+// Device weights (a framework's parameters, already on this device): read where they lie,
+// so the layer holds no copy and must not free them. bf16 only: converting F16/F32 would need
+// the copy this path exists to avoid.
+void moe_layer::borrow(const moereg_moe_weights& w) {
+  auto device_bf16 = [&](const moereg_tensor_view& v, const char* what) {
+    if (v.memory != MOEREG_MEMORY_DEVICE)
+      throw invalid_argument(std::string(what) + ": in host memory while weights.w13 is in device memory; expected all "
+                             "expert weights in one kind of memory");
+    if (v.dtype != MOEREG_DTYPE_BF16)
+      throw unsupported(std::string(what) + ": device-resident weights of dtype " + dtype_name(v.dtype) +
+                        ", expected BF16 (other dtypes are converted on upload from host memory only)");
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, v.data) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
+      cudaGetLastError();
+      throw invalid_argument(std::string(what) + ": marked device memory, but the pointer is not CUDA device memory");
     }
-    if (r->router.data) {
-      expect(r->router, "routing.router", {E_, H_});
-      std::vector<float> rw = host_floats(r->router, "routing.router");
-      check(cudaMalloc(reinterpret_cast<void**>(&router_), rw.size() * 4), "cudaMalloc (router)");
-      check(cudaMemcpy(router_, rw.data(), rw.size() * 4, cudaMemcpyHostToDevice), "router upload");
-      has_router_ = true;
-      if (r->router_bias.data) {
-        expect(r->router_bias, "routing.router_bias", {E_});
-        std::vector<float> b = host_floats(r->router_bias, "routing.router_bias");
-        check(cudaMalloc(reinterpret_cast<void**>(&bias_), b.size() * 4), "cudaMalloc (router bias)");
-        check(cudaMemcpy(bias_, b.data(), b.size() * 4, cudaMemcpyHostToDevice), "router bias upload");
-        has_bias_ = true;
-      }
-    }
+    if (a.device != device_)
+      throw invalid_argument(std::string(what) + ": on CUDA device " + std::to_string(a.device) + ", the backend was asked for device " +
+                             std::to_string(device_) + " (options.device)");
+    return static_cast<__nv_bfloat16*>(v.data);
+  };
+  borrowed_ = true;
+  w13_ = device_bf16(w.w13, "weights.w13");
+  w2_ = device_bf16(w.w2, "weights.w2");
+  if (Is_) {
+    sw13_ = device_bf16(w.shared_w13, "weights.shared_w13");
+    sw2_ = device_bf16(w.shared_w2, "weights.shared_w2");
+    if (has_shared_gate_) sgate_ = device_bf16(w.shared_gate, "weights.shared_gate");
   }
-  measure_h2d();
+}
+
+// A small routing tensor (router, bias) readable on the host: device memory is copied down
+// (E x H floats at most, once at create).
+moereg_tensor_view moe_layer::on_host(const moereg_tensor_view& v, const char* what) {
+  if (v.memory != MOEREG_MEMORY_DEVICE) return v;
+  if (!contiguous(v)) throw unsupported(std::string(what) + ": strided device view, expected a contiguous tensor");
+  const size_t bytes = static_cast<size_t>(numel(v)) * elem_size(v.dtype);
+  staged_.emplace_back(bytes);
+  check(cudaMemcpy(staged_.back().data(), v.data, bytes, cudaMemcpyDeviceToHost), (std::string(what) + " download").c_str());
+  moereg_tensor_view h = v;
+  h.data = staged_.back().data();
+  h.memory = MOEREG_MEMORY_HOST;
+  return h;
 }
 
 moe_layer::~moe_layer() {
   cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(stream_);
   blas_.reset();
-  for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_),
-                  static_cast<void*>(sw2_), static_cast<void*>(sgate_), static_cast<void*>(router_),
-                  static_cast<void*>(bias_)})
+  if (!borrowed_)
+    for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_), static_cast<void*>(sw2_),
+                    static_cast<void*>(sgate_)})
+      if (p) cudaFree(p);
+  for (void* p : {static_cast<void*>(router_), static_cast<void*>(bias_)})
     if (p) cudaFree(p);
   if (ws_) {
     cudaFree(ws_->arena);
@@ -577,7 +633,8 @@ std::string moe_layer::describe() const {
   o << "{\"backend\":\"cuda\",\"device\":\"" << device_name_ << "\",\"compute_capability\":\"" << sm_major_ << "."
     << sm_minor_ << "\",\"isa\":\"sm_90a\",\"experts\":" << E_ << ",\"hidden\":" << H_ << ",\"intermediate\":" << I_
     << ",\"shared_intermediate\":" << Is_ << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"BF16\""
-    << ",\"bytes_on_device\":" << weight_bytes_ << ",\"load_seconds\":" << load_seconds_
+    << ",\"weights\":\"" << (borrowed_ ? "borrowed: read in the caller's device memory, no copy" : "copied from host memory")
+    << "\",\"bytes_on_device\":" << weight_bytes_ << ",\"load_seconds\":" << load_seconds_
     << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
     << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// cuda_moe.h - one MoE layer resident on a CUDA device: its experts in bf16, its router, and
-// a workspace that grows to the largest token count seen (so forward allocates nothing once
+// cuda_moe.h - one MoE layer resident on a CUDA device: its experts in bf16 (copied from host
+// memory at create, or the caller's device memory read in place), its router, and a
+// workspace that grows to the largest token count seen (so forward allocates nothing once
 // warm). Device-memory calls are asynchronous on the layer's stream, which is a blocking
 // stream: it orders itself after, and before, work on the legacy default stream.
 #pragma once
@@ -11,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cublas_experts.h"
 #include "moe_kernels.cuh"
@@ -64,6 +66,9 @@ class moe_layer {
  private:
   struct workspace;
   void ensure_workspace(int tokens);
+  void copy_in(const moereg_moe_weights& w);
+  void borrow(const moereg_moe_weights& w);
+  moereg_tensor_view on_host(const moereg_tensor_view& v, const char* what);
   void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what, staging& st);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
@@ -90,6 +95,8 @@ class moe_layer {
   __nv_bfloat16* sgate_ = nullptr;
   float* router_ = nullptr;
   float* bias_ = nullptr;
+  bool borrowed_ = false;               // the expert weights are the caller's device memory: never freed here
+  std::vector<std::vector<char>> staged_;  // device routing tensors copied down at create
   size_t weight_bytes_ = 0;
   double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
   tile_config last_tiles_ = tile_config::m16;

@@ -12,8 +12,10 @@
 //   auto r = b.value()->forward({x, "BF16", T, ids, weights, K, out});  // out: [T, H] float32
 //
 // The backend reads the weights where they lie (the cpu backend may make one copy in its
-// tiles' order at create; its describe() says so) and keeps pointers to them: they must stay
-// valid and unchanged until the backend is destroyed.
+// tiles' order at create; the cuda backend copies host weights to the GPU once; describe()
+// says so) and keeps pointers to them: they must stay valid and unchanged until the backend
+// is destroyed. Weights already on a GPU (`device` >= 0: a framework's parameters) are read
+// there by the cuda backend without a copy; the cpu backend refuses them, so "auto" takes cuda.
 #pragma once
 
 #include <cstdint>
@@ -28,12 +30,15 @@
 
 namespace moereg::app {
 
-// The routed experts of one MoE layer, in host memory, C-contiguous.
+// The routed experts of one MoE layer, C-contiguous, in host memory or on one CUDA device.
 struct expert_weights {
   const void* gate_up = nullptr;  // [E, 2I, H]: rows [0, I) gate, [I, 2I) up (transformers 5's gate_up_proj)
   const void* down = nullptr;     // [E, H, I] (transformers 5's down_proj)
   std::string dtype = "BF16";     // "BF16", "F16" or "F32"
   std::int64_t experts = 0, hidden = 0, intermediate = 0;
+  // -1: host memory. N >= 0: the memory of CUDA device N (BF16 only); every buffer of every
+  // forward call is then in that device's memory too.
+  int device = -1;
 };
 
 struct experts_request {
@@ -46,7 +51,8 @@ struct experts_request {
 };
 
 // One call: out[t] = sum_k topk_weights[t, k] * silu(gate_e(x[t])) * up_e(x[t]) through
-// down_e, with e = topk_ids[t, k]. Host memory, C-contiguous.
+// down_e, with e = topk_ids[t, k]. C-contiguous, in the weights' memory (host, or their device;
+// device calls run on the backend's stream, ordered with the legacy default stream).
 struct experts_call {
   const void* x = nullptr;           // [tokens, hidden]
   std::string x_dtype = "F32";       // "F32" or "BF16"
@@ -71,7 +77,8 @@ class MOEREG_API experts_backend {
   result<std::string> describe() const noexcept;
 
   // One call at a time per backend (a backend keeps per-handle scratch). Expert ids out of
-  // range are refused before the backend sees them.
+  // range are refused before the backend sees them when they are in host memory; in device
+  // memory nothing reads them on the host, and an id outside [0, experts) contributes nothing.
   result<done> forward(const experts_call& call) const noexcept;
 
  private:

@@ -77,8 +77,12 @@ typedef enum moereg_weight_quant {
 #define MOEREG_GGML_TYPES(w13_type, w2_type) ((int32_t)(((uint32_t)(w2_type) << 16) | ((uint32_t)(w13_type) & 0xFFFFu)))
 
 /* The experts of one MoE layer, in the backend layout (transformers_v5 order, K contiguous).
- * Views point at host memory the HOST owns (typically mapped checkpoint files); they stay
- * valid until destroy. A backend that wants another packing copies at create. */
+ * Views point at memory the HOST owns, typically mapped checkpoint files in host memory;
+ * they stay valid and unchanged until destroy. A backend that wants another packing copies
+ * at create. Views with memory = MOEREG_MEMORY_DEVICE are in the backend's device memory
+ * (options->device; a framework's parameters already on the GPU): a backend that reads them
+ * there reads them in place and never frees them; one that cannot refuses at create with
+ * MOEREG_UNSUPPORTED, so that `auto` moves on to the next backend. */
 typedef struct moereg_moe_weights {
   int64_t num_experts;  /* E */
   int64_t hidden;       /* H */
