@@ -61,11 +61,17 @@ json::value ep_slice_config(const json::value& config, const model_dims& dims, c
   if (field == dims.fields.end())
     throw error("config.json: E was not read from a field, so an --ep slice cannot say its expert count");
   set_path(cfg, field->second, json::value(last - first));
+  // A slice of fewer experts than a token takes (mixtral's 8 over --ep 8) says top-k = its
+  // count, so that the slice loads by itself (a router's top-k over E is refused when k > E);
+  // the section below keeps the global top-k, which routing uses.
+  auto k_field = dims.fields.find("K");
+  if (dims.K > last - first && k_field != dims.fields.end()) set_path(cfg, k_field->second, json::value(last - first));
   json::array ids;
   for (std::int64_t e = first; e < last; ++e) ids.emplace_back(e);
   json::object ep{{"rank", json::value(slice.rank)},
                   {"ranks", json::value(slice.ranks)},
                   {"num_experts", json::value(dims.E)},
+                  {"top_k", json::value(dims.K)},
                   {"first_expert", json::value(first)},
                   {"experts", json::value(std::move(ids))}};
   cfg.set("moereg", json::value(json::object{{"expert_parallel", json::value(std::move(ep))}}));
@@ -76,11 +82,12 @@ bool prepare_ep_output(const convert_request& r) {
   if (r.experts) throw usage_error("convert: --ep N writes expert ranges of its own; it does not combine with --experts A:B");
   if (r.dry_run || r.resume) return false;
   std::error_code ec;
-  if (fs::exists(r.output, ec) && !(fs::is_directory(r.output, ec) && fs::is_empty(r.output, ec)))
+  const bool exists = fs::exists(r.output, ec);
+  if (exists && !(fs::is_directory(r.output, ec) && fs::is_empty(r.output, ec)))
     throw error(r.output + ": exists and is not an empty directory (expected a new directory for the --ep slices, or --resume)");
-  const bool made = fs::create_directories(r.output, ec);
-  if (ec) throw error(r.output + ": cannot create the directory for the --ep slices: " + ec.message());
-  return made;
+  // Not made here: each slice's writer makes OUT/ep-r-of-N with its parents once its plan
+  // holds, so a refused plan (an uneven split) leaves nothing behind on any rank.
+  return !exists;
 }
 
 convert_report convert_ep_slices(const convert_request& r, int rank, int ranks) {
@@ -117,16 +124,16 @@ convert_report convert_ep_slices(const convert_request& r, int rank, int ranks) 
 }
 
 convert_report convert_expert_parallel(const convert_request& r) {
-  const bool made_out = prepare_ep_output(r);
-  // A slice that fails removes what it made; OUT goes too if this run made it and nothing is left.
+  const bool new_out = prepare_ep_output(r);
+  // A slice that fails removes what it made; OUT goes too if it was new and nothing is left.
   struct remove_if_empty {
     const std::string& dir;
     bool armed;
     ~remove_if_empty() {
       std::error_code ec;
-      if (armed && fs::is_empty(dir, ec) && !ec) fs::remove(dir, ec);
+      if (armed && fs::is_directory(dir, ec) && fs::is_empty(dir, ec) && !ec) fs::remove(dir, ec);
     }
-  } cleanup{r.output, made_out};
+  } cleanup{r.output, new_out};
   return convert_ep_slices(r, 0, 1);
 }
 

@@ -29,10 +29,13 @@ std::pair<std::int64_t, std::int64_t> ep_expert_range(const model_dims& dims, co
 
 // The slice's config.json: the expert count field says the local count, and a `moereg`
 // section says which global experts the slice holds:
-//   "moereg": {"expert_parallel": {"rank": 1, "ranks": 4, "num_experts": 128, "first_expert": 32, "experts": [32, ..., 63]}}
+//   "moereg": {"expert_parallel": {"rank": 1, "ranks": 4, "num_experts": 128, "top_k": 8, "first_expert": 32,
+//              "experts": [32, ..., 63]}}
+// (num_experts and top_k global; a slice of fewer experts than top_k says its count as top-k.)
 json::value ep_slice_config(const json::value& config, const model_dims& dims, const ep_slice& slice);
 
-// Checks OUT (new or empty; with --resume, anything) and creates it. Returns whether it made OUT.
+// Checks OUT (new or empty; with --resume, anything); the slices' writers create it. Returns
+// whether OUT is new (did not exist), i.e. whether a failed run may remove it when left empty.
 bool prepare_ep_output(const convert_request& request);
 
 // The slices s of request (expert_parallel = N) with s % ranks == rank, one after the other;

@@ -3,6 +3,8 @@
 
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
 #include <iostream>
 
 #include "api_result.h"
@@ -73,6 +75,43 @@ app::convert_report sum_on_rank0(app::convert_report r) {
   return r;
 }
 
+// This rank's --ep slices, written while every rank's progress is summed (rank 0 reports the
+// whole job) and a failure on any rank stops the others, as a shared conversion does. Slices
+// of an even split are the same size, so the job's total is one slice's times N.
+app::convert_report convert_ep_slices_together(app::convert_request job, int rank, int ranks, mpi_partition_state& state) {
+  app::job_partition part = make_mpi_partition(rank, ranks, state);
+  execute_progress mine, whole;
+  std::atomic<std::uint64_t> done_bytes{0}, done_tensors{0}, slice_bytes{0}, slice_tensors{0};
+  auto report = rank == 0 ? job_progress("all ranks") : nullptr;
+  const std::uint64_t n = static_cast<std::uint64_t>(job.expert_parallel);
+  auto whole_progress = [&](double seconds, bool final) {
+    app::convert_progress w;
+    w.bytes = whole.bytes.load();
+    w.tensors = whole.tensors.load();
+    w.total_bytes = slice_bytes.load() * n;
+    w.total_tensors = slice_tensors.load() * n;
+    w.seconds = seconds;
+    w.final = final;
+    return w;
+  };
+  job.on_progress = [&](const app::convert_progress& p) {
+    slice_bytes = p.total_bytes;
+    slice_tensors = p.total_tensors;
+    mine.bytes = done_bytes.load() + p.bytes;
+    mine.tensors = done_tensors.load() + p.tensors;
+    if (p.final) {
+      done_bytes += p.total_bytes;
+      done_tensors += p.total_tensors;
+    }
+    if (report && !p.final) report(whole_progress(p.seconds, false));
+  };
+  app::convert_report r;
+  const auto t0 = std::chrono::steady_clock::now();
+  part.write_together([&] { r = app::convert_ep_slices(job, rank, ranks); }, mine, whole);
+  if (report) report(whole_progress(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), true));
+  return r;
+}
+
 }  // namespace
 
 int run_mpi_convert(app::convert_request job, const global_options& globals) {
@@ -99,9 +138,7 @@ int run_mpi_convert(app::convert_request job, const global_options& globals) {
       // Rank r writes slices r, r + N, ...: with --ep equal to the number of ranks, ep-{r}.
       if (rank == 0) app::prepare_ep_output(job);
       MPI_Barrier(MPI_COMM_WORLD);
-      if (rank == 0) job.on_progress = job_progress("rank 0's slice");
-      app::convert_report r = app::convert_ep_slices(job, rank, ranks);
-      state.writes_settled = true;
+      app::convert_report r = convert_ep_slices_together(job, rank, ranks, state);
       r = sum_on_rank0(r);
       r.output = job.output;
       if (rank == 0) print_convert_report(r, job, globals);

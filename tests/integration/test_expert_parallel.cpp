@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "moereg/base/json.h"
 #include "moereg/checkpoint/checkpoint.h"
@@ -83,6 +85,21 @@ TEST(ExpertParallel, AnUnevenSplitIsRefusedAndWritesNothing) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_HAS(r.output, "--ep 3: the model has E=8 experts per layer");
   EXPECT_FALSE(fs::exists(d / "ep")) << "nothing written, not even OUT";
+}
+
+// --ep 8 of 8 experts with 2 per token: a slice of one expert says top-k 1, so that it opens
+// by itself (moereg checks K <= E as transformers' routers do), and keeps the global 2.
+TEST(ExpertParallel, ASliceOfFewerExpertsThanTopKSaysItsOwnCount) {
+  test::temp_dir d;
+  auto r = test::run_moereg("convert " + qwen + " " + (d / "ep") + " --to transformers_v5 --ep 8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(slice(d / "ep", 5, 8) + "/config.json");
+  const std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_HAS(cfg, "\"num_experts_per_tok\": 1");
+  EXPECT_HAS(cfg, "\"top_k\": 2");
+  EXPECT_HAS(cfg, "\"experts\": [\n        5\n      ]");
+  auto again = test::run_moereg("convert " + slice(d / "ep", 5, 8) + " " + (d / "back") + " --to hf");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
 }
 
 TEST(ExpertParallel, BadValuesAreUsageErrors) {

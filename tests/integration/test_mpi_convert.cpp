@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <vector>
 
 #include "moereg/base/json.h"
@@ -169,6 +170,33 @@ TEST(MpiConvert, ExpertParallelSlicesMatchTheSingleProcessOnes) {
       EXPECT_EQ(test::differing_files(d / "one" + part, out + part), std::vector<std::string>{}) << part << " with " << n << " ranks";
     }
   }
+}
+
+// Every rank plans, finds E = 8 does not split into 3 and stops before writing: no OUT at all.
+TEST(MpiConvert, AnUnevenExpertParallelSplitLeavesNothing) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  auto r = test::run_command(mpirun(2) + "convert " + test::fixture("qwen3_moe/hf") + " " + (d / "ep") + " --to hf --ep 3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_HAS(r.output, "--ep 3: the model has E=8 experts per layer");
+  EXPECT_FALSE(fs::exists(d / "ep")) << r.output;
+}
+
+// Rank 0 reports the whole job of --ep slices, not only its own: the last progress line
+// counts every slice's tensors (4 slices of the same size, 2 per rank).
+TEST(MpiConvert, ExpertParallelProgressIsTheWholeJobs) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  auto one = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + (d / "one") + " --to hf --ep 4 --json");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto r = test::run_command(mpirun(2) + "convert " + test::fixture("qwen3_moe/hf") + " " + (d / "ep") + " --to hf --ep 4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"(all ranks: 100% written \((\d+) of (\d+) tensors\))"))) << r.output;
+  EXPECT_EQ(m[1], m[2]);
+  std::smatch t;
+  ASSERT_TRUE(std::regex_search(one.output, t, std::regex(R"("tensors": (\d+))"))) << one.output;
+  EXPECT_EQ(std::stoull(m[1]), std::stoull(t[1])) << "the whole job's tensors, every slice's";
 }
 
 TEST(MpiConvert, AnExpertParallelRankReadsItsShareOfTheExpertBytes) {
