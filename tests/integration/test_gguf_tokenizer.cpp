@@ -27,9 +27,16 @@ namespace {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-// What llama.cpp's converter cannot get back from tokenizer files, per vocab file: keys of
-// converters older than tokenizer.json's conventions (docs/gguf.md lists them).
-const std::map<std::string, std::vector<std::string>> known_losses = {};
+// Where the keys read back differ, per vocab file: files of older llama.cpp converters, whose
+// keys its converter of today would not write either (docs/gguf.md):
+// - baichuan has no tokenizer.ggml.pre; a SentencePiece tokenizer now gets "default";
+// - command-r and deepseek-coder type added tokens that look special (<|...|>, <｜...｜>) as
+//   USER_DEFINED; the converter now makes them CONTROL (does_token_look_special).
+const std::map<std::string, std::vector<std::string>> known_losses = {
+    {"ggml-vocab-baichuan.gguf", {"tokenizer.ggml.pre"}},
+    {"ggml-vocab-command-r.gguf", {"tokenizer.ggml.token_type"}},
+    {"ggml-vocab-deepseek-coder.gguf", {"tokenizer.ggml.token_type"}},
+};
 
 // The vocab file's tokenizer written as files into `dir`, then read back the way `convert --to
 // gguf` reads a checkpoint's (the source's pre name standing in for the family's, its token
@@ -57,6 +64,14 @@ TEST(GgufTokenizer, LlamaCppVocabsRoundTripThroughTokenizerFilesKeyByKey) {
       EXPECT_TRUE(contains(skipped, "\"" + model + "\"")) << skipped;
       continue;
     }
+    if (model == "gpt2" && !f.find("tokenizer.ggml.pre")) {
+      // Converted before llama.cpp named pre-tokenizers (aquila, gpt-neox): without the name
+      // a BPE tokenizer.json is not converted, and the reason says which YAML key gives it.
+      gguf_tokenizer_result back = round_trip(f, d.path());
+      EXPECT_TRUE(back.keys.empty()) << name;
+      EXPECT_TRUE(contains(back.skipped, "gguf.tokenizer_pre")) << name << ": " << back.skipped;
+      continue;
+    }
     ++compared;
     gguf_tokenizer_result back = round_trip(f, d.path());
     EXPECT_TRUE(back.skipped.empty()) << name << ": " << back.skipped;
@@ -71,7 +86,7 @@ TEST(GgufTokenizer, LlamaCppVocabsRoundTripThroughTokenizerFilesKeyByKey) {
       return s;
     }();
   }
-  EXPECT_GE(compared, 14);  // gpt2 and llama vocabularies of the package
+  EXPECT_GE(compared, 12);  // the package's gpt2 vocabularies with a pre name, and its llama ones
 }
 
 TEST(GgufTokenizer, FixtureWithTokenizerJsonBecomesGgufKeysAndComesBack) {

