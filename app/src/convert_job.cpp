@@ -26,6 +26,7 @@
 #include "moereg/checkpoint/summary.h"
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/gguf/gguf_output.h"
+#include "moereg/gguf/gguf_tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -159,6 +160,14 @@ void write_configuration(const model_session& s, const layout_spec& target, bool
   if (s.ckpt->is_directory())
     for (const char* f : aux_files)
       if (fs::path a = fs::path(s.ckpt->path()) / f; fs::exists(a)) writer.write_file(f, read_file(a));
+  // A .gguf's tokenizer keys back as tokenizer files, unless its directory has the originals.
+  const gguf_file* g = s.ckpt->gguf();
+  auto beside = [&](const char* f) { return s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / f); };
+  if (g && target.container != "gguf" && !beside("tokenizer.json") && !beside("tokenizer.model") && !beside("tokenizer_config.json")) {
+    std::string skipped;
+    for (const auto& [name, bytes] : gguf_tokenizer_files(g->metadata(), g->path(), &skipped)) writer.write_file(name, bytes);
+    if (!skipped.empty()) spdlog::warn("{}; no tokenizer files written", skipped);
+  }
 }
 
 // The fingerprint ties a resume log to this exact plan: source, target, shard contents.
@@ -225,8 +234,12 @@ gguf_metadata checked_gguf_metadata(const model_session& s, const layout_spec& t
     throw error(msg);
   }
   // Keys of a .gguf source that the family does not compute (tokenizer.*, general.name, ...)
-  // carry over there.
-  return gguf_output_metadata(s.spec, s.ckpt->config(), s.ckpt->config_path(), s.ckpt->gguf(), specs);
+  // carry over there; a checkpoint directory's tokenizer files become tokenizer.* keys.
+  std::string skipped;
+  gguf_metadata md = gguf_output_metadata(s.spec, s.ckpt->config(), s.ckpt->config_path(), s.ckpt->gguf(), specs,
+                                          s.ckpt->is_directory() ? s.ckpt->path() : std::string(), &skipped);
+  if (!skipped.empty()) spdlog::warn("{}; the .gguf gets no tokenizer (tokenizer.ggml.model \"none\")", skipped);
+  return md;
 }
 
 // The sources by identity, not only by path: a resume from files changed since is refused.

@@ -13,6 +13,10 @@
 //     loads the model and decodes tokens 0..T-1 (modulo the vocabulary) with every position's
 //     logits, for a model without reference logits: passes when every logit is finite and
 //     the logits are not all equal. Prints one line: vocabulary, positions, argmax per position.
+//   llamacpp_run tokenize LIBDIR MODEL.gguf TEXT.txt
+//     loads the vocabulary only and tokenizes the file's text as llama.cpp's tools do (special
+//     tokens added and parsed). Prints the vocabulary size, the token ids, and the ids detokenized
+//     back to text (special tokens shown), one line each; a test compares two files' output.
 //   llamacpp_run to_float LIBDIR TYPE IN.bin OUT.bin
 //     ggml's own dequantization (libggml-base's type traits to_float) of the blocks of ggml
 //     type id TYPE in IN.bin, written as float32 to OUT.bin.
@@ -61,6 +65,8 @@ struct llama_api {
   decltype(&llama_batch_free) batch_free;
   decltype(&llama_decode) decode;
   decltype(&llama_get_logits_ith) get_logits_ith;
+  decltype(&llama_tokenize) tokenize;
+  decltype(&llama_detokenize) detokenize;
 
   explicit llama_api(const std::string& libdir) {
     std::string path;
@@ -71,11 +77,18 @@ struct llama_api {
     if (path.empty()) throw moereg::error(libdir + ": no libllama*.so");
     lib = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (!lib) throw moereg::error(std::string("dlopen ") + path + ": " + dlerror());
+    log_set = fn<decltype(log_set)>(lib, "llama_log_set");
+    // Only warnings and errors, on stderr: the reason a load fails is what the test reports,
+    // and stdout stays the result alone.
+    log_set(
+        [](ggml_log_level level, const char* text, void*) {
+          if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
+        },
+        nullptr);
     // The CPU backends are separate libraries (one per instruction set); ggml picks the best.
     using load_all_t = void (*)(const char*);
     fn<load_all_t>(lib, "ggml_backend_load_all_from_path")(libdir.c_str());
     backend_init = fn<decltype(backend_init)>(lib, "llama_backend_init");
-    log_set = fn<decltype(log_set)>(lib, "llama_log_set");
     model_default_params = fn<decltype(model_default_params)>(lib, "llama_model_default_params");
     context_default_params = fn<decltype(context_default_params)>(lib, "llama_context_default_params");
     model_load_from_file = fn<decltype(model_load_from_file)>(lib, "llama_model_load_from_file");
@@ -88,12 +101,8 @@ struct llama_api {
     batch_free = fn<decltype(batch_free)>(lib, "llama_batch_free");
     decode = fn<decltype(decode)>(lib, "llama_decode");
     get_logits_ith = fn<decltype(get_logits_ith)>(lib, "llama_get_logits_ith");
-    // Only warnings and errors: the reason a load fails is what the test reports.
-    log_set(
-        [](ggml_log_level level, const char* text, void*) {
-          if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
-        },
-        nullptr);
+    tokenize = fn<decltype(tokenize)>(lib, "llama_tokenize");
+    detokenize = fn<decltype(detokenize)>(lib, "llama_detokenize");
     backend_init();
   }
 };
@@ -231,6 +240,42 @@ int run_tokens(const std::string& libdir, const std::string& model_path, int T) 
   return finite && varied ? 0 : 1;
 }
 
+int run_tokenize(const std::string& libdir, const std::string& model_path, const std::string& text_path) {
+  FILE* in = std::fopen(text_path.c_str(), "rb");
+  if (!in) throw moereg::error("cannot read " + text_path);
+  std::string text;
+  char buf[65536];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, in)) > 0;) text.append(buf, n);
+  std::fclose(in);
+  llama_api api(libdir);
+  llama_model_params mp = api.model_default_params();
+  mp.n_gpu_layers = 0;
+  mp.vocab_only = true;
+  llama_model* model = api.model_load_from_file(model_path.c_str(), mp);
+  if (!model) {
+    std::fprintf(stderr, "%s: llama.cpp could not load the vocabulary\n", model_path.c_str());
+    return 1;
+  }
+  const llama_vocab* vocab = api.model_get_vocab(model);
+  std::vector<llama_token> ids(text.size() + 16);
+  int n = api.tokenize(vocab, text.data(), static_cast<std::int32_t>(text.size()), ids.data(), static_cast<std::int32_t>(ids.size()), true, true);
+  if (n < 0) {
+    ids.resize(static_cast<std::size_t>(-n));
+    n = api.tokenize(vocab, text.data(), static_cast<std::int32_t>(text.size()), ids.data(), static_cast<std::int32_t>(ids.size()), true, true);
+  }
+  if (n < 0) throw moereg::error(model_path + ": llama_tokenize failed");
+  ids.resize(static_cast<std::size_t>(n));
+  std::string back(text.size() * 4 + 256, '\0');
+  int m = api.detokenize(vocab, ids.data(), n, back.data(), static_cast<std::int32_t>(back.size()), false, true);
+  if (m < 0) throw moereg::error(model_path + ": llama_detokenize failed");
+  back.resize(static_cast<std::size_t>(m));
+  std::printf("vocabulary %d, %d tokens\n", api.vocab_n_tokens(vocab), n);
+  for (int i = 0; i < n; ++i) std::printf("%s%d", i ? " " : "", ids[static_cast<std::size_t>(i)]);
+  std::printf("\n%s\n", back.c_str());
+  api.model_free(model);
+  return 0;
+}
+
 int run_to_float(const std::string& libdir, int type, const std::string& in_path, const std::string& out_path) {
   void* lib = dlopen((libdir + "/libggml-base.so").c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!lib) throw moereg::error(std::string("dlopen libggml-base.so: ") + dlerror());
@@ -258,6 +303,7 @@ int main(int argc, char** argv) {
   try {
     if (argc == 5 && std::strcmp(argv[1], "logits") == 0) return run_logits(argv[2], argv[3], argv[4]);
     if (argc == 5 && std::strcmp(argv[1], "run") == 0) return run_tokens(argv[2], argv[3], std::atoi(argv[4]));
+    if (argc == 5 && std::strcmp(argv[1], "tokenize") == 0) return run_tokenize(argv[2], argv[3], argv[4]);
     if (argc == 6 && std::strcmp(argv[1], "to_float") == 0) return run_to_float(argv[2], std::atoi(argv[3]), argv[4], argv[5]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llamacpp_run: %s\n", e.what());
@@ -266,6 +312,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: llamacpp_run logits LIBDIR MODEL.gguf LOGITS.safetensors\n"
                "       llamacpp_run run LIBDIR MODEL.gguf T\n"
+               "       llamacpp_run tokenize LIBDIR MODEL.gguf TEXT.txt\n"
                "       llamacpp_run to_float LIBDIR TYPE IN.bin OUT.bin\n");
   return 2;
 }

@@ -7,6 +7,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/gguf/gguf_model_metadata.h"
+#include "moereg/gguf/gguf_tokenizer.h"
 
 namespace moereg {
 
@@ -200,7 +201,8 @@ std::optional<gguf_value> array_metadata(const gguf_metadata_rule& r, const json
 }  // namespace
 
 gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& config, const std::string& config_path,
-                                   const gguf_file* source, const std::vector<tensor_spec>& tensors) {
+                                   const gguf_file* source, const std::vector<tensor_spec>& tensors, const std::string& tokenizer_dir,
+                                   std::string* tokenizer_skipped) {
   gguf_metadata md = gguf_metadata_for(spec, config, config_path, &tensors);
   auto has = [&](const std::string& key) {
     for (const auto& [k, _] : md)
@@ -210,13 +212,18 @@ gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& c
   md.emplace_back("general.type", gguf_value::string("model"));
   md.emplace_back("general.file_type", gguf_value::u32(llama_file_type(tensors)));
   md.emplace_back("general.quantization_version", gguf_value::u32(2));  // GGML_QNT_VERSION
-  bool tokenizer = false;
+  const bool source_tokenizer = source && gguf_has_tokenizer(source->metadata());
   if (source)
     for (const auto& [k, v] : source->metadata()) {
-      tokenizer |= k.rfind("tokenizer.ggml.", 0) == 0;
+      if (!source_tokenizer && k.rfind("tokenizer.", 0) == 0) continue;  // a "none" tokenizer: replaced below
       if (k != "general.alignment" && !has(k)) md.emplace_back(k, v);
     }
-  if (!tokenizer && !has("tokenizer.ggml.model")) md.emplace_back("tokenizer.ggml.model", gguf_value::string("none"));
+  if (source_tokenizer) return md;
+  gguf_tokenizer_result t;
+  if (!tokenizer_dir.empty()) t = gguf_family_tokenizer(spec, tokenizer_dir, config, md);
+  if (tokenizer_skipped) *tokenizer_skipped = t.skipped;
+  if (t.keys.empty()) md.emplace_back("tokenizer.ggml.model", gguf_value::string("none"));
+  for (auto& kv : t.keys) md.push_back(std::move(kv));
   return md;
 }
 

@@ -26,6 +26,9 @@ struct part_field {
 struct gguf_part {
   gguf_spec spec;
   std::vector<std::string> metadata_for;  // per metadata rule: the model_type it is limited to, or ""
+  // tokenizer_pre entries in order: (name, the model_type it is limited to or ""); the first
+  // that applies is the spec's tokenizer_pre.
+  std::vector<std::pair<std::string, std::string>> tokenizer_pre_for;
 };
 
 // One map of engine keys: a manifest's top level, or one of its variants.

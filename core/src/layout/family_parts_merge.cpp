@@ -108,6 +108,11 @@ family_spec finish_spec(const family_part& merged, const manifest_parts& self, c
     const std::string& only = merged.gguf.value.metadata_for[i];
     if (only.empty() || model_type.empty() || only == model_type) f.gguf.metadata.push_back(merged.gguf.value.spec.metadata[i]);
   }
+  for (const auto& [pre, only] : merged.gguf.value.tokenizer_pre_for)
+    if (only.empty() || model_type.empty() || only == model_type) {
+      f.gguf.tokenizer_pre = pre;
+      break;
+    }
   for (const auto& l : f.layouts)
     if (l.container == "gguf" && f.gguf.architecture.empty())
       problem(l.at, "layout '" + l.name + "' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section (architecture, metadata)");

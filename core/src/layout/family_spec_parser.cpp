@@ -372,16 +372,45 @@ class parser {
     return r;
   }
 
+  // gguf.tokenizer_pre: one name (every model_type of the plugin), or a list of
+  // {pre: NAME, model_type: TYPE} where the model types differ (deepseek_v2 / deepseek_v3).
+  void tokenizer_pre(const YAML::Node& n, detail::gguf_part& out) {
+    static const char* expected = "gguf.tokenizer_pre must be llama.cpp's tokenizer.ggml.pre name (e.g. qwen2), or a list of {pre: NAME, model_type: TYPE}";
+    auto name = [&](const YAML::Node& v) {
+      std::string s = str(v, "gguf.tokenizer_pre");
+      if (s.empty()) fail(v, "gguf.tokenizer_pre is empty; expected llama.cpp's pre-tokenizer name (e.g. qwen2)");
+      return s;
+    };
+    if (n.IsScalar()) {
+      out.tokenizer_pre_for.emplace_back(name(n), "");
+      return;
+    }
+    if (!n.IsSequence()) {
+      fail(n, expected);
+      return;
+    }
+    for (const auto& e : n) {
+      if (!e.IsMap()) {
+        fail(e, expected);
+        continue;
+      }
+      allowed_keys(e, {"pre", "model_type"}, "gguf.tokenizer_pre entry");
+      if (!e["pre"]) fail(e, "a gguf.tokenizer_pre entry needs 'pre' (llama.cpp's tokenizer.ggml.pre name)");
+      else out.tokenizer_pre_for.emplace_back(name(e["pre"]), e["model_type"] ? str(e["model_type"], "model_type") : "");
+    }
+  }
+
   detail::gguf_part gguf(const YAML::Node& n) {
     detail::gguf_part out;
     gguf_spec& g = out.spec;
     if (!n) return out;
     g.at = loc(n);
     if (!n.IsMap()) {
-      fail(n, "gguf must be a map (architecture, model_types, metadata, f32)");
+      fail(n, "gguf must be a map (architecture, model_types, metadata, f32, tokenizer_pre)");
       return out;
     }
-    allowed_keys(n, {"architecture", "model_types", "metadata", "f32"}, "gguf");
+    allowed_keys(n, {"architecture", "model_types", "metadata", "f32", "tokenizer_pre"}, "gguf");
+    if (const YAML::Node tp = n["tokenizer_pre"]) tokenizer_pre(tp, out);
     if (const YAML::Node f = n["f32"])
       for (const auto& name : str_list(f, "gguf.f32")) {
         try {

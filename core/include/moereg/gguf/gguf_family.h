@@ -37,12 +37,16 @@ gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& conf
 
 // Everything a .gguf written from `config` holds besides the tensors, as llama.cpp's converter
 // writes it: gguf_metadata_for's keys, then general.type / file_type / quantization_version
-// (file_type from the tensors: the ggml type holding most bytes of the 2-D+ ones), then
-// every other key of a .gguf source (`source`, may be null: tokenizer.*, general.name, ...)
-// and, when the source has no tokenizer keys, tokenizer.ggml.model = "none" (llama.cpp then
-// takes the vocabulary size from {arch}.vocab_size, which the families' rules write).
+// (file_type from the tensors: the ggml type holding most bytes of the 2-D+ ones), then every
+// other key of a .gguf source (`source`, may be null: general.name, ...), then the tokenizer:
+// a source's that has one (tokenizer.ggml.model not "none") as it is; else the tokenizer files
+// in `tokenizer_dir` (empty: none) as gguf_family_tokenizer makes them (gguf_tokenizer.h); else
+// tokenizer.ggml.model = "none" (llama.cpp then makes {arch}.vocab_size dummy tokens, which the
+// families' rules write). `tokenizer_skipped` (may be null) gets why tokenizer files that are
+// there were not converted.
 gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& config, const std::string& config_path,
-                                   const gguf_file* source, const std::vector<tensor_spec>& tensors);
+                                   const gguf_file* source, const std::vector<tensor_spec>& tensors,
+                                   const std::string& tokenizer_dir = {}, std::string* tokenizer_skipped = nullptr);
 
 // Whether a BF16/F16 tensor is written F32 in a .gguf for this family, as llama.cpp's converter
 // does (its CPU ops take norms, routers and 1-D tensors only as F32): 1-D tensors, names

@@ -201,6 +201,11 @@ struct gguf_spec {
   // Tensors (GGUF names) written F32 from bf16/f16 besides those llama.cpp's converter always
   // widens (1-D tensors, *_norm.weight, names not ending in .weight): its routers.
   std::vector<key_template> f32_tensors;
+  // llama.cpp's tokenizer.ggml.pre for this model_type: the name under which llama.cpp knows the
+  // pre-tokenizer (split regexes) of the family's byte-level BPE tokenizer.json ("qwen2",
+  // "deepseek-v3"); convert_hf_to_gguf.py finds it by hashing a test text's tokens. Empty: not
+  // declared, so a .gguf written from such a tokenizer.json gets no tokenizer (docs/gguf.md).
+  std::string tokenizer_pre;
   source_loc at;
 };
 
