@@ -6,6 +6,7 @@
 // (tests/llamacpp/llamacpp_run.cpp does the runs, in a child process).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -87,6 +88,16 @@ TEST(LlamaCpp, TokenizesTheSameFromItsVocabsRebuiltThroughTokenizerFiles) {
     ASSERT_EQ(got.exit_code, 0) << name << ": " << got.output;
     EXPECT_EQ(got.output, want.output) << name;
     ++compared;
+    // For bench/gguf/hf_tokenizer_check.py (transformers on the GPU host): the files and
+    // llama.cpp's tokens, kept where MOEREG_TOKENIZER_DUMP says.
+    if (const char* dump = std::getenv("MOEREG_TOKENIZER_DUMP"); dump && *dump) {
+      const fs::path out = fs::path(dump) / name;
+      fs::create_directories(out);
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().filename() != "vocab.gguf") fs::copy_file(e.path(), out / e.path().filename(), fs::copy_options::overwrite_existing);
+      write_bytes((out / "llamacpp_tokens.txt").string(), want.output);
+      write_bytes((fs::path(dump) / "text.txt").string(), test_text);
+    }
   }
   EXPECT_GE(compared, 12);
 }
