@@ -27,9 +27,12 @@ class WithTransformers(unittest.TestCase):
         cls.name = mt.register("moereg_test", backend="cpu")
 
     def load(self, family, experts="grouped_mm"):
-        from transformers import AutoModelForCausalLM
-        return AutoModelForCausalLM.from_pretrained(fixture(family, "hf"), dtype=torch.bfloat16,
-                                                    experts_implementation=experts).eval()
+        # The class config.json names (Qwen3-VL-MoE and Qwen3.5-MoE checkpoints are the
+        # vision-language model, whose keys the files hold; AutoModelForCausalLM would refuse
+        # the first and build the text model alone for the second).
+        path = fixture(family, "hf")
+        cls = getattr(transformers, transformers.AutoConfig.from_pretrained(path).architectures[0])
+        return cls.from_pretrained(path, dtype=torch.bfloat16, experts_implementation=experts).eval()
 
     def test_iter_tensors_gives_the_parameters_from_pretrained_gives(self):
         for family in FAMILIES:
