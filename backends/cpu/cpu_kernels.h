@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "cpu_int_dot.h"
+
 namespace moereg::cpu {
 
 // Element types of A (activations) and B (weights). FP8 weights (e4m3fn, with block
@@ -113,6 +115,10 @@ struct kernel_table {
   // matrix unit when there is one.
   matrix_unit unit;
   int unit_min_rows = 0;
+  // Integer products on the online int8/int4 codes (cpu_int_dot.h), when int_dot is on:
+  // vector tiles, and AMX INT8 for experts with at least int_unit_min_rows tokens.
+  int_kernels ints;
+  int int_unit_min_rows = 0;
 };
 
 void fill_scalar(kernel_table& t);
