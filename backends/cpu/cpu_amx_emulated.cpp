@@ -81,20 +81,20 @@ void emulated_scale_out(const float* c, int rows, int tokens, const float* w, fl
 }
 
 // tdpbssd: C[m][n] += sum over kk, j of A[m][4 kk + j] x B[kk][4 n + j], signed bytes.
-void emulated_int_block(const void* const* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
+void emulated_int_block(const int8_rows* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
                         bool accumulate) {
   for (int ia = 0; ia < na; ++ia)
     for (int ib = 0; ib < nb; ++ib) {
       std::int32_t* ct = c + 256 * (2 * ia + ib);
       if (!accumulate) std::memset(ct, 0, 256 * sizeof(std::int32_t));
-      const auto* at = static_cast<const std::int8_t*>(a[ia]);
+      const auto* at = static_cast<const std::int8_t*>(a[ia].p);
       const auto* bt = static_cast<const std::int8_t*>(b[ib]);
       for (std::int64_t s = 0; s < steps; ++s)
         for (int m = 0; m < 16; ++m)
           for (int n = 0; n < 16; ++n) {
             std::int32_t sum = ct[16 * m + n];
             for (int kk = 0; kk < 16; ++kk)
-              for (int j = 0; j < 4; ++j) sum += at[1024 * s + 64 * m + 4 * kk + j] * bt[1024 * s + 64 * kk + 4 * n + j];
+              for (int j = 0; j < 4; ++j) sum += at[a[ia].step * s + a[ia].stride * m + 4 * kk + j] * bt[1024 * s + 64 * kk + 4 * n + j];
             ct[16 * m + n] = sum;
           }
     }

@@ -43,13 +43,20 @@ using int_tile_fn = void (*)(const int_rows& r, float* c);
 // weight rows x 64 int8 (signed: int4 codes unpacked and recentred), B tiles the activations
 // of 16 tokens, four consecutive codes of a token side by side: B row kk holds, per token t,
 // chunk bytes 4kk .. 4kk + 3. C tiles are 16 x 16 int32.
+// A's 16 weight rows for a run of steps: row r of step s (64 bytes) at p + s * step + r * stride.
+// In place in an int8 matrix: step 64, stride the row's bytes; in a panel: step 1024, stride 64.
+struct int8_rows {
+  const void* p;
+  std::int64_t stride;
+  std::int64_t step;
+};
 struct int_unit {
   const char* name = nullptr;  // "amx_int8", "amx_int8_emulated"; nullptr: none
   void (*begin)() = nullptr;
   void (*end)() = nullptr;
-  // c[2 ia + ib] (+)= A_ia . B_ib over `steps` 64-element steps: A_ia's step s at a[ia] + 1024 s,
-  // B_ib's at b[ib] + 1024 s (contiguous KiB tiles); each c tile 16 x 16 int32, 256 apart.
-  void (*block)(const void* const* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
+  // c[2 ia + ib] (+)= A_ia . B_ib over `steps` 64-element steps: A_ia's rows as int8_rows,
+  // B_ib's step s at b[ib] + 1024 s (contiguous KiB tiles); each c tile 16 x 16 int32, 256 apart.
+  void (*block)(const int8_rows* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
                 bool accumulate) = nullptr;
   // 16 token rows (act_rows codes; nullptr: zeros), chunks [c0, c0 + steps), into `steps` B tiles.
   void (*pack)(const std::int8_t* const* rows, std::int64_t c0, std::int64_t steps, std::int8_t* dst) = nullptr;

@@ -35,7 +35,7 @@ void int_amx_begin() {
 void int_amx_end() { _tile_release(); }
 
 template <int NA, int NB>
-void int_run(const void* const* a, const void* const* b, std::int64_t steps, std::int32_t* c, bool accumulate) {
+void int_run(const int8_rows* a, const void* const* b, std::int64_t steps, std::int32_t* c, bool accumulate) {
   __asm__ volatile("" ::: "memory");  // GCC 12's _tile_loadd does not say it reads memory
   if (accumulate) {
     _tile_loadd(0, c, 64);
@@ -48,12 +48,13 @@ void int_run(const void* const* a, const void* const* b, std::int64_t steps, std
     if (NA > 1) _tile_zero(2);
     if (NA > 1 && NB > 1) _tile_zero(3);
   }
-  const char* a0 = static_cast<const char*>(a[0]);
-  const char* a1 = NA > 1 ? static_cast<const char*>(a[1]) : nullptr;
+  const char* a0 = static_cast<const char*>(a[0].p);
+  const char* a1 = NA > 1 ? static_cast<const char*>(a[1].p) : nullptr;
+  const std::int64_t s0 = a[0].stride, s1 = NA > 1 ? a[1].stride : 0, t0 = a[0].step, t1 = NA > 1 ? a[1].step : 0;
   const char* b0 = static_cast<const char*>(b[0]);
   const char* b1 = NB > 1 ? static_cast<const char*>(b[1]) : nullptr;
   for (std::int64_t s = 0; s < steps; ++s) {
-    _tile_loadd(4, a0 + 1024 * s, 64);
+    _tile_loadd(4, a0 + t0 * s, s0);
     _tile_loadd(6, b0 + 1024 * s, 64);
     _tile_dpbssd(0, 4, 6);
     if (NB > 1) {
@@ -61,7 +62,7 @@ void int_run(const void* const* a, const void* const* b, std::int64_t steps, std
       _tile_dpbssd(1, 4, 7);
     }
     if (NA > 1) {
-      _tile_loadd(5, a1 + 1024 * s, 64);
+      _tile_loadd(5, a1 + t1 * s, s1);
       _tile_dpbssd(2, 5, 6);
       if (NB > 1) _tile_dpbssd(3, 5, 7);
     }
@@ -72,7 +73,7 @@ void int_run(const void* const* a, const void* const* b, std::int64_t steps, std
   if (NA > 1 && NB > 1) _tile_stored(3, c + 768, 64);
 }
 
-void int_amx_block(const void* const* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
+void int_amx_block(const int8_rows* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
                    bool accumulate) {
   if (na > 1) {
     if (nb > 1) int_run<2, 2>(a, b, steps, c, accumulate);

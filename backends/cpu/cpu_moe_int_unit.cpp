@@ -2,9 +2,10 @@
 // The integer products on the matrix unit (AMX INT8 tdpbssd, or its portable model): W . X^T
 // as the bf16 unit computes it (cpu_moe_unit.cpp), with int8 tiles of 64 elements a step.
 // Per item and K pass the item's token tiles are packed from the quantized activation rows
-// (cpu_moe_int.cpp) into B tiles, and each 16 weight rows are copied (int8) or unpacked and
-// recentred (int4) into two A panels: 16 rows x one pass, in the thread's scratch (never a
-// copy of the layer). Each group's part of a pass is one run of tdpbssd into int32 tiles,
+// (cpu_moe_int.cpp) into B tiles; each 16 int8 weight rows are read in place by the tile loads
+// (at the row stride; rows of K not whole 64-chunks, and a matrix's last partial 16 rows, are
+// copied into a panel first), int4 rows unpacked and recentred into the thread's A panels:
+// 16 rows x one pass (never a copy of the layer). Each group's part of a pass is one run of tdpbssd into int32 tiles,
 // then scaled once (ws x as) into the item's f32 sums.
 #include <algorithm>
 #include <cmath>
@@ -53,6 +54,18 @@ std::int64_t group_end(std::int64_t c0, std::int64_t s, std::int64_t steps, std:
   return std::min(steps, ceil_div((g + 1) * group, int_chunk) - c0);
 }
 
+// 16 weight rows [n0, n0 + 16) of a matrix of n_rows rows of k codes, chunks [c0, c0 + steps),
+// as A tiles: int8 rows in place when all 16 exist and k is whole chunks (tdpbssd loads them
+// at the row stride; no copy), else copied or unpacked into the thread's panel.
+int8_rows weight_tiles(const int_unit& u, const char* base, std::int64_t row_bytes, bool int4, std::int64_t n0,
+                       std::int64_t n_rows, std::int64_t k, std::int64_t c0, std::int64_t steps, std::int8_t* panel) {
+  if (!int4 && n0 + int_tile_rows <= n_rows && k % int_chunk == 0) return {base + n0 * row_bytes + c0 * int_chunk, row_bytes, int_chunk};
+  u.load_rows(base + n0 * row_bytes, row_bytes, static_cast<int>(std::min(int_tile_rows, n_rows - n0)), int4, k, c0, steps, panel);
+  return {panel, int_chunk, int_tile_bytes};
+}
+
+int8_rows at_step(const int8_rows& r, std::int64_t s) { return {static_cast<const char*>(r.p) + s * r.step, r.stride, r.step}; }
+
 }  // namespace
 
 void moe_engine::int_unit_gate_up(const item& it, int thread) {
@@ -83,14 +96,13 @@ void moe_engine::int_unit_gate_up(const item& it, int thread) {
     }
     for (std::int64_t j = 0; j < blocks; ++j) {
       const std::int64_t n0 = it.col0 + int_tile_rows * j;
-      const int nrow = static_cast<int>(std::min(int_tile_rows, I - n0));
-      u.load_rows(ex.w13 + n0 * ex.w13_row, ex.w13_row, nrow, int4, hidden_, c0, steps, a0);
-      u.load_rows(ex.w13 + (I + n0) * ex.w13_row, ex.w13_row, nrow, int4, hidden_, c0, steps, a1);
+      const int8_rows gate = weight_tiles(u, ex.w13, ex.w13_row, int4, n0, I, hidden_, c0, steps, a0);
+      const int8_rows up = weight_tiles(u, ex.w13 + I * ex.w13_row, ex.w13_row, int4, n0, I, hidden_, c0, steps, a1);
       for (std::int64_t s = 0; s < steps;) {
         const std::int64_t s1 = group_end(c0, s, steps, int_group_), g = (c0 + s) * int_chunk / int_group_;
         int_weight_scales(ex.w13_scale, ex.w13_scale_row, n0, I, g, wsg);
         int_weight_scales(up_scales, ex.w13_scale_row, n0, I, g, wsu);
-        const void* a[2] = {a0 + s * int_tile_bytes, a1 + s * int_tile_bytes};
+        const int8_rows a[2] = {at_step(gate, s), at_step(up, s)};
         for (std::int64_t p = 0; 2 * p < tiles; ++p) {
           const int nb = 2 * p + 1 < tiles ? 2 : 1;
           const void* b[2] = {bp + (2 * p * steps + s) * int_tile_bytes, bp + ((2 * p + 1) * steps + s) * int_tile_bytes};
@@ -158,15 +170,13 @@ void moe_engine::int_unit_down(const item& it, int thread) {
       // A_0, A_1: two consecutive 16-row tiles of w2 (one at the item's end).
       const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j;
       const int na = n0 + int_tile_rows < it.col1 ? 2 : 1;
-      u.load_rows(ex.w2 + n0 * ex.w2_row, ex.w2_row, static_cast<int>(std::min(int_tile_rows, hidden_ - n0)), int4, I, c0, steps, a0);
-      if (na > 1)
-        u.load_rows(ex.w2 + (n0 + int_tile_rows) * ex.w2_row, ex.w2_row,
-                    static_cast<int>(std::min(int_tile_rows, hidden_ - n0 - int_tile_rows)), int4, I, c0, steps, a1);
+      const int8_rows w0 = weight_tiles(u, ex.w2, ex.w2_row, int4, n0, hidden_, I, c0, steps, a0);
+      const int8_rows w1 = na > 1 ? weight_tiles(u, ex.w2, ex.w2_row, int4, n0 + int_tile_rows, hidden_, I, c0, steps, a1) : w0;
       for (std::int64_t s = 0; s < steps;) {
         const std::int64_t s1 = group_end(c0, s, steps, int_group_), g = (c0 + s) * int_chunk / int_group_;
         int_weight_scales(ex.w2_scale, ex.w2_scale_row, n0, hidden_, g, ws0);
         int_weight_scales(ex.w2_scale, ex.w2_scale_row, n0 + int_tile_rows, hidden_, g, ws1);
-        const void* a[2] = {a0 + s * int_tile_bytes, a1 + s * int_tile_bytes};
+        const int8_rows a[2] = {at_step(w0, s), at_step(w1, s)};
         for (std::int64_t p = 0; 2 * p < tiles; ++p) {
           const int nb = 2 * p + 1 < tiles ? 2 : 1;
           const void* b[2] = {bp + (2 * p * steps + s) * int_tile_bytes, bp + ((2 * p + 1) * steps + s) * int_tile_bytes};
