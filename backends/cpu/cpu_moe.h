@@ -19,6 +19,10 @@
 // unit's pair-interleaved tiles, the weights are read from a copy in the unit's tile order
 // made at create (cpu_tile_weights.h; or in place without it), and h goes straight from the
 // gate/up tiles into the layout the down projection's tiles read.
+//
+// Experts quantized at create to int8/int4 (backend option quantize) run integer products
+// by default (int_dot; cpu_moe_int.cpp, cpu_moe_int_unit.cpp): activations quantized per
+// token and group, int32 sums, AMX INT8 or VNNI tiles.
 #pragma once
 
 #include <algorithm>
