@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // The matrix unit's contract (cpu_kernels.h) in portable C++, one product at a time: the
 // engine's AMX path (repacking, tails, passes, epilogues) then runs and is tested on any
-// CPU. Slow by design; chosen only by MOEREG_CPU_ISA=amx_emulated.
+// CPU. Slow by design; chosen only by the backend option isa=amx_emulated. The INT8 half
+// (tdpbssd's contract, cpu_int_dot.h) likewise, for the integer products of int_dot.
 #include <cmath>
 #include <cstring>
 
+#include "cpu_int_dot.h"
 #include "cpu_kernels.h"
 #include "cpu_moe_detail.h"
 
@@ -78,7 +80,69 @@ void emulated_scale_out(const float* c, int rows, int tokens, const float* w, fl
     for (int n = 0; n < rows; ++n) y[t][n] = w[t] * c[16 * n + t];
 }
 
+// tdpbssd: C[m][n] += sum over kk, j of A[m][4 kk + j] x B[kk][4 n + j], signed bytes.
+void emulated_int_block(const int8_rows* a, int na, const void* const* b, int nb, std::int64_t steps, std::int32_t* c,
+                        bool accumulate) {
+  for (int ia = 0; ia < na; ++ia)
+    for (int ib = 0; ib < nb; ++ib) {
+      std::int32_t* ct = c + 256 * (2 * ia + ib);
+      if (!accumulate) std::memset(ct, 0, 256 * sizeof(std::int32_t));
+      const auto* at = static_cast<const std::int8_t*>(a[ia].p);
+      const auto* bt = static_cast<const std::int8_t*>(b[ib]);
+      for (std::int64_t s = 0; s < steps; ++s)
+        for (int m = 0; m < 16; ++m)
+          for (int n = 0; n < 16; ++n) {
+            std::int32_t sum = ct[16 * m + n];
+            for (int kk = 0; kk < 16; ++kk)
+              for (int j = 0; j < 4; ++j) sum += at[a[ia].step * s + a[ia].stride * m + 4 * kk + j] * bt[1024 * s + 64 * kk + 4 * n + j];
+            ct[16 * m + n] = sum;
+          }
+    }
+}
+
+void emulated_int_pack(const std::int8_t* const* rows, std::int64_t c0, std::int64_t steps, std::int8_t* dst) {
+  for (std::int64_t s = 0; s < steps; ++s)
+    for (int kk = 0; kk < 16; ++kk)
+      for (int t = 0; t < 16; ++t)
+        for (int j = 0; j < 4; ++j)
+          dst[1024 * s + 64 * kk + 4 * t + j] = rows[t] ? rows[t][(c0 + s) * int_chunk + 4 * kk + j] : 0;
+}
+
+void emulated_int_load_rows(const void* src, std::int64_t stride, int rows, bool int4, std::int64_t k, std::int64_t c0,
+                            std::int64_t steps, std::int8_t* dst) {
+  for (std::int64_t s = 0; s < steps; ++s)
+    for (int r = 0; r < 16; ++r)
+      for (std::int64_t p = 0; p < int_chunk; ++p) {
+        // Position p of the chunk holds element e: as is, or (int4) even elements first.
+        const std::int64_t e = (c0 + s) * int_chunk + (!int4 ? p : p < 32 ? 2 * p : 2 * (p - 32) + 1);
+        int v = 0;
+        if (r < rows && e < k) {
+          const auto* row = static_cast<const std::uint8_t*>(src) + r * stride;
+          v = int4 ? static_cast<int>(e % 2 ? row[e / 2] >> 4 : row[e / 2] & 15) - 8 : static_cast<std::int8_t>(row[e]);
+        }
+        dst[1024 * s + 64 * r + p] = static_cast<std::int8_t>(v);
+      }
+}
+
+void emulated_int_scale_acc(const std::int32_t* c, const float* ws, const float* as, float* acc, bool accumulate) {
+  for (int m = 0; m < 16; ++m)
+    for (int t = 0; t < 16; ++t) {
+      const float p = static_cast<float>(c[16 * m + t]) * (ws[m] * as[t]);
+      acc[16 * m + t] = accumulate ? acc[16 * m + t] + p : p;
+    }
+}
+
 }  // namespace
+
+void fill_int_amx_emulated(int_unit& u) {
+  u.name = "amx_int8_emulated";
+  u.begin = &emulated_begin;
+  u.end = &emulated_end;
+  u.block = &emulated_int_block;
+  u.pack = &emulated_int_pack;
+  u.load_rows = &emulated_int_load_rows;
+  u.scale_acc = &emulated_int_scale_acc;
+}
 
 void fill_amx_emulated(matrix_unit& u) {
   u.name = "amx_emulated";

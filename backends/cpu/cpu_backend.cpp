@@ -63,6 +63,7 @@ moereg::cpu::online_quant online_quant_of(const moereg::cpu::cpu_options& o) {
   q.bits = o.quantize;
   q.group = o.quantize_group >= 0 ? o.quantize_group : o.quantize == 4 ? 128 : 0;
   q.ggml = o.quantize_ggml;
+  q.int_dot = o.int_dot;
   return q;
 }
 

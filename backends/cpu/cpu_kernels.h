@@ -9,13 +9,16 @@
 
 #include <cstdint>
 
+#include "cpu_int_dot.h"
+
 namespace moereg::cpu {
 
 // Element types of A (activations) and B (weights). FP8 weights (e4m3fn, with block
 // scales) and the 4-bit codes (two per byte, low nibble first, with a scale per output row
 // and group of inputs: symmetric int4 (q - 8) and MXFP4's e2m1) have no direct tiles: they
 // are always widened into an f32 panel first.
-// int8 (symmetric, w = q x s) comes from the online quantization at create (cpu_quantize.cpp).
+// int8 (symmetric, w = q x s) comes from the online quantization at create (cpu_quantize.cpp);
+// with int_dot the online int8/int4 codes take the integer tiles instead (cpu_int_dot.h).
 // The ggml blocks of GGUF files (Q8_0, Q4_0: 32 values a block; Q4_K, Q6_K: 256) carry their
 // scales inside; they too are always widened into panels (cpu_ggml_blocks.h), and so is F16,
 // which GGUF files keep beside them (a tensor whose rows are no whole number of blocks).
@@ -113,6 +116,10 @@ struct kernel_table {
   // matrix unit when there is one.
   matrix_unit unit;
   int unit_min_rows = 0;
+  // Integer products on the online int8/int4 codes (cpu_int_dot.h), when int_dot is on:
+  // vector tiles, and AMX INT8 for experts with at least int_unit_min_rows tokens.
+  int_kernels ints;
+  int int_unit_min_rows = 0;
 };
 
 void fill_scalar(kernel_table& t);

@@ -122,6 +122,7 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
     pool_ = std::make_unique<thread_pool>(std::max(1, threads));
   }
   quantize_at_create(quant, t13, t2);
+  setup_int_dot(quant);
   quantized_ = panel_weights(t13) || panel_weights(t2);
   if (quantized_ || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
     panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
@@ -306,6 +307,7 @@ void moe_engine::reserve(std::int64_t tokens, std::int64_t top_k) {
   gu_acc_.assign(static_cast<std::size_t>(pool_->size() * acc_floats), 0.0f);
   unit_row_.assign(experts_.size(), -1);
   if (!xv_.empty()) size_unit_buffers();  // the unit has run: its buffers follow T
+  if (int_dot_) size_int_buffers();
 }
 
 void moe_engine::size_vector_h() {
@@ -333,7 +335,7 @@ void moe_engine::plan_items(bool down) {
   std::int64_t blocks = 0;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     std::int64_t rows = bucket_begin_[e + 1] - bucket_begin_[e];
-    blocks += ceil_div(rows, on_unit(e) ? unit_item_rows : row_block);
+    blocks += ceil_div(rows, on_unit(e) || int_on_unit(e) ? unit_item_rows : row_block);
   }
   if (blocks == 0) return;
   // Split the output columns so every thread gets several items, even at T = 1.
@@ -342,7 +344,7 @@ void moe_engine::plan_items(bool down) {
     std::int64_t begin = bucket_begin_[e], rows = bucket_begin_[e + 1] - begin;
     if (rows == 0) continue;
     std::int64_t cols = down ? hidden_ : experts_[e].inter;
-    if (on_unit(e)) {
+    if (on_unit(e) || int_on_unit(e)) {
       const std::int64_t q = down ? 32 : 16, cap = down ? max_item_cols : max_item_pairs;
       const std::int64_t chunk = std::clamp(ceil_div(ceil_div(cols, want), q) * q, q, cap);
       for (std::int64_t r = 0; r < rows; r += unit_item_rows)
@@ -368,7 +370,11 @@ void moe_engine::plan_items(bool down) {
 void moe_engine::run_gate_up(void* self, std::int64_t i, int thread) {
   auto* me = static_cast<moe_engine*>(self);
   const item& it = me->items_[static_cast<std::size_t>(i)];
-  if (me->on_unit(static_cast<std::size_t>(it.expert))) {
+  const auto e = static_cast<std::size_t>(it.expert);
+  if (me->int_bucket(e)) {
+    if (me->int_on_unit(e)) me->int_unit_gate_up(it, thread);
+    else me->int_gate_up(it, thread);
+  } else if (me->on_unit(e)) {
     me->unit_gate_up(it, thread);
   } else {
     me->gate_up(it, thread);
@@ -378,7 +384,11 @@ void moe_engine::run_gate_up(void* self, std::int64_t i, int thread) {
 void moe_engine::run_down(void* self, std::int64_t i, int thread) {
   auto* me = static_cast<moe_engine*>(self);
   const item& it = me->items_[static_cast<std::size_t>(i)];
-  if (me->on_unit(static_cast<std::size_t>(it.expert))) {
+  const auto e = static_cast<std::size_t>(it.expert);
+  if (me->int_bucket(e)) {
+    if (me->int_on_unit(e)) me->int_unit_down(it, thread);
+    else me->int_down(it, thread);
+  } else if (me->on_unit(e)) {
     me->unit_down(it, thread);
   } else {
     me->down(it, thread);
@@ -482,9 +492,15 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
 
   clock.lap(phase_sort);
   if (plan_unit()) pool_->run(unit_tiles_, &run_pack, this);
+  if (int_dot_) {
+    // The integer experts: which take the AMX INT8 unit, and every token's x quantized once.
+    for (std::size_t e = 0; e < static_cast<std::size_t>(num_experts_); ++e)
+      int_unit_[e] = kernels_.ints.unit.name && bucket_begin_[e + 1] - bucket_begin_[e] >= std::max(1, kernels_.int_unit_min_rows);
+    pool_->run(T, &run_quantize_x, this);
+  }
   if (h_.empty())
     for (std::size_t e = 0; e < nb; ++e)
-      if (bucket_begin_[e + 1] > bucket_begin_[e] && !on_unit(e)) {
+      if (bucket_begin_[e + 1] > bucket_begin_[e] && !on_unit(e) && !int_bucket(e)) {
         size_vector_h();
         break;
       }
@@ -492,6 +508,7 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
   plan_items(false);
   run_by_node(static_cast<std::int64_t>(items_.size()), &run_gate_up, [this](std::int64_t i) { return items_[static_cast<std::size_t>(i)].expert; });
   clock.lap(phase_gate_up);
+  if (int_dot_) pool_->run(bucket_begin_[static_cast<std::size_t>(num_experts_)], &run_quantize_h, this);  // h of the routed rows
   plan_items(true);
   run_by_node(static_cast<std::int64_t>(items_.size()), &run_down, [this](std::int64_t i) { return items_[static_cast<std::size_t>(i)].expert; });
   clock.lap(phase_down);
@@ -543,9 +560,19 @@ std::string moe_engine::describe() const {
     s += std::string(",\"quantize\":\"") + ggml_elem_name(quant_.ggml) + "\",\"quantized_bytes\":" + std::to_string(quant_memory_.bytes());
   } else if (quant_.bits) {
     s += ",\"weights\":\"routed experts quantized at create to int" + std::to_string(quant_.bits) +
-         " (symmetric, one F32 scale per row and group of inputs), dequantized per K pass into per-thread panels\"";
+         (int_dot_ ? " (symmetric, one F32 scale per row and group of inputs), multiplied in int32 by int8 activations quantized "
+                     "per token and group\""
+                   : " (symmetric, one F32 scale per row and group of inputs), dequantized per K pass into per-thread panels\"");
     s += ",\"quantize\":\"int" + std::to_string(quant_.bits) + "\",\"quantize_group\":" + std::to_string(quant_.group) +
          ",\"quantized_bytes\":" + std::to_string(quant_memory_.bytes());
+    // Which products run: integer tiles (and unit) or the f32/bf16 panels.
+    if (int_dot_) {
+      s += std::string(",\"int_dot\":\"on\",\"int_dot_isa\":\"") + kernels_.ints.isa + "\",\"int_dot_unit\":" +
+           (kernels_.ints.unit.name ? std::string("\"") + kernels_.ints.unit.name + "\"" : std::string("null")) +
+           ",\"int_unit_min_rows\":" + std::to_string(kernels_.int_unit_min_rows);
+    } else {
+      s += ",\"int_dot\":\"off\"";
+    }
   }
   if (quant_.on()) {
     char qs[32];

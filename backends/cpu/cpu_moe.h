@@ -19,6 +19,10 @@
 // unit's pair-interleaved tiles, the weights are read from a copy in the unit's tile order
 // made at create (cpu_tile_weights.h; or in place without it), and h goes straight from the
 // gate/up tiles into the layout the down projection's tiles read.
+//
+// Experts quantized at create to int8/int4 (backend option quantize) run integer products
+// by default (int_dot; cpu_moe_int.cpp, cpu_moe_int_unit.cpp): activations quantized per
+// token and group, int32 sums, AMX INT8 or VNNI tiles.
 #pragma once
 
 #include <algorithm>
@@ -50,6 +54,8 @@ struct online_quant {
   int bits = 0;  // 0: none; 8 or 4
   std::int64_t group = 0;
   int ggml = -1;
+  // Backend option int_dot: -1 auto, 0 off, 1 on (cpu_int_dot.h; refused where it cannot apply).
+  int int_dot = -1;
   bool on() const { return bits != 0 || ggml >= 0; }
 };
 
@@ -178,6 +184,48 @@ class moe_engine {
   online_quant quant_;
   tile_memory quant_memory_;
   double quant_seconds_ = 0;
+  // Integer products (int_dot; cpu_moe_int.cpp on the vector tiles, cpu_moe_int_unit.cpp on
+  // AMX INT8): the routed experts' int8/int4 codes times activations quantized per forward.
+  void setup_int_dot(const online_quant& q);
+  bool int_bucket(std::size_t e) const { return int_dot_ && e < static_cast<std::size_t>(num_experts_); }
+  bool int_on_unit(std::size_t e) const { return int_unit_.size() > e && int_unit_[e]; }
+  void size_int_buffers();
+  // Quantizes the activation rows [r0, r1) of `src` (row r at src + r * src_row bytes, x's or
+  // f32 type) into codes, scales and chunk sums (cpu_int_dot.h's act_rows).
+  struct act_rows {
+    std::vector<std::int8_t> q;
+    std::vector<float> scale;
+    std::vector<std::int32_t> sum;
+    std::int64_t k = 0, row = 0, groups = 0, chunks = 0;  // row: codes per row (whole chunks)
+    void size(std::int64_t rows, std::int64_t k_len, std::int64_t group);
+    const std::int8_t* codes(std::int64_t r) const { return q.data() + r * row; }
+    const float* scales(std::int64_t r) const { return scale.data() + r * groups; }
+    const std::int32_t* sums(std::int64_t r) const { return sum.data() + r * chunks; }
+  };
+  void quantize_acts(act_rows& dst, const char* src, std::int64_t src_row, int src_type, std::int64_t r, std::int64_t src_r) const;
+  static void run_quantize_x(void* self, std::int64_t i, int thread);
+  static void run_quantize_h(void* self, std::int64_t i, int thread);
+  void int_gate_up(const item& it, int thread);
+  void int_down(const item& it, int thread);
+  void int_unit_gate_up(const item& it, int thread);
+  void int_unit_down(const item& it, int thread);
+  // K passes of the unit, in 64-element chunks: long ones for one pair of token tiles (each
+  // weight read once anyway), k_block ones otherwise; the per-thread panels they need.
+  std::int64_t int_long_chunks() const;
+  std::int64_t int_short_chunks() const;
+  std::int64_t int_pass_chunks(std::int64_t k_len, std::int64_t token_tiles) const;
+  std::int64_t int_panel_bytes() const;
+  // The scales of weight rows [n0, n0 + 16) for group g (zeros past n_rows).
+  void int_weight_scales(const float* first_row, std::int64_t scale_row, std::int64_t n0, std::int64_t n_rows, std::int64_t g,
+                         float* ws) const;
+  bool int_dot_ = false;
+  std::int64_t int_group_ = 0;    // elements per scale, of weights and activations alike
+  act_rows xq_, hq_;              // x per token; h per bucket row
+  std::vector<float> hf_;         // h of the integer experts, f32 [rows, h_stride_]
+  std::vector<char> int_unit_;    // per bucket: runs on the AMX INT8 unit this call
+  std::vector<std::int8_t> int_panel_;  // per thread: B tiles, then two A panels (unit)
+  std::vector<std::int32_t> int_c_;     // per thread: four int32 tiles (unit)
+
   // Copies every bf16 expert into tile_memory_ (cpu_tile_weights.h), on all threads.
   void make_tile_weights();
   struct tile_job {

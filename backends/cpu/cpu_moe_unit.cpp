@@ -41,7 +41,7 @@ bool moe_engine::plan_unit() {
     // bf16 weights, or quantized ones dequantized into bf16 panels per pass (f32 stays on the
     // vector tiles: the unit would round its weights).
     const bool ok13 = ex.w13_type == elem_bf16 || panel_weights(ex.w13_type), ok2 = ex.w2_type == elem_bf16 || panel_weights(ex.w2_type);
-    if (rows == 0 || rows < kernels_.unit_min_rows || !ok13 || !ok2) continue;
+    if (rows == 0 || rows < kernels_.unit_min_rows || !ok13 || !ok2 || int_bucket(e)) continue;
     unit_row_[e] = unit_tiles_ * tile_rows;
     unit_tiles_ += ceil_div(rows, tile_rows);
   }

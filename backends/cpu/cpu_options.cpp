@@ -12,7 +12,7 @@ namespace moereg::cpu {
 namespace {
 
 const char* const known_keys =
-    "isa, k_block, unit_prefetch, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, numa";
+    "isa, k_block, unit_prefetch, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa";
 
 std::int64_t integer(const std::string& key, const char* value, std::int64_t lo, std::int64_t hi) {
   char* end = nullptr;
@@ -31,6 +31,30 @@ bool boolean(const std::string& key, const char* value) {
   throw std::invalid_argument("backend option " + key + "=" + v + ": expected 0 or 1 (or true/false, on/off)");
 }
 
+// The integer tiles follow the vector set asked for (isa=avx_vnni: the AVX2 float tiles with
+// AVX-VNNI integer ones), each falling back to the best the CPU has below it; the AMX INT8
+// unit goes with the AMX unit (real or emulated).
+void pick_int_kernels(const cpu_options& o, kernel_table& t) {
+  const std::string& want = o.isa;
+  const bool wide = want.empty() || want == "amx" || want == "amx_emulated" || want == "avx512bf16" || want == "avx512f";
+  if (wide && cpu_has_avx512vnni()) {
+    fill_int_avx512vnni(t.ints);
+  } else if ((wide || want == "avx_vnni") && cpu_has_avx_vnni()) {
+    fill_int_avx_vnni(t.ints);
+  } else if (want != "scalar" && cpu_has_avx2()) {
+    fill_int_avx2(t.ints);
+  } else {
+    fill_int_scalar(t.ints);
+  }
+  if (want == "amx_emulated") {
+    fill_int_amx_emulated(t.ints.unit);
+  } else if (t.unit.name && cpu_has_amx_int8()) {
+    fill_int_amx(t.ints.unit);
+  }
+  // Measured on the 2-core development VM (Sapphire Rapids): see docs/backends.md.
+  t.int_unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : 2;
+}
+
 }  // namespace
 
 cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count) {
@@ -41,9 +65,10 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
     const char* value = kv[i].value;
     if (key == "isa") {
       const std::string v = value;
-      if (v != "" && v != "amx" && v != "amx_emulated" && v != "avx512bf16" && v != "avx512f" && v != "avx2" && v != "scalar")
+      if (v != "" && v != "amx" && v != "amx_emulated" && v != "avx512bf16" && v != "avx512f" && v != "avx_vnni" && v != "avx2" &&
+          v != "scalar")
         throw std::invalid_argument("backend option isa=" + v +
-                                    ": expected amx, avx512bf16, avx512f, avx2, scalar or amx_emulated");
+                                    ": expected amx, avx512bf16, avx512f, avx_vnni, avx2, scalar or amx_emulated");
       o.isa = v;
     } else if (key == "k_block") {
       o.k_block = integer(key, value, 1, std::int64_t{1} << 30);
@@ -69,6 +94,11 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
     } else if (key == "numa") {
       o.numa = value;
       if (o.numa != "auto" && o.numa != "off") parse_numa_topology(o.numa);  // refused here, naming the text
+    } else if (key == "int_dot") {
+      const std::string v = value;
+      if (v != "auto" && v != "on" && v != "off")
+        throw std::invalid_argument("backend option int_dot=" + v + ": expected auto, on or off");
+      o.int_dot = v == "auto" ? -1 : v == "on" ? 1 : 0;
     } else if (key == "quantize_group") {
       o.quantize_group = integer(key, value, 0, std::int64_t{1} << 30);
     } else {
@@ -110,6 +140,7 @@ kernel_table pick_kernels(const cpu_options& o) {
   // originals are not read again after create). Measured on a 16-core Xeon.
   t.unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : t.unit.tile_weights ? 1 : 2;
   if (o.panel_min_rows >= 0) t.panel_min_rows = o.panel_min_rows;
+  pick_int_kernels(o, t);
   return t;
 }
 

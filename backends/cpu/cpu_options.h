@@ -15,7 +15,7 @@
 namespace moereg::cpu {
 
 struct cpu_options {
-  std::string isa;           // "" best; avx512bf16|avx512f|avx2|scalar force a lower set;
+  std::string isa;           // "" best; avx512bf16|avx512f|avx_vnni|avx2|scalar force a lower set;
                              // amx (the default where present); amx_emulated (tests)
   int unit_prefetch = 2;     // AMX: prefetch distance of weight rows, in 32-element steps
   int unit_panels = -1;      // -1 default; 0 reads weight tiles in place; 1 copies per pass
@@ -28,6 +28,7 @@ struct cpu_options {
   int quantize = 0;          // 0 none; 8 or 4: quantize bf16/f32 experts at create
   int quantize_ggml = -1;    // or the elem_type of quantize=q8_0|q4_0|q4_k|q6_k (ggml blocks)
   std::int64_t quantize_group = -1;  // -1 default (int8: 0 = whole row; int4: 128)
+  int int_dot = -1;           // -1 auto (on where quantize=int8|int4 allows), 0 off (f32/bf16 panels), 1 on
   std::string numa = "auto";  // auto (sysfs), off, or an injected topology "0-3;4-7"
 };
 

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # device_quant.sh - the cpu backend on the AMX Xeon of the GPU machine, bf16 experts against the
 # same experts quantized at create (--backend-option quantize=int8 | int4 | q8_0 | q4_k: the
-# online int8/int4 codes and the GGUF ggml blocks), for the qwen3_30b_a3b, mixtral_8x7b and
+# online int8/int4 codes and the GGUF ggml blocks; int8 and int4 each twice, with the integer
+# products (int_dot, the default: AMX INT8 / AVX-512 VNNI) and with int_dot=off (codes widened
+# into f32/bf16 panels), columns "int8" and "int8+panels"), for the qwen3_30b_a3b, mixtral_8x7b and
 # deepseek_v3_e64 presets at T = 1, 16, 128, 1024: ms, weight bytes streamed per second against
 # the read-bandwidth probe ("of bw": best of the probe's read patterns; forwards cycle over
 # inputs routed afresh so the experts they read outgrow the last-level cache, and a row whose
@@ -18,14 +20,15 @@ here=$(pwd)
 export LD_LIBRARY_PATH=$here/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=${MOEREG:-.carry/bin/moereg}
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(nproc) cores; flags: $(grep -m1 flags /proc/cpuinfo | grep -o 'avx512[a-z_0-9]*\|amx[a-z_0-9]*\|avx2' | sort -u | tr '\n' ' ')"
-IFS='|' read -r -a configs <<< "${CONFIGS:--|quantize=int8|quantize=int4|quantize=q8_0|quantize=q4_k}"
+IFS='|' read -r -a configs <<< "${CONFIGS:--|quantize=int8|quantize=int4|quantize=int8 int_dot=off|quantize=int4 int_dot=off|quantize=q8_0|quantize=q4_k}"
 budget=${BUDGET_SECONDS:-420}
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 start=$SECONDS
 for p in ${PRESETS:-qwen3_30b_a3b mixtral_8x7b deepseek_v3_e64}; do
   for i in "${!configs[@]}"; do
-    name=${configs[$i]#quantize=}; [ "$name" = - ] && name=bf16
+    # One word per setting for the summary: "int8", "int8+panels" (int_dot=off), "q4_k", ...
+    name=$(sed 's/quantize=//g; s/int_dot=off/panels/; s/ /+/g' <<< "${configs[$i]}"); [ "$name" = - ] && name=bf16
     if [ $((SECONDS - start)) -ge "$budget" ]; then
       echo "== $p ${configs[$i]}: skipped, past BUDGET_SECONDS=$budget"; continue
     fi
@@ -36,7 +39,7 @@ for p in ${PRESETS:-qwen3_30b_a3b mixtral_8x7b deepseek_v3_e64}; do
     echo "== $p ${configs[$i]} (t=$((SECONDS - start)) s)"
     out=$("$bin" moe bench --backend cpu "${opts[@]}" --preset "$p" --tokens "${TOKENS:-1,16,128,1024}" \
       --min-seconds "${MIN_SECONDS:-0.2}" "${ref[@]}" --log-level warn 2>&1)
-    grep -oE '"w13_dtype":"[A-Za-z0-9_]+"|"quantized_bytes":[0-9]+|"quantize_seconds":[0-9.]+|"load_seconds":[0-9.]+|"weight_bytes":[0-9]+|read bandwidth [0-9.]+ GB/s' <<< "$out" | tr '\n' ' '; echo
+    grep -oE '"w13_dtype":"[A-Za-z0-9_]+"|"int_dot[a-z_]*":("[A-Za-z0-9_]+"|null)|"quantized_bytes":[0-9]+|"quantize_seconds":[0-9.]+|"load_seconds":[0-9.]+|"weight_bytes":[0-9]+|read bandwidth [0-9.]+ GB/s' <<< "$out" | tr '\n' ' '; echo
     grep -E 'read bandwidth is the best of|forwards cycle over|the experts of a cycle fit' <<< "$out"
     grep -E '^ +tokens|^ +[0-9]+ ' <<< "$out" || echo "$out" | tail -5
     # preset config T ms of_bw torch_ms

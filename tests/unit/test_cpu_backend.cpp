@@ -266,10 +266,10 @@ TEST(cpu_backend, options_are_applied_and_checked_by_name) {
   b = nullptr;
   EXPECT_EQ(create({{"kblock", "4"}}, &b),
             "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_prefetch, unit_panels, "
-            "tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, numa)");
+            "tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa)");
   EXPECT_EQ(create({{"k_block", "0"}}, &b), "1: backend option k_block=0: expected an integer in 1..1073741824");
   EXPECT_EQ(create({{"isa", "sse2"}}, &b),
-            "1: backend option isa=sse2: expected amx, avx512bf16, avx512f, avx2, scalar or amx_emulated");
+            "1: backend option isa=sse2: expected amx, avx512bf16, avx512f, avx_vnni, avx2, scalar or amx_emulated");
   EXPECT_EQ(create({{"phases", "maybe"}}, &b), "1: backend option phases=maybe: expected 0 or 1 (or true/false, on/off)");
   EXPECT_EQ(b, nullptr);
 }
