@@ -150,7 +150,7 @@ inline void ssm_a(int32_t direction, const std::string& key, const char* config_
   if (direction == MOEREG_ENCODE) {  // values, then heads
     for (std::size_t i = 0; i < n; ++i) {
       const float x = values[i], y = neg_exp(x);
-      float back = 0;
+      float back = std::nanf("");  // stays NaN when nothing decodes to y
       if (!neg_exp_inverse(y, back) || float_bits(back) != float_bits(x))
         throw hook_error(key + ": element " + std::to_string(i) + ": A_log " + show(x) + " is stored by llama.cpp as -exp(A_log) = " +
                          show(y) + ", from which float32 cannot tell it apart" +
@@ -160,15 +160,14 @@ inline void ssm_a(int32_t direction, const std::string& key, const char* config_
     reorder_rows(MOEREG_ENCODE, d, 0, 1, key, &tmp, dst);
     return;
   }
-  reorder_rows(MOEREG_DECODE, d, 0, 1, key, src, &tmp);
-  auto out = static_cast<float*>(dst->data);
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < n; ++i) {  // values (named by their place in the file), then heads
     float x = 0;
     if (!neg_exp_inverse(values[i], x))
       throw hook_error(key + ": element " + std::to_string(i) + ": " + show(values[i]) +
                        " is not -exp of any float32 value, so it cannot be read back as A_log");
-    out[i] = x;
+    values[i] = x;
   }
+  reorder_rows(MOEREG_DECODE, d, 0, 1, key, &tmp, dst);
 }
 
 }  // namespace qwen35_hooks
