@@ -286,11 +286,25 @@ TEST(GgufCheckpoint, PluginGgufSectionIsChecked) {
   EXPECT_NE(errors[0].find("layout 'gguf' writes a .gguf (container: gguf), so the plugin needs a 'gguf' section"),
             std::string::npos)
       << errors[0];
-  root["gguf"] = YAML::Load("{architecture: qwen3moe, metadata: [{key: a, config: x, value: 1}, {key: b, config: y, type: u7}]}");
+  root["gguf"] = YAML::Load(
+      "{architecture: qwen3moe, metadata: [{key: a, config: x, value: 1}, {key: b, config: y, type: u7},"
+      " {key: c, config: z, type: bool_array}, {key: d, config: w, default: [1]}, {key: e, product: [p, q], config: r}]}");
+  errors = none.check({"qwen3_moe", "p.yaml", root}).problems;
+  ASSERT_EQ(errors.size(), 5u);
+  EXPECT_NE(errors[0].find("gguf.metadata 'a' needs exactly one of 'config', 'value', 'sum' and 'product'"), std::string::npos)
+      << errors[0];
+  EXPECT_NE(errors[1].find("type is 'u7', expected u32"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("a bool_array entry needs 'strings'"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[3].find("default is for type i32_array"), std::string::npos) << errors[3];
+  EXPECT_NE(errors[4].find("gguf.metadata 'e' needs exactly one of"), std::string::npos) << errors[4];
+  // A layout's squeezes name a key and a small axis.
+  root.remove("gguf");
+  root["gguf"] = YAML::Load("{architecture: qwen3moe}");
+  root["layouts"]["gguf"]["squeezes"] = YAML::Load("[{key: \"blk.{layer}.x.weight\", axis: -1}, {key: \"blk.{layer}.y.weight\"}]");
   errors = none.check({"qwen3_moe", "p.yaml", root}).problems;
   ASSERT_EQ(errors.size(), 2u);
-  EXPECT_NE(errors[0].find("gguf.metadata 'a' needs exactly one of 'config', 'value' and 'sum'"), std::string::npos) << errors[0];
-  EXPECT_NE(errors[1].find("type is 'u7', expected u32"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[0].find("axis must be an integer from 0 to 7"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("a squeeze needs 'key'"), std::string::npos) << errors[1];
 }
 
 TEST(GgufCheckpoint, MetadataThatDoesNotFitItsTypeIsAnError) {

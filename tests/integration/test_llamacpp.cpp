@@ -214,7 +214,7 @@ TEST_P(LlamaCppFamily, LoadsMoeregGgufAndMatchesTransformersLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, LlamaCppFamily,
-                         ::testing::Values("qwen3_moe", "qwen3_vl_moe", "mixtral", "deepseek_v2", "deepseek_v3"),
+                         ::testing::Values("qwen3_moe", "qwen3_vl_moe", "qwen3_5_moe", "mixtral", "deepseek_v2", "deepseek_v3"),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

@@ -250,7 +250,10 @@ class plan_writer {
       sc.stage.resize(n);
       sc.stage2.resize(n);
       const std::byte* cur = src;
-      tensor_spec hook_spec = out.spec;  // hooks see the source's elements, before any cast or decoding
+      // Hooks see the source's elements before a narrowing or ggml decoding, and a widening
+      // before the encode hook: a .gguf's F32 norms are encoded (llama.cpp's converter adds its
+      // 1 in float32) and decoded as F32, never rounded through the narrower type.
+      tensor_spec hook_spec = out.spec;
       if (o.cast_from) hook_spec.type = *o.cast_from;
       if (o.ggml_decode) hook_spec = {out.spec.name, o.source->info->type, o.source->info->shape, o.source->info->ggml_blocks};
       if (!o.decode_hook.empty()) {
@@ -262,12 +265,25 @@ class plan_writer {
         cur = sc.stage.data();
         out.edit(0, sc.stage.data());
       }
+      std::uint64_t out_n = n;
+      const bool widen_first = o.cast_from && !o.ggml_decode && !o.encode_hook.empty() && out.spec.type == dtype::F32;
+      if (widen_first) {
+        cast_elements(*o.cast_from, cur, out.spec.type, sc.cast, n / dtype_size(*o.cast_from), out.spec.name);
+        cur = sc.cast.data();
+        out_n = sc.cast.size();
+        hook_spec.type = out.spec.type;
+      }
       if (!o.encode_hook.empty()) {
-        std::byte* dst = cur == sc.stage.data() ? sc.stage2.data() : sc.stage.data();
+        std::byte* dst = nullptr;
+        if (cur == sc.stage.data()) {
+          dst = sc.stage2.data();
+        } else {
+          sc.stage.resize(std::max<std::uint64_t>(n, out_n));
+          dst = sc.stage.data();
+        }
         options_.hooks(o.encode_hook, 1, out.spec.name, hook_spec, cur, dst);
         cur = dst;
       }
-      std::uint64_t out_n = n;
       if (o.ggml_decode) {
         std::int64_t count = 1;
         for (std::int64_t d : out.spec.shape) count *= d;
@@ -277,7 +293,7 @@ class plan_writer {
         store_floats(sc.floats.data(), count, out.spec.type, sc.cast.data(), 0, 1);
         cur = sc.cast.data();
         out_n = sc.cast.size();
-      } else if (o.cast_from) {
+      } else if (o.cast_from && !widen_first) {
         cast_elements(*o.cast_from, cur, out.spec.type, sc.cast, n / dtype_size(*o.cast_from), out.spec.name);
         cur = sc.cast.data();
         out_n = sc.cast.size();

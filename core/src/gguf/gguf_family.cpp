@@ -91,6 +91,16 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
       set_path(c, r.config.front(), json::value(std::move(items)));
       continue;
     }
+    if (r.type == "bool_array") {  // attention.recurrent_layers -> layer_types: the rule's strings
+      const gguf_value* v = f.find(prefix + r.key);
+      if (!v) continue;
+      if (v->type() != gguf_type::array || v->element_type() != gguf_type::boolean)
+        throw error(f.path() + ": gguf metadata '" + prefix + r.key + "': expected an array of BOOL");
+      json::array items;
+      for (const gguf_value& x : v->items()) items.emplace_back(r.strings[x.as_bool() ? 1 : 0]);
+      set_path(c, r.config.front(), json::value(std::move(items)));
+      continue;
+    }
     if (const gguf_value* v = number(r)) {
       json::value j = from_gguf(*v, r.type);
       if (r.absent && j.is_number() && j.as_double() == *r.absent) j = json::value(nullptr);
@@ -120,6 +130,24 @@ json::value gguf_config(const gguf_file& f, const family_spec& spec) {
       else missing = field, ++n_missing;
     }
     if (n_missing == 1) set_path(c, missing, json::value(static_cast<std::int64_t>(rest)));
+  }
+  // A product gives back its one missing field the same way (rope.dimension_count / head_dim
+  // = partial_rotary_factor): an integer when the quotient is one.
+  for (const auto& r : spec.gguf.metadata) {
+    if (r.product.empty()) continue;
+    const gguf_value* v = number(r);
+    if (!v) continue;
+    std::string missing;
+    double rest = from_gguf(*v, r.type).as_double();
+    int n_missing = 0;
+    for (const auto& field : r.product) {
+      const json::value* x = c.find_path(field);
+      if (x && x->is_number() && x->as_double() != 0) rest /= x->as_double();
+      else missing = field, ++n_missing;
+    }
+    if (n_missing != 1 || !std::isfinite(rest)) continue;
+    if (std::floor(rest) == rest && std::fabs(rest) < 9.0e15) set_path(c, missing, json::value(static_cast<std::int64_t>(rest)));
+    else set_path(c, missing, json::value(rest));
   }
   // The weights' dtype, as transformers names it, from llama.cpp's file type (all/mostly F32,
   // F16, BF16): a bf16 model's F32 norms and routers are then read back as BF16.
@@ -178,7 +206,7 @@ std::uint32_t llama_file_type(const std::vector<tensor_spec>& tensors) {
 // An i32_array entry from its config.json list, padded with zeros to its length; nullopt when
 // the config has none of its fields.
 std::optional<gguf_value> array_metadata(const gguf_metadata_rule& r, const json::value& config, const std::string& config_path,
-                                         const std::string& prefix) {
+                                         const std::string& prefix, std::optional<std::uint64_t> fits) {
   for (const auto& field : r.config) {
     const json::value* v = config.find_path(field);
     if (!v || v->is_null()) continue;
@@ -194,6 +222,41 @@ std::optional<gguf_value> array_metadata(const gguf_metadata_rule& r, const json
     }
     while (items.size() < r.length) items.push_back(gguf_value::i32(0));
     return gguf_value::array(gguf_type::i32, std::move(items));
+  }
+  if (r.array_default.empty()) return std::nullopt;
+  std::vector<gguf_value> items;
+  for (std::int64_t x : r.array_default) items.push_back(gguf_value::i32(static_cast<std::int32_t>(x)));
+  if (fits) {
+    std::int64_t sum = 0;
+    for (std::int64_t x : r.array_default) sum += x;
+    if (sum > static_cast<std::int64_t>(*fits / 2)) {
+      items.assign(1, gguf_value::i32(static_cast<std::int32_t>(*fits / 2)));
+    }
+  }
+  while (items.size() < r.length) items.push_back(gguf_value::i32(0));
+  return gguf_value::array(gguf_type::i32, std::move(items));
+}
+
+// A bool_array entry from its config.json list of the rule's two strings (false, true);
+// nullopt when the config has none of its fields.
+std::optional<gguf_value> bool_array_metadata(const gguf_metadata_rule& r, const json::value& config, const std::string& config_path,
+                                              const std::string& prefix) {
+  for (const auto& field : r.config) {
+    const json::value* v = config.find_path(field);
+    if (!v || v->is_null()) continue;
+    const std::string want = "a list of the strings '" + r.strings[0] + "' and '" + r.strings[1] + "'";
+    if (!v->is_array())
+      throw error(config_path + ": '" + field + "' is " + json::describe(v) + ", expected " + want + " for gguf metadata '" + prefix +
+                  r.key + "'");
+    std::vector<gguf_value> items;
+    for (std::size_t i = 0; i < v->as_array().size(); ++i) {
+      const json::value& x = v->as_array()[i];
+      if (!x.is_string() || (x.as_string() != r.strings[0] && x.as_string() != r.strings[1]))
+        throw error(config_path + ": '" + field + "' item " + std::to_string(i) + " is " + json::describe(&x) + ", expected " + want +
+                    " for gguf metadata '" + prefix + r.key + "'");
+      items.push_back(gguf_value::boolean(x.as_string() == r.strings[1]));
+    }
+    return gguf_value::array(gguf_type::boolean, std::move(items));
   }
   return std::nullopt;
 }
@@ -257,8 +320,14 @@ gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& conf
       holds = holds && v && v->is_string() && v->as_string() == want;
     }
     if (!holds) continue;
-    if (r.type == "i32_array") {
-      if (auto g = array_metadata(r, config, config_path, prefix)) {
+    if (r.type == "i32_array" || r.type == "bool_array") {
+      std::optional<std::uint64_t> fits;
+      for (const auto& [k, v] : md)
+        if (!r.default_fits.empty() && k == prefix + r.default_fits && !v.is_float() && v.type() != gguf_type::string &&
+            v.type() != gguf_type::array)
+          fits = v.as_u64();
+      if (auto g = r.type == "i32_array" ? array_metadata(r, config, config_path, prefix, fits)
+                                         : bool_array_metadata(r, config, config_path, prefix)) {
         bool dup = false;
         for (const auto& [k, _] : md) dup |= k == prefix + r.key;
         if (!dup) md.emplace_back(prefix + r.key, std::move(*g));
@@ -279,6 +348,16 @@ gguf_metadata gguf_metadata_for(const family_spec& spec, const json::value& conf
       }
       if (!all) continue;  // a sum of fields this config does not have: not written
       from = r.sum.front() + " + ...";
+    } else if (!r.product.empty()) {
+      x = 1;
+      bool all = true;
+      for (const auto& field : r.product) {
+        const json::value* v = config.find_path(field);
+        if (!v || !v->is_number()) all = false;
+        else x *= v->as_double();
+      }
+      if (!all) continue;  // a product of fields this config does not have: not written
+      from = r.product.front() + " x ...";
     } else {
       const json::value* v = nullptr;
       for (const auto& field : r.config)

@@ -3,6 +3,7 @@
 // file:line:column. family_parts_merge.cpp merges the parts (extends, variants) into a
 // family_spec; family_spec.cpp holds the spec's own functions.
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -192,7 +193,7 @@ class parser {
       fail(n, "layout '" + name + "' must be a map");
       return l;
     }
-    allowed_keys(n, {"aliases", "description", "experts", "renames", "transforms", "splits", "drops", "config_file", "write_config_hook",
+    allowed_keys(n, {"aliases", "description", "experts", "renames", "transforms", "squeezes", "splits", "drops", "config_file", "write_config_hook",
                      "file_stem", "container", "override", "squeeze_expert_scales"},
                  "layout '" + name + "'");
     l.aliases = str_list(n["aliases"], "aliases");
@@ -247,6 +248,23 @@ class parser {
             continue;
           }
           l.transforms.push_back({tmpl(t["key"], "key"), str(t["hook"], "hook"), loc(t["hook"])});
+        }
+    }
+    if (n["squeezes"]) {
+      if (!n["squeezes"].IsSequence()) fail(n["squeezes"], "squeezes must be a list of {key: template, axis: n}");
+      else
+        for (const auto& q : n["squeezes"]) {
+          allowed_keys(q, {"key", "axis"}, "squeeze");
+          if (!q.IsMap() || !q["key"] || !q["axis"]) {
+            fail(q, "a squeeze needs 'key' (this layout's name template) and 'axis' (the canonical axis of size 1 it drops)");
+            continue;
+          }
+          const double axis = number(q["axis"], "axis");
+          if (!(axis >= 0 && axis < 8) || static_cast<double>(static_cast<int>(axis)) != axis) {
+            fail(q["axis"], "axis must be an integer from 0 to 7");
+            continue;
+          }
+          l.squeezes.push_back({tmpl(q["key"], "key"), static_cast<int>(axis), loc(q)});
         }
     }
     if (const YAML::Node d = n["drops"]) {
@@ -448,7 +466,9 @@ class parser {
       if (!md.IsSequence()) fail(md, "gguf.metadata must be a list of {key: ..., config: ... | value: ..., type: ...}");
       else
         for (const auto& e : md) {
-          allowed_keys(e, {"key", "config", "value", "type", "length", "model_type", "sum", "absent", "missing", "with_tensor", "when"}, "gguf.metadata entry");
+          allowed_keys(e, {"key", "config", "value", "type", "length", "model_type", "sum", "product", "strings", "default", "default_fits", "absent", "missing",
+                           "with_tensor", "when"},
+                       "gguf.metadata entry");
           gguf_metadata_rule r;
           r.at = loc(e);
           if (!e["key"]) fail(e, "a gguf.metadata entry needs 'key' (without the arch prefix, e.g. expert_count)");
@@ -462,6 +482,17 @@ class parser {
             }
           }
           r.sum = str_list(e["sum"], "sum");
+          r.product = str_list(e["product"], "product");
+          r.strings = str_list(e["strings"], "strings");
+          if (const YAML::Node d = e["default"]) {
+            if (!d.IsSequence()) fail(d, "default must be a list of integers (for type i32_array)");
+            else
+              for (const auto& x : d) {
+                const double v = number(x, "default item");
+                if (std::floor(v) != v || v < -2147483648.0 || v > 2147483647.0) fail(x, "default items must be 32-bit integers");
+                else r.array_default.push_back(static_cast<std::int64_t>(v));
+              }
+          }
           if (e["absent"]) {
             try {
               r.absent = e["absent"].as<double>();
@@ -482,11 +513,24 @@ class parser {
             else
               for (const auto& kv : w) r.when_config[kv.first.as<std::string>()] = str(kv.second, "when");
           }
-          if (r.config.empty() + !r.value + r.sum.empty() != 2)
-            fail(e, "gguf.metadata '" + r.key + "' needs exactly one of 'config', 'value' and 'sum'");
+          if (r.config.empty() + !r.value + r.sum.empty() + r.product.empty() != 3)
+            fail(e, "gguf.metadata '" + r.key + "' needs exactly one of 'config', 'value', 'sum' and 'product'");
           if (e["type"]) r.type = str(e["type"], "type");
-          static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool", "i32_array"};
-          if (!types.count(r.type)) fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64, bool or i32_array");
+          static const std::set<std::string> types = {"u32", "i32", "u64", "f32", "f64", "bool", "i32_array", "bool_array"};
+          if (!types.count(r.type))
+            fail(e["type"], "type is '" + r.type + "', expected u32, i32, u64, f32, f64, bool, i32_array or bool_array");
+          if (e["default"] && r.type != "i32_array") fail(e["default"], "default is for type i32_array");
+          if (e["default_fits"]) {
+            r.default_fits = str(e["default_fits"], "default_fits");
+            if (!e["default"]) fail(e["default_fits"], "default_fits needs a 'default'");
+          }
+          if (r.type == "bool_array") {
+            if (r.config.empty()) fail(e, "a bool_array entry takes its list from 'config'");
+            if (r.strings.size() != 2 || r.strings[0] == r.strings[1])
+              fail(e["strings"] ? e["strings"] : e, "a bool_array entry needs 'strings': the two config strings for false and true");
+          } else if (e["strings"]) {
+            fail(e["strings"], "strings is for type bool_array");
+          }
           if (r.type == "i32_array") {
             const double len = e["length"] ? number(e["length"], "length") : 0;
             if (!(len >= 1 && len <= 64) || static_cast<double>(static_cast<std::size_t>(len)) != len)

@@ -111,7 +111,7 @@ comparison compare_decoded(const decoded_checkpoint& a, const decoded_checkpoint
       mapped = false;
       if (!hooks) throw error("comparing '" + o.canonical + "' needs hook '" + o.decode_hook + "'");
       decoded_bytes.emplace_back(o.source->info->nbytes());
-      tensor_spec spec{o.canonical, o.source->info->type, o.source->info->shape};
+      tensor_spec spec{o.canonical, o.source->info->type, o.shape()};
       hooks(o.decode_hook, 0, o.source->info->name, spec, data, decoded_bytes.back().data());
       data = decoded_bytes.back().data();
     }
@@ -128,10 +128,10 @@ comparison compare_decoded(const decoded_checkpoint& a, const decoded_checkpoint
                       std::to_string(i) + " is not exactly representable in BF16 (the model's dtype); refusing to round");
         std::memcpy(decoded_bytes.back().data() + 2 * i, &h, 2);
       }
-      out.push_back({o.canonical, dtype::BF16, o.source->info->shape, decoded_bytes.back().data(), n * 2, false});
+      out.push_back({o.canonical, dtype::BF16, o.shape(), decoded_bytes.back().data(), n * 2, false});
       return;
     }
-    out.push_back({o.canonical, o.source->info->type, o.source->info->shape, data, o.source->info->nbytes(), mapped});
+    out.push_back({o.canonical, o.source->info->type, o.shape(), data, o.source->info->nbytes(), mapped});
   };
   for (const auto& o : a.others) add(ra, o, hooks_a);
   for (const auto& o : b.others) add(rb, o, hooks_b);

@@ -371,7 +371,17 @@ output_tensor passthrough_output(const family_spec& family, const layout_spec& t
   stored_output& st = o.body.emplace<stored_output>();
   std::string name = p.role == quant_role::none ? from_canonical(target, p.canonical)
                                                 : apply_naming(p.quant_naming, from_canonical(target, p.quant_key));
-  o.spec = {name, p.source->info->type, p.source->info->shape, p.source->info->ggml_blocks};
+  o.spec = {name, p.source->info->type, p.shape(), p.source->info->ggml_blocks};
+  for (const auto& sq : target.squeezes) {  // a size-1 axis this layout does not store
+    if (!sq.key.match(name)) continue;
+    const auto axis = static_cast<std::size_t>(sq.axis);
+    if (axis >= o.spec.shape.size() || o.spec.shape[axis] != 1 || o.spec.ggml_blocks)
+      throw error(printable(p.source->info->name) + ": layout '" + target.name + "' stores " + quote(name) + " without axis " +
+                  std::to_string(sq.axis) + " (squeeze at " + sq.at.str() + "), which must have size 1; its shape is " +
+                  shape_string(o.spec.shape) + (o.spec.ggml_blocks ? " of ggml blocks" : ""));
+    o.spec.shape.erase(o.spec.shape.begin() + sq.axis);
+    break;
+  }
   // llama.cpp's CPU ops take norms, routers and 1-D tensors only as F32; a .gguf F32 that was
   // widened from bf16 goes back to bf16 everywhere else.
   if (target.container == "gguf" && gguf_wants_f32(family, o.spec)) {
@@ -474,7 +484,11 @@ void plan_others(const decoded_checkpoint& src, const layout_spec& target, const
       }
       continue;
     }
-    plan.outputs.push_back(passthrough_output(*src.spec, target, p));
+    try {
+      plan.outputs.push_back(passthrough_output(*src.spec, target, p));
+    } catch (const error& err) {
+      problems.push_back(err.what());
+    }
   }
 }
 

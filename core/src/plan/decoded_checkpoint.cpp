@@ -344,6 +344,19 @@ class decoder {
       }
       for (const auto& tr : layout_.transforms)
         if (tr.key.match(name)) p.decode_hook = tr.hook;
+      for (const auto& sq : layout_.squeezes) {
+        if (!sq.key.match(name)) continue;
+        std::vector<std::int64_t> shape = p.source->info->shape;
+        if (static_cast<std::size_t>(sq.axis) > shape.size() || p.source->info->ggml_blocks) {
+          problem(printable(name) + ": layout '" + layout_.name + "' stores it without axis " + std::to_string(sq.axis) + " (squeeze at " +
+                  sq.at.str() + "), but it has " + std::to_string(shape.size()) + " dimensions" +
+                  (p.source->info->ggml_blocks ? " of ggml blocks" : ""));
+          break;
+        }
+        shape.insert(shape.begin() + sq.axis, 1);
+        p.unsqueezed_shape = std::move(shape);
+        break;
+      }
       // llama.cpp's converter widens a bf16 model's norms, routers and 1-D tensors to F32.
       if (layout_.container == "gguf" && p.source->info->type == dtype::F32 && !p.source->info->ggml_blocks &&
           model_is_bf16(ckpt_.config())) {

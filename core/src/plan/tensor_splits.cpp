@@ -148,7 +148,7 @@ std::vector<matrix_view> canonical_rows(const passthrough_tensor& p, std::int64_
 
 std::vector<output_tensor> split_outputs(const decoded_checkpoint& src, const layout_spec& target, const passthrough_tensor& p,
                                          std::optional<dtype> decode_to) {
-  const std::vector<std::int64_t> shape = p.joined.empty() ? p.source->info->shape : p.joined_shape;
+  const std::vector<std::int64_t> shape = p.shape();
   if (shape.size() != 2 || p.source->info->ggml_blocks)
     throw error(quote(p.canonical) + ": shape " + shape_string(shape) + " " + storage_type_name(*p.source->info) +
                 "; a tensor cut per head must be a [rows, cols] matrix of F32, F16 or BF16");

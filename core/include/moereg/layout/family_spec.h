@@ -62,6 +62,15 @@ struct tensor_transform {
   source_loc at;
 };
 
+// A tensor this layout stores without one size-1 axis of its canonical shape (llama.cpp's
+// ssm_conv1d keeps Qwen3.5's conv1d weight [C, 1, K] as [C, K]). The bytes are the same;
+// writing drops the axis, reading puts it back.
+struct tensor_squeeze {
+  key_template key;  // in this layout's naming
+  int axis = 0;      // the canonical tensor's axis that is dropped
+  source_loc at;
+};
+
 // How quantized checkpoints name a linear weight's stored data and its companions. Each is
 // a template over {key}, the name the unquantized weight has ("....gate_proj.weight"), or
 // {stem}, that name without a trailing ".weight", followed by a literal suffix:
@@ -112,6 +121,7 @@ struct layout_spec {
   std::vector<expert_entry> experts;
   std::vector<rename_rule> renames;  // ordered; first match wins (both directions)
   std::vector<tensor_transform> transforms;
+  std::vector<tensor_squeeze> squeezes;    // size-1 axes of canonical tensors this layout drops
   std::vector<tensor_split> splits;        // canonical tensors stored cut per head
   // Canonical tensors this layout does not hold: converting to it leaves them out (a
   // multimodal model's vision tower in a text-only llama.cpp .gguf). Reading is unaffected.
@@ -162,13 +172,28 @@ struct gguf_metadata_rule {
   std::string key;                   // "expert_count", "attention.head_count"
   std::vector<std::string> config;   // config.json paths: writing takes the first present, reading fills the first
   std::optional<double> value;       // a constant instead (e.g. expert_gating_func)
-  std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool | i32_array
+  std::string type = "u32";          // u32 | i32 | u64 | f32 | f64 | bool | i32_array | bool_array
   // i32_array: the config field is a list of integers, written as `length` INT32 items padded
   // with zeros (llama.cpp's rope.dimension_sections: always 4); read back without the padding.
   std::size_t length = 0;
   // The sum of these config fields instead (llama.cpp's MLA lengths); read back into the
   // first field that is absent, as the value minus the others.
   std::vector<std::string> sum;
+  // The product of these config fields instead (llama.cpp's ssm.inner_size = value head dim x
+  // value heads; rope.dimension_count = head_dim x partial_rotary_factor); written only when it
+  // is an integer, read back into the one field that is absent as the value over the others.
+  std::vector<std::string> product;
+  // bool_array: the config field is a list of these two strings (false, true), written as BOOL
+  // items (llama.cpp's attention.recurrent_layers from layer_types); read back as the strings.
+  std::vector<std::string> strings;
+  // i32_array: written when the config has none of `config` (llama.cpp's converter writes
+  // Qwen3.5's default M-RoPE sections when the config has none).
+  std::vector<std::int64_t> array_default;
+  // ...which must fit half of this (already written) key's value: llama.cpp asserts that the
+  // M-RoPE sections sum to at most the rotary pairs. A default that does not fit is written as
+  // [that half, 0, ...]: every pair in the first section, which for text positions (the same
+  // in every section) is the same rotation.
+  std::string default_fits;
   // Written as this when the config lacks the field (or it is null: q_lora_rank); read back
   // as null when equal.
   std::optional<double> absent;

@@ -86,6 +86,15 @@ struct passthrough_tensor {
   // `joined_shape` the canonical [heads * rows, cols]. Empty for a tensor stored whole.
   std::vector<std::vector<matrix_view>> joined;
   std::vector<std::int64_t> joined_shape;
+  // A tensor the layout stores with a size-1 axis dropped (its `squeezes`): the canonical
+  // shape, with the axis back. Empty when the stored shape is the canonical one.
+  std::vector<std::int64_t> unsqueezed_shape;
+  // The canonical shape: joined, unsqueezed, or as stored.
+  const std::vector<std::int64_t>& shape() const {
+    if (!joined.empty()) return joined_shape;
+    if (!unsqueezed_shape.empty()) return unsqueezed_shape;
+    return source->info->shape;
+  }
 };
 
 struct decoded_checkpoint {
