@@ -27,7 +27,7 @@ run() {  # name, then the command; prints name, seconds, GB/s of the checkpoint'
   python3 -c "import sys; s=$t1-$t0; print(f'{sys.argv[1]:<22} {s:7.2f} s {int(sys.argv[2])/s/1e9:6.2f} GB/s  rc $rc')" "$name" "$bytes"
 }
 {
-for round in 1 2; do
+for round in $(seq 1 "${ROUNDS:-2}"); do
   run "cp -r" cp -r "$W/hf" "$W/out"
   run "1 process, $cores thr" "$M" convert "$W/hf" "$W/out" --to transformers_v5
   [ $round = 1 ] && { rm -rf "$W/ref"; mv "$W/out" "$W/ref"; }
