@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -200,6 +201,32 @@ TEST(LlamaCpp, YamlOnlyPluginGgufLoadsAndRuns) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run_moereg("verify " + quoted(d / "back") + " " + quoted(d / "hf") + plugins);
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// A family written in YAML alone (no hook library: what docs/plugin-authoring.md describes),
+// the qwen3_moe plugin's manifest under another name, given with --plugin-path and chosen with
+// --family: its `gguf` layout and section are all llama.cpp needs to give transformers' logits.
+TEST(LlamaCpp, YamlOnlyFamilyGgufMatchesTransformersLogits) {
+  SKIP_WITHOUT_LLAMACPP();
+  temp_dir d;
+  std::string yaml = read_bytes(std::string(MOEREG_SOURCE_DIR) + "/plugins/qwen3_moe/plugin.yaml"), kept;
+  std::istringstream lines(yaml);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("library:", 0) == 0 || line.rfind("hooks:", 0) == 0) continue;
+    kept += (line == "name: qwen3_moe" ? "name: qwen3_moe_yaml" : line) + "\n";
+  }
+  ASSERT_NE(kept.find("name: qwen3_moe_yaml"), std::string::npos);
+  std::filesystem::create_directories(d / "plugins/qwen3_moe_yaml");
+  write_bytes(d / "plugins/qwen3_moe_yaml/plugin.yaml", kept);
+  const std::string plugins = " --plugin-path " + quoted(d / "plugins");
+  command_result r = run_moereg("plugins show qwen3_moe_yaml" + plugins);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("library       -"), std::string::npos) << r.output;
+  r = run_moereg("convert " + quoted(fixture("qwen3_moe/hf")) + " " + quoted(d / "g") + " --to gguf --family qwen3_moe_yaml --json" +
+                 plugins);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"family\": \"qwen3_moe_yaml\""), std::string::npos) << r.output;
+  expect_llamacpp_matches(d / "g/model.gguf", "qwen3_moe");
 }
 
 // hf/ -> model.gguf by moereg, then into llama.cpp.
