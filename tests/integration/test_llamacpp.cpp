@@ -18,6 +18,7 @@
 #include "moereg/tensor/dtype.h"
 
 #include "conversion_support.h"
+#include "llamacpp_support.h"
 #include "test_support.h"
 
 namespace moereg::test {
@@ -25,19 +26,6 @@ namespace moereg::test {
 namespace test_llamacpp {
 namespace {
 
-#ifdef MOEREG_LLAMACPP_RUN
-constexpr const char* llamacpp_run = MOEREG_LLAMACPP_RUN;
-constexpr const char* llamacpp_lib = MOEREG_LLAMACPP_DIR "/lib";
-#else
-constexpr const char* llamacpp_run = "";
-constexpr const char* llamacpp_lib = "";
-#endif
-
-#define SKIP_WITHOUT_LLAMACPP()                                                                                        \
-  if (std::string(llamacpp_run).empty() || !std::filesystem::exists(llamacpp_lib))                                   \
-  GTEST_SKIP() << "llama.cpp package absent (run scripts/fetch-llamacpp.sh, then re-run cmake)"
-
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 // llama.cpp loads `gguf` and matches `family`'s logits_f32 within the bound.
 void expect_llamacpp_matches(const std::string& gguf, const std::string& family) {

@@ -15,6 +15,7 @@
 #include "moereg/gguf/gguf_tokenizer.h"
 #include "moereg/gguf/gguf_writer.h"
 
+#include "llamacpp_support.h"
 #include "test_support.h"
 #include "tokenizer_support.h"
 
@@ -25,19 +26,6 @@ namespace moereg::test {
 namespace test_llamacpp_tokenizer {
 namespace {
 
-#ifdef MOEREG_LLAMACPP_RUN
-constexpr const char* llamacpp_run = MOEREG_LLAMACPP_RUN;
-constexpr const char* llamacpp_lib = MOEREG_LLAMACPP_DIR "/lib";
-#else
-constexpr const char* llamacpp_run = "";
-constexpr const char* llamacpp_lib = "";
-#endif
-
-#define SKIP_WITHOUT_LLAMACPP()                                                                                        \
-  if (std::string(llamacpp_run).empty() || !std::filesystem::exists(llamacpp_lib))                                   \
-  GTEST_SKIP() << "llama.cpp package absent (run scripts/fetch-llamacpp.sh, then re-run cmake)"
-
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 // Spaces, newlines and tabs, digits, punctuation, several scripts, an emoji, and special tokens
 // of the BPE (Qwen, Llama 3, DeepSeek) and SentencePiece (Llama 2) kinds.
