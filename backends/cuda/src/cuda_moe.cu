@@ -189,6 +189,7 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
       }
     }
   }
+  std::vector<std::vector<char>>().swap(staged_);  // the router is on the device now
   if (!borrowed_) measure_h2d();  // the ceiling of the upload's GB/s; nothing was uploaded otherwise
 }
 

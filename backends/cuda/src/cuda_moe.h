@@ -96,7 +96,7 @@ class moe_layer {
   float* router_ = nullptr;
   float* bias_ = nullptr;
   bool borrowed_ = false;               // the expert weights are the caller's device memory: never freed here
-  std::vector<std::vector<char>> staged_;  // device routing tensors copied down at create
+  std::vector<std::vector<char>> staged_;  // device routing tensors copied down, during create only
   size_t weight_bytes_ = 0;
   double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
   tile_config last_tiles_ = tile_config::m16;
