@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "backend_choice.h"
+#include "bench_fp8.h"
 #include "bench_support.h"
 #include "guard.h"
 #include "read_bandwidth.h"
@@ -48,18 +49,36 @@ void check_request(const moe_bench_request& r) {
   for (auto T : r.tokens)
     if (T < 1) throw usage_error("moe bench: token count " + std::to_string(T) + ", expected 1 or more");
   if (!(r.min_seconds >= 0) || !(r.reference_max_seconds >= 0)) throw usage_error("moe bench: seconds must be 0 or more");
+  if (r.weights != "bf16" && r.weights != "f8_e4m3")
+    throw usage_error("moe bench: weights '" + r.weights + "', expected bf16 or f8_e4m3");
 }
 
-// The weight file both moereg and PyTorch map: w13, w2, router, and the shared expert.
+// The weight file both moereg and PyTorch map: w13, w2, router, and the shared expert; with
+// F8 experts also w13_f8, w2_f8 and their scales (w13 and w2 then hold the dequantized values).
 void write_weights(const std::string& path, const moe_bench_request& r, int threads) {
   const std::int64_t E = r.experts, H = r.hidden, I = r.intermediate, Is = r.shared_intermediate;
-  std::vector<tensor_spec> specs = {{"w13", dtype::BF16, {E, 2 * I, H}}, {"w2", dtype::BF16, {E, H, I}}, {"router", dtype::BF16, {E, H}}};
+  const bool f8 = r.weights == "f8_e4m3";
+  std::vector<tensor_spec> specs = {{"router", dtype::BF16, {E, H}}};
+  if (f8) {
+    for (auto&& s : fp8_expert_specs("w13", E, 2 * I, H, 2)) specs.push_back(s);
+    for (auto&& s : fp8_expert_specs("w2", E, H, I, 1)) specs.push_back(s);
+  } else {
+    specs.push_back({"w13", dtype::BF16, {E, 2 * I, H}});
+    specs.push_back({"w2", dtype::BF16, {E, H, I}});
+  }
   if (Is) {
     specs.push_back({"shared_w13", dtype::BF16, {2 * Is, H}});
     specs.push_back({"shared_w2", dtype::BF16, {H, Is}});
   }
   safetensors_writer w(path, specs, {});
-  write_random(w, {{"w13", 0.02f}, {"w2", 0.02f}, {"router", 0.02f}, {"shared_w13", 0.02f}, {"shared_w2", 0.02f}}, r.seed, threads);
+  if (f8) {
+    write_fp8_experts(w, "w13", E, 2 * I, H, 2, 0.02f, r.seed, threads);
+    write_fp8_experts(w, "w2", E, H, I, 1, 0.02f, r.seed + 1, threads);
+    write_random(w, {{"router", 0.02f}, {"shared_w13", 0.02f}, {"shared_w2", 0.02f}}, r.seed, threads);
+  } else {
+    write_random(w, {{"w13", 0.02f}, {"w2", 0.02f}, {"router", 0.02f}, {"shared_w13", 0.02f}, {"shared_w2", 0.02f}}, r.seed,
+                 threads);
+  }
   w.commit();
 }
 
@@ -250,8 +269,16 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   mw.num_experts = r.experts;
   mw.hidden = r.hidden;
   mw.intermediate = r.intermediate;
-  mw.w13 = view_of(weights, "w13");
-  mw.w2 = view_of(weights, "w2");
+  if (r.weights == "f8_e4m3") {
+    mw.w13 = view_of(weights, "w13_f8");
+    mw.w2 = view_of(weights, "w2_f8");
+    mw.w13_scale = view_of(weights, "w13_scale");
+    mw.w2_scale = view_of(weights, "w2_scale");
+    mw.scale_block[0] = mw.scale_block[1] = bench_fp8_block;
+  } else {
+    mw.w13 = view_of(weights, "w13");
+    mw.w2 = view_of(weights, "w2");
+  }
   if (r.shared_intermediate) {
     mw.shared_intermediate = r.shared_intermediate;
     mw.shared_w13 = view_of(weights, "shared_w13");

@@ -8,14 +8,30 @@
 set -uo pipefail
 layers=${1:-8}
 here=$(pwd)
-if [ ! -d /usr/lib/x86_64-linux-gnu/openmpi ] && [ -f .carry/openmpi.tar.xz ]; then tar -xJf .carry/openmpi.tar.xz -C /; fi
-export LD_LIBRARY_PATH=$here/.carry/lib:/usr/lib/x86_64-linux-gnu/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+W=${TMPDIR:-/tmp}/moereg-mpi
+rm -rf "$W"; mkdir -p "$W"
+if [ -d /usr/lib/x86_64-linux-gnu/openmpi ]; then
+  # The machine's own Open MPI (4.1 on the GPU host, the same library ABI as Debian's): its
+  # mpirun with its own libraries, so none of the carried MPI stack may shadow them (a
+  # carried libpmix older than its components' fails with an undefined PMIx symbol).
+  mkdir -p "$W/lib"
+  for f in .carry/lib/*; do
+    case "$(basename "$f")" in
+      libmpi*|libopen-*|libpmix*|libhwloc*|libevent*|libuc[mpst]*|libfabric*|libpsm*|libibverbs*|librdmacm*|libnl-*|libefa*|libmunge*|libnuma*|libudev*) ;;
+      *) ln -s "$here/$f" "$W/lib/" ;;
+    esac
+  done
+  export LD_LIBRARY_PATH=$W/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "Open MPI: the machine's ($(mpirun.openmpi --version 2>/dev/null | head -1))"
+elif [ -f .carry/openmpi.tar.xz ]; then
+  tar -xJf .carry/openmpi.tar.xz -C /
+  export LD_LIBRARY_PATH=$here/.carry/lib:/usr/lib/x86_64-linux-gnu/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "Open MPI: Debian's, carried"
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mca_base_component_show_load_errors=0
 # One host: shared memory without the kernel's cross-memory attach (absent in some sandboxes).
 mpi="mpirun.openmpi --oversubscribe --bind-to none --mca btl self,vader --mca btl_vader_single_copy_mechanism none -x LD_LIBRARY_PATH"
 M=$here/.carry/bin/moereg
-W=${TMPDIR:-/tmp}/moereg-mpi
-rm -rf "$W"; mkdir -p "$W"
 cores=$(nproc); echo "cores $cores; $(grep -m1 'model name' /proc/cpuinfo)"; free -g | head -2
 $M synth "$W/hf" --preset qwen3_30b_a3b --layers "$layers" --log-level warn || exit 1
 bytes=$(du -sb "$W/hf" | cut -f1); echo "checkpoint: $bytes bytes in $(ls "$W"/hf/*.safetensors | wc -l) shards"

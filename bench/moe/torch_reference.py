@@ -35,6 +35,8 @@ def load(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        if info["dtype"] not in DTYPES:  # the backend's own copies (F8 experts): not what PyTorch runs
+            continue
         dt = DTYPES[info["dtype"]]
         begin, end = info["data_offsets"]
         count = (end - begin) // torch.tensor([], dtype=dt).element_size()

@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 
 namespace moereg::cli {
 int run_bench(const std::vector<std::string>& args, global_options& globals) {
-  command_parser p("moe bench [--preset NAME] [--tokens 1,16,128,1024] [--backend cpu] [--threads N] [--json]",
-                   "Time one MoE layer on real model shapes with synthetic random bf16 weights, and in the\n"
+  command_parser p("moe bench [--preset NAME] [--tokens 1,16,128,1024] [--backend cpu] [--weights bf16] [--threads N] [--json]",
+                   "Time one MoE layer on real model shapes with synthetic random bf16 (or FP8) weights, and in the\n"
                    "same run the eager per-expert loop of transformers in PyTorch (--python) on the same\n"
                    "weights and routing, one dense bf16 matmul of the same FLOPs, and the memory bandwidth.\n"
                    "A backend with device memory (cuda) is timed on device-resident inputs and outputs, and\n"
@@ -33,6 +33,9 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
                    "(Benchmarking a checkpoint's own layer, CKPT --layer L, is not available yet.)");
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(
       "tokens", po::value<std::string>()->default_value("1,16,128,1024"), "token counts T")(
+      "weights", po::value<std::string>()->default_value("bf16"),
+      "how the experts are stored: bf16, or f8_e4m3 (E4M3 with one F32 scale per 128x128 block, as "
+      "DeepSeek-V3 ships; PyTorch's reference runs them dequantized to bf16)")(
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
       "threads", po::value<std::string>()->default_value("0"), "threads for the backend and for PyTorch, 0 to 4096 (0 = all cores)")(
       "backend-option", po::value<std::vector<std::string>>()->composing(),
@@ -59,6 +62,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
   req.shared_intermediate = pr.Is;
   req.routing = pr.routing;
   req.tokens = tokens_value(cli_value(vm, "tokens"));
+  req.weights = vm["weights"].as<std::string>();
   req.threads = threads_value(cli_value(vm, "threads"));
   req.min_seconds = number_value(cli_value(vm, "min-seconds"), 0, 3600, "seconds");
   req.reference_max_seconds = number_value(cli_value(vm, "reference-max-seconds"), 0, 1e6, "seconds per reference run, 0 = no limit");

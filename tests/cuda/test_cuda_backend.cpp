@@ -3,156 +3,25 @@
 // block reproduced (same top-k sets, relative L2 <= 1e-2), the device router against the
 // core router, random shapes against a float64 reference, every tile shape, and the errors.
 // Needs an sm_90 GPU; registered with ctest only when MOEREG_CUDA_TESTS=ON.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <map>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "cuda_test_support.h"
 #include "moereg/routing/router.h"
 #include "moereg/tensor/dtype.h"
 #include "test_cpu_fixture_util.h"
-
-// The host side of a status, as the tests need it: code plus message.
-struct moereg_status {
-  int code;
-  std::string message;
-};
-
-namespace moereg::test {
-// The fixtures directory: $MOEREG_FIXTURES_DIR when set (the GPU machine carries a copy),
-// else the configured path.
-std::string fixture(const std::string& relative) {
-  const char* env = std::getenv("MOEREG_FIXTURES_DIR");
-  return std::string(env && *env ? env : MOEREG_FIXTURES_DIR) + "/" + relative;
-}
-}  // namespace moereg::test
 
 namespace {
 
 using moereg::test::make_view;
 using moereg::test::moe_fixture;
-
-moereg_status* status_create(int32_t code, const char* message) noexcept {
-  return new moereg_status{code, message ? message : ""};
-}
-void host_log(int32_t, const char*) noexcept {}
-const moereg_host_api host_api = {MOEREG_PLUGIN_API_VERSION, status_create, host_log};
-
-// Takes a status; returns "" for success, else "code N: message".
-std::string take(moereg_status* s) {
-  if (!s) return "";
-  std::string m = "code " + std::to_string(s->code) + ": " + s->message;
-  delete s;
-  return m;
-}
-
-const moereg_backend_api* backend_api() {
-  static const moereg_backend_api* api = [] {
-    const char* env = std::getenv("MOEREG_CUDA_BACKEND");
-    std::string path = env && *env ? env : MOEREG_CUDA_BACKEND_PATH;
-    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      ADD_FAILURE() << "dlopen " << path << ": " << dlerror();
-      return static_cast<const moereg_backend_api*>(nullptr);
-    }
-    auto entry = reinterpret_cast<moereg_backend_entry_fn>(dlsym(lib, MOEREG_BACKEND_ENTRY_SYMBOL));
-    if (!entry) {
-      ADD_FAILURE() << path << ": no symbol " << MOEREG_BACKEND_ENTRY_SYMBOL;
-      return static_cast<const moereg_backend_api*>(nullptr);
-    }
-    return entry(&host_api);
-  }();
-  return api;
-}
-
-struct handle_deleter {
-  void operator()(moereg_backend* b) const { backend_api()->destroy(b); }
-};
-using handle = std::unique_ptr<moereg_backend, handle_deleter>;
-
-// Backend options (tiles, cublas) every create below passes, through create_with_options.
-std::map<std::string, std::string> g_options;
-void set_option(const std::string& key, const std::string& value) { g_options[key] = value; }
-void clear_option(const std::string& key) { g_options.erase(key); }
-
-handle create(const moereg_moe_weights& w, const moereg_routing_params* r, std::string* error = nullptr) {
-  moereg_backend_options o{};
-  moereg_backend* b = nullptr;
-  std::vector<moereg_backend_option> kv;
-  for (const auto& [k, v] : g_options) kv.push_back({k.c_str(), v.c_str()});
-  std::string e = take(kv.empty() ? backend_api()->create(&w, r, &o, &b)
-                                  : backend_api()->create_with_options(&w, r, &o, kv.data(), kv.size(), &b));
-  if (error) {
-    *error = e;
-  } else {
-    EXPECT_EQ(e, "");
-  }
-  return handle(b);
-}
-
-double rel_l2(const std::vector<float>& a, const std::vector<double>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    double d = a[i] - ref[i];
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += d * d;
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / den);
-}
-
-uint16_t to_bf16(float f) { return moereg::f32_to_bf16(f); }
-float from_bf16(uint16_t b) { return moereg::bf16_to_f32(b); }
-
-// float64 MoE reference on bf16 weights (upcast exactly) and the given x.
-std::vector<double> reference(const std::vector<float>& x, const std::vector<int64_t>& ids,
-                              const std::vector<float>& wts, const std::vector<uint16_t>& w13,
-                              const std::vector<uint16_t>& w2, int T, int H, int I, int K,
-                              const std::vector<uint16_t>* sw13 = nullptr, const std::vector<uint16_t>* sw2 = nullptr,
-                              int Is = 0, const std::vector<uint16_t>* sgate = nullptr) {
-  std::vector<double> out(static_cast<size_t>(T) * H, 0.0);
-  auto mlp = [&](const uint16_t* g13, const uint16_t* g2, int inter, int t, double scale) {
-    std::vector<double> h(inter);
-    for (int i = 0; i < inter; ++i) {
-      double g = 0, u = 0;
-      for (int k = 0; k < H; ++k) {
-        g += double(x[t * H + k]) * from_bf16(g13[static_cast<size_t>(i) * H + k]);
-        u += double(x[t * H + k]) * from_bf16(g13[static_cast<size_t>(inter + i) * H + k]);
-      }
-      h[i] = g / (1 + std::exp(-g)) * u;
-    }
-    for (int n = 0; n < H; ++n) {
-      double y = 0;
-      for (int i = 0; i < inter; ++i) y += h[i] * from_bf16(g2[static_cast<size_t>(n) * inter + i]);
-      out[static_cast<size_t>(t) * H + n] += scale * y;
-    }
-  };
-  for (int t = 0; t < T; ++t) {
-    for (int k = 0; k < K; ++k) {
-      int64_t e = ids[t * K + k];
-      mlp(w13.data() + static_cast<size_t>(e) * 2 * I * H, w2.data() + static_cast<size_t>(e) * H * I, I, t,
-          wts[t * K + k]);
-    }
-    if (sw13) {
-      double s = 1;
-      if (sgate) {
-        double d = 0;
-        for (int k = 0; k < H; ++k) d += double(x[t * H + k]) * from_bf16((*sgate)[k]);
-        s = 1 / (1 + std::exp(-d));
-      }
-      mlp(sw13->data(), sw2->data(), Is, t, s);
-    }
-  }
-  return out;
-}
+using namespace moereg::test::cuda;
 
 TEST(CudaBackend, ProbeFindsAnSm90Gpu) {
   ASSERT_NE(backend_api(), nullptr);
@@ -265,98 +134,6 @@ INSTANTIATE_TEST_SUITE_P(Families, CudaFixture, ::testing::ValuesIn(moereg::test
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 // ---------------------------------------------------------------- random shapes
-
-struct random_layer {
-  int E, H, I, K, Is;
-  bool gate;
-  std::vector<uint16_t> w13, w2, sw13, sw2, sg;
-  random_layer(int e, int h, int i, int k, int is, bool g, uint32_t seed) : E(e), H(h), I(i), K(k), Is(is), gate(g) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.f, 1.f);
-    auto fill = [&](std::vector<uint16_t>& v, size_t n, float scale) {
-      v.resize(n);
-      for (auto& x : v) x = to_bf16(nd(rng) * scale);
-    };
-    fill(w13, size_t(E) * 2 * I * H, 1.f / std::sqrt(float(H)));
-    fill(w2, size_t(E) * H * I, 1.f / std::sqrt(float(I)));
-    if (Is) {
-      fill(sw13, size_t(2) * Is * H, 1.f / std::sqrt(float(H)));
-      fill(sw2, size_t(H) * Is, 1.f / std::sqrt(float(Is)));
-      if (gate) fill(sg, H, 1.f / std::sqrt(float(H)));
-    }
-  }
-  moereg_moe_weights view() {
-    moereg_moe_weights w{};
-    w.num_experts = E;
-    w.hidden = H;
-    w.intermediate = I;
-    w.w13 = make_view(w13.data(), MOEREG_DTYPE_BF16, {E, 2 * I, H});
-    w.w2 = make_view(w2.data(), MOEREG_DTYPE_BF16, {E, H, I});
-    if (Is) {
-      w.shared_intermediate = Is;
-      w.shared_w13 = make_view(sw13.data(), MOEREG_DTYPE_BF16, {2 * Is, H});
-      w.shared_w2 = make_view(sw2.data(), MOEREG_DTYPE_BF16, {H, Is});
-      if (gate) w.shared_gate = make_view(sg.data(), MOEREG_DTYPE_BF16, {1, H});
-    }
-    return w;
-  }
-};
-
-// Runs T tokens with random distinct ids and random weights; returns relative L2 against float64.
-// balanced: token t takes experts (t*K + k) mod E, so every expert gets the same rows when
-// E divides T*K; otherwise skewed loads (expert 0 hit by a third of the tokens).
-double run_random(random_layer& L, int T, uint32_t seed, bool bf16_x = false, std::string* json = nullptr,
-                  bool balanced = false) {
-  handle h = create(L.view(), nullptr);
-  if (!h) return INFINITY;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  std::uniform_real_distribution<float> ud(0.1f, 1.f);
-  std::vector<float> x(size_t(T) * L.H);
-  for (auto& v : x) v = nd(rng);
-  std::vector<uint16_t> xb;
-  if (bf16_x) {
-    xb.resize(x.size());
-    for (size_t i = 0; i < x.size(); ++i) {
-      xb[i] = to_bf16(x[i]);
-      x[i] = from_bf16(xb[i]);
-    }
-  }
-  std::vector<int32_t> ids(size_t(T) * L.K);
-  std::vector<int64_t> ids64(ids.size());
-  std::vector<float> wts(ids.size());
-  std::vector<int> perm(L.E);
-  for (int t = 0; t < T; ++t) {
-    for (int e = 0; e < L.E; ++e) perm[e] = e;
-    // Skewed: expert 0 is hit by most tokens, so groups of very different sizes occur.
-    if (t % 3) std::swap(perm[0], perm[rng() % L.E]);
-    for (int k = 0; k < L.K; ++k) {
-      int j = k + static_cast<int>(rng() % (L.E - k));
-      if (k == 0 && t % 3 == 0) j = 0;
-      std::swap(perm[k], perm[j]);
-      if (balanced) perm[k] = (t * L.K + k) % L.E;
-      ids[t * L.K + k] = perm[k];
-      ids64[t * L.K + k] = perm[k];
-      wts[t * L.K + k] = ud(rng);
-    }
-  }
-  std::vector<float> out(size_t(T) * L.H, NAN);
-  moereg_tensor_view xv = bf16_x ? make_view(xb.data(), MOEREG_DTYPE_BF16, {T, L.H})
-                                 : make_view(x.data(), MOEREG_DTYPE_F32, {T, L.H});
-  moereg_tensor_view iv = make_view(ids.data(), MOEREG_DTYPE_I32, {T, L.K});
-  moereg_tensor_view wv = make_view(wts.data(), MOEREG_DTYPE_F32, {T, L.K});
-  moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, L.H});
-  std::string e = take(backend_api()->forward(h.get(), &xv, &iv, &wv, &ov));
-  EXPECT_EQ(e, "");
-  if (!e.empty()) return INFINITY;
-  if (json) {
-    moereg_sink sink{json, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
-    EXPECT_EQ(take(backend_api()->describe(h.get(), sink)), "");
-  }
-  auto ref = reference(x, ids64, wts, L.w13, L.w2, T, L.H, L.I, L.K, L.Is ? &L.sw13 : nullptr,
-                       L.Is ? &L.sw2 : nullptr, L.Is, L.gate ? &L.sg : nullptr);
-  return rel_l2(out, ref);
-}
 
 TEST(CudaRandom, OddTokenCountsAndSizes) {
   ASSERT_NE(backend_api(), nullptr);
@@ -531,12 +308,12 @@ TEST(CudaErrors, RejectsWhatItCannotRun) {
   ASSERT_NE(backend_api(), nullptr);
   random_layer L(4, 64, 24, 2, 0, false, 8);
   moereg_moe_weights w = L.view();
-  w.w13.dtype = MOEREG_DTYPE_F8_E4M3;
+  w.weight_quant = MOEREG_WEIGHT_QUANT_INT4;
   std::string err;
   handle bad = create(w, nullptr, &err);
   EXPECT_FALSE(bad);
   EXPECT_NE(err.find("code 2"), std::string::npos) << err;
-  EXPECT_NE(err.find("F8_E4M3"), std::string::npos) << err;
+  EXPECT_NE(err.find("int4 experts are not read by the CUDA backend"), std::string::npos) << err;
 
   handle h = create(L.view(), nullptr);
   ASSERT_TRUE(h);
@@ -564,90 +341,6 @@ TEST(CudaErrors, RejectsWhatItCannotRun) {
   EXPECT_NE(json.find("\"bytes_on_device\":"), std::string::npos) << json;
 }
 
-// Weights already in device memory (a framework's parameters) are read where they lie: the
-// output equals the copied-weights layer's, nothing is held, and destroying the layer leaves
-// the caller's memory alone (a second layer on the same memory still computes the same).
-TEST(CudaDeviceWeights, BorrowedWeightsComputeWhatCopiedWeightsDo) {
-  ASSERT_NE(backend_api(), nullptr);
-  const auto* api = backend_api();
-  random_layer L(16, 136, 40, 4, 24, true, 21);
-  handle copied = create(L.view(), nullptr);
-  ASSERT_TRUE(copied);
-  std::vector<void*> owned;
-  auto to_device = [&](const std::vector<uint16_t>& v) {
-    void* p = nullptr;
-    EXPECT_EQ(take(api->alloc(copied.get(), v.size() * 2, &p)), "");
-    EXPECT_EQ(take(api->copy(copied.get(), p, v.data(), v.size() * 2, 0)), "");
-    owned.push_back(p);
-    return p;
-  };
-  moereg_moe_weights dw = L.view();
-  dw.w13.data = to_device(L.w13);
-  dw.w2.data = to_device(L.w2);
-  dw.shared_w13.data = to_device(L.sw13);
-  dw.shared_w2.data = to_device(L.sw2);
-  dw.shared_gate.data = to_device(L.sg);
-  for (auto* v : {&dw.w13, &dw.w2, &dw.shared_w13, &dw.shared_w2, &dw.shared_gate}) v->memory = MOEREG_MEMORY_DEVICE;
-
-  auto forward = [&](moereg_backend* h, int T) {
-    std::mt19937 rng(T);
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> x(size_t(T) * L.H), wts(size_t(T) * L.K, 0.25f), out(size_t(T) * L.H, NAN);
-    for (auto& v : x) v = nd(rng);
-    std::vector<int64_t> ids(size_t(T) * L.K);
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 7 + i / L.K) % L.E);
-    moereg_tensor_view xv = make_view(x.data(), MOEREG_DTYPE_F32, {T, L.H});
-    moereg_tensor_view iv = make_view(ids.data(), MOEREG_DTYPE_I64, {T, L.K});
-    moereg_tensor_view wv = make_view(wts.data(), MOEREG_DTYPE_F32, {T, L.K});
-    moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, L.H});
-    EXPECT_EQ(take(api->forward(h, &xv, &iv, &wv, &ov)), "");
-    return out;
-  };
-  auto max_rel = [](const std::vector<float>& a, const std::vector<float>& b) {
-    double d = 0, m = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return double(INFINITY);
-      d = std::max(d, double(std::fabs(a[i] - b[i])));
-      m = std::max(m, double(std::fabs(b[i])));
-    }
-    return d / m;
-  };
-  for (int round = 0; round < 2; ++round) {
-    handle borrowed = create(dw, nullptr);
-    ASSERT_TRUE(borrowed);
-    std::string json;
-    moereg_sink sink{&json, [](void* c, const char* d, size_t n) { static_cast<std::string*>(c)->append(d, n); }};
-    ASSERT_EQ(take(api->describe(borrowed.get(), sink)), "");
-    EXPECT_NE(json.find("\"weights\":\"borrowed"), std::string::npos) << json;
-    EXPECT_NE(json.find("\"bytes_on_device\":0,"), std::string::npos) << json;
-    for (int T : {1, 33, 300}) {
-      const double d = max_rel(forward(borrowed.get(), T), forward(copied.get(), T));
-      EXPECT_LE(d, 1e-6) << "round " << round << " T=" << T;
-    }
-  }  // destroyed: the memory in `owned` must still hold the weights for round 1
-
-  // Refusals: one kind of memory for all expert tensors, bf16 only, real device pointers.
-  std::string err;
-  moereg_moe_weights mixed = dw;
-  mixed.w2 = L.view().w2;
-  EXPECT_FALSE(create(mixed, nullptr, &err));
-  EXPECT_NE(err.find("weights.w2: in host memory while weights.w13 is in device memory"), std::string::npos) << err;
-  moereg_moe_weights f32 = dw;
-  f32.w13.dtype = f32.w2.dtype = MOEREG_DTYPE_F32;  // refused before any byte is read
-  err.clear();
-  EXPECT_FALSE(create(f32, nullptr, &err));
-  EXPECT_NE(err.find("code 2"), std::string::npos) << err;
-  moereg_moe_weights host_marked = L.view();
-  host_marked.w13.memory = host_marked.w2.memory = MOEREG_MEMORY_DEVICE;
-  host_marked.shared_w13.memory = host_marked.shared_w2.memory = host_marked.shared_gate.memory = MOEREG_MEMORY_DEVICE;
-  err.clear();
-  EXPECT_FALSE(create(host_marked, nullptr, &err));
-  EXPECT_NE(err.find("not CUDA device memory"), std::string::npos) << err;
-  for (void* p : owned) api->free(copied.get(), p);
-}
-
-}  // namespace
-
 // Tuning comes in as backend options (API 2), checked by name: no environment variables.
 TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   ASSERT_NE(backend_api(), nullptr);
@@ -671,3 +364,5 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\"}"), std::string::npos) << json;
   EXPECT_NE(json.find("\"last_tiles\":\"m64"), std::string::npos) << json;
 }
+
+}  // namespace

@@ -130,10 +130,20 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
     throw unsupported("weights: hidden " + std::to_string(H_) + ", intermediate " + std::to_string(I_) +
                       ", shared " + std::to_string(Is_) + "; the CUDA kernels need multiples of 8");
   if (E_ > 1024) throw unsupported("weights: " + std::to_string(E_) + " experts, the CUDA backend handles at most 1024");
-  if (w.w13.dtype == MOEREG_DTYPE_F8_E4M3 || w.w13_scale.data)
-    throw unsupported("weights: F8_E4M3 experts are not supported by the CUDA backend (dequantize to BF16 first)");
+  if (w.weight_quant != MOEREG_WEIGHT_QUANT_NONE)
+    throw unsupported(std::string("weights: ") +
+                      (w.weight_quant == MOEREG_WEIGHT_QUANT_INT4    ? "int4"
+                       : w.weight_quant == MOEREG_WEIGHT_QUANT_MXFP4 ? "MXFP4"
+                       : w.weight_quant == MOEREG_WEIGHT_QUANT_GGML  ? "GGUF block"
+                                                                     : "quantized") +
+                      " experts are not read by the CUDA backend (it reads BF16, F16, F32 and F8_E4M3 with block scales)");
   expect(w.w13, "weights.w13", {E_, 2 * I_, H_});
   expect(w.w2, "weights.w2", {E_, H_, I_});
+  f8_ = w.w13.dtype == MOEREG_DTYPE_F8_E4M3 || w.w2.dtype == MOEREG_DTYPE_F8_E4M3;
+  if (f8_) check_f8(w);
+  else if (w.w13_scale.data || w.w2_scale.data)
+    throw invalid_argument(std::string("weights: scales given with ") + dtype_name(w.w13.dtype) +
+                           " experts (scales go with F8_E4M3 weights)");
   if (Is_) {
     expect(w.shared_w13, "weights.shared_w13", {2 * Is_, H_});
     expect(w.shared_w2, "weights.shared_w2", {H_, Is_});
@@ -193,7 +203,38 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   if (!borrowed_) measure_h2d();  // the ceiling of the upload's GB/s; nothing was uploaded otherwise
 }
 
-// Host weights (a mapped checkpoint, numpy arrays): one bf16 copy on the device, made here.
+void moe_layer::check_f8(const moereg_moe_weights& w) {
+  if (w.w13.dtype != MOEREG_DTYPE_F8_E4M3 || w.w2.dtype != MOEREG_DTYPE_F8_E4M3)
+    throw unsupported(std::string("weights: w13 ") + dtype_name(w.w13.dtype) + ", w2 " + dtype_name(w.w2.dtype) +
+                      "; F8_E4M3 experts need both in F8_E4M3");
+  if (w.w13.memory == MOEREG_MEMORY_DEVICE)
+    throw unsupported("weights.w13: F8_E4M3 weights in device memory; the CUDA backend reads device-resident BF16 "
+                      "weights only (F8_E4M3 from host memory)");
+  scale_b0_ = w.scale_block[0];
+  scale_b1_ = w.scale_block[1];
+  if (!w.w13_scale.data || !w.w2_scale.data || scale_b0_ <= 0 || scale_b1_ <= 0)
+    throw invalid_argument("weights: F8_E4M3 experts need w13_scale, w2_scale and a positive scale_block, found scale_block {" +
+                           std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) + "}");
+  if (H_ % 16 || I_ % 16)
+    throw unsupported("weights: hidden " + std::to_string(H_) + ", intermediate " + std::to_string(I_) +
+                      "; the CUDA F8_E4M3 kernels need multiples of 16");
+  if (scale_b1_ % 8 && scale_b1_ < std::max(H_, I_))
+    throw unsupported("weights: scale_block {" + std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) +
+                      "}; the CUDA F8_E4M3 kernels need scale columns that are a multiple of 8 or cover a whole row");
+  auto cdiv = [](long long a, long long b) { return (a + b - 1) / b; };
+  for (const auto* v : {&w.w13_scale, &w.w2_scale})
+    if (v->dtype != MOEREG_DTYPE_F32)
+      throw unsupported(std::string(v == &w.w13_scale ? "weights.w13_scale" : "weights.w2_scale") + ": dtype " +
+                        dtype_name(v->dtype) + ", expected F32");
+  expect(w.w13_scale, "weights.w13_scale", {E_, 2 * cdiv(I_, scale_b0_), cdiv(H_, scale_b1_)});
+  expect(w.w2_scale, "weights.w2_scale", {E_, cdiv(H_, scale_b0_), cdiv(I_, scale_b1_)});
+  if (tuning_.tiles.rfind("cublas", 0) == 0)
+    throw unsupported("backend option tiles=" + tuning_.tiles +
+                      ": the cuBLAS path runs BF16 experts; F8_E4M3 experts run on the kernels (tiles=auto|m16|m64|m128)");
+}
+
+// Host weights (a mapped checkpoint, numpy arrays): one copy on the device, made here, in bf16
+// or, for F8_E4M3 experts, as stored (bytes and F32 block scales).
 void moe_layer::copy_in(const moereg_moe_weights& w) {
   auto dalloc = [&](size_t bytes) {
     void* p = nullptr;
@@ -202,8 +243,15 @@ void moe_layer::copy_in(const moereg_moe_weights& w) {
     return p;
   };
   const size_t n13 = static_cast<size_t>(E_ * 2 * I_ * H_), n2 = static_cast<size_t>(E_ * H_ * I_);
-  w13_ = static_cast<__nv_bfloat16*>(dalloc(n13 * 2));
-  w2_ = static_cast<__nv_bfloat16*>(dalloc(n2 * 2));
+  if (f8_) {
+    w13_f8_ = static_cast<uint8_t*>(dalloc(n13));
+    w2_f8_ = static_cast<uint8_t*>(dalloc(n2));
+    w13_scale_ = static_cast<float*>(dalloc(static_cast<size_t>(numel(w.w13_scale)) * 4));
+    w2_scale_ = static_cast<float*>(dalloc(static_cast<size_t>(numel(w.w2_scale)) * 4));
+  } else {
+    w13_ = static_cast<__nv_bfloat16*>(dalloc(n13 * 2));
+    w2_ = static_cast<__nv_bfloat16*>(dalloc(n2 * 2));
+  }
   if (Is_) {
     sw13_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(2 * Is_ * H_) * 2));
     sw2_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_ * Is_) * 2));
@@ -212,8 +260,15 @@ void moe_layer::copy_in(const moereg_moe_weights& w) {
   const auto t0 = std::chrono::steady_clock::now();
   {
     staging st;
-    upload(w13_, w.w13, "weights.w13", st);
-    upload(w2_, w.w2, "weights.w2", st);
+    if (f8_) {
+      upload(w13_f8_, w.w13, "weights.w13", st, true);
+      upload(w2_f8_, w.w2, "weights.w2", st, true);
+      upload(w13_scale_, w.w13_scale, "weights.w13_scale", st, true);
+      upload(w2_scale_, w.w2_scale, "weights.w2_scale", st, true);
+    } else {
+      upload(w13_, w.w13, "weights.w13", st);
+      upload(w2_, w.w2, "weights.w2", st);
+    }
     if (Is_) {
       upload(sw13_, w.shared_w13, "weights.shared_w13", st);
       upload(sw2_, w.shared_w2, "weights.shared_w2", st);
@@ -276,7 +331,8 @@ moe_layer::~moe_layer() {
   blas_.reset();
   if (!borrowed_)
     for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_), static_cast<void*>(sw2_),
-                    static_cast<void*>(sgate_)})
+                    static_cast<void*>(sgate_), static_cast<void*>(w13_f8_), static_cast<void*>(w2_f8_),
+                    static_cast<void*>(w13_scale_), static_cast<void*>(w2_scale_)})
       if (p) cudaFree(p);
   for (void* p : {static_cast<void*>(router_), static_cast<void*>(bias_)})
     if (p) cudaFree(p);
@@ -288,12 +344,15 @@ moe_layer::~moe_layer() {
 }
 
 // Pinned staging, two copy streams: the host thread(s) fill buffer b (reading the mapped
-// file, converting to bf16) while the copy engine drains the buffers filled before it.
-void moe_layer::upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what, staging& st) {
+// file, converting to bf16 unless raw_bytes) while the copy engine drains the buffers filled before it.
+void moe_layer::upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, bool raw_bytes) {
   if (src.memory != MOEREG_MEMORY_HOST) throw invalid_argument(std::string(what) + ": expected host memory");
-  if (src.dtype != MOEREG_DTYPE_BF16 && src.dtype != MOEREG_DTYPE_F16 && src.dtype != MOEREG_DTYPE_F32)
+  if (!raw_bytes && src.dtype != MOEREG_DTYPE_BF16 && src.dtype != MOEREG_DTYPE_F16 && src.dtype != MOEREG_DTYPE_F32)
     throw unsupported(std::string(what) + ": dtype " + dtype_name(src.dtype) + ", expected BF16, F16 or F32");
-  const size_t n = static_cast<size_t>(numel(src));
+  // Staged in units of 2 bytes (a bf16 element); a raw tensor is its bytes, rounded up to a
+  // whole unit (the pinned buffer has the room; only the tensor's bytes are copied).
+  const size_t bytes = raw_bytes ? static_cast<size_t>(numel(src)) * elem_size(src.dtype) : 0;
+  const size_t n = raw_bytes ? (bytes + 1) / 2 : static_cast<size_t>(numel(src));
   // The host copy into pinned memory is the bottleneck (page faults on a mapped file, memory
   // bandwidth), so it gets up to 16 threads while the copy engine drains the other buffers.
   const int threads = static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
@@ -302,9 +361,16 @@ void moe_layer::upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const 
       const int b = static_cast<int>(st.chunk % stage_buffers);
       const size_t len = std::min(stage_elems, n - first);
       check(cudaEventSynchronize(st.done[b]), "staging wait");
-      stage_bf16(static_cast<uint16_t*>(st.bufs[b]), src.data, src.dtype, first, len, threads);
+      size_t copy_bytes = len * 2;
+      if (raw_bytes) {
+        copy_bytes = std::min(copy_bytes, bytes - first * 2);
+        stage_bytes(st.bufs[b], static_cast<const char*>(src.data) + first * 2, copy_bytes, threads);
+      } else {
+        stage_bf16(static_cast<uint16_t*>(st.bufs[b]), src.data, src.dtype, first, len, threads);
+      }
       cudaStream_t s = st.streams[st.chunk % 2];
-      check(cudaMemcpyAsync(dst + first, st.bufs[b], len * 2, cudaMemcpyHostToDevice, s), "weights copy");
+      check(cudaMemcpyAsync(static_cast<char*>(dst) + first * 2, st.bufs[b], copy_bytes, cudaMemcpyHostToDevice, s),
+            "weights copy");
       check(cudaEventRecord(st.done[b], s), "cudaEventRecord");
     }
   } catch (const std::exception& e) {
@@ -401,8 +467,9 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
     }
     if (s == "m16" || s == "m64" || s == "m128") return false;
   }
-  // cublas=off keeps every size on the kernels (and libcublas unloaded).
-  if (!tuning_.cublas) return false;
+  // cublas=off keeps every size on the kernels (and libcublas unloaded); F8 experts always
+  // run on the kernels, which dequantize them per tile.
+  if (!tuning_.cublas || f8_) return false;
   if (groups <= 0 || rows < cublas_min_rows * groups) return false;
   return cublas_experts::available();
 }
@@ -466,6 +533,15 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
   p.x = ws_->xb;
   p.w13 = w13_;
   p.w2 = w2_;
+  p.w13_f8 = w13_f8_;
+  p.w2_f8 = w2_f8_;
+  p.w13_scale = w13_scale_;
+  p.w2_scale = w2_scale_;
+  if (f8_) {
+    // A scale block wider than the row is one scale per row: clamp so the index stays 0.
+    p.scale_b0 = static_cast<int>(std::min<long long>(scale_b0_, std::max(H_, I_)));
+    p.scale_b1 = static_cast<int>(std::min<long long>(scale_b1_, std::max(H_, I_)));
+  }
   p.hidden = static_cast<int>(H_);
   p.inter = static_cast<int>(I_);
   p.offsets = ws_->perm.offsets;
@@ -628,19 +704,32 @@ void moe_layer::synchronize() {
   check(cudaStreamSynchronize(stream_), "synchronize");
 }
 
+long long moe_layer::f8_scale_bytes() const {
+  auto cdiv = [](long long a, long long b) { return (a + b - 1) / b; };
+  return 4 * E_ * (2 * cdiv(I_, scale_b0_) * cdiv(H_, scale_b1_) + cdiv(H_, scale_b0_) * cdiv(I_, scale_b1_));
+}
+
 std::string moe_layer::describe() const {
   std::ostringstream o;
   o.precision(4);
   o << "{\"backend\":\"cuda\",\"device\":\"" << device_name_ << "\",\"compute_capability\":\"" << sm_major_ << "."
     << sm_minor_ << "\",\"isa\":\"sm_90a\",\"experts\":" << E_ << ",\"hidden\":" << H_ << ",\"intermediate\":" << I_
-    << ",\"shared_intermediate\":" << Is_ << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"BF16\""
+    << ",\"shared_intermediate\":" << Is_ << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"" << (f8_ ? "F8_E4M3" : "BF16") << "\""
+    << (f8_ ? ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]" : std::string())
+    << (f8_ ? ",\"weight_bytes\":" + std::to_string(E_ * 3 * I_ * H_) + ",\"scale_bytes\":" + std::to_string(f8_scale_bytes())
+            : std::string())
     << ",\"weights\":\"" << (borrowed_ ? "borrowed: read in the caller's device memory, no copy" : "copied from host memory")
     << "\",\"bytes_on_device\":" << weight_bytes_ << ",\"load_seconds\":" << load_seconds_
     << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
-    << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute\""
+    << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute"
+    << (f8_ ? "; F8_E4M3 weights read as stored and dequantized per tile in shared memory to bf16 (q x scale, "
+              "rounded once)"
+            : "")
+    << "\""
     << ",\"gemm_large\":\""
-    << (!tuning_.cublas ? std::string("off (backend option cublas=off)")
+    << (f8_ ? std::string("the kernels (F8_E4M3 experts do not go to cuBLAS)")
+        : !tuning_.cublas ? std::string("off (backend option cublas=off)")
         : cublas_experts::available()
             ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(cublas_min_rows) +
                   " rows per hit expert (batched, per-expert or grouped, by expert sizes)"

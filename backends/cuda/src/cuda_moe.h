@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // cuda_moe.h - one MoE layer resident on a CUDA device: its experts in bf16 (copied from host
-// memory at create, or the caller's device memory read in place), its router, and a
+// memory at create, or the caller's device memory read in place) or as stored F8_E4M3 bytes
+// with their block scales (copied from host memory), its router, and a
 // workspace that grows to the largest token count seen (so forward allocates nothing once
 // warm). Device-memory calls are asynchronous on the layer's stream, which is a blocking
 // stream: it orders itself after, and before, work on the legacy default stream.
@@ -69,7 +70,13 @@ class moe_layer {
   void copy_in(const moereg_moe_weights& w);
   void borrow(const moereg_moe_weights& w);
   moereg_tensor_view on_host(const moereg_tensor_view& v, const char* what);
-  void upload(__nv_bfloat16* dst, const moereg_tensor_view& src, const char* what, staging& st);
+  // F8_E4M3 experts: checks the scales and the sizes the F8 kernels need (the constructor
+  // has checked the weights' shapes).
+  void check_f8(const moereg_moe_weights& w);
+  long long f8_scale_bytes() const;  // the F8 experts' scales, as held on the device
+  // Copies src to dst through the pinned buffers: as bf16 (BF16, F16, F32) or, with
+  // raw_bytes, byte for byte (F8_E4M3 weights, F32 scales).
+  void upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, bool raw_bytes = false);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
   // Whether this pass goes through cuBLAS (and how): forced by tiles=cublas|cublas_loop|
@@ -88,8 +95,14 @@ class moe_layer {
   int K_ = 0;
   bool has_router_ = false, has_bias_ = false, has_shared_gate_ = false;
   route_config rcfg_;
-  __nv_bfloat16* w13_ = nullptr;
+  __nv_bfloat16* w13_ = nullptr;  // bf16 experts (null with F8 experts)
   __nv_bfloat16* w2_ = nullptr;
+  bool f8_ = false;               // F8_E4M3 experts: the bytes and block scales below
+  uint8_t* w13_f8_ = nullptr;
+  uint8_t* w2_f8_ = nullptr;
+  float* w13_scale_ = nullptr;
+  float* w2_scale_ = nullptr;
+  long long scale_b0_ = 0, scale_b1_ = 0;
   __nv_bfloat16* sw13_ = nullptr;
   __nv_bfloat16* sw2_ = nullptr;
   __nv_bfloat16* sgate_ = nullptr;

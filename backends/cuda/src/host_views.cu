@@ -155,4 +155,19 @@ void stage_bf16(uint16_t* dst, const void* src, int dtype, size_t first, size_t 
   for (auto& th : pool) th.join();
 }
 
+void stage_bytes(void* dst, const void* src, size_t n, int threads) {
+  auto part = [&](size_t b, size_t e) { std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b); };
+  if (threads <= 1 || n < (2u << 20)) {
+    part(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  const size_t step = (n + threads - 1) / threads;
+  for (int t = 0; t < threads; ++t) {
+    const size_t b = std::min(n, t * step), e = std::min(n, b + step);
+    if (b < e) pool.emplace_back(part, b, e);
+  }
+  for (auto& th : pool) th.join();
+}
+
 }  // namespace moereg::cuda::host

@@ -28,5 +28,7 @@ float bf16_bits_to_f32(uint16_t b);
 std::vector<float> host_floats(const moereg_tensor_view& v, const char* what);
 // Convert elements [first, first + n) of src (dtype) to bf16 bits in dst, with `threads` threads.
 void stage_bf16(uint16_t* dst, const void* src, int dtype, size_t first, size_t n, int threads);
+// Copy n bytes from src to dst as they are (F8 weights, F32 scales), with `threads` threads.
+void stage_bytes(void* dst, const void* src, size_t n, int threads);
 
 }  // namespace moereg::cuda::host

@@ -6,6 +6,8 @@
 #include "moe_kernels.cuh"
 
 #include <cub/block/block_scan.cuh>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cfloat>
 #include <climits>
@@ -295,7 +297,19 @@ __device__ __forceinline__ uint32_t tile_off(int r, int c) {
   else return static_cast<uint32_t>(r * 64 + ((c ^ ((r >> 1) & 3)) << 4));
 }
 
-template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP>
+// Two e4m3 bytes (low byte first) times their scale, rounded once to bf16: the value the
+// dequantized checkpoint holds (moereg/quant/fp8_e4m3.h), as a bf16x2 register.
+__device__ __forceinline__ uint32_t fp8x2_scaled_bf16x2(uint32_t two, float s) {
+  const __half2 h(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two), __NV_E4M3));
+  const float2 f = __half22float2(h);
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * s, f.y * s);
+  return *reinterpret_cast<const uint32_t*>(&b);
+}
+
+// F8: the weight tile of each stage arrives as e4m3 bytes ([BN][BK], BK bytes a row, half
+// the bf16 bytes, which is what decode streams) and is dequantized into one bf16 tile that
+// the mma loop reads exactly as it reads a bf16 stage.
+template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8>
 __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem p) {
   constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
   constexpr int THREADS = WM * WN * 32;
@@ -304,12 +318,14 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   constexpr int NI = 4;  // warp tile is 32 columns
   static_assert(BN / WN == 32, "warp tile must be 32 columns");
   constexpr int A_BYTES = BM * BK * 2;
-  constexpr int B_BYTES = BN * BK * 2;
+  constexpr int B_BYTES = BN * BK * (F8 ? 1 : 2);
   constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
   constexpr int A_CHUNKS = BM * CPR;
-  constexpr int B_CHUNKS = BN * CPR;
+  constexpr int B_CPR = F8 ? BK / 16 : CPR;  // 16-byte chunks per weight row of a stage
+  constexpr int B_CHUNKS = BN * B_CPR;
   constexpr int A_PER = (A_CHUNKS + THREADS - 1) / THREADS;
   constexpr int B_PER = B_CHUNKS / THREADS;
+  static_assert(B_CHUNKS % THREADS == 0, "weight chunks must split evenly over the threads");
 
   extern __shared__ __align__(128) unsigned char smem[];
 
@@ -350,20 +366,39 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       }
     }
   }
-  const __nv_bfloat16* b_src[B_PER];
+  // Weight rows: element offsets into the expert's matrix (bytes for F8, elements for bf16
+  // alike), and for F8 the row of block scales each one uses.
+  const unsigned char* b_src[B_PER];
+  const float* b_scale[B_PER];
   bool b_ok[B_PER];
 #pragma unroll
   for (int i = 0; i < B_PER; ++i) {
-    int n = (tid + i * THREADS) / CPR;
+    int n = (tid + i * THREADS) / B_CPR;
+    size_t row;
+    int srow;
     if (GATE_UP) {
       int col = blockIdx.x * (BN / 2) + (n >> 5) * 16 + (n & 15);
       b_ok[i] = col < p.inter;
-      int wrow = (n & 16) ? p.inter + col : col;
-      b_src[i] = p.w13 + static_cast<size_t>(g) * 2 * p.inter * p.hidden + static_cast<size_t>(b_ok[i] ? wrow : 0) * p.hidden;
+      if (!b_ok[i]) col = 0;
+      // Gate and up rows are each on their own scale grid of ceil(I / b0) rows.
+      const int gate_srows = (p.inter + p.scale_b0 - 1) / p.scale_b0;
+      row = static_cast<size_t>(g) * 2 * p.inter + ((n & 16) ? p.inter + col : col);
+      srow = g * 2 * gate_srows + ((n & 16) ? gate_srows : 0) + col / p.scale_b0;
     } else {
       int nrow = blockIdx.x * BN + n;
       b_ok[i] = nrow < p.hidden;
-      b_src[i] = p.w2 + static_cast<size_t>(g) * p.hidden * p.inter + static_cast<size_t>(b_ok[i] ? nrow : 0) * p.inter;
+      if (!b_ok[i]) nrow = 0;
+      row = static_cast<size_t>(g) * p.hidden + nrow;
+      srow = g * ((p.hidden + p.scale_b0 - 1) / p.scale_b0) + nrow / p.scale_b0;
+    }
+    const size_t rowlen = GATE_UP ? p.hidden : p.inter;
+    if constexpr (F8) {
+      b_src[i] = (GATE_UP ? p.w13_f8 : p.w2_f8) + row * rowlen;
+      const int scols = (static_cast<int>(rowlen) + p.scale_b1 - 1) / p.scale_b1;
+      b_scale[i] = (GATE_UP ? p.w13_scale : p.w2_scale) + static_cast<size_t>(srow) * scols;
+    } else {
+      b_src[i] = reinterpret_cast<const unsigned char*>((GATE_UP ? p.w13 : p.w2) + row * rowlen);
+      b_scale[i] = nullptr;
     }
   }
 
@@ -385,10 +420,40 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
       int chunk = tid + i * THREADS;
-      int r = chunk / CPR, c = chunk % CPR;
-      int k = k0 + c * 8;
-      bool ok = b_ok[i] && k < K;
-      cp_async16(sb + tile_off<BK>(r, c), ok ? b_src[i] + k : b_src[i], ok);
+      int r = chunk / B_CPR, c = chunk % B_CPR;
+      if constexpr (F8) {
+        int k = k0 + c * 16;
+        bool ok = b_ok[i] && k < K;
+        cp_async16(sb + chunk * 16, ok ? b_src[i] + k : b_src[i], ok);
+      } else {
+        int k = k0 + c * 8;
+        bool ok = b_ok[i] && k < K;
+        cp_async16(sb + tile_off<BK>(r, c), ok ? b_src[i] + 2 * k : b_src[i], ok);
+      }
+    }
+  };
+  // F8: stage `slot` (k tile kt) into the bf16 tile after the stages, one 16-byte chunk of
+  // e4m3 bytes per thread and step; b1 is a multiple of 8 or covers the row, so each half
+  // of a chunk has one scale.
+  const uint32_t sbf = sbase + STAGES * STAGE_BYTES;
+  auto dequantize_stage = [&](int slot, int kt) {
+    const unsigned char* s8 = smem + slot * STAGE_BYTES + A_BYTES;
+#pragma unroll
+    for (int i = 0; i < B_PER; ++i) {
+      int chunk = tid + i * THREADS;
+      int r = chunk / B_CPR, c = chunk % B_CPR;
+      int k = kt * BK + c * 16;
+      uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
+      if (b_ok[i] && k < K) {
+        const uint4 q = *reinterpret_cast<const uint4*>(s8 + chunk * 16);
+        const float s0 = b_scale[i][k / p.scale_b1], s1 = b_scale[i][(k + 8) / p.scale_b1];
+        lo = make_uint4(fp8x2_scaled_bf16x2(q.x, s0), fp8x2_scaled_bf16x2(q.x >> 16, s0),
+                        fp8x2_scaled_bf16x2(q.y, s0), fp8x2_scaled_bf16x2(q.y >> 16, s0));
+        hi = make_uint4(fp8x2_scaled_bf16x2(q.z, s1), fp8x2_scaled_bf16x2(q.z >> 16, s1),
+                        fp8x2_scaled_bf16x2(q.w, s1), fp8x2_scaled_bf16x2(q.w >> 16, s1));
+      }
+      *reinterpret_cast<uint4*>(smem + (sbf - sbase) + tile_off<BK>(r, 2 * c)) = lo;
+      *reinterpret_cast<uint4*>(smem + (sbf - sbase) + tile_off<BK>(r, 2 * c + 1)) = hi;
     }
   };
 
@@ -415,8 +480,12 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       if (nk < KT) load_stage(nk % STAGES, nk);
       cp_commit();
     }
+    if constexpr (F8) {
+      dequantize_stage(kt % STAGES, kt);
+      __syncthreads();
+    }
     const uint32_t sa = sbase + (kt % STAGES) * STAGE_BYTES;
-    const uint32_t sb = sa + A_BYTES;
+    const uint32_t sb = F8 ? sbf : sa + A_BYTES;
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       uint32_t af[MI][4];
@@ -482,12 +551,12 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   }
 }
 
-template <int BM, int BK, int WM, int WN, int STAGES>
+template <int BM, int BK, int WM, int WN, int STAGES, bool F8>
 void run_experts(const gemm_problem& p, cudaStream_t stream) {
   constexpr int threads = WM * WN * 32;
-  constexpr int smem = STAGES * (BM + BN) * BK * 2;
-  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true>;
-  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false>;
+  constexpr int smem = F8 ? STAGES * (BM * 2 + BN) * BK + BN * BK * 2 : STAGES * (BM + BN) * BK * 2;
+  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8>;
+  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8>;
   static bool configured = [&] {
     cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -575,10 +644,20 @@ int max_row_tiles(int slots, int experts, int bm) {
 void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
   if (p.hidden % 8 != 0 || p.inter % 8 != 0)
     throw std::runtime_error("CUDA experts need hidden and intermediate sizes that are multiples of 8");
+  if (p.w13_f8) {
+    if (p.hidden % 16 != 0 || p.inter % 16 != 0)
+      throw std::runtime_error("CUDA F8_E4M3 experts need hidden and intermediate sizes that are multiples of 16");
+    switch (c) {
+      case tile_config::m16: run_experts<16, 64, 1, 4, 6, true>(p, stream); break;
+      case tile_config::m64: run_experts<64, 64, 2, 4, 4, true>(p, stream); break;
+      case tile_config::m128: run_experts<128, 32, 2, 4, 4, true>(p, stream); break;
+    }
+    return;
+  }
   switch (c) {
-    case tile_config::m16: run_experts<16, 64, 1, 4, 6>(p, stream); break;
-    case tile_config::m64: run_experts<64, 64, 2, 4, 4>(p, stream); break;
-    case tile_config::m128: run_experts<128, 32, 2, 4, 4>(p, stream); break;
+    case tile_config::m16: run_experts<16, 64, 1, 4, 6, false>(p, stream); break;
+    case tile_config::m64: run_experts<64, 64, 2, 4, 4, false>(p, stream); break;
+    case tile_config::m128: run_experts<128, 32, 2, 4, 4, false>(p, stream); break;
   }
 }
 

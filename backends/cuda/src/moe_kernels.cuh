@@ -78,9 +78,21 @@ struct gemm_problem {
   int dense_rows = 0;
   __nv_bfloat16* h = nullptr;  // [rows, I] scratch, sorted order
   float* out = nullptr;        // [T, H] accumulated into (atomics)
+  // F8_E4M3 experts (set instead of w13 / w2): the bytes as stored, [G, 2I, H] and [G, H, I],
+  // with F32 block scales in multiplier form on the ABI's grids (moereg_moe_weights):
+  // w13_scale [G, 2*ceil(I/b0), ceil(H/b1)] (gate rows, then up rows, each on its own grid),
+  // w2_scale [G, ceil(H/b0), ceil(I/b1)]. Each weight tile is dequantized in shared memory to
+  // bf16 = round(q * s), the values `convert --dtype bf16` writes, so the products are those
+  // of the bf16 layer. Needs H and I multiples of 16 and b1 a multiple of 8 or >= max(H, I).
+  const uint8_t* w13_f8 = nullptr;
+  const uint8_t* w2_f8 = nullptr;
+  const float* w13_scale = nullptr;
+  const float* w2_scale = nullptr;
+  int scale_b0 = 1, scale_b1 = 1;
 };
 
-// h = silu(x W_gate^T) * (x W_up^T), then out[token] += w * (h W_down^T).
+// h = silu(x W_gate^T) * (x W_up^T), then out[token] += w * (h W_down^T). F8_E4M3 weights
+// when p.w13_f8 is set, bf16 otherwise.
 void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream);
 
 // gate[t] = sigmoid(x[t] . g) for the shared-expert gate; g bf16 [H].

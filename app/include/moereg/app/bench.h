@@ -23,6 +23,9 @@ struct moe_bench_request {
   std::int64_t experts = 0, hidden = 0, intermediate = 0, top_k = 0, shared_intermediate = 0;
   moereg_routing_params routing{};  // scoring, groups, scaling; the router weights are made here
   std::vector<std::int64_t> tokens;  // token counts T, one row each
+  // The experts' storage: "bf16", or "f8_e4m3" (E4M3 with 128x128 block scales, as DeepSeek-V3
+  // ships; PyTorch's reference runs the same experts dequantized to bf16).
+  std::string weights = "bf16";
   std::string backend = "auto";
   int threads = 0;  // for the backend and PyTorch; 0: every CPU this process may use
   std::vector<std::pair<std::string, std::string>> backend_options;
