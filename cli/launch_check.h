@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // launch_check.h - refuses to run as one of several copies a parallel launcher (mpirun,
-// mpiexec, srun with PMI) started, unless the command coordinates them through MPI: N
+// mpiexec, srun) started, unless the command coordinates them through MPI: N
 // uncoordinated copies of a conversion would race for one output directory.
 #pragma once
 

@@ -5,12 +5,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 
 #include "api_result.h"
 #include "convert_job.h"
 #include "convert_output.h"
 #include "expert_parallel.h"
+#include "launch_check.h"
 #include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
@@ -115,6 +117,15 @@ app::convert_report convert_ep_slices_together(app::convert_request job, int ran
 }  // namespace
 
 int run_mpi_convert(app::convert_request job, const global_options& globals) {
+  // srun without --mpi=pmix or pmi2 gives its tasks no PMI: Open MPI would abort in MPI_Init
+  // with a page about it, or each task would run alone. Said plainly before MPI starts.
+  if (const auto launch = detect_parallel_launch(); launch && launch->variable.rfind("SLURM_STEP_NUM_TASKS=", 0) == 0 &&
+                                                    !std::getenv("PMIX_RANK") && !std::getenv("PMI_RANK")) {
+    std::cerr << "moereg: started as one of " << launch->size << " processes (" << launch->variable
+              << ") by srun with no PMI for MPI to join them through: run srun --mpi=pmix (docs/mpi.md); "
+                 "nothing was written\n";
+    return 2;
+  }
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0, ranks = 1;
@@ -126,6 +137,16 @@ int run_mpi_convert(app::convert_request job, const global_options& globals) {
   mpi_partition_state state;
   int status = 0;
   try {
+    // A launcher that started N copies without a way for MPI to join them (srun without
+    // --mpi=pmix or pmi2, where Open MPI has no PMI) leaves N singletons, each rank 0 of 1:
+    // they would race for one output. Each refuses before anything is written.
+    if (const auto launch = detect_parallel_launch(); launch && launch->size != ranks) {
+      state.writes_settled = true;  // no collective step ahead: each process stops by itself
+      throw usage_error("started as one of " + std::to_string(launch->size) + " processes (" + launch->variable +
+                        "), but MPI joined " + std::to_string(ranks) +
+                        " of them: the launcher gave MPI no way to connect them (with Slurm: srun --mpi=pmix; "
+                        "docs/mpi.md); nothing was written");
+    }
     if (provided < MPI_THREAD_MULTIPLE)
       throw error("this MPI library gives threads level " + std::to_string(provided) + ", and moereg needs MPI_THREAD_MULTIPLE (" +
                   std::to_string(MPI_THREAD_MULTIPLE) + ") to exchange progress while it writes");

@@ -150,6 +150,20 @@ TEST(LaunchCheck, SeveralCopiesUnderALauncherAreRefused) {
   auto pmi = test::run_command("env PMI_SIZE=3 " MOEREG_BUILD_DIR "/bin/moereg inspect " + qwen);
   EXPECT_EQ(pmi.exit_code, 2) << pmi.output;
   EXPECT_HAS(pmi.output, "(PMI_SIZE=3)");
+  // srun's step count (any --mpi): the same refusal.
+  auto srun = test::run_command("env SLURM_STEP_NUM_TASKS=2 " MOEREG_BUILD_DIR "/bin/moereg inspect " + qwen);
+  EXPECT_EQ(srun.exit_code, 2) << srun.output;
+  EXPECT_HAS(srun.output, "(SLURM_STEP_NUM_TASKS=2)");
+#ifdef MOEREG_HAVE_MPI
+  // A convert started as one of 2 tasks by srun without --mpi=pmix (no PMI for MPI to join
+  // them through) refuses instead of racing its twin; nothing is written.
+  auto lone = test::run_command("env SLURM_STEP_NUM_TASKS=2 " MOEREG_BUILD_DIR "/bin/moereg convert " + qwen + " " +
+                                (d / "lone") + " --to hf");
+  EXPECT_EQ(lone.exit_code, 2) << lone.output;
+  EXPECT_HAS(lone.output, "started as one of 2 processes (SLURM_STEP_NUM_TASKS=2) by srun with no PMI");
+  EXPECT_HAS(lone.output, "run srun --mpi=pmix");
+  EXPECT_FALSE(fs::exists(d / "lone"));
+#endif
   // One process (mpirun -np 1) is an ordinary run.
   auto one = test::run_command("env OMPI_COMM_WORLD_SIZE=1 " MOEREG_BUILD_DIR "/bin/moereg inspect " + qwen);
   EXPECT_EQ(one.exit_code, 0) << one.output;

@@ -197,6 +197,38 @@ TEST(MoeBench, QuantizedExpertsCountTheBytesTheyRead) {
   EXPECT_DOUBLE_EQ(v.find("rows")->as_array().at(0).find("weight_bytes")->as_double(), 2 * expert + shared);
 }
 
+// moe bench --weights f8_e4m3: the experts go to the backend as E4M3 bytes with 128x128 block
+// scales (rows count those bytes), PyTorch runs the same experts dequantized to bf16, and the
+// two agree to bf16 rounding (a backend or a bench that dequantized differently would not).
+TEST(MoeBench, Fp8WeightsRunAsStoredAgainstTheirDequantizedReference) {
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --json --no-reference "
+                            "--log-level off --weights f8_e4m3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json::value v = json_of(r.output);
+  EXPECT_EQ(v.find("backend_describe")->find("w13_dtype")->as_string(), "f8_e4m3");
+  // tiny: H = 256, I = 128, K = 2, shared Is = 128 in bf16. Per expert 3 I H bytes and
+  // (2 ceil(I/128) ceil(H/128) + ceil(H/128) ceil(I/128)) = 6 F32 scales.
+  const double expert = 3.0 * 128 * 256 + 6 * 4, shared = 3.0 * 128 * 256 * 2;
+  EXPECT_DOUBLE_EQ(v.find("rows")->as_array().at(0).find("weight_bytes")->as_double(), 2 * expert + shared);
+
+  r = test::run_moereg("moe bench --preset tiny --weights f8");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("weights 'f8', expected bf16 or f8_e4m3"), std::string::npos) << r.output;
+
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "sanitizer build: the PyTorch reference half runs in the Release build";
+#endif
+  if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0 &&
+      std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no python with torch here: the reference half is not checked";
+  r = test::run_moereg("moe bench --preset tiny --tokens 1,9 --min-seconds 0.01 --backend cpu --json --log-level off "
+                       "--weights f8_e4m3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  v = json_of(r.output);
+  for (const auto& row : v.find("rows")->as_array())
+    EXPECT_LE(row.find("max_rel_diff_vs_reference")->as_double(), 2e-2) << row.find("tokens")->as_int();
+}
+
 // The timing cycles over inputs routed afresh until the experts they hit outgrow the
 // last-level cache (or all are hit, or 16 inputs): tiny's whole layer fits any cache, so at
 // T = 1 (two of eight experts per input) it takes at least four inputs, and the table marks
