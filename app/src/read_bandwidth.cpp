@@ -138,9 +138,9 @@ read_bandwidth measure_read_bandwidth(int threads) {
       // Shares are whole multiples of 64 words, so four streams of whole lines cover them.
       const auto T = static_cast<std::size_t>(threads), ut = static_cast<std::size_t>(t);
       const std::size_t b = n * ut / T / 64 * 64, e = ut + 1 == T ? n : n * (ut + 1) / T / 64 * 64;
-      // First touch by the reader. Every word differs: pages of identical words can be
-      // merged by a hypervisor, and a 16-core VM then "read" 0.5-1.8 TB/s from an all-ones
-      // buffer, far above what its memory delivers.
+      // First touch by the reader. Every word differs, as in the weights the kernels read:
+      // from an all-ones buffer a 16-core VM "read" 0.5-1.8 TB/s, far above what its memory
+      // delivers (pages of identical words merged by the hypervisor, we suspect).
       for (std::size_t i = b; i < e; ++i) buf[i] = probe_word(i);
       for (std::size_t p = 0; p < count; ++p)
         for (int rep = 0; rep < reps; ++rep) {
