@@ -6,6 +6,7 @@
 
 #include "api_result.h"
 #include "command.h"
+#include "error_line.h"
 #include "launch_check.h"
 #include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
@@ -107,19 +108,19 @@ int main(int argc, char** argv) {
   } catch (const cli::help_requested&) {
     return 0;
   } catch (const usage_error& e) {
-    std::cerr << "moereg: " << printable_message(e.what()) << "\n";
+    cli::print_error_line("moereg: " + printable_message(e.what()));
     return 2;
   } catch (const cli::stopped& e) {
-    std::cerr << "moereg: " << e.message << "\n";
+    cli::print_error_line("moereg: " + e.message);
     return e.signal > 0 ? 128 + e.signal : 1;  // as a shell reports a process killed by the signal
   } catch (const cancelled& e) {
-    std::cerr << "moereg: " << e.what() << "\n";
+    cli::print_error_line(std::string("moereg: ") + e.what());
     return 128 + e.signal_number();  // as a shell reports a process killed by the signal
   } catch (const error& e) {
-    std::cerr << "moereg: error: " << printable_message(e.what()) << "\n";
+    cli::print_error_line("moereg: error: " + printable_message(e.what()));
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "moereg: internal error: " << printable_message(e.what()) << "\n";
+    cli::print_error_line("moereg: internal error: " + printable_message(e.what()));
     return 1;
   }
 }

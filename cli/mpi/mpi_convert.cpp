@@ -11,6 +11,7 @@
 #include "api_result.h"
 #include "convert_job.h"
 #include "convert_output.h"
+#include "error_line.h"
 #include "expert_parallel.h"
 #include "launch_check.h"
 #include "moereg/base/cancel.h"
@@ -29,20 +30,20 @@ int report_failure(const std::string& who, const mpi_partition_state& state) {
   try {
     throw;
   } catch (const usage_error& e) {
-    std::cerr << "moereg: " << who << ": " << printable_message(e.what()) << "\n";
+    print_error_line("moereg: " + who + ": " + printable_message(e.what()));
     return 2;
   } catch (const cancelled& e) {
     if (state.stopped_for_peer) {
-      std::cerr << "moereg: " << who << ": stopped because another rank failed; " << printable_message(e.what()) << "\n";
+      print_error_line("moereg: " + who + ": stopped because another rank failed; " + printable_message(e.what()));
       return 1;
     }
-    std::cerr << "moereg: " << who << ": " << printable_message(e.what()) << "\n";
+    print_error_line("moereg: " + who + ": " + printable_message(e.what()));
     return e.signal_number() > 0 ? 128 + e.signal_number() : 1;
   } catch (const error& e) {
-    std::cerr << "moereg: error: " << who << ": " << printable_message(e.what()) << "\n";
+    print_error_line("moereg: error: " + who + ": " + printable_message(e.what()));
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "moereg: internal error: " << who << ": " << printable_message(e.what()) << "\n";
+    print_error_line("moereg: internal error: " + who + ": " + printable_message(e.what()));
     return 1;
   }
 }
@@ -121,9 +122,9 @@ int run_mpi_convert(app::convert_request job, const global_options& globals) {
   // with a page about it, or each task would run alone. Said plainly before MPI starts.
   if (const auto launch = detect_parallel_launch(); launch && launch->variable.rfind("SLURM_STEP_NUM_TASKS=", 0) == 0 &&
                                                     !std::getenv("PMIX_RANK") && !std::getenv("PMI_RANK")) {
-    std::cerr << "moereg: started as one of " << launch->size << " processes (" << launch->variable
-              << ") by srun with no PMI for MPI to join them through: run srun --mpi=pmix (docs/mpi.md); "
-                 "nothing was written\n";
+    print_error_line("moereg: started as one of " + std::to_string(launch->size) + " processes (" + launch->variable +
+                     ") by srun with no PMI for MPI to join them through: run srun --mpi=pmix (docs/mpi.md); "
+                     "nothing was written");
     return 2;
   }
   int provided = 0;
