@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 H = json.load(open(".carry/fixtures/deepseek_v3_fp8/hf/config.json"))["hidden_size"]
 save_file({"input": torch.randn(64, H, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)}, sys.argv[1])
 PY
-    "$M" convert "$f" "$W/bf16" --dtype bf16 --log-level warn || fail=1
+    "$M" convert "$f" "$W/bf16" --to hf --dtype bf16 --log-level warn || fail=1
     "$M" moe run "$f" --layer 1 --input "$W/x.safetensors" --output "$W/f8_cuda.safetensors" --backend cuda > "$W/f8_cuda.log" 2>&1 || { fail=1; cat "$W/f8_cuda.log"; }
     "$M" moe run "$f" --layer 1 --input "$W/x.safetensors" --output "$W/f8_cpu.safetensors" --backend cpu > "$W/f8_cpu.log" 2>&1 || { fail=1; cat "$W/f8_cpu.log"; }
     "$M" moe run "$W/bf16" --layer 1 --input "$W/x.safetensors" --output "$W/bf16_cuda.safetensors" --backend cuda > "$W/bf16_cuda.log" 2>&1 || { fail=1; cat "$W/bf16_cuda.log"; }
