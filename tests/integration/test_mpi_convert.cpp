@@ -41,9 +41,23 @@ const std::string mpiexec;
 // AddressSanitizer the ranks run without leak detection: Open MPI 4.1 leaves its own
 // allocations (ompi_op_base_op_select, opal_argv, components it has already dlclosed, so no
 // suppression can name them) at MPI_Finalize; every other check of ASan and UBSan stays on.
+//
+// Each test process gives its mpirun runs a session directory of their own: Open MPI 4.1
+// creates /tmp/ompi.HOST.UID racily, and two tests launching at once (ctest -j2) failed one
+// of them with "mkdir /tmp/ompi.vm.0: File exists" (1 of 120 MPI test runs under load).
+struct session_base {
+  std::string dir = (fs::temp_directory_path() / ("moereg-ompi-" + std::to_string(::getpid()))).string();
+  session_base() { fs::create_directories(dir); }
+  ~session_base() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
 std::string launcher(const std::string& env = "") {
-  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=\"${ASAN_OPTIONS}:detect_leaks=0\" " + env +
-         " " + mpiexec + " --oversubscribe -x ASAN_OPTIONS ";
+  static const session_base base;
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_orte_tmpdir_base=" + base.dir +
+         " ASAN_OPTIONS=\"${ASAN_OPTIONS}:detect_leaks=0\" " + env + " " + mpiexec + " --oversubscribe -x ASAN_OPTIONS ";
 }
 
 // `mpirun -np n BIN`.
