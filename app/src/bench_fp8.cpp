@@ -4,14 +4,11 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
-#include <exception>
-#include <mutex>
-#include <thread>
 
 #include "bench_support.h"
 #include "moereg/base/error.h"
+#include "moereg/base/parallel.h"
 #include "moereg/quant/fp8_e4m3.h"
 #include "moereg/quant/scale_grid.h"
 #include "moereg/tensor/dtype.h"
@@ -61,48 +58,36 @@ void write_fp8_experts(safetensors_writer& w, const std::string& name, std::int6
   const std::int64_t part_rows = rows / parts;
   const scale_grid g{scale_kind::block, part_rows, cols, bench_fp8_block, bench_fp8_block, 1};
   const std::size_t n = static_cast<std::size_t>(part_rows * cols), ns = static_cast<std::size_t>(g.scales_per_matrix());
-  const std::int64_t jobs = experts * parts;  // one matrix each
-  std::atomic<std::int64_t> next{0};
-  std::exception_ptr failed;
-  std::mutex failed_mutex;
-  auto work_items = [&] {
-    std::vector<std::uint16_t> b(n), d(n);
-    std::vector<std::uint8_t> q(n);
-    std::vector<float> s(ns);
-    for (std::int64_t j; (j = next++) < jobs;) {
-      fill_bf16(b.data(), n, scale, seed * 1000003 + static_cast<std::uint64_t>(j));
-      for (std::int64_t br = 0; br < g.grid_rows(); ++br)
-        for (std::int64_t bc = 0; bc < g.grid_cols(); ++bc) {
-          const std::int64_t r0 = br * g.block_rows, r1 = std::min(part_rows, r0 + g.block_rows);
-          const std::int64_t c0 = bc * g.block_cols, c1 = std::min(cols, c0 + g.block_cols);
-          float amax = 0;
-          for (std::int64_t r = r0; r < r1; ++r)
-            for (std::int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(bf16_to_f32(b[r * cols + c])));
-          const float sc = amax > 0 ? amax / 448.0f : 1.0f;
-          s[br * g.grid_cols() + bc] = sc;
-          for (std::int64_t r = r0; r < r1; ++r)
-            for (std::int64_t c = c0; c < c1; ++c) q[r * cols + c] = to_fp8_e4m3(bf16_to_f32(b[r * cols + c]) / sc);
-        }
-      dequantize_fp8_e4m3(q.data(), s, g, d.data());
-      w.write(ib, static_cast<std::uint64_t>(j) * n * 2, d.data(), n * 2);
-      w.write(i8, static_cast<std::uint64_t>(j) * n, q.data(), n);
-      w.write(is, static_cast<std::uint64_t>(j) * ns * 4, s.data(), ns * 4);
-    }
+  struct scratch {
+    std::vector<std::uint16_t> b, d;
+    std::vector<std::uint8_t> q;
+    std::vector<float> s;
   };
-  auto work = [&] {
-    try {
-      work_items();
-    } catch (...) {
-      next = jobs;  // the others stop taking matrices
-      std::lock_guard<std::mutex> lock(failed_mutex);
-      if (!failed) failed = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (failed) std::rethrow_exception(failed);
+  std::vector<scratch> per_worker(static_cast<std::size_t>(std::max(threads, 1)));
+  // One matrix (one expert's gate, up or down) per item.
+  run_ordered({static_cast<std::size_t>(experts * parts), static_cast<unsigned>(per_worker.size()), {}},
+              [&](std::size_t j, unsigned worker) {
+                scratch& w8 = per_worker[worker];
+                w8.b.resize(n), w8.d.resize(n), w8.q.resize(n), w8.s.resize(ns);
+                auto& [b, d, q, s] = w8;
+                fill_bf16(b.data(), n, scale, seed * 1000003 + j);
+                for (std::int64_t br = 0; br < g.grid_rows(); ++br)
+                  for (std::int64_t bc = 0; bc < g.grid_cols(); ++bc) {
+                    const std::int64_t r0 = br * g.block_rows, r1 = std::min(part_rows, r0 + g.block_rows);
+                    const std::int64_t c0 = bc * g.block_cols, c1 = std::min(cols, c0 + g.block_cols);
+                    float amax = 0;
+                    for (std::int64_t r = r0; r < r1; ++r)
+                      for (std::int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(bf16_to_f32(b[r * cols + c])));
+                    const float sc = amax > 0 ? amax / 448.0f : 1.0f;
+                    s[br * g.grid_cols() + bc] = sc;
+                    for (std::int64_t r = r0; r < r1; ++r)
+                      for (std::int64_t c = c0; c < c1; ++c) q[r * cols + c] = to_fp8_e4m3(bf16_to_f32(b[r * cols + c]) / sc);
+                  }
+                dequantize_fp8_e4m3(q.data(), s, g, d.data());
+                w.write(ib, j * n * 2, d.data(), n * 2);
+                w.write(i8, j * n, q.data(), n);
+                w.write(is, j * ns * 4, s.data(), ns * 4);
+              });
 }
 
 }  // namespace moereg::app
