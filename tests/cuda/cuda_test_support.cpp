@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -93,6 +94,26 @@ double rel_l2(const std::vector<float>& a, const std::vector<double>& ref) {
   return std::sqrt(num / den);
 }
 
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    d = std::max(d, double(std::fabs(a[i] - b[i])));
+    m = std::max(m, double(std::fabs(b[i])));
+  }
+  return d / m;
+}
+
+moereg_moe_weights experts_view(void* w13, void* w2, int32_t dtype, long long E, long long H, long long I) {
+  moereg_moe_weights w{};
+  w.num_experts = E;
+  w.hidden = H;
+  w.intermediate = I;
+  w.w13 = make_view(w13, static_cast<moereg_dtype>(dtype), {E, 2 * I, H});
+  w.w2 = make_view(w2, static_cast<moereg_dtype>(dtype), {E, H, I});
+  return w;
+}
+
 uint16_t to_bf16(float f) { return moereg::f32_to_bf16(f); }
 float from_bf16(uint16_t b) { return moereg::bf16_to_f32(b); }
 
@@ -156,12 +177,7 @@ random_layer::random_layer(int e, int h, int i, int k, int is, bool g, uint32_t 
 }
 
 moereg_moe_weights random_layer::view() {
-  moereg_moe_weights w{};
-  w.num_experts = E;
-  w.hidden = H;
-  w.intermediate = I;
-  w.w13 = make_view(w13.data(), MOEREG_DTYPE_BF16, {E, 2 * I, H});
-  w.w2 = make_view(w2.data(), MOEREG_DTYPE_BF16, {E, H, I});
+  moereg_moe_weights w = experts_view(w13.data(), w2.data(), MOEREG_DTYPE_BF16, E, H, I);
   if (Is) {
     w.shared_intermediate = Is;
     w.shared_w13 = make_view(sw13.data(), MOEREG_DTYPE_BF16, {2 * Is, H});

@@ -49,6 +49,11 @@ handle create(const moereg_moe_weights& w, const moereg_routing_params* r, std::
 std::string describe(moereg_backend* h);
 
 double rel_l2(const std::vector<float>& a, const std::vector<double>& ref);
+// Largest |a - b| over the largest |b|; infinite when either holds a non-finite value.
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+// Routed experts only: w13 [E, 2I, H] and w2 [E, H, I] of one dtype, no scales, no shared expert.
+moereg_moe_weights experts_view(void* w13, void* w2, int32_t dtype, long long E, long long H, long long I);
 uint16_t to_bf16(float f);
 float from_bf16(uint16_t b);
 

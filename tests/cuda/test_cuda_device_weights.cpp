@@ -56,15 +56,6 @@ TEST(CudaDeviceWeights, BorrowedWeightsComputeWhatCopiedWeightsDo) {
     EXPECT_EQ(take(api->forward(h, &xv, &iv, &wv, &ov)), "");
     return out;
   };
-  auto max_rel = [](const std::vector<float>& a, const std::vector<float>& b) {
-    double d = 0, m = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return double(INFINITY);
-      d = std::max(d, double(std::fabs(a[i] - b[i])));
-      m = std::max(m, double(std::fabs(b[i])));
-    }
-    return d / m;
-  };
   for (int round = 0; round < 2; ++round) {
     handle borrowed = create(dw, nullptr);
     ASSERT_TRUE(borrowed);
@@ -74,7 +65,7 @@ TEST(CudaDeviceWeights, BorrowedWeightsComputeWhatCopiedWeightsDo) {
     EXPECT_NE(json.find("\"weights\":\"borrowed"), std::string::npos) << json;
     EXPECT_NE(json.find("\"bytes_on_device\":0,"), std::string::npos) << json;
     for (int T : {1, 33, 300}) {
-      const double d = max_rel(forward(borrowed.get(), T), forward(copied.get(), T));
+      const double d = max_rel_diff(forward(borrowed.get(), T), forward(copied.get(), T));
       EXPECT_LE(d, 1e-6) << "round " << round << " T=" << T;
     }
   }  // destroyed: the memory in `owned` must still hold the weights for round 1

@@ -72,38 +72,15 @@ struct fp8_layer {
     }
   }
   moereg_moe_weights f8_view() {
-    moereg_moe_weights w{};
-    w.num_experts = E;
-    w.hidden = H;
-    w.intermediate = I;
-    w.w13 = make_view(w13.data(), MOEREG_DTYPE_F8_E4M3, {E, 2 * I, H});
-    w.w2 = make_view(w2.data(), MOEREG_DTYPE_F8_E4M3, {E, H, I});
+    moereg_moe_weights w = experts_view(w13.data(), w2.data(), MOEREG_DTYPE_F8_E4M3, E, H, I);
     w.w13_scale = make_view(s13.data(), MOEREG_DTYPE_F32, {E, 2 * cdiv(I, b0), cdiv(H, b1)});
     w.w2_scale = make_view(s2.data(), MOEREG_DTYPE_F32, {E, cdiv(H, b0), cdiv(I, b1)});
     w.scale_block[0] = b0;
     w.scale_block[1] = b1;
     return w;
   }
-  moereg_moe_weights bf16_view() {
-    moereg_moe_weights w{};
-    w.num_experts = E;
-    w.hidden = H;
-    w.intermediate = I;
-    w.w13 = make_view(d13.data(), MOEREG_DTYPE_BF16, {E, 2 * I, H});
-    w.w2 = make_view(d2.data(), MOEREG_DTYPE_BF16, {E, H, I});
-    return w;
-  }
+  moereg_moe_weights bf16_view() { return experts_view(d13.data(), d2.data(), MOEREG_DTYPE_BF16, E, H, I); }
 };
-
-double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, m = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
-    d = std::max(d, double(std::fabs(a[i] - b[i])));
-    m = std::max(m, double(std::fabs(b[i])));
-  }
-  return d / m;
-}
 
 // The FP8 layer against the dequantized bf16 layer on the kernels (cublas=off), every tile
 // shape, T from one row to many tiles per expert; and against float64 at the largest T.
@@ -117,7 +94,7 @@ void check_layer(fp8_layer& L, const char* what) {
     for (int T : {1, 5, 64, 333}) {
       random_tokens r(T, L.H, L.E, L.K, 7 * T + 1, T % 2 == 1);
       const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K);
-      EXPECT_LE(max_rel(a, b), 1e-5) << what << " tiles=" << tiles << " T=" << T;
+      EXPECT_LE(max_rel_diff(a, b), 1e-5) << what << " tiles=" << tiles << " T=" << T;
       if (T == 333 && std::string(tiles) == "auto") {
         const double err = rel_l2(a, reference(r.x, r.ids64, r.wts, L.d13, L.d2, T, L.H, L.I, L.K));
         EXPECT_LE(err, 1e-2) << what;
@@ -229,12 +206,7 @@ TEST(CudaFp8, FixtureLayerMatchesItsDequantizedLayer) {
                               std::span<const float>(static_cast<const float*>(w.w2_scale.data),
                                                      size_t(E) * g2.scales_per_matrix()),
                               g2, d2.data());
-  moereg_moe_weights b{};
-  b.num_experts = E;
-  b.hidden = H;
-  b.intermediate = I;
-  b.w13 = make_view(d13.data(), MOEREG_DTYPE_BF16, {E, 2 * I, H});
-  b.w2 = make_view(d2.data(), MOEREG_DTYPE_BF16, {E, H, I});
+  moereg_moe_weights b = experts_view(d13.data(), d2.data(), MOEREG_DTYPE_BF16, E, H, I);
   set_option("cublas", "off");
   handle f8 = create(w, nullptr), bf = create(b, nullptr);
   clear_option("cublas");
@@ -243,7 +215,7 @@ TEST(CudaFp8, FixtureLayerMatchesItsDequantizedLayer) {
   for (int T : {1, 9, 200}) {
     random_tokens r(T, H, E, K, T, true);
     const std::vector<float> a = forward(f8.get(), r, T, H, K), c = forward(bf.get(), r, T, H, K);
-    EXPECT_LE(max_rel(a, c), 1e-5) << "T=" << T;
+    EXPECT_LE(max_rel_diff(a, c), 1e-5) << "T=" << T;
     EXPECT_LE(rel_l2(a, reference(r.x, r.ids64, r.wts, d13, d2, T, H, I, K)), 1e-2) << "T=" << T;
   }
 }
