@@ -126,6 +126,12 @@ json::value json_of(const std::string& output) {
   return json::parse(output.substr(output.find('{'), output.rfind('}') - output.find('{') + 1), "moe bench --json");
 }
 
+// Whether a python with torch is found as moe bench looks for one (python3, then /usr/bin/python3).
+bool have_torch() {
+  return std::system("python3 -c 'import torch' >/dev/null 2>&1") == 0 ||
+         std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
 // PyTorch is not a moereg dependency: without it the benchmark says, before timing
 // anything, how to get it and how to run without it.
 TEST(MoeBench, MissingPyTorchSaysHowToGetIt) {
@@ -153,9 +159,7 @@ TEST(MoeBench, TinyPresetRowsAndReference) {
   // The reference half times PyTorch, not moereg's memory use: the Release run checks it.
   GTEST_SKIP() << "sanitizer build: the PyTorch reference half runs in the Release build";
 #endif
-  if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0 &&
-      std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "no python with torch here: the reference half is not checked";
+  if (!have_torch()) GTEST_SKIP() << "no python with torch here: the reference half is not checked";
   r = test::run_moereg("moe bench --preset tiny --tokens 3 --min-seconds 0.01 --backend cpu --json --log-level off");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   v = json_of(r.output);
@@ -218,9 +222,7 @@ TEST(MoeBench, Fp8WeightsRunAsStoredAgainstTheirDequantizedReference) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "sanitizer build: the PyTorch reference half runs in the Release build";
 #endif
-  if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0 &&
-      std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "no python with torch here: the reference half is not checked";
+  if (!have_torch()) GTEST_SKIP() << "no python with torch here: the reference half is not checked";
   r = test::run_moereg("moe bench --preset tiny --tokens 1,9 --min-seconds 0.01 --backend cpu --json --log-level off "
                        "--weights f8_e4m3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
