@@ -5,7 +5,11 @@ against torch._grouped_mm as transformers 5 uses it, transformers' eager per-exp
 and the roofline floor measured in the same run, for three real MoE layer shapes.
 
 Usage (on the GPU machine): python3 bench/cuda/bench_moe.py --lib <libmoereg_backend_cuda.so> [--out DIR]
-Times are medians of repeated CUDA-event measurements on the default stream; the backend's
+    [--reference bench/cuda/vllm_reference_h200.json]
+`graph ms` is the same layer created with the backend option graphs=on (reading the same device
+weights in place), timed on replays of its captured graph; `--reference` adds a column of
+reference times given as JSON ({"label": ..., "ms": {shape: {T: ms}}}; moereg runs no code of the
+reference's). Times are medians of repeated CUDA-event measurements on the default stream; the backend's
 stream is a blocking stream, so the events bracket its work too. Weights and inputs are random
 normal (never zeros); routing is top-k of random scores.
 """
@@ -128,14 +132,16 @@ class Backend:
         self.reason = reason.value.decode()
 
     def create(self, w13, w2, sw13=None, sw2=None, options=None):
-        """options: backend options as a dict ({"tiles": "m64"}), passed to create_with_options."""
+        """options: backend options as a dict ({"tiles": "m64"}), passed to create_with_options.
+        CUDA tensors are read in place (borrowed), CPU tensors copied to the device."""
         w = Weights()
         E, I2, H = w13.shape
+        mem = MEM_DEVICE if w13.is_cuda else MEM_HOST
         w.num_experts, w.hidden, w.intermediate = E, H, I2 // 2
-        w.w13, w.w2 = view(w13, MEM_HOST), view(w2, MEM_HOST)
+        w.w13, w.w2 = view(w13, mem), view(w2, mem)
         if sw13 is not None:
             w.shared_intermediate = sw13.shape[0] // 2
-            w.shared_w13, w.shared_w2 = view(sw13, MEM_HOST), view(sw2, MEM_HOST)
+            w.shared_w13, w.shared_w2 = view(sw13, mem), view(sw2, mem)
         h = C.c_void_p()
         if options:
             kv = (Option * len(options))(*[Option(k.encode(), v.encode()) for k, v in options.items()])
@@ -263,7 +269,14 @@ def main():
     ap.add_argument("--tokens", default=",".join(map(str, TOKENS)))
     ap.add_argument("--no-eager", action="store_true")
     ap.add_argument("--tiles", action="store_true", help="also time every forced tile shape")
+    ap.add_argument("--reference", help="JSON of reference times to print beside moereg's (e.g. vLLM fused_moe)")
     args = ap.parse_args()
+    ref_label, ref_ms = None, {}
+    if args.reference:
+        with open(args.reference) as f:
+            spec = json.load(f)
+        ref_label, ref_ms = spec["label"], spec["ms"]
+        print(f"reference column '{ref_label}': {spec.get('source', args.reference)}", flush=True)
     torch.manual_seed(0)
     dev = torch.cuda.get_device_name(0)
     be = Backend(args.lib)
@@ -288,6 +301,8 @@ def main():
         hs2 = sw2.cpu() if Is else None
         h = be.create(hw13, hw2, hs13, hs2)
         desc = be.describe(h)
+        # The same layer with graphs=on, reading the weights torch holds on the device (no second copy).
+        hg = be.create(w13, w2, sw13, sw2, {"graphs": "on"})
         # One more handle per forced tile shape (backend option tiles=...), for the tile table.
         forced = {tl: be.create(hw13, hw2, hs13, hs2, {"tiles": tl}) for tl in TILES} if args.tiles else {}
         del hw13, hw2, hs13, hs2
@@ -312,6 +327,10 @@ def main():
             row = {"shape": name, "T": T, "experts_hit": hit, "floor_ms": floor}
             row["moereg_ms"], _ = time_ms(run_moereg)
             row["tiles"] = be.describe(h)["last_tiles"]
+            row["graph_ms"], _ = time_ms(lambda: be.forward(hg, xv, iv, wv, ov))
+            row["graph"] = be.describe(hg)["last_graph"]
+            r_ms = ref_ms.get(name, {}).get(str(T))
+            row["reference_ms"] = float(r_ms) if r_ms is not None else float("nan")
             for tl, fh in forced.items():
                 row[f"moereg_{tl}_ms"], _ = time_ms(lambda: be.forward(fh, xv, iv, wv, ov))
             try:
@@ -332,22 +351,28 @@ def main():
                 row["rel_l2_vs_torch"] = float((out - r).norm() / r.norm())
             rows.append(row)
             print(f"  T={T:5d} hit={hit:3d} floor {floor:8.4f} ms | moereg {row['moereg_ms']:8.4f} ({row['tiles'][:10]}) | "
+                  f"graph {row['graph_ms']:8.4f} ({row['graph'][:8]}) | "
+                  + (f"{ref_label} {row['reference_ms']:8.4f} | " if ref_label else "") +
                   f"grouped_mm {row['grouped_mm_ms']:8.4f} | eager {row.get('eager_ms', float('nan')):9.4f} | "
                   f"relL2 {row.get('rel_l2_vs_torch', float('nan')):.2e}"
                   + ("".join(f" | {tl} {row[f'moereg_{tl}_ms']:.4f}" for tl in TILES) if args.tiles else ""),
                   flush=True)
             del x, out, ids, wts
         be.api.destroy(h)
+        be.api.destroy(hg)
         for fh in forced.values():
             be.api.destroy(fh)
         del w13, w2, sw13, sw2
         torch.cuda.empty_cache()
 
-    lines = ["| shape | T | path | floor ms | moereg ms | grouped_mm ms | eager ms | moereg / floor | grouped_mm / moereg | rel L2 |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rl = ref_label or "reference"
+    lines = [f"| shape | T | path | floor ms | moereg ms | graph ms | {rl} ms | best / {rl} | best / floor | grouped_mm ms | eager ms | grouped_mm / moereg | rel L2 |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['shape']} | {r['T']} | {r['tiles']} | {r['floor_ms']:.4f} | {r['moereg_ms']:.4f} | {r['grouped_mm_ms']:.4f} | "
-                     f"{r.get('eager_ms', float('nan')):.3f} | {r['moereg_ms'] / r['floor_ms']:.2f} | "
+        best = min(r["moereg_ms"], r["graph_ms"])
+        lines.append(f"| {r['shape']} | {r['T']} | {r['tiles']} | {r['floor_ms']:.4f} | {r['moereg_ms']:.4f} | {r['graph_ms']:.4f} | "
+                     f"{r['reference_ms']:.3f} | {best / r['reference_ms']:.2f} | {best / r['floor_ms']:.2f} | {r['grouped_mm_ms']:.4f} | "
+                     f"{r.get('eager_ms', float('nan')):.3f} | "
                      f"{r['grouped_mm_ms'] / r['moereg_ms']:.2f} | {r.get('rel_l2_vs_torch', float('nan')):.1e} |")
     if args.tiles:
         lines += ["", "| shape | T | " + " | ".join(TILES) + " |", "|---|---:|" + "---:|" * len(TILES)]

@@ -30,7 +30,7 @@ for step in $STEPS; do
     tests) .carry/bin/moereg_cuda_tests ${GTEST_ARGS:-} > "$OUT/tests.log" 2>&1; rc=$?
            grep -E "^\[  (PASSED|FAILED) |FAILED|Failure" "$OUT/tests.log" | head -40; echo "tests exit $rc" ;;
     cli) bash bench/cuda/cli_check.sh 2>&1 | tee "$OUT/cli.log" ;;
-    bench) python3 bench/cuda/bench_moe.py --lib "$MOEREG_CUDA_BACKEND" --out "$OUT" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
+    bench) python3 bench/cuda/bench_moe.py --lib "$MOEREG_CUDA_BACKEND" --out "$OUT" --reference bench/cuda/vllm_reference_h200.json ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
            tail -45 "$OUT/bench.log" ;;
     clibench) M=.carry/bin/moereg; f=.carry/fixtures/qwen3_moe
            export LD_LIBRARY_PATH=$PWD/.carry/lib:$LD_LIBRARY_PATH

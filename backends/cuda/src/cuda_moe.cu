@@ -95,8 +95,11 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else if (key == "cublas") {
       if (value != "auto" && value != "off") throw invalid_argument("backend option cublas='" + value + "': expected auto or off");
       t.cublas = value == "auto";
+    } else if (key == "graphs") {
+      if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
+      t.graphs = value == "on";
     } else {
-      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas)");
+      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas, graphs)");
     }
   }
   return t;
@@ -154,6 +157,7 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   }
 
   check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+  if (tuning_.graphs) check(cudaStreamCreateWithFlags(&capture_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   if (w.w13.memory == MOEREG_MEMORY_DEVICE) {
     borrow(w);
   } else {
@@ -261,10 +265,10 @@ void moe_layer::copy_in(const moereg_moe_weights& w) {
   {
     staging st;
     if (f8_) {
-      upload(w13_f8_, w.w13, "weights.w13", st, true);
-      upload(w2_f8_, w.w2, "weights.w2", st, true);
-      upload(w13_scale_, w.w13_scale, "weights.w13_scale", st, true);
-      upload(w2_scale_, w.w2_scale, "weights.w2_scale", st, true);
+      upload(w13_f8_, w.w13, "weights.w13", st, staged::f8_fragments);
+      upload(w2_f8_, w.w2, "weights.w2", st, staged::f8_fragments);
+      upload(w13_scale_, w.w13_scale, "weights.w13_scale", st, staged::bytes);
+      upload(w2_scale_, w.w2_scale, "weights.w2_scale", st, staged::bytes);
     } else {
       upload(w13_, w.w13, "weights.w13", st);
       upload(w2_, w.w2, "weights.w2", st);
@@ -340,12 +344,15 @@ moe_layer::~moe_layer() {
     cudaFree(ws_->arena);
     delete ws_;
   }
+  graphs_.clear();
+  if (capture_stream_) cudaStreamDestroy(capture_stream_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
 // Pinned staging, two copy streams: the host thread(s) fill buffer b (reading the mapped
 // file, converting to bf16 unless raw_bytes) while the copy engine drains the buffers filled before it.
-void moe_layer::upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, bool raw_bytes) {
+void moe_layer::upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, staged how) {
+  const bool raw_bytes = how != staged::bf16;
   if (src.memory != MOEREG_MEMORY_HOST) throw invalid_argument(std::string(what) + ": expected host memory");
   if (!raw_bytes && src.dtype != MOEREG_DTYPE_BF16 && src.dtype != MOEREG_DTYPE_F16 && src.dtype != MOEREG_DTYPE_F32)
     throw unsupported(std::string(what) + ": dtype " + dtype_name(src.dtype) + ", expected BF16, F16 or F32");
@@ -364,7 +371,9 @@ void moe_layer::upload(void* dst, const moereg_tensor_view& src, const char* wha
       size_t copy_bytes = len * 2;
       if (raw_bytes) {
         copy_bytes = std::min(copy_bytes, bytes - first * 2);
-        stage_bytes(st.bufs[b], static_cast<const char*>(src.data) + first * 2, copy_bytes, threads);
+        const char* from = static_cast<const char*>(src.data) + first * 2;
+        if (how == staged::f8_fragments) stage_f8_fragments(st.bufs[b], from, copy_bytes, threads);
+        else stage_bytes(st.bufs[b], from, copy_bytes, threads);
       } else {
         stage_bf16(static_cast<uint16_t*>(st.bufs[b]), src.data, src.dtype, first, len, threads);
       }
@@ -433,6 +442,7 @@ void moe_layer::ensure_workspace(int tokens) {
   size_t total = 0;
   for (auto& p : parts) total += (p.second + 255) / 256 * 256;
   if (ws_) check(cudaStreamSynchronize(stream_), "workspace resize");
+  graphs_.clear();  // they point into the arena replaced below
   if (cudaMalloc(&ws->arena, total) != cudaSuccess) {
     cudaGetLastError();
     delete ws;
@@ -492,21 +502,51 @@ tile_config moe_layer::pick_tiles(int rows_per_group) const {
   return tile_config::m128;
 }
 
-void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights,
-                            int tokens, float* out) {
-  const int K = static_cast<int>(ids ? K_ : 0);
-  const int slots = tokens * K;
-  const tile_config tc = pick_tiles(static_cast<int>((static_cast<long long>(slots) + E_ - 1) / E_));
+moe_layer::pass_plan moe_layer::plan(int tokens) const {
+  const long long slots = static_cast<long long>(tokens) * K_;
+  pass_plan pl{pick_tiles(static_cast<int>((slots + E_ - 1) / E_)), false, cublas_mode::grouped};
   // Rows per expert as the caller routed them are not known on the host; the average over the
   // experts a uniform router would hit (min(E, slots)) stands in for it.
-  cublas_mode mode = cublas_mode::grouped;
-  const bool use_blas = slots > 0 && pick_cublas(slots, std::min<long long>(E_, slots), &mode);
-  const int bm = tile_rows(tc);
-  launch_to_bf16(x, x_bf16, ws_->xb, static_cast<int64_t>(tokens) * H_, stream_);
-  check(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens) * H_ * 4, stream_), "zero output");
-  launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream_);
+  pl.blas = slots > 0 && pick_cublas(slots, std::min<long long>(E_, slots), &pl.mode);
+  return pl;
+}
+
+void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
+                         float* out) {
+  const pass_plan pl = plan(tokens);
   last_tokens_ = tokens;
-  if (use_blas) {
+  if (!pl.blas) {
+    last_tiles_ = pl.tiles;
+    last_path_ = tile_name(pl.tiles, f8_);
+  }
+  if (!tuning_.graphs) {
+    run_experts(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream_);
+    return;
+  }
+  if (pl.blas) {
+    last_graph_ = "none: the cuBLAS path reads the expert sizes back to the host";
+    run_experts(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream_);
+    return;
+  }
+  // The graph is captured on capture_stream_ and replayed on stream_ (a graph does not
+  // remember the stream it was captured on).
+  const graph_key key{tokens, x, ids, weights, out, x_bf16, ids_i64};
+  const bool replayed = graphs_.run(key, stream_, capture_stream_, [&] {
+    run_experts(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, capture_stream_);
+  });
+  last_graph_ = replayed ? "replayed" : "captured";
+}
+
+void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, bool ids_i64,
+                            const float* weights, int tokens, float* out, cudaStream_t stream) {
+  const int K = static_cast<int>(ids ? K_ : 0);
+  const int slots = tokens * K;
+  const tile_config tc = pl.tiles;
+  const int bm = tile_rows(tc);
+  launch_to_bf16(x, x_bf16, ws_->xb, static_cast<int64_t>(tokens) * H_, stream);
+  check(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens) * H_ * 4, stream), "zero output");
+  launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream);
+  if (pl.blas) {
     routed_rows in;
     in.xb = ws_->xb;
     in.ids = ids;
@@ -517,12 +557,13 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
     in.offsets = ws_->perm.offsets;
     in.rank = ws_->perm.rank;
     in.sorted_token = ws_->perm.sorted_token;
-    mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_), out, mode);
+    const cublas_mode mode =
+        blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_), out, pl.mode);
     last_path_ = cublas_mode_name(mode);
     if (Is_) {
       const float* gate = nullptr;
       if (has_shared_gate_) {
-        launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream_);
+        launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
         gate = ws_->gate;
       }
       blas().run_dense(ws_->xb, sw13_, sw2_, tokens, static_cast<int>(H_), static_cast<int>(Is_), gate, out);
@@ -553,9 +594,7 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
   p.grid_rows = max_row_tiles(slots, static_cast<int>(E_), bm);
   p.h = ws_->h;
   p.out = out;
-  launch_experts(p, tc, stream_);
-  last_tiles_ = tc;
-  last_path_ = tile_name(tc);
+  launch_experts(p, tc, stream);
   if (Is_) {
     const tile_config sc = pick_tiles(tokens);
     gemm_problem s;
@@ -569,10 +608,10 @@ void moe_layer::run_experts(const void* x, bool x_bf16, const void* ids, bool id
     s.h = ws_->h;
     s.out = out;
     if (has_shared_gate_) {
-      launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream_);
+      launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
       s.sorted_weight = ws_->gate;
     }
-    launch_experts(s, sc, stream_);
+    launch_experts(s, sc, stream);
   }
 }
 
@@ -603,8 +642,8 @@ void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& i
   ensure_workspace(static_cast<int>(T));
   const bool xb = x.dtype == MOEREG_DTYPE_BF16, i64 = ids.dtype == MOEREG_DTYPE_I64;
   if (mem == MOEREG_MEMORY_DEVICE) {
-    run_experts(x.data, xb, ids.data, i64, static_cast<const float*>(weights.data), static_cast<int>(T),
-                static_cast<float*>(out.data));
+    run_pass(x.data, xb, ids.data, i64, static_cast<const float*>(weights.data), static_cast<int>(T),
+             static_cast<float*>(out.data));
     check(cudaGetLastError(), "forward");
     return;
   }
@@ -622,7 +661,7 @@ void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& i
         "ids upload");
   check(cudaMemcpyAsync(ws_->w_in, weights.data, static_cast<size_t>(T * K) * 4, cudaMemcpyHostToDevice, stream_),
         "weights upload");
-  run_experts(ws_->x_in, xb, ws_->ids_in, i64, ws_->w_in, static_cast<int>(T), ws_->out);
+  run_pass(ws_->x_in, xb, ws_->ids_in, i64, ws_->w_in, static_cast<int>(T), ws_->out);
   check(cudaMemcpyAsync(out.data, ws_->out, static_cast<size_t>(T * H_) * 4, cudaMemcpyDeviceToHost, stream_),
         "out download");
   check(cudaStreamSynchronize(stream_), "forward");
@@ -735,10 +774,12 @@ std::string moe_layer::describe() const {
                   " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
             : std::string("none: libcublas.so.13 not loadable; the kernels run every size"))
     << "\""
-    << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16) << "\",\"m64\":\"" << tile_name(tile_config::m64)
-    << "\",\"m128\":\"" << tile_name(tile_config::m128) << "\"}"
-    << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off") << "\"}"
-    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_) : last_path_.c_str()) << "\"}";
+    << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16, f8_) << "\",\"m64\":\"" << tile_name(tile_config::m64, f8_)
+    << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_) << "\"}"
+    << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
+    << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\"}"
+    << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
+    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_, f8_) : last_path_.c_str()) << "\"}";
   return o.str();
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cublas_experts.h"
+#include "forward_graphs.h"
 #include "moe_kernels.cuh"
 #include "moereg/abi/moereg_backend.h"
 
@@ -39,9 +40,12 @@ void check(cudaError_t e, const char* what);
 //            one call per expert, batched, or chosen from the expert sizes)
 //   cublas = auto (default: >= 128 rows per hit expert go to cuBLAS when libcublas.so.13 loads)
 //          | off (every size on the kernels; libcublas never loaded)
+//   graphs = off (default) | on (kernel-path forwards captured once per token count and
+//            buffers, then replayed as one CUDA graph: forward_graphs.h)
 struct tuning {
   std::string tiles = "auto";
   bool cublas = true;
+  bool graphs = false;
   // Throws invalid_argument naming the key and what it accepts.
   static tuning parse(const moereg_backend_option* kv, size_t count);
 };
@@ -74,9 +78,11 @@ class moe_layer {
   // has checked the weights' shapes).
   void check_f8(const moereg_moe_weights& w);
   long long f8_scale_bytes() const;  // the F8 experts' scales, as held on the device
-  // Copies src to dst through the pinned buffers: as bf16 (BF16, F16, F32) or, with
-  // raw_bytes, byte for byte (F8_E4M3 weights, F32 scales).
-  void upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, bool raw_bytes = false);
+  // How upload stages a tensor: converted to bf16 (BF16, F16, F32 weights), byte for byte
+  // (F32 scales), or e4m3 bytes in fragment order (F8_E4M3 weights: host::stage_f8_fragments).
+  enum class staged { bf16, bytes, f8_fragments };
+  // Copies src to dst through the pinned buffers.
+  void upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, staged how = staged::bf16);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
   // Whether this pass goes through cuBLAS (and how): forced by tiles=cublas|cublas_loop|
@@ -84,11 +90,27 @@ class moe_layer {
   // loads, unless cublas=off.
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
-  void run_experts(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
-                   float* out);
+  // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert
+  // sizes back to the host, so it cannot be captured in a graph).
+  struct pass_plan {
+    tile_config tiles;
+    bool blas;
+    cublas_mode mode;
+  };
+  pass_plan plan(int tokens) const;
+  // Enqueues one pass on `stream`; with graphs=on a kernel pass goes through graphs_.
+  void run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
+                float* out);
+  void run_experts(const pass_plan& plan, const void* x, bool x_bf16, const void* ids, bool ids_i64,
+                   const float* weights, int tokens, float* out, cudaStream_t stream);
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  // graphs=on: captures happen on this non-blocking stream, so they never touch the legacy
+  // default stream (which a capture on a blocking stream would make unusable meanwhile).
+  cudaStream_t capture_stream_ = nullptr;
+  graph_cache graphs_;
+  std::string last_graph_ = "off";
   std::string device_name_;
   int sm_major_ = 0, sm_minor_ = 0;
   long long E_ = 0, H_ = 0, I_ = 0, Is_ = 0;

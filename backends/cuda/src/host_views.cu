@@ -155,19 +155,44 @@ void stage_bf16(uint16_t* dst, const void* src, int dtype, size_t first, size_t 
   for (auto& th : pool) th.join();
 }
 
-void stage_bytes(void* dst, const void* src, size_t n, int threads) {
-  auto part = [&](size_t b, size_t e) { std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b); };
+namespace {
+// Runs part(begin, end) over [0, n) cut at multiples of `align`, on up to `threads` threads.
+template <class Part>
+void split(size_t n, size_t align, int threads, const Part& part) {
   if (threads <= 1 || n < (2u << 20)) {
     part(0, n);
     return;
   }
   std::vector<std::thread> pool;
-  const size_t step = (n + threads - 1) / threads;
+  const size_t step = ((n + threads - 1) / threads + align - 1) / align * align;
   for (int t = 0; t < threads; ++t) {
     const size_t b = std::min(n, t * step), e = std::min(n, b + step);
     if (b < e) pool.emplace_back(part, b, e);
   }
   for (auto& th : pool) th.join();
+}
+}  // namespace
+
+void stage_f8_fragments(void* dst, const void* src, size_t n, int threads) {
+  split(n, 16, threads, [&](size_t b, size_t e) {
+    const auto* in = static_cast<const unsigned char*>(src);
+    auto* out = static_cast<unsigned char*>(dst);
+    for (size_t g = b; g < e; g += 16) {
+      uint16_t half[8], perm[8];
+      std::memcpy(half, in + g, 16);
+      for (int t = 0; t < 4; ++t) {
+        perm[2 * t] = half[t];          // k = 2t, 2t+1: the fragment's first register
+        perm[2 * t + 1] = half[4 + t];  // k = 8+2t, 9+2t: its second
+      }
+      std::memcpy(out + g, perm, 16);
+    }
+  });
+}
+
+void stage_bytes(void* dst, const void* src, size_t n, int threads) {
+  split(n, 1, threads, [&](size_t b, size_t e) {
+    std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b);
+  });
 }
 
 }  // namespace moereg::cuda::host

@@ -28,7 +28,12 @@ float bf16_bits_to_f32(uint16_t b);
 std::vector<float> host_floats(const moereg_tensor_view& v, const char* what);
 // Convert elements [first, first + n) of src (dtype) to bf16 bits in dst, with `threads` threads.
 void stage_bf16(uint16_t* dst, const void* src, int dtype, size_t first, size_t n, int threads);
-// Copy n bytes from src to dst as they are (F8 weights, F32 scales), with `threads` threads.
+// Copy n bytes from src to dst as they are (F32 scales), with `threads` threads.
 void stage_bytes(void* dst, const void* src, size_t n, int threads);
+// Copy n bytes (a multiple of 16) of e4m3 weights from src to dst with every 16-byte group in
+// the order the mma B fragments read them: bytes {2t, 2t+1, 8+2t, 9+2t} of the group at 4t
+// (t = 0..3), so that each thread of the F8 kernels loads its fragment as one 32-bit word.
+// A permutation inside each group: the same bytes, no value changed.
+void stage_f8_fragments(void* dst, const void* src, size_t n, int threads);
 
 }  // namespace moereg::cuda::host

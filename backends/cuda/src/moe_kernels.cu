@@ -293,8 +293,16 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint
 // rows an ldmatrix reads in distinct bank groups (64-byte rows: pairs of rows share a line).
 template <int BK>
 __device__ __forceinline__ uint32_t tile_off(int r, int c) {
-  if constexpr (BK == 64) return static_cast<uint32_t>(r * 128 + ((c ^ (r & 7)) << 4));
+  if constexpr (BK >= 64) return static_cast<uint32_t>(r * BK * 2 + ((c ^ (r & 7)) << 4));
   else return static_cast<uint32_t>(r * 64 + ((c ^ ((r >> 1) & 3)) << 4));
+}
+// Byte offset of 16-byte chunk c of row r in a [rows][BK] tile of e4m3 bytes. Each mma step
+// reads one chunk of 8 consecutive rows (four 4-byte words a row); the XOR puts those 8
+// chunks in the 8 distinct 16-byte bank groups whatever BK (32, 64 or 128 bytes a row).
+template <int BK>
+__device__ __forceinline__ uint32_t f8_off(int r, int c) {
+  constexpr int chunks = BK / 16, shift = chunks == 8 ? 0 : chunks == 4 ? 1 : 2;
+  return static_cast<uint32_t>(r * BK + ((c ^ ((r >> shift) & (chunks - 1))) << 4));
 }
 
 // Two e4m3 bytes (low byte first) times their scale, rounded once to bf16: the value the
@@ -307,8 +315,11 @@ __device__ __forceinline__ uint32_t fp8x2_scaled_bf16x2(uint32_t two, float s) {
 }
 
 // F8: the weight tile of each stage arrives as e4m3 bytes ([BN][BK], BK bytes a row, half
-// the bf16 bytes, which is what decode streams) and is dequantized into one bf16 tile that
-// the mma loop reads exactly as it reads a bf16 stage.
+// the bf16 bytes, which is what decode streams) and stays e4m3 in shared memory: each thread
+// reads the 4 bytes of its mma B fragment with one 32-bit load and dequantizes them in
+// registers (bf16(q x s), the value `convert --dtype bf16` writes). That needs the 4 bytes
+// adjacent, which they are because the upload put every 16-byte group of a row in fragment
+// order (host::stage_f8_fragments): bytes {2t, 2t+1, 8+2t, 9+2t} at 4t.
 template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8>
 __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem p) {
   constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
@@ -369,37 +380,25 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   // Weight rows: element offsets into the expert's matrix (bytes for F8, elements for bf16
   // alike), and for F8 the row of block scales each one uses.
   const unsigned char* b_src[B_PER];
-  const float* b_scale[B_PER];
   bool b_ok[B_PER];
 #pragma unroll
   for (int i = 0; i < B_PER; ++i) {
     int n = (tid + i * THREADS) / B_CPR;
     size_t row;
-    int srow;
     if (GATE_UP) {
       int col = blockIdx.x * (BN / 2) + (n >> 5) * 16 + (n & 15);
       b_ok[i] = col < p.inter;
       if (!b_ok[i]) col = 0;
-      // Gate and up rows are each on their own scale grid of ceil(I / b0) rows.
-      const int gate_srows = (p.inter + p.scale_b0 - 1) / p.scale_b0;
       row = static_cast<size_t>(g) * 2 * p.inter + ((n & 16) ? p.inter + col : col);
-      srow = g * 2 * gate_srows + ((n & 16) ? gate_srows : 0) + col / p.scale_b0;
     } else {
       int nrow = blockIdx.x * BN + n;
       b_ok[i] = nrow < p.hidden;
       if (!b_ok[i]) nrow = 0;
       row = static_cast<size_t>(g) * p.hidden + nrow;
-      srow = g * ((p.hidden + p.scale_b0 - 1) / p.scale_b0) + nrow / p.scale_b0;
     }
     const size_t rowlen = GATE_UP ? p.hidden : p.inter;
-    if constexpr (F8) {
-      b_src[i] = (GATE_UP ? p.w13_f8 : p.w2_f8) + row * rowlen;
-      const int scols = (static_cast<int>(rowlen) + p.scale_b1 - 1) / p.scale_b1;
-      b_scale[i] = (GATE_UP ? p.w13_scale : p.w2_scale) + static_cast<size_t>(srow) * scols;
-    } else {
-      b_src[i] = reinterpret_cast<const unsigned char*>((GATE_UP ? p.w13 : p.w2) + row * rowlen);
-      b_scale[i] = nullptr;
-    }
+    if constexpr (F8) b_src[i] = (GATE_UP ? p.w13_f8 : p.w2_f8) + row * rowlen;
+    else b_src[i] = reinterpret_cast<const unsigned char*>((GATE_UP ? p.w13 : p.w2) + row * rowlen);
   }
 
   const uint32_t sbase = smem_u32(smem);
@@ -424,7 +423,7 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       if constexpr (F8) {
         int k = k0 + c * 16;
         bool ok = b_ok[i] && k < K;
-        cp_async16(sb + chunk * 16, ok ? b_src[i] + k : b_src[i], ok);
+        cp_async16(sb + f8_off<BK>(r, c), ok ? b_src[i] + k : b_src[i], ok);
       } else {
         int k = k0 + c * 8;
         bool ok = b_ok[i] && k < K;
@@ -432,33 +431,33 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       }
     }
   };
-  // F8: stage `slot` (k tile kt) into the bf16 tile after the stages, one 16-byte chunk of
-  // e4m3 bytes per thread and step; b1 is a multiple of 8 or covers the row, so each half
-  // of a chunk has one scale.
-  const uint32_t sbf = sbase + STAGES * STAGE_BYTES;
-  auto dequantize_stage = [&](int slot, int kt) {
-    const unsigned char* s8 = smem + slot * STAGE_BYTES + A_BYTES;
-#pragma unroll
-    for (int i = 0; i < B_PER; ++i) {
-      int chunk = tid + i * THREADS;
-      int r = chunk / B_CPR, c = chunk % B_CPR;
-      int k = kt * BK + c * 16;
-      uint4 lo = make_uint4(0, 0, 0, 0), hi = lo;
-      if (b_ok[i] && k < K) {
-        const uint4 q = *reinterpret_cast<const uint4*>(s8 + chunk * 16);
-        const float s0 = b_scale[i][k / p.scale_b1], s1 = b_scale[i][(k + 8) / p.scale_b1];
-        lo = make_uint4(fp8x2_scaled_bf16x2(q.x, s0), fp8x2_scaled_bf16x2(q.x >> 16, s0),
-                        fp8x2_scaled_bf16x2(q.y, s0), fp8x2_scaled_bf16x2(q.y >> 16, s0));
-        hi = make_uint4(fp8x2_scaled_bf16x2(q.z, s1), fp8x2_scaled_bf16x2(q.z >> 16, s1),
-                        fp8x2_scaled_bf16x2(q.w, s1), fp8x2_scaled_bf16x2(q.w >> 16, s1));
-      }
-      *reinterpret_cast<uint4*>(smem + (sbf - sbase) + tile_off<BK>(r, 2 * c)) = lo;
-      *reinterpret_cast<uint4*>(smem + (sbf - sbase) + tile_off<BK>(r, 2 * c + 1)) = hi;
-    }
-  };
-
   const int warp = tid >> 5, lane = tid & 31;
   const int wm = warp / WN, wn = warp % WN;
+  // F8: the block-scale row of each of this thread's fragment rows (n = wn*32 + ni*8 +
+  // lane/4; gate and up rows each on their own grid of ceil(I / b0) scale rows). A row past
+  // the matrix (zero-filled bytes) reads a valid scale and stays zero.
+  const float* f8_scale_row[NI];
+  bool f8_tile_scale = false;  // one scale for all of a k tile (b1 a multiple of BK, or the whole row)
+  if constexpr (F8) {
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+      const int n = wn * 32 + ni * 8 + (lane >> 2);
+      int srow;
+      if (GATE_UP) {
+        int col = blockIdx.x * (BN / 2) + (n >> 5) * 16 + (n & 15);
+        if (col >= p.inter) col = 0;
+        const int gate_srows = (p.inter + p.scale_b0 - 1) / p.scale_b0;
+        srow = g * 2 * gate_srows + ((n & 16) ? gate_srows : 0) + col / p.scale_b0;
+      } else {
+        int nrow = blockIdx.x * BN + n;
+        if (nrow >= p.hidden) nrow = 0;
+        srow = g * ((p.hidden + p.scale_b0 - 1) / p.scale_b0) + nrow / p.scale_b0;
+      }
+      const int scols = (K + p.scale_b1 - 1) / p.scale_b1;
+      f8_scale_row[ni] = (GATE_UP ? p.w13_scale : p.w2_scale) + static_cast<size_t>(srow) * scols;
+    }
+    f8_tile_scale = p.scale_b1 % BK == 0 || p.scale_b1 >= K;
+  }
   float acc[MI][NI][4];
 #pragma unroll
   for (int mi = 0; mi < MI; ++mi)
@@ -480,12 +479,15 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       if (nk < KT) load_stage(nk % STAGES, nk);
       cp_commit();
     }
-    if constexpr (F8) {
-      dequantize_stage(kt % STAGES, kt);
-      __syncthreads();
-    }
     const uint32_t sa = sbase + (kt % STAGES) * STAGE_BYTES;
-    const uint32_t sb = F8 ? sbf : sa + A_BYTES;
+    const uint32_t sb = sa + A_BYTES;
+    float tile_scale[NI];
+    if constexpr (F8) {
+      if (f8_tile_scale) {
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) tile_scale[ni] = __ldg(f8_scale_row[ni] + kt * BK / p.scale_b1);
+      }
+    }
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       uint32_t af[MI][4];
@@ -496,11 +498,29 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
         int c = kk * 2 + (lane >> 4);
         ldmatrix_x4(sa + tile_off<BK>(r, c), af[mi][0], af[mi][1], af[mi][2], af[mi][3]);
       }
+      if constexpr (F8) {
+        const int k = kt * BK + kk * 16;
 #pragma unroll
-      for (int nj = 0; nj < NI / 2; ++nj) {
-        int r = wn * 32 + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
-        int c = kk * 2 + ((lane >> 3) & 1);
-        ldmatrix_x4(sb + tile_off<BK>(r, c), bf[2 * nj][0], bf[2 * nj][1], bf[2 * nj + 1][0], bf[2 * nj + 1][1]);
+        for (int ni = 0; ni < NI; ++ni) {
+          const int r = wn * 32 + ni * 8 + (lane >> 2);
+          const uint32_t q = *reinterpret_cast<const uint32_t*>(smem + (sb - sbase) + f8_off<BK>(r, kk) + 4 * (lane & 3));
+          float s0, s1;
+          if (f8_tile_scale) {
+            s0 = s1 = tile_scale[ni];
+          } else {  // b1 a multiple of 8: each half of the 16 k has one scale
+            s0 = k < K ? __ldg(f8_scale_row[ni] + k / p.scale_b1) : 0.f;
+            s1 = k + 8 < K ? __ldg(f8_scale_row[ni] + (k + 8) / p.scale_b1) : 0.f;
+          }
+          bf[ni][0] = fp8x2_scaled_bf16x2(q, s0);
+          bf[ni][1] = fp8x2_scaled_bf16x2(q >> 16, s1);
+        }
+      } else {
+#pragma unroll
+        for (int nj = 0; nj < NI / 2; ++nj) {
+          int r = wn * 32 + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
+          int c = kk * 2 + ((lane >> 3) & 1);
+          ldmatrix_x4(sb + tile_off<BK>(r, c), bf[2 * nj][0], bf[2 * nj][1], bf[2 * nj + 1][0], bf[2 * nj + 1][1]);
+        }
       }
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
@@ -554,7 +574,7 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
 template <int BM, int BK, int WM, int WN, int STAGES, bool F8>
 void run_experts(const gemm_problem& p, cudaStream_t stream) {
   constexpr int threads = WM * WN * 32;
-  constexpr int smem = F8 ? STAGES * (BM * 2 + BN) * BK + BN * BK * 2 : STAGES * (BM + BN) * BK * 2;
+  constexpr int smem = F8 ? STAGES * (BM * 2 + BN) * BK : STAGES * (BM + BN) * BK * 2;
   auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8>;
   auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8>;
   static bool configured = [&] {
@@ -630,7 +650,11 @@ void launch_permute(const void* ids, bool ids_i64, const float* weights, int tok
 }
 
 int tile_rows(tile_config c) { return c == tile_config::m16 ? 16 : c == tile_config::m64 ? 64 : 128; }
-const char* tile_name(tile_config c) {
+const char* tile_name(tile_config c, bool f8) {
+  if (f8)
+    return c == tile_config::m16 ? "n128 m16 k128 (4 warps, 5 stages, e4m3 in shared memory)"
+           : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages, e4m3 in shared memory)"
+                                   : "n128 m128 k32 (8 warps, 4 stages, e4m3 in shared memory)";
   return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages)"
          : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages)"
                                  : "n128 m128 k32 (8 warps, 4 stages)";
@@ -648,7 +672,7 @@ void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
     if (p.hidden % 16 != 0 || p.inter % 16 != 0)
       throw std::runtime_error("CUDA F8_E4M3 experts need hidden and intermediate sizes that are multiples of 16");
     switch (c) {
-      case tile_config::m16: run_experts<16, 64, 1, 4, 6, true>(p, stream); break;
+      case tile_config::m16: run_experts<16, 128, 1, 4, 5, true>(p, stream); break;
       case tile_config::m64: run_experts<64, 64, 2, 4, 4, true>(p, stream); break;
       case tile_config::m128: run_experts<128, 32, 2, 4, 4, true>(p, stream); break;
     }

@@ -56,7 +56,7 @@ void launch_permute(const void* ids, bool ids_i64, const float* weights, int tok
 // Which tile shape the grouped GEMMs use.
 enum class tile_config { m16, m64, m128 };
 int tile_rows(tile_config c);
-const char* tile_name(tile_config c);
+const char* tile_name(tile_config c, bool f8 = false);  // the kernel a tile shape runs, for bf16 or F8 experts
 // Upper bound of row tiles for `slots` sorted rows over `experts` groups.
 int max_row_tiles(int slots, int experts, int bm);
 
