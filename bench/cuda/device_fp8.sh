@@ -9,7 +9,8 @@
 #      difference relative to the largest output (bound 1e-5: the same bf16 weights either way).
 #   3. `moe bench --backend cuda --preset deepseek_v3_e64` with --weights bf16 and f8_e4m3 at
 #      T = 1, 16, 128, 1024, 4096 (PyTorch's eager loop on the GPU beside each), one table.
-# Logs under $OUT. Environment: TOKENS, PRESETS, MIN_SECONDS, STEPS (default "tests cli bench").
+# Logs under $OUT. Environment: TOKENS, PRESETS, MIN_SECONDS, STEPS (default "tests cli bench"),
+# BENCH_OPTS (more `moe bench` arguments, e.g. "--backend-option graphs=on").
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 here=$PWD
@@ -58,7 +59,7 @@ PY
     for p in ${PRESETS:-deepseek_v3_e64 qwen3_30b_a3b}; do
       for wt in bf16 f8_e4m3; do
         timeout 150 "$M" moe bench --backend cuda --preset "$p" --weights $wt --tokens "${TOKENS:-1,16,128,1024,4096}" \
-          --min-seconds "${MIN_SECONDS:-0.3}" --reference-max-seconds 5 --json --log-level warn > "$OUT/bench_${p}_$wt.json" 2> "$OUT/bench_${p}_$wt.err" || { fail=1; tail -5 "$OUT/bench_${p}_$wt.err"; }
+          --min-seconds "${MIN_SECONDS:-0.3}" --reference-max-seconds 5 --json --log-level warn ${BENCH_OPTS:-} > "$OUT/bench_${p}_$wt.json" 2> "$OUT/bench_${p}_$wt.err" || { fail=1; tail -5 "$OUT/bench_${p}_$wt.err"; }
       done
     done
     python3 - "$OUT" ${PRESETS:-deepseek_v3_e64 qwen3_30b_a3b} <<'PY'
