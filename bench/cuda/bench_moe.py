@@ -42,7 +42,8 @@ class Weights(C.Structure):
     _fields_ = [("num_experts", C.c_int64), ("hidden", C.c_int64), ("intermediate", C.c_int64),
                 ("w13", View), ("w2", View), ("w13_scale", View), ("w2_scale", View),
                 ("scale_block", C.c_int64 * 2), ("shared_intermediate", C.c_int64),
-                ("shared_w13", View), ("shared_w2", View), ("shared_gate", View)]
+                ("shared_w13", View), ("shared_w2", View), ("shared_gate", View),
+                ("weight_quant", C.c_int32), ("quant_types", C.c_int32)]  # API 2
 
 
 class Options(C.Structure):
