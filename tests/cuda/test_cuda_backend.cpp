@@ -351,17 +351,22 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   handle h = create(L.view(), nullptr, &err);
   clear_option("tile");
   EXPECT_FALSE(h);
-  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas)"), std::string::npos) << err;
+  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs)"), std::string::npos) << err;
   set_option("cublas", "no");
   h = create(L.view(), nullptr, &err);
   clear_option("cublas");
   EXPECT_FALSE(h);
   EXPECT_NE(err.find("backend option cublas='no': expected auto or off"), std::string::npos) << err;
+  set_option("graphs", "yes");
+  h = create(L.view(), nullptr, &err);
+  clear_option("graphs");
+  EXPECT_FALSE(h);
+  EXPECT_NE(err.find("backend option graphs='yes': expected on or off"), std::string::npos) << err;
   set_option("tiles", "m64");
   std::string json;
   EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
   clear_option("tiles");
-  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\"}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\"}"), std::string::npos) << json;
   EXPECT_NE(json.find("\"last_tiles\":\"n128 m64 k64"), std::string::npos) << json;  // the forced shape ran
 }
 

@@ -54,6 +54,8 @@ struct device_batch {
     for (auto* v : {&xv, &iv, &wv, &ov}) v->memory = MOEREG_MEMORY_DEVICE;
     std::vector<float> host(size_t(T) * H, NAN);
     EXPECT_EQ(take(api->forward(h, &xv, &iv, &wv, &ov)), "");
+    // Device-view calls are asynchronous on h's stream; the copy runs on owner's.
+    EXPECT_EQ(take(api->synchronize(h)), "");
     EXPECT_EQ(take(api->copy(owner, host.data(), out, host.size() * 4, 1)), "");
     return host;
   }

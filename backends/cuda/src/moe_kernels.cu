@@ -320,10 +320,15 @@ __device__ __forceinline__ uint32_t fp8x2_scaled_bf16x2(uint32_t two, float s) {
 // registers (bf16(q x s), the value `convert --dtype bf16` writes). That needs the 4 bytes
 // adjacent, which they are because the upload put every 16-byte group of a row in fragment
 // order (host::stage_f8_fragments): bytes {2t, 2t+1, 8+2t, 9+2t} at 4t.
-template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8>
-__global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem p) {
+//
+// WK > 1 splits each k tile's mma steps over WK groups of warps (the F8 decode tile: its
+// per-fragment dequantization is instruction-bound with 4 warps, so 8 share the work) and adds
+// their accumulators through shared memory before the epilogue.
+template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8, int WK = 1>
+__global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_problem p) {
   constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
-  constexpr int THREADS = WM * WN * 32;
+  constexpr int THREADS = WM * WN * WK * 32;
+  static_assert((BK / 16) % WK == 0, "the k split must divide the mma steps of a k tile");
   constexpr int TM = BM / WM;
   constexpr int MI = TM / 16;
   constexpr int NI = 4;  // warp tile is 32 columns
@@ -431,7 +436,7 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       }
     }
   };
-  const int warp = tid >> 5, lane = tid & 31;
+  const int lane = tid & 31, wk = (tid >> 5) / (WM * WN), warp = (tid >> 5) % (WM * WN);
   const int wm = warp / WN, wn = warp % WN;
   // F8: the block-scale row of each of this thread's fragment rows (n = wn*32 + ni*8 +
   // lane/4; gate and up rows each on their own grid of ceil(I / b0) scale rows). A row past
@@ -489,7 +494,7 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
       }
     }
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
+    for (int kk = wk * (BK / 16 / WK); kk < (wk + 1) * (BK / 16 / WK); ++kk) {
       uint32_t af[MI][4];
       uint32_t bf[NI][2];
 #pragma unroll
@@ -529,6 +534,34 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
     }
   }
   cp_wait<0>();
+  if constexpr (WK > 1) {
+    // The other k groups' partial sums, through the (now idle) stage memory, into group 0's.
+    constexpr int N_ACC = MI * NI * 4;
+    static_assert((WK - 1) * WM * WN * 32 * N_ACC * 4 <= STAGES * STAGE_BYTES, "reduction does not fit");
+    float* red = reinterpret_cast<float*>(smem);
+    __syncthreads();
+    if (wk > 0) {
+      float* mine = red + ((wk - 1) * WM * WN * 32 + warp * 32 + lane) * N_ACC;
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) mine[(mi * NI + ni) * 4 + j] = acc[mi][ni][j];
+    }
+    __syncthreads();
+    if (wk > 0) return;
+#pragma unroll
+    for (int other = 0; other < WK - 1; ++other) {
+      const float* theirs = red + (other * WM * WN * 32 + warp * 32 + lane) * N_ACC;
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) acc[mi][ni][j] += theirs[(mi * NI + ni) * 4 + j];
+    }
+  }
 
   if (GATE_UP) {
 #pragma unroll
@@ -571,12 +604,12 @@ __global__ void __launch_bounds__(WM* WN * 32) experts_gemm_kernel(gemm_problem 
   }
 }
 
-template <int BM, int BK, int WM, int WN, int STAGES, bool F8>
+template <int BM, int BK, int WM, int WN, int STAGES, bool F8, int WK = 1>
 void run_experts(const gemm_problem& p, cudaStream_t stream) {
-  constexpr int threads = WM * WN * 32;
+  constexpr int threads = WM * WN * WK * 32;
   constexpr int smem = F8 ? STAGES * (BM * 2 + BN) * BK : STAGES * (BM + BN) * BK * 2;
-  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8>;
-  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8>;
+  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8, WK>;
+  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8, WK>;
   static bool configured = [&] {
     cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -652,7 +685,7 @@ void launch_permute(const void* ids, bool ids_i64, const float* weights, int tok
 int tile_rows(tile_config c) { return c == tile_config::m16 ? 16 : c == tile_config::m64 ? 64 : 128; }
 const char* tile_name(tile_config c, bool f8) {
   if (f8)
-    return c == tile_config::m16 ? "n128 m16 k128 (4 warps, 5 stages, e4m3 in shared memory)"
+    return c == tile_config::m16 ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages, e4m3 in shared memory)"
            : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages, e4m3 in shared memory)"
                                    : "n128 m128 k32 (8 warps, 4 stages, e4m3 in shared memory)";
   return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages)"
@@ -672,7 +705,7 @@ void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
     if (p.hidden % 16 != 0 || p.inter % 16 != 0)
       throw std::runtime_error("CUDA F8_E4M3 experts need hidden and intermediate sizes that are multiples of 16");
     switch (c) {
-      case tile_config::m16: run_experts<16, 128, 1, 4, 5, true>(p, stream); break;
+      case tile_config::m16: run_experts<16, 128, 1, 4, 5, true, 2>(p, stream); break;
       case tile_config::m64: run_experts<64, 64, 2, 4, 4, true>(p, stream); break;
       case tile_config::m128: run_experts<128, 32, 2, 4, 4, true>(p, stream); break;
     }
