@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// cuda_moe.cu - loading a layer onto the device and running it (see cuda_moe.h).
+// cuda_moe.cu - a layer's life on the device: create, the workspace, the forward pass (eager
+// or through forward_graphs), routing, and the memory calls (see cuda_moe.h). Loading the
+// weights is in cuda_moe_load.cu, the options and describe in cuda_moe_describe.cu.
 #include "cuda_moe.h"
 #include "host_views.h"
 
@@ -17,53 +19,7 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-namespace {
-
 using namespace host;
-
-constexpr size_t stage_elems = size_t(16) << 20;  // 32 MiB of bf16 per staging buffer
-constexpr int stage_buffers = 4;
-
-}  // namespace
-
-// Pinned staging buffers, their events and two copy streams, made once per create and shared
-// by every tensor it uploads: pinning 128 MiB costs tens of milliseconds, which per tensor
-// was a large part of loading a small layer.
-struct staging {
-  void* bufs[stage_buffers] = {};
-  cudaEvent_t done[stage_buffers] = {};
-  cudaStream_t streams[2] = {};
-  size_t chunk = 0;  // chunks issued so far: picks the buffer and the stream
-  staging() {
-    try {
-      for (int b = 0; b < stage_buffers; ++b) {
-        check(cudaMallocHost(&bufs[b], stage_elems * 2), "cudaMallocHost (staging)");
-        check(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming), "cudaEventCreate");
-      }
-      for (auto& st : streams) check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
-    } catch (...) {
-      release();
-      throw;
-    }
-  }
-  ~staging() { release(); }
-  staging(const staging&) = delete;
-  staging& operator=(const staging&) = delete;
-  void release() {
-    for (auto& st : streams)
-      if (st) {
-        cudaStreamSynchronize(st);
-        cudaStreamDestroy(st);
-        st = nullptr;
-      }
-    for (int b = 0; b < stage_buffers; ++b) {
-      if (done[b]) cudaEventDestroy(done[b]);
-      if (bufs[b]) cudaFreeHost(bufs[b]);
-      done[b] = nullptr;
-      bufs[b] = nullptr;
-    }
-  }
-};
 
 // One device arena carved into the per-forward buffers; reallocated when T grows.
 struct moe_layer::workspace {
@@ -79,31 +35,6 @@ struct moe_layer::workspace {
   float* w_in = nullptr;
   float* out = nullptr;
 };
-
-tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
-  tuning t;
-  for (size_t i = 0; i < count; ++i) {
-    const std::string key = kv[i].key ? kv[i].key : "", value = kv[i].value ? kv[i].value : "";
-    if (key == "tiles") {
-      static const char* ok[] = {"auto", "m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "cublas_auto"};
-      bool known = false;
-      for (const char* v : ok) known |= value == v;
-      if (!known)
-        throw invalid_argument("backend option tiles='" + value +
-                               "': expected auto, m16, m64, m128, cublas, cublas_loop, cublas_batched or cublas_auto");
-      t.tiles = value;
-    } else if (key == "cublas") {
-      if (value != "auto" && value != "off") throw invalid_argument("backend option cublas='" + value + "': expected auto or off");
-      t.cublas = value == "auto";
-    } else if (key == "graphs") {
-      if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
-      t.graphs = value == "on";
-    } else {
-      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas, graphs)");
-    }
-  }
-  return t;
-}
 
 moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o,
                      const tuning& t)
@@ -207,128 +138,6 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   if (!borrowed_) measure_h2d();  // the ceiling of the upload's GB/s; nothing was uploaded otherwise
 }
 
-void moe_layer::check_f8(const moereg_moe_weights& w) {
-  if (w.w13.dtype != MOEREG_DTYPE_F8_E4M3 || w.w2.dtype != MOEREG_DTYPE_F8_E4M3)
-    throw unsupported(std::string("weights: w13 ") + dtype_name(w.w13.dtype) + ", w2 " + dtype_name(w.w2.dtype) +
-                      "; F8_E4M3 experts need both in F8_E4M3");
-  if (w.w13.memory == MOEREG_MEMORY_DEVICE)
-    throw unsupported("weights.w13: F8_E4M3 weights in device memory; the CUDA backend reads device-resident BF16 "
-                      "weights only (F8_E4M3 from host memory)");
-  scale_b0_ = w.scale_block[0];
-  scale_b1_ = w.scale_block[1];
-  if (!w.w13_scale.data || !w.w2_scale.data || scale_b0_ <= 0 || scale_b1_ <= 0)
-    throw invalid_argument("weights: F8_E4M3 experts need w13_scale, w2_scale and a positive scale_block, found scale_block {" +
-                           std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) + "}");
-  if (H_ % 16 || I_ % 16)
-    throw unsupported("weights: hidden " + std::to_string(H_) + ", intermediate " + std::to_string(I_) +
-                      "; the CUDA F8_E4M3 kernels need multiples of 16");
-  if (scale_b1_ % 8 && scale_b1_ < std::max(H_, I_))
-    throw unsupported("weights: scale_block {" + std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) +
-                      "}; the CUDA F8_E4M3 kernels need scale columns that are a multiple of 8 or cover a whole row");
-  auto cdiv = [](long long a, long long b) { return (a + b - 1) / b; };
-  for (const auto* v : {&w.w13_scale, &w.w2_scale})
-    if (v->dtype != MOEREG_DTYPE_F32)
-      throw unsupported(std::string(v == &w.w13_scale ? "weights.w13_scale" : "weights.w2_scale") + ": dtype " +
-                        dtype_name(v->dtype) + ", expected F32");
-  expect(w.w13_scale, "weights.w13_scale", {E_, 2 * cdiv(I_, scale_b0_), cdiv(H_, scale_b1_)});
-  expect(w.w2_scale, "weights.w2_scale", {E_, cdiv(H_, scale_b0_), cdiv(I_, scale_b1_)});
-  if (tuning_.tiles.rfind("cublas", 0) == 0)
-    throw unsupported("backend option tiles=" + tuning_.tiles +
-                      ": the cuBLAS path runs BF16 experts; F8_E4M3 experts run on the kernels (tiles=auto|m16|m64|m128)");
-}
-
-// Host weights (a mapped checkpoint, numpy arrays): one copy on the device, made here, in bf16
-// or, for F8_E4M3 experts, as stored (bytes and F32 block scales).
-void moe_layer::copy_in(const moereg_moe_weights& w) {
-  auto dalloc = [&](size_t bytes) {
-    void* p = nullptr;
-    check(cudaMalloc(&p, bytes), "cudaMalloc (weights)");
-    weight_bytes_ += bytes;
-    return p;
-  };
-  const size_t n13 = static_cast<size_t>(E_ * 2 * I_ * H_), n2 = static_cast<size_t>(E_ * H_ * I_);
-  if (f8_) {
-    w13_f8_ = static_cast<uint8_t*>(dalloc(n13));
-    w2_f8_ = static_cast<uint8_t*>(dalloc(n2));
-    w13_scale_ = static_cast<float*>(dalloc(static_cast<size_t>(numel(w.w13_scale)) * 4));
-    w2_scale_ = static_cast<float*>(dalloc(static_cast<size_t>(numel(w.w2_scale)) * 4));
-  } else {
-    w13_ = static_cast<__nv_bfloat16*>(dalloc(n13 * 2));
-    w2_ = static_cast<__nv_bfloat16*>(dalloc(n2 * 2));
-  }
-  if (Is_) {
-    sw13_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(2 * Is_ * H_) * 2));
-    sw2_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_ * Is_) * 2));
-    if (has_shared_gate_) sgate_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_) * 2));
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  {
-    staging st;
-    if (f8_) {
-      upload(w13_f8_, w.w13, "weights.w13", st, staged::f8_fragments);
-      upload(w2_f8_, w.w2, "weights.w2", st, staged::f8_fragments);
-      upload(w13_scale_, w.w13_scale, "weights.w13_scale", st, staged::bytes);
-      upload(w2_scale_, w.w2_scale, "weights.w2_scale", st, staged::bytes);
-    } else {
-      upload(w13_, w.w13, "weights.w13", st);
-      upload(w2_, w.w2, "weights.w2", st);
-    }
-    if (Is_) {
-      upload(sw13_, w.shared_w13, "weights.shared_w13", st);
-      upload(sw2_, w.shared_w2, "weights.shared_w2", st);
-      if (has_shared_gate_) upload(sgate_, w.shared_gate, "weights.shared_gate", st);
-    }
-    for (auto& stream : st.streams) check(cudaStreamSynchronize(stream), "weights copy");
-  }
-  load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  load_gbps_ = load_seconds_ > 0 ? weight_bytes_ / load_seconds_ / 1e9 : 0;
-}
-
-// Device weights (a framework's parameters, already on this device): read where they lie,
-// so the layer holds no copy and must not free them. bf16 only: converting F16/F32 would need
-// the copy this path exists to avoid.
-void moe_layer::borrow(const moereg_moe_weights& w) {
-  auto device_bf16 = [&](const moereg_tensor_view& v, const char* what) {
-    if (v.memory != MOEREG_MEMORY_DEVICE)
-      throw invalid_argument(std::string(what) + ": in host memory while weights.w13 is in device memory; expected all "
-                             "expert weights in one kind of memory");
-    if (v.dtype != MOEREG_DTYPE_BF16)
-      throw unsupported(std::string(what) + ": device-resident weights of dtype " + dtype_name(v.dtype) +
-                        ", expected BF16 (other dtypes are converted on upload from host memory only)");
-    cudaPointerAttributes a{};
-    if (cudaPointerGetAttributes(&a, v.data) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
-      cudaGetLastError();
-      throw invalid_argument(std::string(what) + ": marked device memory, but the pointer is not CUDA device memory");
-    }
-    if (a.device != device_)
-      throw invalid_argument(std::string(what) + ": on CUDA device " + std::to_string(a.device) + ", the backend was asked for device " +
-                             std::to_string(device_) + " (options.device)");
-    return static_cast<__nv_bfloat16*>(v.data);
-  };
-  borrowed_ = true;
-  w13_ = device_bf16(w.w13, "weights.w13");
-  w2_ = device_bf16(w.w2, "weights.w2");
-  if (Is_) {
-    sw13_ = device_bf16(w.shared_w13, "weights.shared_w13");
-    sw2_ = device_bf16(w.shared_w2, "weights.shared_w2");
-    if (has_shared_gate_) sgate_ = device_bf16(w.shared_gate, "weights.shared_gate");
-  }
-}
-
-// A small routing tensor (router, bias) readable on the host: device memory is copied down
-// (E x H floats at most, once at create).
-moereg_tensor_view moe_layer::on_host(const moereg_tensor_view& v, const char* what) {
-  if (v.memory != MOEREG_MEMORY_DEVICE) return v;
-  if (!contiguous(v)) throw unsupported(std::string(what) + ": strided device view, expected a contiguous tensor");
-  const size_t bytes = static_cast<size_t>(numel(v)) * elem_size(v.dtype);
-  staged_.emplace_back(bytes);
-  check(cudaMemcpy(staged_.back().data(), v.data, bytes, cudaMemcpyDeviceToHost), (std::string(what) + " download").c_str());
-  moereg_tensor_view h = v;
-  h.data = staged_.back().data();
-  h.memory = MOEREG_MEMORY_HOST;
-  return h;
-}
-
 moe_layer::~moe_layer() {
   cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(stream_);
@@ -351,69 +160,6 @@ moe_layer::~moe_layer() {
 
 // Pinned staging, two copy streams: the host thread(s) fill buffer b (reading the mapped
 // file, converting to bf16 unless raw_bytes) while the copy engine drains the buffers filled before it.
-void moe_layer::upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, staged how) {
-  const bool raw_bytes = how != staged::bf16;
-  if (src.memory != MOEREG_MEMORY_HOST) throw invalid_argument(std::string(what) + ": expected host memory");
-  if (!raw_bytes && src.dtype != MOEREG_DTYPE_BF16 && src.dtype != MOEREG_DTYPE_F16 && src.dtype != MOEREG_DTYPE_F32)
-    throw unsupported(std::string(what) + ": dtype " + dtype_name(src.dtype) + ", expected BF16, F16 or F32");
-  // Staged in units of 2 bytes (a bf16 element); a raw tensor is its bytes, rounded up to a
-  // whole unit (the pinned buffer has the room; only the tensor's bytes are copied).
-  const size_t bytes = raw_bytes ? static_cast<size_t>(numel(src)) * elem_size(src.dtype) : 0;
-  const size_t n = raw_bytes ? (bytes + 1) / 2 : static_cast<size_t>(numel(src));
-  // The host copy into pinned memory is the bottleneck (page faults on a mapped file, memory
-  // bandwidth), so it gets up to 16 threads while the copy engine drains the other buffers.
-  const int threads = static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
-  try {
-    for (size_t first = 0; first < n; first += stage_elems, ++st.chunk) {
-      const int b = static_cast<int>(st.chunk % stage_buffers);
-      const size_t len = std::min(stage_elems, n - first);
-      check(cudaEventSynchronize(st.done[b]), "staging wait");
-      size_t copy_bytes = len * 2;
-      if (raw_bytes) {
-        copy_bytes = std::min(copy_bytes, bytes - first * 2);
-        const char* from = static_cast<const char*>(src.data) + first * 2;
-        if (how == staged::f8_fragments) stage_f8_fragments(st.bufs[b], from, copy_bytes, threads);
-        else stage_bytes(st.bufs[b], from, copy_bytes, threads);
-      } else {
-        stage_bf16(static_cast<uint16_t*>(st.bufs[b]), src.data, src.dtype, first, len, threads);
-      }
-      cudaStream_t s = st.streams[st.chunk % 2];
-      check(cudaMemcpyAsync(static_cast<char*>(dst) + first * 2, st.bufs[b], copy_bytes, cudaMemcpyHostToDevice, s),
-            "weights copy");
-      check(cudaEventRecord(st.done[b], s), "cudaEventRecord");
-    }
-  } catch (const std::exception& e) {
-    throw std::runtime_error(std::string(what) + ": " + e.what());
-  }
-}
-
-// Pinned host-to-device bandwidth, best of three 64 MiB copies: the ceiling load GB/s is read against.
-void moe_layer::measure_h2d() {
-  const size_t bytes = size_t(64) << 20;
-  void *h = nullptr, *d = nullptr;
-  cudaEvent_t a = nullptr, b = nullptr;
-  if (cudaMallocHost(&h, bytes) == cudaSuccess && cudaMalloc(&d, bytes) == cudaSuccess &&
-      cudaEventCreate(&a) == cudaSuccess && cudaEventCreate(&b) == cudaSuccess) {
-    std::memset(h, 1, bytes);
-    float best = 0;
-    for (int i = 0; i < 3; ++i) {
-      cudaEventRecord(a, stream_);
-      cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream_);
-      cudaEventRecord(b, stream_);
-      cudaEventSynchronize(b);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, a, b);
-      if (ms > 0) best = std::max(best, static_cast<float>(bytes / (ms * 1e-3) / 1e9));
-    }
-    h2d_gbps_ = best;
-  }
-  if (a) cudaEventDestroy(a);
-  if (b) cudaEventDestroy(b);
-  if (d) cudaFree(d);
-  if (h) cudaFreeHost(h);
-  cudaGetLastError();  // a failed measurement leaves no sticky error behind
-}
-
 void moe_layer::ensure_workspace(int tokens) {
   if (ws_ && ws_->tokens >= tokens) return;
   const int T = std::max(tokens, ws_ ? ws_->tokens * 2 : 16);
@@ -459,9 +205,6 @@ void moe_layer::ensure_workspace(int tokens) {
   }
   ws_ = ws;
 }
-
-// Below this many rows per hit expert the mma.sync kernels win (weights streamed, no host sync).
-constexpr long long cublas_min_rows = 128;
 
 bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode) const {
   // How the cuBLAS GEMMs are issued is decided once the expert sizes are known (run_routed).
@@ -741,46 +484,6 @@ void moe_layer::copy(void* dst, const void* src, size_t bytes, int kind) {
 void moe_layer::synchronize() {
   check(cudaSetDevice(device_), "cudaSetDevice");
   check(cudaStreamSynchronize(stream_), "synchronize");
-}
-
-long long moe_layer::f8_scale_bytes() const {
-  auto cdiv = [](long long a, long long b) { return (a + b - 1) / b; };
-  return 4 * E_ * (2 * cdiv(I_, scale_b0_) * cdiv(H_, scale_b1_) + cdiv(H_, scale_b0_) * cdiv(I_, scale_b1_));
-}
-
-std::string moe_layer::describe() const {
-  std::ostringstream o;
-  o.precision(4);
-  o << "{\"backend\":\"cuda\",\"device\":\"" << device_name_ << "\",\"compute_capability\":\"" << sm_major_ << "."
-    << sm_minor_ << "\",\"isa\":\"sm_90a\",\"experts\":" << E_ << ",\"hidden\":" << H_ << ",\"intermediate\":" << I_
-    << ",\"shared_intermediate\":" << Is_ << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"" << (f8_ ? "F8_E4M3" : "BF16") << "\""
-    << (f8_ ? ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]" : std::string())
-    << (f8_ ? ",\"weight_bytes\":" + std::to_string(E_ * 3 * I_ * H_) + ",\"scale_bytes\":" + std::to_string(f8_scale_bytes())
-            : std::string())
-    << ",\"weights\":\"" << (borrowed_ ? "borrowed: read in the caller's device memory, no copy" : "copied from host memory")
-    << "\",\"bytes_on_device\":" << weight_bytes_ << ",\"load_seconds\":" << load_seconds_
-    << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
-    << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
-    << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute"
-    << (f8_ ? "; F8_E4M3 weights read as stored and dequantized per tile in shared memory to bf16 (q x scale, "
-              "rounded once)"
-            : "")
-    << "\""
-    << ",\"gemm_large\":\""
-    << (f8_ ? std::string("the kernels (F8_E4M3 experts do not go to cuBLAS)")
-        : !tuning_.cublas ? std::string("off (backend option cublas=off)")
-        : cublas_experts::available()
-            ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(cublas_min_rows) +
-                  " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
-            : std::string("none: libcublas.so.13 not loadable; the kernels run every size"))
-    << "\""
-    << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16, f8_) << "\",\"m64\":\"" << tile_name(tile_config::m64, f8_)
-    << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_) << "\"}"
-    << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
-    << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\"}"
-    << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
-    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_, f8_) : last_path_.c_str()) << "\"}";
-  return o.str();
 }
 
 }  // namespace moereg::cuda

@@ -88,6 +88,8 @@ class moe_layer {
   // Whether this pass goes through cuBLAS (and how): forced by tiles=cublas|cublas_loop|
   // cublas_batched|cublas_auto, else chosen for >= 128 rows per hit expert when libcublas.so.13
   // loads, unless cublas=off.
+  // Below this many rows per hit expert the mma.sync kernels win (weights streamed, no host sync).
+  static constexpr long long cublas_min_rows = 128;
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
   // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert

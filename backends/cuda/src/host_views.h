@@ -15,6 +15,8 @@
 namespace moereg::cuda::host {
 
 const char* dtype_name(int d);
+// ceil(a / b) for positive sizes: blocks of b needed to cover a (scale grids, tiles).
+inline long long cdiv(long long a, long long b) { return (a + b - 1) / b; }
 long long numel(const moereg_tensor_view& v);
 bool contiguous(const moereg_tensor_view& v);
 std::string shape_str(const moereg_tensor_view& v);
