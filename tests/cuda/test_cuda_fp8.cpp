@@ -2,9 +2,12 @@
 // F8_E4M3 experts on the CUDA backend: read as stored with their block (or per-channel)
 // scales and dequantized per tile. Each layer is checked against the same experts
 // dequantized by the core (moereg/quant/fp8_e4m3.h: the bf16 values `convert --dtype bf16`
-// writes) and run through the bf16 kernels: both multiply the same bf16 weights, so they
-// differ only by the order of the float atomics of the un-permute (bound 1e-5 of the largest
-// output). Plus a float64 reference, the FP8 fixture's layer 1, and the refusals.
+// writes) and run through the bf16 kernels: both multiply the same bf16 weights. Where the F8
+// tile sums k in the bf16 tile's order they differ only by the order of the float atomics of
+// the un-permute (bound 1e-5 of the largest output); the F8 decode tile (m16) adds each k
+// tile's two halves in two warp groups, so a gate/up sum can differ in its last float bits and
+// round h (bf16) the other way: bound 2e-3, one bf16 rounding of h. Plus a float64
+// reference, the FP8 fixture's layer 1, and the refusals.
 // Needs an sm_90 GPU; registered with ctest only when MOEREG_CUDA_TESTS=ON.
 #include <gtest/gtest.h>
 
@@ -25,6 +28,12 @@ using moereg::test::make_view;
 using namespace moereg::test::cuda;
 
 long long cdiv(long long a, long long b) { return (a + b - 1) / b; }
+
+// How far an F8 layer may be from its dequantized bf16 layer after the forward just made
+// (see the top of the file): 1e-5 unless the tile that ran splits k over warp groups.
+double f8_bound(moereg_backend* f8) {
+  return describe(f8).find("k groups") != std::string::npos ? 2e-3 : 1e-5;
+}
 
 // A layer of random e4m3 experts with F32 scales on the ABI's grids ({b0, b1} per scale;
 // gate and up rows each on their own grid), and the same layer dequantized to bf16.
@@ -94,7 +103,7 @@ void check_layer(fp8_layer& L, const char* what) {
     for (int T : {1, 5, 64, 333}) {
       random_tokens r(T, L.H, L.E, L.K, 7 * T + 1, T % 2 == 1);
       const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K);
-      EXPECT_LE(max_rel_diff(a, b), 1e-5) << what << " tiles=" << tiles << " T=" << T;
+      EXPECT_LE(max_rel_diff(a, b), f8_bound(f8.get())) << what << " tiles=" << tiles << " T=" << T;
       if (T == 333 && std::string(tiles) == "auto") {
         const double err = rel_l2(a, reference(r.x, r.ids64, r.wts, L.d13, L.d2, T, L.H, L.I, L.K));
         EXPECT_LE(err, 1e-2) << what;
@@ -215,7 +224,7 @@ TEST(CudaFp8, FixtureLayerMatchesItsDequantizedLayer) {
   for (int T : {1, 9, 200}) {
     random_tokens r(T, H, E, K, T, true);
     const std::vector<float> a = forward(f8.get(), r, T, H, K), c = forward(bf.get(), r, T, H, K);
-    EXPECT_LE(max_rel_diff(a, c), 1e-5) << "T=" << T;
+    EXPECT_LE(max_rel_diff(a, c), f8_bound(f8.get())) << "T=" << T;
     EXPECT_LE(rel_l2(a, reference(r.x, r.ids64, r.wts, d13, d2, T, H, I, K)), 1e-2) << "T=" << T;
   }
 }
