@@ -4,6 +4,7 @@
 // capture), a new token count or buffer must capture anew, a grown workspace must drop the
 // graphs that point into the old one, and the cuBLAS path (which syncs) must stay eager.
 // Needs an sm_90 GPU; registered with ctest only when MOEREG_CUDA_TESTS=ON.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "cuda_test_support.h"
+#include "moereg/abi/moereg_cuda_stream.h"
 #include "test_cpu_fixture_util.h"
 
 namespace {
@@ -25,6 +27,11 @@ std::string last_graph(moereg_backend* h) {
   if (at == std::string::npos) return "(no last_graph in " + json + ")";
   return json.substr(at + key.size(), json.find('"', at + key.size()) - at - key.size());
 }
+
+// Device views of one batch's buffers (for calls the test makes itself).
+struct batch_views {
+  moereg_tensor_view x, ids, wts, out;
+};
 
 // Device buffers of one token batch, reused across calls as an engine reuses its buffers.
 struct device_batch {
@@ -46,12 +53,21 @@ struct device_batch {
     EXPECT_EQ(take(api->copy(owner, ids, r.ids.data(), r.ids.size() * 4, 0)), "");
     EXPECT_EQ(take(api->copy(owner, wts, r.wts.data(), r.wts.size() * 4, 0)), "");
   }
+  batch_views views() const {
+    batch_views v{make_view(x, MOEREG_DTYPE_F32, {T, H}), make_view(ids, MOEREG_DTYPE_I32, {T, K}),
+                  make_view(wts, MOEREG_DTYPE_F32, {T, K}), make_view(out, MOEREG_DTYPE_F32, {T, H})};
+    for (auto* p : {&v.x, &v.ids, &v.wts, &v.out}) p->memory = MOEREG_MEMORY_DEVICE;
+    return v;
+  }
+  std::vector<float> result(moereg_backend* h) {
+    std::vector<float> host(size_t(T) * H, NAN);
+    EXPECT_EQ(take(api->synchronize(h)), "");
+    EXPECT_EQ(take(api->copy(owner, host.data(), out, host.size() * 4, 1)), "");
+    return host;
+  }
   std::vector<float> run(moereg_backend* h) {
-    moereg_tensor_view xv = make_view(x, MOEREG_DTYPE_F32, {T, H});
-    moereg_tensor_view iv = make_view(ids, MOEREG_DTYPE_I32, {T, K});
-    moereg_tensor_view wv = make_view(wts, MOEREG_DTYPE_F32, {T, K});
-    moereg_tensor_view ov = make_view(out, MOEREG_DTYPE_F32, {T, H});
-    for (auto* v : {&xv, &iv, &wv, &ov}) v->memory = MOEREG_MEMORY_DEVICE;
+    batch_views v = views();
+    moereg_tensor_view xv = v.x, iv = v.ids, wv = v.wts, ov = v.out;
     std::vector<float> host(size_t(T) * H, NAN);
     EXPECT_EQ(take(api->forward(h, &xv, &iv, &wv, &ov)), "");
     // Device-view calls are asynchronous on h's stream; the copy runs on owner's.
@@ -135,6 +151,83 @@ TEST(CudaGraphs, TheCublasPathStaysEagerAndSaysWhy) {
   random_tokens r(64, L.H, L.E, L.K, 1);
   forward(h.get(), r, 64, L.H, L.K);
   EXPECT_NE(last_graph(h.get()).find("none: the cuBLAS path"), std::string::npos) << describe(h.get());
+}
+
+// The stream extension: a layer set on the caller's stream is captured into the caller's own
+// graph (as vLLM or PyTorch capture a model), and the graph's replays compute what eager
+// forwards compute on the data the buffers then hold. Sizes that would take the cuBLAS path
+// run on the kernels inside a capture; what a capture cannot hold is refused by name.
+TEST(CudaStream, ACallerCapturesTheForwardIntoItsOwnGraph) {
+  ASSERT_NE(backend_api(), nullptr);
+  const auto* api = backend_api();
+  const auto* ext = static_cast<const moereg_cuda_stream_api*>(api->get_extension(MOEREG_CUDA_STREAM_EXTENSION));
+  ASSERT_NE(ext, nullptr);
+  ASSERT_GE(ext->version, 1u);
+  EXPECT_EQ(api->get_extension("no such extension"), nullptr);
+  cudaStream_t st = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+  // E = 4, K = 2: 600 tokens are 300 rows per expert, a cuBLAS size when eager.
+  random_layer L(4, 64, 32, 2, 16, true, 13);
+  handle eager = create(L.view(), nullptr), h = create(L.view(), nullptr);
+  ASSERT_TRUE(eager && h);
+  ASSERT_EQ(take(ext->set_stream(h.get(), st)), "");
+  for (int T : {3, 600}) {
+    device_batch b(api, eager.get(), T, L.H, L.K);
+    b.load(random_tokens(T, L.H, L.E, L.K, T));
+    // Uncaptured first: sizes the workspace; on the caller's stream it equals the own-stream layer.
+    const std::vector<float> want0 = b.run(eager.get());
+    EXPECT_LE(max_rel_diff(b.run(h.get()), want0), 1e-6) << "T=" << T;
+
+    batch_views v = b.views();
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), cudaSuccess);
+    const std::string captured = take(api->forward(h.get(), &v.x, &v.ids, &v.wts, &v.out));
+    ASSERT_EQ(cudaStreamEndCapture(st, &graph), cudaSuccess);
+    ASSERT_EQ(captured, "") << "T=" << T;
+    EXPECT_NE(describe(h.get()).find("\"last_graph\":\"inside the caller's capture\""), std::string::npos);
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    for (uint32_t seed = 1; seed <= 2; ++seed) {
+      b.load(random_tokens(T, L.H, L.E, L.K, 1000 * seed + T));
+      const std::vector<float> want = b.run(eager.get());
+      ASSERT_EQ(cudaGraphLaunch(exec, st), cudaSuccess);
+      EXPECT_LE(max_rel_diff(b.result(h.get()), want), 1e-6) << "T=" << T << " replay " << seed;
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  // Refused inside a capture: more tokens than the workspace holds, and host views.
+  {
+    device_batch big(api, eager.get(), 5000, L.H, L.K);
+    batch_views v = big.views();
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), cudaSuccess);
+    const std::string err = take(api->forward(h.get(), &v.x, &v.ids, &v.wts, &v.out));
+    cudaStreamEndCapture(st, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    EXPECT_NE(err.find("cannot grow there; run one uncaptured forward with at least 5000 tokens first"), std::string::npos)
+        << err;
+  }
+  {
+    random_tokens r(2, L.H, L.E, L.K, 2);
+    std::vector<float> out(size_t(2) * L.H);
+    moereg_tensor_view xv = make_view(r.x.data(), MOEREG_DTYPE_F32, {2, L.H});
+    moereg_tensor_view iv = make_view(r.ids.data(), MOEREG_DTYPE_I32, {2, L.K});
+    moereg_tensor_view wv = make_view(r.wts.data(), MOEREG_DTYPE_F32, {2, L.K});
+    moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {2, L.H});
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), cudaSuccess);
+    const std::string err = take(api->forward(h.get(), &xv, &iv, &wv, &ov));
+    cudaStreamEndCapture(st, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    EXPECT_NE(err.find("host-memory views while the layer's stream is being captured"), std::string::npos) << err;
+  }
+  // Back on its own stream, the layer still computes.
+  ASSERT_EQ(take(ext->set_stream(h.get(), nullptr)), "");
+  random_tokens r(5, L.H, L.E, L.K, 5);
+  EXPECT_LE(max_rel_diff(forward(h.get(), r, 5, L.H, L.K), forward(eager.get(), r, 5, L.H, L.K)), 1e-6);
+  h.reset();
+  cudaStreamDestroy(st);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "cuda_moe.h"
 #include "moereg/abi/moereg_backend.h"
+#include "moereg/abi/moereg_cuda_stream.h"
 
 namespace {
 
@@ -144,7 +145,21 @@ moereg_status* describe(moereg_backend* b, moereg_sink sink) noexcept {
   MOEREG_API_END
 }
 
-void* get_extension(const char*) noexcept { return nullptr; }
+moereg_status* set_stream(moereg_backend* b, void* stream) noexcept {
+  MOEREG_API_BEGIN
+  if (!b) return host->status_create(MOEREG_INVALID_ARGUMENT, "set_stream: null handle");
+  as_layer(b)->set_stream(static_cast<cudaStream_t>(stream));
+  return nullptr;
+  MOEREG_API_END
+}
+
+const moereg_cuda_stream_api stream_api = {1, set_stream};
+
+void* get_extension(const char* name) noexcept {
+  if (name && std::strcmp(name, MOEREG_CUDA_STREAM_EXTENSION) == 0)
+    return const_cast<moereg_cuda_stream_api*>(&stream_api);
+  return nullptr;
+}
 
 const moereg_backend_api api = {
     MOEREG_PLUGIN_API_VERSION, "cuda", "0.1.0", probe, create, forward, destroy, route, alloc, free_slot, copy,

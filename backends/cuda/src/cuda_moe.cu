@@ -87,7 +87,8 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
     }
   }
 
-  check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+  check(cudaStreamCreate(&own_stream_), "cudaStreamCreate");
+  stream_ = own_stream_;
   if (tuning_.graphs) check(cudaStreamCreateWithFlags(&capture_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   if (w.w13.memory == MOEREG_MEMORY_DEVICE) {
     borrow(w);
@@ -155,7 +156,7 @@ moe_layer::~moe_layer() {
   }
   graphs_.clear();
   if (capture_stream_) cudaStreamDestroy(capture_stream_);
-  if (stream_) cudaStreamDestroy(stream_);
+  if (own_stream_) cudaStreamDestroy(own_stream_);
 }
 
 // Pinned staging, two copy streams: the host thread(s) fill buffer b (reading the mapped
@@ -241,7 +242,8 @@ tile_config moe_layer::pick_tiles(int rows_per_group) const {
     if (s == "m128") return tile_config::m128;
   }
   if (rows_per_group <= 24) return tile_config::m16;
-  if (rows_per_group <= 160) return tile_config::m64;
+  // F8: the m128 tile's two warp rows would each dequantize the same weight fragments.
+  if (rows_per_group <= 160 || f8_) return tile_config::m64;
   return tile_config::m128;
 }
 
@@ -254,13 +256,33 @@ moe_layer::pass_plan moe_layer::plan(int tokens) const {
   return pl;
 }
 
+bool moe_layer::capturing() const {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream_, &st), "cudaStreamIsCapturing");
+  return st != cudaStreamCaptureStatusNone;
+}
+
+void moe_layer::set_stream(cudaStream_t s) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  check(cudaStreamSynchronize(stream_), "set_stream: previous stream");
+  stream_ = s ? s : own_stream_;
+  blas_.reset();  // bound to the previous stream; made again on first use
+}
+
 void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
-                         float* out) {
-  const pass_plan pl = plan(tokens);
+                         float* out, bool capturing) {
+  pass_plan pl = plan(tokens);
+  // Inside a caller's capture: the cuBLAS path would read expert sizes back to the host.
+  if (capturing) pl.blas = false;
   last_tokens_ = tokens;
   if (!pl.blas) {
     last_tiles_ = pl.tiles;
     last_path_ = tile_name(pl.tiles, f8_);
+  }
+  if (capturing) {
+    last_graph_ = "inside the caller's capture";
+    run_experts(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream_);
+    return;
   }
   if (!tuning_.graphs) {
     run_experts(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream_);
@@ -382,11 +404,22 @@ void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& i
     throw invalid_argument("x, topk_ids, topk_weights and out must all be in host or all in device memory");
   if (T == 0) return;
   if (T > (1 << 24)) throw unsupported("x: more than 16M tokens in one call");
+  const bool captured = capturing();
+  if (captured) {
+    if (mem != MOEREG_MEMORY_DEVICE)
+      throw invalid_argument("forward: host-memory views while the layer's stream is being captured (a capture "
+                             "cannot hold their copies and synchronization); pass device views");
+    if (!ws_ || ws_->tokens < T)
+      throw invalid_argument("forward: T = " + std::to_string(T) +
+                             " inside a capture, but the layer's workspace holds " + std::to_string(ws_ ? ws_->tokens : 0) +
+                             " tokens and cannot grow there; run one uncaptured forward with at least " +
+                             std::to_string(T) + " tokens first");
+  }
   ensure_workspace(static_cast<int>(T));
   const bool xb = x.dtype == MOEREG_DTYPE_BF16, i64 = ids.dtype == MOEREG_DTYPE_I64;
   if (mem == MOEREG_MEMORY_DEVICE) {
     run_pass(x.data, xb, ids.data, i64, static_cast<const float*>(weights.data), static_cast<int>(T),
-             static_cast<float*>(out.data));
+             static_cast<float*>(out.data), captured);
     check(cudaGetLastError(), "forward");
     return;
   }
@@ -404,7 +437,7 @@ void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& i
         "ids upload");
   check(cudaMemcpyAsync(ws_->w_in, weights.data, static_cast<size_t>(T * K) * 4, cudaMemcpyHostToDevice, stream_),
         "weights upload");
-  run_pass(ws_->x_in, xb, ws_->ids_in, i64, ws_->w_in, static_cast<int>(T), ws_->out);
+  run_pass(ws_->x_in, xb, ws_->ids_in, i64, ws_->w_in, static_cast<int>(T), ws_->out, false);
   check(cudaMemcpyAsync(out.data, ws_->out, static_cast<size_t>(T * H_) * 4, cudaMemcpyDeviceToHost, stream_),
         "out download");
   check(cudaStreamSynchronize(stream_), "forward");

@@ -62,6 +62,10 @@ class moe_layer {
                const moereg_tensor_view& out);
   void route(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights);
 
+  // The caller's stream (moereg_cuda_stream.h), or nullptr for the layer's own. Waits for the
+  // work queued on the previous stream first.
+  void set_stream(cudaStream_t s);
+
   void* alloc(size_t bytes);
   void release(void* p);
   void copy(void* dst, const void* src, size_t bytes, int kind);
@@ -102,12 +106,14 @@ class moe_layer {
   pass_plan plan(int tokens) const;
   // Enqueues one pass on `stream`; with graphs=on a kernel pass goes through graphs_.
   void run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
-                float* out);
+                float* out, bool capturing);
+  bool capturing() const;  // whether stream_ is being captured into a caller's graph
   void run_experts(const pass_plan& plan, const void* x, bool x_bf16, const void* ids, bool ids_i64,
                    const float* weights, int tokens, float* out, cudaStream_t stream);
 
   int device_ = 0;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;      // where the layer's work goes: own_stream_ or the caller's
+  cudaStream_t own_stream_ = nullptr;  // a blocking stream, made at create
   // graphs=on: captures happen on this non-blocking stream, so they never touch the legacy
   // default stream (which a capture on a blocking stream would make unusable meanwhile).
   cudaStream_t capture_stream_ = nullptr;

@@ -686,7 +686,7 @@ int tile_rows(tile_config c) { return c == tile_config::m16 ? 16 : c == tile_con
 const char* tile_name(tile_config c, bool f8) {
   if (f8)
     return c == tile_config::m16 ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages, e4m3 in shared memory)"
-           : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages, e4m3 in shared memory)"
+           : c == tile_config::m64 ? "n128 m64 k64 (4 warps, 4 stages, e4m3 in shared memory)"
                                    : "n128 m128 k32 (8 warps, 4 stages, e4m3 in shared memory)";
   return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages)"
          : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages)"
@@ -706,7 +706,9 @@ void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
       throw std::runtime_error("CUDA F8_E4M3 experts need hidden and intermediate sizes that are multiples of 16");
     switch (c) {
       case tile_config::m16: run_experts<16, 128, 1, 4, 5, true, 2>(p, stream); break;
-      case tile_config::m64: run_experts<64, 64, 2, 4, 4, true>(p, stream); break;
+      // One warp row (WM = 1): each warp dequantizes only its own columns' fragments; with
+      // two warp rows both would convert the same ones.
+      case tile_config::m64: run_experts<64, 64, 1, 4, 4, true>(p, stream); break;
       case tile_config::m128: run_experts<128, 32, 2, 4, 4, true>(p, stream); break;
     }
     return;
