@@ -8,8 +8,16 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 namespace moereg::cuda {
+
+// Throws std::runtime_error naming the kernel when its launch failed (after each <<<>>>).
+inline void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA launch of ") + what + " failed: " + cudaGetErrorString(e));
+}
 
 // Routing as moereg_routing_params describes it, minus the tensors.
 struct route_config {
