@@ -77,13 +77,18 @@ struct device_batch {
   }
 };
 
+// A layer made with one backend option set (eager and graphed twins of the same weights).
+handle create_with(const moereg_moe_weights& w, const char* key, const char* value) {
+  set_option(key, value);
+  handle h = create(w, nullptr);
+  clear_option(key);
+  return h;
+}
+
 TEST(CudaGraphs, ReplaysComputeWhatEagerPassesComputeOnTheCurrentData) {
   ASSERT_NE(backend_api(), nullptr);
   random_layer L(16, 136, 40, 4, 24, true, 5);
-  handle eager = create(L.view(), nullptr);
-  set_option("graphs", "on");
-  handle graphed = create(L.view(), nullptr);
-  clear_option("graphs");
+  handle eager = create(L.view(), nullptr), graphed = create_with(L.view(), "graphs", "on");
   ASSERT_TRUE(eager && graphed);
   EXPECT_NE(describe(graphed.get()).find("\"graphs\":\"on\""), std::string::npos) << describe(graphed.get());
 
@@ -115,10 +120,7 @@ TEST(CudaGraphs, ReplaysComputeWhatEagerPassesComputeOnTheCurrentData) {
 TEST(CudaGraphs, AGrownWorkspaceRecapturesInsteadOfReplayingStalePointers) {
   ASSERT_NE(backend_api(), nullptr);
   random_layer L(8, 64, 32, 2, 0, false, 9);
-  handle eager = create(L.view(), nullptr);
-  set_option("graphs", "on");
-  handle graphed = create(L.view(), nullptr);
-  clear_option("graphs");
+  handle eager = create(L.view(), nullptr), graphed = create_with(L.view(), "graphs", "on");
   ASSERT_TRUE(eager && graphed);
   device_batch small(backend_api(), eager.get(), 3, L.H, L.K);
   random_tokens r(3, L.H, L.E, L.K, 3);
@@ -169,9 +171,7 @@ TEST(CudaStream, ACallerCapturesTheForwardIntoItsOwnGraph) {
   // E = 4, K = 2: 600 tokens are 300 rows per expert, a cuBLAS size when eager.
   random_layer L(4, 64, 32, 2, 16, true, 13);
   handle eager = create(L.view(), nullptr), h = create(L.view(), nullptr);
-  set_option("cublas", "off");  // what a capture runs at every size: the kernels
-  handle kernels = create(L.view(), nullptr);
-  clear_option("cublas");
+  handle kernels = create_with(L.view(), "cublas", "off");  // what a capture runs at every size
   ASSERT_TRUE(eager && h && kernels);
   ASSERT_EQ(take(ext->set_stream(h.get(), st)), "");
   for (int T : {3, 600}) {
