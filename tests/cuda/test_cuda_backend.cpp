@@ -351,7 +351,7 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   handle h = create(L.view(), nullptr, &err);
   clear_option("tile");
   EXPECT_FALSE(h);
-  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs)"), std::string::npos) << err;
+  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations)"), std::string::npos) << err;
   set_option("cublas", "no");
   h = create(L.view(), nullptr, &err);
   clear_option("cublas");

@@ -78,25 +78,6 @@ void check_blas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(s));
 }
 
-// Where sorted row r lives in the work buffers: r itself, or in the padded layout (`pad` set)
-// slot g * pad.max_rows + (r - pad.row0[g]) of the hit expert g holding it (row0 ascending).
-struct padding {
-  const int* row0 = nullptr;  // device [groups]; null: unpadded
-  int groups = 0;
-  int max_rows = 0;
-};
-
-__device__ __forceinline__ int work_row(int r, const padding& pad) {
-  if (!pad.row0) return r;
-  int lo = 0, hi = pad.groups - 1;  // last g with row0[g] <= r
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (pad.row0[mid] <= r) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo * pad.max_rows + (r - pad.row0[lo]);
-}
-
 __global__ void gather_rows(const __nv_bfloat16* __restrict__ x, const int* __restrict__ sorted_token, int rows,
                             int hidden, padding pad, __nv_bfloat16* __restrict__ xs) {
   const int r = blockIdx.x;
@@ -130,41 +111,6 @@ __global__ void unpermute_add(const __nv_bfloat16* __restrict__ y, const int* __
     const float2 v =
         __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(r) * hidden + c));
     atomicAdd(reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c), make_float2(w * v.x, w * v.y));
-  }
-}
-
-// out[t] = sum_k w[t, k] * y[row of slot (t, k)]: one block per token, the K rows looked up once.
-constexpr int max_top_k = 32;
-__global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* ids, int ids_i64,
-                             const float* __restrict__ weights, const int* __restrict__ rank,
-                             const int* __restrict__ offsets, int top_k, int hidden, padding pad,
-                             float* __restrict__ out) {
-  __shared__ int row[max_top_k];
-  __shared__ float wt[max_top_k];
-  const int t = blockIdx.x;
-  if (threadIdx.x < top_k) {
-    const int s = t * top_k + threadIdx.x;
-    const int r = rank[s];
-    if (r >= 0) {
-      const long long e = ids_i64 ? static_cast<const long long*>(ids)[s] : static_cast<const int*>(ids)[s];
-      row[threadIdx.x] = work_row(offsets[e] + r, pad);
-      wt[threadIdx.x] = weights[s];
-    } else {
-      row[threadIdx.x] = -1;
-      wt[threadIdx.x] = 0.f;
-    }
-  }
-  __syncthreads();
-  for (int c = 2 * threadIdx.x; c < hidden; c += 2 * blockDim.x) {
-    float2 acc = make_float2(0.f, 0.f);
-    for (int k = 0; k < top_k; ++k) {
-      if (row[k] < 0) continue;
-      const float2 v = __bfloat1622float2(
-          *reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(row[k]) * hidden + c));
-      acc.x += wt[k] * v.x;
-      acc.y += wt[k] * v.y;
-    }
-    *reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c) = acc;
   }
 }
 
@@ -376,7 +322,7 @@ void cublas_experts::gemms(const std::vector<group>& groups, const __nv_bfloat16
 
 cublas_mode cublas_experts::run_routed(const routed_rows& in, const __nv_bfloat16* w13, const __nv_bfloat16* w2,
                                        int experts, int hidden, int inter, float* out, cublas_mode mode) {
-  if (in.top_k > max_top_k) throw unsupported("cuBLAS path: top_k " + std::to_string(in.top_k) + " > 32");
+  if (in.top_k > max_combine_top_k) throw unsupported("cuBLAS path: top_k " + std::to_string(in.top_k) + " > 32");
   const int* offsets = in.offsets;
   if (experts + 1 > offsets_capacity_) {
     cudaFreeHost(host_offsets_);
@@ -397,10 +343,7 @@ cublas_mode cublas_experts::run_routed(const routed_rows& in, const __nv_bfloat1
   }
   const int rows = host_offsets_[experts];
   if (mode == cublas_mode::automatic) mode = choose_mode(rows, static_cast<long long>(groups.size()), max_rows, hidden, inter);
-  auto combine = [&](const padding& pad) {
-    combine_rows<<<in.tokens, 256, 0, stream_>>>(a_, in.ids, in.ids_i64, in.weights, in.rank, offsets, in.top_k,
-                                                 hidden, pad, out);
-  };
+  auto combine = [&](const padding& pad) { launch_combine_rows(a_, in, pad, hidden, out, stream_); };
   if (rows == 0) return mode;
   if (mode != cublas_mode::batched) {
     ensure(static_cast<size_t>(rows), hidden, inter);

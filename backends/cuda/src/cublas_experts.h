@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "expert_rows.h"
+
 namespace moereg::cuda {
 
 // How the per-expert GEMMs are issued:
@@ -23,18 +25,6 @@ namespace moereg::cuda {
 //   automatic: chosen per call from the expert sizes read back (see choose_mode).
 enum class cublas_mode { automatic, grouped, loop, batched };
 const char* cublas_mode_name(cublas_mode m);
-
-// One routed pass as the permutation left it (all device memory).
-struct routed_rows {
-  const __nv_bfloat16* xb = nullptr;  // [T, H]
-  const void* ids = nullptr;          // [T, K] int32 or int64, as the caller passed them
-  bool ids_i64 = false;
-  const float* weights = nullptr;     // [T, K]
-  int tokens = 0, top_k = 0;
-  const int* offsets = nullptr;       // [E + 1] first sorted row of each expert
-  const int* rank = nullptr;          // [T * K] row of each slot inside its expert; < 0: dropped
-  const int* sorted_token = nullptr;  // [T * K] token of each sorted row
-};
 
 class cublas_experts {
  public:

@@ -30,6 +30,8 @@ struct moe_layer::workspace {
   permutation perm;
   __nv_bfloat16* h = nullptr;
   float* gate = nullptr;
+  float* x_amax = nullptr;     // exact-product F8 kernels: per token
+  unsigned* h_amax = nullptr;  // and per sorted row (moe_kernels.cuh)
   void* x_in = nullptr;  // host-path staging: x (up to f32), ids (i64), weights, out
   int64_t* ids_in = nullptr;
   float* w_in = nullptr;
@@ -182,6 +184,8 @@ void moe_layer::ensure_workspace(int tokens) {
            {reinterpret_cast<void**>(&ws->perm.num_tiles), 4},
            {reinterpret_cast<void**>(&ws->h), hrows * 2},
            {reinterpret_cast<void**>(&ws->gate), T * 4},
+           {reinterpret_cast<void**>(&ws->x_amax), T * 4},
+           {reinterpret_cast<void**>(&ws->h_amax), kmax * 4},
            {reinterpret_cast<void**>(&ws->x_in), T * H_ * 4},
            {reinterpret_cast<void**>(&ws->ids_in), kmax * 8},
            {reinterpret_cast<void**>(&ws->w_in), kmax * 4},
@@ -221,11 +225,23 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
     }
     if (s == "m16" || s == "m64" || s == "m128") return false;
   }
-  // cublas=off keeps every size on the kernels (and libcublas unloaded); F8 experts always
-  // run on the kernels, which dequantize them per tile.
-  if (!tuning_.cublas || f8_) return false;
+  // cublas=off keeps every size on the kernels (and libcublas unloaded).
+  if (!tuning_.cublas) return false;
+  if (f8_) {
+    if (tuning_.f8_activations == "bf16" || !fp8_refused_.empty() || !fp8_experts::fits(H_, I_, scale_b0_, scale_b1_))
+      return false;
+    if (tuning_.f8_activations == "auto" && (groups <= 0 || rows < cublas_min_rows * groups)) return false;
+    return fp8_experts::available();
+  }
   if (groups <= 0 || rows < cublas_min_rows * groups) return false;
   return cublas_experts::available();
+}
+
+fp8_experts& moe_layer::fp8_blas() {
+  if (!fp8_blas_)
+    fp8_blas_ = std::make_unique<fp8_experts>(stream_, w13_scale_, w2_scale_, static_cast<int>(E_), static_cast<int>(H_),
+                                              static_cast<int>(I_));
+  return *fp8_blas_;
 }
 
 cublas_experts& moe_layer::blas() {
@@ -245,6 +261,24 @@ tile_config moe_layer::pick_tiles(int rows_per_group) const {
   // F8: the m128 tile's two warp rows would each dequantize the same weight fragments.
   if (rows_per_group <= 160 || f8_) return tile_config::m64;
   return tile_config::m128;
+}
+
+std::string moe_layer::f8_large() const {
+  std::string why;
+  if (!tuning_.cublas) return "the kernels (cublas=off)";
+  if (tuning_.f8_activations == "bf16") return "the exact-product kernels (f8_activations=bf16)";
+  if (!fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, &why) || !fp8_experts::available(&why))
+    return "the kernels (FP8 tensor cores not used: " + why + ")";
+  if (!fp8_refused_.empty()) return "the kernels (FP8 tensor cores refused these shapes: " + fp8_refused_ + ")";
+  return "FP8 tensor cores: cuBLASLt " + fp8_experts::version() +
+         " block-scaled matmul, activations quantized to e4m3 per 128 columns, for " +
+         (tuning_.f8_activations == "e4m3" ? std::string("every size")
+                                           : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
+}
+
+bool moe_layer::f8_exact(tile_config c) const {
+  return f8_ && f8_exact_products(static_cast<int>(std::min<long long>(scale_b1_, std::max(H_, I_))),
+                                  static_cast<int>(H_), static_cast<int>(I_), c);
 }
 
 moe_layer::pass_plan moe_layer::plan(int tokens) const {
@@ -267,6 +301,7 @@ void moe_layer::set_stream(cudaStream_t s) {
   check(cudaStreamSynchronize(stream_), "set_stream: previous stream");
   stream_ = s ? s : own_stream_;
   blas_.reset();  // bound to the previous stream; made again on first use
+  fp8_blas_.reset();
 }
 
 void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
@@ -277,7 +312,7 @@ void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i
   last_tokens_ = tokens;
   if (!pl.blas) {
     last_tiles_ = pl.tiles;
-    last_path_ = tile_name(pl.tiles, f8_);
+    last_path_ = tile_name(pl.tiles, f8_, f8_exact(pl.tiles));
   }
   if (capturing) {
     last_graph_ = "inside the caller's capture";
@@ -322,10 +357,30 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     in.offsets = ws_->perm.offsets;
     in.rank = ws_->perm.rank;
     in.sorted_token = ws_->perm.sorted_token;
-    const cublas_mode mode =
-        blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_), static_cast<int>(I_), out, pl.mode);
-    last_path_ = cublas_mode_name(mode);
-    if (Is_) {
+    if (f8_) {
+      try {
+        fp8_blas().run_routed(in, w13_f8_, w2_f8_, out);
+      } catch (const unsupported& e) {
+        if (tuning_.f8_activations == "e4m3") throw;
+        // auto: this cuBLASLt cannot run these shapes; the exact-product kernels run this pass
+        // and every later one (describe says why).
+        fp8_refused_ = e.what();
+        pass_plan kernels = pl;
+        kernels.blas = false;
+        last_tiles_ = pl.tiles;
+        last_path_ = tile_name(pl.tiles, f8_, f8_exact(pl.tiles));
+        run_experts(kernels, x, x_bf16, ids, ids_i64, weights, tokens, out, stream);
+        return;
+      }
+      last_path_ = "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
+    } else {
+      const cublas_mode mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),
+                                                 static_cast<int>(I_), out, pl.mode);
+      last_path_ = cublas_mode_name(mode);
+    }
+    if (Is_ && !cublas_experts::available()) {  // F8 layers get here without libcublas
+      run_shared_on_kernels(tokens, out, stream);
+    } else if (Is_) {
       const float* gate = nullptr;
       if (has_shared_gate_) {
         launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
@@ -347,6 +402,12 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     // A scale block wider than the row is one scale per row: clamp so the index stays 0.
     p.scale_b0 = static_cast<int>(std::min<long long>(scale_b0_, std::max(H_, I_)));
     p.scale_b1 = static_cast<int>(std::min<long long>(scale_b1_, std::max(H_, I_)));
+    if (f8_exact(tc)) {
+      launch_row_amax(ws_->xb, tokens, static_cast<int>(H_), ws_->x_amax, stream);
+      check(cudaMemsetAsync(ws_->h_amax, 0, static_cast<size_t>(std::max(slots, 1)) * 4, stream), "zero h amax");
+      p.x_amax = ws_->x_amax;
+      p.h_amax = ws_->h_amax;
+    }
   }
   p.hidden = static_cast<int>(H_);
   p.inter = static_cast<int>(I_);
@@ -360,24 +421,26 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.h = ws_->h;
   p.out = out;
   launch_experts(p, tc, stream);
-  if (Is_) {
-    const tile_config sc = pick_tiles(tokens);
-    gemm_problem s;
-    s.x = ws_->xb;
-    s.w13 = sw13_;
-    s.w2 = sw2_;
-    s.hidden = static_cast<int>(H_);
-    s.inter = static_cast<int>(Is_);
-    s.dense_rows = tokens;
-    s.grid_rows = (tokens + tile_rows(sc) - 1) / tile_rows(sc);
-    s.h = ws_->h;
-    s.out = out;
-    if (has_shared_gate_) {
-      launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
-      s.sorted_weight = ws_->gate;
-    }
-    launch_experts(s, sc, stream);
+  if (Is_) run_shared_on_kernels(tokens, out, stream);
+}
+
+void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t stream) {
+  const tile_config sc = pick_tiles(tokens);
+  gemm_problem s;
+  s.x = ws_->xb;
+  s.w13 = sw13_;
+  s.w2 = sw2_;
+  s.hidden = static_cast<int>(H_);
+  s.inter = static_cast<int>(Is_);
+  s.dense_rows = tokens;
+  s.grid_rows = (tokens + tile_rows(sc) - 1) / tile_rows(sc);
+  s.h = ws_->h;
+  s.out = out;
+  if (has_shared_gate_) {
+    launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
+    s.sorted_weight = ws_->gate;
   }
+  launch_experts(s, sc, stream);
 }
 
 void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,

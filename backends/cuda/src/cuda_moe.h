@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cublas_experts.h"
+#include "fp8_experts.h"
 #include "forward_graphs.h"
 #include "moe_kernels.cuh"
 #include "moereg/abi/moereg_backend.h"
@@ -42,8 +43,14 @@ void check(cudaError_t e, const char* what);
 //          | off (every size on the kernels; libcublas never loaded)
 //   graphs = off (default) | on (kernel-path forwards captured once per token count and
 //            buffers, then replayed as one CUDA graph: forward_graphs.h)
+//   f8_activations = auto (default) | bf16 | e4m3 - F8_E4M3 experts with 128x128 blocks:
+//            e4m3 quantizes the activations per 128 columns and runs FP8 tensor cores
+//            (fp8_experts.h; ~3 % from the dequantized layer), bf16 keeps every size on the
+//            exact-product kernels, auto takes e4m3 where bf16 experts would go to cuBLAS
+//            (>= 128 rows per hit expert) and the kernels below that.
 struct tuning {
   std::string tiles = "auto";
+  std::string f8_activations = "auto";
   bool cublas = true;
   bool graphs = false;
   // Throws invalid_argument naming the key and what it accepts.
@@ -89,13 +96,16 @@ class moe_layer {
   void upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, staged how = staged::bf16);
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
+  bool f8_exact(tile_config c) const;  // F8 experts on the exact-product kernels (moe_kernels.cuh)
   // Whether this pass goes through cuBLAS (and how): forced by tiles=cublas|cublas_loop|
   // cublas_batched|cublas_auto, else chosen for >= 128 rows per hit expert when libcublas.so.13
-  // loads, unless cublas=off.
+  // loads, unless cublas=off. F8 experts: cuBLASLt's FP8 matmul as f8_activations says.
   // Below this many rows per hit expert the mma.sync kernels win (weights streamed, no host sync).
   static constexpr long long cublas_min_rows = 128;
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
+  fp8_experts& fp8_blas();
+  std::string f8_large() const;  // describe's gemm_large for F8 experts
   // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert
   // sizes back to the host, so it cannot be captured in a graph).
   struct pass_plan {
@@ -108,6 +118,7 @@ class moe_layer {
   void run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
                 float* out, bool capturing);
   bool capturing() const;  // whether stream_ is being captured into a caller's graph
+  void run_shared_on_kernels(int tokens, float* out, cudaStream_t stream);  // the shared expert, ws_->xb in
   void run_experts(const pass_plan& plan, const void* x, bool x_bf16, const void* ids, bool ids_i64,
                    const float* weights, int tokens, float* out, cudaStream_t stream);
 
@@ -147,6 +158,8 @@ class moe_layer {
   tuning tuning_;
   std::string last_path_;
   std::unique_ptr<cublas_experts> blas_;
+  std::unique_ptr<fp8_experts> fp8_blas_;
+  std::string fp8_refused_;  // why cuBLASLt could not run these F8 shapes (f8_activations=auto falls back)
   workspace* ws_ = nullptr;
 };
 

@@ -26,11 +26,15 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else if (key == "cublas") {
       if (value != "auto" && value != "off") throw invalid_argument("backend option cublas='" + value + "': expected auto or off");
       t.cublas = value == "auto";
+    } else if (key == "f8_activations") {
+      if (value != "auto" && value != "bf16" && value != "e4m3")
+        throw invalid_argument("backend option f8_activations='" + value + "': expected auto, bf16 or e4m3");
+      t.f8_activations = value;
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
     } else {
-      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas, graphs)");
+      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations)");
     }
   }
   return t;
@@ -54,24 +58,27 @@ std::string moe_layer::describe() const {
     << ",\"load_gbps\":" << load_gbps_ << ",\"h2d_gbps\":" << h2d_gbps_
     << ",\"router\":\"" << (has_router_ ? "device" : "none") << "\""
     << ",\"gemm\":\"mma.sync m16n8k16 bf16, fp32 accumulate, fused SiLU-gate epilogue, float2-atomic un-permute"
-    << (f8_ ? "; F8_E4M3 weights read as stored and dequantized per tile in shared memory to bf16 (q x scale, "
-              "rounded once)"
-            : "")
+    << (!f8_ ? ""
+        : f8_exact(tile_config::m16)
+            ? "; F8_E4M3 weights read as stored: e4m3 -> f16 mma on activations in f16 times a power of two per row, "
+              "each k tile's sum times its block scale (exact q x scale products)"
+            : "; F8_E4M3 weights read as stored and dequantized per tile to bf16 (q x scale, rounded once)")
     << "\""
     << ",\"gemm_large\":\""
-    << (f8_ ? std::string("the kernels (F8_E4M3 experts do not go to cuBLAS)")
+    << (f8_ ? f8_large()
         : !tuning_.cublas ? std::string("off (backend option cublas=off)")
         : cublas_experts::available()
             ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(cublas_min_rows) +
                   " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
             : std::string("none: libcublas.so.13 not loadable; the kernels run every size"))
     << "\""
-    << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16, f8_) << "\",\"m64\":\"" << tile_name(tile_config::m64, f8_)
-    << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_) << "\"}"
+    << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16, f8_, f8_exact(tile_config::m16)) << "\",\"m64\":\"" << tile_name(tile_config::m64, f8_, f8_exact(tile_config::m64))
+    << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
-    << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\"}"
+    << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations
+    << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
-    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_, f8_) : last_path_.c_str()) << "\"}";
+    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_, f8_, f8_exact(last_tiles_)) : last_path_.c_str()) << "\"}";
   return o.str();
 }
 

@@ -86,7 +86,14 @@ void moe_layer::check_f8(const moereg_moe_weights& w) {
   expect(w.w2_scale, "weights.w2_scale", {E_, cdiv(H_, scale_b0_), cdiv(I_, scale_b1_)});
   if (tuning_.tiles.rfind("cublas", 0) == 0)
     throw unsupported("backend option tiles=" + tuning_.tiles +
-                      ": the cuBLAS path runs BF16 experts; F8_E4M3 experts run on the kernels (tiles=auto|m16|m64|m128)");
+                      ": the cuBLAS path runs BF16 experts; F8_E4M3 experts run on the kernels (tiles=auto|m16|m64|m128) "
+                      "or on FP8 tensor cores (f8_activations=e4m3)");
+  if (tuning_.f8_activations == "e4m3") {
+    std::string why;
+    if (!tuning_.cublas) throw unsupported("backend option f8_activations=e4m3 runs on cuBLASLt, which cublas=off turns off");
+    if (!fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, &why) || !fp8_experts::available(&why))
+      throw unsupported("backend option f8_activations=e4m3: " + why);
+  }
 }
 
 // Host weights (a mapped checkpoint, numpy arrays): one copy on the device, made here, in bf16

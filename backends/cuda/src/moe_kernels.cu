@@ -40,6 +40,28 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+__device__ __forceinline__ void mma_f16(float* c, const uint32_t* a, const uint32_t* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// Two e4m3 bytes (low byte first) as an f16x2 register: exact (every e4m3 value is an f16
+// value), one instruction.
+__device__ __forceinline__ uint32_t fp8x2_f16x2(uint32_t two) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two), __NV_E4M3);
+  return static_cast<uint32_t>(h.x) | (static_cast<uint32_t>(h.y) << 16);
+}
+// The power of two that brings a row whose largest magnitude is `amax` into [2^14, 2^15):
+// bf16 values times it are f16 values (f16 holds every bf16 significand; the exponent
+// range is what the scale takes care of), and 2^15 x 448 x 128 stays far inside f32.
+__device__ __forceinline__ float f16_row_scale(float amax) {
+  if (!(amax > 0.f) || !isfinite(amax)) return 1.f;
+  int e;
+  frexpf(amax, &e);  // amax < 2^e
+  return ldexpf(1.f, max(-100, min(100, 15 - e)));
+}
 // Byte offset of 16-byte chunk c of row r in a [rows][BK] bf16 tile. The XOR keeps the 8
 // rows an ldmatrix reads in distinct bank groups (64-byte rows: pairs of rows share a line).
 template <int BK>
@@ -75,8 +97,18 @@ __device__ __forceinline__ uint32_t fp8x2_scaled_bf16x2(uint32_t two, float s) {
 // WK > 1 splits each k tile's mma steps over WK groups of warps (the F8 decode tile: its
 // per-fragment dequantization is instruction-bound with 4 warps, so 8 share the work) and adds
 // their accumulators through shared memory before the epilogue.
-template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8, int WK = 1>
+//
+// F16A (F8 only, a k tile inside one scale block): the exact products instead. Each stage's
+// activation tile is turned in place into f16 times a per-row power of two (f16_row_scale of
+// the row's largest magnitude: p.x_amax per token, p.h_amax per sorted row, which the gate/up
+// epilogue fills), each weight fragment is 2 cvt instructions (e4m3 -> f16, exact), the mma
+// sums a k tile unscaled, and the tile's block scale multiplies that partial sum into the
+// float accumulators; the row's power of two is divided out in the epilogue. The products are
+// q x s x x, not bf16(q x s) x x: closer to the exact layer than the dequantized bf16 one, and
+// a quarter of the per-weight instructions.
+template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8, int WK = 1, bool F16A = false>
 __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_problem p) {
+  static_assert(!F16A || F8, "the f16 path reads e4m3 weights");
   constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
   constexpr int THREADS = WM * WN * WK * 32;
   static_assert((BK / 16) % WK == 0, "the k split must divide the mma steps of a k tile");
@@ -95,6 +127,7 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   static_assert(B_CHUNKS % THREADS == 0, "weight chunks must split evenly over the threads");
 
   extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ float a_scale[F16A ? BM : 1];  // F16A: each tile row's power of two
 
   int g, seg, row0, rows;
   if (p.dense_rows > 0) {
@@ -132,6 +165,17 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
         a_src[i] = p.h + static_cast<size_t>(pos) * p.inter;
       }
     }
+  }
+  if constexpr (F16A) {
+    for (int r = tid; r < BM; r += THREADS) {
+      float amax = 0.f;
+      if (r < rows) {
+        const int pos = seg + row0 + r;
+        amax = GATE_UP ? p.x_amax[p.sorted_token[pos]] : __uint_as_float(p.h_amax[pos]);
+      }
+      a_scale[r] = f16_row_scale(amax);
+    }
+    // Read after the first stage barrier below.
   }
   // Weight rows: element offsets into the expert's matrix (bytes for F8, elements for bf16
   // alike), and for F8 the row of block scales each one uses.
@@ -193,11 +237,12 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   // lane/4; gate and up rows each on their own grid of ceil(I / b0) scale rows). A row past
   // the matrix (zero-filled bytes) reads a valid scale and stays zero.
   const float* f8_scale_row[NI];
+  // F16A: the scale rows of the two output columns each accumulator pair holds (n = wn*32 +
+  // ni*8 + 2*(lane%4) + j): an mma's C fragment is not laid out like its B fragment.
+  const float* acc_scale_row[F16A ? NI : 1][2];
   bool f8_tile_scale = false;  // one scale for all of a k tile (b1 a multiple of BK, or the whole row)
   if constexpr (F8) {
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni) {
-      const int n = wn * 32 + ni * 8 + (lane >> 2);
+    auto scale_row_of = [&](int n) {
       int srow;
       if (GATE_UP) {
         int col = blockIdx.x * (BN / 2) + (n >> 5) * 16 + (n & 15);
@@ -210,8 +255,16 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
         srow = g * ((p.hidden + p.scale_b0 - 1) / p.scale_b0) + nrow / p.scale_b0;
       }
       const int scols = (K + p.scale_b1 - 1) / p.scale_b1;
-      f8_scale_row[ni] = (GATE_UP ? p.w13_scale : p.w2_scale) + static_cast<size_t>(srow) * scols;
+      return (GATE_UP ? p.w13_scale : p.w2_scale) + static_cast<size_t>(srow) * scols;
+    };
+    if constexpr (F16A) {
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) acc_scale_row[ni][j] = scale_row_of(wn * 32 + ni * 8 + 2 * (lane & 3) + j);
     }
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) f8_scale_row[ni] = scale_row_of(wn * 32 + ni * 8 + (lane >> 2));
     f8_tile_scale = p.scale_b1 % BK == 0 || p.scale_b1 >= K;
   }
   float acc[MI][NI][4];
@@ -237,12 +290,45 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     }
     const uint32_t sa = sbase + (kt % STAGES) * STAGE_BYTES;
     const uint32_t sb = sa + A_BYTES;
+    if constexpr (F16A) {
+      // bf16 -> f16 x the row's power of two, in place (exact for every value in f16's
+      // normal range; rows past `rows` are zeros and stay zeros).
+      for (int chunk = tid; chunk < A_CHUNKS; chunk += THREADS) {
+        uint4* q = reinterpret_cast<uint4*>(smem + (sa - sbase) + chunk * 16);
+        const float sc = a_scale[chunk / CPR];
+        uint4 v = *q;
+        uint32_t* w = reinterpret_cast<uint32_t*>(&v);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float lo = __uint_as_float(w[j] << 16) * sc, hi = __uint_as_float(w[j] & 0xffff0000u) * sc;
+          const __half2 h = __floats2half2_rn(lo, hi);
+          w[j] = *reinterpret_cast<const uint32_t*>(&h);
+        }
+        *q = v;
+      }
+      __syncthreads();
+    }
     float tile_scale[NI];
-    if constexpr (F8) {
+    float acc_scale[F16A ? NI : 1][2];
+    if constexpr (F16A) {
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) acc_scale[ni][j] = __ldg(acc_scale_row[ni][j] + kt * BK / p.scale_b1);
+    } else if constexpr (F8) {
       if (f8_tile_scale) {
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni) tile_scale[ni] = __ldg(f8_scale_row[ni] + kt * BK / p.scale_b1);
       }
+    }
+    float part[F16A ? MI : 1][F16A ? NI : 1][4];
+    if constexpr (F16A) {
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) part[mi][ni][j] = 0.f;
     }
 #pragma unroll
     for (int kk = wk * (BK / 16 / WK); kk < (wk + 1) * (BK / 16 / WK); ++kk) {
@@ -254,7 +340,15 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
         int c = kk * 2 + (lane >> 4);
         ldmatrix_x4(sa + tile_off<BK>(r, c), af[mi][0], af[mi][1], af[mi][2], af[mi][3]);
       }
-      if constexpr (F8) {
+      if constexpr (F16A) {
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) {
+          const int r = wn * 32 + ni * 8 + (lane >> 2);
+          const uint32_t q = *reinterpret_cast<const uint32_t*>(smem + (sb - sbase) + f8_off<BK>(r, kk) + 4 * (lane & 3));
+          bf[ni][0] = fp8x2_f16x2(q);
+          bf[ni][1] = fp8x2_f16x2(q >> 16);
+        }
+      } else if constexpr (F8) {
         const int k = kt * BK + kk * 16;
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni) {
@@ -281,7 +375,18 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < NI; ++ni) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+        for (int ni = 0; ni < NI; ++ni) {
+          if constexpr (F16A) mma_f16(part[mi][ni], af[mi], bf[ni]);
+          else mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+        }
+    }
+    if constexpr (F16A) {
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) acc[mi][ni][j] = fmaf(part[mi][ni][j], acc_scale[ni][j & 1], acc[mi][ni][j]);
     }
   }
   cp_wait<0>();
@@ -314,23 +419,48 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     }
   }
 
+  if constexpr (F16A) {
+    // Divide each row's power of two back out (exact).
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const float un = 1.f / a_scale[wm * TM + mi * 16 + (lane >> 2) + half * 8];
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) {
+          acc[mi][ni][half * 2] *= un;
+          acc[mi][ni][half * 2 + 1] *= un;
+        }
+      }
+  }
   if (GATE_UP) {
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         int r = wm * TM + mi * 16 + (lane >> 2) + half * 8;
-        if (r >= rows) continue;
-        size_t hrow = static_cast<size_t>(seg + row0 + r) * p.inter;
+        float amax = 0.f;  // F16A: of the h values written (as rounded), for the down GEMM's row scale
+        if (r < rows) {
+          size_t hrow = static_cast<size_t>(seg + row0 + r) * p.inter;
 #pragma unroll
-        for (int ni = 0; ni < 2; ++ni) {
-          int col = blockIdx.x * (BN / 2) + wn * 16 + ni * 8 + (lane & 3) * 2;
-          if (col >= p.inter) continue;
-          float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
-          float u0 = acc[mi][ni + 2][half * 2], u1 = acc[mi][ni + 2][half * 2 + 1];
-          float h0 = g0 / (1.f + __expf(-g0)) * u0;
-          float h1 = g1 / (1.f + __expf(-g1)) * u1;
-          *reinterpret_cast<__nv_bfloat162*>(p.h + hrow + col) = __floats2bfloat162_rn(h0, h1);
+          for (int ni = 0; ni < 2; ++ni) {
+            int col = blockIdx.x * (BN / 2) + wn * 16 + ni * 8 + (lane & 3) * 2;
+            if (col >= p.inter) continue;
+            float g0 = acc[mi][ni][half * 2], g1 = acc[mi][ni][half * 2 + 1];
+            float u0 = acc[mi][ni + 2][half * 2], u1 = acc[mi][ni + 2][half * 2 + 1];
+            float h0 = g0 / (1.f + __expf(-g0)) * u0;
+            float h1 = g1 / (1.f + __expf(-g1)) * u1;
+            const __nv_bfloat162 hb = __floats2bfloat162_rn(h0, h1);
+            *reinterpret_cast<__nv_bfloat162*>(p.h + hrow + col) = hb;
+            if constexpr (F16A) amax = fmaxf(amax, fmaxf(fabsf(__low2float(hb)), fabsf(__high2float(hb))));
+          }
+        }
+        if constexpr (F16A) {
+          // The four lanes of a row agree first; then one atomic per warp and row (|h| as
+          // float bits orders like the unsigned integers).
+          amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+          amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+          if (r < rows && (lane & 3) == 0 && amax > 0.f) atomicMax(p.h_amax + seg + row0 + r, __float_as_uint(amax));
         }
       }
   } else {
@@ -355,12 +485,12 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   }
 }
 
-template <int BM, int BK, int WM, int WN, int STAGES, bool F8, int WK = 1>
+template <int BM, int BK, int WM, int WN, int STAGES, bool F8, int WK = 1, bool F16A = false>
 void run_experts(const gemm_problem& p, cudaStream_t stream) {
   constexpr int threads = WM * WN * WK * 32;
   constexpr int smem = F8 ? STAGES * (BM * 2 + BN) * BK : STAGES * (BM + BN) * BK * 2;
-  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8, WK>;
-  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8, WK>;
+  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8, WK, F16A>;
+  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8, WK, F16A>;
   static bool configured = [&] {
     cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -382,7 +512,18 @@ void run_experts(const gemm_problem& p, cudaStream_t stream) {
 
 
 int tile_rows(tile_config c) { return c == tile_config::m16 ? 16 : c == tile_config::m64 ? 64 : 128; }
-const char* tile_name(tile_config c, bool f8) {
+namespace {
+int f8_tile_k(tile_config c) { return c == tile_config::m16 ? 128 : c == tile_config::m64 ? 64 : 32; }
+}  // namespace
+bool f8_exact_products(int scale_b1, int hidden, int inter, tile_config c) {
+  return scale_b1 % f8_tile_k(c) == 0 || scale_b1 >= (hidden > inter ? hidden : inter);
+}
+const char* tile_name(tile_config c, bool f8, bool exact) {
+  if (f8 && exact)
+    return c == tile_config::m16
+               ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages; e4m3 -> f16 mma, block scales in the accumulation)"
+           : c == tile_config::m64 ? "n128 m64 k64 (4 warps, 4 stages; e4m3 -> f16 mma, block scales in the accumulation)"
+                                   : "n128 m128 k32 (8 warps, 4 stages; e4m3 -> f16 mma, block scales in the accumulation)";
   if (f8)
     return c == tile_config::m16 ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages, e4m3 in shared memory)"
            : c == tile_config::m64 ? "n128 m64 k64 (4 warps, 4 stages, e4m3 in shared memory)"
@@ -403,6 +544,15 @@ void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
   if (p.w13_f8) {
     if (p.hidden % 16 != 0 || p.inter % 16 != 0)
       throw std::runtime_error("CUDA F8_E4M3 experts need hidden and intermediate sizes that are multiples of 16");
+    if (f8_exact_products(p.scale_b1, p.hidden, p.inter, c)) {
+      if (!p.x_amax || !p.h_amax) throw std::runtime_error("CUDA F8 experts: the row magnitudes were not given");
+      switch (c) {
+        case tile_config::m16: run_experts<16, 128, 1, 4, 5, true, 2, true>(p, stream); break;
+        case tile_config::m64: run_experts<64, 64, 1, 4, 4, true, 1, true>(p, stream); break;
+        case tile_config::m128: run_experts<128, 32, 2, 4, 4, true, 1, true>(p, stream); break;
+      }
+      return;
+    }
     switch (c) {
       case tile_config::m16: run_experts<16, 128, 1, 4, 5, true, 2>(p, stream); break;
       // One warp row (WM = 1): each warp dequantizes only its own columns' fragments; with

@@ -64,7 +64,12 @@ void launch_permute(const void* ids, bool ids_i64, const float* weights, int tok
 // Which tile shape the grouped GEMMs use.
 enum class tile_config { m16, m64, m128 };
 int tile_rows(tile_config c);
-const char* tile_name(tile_config c, bool f8 = false);  // the kernel a tile shape runs, for bf16 or F8 experts
+// The kernel a tile shape runs, for bf16 or F8 experts (exact: f8_exact_products holds).
+const char* tile_name(tile_config c, bool f8 = false, bool exact = false);
+// Whether F8 experts with block scales scale_b1 columns wide run the exact-product kernels
+// (e4m3 -> f16 mma, each k tile inside one scale block: its scale applied to the tile's sum)
+// on tile shape c; otherwise each weight is dequantized to bf16(q x s) before the mma.
+bool f8_exact_products(int scale_b1, int hidden, int inter, tile_config c);
 // Upper bound of row tiles for `slots` sorted rows over `experts` groups.
 int max_row_tiles(int slots, int experts, int bm);
 
@@ -97,7 +102,15 @@ struct gemm_problem {
   const float* w13_scale = nullptr;
   const float* w2_scale = nullptr;
   int scale_b0 = 1, scale_b1 = 1;
+  // Exact-product F8 kernels (f8_exact_products): the largest |x| of each token's bf16 row,
+  // and a zeroed [rows] array the gate/up GEMM fills with each sorted row's largest |h| (float
+  // bits) for the down GEMM.
+  const float* x_amax = nullptr;
+  unsigned* h_amax = nullptr;
 };
+
+// amax[t] = max |x[t, :]| of a bf16 [T, H] matrix.
+void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, cudaStream_t stream);
 
 // h = silu(x W_gate^T) * (x W_up^T), then out[token] += w * (h W_down^T). F8_E4M3 weights
 // when p.w13_f8 is set, bf16 otherwise.

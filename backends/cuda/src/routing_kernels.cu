@@ -197,6 +197,25 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __res
   }
 }
 
+// One block of 256 threads per row.
+__global__ void row_amax_kernel(const __nv_bfloat16* __restrict__ x, int hidden, float* __restrict__ amax) {
+  __shared__ float part[8];
+  const __nv_bfloat16* row = x + static_cast<size_t>(blockIdx.x) * hidden;
+  float m = 0.f;
+  for (int h = 2 * threadIdx.x; h < hidden; h += 2 * blockDim.x) {
+    const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + h));
+    m = fmaxf(m, fmaxf(fabsf(v.x), fabsf(v.y)));
+  }
+  m = warp_max(m);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.f;
+    m = warp_max(m);
+    if (threadIdx.x == 0) amax[blockIdx.x] = m;
+  }
+}
+
 __global__ void shared_gate_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ g,
                                    int tokens, int hidden, float* __restrict__ gate) {
   const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -295,6 +314,12 @@ void launch_to_bf16(const void* x, bool x_bf16, __nv_bfloat16* out, int64_t n, c
     to_bf16_kernel<<<static_cast<unsigned>((vec + 255) / 256), 256, 0, stream>>>(static_cast<const float*>(x), out, n);
   }
   check_launch("x to bf16");
+}
+
+void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, cudaStream_t stream) {
+  if (hidden % 2) throw std::runtime_error("row amax: hidden must be even");
+  row_amax_kernel<<<tokens, 256, 0, stream>>>(x, hidden, amax);
+  check_launch("row amax");
 }
 
 void launch_permute(const void* ids, bool ids_i64, const float* weights, int tokens, int top_k, int experts, int bm,

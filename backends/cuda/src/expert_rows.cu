@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// expert_rows.cu - the combine of the library GEMM paths (see expert_rows.h).
+#include "expert_rows.h"
+
+#include "moe_kernels.cuh"
+
+namespace moereg::cuda {
+
+namespace {
+
+// One block per token, the K rows looked up once.
+__global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* ids, int ids_i64,
+                             const float* __restrict__ weights, const int* __restrict__ rank,
+                             const int* __restrict__ offsets, int top_k, int hidden, padding pad,
+                             float* __restrict__ out) {
+  __shared__ int row[max_combine_top_k];
+  __shared__ float wt[max_combine_top_k];
+  const int t = blockIdx.x;
+  if (threadIdx.x < top_k) {
+    const int s = t * top_k + threadIdx.x;
+    const int r = rank[s];
+    if (r >= 0) {
+      const long long e = ids_i64 ? static_cast<const long long*>(ids)[s] : static_cast<const int*>(ids)[s];
+      row[threadIdx.x] = work_row(offsets[e] + r, pad);
+      wt[threadIdx.x] = weights[s];
+    } else {
+      row[threadIdx.x] = -1;
+      wt[threadIdx.x] = 0.f;
+    }
+  }
+  __syncthreads();
+  for (int c = 2 * threadIdx.x; c < hidden; c += 2 * blockDim.x) {
+    float2 acc = make_float2(0.f, 0.f);
+    for (int k = 0; k < top_k; ++k) {
+      if (row[k] < 0) continue;
+      const float2 v = __bfloat1622float2(
+          *reinterpret_cast<const __nv_bfloat162*>(y + static_cast<size_t>(row[k]) * hidden + c));
+      acc.x += wt[k] * v.x;
+      acc.y += wt[k] * v.y;
+    }
+    *reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c) = acc;
+  }
+}
+
+}  // namespace
+
+void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
+                         cudaStream_t stream) {
+  combine_rows<<<in.tokens, 256, 0, stream>>>(y, in.ids, in.ids_i64, in.weights, in.rank, in.offsets, in.top_k, hidden,
+                                              pad, out);
+  check_launch("combine rows");
+}
+
+}  // namespace moereg::cuda

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// expert_rows.h - what the library GEMM paths (cublas_experts, fp8_experts) share: the routed
+// rows as the permutation left them, where a sorted row lives in a (possibly padded) work
+// buffer, and the combine that adds each token's K expert outputs in one place.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+namespace moereg::cuda {
+
+// One routed pass as the permutation left it (all device memory).
+struct routed_rows {
+  const __nv_bfloat16* xb = nullptr;  // [T, H]
+  const void* ids = nullptr;          // [T, K] int32 or int64, as the caller passed them
+  bool ids_i64 = false;
+  const float* weights = nullptr;     // [T, K]
+  int tokens = 0, top_k = 0;
+  const int* offsets = nullptr;       // [E + 1] first sorted row of each expert
+  const int* rank = nullptr;          // [T * K] row of each slot inside its expert; < 0: dropped
+  const int* sorted_token = nullptr;  // [T * K] token of each sorted row
+};
+
+// The combine reads each token's K rows once; top_k above this is refused.
+constexpr int max_combine_top_k = 32;
+
+// Where sorted row r lives in the work buffers: r itself, or in the padded layout (`row0`
+// set) slot g * max_rows + (r - row0[g]) of the hit expert g holding it (row0 ascending).
+struct padding {
+  const int* row0 = nullptr;  // device [groups]; null: unpadded
+  int groups = 0;
+  int max_rows = 0;
+};
+
+__device__ __forceinline__ int work_row(int r, const padding& pad) {
+  if (!pad.row0) return r;
+  int lo = 0, hi = pad.groups - 1;  // last g with row0[g] <= r
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (pad.row0[mid] <= r) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo * pad.max_rows + (r - pad.row0[lo]);
+}
+
+// out[t] = sum_k w[t, k] * y[row of slot (t, k)] (stored, not added: each token summed in one
+// place, no atomics). y: [rows, H] bf16 in sorted order (through `pad`).
+void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
+                         cudaStream_t stream);
+
+}  // namespace moereg::cuda
