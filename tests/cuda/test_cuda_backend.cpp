@@ -366,7 +366,9 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   std::string json;
   EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
   clear_option("tiles");
-  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\"}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\",\"f8_activations\":\"auto\"}"),
+            std::string::npos)
+      << json;
   EXPECT_NE(json.find("\"last_tiles\":\"n128 m64 k64"), std::string::npos) << json;  // the forced shape ran
 }
 

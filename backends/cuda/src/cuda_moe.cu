@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // cuda_moe.cu - a layer's life on the device: create, the workspace, the forward pass (eager
-// or through forward_graphs), routing, and the memory calls (see cuda_moe.h). Loading the
-// weights is in cuda_moe_load.cu, the options and describe in cuda_moe_describe.cu.
+// or through forward_graphs) and the memory calls (see cuda_moe.h). Loading the weights is in
+// cuda_moe_load.cu, routing in cuda_moe_route.cu, the options and describe in cuda_moe_describe.cu.
 #include "cuda_moe.h"
+#include "cuda_moe_workspace.h"
 #include "host_views.h"
 
 #include <algorithm>
@@ -21,22 +22,6 @@ void check(cudaError_t e, const char* what) {
 
 using namespace host;
 
-// One device arena carved into the per-forward buffers; reallocated when T grows.
-struct moe_layer::workspace {
-  int tokens = 0;
-  void* arena = nullptr;
-  __nv_bfloat16* xb = nullptr;
-  float* logits = nullptr;
-  permutation perm;
-  __nv_bfloat16* h = nullptr;
-  float* gate = nullptr;
-  float* x_amax = nullptr;     // exact-product F8 kernels: per token
-  unsigned* h_amax = nullptr;  // and per sorted row (moe_kernels.cuh)
-  void* x_in = nullptr;  // host-path staging: x (up to f32), ids (i64), weights, out
-  int64_t* ids_in = nullptr;
-  float* w_in = nullptr;
-  float* out = nullptr;
-};
 
 moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r, const moereg_backend_options* o,
                      const tuning& t)
@@ -92,6 +77,11 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   check(cudaStreamCreate(&own_stream_), "cudaStreamCreate");
   stream_ = own_stream_;
   if (tuning_.graphs) check(cudaStreamCreateWithFlags(&capture_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  if (Is_) {
+    check(cudaStreamCreateWithFlags(&shared_stream_, cudaStreamNonBlocking), "cudaStreamCreate (shared expert)");
+    check(cudaEventCreateWithFlags(&shared_fork_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventCreateWithFlags(&shared_join_, cudaEventDisableTiming), "cudaEventCreate");
+  }
   if (w.w13.memory == MOEREG_MEMORY_DEVICE) {
     borrow(w);
   } else {
@@ -144,6 +134,7 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
 moe_layer::~moe_layer() {
   cudaSetDevice(device_);
   if (stream_) cudaStreamSynchronize(stream_);
+  if (shared_stream_) cudaStreamSynchronize(shared_stream_);
   blas_.reset();
   if (!borrowed_)
     for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_), static_cast<void*>(sw2_),
@@ -158,6 +149,9 @@ moe_layer::~moe_layer() {
   }
   graphs_.clear();
   if (capture_stream_) cudaStreamDestroy(capture_stream_);
+  if (shared_stream_) cudaStreamDestroy(shared_stream_);
+  for (cudaEvent_t e : {shared_fork_, shared_join_})
+    if (e) cudaEventDestroy(e);
   if (own_stream_) cudaStreamDestroy(own_stream_);
 }
 
@@ -184,6 +178,7 @@ void moe_layer::ensure_workspace(int tokens) {
            {reinterpret_cast<void**>(&ws->perm.num_tiles), 4},
            {reinterpret_cast<void**>(&ws->h), hrows * 2},
            {reinterpret_cast<void**>(&ws->gate), T * 4},
+           {reinterpret_cast<void**>(&ws->hs), T * Is_ * 2},
            {reinterpret_cast<void**>(&ws->x_amax), T * 4},
            {reinterpret_cast<void**>(&ws->h_amax), kmax * 4},
            {reinterpret_cast<void**>(&ws->x_in), T * H_ * 4},
@@ -345,6 +340,16 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   const int bm = tile_rows(tc);
   launch_to_bf16(x, x_bf16, ws_->xb, static_cast<int64_t>(tokens) * H_, stream);
   check(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens) * H_ * 4, stream), "zero output");
+  // Kernel path: the shared expert runs on its own stream beside the routed experts (both
+  // add into `out` with atomics). Alone, its few weight tiles leave most SMs idle (at T = 1:
+  // 32 CTAs for DeepSeek's gate/up); beside the routed GEMMs its bytes stream with theirs.
+  const bool shared_beside = Is_ && !pl.blas;
+  if (shared_beside) {
+    check(cudaEventRecord(shared_fork_, stream), "shared expert: fork");
+    check(cudaStreamWaitEvent(shared_stream_, shared_fork_, 0), "shared expert: fork");
+    run_shared_on_kernels(tokens, out, shared_stream_);
+    check(cudaEventRecord(shared_join_, shared_stream_), "shared expert: join");
+  }
   launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream);
   if (pl.blas) {
     routed_rows in;
@@ -403,8 +408,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     p.scale_b0 = static_cast<int>(std::min<long long>(scale_b0_, std::max(H_, I_)));
     p.scale_b1 = static_cast<int>(std::min<long long>(scale_b1_, std::max(H_, I_)));
     if (f8_exact(tc)) {
-      launch_row_amax(ws_->xb, tokens, static_cast<int>(H_), ws_->x_amax, stream);
-      check(cudaMemsetAsync(ws_->h_amax, 0, static_cast<size_t>(std::max(slots, 1)) * 4, stream), "zero h amax");
+      launch_row_amax(ws_->xb, tokens, static_cast<int>(H_), ws_->x_amax, ws_->h_amax, slots, stream);
       p.x_amax = ws_->x_amax;
       p.h_amax = ws_->h_amax;
     }
@@ -421,7 +425,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.h = ws_->h;
   p.out = out;
   launch_experts(p, tc, stream);
-  if (Is_) run_shared_on_kernels(tokens, out, stream);
+  if (shared_beside) check(cudaStreamWaitEvent(stream, shared_join_, 0), "shared expert: join");
 }
 
 void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t stream) {
@@ -434,7 +438,7 @@ void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t strea
   s.inter = static_cast<int>(Is_);
   s.dense_rows = tokens;
   s.grid_rows = (tokens + tile_rows(sc) - 1) / tile_rows(sc);
-  s.h = ws_->h;
+  s.h = ws_->hs;
   s.out = out;
   if (has_shared_gate_) {
     launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
@@ -504,50 +508,6 @@ void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& i
   check(cudaMemcpyAsync(out.data, ws_->out, static_cast<size_t>(T * H_) * 4, cudaMemcpyDeviceToHost, stream_),
         "out download");
   check(cudaStreamSynchronize(stream_), "forward");
-}
-
-void moe_layer::route(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights) {
-  check(cudaSetDevice(device_), "cudaSetDevice");
-  if (!has_router_) throw invalid_argument("route: the layer was created without a router weight");
-  if (x.rank != 2) throw invalid_argument("x: rank " + std::to_string(x.rank) + ", expected [T, H]");
-  const long long T = x.shape[0];
-  expect(x, "x", {T, H_});
-  expect(ids, "topk_ids", {T, K_});
-  expect(weights, "topk_weights", {T, K_});
-  if (x.dtype != MOEREG_DTYPE_F32 && x.dtype != MOEREG_DTYPE_BF16)
-    throw invalid_argument(std::string("x: dtype ") + dtype_name(x.dtype) + ", expected F32 or BF16");
-  if (ids.dtype != MOEREG_DTYPE_I32 && ids.dtype != MOEREG_DTYPE_I64)
-    throw invalid_argument(std::string("topk_ids: dtype ") + dtype_name(ids.dtype) + ", expected I32 or I64");
-  if (weights.dtype != MOEREG_DTYPE_F32) throw invalid_argument("topk_weights must be F32");
-  if (T == 0) return;
-  ensure_workspace(static_cast<int>(T));
-  const bool xb = x.dtype == MOEREG_DTYPE_BF16, i64 = ids.dtype == MOEREG_DTYPE_I64;
-  const void* xd = x.data;
-  if (x.memory == MOEREG_MEMORY_HOST) {
-    check(cudaMemcpyAsync(ws_->x_in, x.data, static_cast<size_t>(T * H_) * elem_size(x.dtype), cudaMemcpyHostToDevice,
-                          stream_),
-          "x upload");
-    xd = ws_->x_in;
-  }
-  launch_router_logits(xd, xb, router_, static_cast<int>(T), static_cast<int>(H_), static_cast<int>(E_), ws_->logits,
-                       stream_);
-  void* idd = ids.memory == MOEREG_MEMORY_DEVICE ? ids.data : ws_->ids_in;
-  float* wd = weights.memory == MOEREG_MEMORY_DEVICE ? static_cast<float*>(weights.data) : ws_->w_in;
-  // "Rounded to the activation dtype": a no-op for f32 activations, bf16 rounding for bf16 ones.
-  route_config cfg = rcfg_;
-  cfg.round_logits = rcfg_.round_logits && xb;
-  launch_router_topk(ws_->logits, bias_, cfg, static_cast<int>(T), idd, i64, wd, stream_);
-  if (ids.memory == MOEREG_MEMORY_HOST)
-    check(cudaMemcpyAsync(ids.data, idd, static_cast<size_t>(T * K_) * elem_size(ids.dtype), cudaMemcpyDeviceToHost,
-                          stream_),
-          "ids download");
-  if (weights.memory == MOEREG_MEMORY_HOST)
-    check(cudaMemcpyAsync(weights.data, wd, static_cast<size_t>(T * K_) * 4, cudaMemcpyDeviceToHost, stream_),
-          "weights download");
-  if (ids.memory == MOEREG_MEMORY_HOST || weights.memory == MOEREG_MEMORY_HOST || x.memory == MOEREG_MEMORY_HOST)
-    check(cudaStreamSynchronize(stream_), "route");
-  else
-    check(cudaGetLastError(), "route");
 }
 
 void* moe_layer::alloc(size_t bytes) {

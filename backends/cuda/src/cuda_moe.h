@@ -128,6 +128,10 @@ class moe_layer {
   // graphs=on: captures happen on this non-blocking stream, so they never touch the legacy
   // default stream (which a capture on a blocking stream would make unusable meanwhile).
   cudaStream_t capture_stream_ = nullptr;
+  // The shared expert's stream (non-blocking) and the events that fork it from and join it
+  // back to the layer's stream; inside a capture the fork and join become graph edges.
+  cudaStream_t shared_stream_ = nullptr;
+  cudaEvent_t shared_fork_ = nullptr, shared_join_ = nullptr;
   graph_cache graphs_;
   std::string last_graph_ = "off";
   std::string device_name_;

@@ -197,7 +197,7 @@ __global__ void rows_from_columns(const __nv_bfloat16* __restrict__ yt, int R, c
     if (r0 + j < rows) y[static_cast<size_t>(r0 + j) * hidden + c0 + tx] = tile[tx][j];
 }
 
-constexpr size_t workspace_size = 32u << 20;
+constexpr size_t workspace_size = 16u << 20;  // per lane
 
 }  // namespace
 
@@ -280,13 +280,26 @@ fp8_experts::fp8_experts(cudaStream_t stream, const float* w13_scale, const floa
   workspace_bytes_ = workspace_size;
   check_lt(A.pref_set(lay_->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_, sizeof workspace_bytes_),
            "MAX_WORKSPACE_BYTES");
-  check(cudaMalloc(&workspace_, workspace_bytes_), "FP8 path: cuBLASLt workspace");
+  check(cudaMalloc(&workspace_, workspace_bytes_ * lanes), "FP8 path: cuBLASLt workspace");
+  check(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming), "FP8 path: events");
+  for (int i = 0; i < lanes; ++i) {
+    check(cudaStreamCreateWithFlags(&lane_[i], cudaStreamNonBlocking), "FP8 path: streams");
+    check(cudaEventCreateWithFlags(&join_[i], cudaEventDisableTiming), "FP8 path: events");
+  }
   check(cudaMallocHost(&host_offsets_, sizeof(int) * 2 * (E_ + 1)), "FP8 path: offsets");
   check(cudaMalloc(&pad_, sizeof(int) * (E_ + 1)), "FP8 path: padded offsets");
 }
 
 fp8_experts::~fp8_experts() {
   const lt_api& A = api();
+  for (int i = 0; i < lanes; ++i) {
+    if (lane_[i]) {
+      cudaStreamSynchronize(lane_[i]);
+      cudaStreamDestroy(lane_[i]);
+    }
+    if (join_[i]) cudaEventDestroy(join_[i]);
+  }
+  if (fork_) cudaEventDestroy(fork_);
   if (lay_) {
     for (int i = 0; i < 2; ++i) {
       if (lay_->desc[i]) A.desc_destroy(lay_->desc[i]);
@@ -328,8 +341,21 @@ void fp8_experts::ensure(size_t rows, size_t padded) {
   padded_rows_ = padded;
 }
 
+template <class F>
+void fp8_experts::over_lanes(F&& each_expert) {
+  check(cudaEventRecord(fork_, stream_), "FP8 path: fork");
+  for (int i = 0; i < lanes; ++i) check(cudaStreamWaitEvent(lane_[i], fork_, 0), "FP8 path: fork");
+  int next = 0;
+  for (int e = 0; e < E_; ++e)
+    if (each_expert(e, next)) next = (next + 1) % lanes;
+  for (int i = 0; i < lanes; ++i) {
+    check(cudaEventRecord(join_[i], lane_[i]), "FP8 path: join");
+    check(cudaStreamWaitEvent(stream_, join_[i], 0), "FP8 path: join");
+  }
+}
+
 void fp8_experts::matmul(int which, int m, int ldd, const uint8_t* a, const float* a_scale, const uint8_t* b,
-                         const float* b_scale, __nv_bfloat16* d) {
+                         const float* b_scale, __nv_bfloat16* d, int lane) {
   const lt_api& A = api();
   auto h = static_cast<cublasLtHandle_t>(handle_);
   cublasLtMatmulDesc_t desc = lay_->desc[which];
@@ -365,7 +391,8 @@ void fp8_experts::matmul(int which, int m, int ldd, const uint8_t* a, const floa
   auto run = [&] {
     set_rows(static_cast<uint64_t>(m), ldd);
     return A.matmul(h, desc, &one, a, lay_->a[which], b, lay_->b[which], &zero, d, lay_->d[which], d, lay_->d[which],
-                    &r.algo, workspace_, workspace_bytes_, stream_);
+                    &r.algo, static_cast<char*>(workspace_) + lane * workspace_bytes_, workspace_bytes_,
+                    lane_[lane]);
   };
   cublasStatus_t s = run();
   if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
@@ -398,20 +425,22 @@ void fp8_experts::run_routed(const routed_rows& in, const uint8_t* w13, const ui
   const size_t s13_elems = static_cast<size_t>(2 * I_ / group) * s13_pitch_,
                s2_elems = static_cast<size_t>(H_ / group) * s2_pitch_;
   const int HB = H_ / group, IB = I_ / group;
-  for (int e = 0; e < E_; ++e) {
+  over_lanes([&](int e, int lane) {
     const int m = pad[e + 1] - pad[e], p = pad[e];
-    if (m == 0) continue;
+    if (m == 0) return false;
     matmul(0, m, R, xq_ + static_cast<size_t>(p) * H_, xs_ + static_cast<size_t>(p) * HB, w13 + e * w13_elems,
-           s13_ + e * s13_elems, g_ + p);
-  }
+           s13_ + e * s13_elems, g_ + p, lane);
+    return true;
+  });
   silu_quantize_columns<<<dim3((rows + 31) / 32, IB), 128, 0, stream_>>>(g_, R, in.offsets, pad_, E_, rows, I_, hq_, hs_);
   check_launch("FP8 path: SiLU and quantize h");
-  for (int e = 0; e < E_; ++e) {
+  over_lanes([&](int e, int lane) {
     const int m = pad[e + 1] - pad[e], p = pad[e];
-    if (m == 0) continue;
+    if (m == 0) return false;
     matmul(1, m, R, hq_ + static_cast<size_t>(p) * I_, hs_ + static_cast<size_t>(p) * IB, w2 + e * w2_elems,
-           s2_ + e * s2_elems, yt_ + p);
-  }
+           s2_ + e * s2_elems, yt_ + p, lane);
+    return true;
+  });
   rows_from_columns<<<dim3((rows + 31) / 32, H_ / 32), dim3(32, 8), 0, stream_>>>(yt_, R, in.offsets, pad_, E_, rows,
                                                                                  H_, y_);
   check_launch("FP8 path: rows from the down matmul's columns");

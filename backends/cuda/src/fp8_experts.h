@@ -53,13 +53,21 @@ class fp8_experts {
   // One expert's projection (`which` 0 gate/up, 1 down): its m rows a [m, K] (e4m3, 1x128
   // scales) times its weights b [N, K] (128x128 scales), written column-major to d (ld ldd).
   void matmul(int which, int m, int ldd, const uint8_t* a, const float* a_scale, const uint8_t* b,
-              const float* b_scale, __nv_bfloat16* d);
+              const float* b_scale, __nv_bfloat16* d, int lane);
+  // One projection's matmuls, one per hit expert, spread over the lanes: an expert's matmul
+  // alone can leave SMs idle (a few hundred rows are one partial wave of tiles), side by side
+  // they fill the machine. Forks from and joins back to stream_.
+  template <class F>
+  void over_lanes(F&& each_expert);
 
   cudaStream_t stream_;
+  static constexpr int lanes = 4;
+  cudaStream_t lane_[lanes] = {};
+  cudaEvent_t fork_ = nullptr, join_[lanes] = {};
   int E_, H_, I_;
   void* handle_ = nullptr;
   layouts* lay_ = nullptr;
-  void* workspace_ = nullptr;
+  void* workspace_ = nullptr;  // lanes slices of workspace_bytes_
   size_t workspace_bytes_ = 0;
   const float* s13_ = nullptr;  // weight scales, rows padded to a multiple of 4 blocks
   const float* s2_ = nullptr;

@@ -109,8 +109,10 @@ struct gemm_problem {
   unsigned* h_amax = nullptr;
 };
 
-// amax[t] = max |x[t, :]| of a bf16 [T, H] matrix.
-void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, cudaStream_t stream);
+// amax[t] = max |x[t, :]| of a bf16 [T, H] matrix; and zero[0, zero_count) = 0 in the same
+// launch (the exact-product kernels' h_amax, one graph node fewer at decode).
+void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, unsigned* zero, int zero_count,
+                     cudaStream_t stream);
 
 // h = silu(x W_gate^T) * (x W_up^T), then out[token] += w * (h W_down^T). F8_E4M3 weights
 // when p.w13_f8 is set, bf16 otherwise.

@@ -198,8 +198,10 @@ __global__ void to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __res
 }
 
 // One block of 256 threads per row.
-__global__ void row_amax_kernel(const __nv_bfloat16* __restrict__ x, int hidden, float* __restrict__ amax) {
+__global__ void row_amax_kernel(const __nv_bfloat16* __restrict__ x, int hidden, float* __restrict__ amax,
+                                unsigned* __restrict__ zero, int zero_count) {
   __shared__ float part[8];
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < zero_count; i += gridDim.x * blockDim.x) zero[i] = 0u;
   const __nv_bfloat16* row = x + static_cast<size_t>(blockIdx.x) * hidden;
   float m = 0.f;
   for (int h = 2 * threadIdx.x; h < hidden; h += 2 * blockDim.x) {
@@ -316,9 +318,10 @@ void launch_to_bf16(const void* x, bool x_bf16, __nv_bfloat16* out, int64_t n, c
   check_launch("x to bf16");
 }
 
-void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, cudaStream_t stream) {
+void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, unsigned* zero, int zero_count,
+                     cudaStream_t stream) {
   if (hidden % 2) throw std::runtime_error("row amax: hidden must be even");
-  row_amax_kernel<<<tokens, 256, 0, stream>>>(x, hidden, amax);
+  row_amax_kernel<<<tokens, 256, 0, stream>>>(x, hidden, amax, zero, zero_count);
   check_launch("row amax");
 }
 
