@@ -5,11 +5,39 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 namespace moereg::cpu {
+
+namespace {
+
+// How long an idle thread (a worker between runs, the caller waiting for the last item)
+// polls before it blocks.
+constexpr auto spin_us = std::chrono::microseconds(100);
+
+// Polls `ready` until it holds (true) or spin_us passes (false). Yields the core every few
+// polls, so a spinning thread on an oversubscribed machine does not keep the thread it waits
+// for from running.
+template <class Ready>
+bool spin_until(Ready ready) {
+  const auto until = std::chrono::steady_clock::now() + spin_us;
+  for (unsigned i = 1;; ++i) {
+    if (ready()) return true;
+    if (i % 16 == 0) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::yield();
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+}  // namespace
 
 thread_pool::thread_pool(int threads, std::vector<int> thread_cpu, std::vector<int> thread_node)
     : thread_node_(std::move(thread_node)) {
@@ -34,7 +62,7 @@ thread_pool::thread_pool(int threads, std::vector<int> thread_cpu, std::vector<i
 thread_pool::~thread_pool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   start_.notify_all();
   for (auto& t : workers_) t.join();
@@ -73,13 +101,18 @@ void thread_pool::run(std::int64_t items, item_fn fn, void* context) {
     items_ = items;
     nodes_ = 0;
     next_.store(0, std::memory_order_relaxed);
-    busy_ = static_cast<int>(workers_.size());
-    ++generation_;
+    busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);  // publishes the fields above to spinners
   }
   start_.notify_all();
   drain(0);
+  wait_done();
+}
+
+void thread_pool::wait_done() {
+  if (spin_until([this] { return busy_.load(std::memory_order_acquire) == 0; })) return;
   std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return busy_ == 0; });
+  done_.wait(lock, [this] { return busy_.load(std::memory_order_acquire) == 0; });
 }
 
 void thread_pool::run_by_node(std::int64_t items, item_fn fn, void* context, const std::int64_t* node_begin, int nodes) {
@@ -98,27 +131,31 @@ void thread_pool::run_by_node(std::int64_t items, item_fn fn, void* context, con
       node_next_[n].store(node_begin[n], std::memory_order_relaxed);
       node_end_[n] = node_begin[n + 1];
     }
-    busy_ = static_cast<int>(workers_.size());
-    ++generation_;
+    busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_.notify_all();
   drain(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return busy_ == 0; });
+  wait_done();
 }
 
 void thread_pool::work(int thread) {
   std::uint64_t seen = 0;
+  auto woken = [&] {
+    return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+  };
   for (;;) {
-    {
+    if (!spin_until(woken)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      start_.wait(lock, woken);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     drain(thread);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--busy_ == 0) done_.notify_one();
+    if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // a caller past its spin waits on done_
+      done_.notify_one();
+    }
   }
 }
 
