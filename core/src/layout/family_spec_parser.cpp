@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Parses plugin.yaml into the catalog's parts (family_parts.h), every problem with its
-// file:line:column. family_parts_merge.cpp merges the parts (extends, variants) into a
-// family_spec; family_spec.cpp holds the spec's own functions.
+// file:line:column (the scalar readers are spec_reader.h's). family_parts_merge.cpp merges the
+// parts (extends, variants) into a family_spec; family_spec.cpp holds the spec's own functions.
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -10,6 +10,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/strict_yaml.h"
 #include "family_parts.h"
+#include "spec_reader.h"
 #include "moereg/layout/family_spec.h"
 
 namespace moereg {
@@ -20,126 +21,10 @@ bool valid_naming(const std::string& t) {
   return prefix && t.find_first_of("{}", prefix) == std::string::npos;
 }
 
-class parser {
+// The sections of plugin.yaml, each read with spec_reader's scalar readers.
+class parser : public detail::spec_reader {
  public:
-  parser(std::string file, std::string plugin) : file_(std::move(file)), plugin_(std::move(plugin)) {}
-  std::vector<std::string> errors;
-
-  source_loc loc(const YAML::Node& n) const {
-    source_loc l{file_, 0, 0, plugin_};
-    if (n.IsDefined() && !n.Mark().is_null()) {
-      l.line = n.Mark().line + 1;
-      l.column = n.Mark().column + 1;
-    }
-    return l;
-  }
-  std::string at(const YAML::Node& n) const { return loc(n).str(); }
-  void fail(const YAML::Node& n, const std::string& what) { errors.push_back(at(n) + ": " + what); }
-
-  // Unknown keys are typos until proven otherwise.
-  void allowed_keys(const YAML::Node& map, const std::set<std::string>& keys, const std::string& where) {
-    if (!map.IsMap()) return;
-    for (const auto& kv : map) {
-      std::string k = kv.first.as<std::string>();
-      if (!keys.count(k)) {
-        std::string list;
-        for (const auto& a : keys) list += (list.empty() ? "" : ", ") + a;
-        fail(kv.first, "unknown key '" + k + "' in " + where + ", expected one of: " + list);
-      }
-    }
-  }
-
-  std::string str(const YAML::Node& n, const std::string& what) {
-    if (!n.IsScalar()) {
-      fail(n, what + " must be a string");
-      return {};
-    }
-    return n.as<std::string>();
-  }
-
-  // YAML 1.2: true or false, nothing else (yaml-cpp alone would take yes, on, True...).
-  bool boolean(const YAML::Node& n, const std::string& what) {
-    if (auto b = strict_bool(n)) return *b;
-    fail(n, what + " must be true or false" + (n.IsScalar() ? ", found '" + n.Scalar() + "'" : std::string()));
-    return false;
-  }
-
-  double number(const YAML::Node& n, const std::string& what) {
-    try {
-      if (n.IsScalar()) return n.as<double>();
-    } catch (const YAML::Exception&) {
-    }
-    fail(n, what + " must be a number" + (n.IsScalar() ? ", found '" + n.Scalar() + "'" : std::string()));
-    return 0;
-  }
-
-  std::vector<std::string> str_list(const YAML::Node& n, const std::string& what) {
-    std::vector<std::string> out;
-    if (!n) return out;
-    if (n.IsScalar()) return {n.as<std::string>()};
-    if (!n.IsSequence()) {
-      fail(n, what + " must be a string or a list of strings");
-      return out;
-    }
-    for (const auto& x : n) out.push_back(str(x, what + " entry"));
-    return out;
-  }
-
-  key_template tmpl(const YAML::Node& n, const std::string& what) {
-    std::string s = str(n, what);
-    try {
-      return key_template(s, at(n));
-    } catch (const error& e) {
-      errors.push_back(e.what());
-      return {};
-    }
-  }
-
-  // A number or boolean: literal, config field name(s), or {config: ..., default: ...}.
-  config_value value(const YAML::Node& n, const std::string& what) {
-    config_value v;
-    v.key = what;
-    if (!n) return v;
-    v.at = loc(n);
-    if (n.IsScalar()) {
-      std::string s = n.as<std::string>();
-      if (yaml11_boolean_spelling(s)) fail(n, what + " is '" + s + "', expected true or false (YAML 1.2) or a config.json field");
-      else if (s == "true" || s == "false") v.fallback = s == "true" ? 1 : 0;
-      else {
-        try {
-          std::size_t used = 0;
-          double d = std::stod(s, &used);
-          if (used == s.size()) v.fallback = d;
-          else v.fields = {s};
-        } catch (...) {
-          v.fields = {s};
-        }
-      }
-      return v;
-    }
-    if (n.IsSequence()) {
-      v.fields = str_list(n, what);
-      return v;
-    }
-    if (n.IsMap()) {
-      allowed_keys(n, {"config", "default"}, what);
-      v.fields = str_list(n["config"], what + ".config");
-      if (n["default"]) {
-        std::string d = n["default"].IsScalar() ? n["default"].Scalar() : "";
-        if (d == "true" || d == "false") v.fallback = d == "true" ? 1 : 0;
-        else {
-          try {
-            v.fallback = n["default"].as<double>();
-          } catch (...) {
-            fail(n["default"], what + ".default must be a number or boolean");
-          }
-        }
-      }
-      return v;
-    }
-    fail(n, what + " must be a number, a config field, or {config: ..., default: ...}");
-    return v;
-  }
+  using spec_reader::spec_reader;
 
   std::optional<piece> piece_of(const std::string& s) {
     if (s == "gate") return piece::gate;
@@ -667,8 +552,6 @@ class parser {
     return m;
   }
 
- private:
-  std::string file_, plugin_;
 };
 
 }  // namespace
