@@ -3,13 +3,13 @@
 #include "cublas_experts.h"
 
 #include <cublas_v2.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <mutex>
 #include <stdexcept>
 
 #include "cuda_moe.h"
+#include "dl_library.h"
 
 namespace moereg::cuda {
 
@@ -45,24 +45,16 @@ const cublas_api& api() {
   static cublas_api a;
   static std::once_flag once;
   std::call_once(once, [] {
-    void* lib = dlopen("libcublas.so.13", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      const char* e = dlerror();
-      a.error = std::string("cannot load libcublas.so.13: ") + (e ? e : "unknown error");
-      return;
-    }
-    auto sym = [&](auto& fn, const char* name) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-      if (!fn && a.error.empty()) a.error = std::string("libcublas.so.13 has no ") + name;
-    };
-    sym(a.create, "cublasCreate_v2");
-    sym(a.destroy, "cublasDestroy_v2");
-    sym(a.set_stream, "cublasSetStream_v2");
-    sym(a.get_version, "cublasGetVersion_v2");
-    sym(a.gemm, "cublasGemmEx");
-    sym(a.grouped, "cublasGemmGroupedBatchedEx");
-    sym(a.batched, "cublasGemmBatchedEx");
-    sym(a.strided, "cublasGemmStridedBatchedEx");
+    dl_library lib("libcublas.so.13");
+    lib.resolve(a.create, "cublasCreate_v2");
+    lib.resolve(a.destroy, "cublasDestroy_v2");
+    lib.resolve(a.set_stream, "cublasSetStream_v2");
+    lib.resolve(a.get_version, "cublasGetVersion_v2");
+    lib.resolve(a.gemm, "cublasGemmEx");
+    lib.resolve(a.grouped, "cublasGemmGroupedBatchedEx");
+    lib.resolve(a.batched, "cublasGemmBatchedEx");
+    lib.resolve(a.strided, "cublasGemmStridedBatchedEx");
+    a.error = lib.error();
     if (a.error.empty()) {
       cublasHandle_t h = nullptr;
       if (a.create(&h) == CUBLAS_STATUS_SUCCESS) {

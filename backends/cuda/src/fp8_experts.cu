@@ -4,7 +4,6 @@
 
 #include <cublasLt.h>
 #include <cuda_fp8.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +11,7 @@
 #include <stdexcept>
 
 #include "cuda_moe.h"
+#include "dl_library.h"
 #include "moe_kernels.cuh"
 
 namespace moereg::cuda {
@@ -45,30 +45,22 @@ const lt_api& api() {
   static lt_api a;
   static std::once_flag once;
   std::call_once(once, [] {
-    void* lib = dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      const char* e = dlerror();
-      a.error = std::string("cannot load libcublasLt.so.13: ") + (e ? e : "unknown error");
-      return;
-    }
-    auto sym = [&](auto& fn, const char* name) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-      if (!fn && a.error.empty()) a.error = std::string("libcublasLt.so.13 has no ") + name;
-    };
-    sym(a.create, "cublasLtCreate");
-    sym(a.destroy, "cublasLtDestroy");
-    sym(a.get_version, "cublasLtGetVersion");
-    sym(a.matmul, "cublasLtMatmul");
-    sym(a.desc_create, "cublasLtMatmulDescCreate");
-    sym(a.desc_destroy, "cublasLtMatmulDescDestroy");
-    sym(a.desc_set, "cublasLtMatmulDescSetAttribute");
-    sym(a.layout_create, "cublasLtMatrixLayoutCreate");
-    sym(a.layout_destroy, "cublasLtMatrixLayoutDestroy");
-    sym(a.layout_set, "cublasLtMatrixLayoutSetAttribute");
-    sym(a.pref_create, "cublasLtMatmulPreferenceCreate");
-    sym(a.pref_destroy, "cublasLtMatmulPreferenceDestroy");
-    sym(a.pref_set, "cublasLtMatmulPreferenceSetAttribute");
-    sym(a.heuristic, "cublasLtMatmulAlgoGetHeuristic");
+    dl_library lib("libcublasLt.so.13");
+    lib.resolve(a.create, "cublasLtCreate");
+    lib.resolve(a.destroy, "cublasLtDestroy");
+    lib.resolve(a.get_version, "cublasLtGetVersion");
+    lib.resolve(a.matmul, "cublasLtMatmul");
+    lib.resolve(a.desc_create, "cublasLtMatmulDescCreate");
+    lib.resolve(a.desc_destroy, "cublasLtMatmulDescDestroy");
+    lib.resolve(a.desc_set, "cublasLtMatmulDescSetAttribute");
+    lib.resolve(a.layout_create, "cublasLtMatrixLayoutCreate");
+    lib.resolve(a.layout_destroy, "cublasLtMatrixLayoutDestroy");
+    lib.resolve(a.layout_set, "cublasLtMatrixLayoutSetAttribute");
+    lib.resolve(a.pref_create, "cublasLtMatmulPreferenceCreate");
+    lib.resolve(a.pref_destroy, "cublasLtMatmulPreferenceDestroy");
+    lib.resolve(a.pref_set, "cublasLtMatmulPreferenceSetAttribute");
+    lib.resolve(a.heuristic, "cublasLtMatmulAlgoGetHeuristic");
+    a.error = lib.error();
     if (a.error.empty()) {
       a.version = a.get_version();
       // Block-scaled FP8 (VEC128 / BLK128x128) arrived in cuBLASLt 12.9.
@@ -424,23 +416,23 @@ void fp8_experts::run_routed(const routed_rows& in, const uint8_t* w13, const ui
   const size_t w13_elems = static_cast<size_t>(2) * I_ * H_, w2_elems = static_cast<size_t>(H_) * I_;
   const size_t s13_elems = static_cast<size_t>(2 * I_ / group) * s13_pitch_,
                s2_elems = static_cast<size_t>(H_ / group) * s2_pitch_;
-  const int HB = H_ / group, IB = I_ / group;
-  over_lanes([&](int e, int lane) {
-    const int m = pad[e + 1] - pad[e], p = pad[e];
-    if (m == 0) return false;
-    matmul(0, m, R, xq_ + static_cast<size_t>(p) * H_, xs_ + static_cast<size_t>(p) * HB, w13 + e * w13_elems,
-           s13_ + e * s13_elems, g_ + p, lane);
-    return true;
-  });
+  const int IB = I_ / group;
+  // One projection: each hit expert's block of rows (and its scales) times its weights, into
+  // its columns of the column-major output.
+  auto project = [&](int which, const uint8_t* rows_q, const float* rows_s, int K, const uint8_t* w, size_t w_elems,
+                     const float* s, size_t s_elems, __nv_bfloat16* d) {
+    over_lanes([&](int e, int lane) {
+      const int m = pad[e + 1] - pad[e], p = pad[e];
+      if (m == 0) return false;
+      matmul(which, m, R, rows_q + static_cast<size_t>(p) * K, rows_s + static_cast<size_t>(p) * (K / group),
+             w + e * w_elems, s + e * s_elems, d + p, lane);
+      return true;
+    });
+  };
+  project(0, xq_, xs_, H_, w13, w13_elems, s13_, s13_elems, g_);
   silu_quantize_columns<<<dim3((rows + 31) / 32, IB), 128, 0, stream_>>>(g_, R, in.offsets, pad_, E_, rows, I_, hq_, hs_);
   check_launch("FP8 path: SiLU and quantize h");
-  over_lanes([&](int e, int lane) {
-    const int m = pad[e + 1] - pad[e], p = pad[e];
-    if (m == 0) return false;
-    matmul(1, m, R, hq_ + static_cast<size_t>(p) * I_, hs_ + static_cast<size_t>(p) * IB, w2 + e * w2_elems,
-           s2_ + e * s2_elems, yt_ + p, lane);
-    return true;
-  });
+  project(1, hq_, hs_, I_, w2, w2_elems, s2_, s2_elems, yt_);
   rows_from_columns<<<dim3((rows + 31) / 32, H_ / 32), dim3(32, 8), 0, stream_>>>(yt_, R, in.offsets, pad_, E_, rows,
                                                                                  H_, y_);
   check_launch("FP8 path: rows from the down matmul's columns");
