@@ -4,8 +4,12 @@
 // bf16 and f32 weights, every kernel set this machine runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -155,6 +159,47 @@ TEST(cpu_backend, every_fixture_f32_input_matches_reference_tightly) {
       }
     }
   });
+}
+
+// The pool's threads poll for a while between runs and then sleep (cpu_thread_pool.cpp): forwards
+// back to back start on polling threads, forwards after a pause on sleeping ones. Either way every
+// item runs once: each of 48 forwards with pauses of 0 to 2 ms between them gives the first
+// forward's output bit for bit (a lost or doubled item would not), on 4 threads.
+TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
+  ASSERT_NE(cpu_api(), nullptr);
+  moe_fixture fx(test::moe_fixture_families().front());
+  block_weights bw(fx);
+  const std::int64_t H = bw.w.hidden, T = 7;
+  std::vector<float> in = test::tensor_f32(*fx.io, "input");
+  const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
+  std::vector<float> x(static_cast<std::size_t>(T * H));
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
+  routing_result r;
+  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
+  moereg_backend_options opts{};
+  opts.threads = 4;
+  moereg_backend* b = nullptr;
+  ASSERT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
+  ASSERT_NE(b, nullptr);
+  moereg_tensor_view xv = make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
+  moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
+  moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
+  std::vector<float> first(x.size(), NAN), out(x.size());
+  moereg_tensor_view fv = make_view(first.data(), MOEREG_DTYPE_F32, {T, H});
+  ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &fv)), "");
+  ASSERT_TRUE(std::all_of(first.begin(), first.end(), [](float v) { return std::isfinite(v); }));
+  ASSERT_TRUE(std::any_of(first.begin(), first.end(), [](float v) { return v != 0.0f; }));
+  const int pauses_us[] = {0, 20, 60, 150, 400, 2000};
+  for (int i = 0; i < 48; ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(pauses_us[i % 6]));
+    std::fill(out.begin(), out.end(), NAN);
+    moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
+    ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+    EXPECT_EQ(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)), 0)
+        << "forward " << i << " after a " << pauses_us[i % 6] << " us pause";
+  }
+  cpu_api()->destroy(b);
 }
 
 TEST(cpu_backend, every_fixture_bf16_input_within_bf16_bound) {
