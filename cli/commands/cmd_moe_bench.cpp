@@ -39,7 +39,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
       "threads", po::value<std::string>()->default_value("0"), "threads for the backend and for PyTorch, 0 to 4096 (0 = all cores)")(
       "backend-option", po::value<std::vector<std::string>>()->composing(),
-      "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's)")(
+      "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's, docs/cuda.md the cuda backend's: tiles, cublas, graphs, f8_activations)")(
       "min-seconds", po::value<std::string>()->default_value("1"), "time each measurement for at least this long (0 to 3600)")(
       "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes")(
       "python", po::value<std::string>()->default_value(""), "python with torch, for the reference (default: the first of python3 on PATH and /usr/bin/python3 that imports torch)")(

@@ -30,7 +30,7 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
       "backend", po::value<std::string>()->default_value("auto"), "cpu, cuda, another installed backend, or auto (best probe score)")(
       "threads", po::value<std::string>()->default_value("0"), "CPU threads, 0 to 4096 (0 = all cores)")(
       "backend-option", po::value<std::vector<std::string>>()->composing(),
-      "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's)")(
+      "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's, docs/cuda.md the cuda backend's: tiles, cublas, graphs, f8_activations)")(
       "family", po::value<std::string>(), "family plugin or model_type (default: config.json model_type)")(
       "from", po::value<std::string>(), "the checkpoint's layout (default: detected)");
   add_plugin_options(p.options());
