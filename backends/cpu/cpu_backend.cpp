@@ -79,7 +79,8 @@ moereg_backend* make_engine(const moereg_moe_weights* weights, const moereg_back
       new moereg::cpu::moe_engine(w, threads, moereg::cpu::pick_kernels(o), 64, o.k_block, o.phases, online_quant_of(o),
                                   o.numa == "off"    ? moereg::cpu::numa_topology{}
                                   : o.numa == "auto" ? moereg::cpu::read_numa_topology()
-                                                     : moereg::cpu::parse_numa_topology(o.numa)));
+                                                     : moereg::cpu::parse_numa_topology(o.numa),
+                                  o.pool_spin_us));
 }
 
 // The host routes; the cpu backend has no `route` slot, so `routing` is not read.

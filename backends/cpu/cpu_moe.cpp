@@ -101,8 +101,9 @@ void moe_engine::ggml_experts(const moereg_moe_weights& w, int& t13, int& t2) {
 }
 
 moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_table& kernels, std::int64_t reserve_tokens,
-                       std::int64_t k_block, bool phases, const online_quant& quant, const numa_topology& numa)
-    : kernels_(kernels), k_block_(k_block > 0 ? k_block : default_k_block), phases_(phases) {
+                       std::int64_t k_block, bool phases, const online_quant& quant, const numa_topology& numa,
+                       int pool_spin_us)
+    : kernels_(kernels), k_block_(k_block > 0 ? k_block : default_k_block), phases_(phases), pool_spin_us_(pool_spin_us) {
   num_experts_ = w.num_experts;
   hidden_ = w.hidden;
   const std::int64_t E = w.num_experts, H = w.hidden, I = w.intermediate;
@@ -116,10 +117,10 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   if (numa.nodes() > 1) {
     numa_ = plan_numa(numa, std::max(1, threads), E);
     node_begin_.assign(static_cast<std::size_t>(numa_.nodes()) + 1, 0);
-    pool_ = std::make_unique<thread_pool>(std::max(1, threads), numa_.thread_cpu, numa_.thread_node);
+    pool_ = std::make_unique<thread_pool>(std::max(1, threads), numa_.thread_cpu, numa_.thread_node, pool_spin_us);
   } else {
     numa_.expert_begin = {0, E};
-    pool_ = std::make_unique<thread_pool>(std::max(1, threads));
+    pool_ = std::make_unique<thread_pool>(std::max(1, threads), std::vector<int>{}, std::vector<int>{}, pool_spin_us);
   }
   quantize_at_create(quant, t13, t2);
   setup_int_dot(quant);

@@ -67,9 +67,10 @@ class moe_engine {
   // k_block: reduction elements per pass once an item has more rows than one tile (the
   // tile's operands then stay in L1 and a row block's activations in L2); 0 = default.
   // phases: time each phase of every forward, printed at destruction (option phases=1).
+  // pool_spin_us: how long idle pool threads poll before sleeping (option pool_spin_us).
   moe_engine(const moereg_moe_weights& weights, int threads, const kernel_table& kernels,
              std::int64_t reserve_tokens = 64, std::int64_t k_block = 0, bool phases = false, const online_quant& quant = {},
-             const numa_topology& numa = {});
+             const numa_topology& numa = {}, int pool_spin_us = 100);
 
   // x [T, H] F32/BF16, ids [T, K] I32/I64, weights [T, K] F32, out [T, H] F32, all host.
   // Throws std::invalid_argument naming the view and what was expected.
@@ -337,6 +338,7 @@ class moe_engine {
     }
   };
   bool phases_ = false;
+  int pool_spin_us_ = 100;
   std::uint64_t forwards_ = 0;
   double phase_seconds_[2 * phase_count] = {};
 };

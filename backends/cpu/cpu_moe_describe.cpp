@@ -13,7 +13,7 @@ namespace moereg::cpu {
 std::string moe_engine::describe() const {
   std::string s = "{\"backend\":\"cpu\",\"isa\":\"";
   s += kernels_.isa;
-  s += "\",\"threads\":" + std::to_string(pool_->size());
+  s += "\",\"threads\":" + std::to_string(pool_->size()) + ",\"pool_spin_us\":" + std::to_string(pool_spin_us_);
   s += ",\"tile\":[" + std::to_string(kernels_.tile_m) + "," + std::to_string(kernels_.tile_n) + "]";
   s += ",\"k_block\":" + std::to_string(k_block_);
   if (kernels_.unit.name) {

@@ -12,7 +12,7 @@ namespace moereg::cpu {
 namespace {
 
 const char* const known_keys =
-    "isa, k_block, unit_prefetch, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa";
+    "isa, k_block, unit_prefetch, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
 
 std::int64_t integer(const std::string& key, const char* value, std::int64_t lo, std::int64_t hi) {
   char* end = nullptr;
@@ -84,6 +84,8 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
       o.panel_min_rows = static_cast<int>(integer(key, value, 0, 1 << 30));
     } else if (key == "phases") {
       o.phases = boolean(key, value);
+    } else if (key == "pool_spin_us") {
+      o.pool_spin_us = static_cast<int>(integer(key, value, 0, 1000000));
     } else if (key == "quantize") {
       const std::string v = value;
       const int ggml = v == "q8_0" ? elem_q8_0 : v == "q4_0" ? elem_q4_0 : v == "q4_k" ? elem_q4_k : v == "q6_k" ? elem_q6_k : -1;

@@ -25,6 +25,7 @@ struct cpu_options {
   int panel_min_rows = -1;   // -1 default; rows from which bf16/f32 weights take the panel path
   std::int64_t k_block = 0;  // 0 default (1024); K pass length of the tiles
   bool phases = false;       // at destroy, print each phase's time to stderr
+  int pool_spin_us = 100;    // how long idle pool threads poll before sleeping (0: sleep at once)
   int quantize = 0;          // 0 none; 8 or 4: quantize bf16/f32 experts at create
   int quantize_ggml = -1;    // or the elem_type of quantize=q8_0|q4_0|q4_k|q6_k (ggml blocks)
   std::int64_t quantize_group = -1;  // -1 default (int8: 0 = whole row; int4: 128)

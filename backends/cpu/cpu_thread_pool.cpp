@@ -12,18 +12,14 @@
 
 namespace moereg::cpu {
 
-namespace {
-
-// How long an idle thread (a worker between runs, the caller waiting for the last item)
-// polls before it blocks.
-constexpr auto spin_us = std::chrono::microseconds(100);
-
-// Polls `ready` until it holds (true) or spin_us passes (false). Yields the core every few
-// polls, so a spinning thread on an oversubscribed machine does not keep the thread it waits
-// for from running.
+// Polls `ready` until it holds (true) or the spin time passes (false). Yields the core every
+// few polls, so a spinning thread on an oversubscribed machine does not keep the thread it
+// waits for from running.
 template <class Ready>
-bool spin_until(Ready ready) {
-  const auto until = std::chrono::steady_clock::now() + spin_us;
+bool thread_pool::spin_until(Ready ready) const {
+  if (ready()) return true;
+  if (spin_ns_ <= 0) return false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns_);
   for (unsigned i = 1;; ++i) {
     if (ready()) return true;
     if (i % 16 == 0) {
@@ -37,10 +33,8 @@ bool spin_until(Ready ready) {
   }
 }
 
-}  // namespace
-
-thread_pool::thread_pool(int threads, std::vector<int> thread_cpu, std::vector<int> thread_node)
-    : thread_node_(std::move(thread_node)) {
+thread_pool::thread_pool(int threads, std::vector<int> thread_cpu, std::vector<int> thread_node, int spin_us)
+    : thread_node_(std::move(thread_node)), spin_ns_(std::int64_t{spin_us} * 1000) {
   for (int n : thread_node_)
     if (n < 0 || n >= max_nodes) throw std::invalid_argument("thread pool: node " + std::to_string(n) + " out of range");
   thread_node_.resize(static_cast<std::size_t>(std::max(1, threads)), 0);

@@ -22,7 +22,9 @@ class thread_pool {
   // (one per thread), worker t pins itself to CPU thread_cpu[t] (the caller, thread 0, is the
   // host's and stays as it is); thread_node (one per thread) says whose items each takes
   // first in run_by_node.
-  explicit thread_pool(int threads, std::vector<int> thread_cpu = {}, std::vector<int> thread_node = {});
+  // spin_us: how long an idle thread polls for the next run before it sleeps (0: at once).
+  explicit thread_pool(int threads, std::vector<int> thread_cpu = {}, std::vector<int> thread_node = {},
+                       int spin_us = 100);
   ~thread_pool();
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
@@ -42,6 +44,8 @@ class thread_pool {
   void work(int thread);
   void drain(int thread);
   void wait_done();  // until every worker has finished the current run
+  template <class Ready>
+  bool spin_until(Ready ready) const;  // polls ready() for up to spin_ (true: it held)
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
@@ -61,6 +65,7 @@ class thread_pool {
   std::atomic<std::int64_t> node_next_[max_nodes];
   std::int64_t node_end_[max_nodes] = {};
   std::vector<int> thread_node_;
+  std::int64_t spin_ns_ = 0;
 };
 
 }  // namespace moereg::cpu

@@ -164,7 +164,8 @@ TEST(cpu_backend, every_fixture_f32_input_matches_reference_tightly) {
 // The pool's threads poll for a while between runs and then sleep (cpu_thread_pool.cpp): forwards
 // back to back start on polling threads, forwards after a pause on sleeping ones. Either way every
 // item runs once: each of 48 forwards with pauses of 0 to 2 ms between them gives the first
-// forward's output bit for bit (a lost or doubled item would not), on 4 threads.
+// forward's output bit for bit (a lost or doubled item would not), on 4 threads; with the
+// default polling and with pool_spin_us=0 (always sleeping).
 TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
   ASSERT_NE(cpu_api(), nullptr);
   moe_fixture fx(test::moe_fixture_families().front());
@@ -177,29 +178,35 @@ TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
     for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
   routing_result r;
   router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
-  moereg_backend_options opts{};
-  opts.threads = 4;
-  moereg_backend* b = nullptr;
-  ASSERT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
-  ASSERT_NE(b, nullptr);
-  moereg_tensor_view xv = make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
-  moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
-  moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
-  std::vector<float> first(x.size(), NAN), out(x.size());
-  moereg_tensor_view fv = make_view(first.data(), MOEREG_DTYPE_F32, {T, H});
-  ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &fv)), "");
-  ASSERT_TRUE(std::all_of(first.begin(), first.end(), [](float v) { return std::isfinite(v); }));
-  ASSERT_TRUE(std::any_of(first.begin(), first.end(), [](float v) { return v != 0.0f; }));
-  const int pauses_us[] = {0, 20, 60, 150, 400, 2000};
-  for (int i = 0; i < 48; ++i) {
-    std::this_thread::sleep_for(std::chrono::microseconds(pauses_us[i % 6]));
-    std::fill(out.begin(), out.end(), NAN);
-    moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
-    ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
-    EXPECT_EQ(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)), 0)
-        << "forward " << i << " after a " << pauses_us[i % 6] << " us pause";
+  for (const char* spin : {"100", "0"}) {  // the default, and sleeping at once (pool_spin_us=0)
+    SCOPED_TRACE(std::string("pool_spin_us=") + spin);
+    set_option("pool_spin_us", spin);
+    moereg_backend_options opts{};
+    opts.threads = 4;
+    moereg_backend* b = nullptr;
+    ASSERT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
+    clear_option("pool_spin_us");
+    ASSERT_NE(b, nullptr);
+    EXPECT_NE(describe(b).find(std::string("\"pool_spin_us\":") + spin + ","), std::string::npos) << describe(b);
+    moereg_tensor_view xv = make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
+    moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
+    moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
+    std::vector<float> first(x.size(), NAN), out(x.size());
+    moereg_tensor_view fv = make_view(first.data(), MOEREG_DTYPE_F32, {T, H});
+    ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &fv)), "");
+    ASSERT_TRUE(std::all_of(first.begin(), first.end(), [](float v) { return std::isfinite(v); }));
+    ASSERT_TRUE(std::any_of(first.begin(), first.end(), [](float v) { return v != 0.0f; }));
+    const int pauses_us[] = {0, 20, 60, 150, 400, 2000};
+    for (int i = 0; i < 48; ++i) {
+      std::this_thread::sleep_for(std::chrono::microseconds(pauses_us[i % 6]));
+      std::fill(out.begin(), out.end(), NAN);
+      moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
+      ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+      EXPECT_EQ(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)), 0)
+          << "forward " << i << " after a " << pauses_us[i % 6] << " us pause";
+    }
+    cpu_api()->destroy(b);
   }
-  cpu_api()->destroy(b);
 }
 
 TEST(cpu_backend, every_fixture_bf16_input_within_bf16_bound) {
@@ -311,7 +318,7 @@ TEST(cpu_backend, options_are_applied_and_checked_by_name) {
   b = nullptr;
   EXPECT_EQ(create({{"kblock", "4"}}, &b),
             "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_prefetch, unit_panels, "
-            "tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa)");
+            "tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us)");
   EXPECT_EQ(create({{"k_block", "0"}}, &b), "1: backend option k_block=0: expected an integer in 1..1073741824");
   EXPECT_EQ(create({{"isa", "sse2"}}, &b),
             "1: backend option isa=sse2: expected amx, avx512bf16, avx512f, avx_vnni, avx2, scalar or amx_emulated");
