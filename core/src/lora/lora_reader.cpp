@@ -7,7 +7,7 @@
 #include <regex>
 #include <set>
 
-#include "lora_naming_detail.h"
+#include "lora_reader_detail.h"
 #include "moereg/base/error.h"
 
 namespace fs = std::filesystem;
@@ -16,7 +16,7 @@ namespace moereg {
 
 using namespace lora_detail;
 
-namespace {
+namespace lora_detail {
 
 // PEFT's pattern lookup (rank_pattern, alpha_pattern): a key matches a module name that
 // ends with it at a dot boundary, keys read as regular expressions.
@@ -35,122 +35,6 @@ const json::value* pattern_value(const json::value& config, const char* field, c
     }
   return nullptr;
 }
-
-struct factor_pair {
-  const tensor_info* A = nullptr;
-  const tensor_info* B = nullptr;
-};
-
-matrix_view view_of(const checkpoint::entry* e, std::uint64_t offset, std::int64_t rows, std::int64_t cols, std::int64_t rs,
-                    std::int64_t cs) {
-  matrix_view v;
-  v.source = e;
-  v.offset = offset;
-  v.rows = rows;
-  v.cols = cols;
-  v.row_stride = rs;
-  v.col_stride = cs;
-  v.type = e->info->type;
-  return v;
-}
-
-bool float_type(dtype t) { return t == dtype::F32 || t == dtype::BF16 || t == dtype::F16; }
-
-struct geometry {
-  std::int64_t out, in;
-};
-geometry geom(piece p, const model_dims& d) { return p == piece::down ? geometry{d.H, d.I} : geometry{d.I, d.H}; }
-
-}  // namespace
-
-namespace {
-
-// Reads one adapter directory phase by phase: its config (what no form can carry is refused
-// before any tensor is looked at), its tensors grouped by module, each PEFT pair classified
-// (a ParamWrapper pair on the fused experts, a per-expert pair, or another module carried
-// through), the ParamWrapper orientation, NeMo's grouped tensors. Problems with tensors are
-// collected and reported together at the end.
-class adapter_reader {
- public:
-  adapter_reader(const std::string& dir, const family_spec& spec, const model_dims& dims, const lora_read_options& options)
-      : dir_(dir), spec_(spec), dims_(dims), options_(options), moe_(dims.moe_layers.begin(), dims.moe_layers.end()) {}
-
-  lora_adapter read() {
-    read_config();
-    open_weights();
-    group_tensors();
-    find_targets();
-    read_peft_pairs();
-    read_wrapper_orientation();
-    read_nemo();
-    return finish();
-  }
-
- private:
-  // A ParamWrapper pair waits until the orientation is known.
-  struct wrapper_pair {
-    const fused_target* target;
-    int layer;
-    factor_pair f;
-    std::string module;
-    int rank;
-    double alpha;
-    bool fits_new, fits_old;
-  };
-
-  void read_config();
-  void open_weights();
-  void group_tensors();
-  void find_targets();
-  void read_peft_pairs();
-  void read_wrapper_pair(const std::string& m, int depth, const factor_pair& f, const std::string& what,
-                         const std::vector<const fused_target*>& params, const captures& c);
-  bool read_per_expert_pair(const std::string& m, const factor_pair& f, const std::string& what);
-  void read_other_pair(const std::string& m, const factor_pair& f, const std::string& what);
-  void read_wrapper_orientation();
-  void read_nemo();
-  lora_adapter finish();
-
-  void problem(std::string s) { problems_.push_back(std::move(s)); }
-  const checkpoint::entry* entry_for(const tensor_info* t) {
-    a_.sources.push_back(std::make_unique<checkpoint::entry>(checkpoint::entry{a_.file.get(), t}));
-    return a_.sources.back().get();
-  }
-  // The rank and alpha adapter_config.json gives the first of `names` that a pattern names.
-  void expected(const std::vector<std::string>& names, int* rank, double* alpha) const {
-    const json::value* rv = pattern_value(a_.config, "rank_pattern", names);
-    const json::value* av = pattern_value(a_.config, "alpha_pattern", names);
-    *rank = rv && rv->is_integer() ? static_cast<int>(rv->as_int()) : a_.rank;
-    *alpha = av && av->is_number() ? av->as_double() : a_.alpha;
-  }
-  std::array<std::optional<lora_pair>, 3>& slot(int layer, std::int64_t expert) {
-    auto& v = a_.experts[layer];
-    if (v.empty()) v.resize(static_cast<std::size_t>(dims_.E));
-    return v[static_cast<std::size_t>(expert)];
-  }
-  bool layer_ok(int layer, const std::string& tensor) {
-    if (moe_.count(layer)) return true;
-    problem(a_.weights_path + ": " + tensor + ": layer " + std::to_string(layer) + " of the base holds no routed experts (" +
-            dims_.describe() + ", " + std::to_string(dims_.moe_layers.size()) + " MoE layers): an adapter for another model?");
-    return false;
-  }
-
-  const std::string& dir_;
-  const family_spec& spec_;
-  const model_dims& dims_;
-  const lora_read_options& options_;
-  const std::set<int> moe_;
-  lora_adapter a_;
-  std::vector<std::string> problems_;
-  std::map<std::pair<std::string, int>, factor_pair> peft_;                    // (module, base_layer depth) -> pair
-  std::map<std::string, std::map<std::string, const tensor_info*>> nemo_;     // module -> suffix -> tensor
-  std::vector<fused_target> fused_;
-  std::vector<per_expert_template> split_;
-  key_template gmod_;
-  std::vector<std::string> target_params_;
-  bool any_wrapper_ = false, any_split_ = false, any_nemo_ = false;
-  std::vector<wrapper_pair> wrappers_;
-};
 
 void adapter_reader::read_config() {
   lora_adapter& a = a_;
@@ -512,73 +396,6 @@ void adapter_reader::read_wrapper_orientation() {
   }
 }
 
-void adapter_reader::read_nemo() {
-  lora_adapter& a = a_;
-  const model_dims& dims = dims_;
-  const std::string& C = a.config_path;
-  const std::string& W = a.weights_path;
-  // NeMo grouped tensors.
-  for (const auto& [m, ts] : nemo_) {
-    auto cap = gmod_.empty() ? std::nullopt : gmod_.match(m);
-    if (!cap) {
-      problem(W + ": " + m + ".lora_*: NeMo grouped LoRA tensors on a module that is not the family's experts (expected " +
-              (gmod_.empty() ? std::string("none: the family declares no stacked experts") : gmod_.text()) + ")");
-      continue;
-    }
-    int layer = std::stoi(cap->at("layer"));
-    if (!layer_ok(layer, m + ".lora_*")) continue;
-    for (bool gate_up : {true, false}) {
-      const tensor_info* tA = nullptr;
-      const tensor_info* tB = nullptr;
-      for (const auto& n : nemo_tensors)
-        if (n.gate_up == gate_up) {
-          auto it = ts.find(n.suffix);
-          (n.is_A ? tA : tB) = it == ts.end() ? nullptr : it->second;
-        }
-      std::string base = m + (gate_up ? ".lora_gate_and_up_" : ".lora_down_");
-      if (!tA && !tB) continue;
-      if (!tA || !tB) {
-        problem(W + ": " + base + (tA ? "B" : "A") + " missing (its pair is present)");
-        continue;
-      }
-      std::vector<piece> pcs = gate_up ? std::vector<piece>{piece::gate, piece::up} : std::vector<piece>{piece::down};
-      std::int64_t in = geom(pcs[0], dims).in, out_total = 0;
-      for (piece p : pcs) out_total += geom(p, dims).out;
-      int rank;
-      double alpha;
-      expected({m}, &rank, &alpha);
-      std::int64_t r_ = tA->shape.size() == 3 ? tA->shape[2] : -1;
-      if (tA->shape != std::vector<std::int64_t>{dims.E, in, r_} || tB->shape != std::vector<std::int64_t>{dims.E, r_, out_total}) {
-        problem(W + ": " + base + "A " + shape_string(tA->shape) + ", " + base + "B " + shape_string(tB->shape) + " do not fit the base (" +
-                dims.describe() + "): expected [E, " + std::to_string(in) + ", r] and [E, r, " + std::to_string(out_total) + "]");
-        continue;
-      }
-      if (r_ != rank) {
-        problem(W + ": " + base + "A: rank " + std::to_string(r_) + " disagrees with " + C + " (r or rank_pattern: " + std::to_string(rank) + ")");
-        continue;
-      }
-      const checkpoint::entry* eA = entry_for(tA);
-      const checkpoint::entry* eB = entry_for(tB);
-      for (std::int64_t e = 0; e < dims.E; ++e) {
-        std::int64_t row0 = 0;
-        auto ue = static_cast<std::uint64_t>(e);
-        for (piece p : pcs) {
-          auto g = geom(p, dims);
-          lora_pair pr;
-          pr.rank = rank;
-          pr.alpha = alpha;
-          pr.rslora = a.rslora;
-          pr.A = view_of(eA, ue * static_cast<std::uint64_t>(in * r_), r_, in, 1, r_);
-          pr.B = view_of(eB, ue * static_cast<std::uint64_t>(r_ * out_total) + static_cast<std::uint64_t>(row0), g.out, r_, 1, out_total);
-          slot(layer, e)[static_cast<std::size_t>(p)] = pr;
-          row0 += g.out;
-        }
-      }
-      any_nemo_ = true;
-    }
-  }
-}
-
 lora_adapter adapter_reader::finish() {
   lora_adapter& a = a_;
   const std::string& W = a.weights_path;
@@ -599,7 +416,7 @@ lora_adapter adapter_reader::finish() {
   return std::move(a_);
 }
 
-}  // namespace
+}  // namespace lora_detail
 
 lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, const model_dims& dims,
                                const lora_read_options& options) {
