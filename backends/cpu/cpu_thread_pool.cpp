@@ -88,13 +88,21 @@ void thread_pool::run(std::int64_t items, item_fn fn, void* context) {
     for (std::int64_t i = 0; i < items; ++i) fn(context, i, 0);
     return;
   }
+  dispatch(items, fn, context, nullptr, 0);
+}
+
+void thread_pool::dispatch(std::int64_t items, item_fn fn, void* context, const std::int64_t* node_begin, int nodes) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     fn_ = fn;
     context_ = context;
     items_ = items;
-    nodes_ = 0;
+    nodes_ = nodes;
     next_.store(0, std::memory_order_relaxed);
+    for (int n = 0; n < nodes; ++n) {
+      node_next_[n].store(node_begin[n], std::memory_order_relaxed);
+      node_end_[n] = node_begin[n + 1];
+    }
     busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);  // publishes the fields above to spinners
   }
@@ -115,22 +123,7 @@ void thread_pool::run_by_node(std::int64_t items, item_fn fn, void* context, con
     run(items, fn, context);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    fn_ = fn;
-    context_ = context;
-    items_ = items;
-    nodes_ = nodes;
-    for (int n = 0; n < nodes; ++n) {
-      node_next_[n].store(node_begin[n], std::memory_order_relaxed);
-      node_end_[n] = node_begin[n + 1];
-    }
-    busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  start_.notify_all();
-  drain(0);
-  wait_done();
+  dispatch(items, fn, context, node_begin, nodes);
 }
 
 void thread_pool::work(int thread) {

@@ -4,7 +4,7 @@
 // is several runs back to back (sort, gate/up, down, sum), so between runs the threads spin
 // for a short while (spin_us, yielding the core as they do) before they sleep on the condition
 // variable: a run that follows within it starts without a futex wake per thread, which at
-// decode sizes cost more than the work (tens of microseconds per run on a 16-thread VM).
+// decode sizes cost more than the work (docs/bench-cpu.md, session 13: the phases at T = 1).
 #pragma once
 
 #include <atomic>
@@ -43,6 +43,9 @@ class thread_pool {
  private:
   void work(int thread);
   void drain(int thread);
+  // Hands the items to every thread (by node when nodes > 0), works on them, and returns when
+  // all are done.
+  void dispatch(std::int64_t items, item_fn fn, void* context, const std::int64_t* node_begin, int nodes);
   void wait_done();  // until every worker has finished the current run
   template <class Ready>
   bool spin_until(Ready ready) const;  // polls ready() for up to spin_ (true: it held)

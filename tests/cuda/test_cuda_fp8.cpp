@@ -34,17 +34,17 @@ using namespace moereg::test::cuda;
 
 long long cdiv(long long a, long long b) { return (a + b - 1) / b; }
 
+// What the last forward ran: describe's "last_tiles" to the end of the JSON.
+std::string last_tiles(moereg_backend* b) {
+  const std::string d = describe(b);
+  return d.substr(d.find("\"last_tiles\""));
+}
+bool ran_exact_products(moereg_backend* f8) { return last_tiles(f8).find("f16 mma") != std::string::npos; }
 // How far an F8 layer may be from its dequantized bf16 layer after the forward just made, as
 // the largest difference over the largest output (see the top of the file).
 double f8_bound(moereg_backend* f8) {
-  const std::string d = describe(f8);
-  const size_t last = d.find("\"last_tiles\"");
-  if (d.find("f16 mma", last) != std::string::npos) return 1e-2;
-  return d.find("k groups", last) != std::string::npos ? 2e-3 : 1e-5;
-}
-bool ran_exact_products(moereg_backend* f8) {
-  const std::string d = describe(f8);
-  return d.find("f16 mma", d.find("\"last_tiles\"")) != std::string::npos;
+  if (ran_exact_products(f8)) return 1e-2;
+  return last_tiles(f8).find("k groups") != std::string::npos ? 2e-3 : 1e-5;
 }
 
 // e4m3 byte -> its value (every finite code).
@@ -235,8 +235,7 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   for (int T : {1, 7, 300}) {
     random_tokens r(T, L.H, L.E, L.K, 5 * T + 3, true);
     const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K);
-    const std::string d = describe(f8.get());
-    EXPECT_NE(d.find("cublaslt_fp8", d.find("\"last_tiles\"")), std::string::npos) << what << "\n" << d;
+    EXPECT_NE(last_tiles(f8.get()).find("cublaslt_fp8"), std::string::npos) << what << "\n" << describe(f8.get());
     const double from_bf16 = rel_l2_f(a, b), from_exact = rel_l2(a, exact_reference(r, e13, e2, T, L.H, L.I, L.K));
     EXPECT_LE(from_bf16, 8e-2) << what << " T=" << T;
     EXPECT_LE(from_exact, 8e-2) << what << " T=" << T;
@@ -263,9 +262,9 @@ TEST(CudaFp8, AutoTakesTensorCoresForManyRowsPerExpert) {
   for (int T : {5, 1024}) {  // 1.25 and 256 rows per expert
     random_tokens r(T, L.H, L.E, L.K, T, true, true);
     forward(f8.get(), r, T, L.H, L.K);
-    const std::string d = describe(f8.get()), last = d.substr(d.find("\"last_tiles\""));
-    if (T == 5) EXPECT_NE(last.find("f16 mma"), std::string::npos) << d;
-    else EXPECT_NE(last.find("cublaslt_fp8"), std::string::npos) << d;
+    const std::string last = last_tiles(f8.get());
+    if (T == 5) EXPECT_NE(last.find("f16 mma"), std::string::npos) << last;
+    else EXPECT_NE(last.find("cublaslt_fp8"), std::string::npos) << last;
   }
   EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: cuBLASLt"), std::string::npos) << describe(f8.get());
   // f8_activations=bf16 keeps every size on the exact-product kernels.

@@ -271,9 +271,10 @@ std::string moe_layer::f8_large() const {
                                            : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
 }
 
+int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max(H_, I_))); }
+
 bool moe_layer::f8_exact(tile_config c) const {
-  return f8_ && f8_exact_products(static_cast<int>(std::min<long long>(scale_b1_, std::max(H_, I_))),
-                                  static_cast<int>(H_), static_cast<int>(I_), c);
+  return f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(I_), c);
 }
 
 moe_layer::pass_plan moe_layer::plan(int tokens) const {
@@ -404,9 +405,8 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.w13_scale = w13_scale_;
   p.w2_scale = w2_scale_;
   if (f8_) {
-    // A scale block wider than the row is one scale per row: clamp so the index stays 0.
-    p.scale_b0 = static_cast<int>(std::min<long long>(scale_b0_, std::max(H_, I_)));
-    p.scale_b1 = static_cast<int>(std::min<long long>(scale_b1_, std::max(H_, I_)));
+    p.scale_b0 = kernel_block(scale_b0_);
+    p.scale_b1 = kernel_block(scale_b1_);
     if (f8_exact(tc)) {
       launch_row_amax(ws_->xb, tokens, static_cast<int>(H_), ws_->x_amax, ws_->h_amax, slots, stream);
       p.x_amax = ws_->x_amax;

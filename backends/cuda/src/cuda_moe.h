@@ -97,6 +97,9 @@ class moe_layer {
   void measure_h2d();
   tile_config pick_tiles(int rows_per_group) const;
   bool f8_exact(tile_config c) const;  // F8 experts on the exact-product kernels (moe_kernels.cuh)
+  // A scale block as the kernels take it: one wider than every row is one scale per row, so it
+  // is clamped to max(H, I) (the block index stays 0 and fits an int).
+  int kernel_block(long long b) const;
   // Whether this pass goes through cuBLAS (and how): forced by tiles=cublas|cublas_loop|
   // cublas_batched|cublas_auto, else chosen for >= 128 rows per hit expert when libcublas.so.13
   // loads, unless cublas=off. F8 experts: cuBLASLt's FP8 matmul as f8_activations says.

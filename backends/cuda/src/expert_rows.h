@@ -32,15 +32,22 @@ struct padding {
   int max_rows = 0;
 };
 
-__device__ __forceinline__ int work_row(int r, const padding& pad) {
-  if (!pad.row0) return r;
-  int lo = 0, hi = pad.groups - 1;  // last g with row0[g] <= r
+// The last i in [0, n) with first[i] <= r (first ascending, first[0] <= r): which group of
+// sorted rows holds row r, given each group's first row.
+__device__ __forceinline__ int group_of_row(const int* first, int n, int r) {
+  int lo = 0, hi = n - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
-    if (pad.row0[mid] <= r) lo = mid;
+    if (first[mid] <= r) lo = mid;
     else hi = mid - 1;
   }
-  return lo * pad.max_rows + (r - pad.row0[lo]);
+  return lo;
+}
+
+__device__ __forceinline__ int work_row(int r, const padding& pad) {
+  if (!pad.row0) return r;
+  const int g = group_of_row(pad.row0, pad.groups, r);
+  return g * pad.max_rows + (r - pad.row0[g]);
 }
 
 // out[t] = sum_k w[t, k] * y[row of slot (t, k)] (stored, not added: each token summed in one

@@ -6,13 +6,14 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
-#include <cstring>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 
 #include "cuda_moe.h"
 #include "dl_library.h"
 #include "moe_kernels.cuh"
+#include "warp_reduce.cuh"
 
 namespace moereg::cuda {
 
@@ -75,22 +76,6 @@ void check_lt(cublasStatus_t s, const char* what) {
     throw std::runtime_error(std::string(what) + ": cuBLASLt status " + std::to_string(static_cast<int>(s)));
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// The hit expert holding sorted row r: the last e with offsets[e] <= r.
-__device__ __forceinline__ int expert_of(const int* offsets, int experts, int r) {
-  int lo = 0, hi = experts - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (offsets[mid] <= r) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
 // One 128-column group of a row by one warp. Lane l holds the natural columns
 // 16 (l / 4) + {2t, 2t + 1, 8 + 2t, 9 + 2t} (t = l % 4) and writes them as the 4 bytes at
 // 16 (l / 4) + 4t: the fragment order the weights were uploaded in (host::stage_f8_fragments).
@@ -122,7 +107,7 @@ struct row_place {
   int q, o, m, p;  // padded row, expert's first sorted row, its block's rows, its first padded row
 };
 __device__ __forceinline__ row_place place(const int* offsets, const int* pad, int experts, int r) {
-  const int e = expert_of(offsets, experts, r), o = offsets[e];
+  const int e = group_of_row(offsets, experts, r), o = offsets[e];
   return {pad[e] + r - o, o, pad[e + 1] - pad[e], pad[e]};
 }
 
@@ -193,10 +178,13 @@ constexpr size_t workspace_size = 16u << 20;  // per lane
 
 }  // namespace
 
+// The cuBLASLt descriptors of the two projections, and the algorithm found per projection and
+// row bucket (a power of two): asking cuBLASLt per call would cost more than the small matmuls.
 struct fp8_experts::layouts {
   cublasLtMatmulDesc_t desc[2] = {nullptr, nullptr};
   cublasLtMatrixLayout_t a[2] = {nullptr, nullptr}, b[2] = {nullptr, nullptr}, d[2] = {nullptr, nullptr};
   cublasLtMatmulPreference_t pref = nullptr;
+  std::map<std::pair<int, int>, cublasLtMatmulAlgo_t> algos;
 };
 
 bool fp8_experts::available(std::string* why) {
@@ -369,28 +357,24 @@ void fp8_experts::matmul(int which, int m, int ldd, const uint8_t* a, const floa
                         " has no block-scaled FP8 matmul for " + std::to_string(rows) + " x " +
                         std::to_string(which == 0 ? 2 * I_ : H_) + " x " + std::to_string(which == 0 ? H_ : I_) +
                         " (status " + std::to_string(static_cast<int>(s)) + ")");
-    std::vector<unsigned char> v(sizeof r);
-    std::memcpy(v.data(), &r, sizeof r);
-    return v;
+    return r.algo;
   };
   int bucket = 16;
   while (bucket < m) bucket *= 2;
-  auto it = algos_.find({which, bucket});
-  if (it == algos_.end()) it = algos_.emplace(std::make_pair(which, bucket), ask(bucket)).first;
-  cublasLtMatmulHeuristicResult_t r;
-  std::memcpy(&r, it->second.data(), sizeof r);
+  auto it = lay_->algos.find({which, bucket});
+  if (it == lay_->algos.end()) it = lay_->algos.emplace(std::make_pair(which, bucket), ask(bucket)).first;
+  cublasLtMatmulAlgo_t algo = it->second;
   const float one = 1.f, zero = 0.f;
   auto run = [&] {
     set_rows(static_cast<uint64_t>(m), ldd);
     return A.matmul(h, desc, &one, a, lay_->a[which], b, lay_->b[which], &zero, d, lay_->d[which], d, lay_->d[which],
-                    &r.algo, static_cast<char*>(workspace_) + lane * workspace_bytes_, workspace_bytes_,
+                    &algo, static_cast<char*>(workspace_) + lane * workspace_bytes_, workspace_bytes_,
                     lane_[lane]);
   };
   cublasStatus_t s = run();
   if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
     // The bucket's algorithm does not take this row count: ask for this exact size.
-    std::vector<unsigned char> v = ask(m);
-    std::memcpy(&r, v.data(), sizeof r);
+    algo = ask(m);
     s = run();
   }
   check_lt(s, which == 0 ? "cublasLtMatmul (FP8 gate/up)" : "cublasLtMatmul (FP8 down)");

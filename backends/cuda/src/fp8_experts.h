@@ -17,9 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <map>
 #include <string>
-#include <vector>
 
 #include "expert_rows.h"
 
@@ -48,7 +46,7 @@ class fp8_experts {
   void run_routed(const routed_rows& in, const uint8_t* w13, const uint8_t* w2, float* out);
 
  private:
-  struct layouts;  // the cuBLASLt descriptors of the two projections
+  struct layouts;  // the cuBLASLt descriptors of the two projections and the algorithms found
   void ensure(size_t rows, size_t padded);
   // One expert's projection (`which` 0 gate/up, 1 down): its m rows a [m, K] (e4m3, 1x128
   // scales) times its weights b [N, K] (128x128 scales), written column-major to d (ld ldd).
@@ -84,9 +82,6 @@ class fp8_experts {
   size_t rows_ = 0, padded_rows_ = 0;
   int* host_offsets_ = nullptr;       // pinned: [E + 1] offsets, then [E + 1] padded offsets
   int* pad_ = nullptr;                // device copy of the padded offsets
-  // Heuristic results per projection and row bucket (power of two): asking cuBLASLt per call
-  // would cost more than the small matmuls.
-  std::map<std::pair<int, int>, std::vector<unsigned char>> algos_;
 };
 
 }  // namespace moereg::cuda

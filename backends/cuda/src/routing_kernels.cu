@@ -4,6 +4,7 @@
 // permutation of the token slots into expert order (count, one-block scan with the tile list,
 // scatter). Launchers declared in moe_kernels.cuh.
 #include "moe_kernels.cuh"
+#include "warp_reduce.cuh"
 
 #include <cub/block/block_scan.cuh>
 
@@ -15,26 +16,6 @@
 namespace moereg::cuda {
 
 namespace {
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-// Largest value, lowest index among equals.
-__device__ __forceinline__ void warp_argmax(float& v, int& i) {
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    int oi = __shfl_xor_sync(0xffffffffu, i, o);
-    if (ov > v || (ov == v && oi < i)) {
-      v = ov;
-      i = oi;
-    }
-  }
-}
 
 // ---------------------------------------------------------------- routing
 
