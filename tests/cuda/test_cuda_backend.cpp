@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda_test_support.h"
@@ -169,6 +170,55 @@ TEST(CudaRandom, EveryTileShape) {
     }
   }
   clear_option("tiles");
+}
+
+// The decode launch shapes: m16 tiles of 128, 64 or 32 columns (narrow=off, auto, fill at
+// these small sizes), launched as dependent grids or not, each against the float64 reference;
+// T from one token (the prepare kernel's permutation) to past prepare_route_slots slots (the
+// multi-kernel permutation), a long K (I = 1040: a partial last k tile), a gated shared expert
+// beside the routed ones, f32 and bf16 x.
+TEST(CudaRandom, DecodeLaunchShapes) {
+  ASSERT_NE(backend_api(), nullptr);
+  random_layer L(32, 264, 136, 6, 72, false, 4);
+  random_layer S(8, 256, 1040, 2, 0, false, 6);
+  random_layer G(8, 64, 24, 2, 48, true, 2);
+  set_option("cublas", "off");
+  for (const auto& [narrow, columns] : {std::pair<const char*, const char*>{"auto", "64"}, {"fill", "32"}, {"off", "128"}})
+    for (const char* pdl : {"on", "off"}) {
+      set_option("narrow", narrow);
+      set_option("pdl", pdl);
+      const std::string what = std::string("narrow=") + narrow + " pdl=" + pdl;
+      for (int T : {1, 3, 40, 700}) {  // 700 x 6 slots: past the prepare kernel's one block
+        std::string json;
+        const double err = run_random(L, T, 40 + T, T % 2 == 0, &json);
+        EXPECT_LE(err, 1e-2) << what << " T=" << T;
+        EXPECT_NE(json.find(std::string("\"pdl\":\"") + pdl + "\",\"narrow\":\"" + narrow + "\""), std::string::npos) << json;
+        if (T == 1) {  // 18 CTAs for gate/up at 128 columns: far fewer than the SMs
+          EXPECT_NE(json.find(std::string("\"gate_up_columns\":") + columns), std::string::npos) << what << json;
+        }
+        std::printf("[ decode   ] %s T=%d rel L2 %.3e\n", what.c_str(), T, err);
+      }
+      for (int T : {1, 2, 9}) {
+        const double err = run_random(S, T, 60 + T);
+        EXPECT_LE(err, 1e-2) << what << " I=1040 T=" << T;
+        std::printf("[ decode   ] %s I=1040 T=%d rel L2 %.3e\n", what.c_str(), T, err);
+      }
+      // T = 1 on bf16 x without a shared expert: the slot tiles (no prepare pass), or not.
+      for (const char* slots : {"auto", "off"}) {
+        set_option("slot_tiles", slots);
+        std::string json;
+        const double err = run_random(S, 1, 70, true, &json);
+        EXPECT_LE(err, 1e-2) << what << " slot_tiles=" << slots;
+        EXPECT_EQ(json.find("a tile a top-k slot") != std::string::npos, slots[0] == 'a') << what << json;
+        std::printf("[ decode   ] %s slot_tiles=%s I=1040 T=1 bf16 x rel L2 %.3e\n", what.c_str(), slots, err);
+      }
+      clear_option("slot_tiles");
+      EXPECT_LE(run_random(G, 1, 3), 1e-2) << "gated shared expert, " << what;
+      EXPECT_LE(run_random(G, 9, 4, true), 1e-2) << "gated shared expert, bf16 x, " << what;
+    }
+  clear_option("narrow");
+  clear_option("pdl");
+  clear_option("cublas");
 }
 
 // The cuBLAS path (libcublas.so.13 must load: device_run.sh puts it on LD_LIBRARY_PATH), grouped
@@ -351,7 +401,19 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   handle h = create(L.view(), nullptr, &err);
   clear_option("tile");
   EXPECT_FALSE(h);
-  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations)"), std::string::npos) << err;
+  EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, "
+                     "pdl, narrow, slot_tiles)"),
+            std::string::npos)
+      << err;
+  for (const auto& [key, value, message] : {std::tuple<const char*, const char*, const char*>{"pdl", "yes", "backend option pdl='yes': expected on or off"},
+                                            {"narrow", "on", "backend option narrow='on': expected auto, fill or off"},
+                                            {"slot_tiles", "on", "backend option slot_tiles='on': expected auto or off"}}) {
+    set_option(key, value);
+    h = create(L.view(), nullptr, &err);
+    clear_option(key);
+    EXPECT_FALSE(h) << key;
+    EXPECT_NE(err.find(message), std::string::npos) << err;
+  }
   set_option("cublas", "no");
   h = create(L.view(), nullptr, &err);
   clear_option("cublas");
@@ -366,7 +428,8 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   std::string json;
   EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
   clear_option("tiles");
-  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\",\"f8_activations\":\"auto\"}"),
+  EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\",\"f8_activations\":\"auto\","
+                      "\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\"}"),
             std::string::npos)
       << json;
   EXPECT_NE(json.find("\"last_tiles\":\"n128 m64 k64"), std::string::npos) << json;  // the forced shape ran

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // cuda_moe.cu - a layer's life on the device: create, the workspace, the forward pass (eager
 // or through forward_graphs) and the memory calls (see cuda_moe.h). Loading the weights is in
-// cuda_moe_load.cu, routing in cuda_moe_route.cu, the options and describe in cuda_moe_describe.cu.
+// cuda_moe_load.cu, routing in cuda_moe_route.cu, the decode launch shapes in
+// cuda_moe_decode.cu, the options and describe in cuda_moe_describe.cu.
 #include "cuda_moe.h"
 #include "cuda_moe_workspace.h"
 #include "host_views.h"
@@ -38,6 +39,7 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   device_name_ = prop.name;
   sm_major_ = prop.major;
   sm_minor_ = prop.minor;
+  sm_count_ = prop.multiProcessorCount;
   if (prop.major < 9)
     throw unsupported("device " + device_name_ + " has compute capability " + std::to_string(prop.major) + "." +
                       std::to_string(prop.minor) + ", this build needs 9.0 (sm_90a)");
@@ -309,6 +311,7 @@ void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i
   if (!pl.blas) {
     last_tiles_ = pl.tiles;
     last_path_ = tile_name(pl.tiles, f8_, f8_exact(pl.tiles));
+    if (slot_tiles_apply(pl, x, x_bf16, ids, tokens, out)) last_path_ += "; T = 1: a tile a top-k slot, no prepare pass";
   }
   if (capturing) {
     last_graph_ = "inside the caller's capture";
@@ -339,8 +342,32 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   const int slots = tokens * K;
   const tile_config tc = pl.tiles;
   const int bm = tile_rows(tc);
-  launch_to_bf16(x, x_bf16, ws_->xb, static_cast<int64_t>(tokens) * H_, stream);
-  check(cudaMemsetAsync(out, 0, static_cast<size_t>(tokens) * H_ * 4, stream), "zero output");
+  if (run_slot_tiles(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream)) return;
+  // x to bf16, out zeroed, and (small passes) the permutation, in one launch; the exact-product
+  // F8 kernels also take each token's largest |x| and a zeroed h_amax from it.
+  const bool exact = f8_ && !pl.blas && f8_exact(tc);
+  const bool route_here = slots <= prepare_route_slots && E_ <= 1024;
+  prepare_args prep;
+  prep.x = x;
+  prep.x_bf16 = x_bf16;
+  prep.tokens = tokens;
+  prep.hidden = static_cast<int>(H_);
+  prep.xb = ws_->xb;
+  prep.amax = exact ? ws_->x_amax : nullptr;
+  prep.out = out;
+  prep.out_count = static_cast<int64_t>(tokens) * H_;
+  prep.h_amax = exact ? ws_->h_amax : nullptr;
+  prep.h_amax_count = exact ? slots : 0;
+  if (route_here) {
+    prep.ids = ids;
+    prep.ids_i64 = ids_i64;
+    prep.weights = weights;
+    prep.top_k = K;
+    prep.experts = static_cast<int>(E_);
+    prep.bm = bm;
+    prep.perm = ws_->perm;
+  }
+  launch_prepare(prep, stream);
   // Kernel path: the shared expert runs on its own stream beside the routed experts (both
   // add into `out` with atomics). Alone, its few weight tiles leave most SMs idle (at T = 1:
   // 32 CTAs for DeepSeek's gate/up); beside the routed GEMMs its bytes stream with theirs.
@@ -351,7 +378,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     run_shared_on_kernels(tokens, out, shared_stream_);
     check(cudaEventRecord(shared_join_, shared_stream_), "shared expert: join");
   }
-  launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream);
+  if (!route_here) launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream);
   if (pl.blas) {
     routed_rows in;
     in.xb = ws_->xb;
@@ -407,8 +434,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   if (f8_) {
     p.scale_b0 = kernel_block(scale_b0_);
     p.scale_b1 = kernel_block(scale_b1_);
-    if (f8_exact(tc)) {
-      launch_row_amax(ws_->xb, tokens, static_cast<int>(H_), ws_->x_amax, ws_->h_amax, slots, stream);
+    if (exact) {
       p.x_amax = ws_->x_amax;
       p.h_amax = ws_->h_amax;
     }
@@ -424,7 +450,8 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.grid_rows = max_row_tiles(slots, static_cast<int>(E_), bm);
   p.h = ws_->h;
   p.out = out;
-  launch_experts(p, tc, stream);
+  decode_launch(p);
+  last_launch_ = launch_experts(p, tc, stream);
   if (shared_beside) check(cudaStreamWaitEvent(stream, shared_join_, 0), "shared expert: join");
 }
 
@@ -440,6 +467,7 @@ void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t strea
   s.grid_rows = (tokens + tile_rows(sc) - 1) / tile_rows(sc);
   s.h = ws_->hs;
   s.out = out;
+  decode_launch(s);
   if (has_shared_gate_) {
     launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
     s.sorted_weight = ws_->gate;

@@ -48,11 +48,21 @@ void check(cudaError_t e, const char* what);
 //            (fp8_experts.h; ~3 % from the dequantized layer), bf16 keeps every size on the
 //            exact-product kernels, auto takes e4m3 where bf16 experts would go to cuBLAS
 //            (>= 128 rows per hit expert) and the kernels below that.
+//   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
+//            GEMM streams its first weight tiles while gate/up finishes)
+//   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
+//            SMs run 64-column tiles (twice the CTAs); fill takes the widest of 128, 64 and 32
+//            (bf16) columns that gives two CTAs an SM; off keeps 128 columns
+//   slot_tiles = auto (default) | off - T = 1 on bf16 x without a shared expert runs the two
+//            GEMMs alone, each top-k slot a tile read straight from the ids (no prepare kernel)
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
+  bool pdl = true;
   bool cublas = true;
   bool graphs = false;
+  std::string narrow = "auto";
+  bool slot_tiles = true;
   // Throws invalid_argument naming the key and what it accepts.
   static tuning parse(const moereg_backend_option* kv, size_t count);
 };
@@ -121,7 +131,14 @@ class moe_layer {
   void run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
                 float* out, bool capturing);
   bool capturing() const;  // whether stream_ is being captured into a caller's graph
-  void run_shared_on_kernels(int tokens, float* out, cudaStream_t stream);  // the shared expert, ws_->xb in
+  void run_shared_on_kernels(int tokens, float* out, cudaStream_t stream);
+  void decode_launch(gemm_problem& p) const;  // the pdl and narrow options into a GEMM's problem
+  // T = 1 on bf16 x without a shared expert (and slot_tiles=auto): the pass as the two GEMMs
+  // alone, each top-k slot a tile (moe_kernels.cuh); false where it does not apply.
+  bool slot_tiles_apply(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, int tokens,
+                        const float* out) const;
+  bool run_slot_tiles(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, bool ids_i64,
+                      const float* weights, int tokens, float* out, cudaStream_t stream);  // the shared expert, ws_->xb in
   void run_experts(const pass_plan& plan, const void* x, bool x_bf16, const void* ids, bool ids_i64,
                    const float* weights, int tokens, float* out, cudaStream_t stream);
 
@@ -138,7 +155,7 @@ class moe_layer {
   graph_cache graphs_;
   std::string last_graph_ = "off";
   std::string device_name_;
-  int sm_major_ = 0, sm_minor_ = 0;
+  int sm_major_ = 0, sm_minor_ = 0, sm_count_ = 0;
   long long E_ = 0, H_ = 0, I_ = 0, Is_ = 0;
   int K_ = 0;
   bool has_router_ = false, has_bias_ = false, has_shared_gate_ = false;
@@ -161,6 +178,7 @@ class moe_layer {
   size_t weight_bytes_ = 0;
   double load_seconds_ = 0, load_gbps_ = 0, h2d_gbps_ = 0;
   tile_config last_tiles_ = tile_config::m16;
+  launch_shape last_launch_;  // of the last kernel-path pass's routed experts
   int last_tokens_ = 0;
   tuning tuning_;
   std::string last_path_;

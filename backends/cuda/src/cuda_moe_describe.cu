@@ -33,8 +33,20 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
+    } else if (key == "pdl") {
+      if (value != "on" && value != "off") throw invalid_argument("backend option pdl='" + value + "': expected on or off");
+      t.pdl = value == "on";
+    } else if (key == "slot_tiles") {
+      if (value != "auto" && value != "off") throw invalid_argument("backend option slot_tiles='" + value + "': expected auto or off");
+      t.slot_tiles = value == "auto";
+    } else if (key == "narrow") {
+      if (value != "auto" && value != "fill" && value != "off")
+        throw invalid_argument("backend option narrow='" + value + "': expected auto, fill or off");
+      t.narrow = value;
     } else {
-      throw invalid_argument("backend option '" + key + "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations)");
+      throw invalid_argument("backend option '" + key +
+                             "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, pdl, narrow, "
+                             "slot_tiles)");
     }
   }
   return t;
@@ -76,9 +88,12 @@ std::string moe_layer::describe() const {
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations
-    << "\"}"
+    << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
+    << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
-    << ",\"last_tokens\":" << last_tokens_ << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_, f8_, f8_exact(last_tiles_)) : last_path_.c_str()) << "\"}";
+    << ",\"last_tokens\":" << last_tokens_ << ",\"last_launch\":{\"gate_up_columns\":" << last_launch_.gate_up_columns
+    << ",\"down_columns\":" << last_launch_.down_columns << "}"
+    << ",\"last_tiles\":\"" << (last_path_.empty() ? tile_name(last_tiles_, f8_, f8_exact(last_tiles_)) : last_path_.c_str()) << "\"}";
   return o.str();
 }
 

@@ -9,12 +9,26 @@
 #include <cuda_fp8.h>
 
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 
 namespace moereg::cuda {
 
 namespace {
 
-constexpr int BN = 128;
+// Programmatic dependent launch (sm_90): wait for the grids this one depends on to finish
+// and their memory to be visible; let the next grid on the stream launch. Both are no-ops in a
+// grid launched without the attribute.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -106,7 +120,13 @@ __device__ __forceinline__ uint32_t fp8x2_scaled_bf16x2(uint32_t two, float s) {
 // float accumulators; the row's power of two is divided out in the epilogue. The products are
 // q x s x x, not bf16(q x s) x x: closer to the exact layer than the dequantized bf16 one, and
 // 2 conversions per fragment where fp8x2_scaled_bf16x2 takes 10 operations.
-template <int BM, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8, int WK = 1, bool F16A = false>
+//
+// Launched as a dependent grid (p.pdl), gate/up waits for the prepare kernel before it reads
+// the tile list and then lets the down GEMM launch; the down GEMM, whose weight rows do not
+// depend on gate/up, issues its first STAGES - 1 weight tiles before it waits for h, so at
+// decode its weight stream starts while the last gate/up CTAs finish.
+
+template <int BM, int BN, int BK, int WM, int WN, int STAGES, bool GATE_UP, bool F8, int WK = 1, bool F16A = false>
 __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_problem p) {
   static_assert(!F16A || F8, "the f16 path reads e4m3 weights");
   constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
@@ -129,8 +149,27 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float a_scale[F16A ? BM : 1];  // F16A: each tile row's power of two
 
+  if constexpr (GATE_UP) {
+    pdl_wait();
+    pdl_launch_dependents();
+    if (p.zero_out) {  // slot tiles: no prepare kernel zeroed the output the down GEMM adds into
+      const int64_t n4 = p.zero_count / 4, stride = static_cast<int64_t>(gridDim.x) * gridDim.y * blockDim.x;
+      for (int64_t i = (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x; i < n4; i += stride)
+        reinterpret_cast<float4*>(p.zero_out)[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
   int g, seg, row0, rows;
-  if (p.dense_rows > 0) {
+  if (p.slot_ids) {
+    // Slot tiles: tile y is token slot y, its expert read from the top-k ids (T = 1: the k
+    // experts are distinct), its row of h row y; no permutation was made.
+    const int64_t e = p.slot_ids_i64 ? static_cast<const int64_t*>(p.slot_ids)[blockIdx.y]
+                                     : static_cast<const int32_t*>(p.slot_ids)[blockIdx.y];
+    if (e < 0 || e >= p.num_experts) return;  // dropped, as the permutation drops it
+    g = static_cast<int>(e);
+    seg = blockIdx.y;
+    row0 = 0;
+    rows = 1;
+  } else if (p.dense_rows > 0) {
     g = 0;
     seg = 0;
     row0 = blockIdx.y * BM;
@@ -159,23 +198,12 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     if (a_ok[i]) {
       int pos = seg + row0 + r;
       if (GATE_UP) {
-        int tok = p.dense_rows > 0 ? pos : p.sorted_token[pos];
+        int tok = p.dense_rows > 0 ? pos : p.slot_ids ? pos / p.top_k : p.sorted_token[pos];
         a_src[i] = p.x + static_cast<size_t>(tok) * p.hidden;
       } else {
         a_src[i] = p.h + static_cast<size_t>(pos) * p.inter;
       }
     }
-  }
-  if constexpr (F16A) {
-    for (int r = tid; r < BM; r += THREADS) {
-      float amax = 0.f;
-      if (r < rows) {
-        const int pos = seg + row0 + r;
-        amax = GATE_UP ? p.x_amax[p.sorted_token[pos]] : __uint_as_float(p.h_amax[pos]);
-      }
-      a_scale[r] = f16_row_scale(amax);
-    }
-    // Read after the first stage barrier below.
   }
   // Weight rows: element offsets into the expert's matrix (bytes for F8, elements for bf16
   // alike), and for F8 the row of block scales each one uses.
@@ -202,9 +230,8 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   }
 
   const uint32_t sbase = smem_u32(smem);
-  auto load_stage = [&](int slot, int kt) {
+  auto load_a = [&](int slot, int kt) {
     const uint32_t sa = sbase + slot * STAGE_BYTES;
-    const uint32_t sb = sa + A_BYTES;
     const int k0 = kt * BK;
 #pragma unroll
     for (int i = 0; i < A_PER; ++i) {
@@ -216,6 +243,10 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
         cp_async16(sa + tile_off<BK>(r, c), ok ? a_src[i] + k : a_src[i], ok);
       }
     }
+  };
+  auto load_b = [&](int slot, int kt) {
+    const uint32_t sb = sbase + slot * STAGE_BYTES + A_BYTES;
+    const int k0 = kt * BK;
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
       int chunk = tid + i * THREADS;
@@ -276,9 +307,30 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
 #pragma unroll
       for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
 
+  if constexpr (!GATE_UP) {
+    // Weights first (they do not depend on gate/up), then wait for h.
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s)
+      if (s < KT) load_b(s, s);
+    pdl_wait();
+  }
+  if constexpr (F16A) {
+    for (int r = tid; r < BM; r += THREADS) {
+      float amax = 0.f;
+      if (r < rows) {
+        const int pos = seg + row0 + r;
+        amax = GATE_UP ? p.x_amax[p.sorted_token[pos]] : __uint_as_float(p.h_amax[pos]);
+      }
+      a_scale[r] = f16_row_scale(amax);
+    }
+    // Read after the first stage barrier below.
+  }
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < KT) load_stage(s, s);
+    if (s < KT) {
+      load_a(s, s);
+      if constexpr (GATE_UP) load_b(s, s);
+    }
     cp_commit();
   }
   for (int kt = 0; kt < KT; ++kt) {
@@ -286,7 +338,10 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     __syncthreads();
     {
       int nk = kt + STAGES - 1;
-      if (nk < KT) load_stage(nk % STAGES, nk);
+      if (nk < KT) {
+        load_a(nk % STAGES, nk);
+        load_b(nk % STAGES, nk);
+      }
       cp_commit();
     }
     const uint32_t sa = sbase + (kt % STAGES) * STAGE_BYTES;
@@ -472,7 +527,7 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
         int r = wm * TM + mi * 16 + (lane >> 2) + half * 8;
         if (r >= rows) continue;
         int pos = seg + row0 + r;
-        int tok = p.dense_rows > 0 ? pos : p.sorted_token[pos];
+        int tok = p.dense_rows > 0 ? pos : p.slot_ids ? pos / p.top_k : p.sorted_token[pos];
         float w = p.sorted_weight ? p.sorted_weight[pos] : 1.f;
         float* orow = p.out + static_cast<size_t>(tok) * p.hidden;
 #pragma unroll
@@ -486,31 +541,80 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   }
 }
 
-template <int BM, int BK, int WM, int WN, int STAGES, bool F8, int WK = 1, bool F16A = false>
-void run_experts(const gemm_problem& p, cudaStream_t stream) {
-  constexpr int threads = WM * WN * WK * 32;
-  constexpr int smem = F8 ? STAGES * (BM * 2 + BN) * BK : STAGES * (BM + BN) * BK * 2;
-  auto k1 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, true, F8, WK, F16A>;
-  auto k2 = experts_gemm_kernel<BM, BK, WM, WN, STAGES, false, F8, WK, F16A>;
-  static bool configured = [&] {
-    cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+template <int BM_, int BN_, int BK_, int WM_, int WN_, int STAGES_, int WK_ = 1>
+struct tile_shape {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_, STAGES = STAGES_, WK = WK_;
+};
+
+template <class S, bool GATE_UP, bool F8, bool F16A>
+void launch_gemm(const gemm_problem& p, cudaStream_t stream) {
+  constexpr int threads = S::WM * S::WN * S::WK * 32;
+  constexpr int smem = F8 ? S::STAGES * (S::BM * 2 + S::BN) * S::BK : S::STAGES * (S::BM + S::BN) * S::BK * 2;
+  auto kernel = experts_gemm_kernel<S::BM, S::BN, S::BK, S::WM, S::WN, S::STAGES, GATE_UP, F8, S::WK, F16A>;
+  static const bool configured = [&] {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     return true;
   }();
   (void)configured;
-  dim3 g1((p.inter + BN / 2 - 1) / (BN / 2), p.grid_rows);
-  k1<<<g1, threads, smem, stream>>>(p);
-  check_launch("experts gate_up GEMM");
-  dim3 g2((p.hidden + BN - 1) / BN, p.grid_rows);
-  k2<<<g2, threads, smem, stream>>>(p);
-  check_launch("experts down GEMM");
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(GATE_UP ? (p.inter + S::BN / 2 - 1) / (S::BN / 2) : (p.hidden + S::BN - 1) / S::BN, p.grid_rows);
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = p.pdl ? 1 : 0;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // launch errors are not sticky: clear it, report it
+    throw std::runtime_error(std::string("CUDA launch of experts ") + (GATE_UP ? "gate_up" : "down") +
+                             " GEMM failed: " + cudaGetErrorString(e));
+  }
 }
 
+// Each GEMM on the widest of the three shapes that the narrow option allows (p.narrow: 1 =
+// 64 columns where 128 would give fewer CTAs than the SMs; 2 = the widest that gives at least
+// two CTAs an SM, else the narrowest; 0 = always Wide).
+template <class Wide, class Narrow, class Narrowest, bool F8, bool F16A = false>
+launch_shape run_experts(const gemm_problem& p, cudaStream_t stream) {
+  auto ctas = [&](int cols, int bn) { return static_cast<long long>((cols + bn - 1) / bn) * p.grid_rows; };
+  auto pick = [&](int cols) {
+    if (p.narrow == 1) return ctas(cols, Wide::BN) < p.sm_count ? Narrow::BN : Wide::BN;
+    if (p.narrow == 2) {
+      for (int bn : {Wide::BN, Narrow::BN})
+        if (ctas(cols, bn) >= 2LL * p.sm_count) return bn;
+      return Narrowest::BN;
+    }
+    return Wide::BN;
+  };
+  auto launch = [&](auto gate_up, int bn) {
+    constexpr bool G = decltype(gate_up)::value;
+    if (bn == Narrowest::BN) launch_gemm<Narrowest, G, F8, F16A>(p, stream);
+    else if (bn == Narrow::BN) launch_gemm<Narrow, G, F8, F16A>(p, stream);
+    else launch_gemm<Wide, G, F8, F16A>(p, stream);
+  };
+  const int g = pick(2 * p.inter), d = pick(p.hidden);
+  launch(std::true_type{}, g);
+  launch(std::false_type{}, d);
+  return {g, d};
+}
+
+// The shapes. m16 (decode) has a 64-column variant; one warp row (WM = 1) on F8 tiles, so
+// each warp dequantizes only its own columns' fragments (with two warp rows both would
+// convert the same ones).
+using bf16_m16 = tile_shape<16, 128, 64, 1, 4, 6>;
+using bf16_m16_narrow = tile_shape<16, 64, 64, 1, 2, 8, 2>;
+using bf16_m16_narrowest = tile_shape<16, 32, 128, 1, 1, 6, 4>;
+using bf16_m64 = tile_shape<64, 128, 64, 2, 4, 4>;
+using bf16_m128 = tile_shape<128, 128, 32, 2, 4, 4>;
+using f8_m16 = tile_shape<16, 128, 128, 1, 4, 5, 2>;
+using f8_m16_narrow = tile_shape<16, 64, 128, 1, 2, 6, 4>;
+using f8_m64 = tile_shape<64, 128, 64, 1, 4, 4>;
+using f8_m128 = tile_shape<128, 128, 32, 2, 4, 4>;
+
 }  // namespace
-
-
-
-
 
 int tile_rows(tile_config c) { return c == tile_config::m16 ? 16 : c == tile_config::m64 ? 64 : 128; }
 namespace {
@@ -522,14 +626,16 @@ bool f8_exact_products(int scale_b1, int hidden, int inter, tile_config c) {
 const char* tile_name(tile_config c, bool f8, bool exact) {
   if (f8 && exact)
     return c == tile_config::m16
-               ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages; e4m3 -> f16 mma, block scales in the accumulation)"
+               ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages; n64 with 2 x 4 where that fills more SMs; e4m3 -> f16 "
+                 "mma, block scales in the accumulation)"
            : c == tile_config::m64 ? "n128 m64 k64 (4 warps, 4 stages; e4m3 -> f16 mma, block scales in the accumulation)"
                                    : "n128 m128 k32 (8 warps, 4 stages; e4m3 -> f16 mma, block scales in the accumulation)";
   if (f8)
-    return c == tile_config::m16 ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages, e4m3 in shared memory)"
+    return c == tile_config::m16 ? "n128 m16 k128 (8 warps: 4 x 2 k groups, 5 stages; n64 with 2 x 4 where that fills "
+                                   "more SMs; e4m3 in shared memory)"
            : c == tile_config::m64 ? "n128 m64 k64 (4 warps, 4 stages, e4m3 in shared memory)"
                                    : "n128 m128 k32 (8 warps, 4 stages, e4m3 in shared memory)";
-  return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages)"
+  return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages; n64 with 2 x 2 k groups where that fills more SMs)"
          : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages)"
                                  : "n128 m128 k32 (8 warps, 4 stages)";
 }
@@ -539,7 +645,7 @@ int max_row_tiles(int slots, int experts, int bm) {
   return static_cast<int>(bound < 1 ? 1 : bound);
 }
 
-void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
+launch_shape launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
   if (p.hidden % 8 != 0 || p.inter % 8 != 0)
     throw std::runtime_error("CUDA experts need hidden and intermediate sizes that are multiples of 8");
   if (p.w13_f8) {
@@ -548,27 +654,23 @@ void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream) {
     if (f8_exact_products(p.scale_b1, p.hidden, p.inter, c)) {
       if (!p.x_amax || !p.h_amax) throw std::runtime_error("CUDA F8 experts: the row magnitudes were not given");
       switch (c) {
-        case tile_config::m16: run_experts<16, 128, 1, 4, 5, true, 2, true>(p, stream); break;
-        case tile_config::m64: run_experts<64, 64, 1, 4, 4, true, 1, true>(p, stream); break;
-        case tile_config::m128: run_experts<128, 32, 2, 4, 4, true, 1, true>(p, stream); break;
+        case tile_config::m16: return run_experts<f8_m16, f8_m16_narrow, f8_m16_narrow, true, true>(p, stream);
+        case tile_config::m64: return run_experts<f8_m64, f8_m64, f8_m64, true, true>(p, stream);
+        case tile_config::m128: return run_experts<f8_m128, f8_m128, f8_m128, true, true>(p, stream);
       }
-      return;
     }
     switch (c) {
-      case tile_config::m16: run_experts<16, 128, 1, 4, 5, true, 2>(p, stream); break;
-      // One warp row (WM = 1): each warp dequantizes only its own columns' fragments; with
-      // two warp rows both would convert the same ones.
-      case tile_config::m64: run_experts<64, 64, 1, 4, 4, true>(p, stream); break;
-      case tile_config::m128: run_experts<128, 32, 2, 4, 4, true>(p, stream); break;
+      case tile_config::m16: return run_experts<f8_m16, f8_m16_narrow, f8_m16_narrow, true>(p, stream);
+      case tile_config::m64: return run_experts<f8_m64, f8_m64, f8_m64, true>(p, stream);
+      case tile_config::m128: return run_experts<f8_m128, f8_m128, f8_m128, true>(p, stream);
     }
-    return;
   }
   switch (c) {
-    case tile_config::m16: run_experts<16, 64, 1, 4, 6, false>(p, stream); break;
-    case tile_config::m64: run_experts<64, 64, 2, 4, 4, false>(p, stream); break;
-    case tile_config::m128: run_experts<128, 32, 2, 4, 4, false>(p, stream); break;
+    case tile_config::m16: return run_experts<bf16_m16, bf16_m16_narrow, bf16_m16_narrowest, false>(p, stream);
+    case tile_config::m64: return run_experts<bf16_m64, bf16_m64, bf16_m64, false>(p, stream);
+    case tile_config::m128: return run_experts<bf16_m128, bf16_m128, bf16_m128, false>(p, stream);
   }
+  throw std::runtime_error("launch_experts: unknown tile shape");
 }
-
 
 }  // namespace moereg::cuda

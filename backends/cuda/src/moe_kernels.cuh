@@ -41,9 +41,6 @@ void launch_router_logits(const void* x, bool x_bf16, const float* router, int t
 void launch_router_topk(const float* logits, const float* bias, const route_config& cfg, int tokens,
                         void* ids, bool ids_i64, float* weights, cudaStream_t stream);
 
-// x (f32 or bf16) -> bf16 copy, n elements.
-void launch_to_bf16(const void* x, bool x_bf16, __nv_bfloat16* out, int64_t n, cudaStream_t stream);
-
 // Workspace of one permutation (token slots sorted by expert) plus its tile list.
 struct permutation {
   int* counts = nullptr;        // [E] (also scratch for ranks)
@@ -60,6 +57,35 @@ struct permutation {
 // are dropped. bm: rows per GEMM tile.
 void launch_permute(const void* ids, bool ids_i64, const float* weights, int tokens, int top_k, int experts, int bm,
                     const permutation& perm, cudaStream_t stream);
+
+// launch_prepare permutes in one block up to this many token slots (tokens x top_k); more go
+// through launch_permute.
+constexpr int prepare_route_slots = 4096;
+
+// What launch_prepare does before a pass: x (f32 or bf16, [T, H]) to bf16 into xb, and each
+// row's largest |bf16 value| into amax (when set); out[0, out_count) and h_amax[0,
+// h_amax_count) zeroed; and when ids is set (at most prepare_route_slots slots and 1024
+// experts) the permutation that launch_permute would compute.
+struct prepare_args {
+  const void* x = nullptr;
+  bool x_bf16 = false;
+  int tokens = 0;
+  int hidden = 0;
+  __nv_bfloat16* xb = nullptr;
+  float* amax = nullptr;
+  float* out = nullptr;
+  int64_t out_count = 0;
+  unsigned* h_amax = nullptr;
+  int64_t h_amax_count = 0;
+  const void* ids = nullptr;  // null: no permutation here
+  bool ids_i64 = false;
+  const float* weights = nullptr;
+  int top_k = 0;
+  int experts = 0;
+  int bm = 16;
+  permutation perm;
+};
+void launch_prepare(const prepare_args& a, cudaStream_t stream);
 
 // Which tile shape the grouped GEMMs use.
 enum class tile_config { m16, m64, m128 };
@@ -107,16 +133,36 @@ struct gemm_problem {
   // bits) for the down GEMM.
   const float* x_amax = nullptr;
   unsigned* h_amax = nullptr;
+  // Slot tiles (T = 1 with bf16 x, no shared expert): grid_rows = top_k tiles of one row, tile y
+  // = slot y (expert slot_ids[y], h row y, token y / top_k, weight sorted_weight[y]); gate/up
+  // zeroes zero_out[0, zero_count) (a multiple of 4 floats, 16-byte aligned) first. Replaces
+  // the prepare kernel: a T = 1 forward is the two GEMMs.
+  const void* slot_ids = nullptr;
+  bool slot_ids_i64 = false;
+  int num_experts = 0;
+  int top_k = 0;
+  float* zero_out = nullptr;
+  int64_t zero_count = 0;
+  // Decode launch shapes: m16 GEMMs on fewer columns a CTA (more CTAs, so more SMs stream
+  // weights) - narrow 0 never, 1 64 columns where 128 would give fewer CTAs than sm_count,
+  // 2 the widest of 128 / 64 / 32 (bf16) giving two CTAs an SM, else the narrowest.
+  int sm_count = 0;
+  int narrow = 0;
+  // Programmatic dependent launch: the down GEMM is launched while gate/up runs, streams its
+  // first weight tiles into shared memory, then waits for h (griddepcontrol); gate/up waits
+  // the same way for what was enqueued before it.
+  bool pdl = false;
 };
 
-// amax[t] = max |x[t, :]| of a bf16 [T, H] matrix; and zero[0, zero_count) = 0 in the same
-// launch (the exact-product kernels' h_amax, one graph node fewer at decode).
-void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, unsigned* zero, int zero_count,
-                     cudaStream_t stream);
+// The columns per CTA each GEMM of a pass ran with.
+struct launch_shape {
+  int gate_up_columns = 0;
+  int down_columns = 0;
+};
 
 // h = silu(x W_gate^T) * (x W_up^T), then out[token] += w * (h W_down^T). F8_E4M3 weights
 // when p.w13_f8 is set, bf16 otherwise.
-void launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream);
+launch_shape launch_experts(const gemm_problem& p, tile_config c, cudaStream_t stream);
 
 // gate[t] = sigmoid(x[t] . g) for the shared-expert gate; g bf16 [H].
 void launch_shared_gate(const __nv_bfloat16* x, const __nv_bfloat16* g, int tokens, int hidden, float* gate,

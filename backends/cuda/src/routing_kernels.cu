@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // routing_kernels.cu - what runs before the expert GEMMs: router logits and top-k (softmax or
-// sigmoid, bias, groups, renorm, scaling), x to bf16, the shared expert's gate, and the
-// permutation of the token slots into expert order (count, one-block scan with the tile list,
-// scatter). Launchers declared in moe_kernels.cuh.
+// sigmoid, bias, groups, renorm, scaling), the shared expert's gate, and the permutation of
+// the token slots into expert order for passes too large for prepare_kernel.cu's one block
+// (count, one-block scan with the tile list, scatter). Launchers declared in moe_kernels.cuh.
 #include "moe_kernels.cuh"
 #include "warp_reduce.cuh"
 
@@ -167,38 +167,6 @@ __global__ void router_topk_kernel(const float* __restrict__ logits, const float
   }
 }
 
-__global__ void to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __restrict__ out, int64_t n) {
-  int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
-  if (i + 3 < n) {
-    float4 v = *reinterpret_cast<const float4*>(x + i);
-    reinterpret_cast<__nv_bfloat162*>(out + i)[0] = __floats2bfloat162_rn(v.x, v.y);
-    reinterpret_cast<__nv_bfloat162*>(out + i)[1] = __floats2bfloat162_rn(v.z, v.w);
-  } else {
-    for (; i < n; ++i) out[i] = __float2bfloat16(x[i]);
-  }
-}
-
-// One block of 256 threads per row.
-__global__ void row_amax_kernel(const __nv_bfloat16* __restrict__ x, int hidden, float* __restrict__ amax,
-                                unsigned* __restrict__ zero, int zero_count) {
-  __shared__ float part[8];
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < zero_count; i += gridDim.x * blockDim.x) zero[i] = 0u;
-  const __nv_bfloat16* row = x + static_cast<size_t>(blockIdx.x) * hidden;
-  float m = 0.f;
-  for (int h = 2 * threadIdx.x; h < hidden; h += 2 * blockDim.x) {
-    const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + h));
-    m = fmaxf(m, fmaxf(fabsf(v.x), fabsf(v.y)));
-  }
-  m = warp_max(m);
-  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    m = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.f;
-    m = warp_max(m);
-    if (threadIdx.x == 0) amax[blockIdx.x] = m;
-  }
-}
-
 __global__ void shared_gate_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ g,
                                    int tokens, int hidden, float* __restrict__ gate) {
   const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -287,23 +255,6 @@ void launch_router_topk(const float* logits, const float* bias, const route_conf
   router_topk_kernel<<<(tokens + topk_warps - 1) / topk_warps, topk_warps * 32, smem, stream>>>(
       logits, bias, cfg, tokens, ids, ids_i64 ? 1 : 0, weights);
   check_launch("router top-k");
-}
-
-void launch_to_bf16(const void* x, bool x_bf16, __nv_bfloat16* out, int64_t n, cudaStream_t stream) {
-  if (x_bf16) {
-    cudaMemcpyAsync(out, x, n * sizeof(__nv_bfloat16), cudaMemcpyDeviceToDevice, stream);
-  } else {
-    int64_t vec = (n + 3) / 4;
-    to_bf16_kernel<<<static_cast<unsigned>((vec + 255) / 256), 256, 0, stream>>>(static_cast<const float*>(x), out, n);
-  }
-  check_launch("x to bf16");
-}
-
-void launch_row_amax(const __nv_bfloat16* x, int tokens, int hidden, float* amax, unsigned* zero, int zero_count,
-                     cudaStream_t stream) {
-  if (hidden % 2) throw std::runtime_error("row amax: hidden must be even");
-  row_amax_kernel<<<tokens, 256, 0, stream>>>(x, hidden, amax, zero, zero_count);
-  check_launch("row amax");
 }
 
 void launch_permute(const void* ids, bool ids_i64, const float* weights, int tokens, int top_k, int experts, int bm,

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// cuda_moe_decode.cu - how the layer launches its GEMMs at decode: the backend options that
+// shape them (narrow tiles, dependent launches) and the slot-tile pass of T = 1, where a
+// forward is two kernels (see moe_kernels.cuh: gemm_problem::slot_ids).
+#include <cstdint>
+
+#include "cuda_moe.h"
+#include "cuda_moe_workspace.h"
+
+namespace moereg::cuda {
+
+namespace {
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+}  // namespace
+
+void moe_layer::decode_launch(gemm_problem& p) const {
+  p.sm_count = sm_count_;
+  p.narrow = tuning_.narrow == "off" ? 0 : tuning_.narrow == "fill" ? 2 : 1;
+  p.pdl = tuning_.pdl;
+}
+
+bool moe_layer::slot_tiles_apply(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, int tokens,
+                                 const float* out) const {
+  // The GEMMs read x in place (bf16, 16-byte rows for cp.async) and zero out with float4
+  // stores; F8 experts need each row's magnitude (the prepare kernel), a shared expert adds
+  // into out from its own stream (so out must be zeroed before both start).
+  return tuning_.slot_tiles && !pl.blas && tokens == 1 && ids && x_bf16 && !f8_ && Is_ == 0 && aligned16(x) &&
+         aligned16(out) && H_ % 8 == 0;
+}
+
+bool moe_layer::run_slot_tiles(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, bool ids_i64,
+                               const float* weights, int tokens, float* out, cudaStream_t stream) {
+  if (!slot_tiles_apply(pl, x, x_bf16, ids, tokens, out)) return false;
+  gemm_problem p;
+  p.x = static_cast<const __nv_bfloat16*>(x);
+  p.w13 = w13_;
+  p.w2 = w2_;
+  p.hidden = static_cast<int>(H_);
+  p.inter = static_cast<int>(I_);
+  p.slot_ids = ids;
+  p.slot_ids_i64 = ids_i64;
+  p.num_experts = static_cast<int>(E_);
+  p.top_k = K_;
+  p.sorted_weight = weights;
+  p.grid_rows = K_;
+  p.h = ws_->h;
+  p.out = out;
+  p.zero_out = out;
+  p.zero_count = H_;
+  decode_launch(p);
+  last_launch_ = launch_experts(p, pl.tiles, stream);
+  return true;
+}
+
+}  // namespace moereg::cuda
