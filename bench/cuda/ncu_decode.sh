@@ -31,8 +31,16 @@ k = collections.OrderedDict()
 for r in rows[1:]:
     if len(r) == len(h):
         k.setdefault((r[col["ID"]], r[col["Kernel Name"]].split("(")[0][-44:]), {})[r[col["Metric Name"]]] = r[col["Metric Value"]]
+if len(k) <= 40:
+    for (i, name), m in k.items():
+        print(f"{i:>3} {name:44s} {m.get('gpu__time_duration.sum', '?'):>9} ns  dram {m.get('dram__throughput.avg.pct_of_peak_sustained_elapsed', '?'):>6} %  "
+              f"read {m.get('dram__bytes_read.sum', '?'):>14} B  grid {m.get('launch__grid_size', '?')}")
+# Totals by kernel name over all the launches profiled (a long forward has too many to list).
+tot = collections.defaultdict(lambda: [0, 0.0])
 for (i, name), m in k.items():
-    print(f"{i:>3} {name:44s} {m.get('gpu__time_duration.sum', '?'):>9} ns  dram {m.get('dram__throughput.avg.pct_of_peak_sustained_elapsed', '?'):>6} %  "
-          f"read {m.get('dram__bytes_read.sum', '?'):>14} B  grid {m.get('launch__grid_size', '?')}")
+    tot[name][0] += 1
+    tot[name][1] += float(m.get('gpu__time_duration.sum', '0').replace(',', ''))
+for name, (n, ns) in sorted(tot.items(), key=lambda x: -x[1][1]):
+    print(f"  total {ns / 1e3:10.1f} us  {n:4d} launches  {name}")
 PY
 done
