@@ -23,7 +23,7 @@ void emulated_begin() {}
 void emulated_end() {}
 
 void emulated_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
-                    bool accumulate) {
+                    bool accumulate, const l2_ahead&) {
   for (int ia = 0; ia < na; ++ia)
     for (int ib = 0; ib < nb; ++ib) {
       float* ct = c + 256 * (2 * ia + ib);

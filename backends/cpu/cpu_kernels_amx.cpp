@@ -38,7 +38,7 @@ void amx_end() { _tile_release(); }
 // the weight rows PD steps ahead are prefetched (the hardware streamers track fewer rows
 // than the 16 or 32 a block walks through at once).
 template <int NA, int NB, int PD>
-void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c, bool accumulate) {
+void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c, bool accumulate, const l2_ahead& ahead) {
   // GCC 12's _tile_loadd does not tell the compiler that it reads memory; the stores this
   // thread made to c (and every operand) must be done before the first one.
   __asm__ volatile("" ::: "memory");
@@ -59,7 +59,12 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
   const char* b1 = NB > 1 ? static_cast<const char*>(b[1]) : nullptr;
   const std::int64_t s0 = a[0].stride, s1 = NA > 1 ? a[1].stride : 0;
   const std::int64_t t0 = a[0].step, t1 = NA > 1 ? a[1].step : 0;
+  std::int64_t per_step[l2_ahead::max_runs];  // lines of each run per step
+  for (int i = 0; i < ahead.runs; ++i) per_step[i] = (ahead.lines[i] + steps - 1) / steps;
   for (std::int64_t s = 0; s < steps; ++s) {
+    for (int i = 0; i < ahead.runs; ++i)
+      for (std::int64_t l = s * per_step[i]; l < (s + 1) * per_step[i] && l < ahead.lines[i]; ++l)
+        _mm_prefetch(ahead.p[i] + 64 * l, _MM_HINT_T1);
     if (PD > 0 && s + PD < steps)
       for (int r = 0; r < 16; ++r) {
         _mm_prefetch(a0 + t0 * (s + PD) + r * s0, _MM_HINT_T0);
@@ -85,13 +90,14 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
 }
 
 template <int PD>
-void amx_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c, bool accumulate) {
+void amx_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c, bool accumulate,
+               const l2_ahead& ahead) {
   if (na > 1) {
-    if (nb > 1) run<2, 2, PD>(a, b, steps, c, accumulate);
-    else run<2, 1, PD>(a, b, steps, c, accumulate);
+    if (nb > 1) run<2, 2, PD>(a, b, steps, c, accumulate, ahead);
+    else run<2, 1, PD>(a, b, steps, c, accumulate, ahead);
   } else {
-    if (nb > 1) run<1, 2, PD>(a, b, steps, c, accumulate);
-    else run<1, 1, PD>(a, b, steps, c, accumulate);
+    if (nb > 1) run<1, 2, PD>(a, b, steps, c, accumulate, ahead);
+    else run<1, 1, PD>(a, b, steps, c, accumulate, ahead);
   }
 }
 
