@@ -229,7 +229,7 @@ class moe_engine {
   std::int64_t int_long_chunks() const;
   std::int64_t int_short_chunks() const;
   std::int64_t int_pass_chunks(std::int64_t k_len, std::int64_t token_tiles) const;
-  std::int64_t int_panel_bytes() const;
+  std::int64_t int_panel_bytes() const;  // per thread
   // The scales of weight rows [n0, n0 + 16) for group g (zeros past n_rows).
   void int_weight_scales(const float* first_row, std::int64_t scale_row, std::int64_t n0, std::int64_t n_rows, std::int64_t g,
                          float* ws) const;
@@ -238,7 +238,17 @@ class moe_engine {
   act_rows xq_, hq_;              // x per token; h per bucket row
   std::vector<float> hf_;         // h of the integer experts, f32 [rows, h_stride_]
   std::vector<char> int_unit_;    // per bucket: runs on the AMX INT8 unit this call
-  line_vector<std::int8_t> int_panel_;  // per thread: B tiles, then two A panels (unit)
+  line_vector<std::int8_t> int_panel_;  // per thread: two A panels (unit)
+  // AMX INT8: the unit experts' quantized x (after quantize_x) and h (after quantize_h) packed
+  // once per forward into B tiles, [tile][chunk][1 KiB] with each bucket's rows from
+  // int_row_[e] padded to whole 16-token tiles, instead of by every item that reads them.
+  bool plan_int_pack();
+  static void run_int_pack(void* self, std::int64_t tile, int thread);
+  std::vector<std::int64_t> int_row_;
+  std::vector<std::int32_t> int_tile_bucket_;
+  std::int64_t int_tiles_ = 0;
+  bool int_pack_h_ = false;  // run_int_pack's source: xq_ or hq_
+  line_vector<std::int8_t> xiv_, hiv_;
   line_vector<std::int32_t> int_c_;     // per thread: four int32 tiles (unit)
 
   // Copies every bf16 expert into tile_memory_ (cpu_tile_weights.h), on all threads.
