@@ -8,7 +8,6 @@
 // 16 rows x one pass (never a copy of the layer). Each group's part of a pass is one run of tdpbssd into int32 tiles,
 // then scaled once (ws x as) into the item's f32 sums.
 #include <algorithm>
-#include <cmath>
 
 #include "cpu_moe.h"
 #include "cpu_moe_detail.h"
@@ -146,18 +145,14 @@ void moe_engine::int_unit_gate_up(const item& it, int thread) {
   }
   u.end();
   // h = silu(gate) * up, into the f32 rows the down projection's quantization reads.
+  float* h[int_tile_rows];
   for (std::int64_t j = 0; j < blocks; ++j) {
     const std::int64_t n0 = it.col0 + int_tile_rows * j, nrow = std::min(int_tile_rows, I - n0);
     for (std::int64_t ti = 0; ti < tiles; ++ti) {
       const float* at = acc + (j * tiles + ti) * int_block_floats;
       const std::int64_t tokens = std::min(int_tile_rows, it.row1 - it.row0 - ti * int_tile_rows);
-      for (std::int64_t t = 0; t < tokens; ++t) {
-        float* h = hf_.data() + (begin + it.row0 + ti * int_tile_rows + t) * h_stride_ + n0;
-        for (std::int64_t m = 0; m < nrow; ++m) {
-          const float gv = at[16 * m + t];
-          h[m] = gv / (1.0f + std::exp(-gv)) * at[256 + 16 * m + t];
-        }
-      }
+      for (std::int64_t t = 0; t < tokens; ++t) h[t] = hf_.data() + (begin + it.row0 + ti * int_tile_rows + t) * h_stride_ + n0;
+      u.silu_out(at, at + 256, static_cast<int>(nrow), static_cast<int>(tokens), h);
     }
   }
 }
@@ -213,20 +208,24 @@ void moe_engine::int_unit_down(const item& it, int thread) {
   }
   u.end();
   // y[slot][n] = routing weight x (W2 . h^T)[n][t]
+  float* y[int_tile_rows];
+  float* yn[int_tile_rows];
+  float w[int_tile_rows];
   for (std::int64_t ti = 0; ti < tiles; ++ti) {
     const std::int64_t tokens = std::min(int_tile_rows, it.row1 - it.row0 - ti * int_tile_rows);
     for (std::int64_t t = 0; t < tokens; ++t) {
       const std::size_t q = static_cast<std::size_t>(begin + it.row0 + ti * int_tile_rows + t);
-      float* y = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
-      const float w = row_weight_[q];
-      for (std::int64_t j = 0; j < blocks; ++j)
-        for (std::int64_t ia = 0; ia < 2; ++ia) {
-          const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j + int_tile_rows * ia;
-          if (n0 >= it.col1) break;
-          const float* at = acc + (j * tiles + ti) * int_block_floats + ia * 256;
-          for (std::int64_t m = 0; m < std::min(int_tile_rows, it.col1 - n0); ++m) y[n0 + m] = w * at[16 * m + t];
-        }
+      y[t] = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
+      w[t] = row_weight_[q];
     }
+    for (std::int64_t j = 0; j < blocks; ++j)
+      for (std::int64_t ia = 0; ia < 2; ++ia) {
+        const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j + int_tile_rows * ia;
+        if (n0 >= it.col1) break;
+        for (std::int64_t t = 0; t < tokens; ++t) yn[t] = y[t] + n0;
+        u.scale_out(acc + (j * tiles + ti) * int_block_floats + ia * 256, static_cast<int>(std::min(int_tile_rows, it.col1 - n0)),
+                    static_cast<int>(tokens), w, yn);
+      }
   }
 }
 
