@@ -23,7 +23,7 @@ void emulated_begin() {}
 void emulated_end() {}
 
 void emulated_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
-                    bool accumulate) {
+                    bool accumulate, const l2_ahead&) {
   for (int ia = 0; ia < na; ++ia)
     for (int ib = 0; ib < nb; ++ib) {
       float* ct = c + 256 * (2 * ia + ib);
@@ -132,6 +132,11 @@ void emulated_int_scale_acc(const std::int32_t* c, const float* ws, const float*
     }
 }
 
+void emulated_int_silu_out(const float* g, const float* u, int rows, int tokens, float* const* h) {
+  for (int t = 0; t < tokens; ++t)
+    for (int m = 0; m < rows; ++m) h[t][m] = g[16 * m + t] / (1.0f + std::exp(-g[16 * m + t])) * u[16 * m + t];
+}
+
 }  // namespace
 
 void fill_int_amx_emulated(int_unit& u) {
@@ -142,6 +147,8 @@ void fill_int_amx_emulated(int_unit& u) {
   u.pack = &emulated_int_pack;
   u.load_rows = &emulated_int_load_rows;
   u.scale_acc = &emulated_int_scale_acc;
+  u.silu_out = &emulated_int_silu_out;
+  u.scale_out = &emulated_scale_out;
 }
 
 void fill_amx_emulated(matrix_unit& u) {

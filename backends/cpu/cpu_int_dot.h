@@ -67,6 +67,11 @@ struct int_unit {
                     std::int64_t steps, std::int8_t* dst) = nullptr;
   // acc[16 m + t] = (accumulate ? acc : 0) + c[16 m + t] x ws[m] x as[t] (16 x 16).
   void (*scale_acc)(const std::int32_t* c, const float* ws, const float* as, float* acc, bool accumulate) = nullptr;
+  // The epilogues, from 16 x 16 f32 sums (row m: a weight row, column t: a token) to token
+  // rows, for m < rows, t < tokens: h[t][m] = silu(g[16 m + t]) x u[16 m + t], silu(x) =
+  // x / (1 + e^-x); y[t][m] = w[t] x c[16 m + t].
+  void (*silu_out)(const float* g, const float* u, int rows, int tokens, float* const* h) = nullptr;
+  void (*scale_out)(const float* c, int rows, int tokens, const float* w, float* const* y) = nullptr;
 };
 
 struct int_kernels {

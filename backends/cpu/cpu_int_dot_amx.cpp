@@ -10,6 +10,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "cpu_avx512_exp.h"
 #include "cpu_int_dot.h"
 
 namespace moereg::cpu {
@@ -153,6 +154,27 @@ void int_amx_scale_acc(const std::int32_t* c, const float* ws, const float* as, 
   }
 }
 
+// Both epilogues compute along weight rows (one m per register) and transpose once.
+void int_amx_silu_out(const float* g, const float* u, int rows, int tokens, float* const* h) {
+  __m512i r[16];
+  for (int m = 0; m < 16; ++m) {
+    const __m512 gv = _mm512_loadu_ps(g + 16 * m);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+    r[m] = _mm512_castps_si512(_mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), _mm512_loadu_ps(u + 16 * m)));
+  }
+  int_transpose16(r);
+  const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
+  for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(h[t], mask, _mm512_castsi512_ps(r[t]));
+}
+
+void int_amx_scale_out(const float* c, int rows, int tokens, const float* w, float* const* y) {
+  __m512i r[16];
+  for (int m = 0; m < 16; ++m) r[m] = _mm512_loadu_si512(c + 16 * m);
+  int_transpose16(r);
+  const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
+  for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y[t], mask, _mm512_mul_ps(_mm512_set1_ps(w[t]), _mm512_castsi512_ps(r[t])));
+}
+
 }  // namespace
 
 void fill_int_amx(int_unit& u) {
@@ -163,6 +185,8 @@ void fill_int_amx(int_unit& u) {
   u.pack = &int_amx_pack;
   u.load_rows = &int_amx_load_rows;
   u.scale_acc = &int_amx_scale_acc;
+  u.silu_out = &int_amx_silu_out;
+  u.scale_out = &int_amx_scale_out;
 }
 
 }  // namespace moereg::cpu

@@ -56,6 +56,21 @@ struct bf16_rows {
   std::int64_t stride;
   std::int64_t step;
 };
+// Memory for a block call to bring into L2 while it computes: what later calls read first
+// (the next block's weight tiles, the next pass's activation tiles), which would otherwise
+// arrive from memory at the tile loads' pace. Up to max_runs runs of consecutive 64-byte
+// lines, each spread evenly over the call's steps.
+struct l2_ahead {
+  static constexpr int max_runs = 6;
+  const char* p[max_runs] = {};
+  std::int64_t lines[max_runs] = {};
+  int runs = 0;
+  void add(const void* q, std::int64_t n) {
+    if (!q || n <= 0 || runs == max_runs) return;
+    p[runs] = static_cast<const char*>(q);
+    lines[runs++] = n;
+  }
+};
 struct matrix_unit {
   const char* name = nullptr;  // "amx", "amx_emulated"; nullptr: no unit
   // Around a thread's blocks of one work item (tile configuration, then release).
@@ -64,11 +79,11 @@ struct matrix_unit {
   // c[2 * ia + ib] (+)= A_ia . B_ib over `steps` steps of 32 k, for ia < na, ib < nb (1 or 2):
   // step s reads A_ia's 16 rows (bf16_rows) and B_ib's 1024-byte tile at b[ib] + 1024 s. Each c tile is 16 x 16 f32, row-major, 256 floats apart.
   void (*block)(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
-                bool accumulate) = nullptr;
+                bool accumulate, const l2_ahead& ahead) = nullptr;
   // The same, for A rows read for the first time (from memory, not cache): may prefetch
   // them prefetch_steps ahead.
   void (*block_first)(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c,
-                      bool accumulate) = nullptr;
+                      bool accumulate, const l2_ahead& ahead) = nullptr;
   // The data movement around the products, vectorized where the unit's ISA allows:
   // pack: 16 token rows of k_len bf16 (a null row: zeros) into ceil(k_len / 32) consecutive
   // 1024-byte tiles at dst, zeros past k_len.
@@ -85,6 +100,8 @@ struct matrix_unit {
   void (*scale_out)(const float* c, int rows, int tokens, const float* w, float* const* y) = nullptr;
   // Software prefetch distance of the weight rows in block_first, in steps (0: none).
   int prefetch_steps = 0;
+  // Elements of K per pass for items with several pairs of token tiles (0: the engine's k_block).
+  std::int64_t pass_k = 0;
   // Copy every pass's weight rows into panels (load_rows) before the products, instead of
   // reading them in place: row strides of whole 4 KiB pages put all 16 rows of a tile in one
   // L1 set, and 16 short streams per tile are hard on the prefetchers.

@@ -8,6 +8,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "cpu_avx512_exp.h"
 #include "cpu_kernels.h"
 
 namespace moereg::cpu {
@@ -38,7 +39,7 @@ void amx_end() { _tile_release(); }
 // the weight rows PD steps ahead are prefetched (the hardware streamers track fewer rows
 // than the 16 or 32 a block walks through at once).
 template <int NA, int NB, int PD>
-void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c, bool accumulate) {
+void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c, bool accumulate, const l2_ahead& ahead) {
   // GCC 12's _tile_loadd does not tell the compiler that it reads memory; the stores this
   // thread made to c (and every operand) must be done before the first one.
   __asm__ volatile("" ::: "memory");
@@ -59,7 +60,12 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
   const char* b1 = NB > 1 ? static_cast<const char*>(b[1]) : nullptr;
   const std::int64_t s0 = a[0].stride, s1 = NA > 1 ? a[1].stride : 0;
   const std::int64_t t0 = a[0].step, t1 = NA > 1 ? a[1].step : 0;
+  std::int64_t per_step[l2_ahead::max_runs];  // lines of each run per step
+  for (int i = 0; i < ahead.runs; ++i) per_step[i] = (ahead.lines[i] + steps - 1) / steps;
   for (std::int64_t s = 0; s < steps; ++s) {
+    for (int i = 0; i < ahead.runs; ++i)
+      for (std::int64_t l = s * per_step[i]; l < (s + 1) * per_step[i] && l < ahead.lines[i]; ++l)
+        _mm_prefetch(ahead.p[i] + 64 * l, _MM_HINT_T1);
     if (PD > 0 && s + PD < steps)
       for (int r = 0; r < 16; ++r) {
         _mm_prefetch(a0 + t0 * (s + PD) + r * s0, _MM_HINT_T0);
@@ -85,13 +91,14 @@ void run(const bf16_rows* a, const void* const* b, std::int64_t steps, float* c,
 }
 
 template <int PD>
-void amx_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c, bool accumulate) {
+void amx_block(const bf16_rows* a, int na, const void* const* b, int nb, std::int64_t steps, float* c, bool accumulate,
+               const l2_ahead& ahead) {
   if (na > 1) {
-    if (nb > 1) run<2, 2, PD>(a, b, steps, c, accumulate);
-    else run<2, 1, PD>(a, b, steps, c, accumulate);
+    if (nb > 1) run<2, 2, PD>(a, b, steps, c, accumulate, ahead);
+    else run<2, 1, PD>(a, b, steps, c, accumulate, ahead);
   } else {
-    if (nb > 1) run<1, 2, PD>(a, b, steps, c, accumulate);
-    else run<1, 1, PD>(a, b, steps, c, accumulate);
+    if (nb > 1) run<1, 2, PD>(a, b, steps, c, accumulate, ahead);
+    else run<1, 1, PD>(a, b, steps, c, accumulate, ahead);
   }
 }
 
@@ -129,22 +136,6 @@ void amx_pack(const std::uint16_t* const* rows, std::int64_t k_len, std::uint16_
     transpose16(r);
     for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512(dst + 32 * kk, r[kk]);
   }
-}
-
-// e^x to ~2e-7 relative: x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial in r, times 2^n.
-__m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
 }
 
 __m512i silu_mul_bf16(const float* g, const float* u) {

@@ -498,6 +498,10 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
     for (std::size_t e = 0; e < static_cast<std::size_t>(num_experts_); ++e)
       int_unit_[e] = kernels_.ints.unit.name && bucket_begin_[e + 1] - bucket_begin_[e] >= std::max(1, kernels_.int_unit_min_rows);
     pool_->run(T, &run_quantize_x, this);
+    if (plan_int_pack()) {
+      int_pack_h_ = false;
+      pool_->run(int_tiles_, &run_int_pack, this);
+    }
   }
   if (h_.empty())
     for (std::size_t e = 0; e < nb; ++e)
@@ -509,7 +513,13 @@ void moe_engine::forward(const moereg_tensor_view& x, const moereg_tensor_view& 
   plan_items(false);
   run_by_node(static_cast<std::int64_t>(items_.size()), &run_gate_up, [this](std::int64_t i) { return items_[static_cast<std::size_t>(i)].expert; });
   clock.lap(phase_gate_up);
-  if (int_dot_) pool_->run(bucket_begin_[static_cast<std::size_t>(num_experts_)], &run_quantize_h, this);  // h of the routed rows
+  if (int_dot_) {
+    pool_->run(bucket_begin_[static_cast<std::size_t>(num_experts_)], &run_quantize_h, this);  // h of the routed rows
+    if (int_tiles_) {
+      int_pack_h_ = true;
+      pool_->run(int_tiles_, &run_int_pack, this);
+    }
+  }
   plan_items(true);
   run_by_node(static_cast<std::int64_t>(items_.size()), &run_down, [this](std::int64_t i) { return items_[static_cast<std::size_t>(i)].expert; });
   clock.lap(phase_down);

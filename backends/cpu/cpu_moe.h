@@ -150,8 +150,22 @@ class moe_engine {
   std::int64_t unit_pass(std::int64_t k_len, std::int64_t tile_pairs) const;
   void size_unit_buffers();
   std::int64_t max_pass() const;
+  // The weight tiles of the block an item runs after the current one (up to two regions of
+  // `steps` contiguous KiB in the tile-ordered copy; none without it), and where the block
+  // lies in its pass: what unit_blocks brings into L2 while it computes.
+  struct unit_next {
+    const std::uint16_t* p[2] = {nullptr, nullptr};
+    std::int64_t steps = 0;
+  };
+  struct unit_ahead {
+    unit_next a;
+    std::int64_t block = 0, blocks = 1;        // this block of the pass, of how many
+    std::int64_t k_next = -1, steps_next = 0;  // the next pass (-1: none)
+  };
+  unit_next unit_next_tiles(const expert& ex, bool down, std::int64_t n0, std::int64_t col1, std::int64_t k0,
+                            std::int64_t kl) const;
   void unit_blocks(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count, std::int64_t tile0,
-                   std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc) const;
+                   std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc, const unit_ahead& ahead) const;
   // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in
   // place, or copied into the thread's panel (slot 0 or 1) with zeros past the matrix's rows
   // and past K (always when unit.panels).
@@ -215,7 +229,7 @@ class moe_engine {
   std::int64_t int_long_chunks() const;
   std::int64_t int_short_chunks() const;
   std::int64_t int_pass_chunks(std::int64_t k_len, std::int64_t token_tiles) const;
-  std::int64_t int_panel_bytes() const;
+  std::int64_t int_panel_bytes() const;  // per thread
   // The scales of weight rows [n0, n0 + 16) for group g (zeros past n_rows).
   void int_weight_scales(const float* first_row, std::int64_t scale_row, std::int64_t n0, std::int64_t n_rows, std::int64_t g,
                          float* ws) const;
@@ -224,8 +238,18 @@ class moe_engine {
   act_rows xq_, hq_;              // x per token; h per bucket row
   std::vector<float> hf_;         // h of the integer experts, f32 [rows, h_stride_]
   std::vector<char> int_unit_;    // per bucket: runs on the AMX INT8 unit this call
-  std::vector<std::int8_t> int_panel_;  // per thread: B tiles, then two A panels (unit)
-  std::vector<std::int32_t> int_c_;     // per thread: four int32 tiles (unit)
+  line_vector<std::int8_t> int_panel_;  // per thread: two A panels (unit)
+  // AMX INT8: the unit experts' quantized x (after quantize_x) and h (after quantize_h) packed
+  // once per forward into B tiles, [tile][chunk][1 KiB] with each bucket's rows from
+  // int_row_[e] padded to whole 16-token tiles, instead of by every item that reads them.
+  bool plan_int_pack();
+  static void run_int_pack(void* self, std::int64_t tile, int thread);
+  std::vector<std::int64_t> int_row_;
+  std::vector<std::int32_t> int_tile_bucket_;
+  std::int64_t int_tiles_ = 0;
+  bool int_pack_h_ = false;  // run_int_pack's source: xq_ or hq_
+  line_vector<std::int8_t> xiv_, hiv_;
+  line_vector<std::int32_t> int_c_;     // per thread: four int32 tiles (unit)
 
   // Copies every bf16 expert into tile_memory_ (cpu_tile_weights.h), on all threads.
   void make_tile_weights();
@@ -299,7 +323,7 @@ class moe_engine {
   std::vector<float> y_;  // [T * slots, H]
   std::vector<item> items_;
   std::int64_t k_block_ = 0;
-  std::vector<float> gu_acc_;  // per thread: [max_item_rows, 2 * max_item_pairs] gate/up sums across K passes
+  line_vector<float> gu_acc_;  // per thread: [max_item_rows, 2 * max_item_pairs] gate/up sums across K passes
   // Panel path, per thread: widened weight rows [max_tile_n, panel_k_] and widened bf16
   // activations [max_item_rows, panel_k_]; empty when no item can take the panel path.
   std::int64_t panel_k_ = 0;
@@ -313,8 +337,8 @@ class moe_engine {
   std::vector<std::int32_t> unit_tile_bucket_;  // per repacked tile: its bucket
   std::int64_t unit_tiles_ = 0;
   std::int64_t kh32_ = 0, ki32_ = 0;
-  std::vector<std::uint16_t> xv_, hv_;
-  mutable std::vector<std::uint16_t> unit_panel_;  // per thread: 2 x 16 rows x max_pass()
+  line_vector<std::uint16_t> xv_, hv_;
+  mutable line_vector<std::uint16_t> unit_panel_;  // per thread: 2 x 16 rows x max_pass()
   mutable std::vector<float> unit_widen_;          // per thread: one quantized row widened, max_pass()
   bool quantized_ = false;                         // some expert is FP8, 4-bit or ggml blocks
   tile_memory tile_memory_;          // the experts' tile-ordered copies, when made

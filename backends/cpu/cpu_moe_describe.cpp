@@ -18,6 +18,7 @@ std::string moe_engine::describe() const {
   s += ",\"k_block\":" + std::to_string(k_block_);
   if (kernels_.unit.name) {
     s += std::string(",\"matrix_unit\":\"") + kernels_.unit.name + "\",\"unit_min_rows\":" + std::to_string(kernels_.unit_min_rows) +
+         ",\"unit_k_block\":" + std::to_string(kernels_.unit.pass_k > 0 ? kernels_.unit.pass_k : k_block_) +
          ",\"unit_prefetch_steps\":" + std::to_string(kernels_.unit.prefetch_steps) +
          ",\"unit_panels\":" + (kernels_.unit.panels ? "true" : "false");
   } else {

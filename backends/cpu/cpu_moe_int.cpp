@@ -52,9 +52,17 @@ void moe_engine::size_int_buffers() {
   hq_.size(rows, h_stride_, int_group_);
   hf_.assign(static_cast<std::size_t>(rows * h_stride_), 0.0f);
   int_unit_.assign(experts_.size(), 0);
-  if (kernels_.ints.unit.name && int_panel_.empty()) {
-    int_panel_.assign(static_cast<std::size_t>(pool_->size() * int_panel_bytes()), 0);
-    int_c_.assign(static_cast<std::size_t>(pool_->size()) * 1024, 0);
+  if (kernels_.ints.unit.name) {
+    if (int_panel_.empty()) {
+      int_panel_.assign(static_cast<std::size_t>(pool_->size() * int_panel_bytes()), 0);
+      int_c_.assign(static_cast<std::size_t>(pool_->size()) * 1024, 0);
+    }
+    // Every unit bucket padded to whole 16-token tiles: at most 15 rows each.
+    const std::size_t padded = static_cast<std::size_t>(rows) + 15 * std::min(static_cast<std::size_t>(rows), experts_.size());
+    xiv_.assign(padded * static_cast<std::size_t>(xq_.row), 0);
+    hiv_.assign(padded * static_cast<std::size_t>(hq_.row), 0);
+    int_tile_bucket_.assign(padded / 16 + 1, 0);
+    int_row_.assign(experts_.size(), -1);
   }
 }
 

@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The integer products on the matrix unit (AMX INT8 tdpbssd, or its portable model): W . X^T
 // as the bf16 unit computes it (cpu_moe_unit.cpp), with int8 tiles of 64 elements a step.
-// Per item and K pass the item's token tiles are packed from the quantized activation rows
-// (cpu_moe_int.cpp) into B tiles; each 16 int8 weight rows are read in place by the tile loads
+// Once per forward each unit bucket's token tiles are packed from the quantized activation
+// rows (cpu_moe_int.cpp) into B tiles (run_int_pack); each 16 int8 weight rows are read in place by the tile loads
 // (at the row stride; rows of K not whole 64-chunks, and a matrix's last partial 16 rows, are
 // copied into a panel first), int4 rows unpacked and recentred into the thread's A panels:
 // 16 rows x one pass (never a copy of the layer). Each group's part of a pass is one run of tdpbssd into int32 tiles,
 // then scaled once (ws x as) into the item's f32 sums.
 #include <algorithm>
-#include <cmath>
 
 #include "cpu_moe.h"
 #include "cpu_moe_detail.h"
@@ -36,9 +35,36 @@ std::int64_t moe_engine::int_pass_chunks(std::int64_t k_len, std::int64_t token_
   return std::min(ceil_div(k_len, int_chunk), token_tiles <= 2 ? int_long_chunks() : int_short_chunks());
 }
 
-// B tiles of up to 16 token tiles (or 2 of a long pass), then two A panels of a long pass.
-std::int64_t moe_engine::int_panel_bytes() const {
-  return (std::max(16 * int_short_chunks(), 2 * int_long_chunks()) + 2 * int_long_chunks()) * int_tile_bytes;
+// Two A panels of a long pass.
+std::int64_t moe_engine::int_panel_bytes() const { return 2 * int_long_chunks() * int_tile_bytes; }
+
+bool moe_engine::plan_int_pack() {
+  int_tiles_ = 0;
+  if (!kernels_.ints.unit.name) return false;
+  for (std::size_t e = 0; e < static_cast<std::size_t>(num_experts_); ++e) {
+    int_row_[e] = -1;
+    if (!int_on_unit(e)) continue;
+    int_row_[e] = int_tiles_ * int_tile_rows;
+    const std::int64_t tiles = ceil_div(bucket_begin_[e + 1] - bucket_begin_[e], int_tile_rows);
+    for (std::int64_t t = 0; t < tiles; ++t) int_tile_bucket_[static_cast<std::size_t>(int_tiles_ + t)] = static_cast<std::int32_t>(e);
+    int_tiles_ += tiles;
+  }
+  return int_tiles_ > 0;
+}
+
+// One 16-token tile of a bucket's quantized x or h, every chunk of K (rows past the bucket: zeros).
+void moe_engine::run_int_pack(void* self, std::int64_t tile, int) {
+  auto* me = static_cast<moe_engine*>(self);
+  const std::size_t e = static_cast<std::size_t>(me->int_tile_bucket_[static_cast<std::size_t>(tile)]);
+  const std::int64_t tb = tile - me->int_row_[e] / int_tile_rows, begin = me->bucket_begin_[e], rows = me->bucket_begin_[e + 1] - begin;
+  const act_rows& src = me->int_pack_h_ ? me->hq_ : me->xq_;
+  const std::int8_t* r[int_tile_rows];
+  for (std::int64_t t = 0; t < int_tile_rows; ++t) {
+    const std::int64_t q = begin + tb * int_tile_rows + t;
+    r[t] = tb * int_tile_rows + t >= rows ? nullptr : me->int_pack_h_ ? src.codes(q) : src.codes(me->row_token_[static_cast<std::size_t>(q)]);
+  }
+  std::int8_t* dst = (me->int_pack_h_ ? me->hiv_ : me->xiv_).data() + tile * src.chunks * int_tile_bytes;
+  me->kernels_.ints.unit.pack(r, 0, src.chunks, dst);
 }
 
 void moe_engine::int_weight_scales(const float* first_row, std::int64_t scale_row, std::int64_t n0, std::int64_t n_rows,
@@ -76,24 +102,18 @@ void moe_engine::int_unit_gate_up(const item& it, int thread) {
   const bool int4 = ex.w13_type == elem_int4;
   const std::int64_t tiles = ceil_div(it.row1 - it.row0, int_tile_rows), blocks = ceil_div(it.col1 - it.col0, int_tile_rows);
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(acc_floats);
-  std::int8_t* bp = int_panel_.data() + static_cast<std::size_t>(thread * int_panel_bytes());
-  std::int8_t* a0 = bp + std::max(16 * int_short_chunks(), 2 * int_long_chunks()) * int_tile_bytes;
+  std::int8_t* a0 = int_panel_.data() + static_cast<std::size_t>(thread * int_panel_bytes());
   std::int8_t* a1 = a0 + int_long_chunks() * int_tile_bytes;
   std::int32_t* ci = int_c_.data() + static_cast<std::size_t>(thread) * 1024;
   const std::int64_t chunks = ceil_div(hidden_, int_chunk), kc = int_pass_chunks(hidden_, tiles);
+  // The item's token tiles, packed once per forward (run_int_pack): chunk c of tile ti at bp + (ti * xq_.chunks + c) KiB.
+  const std::int8_t* bp = xiv_.data() + (int_row_[e] + it.row0) / int_tile_rows * xq_.chunks * int_tile_bytes;
+  const std::int64_t bs = xq_.chunks;
   const float* up_scales = ex.w13_scale + I * ex.w13_scale_row;
   float wsg[16], wsu[16], as[16];
   u.begin();
   for (std::int64_t c0 = 0; c0 < chunks; c0 += kc) {
     const std::int64_t steps = std::min(kc, chunks - c0);
-    for (std::int64_t ti = 0; ti < tiles; ++ti) {
-      const std::int8_t* rows[16];
-      for (std::int64_t t = 0; t < int_tile_rows; ++t) {
-        const std::int64_t r = it.row0 + ti * int_tile_rows + t;
-        rows[t] = r < it.row1 ? xq_.codes(row_token_[static_cast<std::size_t>(begin + r)]) : nullptr;
-      }
-      u.pack(rows, c0, steps, bp + ti * steps * int_tile_bytes);
-    }
     for (std::int64_t j = 0; j < blocks; ++j) {
       const std::int64_t n0 = it.col0 + int_tile_rows * j;
       const int8_rows gate = weight_tiles(u, ex.w13, ex.w13_row, int4, n0, I, hidden_, c0, steps, a0);
@@ -105,7 +125,7 @@ void moe_engine::int_unit_gate_up(const item& it, int thread) {
         const int8_rows a[2] = {at_step(gate, s), at_step(up, s)};
         for (std::int64_t p = 0; 2 * p < tiles; ++p) {
           const int nb = 2 * p + 1 < tiles ? 2 : 1;
-          const void* b[2] = {bp + (2 * p * steps + s) * int_tile_bytes, bp + ((2 * p + 1) * steps + s) * int_tile_bytes};
+          const void* b[2] = {bp + (2 * p * bs + c0 + s) * int_tile_bytes, bp + ((2 * p + 1) * bs + c0 + s) * int_tile_bytes};
           u.block(a, 2, b, nb, s1 - s, ci, false);
           for (int ib = 0; ib < nb; ++ib) {
             const std::int64_t ti = 2 * p + ib;
@@ -125,18 +145,14 @@ void moe_engine::int_unit_gate_up(const item& it, int thread) {
   }
   u.end();
   // h = silu(gate) * up, into the f32 rows the down projection's quantization reads.
+  float* h[int_tile_rows];
   for (std::int64_t j = 0; j < blocks; ++j) {
     const std::int64_t n0 = it.col0 + int_tile_rows * j, nrow = std::min(int_tile_rows, I - n0);
     for (std::int64_t ti = 0; ti < tiles; ++ti) {
       const float* at = acc + (j * tiles + ti) * int_block_floats;
       const std::int64_t tokens = std::min(int_tile_rows, it.row1 - it.row0 - ti * int_tile_rows);
-      for (std::int64_t t = 0; t < tokens; ++t) {
-        float* h = hf_.data() + (begin + it.row0 + ti * int_tile_rows + t) * h_stride_ + n0;
-        for (std::int64_t m = 0; m < nrow; ++m) {
-          const float gv = at[16 * m + t];
-          h[m] = gv / (1.0f + std::exp(-gv)) * at[256 + 16 * m + t];
-        }
-      }
+      for (std::int64_t t = 0; t < tokens; ++t) h[t] = hf_.data() + (begin + it.row0 + ti * int_tile_rows + t) * h_stride_ + n0;
+      u.silu_out(at, at + 256, static_cast<int>(nrow), static_cast<int>(tokens), h);
     }
   }
 }
@@ -149,23 +165,16 @@ void moe_engine::int_unit_down(const item& it, int thread) {
   const bool int4 = ex.w2_type == elem_int4;
   const std::int64_t tiles = ceil_div(it.row1 - it.row0, int_tile_rows), blocks = ceil_div(it.col1 - it.col0, 2 * int_tile_rows);
   float* acc = gu_acc_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(acc_floats);
-  std::int8_t* bp = int_panel_.data() + static_cast<std::size_t>(thread * int_panel_bytes());
-  std::int8_t* a0 = bp + std::max(16 * int_short_chunks(), 2 * int_long_chunks()) * int_tile_bytes;
+  std::int8_t* a0 = int_panel_.data() + static_cast<std::size_t>(thread * int_panel_bytes());
   std::int8_t* a1 = a0 + int_long_chunks() * int_tile_bytes;
   std::int32_t* ci = int_c_.data() + static_cast<std::size_t>(thread) * 1024;
   const std::int64_t chunks = ceil_div(I, int_chunk), kc = int_pass_chunks(I, tiles);
+  const std::int8_t* bp = hiv_.data() + (int_row_[e] + it.row0) / int_tile_rows * hq_.chunks * int_tile_bytes;
+  const std::int64_t bs = hq_.chunks;
   float ws0[16], ws1[16], as[16];
   u.begin();
   for (std::int64_t c0 = 0; c0 < chunks; c0 += kc) {
     const std::int64_t steps = std::min(kc, chunks - c0);
-    for (std::int64_t ti = 0; ti < tiles; ++ti) {
-      const std::int8_t* rows[16];
-      for (std::int64_t t = 0; t < int_tile_rows; ++t) {
-        const std::int64_t r = it.row0 + ti * int_tile_rows + t;
-        rows[t] = r < it.row1 ? hq_.codes(begin + r) : nullptr;
-      }
-      u.pack(rows, c0, steps, bp + ti * steps * int_tile_bytes);
-    }
     for (std::int64_t j = 0; j < blocks; ++j) {
       // A_0, A_1: two consecutive 16-row tiles of w2 (one at the item's end).
       const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j;
@@ -179,7 +188,7 @@ void moe_engine::int_unit_down(const item& it, int thread) {
         const int8_rows a[2] = {at_step(w0, s), at_step(w1, s)};
         for (std::int64_t p = 0; 2 * p < tiles; ++p) {
           const int nb = 2 * p + 1 < tiles ? 2 : 1;
-          const void* b[2] = {bp + (2 * p * steps + s) * int_tile_bytes, bp + ((2 * p + 1) * steps + s) * int_tile_bytes};
+          const void* b[2] = {bp + (2 * p * bs + c0 + s) * int_tile_bytes, bp + ((2 * p + 1) * bs + c0 + s) * int_tile_bytes};
           u.block(a, na, b, nb, s1 - s, ci, false);
           for (int ib = 0; ib < nb; ++ib) {
             const std::int64_t ti = 2 * p + ib;
@@ -199,20 +208,24 @@ void moe_engine::int_unit_down(const item& it, int thread) {
   }
   u.end();
   // y[slot][n] = routing weight x (W2 . h^T)[n][t]
+  float* y[int_tile_rows];
+  float* yn[int_tile_rows];
+  float w[int_tile_rows];
   for (std::int64_t ti = 0; ti < tiles; ++ti) {
     const std::int64_t tokens = std::min(int_tile_rows, it.row1 - it.row0 - ti * int_tile_rows);
     for (std::int64_t t = 0; t < tokens; ++t) {
       const std::size_t q = static_cast<std::size_t>(begin + it.row0 + ti * int_tile_rows + t);
-      float* y = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
-      const float w = row_weight_[q];
-      for (std::int64_t j = 0; j < blocks; ++j)
-        for (std::int64_t ia = 0; ia < 2; ++ia) {
-          const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j + int_tile_rows * ia;
-          if (n0 >= it.col1) break;
-          const float* at = acc + (j * tiles + ti) * int_block_floats + ia * 256;
-          for (std::int64_t m = 0; m < std::min(int_tile_rows, it.col1 - n0); ++m) y[n0 + m] = w * at[16 * m + t];
-        }
+      y[t] = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
+      w[t] = row_weight_[q];
     }
+    for (std::int64_t j = 0; j < blocks; ++j)
+      for (std::int64_t ia = 0; ia < 2; ++ia) {
+        const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j + int_tile_rows * ia;
+        if (n0 >= it.col1) break;
+        for (std::int64_t t = 0; t < tokens; ++t) yn[t] = y[t] + n0;
+        u.scale_out(acc + (j * tiles + ti) * int_block_floats + ia * 256, static_cast<int>(std::min(int_tile_rows, it.col1 - n0)),
+                    static_cast<int>(tokens), w, yn);
+      }
   }
 }
 

@@ -72,15 +72,18 @@ void moe_engine::pack(std::int64_t tile) {
   kernels_.unit.pack(src, hidden_, xv_.data() + first * kh32_ + tb * kh32_ * tile_rows);
 }
 
-// Passes of k_block, so a pass's weight rows stay in cache for every pair of token tiles;
-// with a single pair (each weight row read once anyway) longer ones, for longer streams.
+// Passes of the unit's pass_k (else k_block), so a pass's weight rows stay in cache for every
+// pair of token tiles; with a single pair (each weight row read once anyway) longer ones, for
+// longer streams.
 std::int64_t moe_engine::unit_pass(std::int64_t k_len, std::int64_t tile_pairs) const {
-  const std::int64_t pass = tile_pairs <= 1 ? std::max<std::int64_t>(4096, round_up(k_block_, step_k)) : round_up(k_block_, step_k);
+  const std::int64_t kb = round_up(kernels_.unit.pass_k > 0 ? kernels_.unit.pass_k : k_block_, step_k);
+  const std::int64_t pass = tile_pairs <= 1 ? std::max<std::int64_t>(4096, kb) : kb;
   return std::min(round_up(k_len, step_k), pass);
 }
 
 std::int64_t moe_engine::max_pass() const {
-  return std::min(std::max(kh32_, ki32_), std::max<std::int64_t>(4096, round_up(k_block_, step_k)));
+  const std::int64_t kb = std::max(kernels_.unit.pass_k, k_block_);
+  return std::min(std::max(kh32_, ki32_), std::max<std::int64_t>(4096, round_up(kb, step_k)));
 }
 
 void moe_engine::size_unit_buffers() {
@@ -155,14 +158,55 @@ bf16_rows moe_engine::unit_weight_rows(const expert& ex, int part, std::int64_t 
 // [tile0, tile0 + tiles) of the repacked activations bv (ks_count steps per tile), over the
 // pass at k0; acc holds the pairs' accumulator blocks in order. The weight rows come from
 // memory only in the first block; the others find them in cache.
+// Each call also brings into L2 what later calls would otherwise wait for, spread over its
+// steps: a slice of the next block's weight tiles; in the first pass's first block, the next
+// pair's activation tiles; in the other blocks (or the only one), a slice of the next pass's
+// activation tiles. Only an item's very first call starts cold.
 void moe_engine::unit_blocks(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count, std::int64_t tile0,
-                             std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc) const {
+                             std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc, const unit_ahead& ahead) const {
   const matrix_unit& mu = kernels_.unit;
-  for (std::int64_t p = 0; 2 * p < tiles; ++p) {
+  const std::int64_t pairs = ceil_div(tiles, 2), a_slice = ceil_div(ahead.a.steps * tile_rows, pairs);
+  const std::int64_t first_b = ahead.blocks > 1 ? 1 : 0, region = ahead.steps_next * tile_rows;
+  const std::int64_t b_total = ahead.k_next >= 0 ? tiles * region : 0, b_slice = ceil_div(b_total, (ahead.blocks - first_b) * pairs);
+  auto b_tile = [&](std::int64_t tb, std::int64_t k) { return bv + (tb * ks_count + k / step_k) * tile_elems; };
+  for (std::int64_t p = 0; p < pairs; ++p) {
     const std::int64_t tb = tile0 + 2 * p;
-    const void* b[2] = {bv + (tb * ks_count + k0 / step_k) * tile_elems, bv + ((tb + 1) * ks_count + k0 / step_k) * tile_elems};
-    (p == 0 ? mu.block_first : mu.block)(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + p * block_floats, k0 > 0);
+    const void* b[2] = {b_tile(tb, k0), b_tile(tb + 1, k0)};
+    l2_ahead ah;
+    if (pairs == 1) {
+      mu.block_first(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + p * block_floats, k0 > 0, ah);
+      continue;
+    }
+    for (const std::uint16_t* q : ahead.a.p) ah.add(q ? q + p * a_slice * 32 : nullptr, a_slice);
+    if (k0 == 0 && ahead.block == 0)
+      for (std::int64_t t = tb + 2; t < std::min(tb + 4, tile0 + tiles); ++t) ah.add(b_tile(t, 0), steps * tile_rows);
+    if (b_total > 0 && ahead.block >= first_b) {
+      std::int64_t l0 = ((ahead.block - first_b) * pairs + p) * b_slice;
+      const std::int64_t l1 = std::min(l0 + b_slice, b_total);
+      while (l0 < l1) {
+        const std::int64_t r = l0 / region, off = l0 % region, n = std::min(l1 - l0, region - off);
+        ah.add(b_tile(tile0 + r, ahead.k_next) + off * 32, n);
+        l0 += n;
+      }
+    }
+    (p == 0 ? mu.block_first : mu.block)(a, na, b, 2 * p + 1 < tiles ? 2 : 1, steps, acc + p * block_floats, k0 > 0, ah);
   }
+}
+
+moe_engine::unit_next moe_engine::unit_next_tiles(const expert& ex, bool down, std::int64_t n0, std::int64_t col1,
+                                                  std::int64_t k0, std::int64_t kl) const {
+  unit_next next;
+  next.steps = ceil_div(kl, step_k);
+  if (!down && ex.t13) {
+    const std::int64_t ksh = kh32_ / step_k;
+    next.p[0] = tile_at(ex.t13, ksh, n0, k0);
+    next.p[1] = tile_at(ex.t13 + ceil_div(ex.inter, tile_rows) * ksh * tile_elems, ksh, n0, k0);
+  } else if (down && ex.t2) {
+    const std::int64_t ksi = round_up(ex.inter, step_k) / step_k;
+    next.p[0] = tile_at(ex.t2, ksi, n0, k0);
+    if (n0 + tile_rows < col1) next.p[1] = tile_at(ex.t2, ksi, n0 + tile_rows, k0);
+  }
+  return next;
 }
 
 void moe_engine::unit_gate_up(const item& it, int thread) {
@@ -184,7 +228,14 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
       const std::int64_t n0 = it.col0 + tile_rows * j;
       // A_0: 16 gate rows, A_1: the matching up rows.
       const bf16_rows a[2] = {unit_weight_rows(ex, 0, n0, k0, kl, thread, 0), unit_weight_rows(ex, 1, n0, k0, kl, thread, 1)};
-      unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
+      // Next: the following 16 rows of this pass, or the item's first ones in the next pass.
+      const bool last = j + 1 == blocks;
+      const std::int64_t kn = last ? k0 + kp : k0;
+      unit_ahead ahead;
+      if (kn < hidden_) ahead.a = unit_next_tiles(ex, false, last ? it.col0 : n0 + tile_rows, it.col1, kn, std::min(kp, hidden_ - kn));
+      ahead.block = j, ahead.blocks = blocks;
+      if (k0 + kp < hidden_) ahead.k_next = k0 + kp, ahead.steps_next = ceil_div(std::min(kp, hidden_ - k0 - kp), step_k);
+      unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats, ahead);
     }
   }
   mu.end();
@@ -224,7 +275,13 @@ void moe_engine::unit_down(const item& it, int thread) {
       const int na = n0 + tile_rows < it.col1 ? 2 : 1;
       bf16_rows a[2] = {unit_weight_rows(ex, 2, n0, k0, kl, thread, 0), {}};
       if (na > 1) a[1] = unit_weight_rows(ex, 2, n0 + tile_rows, k0, kl, thread, 1);
-      unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats);
+      const bool last = j + 1 == blocks;
+      const std::int64_t kn = last ? k0 + kp : k0;
+      unit_ahead ahead;
+      if (kn < I) ahead.a = unit_next_tiles(ex, true, last ? it.col0 : n0 + 2 * tile_rows, it.col1, kn, std::min(kp, I - kn));
+      ahead.block = j, ahead.blocks = blocks;
+      if (k0 + kp < I) ahead.k_next = k0 + kp, ahead.steps_next = ceil_div(std::min(kp, I - k0 - kp), step_k);
+      unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats, ahead);
     }
   }
   mu.end();

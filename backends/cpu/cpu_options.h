@@ -24,6 +24,7 @@ struct cpu_options {
   int unit_min_rows = -1;    // -1 default; tokens an expert needs to run on the unit
   int panel_min_rows = -1;   // -1 default; rows from which bf16/f32 weights take the panel path
   std::int64_t k_block = 0;  // 0 default (1024); K pass length of the tiles
+  std::int64_t unit_k_block = 0;  // 0 default (256 with the tile-ordered copy, else k_block): the unit's K pass
   bool phases = false;       // at destroy, print each phase's time to stderr
   int pool_spin_us = 100;    // how long idle pool threads poll before sleeping (0: sleep at once)
   int quantize = 0;          // 0 none; 8 or 4: quantize bf16/f32 experts at create

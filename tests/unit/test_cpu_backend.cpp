@@ -317,7 +317,7 @@ TEST(cpu_backend, options_are_applied_and_checked_by_name) {
   cpu_api()->destroy(b);
   b = nullptr;
   EXPECT_EQ(create({{"kblock", "4"}}, &b),
-            "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_prefetch, unit_panels, "
+            "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_k_block, unit_prefetch, unit_panels, "
             "tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us)");
   EXPECT_EQ(create({{"k_block", "0"}}, &b), "1: backend option k_block=0: expected an integer in 1..1073741824");
   EXPECT_EQ(create({{"isa", "sse2"}}, &b),
@@ -366,8 +366,9 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
     SCOPED_TRACE(std::string("isa=") + isa);
     set_option("isa", isa);
     for (const char* kb : {"1024", "20", "64"}) {
-      SCOPED_TRACE(std::string("k_block=") + kb);
+      SCOPED_TRACE(std::string("k_block=unit_k_block=") + kb);
       set_option("k_block", kb);
+      set_option("unit_k_block", kb);  // the tile-ordered copy's passes (256 by default)
       // Weight tiles from the tile-ordered copy made at create, copied into panels per pass,
       // and read in place.
       const bool tiles = kb[0] == '2';
@@ -386,6 +387,7 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
           EXPECT_GT(e, 1e-6) << "T=" << T;
           EXPECT_NE(d.find(std::string("\"matrix_unit\":\"") + isa + "\""), std::string::npos) << d;
           EXPECT_EQ(d.find("\"tile_weight_bytes\"") != std::string::npos, tiles) << d;
+          EXPECT_NE(d.find(std::string("\"unit_k_block\":") + kb), std::string::npos) << d;
         }
         // F32 input keeps f32 math: the unit (bf16 only) stays out of it; also after a bf16
         // forward on the same handle, whose experts all ran on the unit.
@@ -395,6 +397,7 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
     }
   }
   clear_option("k_block");
+  clear_option("unit_k_block");
   clear_option("isa");
   clear_option("unit_min_rows");
   clear_option("unit_panels");
