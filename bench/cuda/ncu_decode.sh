@@ -5,7 +5,9 @@
 # one line a kernel launch, so a decode forward's parts can be read off (ncu serializes kernels:
 # what overlaps in a real forward is listed one after the other).
 #   CASES="qwen3_30b_a3b:bf16:1 deepseek_v3_e64:f8_e4m3:1" bash bench/cuda/ncu_decode.sh
-# A case is PRESET:WEIGHTS:T. Logs (CSV) under $OUT.
+# A case is PRESET:WEIGHTS:T. SKIP (default 40) launches are skipped first (the bench's warm-up),
+# then COUNT (default 8) are profiled; past 40 launches only the totals by kernel name are
+# printed. Logs (CSV) under $OUT.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
