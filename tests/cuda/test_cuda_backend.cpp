@@ -247,7 +247,8 @@ TEST(CudaRandom, CublasPathMatchesReference) {
   clear_option("tiles");
 }
 
-// Unforced: >= 128 rows per hit expert goes to cuBLAS, fewer to the kernels;
+// Unforced: >= 128 rows per hit expert goes to cuBLAS (>= 64 for experts over 16 MiB), fewer to
+// the kernels;
 // The backend option cublas=off keeps every size on the kernels.
 TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   ASSERT_NE(backend_api(), nullptr);
@@ -265,6 +266,19 @@ TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   json.clear();
   EXPECT_LE(run_random(M, 1100, 23, false, &json), 1e-2);
   EXPECT_NE(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  // Experts over 16 MiB of gate/up weights (not re-read from L2) go to cuBLAS from 64 rows
+  // per hit expert: 64 rows here, then 48 (the kernels).
+  random_layer B(2, 2048, 2304, 1, 0, false, 10);
+  json.clear();
+  EXPECT_LE(run_random(B, 128, 24, true, &json), 1e-2);
+  EXPECT_NE(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  EXPECT_NE(json.find("for >= 64 rows per hit expert"), std::string::npos) << json;
+  json.clear();
+  EXPECT_LE(run_random(B, 96, 25, true, &json), 1e-2);
+  EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
+  json.clear();
+  EXPECT_LE(run_random(L, 40, 22, false, &json), 1e-2);
+  EXPECT_NE(json.find("for >= 128 rows per hit expert"), std::string::npos) << json;  // small experts
   set_option("cublas", "off");
   json.clear();
   EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);

@@ -230,7 +230,7 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
     if (tuning_.f8_activations == "auto" && (groups <= 0 || rows < cublas_min_rows * groups)) return false;
     return fp8_experts::available();
   }
-  if (groups <= 0 || rows < cublas_min_rows * groups) return false;
+  if (groups <= 0 || rows < bf16_cublas_min_rows() * groups) return false;
   return cublas_experts::available();
 }
 

@@ -80,7 +80,7 @@ std::string moe_layer::describe() const {
     << (f8_ ? f8_large()
         : !tuning_.cublas ? std::string("off (backend option cublas=off)")
         : cublas_experts::available()
-            ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(cublas_min_rows) +
+            ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(bf16_cublas_min_rows()) +
                   " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
             : std::string("none: libcublas.so.13 not loadable; the kernels run every size"))
     << "\""
