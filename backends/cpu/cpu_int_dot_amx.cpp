@@ -10,7 +10,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
-#include "cpu_avx512_exp.h"
+#include "cpu_avx512_tiles.h"
 #include "cpu_int_dot.h"
 
 namespace moereg::cpu {
@@ -85,35 +85,12 @@ void int_amx_block(const int8_rows* a, int na, const void* const* b, int nb, std
   }
 }
 
-// 16 x 16 transpose of 32-bit elements (as cpu_kernels_amx.cpp's): r[i] row i in, column i out.
-void int_transpose16(__m512i* r) {
-  __m512i a[16], b[16];
-  for (int i = 0; i < 8; ++i) {
-    a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i + 0], a[4 * i + 2]);
-    b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i + 0], a[4 * i + 2]);
-    b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
-    b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    __m512i c0 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x88), c1 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xDD);
-    __m512i d0 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x88), d1 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_i32x4(c0, d0, 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(c0, d0, 0xDD);
-    r[4 + j] = _mm512_shuffle_i32x4(c1, d1, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(c1, d1, 0xDD);
-  }
-}
-
 // Token t's chunk is 16 groups of 4 codes; B row kk wants group kk of every token.
 void int_amx_pack(const std::int8_t* const* rows, std::int64_t c0, std::int64_t steps, std::int8_t* dst) {
   for (std::int64_t s = 0; s < steps; ++s, dst += 1024) {
     __m512i r[16];
     for (int t = 0; t < 16; ++t) r[t] = rows[t] ? _mm512_loadu_si512(rows[t] + (c0 + s) * int_chunk) : _mm512_setzero_si512();
-    int_transpose16(r);
+    transpose16(r);
     for (int kk = 0; kk < 16; ++kk) _mm512_storeu_si512(dst + 64 * kk, r[kk]);
   }
 }
@@ -157,23 +134,12 @@ void int_amx_scale_acc(const std::int32_t* c, const float* ws, const float* as, 
 // Both epilogues compute along weight rows (one m per register) and transpose once.
 void int_amx_silu_out(const float* g, const float* u, int rows, int tokens, float* const* h) {
   __m512i r[16];
-  for (int m = 0; m < 16; ++m) {
-    const __m512 gv = _mm512_loadu_ps(g + 16 * m);
-    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-    r[m] = _mm512_castps_si512(_mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), _mm512_loadu_ps(u + 16 * m)));
-  }
-  int_transpose16(r);
+  for (int m = 0; m < 16; ++m) r[m] = _mm512_castps_si512(silu_mul16(_mm512_loadu_ps(g + 16 * m), _mm512_loadu_ps(u + 16 * m)));
+  transpose16(r);
   const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
   for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(h[t], mask, _mm512_castsi512_ps(r[t]));
 }
 
-void int_amx_scale_out(const float* c, int rows, int tokens, const float* w, float* const* y) {
-  __m512i r[16];
-  for (int m = 0; m < 16; ++m) r[m] = _mm512_loadu_si512(c + 16 * m);
-  int_transpose16(r);
-  const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
-  for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y[t], mask, _mm512_mul_ps(_mm512_set1_ps(w[t]), _mm512_castsi512_ps(r[t])));
-}
 
 }  // namespace
 
@@ -186,7 +152,7 @@ void fill_int_amx(int_unit& u) {
   u.load_rows = &int_amx_load_rows;
   u.scale_acc = &int_amx_scale_acc;
   u.silu_out = &int_amx_silu_out;
-  u.scale_out = &int_amx_scale_out;
+  u.scale_out = &tile_scale_out;
 }
 
 }  // namespace moereg::cpu

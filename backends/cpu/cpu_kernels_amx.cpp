@@ -8,7 +8,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
-#include "cpu_avx512_exp.h"
+#include "cpu_avx512_tiles.h"
 #include "cpu_kernels.h"
 
 namespace moereg::cpu {
@@ -102,30 +102,6 @@ void amx_block(const bf16_rows* a, int na, const void* const* b, int nb, std::in
   }
 }
 
-// 16 x 16 transpose of 32-bit elements: r[i] row i in, r[j] column j out.
-void transpose16(__m512i* r) {
-  __m512i a[16], b[16];
-  for (int i = 0; i < 8; ++i) {
-    a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  // b[4i + j], 128-bit lane L: rows 4i..4i+3 of column 4L + j
-  for (int i = 0; i < 4; ++i) {
-    b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i + 0], a[4 * i + 2]);
-    b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i + 0], a[4 * i + 2]);
-    b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
-    b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    __m512i c0 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x88), c1 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xDD);
-    __m512i d0 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x88), d1 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xDD);
-    r[j] = _mm512_shuffle_i32x4(c0, d0, 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(c0, d0, 0xDD);
-    r[4 + j] = _mm512_shuffle_i32x4(c1, d1, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(c1, d1, 0xDD);
-  }
-}
-
 // A step's 32 bf16 of each token are 16 pairs; the tile wants pair kk of every token in row kk.
 void amx_pack(const std::uint16_t* const* rows, std::int64_t k_len, std::uint16_t* dst) {
   for (std::int64_t k0 = 0; k0 < k_len; k0 += 32, dst += 512) {
@@ -139,9 +115,7 @@ void amx_pack(const std::uint16_t* const* rows, std::int64_t k_len, std::uint16_
 }
 
 __m512i silu_mul_bf16(const float* g, const float* u) {
-  const __m512 gv = _mm512_loadu_ps(g);
-  const __m512 h = _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)))),
-                                 _mm512_loadu_ps(u));
+  const __m512 h = silu_mul16(_mm512_loadu_ps(g), _mm512_loadu_ps(u));
   return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(h));  // round to nearest even, one per 32-bit lane
 }
 
@@ -171,13 +145,6 @@ void amx_load_rows(const void* src, std::int64_t stride, int rows, std::int64_t 
   }
 }
 
-void amx_scale_out(const float* c, int rows, int tokens, const float* w, float* const* y) {
-  __m512i r[16];
-  for (int n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(c + 16 * n);
-  transpose16(r);
-  const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
-  for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y[t], mask, _mm512_mul_ps(_mm512_set1_ps(w[t]), _mm512_castsi512_ps(r[t])));
-}
 
 }  // namespace
 
@@ -198,7 +165,7 @@ void fill_amx(matrix_unit& u, int prefetch_steps) {
                                           : &amx_block<16>;
   u.pack = &amx_pack;
   u.silu_mul = &amx_silu_mul;
-  u.scale_out = &amx_scale_out;
+  u.scale_out = &tile_scale_out;
   u.load_rows = &amx_load_rows;
 }
 

@@ -164,6 +164,35 @@ class moe_engine {
   };
   unit_next unit_next_tiles(const expert& ex, bool down, std::int64_t n0, std::int64_t col1, std::int64_t k0,
                             std::int64_t kl) const;
+  // The down GEMM's epilogue on 16 x 16 tiles, for both units: for each token tile ti of the
+  // item (rows from `begin` of its bucket) and each 16-row block (j, ia) of its columns,
+  // y[the token's slot][n0 ..] = routing weight x the tile at acc_at(j, ti, ia), through the
+  // unit's scale_out.
+  template <class At>
+  void scale_down_tiles(const item& it, std::int64_t begin, std::int64_t tiles, std::int64_t blocks,
+                        void (*scale_out)(const float*, int, int, const float*, float* const*), At acc_at) {
+    constexpr std::int64_t n = 16;
+    float* y[n];
+    float* yn[n];
+    float w[n];
+    for (std::int64_t ti = 0; ti < tiles; ++ti) {
+      const std::int64_t r0 = it.row0 + ti * n, tokens = std::min(n, it.row1 - r0);
+      for (std::int64_t t = 0; t < tokens; ++t) {
+        const std::size_t q = static_cast<std::size_t>(begin + r0 + t);
+        y[t] = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
+        w[t] = row_weight_[q];
+      }
+      for (std::int64_t j = 0; j < blocks; ++j)
+        for (std::int64_t ia = 0; ia < 2; ++ia) {
+          const std::int64_t n0 = it.col0 + 2 * n * j + n * ia;
+          if (n0 >= it.col1) break;
+          for (std::int64_t t = 0; t < tokens; ++t) yn[t] = y[t] + n0;
+          scale_out(acc_at(j, ti, ia), static_cast<int>(std::min(n, it.col1 - n0)), static_cast<int>(tokens), w, yn);
+        }
+    }
+  }
+  unit_ahead unit_plan_ahead(const expert& ex, bool down, const item& it, std::int64_t j, std::int64_t blocks,
+                             std::int64_t n_next, std::int64_t k0, std::int64_t kp, std::int64_t k_len) const;
   void unit_blocks(const bf16_rows* a, int na, const std::uint16_t* bv, std::int64_t ks_count, std::int64_t tile0,
                    std::int64_t tiles, std::int64_t k0, std::int64_t steps, float* acc, const unit_ahead& ahead) const;
   // 16 weight rows [n0, n0 + 16) of a matrix with n_rows rows, K slice [k0, k0 + kl): in

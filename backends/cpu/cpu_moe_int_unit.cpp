@@ -207,26 +207,9 @@ void moe_engine::int_unit_down(const item& it, int thread) {
     }
   }
   u.end();
-  // y[slot][n] = routing weight x (W2 . h^T)[n][t]
-  float* y[int_tile_rows];
-  float* yn[int_tile_rows];
-  float w[int_tile_rows];
-  for (std::int64_t ti = 0; ti < tiles; ++ti) {
-    const std::int64_t tokens = std::min(int_tile_rows, it.row1 - it.row0 - ti * int_tile_rows);
-    for (std::int64_t t = 0; t < tokens; ++t) {
-      const std::size_t q = static_cast<std::size_t>(begin + it.row0 + ti * int_tile_rows + t);
-      y[t] = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
-      w[t] = row_weight_[q];
-    }
-    for (std::int64_t j = 0; j < blocks; ++j)
-      for (std::int64_t ia = 0; ia < 2; ++ia) {
-        const std::int64_t n0 = it.col0 + 2 * int_tile_rows * j + int_tile_rows * ia;
-        if (n0 >= it.col1) break;
-        for (std::int64_t t = 0; t < tokens; ++t) yn[t] = y[t] + n0;
-        u.scale_out(acc + (j * tiles + ti) * int_block_floats + ia * 256, static_cast<int>(std::min(int_tile_rows, it.col1 - n0)),
-                    static_cast<int>(tokens), w, yn);
-      }
-  }
+  scale_down_tiles(it, begin, tiles, blocks, u.scale_out, [&](std::int64_t j, std::int64_t ti, std::int64_t ia) {
+    return acc + (j * tiles + ti) * int_block_floats + ia * 256;
+  });
 }
 
 }  // namespace moereg::cpu

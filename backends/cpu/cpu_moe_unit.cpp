@@ -209,6 +209,25 @@ moe_engine::unit_next moe_engine::unit_next_tiles(const expert& ex, bool down, s
   return next;
 }
 
+// What block j of `blocks` (pass at k0 of kp, K = k_len) brings into L2 for the next: the
+// block at n_next of this pass, or the item's first one in the next pass, and the next pass's
+// activation tiles.
+moe_engine::unit_ahead moe_engine::unit_plan_ahead(const expert& ex, bool down, const item& it, std::int64_t j,
+                                                   std::int64_t blocks, std::int64_t n_next, std::int64_t k0,
+                                                   std::int64_t kp, std::int64_t k_len) const {
+  const bool last = j + 1 == blocks;
+  const std::int64_t kn = last ? k0 + kp : k0;
+  unit_ahead ahead;
+  if (kn < k_len) ahead.a = unit_next_tiles(ex, down, last ? it.col0 : n_next, it.col1, kn, std::min(kp, k_len - kn));
+  ahead.block = j;
+  ahead.blocks = blocks;
+  if (k0 + kp < k_len) {
+    ahead.k_next = k0 + kp;
+    ahead.steps_next = ceil_div(std::min(kp, k_len - k0 - kp), step_k);
+  }
+  return ahead;
+}
+
 void moe_engine::unit_gate_up(const item& it, int thread) {
   const matrix_unit& mu = kernels_.unit;
   const std::size_t e = static_cast<std::size_t>(it.expert);
@@ -228,14 +247,8 @@ void moe_engine::unit_gate_up(const item& it, int thread) {
       const std::int64_t n0 = it.col0 + tile_rows * j;
       // A_0: 16 gate rows, A_1: the matching up rows.
       const bf16_rows a[2] = {unit_weight_rows(ex, 0, n0, k0, kl, thread, 0), unit_weight_rows(ex, 1, n0, k0, kl, thread, 1)};
-      // Next: the following 16 rows of this pass, or the item's first ones in the next pass.
-      const bool last = j + 1 == blocks;
-      const std::int64_t kn = last ? k0 + kp : k0;
-      unit_ahead ahead;
-      if (kn < hidden_) ahead.a = unit_next_tiles(ex, false, last ? it.col0 : n0 + tile_rows, it.col1, kn, std::min(kp, hidden_ - kn));
-      ahead.block = j, ahead.blocks = blocks;
-      if (k0 + kp < hidden_) ahead.k_next = k0 + kp, ahead.steps_next = ceil_div(std::min(kp, hidden_ - k0 - kp), step_k);
-      unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats, ahead);
+      unit_blocks(a, 2, xv, ksh, tile0, tiles, k0, steps, acc + j * pairs * block_floats,
+                  unit_plan_ahead(ex, false, it, j, blocks, n0 + tile_rows, k0, kp, hidden_));
     }
   }
   mu.end();
@@ -275,36 +288,14 @@ void moe_engine::unit_down(const item& it, int thread) {
       const int na = n0 + tile_rows < it.col1 ? 2 : 1;
       bf16_rows a[2] = {unit_weight_rows(ex, 2, n0, k0, kl, thread, 0), {}};
       if (na > 1) a[1] = unit_weight_rows(ex, 2, n0 + tile_rows, k0, kl, thread, 1);
-      const bool last = j + 1 == blocks;
-      const std::int64_t kn = last ? k0 + kp : k0;
-      unit_ahead ahead;
-      if (kn < I) ahead.a = unit_next_tiles(ex, true, last ? it.col0 : n0 + 2 * tile_rows, it.col1, kn, std::min(kp, I - kn));
-      ahead.block = j, ahead.blocks = blocks;
-      if (k0 + kp < I) ahead.k_next = k0 + kp, ahead.steps_next = ceil_div(std::min(kp, I - k0 - kp), step_k);
-      unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats, ahead);
+      unit_blocks(a, na, hv, ksi, tile0, tiles, k0, steps, acc + j * pairs * block_floats,
+                  unit_plan_ahead(ex, true, it, j, blocks, n0 + 2 * tile_rows, k0, kp, I));
     }
   }
   mu.end();
-  // y[slot][n] = routing weight x (W2 . h^T)[n][t]
-  float* y[tile_rows];
-  float w[tile_rows];
-  for (std::int64_t ti = 0; ti < tiles; ++ti) {
-    const std::int64_t r0 = it.row0 + ti * tile_rows, tokens = std::min(tile_rows, it.row1 - r0);
-    for (std::int64_t t = 0; t < tokens; ++t) {
-      const std::size_t q = static_cast<std::size_t>(begin + r0 + t);
-      y[t] = y_.data() + static_cast<std::size_t>(row_slot_[q]) * static_cast<std::size_t>(hidden_);
-      w[t] = row_weight_[q];
-    }
-    for (std::int64_t j = 0; j < blocks; ++j)
-      for (std::int64_t ia = 0; ia < 2; ++ia) {
-        const std::int64_t n0 = it.col0 + 2 * tile_rows * j + tile_rows * ia;
-        if (n0 >= it.col1) break;
-        float* yn[tile_rows];
-        for (std::int64_t t = 0; t < tokens; ++t) yn[t] = y[t] + n0;
-        mu.scale_out(acc + (j * pairs + ti / 2) * block_floats + ia * 512 + (ti % 2) * 256,
-                     static_cast<int>(std::min(tile_rows, it.col1 - n0)), static_cast<int>(tokens), w, yn);
-      }
-  }
+  scale_down_tiles(it, begin, tiles, blocks, mu.scale_out, [&](std::int64_t j, std::int64_t ti, std::int64_t ia) {
+    return acc + (j * pairs + ti / 2) * block_floats + ia * 512 + (ti % 2) * 256;
+  });
 }
 
 void moe_engine::run_tile_job(void* self, std::int64_t i, int) {
