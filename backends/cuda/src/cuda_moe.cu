@@ -423,24 +423,11 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     }
     return;
   }
-  gemm_problem p;
-  p.x = ws_->xb;
-  p.w13 = w13_;
-  p.w2 = w2_;
-  p.w13_f8 = w13_f8_;
-  p.w2_f8 = w2_f8_;
-  p.w13_scale = w13_scale_;
-  p.w2_scale = w2_scale_;
-  if (f8_) {
-    p.scale_b0 = kernel_block(scale_b0_);
-    p.scale_b1 = kernel_block(scale_b1_);
-    if (exact) {
-      p.x_amax = ws_->x_amax;
-      p.h_amax = ws_->h_amax;
-    }
+  gemm_problem p = routed_problem(ws_->xb, out);
+  if (exact) {
+    p.x_amax = ws_->x_amax;
+    p.h_amax = ws_->h_amax;
   }
-  p.hidden = static_cast<int>(H_);
-  p.inter = static_cast<int>(I_);
   p.offsets = ws_->perm.offsets;
   p.sorted_token = ws_->perm.sorted_token;
   p.sorted_weight = ws_->perm.sorted_weight;
@@ -448,9 +435,6 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.tile_row0 = ws_->perm.tile_row0;
   p.num_tiles = ws_->perm.num_tiles;
   p.grid_rows = max_row_tiles(slots, static_cast<int>(E_), bm);
-  p.h = ws_->h;
-  p.out = out;
-  decode_launch(p);
   last_launch_ = launch_experts(p, tc, stream);
   if (shared_beside) check(cudaStreamWaitEvent(stream, shared_join_, 0), "shared expert: join");
 }
@@ -478,22 +462,13 @@ void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t strea
 void moe_layer::forward(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights,
                         const moereg_tensor_view& out) {
   check(cudaSetDevice(device_), "cudaSetDevice");
-  if (x.rank != 2) throw invalid_argument("x: rank " + std::to_string(x.rank) + ", expected [T, H]");
-  const long long T = x.shape[0];
   if (ids.rank != 2) throw invalid_argument("topk_ids: rank " + std::to_string(ids.rank) + ", expected [T, K]");
   const long long K = ids.shape[1];
   if (K_ == 0) K_ = static_cast<int>(K);  // created without routing
   if (K != K_) throw invalid_argument("topk_ids: K = " + std::to_string(K) + ", expected " + std::to_string(K_));
-  expect(x, "x", {T, H_});
-  expect(ids, "topk_ids", {T, K});
-  expect(weights, "topk_weights", {T, K});
+  const long long T = check_routing_views(x, ids, weights, K);
   expect(out, "out", {T, H_});
-  if (x.dtype != MOEREG_DTYPE_F32 && x.dtype != MOEREG_DTYPE_BF16)
-    throw invalid_argument(std::string("x: dtype ") + dtype_name(x.dtype) + ", expected F32 or BF16");
-  if (ids.dtype != MOEREG_DTYPE_I32 && ids.dtype != MOEREG_DTYPE_I64)
-    throw invalid_argument(std::string("topk_ids: dtype ") + dtype_name(ids.dtype) + ", expected I32 or I64");
-  if (weights.dtype != MOEREG_DTYPE_F32 || out.dtype != MOEREG_DTYPE_F32)
-    throw invalid_argument("topk_weights and out must be F32");
+  if (out.dtype != MOEREG_DTYPE_F32) throw invalid_argument("out must be F32");
   const int mem = x.memory;
   if (ids.memory != mem || weights.memory != mem || out.memory != mem)
     throw invalid_argument("x, topk_ids, topk_weights and out must all be in host or all in device memory");

@@ -139,6 +139,13 @@ class moe_layer {
   bool capturing() const;  // whether stream_ is being captured into a caller's graph
   void run_shared_on_kernels(int tokens, float* out, cudaStream_t stream);
   void decode_launch(gemm_problem& p) const;  // the pdl and narrow options into a GEMM's problem
+  // The routed experts' GEMM problem on bf16 rows x, adding into out: weights (bf16, or F8 with
+  // their scale blocks), sizes, h, launch shape; the caller says how rows map to experts.
+  gemm_problem routed_problem(const __nv_bfloat16* x, float* out) const;
+  // x [T, H] F32 or BF16, ids [T, K] I32 or I64, weights [T, K] F32; returns T. Throws
+  // invalid_argument naming the view otherwise (forward and route).
+  long long check_routing_views(const moereg_tensor_view& x, const moereg_tensor_view& ids,
+                                const moereg_tensor_view& weights, long long K) const;
   // T = 1 on bf16 x without a shared expert (and slot_tiles=auto): the pass as the two GEMMs
   // alone, each top-k slot a tile (moe_kernels.cuh); false where it does not apply.
   bool slot_tiles_apply(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, int tokens,

@@ -19,6 +19,27 @@ void moe_layer::decode_launch(gemm_problem& p) const {
   p.pdl = tuning_.pdl;
 }
 
+gemm_problem moe_layer::routed_problem(const __nv_bfloat16* x, float* out) const {
+  gemm_problem p;
+  p.x = x;
+  p.w13 = w13_;
+  p.w2 = w2_;
+  p.w13_f8 = w13_f8_;
+  p.w2_f8 = w2_f8_;
+  p.w13_scale = w13_scale_;
+  p.w2_scale = w2_scale_;
+  if (f8_) {
+    p.scale_b0 = kernel_block(scale_b0_);
+    p.scale_b1 = kernel_block(scale_b1_);
+  }
+  p.hidden = static_cast<int>(H_);
+  p.inter = static_cast<int>(I_);
+  p.h = ws_->h;
+  p.out = out;
+  decode_launch(p);
+  return p;
+}
+
 bool moe_layer::slot_tiles_apply(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, int tokens,
                                  const float* out) const {
   // The GEMMs read x in place (bf16, 16-byte rows for cp.async) and zero out with float4
@@ -31,23 +52,15 @@ bool moe_layer::slot_tiles_apply(const pass_plan& pl, const void* x, bool x_bf16
 bool moe_layer::run_slot_tiles(const pass_plan& pl, const void* x, bool x_bf16, const void* ids, bool ids_i64,
                                const float* weights, int tokens, float* out, cudaStream_t stream) {
   if (!slot_tiles_apply(pl, x, x_bf16, ids, tokens, out)) return false;
-  gemm_problem p;
-  p.x = static_cast<const __nv_bfloat16*>(x);
-  p.w13 = w13_;
-  p.w2 = w2_;
-  p.hidden = static_cast<int>(H_);
-  p.inter = static_cast<int>(I_);
+  gemm_problem p = routed_problem(static_cast<const __nv_bfloat16*>(x), out);
   p.slot_ids = ids;
   p.slot_ids_i64 = ids_i64;
   p.num_experts = static_cast<int>(E_);
   p.top_k = K_;
   p.sorted_weight = weights;
   p.grid_rows = K_;
-  p.h = ws_->h;
-  p.out = out;
   p.zero_out = out;
   p.zero_count = H_;
-  decode_launch(p);
   last_launch_ = launch_experts(p, pl.tiles, stream);
   return true;
 }

@@ -9,19 +9,25 @@ namespace moereg::cuda {
 
 using namespace host;
 
-void moe_layer::route(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights) {
-  check(cudaSetDevice(device_), "cudaSetDevice");
-  if (!has_router_) throw invalid_argument("route: the layer was created without a router weight");
+long long moe_layer::check_routing_views(const moereg_tensor_view& x, const moereg_tensor_view& ids,
+                                          const moereg_tensor_view& weights, long long K) const {
   if (x.rank != 2) throw invalid_argument("x: rank " + std::to_string(x.rank) + ", expected [T, H]");
   const long long T = x.shape[0];
   expect(x, "x", {T, H_});
-  expect(ids, "topk_ids", {T, K_});
-  expect(weights, "topk_weights", {T, K_});
+  expect(ids, "topk_ids", {T, K});
+  expect(weights, "topk_weights", {T, K});
   if (x.dtype != MOEREG_DTYPE_F32 && x.dtype != MOEREG_DTYPE_BF16)
     throw invalid_argument(std::string("x: dtype ") + dtype_name(x.dtype) + ", expected F32 or BF16");
   if (ids.dtype != MOEREG_DTYPE_I32 && ids.dtype != MOEREG_DTYPE_I64)
     throw invalid_argument(std::string("topk_ids: dtype ") + dtype_name(ids.dtype) + ", expected I32 or I64");
   if (weights.dtype != MOEREG_DTYPE_F32) throw invalid_argument("topk_weights must be F32");
+  return T;
+}
+
+void moe_layer::route(const moereg_tensor_view& x, const moereg_tensor_view& ids, const moereg_tensor_view& weights) {
+  check(cudaSetDevice(device_), "cudaSetDevice");
+  if (!has_router_) throw invalid_argument("route: the layer was created without a router weight");
+  const long long T = check_routing_views(x, ids, weights, K_);
   if (T == 0) return;
   ensure_workspace(static_cast<int>(T));
   const bool xb = x.dtype == MOEREG_DTYPE_BF16, i64 = ids.dtype == MOEREG_DTYPE_I64;
