@@ -38,8 +38,8 @@ class tile_memory {
 // Scratch that tiles are loaded from or stored to (repacked activations, accumulators,
 // panels): each tile row is 64 bytes, and a row that straddles two cache lines costs two
 // loads. std::vector's memory is only 16-byte aligned (a large one mmapped at page + 16);
-// measured with the engine's block shape on the development VM: 1.4 TFLOP/s per core from
-// 64-byte-aligned tiles, 0.7 from the same tiles 16 bytes off.
+// bench/cpu/amx_bench.cpp on the development VM, the engine's block shape from L1: 2.6-2.8
+// TFLOP/s per core from 64-byte-aligned tiles, 0.85-0.88 from the same tiles 16 bytes off.
 template <class T>
 struct line_allocator {
   using value_type = T;
