@@ -230,25 +230,36 @@ double rel_l2_f(const std::vector<float>& a, const std::vector<float>& b) {
   return rel_l2(a, std::vector<double>(b.begin(), b.end()));
 }
 
-// FP8 tensor cores (cuBLASLt, f8_activations=e4m3): the activations quantized to e4m3 per 128
-// columns; against the dequantized bf16 layer and float64 on the exact weights.
+// FP8 tensor cores (f8_activations=e4m3) on both engines, moereg's grouped wgmma GEMM and
+// cuBLASLt's matmul per expert: the activations quantized to e4m3 per 128 columns; against the
+// dequantized bf16 layer and float64 on the exact weights, and the two engines against each
+// other (the same quantized operands: they differ by summation order and the bf16 rounding of
+// gate/up only). T from one row (most experts idle) to several 128-row tiles per expert, with
+// uneven routing (tiles cut short, idle experts).
 void check_tensor_cores(fp8_layer& L, const char* what) {
   const std::vector<double> e13 = L.exact13(), e2 = L.exact2();
   set_option("f8_activations", "e4m3");
   handle f8 = create(L.f8_view(), nullptr);
+  set_option("f8_gemm", "cublaslt");
+  handle lt = create(L.f8_view(), nullptr);
+  clear_option("f8_gemm");
   clear_option("f8_activations");
   handle bf = create(L.bf16_view(), nullptr);
-  ASSERT_TRUE(f8 && bf) << what;
-  for (int T : {1, 7, 300}) {
+  ASSERT_TRUE(f8 && lt && bf) << what;
+  for (int T : {1, 7, 300, 1500}) {
     random_tokens r(T, L.H, L.E, L.K, 5 * T + 3, true);
-    const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K);
-    EXPECT_NE(last_tiles(f8.get()).find("cublaslt_fp8"), std::string::npos) << what << "\n" << describe(f8.get());
+    const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K),
+                             c = forward(lt.get(), r, T, L.H, L.K);
+    EXPECT_NE(last_tiles(f8.get()).find("wgmma_fp8"), std::string::npos) << what << "\n" << describe(f8.get());
+    EXPECT_NE(last_tiles(lt.get()).find("cublaslt_fp8"), std::string::npos) << what << "\n" << describe(lt.get());
     const double from_bf16 = rel_l2_f(a, b), from_exact = rel_l2(a, exact_reference(r, e13, e2, T, L.H, L.I, L.K));
+    const double engines = rel_l2_f(a, c);
     EXPECT_LE(from_bf16, 8e-2) << what << " T=" << T;
     EXPECT_LE(from_exact, 8e-2) << what << " T=" << T;
-    std::printf("[ fp8      ] %s T=%d e4m3 activations on FP8 tensor cores: rel L2 %.2e from the dequantized layer, "
-                "%.2e from float64 on the exact weights\n",
-                what, T, from_bf16, from_exact);
+    EXPECT_LE(engines, 1e-2) << what << " T=" << T;
+    std::printf("[ fp8      ] %s T=%d e4m3 activations on FP8 tensor cores (wgmma): rel L2 %.2e from the dequantized "
+                "layer, %.2e from float64 on the exact weights, %.2e from cuBLASLt's\n",
+                what, T, from_bf16, from_exact, engines);
   }
 }
 
@@ -259,6 +270,9 @@ TEST(CudaFp8, TensorCoresWithE4m3Activations) {
   // 3 and 2 scale blocks a row: cuBLASLt's block layout wants rows of a multiple of 4 (padded copy).
   fp8_layer P(6, 384, 256, 3, 128, 128, 12);
   check_tensor_cores(P, "E6 H384 I256");
+  // k blocks past the wgmma kernel's 6 stages in one tile, 9 output column blocks.
+  fp8_layer Q(5, 1152, 384, 2, 128, 128, 14);
+  check_tensor_cores(Q, "E5 H1152 I384");
 }
 
 TEST(CudaFp8, AutoTakesTensorCoresForManyRowsPerExpert) {
@@ -271,9 +285,10 @@ TEST(CudaFp8, AutoTakesTensorCoresForManyRowsPerExpert) {
     forward(f8.get(), r, T, L.H, L.K);
     const std::string last = last_tiles(f8.get());
     if (T == 5) EXPECT_NE(last.find("f16 mma"), std::string::npos) << last;
-    else EXPECT_NE(last.find("cublaslt_fp8"), std::string::npos) << last;
+    else EXPECT_NE(last.find("wgmma_fp8"), std::string::npos) << last;
   }
-  EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: cuBLASLt"), std::string::npos) << describe(f8.get());
+  EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: moereg's grouped wgmma GEMM"), std::string::npos)
+      << describe(f8.get());
   // f8_activations=bf16 keeps every size on the exact-product kernels.
   set_option("f8_activations", "bf16");
   handle exact = create(L.f8_view(), nullptr);
@@ -327,9 +342,13 @@ TEST(CudaFp8, DescribeAndRefusals) {
   set_option("f8_activations", "e4m3");  // 16x16 blocks: not the block-scaled matmul's
   EXPECT_FALSE(create(L.f8_view(), nullptr, &err));
   clear_option("f8_activations");
-  EXPECT_NE(err.find("f8_activations=e4m3: scale blocks {16, 16}, the block-scaled matmul takes {128, 128}"),
+  EXPECT_NE(err.find("f8_activations=e4m3: scale blocks {16, 16}, the grouped FP8 GEMM takes {128, 128}"),
             std::string::npos)
       << err;
+  set_option("f8_gemm", "cutlass");
+  EXPECT_FALSE(create(L.f8_view(), nullptr, &err));
+  clear_option("f8_gemm");
+  EXPECT_NE(err.find("backend option f8_gemm='cutlass': expected wgmma or cublaslt"), std::string::npos) << err;
 
   set_option("tiles", "cublas");
   EXPECT_FALSE(create(L.f8_view(), nullptr, &err));

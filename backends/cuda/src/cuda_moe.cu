@@ -222,13 +222,11 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
     }
     if (s == "m16" || s == "m64" || s == "m128") return false;
   }
-  // cublas=off keeps every size on the kernels (and libcublas unloaded).
+  // cublas=off keeps every size on the mma.sync kernels (and libcublas unloaded).
   if (!tuning_.cublas) return false;
   if (f8_) {
-    if (tuning_.f8_activations == "bf16" || !fp8_refused_.empty() || !fp8_experts::fits(H_, I_, scale_b0_, scale_b1_))
-      return false;
-    if (tuning_.f8_activations == "auto" && (groups <= 0 || rows < cublas_min_rows * groups)) return false;
-    return fp8_experts::available();
+    if (tuning_.f8_activations == "bf16" || !fp8_refused_.empty() || !f8_tensor_cores()) return false;
+    return tuning_.f8_activations == "e4m3" || (groups > 0 && rows >= cublas_min_rows * groups);
   }
   if (groups <= 0 || rows < bf16_cublas_min_rows() * groups) return false;
   return cublas_experts::available();
@@ -239,6 +237,18 @@ fp8_experts& moe_layer::fp8_blas() {
     fp8_blas_ = std::make_unique<fp8_experts>(stream_, w13_scale_, w2_scale_, static_cast<int>(E_), static_cast<int>(H_),
                                               static_cast<int>(I_));
   return *fp8_blas_;
+}
+
+fp8_grouped_experts& moe_layer::fp8_grouped() {
+  if (!fp8_grouped_)
+    fp8_grouped_ = std::make_unique<fp8_grouped_experts>(w13_f8_, w2_f8_, w13_scale_, w2_scale_, static_cast<int>(E_),
+                                                         static_cast<int>(H_), static_cast<int>(I_));
+  return *fp8_grouped_;
+}
+
+bool moe_layer::f8_tensor_cores(std::string* why) const {
+  if (tuning_.f8_gemm == "wgmma") return fp8_grouped_experts::fits(E_, H_, I_, scale_b0_, scale_b1_, why);
+  return fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, why) && fp8_experts::available(why);
 }
 
 cublas_experts& moe_layer::blas() {
@@ -264,11 +274,12 @@ std::string moe_layer::f8_large() const {
   std::string why;
   if (!tuning_.cublas) return "the kernels (cublas=off)";
   if (tuning_.f8_activations == "bf16") return "the exact-product kernels (f8_activations=bf16)";
-  if (!fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, &why) || !fp8_experts::available(&why))
-    return "the kernels (FP8 tensor cores not used: " + why + ")";
+  if (!f8_tensor_cores(&why)) return "the kernels (FP8 tensor cores not used: " + why + ")";
   if (!fp8_refused_.empty()) return "the kernels (FP8 tensor cores refused these shapes: " + fp8_refused_ + ")";
-  return "FP8 tensor cores: cuBLASLt " + fp8_experts::version() +
-         " block-scaled matmul, activations quantized to e4m3 per 128 columns, for " +
+  return (tuning_.f8_gemm == "wgmma"
+              ? std::string("FP8 tensor cores: moereg's grouped wgmma GEMM (one launch per projection)")
+              : "FP8 tensor cores: cuBLASLt " + fp8_experts::version() + " block-scaled matmul") +
+         ", activations quantized to e4m3 per 128 columns, for " +
          (tuning_.f8_activations == "e4m3" ? std::string("every size")
                                            : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
 }
@@ -392,7 +403,8 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     in.sorted_token = ws_->perm.sorted_token;
     if (f8_) {
       try {
-        fp8_blas().run_routed(in, w13_f8_, w2_f8_, out);
+        if (tuning_.f8_gemm == "wgmma") fp8_grouped().run_routed(in, out, stream);
+        else fp8_blas().run_routed(in, w13_f8_, w2_f8_, out);
       } catch (const unsupported& e) {
         if (tuning_.f8_activations == "e4m3") throw;
         // auto: this cuBLASLt cannot run these shapes; the exact-product kernels run this pass
@@ -405,7 +417,9 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
         run_experts(kernels, x, x_bf16, ids, ids_i64, weights, tokens, out, stream);
         return;
       }
-      last_path_ = "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
+      last_path_ = tuning_.f8_gemm == "wgmma"
+                       ? "wgmma_fp8 (e4m3 activations per 128 columns, grouped FP8 GEMM, block scales per 128 k)"
+                       : "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
     } else {
       const cublas_mode mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),
                                                  static_cast<int>(I_), out, pl.mode);

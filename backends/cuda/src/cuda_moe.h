@@ -17,6 +17,7 @@
 
 #include "cublas_experts.h"
 #include "fp8_experts.h"
+#include "fp8_grouped_experts.h"
 #include "forward_graphs.h"
 #include "moe_kernels.cuh"
 #include "moereg/abi/moereg_backend.h"
@@ -45,9 +46,12 @@ void check(cudaError_t e, const char* what);
 //            buffers, then replayed as one CUDA graph: forward_graphs.h)
 //   f8_activations = auto (default) | bf16 | e4m3 - F8_E4M3 experts with 128x128 blocks:
 //            e4m3 quantizes the activations per 128 columns and runs FP8 tensor cores
-//            (fp8_experts.h; ~3 % from the dequantized layer), bf16 keeps every size on the
-//            exact-product kernels, auto takes e4m3 where bf16 experts would go to cuBLAS
-//            (>= 128 rows per hit expert) and the kernels below that.
+//            (~4 % from the dequantized layer), bf16 keeps every size on the exact-product
+//            kernels, auto takes e4m3 where bf16 experts would go to cuBLAS (>= 128 rows per
+//            hit expert) and the kernels below that.
+//   f8_gemm = wgmma (default) | cublaslt - the FP8 tensor-core GEMM: moereg's grouped wgmma
+//            kernel (fp8_grouped_experts.h: one launch per projection, no host sync) or
+//            cuBLASLt's block-scaled matmul, one per hit expert (fp8_experts.h)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
 //   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
@@ -58,6 +62,7 @@ void check(cudaError_t e, const char* what);
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
+  std::string f8_gemm = "wgmma";
   bool pdl = true;
   bool cublas = true;
   bool graphs = false;
@@ -124,6 +129,9 @@ class moe_layer {
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   cublas_experts& blas();
   fp8_experts& fp8_blas();
+  fp8_grouped_experts& fp8_grouped();
+  // Whether F8 experts can run on FP8 tensor cores with the f8_gemm engine; else `why` says.
+  bool f8_tensor_cores(std::string* why = nullptr) const;
   std::string f8_large() const;  // describe's gemm_large for F8 experts
   // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert
   // sizes back to the host, so it cannot be captured in a graph).
@@ -197,6 +205,7 @@ class moe_layer {
   std::string last_path_;
   std::unique_ptr<cublas_experts> blas_;
   std::unique_ptr<fp8_experts> fp8_blas_;
+  std::unique_ptr<fp8_grouped_experts> fp8_grouped_;
   std::string fp8_refused_;  // why cuBLASLt could not run these F8 shapes (f8_activations=auto falls back)
   workspace* ws_ = nullptr;
 };

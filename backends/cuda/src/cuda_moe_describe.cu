@@ -30,6 +30,10 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
       if (value != "auto" && value != "bf16" && value != "e4m3")
         throw invalid_argument("backend option f8_activations='" + value + "': expected auto, bf16 or e4m3");
       t.f8_activations = value;
+    } else if (key == "f8_gemm") {
+      if (value != "wgmma" && value != "cublaslt")
+        throw invalid_argument("backend option f8_gemm='" + value + "': expected wgmma or cublaslt");
+      t.f8_gemm = value;
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
@@ -45,8 +49,8 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
       t.narrow = value;
     } else {
       throw invalid_argument("backend option '" + key +
-                             "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, pdl, narrow, "
-                             "slot_tiles)");
+                             "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, pdl, "
+                             "narrow, slot_tiles)");
     }
   }
   return t;
@@ -87,7 +91,7 @@ std::string moe_layer::describe() const {
     << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16, f8_, f8_exact(tile_config::m16)) << "\",\"m64\":\"" << tile_name(tile_config::m64, f8_, f8_exact(tile_config::m64))
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
-    << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations
+    << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()

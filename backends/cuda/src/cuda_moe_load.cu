@@ -90,9 +90,10 @@ void moe_layer::check_f8(const moereg_moe_weights& w) {
                       "or on FP8 tensor cores (f8_activations=e4m3)");
   if (tuning_.f8_activations == "e4m3") {
     std::string why;
-    if (!tuning_.cublas) throw unsupported("backend option f8_activations=e4m3 runs on cuBLASLt, which cublas=off turns off");
-    if (!fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, &why) || !fp8_experts::available(&why))
-      throw unsupported("backend option f8_activations=e4m3: " + why);
+    if (!tuning_.cublas)
+      throw unsupported("backend option f8_activations=e4m3 runs on FP8 tensor cores, which cublas=off turns off (every "
+                        "size on the mma.sync kernels)");
+    if (!f8_tensor_cores(&why)) throw unsupported("backend option f8_activations=e4m3: " + why);
   }
 }
 

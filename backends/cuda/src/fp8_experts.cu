@@ -13,14 +13,13 @@
 #include "cuda_moe.h"
 #include "dl_library.h"
 #include "moe_kernels.cuh"
-#include "warp_reduce.cuh"
+#include "f8_quantize.cuh"
 
 namespace moereg::cuda {
 
 namespace {
 
 constexpr int group = 128;     // columns per activation scale, rows and columns per weight scale
-constexpr float e4m3_max = 448.f;
 
 // The cuBLASLt entry points used, resolved once from libcublasLt.so.13.
 struct lt_api {
@@ -76,26 +75,9 @@ void check_lt(cublasStatus_t s, const char* what) {
     throw std::runtime_error(std::string(what) + ": cuBLASLt status " + std::to_string(static_cast<int>(s)));
 }
 
-// One 128-column group of a row by one warp. Lane l holds the natural columns
-// 16 (l / 4) + {2t, 2t + 1, 8 + 2t, 9 + 2t} (t = l % 4) and writes them as the 4 bytes at
-// 16 (l / 4) + 4t: the fragment order the weights were uploaded in (host::stage_f8_fragments).
-// The group's scale (amax / 448) goes to scale_index: expert e's rows [o, o + n) keep their
-// scales at o * groups + g * n + (r - o), each expert's block [groups, n] with n contiguous, as
-// cuBLASLt's VEC128 scales of its matmul's B operand lie.
-__device__ __forceinline__ void quantize_group(const float (&v)[4], uint8_t* dst, float* scale, int lane) {
-  float m = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-  m = warp_max(m);
-  const float s = m > 0.f && isfinite(m) ? m / e4m3_max : 1.f;
-  const float inv = 1.f / s;
-  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v[0] * inv, v[1] * inv), __NV_SATFINITE, __NV_E4M3);
-  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[2] * inv, v[3] * inv), __NV_SATFINITE, __NV_E4M3);
-  *reinterpret_cast<uint32_t*>(dst + 16 * (lane >> 2) + 4 * (lane & 3)) = lo | (hi << 16);
-  if (lane == 0) *scale = s;
-}
-
-__device__ __forceinline__ int natural_col(int lane, int j) {  // j: 0..3 as held above
-  return 16 * (lane >> 2) + 2 * (lane & 3) + (j & 1) + (j >> 1) * 8;
-}
+// Expert e's rows [o, o + n) keep their scales at o * groups + g * n + (r - o), each
+// expert's block [groups, n] with n contiguous, as cuBLASLt's VEC128 scales of its matmul's B
+// operand lie (quantize_group, f8_quantize.cuh, writes one).
 
 // Sorted row r of hit expert e (rows [o, o + n) of the sorted order) lives at padded row
 // pad[e] + r - o of the work buffers. Each expert's block is its rows rounded up to 16 (the

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+// fp8_grouped_experts.cu - F8 experts on the grouped FP8 GEMM (see fp8_grouped_experts.h).
+#include "fp8_grouped_experts.h"
+
+#include <string>
+
+#include "cuda_moe.h"
+#include "f8_quantize.cuh"
+#include "moe_kernels.cuh"
+
+namespace moereg::cuda {
+
+namespace {
+
+// xq[r] = e4m3 of x[sorted_token[r]] per 128 columns, for the sorted rows r < offsets[E]. One
+// block of 4 warps per row of the bound; a warp per 128-column group.
+__global__ void quantize_sorted_rows(const __nv_bfloat16* __restrict__ x, const int* __restrict__ sorted_token,
+                                     const int* __restrict__ offsets, int experts, int hidden, int pitch,
+                                     uint8_t* __restrict__ xq, float* __restrict__ xs) {
+  const int r = blockIdx.x, lane = threadIdx.x & 31;
+  if (r >= offsets[experts]) return;
+  const __nv_bfloat16* row = x + static_cast<size_t>(sorted_token[r]) * hidden;
+  for (int g = threadIdx.x >> 5; g < hidden / f8_group; g += blockDim.x >> 5) {
+    const __nv_bfloat16* src = row + g * f8_group;
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 0)));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 2)));
+    const float v[4] = {a.x, a.y, b.x, b.y};
+    quantize_group(v, xq + static_cast<size_t>(r) * hidden + g * f8_group, xs + static_cast<size_t>(g) * pitch + r,
+                   lane);
+  }
+}
+
+// hq[r] = e4m3 of SiLU(gate) * up per 128 columns (gate|up: g[r] = [2I] bf16), same layout.
+__global__ void silu_quantize_rows(const __nv_bfloat16* __restrict__ gu, const int* __restrict__ offsets, int experts,
+                                   int inter, int pitch, uint8_t* __restrict__ hq, float* __restrict__ hs) {
+  const int r = blockIdx.x, lane = threadIdx.x & 31;
+  if (r >= offsets[experts]) return;
+  const __nv_bfloat16* gate = gu + static_cast<size_t>(r) * 2 * inter;
+  for (int g = threadIdx.x >> 5; g < inter / f8_group; g += blockDim.x >> 5) {
+    float v[4];
+    for (int h = 0; h < 2; ++h) {
+      const int c = g * f8_group + natural_col(lane, 2 * h);
+      const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gate + c));
+      const float2 u = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gate + inter + c));
+      v[2 * h] = a.x / (1.f + __expf(-a.x)) * u.x;
+      v[2 * h + 1] = a.y / (1.f + __expf(-a.y)) * u.y;
+    }
+    quantize_group(v, hq + static_cast<size_t>(r) * inter + g * f8_group, hs + static_cast<size_t>(g) * pitch + r,
+                   lane);
+  }
+}
+
+}  // namespace
+
+bool fp8_grouped_experts::fits(long long experts, long long hidden, long long inter, long long b0, long long b1,
+                               std::string* why) {
+  std::string w;
+  if (b0 != f8_group || b1 != f8_group)
+    w = "scale blocks {" + std::to_string(b0) + ", " + std::to_string(b1) + "}, the grouped FP8 GEMM takes {128, 128}";
+  else if (hidden % f8_group || inter % f8_group)
+    w = "hidden " + std::to_string(hidden) + " and intermediate " + std::to_string(inter) +
+        " must be multiples of 128 (whole scale blocks)";
+  else if (experts > 4096)
+    w = std::to_string(experts) + " experts (the grouped FP8 GEMM takes at most 4096)";
+  if (why) *why = w;
+  return w.empty();
+}
+
+fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
+                                         const float* w2_scale, int experts, int hidden, int inter)
+    : E_(experts), H_(hidden), I_(inter), s13_(w13_scale), s2_(w2_scale) {
+  w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
+  w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
+}
+
+fp8_grouped_experts::~fp8_grouped_experts() {
+  for (void* p : {static_cast<void*>(xq_), static_cast<void*>(xs_), static_cast<void*>(g_), static_cast<void*>(hq_),
+                  static_cast<void*>(hs_), static_cast<void*>(y_)})
+    if (p) cudaFree(p);
+}
+
+void fp8_grouped_experts::ensure(int rows, cudaStream_t stream) {
+  if (rows <= capacity_) return;
+  check(cudaStreamSynchronize(stream), "FP8 grouped path: work buffers");
+  for (void** p : {reinterpret_cast<void**>(&xq_), reinterpret_cast<void**>(&xs_), reinterpret_cast<void**>(&g_),
+                   reinterpret_cast<void**>(&hq_), reinterpret_cast<void**>(&hs_), reinterpret_cast<void**>(&y_)}) {
+    cudaFree(*p);
+    *p = nullptr;
+  }
+  capacity_ = pitch_ = 0;
+  const size_t R = static_cast<size_t>(rows), P = (R + 3) / 4 * 4, H = H_, I = I_;
+  check(cudaMalloc(&xq_, R * H), "FP8 grouped path: quantized rows");
+  check(cudaMalloc(&xs_, P * (H / f8_group) * 4), "FP8 grouped path: row scales");
+  check(cudaMalloc(&g_, R * 2 * I * 2), "FP8 grouped path: gate/up");
+  check(cudaMalloc(&hq_, R * I), "FP8 grouped path: quantized h");
+  check(cudaMalloc(&hs_, P * (I / f8_group) * 4), "FP8 grouped path: h scales");
+  check(cudaMalloc(&y_, R * H * 2), "FP8 grouped path: down output");
+  xq_map_ = make_f8_matrix(xq_, R, H, "FP8 quantized rows");
+  hq_map_ = make_f8_matrix(hq_, R, I, "FP8 quantized h");
+  capacity_ = rows;
+  pitch_ = static_cast<int>(P);
+}
+
+void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStream_t stream) {
+  if (in.top_k > max_combine_top_k)
+    throw unsupported("FP8 grouped path: top_k " + std::to_string(in.top_k) + " > 32");
+  const int bound = in.tokens * in.top_k;  // sorted rows: at most one per slot
+  if (bound == 0) return;
+  ensure(bound, stream);
+  quantize_sorted_rows<<<bound, 128, 0, stream>>>(in.xb, in.sorted_token, in.offsets, E_, H_, pitch_, xq_, xs_);
+  check_launch("FP8 grouped path: quantize x");
+  f8_grouped_problem p{};
+  p.offsets = in.offsets;
+  p.experts = E_;
+  p.a_pitch = pitch_;
+  p.a = xq_map_;
+  p.a_scale = xs_;
+  p.b = w13_;
+  p.b_scale = s13_;
+  p.n = 2 * I_;
+  p.k = H_;
+  p.d = g_;
+  launch_f8_grouped_gemm(p, bound, stream);
+  silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
+  check_launch("FP8 grouped path: SiLU and quantize h");
+  p.a = hq_map_;
+  p.a_scale = hs_;
+  p.b = w2_;
+  p.b_scale = s2_;
+  p.n = H_;
+  p.k = I_;
+  p.d = y_;
+  launch_f8_grouped_gemm(p, bound, stream);
+  launch_combine_rows(y_, in, padding{}, H_, out, stream);
+}
+
+}  // namespace moereg::cuda

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+// fp8_grouped_experts.h - the compute-bound path of F8_E4M3 experts with 128 x 128 block
+// scales on moereg's own grouped FP8 GEMM (fp8_grouped_gemm.cuh): each projection of every
+// hit expert in one launch, no host round trip (the expert offsets stay on the device, so the
+// pass can be captured in a CUDA graph), the outputs written as rows.
+//
+// A pass: x's rows in sorted order quantized to e4m3 per 128 columns (f8_quantize.cuh) ->
+// gate/up GEMM -> h = SiLU(gate) * up from its bf16 output, quantized the same way -> down
+// GEMM -> the combine (expert_rows.h). The activations' quantization is what separates it
+// from the dequantized bf16 layer (~4 % relative L2; docs/cuda.md states what was measured).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "expert_rows.h"
+#include "fp8_grouped_gemm.cuh"
+
+namespace moereg::cuda {
+
+class fp8_grouped_experts {
+ public:
+  // Whether experts of these sizes and scale blocks fit: 128 x 128 blocks, H and I multiples
+  // of 128, at most 4096 experts. Otherwise `why` says which.
+  static bool fits(long long experts, long long hidden, long long inter, long long b0, long long b1,
+                   std::string* why = nullptr);
+
+  // w13 [E, 2I, H] and w2 [E, H, I] e4m3 (fragment order), w13_scale [E, 2I/128, H/128] and
+  // w2_scale [E, H/128, I/128]: the layer's device arrays, which must outlive this object.
+  fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale, int experts,
+                      int hidden, int inter);
+  ~fp8_grouped_experts();
+  fp8_grouped_experts(const fp8_grouped_experts&) = delete;
+  fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
+
+  // Routed experts of one pass, `out` [T, H] stored. Enqueued on `stream`, no synchronization
+  // (except once when the work buffers grow).
+  void run_routed(const routed_rows& in, float* out, cudaStream_t stream);
+
+ private:
+  void ensure(int rows, cudaStream_t stream);
+
+  int E_, H_, I_;
+  const float *s13_, *s2_;
+  f8_matrix w13_, w2_;
+  int capacity_ = 0, pitch_ = 0;  // rows the buffers hold; scale column pitch (capacity rounded to 4)
+  uint8_t* xq_ = nullptr;         // [capacity, H] e4m3, sorted rows
+  float* xs_ = nullptr;           // [H/128][pitch]
+  __nv_bfloat16* g_ = nullptr;    // [capacity, 2I]: gate | up
+  uint8_t* hq_ = nullptr;         // [capacity, I]
+  float* hs_ = nullptr;           // [I/128][pitch]
+  __nv_bfloat16* y_ = nullptr;    // [capacity, H]: down
+  f8_matrix xq_map_{}, hq_map_{};
+};
+
+}  // namespace moereg::cuda

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+// fp8_grouped_gemm.cu - the grouped FP8 GEMM (see fp8_grouped_gemm.cuh).
+//
+// One CTA: a producer warp issues the TMA loads of 128 x 128 A and B tiles into a ring of
+// shared-memory stages; two consumer warpgroups each multiply 64 of the tile's rows by its 128
+// columns, a 128-column k block at a time (four wgmma m64n128k32), then fold that block's sum
+// into their f32 result with the two scales. The ring's stages are handed over by mbarriers:
+// `full` (the TMA bytes landed) and `empty` (both consumers' wgmmas have read the stage).
+#include "fp8_grouped_gemm.cuh"
+
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "moe_kernels.cuh"
+
+namespace moereg::cuda {
+
+namespace {
+
+constexpr int BM = 128, BN = 128, BK = 128;  // BK = f8_group: one scale per k block
+constexpr int stages = 6;
+constexpr int tile_bytes = BM * BK;          // A and B tiles alike (one byte per e4m3)
+constexpr int threads = 384;                 // warpgroup 0: producer; 1 and 2: consumers
+constexpr int max_experts = 4096;
+constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + 2 * stages * 8 +
+                              (max_experts + 1) * sizeof(int);
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(b)) : "memory");
+}
+// Returns once the barrier's phase of this parity has completed (labels are local to the braces).
+__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred P1;\n"
+      "LAB_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      "@P1 bra DONE;\n"
+      "bra LAB_WAIT;\n"
+      "DONE:\n"
+      "}\n" ::"r"(smem_u32(b)),
+      "r"(parity)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
+          smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+// A K-major tile of 128-byte rows in 8-row, 1024-byte swizzle atoms (as TMA's 128-byte swizzle
+// writes it): start address, stride between atoms 1024 bytes, swizzle mode 128B. The k steps
+// of 32 bytes inside the atom advance the start address (the swizzle applies to the address).
+__device__ __forceinline__ uint64_t sw128_desc(const void* smem) {
+  const uint32_t a = smem_u32(smem);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
+         (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// Keeps the compiler from moving reads or writes of an accumulator across the asynchronous MMA.
+__device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// d (64 f32 per thread: the warpgroup's 64 x 128 block) = A(64 x 32) B(128 x 32)^T + (accumulate ? d : 0).
+__device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
+// Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
+// CTAs running at once share a weight tile; the expert's rows stay in L2).
+struct tile_at {
+  int e, row0, row_end, n0;
+};
+__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t) {
+  int lo = 0, hi = experts - 1;  // the last e with prefix[e] * nb <= t
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (prefix[mid] * nb <= t) lo = mid;
+    else hi = mid - 1;
+  }
+  const int local = t - prefix[lo] * nb, mt = prefix[lo + 1] - prefix[lo];
+  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
+}
+
+__global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* sa = smem;
+  uint8_t* sb = smem + stages * tile_bytes;
+  uint64_t* full = reinterpret_cast<uint64_t*>(sb + stages * tile_bytes);
+  uint64_t* empty = full + stages;
+  int* prefix = reinterpret_cast<int*>(empty + stages);  // [experts + 1]: m tiles before each expert
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, E = p.experts;
+  if (warp == 0) {
+    int carry = 0;
+    for (int e0 = 0; e0 < E; e0 += 32) {
+      const int e = e0 + lane;
+      int c = e < E ? (p.offsets[e + 1] - p.offsets[e] + BM - 1) / BM : 0;
+      for (int d = 1; d < 32; d <<= 1) {
+        const int v = __shfl_up_sync(~0u, c, d);
+        if (lane >= d) c += v;
+      }
+      if (e < E) prefix[e + 1] = carry + c;
+      carry += __shfl_sync(~0u, c, 31);
+    }
+    if (lane == 0) {
+      prefix[0] = 0;
+      for (int s = 0; s < stages; ++s) {
+        mbar_init(&full[s], 1);
+        mbar_init(&empty[s], 8);  // one arrival per consumer warp
+      }
+      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+  }
+  __syncthreads();
+  const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
+
+  if (warp < 4) {  // producer warpgroup: one thread issues every load
+    if (threadIdx.x == 0) {
+      uint32_t it = 0;
+      for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+        const int brow = at.e * p.n + at.n0;
+        for (int kt = 0; kt < kt_count; ++kt, ++it) {
+          const int s = static_cast<int>(it % stages);
+          mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
+          mbar_expect_tx(&full[s], 2 * tile_bytes);
+          tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
+          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers. Thread (warp w of the warpgroup, lane l) holds rows 16 w + l / 4 (+ 8) of the
+  // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
+  const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
+  uint32_t it = 0;
+  for (int t = blockIdx.x; t < total; t += gridDim.x) {
+    const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+    const int r0 = at.row0 + wr, r1 = r0 + 8;
+    const int q0 = min(r0, p.a_pitch - 1), q1 = min(r1, p.a_pitch - 1);
+    const float* bs = p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
+    float acc[64], sum[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) sum[i] = 0.f;
+    for (int kt = 0; kt < kt_count; ++kt, ++it) {
+      const int s = static_cast<int>(it % stages);
+      const float ws = __ldg(bs + kt);
+      const float s0 = __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q0) * ws;
+      const float s1 = __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q1) * ws;
+      mbar_wait(&full[s], (it / stages) & 1);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
+      wgmma_fence();
+      const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * tile_bytes);
+#pragma unroll
+      for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
+      wgmma_commit();
+      wgmma_wait_all();
+#pragma unroll
+      for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
+      if (lane == 0) mbar_arrive(&empty[s]);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
+    }
+    const int c = at.n0 + 2 * (lane & 3);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      if (r0 < at.row_end)
+        *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
+            __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
+      if (r1 < at.row_end)
+        *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
+            __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
+    }
+  }
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  });
+  return fn;
+}
+
+}  // namespace
+
+f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what) {
+  auto encode = encode_tiled();
+  if (!encode) throw std::runtime_error(std::string(what) + ": the driver has no cuTensorMapEncodeTiled");
+  f8_matrix m{};
+  const cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols};
+  const cuuint32_t box[2] = {BK, BM}, unit[2] = {1, 1};
+  const CUresult r = encode(&m.map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<uint8_t*>(base), dims, strides, box,
+                            unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw std::runtime_error(std::string(what) + ": cuTensorMapEncodeTiled refused [" + std::to_string(rows) + ", " +
+                             std::to_string(cols) + "] e4m3 (CUresult " + std::to_string(static_cast<int>(r)) + ")");
+  return m;
+}
+
+void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
+  if (p.experts > max_experts || p.n % BN || p.k % BK)
+    throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
+                             ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
+  static int sms = [] {
+    int device = 0, n = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+    cudaFuncSetAttribute(f8_grouped_gemm, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
+    return std::max(n, 1);
+  }();
+  const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
+  const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
+  if (grid <= 0) return;
+  f8_grouped_gemm<<<grid, threads, smem_bytes, stream>>>(p);
+  check_launch("FP8 grouped GEMM");
+}
+
+}  // namespace moereg::cuda
