@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # f8_gemm_ab.sh - on the GPU machine, with .carry/ from bench/device/stage.sh: F8_E4M3 experts
-# on the two FP8 tensor-core engines (f8_gemm=wgmma: moereg's grouped GEMM; f8_gemm=cublaslt:
-# one cuBLASLt matmul per hit expert) and the bf16 layer of the same preset, in alternated
+# on the two FP8 tensor-core engines (f8_gemm=wgmma: moereg's grouped GEMM, with f8_gather on
+# and off; f8_gemm=cublaslt: one cuBLASLt matmul per hit expert) and the bf16 layer of the same preset, in alternated
 # rounds of `moe bench` (f8_activations=e4m3, so every T runs on the engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3).
@@ -12,12 +12,15 @@ export MOEREG_CUDA_BACKEND=$PWD/.carry/lib/moereg/backends/libmoereg_backend_cud
 export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
-configs=("bf16" "f8_e4m3 f8_gemm=wgmma" "f8_e4m3 f8_gemm=cublaslt")
+# name, weights, backend options
+configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_rows f8_e4m3 f8_gemm=wgmma f8_gather=off"
+         "cublaslt f8_e4m3 f8_gemm=cublaslt")
 for round in $(seq "${ROUNDS:-2}"); do
   for c in "${configs[@]}"; do
-    read -r w opt <<< "$c"
-    name=${opt#f8_gemm=}; name=${name:-bf16}
-    args=(); [ -n "${opt:-}" ] && args=(--backend-option "$opt" --backend-option f8_activations=e4m3)
+    read -r name w opts <<< "$c"
+    args=()
+    for o in $opts; do args+=(--backend-option "$o"); done
+    [ "$w" = f8_e4m3 ] && args+=(--backend-option f8_activations=e4m3)
     timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$w" --tokens "${TOKENS:-128,1024,4096}" \
       --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${args[@]}" \
       > "$OUT/f8ab_${round}_$name.json" 2> "$OUT/f8ab_${round}_$name.err" || tail -3 "$OUT/f8ab_${round}_$name.err"
@@ -28,15 +31,16 @@ import glob, json, statistics, sys
 out, preset = sys.argv[1:]
 runs = {}
 for f in sorted(glob.glob(f"{out}/f8ab_*_*.json")):
-    name = f.rsplit("_", 1)[1][:-5]
+    name = f.split("/f8ab_", 1)[1].split("_", 1)[1][:-5]
     try: rows = json.load(open(f))["rows"]
     except Exception as e: print(f, "unreadable:", e); continue
     for r in rows: runs.setdefault((name, r["tokens"]), []).append(r["seconds"] * 1e3)
 Ts = sorted({t for _, t in runs})
 print(f"{preset}: ms per forward, median of rounds (each round's figures in brackets)")
-print(f"{'T':>6} | {'bf16':>18} | {'f8 wgmma':>18} | {'f8 cublaslt':>18} | bf16/wgmma | cublaslt/wgmma")
+names = ("bf16", "wgmma", "wgmma_rows", "cublaslt")
+print(f"{'T':>6} | " + " | ".join(f"{n:>20}" for n in names) + " | bf16/wgmma | cublaslt/wgmma")
 for t in Ts:
-    m = {n: statistics.median(runs[(n, t)]) if (n, t) in runs else float("nan") for n in ("bf16", "wgmma", "cublaslt")}
-    cell = lambda n: f"{m[n]:8.3f} [{' '.join(f'{v:.3f}' for v in runs.get((n, t), []))}]"
-    print(f"{t:6d} | {cell('bf16'):>18} | {cell('wgmma'):>18} | {cell('cublaslt'):>18} | {m['bf16']/m['wgmma']:10.2f} | {m['cublaslt']/m['wgmma']:14.2f}")
+    m = {n: statistics.median(runs[(n, t)]) if (n, t) in runs else float("nan") for n in names}
+    cell = lambda n: f"{m[n]:7.3f} [{' '.join(f'{v:.3f}' for v in runs.get((n, t), []))}]"
+    print(f"{t:6d} | " + " | ".join(f"{cell(n):>20}" for n in names) + f" | {m['bf16']/m['wgmma']:10.2f} | {m['cublaslt']/m['wgmma']:14.2f}")
 PY

@@ -52,6 +52,8 @@ void check(cudaError_t e, const char* what);
 //   f8_gemm = wgmma (default) | cublaslt - the FP8 tensor-core GEMM: moereg's grouped wgmma
 //            kernel (fp8_grouped_experts.h: one launch per projection, no host sync) or
 //            cuBLASLt's block-scaled matmul, one per hit expert (fp8_experts.h)
+//   f8_gather = on (default) | off - wgmma engine: x quantized once per token, the gate/up
+//            GEMM gathers the routed rows' tokens (off: each routed row quantized on its own)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
 //   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
@@ -63,6 +65,7 @@ struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
   std::string f8_gemm = "wgmma";
+  bool f8_gather = true;
   bool pdl = true;
   bool cublas = true;
   bool graphs = false;

@@ -34,6 +34,9 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
       if (value != "wgmma" && value != "cublaslt")
         throw invalid_argument("backend option f8_gemm='" + value + "': expected wgmma or cublaslt");
       t.f8_gemm = value;
+    } else if (key == "f8_gather") {
+      if (value != "on" && value != "off") throw invalid_argument("backend option f8_gather='" + value + "': expected on or off");
+      t.f8_gather = value == "on";
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
@@ -49,8 +52,8 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
       t.narrow = value;
     } else {
       throw invalid_argument("backend option '" + key +
-                             "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, pdl, "
-                             "narrow, slot_tiles)");
+                             "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
+                             "f8_gather, pdl, narrow, slot_tiles)");
     }
   }
   return t;
@@ -92,6 +95,7 @@ std::string moe_layer::describe() const {
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
+    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off")
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()

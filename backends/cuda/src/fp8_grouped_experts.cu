@@ -2,6 +2,7 @@
 // fp8_grouped_experts.cu - F8 experts on the grouped FP8 GEMM (see fp8_grouped_experts.h).
 #include "fp8_grouped_experts.h"
 
+#include <algorithm>
 #include <string>
 
 #include "cuda_moe.h"
@@ -12,14 +13,15 @@ namespace moereg::cuda {
 
 namespace {
 
-// xq[r] = e4m3 of x[sorted_token[r]] per 128 columns, for the sorted rows r < offsets[E]. One
-// block of 4 warps per row of the bound; a warp per 128-column group.
-__global__ void quantize_sorted_rows(const __nv_bfloat16* __restrict__ x, const int* __restrict__ sorted_token,
-                                     const int* __restrict__ offsets, int experts, int hidden, int pitch,
-                                     uint8_t* __restrict__ xq, float* __restrict__ xs) {
+// xq[r] = e4m3 of x[sorted_token[r]] per 128 columns, for the sorted rows r < offsets[E]
+// (sorted_token null: xq[t] of x[t] for every token). One block of 4 warps per row of the
+// bound; a warp per 128-column group.
+__global__ void quantize_x(const __nv_bfloat16* __restrict__ x, const int* __restrict__ sorted_token,
+                           const int* __restrict__ offsets, int experts, int hidden, int pitch, uint8_t* __restrict__ xq,
+                           float* __restrict__ xs) {
   const int r = blockIdx.x, lane = threadIdx.x & 31;
-  if (r >= offsets[experts]) return;
-  const __nv_bfloat16* row = x + static_cast<size_t>(sorted_token[r]) * hidden;
+  if (sorted_token && r >= offsets[experts]) return;
+  const __nv_bfloat16* row = x + static_cast<size_t>(sorted_token ? sorted_token[r] : r) * hidden;
   for (int g = threadIdx.x >> 5; g < hidden / f8_group; g += blockDim.x >> 5) {
     const __nv_bfloat16* src = row + g * f8_group;
     const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 0)));
@@ -67,8 +69,8 @@ bool fp8_grouped_experts::fits(long long experts, long long hidden, long long in
 }
 
 fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
-                                         const float* w2_scale, int experts, int hidden, int inter)
-    : E_(experts), H_(hidden), I_(inter), s13_(w13_scale), s2_(w2_scale) {
+                                         const float* w2_scale, int experts, int hidden, int inter, bool gather)
+    : E_(experts), H_(hidden), I_(inter), gather_(gather), s13_(w13_scale), s2_(w2_scale) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
 }
@@ -79,26 +81,31 @@ fp8_grouped_experts::~fp8_grouped_experts() {
     if (p) cudaFree(p);
 }
 
-void fp8_grouped_experts::ensure(int rows, cudaStream_t stream) {
-  if (rows <= capacity_) return;
+void fp8_grouped_experts::ensure(int rows, int tokens, cudaStream_t stream) {
+  if (rows <= capacity_ && (!gather_ || tokens <= xrows_)) return;
+  rows = std::max(rows, capacity_);
+  tokens = std::max(tokens, xrows_);
   check(cudaStreamSynchronize(stream), "FP8 grouped path: work buffers");
   for (void** p : {reinterpret_cast<void**>(&xq_), reinterpret_cast<void**>(&xs_), reinterpret_cast<void**>(&g_),
                    reinterpret_cast<void**>(&hq_), reinterpret_cast<void**>(&hs_), reinterpret_cast<void**>(&y_)}) {
     cudaFree(*p);
     *p = nullptr;
   }
-  capacity_ = pitch_ = 0;
+  capacity_ = pitch_ = xrows_ = xpitch_ = 0;
   const size_t R = static_cast<size_t>(rows), P = (R + 3) / 4 * 4, H = H_, I = I_;
-  check(cudaMalloc(&xq_, R * H), "FP8 grouped path: quantized rows");
-  check(cudaMalloc(&xs_, P * (H / f8_group) * 4), "FP8 grouped path: row scales");
+  const size_t X = gather_ ? static_cast<size_t>(tokens) : R, XP = (X + 3) / 4 * 4;
+  check(cudaMalloc(&xq_, X * H), "FP8 grouped path: quantized x");
+  check(cudaMalloc(&xs_, XP * (H / f8_group) * 4), "FP8 grouped path: x scales");
   check(cudaMalloc(&g_, R * 2 * I * 2), "FP8 grouped path: gate/up");
   check(cudaMalloc(&hq_, R * I), "FP8 grouped path: quantized h");
   check(cudaMalloc(&hs_, P * (I / f8_group) * 4), "FP8 grouped path: h scales");
   check(cudaMalloc(&y_, R * H * 2), "FP8 grouped path: down output");
-  xq_map_ = make_f8_matrix(xq_, R, H, "FP8 quantized rows");
+  xq_map_ = make_f8_matrix(xq_, X, H, "FP8 quantized x");
   hq_map_ = make_f8_matrix(hq_, R, I, "FP8 quantized h");
   capacity_ = rows;
   pitch_ = static_cast<int>(P);
+  xrows_ = static_cast<int>(X);
+  xpitch_ = static_cast<int>(XP);
 }
 
 void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStream_t stream) {
@@ -106,15 +113,20 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
     throw unsupported("FP8 grouped path: top_k " + std::to_string(in.top_k) + " > 32");
   const int bound = in.tokens * in.top_k;  // sorted rows: at most one per slot
   if (bound == 0) return;
-  ensure(bound, stream);
-  quantize_sorted_rows<<<bound, 128, 0, stream>>>(in.xb, in.sorted_token, in.offsets, E_, H_, pitch_, xq_, xs_);
+  ensure(bound, in.tokens, stream);
+  quantize_x<<<gather_ ? in.tokens : bound, 128, 0, stream>>>(in.xb, gather_ ? nullptr : in.sorted_token, in.offsets,
+                                                             E_, H_, xpitch_, xq_, xs_);
   check_launch("FP8 grouped path: quantize x");
   f8_grouped_problem p{};
   p.offsets = in.offsets;
   p.experts = E_;
-  p.a_pitch = pitch_;
+  p.a_pitch = xpitch_;
   p.a = xq_map_;
   p.a_scale = xs_;
+  if (gather_) {
+    p.gather = in.sorted_token;
+    p.a_rows = xq_;
+  }
   p.b = w13_;
   p.b_scale = s13_;
   p.n = 2 * I_;
@@ -125,6 +137,9 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   check_launch("FP8 grouped path: SiLU and quantize h");
   p.a = hq_map_;
   p.a_scale = hs_;
+  p.a_pitch = pitch_;
+  p.gather = nullptr;
+  p.a_rows = nullptr;
   p.b = w2_;
   p.b_scale = s2_;
   p.n = H_;

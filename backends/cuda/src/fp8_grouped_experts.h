@@ -30,8 +30,11 @@ class fp8_grouped_experts {
 
   // w13 [E, 2I, H] and w2 [E, H, I] e4m3 (fragment order), w13_scale [E, 2I/128, H/128] and
   // w2_scale [E, H/128, I/128]: the layer's device arrays, which must outlive this object.
+  // gather: x is quantized once per token and the gate/up GEMM gathers each routed row's
+  // token (else every routed row is quantized into its own sorted row first: top_k times the
+  // bytes written and read).
   fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale, int experts,
-                      int hidden, int inter);
+                      int hidden, int inter, bool gather);
   ~fp8_grouped_experts();
   fp8_grouped_experts(const fp8_grouped_experts&) = delete;
   fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
@@ -41,14 +44,16 @@ class fp8_grouped_experts {
   void run_routed(const routed_rows& in, float* out, cudaStream_t stream);
 
  private:
-  void ensure(int rows, cudaStream_t stream);
+  void ensure(int rows, int tokens, cudaStream_t stream);
 
   int E_, H_, I_;
+  bool gather_;
   const float *s13_, *s2_;
   f8_matrix w13_, w2_;
-  int capacity_ = 0, pitch_ = 0;  // rows the buffers hold; scale column pitch (capacity rounded to 4)
-  uint8_t* xq_ = nullptr;         // [capacity, H] e4m3, sorted rows
-  float* xs_ = nullptr;           // [H/128][pitch]
+  int capacity_ = 0, pitch_ = 0;  // routed rows the buffers hold; scale column pitch (capacity rounded to 4)
+  int xrows_ = 0, xpitch_ = 0;    // rows of xq_ (tokens with gather, else capacity) and its scales' pitch
+  uint8_t* xq_ = nullptr;         // [xrows, H] e4m3: tokens (gather) or sorted rows
+  float* xs_ = nullptr;           // [H/128][xpitch]
   __nv_bfloat16* g_ = nullptr;    // [capacity, 2I]: gate | up
   uint8_t* hq_ = nullptr;         // [capacity, I]
   float* hs_ = nullptr;           // [I/128][pitch]

@@ -2,7 +2,8 @@
 // fp8_grouped_gemm.cu - the grouped FP8 GEMM (see fp8_grouped_gemm.cuh).
 //
 // One CTA: a producer warp issues the TMA loads of 128 x 128 A and B tiles into a ring of
-// shared-memory stages; two consumer warpgroups each multiply 64 of the tile's rows by its 128
+// shared-memory stages (with `gather`, the producer warpgroup's 128 threads fetch A's rows
+// with cp.async, 16 bytes each, swizzled as TMA would have written them); two consumer warpgroups each multiply 64 of the tile's rows by its 128
 // columns, a 128-column k block at a time (four wgmma m64n128k32), then fold that block's sum
 // into their f32 result with the two scales. The ring's stages are handed over by mbarriers:
 // `full` (the TMA bytes landed) and `empty` (both consumers' wgmmas have read the stage).
@@ -55,6 +56,15 @@ __device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
       "}\n" ::"r"(smem_u32(b)),
       "r"(parity)
       : "memory");
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+// The barrier's arrival fires when this thread's earlier cp.async copies have landed (counted
+// in the barrier's expected arrivals: .noinc).
+__device__ __forceinline__ void cp_async_arrive(uint64_t* b) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(b)) : "memory");
 }
 
 __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
@@ -116,6 +126,7 @@ __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offse
   return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
+template <bool Gather>
 __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -141,7 +152,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     if (lane == 0) {
       prefix[0] = 0;
       for (int s = 0; s < stages; ++s) {
-        mbar_init(&full[s], 1);
+        mbar_init(&full[s], Gather ? 1 + 128 : 1);  // the expect_tx arrival (+ each gathering thread's)
         mbar_init(&empty[s], 8);  // one arrival per consumer warp
       }
       asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -150,6 +161,36 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   __syncthreads();
   const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
 
+  if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
+    const int tid = threadIdx.x, q = tid & 7;  // rows tid / 8 + 16 j, 16-byte chunk q of each
+    uint32_t it = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+      const int brow = at.e * p.n + at.n0;
+      const uint8_t* src[8];
+      for (int j = 0; j < 8; ++j) {
+        const int r = at.row0 + (tid >> 3) + 16 * j;
+        src[j] = r < at.row_end ? p.a_rows + static_cast<size_t>(p.gather[r]) * p.k + 16 * q : nullptr;
+      }
+      for (int kt = 0; kt < kt_count; ++kt, ++it) {
+        const int s = static_cast<int>(it % stages);
+        mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
+        if (tid == 0) {
+          mbar_expect_tx(&full[s], tile_bytes);
+          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+        }
+        const uint32_t base = smem_u32(sa + s * tile_bytes);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int r = (tid >> 3) + 16 * j;
+          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
+        }
+        cp_async_arrive(&full[s]);
+      }
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    return;
+  }
   if (warp < 4) {  // producer warpgroup: one thread issues every load
     if (threadIdx.x == 0) {
       uint32_t it = 0;
@@ -175,7 +216,11 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
     const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
     const int r0 = at.row0 + wr, r1 = r0 + 8;
-    const int q0 = min(r0, p.a_pitch - 1), q1 = min(r1, p.a_pitch - 1);
+    int q0 = min(r0, p.a_pitch - 1), q1 = min(r1, p.a_pitch - 1);
+    if (Gather) {  // the rows' tokens: their scales' columns
+      q0 = r0 < at.row_end ? __ldg(p.gather + r0) : 0;
+      q1 = r1 < at.row_end ? __ldg(p.gather + r1) : 0;
+    }
     const float* bs = p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
     float acc[64], sum[64];
 #pragma unroll
@@ -186,6 +231,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       const float s0 = __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q0) * ws;
       const float s1 = __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q1) * ws;
       mbar_wait(&full[s], (it / stages) & 1);
+      // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
+      if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
       wgmma_fence();
@@ -251,13 +298,15 @@ void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStr
     int device = 0, n = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    cudaFuncSetAttribute(f8_grouped_gemm, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
+    cudaFuncSetAttribute(f8_grouped_gemm<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
+    cudaFuncSetAttribute(f8_grouped_gemm<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
     return std::max(n, 1);
   }();
   const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
   const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
   if (grid <= 0) return;
-  f8_grouped_gemm<<<grid, threads, smem_bytes, stream>>>(p);
+  if (p.gather) f8_grouped_gemm<true><<<grid, threads, smem_bytes, stream>>>(p);
+  else f8_grouped_gemm<false><<<grid, threads, smem_bytes, stream>>>(p);
   check_launch("FP8 grouped GEMM");
 }
 

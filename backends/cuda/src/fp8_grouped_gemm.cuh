@@ -36,9 +36,13 @@ struct f8_matrix {
 f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what);
 
 struct f8_grouped_problem {
-  f8_matrix a;                 // [capacity, k]: sorted rows
+  f8_matrix a;                 // [capacity, k]: sorted rows (unused when `gather` is set)
   const float* a_scale;        // [k / 128][a_pitch]: a column of row scales per k block
   int a_pitch;                 // >= capacity
+  // Set: A is read as a_rows[gather[r]] (a_rows [*, k] e4m3, 16-byte aligned rows), scales
+  // a_scale[kb * a_pitch + gather[r]]: x quantized once per token rather than per routed row.
+  const int* gather;
+  const uint8_t* a_rows;
   f8_matrix b;                 // [experts * n, k]
   const float* b_scale;        // [experts][n / 128][k / 128]
   const int* offsets;          // [experts + 1], device
