@@ -9,7 +9,12 @@
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export MOEREG_CUDA_BACKEND=$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
-export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# cuBLAS and cuBLASLt are dlopened: PyTorch's wheel has them, the toolkit maybe too.
+cublas_dir=$(python3 -c 'import glob,os,site
+for s in site.getsitepackages():
+    for p in glob.glob(os.path.join(s, "nvidia", "**", "libcublas.so.13"), recursive=True):
+        print(os.path.dirname(p)); raise SystemExit' 2>/dev/null)
+export LD_LIBRARY_PATH=$PWD/.carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
