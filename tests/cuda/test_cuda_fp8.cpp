@@ -234,11 +234,12 @@ double rel_l2_f(const std::vector<float>& a, const std::vector<float>& b) {
 // cuBLASLt's matmul per expert: the activations quantized to e4m3 per 128 columns; against the
 // dequantized bf16 layer and float64 on the exact weights, and the two engines against each
 // other (the same quantized operands: they differ by summation order and the bf16 rounding of
-// gate/up only); and with f8_gather on and off (bit-identical). T from one row (most experts idle) to several 128-row tiles per expert, with
-// uneven routing (tiles cut short, idle experts).
+// gate/up only); and with f8_gather on and off (bit-identical). T from one row (most experts
+// idle) to several 128-row tiles per expert, with uneven routing (tiles cut short, idle experts).
 void check_tensor_cores(fp8_layer& L, const char* what) {
   const std::vector<double> e13 = L.exact13(), e2 = L.exact2();
   set_option("f8_activations", "e4m3");
+  set_option("f8_gemm", "wgmma");
   handle f8 = create(L.f8_view(), nullptr);
   set_option("f8_gather", "off");
   handle rows = create(L.f8_view(), nullptr);
