@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # f8_gemm_ab.sh - on the GPU machine, with .carry/ from bench/device/stage.sh: F8_E4M3 experts
 # on the two FP8 tensor-core engines (f8_gemm=wgmma: moereg's grouped GEMM, with f8_gather on
-# and off; f8_gemm=cublaslt: one cuBLASLt matmul per hit expert) and the bf16 layer of the same preset, in alternated
+# and on; f8_gemm=cublaslt: one cuBLASLt matmul per hit expert) and the bf16 layer of the same preset, in alternated
 # rounds of `moe bench` (f8_activations=e4m3, so every T runs on the engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3).
@@ -18,7 +18,7 @@ export LD_LIBRARY_PATH=$PWD/.carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cud
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
-configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_rows f8_e4m3 f8_gemm=wgmma f8_gather=off"
+configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_gather f8_e4m3 f8_gemm=wgmma f8_gather=on"
          "cublaslt f8_e4m3 f8_gemm=cublaslt")
 for round in $(seq "${ROUNDS:-2}"); do
   for c in "${configs[@]}"; do
@@ -42,7 +42,7 @@ for f in sorted(glob.glob(f"{out}/f8ab_*_*.json")):
     for r in rows: runs.setdefault((name, r["tokens"]), []).append(r["seconds"] * 1e3)
 Ts = sorted({t for _, t in runs})
 print(f"{preset}: ms per forward, median of rounds (each round's figures in brackets)")
-names = ("bf16", "wgmma", "wgmma_rows", "cublaslt")
+names = ("bf16", "wgmma", "wgmma_gather", "cublaslt")
 print(f"{'T':>6} | " + " | ".join(f"{n:>20}" for n in names) + " | bf16/wgmma | cublaslt/wgmma")
 for t in Ts:
     m = {n: statistics.median(runs[(n, t)]) if (n, t) in runs else float("nan") for n in names}
