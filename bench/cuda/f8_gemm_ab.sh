@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # f8_gemm_ab.sh - on the GPU machine, with .carry/ from bench/device/stage.sh: F8_E4M3 experts
 # on the two FP8 tensor-core engines (f8_gemm=wgmma: moereg's grouped GEMM, with f8_gather on
-# and on; f8_gemm=cublaslt: one cuBLASLt matmul per hit expert) and the bf16 layer of the same preset, in alternated
-# rounds of `moe bench` (f8_activations=e4m3, so every T runs on the engine). One table,
+# and off; f8_gemm=cublaslt: one cuBLASLt matmul per hit expert) and the bf16 layer of the same
+# preset, in alternated rounds of `moe bench` (f8_activations=e4m3, so every T runs on the
+# engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3), OLD_BACKEND (another build's CUDA backend, timed as wgmma_old).
 set -uo pipefail
@@ -18,7 +19,7 @@ export LD_LIBRARY_PATH=$PWD/.carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cud
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
-configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_gather f8_e4m3 f8_gemm=wgmma f8_gather=on"
+configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_rows f8_e4m3 f8_gemm=wgmma f8_gather=off"
          "cublaslt f8_e4m3 f8_gemm=cublaslt")
 # OLD_BACKEND=path/to/libmoereg_backend_cuda.so adds that build's wgmma engine as "wgmma_old".
 [ -n "${OLD_BACKEND:-}" ] && configs+=("wgmma_old f8_e4m3 f8_gemm=wgmma f8_gather=off")
@@ -47,7 +48,7 @@ for f in sorted(glob.glob(f"{out}/f8ab_*_*.json")):
     for r in rows: runs.setdefault((name, r["tokens"]), []).append(r["seconds"] * 1e3)
 Ts = sorted({t for _, t in runs})
 print(f"{preset}: ms per forward, median of rounds (each round's figures in brackets)")
-names = ("bf16", "wgmma", "wgmma_gather", "cublaslt", "wgmma_old")
+names = ("bf16", "wgmma", "wgmma_rows", "cublaslt", "wgmma_old")
 print(f"{'T':>6} | " + " | ".join(f"{n:>20}" for n in names) + " | bf16/wgmma | cublaslt/wgmma")
 for t in Ts:
     m = {n: statistics.median(runs[(n, t)]) if (n, t) in runs else float("nan") for n in names}

@@ -241,19 +241,19 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   set_option("f8_activations", "e4m3");
   set_option("f8_gemm", "wgmma");
   handle f8 = create(L.f8_view(), nullptr);
-  set_option("f8_gather", "on");
-  handle gathered = create(L.f8_view(), nullptr);
+  set_option("f8_gather", "off");
+  handle by_rows = create(L.f8_view(), nullptr);
   clear_option("f8_gather");
   set_option("f8_gemm", "cublaslt");
   handle lt = create(L.f8_view(), nullptr);
   clear_option("f8_gemm");
   clear_option("f8_activations");
   handle bf = create(L.bf16_view(), nullptr);
-  ASSERT_TRUE(f8 && gathered && lt && bf) << what;
+  ASSERT_TRUE(f8 && by_rows && lt && bf) << what;
   for (int T : {1, 7, 300, 1500}) {
     random_tokens r(T, L.H, L.E, L.K, 5 * T + 3, true);
     const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K),
-                             c = forward(lt.get(), r, T, L.H, L.K), d = forward(gathered.get(), r, T, L.H, L.K);
+                             c = forward(lt.get(), r, T, L.H, L.K), d = forward(by_rows.get(), r, T, L.H, L.K);
     // Gathering the token's quantized x or reading the routed row's copy of it: the same bytes.
     EXPECT_EQ(max_rel_diff(a, d), 0.0) << what << " T=" << T;
     EXPECT_NE(last_tiles(f8.get()).find("wgmma_fp8"), std::string::npos) << what << "\n" << describe(f8.get());
@@ -291,10 +291,9 @@ TEST(CudaFp8, AutoTakesTensorCoresForManyRowsPerExpert) {
     forward(f8.get(), r, T, L.H, L.K);
     const std::string last = last_tiles(f8.get());
     if (T == 5) EXPECT_NE(last.find("f16 mma"), std::string::npos) << last;
-    else EXPECT_NE(last.find("wgmma_fp8"), std::string::npos) << last;
+    else EXPECT_NE(last.find("cublaslt_fp8"), std::string::npos) << last;
   }
-  EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: moereg's grouped wgmma GEMM"), std::string::npos)
-      << describe(f8.get());
+  EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: cuBLASLt"), std::string::npos) << describe(f8.get());
   // f8_activations=bf16 keeps every size on the exact-product kernels.
   set_option("f8_activations", "bf16");
   handle exact = create(L.f8_view(), nullptr);
@@ -348,6 +347,12 @@ TEST(CudaFp8, DescribeAndRefusals) {
   set_option("f8_activations", "e4m3");  // 16x16 blocks: not the block-scaled matmul's
   EXPECT_FALSE(create(L.f8_view(), nullptr, &err));
   clear_option("f8_activations");
+  EXPECT_NE(err.find("f8_activations=e4m3: scale blocks {16, 16}, the block-scaled matmul takes {128, 128}"),
+            std::string::npos)
+      << err;
+  set_option("f8_gemm", "wgmma");
+  EXPECT_FALSE(create(L.f8_view(), nullptr, &err));
+  clear_option("f8_gemm");
   EXPECT_NE(err.find("f8_activations=e4m3: scale blocks {16, 16}, the grouped FP8 GEMM takes {128, 128}"),
             std::string::npos)
       << err;

@@ -49,12 +49,14 @@ void check(cudaError_t e, const char* what);
 //            (~4 % from the dequantized layer), bf16 keeps every size on the exact-product
 //            kernels, auto takes e4m3 where bf16 experts would go to cuBLAS (>= 128 rows per
 //            hit expert) and the kernels below that.
-//   f8_gemm = wgmma (default) | cublaslt - the FP8 tensor-core GEMM: moereg's grouped wgmma
-//            kernel (fp8_grouped_experts.h: one launch per projection, no host sync) or
-//            cuBLASLt's block-scaled matmul, one per hit expert (fp8_experts.h)
-//   f8_gather = off (default) | on - wgmma engine: on quantizes x once per token and the
-//            gate/up GEMM gathers the routed rows' tokens with cp.async (off: each routed row
-//            quantized on its own, the GEMM reads rows by TMA: faster as measured)
+//   f8_gemm = cublaslt (default) | wgmma - the FP8 tensor-core GEMM: cuBLASLt's block-scaled
+//            matmul, one per hit expert (fp8_experts.h), or moereg's grouped wgmma kernel
+//            (fp8_grouped_experts.h: one launch per projection, no host sync; as fast as
+//            cuBLASLt on one H100, 1.2-1.5x slower on another: docs/cuda.md)
+//   f8_gather = on (default) | off - wgmma engine: on quantizes x once per token and the
+//            gate/up GEMM gathers the routed rows' tokens with cp.async; off quantizes each
+//            routed row on its own and the GEMM reads rows by TMA (1.01x faster on one H100,
+//            1.3x slower on another: docs/cuda.md)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
 //   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
@@ -65,8 +67,8 @@ void check(cudaError_t e, const char* what);
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
-  std::string f8_gemm = "wgmma";
-  bool f8_gather = false;
+  std::string f8_gemm = "cublaslt";
+  bool f8_gather = true;
   bool pdl = true;
   bool cublas = true;
   bool graphs = false;

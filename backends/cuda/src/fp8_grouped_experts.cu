@@ -102,8 +102,6 @@ void fp8_grouped_experts::ensure(int rows, int tokens, cudaStream_t stream) {
   check(cudaMalloc(&y_, R * H * 2), "FP8 grouped path: down output");
   xq_map_ = make_f8_matrix(xq_, X, H, "FP8 quantized x");
   hq_map_ = make_f8_matrix(hq_, R, I, "FP8 quantized h");
-  xq_half_ = make_f8_matrix(xq_, X, H, "FP8 quantized x", 64);
-  hq_half_ = make_f8_matrix(hq_, R, I, "FP8 quantized h", 64);
   capacity_ = rows;
   pitch_ = static_cast<int>(P);
   xrows_ = static_cast<int>(X);
@@ -124,8 +122,6 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.experts = E_;
   p.a_pitch = xpitch_;
   p.a = xq_map_;
-  p.a_half = xq_half_;
-  p.pair = true;
   p.a_scale = xs_;
   if (gather_) {
     p.gather = in.sorted_token;
@@ -140,7 +136,6 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
   check_launch("FP8 grouped path: SiLU and quantize h");
   p.a = hq_map_;
-  p.a_half = hq_half_;
   p.a_scale = hs_;
   p.a_pitch = pitch_;
   p.gather = nullptr;

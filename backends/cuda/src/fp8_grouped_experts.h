@@ -58,7 +58,7 @@ class fp8_grouped_experts {
   uint8_t* hq_ = nullptr;         // [capacity, I]
   float* hs_ = nullptr;           // [I/128][pitch]
   __nv_bfloat16* y_ = nullptr;    // [capacity, H]: down
-  f8_matrix xq_map_{}, hq_map_{}, xq_half_{}, hq_half_{};  // 128- and 64-row boxes
+  f8_matrix xq_map_{}, hq_map_{};
 };
 
 }  // namespace moereg::cuda

@@ -16,7 +16,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "cuda_moe.h"
 #include "moe_kernels.cuh"
 
 namespace moereg::cuda {
@@ -68,32 +67,6 @@ __device__ __forceinline__ void cp_async_arrive(uint64_t* b) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(b)) : "memory");
 }
 
-// The same box into this offset of every CTA of the cluster in `mask`, each CTA's barrier at
-// bar's offset credited with its bytes.
-__device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
-                                                   uint16_t mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%3, "
-      "%4}], [%2], %5;" ::"r"(smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(mask)
-      : "memory");
-}
-// One arrival on the barrier at b's offset in CTA `cta` of the cluster.
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* b, uint32_t cta) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_u32(b)), "r"(cta));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
-}
-// Every thread of the cluster (not only of the CTA) meets here.
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
-}
-
 __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
@@ -138,13 +111,11 @@ __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uin
 }
 
 // Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
-// CTAs running at once share a weight tile; the expert's rows stay in L2). nb: n steps per
-// expert, each `width` columns (a pair of CTAs takes two 128-column blocks a step).
+// CTAs running at once share a weight tile; the expert's rows stay in L2).
 struct tile_at {
   int e, row0, row_end, n0;
 };
-__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t,
-                                             int width = BN) {
+__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t) {
   int lo = 0, hi = experts - 1;  // the last e with prefix[e] * nb <= t
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
@@ -152,15 +123,10 @@ __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offse
     else hi = mid - 1;
   }
   const int local = t - prefix[lo] * nb, mt = prefix[lo + 1] - prefix[lo];
-  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * width};
+  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
-// Pair: launched in clusters of two CTAs that take the same 128 rows and two neighbouring
-// 128-column blocks; each loads half of the A tile and multicasts it to both (A's bytes from
-// L2 per FLOP cut by a quarter: at 128 x 128 tiles the kernel is held by L2 bandwidth). A
-// stage is refilled only when both CTAs' consumers have released it: every consumer warp
-// arrives on the stage's `empty` barrier in both CTAs.
-template <bool Gather, bool Pair>
+template <bool Gather>
 __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -187,18 +153,13 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       prefix[0] = 0;
       for (int s = 0; s < stages; ++s) {
         mbar_init(&full[s], Gather ? 1 + 128 : 1);  // the expect_tx arrival (+ each gathering thread's)
-        mbar_init(&empty[s], Pair ? 16 : 8);  // one arrival per consumer warp (of both CTAs)
+        mbar_init(&empty[s], 8);  // one arrival per consumer warp
       }
       asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
   }
-  if (Pair) cluster_sync();  // the peer's barriers are initialized before anything signals them
-  else __syncthreads();
-  const int nb = p.n / BN, kt_count = p.k / BK;
-  // Pair: the cluster walks tile pairs; this CTA takes the pair's column block `rank`.
-  const int rank = Pair ? static_cast<int>(cluster_rank()) : 0;
-  const int steps = Pair ? nb / 2 : nb, width = Pair ? 2 * BN : BN, first = Pair ? blockIdx.x / 2 : blockIdx.x,
-            stride = Pair ? gridDim.x / 2 : gridDim.x, total = prefix[E] * steps;
+  __syncthreads();
+  const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
 
   if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
     const int tid = threadIdx.x, q = tid & 7;  // rows tid / 8 + 16 j, 16-byte chunk q of each
@@ -233,23 +194,18 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   if (warp < 4) {  // producer warpgroup: one thread issues every load
     if (threadIdx.x == 0) {
       uint32_t it = 0;
-      for (int t = first; t < total; t += stride) {
-        const tile_at at = find_tile(prefix, p.offsets, E, steps, t, width);
-        const int brow = at.e * p.n + at.n0 + rank * BN;
+      for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+        const int brow = at.e * p.n + at.n0;
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
           mbar_expect_tx(&full[s], 2 * tile_bytes);
-          if (Pair)
-            tma_load_multicast(sa + s * tile_bytes + rank * (BM / 2) * BK, &p.a_half.map, &full[s], kt * BK,
-                               at.row0 + rank * (BM / 2), 0x3);
-          else
-            tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
+          tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
           tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
         }
       }
     }
-    if (Pair) cluster_sync();  // the peer may still multicast into this CTA or arrive on its barriers
     return;
   }
 
@@ -257,9 +213,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
   const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
   uint32_t it = 0;
-  for (int t = first; t < total; t += stride) {
-    tile_at at = find_tile(prefix, p.offsets, E, steps, t, width);
-    at.n0 += rank * BN;
+  for (int t = blockIdx.x; t < total; t += gridDim.x) {
+    const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
     const int r0 = at.row0 + wr, r1 = r0 + 8;
     int q0 = min(r0, p.a_pitch - 1), q1 = min(r1, p.a_pitch - 1);
     if (Gather) {  // the rows' tokens: their scales' columns
@@ -288,10 +243,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       wgmma_wait_all();
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-      if (lane == 0) {
-        mbar_arrive(&empty[s]);
-        if (Pair) mbar_arrive_cluster(&empty[s], rank ^ 1);
-      }
+      if (lane == 0) mbar_arrive(&empty[s]);
 #pragma unroll
       for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
     }
@@ -306,7 +258,6 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
             __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
     }
   }
-  if (Pair) cluster_sync();
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
@@ -324,12 +275,12 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
 
 }  // namespace
 
-f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what, int box_rows) {
+f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what) {
   auto encode = encode_tiled();
   if (!encode) throw std::runtime_error(std::string(what) + ": the driver has no cuTensorMapEncodeTiled");
   f8_matrix m{};
   const cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols};
-  const cuuint32_t box[2] = {BK, static_cast<cuuint32_t>(box_rows)}, unit[2] = {1, 1};
+  const cuuint32_t box[2] = {BK, BM}, unit[2] = {1, 1};
   const CUresult r = encode(&m.map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<uint8_t*>(base), dims, strides, box,
                             unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -343,55 +294,19 @@ void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStr
   if (p.experts > max_experts || p.n % BN || p.k % BK)
     throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
                              ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
-  static const int sms = [] {
+  static int sms = [] {
     int device = 0, n = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    for (const void* k : {reinterpret_cast<const void*>(f8_grouped_gemm<false, false>),
-                          reinterpret_cast<const void*>(f8_grouped_gemm<true, false>),
-                          reinterpret_cast<const void*>(f8_grouped_gemm<false, true>)})
-      cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
+    cudaFuncSetAttribute(f8_grouped_gemm<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
+    cudaFuncSetAttribute(f8_grouped_gemm<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
     return std::max(n, 1);
   }();
-  const long long tiles = ((static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts) * (p.n / BN);
-  if (p.pair && !p.gather && (p.n / BN) % 2 == 0) {
-    // As many clusters as fit at once (a GPC with an odd count of free SMs leaves one idle).
-    static const int clusters = [] {
-      cudaLaunchConfig_t c{};
-      cudaLaunchAttribute a{};
-      a.id = cudaLaunchAttributeClusterDimension;
-      a.val.clusterDim.x = 2;
-      a.val.clusterDim.y = a.val.clusterDim.z = 1;
-      c.gridDim = dim3(2 * 66);
-      c.blockDim = dim3(threads);
-      c.dynamicSmemBytes = smem_bytes;
-      c.attrs = &a;
-      c.numAttrs = 1;
-      int n = 0;
-      if (cudaOccupancyMaxActiveClusters(&n, f8_grouped_gemm<false, true>, &c) != cudaSuccess) n = 0;
-      cudaGetLastError();
-      return n;
-    }();
-    if (clusters > 0) {
-      cudaLaunchConfig_t c{};
-      cudaLaunchAttribute a{};
-      a.id = cudaLaunchAttributeClusterDimension;
-      a.val.clusterDim.x = 2;
-      a.val.clusterDim.y = a.val.clusterDim.z = 1;
-      c.gridDim = dim3(static_cast<unsigned>(2 * std::min<long long>(clusters, (tiles + 1) / 2)));
-      c.blockDim = dim3(threads);
-      c.dynamicSmemBytes = smem_bytes;
-      c.stream = stream;
-      c.attrs = &a;
-      c.numAttrs = 1;
-      check(cudaLaunchKernelEx(&c, f8_grouped_gemm<false, true>, p), "FP8 grouped GEMM (pairs)");
-      return;
-    }
-  }
-  const int grid = static_cast<int>(std::min<long long>(sms, tiles));
+  const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
+  const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
   if (grid <= 0) return;
-  if (p.gather) f8_grouped_gemm<true, false><<<grid, threads, smem_bytes, stream>>>(p);
-  else f8_grouped_gemm<false, false><<<grid, threads, smem_bytes, stream>>>(p);
+  if (p.gather) f8_grouped_gemm<true><<<grid, threads, smem_bytes, stream>>>(p);
+  else f8_grouped_gemm<false><<<grid, threads, smem_bytes, stream>>>(p);
   check_launch("FP8 grouped GEMM");
 }
 

@@ -28,17 +28,15 @@ namespace moereg::cuda {
 constexpr int f8_group = 128;  // columns per activation scale, rows and columns per weight scale
 
 // A row-major e4m3 matrix [rows, cols] (cols a multiple of 128, the base 16-byte aligned) as
-// the kernel's TMA reads it: boxes of 128 columns x box_rows, 128-byte swizzle. Throws when the driver
+// the kernel's TMA reads it: 128 x 128 boxes, 128-byte swizzle. Throws when the driver
 // refuses it (the message names `what`).
 struct f8_matrix {
   CUtensorMap map;
 };
-f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what, int box_rows = 128);
+f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what);
 
 struct f8_grouped_problem {
   f8_matrix a;                 // [capacity, k]: sorted rows (unused when `gather` is set)
-  f8_matrix a_half;            // the same matrix in 64-row boxes (pair)
-  bool pair;                   // CTA pairs sharing A tiles (when n / 128 is even and not gather)
   const float* a_scale;        // [k / 128][a_pitch]: a column of row scales per k block
   int a_pitch;                 // >= capacity
   // Set: A is read as a_rows[gather[r]] (a_rows [*, k] e4m3, 16-byte aligned rows), scales
