@@ -18,11 +18,12 @@ void print_json(const app::moe_bench_report& rep, const moe_preset& pr) {
                       {"seconds", r.seconds},
                       {"tokens_per_second", r.tokens / r.seconds},
                       {"weight_bytes", r.weight_bytes},
-                      {"weight_bandwidth_fraction", r.weight_bytes / r.seconds / rep.bandwidth},
                       {"rotations", r.rotations},
                       {"cycle_bytes", r.cycle_bytes},
                       {"gflops", r.flops / r.seconds / 1e9}};
     auto num = [](double v) { return std::isnan(v) ? json::value(nullptr) : json::value(v); };
+    o.push_back({"weight_bandwidth_fraction",
+                 num(rep.bandwidth_doubt.empty() ? r.weight_bytes / r.seconds / rep.bandwidth : std::nan(""))});
     o.push_back({"reference_seconds", num(r.reference_seconds)});
     o.push_back({"speedup", num(r.reference_seconds / r.seconds)});
     o.push_back({"dense_gflops", num(r.dense_gflops)});
@@ -40,6 +41,7 @@ void print_json(const app::moe_bench_report& rep, const moe_preset& pr) {
     for (const auto& [name, rate] : rep.read_patterns) patterns.push_back({name, rate});
     top.push_back({"read_patterns_bytes_per_second", json::value(std::move(patterns))});
     top.push_back({"last_level_cache_bytes", static_cast<std::int64_t>(rep.last_level_cache)});
+    if (!rep.bandwidth_doubt.empty()) top.push_back({"read_bandwidth_doubt", rep.bandwidth_doubt});
   }
   if (!rep.describe.empty()) top.push_back({"backend_describe", json::parse(rep.describe, "backend describe")});
   std::cout << json::dump(json::value(std::move(top)), 2) << "\n";
@@ -55,6 +57,7 @@ void print_table(const app::moe_bench_report& rep, const moe_preset& pr, bool re
     std::cout << "  read bandwidth is the best of:";
     for (const auto& [name, rate] : rep.read_patterns) std::cout << " " << name << " " << format_rate(rate) << ";";
     std::cout << " last-level cache " << (rep.last_level_cache ? format_bytes(rep.last_level_cache) : std::string("unknown")) << "\n";
+    if (!rep.bandwidth_doubt.empty()) std::cout << "  read bandwidth not trusted, so no \"of bw\": " << rep.bandwidth_doubt << "\n";
   }
   std::cout << "\n";
   std::cout << "  tokens     time ms    tokens/s  weights GB/s  of bw   GFLOP/s   torch ms  speedup  dense GF/s  of dense  rel diff\n";
@@ -71,7 +74,7 @@ void print_table(const app::moe_bench_report& rep, const moe_preset& pr, bool re
   };
   for (const auto& r : rep.rows)
     std::cout << std::setw(8) << r.tokens << cell(r.seconds * 1e3, 12, 3) << cell(r.tokens / r.seconds, 12, 0)
-              << cell(r.weight_bytes / r.seconds / 1e9, 14, 1) << cell(100 * r.weight_bytes / r.seconds / rep.bandwidth, 6, 0) << "%"
+              << cell(r.weight_bytes / r.seconds / 1e9, 14, 1) << cell(rep.bandwidth_doubt.empty() ? 100 * r.weight_bytes / r.seconds / rep.bandwidth : std::nan(""), 6, 0) << "%"
               << (cached(r) ? "*" : " ") << cell(r.flops / r.seconds / 1e9, 10, 1) << cell(r.reference_seconds * 1e3, 11, 3)
               << cell(r.reference_seconds / r.seconds, 8, 2) << "x" << cell(r.dense_gflops, 11, 1)
               << cell(100 * r.flops / r.seconds / 1e9 / r.dense_gflops, 9, 0) << "%"

@@ -314,8 +314,11 @@ moe_bench_report run_bench(const moe_bench_request& r) {
     rep.bandwidth = bw.best;
     for (const auto& p : bw.patterns) {
       rep.read_patterns.emplace_back(p.name, p.bytes_per_second);
-      spdlog::info("moe bench: read pattern '{}': {}", p.name, format_rate(p.bytes_per_second));
+      spdlog::info("moe bench: read pattern '{}': {} (median of 5; slowest / fastest {:.2f})", p.name,
+                   format_rate(p.bytes_per_second), p.spread);
     }
+    rep.bandwidth_doubt = bw.doubt;
+    if (!bw.doubt.empty()) spdlog::warn("moe bench: the read bandwidth is not trusted, no \"of bw\" given: {}", bw.doubt);
   }
   spdlog::info("moe bench: {} bandwidth {}", rep.on_device ? "device copy (read + write)" : "read", format_rate(rep.bandwidth));
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <barrier>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -109,7 +110,7 @@ std::uint64_t last_level_cache_bytes() {
 // Every thread streams its own share of a buffer far larger than the caches, pinned one per
 // allowed CPU, the share's pages first touched by their reader (so they lie in its NUMA node)
 // and backed by 2 MiB pages where the kernel allows; the threads start once and each pattern
-// is timed between two barriers, best of five.
+// is timed between two barriers, five times (summarize_reads takes the median).
 read_bandwidth measure_read_bandwidth(int threads) {
   const std::size_t bytes = probe_bytes(), n = bytes / 8;
   void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -151,15 +152,15 @@ read_bandwidth measure_read_bandwidth(int threads) {
     });
   read_bandwidth out;
   for (const pattern& p : patterns) {
-    double best = 0;
+    std::vector<double> seconds;
     for (int rep = 0; rep < reps; ++rep) {
       sync.arrive_and_wait();
       const auto t0 = std::chrono::steady_clock::now();
       sync.arrive_and_wait();
-      best = std::max(best, static_cast<double>(bytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    out.patterns.push_back({p.name, best});
-    out.best = std::max(out.best, best);
+    out.patterns.push_back(summarize_reads(p.name, static_cast<double>(bytes), std::move(seconds)));
+    out.best = std::max(out.best, out.patterns.back().bytes_per_second);
   }
   for (auto& t : pool) t.join();
   // The words sum (mod 2^64) to m * n(n - 1)/2: a pattern that skipped or repeated a line fails.
@@ -172,7 +173,44 @@ read_bandwidth measure_read_bandwidth(int threads) {
       throw error(std::string("bandwidth probe: pattern '") + patterns[k / reps].name + "' read back a sum of " +
                   std::to_string(total) + ", expected " + std::to_string(expected) + " (every word once)");
   }
+  out.doubt = doubt_about(out, threads);
   return out;
+}
+
+read_pattern_rate summarize_reads(std::string name, double bytes, std::vector<double> seconds) {
+  read_pattern_rate r;
+  r.name = std::move(name);
+  if (seconds.empty()) return r;
+  std::sort(seconds.begin(), seconds.end());
+  const std::size_t n = seconds.size();
+  const double median = n % 2 ? seconds[n / 2] : 0.5 * (seconds[n / 2 - 1] + seconds[n / 2]);
+  r.bytes_per_second = median > 0 ? bytes / median : 0;
+  r.spread = seconds.front() > 0 ? seconds.back() / seconds.front() : 0;
+  return r;
+}
+
+std::string doubt_about(const read_bandwidth& bw, int threads) {
+  const read_pattern_rate* top = nullptr;
+  for (const auto& p : bw.patterns)
+    if (!top || p.bytes_per_second > top->bytes_per_second) top = &p;
+  if (!top || !(bw.best > 0)) return "no pattern was timed";
+  auto gbps = [](double v) {
+    char s[32];
+    std::snprintf(s, sizeof s, "%.1f GB/s", v / 1e9);
+    return std::string(s);
+  };
+  const double per_thread = bw.best / std::max(threads, 1);
+  if (per_thread > max_thread_read_rate)
+    return gbps(bw.best) + " over " + std::to_string(threads) + " threads is " + gbps(per_thread) +
+           " per thread from a buffer eight times the last-level cache, more than a core reads from memory: the clock "
+           "or the timing is off";
+  if (!(top->spread <= max_read_spread)) {
+    char s[160];
+    std::snprintf(s, sizeof s, "pattern '%s': its five timed reads spread %.1f-fold (more than %.0f): the machine was busy "
+                  "or its clock unsteady", top->name.c_str(), top->spread, max_read_spread);
+    return s;
+  }
+  return "";
 }
 
 }  // namespace moereg::app

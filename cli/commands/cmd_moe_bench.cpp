@@ -29,6 +29,10 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
                    "weights and routing, one dense bf16 matmul of the same FLOPs, and the memory bandwidth.\n"
                    "A backend with device memory (cuda) is timed on device-resident inputs and outputs, and\n"
                    "then PyTorch runs on the GPU too and the bandwidth is the device's copy bandwidth.\n"
+                   "The host's read bandwidth is the best of four read patterns, each the median of five\n"
+                   "reads of a buffer eight times the last-level cache; when it cannot be a memory rate (more\n"
+                   "than 150 GB/s a thread, or reads spread more than 2-fold) the table says why and gives\n"
+                   "no \"of bw\".\n"
                    "Presets: qwen3_30b_a3b, mixtral_8x7b, deepseek_v3_e64, tiny.\n"
                    "(Benchmarking a checkpoint's own layer, CKPT --layer L, is not available yet.)");
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(

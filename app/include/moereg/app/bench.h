@@ -63,6 +63,8 @@ struct moe_bench_report {
   double bandwidth = 0;     // bytes/s: host read bandwidth (best pattern), or device copy bandwidth (read + write)
   std::vector<std::pair<std::string, double>> read_patterns;  // host: each read pattern's bytes/s
   std::uint64_t last_level_cache = 0;                          // host: bytes, 0 if unknown
+  // host: why the read bandwidth cannot be trusted ("" when it can); then no "of bw" is given.
+  std::string bandwidth_doubt;
   std::vector<moe_bench_row> rows;
 };
 
