@@ -74,7 +74,7 @@ for p in sys.argv[2:]:
     except Exception as e:
         print(p, "missing:", e); continue
     for rb, rf in zip(b["rows"], f["rows"]):
-        bw = lambda r: f"{r.get('weight_bandwidth_fraction', float('nan')) * 100:5.0f}%"
+        bw = lambda r: f"{(r.get('weight_bandwidth_fraction') or float('nan')) * 100:5.0f}%"
         t = rb.get("reference_seconds")
         print(f"{p:16s} {rb['tokens']:5d} | {rb['seconds']*1e3:9.4f} {bw(rb)} | {rf['seconds']*1e3:9.4f} {bw(rf)} | "
               f"{rf['seconds']/rb['seconds']:7.2f} | {t*1e3 if t else float('nan'):9.3f} | {rf.get('max_rel_diff_vs_reference')}")
