@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // fp8_grouped_experts.h - the compute-bound path of F8_E4M3 experts with 128 x 128 block
 // scales on moereg's own grouped FP8 GEMM (fp8_grouped_gemm.cuh): each projection of every
-// hit expert in one launch, no host round trip (the expert offsets stay on the device, so the
-// pass can be captured in a CUDA graph), the outputs written as rows.
+// hit expert in one launch, no host round trip (the expert offsets stay on the device; only a
+// pass that needs larger work buffers than any before synchronizes once to allocate them), the
+// outputs written as rows. The backend's graphs=on does not capture it yet.
 //
-// A pass: x's rows in sorted order quantized to e4m3 per 128 columns (f8_quantize.cuh) ->
-// gate/up GEMM -> h = SiLU(gate) * up from its bf16 output, quantized the same way -> down
-// GEMM -> the combine (expert_rows.h). The activations' quantization is what separates it
+// A pass: x quantized to e4m3 per 128 columns (f8_quantize.cuh), once per token (gather) or
+// per routed row in sorted order -> gate/up GEMM -> h = SiLU(gate) * up from its bf16 output,
+// quantized the same way -> down GEMM -> the combine (expert_rows.h). The activations' quantization is what separates it
 // from the dequantized bf16 layer (~4 % relative L2; docs/cuda.md states what was measured).
 #pragma once
 
