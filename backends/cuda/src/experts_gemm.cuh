@@ -9,6 +9,7 @@
 #include <cuda_fp8.h>
 
 #include "moe_kernels.cuh"
+#include "ptx.cuh"
 
 namespace moereg::cuda::gemm {
 
@@ -26,37 +27,6 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  int n = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-__device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint32_t* b) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void mma_f16(float* c, const uint32_t* a, const uint32_t* b) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 // Two e4m3 bytes (low byte first) as an f16x2 register: exact (every e4m3 value is an f16
 // value), one instruction.
 __device__ __forceinline__ uint32_t fp8x2_f16x2(uint32_t two) {
@@ -428,8 +398,8 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
       for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni) {
-          if constexpr (F16A) mma_f16(part[mi][ni], af[mi], bf[ni]);
-          else mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+          if constexpr (F16A) mma_m16n8k16<true>(part[mi][ni], af[mi], bf[ni]);
+          else mma_m16n8k16<false>(acc[mi][ni], af[mi], bf[ni]);
         }
     }
     if constexpr (F16A) {

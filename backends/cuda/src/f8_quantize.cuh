@@ -9,12 +9,26 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
+#include <string>
 
 #include "warp_reduce.cuh"
 
 namespace moereg::cuda {
 
+constexpr int f8_group = 128;  // columns per activation scale, rows and columns per weight scale
 constexpr float e4m3_max = 448.f;
+
+// Why experts of these sizes and scale blocks do not fit an FP8 tensor-core engine ("" when
+// they do): both take 128 x 128 blocks and H, I multiples of 128 (whole blocks; gate and up
+// grids that join into the fused [2I, H] matrix's). `engine` names it in the message.
+inline std::string f8_block_misfit(long long hidden, long long inter, long long b0, long long b1, const char* engine) {
+  if (b0 != f8_group || b1 != f8_group)
+    return "scale blocks {" + std::to_string(b0) + ", " + std::to_string(b1) + "}, " + engine + " takes {128, 128}";
+  if (hidden % f8_group || inter % f8_group)
+    return "hidden " + std::to_string(hidden) + " and intermediate " + std::to_string(inter) +
+           " must be multiples of 128 (whole scale blocks)";
+  return "";
+}
 
 // The natural column (0..127) of value j (0..3) that lane `lane` holds of a 128-column group:
 // 16 (l / 4) + {2t, 2t + 1, 8 + 2t, 9 + 2t} (t = l % 4).
@@ -34,6 +48,14 @@ __device__ __forceinline__ void quantize_group(const float (&v)[4], uint8_t* dst
   const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[2] * inv, v[3] * inv), __NV_SATFINITE, __NV_E4M3);
   *reinterpret_cast<uint32_t*>(dst + 16 * (lane >> 2) + 4 * (lane & 3)) = lo | (hi << 16);
   if (lane == 0) *scale = s;
+}
+
+// quantize_group on 128 bf16 values (src: the group's first), as lane `lane` of the warp holds them.
+__device__ __forceinline__ void quantize_bf16_group(const __nv_bfloat16* src, uint8_t* dst, float* scale, int lane) {
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 0)));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 2)));
+  const float v[4] = {a.x, a.y, b.x, b.y};
+  quantize_group(v, dst, scale, lane);
 }
 
 }  // namespace moereg::cuda

@@ -19,7 +19,7 @@ namespace moereg::cuda {
 
 namespace {
 
-constexpr int group = 128;     // columns per activation scale, rows and columns per weight scale
+constexpr int group = f8_group;
 
 // The cuBLASLt entry points used, resolved once from libcublasLt.so.13.
 struct lt_api {
@@ -100,14 +100,9 @@ __global__ void quantize_x_rows(const __nv_bfloat16* __restrict__ x, const int* 
   const int r = blockIdx.x, lane = threadIdx.x & 31, groups = hidden / group;
   const row_place at = place(offsets, pad, experts, r);
   const __nv_bfloat16* row = x + static_cast<size_t>(sorted_token[r]) * hidden;
-  for (int g = threadIdx.x >> 5; g < groups; g += blockDim.x >> 5) {
-    const __nv_bfloat16* src = row + g * group;
-    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 0)));
-    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 2)));
-    const float v[4] = {a.x, a.y, b.x, b.y};
-    quantize_group(v, xq + static_cast<size_t>(at.q) * hidden + g * group,
-                   xs + static_cast<size_t>(at.p) * groups + static_cast<size_t>(g) * at.m + (r - at.o), lane);
-  }
+  for (int g = threadIdx.x >> 5; g < groups; g += blockDim.x >> 5)
+    quantize_bf16_group(row + g * group, xq + static_cast<size_t>(at.q) * hidden + g * group,
+                        xs + static_cast<size_t>(at.p) * groups + static_cast<size_t>(g) * at.m + (r - at.o), lane);
 }
 
 // hq[row] = e4m3 of SiLU(gate) * up per 128 columns, from the float values. The matmul left
@@ -178,12 +173,7 @@ bool fp8_experts::available(std::string* why) {
 std::string fp8_experts::version() { return available() ? std::to_string(api().version) : ""; }
 
 bool fp8_experts::fits(long long hidden, long long inter, long long b0, long long b1, std::string* why) {
-  std::string w;
-  if (b0 != group || b1 != group)
-    w = "scale blocks {" + std::to_string(b0) + ", " + std::to_string(b1) + "}, the block-scaled matmul takes {128, 128}";
-  else if (hidden % group || inter % group)
-    w = "hidden " + std::to_string(hidden) + " and intermediate " + std::to_string(inter) +
-        " must be multiples of 128 (whole scale blocks)";
+  const std::string w = f8_block_misfit(hidden, inter, b0, b1, "the block-scaled matmul");
   if (why) *why = w;
   return w.empty();
 }

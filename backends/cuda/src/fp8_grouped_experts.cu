@@ -22,14 +22,9 @@ __global__ void quantize_x(const __nv_bfloat16* __restrict__ x, const int* __res
   const int r = blockIdx.x, lane = threadIdx.x & 31;
   if (sorted_token && r >= offsets[experts]) return;
   const __nv_bfloat16* row = x + static_cast<size_t>(sorted_token ? sorted_token[r] : r) * hidden;
-  for (int g = threadIdx.x >> 5; g < hidden / f8_group; g += blockDim.x >> 5) {
-    const __nv_bfloat16* src = row + g * f8_group;
-    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 0)));
-    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(src + natural_col(lane, 2)));
-    const float v[4] = {a.x, a.y, b.x, b.y};
-    quantize_group(v, xq + static_cast<size_t>(r) * hidden + g * f8_group, xs + static_cast<size_t>(g) * pitch + r,
-                   lane);
-  }
+  for (int g = threadIdx.x >> 5; g < hidden / f8_group; g += blockDim.x >> 5)
+    quantize_bf16_group(row + g * f8_group, xq + static_cast<size_t>(r) * hidden + g * f8_group,
+                        xs + static_cast<size_t>(g) * pitch + r, lane);
 }
 
 // hq[r] = e4m3 of SiLU(gate) * up per 128 columns (gate|up: g[r] = [2I] bf16), same layout.
@@ -56,13 +51,8 @@ __global__ void silu_quantize_rows(const __nv_bfloat16* __restrict__ gu, const i
 
 bool fp8_grouped_experts::fits(long long experts, long long hidden, long long inter, long long b0, long long b1,
                                std::string* why) {
-  std::string w;
-  if (b0 != f8_group || b1 != f8_group)
-    w = "scale blocks {" + std::to_string(b0) + ", " + std::to_string(b1) + "}, the grouped FP8 GEMM takes {128, 128}";
-  else if (hidden % f8_group || inter % f8_group)
-    w = "hidden " + std::to_string(hidden) + " and intermediate " + std::to_string(inter) +
-        " must be multiples of 128 (whole scale blocks)";
-  else if (experts > 4096)
+  std::string w = f8_block_misfit(hidden, inter, b0, b1, "the grouped FP8 GEMM");
+  if (w.empty() && experts > 4096)
     w = std::to_string(experts) + " experts (the grouped FP8 GEMM takes at most 4096)";
   if (why) *why = w;
   return w.empty();

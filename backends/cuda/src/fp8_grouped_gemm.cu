@@ -17,6 +17,7 @@
 #include <string>
 
 #include "moe_kernels.cuh"
+#include "ptx.cuh"
 
 namespace moereg::cuda {
 
@@ -29,10 +30,6 @@ constexpr int threads = 384;                 // warpgroup 0: producer; 1 and 2: 
 constexpr int max_experts = 4096;
 constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + 2 * stages * 8 +
                               (max_experts + 1) * sizeof(int);
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
@@ -58,9 +55,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
       : "memory");
 }
 
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
 // The barrier's arrival fires when this thread's earlier cp.async copies have landed (counted
 // in the barrier's expected arrivals: .noinc).
 __device__ __forceinline__ void cp_async_arrive(uint64_t* b) {

@@ -23,9 +23,9 @@
 
 #include <cstdint>
 
-namespace moereg::cuda {
+#include "f8_quantize.cuh"
 
-constexpr int f8_group = 128;  // columns per activation scale, rows and columns per weight scale
+namespace moereg::cuda {
 
 // A row-major e4m3 matrix [rows, cols] (cols a multiple of 128, the base 16-byte aligned) as
 // the kernel's TMA reads it: 128 x 128 boxes, 128-byte swizzle. Throws when the driver
