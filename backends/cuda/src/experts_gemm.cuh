@@ -265,13 +265,7 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
       f8_tile_scale = p.scale_b1 % BK == 0 || p.scale_b1 >= K;
     }
   }
-  float acc[MI][NI][4];
-#pragma unroll
-  for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+  float acc[MI][NI][4] = {};
 
   if constexpr (!GATE_UP) {
     // Weights first (they do not depend on gate/up), then wait for h.
@@ -343,15 +337,7 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
         for (int ni = 0; ni < NI; ++ni) tile_scale[ni] = __ldg(f8_scale_row[ni] + kt * BK / p.scale_b1);
       }
     }
-    float part[F16A ? MI : 1][F16A ? NI : 1][4];
-    if constexpr (F16A) {
-#pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) part[mi][ni][j] = 0.f;
-    }
+    float part[F16A ? MI : 1][F16A ? NI : 1][4] = {};  // F16A: this k tile's unscaled sums
 #pragma unroll
     for (int kk = wk * (BK / 16 / WK); kk < (wk + 1) * (BK / 16 / WK); ++kk) {
       uint32_t af[MI][4];
