@@ -74,8 +74,18 @@ struct int_unit {
   void (*scale_out)(const float* c, int rows, int tokens, const float* w, float* const* y) = nullptr;
 };
 
+// Quantizes one activation row into the act_rows layout above: k values at src (f32, or bf16
+// when bf16), in groups of `group` (a multiple of 64, or >= k: so no 64-chunk straddles two).
+// Per group, with amax = max|x| (NaNs skipped): scale[g] = amax / 127 and codes
+// nearbyint(x x (127 / amax)) clamped to +-127 (all 0 where amax is 0), int4 permuted per
+// chunk; q zero-filled to whole chunks and sum[c] the int32 sum of chunk c's codes. Every
+// version gives the scalar one's codes, scales and sums bit for bit (tests/unit/test_cpu_int_quantize.cpp).
+using int_quantize_fn = void (*)(const void* src, bool bf16, std::int64_t k, std::int64_t group, bool int4,
+                                 std::int8_t* q, float* scale, std::int32_t* sum);
+
 struct int_kernels {
   const char* isa = nullptr;  // "avx512vnni", "avx_vnni", "avx2", "scalar"; nullptr: none
+  int_quantize_fn quantize = nullptr;  // the activations' quantization, on the same ISA
   int tile_m = 1;             // full tile; fewer rows take up to max_tile_n weight rows
   int tile_n = 4;
   // tiles[int4][M - 1][N - 1]: int8 weights (0) or int4 (1)
@@ -89,6 +99,13 @@ void fill_int_avx_vnni(int_kernels& k);    // AVX2 + AVX-VNNI: vpdpbusd on 256 b
 void fill_int_avx512vnni(int_kernels& k);  // AVX-512 F/BW + VNNI
 void fill_int_amx(int_unit& u);            // AMX-TILE + AMX-INT8 (and AVX-512 around it)
 void fill_int_amx_emulated(int_unit& u);   // the same contract in portable C++ (tests)
+
+void int_quantize_scalar(const void* src, bool bf16, std::int64_t k, std::int64_t group, bool int4, std::int8_t* q,
+                         float* scale, std::int32_t* sum);
+void int_quantize_avx2(const void* src, bool bf16, std::int64_t k, std::int64_t group, bool int4, std::int8_t* q,
+                       float* scale, std::int32_t* sum);  // AVX2
+void int_quantize_avx512(const void* src, bool bf16, std::int64_t k, std::int64_t group, bool int4, std::int8_t* q,
+                         float* scale, std::int32_t* sum);  // AVX-512 F/BW/VL
 
 bool cpu_has_avx_vnni();
 bool cpu_has_avx512vnni();

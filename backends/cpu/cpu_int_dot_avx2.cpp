@@ -20,6 +20,7 @@ struct maddubs_product {
 
 void fill_int_avx2(int_kernels& k) {
   k.isa = "avx2";
+  k.quantize = &int_quantize_avx2;
   k.tile_m = 2;  // 2 x 4 int32 sums, 4 activation and 2 weight registers of the 16
   k.tile_n = 4;
   fill_avx2_int_tiles<maddubs_product, false>(k);

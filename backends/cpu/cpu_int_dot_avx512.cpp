@@ -97,6 +97,7 @@ void fill_vnni_tiles(int_kernels& t) {
 
 void fill_int_avx512vnni(int_kernels& k) {
   k.isa = "avx512vnni";
+  k.quantize = &int_quantize_avx512;
   // M x N int32 sums and f32 sums, M activation registers and a weight register: 2 x 4
   // (and 1 x 8 for a single row) use 18 of the 32 registers.
   k.tile_m = 2;

@@ -21,6 +21,7 @@ struct vnni256_product {
 
 void fill_int_avx_vnni(int_kernels& k) {
   k.isa = "avx_vnni";
+  k.quantize = &int_quantize_avx2;
   k.tile_m = 2;
   k.tile_n = 4;
   fill_avx2_int_tiles<vnni256_product, false>(k);

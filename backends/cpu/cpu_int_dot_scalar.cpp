@@ -63,6 +63,7 @@ void fill_int_scalar_tiles(int_kernels& t) {
 
 void fill_int_scalar(int_kernels& k) {
   k.isa = "scalar";
+  k.quantize = &int_quantize_scalar;
   k.tile_m = 2;
   k.tile_n = 4;
   fill_int_scalar_tiles<false>(k);

@@ -66,37 +66,11 @@ void moe_engine::size_int_buffers() {
   }
 }
 
+// The int tiles' ISA quantizes (cpu_int_quantize_*.cpp): the same codes and scales on all.
 void moe_engine::quantize_acts(act_rows& dst, const char* src, std::int64_t src_row, int src_type, std::int64_t r,
                                std::int64_t src_r) const {
-  const bool int4 = quant_.bits == 4;
-  const char* row = src + src_r * src_row;
-  auto value = [&](std::int64_t k) {
-    return src_type == elem_bf16 ? bf16_value(reinterpret_cast<const std::uint16_t*>(row)[k]) : reinterpret_cast<const float*>(row)[k];
-  };
-  std::int8_t* q = dst.q.data() + r * dst.row;
-  float* sc = dst.scale.data() + r * dst.groups;
-  std::int32_t* sums = dst.sum.data() + r * dst.chunks;
-  const std::int64_t g = std::min(int_group_, dst.k);
-  // The last chunk first all zeros: past k, in either layout, the padding the tiles multiply.
-  std::fill(q + (dst.chunks - 1) * int_chunk, q + dst.row, std::int8_t{0});
-  for (std::int64_t gi = 0; gi < dst.groups; ++gi) {
-    const std::int64_t c0 = gi * g, c1 = std::min(dst.k, c0 + g);
-    float amax = 0;
-    for (std::int64_t k = c0; k < c1; ++k) amax = std::max(amax, std::fabs(value(k)));
-    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
-    sc[gi] = amax / 127.0f;
-    for (std::int64_t k = c0; k < c1; ++k) {
-      const auto code = static_cast<std::int8_t>(std::clamp(std::nearbyint(value(k) * inv), -127.0f, 127.0f));
-      // int4 weights: each 64-chunk even elements first (cpu_int_dot.h).
-      const std::int64_t j = k % int_chunk;
-      q[k - j + (int4 ? (j % 2 ? 32 + j / 2 : j / 2) : j)] = code;
-    }
-  }
-  for (std::int64_t c = 0; c < dst.chunks; ++c) {
-    std::int32_t s = 0;
-    for (std::int64_t p = 0; p < int_chunk; ++p) s += q[c * int_chunk + p];
-    sums[c] = s;
-  }
+  kernels_.ints.quantize(src + src_r * src_row, src_type == elem_bf16, dst.k, int_group_, quant_.bits == 4,
+                         dst.q.data() + r * dst.row, dst.scale.data() + r * dst.groups, dst.sum.data() + r * dst.chunks);
 }
 
 void moe_engine::run_quantize_x(void* self, std::int64_t i, int) {
