@@ -6,7 +6,9 @@
 # preset, in alternated rounds of `moe bench` (f8_activations=e4m3, so every T runs on the
 # engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
-# ROUNDS (2), MIN_SECONDS (0.3), OLD_BACKEND (another build's CUDA backend, timed as wgmma_old).
+# ROUNDS (2), MIN_SECONDS (0.3), OLD_BACKEND (another build's CUDA backend, timed as wgmma_old),
+# VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
+# each timed with f8_gemm=wgmma and its options, e.g. "base=.carry/old/base.so,f8_gather=off").
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export MOEREG_CUDA_BACKEND=$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
@@ -23,12 +25,20 @@ configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_rows f8_e4m3 f8_gemm=w
          "cublaslt f8_e4m3 f8_gemm=cublaslt")
 # OLD_BACKEND=path/to/libmoereg_backend_cuda.so adds that build's wgmma engine as "wgmma_old".
 [ -n "${OLD_BACKEND:-}" ] && configs+=("wgmma_old f8_e4m3 f8_gemm=wgmma f8_gather=off")
+declare -A variant_lib
+for v in ${VARIANTS:-}; do
+  name=${v%%=*}; rest=${v#*=}; lib=${rest%%,*}; opts=""
+  [ "$rest" != "$lib" ] && opts=$(tr ',' ' ' <<< "${rest#*,}")
+  variant_lib[$name]=$lib
+  configs+=("$name f8_e4m3 f8_gemm=wgmma $opts")
+done
 new_backend=$MOEREG_CUDA_BACKEND
 for round in $(seq "${ROUNDS:-2}"); do
   for c in "${configs[@]}"; do
     read -r name w opts <<< "$c"
     export MOEREG_CUDA_BACKEND=$new_backend
     [ "$name" = wgmma_old ] && export MOEREG_CUDA_BACKEND=$OLD_BACKEND
+    [ -n "${variant_lib[$name]:-}" ] && export MOEREG_CUDA_BACKEND=${variant_lib[$name]}
     args=()
     for o in $opts; do args+=(--backend-option "$o"); done
     [ "$w" = f8_e4m3 ] && args+=(--backend-option f8_activations=e4m3)
@@ -37,9 +47,10 @@ for round in $(seq "${ROUNDS:-2}"); do
       > "$OUT/f8ab_${round}_$name.json" 2> "$OUT/f8ab_${round}_$name.err" || tail -3 "$OUT/f8ab_${round}_$name.err"
   done
 done
-python3 - "$OUT" "$P" <<'PY'
+python3 - "$OUT" "$P" ${VARIANTS:-} <<'PY'
 import glob, json, statistics, sys
-out, preset = sys.argv[1:]
+out, preset = sys.argv[1:3]
+variants = tuple(v.split("=", 1)[0] for v in sys.argv[3:])
 runs = {}
 for f in sorted(glob.glob(f"{out}/f8ab_*_*.json")):
     name = f.split("/f8ab_", 1)[1].split("_", 1)[1][:-5]
@@ -48,7 +59,7 @@ for f in sorted(glob.glob(f"{out}/f8ab_*_*.json")):
     for r in rows: runs.setdefault((name, r["tokens"]), []).append(r["seconds"] * 1e3)
 Ts = sorted({t for _, t in runs})
 print(f"{preset}: ms per forward, median of rounds (each round's figures in brackets)")
-names = ("bf16", "wgmma", "wgmma_rows", "cublaslt", "wgmma_old")
+names = ("bf16", "wgmma", "wgmma_rows", "cublaslt", "wgmma_old") + variants
 print(f"{'T':>6} | " + " | ".join(f"{n:>20}" for n in names) + " | bf16/wgmma | cublaslt/wgmma")
 for t in Ts:
     m = {n: statistics.median(runs[(n, t)]) if (n, t) in runs else float("nan") for n in names}
