@@ -8,7 +8,9 @@
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3), OLD_BACKEND (another build's CUDA backend, timed as wgmma_old),
 # VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
-# each timed with f8_gemm=wgmma and its options, e.g. "base=.carry/old/base.so,f8_gather=off").
+# each timed with f8_gemm=wgmma and its options, e.g. "base=.carry/old/base.so,f8_gather=off"),
+# ONLY (the names to run, e.g. "bf16 wgmma base": all when unset). Prints the GPU's clocks and
+# power limit before and after, and the SM clock, power and clock-event reasons sampled under load.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 export MOEREG_CUDA_BACKEND=$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
@@ -18,6 +20,16 @@ for s in site.getsitepackages():
     for p in glob.glob(os.path.join(s, "nvidia", "**", "libcublas.so.13"), recursive=True):
         print(os.path.dirname(p)); raise SystemExit' 2>/dev/null)
 export LD_LIBRARY_PATH=$PWD/.carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The GPU and its clocks and power limit: two machines of one model ran the engine 1.3x apart.
+gpu_state() {
+  nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit,clocks_event_reasons.active \
+    --format=csv,noheader 2>/dev/null || nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader
+}
+echo "gpu before: $(gpu_state)"
+# Sampled every 500 ms while the runs go (f8ab_gpu.csv): SM clock and power under load.
+nvidia-smi --query-gpu=clocks.sm,power.draw,clocks_event_reasons.active --format=csv,noheader,nounits -lms 500 \
+  > "$OUT/f8ab_gpu.csv" 2>/dev/null &
+sampler=$!
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
@@ -36,6 +48,7 @@ new_backend=$MOEREG_CUDA_BACKEND
 for round in $(seq "${ROUNDS:-2}"); do
   for c in "${configs[@]}"; do
     read -r name w opts <<< "$c"
+    [ -n "${ONLY:-}" ] && ! grep -qw -- "$name" <<< "$ONLY" && continue
     export MOEREG_CUDA_BACKEND=$new_backend
     [ "$name" = wgmma_old ] && export MOEREG_CUDA_BACKEND=$OLD_BACKEND
     [ -n "${variant_lib[$name]:-}" ] && export MOEREG_CUDA_BACKEND=${variant_lib[$name]}
@@ -47,6 +60,18 @@ for round in $(seq "${ROUNDS:-2}"); do
       > "$OUT/f8ab_${round}_$name.json" 2> "$OUT/f8ab_${round}_$name.err" || tail -3 "$OUT/f8ab_${round}_$name.err"
   done
 done
+kill "$sampler" 2>/dev/null
+# Under load: the SM clock's spread, the power drawn and the clock-event reasons (samples above 300 MHz).
+python3 - "$OUT/f8ab_gpu.csv" <<'PY'
+import collections, statistics, sys
+rows = [l.split(", ") for l in open(sys.argv[1]) if l.count(",") == 2]
+rows = [(float(c), float(p), r.strip()) for c, p, r in rows if c.strip().replace(".", "").isdigit() and float(c) > 300]
+if rows:
+    clocks = sorted(c for c, _, _ in rows)
+    print(f"gpu under load: {len(rows)} samples, SM clock min {clocks[0]:.0f} / median {statistics.median(clocks):.0f} / "
+          f"max {clocks[-1]:.0f} MHz, power max {max(p for _, p, _ in rows):.0f} W, reasons "
+          + " ".join(f"{k} x{v}" for k, v in collections.Counter(r for _, _, r in rows).items()))
+PY
 python3 - "$OUT" "$P" ${VARIANTS:-} <<'PY'
 import glob, json, statistics, sys
 out, preset = sys.argv[1:3]

@@ -57,10 +57,6 @@ void check(cudaError_t e, const char* what);
 //            gate/up GEMM gathers the routed rows' tokens with cp.async; off quantizes each
 //            routed row on its own and the GEMM reads rows by TMA (1.01x faster on one H100,
 //            1.3x slower on another: docs/cuda.md)
-//   f8_pair = off (default) | on - wgmma engine: CTAs in pairs (clusters of two) that take
-//            neighbouring 128-row tiles of one expert and share each weight tile by TMA
-//            multicast (half the weight bytes from L2; an expert's odd last tile computes a
-//            tile of rows it never stores)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
 //   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
@@ -73,7 +69,6 @@ struct tuning {
   std::string f8_activations = "auto";
   std::string f8_gemm = "cublaslt";
   bool f8_gather = true;
-  bool f8_pair = false;
   bool pdl = true;
   bool cublas = true;
   bool graphs = false;

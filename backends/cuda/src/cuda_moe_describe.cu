@@ -37,9 +37,6 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else if (key == "f8_gather") {
       if (value != "on" && value != "off") throw invalid_argument("backend option f8_gather='" + value + "': expected on or off");
       t.f8_gather = value == "on";
-    } else if (key == "f8_pair") {
-      if (value != "on" && value != "off") throw invalid_argument("backend option f8_pair='" + value + "': expected on or off");
-      t.f8_pair = value == "on";
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
@@ -56,7 +53,7 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else {
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
-                             "f8_gather, f8_pair, pdl, narrow, slot_tiles)");
+                             "f8_gather, pdl, narrow, slot_tiles)");
     }
   }
   return t;
@@ -99,7 +96,6 @@ std::string moe_layer::describe() const {
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
     << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off")
-    << "\",\"f8_pair\":\"" << (tuning_.f8_pair ? "on" : "off")
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()

@@ -59,9 +59,8 @@ bool fp8_grouped_experts::fits(long long experts, long long hidden, long long in
 }
 
 fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
-                                         const float* w2_scale, int experts, int hidden, int inter, bool gather,
-                                         bool pair)
-    : E_(experts), H_(hidden), I_(inter), gather_(gather), pair_(pair), s13_(w13_scale), s2_(w2_scale) {
+                                         const float* w2_scale, int experts, int hidden, int inter, bool gather)
+    : E_(experts), H_(hidden), I_(inter), gather_(gather), s13_(w13_scale), s2_(w2_scale) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
 }
@@ -110,7 +109,6 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   check_launch("FP8 grouped path: quantize x");
   f8_grouped_problem p{};
   p.offsets = in.offsets;
-  p.pair = pair_;
   p.experts = E_;
   p.a_pitch = xpitch_;
   p.a = xq_map_;

@@ -33,9 +33,9 @@ class fp8_grouped_experts {
   // w2_scale [E, H/128, I/128]: the layer's device arrays, which must outlive this object.
   // gather: x is quantized once per token and the gate/up GEMM gathers each routed row's
   // token (else every routed row is quantized into its own sorted row first: top_k times the
-  // bytes written and read). pair: the GEMMs run in CTA pairs sharing weight tiles (f8_pair).
+  // bytes written and read).
   fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale, int experts,
-                      int hidden, int inter, bool gather, bool pair);
+                      int hidden, int inter, bool gather);
   ~fp8_grouped_experts();
   fp8_grouped_experts(const fp8_grouped_experts&) = delete;
   fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
@@ -48,7 +48,7 @@ class fp8_grouped_experts {
   void ensure(int rows, int tokens, cudaStream_t stream);
 
   int E_, H_, I_;
-  bool gather_, pair_;
+  bool gather_;
   const float *s13_, *s2_;
   f8_matrix w13_, w2_;
   int capacity_ = 0, pitch_ = 0;  // routed rows the buffers hold; scale column pitch (capacity rounded to 4)

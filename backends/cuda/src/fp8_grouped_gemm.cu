@@ -27,9 +27,6 @@ constexpr int BM = 128, BN = 128, BK = 128;  // BK = f8_group: one scale per k b
 constexpr int stages = 6;
 constexpr int tile_bytes = BM * BK;          // A and B tiles alike (one byte per e4m3)
 constexpr int threads = 384;                 // warpgroup 0: producer; 1 and 2: consumers
-// Registers per thread after setmaxnreg (128 x 40 + 256 x 232 <= 64 Ki): the consumers hold
-// two blocks' wgmma sums and the result (3 x 64 f32).
-constexpr int producer_registers = 40, consumer_registers = 232;
 constexpr int max_experts = 4096;
 constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + 2 * stages * 8 +
                               (max_experts + 1) * sizeof(int);
@@ -64,32 +61,6 @@ __device__ __forceinline__ void cp_async_arrive(uint64_t* b) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(b)) : "memory");
 }
 
-// The same box into this offset of every CTA of the cluster in `mask`, each CTA's barrier at
-// bar's offset credited with its bytes.
-__device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
-                                                   uint16_t mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%3, "
-      "%4}], [%2], %5;" ::"r"(smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(mask)
-      : "memory");
-}
-// One arrival on the barrier at b's offset in CTA `cta` of the cluster.
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* b, uint32_t cta) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_u32(b)), "r"(cta));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
-}
-// Every thread of the cluster (not only of the CTA) meets here.
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
-}
-
 __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
@@ -109,21 +80,7 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* smem) {
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-// Returns once at most N of this warpgroup's committed wgmma groups are still running.
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-// The warpgroup's register budget from here on (every warp of the warpgroup executes it): the
-// producer gives registers back so the consumers can hold two k blocks' sums in flight.
-template <int N>
-__device__ __forceinline__ void set_registers_dec() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
-}
-template <int N>
-__device__ __forceinline__ void set_registers_inc() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
-}
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 // Keeps the compiler from moving reads or writes of an accumulator across the asynchronous MMA.
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 
@@ -147,13 +104,12 @@ __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uin
       : "l"(a), "l"(b), "r"(accumulate));
 }
 
-// Which tile blockIdx-stride step t is: expert e's m units (of `unit` rows) x n blocks, n
-// block outer (the CTAs running at once share a weight tile; the expert's rows stay in L2).
+// Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
+// CTAs running at once share a weight tile; the expert's rows stay in L2).
 struct tile_at {
   int e, row0, row_end, n0;
 };
-__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t,
-                                             int unit) {
+__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t) {
   int lo = 0, hi = experts - 1;  // the last e with prefix[e] * nb <= t
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
@@ -161,15 +117,10 @@ __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offse
     else hi = mid - 1;
   }
   const int local = t - prefix[lo] * nb, mt = prefix[lo + 1] - prefix[lo];
-  return {lo, offsets[lo] + (local % mt) * unit, offsets[lo + 1], (local / mt) * BN};
+  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
-// Pair: launched in clusters of two CTAs that take neighbouring 128-row tiles of one expert
-// and the same 128 columns; each loads half of the weight tile and multicasts it to both (the
-// weight bytes from L2 per FLOP halved). A stage is refilled only when both CTAs' consumers
-// have released it: every consumer warp arrives on the stage's `empty` barrier in both CTAs.
-// When an expert has an odd tile count, its last pair's second CTA computes rows it never stores.
-template <bool Gather, bool Pair>
+template <bool Gather>
 __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -177,15 +128,14 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   uint8_t* sb = smem + stages * tile_bytes;
   uint64_t* full = reinterpret_cast<uint64_t*>(sb + stages * tile_bytes);
   uint64_t* empty = full + stages;
-  int* prefix = reinterpret_cast<int*>(empty + stages);  // [experts + 1]: m units before each expert
-  constexpr int unit = Pair ? 2 * BM : BM;
+  int* prefix = reinterpret_cast<int*>(empty + stages);  // [experts + 1]: m tiles before each expert
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, E = p.experts;
   if (warp == 0) {
     int carry = 0;
     for (int e0 = 0; e0 < E; e0 += 32) {
       const int e = e0 + lane;
-      int c = e < E ? (p.offsets[e + 1] - p.offsets[e] + unit - 1) / unit : 0;
+      int c = e < E ? (p.offsets[e + 1] - p.offsets[e] + BM - 1) / BM : 0;
       for (int d = 1; d < 32; d <<= 1) {
         const int v = __shfl_up_sync(~0u, c, d);
         if (lane >= d) c += v;
@@ -197,91 +147,68 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       prefix[0] = 0;
       for (int s = 0; s < stages; ++s) {
         mbar_init(&full[s], Gather ? 1 + 128 : 1);  // the expect_tx arrival (+ each gathering thread's)
-        mbar_init(&empty[s], Pair ? 16 : 8);  // one arrival per consumer warp (of both CTAs)
+        mbar_init(&empty[s], 8);  // one arrival per consumer warp
       }
       asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
   }
-  if (Pair) cluster_sync();  // the peer's barriers are initialized before anything signals them
-  else __syncthreads();
+  __syncthreads();
   const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
-  const int rank = Pair ? static_cast<int>(cluster_rank()) : 0;
-  const int first = Pair ? blockIdx.x / 2 : blockIdx.x, stride = Pair ? gridDim.x / 2 : gridDim.x;
-  // This CTA's tile of step t: its pair's rows + 128 x rank.
-  auto tile = [&](int t) {
-    tile_at at = find_tile(prefix, p.offsets, E, nb, t, unit);
-    at.row0 += rank * BM;
-    return at;
-  };
-  // The weight tile of ring step s: whole, or this CTA's half multicast to both.
-  auto load_b = [&](int s, int kt, int brow) {
-    if (Pair)
-      tma_load_multicast(sb + s * tile_bytes + rank * (BN / 2) * BK, &p.b.half, &full[s], kt * BK,
-                         brow + rank * (BN / 2), 0x3);
-    else
-      tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
-  };
 
-  if (warp < 4) set_registers_dec<producer_registers>();
   if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
     const int tid = threadIdx.x, q = tid & 7;  // rows tid / 8 + 16 j, 16-byte chunk q of each
     uint32_t it = 0;
-    for (int t = first; t < total; t += stride) {
-      const tile_at at = tile(t);
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
       const int brow = at.e * p.n + at.n0;
+      const uint8_t* src[8];
+      for (int j = 0; j < 8; ++j) {
+        const int r = at.row0 + (tid >> 3) + 16 * j;
+        src[j] = r < at.row_end ? p.a_rows + static_cast<size_t>(p.gather[r]) * p.k + 16 * q : nullptr;
+      }
       for (int kt = 0; kt < kt_count; ++kt, ++it) {
         const int s = static_cast<int>(it % stages);
         mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
         if (tid == 0) {
           mbar_expect_tx(&full[s], tile_bytes);
-          load_b(s, kt, brow);
+          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes);
-#pragma unroll 2  // 8 keeps too many addresses live for 40 registers
+#pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int r = (tid >> 3) + 16 * j;
-          // The row's token is read again each k block (an L1 hit) rather than kept: the
-          // producer runs on 40 registers.
-          const int row = at.row0 + r, token = row < at.row_end ? __ldg(p.gather + row) : -1;
-          const uint8_t* src = p.a_rows + (token < 0 ? 0 : static_cast<size_t>(token) * p.k + 16 * q + kt * BK);
-          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src, token >= 0);
+          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
         }
         cp_async_arrive(&full[s]);
       }
     }
     asm volatile("cp.async.wait_all;" ::: "memory");
-    if (Pair) cluster_sync();  // the peer may still multicast into this CTA or arrive on its barriers
     return;
   }
   if (warp < 4) {  // producer warpgroup: one thread issues every load
     if (threadIdx.x == 0) {
       uint32_t it = 0;
-      for (int t = first; t < total; t += stride) {
-        const tile_at at = tile(t);
+      for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
         const int brow = at.e * p.n + at.n0;
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
           mbar_expect_tx(&full[s], 2 * tile_bytes);
           tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-          load_b(s, kt, brow);
+          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
         }
       }
     }
-    if (Pair) cluster_sync();
     return;
   }
 
   // Consumers. Thread (warp w of the warpgroup, lane l) holds rows 16 w + l / 4 (+ 8) of the
   // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
-  // Two k blocks are in flight: block kt + 1's wgmmas are issued before block kt's sum is
-  // scaled into the result, so the tensor cores work while the promotion's FMAs run (with one
-  // block in flight both warpgroups promoted at once and the tensor cores waited).
-  set_registers_inc<consumer_registers>();
   const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
   uint32_t it = 0;
-  for (int t = first; t < total; t += stride) {
-    const tile_at at = tile(t);
+  for (int t = blockIdx.x; t < total; t += gridDim.x) {
+    const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
     const int r0 = at.row0 + wr, r1 = r0 + 8;
     int q0 = min(r0, p.a_pitch - 1), q1 = min(r1, p.a_pitch - 1);
     if (Gather) {  // the rows' tokens: their scales' columns
@@ -289,16 +216,15 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       q1 = r1 < at.row_end ? __ldg(p.gather + r1) : 0;
     }
     const float* bs = p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
-    // Block kt's two row scales (times the weight block's), loaded before its stage is awaited.
-    auto scales = [&](int kt) {
+    float acc[64], sum[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) sum[i] = 0.f;
+    for (int kt = 0; kt < kt_count; ++kt, ++it) {
+      const int s = static_cast<int>(it % stages);
       const float ws = __ldg(bs + kt);
-      return make_float2(__ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q0) * ws,
-                         __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q1) * ws);
-    };
-    // Issues block kt's four wgmmas (stage of ring step it) into acc as one committed group.
-    auto issue = [&](float (&acc)[64], uint32_t step) {
-      const int s = static_cast<int>(step % stages);
-      mbar_wait(&full[s], (step / stages) & 1);
+      const float s0 = __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q0) * ws;
+      const float s1 = __ldg(p.a_scale + static_cast<size_t>(kt) * p.a_pitch + q1) * ws;
+      mbar_wait(&full[s], (it / stages) & 1);
       // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
       if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 #pragma unroll
@@ -308,47 +234,13 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
 #pragma unroll
       for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
       wgmma_commit();
-    };
-    // acc's block has finished (the caller waited): release its stage, fold it into sum.
-    auto promote = [&](float (&acc)[64], float (&sum)[64], uint32_t step, float2 sc) {
+      wgmma_wait_all();
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-      if (lane == 0) {
-        mbar_arrive(&empty[step % stages]);
-        if (Pair) mbar_arrive_cluster(&empty[step % stages], rank ^ 1);
-      }
+      if (lane == 0) mbar_arrive(&empty[s]);
 #pragma unroll
-      for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? sc.y : sc.x, sum[i]);
-    };
-    float acc0[64], acc1[64], sum[64];
-#pragma unroll
-    for (int i = 0; i < 64; ++i) sum[i] = 0.f;
-    float2 sc0 = scales(0), sc1;
-    issue(acc0, it);
-    int kt = 0;
-#pragma unroll 1
-    for (; kt + 2 < kt_count; kt += 2) {  // acc0 holds block kt in flight
-      sc1 = scales(kt + 1);
-      issue(acc1, it + kt + 1);
-      wgmma_wait<1>();
-      promote(acc0, sum, it + kt, sc0);
-      sc0 = scales(kt + 2);
-      issue(acc0, it + kt + 2);
-      wgmma_wait<1>();
-      promote(acc1, sum, it + kt + 1, sc1);
+      for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
     }
-    if (kt + 1 < kt_count) {  // the last two blocks
-      sc1 = scales(kt + 1);
-      issue(acc1, it + kt + 1);
-      wgmma_wait<1>();
-      promote(acc0, sum, it + kt, sc0);
-      wgmma_wait<0>();
-      promote(acc1, sum, it + kt + 1, sc1);
-    } else {
-      wgmma_wait<0>();
-      promote(acc0, sum, it + kt, sc0);
-    }
-    it += kt_count;
     const int c = at.n0 + 2 * (lane & 3);
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
@@ -360,7 +252,6 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
             __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
     }
   }
-  if (Pair) cluster_sync();
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
@@ -383,79 +274,34 @@ f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, cons
   if (!encode) throw std::runtime_error(std::string(what) + ": the driver has no cuTensorMapEncodeTiled");
   f8_matrix m{};
   const cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols};
-  for (CUtensorMap* map : {&m.map, &m.half}) {
-    const cuuint32_t box[2] = {BK, map == &m.map ? cuuint32_t{BM} : cuuint32_t{BM / 2}}, unit[2] = {1, 1};
-    const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<uint8_t*>(base), dims, strides, box,
-                              unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS)
-      throw std::runtime_error(std::string(what) + ": cuTensorMapEncodeTiled refused [" + std::to_string(rows) + ", " +
-                               std::to_string(cols) + "] e4m3 (CUresult " + std::to_string(static_cast<int>(r)) + ")");
-  }
+  const cuuint32_t box[2] = {BK, BM}, unit[2] = {1, 1};
+  const CUresult r = encode(&m.map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<uint8_t*>(base), dims, strides, box,
+                            unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw std::runtime_error(std::string(what) + ": cuTensorMapEncodeTiled refused [" + std::to_string(rows) + ", " +
+                             std::to_string(cols) + "] e4m3 (CUresult " + std::to_string(static_cast<int>(r)) + ")");
   return m;
 }
-
-namespace {
-
-template <bool Gather, bool Pair>
-void launch(const f8_grouped_problem& p, long long tiles, int sms, cudaStream_t stream) {
-  static const bool ready = [] {
-    cudaFuncSetAttribute(f8_grouped_gemm<Gather, Pair>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(smem_bytes));
-    return true;
-  }();
-  (void)ready;
-  cudaLaunchConfig_t c{};
-  cudaLaunchAttribute a{};
-  a.id = cudaLaunchAttributeClusterDimension;
-  a.val.clusterDim.x = Pair ? 2 : 1;
-  a.val.clusterDim.y = a.val.clusterDim.z = 1;
-  c.blockDim = dim3(threads);
-  c.dynamicSmemBytes = smem_bytes;
-  c.stream = stream;
-  c.attrs = &a;
-  c.numAttrs = 1;
-  int slots = sms;  // CTAs resident at once: one per SM, or as many pairs as the GPCs hold
-  if (Pair) {
-    static const int clusters = [&] {
-      cudaLaunchConfig_t q = c;
-      q.gridDim = dim3(static_cast<unsigned>(sms / 2 * 2));
-      q.stream = nullptr;
-      int n = 0;
-      if (cudaOccupancyMaxActiveClusters(&n, f8_grouped_gemm<Gather, Pair>, &q) != cudaSuccess) n = 0;
-      cudaGetLastError();
-      return n;
-    }();
-    slots = 2 * clusters;
-    tiles = (tiles + 1) / 2 * 2;
-  }
-  c.gridDim = dim3(static_cast<unsigned>(std::min<long long>(slots, tiles)));
-  if (c.gridDim.x == 0) return;
-  cudaLaunchKernelEx(&c, f8_grouped_gemm<Gather, Pair>, p);
-  check_launch("FP8 grouped GEMM");
-}
-
-}  // namespace
 
 void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
   if (p.experts > max_experts || p.n % BN || p.k % BK)
     throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
                              ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
-  static const int sms = [] {
+  static int sms = [] {
     int device = 0, n = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+    cudaFuncSetAttribute(f8_grouped_gemm<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
+    cudaFuncSetAttribute(f8_grouped_gemm<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
     return std::max(n, 1);
   }();
-  // Tiles at most: each expert's rows rounded up to whole tiles, times the column blocks.
-  const long long tiles = ((static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts) * (p.n / BN);
-  if (p.pair) {
-    if (p.gather) launch<true, true>(p, tiles, sms, stream);
-    else launch<false, true>(p, tiles, sms, stream);
-  } else {
-    if (p.gather) launch<true, false>(p, tiles, sms, stream);
-    else launch<false, false>(p, tiles, sms, stream);
-  }
+  const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
+  const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
+  if (grid <= 0) return;
+  if (p.gather) f8_grouped_gemm<true><<<grid, threads, smem_bytes, stream>>>(p);
+  else f8_grouped_gemm<false><<<grid, threads, smem_bytes, stream>>>(p);
+  check_launch("FP8 grouped GEMM");
 }
 
 }  // namespace moereg::cuda

@@ -28,11 +28,10 @@
 namespace moereg::cuda {
 
 // A row-major e4m3 matrix [rows, cols] (cols a multiple of 128, the base 16-byte aligned) as
-// the kernel's TMA reads it: 128 x 128 and 64 x 128 boxes, 128-byte swizzle. Throws when the driver
+// the kernel's TMA reads it: 128 x 128 boxes, 128-byte swizzle. Throws when the driver
 // refuses it (the message names `what`).
 struct f8_matrix {
-  CUtensorMap map;   // 128 x 128 boxes
-  CUtensorMap half;  // 64-row boxes: each CTA of a pair loads half a weight tile for both
+  CUtensorMap map;
 };
 f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what);
 
@@ -49,7 +48,6 @@ struct f8_grouped_problem {
   const int* offsets;          // [experts + 1], device
   int experts, n, k;           // n and k multiples of 128
   __nv_bfloat16* d;            // [capacity, n]
-  bool pair;                   // CTA pairs sharing each weight tile (the backend's f8_pair)
 };
 
 // Enqueues the grouped GEMM on `stream`. rows_bound: at least offsets[experts] (the tiles are
