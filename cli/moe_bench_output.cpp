@@ -11,6 +11,15 @@
 
 namespace moereg::cli {
 
+namespace {
+
+// A row's weight bytes per second over the bandwidth ("of bw"), NaN when the probe stated a doubt.
+double bandwidth_fraction(const app::moe_bench_report& rep, const app::moe_bench_row& r) {
+  return rep.bandwidth_doubt.empty() ? r.weight_bytes / r.seconds / rep.bandwidth : std::nan("");
+}
+
+}  // namespace
+
 void print_json(const app::moe_bench_report& rep, const moe_preset& pr) {
   json::array arr;
   for (const auto& r : rep.rows) {
@@ -22,8 +31,7 @@ void print_json(const app::moe_bench_report& rep, const moe_preset& pr) {
                       {"cycle_bytes", r.cycle_bytes},
                       {"gflops", r.flops / r.seconds / 1e9}};
     auto num = [](double v) { return std::isnan(v) ? json::value(nullptr) : json::value(v); };
-    o.push_back({"weight_bandwidth_fraction",
-                 num(rep.bandwidth_doubt.empty() ? r.weight_bytes / r.seconds / rep.bandwidth : std::nan(""))});
+    o.push_back({"weight_bandwidth_fraction", num(bandwidth_fraction(rep, r))});
     o.push_back({"reference_seconds", num(r.reference_seconds)});
     o.push_back({"speedup", num(r.reference_seconds / r.seconds)});
     o.push_back({"dense_gflops", num(r.dense_gflops)});
@@ -74,7 +82,7 @@ void print_table(const app::moe_bench_report& rep, const moe_preset& pr, bool re
   };
   for (const auto& r : rep.rows)
     std::cout << std::setw(8) << r.tokens << cell(r.seconds * 1e3, 12, 3) << cell(r.tokens / r.seconds, 12, 0)
-              << cell(r.weight_bytes / r.seconds / 1e9, 14, 1) << cell(rep.bandwidth_doubt.empty() ? 100 * r.weight_bytes / r.seconds / rep.bandwidth : std::nan(""), 6, 0) << "%"
+              << cell(r.weight_bytes / r.seconds / 1e9, 14, 1) << cell(100 * bandwidth_fraction(rep, r), 6, 0) << "%"
               << (cached(r) ? "*" : " ") << cell(r.flops / r.seconds / 1e9, 10, 1) << cell(r.reference_seconds * 1e3, 11, 3)
               << cell(r.reference_seconds / r.seconds, 8, 2) << "x" << cell(r.dense_gflops, 11, 1)
               << cell(100 * r.flops / r.seconds / 1e9 / r.dense_gflops, 9, 0) << "%"

@@ -314,8 +314,8 @@ moe_bench_report run_bench(const moe_bench_request& r) {
     rep.bandwidth = bw.best;
     for (const auto& p : bw.patterns) {
       rep.read_patterns.emplace_back(p.name, p.bytes_per_second);
-      spdlog::info("moe bench: read pattern '{}': {} (median of 5; slowest / fastest {:.2f})", p.name,
-                   format_rate(p.bytes_per_second), p.spread);
+      spdlog::info("moe bench: read pattern '{}': {} (median of {}; slowest / fastest {:.2f})", p.name,
+                   format_rate(p.bytes_per_second), read_reps, p.spread);
     }
     rep.bandwidth_doubt = bw.doubt;
     if (!bw.doubt.empty()) spdlog::warn("moe bench: the read bandwidth is not trusted, no \"of bw\" given: {}", bw.doubt);

@@ -123,7 +123,7 @@ read_bandwidth measure_read_bandwidth(int threads) {
   ::madvise(mem, bytes, MADV_HUGEPAGE);
   auto* buf = static_cast<std::uint64_t*>(mem);
   const std::vector<int> cpus = allowed_cpus();
-  constexpr int reps = 5;
+  constexpr int reps = read_reps;
   constexpr std::size_t count = std::size(patterns);
   std::barrier sync(threads + 1);
   std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads) * reps * count, 0);

@@ -30,6 +30,7 @@ struct read_bandwidth {
 // each; each pattern's rate is the median of its five (one stalled or mis-timed read does not
 // decide it), and `doubt` says when the result is not believable.
 read_bandwidth measure_read_bandwidth(int threads);
+inline constexpr int read_reps = 5;  // timed reads per pattern
 
 // A pattern's rate from the seconds its timed reads of `bytes` took: the median rate, and the
 // slowest time over the fastest.

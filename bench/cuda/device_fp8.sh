@@ -16,9 +16,7 @@
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 here=$PWD
-export MOEREG_FIXTURES_DIR=$here/.carry/fixtures
-export MOEREG_CUDA_BACKEND=$here/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
-export LD_LIBRARY_PATH=$here/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. bench/device/carry_env.sh
 M=$here/.carry/bin/moereg
 W=${TMPDIR:-/tmp}/moereg-fp8; rm -rf "$W"; mkdir -p "$W"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader

@@ -9,13 +9,7 @@
 # NCU_T (4096: the token count profiled).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export MOEREG_FIXTURES_DIR=$PWD/.carry/fixtures
-export MOEREG_CUDA_BACKEND=${MOEREG_CUDA_BACKEND:-$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so}
-cublas_dir=$(python3 -c 'import glob,os,site
-for s in site.getsitepackages():
-    for p in glob.glob(os.path.join(s, "nvidia", "**", "libcublas.so.13"), recursive=True):
-        print(os.path.dirname(p)); raise SystemExit' 2>/dev/null)
-export LD_LIBRARY_PATH=$PWD/.carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. bench/device/carry_env.sh
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,driver_version --format=csv,noheader
 step() {  # name, timeout seconds, command...
   local name=$1 limit=$2 t0=$SECONDS; shift 2

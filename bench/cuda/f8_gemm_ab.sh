@@ -6,20 +6,13 @@
 # preset, in alternated rounds of `moe bench` (f8_activations=e4m3, so every T runs on the
 # engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
-# ROUNDS (2), MIN_SECONDS (0.3), OLD_BACKEND (another build's CUDA backend, timed as wgmma_old),
-# VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
+# ROUNDS (2), MIN_SECONDS (0.3), VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
 # each timed with f8_gemm=wgmma and its options, e.g. "base=.carry/old/base.so,f8_gather=off"),
 # ONLY (the names to run, e.g. "bf16 wgmma base": all when unset). Prints the GPU's clocks and
 # power limit before and after, and the SM clock, power and clock-event reasons sampled under load.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export MOEREG_CUDA_BACKEND=$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
-# cuBLAS and cuBLASLt are dlopened: PyTorch's wheel has them, the toolkit maybe too.
-cublas_dir=$(python3 -c 'import glob,os,site
-for s in site.getsitepackages():
-    for p in glob.glob(os.path.join(s, "nvidia", "**", "libcublas.so.13"), recursive=True):
-        print(os.path.dirname(p)); raise SystemExit' 2>/dev/null)
-export LD_LIBRARY_PATH=$PWD/.carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. bench/device/carry_env.sh
 # The GPU and its clocks and power limit: two machines of one model ran the engine 1.3x apart.
 gpu_state() {
   nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,power.limit,clocks_event_reasons.active \
@@ -35,8 +28,6 @@ P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
 configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_rows f8_e4m3 f8_gemm=wgmma f8_gather=off"
          "cublaslt f8_e4m3 f8_gemm=cublaslt")
-# OLD_BACKEND=path/to/libmoereg_backend_cuda.so adds that build's wgmma engine as "wgmma_old".
-[ -n "${OLD_BACKEND:-}" ] && configs+=("wgmma_old f8_e4m3 f8_gemm=wgmma f8_gather=off")
 declare -A variant_lib
 for v in ${VARIANTS:-}; do
   name=${v%%=*}; rest=${v#*=}; lib=${rest%%,*}; opts=""
@@ -50,7 +41,6 @@ for round in $(seq "${ROUNDS:-2}"); do
     read -r name w opts <<< "$c"
     [ -n "${ONLY:-}" ] && ! grep -qw -- "$name" <<< "$ONLY" && continue
     export MOEREG_CUDA_BACKEND=$new_backend
-    [ "$name" = wgmma_old ] && export MOEREG_CUDA_BACKEND=$OLD_BACKEND
     [ -n "${variant_lib[$name]:-}" ] && export MOEREG_CUDA_BACKEND=${variant_lib[$name]}
     args=()
     for o in $opts; do args+=(--backend-option "$o"); done
@@ -84,7 +74,7 @@ for f in sorted(glob.glob(f"{out}/f8ab_*_*.json")):
     for r in rows: runs.setdefault((name, r["tokens"]), []).append(r["seconds"] * 1e3)
 Ts = sorted({t for _, t in runs})
 print(f"{preset}: ms per forward, median of rounds (each round's figures in brackets)")
-names = ("bf16", "wgmma", "wgmma_rows", "cublaslt", "wgmma_old") + variants
+names = ("bf16", "wgmma", "wgmma_rows", "cublaslt") + variants
 print(f"{'T':>6} | " + " | ".join(f"{n:>20}" for n in names) + " | bf16/wgmma | cublaslt/wgmma")
 for t in Ts:
     m = {n: statistics.median(runs[(n, t)]) if (n, t) in runs else float("nan") for n in names}

@@ -10,8 +10,7 @@
 # printed. Logs (CSV) under $OUT.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export MOEREG_CUDA_BACKEND=${MOEREG_CUDA_BACKEND:-$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so}
+. bench/device/carry_env.sh
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 M="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,launch__grid_size"
 for c in ${CASES:-qwen3_30b_a3b:bf16:1 deepseek_v3_e64:bf16:1 deepseek_v3_e64:f8_e4m3:1}; do

@@ -4,14 +4,14 @@
 # on the wgmma FP8 engine's grouped GEMM (f8_grouped_gemm) in a `moe bench --backend cuda
 # --weights f8_e4m3 --backend-option f8_gemm=wgmma` forward, with the sections that say what
 # holds it: speed of light, memory workload (L2 and DRAM traffic), compute and scheduler
-# statistics, warp states and the source lines warps stall on (what the
-# warps wait on), launch and occupancy. One report per f8_gather setting; the text under $OUT.
+# statistics, warp states (what the warps wait on) and the SASS instructions they stall at
+# (ncu_f8_gemm_sass_<gather>.csv), launch and occupancy. One report per f8_gather setting,
+# the text under $OUT.
 #   PRESET (deepseek_v3_e64), T (4096), GATHER ("on off"), COUNT (2 kernels each)
 # docs/cuda.md ("The wgmma engine, measured") says what the first H100 showed and what is open.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export MOEREG_CUDA_BACKEND=${MOEREG_CUDA_BACKEND:-$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so}
+. bench/device/carry_env.sh
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv,noheader
 for g in ${GATHER:-on off}; do

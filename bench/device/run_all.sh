@@ -13,14 +13,7 @@ set -u
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 STEPS=${STEPS:-tests cli bench convert}
 export PYTHONUNBUFFERED=1
-export MOEREG_FIXTURES_DIR=$PWD/.carry/fixtures
-export MOEREG_CUDA_BACKEND=$PWD/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
-# The cuBLAS path dlopens libcublas.so.13: PyTorch's wheel has one, the toolkit maybe another.
-cublas_dir=$(python3 -c 'import glob,os,site
-for s in site.getsitepackages():
-    for p in glob.glob(os.path.join(s, "nvidia", "**", "libcublas.so.13"), recursive=True):
-        print(os.path.dirname(p)); raise SystemExit' 2>/dev/null)
-export LD_LIBRARY_PATH=${cublas_dir:+$cublas_dir:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. bench/device/carry_env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "cores $(nproc); $(grep -m1 'model name' /proc/cpuinfo)"
 for step in $STEPS; do

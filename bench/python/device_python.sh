@@ -8,14 +8,8 @@
 set -u
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 here=$PWD
-export LD_LIBRARY_PATH=$here/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-cublas_dir=$(python3 -c 'import glob,os,site
-for s in site.getsitepackages():
-    for p in glob.glob(os.path.join(s, "nvidia", "**", "libcublas.so.13"), recursive=True):
-        print(os.path.dirname(p)); raise SystemExit' 2>/dev/null)
-export LD_LIBRARY_PATH=${cublas_dir:+$cublas_dir:}$LD_LIBRARY_PATH
-export MOEREG_FIXTURES_DIR=$here/.carry/fixtures MOEREG_BINARY=$here/.carry/bin/moereg
-export MOEREG_CUDA_BACKEND=$here/.carry/lib/moereg/backends/libmoereg_backend_cuda.so
+. bench/device/carry_env.sh
+export MOEREG_BINARY=$here/.carry/bin/moereg
 python3 -c 'import sys, torch, transformers; print(sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, torch.cuda.get_device_name())'
 
 pkg=/tmp/moereg_py/moereg; mkdir -p "$pkg" /tmp/moereg_py/obj

@@ -7,8 +7,9 @@
 //
 // A pass: x quantized to e4m3 per 128 columns (f8_quantize.cuh), once per token (gather) or
 // per routed row in sorted order -> gate/up GEMM -> h = SiLU(gate) * up from its bf16 output,
-// quantized the same way -> down GEMM -> the combine (expert_rows.h). The activations' quantization is what separates it
-// from the dequantized bf16 layer (~4 % relative L2; docs/cuda.md states what was measured).
+// quantized the same way -> down GEMM -> the combine (expert_rows.h). The activations'
+// quantization is what separates it from the dequantized bf16 layer (~4 % relative L2;
+// docs/cuda.md states what was measured).
 #pragma once
 
 #include <cuda_bf16.h>
