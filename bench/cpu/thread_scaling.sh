@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# thread_scaling.sh - how the CPU backend's bf16 layer scales with threads on the machine at
+# hand (the compute-bound rows of issue 19 are where per-core rate matters): `moe bench
+# --backend cpu --threads N` for each N, one table of ms and GFLOP/s per thread, no PyTorch.
+# Environment: MOEREG (.carry/bin/moereg, else build/bin/moereg), PRESETS (mixtral_8x7b
+# deepseek_v3_e64), TOKENS (1024), THREADS (1 2 4 8 16), MIN_SECONDS (0.5), OPTIONS (extra
+# --backend-option key=value entries, space-separated).
+set -uo pipefail
+M=${MOEREG:-$( [ -x .carry/bin/moereg ] && echo .carry/bin/moereg || echo build/bin/moereg )}
+[ -d .carry/lib ] && export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+opts=(); for o in ${OPTIONS:-}; do opts+=(--backend-option "$o"); done
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(nproc) cores"
+printf '%-16s %6s %7s %10s %10s %14s\n' preset T threads ms GFLOP/s "GFLOP/s/thread"
+for p in ${PRESETS:-mixtral_8x7b deepseek_v3_e64}; do
+  for n in ${THREADS:-1 2 4 8 16}; do
+    "$M" moe bench --backend cpu --preset "$p" --tokens "${TOKENS:-1024}" --threads "$n" \
+      --min-seconds "${MIN_SECONDS:-0.5}" --no-reference --log-level warn --json "${opts[@]}" 2>/dev/null |
+    python3 -c '
+import json, sys
+d, n = json.load(sys.stdin), int(sys.argv[1])
+for r in d["rows"]:
+    print("%-16s %6d %7d %10.2f %10.0f %14.0f" % (d["preset"], r["tokens"], n, r["seconds"] * 1e3, r["gflops"], r["gflops"] / n))
+' "$n"
+  done
+done
