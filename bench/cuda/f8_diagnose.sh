@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # f8_diagnose.sh - one device call (carry .carry from bench/device/stage.sh) that says what holds
-# the grouped FP8 wgmma GEMM on the machine at hand, in the order worth paying for if the call
-# is cut short: the FP8 tests of the build (1 min), bf16 vs both FP8 engines with the GPU's
-# clocks and power sampled under load (f8_gemm_ab.sh, ~2 min), then Nsight Compute on the wgmma
-# GEMM (ncu_f8_gemm.sh, ~2-3 min: scheduler, warp states, per-SASS stall samples). Everything
-# lands under $OUT; the summaries go to stdout. Environment: PRESET, TOKENS (1024,4096), ROUNDS (2),
-# NCU_T (4096: the token count profiled).
+# the FP8 expert GEMMs on the machine at hand, in the order worth paying for if the call is cut
+# short: the CUDA tests of the build (~2 min), Nsight Compute on the decode GEMMs of a T = 1 F8
+# forward (~1 min), bf16 vs both FP8 engines with the GPU's clocks and power sampled under load
+# (f8_gemm_ab.sh, ~2 min), then Nsight Compute on the wgmma GEMM (ncu_f8_gemm.sh, ~2 min:
+# scheduler, warp states, per-SASS stall samples). Everything lands under $OUT; the summaries go
+# to stdout. Environment: GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), NCU_T (4096: the
+# token count of the wgmma profile).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
@@ -16,10 +17,13 @@ step() {  # name, timeout seconds, command...
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "== $name: rc $? in $((SECONDS - t0)) s ($OUT/$name.log)"
 }
-step fp8_tests 120 .carry/bin/moereg_cuda_tests --gtest_filter='CudaFp8.*'
-grep -E '^\[  (PASSED|FAILED) |Failure' "$OUT/fp8_tests.log" | head -10
-ROUNDS=${ROUNDS:-2} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt" step f8_gemm_ab 300 bash bench/cuda/f8_gemm_ab.sh
+step cuda_tests 200 .carry/bin/moereg_cuda_tests ${GTEST_ARGS:-}
+grep -E '^\[  (PASSED|FAILED) |Failure|^\[  FAILED' "$OUT/cuda_tests.log" | head -12
+# The decode GEMMs of an F8 forward at T = 1 (exact products; routed gate/up and down, and the bf16 shared expert's two).
+KERNEL=experts_gemm OPTIONS="graphs=off" T=1 SKIP=20 COUNT=4 step ncu_decode_f8 150 bash bench/cuda/ncu_f8_gemm.sh
+grep -vE '^==' "$OUT/ncu_decode_f8.log" | head -70
+ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt" step f8_gemm_ab 200 bash bench/cuda/f8_gemm_ab.sh
 grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
-GATHER=on T=${NCU_T:-4096} step ncu_f8_gemm 240 bash bench/cuda/ncu_f8_gemm.sh
-grep -vE '^==' "$OUT/ncu_f8_gemm.log" | head -40
+GATHER=on T=${NCU_T:-4096} step ncu_f8_gemm 200 bash bench/cuda/ncu_f8_gemm.sh
+grep -vE '^==' "$OUT/ncu_f8_gemm.log" | head -50
 find "$OUT" -name '*.ncu-rep' -delete
