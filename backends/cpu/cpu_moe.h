@@ -190,6 +190,9 @@ class moe_engine {
           scale_out(acc_at(j, ti, ia), static_cast<int>(std::min(n, it.col1 - n0)), static_cast<int>(tokens), w, yn);
         }
     }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_sfence();  // the streaming stores of scale_out, before the item counts as done
+#endif
   }
   unit_ahead unit_plan_ahead(const expert& ex, bool down, const item& it, std::int64_t j, std::int64_t blocks,
                              std::int64_t n_next, std::int64_t k0, std::int64_t kp, std::int64_t k_len) const;
@@ -349,7 +352,7 @@ class moe_engine {
   std::vector<std::int32_t> row_token_, row_slot_;
   std::vector<float> row_weight_;
   std::vector<float> h_;  // [rows, h_stride_] as f32, or as bf16 in the first half
-  std::vector<float> y_;  // [T * slots, H]
+  line_vector<float> y_;  // [T * slots, H]; 64-byte aligned for the down tiles' streaming stores
   std::vector<item> items_;
   std::int64_t k_block_ = 0;
   line_vector<float> gu_acc_;  // per thread: [max_item_rows, 2 * max_item_pairs] gate/up sums across K passes
