@@ -10,13 +10,14 @@
 set -uo pipefail
 M=${MOEREG:-$( [ -x .carry/bin/moereg ] && echo .carry/bin/moereg || echo build/bin/moereg )}
 [ -d .carry/lib ] && export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+err=$(mktemp); trap 'rm -f "$err"' EXIT
 opts=(--backend-option phases=1); for o in ${OPTIONS:-}; do opts+=(--backend-option "$o"); done
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(nproc) cores"
 printf '%-16s %6s %7s %10s %10s %14s\n' preset T threads ms GFLOP/s "GFLOP/s/thread"
 for p in ${PRESETS:-mixtral_8x7b deepseek_v3_e64}; do
   for n in ${THREADS:-1 2 4 8 16}; do
     "$M" moe bench --backend cpu --preset "$p" --tokens "${TOKENS:-1024}" --threads "$n" \
-      --min-seconds "${MIN_SECONDS:-0.5}" --no-reference --log-level warn --json "${opts[@]}" 2>/tmp/thread_scaling.err |
+      --min-seconds "${MIN_SECONDS:-0.5}" --no-reference --log-level warn --json "${opts[@]}" 2>"$err" |
     python3 -c '
 import json, sys
 d, n = json.load(sys.stdin), int(sys.argv[1])
@@ -24,6 +25,6 @@ for r in d["rows"]:
     print("%-16s %6d %7d %10.2f %10.0f %14.0f" % (d["preset"], r["tokens"], n, r["seconds"] * 1e3, r["gflops"], r["gflops"] / n))
 ' "$n"
     # The engine's phases (sort, pack, gate/up, down, sum) of the last forward, from the backend.
-    grep -o 'phases, ms: [^;]*' /tmp/thread_scaling.err | tail -1 | sed 's/^/    /'
+    grep -o 'phases, ms: [^;]*' "$err" | tail -1 | sed 's/^/    /'
   done
 done
