@@ -58,20 +58,23 @@ inline void transpose16(__m512i* r) {
 }
 
 // y[t][m] = w[t] x c[16 m + t] for m < rows, t < tokens: a down tile (row m a weight row,
-// column t a token) into the tokens' output rows. A whole 64-byte line goes out as a streaming
-// store: y is read again only by the sum after the down phase, from memory once T is large,
-// and a normal store would first read every line it writes (scale_down_tiles fences them).
-inline void tile_scale_out(const float* c, int rows, int tokens, const float* w, float* const* y) {
+// column t a token) into the tokens' output rows. Stream: a whole 64-byte line goes out as a
+// streaming store (y is read again only by the sum after the down phase, from memory once T is
+// large, and a normal store first reads every line it writes; scale_down_tiles fences them).
+template <bool Stream>
+void tile_scale_out_impl(const float* c, int rows, int tokens, const float* w, float* const* y) {
   __m512i r[16];
   for (int m = 0; m < 16; ++m) r[m] = _mm512_loadu_si512(c + 16 * m);
   transpose16(r);
   const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1);
   for (int t = 0; t < tokens; ++t) {
     const __m512 v = _mm512_mul_ps(_mm512_set1_ps(w[t]), _mm512_castsi512_ps(r[t]));
-    if (rows == 16 && (reinterpret_cast<std::uintptr_t>(y[t]) & 63) == 0) _mm512_stream_ps(y[t], v);
+    if (Stream && rows == 16 && (reinterpret_cast<std::uintptr_t>(y[t]) & 63) == 0) _mm512_stream_ps(y[t], v);
     else _mm512_mask_storeu_ps(y[t], mask, v);
   }
 }
+// The unit's scale_out for the option stream_y.
+inline auto tile_scale_out(bool stream) { return stream ? &tile_scale_out_impl<true> : &tile_scale_out_impl<false>; }
 
 }  // namespace
 }  // namespace moereg::cpu

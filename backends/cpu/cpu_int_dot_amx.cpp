@@ -143,7 +143,7 @@ void int_amx_silu_out(const float* g, const float* u, int rows, int tokens, floa
 
 }  // namespace
 
-void fill_int_amx(int_unit& u) {
+void fill_int_amx(int_unit& u, bool stream_y) {
   u.name = "amx_int8";
   u.begin = &int_amx_begin;
   u.end = &int_amx_end;
@@ -152,7 +152,7 @@ void fill_int_amx(int_unit& u) {
   u.load_rows = &int_amx_load_rows;
   u.scale_acc = &int_amx_scale_acc;
   u.silu_out = &int_amx_silu_out;
-  u.scale_out = &tile_scale_out;
+  u.scale_out = tile_scale_out(stream_y);
 }
 
 }  // namespace moereg::cpu

@@ -148,7 +148,7 @@ void amx_load_rows(const void* src, std::int64_t stride, int rows, std::int64_t 
 
 }  // namespace
 
-void fill_amx(matrix_unit& u, int prefetch_steps) {
+void fill_amx(matrix_unit& u, int prefetch_steps, bool stream_y) {
   u.name = "amx";
   u.panels = false;  // measured: no faster than in-place tiles, and slower when memory-bound
   // Measured on a 16-core Xeon (bench/cpu/device_ab.sh, docs/bench-cpu.md): deepseek-shaped
@@ -165,7 +165,7 @@ void fill_amx(matrix_unit& u, int prefetch_steps) {
                                           : &amx_block<16>;
   u.pack = &amx_pack;
   u.silu_mul = &amx_silu_mul;
-  u.scale_out = &tile_scale_out;
+  u.scale_out = tile_scale_out(stream_y);
   u.load_rows = &amx_load_rows;
 }
 

@@ -24,6 +24,7 @@ std::string moe_engine::describe() const {
   } else {
     s += ",\"matrix_unit\":null";
   }
+  s += std::string(",\"stream_y\":") + (kernels_.stream_y ? "true" : "false");
   s += ",\"experts\":" + std::to_string(num_experts_) + ",\"shared_expert\":" + (has_shared_ ? "true" : "false");
   s += ",\"numa_nodes\":" + std::to_string(numa_.nodes());
   if (numa_.nodes() > 1) {

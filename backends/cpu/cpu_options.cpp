@@ -12,7 +12,7 @@ namespace moereg::cpu {
 namespace {
 
 const char* const known_keys =
-    "isa, k_block, unit_k_block, unit_prefetch, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
+    "isa, k_block, unit_k_block, unit_prefetch, stream_y, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
 
 std::int64_t integer(const std::string& key, const char* value, std::int64_t lo, std::int64_t hi) {
   char* end = nullptr;
@@ -49,7 +49,7 @@ void pick_int_kernels(const cpu_options& o, kernel_table& t) {
   if (want == "amx_emulated") {
     fill_int_amx_emulated(t.ints.unit);
   } else if (t.unit.name && cpu_has_amx_int8()) {
-    fill_int_amx(t.ints.unit);
+    fill_int_amx(t.ints.unit, o.stream_y);
   }
   // Measured on the 2-core development VM (Sapphire Rapids): see docs/backends.md.
   t.int_unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : 2;
@@ -86,6 +86,8 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
       o.panel_min_rows = static_cast<int>(integer(key, value, 0, 1 << 30));
     } else if (key == "phases") {
       o.phases = boolean(key, value);
+    } else if (key == "stream_y") {
+      o.stream_y = boolean(key, value);
     } else if (key == "pool_spin_us") {
       o.pool_spin_us = static_cast<int>(integer(key, value, 0, 1000000));
     } else if (key == "quantize") {
@@ -134,8 +136,9 @@ kernel_table pick_kernels(const cpu_options& o) {
   } else if ((want.empty() || want == "amx") && cpu_has_amx()) {
     // Prefetching weight rows 2 steps ahead ran memory-bound layers up to 1.25x faster than
     // none; 4-16 were slower.
-    fill_amx(t.unit, o.unit_prefetch);
+    fill_amx(t.unit, o.unit_prefetch, o.stream_y);
   }
+  t.stream_y = o.stream_y;
   if (o.unit_panels >= 0) t.unit.panels = o.unit_panels != 0;
   if (o.tile_weights >= 0) t.unit.tile_weights = t.unit.name && o.tile_weights != 0;
   // Reading weights in place, a single token per expert (T = 1) streams them fastest through

@@ -18,6 +18,7 @@ struct cpu_options {
   std::string isa;           // "" best; avx512bf16|avx512f|avx_vnni|avx2|scalar force a lower set;
                              // amx (the default where present); amx_emulated (tests)
   int unit_prefetch = 2;     // AMX: prefetch distance of weight rows, in 32-element steps
+  bool stream_y = true;      // AMX: the down tiles write y with streaming stores
   int unit_panels = -1;      // -1 default; 0 reads weight tiles in place; 1 copies per pass
   int tile_weights = -1;     // -1 the unit's default (on for AMX); 1 copies bf16 experts into
                              // the unit's tile order at create, 0 reads them in place

@@ -209,6 +209,47 @@ TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
   }
 }
 
+// stream_y (on by default) writes the down tiles' whole lines of y with streaming stores on
+// the AMX units; off, with normal stores. The values are the same either way: bf16 input (the
+// unit's path where the CPU has AMX), T = 33 (full and partial token tiles), outputs bit for bit,
+// and describe says which was asked for.
+TEST(cpu_backend, stream_y_on_and_off_compute_the_same) {
+  ASSERT_NE(cpu_api(), nullptr);
+  moe_fixture fx(test::moe_fixture_families().front());
+  block_weights bw(fx);
+  const std::int64_t H = bw.w.hidden, T = 33;
+  std::vector<float> in = test::tensor_f32(*fx.io, "input");
+  const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
+  std::vector<float> x(static_cast<std::size_t>(T * H));
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
+  std::vector<std::uint16_t> xb(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+  routing_result r;
+  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
+  std::vector<float> outs[2];
+  for (int on = 0; on < 2; ++on) {
+    SCOPED_TRACE(on ? "stream_y=1" : "stream_y=0");
+    set_option("stream_y", on ? "1" : "0");
+    moereg_backend_options opts{};
+    opts.threads = 3;
+    moereg_backend* b = nullptr;
+    ASSERT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
+    clear_option("stream_y");
+    ASSERT_NE(b, nullptr);
+    EXPECT_NE(describe(b).find(on ? "\"stream_y\":true" : "\"stream_y\":false"), std::string::npos) << describe(b);
+    moereg_tensor_view xv = make_view(xb.data(), MOEREG_DTYPE_BF16, {T, H});
+    moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
+    moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
+    outs[on].assign(x.size(), NAN);
+    moereg_tensor_view ov = make_view(outs[on].data(), MOEREG_DTYPE_F32, {T, H});
+    ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+    cpu_api()->destroy(b);
+    ASSERT_TRUE(std::all_of(outs[on].begin(), outs[on].end(), [](float v) { return std::isfinite(v); }));
+  }
+  EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)), 0);
+}
+
 TEST(cpu_backend, every_fixture_bf16_input_within_bf16_bound) {
   ASSERT_NE(cpu_api(), nullptr);
   for_each_isa([] {
@@ -317,8 +358,9 @@ TEST(cpu_backend, options_are_applied_and_checked_by_name) {
   cpu_api()->destroy(b);
   b = nullptr;
   EXPECT_EQ(create({{"kblock", "4"}}, &b),
-            "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_k_block, unit_prefetch, unit_panels, "
-            "tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us)");
+            "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_k_block, unit_prefetch, stream_y, "
+            "unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, "
+            "pool_spin_us)");
   EXPECT_EQ(create({{"k_block", "0"}}, &b), "1: backend option k_block=0: expected an integer in 1..1073741824");
   EXPECT_EQ(create({{"isa", "sse2"}}, &b),
             "1: backend option isa=sse2: expected amx, avx512bf16, avx512f, avx_vnni, avx2, scalar or amx_emulated");
