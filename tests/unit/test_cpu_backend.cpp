@@ -161,6 +161,19 @@ TEST(cpu_backend, every_fixture_f32_input_matches_reference_tightly) {
   });
 }
 
+namespace {
+// T rows of the fixture's input (its rows repeated as needed), routed by its router into r.
+std::vector<float> fixture_rows(const moe_fixture& fx, std::int64_t H, std::int64_t T, routing_result& r) {
+  const std::vector<float> in = test::tensor_f32(*fx.io, "input");
+  const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
+  std::vector<float> x(static_cast<std::size_t>(T * H));
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
+  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
+  return x;
+}
+}  // namespace
+
 // The pool's threads poll for a while between runs and then sleep (cpu_thread_pool.cpp): forwards
 // back to back start on polling threads, forwards after a pause on sleeping ones. Either way every
 // item runs once: each of 48 forwards with pauses of 0 to 2 ms between them gives the first
@@ -171,13 +184,8 @@ TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
   moe_fixture fx(test::moe_fixture_families().front());
   block_weights bw(fx);
   const std::int64_t H = bw.w.hidden, T = 7;
-  std::vector<float> in = test::tensor_f32(*fx.io, "input");
-  const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
-  std::vector<float> x(static_cast<std::size_t>(T * H));
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
   routing_result r;
-  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
+  const std::vector<float> x = fixture_rows(fx, H, T, r);
   for (const char* spin : {"100", "0"}) {  // the default, and sleeping at once (pool_spin_us=0)
     SCOPED_TRACE(std::string("pool_spin_us=") + spin);
     set_option("pool_spin_us", spin);
@@ -218,15 +226,10 @@ TEST(cpu_backend, stream_y_on_and_off_compute_the_same) {
   moe_fixture fx(test::moe_fixture_families().front());
   block_weights bw(fx);
   const std::int64_t H = bw.w.hidden, T = 33;
-  std::vector<float> in = test::tensor_f32(*fx.io, "input");
-  const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
-  std::vector<float> x(static_cast<std::size_t>(T * H));
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
+  routing_result r;
+  const std::vector<float> x = fixture_rows(fx, H, T, r);
   std::vector<std::uint16_t> xb(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
-  routing_result r;
-  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
   std::vector<float> outs[2];
   for (int on = 0; on < 2; ++on) {
     SCOPED_TRACE(on ? "stream_y=1" : "stream_y=0");
