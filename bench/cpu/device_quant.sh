@@ -47,7 +47,7 @@ for p in ${PRESETS:-qwen3_30b_a3b mixtral_8x7b deepseek_v3_e64}; do
   done
 done
 echo
-echo "summary: ms per forward (x = speed against bf16 on the same layer; of bw against the probe; * = the cycle's experts fit twice in the LLC)"
+echo "summary: ms per forward (x = speed against bf16 on the same layer; of bw against the probe; * = the cycle's experts fit twice in the LLC, ~ = the LLC holds 5 % of the cycle or more)"
 awk '
   { key = $1 " " $3; ms[key, $2] = $4; bw[key, $2] = $5; if ($2 == "bf16") torch[key] = $6
     if (!(key in seen)) { seen[key] = 1; order[++n] = key }

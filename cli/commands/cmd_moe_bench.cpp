@@ -32,7 +32,9 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
                    "The host's read bandwidth is the best of four read patterns, each the median of five\n"
                    "reads of a buffer eight times the last-level cache; when it cannot be a memory rate (more\n"
                    "than 150 GB/s a thread, or reads spread more than 2-fold) the table says why and gives\n"
-                   "no \"of bw\".\n"
+                   "no \"of bw\". \"of bw\" is marked * where a cycle of the row's experts fits twice in\n"
+                   "the last-level cache, ~ where the cache holds 5 % of it or more (a cache that keeps part of\n"
+                   "a repeated stream serves that part: \"of bw\" can then exceed 100 %).\n"
                    "Presets: qwen3_30b_a3b, mixtral_8x7b, deepseek_v3_e64, tiny.\n"
                    "(Benchmarking a checkpoint's own layer, CKPT --layer L, is not available yet.)");
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(

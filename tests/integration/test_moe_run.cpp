@@ -234,8 +234,8 @@ TEST(MoeBench, Fp8WeightsRunAsStoredAgainstTheirDequantizedReference) {
 // The timing cycles over inputs routed afresh until the experts they hit outgrow the
 // last-level cache (or all are hit, or 16 inputs): tiny's whole layer fits any cache, so at
 // T = 1 (two of eight experts per input) it takes at least four inputs, and the table marks
-// the row as possibly read from the cache. The read bandwidth is the best of the probe's
-// patterns, each one reported.
+// the row as possibly read from the cache, and the JSON gives the share of the cycle the cache
+// can hold. The read bandwidth is the best of the probe's patterns, each one reported.
 TEST(MoeBench, RotatesInputsAndSaysWhenTheCacheMayServeThem) {
   auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --json --no-reference --log-level off");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -259,6 +259,13 @@ TEST(MoeBench, RotatesInputsAndSaysWhenTheCacheMayServeThem) {
   EXPECT_EQ(patterns, 4u);
   EXPECT_DOUBLE_EQ(v.find("read_bandwidth_bytes_per_second")->as_double(), best);
   const bool llc_known = v.find("last_level_cache_bytes")->as_int() > 0;
+  // The share of the cycle the cache can hold (what "of bw" may exceed 100 % by): all of tiny's.
+  if (llc_known) {
+    const double llc = static_cast<double>(v.find("last_level_cache_bytes")->as_int());
+    EXPECT_DOUBLE_EQ(row.find("cache_share_of_cycle")->as_double(), std::min(1.0, llc / row.find("cycle_bytes")->as_double()));
+  } else {
+    EXPECT_TRUE(row.find("cache_share_of_cycle")->is_null());
+  }
 
   r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --no-reference --log-level off");
   ASSERT_EQ(r.exit_code, 0) << r.output;
