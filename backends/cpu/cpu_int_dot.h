@@ -97,7 +97,7 @@ void fill_int_scalar(int_kernels& k);
 void fill_int_avx2(int_kernels& k);        // AVX2: vpmaddubsw + vpmaddwd
 void fill_int_avx_vnni(int_kernels& k);    // AVX2 + AVX-VNNI: vpdpbusd on 256 bits
 void fill_int_avx512vnni(int_kernels& k);  // AVX-512 F/BW + VNNI
-void fill_int_amx(int_unit& u, bool stream_y = true);            // AMX-TILE + AMX-INT8 (and AVX-512 around it)
+void fill_int_amx(int_unit& u, bool stream_y);  // AMX-TILE + AMX-INT8 (and AVX-512 around it)
 void fill_int_amx_emulated(int_unit& u);   // the same contract in portable C++ (tests)
 
 void int_quantize_scalar(const void* src, bool bf16, std::int64_t k, std::int64_t group, bool int4, std::int8_t* q,

@@ -146,7 +146,7 @@ void fill_avx2(kernel_table& t);      // needs AVX2 + FMA
 void fill_avx512(kernel_table& t);    // needs AVX-512 F/BW/VL
 void fill_avx512bf16(kernel_table& t);  // AVX-512 F/BW/VL + BF16: bf16 x bf16 tiles use vdpbf16ps
 
-void fill_amx(matrix_unit& u, int prefetch_steps, bool stream_y = true);  // needs AMX-TILE + AMX-BF16 and the OS's leave (cpu_has_amx)
+void fill_amx(matrix_unit& u, int prefetch_steps, bool stream_y);  // needs AMX-TILE + AMX-BF16 and the OS's leave (cpu_has_amx)
 void fill_amx_emulated(matrix_unit& u);  // the same contract in portable C++: tests the engine's AMX path anywhere
 
 // Which of the above this CPU runs, best first. cpu_has_amx also asks Linux for the tile

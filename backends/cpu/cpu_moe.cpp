@@ -406,21 +406,13 @@ void moe_engine::run_sum(void* self, std::int64_t i, int) {
   // The slots of a column block summed in registers and stored once (o is written, never read:
   // a slot loop over o re-read and re-wrote it per slot). Same additions in the same order.
   constexpr std::int64_t block = 64;
-  const std::int64_t slots = me->slots_;
-  std::int64_t c = c0;
-  for (; c + block <= c1; c += block) {
+  for (std::int64_t c = c0; c < c1; c += block) {
+    const std::int64_t n = std::min(block, c1 - c);
     float acc[block];
-    for (std::int64_t j = 0; j < block; ++j) acc[j] = y[c + j];
-    for (std::int64_t s = 1; s < slots; ++s) {
-      const float* ys = y + s * H + c;
-      for (std::int64_t j = 0; j < block; ++j) acc[j] += ys[j];
-    }
-    for (std::int64_t j = 0; j < block; ++j) o[c + j] = acc[j];
-  }
-  for (; c < c1; ++c) {
-    float a = y[c];
-    for (std::int64_t s = 1; s < slots; ++s) a += y[s * H + c];
-    o[c] = a;
+    for (std::int64_t j = 0; j < n; ++j) acc[j] = y[c + j];
+    for (std::int64_t s = 1; s < me->slots_; ++s)
+      for (std::int64_t j = 0; j < n; ++j) acc[j] += y[s * H + c + j];
+    for (std::int64_t j = 0; j < n; ++j) o[c + j] = acc[j];
   }
 }
 

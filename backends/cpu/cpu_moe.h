@@ -191,7 +191,7 @@ class moe_engine {
         }
     }
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_sfence();  // the streaming stores of scale_out, before the item counts as done
+    if (kernels_.stream_y) __builtin_ia32_sfence();  // scale_out's streaming stores, before the item counts as done
 #endif
   }
   unit_ahead unit_plan_ahead(const expert& ex, bool down, const item& it, std::int64_t j, std::int64_t blocks,
