@@ -3,10 +3,13 @@
 //
 // One CTA: a producer warp issues the TMA loads of 128 x 128 A and B tiles into a ring of
 // shared-memory stages (with `gather`, the producer warpgroup's 128 threads fetch A's rows
-// with cp.async, 16 bytes each, swizzled as TMA would have written them); two consumer warpgroups each multiply 64 of the tile's rows by its 128
+// with cp.async, 16 bytes each, swizzled as TMA would have written them), and with each stage
+// the scales its k block is promoted with (the tile's 128 row scales and the weight block's,
+// 4-byte cp.async); two consumer warpgroups each multiply 64 of the tile's rows by its 128
 // columns, a 128-column k block at a time (four wgmma m64n128k32), then fold that block's sum
-// into their f32 result with the two scales. The ring's stages are handed over by mbarriers:
-// `full` (the TMA bytes landed) and `empty` (both consumers' wgmmas have read the stage).
+// into their f32 result with the two scales read from the stage. The ring's stages are handed
+// over by mbarriers: `full` (the TMA bytes and the copying threads' cp.async landed) and
+// `empty` (both consumers' wgmmas have read the stage).
 #include "fp8_grouped_gemm.cuh"
 
 #include <cudaTypedefs.h>
@@ -28,8 +31,13 @@ constexpr int stages = 6;
 constexpr int tile_bytes = BM * BK;          // A and B tiles alike (one byte per e4m3)
 constexpr int threads = 384;                 // warpgroup 0: producer; 1 and 2: consumers
 constexpr int max_experts = 4096;
-constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + 2 * stages * 8 +
-                              (max_experts + 1) * sizeof(int);
+// Per stage beside the tiles: the scales its k block is promoted with (the tile's 128 row
+// scales, then the weight block's), copied in by the producer with the tiles, so the
+// consumers read them from shared memory after the stage's barrier (from global memory they
+// waited on the loads every k block).
+constexpr int scale_floats = BM + 4;
+constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + stages * scale_floats * sizeof(float) +
+                              2 * stages * 8 + (max_experts + 1) * sizeof(int);
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
@@ -126,7 +134,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint8_t* sa = smem;
   uint8_t* sb = smem + stages * tile_bytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(sb + stages * tile_bytes);
+  float* scales = reinterpret_cast<float*>(sb + stages * tile_bytes);  // [stages][scale_floats]
+  uint64_t* full = reinterpret_cast<uint64_t*>(scales + stages * scale_floats);
   uint64_t* empty = full + stages;
   int* prefix = reinterpret_cast<int*>(empty + stages);  // [experts + 1]: m tiles before each expert
 
@@ -146,7 +155,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     if (lane == 0) {
       prefix[0] = 0;
       for (int s = 0; s < stages; ++s) {
-        mbar_init(&full[s], Gather ? 1 + 128 : 1);  // the expect_tx arrival (+ each gathering thread's)
+        mbar_init(&full[s], Gather ? 1 + 128 : 1 + 32);  // the expect_tx arrival + each copying thread's
         mbar_init(&empty[s], 8);  // one arrival per consumer warp
       }
       asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -162,10 +171,13 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
       const int brow = at.e * p.n + at.n0;
       const uint8_t* src[8];
+      int token[8];
       for (int j = 0; j < 8; ++j) {
         const int r = at.row0 + (tid >> 3) + 16 * j;
-        src[j] = r < at.row_end ? p.a_rows + static_cast<size_t>(p.gather[r]) * p.k + 16 * q : nullptr;
+        token[j] = r < at.row_end ? p.gather[r] : -1;
+        src[j] = token[j] >= 0 ? p.a_rows + static_cast<size_t>(token[j]) * p.k + 16 * q : nullptr;
       }
+      const float* bs = p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
       for (int kt = 0; kt < kt_count; ++kt, ++it) {
         const int s = static_cast<int>(it % stages);
         mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
@@ -173,32 +185,48 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           mbar_expect_tx(&full[s], tile_bytes);
           tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
         }
-        const uint32_t base = smem_u32(sa + s * tile_bytes);
+        const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
+        const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int r = (tid >> 3) + 16 * j;
           cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
+          if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
+        if (tid == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
         cp_async_arrive(&full[s]);
       }
     }
     asm volatile("cp.async.wait_all;" ::: "memory");
     return;
   }
-  if (warp < 4) {  // producer warpgroup: one thread issues every load
-    if (threadIdx.x == 0) {
+  if (warp < 4) {  // producer warpgroup: warp 0 issues every load, lane 0 the TMA ones
+    if (warp == 0) {
       uint32_t it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
         const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
         const int brow = at.e * p.n + at.n0;
+        const float* bs = p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
-          mbar_expect_tx(&full[s], 2 * tile_bytes);
-          tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+          if (lane == 0) {
+            mbar_expect_tx(&full[s], 2 * tile_bytes);
+            tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
+            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+          }
+          const uint32_t sbase = smem_u32(scales + s * scale_floats);
+          const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
+#pragma unroll
+          for (int j = 0; j < BM / 32; ++j) {
+            const int r = lane + 32 * j, row = at.row0 + r;
+            cp_async4(sbase + 4 * r, as + min(row, p.a_pitch - 1), row < at.row_end);
+          }
+          if (lane == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
+          cp_async_arrive(&full[s]);
         }
       }
+      asm volatile("cp.async.wait_all;" ::: "memory");
     }
     return;
   }
@@ -210,30 +238,16 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
     const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
     const int r0 = at.row0 + wr, r1 = r0 + 8;
-    int q0 = min(r0, p.a_pitch - 1), q1 = min(r1, p.a_pitch - 1);
-    if (Gather) {  // the rows' tokens: their scales' columns
-      q0 = r0 < at.row_end ? __ldg(p.gather + r0) : 0;
-      q1 = r1 < at.row_end ? __ldg(p.gather + r1) : 0;
-    }
-    const float* bs = p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
     float acc[64], sum[64];
 #pragma unroll
     for (int i = 0; i < 64; ++i) sum[i] = 0.f;
-    // The scales of block kt + 1 are loaded while block kt's wgmmas run: loaded and used in
-    // the same iteration, the warps waited on them (Nsight Compute: the scale product was
-    // the top stall, on the long scoreboard) before they even waited for the stage.
-    float ws_next = __ldg(bs), a0_next = __ldg(p.a_scale + q0), a1_next = __ldg(p.a_scale + q1);
     for (int kt = 0; kt < kt_count; ++kt, ++it) {
       const int s = static_cast<int>(it % stages);
-      const float ws = ws_next, a0 = a0_next, a1 = a1_next;
-      if (kt + 1 < kt_count) {
-        ws_next = __ldg(bs + kt + 1);
-        a0_next = __ldg(p.a_scale + static_cast<size_t>(kt + 1) * p.a_pitch + q0);
-        a1_next = __ldg(p.a_scale + static_cast<size_t>(kt + 1) * p.a_pitch + q1);
-      }
       mbar_wait(&full[s], (it / stages) & 1);
       // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
       if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      const float* sc = scales + s * scale_floats;
+      const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
       wgmma_fence();
@@ -245,7 +259,6 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
       if (lane == 0) mbar_arrive(&empty[s]);
-      const float s0 = a0 * ws, s1 = a1 * ws;
 #pragma unroll
       for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
     }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // ptx.cuh - the inline-PTX wrappers both GEMM kernels use (experts_gemm.cuh: mma.sync;
-// fp8_grouped_gemm.cu: wgmma): shared-memory addresses, 16-byte asynchronous copies, and the
+// fp8_grouped_gemm.cu: wgmma): shared-memory addresses, 16- and 4-byte asynchronous copies, and the
 // m16n8k16 tensor-core step.
 #pragma once
 
@@ -14,6 +14,10 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 // 16 bytes from global src to shared dst, or 16 zero bytes when !valid (src is then not read).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+// 4 bytes from global src to shared dst, or 4 zero bytes when !valid (src is then not read).
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
