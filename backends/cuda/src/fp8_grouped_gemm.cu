@@ -31,6 +31,13 @@ constexpr int stages = 6;
 constexpr int tile_bytes = BM * BK;          // A and B tiles alike (one byte per e4m3)
 constexpr int threads = 384;                 // warpgroup 0: producer; 1 and 2: consumers
 constexpr int max_experts = 4096;
+// Speed-of-light builds for the bench (bench/cuda/f8_probe_builds.sh), never the library: 1 =
+// the consumers skip the wgmmas (the load pipeline alone), 2 = the producer loads nothing (the
+// wgmmas and promotion on whatever the stages hold). Their outputs are wrong by design.
+#ifndef MOEREG_F8_PROBE
+#define MOEREG_F8_PROBE 0
+#endif
+constexpr int probe = MOEREG_F8_PROBE;
 // Per stage beside the tiles: the scales its k block is promoted with (the tile's 128 row
 // scales, then the weight block's), copied in by the producer with the tiles, so the
 // consumers read them from shared memory after the stage's barrier (from global memory they
@@ -182,18 +189,22 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         const int s = static_cast<int>(it % stages);
         mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
         if (tid == 0) {
-          mbar_expect_tx(&full[s], tile_bytes);
-          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+          if constexpr (probe == 2) {
+            mbar_arrive(&full[s]);
+          } else {
+            mbar_expect_tx(&full[s], tile_bytes);
+            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+          }
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
         const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < (probe == 2 ? 0 : 8); ++j) {
           const int r = (tid >> 3) + 16 * j;
           cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
           if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
-        if (tid == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
+        if (tid == 0 && probe != 2) cp_async4(sbase + 4 * BM, bs + kt, true);
         cp_async_arrive(&full[s]);
       }
     }
@@ -211,18 +222,22 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
           if (lane == 0) {
-            mbar_expect_tx(&full[s], 2 * tile_bytes);
-            tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+            if constexpr (probe == 2) {
+              mbar_arrive(&full[s]);
+            } else {
+              mbar_expect_tx(&full[s], 2 * tile_bytes);
+              tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
+              tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+            }
           }
           const uint32_t sbase = smem_u32(scales + s * scale_floats);
           const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
 #pragma unroll
-          for (int j = 0; j < BM / 32; ++j) {
+          for (int j = 0; j < (probe == 2 ? 0 : BM / 32); ++j) {
             const int r = lane + 32 * j, row = at.row0 + r;
             cp_async4(sbase + 4 * r, as + min(row, p.a_pitch - 1), row < at.row_end);
           }
-          if (lane == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
+          if (lane == 0 && probe != 2) cp_async4(sbase + 4 * BM, bs + kt, true);
           cp_async_arrive(&full[s]);
         }
       }
@@ -240,7 +255,10 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     const int r0 = at.row0 + wr, r1 = r0 + 8;
     float acc[64], sum[64];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) sum[i] = 0.f;
+    for (int i = 0; i < 64; ++i) {
+      sum[i] = 0.f;
+      if constexpr (probe == 1) acc[i] = 0.f;  // no wgmma writes it
+    }
     for (int kt = 0; kt < kt_count; ++kt, ++it) {
       const int s = static_cast<int>(it % stages);
       mbar_wait(&full[s], (it / stages) & 1);
@@ -250,12 +268,14 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-      wgmma_fence();
-      const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * tile_bytes);
+      if constexpr (probe != 1) {
+        wgmma_fence();
+        const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * tile_bytes);
 #pragma unroll
-      for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
-      wgmma_commit();
-      wgmma_wait_all();
+        for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
+        wgmma_commit();
+        wgmma_wait_all();
+      }
 #pragma unroll
       for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
       if (lane == 0) mbar_arrive(&empty[s]);
