@@ -10,6 +10,9 @@
 # Any other kernel of the forward: KERNEL (an ncu regex) and OPTIONS (the backend options,
 # space-separated; replaces the wgmma ones), one run, e.g. the decode GEMMs at T = 1:
 #   KERNEL=experts_gemm OPTIONS="graphs=off" T=1 COUNT=4 bash bench/cuda/ncu_f8_gemm.sh
+# NCU_CLOCK: Nsight Compute's --clock-control, `base` (its default: the SMs locked at the base
+# clock, about 1.5 GHz on an H100, so durations are comparable run to run) or `none` (the
+# clocks the GPU would run at, boost and power capping included).
 # docs/cuda.md ("The wgmma engine, measured") says what the first H100 showed and what is open.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
@@ -21,6 +24,7 @@ profile() {  # label, kernel regex, backend options...
   local log=$OUT/ncu_$label.txt rep=$OUT/ncu_$label opts=()
   for o in "$@"; do opts+=(--backend-option "$o"); done
   timeout 240 "$NCU" --kernel-name regex:"$kernel" --launch-skip "${SKIP:-2}" --launch-count "${COUNT:-2}" \
+    --clock-control "${NCU_CLOCK:-base}" \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section SourceCounters \
     --section LaunchStats --section Occupancy -f -o "$rep" .carry/bin/moereg moe bench --backend cuda --preset "${PRESET:-deepseek_v3_e64}" \
