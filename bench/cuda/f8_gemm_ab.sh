@@ -9,7 +9,8 @@
 # ROUNDS (2), MIN_SECONDS (0.3), VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
 # each timed with f8_gemm=wgmma and its options, e.g. "base=.carry/old/base.so,f8_gather=off"),
 # ONLY (the names to run, e.g. "bf16 wgmma base": all when unset). Prints the GPU's clocks and
-# power limit before and after, and the SM clock, power and clock-event reasons sampled under load.
+# power limit before, and per engine the SM clock, power and clock-event reasons sampled while
+# it kept the GPU busy.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
@@ -19,10 +20,13 @@ gpu_state() {
     --format=csv,noheader 2>/dev/null || nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader
 }
 echo "gpu before: $(gpu_state)"
-# Sampled every 500 ms while the runs go (f8ab_gpu.csv): SM clock and power under load.
-nvidia-smi --query-gpu=clocks.sm,power.draw,clocks_event_reasons.active --format=csv,noheader,nounits -lms 500 \
-  > "$OUT/f8ab_gpu.csv" 2>/dev/null &
+# Sampled every 100 ms while the runs go (f8ab_gpu.csv), each run's start and end in
+# f8ab_windows.txt: the SM clock, power and clock-event reasons while each engine keeps the GPU
+# busy (an FP8 GEMM held at a lower clock by the power cap than the bf16 one would show here).
+nvidia-smi --query-gpu=timestamp,utilization.gpu,clocks.sm,power.draw,clocks_event_reasons.active \
+  --format=csv,noheader,nounits -lms 100 > "$OUT/f8ab_gpu.csv" 2>/dev/null &
 sampler=$!
+: > "$OUT/f8ab_windows.txt"
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
@@ -45,22 +49,38 @@ for round in $(seq "${ROUNDS:-2}"); do
     args=()
     for o in $opts; do args+=(--backend-option "$o"); done
     [ "$w" = f8_e4m3 ] && args+=(--backend-option f8_activations=e4m3)
+    t_start=$(date +%s.%N)
     timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$w" --tokens "${TOKENS:-128,1024,4096}" \
       --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${args[@]}" \
       > "$OUT/f8ab_${round}_$name.json" 2> "$OUT/f8ab_${round}_$name.err" || tail -3 "$OUT/f8ab_${round}_$name.err"
+    echo "$name $t_start $(date +%s.%N)" >> "$OUT/f8ab_windows.txt"
   done
 done
 kill "$sampler" 2>/dev/null
-# Under load: the SM clock's spread, the power drawn and the clock-event reasons (samples above 300 MHz).
-python3 - "$OUT/f8ab_gpu.csv" <<'PY'
-import collections, statistics, sys
-rows = [l.split(", ") for l in open(sys.argv[1]) if l.count(",") == 2]
-rows = [(float(c), float(p), r.strip()) for c, p, r in rows if c.strip().replace(".", "").isdigit() and float(c) > 300]
-if rows:
-    clocks = sorted(c for c, _, _ in rows)
-    print(f"gpu under load: {len(rows)} samples, SM clock min {clocks[0]:.0f} / median {statistics.median(clocks):.0f} / "
-          f"max {clocks[-1]:.0f} MHz, power max {max(p for _, p, _ in rows):.0f} W, reasons "
-          + " ".join(f"{k} x{v}" for k, v in collections.Counter(r for _, _, r in rows).items()))
+# Per engine, over the samples with the GPU at least 90 % busy inside its runs: the SM clock
+# (median, min), the power drawn (median, max) and the clock-event reasons seen (0x4: the
+# software power cap; 0x1: idle).
+python3 - "$OUT/f8ab_gpu.csv" "$OUT/f8ab_windows.txt" <<'PY'
+import collections, datetime, statistics, sys
+samples = []
+for line in open(sys.argv[1]):
+    f = [x.strip() for x in line.split(",")]
+    if len(f) != 5: continue
+    try:
+        t = datetime.datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+        samples.append((t, float(f[1]), float(f[2]), float(f[3]), f[4]))
+    except ValueError:
+        continue
+per = collections.defaultdict(list)
+for line in open(sys.argv[2]):
+    name, t0, t1 = line.split()
+    per[name] += [s for s in samples if float(t0) <= s[0] <= float(t1) and s[1] >= 90]
+for name, ss in per.items():
+    if not ss: print(f"gpu busy, {name}: no sample at >= 90 % utilization"); continue
+    clk, pw = [s[2] for s in ss], [s[3] for s in ss]
+    print(f"gpu busy, {name}: {len(ss)} samples, SM clock median {statistics.median(clk):.0f} (min {min(clk):.0f}) MHz, "
+          f"power median {statistics.median(pw):.0f} (max {max(pw):.0f}) W, reasons "
+          + " ".join(f"{k} x{v}" for k, v in collections.Counter(s[4] for s in ss).items()))
 PY
 python3 - "$OUT" "$P" ${VARIANTS:-} <<'PY'
 import glob, json, statistics, sys
