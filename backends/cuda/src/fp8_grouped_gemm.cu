@@ -9,7 +9,8 @@
 // columns, a 128-column k block at a time (four wgmma m64n128k32), then fold that block's sum
 // into their f32 result with the two scales read from the stage. The ring's stages are handed
 // over by mbarriers: `full` (the TMA bytes and the copying threads' cp.async landed) and
-// `empty` (both consumers' wgmmas have read the stage).
+// `empty` (both consumers' wgmmas have read the stage). The tile's width is a template
+// parameter: the library runs 128 columns; a bench-only build 256 (see `ring`).
 #include "fp8_grouped_gemm.cuh"
 
 #include <cudaTypedefs.h>
