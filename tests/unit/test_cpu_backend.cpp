@@ -162,16 +162,43 @@ TEST(cpu_backend, every_fixture_f32_input_matches_reference_tightly) {
 }
 
 namespace {
-// T rows of the fixture's input (its rows repeated as needed), routed by its router into r.
-std::vector<float> fixture_rows(const moe_fixture& fx, std::int64_t H, std::int64_t T, routing_result& r) {
-  const std::vector<float> in = test::tensor_f32(*fx.io, "input");
-  const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
-  std::vector<float> x(static_cast<std::size_t>(T * H));
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
-  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
-  return x;
-}
+// The first fixture's MoE block with T rows of its input (its rows repeated as needed), routed
+// by its router: what the option tests below create backends on and run.
+struct routed_block {
+  moe_fixture fx{test::moe_fixture_families().front()};
+  block_weights bw{fx};
+  std::int64_t H, T;
+  routing_result r;
+  std::vector<float> x;
+
+  explicit routed_block(std::int64_t tokens) : H(bw.w.hidden), T(tokens), x(static_cast<std::size_t>(tokens * H)) {
+    const std::vector<float> in = test::tensor_f32(*fx.io, "input");
+    const std::int64_t rows = static_cast<std::int64_t>(in.size()) / H;
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t h = 0; h < H; ++h) x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
+    router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
+  }
+  // A backend on `threads` threads, created with the test option key=value (cleared after);
+  // the creation's error text ("" on success) in `error`.
+  moereg_backend* create(const char* key, const char* value, int threads, std::string& error) {
+    set_option(key, value);
+    moereg_backend_options opts{};
+    opts.threads = threads;
+    moereg_backend* b = nullptr;
+    error = take(create_with_test_options(&bw.w, &fx.routing, &opts, &b));
+    clear_option(key);
+    return b;
+  }
+  // One forward of `input` (x, or x as bf16) into out; the error text, "" on success.
+  std::string forward(moereg_backend* b, const void* input, std::int32_t dtype, std::vector<float>& out) {
+    const moereg_tensor_view xv = make_view(input, dtype, {T, H});
+    const moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
+    const moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
+    out.assign(x.size(), NAN);
+    moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
+    return take(cpu_api()->forward(b, &xv, &ids, &wts, &ov));
+  }
+};
 }  // namespace
 
 // The pool's threads poll for a while between runs and then sleep (cpu_thread_pool.cpp): forwards
@@ -181,35 +208,22 @@ std::vector<float> fixture_rows(const moe_fixture& fx, std::int64_t H, std::int6
 // default polling and with pool_spin_us=0 (always sleeping).
 TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
   ASSERT_NE(cpu_api(), nullptr);
-  moe_fixture fx(test::moe_fixture_families().front());
-  block_weights bw(fx);
-  const std::int64_t H = bw.w.hidden, T = 7;
-  routing_result r;
-  const std::vector<float> x = fixture_rows(fx, H, T, r);
+  routed_block blk(7);
   for (const char* spin : {"100", "0"}) {  // the default, and sleeping at once (pool_spin_us=0)
     SCOPED_TRACE(std::string("pool_spin_us=") + spin);
-    set_option("pool_spin_us", spin);
-    moereg_backend_options opts{};
-    opts.threads = 4;
-    moereg_backend* b = nullptr;
-    ASSERT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
-    clear_option("pool_spin_us");
+    std::string error;
+    moereg_backend* b = blk.create("pool_spin_us", spin, 4, error);
+    ASSERT_EQ(error, "");
     ASSERT_NE(b, nullptr);
     EXPECT_NE(describe(b).find(std::string("\"pool_spin_us\":") + spin + ","), std::string::npos) << describe(b);
-    moereg_tensor_view xv = make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
-    moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
-    moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
-    std::vector<float> first(x.size(), NAN), out(x.size());
-    moereg_tensor_view fv = make_view(first.data(), MOEREG_DTYPE_F32, {T, H});
-    ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &fv)), "");
+    std::vector<float> first, out;
+    ASSERT_EQ(blk.forward(b, blk.x.data(), MOEREG_DTYPE_F32, first), "");
     ASSERT_TRUE(std::all_of(first.begin(), first.end(), [](float v) { return std::isfinite(v); }));
     ASSERT_TRUE(std::any_of(first.begin(), first.end(), [](float v) { return v != 0.0f; }));
     const int pauses_us[] = {0, 20, 60, 150, 400, 2000};
     for (int i = 0; i < 48; ++i) {
       std::this_thread::sleep_for(std::chrono::microseconds(pauses_us[i % 6]));
-      std::fill(out.begin(), out.end(), NAN);
-      moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
-      ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+      ASSERT_EQ(blk.forward(b, blk.x.data(), MOEREG_DTYPE_F32, out), "");
       EXPECT_EQ(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)), 0)
           << "forward " << i << " after a " << pauses_us[i % 6] << " us pause";
     }
@@ -223,30 +237,18 @@ TEST(cpu_backend, forwards_after_any_pause_compute_the_same) {
 // and describe says which was asked for.
 TEST(cpu_backend, stream_y_on_and_off_compute_the_same) {
   ASSERT_NE(cpu_api(), nullptr);
-  moe_fixture fx(test::moe_fixture_families().front());
-  block_weights bw(fx);
-  const std::int64_t H = bw.w.hidden, T = 33;
-  routing_result r;
-  const std::vector<float> x = fixture_rows(fx, H, T, r);
-  std::vector<std::uint16_t> xb(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+  routed_block blk(33);
+  std::vector<std::uint16_t> xb(blk.x.size());
+  for (std::size_t i = 0; i < xb.size(); ++i) xb[i] = f32_to_bf16(blk.x[i]);
   std::vector<float> outs[2];
   for (int on = 0; on < 2; ++on) {
     SCOPED_TRACE(on ? "stream_y=1" : "stream_y=0");
-    set_option("stream_y", on ? "1" : "0");
-    moereg_backend_options opts{};
-    opts.threads = 3;
-    moereg_backend* b = nullptr;
-    ASSERT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
-    clear_option("stream_y");
+    std::string error;
+    moereg_backend* b = blk.create("stream_y", on ? "1" : "0", 3, error);
+    ASSERT_EQ(error, "");
     ASSERT_NE(b, nullptr);
     EXPECT_NE(describe(b).find(on ? "\"stream_y\":true" : "\"stream_y\":false"), std::string::npos) << describe(b);
-    moereg_tensor_view xv = make_view(xb.data(), MOEREG_DTYPE_BF16, {T, H});
-    moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
-    moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
-    outs[on].assign(x.size(), NAN);
-    moereg_tensor_view ov = make_view(outs[on].data(), MOEREG_DTYPE_F32, {T, H});
-    ASSERT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
+    ASSERT_EQ(blk.forward(b, xb.data(), MOEREG_DTYPE_BF16, outs[on]), "");
     cpu_api()->destroy(b);
     ASSERT_TRUE(std::all_of(outs[on].begin(), outs[on].end(), [](float v) { return std::isfinite(v); }));
   }
