@@ -110,13 +110,13 @@ void print_table(const app::moe_bench_report& rep, const moe_preset& pr, bool re
   for (const auto& r : rep.rows)
     if (partly(r)) lo = std::min(lo, cache_share(rep, r)), hi = std::max(hi, cache_share(rep, r));
   if (hi > 0) {
-    auto range = [](double a, double b) {  // "a-b", or "a" when they print alike
+    auto whole = [](double v) {
       std::ostringstream s;
-      s << std::fixed << std::setprecision(0) << a;
-      std::ostringstream t;
-      t << std::fixed << std::setprecision(0) << b;
-      return s.str() == t.str() ? s.str() : s.str() + "-" + t.str();
+      s << std::fixed << std::setprecision(0) << v;
+      return s.str();
     };
+    // "a-b", or "a" when they print alike.
+    auto range = [&](double a, double b) { return whole(a) == whole(b) ? whole(a) : whole(a) + "-" + whole(b); };
     std::cout << "  ~ the last-level cache holds " << range(100 * lo, 100 * hi) << " % of the cycle, so \"of bw\" can read up to "
               << range(100 / (1 - lo), 100 / (1 - hi)) << " %: a cache that keeps part of a repeated stream serves that part itself\n";
   }
