@@ -112,6 +112,10 @@ __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_grou
 // Keeps the compiler from moving reads or writes of an accumulator across the asynchronous MMA.
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 
+// The wgmma accumulator operands, eight registers of d at a time.
+#define MOEREG_ACC8(i)                                                                                   \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
 // d (64 f32 per thread: the warpgroup's 64 x 128 block) = A(64 x 32) B(128 x 32)^T + (accumulate ? d : 0).
 __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
@@ -121,19 +125,12 @@ __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uin
       "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n"
       "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : MOEREG_ACC8(0), MOEREG_ACC8(8), MOEREG_ACC8(16), MOEREG_ACC8(24), MOEREG_ACC8(32), MOEREG_ACC8(40),
+        MOEREG_ACC8(48), MOEREG_ACC8(56)
       : "l"(a), "l"(b), "r"(accumulate));
 }
-
-// d (128 f32 per thread: the warpgroup's 64 x 256 block) += A(64 x 32) B(256 x 32)^T.
-__device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, uint64_t b) {
+// The same for the 64 x 256 block (128 f32 per thread).
+__device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -141,24 +138,12 @@ __device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, ui
       "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1;\n"
       "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
-        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
-        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
-        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
-        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-      : "l"(a), "l"(b), "r"(1));
+      : MOEREG_ACC8(0), MOEREG_ACC8(8), MOEREG_ACC8(16), MOEREG_ACC8(24), MOEREG_ACC8(32), MOEREG_ACC8(40),
+        MOEREG_ACC8(48), MOEREG_ACC8(56), MOEREG_ACC8(64), MOEREG_ACC8(72), MOEREG_ACC8(80), MOEREG_ACC8(88),
+        MOEREG_ACC8(96), MOEREG_ACC8(104), MOEREG_ACC8(112), MOEREG_ACC8(120)
+      : "l"(a), "l"(b), "r"(accumulate));
 }
+#undef MOEREG_ACC8
 
 // Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
 // CTAs running at once share a weight tile; the expert's rows stay in L2).
@@ -230,12 +215,10 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
       const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
       const int brow = at.e * p.n + at.n0;
-      const uint8_t* src[8];
-      int token[8];
+      int token[8];  // the token of each of the thread's rows, -1 past the expert's
       for (int j = 0; j < 8; ++j) {
         const int r = at.row0 + (tid >> 3) + 16 * j;
         token[j] = r < at.row_end ? p.gather[r] : -1;
-        src[j] = token[j] >= 0 ? p.a_rows + static_cast<size_t>(token[j]) * p.k + 16 * q : nullptr;
       }
       const float* bs = weight_scales(at);
       for (int kt = 0; kt < kt_count; ++kt, ++it) {
@@ -254,8 +237,10 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
 #pragma unroll
         for (int j = 0; j < (probe == 2 ? 0 : 8); ++j) {
           const int r = (tid >> 3) + 16 * j;
-          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
-          if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
+          const bool row = token[j] >= 0;
+          const uint8_t* src = row ? p.a_rows + static_cast<size_t>(token[j]) * p.k + 16 * q + kt * BK : p.a_rows;
+          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src, row);
+          if (q == 0) cp_async4(sbase + 4 * r, row ? as + token[j] : as, row);
         }
         if (tid < halves && probe != 2) cp_async4(sbase + 4 * (BM + tid), bs + tid * kt_count + kt, true);
         cp_async_arrive(&full[s]);
@@ -337,7 +322,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           wgmma_fence();
           const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * b_bytes);
 #pragma unroll
-          for (int k = 0; k < BK / 32; ++k) wgmma_m64n256k32(acc, da + 2 * k, db + 2 * k);
+          for (int k = 0; k < BK / 32; ++k) wgmma_m64n256k32(acc, da + 2 * k, db + 2 * k, 1);
           wgmma_commit();
           wgmma_wait_all();
         }
@@ -357,54 +342,53 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
               __floats2bfloat162_rn(acc[4 * j + 2] * c1, acc[4 * j + 3] * c1);
       }
     }
-    return;
-  }
-
-  // Consumers. Thread (warp w of the warpgroup, lane l) holds rows 16 w + l / 4 (+ 8) of the
-  // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
-  const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
-  uint32_t it = 0;
-  for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
-    const int r0 = at.row0 + wr, r1 = r0 + 8;
-    float acc[64], sum[64];
+  } else {
+    // Consumers. Thread (warp w of the warpgroup, lane l) holds rows 16 w + l / 4 (+ 8) of the
+    // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
+    const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
+    uint32_t it = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
+      const int r0 = at.row0 + wr, r1 = r0 + 8;
+      float acc[64], sum[64];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) {
-      sum[i] = 0.f;
-      if constexpr (probe == 1) acc[i] = 0.f;  // no wgmma writes it
-    }
-    for (int kt = 0; kt < kt_count; ++kt, ++it) {
-      const int s = static_cast<int>(it % stages);
-      mbar_wait(&full[s], (it / stages) & 1);
-      // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
-      if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      const float* sc = scales + s * scale_floats;
-      const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
-#pragma unroll
-      for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-      if constexpr (probe != 1) {
-        wgmma_fence();
-        const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * b_bytes);
-#pragma unroll
-        for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
-        wgmma_commit();
-        wgmma_wait_all();
+      for (int i = 0; i < 64; ++i) {
+        sum[i] = 0.f;
+        if constexpr (probe == 1) acc[i] = 0.f;  // no wgmma writes it
       }
+      for (int kt = 0; kt < kt_count; ++kt, ++it) {
+        const int s = static_cast<int>(it % stages);
+        mbar_wait(&full[s], (it / stages) & 1);
+        // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
+        if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        const float* sc = scales + s * scale_floats;
+        const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
 #pragma unroll
-      for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-      if (lane == 0) mbar_arrive(&empty[s]);
+        for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
+        if constexpr (probe != 1) {
+          wgmma_fence();
+          const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * b_bytes);
 #pragma unroll
-      for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
-    }
-    const int c = at.n0 + 2 * (lane & 3);
+          for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
+          wgmma_commit();
+          wgmma_wait_all();
+        }
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      if (r0 < at.row_end)
-        *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
-            __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
-      if (r1 < at.row_end)
-        *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
-            __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
+        for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
+        if (lane == 0) mbar_arrive(&empty[s]);
+#pragma unroll
+        for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
+      }
+      const int c = at.n0 + 2 * (lane & 3);
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        if (r0 < at.row_end)
+          *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
+              __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
+        if (r1 < at.row_end)
+          *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
+              __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
+      }
     }
   }
 }
