@@ -117,7 +117,7 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
       "+f"(d[i + 7])
 // d (64 f32 per thread: the warpgroup's 64 x 128 block) = A(64 x 32) B(128 x 32)^T + (accumulate ? d : 0).
-__device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+[[maybe_unused]] __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -129,8 +129,9 @@ __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uin
         MOEREG_ACC8(48), MOEREG_ACC8(56)
       : "l"(a), "l"(b), "r"(accumulate));
 }
-// The same for the 64 x 256 block (128 f32 per thread).
-__device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, uint64_t b, int accumulate) {
+// The same for the 64 x 256 block (128 f32 per thread). Only the wide build calls this one, and
+// the loads-only probe neither: both are marked maybe_unused.
+[[maybe_unused]] __device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -144,6 +145,27 @@ __device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, ui
       : "l"(a), "l"(b), "r"(accumulate));
 }
 #undef MOEREG_ACC8
+
+// One k block of a consumer warpgroup: its four k32 wgmmas on the stage's A rows (da) and B
+// tile (db) into acc (64 registers: 128 columns; 128: 256 columns), then the wait for them.
+// Without `accumulate` the first step starts acc afresh.
+template <int Acc>
+__device__ __forceinline__ void mma_k_block(float (&acc)[Acc], uint64_t da, uint64_t db, bool accumulate) {
+#pragma unroll
+  for (int i = 0; i < Acc; ++i) fence_operand(acc[i]);
+  if constexpr (probe != 1) {
+    wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < BK / 32; ++k) {
+      if constexpr (Acc == 64) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, accumulate ? 1 : k);
+      else wgmma_m64n256k32(acc, da + 2 * k, db + 2 * k, accumulate ? 1 : k);
+    }
+    wgmma_commit();
+    wgmma_wait_all();
+  }
+#pragma unroll
+  for (int i = 0; i < Acc; ++i) fence_operand(acc[i]);
+}
 
 // Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
 // CTAs running at once share a weight tile; the expert's rows stay in L2).
@@ -316,18 +338,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         }
 #pragma unroll
         for (int i = 0; i < 128; ++i) acc[i] *= ratio[((i & 2) ? 2 : 0) + (i >= 64 ? 1 : 0)];
-#pragma unroll
-        for (int i = 0; i < 128; ++i) fence_operand(acc[i]);
-        if constexpr (probe != 1) {
-          wgmma_fence();
-          const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * b_bytes);
-#pragma unroll
-          for (int k = 0; k < BK / 32; ++k) wgmma_m64n256k32(acc, da + 2 * k, db + 2 * k, 1);
-          wgmma_commit();
-          wgmma_wait_all();
-        }
-#pragma unroll
-        for (int i = 0; i < 128; ++i) fence_operand(acc[i]);
+        mma_k_block(acc, sw128_desc(sa + s * tile_bytes + cg * 64 * BK), sw128_desc(sb + s * b_bytes), true);
         if (lane == 0) mbar_arrive(&empty[s]);
       }
       const int c = at.n0 + 2 * (lane & 3);
@@ -363,18 +374,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
         const float* sc = scales + s * scale_floats;
         const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
-#pragma unroll
-        for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-        if constexpr (probe != 1) {
-          wgmma_fence();
-          const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK), db = sw128_desc(sb + s * b_bytes);
-#pragma unroll
-          for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
-          wgmma_commit();
-          wgmma_wait_all();
-        }
-#pragma unroll
-        for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
+        mma_k_block(acc, sw128_desc(sa + s * tile_bytes + cg * 64 * BK), sw128_desc(sb + s * b_bytes), false);
         if (lane == 0) mbar_arrive(&empty[s]);
 #pragma unroll
         for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
