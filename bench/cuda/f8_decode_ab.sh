@@ -16,7 +16,7 @@ libs=(${LIBS:-new=$MOEREG_CUDA_BACKEND})
 work=$(mktemp -d)
 opts=(--backend-option graphs=on); for o in ${OPTIONS:-}; do opts+=(--backend-option "$o"); done
 run() {  # label, library, weights
-  MOEREG_CUDA_BACKEND=$2 timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$3" --tokens "${TOKENS:-1,16,128}" \
+  with_backend "$2" timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$3" --tokens "${TOKENS:-1,16,128}" \
     --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${opts[@]}" > "$work/$1.json" 2> "$work/$1.err" ||
     { echo "$1 failed:"; tail -3 "$work/$1.err"; }
 }

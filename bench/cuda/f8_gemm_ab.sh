@@ -44,13 +44,12 @@ for round in $(seq "${ROUNDS:-2}"); do
   for c in "${configs[@]}"; do
     read -r name w opts <<< "$c"
     [ -n "${ONLY:-}" ] && ! grep -qw -- "$name" <<< "$ONLY" && continue
-    export MOEREG_CUDA_BACKEND=$new_backend
-    [ -n "${variant_lib[$name]:-}" ] && export MOEREG_CUDA_BACKEND=${variant_lib[$name]}
+    lib=${variant_lib[$name]:-$new_backend}
     args=()
     for o in $opts; do args+=(--backend-option "$o"); done
     [ "$w" = f8_e4m3 ] && args+=(--backend-option f8_activations=e4m3)
     t_start=$(date +%s.%N)
-    timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$w" --tokens "${TOKENS:-128,1024,4096}" \
+    with_backend "$lib" timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$w" --tokens "${TOKENS:-128,1024,4096}" \
       --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${args[@]}" \
       > "$OUT/f8ab_${round}_$name.json" 2> "$OUT/f8ab_${round}_$name.err" || tail -3 "$OUT/f8ab_${round}_$name.err"
     echo "$name $t_start $(date +%s.%N)" >> "$OUT/f8ab_windows.txt"

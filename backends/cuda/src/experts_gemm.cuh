@@ -114,6 +114,10 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
 
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float a_scale[F16A ? BM : 1];  // F16A: each tile row's power of two
+  // F16A: each stage's block scale of every weight row of the tile, copied with the stage's
+  // weights (one 4-byte cp.async by each of the first BN threads), so the k loop reads its
+  // eight from shared memory instead of computing eight global addresses and loading them.
+  __shared__ __align__(16) float stage_scale[F16A ? STAGES : 1][F16A ? BN : 1];
 
   if constexpr (GATE_UP) {
     pdl_wait();
@@ -195,6 +199,11 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     else b_src[i] = reinterpret_cast<const unsigned char*>((GATE_UP ? p.w13 : p.w2) + row * rowlen);
   }
 
+  // F16A: the scale row of weight row n = tid (tid < BN) that this thread copies into
+  // stage_scale, and which scale column k tile kt of it reads: kt / tiles_per_col, kept as a
+  // count (the tiles are loaded in order) rather than a division per tile.
+  const float* stage_scale_src = nullptr;
+  int scale_col = 0, scale_tiles_left = 0, tiles_per_col = 1;
   const uint32_t sbase = smem_u32(smem);
   auto load_a = [&](int slot, int kt) {
     const uint32_t sa = sbase + slot * STAGE_BYTES;
@@ -213,6 +222,13 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   auto load_b = [&](int slot, int kt) {
     const uint32_t sb = sbase + slot * STAGE_BYTES + A_BYTES;
     const int k0 = kt * BK;
+    if constexpr (F16A) {
+      if (stage_scale_src) cp_async4(smem_u32(&stage_scale[slot][tid]), stage_scale_src + scale_col, true);
+      if (--scale_tiles_left == 0) {
+        ++scale_col;
+        scale_tiles_left = tiles_per_col;
+      }
+    }
 #pragma unroll
     for (int i = 0; i < B_PER; ++i) {
       int chunk = tid + i * THREADS;
@@ -234,9 +250,6 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
   // rows (n = wn*32 + ni*8 + lane/4; gate and up rows each on their own grid of ceil(I / b0)
   // scale rows). A row past the matrix (zero-filled bytes) reads a valid scale and stays zero.
   const float* f8_scale_row[F16A ? 1 : NI];
-  // F16A: the scale rows of the two output columns each accumulator pair holds (n = wn*32 +
-  // ni*8 + 2*(lane%4) + j): an mma's C fragment is not laid out like its B fragment.
-  const float* acc_scale_row[F16A ? NI : 1][2];
   bool f8_tile_scale = false;  // one scale for all of a k tile (b1 a multiple of BK, or the whole row)
   if constexpr (F8) {
     auto scale_row_of = [&](int n) {
@@ -255,10 +268,11 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
       return (GATE_UP ? p.w13_scale : p.w2_scale) + static_cast<size_t>(srow) * scols;
     };
     if constexpr (F16A) {
-#pragma unroll
-      for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) acc_scale_row[ni][j] = scale_row_of(wn * 32 + ni * 8 + 2 * (lane & 3) + j);
+      // A k tile lies inside one scale block (f8_exact_products): b1 a multiple of BK, or one
+      // column for all of K.
+      if (tid < BN) stage_scale_src = scale_row_of(tid);
+      tiles_per_col = p.scale_b1 >= K ? KT : p.scale_b1 / BK;
+      scale_tiles_left = tiles_per_col;
     } else {
 #pragma unroll
       for (int ni = 0; ni < NI; ++ni) f8_scale_row[ni] = scale_row_of(wn * 32 + ni * 8 + (lane >> 2));
@@ -293,23 +307,32 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     }
     cp_commit();
   }
+  // The stage of k tile kt and the one its load goes to (kt + STAGES - 1), as counters: a
+  // modulo by a STAGES that is not a power of two costs a multiply-high per tile.
+  int slot = 0, load_slot = STAGES - 1;
   for (int kt = 0; kt < KT; ++kt) {
     cp_wait<STAGES - 2>();
     __syncthreads();
     {
       int nk = kt + STAGES - 1;
       if (nk < KT) {
-        load_a(nk % STAGES, nk);
-        load_b(nk % STAGES, nk);
+        load_a(load_slot, nk);
+        load_b(load_slot, nk);
       }
       cp_commit();
     }
-    const uint32_t sa = sbase + (kt % STAGES) * STAGE_BYTES;
+    const int cur = slot;
+    slot = slot + 1 == STAGES ? 0 : slot + 1;
+    load_slot = load_slot + 1 == STAGES ? 0 : load_slot + 1;
+    const uint32_t sa = sbase + cur * STAGE_BYTES;
     const uint32_t sb = sa + A_BYTES;
     if constexpr (F16A) {
       // bf16 -> f16 x the row's power of two, in place (exact for every value in f16's
-      // normal range; rows past `rows` are zeros and stay zeros).
+      // normal range). Rows past `rows` were zero-filled, and bf16 +0 is f16 +0: they are
+      // skipped (at decode all but one row of the tile).
+#pragma unroll
       for (int chunk = tid; chunk < A_CHUNKS; chunk += THREADS) {
+        if (chunk / CPR >= rows) continue;
         uint4* q = reinterpret_cast<uint4*>(smem + (sa - sbase) + chunk * 16);
         const float sc = a_scale[chunk / CPR];
         uint4 v = *q;
@@ -328,9 +351,13 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
     float acc_scale[F16A ? NI : 1][2];
     if constexpr (F16A) {
 #pragma unroll
-      for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) acc_scale[ni][j] = __ldg(acc_scale_row[ni][j] + kt * BK / p.scale_b1);
+      for (int ni = 0; ni < NI; ++ni) {
+        // The scales of the two output columns each accumulator pair holds (n = wn*32 + ni*8
+        // + 2*(lane%4) + j): an mma's C fragment is not laid out like its B fragment.
+        const float2 sc = *reinterpret_cast<const float2*>(&stage_scale[cur][wn * 32 + ni * 8 + 2 * (lane & 3)]);
+        acc_scale[ni][0] = sc.x;
+        acc_scale[ni][1] = sc.y;
+      }
     } else if constexpr (F8) {
       if (f8_tile_scale) {
 #pragma unroll

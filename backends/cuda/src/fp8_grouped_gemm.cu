@@ -237,10 +237,15 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
       const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
       const int brow = at.e * p.n + at.n0;
-      int token[8];  // the token of each of the thread's rows, -1 past the expert's
+      // Each of the thread's rows: its token (-1 past the expert's rows) and the address of its
+      // 16-byte chunk q, computed once a tile (deriving it from the token every k block made the
+      // F8 forward 11 % slower at T = 4096 and 12 % at T = 1024 on an H100: docs/cuda.md).
+      const uint8_t* src[8];
+      int token[8];
       for (int j = 0; j < 8; ++j) {
         const int r = at.row0 + (tid >> 3) + 16 * j;
         token[j] = r < at.row_end ? p.gather[r] : -1;
+        src[j] = token[j] >= 0 ? p.a_rows + static_cast<size_t>(token[j]) * p.k + 16 * q : nullptr;
       }
       const float* bs = weight_scales(at);
       for (int kt = 0; kt < kt_count; ++kt, ++it) {
@@ -259,10 +264,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
 #pragma unroll
         for (int j = 0; j < (probe == 2 ? 0 : 8); ++j) {
           const int r = (tid >> 3) + 16 * j;
-          const bool row = token[j] >= 0;
-          const uint8_t* src = row ? p.a_rows + static_cast<size_t>(token[j]) * p.k + 16 * q + kt * BK : p.a_rows;
-          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src, row);
-          if (q == 0) cp_async4(sbase + 4 * r, row ? as + token[j] : as, row);
+          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
+          if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
         if (tid < halves && probe != 2) cp_async4(sbase + 4 * (BM + tid), bs + tid * kt_count + kt, true);
         cp_async_arrive(&full[s]);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# variant_build.sh NAME [REV] [-DMACRO[=VALUE] ...] - here, after `cmake --build build` and
+# bench/device/stage.sh: another build of the CUDA backend, into .carry/old/NAME.so, for the
+# device A/B scripts (f8_gemm_ab.sh's VARIANTS, f8_decode_ab.sh's LIBS). The backend's sources
+# (backends/cuda/src) come from commit REV (default: the working tree); each object whose source,
+# or any header beside it, differs from the build's is compiled again with the build's own nvcc
+# command, as is each source that names one of the -D macros (with the macros added); then the
+# build's own link command makes the library. The build and its library are not touched.
+# On the device the moereg CLI loads NAME.so only through bench/device/carry_env.sh's
+# with_backend (the CLI finds backends by directory; it never reads $MOEREG_CUDA_BACKEND).
+# Environment: BUILD_DIR (build).
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: variant_build.sh NAME [REV] [-DMACRO[=VALUE] ...]" >&2; exit 2; }
+name=$1; shift
+rev=""
+if [[ $# -gt 0 && $1 != -D* ]]; then rev=$1; shift; fi
+defines=("$@")
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$root/${BUILD_DIR:-build}
+src=$root/backends/cuda/src
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+vsrc=$src
+if [ -n "$rev" ]; then
+  git -C "$root" archive "$rev" backends/cuda/src | tar -x -C "$tmp"
+  vsrc=$tmp/backends/cuda/src
+fi
+headers_differ=0
+for h in "$src"/*.cuh "$src"/*.h "$vsrc"/*.cuh "$vsrc"/*.h; do
+  cmp -s "$src/${h##*/}" "$vsrc/${h##*/}" || headers_differ=1
+done
+cd "$build"
+lib=lib/moereg/backends/libmoereg_backend_cuda.so
+cmds=$(ninja -t commands moereg_backend_cuda)
+link="$(grep -F -- "-o $lib" <<< "$cmds") "
+[[ $link == *"-o $lib "* ]] || { echo "variant_build.sh: no link command for the CUDA backend in $build" >&2; exit 1; }
+compiled=0
+while read -r c; do
+  c="$c "
+  obj=$(sed -n 's/.* -o \([^ ]*\.cu\.o\) $/\1/p' <<< "$c")
+  file=$(sed -n 's/.* -c \([^ ]*\.cu\) .*/\1/p' <<< "$c")
+  [[ -n $obj && -n $file && $file == "$src/"* ]] || { echo "variant_build.sh: cannot read the command: $c" >&2; exit 1; }
+  base=${file##*/}
+  [ -f "$vsrc/$base" ] || { echo "variant_build.sh: $base is not in ${rev:-the working tree}" >&2; exit 1; }
+  need=$headers_differ
+  cmp -s "$file" "$vsrc/$base" || need=1
+  for d in "${defines[@]}"; do
+    m=${d#-D}; m=${m%%=*}
+    grep -qw -- "$m" "$vsrc/$base" && need=1
+  done
+  [ "$need" = 1 ] || continue
+  new=$tmp/${obj//\//_}
+  c=${c//$src\//$vsrc/}
+  c=${c//-MF $obj.d /-MF $new.d }
+  c=${c//-o $obj /-o $new }
+  c=${c/ -x cu / ${defines[*]} -x cu }
+  echo "compiling $base${rev:+ as of $rev}${defines:+ with ${defines[*]}}"
+  eval "$c"
+  link=${link// $obj / $new }
+  compiled=$((compiled + 1))
+done < <(grep -F -- " -x cu -c " <<< "$cmds")
+[ "$compiled" -gt 0 ] || echo "variant_build.sh: nothing differs from the build; NAME.so is the build's library"
+link=${link//-o $lib /-o $tmp/variant.so }
+eval "$link"
+mkdir -p "$root/.carry/old"
+cp "$tmp/variant.so" "$root/.carry/old/$name.so"
+echo "built .carry/old/$name.so ($compiled objects compiled)"
