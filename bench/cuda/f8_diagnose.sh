@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # f8_diagnose.sh - one device call (carry .carry from bench/device/stage.sh) that says what holds
 # the FP8 expert GEMMs on the machine at hand, in the order worth paying for if the call is cut
-# short: where f8_probe_builds.sh built them, the wide-tile candidate's tensor-core test
-# (~20 s), then bf16 vs both FP8 engines with the GPU's clocks and power sampled under load,
-# the candidate, and the wgmma GEMM's load and tensor-core halves alone (f8_gemm_ab.sh, ~4 min), the CUDA tests of the build (~2 min), Nsight Compute on the decode
+# short: bf16 vs both FP8 engines with the GPU's clocks and power sampled under load, and (where
+# f8_probe_builds.sh built them) the wgmma GEMM's load and tensor-core halves alone
+# (f8_gemm_ab.sh, ~3 min), the CUDA tests of the build (~1 min), Nsight Compute on the decode
 # GEMMs of a T = 1 F8 forward (~1 min), then on the wgmma GEMM (ncu_f8_gemm.sh, ~2 min:
 # scheduler, warp states, per-SASS stall samples). Everything lands under $OUT; the summaries go
 # to stdout. Environment: GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), NCU_T (4096: the
@@ -18,15 +18,9 @@ step() {  # name, timeout seconds, command...
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "== $name: rc $? in $((SECONDS - t0)) s ($OUT/$name.log)"
 }
-# The wide-tile candidate's tensor-core test (bench/cuda/f8_probe_builds.sh built it), then
-# bf16 against both FP8 engines, the candidate, and the wgmma GEMM's two halves alone.
-if [ -f .carry/old/f8_wide.so ]; then
-  MOEREG_CUDA_BACKEND=$PWD/.carry/old/f8_wide.so step wide_test 90 .carry/bin/moereg_cuda_tests \
-    --gtest_filter=CudaFp8.TensorCoresWithE4m3Activations
-  grep -E '^\[  (PASSED|FAILED) |Failure|T=1500' "$OUT/wide_test.log" | head -8
-fi
+# bf16 against both FP8 engines and the wgmma GEMM's two halves alone (f8_probe_builds.sh).
 probes="" names=""
-for h in wide loads_only mma_only; do
+for h in loads_only mma_only; do
   [ -f .carry/old/f8_$h.so ] && probes="$probes $h=$PWD/.carry/old/f8_$h.so" && names="$names $h"
 done
 VARIANTS="${probes# }" ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt$names" \

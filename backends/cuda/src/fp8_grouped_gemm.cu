@@ -9,8 +9,7 @@
 // columns, a 128-column k block at a time (four wgmma m64n128k32), then fold that block's sum
 // into their f32 result with the two scales read from the stage. The ring's stages are handed
 // over by mbarriers: `full` (the TMA bytes and the copying threads' cp.async landed) and
-// `empty` (both consumers' wgmmas have read the stage). The tile's width is a template
-// parameter: the library runs 128 columns; a bench-only build 256 (see `ring`).
+// `empty` (both consumers' wgmmas have read the stage).
 #include "fp8_grouped_gemm.cuh"
 
 #include <cudaTypedefs.h>
@@ -27,8 +26,8 @@ namespace moereg::cuda {
 
 namespace {
 
-constexpr int BM = 128, BK = 128;   // BK = f8_group: one scale per k block
-constexpr int tile_bytes = BM * BK;  // A's tile, and each 128 rows of B's (one byte per e4m3)
+constexpr int BM = 128, BN = 128, BK = 128;  // BK = f8_group: one scale per k block
+constexpr int tile_bytes = BM * BK;  // A's tile and B's alike (one byte per e4m3)
 constexpr int threads = 384;         // warpgroup 0: producer; 1 and 2: consumers
 constexpr int max_experts = 4096;
 // Speed-of-light builds for the bench (bench/cuda/f8_probe_builds.sh), never the library: 1 =
@@ -43,21 +42,9 @@ constexpr int probe = MOEREG_F8_PROBE;
 // consumers read them from shared memory after the stage's barrier (from global memory they
 // waited on the loads every k block).
 constexpr int scale_floats = BM + 4;
-// The tile's width BN: 128 columns in the library. The bench's wide build (MOEREG_F8_WIDE,
-// bench/cuda/f8_probe_builds.sh) takes 256 where n allows: fewer L2 and shared-memory bytes
-// per FLOP, its promotion a rescaled accumulator (docs/cuda.md). Its ring has 4 stages of
-// 48 KiB where the 128-column tile has 6 of 32 KiB.
-#ifndef MOEREG_F8_WIDE
-#define MOEREG_F8_WIDE 0
-#endif
-template <int BN>
-struct ring {
-  static constexpr int stages = BN == 128 ? 6 : 4;
-  static constexpr int b_bytes = BN * BK;
-  static constexpr size_t smem_bytes = 1024 /* alignment */ + stages * (tile_bytes + b_bytes) +
-                                       stages * scale_floats * sizeof(float) + 2 * stages * 8 +
-                                       (max_experts + 1) * sizeof(int);
-};
+constexpr int stages = 6;
+constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + stages * scale_floats * sizeof(float) +
+                              2 * stages * 8 + (max_experts + 1) * sizeof(int);
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
@@ -117,6 +104,7 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
       "+f"(d[i + 7])
 // d (64 f32 per thread: the warpgroup's 64 x 128 block) = A(64 x 32) B(128 x 32)^T + (accumulate ? d : 0).
+// (maybe_unused: the loads-only probe never calls it.)
 [[maybe_unused]] __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
       "{\n"
@@ -129,42 +117,22 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
         MOEREG_ACC8(48), MOEREG_ACC8(56)
       : "l"(a), "l"(b), "r"(accumulate));
 }
-// The same for the 64 x 256 block (128 f32 per thread). Only the wide build calls this one, and
-// the loads-only probe neither: both are marked maybe_unused.
-[[maybe_unused]] __device__ __forceinline__ void wgmma_m64n256k32(float (&d)[128], uint64_t a, uint64_t b, int accumulate) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %130, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1;\n"
-      "}\n"
-      : MOEREG_ACC8(0), MOEREG_ACC8(8), MOEREG_ACC8(16), MOEREG_ACC8(24), MOEREG_ACC8(32), MOEREG_ACC8(40),
-        MOEREG_ACC8(48), MOEREG_ACC8(56), MOEREG_ACC8(64), MOEREG_ACC8(72), MOEREG_ACC8(80), MOEREG_ACC8(88),
-        MOEREG_ACC8(96), MOEREG_ACC8(104), MOEREG_ACC8(112), MOEREG_ACC8(120)
-      : "l"(a), "l"(b), "r"(accumulate));
-}
 #undef MOEREG_ACC8
 
 // One k block of a consumer warpgroup: its four k32 wgmmas on the stage's A rows (da) and B
-// tile (db) into acc (64 registers: 128 columns; 128: 256 columns), then the wait for them.
-// Without `accumulate` the first step starts acc afresh.
-template <int Acc>
-__device__ __forceinline__ void mma_k_block(float (&acc)[Acc], uint64_t da, uint64_t db, bool accumulate) {
+// tile (db) into acc, started afresh, then the wait for them.
+__device__ __forceinline__ void mma_k_block(float (&acc)[64], uint64_t da, uint64_t db) {
 #pragma unroll
-  for (int i = 0; i < Acc; ++i) fence_operand(acc[i]);
+  for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
   if constexpr (probe != 1) {
     wgmma_fence();
 #pragma unroll
-    for (int k = 0; k < BK / 32; ++k) {
-      if constexpr (Acc == 64) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, accumulate ? 1 : k);
-      else wgmma_m64n256k32(acc, da + 2 * k, db + 2 * k, accumulate ? 1 : k);
-    }
+    for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
     wgmma_commit();
     wgmma_wait_all();
   }
 #pragma unroll
-  for (int i = 0; i < Acc; ++i) fence_operand(acc[i]);
+  for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
 }
 
 // Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
@@ -172,7 +140,7 @@ __device__ __forceinline__ void mma_k_block(float (&acc)[Acc], uint64_t da, uint
 struct tile_at {
   int e, row0, row_end, n0;
 };
-__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int bn, int t) {
+__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t) {
   int lo = 0, hi = experts - 1;  // the last e with prefix[e] * nb <= t
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
@@ -180,17 +148,16 @@ __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offse
     else hi = mid - 1;
   }
   const int local = t - prefix[lo] * nb, mt = prefix[lo + 1] - prefix[lo];
-  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * bn};
+  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
-template <bool Gather, int BN>
+template <bool Gather>
 __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
-  constexpr int stages = ring<BN>::stages, b_bytes = ring<BN>::b_bytes, halves = BN / 128;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint8_t* sa = smem;
   uint8_t* sb = smem + stages * tile_bytes;
-  float* scales = reinterpret_cast<float*>(sb + stages * b_bytes);  // [stages][scale_floats]
+  float* scales = reinterpret_cast<float*>(sb + stages * tile_bytes);  // [stages][scale_floats]
   uint64_t* full = reinterpret_cast<uint64_t*>(scales + stages * scale_floats);
   uint64_t* empty = full + stages;
   int* prefix = reinterpret_cast<int*>(empty + stages);  // [experts + 1]: m tiles before each expert
@@ -219,23 +186,16 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   }
   __syncthreads();
   const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
-  // Ring step s's weight tile: BN rows of B, loaded 128 rows a box (the boxes' 128-byte swizzle
-  // atoms stack into one BN-row operand).
-  auto load_b = [&](int s, int kt, int brow) {
-#pragma unroll
-    for (int h = 0; h < halves; ++h)
-      tma_load(sb + s * b_bytes + h * tile_bytes, &p.b.map, &full[s], kt * BK, brow + 128 * h);
-  };
-  // The weight scales of the tile's first 128-column block (the next block's follow kt_count on).
+  // The tile's weight block scales, one per k block.
   auto weight_scales = [&](const tile_at& at) {
-    return p.b_scale + (static_cast<size_t>(at.e) * (p.n / 128) + at.n0 / 128) * kt_count;
+    return p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
   };
 
   if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
     const int tid = threadIdx.x, q = tid & 7;  // rows tid / 8 + 16 j, 16-byte chunk q of each
     uint32_t it = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
+      const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
       const int brow = at.e * p.n + at.n0;
       // Each of the thread's rows: its token (-1 past the expert's rows) and the address of its
       // 16-byte chunk q, computed once a tile (deriving it from the token every k block made the
@@ -255,8 +215,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           if constexpr (probe == 2) {
             mbar_arrive(&full[s]);
           } else {
-            mbar_expect_tx(&full[s], b_bytes);
-            load_b(s, kt, brow);
+            mbar_expect_tx(&full[s], tile_bytes);
+            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
           }
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
@@ -267,7 +227,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
           if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
-        if (tid < halves && probe != 2) cp_async4(sbase + 4 * (BM + tid), bs + tid * kt_count + kt, true);
+        if (tid == 0 && probe != 2) cp_async4(sbase + 4 * BM, bs + kt, true);
         cp_async_arrive(&full[s]);
       }
     }
@@ -278,7 +238,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     if (warp == 0) {
       uint32_t it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
+        const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
         const int brow = at.e * p.n + at.n0;
         const float* bs = weight_scales(at);
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
@@ -288,9 +248,9 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
             if constexpr (probe == 2) {
               mbar_arrive(&full[s]);
             } else {
-              mbar_expect_tx(&full[s], tile_bytes + b_bytes);
+              mbar_expect_tx(&full[s], 2 * tile_bytes);
               tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-              load_b(s, kt, brow);
+              tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
             }
           }
           const uint32_t sbase = smem_u32(scales + s * scale_floats);
@@ -300,7 +260,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
             const int r = lane + 32 * j, row = at.row0 + r;
             cp_async4(sbase + 4 * r, as + min(row, p.a_pitch - 1), row < at.row_end);
           }
-          if (lane < halves && probe != 2) cp_async4(sbase + 4 * (BM + lane), bs + lane * kt_count + kt, true);
+          if (lane == 0 && probe != 2) cp_async4(sbase + 4 * BM, bs + kt, true);
           cp_async_arrive(&full[s]);
         }
       }
@@ -309,89 +269,40 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     return;
   }
 
-  if constexpr (BN == 256) {
-    // Consumers of the 256-column tile: 64 rows x 256 columns a warpgroup (m64n256k32; thread
-    // (warp w, lane l) holds rows 16 w + l / 4 (+ 8), columns 8 j + 2 (l % 4) (+ 1), registers
-    // 4 j + {0, 1} and 4 j + {2, 3}; j < 16 in the first 128-column weight block). The
-    // accumulator is the result divided by the current scale product of its (row, weight
-    // block) pair: before block kt's wgmmas it is rescaled by s(kt - 1) / s(kt), at the end
-    // multiplied by the last s; no second 128-register sum. A zero product leaves the scale as
-    // it was (its block's codes are zeros: the activation quantizer writes zeros with a zero
-    // scale, and the wide build assumes nonzero weight-block scales).
-    const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
-    uint32_t it = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
-      const int r0 = at.row0 + wr, r1 = r0 + 8;
-      float acc[128], cur[4] = {0.f, 0.f, 0.f, 0.f};  // cur: (r0, block 0), (r0, 1), (r1, 0), (r1, 1)
+  // Consumers. Thread (warp w of the warpgroup, lane l) holds rows 16 w + l / 4 (+ 8) of the
+  // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
+  const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
+  uint32_t it = 0;
+  for (int t = blockIdx.x; t < total; t += gridDim.x) {
+    const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+    const int r0 = at.row0 + wr, r1 = r0 + 8;
+    float acc[64], sum[64];
 #pragma unroll
-      for (int i = 0; i < 128; ++i) acc[i] = 0.f;
-      for (int kt = 0; kt < kt_count; ++kt, ++it) {
-        const int s = static_cast<int>(it % stages);
-        mbar_wait(&full[s], (it / stages) & 1);
-        if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        const float* sc = scales + s * scale_floats;
-        const float w0 = sc[BM], w1 = sc[BM + 1], a0 = sc[wr], a1 = sc[wr + 8];
-        const float next[4] = {a0 * w0, a0 * w1, a1 * w0, a1 * w1};
-        float ratio[4];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          ratio[q] = next[q] != 0.f && cur[q] != 0.f ? cur[q] / next[q] : 1.f;
-          if (next[q] != 0.f) cur[q] = next[q];
-        }
-#pragma unroll
-        for (int i = 0; i < 128; ++i) acc[i] *= ratio[((i & 2) ? 2 : 0) + (i >= 64 ? 1 : 0)];
-        mma_k_block(acc, sw128_desc(sa + s * tile_bytes + cg * 64 * BK), sw128_desc(sb + s * b_bytes), true);
-        if (lane == 0) mbar_arrive(&empty[s]);
-      }
-      const int c = at.n0 + 2 * (lane & 3);
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        const float c0 = cur[j < 16 ? 0 : 1], c1 = cur[j < 16 ? 2 : 3];
-        if (r0 < at.row_end)
-          *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
-              __floats2bfloat162_rn(acc[4 * j] * c0, acc[4 * j + 1] * c0);
-        if (r1 < at.row_end)
-          *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
-              __floats2bfloat162_rn(acc[4 * j + 2] * c1, acc[4 * j + 3] * c1);
-      }
+    for (int i = 0; i < 64; ++i) {
+      sum[i] = 0.f;
+      if constexpr (probe == 1) acc[i] = 0.f;  // no wgmma writes it
     }
-  } else {
-    // Consumers. Thread (warp w of the warpgroup, lane l) holds rows 16 w + l / 4 (+ 8) of the
-    // warpgroup's 64 and columns 8 j + 2 (l % 4) (+ 1): register 4 j + {0, 1} and 4 j + {2, 3}.
-    const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
-    uint32_t it = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const tile_at at = find_tile(prefix, p.offsets, E, nb, BN, t);
-      const int r0 = at.row0 + wr, r1 = r0 + 8;
-      float acc[64], sum[64];
+    for (int kt = 0; kt < kt_count; ++kt, ++it) {
+      const int s = static_cast<int>(it % stages);
+      mbar_wait(&full[s], (it / stages) & 1);
+      // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
+      if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      const float* sc = scales + s * scale_floats;
+      const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
+      mma_k_block(acc, sw128_desc(sa + s * tile_bytes + cg * 64 * BK), sw128_desc(sb + s * tile_bytes));
+      if (lane == 0) mbar_arrive(&empty[s]);
 #pragma unroll
-      for (int i = 0; i < 64; ++i) {
-        sum[i] = 0.f;
-        if constexpr (probe == 1) acc[i] = 0.f;  // no wgmma writes it
-      }
-      for (int kt = 0; kt < kt_count; ++kt, ++it) {
-        const int s = static_cast<int>(it % stages);
-        mbar_wait(&full[s], (it / stages) & 1);
-        // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
-        if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        const float* sc = scales + s * scale_floats;
-        const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
-        mma_k_block(acc, sw128_desc(sa + s * tile_bytes + cg * 64 * BK), sw128_desc(sb + s * b_bytes), false);
-        if (lane == 0) mbar_arrive(&empty[s]);
+      for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
+    }
+    const int c = at.n0 + 2 * (lane & 3);
 #pragma unroll
-        for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
-      }
-      const int c = at.n0 + 2 * (lane & 3);
-#pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        if (r0 < at.row_end)
-          *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
-              __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
-        if (r1 < at.row_end)
-          *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
-              __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
-      }
+    for (int j = 0; j < 16; ++j) {
+      if (r0 < at.row_end)
+        *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
+            __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
+      if (r1 < at.row_end)
+        *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
+            __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
     }
   }
 }
@@ -426,36 +337,24 @@ f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, cons
   return m;
 }
 
-namespace {
-
-template <int BN>
-void launch_width(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
+void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
+  if (p.experts > max_experts || p.n % BN || p.k % BK)
+    throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
+                             ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
   static int sms = [] {
     int device = 0, n = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    for (auto kernel : {f8_grouped_gemm<false, BN>, f8_grouped_gemm<true, BN>})
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(ring<BN>::smem_bytes));
+    for (auto kernel : {f8_grouped_gemm<false>, f8_grouped_gemm<true>})
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
     return std::max(n, 1);
   }();
   const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
   const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
   if (grid <= 0) return;
-  if (p.gather) f8_grouped_gemm<true, BN><<<grid, threads, ring<BN>::smem_bytes, stream>>>(p);
-  else f8_grouped_gemm<false, BN><<<grid, threads, ring<BN>::smem_bytes, stream>>>(p);
+  if (p.gather) f8_grouped_gemm<true><<<grid, threads, smem_bytes, stream>>>(p);
+  else f8_grouped_gemm<false><<<grid, threads, smem_bytes, stream>>>(p);
   check_launch("FP8 grouped GEMM");
-}
-
-}  // namespace
-
-void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
-  if (p.experts > max_experts || p.n % 128 || p.k % BK)
-    throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
-                             ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
-  if constexpr (MOEREG_F8_WIDE != 0) {
-    if (p.n % 256 == 0) return launch_width<256>(p, rows_bound, stream);
-  }
-  launch_width<128>(p, rows_bound, stream);
 }
 
 }  // namespace moereg::cuda
