@@ -53,7 +53,7 @@ void print_json(const app::moe_bench_report& rep, const moe_preset& pr) {
   }
   json::object top = {{"preset", pr.name}, {"experts", pr.E}, {"hidden", pr.H}, {"intermediate", pr.I}, {"top_k", pr.K},
                       {"shared_intermediate", pr.Is}, {"threads", rep.threads}, {"read_bandwidth_bytes_per_second", rep.bandwidth},
-                      {"backend", rep.backend}, {"torch", rep.torch}, {"rows", json::value(std::move(arr))}};
+                      {"backend", rep.backend}, {"backend_library", rep.backend_library}, {"torch", rep.torch}, {"rows", json::value(std::move(arr))}};
   if (!rep.read_patterns.empty()) {
     json::object patterns;
     for (const auto& [name, rate] : rep.read_patterns) patterns.push_back({name, rate});

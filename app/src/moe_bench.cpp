@@ -301,6 +301,7 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   moe_bench_report rep;
   rep.backend = api->name;
   rep.why = instance->why();
+  rep.backend_library = instance->record().library_path;
   rep.describe = instance->describe();
   rep.threads = threads;
   // A backend with its own memory is timed the way an engine uses it: inputs and outputs

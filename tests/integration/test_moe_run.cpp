@@ -154,6 +154,9 @@ TEST(MoeBench, TinyPresetRowsAndReference) {
   EXPECT_EQ(rows[1].find("tokens")->as_int(), 5);
   for (const auto& row : rows) EXPECT_GT(row.find("seconds")->as_double(), 0.0);
   EXPECT_GT(v.find("read_bandwidth_bytes_per_second")->as_double(), 0.0);
+  // Which build ran: the file the registry loaded the backend from.
+  const std::string lib = v.find("backend_library")->as_string();
+  EXPECT_NE(lib.find("libmoereg_backend_cpu"), std::string::npos) << lib;
 
 #if defined(__SANITIZE_ADDRESS__)
   // The reference half times PyTorch, not moereg's memory use: the Release run checks it.

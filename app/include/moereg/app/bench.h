@@ -57,6 +57,7 @@ struct moe_bench_row {
 
 struct moe_bench_report {
   std::string backend, why, describe;  // describe: the backend's JSON account of itself
+  std::string backend_library;         // the file the backend was loaded from (which build ran)
   std::string torch;                   // "2.11.0, 16 threads" when the reference ran
   int threads = 0;
   bool on_device = false;   // timed on device-resident inputs
