@@ -7,9 +7,11 @@
 # or any header beside it, differs from the build's is compiled again with the build's own nvcc
 # command, as is each source that names one of the -D macros (with the macros added); then the
 # build's own link command makes the library. The build and its library are not touched.
+# PATCH (a `git diff` file, e.g. bench/cuda/experiments/*.patch) is applied to those sources
+# first: an experiment kept beside the tree rather than in the library's source.
 # On the device the moereg CLI loads NAME.so only through bench/device/carry_env.sh's
 # with_backend (the CLI finds backends by directory; it never reads $MOEREG_CUDA_BACKEND).
-# Environment: BUILD_DIR (build).
+# Environment: BUILD_DIR (build), PATCH.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: variant_build.sh NAME [REV] [-DMACRO[=VALUE] ...]" >&2; exit 2; }
 name=$1; shift
@@ -21,9 +23,15 @@ build=$root/${BUILD_DIR:-build}
 src=$root/backends/cuda/src
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 vsrc=$src
-if [ -n "$rev" ]; then
-  git -C "$root" archive "$rev" backends/cuda/src | tar -x -C "$tmp"
+if [ -n "$rev" ] || [ -n "${PATCH:-}" ]; then
+  git -C "$root" archive "${rev:-HEAD}" backends/cuda/src | tar -x -C "$tmp"
+  [ -n "$rev" ] || cp "$src"/* "$tmp/backends/cuda/src/"  # the working tree's sources
   vsrc=$tmp/backends/cuda/src
+  if [ -n "${PATCH:-}" ]; then
+    patch=$(readlink -f "$PATCH")
+    (cd "$tmp" && git apply --include='backends/cuda/src/*' "$patch") ||
+      { echo "variant_build.sh: $PATCH does not apply to ${rev:-the working tree}" >&2; exit 1; }
+  fi
 fi
 headers_differ=0
 for h in "$src"/*.cuh "$src"/*.h "$vsrc"/*.cuh "$vsrc"/*.h; do
@@ -54,7 +62,7 @@ while read -r c; do
   c=${c//-MF $obj.d /-MF $new.d }
   c=${c//-o $obj /-o $new }
   c=${c/ -x cu / ${defines[*]} -x cu }
-  echo "compiling $base${rev:+ as of $rev}${defines:+ with ${defines[*]}}"
+  echo "compiling $base${rev:+ as of $rev}${PATCH:+ + $PATCH}${defines:+ with ${defines[*]}}"
   eval "$c"
   link=${link// $obj / $new }
   compiled=$((compiled + 1))
