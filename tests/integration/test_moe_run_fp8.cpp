@@ -6,14 +6,13 @@
 // FP8 code. The fixture has no moe_block.safetensors: the input is random.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "moereg/safetensors/safetensors_reader.h"
-#include "moereg/safetensors/safetensors_writer.h"
 #include "quant_support.h"
+#include "moe_run_support.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -21,46 +20,6 @@ using namespace moereg;
 // Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
 namespace test_moe_run_fp8 {
 namespace {
-
-void write_random_input(const std::string& path, std::int64_t T, std::int64_t H, bool bf16, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> x(static_cast<std::size_t>(T * H));
-  for (auto& v : x) v = normal(rng);
-  safetensors_writer w(path, {{"input", bf16 ? dtype::BF16 : dtype::F32, {T, H}}}, {});
-  if (bf16) {
-    std::vector<std::uint16_t> b(x.size());
-    for (std::size_t i = 0; i < b.size(); ++i) b[i] = f32_to_bf16(x[i]);
-    w.write(0, 0, b.data(), b.size() * 2);
-  } else {
-    w.write(0, 0, x.data(), x.size() * 4);
-  }
-  w.commit();
-}
-
-struct run_output {
-  std::vector<float> out;
-  std::vector<std::int64_t> ids;
-  std::string log;
-};
-
-run_output moe_run(const std::string& ckpt, const std::string& in, const std::string& out_path) {
-  auto r = test::run_moereg("moe run " + ckpt + " --layer 1 --input " + in + " --output " + out_path + " --backend cpu");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  run_output o;
-  o.log = r.output;
-  if (r.exit_code != 0) return o;
-  safetensors_file f(out_path);
-  const tensor_info* t = f.find("output");
-  const tensor_info* ids = f.find("topk_ids");
-  EXPECT_TRUE(t && ids);
-  if (!t || !ids) return o;
-  const float* p = reinterpret_cast<const float*>(f.data(*t));
-  o.out.assign(p, p + t->numel());
-  const std::int64_t* q = reinterpret_cast<const std::int64_t*>(f.data(*ids));
-  o.ids.assign(q, q + ids->numel());
-  return o;
-}
 
 // A tiny deepseek_v3 FP8 checkpoint of layer 1 (split per expert, as hf stores it, with a
 // quantized shared expert) and a random router; scales of shape scale_shape(rows, cols).
@@ -98,15 +57,6 @@ void write_fp8_layer(const std::string& dir, int E, int H, int I, const std::str
 std::vector<std::int64_t> block_scales(std::int64_t r, std::int64_t c) { return {(r + 127) / 128, (c + 127) / 128}; }
 std::vector<std::int64_t> channel_scales(std::int64_t r, std::int64_t) { return {r}; }
 
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : INFINITY;
-}
-
 }  // namespace
 
 // Per-channel scales (one per output row), and 128x128 blocks with I = 192: gate and up
@@ -128,14 +78,14 @@ TEST(MoeRunFp8, PerChannelScalesAndBlocksCutByI) {
     auto conv = test::run_moereg("convert " + (d / "fp8") + " " + (d / "bf16") + " --to hf --dtype bf16");
     ASSERT_EQ(conv.exit_code, 0) << conv.output;
     const std::string in = d / "in.safetensors";
-    write_random_input(in, 19, 256, true, 5);
-    run_output q = moe_run(d / "fp8", in, d / "out_fp8.safetensors");
-    run_output b = moe_run(d / "bf16", in, d / "out_bf16.safetensors");
+    test::write_random_input(in, 19, 256, true, 5);
+    test::moe_run_output q = test::moe_run_cpu(d / "fp8", in, d / "out_fp8.safetensors");
+    test::moe_run_output b = test::moe_run_cpu(d / "bf16", in, d / "out_bf16.safetensors");
     EXPECT_NE(q.log.find(v.log), std::string::npos) << q.log;
     ASSERT_EQ(q.out.size(), static_cast<std::size_t>(19 * 256));
     ASSERT_EQ(b.out.size(), q.out.size());
     EXPECT_EQ(q.ids, b.ids);
-    EXPECT_LE(rel_l2(q.out, b.out), 1e-2);
+    EXPECT_LE(test::rel_l2(q.out, b.out), 1e-2);
   }
 }
 
@@ -155,15 +105,15 @@ TEST(MoeRunFp8, Fp8ExpertsMatchTheBf16DequantizedLayer) {
     for (bool bf16 : {false, true}) {
       SCOPED_TRACE("T=" + std::to_string(T) + (bf16 ? " bf16" : " f32"));
       const std::string in = d / ("in" + std::to_string(T) + (bf16 ? "b" : "f") + ".safetensors");
-      write_random_input(in, T, H, bf16, 7 + static_cast<unsigned>(T));
-      run_output q = moe_run(fp8, in, d / "out_fp8.safetensors");
-      run_output b = moe_run(d / "bf16", in, d / "out_bf16.safetensors");
+      test::write_random_input(in, T, H, bf16, 7 + static_cast<unsigned>(T));
+      test::moe_run_output q = test::moe_run_cpu(fp8, in, d / "out_fp8.safetensors");
+      test::moe_run_output b = test::moe_run_cpu(d / "bf16", in, d / "out_bf16.safetensors");
       EXPECT_NE(q.log.find("FP8 with 128x128 block scales"), std::string::npos) << q.log;
       EXPECT_EQ(b.log.find("FP8"), std::string::npos) << b.log;
       ASSERT_EQ(q.out.size(), static_cast<std::size_t>(T * H));
       ASSERT_EQ(b.out.size(), q.out.size());
       EXPECT_EQ(q.ids, b.ids);  // the router is not quantized: same experts
-      EXPECT_LE(rel_l2(q.out, b.out), 1e-2);
+      EXPECT_LE(test::rel_l2(q.out, b.out), 1e-2);
     }
 }
 
