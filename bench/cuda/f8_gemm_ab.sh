@@ -7,7 +7,9 @@
 # engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3), VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
-# each timed with f8_gemm=wgmma and its options, e.g. "base=.carry/old/base.so,f8_gather=off"),
+# e.g. from variant_build.sh, each timed with f8_gemm=wgmma and its options, e.g.
+# "base=.carry/old/base.so,f8_gather=off"; loaded through carry_env.sh's with_backend, which
+# refuses a run whose CLI would load another library),
 # ONLY (the names to run, e.g. "bf16 wgmma base": all when unset). Prints the GPU's clocks and
 # power limit before, and per engine the SM clock, power and clock-event reasons sampled while
 # it kept the GPU busy.
