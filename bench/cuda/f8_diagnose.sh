@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# f8_diagnose.sh - one device call (carry .carry from bench/device/stage.sh) that says what holds
-# the FP8 expert GEMMs on the machine at hand, in the order worth paying for if the call is cut
-# short: bf16 vs both FP8 engines with the GPU's clocks and power sampled under load, and (where
-# f8_probe_builds.sh built them) the wgmma GEMM's load and tensor-core halves alone
-# (f8_gemm_ab.sh, ~3 min), the CUDA tests of the build (~1 min), Nsight Compute on the decode
-# GEMMs of a T = 1 F8 forward (~1 min), then on the wgmma GEMM (ncu_f8_gemm.sh, ~2 min:
-# scheduler, warp states, per-SASS stall samples). Everything lands under $OUT; the summaries go
-# to stdout. Environment: GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), NCU_T (4096: the
-# token count of the wgmma profile).
+# f8_diagnose.sh - one device call (carry .carry from bench/device/stage.sh) that checks the
+# carried CUDA backend and says what holds its FP8 expert GEMMs, cheapest and most needed first,
+# in case the call is cut short: the build's CUDA tests (~1 min); each CANDIDATE build's
+# tensor-core test (.carry/old/NAME.so from variant_build.sh, ~10 s each: it asserts gather on
+# and off bit-identical and the engines within 1e-2 of cuBLASLt); bf16 against both FP8 engines,
+# the candidates and (where f8_probe_builds.sh built them) the wgmma GEMM's load and tensor-core
+# halves alone, with the GPU's clocks and power sampled under load (f8_gemm_ab.sh, ~3 min); the
+# decode A/B of the build and the candidates (f8_decode_ab.sh, ~2 min); then, with NCU=on,
+# Nsight Compute on the decode GEMMs of a T = 1 F8 forward and on the wgmma GEMM (ncu_f8_gemm.sh,
+# ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
+# (names, space-separated), GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
+# (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
+# Next after session 19: here `bash bench/cuda/variant_build.sh pre_review 687edf4` and
+# `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma`, there
+# `CANDIDATES="row_tma pre_review" bash bench/cuda/f8_diagnose.sh`.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
@@ -18,16 +24,25 @@ step() {  # name, timeout seconds, command...
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "== $name: rc $? in $((SECONDS - t0)) s ($OUT/$name.log)"
 }
-# bf16 against both FP8 engines and the wgmma GEMM's two halves alone (f8_probe_builds.sh).
-probes="" names=""
-for h in loads_only mma_only; do
-  [ -f .carry/old/f8_$h.so ] && probes="$probes $h=$PWD/.carry/old/f8_$h.so" && names="$names $h"
-done
-VARIANTS="${probes# }" ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt$names" \
-  step f8_gemm_ab 300 bash bench/cuda/f8_gemm_ab.sh
-grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
 step cuda_tests 200 .carry/bin/moereg_cuda_tests ${GTEST_ARGS:-}
 grep -E '^\[  (PASSED|FAILED) |Failure|^\[  FAILED' "$OUT/cuda_tests.log" | head -12
+variants="" names="" libs=""
+for c in ${CANDIDATES:-}; do
+  lib=$PWD/.carry/old/$c.so
+  [ -f "$lib" ] || { echo "== candidate $c: no $lib (bench/cuda/variant_build.sh $c ...)"; continue; }
+  MOEREG_CUDA_BACKEND=$lib step "test_$c" 90 .carry/bin/moereg_cuda_tests --gtest_filter=CudaFp8.TensorCoresWithE4m3Activations
+  grep -E '^\[  (PASSED|FAILED) |Failure|T=1500' "$OUT/test_$c.log" | head -8
+  variants="$variants $c=$lib" names="$names $c" libs="$libs $c=$lib"
+done
+for h in loads_only mma_only; do
+  [ -f .carry/old/f8_$h.so ] && variants="$variants $h=$PWD/.carry/old/f8_$h.so" && names="$names $h"
+done
+VARIANTS="${variants# }" ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt$names" \
+  step f8_gemm_ab 300 bash bench/cuda/f8_gemm_ab.sh
+grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
+LIBS="new=$MOEREG_CUDA_BACKEND$libs" ROUNDS=${DECODE_ROUNDS:-2} TOKENS=${DECODE_TOKENS:-1,16,128} step f8_decode_ab 150 bash bench/cuda/f8_decode_ab.sh
+tail -4 "$OUT/f8_decode_ab.log"
+[ "${NCU:-off}" = on ] || exit 0
 # The decode GEMMs of an F8 forward at T = 1 (exact products; routed gate/up and down, and the bf16 shared expert's two).
 KERNEL=experts_gemm OPTIONS="graphs=off" T=1 SKIP=20 COUNT=4 step ncu_decode_f8 150 bash bench/cuda/ncu_f8_gemm.sh
 grep -vE '^==' "$OUT/ncu_decode_f8.log" | head -70
