@@ -13,8 +13,9 @@
 # (names, space-separated), GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
 # Next after session 19: here `bash bench/cuda/variant_build.sh pre_review 687edf4` and
-# `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma`, there
-# `CANDIDATES="row_tma pre_review" bash bench/cuda/f8_diagnose.sh`.
+# `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
+# same with pair_multicast.patch as `pairs`), there
+# `CANDIDATES="row_tma pairs pre_review" bash bench/cuda/f8_diagnose.sh`.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
