@@ -114,6 +114,62 @@ const float* f32_tensor(const moereg::safetensors_file& f, const char* name, std
   return reinterpret_cast<const float*>(f.file().data() + f.data_offset() + t->begin);
 }
 
+// A model loaded on the CPU and, after decode(), a context that holds every position's logits
+// of the tokens given: what `logits` and `run` share. Each failure prints llama.cpp's side of it
+// on stderr; the destructor frees what was made.
+class llama_session {
+ public:
+  llama_session(const llama_api& api, const std::string& model_path) : api_(api), path_(model_path) {
+    llama_model_params mp = api.model_default_params();
+    mp.n_gpu_layers = 0;
+    model_ = api.model_load_from_file(model_path.c_str(), mp);
+    if (!model_) std::fprintf(stderr, "%s: llama.cpp could not load the model\n", model_path.c_str());
+  }
+  ~llama_session() {
+    if (ctx_) api_.free_context(ctx_);
+    if (model_) api_.model_free(model_);
+  }
+  llama_session(const llama_session&) = delete;
+  llama_session& operator=(const llama_session&) = delete;
+
+  bool loaded() const { return model_ != nullptr; }
+  int vocabulary() const { return api_.vocab_n_tokens(api_.model_get_vocab(model_)); }
+  // Decodes tokens at positions 0, 1, ... in one batch with every position's logits.
+  bool decode(const std::vector<llama_token>& tokens) {
+    const int T = static_cast<int>(tokens.size());
+    llama_context_params cp = api_.context_default_params();
+    cp.n_ctx = static_cast<std::uint32_t>(std::max(T, 64));
+    cp.n_batch = cp.n_ubatch = cp.n_ctx;
+    cp.n_threads = cp.n_threads_batch = 2;
+    cp.no_perf = true;
+    ctx_ = api_.init_from_model(model_, cp);
+    if (!ctx_) {
+      std::fprintf(stderr, "%s: llama.cpp could not make a context\n", path_.c_str());
+      return false;
+    }
+    llama_batch b = api_.batch_init(T, 0, 1);
+    b.n_tokens = T;
+    for (int i = 0; i < T; ++i) {
+      b.token[i] = tokens[static_cast<std::size_t>(i)];
+      b.pos[i] = i;
+      b.n_seq_id[i] = 1;
+      b.seq_id[i][0] = 0;
+      b.logits[i] = 1;
+    }
+    const int rc = api_.decode(ctx_, b);
+    api_.batch_free(b);
+    if (rc != 0) std::fprintf(stderr, "%s: llama_decode returned %d\n", path_.c_str(), rc);
+    return rc == 0;
+  }
+  const float* logits(int position) const { return api_.get_logits_ith(ctx_, position); }
+
+ private:
+  const llama_api& api_;
+  std::string path_;
+  llama_model* model_ = nullptr;
+  llama_context* ctx_ = nullptr;
+};
+
 int run_logits(const std::string& libdir, const std::string& model_path, const std::string& logits_path) {
   moereg::safetensors_file ref(logits_path);
   const moereg::tensor_info* ids_t = ref.find("input_ids");
@@ -124,48 +180,23 @@ int run_logits(const std::string& libdir, const std::string& model_path, const s
   const float* want = f32_tensor(ref, "logits_f32", n_ref);
 
   llama_api api(libdir);
-  llama_model_params mp = api.model_default_params();
-  mp.n_gpu_layers = 0;
-  llama_model* model = api.model_load_from_file(model_path.c_str(), mp);
-  if (!model) {
-    std::fprintf(stderr, "%s: llama.cpp could not load the model\n", model_path.c_str());
-    return 1;
-  }
-  const int V = api.vocab_n_tokens(api.model_get_vocab(model));
+  llama_session run(api, model_path);
+  if (!run.loaded()) return 1;
+  const int V = run.vocabulary();
   if (static_cast<std::size_t>(T) * static_cast<std::size_t>(V) != n_ref) {
     std::fprintf(stderr, "%s: llama.cpp vocabulary %d does not match logits_f32 (%zu values for %d tokens)\n",
                  model_path.c_str(), V, n_ref, T);
     return 1;
   }
-  llama_context_params cp = api.context_default_params();
-  cp.n_ctx = static_cast<std::uint32_t>(std::max(T, 64));
-  cp.n_batch = cp.n_ubatch = cp.n_ctx;
-  cp.n_threads = cp.n_threads_batch = 2;
-  cp.no_perf = true;
-  llama_context* ctx = api.init_from_model(model, cp);
-  if (!ctx) {
-    std::fprintf(stderr, "%s: llama.cpp could not make a context\n", model_path.c_str());
-    return 1;
-  }
-  llama_batch b = api.batch_init(T, 0, 1);
-  b.n_tokens = T;
-  for (int i = 0; i < T; ++i) {
-    b.token[i] = static_cast<llama_token>(ids[i]);
-    b.pos[i] = i;
-    b.n_seq_id[i] = 1;
-    b.seq_id[i][0] = 0;
-    b.logits[i] = 1;
-  }
-  if (int rc = api.decode(ctx, b); rc != 0) {
-    std::fprintf(stderr, "%s: llama_decode returned %d\n", model_path.c_str(), rc);
-    return 1;
-  }
+  std::vector<llama_token> tokens(static_cast<std::size_t>(T));
+  for (int i = 0; i < T; ++i) tokens[static_cast<std::size_t>(i)] = static_cast<llama_token>(ids[i]);
+  if (!run.decode(tokens)) return 1;
   float max_ref = 0, max_diff = 0;
   for (std::size_t i = 0; i < n_ref; ++i) max_ref = std::max(max_ref, std::fabs(want[i]));
   int agree = 0;
   std::string disagree;
   for (int t = 0; t < T; ++t) {
-    const float* got = api.get_logits_ith(ctx, t);
+    const float* got = run.logits(t);
     const float* w = want + static_cast<std::size_t>(t) * V;
     int ga = 0, wa = 0;
     for (int v = 0; v < V; ++v) {
@@ -180,50 +211,22 @@ int run_logits(const std::string& libdir, const std::string& model_path, const s
   const double ratio = max_diff / max_ref;
   std::printf("%s: max|diff| %.6g, max|ref| %.6g, ratio %.4f %%, argmax %d/%d%s\n", model_path.c_str(), max_diff, max_ref,
               100 * ratio, agree, T, disagree.c_str());
-  api.batch_free(b);
-  api.free_context(ctx);
-  api.model_free(model);
   return ratio <= 0.05 && agree == T ? 0 : 1;
 }
 
 int run_tokens(const std::string& libdir, const std::string& model_path, int T) {
   if (T < 1 || T > 4096) throw moereg::error("T = " + std::to_string(T) + ", expected 1..4096 positions");
   llama_api api(libdir);
-  llama_model_params mp = api.model_default_params();
-  mp.n_gpu_layers = 0;
-  llama_model* model = api.model_load_from_file(model_path.c_str(), mp);
-  if (!model) {
-    std::fprintf(stderr, "%s: llama.cpp could not load the model\n", model_path.c_str());
-    return 1;
-  }
-  const int V = api.vocab_n_tokens(api.model_get_vocab(model));
-  llama_context_params cp = api.context_default_params();
-  cp.n_ctx = static_cast<std::uint32_t>(std::max(T, 64));
-  cp.n_batch = cp.n_ubatch = cp.n_ctx;
-  cp.n_threads = cp.n_threads_batch = 2;
-  cp.no_perf = true;
-  llama_context* ctx = api.init_from_model(model, cp);
-  if (!ctx) {
-    std::fprintf(stderr, "%s: llama.cpp could not make a context\n", model_path.c_str());
-    return 1;
-  }
-  llama_batch b = api.batch_init(T, 0, 1);
-  b.n_tokens = T;
-  for (int i = 0; i < T; ++i) {
-    b.token[i] = static_cast<llama_token>(i % V);
-    b.pos[i] = i;
-    b.n_seq_id[i] = 1;
-    b.seq_id[i][0] = 0;
-    b.logits[i] = 1;
-  }
-  if (int rc = api.decode(ctx, b); rc != 0) {
-    std::fprintf(stderr, "%s: llama_decode returned %d\n", model_path.c_str(), rc);
-    return 1;
-  }
+  llama_session run(api, model_path);
+  if (!run.loaded()) return 1;
+  const int V = run.vocabulary();
+  std::vector<llama_token> tokens(static_cast<std::size_t>(T));
+  for (int i = 0; i < T; ++i) tokens[static_cast<std::size_t>(i)] = static_cast<llama_token>(i % V);
+  if (!run.decode(tokens)) return 1;
   bool finite = true, varied = false;
   std::string argmax;
   for (int t = 0; t < T; ++t) {
-    const float* got = api.get_logits_ith(ctx, t);
+    const float* got = run.logits(t);
     int a = 0;
     for (int v = 0; v < V; ++v) {
       finite = finite && std::isfinite(got[v]);
@@ -234,9 +237,6 @@ int run_tokens(const std::string& libdir, const std::string& model_path, int T) 
   }
   std::printf("%s: vocabulary %d, %d positions, logits %s, argmax%s\n", model_path.c_str(), V, T,
               !finite ? "NOT FINITE" : varied ? "finite" : "ALL EQUAL", argmax.c_str());
-  api.batch_free(b);
-  api.free_context(ctx);
-  api.model_free(model);
   return finite && varied ? 0 : 1;
 }
 
