@@ -30,26 +30,6 @@ constexpr const char* L = "model.language_model.layers.";
 // The fixture's linear attention: 2 key heads, 4 value heads of 16, key heads of 16.
 constexpr long nk = 2, nv = 4, hd = 16;
 
-bool visual(const std::string& name) { return name.rfind("model.visual.", 0) == 0; }
-
-// Every language-model tensor of `want` is in `got` with the same dtype, shape and bytes, and
-// `got` holds nothing else.
-void expect_language_model_equal(const std::string& got_path, const std::string& want_path) {
-  checkpoint got = checkpoint::open(got_path), want = checkpoint::open(want_path);
-  int language = 0;
-  for (const auto& w : want.tensors()) {
-    if (visual(w.info->name)) continue;
-    ++language;
-    const checkpoint::entry* g = got.find(w.info->name);
-    ASSERT_NE(g, nullptr) << w.info->name;
-    EXPECT_EQ(g->info->type, w.info->type) << w.info->name;
-    EXPECT_EQ(g->info->shape, w.info->shape) << w.info->name;
-    ASSERT_EQ(g->info->nbytes(), w.info->nbytes()) << w.info->name;
-    EXPECT_EQ(std::memcmp(g->data(), w.data(), w.info->nbytes()), 0) << w.info->name;
-  }
-  EXPECT_EQ(static_cast<int>(got.tensors().size()), language) << "only the language model comes back";
-}
-
 // A BF16 tensor of the fixture as floats.
 std::vector<float> bf16_values(const checkpoint& c, const std::string& name) {
   const checkpoint::entry* e = c.find(name);

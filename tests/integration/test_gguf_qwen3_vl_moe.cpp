@@ -4,7 +4,6 @@
 // left out by the layout's `drops`; read back, the language model equals the fixture's.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -18,26 +17,6 @@ namespace moereg::test {
 // Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
 namespace test_gguf_qwen3_vl_moe {
 namespace {
-
-bool visual(const std::string& name) { return name.rfind("model.visual.", 0) == 0; }
-
-// Every tensor of `got` equals the tensor of that name in `want`, and `got` holds all of
-// `want`'s language-model tensors.
-void expect_language_model_equal(const std::string& got_path, const std::string& want_path) {
-  checkpoint got = checkpoint::open(got_path), want = checkpoint::open(want_path);
-  int language = 0;
-  for (const auto& w : want.tensors()) {
-    if (visual(w.info->name)) continue;
-    ++language;
-    const checkpoint::entry* g = got.find(w.info->name);
-    ASSERT_NE(g, nullptr) << w.info->name;
-    EXPECT_EQ(g->info->type, w.info->type) << w.info->name;
-    EXPECT_EQ(g->info->shape, w.info->shape) << w.info->name;
-    ASSERT_EQ(g->info->nbytes(), w.info->nbytes()) << w.info->name;
-    EXPECT_EQ(std::memcmp(g->data(), w.data(), w.info->nbytes()), 0) << w.info->name;
-  }
-  EXPECT_EQ(static_cast<int>(got.tensors().size()), language) << "only the language model comes back";
-}
 
 TEST(GgufQwen3VlMoe, TextModelIsWrittenWithoutTheVisionTower) {
   temp_dir d;

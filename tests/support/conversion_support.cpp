@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "moereg/base/error.h"
@@ -104,6 +105,22 @@ std::string diff_text(const comparison& c) {
   for (std::size_t i = 0; i < c.differences.size() && i < 10; ++i)
     s += c.differences[i].kind + " " + c.differences[i].name + " " + c.differences[i].detail + "\n";
   return s;
+}
+
+void expect_language_model_equal(const std::string& got_path, const std::string& want_path) {
+  checkpoint got = checkpoint::open(got_path), want = checkpoint::open(want_path);
+  int language = 0;
+  for (const auto& w : want.tensors()) {
+    if (w.info->name.rfind("model.visual.", 0) == 0) continue;
+    ++language;
+    const checkpoint::entry* g = got.find(w.info->name);
+    ASSERT_NE(g, nullptr) << w.info->name;
+    EXPECT_EQ(g->info->type, w.info->type) << w.info->name;
+    EXPECT_EQ(g->info->shape, w.info->shape) << w.info->name;
+    ASSERT_EQ(g->info->nbytes(), w.info->nbytes()) << w.info->name;
+    EXPECT_EQ(std::memcmp(g->data(), w.data(), w.info->nbytes()), 0) << w.info->name;
+  }
+  EXPECT_EQ(static_cast<int>(got.tensors().size()), language) << got_path << ": only the language model comes back";
 }
 
 void expect_same_tensors(const std::string& a, const std::string& b) {

@@ -37,6 +37,11 @@ std::string diff_text(const comparison& c);
 // failure listing the differences otherwise.
 void expect_same_tensors(const std::string& a, const std::string& b);
 
+// Every tensor of `want` outside the vision tower (names under model.visual.) is in `got` with
+// the same dtype, shape and bytes, and `got` holds nothing else: a text-only GGUF of a
+// vision-language checkpoint, converted back.
+void expect_language_model_equal(const std::string& got_path, const std::string& want_path);
+
 // The file a conversion to `layout` writes into dir: model.safetensors, or model.gguf.
 std::string output_file(const std::string& dir, const std::string& layout, const family_spec& spec);
 
