@@ -19,6 +19,7 @@ run() {  # label, library, weights
   with_backend "$2" timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$3" --tokens "${TOKENS:-1,16,128}" \
     --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${opts[@]}" > "$work/$1.json" 2> "$work/$1.err" ||
     { echo "$1 failed:"; tail -3 "$work/$1.err"; }
+  ran_backend "$work/$1.json" "$2" || mv "$work/$1.json" "$work/$1.wrong"
 }
 for round in $(seq "${ROUNDS:-3}"); do
   run "bf16_$round" "${libs[0]#*=}" bf16

@@ -8,8 +8,8 @@
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3), VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
 # e.g. from variant_build.sh, each timed with f8_gemm=wgmma and its options, e.g.
-# "base=.carry/old/base.so,f8_gather=off"; loaded through carry_env.sh's with_backend, which
-# refuses a run whose CLI would load another library),
+# "base=.carry/old/base.so,f8_gather=off"; loaded through carry_env.sh's with_backend, and a
+# run that loaded another library is left out of the table),
 # ONLY (the names to run, e.g. "bf16 wgmma base": all when unset). Prints the GPU's clocks and
 # power limit before, and per engine the SM clock, power and clock-event reasons sampled while
 # it kept the GPU busy.
@@ -54,6 +54,8 @@ for round in $(seq "${ROUNDS:-2}"); do
     with_backend "$lib" timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$w" --tokens "${TOKENS:-128,1024,4096}" \
       --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${args[@]}" \
       > "$OUT/f8ab_${round}_$name.json" 2> "$OUT/f8ab_${round}_$name.err" || tail -3 "$OUT/f8ab_${round}_$name.err"
+    # A run of another library than asked for is left out of the table.
+    ran_backend "$OUT/f8ab_${round}_$name.json" "$lib" || mv "$OUT/f8ab_${round}_$name.json" "$OUT/f8ab_${round}_$name.wrong"
     echo "$name $t_start $(date +%s.%N)" >> "$OUT/f8ab_windows.txt"
   done
 done

@@ -15,16 +15,21 @@ export LD_LIBRARY_PATH=$carry/lib${cublas_dir:+:$cublas_dir}:/usr/local/cuda/lib
 # with_backend LIB COMMAND...: COMMAND with LIB as the CUDA backend for the moereg CLI too. The
 # CLI finds backends by directory (MOEREG_PLUGIN_PATH, then its installed root) and never reads
 # $MOEREG_CUDA_BACKEND, which only the test binaries do: LIB goes, under the name the registry
-# takes for the CUDA backend, into a directory of its own that MOEREG_PLUGIN_PATH puts first.
-# Refuses (rc 3) where `moereg plugins` then names another library as the loaded CUDA backend.
+# takes for the CUDA backend, into a directory of its own (one per LIB) that MOEREG_PLUGIN_PATH
+# puts first. ran_backend checks afterwards that the run really loaded it.
 with_backend() {
-  local lib dir loaded
+  local lib dir
   lib=$(readlink -f "$1"); shift
-  dir=$(mktemp -d)/backends; mkdir -p "$dir"
-  ln -s "$lib" "$dir/libmoereg_backend_cuda.so"
-  loaded=$(MOEREG_PLUGIN_PATH=${dir%/backends} "$carry/bin/moereg" plugins 2>&1 | awk '$1 == "cuda" && $2 == "backend" && $5 == "loaded" {print $NF}')
-  if [ "$(readlink -f "$loaded")" != "$lib" ]; then
-    echo "with_backend: the CLI loads '${loaded:-no CUDA backend}', not $lib" >&2; return 3
-  fi
-  MOEREG_PLUGIN_PATH=${dir%/backends} MOEREG_CUDA_BACKEND=$lib "$@"
+  dir=${TMPDIR:-/tmp}/moereg-backend-$(printf %s "$lib" | md5sum | cut -c1-12)
+  mkdir -p "$dir/backends" && ln -sfn "$lib" "$dir/backends/libmoereg_backend_cuda.so"
+  MOEREG_PLUGIN_PATH=$dir MOEREG_CUDA_BACKEND=$lib "$@"
+}
+# ran_backend JSON LIB: whether `moe bench --json`'s output JSON names LIB (through any links) as
+# the backend library it loaded; says which it loaded when not (rc 1).
+ran_backend() {
+  local got
+  got=$(python3 -c 'import json, os, sys; print(os.path.realpath(json.load(open(sys.argv[1]))["backend_library"]))' "$1" 2>/dev/null)
+  [ "$got" = "$(readlink -f "$2")" ] && return 0
+  echo "ran_backend: $1 ran '${got:-nothing readable}', not $2" >&2
+  return 1
 }
