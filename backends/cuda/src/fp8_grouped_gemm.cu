@@ -30,21 +30,15 @@ constexpr int BM = 128, BN = 128, BK = 128;  // BK = f8_group: one scale per k b
 constexpr int tile_bytes = BM * BK;  // A's tile and B's alike (one byte per e4m3)
 constexpr int threads = 384;         // warpgroup 0: producer; 1 and 2: consumers
 constexpr int max_experts = 4096;
-// Speed-of-light builds for the bench (bench/cuda/f8_probe_builds.sh), never the library: 1 =
-// the consumers skip the wgmmas (the load pipeline alone), 2 = the producer loads nothing (the
-// wgmmas and promotion on whatever the stages hold). Their outputs are wrong by design.
-#ifndef MOEREG_F8_PROBE
-#define MOEREG_F8_PROBE 0
-#endif
-constexpr int probe = MOEREG_F8_PROBE;
 // Per stage beside the tiles: the scales its k block is promoted with (the tile's 128 row
 // scales, then the weight block's), copied in by the producer with the tiles, so the
 // consumers read them from shared memory after the stage's barrier (from global memory they
 // waited on the loads every k block).
-constexpr int scale_floats = BM + 4;
+constexpr int scale_floats = BM + 1;
 constexpr int stages = 6;
 constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + stages * scale_floats * sizeof(float) +
                               2 * stages * 8 + (max_experts + 1) * sizeof(int);
+static_assert(stages * scale_floats * sizeof(float) % 8 == 0, "the mbarriers after the scales need 8-byte alignment");
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
@@ -104,8 +98,7 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
       "+f"(d[i + 7])
 // d (64 f32 per thread: the warpgroup's 64 x 128 block) = A(64 x 32) B(128 x 32)^T + (accumulate ? d : 0).
-// (maybe_unused: the loads-only probe never calls it.)
-[[maybe_unused]] __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+__device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -124,13 +117,11 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
 __device__ __forceinline__ void mma_k_block(float (&acc)[64], uint64_t da, uint64_t db) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-  if constexpr (probe != 1) {
-    wgmma_fence();
+  wgmma_fence();
 #pragma unroll
-    for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
-    wgmma_commit();
-    wgmma_wait_all();
-  }
+  for (int k = 0; k < BK / 32; ++k) wgmma_m64n128k32(acc, da + 2 * k, db + 2 * k, k);
+  wgmma_commit();
+  wgmma_wait_all();
 #pragma unroll
   for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
 }
@@ -212,22 +203,18 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         const int s = static_cast<int>(it % stages);
         mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
         if (tid == 0) {
-          if constexpr (probe == 2) {
-            mbar_arrive(&full[s]);
-          } else {
-            mbar_expect_tx(&full[s], tile_bytes);
-            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
-          }
+          mbar_expect_tx(&full[s], tile_bytes);
+          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
         const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
 #pragma unroll
-        for (int j = 0; j < (probe == 2 ? 0 : 8); ++j) {
+        for (int j = 0; j < 8; ++j) {
           const int r = (tid >> 3) + 16 * j;
           cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
           if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
-        if (tid == 0 && probe != 2) cp_async4(sbase + 4 * BM, bs + kt, true);
+        if (tid == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
         cp_async_arrive(&full[s]);
       }
     }
@@ -245,22 +232,18 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
           if (lane == 0) {
-            if constexpr (probe == 2) {
-              mbar_arrive(&full[s]);
-            } else {
-              mbar_expect_tx(&full[s], 2 * tile_bytes);
-              tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-              tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
-            }
+            mbar_expect_tx(&full[s], 2 * tile_bytes);
+            tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
+            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
           }
           const uint32_t sbase = smem_u32(scales + s * scale_floats);
           const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
 #pragma unroll
-          for (int j = 0; j < (probe == 2 ? 0 : BM / 32); ++j) {
+          for (int j = 0; j < BM / 32; ++j) {
             const int r = lane + 32 * j, row = at.row0 + r;
             cp_async4(sbase + 4 * r, as + min(row, p.a_pitch - 1), row < at.row_end);
           }
-          if (lane == 0 && probe != 2) cp_async4(sbase + 4 * BM, bs + kt, true);
+          if (lane == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
           cp_async_arrive(&full[s]);
         }
       }
@@ -278,10 +261,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     const int r0 = at.row0 + wr, r1 = r0 + 8;
     float acc[64], sum[64];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) {
-      sum[i] = 0.f;
-      if constexpr (probe == 1) acc[i] = 0.f;  // no wgmma writes it
-    }
+    for (int i = 0; i < 64; ++i) sum[i] = 0.f;
     for (int kt = 0; kt < kt_count; ++kt, ++it) {
       const int s = static_cast<int>(it % stages);
       mbar_wait(&full[s], (it / stages) & 1);
