@@ -8,7 +8,8 @@
 # command, as is each source that names one of the -D macros (with the macros added); then the
 # build's own link command makes the library. The build and its library are not touched.
 # PATCH (a `git diff` file, e.g. bench/cuda/experiments/*.patch) is applied to those sources
-# first: an experiment kept beside the tree rather than in the library's source.
+# first: an experiment kept beside the tree rather than in the library's source (a patch
+# written against another commit is applied to that REV).
 # On the device the moereg CLI loads NAME.so only through bench/device/carry_env.sh's
 # with_backend (the CLI finds backends by directory; it never reads $MOEREG_CUDA_BACKEND).
 # Environment: BUILD_DIR (build), PATCH.
@@ -24,8 +25,9 @@ src=$root/backends/cuda/src
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 vsrc=$src
 if [ -n "$rev" ] || [ -n "${PATCH:-}" ]; then
-  git -C "$root" archive "${rev:-HEAD}" backends/cuda/src | tar -x -C "$tmp"
-  [ -n "$rev" ] || cp "$src"/* "$tmp/backends/cuda/src/"  # the working tree's sources
+  mkdir -p "$tmp/backends/cuda"
+  if [ -n "$rev" ]; then git -C "$root" archive "$rev" backends/cuda/src | tar -x -C "$tmp"
+  else cp -r "$src" "$tmp/backends/cuda/"; fi
   vsrc=$tmp/backends/cuda/src
   if [ -n "${PATCH:-}" ]; then
     patch=$(readlink -f "$PATCH")
