@@ -52,11 +52,11 @@ void check(cudaError_t e, const char* what);
 //   f8_gemm = cublaslt (default) | wgmma - the FP8 tensor-core GEMM: cuBLASLt's block-scaled
 //            matmul, one per hit expert (fp8_experts.h), or moereg's grouped wgmma kernel
 //            (fp8_grouped_experts.h: one launch per projection, no host sync; with
-//            f8_gather=off 1.09x faster than cuBLASLt at T = 1024 and even at 4096 on an H100
+//            f8_gather=off 1.09x faster than cuBLASLt at T = 1024 and level at 4096 on an H100
 //            in 2026-12, 1.2-1.5x slower on another in an earlier build: docs/cuda.md)
 //   f8_gather = on (default) | off - wgmma engine: on quantizes x once per token and the
 //            gate/up GEMM gathers the routed rows' tokens with cp.async; off quantizes each
-//            routed row on its own and the GEMM reads rows by TMA (off was 4-11 % faster on
+//            routed row on its own and the GEMM reads rows by TMA (off was 1-10 % faster on
 //            the H100s of 2026-12, 1.3x slower on one earlier: docs/cuda.md)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
