@@ -6,6 +6,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
+#include "moereg/plan/moe_layer.h"
 
 namespace moereg::app {
 
@@ -70,12 +71,16 @@ std::unique_ptr<backend_instance> create_backend(plugin_registry& registry, cons
   for (std::size_t i = 0;; ++i) {
     const moereg_backend_api* api = registry.backend(*order[i]);
     moereg_backend* handle = nullptr;
+    // A table before API 3 reads no shared-expert scales: its F8_E4M3 shared expert comes as BF16.
+    moereg_moe_weights given = weights;
+    std::unique_ptr<std::uint16_t[]> kept = api->api_version < 3 ? shared_expert_to_bf16(given) : nullptr;
+    if (kept) spdlog::info("backend {} (plugin API {}) gets the F8_E4M3 shared expert as BF16", order[i]->name, api->api_version);
     // A version 1 table predates weight_quant: it would read 4-bit experts as plain U8.
     auto [code, message] = weights.weight_quant != MOEREG_WEIGHT_QUANT_NONE && api->api_version < 2
                                ? std::pair<int32_t, std::string>{MOEREG_UNSUPPORTED,
                                                                  "its table is plugin API 1, which has no 4-bit experts"}
-                               : take_status(create_one(*order[i], *api, weights, routing, options, backend_options, &handle));
-    if (code == MOEREG_OK) return std::make_unique<backend_instance>(order[i], api, handle, why);
+                               : take_status(create_one(*order[i], *api, given, routing, options, backend_options, &handle));
+    if (code == MOEREG_OK) return std::make_unique<backend_instance>(order[i], api, handle, why, std::move(kept));
     if (code != MOEREG_UNSUPPORTED || i + 1 >= order.size())
       throw error("backend " + order[i]->name + " create: " + message);
     spdlog::info("backend {} cannot take this layer ({}); trying {}", order[i]->name, message, order[i + 1]->name);

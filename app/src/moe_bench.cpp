@@ -54,7 +54,8 @@ void check_request(const moe_bench_request& r) {
 }
 
 // The weight file both moereg and PyTorch map: w13, w2, router, and the shared expert; with
-// F8 experts also w13_f8, w2_f8 and their scales (w13 and w2 then hold the dequantized values).
+// F8 experts also w13_f8, w2_f8, shared_w13_f8, shared_w2_f8 and their scales (w13, w2 and the
+// shared expert's bf16 tensors then hold the dequantized values PyTorch multiplies).
 void write_weights(const std::string& path, const moe_bench_request& r, int threads) {
   const std::int64_t E = r.experts, H = r.hidden, I = r.intermediate, Is = r.shared_intermediate;
   const bool f8 = r.weights == "f8_e4m3";
@@ -66,7 +67,13 @@ void write_weights(const std::string& path, const moe_bench_request& r, int thre
     specs.push_back({"w13", dtype::BF16, {E, 2 * I, H}});
     specs.push_back({"w2", dtype::BF16, {E, H, I}});
   }
-  if (Is) {
+  if (Is && f8) {
+    // The shared expert in F8 too, as DeepSeek-V3 and R1 ship it: one expert's tensors, 2-D.
+    for (auto&& s : fp8_expert_specs("shared_w13", 1, 2 * Is, H, 2)) specs.push_back(s);
+    for (auto&& s : fp8_expert_specs("shared_w2", 1, H, Is, 1)) specs.push_back(s);
+    for (tensor_spec& s : specs)
+      if (s.name.rfind("shared_", 0) == 0) s.shape.erase(s.shape.begin());
+  } else if (Is) {
     specs.push_back({"shared_w13", dtype::BF16, {2 * Is, H}});
     specs.push_back({"shared_w2", dtype::BF16, {H, Is}});
   }
@@ -74,7 +81,11 @@ void write_weights(const std::string& path, const moe_bench_request& r, int thre
   if (f8) {
     write_fp8_experts(w, "w13", E, 2 * I, H, 2, 0.02f, r.seed, threads);
     write_fp8_experts(w, "w2", E, H, I, 1, 0.02f, r.seed + 1, threads);
-    write_random(w, {{"router", 0.02f}, {"shared_w13", 0.02f}, {"shared_w2", 0.02f}}, r.seed, threads);
+    if (Is) {
+      write_fp8_experts(w, "shared_w13", 1, 2 * Is, H, 2, 0.02f, r.seed + 2, threads);
+      write_fp8_experts(w, "shared_w2", 1, H, Is, 1, 0.02f, r.seed + 3, threads);
+    }
+    write_random(w, {{"router", 0.02f}}, r.seed, threads);
   } else {
     write_random(w, {{"w13", 0.02f}, {"w2", 0.02f}, {"router", 0.02f}, {"shared_w13", 0.02f}, {"shared_w2", 0.02f}}, r.seed,
                  threads);
@@ -279,7 +290,13 @@ moe_bench_report run_bench(const moe_bench_request& r) {
     mw.w13 = view_of(weights, "w13");
     mw.w2 = view_of(weights, "w2");
   }
-  if (r.shared_intermediate) {
+  if (r.shared_intermediate && r.weights == "f8_e4m3") {
+    mw.shared_intermediate = r.shared_intermediate;
+    mw.shared_w13 = view_of(weights, "shared_w13_f8");
+    mw.shared_w2 = view_of(weights, "shared_w2_f8");
+    mw.shared_w13_scale = view_of(weights, "shared_w13_scale");
+    mw.shared_w2_scale = view_of(weights, "shared_w2_scale");
+  } else if (r.shared_intermediate) {
     mw.shared_intermediate = r.shared_intermediate;
     mw.shared_w13 = view_of(weights, "shared_w13");
     mw.shared_w2 = view_of(weights, "shared_w2");
@@ -324,7 +341,9 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   spdlog::info("moe bench: {} bandwidth {}", rep.on_device ? "device copy (read + write)" : "read", format_rate(rep.bandwidth));
 
   const double per_expert = expert_bytes(r, rep.describe);
-  const double shared_bytes = static_cast<double>(3 * r.shared_intermediate * r.hidden * 2);
+  // An F8 shared expert streams a byte a weight and an F32 scale per 128 x 128 block.
+  const double shared_bytes = static_cast<double>(3 * r.shared_intermediate * r.hidden) *
+                              (r.weights == "f8_e4m3" ? 1.0 + 4.0 / (bench_fp8_block * bench_fp8_block) : 2.0);
   std::vector<std::vector<float>> outputs(r.tokens.size());
   for (std::size_t i = 0; i < r.tokens.size(); ++i) {
     moe_bench_row row;

@@ -70,9 +70,12 @@ moereg::cpu::online_quant online_quant_of(const moereg::cpu::cpu_options& o) {
 moereg_backend* make_engine(const moereg_moe_weights* weights, const moereg_backend_options* options,
                             const moereg_backend_option* kv, size_t count) {
   if (!weights) throw std::invalid_argument("create: weights and out are required");
-  // A version 1 host's weights end before the API 2 fields: read only what it wrote.
+  // An older host's weights end before the fields of later APIs: read only what it wrote.
   moereg_moe_weights w{};
-  std::memcpy(&w, weights, host->api_version >= 2 ? sizeof w : offsetof(moereg_moe_weights, weight_quant));
+  std::memcpy(&w, weights,
+              host->api_version >= 3   ? sizeof w
+              : host->api_version == 2 ? offsetof(moereg_moe_weights, shared_w13_scale)
+                                       : offsetof(moereg_moe_weights, weight_quant));
   const moereg::cpu::cpu_options o = moereg::cpu::parse_cpu_options(kv, count);
   const int threads = options && options->threads > 0 ? options->threads : online_cores();
   return reinterpret_cast<moereg_backend*>(

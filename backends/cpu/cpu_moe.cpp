@@ -124,7 +124,9 @@ moe_engine::moe_engine(const moereg_moe_weights& w, int threads, const kernel_ta
   }
   quantize_at_create(quant, t13, t2);
   setup_int_dot(quant);
-  quantized_ = panel_weights(t13) || panel_weights(t2);
+  // Any expert read through panels (an F8_E4M3 shared expert beside bf16 routed ones too).
+  quantized_ = std::any_of(experts_.begin(), experts_.end(),
+                           [](const expert& x) { return panel_weights(x.w13_type) || panel_weights(x.w2_type); });
   if (quantized_ || kernels_.panel_min_rows > 0 || kernels_.widen_activations) {
     panel_k_ = std::min(k_block_, std::max(hidden_, h_stride_));
     const auto nt = static_cast<std::size_t>(pool_->size());
@@ -242,8 +244,8 @@ void moe_engine::bind_shared(const moereg_moe_weights& w) {
     if (Is <= 0) throw std::invalid_argument("shared_intermediate: expected > 0 with a shared expert, found " + std::to_string(Is));
     if (!w.shared_w2.data) throw std::invalid_argument("shared_w2: required with shared_w13");
     expert s;
-    s.w13_type = weight_elem(w.shared_w13, "shared_w13");
-    s.w2_type = weight_elem(w.shared_w2, "shared_w2");
+    s.w13_type = weight_elem(w.shared_w13, "shared_w13", true);
+    s.w2_type = weight_elem(w.shared_w2, "shared_w2", true);
     expect_shape(w.shared_w13, "shared_w13", {2 * Is, H});
     expect_shape(w.shared_w2, "shared_w2", {H, Is});
     s.w13 = static_cast<const char*>(w.shared_w13.data);
@@ -251,6 +253,7 @@ void moe_engine::bind_shared(const moereg_moe_weights& w) {
     s.w2 = static_cast<const char*>(w.shared_w2.data);
     s.w2_row = w.shared_w2.strides[0] * static_cast<std::int64_t>(elem_bytes(s.w2_type));
     s.inter = Is;
+    bind_shared_scales(w, s);
     experts_.push_back(s);
     has_shared_ = true;
     h_stride_ = std::max(h_stride_, Is);
@@ -266,12 +269,50 @@ void moe_engine::bind_shared(const moereg_moe_weights& w) {
   }
 }
 
+// An F8_E4M3 shared expert (API 3) reads its block scales on scale_block's grid, the routed
+// experts' (DeepSeek-V3 ships both with 128 x 128 blocks); BF16 and F32 take none.
+void moe_engine::bind_shared_scales(const moereg_moe_weights& w, expert& s) {
+  const std::int64_t H = w.hidden, Is = s.inter;
+  const bool f13 = s.w13_type == elem_fp8, f2 = s.w2_type == elem_fp8;
+  for (const auto& [view, name, f8] : {std::tuple{&w.shared_w13_scale, "shared_w13_scale", f13},
+                                       std::tuple{&w.shared_w2_scale, "shared_w2_scale", f2}}) {
+    if (!f8 && view->data)
+      throw std::invalid_argument(std::string(name) + ": given, but the shared expert's matrix is not F8_E4M3 (scales go "
+                                  "with F8_E4M3 weights only)");
+    if (f8 && !view->data) throw std::invalid_argument(std::string(name) + ": required with an F8_E4M3 shared expert");
+    if (f8 && view->dtype != MOEREG_DTYPE_F32)
+      throw unsupported(std::string(name) + ": dtype " + dtype_label(view->dtype) + " is not supported (expected F32)");
+  }
+  if (!f13 && !f2) return;
+  const std::int64_t b0 = w.scale_block[0], b1 = w.scale_block[1];
+  if (b0 <= 0 || b1 <= 0)
+    throw std::invalid_argument("scale_block: expected positive {rows, columns} per scale with an F8_E4M3 shared expert, found {" +
+                                std::to_string(b0) + ", " + std::to_string(b1) + "}");
+  if (scale_b0_ == 0) {  // the routed experts take no scales: the grid is the shared expert's alone
+    scale_b0_ = b0;
+    scale_b1_ = b1;
+  }
+  if (f13) {
+    expect_shape(w.shared_w13_scale, "shared_w13_scale", {2 * ceil_div(Is, b0), ceil_div(H, b1)});
+    s.w13_scale = static_cast<const float*>(w.shared_w13_scale.data);
+    s.w13_scale_row = w.shared_w13_scale.strides[0];
+  }
+  if (f2) {
+    expect_shape(w.shared_w2_scale, "shared_w2_scale", {ceil_div(H, b0), ceil_div(Is, b1)});
+    s.w2_scale = static_cast<const float*>(w.shared_w2_scale.data);
+    s.w2_scale_row = w.shared_w2_scale.strides[0];
+  }
+}
+
 // Backend option quantize=...: BF16/F32 experts quantized once, here. Returns the new types.
 void moe_engine::quantize_at_create(const online_quant& quant, int& t13, int& t2) {
   const std::int64_t H = hidden_, I = experts_[0].inter;
   if (!quant.on()) return;
   std::string what = quant.ggml >= 0 ? std::string(ggml_elem_name(quant.ggml)) : "int" + std::to_string(quant.bits);
   for (char& c : what) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));  // as the option is written
+  if (has_shared_ && (experts_.back().w13_scale || experts_.back().w2_scale))
+    throw std::invalid_argument("backend option quantize=" + what +
+                                ": the shared expert is F8_E4M3; it quantizes layers whose experts are all BF16 or F32");
   if (panel_weights(t13) || panel_weights(t2))
     throw std::invalid_argument("backend option quantize=" + what + ": the experts are already quantized (" +
                                 (t13 == elem_fp8 ? "F8_E4M3" : ggml_block(t13) ? ggml_elem_name(t13) : "4-bit") +

@@ -130,6 +130,7 @@ class moe_engine {
   std::pair<int, int> check_routed(const moereg_moe_weights& w);
   void bind_routed(const moereg_moe_weights& w, int t13, int t2);
   void bind_shared(const moereg_moe_weights& w);
+  void bind_shared_scales(const moereg_moe_weights& w, expert& s);
   void quantize_at_create(const online_quant& quant, int& t13, int& t2);
   void reserve(std::int64_t tokens, std::int64_t top_k);
   void size_vector_h();  // h_ for every row of the current capacity

@@ -73,6 +73,9 @@ std::string moe_engine::describe() const {
     return t == elem_fp8 ? "f8_e4m3" : t == elem_int4 ? "int4" : t == elem_mxfp4 ? "mxfp4" : t == elem_int8 ? "int8" : t == elem_bf16 ? "bf16" : "f32";
   };
   s += std::string(",\"w13_dtype\":\"") + type_name(experts_[0].w13_type) + "\",\"w2_dtype\":\"" + type_name(experts_[0].w2_type) + "\"";
+  if (has_shared_)
+    s += std::string(",\"shared_w13_dtype\":\"") + type_name(experts_.back().w13_type) + "\",\"shared_w2_dtype\":\"" +
+         type_name(experts_.back().w2_type) + "\"";
   if (scale_b0_) s += ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]";
   s += ",\"panel_min_rows\":" + std::to_string(kernels_.panel_min_rows);
   s += ",\"weight_bytes\":" + std::to_string(weight_bytes_);

@@ -368,6 +368,57 @@ TEST(CudaFp8, DescribeAndRefusals) {
   EXPECT_NE(err.find("backend option tiles=cublas: the cuBLAS path runs BF16 experts"), std::string::npos) << err;
 }
 
+// An F8_E4M3 shared expert (plugin API 3, as DeepSeek-V3 ships it): the layer's last expert
+// handed over as the shared expert with its block scales, against the same routed F8 experts
+// with that expert dequantized to bf16 as the shared one. On the kernels (decode: exact
+// products beside the routed GEMMs; every tile shape; inside a CUDA graph, captured then
+// replayed) the two differ by the bf16 rounding of the shared weights (bound 1e-2 of the
+// largest output); on cuBLAS the F8 layer runs its BF16 copy of the shared expert, the same
+// weights as the other layer's, so the outputs agree to float rounding of the same sums.
+TEST(CudaFp8, SharedExpertInF8) {
+  ASSERT_NE(backend_api(), nullptr);
+  fp8_layer L(9, 256, 128, 2, 128, 128, 21);
+  const int E = 8, H = L.H, I = L.I, K = L.K;
+  const long long s13 = 2 * cdiv(I, L.b0) * cdiv(H, L.b1), s2 = cdiv(H, L.b0) * cdiv(I, L.b1);
+  auto routed = [&](moereg_moe_weights w) {
+    w.num_experts = E;
+    w.w13.shape[0] = w.w2.shape[0] = w.w13_scale.shape[0] = w.w2_scale.shape[0] = E;
+    w.shared_intermediate = I;
+    return w;
+  };
+  moereg_moe_weights f8 = routed(L.f8_view()), bf = routed(L.f8_view());
+  f8.shared_w13 = make_view(L.w13.data() + size_t(E) * 2 * I * H, MOEREG_DTYPE_F8_E4M3, {2 * I, H});
+  f8.shared_w2 = make_view(L.w2.data() + size_t(E) * H * I, MOEREG_DTYPE_F8_E4M3, {H, I});
+  f8.shared_w13_scale = make_view(L.s13.data() + E * s13, MOEREG_DTYPE_F32, {2 * cdiv(I, L.b0), cdiv(H, L.b1)});
+  f8.shared_w2_scale = make_view(L.s2.data() + E * s2, MOEREG_DTYPE_F32, {cdiv(H, L.b0), cdiv(I, L.b1)});
+  bf.shared_w13 = make_view(L.d13.data() + size_t(E) * 2 * I * H, MOEREG_DTYPE_BF16, {2 * I, H});
+  bf.shared_w2 = make_view(L.d2.data() + size_t(E) * H * I, MOEREG_DTYPE_BF16, {H, I});
+  struct setting {
+    const char* name;
+    std::vector<std::pair<std::string, std::string>> options;
+    std::vector<int> tokens;
+    double bound;
+  };
+  for (const setting& s : {setting{"kernels", {{"cublas", "off"}}, {1, 5, 64, 333}, 1e-2},
+                           setting{"kernels m16", {{"cublas", "off"}, {"tiles", "m16"}}, {1, 6, 64}, 1e-2},
+                           setting{"kernels m128", {{"cublas", "off"}, {"tiles", "m128"}}, {3, 333}, 1e-2},
+                           setting{"graphs", {{"graphs", "on"}}, {1, 4, 16}, 1e-2},
+                           setting{"cuBLAS", {{"f8_activations", "e4m3"}}, {1, 300, 1500}, 1e-6}}) {
+    for (const auto& [k, v] : s.options) set_option(k, v);
+    handle a = create(f8, nullptr), b = create(bf, nullptr);
+    for (const auto& [k, v] : s.options) clear_option(k);
+    ASSERT_TRUE(a && b) << s.name;
+    EXPECT_NE(describe(a.get()).find("\"shared_dtype\":\"F8_E4M3\""), std::string::npos) << describe(a.get());
+    for (int T : s.tokens) {
+      random_tokens r(T, H, E, K, 9 * T + 2, T % 2 == 0);
+      for (int round = 0; round < 2; ++round) {  // graphs=on: captured, then replayed
+        const std::vector<float> x = forward(a.get(), r, T, H, K), y = forward(b.get(), r, T, H, K);
+        EXPECT_LE(max_rel_diff(x, y), s.bound) << s.name << " T=" << T << "\n" << describe(a.get());
+      }
+    }
+  }
+}
+
 // The FP8 fixture's layer 1 as transformers holds it in memory (fused gate_up with its
 // [16, 2, 2] scale_inv, down with [16, 2, 1]; 128x128 blocks): the same check on real data.
 TEST(CudaFp8, FixtureLayerMatchesItsDequantizedLayer) {

@@ -3,7 +3,9 @@
 // family's routing, from any layout.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "conversion_support.h"
 #include "moereg/base/error.h"
@@ -83,6 +85,56 @@ TEST(MoeLayer, RoutingComesFromTheFamilyYamlAndConfig) {
   EXPECT_NE(m5->weights.shared_gate.data, nullptr);
   EXPECT_EQ(m5->routing.renormalize, 1);
   EXPECT_THROW(load_moe_layer(v2->decoded, 0), moereg::error) << "layer 0 is dense";
+}
+
+// DeepSeek-V3 as shipped: the shared expert in F8_E4M3 with 128x128 block scales reaches the
+// backend as stored, gate and up packed into [2Is, H] with their scales on grids of their own;
+// shared_expert_to_bf16 (for backends before plugin API 3) gives each weight q x s rounded once,
+// checked here against the fixture's own bytes and scales decoded by their bit fields.
+TEST(MoeLayer, Fp8SharedExpertAsStoredAndWidenedForOlderBackends) {
+  auto f = load(test::fixture("deepseek_v3_fp8/hf"));
+  auto m = load_moe_layer(f->decoded, 1);
+  moereg_moe_weights& w = m->weights;
+  const std::int64_t H = 256, Is = w.shared_intermediate;
+  ASSERT_EQ(Is, 128);
+  ASSERT_EQ(w.shared_w13.dtype, MOEREG_DTYPE_F8_E4M3);
+  ASSERT_EQ(w.shared_w2.dtype, MOEREG_DTYPE_F8_E4M3);
+  ASSERT_EQ(w.shared_w13_scale.rank, 2);
+  EXPECT_EQ(w.shared_w13_scale.shape[0], 2);  // gate 1 row, up 1 row of 128-row blocks
+  EXPECT_EQ(w.shared_w13_scale.shape[1], 2);
+  EXPECT_EQ(w.shared_w2_scale.shape[0], 2);
+  EXPECT_EQ(w.shared_w2_scale.shape[1], 1);
+  EXPECT_NE(m->describe.find("shared expert F8_E4M3 as stored"), std::string::npos) << m->describe;
+
+  safetensors_file file(test::fixture("deepseek_v3_fp8/hf/model.safetensors"));
+  auto fp8 = [](std::uint8_t v) {
+    const int e = (v >> 3) & 15, mt = v & 7;
+    const double mag = e == 0 ? mt / 8.0 * std::pow(2.0, -6) : (1 + mt / 8.0) * std::pow(2.0, e - 7);
+    return static_cast<float>(v & 0x80 ? -mag : mag);
+  };
+  auto expected = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
+    const tensor_info* q = file.find("model.layers.1.mlp.shared_experts." + name + ".weight");
+    const tensor_info* s = file.find("model.layers.1.mlp.shared_experts." + name + ".weight_scale_inv");
+    EXPECT_TRUE(q && s);
+    std::vector<std::uint16_t> out;
+    if (!q || !s) return out;
+    const auto* qb = reinterpret_cast<const std::uint8_t*>(file.data(*q));
+    const auto* sb = reinterpret_cast<const float*>(file.data(*s));
+    const std::int64_t scols = (cols + 127) / 128;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) out.push_back(f32_to_bf16(fp8(qb[r * cols + c]) * sb[(r / 128) * scols + c / 128]));
+    return out;
+  };
+  std::vector<std::uint16_t> want = expected("gate_proj", Is, H), up = expected("up_proj", Is, H), down = expected("down_proj", H, Is);
+  want.insert(want.end(), up.begin(), up.end());
+  want.insert(want.end(), down.begin(), down.end());
+  std::unique_ptr<std::uint16_t[]> widened = shared_expert_to_bf16(w);
+  ASSERT_TRUE(widened);
+  EXPECT_EQ(w.shared_w13.dtype, MOEREG_DTYPE_BF16);
+  EXPECT_EQ(w.shared_w13_scale.data, nullptr);
+  EXPECT_EQ(w.shared_w2.data, widened.get() + 2 * Is * H);
+  EXPECT_EQ(std::vector<std::uint16_t>(widened.get(), widened.get() + 3 * Is * H), want);
+  EXPECT_FALSE(shared_expert_to_bf16(w)) << "a BF16 shared expert is left alone";
 }
 
 }  // namespace test_moe_layer

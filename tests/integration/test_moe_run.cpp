@@ -213,9 +213,10 @@ TEST(MoeBench, Fp8WeightsRunAsStoredAgainstTheirDequantizedReference) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   json::value v = json_of(r.output);
   EXPECT_EQ(v.find("backend_describe")->find("w13_dtype")->as_string(), "f8_e4m3");
-  // tiny: H = 256, I = 128, K = 2, shared Is = 128 in bf16. Per expert 3 I H bytes and
-  // (2 ceil(I/128) ceil(H/128) + ceil(H/128) ceil(I/128)) = 6 F32 scales.
-  const double expert = 3.0 * 128 * 256 + 6 * 4, shared = 3.0 * 128 * 256 * 2;
+  // tiny: H = 256, I = 128, K = 2, shared Is = 128, in F8 too (as DeepSeek-V3 ships it). Per
+  // expert 3 I H bytes and (2 ceil(I/128) ceil(H/128) + ceil(H/128) ceil(I/128)) = 6 F32 scales.
+  const double expert = 3.0 * 128 * 256 + 6 * 4, shared = expert;
+  EXPECT_EQ(v.find("backend_describe")->find("shared_w13_dtype")->as_string(), "f8_e4m3");
   EXPECT_DOUBLE_EQ(v.find("rows")->as_array().at(0).find("weight_bytes")->as_double(), 2 * expert + shared);
 
   r = test::run_moereg("moe bench --preset tiny --weights f8");

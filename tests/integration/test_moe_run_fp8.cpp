@@ -6,10 +6,12 @@
 // FP8 code. The fixture has no moe_block.safetensors: the input is random.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "abi_plugins.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "quant_support.h"
 #include "moe_run_support.h"
@@ -82,6 +84,7 @@ TEST(MoeRunFp8, PerChannelScalesAndBlocksCutByI) {
     test::moe_run_output q = test::moe_run_cpu(d / "fp8", in, d / "out_fp8.safetensors");
     test::moe_run_output b = test::moe_run_cpu(d / "bf16", in, d / "out_bf16.safetensors");
     EXPECT_NE(q.log.find(v.log), std::string::npos) << q.log;
+    EXPECT_NE(q.log.find("shared expert F8_E4M3 as stored"), std::string::npos) << q.log;
     ASSERT_EQ(q.out.size(), static_cast<std::size_t>(19 * 256));
     ASSERT_EQ(b.out.size(), q.out.size());
     EXPECT_EQ(q.ids, b.ids);
@@ -109,12 +112,30 @@ TEST(MoeRunFp8, Fp8ExpertsMatchTheBf16DequantizedLayer) {
       test::moe_run_output q = test::moe_run_cpu(fp8, in, d / "out_fp8.safetensors");
       test::moe_run_output b = test::moe_run_cpu(d / "bf16", in, d / "out_bf16.safetensors");
       EXPECT_NE(q.log.find("FP8 with 128x128 block scales"), std::string::npos) << q.log;
+      EXPECT_NE(q.log.find("shared expert F8_E4M3 as stored"), std::string::npos) << q.log;
       EXPECT_EQ(b.log.find("FP8"), std::string::npos) << b.log;
       ASSERT_EQ(q.out.size(), static_cast<std::size_t>(T * H));
       ASSERT_EQ(b.out.size(), q.out.size());
       EXPECT_EQ(q.ids, b.ids);  // the router is not quantized: same experts
       EXPECT_LE(test::rel_l2(q.out, b.out), 1e-2);
     }
+}
+
+// The shared expert goes to the backend in F8 with its scales (plugin API 3); a backend whose
+// table is older cannot read those, and gets the same expert widened to BF16 by the host.
+TEST(MoeRunFp8, OlderBackendTablesGetTheSharedExpertInBf16) {
+  test::temp_dir d;
+  const std::string plugins = d / "plugins";
+  std::filesystem::create_directories(plugins);
+  std::filesystem::copy_file(test::abi_lib("libmoereg_backend_abitest-api2.so"), plugins + "/libmoereg_backend_abitest-api2.so");
+  const std::string in = d / "in.safetensors";
+  test::write_random_input(in, 3, 256, true, 5);
+  auto r = test::run_command("MOEREG_PLUGIN_PATH=" + plugins + " " + MOEREG_BUILD_DIR + "/bin/moereg moe run " +
+                             test::fixture("deepseek_v3_fp8/hf") + " --layer 1 --input " + in + " --output " +
+                             (d / "out.safetensors") + " --backend abitest");
+  EXPECT_NE(r.exit_code, 0) << r.output;  // abitest computes nothing
+  EXPECT_NE(r.output.find("shared expert given: BF16"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("gets the F8_E4M3 shared expert as BF16"), std::string::npos) << r.output;
 }
 
 }  // namespace test_moe_run_fp8

@@ -247,7 +247,66 @@ TEST(cpu_backend_fp8, refuses_bad_scales_with_clear_messages) {
   w.shared_intermediate = 24;
   w.shared_w13 = contiguous_view(L.w13.data(), dtype::F8_E4M3, {48, 40});
   w.shared_w2 = contiguous_view(L.w2.data(), dtype::F8_E4M3, {40, 24});
-  EXPECT_EQ(create(w), "2: shared_w13: dtype F8_E4M3 is not supported by the cpu backend (expected BF16 or F32)");
+  EXPECT_EQ(create(w), "1: shared_w13_scale: required with an F8_E4M3 shared expert");
+  w.shared_w13_scale = contiguous_view(L.s13.data(), dtype::F32, {4, 3});
+  w.shared_w2_scale = contiguous_view(L.s2.data(), dtype::F32, {3, 2});
+  EXPECT_EQ(create(w), "");
+  w.shared_w13_scale.shape[0] = 2;
+  EXPECT_EQ(create(w), "1: shared_w13_scale: expected shape [4, 3], found [2, 3]");
+}
+
+// The last expert of an FP8 layer handed over as its shared expert (API 3: F8_E4M3 with its
+// block scales) gives what the same expert gives routed to every token with weight 1.
+TEST(cpu_backend_fp8, shared_expert_in_f8_matches_double_reference_every_isa) {
+  ASSERT_NE(cpu_api(), nullptr);
+  for_each_isa([] {
+    for (std::size_t si = 0; si < shapes().size(); ++si) {
+      const fp8_shape& sh = shapes()[si];
+      SCOPED_TRACE("shape " + std::to_string(si));
+      fp8_layer L(sh, 61 + static_cast<unsigned>(si));
+      const std::int64_t E = sh.E - 1, H = sh.H, I = sh.I, K = std::min(sh.K, E), last = sh.E - 1;
+      struct shared_layer {
+        fp8_shape s;
+        moereg_moe_weights w;
+      } S{sh, L.w};
+      S.s.E = E;
+      S.w.num_experts = E;
+      S.w.w13.shape[0] = S.w.w2.shape[0] = S.w.w13_scale.shape[0] = S.w.w2_scale.shape[0] = E;
+      S.w.shared_intermediate = I;
+      auto slice = [](const moereg_tensor_view& v, std::int64_t e) {  // expert e of [E, r, c] as [r, c]
+        moereg_tensor_view o = v;
+        o.data = static_cast<char*>(v.data) + e * v.strides[0] * (v.dtype == MOEREG_DTYPE_F32 ? 4 : 1);
+        o.rank = 2;
+        for (int d = 0; d < 2; ++d) {
+          o.shape[d] = v.shape[d + 1];
+          o.strides[d] = v.strides[d + 1];
+        }
+        return o;
+      };
+      S.w.shared_w13 = slice(L.w.w13, last);
+      S.w.shared_w2 = slice(L.w.w2, last);
+      S.w.shared_w13_scale = slice(L.w.w13_scale, last);
+      S.w.shared_w2_scale = slice(L.w.w2_scale, last);
+      for (std::int64_t T : {1, 6, 41}) {
+        routed_input in = make_input(T, K, E, H, 300 + static_cast<unsigned>(T));
+        routed_input all = in;  // the shared expert as one more slot of weight 1
+        all.K = K + 1;
+        all.ids.clear();
+        all.weights.clear();
+        for (std::int64_t t = 0; t < T; ++t) {
+          for (std::int64_t k = 0; k < K; ++k) {
+            all.ids.push_back(in.ids[static_cast<std::size_t>(t * K + k)]);
+            all.weights.push_back(in.weights[static_cast<std::size_t>(t * K + k)]);
+          }
+          all.ids.push_back(static_cast<std::int32_t>(last));
+          all.weights.push_back(1.0f);
+        }
+        std::string d;
+        EXPECT_LE(relative_l2(run_backend(S, in, false, 2, &d), reference(L, all, false)), 1e-5) << "T=" << T;
+        EXPECT_LE(relative_l2(run_backend(S, in, true, 2), reference(L, all, true)), 1e-2) << "T=" << T;
+      }
+    }
+  });
 }
 
 }  // namespace test_cpu_backend_fp8

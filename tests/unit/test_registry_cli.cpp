@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "moereg/abi/moereg_abi.h"
 #include "moereg/base/json.h"
 #include "abi_plugins.h"
 #include "test_support.h"
@@ -19,6 +20,9 @@ using test::make_plugin;
 // Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
 namespace test_registry_cli {
 namespace {
+
+// The plugin API this build speaks, and the first one it refuses.
+const std::string api_now = std::to_string(MOEREG_PLUGIN_API_VERSION), api_next = std::to_string(MOEREG_PLUGIN_API_VERSION + 1);
 
 class PluginsCli : public ::testing::Test {
  protected:
@@ -46,10 +50,10 @@ TEST_F(PluginsCli, ListShowsWhatLoadedAndWhatWasRefusedAndWhy) {
   auto r = run_moereg("plugins list --plugin-path " + dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(test::contains(r.output, "--plugin-path       " + dir + "\n")) << r.output;
-  EXPECT_TRUE(test::contains(r.output, "abi_good        family   0.0.1     2    loaded    --plugin-path       " + dir + "/abi_good\n"))
+  EXPECT_TRUE(test::contains(r.output, "abi_good        family   0.0.1     " + api_now + "    loaded    --plugin-path       " + dir + "/abi_good\n"))
       << r.output;
-  EXPECT_TRUE(test::contains(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API 3, this moereg "
-                            "accepts 1..2\n"))
+  EXPECT_TRUE(test::contains(r.output, "    refused: " + dir + "/abi_wrong_api/libmoereg_abi_wrong_api.so: plugin API " + api_next +
+                                             ", this moereg accepts 1.." + api_now + "\n"))
       << r.output;
   EXPECT_TRUE(test::contains(r.output, "abitest         backend  fast      1    loaded    --plugin-path       " + dir +
                                 "/libmoereg_backend_abitest-fast.so\n"))
@@ -73,7 +77,7 @@ TEST_F(PluginsCli, ListJson) {
     } else if (name == "abi_wrong_api") {
       ++seen;
       EXPECT_EQ(p.find("state")->as_string(), "refused");
-      EXPECT_TRUE(test::contains(p.find("reason")->as_string(), "plugin API 3, this moereg accepts 1..2"));
+      EXPECT_TRUE(test::contains(p.find("reason")->as_string(), "plugin API " + api_next + ", this moereg accepts 1.." + api_now));
     } else if (name == "abitest" && p.find("state")->as_string() == "loaded") {
       ++seen;
       EXPECT_EQ(p.find("probe_score")->as_int(), 100);
@@ -106,13 +110,13 @@ TEST_F(PluginsCli, Show) {
 
 TEST_F(PluginsCli, CheckReportsEveryProblemWithFileAndLine) {
   std::string p = tmp / "broken";
-  make_plugin(p, "name: Broken\napi_version: 3\nlibrary: libmoereg_missing.so\nhooks: [a]\n");
+  make_plugin(p, "name: Broken\napi_version: " + api_next + "\nlibrary: libmoereg_missing.so\nhooks: [a]\n");
   auto r = run_moereg("plugins check " + p);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   std::string y = p + "/plugin.yaml";
   EXPECT_TRUE(test::contains(r.output, y + ":1: 'name' must be a name of [a-z0-9_]+, found 'Broken'\n")) << r.output;
   EXPECT_TRUE(test::contains(r.output, y + ":1: missing required key 'version', expected a version string\n")) << r.output;
-  EXPECT_TRUE(test::contains(r.output, y + ":2: plugin API 3, this moereg accepts 1..2\n")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, y + ":2: plugin API " + api_next + ", this moereg accepts 1.." + api_now + "\n")) << r.output;
   EXPECT_TRUE(test::contains(r.output, y + ":3: library 'libmoereg_missing.so' not found, expected the file " + p +
                                 "/libmoereg_missing.so\n"))
       << r.output;

@@ -2,6 +2,7 @@
 // The registry's half of plugin.yaml: identity keys, each problem with file:line, all at once.
 #include <gtest/gtest.h>
 
+#include "moereg/abi/moereg_abi.h"
 #include "moereg/registry/plugin_identity.h"
 #include "test_support.h"
 
@@ -48,7 +49,7 @@ TEST(RegistryIdentity, EveryProblemWithItsLine) {
   std::vector<std::string> want = {
       f + ":1: 'name' must be a name of [a-z0-9_]+, found 'Bad-Name'",
       f + ":1: missing required key 'version', expected a version string",
-      f + ":2: plugin API 9, this moereg accepts 1..2",
+      f + ":2: plugin API 9, this moereg accepts 1.." + std::to_string(MOEREG_PLUGIN_API_VERSION),
       f + ":3: 'model_types' must be a list of strings, found 'qwen'",
       f + ":6: each entry of 'hooks' must be a hook name ([A-Za-z_][A-Za-z0-9_]*), found 'no way'",
       f + ":6: 'hooks' lists 'ok' twice",

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 
+#include "moereg/abi/moereg_abi.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -43,7 +44,7 @@ TEST(RegistryInstall, VendorPluginBuiltAgainstInstalledSdkLoads) {
   std::string moereg = prefix + "/bin/moereg";
   r = shell(moereg + " plugins list --plugin-path '" + build + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(test::contains(r.output, "acme_moe        family   1.0.0     2    loaded    --plugin-path       " + build + "/acme_moe\n"))
+  EXPECT_TRUE(test::contains(r.output, "acme_moe        family   1.0.0     " + std::to_string(MOEREG_PLUGIN_API_VERSION) + "    loaded    --plugin-path       " + build + "/acme_moe\n"))
       << r.output;
   // The installed binary finds the installed plugins beside it.
   EXPECT_TRUE(test::contains(r.output, "installed           " + prefix + "/lib/moereg/plugins\n")) << r.output;

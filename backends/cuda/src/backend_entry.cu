@@ -3,6 +3,7 @@
 // everything (the SDK's MOEREG_API_END): no exception crosses the C boundary.
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -56,12 +57,22 @@ int32_t probe(char* reason, size_t reason_size) noexcept {
   }
 }
 
+// An older host's weights end before the fields of later APIs: read only what it wrote.
+moereg_moe_weights host_weights(const moereg_moe_weights* weights) {
+  moereg_moe_weights w{};
+  std::memcpy(&w, weights,
+              host->api_version >= 3   ? sizeof w
+              : host->api_version == 2 ? offsetof(moereg_moe_weights, shared_w13_scale)
+                                       : offsetof(moereg_moe_weights, weight_quant));
+  return w;
+}
+
 moereg_status* create(const moereg_moe_weights* weights, const moereg_routing_params* routing,
                       const moereg_backend_options* options, moereg_backend** out) noexcept {
   MOEREG_API_BEGIN
   if (!weights || !out) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: weights and out are required");
   *out = nullptr;
-  *out = as_handle(new moereg::cuda::moe_layer(*weights, routing, options));
+  *out = as_handle(new moereg::cuda::moe_layer(host_weights(weights), routing, options));
   return nullptr;
   MOEREG_API_END
 }
@@ -74,7 +85,7 @@ moereg_status* create_with_options(const moereg_moe_weights* weights, const moer
   if (count && !kv) return host->status_create(MOEREG_INVALID_ARGUMENT, "create: options_kv is NULL with count > 0");
   *out = nullptr;
   const moereg::cuda::tuning t = moereg::cuda::tuning::parse(kv, count);
-  *out = as_handle(new moereg::cuda::moe_layer(*weights, routing, options, t));
+  *out = as_handle(new moereg::cuda::moe_layer(host_weights(weights), routing, options, t));
   return nullptr;
   MOEREG_API_END
 }

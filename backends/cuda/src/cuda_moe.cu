@@ -74,7 +74,11 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
       expect(w.shared_gate, "weights.shared_gate", {1, H_});
       has_shared_gate_ = true;
     }
+    shared_f8_ = w.shared_w13.dtype == MOEREG_DTYPE_F8_E4M3 || w.shared_w2.dtype == MOEREG_DTYPE_F8_E4M3;
+    if (shared_f8_) check_shared_f8(w);
   }
+  if (!shared_f8_ && (w.shared_w13_scale.data || w.shared_w2_scale.data))
+    throw invalid_argument("weights: shared-expert scales given without an F8_E4M3 shared expert");
 
   check(cudaStreamCreate(&own_stream_), "cudaStreamCreate");
   stream_ = own_stream_;
@@ -141,7 +145,8 @@ moe_layer::~moe_layer() {
   if (!borrowed_)
     for (void* p : {static_cast<void*>(w13_), static_cast<void*>(w2_), static_cast<void*>(sw13_), static_cast<void*>(sw2_),
                     static_cast<void*>(sgate_), static_cast<void*>(w13_f8_), static_cast<void*>(w2_f8_),
-                    static_cast<void*>(w13_scale_), static_cast<void*>(w2_scale_)})
+                    static_cast<void*>(w13_scale_), static_cast<void*>(w2_scale_), static_cast<void*>(sw13_f8_),
+                    static_cast<void*>(sw2_f8_), static_cast<void*>(sw13_scale_), static_cast<void*>(sw2_scale_)})
       if (p) cudaFree(p);
   for (void* p : {static_cast<void*>(router_), static_cast<void*>(bias_)})
     if (p) cudaFree(p);
@@ -182,7 +187,7 @@ void moe_layer::ensure_workspace(int tokens) {
            {reinterpret_cast<void**>(&ws->gate), T * 4},
            {reinterpret_cast<void**>(&ws->hs), T * Is_ * 2},
            {reinterpret_cast<void**>(&ws->x_amax), T * 4},
-           {reinterpret_cast<void**>(&ws->h_amax), kmax * 4},
+           {reinterpret_cast<void**>(&ws->h_amax), (kmax + T) * 4},  // routed rows, then the shared expert's
            {reinterpret_cast<void**>(&ws->x_in), T * H_ * 4},
            {reinterpret_cast<void**>(&ws->ids_in), kmax * 8},
            {reinterpret_cast<void**>(&ws->w_in), kmax * 4},
@@ -256,7 +261,7 @@ cublas_experts& moe_layer::blas() {
   return *blas_;
 }
 
-tile_config moe_layer::pick_tiles(int rows_per_group) const {
+tile_config moe_layer::pick_tiles(int rows_per_group, bool f8) const {
   // tiles=m16|m64|m128 forces one shape (tests, measurements).
   {
     const std::string& s = tuning_.tiles;
@@ -266,7 +271,7 @@ tile_config moe_layer::pick_tiles(int rows_per_group) const {
   }
   if (rows_per_group <= 24) return tile_config::m16;
   // F8: the m128 tile's two warp rows would each dequantize the same weight fragments.
-  if (rows_per_group <= 160 || f8_) return tile_config::m64;
+  if (rows_per_group <= 160 || f8) return tile_config::m64;
   return tile_config::m128;
 }
 
@@ -284,7 +289,12 @@ std::string moe_layer::f8_large() const {
                                            : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
 }
 
-int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max(H_, I_))); }
+int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max({H_, I_, Is_}))); }
+
+bool moe_layer::shared_exact(int tokens) const {
+  return shared_f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(Is_),
+                                         pick_tiles(tokens, true));
+}
 
 bool moe_layer::f8_exact(tile_config c) const {
   return f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(I_), c);
@@ -357,6 +367,10 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   // x to bf16, out zeroed, and (small passes) the permutation, in one launch; the exact-product
   // F8 kernels also take each token's largest |x| and a zeroed h_amax from it.
   const bool exact = f8_ && !pl.blas && f8_exact(tc);
+  // The shared expert runs on the kernels beside the routed ones, or after cuBLAS's routed
+  // GEMMs where there is no cuBLAS copy of it (an F8 shared expert with cublas=off).
+  const bool shared_kernels = Is_ && (!pl.blas || !sw13_);
+  const bool s_exact = shared_kernels && shared_exact(tokens);
   const bool route_here = slots <= prepare_route_slots && E_ <= 1024;
   prepare_args prep;
   prep.x = x;
@@ -364,11 +378,11 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   prep.tokens = tokens;
   prep.hidden = static_cast<int>(H_);
   prep.xb = ws_->xb;
-  prep.amax = exact ? ws_->x_amax : nullptr;
+  prep.amax = exact || s_exact ? ws_->x_amax : nullptr;
   prep.out = out;
   prep.out_count = static_cast<int64_t>(tokens) * H_;
-  prep.h_amax = exact ? ws_->h_amax : nullptr;
-  prep.h_amax_count = exact ? slots : 0;
+  prep.h_amax = exact || s_exact ? ws_->h_amax : nullptr;
+  prep.h_amax_count = s_exact ? static_cast<int64_t>(tokens) * (K_ + 1) : exact ? slots : 0;
   if (route_here) {
     prep.ids = ids;
     prep.ids_i64 = ids_i64;
@@ -425,7 +439,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
                                                  static_cast<int>(I_), out, pl.mode);
       last_path_ = cublas_mode_name(mode);
     }
-    if (Is_ && !cublas_experts::available()) {  // F8 layers get here without libcublas
+    if (shared_kernels) {  // F8 layers without libcublas, an F8 shared expert with cublas=off
       run_shared_on_kernels(tokens, out, stream);
     } else if (Is_) {
       const float* gate = nullptr;
@@ -454,11 +468,23 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
 }
 
 void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t stream) {
-  const tile_config sc = pick_tiles(tokens);
+  const tile_config sc = pick_tiles(tokens, shared_f8_);
   gemm_problem s;
   s.x = ws_->xb;
   s.w13 = sw13_;
   s.w2 = sw2_;
+  if (shared_f8_) {
+    s.w13_f8 = sw13_f8_;
+    s.w2_f8 = sw2_f8_;
+    s.w13_scale = sw13_scale_;
+    s.w2_scale = sw2_scale_;
+    s.scale_b0 = kernel_block(scale_b0_);
+    s.scale_b1 = kernel_block(scale_b1_);
+    if (shared_exact(tokens)) {  // the prepare kernel filled x_amax and zeroed these rows
+      s.x_amax = ws_->x_amax;
+      s.h_amax = ws_->h_amax + static_cast<size_t>(tokens) * K_;
+    }
+  }
   s.hidden = static_cast<int>(H_);
   s.inter = static_cast<int>(Is_);
   s.dense_rows = tokens;

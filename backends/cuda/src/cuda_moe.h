@@ -110,6 +110,11 @@ class moe_layer {
   // F8_E4M3 experts: checks the scales and the sizes the F8 kernels need (the constructor
   // has checked the weights' shapes).
   void check_f8(const moereg_moe_weights& w);
+  // An F8_E4M3 shared expert: its scales on scale_block's grid and the sizes the kernels need.
+  void check_shared_f8(const moereg_moe_weights& w);
+  // Whether the shared expert of a pass of `tokens` tokens runs the exact-product F8 kernels
+  // (which need each token's largest |x| and zeroed row maxima, from the prepare kernel).
+  bool shared_exact(int tokens) const;
   long long f8_scale_bytes() const;  // the F8 experts' scales, as held on the device
   // How upload stages a tensor: converted to bf16 (BF16, F16, F32 weights), byte for byte
   // (F32 scales), or e4m3 bytes in fragment order (F8_E4M3 weights: host::stage_f8_fragments).
@@ -117,7 +122,8 @@ class moe_layer {
   // Copies src to dst through the pinned buffers.
   void upload(void* dst, const moereg_tensor_view& src, const char* what, staging& st, staged how = staged::bf16);
   void measure_h2d();
-  tile_config pick_tiles(int rows_per_group) const;
+  tile_config pick_tiles(int rows_per_group) const { return pick_tiles(rows_per_group, f8_); }
+  tile_config pick_tiles(int rows_per_group, bool f8) const;
   bool f8_exact(tile_config c) const;  // F8 experts on the exact-product kernels (moe_kernels.cuh)
   // A scale block as the kernels take it: one wider than every row is one scale per row, so it
   // is clamped to max(H, I) (the block index stays 0 and fits an int).
@@ -196,8 +202,16 @@ class moe_layer {
   float* w13_scale_ = nullptr;
   float* w2_scale_ = nullptr;
   long long scale_b0_ = 0, scale_b1_ = 0;
+  // The shared expert in bf16. With an F8_E4M3 shared expert (plugin API 3) this is its
+  // dequantized copy for passes on cuBLAS only (null when cuBLAS is off), and the kernels read
+  // the bytes and scales below: half the bytes at decode.
   __nv_bfloat16* sw13_ = nullptr;
   __nv_bfloat16* sw2_ = nullptr;
+  bool shared_f8_ = false;
+  uint8_t* sw13_f8_ = nullptr;
+  uint8_t* sw2_f8_ = nullptr;
+  float* sw13_scale_ = nullptr;
+  float* sw2_scale_ = nullptr;
   __nv_bfloat16* sgate_ = nullptr;
   float* router_ = nullptr;
   float* bias_ = nullptr;

@@ -68,7 +68,12 @@ std::string moe_layer::describe() const {
   o.precision(4);
   o << "{\"backend\":\"cuda\",\"device\":\"" << device_name_ << "\",\"compute_capability\":\"" << sm_major_ << "."
     << sm_minor_ << "\",\"isa\":\"sm_90a\",\"experts\":" << E_ << ",\"hidden\":" << H_ << ",\"intermediate\":" << I_
-    << ",\"shared_intermediate\":" << Is_ << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"" << (f8_ ? "F8_E4M3" : "BF16") << "\""
+    << ",\"shared_intermediate\":" << Is_
+    << (!Is_ ? std::string()
+        : shared_f8_ ? std::string(",\"shared_dtype\":\"F8_E4M3\",\"shared\":\"F8_E4M3 with block scales on the kernels") +
+                           (sw13_ ? "; a BF16 copy for passes on cuBLAS\"" : "\"")
+                     : std::string(",\"shared_dtype\":\"BF16\""))
+    << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"" << (f8_ ? "F8_E4M3" : "BF16") << "\""
     << (f8_ ? ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]" : std::string())
     << (f8_ ? ",\"weight_bytes\":" + std::to_string(E_ * 3 * I_ * H_) + ",\"scale_bytes\":" + std::to_string(f8_scale_bytes())
             : std::string())

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cuda_moe.h"
@@ -97,6 +98,34 @@ void moe_layer::check_f8(const moereg_moe_weights& w) {
   }
 }
 
+void moe_layer::check_shared_f8(const moereg_moe_weights& w) {
+  if (w.shared_w13.dtype != MOEREG_DTYPE_F8_E4M3 || w.shared_w2.dtype != MOEREG_DTYPE_F8_E4M3)
+    throw unsupported(std::string("weights: shared_w13 ") + dtype_name(w.shared_w13.dtype) + ", shared_w2 " +
+                      dtype_name(w.shared_w2.dtype) + "; an F8_E4M3 shared expert needs both in F8_E4M3");
+  if (w.shared_w13.memory == MOEREG_MEMORY_DEVICE)
+    throw unsupported("weights.shared_w13: F8_E4M3 weights in device memory; the CUDA backend reads F8_E4M3 from host memory");
+  const long long b0 = w.scale_block[0], b1 = w.scale_block[1];
+  if (!w.shared_w13_scale.data || !w.shared_w2_scale.data || b0 <= 0 || b1 <= 0)
+    throw invalid_argument("weights: an F8_E4M3 shared expert needs shared_w13_scale, shared_w2_scale and a positive "
+                           "scale_block, found scale_block {" + std::to_string(b0) + ", " + std::to_string(b1) + "}");
+  if (!f8_) {  // routed experts without scales: the grid is the shared expert's alone
+    scale_b0_ = b0;
+    scale_b1_ = b1;
+  }
+  if (H_ % 16 || Is_ % 16)
+    throw unsupported("weights: hidden " + std::to_string(H_) + ", shared intermediate " + std::to_string(Is_) +
+                      "; the CUDA F8_E4M3 kernels need multiples of 16");
+  if (b1 % 8 && b1 < std::max(H_, Is_))
+    throw unsupported("weights: scale_block {" + std::to_string(b0) + ", " + std::to_string(b1) +
+                      "}; the CUDA F8_E4M3 kernels need scale columns that are a multiple of 8 or cover a whole row");
+  for (const auto* v : {&w.shared_w13_scale, &w.shared_w2_scale})
+    if (v->dtype != MOEREG_DTYPE_F32)
+      throw unsupported(std::string(v == &w.shared_w13_scale ? "weights.shared_w13_scale" : "weights.shared_w2_scale") +
+                        ": dtype " + dtype_name(v->dtype) + ", expected F32");
+  expect(w.shared_w13_scale, "weights.shared_w13_scale", {2 * cdiv(Is_, b0), cdiv(H_, b1)});
+  expect(w.shared_w2_scale, "weights.shared_w2_scale", {cdiv(H_, b0), cdiv(Is_, b1)});
+}
+
 // Host weights (a mapped checkpoint, numpy arrays): one copy on the device, made here, in bf16
 // or, for F8_E4M3 experts, as stored (bytes and F32 block scales).
 void moe_layer::copy_in(const moereg_moe_weights& w) {
@@ -116,11 +145,19 @@ void moe_layer::copy_in(const moereg_moe_weights& w) {
     w13_ = static_cast<__nv_bfloat16*>(dalloc(n13 * 2));
     w2_ = static_cast<__nv_bfloat16*>(dalloc(n2 * 2));
   }
-  if (Is_) {
+  // An F8 shared expert keeps a bf16 copy only for passes on cuBLAS (its dense GEMMs).
+  const bool shared_bf16 = Is_ && (!shared_f8_ || (tuning_.cublas && cublas_experts::available()));
+  if (shared_bf16) {
     sw13_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(2 * Is_ * H_) * 2));
     sw2_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_ * Is_) * 2));
-    if (has_shared_gate_) sgate_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_) * 2));
   }
+  if (shared_f8_) {
+    sw13_f8_ = static_cast<uint8_t*>(dalloc(static_cast<size_t>(2 * Is_ * H_)));
+    sw2_f8_ = static_cast<uint8_t*>(dalloc(static_cast<size_t>(H_ * Is_)));
+    sw13_scale_ = static_cast<float*>(dalloc(static_cast<size_t>(numel(w.shared_w13_scale)) * 4));
+    sw2_scale_ = static_cast<float*>(dalloc(static_cast<size_t>(numel(w.shared_w2_scale)) * 4));
+  }
+  if (Is_ && has_shared_gate_) sgate_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_) * 2));
   const auto t0 = std::chrono::steady_clock::now();
   {
     staging st;
@@ -133,11 +170,29 @@ void moe_layer::copy_in(const moereg_moe_weights& w) {
       upload(w13_, w.w13, "weights.w13", st);
       upload(w2_, w.w2, "weights.w2", st);
     }
-    if (Is_) {
+    if (shared_f8_) {
+      upload(sw13_f8_, w.shared_w13, "weights.shared_w13", st, staged::f8_fragments);
+      upload(sw2_f8_, w.shared_w2, "weights.shared_w2", st, staged::f8_fragments);
+      upload(sw13_scale_, w.shared_w13_scale, "weights.shared_w13_scale", st, staged::bytes);
+      upload(sw2_scale_, w.shared_w2_scale, "weights.shared_w2_scale", st, staged::bytes);
+    }
+    if (shared_bf16 && shared_f8_) {
+      const int threads = static_cast<int>(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
+      for (const auto& [dst, v, sv, rows, what] :
+           {std::tuple{static_cast<void*>(sw13_), &w.shared_w13, &w.shared_w13_scale, Is_, "weights.shared_w13 (bf16 copy)"},
+            std::tuple{static_cast<void*>(sw2_), &w.shared_w2, &w.shared_w2_scale, H_, "weights.shared_w2 (bf16 copy)"}}) {
+        const std::vector<uint16_t> b = dequantize_f8(*v, *sv, rows, scale_b0_, scale_b1_, threads);
+        moereg_tensor_view bv = *v;
+        bv.data = const_cast<uint16_t*>(b.data());
+        bv.dtype = MOEREG_DTYPE_BF16;
+        upload(dst, bv, what, st);
+        for (auto& stream : st.streams) check(cudaStreamSynchronize(stream), "weights copy");  // before b is freed
+      }
+    } else if (shared_bf16) {
       upload(sw13_, w.shared_w13, "weights.shared_w13", st);
       upload(sw2_, w.shared_w2, "weights.shared_w2", st);
-      if (has_shared_gate_) upload(sgate_, w.shared_gate, "weights.shared_gate", st);
     }
+    if (Is_ && has_shared_gate_) upload(sgate_, w.shared_gate, "weights.shared_gate", st);
     for (auto& stream : st.streams) check(cudaStreamSynchronize(stream), "weights copy");
   }
   load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(WM* WN* WK * 32) experts_gemm_kernel(gemm_prob
       float amax = 0.f;
       if (r < rows) {
         const int pos = seg + row0 + r;
-        amax = GATE_UP ? p.x_amax[p.sorted_token[pos]] : __uint_as_float(p.h_amax[pos]);
+        amax = GATE_UP ? p.x_amax[p.dense_rows > 0 ? pos : p.sorted_token[pos]] : __uint_as_float(p.h_amax[pos]);
       }
       a_scale[r] = f16_row_scale(amax);
     }

@@ -6,7 +6,9 @@
 #include "cuda_moe.h"  // invalid_argument, unsupported: the error kinds the entry maps to codes
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -193,6 +195,33 @@ void stage_bytes(void* dst, const void* src, size_t n, int threads) {
   split(n, 1, threads, [&](size_t b, size_t e) {
     std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b);
   });
+}
+
+namespace {
+// The exact value of an e4m3fn byte (no infinities; 0x7F and 0xFF are NaN).
+float e4m3_value(unsigned char v) {
+  const int e = (v >> 3) & 15, m = v & 7;
+  float x = e == 0 ? std::ldexp(static_cast<float>(m), -9)
+            : (e == 15 && m == 7) ? std::numeric_limits<float>::quiet_NaN()
+                                  : std::ldexp(1.0f + m / 8.0f, e - 7);
+  return v & 0x80 ? -x : x;
+}
+}  // namespace
+
+std::vector<uint16_t> dequantize_f8(const moereg_tensor_view& w, const moereg_tensor_view& scale, long long matrix_rows,
+                                    long long b0, long long b1, int threads) {
+  const long long R = w.shape[0], C = w.shape[1], grid_rows = cdiv(matrix_rows, b0), grid_cols = cdiv(C, b1);
+  std::vector<uint16_t> out(static_cast<size_t>(R * C));
+  const auto* q = static_cast<const unsigned char*>(w.data);
+  const auto* s = static_cast<const float*>(scale.data);
+  split(static_cast<size_t>(R * C), static_cast<size_t>(C), threads, [&](size_t b, size_t e) {  // whole rows each
+    for (size_t r = b / C; r < e / C; ++r) {
+      const long long m = static_cast<long long>(r) / matrix_rows, rr = static_cast<long long>(r) % matrix_rows;
+      const float* srow = s + (m * grid_rows + rr / b0) * grid_cols;
+      for (long long c = 0; c < C; ++c) out[r * C + c] = f32_to_bf16_bits(e4m3_value(q[r * C + c]) * srow[c / b1]);
+    }
+  });
+  return out;
 }
 
 }  // namespace moereg::cuda::host

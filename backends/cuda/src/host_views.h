@@ -37,5 +37,11 @@ void stage_bytes(void* dst, const void* src, size_t n, int threads);
 // (t = 0..3), so that each thread of the F8 kernels loads its fragment as one 32-bit word.
 // A permutation inside each group: the same bytes, no value changed.
 void stage_f8_fragments(void* dst, const void* src, size_t n, int threads);
+// An F8_E4M3 [R, C] view (contiguous) of R / matrix_rows stacked matrices, each with its
+// block scales [cdiv(matrix_rows, b0), cdiv(C, b1)] stacked the same way in `scale` (F32,
+// contiguous), as bf16 bits: each weight q x s rounded once, the values `convert --dtype bf16`
+// writes. The cuBLAS path's copy of an F8 shared expert.
+std::vector<uint16_t> dequantize_f8(const moereg_tensor_view& w, const moereg_tensor_view& scale, long long matrix_rows,
+                                    long long b0, long long b1, int threads);
 
 }  // namespace moereg::cuda::host

@@ -31,10 +31,12 @@ extern "C" {
  * MOEREG_PLUGIN_API_MIN moves up only when a slot is removed or its meaning changes.
  * The host accepts MIN <= table.api_version <= VERSION and never calls a slot newer than
  * the table's version. */
-#define MOEREG_PLUGIN_API_VERSION 2
+#define MOEREG_PLUGIN_API_VERSION 3
 #define MOEREG_PLUGIN_API_MIN 1
 /* Version history: 1 the first tables; 2 appends create_with_options to moereg_backend_api
- * (backend options as key/value text) and the weight_quant fields to moereg_moe_weights. */
+ * (backend options as key/value text) and the weight_quant fields to moereg_moe_weights; 3
+ * appends the shared expert's F8_E4M3 block scales to moereg_moe_weights (no table slot: a
+ * version 3 backend reads them, an older one is given the shared expert in BF16). */
 
 /* Error codes carried by a status. Keep them few. */
 typedef enum moereg_code {

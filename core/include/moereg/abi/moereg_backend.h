@@ -99,12 +99,19 @@ typedef struct moereg_moe_weights {
   int64_t scale_block[2]; /* {b0, b1} rows, columns per scale; {0, 0} without scales */
   /* Shared expert (data NULL when the family has none): dense gated MLP of width Is. */
   int64_t shared_intermediate;   /* Is */
-  moereg_tensor_view shared_w13; /* [2*Is, H]: rows [0, Is) gate, [Is, 2*Is) up */
+  moereg_tensor_view shared_w13; /* [2*Is, H]: rows [0, Is) gate, [Is, 2*Is) up. BF16, F16, F32 or (API 3) F8_E4M3 */
   moereg_tensor_view shared_w2;  /* [H, Is] */
   moereg_tensor_view shared_gate; /* [1, H]: output += sigmoid(x . g) * shared(x); data NULL: ungated */
   /* ---- API 2 (a version 1 backend never sees weights that need these) ---- */
   int32_t weight_quant;   /* moereg_weight_quant of w13 and w2; 0 = none */
   int32_t quant_types;    /* MOEREG_GGML_TYPES with MOEREG_WEIGHT_QUANT_GGML; zero otherwise */
+  /* ---- API 3 (the host gives a version 1 or 2 backend a BF16 shared expert instead) ---- */
+  /* F32 block scales of an F8_E4M3 shared expert (data NULL otherwise), multiplier form, on
+   * scale_block's grid like the experts' (DeepSeek-V3 and R1 ship their shared expert in FP8
+   * with the routed experts' 128 x 128 blocks): shared_w13_scale [2*ceil(Is/b0), ceil(H/b1)]
+   * (gate rows, then up rows, each on its own grid), shared_w2_scale [ceil(H/b0), ceil(Is/b1)]. */
+  moereg_tensor_view shared_w13_scale;
+  moereg_tensor_view shared_w2_scale;
 } moereg_moe_weights;
 
 typedef struct moereg_backend_options {

@@ -29,6 +29,13 @@ struct moe_layer {
   std::vector<std::unique_ptr<std::byte[]>> owned;
 };
 
+// For a backend whose table predates plugin API 3, which cannot read an F8_E4M3 shared
+// expert: `w`'s shared expert as BF16, each weight dequantized as `convert --dtype bf16`
+// does (q x scale, rounded once), in the returned buffer, which must outlive every use of `w`;
+// the shared scales are cleared. Returns null and leaves `w` alone when the shared expert is
+// not F8_E4M3.
+std::unique_ptr<std::uint16_t[]> shared_expert_to_bf16(moereg_moe_weights& w);
+
 // Throws moereg::error if `layer` holds no experts (naming the MoE layers there are), or if
 // a router/shared tensor the family declares is missing.
 std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& decoded, int layer);
