@@ -4,13 +4,13 @@
 # carried CUDA backend and says what holds its FP8 expert GEMMs, cheapest and most needed first,
 # in case the call is cut short: the build's CUDA tests (~1 min); each CANDIDATE build's
 # tensor-core test (.carry/old/NAME.so from variant_build.sh, ~10 s each: it asserts gather on
-# and off bit-identical and the engines within 1e-2 of cuBLASLt); bf16 against both FP8 engines,
-# the candidates and (where f8_probe_builds.sh built them) the wgmma GEMM's load and tensor-core
-# halves alone, with the GPU's clocks and power sampled under load (f8_gemm_ab.sh, ~3 min); the
-# decode A/B of the build and the candidates (f8_decode_ab.sh, ~2 min); then, with NCU=on,
+# and off bit-identical and the engines within 1e-2 of cuBLASLt); the decode A/B of the build
+# and the candidates (f8_decode_ab.sh, ~2 min); bf16 against both FP8 engines, the candidates
+# and (where f8_probe_builds.sh built them) the wgmma GEMM's load and tensor-core halves alone,
+# with the GPU's clocks and power sampled under load (f8_gemm_ab.sh, ~3 min); then, with NCU=on,
 # Nsight Compute on the decode GEMMs of a T = 1 F8 forward and on the wgmma GEMM (ncu_f8_gemm.sh,
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
-# (names, space-separated), GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
+# (names, space-separated), DECODE_CANDIDATES, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
 # Next after session 19: here `bash bench/cuda/variant_build.sh pre_review 687edf4` and
 # `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
@@ -35,14 +35,18 @@ for c in ${CANDIDATES:-}; do
   grep -E '^\[  (PASSED|FAILED) |Failure|T=1500' "$OUT/test_$c.log" | head -8
   variants="$variants $c=$lib" names="$names $c" libs="$libs $c=$lib"
 done
+# DECODE_CANDIDATES (default CANDIDATES): the builds of the decode A/B, where large-T GEMM
+# experiments change nothing.
+decode_libs=$libs
+[ -n "${DECODE_CANDIDATES+x}" ] && decode_libs=$(for c in $DECODE_CANDIDATES; do printf ' %s=%s' "$c" "$PWD/.carry/old/$c.so"; done)
+LIBS="new=$MOEREG_CUDA_BACKEND$decode_libs" ROUNDS=${DECODE_ROUNDS:-2} TOKENS=${DECODE_TOKENS:-1,16,128} step f8_decode_ab 150 bash bench/cuda/f8_decode_ab.sh
+tail -4 "$OUT/f8_decode_ab.log"
 for h in loads_only mma_only; do
   [ -f .carry/old/f8_$h.so ] && variants="$variants $h=$PWD/.carry/old/f8_$h.so" && names="$names $h"
 done
 VARIANTS="${variants# }" ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt$names" \
   step f8_gemm_ab 300 bash bench/cuda/f8_gemm_ab.sh
 grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
-LIBS="new=$MOEREG_CUDA_BACKEND$libs" ROUNDS=${DECODE_ROUNDS:-2} TOKENS=${DECODE_TOKENS:-1,16,128} step f8_decode_ab 150 bash bench/cuda/f8_decode_ab.sh
-tail -4 "$OUT/f8_decode_ab.log"
 [ "${NCU:-off}" = on ] || exit 0
 # The decode GEMMs of an F8 forward at T = 1 (exact products; routed gate/up and down, and the bf16 shared expert's two).
 KERNEL=experts_gemm OPTIONS="graphs=off" T=1 SKIP=20 COUNT=4 step ncu_decode_f8 150 bash bench/cuda/ncu_f8_gemm.sh
