@@ -4,8 +4,9 @@
 # experts at decode sizes (the exact-product kernels) on several builds of the CUDA backend,
 # alternated round by round, and the bf16 layer of the same preset on the first build, so the
 # issue's "F8 at most 0.6x bf16 at T = 1" reads off one table. `moe bench --backend cuda`,
-# graphs=on (the replay of the captured forward). Environment: LIBS ("name=path ...", default
-# the carried backend as "new"), PRESET (deepseek_v3_e64), TOKENS (1,16,128), ROUNDS (3),
+# graphs=on (the replay of the captured forward). Environment: LIBS ("name=path ...", a path
+# may end in ":key=value,key=value", backend options of its own, as in
+# "gemv=$MOEREG_CUDA_BACKEND:f8_decode=gemv"; default the carried backend as "new"), PRESET (deepseek_v3_e64), TOKENS (1,16,128), ROUNDS (3),
 # MIN_SECONDS (0.3), OPTIONS (more backend options, space-separated).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
@@ -15,14 +16,17 @@ P=${PRESET:-deepseek_v3_e64}
 libs=(${LIBS:-new=$MOEREG_CUDA_BACKEND})
 work=$(mktemp -d)
 opts=(--backend-option graphs=on); for o in ${OPTIONS:-}; do opts+=(--backend-option "$o"); done
-run() {  # label, library, weights
-  with_backend "$2" timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$3" --tokens "${TOKENS:-1,16,128}" \
-    --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${opts[@]}" > "$work/$1.json" 2> "$work/$1.err" ||
+run() {  # label, library[:option,option...], weights
+  local lib=${2%%:*} extra=() o list=()
+  [ "$lib" != "$2" ] && IFS=, read -ra list <<< "${2#*:}"
+  for o in "${list[@]}"; do extra+=(--backend-option "$o"); done
+  with_backend "$lib" timeout 200 "$M" moe bench --backend cuda --preset "$P" --weights "$3" --tokens "${TOKENS:-1,16,128}" \
+    --min-seconds "${MIN_SECONDS:-0.3}" --no-reference --json --log-level warn "${opts[@]}" "${extra[@]}" > "$work/$1.json" 2> "$work/$1.err" ||
     { echo "$1 failed:"; tail -3 "$work/$1.err"; }
-  ran_backend "$work/$1.json" "$2" || mv "$work/$1.json" "$work/$1.wrong"
+  ran_backend "$work/$1.json" "$lib" || mv "$work/$1.json" "$work/$1.wrong"
 }
 for round in $(seq "${ROUNDS:-3}"); do
-  run "bf16_$round" "${libs[0]#*=}" bf16
+  run "bf16_$round" "$(l=${libs[0]#*=}; echo "${l%%:*}")" bf16
   for l in "${libs[@]}"; do run "${l%%=*}_$round" "${l#*=}" f8_e4m3; done
 done
 python3 - "$work" "$P" "${libs[@]%%=*}" <<'PY'

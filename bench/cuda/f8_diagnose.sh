@@ -10,7 +10,7 @@
 # with the GPU's clocks and power sampled under load (f8_gemm_ab.sh, ~3 min); then, with NCU=on,
 # Nsight Compute on the decode GEMMs of a T = 1 F8 forward and on the wgmma GEMM (ncu_f8_gemm.sh,
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
-# (names, space-separated), DECODE_CANDIDATES, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
+# (names, space-separated), DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
 # Next after session 19: here `bash bench/cuda/variant_build.sh pre_review 687edf4` and
 # `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
@@ -39,6 +39,8 @@ done
 # experiments change nothing.
 decode_libs=$libs
 [ -n "${DECODE_CANDIDATES+x}" ] && decode_libs=$(for c in $DECODE_CANDIDATES; do printf ' %s=%s' "$c" "$PWD/.carry/old/$c.so"; done)
+# DECODE_VARIANTS: "name:key=value,..." - the carried build again with backend options of its own.
+for v in ${DECODE_VARIANTS:-}; do decode_libs="$decode_libs ${v%%:*}=$MOEREG_CUDA_BACKEND:${v#*:}"; done
 LIBS="new=$MOEREG_CUDA_BACKEND$decode_libs" ROUNDS=${DECODE_ROUNDS:-2} TOKENS=${DECODE_TOKENS:-1,16,128} step f8_decode_ab 150 bash bench/cuda/f8_decode_ab.sh
 tail -4 "$OUT/f8_decode_ab.log"
 for h in loads_only mma_only; do

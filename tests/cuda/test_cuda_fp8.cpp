@@ -40,7 +40,10 @@ std::string last_tiles(moereg_backend* b) {
   const std::string d = describe(b);
   return d.substr(d.find("\"last_tiles\""));
 }
-bool ran_exact_products(moereg_backend* f8) { return last_tiles(f8).find("f16 mma") != std::string::npos; }
+bool ran_exact_products(moereg_backend* f8) {
+  const std::string last = last_tiles(f8);
+  return last.find("f16 mma") != std::string::npos || last.find("f8_gemv") != std::string::npos;
+}
 // How far an F8 layer may be from its dequantized bf16 layer after the forward just made, as
 // the largest difference over the largest output (see the top of the file).
 double f8_bound(moereg_backend* f8) {
@@ -403,6 +406,8 @@ TEST(CudaFp8, SharedExpertInF8) {
                            setting{"kernels m16", {{"cublas", "off"}, {"tiles", "m16"}}, {1, 6, 64}, 1e-2},
                            setting{"kernels m128", {{"cublas", "off"}, {"tiles", "m128"}}, {3, 333}, 1e-2},
                            setting{"graphs", {{"graphs", "on"}}, {1, 4, 16}, 1e-2},
+                           setting{"gemv", {{"f8_decode", "gemv"}}, {1, 2}, 1e-2},
+                           setting{"gemv in a graph", {{"f8_decode", "gemv"}, {"graphs", "on"}}, {1}, 1e-2},
                            setting{"cuBLAS", {{"f8_activations", "e4m3"}}, {1, 300, 1500}, 1e-6}}) {
     for (const auto& [k, v] : s.options) set_option(k, v);
     handle a = create(f8, nullptr), b = create(bf, nullptr);
@@ -414,6 +419,51 @@ TEST(CudaFp8, SharedExpertInF8) {
       for (int round = 0; round < 2; ++round) {  // graphs=on: captured, then replayed
         const std::vector<float> x = forward(a.get(), r, T, H, K), y = forward(b.get(), r, T, H, K);
         EXPECT_LE(max_rel_diff(x, y), s.bound) << s.name << " T=" << T << "\n" << describe(a.get());
+      }
+    }
+  }
+}
+
+// f8_decode=gemv: T = 1 on the matrix-vector kernels (f8_gemv.cuh), against the mma tiles (both
+// exact products; the gemv keeps h in f32), the dequantized bf16 layer and float64 on the exact
+// weights; whole and cut scale blocks, per-channel scales, dropped slots. Blocks the 16-byte
+// chunks would cut (16 x 8) and T > 1 keep the mma tiles.
+TEST(CudaFp8, GemvAtOneToken) {
+  ASSERT_NE(backend_api(), nullptr);
+  struct shape {
+    int E, H, I, K;
+    long long b0, b1;
+    bool fits;
+  };
+  for (const shape& sh : {shape{8, 256, 128, 2, 128, 128, true}, shape{6, 272, 176, 3, 128, 128, true},
+                          shape{8, 192, 112, 2, 1, 192, true}, shape{16, 1024, 512, 8, 128, 128, true},
+                          shape{4, 96, 80, 2, 16, 8, false}}) {
+    const std::string what = "E" + std::to_string(sh.E) + " H" + std::to_string(sh.H) + " I" + std::to_string(sh.I) +
+                             " blocks " + std::to_string(sh.b0) + "x" + std::to_string(sh.b1);
+    fp8_layer L(sh.E, sh.H, sh.I, sh.K, sh.b0, sh.b1, 31 + sh.E);
+    const std::vector<double> e13 = L.exact13(), e2 = L.exact2();
+    set_option("f8_decode", "gemv");
+    handle g = create(L.f8_view(), nullptr);
+    clear_option("f8_decode");
+    handle m = create(L.f8_view(), nullptr), bf = create(L.bf16_view(), nullptr);
+    ASSERT_TRUE(g && m && bf) << what;
+    for (int T : {1, 2}) {
+      random_tokens r(T, L.H, L.E, L.K, 17 * T + sh.E, true);
+      if (T == 1) r.ids64[L.K - 1] = r.ids[L.K - 1] = -1;  // a dropped slot: no expert
+      const std::vector<float> a = forward(g.get(), r, T, L.H, L.K), b = forward(m.get(), r, T, L.H, L.K),
+                               c = forward(bf.get(), r, T, L.H, L.K);
+      const bool gemv = last_tiles(g.get()).find("f8_gemv") != std::string::npos;
+      EXPECT_EQ(gemv, sh.fits && T == 1) << what << " T=" << T << "\n" << describe(g.get());
+      EXPECT_LE(max_rel_diff(a, b), 1e-2) << what << " T=" << T;
+      EXPECT_LE(max_rel_diff(a, c), 1e-2) << what << " T=" << T;
+      if (gemv) {
+        random_tokens z = r;  // the reference without the dropped slot: weight 0
+        z.ids64[L.K - 1] = 0;
+        z.wts[L.K - 1] = 0.f;
+        const double err = rel_l2(a, exact_reference(z, e13, e2, T, L.H, L.I, L.K));
+        EXPECT_LE(err, 4e-3) << what;
+        std::printf("[ fp8      ] %s T=1 gemv: %.2e of the mma tiles, rel L2 %.2e from float64 on the exact weights\n",
+                    what.c_str(), max_rel_diff(a, b), err);
       }
     }
   }

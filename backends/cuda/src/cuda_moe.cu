@@ -172,7 +172,8 @@ void moe_layer::ensure_workspace(int tokens) {
   std::vector<std::pair<void**, size_t>> parts;
   auto* ws = new workspace;
   ws->tokens = T;
-  const size_t hrows = std::max(kmax * I_, static_cast<size_t>(T) * Is_);
+  // bf16 rows of h; the T = 1 matrix-vector kernels keep theirs in f32 ([K + 1, max(I, Is)]).
+  const size_t hrows = std::max({kmax * I_, static_cast<size_t>(T) * Is_, 2 * (kmax + 1) * std::max(I_, Is_)});
   parts = {{reinterpret_cast<void**>(&ws->xb), T * H_ * 2},
            {reinterpret_cast<void**>(&ws->logits), T * E_ * 4},
            {reinterpret_cast<void**>(&ws->perm.counts), E_ * 4},
@@ -331,7 +332,9 @@ void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i
   last_tokens_ = tokens;
   if (!pl.blas) {
     last_tiles_ = pl.tiles;
-    last_path_ = tile_name(pl.tiles, f8_, f8_exact(pl.tiles));
+    last_path_ = f8_gemv_applies(pl, tokens)
+                     ? std::string("f8_gemv (T = 1: e4m3 rows x f32 x, exact products, block scales per 16-byte chunk)")
+                     : tile_name(pl.tiles, f8_, f8_exact(pl.tiles));
     if (slot_tiles_apply(pl, x, x_bf16, ids, tokens, out)) last_path_ += "; T = 1: a tile a top-k slot, no prepare pass";
   }
   if (capturing) {
@@ -366,12 +369,15 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   if (run_slot_tiles(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream)) return;
   // x to bf16, out zeroed, and (small passes) the permutation, in one launch; the exact-product
   // F8 kernels also take each token's largest |x| and a zeroed h_amax from it.
-  const bool exact = f8_ && !pl.blas && f8_exact(tc);
+  const bool gemv = f8_gemv_applies(pl, tokens);
+  const bool exact = f8_ && !pl.blas && f8_exact(tc) && !gemv;
   // The shared expert runs on the kernels beside the routed ones, or after cuBLAS's routed
-  // GEMMs where there is no cuBLAS copy of it (an F8 shared expert with cublas=off).
-  const bool shared_kernels = Is_ && (!pl.blas || !sw13_);
+  // GEMMs where there is no cuBLAS copy of it (an F8 shared expert with cublas=off), or as a
+  // slot of the T = 1 matrix-vector kernels when it is F8 too.
+  const bool shared_in_gemv = gemv && shared_f8_;
+  const bool shared_kernels = Is_ && (!pl.blas || !sw13_) && !shared_in_gemv;
   const bool s_exact = shared_kernels && shared_exact(tokens);
-  const bool route_here = slots <= prepare_route_slots && E_ <= 1024;
+  const bool route_here = slots <= prepare_route_slots && E_ <= 1024 && !gemv;
   prepare_args prep;
   prep.x = x;
   prep.x_bf16 = x_bf16;
@@ -396,12 +402,17 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   // Kernel path: the shared expert runs on its own stream beside the routed experts (both
   // add into `out` with atomics). Alone, its few weight tiles leave most SMs idle (at T = 1:
   // 32 CTAs for DeepSeek's gate/up); beside the routed GEMMs its bytes stream with theirs.
-  const bool shared_beside = Is_ && !pl.blas;
+  const bool shared_beside = Is_ && !pl.blas && !shared_in_gemv;
   if (shared_beside) {
     check(cudaEventRecord(shared_fork_, stream), "shared expert: fork");
     check(cudaStreamWaitEvent(shared_stream_, shared_fork_, 0), "shared expert: fork");
     run_shared_on_kernels(tokens, out, shared_stream_);
     check(cudaEventRecord(shared_join_, shared_stream_), "shared expert: join");
+  }
+  if (gemv) {
+    run_f8_gemv(ids, ids_i64, weights, out, stream);
+    if (shared_beside) check(cudaStreamWaitEvent(stream, shared_join_, 0), "shared expert: join");
+    return;
   }
   if (!route_here) launch_permute(ids, ids_i64, weights, tokens, K, static_cast<int>(E_), bm, ws_->perm, stream);
   if (pl.blas) {
@@ -465,6 +476,44 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.grid_rows = max_row_tiles(slots, static_cast<int>(E_), bm);
   last_launch_ = launch_experts(p, tc, stream);
   if (shared_beside) check(cudaStreamWaitEvent(stream, shared_join_, 0), "shared expert: join");
+}
+
+bool moe_layer::f8_gemv_applies(const pass_plan& pl, int tokens) const {
+  return tuning_.f8_decode == "gemv" && f8_ && !pl.blas && tokens == 1 &&
+         f8_gemv_fits(static_cast<int>(H_), static_cast<int>(I_), shared_f8_ ? static_cast<int>(Is_) : 0,
+                      kernel_block(scale_b1_));
+}
+
+void moe_layer::run_f8_gemv(const void* ids, bool ids_i64, const float* weights, float* out, cudaStream_t stream) {
+  f8_gemv_problem g;
+  g.x = ws_->xb;
+  g.hidden = static_cast<int>(H_);
+  g.ids = ids;
+  g.ids_i64 = ids_i64;
+  g.weights = weights;
+  g.top_k = K_;
+  g.num_experts = static_cast<int>(E_);
+  g.inter = static_cast<int>(I_);
+  g.w13 = w13_f8_;
+  g.w2 = w2_f8_;
+  g.s13 = w13_scale_;
+  g.s2 = w2_scale_;
+  g.b0 = kernel_block(scale_b0_);
+  g.b1 = kernel_block(scale_b1_);
+  if (shared_f8_) {
+    g.shared_inter = static_cast<int>(Is_);
+    g.sw13 = sw13_f8_;
+    g.sw2 = sw2_f8_;
+    g.ss13 = sw13_scale_;
+    g.ss2 = sw2_scale_;
+    if (has_shared_gate_) {
+      launch_shared_gate(ws_->xb, sgate_, 1, static_cast<int>(H_), ws_->gate, stream);
+      g.shared_gate = ws_->gate;
+    }
+  }
+  g.h = reinterpret_cast<float*>(ws_->h);  // [top_k + 1, max(I, Is)] floats fit (ensure_workspace)
+  g.out = out;
+  launch_f8_gemv(g, stream);
 }
 
 void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t stream) {

@@ -17,6 +17,7 @@
 
 #include "cublas_experts.h"
 #include "fp8_experts.h"
+#include "f8_gemv.cuh"
 #include "fp8_grouped_experts.h"
 #include "forward_graphs.h"
 #include "moe_kernels.cuh"
@@ -58,6 +59,9 @@ void check(cudaError_t e, const char* what);
 //            gate/up GEMM gathers the routed rows' tokens with cp.async; off quantizes each
 //            routed row on its own and the GEMM reads rows by TMA (off was 1-10 % faster on
 //            the H100s of 2026-12, 1.3x slower on one earlier: docs/cuda.md)
+//   f8_decode = mma (default) | gemv - F8_E4M3 experts at T = 1: the exact-product mma tiles, or
+//            matrix-vector kernels that read each weight row straight into registers
+//            (f8_gemv.cuh; the top-k experts and an F8 shared expert in two launches)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
 //   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
@@ -70,6 +74,7 @@ struct tuning {
   std::string f8_activations = "auto";
   std::string f8_gemm = "cublaslt";
   bool f8_gather = true;
+  std::string f8_decode = "mma";
   bool pdl = true;
   bool cublas = true;
   bool graphs = false;
@@ -159,6 +164,10 @@ class moe_layer {
                 float* out, bool capturing);
   bool capturing() const;  // whether stream_ is being captured into a caller's graph
   void run_shared_on_kernels(int tokens, float* out, cudaStream_t stream);
+  // f8_decode=gemv: whether this pass runs the T = 1 matrix-vector kernels (f8_gemv.cuh), and
+  // running them (the routed slots, and the shared expert when it is F8) on ws_->xb.
+  bool f8_gemv_applies(const pass_plan& pl, int tokens) const;
+  void run_f8_gemv(const void* ids, bool ids_i64, const float* weights, float* out, cudaStream_t stream);
   void decode_launch(gemm_problem& p) const;  // the pdl and narrow options into a GEMM's problem
   // The routed experts' GEMM problem on bf16 rows x, adding into out: weights (bf16, or F8 with
   // their scale blocks), sizes, h, launch shape; the caller says how rows map to experts.

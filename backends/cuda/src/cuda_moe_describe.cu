@@ -46,6 +46,9 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else if (key == "slot_tiles") {
       if (value != "auto" && value != "off") throw invalid_argument("backend option slot_tiles='" + value + "': expected auto or off");
       t.slot_tiles = value == "auto";
+    } else if (key == "f8_decode") {
+      if (value != "mma" && value != "gemv") throw invalid_argument("backend option f8_decode='" + value + "': expected mma or gemv");
+      t.f8_decode = value;
     } else if (key == "narrow") {
       if (value != "auto" && value != "fill" && value != "off")
         throw invalid_argument("backend option narrow='" + value + "': expected auto, fill or off");
@@ -53,7 +56,7 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else {
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
-                             "f8_gather, pdl, narrow, slot_tiles)");
+                             "f8_gather, f8_decode, pdl, narrow, slot_tiles)");
     }
   }
   return t;
@@ -100,7 +103,7 @@ std::string moe_layer::describe() const {
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
-    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off")
+    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_decode\":\"" << tuning_.f8_decode
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
