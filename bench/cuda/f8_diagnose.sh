@@ -41,7 +41,7 @@ decode_libs=$libs
 [ -n "${DECODE_CANDIDATES+x}" ] && decode_libs=$(for c in $DECODE_CANDIDATES; do printf ' %s=%s' "$c" "$PWD/.carry/old/$c.so"; done)
 # DECODE_VARIANTS: "name:key=value,..." - the carried build again with backend options of its own.
 for v in ${DECODE_VARIANTS:-}; do decode_libs="$decode_libs ${v%%:*}=$MOEREG_CUDA_BACKEND:${v#*:}"; done
-LIBS="new=$MOEREG_CUDA_BACKEND$decode_libs" ROUNDS=${DECODE_ROUNDS:-2} TOKENS=${DECODE_TOKENS:-1,16,128} step f8_decode_ab 150 bash bench/cuda/f8_decode_ab.sh
+LIBS="new=$MOEREG_CUDA_BACKEND$decode_libs" ROUNDS=${DECODE_ROUNDS:-2} TOKENS=${DECODE_TOKENS:-1,16,128} step f8_decode_ab 240 bash bench/cuda/f8_decode_ab.sh
 tail -4 "$OUT/f8_decode_ab.log"
 for h in loads_only mma_only; do
   [ -f .carry/old/f8_$h.so ] && variants="$variants $h=$PWD/.carry/old/f8_$h.so" && names="$names $h"

@@ -3,7 +3,8 @@
 # variant_build.sh NAME [REV] [-DMACRO[=VALUE] ...] - here, after `cmake --build build` and
 # bench/device/stage.sh: another build of the CUDA backend, into .carry/old/NAME.so, for the
 # device A/B scripts (f8_gemm_ab.sh's VARIANTS, f8_decode_ab.sh's LIBS). The backend's sources
-# (backends/cuda/src) come from commit REV (default: the working tree); each object whose source,
+# (backends/cuda/src, and the ABI headers of core/include) come from commit REV (default: the
+# working tree; a file added since REV is left out of the link); each object whose source,
 # or any header beside it, differs from the build's is compiled again with the build's own nvcc
 # command, as is each source that names one of the -D macros (with the macros added); then the
 # build's own link command makes the library. The build and its library are not touched.
@@ -39,6 +40,12 @@ headers_differ=0
 for h in "$src"/*.cuh "$src"/*.h "$vsrc"/*.cuh "$vsrc"/*.h; do
   cmp -s "$src/${h##*/}" "$vsrc/${h##*/}" || headers_differ=1
 done
+# REV's plugin ABI headers too (core/include): a backend of an older plugin API must say so.
+vinc=$root/core/include
+if [ -n "$rev" ]; then
+  git -C "$root" archive "$rev" core/include | tar -x -C "$tmp"
+  diff -rq "$root/core/include" "$tmp/core/include" > /dev/null || { headers_differ=1; vinc=$tmp/core/include; }
+fi
 cd "$build"
 lib=lib/moereg/backends/libmoereg_backend_cuda.so
 cmds=$(ninja -t commands moereg_backend_cuda)
@@ -51,7 +58,12 @@ while read -r c; do
   file=$(sed -n 's/.* -c \([^ ]*\.cu\) .*/\1/p' <<< "$c")
   [[ -n $obj && -n $file && $file == "$src/"* ]] || { echo "variant_build.sh: cannot read the command: $c" >&2; exit 1; }
   base=${file##*/}
-  [ -f "$vsrc/$base" ] || { echo "variant_build.sh: $base is not in ${rev:-the working tree}" >&2; exit 1; }
+  if [ ! -f "$vsrc/$base" ]; then  # a file added since REV: linked without it
+    [ -n "$rev" ] || { echo "variant_build.sh: $base is not in the working tree" >&2; exit 1; }
+    echo "leaving out $base (not in $rev)"
+    link=${link// $obj / }
+    continue
+  fi
   need=$headers_differ
   cmp -s "$file" "$vsrc/$base" || need=1
   for d in "${defines[@]}"; do
@@ -61,6 +73,7 @@ while read -r c; do
   [ "$need" = 1 ] || continue
   new=$tmp/${obj//\//_}
   c=${c//$src\//$vsrc/}
+  c=${c//-I$root\/core\/include /-I$vinc }
   c=${c//-MF $obj.d /-MF $new.d }
   c=${c//-o $obj /-o $new }
   c=${c/ -x cu / ${defines[*]} -x cu }
