@@ -479,7 +479,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
 }
 
 bool moe_layer::f8_gemv_applies(const pass_plan& pl, int tokens) const {
-  return tuning_.f8_decode == "gemv" && f8_ && !pl.blas && tokens == 1 &&
+  return tuning_.f8_decode == "gemv" && tuning_.tiles == "auto" && f8_ && !pl.blas && tokens == 1 &&
          f8_gemv_fits(static_cast<int>(H_), static_cast<int>(I_), shared_f8_ ? static_cast<int>(Is_) : 0,
                       kernel_block(scale_b1_));
 }
