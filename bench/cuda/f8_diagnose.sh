@@ -12,10 +12,11 @@
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
 # (names, space-separated), DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
-# Next after session 19: here `bash bench/cuda/variant_build.sh pre_review 687edf4` and
-# `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
-# same with pair_multicast.patch as `pairs`), there
-# `CANDIDATES="row_tma pairs pre_review" bash bench/cuda/f8_diagnose.sh`.
+# Next after session 20 (its default f8_decode=gemv has not run the full tests on a GPU): here,
+# after `bash bench/device/stage.sh build`, `bash bench/cuda/variant_build.sh pre_review 687edf4`
+# and `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
+# same with pair_multicast.patch as `pairs`), there `CANDIDATES="row_tma pairs pre_review"
+# DECODE_CANDIDATES= DECODE_VARIANTS="mma:f8_decode=mma" bash bench/cuda/f8_diagnose.sh`.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
