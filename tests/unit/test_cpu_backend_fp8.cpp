@@ -287,6 +287,9 @@ TEST(cpu_backend_fp8, shared_expert_in_f8_matches_double_reference_every_isa) {
       S.w.shared_w2 = slice(L.w.w2, last);
       S.w.shared_w13_scale = slice(L.w.w13_scale, last);
       S.w.shared_w2_scale = slice(L.w.w2_scale, last);
+      std::vector<std::uint16_t> routed13(static_cast<std::size_t>(E * 2 * I * H)), routed2(static_cast<std::size_t>(E * H * I));
+      for (std::size_t i = 0; i < routed13.size(); ++i) routed13[i] = f32_to_bf16(static_cast<float>(L.d13[i]));
+      for (std::size_t i = 0; i < routed2.size(); ++i) routed2[i] = f32_to_bf16(static_cast<float>(L.d2[i]));
       for (std::int64_t T : {1, 6, 41}) {
         routed_input in = make_input(T, K, E, H, 300 + static_cast<unsigned>(T));
         routed_input all = in;  // the shared expert as one more slot of weight 1
@@ -303,7 +306,16 @@ TEST(cpu_backend_fp8, shared_expert_in_f8_matches_double_reference_every_isa) {
         }
         std::string d;
         EXPECT_LE(relative_l2(run_backend(S, in, false, 2, &d), reference(L, all, false)), 1e-5) << "T=" << T;
+        EXPECT_NE(d.find("\"shared_w13_dtype\":\"f8_e4m3\""), std::string::npos) << d;
         EXPECT_LE(relative_l2(run_backend(S, in, true, 2), reference(L, all, true)), 1e-2) << "T=" << T;
+        // The routed experts in bf16 (their dequantized values rounded) beside the F8 shared
+        // expert: the scale grid is the shared expert's alone; bf16 rounding of the routed
+        // weights bounds the distance.
+        shared_layer M = S;
+        M.w.w13 = contiguous_view(routed13.data(), dtype::BF16, {E, 2 * I, H});
+        M.w.w2 = contiguous_view(routed2.data(), dtype::BF16, {E, H, I});
+        M.w.w13_scale = M.w.w2_scale = moereg_tensor_view{};
+        EXPECT_LE(relative_l2(run_backend(M, in, false, 2), reference(L, all, false)), 1e-2) << "bf16 routed, T=" << T;
       }
     }
   });
