@@ -15,8 +15,9 @@
 # Next after session 20 (its default f8_decode=gemv has not run the full tests on a GPU): here,
 # after `bash bench/device/stage.sh build`, `bash bench/cuda/variant_build.sh pre_review 687edf4`
 # and `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
-# same with pair_multicast.patch as `pairs`), there `CANDIDATES="row_tma pairs pre_review"
-# DECODE_CANDIDATES= DECODE_VARIANTS="mma:f8_decode=mma" bash bench/cuda/f8_diagnose.sh`.
+# same with pair_multicast.patch as `pairs`, gemv_prefetch.patch as `gemv_pf`), there
+# `CANDIDATES="row_tma pairs pre_review" DECODE_CANDIDATES=gemv_pf
+# DECODE_VARIANTS="mma:f8_decode=mma" bash bench/cuda/f8_diagnose.sh`.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
