@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // cuda_moe.cu - a layer's life on the device: create, the workspace, the forward pass (eager
 // or through forward_graphs) and the memory calls (see cuda_moe.h). Loading the weights is in
-// cuda_moe_load.cu, routing in cuda_moe_route.cu, the decode launch shapes in
-// cuda_moe_decode.cu, the options and describe in cuda_moe_describe.cu.
+// cuda_moe_load.cu, how a pass is planned (tiles, cuBLAS, the FP8 engines) in cuda_moe_plan.cu,
+// routing in cuda_moe_route.cu, the decode launch shapes and the T = 1 F8 matrix-vector pass
+// in cuda_moe_decode.cu, the options and describe in cuda_moe_describe.cu.
 #include "cuda_moe.h"
 #include "cuda_moe_workspace.h"
 #include "host_views.h"
@@ -173,7 +174,7 @@ void moe_layer::ensure_workspace(int tokens) {
   auto* ws = new workspace;
   ws->tokens = T;
   // bf16 rows of h; the T = 1 matrix-vector kernels keep theirs in f32 ([K + 1, max(I, Is)]).
-  const size_t hrows = std::max({kmax * I_, static_cast<size_t>(T) * Is_, 2 * (kmax + 1) * std::max(I_, Is_)});
+  const size_t hrows = std::max({kmax * I_, static_cast<size_t>(T) * Is_, 2 * static_cast<size_t>(K_ + 1) * std::max(I_, Is_)});
   parts = {{reinterpret_cast<void**>(&ws->xb), T * H_ * 2},
            {reinterpret_cast<void**>(&ws->logits), T * E_ * 4},
            {reinterpret_cast<void**>(&ws->perm.counts), E_ * 4},
@@ -212,102 +213,6 @@ void moe_layer::ensure_workspace(int tokens) {
     delete ws_;
   }
   ws_ = ws;
-}
-
-bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode) const {
-  // How the cuBLAS GEMMs are issued is decided once the expert sizes are known (run_routed).
-  *mode = cublas_mode::automatic;
-  {
-    const std::string& s = tuning_.tiles;
-    if (s == "cublas" || s == "cublas_loop" || s == "cublas_batched" || s == "cublas_auto") {
-      *mode = s == "cublas" ? cublas_mode::grouped
-              : s == "cublas_loop" ? cublas_mode::loop
-              : s == "cublas_batched" ? cublas_mode::batched
-                                      : cublas_mode::automatic;
-      return true;
-    }
-    if (s == "m16" || s == "m64" || s == "m128") return false;
-  }
-  // cublas=off keeps every size on the mma.sync kernels (and libcublas unloaded).
-  if (!tuning_.cublas) return false;
-  if (f8_) {
-    if (tuning_.f8_activations == "bf16" || !fp8_refused_.empty() || !f8_tensor_cores()) return false;
-    return tuning_.f8_activations == "e4m3" || (groups > 0 && rows >= cublas_min_rows * groups);
-  }
-  if (groups <= 0 || rows < bf16_cublas_min_rows() * groups) return false;
-  return cublas_experts::available();
-}
-
-fp8_experts& moe_layer::fp8_blas() {
-  if (!fp8_blas_)
-    fp8_blas_ = std::make_unique<fp8_experts>(stream_, w13_scale_, w2_scale_, static_cast<int>(E_), static_cast<int>(H_),
-                                              static_cast<int>(I_));
-  return *fp8_blas_;
-}
-
-fp8_grouped_experts& moe_layer::fp8_grouped() {
-  if (!fp8_grouped_)
-    fp8_grouped_ = std::make_unique<fp8_grouped_experts>(w13_f8_, w2_f8_, w13_scale_, w2_scale_, static_cast<int>(E_),
-                                                         static_cast<int>(H_), static_cast<int>(I_), tuning_.f8_gather);
-  return *fp8_grouped_;
-}
-
-bool moe_layer::f8_tensor_cores(std::string* why) const {
-  if (tuning_.f8_gemm == "wgmma") return fp8_grouped_experts::fits(E_, H_, I_, scale_b0_, scale_b1_, why);
-  return fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, why) && fp8_experts::available(why);
-}
-
-cublas_experts& moe_layer::blas() {
-  if (!blas_) blas_ = std::make_unique<cublas_experts>(stream_);
-  return *blas_;
-}
-
-tile_config moe_layer::pick_tiles(int rows_per_group, bool f8) const {
-  // tiles=m16|m64|m128 forces one shape (tests, measurements).
-  {
-    const std::string& s = tuning_.tiles;
-    if (s == "m16") return tile_config::m16;
-    if (s == "m64") return tile_config::m64;
-    if (s == "m128") return tile_config::m128;
-  }
-  if (rows_per_group <= 24) return tile_config::m16;
-  // F8: the m128 tile's two warp rows would each dequantize the same weight fragments.
-  if (rows_per_group <= 160 || f8) return tile_config::m64;
-  return tile_config::m128;
-}
-
-std::string moe_layer::f8_large() const {
-  std::string why;
-  if (!tuning_.cublas) return "the kernels (cublas=off)";
-  if (tuning_.f8_activations == "bf16") return "the exact-product kernels (f8_activations=bf16)";
-  if (!f8_tensor_cores(&why)) return "the kernels (FP8 tensor cores not used: " + why + ")";
-  if (!fp8_refused_.empty()) return "the kernels (FP8 tensor cores refused these shapes: " + fp8_refused_ + ")";
-  return (tuning_.f8_gemm == "wgmma"
-              ? std::string("FP8 tensor cores: moereg's grouped wgmma GEMM (one launch per projection)")
-              : "FP8 tensor cores: cuBLASLt " + fp8_experts::version() + " block-scaled matmul") +
-         ", activations quantized to e4m3 per 128 columns, for " +
-         (tuning_.f8_activations == "e4m3" ? std::string("every size")
-                                           : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
-}
-
-int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max({H_, I_, Is_}))); }
-
-bool moe_layer::shared_exact(int tokens) const {
-  return shared_f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(Is_),
-                                         pick_tiles(tokens, true));
-}
-
-bool moe_layer::f8_exact(tile_config c) const {
-  return f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(I_), c);
-}
-
-moe_layer::pass_plan moe_layer::plan(int tokens) const {
-  const long long slots = static_cast<long long>(tokens) * K_;
-  pass_plan pl{pick_tiles(static_cast<int>((slots + E_ - 1) / E_)), false, cublas_mode::grouped};
-  // Rows per expert as the caller routed them are not known on the host; the average over the
-  // experts a uniform router would hit (min(E, slots)) stands in for it.
-  pl.blas = slots > 0 && pick_cublas(slots, std::min<long long>(E_, slots), &pl.mode);
-  return pl;
 }
 
 bool moe_layer::capturing() const {
@@ -476,44 +381,6 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   p.grid_rows = max_row_tiles(slots, static_cast<int>(E_), bm);
   last_launch_ = launch_experts(p, tc, stream);
   if (shared_beside) check(cudaStreamWaitEvent(stream, shared_join_, 0), "shared expert: join");
-}
-
-bool moe_layer::f8_gemv_applies(const pass_plan& pl, int tokens) const {
-  return tuning_.f8_decode == "gemv" && tuning_.tiles == "auto" && f8_ && !pl.blas && tokens == 1 &&
-         f8_gemv_fits(static_cast<int>(H_), static_cast<int>(I_), shared_f8_ ? static_cast<int>(Is_) : 0,
-                      kernel_block(scale_b1_));
-}
-
-void moe_layer::run_f8_gemv(const void* ids, bool ids_i64, const float* weights, float* out, cudaStream_t stream) {
-  f8_gemv_problem g;
-  g.x = ws_->xb;
-  g.hidden = static_cast<int>(H_);
-  g.ids = ids;
-  g.ids_i64 = ids_i64;
-  g.weights = weights;
-  g.top_k = K_;
-  g.num_experts = static_cast<int>(E_);
-  g.inter = static_cast<int>(I_);
-  g.w13 = w13_f8_;
-  g.w2 = w2_f8_;
-  g.s13 = w13_scale_;
-  g.s2 = w2_scale_;
-  g.b0 = kernel_block(scale_b0_);
-  g.b1 = kernel_block(scale_b1_);
-  if (shared_f8_) {
-    g.shared_inter = static_cast<int>(Is_);
-    g.sw13 = sw13_f8_;
-    g.sw2 = sw2_f8_;
-    g.ss13 = sw13_scale_;
-    g.ss2 = sw2_scale_;
-    if (has_shared_gate_) {
-      launch_shared_gate(ws_->xb, sgate_, 1, static_cast<int>(H_), ws_->gate, stream);
-      g.shared_gate = ws_->gate;
-    }
-  }
-  g.h = reinterpret_cast<float*>(ws_->h);  // [top_k + 1, max(I, Is)] floats fit (ensure_workspace)
-  g.out = out;
-  launch_f8_gemv(g, stream);
 }
 
 void moe_layer::run_shared_on_kernels(int tokens, float* out, cudaStream_t stream) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // cuda_moe_decode.cu - how the layer launches its GEMMs at decode: the backend options that
-// shape them (narrow tiles, dependent launches) and the slot-tile pass of T = 1, where a
-// forward is two kernels (see moe_kernels.cuh: gemm_problem::slot_ids).
+// shape them (narrow tiles, dependent launches), the slot-tile pass of T = 1, where a forward
+// is two kernels (see moe_kernels.cuh: gemm_problem::slot_ids), and F8 experts' T = 1 pass on
+// the matrix-vector kernels (f8_decode=gemv, f8_gemv.cuh).
 #include <cstdint>
 
 #include "cuda_moe.h"
@@ -63,6 +64,44 @@ bool moe_layer::run_slot_tiles(const pass_plan& pl, const void* x, bool x_bf16, 
   p.zero_count = H_;
   last_launch_ = launch_experts(p, pl.tiles, stream);
   return true;
+}
+
+bool moe_layer::f8_gemv_applies(const pass_plan& pl, int tokens) const {
+  return tuning_.f8_decode == "gemv" && tuning_.tiles == "auto" && f8_ && !pl.blas && tokens == 1 &&
+         f8_gemv_fits(static_cast<int>(H_), static_cast<int>(I_), shared_f8_ ? static_cast<int>(Is_) : 0,
+                      kernel_block(scale_b1_));
+}
+
+void moe_layer::run_f8_gemv(const void* ids, bool ids_i64, const float* weights, float* out, cudaStream_t stream) {
+  f8_gemv_problem g;
+  g.x = ws_->xb;
+  g.hidden = static_cast<int>(H_);
+  g.ids = ids;
+  g.ids_i64 = ids_i64;
+  g.weights = weights;
+  g.top_k = K_;
+  g.num_experts = static_cast<int>(E_);
+  g.inter = static_cast<int>(I_);
+  g.w13 = w13_f8_;
+  g.w2 = w2_f8_;
+  g.s13 = w13_scale_;
+  g.s2 = w2_scale_;
+  g.b0 = kernel_block(scale_b0_);
+  g.b1 = kernel_block(scale_b1_);
+  if (shared_f8_) {
+    g.shared_inter = static_cast<int>(Is_);
+    g.sw13 = sw13_f8_;
+    g.sw2 = sw2_f8_;
+    g.ss13 = sw13_scale_;
+    g.ss2 = sw2_scale_;
+    if (has_shared_gate_) {
+      launch_shared_gate(ws_->xb, sgate_, 1, static_cast<int>(H_), ws_->gate, stream);
+      g.shared_gate = ws_->gate;
+    }
+  }
+  g.h = reinterpret_cast<float*>(ws_->h);  // [top_k + 1, max(I, Is)] floats fit (ensure_workspace)
+  g.out = out;
+  launch_f8_gemv(g, stream);
 }
 
 }  // namespace moereg::cuda

@@ -61,30 +61,56 @@ struct staging {
   }
 };
 
-void moe_layer::check_f8(const moereg_moe_weights& w) {
-  if (w.w13.dtype != MOEREG_DTYPE_F8_E4M3 || w.w2.dtype != MOEREG_DTYPE_F8_E4M3)
-    throw unsupported(std::string("weights: w13 ") + dtype_name(w.w13.dtype) + ", w2 " + dtype_name(w.w2.dtype) +
-                      "; F8_E4M3 experts need both in F8_E4M3");
-  if (w.w13.memory == MOEREG_MEMORY_DEVICE)
-    throw unsupported("weights.w13: F8_E4M3 weights in device memory; the CUDA backend reads device-resident BF16 "
+namespace {
+
+// One F8_E4M3 stack of experts as the ABI gives it: the routed experts ([E, ...], names
+// "w13"...) or the shared expert ([...], names "shared_w13"...).
+struct f8_stack {
+  const moereg_tensor_view &w13, &w2, &s13, &s2;
+  std::string prefix;  // "" or "shared_"
+  std::string whose;   // "F8_E4M3 experts need" / "an F8_E4M3 shared expert needs"
+  long long experts;   // 0: one matrix each, no leading axis
+  long long inter;     // I or Is
+};
+
+// What the F8 kernels need of either stack: both matrices F8 in host memory, F32 scales on
+// scale_block's grid, sizes in whole 16-byte chunks, scale columns of whole 8-byte groups.
+void check_f8_stack(const f8_stack& k, long long hidden, long long b0, long long b1) {
+  const std::string w13 = "weights." + k.prefix + "w13", w2 = "weights." + k.prefix + "w2";
+  if (k.w13.dtype != MOEREG_DTYPE_F8_E4M3 || k.w2.dtype != MOEREG_DTYPE_F8_E4M3)
+    throw unsupported("weights: " + k.prefix + "w13 " + dtype_name(k.w13.dtype) + ", " + k.prefix + "w2 " +
+                      dtype_name(k.w2.dtype) + "; " + k.whose + " both in F8_E4M3");
+  if (k.w13.memory == MOEREG_MEMORY_DEVICE)
+    throw unsupported(w13 + ": F8_E4M3 weights in device memory; the CUDA backend reads device-resident BF16 "
                       "weights only (F8_E4M3 from host memory)");
+  if (!k.s13.data || !k.s2.data || b0 <= 0 || b1 <= 0)
+    throw invalid_argument("weights: " + k.whose + " " + k.prefix + "w13_scale, " + k.prefix +
+                           "w2_scale and a positive scale_block, found scale_block {" + std::to_string(b0) + ", " +
+                           std::to_string(b1) + "}");
+  if (hidden % 16 || k.inter % 16)
+    throw unsupported("weights: hidden " + std::to_string(hidden) + ", " + (k.prefix.empty() ? "" : "shared ") +
+                      "intermediate " + std::to_string(k.inter) + "; the CUDA F8_E4M3 kernels need multiples of 16");
+  if (b1 % 8 && b1 < std::max(hidden, k.inter))
+    throw unsupported("weights: scale_block {" + std::to_string(b0) + ", " + std::to_string(b1) +
+                      "}; the CUDA F8_E4M3 kernels need scale columns that are a multiple of 8 or cover a whole row");
+  for (const auto& [v, name] : {std::pair{&k.s13, w13 + "_scale"}, std::pair{&k.s2, w2 + "_scale"}})
+    if (v->dtype != MOEREG_DTYPE_F32) throw unsupported(name + ": dtype " + dtype_name(v->dtype) + ", expected F32");
+  const long long g13 = 2 * cdiv(k.inter, b0), c13 = cdiv(hidden, b1), g2 = cdiv(hidden, b0), c2 = cdiv(k.inter, b1);
+  if (k.experts) {
+    expect(k.s13, (w13 + "_scale").c_str(), {k.experts, g13, c13});
+    expect(k.s2, (w2 + "_scale").c_str(), {k.experts, g2, c2});
+  } else {
+    expect(k.s13, (w13 + "_scale").c_str(), {g13, c13});
+    expect(k.s2, (w2 + "_scale").c_str(), {g2, c2});
+  }
+}
+
+}  // namespace
+
+void moe_layer::check_f8(const moereg_moe_weights& w) {
   scale_b0_ = w.scale_block[0];
   scale_b1_ = w.scale_block[1];
-  if (!w.w13_scale.data || !w.w2_scale.data || scale_b0_ <= 0 || scale_b1_ <= 0)
-    throw invalid_argument("weights: F8_E4M3 experts need w13_scale, w2_scale and a positive scale_block, found scale_block {" +
-                           std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) + "}");
-  if (H_ % 16 || I_ % 16)
-    throw unsupported("weights: hidden " + std::to_string(H_) + ", intermediate " + std::to_string(I_) +
-                      "; the CUDA F8_E4M3 kernels need multiples of 16");
-  if (scale_b1_ % 8 && scale_b1_ < std::max(H_, I_))
-    throw unsupported("weights: scale_block {" + std::to_string(scale_b0_) + ", " + std::to_string(scale_b1_) +
-                      "}; the CUDA F8_E4M3 kernels need scale columns that are a multiple of 8 or cover a whole row");
-  for (const auto* v : {&w.w13_scale, &w.w2_scale})
-    if (v->dtype != MOEREG_DTYPE_F32)
-      throw unsupported(std::string(v == &w.w13_scale ? "weights.w13_scale" : "weights.w2_scale") + ": dtype " +
-                        dtype_name(v->dtype) + ", expected F32");
-  expect(w.w13_scale, "weights.w13_scale", {E_, 2 * cdiv(I_, scale_b0_), cdiv(H_, scale_b1_)});
-  expect(w.w2_scale, "weights.w2_scale", {E_, cdiv(H_, scale_b0_), cdiv(I_, scale_b1_)});
+  check_f8_stack({w.w13, w.w2, w.w13_scale, w.w2_scale, "", "F8_E4M3 experts need", E_, I_}, H_, scale_b0_, scale_b1_);
   if (tuning_.tiles.rfind("cublas", 0) == 0)
     throw unsupported("backend option tiles=" + tuning_.tiles +
                       ": the cuBLAS path runs BF16 experts; F8_E4M3 experts run on the kernels (tiles=auto|m16|m64|m128) "
@@ -99,31 +125,13 @@ void moe_layer::check_f8(const moereg_moe_weights& w) {
 }
 
 void moe_layer::check_shared_f8(const moereg_moe_weights& w) {
-  if (w.shared_w13.dtype != MOEREG_DTYPE_F8_E4M3 || w.shared_w2.dtype != MOEREG_DTYPE_F8_E4M3)
-    throw unsupported(std::string("weights: shared_w13 ") + dtype_name(w.shared_w13.dtype) + ", shared_w2 " +
-                      dtype_name(w.shared_w2.dtype) + "; an F8_E4M3 shared expert needs both in F8_E4M3");
-  if (w.shared_w13.memory == MOEREG_MEMORY_DEVICE)
-    throw unsupported("weights.shared_w13: F8_E4M3 weights in device memory; the CUDA backend reads F8_E4M3 from host memory");
-  const long long b0 = w.scale_block[0], b1 = w.scale_block[1];
-  if (!w.shared_w13_scale.data || !w.shared_w2_scale.data || b0 <= 0 || b1 <= 0)
-    throw invalid_argument("weights: an F8_E4M3 shared expert needs shared_w13_scale, shared_w2_scale and a positive "
-                           "scale_block, found scale_block {" + std::to_string(b0) + ", " + std::to_string(b1) + "}");
+  check_f8_stack({w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, "shared_",
+                  "an F8_E4M3 shared expert needs", 0, Is_},
+                 H_, w.scale_block[0], w.scale_block[1]);
   if (!f8_) {  // routed experts without scales: the grid is the shared expert's alone
-    scale_b0_ = b0;
-    scale_b1_ = b1;
+    scale_b0_ = w.scale_block[0];
+    scale_b1_ = w.scale_block[1];
   }
-  if (H_ % 16 || Is_ % 16)
-    throw unsupported("weights: hidden " + std::to_string(H_) + ", shared intermediate " + std::to_string(Is_) +
-                      "; the CUDA F8_E4M3 kernels need multiples of 16");
-  if (b1 % 8 && b1 < std::max(H_, Is_))
-    throw unsupported("weights: scale_block {" + std::to_string(b0) + ", " + std::to_string(b1) +
-                      "}; the CUDA F8_E4M3 kernels need scale columns that are a multiple of 8 or cover a whole row");
-  for (const auto* v : {&w.shared_w13_scale, &w.shared_w2_scale})
-    if (v->dtype != MOEREG_DTYPE_F32)
-      throw unsupported(std::string(v == &w.shared_w13_scale ? "weights.shared_w13_scale" : "weights.shared_w2_scale") +
-                        ": dtype " + dtype_name(v->dtype) + ", expected F32");
-  expect(w.shared_w13_scale, "weights.shared_w13_scale", {2 * cdiv(Is_, b0), cdiv(H_, b1)});
-  expect(w.shared_w2_scale, "weights.shared_w2_scale", {cdiv(H_, b0), cdiv(Is_, b1)});
 }
 
 // Host weights (a mapped checkpoint, numpy arrays): one copy on the device, made here, in bf16

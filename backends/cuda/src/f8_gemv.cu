@@ -3,6 +3,8 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -197,25 +199,30 @@ __global__ void __launch_bounds__(threads) f8_gemv_down(const f8_gemv_problem p,
       if (n0 + j < H) atomicAdd(p.out + n0 + j, v.weight * acc[j]);
 }
 
-void set_smem(const void* kernel, int bytes, const char* what) {
-  if (bytes <= 48 * 1024) return;
+// Past 48 KiB a kernel's dynamic shared memory must be allowed first; `allowed` remembers the
+// most asked of this kernel so far, so a forward pays the call only when H or I grew (tile
+// attributes are per process, as the GEMMs' are).
+void allow_smem(const void* kernel, int bytes, std::atomic<int>& allowed, const char* what) {
+  if (bytes <= 48 * 1024 || bytes <= allowed.load(std::memory_order_relaxed)) return;
   const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": cudaFuncSetAttribute: " + cudaGetErrorString(e));
+  allowed.store(bytes, std::memory_order_relaxed);
 }
 
 }  // namespace
 
 bool f8_gemv_fits(int hidden, int inter, int shared_inter, int b1) {
-  const int widest = hidden > inter ? (hidden > shared_inter ? hidden : shared_inter) : (inter > shared_inter ? inter : shared_inter);
+  const int widest = std::max({hidden, inter, shared_inter});
   return hidden % 16 == 0 && inter % 16 == 0 && shared_inter % 16 == 0 && b1 % 16 == 0 && widest * 4 <= 200 * 1024;
 }
 
 void launch_f8_gemv(const f8_gemv_problem& p, cudaStream_t stream) {
   const int slots = p.top_k + (p.sw13 ? 1 : 0);
-  const int widest = p.inter > p.shared_inter ? p.inter : p.shared_inter;
+  const int widest = std::max(p.inter, p.shared_inter);
   const int gu_smem = p.hidden * 4, dn_smem = widest * 4;
-  set_smem(reinterpret_cast<const void*>(&f8_gemv_gate_up), gu_smem, "f8_gemv_gate_up");
-  set_smem(reinterpret_cast<const void*>(&f8_gemv_down), dn_smem, "f8_gemv_down");
+  static std::atomic<int> gu_allowed{0}, dn_allowed{0};
+  allow_smem(reinterpret_cast<const void*>(&f8_gemv_gate_up), gu_smem, gu_allowed, "f8_gemv_gate_up");
+  allow_smem(reinterpret_cast<const void*>(&f8_gemv_down), dn_smem, dn_allowed, "f8_gemv_down");
   const dim3 gu((widest + warps * rows_gate_up - 1) / (warps * rows_gate_up), slots);
   f8_gemv_gate_up<<<gu, threads, gu_smem, stream>>>(p, widest);
   check_launch("f8_gemv_gate_up");

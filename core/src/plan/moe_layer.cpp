@@ -217,10 +217,10 @@ class layer_loader {
     if (!sg || !su || !sd) return;
     moereg_moe_weights& w = out_.weights;
     std::int64_t Is = sg->source->info->shape[0];
-    if (f8_shared_as_stored(*sg, *su, *sd)) {
-    } else if (sg->role == quant_role::data || su->role == quant_role::data || sd->role == quant_role::data) {
-      // Quantized shared expert: dequantized to bf16 here (one expert; the ABI carries scales
-      // for an F8_E4M3 shared expert on the routed experts' grid only).
+    const bool f8_as_stored = f8_shared_scales(*sg, *su, *sd);
+    if (!f8_as_stored && (sg->role == quant_role::data || su->role == quant_role::data || sd->role == quant_role::data)) {
+      // Any other quantized shared expert: dequantized to bf16 here (the ABI carries scales for
+      // an F8_E4M3 shared expert on the routed experts' grid only).
       std::int64_t gr = 0, gc = 0, dr = 0, dc = 0;
       auto gate = dequantized_shared(d_, *sg, gr, gc), up = dequantized_shared(d_, *su, gr, gc), down = dequantized_shared(d_, *sd, dr, dc);
       Is = gr;
@@ -232,13 +232,14 @@ class layer_loader {
       w.shared_w13 = view_of(buf, dtype::BF16, {2 * Is, H_});
       w.shared_w2 = view_of(buf + 2 * half, dtype::BF16, {H_, Is});
       out_.describe += ", shared expert dequantized to BF16";
-    } else {
+    } else {  // as stored: BF16, F16, F32, or F8_E4M3 with the scales set above
       const std::uint64_t half = sg->source->info->nbytes();
       std::byte* buf = own(2 * half);
       std::memcpy(buf, sg->source->data(), half);
       std::memcpy(buf + half, su->source->data(), half);
       w.shared_w13 = view_of(buf, sg->source->info->type, {2 * Is, H_});
       w.shared_w2 = view_of(sd->source->data(), sd->source->info->type, {H_, Is});
+      if (f8_as_stored) out_.describe += ", shared expert F8_E4M3 as stored";
     }
     w.shared_intermediate = Is;
     if (const passthrough_tensor* gate = find_other(d_, b.shared_gate, layer_))
@@ -246,49 +247,36 @@ class layer_loader {
   }
 
   // An F8_E4M3 shared expert beside F8_E4M3 routed experts, each matrix's block scales on
-  // their grid (DeepSeek-V3 and R1 as shipped): handed over as stored with its scales (API 3),
-  // half the bytes of the bf16 copy. Returns false, touching nothing, for anything else.
-  bool f8_shared_as_stored(const passthrough_tensor& sg, const passthrough_tensor& su, const passthrough_tensor& sd) {
+  // their grid (DeepSeek-V3 and R1 as shipped): its scales gathered into the ABI's views (API
+  // 3), so that it goes to the backend as stored, half the bytes of a bf16 copy. Returns false,
+  // touching nothing, for anything else.
+  bool f8_shared_scales(const passthrough_tensor& sg, const passthrough_tensor& su, const passthrough_tensor& sd) {
     moereg_moe_weights& w = out_.weights;
     if (d_.quant.scheme != quant_scheme::fp8 || w.w13.dtype != MOEREG_DTYPE_F8_E4M3 || w.scale_block[0] <= 0) return false;
-    const std::int64_t b0 = w.scale_block[0], b1 = w.scale_block[1];
-    std::array<piece_scales, 3> ps;
+    const std::array<std::int64_t, 2> block{w.scale_block[0], w.scale_block[1]};
+    const std::int64_t Is = sg.source->info->shape[0];
+    if (su.source->info->shape != sg.source->info->shape || sg.source->info->shape != std::vector<std::int64_t>{Is, H_} ||
+        sd.source->info->shape != std::vector<std::int64_t>{H_, Is})
+      return false;
+    std::vector<std::array<piece_scales, 3>> ps(1);  // one "expert", pieces in piece order
     const passthrough_tensor* parts[3] = {&sg, &su, &sd};
-    for (int i = 0; i < 3; ++i) {
+    for (std::size_t i = 0; i < 3; ++i) {
       const passthrough_tensor& p = *parts[i];
       const checkpoint::entry& m = *p.source;
-      if (p.role != quant_role::data || !p.scale || m.info->type != dtype::F8_E4M3 || m.info->shape.size() != 2) return false;
+      if (p.role != quant_role::data || !p.scale || m.info->type != dtype::F8_E4M3) return false;
       scale_grid g = classify_fp8_scale(p.scale->info->name, m.info->shape, p.scale->info->shape, d_.quant.block);
       if (g.kind == scale_kind::per_tensor) return false;
       // The same coverage as the ABI's grid: as many scale rows and columns, and where there
       // are several, the same block.
-      if (g.grid_rows() != (g.rows + b0 - 1) / b0 || (g.grid_rows() > 1 && g.block_rows != b0)) return false;
-      if (g.grid_cols() != (g.cols + b1 - 1) / b1 || (g.grid_cols() > 1 && g.block_cols != b1)) return false;
-      ps[static_cast<std::size_t>(i)].grid = g;
-      ps[static_cast<std::size_t>(i)].scale = {p.scale, 0, g.grid_rows(), g.grid_cols(), g.grid_cols(), 1, p.scale->info->type};
+      if (g.grid_rows() != (g.rows + block[0] - 1) / block[0] || (g.grid_rows() > 1 && g.block_rows != block[0])) return false;
+      if (g.grid_cols() != (g.cols + block[1] - 1) / block[1] || (g.grid_cols() > 1 && g.block_cols != block[1])) return false;
+      ps[0][i] = {{p.scale, 0, g.grid_rows(), g.grid_cols(), g.grid_cols(), 1, p.scale->info->type}, g};
     }
-    const std::int64_t Is = sg.source->info->shape[0];
-    if (su.source->info->shape != sg.source->info->shape || sg.source->info->shape[1] != H_ ||
-        sd.source->info->shape != std::vector<std::int64_t>{H_, Is})
-      return false;
-    const std::uint64_t half = sg.source->info->nbytes();
-    std::byte* buf = own(2 * half);
-    std::memcpy(buf, sg.source->data(), half);
-    std::memcpy(buf + half, su.source->data(), half);
-    w.shared_w13 = view_of(buf, dtype::F8_E4M3, {2 * Is, H_});
-    w.shared_w2 = view_of(sd.source->data(), dtype::F8_E4M3, {H_, Is});
-    const std::int64_t g_rows = ps[0].grid.grid_rows(), h_cols = ps[0].grid.grid_cols();
-    auto* s13 = reinterpret_cast<float*>(own(static_cast<std::uint64_t>(2 * g_rows * h_cols) * 4));
-    for (int part = 0; part < 2; ++part)
-      for (std::int64_t r = 0; r < g_rows; ++r)
-        for (std::int64_t c = 0; c < h_cols; ++c) s13[(part * g_rows + r) * h_cols + c] = scale_at(ps[static_cast<std::size_t>(part)].scale, r, c);
-    const std::int64_t d_rows = ps[2].grid.grid_rows(), i_cols = ps[2].grid.grid_cols();
-    auto* s2 = reinterpret_cast<float*>(own(static_cast<std::uint64_t>(d_rows * i_cols) * 4));
-    for (std::int64_t r = 0; r < d_rows; ++r)
-      for (std::int64_t c = 0; c < i_cols; ++c) s2[r * i_cols + c] = scale_at(ps[2].scale, r, c);
-    w.shared_w13_scale = view_of(reinterpret_cast<std::byte*>(s13), dtype::F32, {2 * g_rows, h_cols});
-    w.shared_w2_scale = view_of(reinterpret_cast<std::byte*>(s2), dtype::F32, {d_rows, i_cols});
-    out_.describe += ", shared expert F8_E4M3 as stored";
+    const std::int64_t g_rows = ps[0][0].grid.grid_rows(), h_cols = ps[0][0].grid.grid_cols();
+    const std::int64_t d_rows = ps[0][2].grid.grid_rows(), i_cols = ps[0][2].grid.grid_cols();
+    w.shared_w13_scale = view_of(gather(ps, block, {{piece::gate, g_rows}, {piece::up, g_rows}}, 2 * g_rows, h_cols),
+                                 dtype::F32, {2 * g_rows, h_cols});
+    w.shared_w2_scale = view_of(gather(ps, block, {{piece::down, d_rows}}, d_rows, i_cols), dtype::F32, {d_rows, i_cols});
     return true;
   }
 
@@ -395,11 +383,13 @@ class layer_loader {
     return v;
   }
 
+  // The scale rows of `parts` of every expert in `scales`, one F32 [experts, rows, cols] tensor.
   std::byte* gather(const std::vector<std::array<piece_scales, 3>>& scales, const std::array<std::int64_t, 2>& block,
                     const std::vector<std::pair<piece, std::int64_t>>& parts, std::int64_t rows, std::int64_t cols) {
-    std::byte* buf = own(static_cast<std::uint64_t>(E_ * rows * cols) * 4);
+    const auto experts = static_cast<std::int64_t>(scales.size());
+    std::byte* buf = own(static_cast<std::uint64_t>(experts * rows * cols) * 4);
     auto* f = reinterpret_cast<float*>(buf);
-    for (std::int64_t e = 0; e < E_; ++e) {
+    for (std::int64_t e = 0; e < experts; ++e) {
       std::int64_t r0 = 0;
       for (auto [pc, n] : parts) {
         const piece_scales& ps = scales[static_cast<std::size_t>(e)][static_cast<std::size_t>(pc)];

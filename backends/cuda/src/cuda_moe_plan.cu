@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// cuda_moe_plan.cu - how a layer plans a pass (see cuda_moe.h): the kernel tile shape for the
+// rows per expert, whether the pass goes to cuBLAS (and how), the FP8 tensor-core engines made
+// on first use, and which F8 passes run the exact-product kernels.
+#include <algorithm>
+#include <string>
+
+#include "cuda_moe.h"
+
+namespace moereg::cuda {
+
+bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode) const {
+  // How the cuBLAS GEMMs are issued is decided once the expert sizes are known (run_routed).
+  *mode = cublas_mode::automatic;
+  {
+    const std::string& s = tuning_.tiles;
+    if (s == "cublas" || s == "cublas_loop" || s == "cublas_batched" || s == "cublas_auto") {
+      *mode = s == "cublas" ? cublas_mode::grouped
+              : s == "cublas_loop" ? cublas_mode::loop
+              : s == "cublas_batched" ? cublas_mode::batched
+                                      : cublas_mode::automatic;
+      return true;
+    }
+    if (s == "m16" || s == "m64" || s == "m128") return false;
+  }
+  // cublas=off keeps every size on the mma.sync kernels (and libcublas unloaded).
+  if (!tuning_.cublas) return false;
+  if (f8_) {
+    if (tuning_.f8_activations == "bf16" || !fp8_refused_.empty() || !f8_tensor_cores()) return false;
+    return tuning_.f8_activations == "e4m3" || (groups > 0 && rows >= cublas_min_rows * groups);
+  }
+  if (groups <= 0 || rows < bf16_cublas_min_rows() * groups) return false;
+  return cublas_experts::available();
+}
+
+fp8_experts& moe_layer::fp8_blas() {
+  if (!fp8_blas_)
+    fp8_blas_ = std::make_unique<fp8_experts>(stream_, w13_scale_, w2_scale_, static_cast<int>(E_), static_cast<int>(H_),
+                                              static_cast<int>(I_));
+  return *fp8_blas_;
+}
+
+fp8_grouped_experts& moe_layer::fp8_grouped() {
+  if (!fp8_grouped_)
+    fp8_grouped_ = std::make_unique<fp8_grouped_experts>(w13_f8_, w2_f8_, w13_scale_, w2_scale_, static_cast<int>(E_),
+                                                         static_cast<int>(H_), static_cast<int>(I_), tuning_.f8_gather);
+  return *fp8_grouped_;
+}
+
+bool moe_layer::f8_tensor_cores(std::string* why) const {
+  if (tuning_.f8_gemm == "wgmma") return fp8_grouped_experts::fits(E_, H_, I_, scale_b0_, scale_b1_, why);
+  return fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, why) && fp8_experts::available(why);
+}
+
+cublas_experts& moe_layer::blas() {
+  if (!blas_) blas_ = std::make_unique<cublas_experts>(stream_);
+  return *blas_;
+}
+
+tile_config moe_layer::pick_tiles(int rows_per_group, bool f8) const {
+  // tiles=m16|m64|m128 forces one shape (tests, measurements).
+  {
+    const std::string& s = tuning_.tiles;
+    if (s == "m16") return tile_config::m16;
+    if (s == "m64") return tile_config::m64;
+    if (s == "m128") return tile_config::m128;
+  }
+  if (rows_per_group <= 24) return tile_config::m16;
+  // F8: the m128 tile's two warp rows would each dequantize the same weight fragments.
+  if (rows_per_group <= 160 || f8) return tile_config::m64;
+  return tile_config::m128;
+}
+
+std::string moe_layer::f8_large() const {
+  std::string why;
+  if (!tuning_.cublas) return "the kernels (cublas=off)";
+  if (tuning_.f8_activations == "bf16") return "the exact-product kernels (f8_activations=bf16)";
+  if (!f8_tensor_cores(&why)) return "the kernels (FP8 tensor cores not used: " + why + ")";
+  if (!fp8_refused_.empty()) return "the kernels (FP8 tensor cores refused these shapes: " + fp8_refused_ + ")";
+  return (tuning_.f8_gemm == "wgmma"
+              ? std::string("FP8 tensor cores: moereg's grouped wgmma GEMM (one launch per projection)")
+              : "FP8 tensor cores: cuBLASLt " + fp8_experts::version() + " block-scaled matmul") +
+         ", activations quantized to e4m3 per 128 columns, for " +
+         (tuning_.f8_activations == "e4m3" ? std::string("every size")
+                                           : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
+}
+
+int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max({H_, I_, Is_}))); }
+
+bool moe_layer::shared_exact(int tokens) const {
+  return shared_f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(Is_),
+                                         pick_tiles(tokens, true));
+}
+
+bool moe_layer::f8_exact(tile_config c) const {
+  return f8_ && f8_exact_products(kernel_block(scale_b1_), static_cast<int>(H_), static_cast<int>(I_), c);
+}
+
+moe_layer::pass_plan moe_layer::plan(int tokens) const {
+  const long long slots = static_cast<long long>(tokens) * K_;
+  pass_plan pl{pick_tiles(static_cast<int>((slots + E_ - 1) / E_)), false, cublas_mode::grouped};
+  // Rows per expert as the caller routed them are not known on the host; the average over the
+  // experts a uniform router would hit (min(E, slots)) stands in for it.
+  pl.blas = slots > 0 && pick_cublas(slots, std::min<long long>(E_, slots), &pl.mode);
+  return pl;
+}
+
+}  // namespace moereg::cuda
