@@ -55,6 +55,6 @@ grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
 # The decode GEMMs of an F8 forward at T = 1 (exact products; routed gate/up and down, and the bf16 shared expert's two).
 KERNEL=experts_gemm OPTIONS="graphs=off" T=1 SKIP=20 COUNT=4 step ncu_decode_f8 150 bash bench/cuda/ncu_f8_gemm.sh
 grep -vE '^==' "$OUT/ncu_decode_f8.log" | head -70
-GATHER=on T=${NCU_T:-4096} step ncu_f8_gemm 200 bash bench/cuda/ncu_f8_gemm.sh
+GATHER=off T=${NCU_T:-4096} step ncu_f8_gemm 200 bash bench/cuda/ncu_f8_gemm.sh
 grep -vE '^==' "$OUT/ncu_f8_gemm.log" | head -50
 find "$OUT" -name '*.ncu-rep' -delete

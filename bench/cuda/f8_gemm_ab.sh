@@ -7,7 +7,7 @@
 # engine). One table,
 # medians over the rounds. Environment: PRESET (deepseek_v3_e64), TOKENS (128,1024,4096),
 # ROUNDS (2), MIN_SECONDS (0.3), VARIANTS ("name=path[,option=value...]" entries, space-separated: other builds' CUDA backends,
-# e.g. from variant_build.sh, each timed with f8_gemm=wgmma and its options, e.g.
+# e.g. from variant_build.sh, each timed with f8_gemm=wgmma, its own build's defaults and its options, e.g.
 # "base=.carry/old/base.so,f8_gather=off"; loaded through carry_env.sh's with_backend, and a
 # run that loaded another library is left out of the table),
 # ONLY (the names to run, e.g. "bf16 wgmma base": all when unset). Prints the GPU's clocks and
@@ -32,7 +32,7 @@ sampler=$!
 M=$PWD/.carry/bin/moereg
 P=${PRESET:-deepseek_v3_e64}
 # name, weights, backend options
-configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma" "wgmma_rows f8_e4m3 f8_gemm=wgmma f8_gather=off"
+configs=("bf16 bf16" "wgmma f8_e4m3 f8_gemm=wgmma f8_gather=on" "wgmma_rows f8_e4m3 f8_gemm=wgmma f8_gather=off"
          "cublaslt f8_e4m3 f8_gemm=cublaslt")
 declare -A variant_lib
 for v in ${VARIANTS:-}; do

@@ -442,7 +442,7 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
   clear_option("tiles");
   EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\",\"f8_activations\":\"auto\","
-                      "\"f8_gemm\":\"cublaslt\",\"f8_gather\":\"on\",\"f8_decode\":\"gemv\",\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\"}"),
+                      "\"f8_gemm\":\"wgmma\",\"f8_gather\":\"off\",\"f8_decode\":\"gemv\",\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\"}"),
             std::string::npos)
       << json;
   EXPECT_NE(json.find("\"last_tiles\":\"n128 m64 k64"), std::string::npos) << json;  // the forced shape ran

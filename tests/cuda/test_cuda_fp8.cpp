@@ -244,6 +244,7 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   const std::vector<double> e13 = L.exact13(), e2 = L.exact2();
   set_option("f8_activations", "e4m3");
   set_option("f8_gemm", "wgmma");
+  set_option("f8_gather", "on");
   handle f8 = create(L.f8_view(), nullptr);
   set_option("f8_gather", "off");
   handle by_rows = create(L.f8_view(), nullptr);
@@ -295,9 +296,10 @@ TEST(CudaFp8, AutoTakesTensorCoresForManyRowsPerExpert) {
     forward(f8.get(), r, T, L.H, L.K);
     const std::string last = last_tiles(f8.get());
     if (T == 5) EXPECT_NE(last.find("f16 mma"), std::string::npos) << last;
-    else EXPECT_NE(last.find("cublaslt_fp8"), std::string::npos) << last;
+    else EXPECT_NE(last.find("wgmma_fp8"), std::string::npos) << last;  // f8_gemm=wgmma by default
   }
-  EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: cuBLASLt"), std::string::npos) << describe(f8.get());
+  EXPECT_NE(describe(f8.get()).find("FP8 tensor cores: moereg's grouped wgmma GEMM"), std::string::npos)
+      << describe(f8.get());
   // f8_activations=bf16 keeps every size on the exact-product kernels.
   set_option("f8_activations", "bf16");
   handle exact = create(L.f8_view(), nullptr);

@@ -50,19 +50,20 @@ void check(cudaError_t e, const char* what);
 //            (~4 % from the dequantized layer), bf16 keeps every size on the exact-product
 //            kernels, auto takes e4m3 where bf16 experts would go to cuBLAS (>= 128 rows per
 //            hit expert) and the kernels below that.
-//   f8_gemm = cublaslt (default) | wgmma - the FP8 tensor-core GEMM: cuBLASLt's block-scaled
-//            matmul, one per hit expert (fp8_experts.h), or moereg's grouped wgmma kernel
-//            (fp8_grouped_experts.h: one launch per projection, no host sync; with
-//            f8_gather=off 1.09x faster than cuBLASLt at T = 1024 and level at 4096 on an H100
-//            in 2026-12, 1.2-1.5x slower on another in an earlier build: docs/cuda.md)
-//   f8_gather = on (default) | off - wgmma engine: on quantizes x once per token and the
-//            gate/up GEMM gathers the routed rows' tokens with cp.async; off quantizes each
-//            routed row on its own and the GEMM reads rows by TMA (off was 1-10 % faster on
-//            the H100s of 2026-12, 1.3x slower on one earlier: docs/cuda.md)
+//   f8_gemm = wgmma (default) | cublaslt - the FP8 tensor-core GEMM: moereg's grouped wgmma
+//            kernel (fp8_grouped_experts.h: one launch per projection, no host sync) or
+//            cuBLASLt's block-scaled matmul, one per hit expert after the expert
+//            offsets are read back (fp8_experts.h). wgmma with f8_gather=off was 1.09-1.12x
+//            faster than cuBLASLt at T = 1024 and level at 4096 on the H100s of sessions 17, 19
+//            and 21 (docs/cuda.md)
+//   f8_gather = off (default) | on - wgmma engine: off quantizes each routed row into its own
+//            sorted row and the GEMM reads rows by TMA; on quantizes x once per token and the
+//            gate/up GEMM gathers the routed rows' tokens with cp.async (off was 4-10 % faster
+//            in each of those three runs: docs/cuda.md)
 //   f8_decode = gemv (default) | mma - F8_E4M3 experts at T = 1: matrix-vector kernels that
 //            read each weight row straight into registers (f8_gemv.cuh; the top-k experts and
 //            an F8 shared expert in two launches; where the blocks fit and tiles=auto), or the
-//            exact-product mma tiles (H100: 0.164 against 0.174 ms for deepseek_v3_e64)
+//            exact-product mma tiles (H100: 0.161 against 0.174 ms for deepseek_v3_e64)
 //   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
 //            GEMM streams its first weight tiles while gate/up finishes)
 //   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
@@ -73,8 +74,8 @@ void check(cudaError_t e, const char* what);
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
-  std::string f8_gemm = "cublaslt";
-  bool f8_gather = true;
+  std::string f8_gemm = "wgmma";
+  bool f8_gather = false;
   std::string f8_decode = "gemv";
   bool pdl = true;
   bool cublas = true;

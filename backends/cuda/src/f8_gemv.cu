@@ -147,6 +147,14 @@ __global__ void __launch_bounds__(threads) f8_gemv_gate_up(const f8_gemv_problem
   const int I = v.inter, H = p.hidden;
   const int r0 = (blockIdx.x * warps + threadIdx.x / 32) * rows_gate_up;
   if (static_cast<int>(blockIdx.x) * warps * rows_gate_up >= I) return;
+  // The first chunks of this warp's rows start on their way to L2 while x is staged.
+  if (r0 < I)
+    for (int j = 0; j < 2 * rows_gate_up; ++j) {
+      const int r = min(r0 + j % rows_gate_up, I - 1) + (j >= rows_gate_up ? I : 0);
+      const uint8_t* row = v.w13 + static_cast<long long>(r) * H;
+      for (int c = threadIdx.x & 31; c < 64 && c < H / 16; c += 32)
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(row + c * 16));
+    }
   stage_vector(x4, H, [&](int k) { return __bfloat162float(p.x[k]); });
   if (r0 >= I) return;
   const long long hb = cdiv_d(H, p.b1), gate_grid = cdiv_d(I, p.b0);
