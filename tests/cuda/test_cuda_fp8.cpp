@@ -248,19 +248,26 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   handle f8 = create(L.f8_view(), nullptr);
   set_option("f8_gather", "off");
   handle by_rows = create(L.f8_view(), nullptr);
+  set_option("f8_tile", "128x256");
+  handle wide = create(L.f8_view(), nullptr);
+  clear_option("f8_tile");
   clear_option("f8_gather");
   set_option("f8_gemm", "cublaslt");
   handle lt = create(L.f8_view(), nullptr);
   clear_option("f8_gemm");
   clear_option("f8_activations");
   handle bf = create(L.bf16_view(), nullptr);
-  ASSERT_TRUE(f8 && by_rows && lt && bf) << what;
+  ASSERT_TRUE(f8 && by_rows && wide && lt && bf) << what;
   for (int T : {1, 7, 300, 1500}) {
     random_tokens r(T, L.H, L.E, L.K, 5 * T + 3, true);
     const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K),
                              c = forward(lt.get(), r, T, L.H, L.K), d = forward(by_rows.get(), r, T, L.H, L.K);
     // Gathering the token's quantized x or reading the routed row's copy of it: the same bytes.
     EXPECT_EQ(max_rel_diff(a, d), 0.0) << what << " T=" << T;
+    // 128 x 256 tiles (where the columns allow): the same products in the same order.
+    EXPECT_EQ(max_rel_diff(forward(wide.get(), r, T, L.H, L.K), d), 0.0) << what << " T=" << T << " f8_tile=128x256";
+    EXPECT_NE(last_tiles(wide.get()).find("gate/up 128x256"), std::string::npos) << what << "\n" << describe(wide.get());
+    EXPECT_NE(last_tiles(by_rows.get()).find("gate/up 128x128, down 128x128"), std::string::npos) << what;
     EXPECT_NE(last_tiles(f8.get()).find("wgmma_fp8"), std::string::npos) << what << "\n" << describe(f8.get());
     EXPECT_NE(last_tiles(lt.get()).find("cublaslt_fp8"), std::string::npos) << what << "\n" << describe(lt.get());
     const double from_bf16 = rel_l2_f(a, b), from_exact = rel_l2(a, exact_reference(r, e13, e2, T, L.H, L.I, L.K));

@@ -60,6 +60,9 @@ void check(cudaError_t e, const char* what);
 //            sorted row and the GEMM reads rows by TMA; on quantizes x once per token and the
 //            gate/up GEMM gathers the routed rows' tokens with cp.async (off was 4-10 % faster
 //            in each of those three runs: docs/cuda.md)
+//   f8_tile = 128x128 (default) | 128x256 - wgmma engine with f8_gather=off: the GEMM's tile
+//            (rows x output columns); 128x256 where the columns are a multiple of 256 (else
+//            128x128): each A tile read from L2 once for twice the columns, bit-identical results
 //   f8_decode = gemv (default) | mma - F8_E4M3 experts at T = 1: matrix-vector kernels that
 //            read each weight row straight into registers (f8_gemv.cuh; the top-k experts and
 //            an F8 shared expert in two launches; where the blocks fit and tiles=auto), or the
@@ -76,6 +79,7 @@ struct tuning {
   std::string f8_activations = "auto";
   std::string f8_gemm = "wgmma";
   bool f8_gather = false;
+  std::string f8_tile = "128x128";
   std::string f8_decode = "gemv";
   bool pdl = true;
   bool cublas = true;

@@ -37,6 +37,10 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else if (key == "f8_gather") {
       if (value != "on" && value != "off") throw invalid_argument("backend option f8_gather='" + value + "': expected on or off");
       t.f8_gather = value == "on";
+    } else if (key == "f8_tile") {
+      if (value != "128x128" && value != "128x256")
+        throw invalid_argument("backend option f8_tile='" + value + "': expected 128x128 or 128x256");
+      t.f8_tile = value;
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
@@ -56,7 +60,7 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else {
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
-                             "f8_gather, f8_decode, pdl, narrow, slot_tiles)");
+                             "f8_gather, f8_tile, f8_decode, pdl, narrow, slot_tiles)");
     }
   }
   return t;
@@ -103,7 +107,7 @@ std::string moe_layer::describe() const {
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
-    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_decode\":\"" << tuning_.f8_decode
+    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_tile\":\"" << tuning_.f8_tile << "\",\"f8_decode\":\"" << tuning_.f8_decode
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()

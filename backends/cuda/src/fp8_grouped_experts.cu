@@ -59,8 +59,9 @@ bool fp8_grouped_experts::fits(long long experts, long long hidden, long long in
 }
 
 fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
-                                         const float* w2_scale, int experts, int hidden, int inter, bool gather)
-    : E_(experts), H_(hidden), I_(inter), gather_(gather), s13_(w13_scale), s2_(w2_scale) {
+                                         const float* w2_scale, int experts, int hidden, int inter, bool gather,
+                                         bool wide)
+    : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), s13_(w13_scale), s2_(w2_scale) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
 }
@@ -111,6 +112,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.offsets = in.offsets;
   p.experts = E_;
   p.a_pitch = xpitch_;
+  p.wide = wide_;
   p.a = xq_map_;
   p.a_scale = xs_;
   if (gather_) {
@@ -123,6 +125,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.k = H_;
   p.d = g_;
   launch_f8_grouped_gemm(p, bound, stream);
+  tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(p));
   silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
   check_launch("FP8 grouped path: SiLU and quantize h");
   p.a = hq_map_;
@@ -136,6 +139,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.k = I_;
   p.d = y_;
   launch_f8_grouped_gemm(p, bound, stream);
+  tiles_ += ", down 128x" + std::to_string(f8_grouped_tile_columns(p));
   launch_combine_rows(y_, in, padding{}, H_, out, stream);
 }
 

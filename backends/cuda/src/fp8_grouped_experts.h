@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "expert_rows.h"
 #include "fp8_grouped_gemm.cuh"
@@ -35,8 +36,9 @@ class fp8_grouped_experts {
   // gather: x is quantized once per token and the gate/up GEMM gathers each routed row's
   // token (else every routed row is quantized into its own sorted row first: top_k times the
   // bytes written and read).
+  // wide: 128 x 256 GEMM tiles where they apply (fp8_grouped_gemm.cuh).
   fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale, int experts,
-                      int hidden, int inter, bool gather);
+                      int hidden, int inter, bool gather, bool wide);
   ~fp8_grouped_experts();
   fp8_grouped_experts(const fp8_grouped_experts&) = delete;
   fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
@@ -44,12 +46,14 @@ class fp8_grouped_experts {
   // Routed experts of one pass, `out` [T, H] stored. Enqueued on `stream`, no synchronization
   // (except once when the work buffers grow).
   void run_routed(const routed_rows& in, float* out, cudaStream_t stream);
+  // The last pass's GEMM tiles, e.g. "gate/up 128x256, down 128x128".
+  const std::string& tiles() const { return tiles_; }
 
  private:
   void ensure(int rows, int tokens, cudaStream_t stream);
 
   int E_, H_, I_;
-  bool gather_;
+  bool gather_, wide_;
   const float *s13_, *s2_;
   f8_matrix w13_, w2_;
   int capacity_ = 0, pitch_ = 0;  // routed rows the buffers hold; scale column pitch (capacity rounded to 4)
@@ -61,6 +65,7 @@ class fp8_grouped_experts {
   float* hs_ = nullptr;           // [I/128][pitch]
   __nv_bfloat16* y_ = nullptr;    // [capacity, H]: down
   f8_matrix xq_map_{}, hq_map_{};
+  std::string tiles_;
 };
 
 }  // namespace moereg::cuda

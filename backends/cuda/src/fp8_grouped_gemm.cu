@@ -26,19 +26,33 @@ namespace moereg::cuda {
 
 namespace {
 
-constexpr int BM = 128, BN = 128, BK = 128;  // BK = f8_group: one scale per k block
-constexpr int tile_bytes = BM * BK;  // A's tile and B's alike (one byte per e4m3)
-constexpr int threads = 384;         // warpgroup 0: producer; 1 and 2: consumers
+constexpr int BM = 128, BK = 128;      // BK = f8_group: one scale per k block
+constexpr int tile_bytes = BM * BK;    // A's tile, and B's per 128 output columns (one byte per e4m3)
+constexpr int threads = 384;           // warpgroup 0: producer; 1 and 2: consumers
 constexpr int max_experts = 4096;
-// Per stage beside the tiles: the scales its k block is promoted with (the tile's 128 row
-// scales, then the weight block's), copied in by the producer with the tiles, so the
-// consumers read them from shared memory after the stage's barrier (from global memory they
-// waited on the loads every k block).
-constexpr int scale_floats = BM + 1;
-constexpr int stages = 6;
-constexpr size_t smem_bytes = 1024 /* alignment */ + 2 * stages * tile_bytes + stages * scale_floats * sizeof(float) +
-                              2 * stages * 8 + (max_experts + 1) * sizeof(int);
-static_assert(stages * scale_floats * sizeof(float) % 8 == 0, "the mbarriers after the scales need 8-byte alignment");
+
+// A tile of BN output columns (128 or 256). A 256-column tile reads each A tile from L2 once
+// for twice the columns (a quarter fewer bytes per FLOP than 128 x 128); each consumer then
+// runs its k block as two 128-column halves on one accumulator, promoting each half into its
+// own f32 sums (64 + 128 registers: the same products in the same order as two 128-column
+// tiles, so the results are bit-identical), which needs the registers setmaxnreg moves from
+// the producer warpgroup to the consumers.
+template <int BN>
+struct tile_shape {
+  static constexpr int halves = BN / 128;
+  static constexpr int b_bytes = halves * tile_bytes;
+  static constexpr int stages = halves == 1 ? 6 : 4;
+  // Per stage beside the tiles: the scales its k block is promoted with (the tile's 128 row
+  // scales, then the weight blocks' of each half), copied in by the producer with the tiles,
+  // so the consumers read them from shared memory after the stage's barrier (from global
+  // memory they waited on the loads every k block).
+  static constexpr int scale_floats = BM + halves;
+  static constexpr size_t smem_bytes = 1024 /* alignment */ + stages * (tile_bytes + b_bytes) +
+                                       stages * scale_floats * sizeof(float) + 2 * stages * 8 +
+                                       (max_experts + 1) * sizeof(int);
+  static_assert(stages * scale_floats * sizeof(float) % 8 == 0, "the mbarriers after the scales need 8-byte alignment");
+  static_assert(smem_bytes <= 227 * 1024, "more shared memory than an SM has");
+};
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
@@ -92,6 +106,17 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 // Keeps the compiler from moving reads or writes of an accumulator across the asynchronous MMA.
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+// Every thread of the warpgroup executes these together: the registers per thread from here on.
+template <int N>
+__device__ __forceinline__ void registers_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void registers_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
+// With 256-column tiles: 128 x 56 + 256 x 224 registers = 64 Ki, the launch's 384 x 168.
+constexpr int producer_registers = 56, consumer_registers = 224;
 
 // The wgmma accumulator operands, eight registers of d at a time.
 #define MOEREG_ACC8(i)                                                                                   \
@@ -131,6 +156,7 @@ __device__ __forceinline__ void mma_k_block(float (&acc)[64], uint64_t da, uint6
 struct tile_at {
   int e, row0, row_end, n0;
 };
+template <int BN>
 __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t) {
   int lo = 0, hi = experts - 1;  // the last e with prefix[e] * nb <= t
   while (lo < hi) {
@@ -142,13 +168,15 @@ __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offse
   return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
-template <bool Gather>
+template <bool Gather, int BN>
 __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
+  using S = tile_shape<BN>;
+  constexpr int stages = S::stages, scale_floats = S::scale_floats, halves = S::halves;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint8_t* sa = smem;
   uint8_t* sb = smem + stages * tile_bytes;
-  float* scales = reinterpret_cast<float*>(sb + stages * tile_bytes);  // [stages][scale_floats]
+  float* scales = reinterpret_cast<float*>(sb + stages * S::b_bytes);  // [stages][scale_floats]
   uint64_t* full = reinterpret_cast<uint64_t*>(scales + stages * scale_floats);
   uint64_t* empty = full + stages;
   int* prefix = reinterpret_cast<int*>(empty + stages);  // [experts + 1]: m tiles before each expert
@@ -177,16 +205,26 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   }
   __syncthreads();
   const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
-  // The tile's weight block scales, one per k block.
+  // The tile's first weight block scales, one per k block (the second half's follow at + kt_count).
   auto weight_scales = [&](const tile_at& at) {
-    return p.b_scale + (static_cast<size_t>(at.e) * nb + at.n0 / BN) * kt_count;
+    return p.b_scale + (static_cast<size_t>(at.e) * (p.n / 128) + at.n0 / 128) * kt_count;
   };
+  // Loads weight tile rows [brow, brow + BN) of k block kt into stage s, 128 rows a box.
+  auto load_b = [&](int s, int kt, int brow) {
+#pragma unroll
+    for (int h = 0; h < halves; ++h)
+      tma_load(sb + s * S::b_bytes + h * tile_bytes, &p.b.map, &full[s], kt * BK, brow + 128 * h);
+  };
+  if (halves > 1) {
+    if (warp < 4) registers_dec<producer_registers>();
+    else registers_inc<consumer_registers>();
+  }
 
   if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
     const int tid = threadIdx.x, q = tid & 7;  // rows tid / 8 + 16 j, 16-byte chunk q of each
     uint32_t it = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+      const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
       const int brow = at.e * p.n + at.n0;
       // Each of the thread's rows: its token (-1 past the expert's rows) and the address of its
       // 16-byte chunk q, computed once a tile (deriving it from the token every k block made the
@@ -203,8 +241,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         const int s = static_cast<int>(it % stages);
         mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
         if (tid == 0) {
-          mbar_expect_tx(&full[s], tile_bytes);
-          tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+          mbar_expect_tx(&full[s], S::b_bytes);
+          load_b(s, kt, brow);
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
         const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
@@ -214,7 +252,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
           if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
-        if (tid == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
+        if (tid == 0)
+          for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs + h * kt_count + kt, true);
         cp_async_arrive(&full[s]);
       }
     }
@@ -225,16 +264,16 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     if (warp == 0) {
       uint32_t it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+        const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
         const int brow = at.e * p.n + at.n0;
         const float* bs = weight_scales(at);
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
           if (lane == 0) {
-            mbar_expect_tx(&full[s], 2 * tile_bytes);
+            mbar_expect_tx(&full[s], tile_bytes + S::b_bytes);
             tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-            tma_load(sb + s * tile_bytes, &p.b.map, &full[s], kt * BK, brow);
+            load_b(s, kt, brow);
           }
           const uint32_t sbase = smem_u32(scales + s * scale_floats);
           const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
@@ -243,7 +282,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
             const int r = lane + 32 * j, row = at.row0 + r;
             cp_async4(sbase + 4 * r, as + min(row, p.a_pitch - 1), row < at.row_end);
           }
-          if (lane == 0) cp_async4(sbase + 4 * BM, bs + kt, true);
+          if (lane == 0)
+            for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs + h * kt_count + kt, true);
           cp_async_arrive(&full[s]);
         }
       }
@@ -257,26 +297,31 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
   uint32_t it = 0;
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const tile_at at = find_tile(prefix, p.offsets, E, nb, t);
+    const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
     const int r0 = at.row0 + wr, r1 = r0 + 8;
-    float acc[64], sum[64];
+    float acc[64], sum[64 * halves];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) sum[i] = 0.f;
+    for (int i = 0; i < 64 * halves; ++i) sum[i] = 0.f;
     for (int kt = 0; kt < kt_count; ++kt, ++it) {
       const int s = static_cast<int>(it % stages);
       mbar_wait(&full[s], (it / stages) & 1);
       // A's gathered rows were written through the generic proxy; wgmma reads through the async one.
       if (Gather) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
       const float* sc = scales + s * scale_floats;
-      const float ws = sc[BM], s0 = sc[wr] * ws, s1 = sc[wr + 8] * ws;
-      mma_k_block(acc, sw128_desc(sa + s * tile_bytes + cg * 64 * BK), sw128_desc(sb + s * tile_bytes));
-      if (lane == 0) mbar_arrive(&empty[s]);
+      const float a0 = sc[wr], a1 = sc[wr + 8];
+      const uint64_t da = sw128_desc(sa + s * tile_bytes + cg * 64 * BK);
 #pragma unroll
-      for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
+      for (int h = 0; h < halves; ++h) {
+        mma_k_block(acc, da, sw128_desc(sb + s * S::b_bytes + h * tile_bytes));
+        if (h == halves - 1 && lane == 0) mbar_arrive(&empty[s]);
+        const float ws = sc[BM + h], s0 = a0 * ws, s1 = a1 * ws;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) sum[64 * h + i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[64 * h + i]);
+      }
     }
     const int c = at.n0 + 2 * (lane & 3);
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
+    for (int j = 0; j < 16 * halves; ++j) {
       if (r0 < at.row_end)
         *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
             __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
@@ -317,23 +362,46 @@ f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, cons
   return m;
 }
 
-void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
-  if (p.experts > max_experts || p.n % BN || p.k % BK)
-    throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
-                             ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
-  static int sms = [] {
-    int device = 0, n = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-    for (auto kernel : {f8_grouped_gemm<false>, f8_grouped_gemm<true>})
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
-    return std::max(n, 1);
+namespace {
+
+template <int BN>
+void launch_with(const f8_grouped_problem& p, int sms, int rows_bound, cudaStream_t stream) {
+  using S = tile_shape<BN>;
+  static const bool sized = [] {
+    cudaFuncSetAttribute(f8_grouped_gemm<false, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(S::smem_bytes));
+    if constexpr (BN == 128)
+      cudaFuncSetAttribute(f8_grouped_gemm<true, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(S::smem_bytes));
+    return true;
   }();
+  (void)sized;
   const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
   const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
   if (grid <= 0) return;
-  if (p.gather) f8_grouped_gemm<true><<<grid, threads, smem_bytes, stream>>>(p);
-  else f8_grouped_gemm<false><<<grid, threads, smem_bytes, stream>>>(p);
+  if constexpr (BN == 128) {
+    if (p.gather) {
+      f8_grouped_gemm<true, BN><<<grid, threads, S::smem_bytes, stream>>>(p);
+      return;
+    }
+  }
+  f8_grouped_gemm<false, BN><<<grid, threads, S::smem_bytes, stream>>>(p);
+}
+
+}  // namespace
+
+void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStream_t stream) {
+  if (p.experts > max_experts || p.n % 128 || p.k % BK)
+    throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
+                             ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
+  static const int sms = [] {
+    int device = 0, n = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+    return std::max(n, 1);
+  }();
+  if (f8_grouped_tile_columns(p) == 256) launch_with<256>(p, sms, rows_bound, stream);
+  else launch_with<128>(p, sms, rows_bound, stream);
   check_launch("FP8 grouped GEMM");
 }
 

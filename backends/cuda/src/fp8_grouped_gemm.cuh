@@ -48,7 +48,13 @@ struct f8_grouped_problem {
   const int* offsets;          // [experts + 1], device
   int experts, n, k;           // n and k multiples of 128
   __nv_bfloat16* d;            // [capacity, n]
+  // Tiles of 128 rows x 256 columns where n is a multiple of 256 and A is read by TMA (no
+  // gather); else 128 x 128. The same results to the bit; A read from L2 half as often.
+  bool wide;
 };
+
+// The output columns of the problem's tiles: 256 where `wide` applies, else 128.
+inline int f8_grouped_tile_columns(const f8_grouped_problem& p) { return p.wide && !p.gather && p.n % 256 == 0 ? 256 : 128; }
 
 // Enqueues the grouped GEMM on `stream`. rows_bound: at least offsets[experts] (the tiles are
 // counted on the device; this only bounds the grid). experts <= 4096.
