@@ -124,15 +124,25 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.n = 2 * I_;
   p.k = H_;
   p.d = g_;
-  launch_f8_grouped_gemm(p, bound, stream);
   tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(p));
-  silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
-  check_launch("FP8 grouped path: SiLU and quantize h");
+  if (f8_grouped_fuses_silu(p)) {  // the GEMM writes h quantized; g_ is not used
+    p.hq = hq_;
+    p.hs = hs_;
+    p.hs_pitch = pitch_;
+    tiles_ += " with SiLU and h's quantization";
+    launch_f8_grouped_gemm(p, bound, stream);
+  } else {
+    launch_f8_grouped_gemm(p, bound, stream);
+    silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
+    check_launch("FP8 grouped path: SiLU and quantize h");
+  }
   p.a = hq_map_;
   p.a_scale = hs_;
   p.a_pitch = pitch_;
   p.gather = nullptr;
   p.a_rows = nullptr;
+  p.hq = nullptr;
+  p.hs = nullptr;
   p.b = w2_;
   p.b_scale = s2_;
   p.n = H_;

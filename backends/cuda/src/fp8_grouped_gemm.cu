@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "f8_quantize.cuh"
 #include "moe_kernels.cuh"
 #include "ptx.cuh"
 
@@ -168,6 +169,50 @@ __device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offse
   return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
+// The fused gate/up tile's epilogue (f8_grouped_problem::hq): sum[0, 64) holds this thread's
+// gate columns 8 j + 2 (l % 4) + {0, 1} of h block hb for rows r0 (registers 4 j + {0, 1}) and
+// r1 (4 j + {2, 3}), sum[64, 128) the same up columns. h = SiLU(gate) * up with gate and up
+// rounded to bf16 first, quantized per row and 128 columns: the row's columns are in the four
+// lanes of a quad, so its largest magnitude is theirs. Every step is silu_quantize_rows's
+// (fp8_grouped_experts.cu) with quantize_group's (f8_quantize.cuh), so the bytes are the same.
+// Natural column 16 a + 8 b + 2 t + e goes to byte 16 a + 4 t + 2 b + e (fragment order):
+// this thread's j = 2 a and 2 a + 1 make the 4 bytes at 16 a + 4 t. r0 or r1 < 0: not stored.
+__device__ __forceinline__ void silu_quantize_epilogue(float (&sum)[128], const f8_grouped_problem& p, int hb, int r0,
+                                                       int r1, int lane) {
+  float m0 = 0.f, m1 = 0.f;
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+    const float g = __bfloat162float(__float2bfloat16_rn(sum[i]));
+    const float u = __bfloat162float(__float2bfloat16_rn(sum[64 + i]));
+    const float h = g / (1.f + __expf(-g)) * u;
+    sum[i] = h;
+    if (i & 2) m1 = fmaxf(m1, fabsf(h));
+    else m0 = fmaxf(m0, fabsf(h));
+  }
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    m0 = fmaxf(m0, __shfl_xor_sync(~0u, m0, o));
+    m1 = fmaxf(m1, __shfl_xor_sync(~0u, m1, o));
+  }
+  const int inter = p.n / 2, t = lane & 3;
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    const int r = q ? r1 : r0;
+    if (r < 0) continue;
+    const float m = q ? m1 : m0, sc = m > 0.f && isfinite(m) ? m / e4m3_max : 1.f, inv = 1.f / sc;
+    uint8_t* dst = p.hq + static_cast<size_t>(r) * inter + hb * f8_group + 4 * t;
+#pragma unroll
+    for (int a = 0; a < 8; ++a) {
+      const float* v0 = sum + 8 * a + 2 * q;  // j = 2 a: registers 4 j + 2 q + {0, 1}
+      const float* v1 = v0 + 4;               // j = 2 a + 1
+      const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v0[0] * inv, v0[1] * inv), __NV_SATFINITE, __NV_E4M3);
+      const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v1[0] * inv, v1[1] * inv), __NV_SATFINITE, __NV_E4M3);
+      *reinterpret_cast<uint32_t*>(dst + 16 * a) = lo | (hi << 16);
+    }
+    if (t == 0) p.hs[static_cast<size_t>(hb) * p.hs_pitch + r] = sc;
+  }
+}
+
 template <bool Gather, int BN>
 __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_constant__ f8_grouped_problem p) {
   using S = tile_shape<BN>;
@@ -205,15 +250,18 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   }
   __syncthreads();
   const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
-  // The tile's first weight block scales, one per k block (the second half's follow at + kt_count).
-  auto weight_scales = [&](const tile_at& at) {
-    return p.b_scale + (static_cast<size_t>(at.e) * (p.n / 128) + at.n0 / 128) * kt_count;
+  // With `hq` (SiLU fused), tile column n0 / 2 of h takes gate rows [n0 / 2, + 128) and up rows
+  // [n / 2 + n0 / 2, + 128): half h's first row of B within the expert, and its weight block.
+  auto half_row = [&](const tile_at& at, int h) { return p.hq ? h * (p.n / 2) + at.n0 / 2 : at.n0 + 128 * h; };
+  // Half h's weight block scales, one per k block.
+  auto weight_scales = [&](const tile_at& at, int h) {
+    return p.b_scale + (static_cast<size_t>(at.e) * (p.n / 128) + half_row(at, h) / 128) * kt_count;
   };
-  // Loads weight tile rows [brow, brow + BN) of k block kt into stage s, 128 rows a box.
-  auto load_b = [&](int s, int kt, int brow) {
+  // Loads the weight tile's halves of k block kt into stage s, 128 rows a box.
+  auto load_b = [&](int s, int kt, const tile_at& at) {
 #pragma unroll
     for (int h = 0; h < halves; ++h)
-      tma_load(sb + s * S::b_bytes + h * tile_bytes, &p.b.map, &full[s], kt * BK, brow + 128 * h);
+      tma_load(sb + s * S::b_bytes + h * tile_bytes, &p.b.map, &full[s], kt * BK, at.e * p.n + half_row(at, h));
   };
   if (halves > 1) {
     if (warp < 4) registers_dec<producer_registers>();
@@ -225,7 +273,6 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     uint32_t it = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
       const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
-      const int brow = at.e * p.n + at.n0;
       // Each of the thread's rows: its token (-1 past the expert's rows) and the address of its
       // 16-byte chunk q, computed once a tile (deriving it from the token every k block made the
       // F8 forward 11 % slower at T = 4096 and 12 % at T = 1024 on an H100: docs/cuda.md).
@@ -236,13 +283,14 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         token[j] = r < at.row_end ? p.gather[r] : -1;
         src[j] = token[j] >= 0 ? p.a_rows + static_cast<size_t>(token[j]) * p.k + 16 * q : nullptr;
       }
-      const float* bs = weight_scales(at);
+      const float* bs[halves];
+      for (int h = 0; h < halves; ++h) bs[h] = weight_scales(at, h);
       for (int kt = 0; kt < kt_count; ++kt, ++it) {
         const int s = static_cast<int>(it % stages);
         mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
         if (tid == 0) {
           mbar_expect_tx(&full[s], S::b_bytes);
-          load_b(s, kt, brow);
+          load_b(s, kt, at);
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
         const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
@@ -253,7 +301,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
           if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         }
         if (tid == 0)
-          for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs + h * kt_count + kt, true);
+          for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs[h] + kt, true);
         cp_async_arrive(&full[s]);
       }
     }
@@ -265,15 +313,15 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
       uint32_t it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
         const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
-        const int brow = at.e * p.n + at.n0;
-        const float* bs = weight_scales(at);
+        const float* bs[halves];
+        for (int h = 0; h < halves; ++h) bs[h] = weight_scales(at, h);
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
           if (lane == 0) {
             mbar_expect_tx(&full[s], tile_bytes + S::b_bytes);
             tma_load(sa + s * tile_bytes, &p.a.map, &full[s], kt * BK, at.row0);
-            load_b(s, kt, brow);
+            load_b(s, kt, at);
           }
           const uint32_t sbase = smem_u32(scales + s * scale_floats);
           const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
@@ -283,7 +331,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
             cp_async4(sbase + 4 * r, as + min(row, p.a_pitch - 1), row < at.row_end);
           }
           if (lane == 0)
-            for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs + h * kt_count + kt, true);
+            for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs[h] + kt, true);
           cp_async_arrive(&full[s]);
         }
       }
@@ -317,6 +365,12 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         const float ws = sc[BM + h], s0 = a0 * ws, s1 = a1 * ws;
 #pragma unroll
         for (int i = 0; i < 64; ++i) sum[64 * h + i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[64 * h + i]);
+      }
+    }
+    if constexpr (halves == 2) {
+      if (p.hq) {
+        silu_quantize_epilogue(sum, p, at.n0 / 256, r0 < at.row_end ? r0 : -1, r1 < at.row_end ? r1 : -1, lane);
+        continue;
       }
     }
     const int c = at.n0 + 2 * (lane & 3);

@@ -51,10 +51,20 @@ struct f8_grouped_problem {
   // Tiles of 128 rows x 256 columns where n is a multiple of 256 and A is read by TMA (no
   // gather); else 128 x 128. The same results to the bit; A read from L2 half as often.
   bool wide;
+  // Set (with 256-column tiles; B the fused [gate | up] weights, n = 2I): each tile computes
+  // 128 gate and the matching 128 up columns and writes h = SiLU(gate) * up quantized to e4m3
+  // per 128 columns, as silu_quantize_rows would from d (gate and up rounded to bf16 first, the
+  // same operations: bit-identical), into hq [rows, I] (fragment order) and hs [I / 128][hs_pitch];
+  // d is not written.
+  uint8_t* hq;
+  float* hs;
+  int hs_pitch;
 };
 
 // The output columns of the problem's tiles: 256 where `wide` applies, else 128.
 inline int f8_grouped_tile_columns(const f8_grouped_problem& p) { return p.wide && !p.gather && p.n % 256 == 0 ? 256 : 128; }
+// Whether the problem's `hq` output applies (256-column tiles); else it must be null.
+inline bool f8_grouped_fuses_silu(const f8_grouped_problem& p) { return f8_grouped_tile_columns(p) == 256; }
 
 // Enqueues the grouped GEMM on `stream`. rows_bound: at least offsets[experts] (the tiles are
 // counted on the device; this only bounds the grid). experts <= 4096.
