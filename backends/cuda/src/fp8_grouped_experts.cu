@@ -87,7 +87,8 @@ void fp8_grouped_experts::ensure(int rows, int tokens, cudaStream_t stream) {
   const size_t X = gather_ ? static_cast<size_t>(tokens) : R, XP = (X + 3) / 4 * 4;
   check(cudaMalloc(&xq_, X * H), "FP8 grouped path: quantized x");
   check(cudaMalloc(&xs_, XP * (H / f8_group) * 4), "FP8 grouped path: x scales");
-  check(cudaMalloc(&g_, R * 2 * I * 2), "FP8 grouped path: gate/up");
+  // 128 x 256 tiles write h straight from the gate/up GEMM (fp8_grouped_gemm.cuh): no gate/up rows.
+  if (!fuse_silu()) check(cudaMalloc(&g_, R * 2 * I * 2), "FP8 grouped path: gate/up");
   check(cudaMalloc(&hq_, R * I), "FP8 grouped path: quantized h");
   check(cudaMalloc(&hs_, P * (I / f8_group) * 4), "FP8 grouped path: h scales");
   check(cudaMalloc(&y_, R * H * 2), "FP8 grouped path: down output");
@@ -125,7 +126,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.k = H_;
   p.d = g_;
   tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(p));
-  if (f8_grouped_fuses_silu(p)) {  // the GEMM writes h quantized; g_ is not used
+  if (fuse_silu()) {  // the GEMM writes h quantized; g_ is not allocated
     p.hq = hq_;
     p.hs = hs_;
     p.hs_pitch = pitch_;

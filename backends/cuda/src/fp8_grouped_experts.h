@@ -51,6 +51,8 @@ class fp8_grouped_experts {
 
  private:
   void ensure(int rows, int tokens, cudaStream_t stream);
+  // Whether the gate/up GEMM runs 128 x 256 tiles that write h (f8_grouped_problem::hq).
+  bool fuse_silu() const { return wide_ && !gather_ && (2 * I_) % 256 == 0; }
 
   int E_, H_, I_;
   bool gather_, wide_;
