@@ -247,6 +247,7 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   set_option("f8_gather", "on");
   handle f8 = create(L.f8_view(), nullptr);
   set_option("f8_gather", "off");
+  set_option("f8_tile", "128x128");
   handle by_rows = create(L.f8_view(), nullptr);
   set_option("f8_tile", "128x256");
   handle wide = create(L.f8_view(), nullptr);
