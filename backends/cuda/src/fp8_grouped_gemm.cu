@@ -10,6 +10,11 @@
 // into their f32 result with the two scales read from the stage. The ring's stages are handed
 // over by mbarriers: `full` (the TMA bytes and the copying threads' cp.async landed) and
 // `empty` (both consumers' wgmmas have read the stage).
+//
+// 128 x 256 tiles (f8_grouped_problem::wide): B arrives as two 128-row boxes a stage and each
+// consumer runs its k block twice, once per 128-column half, on the one accumulator, keeping
+// 128 f32 sums; setmaxnreg gives the consumers the producer warpgroup's unused registers. With
+// `hq` the two halves are a gate block and its up block, and the epilogue writes h quantized.
 #include "fp8_grouped_gemm.cuh"
 
 #include <cudaTypedefs.h>
