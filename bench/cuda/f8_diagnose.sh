@@ -10,14 +10,13 @@
 # with the GPU's clocks and power sampled under load (f8_gemm_ab.sh, ~3 min); then, with NCU=on,
 # Nsight Compute on the decode GEMMs of a T = 1 F8 forward and on the wgmma GEMM (ncu_f8_gemm.sh,
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
-# (names, space-separated), DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
+# (names, space-separated; NAME:key=value,... adds backend options), GEMM_VARIANTS, DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
-# Next after session 20 (its default f8_decode=gemv has not run the full tests on a GPU): here,
-# after `bash bench/device/stage.sh build`, `bash bench/cuda/variant_build.sh pre_review 687edf4`
-# and `PATCH=bench/cuda/experiments/row_tma.patch bash bench/cuda/variant_build.sh row_tma` (the
-# same with pair_multicast.patch as `pairs`, gemv_prefetch.patch as `gemv_pf`), there
-# `CANDIDATES="row_tma pairs pre_review" DECODE_CANDIDATES=gemv_pf
-# DECODE_VARIANTS="mma:f8_decode=mma" bash bench/cuda/f8_diagnose.sh`.
+# Next after session 21 (f8_tile=128x256 is built and tested for bit-identity here, never run on
+# a GPU): here `bash bench/device/stage.sh build` and `bash bench/cuda/variant_build.sh
+# wide_nofuse 389467c` (the 128 x 256 tiles before SiLU was fused into the gate/up GEMM), there
+# `GEMM_VARIANTS="wide:f8_tile=128x256" CANDIDATES="wide_nofuse:f8_tile=128x256"
+# DECODE_CANDIDATES= DECODE_TOKENS=1 DECODE_ROUNDS=1 bash bench/cuda/f8_diagnose.sh`.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
@@ -30,12 +29,21 @@ step() {  # name, timeout seconds, command...
 step cuda_tests 200 .carry/bin/moereg_cuda_tests ${GTEST_ARGS:-}
 grep -E '^\[  (PASSED|FAILED) |Failure|^\[  FAILED' "$OUT/cuda_tests.log" | head -12
 variants="" names="" libs=""
-for c in ${CANDIDATES:-}; do
+# CANDIDATES entries: NAME (.carry/old/NAME.so) or NAME:key=value,... (that build with backend
+# options of its own in the GEMM A/B; the decode A/B and the test take the build alone).
+for entry in ${CANDIDATES:-}; do
+  c=${entry%%:*} opts=""
+  [ "$entry" != "$c" ] && opts=",${entry#*:}"
   lib=$PWD/.carry/old/$c.so
   [ -f "$lib" ] || { echo "== candidate $c: no $lib (bench/cuda/variant_build.sh $c ...)"; continue; }
   MOEREG_CUDA_BACKEND=$lib step "test_$c" 90 .carry/bin/moereg_cuda_tests --gtest_filter=CudaFp8.TensorCoresWithE4m3Activations
   grep -E '^\[  (PASSED|FAILED) |Failure|T=1500' "$OUT/test_$c.log" | head -8
-  variants="$variants $c=$lib" names="$names $c" libs="$libs $c=$lib"
+  variants="$variants $c=$lib$opts" names="$names $c" libs="$libs $c=$lib"
+done
+# GEMM_VARIANTS: "name:key=value,..." - the carried build again with backend options of its own
+# in the GEMM A/B (e.g. wide:f8_tile=128x256).
+for v in ${GEMM_VARIANTS:-}; do
+  variants="$variants ${v%%:*}=$MOEREG_CUDA_BACKEND,${v#*:}" names="$names ${v%%:*}"
 done
 # DECODE_CANDIDATES (default CANDIDATES): the builds of the decode A/B, where large-T GEMM
 # experiments change nothing.
