@@ -7,7 +7,8 @@
 //
 // A pass: x quantized to e4m3 per 128 columns (f8_quantize.cuh), once per token (gather) or
 // per routed row in sorted order -> gate/up GEMM -> h = SiLU(gate) * up from its bf16 output,
-// quantized the same way -> down GEMM -> the combine (expert_rows.h). The activations'
+// quantized the same way (with 128 x 256 tiles, in the gate/up GEMM's epilogue: no bf16
+// gate/up rows) -> down GEMM -> the combine (expert_rows.h). The activations'
 // quantization is what separates it from the dequantized bf16 layer (~4 % relative L2;
 // docs/cuda.md states what was measured).
 #pragma once
