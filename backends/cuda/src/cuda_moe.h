@@ -53,16 +53,18 @@ void check(cudaError_t e, const char* what);
 //   f8_gemm = wgmma (default) | cublaslt - the FP8 tensor-core GEMM: moereg's grouped wgmma
 //            kernel (fp8_grouped_experts.h: one launch per projection, no host sync) or
 //            cuBLASLt's block-scaled matmul, one per hit expert after the expert
-//            offsets are read back (fp8_experts.h). wgmma with f8_gather=off was 1.09-1.12x
-//            faster than cuBLASLt at T = 1024 and level at 4096 on the H100s of sessions 17, 19
-//            and 21 (docs/cuda.md)
+//            offsets are read back (fp8_experts.h). wgmma with f8_gather=off was 1.08-1.12x
+//            faster than cuBLASLt at T = 1024 and within 1 % at 4096 on the H100s of sessions
+//            17, 19 and 21 (bench/cuda/f8_gemm_ab.sh; docs/cuda.md)
 //   f8_gather = off (default) | on - wgmma engine: off quantizes each routed row into its own
 //            sorted row and the GEMM reads rows by TMA; on quantizes x once per token and the
-//            gate/up GEMM gathers the routed rows' tokens with cp.async (off was 4-10 % faster
+//            gate/up GEMM gathers the routed rows' tokens with cp.async (off was 1-11 % faster
 //            in each of those three runs: docs/cuda.md)
 //   f8_tile = 128x128 (default) | 128x256 - wgmma engine with f8_gather=off: the GEMM's tile
 //            (rows x output columns); 128x256 where the columns are a multiple of 256 (else
-//            128x128): each A tile read from L2 once for twice the columns, bit-identical results
+//            128x128): each A tile read from L2 once for twice the columns, SiLU and h's
+//            quantization in the gate/up GEMM; bit-identical by construction (tested), not yet
+//            run on a GPU
 //   f8_decode = gemv (default) | mma - F8_E4M3 experts at T = 1: matrix-vector kernels that
 //            read each weight row straight into registers (f8_gemv.cuh; the top-k experts and
 //            an F8 shared expert in two launches; where the blocks fit and tiles=auto), or the

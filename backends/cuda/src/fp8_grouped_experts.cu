@@ -64,6 +64,9 @@ fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, 
     : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), s13_(w13_scale), s2_(w2_scale) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
+  tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(wide_, gather_, 2 * I_)) +
+           (fuse_silu() ? " with SiLU and h's quantization" : "") + ", down 128x" +
+           std::to_string(f8_grouped_tile_columns(wide_, false, H_));
 }
 
 fp8_grouped_experts::~fp8_grouped_experts() {
@@ -125,15 +128,13 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.n = 2 * I_;
   p.k = H_;
   p.d = g_;
-  tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(p));
   if (fuse_silu()) {  // the GEMM writes h quantized; g_ is not allocated
     p.hq = hq_;
     p.hs = hs_;
     p.hs_pitch = pitch_;
-    tiles_ += " with SiLU and h's quantization";
-    launch_f8_grouped_gemm(p, bound, stream);
-  } else {
-    launch_f8_grouped_gemm(p, bound, stream);
+  }
+  launch_f8_grouped_gemm(p, bound, stream);
+  if (!fuse_silu()) {
     silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
     check_launch("FP8 grouped path: SiLU and quantize h");
   }
@@ -150,7 +151,6 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.k = I_;
   p.d = y_;
   launch_f8_grouped_gemm(p, bound, stream);
-  tiles_ += ", down 128x" + std::to_string(f8_grouped_tile_columns(p));
   launch_combine_rows(y_, in, padding{}, H_, out, stream);
 }
 

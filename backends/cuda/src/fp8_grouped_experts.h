@@ -47,13 +47,13 @@ class fp8_grouped_experts {
   // Routed experts of one pass, `out` [T, H] stored. Enqueued on `stream`, no synchronization
   // (except once when the work buffers grow).
   void run_routed(const routed_rows& in, float* out, cudaStream_t stream);
-  // The last pass's GEMM tiles, e.g. "gate/up 128x256, down 128x128".
+  // The GEMMs' tiles, e.g. "gate/up 128x256 with SiLU and h's quantization, down 128x128".
   const std::string& tiles() const { return tiles_; }
 
  private:
   void ensure(int rows, int tokens, cudaStream_t stream);
   // Whether the gate/up GEMM runs 128 x 256 tiles that write h (f8_grouped_problem::hq).
-  bool fuse_silu() const { return wide_ && !gather_ && (2 * I_) % 256 == 0; }
+  bool fuse_silu() const { return f8_grouped_tile_columns(wide_, gather_, 2 * I_) == 256; }
 
   int E_, H_, I_;
   bool gather_, wide_;
@@ -68,7 +68,7 @@ class fp8_grouped_experts {
   float* hs_ = nullptr;           // [I/128][pitch]
   __nv_bfloat16* y_ = nullptr;    // [capacity, H]: down
   f8_matrix xq_map_{}, hq_map_{};
-  std::string tiles_;
+  std::string tiles_;  // set at construction: the tiles follow from the sizes and options
 };
 
 }  // namespace moereg::cuda

@@ -453,7 +453,7 @@ void launch_f8_grouped_gemm(const f8_grouped_problem& p, int rows_bound, cudaStr
   if (p.experts > max_experts || p.n % 128 || p.k % BK)
     throw std::runtime_error("FP8 grouped GEMM: " + std::to_string(p.experts) + " experts, n " + std::to_string(p.n) +
                              ", k " + std::to_string(p.k) + " (at most 4096 experts, n and k multiples of 128)");
-  if (p.hq && !f8_grouped_fuses_silu(p))
+  if (p.hq && f8_grouped_tile_columns(p) != 256)
     throw std::runtime_error("FP8 grouped GEMM: the fused SiLU output needs 128 x 256 tiles (wide, no gather, n % 256 == 0)");
   static const int sms = [] {
     int device = 0, n = 0;

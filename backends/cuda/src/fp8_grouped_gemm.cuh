@@ -61,10 +61,10 @@ struct f8_grouped_problem {
   int hs_pitch;
 };
 
-// The output columns of the problem's tiles: 256 where `wide` applies, else 128.
-inline int f8_grouped_tile_columns(const f8_grouped_problem& p) { return p.wide && !p.gather && p.n % 256 == 0 ? 256 : 128; }
-// Whether the problem's `hq` output applies (256-column tiles); else it must be null.
-inline bool f8_grouped_fuses_silu(const f8_grouped_problem& p) { return f8_grouped_tile_columns(p) == 256; }
+// The output columns of a problem's tiles: 256 where `wide` applies (A by TMA, n a multiple of
+// 256), else 128. The `hq` output needs 256.
+inline int f8_grouped_tile_columns(bool wide, bool gather, int n) { return wide && !gather && n % 256 == 0 ? 256 : 128; }
+inline int f8_grouped_tile_columns(const f8_grouped_problem& p) { return f8_grouped_tile_columns(p.wide, p.gather, p.n); }
 
 // Enqueues the grouped GEMM on `stream`. rows_bound: at least offsets[experts] (the tiles are
 // counted on the device; this only bounds the grid). experts <= 4096.
