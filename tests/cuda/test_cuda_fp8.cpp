@@ -251,6 +251,9 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   handle by_rows = create(L.f8_view(), nullptr);
   set_option("f8_tile", "128x256");
   handle wide = create(L.f8_view(), nullptr);
+  set_option("f8_silu", "fused");
+  handle fused = create(L.f8_view(), nullptr);
+  clear_option("f8_silu");
   clear_option("f8_tile");
   clear_option("f8_gather");
   set_option("f8_gemm", "cublaslt");
@@ -258,7 +261,7 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
   clear_option("f8_gemm");
   clear_option("f8_activations");
   handle bf = create(L.bf16_view(), nullptr);
-  ASSERT_TRUE(f8 && by_rows && wide && lt && bf) << what;
+  ASSERT_TRUE(f8 && by_rows && wide && fused && lt && bf) << what;
   for (int T : {1, 7, 300, 1500}) {
     random_tokens r(T, L.H, L.E, L.K, 5 * T + 3, true);
     const std::vector<float> a = forward(f8.get(), r, T, L.H, L.K), b = forward(bf.get(), r, T, L.H, L.K),
@@ -267,7 +270,11 @@ void check_tensor_cores(fp8_layer& L, const char* what) {
     EXPECT_EQ(max_rel_diff(a, d), 0.0) << what << " T=" << T;
     // 128 x 256 tiles (where the columns allow): the same products in the same order.
     EXPECT_EQ(max_rel_diff(forward(wide.get(), r, T, L.H, L.K), d), 0.0) << what << " T=" << T << " f8_tile=128x256";
-    EXPECT_NE(last_tiles(wide.get()).find("gate/up 128x256"), std::string::npos) << what << "\n" << describe(wide.get());
+    EXPECT_NE(last_tiles(wide.get()).find("gate/up 128x256, down"), std::string::npos) << what << "\n" << describe(wide.get());
+    // SiLU and h's quantization in the gate/up GEMM's epilogue: the same operations on the same values.
+    EXPECT_EQ(max_rel_diff(forward(fused.get(), r, T, L.H, L.K), d), 0.0) << what << " T=" << T << " f8_silu=fused";
+    EXPECT_NE(last_tiles(fused.get()).find("gate/up 128x256 with SiLU and h's quantization"), std::string::npos)
+        << what << "\n" << describe(fused.get());
     EXPECT_NE(last_tiles(by_rows.get()).find("gate/up 128x128, down 128x128"), std::string::npos) << what;
     EXPECT_NE(last_tiles(f8.get()).find("wgmma_fp8"), std::string::npos) << what << "\n" << describe(f8.get());
     EXPECT_NE(last_tiles(lt.get()).find("cublaslt_fp8"), std::string::npos) << what << "\n" << describe(lt.get());

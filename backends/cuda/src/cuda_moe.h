@@ -60,11 +60,15 @@ void check(cudaError_t e, const char* what);
 //            sorted row and the GEMM reads rows by TMA; on quantizes x once per token and the
 //            gate/up GEMM gathers the routed rows' tokens with cp.async (off was 1-11 % faster
 //            in each of those three runs: docs/cuda.md)
-//   f8_tile = 128x128 (default) | 128x256 - wgmma engine with f8_gather=off: the GEMM's tile
+//   f8_tile = 128x256 (default) | 128x128 - wgmma engine with f8_gather=off: the GEMM's tile
 //            (rows x output columns); 128x256 where the columns are a multiple of 256 (else
-//            128x128): each A tile read from L2 once for twice the columns, SiLU and h's
-//            quantization in the gate/up GEMM; bit-identical by construction (tested), not yet
-//            run on a GPU
+//            128x128): each A tile read from L2 once for twice the columns; bit-identical to
+//            128x128 (tested); 1.05-1.10x faster than 128x128 at T = 1024-4096 on an H100
+//            (session 22, docs/cuda.md)
+//   f8_silu = separate (default) | fused - with 128x256 tiles: h = SiLU(gate) * up and its
+//            e4m3 quantization in a kernel of their own after the gate/up GEMM, or in that
+//            GEMM's epilogue (each tile 128 gate + the matching 128 up columns: no bf16 gate/up
+//            buffer, 2I bf16 bytes a routed row less memory, but 6-11 % slower on an H100)
 //   f8_decode = gemv (default) | mma - F8_E4M3 experts at T = 1: matrix-vector kernels that
 //            read each weight row straight into registers (f8_gemv.cuh; the top-k experts and
 //            an F8 shared expert in two launches; where the blocks fit and tiles=auto), or the
@@ -81,7 +85,8 @@ struct tuning {
   std::string f8_activations = "auto";
   std::string f8_gemm = "wgmma";
   bool f8_gather = false;
-  std::string f8_tile = "128x128";
+  std::string f8_tile = "128x256";
+  std::string f8_silu = "separate";
   std::string f8_decode = "gemv";
   bool pdl = true;
   bool cublas = true;

@@ -41,6 +41,10 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
       if (value != "128x128" && value != "128x256")
         throw invalid_argument("backend option f8_tile='" + value + "': expected 128x128 or 128x256");
       t.f8_tile = value;
+    } else if (key == "f8_silu") {
+      if (value != "separate" && value != "fused")
+        throw invalid_argument("backend option f8_silu='" + value + "': expected separate or fused");
+      t.f8_silu = value;
     } else if (key == "graphs") {
       if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
       t.graphs = value == "on";
@@ -60,7 +64,7 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     } else {
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
-                             "f8_gather, f8_tile, f8_decode, pdl, narrow, slot_tiles)");
+                             "f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles)");
     }
   }
   return t;
@@ -107,7 +111,7 @@ std::string moe_layer::describe() const {
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
     << ",\"options\":{\"tiles\":\"" << tuning_.tiles << "\",\"cublas\":\"" << (tuning_.cublas ? "auto" : "off")
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
-    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_tile\":\"" << tuning_.f8_tile << "\",\"f8_decode\":\"" << tuning_.f8_decode
+    << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_tile\":\"" << tuning_.f8_tile << "\",\"f8_silu\":\"" << tuning_.f8_silu << "\",\"f8_decode\":\"" << tuning_.f8_decode
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()

@@ -44,7 +44,7 @@ fp8_grouped_experts& moe_layer::fp8_grouped() {
   if (!fp8_grouped_)
     fp8_grouped_ = std::make_unique<fp8_grouped_experts>(w13_f8_, w2_f8_, w13_scale_, w2_scale_, static_cast<int>(E_),
                                                          static_cast<int>(H_), static_cast<int>(I_), tuning_.f8_gather,
-                                                         tuning_.f8_tile == "128x256");
+                                                         tuning_.f8_tile == "128x256", tuning_.f8_silu == "fused");
   return *fp8_grouped_;
 }
 

@@ -60,8 +60,8 @@ bool fp8_grouped_experts::fits(long long experts, long long hidden, long long in
 
 fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
                                          const float* w2_scale, int experts, int hidden, int inter, bool gather,
-                                         bool wide)
-    : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), s13_(w13_scale), s2_(w2_scale) {
+                                         bool wide, bool fuse)
+    : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), fuse_(fuse), s13_(w13_scale), s2_(w2_scale) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
   tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(wide_, gather_, 2 * I_)) +

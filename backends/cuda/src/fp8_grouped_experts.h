@@ -37,9 +37,10 @@ class fp8_grouped_experts {
   // gather: x is quantized once per token and the gate/up GEMM gathers each routed row's
   // token (else every routed row is quantized into its own sorted row first: top_k times the
   // bytes written and read).
-  // wide: 128 x 256 GEMM tiles where they apply (fp8_grouped_gemm.cuh).
+  // wide: 128 x 256 GEMM tiles where they apply (fp8_grouped_gemm.cuh); fuse: with them, the
+  // gate/up GEMM writes h = SiLU(gate) * up quantized (no bf16 gate/up rows; slower on an H100).
   fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale, int experts,
-                      int hidden, int inter, bool gather, bool wide);
+                      int hidden, int inter, bool gather, bool wide, bool fuse);
   ~fp8_grouped_experts();
   fp8_grouped_experts(const fp8_grouped_experts&) = delete;
   fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
@@ -53,10 +54,10 @@ class fp8_grouped_experts {
  private:
   void ensure(int rows, int tokens, cudaStream_t stream);
   // Whether the gate/up GEMM runs 128 x 256 tiles that write h (f8_grouped_problem::hq).
-  bool fuse_silu() const { return f8_grouped_tile_columns(wide_, gather_, 2 * I_) == 256; }
+  bool fuse_silu() const { return fuse_ && f8_grouped_tile_columns(wide_, gather_, 2 * I_) == 256; }
 
   int E_, H_, I_;
-  bool gather_, wide_;
+  bool gather_, wide_, fuse_;
   const float *s13_, *s2_;
   f8_matrix w13_, w2_;
   int capacity_ = 0, pitch_ = 0;  // routed rows the buffers hold; scale column pitch (capacity rounded to 4)
