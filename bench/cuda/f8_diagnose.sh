@@ -12,12 +12,9 @@
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
 # (names, space-separated; NAME:key=value,... adds backend options), GEMM_VARIANTS, DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
-# Next after session 21 (f8_tile=128x256 and expand_rows.patch: compiled, never run on a GPU):
-# here `bash bench/device/stage.sh build`, `bash bench/cuda/variant_build.sh wide_nofuse 389467c`
-# (the 128 x 256 tiles before SiLU was fused into the gate/up GEMM) and
-# `PATCH=bench/cuda/experiments/expand_rows.patch bash bench/cuda/variant_build.sh expand`;
-# there `GEMM_VARIANTS="wide:f8_tile=128x256" CANDIDATES="wide_nofuse:f8_tile=128x256 expand"
-# DECODE_CANDIDATES= DECODE_TOKENS=1 DECODE_ROUNDS=1 bash bench/cuda/f8_diagnose.sh` (~5 min).
+# Session 22's last call (docs/cuda.md, "Session 22"): here `bash bench/device/stage.sh build`;
+# there `GEMM_VARIANTS="t128:f8_tile=128x128 fused:f8_silu=fused" DECODE_CANDIDATES=
+# DECODE_TOKENS=1 DECODE_ROUNDS=1 ROUNDS=2 bash bench/cuda/f8_diagnose.sh` (~6 min).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh

@@ -68,7 +68,7 @@ void check(cudaError_t e, const char* what);
 //   f8_silu = separate (default) | fused - with 128x256 tiles: h = SiLU(gate) * up and its
 //            e4m3 quantization in a kernel of their own after the gate/up GEMM, or in that
 //            GEMM's epilogue (each tile 128 gate + the matching 128 up columns: no bf16 gate/up
-//            buffer, 2I bf16 bytes a routed row less memory, but 6-11 % slower on an H100)
+//            buffer, 2I bf16 bytes a routed row less memory, but 2-11 % slower on an H100)
 //   f8_decode = gemv (default) | mma - F8_E4M3 experts at T = 1: matrix-vector kernels that
 //            read each weight row straight into registers (f8_gemv.cuh; the top-k experts and
 //            an F8 shared expert in two launches; where the blocks fit and tiles=auto), or the
