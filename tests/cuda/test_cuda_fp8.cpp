@@ -393,8 +393,11 @@ TEST(CudaFp8, DescribeAndRefusals) {
 // with that expert dequantized to bf16 as the shared one. On the kernels (decode: exact
 // products beside the routed GEMMs; every tile shape; inside a CUDA graph, captured then
 // replayed) the two differ by the bf16 rounding of the shared weights (bound 1e-2 of the
-// largest output); on cuBLAS the F8 layer runs its BF16 copy of the shared expert, the same
-// weights as the other layer's, so the outputs agree to float rounding of the same sums.
+// largest output); with cuBLASLt the F8 layer runs its BF16 copy of the shared expert on
+// cuBLAS, the same weights as the other layer's, so the outputs agree to float rounding of
+// the same sums. On the grouped wgmma GEMM (the default engine) the F8 shared expert is one
+// more expert of its launches, with e4m3 activations like the routed ones: within the e4m3
+// bound of the layer that runs it in bf16 (8e-2 relative L2), with and without a shared gate.
 TEST(CudaFp8, SharedExpertInF8) {
   ASSERT_NE(backend_api(), nullptr);
   fp8_layer L(9, 256, 128, 2, 128, 128, 21);
@@ -413,6 +416,48 @@ TEST(CudaFp8, SharedExpertInF8) {
   f8.shared_w2_scale = make_view(L.s2.data() + E * s2, MOEREG_DTYPE_F32, {cdiv(H, L.b0), cdiv(I, L.b1)});
   bf.shared_w13 = make_view(L.d13.data() + size_t(E) * 2 * I * H, MOEREG_DTYPE_BF16, {2 * I, H});
   bf.shared_w2 = make_view(L.d2.data() + size_t(E) * H * I, MOEREG_DTYPE_BF16, {H, I});
+  // The grouped GEMM's shared expert, gated (Qwen's shared_expert_gate) and not (DeepSeek).
+  std::vector<uint16_t> gate(H);
+  std::mt19937 rng(23);
+  std::normal_distribution<float> n(0.f, 1.f / std::sqrt(float(H)));
+  for (auto& g : gate) g = to_bf16(n(rng));
+  for (bool gated : {false, true}) {
+    moereg_moe_weights f = f8, b = bf;
+    if (gated) f.shared_gate = b.shared_gate = make_view(gate.data(), MOEREG_DTYPE_BF16, {1, H});
+    for (const char* silu : {"separate", "fused"}) {
+      const std::string what = std::string(gated ? "gated" : "ungated") + ", f8_silu=" + silu;
+      set_option("f8_activations", "e4m3");
+      set_option("f8_silu", silu);
+      handle a = create(f, nullptr), c = create(b, nullptr);
+      clear_option("f8_silu");
+      clear_option("f8_activations");
+      ASSERT_TRUE(a && c) << what;
+      EXPECT_NE(describe(a.get()).find("one more expert of the grouped GEMM"), std::string::npos) << describe(a.get());
+      // No BF16 copy of the shared expert: the layer holds 6 H I bytes less than with cuBLASLt,
+      // whose passes run the shared expert on cuBLAS from that copy.
+      EXPECT_EQ(describe(a.get()).find("BF16 copy"), std::string::npos) << describe(a.get());
+      set_option("f8_gemm", "cublaslt");
+      handle lt = create(f, nullptr);
+      clear_option("f8_gemm");
+      ASSERT_TRUE(lt);
+      auto bytes_on_device = [](const std::string& d) {
+        const size_t at = d.find("\"bytes_on_device\":");
+        return at == std::string::npos ? -1ll : std::stoll(d.substr(at + 18));
+      };
+      EXPECT_EQ(bytes_on_device(describe(lt.get())) - bytes_on_device(describe(a.get())), 6ll * H * I)
+          << describe(a.get()) << "\n" << describe(lt.get());
+      for (int T : {1, 7, 300, 1500}) {
+        random_tokens r(T, H, E, K, 13 * T + 5, true);
+        const std::vector<float> x = forward(a.get(), r, T, H, K), y = forward(c.get(), r, T, H, K);
+        EXPECT_NE(last_tiles(a.get()).find("the shared expert as one more expert of both"), std::string::npos)
+            << what << "\n" << describe(a.get());
+        const double d = rel_l2_f(x, y);
+        EXPECT_LE(d, 8e-2) << what << " T=" << T;
+        std::printf("[ fp8      ] shared expert in the grouped GEMM, %s, T=%d: rel L2 %.2e from the layer with its "
+                    "shared expert in bf16\n", what.c_str(), T, d);
+      }
+    }
+  }
   struct setting {
     const char* name;
     std::vector<std::pair<std::string, std::string>> options;
@@ -425,7 +470,7 @@ TEST(CudaFp8, SharedExpertInF8) {
                            setting{"graphs", {{"graphs", "on"}}, {1, 4, 16}, 1e-2},
                            setting{"gemv", {{"f8_decode", "gemv"}}, {1, 2}, 1e-2},
                            setting{"gemv in a graph", {{"f8_decode", "gemv"}, {"graphs", "on"}}, {1}, 1e-2},
-                           setting{"cuBLAS", {{"f8_activations", "e4m3"}}, {1, 300, 1500}, 1e-6}}) {
+                           setting{"cuBLAS", {{"f8_activations", "e4m3"}, {"f8_gemm", "cublaslt"}}, {1, 300, 1500}, 1e-6}}) {
     for (const auto& [k, v] : s.options) set_option(k, v);
     handle a = create(f8, nullptr), b = create(bf, nullptr);
     for (const auto& [k, v] : s.options) clear_option(k);

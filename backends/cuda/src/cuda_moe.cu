@@ -280,7 +280,10 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   // GEMMs where there is no cuBLAS copy of it (an F8 shared expert with cublas=off), or as a
   // slot of the T = 1 matrix-vector kernels when it is F8 too.
   const bool shared_in_gemv = gemv && shared_f8_;
-  const bool shared_kernels = Is_ && (!pl.blas || !sw13_) && !shared_in_gemv;
+  // On FP8 tensor cores with the wgmma engine, an F8 shared expert of the routed size is one
+  // more expert of the grouped GEMMs (fp8_grouped_experts::add_shared).
+  const bool shared_grouped = pl.blas && f8_ && shared_in_grouped();
+  const bool shared_kernels = Is_ && (!pl.blas || !sw13_) && !shared_in_gemv && !shared_grouped;
   const bool s_exact = shared_kernels && shared_exact(tokens);
   const bool route_here = slots <= prepare_route_slots && E_ <= 1024 && !gemv;
   prepare_args prep;
@@ -333,8 +336,16 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
     in.sorted_token = ws_->perm.sorted_token;
     if (f8_) {
       try {
-        if (tuning_.f8_gemm == "wgmma") fp8_grouped().run_routed(in, out, stream);
-        else fp8_blas().run_routed(in, w13_f8_, w2_f8_, out);
+        if (tuning_.f8_gemm == "wgmma") {
+          const float* gate = nullptr;
+          if (shared_grouped && has_shared_gate_) {
+            launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
+            gate = ws_->gate;
+          }
+          fp8_grouped().run_routed(in, out, stream, gate);
+        } else {
+          fp8_blas().run_routed(in, w13_f8_, w2_f8_, out);
+        }
       } catch (const unsupported& e) {
         if (tuning_.f8_activations == "e4m3") throw;
         // auto: this cuBLASLt cannot run these shapes; the exact-product kernels run this pass
@@ -356,6 +367,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
                                                  static_cast<int>(I_), out, pl.mode);
       last_path_ = cublas_mode_name(mode);
     }
+    if (shared_grouped) return;  // done in the grouped GEMMs
     if (shared_kernels) {  // F8 layers without libcublas, an F8 shared expert with cublas=off
       run_shared_on_kernels(tokens, out, stream);
     } else if (Is_) {

@@ -163,6 +163,10 @@ class moe_layer {
   fp8_grouped_experts& fp8_grouped();
   // Whether F8 experts can run on FP8 tensor cores with the f8_gemm engine; else `why` says.
   bool f8_tensor_cores(std::string* why = nullptr) const;
+  // Whether an F8 shared expert runs in the grouped FP8 GEMM's launches as one more expert
+  // (the wgmma engine, gather off, Is == I) on the passes that take FP8 tensor cores; such a
+  // layer keeps no bf16 copy of it.
+  bool shared_in_grouped() const;
   std::string f8_large() const;  // describe's gemm_large for F8 experts
   // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert
   // sizes back to the host, so it cannot be captured in a graph).

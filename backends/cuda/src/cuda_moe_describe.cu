@@ -82,7 +82,9 @@ std::string moe_layer::describe() const {
     << ",\"shared_intermediate\":" << Is_
     << (!Is_ ? std::string()
         : shared_f8_ ? std::string(",\"shared_dtype\":\"F8_E4M3\",\"shared\":\"F8_E4M3 with block scales on the kernels") +
-                           (sw13_ ? "; a BF16 copy for passes on cuBLAS\"" : "\"")
+                           (shared_in_grouped() ? "; on FP8 tensor cores one more expert of the grouped GEMM\""
+                            : sw13_             ? "; a BF16 copy for passes on cuBLAS\""
+                                                : "\"")
                      : std::string(",\"shared_dtype\":\"BF16\""))
     << ",\"top_k\":" << K_ << ",\"weights_dtype\":\"" << (f8_ ? "F8_E4M3" : "BF16") << "\""
     << (f8_ ? ",\"scale_block\":[" + std::to_string(scale_b0_) + "," + std::to_string(scale_b1_) + "]" : std::string())

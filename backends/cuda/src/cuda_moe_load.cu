@@ -153,8 +153,10 @@ void moe_layer::copy_in(const moereg_moe_weights& w) {
     w13_ = static_cast<__nv_bfloat16*>(dalloc(n13 * 2));
     w2_ = static_cast<__nv_bfloat16*>(dalloc(n2 * 2));
   }
-  // An F8 shared expert keeps a bf16 copy only for passes on cuBLAS (its dense GEMMs).
-  const bool shared_bf16 = Is_ && (!shared_f8_ || (tuning_.cublas && cublas_experts::available()));
+  // An F8 shared expert keeps a bf16 copy only for passes on cuBLAS (its dense GEMMs), not
+  // where it joins the grouped FP8 GEMM instead.
+  const bool shared_bf16 =
+      Is_ && (!shared_f8_ || (tuning_.cublas && cublas_experts::available() && !shared_in_grouped()));
   if (shared_bf16) {
     sw13_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(2 * Is_ * H_) * 2));
     sw2_ = static_cast<__nv_bfloat16*>(dalloc(static_cast<size_t>(H_ * Is_) * 2));

@@ -41,11 +41,18 @@ fp8_experts& moe_layer::fp8_blas() {
 }
 
 fp8_grouped_experts& moe_layer::fp8_grouped() {
-  if (!fp8_grouped_)
+  if (!fp8_grouped_) {
     fp8_grouped_ = std::make_unique<fp8_grouped_experts>(w13_f8_, w2_f8_, w13_scale_, w2_scale_, static_cast<int>(E_),
                                                          static_cast<int>(H_), static_cast<int>(I_), tuning_.f8_gather,
                                                          tuning_.f8_tile == "128x256", tuning_.f8_silu == "fused");
+    if (shared_in_grouped()) fp8_grouped_->add_shared(sw13_f8_, sw2_f8_, sw13_scale_, sw2_scale_);
+  }
   return *fp8_grouped_;
+}
+
+bool moe_layer::shared_in_grouped() const {
+  return Is_ && shared_f8_ && f8_ && tuning_.f8_gemm == "wgmma" &&
+         fp8_grouped_experts::shares_with(I_, Is_, tuning_.f8_gather) && f8_tensor_cores();
 }
 
 bool moe_layer::f8_tensor_cores(std::string* why) const {

@@ -11,7 +11,7 @@ namespace {
 // One block per token, the K rows looked up once.
 __global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* ids, int ids_i64,
                              const float* __restrict__ weights, const int* __restrict__ rank,
-                             const int* __restrict__ offsets, int top_k, int hidden, padding pad,
+                             const int* __restrict__ offsets, int top_k, int hidden, padding pad, shared_rows shared,
                              float* __restrict__ out) {
   __shared__ int row[max_combine_top_k];
   __shared__ float wt[max_combine_top_k];
@@ -29,6 +29,9 @@ __global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* id
     }
   }
   __syncthreads();
+  const __nv_bfloat16* own =
+      shared.expert >= 0 ? y + static_cast<size_t>(work_row(offsets[shared.expert] + t, pad)) * hidden : nullptr;
+  const float g = own && shared.gate ? shared.gate[t] : 1.f;
   for (int c = 2 * threadIdx.x; c < hidden; c += 2 * blockDim.x) {
     float2 acc = make_float2(0.f, 0.f);
     for (int k = 0; k < top_k; ++k) {
@@ -38,6 +41,11 @@ __global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* id
       acc.x += wt[k] * v.x;
       acc.y += wt[k] * v.y;
     }
+    if (own) {
+      const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(own + c));
+      acc.x += g * v.x;
+      acc.y += g * v.y;
+    }
     *reinterpret_cast<float2*>(out + static_cast<size_t>(t) * hidden + c) = acc;
   }
 }
@@ -45,9 +53,9 @@ __global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* id
 }  // namespace
 
 void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, const shared_rows& shared) {
   combine_rows<<<in.tokens, 256, 0, stream>>>(y, in.ids, in.ids_i64, in.weights, in.rank, in.offsets, in.top_k, hidden,
-                                              pad, out);
+                                              pad, shared, out);
   check_launch("combine rows");
 }
 

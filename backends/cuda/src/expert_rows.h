@@ -50,9 +50,17 @@ __device__ __forceinline__ int work_row(int r, const padding& pad) {
   return g * pad.max_rows + (r - pad.row0[g]);
 }
 
-// out[t] = sum_k w[t, k] * y[row of slot (t, k)] (stored, not added: each token summed in one
-// place, no atomics). y: [rows, H] bf16 in sorted order (through `pad`).
+// A shared expert computed as one more expert after the routed ones (`expert` = E: token t's
+// row is sorted row offsets[E] + t), its output times gate[t] (or 1 without `gate`).
+struct shared_rows {
+  int expert = -1;  // < 0: none
+  const float* gate = nullptr;
+};
+
+// out[t] = sum_k w[t, k] * y[row of slot (t, k)] (+ the shared expert's row, added last)
+// (stored, not added: each token summed in one place, no atomics). y: [rows, H] bf16 in
+// sorted order (through `pad`).
 void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
-                         cudaStream_t stream);
+                         cudaStream_t stream, const shared_rows& shared = {});
 
 }  // namespace moereg::cuda

@@ -13,15 +13,21 @@ namespace moereg::cuda {
 
 namespace {
 
-// xq[r] = e4m3 of x[sorted_token[r]] per 128 columns, for the sorted rows r < offsets[E]
-// (sorted_token null: xq[t] of x[t] for every token). One block of 4 warps per row of the
-// bound; a warp per 128-column group.
+// xq[r] = e4m3 of x[sorted_token[r]] per 128 columns, for the sorted rows r < offsets[E], then
+// (shared_tokens > 0: the shared expert's rows) x[r - offsets[E]] for the next shared_tokens
+// rows (sorted_token null: xq[t] of x[t] for every token). One block of 4 warps per row of
+// the bound; a warp per 128-column group.
 __global__ void quantize_x(const __nv_bfloat16* __restrict__ x, const int* __restrict__ sorted_token,
-                           const int* __restrict__ offsets, int experts, int hidden, int pitch, uint8_t* __restrict__ xq,
-                           float* __restrict__ xs) {
+                           const int* __restrict__ offsets, int experts, int shared_tokens, int hidden, int pitch,
+                           uint8_t* __restrict__ xq, float* __restrict__ xs) {
   const int r = blockIdx.x, lane = threadIdx.x & 31;
-  if (sorted_token && r >= offsets[experts]) return;
-  const __nv_bfloat16* row = x + static_cast<size_t>(sorted_token ? sorted_token[r] : r) * hidden;
+  int token = r;
+  if (sorted_token) {
+    const int routed = offsets[experts];
+    if (r >= routed + shared_tokens) return;
+    token = r < routed ? sorted_token[r] : r - routed;
+  }
+  const __nv_bfloat16* row = x + static_cast<size_t>(token) * hidden;
   for (int g = threadIdx.x >> 5; g < hidden / f8_group; g += blockDim.x >> 5)
     quantize_bf16_group(row + g * f8_group, xq + static_cast<size_t>(r) * hidden + g * f8_group,
                         xs + static_cast<size_t>(g) * pitch + r, lane);
@@ -47,6 +53,13 @@ __global__ void silu_quantize_rows(const __nv_bfloat16* __restrict__ gu, const i
   }
 }
 
+// offsets[0, E] as the routing left them, offsets[E + 1] = offsets[E] + tokens: the shared
+// expert as expert E, its rows every token, after the routed rows.
+__global__ void append_shared_rows(const int* __restrict__ routed, int experts, int tokens, int* __restrict__ offsets) {
+  for (int e = threadIdx.x; e <= experts; e += blockDim.x) offsets[e] = routed[e];
+  if (threadIdx.x == 0) offsets[experts + 1] = routed[experts] + tokens;
+}
+
 }  // namespace
 
 bool fp8_grouped_experts::fits(long long experts, long long hidden, long long inter, long long b0, long long b1,
@@ -69,9 +82,21 @@ fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, 
            std::to_string(f8_grouped_tile_columns(wide_, false, H_));
 }
 
+void fp8_grouped_experts::add_shared(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
+                                     const float* w2_scale) {
+  if (E_ + 1 > 4096) throw unsupported("FP8 grouped path: the shared expert would make it more than 4096 experts");
+  sw13_ = make_f8_matrix(w13, static_cast<uint64_t>(2 * I_), static_cast<uint64_t>(H_), "FP8 shared gate/up weights");
+  sw2_ = make_f8_matrix(w2, static_cast<uint64_t>(H_), static_cast<uint64_t>(I_), "FP8 shared down weights");
+  ss13_ = w13_scale;
+  ss2_ = w2_scale;
+  check(cudaMalloc(&offsets_, (E_ + 2) * sizeof(int)), "FP8 grouped path: expert offsets");
+  shared_ = true;
+  tiles_ += "; the shared expert as one more expert of both";
+}
+
 fp8_grouped_experts::~fp8_grouped_experts() {
   for (void* p : {static_cast<void*>(xq_), static_cast<void*>(xs_), static_cast<void*>(g_), static_cast<void*>(hq_),
-                  static_cast<void*>(hs_), static_cast<void*>(y_)})
+                  static_cast<void*>(hs_), static_cast<void*>(y_), static_cast<void*>(offsets_)})
     if (p) cudaFree(p);
 }
 
@@ -103,18 +128,26 @@ void fp8_grouped_experts::ensure(int rows, int tokens, cudaStream_t stream) {
   xpitch_ = static_cast<int>(XP);
 }
 
-void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStream_t stream) {
+void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStream_t stream, const float* shared_gate) {
   if (in.top_k > max_combine_top_k)
     throw unsupported("FP8 grouped path: top_k " + std::to_string(in.top_k) + " > 32");
-  const int bound = in.tokens * in.top_k;  // sorted rows: at most one per slot
+  // Sorted rows: at most one per slot, then one per token for the shared expert.
+  const int shared_count = shared_ ? in.tokens : 0, bound = in.tokens * in.top_k + shared_count;
   if (bound == 0) return;
   ensure(bound, in.tokens, stream);
+  const int* offsets = in.offsets;
+  if (shared_) {
+    append_shared_rows<<<1, 256, 0, stream>>>(in.offsets, E_, in.tokens, offsets_);
+    check_launch("FP8 grouped path: the shared expert's rows");
+    offsets = offsets_;
+  }
   quantize_x<<<gather_ ? in.tokens : bound, 128, 0, stream>>>(in.xb, gather_ ? nullptr : in.sorted_token, in.offsets,
-                                                             E_, H_, xpitch_, xq_, xs_);
+                                                             E_, shared_count, H_, xpitch_, xq_, xs_);
   check_launch("FP8 grouped path: quantize x");
+  const int experts = E_ + (shared_ ? 1 : 0);
   f8_grouped_problem p{};
-  p.offsets = in.offsets;
-  p.experts = E_;
+  p.offsets = offsets;
+  p.experts = experts;
   p.a_pitch = xpitch_;
   p.wide = wide_;
   p.a = xq_map_;
@@ -125,6 +158,10 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   }
   p.b = w13_;
   p.b_scale = s13_;
+  if (shared_) {
+    p.b_last = sw13_;
+    p.b_last_scale = ss13_;
+  }
   p.n = 2 * I_;
   p.k = H_;
   p.d = g_;
@@ -135,7 +172,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   }
   launch_f8_grouped_gemm(p, bound, stream);
   if (!fuse_silu()) {
-    silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, in.offsets, E_, I_, pitch_, hq_, hs_);
+    silu_quantize_rows<<<bound, 128, 0, stream>>>(g_, offsets, experts, I_, pitch_, hq_, hs_);
     check_launch("FP8 grouped path: SiLU and quantize h");
   }
   p.a = hq_map_;
@@ -147,11 +184,20 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.hs = nullptr;
   p.b = w2_;
   p.b_scale = s2_;
+  if (shared_) {
+    p.b_last = sw2_;
+    p.b_last_scale = ss2_;
+  }
   p.n = H_;
   p.k = I_;
   p.d = y_;
   launch_f8_grouped_gemm(p, bound, stream);
-  launch_combine_rows(y_, in, padding{}, H_, out, stream);
+  shared_rows shared;
+  if (shared_) {
+    shared.expert = E_;
+    shared.gate = shared_gate;
+  }
+  launch_combine_rows(y_, in, padding{}, H_, out, stream, shared);
 }
 
 }  // namespace moereg::cuda

@@ -7,10 +7,11 @@
 //
 // A pass: x quantized to e4m3 per 128 columns (f8_quantize.cuh), once per token (gather) or
 // per routed row in sorted order -> gate/up GEMM -> h = SiLU(gate) * up from its bf16 output,
-// quantized the same way (with 128 x 256 tiles, in the gate/up GEMM's epilogue: no bf16
-// gate/up rows) -> down GEMM -> the combine (expert_rows.h). The activations'
-// quantization is what separates it from the dequantized bf16 layer (~4 % relative L2;
-// docs/cuda.md states what was measured).
+// quantized the same way (or, fused, in the gate/up GEMM's epilogue: no bf16 gate/up rows)
+// -> down GEMM -> the combine (expert_rows.h). The activations' quantization is what
+// separates it from the dequantized bf16 layer (~4 % relative L2; docs/cuda.md states what
+// was measured). An F8 shared expert of the routed experts' size can run in the same
+// launches as one more expert whose rows are every token (`shared` below).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -41,13 +42,24 @@ class fp8_grouped_experts {
   // gate/up GEMM writes h = SiLU(gate) * up quantized (no bf16 gate/up rows; slower on an H100).
   fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale, int experts,
                       int hidden, int inter, bool gather, bool wide, bool fuse);
+
+  // The layer's shared expert in the same launches (before the first pass): w13 [2I, H] and
+  // w2 [H, I] e4m3 (fragment order) with their 128 x 128 block scales, the routed experts'
+  // sizes; each pass then adds gate[t] (or 1 without `gate`) times its output for every
+  // token. Needs gather off (shares_with() says whether a layer qualifies).
+  static bool shares_with(long long inter, long long shared_inter, bool gather) {
+    return shared_inter == inter && !gather;
+  }
+  void add_shared(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale);
+  bool has_shared() const { return shared_; }
   ~fp8_grouped_experts();
   fp8_grouped_experts(const fp8_grouped_experts&) = delete;
   fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
 
-  // Routed experts of one pass, `out` [T, H] stored. Enqueued on `stream`, no synchronization
-  // (except once when the work buffers grow).
-  void run_routed(const routed_rows& in, float* out, cudaStream_t stream);
+  // Routed experts of one pass (and the shared expert, times shared_gate [T] where given),
+  // `out` [T, H] stored. Enqueued on `stream`, no synchronization (except once when the work
+  // buffers grow).
+  void run_routed(const routed_rows& in, float* out, cudaStream_t stream, const float* shared_gate = nullptr);
   // The GEMMs' tiles, e.g. "gate/up 128x256 with SiLU and h's quantization, down 128x128".
   const std::string& tiles() const { return tiles_; }
 
@@ -60,6 +72,10 @@ class fp8_grouped_experts {
   bool gather_, wide_, fuse_;
   const float *s13_, *s2_;
   f8_matrix w13_, w2_;
+  bool shared_ = false;
+  const float *ss13_ = nullptr, *ss2_ = nullptr;
+  f8_matrix sw13_{}, sw2_{};
+  int* offsets_ = nullptr;  // [E + 2] with the shared expert: the routed offsets, then its rows' end
   int capacity_ = 0, pitch_ = 0;  // routed rows the buffers hold; scale column pitch (capacity rounded to 4)
   int xrows_ = 0, xpitch_ = 0;    // rows of xq_ (tokens with gather, else capacity) and its scales' pitch
   uint8_t* xq_ = nullptr;         // [xrows, H] e4m3: tokens (gather) or sorted rows

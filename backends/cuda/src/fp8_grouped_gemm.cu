@@ -258,15 +258,20 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   // With `hq` (SiLU fused), tile column n0 / 2 of h takes gate rows [n0 / 2, + 128) and up rows
   // [n / 2 + n0 / 2, + 128): half h's first row of B within the expert, and its weight block.
   auto half_row = [&](const tile_at& at, int h) { return p.hq ? h * (p.n / 2) + at.n0 / 2 : at.n0 + 128 * h; };
+  // Whether tile `at` reads the other matrix (f8_grouped_problem::b_last).
+  auto last = [&](const tile_at& at) { return p.b_last_scale && at.e == E - 1; };
   // Half h's weight block scales, one per k block.
   auto weight_scales = [&](const tile_at& at, int h) {
+    if (last(at)) return p.b_last_scale + static_cast<size_t>(half_row(at, h) / 128) * kt_count;
     return p.b_scale + (static_cast<size_t>(at.e) * (p.n / 128) + half_row(at, h) / 128) * kt_count;
   };
   // Loads the weight tile's halves of k block kt into stage s, 128 rows a box.
   auto load_b = [&](int s, int kt, const tile_at& at) {
+    const bool own = last(at);
 #pragma unroll
     for (int h = 0; h < halves; ++h)
-      tma_load(sb + s * S::b_bytes + h * tile_bytes, &p.b.map, &full[s], kt * BK, at.e * p.n + half_row(at, h));
+      tma_load(sb + s * S::b_bytes + h * tile_bytes, own ? &p.b_last.map : &p.b.map, &full[s], kt * BK,
+               (own ? 0 : at.e * p.n) + half_row(at, h));
   };
   if (halves > 1) {
     if (warp < 4) registers_dec<producer_registers>();

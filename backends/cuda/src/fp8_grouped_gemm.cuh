@@ -45,6 +45,11 @@ struct f8_grouped_problem {
   const uint8_t* a_rows;
   f8_matrix b;                 // [experts * n, k]
   const float* b_scale;        // [experts][n / 128][k / 128]
+  // Set: the last expert (experts - 1) is another matrix, read from b_last [n, k] with scales
+  // b_last_scale [n / 128][k / 128] rather than from b: one more weight matrix in the same
+  // launch, e.g. a layer's shared expert with every token one of its rows.
+  f8_matrix b_last;
+  const float* b_last_scale;
   const int* offsets;          // [experts + 1], device
   int experts, n, k;           // n and k multiples of 128
   __nv_bfloat16* d;            // [capacity, n]
