@@ -11,6 +11,11 @@
 namespace moereg::cpu {
 
 std::string moe_engine::describe() const {
+  // The tile-ordered copy's size, and how much of it the kernel backs with huge pages now.
+  auto tile_bytes = [&] {
+    return ",\"tile_weight_bytes\":" + std::to_string(tile_memory_.bytes()) +
+           ",\"tile_weight_huge_page_bytes\":" + std::to_string(tile_memory_.huge_page_bytes());
+  };
   std::string s = "{\"backend\":\"cpu\",\"isa\":\"";
   s += kernels_.isa;
   s += "\",\"threads\":" + std::to_string(pool_->size()) + ",\"pool_spin_us\":" + std::to_string(pool_spin_us_);
@@ -59,10 +64,10 @@ std::string moe_engine::describe() const {
     char qs[32];
     std::snprintf(qs, sizeof qs, "%.6f", quant_seconds_);
     s += std::string(",\"quantize_seconds\":") + qs;
-    if (tile_memory_.bytes()) s += ",\"tile_weight_bytes\":" + std::to_string(tile_memory_.bytes());
+    if (tile_memory_.bytes()) s += tile_bytes();
   } else if (tile_memory_.bytes()) {
     s += ",\"weights\":\"bf16 experts copied once into the matrix unit's tile order; the vector tiles read the originals in place\"";
-    s += ",\"tile_weight_bytes\":" + std::to_string(tile_memory_.bytes());
+    s += tile_bytes();
   } else if (quantized_) {
     s += ",\"weights\":\"quantized, read in place from the host's memory and dequantized per K pass into per-thread panels\"";
   } else {

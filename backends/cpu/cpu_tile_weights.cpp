@@ -3,7 +3,10 @@
 
 #include <sys/mman.h>
 
+#include <fstream>
+#include <iterator>
 #include <new>
+#include <string>
 
 namespace moereg::cpu {
 
@@ -25,6 +28,15 @@ tile_memory::tile_memory(std::size_t bytes) {
   p_ = reinterpret_cast<void*>(aligned);
   bytes_ = want;
   ::madvise(p_, bytes_, MADV_HUGEPAGE);  // advice only: without THP the pages are 4 KiB
+}
+
+std::size_t tile_memory::huge_page_bytes() const {
+  if (!p_) return 0;
+  std::ifstream in("/proc/self/smaps");
+  if (!in) return 0;
+  const std::string smaps{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const auto begin = reinterpret_cast<std::uintptr_t>(p_);
+  return anon_huge_bytes(smaps, begin, begin + bytes_);
 }
 
 tile_memory::~tile_memory() {

@@ -434,6 +434,7 @@ TEST(cpu_backend, matrix_unit_path_matches_reference) {
           EXPECT_GT(e, 1e-6) << "T=" << T;
           EXPECT_NE(d.find(std::string("\"matrix_unit\":\"") + isa + "\""), std::string::npos) << d;
           EXPECT_EQ(d.find("\"tile_weight_bytes\"") != std::string::npos, tiles) << d;
+          EXPECT_EQ(d.find("\"tile_weight_huge_page_bytes\"") != std::string::npos, tiles) << d;
           EXPECT_NE(d.find(std::string("\"unit_k_block\":") + kb), std::string::npos) << d;
         }
         // F32 input keeps f32 math: the unit (bf16 only) stays out of it; also after a bf16
