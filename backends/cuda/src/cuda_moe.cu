@@ -360,7 +360,8 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
       }
       last_path_ = tuning_.f8_gemm == "wgmma"
                        ? "wgmma_fp8 (e4m3 activations per 128 columns, grouped FP8 GEMM, block scales per 128 k; " +
-                             fp8_grouped().tiles() + " tiles)"
+                             fp8_grouped().tiles() + " tiles" +
+                             (fp8_grouped().has_shared() ? "; the shared expert as one more expert of both GEMMs)" : ")")
                        : "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
     } else {
       const cublas_mode mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),

@@ -91,7 +91,6 @@ void fp8_grouped_experts::add_shared(const uint8_t* w13, const uint8_t* w2, cons
   ss2_ = w2_scale;
   check(cudaMalloc(&offsets_, (E_ + 2) * sizeof(int)), "FP8 grouped path: expert offsets");
   shared_ = true;
-  tiles_ += "; the shared expert as one more expert of both";
 }
 
 fp8_grouped_experts::~fp8_grouped_experts() {
