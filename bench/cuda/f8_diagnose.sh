@@ -12,9 +12,11 @@
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
 # (names, space-separated; NAME:key=value,... adds backend options), GEMM_VARIANTS, DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
-# Session 22's last call (docs/cuda.md, "Session 22"): here `bash bench/device/stage.sh build`;
-# there `GEMM_VARIANTS="t128:f8_tile=128x128 fused:f8_silu=fused" DECODE_CANDIDATES=
-# DECODE_TOKENS=1 DECODE_ROUNDS=1 ROUNDS=2 bash bench/cuda/f8_diagnose.sh` (~6 min).
+# Next (session 22 left it): here `bash bench/device/stage.sh build`, `bash
+# bench/cuda/f8_probe_builds.sh` and `PATCH=bench/cuda/experiments/pair_multicast_256.patch bash
+# bench/cuda/variant_build.sh pairs`; there `CANDIDATES=pairs DECODE_CANDIDATES= DECODE_TOKENS=1
+# DECODE_ROUNDS=1 ROUNDS=2 bash bench/cuda/f8_diagnose.sh` (~6 min): the tests, the pair
+# build's tensor-core test, and bf16 / the build / pairs / loads_only / mma_only at T = 1024, 4096.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
