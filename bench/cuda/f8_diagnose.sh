@@ -3,8 +3,9 @@
 # f8_diagnose.sh - one device call (carry .carry from bench/device/stage.sh) that checks the
 # carried CUDA backend and says what holds its FP8 expert GEMMs, cheapest and most needed first,
 # in case the call is cut short: the build's CUDA tests (~1 min); each CANDIDATE build's
-# tensor-core test (.carry/old/NAME.so from variant_build.sh, ~10 s each: it asserts gather on
-# and off bit-identical and the engines within 1e-2 of cuBLASLt); the decode A/B of the build
+# tensor-core and F8 shared-expert tests (.carry/old/NAME.so from variant_build.sh, ~20 s each:
+# gather on and off bit-identical, the engines within 1e-2 of cuBLASLt, the shared expert in
+# the grouped GEMMs within its bound); the decode A/B of the build
 # and the candidates (f8_decode_ab.sh, ~2 min); bf16 against both FP8 engines, the candidates
 # and (where f8_probe_builds.sh built them) the wgmma GEMM's load and tensor-core halves alone,
 # with the GPU's clocks and power sampled under load (f8_gemm_ab.sh, ~3 min); then, with NCU=on,
@@ -36,7 +37,7 @@ for entry in ${CANDIDATES:-}; do
   [ "$entry" != "$c" ] && opts=",${entry#*:}"
   lib=$PWD/.carry/old/$c.so
   [ -f "$lib" ] || { echo "== candidate $c: no $lib (bench/cuda/variant_build.sh $c ...)"; continue; }
-  MOEREG_CUDA_BACKEND=$lib step "test_$c" 90 .carry/bin/moereg_cuda_tests --gtest_filter=CudaFp8.TensorCoresWithE4m3Activations
+  MOEREG_CUDA_BACKEND=$lib step "test_$c" 90 .carry/bin/moereg_cuda_tests --gtest_filter=CudaFp8.TensorCoresWithE4m3Activations:CudaFp8.SharedExpertInF8
   grep -E '^\[  (PASSED|FAILED) |Failure|T=1500' "$OUT/test_$c.log" | head -8
   variants="$variants $c=$lib$opts" names="$names $c" libs="$libs $c=$lib"
 done
