@@ -39,7 +39,7 @@ for p in ${PRESETS:-qwen3_30b_a3b mixtral_8x7b deepseek_v3_e64}; do
     echo "== $p ${configs[$i]} (t=$((SECONDS - start)) s)"
     out=$("$bin" moe bench --backend cpu "${opts[@]}" --preset "$p" --tokens "${TOKENS:-1,16,128,1024}" \
       --min-seconds "${MIN_SECONDS:-0.2}" "${ref[@]}" --log-level warn 2>&1)
-    grep -oE '"w13_dtype":"[A-Za-z0-9_]+"|"int_dot[a-z_]*":("[A-Za-z0-9_]+"|null)|"quantized_bytes":[0-9]+|"quantize_seconds":[0-9.]+|"load_seconds":[0-9.]+|"weight_bytes":[0-9]+|read bandwidth [0-9.]+ GB/s' <<< "$out" | tr '\n' ' '; echo
+    grep -oE '"w13_dtype":"[A-Za-z0-9_]+"|"int_dot[a-z_]*":("[A-Za-z0-9_]+"|null)|"quantized_bytes":[0-9]+|"quantize_seconds":[0-9.]+|"load_seconds":[0-9.]+|"weight_bytes":[0-9]+|"tile_weight(_huge_page)?_bytes":[0-9]+|read bandwidth [0-9.]+ GB/s' <<< "$out" | tr '\n' ' '; echo
     grep -E 'read bandwidth is the best of|read bandwidth not trusted|forwards cycle over|the experts of a cycle fit' <<< "$out"
     grep -E '^ +tokens|^ +[0-9]+ ' <<< "$out" || echo "$out" | tail -5
     # preset config T ms of_bw torch_ms

@@ -6,7 +6,9 @@
 # Environment: MOEREG (.carry/bin/moereg, else build/bin/moereg), PRESETS (mixtral_8x7b
 # deepseek_v3_e64), TOKENS (1024), THREADS (1 2 4 8 16), MIN_SECONDS (0.5), OPTIONS (extra
 # --backend-option key=value entries, space-separated). Each row is followed by the backend's
-# phase times of its last forward (option phases=1): where a phase stops scaling shows there.
+# phase times of its last forward (option phases=1): where a phase stops scaling shows there,
+# and, where the backend made a tile-ordered copy of the weights, how much of it the kernel
+# backs with huge pages (describe's tile_weight_huge_page_bytes).
 set -uo pipefail
 M=${MOEREG:-$( [ -x .carry/bin/moereg ] && echo .carry/bin/moereg || echo build/bin/moereg )}
 [ -d .carry/lib ] && export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -23,6 +25,10 @@ import json, sys
 d, n = json.load(sys.stdin), int(sys.argv[1])
 for r in d["rows"]:
     print("%-16s %6d %7d %10.2f %10.0f %14.0f" % (d["preset"], r["tokens"], n, r["seconds"] * 1e3, r["gflops"], r["gflops"] / n))
+b = d.get("backend_describe")
+b = json.loads(b) if isinstance(b, str) else (b or {})
+if b.get("tile_weight_bytes"):  # how much of the tile-ordered copy sits in 2 MiB pages
+    print("    tile-ordered copy: %.0f MB, %.0f MB of it in huge pages" % (b["tile_weight_bytes"] / 1e6, b.get("tile_weight_huge_page_bytes", 0) / 1e6))
 ' "$n"
     # The engine's phases (sort, pack, gate/up, down, sum) of the last forward, from the backend.
     grep -o 'phases, ms: [^;]*' "$err" | tail -1 | sed 's/^/    /'
