@@ -60,6 +60,8 @@ done
 VARIANTS="${variants# }" ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt$names" \
   step f8_gemm_ab 300 bash bench/cuda/f8_gemm_ab.sh
 grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
+# What an experiment build says about its launches on stderr (pair_multicast_256.patch: its clusters).
+grep -h '^\[f8 ' "$OUT"/f8ab_*.err 2>/dev/null | sort -u
 [ "${NCU:-off}" = on ] || exit 0
 # The decode GEMMs of an F8 forward at T = 1 (exact products; routed gate/up and down, and the bf16 shared expert's two).
 KERNEL=experts_gemm OPTIONS="graphs=off" T=1 SKIP=20 COUNT=4 step ncu_decode_f8 150 bash bench/cuda/ncu_f8_gemm.sh
