@@ -3,6 +3,8 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <iterator>
 #include <new>
@@ -28,6 +30,37 @@ tile_memory::tile_memory(std::size_t bytes) {
   p_ = reinterpret_cast<void*>(aligned);
   bytes_ = want;
   ::madvise(p_, bytes_, MADV_HUGEPAGE);  // advice only: without THP the pages are 4 KiB
+}
+
+std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end) {
+  std::size_t total = 0;
+  std::uintptr_t lo = 0, hi = 0;  // the mapping whose fields follow
+  while (!smaps.empty()) {
+    const std::size_t eol = smaps.find('\n');
+    const std::string_view line = smaps.substr(0, eol);
+    smaps.remove_prefix(eol == std::string_view::npos ? smaps.size() : eol + 1);
+    // A mapping's first line: "start-end perms offset dev inode path", addresses in hex.
+    std::uintptr_t a = 0, b = 0;
+    const char* const first = line.data();
+    const char* const last = line.data() + line.size();
+    auto [dash, e1] = std::from_chars(first, last, a, 16);
+    if (e1 == std::errc{} && dash < last && *dash == '-') {
+      auto [space, e2] = std::from_chars(dash + 1, last, b, 16);
+      if (e2 == std::errc{} && space < last && *space == ' ') {
+        lo = a, hi = b;
+        continue;
+      }
+    }
+    constexpr std::string_view field = "AnonHugePages:";
+    if (line.substr(0, field.size()) != field) continue;
+    std::size_t pos = field.size();
+    while (pos < line.size() && line[pos] == ' ') ++pos;
+    std::size_t kib = 0;
+    if (std::from_chars(line.data() + pos, last, kib).ec != std::errc{}) continue;
+    const std::uintptr_t from = std::max(lo, begin), to = std::min(hi, end);
+    if (from < to) total += std::min<std::size_t>(kib * 1024, to - from);
+  }
+  return total;
 }
 
 std::size_t tile_memory::huge_page_bytes() const {

@@ -8,8 +8,6 @@
 // them at create; the vector tiles (T = 1, FP8) keep reading the originals.
 #pragma once
 
-#include <algorithm>
-#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -45,36 +43,7 @@ class tile_memory {
 // Of the addresses [begin, end), the bytes that a /proc/<pid>/smaps text reports backed by
 // transparent huge pages: each mapping that overlaps the range adds its AnonHugePages, at most
 // its overlap with the range (a mapping merged with a neighbour reports their sum).
-inline std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end) {
-  std::size_t total = 0;
-  std::uintptr_t lo = 0, hi = 0;  // the mapping whose fields follow
-  while (!smaps.empty()) {
-    const std::size_t eol = smaps.find('\n');
-    const std::string_view line = smaps.substr(0, eol);
-    smaps.remove_prefix(eol == std::string_view::npos ? smaps.size() : eol + 1);
-    // A mapping's first line: "start-end perms offset dev inode path", addresses in hex.
-    std::uintptr_t a = 0, b = 0;
-    const char* const first = line.data();
-    const char* const last = line.data() + line.size();
-    auto [dash, e1] = std::from_chars(first, last, a, 16);
-    if (e1 == std::errc{} && dash < last && *dash == '-') {
-      auto [space, e2] = std::from_chars(dash + 1, last, b, 16);
-      if (e2 == std::errc{} && space < last && *space == ' ') {
-        lo = a, hi = b;
-        continue;
-      }
-    }
-    constexpr std::string_view field = "AnonHugePages:";
-    if (line.substr(0, field.size()) != field) continue;
-    std::size_t pos = field.size();
-    while (pos < line.size() && line[pos] == ' ') ++pos;
-    std::size_t kib = 0;
-    if (std::from_chars(line.data() + pos, last, kib).ec != std::errc{}) continue;
-    const std::uintptr_t from = std::max(lo, begin), to = std::min(hi, end);
-    if (from < to) total += std::min<std::size_t>(kib * 1024, to - from);
-  }
-  return total;
-}
+std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end);
 
 // Scratch that tiles are loaded from or stored to (repacked activations, accumulators,
 // panels): each tile row is 64 bytes, and a row that straddles two cache lines costs two

@@ -421,6 +421,10 @@ TEST(CudaFp8, SharedExpertInF8) {
   std::mt19937 rng(23);
   std::normal_distribution<float> n(0.f, 1.f / std::sqrt(float(H)));
   for (auto& g : gate) g = to_bf16(n(rng));
+  auto bytes_on_device = [](const std::string& d) {
+    const size_t at = d.find("\"bytes_on_device\":");
+    return at == std::string::npos ? -1ll : std::stoll(d.substr(at + 18));
+  };
   for (bool gated : {false, true}) {
     moereg_moe_weights f = f8, b = bf;
     if (gated) f.shared_gate = b.shared_gate = make_view(gate.data(), MOEREG_DTYPE_BF16, {1, H});
@@ -440,10 +444,6 @@ TEST(CudaFp8, SharedExpertInF8) {
       handle lt = create(f, nullptr);
       clear_option("f8_gemm");
       ASSERT_TRUE(lt);
-      auto bytes_on_device = [](const std::string& d) {
-        const size_t at = d.find("\"bytes_on_device\":");
-        return at == std::string::npos ? -1ll : std::stoll(d.substr(at + 18));
-      };
       EXPECT_EQ(bytes_on_device(describe(lt.get())) - bytes_on_device(describe(a.get())), 6ll * H * I)
           << describe(a.get()) << "\n" << describe(lt.get());
       for (int T : {1, 7, 300, 1500}) {

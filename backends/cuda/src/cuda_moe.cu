@@ -80,6 +80,8 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   }
   if (!shared_f8_ && (w.shared_w13_scale.data || w.shared_w2_scale.data))
     throw invalid_argument("weights: shared-expert scales given without an F8_E4M3 shared expert");
+  shared_grouped_ = Is_ && shared_f8_ && f8_ && tuning_.f8_gemm == "wgmma" &&
+                    fp8_grouped_experts::shares_with(I_, Is_, tuning_.f8_gather) && f8_tensor_cores();
 
   check(cudaStreamCreate(&own_stream_), "cudaStreamCreate");
   stream_ = own_stream_;
@@ -358,11 +360,8 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
         run_experts(kernels, x, x_bf16, ids, ids_i64, weights, tokens, out, stream);
         return;
       }
-      last_path_ = tuning_.f8_gemm == "wgmma"
-                       ? "wgmma_fp8 (e4m3 activations per 128 columns, grouped FP8 GEMM, block scales per 128 k; " +
-                             fp8_grouped().tiles() + " tiles" +
-                             (fp8_grouped().has_shared() ? "; the shared expert as one more expert of both GEMMs)" : ")")
-                       : "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
+      last_path_ = tuning_.f8_gemm == "wgmma" ? fp8_grouped().path()
+                                              : "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
     } else {
       const cublas_mode mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),
                                                  static_cast<int>(I_), out, pl.mode);

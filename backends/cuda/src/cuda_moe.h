@@ -165,8 +165,8 @@ class moe_layer {
   bool f8_tensor_cores(std::string* why = nullptr) const;
   // Whether an F8 shared expert runs in the grouped FP8 GEMM's launches as one more expert
   // (the wgmma engine, gather off, Is == I) on the passes that take FP8 tensor cores; such a
-  // layer keeps no bf16 copy of it.
-  bool shared_in_grouped() const;
+  // layer keeps no bf16 copy of it. Decided at create.
+  bool shared_in_grouped() const { return shared_grouped_; }
   std::string f8_large() const;  // describe's gemm_large for F8 experts
   // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert
   // sizes back to the host, so it cannot be captured in a graph).
@@ -234,6 +234,7 @@ class moe_layer {
   __nv_bfloat16* sw13_ = nullptr;
   __nv_bfloat16* sw2_ = nullptr;
   bool shared_f8_ = false;
+  bool shared_grouped_ = false;  // shared_in_grouped()
   uint8_t* sw13_f8_ = nullptr;
   uint8_t* sw2_f8_ = nullptr;
   float* sw13_scale_ = nullptr;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // cuda_moe_describe.cu - the backend options a layer is created with (tuning::parse) and the
 // JSON its describe writes.
+#include <initializer_list>
 #include <sstream>
 #include <string>
 
@@ -11,61 +12,55 @@ namespace moereg::cuda {
 
 using namespace host;
 
+namespace {
+
+// `value` if it is one of `allowed`; else invalid_argument naming the option and what it takes
+// ("expected a, b or c").
+const std::string& one_of(const std::string& key, const std::string& value, std::initializer_list<const char*> allowed) {
+  std::string expected;
+  size_t i = 0;
+  for (const char* a : allowed) {
+    if (value == a) return value;
+    expected += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + std::string(a);
+    ++i;
+  }
+  throw invalid_argument("backend option " + key + "='" + value + "': expected " + expected);
+}
+
+}  // namespace
+
 tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
   tuning t;
   for (size_t i = 0; i < count; ++i) {
     const std::string key = kv[i].key ? kv[i].key : "", value = kv[i].value ? kv[i].value : "";
-    if (key == "tiles") {
-      static const char* ok[] = {"auto", "m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "cublas_auto"};
-      bool known = false;
-      for (const char* v : ok) known |= value == v;
-      if (!known)
-        throw invalid_argument("backend option tiles='" + value +
-                               "': expected auto, m16, m64, m128, cublas, cublas_loop, cublas_batched or cublas_auto");
-      t.tiles = value;
-    } else if (key == "cublas") {
-      if (value != "auto" && value != "off") throw invalid_argument("backend option cublas='" + value + "': expected auto or off");
-      t.cublas = value == "auto";
-    } else if (key == "f8_activations") {
-      if (value != "auto" && value != "bf16" && value != "e4m3")
-        throw invalid_argument("backend option f8_activations='" + value + "': expected auto, bf16 or e4m3");
-      t.f8_activations = value;
-    } else if (key == "f8_gemm") {
-      if (value != "wgmma" && value != "cublaslt")
-        throw invalid_argument("backend option f8_gemm='" + value + "': expected wgmma or cublaslt");
-      t.f8_gemm = value;
-    } else if (key == "f8_gather") {
-      if (value != "on" && value != "off") throw invalid_argument("backend option f8_gather='" + value + "': expected on or off");
-      t.f8_gather = value == "on";
-    } else if (key == "f8_tile") {
-      if (value != "128x128" && value != "128x256")
-        throw invalid_argument("backend option f8_tile='" + value + "': expected 128x128 or 128x256");
-      t.f8_tile = value;
-    } else if (key == "f8_silu") {
-      if (value != "separate" && value != "fused")
-        throw invalid_argument("backend option f8_silu='" + value + "': expected separate or fused");
-      t.f8_silu = value;
-    } else if (key == "graphs") {
-      if (value != "on" && value != "off") throw invalid_argument("backend option graphs='" + value + "': expected on or off");
-      t.graphs = value == "on";
-    } else if (key == "pdl") {
-      if (value != "on" && value != "off") throw invalid_argument("backend option pdl='" + value + "': expected on or off");
-      t.pdl = value == "on";
-    } else if (key == "slot_tiles") {
-      if (value != "auto" && value != "off") throw invalid_argument("backend option slot_tiles='" + value + "': expected auto or off");
-      t.slot_tiles = value == "auto";
-    } else if (key == "f8_decode") {
-      if (value != "mma" && value != "gemv") throw invalid_argument("backend option f8_decode='" + value + "': expected mma or gemv");
-      t.f8_decode = value;
-    } else if (key == "narrow") {
-      if (value != "auto" && value != "fill" && value != "off")
-        throw invalid_argument("backend option narrow='" + value + "': expected auto, fill or off");
-      t.narrow = value;
-    } else {
+    if (key == "tiles")
+      t.tiles = one_of(key, value, {"auto", "m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "cublas_auto"});
+    else if (key == "cublas")
+      t.cublas = one_of(key, value, {"auto", "off"}) == "auto";
+    else if (key == "f8_activations")
+      t.f8_activations = one_of(key, value, {"auto", "bf16", "e4m3"});
+    else if (key == "f8_gemm")
+      t.f8_gemm = one_of(key, value, {"wgmma", "cublaslt"});
+    else if (key == "f8_gather")
+      t.f8_gather = one_of(key, value, {"on", "off"}) == "on";
+    else if (key == "f8_tile")
+      t.f8_tile = one_of(key, value, {"128x128", "128x256"});
+    else if (key == "f8_silu")
+      t.f8_silu = one_of(key, value, {"separate", "fused"});
+    else if (key == "graphs")
+      t.graphs = one_of(key, value, {"on", "off"}) == "on";
+    else if (key == "pdl")
+      t.pdl = one_of(key, value, {"on", "off"}) == "on";
+    else if (key == "slot_tiles")
+      t.slot_tiles = one_of(key, value, {"auto", "off"}) == "auto";
+    else if (key == "f8_decode")
+      t.f8_decode = one_of(key, value, {"mma", "gemv"});
+    else if (key == "narrow")
+      t.narrow = one_of(key, value, {"auto", "fill", "off"});
+    else
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
                              "f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles)");
-    }
   }
   return t;
 }

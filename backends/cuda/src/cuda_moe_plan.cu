@@ -50,11 +50,6 @@ fp8_grouped_experts& moe_layer::fp8_grouped() {
   return *fp8_grouped_;
 }
 
-bool moe_layer::shared_in_grouped() const {
-  return Is_ && shared_f8_ && f8_ && tuning_.f8_gemm == "wgmma" &&
-         fp8_grouped_experts::shares_with(I_, Is_, tuning_.f8_gather) && f8_tensor_cores();
-}
-
 bool moe_layer::f8_tensor_cores(std::string* why) const {
   if (tuning_.f8_gemm == "wgmma") return fp8_grouped_experts::fits(E_, H_, I_, scale_b0_, scale_b1_, why);
   return fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, why) && fp8_experts::available(why);

@@ -77,9 +77,10 @@ fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, 
     : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), fuse_(fuse), s13_(w13_scale), s2_(w2_scale) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
-  tiles_ = "gate/up 128x" + std::to_string(f8_grouped_tile_columns(wide_, gather_, 2 * I_)) +
-           (fuse_silu() ? " with SiLU and h's quantization" : "") + ", down 128x" +
-           std::to_string(f8_grouped_tile_columns(wide_, false, H_));
+  path_ = "wgmma_fp8 (e4m3 activations per 128 columns, grouped FP8 GEMM, block scales per 128 k; gate/up 128x" +
+          std::to_string(f8_grouped_tile_columns(wide_, gather_, 2 * I_)) +
+          (fuse_silu() ? " with SiLU and h's quantization" : "") + ", down 128x" +
+          std::to_string(f8_grouped_tile_columns(wide_, false, H_)) + " tiles)";
 }
 
 void fp8_grouped_experts::add_shared(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
@@ -91,6 +92,7 @@ void fp8_grouped_experts::add_shared(const uint8_t* w13, const uint8_t* w2, cons
   ss2_ = w2_scale;
   check(cudaMalloc(&offsets_, (E_ + 2) * sizeof(int)), "FP8 grouped path: expert offsets");
   shared_ = true;
+  path_.insert(path_.size() - 1, "; the shared expert as one more expert of both GEMMs");
 }
 
 fp8_grouped_experts::~fp8_grouped_experts() {

@@ -60,8 +60,9 @@ class fp8_grouped_experts {
   // `out` [T, H] stored. Enqueued on `stream`, no synchronization (except once when the work
   // buffers grow).
   void run_routed(const routed_rows& in, float* out, cudaStream_t stream, const float* shared_gate = nullptr);
-  // The GEMMs' tiles, e.g. "gate/up 128x256 with SiLU and h's quantization, down 128x128".
-  const std::string& tiles() const { return tiles_; }
+  // What a pass runs, for describe's last path: "wgmma_fp8 (...; gate/up 128x256, down 128x256
+  // tiles; the shared expert as one more expert of both GEMMs)".
+  const std::string& path() const { return path_; }
 
  private:
   void ensure(int rows, int tokens, cudaStream_t stream);
@@ -85,7 +86,7 @@ class fp8_grouped_experts {
   float* hs_ = nullptr;           // [I/128][pitch]
   __nv_bfloat16* y_ = nullptr;    // [capacity, H]: down
   f8_matrix xq_map_{}, hq_map_{};
-  std::string tiles_;  // set at construction: the tiles follow from the sizes and options
+  std::string path_;  // set at construction (and by add_shared): fixed by the sizes and options
 };
 
 }  // namespace moereg::cuda
