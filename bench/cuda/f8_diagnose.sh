@@ -13,11 +13,9 @@
 # ~3 min). Everything lands under $OUT; the summaries go to stdout. Environment: CANDIDATES
 # (names, space-separated; NAME:key=value,... adds backend options), GEMM_VARIANTS, DECODE_CANDIDATES, DECODE_VARIANTS, GTEST_ARGS, PRESET, TOKENS (1024,4096), ROUNDS (1), DECODE_TOKENS
 # (1,16,128), DECODE_ROUNDS (2), NCU (off), NCU_T (4096: the token count of the wgmma profile).
-# Next (session 22 left it): here `bash bench/device/stage.sh build`, `bash
-# bench/cuda/f8_probe_builds.sh` and `PATCH=bench/cuda/experiments/pair_multicast_256.patch bash
-# bench/cuda/variant_build.sh pairs`; there `CANDIDATES=pairs DECODE_CANDIDATES= DECODE_TOKENS=1
-# DECODE_ROUNDS=1 ROUNDS=2 bash bench/cuda/f8_diagnose.sh` (~6 min): the tests, the pair
-# build's tensor-core test, and bf16 / the build / pairs / loads_only / mma_only at T = 1024, 4096.
+# Session 23 ran it as `CANDIDATES=NAME DECODE_CANDIDATES= DECODE_TOKENS=1 DECODE_ROUNDS=1
+# ROUNDS=2 bash bench/cuda/f8_diagnose.sh` after `bash bench/cuda/f8_probe_builds.sh` here
+# (~5.5 min; docs/cuda.md "Session 23").
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
@@ -60,7 +58,7 @@ done
 VARIANTS="${variants# }" ROUNDS=${ROUNDS:-1} TOKENS=${TOKENS:-1024,4096} ONLY="bf16 wgmma wgmma_rows cublaslt$names" \
   step f8_gemm_ab 300 bash bench/cuda/f8_gemm_ab.sh
 grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
-# What an experiment build says about its launches on stderr (pair_multicast_256.patch: its clusters).
+# What an experiment build says about its launches on stderr (lines starting "[f8 ").
 grep -h '^\[f8 ' "$OUT"/f8ab_*.err 2>/dev/null | sort -u
 [ "${NCU:-off}" = on ] || exit 0
 # The decode GEMMs of an F8 forward at T = 1 (exact products; routed gate/up and down, and the bf16 shared expert's two).
