@@ -6,9 +6,10 @@
 # sockets, the hypervisor), then alternates CONFIGS for ROUNDS rounds, one `moe bench` process
 # each, and gives every run: ms, GFLOP/s, the CPU time the hypervisor took from this guest
 # while it ran (steal, from /proc/stat, as a share of the run's CPU time), the cores' mean clock
-# (/proc/cpuinfo, sampled mid-run) and how much of the tile-ordered weight copy the kernel
+# (/proc/cpuinfo, sampled mid-run), the read bandwidth the bench's probe measured in that
+# process (all threads, just before the layer runs) and how much of the tile-ordered weight copy the kernel
 # backs with 2 MiB pages (describe's tile_weight_huge_page_bytes). Read across the runs: a time
-# that follows steal is the host's neighbours; one that follows the huge-page share is the TLB;
+# that follows steal or the probe's bandwidth is the host's neighbours; one that follows the huge-page share is the TLB;
 # one that follows the threads (8 as fast as 16) is cores that share their matrix units.
 # No PyTorch. Environment: MOEREG (.carry/bin/moereg, else build/bin/moereg), PRESET
 # (mixtral_8x7b), TOKENS (1024), ROUNDS (4), MIN_SECONDS (0.5), CONFIGS ("|"-separated
@@ -23,7 +24,7 @@ echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null); defra
 IFS='|' read -r -a configs <<< "${CONFIGS:-16|8|16 quantize=int8}"
 err=$(mktemp); js=$(mktemp); trap 'rm -f "$err" "$js"' EXIT
 cpu_ticks() { awk '/^cpu /{t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9}' /proc/stat; }  # total, steal
-printf '%5s  %-24s %9s %8s %7s %8s %9s\n' round config ms GFLOP/s steal% MHz "huge MB"
+printf '%5s  %-24s %9s %8s %7s %8s %8s %11s\n' round config ms GFLOP/s steal% MHz "bw GB/s" "huge MB"
 for r in $(seq 1 "${ROUNDS:-4}"); do
   for c in "${configs[@]}"; do
     read -r threads rest <<< "$c"
@@ -44,7 +45,8 @@ try:
     d = json.load(open(path)); row = d["rows"][0]
     b = d.get("backend_describe"); b = json.loads(b) if isinstance(b, str) else (b or {})
     huge = "%.0f/%.0f" % (b.get("tile_weight_huge_page_bytes", 0) / 1e6, b.get("tile_weight_bytes", 0) / 1e6)
-    print("%5s  %-24s %9.2f %8.0f %7.2f %8s %9s" % (r, c, row["seconds"] * 1e3, row["gflops"], 100 * int(ds) / max(1, int(dt)), mhz, huge))
+    bw = d.get("read_bandwidth_bytes_per_second", 0) / 1e9
+    print("%5s  %-24s %9.2f %8.0f %7.2f %8s %8.1f %11s" % (r, c, row["seconds"] * 1e3, row["gflops"], 100 * int(ds) / max(1, int(dt)), mhz, bw, huge))
 except Exception as e:
     print("%5s  %-24s failed (rc %s): %s" % (r, c, rc, e))
 EOF
