@@ -13,7 +13,9 @@
 # one that follows the threads (8 as fast as 16) is cores that share their matrix units.
 # No PyTorch. Environment: MOEREG (.carry/bin/moereg, else build/bin/moereg), PRESET
 # (mixtral_8x7b), TOKENS (1024), ROUNDS (4), MIN_SECONDS (0.5), CONFIGS ("|"-separated
-# "threads[ backend options]"; default "16|8|16 quantize=int8").
+# "[NAME=value ...] threads[ backend options]": environment first, e.g.
+# MOEREG_PLUGIN_PATH=.carry/old_cpu to run another build's backends/libmoereg_backend_cpu.so;
+# default "16|8|16 quantize=int8").
 set -uo pipefail
 M=${MOEREG:-$( [ -x .carry/bin/moereg ] && echo .carry/bin/moereg || echo build/bin/moereg )}
 [ -d .carry/lib ] && export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -27,10 +29,12 @@ cpu_ticks() { awk '/^cpu /{t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9}' /proc/s
 printf '%5s  %-24s %9s %8s %7s %8s %8s %11s\n' round config ms GFLOP/s steal% MHz "bw GB/s" "huge MB"
 for r in $(seq 1 "${ROUNDS:-4}"); do
   for c in "${configs[@]}"; do
-    read -r threads rest <<< "$c"
+    envs=(); set -- $c
+    while [[ $# -gt 0 && $1 == *=* ]]; do envs+=("$1"); shift; done
+    threads=${1:-16}; shift; rest="$*"
     opts=(); for o in $rest; do opts+=(--backend-option "$o"); done
     read -r t0 s0 <<< "$(cpu_ticks)"
-    "$M" moe bench --backend cpu --preset "${PRESET:-mixtral_8x7b}" --tokens "${TOKENS:-1024}" --threads "$threads" \
+    env "${envs[@]}" "$M" moe bench --backend cpu --preset "${PRESET:-mixtral_8x7b}" --tokens "${TOKENS:-1024}" --threads "$threads" \
       --min-seconds "${MIN_SECONDS:-0.5}" --no-reference --log-level warn --json "${opts[@]}" >"$js" 2>"$err" &
     pid=$!
     # The clock while the layer runs: after the synthetic weights are written and copied.
