@@ -6,7 +6,8 @@
 # sockets, the hypervisor), then alternates CONFIGS for ROUNDS rounds, one `moe bench` process
 # each, and gives every run: ms, GFLOP/s, the CPU time the hypervisor took from this guest
 # while it ran (steal, from /proc/stat, as a share of the run's CPU time), the cores' mean clock
-# (/proc/cpuinfo, sampled mid-run), the read bandwidth the bench's probe measured in that
+# (/proc/cpuinfo, sampled mid-run; a KVM guest may show only the nominal clock: 2100 MHz in
+# every run on the GPU machine's Xeon), the read bandwidth the bench's probe measured in that
 # process (all threads, just before the layer runs) and how much of the tile-ordered weight copy the kernel
 # backs with 2 MiB pages (describe's tile_weight_huge_page_bytes). Read across the runs: a time
 # that follows steal or the probe's bandwidth is the host's neighbours; one that follows the huge-page share is the TLB;
