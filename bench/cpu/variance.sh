@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# variance.sh - why one compute-bound CPU row's time moves between processes on one host (issue
-# 19: mixtral_8x7b T = 1024 bf16 took 89-154 ms minutes apart on the GPU machine's Xeon while
-# int8 beside it stayed at 62-72 ms). Prints the CPU topology the guest sees (SMT siblings,
-# sockets, the hypervisor), then alternates CONFIGS for ROUNDS rounds, one `moe bench` process
+# variance.sh - why one CPU row's time moves between processes on one host (issue 19:
+# mixtral_8x7b T = 1024 bf16 took 89-154 ms minutes apart on the GPU machine's Xeon while int8
+# beside it stayed at 62-72 ms). Prints the CPU topology the guest sees (SMT siblings, sockets,
+# the hypervisor, THP), then alternates CONFIGS for ROUNDS rounds, one `moe bench` process
 # each, and gives every run: ms, GFLOP/s, the CPU time the hypervisor took from this guest
-# while it ran (steal, from /proc/stat, as a share of the run's CPU time), the cores' mean clock
-# (/proc/cpuinfo, sampled mid-run; a KVM guest may show only the nominal clock: 2100 MHz in
-# every run on the GPU machine's Xeon), the read bandwidth the bench's probe measured in that
-# process (all threads, just before the layer runs) and how much of the tile-ordered weight copy the kernel
-# backs with 2 MiB pages (describe's tile_weight_huge_page_bytes). Read across the runs: a time
-# that follows steal or the probe's bandwidth is the host's neighbours; one that follows the huge-page share is the TLB;
-# one that follows the threads (8 as fast as 16) is cores that share their matrix units.
+# while it ran (steal, /proc/stat, as a share of the run's CPU time), the cores' mean clock
+# (/proc/cpuinfo mid-run; a KVM guest may show only the nominal clock: 2100 MHz in every run on
+# the Xeon), the read bandwidth the bench's probe measured in that process (all threads, just
+# before the layer runs) and how much of the tile-ordered weight copy the kernel backs with
+# 2 MiB pages (describe's tile_weight_huge_page_bytes). Read across the runs: a time that
+# follows steal or the probe's bandwidth is the host's neighbours; one that follows the
+# huge-page share is the TLB; one that follows the threads (8 as fast as 16) is cores that share
+# their matrix units. Session 23's runs: docs/bench-cpu.md.
 # No PyTorch. Environment: MOEREG (.carry/bin/moereg, else build/bin/moereg), PRESET
 # (mixtral_8x7b), TOKENS (1024), ROUNDS (4), MIN_SECONDS (0.5), CONFIGS ("|"-separated
 # "[NAME=value ...] threads[ backend options]": environment first, e.g.
