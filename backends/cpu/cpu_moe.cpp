@@ -22,7 +22,7 @@ namespace {
 // streams past once. Items are capped so the gate/up partial sums fit a per-thread buffer.
 constexpr std::int64_t default_k_block = 1024;
 constexpr std::int64_t l2_budget = 512 * 1024;
-constexpr std::int64_t unit_row_quantum = 32;  // rows of a unit item's block: two 16-token tiles, as the units pair them
+constexpr std::int64_t unit_row_quantum = 32;  // a unit item's rows: whole pairs of 16-token tiles, as the units take them
 // The panel path reads its widened f32 activations once per weight panel: a quarter of a
 // 1 MiB L2 (half of a 512 KiB one) leaves room for the panels and the streaming weights
 // (measured on Zen 2: a 3 x 4 f32 tile over 64 rows x 1024 runs at 82 GFLOP/s per core,
@@ -387,30 +387,22 @@ void moe_engine::plan_items(bool down) {
     std::int64_t begin = bucket_begin_[e], rows = bucket_begin_[e + 1] - begin;
     if (rows == 0) continue;
     std::int64_t cols = down ? hidden_ : experts_[e].inter;
+    std::int64_t chunk, step;  // output columns and rows per item
     if (on_unit(e) || int_on_unit(e)) {
       const std::int64_t q = down ? 32 : 16, cap = down ? max_item_cols : max_item_pairs;
-      const std::int64_t chunk = std::clamp(ceil_div(ceil_div(cols, want), q) * q, q, cap);
-      // Each row block streams the item's weight columns once, so a bucket a little over
-      // unit_item_rows is split evenly (two blocks of ~135 rows, not 256 + 14): the second block
-      // streams the same bytes either way, but a thin one does it with almost no products to
-      // hide them behind.
-      const std::int64_t step = round_up(ceil_div(rows, ceil_div(rows, unit_item_rows)), unit_row_quantum);
-      for (std::int64_t r = 0; r < rows; r += step)
-        for (std::int64_t c = 0; c < cols; c += chunk)
-          items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
-                            static_cast<std::int32_t>(std::min(rows, r + step)), static_cast<std::int32_t>(c),
-                            static_cast<std::int32_t>(std::min(cols, c + chunk))});
-      continue;
+      chunk = std::clamp(ceil_div(ceil_div(cols, want), q) * q, q, cap);
+      step = even_block(rows, unit_item_rows, unit_row_quantum);
+    } else {
+      // Whole tiles of weight rows per item (gate/up: pairs, each a gate and an up tile column).
+      const std::int64_t quantum = std::lcm(std::lcm(kernels_.tile_n, kernels_.panel_tile_n), max_tile_n);
+      chunk = std::min(round_up(std::max(quantum, ceil_div(cols, want)), quantum),
+                       (down ? max_item_cols : max_item_pairs) / quantum * quantum);
+      step = even_block(rows, row_block, tm);
     }
-    // Whole tiles of weight rows per item (gate/up: pairs, each a gate and an up tile column).
-    const std::int64_t quantum = std::lcm(std::lcm(kernels_.tile_n, kernels_.panel_tile_n), max_tile_n);
-    std::int64_t chunk = std::max<std::int64_t>(quantum, (cols + want - 1) / want);
-    chunk = (chunk + quantum - 1) / quantum * quantum;
-    chunk = std::min(chunk, (down ? max_item_cols : max_item_pairs) / quantum * quantum);
-    for (std::int64_t r = 0; r < rows; r += row_block)
+    for (std::int64_t r = 0; r < rows; r += step)
       for (std::int64_t c = 0; c < cols; c += chunk)
         items_.push_back({static_cast<std::int32_t>(e), static_cast<std::int32_t>(r),
-                          static_cast<std::int32_t>(std::min(rows, r + row_block)), static_cast<std::int32_t>(c),
+                          static_cast<std::int32_t>(std::min(rows, r + step)), static_cast<std::int32_t>(c),
                           static_cast<std::int32_t>(std::min(cols, c + chunk))});
   }
 }

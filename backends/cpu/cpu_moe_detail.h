@@ -12,6 +12,15 @@ namespace moereg::cpu {
 
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 inline std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
+// The rows of each block when `rows` are cut into as few blocks of at most `cap` as possible,
+// near-equal and in whole `quantum`s: 270 rows, cap 256, quantum 32 -> 160 (blocks of 160 and
+// 110), not 256 + 14. Each row block of an item streams the item's weight columns once, so a
+// thin last block streams them with almost no products to hide the bytes behind.
+inline std::int64_t even_block(std::int64_t rows, std::int64_t cap, std::int64_t quantum) {
+  if (rows <= cap) return cap;
+  const std::int64_t even = round_up(ceil_div(rows, ceil_div(rows, cap)), quantum);
+  return even < cap ? even : cap;
+}
 
 // GGUF storage the backend reads as U8 rows: ggml blocks, and F16 as blocks of one value.
 inline bool ggml_block(int e) { return e >= elem_q8_0 && e <= elem_f16; }

@@ -5,9 +5,7 @@
 # beside it stayed at 62-72 ms). Prints the CPU topology the guest sees (SMT siblings, sockets,
 # the hypervisor, THP), then alternates CONFIGS for ROUNDS rounds, one `moe bench` process
 # each, and gives every run: ms, GFLOP/s, the CPU time the hypervisor took from this guest
-# while it ran (steal, /proc/stat, as a share of the run's CPU time), the cores' mean clock
-# (/proc/cpuinfo mid-run; a KVM guest may show only the nominal clock: 2100 MHz in every run on
-# the Xeon), the read bandwidth the bench's probe measured in that process (all threads, just
+# while it ran (steal, /proc/stat, as a share of the run's CPU time), the read bandwidth the bench's probe measured in that process (all threads, just
 # before the layer runs) and how much of the tile-ordered weight copy the kernel backs with
 # 2 MiB pages (describe's tile_weight_huge_page_bytes). Read across the runs: a time that
 # follows steal or the probe's bandwidth is the host's neighbours; one that follows the
@@ -28,7 +26,7 @@ echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null); defra
 IFS='|' read -r -a configs <<< "${CONFIGS:-16|8|16 quantize=int8}"
 err=$(mktemp); js=$(mktemp); trap 'rm -f "$err" "$js"' EXIT
 cpu_ticks() { awk '/^cpu /{t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9}' /proc/stat; }  # total, steal
-printf '%5s  %-24s %9s %8s %7s %8s %8s %11s\n' round config ms GFLOP/s steal% MHz "bw GB/s" "huge MB"
+printf '%5s  %-24s %9s %8s %7s %8s %11s\n' round config ms GFLOP/s steal% "bw GB/s" "huge MB"
 for r in $(seq 1 "${ROUNDS:-4}"); do
   for c in "${configs[@]}"; do
     envs=(); set -- $c
@@ -37,22 +35,18 @@ for r in $(seq 1 "${ROUNDS:-4}"); do
     opts=(); for o in $rest; do opts+=(--backend-option "$o"); done
     read -r t0 s0 <<< "$(cpu_ticks)"
     env "${envs[@]}" "$M" moe bench --backend cpu --preset "${PRESET:-mixtral_8x7b}" --tokens "${TOKENS:-1024}" --threads "$threads" \
-      --min-seconds "${MIN_SECONDS:-0.5}" --no-reference --log-level warn --json "${opts[@]}" >"$js" 2>"$err" &
-    pid=$!
-    # The clock while the layer runs: after the synthetic weights are written and copied.
-    mhz=""; for _ in 1 2 3 4 5 6 7 8; do sleep 1; kill -0 $pid 2>/dev/null || break
-      mhz=$(awk -F: '/cpu MHz/{s+=$2; n++} END{if (n) printf "%.0f", s/n}' /proc/cpuinfo); done
-    wait $pid; rc=$?
+      --min-seconds "${MIN_SECONDS:-0.5}" --no-reference --log-level warn --json "${opts[@]}" >"$js" 2>"$err"
+    rc=$?; [ $rc -eq 0 ] || tail -2 "$err"
     read -r t1 s1 <<< "$(cpu_ticks)"
-    python3 - "$r" "$c" "$rc" "$((t1 - t0))" "$((s1 - s0))" "${mhz:--}" "$js" <<'EOF'
+    python3 - "$r" "$c" "$rc" "$((t1 - t0))" "$((s1 - s0))" "$js" <<'EOF'
 import json, sys
-r, c, rc, dt, ds, mhz, path = sys.argv[1:]
+r, c, rc, dt, ds, path = sys.argv[1:]
 try:
     d = json.load(open(path)); row = d["rows"][0]
     b = d.get("backend_describe"); b = json.loads(b) if isinstance(b, str) else (b or {})
     huge = "%.0f/%.0f" % (b.get("tile_weight_huge_page_bytes", 0) / 1e6, b.get("tile_weight_bytes", 0) / 1e6)
     bw = d.get("read_bandwidth_bytes_per_second", 0) / 1e9
-    print("%5s  %-24s %9.2f %8.0f %7.2f %8s %8.1f %11s" % (r, c, row["seconds"] * 1e3, row["gflops"], 100 * int(ds) / max(1, int(dt)), mhz, bw, huge))
+    print("%5s  %-24s %9.2f %8.0f %7.2f %8.1f %11s" % (r, c, row["seconds"] * 1e3, row["gflops"], 100 * int(ds) / max(1, int(dt)), bw, huge))
 except Exception as e:
     print("%5s  %-24s failed (rc %s): %s" % (r, c, rc, e))
 EOF
