@@ -284,7 +284,7 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   const bool shared_in_gemv = gemv && shared_f8_;
   // On FP8 tensor cores with the wgmma engine, an F8 shared expert of the routed size is one
   // more expert of the grouped GEMMs (fp8_grouped_experts::add_shared).
-  const bool shared_grouped = pl.blas && f8_ && shared_in_grouped();
+  const bool shared_grouped = pl.blas && shared_in_grouped();
   const bool shared_kernels = Is_ && (!pl.blas || !sw13_) && !shared_in_gemv && !shared_grouped;
   const bool s_exact = shared_kernels && shared_exact(tokens);
   const bool route_here = slots <= prepare_route_slots && E_ <= 1024 && !gemv;

@@ -51,7 +51,6 @@ class fp8_grouped_experts {
     return shared_inter == inter && !gather;
   }
   void add_shared(const uint8_t* w13, const uint8_t* w2, const float* w13_scale, const float* w2_scale);
-  bool has_shared() const { return shared_; }
   ~fp8_grouped_experts();
   fp8_grouped_experts(const fp8_grouped_experts&) = delete;
   fp8_grouped_experts& operator=(const fp8_grouped_experts&) = delete;
