@@ -13,9 +13,9 @@
 # NCU_CLOCK: Nsight Compute's --clock-control, `base` (its default: the SMs locked at the base
 # clock, about 1.5 GHz on an H100, so durations are comparable run to run) or `none` (the
 # clocks the GPU would run at, boost and power capping included).
-# METRICS: more metrics (comma-separated, e.g. the tensor pipe's busy share
-# sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active), printed with the rest.
-# Another build: wrap the call in carry_env.sh's with_backend LIB.
+# Another build: wrap the call in carry_env.sh's with_backend LIB. After each profile the warp
+# samples' shares by opcode and stall reason and the most sampled instructions are printed
+# (bench/cuda/sass_stalls.py on the SASS CSV).
 # docs/cuda.md ("The wgmma engine, measured") says what the first H100 showed and what is open.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
@@ -30,13 +30,14 @@ profile() {  # label, kernel regex, backend options...
     --clock-control "${NCU_CLOCK:-base}" \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section SourceCounters \
-    --section LaunchStats --section Occupancy ${METRICS:+--metrics "$METRICS"} -f -o "$rep" .carry/bin/moereg moe bench --backend cuda --preset "${PRESET:-deepseek_v3_e64}" \
+    --section LaunchStats --section Occupancy -f -o "$rep" .carry/bin/moereg moe bench --backend cuda --preset "${PRESET:-deepseek_v3_e64}" \
     --weights f8_e4m3 --tokens "${T:-4096}" --no-reference --min-seconds 0.05 --log-level warn "${opts[@]}" > "$log.run" 2>&1
   "$NCU" -i "$rep.ncu-rep" --page details > "$log" 2>&1
   # Per SASS instruction: executed count and the warp-stall samples (where the warps wait).
   "$NCU" -i "$rep.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu_${label}_sass.csv" 2>&1
   echo "== $label ($log)"
-  grep -E "experts_gemm|f8_grouped_gemm<|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|DRAM Throughput|L1/TEX Hit|L2 Hit|Stall|Warp Cycles Per Issued|Achieved Occupancy|Issue Slots|No Eligible|Active Warps Per|Eligible Warps|Grid Size|Waves Per SM${METRICS:+|${METRICS//,/|}}" "$log" | head -90
+  grep -E "experts_gemm|f8_grouped_gemm<|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|DRAM Throughput|L1/TEX Hit|L2 Hit|Stall|Warp Cycles Per Issued|Achieved Occupancy|Issue Slots|No Eligible|Active Warps Per|Eligible Warps|Grid Size|Waves Per SM" "$log" | head -80
+  python3 bench/cuda/sass_stalls.py "$OUT/ncu_${label}_sass.csv" 12
 }
 if [ -n "${KERNEL:-}" ]; then
   profile "${LABEL:-$(tr -c 'A-Za-z0-9_\n' _ <<< "$KERNEL")_T${T:-4096}}" "$KERNEL" ${OPTIONS:-}
