@@ -33,6 +33,8 @@ const std::vector<moe_preset>& presets() {
   static const std::vector<moe_preset> p = {
       {"qwen3_30b_a3b", 128, 2048, 768, 8, 0, softmax_routing(true), "Qwen3-30B-A3B layer"},
       {"mixtral_8x7b", 8, 4096, 14336, 2, 0, softmax_routing(true), "Mixtral-8x7B layer"},
+      {"deepseek_v3", 256, 7168, 2048, 8, 2048, deepseek_v3_routing(),
+       "DeepSeek-V3 layer, all 256 experts: 22.5 GB of bf16 weights (11.3 GB in F8), for hosts and GPUs that hold it"},
       {"deepseek_v3_e64", 64, 7168, 2048, 8, 2048, deepseek_v3_routing(),
        "DeepSeek-V3 layer shapes (H, I, K, shared expert, 8 groups keep 4) with 64 of its 256 experts, to fit in memory"},
       {"tiny", 8, 256, 128, 2, 128, softmax_routing(true), "small shapes for a quick check"},

@@ -35,7 +35,8 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
                    "no \"of bw\". \"of bw\" is marked * where a cycle of the row's experts fits twice in\n"
                    "the last-level cache, ~ where the cache holds 5 % of it or more (a cache that keeps part of\n"
                    "a repeated stream serves that part: \"of bw\" can then exceed 100 %).\n"
-                   "Presets: qwen3_30b_a3b, mixtral_8x7b, deepseek_v3_e64, tiny.\n"
+                   "Presets: qwen3_30b_a3b, mixtral_8x7b, deepseek_v3 (256 experts, 22.5 GB bf16), deepseek_v3_e64\n"
+                   "(the same layer with 64 experts, to fit smaller machines), tiny.\n"
                    "(Benchmarking a checkpoint's own layer, CKPT --layer L, is not available yet.)");
   p.options().add_options()("preset", po::value<std::string>()->default_value("qwen3_30b_a3b"), "shape preset")(
       "tokens", po::value<std::string>()->default_value("1,16,128,1024"), "token counts T")(
