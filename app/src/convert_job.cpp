@@ -375,12 +375,36 @@ class conversion_job {
       skip_ = part_->share_complete({});
       writer_ = std::make_unique<checkpoint_writer>(r_.output, std::move(shards), output_lock::joined, sinks);
     }
+    if (coordinator_) check_free_space();
     rep_.resumed_shards = static_cast<std::uint64_t>(std::count(skip_.begin(), skip_.end(), true));
     rep_.shards = writer_->shards().size();
     if (part_) {
       const std::vector<int> owner = assign_shards(writer_->shards(), skip_, part_->ranks);
       for (std::size_t i = 0; i < skip_.size(); ++i) skip_[i] = owner[i] != part_->rank;
     }
+  }
+
+  // Before the first byte: a job whose shards (those a resume still has to write, of every
+  // process) exceed the free space of OUT's filesystem is refused now rather than when a write
+  // fails, perhaps hours in. A filesystem that reports no figure is not checked.
+  void check_free_space() const {
+    std::uint64_t need = 0;
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < skip_.size(); ++i)
+      if (!skip_[i]) need += writer_->shards()[i].bytes, ++count;
+    std::uint64_t free = 0;
+    if (r_.fault.free_bytes) {
+      free = *r_.fault.free_bytes;
+    } else {
+      std::error_code ec;
+      const fs::space_info s = fs::space(r_.output, ec);
+      if (ec || s.available == static_cast<std::uintmax_t>(-1)) return;
+      free = s.available;
+    }
+    if (need > free)
+      throw error(r_.output + ": the conversion writes " + human_bytes(need) + " (" + std::to_string(count) +
+                  (count == 1 ? " file" : " files") + ") and the filesystem there has " + human_bytes(free) +
+                  " free; free some space or convert into a directory on another filesystem");
   }
 
   // Every shard of this process, each logged with its size and checksum as it completes.

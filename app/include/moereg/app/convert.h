@@ -42,6 +42,9 @@ struct fault_injection {
   // configuration or index written, the completed shards and the resume log kept. The result
   // is a problem of kind `cancelled`. 0: off.
   int abandon_after_shards = 0;
+  // The bytes the output's filesystem has free, as the space check before the first shard
+  // sees them (unset: what statvfs says), so a test can show the refusal of a job too large.
+  std::optional<std::uint64_t> free_bytes;
 };
 
 struct convert_request {
