@@ -107,10 +107,47 @@ std::uint64_t last_level_cache_bytes() {
   return llc > 0 ? static_cast<std::uint64_t>(llc) : 0;
 }
 
+std::vector<double> time_phases(int threads, std::size_t phases, const std::function<void(int)>& setup,
+                                const std::function<void(int, std::size_t)>& work) {
+  using clock = std::chrono::steady_clock;
+  std::vector<clock::time_point> stamps(2 * phases);  // each phase's start and end
+  std::size_t at = 0;
+  // Run by the last thread to arrive, before any is released. (Until session 24 the probe's
+  // calling thread took the times as one more party to the barriers; with a reader pinned on
+  // each of 16 CPUs it often got a CPU only once a read was under way, took its start late,
+  // and the probe "read" 0.2-6.5 TB/s on the GPU machine's 16-core VM: sessions 14 and 24.)
+  auto stamp = [&stamps, &at]() noexcept {
+    if (at < stamps.size()) stamps[at] = clock::now();
+    ++at;
+  };
+  std::barrier sync(threads, stamp);
+  const std::vector<int> cpus = allowed_cpus();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      if (!cpus.empty()) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[static_cast<std::size_t>(t) % cpus.size()], &one);
+        ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
+      }
+      setup(t);
+      for (std::size_t p = 0; p < phases; ++p) {
+        sync.arrive_and_wait();
+        work(t, p);
+        sync.arrive_and_wait();
+      }
+    });
+  for (auto& t : pool) t.join();
+  std::vector<double> seconds(phases);
+  for (std::size_t p = 0; p < phases; ++p) seconds[p] = std::chrono::duration<double>(stamps[2 * p + 1] - stamps[2 * p]).count();
+  return seconds;
+}
+
 // Every thread streams its own share of a buffer far larger than the caches, pinned one per
 // allowed CPU, the share's pages first touched by their reader (so they lie in its NUMA node)
-// and backed by 2 MiB pages where the kernel allows; the threads start once and each pattern
-// is timed between two barriers, five times (summarize_reads takes the median).
+// and backed by 2 MiB pages where the kernel allows; each pattern is read five times
+// (summarize_reads takes the median), each read timed by time_phases.
 read_bandwidth measure_read_bandwidth(int threads) {
   const std::size_t bytes = probe_bytes(), n = bytes / 8;
   void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -122,53 +159,39 @@ read_bandwidth measure_read_bandwidth(int threads) {
   } guard{mem, bytes};
   ::madvise(mem, bytes, MADV_HUGEPAGE);
   auto* buf = static_cast<std::uint64_t*>(mem);
-  const std::vector<int> cpus = allowed_cpus();
-  constexpr int reps = read_reps;
-  constexpr std::size_t count = std::size(patterns);
-  std::barrier sync(threads + 1);
-  std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads) * reps * count, 0);
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      if (!cpus.empty()) {
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpus[static_cast<std::size_t>(t) % cpus.size()], &one);
-        ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
-      }
-      // Shares are whole multiples of 64 words, so four streams of whole lines cover them.
-      const auto T = static_cast<std::size_t>(threads), ut = static_cast<std::size_t>(t);
-      const std::size_t b = n * ut / T / 64 * 64, e = ut + 1 == T ? n : n * (ut + 1) / T / 64 * 64;
-      // First touch by the reader. Every word differs, as in the weights the kernels read:
-      // from an all-ones buffer a 16-core VM "read" 0.5-1.8 TB/s, far above what its memory
-      // delivers (pages of identical words merged by the hypervisor, we suspect).
-      for (std::size_t i = b; i < e; ++i) buf[i] = probe_word(i);
-      for (std::size_t p = 0; p < count; ++p)
-        for (int rep = 0; rep < reps; ++rep) {
-          sync.arrive_and_wait();
-          sums[(p * reps + static_cast<std::size_t>(rep)) * T + ut] = patterns[p].read(buf, b, e);
-          sync.arrive_and_wait();
-        }
-    });
+  constexpr std::size_t reps = read_reps, count = std::size(patterns);
+  const auto T = static_cast<std::size_t>(threads);
+  // Shares are whole multiples of 64 words, so four streams of whole lines cover them.
+  auto share = [&](int t) {
+    const auto ut = static_cast<std::size_t>(t);
+    return std::pair<std::size_t, std::size_t>{n * ut / T / 64 * 64, ut + 1 == T ? n : n * (ut + 1) / T / 64 * 64};
+  };
+  std::vector<std::uint64_t> sums(T * reps * count, 0);
+  const std::vector<double> seconds = time_phases(
+      threads, count * reps,
+      [&](int t) {
+        // First touch by the reader. Every word differs, as in the weights the kernels read:
+        // from an all-ones buffer a 16-core VM "read" 0.5-1.8 TB/s, far above what its memory
+        // delivers (pages of identical words merged by the hypervisor, we suspect).
+        const auto [b, e] = share(t);
+        for (std::size_t i = b; i < e; ++i) buf[i] = probe_word(i);
+      },
+      [&](int t, std::size_t k) {
+        const auto [b, e] = share(t);
+        sums[k * T + static_cast<std::size_t>(t)] = patterns[k / reps].read(buf, b, e);
+      });
   read_bandwidth out;
-  for (const pattern& p : patterns) {
-    std::vector<double> seconds;
-    for (int rep = 0; rep < reps; ++rep) {
-      sync.arrive_and_wait();
-      const auto t0 = std::chrono::steady_clock::now();
-      sync.arrive_and_wait();
-      seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    out.patterns.push_back(summarize_reads(p.name, static_cast<double>(bytes), std::move(seconds)));
+  for (std::size_t p = 0; p < count; ++p) {
+    out.patterns.push_back(summarize_reads(patterns[p].name, static_cast<double>(bytes),
+                                           std::vector<double>(seconds.begin() + p * reps, seconds.begin() + (p + 1) * reps)));
     out.best = std::max(out.best, out.patterns.back().bytes_per_second);
   }
-  for (auto& t : pool) t.join();
   // The words sum (mod 2^64) to m * n(n - 1)/2: a pattern that skipped or repeated a line fails.
   const std::uint64_t expected = probe_multiplier * (n % 2 ? static_cast<std::uint64_t>(n) * ((n - 1) / 2)
                                                            : static_cast<std::uint64_t>(n / 2) * (n - 1));
   for (std::size_t k = 0; k < count * reps; ++k) {
     std::uint64_t total = 0;
-    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) total += sums[k * static_cast<std::size_t>(threads) + t];
+    for (std::size_t t = 0; t < T; ++t) total += sums[k * T + t];
     if (total != expected)
       throw error(std::string("bandwidth probe: pattern '") + patterns[k / reps].name + "' read back a sum of " +
                   std::to_string(total) + ", expected " + std::to_string(expected) + " (every word once)");

@@ -4,7 +4,9 @@
 // must stream per cycle of repetitions before the cache stops serving them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,15 @@ struct read_bandwidth {
 // decide it), and `doubt` says when the result is not believable.
 read_bandwidth measure_read_bandwidth(int threads);
 inline constexpr int read_reps = 5;  // timed reads per pattern
+
+// Runs `threads` threads, each pinned to one of the CPUs this process may use (round robin)
+// and first running setup(thread), then `phases` timed phases in which every thread runs
+// work(thread, phase); returns each phase's seconds, from the moment the last thread was ready
+// for it to the moment the last finished it. The threads take the times themselves (the last
+// to arrive at each barrier reads the clock before any is released), so the figure does not
+// depend on when the calling thread gets a CPU.
+std::vector<double> time_phases(int threads, std::size_t phases, const std::function<void(int)>& setup,
+                                const std::function<void(int, std::size_t)>& work);
 
 // A pattern's rate from the seconds its timed reads of `bytes` took: the median rate, and the
 // slowest time over the fastest.

@@ -3,10 +3,31 @@
 // cannot be a memory read rate (a VM once gave 0.17-6.45 TB/s from one run to the next).
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "read_bandwidth.h"
 
 namespace moereg::app {
 namespace {
+
+// Each phase runs from the moment the last thread is ready to the moment the last is done: the
+// slowest thread's work counts, the setup before the first phase does not.
+TEST(ReadBandwidth, PhasesAreTimedFromTheLastReadyToTheLastDone) {
+  using namespace std::chrono_literals;
+  const std::vector<double> s = time_phases(
+      3, 3, [](int t) { if (t == 1) std::this_thread::sleep_for(500ms); },
+      [](int t, std::size_t phase) {
+        if (phase == 0 && t == 2) std::this_thread::sleep_for(40ms);
+        if (phase == 2) std::this_thread::sleep_for(20ms);
+      });
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_GE(s[0], 0.040) << "thread 2's 40 ms are in phase 0";
+  EXPECT_LT(s[0], 0.45) << "thread 1's 500 ms of setup are not";
+  EXPECT_GE(s[1], 0.0);
+  EXPECT_LT(s[1], 0.45);
+  EXPECT_GE(s[2], 0.020);
+}
 
 TEST(ReadBandwidth, PatternRateIsTheMedianOfItsReads) {
   // One read mis-timed as far too fast and one stalled: neither decides the rate.
