@@ -22,8 +22,9 @@ namespace {
 
 // One thread's share [b, e) of the buffer (a multiple of 64 words) read as `streams`
 // interleaved sequential streams, each eight words (a cache line) per step, with a software
-// prefetch `prefetch_lines` lines ahead on each. Eight independent sums keep loads in flight.
-template <int streams, int prefetch_lines>
+// prefetch `prefetch_lines` lines ahead on each into L1, and `l2_lines` ahead into L2 only.
+// Eight independent sums keep loads in flight.
+template <int streams, int prefetch_lines, int l2_lines = 0>
 std::uint64_t read_share(const std::uint64_t* buf, std::size_t b, std::size_t e) {
   const std::size_t len = (e - b) / streams;
   std::uint64_t s[8] = {};
@@ -31,6 +32,7 @@ std::uint64_t read_share(const std::uint64_t* buf, std::size_t b, std::size_t e)
     for (int k = 0; k < streams; ++k) {
       const std::uint64_t* p = buf + b + static_cast<std::size_t>(k) * len + i;
       if constexpr (prefetch_lines > 0) __builtin_prefetch(p + 8 * prefetch_lines, 0, 3);
+      if constexpr (l2_lines > 0) __builtin_prefetch(p + 8 * l2_lines, 0, 2);
       for (int j = 0; j < 8; ++j) s[j] += p[j];
     }
   return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
@@ -53,6 +55,9 @@ constexpr pattern patterns[] = {
     {"1 stream, prefetch 1 KiB", &read_share<1, 16>},
     {"4 streams", &read_share<4, 0>},
     {"4 streams, prefetch 2 KiB", &read_share<4, 32>},
+    // As the AMX kernel streams an item's tiles: near lines into L1, the next block's into L2
+    // (prefetcht1), which keeps more misses in flight than L1's fill buffers allow.
+    {"1 stream, prefetch 1 KiB + L2 8 KiB", &read_share<1, 16, 128>},
 };
 
 constexpr std::uint64_t probe_multiplier = 0x9E3779B97F4A7C15ull;  // odd: i -> i * m is a bijection

@@ -29,7 +29,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
                    "weights and routing, one dense bf16 matmul of the same FLOPs, and the memory bandwidth.\n"
                    "A backend with device memory (cuda) is timed on device-resident inputs and outputs, and\n"
                    "then PyTorch runs on the GPU too and the bandwidth is the device's copy bandwidth.\n"
-                   "The host's read bandwidth is the best of four read patterns, each the median of five\n"
+                   "The host's read bandwidth is the best of five read patterns, each the median of five\n"
                    "reads of a buffer eight times the last-level cache; when it cannot be a memory rate (more\n"
                    "than 150 GB/s a thread, or reads spread more than 2-fold) the table says why and gives\n"
                    "no \"of bw\". \"of bw\" is marked * where a cycle of the row's experts fits twice in\n"

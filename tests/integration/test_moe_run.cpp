@@ -260,7 +260,7 @@ TEST(MoeBench, RotatesInputsAndSaysWhenTheCacheMayServeThem) {
     best = std::max(best, rate.as_double());
     ++patterns;
   }
-  EXPECT_EQ(patterns, 4u);
+  EXPECT_EQ(patterns, 5u);
   EXPECT_DOUBLE_EQ(v.find("read_bandwidth_bytes_per_second")->as_double(), best);
   const bool llc_known = v.find("last_level_cache_bytes")->as_int() > 0;
   // The share of the cycle the cache can hold (what "of bw" may exceed 100 % by): all of tiny's.
