@@ -28,9 +28,10 @@ struct read_bandwidth {
 
 // Reads a buffer of eight times the last-level cache (256 MiB to 2 GiB) with `threads` pinned
 // threads, each streaming its own first-touched share, in several patterns (one stream or
-// four interleaved streams per thread, with and without software prefetch into L1, and into L2 far ahead), five timed reads
-// each; each pattern's rate is the median of its five (one stalled or mis-timed read does not
-// decide it), and `doubt` says when the result is not believable.
+// four interleaved streams per thread, with and without software prefetch into L1, one also
+// prefetching into L2 far ahead), five timed reads each (time_phases); each pattern's rate is
+// the median of its five (one stalled or mis-timed read does not decide it), and `doubt` says
+// when the result is not believable.
 read_bandwidth measure_read_bandwidth(int threads);
 inline constexpr int read_reps = 5;  // timed reads per pattern
 
