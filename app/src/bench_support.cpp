@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bench_support.h"
 
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -123,6 +125,33 @@ std::string find_reference_script(const std::string& given) {
                                exe_dir() + "/../../bench/moe/torch_reference.py", std::string("bench/moe/torch_reference.py")})
     if (fs::exists(p)) return fs::weakly_canonical(p).string();
   throw error("bench/moe/torch_reference.py not found beside the binary; pass --reference-script PATH or --no-reference");
+}
+
+void check_room(const std::string& dir, std::uint64_t bytes, const std::string& what) {
+  std::error_code ec;
+  const fs::space_info room = fs::space(dir, ec);
+  if (!ec && room.available != static_cast<std::uintmax_t>(-1) && bytes > room.available)
+    throw error(what + ": " + format_bytes(bytes) + " to write in " + dir + ", whose filesystem has " +
+                format_bytes(room.available) + " free; pass --work-dir on a larger one, or take a smaller preset");
+  struct statfs fsinfo {};
+  constexpr long tmpfs_magic = 0x01021994;
+  if (::statfs(dir.c_str(), &fsinfo) != 0 || fsinfo.f_type != tmpfs_magic) return;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::uint64_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") {
+      // The bench needs memory beside the file (its inputs and outputs, a backend's own copy
+      // of the weights): at least 2 GiB or an eighth of the file more.
+      const std::uint64_t beside = std::max<std::uint64_t>(bytes / 8, std::uint64_t{2} << 30);
+      if (bytes + beside > kib * 1024)
+        throw error(what + ": " + format_bytes(bytes) + " to write in " + dir + ", a tmpfs (its files live in memory): that and the " +
+                    format_bytes(beside) + " the bench needs beside it exceed the " + format_bytes(kib * 1024) +
+                    " of memory available; pass --work-dir on a disk, or take a smaller preset");
+      return;
+    }
+    meminfo.ignore(256, '\n');
+  }
 }
 
 std::string run_capture(const std::string& cmd, int& status) {

@@ -21,6 +21,12 @@ void fill_bf16(std::uint16_t* out, std::size_t n, float scale, std::uint64_t see
 void write_random(safetensors_writer& w, const std::vector<std::pair<std::string, float>>& which, std::uint64_t seed,
                   int threads);
 
+// Throws, naming `dir`, the bytes and the fix, when `bytes` more would not fit in `dir`: past
+// the free space of its filesystem, or, on a tmpfs (whose files live in memory), past the
+// memory the kernel says is available less 2 GiB or an eighth of `bytes`, what the bench needs
+// beside the file. A filesystem that reports no figure passes.
+void check_room(const std::string& dir, std::uint64_t bytes, const std::string& what);
+
 // Device memory a backend allocated through its table; freed with it.
 struct device_buffer {
   const moereg_backend_api* api = nullptr;

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -77,6 +80,12 @@ void write_weights(const std::string& path, const moe_bench_request& r, int thre
     specs.push_back({"shared_w13", dtype::BF16, {2 * Is, H}});
     specs.push_back({"shared_w2", dtype::BF16, {H, Is}});
   }
+  // A preset larger than the room (deepseek_v3's bench file is 22.5 GB, 34 GB with F8) is
+  // refused before its weights are made: a tmpfs that fills memory gets the process killed,
+  // and the file then stays behind.
+  std::uint64_t bytes = 0;
+  for (const tensor_spec& s : specs) bytes += s.nbytes();
+  check_room(fs::path(path).parent_path().string(), bytes, "moe bench: shape " + r.shape + "'s weights");
   safetensors_writer w(path, specs, {});
   if (f8) {
     write_fp8_experts(w, "w13", E, 2 * I, H, 2, 0.02f, r.seed, threads);
@@ -252,6 +261,25 @@ std::string run_reference(const moe_bench_request& r, const std::string& python,
   return res.find("torch")->as_string() + ", " + std::to_string(res.find("threads")->as_int()) + " threads";
 }
 
+// A bench killed before its cleanup (by the OOM killer, say) leaves moereg-bench-PID behind,
+// tens of GB with the large presets, in memory where the work directory is a tmpfs: each one
+// whose process is gone is removed. (A live one, or one of another user's process, is kept.)
+void remove_stale_bench_dirs(const std::string& work) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(work, ec)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "moereg-bench-";
+    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() ||
+        name.find_first_not_of("0123456789", prefix.size()) != std::string::npos || !e.is_directory(ec))
+      continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    const std::uintmax_t n = fs::remove_all(e.path(), rm);
+    if (!rm) spdlog::info("moe bench: removed {} ({} files), left by a bench process that is gone", e.path().string(), n);
+  }
+}
+
 moe_bench_report run_bench(const moe_bench_request& r) {
   check_request(r);
   const int threads = static_cast<int>(resolve_threads(r.threads));
@@ -261,8 +289,9 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   std::unique_ptr<plugin_registry> registry = make_registry(r.plugin_paths);
 
   // Weights and inputs go to safetensors files that both moereg and PyTorch map.
-  const std::string dir = (r.work_dir.empty() ? fs::temp_directory_path().string() : r.work_dir) + "/moereg-bench-" +
-                          std::to_string(::getpid());
+  const std::string work = r.work_dir.empty() ? fs::temp_directory_path().string() : r.work_dir;
+  remove_stale_bench_dirs(work);
+  const std::string dir = work + "/moereg-bench-" + std::to_string(::getpid());
   fs::create_directories(dir);
   struct cleanup {
     std::string d;

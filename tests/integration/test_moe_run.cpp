@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -348,6 +349,25 @@ TEST(MoeRun, BackendOptionsReachTheBackendAndAreCheckedByName) {
   EXPECT_NE(r.output.find("backend abitest takes no backend options (--backend-option k_block=...): its table is plugin API 1"),
             std::string::npos)
       << r.output;
+}
+
+// A bench killed before its cleanup leaves moereg-bench-PID in the work directory; the next
+// bench removes each whose process is gone and keeps a live one's.
+TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
+  test::temp_dir d;
+  const std::string gone = d / "moereg-bench-2147483646", live = d / ("moereg-bench-" + std::to_string(::getpid())),
+                    other = d / "moereg-bench-notapid";
+  for (const auto& dir : {gone, live, other}) {
+    std::filesystem::create_directories(dir);
+    test::write_bytes(dir + "/weights.safetensors", "x");
+  }
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --no-reference --work-dir " +
+                            d.path() + " --log-level info");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(gone)) << "no process 2147483646 exists";
+  EXPECT_NE(r.output.find("removed " + gone + " (2 files), left by a bench process that is gone"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(live + "/weights.safetensors")) << "this test's own process is alive";
+  EXPECT_TRUE(std::filesystem::exists(other)) << "not a bench directory name";
 }
 
 }  // namespace test_moe_run
