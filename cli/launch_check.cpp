@@ -44,9 +44,10 @@ void check_launch(const std::string& command) {
     throw usage_error("started as one of " + n + " processes (" + launch->variable + "), but this moereg was built without MPI: " + n +
                       " copies would each run the whole job and race for one output. Run it once, or rebuild with MPI "
                       "(libopenmpi-dev; cmake -DMOEREG_MPI=ON) to share a conversion among them (docs/mpi.md)");
-  if (command != "convert")
+  if (command != "convert" && command != "lora merge")
     throw usage_error("started as one of " + n + " processes (" + launch->variable + "), but `moereg " + command +
-                      "` runs as one process; only `moereg convert` shares its work under mpirun (docs/mpi.md)");
+                      "` runs as one process; only `moereg convert` and `moereg lora merge` share their work under "
+                      "mpirun (docs/mpi.md)");
 }
 
 }  // namespace moereg::cli

@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
       args.push_back("--help");
     }
     if (const cli::command* c = find_command(name)) {
-      cli::check_launch(name);
+      cli::check_launch(name == "lora" && !args.empty() ? "lora " + args[0] : name);
       if (level_given) args.insert(args.begin(), {"--log-level", globals.log_level});
       return c->run(args, globals);
     }

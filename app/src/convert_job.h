@@ -8,6 +8,7 @@
 #include <string>
 
 #include "moereg/app/convert.h"
+#include "moereg/app/lora.h"
 #include "moereg/plan/conversion_plan.h"
 #include "session.h"
 
@@ -26,5 +27,9 @@ struct job_partition;
 // writes the configuration and the index, and fills the report's totals.
 convert_report run_conversion(const convert_request& request, const plan_editor& edit, const ep_slice* slice = nullptr,
                               const job_partition* part = nullptr);
+
+// app::merge_lora as this process's share `part` of a merge several processes run together
+// (nullptr: the whole merge); throws as run_conversion does.
+convert_report run_lora_merge(const lora_merge_request& request, const job_partition* part);
 
 }  // namespace moereg::app

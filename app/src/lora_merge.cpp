@@ -12,8 +12,7 @@ namespace fs = std::filesystem;
 
 namespace moereg::app {
 
-result<convert_report> merge_lora(const lora_merge_request& r) noexcept {
-  return guarded([&] {
+convert_report run_lora_merge(const lora_merge_request& r, const job_partition* part) {
     if (r.adapter.empty()) throw usage_error("merge_lora: no adapter directory given");
     if (r.rounding != "peft" && r.rounding != "single")
       throw usage_error("--rounding '" + r.rounding + "': expected peft or single");
@@ -36,8 +35,11 @@ result<convert_report> merge_lora(const lora_merge_request& r) noexcept {
              std::to_string(fs::file_size(adapter->weights_path)) + "|" +
              std::to_string(fs::last_write_time(adapter->weights_path).time_since_epoch().count());
     };
-    return run_conversion(r.job, edit);  // to empty: the base's own layout
-  });
+    return run_conversion(r.job, edit, nullptr, part);  // to empty: the base's own layout
+}
+
+result<convert_report> merge_lora(const lora_merge_request& r) noexcept {
+  return guarded([&] { return run_lora_merge(r, nullptr); });
 }
 
 }  // namespace moereg::app

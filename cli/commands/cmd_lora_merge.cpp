@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // moereg lora merge BASE ADAPTER OUT: the base with the adapter merged, in any layout.
 #include "convert_output.h"
+#include "launch_check.h"
 #include "lora_commands.h"
 #include "option_values.h"
 #include "plugin_options.h"
+#ifdef MOEREG_HAVE_MPI
+#include "mpi/mpi_convert.h"
+#endif
 
 namespace moereg::cli {
 
@@ -40,6 +44,9 @@ int run_lora_merge(const std::vector<std::string>& args, global_options& globals
   job.plugin_paths = plugin_paths(vm);
   lora_merge_options lora{vm["adapter"].as<std::string>(), vm["rounding"].as<std::string>(),
                           vm.count("peft-version") ? vm["peft-version"].as<std::string>() : ""};
+#ifdef MOEREG_HAVE_MPI
+  if (detect_parallel_launch()) return run_mpi_convert(job, globals, &lora);
+#endif
   return run_and_print(job, globals, &lora);
 }
 

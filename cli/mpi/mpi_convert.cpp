@@ -117,7 +117,7 @@ app::convert_report convert_ep_slices_together(app::convert_request job, int ran
 
 }  // namespace
 
-int run_mpi_convert(app::convert_request job, const global_options& globals) {
+int run_mpi_convert(app::convert_request job, const global_options& globals, const lora_merge_options* lora) {
   // srun without --mpi=pmix or pmi2 gives its tasks no PMI: Open MPI would abort in MPI_Init
   // with a page about it, or each task would run alone. Said plainly before MPI starts.
   if (const auto launch = detect_parallel_launch(); launch && launch->variable.rfind("SLURM_STEP_NUM_TASKS=", 0) == 0 &&
@@ -167,7 +167,17 @@ int run_mpi_convert(app::convert_request job, const global_options& globals) {
     } else {
       if (rank == 0) job.on_progress = job_progress("all ranks");
       app::job_partition part = make_mpi_partition(rank, ranks, state);
-      app::convert_report r = app::run_conversion(job, {}, nullptr, &part);
+      app::convert_report r;
+      if (lora) {
+        app::lora_merge_request m;
+        m.job = job;
+        m.adapter = lora->adapter;
+        m.rounding = lora->rounding;
+        m.peft_version = lora->peft_version;
+        r = app::run_lora_merge(m, &part);
+      } else {
+        r = app::run_conversion(job, {}, nullptr, &part);
+      }
       if (rank == 0) print_convert_report(r, job, globals);
     }
   } catch (...) {

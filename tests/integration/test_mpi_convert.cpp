@@ -73,14 +73,16 @@ std::vector<std::string> hidden_files(const std::string& dir) {
   return found;
 }
 
-// The conversion by one process, then by each count of ranks: identical files, no leftovers.
-void expect_same_as_one_process(const std::string& src, const std::string& args) {
+// The conversion (`inputs`: "convert SRC", or "lora merge BASE ADAPTER") by one process, then
+// by each count of ranks: identical files, no leftovers.
+void expect_same_as_one_process(const std::string& src, const std::string& args, const std::string& command = "convert") {
   test::temp_dir d;
-  auto one = test::run_moereg("convert " + src + " " + (d / "one") + " " + args);
+  const std::string inputs = command + " " + src + " ";
+  auto one = test::run_moereg(inputs + (d / "one") + " " + args);
   ASSERT_EQ(one.exit_code, 0) << one.output;
   for (int n : {2, 3}) {
     const std::string out = d / ("np" + std::to_string(n));
-    auto r = test::run_command(mpirun(n) + "convert " + src + " " + out + " " + args);
+    auto r = test::run_command(mpirun(n) + inputs + out + " " + args);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(test::differing_files(d / "one", out), std::vector<std::string>{}) << src << " with " << n << " ranks";
     EXPECT_EQ(hidden_files(out), std::vector<std::string>{}) << "resume logs and the lock are gone when complete";
@@ -135,6 +137,35 @@ TEST(MpiConvert, FixturesMatchTheSingleProcessConversion) {
   expect_same_as_one_process(test::fixture("mixtral/hf"), "--to hf_split --shard-size 50KB");
   // One file: rank 0 writes it (and renames it into place last); the others plan and wait.
   expect_same_as_one_process(test::fixture("qwen3_moe/hf"), "--to transformers_v5");
+}
+
+// lora merge is the conversion job with the adapter attached: shared the same way, and each
+// rank merges its shards as one process would.
+TEST(MpiConvert, LoraMergeMatchesTheSingleProcessMerge) {
+  SKIP_WITHOUT_MPI();
+  for (const char* f : {"qwen3_moe", "mixtral", "deepseek_v3"}) {
+    const std::string base = test::fixture(std::string(f) + "/hf"), adapter = test::fixture(std::string("lora/") + f + "/peft_per_expert");
+    expect_same_as_one_process(base + " " + adapter, "--shard-size 60KB", "lora merge");
+  }
+  // The merge is in the output: it differs from the base converted alone.
+  test::temp_dir d;
+  const std::string base = test::fixture("qwen3_moe/hf");
+  ASSERT_EQ(test::run_command(mpirun(2) + "lora merge " + base + " " + test::fixture("lora/qwen3_moe/peft_per_expert") + " " +
+                              (d / "merged"))
+                .exit_code,
+            0);
+  ASSERT_EQ(test::run_moereg("convert " + base + " " + (d / "plain") + " --to hf").exit_code, 0);
+  EXPECT_FALSE(test::differing_files(d / "merged", d / "plain").empty());
+}
+
+// Every other command runs as one process: under mpirun each copy refuses before doing anything.
+TEST(MpiConvert, OtherCommandsRefuseToRunAsManyCopies) {
+  SKIP_WITHOUT_MPI();
+  auto r = test::run_command(mpirun(2) + "lora inspect " + test::fixture("lora/qwen3_moe/peft_per_expert"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("`moereg lora inspect` runs as one process; only `moereg convert` and `moereg lora merge` share"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(MpiConvert, ASyntheticCheckpointOfManyShardsMatches) {
