@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -261,14 +262,23 @@ std::string run_reference(const moe_bench_request& r, const std::string& python,
   return res.find("torch")->as_string() + ", " + std::to_string(res.find("threads")->as_int()) + " threads";
 }
 
-// A bench killed before its cleanup (by the OOM killer, say) leaves moereg-bench-PID behind,
-// tens of GB with the large presets, in memory where the work directory is a tmpfs: each one
-// whose process is gone is removed. (A live one, or one of another user's process, is kept.)
+// The bench's own directory in `work`: moereg-bench-HOST-PID (the host, so that benches on
+// several nodes can share a work directory on a shared filesystem).
+std::string bench_dir_prefix() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) std::snprintf(host, sizeof host, "localhost");
+  return "moereg-bench-" + std::string(host) + "-";
+}
+
+// A bench killed before its cleanup (by the OOM killer, say) leaves its directory behind, tens
+// of GB with the large presets, in memory where the work directory is a tmpfs: each one of
+// this host whose process is gone is removed. (A live one, one of another host, or one of
+// another user's process is kept.)
 void remove_stale_bench_dirs(const std::string& work) {
+  const std::string prefix = bench_dir_prefix();
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(work, ec)) {
     const std::string name = e.path().filename().string();
-    const std::string prefix = "moereg-bench-";
     if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() ||
         name.find_first_not_of("0123456789", prefix.size()) != std::string::npos || !e.is_directory(ec))
       continue;
@@ -291,7 +301,7 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   // Weights and inputs go to safetensors files that both moereg and PyTorch map.
   const std::string work = r.work_dir.empty() ? fs::temp_directory_path().string() : r.work_dir;
   remove_stale_bench_dirs(work);
-  const std::string dir = work + "/moereg-bench-" + std::to_string(::getpid());
+  const std::string dir = work + "/" + bench_dir_prefix() + std::to_string(::getpid());
   fs::create_directories(dir);
   struct cleanup {
     std::string d;

@@ -48,7 +48,7 @@ int run_bench(const std::vector<std::string>& args, global_options& globals) {
       "backend-option", po::value<std::vector<std::string>>()->composing(),
       "key=value, repeatable: a tuning option of the backend (docs/backends.md lists the cpu backend's, docs/cuda.md the cuda backend's: tiles, cublas, graphs, f8_activations)")(
       "min-seconds", po::value<std::string>()->default_value("1"), "time each measurement for at least this long (0 to 3600)")(
-      "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes (moereg-bench-PID, removed at the end; one that a killed bench left is removed by the next; a preset whose file would not fit there, or on a tmpfs would not leave 2 GB of memory beside it, is refused before writing)")(
+      "work-dir", po::value<std::string>()->default_value(fs::temp_directory_path().string()), "where the weight file goes (moereg-bench-HOST-PID, removed at the end; one that a killed bench left is removed by the next; a preset whose file would not fit there, or on a tmpfs would not leave 2 GB of memory beside it, is refused before writing)")(
       "python", po::value<std::string>()->default_value(""), "python with torch, for the reference (default: the first of python3 on PATH and /usr/bin/python3 that imports torch)")(
       "reference-script", po::value<std::string>()->default_value(""), "torch_reference.py (found beside the binary)")(
       "no-reference", po::bool_switch(), "skip the PyTorch reference")(

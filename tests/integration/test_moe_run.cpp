@@ -355,9 +355,12 @@ TEST(MoeRun, BackendOptionsReachTheBackendAndAreCheckedByName) {
 // bench removes each whose process is gone and keeps a live one's.
 TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
   test::temp_dir d;
-  const std::string gone = d / "moereg-bench-2147483646", live = d / ("moereg-bench-" + std::to_string(::getpid())),
-                    other = d / "moereg-bench-notapid";
-  for (const auto& dir : {gone, live, other}) {
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  const std::string mine = d / ("moereg-bench-" + std::string(host) + "-");
+  const std::string gone = mine + "2147483646", live = mine + std::to_string(::getpid()), other = mine + "notapid",
+                    other_host = d / "moereg-bench-another-host-2147483646";
+  for (const auto& dir : {gone, live, other, other_host}) {
     std::filesystem::create_directories(dir);
     test::write_bytes(dir + "/weights.safetensors", "x");
   }
@@ -368,6 +371,7 @@ TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
   EXPECT_NE(r.output.find("removed " + gone + " (2 files), left by a bench process that is gone"), std::string::npos) << r.output;
   EXPECT_TRUE(std::filesystem::exists(live + "/weights.safetensors")) << "this test's own process is alive";
   EXPECT_TRUE(std::filesystem::exists(other)) << "not a bench directory name";
+  EXPECT_TRUE(std::filesystem::exists(other_host)) << "another host's bench may be running";
 }
 
 }  // namespace test_moe_run
