@@ -300,9 +300,11 @@ moe_bench_report run_bench(const moe_bench_request& r) {
 
   // Weights and inputs go to safetensors files that both moereg and PyTorch map.
   const std::string work = r.work_dir.empty() ? fs::temp_directory_path().string() : r.work_dir;
+  std::error_code ec;
+  if (fs::exists(work, ec) && !fs::is_directory(work, ec)) throw usage_error("--work-dir " + work + ": not a directory");
   remove_stale_bench_dirs(work);
   const std::string dir = work + "/" + bench_dir_prefix() + std::to_string(::getpid());
-  fs::create_directories(dir);
+  if (fs::create_directories(dir, ec); ec) throw error("--work-dir " + work + ": cannot create " + dir + ": " + ec.message());
   struct cleanup {
     std::string d;
     ~cleanup() {

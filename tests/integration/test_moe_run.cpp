@@ -351,6 +351,15 @@ TEST(MoeRun, BackendOptionsReachTheBackendAndAreCheckedByName) {
       << r.output;
 }
 
+TEST(MoeBench, AWorkDirThatIsNotADirectoryIsAUsageError) {
+  test::temp_dir d;
+  const std::string file = d / "a-file";
+  test::write_bytes(file, "x");
+  auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --backend cpu --no-reference --work-dir " + file);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("moereg: --work-dir " + file + ": not a directory"), std::string::npos) << r.output;
+}
+
 // A bench killed before its cleanup leaves moereg-bench-PID in the work directory; the next
 // bench removes each whose process is gone and keeps a live one's.
 TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
