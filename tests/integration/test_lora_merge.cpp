@@ -192,6 +192,15 @@ TEST(LoraCli, InspectAndConvert) {
   r = test::run_moereg("lora inspect " + (d / "lonely") + " --base " + test::fixture("mixtral/hf") + " --json");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_HAS(r.output, "\"orientation\": \"peft>=0.19.1\"");
+  // An adapter path that is a file, or nothing, is named as such (not read as a directory).
+  test::write_bytes(d / "a-file", "x");
+  r = test::run_moereg("lora inspect " + (d / "a-file"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, (d / "a-file") + ": not a directory (expected an adapter directory");
+  r = test::run_moereg("lora convert " + (d / "nothing") + " " + (d / "out") + " --to peft_per_expert");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, (d / "nothing") + ": no such directory (expected an adapter directory");
+  EXPECT_FALSE(fs::exists(d / "out"));
 }
 
 }  // namespace test_lora_merge
