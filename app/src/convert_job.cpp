@@ -392,6 +392,11 @@ class conversion_job {
     std::size_t count = 0;
     for (std::size_t i = 0; i < skip_.size(); ++i)
       if (!skip_[i]) need += writer_->shards()[i].bytes, ++count;
+    // --ep: the slices of an even split are the same size, and this one and those after it are
+    // still to write (on a resume only this one is known to be).
+    const std::uint64_t slices = slice_ && !r_.resume ? static_cast<std::uint64_t>(slice_->ranks - slice_->rank) : 1;
+    need *= slices;
+    count *= slices;
     std::uint64_t free = 0;
     if (r_.fault.free_bytes) {
       free = *r_.fault.free_bytes;
@@ -403,7 +408,8 @@ class conversion_job {
     }
     if (need > free)
       throw error(r_.output + ": the conversion writes " + human_bytes(need) + " (" + std::to_string(count) +
-                  (count == 1 ? " file" : " files") + ") and the filesystem there has " + human_bytes(free) +
+                  (count == 1 ? " file" : " files") + (slices > 1 ? " in " + std::to_string(slices) + " slices" : "") +
+                  ") and the filesystem there has " + human_bytes(free) +
                   " free; free some space or convert into a directory on another filesystem");
   }
 

@@ -89,4 +89,32 @@ TEST(ConvertFreeSpace, AResumeNeedsRoomForTheRestOnly) {
   EXPECT_NE(refused.error().message.find("the filesystem there has"), std::string::npos) << refused.error().message;
 }
 
+// --ep N: the first slice's check counts every slice still to write (an even split makes them
+// the same size), so room for one slice is not enough for two.
+TEST(ConvertFreeSpace, ExpertParallelSlicesCountTogether) {
+  test::temp_dir d;
+  app::convert_request req = request(d / "measure");
+  req.shard_size = 0;
+  req.expert_parallel = 2;
+  auto measured = app::convert(req);
+  ASSERT_TRUE(measured.ok()) << measured.error().message;
+  std::uint64_t slice = 0;
+  for (const auto& e : fs::directory_iterator(d / "measure/ep-0-of-2"))
+    if (e.path().extension() == ".safetensors") slice += fs::file_size(e.path());
+  ASSERT_GT(slice, 0u);
+
+  req.output = d / "tight";
+  req.fault.free_bytes = slice + slice / 2;
+  auto refused = app::convert(req);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("(2 files in 2 slices) and the filesystem there has"), std::string::npos)
+      << refused.error().message;
+  EXPECT_FALSE(fs::exists(d / "tight")) << "a new OUT that got nothing is removed";
+
+  req.output = d / "room";
+  req.fault.free_bytes = 2 * slice + 65'536;
+  auto ok = app::convert(req);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+}
+
 }  // namespace test_convert_free_space
