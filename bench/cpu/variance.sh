@@ -5,8 +5,9 @@
 # beside it stayed at 62-72 ms). Prints the CPU topology the guest sees (SMT siblings, sockets,
 # the hypervisor, THP), then alternates CONFIGS for ROUNDS rounds, one `moe bench` process
 # each, and gives every run: ms, GFLOP/s, the CPU time the hypervisor took from this guest
-# while it ran (steal, /proc/stat, as a share of the run's CPU time), the read bandwidth the bench's probe measured in that process (all threads, just
-# before the layer runs) and how much of the tile-ordered weight copy the kernel backs with
+# while it ran (steal, /proc/stat, as a share of the run's CPU time), the read bandwidth the
+# bench's probe measured in that process (all threads, just before the layer runs; "?" where
+# the probe doubts its own figure) and how much of the tile-ordered weight copy the kernel backs with
 # 2 MiB pages (describe's tile_weight_huge_page_bytes). Read across the runs: a time that
 # follows steal or the probe's bandwidth is the host's neighbours; one that follows the
 # huge-page share is the TLB; one that follows the threads (8 as fast as 16) is cores that share
@@ -46,7 +47,8 @@ try:
     b = d.get("backend_describe"); b = json.loads(b) if isinstance(b, str) else (b or {})
     huge = "%.0f/%.0f" % (b.get("tile_weight_huge_page_bytes", 0) / 1e6, b.get("tile_weight_bytes", 0) / 1e6)
     bw = d.get("read_bandwidth_bytes_per_second", 0) / 1e9
-    print("%5s  %-24s %9.2f %8.0f %7.2f %8.1f %11s" % (r, c, row["seconds"] * 1e3, row["gflops"], 100 * int(ds) / max(1, int(dt)), bw, huge))
+    doubt = "?" if d.get("read_bandwidth_doubt") else " "  # the probe's own doubt (moe bench prints no "of bw" then)
+    print("%5s  %-24s %9.2f %8.0f %7.2f %7.1f%s %11s" % (r, c, row["seconds"] * 1e3, row["gflops"], 100 * int(ds) / max(1, int(dt)), bw, doubt, huge))
 except Exception as e:
     print("%5s  %-24s failed (rc %s): %s" % (r, c, rc, e))
 EOF
