@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -270,10 +273,15 @@ std::string bench_dir_prefix() {
   return "moereg-bench-" + std::string(host) + "-";
 }
 
+// The file in a bench's directory that its process holds an exclusive flock on while it lives
+// (the kernel drops the lock when the process dies, however it dies).
+constexpr const char* bench_owner_file = ".owner";
+
 // A bench killed before its cleanup (by the OOM killer, say) leaves its directory behind, tens
 // of GB with the large presets, in memory where the work directory is a tmpfs: each one of
-// this host whose process is gone is removed. (A live one, one of another host, or one of
-// another user's process is kept.)
+// this host whose owner lock can be taken (its process is gone, whatever PID namespace it ran
+// in) is removed; one without the owner file, from a moereg before session 24, when no process
+// has its PID. (A live one, or one of another host, is kept.)
 void remove_stale_bench_dirs(const std::string& work) {
   const std::string prefix = bench_dir_prefix();
   std::error_code ec;
@@ -282,8 +290,15 @@ void remove_stale_bench_dirs(const std::string& work) {
     if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() ||
         name.find_first_not_of("0123456789", prefix.size()) != std::string::npos || !e.is_directory(ec))
       continue;
-    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
-    if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    const int owner = ::open((e.path() / bench_owner_file).c_str(), O_RDONLY | O_CLOEXEC);
+    if (owner >= 0) {
+      const bool held = ::flock(owner, LOCK_EX | LOCK_NB) != 0;
+      ::close(owner);
+      if (held) continue;
+    } else {
+      const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+      if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    }
     std::error_code rm;
     const std::uintmax_t n = fs::remove_all(e.path(), rm);
     if (!rm) spdlog::info("moe bench: removed {} ({} files), left by a bench process that is gone", e.path().string(), n);
@@ -303,15 +318,27 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   std::error_code ec;
   if (fs::exists(work, ec) && !fs::is_directory(work, ec)) throw usage_error("--work-dir " + work + ": not a directory");
   remove_stale_bench_dirs(work);
-  const std::string dir = work + "/" + bench_dir_prefix() + std::to_string(::getpid());
-  if (fs::create_directories(dir, ec); ec) throw error("--work-dir " + work + ": cannot create " + dir + ": " + ec.message());
+  // Made under a hidden name, its owner file locked, then renamed into place, so a directory
+  // another bench's sweep can see always has a held lock while this process lives.
+  const std::string name = bench_dir_prefix() + std::to_string(::getpid()), dir = work + "/" + name,
+                    staging = work + "/." + name;
+  fs::remove_all(staging, ec);
+  if (fs::create_directories(staging, ec); ec) throw error("--work-dir " + work + ": cannot create " + staging + ": " + ec.message());
   struct cleanup {
     std::string d;
+    int owner = -1;
     ~cleanup() {
       std::error_code ec;
       fs::remove_all(d, ec);
+      if (owner >= 0) ::close(owner);
     }
-  } cleanup_dir{dir};
+  } cleanup_dir{staging};
+  cleanup_dir.owner = ::open((staging + "/" + std::string(bench_owner_file)).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (cleanup_dir.owner < 0 || ::flock(cleanup_dir.owner, LOCK_EX) != 0)
+    throw error(staging + "/" + bench_owner_file + ": cannot create and lock: " + std::strerror(errno));
+  fs::remove_all(dir, ec);
+  if (fs::rename(staging, dir, ec); ec) throw error("--work-dir " + work + ": cannot rename " + staging + " to " + dir + ": " + ec.message());
+  cleanup_dir.d = dir;
   const auto t_gen = clock_type::now();
   write_weights(dir + "/weights.safetensors", r, threads);
   safetensors_file weights(dir + "/weights.safetensors");

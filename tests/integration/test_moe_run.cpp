@@ -3,6 +3,8 @@
 // stored layout, with both input dtypes and token counts that fill no block.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -351,6 +353,18 @@ TEST(MoeRun, BackendOptionsReachTheBackendAndAreCheckedByName) {
       << r.output;
 }
 
+// Two benches at once in one work directory: the second's sweep keeps the first's directory.
+TEST(MoeBench, TwoBenchesShareAWorkDir) {
+  test::temp_dir d;
+  const std::string bench = std::string(MOEREG_BUILD_DIR) + "/bin/moereg moe bench --preset tiny --backend cpu --no-reference "
+                            "--log-level warn --work-dir " + d.path();
+  auto r = test::run_command("sh -c '(" + bench + " --tokens 1,16 --min-seconds 1 >/dev/null 2>&1; echo first=$?) & sleep 0.5; " +
+                             bench + " --tokens 1 --min-seconds 0.01 >/dev/null 2>&1; echo second=$?; wait'");
+  EXPECT_NE(r.output.find("first=0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("second=0"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::is_empty(d.path())) << "both removed their directories";
+}
+
 TEST(MoeBench, AWorkDirThatIsNotADirectoryIsAUsageError) {
   test::temp_dir d;
   const std::string file = d / "a-file";
@@ -369,10 +383,18 @@ TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
   const std::string mine = d / ("moereg-bench-" + std::string(host) + "-");
   const std::string gone = mine + "2147483646", live = mine + std::to_string(::getpid()), other = mine + "notapid",
                     other_host = d / "moereg-bench-another-host-2147483646";
-  for (const auto& dir : {gone, live, other, other_host}) {
+  // With the owner file: the lock decides, not the PID (a bench of another PID namespace has
+  // a PID this one cannot see). Unlocked under a live PID (1): gone. Locked under a PID that
+  // does not exist here: alive.
+  const std::string unlocked = mine + "1", locked = mine + "2147483645";
+  for (const auto& dir : {gone, live, other, other_host, unlocked, locked}) {
     std::filesystem::create_directories(dir);
     test::write_bytes(dir + "/weights.safetensors", "x");
   }
+  test::write_bytes(unlocked + "/.owner", "");
+  const int held = ::open((locked + "/.owner").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
   auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --no-reference --work-dir " +
                             d.path() + " --log-level info");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -381,6 +403,9 @@ TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
   EXPECT_TRUE(std::filesystem::exists(live + "/weights.safetensors")) << "this test's own process is alive";
   EXPECT_TRUE(std::filesystem::exists(other)) << "not a bench directory name";
   EXPECT_TRUE(std::filesystem::exists(other_host)) << "another host's bench may be running";
+  EXPECT_FALSE(std::filesystem::exists(unlocked)) << "nobody holds its owner lock";
+  EXPECT_TRUE(std::filesystem::exists(locked + "/weights.safetensors")) << "its owner lock is held";
+  ::close(held);
 }
 
 }  // namespace test_moe_run
