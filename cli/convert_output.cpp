@@ -66,18 +66,22 @@ void print_written(const app::convert_report& r, const std::string& source, bool
 
 }  // namespace
 
+app::lora_merge_request merge_request(const app::convert_request& job, const lora_merge_options& lora) {
+  app::lora_merge_request m;
+  m.job = job;
+  m.adapter = lora.adapter;
+  m.rounding = lora.rounding;
+  m.peft_version = lora.peft_version;
+  return m;
+}
+
 int run_and_print(app::convert_request job, const global_options& globals, const lora_merge_options* lora) {
   progress_line line(lora ? "merge" : "convert");
   if (stderr_is_tty()) job.on_progress = [&line](const app::convert_progress& p) { line(p); };
   cancel_on_signals on_signals;  // the job stops at its next write and keeps what --resume needs
   app::convert_report r;
   if (lora) {
-    app::lora_merge_request m;
-    m.job = job;
-    m.adapter = lora->adapter;
-    m.rounding = lora->rounding;
-    m.peft_version = lora->peft_version;
-    r = take(app::merge_lora(m));
+    r = take(app::merge_lora(merge_request(job, *lora)));
   } else {
     r = take(app::convert(job));
   }

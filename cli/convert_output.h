@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "moereg/app/convert.h"
+#include "moereg/app/lora.h"
 
 namespace moereg::cli {
 
@@ -15,6 +16,9 @@ namespace moereg::cli {
 struct lora_merge_options {
   std::string adapter, rounding, peft_version;
 };
+
+// The app's request for merging `lora` into job.source.
+app::lora_merge_request merge_request(const app::convert_request& job, const lora_merge_options& lora);
 
 // Runs `job` (through app::convert, or app::merge_lora when `lora` is set) and prints the
 // report; returns the exit status. Failures are thrown as api_result.h does.

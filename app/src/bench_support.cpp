@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "bench_support.h"
 
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,10 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "free_space.h"
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
 #include "moereg/base/units.h"
@@ -128,30 +127,17 @@ std::string find_reference_script(const std::string& given) {
 }
 
 void check_room(const std::string& dir, std::uint64_t bytes, const std::string& what) {
-  std::error_code ec;
-  const fs::space_info room = fs::space(dir, ec);
-  if (!ec && room.available != static_cast<std::uintmax_t>(-1) && bytes > room.available)
-    throw error(what + ": " + format_bytes(bytes) + " to write in " + dir + ", whose filesystem has " +
-                format_bytes(room.available) + " free; pass --work-dir on a larger one, or take a smaller preset");
-  struct statfs fsinfo {};
-  constexpr long tmpfs_magic = 0x01021994;
-  if (::statfs(dir.c_str(), &fsinfo) != 0 || fsinfo.f_type != tmpfs_magic) return;
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  std::uint64_t kib = 0;
-  while (meminfo >> key >> kib) {
-    if (key == "MemAvailable:") {
-      // The bench needs memory beside the file (its inputs and outputs, a backend's own copy
-      // of the weights): at least 2 GiB or an eighth of the file more.
-      const std::uint64_t beside = std::max<std::uint64_t>(bytes / 8, std::uint64_t{2} << 30);
-      if (bytes + beside > kib * 1024)
-        throw error(what + ": " + format_bytes(bytes) + " to write in " + dir + ", a tmpfs (its files live in memory): that and the " +
-                    format_bytes(beside) + " the bench needs beside it exceed the " + format_bytes(kib * 1024) +
-                    " of memory available; pass --work-dir on a disk, or take a smaller preset");
-      return;
-    }
-    meminfo.ignore(256, '\n');
-  }
+  if (const auto room = free_bytes(dir); room && bytes > *room)
+    throw error(what + ": " + format_bytes(bytes) + " to write in " + dir + ", whose filesystem has " + format_bytes(*room) +
+                " free; pass --work-dir on a larger one, or take a smaller preset");
+  if (!on_tmpfs(dir)) return;
+  // The bench needs memory beside the file (its inputs and outputs, a backend's own copy of
+  // the weights): at least 2 GiB or an eighth of the file more.
+  const std::uint64_t beside = std::max<std::uint64_t>(bytes / 8, std::uint64_t{2} << 30);
+  if (const auto mem = memory_available(); mem && bytes + beside > *mem)
+    throw error(what + ": " + format_bytes(bytes) + " to write in " + dir + ", a tmpfs (its files live in memory): that and the " +
+                format_bytes(beside) + " the bench needs beside it exceed the " + format_bytes(*mem) +
+                " of memory available; pass --work-dir on a disk, or take a smaller preset");
 }
 
 std::string run_capture(const std::string& cmd, int& status) {

@@ -2,6 +2,7 @@
 #include "convert_job.h"
 
 #include "expert_parallel.h"
+#include "free_space.h"
 #include "job_partition.h"
 
 #include <algorithm>
@@ -397,15 +398,9 @@ class conversion_job {
     const std::uint64_t slices = slice_ && !r_.resume ? static_cast<std::uint64_t>(slice_->ranks - slice_->rank) : 1;
     need *= slices;
     count *= slices;
-    std::uint64_t free = 0;
-    if (r_.fault.free_bytes) {
-      free = *r_.fault.free_bytes;
-    } else {
-      std::error_code ec;
-      const fs::space_info s = fs::space(r_.output, ec);
-      if (ec || s.available == static_cast<std::uintmax_t>(-1)) return;
-      free = s.available;
-    }
+    const std::optional<std::uint64_t> room = r_.fault.free_bytes ? r_.fault.free_bytes : app::free_bytes(r_.output);
+    if (!room) return;
+    const std::uint64_t free = *room;
     if (need > free)
       throw error(r_.output + ": the conversion writes " + human_bytes(need) + " (" + std::to_string(count) +
                   (count == 1 ? " file" : " files") + (slices > 1 ? " in " + std::to_string(slices) + " slices" : "") +

@@ -27,10 +27,7 @@ struct lora_base {
 
 lora_base open_base(const lora_open_request& r) {
   if (r.adapter.empty()) throw usage_error("lora: no adapter directory given");
-  // Before its config is read for the base: a missing adapter or a file is named as such.
-  if (!fs::is_directory(r.adapter))
-    throw error(r.adapter + (fs::exists(r.adapter) ? ": not a directory" : ": no such directory") +
-                " (expected an adapter directory with adapter_config.json and adapter_model.safetensors)");
+  check_lora_adapter_dir(r.adapter);  // before its config is read for the base
   lora_base b;
   b.path = !r.base.empty() ? r.base : lora_local_base(r.adapter);
   if (b.path.empty())

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -280,8 +279,8 @@ constexpr const char* bench_owner_file = ".owner";
 // A bench killed before its cleanup (by the OOM killer, say) leaves its directory behind, tens
 // of GB with the large presets, in memory where the work directory is a tmpfs: each one of
 // this host whose owner lock can be taken (its process is gone, whatever PID namespace it ran
-// in) is removed; one without the owner file, from a moereg before session 24, when no process
-// has its PID. (A live one, or one of another host, is kept.)
+// in) is removed. One without an owner file is being made, and is kept, as are live ones and
+// other hosts'.
 void remove_stale_bench_dirs(const std::string& work) {
   const std::string prefix = bench_dir_prefix();
   std::error_code ec;
@@ -291,14 +290,10 @@ void remove_stale_bench_dirs(const std::string& work) {
         name.find_first_not_of("0123456789", prefix.size()) != std::string::npos || !e.is_directory(ec))
       continue;
     const int owner = ::open((e.path() / bench_owner_file).c_str(), O_RDONLY | O_CLOEXEC);
-    if (owner >= 0) {
-      const bool held = ::flock(owner, LOCK_EX | LOCK_NB) != 0;
-      ::close(owner);
-      if (held) continue;
-    } else {
-      const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
-      if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
-    }
+    if (owner < 0) continue;
+    const bool held = ::flock(owner, LOCK_EX | LOCK_NB) != 0;
+    ::close(owner);
+    if (held) continue;
     std::error_code rm;
     const std::uintmax_t n = fs::remove_all(e.path(), rm);
     if (!rm) spdlog::info("moe bench: removed {} ({} files), left by a bench process that is gone", e.path().string(), n);
@@ -318,12 +313,8 @@ moe_bench_report run_bench(const moe_bench_request& r) {
   std::error_code ec;
   if (fs::exists(work, ec) && !fs::is_directory(work, ec)) throw usage_error("--work-dir " + work + ": not a directory");
   remove_stale_bench_dirs(work);
-  // Made under a hidden name, its owner file locked, then renamed into place, so a directory
-  // another bench's sweep can see always has a held lock while this process lives.
-  const std::string name = bench_dir_prefix() + std::to_string(::getpid()), dir = work + "/" + name,
-                    staging = work + "/." + name;
-  fs::remove_all(staging, ec);
-  if (fs::create_directories(staging, ec); ec) throw error("--work-dir " + work + ": cannot create " + staging + ": " + ec.message());
+  const std::string dir = work + "/" + bench_dir_prefix() + std::to_string(::getpid());
+  if (fs::create_directories(dir, ec); ec) throw error("--work-dir " + work + ": cannot create " + dir + ": " + ec.message());
   struct cleanup {
     std::string d;
     int owner = -1;
@@ -332,13 +323,11 @@ moe_bench_report run_bench(const moe_bench_request& r) {
       fs::remove_all(d, ec);
       if (owner >= 0) ::close(owner);
     }
-  } cleanup_dir{staging};
-  cleanup_dir.owner = ::open((staging + "/" + std::string(bench_owner_file)).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  } cleanup_dir{dir};
+  // Held while this process lives: another bench's sweep leaves the directory alone.
+  cleanup_dir.owner = ::open((dir + "/" + bench_owner_file).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
   if (cleanup_dir.owner < 0 || ::flock(cleanup_dir.owner, LOCK_EX) != 0)
-    throw error(staging + "/" + bench_owner_file + ": cannot create and lock: " + std::strerror(errno));
-  fs::remove_all(dir, ec);
-  if (fs::rename(staging, dir, ec); ec) throw error("--work-dir " + work + ": cannot rename " + staging + " to " + dir + ": " + ec.message());
-  cleanup_dir.d = dir;
+    throw error(dir + "/" + bench_owner_file + ": cannot create and lock: " + std::strerror(errno));
   const auto t_gen = clock_type::now();
   write_weights(dir + "/weights.safetensors", r, threads);
   safetensors_file weights(dir + "/weights.safetensors");

@@ -167,17 +167,8 @@ int run_mpi_convert(app::convert_request job, const global_options& globals, con
     } else {
       if (rank == 0) job.on_progress = job_progress("all ranks");
       app::job_partition part = make_mpi_partition(rank, ranks, state);
-      app::convert_report r;
-      if (lora) {
-        app::lora_merge_request m;
-        m.job = job;
-        m.adapter = lora->adapter;
-        m.rounding = lora->rounding;
-        m.peft_version = lora->peft_version;
-        r = app::run_lora_merge(m, &part);
-      } else {
-        r = app::run_conversion(job, {}, nullptr, &part);
-      }
+      const app::convert_report r =
+          lora ? app::run_lora_merge(merge_request(job, *lora), &part) : app::run_conversion(job, {}, nullptr, &part);
       if (rank == 0) print_convert_report(r, job, globals);
     }
   } catch (...) {

@@ -383,24 +383,25 @@ TEST(MoeBench, RemovesWhatAKilledBenchLeft) {
   const std::string mine = d / ("moereg-bench-" + std::string(host) + "-");
   const std::string gone = mine + "2147483646", live = mine + std::to_string(::getpid()), other = mine + "notapid",
                     other_host = d / "moereg-bench-another-host-2147483646";
-  // With the owner file: the lock decides, not the PID (a bench of another PID namespace has
-  // a PID this one cannot see). Unlocked under a live PID (1): gone. Locked under a PID that
-  // does not exist here: alive.
+  // The owner file's lock decides, not the PID (a bench of another PID namespace has a PID this
+  // one cannot see): unlocked under a live PID (1), gone; locked under a PID that does not exist
+  // here, alive. Without an owner file (`live`, `other`) a directory is still being made.
   const std::string unlocked = mine + "1", locked = mine + "2147483645";
   for (const auto& dir : {gone, live, other, other_host, unlocked, locked}) {
     std::filesystem::create_directories(dir);
     test::write_bytes(dir + "/weights.safetensors", "x");
   }
   test::write_bytes(unlocked + "/.owner", "");
+  test::write_bytes(gone + "/.owner", "");
   const int held = ::open((locked + "/.owner").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
   ASSERT_GE(held, 0);
   ASSERT_EQ(::flock(held, LOCK_EX), 0);
   auto r = test::run_moereg("moe bench --preset tiny --tokens 1 --min-seconds 0.01 --backend cpu --no-reference --work-dir " +
                             d.path() + " --log-level info");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_FALSE(std::filesystem::exists(gone)) << "no process 2147483646 exists";
-  EXPECT_NE(r.output.find("removed " + gone + " (2 files), left by a bench process that is gone"), std::string::npos) << r.output;
-  EXPECT_TRUE(std::filesystem::exists(live + "/weights.safetensors")) << "this test's own process is alive";
+  EXPECT_FALSE(std::filesystem::exists(gone)) << "nobody holds its owner lock";
+  EXPECT_NE(r.output.find("removed " + gone + " (3 files), left by a bench process that is gone"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(live + "/weights.safetensors")) << "no owner file yet: being made";
   EXPECT_TRUE(std::filesystem::exists(other)) << "not a bench directory name";
   EXPECT_TRUE(std::filesystem::exists(other_host)) << "another host's bench may be running";
   EXPECT_FALSE(std::filesystem::exists(unlocked)) << "nobody holds its owner lock";

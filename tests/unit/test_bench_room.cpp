@@ -4,13 +4,11 @@
 // available (a tmpfs that fills memory gets the bench killed and the file stays behind).
 #include <gtest/gtest.h>
 
-#include <sys/vfs.h>
-
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "bench_support.h"
+#include "free_space.h"
 #include "moereg/base/error.h"
 #include "test_support.h"
 
@@ -24,16 +22,6 @@ std::string message_of(const std::string& dir, std::uint64_t bytes) {
     return e.what();
   }
   return "";
-}
-
-std::uint64_t mem_available() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  std::uint64_t kib = 0;
-  while (meminfo >> key >> kib)
-    if (key == "MemAvailable:") return kib * 1024;
-    else meminfo.ignore(256, '\n');
-  return 0;
 }
 
 TEST(BenchRoom, RefusesWhatTheFilesystemCannotHold) {
@@ -50,10 +38,9 @@ TEST(BenchRoom, RefusesWhatTheFilesystemCannotHold) {
 // written into a 24 GB tmpfs on 23 GB of memory, and the bench was killed for memory). Checked
 // where /dev/shm is a tmpfs.
 TEST(BenchRoom, OnATmpfsCountsMemory) {
-  struct statfs f {};
-  if (::statfs("/dev/shm", &f) != 0 || f.f_type != 0x01021994) GTEST_SKIP() << "/dev/shm is not a tmpfs here";
-  const std::uint64_t avail = mem_available();
-  const std::uint64_t tmpfs_free = static_cast<std::uint64_t>(std::filesystem::space("/dev/shm").available);
+  if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not a tmpfs here";
+  const std::uint64_t avail = memory_available().value_or(0);
+  const std::uint64_t tmpfs_free = free_bytes("/dev/shm").value_or(0);
   EXPECT_NE(message_of("/dev/shm", std::uint64_t{1} << 60), "") << "1 EiB fits nowhere";
   // Leaves 1 GiB of the memory available beside it, and fits the tmpfs.
   constexpr std::uint64_t gib = std::uint64_t{1} << 30;

@@ -81,6 +81,18 @@ std::array<int, 3> parse_peft_version(const std::string& v, const std::string& w
   return out;
 }
 
+void check_lora_adapter_dir(const std::string& dir) {
+  if (!fs::is_directory(dir))
+    throw error(dir + (fs::exists(dir) ? ": not a directory" : ": no such directory") +
+                " (expected an adapter directory with adapter_config.json and adapter_model.safetensors)");
+  const fs::path config = fs::path(dir) / "adapter_config.json", weights = fs::path(dir) / "adapter_model.safetensors";
+  if (!fs::exists(config)) throw error(config.string() + ": missing (an adapter directory holds adapter_config.json)");
+  if (fs::exists(weights)) return;
+  if (fs::exists(fs::path(dir) / "adapter_model.bin"))
+    throw error(weights.string() + ": missing; adapter_model.bin (pickle) is not read, save the adapter with safe_serialization=True");
+  throw error(weights.string() + ": missing (an adapter directory holds adapter_model.safetensors)");
+}
+
 std::string lora_local_base(const std::string& adapter_dir) {
   json::value cfg;
   try {

@@ -44,13 +44,7 @@ void adapter_reader::read_config() {
   a.spec = &spec_;
   a.dims = dims_;
   a.naming = derive_lora_naming(spec_);
-  if (!fs::is_directory(dir_)) throw error(dir_ + ": not a directory (expected an adapter directory with adapter_config.json and adapter_model.safetensors)");
-  if (!fs::exists(a.config_path)) throw error(a.config_path + ": missing (an adapter directory holds adapter_config.json)");
-  if (!fs::exists(a.weights_path)) {
-    if (fs::exists(fs::path(dir_) / "adapter_model.bin"))
-      throw error(a.weights_path + ": missing; adapter_model.bin (pickle) is not read, save the adapter with safe_serialization=True");
-    throw error(a.weights_path + ": missing (an adapter directory holds adapter_model.safetensors)");
-  }
+  check_lora_adapter_dir(dir_);
   a.config = json::parse_file(a.config_path);
   const std::string& C = a.config_path;
   const json::value& cfg = a.config;

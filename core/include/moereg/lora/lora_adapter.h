@@ -113,6 +113,11 @@ struct lora_adapter {
 lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, const model_dims& dims,
                                const lora_read_options& options = {});
 
+// Throws moereg::error naming what is wrong when `dir` is not an adapter directory: missing,
+// not a directory, or without adapter_config.json or adapter_model.safetensors (an
+// adapter_model.bin is named as the pickle it is).
+void check_lora_adapter_dir(const std::string& dir);
+
 // The path of the base model an adapter names (base_model_name_or_path), when it is a local
 // directory holding config.json: relative paths are taken from the adapter directory, then
 // from the working directory. Empty when there is none.
