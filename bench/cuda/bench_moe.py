@@ -259,7 +259,7 @@ TOKENS = [1, 16, 128, 1024, 4096]
 
 
 # Forced paths timed with --tiles: the three mma.sync tile shapes, cuBLAS grouped, per expert and padded batched.
-TILES = ("m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched")
+TILES = ("m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "wgmma")
 
 
 def main():

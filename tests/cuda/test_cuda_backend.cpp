@@ -254,6 +254,7 @@ TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   ASSERT_NE(backend_api(), nullptr);
   clear_option("tiles");
   clear_option("cublas");
+  set_option("wgmma", "off");  // the grouped wgmma GEMM would take layer B first (test_cuda_wgmma.cpp)
   random_layer L(4, 64, 32, 2, 0, false, 8);
   std::string json;
   EXPECT_LE(run_random(L, 600, 21, false, &json), 1e-2);
@@ -283,6 +284,7 @@ TEST(CudaRandom, CublasChosenForManyRowsPerExpert) {
   EXPECT_EQ(json.find("\"last_tiles\":\"cublas"), std::string::npos) << json;
   EXPECT_NE(json.find("\"gemm_large\":\"off"), std::string::npos) << json;
   clear_option("cublas");
+  clear_option("wgmma");
 }
 
 // Balanced routing (every expert gets the same rows): no padding, so the automatic choice is
@@ -291,10 +293,12 @@ TEST(CudaRandom, CublasBatchedChosenForBalancedExperts) {
   ASSERT_NE(backend_api(), nullptr);
   clear_option("tiles");
   clear_option("cublas");
+  set_option("wgmma", "off");  // these sizes fit the grouped wgmma GEMM, which would come first
   random_layer L(8, 128, 64, 2, 0, false, 12);
   std::string json;
   EXPECT_LE(run_random(L, 1024, 31, false, &json, /*balanced=*/true), 1e-2);
   EXPECT_NE(json.find("\"last_tiles\":\"cublas_batched\""), std::string::npos) << json;
+  clear_option("wgmma");
 }
 
 // ---------------------------------------------------------------- routing beyond the fixtures

@@ -83,6 +83,12 @@ moe_layer::moe_layer(const moereg_moe_weights& w, const moereg_routing_params* r
   shared_grouped_ = Is_ && shared_f8_ && f8_ && tuning_.f8_gemm == "wgmma" &&
                     fp8_grouped_experts::shares_with(I_, Is_, tuning_.f8_gather) && f8_tensor_cores();
 
+  if (tuning_.tiles == "wgmma") {
+    std::string why;
+    if (f8_) why = "F8_E4M3 experts (their tensor-core GEMM is f8_activations=e4m3 with f8_gemm=wgmma)";
+    else bf16_grouped_experts::fits(E_, H_, I_, &why);
+    if (!why.empty()) throw unsupported("backend option tiles=wgmma runs the grouped bf16 GEMM: " + why);
+  }
   check(cudaStreamCreate(&own_stream_), "cudaStreamCreate");
   stream_ = own_stream_;
   if (tuning_.graphs) check(cudaStreamCreateWithFlags(&capture_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -254,7 +260,8 @@ void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i
     return;
   }
   if (pl.blas) {
-    last_graph_ = "none: the cuBLAS path reads the expert sizes back to the host";
+    last_graph_ = pl.wgmma ? "none: the grouped wgmma path is not captured (its work buffers grow from the host)"
+                           : "none: the cuBLAS path reads the expert sizes back to the host";
     run_experts(pl, x, x_bf16, ids, ids_i64, weights, tokens, out, stream_);
     return;
   }
@@ -284,8 +291,11 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
   const bool shared_in_gemv = gemv && shared_f8_;
   // On FP8 tensor cores with the wgmma engine, an F8 shared expert of the routed size is one
   // more expert of the grouped GEMMs (fp8_grouped_experts::add_shared).
-  const bool shared_grouped = pl.blas && shared_in_grouped();
-  const bool shared_kernels = Is_ && (!pl.blas || !sw13_) && !shared_in_gemv && !shared_grouped;
+  // The same for a bf16 shared expert of the routed size on the grouped wgmma GEMM; of another
+  // size it runs on the kernels after the routed experts.
+  const bool shared_grouped = pl.blas && (pl.wgmma ? Is_ == I_ : shared_in_grouped());
+  const bool shared_kernels =
+      Is_ && (!pl.blas || !sw13_ || pl.wgmma) && !shared_in_gemv && !shared_grouped;
   const bool s_exact = shared_kernels && shared_exact(tokens);
   const bool route_here = slots <= prepare_route_slots && E_ <= 1024 && !gemv;
   prepare_args prep;
@@ -362,6 +372,14 @@ void moe_layer::run_experts(const pass_plan& pl, const void* x, bool x_bf16, con
       }
       last_path_ = tuning_.f8_gemm == "wgmma" ? fp8_grouped().path()
                                               : "cublaslt_fp8 (e4m3 activations per 128 columns, block-scaled FP8 tensor cores)";
+    } else if (pl.wgmma) {
+      const float* gate = nullptr;
+      if (shared_grouped && has_shared_gate_) {
+        launch_shared_gate(ws_->xb, sgate_, tokens, static_cast<int>(H_), ws_->gate, stream);
+        gate = ws_->gate;
+      }
+      bf16_grouped().run_routed(in, out, stream, gate);
+      last_path_ = bf16_grouped().path();
     } else {
       const cublas_mode mode = blas().run_routed(in, w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),
                                                  static_cast<int>(I_), out, pl.mode);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16_grouped_experts.h"
 #include "cublas_experts.h"
 #include "fp8_experts.h"
 #include "f8_gemv.cuh"
@@ -41,6 +42,11 @@ void check(cudaError_t e, const char* what);
 //   tiles  = auto (default) | m16 | m64 | m128 (force one kernel tile shape for every size)
 //          | cublas | cublas_loop | cublas_batched | cublas_auto (force the cuBLAS path: grouped,
 //            one call per expert, batched, or chosen from the expert sizes)
+//          | wgmma (force the grouped wgmma GEMM: bf16 experts, bf16_grouped_experts.h)
+//   wgmma  = auto | off (default until measured on a GPU) - bf16 experts whose sizes fit it (hidden a multiple of 128,
+//            intermediate of 64): from wgmma_min_rows rows per hit expert the grouped wgmma GEMM
+//            (one launch a projection, expert offsets on the device) rather than the mma.sync
+//            kernels or cuBLAS; off keeps the earlier choice
 //   cublas = auto (default: >= 128 rows per hit expert go to cuBLAS when libcublas.so.13 loads)
 //          | off (every size on the kernels; libcublas never loaded)
 //   graphs = off (default) | on (kernel-path forwards captured once per token count and
@@ -93,6 +99,7 @@ struct tuning {
   bool graphs = false;
   std::string narrow = "auto";
   bool slot_tiles = true;
+  bool wgmma = false;
   // Throws invalid_argument naming the key and what it accepts.
   static tuning parse(const moereg_backend_option* kv, size_t count);
 };
@@ -158,6 +165,12 @@ class moe_layer {
   static constexpr long long large_expert_bytes = 16ll << 20;
   long long bf16_cublas_min_rows() const { return 2 * I_ * H_ * 2 > large_expert_bytes ? 64 : cublas_min_rows; }
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
+  // bf16 experts from this many rows per hit expert run the grouped wgmma GEMM (wgmma=auto).
+  static constexpr long long wgmma_min_rows = 48;
+  // Whether bf16 experts can run the grouped wgmma GEMM; else `why` says why not.
+  bool bf16_wgmma_fits(std::string* why = nullptr) const;
+  bool pick_wgmma(long long rows, long long groups) const;
+  bf16_grouped_experts& bf16_grouped();
   cublas_experts& blas();
   fp8_experts& fp8_blas();
   fp8_grouped_experts& fp8_grouped();
@@ -168,12 +181,14 @@ class moe_layer {
   // layer keeps no bf16 copy of it. Decided at create.
   bool shared_in_grouped() const { return shared_grouped_; }
   std::string f8_large() const;  // describe's gemm_large for F8 experts
+  std::string bf16_large() const;  // and for bf16 experts
   // How a pass of `tokens` tokens runs: the tile shape, or cuBLAS (which reads the expert
   // sizes back to the host, so it cannot be captured in a graph).
   struct pass_plan {
     tile_config tiles;
-    bool blas;
+    bool blas;          // the routed rows go to a library-style GEMM path (cuBLAS, cuBLASLt, wgmma)
     cublas_mode mode;
+    bool wgmma = false;  // bf16 experts on the grouped wgmma GEMM (with blas set)
   };
   pass_plan plan(int tokens) const;
   // Enqueues one pass on `stream`; with graphs=on a kernel pass goes through graphs_.
@@ -254,6 +269,7 @@ class moe_layer {
   std::unique_ptr<cublas_experts> blas_;
   std::unique_ptr<fp8_experts> fp8_blas_;
   std::unique_ptr<fp8_grouped_experts> fp8_grouped_;
+  std::unique_ptr<bf16_grouped_experts> bf16_grouped_;
   std::string fp8_refused_;  // why cuBLASLt could not run these F8 shapes (f8_activations=auto falls back)
   workspace* ws_ = nullptr;
 };

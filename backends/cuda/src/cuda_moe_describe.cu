@@ -34,7 +34,10 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
   for (size_t i = 0; i < count; ++i) {
     const std::string key = kv[i].key ? kv[i].key : "", value = kv[i].value ? kv[i].value : "";
     if (key == "tiles")
-      t.tiles = one_of(key, value, {"auto", "m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "cublas_auto"});
+      t.tiles = one_of(key, value, {"auto", "m16", "m64", "m128", "cublas", "cublas_loop", "cublas_batched", "cublas_auto",
+                                         "wgmma"});
+    else if (key == "wgmma")
+      t.wgmma = one_of(key, value, {"auto", "off"}) == "auto";
     else if (key == "cublas")
       t.cublas = one_of(key, value, {"auto", "off"}) == "auto";
     else if (key == "f8_activations")
@@ -60,7 +63,7 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     else
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
-                             "f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles)");
+                             "f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles, wgmma)");
   }
   return t;
 }
@@ -97,12 +100,7 @@ std::string moe_layer::describe() const {
             : "; F8_E4M3 weights read as stored and dequantized per tile to bf16 (q x scale, rounded once)")
     << "\""
     << ",\"gemm_large\":\""
-    << (f8_ ? f8_large()
-        : !tuning_.cublas ? std::string("off (backend option cublas=off)")
-        : cublas_experts::available()
-            ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(bf16_cublas_min_rows()) +
-                  " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
-            : std::string("none: libcublas.so.13 not loadable; the kernels run every size"))
+    << (f8_ ? f8_large() : bf16_large())
     << "\""
     << ",\"tiles\":{\"m16\":\"" << tile_name(tile_config::m16, f8_, f8_exact(tile_config::m16)) << "\",\"m64\":\"" << tile_name(tile_config::m64, f8_, f8_exact(tile_config::m64))
     << "\",\"m128\":\"" << tile_name(tile_config::m128, f8_, f8_exact(tile_config::m128)) << "\"}"
@@ -110,7 +108,8 @@ std::string moe_layer::describe() const {
     << "\",\"graphs\":\"" << (tuning_.graphs ? "on" : "off") << "\",\"f8_activations\":\"" << tuning_.f8_activations << "\",\"f8_gemm\":\"" << tuning_.f8_gemm
     << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_tile\":\"" << tuning_.f8_tile << "\",\"f8_silu\":\"" << tuning_.f8_silu << "\",\"f8_decode\":\"" << tuning_.f8_decode
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
-    << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\"}"
+    << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\",\"wgmma\":\"" << (tuning_.wgmma ? "auto" : "off")
+    << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
     << ",\"last_tokens\":" << last_tokens_ << ",\"last_launch\":{\"gate_up_columns\":" << last_launch_.gate_up_columns
     << ",\"down_columns\":" << last_launch_.down_columns << "}"

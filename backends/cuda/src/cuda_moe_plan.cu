@@ -21,7 +21,7 @@ bool moe_layer::pick_cublas(long long rows, long long groups, cublas_mode* mode)
                                       : cublas_mode::automatic;
       return true;
     }
-    if (s == "m16" || s == "m64" || s == "m128") return false;
+    if (s == "m16" || s == "m64" || s == "m128" || s == "wgmma") return false;
   }
   // cublas=off keeps every size on the mma.sync kernels (and libcublas unloaded).
   if (!tuning_.cublas) return false;
@@ -53,6 +53,32 @@ fp8_grouped_experts& moe_layer::fp8_grouped() {
 bool moe_layer::f8_tensor_cores(std::string* why) const {
   if (tuning_.f8_gemm == "wgmma") return fp8_grouped_experts::fits(E_, H_, I_, scale_b0_, scale_b1_, why);
   return fp8_experts::fits(H_, I_, scale_b0_, scale_b1_, why) && fp8_experts::available(why);
+}
+
+bool moe_layer::bf16_wgmma_fits(std::string* why) const {
+  std::string w;
+  if (f8_) w = "F8_E4M3 experts (their tensor-core GEMM is f8_gemm=wgmma)";
+  else if (!bf16_grouped_experts::fits(E_, H_, I_, &w)) {
+  } else if (reinterpret_cast<uintptr_t>(w13_) % 16 || reinterpret_cast<uintptr_t>(w2_) % 16 ||
+             (Is_ == I_ && (reinterpret_cast<uintptr_t>(sw13_) % 16 || reinterpret_cast<uintptr_t>(sw2_) % 16)))
+    w = "the expert weights are not 16-byte aligned (TMA reads them)";
+  if (why) *why = w;
+  return w.empty();
+}
+
+bool moe_layer::pick_wgmma(long long rows, long long groups) const {
+  if (tuning_.tiles == "wgmma") return true;  // checked at create
+  if (tuning_.tiles != "auto" || !tuning_.wgmma || f8_ || groups <= 0 || rows < wgmma_min_rows * groups) return false;
+  return bf16_wgmma_fits();
+}
+
+bf16_grouped_experts& moe_layer::bf16_grouped() {
+  if (!bf16_grouped_) {
+    bf16_grouped_ = std::make_unique<bf16_grouped_experts>(w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),
+                                                           static_cast<int>(I_));
+    if (Is_ == I_) bf16_grouped_->add_shared(sw13_, sw2_);
+  }
+  return *bf16_grouped_;
 }
 
 cublas_experts& moe_layer::blas() {
@@ -88,6 +114,20 @@ std::string moe_layer::f8_large() const {
                                            : ">= " + std::to_string(cublas_min_rows) + " rows per hit expert");
 }
 
+std::string moe_layer::bf16_large() const {
+  if (tuning_.tiles == "wgmma") return "moereg's grouped wgmma bf16 GEMM for every size (tiles=wgmma)";
+  std::string s = !tuning_.cublas ? std::string("off (backend option cublas=off)")
+                  : cublas_experts::available()
+                      ? "cuBLAS " + cublas_experts::version() + " for >= " + std::to_string(bf16_cublas_min_rows()) +
+                            " rows per hit expert (batched, per-expert or grouped, by expert sizes)"
+                      : std::string("none: libcublas.so.13 not loadable; the kernels run every size");
+  std::string why;
+  if (!tuning_.wgmma) return s + "; grouped wgmma GEMM off (wgmma=off)";
+  if (!bf16_wgmma_fits(&why)) return s + "; grouped wgmma GEMM not used: " + why;
+  return s + "; before it, moereg's grouped wgmma bf16 GEMM (one launch a projection) for >= " +
+         std::to_string(wgmma_min_rows) + " rows per hit expert";
+}
+
 int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max({H_, I_, Is_}))); }
 
 bool moe_layer::shared_exact(int tokens) const {
@@ -104,7 +144,9 @@ moe_layer::pass_plan moe_layer::plan(int tokens) const {
   pass_plan pl{pick_tiles(static_cast<int>((slots + E_ - 1) / E_)), false, cublas_mode::grouped};
   // Rows per expert as the caller routed them are not known on the host; the average over the
   // experts a uniform router would hit (min(E, slots)) stands in for it.
-  pl.blas = slots > 0 && pick_cublas(slots, std::min<long long>(E_, slots), &pl.mode);
+  const long long groups = std::min<long long>(E_, slots);
+  pl.wgmma = slots > 0 && pick_wgmma(slots, groups);
+  pl.blas = pl.wgmma || (slots > 0 && pick_cublas(slots, groups, &pl.mode));
   return pl;
 }
 

@@ -50,7 +50,17 @@ __global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* id
   }
 }
 
+__global__ void append_shared_rows(const int* __restrict__ routed, int experts, int tokens, int* __restrict__ offsets) {
+  for (int e = threadIdx.x; e <= experts; e += blockDim.x) offsets[e] = routed[e];
+  if (threadIdx.x == 0) offsets[experts + 1] = routed[experts] + tokens;
+}
+
 }  // namespace
+
+void launch_append_shared_rows(const int* routed, int experts, int tokens, int* offsets, cudaStream_t stream) {
+  append_shared_rows<<<1, 256, 0, stream>>>(routed, experts, tokens, offsets);
+  check_launch("the shared expert's rows");
+}
 
 void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
                          cudaStream_t stream, const shared_rows& shared) {

@@ -57,6 +57,10 @@ struct shared_rows {
   const float* gate = nullptr;
 };
 
+// offsets[0, E] = routed[0, E] (the offsets the routing left), offsets[E + 1] = routed[E] +
+// tokens: a shared expert as expert E of a grouped GEMM, its rows every token after the routed rows.
+void launch_append_shared_rows(const int* routed, int experts, int tokens, int* offsets, cudaStream_t stream);
+
 // out[t] = sum_k w[t, k] * y[row of slot (t, k)] (+ the shared expert's row, added last)
 // (stored, not added: each token summed in one place, no atomics). y: [rows, H] bf16 in
 // sorted order (through `pad`).

@@ -53,13 +53,6 @@ __global__ void silu_quantize_rows(const __nv_bfloat16* __restrict__ gu, const i
   }
 }
 
-// offsets[0, E] as the routing left them, offsets[E + 1] = offsets[E] + tokens: the shared
-// expert as expert E, its rows every token, after the routed rows.
-__global__ void append_shared_rows(const int* __restrict__ routed, int experts, int tokens, int* __restrict__ offsets) {
-  for (int e = threadIdx.x; e <= experts; e += blockDim.x) offsets[e] = routed[e];
-  if (threadIdx.x == 0) offsets[experts + 1] = routed[experts] + tokens;
-}
-
 }  // namespace
 
 bool fp8_grouped_experts::fits(long long experts, long long hidden, long long inter, long long b0, long long b1,
@@ -138,8 +131,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   ensure(bound, in.tokens, stream);
   const int* offsets = in.offsets;
   if (shared_) {
-    append_shared_rows<<<1, 256, 0, stream>>>(in.offsets, E_, in.tokens, offsets_);
-    check_launch("FP8 grouped path: the shared expert's rows");
+    launch_append_shared_rows(in.offsets, E_, in.tokens, offsets_, stream);
     offsets = offsets_;
   }
   quantize_x<<<gather_ ? in.tokens : bound, 128, 0, stream>>>(in.xb, gather_ ? nullptr : in.sorted_token, in.offsets,

@@ -17,16 +17,13 @@
 // `hq` the two halves are a gate block and its up block, and the epilogue writes h quantized.
 #include "fp8_grouped_gemm.cuh"
 
-#include <cudaTypedefs.h>
-
 #include <algorithm>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
 #include "f8_quantize.cuh"
 #include "moe_kernels.cuh"
-#include "ptx.cuh"
+#include "hopper.cuh"
 
 namespace moereg::cuda {
 
@@ -60,67 +57,6 @@ struct tile_shape {
   static_assert(smem_bytes <= 227 * 1024, "more shared memory than an SM has");
 };
 
-__device__ __forceinline__ void mbar_init(uint64_t* b, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(b)) : "memory");
-}
-// Returns once the barrier's phase of this parity has completed (labels are local to the braces).
-__device__ __forceinline__ void mbar_wait(uint64_t* b, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred P1;\n"
-      "LAB_WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
-      "@P1 bra DONE;\n"
-      "bra LAB_WAIT;\n"
-      "DONE:\n"
-      "}\n" ::"r"(smem_u32(b)),
-      "r"(parity)
-      : "memory");
-}
-
-// The barrier's arrival fires when this thread's earlier cp.async copies have landed (counted
-// in the barrier's expected arrivals: .noinc).
-__device__ __forceinline__ void cp_async_arrive(uint64_t* b) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(b)) : "memory");
-}
-
-__device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
-          smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
-      : "memory");
-}
-
-// A K-major tile of 128-byte rows in 8-row, 1024-byte swizzle atoms (as TMA's 128-byte swizzle
-// writes it): start address, stride between atoms 1024 bytes, swizzle mode 128B. The k steps
-// of 32 bytes inside the atom advance the start address (the swizzle applies to the address).
-__device__ __forceinline__ uint64_t sw128_desc(const void* smem) {
-  const uint32_t a = smem_u32(smem);
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
-         (uint64_t{1} << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
-// Keeps the compiler from moving reads or writes of an accumulator across the asynchronous MMA.
-__device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-// Every thread of the warpgroup executes these together: the registers per thread from here on.
-template <int N>
-__device__ __forceinline__ void registers_dec() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
-}
-template <int N>
-__device__ __forceinline__ void registers_inc() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
-}
 // With 256-column tiles: 128 x 56 + 256 x 224 registers = 64 Ki, the launch's 384 x 168.
 constexpr int producer_registers = 56, consumer_registers = 224;
 
@@ -155,23 +91,6 @@ __device__ __forceinline__ void mma_k_block(float (&acc)[64], uint64_t da, uint6
   wgmma_wait_all();
 #pragma unroll
   for (int i = 0; i < 64; ++i) fence_operand(acc[i]);
-}
-
-// Which tile blockIdx-stride step t is: expert e's m tiles x n blocks, n block outer (the
-// CTAs running at once share a weight tile; the expert's rows stay in L2).
-struct tile_at {
-  int e, row0, row_end, n0;
-};
-template <int BN>
-__device__ __forceinline__ tile_at find_tile(const int* prefix, const int* offsets, int experts, int nb, int t) {
-  int lo = 0, hi = experts - 1;  // the last e with prefix[e] * nb <= t
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (prefix[mid] * nb <= t) lo = mid;
-    else hi = mid - 1;
-  }
-  const int local = t - prefix[lo] * nb, mt = prefix[lo + 1] - prefix[lo];
-  return {lo, offsets[lo] + (local % mt) * BM, offsets[lo + 1], (local / mt) * BN};
 }
 
 // The fused gate/up tile's epilogue (f8_grouped_problem::hq): sum[0, 64) holds this thread's
@@ -233,19 +152,8 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, E = p.experts;
   if (warp == 0) {
-    int carry = 0;
-    for (int e0 = 0; e0 < E; e0 += 32) {
-      const int e = e0 + lane;
-      int c = e < E ? (p.offsets[e + 1] - p.offsets[e] + BM - 1) / BM : 0;
-      for (int d = 1; d < 32; d <<= 1) {
-        const int v = __shfl_up_sync(~0u, c, d);
-        if (lane >= d) c += v;
-      }
-      if (e < E) prefix[e + 1] = carry + c;
-      carry += __shfl_sync(~0u, c, 31);
-    }
+    count_m_tiles(p.offsets, E, BM, prefix, lane);
     if (lane == 0) {
-      prefix[0] = 0;
       for (int s = 0; s < stages; ++s) {
         mbar_init(&full[s], Gather ? 1 + 128 : 1 + 32);  // the expect_tx arrival + each copying thread's
         mbar_init(&empty[s], 8);  // one arrival per consumer warp
@@ -282,7 +190,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     const int tid = threadIdx.x, q = tid & 7;  // rows tid / 8 + 16 j, 16-byte chunk q of each
     uint32_t it = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
+      const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
       // Each of the thread's rows: its token (-1 past the expert's rows) and the address of its
       // 16-byte chunk q, computed once a tile (deriving it from the token every k block made the
       // F8 forward 11 % slower at T = 4096 and 12 % at T = 1024 on an H100: docs/cuda.md).
@@ -322,7 +230,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
     if (warp == 0) {
       uint32_t it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
+        const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
         const float* bs[halves];
         for (int h = 0; h < halves; ++h) bs[h] = weight_scales(at, h);
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
@@ -355,7 +263,7 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   const int cg = (warp >> 2) - 1, wr = cg * 64 + (warp & 3) * 16 + (lane >> 2);
   uint32_t it = 0;
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const tile_at at = find_tile<BN>(prefix, p.offsets, E, nb, t);
+    const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
     const int r0 = at.row0 + wr, r1 = r0 + 8;
     float acc[64], sum[64 * halves];
 #pragma unroll
@@ -396,34 +304,10 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   }
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-        q == cudaDriverEntryPointSuccess)
-      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  });
-  return fn;
-}
-
 }  // namespace
 
 f8_matrix make_f8_matrix(const uint8_t* base, uint64_t rows, uint64_t cols, const char* what) {
-  auto encode = encode_tiled();
-  if (!encode) throw std::runtime_error(std::string(what) + ": the driver has no cuTensorMapEncodeTiled");
-  f8_matrix m{};
-  const cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols};
-  const cuuint32_t box[2] = {BK, BM}, unit[2] = {1, 1};
-  const CUresult r = encode(&m.map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<uint8_t*>(base), dims, strides, box,
-                            unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    throw std::runtime_error(std::string(what) + ": cuTensorMapEncodeTiled refused [" + std::to_string(rows) + ", " +
-                             std::to_string(cols) + "] e4m3 (CUresult " + std::to_string(static_cast<int>(r)) + ")");
-  return m;
+  return {make_sw128_map(base, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, rows, cols, BM, what)};
 }
 
 namespace {

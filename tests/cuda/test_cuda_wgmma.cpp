@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// test_cuda_wgmma.cpp - bf16 experts on the grouped wgmma GEMM (bf16_grouped_experts.h), against
+// the float64 reference: both tile widths (128 and 256 output columns), tiles of one expert
+// split by rows and by columns (<= 64 rows), experts with no rows, several m tiles, a shared
+// expert inside the grouped launches or beside them, and when the layer chooses it.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+#include "cuda_test_support.h"
+
+namespace moereg::test::cuda {
+namespace {
+
+bool ran_wgmma(const std::string& json) { return json.find("\"last_tiles\":\"wgmma_bf16") != std::string::npos; }
+
+// Skewed routing (expert 0 takes a third of the tokens): at T = 611, K = 4 and 16 experts,
+// expert 0 spans two m tiles (the second of ~76 rows: split by rows) and the others a full
+// tile and a short one (split by columns); at T = 1 and 5 most experts have no rows.
+TEST(CudaWgmma, MatchesTheReferenceAtEverySize) {
+  ASSERT_NE(backend_api(), nullptr);
+  random_layer A(16, 256, 192, 4, 0, false, 31);  // gate/up 384 columns (128-wide tiles), down 256 (256-wide)
+  random_layer B(8, 384, 128, 2, 0, false, 32);   // gate/up 256 (256-wide), down 384 (128-wide)
+  set_option("tiles", "wgmma");
+  for (random_layer* L : {&A, &B})
+    for (int T : {1, 5, 64, 611}) {
+      std::string json;
+      const double err = run_random(*L, T, 100 + T, T % 2 == 1, &json);
+      EXPECT_LE(err, 1e-2) << "H=" << L->H << " I=" << L->I << " T=" << T;
+      EXPECT_TRUE(ran_wgmma(json)) << json;
+      std::printf("[ wgmma    ] H=%d I=%d T=%d rel L2 %.3e\n", L->H, L->I, T, err);
+    }
+  // Balanced routing: every expert exactly 128 rows (one full tile) at T = 512.
+  std::string json;
+  EXPECT_LE(run_random(B, 512, 7, false, &json, /*balanced=*/true), 1e-2);
+  EXPECT_TRUE(ran_wgmma(json)) << json;
+  clear_option("tiles");
+}
+
+// A shared expert of the routed size runs as one more expert of the grouped launches (gated or
+// not); of another size, on the kernels after them.
+TEST(CudaWgmma, SharedExpertInsideOrBesideTheGroupedLaunches) {
+  ASSERT_NE(backend_api(), nullptr);
+  random_layer G(8, 256, 128, 2, 128, true, 33);
+  random_layer U(8, 256, 128, 2, 128, false, 34);
+  random_layer D(8, 256, 128, 2, 64, true, 35);
+  set_option("tiles", "wgmma");
+  for (random_layer* L : {&G, &U, &D})
+    for (int T : {3, 300}) {
+      std::string json;
+      const double err = run_random(*L, T, 200 + T, T == 3, &json);
+      EXPECT_LE(err, 1e-2) << "Is=" << L->Is << " gate=" << L->gate << " T=" << T;
+      EXPECT_TRUE(ran_wgmma(json)) << json;
+      EXPECT_EQ(json.find("the shared expert as one more expert") != std::string::npos, L->Is == L->I) << json;
+      std::printf("[ wgmma    ] shared Is=%d gate=%d T=%d rel L2 %.3e\n", L->Is, L->gate, T, err);
+    }
+  clear_option("tiles");
+}
+
+// wgmma=auto: from 48 rows per hit expert where the sizes fit; wgmma=off and sizes that do not
+// fit keep the earlier paths, and describe says which and why.
+TEST(CudaWgmma, ChosenFromEnoughRowsPerExpertWhereTheSizesFit) {
+  ASSERT_NE(backend_api(), nullptr);
+  clear_option("tiles");
+  set_option("wgmma", "auto");
+  random_layer L(8, 256, 128, 2, 0, false, 36);
+  std::string json;
+  EXPECT_LE(run_random(L, 400, 1, false, &json), 1e-2);  // 100 rows per expert
+  EXPECT_TRUE(ran_wgmma(json)) << json;
+  EXPECT_NE(json.find("grouped wgmma bf16 GEMM (one launch a projection) for >= 48 rows per hit expert"),
+            std::string::npos)
+      << json;
+  EXPECT_LE(run_random(L, 100, 2, false, &json), 1e-2);  // 25 rows per expert
+  EXPECT_FALSE(ran_wgmma(json)) << json;
+  set_option("wgmma", "off");
+  EXPECT_LE(run_random(L, 400, 1, false, &json), 1e-2);
+  EXPECT_FALSE(ran_wgmma(json)) << json;
+  EXPECT_NE(json.find("grouped wgmma GEMM off (wgmma=off)"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"wgmma\":\"off\""), std::string::npos) << json;
+  set_option("wgmma", "auto");
+  random_layer odd(8, 264, 136, 2, 0, false, 37);  // hidden not a multiple of 128
+  EXPECT_LE(run_random(odd, 400, 3, false, &json), 1e-2);
+  EXPECT_FALSE(ran_wgmma(json)) << json;
+  EXPECT_NE(json.find("grouped wgmma GEMM not used: hidden 264"), std::string::npos) << json;
+  clear_option("wgmma");
+}
+
+TEST(CudaWgmma, ForcedOnSizesItCannotRunIsRefusedByName) {
+  ASSERT_NE(backend_api(), nullptr);
+  random_layer odd(8, 264, 136, 2, 0, false, 38);
+  set_option("tiles", "wgmma");
+  std::string err;
+  handle h = create(odd.view(), nullptr, &err);
+  clear_option("tiles");
+  EXPECT_FALSE(h);
+  EXPECT_NE(err.find("tiles=wgmma"), std::string::npos) << err;
+  EXPECT_NE(err.find("hidden 264"), std::string::npos) << err;
+  set_option("wgmma", "always");
+  h = create(odd.view(), nullptr, &err);
+  clear_option("wgmma");
+  EXPECT_FALSE(h);
+  EXPECT_NE(err.find("wgmma"), std::string::npos) << err;
+  EXPECT_NE(err.find("auto"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace moereg::test::cuda
