@@ -44,9 +44,6 @@ struct tile_shape {
   static_assert(smem_bytes <= 227 * 1024, "more shared memory than an SM has");
 };
 
-#define MOEREG_ACC8(i)                                                                                   \
-  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
-      "+f"(d[i + 7])
 // d (the first 128 f32 of each thread: the warpgroup's 64 x 256 block) = A(64 x 16) B(256 x 16)^T + (accumulate ? d : 0).
 __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
@@ -56,7 +53,7 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t a, ui
       "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n"
       "}\n"
-      : MOEREG_ACC8(0), MOEREG_ACC8(8), MOEREG_ACC8(16), MOEREG_ACC8(24), MOEREG_ACC8(32), MOEREG_ACC8(40), MOEREG_ACC8(48), MOEREG_ACC8(56), MOEREG_ACC8(64), MOEREG_ACC8(72), MOEREG_ACC8(80), MOEREG_ACC8(88), MOEREG_ACC8(96), MOEREG_ACC8(104), MOEREG_ACC8(112), MOEREG_ACC8(120)
+      : MOEREG_WGMMA_ACC8(0), MOEREG_WGMMA_ACC8(8), MOEREG_WGMMA_ACC8(16), MOEREG_WGMMA_ACC8(24), MOEREG_WGMMA_ACC8(32), MOEREG_WGMMA_ACC8(40), MOEREG_WGMMA_ACC8(48), MOEREG_WGMMA_ACC8(56), MOEREG_WGMMA_ACC8(64), MOEREG_WGMMA_ACC8(72), MOEREG_WGMMA_ACC8(80), MOEREG_WGMMA_ACC8(88), MOEREG_WGMMA_ACC8(96), MOEREG_WGMMA_ACC8(104), MOEREG_WGMMA_ACC8(112), MOEREG_WGMMA_ACC8(120)
       : "l"(a), "l"(b), "r"(accumulate));
 }
 // d (the first 64 f32 of each thread: the warpgroup's 64 x 128 block) = A(64 x 16) B(128 x 16)^T + (accumulate ? d : 0).
@@ -68,10 +65,9 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[128], uint64_t a, ui
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n"
       "}\n"
-      : MOEREG_ACC8(0), MOEREG_ACC8(8), MOEREG_ACC8(16), MOEREG_ACC8(24), MOEREG_ACC8(32), MOEREG_ACC8(40), MOEREG_ACC8(48), MOEREG_ACC8(56)
+      : MOEREG_WGMMA_ACC8(0), MOEREG_WGMMA_ACC8(8), MOEREG_WGMMA_ACC8(16), MOEREG_WGMMA_ACC8(24), MOEREG_WGMMA_ACC8(32), MOEREG_WGMMA_ACC8(40), MOEREG_WGMMA_ACC8(48), MOEREG_WGMMA_ACC8(56)
       : "l"(a), "l"(b), "r"(accumulate));
 }
-#undef MOEREG_ACC8
 
 // Stores a warpgroup's 64 x (8 * J) block of bf16 results from sums d: thread (warp w of the
 // warpgroup, lane l) holds rows r0 = 16 w + l / 4 and r0 + 8 (registers 4 j + {0, 1} and

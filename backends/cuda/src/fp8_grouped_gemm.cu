@@ -60,10 +60,6 @@ struct tile_shape {
 // With 256-column tiles: 128 x 56 + 256 x 224 registers = 64 Ki, the launch's 384 x 168.
 constexpr int producer_registers = 56, consumer_registers = 224;
 
-// The wgmma accumulator operands, eight registers of d at a time.
-#define MOEREG_ACC8(i)                                                                                   \
-  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
-      "+f"(d[i + 7])
 // d (64 f32 per thread: the warpgroup's 64 x 128 block) = A(64 x 32) B(128 x 32)^T + (accumulate ? d : 0).
 __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
   asm volatile(
@@ -73,11 +69,10 @@ __device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uin
       "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n"
       "}\n"
-      : MOEREG_ACC8(0), MOEREG_ACC8(8), MOEREG_ACC8(16), MOEREG_ACC8(24), MOEREG_ACC8(32), MOEREG_ACC8(40),
-        MOEREG_ACC8(48), MOEREG_ACC8(56)
+      : MOEREG_WGMMA_ACC8(0), MOEREG_WGMMA_ACC8(8), MOEREG_WGMMA_ACC8(16), MOEREG_WGMMA_ACC8(24), MOEREG_WGMMA_ACC8(32), MOEREG_WGMMA_ACC8(40),
+        MOEREG_WGMMA_ACC8(48), MOEREG_WGMMA_ACC8(56)
       : "l"(a), "l"(b), "r"(accumulate));
 }
-#undef MOEREG_ACC8
 
 // One k block of a consumer warpgroup: its four k32 wgmmas on the stage's A rows (da) and B
 // tile (db) into acc, started afresh, then the wait for them.

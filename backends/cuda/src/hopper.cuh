@@ -76,6 +76,11 @@ __device__ __forceinline__ void registers_inc() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
 }
 
+// The accumulator operands of a wgmma's inline asm, eight f32 registers of an array d at a time.
+#define MOEREG_WGMMA_ACC8(i)                                                                               \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), \
+      "+f"(d[i + 7])
+
 template <int N>  // returns once at most N committed wgmma groups are still running
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
