@@ -304,8 +304,9 @@ def main():
         desc = be.describe(h)
         # The same layer with graphs=on, reading the weights torch holds on the device (no second copy).
         hg = be.create(w13, w2, sw13, sw2, {"graphs": "on"})
-        # One more handle per forced tile shape (backend option tiles=...), for the tile table.
-        forced = {tl: be.create(hw13, hw2, hs13, hs2, {"tiles": tl}) for tl in TILES} if args.tiles else {}
+        # One more handle per forced tile shape (backend option tiles=...), for the tile table, each
+        # reading torch's device weights too (copies of deepseek_v3's 22.6 GB would not fit).
+        forced = {tl: be.create(w13, w2, sw13, sw2, {"tiles": tl}) for tl in TILES} if args.tiles else {}
         del hw13, hw2, hs13, hs2
         print(f"\n{name}: E={E} H={H} I={I} K={K} shared={Is}; backend load {desc['load_gbps']:.1f} GB/s "
               f"(pinned H2D measured {desc['h2d_gbps']:.1f} GB/s), {desc['bytes_on_device'] / 1e9:.2f} GB, "
