@@ -58,32 +58,40 @@ TEST(CudaWgmma, SharedExpertInsideOrBesideTheGroupedLaunches) {
   clear_option("tiles");
 }
 
-// wgmma=auto: from 48 rows per hit expert where the sizes fit; wgmma=off and sizes that do not
-// fit keep the earlier paths, and describe says which and why.
-TEST(CudaWgmma, ChosenFromEnoughRowsPerExpertWhereTheSizesFit) {
+// wgmma=auto (the default): experts past 16 MiB of gate/up weights, passes of two or more tokens
+// that cuBLAS does not take (under 64 rows per hit expert for such experts); one token, small
+// experts, wgmma=off and sizes that do not fit keep the earlier paths, and describe says which.
+TEST(CudaWgmma, ChosenForLargeExpertsBelowTheCublasSizes) {
   ASSERT_NE(backend_api(), nullptr);
   clear_option("tiles");
-  set_option("wgmma", "auto");
-  random_layer L(8, 256, 128, 2, 0, false, 36);
+  clear_option("wgmma");
+  random_layer L(2, 2048, 2304, 1, 0, false, 36);  // 18.9 MB of gate/up weights an expert
   std::string json;
-  EXPECT_LE(run_random(L, 400, 1, false, &json), 1e-2);  // 100 rows per expert
+  EXPECT_LE(run_random(L, 40, 1, true, &json), 1e-2);  // 20 rows per expert
   EXPECT_TRUE(ran_wgmma(json)) << json;
-  EXPECT_NE(json.find("grouped wgmma bf16 GEMM (one launch a projection) for >= 48 rows per hit expert"),
+  EXPECT_NE(json.find("grouped wgmma bf16 GEMM (one launch a projection) for passes of 2 or more tokens"),
             std::string::npos)
       << json;
-  EXPECT_LE(run_random(L, 100, 2, false, &json), 1e-2);  // 25 rows per expert
+  EXPECT_LE(run_random(L, 1, 2, true, &json), 1e-2);  // one token: the kernels
   EXPECT_FALSE(ran_wgmma(json)) << json;
+  EXPECT_LE(run_random(L, 160, 3, true, &json), 1e-2);  // 80 rows per expert: cuBLAS where it loads
+  if (json.find("\"gemm_large\":\"cuBLAS") != std::string::npos) {
+    EXPECT_FALSE(ran_wgmma(json)) << json;
+  }
   set_option("wgmma", "off");
-  EXPECT_LE(run_random(L, 400, 1, false, &json), 1e-2);
+  EXPECT_LE(run_random(L, 40, 1, true, &json), 1e-2);
   EXPECT_FALSE(ran_wgmma(json)) << json;
   EXPECT_NE(json.find("grouped wgmma GEMM off (wgmma=off)"), std::string::npos) << json;
   EXPECT_NE(json.find("\"wgmma\":\"off\""), std::string::npos) << json;
-  set_option("wgmma", "auto");
-  random_layer odd(8, 264, 136, 2, 0, false, 37);  // hidden not a multiple of 128
-  EXPECT_LE(run_random(odd, 400, 3, false, &json), 1e-2);
-  EXPECT_FALSE(ran_wgmma(json)) << json;
-  EXPECT_NE(json.find("grouped wgmma GEMM not used: hidden 264"), std::string::npos) << json;
   clear_option("wgmma");
+  random_layer small(8, 256, 128, 2, 0, false, 39);
+  EXPECT_LE(run_random(small, 40, 4, false, &json), 1e-2);
+  EXPECT_FALSE(ran_wgmma(json)) << json;
+  EXPECT_NE(json.find("grouped wgmma GEMM not used: experts of 16 MiB or less"), std::string::npos) << json;
+  random_layer odd(2, 2056, 2304, 1, 0, false, 37);  // hidden not a multiple of 128
+  EXPECT_LE(run_random(odd, 40, 3, false, &json), 1e-2);
+  EXPECT_FALSE(ran_wgmma(json)) << json;
+  EXPECT_NE(json.find("grouped wgmma GEMM not used: hidden 2056"), std::string::npos) << json;
 }
 
 TEST(CudaWgmma, ForcedOnSizesItCannotRunIsRefusedByName) {

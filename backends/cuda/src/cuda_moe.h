@@ -43,49 +43,12 @@ void check(cudaError_t e, const char* what);
 //          | cublas | cublas_loop | cublas_batched | cublas_auto (force the cuBLAS path: grouped,
 //            one call per expert, batched, or chosen from the expert sizes)
 //          | wgmma (force the grouped wgmma GEMM: bf16 experts, bf16_grouped_experts.h)
-//   wgmma  = auto | off (default until measured on a GPU) - bf16 experts whose sizes fit it (hidden a multiple of 128,
-//            intermediate of 64): from wgmma_min_rows rows per hit expert the grouped wgmma GEMM
-//            (one launch a projection, expert offsets on the device) rather than the mma.sync
-//            kernels or cuBLAS; off keeps the earlier choice
-//   cublas = auto (default: >= 128 rows per hit expert go to cuBLAS when libcublas.so.13 loads)
-//          | off (every size on the kernels; libcublas never loaded)
-//   graphs = off (default) | on (kernel-path forwards captured once per token count and
-//            buffers, then replayed as one CUDA graph: forward_graphs.h)
-//   f8_activations = auto (default) | bf16 | e4m3 - F8_E4M3 experts with 128x128 blocks:
-//            e4m3 quantizes the activations per 128 columns and runs FP8 tensor cores
-//            (~4 % from the dequantized layer), bf16 keeps every size on the exact-product
-//            kernels, auto takes e4m3 where bf16 experts would go to cuBLAS (>= 128 rows per
-//            hit expert) and the kernels below that.
-//   f8_gemm = wgmma (default) | cublaslt - the FP8 tensor-core GEMM: moereg's grouped wgmma
-//            kernel (fp8_grouped_experts.h: one launch per projection, no host sync) or
-//            cuBLASLt's block-scaled matmul, one per hit expert after the expert
-//            offsets are read back (fp8_experts.h). wgmma with f8_gather=off was 1.08-1.12x
-//            faster than cuBLASLt at T = 1024 and within 1 % at 4096 on the H100s of sessions
-//            17, 19 and 21 (bench/cuda/f8_gemm_ab.sh; docs/cuda.md)
-//   f8_gather = off (default) | on - wgmma engine: off quantizes each routed row into its own
-//            sorted row and the GEMM reads rows by TMA; on quantizes x once per token and the
-//            gate/up GEMM gathers the routed rows' tokens with cp.async (off was 1-11 % faster
-//            in each of those three runs: docs/cuda.md)
-//   f8_tile = 128x256 (default) | 128x128 - wgmma engine with f8_gather=off: the GEMM's tile
-//            (rows x output columns); 128x256 where the columns are a multiple of 256 (else
-//            128x128): each A tile read from L2 once for twice the columns; bit-identical to
-//            128x128 (tested); 1.05-1.10x faster than 128x128 at T = 1024-4096 on an H100
-//            (session 22, docs/cuda.md)
-//   f8_silu = separate (default) | fused - with 128x256 tiles: h = SiLU(gate) * up and its
-//            e4m3 quantization in a kernel of their own after the gate/up GEMM, or in that
-//            GEMM's epilogue (each tile 128 gate + the matching 128 up columns: no bf16 gate/up
-//            buffer, 2I bf16 bytes a routed row less memory, but 2-11 % slower on an H100)
-//   f8_decode = gemv (default) | mma - F8_E4M3 experts at T = 1: matrix-vector kernels that
-//            read each weight row straight into registers (f8_gemv.cuh; the top-k experts and
-//            an F8 shared expert in two launches; where the blocks fit and tiles=auto), or the
-//            exact-product mma tiles (H100: 0.161 against 0.174 ms for deepseek_v3_e64)
-//   pdl    = on (default) | off - programmatic dependent launch of the expert GEMMs (the down
-//            GEMM streams its first weight tiles while gate/up finishes)
-//   narrow = auto (default) | fill | off - m16 GEMMs whose 128-column grid would not fill the
-//            SMs run 64-column tiles (twice the CTAs); fill takes the widest of 128, 64 and 32
-//            (bf16) columns that gives two CTAs an SM; off keeps 128 columns
-//   slot_tiles = auto (default) | off - T = 1 on bf16 x without a shared expert runs the two
-//            GEMMs alone, each top-k slot a tile read straight from the ids (no prepare kernel)
+//   wgmma  = auto (default) | off - bf16 experts whose sizes fit it (hidden a multiple of 128,
+//            intermediate of 64): the grouped wgmma GEMM for passes of two or more tokens on
+//            experts past large_expert_bytes that do not go to cuBLAS (H100, session 25: 0.5-3.5 %
+//            ahead of the mma.sync kernels on mixtral and deepseek at T = 16-1024, behind them on
+//            qwen3's small experts and behind cuBLAS where cuBLAS is chosen: docs/cuda.md); off
+//            keeps the kernels there
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
@@ -99,7 +62,7 @@ struct tuning {
   bool graphs = false;
   std::string narrow = "auto";
   bool slot_tiles = true;
-  bool wgmma = false;
+  bool wgmma = true;
   // Throws invalid_argument naming the key and what it accepts.
   static tuning parse(const moereg_backend_option* kv, size_t count);
 };
@@ -165,11 +128,11 @@ class moe_layer {
   static constexpr long long large_expert_bytes = 16ll << 20;
   long long bf16_cublas_min_rows() const { return 2 * I_ * H_ * 2 > large_expert_bytes ? 64 : cublas_min_rows; }
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
-  // bf16 experts from this many rows per hit expert run the grouped wgmma GEMM (wgmma=auto).
-  static constexpr long long wgmma_min_rows = 48;
   // Whether bf16 experts can run the grouped wgmma GEMM; else `why` says why not.
   bool bf16_wgmma_fits(std::string* why = nullptr) const;
-  bool pick_wgmma(long long rows, long long groups) const;
+  // Whether a pass of `slots` routed rows runs the grouped wgmma GEMM: tiles=wgmma, or (wgmma=auto)
+  // bf16 experts past large_expert_bytes, two or more tokens, a pass cuBLAS does not take.
+  bool pick_wgmma(long long slots, bool cublas_taken) const;
   bf16_grouped_experts& bf16_grouped();
   cublas_experts& blas();
   fp8_experts& fp8_blas();
@@ -188,7 +151,7 @@ class moe_layer {
     tile_config tiles;
     bool blas;          // the routed rows go to a library-style GEMM path (cuBLAS, cuBLASLt, wgmma)
     cublas_mode mode;
-    bool wgmma = false;  // bf16 experts on the grouped wgmma GEMM (with blas set)
+    bool wgmma = true;  // bf16 experts on the grouped wgmma GEMM (with blas set)
   };
   pass_plan plan(int tokens) const;
   // Enqueues one pass on `stream`; with graphs=on a kernel pass goes through graphs_.
