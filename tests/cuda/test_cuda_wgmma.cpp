@@ -60,7 +60,8 @@ TEST(CudaWgmma, SharedExpertInsideOrBesideTheGroupedLaunches) {
 
 // wgmma=auto (the default): experts past 16 MiB of gate/up weights, passes of two or more tokens
 // that cuBLAS does not take (under 64 rows per hit expert for such experts); one token, small
-// experts, wgmma=off and sizes that do not fit keep the earlier paths, and describe says which.
+// experts, graphs=on, wgmma=off and sizes that do not fit keep the earlier paths, and describe
+// says which.
 TEST(CudaWgmma, ChosenForLargeExpertsBelowTheCublasSizes) {
   ASSERT_NE(backend_api(), nullptr);
   clear_option("tiles");
@@ -78,6 +79,11 @@ TEST(CudaWgmma, ChosenForLargeExpertsBelowTheCublasSizes) {
   if (json.find("\"gemm_large\":\"cuBLAS") != std::string::npos) {
     EXPECT_FALSE(ran_wgmma(json)) << json;
   }
+  set_option("graphs", "on");  // decode passes stay on the kernels a graph captures
+  EXPECT_LE(run_random(L, 40, 1, true, &json), 1e-2);
+  EXPECT_FALSE(ran_wgmma(json)) << json;
+  EXPECT_NE(json.find("graphs=on keeps those passes on the captured kernels"), std::string::npos) << json;
+  clear_option("graphs");
   set_option("wgmma", "off");
   EXPECT_LE(run_random(L, 40, 1, true, &json), 1e-2);
   EXPECT_FALSE(ran_wgmma(json)) << json;

@@ -48,7 +48,7 @@ void check(cudaError_t e, const char* what);
 //            experts past large_expert_bytes that do not go to cuBLAS (H100, session 25: 0.5-3.5 %
 //            ahead of the mma.sync kernels on mixtral and deepseek at T = 16-1024, behind them on
 //            qwen3's small experts and behind cuBLAS where cuBLAS is chosen: docs/cuda.md); off
-//            keeps the kernels there
+//            keeps the kernels there, as graphs=on does (the grouped path is not captured yet)
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
@@ -131,7 +131,7 @@ class moe_layer {
   // Whether bf16 experts can run the grouped wgmma GEMM; else `why` says why not.
   bool bf16_wgmma_fits(std::string* why = nullptr) const;
   // Whether a pass of `slots` routed rows runs the grouped wgmma GEMM: tiles=wgmma, or (wgmma=auto)
-  // bf16 experts past large_expert_bytes, two or more tokens, a pass cuBLAS does not take.
+  // bf16 experts past large_expert_bytes, two or more tokens, a pass cuBLAS does not take, graphs=off.
   bool pick_wgmma(long long slots, bool cublas_taken) const;
   bf16_grouped_experts& bf16_grouped();
   cublas_experts& blas();
