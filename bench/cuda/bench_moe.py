@@ -270,6 +270,7 @@ def main():
     ap.add_argument("--tokens", default=",".join(map(str, TOKENS)))
     ap.add_argument("--no-eager", action="store_true")
     ap.add_argument("--tiles", action="store_true", help="also time every forced tile shape")
+    ap.add_argument("--forced", help="with --tiles: only these forced paths (comma-separated, e.g. wgmma)")
     ap.add_argument("--reference", help="JSON of reference times to print beside moereg's (e.g. vLLM fused_moe)")
     args = ap.parse_args()
     ref_label, ref_ms = None, {}
@@ -278,6 +279,10 @@ def main():
             spec = json.load(f)
         ref_label, ref_ms = spec["label"], spec["ms"]
         print(f"reference column '{ref_label}': {spec.get('source', args.reference)}", flush=True)
+    tiles = tuple(t for t in args.forced.split(",") if t) if args.forced else TILES
+    unknown = [t for t in tiles if t not in TILES]
+    if unknown:
+        ap.error(f"--forced {','.join(unknown)}: not one of {','.join(TILES)}")
     torch.manual_seed(0)
     dev = torch.cuda.get_device_name(0)
     be = Backend(args.lib)
@@ -306,7 +311,7 @@ def main():
         hg = be.create(w13, w2, sw13, sw2, {"graphs": "on"})
         # One more handle per forced tile shape (backend option tiles=...), for the tile table, each
         # reading torch's device weights too (copies of deepseek_v3's 22.6 GB would not fit).
-        forced = {tl: be.create(w13, w2, sw13, sw2, {"tiles": tl}) for tl in TILES} if args.tiles else {}
+        forced = {tl: be.create(w13, w2, sw13, sw2, {"tiles": tl}) for tl in tiles} if args.tiles else {}
         del hw13, hw2, hs13, hs2
         print(f"\n{name}: E={E} H={H} I={I} K={K} shared={Is}; backend load {desc['load_gbps']:.1f} GB/s "
               f"(pinned H2D measured {desc['h2d_gbps']:.1f} GB/s), {desc['bytes_on_device'] / 1e9:.2f} GB, "
@@ -365,7 +370,7 @@ def main():
                   + (f"{ref_label} {row['reference_ms']:8.4f} | " if ref_label else "") +
                   f"grouped_mm {row['grouped_mm_ms']:8.4f} | eager {row.get('eager_ms', float('nan')):9.4f} | "
                   f"relL2 {row.get('rel_l2_vs_torch', float('nan')):.2e}"
-                  + ("".join(f" | {tl} {row[f'moereg_{tl}_ms']:.4f}" for tl in TILES) +
+                  + ("".join(f" | {tl} {row[f'moereg_{tl}_ms']:.4f}" for tl in tiles) +
                      f" | forced worst relL2 {row.get('forced_worst_rel_l2', float('nan')):.2e}" if args.tiles else ""),
                   flush=True)
             del x, out, ids, wts
@@ -386,9 +391,9 @@ def main():
                      f"{r.get('eager_ms', float('nan')):.3f} | "
                      f"{r['grouped_mm_ms'] / r['moereg_ms']:.2f} | {r.get('rel_l2_vs_torch', float('nan')):.1e} |")
     if args.tiles:
-        lines += ["", "| shape | T | " + " | ".join(TILES) + " | worst rel L2 |", "|---|---:|" + "---:|" * (len(TILES) + 1)]
+        lines += ["", "| shape | T | " + " | ".join(tiles) + " | worst rel L2 |", "|---|---:|" + "---:|" * (len(tiles) + 1)]
         for r in rows:
-            lines.append(f"| {r['shape']} | {r['T']} | " + " | ".join(f"{r[f'moereg_{tl}_ms']:.4f}" for tl in TILES) +
+            lines.append(f"| {r['shape']} | {r['T']} | " + " | ".join(f"{r[f'moereg_{tl}_ms']:.4f}" for tl in tiles) +
                          f" | {r.get('forced_worst_rel_l2', float('nan')):.1e} |")
     table = "\n".join(lines)
     print("\n" + f"device {dev}; copy {bw / 1e12:.2f} TB/s; bf16 matmul {tf / 1e12:.0f} TFLOP/s\n" + table, flush=True)
