@@ -10,10 +10,9 @@
 // and `empty` (both consumers' wgmmas have read the stage).
 //
 // A tile of at most 64 rows (an expert's only or last tile, often: at 64 rows an expert on
-// average half the tiles are) with 256 columns: the two warpgroups split the columns rather than
+// average, half the tiles) with 256 columns: the two warpgroups split the columns rather than
 // the rows, each multiplying rows 0-63 by its 128-column half (m64n128k16), so the tile costs half
-// the MMAs and both warpgroups stay busy. The same products summed in the same order: the bits
-// do not depend on the split.
+// the MMAs and both warpgroups stay busy.
 #include "bf16_grouped_gemm.cuh"
 
 #include <algorithm>
