@@ -241,7 +241,7 @@ void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i
                          float* out, bool capturing) {
   pass_plan pl = plan(tokens);
   // Inside a caller's capture: the cuBLAS path would read expert sizes back to the host.
-  if (capturing) pl.blas = false;
+  if (capturing) pl.blas = pl.wgmma = false;
   last_tokens_ = tokens;
   if (!pl.blas) {
     last_tiles_ = pl.tiles;
