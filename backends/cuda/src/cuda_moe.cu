@@ -240,7 +240,8 @@ void moe_layer::set_stream(cudaStream_t s) {
 void moe_layer::run_pass(const void* x, bool x_bf16, const void* ids, bool ids_i64, const float* weights, int tokens,
                          float* out, bool capturing) {
   pass_plan pl = plan(tokens);
-  // Inside a caller's capture: the cuBLAS path would read expert sizes back to the host.
+  // Inside a caller's capture: the cuBLAS path would read expert sizes back to the host, the
+  // grouped wgmma path might grow its work buffers (a host synchronization).
   if (capturing) pl.blas = pl.wgmma = false;
   last_tokens_ = tokens;
   if (!pl.blas) {
