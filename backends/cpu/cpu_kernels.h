@@ -110,6 +110,9 @@ struct matrix_unit {
   // read every weight tile from that copy: one contiguous KiB per tile. Costs the copy's
   // memory and time, reported by describe.
   bool tile_weights = false;
+  // The most memory the copy may take (bytes; -1: MemAvailable less an eighth): a larger copy
+  // is not made and the unit reads the weights in place (tile_copy_budget, cpu_tile_weights.h).
+  std::int64_t tile_memory_limit = -1;
 };
 
 struct kernel_table {
@@ -135,6 +138,10 @@ struct kernel_table {
   // matrix unit when there is one.
   matrix_unit unit;
   int unit_min_rows = 0;
+  // unit_min_rows and unit.pass_k as they would be without the tile-ordered copy: what a layer
+  // takes when its copy does not fit in memory (options the caller set are kept in both).
+  int in_place_unit_min_rows = 0;
+  std::int64_t in_place_pass_k = 0;
   // Integer products on the online int8/int4 codes (cpu_int_dot.h), when int_dot is on:
   // vector tiles, and AMX INT8 for experts with at least int_unit_min_rows tokens.
   int_kernels ints;

@@ -375,6 +375,7 @@ class moe_engine {
   mutable std::vector<float> unit_widen_;          // per thread: one quantized row widened, max_pass()
   bool quantized_ = false;                         // some expert is FP8, 4-bit or ggml blocks
   tile_memory tile_memory_;          // the experts' tile-ordered copies, when made
+  std::string tile_skipped_;         // why the copy the options asked for was not made ("" made or not asked)
   std::vector<tile_job> tile_jobs_;  // during make_tile_weights only
   double load_seconds_ = 0;          // spent making them
   std::uint64_t grow_count_ = 0;

@@ -73,6 +73,7 @@ std::string moe_engine::describe() const {
   } else {
     s += ",\"weights\":\"read in place from the host's memory, not copied\"";
   }
+  if (!tile_skipped_.empty()) s += ",\"tile_weights_skipped\":\"" + tile_skipped_ + "\"";
   auto type_name = [](int t) {
     if (ggml_block(t)) return ggml_elem_name(t);
     return t == elem_fp8 ? "f8_e4m3" : t == elem_int4 ? "int4" : t == elem_mxfp4 ? "mxfp4" : t == elem_int8 ? "int8" : t == elem_bf16 ? "bf16" : "f32";

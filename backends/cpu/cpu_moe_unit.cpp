@@ -312,10 +312,23 @@ void moe_engine::make_tile_weights() {
     if (ex.w13_type == elem_bf16 && ex.w2_type == elem_bf16)
       total += 2 * tiles_of(ex.inter, hidden_) + tiles_of(hidden_, ex.inter);
   if (total == 0) return;
+  // No room for the copy: the unit reads the weights in place, with the in-place defaults.
+  auto in_place = [&](std::string why) {
+    tile_skipped_ = std::move(why);
+    kernels_.unit.tile_weights = false;
+    kernels_.unit_min_rows = kernels_.in_place_unit_min_rows;
+    kernels_.unit.pass_k = kernels_.in_place_pass_k;
+  };
+  const std::int64_t bytes = total * tile_elems * 2;
+  std::string source;
+  const std::int64_t budget = tile_copy_budget(kernels_.unit.tile_memory_limit, &source);
+  if (budget >= 0 && bytes > budget)
+    return in_place("the tile-ordered copy needs " + std::to_string(bytes) + " bytes and " + source + " allows " +
+                    std::to_string(budget));
   try {
-    tile_memory_ = tile_memory(static_cast<std::size_t>(total) * tile_elems * 2);
+    tile_memory_ = tile_memory(static_cast<std::size_t>(bytes));
   } catch (const std::bad_alloc&) {
-    return;  // no room for the copy: the tiles read the weights in place
+    return in_place("mmap refused the tile-ordered copy's " + std::to_string(bytes) + " bytes");
   }
   std::uint16_t* dst = tile_memory_.data();
   tile_jobs_.clear();

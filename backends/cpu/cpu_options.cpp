@@ -12,7 +12,7 @@ namespace moereg::cpu {
 namespace {
 
 const char* const known_keys =
-    "isa, k_block, unit_k_block, unit_prefetch, stream_y, unit_panels, tile_weights, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
+    "isa, k_block, unit_k_block, unit_prefetch, stream_y, unit_panels, tile_weights, tile_memory_limit, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
 
 std::int64_t integer(const std::string& key, const char* value, std::int64_t lo, std::int64_t hi) {
   char* end = nullptr;
@@ -80,6 +80,8 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
       o.unit_panels = boolean(key, value) ? 1 : 0;
     } else if (key == "tile_weights") {
       o.tile_weights = boolean(key, value) ? 1 : 0;
+    } else if (key == "tile_memory_limit") {
+      o.tile_memory_limit = integer(key, value, 0, std::int64_t{1} << 62);
     } else if (key == "unit_min_rows") {
       o.unit_min_rows = static_cast<int>(integer(key, value, 1, 1 << 30));
     } else if (key == "panel_min_rows") {
@@ -146,11 +148,14 @@ kernel_table pick_kernels(const cpu_options& o) {
   // tile-ordered copy every expert runs there (as fast or faster at T = 1 too, and then the
   // originals are not read again after create). Measured on a 16-core Xeon.
   t.unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : t.unit.tile_weights ? 1 : 2;
+  t.in_place_unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : 2;
+  t.unit.tile_memory_limit = o.tile_memory_limit;
   // From the tile-ordered copy, passes of 256 (a block's two weight tiles, 16 KiB, stay in L1
   // for every pair of token tiles; the next block's and the next pass's tiles are prefetched
   // into L2 meanwhile) ran mixtral and deepseek T = 1024 1.1-1.2x faster than passes of 1024
   // (docs/bench-cpu.md, session 14). Read in place, the unit keeps k_block's passes.
   t.unit.pass_k = o.unit_k_block > 0 ? o.unit_k_block : t.unit.tile_weights ? 256 : 0;
+  t.in_place_pass_k = o.unit_k_block > 0 ? o.unit_k_block : 0;
   if (o.panel_min_rows >= 0) t.panel_min_rows = o.panel_min_rows;
   pick_int_kernels(o, t);
   return t;

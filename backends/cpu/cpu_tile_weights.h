@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -44,6 +45,18 @@ class tile_memory {
 // transparent huge pages: each mapping that overlaps the range adds its AnonHugePages, at most
 // its overlap with the range (a mapping merged with a neighbour reports their sum).
 std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end);
+
+// MemAvailable of a /proc/meminfo text, in bytes; -1 where the text has no such line. And of
+// this host's /proc/meminfo (-1 where it cannot be read).
+std::int64_t meminfo_available(std::string_view meminfo);
+std::int64_t memory_available();
+
+// How much memory the tile-ordered copy may take: `limit` (>= 0, backend option
+// tile_memory_limit) or, by default, MemAvailable less an eighth (headroom for the rest of the
+// process and the host); `source` says which. The copy is made with anonymous memory that the
+// kernel overcommits, so a copy larger than memory would not fail where it is made: the process
+// would be killed while it is written. -1: no bound known (meminfo unreadable).
+std::int64_t tile_copy_budget(std::int64_t limit, std::string* source);
 
 // Scratch that tiles are loaded from or stored to (repacked activations, accumulators,
 // panels): each tile row is 64 bytes, and a row that straddles two cache lines costs two

@@ -13,6 +13,7 @@
 namespace {
 
 using moereg::cpu::anon_huge_bytes;
+using moereg::cpu::meminfo_available;
 
 // Three mappings: 8 MiB with 4 MiB in huge pages, 2 MiB with none, 4 MiB with 4 MiB.
 const std::string smaps =
@@ -50,6 +51,29 @@ TEST(cpu_tile_memory, huge_page_bytes_of_real_memory_stay_within_it) {
   for (std::size_t i = 0; i < m.bytes() / 2; i += 2048) m.data()[i] = 1;  // touch every page
   EXPECT_LE(m.huge_page_bytes(), m.bytes());
   EXPECT_EQ(moereg::cpu::tile_memory().huge_page_bytes(), 0u);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(cpu_tile_memory, meminfo_available_reads_its_line) {
+  const std::string meminfo =
+      "MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12345678 kB\nBuffers: 1 kB\n";
+  EXPECT_EQ(meminfo_available(meminfo), std::int64_t{12345678} * 1024);
+  EXPECT_EQ(meminfo_available("MemTotal: 1 kB\n"), -1);              // no such line
+  EXPECT_EQ(meminfo_available("MemAvailable: lots kB\n"), -1);       // not a number
+  EXPECT_EQ(meminfo_available("MemAvailable: 12 MB\n"), -1);         // not the kB /proc writes
+  EXPECT_EQ(meminfo_available(""), -1);
+  // This host's: readable on Linux, and no more than the memory it has.
+  const std::int64_t here = moereg::cpu::memory_available();
+  EXPECT_GT(here, 0);
+  std::string source;
+  EXPECT_EQ(moereg::cpu::tile_copy_budget(5, &source), 5);
+  EXPECT_EQ(source, "backend option tile_memory_limit");
+  const std::int64_t budget = moereg::cpu::tile_copy_budget(-1, &source);
+  EXPECT_EQ(source, "the host's MemAvailable less an eighth");
+  EXPECT_GT(budget, 0);
 }
 
 }  // namespace
