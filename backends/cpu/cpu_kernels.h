@@ -110,9 +110,6 @@ struct matrix_unit {
   // read every weight tile from that copy: one contiguous KiB per tile. Costs the copy's
   // memory and time, reported by describe.
   bool tile_weights = false;
-  // The most memory the copy may take (bytes; -1: MemAvailable less an eighth): a larger copy
-  // is not made and the unit reads the weights in place (tile_copy_budget, cpu_tile_weights.h).
-  std::int64_t tile_memory_limit = -1;
 };
 
 struct kernel_table {
@@ -137,6 +134,10 @@ struct kernel_table {
   // Experts with at least unit_min_rows tokens (bf16 activations, bf16 weights) run on the
   // matrix unit when there is one.
   matrix_unit unit;
+  // The most memory a copy of the experts made at create may take (bytes; -1: MemAvailable less
+  // an eighth; copy_budget, cpu_tile_weights.h): past it the tile-ordered copy is not made (the
+  // unit reads the weights in place) and quantize= is refused.
+  std::int64_t copy_memory_limit = -1;
   int unit_min_rows = 0;
   // unit_min_rows and unit.pass_k as they would be without the tile-ordered copy: what a layer
   // takes when its copy does not fit in memory (options the caller set are kept in both).

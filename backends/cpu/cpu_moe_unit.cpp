@@ -321,7 +321,7 @@ void moe_engine::make_tile_weights() {
   };
   const std::int64_t bytes = total * tile_elems * 2;
   std::string source;
-  const std::int64_t budget = tile_copy_budget(kernels_.unit.tile_memory_limit, &source);
+  const std::int64_t budget = copy_budget(kernels_.copy_memory_limit, &source);
   if (budget >= 0 && bytes > budget)
     return in_place("the tile-ordered copy needs " + std::to_string(bytes) + " bytes and " + source + " allows " +
                     std::to_string(budget));

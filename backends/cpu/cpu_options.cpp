@@ -12,7 +12,7 @@ namespace moereg::cpu {
 namespace {
 
 const char* const known_keys =
-    "isa, k_block, unit_k_block, unit_prefetch, stream_y, unit_panels, tile_weights, tile_memory_limit, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
+    "isa, k_block, unit_k_block, unit_prefetch, stream_y, unit_panels, tile_weights, copy_memory_limit, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, int_dot, numa, pool_spin_us";
 
 std::int64_t integer(const std::string& key, const char* value, std::int64_t lo, std::int64_t hi) {
   char* end = nullptr;
@@ -80,8 +80,8 @@ cpu_options parse_cpu_options(const moereg_backend_option* kv, std::size_t count
       o.unit_panels = boolean(key, value) ? 1 : 0;
     } else if (key == "tile_weights") {
       o.tile_weights = boolean(key, value) ? 1 : 0;
-    } else if (key == "tile_memory_limit") {
-      o.tile_memory_limit = integer(key, value, 0, std::int64_t{1} << 62);
+    } else if (key == "copy_memory_limit") {
+      o.copy_memory_limit = integer(key, value, 0, std::int64_t{1} << 62);
     } else if (key == "unit_min_rows") {
       o.unit_min_rows = static_cast<int>(integer(key, value, 1, 1 << 30));
     } else if (key == "panel_min_rows") {
@@ -149,7 +149,7 @@ kernel_table pick_kernels(const cpu_options& o) {
   // originals are not read again after create). Measured on a 16-core Xeon.
   t.unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : t.unit.tile_weights ? 1 : 2;
   t.in_place_unit_min_rows = o.unit_min_rows >= 0 ? o.unit_min_rows : 2;
-  t.unit.tile_memory_limit = o.tile_memory_limit;
+  t.copy_memory_limit = o.copy_memory_limit;
   // From the tile-ordered copy, passes of 256 (a block's two weight tiles, 16 KiB, stay in L1
   // for every pair of token tiles; the next block's and the next pass's tiles are prefetched
   // into L2 meanwhile) ran mixtral and deepseek T = 1024 1.1-1.2x faster than passes of 1024

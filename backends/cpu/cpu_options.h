@@ -22,8 +22,8 @@ struct cpu_options {
   int unit_panels = -1;      // -1 default; 0 reads weight tiles in place; 1 copies per pass
   int tile_weights = -1;     // -1 the unit's default (on for AMX); 1 copies bf16 experts into
                              // the unit's tile order at create, 0 reads them in place
-  std::int64_t tile_memory_limit = -1;  // -1 MemAvailable less an eighth; the most bytes the
-                                        // tile-ordered copy may take (else the weights are read in place)
+  std::int64_t copy_memory_limit = -1;  // -1 MemAvailable less an eighth; the most bytes a copy made at
+                                        // create may take (tile-ordered: else read in place; quantize: refused)
   int unit_min_rows = -1;    // -1 default; tokens an expert needs to run on the unit
   int panel_min_rows = -1;   // -1 default; rows from which bf16/f32 weights take the panel path
   std::int64_t k_block = 0;  // 0 default (1024); K pass length of the tiles

@@ -71,6 +71,12 @@ void moe_engine::quantize_experts(const online_quant& q) {
   const std::int64_t c13 = round_up(2 * I * row_bytes(H), 64), c2 = round_up(H * row_bytes(I), 64);
   const std::int64_t s13 = ggml ? 0 : 2 * I * ceil_div(H, g), s2 = ggml ? 0 : H * ceil_div(I, g);
   const std::int64_t per_expert = c13 + c2 + round_up((s13 + s2) * 4, 64);
+  std::string source;
+  const std::int64_t budget = copy_budget(kernels_.copy_memory_limit, &source);
+  if (budget >= 0 && E * per_expert > budget)
+    throw unsupported("backend option quantize: the quantized copy of the experts needs " + std::to_string(E * per_expert) +
+                      " bytes and " + source + " allows " + std::to_string(budget) +
+                      " (a copy past the memory left would get the process killed while it is written)");
   quant_memory_ = tile_memory(static_cast<std::size_t>(E * per_expert));
   char* base = reinterpret_cast<char*>(quant_memory_.data());
   quant_jobs_.clear();

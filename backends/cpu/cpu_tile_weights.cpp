@@ -57,9 +57,9 @@ std::int64_t memory_available() {
   return meminfo_available(text);
 }
 
-std::int64_t tile_copy_budget(std::int64_t limit, std::string* source) {
+std::int64_t copy_budget(std::int64_t limit, std::string* source) {
   if (limit >= 0) {
-    *source = "backend option tile_memory_limit";
+    *source = "backend option copy_memory_limit";
     return limit;
   }
   const std::int64_t available = memory_available();

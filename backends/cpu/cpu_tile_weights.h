@@ -51,12 +51,12 @@ std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::u
 std::int64_t meminfo_available(std::string_view meminfo);
 std::int64_t memory_available();
 
-// How much memory the tile-ordered copy may take: `limit` (>= 0, backend option
-// tile_memory_limit) or, by default, MemAvailable less an eighth (headroom for the rest of the
-// process and the host); `source` says which. The copy is made with anonymous memory that the
-// kernel overcommits, so a copy larger than memory would not fail where it is made: the process
-// would be killed while it is written. -1: no bound known (meminfo unreadable).
-std::int64_t tile_copy_budget(std::int64_t limit, std::string* source);
+// How much memory a copy of the experts made at create (tile-ordered, quantized) may take:
+// `limit` (>= 0, backend option copy_memory_limit) or, by default, MemAvailable less an eighth
+// (headroom for the rest of the process and the host); `source` says which. The copies are
+// anonymous memory that the kernel overcommits, so one larger than memory would not fail where
+// it is made: the process would be killed while it is written. -1: no bound known.
+std::int64_t copy_budget(std::int64_t limit, std::string* source);
 
 // Scratch that tiles are loaded from or stored to (repacked activations, accumulators,
 // panels): each tile row is 64 bytes, and a row that straddles two cache lines costs two

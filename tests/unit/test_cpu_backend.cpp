@@ -364,19 +364,19 @@ TEST(cpu_backend, options_are_applied_and_checked_by_name) {
   b = nullptr;
   EXPECT_EQ(create({{"kblock", "4"}}, &b),
             "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_k_block, unit_prefetch, stream_y, "
-            "unit_panels, tile_weights, tile_memory_limit, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, "
+            "unit_panels, tile_weights, copy_memory_limit, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, "
             "int_dot, numa, pool_spin_us)");
   EXPECT_EQ(create({{"k_block", "0"}}, &b), "1: backend option k_block=0: expected an integer in 1..1073741824");
   EXPECT_EQ(create({{"isa", "sse2"}}, &b),
             "1: backend option isa=sse2: expected amx, avx512bf16, avx512f, avx_vnni, avx2, scalar or amx_emulated");
   EXPECT_EQ(create({{"phases", "maybe"}}, &b), "1: backend option phases=maybe: expected 0 or 1 (or true/false, on/off)");
-  EXPECT_EQ(create({{"tile_memory_limit", "-1"}}, &b),
-            "1: backend option tile_memory_limit=-1: expected an integer in 0..4611686018427387904");
+  EXPECT_EQ(create({{"copy_memory_limit", "-1"}}, &b),
+            "1: backend option copy_memory_limit=-1: expected an integer in 0..4611686018427387904");
   EXPECT_EQ(b, nullptr);
 }
 
 // The matrix unit's tile-ordered copy (tile_weights) is made only where it fits the memory it
-// may take (tile_memory_limit, by default MemAvailable less an eighth: the copy is overcommitted
+// may take (copy_memory_limit, by default MemAvailable less an eighth: the copy is overcommitted
 // anonymous memory, so a copy larger than memory would get the process killed while written):
 // past it the layer reads the weights in place, computes the same, and describe says why.
 TEST(cpu_backend, tile_copy_is_made_only_where_it_fits_its_memory) {
@@ -386,24 +386,43 @@ TEST(cpu_backend, tile_copy_is_made_only_where_it_fits_its_memory) {
   moe_fixture fx("qwen3_moe");
   block_weights bw(fx);
   std::string d;
-  set_option("tile_memory_limit", "1");
+  set_option("copy_memory_limit", "1");
   EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2}, &d), 1e-2);
   EXPECT_EQ(d.find("\"tile_weight_bytes\""), std::string::npos) << d;
   EXPECT_NE(d.find("\"weights\":\"read in place"), std::string::npos) << d;
   EXPECT_NE(d.find("\"tile_weights_skipped\":\"the tile-ordered copy needs "), std::string::npos) << d;
-  EXPECT_NE(d.find(" bytes and backend option tile_memory_limit allows 1\""), std::string::npos) << d;
+  EXPECT_NE(d.find(" bytes and backend option copy_memory_limit allows 1\""), std::string::npos) << d;
   EXPECT_NE(d.find("\"unit_min_rows\":2"), std::string::npos) << d;  // the in-place defaults
   EXPECT_NE(d.find("\"unit_k_block\":1024"), std::string::npos) << d;
-  set_option("tile_memory_limit", "1000000000");
+  set_option("copy_memory_limit", "1000000000");
   EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2}, &d), 1e-2);
   EXPECT_NE(d.find("\"tile_weight_bytes\""), std::string::npos) << d;
   EXPECT_EQ(d.find("tile_weights_skipped"), std::string::npos) << d;
   EXPECT_NE(d.find("\"unit_k_block\":256"), std::string::npos) << d;
-  clear_option("tile_memory_limit");  // the default: this small layer fits any host's memory
+  clear_option("copy_memory_limit");  // the default: this small layer fits any host's memory
   EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2}, &d), 1e-2);
   EXPECT_NE(d.find("\"tile_weight_bytes\""), std::string::npos) << d;
   clear_option("tile_weights");
   clear_option("isa");
+}
+
+// quantize= makes a copy too, which the caller asked for: past copy_memory_limit it is refused
+// by name (not quantized silently otherwise), nothing created.
+TEST(cpu_backend, quantized_copy_past_its_memory_is_refused) {
+  ASSERT_NE(cpu_api(), nullptr);
+  moe_fixture fx("qwen3_moe");
+  block_weights bw(fx);
+  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) {
+    return take(cpu_api()->create_with_options(&bw.w, &fx.routing, nullptr, kv.data(), kv.size(), b));
+  };
+  moereg_backend* b = nullptr;
+  const std::string err = create({{"quantize", "int8"}, {"copy_memory_limit", "1000"}}, &b);
+  EXPECT_EQ(b, nullptr);
+  EXPECT_EQ(err.rfind("2: backend option quantize: the quantized copy of the experts needs ", 0), 0u) << err;
+  EXPECT_NE(err.find(" bytes and backend option copy_memory_limit allows 1000 "), std::string::npos) << err;
+  ASSERT_EQ(create({{"quantize", "int8"}, {"copy_memory_limit", "1000000000"}}, &b), "");
+  EXPECT_NE(describe(b).find("\"quantize\":\"int8\""), std::string::npos) << describe(b);
+  cpu_api()->destroy(b);
 }
 
 // panel_min_rows=1: bf16 weights widened into f32 panels per K pass (the path FP8

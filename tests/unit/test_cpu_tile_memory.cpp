@@ -69,9 +69,9 @@ TEST(cpu_tile_memory, meminfo_available_reads_its_line) {
   const std::int64_t here = moereg::cpu::memory_available();
   EXPECT_GT(here, 0);
   std::string source;
-  EXPECT_EQ(moereg::cpu::tile_copy_budget(5, &source), 5);
-  EXPECT_EQ(source, "backend option tile_memory_limit");
-  const std::int64_t budget = moereg::cpu::tile_copy_budget(-1, &source);
+  EXPECT_EQ(moereg::cpu::copy_budget(5, &source), 5);
+  EXPECT_EQ(source, "backend option copy_memory_limit");
+  const std::int64_t budget = moereg::cpu::copy_budget(-1, &source);
   EXPECT_EQ(source, "the host's MemAvailable less an eighth");
   EXPECT_GT(budget, 0);
 }
