@@ -346,15 +346,20 @@ TEST(cpu_backend, refuses_bad_ids_and_unsupported_weights) {
   cpu_api()->destroy(nullptr);
 }
 
+// A layer of the fixture's block made with exactly these options (not the test-wide ones); the
+// error, "" on success.
+std::string create_with(const moe_fixture& fx, const block_weights& bw, std::vector<moereg_backend_option> kv,
+                        moereg_backend** b) {
+  return take(cpu_api()->create_with_options(&bw.w, &fx.routing, nullptr, kv.data(), kv.size(), b));
+}
+
 // Backend options (API 2): applied as given, an unknown key or a bad value refused by name,
 // with nothing created.
 TEST(cpu_backend, options_are_applied_and_checked_by_name) {
   ASSERT_NE(cpu_api(), nullptr);
   moe_fixture fx("qwen3_moe");
   block_weights bw(fx);
-  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) {
-    return take(cpu_api()->create_with_options(&bw.w, &fx.routing, nullptr, kv.data(), kv.size(), b));
-  };
+  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) { return create_with(fx, bw, kv, b); };
   moereg_backend* b = nullptr;
   ASSERT_EQ(create({{"k_block", "96"}, {"isa", "scalar"}, {"k_block", "48"}}, &b), "");
   const std::string d = describe(b);
@@ -412,9 +417,7 @@ TEST(cpu_backend, quantized_copy_past_its_memory_is_refused) {
   ASSERT_NE(cpu_api(), nullptr);
   moe_fixture fx("qwen3_moe");
   block_weights bw(fx);
-  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) {
-    return take(cpu_api()->create_with_options(&bw.w, &fx.routing, nullptr, kv.data(), kv.size(), b));
-  };
+  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) { return create_with(fx, bw, kv, b); };
   moereg_backend* b = nullptr;
   const std::string err = create({{"quantize", "int8"}, {"copy_memory_limit", "1000"}}, &b);
   EXPECT_EQ(b, nullptr);
