@@ -346,12 +346,16 @@ TEST(cpu_backend, refuses_bad_ids_and_unsupported_weights) {
   cpu_api()->destroy(nullptr);
 }
 
+namespace {
+
 // A layer of the fixture's block made with exactly these options (not the test-wide ones); the
 // error, "" on success.
 std::string create_with(const moe_fixture& fx, const block_weights& bw, std::vector<moereg_backend_option> kv,
                         moereg_backend** b) {
   return take(cpu_api()->create_with_options(&bw.w, &fx.routing, nullptr, kv.data(), kv.size(), b));
 }
+
+}  // namespace
 
 // Backend options (API 2): applied as given, an unknown key or a bad value refused by name,
 // with nothing created.
