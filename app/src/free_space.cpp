@@ -4,7 +4,6 @@
 #include <sys/vfs.h>
 
 #include <filesystem>
-#include <fstream>
 
 namespace moereg::app {
 
@@ -19,17 +18,6 @@ bool on_tmpfs(const std::string& dir) {
   constexpr long tmpfs_magic = 0x01021994;
   struct statfs f {};
   return ::statfs(dir.c_str(), &f) == 0 && f.f_type == tmpfs_magic;
-}
-
-std::optional<std::uint64_t> memory_available() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  std::uint64_t kib = 0;
-  while (meminfo >> key >> kib) {
-    if (key == "MemAvailable:") return kib * 1024;
-    meminfo.ignore(256, '\n');
-  }
-  return std::nullopt;
 }
 
 }  // namespace moereg::app

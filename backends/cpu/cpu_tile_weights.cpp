@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cpu_tile_weights.h"
 
+#include "moereg/base/meminfo.h"
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -32,39 +34,16 @@ tile_memory::tile_memory(std::size_t bytes) {
   ::madvise(p_, bytes_, MADV_HUGEPAGE);  // advice only: without THP the pages are 4 KiB
 }
 
-std::int64_t meminfo_available(std::string_view meminfo) {
-  constexpr std::string_view field = "MemAvailable:";
-  while (!meminfo.empty()) {
-    const std::size_t eol = meminfo.find('\n');
-    std::string_view line = meminfo.substr(0, eol);
-    meminfo.remove_prefix(eol == std::string_view::npos ? meminfo.size() : eol + 1);
-    if (line.substr(0, field.size()) != field) continue;
-    line.remove_prefix(field.size());
-    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
-    std::int64_t kib = 0;
-    const auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), kib);
-    if (ec != std::errc{} || kib < 0 || std::string_view(end, static_cast<std::size_t>(line.data() + line.size() - end)) != " kB")
-      return -1;
-    return kib * 1024;
-  }
-  return -1;
-}
-
-std::int64_t memory_available() {
-  std::ifstream f("/proc/meminfo");
-  if (!f) return -1;
-  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return meminfo_available(text);
-}
-
 std::int64_t copy_budget(std::int64_t limit, std::string* source) {
   if (limit >= 0) {
     *source = "backend option copy_memory_limit";
     return limit;
   }
-  const std::int64_t available = memory_available();
   *source = "the host's MemAvailable less an eighth";
-  return available < 0 ? -1 : available - available / 8;
+  const auto available = moereg::memory_available();
+  if (!available) return -1;
+  const auto a = static_cast<std::int64_t>(*available);
+  return a - a / 8;
 }
 
 std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end) {

@@ -46,11 +46,6 @@ class tile_memory {
 // its overlap with the range (a mapping merged with a neighbour reports their sum).
 std::size_t anon_huge_bytes(std::string_view smaps, std::uintptr_t begin, std::uintptr_t end);
 
-// MemAvailable of a /proc/meminfo text, in bytes; -1 where the text has no such line. And of
-// this host's /proc/meminfo (-1 where it cannot be read).
-std::int64_t meminfo_available(std::string_view meminfo);
-std::int64_t memory_available();
-
 // How much memory a copy of the experts made at create (tile-ordered, quantized) may take:
 // `limit` (>= 0, backend option copy_memory_limit) or, by default, MemAvailable less an eighth
 // (headroom for the rest of the process and the host); `source` says which. The copies are

@@ -15,8 +15,7 @@
 
 #include "moereg/routing/router.h"
 #include "moereg/tensor/dtype.h"
-#include "test_cpu_backend_util.h"
-#include "test_cpu_fixture_util.h"
+#include "test_cpu_block.h"
 
 using namespace moereg;
 using test::cpu_api;
@@ -28,115 +27,11 @@ using test::take;
 using test::set_option;
 using test::clear_option;
 using test::create_with_test_options;
+using test::block_weights;
+using test::relative_error;
 
 // Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
 namespace test_cpu_backend {
-namespace {
-
-// A fixture's MoE block as backend weights; shared gate and up rows concatenated here.
-struct block_weights {
-  moereg_moe_weights w{};
-  std::vector<std::uint16_t> shared_w13;
-  std::vector<float> w13_f32, w2_f32, shared_w13_f32, shared_w2_f32;
-
-  explicit block_weights(const moe_fixture& fx) {
-    const auto& f = *fx.weights;
-    w.w13 = test::tensor_view(f, fx.block + ".experts.gate_up_proj");
-    w.w2 = test::tensor_view(f, fx.block + ".experts.down_proj");
-    w.num_experts = w.w13.shape[0];
-    w.intermediate = w.w13.shape[1] / 2;
-    w.hidden = w.w13.shape[2];
-    std::string shared = f.find(fx.block + ".shared_expert.gate_proj.weight") ? ".shared_expert."
-                         : f.find(fx.block + ".shared_experts.gate_proj.weight") ? ".shared_experts."
-                                                                                  : "";
-    if (shared.empty()) return;
-    const tensor_info* g = f.find(fx.block + shared + "gate_proj.weight");
-    const tensor_info* u = f.find(fx.block + shared + "up_proj.weight");
-    EXPECT_EQ(g->type, dtype::BF16);
-    shared_w13.resize(g->numel() + u->numel());
-    std::memcpy(shared_w13.data(), f.data(*g), g->nbytes());
-    std::memcpy(shared_w13.data() + g->numel(), f.data(*u), u->nbytes());
-    w.shared_intermediate = g->shape[0];
-    w.shared_w13 = make_view(shared_w13.data(), MOEREG_DTYPE_BF16, {2 * g->shape[0], g->shape[1]});
-    w.shared_w2 = test::tensor_view(f, fx.block + shared + "down_proj.weight");
-    if (f.find(fx.block + ".shared_expert_gate.weight")) w.shared_gate = test::tensor_view(f, fx.block + ".shared_expert_gate.weight");
-  }
-
-  // The same weights widened to F32 (exactly).
-  void to_f32() {
-    auto widen = [](const moereg_tensor_view& v, std::vector<float>& out) {
-      std::int64_t n = 1;
-      for (int i = 0; i < v.rank; ++i) n *= v.shape[i];
-      out.resize(static_cast<std::size_t>(n));
-      for (std::int64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = bf16_to_f32(static_cast<const std::uint16_t*>(v.data)[i]);
-      moereg_tensor_view r = v;
-      r.data = out.data();
-      r.dtype = MOEREG_DTYPE_F32;
-      return r;
-    };
-    w.w13 = widen(w.w13, w13_f32);
-    w.w2 = widen(w.w2, w2_f32);
-    if (w.shared_w13.data) {
-      w.shared_w13 = widen(w.shared_w13, shared_w13_f32);
-      w.shared_w2 = widen(w.shared_w2, shared_w2_f32);
-    }
-  }
-};
-
-struct run_case {
-  bool bf16_input;
-  bool f32_weights;
-  int threads;
-  bool f32_after = false;  // then the same tokens as f32 on the same handle (both outputs checked)
-};
-
-// Runs the block on T tokens (fixture rows repeated) and returns max|out - ref| / max|ref|.
-double relative_error(const moe_fixture& fx, const block_weights& bw, std::int64_t T, const run_case& rc,
-                      std::string* description = nullptr) {
-  std::vector<float> in = test::tensor_f32(*fx.io, "input"), ref = test::tensor_f32(*fx.io, "output");
-  const std::int64_t H = bw.w.hidden, rows = static_cast<std::int64_t>(in.size()) / H;
-  std::vector<float> x(static_cast<std::size_t>(T * H)), want(x.size()), out(x.size(), NAN);
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t h = 0; h < H; ++h) {
-      x[static_cast<std::size_t>(t * H + h)] = in[static_cast<std::size_t>((t % rows) * H + h)];
-      want[static_cast<std::size_t>(t * H + h)] = ref[static_cast<std::size_t>((t % rows) * H + h)];
-    }
-  // Route the f32 input: the backend is checked on the fixture's own expert choice.
-  routing_result r;
-  router(fx.routing, fx.family).route(make_view(x.data(), MOEREG_DTYPE_F32, {T, H}), r);
-  std::vector<std::uint16_t> xb(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
-
-  moereg_backend_options opts{};
-  opts.threads = rc.threads;
-  moereg_backend* b = nullptr;
-  EXPECT_EQ(take(create_with_test_options(&bw.w, &fx.routing, &opts, &b)), "");
-  if (!b) return INFINITY;
-  moereg_tensor_view xv = rc.bf16_input ? make_view(xb.data(), MOEREG_DTYPE_BF16, {T, H}) : make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
-  moereg_tensor_view ids = make_view(r.ids.data(), MOEREG_DTYPE_I64, {T, r.top_k});
-  moereg_tensor_view wts = make_view(r.weights.data(), MOEREG_DTYPE_F32, {T, r.top_k});
-  moereg_tensor_view ov = make_view(out.data(), MOEREG_DTYPE_F32, {T, H});
-  EXPECT_EQ(take(cpu_api()->forward(b, &xv, &ids, &wts, &ov)), "");
-  std::vector<float> out2;
-  if (rc.f32_after) {
-    out2.assign(out.size(), NAN);
-    moereg_tensor_view xf = make_view(x.data(), MOEREG_DTYPE_F32, {T, H});
-    moereg_tensor_view ov2 = make_view(out2.data(), MOEREG_DTYPE_F32, {T, H});
-    EXPECT_EQ(take(cpu_api()->forward(b, &xf, &ids, &wts, &ov2)), "");
-  }
-  if (description) *description = describe(b);
-  cpu_api()->destroy(b);
-  double max_ref = 0, max_err = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    max_ref = std::max(max_ref, std::fabs(double(want[i])));
-    double d = std::fabs(double(out[i]) - want[i]);
-    if (!out2.empty()) d = std::max(d, std::fabs(double(out2[i]) - want[i]));
-    max_err = std::isnan(d) ? INFINITY : std::max(max_err, d);
-  }
-  return max_err / max_ref;
-}
-
-}  // namespace
 
 TEST(cpu_backend, loads_and_probes) {
   ASSERT_NE(cpu_api(), nullptr);
@@ -344,92 +239,6 @@ TEST(cpu_backend, refuses_bad_ids_and_unsupported_weights) {
             "2: w2: dtype F8_E5M2 is not supported by the cpu backend (expected BF16, F32 or F8_E4M3 with block scales)");
   EXPECT_EQ(b, nullptr);
   cpu_api()->destroy(nullptr);
-}
-
-namespace {
-
-// A layer of the fixture's block made with exactly these options (not the test-wide ones); the
-// error, "" on success.
-std::string create_with(const moe_fixture& fx, const block_weights& bw, std::vector<moereg_backend_option> kv,
-                        moereg_backend** b) {
-  return take(cpu_api()->create_with_options(&bw.w, &fx.routing, nullptr, kv.data(), kv.size(), b));
-}
-
-}  // namespace
-
-// Backend options (API 2): applied as given, an unknown key or a bad value refused by name,
-// with nothing created.
-TEST(cpu_backend, options_are_applied_and_checked_by_name) {
-  ASSERT_NE(cpu_api(), nullptr);
-  moe_fixture fx("qwen3_moe");
-  block_weights bw(fx);
-  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) { return create_with(fx, bw, kv, b); };
-  moereg_backend* b = nullptr;
-  ASSERT_EQ(create({{"k_block", "96"}, {"isa", "scalar"}, {"k_block", "48"}}, &b), "");
-  const std::string d = describe(b);
-  EXPECT_NE(d.find("\"k_block\":48"), std::string::npos) << d;  // the later one wins
-  EXPECT_NE(d.find("\"isa\":\"scalar\""), std::string::npos) << d;
-  cpu_api()->destroy(b);
-  b = nullptr;
-  EXPECT_EQ(create({{"kblock", "4"}}, &b),
-            "1: backend option 'kblock' is not a cpu backend option (it takes isa, k_block, unit_k_block, unit_prefetch, stream_y, "
-            "unit_panels, tile_weights, copy_memory_limit, unit_min_rows, panel_min_rows, phases, quantize, quantize_group, "
-            "int_dot, numa, pool_spin_us)");
-  EXPECT_EQ(create({{"k_block", "0"}}, &b), "1: backend option k_block=0: expected an integer in 1..1073741824");
-  EXPECT_EQ(create({{"isa", "sse2"}}, &b),
-            "1: backend option isa=sse2: expected amx, avx512bf16, avx512f, avx_vnni, avx2, scalar or amx_emulated");
-  EXPECT_EQ(create({{"phases", "maybe"}}, &b), "1: backend option phases=maybe: expected 0 or 1 (or true/false, on/off)");
-  EXPECT_EQ(create({{"copy_memory_limit", "-1"}}, &b),
-            "1: backend option copy_memory_limit=-1: expected an integer in 0..4611686018427387904");
-  EXPECT_EQ(b, nullptr);
-}
-
-// The matrix unit's tile-ordered copy (tile_weights) is made only where it fits the memory it
-// may take (copy_memory_limit, by default MemAvailable less an eighth: the copy is overcommitted
-// anonymous memory, so a copy larger than memory would get the process killed while written):
-// past it the layer reads the weights in place, computes the same, and describe says why.
-TEST(cpu_backend, tile_copy_is_made_only_where_it_fits_its_memory) {
-  ASSERT_NE(cpu_api(), nullptr);
-  set_option("isa", "amx_emulated");
-  set_option("tile_weights", "1");
-  moe_fixture fx("qwen3_moe");
-  block_weights bw(fx);
-  std::string d;
-  set_option("copy_memory_limit", "1");
-  EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2}, &d), 1e-2);
-  EXPECT_EQ(d.find("\"tile_weight_bytes\""), std::string::npos) << d;
-  EXPECT_NE(d.find("\"weights\":\"read in place"), std::string::npos) << d;
-  EXPECT_NE(d.find("\"tile_weights_skipped\":\"the tile-ordered copy needs "), std::string::npos) << d;
-  EXPECT_NE(d.find(" bytes and backend option copy_memory_limit allows 1\""), std::string::npos) << d;
-  EXPECT_NE(d.find("\"unit_min_rows\":2"), std::string::npos) << d;  // the in-place defaults
-  EXPECT_NE(d.find("\"unit_k_block\":1024"), std::string::npos) << d;
-  set_option("copy_memory_limit", "1000000000");
-  EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2}, &d), 1e-2);
-  EXPECT_NE(d.find("\"tile_weight_bytes\""), std::string::npos) << d;
-  EXPECT_EQ(d.find("tile_weights_skipped"), std::string::npos) << d;
-  EXPECT_NE(d.find("\"unit_k_block\":256"), std::string::npos) << d;
-  clear_option("copy_memory_limit");  // the default: this small layer fits any host's memory
-  EXPECT_LE(relative_error(fx, bw, 37, {true, false, 2}, &d), 1e-2);
-  EXPECT_NE(d.find("\"tile_weight_bytes\""), std::string::npos) << d;
-  clear_option("tile_weights");
-  clear_option("isa");
-}
-
-// quantize= makes a copy too, which the caller asked for: past copy_memory_limit it is refused
-// by name (not quantized silently otherwise), nothing created.
-TEST(cpu_backend, quantized_copy_past_its_memory_is_refused) {
-  ASSERT_NE(cpu_api(), nullptr);
-  moe_fixture fx("qwen3_moe");
-  block_weights bw(fx);
-  auto create = [&](std::vector<moereg_backend_option> kv, moereg_backend** b) { return create_with(fx, bw, kv, b); };
-  moereg_backend* b = nullptr;
-  const std::string err = create({{"quantize", "int8"}, {"copy_memory_limit", "1000"}}, &b);
-  EXPECT_EQ(b, nullptr);
-  EXPECT_EQ(err.rfind("2: backend option quantize: the quantized copy of the experts needs ", 0), 0u) << err;
-  EXPECT_NE(err.find(" bytes and backend option copy_memory_limit allows 1000 "), std::string::npos) << err;
-  ASSERT_EQ(create({{"quantize", "int8"}, {"copy_memory_limit", "1000000000"}}, &b), "");
-  EXPECT_NE(describe(b).find("\"quantize\":\"int8\""), std::string::npos) << describe(b);
-  cpu_api()->destroy(b);
 }
 
 // panel_min_rows=1: bf16 weights widened into f32 panels per K pass (the path FP8

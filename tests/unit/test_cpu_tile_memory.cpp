@@ -9,11 +9,11 @@
 #include <string>
 
 #include "cpu_tile_weights.h"
+#include "moereg/base/meminfo.h"
 
 namespace {
 
 using moereg::cpu::anon_huge_bytes;
-using moereg::cpu::meminfo_available;
 
 // Three mappings: 8 MiB with 4 MiB in huge pages, 2 MiB with none, 4 MiB with 4 MiB.
 const std::string smaps =
@@ -53,27 +53,17 @@ TEST(cpu_tile_memory, huge_page_bytes_of_real_memory_stay_within_it) {
   EXPECT_EQ(moereg::cpu::tile_memory().huge_page_bytes(), 0u);
 }
 
-}  // namespace
-
-namespace {
-
-TEST(cpu_tile_memory, meminfo_available_reads_its_line) {
-  const std::string meminfo =
-      "MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12345678 kB\nBuffers: 1 kB\n";
-  EXPECT_EQ(meminfo_available(meminfo), std::int64_t{12345678} * 1024);
-  EXPECT_EQ(meminfo_available("MemTotal: 1 kB\n"), -1);              // no such line
-  EXPECT_EQ(meminfo_available("MemAvailable: lots kB\n"), -1);       // not a number
-  EXPECT_EQ(meminfo_available("MemAvailable: 12 MB\n"), -1);         // not the kB /proc writes
-  EXPECT_EQ(meminfo_available(""), -1);
-  // This host's: readable on Linux, and no more than the memory it has.
-  const std::int64_t here = moereg::cpu::memory_available();
-  EXPECT_GT(here, 0);
+// The copies' budget: the option's figure as given, else this host's MemAvailable less an eighth.
+TEST(cpu_tile_memory, copy_budget_is_the_option_or_most_of_the_available_memory) {
   std::string source;
   EXPECT_EQ(moereg::cpu::copy_budget(5, &source), 5);
   EXPECT_EQ(source, "backend option copy_memory_limit");
   const std::int64_t budget = moereg::cpu::copy_budget(-1, &source);
   EXPECT_EQ(source, "the host's MemAvailable less an eighth");
+  const auto available = moereg::memory_available();
+  ASSERT_TRUE(available.has_value());
   EXPECT_GT(budget, 0);
+  EXPECT_LE(budget, static_cast<std::int64_t>(*available));
 }
 
 }  // namespace
