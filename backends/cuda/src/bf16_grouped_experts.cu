@@ -57,7 +57,7 @@ bool bf16_grouped_experts::fits(long long experts, long long hidden, long long i
 
 bf16_grouped_experts::bf16_grouped_experts(const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts, int hidden,
                                            int inter)
-    : E_(experts), H_(hidden), I_(inter) {
+    : E_(experts), H_(hidden), I_(inter), rows_(experts) {
   w13_ = make_bf16_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "bf16 gate/up weights");
   w2_ = make_bf16_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "bf16 down weights");
   path_ = "wgmma_bf16 (grouped bf16 GEMM, one launch a projection; gate/up 128x" +
@@ -68,13 +68,12 @@ bf16_grouped_experts::bf16_grouped_experts(const __nv_bfloat16* w13, const __nv_
 void bf16_grouped_experts::add_shared(const __nv_bfloat16* w13, const __nv_bfloat16* w2) {
   sw13_ = make_bf16_matrix(w13, static_cast<uint64_t>(2 * I_), static_cast<uint64_t>(H_), "bf16 shared gate/up weights");
   sw2_ = make_bf16_matrix(w2, static_cast<uint64_t>(H_), static_cast<uint64_t>(I_), "bf16 shared down weights");
-  check(cudaMalloc(&offsets_, (E_ + 2) * sizeof(int)), "bf16 grouped path: expert offsets");
-  shared_ = true;
+  rows_.add_shared("bf16 grouped path");
   path_.insert(path_.size() - 1, "; the shared expert as one more expert of both GEMMs");
 }
 
 bf16_grouped_experts::~bf16_grouped_experts() {
-  for (void* p : {static_cast<void*>(xs_), static_cast<void*>(g_), static_cast<void*>(h_), static_cast<void*>(offsets_)})
+  for (void* p : {static_cast<void*>(xs_), static_cast<void*>(g_), static_cast<void*>(h_)})
     if (p) cudaFree(p);
 }
 
@@ -98,24 +97,19 @@ void bf16_grouped_experts::ensure(int rows, cudaStream_t stream) {
 void bf16_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStream_t stream, const float* shared_gate) {
   if (in.top_k > max_combine_top_k)
     throw unsupported("bf16 grouped path: top_k " + std::to_string(in.top_k) + " > 32");
-  // Sorted rows: at most one per slot, then one per token for the shared expert.
-  const int shared_count = shared_ ? in.tokens : 0, bound = in.tokens * in.top_k + shared_count;
+  const int bound = rows_.bound(in);
   if (bound == 0) return;
   ensure(bound, stream);
-  const int* offsets = in.offsets;
-  if (shared_) {
-    launch_append_shared_rows(in.offsets, E_, in.tokens, offsets_, stream);
-    offsets = offsets_;
-  }
-  sort_rows<<<bound, 128, 0, stream>>>(in.xb, in.sorted_token, in.offsets, E_, shared_count, H_, xs_);
+  const int* offsets = rows_.offsets(in, stream);
+  sort_rows<<<bound, 128, 0, stream>>>(in.xb, in.sorted_token, in.offsets, E_, rows_.shared_count(in), H_, xs_);
   check_launch("bf16 grouped path: sorted rows");
-  const int experts = E_ + (shared_ ? 1 : 0);
+  const int experts = rows_.experts();
   bf16_grouped_problem p{};
   p.offsets = offsets;
   p.experts = experts;
   p.a = xs_map_;
   p.b = w13_;
-  p.has_last = shared_;
+  p.has_last = rows_.shared();
   p.b_last = sw13_;
   p.n = 2 * I_;
   p.k = H_;
@@ -132,12 +126,7 @@ void bf16_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStr
   p.k = I_;
   p.d = xs_;
   launch_bf16_grouped_gemm(p, bound, stream);
-  shared_rows shared;
-  if (shared_) {
-    shared.expert = E_;
-    shared.gate = shared_gate;
-  }
-  launch_combine_rows(xs_, in, padding{}, H_, out, stream, shared);
+  rows_.combine(xs_, in, H_, out, stream, shared_gate);
 }
 
 }  // namespace moereg::cuda

@@ -47,9 +47,8 @@ class bf16_grouped_experts {
 
   int E_, H_, I_;
   bf16_matrix w13_, w2_;
-  bool shared_ = false;
+  grouped_rows rows_;             // the shared expert, when it joins, as expert E
   bf16_matrix sw13_{}, sw2_{};
-  int* offsets_ = nullptr;        // [E + 2] with the shared expert: the routed offsets, then its rows' end
   int capacity_ = 0;              // rows the buffers hold
   __nv_bfloat16* xs_ = nullptr;   // [capacity, H]: the sorted rows, then (down's output) y
   __nv_bfloat16* g_ = nullptr;    // [capacity, 2I]: gate | up

@@ -126,7 +126,8 @@ class moe_layer {
   // expert's weights again from memory (mixtral, H100: 96 rows per expert 1.72 ms on the
   // kernels, 1.08 ms batched; 48 rows 0.98 vs 1.04).
   static constexpr long long large_expert_bytes = 16ll << 20;
-  long long bf16_cublas_min_rows() const { return 2 * I_ * H_ * 2 > large_expert_bytes ? 64 : cublas_min_rows; }
+  bool large_experts() const { return 2 * I_ * H_ * 2 > large_expert_bytes; }  // bf16 gate/up bytes
+  long long bf16_cublas_min_rows() const { return large_experts() ? 64 : cublas_min_rows; }
   bool pick_cublas(long long rows, long long groups, cublas_mode* mode) const;
   // Whether bf16 experts can run the grouped wgmma GEMM; else `why` says why not.
   bool bf16_wgmma_fits(std::string* why = nullptr) const;

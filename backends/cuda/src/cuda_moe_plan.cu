@@ -72,7 +72,7 @@ bool moe_layer::pick_wgmma(long long slots, bool cublas_taken) const {
   // buffers grow from the host, so it is not captured yet).
   if (tuning_.tiles != "auto" || !tuning_.wgmma || tuning_.graphs || f8_ || cublas_taken || slots <= K_) return false;
   // Small experts stay on the kernels: qwen3's 6 MiB ones ran 3-7 % slower on it (session 25).
-  if (2 * I_ * H_ * 2 <= large_expert_bytes) return false;
+  if (!large_experts()) return false;
   return bf16_wgmma_fits();
 }
 
@@ -128,7 +128,7 @@ std::string moe_layer::bf16_large() const {
   std::string why;
   if (!tuning_.wgmma) return s + "; grouped wgmma GEMM off (wgmma=off)";
   if (!bf16_wgmma_fits(&why)) return s + "; grouped wgmma GEMM not used: " + why;
-  if (2 * I_ * H_ * 2 <= large_expert_bytes) return s + "; grouped wgmma GEMM not used: experts of 16 MiB or less";
+  if (!large_experts()) return s + "; grouped wgmma GEMM not used: experts of 16 MiB or less";
   if (tuning_.graphs) return s + "; grouped wgmma GEMM not used: graphs=on keeps those passes on the captured kernels";
   return s + "; below it, moereg's grouped wgmma bf16 GEMM (one launch a projection) for passes of 2 or more tokens";
 }

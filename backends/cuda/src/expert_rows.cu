@@ -2,6 +2,9 @@
 // expert_rows.cu - the combine of the library GEMM paths (see expert_rows.h).
 #include "expert_rows.h"
 
+#include <stdexcept>
+#include <string>
+
 #include "moe_kernels.cuh"
 
 namespace moereg::cuda {
@@ -50,6 +53,7 @@ __global__ void combine_rows(const __nv_bfloat16* __restrict__ y, const void* id
   }
 }
 
+// offsets[0, E] = routed[0, E] (the offsets the routing left), offsets[E + 1] = routed[E] + tokens.
 __global__ void append_shared_rows(const int* __restrict__ routed, int experts, int tokens, int* __restrict__ offsets) {
   for (int e = threadIdx.x; e <= experts; e += blockDim.x) offsets[e] = routed[e];
   if (threadIdx.x == 0) offsets[experts + 1] = routed[experts] + tokens;
@@ -57,16 +61,42 @@ __global__ void append_shared_rows(const int* __restrict__ routed, int experts, 
 
 }  // namespace
 
-void launch_append_shared_rows(const int* routed, int experts, int tokens, int* offsets, cudaStream_t stream) {
-  append_shared_rows<<<1, 256, 0, stream>>>(routed, experts, tokens, offsets);
-  check_launch("the shared expert's rows");
-}
 
 void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
                          cudaStream_t stream, const shared_rows& shared) {
   combine_rows<<<in.tokens, 256, 0, stream>>>(y, in.ids, in.ids_i64, in.weights, in.rank, in.offsets, in.top_k, hidden,
                                               pad, shared, out);
   check_launch("combine rows");
+}
+
+grouped_rows::~grouped_rows() {
+  if (offsets_) cudaFree(offsets_);
+}
+
+void grouped_rows::add_shared(const char* what) {
+  if (offsets_) return;
+  const cudaError_t e = cudaMalloc(&offsets_, (E_ + 2) * sizeof(int));
+  if (e != cudaSuccess) {
+    offsets_ = nullptr;
+    throw std::runtime_error(std::string(what) + ": expert offsets: " + cudaGetErrorString(e));
+  }
+}
+
+const int* grouped_rows::offsets(const routed_rows& in, cudaStream_t stream) {
+  if (!shared()) return in.offsets;
+  append_shared_rows<<<1, 256, 0, stream>>>(in.offsets, E_, in.tokens, offsets_);
+  check_launch("the shared expert's rows");
+  return offsets_;
+}
+
+void grouped_rows::combine(const __nv_bfloat16* y, const routed_rows& in, int hidden, float* out, cudaStream_t stream,
+                           const float* shared_gate) const {
+  shared_rows shared;
+  if (this->shared()) {
+    shared.expert = E_;
+    shared.gate = shared_gate;
+  }
+  launch_combine_rows(y, in, padding{}, hidden, out, stream, shared);
 }
 
 }  // namespace moereg::cuda

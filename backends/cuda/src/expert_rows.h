@@ -57,14 +57,41 @@ struct shared_rows {
   const float* gate = nullptr;
 };
 
-// offsets[0, E] = routed[0, E] (the offsets the routing left), offsets[E + 1] = routed[E] +
-// tokens: a shared expert as expert E of a grouped GEMM, its rows every token after the routed rows.
-void launch_append_shared_rows(const int* routed, int experts, int tokens, int* offsets, cudaStream_t stream);
-
 // out[t] = sum_k w[t, k] * y[row of slot (t, k)] (+ the shared expert's row, added last)
 // (stored, not added: each token summed in one place, no atomics). y: [rows, H] bf16 in
 // sorted order (through `pad`).
 void launch_combine_rows(const __nv_bfloat16* y, const routed_rows& in, const padding& pad, int hidden, float* out,
                          cudaStream_t stream, const shared_rows& shared = {});
+
+// The rows of a pass of a grouped GEMM engine (fp8_grouped_experts, bf16_grouped_experts): the
+// routed experts' sorted rows and, where the layer's shared expert runs in the same launches,
+// its rows (every token) after them as expert E.
+class grouped_rows {
+ public:
+  explicit grouped_rows(int experts) : E_(experts) {}
+  ~grouped_rows();
+  grouped_rows(const grouped_rows&) = delete;
+  grouped_rows& operator=(const grouped_rows&) = delete;
+
+  // The shared expert joins the launches (its offsets buffer is allocated; `what` names the engine
+  // in an allocation failure).
+  void add_shared(const char* what);
+  bool shared() const { return offsets_ != nullptr; }
+  int experts() const { return E_ + (shared() ? 1 : 0); }
+  int shared_count(const routed_rows& in) const { return shared() ? in.tokens : 0; }
+  // The most sorted rows a pass has: one per slot, then one per token for the shared expert.
+  int bound(const routed_rows& in) const { return in.tokens * in.top_k + shared_count(in); }
+  // The GEMMs' expert offsets [experts() + 1]: the routing's, with the shared expert's rows'
+  // end appended (enqueued on `stream`) where it joins.
+  const int* offsets(const routed_rows& in, cudaStream_t stream);
+  // out[t] = the combine of the sorted rows y [rows, hidden] (launch_combine_rows), the shared
+  // expert's row times shared_gate[t] (or 1) added where it joined.
+  void combine(const __nv_bfloat16* y, const routed_rows& in, int hidden, float* out, cudaStream_t stream,
+               const float* shared_gate) const;
+
+ private:
+  int E_;
+  int* offsets_ = nullptr;  // [E + 2] with the shared expert: the routed offsets, then its rows' end
+};
 
 }  // namespace moereg::cuda

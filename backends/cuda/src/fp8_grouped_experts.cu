@@ -67,7 +67,7 @@ bool fp8_grouped_experts::fits(long long experts, long long hidden, long long in
 fp8_grouped_experts::fp8_grouped_experts(const uint8_t* w13, const uint8_t* w2, const float* w13_scale,
                                          const float* w2_scale, int experts, int hidden, int inter, bool gather,
                                          bool wide, bool fuse)
-    : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), fuse_(fuse), s13_(w13_scale), s2_(w2_scale) {
+    : E_(experts), H_(hidden), I_(inter), gather_(gather), wide_(wide), fuse_(fuse), s13_(w13_scale), s2_(w2_scale), rows_(experts) {
   w13_ = make_f8_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "FP8 gate/up weights");
   w2_ = make_f8_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "FP8 down weights");
   path_ = "wgmma_fp8 (e4m3 activations per 128 columns, grouped FP8 GEMM, block scales per 128 k; gate/up 128x" +
@@ -83,14 +83,13 @@ void fp8_grouped_experts::add_shared(const uint8_t* w13, const uint8_t* w2, cons
   sw2_ = make_f8_matrix(w2, static_cast<uint64_t>(H_), static_cast<uint64_t>(I_), "FP8 shared down weights");
   ss13_ = w13_scale;
   ss2_ = w2_scale;
-  check(cudaMalloc(&offsets_, (E_ + 2) * sizeof(int)), "FP8 grouped path: expert offsets");
-  shared_ = true;
+  rows_.add_shared("FP8 grouped path");
   path_.insert(path_.size() - 1, "; the shared expert as one more expert of both GEMMs");
 }
 
 fp8_grouped_experts::~fp8_grouped_experts() {
   for (void* p : {static_cast<void*>(xq_), static_cast<void*>(xs_), static_cast<void*>(g_), static_cast<void*>(hq_),
-                  static_cast<void*>(hs_), static_cast<void*>(y_), static_cast<void*>(offsets_)})
+                  static_cast<void*>(hs_), static_cast<void*>(y_)})
     if (p) cudaFree(p);
 }
 
@@ -125,19 +124,14 @@ void fp8_grouped_experts::ensure(int rows, int tokens, cudaStream_t stream) {
 void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStream_t stream, const float* shared_gate) {
   if (in.top_k > max_combine_top_k)
     throw unsupported("FP8 grouped path: top_k " + std::to_string(in.top_k) + " > 32");
-  // Sorted rows: at most one per slot, then one per token for the shared expert.
-  const int shared_count = shared_ ? in.tokens : 0, bound = in.tokens * in.top_k + shared_count;
+  const int shared_count = rows_.shared_count(in), bound = rows_.bound(in);
   if (bound == 0) return;
   ensure(bound, in.tokens, stream);
-  const int* offsets = in.offsets;
-  if (shared_) {
-    launch_append_shared_rows(in.offsets, E_, in.tokens, offsets_, stream);
-    offsets = offsets_;
-  }
+  const int* offsets = rows_.offsets(in, stream);
   quantize_x<<<gather_ ? in.tokens : bound, 128, 0, stream>>>(in.xb, gather_ ? nullptr : in.sorted_token, in.offsets,
                                                              E_, shared_count, H_, xpitch_, xq_, xs_);
   check_launch("FP8 grouped path: quantize x");
-  const int experts = E_ + (shared_ ? 1 : 0);
+  const int experts = rows_.experts();
   f8_grouped_problem p{};
   p.offsets = offsets;
   p.experts = experts;
@@ -151,7 +145,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   }
   p.b = w13_;
   p.b_scale = s13_;
-  if (shared_) {
+  if (rows_.shared()) {
     p.b_last = sw13_;
     p.b_last_scale = ss13_;
   }
@@ -177,7 +171,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.hs = nullptr;
   p.b = w2_;
   p.b_scale = s2_;
-  if (shared_) {
+  if (rows_.shared()) {
     p.b_last = sw2_;
     p.b_last_scale = ss2_;
   }
@@ -185,12 +179,7 @@ void fp8_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStre
   p.k = I_;
   p.d = y_;
   launch_f8_grouped_gemm(p, bound, stream);
-  shared_rows shared;
-  if (shared_) {
-    shared.expert = E_;
-    shared.gate = shared_gate;
-  }
-  launch_combine_rows(y_, in, padding{}, H_, out, stream, shared);
+  rows_.combine(y_, in, H_, out, stream, shared_gate);
 }
 
 }  // namespace moereg::cuda

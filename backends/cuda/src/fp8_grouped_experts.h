@@ -72,10 +72,9 @@ class fp8_grouped_experts {
   bool gather_, wide_, fuse_;
   const float *s13_, *s2_;
   f8_matrix w13_, w2_;
-  bool shared_ = false;
+  grouped_rows rows_;  // the shared expert, when it joins, as expert E
   const float *ss13_ = nullptr, *ss2_ = nullptr;
   f8_matrix sw13_{}, sw2_{};
-  int* offsets_ = nullptr;  // [E + 2] with the shared expert: the routed offsets, then its rows' end
   int capacity_ = 0, pitch_ = 0;  // routed rows the buffers hold; scale column pitch (capacity rounded to 4)
   int xrows_ = 0, xpitch_ = 0;    // rows of xq_ (tokens with gather, else capacity) and its scales' pitch
   uint8_t* xq_ = nullptr;         // [xrows, H] e4m3: tokens (gather) or sorted rows
