@@ -7,6 +7,7 @@
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/checkpoint/summary.h"
 #include "moereg/gguf/gguf_file.h"
+#include "moereg/plan/decoded_checkpoint.h"
 #include "session.h"
 
 namespace moereg::app {
@@ -31,6 +32,13 @@ void add_family(checkpoint_report& r, const inspect_request& q) {
     r.experts_per_token = m.dims.K;
     r.moe_layers = m.dims.moe_layers;
     r.dims = m.dims.describe() + " K=" + std::to_string(m.dims.K) + ", " + std::to_string(m.dims.moe_layers.size()) + " MoE layers";
+    try {
+      decode_checkpoint(*m.ckpt, m.spec, *m.layout, m.dims);  // headers only: views, no data read
+    } catch (const cancelled&) {
+      throw;
+    } catch (const error& e) {
+      r.layout_error = e.what();
+    }
   } catch (const cancelled&) {
     throw;
   } catch (const error& e) {
@@ -58,6 +66,7 @@ json::value report_json(const checkpoint_summary& s, const checkpoint_report& r,
                                            {"moe_layers", json::value(std::move(layers))}}));
   }
   if (!r.family_error.empty()) v.set("family_error", json::value(r.family_error));
+  if (!r.layout_error.empty()) v.set("layout_error", json::value(r.layout_error));
   if (is_gguf) v.set("gguf_metadata", json::value(std::move(gguf_metadata)));
   return v;
 }

@@ -34,7 +34,7 @@ result<verify_report> verify(const verify_request& r) noexcept {
       decoded_checkpoint da = decode_checkpoint(*ma->ckpt, ma->spec, *ma->layout, ma->dims);
       decoded_checkpoint db = decode_checkpoint(*mb->ckpt, mb->spec, *mb->layout, mb->dims);
       c = compare_decoded(da, db, ma->hooks(), mb->hooks());
-      rep.how = "through layouts " + ma->layout->name + " and " + mb->layout->name + " (family " + ma->model_type + ")";
+      rep.how = "through layouts " + ma->layout->name + " and " + mb->layout->name + " (family " + ma->model_type + "; in canonical form: each expert's gate, up and down count as one tensor each)";
     } else {
       checkpoint_options opts;
       opts.require_config = false;

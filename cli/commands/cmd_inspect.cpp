@@ -24,6 +24,7 @@ void print_text(const app::checkpoint_report& r) {
     std::cout << "family      " << printable(r.family) << " (model_type " << printable(r.model_type) << "), layout "
               << printable(r.layout) << "; " << r.dims << "\n";
   else std::cout << "family      unknown: " << printable_message(r.family_error) << "\n";
+  if (!r.layout_error.empty()) std::cout << "problems    " << printable_message(r.layout_error) << "\n";
   std::cout << "tensors     " << r.tensor_count << "\n";
   std::cout << "bytes       " << r.total_bytes << " (" << format_bytes(r.total_bytes) << ")\n";
   std::cout << "dtypes     ";

@@ -308,6 +308,100 @@ TEST_F(PluginManifests, ShapeErrorsNameTheConfigFieldOfEachSymbol) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(test::contains(r.output, "I = 32 from `moe_intermediate_size`")) << r.output;
   EXPECT_TRUE(test::contains(r.output, "H = 64 from `hidden_size` in " + d + "/config.json")) << r.output;
+  // Each names the layout entry it was read for, and a tensor of the wrong shape is not also
+  // listed as missing.
+  EXPECT_TRUE(test::contains(r.output, "entry 'gate' of layout 'hf' at ")) << r.output;
+  EXPECT_FALSE(test::contains(r.output, "missing expert tensor")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+  // inspect shows the same problems (and still exits 0: it is for looking).
+  r = test::run_moereg("inspect " + d);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "problems    " + d + ": ")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "I = 32 from `moe_intermediate_size`")) << r.output;
+  r = test::run_moereg("inspect " + test::fixture("qwen3_moe/hf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(test::contains(r.output, "problems")) << r.output;
+}
+
+// The plan says which rows of a fused tensor each piece is: gate and up differ only there.
+TEST_F(PluginManifests, PlanNamesTheRowsOfEachFusedPiece) {
+  auto r = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + (tmp / "v5") + " --to transformers_v5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("convert --dry-run " + (tmp / "v5") + " " + (tmp / "back") + " --to hf");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "experts.3.gate_proj.weight  BF16 [24, 64]  <- model.layers.1.mlp.experts.gate_up_proj[3, rows 0..23]"))
+      << r.output;
+  EXPECT_TRUE(test::contains(r.output, "experts.3.up_proj.weight  BF16 [24, 64]  <- model.layers.1.mlp.experts.gate_up_proj[3, rows 24..47]"))
+      << r.output;
+  r = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + (tmp / "g") + " --to grouped");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("convert --dry-run " + (tmp / "g") + " " + (tmp / "back") + " --to hf");
+  EXPECT_TRUE(test::contains(r.output, "<- model.layers.1.mlp.experts.gate_and_up_projs[3, columns 24..47 (transposed)]")) << r.output;
+}
+
+// What a newcomer writing a YAML-only plugin gets wrong first (a session's audit, following
+// the docs alone): each is said at the manifest line that caused it, once.
+TEST_F(PluginManifests, DimsAndLayerCountFieldsAbsentFromConfigNameTheirLine) {
+  std::string y = plugins + "/qwen3_moe/plugin.yaml";
+  const std::string convert =
+      "convert --dry-run " + test::fixture("qwen3_moe/hf") + " " + (tmp / "out") + " --to grouped --plugin-path " + plugins;
+  // Was "expected a positive integer in moe_intermediate_sizes for I": neither absent nor where.
+  std::string text = replace(qwen3_yaml_only(), "I: moe_intermediate_size", "I: moe_intermediate_sizes");
+  write_plugin(plugins + "/qwen3_moe", text);
+  auto r = test::run_moereg(convert);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "no field 'moe_intermediate_sizes', which dims.I names at " + where(y, text, "I: moe_", 3) +
+                                           " without a default"))
+      << r.output;
+  text = replace(qwen3_yaml_only(), "count: num_hidden_layers", "count: num_hidden_layer");
+  write_plugin(plugins + "/qwen3_moe", text);
+  r = test::run_moereg(convert);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "no field 'num_hidden_layer', which moe_layers.count names at " +
+                                           where(y, text, "count: num_hidden_layer", 7) + " without a default"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+}
+
+// Without `passthrough` every other tensor was "not claimed" at convert time; without dims.K or
+// moe_block.router, `plugins check` said ok and moe run blamed config.json.
+TEST_F(PluginManifests, PartsThatCommandsNeedAreSaidByPluginsCheck) {
+  std::string text = qwen3_yaml_only();
+  const auto from = text.find("passthrough:"), to = text.find("reference_layout:");
+  ASSERT_NE(from, std::string::npos);
+  ASSERT_NE(to, std::string::npos);
+  write_plugin(plugins + "/qwen3_moe", text.substr(0, from) + text.substr(to));
+  auto r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "declares no 'passthrough'")) << r.output;
+
+  write_plugin(plugins + "/qwen3_moe", replace(qwen3_yaml_only(), "  K: num_experts_per_tok\n", ""));
+  r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "has no dims.K (experts per token), so moe run refuses it")) << r.output;
+  const std::string moe_run = "moe run " + test::fixture("qwen3_moe/hf") + " --layer 1 --input " +
+                              test::fixture("qwen3_moe/moe_block.safetensors") + " --output " + (tmp / "o.safetensors") +
+                              " --backend cpu --plugin-path " + plugins;
+  r = test::run_moereg(moe_run);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, plugins + "/qwen3_moe/plugin.yaml: dims has no K (experts per token)")) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "o.safetensors"));
+
+  write_plugin(plugins + "/qwen3_moe", replace(qwen3_yaml_only(), "  router: \"model.layers.{layer}.mlp.gate.weight\"\n", ""));
+  r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "declares no moe_block.router, so moe run refuses it")) << r.output;
+}
+
+// A piece name mistyped in `fuse` is one problem, not also "needs at least two pieces".
+TEST_F(PluginManifests, MistypedFusePieceIsSaidOnce) {
+  std::string text = replace(qwen3_yaml_only(), "fuse: [gate, up]", "fuse: [gate, upp]");
+  std::string y = plugins + "/qwen3_moe/plugin.yaml";
+  write_plugin(plugins + "/qwen3_moe", text);
+  auto r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, where(y, text, "[gate, upp]") + ": fuse lists 'upp', expected gate, up or down")) << r.output;
+  EXPECT_FALSE(test::contains(r.output, "at least two pieces")) << r.output;
 }
 
 // One rule for which library serves a hook: the plugin that declared the layout naming it.

@@ -172,9 +172,20 @@ catalog_check family_catalog::check(const plugin_manifest& pm) const {
     std::vector<std::string> problems;
     try {
       family_spec f = with_self.resolve_into(name, t, problems);
+      // Without it every tensor outside the experts is "not claimed" at convert time, far from the cause.
+      if (!f.passthrough_declared)
+        out.notes.push_back(pm.path + ": family '" + name + "'" + (t.empty() ? "" : " (" + t + ")") +
+                            " declares no 'passthrough' (canonical names of every tensor outside the experts, e.g. "
+                            "\"model.layers.{layer}.self_attn.q_proj.weight\"), so only checkpoints of experts alone convert");
       if (!f.routing.declared)
         out.notes.push_back(pm.path + ": family '" + name + "'" + (t.empty() ? "" : " (" + t + ")") +
                             " declares no 'routing', so moe run refuses it (convert, inspect and verify do not need it)");
+      else if (f.moe_block.router.empty())
+        out.notes.push_back(pm.path + ": family '" + name + "'" + (t.empty() ? "" : " (" + t + ")") +
+                            " declares no moe_block.router, so moe run refuses it (convert, inspect and verify do not need it)");
+      else if (!f.dims.count("K"))
+        out.notes.push_back(pm.path + ": family '" + name + "'" + (t.empty() ? "" : " (" + t + ")") +
+                            " has no dims.K (experts per token), so moe run refuses it");
     } catch (const error& e) {
       problems.push_back(e.what());
     }

@@ -87,6 +87,7 @@ family_spec finish_spec(const family_part& merged, const manifest_parts& self, c
   f.moe_layers = merged.moe_layers.value;
   f.moe_block = merged.moe_block.value;
   f.passthrough = merged.passthrough.value;
+  f.passthrough_declared = merged.passthrough.set;
   if (merged.reference_layout.set) f.reference_layout = merged.reference_layout.value;
   if (!merged.layouts.set) problem(top, "missing 'layouts'");
   f.layouts = merged.layouts.value;

@@ -45,12 +45,14 @@ class parser : public detail::spec_reader {
     if (!n["key"]) fail(n, "expert entry '" + name + "' needs a 'key' template");
     else e.key = tmpl(n["key"], "key");
     if (n["fuse"]) {
+      bool unknown = false;
       for (const auto& p : str_list(n["fuse"], "fuse")) {
         auto pc = piece_of(p);
         if (!pc) fail(n["fuse"], "fuse lists '" + p + "', expected gate, up or down");
         else e.pieces.push_back(*pc);
+        unknown |= !pc;
       }
-      if (e.pieces.size() < 2) fail(n["fuse"], "fuse needs at least two pieces, e.g. [gate, up]");
+      if (!unknown && e.pieces.size() < 2) fail(n["fuse"], "fuse needs at least two pieces, e.g. [gate, up]");
     } else if (auto pc = piece_of(name)) {
       e.pieces = {*pc};
     } else {

@@ -23,11 +23,18 @@ std::string describe_view(const matrix_view& v) {
   bool whole = v.offset == 0 && v.nbytes() == v.source->info->nbytes() && v.contiguous();
   if (!whole) {
     s += "[";
+    auto in_matrix = static_cast<std::int64_t>(v.offset);
     if (v.source->info->shape.size() == 3) {
       std::int64_t per = v.source->info->shape[1] * v.source->info->shape[2];
-      s += std::to_string(static_cast<std::int64_t>(v.offset) / per) + ", ";
+      s += std::to_string(in_matrix / per) + ", ";
+      in_matrix %= per;
     }
-    s += "rows " + std::to_string(v.rows) + (v.row_stride == 1 ? " (transposed)" : "") + "]";
+    // Which of the stored matrix's rows (its columns, when stored transposed) the piece is:
+    // gate and up of one fused tensor differ only here.
+    const bool transposed = v.col_stride != 1;
+    const std::int64_t first = transposed ? in_matrix : (v.row_stride > 0 ? in_matrix / v.row_stride : 0);
+    s += std::string(transposed ? "columns " : "rows ") + std::to_string(first) + ".." + std::to_string(first + v.rows - 1) +
+         (transposed ? " (transposed)" : "") + "]";
   }
   return s;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
@@ -48,6 +49,13 @@ std::string field_used(const config_value& v, const json::value& config) {
   return "";
 }
 
+// 2048, 0.5, 1e+12: a config value as written, not std::to_string's "2048.000000".
+std::string number_text(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
 std::string fields_of(const config_value& v) {
   std::string s;
   for (const auto& f : v.fields) s += (s.empty() ? "" : " or ") + f;
@@ -57,11 +65,12 @@ std::string fields_of(const config_value& v) {
 std::int64_t need_dim(const family_spec& spec, const json::value& config, const std::string& path, const char* sym) {
   auto it = spec.dims.find(sym);
   if (it == spec.dims.end()) throw error(spec.manifest_path + ": dims has no '" + sym + "'");
-  auto v = resolve_value(it->second, config);
-  if (!v || !(*v >= 1 && *v <= 2147483647.0) || std::floor(*v) != *v)
-    throw error(path + ": expected a positive integer (at most 2^31-1) in " + fields_of(it->second) + " for " + sym +
-                " (family " + spec.name + ")");
-  return static_cast<std::int64_t>(*v);
+  // Absent without a default: required_value names the field and the manifest line.
+  const double v = required_value(it->second, config, path, 0);
+  if (!(v >= 1 && v <= 2147483647.0) || std::floor(v) != v)
+    throw error(path + ": " + fields_of(it->second) + " = " + number_text(v) + ", expected a positive integer (at most 2^31-1) for " +
+                sym + " (family " + spec.name + ", dims." + sym + " at " + it->second.at.str() + ")");
+  return static_cast<std::int64_t>(v);
 }
 
 struct piece_geometry {
@@ -157,12 +166,10 @@ model_dims read_dims(const family_spec& spec, const json::value& config, const s
     // A field named without a default must be there: a typo would otherwise pick the MoE layers.
     const double v = required_value(cv, config, path, fallback);
     if (!(v >= lo && v <= 1e6) || std::floor(v) != v)
-      throw error(path + ": " + fields_of(cv) + " = " + std::to_string(v) + ", expected " + what + " (an integer from " +
+      throw error(path + ": " + fields_of(cv) + " = " + number_text(v) + ", expected " + what + " (an integer from " +
                   std::to_string(static_cast<int>(lo)) + " to 1000000)");
     return v;
   };
-  auto count = resolve_value(r.count, config);
-  if (!count || *count < 1) throw error(path + ": expected the layer count in " + fields_of(r.count));
   int n = static_cast<int>(layer_value(r.count, 0, 1, "the layer count"));
   int step = static_cast<int>(layer_value(r.sparse_step, 1, 1, "the MoE layer step"));
   int first = static_cast<int>(layer_value(r.first_dense, 0, 0, "the count of leading dense layers"));
@@ -265,7 +272,9 @@ class decoder {
     }
     if (element_shape(*t.info) != expected) {
       problem(printable(name) + ": shape " + shape_string(element_shape(*t.info)) + ", expected " + shape_string(expected) + " (" +
-              shape_formula(e, dims_) + (q().pack() > 1 ? ", packed " + std::to_string(q().pack()) + " per stored element" : "") + ")");
+              shape_formula(e, dims_) + (q().pack() > 1 ? ", packed " + std::to_string(q().pack()) + " per stored element" : "") +
+              "; entry '" + e.name + "' of layout '" + layout_.name + "' at " + e.at.str() + ")");
+      misshapen_.insert(name);
       return false;
     }
     if (t.info->ggml_blocks && e.transpose) {
@@ -412,7 +421,9 @@ class decoder {
     for (std::int64_t x = 0; x < (e.stacked ? 1 : dims_.E); ++x) {
       const checkpoint::entry* src = find(i, l, e.stacked ? -1 : static_cast<int>(x));
       if (!src) {
-        missing.push_back(data_keys_[i].format({{"layer", std::to_string(l)}, {"expert", std::to_string(x)}}));
+        // A tensor found under this key with the wrong shape was reported as such: it is not missing.
+        std::string key = data_keys_[i].format({{"layer", std::to_string(l)}, {"expert", std::to_string(x)}});
+        if (!misshapen_.count(key)) missing.push_back(std::move(key));
         continue;
       }
       place_views(e, eg, l, x, *src);
@@ -500,6 +511,7 @@ class decoder {
   std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found_;  // [entry][layer][expert or -1]
   std::optional<dtype> expert_type_;                       // the first expert's
   std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: its first tensor
+  std::set<std::string> misshapen_;  // expert tensors of the wrong shape (reported once, not also as missing)
   bool mixed_types_ = false;                                 // entries of different types
   std::vector<std::string> problems_;
   std::map<std::pair<std::size_t, std::string>, std::vector<const checkpoint::entry*>> split_found_;  // (split, canonical) -> parts

@@ -306,6 +306,8 @@ class layer_loader {
       groups = v && v->is_string() && v->as_string() == r.groups_when_equals;
     }
     const double n_group = groups ? number(r.n_group, 1) : 1, topk_group = groups ? number(r.topk_group, 1) : 1;
+    if (!d_.spec->dims.count("K"))
+      throw error(d_.spec->manifest_path + ": dims has no K (experts per token); moe run needs it, e.g. `K: num_experts_per_tok`");
     if (d_.dims.K < 1 || d_.dims.K > E_)
       throw error(config_path + ": " + d_.dims.explain({"K"}) + " experts per token, expected 1 to E = " + std::to_string(E_));
     if (!std::isfinite(scaling) || scaling <= 0)

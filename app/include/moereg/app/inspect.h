@@ -58,6 +58,9 @@ struct checkpoint_report {
   std::vector<metadata_entry> gguf_metadata;  // in file order; empty for safetensors
   // The family that claims it; all empty, and family_error set, when none does.
   std::string family, model_type, layout, family_error;
+  // Set when a family claims it but the checkpoint does not fit that layout (shapes against
+  // config.json, missing or unclaimed tensors): what `convert` and `moe run` would refuse.
+  std::string layout_error;
   std::int64_t experts = 0, hidden = 0, intermediate = 0, experts_per_token = 0;
   std::vector<int> moe_layers;
   std::string dims;  // "E=128 H=2048 I=768 K=8, 48 MoE layers"

@@ -254,6 +254,7 @@ struct family_spec {
   moe_layer_rule moe_layers;
   moe_block_spec moe_block;
   std::vector<key_template> passthrough;  // canonical names outside the experts
+  bool passthrough_declared = false;      // the manifest has the key (an empty list is declared)
   std::vector<layout_spec> layouts;
   std::string reference_layout = "hf";  // whose names are the canonical ones
   routing_spec routing;
