@@ -10,6 +10,10 @@
 # Any other kernel of the forward: KERNEL (an ncu regex) and OPTIONS (the backend options,
 # space-separated; replaces the wgmma ones), one run, e.g. the decode GEMMs at T = 1:
 #   KERNEL=experts_gemm OPTIONS="graphs=off" T=1 COUNT=4 bash bench/cuda/ncu_f8_gemm.sh
+# WEIGHTS (f8_e4m3): bf16 profiles a bf16 layer's kernels, e.g. the grouped bf16 wgmma GEMM
+# beside the mma.sync kernels it lost to on qwen3 at T = 1024 (docs/bench-cuda.md, session 25):
+#   WEIGHTS=bf16 PRESET=qwen3_30b_a3b T=1024 KERNEL=bf16_grouped_gemm OPTIONS="tiles=wgmma" bash bench/cuda/ncu_f8_gemm.sh
+#   WEIGHTS=bf16 PRESET=qwen3_30b_a3b T=1024 KERNEL=experts_gemm OPTIONS="graphs=off" bash bench/cuda/ncu_f8_gemm.sh
 # NCU_CLOCK: Nsight Compute's --clock-control, `base` (its default: the SMs locked at the base
 # clock, about 1.5 GHz on an H100, so durations are comparable run to run) or `none` (the
 # clocks the GPU would run at, boost and power capping included).
@@ -31,7 +35,7 @@ profile() {  # label, kernel regex, backend options...
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section SourceCounters \
     --section LaunchStats --section Occupancy -f -o "$rep" .carry/bin/moereg moe bench --backend cuda --preset "${PRESET:-deepseek_v3_e64}" \
-    --weights f8_e4m3 --tokens "${T:-4096}" --no-reference --min-seconds 0.05 --log-level warn "${opts[@]}" > "$log.run" 2>&1
+    --weights "${WEIGHTS:-f8_e4m3}" --tokens "${T:-4096}" --no-reference --min-seconds 0.05 --log-level warn "${opts[@]}" > "$log.run" 2>&1
   "$NCU" -i "$rep.ncu-rep" --page details > "$log" 2>&1
   # Per SASS instruction: executed count and the warp-stall samples (where the warps wait).
   "$NCU" -i "$rep.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu_${label}_sass.csv" 2>&1
