@@ -28,6 +28,7 @@
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/gguf/gguf_output.h"
 #include "moereg/gguf/gguf_tokenizer.h"
+#include "moereg/base/regular_file.h"
 
 namespace fs = std::filesystem;
 
@@ -124,12 +125,7 @@ void check_request(const convert_request& r) {
   resolve_threads(r.threads);  // its range, before any work
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_file(const fs::path& p) { return read_regular_file(p.string()); }
 
 // Configuration last (the caller writes the index after it): an interrupted run never looks complete.
 void write_configuration(const model_session& s, const layout_spec& target, bool strip_quant, const ep_slice* slice,

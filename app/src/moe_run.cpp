@@ -2,6 +2,7 @@
 #include "moereg/app/moe.h"
 
 #include <chrono>
+#include <filesystem>
 
 #include "backend_choice.h"
 #include "guard.h"
@@ -13,11 +14,43 @@
 
 namespace moereg::app {
 
+namespace {
+
+namespace fs = std::filesystem;
+
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::equivalent(a, b, ec) && !ec;
+}
+
+// A result file written over what the run reads would lose the checkpoint (exit 0, and the
+// output looks fine): refused before any work.
+void refuse_output_over_sources(const moe_run_request& r) {
+  const fs::path out(r.output);
+  const std::string named = "moe run: output " + r.output;
+  if (!r.input_file.empty() && same_file(out, r.input_file)) throw usage_error(named + " is the input file; choose another path");
+  std::error_code ec;
+  if (fs::is_directory(r.checkpoint, ec)) {
+    for (const auto& e : fs::directory_iterator(r.checkpoint, ec))
+      if (same_file(out, e.path()))
+        throw usage_error(named + " is " + e.path().string() + ", a file of the checkpoint; choose a path outside " + r.checkpoint);
+    const std::string ext = out.extension().string();
+    if ((ext == ".safetensors" || ext == ".gguf") && same_file(fs::absolute(out).parent_path(), r.checkpoint))
+      throw usage_error(named + " is inside the checkpoint directory " + r.checkpoint +
+                        ", where the next read of it would take the file for one of its shards; choose a path outside it");
+  } else if (same_file(out, r.checkpoint)) {
+    throw usage_error(named + " is the checkpoint file; choose another path");
+  }
+}
+
+}  // namespace
+
 result<moe_run_result> run_moe(const moe_run_request& r) noexcept {
   return guarded([&] {
     using clock = std::chrono::steady_clock;
     if (r.checkpoint.empty()) throw usage_error("run_moe: no checkpoint given");
     if (r.layer < 0) throw usage_error("run_moe: layer " + std::to_string(r.layer) + ": expected 0 or more");
+    if (!r.output.empty()) refuse_output_over_sources(r);
     const int threads = static_cast<int>(resolve_threads(r.threads));
     const auto t0 = clock::now();
     model_session s = open_session({r.checkpoint, r.family, r.layout, "", r.plugin_paths});

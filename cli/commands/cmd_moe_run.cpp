@@ -54,6 +54,8 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   req.threads = threads;
   req.backend_options = backend_option_values(vm);
   req.plugin_paths = plugin_paths(vm);
+  req.output = vm["output"].as<std::string>();
+  req.input_file = in_path;
   const app::moe_run_result r = take(app::run_moe(req));
   // What the backend did at create (its kernels, and any copy of the experts it made, with
   // bytes and seconds), in its own words.

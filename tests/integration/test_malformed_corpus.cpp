@@ -3,12 +3,15 @@
 // `moereg inspect` and `moereg convert` exit 1 with a message naming the file and the
 // problem, and nothing is written.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cstring>
 #include <filesystem>
 #include <set>
 
 #include "malformed_corpus.h"
 #include "moereg/base/error.h"
+#include "moereg/base/json.h"
 #include "moereg/gguf/gguf_file.h"
 #include "test_support.h"
 
@@ -84,6 +87,43 @@ TEST(MalformedCorpus, EveryGgufFailsInspectAndConvertWithExit1AndWritesNothing) 
 
 TEST(MalformedCorpus, EverySafetensorsFailsInspectAndConvertWithExit1AndWritesNothing) {
   run_corpus(malformed_safetensors_corpus());
+}
+
+// A FIFO where a checkpoint file should be: open(2) of one with no writer blocks, and restarts
+// after the signal handlers that let convert stop cleanly, so this used to hang past ^C.
+// (`timeout` turns a hang into exit 124, a failure here.)
+TEST(MalformedInput, FifoInPlaceOfACheckpointFileIsRefusedNotWaitedOn) {
+  temp_dir d;
+  for (const char* victim : {"config.json", "model.safetensors", "generation_config.json"}) {
+    SCOPED_TRACE(victim);
+    const std::string ck = d / (std::string("ck_") + victim), out = d / (std::string("out_") + victim);
+    fs::copy(fixture("qwen3_moe/hf"), ck, fs::copy_options::recursive);
+    if (std::string(victim) == "model.safetensors") {
+      // A shard is read only where the index lists it (a directory scan skips what is not a file).
+      const std::string bytes = read_bytes(ck + "/model.safetensors");
+      std::uint64_t n = 0;
+      std::memcpy(&n, bytes.data(), 8);
+      json::object map;
+      const json::value header = json::parse(bytes.substr(8, n), "header");
+      for (const auto& [name, _] : header.as_object())
+        if (name != "__metadata__") map.emplace_back(name, json::value("model.safetensors"));
+      write_bytes(ck + "/model.safetensors.index.json",
+                  json::dump(json::value(json::object{{"metadata", json::value(json::object{})}, {"weight_map", json::value(map)}})));
+    }
+    fs::remove(ck + "/" + victim);
+    ASSERT_EQ(::mkfifo((ck + "/" + victim).c_str(), 0644), 0);
+    const std::string expect = ck + "/" + victim + ": is a FIFO, expected a regular file";
+    command_result c = run_command("timeout 60 " + std::string(MOEREG_BUILD_DIR) + "/bin/moereg convert '" + ck + "' '" + out +
+                                   "' --to transformers_v5");
+    EXPECT_EQ(c.exit_code, 1) << c.output;
+    EXPECT_TRUE(contains(c.output, expect)) << c.output;
+    EXPECT_FALSE(fs::exists(out)) << "convert left " << out;
+    if (std::string(victim) != "generation_config.json") {  // inspect reads headers and config only
+      command_result i = run_command("timeout 60 " + std::string(MOEREG_BUILD_DIR) + "/bin/moereg inspect '" + ck + "'");
+      EXPECT_EQ(i.exit_code, 1) << i.output;
+      EXPECT_TRUE(contains(i.output, expect)) << i.output;
+    }
+  }
 }
 
 }  // namespace test_malformed_corpus

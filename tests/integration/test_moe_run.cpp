@@ -121,6 +121,36 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   EXPECT_EQ(test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --input x --output y").exit_code, 2) << "--layer is required";
 }
 
+// --output over what the run reads lost the checkpoint with exit status 0 (the result replaced
+// model.safetensors); a new .safetensors beside the shards would be read as one next time.
+TEST(MoeRun, OutputOverTheInputOrTheCheckpointIsRefused) {
+  test::temp_dir d;
+  const std::string ck = d / "ck";
+  std::filesystem::copy(test::fixture("qwen3_moe/hf"), ck, std::filesystem::copy_options::recursive);
+  safetensors_file ref(test::fixture("qwen3_moe/moe_block.safetensors"));
+  write_input(d / "in.safetensors", ref, 4, false);
+  const std::string shard = test::read_bytes(ck + "/model.safetensors"), input = test::read_bytes(d / "in.safetensors");
+  const std::string run = "moe run " + ck + " --layer 1 --backend cpu --input " + (d / "in.safetensors") + " --output ";
+  struct bad_output {
+    std::string path, says;
+  };
+  for (const auto& [path, says] : {bad_output{ck + "/model.safetensors", "a file of the checkpoint"},
+                                   bad_output{ck + "/config.json", "a file of the checkpoint"},
+                                   bad_output{d / "in.safetensors", "is the input file"},
+                                   bad_output{ck + "/result.safetensors", "inside the checkpoint directory"}}) {
+    auto r = test::run_moereg(run + path);
+    EXPECT_NE(r.exit_code, 0) << path << "\n" << r.output;
+    EXPECT_TRUE(test::contains(r.output, says)) << r.output;
+  }
+  EXPECT_EQ(test::read_bytes(ck + "/model.safetensors"), shard);
+  EXPECT_EQ(test::read_bytes(d / "in.safetensors"), input);
+  EXPECT_FALSE(std::filesystem::exists(ck + "/result.safetensors"));
+  auto r = test::run_moereg(run + (d / "out.safetensors"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("verify " + ck + " " + test::fixture("qwen3_moe/hf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 // `moereg moe bench` on the tiny preset: one row per token count, timed, and (where a python
 // with torch is found, as in CI: python3-torch) the PyTorch eager loop on the same weights
 // agrees with the backend to bf16 rounding.

@@ -10,6 +10,7 @@
 
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
+#include "moereg/base/regular_file.h"
 
 namespace moereg::json {
 
@@ -356,11 +357,7 @@ value parse(std::string_view text, std::string_view where, int max_depth) {
 }
 
 value parse_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), path);
+  return parse(read_regular_file(path), path);
 }
 
 std::string dump(const value& v, int indent) {

@@ -12,21 +12,17 @@
 
 #include "moereg/base/error.h"
 #include "moereg/base/mapping_fault.h"
+#include "moereg/base/regular_file.h"
 
 namespace moereg {
 
 mapped_file::mapped_file(std::string path) : path_(std::move(path)) {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw error(path_ + ": cannot open: " + std::strerror(errno));
+  int fd = open_regular_file(path_);  // a FIFO would block open() past ^C
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
     ::close(fd);
     throw error(path_ + ": cannot stat: " + std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw error(path_ + ": not a regular file");
   }
   size_ = static_cast<std::uint64_t>(st.st_size);
   if (size_ > 0) {

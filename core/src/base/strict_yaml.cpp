@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "moereg/base/error.h"
+#include "moereg/base/regular_file.h"
 
 namespace moereg {
 
@@ -70,12 +71,7 @@ std::string read_whole(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(path, ec)) throw error(path + ": is a directory, expected a YAML file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw error(path + ": cannot open: " + std::strerror(errno));
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw error(path + ": cannot read: " + std::strerror(errno));
-  return s.str();
+  return read_regular_file(path);
 }
 
 }  // namespace

@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <unordered_map>
 
 #include "gguf_tokenizer_parts.h"
 #include "moereg/base/error.h"
+#include "moereg/base/regular_file.h"
 
 namespace fs = std::filesystem;
 
@@ -57,8 +59,9 @@ std::vector<std::string> merges_of(const json::value& model, const std::string& 
 // merges.txt (GPT-2's file beside vocab.json): one "left right" per line, an optional "#version" first line.
 std::vector<std::string> merges_txt(const std::string& dir) {
   std::vector<std::string> out;
-  std::ifstream in(fs::path(dir) / "merges.txt");
-  if (!in) return out;
+  const fs::path path = fs::path(dir) / "merges.txt";
+  if (!fs::exists(path)) return out;
+  std::istringstream in(read_regular_file(path.string()));
   std::string line;
   bool first = true;
   while (std::getline(in, line)) {

@@ -12,6 +12,7 @@
 #include "gguf_tokenizer_parts.h"
 #include "le_bytes.h"
 #include "moereg/base/error.h"
+#include "moereg/base/regular_file.h"
 
 namespace fs = std::filesystem;
 
@@ -84,12 +85,7 @@ std::optional<std::string> token_text(const json::value* v) {
   return std::nullopt;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string read_text(const fs::path& p) { return read_regular_file(p.string()); }
 
 const json::value* special_token_id(const json::value& entry) {
   const json::value* st = entry.find("SpecialToken");

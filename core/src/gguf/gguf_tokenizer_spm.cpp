@@ -9,6 +9,7 @@
 
 #include "gguf_tokenizer_parts.h"
 #include "moereg/base/error.h"
+#include "moereg/base/regular_file.h"
 
 namespace fs = std::filesystem;
 
@@ -86,11 +87,7 @@ void put_int32(std::string& out, std::uint32_t field, std::int32_t v) {
 }
 
 std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw error(p.string() + ": cannot be read");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_regular_file(p.string());
 }
 
 }  // namespace

@@ -33,6 +33,11 @@ struct moe_run_request {
   int threads = 0;               // CPU threads; 0: every CPU this process may use
   std::vector<std::pair<std::string, std::string>> backend_options;  // tuning, docs/backends.md
   std::vector<std::string> plugin_paths;
+  // Where the caller will write the result, and the file the input came from (both optional):
+  // run_moe refuses, before any work, an output that is the input file, a file of the
+  // checkpoint, or a new .safetensors/.gguf inside a checkpoint directory (which the next read
+  // of that directory would take for a shard). It writes nothing itself.
+  std::string output, input_file;
 };
 
 struct moe_run_result {
