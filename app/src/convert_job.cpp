@@ -129,8 +129,11 @@ std::string read_file(const fs::path& p) { return read_regular_file(p.string());
 
 // Configuration last (the caller writes the index after it): an interrupted run never looks complete.
 void write_configuration(const model_session& s, const layout_spec& target, bool strip_quant, const ep_slice* slice,
-                         checkpoint_writer& writer) {
-  json::value cfg = slice ? ep_slice_config(s.ckpt->config(), s.dims, *slice) : s.ckpt->config();
+                         const std::optional<std::pair<std::int64_t, std::int64_t>>& range, checkpoint_writer& writer) {
+  // An expert range says so: the local expert count, and the global ids in a `moereg` section.
+  json::value cfg = slice   ? ep_slice_config(s.ckpt->config(), s.dims, *slice)
+                    : range ? expert_range_config(s.ckpt->config(), s.dims, range->first, range->second, nullptr)
+                            : s.ckpt->config();
   if (strip_quant) {
     // Dequantized weights are bf16: a quantization_config left behind would make loaders expect scales.
     json::object kept;
@@ -149,7 +152,7 @@ void write_configuration(const model_session& s, const layout_spec& target, bool
                                      moereg_sink{&text, [](void* c, const char* d, std::size_t n) { static_cast<std::string*>(c)->append(d, n); }}),
                    "plugin '" + rec->name + "' writing " + target.config_file);
     writer.write_file(target.config_file, text);
-  } else if (!strip_quant && !slice && !s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
+  } else if (!strip_quant && !slice && !range && !s.native_config && s.ckpt->is_directory() && fs::exists(fs::path(s.ckpt->path()) / "config.json")) {
     writer.write_file("config.json", read_file(fs::path(s.ckpt->path()) / "config.json"));  // the original bytes, untouched
   } else {
     writer.write_file("config.json", json::dump(cfg, 2) + "\n");
@@ -306,7 +309,7 @@ class conversion_job {
         return rep_;
       }
       const bool strip_quant = popts_.dequantize && src_.quant.quantized() && s_.ckpt->config().is_object();
-      write_configuration(s_, *target_, strip_quant, slice_, writer);
+      write_configuration(s_, *target_, strip_quant, slice_, r_.experts, writer);
       writer.finish(writer.shards().size() > 1);
     } catch (const abandoned& a) {
       wait_for_checksums();
@@ -336,6 +339,10 @@ class conversion_job {
   plan_options options() const {
     plan_options o;
     o.experts = r_.experts;
+    // An expert range is a checkpoint of B-A experts by itself, as an --ep slice is: per-expert
+    // keys count from 0, and config.json gives the global ids.
+    o.renumber_experts = r_.experts.has_value();
+    if (r_.experts || slice_) refuse_slicing_a_slice(s_.ckpt->config(), slice_ ? "--ep" : "--experts A:B");
     if (slice_) {
       if (target_->container == "gguf")
         throw usage_error("--ep: layout '" + target_->name + "' writes a .gguf, whose metadata cannot describe an expert slice; "

@@ -23,7 +23,7 @@ void set_path(json::value& doc, const std::string& dotted, json::value v) {
   }
   for (auto& [k, child] : doc.as_object())
     if (k == dotted.substr(0, dot) && child.is_object()) return set_path(child, dotted.substr(dot + 1), std::move(v));
-  throw error("config.json: no object '" + dotted.substr(0, dot) + "' to hold the expert count of an --ep slice");
+  throw error("config.json: no object '" + dotted.substr(0, dot) + "' to hold the expert count of an expert slice");
 }
 
 // A slice's directory, resumed: complete (its resume log gone, its files in place), interrupted
@@ -38,6 +38,12 @@ slice_state state_of(const std::string& dir) {
 }
 
 }  // namespace
+
+void refuse_slicing_a_slice(const json::value& config, const std::string& option) {
+  if (config.find_path("moereg.expert_parallel") || config.find_path("moereg.expert_slice"))
+    throw usage_error(option + ": the source is itself a slice of a larger model (its config.json has a `moereg` section "
+                      "naming its global experts); slice the full checkpoint instead");
+}
 
 std::string ep_slice_dir(const std::string& out, const ep_slice& slice) {
   return (fs::path(out) / ("ep-" + std::to_string(slice.rank) + "-of-" + std::to_string(slice.ranks))).string();
@@ -54,12 +60,19 @@ std::pair<std::int64_t, std::int64_t> ep_expert_range(const model_dims& dims, co
 }
 
 json::value ep_slice_config(const json::value& config, const model_dims& dims, const ep_slice& slice) {
+  const auto [first, last] = ep_expert_range(dims, slice);
+  return expert_range_config(config, dims, first, last, &slice);
+}
+
+json::value expert_range_config(const json::value& config, const model_dims& dims, std::int64_t first, std::int64_t last,
+                                const ep_slice* slice) {
   // A deep copy: json values share their objects, and the session's config must stay the source's.
   json::value cfg = json::parse(json::dump(config), "config.json");
-  const auto [first, last] = ep_expert_range(dims, slice);
+  const char* option = slice ? "an --ep slice" : "--experts A:B";
+  refuse_slicing_a_slice(config, option);
   auto field = dims.fields.find("E");
   if (field == dims.fields.end())
-    throw error("config.json: E was not read from a field, so an --ep slice cannot say its expert count");
+    throw error(std::string("config.json: E was not read from a field, so ") + option + " cannot say its expert count");
   set_path(cfg, field->second, json::value(last - first));
   // A slice of fewer experts than a token takes (mixtral's 8 over --ep 8) says top-k = its
   // count, so that the slice loads by itself (a router's top-k over E is refused when k > E);
@@ -68,13 +81,13 @@ json::value ep_slice_config(const json::value& config, const model_dims& dims, c
   if (dims.K > last - first && k_field != dims.fields.end()) set_path(cfg, k_field->second, json::value(last - first));
   json::array ids;
   for (std::int64_t e = first; e < last; ++e) ids.emplace_back(e);
-  json::object ep{{"rank", json::value(slice.rank)},
-                  {"ranks", json::value(slice.ranks)},
-                  {"num_experts", json::value(dims.E)},
-                  {"top_k", json::value(dims.K)},
-                  {"first_expert", json::value(first)},
-                  {"experts", json::value(std::move(ids))}};
-  cfg.set("moereg", json::value(json::object{{"expert_parallel", json::value(std::move(ep))}}));
+  json::object section;
+  if (slice) section = {{"rank", json::value(slice->rank)}, {"ranks", json::value(slice->ranks)}};
+  section.emplace_back("num_experts", json::value(dims.E));
+  section.emplace_back("top_k", json::value(dims.K));
+  section.emplace_back("first_expert", json::value(first));
+  section.emplace_back("experts", json::value(std::move(ids)));
+  cfg.set("moereg", json::value(json::object{{slice ? "expert_parallel" : "expert_slice", json::value(std::move(section))}}));
   return cfg;
 }
 

@@ -34,6 +34,15 @@ std::pair<std::int64_t, std::int64_t> ep_expert_range(const model_dims& dims, co
 // (num_experts and top_k global; a slice of fewer experts than top_k says its count as top-k.)
 json::value ep_slice_config(const json::value& config, const model_dims& dims, const ep_slice& slice);
 
+// Refuses to cut experts out of a checkpoint that is itself a slice (its ids would need
+// composing): before planning, so nothing is written. `option` names what asked.
+void refuse_slicing_a_slice(const json::value& config, const std::string& option);
+
+// The same for any expert range [first, last) (convert --experts A:B, slice == nullptr): the
+// section is "expert_slice", without rank and ranks. Refuses a source that is itself a slice.
+json::value expert_range_config(const json::value& config, const model_dims& dims, std::int64_t first, std::int64_t last,
+                                const ep_slice* slice);
+
 // Checks OUT (new or empty; with --resume, anything); the slices' writers create it. Returns
 // whether OUT is new (did not exist), i.e. whether a failed run may remove it when left empty.
 bool prepare_ep_output(const convert_request& request);

@@ -43,7 +43,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "dry-run", po::bool_switch(), "print the plan (each output tensor and where its bytes come from) and check everything; write nothing")(
       "threads", po::value<std::string>(), "threads, 0 to 4096 (default 0: all cores)")(
       "shard-size", po::value<std::string>(), "cut output shards at this size (5GB, 500MB, 2GiB; 0 = one file); default 5GB, as transformers saves")(
-      "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer (expert-parallel loading)")(
+      "experts", po::value<std::string>(), "A:B - write only experts A..B-1 of every layer: a checkpoint of B-A experts by itself (per-expert keys numbered from 0; config.json gives the local count and, in a `moereg.expert_slice` section, the global ids)")(
       "ep", po::value<std::string>(), ep_help.c_str())(
       "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
       "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4, a .gguf's ggml blocks) to bf16, rounding once to nearest even; scales and quantization_config are dropped. f32: a .gguf's ggml blocks to f32")(

@@ -79,6 +79,41 @@ TEST(ExpertParallel, PerExpertKeysCountFromZeroAndEachSliceConvertsOnItsOwn) {
   EXPECT_EQ(test::differing_files(d / "back", d / "ref", {"config.json"}), std::vector<std::string>{});
 }
 
+// --experts A:B used to keep the source's config.json (E = 8 beside [3, ...] tensors) and the
+// global numbers of per-expert keys, so its output did not read back (exit 0 all the same).
+TEST(ExpertParallel, AnExpertRangeIsACheckpointOfItsExpertsByItself) {
+  test::temp_dir d;
+  for (const char* to : {"transformers_v5", "hf"}) {
+    SCOPED_TRACE(to);
+    const std::string out = d / (std::string("r_") + to);
+    auto r = test::run_moereg("convert " + qwen + " " + out + " --to " + to + " --experts 2:5");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    json::value cfg = json::parse_file(out + "/config.json");
+    ASSERT_TRUE(cfg.find("num_local_experts") && cfg.find_path("moereg.expert_slice.experts")) << test::read_bytes(out + "/config.json");
+    EXPECT_EQ(cfg.find("num_local_experts")->as_int(), 3);
+    EXPECT_EQ(cfg.find_path("moereg.expert_slice.first_expert")->as_int(), 2);
+    EXPECT_EQ(cfg.find_path("moereg.expert_slice.num_experts")->as_int(), 8);
+    ASSERT_EQ(cfg.find_path("moereg.expert_slice.experts")->as_array().size(), 3u);
+    EXPECT_EQ(cfg.find_path("moereg.expert_slice.experts")->as_array().back().as_int(), 4);
+    EXPECT_EQ(cfg.find_path("moereg.expert_parallel"), nullptr);
+    r = test::run_moereg("inspect " + out);
+    EXPECT_TRUE(test::contains(r.output, "E=3 H=64")) << r.output;
+    EXPECT_FALSE(test::contains(r.output, "problems")) << r.output;
+    // It converts on its own, and is not sliced again.
+    r = test::run_moereg("convert " + out + " " + out + "_v5 --to transformers_v5");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_moereg("convert " + out + " " + out + "_again --to transformers_v5 --experts 0:2");
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(test::contains(r.output, "the source is itself a slice")) << r.output;
+    EXPECT_FALSE(fs::exists(out + "_again"));
+  }
+  checkpoint per_expert = checkpoint::open(d / "r_hf");
+  EXPECT_NE(per_expert.find("model.layers.1.mlp.experts.0.up_proj.weight"), nullptr) << "numbered from 0";
+  EXPECT_EQ(per_expert.find("model.layers.1.mlp.experts.3.up_proj.weight"), nullptr);
+  auto r = test::run_moereg("verify " + (d / "r_hf_v5") + " " + (d / "r_transformers_v5"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(ExpertParallel, AnUnevenSplitIsRefusedAndWritesNothing) {
   test::temp_dir d;
   auto r = test::run_moereg("convert " + qwen + " " + (d / "ep") + " --to transformers_v5 --ep 3");
