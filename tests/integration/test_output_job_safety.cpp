@@ -201,7 +201,7 @@ TEST(OutputJobSafety, LockNamesTheOwnerAndRemovesNothingWhenRefused) {
   EXPECT_FALSE(has_hidden(out)) << joined(entries(out));
 }
 
-// --resume after the source changed (contents, time, header) is refused naming the file.
+// --resume after the source changed (contents, time, header, change time, inode) is refused naming the file.
 TEST(OutputJobSafety, ResumeRefusesAChangedSource) {
   test::temp_dir d;
   std::string src = copy_source(d), out = d / "out";
@@ -249,11 +249,34 @@ TEST(OutputJobSafety, ResumeRefusesAChangedSource) {
   test::write_bytes(cfg, test::read_bytes(cfg).substr(0, static_cast<std::size_t>(cfg_st.st_size)));
   restore_time(cfg, cfg_st);
 
-  // Unchanged again: resumes.
+  // Same size, time and header, other tensor data (`cp -p` or `rsync -t` of an edited file
+  // leaves exactly this): only the change time tells, which no one can set back. This resumed
+  // into a mix of old and new shards with exit status 0.
+  std::string data_edited = original;
+  data_edited[data_edited.size() - 1] ^= 0x01;
+  test::write_bytes(model, data_edited);
+  restore_time(model, before);
   r = test::run_moereg(args + " --resume");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("model.safetensors: the source changed since the interrupted conversion (it was written to"),
+            std::string::npos)
+      << r.output;
+
+  // A file of the same name put in its place (same bytes, times set back).
+  test::write_bytes(model + ".new", original);
+  ASSERT_EQ(::rename((model + ".new").c_str(), model.c_str()), 0);
+  restore_time(model, before);
+  r = test::run_moereg(args + " --resume");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("(it was replaced by another file of the same name)"), std::string::npos) << r.output;
+
+  // Untouched since it was interrupted: resumes.
+  const std::string out2 = d / "out2";
+  ASSERT_NO_FATAL_FAILURE(test::interrupted_convert(src, out2, "grouped", 100'000, 2));
+  r = test::run_moereg("convert " + src + " " + out2 + " --to grouped --shard-size 100KB --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resuming: 2 of 7"), std::string::npos) << r.output;
-  expect_verifies(out, src);
+  expect_verifies(out2, src);
 }
 
 // SIGINT, SIGTERM and SIGHUP stop a conversion (before its first shard, or after some)

@@ -102,6 +102,8 @@ resume_log::source resume_log::identify(const std::string& path, std::uint64_t h
   source s;
   s.size = static_cast<std::uint64_t>(st.st_size);
   s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  s.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+  s.inode = static_cast<std::uint64_t>(st.st_ino);
   std::vector<std::byte> buf(static_cast<std::size_t>(std::min({header_bytes, s.size, std::uint64_t{64} << 20})));
   std::size_t got = 0;
   while (got < buf.size()) {
@@ -124,6 +126,10 @@ void resume_log::check_sources(const resume_log& now) const {
       why = "its size changed from " + std::to_string(it->second.size) + " to " + std::to_string(s.size) + " bytes";
     else if (it->second.mtime_ns != s.mtime_ns) why = "it was modified after the interrupted conversion started";
     else if (it->second.header_hash != s.header_hash) why = "its header changed";
+    else if (it->second.inode != 0 && it->second.inode != s.inode) why = "it was replaced by another file of the same name";
+    else if (it->second.ctime_ns != 0 && it->second.ctime_ns != s.ctime_ns)
+      why = "it was written to or its attributes changed after the interrupted conversion started (its change time moved, "
+            "though its modification time did not)";
     if (!why.empty())
       throw error(path + ": the source changed since the interrupted conversion (" + why +
                   "), so the shards written from it cannot be trusted; convert into a new directory");
@@ -170,8 +176,12 @@ std::optional<resume_log> resume_log::load(const std::string& dir, const std::st
       const json::value* hash = e.find("header_hash");
       if (!size || !mtime || !hash || !size->is_integer() || !mtime->is_integer() || !hash->is_string())
         throw error(p.string() + ": bad source entry for " + path);
-      log.sources[path] = {static_cast<std::uint64_t>(size->as_int()), static_cast<std::int64_t>(mtime->as_int()),
-                           std::stoull(hash->as_string(), nullptr, 16)};
+      resume_log::source& s = log.sources[path];
+      s = {static_cast<std::uint64_t>(size->as_int()), static_cast<std::int64_t>(mtime->as_int()),
+           std::stoull(hash->as_string(), nullptr, 16)};
+      // Absent from logs written before session 26: not compared then.
+      if (const json::value* c = e.find("ctime_ns"); c && c->is_integer()) s.ctime_ns = c->as_int();
+      if (const json::value* i = e.find("inode"); i && i->is_integer()) s.inode = static_cast<std::uint64_t>(i->as_int());
     }
   return log;
 }
@@ -189,6 +199,8 @@ void resume_log::save(const std::string& dir, const std::string& log_name) const
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(e.header_hash));
     src.emplace_back(path, json::value(json::object{{"size", json::value(e.size)},
                                                      {"mtime_ns", json::value(e.mtime_ns)},
+                                                     {"ctime_ns", json::value(e.ctime_ns)},
+                                                     {"inode", json::value(static_cast<std::int64_t>(e.inode))},
                                                      {"header_hash", json::value(std::string(hex))}}));
   }
   json::value v(json::object{{"fingerprint", json::value(fingerprint)},

@@ -22,11 +22,16 @@ struct resume_log {
     std::uint64_t checksum = 0;
   };
   std::map<std::string, shard> shards;
-  // What a source file looked like: size, modification time in ns, hash of its first bytes.
+  // What a source file looked like: size, modification time in ns, hash of its first bytes,
+  // and its change time and inode: a file edited in place and its mtime set back (`cp -p`,
+  // `rsync -t`, `touch -r`) keeps size, mtime and header, but the kernel moves its ctime, and a
+  // replaced file has another inode. (0: not recorded, by a log of an older moereg.)
   struct source {
     std::uint64_t size = 0;
     std::int64_t mtime_ns = 0;
     std::uint64_t header_hash = 0;
+    std::int64_t ctime_ns = 0;
+    std::uint64_t inode = 0;
     bool operator==(const source&) const = default;
   };
   std::map<std::string, source> sources;  // by path
