@@ -165,6 +165,39 @@ TEST(GgufModelMetadata, MetadataMadeFromConfigJsonIsCheckedByField) {
   EXPECT_EQ(error_of(R"({"num_experts": 8, "num_experts_per_tok": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-6})"), "no error");
 }
 
+// A .gguf has no config.json: a problem with its dimensions names its metadata (this said
+// "which config.json makes a dense layer" of a file that had none).
+TEST(GgufModelMetadata, LayersPastTheBlockCountAreBlamedOnTheMetadata) {
+  test::temp_dir d;
+  const gguf_metadata md = {{"general.architecture", gguf_value::string("qwen3moe")},
+                            {"qwen3moe.block_count", gguf_value::u32(1)},
+                            {"qwen3moe.expert_count", gguf_value::u32(2)},
+                            {"qwen3moe.expert_used_count", gguf_value::u32(1)},
+                            {"qwen3moe.embedding_length", gguf_value::u32(64)},
+                            {"qwen3moe.expert_feed_forward_length", gguf_value::u32(32)}};
+  std::vector<gguf_tensor_spec> specs;
+  for (const char* l : {"0", "1"}) {
+    const std::string b = std::string("blk.") + l + ".";
+    specs.push_back({b + "ffn_gate_exps.weight", ggml_type::F16, {2, 32, 64}});
+    specs.push_back({b + "ffn_up_exps.weight", ggml_type::F16, {2, 32, 64}});
+    specs.push_back({b + "ffn_down_exps.weight", ggml_type::F16, {2, 64, 32}});
+    specs.push_back({b + "ffn_gate_inp.weight", ggml_type::F32, {2, 64}});
+  }
+  {
+    gguf_writer w(d / "m.gguf", md, specs);
+    for (std::size_t i = 0; i < w.tensors().size(); ++i) {
+      std::string b(w.tensors()[i].nbytes, '\0');
+      w.write(i, 0, b.data(), b.size());
+    }
+    w.commit();
+  }
+  auto r = test::run_moereg("convert " + (d / "m.gguf") + " " + (d / "out") + " --to hf");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, "blk.1.ffn_gate_exps.weight: experts in layer 1, which the .gguf's metadata makes a dense layer");
+  EXPECT_FALSE(test::contains(r.output, "config.json")) << r.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
+}
+
 TEST(GgufModelMetadata, ConfigJsonWithMoreExpertsPerTokenThanExpertsIsRefused) {
   family_spec spec = test::source_catalog().resolve("qwen3_moe", "qwen3_moe");
   auto dims_error = [&](const std::string& json_text) {

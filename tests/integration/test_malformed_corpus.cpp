@@ -126,4 +126,26 @@ TEST(MalformedInput, FifoInPlaceOfACheckpointFileIsRefusedNotWaitedOn) {
   }
 }
 
+// One expert stored in another dtype is the one blamed: taking the first expert's type as the
+// entry's blamed the seven right ones for expert 0's F16, and listed it as missing besides.
+TEST(MalformedInput, TheExpertOfAnotherDtypeIsTheOneBlamed) {
+  temp_dir d;
+  const std::string ck = d / "ck";
+  fs::copy(fixture("qwen3_moe/hf"), ck, fs::copy_options::recursive);
+  std::string bytes = read_bytes(ck + "/model.safetensors");
+  const std::string odd = "model.layers.1.mlp.experts.0.gate_proj.weight";
+  const auto at = bytes.find("\"" + odd + "\"");
+  ASSERT_NE(at, std::string::npos);
+  const auto type = bytes.find("\"BF16\"", at);
+  ASSERT_NE(type, std::string::npos);
+  bytes.replace(type, 6, "\"F16\" ");  // same length: JSON whitespace
+  write_bytes(ck + "/model.safetensors", bytes);
+  command_result c = run_moereg("convert '" + ck + "' '" + (d / "out") + "' --to transformers_v5");
+  EXPECT_EQ(c.exit_code, 1) << c.output;
+  EXPECT_TRUE(contains(c.output, odd + ": F16, but model.layers.")) << c.output;
+  EXPECT_FALSE(contains(c.output, "experts.1.gate_proj.weight: BF16, but")) << c.output;
+  EXPECT_FALSE(contains(c.output, "missing expert tensor")) << c.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
+}
+
 }  // namespace test_malformed_corpus

@@ -73,6 +73,11 @@ std::int64_t need_dim(const family_spec& spec, const json::value& config, const 
   return static_cast<std::int64_t>(v);
 }
 
+// What the dimensions were read from, for messages: a .gguf has no config.json.
+std::string config_name(const checkpoint& ckpt) {
+  return ckpt.gguf() && ckpt.config_path().find("config.json") == std::string::npos ? "the .gguf's metadata" : "config.json";
+}
+
 struct piece_geometry {
   std::int64_t rows, cols;
 };
@@ -208,6 +213,7 @@ class decoder {
   decoder(const checkpoint& ckpt, const family_spec& spec, const layout_spec& layout, const model_dims& dims)
       : ckpt_(ckpt), spec_(spec), layout_(layout), dims_(dims),
         config_where_(ckpt.config_path().empty() ? ckpt.path() : ckpt.config_path()),
+        config_name_(config_name(ckpt)),
         moe_(dims.moe_layers.begin(), dims.moe_layers.end()), n_entries_(layout.experts.size()), comps_(n_entries_),
         found_(n_entries_) {
     out_.ckpt = &ckpt;
@@ -248,12 +254,12 @@ class decoder {
   bool in_layer_range(const std::string& name, int l, int x) {
     const bool mtp = l >= layer_count_ && l < layer_count_ + extra_;
     if (!moe_.count(l) && !mtp) {
-      problem(printable(name) + ": experts in layer " + std::to_string(l) + ", which config.json makes a dense layer (MoE layers: " +
+      problem(printable(name) + ": experts in layer " + std::to_string(l) + ", which " + config_name_ + " makes a dense layer (MoE layers: " +
               std::to_string(dims_.moe_layers.size()) + " of " + std::to_string(layer_count_) + ")");
       return false;
     }
     if (x >= dims_.E) {
-      problem(printable(name) + ": expert " + std::to_string(x) + " but config.json says E=" + std::to_string(dims_.E));
+      problem(printable(name) + ": expert " + std::to_string(x) + " but " + config_name_ + " says E=" + std::to_string(dims_.E));
       return false;
     }
     return true;
@@ -290,6 +296,7 @@ class decoder {
     if (first && (first->type != t.info->type || first->ggml_blocks != t.info->ggml_blocks)) {
       problem(printable(name) + ": " + storage_type_name(*t.info) + ", but " + printable(first->name) + " of the same entry is " +
               storage_type_name(*first));
+      misshapen_.insert(name);
       return false;
     }
     if (!first) first = t.info;
@@ -298,8 +305,28 @@ class decoder {
     return true;
   }
 
+  // Each entry's type is the one most of its tensors have, so that an odd one out is the one
+  // reported (taking the first found blamed the seven right experts for expert 0's F16).
+  void settle_entry_types() {
+    for (std::size_t i = 0; i < n_entries_; ++i) {
+      std::map<std::pair<dtype, std::optional<std::uint32_t>>, std::pair<int, const tensor_info*>> kinds;
+      for (const auto& t : ckpt_.tensors())
+        if (data_keys_[i].match(t.info->name)) {
+          auto& [n, first] = kinds[{t.info->type, t.info->ggml_blocks}];
+          if (n++ == 0) first = t.info;
+        }
+      int best = 0;
+      for (const auto& [_, kind] : kinds)
+        if (kind.first > best) {
+          best = kind.first;
+          entry_type_[&layout_.experts[i]] = kind.second;
+        }
+    }
+  }
+
   // Every stored tensor: an expert of some entry (found_), a companion, or one of the others.
   void claim_tensors() {
+    settle_entry_types();
     for (const auto& t : ckpt_.tensors()) {
       bool claimed = false;
       for (std::size_t i = 0; i < n_entries_ && !claimed; ++i) {
@@ -503,6 +530,7 @@ class decoder {
   const layout_spec& layout_;
   const model_dims& dims_;
   const std::string config_where_;
+  const std::string config_name_;  // "config.json", or a .gguf's metadata (there is no config.json)
   const std::set<int> moe_;
   const std::size_t n_entries_;
   int layer_count_ = 0, extra_ = 0;
@@ -510,8 +538,8 @@ class decoder {
   std::vector<entry_companions> comps_;
   std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found_;  // [entry][layer][expert or -1]
   std::optional<dtype> expert_type_;                       // the first expert's
-  std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: its first tensor
-  std::set<std::string> misshapen_;  // expert tensors of the wrong shape (reported once, not also as missing)
+  std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: a tensor of its most common type
+  std::set<std::string> misshapen_;  // expert tensors of the wrong shape or type (reported once, not also as missing)
   bool mixed_types_ = false;                                 // entries of different types
   std::vector<std::string> problems_;
   std::map<std::pair<std::size_t, std::string>, std::vector<const checkpoint::entry*>> split_found_;  // (split, canonical) -> parts
@@ -526,7 +554,7 @@ decoded_checkpoint decode_checkpoint(const checkpoint& ckpt, const family_spec& 
 }
 
 const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec, const model_dims& dims) {
-  if (dims.moe_layers.empty()) throw error(ckpt.path() + ": config.json gives no MoE layers for family " + spec.name);
+  if (dims.moe_layers.empty()) throw error(ckpt.path() + ": " + config_name(ckpt) + " gives no MoE layers for family " + spec.name);
   int l = dims.moe_layers.front();
   const quant_format q =
       read_quant_format(spec, ckpt.config(), ckpt.config_path().empty() ? ckpt.path() : ckpt.config_path());
@@ -585,7 +613,7 @@ const layout_spec& detect_layout(const checkpoint& ckpt, const family_spec& spec
   if (!by_keys.empty())
     throw error(ckpt.path() + ": the expert tensors of layer " + std::to_string(l) + " have the names of layout(s) " +
                 names(by_keys) + " of family '" + spec.name + "' but not their shapes for " + dims.explain({"E", "H", "I"}) +
-                " (does config.json belong to these weights?)");
+                " (does " + config_name(ckpt) + " belong to these weights?)");
   std::string expect;
   for (const auto& layout : spec.layouts) {
     captures c{{"layer", std::to_string(l)}, {"expert", "0"}};
