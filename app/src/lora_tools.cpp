@@ -51,10 +51,12 @@ lora_base open_base(const lora_open_request& r) {
   return b;
 }
 
-lora_adapter read_adapter(const lora_open_request& r, const lora_base& b) {
+// keep_untargeted: pairs PEFT would not apply are listed (inspect) instead of refused (convert).
+lora_adapter read_adapter(const lora_open_request& r, const lora_base& b, bool keep_untargeted = false) {
   lora_read_options o;
   o.peft_version = r.peft_version;
   o.base_architecture = b.arch;
+  o.keep_untargeted = keep_untargeted;
   return read_lora_adapter(r.adapter, b.spec, b.dims, o);
 }
 
@@ -87,7 +89,7 @@ std::vector<lora_expert_target> expert_targets(const lora_adapter& a) {
 result<lora_info> inspect_lora(const lora_open_request& r) noexcept {
   return guarded([&] {
     const lora_base b = open_base(r);
-    const lora_adapter a = read_adapter(r, b);
+    const lora_adapter a = read_adapter(r, b, true);
     lora_info info;
     info.adapter = r.adapter;
     info.base = b.path;
@@ -105,6 +107,7 @@ result<lora_info> inspect_lora(const lora_open_request& r) noexcept {
     info.experts = expert_targets(a);
     for (const auto& o : a.others)
       info.others.push_back({o.stored, o.canonical, o.pair.rank, o.pair.alpha, o.pair.scale(), std::string(dtype_name(o.pair.A.type))});
+    info.untargeted = a.untargeted;
     return info;
   });
 }

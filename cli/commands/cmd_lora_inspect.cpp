@@ -36,6 +36,8 @@ void print_info_json(const app::lora_info& a) {
     others.emplace_back(std::move(j));
   }
   for (int l : a.expert_layers) layers.emplace_back(json::value(static_cast<std::int64_t>(l)));
+  json::array untargeted;
+  for (const auto& u : a.untargeted) untargeted.emplace_back(json::value(u));
   std::cout << json::dump(json::value(json::object{{"adapter", json::value(a.adapter)}, {"base", json::value(a.base)},
                                                     {"family", json::value(a.family)}, {"dims", json::value(a.dims)},
                                                     {"form", json::value(a.form)},
@@ -47,7 +49,8 @@ void print_info_json(const app::lora_info& a) {
                                                     {"expert_layers", json::value(std::move(layers))},
                                                     {"expert_pairs", json::value(a.expert_pairs)},
                                                     {"experts", json::value(std::move(experts))},
-                                                    {"others", json::value(std::move(others))}}),
+                                                    {"others", json::value(std::move(others))},
+                                                    {"untargeted", json::value(std::move(untargeted))}}),
                           2)
             << "\n";
 }
@@ -70,6 +73,11 @@ void print_info(const app::lora_info& a) {
   for (const auto& o : a.others)
     std::cout << "    " << printable(o.module) << " r=" << o.rank << " alpha=" << o.alpha
               << (o.canonical != o.module + ".weight" ? " (canonical " + printable(o.canonical) + ")" : "") << "\n";
+  if (!a.untargeted.empty()) {
+    std::cout << "  not targeted by adapter_config.json, so not applied by PEFT (convert and merge refuse the adapter): "
+              << a.untargeted.size() << " pairs\n";
+    for (const auto& u : a.untargeted) std::cout << "    " << printable(u) << "\n";
+  }
 }
 
 }  // namespace

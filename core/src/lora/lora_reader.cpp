@@ -135,6 +135,32 @@ void adapter_reader::find_targets() {
   if (const json::value* tp = cfg.find("target_parameters"); tp && tp->is_array())
     for (const auto& v : tp->as_array())
       if (v.is_string()) target_params_.push_back(v.as_string());
+  // NeMo Automodel matches its own target_modules (not PEFT's rules): its adapters are not checked.
+  if (nemo_.empty()) targets_.emplace(cfg);
+}
+
+bool adapter_reader::targeted(const factor_pair& f, const std::string& why) {
+  if (why.empty()) return true;
+  untargeted_.emplace_back(f.A->name, why);
+  return false;
+}
+
+void adapter_reader::report_untargeted() {
+  if (untargeted_.empty()) return;
+  if (options_.keep_untargeted) {
+    for (const auto& [k, why] : untargeted_) a_.untargeted.push_back(k + ": " + why);
+    return;
+  }
+  const auto& [key, why] = untargeted_[0];
+  std::string msg = a_.weights_path + ": " + key + " (and its lora_B): not applied by PEFT: " + a_.config_path + ": " + why +
+                    ". PEFT builds no LoRA layer there and skips these factors as unexpected keys; they are refused rather than "
+                    "merged or converted (remove them from the adapter, or make adapter_config.json target the module)";
+  if (untargeted_.size() > 1) {
+    msg += "\n    " + std::to_string(untargeted_.size() - 1) + " more pair(s) not applied by PEFT:";
+    for (std::size_t i = 1; i < untargeted_.size() && i <= 8; ++i) msg += "\n      " + untargeted_[i].first + ": " + untargeted_[i].second;
+    if (untargeted_.size() > 9) msg += "\n      ... and " + std::to_string(untargeted_.size() - 9) + " more";
+  }
+  problems_.insert(problems_.begin(), msg);
 }
 
 void adapter_reader::read_peft_pairs() {
@@ -244,6 +270,18 @@ bool adapter_reader::read_per_expert_pair(const std::string& m, const factor_pai
         done = true;
         int layer = std::stoi(c->at("layer"));
         std::int64_t e = std::stoll(c->at("expert"));
+        if (targets_) {
+          // The fused parameter this piece becomes in a transformers 5 model, and every layer's experts module.
+          std::string param;
+          std::vector<std::string> containers;
+          for (const auto& ft : fused_) {
+            if (std::find(ft.entry->pieces.begin(), ft.entry->pieces.end(), t.p) != ft.entry->pieces.end())
+              param = ft.module.format({{"layer", std::to_string(layer)}}) + "." + ft.param;
+            if (containers.empty())
+              for (int l : dims.moe_layers) containers.push_back(ft.module.format({{"layer", std::to_string(l)}}));
+          }
+          if (!targeted(f, targets_->per_expert(m, leaf_of(m), param, containers))) break;
+        }
         if (!layer_ok(layer, what)) break;
         if (e >= dims.E) {
           problem(W + ": " + what + ": expert " + std::to_string(e) + " but the base has E=" + std::to_string(dims.E));
@@ -285,6 +323,8 @@ void adapter_reader::read_other_pair(const std::string& m, const factor_pair& f,
   lora_module_pair o;
   o.stored = m;
   o.canonical = to_canonical(*a.naming.modules, m + ".weight");
+  if (targets_ && !targeted(f, targets_->other(m, !spec_.moe_block.router.empty() && spec_.moe_block.router.match(o.canonical))))
+    return;
   expected({m}, &o.pair.rank, &o.pair.alpha);
   o.pair.rslora = a.rslora;
   const auto &sA = f.A->shape, &sB = f.B->shape;
@@ -393,6 +433,7 @@ void adapter_reader::read_wrapper_orientation() {
 lora_adapter adapter_reader::finish() {
   lora_adapter& a = a_;
   const std::string& W = a.weights_path;
+  report_untargeted();
   int forms = any_wrapper_ + any_split_ + any_nemo_;
   if (forms > 1) problem(W + ": expert pairs in more than one form (ParamWrapper, per-expert, NeMo grouped) in one adapter");
   if (!problems_.empty()) {
@@ -406,7 +447,7 @@ lora_adapter adapter_reader::finish() {
   if (a.form == lora_form::nemo_grouped)
     for (auto& o : a.others) o.canonical = to_canonical(*a.naming.grouped, o.stored + ".weight");
   std::sort(a.others.begin(), a.others.end(), [](const auto& x, const auto& y) { return x.canonical < y.canonical; });
-  if (a.experts.empty() && a.others.empty()) throw error(W + ": no LoRA factors");
+  if (a.experts.empty() && a.others.empty() && a.untargeted.empty()) throw error(W + ": no LoRA factors");
   return std::move(a_);
 }
 

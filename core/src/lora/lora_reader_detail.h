@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lora_naming_detail.h"
+#include "lora_targets_detail.h"
 
 namespace moereg::lora_detail {
 
@@ -87,6 +88,9 @@ class adapter_reader {
                          const std::vector<const fused_target*>& params, const captures& c);
   bool read_per_expert_pair(const std::string& m, const factor_pair& f, const std::string& what);
   void read_other_pair(const std::string& m, const factor_pair& f, const std::string& what);
+  // False (and the pair noted) when PEFT would not apply it: `why` from peft_targets.
+  bool targeted(const factor_pair& f, const std::string& why);
+  void report_untargeted();
   void read_wrapper_orientation();
   void read_nemo();
   lora_adapter finish();
@@ -128,6 +132,8 @@ class adapter_reader {
   std::vector<per_expert_template> split_;
   key_template gmod_;
   std::vector<std::string> target_params_;
+  std::optional<peft_targets> targets_;  // none for a NeMo adapter (NeMo matches its own way)
+  std::vector<std::pair<std::string, std::string>> untargeted_;  // (lora_A tensor, why)
   bool any_wrapper_ = false, any_split_ = false, any_nemo_ = false;
   std::vector<wrapper_pair> wrappers_;
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -11,6 +12,8 @@
 #include "moereg/base/error.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
 #include "moereg/exec/executor.h"
+
+namespace fs = std::filesystem;
 
 namespace moereg {
 
@@ -422,6 +425,12 @@ lora_output plan_lora_output(const lora_adapter& a, const lora_write_options& op
 }
 
 void write_lora_output(const lora_output& out, const std::string& out_dir) {
+  // Said here with the hint that fits: checkpoint_writer's own refusal suggests --resume, which
+  // an adapter conversion does not have (it is small and written whole). The writer checks again
+  // under its lock.
+  std::error_code ec;
+  if (fs::exists(out_dir, ec) && (!fs::is_directory(out_dir, ec) || !fs::is_empty(out_dir, ec)))
+    throw error(out_dir + ": exists and is not an empty directory (expected a new or empty directory for the converted adapter)");
   std::vector<tensor_spec> specs;
   for (const auto& t : out.tensors) specs.push_back(t.spec);
   checkpoint_writer_options wo;

@@ -54,6 +54,9 @@ struct lora_info {
   std::uint64_t expert_pairs = 0;
   std::vector<lora_expert_target> experts;
   std::vector<lora_module> others;
+  // Pairs on modules adapter_config.json does not target ("<lora_A tensor>: <why>"): PEFT skips
+  // them as unexpected keys; convert and merge refuse such an adapter (docs/lora.md).
+  std::vector<std::string> untargeted;
 };
 
 MOEREG_API result<lora_info> inspect_lora(const lora_open_request& request) noexcept;

@@ -76,6 +76,11 @@ struct lora_read_options {
   // must adapt a 2-D weight of the base of shape [out, in].
   std::string base_architecture;
   const decoded_checkpoint* base = nullptr;
+  // Pairs on modules that adapter_config.json does not target (target_modules, exclude_modules,
+  // layers_to_transform, target_parameters as PEFT matches them): PEFT builds no LoRA layer there
+  // and skips them as unexpected keys. Refused (one error naming the file, tensor and field)
+  // unless kept: then they are left out and listed in lora_adapter::untargeted (inspect).
+  bool keep_untargeted = false;
 };
 
 struct lora_adapter {
@@ -99,6 +104,8 @@ struct lora_adapter {
   // experts[layer][expert][piece]: the pair on that canonical matrix, if adapted.
   std::map<int, std::vector<std::array<std::optional<lora_pair>, 3>>> experts;
   std::vector<lora_module_pair> others;  // sorted by canonical name
+  // With lora_read_options::keep_untargeted: "<tensor>: <why PEFT does not apply it>" per pair left out.
+  std::vector<std::string> untargeted;
 
   // Whether every adapted expert's gate and up pairs hold the same A (bytes): then PEFT's
   // fused gate_up pair keeps rank r; otherwise it is block-diagonal of rank 2r.
@@ -109,7 +116,8 @@ struct lora_adapter {
 // Read dir against the family and dimensions of its base model. Throws moereg::error naming
 // the file and tensor for every problem: unknown peft_type, DoRA / bias / fan_in_fan_out,
 // tensors of no known form, factors missing or of the wrong shape, a rank that disagrees with
-// the config, an expert or layer the base does not have, an undecidable orientation.
+// the config, an expert or layer the base does not have, an undecidable orientation, factors on
+// a module or layer the config does not target (lora_read_options::keep_untargeted).
 lora_adapter read_lora_adapter(const std::string& dir, const family_spec& spec, const model_dims& dims,
                                const lora_read_options& options = {});
 
