@@ -66,6 +66,7 @@ result<std::shared_ptr<const layout_stream>> open_layout_stream(const layout_str
     st->source = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
     plan_options po;
     po.experts = r.experts;
+    po.renumber_experts = r.experts.has_value();  // the names convert --experts writes
     po.dequantize = r.to_bf16;
     st->plan = plan_conversion(st->source, *target, po);
     st->hooks = st->session.hooks();

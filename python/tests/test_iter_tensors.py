@@ -55,6 +55,15 @@ class IterTensors(unittest.TestCase):
         self.assertEqual(made[name].shape, (3,) + shape[1:])
         self.assertEqual(made[name].tobytes(), data[2 * per_expert:5 * per_expert])
 
+    def test_an_expert_range_of_a_per_expert_layout_is_numbered_from_zero(self):
+        # The names `moereg convert --experts 2:5` writes: the slice is a checkpoint of 3 experts.
+        made = dict(moereg.iter_tensors(fixture("qwen3_moe", "hf"), "hf", experts=(2, 5)))
+        full = read_safetensors(fixture("qwen3_moe", "hf/model.safetensors"))
+        name = "model.layers.1.mlp.experts.{}.up_proj.weight"
+        self.assertEqual(made[name.format(0)].tobytes(), full[name.format(2)][2])
+        self.assertIn(name.format(2), made)  # expert 4 of the source
+        self.assertNotIn(name.format(3), made)
+
     def test_yielded_arrays_belong_to_the_caller(self):
         name, a = next(moereg.iter_tensors(fixture("qwen3_moe", "hf"), "transformers_v5"))
         self.assertTrue(a.flags.writeable and a.flags.owndata)

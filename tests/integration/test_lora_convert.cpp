@@ -10,6 +10,7 @@
 #include "conversion_support.h"
 #include "lora_support.h"
 #include "moereg/base/error.h"
+#include "moereg/safetensors/safetensors_reader.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -61,6 +62,27 @@ TEST(LoraConvert, FixturePerExpertRoundTrips) {
     EXPECT_EQ(cfg.find("r")->as_int(), 4);
     test::convert_adapter(d / "pw", d / "pe", lora_form::peft_per_expert, b);
     test::expect_same_tensors(weights(d / "pe"), weights(pe));
+  }
+}
+
+// A slice of experts is numbered from 0, as `convert --experts` numbers the base slice it
+// applies to (per-expert keys kept their global numbers until session 26).
+TEST(LoraConvert, AnExpertSliceIsNumberedFromZero) {
+  test::temp_dir d;
+  const std::string pe = test::fixture("lora/qwen3_moe/peft_per_expert");
+  auto r = test::run_moereg("lora convert " + pe + " " + (d / "slice") + " --to peft_per_expert --experts 2:4 --base " +
+                            test::fixture("qwen3_moe/hf"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  safetensors_file got(weights(d / "slice")), full(weights(pe));
+  const std::string stem = "base_model.model.model.layers.0.mlp.experts.";
+  for (const char* leaf : {".gate_proj.lora_A.weight", ".down_proj.lora_B.weight"}) {
+    SCOPED_TRACE(leaf);
+    const tensor_info* first = got.find(stem + "0" + leaf);
+    const tensor_info* src = full.find(stem + "2" + leaf);
+    ASSERT_TRUE(first && src);
+    EXPECT_EQ(std::memcmp(got.data(*first), full.data(*src), src->nbytes()), 0) << "slice expert 0 is expert 2";
+    EXPECT_NE(got.find(stem + "1" + leaf), nullptr);
+    EXPECT_EQ(got.find(stem + "2" + leaf), nullptr);
   }
 }
 

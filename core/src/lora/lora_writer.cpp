@@ -141,7 +141,8 @@ class lora_planner {
         for (std::int64_t e = e0_; e < e1_; ++e) {
           const auto& p = ex[static_cast<std::size_t>(e)][static_cast<std::size_t>(t.p)];
           if (!p) continue;
-          const std::string m = t.write.format({{"layer", std::to_string(layer)}, {"expert", std::to_string(e)}});
+          // Numbered from 0 in a slice, as `convert --experts` numbers its base's experts.
+          const std::string m = t.write.format({{"layer", std::to_string(layer)}, {"expert", std::to_string(e - e0_)}});
           plain_pair(m, *p);
           if (n && (rank != p->rank || alpha != p->alpha)) {
             uses_.push_back({m, p->rank, p->alpha, 1, leaf_of(m)});
