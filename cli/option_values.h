@@ -2,7 +2,7 @@
 // option_values.h - numeric option values checked against their range, from the command
 // line or from a recipe, with one message shape for every command:
 //   --threads '-4': expected an integer from 0 to 4096 (0 = all cores)
-//   recipe.yaml:3: threads 'many': expected an integer from 0 to 4096 (0 = all cores)
+//   recipe.yaml:3:1: threads 'many': expected an integer from 0 to 4096 (0 = all cores)
 // A bad value on the command line is a usage error (exit 2); in a recipe it is bad input
 // (exit 1). Never a default, never "internal error".
 #pragma once
@@ -23,7 +23,7 @@ using moereg::max_threads;  // moereg/base/parallel.h
 
 struct option_value {
   std::string text;
-  std::string where;  // "--threads", or "recipe.yaml:3: threads"
+  std::string where;  // "--threads", or "recipe.yaml:3:1: threads"
   bool from_command_line = true;
 };
 

@@ -48,7 +48,7 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "resume", po::bool_switch(), "continue an interrupted (stopped, killed) conversion into OUT: shards completed earlier (checked by size and checksum) are kept, the rest redone; refused if a source file changed since")(
       "dtype", po::value<std::string>(), "bf16: dequantize quantized weights (FP8, MXFP4, GPTQ/compressed int4, a .gguf's ggml blocks) to bf16, rounding once to nearest even; scales and quantization_config are dropped. f32: a .gguf's ggml blocks to f32")(
       "no-copy-file-range", po::bool_switch(), "write every byte through write() from the mapped source instead of letting the kernel copy contiguous ranges (copy_file_range): for filesystems where that misbehaves, and to measure it")(
-      "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dtype)");
+      "config", po::value<std::string>(), "a recipe (YAML: source, output, to, from, family, shard_size, threads, experts, dry_run, dtype): fills the options not given on the command line (a value given in both is taken from the command line, with a warning); a bad value is reported at its file:line:column");
   add_plugin_options(p.options());
   p.positional("checkpoint", 1).positional("out", 1);
   auto vm = p.parse(args, globals);
@@ -68,12 +68,19 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   take("dtype", "dtype");
   take("threads", "threads");
   if (vm["dry-run"].as<bool>()) o["dry_run"] = "true";
-  std::map<std::string, std::string> recipe_where;
+  // A recipe fills what the command line left unset; where both give a key, the command line
+  // wins, with a warning naming both values when they differ.
+  std::map<std::string, recipe_value> from_recipe;
   if (vm.count("config")) {
     const std::string recipe = vm["config"].as<std::string>();
     std::error_code ec;
     if (fs::is_directory(recipe, ec)) throw error(recipe + ": is a directory, expected a recipe file (YAML)");
-    apply_recipe(recipe, o, recipe_where);
+    static const std::map<std::string, std::string> option_names = {
+        {"source", "CKPT"},         {"output", "OUT"},          {"to", "--to"},
+        {"from", "--from"},         {"family", "--family"},     {"shard_size", "--shard-size"},
+        {"threads", "--threads"},   {"experts", "--experts"},   {"dry_run", "--dry-run"},
+        {"dtype", "--dtype"}};
+    from_recipe = merge_recipe(read_recipe(recipe), o, option_names);
   }
   for (const char* need : {"source", "to"})
     if (!o.count(need)) throw usage_error(std::string("convert needs ") + (std::string(need) == "to" ? "--to LAYOUT" : "CKPT") + " (see moereg convert --help)");
@@ -89,27 +96,36 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
   job.resume = vm["resume"].as<bool>();
   job.kernel_copy = !vm["no-copy-file-range"].as<bool>();
   // Numeric values are checked before any work, wherever they came from.
+  // A recipe's value is reported at its file:line:column, and is bad input (exit 1), not a usage error.
   auto value_of = [&](const char* key, const char* option) {
-    auto w = recipe_where.find(key);
-    return w == recipe_where.end() ? option_value{o[key], option, true} : option_value{o[key], w->second, false};
+    auto r = from_recipe.find(key);
+    return r == from_recipe.end() ? option_value{o[key], option, true}
+                                  : option_value{o[key], r->second.where + ": " + key, false};
   };
   if (o.count("threads")) job.threads = threads_value(value_of("threads", "--threads"));
   if (o.count("shard_size")) job.shard_size = size_value(value_of("shard_size", "--shard-size"));
   if (o.count("experts")) job.experts = experts_value(value_of("experts", "--experts"));
   if (o.count("ep")) {
     job.expert_parallel = static_cast<int>(integer_value(value_of("ep", "--ep"), 1, 65536, "the number of expert-parallel slices"));
-    if (job.experts) throw usage_error("--ep N and --experts A:B: choose one (--ep writes the expert ranges of its slices)");
+    if (job.experts) {
+      if (from_recipe.count("experts"))
+        bad_value(value_of("experts", "--experts"), "no expert range with --ep N (--ep writes the expert ranges of its slices)");
+      throw usage_error("--ep N and --experts A:B: choose one (--ep writes the expert ranges of its slices)");
+    }
   }
   if (o.count("dtype")) {
     if (o["dtype"] != "bf16" && o["dtype"] != "f32")
-      throw usage_error("--dtype '" + o["dtype"] + "': expected bf16 (dequantize quantized weights) or f32 (decode a .gguf's ggml blocks)");
+      bad_value(value_of("dtype", "--dtype"), "bf16 (dequantize quantized weights) or f32 (decode a .gguf's ggml blocks)");
     job.to_bf16 = o["dtype"] == "bf16";
     job.to_f32 = o["dtype"] == "f32";
   }
+  // Values the checkpoint or the output refuses are reported at their recipe line too.
+  return run_with_recipe(job, from_recipe, [&] {
 #ifdef MOEREG_HAVE_MPI
-  if (detect_parallel_launch()) return run_mpi_convert(job, globals);
+    if (detect_parallel_launch()) return run_mpi_convert(job, globals);
 #endif
-  return run_and_print(job, globals);
+    return run_and_print(job, globals);
+  });
 }
 
 }  // namespace moereg::cli

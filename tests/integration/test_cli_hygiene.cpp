@@ -135,7 +135,7 @@ TEST(CliHygiene, ThreadsOutOfRangeAreRefusedByName) {
                                              value + "\n");
     r = run_moereg("convert --config " + (d / "recipe.yaml"));
     EXPECT_EQ(r.exit_code, 1) << r.output;
-    EXPECT_HAS(r.output, d / "recipe.yaml:4: threads '" + value + "': expected an integer from 0 to 4096");
+    EXPECT_HAS(r.output, d / "recipe.yaml:4:1: threads '" + value + "': expected an integer from 0 to 4096");
     EXPECT_LACKS(r.output, "internal error");
     EXPECT_FALSE(fs::exists(d / "out"));
   }
@@ -155,7 +155,7 @@ TEST(CliHygiene, ShardSizesAreCheckedAndSharedBySynthAndConvert) {
                                          "shard_size: " + value + "\n");
     auto r = run_moereg("convert --config " + (d / "recipe.yaml"));
     EXPECT_EQ(r.exit_code, 1) << r.output;
-    EXPECT_HAS(r.output, d / "recipe.yaml:4: shard_size '" + value + "': expected a size like 5GB");
+    EXPECT_HAS(r.output, d / "recipe.yaml:4:1: shard_size '" + value + "': expected a size like 5GB");
     EXPECT_FALSE(fs::exists(d / "out"));
     r = run_moereg("convert " + src + " " + (d / "out") + " --to transformers_v5 --shard-size '" + value + "'");
     EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -209,7 +209,7 @@ TEST(ConvertCli, JsonSummaryShardsAndRecipe) {
   test::write_bytes(d / "bad.yaml", "source: x\nto: grouped\nshard_sise: 5GB\n");
   r = test::run_moereg("convert --config " + (d / "bad.yaml"));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_HAS(r.output, "bad.yaml:3: unknown key 'shard_sise'");
+  EXPECT_HAS(r.output, "bad.yaml:3:1: unknown key 'shard_sise'");
 }
 
 }  // namespace test_convert_errors

@@ -69,7 +69,7 @@ TEST(StrictYaml, RecipeRefusesYaml11BooleansAndDuplicateKeys) {
     test::write_bytes(d / "r.yaml", "source: " + src + "\noutput: " + (d / "out") + "\nto: grouped\ndry_run: " + spelling + "\n");
     auto r = test::run_moereg("convert --config " + (d / "r.yaml"));
     EXPECT_EQ(r.exit_code, 1) << spelling << "\n" << r.output;
-    EXPECT_NE(r.output.find((d / "r.yaml") + ":4:10: 'dry_run' must be true or false, found '" + spelling + "'"),
+    EXPECT_NE(r.output.find((d / "r.yaml") + ":4:1: dry_run '" + spelling + "': expected true or false"),
               std::string::npos)
         << r.output;
     EXPECT_FALSE(fs::exists(d / "out")) << "nothing converted for dry_run: " << spelling;
