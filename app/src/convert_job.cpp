@@ -195,8 +195,15 @@ std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard
                                  std::vector<std::string>& merged_part_logs) {
   auto old = resume_log::load(out);
   if (!old) throw error(out + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
-  if (old->fingerprint != log.fingerprint)
-    throw error(out + ": the interrupted conversion had another plan (source, target, --experts or --shard-size differ); run it with the same options, or convert into a new directory");
+  if (old->fingerprint != log.fingerprint) {
+    std::string differ;
+    for (const auto& [k, now] : log.options)
+      if (auto it = old->options.find(k); it != old->options.end() && it->second != now)
+        differ += (differ.empty() ? "" : ", ") + k + " was " + it->second + ", now " + now;
+    throw error(out + ": the interrupted conversion had another plan (" +
+                (differ.empty() ? std::string("source, --to, --experts, --dtype, --shard-size, or the source's tensors differ") : differ) +
+                "); run it with the same options, or convert into a new directory");
+  }
   old->check_sources(log);
   // Shards completed by the other processes of an MPI job, each logged by its own process.
   for (const auto& de : fs::directory_iterator(out)) {
@@ -295,6 +302,11 @@ class conversion_job {
   convert_report write() {
     std::vector<shard_plan> shards = to_gguf_ ? plan_gguf_file(std::move(specs_), target_->file_stem) : plan_shards(std::move(specs_), wo_);
     log_.fingerprint = plan_fingerprint(r_, *target_, popts_, edit_fingerprint_, shards);
+    log_.options = {{"source", fs::weakly_canonical(r_.source).string()},
+                    {"--to", target_->name},
+                    {"--experts", popts_.experts ? std::to_string(popts_.experts->first) + ":" + std::to_string(popts_.experts->second) : "(all)"},
+                    {"--dtype", r_.to_bf16 ? "bf16" : r_.to_f32 ? "f32" : "(as stored)"},
+                    {"--shard-size", to_gguf_ ? "(one .gguf)" : std::to_string(wo_.shard_size) + " bytes"}};
     identify_sources(*s_.ckpt, log_);
     if (part_) part_->agree_on_plan(log_.fingerprint);
     open_output(std::move(shards));

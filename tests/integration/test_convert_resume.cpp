@@ -58,7 +58,11 @@ TEST(ConvertResume, ContinuesAfterACrashAndRedoesDamagedShards) {
   std::string args = base + " --shard-size 60KB";
   auto bad = test::run_moereg(base + " --resume --shard-size 1MB");
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.output.find("another plan"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("another plan (--shard-size was 60000 bytes, now 1000000 bytes)"), std::string::npos) << bad.output;
+  bad = test::run_moereg("convert " + src + " " + out + " --to grouped --shard-size 60KB --resume --dtype bf16");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("--dtype was (as stored), now bf16"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("--to was transformers_v5, now grouped"), std::string::npos) << bad.output;
 
   auto again = test::run_moereg(args);
   EXPECT_EQ(again.exit_code, 1) << "a non-empty OUT needs --resume";

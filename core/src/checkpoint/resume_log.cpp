@@ -156,6 +156,9 @@ std::optional<resume_log> resume_log::load(const std::string& dir, const std::st
   const json::value* sh = v.find("shards");
   if (!fp || !fp->is_string() || !sh || !sh->is_object()) throw error(p.string() + ": not a moereg resume log");
   log.fingerprint = fp->as_string();
+  if (const json::value* o = v.find("options"); o && o->is_object())
+    for (const auto& [k, x] : o->as_object())
+      if (x.is_string()) log.options[k] = x.as_string();
   for (const auto& [name, s] : sh->as_object()) {
     const json::value* size = s.find("size");
     const json::value* sum = s.find("checksum");
@@ -203,7 +206,10 @@ void resume_log::save(const std::string& dir, const std::string& log_name) const
                                                      {"inode", json::value(static_cast<std::int64_t>(e.inode))},
                                                      {"header_hash", json::value(std::string(hex))}}));
   }
+  json::object opts;
+  for (const auto& [k, x] : options) opts.emplace_back(k, json::value(x));
   json::value v(json::object{{"fingerprint", json::value(fingerprint)},
+                             {"options", json::value(std::move(opts))},
                              {"sources", json::value(std::move(src))},
                              {"shards", json::value(std::move(sh))}});
   write_file_atomic((fs::path(dir) / log_name).string(), json::dump(v, 2) + "\n");

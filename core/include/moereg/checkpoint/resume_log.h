@@ -17,6 +17,9 @@ namespace moereg {
 struct resume_log {
   static constexpr const char* file_name = ".moereg-resume.json";
   std::string fingerprint;  // identifies the plan: same source, target and shard layout
+  // The options behind the plan, as the user gave them ("to": "grouped", "--dtype": "bf16"),
+  // so that a resume with other options can say which differ (absent from older logs).
+  std::map<std::string, std::string> options;
   struct shard {
     std::uint64_t size = 0;
     std::uint64_t checksum = 0;
