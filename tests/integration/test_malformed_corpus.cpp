@@ -148,4 +148,25 @@ TEST(MalformedInput, TheExpertOfAnotherDtypeIsTheOneBlamed) {
   EXPECT_FALSE(fs::exists(d / "out"));
 }
 
+// A list of dense layers that is not one was ignored: every layer was read as an MoE layer.
+TEST(MalformedInput, DenseLayerListOfAnotherKindIsRefused) {
+  temp_dir d;
+  for (const char* bad : {"\"x\"", "[\"1\"]", "[-1]", "{}"}) {
+    SCOPED_TRACE(bad);
+    const std::string ck = d / "ck";
+    fs::remove_all(ck);
+    fs::copy(fixture("qwen3_moe/hf"), ck, fs::copy_options::recursive);
+    std::string cfg = read_bytes(ck + "/config.json");
+    const auto at = cfg.find("\"mlp_only_layers\": []");
+    ASSERT_NE(at, std::string::npos);
+    cfg.replace(at, 21, std::string("\"mlp_only_layers\": ") + bad);
+    write_bytes(ck + "/config.json", cfg);
+    command_result c = run_moereg("convert '" + ck + "' '" + (d / "out") + "' --to transformers_v5");
+    EXPECT_EQ(c.exit_code, 1) << c.output;
+    EXPECT_TRUE(contains(c.output, ck + "/config.json: mlp_only_layers = ")) << c.output;
+    EXPECT_TRUE(contains(c.output, "expected a list of decoder layer numbers")) << c.output;
+    EXPECT_FALSE(fs::exists(d / "out"));
+  }
+}
+
 }  // namespace test_malformed_corpus

@@ -180,9 +180,18 @@ model_dims read_dims(const family_spec& spec, const json::value& config, const s
   int first = static_cast<int>(layer_value(r.first_dense, 0, 0, "the count of leading dense layers"));
   std::set<int> dense;
   if (!r.dense_layers.empty())
-    if (const json::value* v = config.find_path(r.dense_layers); v && v->is_array())
-      for (const auto& x : v->as_array())
-        if (x.is_integer()) dense.insert(static_cast<int>(x.as_int()));
+    if (const json::value* v = config.find_path(r.dense_layers); v && !v->is_null()) {
+      // A value of another kind used to be ignored: every layer was taken for an MoE layer.
+      auto bad = [&] {
+        return error(path + ": " + r.dense_layers + " = " + json::dump(*v) +
+                     ", expected a list of decoder layer numbers (the layers without experts)");
+      };
+      if (!v->is_array()) throw bad();
+      for (const auto& x : v->as_array()) {
+        if (!x.is_integer() || x.as_int() < 0 || x.as_int() > 1000000) throw bad();
+        dense.insert(static_cast<int>(x.as_int()));
+      }
+    }
   for (int l = 0; l < n; ++l) {
     if (l < first || dense.count(l)) continue;
     if (step > 1 && (l + 1) % step != 0) continue;
