@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// A family added with plugin.yaml alone (examples/families/qwen2_moe, the one
-// docs/plugin-authoring.md walks through) converts both ways with no rebuild.
+// Families added with plugin.yaml alone (examples/families/qwen2_moe, the one
+// docs/plugin-authoring.md walks through, and granitemoe) convert both ways with no rebuild.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -59,7 +59,73 @@ void write_qwen2_moe(const std::string& dir) {
   w.finish(false);
 }
 
+// GraniteMoE's hub layout: experts stacked, gate and up fused (input_linear [E, 2I, H]).
+void write_granitemoe(const std::string& dir) {
+  const int L = 2, E = 4, H = 16, I = 8, V = 32;
+  std::vector<tensor_spec> s;
+  auto add = [&](std::string n, std::vector<std::int64_t> shape) { s.push_back({std::move(n), dtype::BF16, std::move(shape)}); };
+  add("lm_head.weight", {V, H});
+  add("model.embed_tokens.weight", {V, H});
+  add("model.norm.weight", {H});
+  for (int l = 0; l < L; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {H});
+    add(p + "post_attention_layernorm.weight", {H});
+    for (const char* x : {"q", "k", "v", "o"}) add(p + "self_attn." + x + "_proj.weight", {H, H});
+    add(p + "block_sparse_moe.router.layer.weight", {E, H});
+    add(p + "block_sparse_moe.input_linear.weight", {E, 2 * I, H});
+    add(p + "block_sparse_moe.output_linear.weight", {E, H, I});
+  }
+  sort_like_safetensors(s);
+  checkpoint_writer w(dir, plan_shards(s, {}));
+  auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
+  std::uint32_t n = 12345;
+  for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+    std::vector<std::uint16_t> v(f.tensors()[i].numel());
+    // Small bf16 values of both signs (0x3c00 +- : about +-0.008 .. 0.03), all different.
+    for (auto& x : v) x = static_cast<std::uint16_t>(((n = n * 1103515245u + 12345u) >> 16 & 0x8000) | (0x3c00 + (n >> 8) % 0x300));
+    f.write(i, 0, v.data(), v.size() * 2);
+  }
+  w.commit_shard();
+  w.write_file("config.json", R"({"model_type": "granitemoe", "hidden_size": 16, "intermediate_size": 8,
+    "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2})");
+  w.finish(false);
+}
+
 }  // namespace
+
+// The second example family: its hub layout is already stacked and fused, so every other
+// layout is reached by cutting and transposing, and moe run gives the same output whichever
+// layout it reads.
+TEST(YamlOnlyPlugin, GraniteMoeWithStackedHubExpertsConvertsAndRuns) {
+  test::temp_dir d;
+  write_granitemoe(d / "hf");
+  const std::string plugins = " --plugin-path " + std::string(MOEREG_SOURCE_DIR) + "/examples/families";
+  auto r = test::run_moereg("plugins check " + std::string(MOEREG_SOURCE_DIR) + "/examples/families/granitemoe");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::string from = "hf";
+  for (const char* to : {"per_expert", "grouped", "hf"}) {  // a chain back to the start
+    r = test::run_moereg("convert " + (d / from) + " " + (d / (std::string("c_") + to)) + " --to " + to + plugins);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    from = std::string("c_") + to;
+  }
+  r = test::run_moereg("verify " + (d / "c_hf") + " " + (d / "hf"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  safetensors_writer in(d / "in.safetensors", {{"input", dtype::F32, {5, 16}}});
+  std::vector<float> x(5 * 16);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((static_cast<int>(i * 37 % 23) - 11)) / 8.0f;
+  in.write(0, 0, x.data(), x.size() * 4);
+  in.commit();
+  std::string first;
+  for (const char* layout : {"hf", "c_per_expert", "c_grouped"}) {
+    const std::string out = d / (std::string("run_") + layout + ".safetensors");
+    r = test::run_moereg("moe run " + (d / layout) + " --layer 1 --backend cpu --input " + (d / "in.safetensors") + " --output " + out + plugins);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string bytes = test::read_bytes(out);
+    if (first.empty()) first = bytes;
+    EXPECT_EQ(bytes, first) << layout << ": the same layer read through another layout";
+  }
+}
 
 TEST(YamlOnlyPlugin, Qwen2MoeFromTheAuthoringGuideConvertsBothWays) {
   test::temp_dir d;
