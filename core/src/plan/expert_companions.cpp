@@ -171,9 +171,14 @@ const checkpoint::entry* scale_tensor(const companion_site& s, bool& scales_seen
     s.problem(sname + ": scale dtype " + std::string(dtype_name(t->info->type)) + " does not fit " + q.describe());
     return nullptr;
   }
-  if (scales_seen && (s.out.scale_dtype != t->info->type || s.out.scale_naming != naming)) {
-    s.problem(sname + ": dtype " + std::string(dtype_name(t->info->type)) + " and name differ from the other expert scales (" +
-              std::string(dtype_name(s.out.scale_dtype)) + ", " + q.names.scale[s.out.scale_naming] + ")");
+  if (scales_seen && s.out.scale_dtype != t->info->type) {
+    s.problem(sname + ": dtype " + std::string(dtype_name(t->info->type)) + ", but the other expert scales are " +
+              std::string(dtype_name(s.out.scale_dtype)) + " (one dtype for all of a checkpoint's expert scales)");
+    return nullptr;
+  }
+  if (scales_seen && s.out.scale_naming != naming) {
+    s.problem(sname + ": named as " + q.names.scale[naming] + ", but the other expert scales are named as " +
+              q.names.scale[s.out.scale_naming] + " (one naming for all of a checkpoint's expert scales)");
     return nullptr;
   }
   scales_seen = true;
