@@ -418,7 +418,7 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   clear_option("tile");
   EXPECT_FALSE(h);
   EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, "
-                     "f8_gemm, f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles)"),
+                     "f8_gemm, f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles, wgmma)"),
             std::string::npos)
       << err;
   for (const auto& [key, value, message] : {std::tuple<const char*, const char*, const char*>{"pdl", "yes", "backend option pdl='yes': expected on or off"},
@@ -448,7 +448,7 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
   clear_option("tiles");
   EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\",\"f8_activations\":\"auto\","
-                      "\"f8_gemm\":\"wgmma\",\"f8_gather\":\"off\",\"f8_tile\":\"128x256\",\"f8_silu\":\"separate\",\"f8_decode\":\"gemv\",\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\"}"),
+                      "\"f8_gemm\":\"wgmma\",\"f8_gather\":\"off\",\"f8_tile\":\"128x256\",\"f8_silu\":\"separate\",\"f8_decode\":\"gemv\",\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\",\"wgmma\":\"auto\"}"),
             std::string::npos)
       << json;
   EXPECT_NE(json.find("\"last_tiles\":\"n128 m64 k64"), std::string::npos) << json;  // the forced shape ran

@@ -44,11 +44,10 @@ void check(cudaError_t e, const char* what);
 //            one call per expert, batched, or chosen from the expert sizes)
 //          | wgmma (force the grouped wgmma GEMM: bf16 experts, bf16_grouped_experts.h)
 //   wgmma  = auto (default) | off - bf16 experts whose sizes fit it (hidden a multiple of 128,
-//            intermediate of 64): the grouped wgmma GEMM for passes of two or more tokens on
-//            experts past large_expert_bytes that do not go to cuBLAS (H100, session 25: 0.5-3.5 %
-//            ahead of the mma.sync kernels on mixtral and deepseek at T = 16-1024, behind them on
-//            qwen3's small experts and behind cuBLAS where cuBLAS is chosen: docs/cuda.md); off
-//            keeps the kernels there, as graphs=on does (the grouped path is not captured yet)
+//            intermediate of 64): the grouped wgmma GEMM for passes of wgmma_min_rows or more
+//            rows per expert on average that do not go to cuBLAS (H200, session 26: 7-15 % ahead
+//            of the mma.sync kernels there on all three shapes, behind them below; docs/cuda.md);
+//            off keeps the kernels there, as graphs=on does (the grouped path is not captured yet)
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
@@ -132,7 +131,8 @@ class moe_layer {
   // Whether bf16 experts can run the grouped wgmma GEMM; else `why` says why not.
   bool bf16_wgmma_fits(std::string* why = nullptr) const;
   // Whether a pass of `slots` routed rows runs the grouped wgmma GEMM: tiles=wgmma, or (wgmma=auto)
-  // bf16 experts past large_expert_bytes, two or more tokens, a pass cuBLAS does not take, graphs=off.
+  // bf16 experts, slots >= wgmma_min_rows * E, a pass cuBLAS does not take, graphs=off.
+  static constexpr long long wgmma_min_rows = 32;
   bool pick_wgmma(long long slots, bool cublas_taken) const;
   bf16_grouped_experts& bf16_grouped();
   cublas_experts& blas();

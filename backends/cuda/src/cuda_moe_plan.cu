@@ -70,9 +70,13 @@ bool moe_layer::pick_wgmma(long long slots, bool cublas_taken) const {
   if (tuning_.tiles == "wgmma") return true;  // checked at create
   // graphs=on: decode passes stay on the kernels, which a graph captures (the grouped path's work
   // buffers grow from the host, so it is not captured yet).
-  if (tuning_.tiles != "auto" || !tuning_.wgmma || tuning_.graphs || f8_ || cublas_taken || slots <= K_) return false;
-  // Small experts stay on the kernels: qwen3's 6 MiB ones ran 3-7 % slower on it (session 25).
-  if (!large_experts()) return false;
+  if (tuning_.tiles != "auto" || !tuning_.wgmma || tuning_.graphs || f8_ || cublas_taken) return false;
+  // From wgmma_min_rows rows per expert on average, whatever the experts' size (H200, session
+  // 26: qwen3 T = 1024 0.427 against the m64 kernel's 0.499 ms, mixtral T = 128 0.739 against
+  // 0.799, deepseek T = 1024 5.86 against 6.39); below it the narrow kernels stream the weights
+  // faster (T = 16: mixtral 0.84 against 0.67, deepseek 2.30 against 2.18; deepseek T = 128,
+  // 4 rows an expert, a tie).
+  if (slots < wgmma_min_rows * E_) return false;
   return bf16_wgmma_fits();
 }
 
@@ -128,9 +132,9 @@ std::string moe_layer::bf16_large() const {
   std::string why;
   if (!tuning_.wgmma) return s + "; grouped wgmma GEMM off (wgmma=off)";
   if (!bf16_wgmma_fits(&why)) return s + "; grouped wgmma GEMM not used: " + why;
-  if (!large_experts()) return s + "; grouped wgmma GEMM not used: experts of 16 MiB or less";
   if (tuning_.graphs) return s + "; grouped wgmma GEMM not used: graphs=on keeps those passes on the captured kernels";
-  return s + "; below it, moereg's grouped wgmma bf16 GEMM (one launch a projection) for passes of 2 or more tokens";
+  return s + "; below it, moereg's grouped wgmma bf16 GEMM (one launch a projection) for passes of " +
+         std::to_string(wgmma_min_rows) + " or more rows per expert on average";
 }
 
 int moe_layer::kernel_block(long long b) const { return static_cast<int>(std::min<long long>(b, std::max({H_, I_, Is_}))); }
