@@ -3,6 +3,7 @@
 // built here with other shapes, ranks, seeds and both PEFT orientations.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <cstring>
 #include <fstream>
@@ -309,6 +310,26 @@ TEST_F(LoraBadInput, MissingFactor) {
   std::string m = read_error(d / "a");
   EXPECT_HAS(m, "adapter_model.safetensors");
   EXPECT_HAS(m, "layers.1.mlp.experts.2.up_proj.lora_B.weight missing");
+}
+
+// A NaN or infinite factor was merged into the weights (NaN model, exit 0).
+TEST_F(LoraBadInput, NonFiniteFactorIsRefused) {
+  for (const float bad : {std::nanf(""), INFINITY}) {
+    test::write_per_expert(d / "a", c);
+    const std::string name = "base_model.model.model.layers.1.mlp.experts.2.up_proj.lora_B.weight";
+    safetensors_file f(weights(d / "a"));
+    std::map<std::string, test::f32_tensor> keep;
+    for (const auto& t : f.tensors()) {
+      const float* p = reinterpret_cast<const float*>(f.data(t));
+      keep[t.name] = {t.shape, std::vector<float>(p, p + t.numel())};
+    }
+    keep[name].data[3] = bad;
+    fs::remove(weights(d / "a"));
+    test::write_f32_safetensors(weights(d / "a"), keep);
+    std::string m = read_error(d / "a");
+    EXPECT_HAS(m, "adapter_model.safetensors: " + name + ": element 3 is NaN or infinite, expected finite factors");
+    fs::remove_all(d / "a");
+  }
 }
 
 TEST_F(LoraBadInput, WrongShapeForTheBase) {
