@@ -83,7 +83,10 @@ void write_granitemoe(const std::string& dir) {
   for (std::size_t i = 0; i < f.tensors().size(); ++i) {
     std::vector<std::uint16_t> v(f.tensors()[i].numel());
     // Small bf16 values of both signs (0x3c00 +- : about +-0.008 .. 0.03), all different.
-    for (auto& x : v) x = static_cast<std::uint16_t>(((n = n * 1103515245u + 12345u) >> 16 & 0x8000) | (0x3c00 + (n >> 8) % 0x300));
+    for (auto& x : v) {
+      n = n * 1103515245u + 12345u;
+      x = static_cast<std::uint16_t>((n >> 16 & 0x8000) | (0x3c00 + (n >> 8) % 0x300));
+    }
     f.write(i, 0, v.data(), v.size() * 2);
   }
   w.commit_shard();
