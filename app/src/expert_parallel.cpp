@@ -69,7 +69,6 @@ json::value expert_range_config(const json::value& config, const model_dims& dim
   // A deep copy: json values share their objects, and the session's config must stay the source's.
   json::value cfg = json::parse(json::dump(config), "config.json");
   const char* option = slice ? "an --ep slice" : "--experts A:B";
-  refuse_slicing_a_slice(config, option);
   auto field = dims.fields.find("E");
   if (field == dims.fields.end())
     throw error(std::string("config.json: E was not read from a field, so ") + option + " cannot say its expert count");

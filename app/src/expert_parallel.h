@@ -39,7 +39,8 @@ json::value ep_slice_config(const json::value& config, const model_dims& dims, c
 void refuse_slicing_a_slice(const json::value& config, const std::string& option);
 
 // The same for any expert range [first, last) (convert --experts A:B, slice == nullptr): the
-// section is "expert_slice", without rank and ranks. Refuses a source that is itself a slice.
+// section is "expert_slice", without rank and ranks. The plan has refused a source that is
+// itself a slice (refuse_slicing_a_slice) before this is written.
 json::value expert_range_config(const json::value& config, const model_dims& dims, std::int64_t first, std::int64_t last,
                                 const ep_slice* slice);
 

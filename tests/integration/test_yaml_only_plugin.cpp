@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "moereg/checkpoint/checkpoint_writer.h"
 #include "moereg/safetensors/safetensors_writer.h"
@@ -14,6 +15,22 @@ using namespace moereg;
 // Its own namespace: the unity build (scripts/test.sh) compiles this file with others.
 namespace test_yaml_only_plugin {
 namespace {
+
+// A one-shard bf16 checkpoint of `specs`, each element next(), and its config.json.
+void write_bf16_checkpoint(const std::string& dir, std::vector<tensor_spec> specs, const std::string& config,
+                           const std::function<std::uint16_t()>& next) {
+  sort_like_safetensors(specs);
+  checkpoint_writer w(dir, plan_shards(specs, {}));
+  auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
+  for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+    std::vector<std::uint16_t> v(f.tensors()[i].numel());
+    for (auto& x : v) x = next();
+    f.write(i, 0, v.data(), v.size() * 2);
+  }
+  w.commit_shard();
+  w.write_file("config.json", config);
+  w.finish(false);
+}
 
 void write_qwen2_moe(const std::string& dir) {
   const int L = 2, E = 4, H = 16, I = 8, Is = 12, V = 32;
@@ -43,20 +60,11 @@ void write_qwen2_moe(const std::string& dir) {
       add(x + "down_proj.weight", {H, I});
     }
   }
-  sort_like_safetensors(s);
-  checkpoint_writer w(dir, plan_shards(s, {}));
-  auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
   std::uint16_t n = 1;
-  for (std::size_t i = 0; i < f.tensors().size(); ++i) {
-    std::vector<std::uint16_t> v(f.tensors()[i].numel());
-    for (auto& x : v) x = static_cast<std::uint16_t>(0x3c00 + (n++ % 997));
-    f.write(i, 0, v.data(), v.size() * 2);
-  }
-  w.commit_shard();
-  w.write_file("config.json", R"({"model_type": "qwen2_moe", "hidden_size": 16, "moe_intermediate_size": 8,
+  write_bf16_checkpoint(dir, std::move(s), R"({"model_type": "qwen2_moe", "hidden_size": 16, "moe_intermediate_size": 8,
     "shared_expert_intermediate_size": 12, "num_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2,
-    "norm_topk_prob": false, "decoder_sparse_step": 1, "mlp_only_layers": []})");
-  w.finish(false);
+    "norm_topk_prob": false, "decoder_sparse_step": 1, "mlp_only_layers": []})",
+                        [&] { return static_cast<std::uint16_t>(0x3c00 + (n++ % 997)); });
 }
 
 // GraniteMoE's hub layout: experts stacked, gate and up fused (input_linear [E, 2I, H]).
@@ -76,23 +84,13 @@ void write_granitemoe(const std::string& dir) {
     add(p + "block_sparse_moe.input_linear.weight", {E, 2 * I, H});
     add(p + "block_sparse_moe.output_linear.weight", {E, H, I});
   }
-  sort_like_safetensors(s);
-  checkpoint_writer w(dir, plan_shards(s, {}));
-  auto& f = static_cast<safetensors_writer&>(w.open_shard(0, {{"format", "pt"}}));
   std::uint32_t n = 12345;
-  for (std::size_t i = 0; i < f.tensors().size(); ++i) {
-    std::vector<std::uint16_t> v(f.tensors()[i].numel());
-    // Small bf16 values of both signs (0x3c00 +- : about +-0.008 .. 0.03), all different.
-    for (auto& x : v) {
-      n = n * 1103515245u + 12345u;
-      x = static_cast<std::uint16_t>((n >> 16 & 0x8000) | (0x3c00 + (n >> 8) % 0x300));
-    }
-    f.write(i, 0, v.data(), v.size() * 2);
-  }
-  w.commit_shard();
-  w.write_file("config.json", R"({"model_type": "granitemoe", "hidden_size": 16, "intermediate_size": 8,
-    "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2})");
-  w.finish(false);
+  write_bf16_checkpoint(dir, std::move(s), R"({"model_type": "granitemoe", "hidden_size": 16, "intermediate_size": 8,
+    "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2})",
+                        [&] {  // small bf16 values of both signs (about +-0.008 .. 0.03)
+                          n = n * 1103515245u + 12345u;
+                          return static_cast<std::uint16_t>((n >> 16 & 0x8000) | (0x3c00 + (n >> 8) % 0x300));
+                        });
 }
 
 }  // namespace

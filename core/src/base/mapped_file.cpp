@@ -17,13 +17,8 @@
 namespace moereg {
 
 mapped_file::mapped_file(std::string path) : path_(std::move(path)) {
-  int fd = open_regular_file(path_);  // a FIFO would block open() past ^C
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    throw error(path_ + ": cannot stat: " + std::strerror(e));
-  }
+  int fd = open_regular_file(path_, &st);  // a FIFO would block open() past ^C
   size_ = static_cast<std::uint64_t>(st.st_size);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);

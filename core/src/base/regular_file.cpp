@@ -25,10 +25,11 @@ const char* kind_of(mode_t m) {
 
 }  // namespace
 
-int open_regular_file(const std::string& path) {
+int open_regular_file(const std::string& path, struct stat* status) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw error(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
+  struct stat own {};
+  struct stat& st = status ? *status : own;
   if (::fstat(fd, &st) != 0) {
     const int e = errno;
     ::close(fd);

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
-#include <sstream>
 
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
@@ -17,21 +16,6 @@ namespace moereg {
 
 using namespace detail;
 
-std::string model_dims::describe() const {
-  return "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I);
-}
-
-std::string model_dims::explain(const std::vector<std::string>& symbols) const {
-  std::string s;
-  for (const auto& sym : symbols) {
-    std::int64_t v = sym == "E" ? E : sym == "H" ? H : sym == "I" ? I : K;
-    auto it = fields.find(sym);
-    s += (s.empty() ? "" : ", ") + sym + " = " + std::to_string(v) +
-         (it == fields.end() ? std::string() : " from `" + it->second + "`");
-  }
-  return s + " in " + (config_path.empty() ? std::string("config") : config_path);
-}
-
 namespace {
 
 // config.json says the model's weights are bf16 (transformers: "dtype", before 4.56 "torch_dtype";
@@ -40,37 +24,6 @@ bool model_is_bf16(const json::value& config) {
   for (const char* f : {"dtype", "torch_dtype", "text_config.dtype", "text_config.torch_dtype"})
     if (const json::value* v = config.find_path(f); v && v->is_string()) return v->as_string() == "bfloat16";
   return false;
-}
-
-// The field a value was read from (the first present), or "" when its default served.
-std::string field_used(const config_value& v, const json::value& config) {
-  for (const auto& f : v.fields)
-    if (const json::value* x = config.find_path(f); x && !x->is_null()) return f;
-  return "";
-}
-
-// 2048, 0.5, 1e+12: a config value as written, not std::to_string's "2048.000000".
-std::string number_text(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-
-std::string fields_of(const config_value& v) {
-  std::string s;
-  for (const auto& f : v.fields) s += (s.empty() ? "" : " or ") + f;
-  return s.empty() ? "(default)" : s;
-}
-
-std::int64_t need_dim(const family_spec& spec, const json::value& config, const std::string& path, const char* sym) {
-  auto it = spec.dims.find(sym);
-  if (it == spec.dims.end()) throw error(spec.manifest_path + ": dims has no '" + sym + "'");
-  // Absent without a default: required_value names the field and the manifest line.
-  const double v = required_value(it->second, config, path, 0);
-  if (!(v >= 1 && v <= 2147483647.0) || std::floor(v) != v)
-    throw error(path + ": " + fields_of(it->second) + " = " + number_text(v) + ", expected a positive integer (at most 2^31-1) for " +
-                sym + " (family " + spec.name + ", dims." + sym + " at " + it->second.at.str() + ")");
-  return static_cast<std::int64_t>(v);
 }
 
 // What the dimensions were read from, for messages: a .gguf has no config.json.
@@ -152,53 +105,6 @@ key_template data_key(const expert_entry& e, const quant_format& q) {
 }
 
 }  // namespace
-
-model_dims read_dims(const family_spec& spec, const json::value& config, const std::string& path) {
-  model_dims d;
-  d.config_path = path;
-  d.E = need_dim(spec, config, path, "E");
-  d.H = need_dim(spec, config, path, "H");
-  d.I = need_dim(spec, config, path, "I");
-  if (spec.dims.count("K")) d.K = need_dim(spec, config, path, "K");
-  for (const auto& [sym, v] : spec.dims)
-    if (std::string f = field_used(v, config); !f.empty()) d.fields[sym] = f;
-  if (d.K > d.E)
-    throw error(path + ": " + fields_of(spec.dims.at("K")) + " = " + std::to_string(d.K) + " (K, experts per token) is more than " +
-                fields_of(spec.dims.at("E")) + " = " + std::to_string(d.E) + " (E, experts), expected K <= E");
-  const auto& r = spec.moe_layers;
-  // Layer counts become ints and loop bounds: out of range is an error, not a wrapped cast.
-  auto layer_value = [&](const config_value& cv, double fallback, double lo, const char* what) {
-    // A field named without a default must be there: a typo would otherwise pick the MoE layers.
-    const double v = required_value(cv, config, path, fallback);
-    if (!(v >= lo && v <= 1e6) || std::floor(v) != v)
-      throw error(path + ": " + fields_of(cv) + " = " + number_text(v) + ", expected " + what + " (an integer from " +
-                  std::to_string(static_cast<int>(lo)) + " to 1000000)");
-    return v;
-  };
-  int n = static_cast<int>(layer_value(r.count, 0, 1, "the layer count"));
-  int step = static_cast<int>(layer_value(r.sparse_step, 1, 1, "the MoE layer step"));
-  int first = static_cast<int>(layer_value(r.first_dense, 0, 0, "the count of leading dense layers"));
-  std::set<int> dense;
-  if (!r.dense_layers.empty())
-    if (const json::value* v = config.find_path(r.dense_layers); v && !v->is_null()) {
-      // A value of another kind used to be ignored: every layer was taken for an MoE layer.
-      auto bad = [&] {
-        return error(path + ": " + r.dense_layers + " = " + json::dump(*v) +
-                     ", expected a list of decoder layer numbers (the layers without experts)");
-      };
-      if (!v->is_array()) throw bad();
-      for (const auto& x : v->as_array()) {
-        if (!x.is_integer() || x.as_int() < 0 || x.as_int() > 1000000) throw bad();
-        dense.insert(static_cast<int>(x.as_int()));
-      }
-    }
-  for (int l = 0; l < n; ++l) {
-    if (l < first || dense.count(l)) continue;
-    if (step > 1 && (l + 1) % step != 0) continue;
-    d.moe_layers.push_back(l);
-  }
-  return d;
-}
 
 std::string to_canonical(const layout_spec& layout, const std::string& stored) {
   for (const auto& r : layout.renames)
@@ -314,18 +220,24 @@ class decoder {
     return true;
   }
 
+  // A stored tensor under an entry's key: layer l, expert x (-1 when stacked).
+  struct expert_match {
+    const checkpoint::entry* t;
+    std::size_t entry;
+    int l, x;
+  };
+
   // Each entry's type is the one most of its tensors have, so that an odd one out is the one
   // reported (taking the first found blamed the seven right experts for expert 0's F16).
-  void settle_entry_types() {
+  void settle_entry_types(const std::vector<expert_match>& matches) {
+    std::vector<std::map<std::pair<dtype, std::optional<std::uint32_t>>, std::pair<int, const tensor_info*>>> kinds(n_entries_);
+    for (const auto& m : matches) {
+      auto& [n, first] = kinds[m.entry][{m.t->info->type, m.t->info->ggml_blocks}];
+      if (n++ == 0) first = m.t->info;
+    }
     for (std::size_t i = 0; i < n_entries_; ++i) {
-      std::map<std::pair<dtype, std::optional<std::uint32_t>>, std::pair<int, const tensor_info*>> kinds;
-      for (const auto& t : ckpt_.tensors())
-        if (data_keys_[i].match(t.info->name)) {
-          auto& [n, first] = kinds[{t.info->type, t.info->ggml_blocks}];
-          if (n++ == 0) first = t.info;
-        }
       int best = 0;
-      for (const auto& [_, kind] : kinds)
+      for (const auto& [_, kind] : kinds[i])
         if (kind.first > best) {
           best = kind.first;
           entry_type_[&layout_.experts[i]] = kind.second;
@@ -335,7 +247,7 @@ class decoder {
 
   // Every stored tensor: an expert of some entry (found_), a companion, or one of the others.
   void claim_tensors() {
-    settle_entry_types();
+    std::vector<expert_match> matches;
     for (const auto& t : ckpt_.tensors()) {
       bool claimed = false;
       for (std::size_t i = 0; i < n_entries_ && !claimed; ++i) {
@@ -346,8 +258,7 @@ class decoder {
           continue;
         }
         claimed = true;
-        const int l = std::stoi(m->at("layer")), x = e.stacked ? -1 : std::stoi(m->at("expert"));
-        if (accept_expert(t, e, l, x)) found_[i][l][x] = &t;
+        matches.push_back({&t, i, std::stoi(m->at("layer")), e.stacked ? -1 : std::stoi(m->at("expert"))});
       }
       if (claimed) continue;
       if (auto m = match_split_part(layout_, t.info->name)) {
@@ -358,6 +269,9 @@ class decoder {
         out_.others.push_back({t.info->name, &t, {}});
       }
     }
+    settle_entry_types(matches);
+    for (const auto& m : matches)
+      if (accept_expert(*m.t, layout_.experts[m.entry], m.l, m.x)) found_[m.entry][m.l][m.x] = m.t;
     if (q().quantized() && expert_type_)
       check_expert_dtype(q(), *expert_type_, config_where_, [this](std::string s) { problem(std::move(s)); });
   }

@@ -9,14 +9,17 @@
 // map as usual.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <string>
 
 namespace moereg {
 
 // A read-only descriptor (O_CLOEXEC, blocking mode restored) of the regular file at `path`
 // (symbolic links followed). Throws moereg::error "PATH: cannot open: ..." or "PATH: is a FIFO,
-// expected a regular file" (a directory, socket or device likewise).
-int open_regular_file(const std::string& path);
+// expected a regular file" (a directory, socket or device likewise). `st`, when given, gets the
+// file's status (the fstat that checked it).
+int open_regular_file(const std::string& path, struct stat* st = nullptr);
 
 // The whole regular file at `path`, read through open_regular_file.
 std::string read_regular_file(const std::string& path);
