@@ -10,7 +10,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 fixtures=${MOEREG_FIXTURES_DIR:-$root/../shared/fixtures}
 cd "$root"
 rm -rf .carry && mkdir -p .carry/bin .carry/lib .carry/fixtures
-cp "$build/bin/moereg" "$build/bin/moereg_cuda_tests" "$build/bin/moereg_tests" .carry/bin/
+cp "$build/bin/moereg" "$build/bin/moereg_cuda_tests" .carry/bin/
+# The CPU suite only where it was built (the GPU runs that time kernels do not need it).
+[ -f "$build/bin/moereg_tests" ] && cp "$build/bin/moereg_tests" .carry/bin/
 cp -r "$build/lib/moereg" .carry/lib/
 for lib in $(ldd "$build/bin/moereg" .carry/lib/moereg/plugins/*/*.so | awk '/=>/{print $3}' | sort -u); do
   case "$(basename "$lib")" in libc.so*|libm.so*|libgcc_s*|libstdc++*|ld-linux*) ;; *) cp -L "$lib" .carry/lib/ ;; esac

@@ -82,10 +82,31 @@ launch_shape run_experts(const gemm_problem& p, cudaStream_t stream) {
 // The shapes. m16 (decode) has a 64-column variant; one warp row (WM = 1) on F8 tiles, so
 // each warp dequantizes only its own columns' fragments (with two warp rows both would
 // convert the same ones).
-using bf16_m16 = tile_shape<16, 128, 64, 1, 4, 6>;
-using bf16_m16_narrow = tile_shape<16, 64, 64, 1, 2, 8, 2>;
+// The bf16 tiles' k depth and stages can be set at build time (bench/cuda/variant_build.sh
+// -DMOEREG_M16_BK=128 ...) so that variants are timed against each other on the same GPU
+// (bench/cuda/issue20_ab.sh); tile_name below describes the defaults.
+#ifndef MOEREG_M16_BK
+#define MOEREG_M16_BK 64
+#endif
+#ifndef MOEREG_M16_STAGES
+#define MOEREG_M16_STAGES 6
+#endif
+#ifndef MOEREG_M16_NARROW_BK
+#define MOEREG_M16_NARROW_BK 64
+#endif
+#ifndef MOEREG_M16_NARROW_STAGES
+#define MOEREG_M16_NARROW_STAGES 8
+#endif
+using bf16_m16 = tile_shape<16, 128, MOEREG_M16_BK, 1, 4, MOEREG_M16_STAGES>;
+using bf16_m16_narrow = tile_shape<16, 64, MOEREG_M16_NARROW_BK, 1, 2, MOEREG_M16_NARROW_STAGES, 2>;
 using bf16_m16_narrowest = tile_shape<16, 32, 128, 1, 1, 6, 4>;
-using bf16_m64 = tile_shape<64, 128, 64, 2, 4, 4>;
+#ifndef MOEREG_M64_BK
+#define MOEREG_M64_BK 64
+#endif
+#ifndef MOEREG_M64_STAGES
+#define MOEREG_M64_STAGES 4
+#endif
+using bf16_m64 = tile_shape<64, 128, MOEREG_M64_BK, 2, 4, MOEREG_M64_STAGES>;
 using bf16_m128 = tile_shape<128, 128, 32, 2, 4, 4>;
 using f8_m16 = tile_shape<16, 128, 128, 1, 4, 5, 2>;
 using f8_m16_narrow = tile_shape<16, 64, 128, 1, 2, 6, 4>;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# issue20_ab.sh - one device call (carry .carry) for the rows of issue 20 that are still above
+# vLLM's figures or off their targets, cheapest and most needed first in case it is cut short:
+#   1. the carried build's whole CUDA suite (~70 s);
+#   2. the decode tile variants (.carry/old/m16_*.so: the m16 tiles' k depth and stages, which
+#      vLLM's tuned H200 configs set to 128-256 where moereg's default is 64) - each variant's
+#      tile tests, then ab_decode.py on the carried build, its narrow=fill option and every
+#      variant, alternated rounds on the same weights (qwen3, mixtral, deepseek at T = 1, 16, 128);
+#   3. the grouped bf16 wgmma GEMM's variants (.carry/old/wgmma_*.so, from
+#      bench/cuda/experiments/*.patch) at T = 128 and 1024 (wgmma_ab.sh);
+#   4. F8 against bf16 at T = 1 replayed as a CUDA graph (f8_decode_ab.sh, deepseek_v3_e64), and
+#      at T = 4096 on the carried FP8 GEMM and the narrow_tail variant (.carry/old/narrow.so,
+#      f8_gemm_ab.sh).
+# Here, before the call (after cmake --build build):
+#   bash bench/device/stage.sh build && chmod -R u+w .carry
+#   bash bench/cuda/variant_build.sh m16_k128s5 -DMOEREG_M16_BK=128 -DMOEREG_M16_STAGES=5 \
+#        -DMOEREG_M16_NARROW_BK=128 -DMOEREG_M16_NARROW_STAGES=5          (and the others)
+#   for p in wgmma_half_a wgmma_n128; do PATCH=bench/cuda/experiments/$p.patch bash bench/cuda/variant_build.sh $p; done
+#   PATCH=bench/cuda/experiments/narrow_tail.patch bash bench/cuda/variant_build.sh narrow
+#   tar -C .carry -cJf .carry/old.tar.xz old && rm -rf .carry/old      (carry_env.sh unpacks it)
+# Summaries to stdout, logs under $OUT. Environment: STEPS (default "tests decode wgmma f8").
+set -uo pipefail
+OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
+. bench/device/carry_env.sh
+export TMPDIR=${TMPDIR:-/dev/shm}
+nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,driver_version --format=csv,noheader
+steps=" ${STEPS:-tests decode wgmma f8} "
+step() {  # name, timeout seconds, command...
+  local name=$1 limit=$2 t0=$SECONDS; shift 2
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  echo "== $name: rc $? in $((SECONDS - t0)) s"
+}
+if [[ $steps == *" tests "* ]]; then
+  step cuda_tests 200 .carry/bin/moereg_cuda_tests
+  grep -E '^\[  (PASSED|FAILED) |Failure|^\[  FAILED' "$OUT/cuda_tests.log" | head -12
+fi
+if [[ $steps == *" decode "* ]]; then
+  # Each build on its default path and on the m64 tiles forced (T = 128 rows that take the
+  # grouped wgmma GEMM by default: mixtral's).
+  libs=(--lib "base=$MOEREG_CUDA_BACKEND") configs=(--config base --config base:narrow=fill --config base:tiles=m64)
+  for f in .carry/old/m16_*.so; do
+    [ -f "$f" ] || continue
+    n=$(basename "$f" .so)
+    MOEREG_CUDA_BACKEND=$PWD/$f step "test_$n" 60 .carry/bin/moereg_cuda_tests --gtest_filter='CudaRandom.EveryTileShape:CudaRandom.Cublas*:CudaGraphs.*'
+    grep -E '^\[  (PASSED|FAILED) |Failure' "$OUT/test_$n.log" | head -4
+    libs+=(--lib "$n=$PWD/$f") configs+=(--config "$n" --config "$n:tiles=m64")
+  done
+  step decode_ab 240 python3 bench/cuda/ab_decode.py "${libs[@]}" "${configs[@]}" --tokens 1,16,128 \
+    --shapes qwen3_30b_a3b,mixtral_8x7b,deepseek_v3 --rounds 3
+  sed -n '/^ms (x floor)/,$p' "$OUT/decode_ab.log"
+  grep -E 'diff [1-9]|Error|error' "$OUT/decode_ab.log" | grep -v 'diff [0-9.]*e-0[3-9]' | head -5
+fi
+if [[ $steps == *" wgmma "* ]] && ls .carry/old/wgmma_*.so > /dev/null 2>&1; then
+  SHAPES=qwen3_30b_a3b,mixtral_8x7b TOKENS=128,1024 OUT=$OUT/wgmma step wgmma_ab 200 bash bench/cuda/wgmma_ab.sh
+  grep -E '^\||^==|rel L2' "$OUT/wgmma_ab.log"
+fi
+if [[ $steps == *" f8 "* ]]; then
+  LIBS="new=$MOEREG_CUDA_BACKEND" TOKENS=1 ROUNDS=2 OUT=$OUT/f8d step f8_decode_graphs 150 bash bench/cuda/f8_decode_ab.sh
+  tail -6 "$OUT/f8_decode_graphs.log"
+  variants=""
+  [ -f .carry/old/narrow.so ] && variants="narrow=$PWD/.carry/old/narrow.so"
+  VARIANTS="$variants" ONLY="bf16 wgmma${variants:+ narrow}" TOKENS=4096 ROUNDS=2 OUT=$OUT/f8g \
+    step f8_gemm_ab 200 bash bench/cuda/f8_gemm_ab.sh
+  grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
+fi
