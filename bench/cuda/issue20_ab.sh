@@ -11,7 +11,9 @@
 #      bench/cuda/experiments/*.patch) at T = 128 and 1024 (wgmma_ab.sh);
 #   4. F8 against bf16 at T = 1 replayed as a CUDA graph (f8_decode_ab.sh, deepseek_v3_e64), and
 #      at T = 4096 on the carried FP8 GEMM and the narrow_tail variant (.carry/old/narrow.so,
-#      f8_gemm_ab.sh).
+#      f8_gemm_ab.sh);
+#   5. Nsight Compute on the grouped bf16 wgmma GEMM at qwen3 T = 1024, the row furthest from
+#      vLLM (ncu_f8_gemm.sh with WEIGHTS=bf16): what holds it.
 # Here, before the call (after cmake --build build):
 #   bash bench/device/stage.sh build && chmod -R u+w .carry
 #   bash bench/cuda/variant_build.sh m16_k128s5 -DMOEREG_M16_BK=128 -DMOEREG_M16_STAGES=5 \
@@ -19,13 +21,13 @@
 #   for p in wgmma_half_a wgmma_n128; do PATCH=bench/cuda/experiments/$p.patch bash bench/cuda/variant_build.sh $p; done
 #   PATCH=bench/cuda/experiments/narrow_tail.patch bash bench/cuda/variant_build.sh narrow
 #   tar -C .carry -cJf .carry/old.tar.xz old && rm -rf .carry/old      (carry_env.sh unpacks it)
-# Summaries to stdout, logs under $OUT. Environment: STEPS (default "tests decode wgmma f8").
+# Summaries to stdout, logs under $OUT. Environment: STEPS (default "tests decode wgmma f8 ncu").
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh
 export TMPDIR=${TMPDIR:-/dev/shm}
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,driver_version --format=csv,noheader
-steps=" ${STEPS:-tests decode wgmma f8} "
+steps=" ${STEPS:-tests decode wgmma f8 ncu} "
 step() {  # name, timeout seconds, command...
   local name=$1 limit=$2 t0=$SECONDS; shift 2
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
@@ -63,4 +65,9 @@ if [[ $steps == *" f8 "* ]]; then
   VARIANTS="$variants" ONLY="bf16 wgmma${variants:+ narrow}" TOKENS=4096 ROUNDS=2 OUT=$OUT/f8g \
     step f8_gemm_ab 200 bash bench/cuda/f8_gemm_ab.sh
   grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
+fi
+if [[ $steps == *" ncu "* ]]; then
+  WEIGHTS=bf16 PRESET=qwen3_30b_a3b T=1024 KERNEL=bf16_grouped_gemm OPTIONS="tiles=wgmma" COUNT=2 OUT=$OUT/ncu \
+    step ncu_wgmma 150 bash bench/cuda/ncu_f8_gemm.sh
+  grep -vE '^==' "$OUT/ncu_wgmma.log" | head -90
 fi
