@@ -3,6 +3,8 @@
 # issue20_ab.sh - one device call (carry .carry) for the rows of issue 20 that are still above
 # vLLM's figures or off their targets, cheapest and most needed first in case it is cut short:
 #   1. the carried build's whole CUDA suite (~70 s);
+#   (bench: the carried build's bench_moe.py table with the vLLM column and every forced path;
+#   only when STEPS names it, ~4 min);
 #   2. the decode tile variants (.carry/old/m16_*.so: the m16 tiles' k depth and stages, which
 #      vLLM's tuned H200 configs set to 128-256 where moereg's default is 64) - each variant's
 #      tile tests, then ab_decode.py on the carried build, its narrow=fill option and every
@@ -29,13 +31,20 @@ export TMPDIR=${TMPDIR:-/dev/shm}
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,driver_version --format=csv,noheader
 steps=" ${STEPS:-tests decode wgmma f8 ncu} "
 step() {  # name, timeout seconds, command...
-  local name=$1 limit=$2 t0=$SECONDS; shift 2
+  local name=$1 limit=$2 t0=$SECONDS; shift 2; mkdir -p "$OUT"
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "== $name: rc $? in $((SECONDS - t0)) s"
 }
 if [[ $steps == *" tests "* ]]; then
   step cuda_tests 200 .carry/bin/moereg_cuda_tests
   grep -E '^\[  (PASSED|FAILED) |Failure|^\[  FAILED' "$OUT/cuda_tests.log" | head -12
+fi
+if [[ $steps == *" bench "* ]]; then
+  # The carried build's table with the vLLM column, every forced path beside the chosen one.
+  OUT=$OUT/bench step bench 300 python3 bench/cuda/bench_moe.py --lib "$MOEREG_CUDA_BACKEND" --out "$OUT/bench" \
+    --reference bench/cuda/vllm_reference_h200.json --no-eager --tiles
+  grep -E '^device|^measured' "$OUT/bench/bench.log" | head -4
+  grep '^|' "$OUT/bench/bench.log"
 fi
 if [[ $steps == *" decode "* ]]; then
   # Each build on its default path and on the m64 tiles forced (T = 128 rows that take the
@@ -55,19 +64,19 @@ if [[ $steps == *" decode "* ]]; then
 fi
 if [[ $steps == *" wgmma "* ]] && ls .carry/old/wgmma_*.so > /dev/null 2>&1; then
   SHAPES=qwen3_30b_a3b,mixtral_8x7b TOKENS=128,1024 OUT=$OUT/wgmma step wgmma_ab 200 bash bench/cuda/wgmma_ab.sh
-  grep -E '^\||^==|rel L2' "$OUT/wgmma_ab.log"
+  grep -E '^\||^==|rel L2' "$OUT/wgmma/wgmma_ab.log"
 fi
 if [[ $steps == *" f8 "* ]]; then
   LIBS="new=$MOEREG_CUDA_BACKEND" TOKENS=1 ROUNDS=2 OUT=$OUT/f8d step f8_decode_graphs 150 bash bench/cuda/f8_decode_ab.sh
-  tail -6 "$OUT/f8_decode_graphs.log"
+  tail -6 "$OUT/f8d/f8_decode_graphs.log"
   variants=""
   [ -f .carry/old/narrow.so ] && variants="narrow=$PWD/.carry/old/narrow.so"
   VARIANTS="$variants" ONLY="bf16 wgmma${variants:+ narrow}" TOKENS=4096 ROUNDS=2 OUT=$OUT/f8g \
     step f8_gemm_ab 200 bash bench/cuda/f8_gemm_ab.sh
-  grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8_gemm_ab.log"
+  grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8g/f8_gemm_ab.log"
 fi
 if [[ $steps == *" ncu "* ]]; then
   WEIGHTS=bf16 PRESET=qwen3_30b_a3b T=1024 KERNEL=bf16_grouped_gemm OPTIONS="tiles=wgmma" COUNT=2 OUT=$OUT/ncu \
     step ncu_wgmma 150 bash bench/cuda/ncu_f8_gemm.sh
-  grep -vE '^==' "$OUT/ncu_wgmma.log" | head -90
+  grep -vE '^==' "$OUT/ncu/ncu_wgmma.log" | head -90
 fi

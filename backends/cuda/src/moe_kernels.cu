@@ -82,29 +82,33 @@ launch_shape run_experts(const gemm_problem& p, cudaStream_t stream) {
 // The shapes. m16 (decode) has a 64-column variant; one warp row (WM = 1) on F8 tiles, so
 // each warp dequantizes only its own columns' fragments (with two warp rows both would
 // convert the same ones).
-// The bf16 tiles' k depth and stages can be set at build time (bench/cuda/variant_build.sh
-// -DMOEREG_M16_BK=128 ...) so that variants are timed against each other on the same GPU
-// (bench/cuda/issue20_ab.sh); tile_name below describes the defaults.
+// The bf16 tiles read 128 k a stage (256 contiguous bytes of each weight row; vLLM's tuned H200
+// configs take 128-256 at these sizes): on an H100, against 64 k, 3 % faster on mixtral and
+// deepseek at T = 1 to 128 and as fast on qwen3 (docs/bench-cuda.md, session 27). Three stages
+// keep two m16 CTAs on an SM (110 KB each), five the narrow tile's two (100 KB). The k depth and
+// stages can be set at build time (bench/cuda/variant_build.sh -DMOEREG_M16_BK=64 ...) to time
+// variants against each other on one GPU (bench/cuda/issue20_ab.sh); tile_name below describes
+// the defaults.
 #ifndef MOEREG_M16_BK
-#define MOEREG_M16_BK 64
+#define MOEREG_M16_BK 128
 #endif
 #ifndef MOEREG_M16_STAGES
-#define MOEREG_M16_STAGES 6
+#define MOEREG_M16_STAGES 3
 #endif
 #ifndef MOEREG_M16_NARROW_BK
-#define MOEREG_M16_NARROW_BK 64
+#define MOEREG_M16_NARROW_BK 128
 #endif
 #ifndef MOEREG_M16_NARROW_STAGES
-#define MOEREG_M16_NARROW_STAGES 8
+#define MOEREG_M16_NARROW_STAGES 5
 #endif
 using bf16_m16 = tile_shape<16, 128, MOEREG_M16_BK, 1, 4, MOEREG_M16_STAGES>;
 using bf16_m16_narrow = tile_shape<16, 64, MOEREG_M16_NARROW_BK, 1, 2, MOEREG_M16_NARROW_STAGES, 2>;
 using bf16_m16_narrowest = tile_shape<16, 32, 128, 1, 1, 6, 4>;
 #ifndef MOEREG_M64_BK
-#define MOEREG_M64_BK 64
+#define MOEREG_M64_BK 128
 #endif
 #ifndef MOEREG_M64_STAGES
-#define MOEREG_M64_STAGES 4
+#define MOEREG_M64_STAGES 3
 #endif
 using bf16_m64 = tile_shape<64, 128, MOEREG_M64_BK, 2, 4, MOEREG_M64_STAGES>;
 using bf16_m128 = tile_shape<128, 128, 32, 2, 4, 4>;
@@ -134,8 +138,8 @@ const char* tile_name(tile_config c, bool f8, bool exact) {
                                    "more SMs; e4m3 in shared memory)"
            : c == tile_config::m64 ? "n128 m64 k64 (4 warps, 4 stages, e4m3 in shared memory)"
                                    : "n128 m128 k32 (8 warps, 4 stages, e4m3 in shared memory)";
-  return c == tile_config::m16 ? "n128 m16 k64 (4 warps, 6 stages; n64 with 2 x 2 k groups where that fills more SMs)"
-         : c == tile_config::m64 ? "n128 m64 k64 (8 warps, 4 stages)"
+  return c == tile_config::m16 ? "n128 m16 k128 (4 warps, 3 stages; n64 with 2 x 2 k groups, 5 stages, where that fills more SMs)"
+         : c == tile_config::m64 ? "n128 m64 k128 (8 warps, 3 stages)"
                                  : "n128 m128 k32 (8 warps, 4 stages)";
 }
 int max_row_tiles(int slots, int experts, int bm) {
