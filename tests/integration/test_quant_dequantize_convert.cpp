@@ -13,6 +13,7 @@
 #include "conversion_support.h"
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
+#include "quant_support.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -156,6 +157,38 @@ TEST(QuantDequantizeConvert, CommandLineDropsQuantizationConfig) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("--dtype 'fp16': expected bf16"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(d / "x"));
+}
+
+// A NaN block scale would make 128 x 128 weights NaN in a checkpoint that otherwise looks
+// complete: the conversion is refused naming the scale tensor and its element, and nothing is
+// left at the output path.
+TEST(QuantDequantizeConvert, NonFiniteScaleIsRefusedAndLeavesNothing) {
+  test::temp_dir d;
+  checkpoint hf = checkpoint::open(test::fixture(fp8_hf));
+  const std::string bad = "model.layers.1.mlp.experts.2.up_proj.weight_scale_inv";
+  std::vector<test::tiny_tensor> ts;
+  bool planted = false;
+  for (const auto& t : hf.tensors()) {
+    test::tiny_tensor x{t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())};
+    if (x.name == bad) {
+      ASSERT_EQ(x.type, dtype::F32);
+      ASSERT_GE(x.bytes.size(), 8u);
+      const float nan = NAN;
+      std::memcpy(x.bytes.data() + x.bytes.size() - 4, &nan, 4);  // the last block's scale
+      planted = true;
+    }
+    ts.push_back(std::move(x));
+  }
+  ASSERT_TRUE(planted);
+  test::write_checkpoint(d / "nan", hf.config(), ts);
+  auto r = test::run_moereg("convert " + d / "nan" + " " + d / "out" + " --to hf --dtype bf16");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(bad + ": scale ["), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("is NaN; expected a finite scale"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
+  // Kept as FP8, the bytes are copied as stored (a conversion between layouts is bit-exact).
+  auto copy = test::run_moereg("convert " + d / "nan" + " " + d / "v5" + " --to transformers_v5");
+  EXPECT_EQ(copy.exit_code, 0) << copy.output;
 }
 
 }  // namespace test_quant_dequantize_convert

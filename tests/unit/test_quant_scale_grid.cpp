@@ -168,3 +168,25 @@ TEST(QuantScaleGrid, WidensScaleDtypesExactly) {
 }
 
 }  // namespace test_quant_scale_grid
+
+namespace test_quant_scale_grid {
+
+TEST(QuantScaleGrid, NonFiniteScalesAreRefusedByTensorAndElement) {
+  const std::vector<float> f32 = {1.f, 0.5f, NAN, 2.f};
+  EXPECT_EQ(message_of([&] { scales_as_f32("w_scale", dtype::F32, f32.data(), 4, 2); }),
+            "w_scale: scale [1, 0] is NaN; expected a finite scale (it would make every weight of its block NaN)");
+  const std::vector<float> inf = {1.f, -INFINITY};
+  EXPECT_EQ(message_of([&] { scales_as_f32("s", dtype::F32, inf.data(), 2); }),
+            "s: scale element 1 is -inf; expected a finite scale (it would make every weight of its block infinite or NaN)");
+  const std::vector<std::uint16_t> bf16 = {0x3f80, 0x7f80};  // 1.0, +inf
+  EXPECT_EQ(message_of([&] { scales_as_f32("b", dtype::BF16, bf16.data(), 2, 0, "[4, 5]"); }),
+            "b: scale [4, 5] is +inf; expected a finite scale (it would make every weight of its block infinite or NaN)");
+  const std::vector<std::uint8_t> e8m0 = {127, 255};  // 1.0, E8M0's NaN
+  EXPECT_NE(message_of([&] { scales_as_f32("m", dtype::F8_E8M0, e8m0.data(), 2); }).find("m: scale element 1 is NaN"),
+            std::string::npos);
+  // Finite scales, zero and negative ones included, are widened as stored.
+  const std::vector<float> ok = {0.f, -0.25f, 3.f};
+  EXPECT_EQ(scales_as_f32("ok", dtype::F32, ok.data(), 3), ok);
+}
+
+}  // namespace test_quant_scale_grid

@@ -6,6 +6,7 @@
 #include "moereg/quant/fp8_e4m3.h"
 #include "moereg/quant/mxfp4.h"
 #include "moereg/quant/pack_quantized_int4.h"
+#include "moereg/quant/scale_grid.h"
 
 namespace moereg {
 
@@ -25,19 +26,21 @@ void dequantize_view(const matrix_view& data, const piece_scales& s, const quant
   const std::size_t n_scales = static_cast<std::size_t>(s.scale.rows * s.scale.cols);
   switch (q.scheme) {
     case quant_scheme::fp8: {
-      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales);
+      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales, s.scale.cols);
       scale_grid one = g;
       one.batch = 1;
       dequantize_fp8_e4m3(reinterpret_cast<const std::uint8_t*>(scratch.units.data()), f, one, out);
       return;
     }
     case quant_scheme::mxfp4:
+      // E8M0 scales as stored: widening them refuses the NaN one (255) by name and element.
+      scales_as_f32(s.scale.source->info->name, dtype::F8_E8M0, scratch.scales.data(), n_scales, s.scale.cols);
       dequantize_mxfp4(reinterpret_cast<const std::uint8_t*>(scratch.units.data()),
                        reinterpret_cast<const std::uint8_t*>(scratch.scales.data()), {g.rows, g.cols}, out);
       return;
     case quant_scheme::gptq_int4:  // gathered [N, K/8]: GPTQ's words, in compressed-tensors order
     case quant_scheme::pack_int4: {
-      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales);
+      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales, s.scale.cols);
       dequantize_pack_quantized_int4(scratch.units.data(), f, {g.rows, g.cols, g.block_cols}, out);
       return;
     }

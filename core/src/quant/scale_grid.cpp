@@ -156,7 +156,14 @@ scale_grid transpose(const scale_grid& g) {
   return t;
 }
 
-std::vector<float> scales_as_f32(std::string_view tensor, dtype t, const void* data, std::size_t count) {
+std::vector<float> scales_as_f32(std::string_view tensor, dtype t, const void* data, std::size_t count,
+                                 std::int64_t grid_cols, std::string_view element) {
+  auto name = [&](std::size_t i) {
+    if (!element.empty()) return std::string(element);
+    const auto n = static_cast<std::int64_t>(i);
+    return grid_cols > 0 ? "[" + std::to_string(n / grid_cols) + ", " + std::to_string(n % grid_cols) + "]"
+                         : "element " + std::to_string(n);
+  };
   std::vector<float> out(count);
   auto p = static_cast<const unsigned char*>(data);
   for (std::size_t i = 0; i < count; ++i) {
@@ -179,6 +186,12 @@ std::vector<float> scales_as_f32(std::string_view tensor, dtype t, const void* d
         throw error(std::string(tensor) + ": scale dtype " + std::string(dtype_name(t)) +
                     ", expected F32, BF16, F16 or F8_E8M0");
     }
+    if (!std::isfinite(out[i]))
+      throw error(std::string(tensor) + ": scale " +
+                  name(i) + " is " +
+                  (std::isnan(out[i]) ? "NaN" : out[i] > 0 ? "+inf" : "-inf") +
+                  "; expected a finite scale (it would make every weight of its block " +
+                  (std::isnan(out[i]) ? "NaN" : "infinite or NaN") + ")");
   }
   return out;
 }
