@@ -9,19 +9,19 @@
 #      vLLM's tuned H200 configs set to 128-256 where moereg's default is 64) - each variant's
 #      tile tests, then ab_decode.py on the carried build, its narrow=fill option and every
 #      variant, alternated rounds on the same weights (qwen3, mixtral, deepseek at T = 1, 16, 128);
-#   3. the grouped bf16 wgmma GEMM's variants (.carry/old/wgmma_*.so, from
-#      bench/cuda/experiments/*.patch) at T = 128 and 1024 (wgmma_ab.sh);
+#   3. the grouped bf16 wgmma GEMM's variants (.carry/old/wgmma_*.so, e.g. from
+#      bench/cuda/experiments/wgmma_n128.patch) at T = 128 and 1024 (wgmma_ab.sh);
 #   4. F8 against bf16 at T = 1 replayed as a CUDA graph (f8_decode_ab.sh, deepseek_v3_e64), and
-#      at T = 4096 on the carried FP8 GEMM and the narrow_tail variant (.carry/old/narrow.so,
-#      f8_gemm_ab.sh);
+#      at T = 4096 on the carried FP8 GEMM and a variant of it (.carry/old/narrow.so, named for
+#      session 27's narrow_tail experiment, since adopted; f8_gemm_ab.sh);
 #   5. Nsight Compute on the grouped bf16 wgmma GEMM at qwen3 T = 1024, the row furthest from
 #      vLLM (ncu_f8_gemm.sh with WEIGHTS=bf16): what holds it.
 # Here, before the call (after cmake --build build):
 #   bash bench/device/stage.sh build && chmod -R u+w .carry
 #   bash bench/cuda/variant_build.sh m16_k128s5 -DMOEREG_M16_BK=128 -DMOEREG_M16_STAGES=5 \
 #        -DMOEREG_M16_NARROW_BK=128 -DMOEREG_M16_NARROW_STAGES=5          (and the others)
-#   for p in wgmma_half_a wgmma_n128; do PATCH=bench/cuda/experiments/$p.patch bash bench/cuda/variant_build.sh $p; done
-#   PATCH=bench/cuda/experiments/narrow_tail.patch bash bench/cuda/variant_build.sh narrow
+#   PATCH=bench/cuda/experiments/wgmma_n128.patch bash bench/cuda/variant_build.sh wgmma_n128
+#   bash bench/cuda/variant_build.sh m16_k64 -DMOEREG_M16_BK=64 -DMOEREG_M16_STAGES=6 ... (the old tiles)
 #   tar -C .carry -cJf .carry/old.tar.xz old && rm -rf .carry/old      (carry_env.sh unpacks it)
 # Summaries to stdout, logs under $OUT. Environment: STEPS (default "tests decode wgmma f8 ncu").
 set -uo pipefail

@@ -7,11 +7,12 @@
 # build; each run also times the layer's default path (`default` column, the carried build's).
 # Environment: VARIANTS (names of .carry/old/NAME.so; default every .carry/old/wgmma_*.so),
 # SHAPES (qwen3_30b_a3b,mixtral_8x7b,deepseek_v3), TOKENS (1024,4096), ROUNDS (1).
-# Session 25 left two variants to measure (bench/cuda/experiments/wgmma_half_a.patch: a tile
-# split by columns loads 64 A rows; wgmma_n128.patch: 128 x 128 tiles, 6 stages):
-#   here:  bash bench/device/stage.sh build && chmod -R u+w .carry && rm -f .carry/bin/moereg_tests
-#          for p in wgmma_half_a wgmma_n128; do PATCH=bench/cuda/experiments/$p.patch bash bench/cuda/variant_build.sh $p; done
+# Variants are builds from bench/cuda/variant_build.sh (an experiment patch as PATCH=...):
+#   here:  bash bench/device/stage.sh build && chmod -R u+w .carry
+#          PATCH=bench/cuda/experiments/wgmma_n128.patch bash bench/cuda/variant_build.sh wgmma_n128
 #   there: bash bench/cuda/wgmma_ab.sh      (carry .carry)
+# Session 27 (H100) timed wgmma_half_a (adopted since: a tile split by columns loads 64 A rows)
+# and wgmma_n128 (128 x 128 tiles, 6 stages: slower on mixtral T = 128, 1.0429 against 0.9686 ms).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 . bench/device/carry_env.sh

@@ -157,8 +157,10 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
-          mbar_expect_tx(&full[s], box_bytes + S::b_bytes);
-          tma_load(sa + s * box_bytes, &p.a.map, &full[s], kt * BK, at.row0);
+          // A tile split by columns reads rows 0-63 only: a 64-row box.
+          const bool narrow = BN == 256 && at.row_end - at.row0 <= 64;
+          mbar_expect_tx(&full[s], (narrow ? box_bytes / 2 : box_bytes) + S::b_bytes);
+          tma_load(sa + s * box_bytes, narrow ? &p.a.half : &p.a.map, &full[s], kt * BK, at.row0);
 #pragma unroll
           for (int h = 0; h < boxes; ++h)
             tma_load(sb + s * S::b_bytes + h * box_bytes, bmap, &full[s], kt * BK, brow + 128 * h);
@@ -205,7 +207,8 @@ void launch_with(const bf16_grouped_problem& p, int sms, int rows_bound, cudaStr
 }  // namespace
 
 bf16_matrix make_bf16_matrix(const __nv_bfloat16* base, uint64_t rows, uint64_t cols, const char* what) {
-  return {make_sw128_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, BM, what)};
+  return {make_sw128_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, BM, what),
+          make_sw128_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, BM / 2, what)};
 }
 
 void launch_bf16_grouped_gemm(const bf16_grouped_problem& p, int rows_bound, cudaStream_t stream) {

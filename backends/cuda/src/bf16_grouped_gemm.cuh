@@ -25,6 +25,7 @@ namespace moereg::cuda {
 // kernel's TMA reads it. Throws when the driver refuses it (the message names `what`).
 struct bf16_matrix {
   CUtensorMap map;
+  CUtensorMap half;  // the same matrix in boxes of 64 rows (A of a tile split by columns)
 };
 bf16_matrix make_bf16_matrix(const __nv_bfloat16* base, uint64_t rows, uint64_t cols, const char* what);
 

@@ -259,8 +259,42 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
   uint32_t it = 0;
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
     const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
-    const int r0 = at.row0 + wr, r1 = r0 + 8;
     float acc[64], sum[64 * halves];
+    if constexpr (halves == 2) {
+      // A tile of 64 rows or fewer (an expert's last, often: at 128 rows an expert on average,
+      // about half the experts spill a few rows into a second tile): the warpgroups split its
+      // columns rather than its rows, each multiplying rows 0-63 by its own 128-column half, so
+      // both keep working and the tile costs half the MMAs. Same products in the same order as
+      // the row split, so the same bits. (Not with the fused SiLU, whose epilogue needs a
+      // thread's gate and up columns together.)
+      if (!p.hq && at.row_end - at.row0 <= 64) {
+        const int wn = (warp & 3) * 16 + (lane >> 2), r0 = at.row0 + wn, r1 = r0 + 8;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) sum[i] = 0.f;
+        for (int kt = 0; kt < kt_count; ++kt, ++it) {
+          const int s = static_cast<int>(it % stages);
+          mbar_wait(&full[s], (it / stages) & 1);
+          const float* sc = scales + s * scale_floats;
+          mma_k_block(acc, sw128_desc(sa + s * tile_bytes), sw128_desc(sb + s * S::b_bytes + cg * tile_bytes));
+          if (lane == 0) mbar_arrive(&empty[s]);
+          const float ws = sc[BM + cg], s0 = sc[wn] * ws, s1 = sc[wn + 8] * ws;
+#pragma unroll
+          for (int i = 0; i < 64; ++i) sum[i] = fmaf(acc[i], (i & 2) ? s1 : s0, sum[i]);
+        }
+        const int c = at.n0 + 128 * cg + 2 * (lane & 3);
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+          if (r0 < at.row_end)
+            *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r0) * p.n + c + 8 * j) =
+                __floats2bfloat162_rn(sum[4 * j], sum[4 * j + 1]);
+          if (r1 < at.row_end)
+            *reinterpret_cast<__nv_bfloat162*>(p.d + static_cast<size_t>(r1) * p.n + c + 8 * j) =
+                __floats2bfloat162_rn(sum[4 * j + 2], sum[4 * j + 3]);
+        }
+        continue;
+      }
+    }
+    const int r0 = at.row0 + wr, r1 = r0 + 8;
 #pragma unroll
     for (int i = 0; i < 64 * halves; ++i) sum[i] = 0.f;
     for (int kt = 0; kt < kt_count; ++kt, ++it) {
