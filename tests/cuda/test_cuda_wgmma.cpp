@@ -38,6 +38,34 @@ TEST(CudaWgmma, MatchesTheReferenceAtEverySize) {
   clear_option("tiles");
 }
 
+// wgmma_silu=fused: SiLU(gate) * up in the gate/up GEMM's epilogue, from the 128 gate and
+// matching 128 up rows a tile takes, gives the bits of the separate pass at every size (tiles
+// split by rows and by columns, experts with no rows, a shared expert inside the launches);
+// where I is not a multiple of 128 the layer keeps the separate pass.
+TEST(CudaWgmma, FusedSiluGivesTheSeparatePassBits) {
+  ASSERT_NE(backend_api(), nullptr);
+  random_layer A(16, 256, 256, 4, 0, false, 36);   // gate/up 512 columns: two 256-wide tiles
+  random_layer S(8, 256, 128, 2, 128, true, 37);   // a gated shared expert as one more expert
+  random_layer N(8, 384, 192, 2, 0, false, 38);    // I = 192: 128-wide gate/up tiles, no fusion
+  for (random_layer* L : {&A, &S, &N}) {
+    set_option("tiles", "wgmma");
+    handle separate = create(L->view(), nullptr);
+    set_option("wgmma_silu", "fused");
+    handle fused = create(L->view(), nullptr);
+    clear_option("wgmma_silu");
+    clear_option("tiles");
+    ASSERT_TRUE(separate && fused);
+    for (int T : {1, 5, 64, 611}) {
+      random_tokens r(T, L->H, L->E, L->K, 300 + T, T % 2 == 1);
+      const std::vector<float> a = forward(separate.get(), r, T, L->H, L->K), b = forward(fused.get(), r, T, L->H, L->K);
+      EXPECT_EQ(max_rel_diff(b, a), 0.0) << "I=" << L->I << " Is=" << L->Is << " T=" << T;
+      const std::string json = describe(fused.get());
+      EXPECT_TRUE(ran_wgmma(json)) << json;
+      EXPECT_EQ(json.find("gate/up 128x256 with the SiLU") != std::string::npos, L->I % 128 == 0) << json;
+    }
+  }
+}
+
 // A shared expert of the routed size runs as one more expert of the grouped launches (gated or
 // not); of another size, on the kernels after them.
 TEST(CudaWgmma, SharedExpertInsideOrBesideTheGroupedLaunches) {

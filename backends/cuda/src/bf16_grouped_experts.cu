@@ -56,12 +56,12 @@ bool bf16_grouped_experts::fits(long long experts, long long hidden, long long i
 }
 
 bf16_grouped_experts::bf16_grouped_experts(const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts, int hidden,
-                                           int inter)
-    : E_(experts), H_(hidden), I_(inter), rows_(experts) {
+                                           int inter, bool fused_silu)
+    : E_(experts), H_(hidden), I_(inter), fused_silu_(fused_silu && (2 * inter) % 256 == 0), rows_(experts) {
   w13_ = make_bf16_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "bf16 gate/up weights");
   w2_ = make_bf16_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "bf16 down weights");
   path_ = "wgmma_bf16 (grouped bf16 GEMM, one launch a projection; gate/up 128x" +
-          std::to_string(bf16_grouped_tile_columns(2 * I_)) + ", down 128x" +
+          std::to_string(bf16_grouped_tile_columns(2 * I_)) + (fused_silu_ ? " with the SiLU" : "") + ", down 128x" +
           std::to_string(bf16_grouped_tile_columns(H_)) + " tiles)";
 }
 
@@ -87,7 +87,7 @@ void bf16_grouped_experts::ensure(int rows, cudaStream_t stream) {
   capacity_ = 0;
   const size_t R = static_cast<size_t>(rows), H = H_, I = I_;
   check(cudaMalloc(&xs_, R * H * 2), "bf16 grouped path: sorted rows");
-  check(cudaMalloc(&g_, R * 2 * I * 2), "bf16 grouped path: gate/up");
+  if (!fused_silu_) check(cudaMalloc(&g_, R * 2 * I * 2), "bf16 grouped path: gate/up");
   check(cudaMalloc(&h_, R * I * 2), "bf16 grouped path: h");
   xs_map_ = make_bf16_matrix(xs_, R, H, "bf16 sorted rows");
   h_map_ = make_bf16_matrix(h_, R, I, "bf16 h");
@@ -114,10 +114,14 @@ void bf16_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStr
   p.n = 2 * I_;
   p.k = H_;
   p.d = g_;
+  p.h = fused_silu_ ? h_ : nullptr;
   launch_bf16_grouped_gemm(p, bound, stream);
-  const dim3 grid((I_ / 2 + 127) / 128, std::min(bound, 65535));
-  silu_rows<<<grid, 128, 0, stream>>>(g_, offsets, experts, I_, h_);
-  check_launch("bf16 grouped path: SiLU");
+  if (!fused_silu_) {
+    const dim3 grid((I_ / 2 + 127) / 128, std::min(bound, 65535));
+    silu_rows<<<grid, 128, 0, stream>>>(g_, offsets, experts, I_, h_);
+    check_launch("bf16 grouped path: SiLU");
+  }
+  p.h = nullptr;
   // The sorted rows are read: down's output goes where they were.
   p.a = h_map_;
   p.b = w2_;

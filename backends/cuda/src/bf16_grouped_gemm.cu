@@ -85,6 +85,31 @@ __device__ __forceinline__ void store_rows(const float (&d)[128], __nv_bfloat16*
   }
 }
 
+// The fused gate/up epilogue (bf16_grouped_problem::h): h = SiLU(gate) * up of a warpgroup's
+// 64 rows by 64 columns, from a 128-column block of sums d[O, O + 64) whose first 64 columns
+// are gate rows and last 64 the matching up rows (gate column 8 j + c in d[O + 4 j + ...], its
+// up column in d[O + 4 (j + 8) + ...]). Gate and up are rounded to bf16 first and the
+// arithmetic is silu_rows's (bf16_grouped_experts.cu), so h has the bits the separate pass
+// would write.
+template <int O>
+__device__ __forceinline__ void store_silu_rows(const float (&d)[128], __nv_bfloat16* h, int n, int r0, int row_end, int c) {
+  const int r1 = r0 + 8;
+  auto silu = [](float g, float u) {
+    const float a = __bfloat162float(__float2bfloat16_rn(g)), b = __bfloat162float(__float2bfloat16_rn(u));
+    return a / (1.f + __expf(-a)) * b;
+  };
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int g = O + 4 * j, u = O + 4 * (j + 8);
+    if (r0 < row_end)
+      *reinterpret_cast<__nv_bfloat162*>(h + static_cast<size_t>(r0) * n + c + 8 * j) =
+          __floats2bfloat162_rn(silu(d[g], d[u]), silu(d[g + 1], d[u + 1]));
+    if (r1 < row_end)
+      *reinterpret_cast<__nv_bfloat162*>(h + static_cast<size_t>(r1) * n + c + 8 * j) =
+          __floats2bfloat162_rn(silu(d[g + 2], d[u + 2]), silu(d[g + 3], d[u + 3]));
+  }
+}
+
 // One tile's k loop of a consumer warpgroup: each stage's four k16 wgmmas (N = 256: rows by
 // every column; 128: rows by one 128-column box) on A rows da and B rows db of the stage, one
 // stage's MMAs left in flight while the next are issued, each stage released once read. `it`
@@ -118,7 +143,7 @@ __device__ __forceinline__ void mma_tile(float (&acc)[128], const uint8_t* sa, c
   for (int i = 0; i < 128; ++i) fence_operand(acc[i]);
 }
 
-template <int BN>
+template <int BN, bool Silu>  // Silu: p.h is set (the gate/up GEMM with the SiLU fused)
 __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_constant__ bf16_grouped_problem p) {
   using S = tile_shape<BN>;
   constexpr int stages = S::stages, boxes = S::boxes;
@@ -153,7 +178,7 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
         const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
         const bool own = p.has_last && at.e == E - 1;
         const CUtensorMap* bmap = own ? &p.b_last.map : &p.b.map;
-        const int brow = (own ? 0 : at.e * p.n) + at.n0;
+        const int brow = (own ? 0 : at.e * p.n) + (Silu ? at.n0 / 2 : at.n0);
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
@@ -161,9 +186,20 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
           const bool narrow = BN == 256 && at.row_end - at.row0 <= 64;
           mbar_expect_tx(&full[s], (narrow ? box_bytes / 2 : box_bytes) + S::b_bytes);
           tma_load(sa + s * box_bytes, narrow ? &p.a.half : &p.a.map, &full[s], kt * BK, at.row0);
+          if constexpr (Silu) {
+            // Box h: gate rows [n0 / 2 + 64 h, + 64), then the matching up rows (n / 2 further),
+            // so each box is a 128-column block of 64 gate columns and their 64 up columns.
+            const CUtensorMap* half = own ? &p.b_last.half : &p.b.half;
 #pragma unroll
-          for (int h = 0; h < boxes; ++h)
-            tma_load(sb + s * S::b_bytes + h * box_bytes, bmap, &full[s], kt * BK, brow + 128 * h);
+            for (int h = 0; h < boxes; ++h)
+              for (int u = 0; u < 2; ++u)
+                tma_load(sb + s * S::b_bytes + h * box_bytes + u * (box_bytes / 2), half, &full[s], kt * BK,
+                         brow + 64 * h + u * (p.n / 2));
+          } else {
+#pragma unroll
+            for (int h = 0; h < boxes; ++h)
+              tma_load(sb + s * S::b_bytes + h * box_bytes, bmap, &full[s], kt * BK, brow + 128 * h);
+          }
         }
       }
     }
@@ -177,23 +213,29 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
     const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
     float acc[128];
     if constexpr (BN == 256) {
-      if (at.row_end - at.row0 <= 64) {  // rows 0-63 by column half cg
+      if (at.row_end - at.row0 <= 64) {
+        // rows 0-63 by column half (box) cg
         mma_tile<128, stages, S::b_bytes>(acc, sa, sb, 0, cg * box_bytes, full, empty, kt_count, it, lane);
-        store_rows<16>(acc, p.d, p.n, at.row0 + wrow, at.row_end, at.n0 + 128 * cg + col);
+        if constexpr (Silu) store_silu_rows<0>(acc, p.h, p.n / 2, at.row0 + wrow, at.row_end, at.n0 / 2 + 64 * cg + col);
+        else store_rows<16>(acc, p.d, p.n, at.row0 + wrow, at.row_end, at.n0 + 128 * cg + col);
         continue;
       }
     }
     // rows 64 cg + [0, 64) by every column
     mma_tile<BN, stages, S::b_bytes>(acc, sa, sb, cg * 64 * 128, 0, full, empty, kt_count, it, lane);
-    store_rows<BN / 8>(acc, p.d, p.n, at.row0 + cg * 64 + wrow, at.row_end, at.n0 + col);
+    if constexpr (Silu) {  // each box's block: 64 gate columns, then their 64 up columns
+      store_silu_rows<0>(acc, p.h, p.n / 2, at.row0 + cg * 64 + wrow, at.row_end, at.n0 / 2 + col);
+      store_silu_rows<64>(acc, p.h, p.n / 2, at.row0 + cg * 64 + wrow, at.row_end, at.n0 / 2 + 64 + col);
+    } else
+      store_rows<BN / 8>(acc, p.d, p.n, at.row0 + cg * 64 + wrow, at.row_end, at.n0 + col);
   }
 }
 
-template <int BN>
+template <int BN, bool Silu = false>
 void launch_with(const bf16_grouped_problem& p, int sms, int rows_bound, cudaStream_t stream) {
   using S = tile_shape<BN>;
   static const bool sized = [] {
-    cudaFuncSetAttribute(bf16_grouped_gemm<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(bf16_grouped_gemm<BN, Silu>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          static_cast<int>(S::smem_bytes));
     return true;
   }();
@@ -201,7 +243,7 @@ void launch_with(const bf16_grouped_problem& p, int sms, int rows_bound, cudaStr
   const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
   const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
   if (grid <= 0) return;
-  bf16_grouped_gemm<BN><<<grid, threads, S::smem_bytes, stream>>>(p);
+  bf16_grouped_gemm<BN, Silu><<<grid, threads, S::smem_bytes, stream>>>(p);
 }
 
 }  // namespace
@@ -221,7 +263,11 @@ void launch_bf16_grouped_gemm(const bf16_grouped_problem& p, int rows_bound, cud
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
     return std::max(n, 1);
   }();
-  if (bf16_grouped_tile_columns(p.n) == 256) launch_with<256>(p, sms, rows_bound, stream);
+  if (p.h && bf16_grouped_tile_columns(p.n) != 256)
+    throw std::runtime_error("bf16 grouped GEMM: the fused SiLU needs gate/up columns n a multiple of 256, not " +
+                             std::to_string(p.n));
+  if (p.h) launch_with<256, true>(p, sms, rows_bound, stream);
+  else if (bf16_grouped_tile_columns(p.n) == 256) launch_with<256>(p, sms, rows_bound, stream);
   else launch_with<128>(p, sms, rows_bound, stream);
   check_launch("bf16 grouped GEMM");
 }

@@ -25,7 +25,8 @@ namespace moereg::cuda {
 // kernel's TMA reads it. Throws when the driver refuses it (the message names `what`).
 struct bf16_matrix {
   CUtensorMap map;
-  CUtensorMap half;  // the same matrix in boxes of 64 rows (A of a tile split by columns)
+  CUtensorMap half;  // the same matrix in boxes of 64 rows (A of a tile split by columns; B's gate
+                     // and up halves with the fused SiLU)
 };
 bf16_matrix make_bf16_matrix(const __nv_bfloat16* base, uint64_t rows, uint64_t cols, const char* what);
 
@@ -39,6 +40,11 @@ struct bf16_grouped_problem {
   const int* offsets;   // [experts + 1], device
   int experts, n, k;    // n a multiple of 128, k of 64
   __nv_bfloat16* d;     // [capacity, n]
+  // Set (gate/up with the fused SiLU; n = 2I a multiple of 256, B the [gate | up] rows of each
+  // expert): each 256-column tile takes 128 gate rows and the matching 128 up rows of B (as two
+  // blocks of 64 gate and 64 up) and writes h = SiLU(gate) * up [capacity, n / 2] here, the
+  // bits the separate pass writes; d is not written.
+  __nv_bfloat16* h = nullptr;
 };
 
 // The output columns of a problem's tiles: 256 where n is a multiple of 256, else 128.

@@ -48,6 +48,8 @@ void check(cudaError_t e, const char* what);
 //            rows per expert on average that do not go to cuBLAS (H200, session 26: 7-15 % ahead
 //            of the mma.sync kernels there on all three shapes, behind them below; docs/cuda.md);
 //            off keeps the kernels there, as graphs=on does (the grouped path is not captured yet)
+//   wgmma_silu = separate (default) | fused - that GEMM's SiLU(gate) * up in its own pass or in
+//            the gate/up epilogue (I a multiple of 128; the same bits)
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
@@ -62,6 +64,7 @@ struct tuning {
   std::string narrow = "auto";
   bool slot_tiles = true;
   bool wgmma = true;
+  std::string wgmma_silu = "separate";
   // Throws invalid_argument naming the key and what it accepts.
   static tuning parse(const moereg_backend_option* kv, size_t count);
 };
