@@ -15,7 +15,9 @@
 #      at T = 4096 on the carried FP8 GEMM and a variant of it (.carry/old/narrow.so, named for
 #      session 27's narrow_tail experiment, since adopted; f8_gemm_ab.sh);
 #   5. Nsight Compute on the grouped bf16 wgmma GEMM at qwen3 T = 1024, the row furthest from
-#      vLLM (ncu_f8_gemm.sh with WEIGHTS=bf16): what holds it.
+#      vLLM (ncu_f8_gemm.sh with WEIGHTS=bf16): what holds it;
+#   (silu: only when STEPS names it - the wgmma tests, then the grouped GEMM with wgmma_silu
+#   separate and fused, and the default path, at T = 128 and 1024 on the three shapes; ~1 min).
 # Here, before the call (after cmake --build build):
 #   bash bench/device/stage.sh build && chmod -R u+w .carry
 #   bash bench/cuda/variant_build.sh m16_k128s5 -DMOEREG_M16_BK=128 -DMOEREG_M16_STAGES=5 \
@@ -74,6 +76,14 @@ if [[ $steps == *" f8 "* ]]; then
   VARIANTS="$variants" ONLY="bf16 wgmma${variants:+ narrow}" TOKENS=4096 ROUNDS=2 OUT=$OUT/f8g \
     step f8_gemm_ab 200 bash bench/cuda/f8_gemm_ab.sh
   grep -E '^ *T \||^ +[0-9]+ \||^gpu' "$OUT/f8g/f8_gemm_ab.log"
+fi
+if [[ $steps == *" silu "* ]]; then
+  step silu_tests 100 .carry/bin/moereg_cuda_tests --gtest_filter='CudaWgmma.*:CudaOptions.*'
+  grep -E '^\[  (PASSED|FAILED) |Failure' "$OUT/silu_tests.log" | head -8
+  step silu_ab 150 python3 bench/cuda/ab_decode.py --lib "base=$MOEREG_CUDA_BACKEND" --config base:tiles=wgmma \
+    --config base:tiles=wgmma,wgmma_silu=fused --config base --tokens 128,1024 \
+    --shapes qwen3_30b_a3b,mixtral_8x7b,deepseek_v3 --rounds 3
+  sed -n '/^ms (x floor)/,$p' "$OUT/silu_ab.log"
 fi
 if [[ $steps == *" ncu "* ]]; then
   WEIGHTS=bf16 PRESET=qwen3_30b_a3b T=1024 KERNEL=bf16_grouped_gemm OPTIONS="tiles=wgmma" COUNT=2 OUT=$OUT/ncu \
