@@ -17,7 +17,8 @@
 #   5. Nsight Compute on the grouped bf16 wgmma GEMM at qwen3 T = 1024, the row furthest from
 #      vLLM (ncu_f8_gemm.sh with WEIGHTS=bf16): what holds it;
 #   (silu: only when STEPS names it - the wgmma tests, then the grouped GEMM with wgmma_silu
-#   separate and fused, and the default path, at T = 128 and 1024 on the three shapes; ~1 min).
+#   separate and fused, wgmma_gather off and on, and the default path, at T = 128 and 1024 on
+#   the three shapes; ~1.5 min).
 # Here, before the call (after cmake --build build):
 #   bash bench/device/stage.sh build && chmod -R u+w .carry
 #   bash bench/cuda/variant_build.sh m16_k128s5 -DMOEREG_M16_BK=128 -DMOEREG_M16_STAGES=5 \
@@ -81,7 +82,8 @@ if [[ $steps == *" silu "* ]]; then
   step silu_tests 100 .carry/bin/moereg_cuda_tests --gtest_filter='CudaWgmma.*:CudaOptions.*'
   grep -E '^\[  (PASSED|FAILED) |Failure' "$OUT/silu_tests.log" | head -8
   step silu_ab 150 python3 bench/cuda/ab_decode.py --lib "base=$MOEREG_CUDA_BACKEND" --config base:tiles=wgmma \
-    --config base:tiles=wgmma,wgmma_silu=fused --config base --tokens 128,1024 \
+    --config base:tiles=wgmma,wgmma_silu=fused --config base:tiles=wgmma,wgmma_gather=on \
+    --config base:tiles=wgmma,wgmma_silu=fused,wgmma_gather=on --config base --tokens 128,1024 \
     --shapes qwen3_30b_a3b,mixtral_8x7b,deepseek_v3 --rounds 3
   sed -n '/^ms (x floor)/,$p' "$OUT/silu_ab.log"
 fi

@@ -418,7 +418,7 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   clear_option("tile");
   EXPECT_FALSE(h);
   EXPECT_NE(err.find("backend option 'tile' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, "
-                     "f8_gemm, f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles, wgmma, wgmma_silu)"),
+                     "f8_gemm, f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles, wgmma, wgmma_silu, wgmma_gather)"),
             std::string::npos)
       << err;
   for (const auto& [key, value, message] : {std::tuple<const char*, const char*, const char*>{"pdl", "yes", "backend option pdl='yes': expected on or off"},
@@ -427,7 +427,8 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
                                             {"f8_decode", "on", "backend option f8_decode='on': expected mma or gemv"},
                                             {"f8_tile", "256", "backend option f8_tile='256': expected 128x128 or 128x256"},
                                             {"f8_silu", "on", "backend option f8_silu='on': expected separate or fused"},
-                                            {"wgmma_silu", "on", "backend option wgmma_silu='on': expected separate or fused"}}) {
+                                            {"wgmma_silu", "on", "backend option wgmma_silu='on': expected separate or fused"},
+                                            {"wgmma_gather", "yes", "backend option wgmma_gather='yes': expected on or off"}}) {
     set_option(key, value);
     h = create(L.view(), nullptr, &err);
     clear_option(key);
@@ -449,7 +450,7 @@ TEST(CudaOptions, UnknownKeysAndBadValuesAreRefusedByName) {
   EXPECT_LE(run_random(L, 40, 3, false, &json), 1e-2);
   clear_option("tiles");
   EXPECT_NE(json.find("\"options\":{\"tiles\":\"m64\",\"cublas\":\"auto\",\"graphs\":\"off\",\"f8_activations\":\"auto\","
-                      "\"f8_gemm\":\"wgmma\",\"f8_gather\":\"off\",\"f8_tile\":\"128x256\",\"f8_silu\":\"separate\",\"f8_decode\":\"gemv\",\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\",\"wgmma\":\"auto\",\"wgmma_silu\":\"separate\"}"),
+                      "\"f8_gemm\":\"wgmma\",\"f8_gather\":\"off\",\"f8_tile\":\"128x256\",\"f8_silu\":\"separate\",\"f8_decode\":\"gemv\",\"pdl\":\"on\",\"narrow\":\"auto\",\"slot_tiles\":\"auto\",\"wgmma\":\"auto\",\"wgmma_silu\":\"separate\",\"wgmma_gather\":\"off\"}"),
             std::string::npos)
       << json;
   EXPECT_NE(json.find("\"last_tiles\":\"n128 m64 k128"), std::string::npos) << json;  // the forced shape ran

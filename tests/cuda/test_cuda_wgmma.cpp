@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cuda_test_support.h"
 
@@ -38,11 +40,12 @@ TEST(CudaWgmma, MatchesTheReferenceAtEverySize) {
   clear_option("tiles");
 }
 
-// wgmma_silu=fused: SiLU(gate) * up in the gate/up GEMM's epilogue, from the 128 gate and
-// matching 128 up rows a tile takes, gives the bits of the separate pass at every size (tiles
-// split by rows and by columns, experts with no rows, a shared expert inside the launches);
-// where I is not a multiple of 128 the layer keeps the separate pass.
-TEST(CudaWgmma, FusedSiluGivesTheSeparatePassBits) {
+// wgmma_silu=fused (SiLU(gate) * up in the gate/up GEMM's epilogue, from the 128 gate and
+// matching 128 up rows a tile takes) and wgmma_gather=on (the gate/up GEMM reads x's rows
+// through the routing's index, no sorted copy) give the bits of the separate passes at every
+// size: tiles split by rows and by columns, experts with no rows, a shared expert inside the
+// launches (its rows every token). Where I is not a multiple of 128 the SiLU stays a pass.
+TEST(CudaWgmma, FusedSiluAndGatheredRowsGiveTheSeparatePassesBits) {
   ASSERT_NE(backend_api(), nullptr);
   random_layer A(16, 256, 256, 4, 0, false, 36);   // gate/up 512 columns: two 256-wide tiles
   random_layer S(8, 256, 128, 2, 128, true, 37);   // a gated shared expert as one more expert
@@ -52,16 +55,25 @@ TEST(CudaWgmma, FusedSiluGivesTheSeparatePassBits) {
     handle separate = create(L->view(), nullptr);
     set_option("wgmma_silu", "fused");
     handle fused = create(L->view(), nullptr);
+    set_option("wgmma_gather", "on");
+    handle both = create(L->view(), nullptr);
     clear_option("wgmma_silu");
+    handle gathered = create(L->view(), nullptr);
+    clear_option("wgmma_gather");
     clear_option("tiles");
-    ASSERT_TRUE(separate && fused);
+    ASSERT_TRUE(separate && fused && both && gathered);
     for (int T : {1, 5, 64, 611}) {
       random_tokens r(T, L->H, L->E, L->K, 300 + T, T % 2 == 1);
-      const std::vector<float> a = forward(separate.get(), r, T, L->H, L->K), b = forward(fused.get(), r, T, L->H, L->K);
-      EXPECT_EQ(max_rel_diff(b, a), 0.0) << "I=" << L->I << " Is=" << L->Is << " T=" << T;
-      const std::string json = describe(fused.get());
-      EXPECT_TRUE(ran_wgmma(json)) << json;
-      EXPECT_EQ(json.find("gate/up 128x256 with the SiLU") != std::string::npos, L->I % 128 == 0) << json;
+      const std::vector<float> want = forward(separate.get(), r, T, L->H, L->K);
+      for (auto [h, what] : {std::pair{fused.get(), "wgmma_silu=fused"}, std::pair{gathered.get(), "wgmma_gather=on"},
+                             std::pair{both.get(), "both"}}) {
+        EXPECT_EQ(max_rel_diff(forward(h, r, T, L->H, L->K), want), 0.0)
+            << what << " I=" << L->I << " Is=" << L->Is << " T=" << T;
+        const std::string json = describe(h);
+        EXPECT_TRUE(ran_wgmma(json)) << json;
+        EXPECT_EQ(json.find("with the SiLU") != std::string::npos, h != gathered.get() && L->I % 128 == 0) << what << json;
+        EXPECT_EQ(json.find("gathering x's rows") != std::string::npos, h != fused.get()) << what << json;
+      }
     }
   }
 }

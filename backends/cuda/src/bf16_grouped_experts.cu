@@ -3,6 +3,7 @@
 #include "bf16_grouped_experts.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "cuda_moe.h"
@@ -56,12 +57,14 @@ bool bf16_grouped_experts::fits(long long experts, long long hidden, long long i
 }
 
 bf16_grouped_experts::bf16_grouped_experts(const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts, int hidden,
-                                           int inter, bool fused_silu)
-    : E_(experts), H_(hidden), I_(inter), fused_silu_(fused_silu && (2 * inter) % 256 == 0), rows_(experts) {
+                                           int inter, bool fused_silu, bool gather)
+    : E_(experts), H_(hidden), I_(inter), fused_silu_(fused_silu && (2 * inter) % 256 == 0), gather_(gather),
+      rows_(experts) {
   w13_ = make_bf16_matrix(w13, static_cast<uint64_t>(E_) * 2 * I_, static_cast<uint64_t>(H_), "bf16 gate/up weights");
   w2_ = make_bf16_matrix(w2, static_cast<uint64_t>(E_) * H_, static_cast<uint64_t>(I_), "bf16 down weights");
   path_ = "wgmma_bf16 (grouped bf16 GEMM, one launch a projection; gate/up 128x" +
-          std::to_string(bf16_grouped_tile_columns(2 * I_)) + (fused_silu_ ? " with the SiLU" : "") + ", down 128x" +
+          std::to_string(bf16_grouped_tile_columns(2 * I_)) + (fused_silu_ ? " with the SiLU" : "") +
+          (gather_ ? " gathering x's rows" : "") + ", down 128x" +
           std::to_string(bf16_grouped_tile_columns(H_)) + " tiles)";
 }
 
@@ -101,10 +104,18 @@ void bf16_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStr
   if (bound == 0) return;
   ensure(bound, stream);
   const int* offsets = rows_.offsets(in, stream);
-  sort_rows<<<bound, 128, 0, stream>>>(in.xb, in.sorted_token, in.offsets, E_, rows_.shared_count(in), H_, xs_);
-  check_launch("bf16 grouped path: sorted rows");
+  // Gathering reads x's rows with 16-byte copies: x must be 16-byte aligned (H is a multiple of 128).
+  const bool gather = gather_ && (reinterpret_cast<uintptr_t>(in.xb) & 15) == 0;
+  if (!gather) {
+    sort_rows<<<bound, 128, 0, stream>>>(in.xb, in.sorted_token, in.offsets, E_, rows_.shared_count(in), H_, xs_);
+    check_launch("bf16 grouped path: sorted rows");
+  }
   const int experts = rows_.experts();
   bf16_grouped_problem p{};
+  if (gather) {
+    p.gather = in.sorted_token;
+    p.a_rows = in.xb;
+  }
   p.offsets = offsets;
   p.experts = experts;
   p.a = xs_map_;
@@ -122,6 +133,7 @@ void bf16_grouped_experts::run_routed(const routed_rows& in, float* out, cudaStr
     check_launch("bf16 grouped path: SiLU");
   }
   p.h = nullptr;
+  p.gather = nullptr;
   // The sorted rows are read: down's output goes where they were.
   p.a = h_map_;
   p.b = w2_;

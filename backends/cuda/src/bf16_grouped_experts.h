@@ -4,7 +4,7 @@
 // on the device; only a pass that needs larger work buffers than any before synchronizes once to
 // allocate them), the outputs written as rows and combined per token (expert_rows.h).
 //
-// A pass: the routed rows copied into sorted order -> gate/up GEMM (bf16 gate | up rows) ->
+// A pass: the routed rows copied into sorted order (or gathered by the GEMM) -> gate/up GEMM (bf16 gate | up rows) ->
 // h = SiLU(gate) * up in bf16 (or the two fused) -> down GEMM -> the combine. The same arithmetic as the cuBLAS
 // path (bf16 operands, f32 sums, bf16 outputs between the steps). A shared expert of the routed
 // experts' size can run in the same launches as one more expert whose rows are every token.
@@ -28,9 +28,11 @@ class bf16_grouped_experts {
 
   // w13 [E, 2I, H] and w2 [E, H, I] bf16: the layer's device arrays, which must outlive this object.
   // fused_silu: SiLU(gate) * up in the gate/up GEMM's epilogue where I is a multiple of 128 (no
-  // [rows, 2I] gate/up buffer, one launch less; the same bits), else its own pass.
+  // [rows, 2I] gate/up buffer, one launch less; the same bits), else its own pass. gather: the
+  // gate/up GEMM reads each sorted row from x through the routing's index (no sorted copy of x,
+  // one launch less; the same bits) where x's rows are 16-byte aligned, else the copy is made.
   bf16_grouped_experts(const __nv_bfloat16* w13, const __nv_bfloat16* w2, int experts, int hidden, int inter,
-                       bool fused_silu = false);
+                       bool fused_silu = false, bool gather = false);
   // The layer's shared expert in the same launches (before the first pass): w13 [2I, H] and
   // w2 [H, I] bf16, the routed experts' sizes; each pass then adds gate[t] (or 1 without
   // `gate`) times its output for every token.
@@ -49,7 +51,7 @@ class bf16_grouped_experts {
   void ensure(int rows, cudaStream_t stream);
 
   int E_, H_, I_;
-  bool fused_silu_;
+  bool fused_silu_, gather_;
   bf16_matrix w13_, w2_;
   grouped_rows rows_;             // the shared expert, when it joins, as expert E
   bf16_matrix sw13_{}, sw2_{};

@@ -16,6 +16,8 @@
 #include "bf16_grouped_gemm.cuh"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -31,7 +33,7 @@ constexpr int box_bytes = BM * BK * 2;     // A's tile, and B's per 128 output c
 constexpr int threads = 384;               // warpgroup 0: producer; 1 and 2: consumers
 constexpr int max_experts = 4096;
 // 128 x 40 + 256 x 232 registers <= 64 Ki: the consumers hold 128 f32 sums (64 x 256 / 128 threads).
-constexpr int producer_registers = 40, consumer_registers = 232;
+constexpr int producer_registers = 40, gathering_producer_registers = 48, consumer_registers = 232;
 
 template <int BN>
 struct tile_shape {
@@ -114,7 +116,7 @@ __device__ __forceinline__ void store_silu_rows(const float (&d)[128], __nv_bflo
 // every column; 128: rows by one 128-column box) on A rows da and B rows db of the stage, one
 // stage's MMAs left in flight while the next are issued, each stage released once read. `it`
 // counts the stages the CTA has consumed.
-template <int N, int Stages, int BBytes>
+template <int N, int Stages, int BBytes, bool Gathered = false>
 __device__ __forceinline__ void mma_tile(float (&acc)[128], const uint8_t* sa, const uint8_t* sb, uint32_t a_off,
                                          uint32_t b_off, uint64_t* full, uint64_t* empty, int kt_count, uint32_t& it,
                                          int lane) {
@@ -124,6 +126,8 @@ __device__ __forceinline__ void mma_tile(float (&acc)[128], const uint8_t* sa, c
   for (int kt = 0; kt < kt_count; ++kt, ++it) {
     const int s = static_cast<int>(it % Stages);
     mbar_wait(&full[s], (it / Stages) & 1);
+    // Gathered A rows were written through the generic proxy; wgmma reads through the async one.
+    if constexpr (Gathered) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     const uint64_t da = sw128_desc(sa + s * box_bytes + a_off), db = sw128_desc(sb + s * BBytes + b_off);
     wgmma_fence();
 #pragma unroll
@@ -143,7 +147,7 @@ __device__ __forceinline__ void mma_tile(float (&acc)[128], const uint8_t* sa, c
   for (int i = 0; i < 128; ++i) fence_operand(acc[i]);
 }
 
-template <int BN, bool Silu>  // Silu: p.h is set (the gate/up GEMM with the SiLU fused)
+template <int BN, bool Silu, bool Gather>  // Silu: p.h is set; Gather: p.gather is (bf16_grouped_problem)
 __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_constant__ bf16_grouped_problem p) {
   using S = tile_shape<BN>;
   constexpr int stages = S::stages, boxes = S::boxes;
@@ -160,7 +164,7 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
     count_m_tiles(p.offsets, E, BM, prefix, lane);
     if (lane == 0) {
       for (int s = 0; s < stages; ++s) {
-        mbar_init(&full[s], 1);   // the expect_tx arrival
+        mbar_init(&full[s], Gather ? 1 + 128 : 1);  // the expect_tx arrival (+ each gathering thread's)
         mbar_init(&empty[s], 8);  // one arrival per consumer warp
       }
       asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -168,17 +172,76 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
   }
   __syncthreads();
   const int nb = p.n / BN, kt_count = p.k / BK, total = prefix[E] * nb;
-  if (warp < 4) registers_dec<producer_registers>();
+  // A gathering producer keeps 8 row offsets a thread: 48 registers (128 x 48 + 256 x 232 is
+  // the whole register file).
+  if (warp < 4) registers_dec<Gather ? gathering_producer_registers : producer_registers>();
   else registers_inc<consumer_registers>();
 
+  // The tile's weight rows of k block kt into stage s (by TMA, on full[s]).
+  auto load_b = [&](int s, int kt, const tile_at& at) {
+    const bool own = p.has_last && at.e == E - 1;
+    const int brow = (own ? 0 : at.e * p.n) + (Silu ? at.n0 / 2 : at.n0);
+    if constexpr (Silu) {
+      // Box h: gate rows [n0 / 2 + 64 h, + 64), then the matching up rows (n / 2 further),
+      // so each box is a 128-column block of 64 gate columns and their 64 up columns.
+      const CUtensorMap* half = own ? &p.b_last.half : &p.b.half;
+#pragma unroll
+      for (int h = 0; h < boxes; ++h)
+        for (int u = 0; u < 2; ++u)
+          tma_load(sb + s * S::b_bytes + h * box_bytes + u * (box_bytes / 2), half, &full[s], kt * BK,
+                   brow + 64 * h + u * (p.n / 2));
+    } else {
+      const CUtensorMap* bmap = own ? &p.b_last.map : &p.b.map;
+#pragma unroll
+      for (int h = 0; h < boxes; ++h) tma_load(sb + s * S::b_bytes + h * box_bytes, bmap, &full[s], kt * BK, brow + 128 * h);
+    }
+  };
+
+  if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
+    // Thread tid copies 16-byte chunk q of rows tid / 8 + 16 j (j < 8) of each stage, into the
+    // 128-byte swizzle TMA would have used, and its arrival on full[s] fires when they land.
+    // Sorted row r reads its token's row of x; a shared expert's rows (the last expert of a
+    // launch with b_last) are the tokens in order.
+    const int tid = threadIdx.x, q = tid & 7;
+    const int routed = p.has_last ? p.offsets[E - 1] : INT_MAX;
+    uint32_t it = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+      const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
+      // Each row's chunk q as a count of 16-byte chunks from a_rows (UINT32_MAX past the
+      // expert's rows): 8 registers where 8 pointers spilled the producer's 48.
+      uint32_t chunk[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int r = at.row0 + (tid >> 3) + 16 * j;
+        chunk[j] = r < at.row_end ? static_cast<uint32_t>(
+                                        (static_cast<size_t>(r < routed ? p.gather[r] : r - routed) * p.k + 8 * q) / 8)
+                                  : UINT32_MAX;
+      }
+      for (int kt = 0; kt < kt_count; ++kt, ++it) {
+        const int s = static_cast<int>(it % stages);
+        mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
+        if (tid == 0) {
+          mbar_expect_tx(&full[s], S::b_bytes);
+          load_b(s, kt, at);
+        }
+        const uint32_t base = smem_u32(sa + s * box_bytes);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int r = (tid >> 3) + 16 * j;
+          const bool ok = chunk[j] != UINT32_MAX;
+          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), ok ? p.a_rows + 8 * static_cast<size_t>(chunk[j]) + kt * BK : p.a_rows, ok);
+        }
+        cp_async_arrive(&full[s]);
+      }
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    return;
+  }
   if (warp < 4) {  // producer warpgroup: lane 0 of warp 0 issues every load
     if (warp == 0 && lane == 0) {
       uint32_t it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
         const tile_at at = find_tile(prefix, p.offsets, E, nb, BM, BN, t);
-        const bool own = p.has_last && at.e == E - 1;
-        const CUtensorMap* bmap = own ? &p.b_last.map : &p.b.map;
-        const int brow = (own ? 0 : at.e * p.n) + (Silu ? at.n0 / 2 : at.n0);
         for (int kt = 0; kt < kt_count; ++kt, ++it) {
           const int s = static_cast<int>(it % stages);
           mbar_wait(&empty[s], ((it / stages) & 1) ^ 1);
@@ -186,20 +249,7 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
           const bool narrow = BN == 256 && at.row_end - at.row0 <= 64;
           mbar_expect_tx(&full[s], (narrow ? box_bytes / 2 : box_bytes) + S::b_bytes);
           tma_load(sa + s * box_bytes, narrow ? &p.a.half : &p.a.map, &full[s], kt * BK, at.row0);
-          if constexpr (Silu) {
-            // Box h: gate rows [n0 / 2 + 64 h, + 64), then the matching up rows (n / 2 further),
-            // so each box is a 128-column block of 64 gate columns and their 64 up columns.
-            const CUtensorMap* half = own ? &p.b_last.half : &p.b.half;
-#pragma unroll
-            for (int h = 0; h < boxes; ++h)
-              for (int u = 0; u < 2; ++u)
-                tma_load(sb + s * S::b_bytes + h * box_bytes + u * (box_bytes / 2), half, &full[s], kt * BK,
-                         brow + 64 * h + u * (p.n / 2));
-          } else {
-#pragma unroll
-            for (int h = 0; h < boxes; ++h)
-              tma_load(sb + s * S::b_bytes + h * box_bytes, bmap, &full[s], kt * BK, brow + 128 * h);
-          }
+          load_b(s, kt, at);
         }
       }
     }
@@ -215,14 +265,14 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
     if constexpr (BN == 256) {
       if (at.row_end - at.row0 <= 64) {
         // rows 0-63 by column half (box) cg
-        mma_tile<128, stages, S::b_bytes>(acc, sa, sb, 0, cg * box_bytes, full, empty, kt_count, it, lane);
+        mma_tile<128, stages, S::b_bytes, Gather>(acc, sa, sb, 0, cg * box_bytes, full, empty, kt_count, it, lane);
         if constexpr (Silu) store_silu_rows<0>(acc, p.h, p.n / 2, at.row0 + wrow, at.row_end, at.n0 / 2 + 64 * cg + col);
         else store_rows<16>(acc, p.d, p.n, at.row0 + wrow, at.row_end, at.n0 + 128 * cg + col);
         continue;
       }
     }
     // rows 64 cg + [0, 64) by every column
-    mma_tile<BN, stages, S::b_bytes>(acc, sa, sb, cg * 64 * 128, 0, full, empty, kt_count, it, lane);
+    mma_tile<BN, stages, S::b_bytes, Gather>(acc, sa, sb, cg * 64 * 128, 0, full, empty, kt_count, it, lane);
     if constexpr (Silu) {  // each box's block: 64 gate columns, then their 64 up columns
       store_silu_rows<0>(acc, p.h, p.n / 2, at.row0 + cg * 64 + wrow, at.row_end, at.n0 / 2 + col);
       store_silu_rows<64>(acc, p.h, p.n / 2, at.row0 + cg * 64 + wrow, at.row_end, at.n0 / 2 + 64 + col);
@@ -231,11 +281,11 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
   }
 }
 
-template <int BN, bool Silu = false>
+template <int BN, bool Silu, bool Gather>
 void launch_with(const bf16_grouped_problem& p, int sms, int rows_bound, cudaStream_t stream) {
   using S = tile_shape<BN>;
   static const bool sized = [] {
-    cudaFuncSetAttribute(bf16_grouped_gemm<BN, Silu>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(bf16_grouped_gemm<BN, Silu, Gather>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          static_cast<int>(S::smem_bytes));
     return true;
   }();
@@ -243,7 +293,7 @@ void launch_with(const bf16_grouped_problem& p, int sms, int rows_bound, cudaStr
   const long long tiles = (static_cast<long long>(rows_bound) + BM - 1) / BM + p.experts;
   const int grid = static_cast<int>(std::min<long long>(sms, tiles * (p.n / BN)));
   if (grid <= 0) return;
-  bf16_grouped_gemm<BN, Silu><<<grid, threads, S::smem_bytes, stream>>>(p);
+  bf16_grouped_gemm<BN, Silu, Gather><<<grid, threads, S::smem_bytes, stream>>>(p);
 }
 
 }  // namespace
@@ -266,9 +316,16 @@ void launch_bf16_grouped_gemm(const bf16_grouped_problem& p, int rows_bound, cud
   if (p.h && bf16_grouped_tile_columns(p.n) != 256)
     throw std::runtime_error("bf16 grouped GEMM: the fused SiLU needs gate/up columns n a multiple of 256, not " +
                              std::to_string(p.n));
-  if (p.h) launch_with<256, true>(p, sms, rows_bound, stream);
-  else if (bf16_grouped_tile_columns(p.n) == 256) launch_with<256>(p, sms, rows_bound, stream);
-  else launch_with<128>(p, sms, rows_bound, stream);
+  const bool wide = bf16_grouped_tile_columns(p.n) == 256;
+  if (p.gather) {
+    if (p.h) launch_with<256, true, true>(p, sms, rows_bound, stream);
+    else if (wide) launch_with<256, false, true>(p, sms, rows_bound, stream);
+    else launch_with<128, false, true>(p, sms, rows_bound, stream);
+  } else {
+    if (p.h) launch_with<256, true, false>(p, sms, rows_bound, stream);
+    else if (wide) launch_with<256, false, false>(p, sms, rows_bound, stream);
+    else launch_with<128, false, false>(p, sms, rows_bound, stream);
+  }
   check_launch("bf16 grouped GEMM");
 }
 

@@ -45,6 +45,12 @@ struct bf16_grouped_problem {
   // blocks of 64 gate and 64 up) and writes h = SiLU(gate) * up [capacity, n / 2] here, the
   // bits the separate pass writes; d is not written.
   __nv_bfloat16* h = nullptr;
+  // Set: A's rows are gathered rather than read from `a` (no sorted copy of x): sorted row r
+  // reads row gather[r] of a_rows [tokens, k], and with has_last the last expert's rows (r from
+  // offsets[experts - 1]) read a_rows' rows in order (a shared expert's: every token), by
+  // cp.async into the layout TMA gives. Same products in the same order: the same bits.
+  const int* gather = nullptr;
+  const __nv_bfloat16* a_rows = nullptr;
 };
 
 // The output columns of a problem's tiles: 256 where n is a multiple of 256, else 128.

@@ -50,6 +50,8 @@ void check(cudaError_t e, const char* what);
 //            off keeps the kernels there, as graphs=on does (the grouped path is not captured yet)
 //   wgmma_silu = separate (default) | fused - that GEMM's SiLU(gate) * up in its own pass or in
 //            the gate/up epilogue (I a multiple of 128; the same bits)
+//   wgmma_gather = off (default) | on - that GEMM's gate/up reads the routed rows of x through
+//            the routing's index instead of a sorted copy (the same bits)
 struct tuning {
   std::string tiles = "auto";
   std::string f8_activations = "auto";
@@ -65,6 +67,7 @@ struct tuning {
   bool slot_tiles = true;
   bool wgmma = true;
   std::string wgmma_silu = "separate";
+  bool wgmma_gather = false;
   // Throws invalid_argument naming the key and what it accepts.
   static tuning parse(const moereg_backend_option* kv, size_t count);
 };

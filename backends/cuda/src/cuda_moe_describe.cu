@@ -40,6 +40,8 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
       t.wgmma = one_of(key, value, {"auto", "off"}) == "auto";
     else if (key == "wgmma_silu")
       t.wgmma_silu = one_of(key, value, {"separate", "fused"});
+    else if (key == "wgmma_gather")
+      t.wgmma_gather = one_of(key, value, {"on", "off"}) == "on";
     else if (key == "cublas")
       t.cublas = one_of(key, value, {"auto", "off"}) == "auto";
     else if (key == "f8_activations")
@@ -65,7 +67,7 @@ tuning tuning::parse(const moereg_backend_option* kv, size_t count) {
     else
       throw invalid_argument("backend option '" + key +
                              "' is not a cuda backend option (it takes tiles, cublas, graphs, f8_activations, f8_gemm, "
-                             "f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles, wgmma, wgmma_silu)");
+                             "f8_gather, f8_tile, f8_silu, f8_decode, pdl, narrow, slot_tiles, wgmma, wgmma_silu, wgmma_gather)");
   }
   return t;
 }
@@ -111,7 +113,8 @@ std::string moe_layer::describe() const {
     << "\",\"f8_gather\":\"" << (tuning_.f8_gather ? "on" : "off") << "\",\"f8_tile\":\"" << tuning_.f8_tile << "\",\"f8_silu\":\"" << tuning_.f8_silu << "\",\"f8_decode\":\"" << tuning_.f8_decode
     << "\",\"pdl\":\"" << (tuning_.pdl ? "on" : "off") << "\",\"narrow\":\"" << tuning_.narrow
     << "\",\"slot_tiles\":\"" << (tuning_.slot_tiles ? "auto" : "off") << "\",\"wgmma\":\"" << (tuning_.wgmma ? "auto" : "off")
-    << "\",\"wgmma_silu\":\"" << tuning_.wgmma_silu << "\"}"
+    << "\",\"wgmma_silu\":\"" << tuning_.wgmma_silu
+    << "\",\"wgmma_gather\":\"" << (tuning_.wgmma_gather ? "on" : "off") << "\"}"
     << ",\"last_graph\":\"" << last_graph_ << "\",\"graphs_cached\":" << graphs_.size()
     << ",\"last_tokens\":" << last_tokens_ << ",\"last_launch\":{\"gate_up_columns\":" << last_launch_.gate_up_columns
     << ",\"down_columns\":" << last_launch_.down_columns << "}"

@@ -83,7 +83,8 @@ bool moe_layer::pick_wgmma(long long slots, bool cublas_taken) const {
 bf16_grouped_experts& moe_layer::bf16_grouped() {
   if (!bf16_grouped_) {
     bf16_grouped_ = std::make_unique<bf16_grouped_experts>(w13_, w2_, static_cast<int>(E_), static_cast<int>(H_),
-                                                           static_cast<int>(I_), tuning_.wgmma_silu == "fused");
+                                                           static_cast<int>(I_), tuning_.wgmma_silu == "fused",
+                                                           tuning_.wgmma_gather);
     if (Is_ == I_) bf16_grouped_->add_shared(sw13_, sw2_);
   }
   return *bf16_grouped_;
