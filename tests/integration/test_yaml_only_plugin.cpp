@@ -32,10 +32,14 @@ void write_bf16_checkpoint(const std::string& dir, std::vector<tensor_spec> spec
   w.finish(false);
 }
 
-void write_qwen2_moe(const std::string& dir) {
-  const int L = 2, E = 4, H = 16, I = 8, Is = 12, V = 32;
+// The tensors every decoder layer stack has (embeddings, final norm, each layer's norms and
+// attention, q/k/v biases where asked), bf16, with each layer's MoE tensors from moe(add, p),
+// p = "model.layers.N.".
+using add_fn = std::function<void(std::string, std::vector<std::int64_t>)>;
+std::vector<tensor_spec> decoder_specs(int L, int H, int V, bool qkv_bias,
+                                       const std::function<void(const add_fn&, const std::string&)>& moe) {
   std::vector<tensor_spec> s;
-  auto add = [&](std::string n, std::vector<std::int64_t> shape) { s.push_back({std::move(n), dtype::BF16, std::move(shape)}); };
+  const add_fn add = [&](std::string n, std::vector<std::int64_t> shape) { s.push_back({std::move(n), dtype::BF16, std::move(shape)}); };
   add("lm_head.weight", {V, H});
   add("model.embed_tokens.weight", {V, H});
   add("model.norm.weight", {H});
@@ -43,11 +47,18 @@ void write_qwen2_moe(const std::string& dir) {
     std::string p = "model.layers." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", {H});
     add(p + "post_attention_layernorm.weight", {H});
-    for (const char* x : {"q", "k", "v"}) {
+    for (const char* x : {"q", "k", "v", "o"}) {
       add(p + "self_attn." + x + "_proj.weight", {H, H});
-      add(p + "self_attn." + x + "_proj.bias", {H});
+      if (qkv_bias && x[0] != 'o') add(p + "self_attn." + x + "_proj.bias", {H});
     }
-    add(p + "self_attn.o_proj.weight", {H, H});
+    moe(add, p);
+  }
+  return s;
+}
+
+void write_qwen2_moe(const std::string& dir) {
+  const int L = 2, E = 4, H = 16, I = 8, Is = 12, V = 32;
+  std::vector<tensor_spec> s = decoder_specs(L, H, V, true, [&](const add_fn& add, const std::string& p) {
     add(p + "mlp.gate.weight", {E, H});
     add(p + "mlp.shared_expert.gate_proj.weight", {Is, H});
     add(p + "mlp.shared_expert.up_proj.weight", {Is, H});
@@ -59,7 +70,7 @@ void write_qwen2_moe(const std::string& dir) {
       add(x + "up_proj.weight", {I, H});
       add(x + "down_proj.weight", {H, I});
     }
-  }
+  });
   std::uint16_t n = 1;
   write_bf16_checkpoint(dir, std::move(s), R"({"model_type": "qwen2_moe", "hidden_size": 16, "moe_intermediate_size": 8,
     "shared_expert_intermediate_size": 12, "num_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2,
@@ -70,20 +81,11 @@ void write_qwen2_moe(const std::string& dir) {
 // GraniteMoE's hub layout: experts stacked, gate and up fused (input_linear [E, 2I, H]).
 void write_granitemoe(const std::string& dir) {
   const int L = 2, E = 4, H = 16, I = 8, V = 32;
-  std::vector<tensor_spec> s;
-  auto add = [&](std::string n, std::vector<std::int64_t> shape) { s.push_back({std::move(n), dtype::BF16, std::move(shape)}); };
-  add("lm_head.weight", {V, H});
-  add("model.embed_tokens.weight", {V, H});
-  add("model.norm.weight", {H});
-  for (int l = 0; l < L; ++l) {
-    std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {H});
-    add(p + "post_attention_layernorm.weight", {H});
-    for (const char* x : {"q", "k", "v", "o"}) add(p + "self_attn." + x + "_proj.weight", {H, H});
+  std::vector<tensor_spec> s = decoder_specs(L, H, V, false, [&](const add_fn& add, const std::string& p) {
     add(p + "block_sparse_moe.router.layer.weight", {E, H});
     add(p + "block_sparse_moe.input_linear.weight", {E, 2 * I, H});
     add(p + "block_sparse_moe.output_linear.weight", {E, H, I});
-  }
+  });
   std::uint32_t n = 12345;
   write_bf16_checkpoint(dir, std::move(s), R"({"model_type": "granitemoe", "hidden_size": 16, "intermediate_size": 8,
     "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2})",

@@ -198,10 +198,9 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
   };
 
   if (Gather && warp < 4) {  // producer warpgroup: B by TMA, A's rows by every thread
-    // Thread tid copies 16-byte chunk q of rows tid / 8 + 16 j (j < 8) of each stage, into the
-    // 128-byte swizzle TMA would have used, and its arrival on full[s] fires when they land.
-    // Sorted row r reads its token's row of x; a shared expert's rows (the last expert of a
-    // launch with b_last) are the tokens in order.
+    // Each stage's A tile by cp_async_rows_sw128; the thread's arrival on full[s] fires when its
+    // copies land. Sorted row r reads its token's row of x; a shared expert's rows (the last
+    // expert of a launch with b_last) are the tokens in order.
     const int tid = threadIdx.x, q = tid & 7;
     const int routed = p.has_last ? p.offsets[E - 1] : INT_MAX;
     uint32_t it = 0;
@@ -224,13 +223,9 @@ __global__ void __launch_bounds__(threads, 1) bf16_grouped_gemm(const __grid_con
           mbar_expect_tx(&full[s], S::b_bytes);
           load_b(s, kt, at);
         }
-        const uint32_t base = smem_u32(sa + s * box_bytes);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int r = (tid >> 3) + 16 * j;
-          const bool ok = chunk[j] != UINT32_MAX;
-          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), ok ? p.a_rows + 8 * static_cast<size_t>(chunk[j]) + kt * BK : p.a_rows, ok);
-        }
+        cp_async_rows_sw128(smem_u32(sa + s * box_bytes), tid, p.a_rows, [&](int j) -> const void* {
+          return chunk[j] != UINT32_MAX ? p.a_rows + 8 * static_cast<size_t>(chunk[j]) + kt * BK : nullptr;
+        });
         cp_async_arrive(&full[s]);
       }
     }

@@ -207,12 +207,11 @@ __global__ void __launch_bounds__(threads, 1) f8_grouped_gemm(const __grid_const
         }
         const uint32_t base = smem_u32(sa + s * tile_bytes), sbase = smem_u32(scales + s * scale_floats);
         const float* as = p.a_scale + static_cast<size_t>(kt) * p.a_pitch;
+        cp_async_rows_sw128(base, tid, p.a_rows, [&](int j) -> const void* { return src[j] ? src[j] + kt * BK : nullptr; });
+        if (q == 0)  // each row's activation scale
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int r = (tid >> 3) + 16 * j;
-          cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), src[j] ? src[j] + kt * BK : p.a_rows, src[j] != nullptr);
-          if (q == 0) cp_async4(sbase + 4 * r, token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
-        }
+          for (int j = 0; j < 8; ++j)
+            cp_async4(sbase + 4 * ((tid >> 3) + 16 * j), token[j] >= 0 ? as + token[j] : as, token[j] >= 0);
         if (tid == 0)
           for (int h = 0; h < halves; ++h) cp_async4(sbase + 4 * (BM + h), bs[h] + kt, true);
         cp_async_arrive(&full[s]);

@@ -44,6 +44,21 @@ __device__ __forceinline__ void cp_async_arrive(uint64_t* b) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(b)) : "memory");
 }
 
+// A gathered A tile by a 128-thread producer warpgroup (the grouped GEMMs' gather mode):
+// thread `tid` copies 16-byte chunk tid % 8 of rows tid / 8 + 16 j (j < 8) of a 128-row tile of
+// 128-byte rows to shared address `base`, in the 128-byte swizzle a TMA load writes. src(j) is
+// row j's chunk, or null for a row of zeros (`any` is then passed as the unread source).
+template <class Src>
+__device__ __forceinline__ void cp_async_rows_sw128(uint32_t base, int tid, const void* any, Src src) {
+  const int q = tid & 7;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int r = (tid >> 3) + 16 * j;
+    const void* g = src(j);
+    cp_async16(base + r * 128 + ((q ^ (r & 7)) << 4), g ? g : any, g != nullptr);
+  }
+}
+
 __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1) {
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(

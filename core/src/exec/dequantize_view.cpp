@@ -33,8 +33,10 @@ void dequantize_view(const matrix_view& data, const piece_scales& s, const quant
       return;
     }
     case quant_scheme::mxfp4:
-      // E8M0 scales as stored: widening them refuses the NaN one (255) by name and element.
-      scales_as_f32(s.scale.source->info->name, dtype::F8_E8M0, scratch.scales.data(), n_scales, s.scale.cols);
+      // E8M0 scales as stored: widening each refuses the NaN one (255) by name and place.
+      for (std::size_t i = 0; i < n_scales; ++i)
+        scale_as_f32(s.scale.source->info->name, dtype::F8_E8M0, scratch.scales.data() + i, static_cast<std::int64_t>(i),
+                     s.scale.cols);
       dequantize_mxfp4(reinterpret_cast<const std::uint8_t*>(scratch.units.data()),
                        reinterpret_cast<const std::uint8_t*>(scratch.scales.data()), {g.rows, g.cols}, out);
       return;

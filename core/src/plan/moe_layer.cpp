@@ -46,8 +46,7 @@ bool ggml_experts(const decoded_checkpoint& d, int layer) {
 
 // One scale element of a strided scale view, widened to float.
 float scale_at(const matrix_view& s, std::int64_t r, std::int64_t c) {
-  return scales_as_f32(s.source->info->name, s.type, s.at(r, c), 1, 0,
-                       "[" + std::to_string(r) + ", " + std::to_string(c) + "]")[0];
+  return scale_as_f32(s.source->info->name, s.type, s.at(r, c), r * s.cols + c, s.cols);
 }
 
 // The {rows, cols} per scale one block size must give every piece of the layer: where some

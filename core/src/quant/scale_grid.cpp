@@ -156,43 +156,39 @@ scale_grid transpose(const scale_grid& g) {
   return t;
 }
 
+float scale_as_f32(std::string_view tensor, dtype t, const void* at, std::int64_t index, std::int64_t grid_cols) {
+  auto p = static_cast<const unsigned char*>(at);
+  float v = 0;
+  switch (t) {
+    case dtype::F32: std::memcpy(&v, p, 4); break;
+    case dtype::BF16:
+    case dtype::F16: {
+      std::uint16_t b;
+      std::memcpy(&b, p, 2);
+      v = t == dtype::BF16 ? bf16_to_f32(b) : f16_to_f32(b);
+      break;
+    }
+    case dtype::F8_E8M0: v = *p == 255 ? NAN : std::ldexp(1.0f, static_cast<int>(*p) - 127); break;
+    default:
+      throw error(std::string(tensor) + ": scale dtype " + std::string(dtype_name(t)) + ", expected F32, BF16, F16 or F8_E8M0");
+  }
+  if (!std::isfinite(v)) {
+    const std::string place = grid_cols > 0 ? "[" + std::to_string(index / grid_cols) + ", " + std::to_string(index % grid_cols) + "]"
+                                            : "element " + std::to_string(index);
+    throw error(std::string(tensor) + ": scale " + place + " is " + (std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf") +
+                "; expected a finite scale (it would make every weight of its block " +
+                (std::isnan(v) ? "NaN" : "infinite or NaN") + ")");
+  }
+  return v;
+}
+
 std::vector<float> scales_as_f32(std::string_view tensor, dtype t, const void* data, std::size_t count,
-                                 std::int64_t grid_cols, std::string_view element) {
-  auto name = [&](std::size_t i) {
-    if (!element.empty()) return std::string(element);
-    const auto n = static_cast<std::int64_t>(i);
-    return grid_cols > 0 ? "[" + std::to_string(n / grid_cols) + ", " + std::to_string(n % grid_cols) + "]"
-                         : "element " + std::to_string(n);
-  };
+                                 std::int64_t grid_cols) {
   std::vector<float> out(count);
   auto p = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < count; ++i) {
-    switch (t) {
-      case dtype::F32: std::memcpy(&out[i], p + 4 * i, 4); break;
-      case dtype::BF16: {
-        std::uint16_t v;
-        std::memcpy(&v, p + 2 * i, 2);
-        out[i] = bf16_to_f32(v);
-        break;
-      }
-      case dtype::F16: {
-        std::uint16_t v;
-        std::memcpy(&v, p + 2 * i, 2);
-        out[i] = f16_to_f32(v);
-        break;
-      }
-      case dtype::F8_E8M0: out[i] = p[i] == 255 ? NAN : std::ldexp(1.0f, static_cast<int>(p[i]) - 127); break;
-      default:
-        throw error(std::string(tensor) + ": scale dtype " + std::string(dtype_name(t)) +
-                    ", expected F32, BF16, F16 or F8_E8M0");
-    }
-    if (!std::isfinite(out[i]))
-      throw error(std::string(tensor) + ": scale " +
-                  name(i) + " is " +
-                  (std::isnan(out[i]) ? "NaN" : out[i] > 0 ? "+inf" : "-inf") +
-                  "; expected a finite scale (it would make every weight of its block " +
-                  (std::isnan(out[i]) ? "NaN" : "infinite or NaN") + ")");
-  }
+  const std::size_t size = dtype_size(t);
+  for (std::size_t i = 0; i < count; ++i)
+    out[i] = scale_as_f32(tensor, t, p + i * size, static_cast<std::int64_t>(i), grid_cols);
   return out;
 }
 

@@ -64,12 +64,14 @@ scale_grid concat_rows(std::string_view tensor, const scale_grid& first, const s
 // The grid of the transposed matrix (the scale matrix is transposed with it).
 scale_grid transpose(const scale_grid& g);
 
-// Scales widened to float: F32, BF16, F16 exactly, F8_E8M0 as 2^(u-127). Other dtypes, and a
-// scale that is NaN or infinite (F8_E8M0's 255 is NaN), which would make every weight of its
-// block NaN or infinite: moereg::error naming the tensor and the element (`element` where
-// given, e.g. "[3, 7]"; else [i / grid_cols, i % grid_cols] of a row-major scale matrix with
-// grid_cols > 0 columns, or the index i).
+// One scale widened to float: F32, BF16, F16 exactly, F8_E8M0 as 2^(u-127); `at` points at it.
+// Other dtypes, and a scale that is NaN or infinite (F8_E8M0's 255 is NaN), which would make
+// every weight of its block NaN or infinite: moereg::error naming the tensor and the scale's
+// place, [index / grid_cols, index % grid_cols] of a row-major scale matrix with grid_cols
+// columns ("element index" when grid_cols is 0).
+float scale_as_f32(std::string_view tensor, dtype t, const void* at, std::int64_t index = 0, std::int64_t grid_cols = 0);
+// `count` scales from `data`, each as scale_as_f32 (index i, grid_cols as given).
 std::vector<float> scales_as_f32(std::string_view tensor, dtype t, const void* data, std::size_t count,
-                                 std::int64_t grid_cols = 0, std::string_view element = {});
+                                 std::int64_t grid_cols = 0);
 
 }  // namespace moereg
