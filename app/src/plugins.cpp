@@ -85,6 +85,18 @@ std::vector<std::pair<std::string, std::string>> hook_plugins(const family_catal
   return {out.begin(), out.end()};
 }
 
+// Every layout of the family as its first model_type resolves it (extends applied); none
+// when it does not resolve (check_plugin says why).
+std::vector<plugin_layout> layout_details(const family_catalog& cat, const family_manifest& m) {
+  std::vector<plugin_layout> out;
+  try {
+    const family_spec f = cat.resolve(m.name, m.model_types.empty() ? "" : m.model_types.front());
+    for (const auto& l : f.layouts) out.push_back({l.name, l.aliases, l.description, l.container});
+  } catch (const error&) {
+  }
+  return out;
+}
+
 // The layout engine's half of the check (dims, layouts, routing, unknown keys), resolved
 // against the other plugins found so that `extends` works.
 void engine_check(const plugin_registry& reg, const std::string& dir, plugin_check_result& c,
@@ -148,10 +160,21 @@ result<plugin_details> show_plugin(const plugins_request& request, const std::st
         e.extends = m->extends;
         e.library_sha256 = m->library_sha256;
         e.layouts = m->layout_names;
+        e.layout_details = layout_details(cat, *m);
         e.hook_plugins = hook_plugins(cat, *m);
       }
       json::value v = entry_json(e);
       v.set("layouts", string_array(e.layouts));
+      json::array details;
+      for (const auto& l : e.layout_details) {
+        json::value d = json::object{};
+        d.set("name", l.name);
+        d.set("aliases", string_array(l.aliases));
+        d.set("description", l.description);
+        d.set("container", l.container);
+        details.push_back(std::move(d));
+      }
+      v.set("layout_details", std::move(details));
       json::value hooks = json::object{};
       for (const auto& [hook, plugin] : e.hook_plugins) hooks.set(hook, plugin);
       v.set("hook_plugins", std::move(hooks));

@@ -16,6 +16,8 @@
 #      session 27's narrow_tail experiment, since adopted; f8_gemm_ab.sh);
 #   5. Nsight Compute on the grouped bf16 wgmma GEMM at qwen3 T = 1024, the row furthest from
 #      vLLM (ncu_f8_gemm.sh with WEIGHTS=bf16): what holds it;
+#   (prof: only when STEPS names it - ncu_decode.sh's per-kernel times of a forward at mixtral
+#   T = 1 and 128 and qwen3 T = 1024, PROF_CASES to change them);
 #   (silu: only when STEPS names it - the wgmma tests, then the grouped GEMM with wgmma_silu
 #   separate and fused, wgmma_gather off and on, and the default path, at T = 128 and 1024 on
 #   the three shapes; ~1.5 min).
@@ -86,6 +88,14 @@ if [[ $steps == *" silu "* ]]; then
     --config base:tiles=wgmma,wgmma_silu=fused,wgmma_gather=on --config base --tokens 128,1024 \
     --shapes qwen3_30b_a3b,mixtral_8x7b,deepseek_v3 --rounds 3
   sed -n '/^ms (x floor)/,$p' "$OUT/silu_ab.log"
+fi
+if [[ $steps == *" prof "* ]]; then
+  # Each kernel of a forward on the rows still above vLLM's figures (ncu serializes kernels, so
+  # the launch gaps a real forward has are not in these times; the sum against the bench's
+  # time shows them).
+  CASES="${PROF_CASES:-mixtral_8x7b:bf16:1 mixtral_8x7b:bf16:128 qwen3_30b_a3b:bf16:1024}" COUNT=16 OUT=$OUT/prof \
+    step prof 240 bash bench/cuda/ncu_decode.sh
+  grep -vE '^==PROF==|^==WARNING==' "$OUT/prof/prof.log" | head -80
 fi
 if [[ $steps == *" ncu "* ]]; then
   WEIGHTS=bf16 PRESET=qwen3_30b_a3b T=1024 KERNEL=bf16_grouped_gemm OPTIONS="tiles=wgmma" COUNT=2 OUT=$OUT/ncu \

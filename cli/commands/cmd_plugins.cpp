@@ -17,7 +17,7 @@ int run_plugins(const std::vector<std::string>& args, global_options& globals) {
                    "MOEREG_PLUGIN_PATH, then those installed beside the binary), with its version, plugin API,\n"
                    "state (loaded, available, refused, shadowed), where it came from, and why it was refused.\n"
                    "show NAME: one plugin's record and manifest summary.\n"
-                   "check DIR: every problem with the plugin in DIR, each as file:line: what was expected;\n"
+                   "check DIR: every problem with the plugin in DIR, each as file:line:column: what was expected;\n"
                    "exit status 1 if there is any.");
   p.options().add_options()("action", po::value<std::string>()->default_value("list"), "list, show or check")(
       "operand", po::value<std::vector<std::string>>(), "NAME for show, DIR for check");

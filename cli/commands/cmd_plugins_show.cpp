@@ -41,7 +41,20 @@ void print_entry(const app::plugin_entry& p) {
   if (!p.library_sha256.empty()) print_line("sha256", p.library_sha256);
   print_list("model types", p.model_types);
   print_list("hooks", p.hooks);
-  print_list("layouts", p.layouts);
+  if (p.layout_details.empty()) print_list("layouts", p.layouts);
+  // One line a layout: what convert --to takes, and what the plugin says it is.
+  for (std::size_t i = 0; i < p.layout_details.size(); ++i) {
+    const app::plugin_layout& l = p.layout_details[i];
+    std::string line = l.name;
+    if (!l.aliases.empty()) {
+      line += " (also";
+      for (std::size_t k = 0; k < l.aliases.size(); ++k) line += (k ? ", " : " ") + l.aliases[k];
+      line += ")";
+    }
+    if (l.container != "safetensors") line += " [" + l.container + "]";
+    if (!l.description.empty()) line += ": " + l.description;
+    print_line(i ? "" : "layouts", line);
+  }
   std::vector<std::string> served;
   for (const auto& [hook, plugin] : p.hook_plugins) served.push_back(hook + " (" + plugin + ")");
   if (!served.empty()) print_list("hooks served", served);

@@ -165,8 +165,16 @@ TEST_F(PluginManifests, ListShowAndCheckThroughTheApplicationLayer) {
   const app::plugin_entry& mine = show.value().entries.at(0);
   EXPECT_EQ(mine.directory, plugins + "/qwen3_moe");
   EXPECT_NE(std::find(mine.layouts.begin(), mine.layouts.end(), "transformers_v5"), mine.layouts.end());
+  // Each layout with its aliases and the manifest's description, as yaml-reference.md says.
+  auto hf = std::find_if(mine.layout_details.begin(), mine.layout_details.end(), [](const auto& l) { return l.name == "hf"; });
+  ASSERT_NE(hf, mine.layout_details.end());
+  EXPECT_NE(std::find(hf->aliases.begin(), hf->aliases.end(), "transformers_v4"), hf->aliases.end());
+  EXPECT_FALSE(hf->description.empty());
   cli = test::run_moereg("plugins show qwen3_moe --plugin-path " + plugins + " --json");
   EXPECT_EQ(cli.output, show.value().json + "\n");
+  cli = test::run_moereg("plugins show qwen3_moe --plugin-path " + plugins);
+  EXPECT_TRUE(test::contains(cli.output, "hf (also ")) << cli.output;
+  EXPECT_TRUE(test::contains(cli.output, hf->description)) << cli.output;
 
   auto none = app::show_plugin({{plugins}}, "no_such_family");
   ASSERT_FALSE(none.ok());
@@ -192,6 +200,9 @@ TEST_F(PluginManifests, DuplicateKeysAreRefusedNamingBothLines) {
   auto r = test::run_moereg("plugins check " + plugins + "/qwen3_moe");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(test::contains(r.output, y + ":" + second + ":1: duplicate key 'name' (first given at line " + first + ")")) << r.output;
+  // Only that: a file that does not load is not also "missing" every key of an empty manifest.
+  EXPECT_TRUE(test::contains(r.output, ": 1 problem(s)")) << r.output;
+  EXPECT_FALSE(test::contains(r.output, "missing 'layouts'")) << r.output;
   r = test::run_moereg("plugins list --plugin-path " + plugins);
   EXPECT_TRUE(test::contains(r.output, "refused: " + y + ":" + second + ":1: duplicate key 'name'")) << r.output;
 

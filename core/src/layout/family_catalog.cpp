@@ -50,7 +50,9 @@ family_manifest load(const plugin_manifest& pm) {
       parts.path = pm.path;
       parts.name = pm.name;
       parts.errors.push_back(e.what());
-      return describe(std::move(parts), pm.name);
+      family_manifest m = describe(std::move(parts), pm.name);
+      m.readable = false;
+      return m;
     }
   }
   return describe(detail::parse_manifest(root, pm.path), pm.name);
@@ -158,6 +160,11 @@ catalog_check family_catalog::check(const plugin_manifest& pm) const {
   catalog_check out;
   family_catalog with_self = *this;
   family_manifest self = load(pm);
+  // Checked against an empty manifest, an unreadable file would also be "missing" every key.
+  if (!self.readable) {
+    out.problems = self.errors;
+    return out;
+  }
   std::string name = self.name;
   bool replaced = false;
   for (auto& x : with_self.manifests_)

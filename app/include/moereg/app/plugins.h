@@ -36,6 +36,14 @@ struct plugin_search_dir {
 };
 
 // One plugin (family) or backend the registry saw, usable or not.
+// One layout of a family as `plugins show` describes it (after `extends`).
+struct plugin_layout {
+  std::string name;
+  std::vector<std::string> aliases;  // other names convert --to accepts for it
+  std::string description;           // plugin.yaml's, may be empty
+  std::string container;             // "safetensors" or "gguf"
+};
+
 struct plugin_entry {
   std::string name;
   std::string kind;     // "family" or "backend"
@@ -52,7 +60,8 @@ struct plugin_entry {
 
   // Filled by show_plugin for a usable family (empty otherwise).
   std::string description, extends, library_sha256;
-  std::vector<std::string> layouts;
+  std::vector<std::string> layouts;            // declared in its own plugin.yaml
+  std::vector<plugin_layout> layout_details;   // every layout it has, inherited ones too
   std::vector<std::pair<std::string, std::string>> hook_plugins;  // hook -> plugin whose library serves it
 };
 

@@ -53,6 +53,9 @@ struct family_manifest {
   std::string native_config_file, native_config_hook;
   std::vector<std::string> layout_names;  // declared in this file (base and variants)
   std::vector<std::string> errors;        // parse problems, "file:line:column: ..."
+  // false: the file does not load as YAML (a syntax error, a duplicate key); errors says why
+  // and nothing else in it was read, so nothing else about it is worth reporting.
+  bool readable = true;
   std::shared_ptr<const detail::manifest_parts> parts;
 };
 
