@@ -45,6 +45,25 @@ void refuse_slicing_a_slice(const json::value& config, const std::string& option
                       "naming its global experts); slice the full checkpoint instead");
 }
 
+void refuse_running_a_slice(const json::value& config, const std::string& checkpoint) {
+  const json::value* section = config.find_path("moereg.expert_parallel");
+  if (!section) section = config.find_path("moereg.expert_slice");
+  if (!section) return;
+  std::string range;
+  const json::value* first = section->find("first_expert");
+  const json::value* ids = section->find("experts");
+  const json::value* total = section->find("num_experts");
+  if (first && ids && total && first->is_integer() && ids->is_array() && total->is_integer() && !ids->as_array().empty()) {
+    const auto a = static_cast<long long>(first->as_int());
+    const auto n = static_cast<long long>(ids->as_array().size());
+    range = " (experts " + std::to_string(a) + ".." + std::to_string(a + n - 1) + " of " +
+            std::to_string(static_cast<long long>(total->as_int())) + ")";
+  }
+  throw error(checkpoint + ": an expert slice of a larger model" + range +
+              ", written by convert --experts or --ep; moe run routes over every expert, so run it on the full "
+              "checkpoint");
+}
+
 std::string ep_slice_dir(const std::string& out, const ep_slice& slice) {
   return (fs::path(out) / ("ep-" + std::to_string(slice.rank) + "-of-" + std::to_string(slice.ranks))).string();
 }

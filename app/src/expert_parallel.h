@@ -38,6 +38,10 @@ json::value ep_slice_config(const json::value& config, const model_dims& dims, c
 // composing): before planning, so nothing is written. `option` names what asked.
 void refuse_slicing_a_slice(const json::value& config, const std::string& option);
 
+// moe run routes over every expert of the model: a slice (config.json's `moereg` section)
+// holds the whole router but only some experts, so it is refused, naming the range it holds.
+void refuse_running_a_slice(const json::value& config, const std::string& checkpoint);
+
 // The same for any expert range [first, last) (convert --experts A:B, slice == nullptr): the
 // section is "expert_slice", without rank and ranks. The plan has refused a source that is
 // itself a slice (refuse_slicing_a_slice) before this is written.

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "backend_choice.h"
+#include "expert_parallel.h"
 #include "guard.h"
 #include "moereg/base/parallel.h"
 #include "moereg/plan/moe_layer.h"
@@ -54,6 +55,7 @@ result<moe_run_result> run_moe(const moe_run_request& r) noexcept {
     const int threads = static_cast<int>(resolve_threads(r.threads));
     const auto t0 = clock::now();
     model_session s = open_session({r.checkpoint, r.family, r.layout, "", r.plugin_paths});
+    refuse_running_a_slice(s.ckpt->config(), r.checkpoint);
     decoded_checkpoint dec = decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
     std::unique_ptr<moe_layer> layer = load_moe_layer(dec, r.layer);
 

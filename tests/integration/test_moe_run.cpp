@@ -110,7 +110,7 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   auto r = test::run_moereg("moe run " + test::fixture("deepseek_v3/hf") + " --layer 0 --input " + (d / "in.safetensors") +
                             " --output " + (d / "o.safetensors"));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("layer 0 holds no experts (MoE layers: 1, 2)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("layer 0 is not a MoE layer of this checkpoint (its MoE layers: 1, 2)"), std::string::npos) << r.output;
   r = test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --layer 1 --input " + test::fixture("qwen3_moe/hf/config.json") +
                        " --output " + (d / "o.safetensors"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
@@ -119,6 +119,14 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("no backend named 'nonesuch'"), std::string::npos) << r.output;
   EXPECT_EQ(test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --input x --output y").exit_code, 2) << "--layer is required";
+  // An expert slice keeps the whole router; its failure blamed the plugin's router shape.
+  r = test::run_moereg("convert " + test::fixture("mixtral/hf") + " " + (d / "slice") + " --to hf --experts 2:4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("moe run " + (d / "slice") + " --layer 1 --input " + (d / "in.safetensors") + " --output " +
+                       (d / "o2.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "an expert slice of a larger model (experts 2..3 of ")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d / "o2.safetensors"));
 }
 
 // --output over what the run reads lost the checkpoint with exit status 0 (the result replaced

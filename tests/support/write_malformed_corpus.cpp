@@ -4,13 +4,18 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "malformed_corpus.h"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: moereg_malformed_corpus DIR\n");
-    return 2;
+  // An option is not a directory to write into (`--help` wrote ./--help/).
+  if (argc != 2 || argv[1][0] == '-') {
+    std::fprintf(stderr,
+                 "usage: moereg_malformed_corpus DIR\n"
+                 "writes the malformed GGUF and safetensors files the parser tests use into DIR/gguf and "
+                 "DIR/safetensors (fuzzer seeds)\n");
+    return argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") ? 0 : 2;
   }
   namespace fs = std::filesystem;
   auto write = [&](const char* sub, const std::vector<moereg::test::malformed_file>& files) {

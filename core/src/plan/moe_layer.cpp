@@ -425,7 +425,8 @@ std::unique_ptr<moe_layer> load_moe_layer(const decoded_checkpoint& d, int layer
   if (it == d.experts.end()) {
     std::string layers;
     for (const auto& [l, _] : d.experts) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
-    throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + " holds no experts (MoE layers: " + layers + ")");
+    throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + " is not a MoE layer of this checkpoint (its MoE layers: " +
+                (layers.empty() ? std::string("none") : layers) + ")");
   }
   if (d.mixed_expert_types && !ggml_experts(d, layer))  // the backends take one type for w13 and w2 (ggml: one each)
     throw error(d.ckpt->path() + ": layer " + std::to_string(layer) +
