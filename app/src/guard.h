@@ -2,7 +2,9 @@
 // guard.h - (in-tree) the one place where the engine's exceptions become the API's problems.
 #pragma once
 
+#include <filesystem>
 #include <new>
+#include <string>
 
 #include "moereg/app/result.h"
 #include "moereg/base/cancel.h"
@@ -21,6 +23,12 @@ auto guarded(F&& f) noexcept -> result<decltype(f())> {
     return problem{error_kind::usage, e.what()};
   } catch (const error& e) {
     return problem{error_kind::input, e.what()};
+  } catch (const std::filesystem::filesystem_error& e) {
+    // What the file system refused (a symlink loop, a permission) is the input's problem, said
+    // as "path: reason" like the engine's own errors rather than the library's "status: ...".
+    std::string where = e.path1().string();
+    if (!e.path2().empty()) where += ", " + e.path2().string();
+    return problem{error_kind::input, (where.empty() ? std::string() : where + ": ") + e.code().message()};
   } catch (const std::bad_alloc&) {
     return problem{error_kind::internal, "out of memory"};
   } catch (const std::exception& e) {

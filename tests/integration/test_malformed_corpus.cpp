@@ -126,6 +126,23 @@ TEST(MalformedInput, FifoInPlaceOfACheckpointFileIsRefusedNotWaitedOn) {
   }
 }
 
+// A symlink loop in place of a file: the file system's refusal, said as "path: reason", was an
+// "internal error" carrying std::filesystem's own text.
+TEST(MalformedInput, SymlinkLoopIsAnInputErrorNamingThePath) {
+  temp_dir d;
+  const std::string ck = d / "ck", out = d / "out";
+  fs::copy(fixture("qwen3_moe/hf"), ck, fs::copy_options::recursive);
+  fs::remove(ck + "/config.json");
+  fs::create_symlink("config.json", ck + "/config.json");
+  for (const std::string cmd : {"inspect '" + ck + "'", "convert '" + ck + "' '" + out + "' --to transformers_v5"}) {
+    command_result c = run_command("timeout 60 " + std::string(MOEREG_BUILD_DIR) + "/bin/moereg " + cmd);
+    EXPECT_EQ(c.exit_code, 1) << c.output;
+    EXPECT_TRUE(contains(c.output, ck + "/config.json: Too many levels of symbolic links")) << c.output;
+    EXPECT_FALSE(contains(c.output, "internal error")) << c.output;
+  }
+  EXPECT_FALSE(fs::exists(out));
+}
+
 // One expert stored in another dtype is the one blamed: taking the first expert's type as the
 // entry's blamed the seven right ones for expert 0's F16, and listed it as missing besides.
 TEST(MalformedInput, TheExpertOfAnotherDtypeIsTheOneBlamed) {
