@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <cstring>
 #include <fstream>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "conversion_support.h"
 #include "lora_support.h"
@@ -407,6 +410,37 @@ TEST_F(LoraBadInput, UnknownPeftTypeAndUnsupportedOptions) {
   std::string m = read_error(d / "f");
   EXPECT_HAS(m, "q_proj.lora_magnitude_vector");
   EXPECT_HAS(m, "DoRA");
+}
+
+// PEFT reads its flags with Python's truth: `use_rslora: 1` was read as false here and merged
+// with alpha / r where PEFT uses alpha / sqrt(r); a rank past an int was cut (2^32 + 4 as 4);
+// a pattern value that is not a rank fell back to r silently.
+TEST_F(LoraBadInput, FlagsRanksAndPatternsOfTheWrongTypeAreRefused) {
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"use_rslora", "1", "use_rslora is 1: expected true or false"},
+      {"use_dora", "\"true\"", "use_dora is \"true\": expected true or false"},
+      {"fan_in_fan_out", "\"True\"", "fan_in_fan_out is \"True\": expected true or false"},
+      {"r", "4294967300", "r 4294967300: expected a positive integer (at most 2147483647)"},
+      {"r", "2.5", "r 2.5: expected a positive integer"},
+      {"rank_pattern", "{\"up_proj\": \"8\"}", "rank_pattern \"up_proj\": \"8\": expected a positive integer"},
+      {"rank_pattern", "{\"up_proj\": 2147483648}", "rank_pattern \"up_proj\": 2147483648: expected a positive integer"},
+      {"alpha_pattern", "{\"up_proj\": null}", "alpha_pattern \"up_proj\": null: expected a number"},
+  };
+  int i = 0;
+  for (const auto& [key, value, message] : cases) {
+    SCOPED_TRACE(key + " = " + value);
+    const std::string dir = d / ("a" + std::to_string(i++));
+    test::write_per_expert(dir, c);
+    edit(dir, key, value);
+    std::string m = read_error(dir);
+    EXPECT_HAS(m, "adapter_config.json: " + message);
+  }
+  // false and null are what absent means.
+  const std::string ok = d / "ok";
+  test::write_per_expert(ok, c);
+  edit(ok, "use_rslora", "false");
+  edit(ok, "use_dora", "null");
+  EXPECT_EQ(read_error(ok), "(no error)");
 }
 
 TEST_F(LoraBadInput, PeftVersionContradictsConfig) {

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "conversion_support.h"
 #include "lora_support.h"
+#include "moereg/base/json.h"
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/lora/lora_merge.h"
 #include "moereg/synth/synthetic_checkpoint.h"
@@ -167,6 +169,16 @@ TEST(LoraMerge, BadInput) {
   r = test::run_moereg("lora merge " + test::fixture("qwen3_vl_moe/hf") + " " + test::fixture("lora/qwen3_moe/peft_param_wrapper") + " " + (d / "o3"));
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_FALSE(fs::exists(d / "o3/model.safetensors"));
+  // A lora_alpha whose delta overflows the weights: a checkpoint of infinities was written with exit 0.
+  fs::copy(test::fixture("lora/qwen3_moe/peft_per_expert"), d / "huge", fs::copy_options::recursive);
+  json::value cfg = json::parse_file(d / "huge/adapter_config.json");
+  cfg.set("lora_alpha", json::value(1e308));
+  std::ofstream(d / "huge/adapter_config.json") << json::dump(cfg, 2);
+  r = test::run_moereg("lora merge " + test::fixture("qwen3_moe/hf") + " " + (d / "huge") + " " + (d / "o4"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, "adapter_model.safetensors: merging its pair on model.layers.");
+  EXPECT_HAS(r.output, "a finite weight would become infinite or NaN");
+  EXPECT_FALSE(fs::exists(d / "o4")) << "a failed merge leaves nothing that looks like a checkpoint";
 }
 
 TEST(LoraCli, InspectAndConvert) {

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <unordered_map>
 #include <vector>
 
@@ -83,7 +85,7 @@ namespace {
 // One output row: acc = (B @ A)[o, :], the rank terms summed in order as a float32 matrix
 // product sums them, then scaled and added to the weight row. Cloned for AVX2 with the same
 // operations in the same order (no contraction into FMAs), so every CPU gives the same bits.
-__attribute__((target_clones("avx2", "default"))) void delta_row(const float* b_row, const float* A, std::int64_t r,
+__attribute__((target_clones("avx2", "default"))) bool delta_row(const float* b_row, const float* A, std::int64_t r,
                                                                  std::int64_t in, float s, float* acc, std::byte* w, bool bf16,
                                                                  bool round_twice) {
   // Blocks of 32 columns stay in registers across the rank loop (acc is touched once).
@@ -104,16 +106,25 @@ __attribute__((target_clones("avx2", "default"))) void delta_row(const float* b_
     for (std::int64_t j = 1; j < r; ++j) t += b_row[j] * A[j * in + i];
     acc[i] = t;
   }
+  // Whether the sum overflowed where the weight was finite (a huge lora_alpha, factors near
+  // the type's limit): bit tests on the results, so the loops still vectorize.
+  bool overflowed = false;
   if (bf16) {
     auto* wb = reinterpret_cast<std::uint16_t*>(w);
-    if (round_twice)
-      for (std::int64_t i = 0; i < in; ++i) wb[i] = to_bf16(from_bf16(wb[i]) + from_bf16(to_bf16(acc[i] * s)));
-    else
-      for (std::int64_t i = 0; i < in; ++i) wb[i] = to_bf16(from_bf16(wb[i]) + acc[i] * s);
+    for (std::int64_t i = 0; i < in; ++i) {
+      const std::uint16_t before = wb[i];
+      wb[i] = round_twice ? to_bf16(from_bf16(before) + from_bf16(to_bf16(acc[i] * s))) : to_bf16(from_bf16(before) + acc[i] * s);
+      overflowed |= (wb[i] & 0x7f80) == 0x7f80 && (before & 0x7f80) != 0x7f80;
+    }
   } else {
     auto* wf = reinterpret_cast<float*>(w);
-    for (std::int64_t i = 0; i < in; ++i) wf[i] += acc[i] * s;
+    for (std::int64_t i = 0; i < in; ++i) {
+      const float before = wf[i];
+      wf[i] += acc[i] * s;
+      overflowed |= !std::isfinite(wf[i]) && std::isfinite(before);
+    }
   }
+  return overflowed;
 }
 
 // The adapter tensors one layer's pairs read, released when its last slot is merged.
@@ -124,7 +135,7 @@ struct layer_release {
 
 }  // namespace
 
-void add_lora_delta(const lora_pair& pair, std::byte* matrix, dtype type, std::int64_t row_stride, bool round_twice) {
+std::int64_t add_lora_delta(const lora_pair& pair, std::byte* matrix, dtype type, std::int64_t row_stride, bool round_twice) {
   thread_local std::vector<float> A, B, acc;
   unpack(pair.A, A);
   unpack(pair.B, B);
@@ -133,9 +144,28 @@ void add_lora_delta(const lora_pair& pair, std::byte* matrix, dtype type, std::i
   acc.resize(static_cast<std::size_t>(in));
   const bool bf16 = type == dtype::BF16;
   const std::size_t es = bf16 ? 2 : 4;
+  std::int64_t first_bad = -1;
   for (std::int64_t o = 0; o < out; ++o)
-    delta_row(B.data() + o * r, A.data(), r, in, s, acc.data(), matrix + static_cast<std::size_t>(o * row_stride) * es, bf16, round_twice);
+    if (delta_row(B.data() + o * r, A.data(), r, in, s, acc.data(), matrix + static_cast<std::size_t>(o * row_stride) * es, bf16,
+                  round_twice) &&
+        first_bad < 0)
+      first_bad = o;
+  return first_bad;
 }
+
+namespace {
+
+// The merged weight would hold an infinity where the base held a finite value: refused, so that
+// no complete-looking checkpoint of overflowed weights is written.
+[[noreturn]] void refuse_overflow(const lora_pair& pair, const std::string& weights_path, const std::string& what, std::int64_t row) {
+  std::ostringstream why;
+  why << weights_path << ": merging its pair on " << what << " overflows row " << row << " of the weight (scale "
+      << pair.scale() << " = lora_alpha " << pair.alpha << (pair.rslora ? " / sqrt(" : " / ") << pair.rank
+      << (pair.rslora ? ")" : "") << "): a finite weight would become infinite or NaN";
+  throw error(why.str());
+}
+
+}  // namespace
 
 void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_rounding rounding) {
   const decoded_checkpoint& src = *plan.source;
@@ -186,12 +216,17 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
                 if (std::find(rel->sources.begin(), rel->sources.end(), v->source) == rel->sources.end()) rel->sources.push_back(v->source);
       }
       rel->remaining += a->slots.size();
-      o.edit = [experts, entry, first, cols, type, twice, I, H, rel](std::size_t slot, std::byte* data) {
+      const std::string name = o.spec.name, W = adapter.weights_path;
+      o.edit = [experts, entry, first, cols, type, twice, I, H, rel, name, W](std::size_t slot, std::byte* data) {
         std::int64_t row0 = 0;
         const auto& ex = (*experts)[static_cast<std::size_t>(first) + slot];
         for (piece p : entry->pieces) {
           const auto& pr = ex[static_cast<std::size_t>(p)];
-          if (pr) add_lora_delta(*pr, data + static_cast<std::size_t>(row0 * cols) * dtype_size(type), type, cols, twice);
+          if (pr) {
+            const std::int64_t bad = add_lora_delta(*pr, data + static_cast<std::size_t>(row0 * cols) * dtype_size(type), type, cols, twice);
+            if (bad >= 0)
+              refuse_overflow(*pr, W, name + " expert " + std::to_string(first + static_cast<std::int64_t>(slot)) + " " + piece_name(p), bad);
+          }
           row0 += p == piece::down ? H : I;
         }
         // The layer's last slot: its factors' pages are not needed again (the fused forms
@@ -216,7 +251,11 @@ void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_
       const dtype type = st->source->info->type;
       const lora_pair* p = &pr;
       const std::int64_t cols = shape[1];
-      o.edit = [p, type, cols](std::size_t, std::byte* data) { add_lora_delta(*p, data, type, cols, false); };
+      const std::string name = c->second, W = adapter.weights_path;
+      o.edit = [p, type, cols, name, W](std::size_t, std::byte* data) {
+        const std::int64_t bad = add_lora_delta(*p, data, type, cols, false);
+        if (bad >= 0) refuse_overflow(*p, W, name, bad);
+      };
       o.origin += " + LoRA";
       used_others[k->second] = true;
       ++attached;

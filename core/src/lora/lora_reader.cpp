@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <set>
 
@@ -54,9 +55,13 @@ void adapter_reader::read_config() {
   const json::value* pt = cfg.find("peft_type");
   if (!pt || !pt->is_string()) throw error(C + ": peft_type missing (expected \"LORA\")");
   if (pt->as_string() != "LORA") throw error(C + ": peft_type '" + pt->as_string() + "' is not supported (expected \"LORA\")");
+  // PEFT reads these flags with Python's truth, so `1` or "true" would turn one on there; a
+  // value that is not a JSON boolean is refused rather than read as false.
   auto truthy = [&](const char* k) {
     const json::value* v = cfg.find(k);
-    return v && v->is_bool() && v->as_bool();
+    if (!v || v->is_null()) return false;
+    if (!v->is_bool()) throw error(C + ": " + k + " is " + json::dump(*v) + ": expected true or false");
+    return v->as_bool();
   };
   if (truthy("use_dora")) throw error(C + ": use_dora is true: DoRA adapters (lora_magnitude_vector) are not supported by any expert form");
   if (truthy("fan_in_fan_out")) throw error(C + ": fan_in_fan_out is true: the expert forms store factors as [r, in] and [out, r]; an adapter of Conv1D-style weights is not supported");
@@ -66,12 +71,31 @@ void adapter_reader::read_config() {
     throw error(C + ": bias '" + b->as_string() + "': trained biases cannot be carried by the expert forms (expected \"none\")");
   if (const json::value* m = cfg.find("modules_to_save"); m && m->is_array() && !m->as_array().empty())
     throw error(C + ": modules_to_save is set: full copies of modules are not LoRA factors and are not supported");
+  // A rank is an int from here on: one past it would be cut (2^32 + 4 read as 4).
+  auto is_rank = [](const json::value& v) {
+    return v.is_integer() && v.as_int() >= 1 && v.as_int() <= std::numeric_limits<int>::max();
+  };
   const json::value* r = cfg.find("r");
-  if (!r || !r->is_integer() || r->as_int() < 1) throw error(C + ": r missing or not a positive integer");
+  if (!r || !is_rank(*r))
+    throw error(C + ": r " + (r ? json::dump(*r) : std::string("missing")) + ": expected a positive integer (at most " +
+                std::to_string(std::numeric_limits<int>::max()) + ")");
   a.rank = static_cast<int>(r->as_int());
   const json::value* al = cfg.find("lora_alpha");
   if (!al || !al->is_number()) throw error(C + ": lora_alpha missing or not a number");
   a.alpha = al->as_double();
+  // Every pattern value is checked here, whether or not a module uses it: one that is not a
+  // rank (or a number) was taken as "no pattern" and the global r (or alpha) used instead.
+  for (const char* field : {"rank_pattern", "alpha_pattern"}) {
+    const json::value* pat = cfg.find(field);
+    if (!pat || pat->is_null()) continue;
+    if (!pat->is_object()) throw error(C + ": " + field + ": expected an object of module name pattern -> value");
+    const bool ranks = std::string(field) == "rank_pattern";
+    for (const auto& [k, v] : pat->as_object())
+      if (ranks ? !is_rank(v) : !v.is_number())
+        throw error(C + ": " + field + " \"" + k + "\": " + json::dump(v) + ": expected " +
+                    (ranks ? "a positive integer (at most " + std::to_string(std::numeric_limits<int>::max()) + ")"
+                           : std::string("a number")));
+  }
   a.rslora = truthy("use_rslora");
   if (const json::value* cls = cfg.find_path("auto_mapping.base_model_class");
       cls && cls->is_string() && !options_.base_architecture.empty() && cls->as_string() != options_.base_architecture)

@@ -28,7 +28,8 @@ enum class lora_rounding {
 void attach_lora_merge(conversion_plan& plan, const lora_adapter& adapter, lora_rounding rounding);
 
 // The delta of one pair added to a [out, in] matrix of `type` (BF16 or F32) with row stride
-// `row_stride` elements. Exposed for tests and benchmarks.
-void add_lora_delta(const lora_pair& pair, std::byte* matrix, dtype type, std::int64_t row_stride, bool round_twice);
+// `row_stride` elements. Returns the first row where a finite weight became infinite or NaN
+// (the caller refuses the merge), or -1. Exposed for tests and benchmarks.
+std::int64_t add_lora_delta(const lora_pair& pair, std::byte* matrix, dtype type, std::int64_t row_stride, bool round_twice);
 
 }  // namespace moereg
