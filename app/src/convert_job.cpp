@@ -271,7 +271,7 @@ class conversion_job {
         plan_(plan_conversion(src_, *target_, popts_)),
         to_gguf_(target_->container == "gguf"),
         coordinator_(!part || part->rank == 0) {
-    edit_fingerprint_ = edit ? edit(s_, plan_) : std::string();
+    edit_fingerprint_ = edit ? edit(s_, plan_, edit_sources_) : std::string();
     rep_.family = s_.spec.name;
     rep_.model_type = s_.model_type;
     rep_.from = s_.layout->name;
@@ -308,6 +308,8 @@ class conversion_job {
                     {"--dtype", r_.to_bf16 ? "bf16" : r_.to_f32 ? "f32" : "(as stored)"},
                     {"--shard-size", to_gguf_ ? "(one .gguf)" : std::to_string(wo_.shard_size) + " bytes"}};
     identify_sources(*s_.ckpt, log_);
+    for (const auto& f : edit_sources_)  // small files (an adapter's config) and safetensors alike: hashed up to 64 MiB
+      log_.sources.try_emplace(fs::weakly_canonical(f).string(), resume_log::identify(f, ~std::uint64_t{0}));
     if (part_) part_->agree_on_plan(log_.fingerprint);
     open_output(std::move(shards));
     checkpoint_writer& writer = *writer_;
@@ -494,6 +496,7 @@ class conversion_job {
   conversion_plan plan_;
   const bool to_gguf_, coordinator_;
   std::string edit_fingerprint_;
+  std::vector<std::string> edit_sources_;
   convert_report rep_;
   std::vector<tensor_spec> specs_;
   gguf_metadata gguf_md_;

@@ -15,8 +15,10 @@
 namespace moereg::app {
 
 // Edits a conversion plan after it is made (a LoRA merge attaches its adapter); returns text
-// that joins the resume fingerprint, so a resumed run with other edits is refused.
-using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan)>;
+// that joins the resume fingerprint, so a resumed run with other edits is refused, and adds
+// the files the edits read to `sources` (the adapter's config and weights), which the resume
+// log identifies like the checkpoint's own: a resume after one of them changed is refused.
+using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan, std::vector<std::string>& sources)>;
 
 struct ep_slice;
 struct job_partition;

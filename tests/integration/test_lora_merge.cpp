@@ -10,6 +10,7 @@
 
 #include "conversion_support.h"
 #include "lora_support.h"
+#include "moereg/app/lora.h"
 #include "moereg/base/json.h"
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/lora/lora_merge.h"
@@ -179,6 +180,33 @@ TEST(LoraMerge, BadInput) {
   EXPECT_HAS(r.output, "adapter_model.safetensors: merging its pair on model.layers.");
   EXPECT_HAS(r.output, "a finite weight would become infinite or NaN");
   EXPECT_FALSE(fs::exists(d / "o4")) << "a failed merge leaves nothing that looks like a checkpoint";
+}
+
+// The adapter is a source of the merge: a resume after its lora_alpha changed merged the
+// shards left with the new value beside those done with the old, and said it resumed.
+TEST(LoraMerge, ResumeRefusesAChangedAdapter) {
+  test::temp_dir d;
+  const std::string base = d / "base", ad = d / "base-lora", out = d / "out";
+  auto r = test::run_moereg("synth " + base + " --layers 4 --lora 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  app::lora_merge_request req;
+  req.job.source = base;
+  req.job.output = out;
+  req.job.shard_size = 100'000;
+  req.job.fault.abandon_after_shards = 1;
+  req.adapter = ad;
+  auto first = app::merge_lora(req);
+  ASSERT_FALSE(first.ok());
+  ASSERT_EQ(first.error().kind, app::error_kind::cancelled) << first.error().message;
+
+  const std::string cfg_path = ad + "/adapter_config.json", original = test::read_bytes(cfg_path);
+  json::value cfg = json::parse(original, "adapter_config.json");
+  cfg.set("lora_alpha", json::value(json::parse_file(cfg_path).find("lora_alpha")->as_double() * 4));
+  std::ofstream(cfg_path) << json::dump(cfg, 2);
+  const std::string resume = "lora merge " + base + " " + ad + " " + out + " --shard-size 100KB --resume";
+  r = test::run_moereg(resume);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, "adapter_config.json: the source changed since the interrupted conversion");
 }
 
 TEST(LoraCli, InspectAndConvert) {
