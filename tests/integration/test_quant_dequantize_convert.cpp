@@ -162,33 +162,51 @@ TEST(QuantDequantizeConvert, CommandLineDropsQuantizationConfig) {
 // A NaN block scale would make 128 x 128 weights NaN in a checkpoint that otherwise looks
 // complete: the conversion is refused naming the scale tensor and its element, and nothing is
 // left at the output path.
-TEST(QuantDequantizeConvert, NonFiniteScaleIsRefusedAndLeavesNothing) {
-  test::temp_dir d;
+// The FP8 fixture with the last block scale of `scale_tensor` set to `value`, written to dir.
+void plant_scale(const std::string& dir, const std::string& scale_tensor, float value) {
   checkpoint hf = checkpoint::open(test::fixture(fp8_hf));
-  const std::string bad = "model.layers.1.mlp.experts.2.up_proj.weight_scale_inv";
   std::vector<test::tiny_tensor> ts;
   bool planted = false;
   for (const auto& t : hf.tensors()) {
     test::tiny_tensor x{t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())};
-    if (x.name == bad) {
+    if (x.name == scale_tensor) {
       ASSERT_EQ(x.type, dtype::F32);
       ASSERT_GE(x.bytes.size(), 8u);
-      const float nan = NAN;
-      std::memcpy(x.bytes.data() + x.bytes.size() - 4, &nan, 4);  // the last block's scale
+      std::memcpy(x.bytes.data() + x.bytes.size() - 4, &value, 4);  // the last block's scale
       planted = true;
     }
     ts.push_back(std::move(x));
   }
   ASSERT_TRUE(planted);
-  test::write_checkpoint(d / "nan", hf.config(), ts);
+  test::write_checkpoint(dir, hf.config(), ts);
+}
+
+TEST(QuantDequantizeConvert, NonFiniteScaleIsRefusedAndLeavesNothing) {
+  test::temp_dir d;
+  const std::string bad = "model.layers.1.mlp.experts.2.up_proj.weight_scale_inv";
+  ASSERT_NO_FATAL_FAILURE(plant_scale(d / "nan", bad, NAN));
   auto r = test::run_moereg("convert " + d / "nan" + " " + d / "out" + " --to hf --dtype bf16");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find(bad + ": scale ["), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.safetensors: " + bad + ": scale ["), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("is NaN; expected a finite scale"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(d / "out"));
   // Kept as FP8, the bytes are copied as stored (a conversion between layouts is bit-exact).
   auto copy = test::run_moereg("convert " + d / "nan" + " " + d / "v5" + " --to transformers_v5");
   EXPECT_EQ(copy.exit_code, 0) << copy.output;
+}
+
+// A finite scale whose products overflow bf16 wrote infinite weights with exit 0.
+TEST(QuantDequantizeConvert, ScaleThatOverflowsBf16IsRefusedAndLeavesNothing) {
+  test::temp_dir d;
+  const std::string scale = "model.layers.1.mlp.experts.2.up_proj.weight_scale_inv";
+  ASSERT_NO_FATAL_FAILURE(plant_scale(d / "huge", scale, 3e38f));
+  auto r = test::run_moereg("convert " + d / "huge" + " " + d / "out" + " --to hf --dtype bf16");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("model.safetensors: model.layers.1.mlp.experts.2.up_proj.weight: dequantized element ["),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("overflows bf16 (the stored value times its scale in " + scale), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
 }
 
 }  // namespace test_quant_dequantize_convert

@@ -24,31 +24,48 @@ void dequantize_view(const matrix_view& data, const piece_scales& s, const quant
   scratch.scales.resize(s.scale.nbytes());
   copy_matrix(s.scale, scratch.scales.data(), s.scale.cols, 1);
   const std::size_t n_scales = static_cast<std::size_t>(s.scale.rows * s.scale.cols);
+  // Problems name the file as well as the tensor: a checkpoint has many shards.
+  const std::string scale_name = s.scale.source->file->path() + ": " + s.scale.source->info->name;
   switch (q.scheme) {
     case quant_scheme::fp8: {
-      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales, s.scale.cols);
+      auto f = scales_as_f32(scale_name, s.scale.type, scratch.scales.data(), n_scales, s.scale.cols);
       scale_grid one = g;
       one.batch = 1;
       dequantize_fp8_e4m3(reinterpret_cast<const std::uint8_t*>(scratch.units.data()), f, one, out);
-      return;
+      break;
     }
     case quant_scheme::mxfp4:
       // E8M0 scales as stored: widening each refuses the NaN one (255) by name and place.
       for (std::size_t i = 0; i < n_scales; ++i)
-        scale_as_f32(s.scale.source->info->name, dtype::F8_E8M0, scratch.scales.data() + i, static_cast<std::int64_t>(i),
-                     s.scale.cols);
+        scale_as_f32(scale_name, dtype::F8_E8M0, scratch.scales.data() + i, static_cast<std::int64_t>(i), s.scale.cols);
       dequantize_mxfp4(reinterpret_cast<const std::uint8_t*>(scratch.units.data()),
                        reinterpret_cast<const std::uint8_t*>(scratch.scales.data()), {g.rows, g.cols}, out);
-      return;
+      break;
     case quant_scheme::gptq_int4:  // gathered [N, K/8]: GPTQ's words, in compressed-tensors order
     case quant_scheme::pack_int4: {
-      auto f = scales_as_f32(s.scale.source->info->name, s.scale.type, scratch.scales.data(), n_scales, s.scale.cols);
+      auto f = scales_as_f32(scale_name, s.scale.type, scratch.scales.data(), n_scales, s.scale.cols);
       dequantize_pack_quantized_int4(scratch.units.data(), f, {g.rows, g.cols, g.block_cols}, out);
-      return;
+      break;
     }
-    case quant_scheme::none: break;
+    case quant_scheme::none:
+      throw error(data.source->info->name + ": not quantized, nothing to dequantize");
   }
-  throw error(data.source->info->name + ": not quantized, nothing to dequantize");
+  // Finite scales can still overflow bf16 (an e4m3 448 times a scale past 7.6e35, an MXFP4 6
+  // times 2^127), and an e4m3 NaN byte stays NaN: either would be written as a weight of a
+  // complete-looking checkpoint. One pass of bit tests over the block just written.
+  const std::int64_t n = g.rows * g.cols;
+  bool any = false;
+  for (std::int64_t i = 0; i < n; ++i) any |= (out[i] & 0x7f80) == 0x7f80;
+  std::int64_t bad = -1;
+  for (std::int64_t i = 0; any && bad < 0; ++i)
+    if ((out[i] & 0x7f80) == 0x7f80) bad = i;
+  if (bad >= 0)
+    throw error(data.source->file->path() + ": " + data.source->info->name + ": dequantized element [" +
+                std::to_string(bad / g.cols) + ", " + std::to_string(bad % g.cols) + "] " +
+                ((out[bad] & 0x7f) ? std::string("is NaN (a NaN stored value)")
+                                   : "overflows bf16 (the stored value times its scale in " + s.scale.source->info->name +
+                                         " is past 3.39e38)") +
+                "; expected finite weights");
 }
 
 }  // namespace moereg
