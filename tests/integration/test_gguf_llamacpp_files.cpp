@@ -227,6 +227,33 @@ TEST(GgufFromLlamaCpp, MixedExpertTypesPassThroughPerTensor) {
   EXPECT_EQ(src.find_tensor("blk.1.ffn_down_exps.weight")->type, ggml_type::F16);
 }
 
+// A NaN block scale decoded to a block of NaN weights in a complete-looking checkpoint (exit 0).
+TEST(GgufFromLlamaCpp, ANonFiniteBlockScaleIsRefusedWhenDecoding) {
+  temp_dir d;
+  const std::string src = llamacpp_file("qwen3_moe-q8_0.gguf"), bad = d / "bad.gguf";
+  std::filesystem::copy_file(src, bad);
+  std::uint64_t at = 0;
+  std::string name;
+  {
+    gguf_file f(src);
+    for (const auto& t : f.tensors())
+      if (t.type == ggml_type::Q8_0) {
+        at = f.data_offset() + t.offset;  // its first block's f16 scale d
+        name = t.name;
+        break;
+      }
+  }
+  ASSERT_FALSE(name.empty()) << "the fixture has Q8_0 tensors";
+  std::string bytes = read_bytes(bad);
+  bytes[at] = 0x00;
+  bytes[at + 1] = 0x7e;  // f16 NaN
+  write_bytes(bad, bytes);
+  command_result r = run_moereg("convert " + bad + " " + (d / "out") + " --to hf --dtype bf16");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, bad + ": " + name + ": decoded element [0, 0] is NaN")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d / "out"));
+}
+
 }  // namespace
 }  // namespace test_gguf_llamacpp_files
 }  // namespace moereg::test

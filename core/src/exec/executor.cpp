@@ -50,6 +50,18 @@ void cast_elements(dtype from, const std::byte* src, dtype to, std::vector<std::
   throw error("tensor '" + name + "': no element cast from " + std::string(dtype_name(from)) + " to " + std::string(dtype_name(to)));
 }
 
+// A decoded block-quantized tensor holds only finite values (see the call).
+void refuse_non_finite(const checkpoint::entry& source, const float* v, std::int64_t count, std::int64_t row) {
+  bool any = false;
+  for (std::int64_t i = 0; i < count; ++i) any |= !std::isfinite(v[i]);
+  if (!any) return;
+  std::int64_t i = 0;
+  while (std::isfinite(v[i])) ++i;
+  throw error(source.file->path() + ": " + source.info->name + ": decoded element [" + std::to_string(i / row) + ", " +
+              std::to_string(i % row) + "] is " + (std::isnan(v[i]) ? "NaN" : "infinite") +
+              " (its block's scale is not finite, or overflows); expected finite weights");
+}
+
 // The ggml type a stored tensor's bytes decode as: its blocks, or its element type.
 ggml_type decode_type_of(const tensor_info& t) {
   if (t.ggml_blocks) return static_cast<ggml_type>(*t.ggml_blocks);
@@ -289,6 +301,10 @@ class plan_writer {
         for (std::int64_t d : out.spec.shape) count *= d;
         sc.floats.resize(static_cast<std::size_t>(count));
         ggml_dequantize(decode_type_of(*o.source->info), cur, sc.floats.data(), count);
+        // Block types only: a NaN or infinite block scale (f16 d, or a 31 E8M0 exponent) makes
+        // its whole block non-finite, which ggml passes on; a converted checkpoint would hold
+        // it as weights. Plain F16/F32 elements are data and are cast as they are.
+        if (o.source->info->ggml_blocks) refuse_non_finite(*o.source, sc.floats.data(), count, out.spec.shape.back());
         sc.cast.resize(out.spec.nbytes());
         store_floats(sc.floats.data(), count, out.spec.type, sc.cast.data(), 0, 1);
         cur = sc.cast.data();
