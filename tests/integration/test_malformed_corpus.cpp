@@ -143,6 +143,22 @@ TEST(MalformedInput, SymlinkLoopIsAnInputErrorNamingThePath) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// A size that is a JSON boolean: `hidden_size: true` was read as H = 1 and reported as dozens
+// of shape mismatches far from the cause.
+TEST(MalformedInput, ABooleanWhereAConfigSizeBelongsIsNamed) {
+  temp_dir d;
+  const std::string ck = d / "ck";
+  fs::copy(fixture("qwen3_moe/hf"), ck, fs::copy_options::recursive);
+  json::value cfg = json::parse_file(ck + "/config.json");
+  cfg.set("hidden_size", json::value(true));
+  write_bytes(ck + "/config.json", json::dump(cfg, 2));
+  command_result c = run_command(std::string(MOEREG_BUILD_DIR) + "/bin/moereg convert '" + ck + "' '" + (d / "out") +
+                                 "' --to transformers_v5");
+  EXPECT_EQ(c.exit_code, 1) << c.output;
+  EXPECT_TRUE(contains(c.output, ck + "/config.json: field 'hidden_size' is true, expected a number for dims.H")) << c.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
+}
+
 // One expert stored in another dtype is the one blamed: taking the first expert's type as the
 // entry's blamed the seven right ones for expert 0's F16, and listed it as missing besides.
 TEST(MalformedInput, TheExpertOfAnotherDtypeIsTheOneBlamed) {

@@ -63,11 +63,15 @@ std::string config_value::describe() const {
   return s.empty() ? "(nothing)" : s;
 }
 
-double required_value(const config_value& v, const json::value& config, const std::string& config_path, double builtin) {
+double required_value(const config_value& v, const json::value& config, const std::string& config_path, double builtin,
+                      bool count) {
   if (v.empty()) return builtin;
   for (const auto& f : v.fields) {
     const json::value* x = config.find_path(f);
     if (!x || x->is_null()) continue;
+    if (x->is_bool() && count)
+      throw error(config_path + ": field '" + f + "' is " + (x->as_bool() ? "true" : "false") + ", expected a number for " + v.key +
+                  " (" + v.at.str() + ")");
     if (x->is_bool()) return x->as_bool() ? 1.0 : 0.0;
     if (x->is_number()) return x->as_double();
     throw error(config_path + ": field '" + f + "' is not a number or boolean, expected one for " + v.key + " (" + v.at.str() + ")");

@@ -52,7 +52,7 @@ std::int64_t need_dim(const family_spec& spec, const json::value& config, const 
   auto it = spec.dims.find(sym);
   if (it == spec.dims.end()) throw error(spec.manifest_path + ": dims has no '" + sym + "'");
   // Absent without a default: required_value names the field and the manifest line.
-  const double v = required_value(it->second, config, path, 0);
+  const double v = required_value(it->second, config, path, 0, true);
   if (!(v >= 1 && v <= 2147483647.0) || std::floor(v) != v)
     throw error(path + ": " + fields_of(it->second) + " = " + number_text(v) + ", expected a positive integer (at most 2^31-1) for " +
                 sym + " (family " + spec.name + ", dims." + sym + " at " + it->second.at.str() + ")");
@@ -77,7 +77,7 @@ model_dims read_dims(const family_spec& spec, const json::value& config, const s
   // Layer counts become ints and loop bounds: out of range is an error, not a wrapped cast.
   auto layer_value = [&](const config_value& cv, double fallback, double lo, const char* what) {
     // A field named without a default must be there: a typo would otherwise pick the MoE layers.
-    const double v = required_value(cv, config, path, fallback);
+    const double v = required_value(cv, config, path, fallback, true);
     if (!(v >= lo && v <= 1e6) || std::floor(v) != v)
       throw error(path + ": " + fields_of(cv) + " = " + number_text(v) + ", expected " + what + " (an integer from " +
                   std::to_string(static_cast<int>(lo)) + " to 1000000)");

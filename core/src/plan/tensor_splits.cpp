@@ -11,7 +11,7 @@ namespace moereg::detail {
 
 split_geometry resolve_split(const tensor_split& s, const json::value& config, const std::string& config_path) {
   auto count = [&](const config_value& v, const char* what) {
-    const double x = required_value(v, config, config_path, 0);
+    const double x = required_value(v, config, config_path, 0, true);
     if (!(x >= 1 && x <= 2147483647.0) || std::floor(x) != x)
       throw error(config_path + ": " + v.describe() + " = " + std::to_string(x) + ", expected a positive integer (" + what +
                   " of split '" + s.canonical.text() + "' at " + s.at.str() + ")");

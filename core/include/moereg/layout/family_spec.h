@@ -280,6 +280,9 @@ std::optional<double> resolve_value(const config_value& v, const json::value& co
 // The value for config, or `builtin` when the manifest did not give the key at all. Throws
 // moereg::error naming the config field and the manifest line when the manifest names
 // fields without a default and config.json has none of them (or a non-number there).
-double required_value(const config_value& v, const json::value& config, const std::string& config_path, double builtin);
+// A boolean field reads as 1 or 0 (flags like norm_topk_prob), except with `count`: a size or
+// a count (hidden_size: true was read as H = 1) must be a JSON number.
+double required_value(const config_value& v, const json::value& config, const std::string& config_path, double builtin,
+                      bool count = false);
 
 }  // namespace moereg
