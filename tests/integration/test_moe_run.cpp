@@ -15,8 +15,10 @@
 #include <set>
 
 #include "moereg/base/json.h"
+#include "moereg/checkpoint/checkpoint.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
+#include "quant_support.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -127,6 +129,35 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(test::contains(r.output, "an expert slice of a larger model (experts 2..3 of ")) << r.output;
   EXPECT_FALSE(std::filesystem::exists(d / "o2.safetensors"));
+}
+
+// A router of the wrong shape was blamed on the plugin's routing, naming neither file nor tensor.
+TEST(MoeRun, ARouterOfTheWrongShapeIsNamedByFileAndTensor) {
+  test::temp_dir d;
+  checkpoint hf = checkpoint::open(test::fixture("qwen3_moe/hf"));
+  const std::string router = "model.layers.1.mlp.gate.weight";
+  std::vector<test::tiny_tensor> ts;
+  std::vector<std::int64_t> stored;
+  for (const auto& t : hf.tensors()) {
+    test::tiny_tensor x{t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())};
+    if (x.name == router) {
+      stored = x.shape;
+      x.shape = {x.shape[0] / 2, x.shape[1] * 2};  // same bytes, other shape
+    }
+    ts.push_back(std::move(x));
+  }
+  ASSERT_EQ(stored.size(), 2u);
+  test::write_checkpoint(d / "ck", hf.config(), ts);
+  safetensors_file ref(test::fixture("qwen3_moe/moe_block.safetensors"));
+  write_input(d / "in.safetensors", ref, 4, false);
+  auto r = test::run_moereg("moe run " + (d / "ck") + " --layer 1 --input " + (d / "in.safetensors") + " --output " +
+                            (d / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "model.safetensors: " + router + ": shape [" + std::to_string(stored[0] / 2) + ", " +
+                                           std::to_string(stored[1] * 2) + "], expected [" + std::to_string(stored[0]) + ", " +
+                                           std::to_string(stored[1]) + "] (the router of layer 1"))
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d / "o.safetensors"));
 }
 
 // --output over what the run reads lost the checkpoint with exit status 0 (the result replaced

@@ -326,9 +326,20 @@ class layer_loader {
     const moe_block_spec& b = d_.spec->moe_block;
     const passthrough_tensor* router = find_other(d_, b.router, layer_);
     if (!router) throw error(d_.spec->manifest_path + ": moe_block.router is not declared; moe run needs the router weight");
+    // Checked here, where the file and tensor are known (the router checks the view again, and
+    // could name only the plugin's routing).
+    auto expect_shape = [&](const passthrough_tensor& t, const std::vector<std::int64_t>& want, const std::string& what) {
+      if (t.source->info->shape != want)
+        throw error(t.source->file->path() + ": " + t.source->info->name + ": shape " + shape_string(t.source->info->shape) +
+                    ", expected " + shape_string(want) + " (" + what + " of layer " + std::to_string(layer_) + ", E = " +
+                    std::to_string(E_) + " experts, H = " + std::to_string(H_) + ")");
+    };
+    expect_shape(*router, {E_, H_}, "the router");
     rp.router = view_of(router->source->data(), router->source->info->type, router->source->info->shape);
-    if (const passthrough_tensor* bias = find_other(d_, b.router_bias, layer_))
+    if (const passthrough_tensor* bias = find_other(d_, b.router_bias, layer_)) {
+      expect_shape(*bias, {E_}, "the router's selection bias");
       rp.router_bias = view_of(bias->source->data(), bias->source->info->type, bias->source->info->shape);
+    }
   }
 
  private:
