@@ -37,7 +37,9 @@ std::map<std::string, recipe_value> read_recipe(const std::string& path) {
     if (k == "dry_run") {
       // YAML 1.2 booleans only: `yes` or `True` must not quietly mean "really convert".
       auto b = strict_bool(kv.second);
-      if (!b) throw error(where + ": dry_run " + quote(v) + ": expected true or false");
+      if (!b)
+        throw error(where + ": dry_run " + quote(v) + ": expected true or false" +
+                    (kv.second.Tag() == "!" ? std::string(", unquoted (quoted, it is a string)") : std::string()));
       v = *b ? "true" : "false";
     }
     values[k] = {v, where};

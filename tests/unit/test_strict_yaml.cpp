@@ -55,6 +55,10 @@ TEST(StrictYaml, BooleansAreTrueOrFalseOnly) {
   EXPECT_EQ(strict_bool(n["a"]), true);
   EXPECT_EQ(strict_bool(n["b"]), false);
   for (const char* k : {"c", "d", "e", "f"}) EXPECT_FALSE(strict_bool(n[k]).has_value()) << k;
+  // Quoted, true is a string.
+  YAML::Node q = load_strict_yaml("a: \"true\"\nb: 'false'\n", "m.yaml");
+  EXPECT_FALSE(strict_bool(q["a"]).has_value());
+  EXPECT_FALSE(strict_bool(q["b"]).has_value());
   EXPECT_TRUE(yaml11_boolean_spelling("yes"));
   EXPECT_TRUE(yaml11_boolean_spelling("OFF"));
   EXPECT_FALSE(yaml11_boolean_spelling("true"));
@@ -83,6 +87,23 @@ TEST(StrictYaml, RecipeRefusesYaml11BooleansAndDuplicateKeys) {
   r = test::run_moereg("convert --config " + (d / "r.yaml"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find((d / "r.yaml") + ":4:1: duplicate key 'to' (first given at line 3)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
+
+  // A second document was ignored: its `to` never reached the conversion. An empty one (a
+  // trailing `---`) is no content and is accepted.
+  test::write_bytes(d / "r.yaml", "source: " + src + "\noutput: " + (d / "out") + "\n---\nto: grouped\n");
+  r = test::run_moereg("convert --config " + (d / "r.yaml"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find((d / "r.yaml") + ":3:1: a second YAML document"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d / "out"));
+  test::write_bytes(d / "r.yaml", "source: " + src + "\noutput: " + (d / "out") + "\nto: grouped\ndry_run: true\n---\n");
+  r = test::run_moereg("convert --config " + (d / "r.yaml"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  test::write_bytes(d / "r.yaml", "source: " + src + "\noutput: " + (d / "out") + "\nto: grouped\ndry_run: \"true\"\n");
+  r = test::run_moereg("convert --config " + (d / "r.yaml"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("dry_run 'true': expected true or false, unquoted"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(d / "out"));
 }
 

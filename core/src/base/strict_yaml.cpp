@@ -25,23 +25,32 @@ class duplicate_key_finder : public YAML::EventHandler {
  public:
   explicit duplicate_key_finder(std::string file) : file_(std::move(file)) {}
 
-  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentStart(const YAML::Mark& mark) override { document_ = mark; }
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, "~", true); }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, "", false); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    content_ = true;
+    node(mark, "", false);
+  }
   void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string& value) override {
+    content_ = true;
     node(mark, value, true);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    content_ = true;
     node(mark, "", false);
     frames_.push_back({false, true, {}});
   }
   void OnSequenceEnd() override { frames_.pop_back(); }
   void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    content_ = true;
     node(mark, "", false);
     frames_.push_back({true, true, {}});
   }
   void OnMapEnd() override { frames_.pop_back(); }
+
+  const YAML::Mark& document() const { return document_; }
+  bool has_content() const { return content_; }  // anything but an empty (null) document
 
  private:
   struct frame {
@@ -65,6 +74,8 @@ class duplicate_key_finder : public YAML::EventHandler {
 
   std::string file_;
   std::vector<frame> frames_;
+  YAML::Mark document_ = YAML::Mark::null_mark();
+  bool content_ = false;
 };
 
 std::string read_whole(const std::string& path) {
@@ -92,6 +103,11 @@ YAML::Node load_strict_yaml(const std::string& text, const std::string& name) {
       YAML::Parser parser(in);
       duplicate_key_finder finder(name);
       parser.HandleNextDocument(finder);
+      // YAML::Load reads the first document only: a second one (after `---`) would be ignored.
+      duplicate_key_finder second(name);
+      if (parser.HandleNextDocument(second) && second.has_content())
+        throw error(yaml_where(name, second.document()) +
+                    ": a second YAML document (after '---'); expected one document, whose keys would otherwise be ignored");
     }
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
@@ -103,6 +119,7 @@ YAML::Node load_strict_yaml_file(const std::string& path) { return load_strict_y
 
 std::optional<bool> strict_bool(const YAML::Node& node) {
   if (!node.IsDefined() || !node.IsScalar()) return std::nullopt;
+  if (node.Tag() == "!") return std::nullopt;  // quoted: "true" is a string in YAML 1.2
   if (node.Scalar() == "true") return true;
   if (node.Scalar() == "false") return false;
   return std::nullopt;
