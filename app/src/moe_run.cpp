@@ -29,6 +29,9 @@ bool same_file(const fs::path& a, const fs::path& b) {
 void refuse_output_over_sources(const moe_run_request& r) {
   const fs::path out(r.output);
   const std::string named = "moe run: output " + r.output;
+  std::error_code dir_ec;
+  if (fs::is_directory(out, dir_ec) || r.output.back() == '/')
+    throw usage_error(named + " is a directory; expected the path of the .safetensors file to write");
   if (!r.input_file.empty() && same_file(out, r.input_file)) throw usage_error(named + " is the input file; choose another path");
   std::error_code ec;
   if (fs::is_directory(r.checkpoint, ec)) {

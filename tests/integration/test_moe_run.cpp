@@ -176,7 +176,10 @@ TEST(MoeRun, OutputOverTheInputOrTheCheckpointIsRefused) {
   for (const auto& [path, says] : {bad_output{ck + "/model.safetensors", "a file of the checkpoint"},
                                    bad_output{ck + "/config.json", "a file of the checkpoint"},
                                    bad_output{d / "in.safetensors", "is the input file"},
-                                   bad_output{ck + "/result.safetensors", "inside the checkpoint directory"}}) {
+                                   bad_output{ck + "/result.safetensors", "inside the checkpoint directory"},
+                                   // "cannot rename into place: Is a directory" once the work was done
+                                   bad_output{d.path(), "is a directory; expected the path of the .safetensors file"},
+                                   bad_output{d / "new/", "is a directory; expected the path of the .safetensors file"}}) {
     auto r = test::run_moereg(run + path);
     EXPECT_NE(r.exit_code, 0) << path << "\n" << r.output;
     EXPECT_TRUE(test::contains(r.output, says)) << r.output;

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "moereg/base/error.h"
+#include "moereg/base/partial_file.h"
 
 #include "moereg/checkpoint/checkpoint.h"
 #include "moereg/checkpoint/checkpoint_writer.h"
@@ -64,6 +65,23 @@ TEST(SafetensorsWriter, UncommittedWriterLeavesNothing) {
     EXPECT_TRUE(fs::exists(w.temp_path()));
   }
   EXPECT_TRUE(fs::is_empty(d.path()));
+}
+
+// Two writers of one file: the second says another process writes it (was "cannot create:
+// File exists"), and leaves the first's temporary alone.
+TEST(PartialFile, ASecondWriterOfOneFileSaysAnotherProcessWritesIt) {
+  test::temp_dir d;
+  const std::string out = d / "o.safetensors";
+  partial_file first(out, 16);
+  try {
+    partial_file second(out, 16);
+    ADD_FAILURE() << "a second writer of one file was let in";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find(".o.safetensors.partial: exists: another process is writing " + out + " now"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(std::filesystem::exists(d / ".o.safetensors.partial"));
 }
 
 TEST(SafetensorsWriter, CommitRefusesMissingBytes) {

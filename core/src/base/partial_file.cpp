@@ -27,6 +27,9 @@ partial_file::partial_file(std::string final_path, std::uint64_t size) : final_p
   temp_path_ = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
   // O_EXCL: never truncate a file this object did not create (the destructor unlinks it).
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0 && errno == EEXIST)
+    throw error(temp_path_ + ": exists: another process is writing " + final_path_ +
+                " now (or one was killed while writing it: remove the file if no other process runs)");
   if (fd_ < 0) io_fail(temp_path_, "cannot create");
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
     int e = errno;
