@@ -44,7 +44,7 @@ TEST(ConvertRecipe, BadValuesNameFileLineAndColumn) {
       {"to: 5\n", "", "3:1: to '5': ", "(it has: hf, "},
       {"to: grouped\nfrom: transformers_v5\n", "", "4:1: from 'transformers_v5': ", "layout 'transformers_v5'"},
       {"to: grouped\nfamily: nosuch\n", "", "4:1: family 'nosuch': ", "known model types: "},
-      {"to: grouped\ndtype: f32\n", "", "4:1: dtype 'f32': ", "dequantize to bf16"},
+      {"to: grouped\ndtype: f32\n", "", "4:1: dtype 'f32': ", "a safetensors checkpoint of BF16 experts"},
       // Two bad values: the one the job refuses first is named (the layout, before the range).
       {"to: transformer_v5\nexperts: \"0:64\"\n", "", "3:1: to 'transformer_v5': ", "has no layout"},
   };

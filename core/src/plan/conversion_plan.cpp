@@ -438,8 +438,11 @@ void plan_others(const decoded_checkpoint& src, const layout_spec& target, const
                  std::vector<std::string>& problems) {
   const bool decode = ggml_decoding(src, options);
   if (options.dequantize && options.dequantize_to != dtype::BF16 && !decode)
-    problems.push_back("--dtype " + std::string(dtype_name(options.dequantize_to)) +
-                       " decodes the ggml blocks of a .gguf; other quantized checkpoints dequantize to bf16 (--dtype bf16)");
+    problems.push_back("--dtype " + std::string(dtype_name(options.dequantize_to)) + " decodes the ggml blocks of a .gguf, and this is " +
+                       (src.quant.quantized() ? "a quantized safetensors checkpoint (" + src.quant.describe() +
+                                                    "), which dequantizes to bf16 (--dtype bf16)"
+                                              : "a safetensors checkpoint of " + std::string(dtype_name(src.expert_dtype)) +
+                                                    " experts; converting float dtypes is not supported"));
   if (options.dequantize && !decode && !src.quant.quantized() && src.expert_dtype != dtype::BF16)
     problems.push_back("--dtype bf16 dequantizes quantized checkpoints; this one is not quantized (experts are " +
                        std::string(dtype_name(src.expert_dtype)) + "), and converting float dtypes is not supported");
@@ -551,7 +554,7 @@ conversion_plan plan_conversion(const decoded_checkpoint& src, const layout_spec
   plan_others(src, target, options, plan, problems);
   check_outputs(plan, target, problems);
   if (!problems.empty()) {
-    std::string msg = "the conversion to layout '" + target.name + "' is not possible:";
+    std::string msg = src.ckpt->path() + ": the conversion to layout '" + target.name + "' is not possible:";
     for (const auto& p : problems) msg += "\n  " + p;
     throw error(msg);
   }
