@@ -67,6 +67,25 @@ TEST(Checkpoint, IndexedShards) {
   EXPECT_EQ(c.total_bytes(), 4u);
 }
 
+// Both a single file and an index of other shards: transformers loads the file, moereg read the
+// index; now neither is guessed.
+TEST(Checkpoint, ASingleFileBesideAnIndexOfOtherShardsIsRefused) {
+  temp_dir d;
+  write_bytes(d / "config.json", "{}");
+  write_bytes(d / "s1.safetensors", u8_tensors_file({"a"}));
+  write_bytes(d / "s2.safetensors", u8_tensors_file({"b"}));
+  write_bytes(d / "model.safetensors.index.json", index_json);
+  write_bytes(d / "model.safetensors", u8_tensors_file({"a", "b"}));
+  std::string m = open_error(d.path());
+  EXPECT_HAS(m, "holds both model.safetensors and model.safetensors.index.json, whose shards do not include it");
+  // An index whose one shard is model.safetensors is one checkpoint.
+  temp_dir e;
+  write_bytes(e / "config.json", "{}");
+  write_bytes(e / "model.safetensors", u8_tensors_file({"a"}));
+  write_bytes(e / "model.safetensors.index.json", R"({"weight_map":{"a":"model.safetensors"}})");
+  EXPECT_EQ(checkpoint::open(e.path()).tensors().size(), 1u);
+}
+
 TEST(Checkpoint, MissingShard) {
   temp_dir d;
   write_bytes(d / "config.json", "{}");

@@ -112,6 +112,16 @@ checkpoint checkpoint::open(const std::string& path, const checkpoint_options& o
         throw error(where + ": weight_map[" + quote(key) + "] names " + quote(name) + ", expected a file in the same directory");
       shard_names.insert(name);
     }
+    // model.safetensors beside an index that does not list it: transformers loads the single
+    // file and ignores the index, so the two tools would read different models. Which one is
+    // meant is not for moereg to guess.
+    for (const auto& de : fs::directory_iterator(dir)) {
+      const std::string n = de.path().filename().string();
+      if (n[0] != '.' && de.path().extension() == ".safetensors" && !shard_names.count(n) &&
+          (n == "model.safetensors" || n == "consolidated.safetensors"))
+        throw error(path + ": holds both " + n + " and " + index.filename().string() + ", whose shards do not include it: " +
+                    "two checkpoints in one directory (transformers would load " + n + "); remove the one that is not meant");
+    }
     for (const auto& name : shard_names) {
       fs::path shard = dir / name;
       if (!fs::exists(shard)) throw error(where + ": shard " + quote(name) + " is listed but missing from " + path);
