@@ -2,6 +2,8 @@
 #include "moereg/app/moe.h"
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "backend_choice.h"
@@ -10,6 +12,7 @@
 #include "moereg/base/parallel.h"
 #include "moereg/plan/moe_layer.h"
 #include "moereg/routing/router.h"
+#include "moereg/tensor/dtype.h"
 #include "moereg/tensor/tensor_view.h"
 #include "session.h"
 
@@ -71,6 +74,19 @@ result<moe_run_result> run_moe(const moe_run_request& r) noexcept {
     if (!in.data && T > 0) throw usage_error(in.what + ": no data");
     const dtype type = in.dtype == "F32" ? dtype::F32 : dtype::BF16;
     moereg_tensor_view xv = contiguous_view(const_cast<void*>(in.data), type, {T, H});
+    // A NaN or infinite activation routes arbitrarily (top-k of NaN logits) and gives NaN rows.
+    for (std::int64_t i = 0; i < T * H; ++i) {
+      float v;
+      if (type == dtype::F32) std::memcpy(&v, static_cast<const std::byte*>(in.data) + 4 * i, 4);
+      else {
+        std::uint16_t b;
+        std::memcpy(&b, static_cast<const std::byte*>(in.data) + 2 * i, 2);
+        v = bf16_to_f32(b);
+      }
+      if (!std::isfinite(v))
+        throw error(in.what + ": element [" + std::to_string(i / H) + ", " + std::to_string(i % H) + "] is " +
+                    (std::isnan(v) ? "NaN" : "infinite") + ", expected finite activations");
+    }
 
     router rt(layer->routing, s.spec.manifest_path + " routing");
     routing_result routed;

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "moereg/base/json.h"
@@ -121,6 +122,20 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("no backend named 'nonesuch'"), std::string::npos) << r.output;
   EXPECT_EQ(test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --input x --output y").exit_code, 2) << "--layer is required";
+  // A NaN activation routed arbitrarily and gave NaN rows with exit 0.
+  {
+    std::string bytes = test::read_bytes(d / "in.safetensors");
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    const float nan = NAN;
+    std::memcpy(bytes.data() + 8 + n + 4 * 5, &nan, 4);  // element [0, 5] of the F32 input
+    test::write_bytes(d / "nan.safetensors", bytes);
+    r = test::run_moereg("moe run " + test::fixture("qwen3_moe/hf") + " --layer 1 --input " + (d / "nan.safetensors") +
+                         " --output " + (d / "o3.safetensors"));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(test::contains(r.output, "nan.safetensors: 'input': element [0, 5] is NaN, expected finite activations")) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(d / "o3.safetensors"));
+  }
   // An expert slice keeps the whole router; its failure blamed the plugin's router shape.
   r = test::run_moereg("convert " + test::fixture("mixtral/hf") + " " + (d / "slice") + " --to hf --experts 2:4");
   ASSERT_EQ(r.exit_code, 0) << r.output;
