@@ -69,6 +69,9 @@ class progress_pump {
     }
   }
   ~progress_pump() { join(); }
+  // After every byte is written: the counts are the totals. (The running counts add the source
+  // bytes each item read, which differ from the output's where a layout changes sizes, and skip
+  // what a resume kept.)
   void finish() {
     join();
     report(true);
@@ -87,10 +90,10 @@ class progress_pump {
   void report(bool final) const {
     if (!req_.on_progress) return;
     convert_progress c;
-    c.bytes = p_.bytes.load();
     c.total_bytes = p_.total_bytes;
-    c.tensors = p_.tensors.load();
     c.total_tensors = p_.total_tensors;
+    c.bytes = final ? c.total_bytes : std::min(p_.bytes.load(), c.total_bytes);
+    c.tensors = final ? c.total_tensors : std::min(p_.tensors.load(), c.total_tensors);
     c.seconds = now_seconds() - start_;
     c.final = final;
     try {

@@ -161,6 +161,9 @@ model_session open_session(const session_request& req) {
     s.model_type = mt->as_string();
     candidates = s.catalog.plugins_for(s.model_type);
   }
+  if (candidates.empty() && !req.family.empty())  // the value came from the request, not from config.json
+    throw error("family " + quote(req.family) + " (given for " + req.checkpoint +
+                "): no family plugin of that name or model_type; " + known_families_hint(s.catalog));
   if (candidates.empty())
     throw error(s.ckpt->config_path() + ": model_type " + quote(s.model_type) + " is not handled by any family plugin; " +
                 known_families_hint(s.catalog));

@@ -4,10 +4,14 @@
 // and the problem kinds of bad requests.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "moereg/app/moereg.h"
@@ -99,6 +103,18 @@ TEST(AppApi, ConvertReportsProgressAndVerifiesAgainstTheReference) {
   EXPECT_EQ(seen.back().bytes, r.value().total_bytes);
   EXPECT_EQ(seen.back().tensors, r.value().tensors);
   for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].bytes, seen[i - 1].bytes);
+  // To a .gguf the output's sizes differ from the source's: the final call still says done.
+  seen.clear();
+  app::convert_request g = req;
+  g.output = d / "g";
+  g.to = "gguf";
+  auto rg = app::convert(g);
+  ASSERT_TRUE(rg.ok()) << rg.error().message;
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().final);
+  EXPECT_EQ(seen.back().bytes, seen.back().total_bytes);
+  EXPECT_EQ(seen.back().tensors, seen.back().total_tensors);
+  for (const auto& p : seen) EXPECT_LE(p.bytes, p.total_bytes);
 
   auto v = app::verify({req.output, test::fixture("qwen3_moe/transformers_v5.safetensors"), {}});
   ASSERT_TRUE(v.ok()) << v.error().message;
@@ -183,6 +199,50 @@ TEST(AppApi, CancelKeepsAResumableOutput) {
   auto v = app::verify({req.output, test::fixture("deepseek_v3/transformers_v5.safetensors"), {}});
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_TRUE(v.value().equal);
+}
+
+// library.md promised that a signal stops a job as `cancelled` with its number, but the library
+// installed no handlers: ^C killed the program and left a .partial shard and the lock behind.
+// In a child process (the signal stays recorded for the process's life): without the guard
+// SIGINT kills it; with it, the conversion returns cancelled with signal 2 and a resumable output.
+TEST(AppApi, StopOnSignalsTurnsSigintIntoACancelledJob) {
+  test::temp_dir d;
+  auto child = [&](bool guarded, const std::string& out) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::signal(SIGINT, SIG_DFL);  // a shell's background job starts with SIGINT ignored
+      std::optional<app::stop_on_signals> guard;
+      if (guarded) guard.emplace();
+      ::raise(SIGINT);
+      app::convert_request req;
+      req.source = test::fixture("deepseek_v3/hf");
+      req.output = out;
+      req.to = "transformers_v5";
+      req.shard_size = 60'000;
+      auto r = app::convert(req);
+      const bool as_expected = !r.ok() && r.error().kind == app::error_kind::cancelled && r.error().signal == SIGINT &&
+                               app::stop_on_signals::received() == SIGINT &&
+                               r.error().message.find("interrupted by SIGINT") != std::string::npos;
+      ::_exit(as_expected ? 0 : 3);
+    }
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return st;
+  };
+  const int unguarded = child(false, d / "a");
+  EXPECT_TRUE(WIFSIGNALED(unguarded) && WTERMSIG(unguarded) == SIGINT) << "status " << unguarded;
+  const int st = child(true, d / "b");
+  ASSERT_TRUE(WIFEXITED(st)) << "status " << st;
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "not cancelled with SIGINT";
+  EXPECT_FALSE(fs::exists(d / "b/config.json"));
+  app::convert_request req;
+  req.source = test::fixture("deepseek_v3/hf");
+  req.output = d / "b";
+  req.to = "transformers_v5";
+  req.shard_size = 60'000;
+  req.resume = true;
+  auto r = app::convert(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
 }
 
 // Its own namespace: the unity build (scripts/test.sh) compiles this file with others.

@@ -67,7 +67,10 @@ output_lock::output_lock(std::string dir) : dir_(std::move(dir)), path_((fs::pat
       if (e == EWOULDBLOCK) {
         std::string pid = owner_pid(fd);
         ::close(fd);
-        throw error(dir_ + " is being written by another moereg process (pid " + pid + ")");
+        // flock is per open file: another job of this very process is refused here too.
+        throw error(dir_ + " is being written by " +
+                    (pid == std::to_string(::getpid()) ? std::string("another job of this process (pid ") + pid + ")"
+                                                       : "another moereg process (pid " + pid + ")"));
       }
       ::close(fd);
       throw error(path_ + ": cannot lock: " + std::strerror(e));

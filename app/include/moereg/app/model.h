@@ -44,7 +44,10 @@ struct model_info {
   std::string layout;                // the layout it is stored in ("hf", "transformers_v5", ...)
   std::vector<std::string> layouts;  // every layout of the family: what it converts to
   std::string config_json;           // the configuration, as JSON text
-  std::string dims;                  // "E=128 H=2048 I=768 K=8 L=48", as the family reads them
+  std::string dims;                  // "E=128 H=2048 I=768", as the family reads them
+  // layers: the MoE layers (decoder layers with routed experts; 2 of deepseek_v3's 3 when its
+  // first layer is dense); experts E, experts_per_token K (0 when the family has none), hidden
+  // H, intermediate I (each expert's).
   std::int64_t layers = 0, experts = 0, experts_per_token = 0, hidden = 0, intermediate = 0;
   std::vector<tensor_entry> tensors;  // in file order
   std::uint64_t total_bytes = 0;

@@ -15,5 +15,6 @@
 #include "moereg/app/moe.h"
 #include "moereg/app/plugins.h"
 #include "moereg/app/result.h"
+#include "moereg/app/signals.h"
 #include "moereg/app/synth.h"
 #include "moereg/app/verify.h"
