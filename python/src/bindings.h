@@ -30,6 +30,10 @@ void bind_experts(py::module_& m);
 // InternalError), whose message is moereg's message. The GIL must be held.
 [[noreturn]] void raise_problem(const app::problem& p);
 
+// A usage problem found by the bindings themselves (an argument of the right Python type and a
+// wrong value): moereg.UsageError, like the API's own, so every failure is a moereg.Error.
+[[noreturn]] void raise_usage(const std::string& message);
+
 // The value of a result, or the problem raised as above.
 template <class T>
 T unwrap(app::result<T>&& r) {

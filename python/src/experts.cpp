@@ -70,14 +70,14 @@ void bind_experts(py::module_& m) {
       .def(py::init([](const py::array& gate_up, const py::array& down, std::int64_t top_k, const std::string& backend, int threads,
                        const std::map<std::string, std::string>& backend_options, const py::object& plugin_path) {
              if (gate_up.ndim() != 3 || down.ndim() != 3)
-               throw py::value_error("ExpertsBackend: gate_up must be [E, 2I, H] and down [E, H, I]");
+               raise_usage("ExpertsBackend: gate_up must be [E, 2I, H] and down [E, H, I]");
              if (!(gate_up.flags() & py::array::c_style) || !(down.flags() & py::array::c_style))
-               throw py::value_error("ExpertsBackend: the weights must be C-contiguous (they are read where they lie)");
+               raise_usage("ExpertsBackend: the weights must be C-contiguous (they are read where they lie)");
              const std::string dt = weight_dtype(gate_up);
              if (weight_dtype(down) != dt) throw py::type_error("ExpertsBackend: gate_up and down differ in dtype");
              const std::int64_t E = gate_up.shape(0), I2 = gate_up.shape(1), H = gate_up.shape(2);
              if (I2 % 2 || down.shape(0) != E || down.shape(1) != H || down.shape(2) != I2 / 2)
-               throw py::value_error("ExpertsBackend: gate_up [" + std::to_string(E) + ", " + std::to_string(I2) + ", " +
+               raise_usage("ExpertsBackend: gate_up [" + std::to_string(E) + ", " + std::to_string(I2) + ", " +
                                      std::to_string(H) + "] and down [" + std::to_string(down.shape(0)) + ", " +
                                      std::to_string(down.shape(1)) + ", " + std::to_string(down.shape(2)) +
                                      "] are not [E, 2I, H] and [E, H, I]");
@@ -103,11 +103,11 @@ void bind_experts(py::module_& m) {
             auto w = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(topk_weights);
             if (!xs || !ids || !w) throw py::type_error("forward: x, topk_ids and topk_weights must be numpy arrays");
             if (xs.ndim() != 2 || xs.shape(1) != h.hidden())
-              throw py::value_error("forward: x must be [tokens, " + std::to_string(h.hidden()) + "]");
+              raise_usage("forward: x must be [tokens, " + std::to_string(h.hidden()) + "]");
             const std::int64_t T = xs.shape(0);
             if (ids.ndim() != 2 || w.ndim() != 2 || ids.shape(0) != T || w.shape(0) != T || ids.shape(1) != h.top_k() ||
                 w.shape(1) != h.top_k())
-              throw py::value_error("forward: topk_ids and topk_weights must be [tokens, " + std::to_string(h.top_k()) + "]");
+              raise_usage("forward: topk_ids and topk_weights must be [tokens, " + std::to_string(h.top_k()) + "]");
             py::array_t<float> out({T, h.hidden()});
             h.call({xs.data(), bf16 ? "BF16" : "F32", T, ids.data(), w.data(), h.top_k(), out.mutable_data()});
             return out;

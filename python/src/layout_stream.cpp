@@ -23,9 +23,9 @@ const app::tensor_entry& entry_at(const app::layout_stream& s, std::size_t i) {
 void produce_into(const app::layout_stream& s, std::size_t i, py::array& out) {
   const app::tensor_entry& t = entry_at(s, i);
   if (!out.writeable() || !(out.flags() & py::array::c_style))
-    throw py::value_error("produce_into: the array must be writable and C-contiguous");
+    raise_usage("produce_into: the array must be writable and C-contiguous");
   if (static_cast<std::uint64_t>(out.nbytes()) < t.bytes)
-    throw py::value_error("produce_into: " + t.name + " needs " + std::to_string(t.bytes) + " bytes; the array holds " +
+    raise_usage("produce_into: " + t.name + " needs " + std::to_string(t.bytes) + " bytes; the array holds " +
                           std::to_string(out.nbytes()));
   void* dst = out.mutable_data();
   const std::uint64_t capacity = static_cast<std::uint64_t>(out.nbytes());
@@ -77,7 +77,7 @@ void bind_layout_stream(py::module_& m) {
         r.experts = experts;
         r.from = optional_string(from_layout);
         r.family = optional_string(family);
-        if (dtype && *dtype != "bf16") throw py::value_error("dtype: only 'bf16' (dequantize quantized weights) or None");
+        if (dtype && *dtype != "bf16") raise_usage("dtype='" + *dtype + "': expected 'bf16' (dequantize quantized weights) or None");
         r.to_bf16 = dtype.has_value();
         r.threads = threads;
         r.plugin_paths = path_list(plugin_path);

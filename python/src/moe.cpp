@@ -50,10 +50,14 @@ void bind_moe(py::module_& m) {
          const std::optional<std::string>& layout, const py::object& plugin_path) {
         // bf16 comes as the uint16 bits (as Checkpoint.tensor gives it); anything else as float32.
         const bool bf16 = input.dtype().is(py::dtype::of<std::uint16_t>());
+        // Integers were cast to float32 without a word: an int array is not activations.
+        if (!bf16 && input.dtype().kind() != 'f')
+          raise_usage("moe_run: input is " + py::str(input.dtype()).cast<std::string>() +
+                      ", expected float32 (float16/float64 are cast to it) or uint16 holding bf16 bits");
         py::array x = bf16 ? py::array(py::array_t<std::uint16_t, py::array::c_style>::ensure(input))
                            : py::array(py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(input));
         if (!x) throw py::type_error("moe_run: input must be a numpy array of float32 (or of uint16 holding bf16 bits)");
-        if (x.ndim() != 2) throw py::value_error("moe_run: input must be [tokens, hidden], not " + std::to_string(x.ndim()) + "-D");
+        if (x.ndim() != 2) raise_usage("moe_run: input must be [tokens, hidden], not " + std::to_string(x.ndim()) + "-D");
         app::moe_run_request r;
         r.checkpoint = path_string(checkpoint);
         r.family = optional_string(family);

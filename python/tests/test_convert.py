@@ -89,6 +89,19 @@ class Convert(unittest.TestCase):
             moereg.verify("/nonexistent/a", src)
         with self.assertRaises(TypeError):
             moereg._moereg._convert(src, out, "hf", {"no_such_option": 1})
+        # A value of the wrong shape or range: moereg.UsageError naming the argument (pybind's
+        # cast error said "Unable to cast Python instance to C++ type").
+        for kw, says in [({"experts": (0, 1, 2)}, "experts=(0, 1, 2): expected a pair"),
+                         ({"shard_size": -5}, "shard_size=-5: expected a size in bytes"),
+                         ({"dtype": "fp16"}, "dtype='fp16': expected 'bf16'")]:
+            with self.assertRaises(moereg.UsageError) as e:
+                moereg.convert(src, out, "transformers_v5", dry_run=True, **kw)
+            self.assertIn(says, str(e.exception))
+            self.assertEqual(e.exception.kind, "usage")
+        self.assertFalse(os.path.exists(out))
+        # Raised by Python code, the classes still carry kind and signal.
+        self.assertEqual((moereg.UsageError("x").kind, moereg.UsageError("x").signal), ("usage", 0))
+        self.assertEqual(moereg.Cancelled("x").kind, "cancelled")
 
 
 class Lora(unittest.TestCase):

@@ -72,8 +72,11 @@ class MoeRun(unittest.TestCase):
         with self.assertRaises(moereg.InputError) as e:
             moereg.moe_run(fixture("qwen3_moe", "hf"), 1, np.zeros((4, 3), np.float32))
         self.assertIn("expected [T, 64]", str(e.exception))
-        with self.assertRaises(ValueError):
+        with self.assertRaises(moereg.UsageError):  # also a ValueError
             moereg.moe_run(fixture("qwen3_moe", "hf"), 1, np.zeros((4,), np.float32))
+        with self.assertRaises(moereg.UsageError) as e:  # was cast to float32 without a word
+            moereg.moe_run(fixture("qwen3_moe", "hf"), 1, np.zeros((4, 64), np.int32))
+        self.assertIn("input is int32, expected float32", str(e.exception))
         with self.assertRaises(moereg.UsageError):
             moereg.moe_run(fixture("qwen3_moe", "hf"), -1, np.zeros((4, 64), np.float32))
 
