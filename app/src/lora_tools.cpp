@@ -32,6 +32,9 @@ lora_base open_base(const lora_open_request& r) {
   b.path = !r.base.empty() ? r.base : lora_local_base(r.adapter);
   if (b.path.empty())
     throw usage_error(r.adapter + "/adapter_config.json: base_model_name_or_path is not a local directory with config.json; give --base CKPT (the base model, or a directory holding its config.json)");
+  std::error_code exists_ec;
+  if (!fs::exists(b.path, exists_ec))
+    throw error(b.path + ": no such file or directory (the base checkpoint, or a directory holding its config.json)");
   const fs::path cfg_path = fs::is_directory(b.path) ? fs::path(b.path) / "config.json" : fs::path(b.path).parent_path() / "config.json";
   if (!fs::exists(cfg_path)) throw error(cfg_path.string() + ": missing (the base's config.json gives the family and its dimensions)");
   const json::value cfg = json::parse_file(cfg_path.string());

@@ -217,6 +217,10 @@ TEST(LoraCli, InspectAndConvert) {
   EXPECT_HAS(r.output, "peft_version 0.21.0");
   EXPECT_HAS(r.output, "family mixtral");
   EXPECT_HAS(r.output, "self_attn.q_proj r=4");
+  // A --base that does not exist is named as given (was "/config.json: missing").
+  r = test::run_moereg("lora inspect " + test::fixture("lora/mixtral/peft_param_wrapper") + " --base " + (d / "nowhere"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, (d / "nowhere") + ": no such file or directory");
   r = test::run_moereg("lora convert " + test::fixture("lora/mixtral/peft_param_wrapper") + " " + (d / "pe") + " --to peft_per_expert --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   test::expect_same_tensors(d / "pe/adapter_model.safetensors", test::fixture("lora/mixtral/peft_per_expert/adapter_model.safetensors"));
