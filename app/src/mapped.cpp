@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "guard.h"
+#include "moereg/plan/decoded_checkpoint.h"
 #include "session.h"
 
 namespace moereg::app {
@@ -33,6 +34,7 @@ result<std::shared_ptr<const mapped_checkpoint>> map_checkpoint(const map_reques
     auto state = std::make_unique<mapped_checkpoint::impl>();
     if (r.identify) {
       state->session.emplace(open_session({r.path, r.family, r.layout, "", r.plugin_paths}));
+      decode_checkpoint(*state->session->ckpt, state->session->spec, *state->session->layout, state->session->dims);  // as open_model
       state->info = describe_model(*state->session);
     } else {
       if (!r.family.empty() || !r.layout.empty())

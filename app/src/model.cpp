@@ -3,6 +3,7 @@
 
 #include "guard.h"
 #include "moereg/gguf/ggml_type.h"
+#include "moereg/plan/decoded_checkpoint.h"
 #include "session.h"
 
 namespace moereg::app {
@@ -35,7 +36,12 @@ model_info describe_model(const model_session& s) {
 result<model_info> open_model(const open_request& r) noexcept {
   return guarded([&] {
     if (r.path.empty()) throw usage_error("open_model: no checkpoint path given");
-    return describe_model(open_session({r.path, r.family, r.layout, "", r.plugin_paths}));
+    model_session s = open_session({r.path, r.family, r.layout, "", r.plugin_paths});
+    // The tensors read as the family and layout say (headers only, as inspect does): a layout or
+    // family given by the caller was taken on trust, and a config whose E disagrees with the
+    // tensors was reported as it said.
+    decode_checkpoint(*s.ckpt, s.spec, *s.layout, s.dims);
+    return describe_model(s);
   });
 }
 

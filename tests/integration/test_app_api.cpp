@@ -40,6 +40,15 @@ TEST(AppApi, OpenModelNamesFamilyLayoutAndTensors) {
   auto none = app::open_model({});
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().kind, app::error_kind::usage);
+
+  // A layout or family the caller names is checked against the tensors: open_model reported
+  // layout transformers_v5 for hf tensors, and mixtral's dims for a qwen3_moe checkpoint.
+  auto wrong_layout = app::open_model({test::fixture("mixtral/hf"), "", "transformers_v5", {}});
+  ASSERT_FALSE(wrong_layout.ok());
+  EXPECT_EQ(wrong_layout.error().kind, app::error_kind::input);
+  EXPECT_NE(wrong_layout.error().message.find("transformers_v5"), std::string::npos) << wrong_layout.error().message;
+  auto wrong_family = app::open_model({test::fixture("qwen3_moe/hf"), "mixtral", "", {}});
+  EXPECT_FALSE(wrong_family.ok());
 }
 
 TEST(AppApi, InspectSummarisesWhatTheCommandLinePrints) {
