@@ -134,7 +134,7 @@ TEST(MalformedInput, SymlinkLoopIsAnInputErrorNamingThePath) {
   fs::copy(fixture("qwen3_moe/hf"), ck, fs::copy_options::recursive);
   fs::remove(ck + "/config.json");
   fs::create_symlink("config.json", ck + "/config.json");
-  for (const std::string cmd : {"inspect '" + ck + "'", "convert '" + ck + "' '" + out + "' --to transformers_v5"}) {
+  for (const std::string& cmd : {"inspect '" + ck + "'", "convert '" + ck + "' '" + out + "' --to transformers_v5"}) {
     command_result c = run_command("timeout 60 " + std::string(MOEREG_BUILD_DIR) + "/bin/moereg " + cmd);
     EXPECT_EQ(c.exit_code, 1) << c.output;
     EXPECT_TRUE(contains(c.output, ck + "/config.json: Too many levels of symbolic links")) << c.output;
