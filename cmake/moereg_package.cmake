@@ -20,6 +20,12 @@ file(STRINGS ${PROJECT_SOURCE_DIR}/core/include/moereg/abi/moereg_abi.h MOEREG_P
 string(REGEX MATCH "[0-9]+$" MOEREG_PLUGIN_API_VERSION "${MOEREG_PLUGIN_API_VERSION}")
 configure_file(${PROJECT_SOURCE_DIR}/packaging/moereg-sdk.pc.in ${PROJECT_BINARY_DIR}/moereg-sdk.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/moereg-sdk.pc DESTINATION ${CMAKE_INSTALL_DATADIR}/pkgconfig)
+# And of libmoereg (it links a library, so under <libdir>/pkgconfig), its prefix found from
+# its own directory: two levels up for lib/, three for lib/x86_64-linux-gnu/.
+file(RELATIVE_PATH MOEREG_PC_TO_PREFIX /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+string(REGEX REPLACE "/$" "" MOEREG_PC_TO_PREFIX "${MOEREG_PC_TO_PREFIX}")
+configure_file(${PROJECT_SOURCE_DIR}/packaging/moereg.pc.in ${PROJECT_BINARY_DIR}/moereg.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/moereg.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # Man page and bash completion, from the built binary's --help texts.
 set(MOEREG_MAN_PAGE ${PROJECT_BINARY_DIR}/share/man/man1/moereg.1)

@@ -125,6 +125,7 @@ void check_request(const convert_request& r) {
   if (r.expert_parallel > 0 && r.experts)
     throw usage_error("convert: --ep N writes expert ranges of its own; it does not combine with --experts A:B");
   if (r.fault.abandon_after_shards < 0) throw usage_error("convert: fault.abandon_after_shards must be 0 or more");
+  if (r.to_bf16 && r.to_f32) throw usage_error("convert: to_bf16 and to_f32 both set (--dtype takes one of bf16 or f32)");
   resolve_threads(r.threads);  // its range, before any work
 }
 

@@ -53,6 +53,7 @@ listing=$(dpkg-deb -c "$deb")
 paths=$(awk '{print $6}' <<<"$listing" | sed 's|^\./|/|; s|/$||')
 expect=(/usr/bin/moereg "/usr/$libdir/moereg/backends/libmoereg_backend_cpu.so"
   /usr/share/man/man1/moereg.1 /usr/share/bash-completion/completions/moereg /usr/share/pkgconfig/moereg-sdk.pc
+  "/usr/$libdir/pkgconfig/moereg.pc"
   "/usr/$libdir/cmake/moereg/moeregConfig.cmake" "/usr/$libdir/cmake/moereg/moeregConfigVersion.cmake"
   "/usr/$libdir/cmake/moereg/moeregTargets.cmake" /usr/share/moereg/bench/moe/torch_reference.py
   /usr/share/doc/moereg/README.md /usr/share/doc/moereg/LICENSE /usr/share/doc/moereg/copyright)
@@ -164,8 +165,17 @@ if command -v pkg-config >/dev/null; then
   printf '#include <moereg/abi/moereg_backend.h>\n#include <moereg/abi/moereg_hooks.h>\nint main(void) { return MOEREG_PLUGIN_API_VERSION == 0; }\n' >"$work/sdk.c"
   # shellcheck disable=SC2046  # the flags are words
   cc $(pkg-config --cflags moereg-sdk) -fsyntax-only "$work/sdk.c" 2>"$work/sdk.log" || fail "the SDK headers do not compile with pkg-config --cflags moereg-sdk: $(cat "$work/sdk.log")"
+  # libmoereg through its own .pc: a program built and linked with its flags runs from the
+  # unpacked root (no CMake).
+  export PKG_CONFIG_PATH=$root/usr/$libdir/pkgconfig:$PKG_CONFIG_PATH
+  [[ $(pkg-config --modversion moereg) == "$version" ]] || fail "pkg-config --modversion moereg: '$(pkg-config --modversion moereg)', expected $version"
+  printf '#include <moereg/app/moereg.h>\n#include <cstdio>\nint main() {\n  auto r = moereg::app::open_model({});\n  std::printf("%%s\\n", r.ok() ? "ok" : r.error().message.c_str());\n  return r.ok() ? 1 : 0;\n}\n' >"$work/app.cpp"
+  # shellcheck disable=SC2046  # the flags are words
+  c++ -std=c++20 "$work/app.cpp" $(pkg-config --cflags --libs moereg) -Wl,-rpath,"$(pkg-config --variable=libdir moereg)" \
+    -o "$work/app" 2>"$work/app.log" || fail "a program does not build with pkg-config --cflags --libs moereg: $(cat "$work/app.log")"
+  [[ -x $work/app ]] && { "$work/app" | grep -q "no checkpoint path given" || fail "the program linked through moereg.pc did not run: $("$work/app" 2>&1)"; }
 else
-  echo "pkg-config not found: the .pc file is not checked"
+  echo "pkg-config not found: the .pc files are not checked"
 fi
 
 if ((failures)); then
