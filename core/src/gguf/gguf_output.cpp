@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "moereg/gguf/gguf_output.h"
 
+#include <map>
+
 #include "moereg/base/error.h"
 
 namespace moereg {
@@ -29,12 +31,26 @@ gguf_tensor_spec gguf_spec_of(const tensor_spec& s) {
 
 std::vector<std::string> gguf_output_problems(const std::vector<tensor_spec>& specs) {
   std::vector<std::string> out;
+  // Tensors of a dtype GGUF cannot hold, one line per dtype (an FP8 checkpoint has hundreds).
+  std::map<std::string, std::vector<std::string>> no_element_type;
   for (const auto& s : specs) {
+    if (!s.ggml_blocks && !s.shape.empty() && s.shape.size() <= gguf_max_dims && !ggml_type_for(s.type)) {
+      no_element_type[std::string(dtype_name(s.type))].push_back(s.name);
+      continue;
+    }
     try {
       gguf_spec_of(s);
     } catch (const error& e) {
       out.push_back(e.what());
     }
+  }
+  for (const auto& [type, names] : no_element_type) {
+    std::string list;
+    for (std::size_t i = 0; i < names.size() && i < 3; ++i) list += (i ? ", " : "") + names[i];
+    if (names.size() > 3) list += ", ... (" + std::to_string(names.size()) + " in all)";
+    out.push_back(std::to_string(names.size()) + " tensor" + (names.size() > 1 ? "s" : "") + " of dtype " + type + " (" + list +
+                  "): GGUF has no such element type (it holds F32, F16, BF16, F64, I8, I16, I32, I64 and ggml blocks)" +
+                  (type == "F8_E4M3" || type == "F8_E5M2" ? "; convert with --dtype bf16 to write them as BF16" : ""));
   }
   return out;
 }
