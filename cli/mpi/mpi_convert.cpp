@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "api_result.h"
 #include "convert_job.h"
@@ -18,6 +19,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
 #include "moereg/base/printable.h"
+#include "moereg/checkpoint/resume_log.h"
 #include "mpi/mpi_partition.h"
 #include "progress.h"
 
@@ -115,6 +117,41 @@ app::convert_report convert_ep_slices_together(app::convert_request job, int ran
   return r;
 }
 
+// Every rank runs one job. A rank started with other options (an MPMD launch, `A : B`) or
+// seeing another checkpoint at the same path made a mixed set of --ep slices with exit 0, and a
+// rank with --ep beside one without waited for ever in a collective step the other never
+// reached. Each rank hashes its options (and, for --ep, whose slices share no plan check, the
+// plan of the source as it sees it: names, dtypes, shapes, origins); the hashes are compared
+// before anything is written. Every rank reaches the same verdict, so all stop together.
+void require_one_job(const app::convert_request& job, const lora_merge_options* lora, int ranks, mpi_partition_state& state) {
+  std::string text = std::string(job.dry_run ? "dry-run" : "write") + "|to " + job.to + "|from " + job.from + "|family " +
+                     job.family + "|ep " + std::to_string(job.expert_parallel) + "|experts " +
+                     (job.experts ? std::to_string(job.experts->first) + ":" + std::to_string(job.experts->second) : "all") +
+                     "|dtype " + (job.to_bf16 ? "bf16" : job.to_f32 ? "f32" : "stored") + "|shards " +
+                     (job.shard_size ? std::to_string(*job.shard_size) : "default") + (job.resume ? "|resume" : "") +
+                     (lora ? "|lora " + lora->adapter + " " + lora->rounding + " " + lora->peft_version : "");
+  if (job.expert_parallel > 0 && !job.dry_run) {
+    app::convert_request dry = job;
+    dry.dry_run = true;
+    dry.resume = false;
+    dry.on_progress = nullptr;
+    dry.expert_parallel = 0;  // the whole model's plan: the same source seen the same way
+    for (const auto& t : take(app::convert(dry)).plan) {
+      text += "|" + t.name + " " + t.dtype + " " + t.origin;
+      for (std::int64_t d : t.shape) text += "," + std::to_string(d);
+    }
+  }
+  std::uint64_t mine = string_hash(text);
+  std::vector<std::uint64_t> all(static_cast<std::size_t>(ranks));
+  MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+  for (int r = 1; r < ranks; ++r)
+    if (all[static_cast<std::size_t>(r)] != all[0]) {
+      state.writes_settled = true;  // every rank throws here: none waits for another
+      throw usage_error("rank " + std::to_string(r) + " was given another job than rank 0 (other options, or another checkpoint at " +
+                        job.source + " where it runs): every rank must run the same command on the same files; nothing was written");
+    }
+}
+
 }  // namespace
 
 int run_mpi_convert(app::convert_request job, const global_options& globals, const lora_merge_options* lora) {
@@ -152,6 +189,7 @@ int run_mpi_convert(app::convert_request job, const global_options& globals, con
       throw error("this MPI library gives threads level " + std::to_string(provided) + ", and moereg needs MPI_THREAD_MULTIPLE (" +
                   std::to_string(MPI_THREAD_MULTIPLE) + ") to exchange progress while it writes");
     cancel_on_signals on_signals;  // mpirun forwards ^C and SIGTERM: each rank stops cleanly
+    require_one_job(job, lora, ranks, state);
     if (job.dry_run) {
       // Nothing is written: one plan, printed once.
       if (rank == 0) print_convert_report(take(app::convert(job)), job, globals);

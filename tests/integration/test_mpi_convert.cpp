@@ -227,6 +227,23 @@ TEST(MpiConvert, AnUnevenExpertParallelSplitLeavesNothing) {
   EXPECT_FALSE(fs::exists(d / "ep")) << r.output;
 }
 
+// Ranks given different jobs (an MPMD launch, `A : B`): --ep beside no --ep waited for ever in
+// a collective step one side never reached; --ep 2 beside --ep 4 wrote a mixed set of slices
+// with exit 0. Each is refused on every rank before anything is written.
+TEST(MpiConvert, RanksGivenDifferentJobsAreRefusedBeforeWriting) {
+  SKIP_WITHOUT_MPI();
+  test::temp_dir d;
+  const std::string bin = std::string(MOEREG_BUILD_DIR) + "/bin/moereg", src = test::fixture("qwen3_moe/hf");
+  for (const auto& [a, b] : {std::pair<std::string, std::string>{"--ep 2", ""}, {"--ep 2", "--ep 4"}, {"", "--shard-size 100KB"}}) {
+    SCOPED_TRACE(a + " / " + b);
+    const std::string out = d / "out", job = " convert " + src + " " + out + " --to hf ";
+    auto r = test::run_command("timeout 120 " + launcher() + "-np 1 " + bin + job + a + " : -np 1 " + bin + job + b);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_HAS(r.output, "rank 1 was given another job than rank 0");
+    EXPECT_FALSE(fs::exists(out)) << r.output;
+  }
+}
+
 // Rank 0 reports the whole job of --ep slices, not only its own: the last progress line
 // counts every slice's tensors (4 slices of the same size, 2 per rank).
 TEST(MpiConvert, ExpertParallelProgressIsTheWholeJobs) {
