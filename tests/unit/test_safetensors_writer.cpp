@@ -126,6 +126,37 @@ TEST(CheckpointWriter, ShardsIndexAndConfigRoundTrip) {
   EXPECT_NE(index.find("\"total_size\": " + std::to_string(in.data_size())), std::string::npos) << index;
 }
 
+// A shard that is not in OUT when the output is completed (under MPI: written by a process whose
+// OUT was another directory at the same path) is an error, and no index is written.
+TEST(CheckpointWriter, FinishRefusesAShardMissingFromTheOutput) {
+  test::temp_dir d;
+  safetensors_file in(test::fixture("qwen3_moe/hf/model.safetensors"));
+  std::vector<tensor_spec> specs;
+  for (const auto& t : in.tensors()) specs.push_back({t.name, t.type, t.shape});
+  checkpoint_writer_options o;
+  o.shard_size = 50'000;
+  std::string out = d / "ckpt";
+  checkpoint_writer w(out, plan_shards(specs, o));
+  ASSERT_GT(w.shards().size(), 2u);
+  for (std::size_t s = 0; s < w.shards().size(); ++s) {
+    auto& f = static_cast<safetensors_writer&>(w.open_shard(s, {{"format", "pt"}}));
+    for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+      const tensor_info* src = in.find(f.tensors()[i].name);
+      f.write(i, 0, in.data(*src), src->nbytes());
+    }
+    w.commit_shard();
+  }
+  const std::string gone = out + "/" + w.shards()[1].file_name;
+  std::filesystem::remove(gone);
+  try {
+    w.finish(true);
+    ADD_FAILURE() << "finished without " << gone;
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find(gone + ": missing when the output was to be completed"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(out + "/model.safetensors.index.json"));
+}
+
 TEST(CheckpointWriter, InterruptedRunLeavesNoCompleteLookingOutput) {
   test::temp_dir d;
   std::string out = d / "ckpt";

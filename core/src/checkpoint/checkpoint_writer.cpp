@@ -139,6 +139,16 @@ void checkpoint_writer::finish(bool write_index) {
     created_.push_back(sealed_->final_path());
     sealed_.reset();
   }
+  // Every shard is in OUT before the file that makes it complete is written. Under MPI other
+  // processes wrote some: a node whose OUT is not the shared directory (a local disk at the same
+  // path) left them elsewhere, and the output looked complete with half its shards.
+  for (const auto& s : shards_) {
+    const fs::path p = fs::path(out_dir_) / s.file_name;
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec))
+      throw error(p.string() + ": missing when the output was to be completed; a shard another process wrote is not in " +
+                  out_dir_ + " as this one sees it (under MPI, OUT must be one directory shared by every process)");
+  }
   if (write_index) {
     std::uint64_t total = 0;
     for (const auto& s : shards_) total += s.bytes;
