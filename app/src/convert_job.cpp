@@ -198,6 +198,8 @@ std::string plan_fingerprint(const convert_request& r, const layout_spec& target
 std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard_plan>& shards, resume_log& log, int threads,
                                  std::vector<std::string>& merged_part_logs) {
   auto old = resume_log::load(out);
+  if (!old && fs::exists(fs::path(out) / "config.json"))  // written last but the index: a finished job
+    throw error(out + ": nothing to resume: the conversion into it completed (its resume log is removed then)");
   if (!old) throw error(out + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
   if (old->fingerprint != log.fingerprint) {
     std::string differ;

@@ -104,6 +104,12 @@ TEST(ConvertResume, ThroughTheApi) {
   auto v = app::verify({out, test::fixture("deepseek_v3/transformers_v5.safetensors"), {}});
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_TRUE(v.value().equal) << (v.value().differences.empty() ? "" : v.value().differences[0].detail);
+
+  // Once more, on the finished output: it says the job completed (was "no .moereg-resume.json").
+  auto again = app::convert(req);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("nothing to resume: the conversion into it completed"), std::string::npos)
+      << again.error().message;
 }
 
 }  // namespace test_convert_resume
