@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "moereg/base/error.h"
 #include "moereg/base/partial_file.h"
@@ -40,6 +41,25 @@ void rewrite(const safetensors_file& in, const std::string& out_path, bool shuff
     w.write(i, 0, in.data(*src), half);
   }
   w.commit();
+}
+
+// The tensors of `in` cut into shards of about 50 kB: a writer into `out` with every shard
+// written and committed (the caller finishes it).
+std::unique_ptr<checkpoint_writer> write_sharded(const safetensors_file& in, const std::string& out) {
+  std::vector<tensor_spec> specs;
+  for (const auto& t : in.tensors()) specs.push_back({t.name, t.type, t.shape});
+  checkpoint_writer_options o;
+  o.shard_size = 50'000;
+  auto w = std::make_unique<checkpoint_writer>(out, plan_shards(specs, o));
+  for (std::size_t s = 0; s < w->shards().size(); ++s) {
+    auto& f = static_cast<safetensors_writer&>(w->open_shard(s, {{"format", "pt"}}));
+    for (std::size_t i = 0; i < f.tensors().size(); ++i) {
+      const tensor_info* src = in.find(f.tensors()[i].name);
+      f.write(i, 0, in.data(*src), src->nbytes());
+    }
+    w->commit_shard();
+  }
+  return w;
 }
 
 }  // namespace
@@ -96,21 +116,10 @@ TEST(SafetensorsWriter, CommitRefusesMissingBytes) {
 TEST(CheckpointWriter, ShardsIndexAndConfigRoundTrip) {
   test::temp_dir d;
   safetensors_file in(test::fixture("qwen3_moe/hf/model.safetensors"));
-  std::vector<tensor_spec> specs;
-  for (const auto& t : in.tensors()) specs.push_back({t.name, t.type, t.shape});
-  checkpoint_writer_options o;
-  o.shard_size = 50'000;
   std::string out = d / "ckpt";
-  checkpoint_writer w(out, plan_shards(specs, o));
+  auto writer = write_sharded(in, out);
+  checkpoint_writer& w = *writer;
   ASSERT_GT(w.shards().size(), 2u);
-  for (std::size_t s = 0; s < w.shards().size(); ++s) {
-    auto& f = static_cast<safetensors_writer&>(w.open_shard(s, {{"format", "pt"}}));
-    for (std::size_t i = 0; i < f.tensors().size(); ++i) {
-      const tensor_info* src = in.find(f.tensors()[i].name);
-      f.write(i, 0, in.data(*src), src->nbytes());
-    }
-    w.commit_shard();
-  }
   w.write_file("config.json", test::read_bytes(test::fixture("qwen3_moe/hf/config.json")));
   w.finish(true);
   checkpoint c = checkpoint::open(out);
@@ -131,21 +140,10 @@ TEST(CheckpointWriter, ShardsIndexAndConfigRoundTrip) {
 TEST(CheckpointWriter, FinishRefusesAShardMissingFromTheOutput) {
   test::temp_dir d;
   safetensors_file in(test::fixture("qwen3_moe/hf/model.safetensors"));
-  std::vector<tensor_spec> specs;
-  for (const auto& t : in.tensors()) specs.push_back({t.name, t.type, t.shape});
-  checkpoint_writer_options o;
-  o.shard_size = 50'000;
   std::string out = d / "ckpt";
-  checkpoint_writer w(out, plan_shards(specs, o));
+  auto writer = write_sharded(in, out);
+  checkpoint_writer& w = *writer;
   ASSERT_GT(w.shards().size(), 2u);
-  for (std::size_t s = 0; s < w.shards().size(); ++s) {
-    auto& f = static_cast<safetensors_writer&>(w.open_shard(s, {{"format", "pt"}}));
-    for (std::size_t i = 0; i < f.tensors().size(); ++i) {
-      const tensor_info* src = in.find(f.tensors()[i].name);
-      f.write(i, 0, in.data(*src), src->nbytes());
-    }
-    w.commit_shard();
-  }
   const std::string gone = out + "/" + w.shards()[1].file_name;
   std::filesystem::remove(gone);
   try {
