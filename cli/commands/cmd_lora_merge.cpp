@@ -12,13 +12,13 @@
 namespace moereg::cli {
 
 int run_lora_merge(const std::vector<std::string>& args, global_options& globals) {
-  command_parser p("lora merge BASE ADAPTER OUT [--to LAYOUT] [--rounding peft|single] [--experts A:B]",
+  command_parser p("lora merge BASE ADAPTER OUT [--to LAYOUT] [--from L] [--rounding peft|single] [--experts A:B]",
                    "Write BASE with the adapter merged (W + scale * B @ A on every adapted matrix), in any layout of\n"
                    "its family (default: BASE's own), streaming in bounded memory through the same writer as\n"
                    "convert (sharded safetensors, --resume, atomic finish). --rounding peft (default) reproduces\n"
                    "PEFT's merge_and_unload bit for bit: experts round the delta and then the sum, other layers\n"
                    "round once; single rounds once everywhere (more accurate, differs from PEFT in the last bit).");
-  p.options().add_options()("base_ckpt", po::value<std::string>()->required(), "base checkpoint")(
+  p.options().add_options()("base", po::value<std::string>()->required(), "base checkpoint (the first operand, BASE)")(
       "adapter", po::value<std::string>()->required(), "adapter directory")(
       "out", po::value<std::string>()->required(), "output directory")(
       "to", po::value<std::string>(), "output layout (default: the base's)")(
@@ -30,10 +30,10 @@ int run_lora_merge(const std::vector<std::string>& args, global_options& globals
       "shard-size", po::value<std::string>(), "cut output shards at this size (as convert; default 5GB)")(
       "resume", po::bool_switch(), "continue an interrupted merge into OUT (as convert --resume)");
   add_plugin_options(p.options());
-  p.positional("base_ckpt", 1).positional("adapter", 1).positional("out", 1);
+  p.positional("base", 1).positional("adapter", 1).positional("out", 1);
   auto vm = p.parse(args, globals);
   app::convert_request job;
-  job.source = vm["base_ckpt"].as<std::string>();
+  job.source = vm["base"].as<std::string>();
   job.output = vm["out"].as<std::string>();
   if (vm.count("to")) job.to = vm["to"].as<std::string>();  // empty: the base's own layout
   if (vm.count("from")) job.from = vm["from"].as<std::string>();
