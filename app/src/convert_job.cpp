@@ -206,6 +206,15 @@ std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard
     for (const auto& [k, now] : log.options)
       if (auto it = old->options.find(k); it != old->options.end() && it->second != now)
         differ += (differ.empty() ? "" : ", ") + k + " was " + it->second + ", now " + now;
+    // A key only one side has: a LoRA merge resumed as a plain conversion, or the reverse
+    // (logs written before a key existed have none of it, and say nothing about it).
+    if (!old->options.empty())
+      for (const auto& [k, was] : old->options)
+        if (!log.options.count(k)) differ += (differ.empty() ? "" : ", ") + k + " was " + was + ", now none";
+    if (!old->options.empty())
+      for (const auto& [k, now] : log.options)
+        if (!old->options.count(k) && (k == "adapter" || k == "--rounding"))
+          differ += (differ.empty() ? "" : ", ") + k + " was none, now " + now;
     throw error(out + ": the interrupted conversion had another plan (" +
                 (differ.empty() ? std::string("source, --to, --experts, --dtype, --shard-size, or the source's tensors differ") : differ) +
                 "); run it with the same options, or convert into a new directory");
@@ -277,7 +286,7 @@ class conversion_job {
         plan_(plan_conversion(src_, *target_, popts_)),
         to_gguf_(target_->container == "gguf"),
         coordinator_(!part || part->rank == 0) {
-    edit_fingerprint_ = edit ? edit(s_, plan_, edit_sources_) : std::string();
+    edit_fingerprint_ = edit ? edit(s_, plan_, edit_record_) : std::string();
     rep_.family = s_.spec.name;
     rep_.model_type = s_.model_type;
     rep_.from = s_.layout->name;
@@ -313,8 +322,9 @@ class conversion_job {
                     {"--experts", popts_.experts ? std::to_string(popts_.experts->first) + ":" + std::to_string(popts_.experts->second) : "(all)"},
                     {"--dtype", r_.to_bf16 ? "bf16" : r_.to_f32 ? "f32" : "(as stored)"},
                     {"--shard-size", to_gguf_ ? "(one .gguf)" : std::to_string(wo_.shard_size) + " bytes"}};
+    for (const auto& [k, v] : edit_record_.options) log_.options[k] = v;
     identify_sources(*s_.ckpt, log_);
-    for (const auto& f : edit_sources_)  // small files (an adapter's config) and safetensors alike: hashed up to 64 MiB
+    for (const auto& f : edit_record_.sources)  // small files (an adapter's config) and safetensors alike: hashed up to 64 MiB
       log_.sources.try_emplace(fs::weakly_canonical(f).string(), resume_log::identify(f, ~std::uint64_t{0}));
     if (part_) part_->agree_on_plan(log_.fingerprint);
     open_output(std::move(shards));
@@ -502,7 +512,7 @@ class conversion_job {
   conversion_plan plan_;
   const bool to_gguf_, coordinator_;
   std::string edit_fingerprint_;
-  std::vector<std::string> edit_sources_;
+  plan_edit_record edit_record_;
   convert_report rep_;
   std::vector<tensor_spec> specs_;
   gguf_metadata gguf_md_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "moereg/app/convert.h"
@@ -14,11 +15,18 @@
 
 namespace moereg::app {
 
+// What an edit of the plan adds to the job's resume log: the files it reads (the adapter's
+// config and weights), identified like the checkpoint's own so that a resume after one changed
+// is refused, and its options by name ("--rounding": "peft"), so that a resume with others
+// says which differ.
+struct plan_edit_record {
+  std::vector<std::string> sources;
+  std::map<std::string, std::string> options;
+};
+
 // Edits a conversion plan after it is made (a LoRA merge attaches its adapter); returns text
-// that joins the resume fingerprint, so a resumed run with other edits is refused, and adds
-// the files the edits read to `sources` (the adapter's config and weights), which the resume
-// log identifies like the checkpoint's own: a resume after one of them changed is refused.
-using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan, std::vector<std::string>& sources)>;
+// that joins the resume fingerprint, so a resumed run with other edits is refused.
+using plan_editor = std::function<std::string(model_session& session, conversion_plan& plan, plan_edit_record& record)>;
 
 struct ep_slice;
 struct job_partition;

@@ -19,7 +19,7 @@ convert_report run_lora_merge(const lora_merge_request& r, const job_partition* 
   const lora_rounding mode = r.rounding == "peft" ? lora_rounding::peft : lora_rounding::single;
   if (r.job.source.empty()) throw usage_error("merge_lora: no base checkpoint given");
   std::unique_ptr<lora_adapter> adapter;
-  auto edit = [&](model_session& s, conversion_plan& plan, std::vector<std::string>& sources) {
+  auto edit = [&](model_session& s, conversion_plan& plan, plan_edit_record& record) {
     lora_read_options ro;
     ro.peft_version = r.peft_version;
     if (const json::value* a = s.ckpt->config().find("architectures");
@@ -31,9 +31,10 @@ convert_report run_lora_merge(const lora_merge_request& r, const job_partition* 
     spdlog::info("{}: {} form, {} expert pairs and {} other pairs merged ({} rounding)", r.adapter,
                  lora_form_name(adapter->form), adapter->expert_pair_count(), adapter->others.size(), r.rounding);
     // Its config too: a resume after lora_alpha changed merged the shards left with the new value.
-    sources.push_back(adapter->config_path);
-    sources.push_back(adapter->weights_path);
+    record.sources.push_back(adapter->config_path);
+    record.sources.push_back(adapter->weights_path);
     std::error_code ec;
+    record.options = {{"adapter", fs::weakly_canonical(r.adapter, ec).string()}, {"--rounding", r.rounding}};
     return "|lora:" + fs::weakly_canonical(r.adapter, ec).string() + "|" + r.rounding + "|" +
            std::to_string(fs::file_size(adapter->weights_path)) + "|" +
            std::to_string(fs::last_write_time(adapter->weights_path).time_since_epoch().count());

@@ -199,6 +199,16 @@ TEST(LoraMerge, ResumeRefusesAChangedAdapter) {
   ASSERT_FALSE(first.ok());
   ASSERT_EQ(first.error().kind, app::error_kind::cancelled) << first.error().message;
 
+  // Resumed with another rounding, or as a plain conversion: the message names what differs
+  // (it listed "source, --to, --experts, --dtype, --shard-size" as what might).
+  r = test::run_moereg("lora merge " + base + " " + ad + " " + out + " --shard-size 100KB --resume --rounding single");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, "--rounding was peft, now single");
+  r = test::run_moereg("convert " + base + " " + out + " --to hf --shard-size 100KB --resume");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_HAS(r.output, "adapter was ");
+  EXPECT_HAS(r.output, ", now none");
+
   const std::string cfg_path = ad + "/adapter_config.json", original = test::read_bytes(cfg_path);
   json::value cfg = json::parse(original, "adapter_config.json");
   cfg.set("lora_alpha", json::value(json::parse_file(cfg_path).find("lora_alpha")->as_double() * 4));
