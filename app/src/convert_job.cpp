@@ -69,9 +69,8 @@ class progress_pump {
     }
   }
   ~progress_pump() { join(); }
-  // After every byte is written: the counts are the totals. (The running counts add the source
-  // bytes each item read, which differ from the output's where a layout changes sizes, and skip
-  // what a resume kept.)
+  // After every byte is written: the counts are then the totals (the executor counts output
+  // bytes, and the job counts what a resume kept as done).
   void finish() {
     join();
     report(true);
@@ -92,8 +91,8 @@ class progress_pump {
     convert_progress c;
     c.total_bytes = p_.total_bytes;
     c.total_tensors = p_.total_tensors;
-    c.bytes = final ? c.total_bytes : std::min(p_.bytes.load(), c.total_bytes);
-    c.tensors = final ? c.total_tensors : std::min(p_.tensors.load(), c.total_tensors);
+    c.bytes = p_.bytes.load();
+    c.tensors = p_.tensors.load();
     c.seconds = now_seconds() - start_;
     c.final = final;
     try {
@@ -411,6 +410,7 @@ class conversion_job {
     }
     if (coordinator_) check_free_space();
     rep_.resumed_shards = static_cast<std::uint64_t>(std::count(skip_.begin(), skip_.end(), true));
+    if (coordinator_) kept_ = skip_;
     rep_.shards = writer_->shards().size();
     if (part_) {
       const std::vector<int> owner = assign_shards(writer_->shards(), skip_, part_->ranks);
@@ -449,6 +449,10 @@ class conversion_job {
     execute_progress progress, whole;
     progress.total_bytes = whole.total_bytes = plan_.total_bytes;
     progress.total_tensors = whole.total_tensors = plan_.outputs.size();
+    // What a resume kept counts as done (once: on the coordinator, whose counts MPI sums).
+    for (std::size_t i = 0; i < kept_.size(); ++i)
+      if (kept_[i])
+        for (const tensor_spec& t : writer.shards()[i].tensors) progress.bytes += t.nbytes(), progress.tensors++;
     execute_options eo;
     eo.threads = r_.threads;
     eo.progress = &progress;
@@ -520,6 +524,7 @@ class conversion_job {
   resume_log log_;
   std::unique_ptr<checkpoint_writer> writer_;
   std::vector<bool> skip_;
+  std::vector<bool> kept_;  // shards a resume kept (coordinator only)
   std::mutex log_mutex_;                      // before pending_: the checksums lock it
   std::vector<std::future<void>> pending_;    // background checksums of completed shards
 };

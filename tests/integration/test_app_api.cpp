@@ -12,9 +12,12 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "moereg/app/moereg.h"
+#include "moereg/base/test_stop.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "test_support.h"
 
@@ -139,6 +142,61 @@ TEST(AppApi, ConvertReportsProgressAndVerifiesAgainstTheReference) {
   ASSERT_TRUE(v.ok()) << v.error().message;
   EXPECT_FALSE(v.value().equal);
   EXPECT_FALSE(v.value().differences.empty());
+}
+
+// The running counts are the output's bytes and tensors: they used to add the source bytes
+// each item read (under a third of the output's when Q4_0 blocks are decoded to bf16) and leave out the shards
+// a resume kept, so a progress line stopped short of its totals and only the final call said
+// done. A pause after each shard lets the reporting thread speak while the job runs: during
+// the pause after the last shard every byte is written, so a running report shows the totals.
+TEST(AppApi, ProgressCountsOutputBytesAndWhatAResumeKept) {
+  test::temp_dir d;
+  set_test_stop_hook([](const char* point) {
+    if (std::string_view(point) == "shard-done") std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  });
+  struct unhook {
+    ~unhook() { set_test_stop_hook(nullptr); }
+  } restore;
+  auto counts_reach_totals = [](const std::vector<app::convert_progress>& seen, const app::convert_report& r) {
+    ASSERT_FALSE(seen.empty());
+    EXPECT_TRUE(seen.back().final);
+    EXPECT_EQ(seen.back().bytes, r.total_bytes);
+    EXPECT_EQ(seen.back().tensors, seen.back().total_tensors);
+    bool running_done = false;
+    for (const auto& p : seen) {
+      EXPECT_LE(p.bytes, p.total_bytes);
+      EXPECT_LE(p.tensors, p.total_tensors);
+      running_done |= !p.final && p.bytes == p.total_bytes && p.tensors == p.total_tensors;
+    }
+    EXPECT_TRUE(running_done) << "no running report reached the totals; the last before the final one said "
+                              << seen[seen.size() > 1 ? seen.size() - 2 : 0].bytes << " of " << r.total_bytes << " bytes";
+  };
+  std::vector<app::convert_progress> seen;
+  app::convert_request req;
+  req.source = test::fixture("gguf_llamacpp/qwen3_moe-q4_0.gguf");  // ggml blocks decoded to bf16
+  req.output = d / "bf16";
+  req.to = "hf";
+  req.to_bf16 = true;
+  req.shard_size = 60'000;
+  req.on_progress = [&](const app::convert_progress& p) { seen.push_back(p); };
+  auto r = app::convert(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  counts_reach_totals(seen, r.value());
+
+  const std::string out = d / "resumed";
+  ASSERT_NO_FATAL_FAILURE(test::interrupted_convert(test::fixture("deepseek_v3/hf"), out, "transformers_v5", 60'000, 2));
+  seen.clear();
+  app::convert_request again;
+  again.source = test::fixture("deepseek_v3/hf");
+  again.output = out;
+  again.to = "transformers_v5";
+  again.shard_size = 60'000;
+  again.resume = true;
+  again.on_progress = [&](const app::convert_progress& p) { seen.push_back(p); };
+  r = app::convert(again);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().resumed_shards, 2u);
+  counts_reach_totals(seen, r.value());
 }
 
 TEST(AppApi, DryRunListsThePlanAndWritesNothing) {

@@ -7,6 +7,7 @@
 #include "moereg/quant/mxfp4.h"
 #include "moereg/quant/pack_quantized_int4.h"
 #include "moereg/quant/scale_grid.h"
+#include "moereg/tensor/finite.h"
 
 namespace moereg {
 
@@ -52,14 +53,8 @@ void dequantize_view(const matrix_view& data, const piece_scales& s, const quant
   }
   // Finite scales can still overflow bf16 (an e4m3 448 times a scale past 7.6e35, an MXFP4 6
   // times 2^127), and an e4m3 NaN byte stays NaN: either would be written as a weight of a
-  // complete-looking checkpoint. One pass of bit tests over the block just written.
-  const std::int64_t n = g.rows * g.cols;
-  bool any = false;
-  for (std::int64_t i = 0; i < n; ++i) any |= (out[i] & 0x7f80) == 0x7f80;
-  std::int64_t bad = -1;
-  for (std::int64_t i = 0; any && bad < 0; ++i)
-    if ((out[i] & 0x7f80) == 0x7f80) bad = i;
-  if (bad >= 0)
+  // complete-looking checkpoint.
+  if (const std::int64_t bad = first_non_finite(dtype::BF16, out, g.rows * g.cols); bad >= 0)
     throw error(data.source->file->path() + ": " + data.source->info->name + ": dequantized element [" +
                 std::to_string(bad / g.cols) + ", " + std::to_string(bad % g.cols) + "] " +
                 ((out[bad] & 0x7f) ? std::string("is NaN (a NaN stored value)")

@@ -13,6 +13,7 @@
 #include "moereg/exec/dequantize_view.h"
 #include "moereg/gguf/ggml_dequant.h"
 #include "moereg/gguf/ggml_type.h"
+#include "moereg/tensor/finite.h"
 
 namespace moereg {
 
@@ -52,11 +53,8 @@ void cast_elements(dtype from, const std::byte* src, dtype to, std::vector<std::
 
 // A decoded block-quantized tensor holds only finite values (see the call).
 void refuse_non_finite(const checkpoint::entry& source, const float* v, std::int64_t count, std::int64_t row) {
-  bool any = false;
-  for (std::int64_t i = 0; i < count; ++i) any |= !std::isfinite(v[i]);
-  if (!any) return;
-  std::int64_t i = 0;
-  while (std::isfinite(v[i])) ++i;
+  const std::int64_t i = first_non_finite(dtype::F32, v, count);
+  if (i < 0) return;
   throw error(source.file->path() + ": " + source.info->name + ": decoded element [" + std::to_string(i / row) + ", " +
               std::to_string(i % row) + "] is " + (std::isnan(v[i]) ? "NaN" : "infinite") +
               " (its block's scale is not finite, or overflows); expected finite weights");
@@ -230,7 +228,8 @@ class plan_writer {
  public:
   plan_writer(const conversion_plan& plan, const execute_options& options) : plan_(plan), options_(options) {}
 
-  // Item `slot` of output o (0 unless o is assembled). Returns the bytes it wrote.
+  // Item `slot` of output o (0 unless o is assembled). Returns the bytes it wrote (the
+  // output's, which differ from the source's where a dtype or a ggml decoding changes sizes).
   std::uint64_t item(const output_tensor& o, std::size_t slot, tensor_sink& w, std::size_t index, std::mutex& file_lock,
                      scratch& sc) const {
     if (const literal_output* l = o.literal()) return literal(*l, w, index, file_lock);
@@ -318,7 +317,7 @@ class plan_writer {
       w.write(index, 0, cur, out_n);
     }
     o.source->file->file().dont_need(at, n);
-    return n;
+    return out.spec.nbytes();
   }
 
   // One slot of an assembled tensor: its pieces copied as they lie when they are contiguous

@@ -10,6 +10,7 @@
 
 #include "lora_reader_detail.h"
 #include "moereg/base/error.h"
+#include "moereg/tensor/finite.h"
 
 namespace fs = std::filesystem;
 
@@ -108,32 +109,6 @@ void adapter_reader::open_weights() {
   a.file = std::make_unique<safetensors_file>(a.weights_path);
 }
 
-namespace {
-
-// The first element of a float tensor that is NaN or infinite (all exponent bits set), or -1.
-// A merge would write it into the base weights, and the model would give NaN silently.
-std::int64_t first_non_finite(const safetensors_file& f, const tensor_info& t) {
-  const std::byte* p = f.data(t);
-  const auto n = static_cast<std::int64_t>(t.numel());
-  if (t.type == dtype::F32) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      std::uint32_t v;
-      std::memcpy(&v, p + 4 * i, 4);
-      if ((v & 0x7f800000u) == 0x7f800000u) return i;
-    }
-    return -1;
-  }
-  const std::uint16_t mask = t.type == dtype::BF16 ? 0x7f80 : 0x7c00;  // F16 otherwise
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::uint16_t v;
-    std::memcpy(&v, p + 2 * i, 2);
-    if ((v & mask) == mask) return i;
-  }
-  return -1;
-}
-
-}  // namespace
-
 void adapter_reader::group_tensors() {
   lora_adapter& a = a_;
   const std::string& W = a.weights_path;
@@ -145,7 +120,8 @@ void adapter_reader::group_tensors() {
       problem(W + ": " + t.name + ": dtype " + std::string(dtype_name(t.type)) + ", expected F32, BF16 or F16 factors");
       continue;
     }
-    if (const std::int64_t bad = first_non_finite(*a.file, t); bad >= 0) {
+    // A merge would write a non-finite factor's products into the base weights: NaN, silently.
+    if (const std::int64_t bad = first_non_finite(t.type, a.file->data(t), static_cast<std::int64_t>(t.numel())); bad >= 0) {
       problem(W + ": " + t.name + ": element " + std::to_string(bad) +
               " is NaN or infinite, expected finite factors (the adapter is damaged; merged, it would make the weights NaN)");
       continue;
