@@ -76,6 +76,29 @@ TEST(ConvertErrors, ExpertWithWrongShape) {
   EXPECT_FALSE(c.out_exists);
 }
 
+// A router or selection bias of the wrong shape converted into a complete-looking output that
+// routed wrongly (only moe run checked it). An expert slice keeps the whole model's router,
+// so a slice still converts.
+TEST(ConvertErrors, RouterOrBiasOfTheWrongShape) {
+  test::temp_dir d;
+  rewrite_fixture(test::fixture("deepseek_v3/hf"), d / "router", "", "model.layers.1.mlp.gate.weight", {7, 64});
+  auto c = convert(d / "router" + " --to transformers_v5", d / "out");
+  EXPECT_EQ(c.r.exit_code, 1);
+  EXPECT_HAS(c.r.output, "model.safetensors: model.layers.1.mlp.gate.weight: shape [7, 64], expected [8, 64] (the router of layer 1: E=8");
+  EXPECT_FALSE(c.out_exists);
+
+  rewrite_fixture(test::fixture("deepseek_v3/hf"), d / "bias", "", "model.layers.1.mlp.gate.e_score_correction_bias", {1, 8});
+  c = convert(d / "bias" + " --to transformers_v5", d / "out");
+  EXPECT_EQ(c.r.exit_code, 1);
+  EXPECT_HAS(c.r.output, "model.layers.1.mlp.gate.e_score_correction_bias: shape [1, 8], expected [8] (the router's selection bias of layer 1");
+  EXPECT_FALSE(c.out_exists);
+
+  auto slice = test::run_moereg("convert " + test::fixture("deepseek_v3/hf") + " --to hf --experts 2:6 " + (d / "slice"));
+  ASSERT_EQ(slice.exit_code, 0) << slice.output;
+  c = convert(d / "slice" + " --to transformers_v5", d / "out");
+  EXPECT_EQ(c.r.exit_code, 0) << c.r.output;
+}
+
 TEST(ConvertErrors, ConfigDisagreesWithTensors) {
   test::temp_dir d;
   rewrite_fixture(test::fixture("qwen3_moe/hf"), d / "in", "");

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "moereg/base/error.h"
 #include "moereg/base/printable.h"
@@ -158,6 +160,7 @@ class decoder {
       if (q().quantized()) out_.expert_scales[l].resize(static_cast<std::size_t>(dims_.E));
       for (std::size_t i = 0; i < n_entries_; ++i) entry_views(l, i, scales_seen);
     }
+    check_routers();
     finish();
     return std::move(out_);
   }
@@ -428,6 +431,34 @@ class decoder {
         }
         experts[static_cast<std::size_t>(ex)][static_cast<std::size_t>(e.pieces[k])] = v;
       }
+    }
+  }
+
+  // A router (or selection bias) of the wrong shape is a damaged checkpoint: it converts into a
+  // complete-looking output that routes wrongly or fails to load, so it is refused here, where
+  // every reader of the experts passes (moe run names a missing one; a checkpoint holding only
+  // experts is not an error). An expert slice keeps the whole model's router: E is the
+  // section's num_experts there. A quantized router's shape is its packing's, not checked.
+  void check_routers() {
+    const moe_block_spec& b = spec_.moe_block;
+    if (b.router.empty() && b.router_bias.empty()) return;
+    std::int64_t E = dims_.E;
+    for (const char* section : {"moereg.expert_parallel.num_experts", "moereg.expert_slice.num_experts"})
+      if (const json::value* n = ckpt_.config().find_path(section); n && n->is_integer()) E = n->as_int();
+    std::unordered_map<std::string_view, const passthrough_tensor*> by_name;
+    for (const auto& o : out_.others) by_name.emplace(o.canonical, &o);
+    auto check = [&](const key_template& key, int l, const std::vector<std::int64_t>& want, const char* what) {
+      if (key.empty()) return;
+      auto it = by_name.find(key.format({{"layer", std::to_string(l)}}));
+      if (it == by_name.end() || it->second->role != quant_role::none) return;
+      const tensor_info& t = *it->second->source->info;
+      if (t.shape != want)
+        problem(it->second->source->file->path() + ": " + printable(t.name) + ": shape " + shape_string(t.shape) + ", expected " + shape_string(want) + " (" + what +
+                " of layer " + std::to_string(l) + ": E=" + std::to_string(E) + " experts, H=" + std::to_string(dims_.H) + ")");
+    };
+    for (int l : out_.dims.moe_layers) {
+      check(b.router, l, {E, dims_.H}, "the router");
+      check(b.router_bias, l, {E}, "the router's selection bias");
     }
   }
 
