@@ -53,9 +53,4 @@ struct help_requested {};
 // Whether stderr is a terminal (for progress lines).
 bool stderr_is_tty();
 
-// Where a user reads one of the project's docs/ pages, for help texts and hints:
-// "docs/gguf.md in the source, /usr/share/doc/moereg/gguf.md when installed" (the
-// installed directory is the configured prefix's share/doc/moereg).
-std::string doc_ref(const std::string& page);
-
 }  // namespace moereg::cli

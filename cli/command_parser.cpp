@@ -48,8 +48,4 @@ po::variables_map command_parser::parse(const std::vector<std::string>& args, gl
 
 bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
 
-std::string doc_ref(const std::string& page) {
-  return "docs/" + page + " in the source, " + MOEREG_DOC_DIR + "/" + page + " when installed";
-}
-
 }  // namespace moereg::cli

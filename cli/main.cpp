@@ -6,6 +6,7 @@
 
 #include "api_result.h"
 #include "command.h"
+#include "doc_location.h"
 #include "error_line.h"
 #include "launch_check.h"
 #include "moereg/base/cancel.h"
@@ -31,7 +32,7 @@ void print_help() {
                "  --json             print a machine-readable JSON summary on stdout\n"
                "\nRun `moereg help COMMAND` (or `moereg COMMAND --help`) for a command's options.\n"
                "Documentation: "
-            << cli::doc_ref("") << " (gguf.md, yaml-reference.md, plugin-authoring.md, ...).\n"
+            << app::doc_ref("") << " (gguf.md, yaml-reference.md, plugin-authoring.md, ...).\n"
             << "Exit status: 0 success, 1 bad input or failed check, 2 usage error.\n";
 }
 

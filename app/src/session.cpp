@@ -3,6 +3,8 @@
 
 #include <filesystem>
 
+#include "doc_location.h"
+
 #include "moereg/base/error.h"
 #include "moereg/base/log.h"
 #include "moereg/base/printable.h"
@@ -18,10 +20,6 @@ namespace {
 void sink_append(void* ctx, const char* data, std::size_t size) { static_cast<std::string*>(ctx)->append(data, size); }
 
 }  // namespace
-
-std::string doc_ref(const std::string& page) {
-  return "docs/" + page + " in the source, " + MOEREG_DOC_DIR + "/" + page + " when installed";
-}
 
 std::unique_ptr<plugin_registry> make_registry(const std::vector<std::string>& plugin_paths,
                                                const std::vector<std::string>& forbidden_dirs) {

@@ -59,9 +59,6 @@ model_session open_session(const session_request& request);
 model_info describe_model(const model_session& session);
 void list_tensors(const checkpoint& ckpt, model_info& info);
 
-// "docs/PAGE in the source, <prefix>/share/doc/moereg/PAGE when installed".
-std::string doc_ref(const std::string& page);
-
 // "known model types: qwen3_moe, ... To add a family, write a plugin.yaml (docs/plugin-authoring.md ...)"
 std::string known_families_hint(const family_catalog& catalog);
 

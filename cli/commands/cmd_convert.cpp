@@ -5,6 +5,7 @@
 #include <set>
 
 #include "command.h"
+#include "doc_location.h"
 #include "convert_output.h"
 #include "convert_recipe.h"
 #include "launch_check.h"
@@ -30,11 +31,11 @@ int run_convert(const std::vector<std::string>& args, global_options& globals) {
       "against other moereg processes while written) in bounded memory. ^C, SIGTERM or SIGHUP stop it\n"
       "cleanly, keeping what --resume needs. Layouts: hf, hf_split, transformers_v5, transformers_v4,\n"
       "grouped, gguf (a real GGUF file, OUT/model.gguf, llama.cpp names and metadata), mistral - those\n"
-      "the family declares (moereg plugins show FAMILY). CKPT may also be a .gguf file (see " + doc_ref("gguf.md") + ").");
+      "the family declares (moereg plugins show FAMILY). CKPT may also be a .gguf file (see " + app::doc_ref("gguf.md") + ").");
   const std::string ep_help =
       "N - expert parallelism: write N checkpoints OUT/ep-{r}-of-{N}/ in one run, slice r holding experts r*E/N..(r+1)*E/N-1 "
       "of every layer numbered from 0, every non-expert tensor, and a config.json with the local expert count and a `moereg` "
-      "section naming the global ids; E must divide by N. Under mpirun rank r writes slice r (" + doc_ref("mpi.md") + ")";
+      "section naming the global ids; E must divide by N. Under mpirun rank r writes slice r (" + app::doc_ref("mpi.md") + ")";
   p.options().add_options()("checkpoint", po::value<std::string>(), "source checkpoint: directory, .safetensors or .gguf file")(
       "out", po::value<std::string>(), "output directory")(
       "to", po::value<std::string>(), "target layout")(

@@ -99,6 +99,12 @@ if grep -E '^[a-z0-9_]+ .* refused ' <<<"$list" | grep -v '\.unavailable$' | gre
   fail "plugins list refuses a packaged plugin:"$'\n'"$list"
 fi
 if grep -qF "$build/lib/moereg" <<<"$list"; then fail "plugins list reads the build tree's $build/lib/moereg:"$'\n'"$list"; fi
+# Help texts name the docs where this unpacked package has them (they named the build's
+# prefix, /usr/local, while the package puts them under /usr, here under $root/usr).
+[[ -f $root/usr/share/doc/moereg/gguf.md ]] || fail "the package has no /usr/share/doc/moereg/gguf.md"
+help=$(run "$exe" convert --help 2>&1) || fail "moereg convert --help failed:"$'\n'"$help"
+grep -qF "$root/usr/share/doc/moereg/gguf.md when installed" <<<"$help" ||
+  fail "convert --help does not name the unpacked docs $root/usr/share/doc/moereg/gguf.md:"$'\n'"$help"
 mkdir -p "$work/demo"
 if ! demo=$(cd "$work/demo" && run "$exe" demo --dir "$work/demo/out" 2>&1); then
   fail "moereg demo from the unpacked package failed:"$'\n'"$demo"
