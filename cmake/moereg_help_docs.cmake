@@ -2,7 +2,8 @@
 # Writes the man page and the bash completion from the built binary's own --help texts, so
 # both list exactly the commands, subcommands and options that binary has.
 #   cmake -DMOEREG=path/to/moereg -DMAN_TEMPLATE=packaging/moereg.1.in -DMAN_OUT=... \
-#         -DCOMPLETION_OUT=... -DVERSION=x.y.z -P cmake/moereg_help_docs.cmake
+#         -DCOMPLETION_OUT=... -DVERSION=x.y.z [-DDOC_DIR=<the binary's installed docs>] \
+#         -P cmake/moereg_help_docs.cmake
 # Commands come from `moereg --help` (lines "  NAME  summary"), subcommands from the usage
 # lines of `moereg NAME --help` ("moereg moe run ...", "moereg plugins [list | show NAME]"),
 # options from boost's option tables ("  -h [ --help ]", "  --layer arg").
@@ -17,6 +18,11 @@ function(help_of out_var)
   string(JOIN " " what ${ARGN})
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "`moereg ${what} --help` exited with ${rc}: ${err}")
+  endif()
+  # The binary names the docs of its install, here the build's configured prefix; the man page
+  # serves any prefix (the .deb's is /usr), so it says <prefix> as its own prose does.
+  if(DEFINED DOC_DIR)
+    string(REPLACE "${DOC_DIR}" "<prefix>/share/doc/moereg" out "${out}")
   endif()
   set(${out_var} "${out}" PARENT_SCOPE)
 endfunction()

@@ -33,6 +33,7 @@ set(MOEREG_COMPLETION ${PROJECT_BINARY_DIR}/share/bash-completion/completions/mo
 add_custom_command(OUTPUT ${MOEREG_MAN_PAGE} ${MOEREG_COMPLETION}
   COMMAND ${CMAKE_COMMAND} -DMOEREG=$<TARGET_FILE:moereg> -DMAN_TEMPLATE=${PROJECT_SOURCE_DIR}/packaging/moereg.1.in
     -DMAN_OUT=${MOEREG_MAN_PAGE} -DCOMPLETION_OUT=${MOEREG_COMPLETION} -DVERSION=${PROJECT_VERSION}
+    -DDOC_DIR=${CMAKE_INSTALL_FULL_DATADIR}/doc/moereg
     -P ${PROJECT_SOURCE_DIR}/cmake/moereg_help_docs.cmake
   DEPENDS moereg ${PROJECT_SOURCE_DIR}/packaging/moereg.1.in ${PROJECT_SOURCE_DIR}/cmake/moereg_help_docs.cmake
   COMMENT "Writing the man page and bash completion from moereg --help" VERBATIM)
