@@ -28,6 +28,17 @@ TEST(Json, RejectsDuplicateKeysNamingThem) {
   }
 }
 
+// A config.json saved with a byte order mark was "unexpected character '\xef' at byte 0".
+TEST(Json, ByteOrderMarkIsNamed) {
+  try {
+    json::parse("\xEF\xBB\xBF{\"a\": 1}", "config.json");
+    FAIL() << "expected an error";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json: invalid JSON: it starts with a UTF-8 byte order mark (EF BB BF)"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Json, RejectsInvalidUtf8AndDeepNesting) {
   EXPECT_THROW(json::parse(std::string("{\"a\":\"\xff\"}"), "t"), error);
   EXPECT_THROW(json::parse(std::string("{\"a\":\"\xc0\x80\"}"), "t"), error);  // overlong

@@ -74,6 +74,10 @@ class parser {
       : s_(text), where_(where), max_depth_(max_depth) {}
 
   value document() {
+    // Some Windows editors save one; JSON forbids it, and Python's json (transformers) refuses it.
+    if (s_.substr(0, 3) == "\xEF\xBB\xBF")
+      throw error(std::string(where_) + ": invalid JSON: it starts with a UTF-8 byte order mark (EF BB BF), which JSON does not "
+                  "allow; save the file as UTF-8 without one");
     skip_ws();
     value v = parse_value(0);
     skip_ws();
