@@ -9,6 +9,7 @@
 #include "moereg/base/error.h"
 #include "moereg/base/json.h"
 #include "moereg/base/log.h"
+#include "moereg/base/printable.h"
 #include "moereg/base/units.h"
 #include "moereg/safetensors/safetensors_reader.h"
 #include "moereg/safetensors/safetensors_writer.h"
@@ -42,7 +43,15 @@ int run_moe_run(const std::vector<std::string>& args, global_options& globals) {
   std::string in_path = vm["input"].as<std::string>();
   safetensors_file in(in_path);
   const tensor_info* x = in.find("input");
-  if (!x) throw error(in_path + ": no tensor named 'input' (expected input [T, H])");
+  if (!x) {
+    // Say what is there: a file of activations saved under another name is the usual case.
+    std::string held;
+    for (std::size_t i = 0; i < in.tensors().size() && i < 4; ++i)
+      held += std::string(i ? ", " : "") + printable(in.tensors()[i].name) + " " + shape_string(in.tensors()[i].shape);
+    if (in.tensors().size() > 4) held += ", ... (" + std::to_string(in.tensors().size()) + " in all)";
+    throw error(in_path + ": no tensor named 'input' (expected input [T, H]); it holds " + (held.empty() ? "no tensors" : held) +
+                ": save the activations under the name `input`");
+  }
   if (x->shape.size() != 2) throw error(in_path + ": 'input' has shape " + shape_string(x->shape) + ", expected [T, H]");
   app::moe_run_request req;
   req.checkpoint = vm["checkpoint"].as<std::string>();

@@ -117,6 +117,12 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   r = test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --layer 1 --input " + test::fixture("qwen3_moe/hf/config.json") +
                        " --output " + (d / "o.safetensors"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
+  // A safetensors file without `input` says what it holds.
+  r = test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --layer 1 --input " + test::fixture("qwen3_moe/hf/model.safetensors") +
+                       " --output " + (d / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "model.safetensors: no tensor named 'input' (expected input [T, H]); it holds lm_head.weight [")) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "in all): save the activations under the name `input`")) << r.output;
   r = test::run_moereg("moe run " + test::fixture("mixtral/hf") + " --layer 1 --input " + (d / "in.safetensors") +
                        " --output " + (d / "o.safetensors") + " --backend nonesuch");
   EXPECT_EQ(r.exit_code, 1);
