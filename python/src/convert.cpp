@@ -13,7 +13,7 @@ namespace moereg::python {
 
 void bind_convert(py::module_& m) {
   py::class_<app::convert_progress>(m, "ConvertProgress", "What a progress callback receives, about ten times a second.")
-      .def_readonly("bytes", &app::convert_progress::bytes)
+      .def_readonly("bytes", &app::convert_progress::bytes, "Output bytes written, a resume's kept shards included.")
       .def_readonly("total_bytes", &app::convert_progress::total_bytes)
       .def_readonly("tensors", &app::convert_progress::tensors)
       .def_readonly("total_tensors", &app::convert_progress::total_tensors)
