@@ -3,37 +3,19 @@
 // products of tdpbf16ps), and the AVX-512 data movement around it: the activations' B tiles
 // (a 16 x 16 transpose of 4-byte groups) and the weights' A tiles (int8 copied, int4 unpacked
 // in registers and recentred to q - 8, 16 rows x one K pass at a time: never a whole-layer
-// copy). Same tile configuration as the bf16 unit (cpu_kernels_amx.cpp): tmm0-3 the int32
-// accumulators, tmm4-5 weight rows, tmm6-7 activations.
+// copy). The bf16 unit's tile configuration (cpu_amx_config.h): tmm0-3 the int32 accumulators,
+// tmm4-5 weight rows, tmm6-7 activations.
 // Compiled with AMX and AVX-512 flags; runs only where cpu_has_amx_int8() said yes.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "cpu_amx_config.h"
 #include "cpu_avx512_tiles.h"
 #include "cpu_int_dot.h"
 
 namespace moereg::cpu {
 namespace {
-
-struct alignas(64) int_tile_config {
-  std::uint8_t palette;
-  std::uint8_t start_row;
-  std::uint8_t reserved[14];
-  std::uint16_t colsb[16];
-  std::uint8_t rows[16];
-};
-
-// Constant-initialized, for the reason cpu_kernels_amx.cpp gives (GCC 12's _tile_loadconfig).
-constexpr int_tile_config int_eight_full_tiles = {
-    1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0}, {16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0}};
-
-void int_amx_begin() {
-  __asm__ volatile("" ::: "memory");
-  _tile_loadconfig(&int_eight_full_tiles);
-}
-
-void int_amx_end() { _tile_release(); }
 
 template <int NA, int NB>
 void int_run(const int8_rows* a, const void* const* b, std::int64_t steps, std::int32_t* c, bool accumulate) {
@@ -145,8 +127,8 @@ void int_amx_silu_out(const float* g, const float* u, int rows, int tokens, floa
 
 void fill_int_amx(int_unit& u, bool stream_y) {
   u.name = "amx_int8";
-  u.begin = &int_amx_begin;
-  u.end = &int_amx_end;
+  u.begin = &amx_load_eight_full_tiles;
+  u.end = &amx_release_tiles;
   u.block = &int_amx_block;
   u.pack = &int_amx_pack;
   u.load_rows = &int_amx_load_rows;

@@ -1,39 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // AMX tiles (tdpbf16ps), and the AVX-512 data movement around them (every CPU with AMX has
 // AVX-512 BF16). Compiled with AMX and AVX-512 flags; runs only where cpu_has_amx() said yes.
-// One tile configuration for everything: eight 16 x 64-byte tiles, tmm0-3 the accumulators
-// c[0..3], tmm4-5 the weight rows A_0, A_1, tmm6-7 the activations B_0, B_1.
+// One tile configuration for everything (cpu_amx_config.h): tmm0-3 the accumulators c[0..3],
+// tmm4-5 the weight rows A_0, A_1, tmm6-7 the activations B_0, B_1.
 // GCC 12 warns inside its own AVX-512 intrinsics (an intentionally undefined source).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "cpu_amx_config.h"
 #include "cpu_avx512_tiles.h"
 #include "cpu_kernels.h"
 
 namespace moereg::cpu {
 namespace {
-
-struct alignas(64) tile_config {
-  std::uint8_t palette;
-  std::uint8_t start_row;
-  std::uint8_t reserved[14];
-  std::uint16_t colsb[16];
-  std::uint8_t rows[16];
-};
-
-// Constant-initialized, so it is in memory before any call: GCC 12's _tile_loadconfig tells
-// the compiler it reads only 8 bytes of the configuration, so the stores filling a local one
-// could be dropped as dead (and ldtilecfg would then fault on a garbage palette).
-constexpr tile_config eight_full_tiles = {
-    1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0}, {16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0}};
-
-void amx_begin() {
-  __asm__ volatile("" ::: "memory");
-  _tile_loadconfig(&eight_full_tiles);
-}
-
-void amx_end() { _tile_release(); }
 
 // Tile register numbers are immediates, so each (na, nb) shape is its own loop. PD > 0:
 // the weight rows PD steps ahead are prefetched (the hardware streamers track fewer rows
@@ -154,8 +134,8 @@ void fill_amx(matrix_unit& u, int prefetch_steps, bool stream_y) {
   // Measured on a 16-core Xeon (bench/cpu/device_ab.sh, docs/bench-cpu.md): deepseek-shaped
   // layers at T = 1024 ran 1.3-1.45x faster from the tile-ordered copy, mixtral's the same.
   u.tile_weights = true;
-  u.begin = &amx_begin;
-  u.end = &amx_end;
+  u.begin = &amx_load_eight_full_tiles;
+  u.end = &amx_release_tiles;
   u.prefetch_steps = prefetch_steps <= 0 ? 0 : prefetch_steps <= 2 ? 2 : prefetch_steps <= 4 ? 4 : prefetch_steps <= 8 ? 8 : 16;
   u.block = &amx_block<0>;
   u.block_first = u.prefetch_steps == 0   ? &amx_block<0>
