@@ -32,32 +32,10 @@ struct qk_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Bytes per element of a moereg_dtype; throws for a value this header does not know.
+// Bytes per element of a moereg_dtype; throws for a value the ABI header does not know.
 inline std::size_t qk_element_size(int32_t dtype, const std::string& key) {
-  switch (dtype) {
-    case MOEREG_DTYPE_BOOL:
-    case MOEREG_DTYPE_U8:
-    case MOEREG_DTYPE_I8:
-    case MOEREG_DTYPE_F8_E4M3:
-    case MOEREG_DTYPE_F8_E5M2:
-    case MOEREG_DTYPE_F8_E8M0:
-      return 1;
-    case MOEREG_DTYPE_I16:
-    case MOEREG_DTYPE_U16:
-    case MOEREG_DTYPE_F16:
-    case MOEREG_DTYPE_BF16:
-      return 2;
-    case MOEREG_DTYPE_I32:
-    case MOEREG_DTYPE_U32:
-    case MOEREG_DTYPE_F32:
-      return 4;
-    case MOEREG_DTYPE_I64:
-    case MOEREG_DTYPE_U64:
-    case MOEREG_DTYPE_F64:
-      return 8;
-    default:
-      throw qk_error(key + ": unknown dtype " + std::to_string(dtype));
-  }
+  if (const std::size_t n = moereg_dtype_size(dtype)) return n;
+  throw qk_error(key + ": unknown dtype " + std::to_string(dtype));
 }
 
 // Whether `key` names a key projection (true) or a query projection (false), by a name

@@ -65,32 +65,10 @@ inline linear_attn_dims read_linear_attn_dims(const std::string& key, const char
   return d;
 }
 
-// Bytes per element of a moereg_dtype.
+// Bytes per element of a moereg_dtype; throws for a value the ABI header does not know.
 inline std::size_t element_size(int32_t dtype, const std::string& key) {
-  switch (dtype) {
-    case MOEREG_DTYPE_BOOL:
-    case MOEREG_DTYPE_U8:
-    case MOEREG_DTYPE_I8:
-    case MOEREG_DTYPE_F8_E4M3:
-    case MOEREG_DTYPE_F8_E5M2:
-    case MOEREG_DTYPE_F8_E8M0:
-      return 1;
-    case MOEREG_DTYPE_I16:
-    case MOEREG_DTYPE_U16:
-    case MOEREG_DTYPE_F16:
-    case MOEREG_DTYPE_BF16:
-      return 2;
-    case MOEREG_DTYPE_I32:
-    case MOEREG_DTYPE_U32:
-    case MOEREG_DTYPE_F32:
-      return 4;
-    case MOEREG_DTYPE_I64:
-    case MOEREG_DTYPE_U64:
-    case MOEREG_DTYPE_F64:
-      return 8;
-    default:
-      throw hook_error(key + ": unknown dtype " + std::to_string(dtype));
-  }
+  if (const std::size_t n = moereg_dtype_size(dtype)) return n;
+  throw hook_error(key + ": unknown dtype " + std::to_string(dtype));
 }
 
 inline void check_same_view(const std::string& key, const moereg_tensor_view* src, const moereg_tensor_view* dst) {

@@ -72,6 +72,35 @@ typedef enum moereg_dtype {
   MOEREG_DTYPE_U64 = 15
 } moereg_dtype;
 
+/* Bytes per element of a moereg_dtype; 0 for a value this header does not know (a type a
+ * newer host added: refuse the tensor). */
+static inline size_t moereg_dtype_size(int32_t dtype) {
+  switch (dtype) {
+    case MOEREG_DTYPE_BOOL:
+    case MOEREG_DTYPE_U8:
+    case MOEREG_DTYPE_I8:
+    case MOEREG_DTYPE_F8_E4M3:
+    case MOEREG_DTYPE_F8_E5M2:
+    case MOEREG_DTYPE_F8_E8M0:
+      return 1;
+    case MOEREG_DTYPE_I16:
+    case MOEREG_DTYPE_U16:
+    case MOEREG_DTYPE_F16:
+    case MOEREG_DTYPE_BF16:
+      return 2;
+    case MOEREG_DTYPE_I32:
+    case MOEREG_DTYPE_U32:
+    case MOEREG_DTYPE_F32:
+      return 4;
+    case MOEREG_DTYPE_I64:
+    case MOEREG_DTYPE_U64:
+    case MOEREG_DTYPE_F64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
 #define MOEREG_MAX_RANK 8
 
 /* Where a view's data lives. Host memory is plain process memory (often a read-only
