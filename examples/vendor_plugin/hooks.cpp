@@ -13,15 +13,10 @@ namespace {
 
 const moereg_host_api* host = nullptr;
 
+// Bytes per element; a type this SDK's header does not know (a newer host's) is refused.
 size_t dtype_bytes(int32_t dtype) {
-  switch (dtype) {
-    case MOEREG_DTYPE_BOOL: case MOEREG_DTYPE_U8: case MOEREG_DTYPE_I8:
-    case MOEREG_DTYPE_F8_E4M3: case MOEREG_DTYPE_F8_E5M2: case MOEREG_DTYPE_F8_E8M0: return 1;
-    case MOEREG_DTYPE_I16: case MOEREG_DTYPE_U16: case MOEREG_DTYPE_F16: case MOEREG_DTYPE_BF16: return 2;
-    case MOEREG_DTYPE_I32: case MOEREG_DTYPE_U32: case MOEREG_DTYPE_F32: return 4;
-    case MOEREG_DTYPE_I64: case MOEREG_DTYPE_U64: case MOEREG_DTYPE_F64: return 8;
-    default: throw std::invalid_argument("swap_halves: unknown dtype " + std::to_string(dtype));
-  }
+  if (size_t n = moereg_dtype_size(dtype)) return n;
+  throw std::invalid_argument("swap_halves: unknown dtype " + std::to_string(dtype));
 }
 
 moereg_status* transform(const char* hook, int32_t, const char* key, const char*, const moereg_tensor_view* src,
