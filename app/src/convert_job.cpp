@@ -333,12 +333,15 @@ class conversion_job {
       test_stop_point("job-start");
       write_shards();
       if (!coordinator_) {
+        log_.check_unchanged();
         writer.keep_for_resume();  // its shards are done; rank 0 completes the output
         rep_.write_seconds = now_seconds() - t1;
         return rep_;
       }
       const bool strip_quant = popts_.dequantize && src_.quant.quantized() && s_.ckpt->config().is_object();
       write_configuration(s_, *target_, strip_quant, slice_, r_.experts, writer);
+      // After the last read of the sources (config.json included), before the output is complete.
+      log_.check_unchanged();
       writer.finish(writer.shards().size() > 1);
     } catch (const abandoned& a) {
       wait_for_checksums();

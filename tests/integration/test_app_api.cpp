@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -197,6 +198,51 @@ TEST(AppApi, ProgressCountsOutputBytesAndWhatAResumeKept) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r.value().resumed_shards, 2u);
   counts_reach_totals(seen, r.value());
+}
+
+// A source written while the job read it (config.json edited, a shard rewritten in place)
+// completed an output that mixed old and new data, exit 0: the config said 16 experts over
+// tensors of 8. The job checks its sources' identities before it completes the output.
+namespace app_api_source_change {
+std::string edit_path;
+bool edited = false;
+void edit_once(const char* point) {
+  if (std::string_view(point) != "shard-done" || edited) return;
+  edited = true;
+  std::fstream f(edit_path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(-1, std::ios::end);  // the last byte: config.json's closing brace or a weight byte
+  char c = 0;
+  f.read(&c, 1);
+  f.seekp(-1, std::ios::end);
+  f.put(c == '}' ? '}' : static_cast<char>(c ^ 1));  // config.json: same bytes, written (its ctime moves)
+}
+}  // namespace app_api_source_change
+
+TEST(AppApi, ASourceWrittenDuringTheJobFailsItInsteadOfCompletingAMixedOutput) {
+  namespace sc = app_api_source_change;
+  set_test_stop_hook(&sc::edit_once);
+  struct unhook {
+    ~unhook() { set_test_stop_hook(nullptr); }
+  } restore;
+  for (const std::string file : {"config.json", "model.safetensors"}) {
+    test::temp_dir d;
+    fs::copy(test::fixture("deepseek_v3/hf"), d / "src", fs::copy_options::recursive);
+    sc::edit_path = d / "src" + "/" + file;
+    sc::edited = false;
+    app::convert_request req;
+    req.source = d / "src";
+    req.output = d / "out";
+    req.to = "transformers_v5";
+    req.shard_size = 60'000;
+    auto r = app::convert(req);
+    ASSERT_TRUE(sc::edited) << file;
+    ASSERT_FALSE(r.ok()) << file << ": completed although its source was written during the job";
+    EXPECT_EQ(r.error().kind, app::error_kind::input) << r.error().message;
+    EXPECT_NE(r.error().message.find(file + ": the source changed while this job read it (it was "), std::string::npos)
+        << r.error().message;
+    EXPECT_FALSE(fs::exists(req.output + "/config.json")) << file << ": the output looks complete";
+    EXPECT_FALSE(fs::exists(req.output + "/model.safetensors.index.json")) << file;
+  }
 }
 
 TEST(AppApi, DryRunListsThePlanAndWritesNothing) {

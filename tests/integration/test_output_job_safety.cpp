@@ -235,7 +235,7 @@ TEST(OutputJobSafety, ResumeRefusesAChangedSource) {
   r = test::run_moereg(args + " --resume");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("model.safetensors: the source changed"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("modified after"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(it was modified)"), std::string::npos) << r.output;
   restore_time(model, before);
 
   // Same size, time and header, other tensor data (`cp -p` or `rsync -t` of an edited file

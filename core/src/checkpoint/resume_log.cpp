@@ -101,6 +101,7 @@ resume_log::source resume_log::identify(const std::string& path, std::uint64_t h
   }
   source s;
   s.size = static_cast<std::uint64_t>(st.st_size);
+  s.header_bytes = header_bytes;
   s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   s.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
   s.inode = static_cast<std::uint64_t>(st.st_ino);
@@ -117,22 +118,39 @@ resume_log::source resume_log::identify(const std::string& path, std::uint64_t h
   return s;
 }
 
+std::string resume_log::difference(const source& was, const source& now) {
+  if (was.size != now.size)
+    return "its size changed from " + std::to_string(was.size) + " to " + std::to_string(now.size) + " bytes";
+  if (was.mtime_ns != now.mtime_ns) return "it was modified";
+  if (was.header_hash != now.header_hash) return "its header changed";
+  if (was.inode != 0 && was.inode != now.inode) return "it was replaced by another file of the same name";
+  if (was.ctime_ns != 0 && was.ctime_ns != now.ctime_ns)
+    return "it was written to or its attributes changed (its change time moved, though its modification time did not)";
+  return {};
+}
+
 void resume_log::check_sources(const resume_log& now) const {
   for (const auto& [path, s] : now.sources) {
     auto it = sources.find(path);
-    std::string why;
-    if (it == sources.end()) why = "it was not a source of the interrupted conversion";
-    else if (it->second.size != s.size)
-      why = "its size changed from " + std::to_string(it->second.size) + " to " + std::to_string(s.size) + " bytes";
-    else if (it->second.mtime_ns != s.mtime_ns) why = "it was modified after the interrupted conversion started";
-    else if (it->second.header_hash != s.header_hash) why = "its header changed";
-    else if (it->second.inode != 0 && it->second.inode != s.inode) why = "it was replaced by another file of the same name";
-    else if (it->second.ctime_ns != 0 && it->second.ctime_ns != s.ctime_ns)
-      why = "it was written to or its attributes changed after the interrupted conversion started (its change time moved, "
-            "though its modification time did not)";
+    const std::string why = it == sources.end() ? "it was not a source of the interrupted conversion" : difference(it->second, s);
     if (!why.empty())
       throw error(path + ": the source changed since the interrupted conversion (" + why +
                   "), so the shards written from it cannot be trusted; convert into a new directory");
+  }
+}
+
+void resume_log::check_unchanged() const {
+  for (const auto& [path, was] : sources) {
+    std::string why;
+    try {
+      why = difference(was, identify(path, was.header_bytes));
+    } catch (const error& e) {
+      why = std::string("it can no longer be read: ") + e.what();
+    }
+    if (!why.empty())
+      throw error(path + ": the source changed while this job read it (" + why +
+                  "); the output would mix old and new data, so it was not completed: run the job again once the source "
+                  "no longer changes");
   }
 }
 

@@ -35,7 +35,7 @@ struct resume_log {
     std::uint64_t header_hash = 0;
     std::int64_t ctime_ns = 0;
     std::uint64_t inode = 0;
-    bool operator==(const source&) const = default;
+    std::uint64_t header_bytes = 0;  // what identify() was asked to hash (not saved: this run's)
   };
   std::map<std::string, source> sources;  // by path
 
@@ -45,6 +45,13 @@ struct resume_log {
   // Throws moereg::error naming the first source of `now` that this log does not record
   // as it is now (changed size, time or header; or not a source of the logged job).
   void check_sources(const resume_log& now) const;
+  // Why `now` differs from `was` ("" when it does not).
+  static std::string difference(const source& was, const source& now);
+  // Throws moereg::error naming the first source that is no longer as this log records it:
+  // called by a job after its last read of the sources and before its output is complete, so
+  // a source written during the job (config.json edited, a shard rewritten in place) fails
+  // the job instead of completing an output that mixes old and new data.
+  void check_unchanged() const;
 
   static std::optional<resume_log> load(const std::string& dir, const std::string& name = file_name);
   void save(const std::string& dir, const std::string& name = file_name) const;  // atomically
