@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // moereg - the command-line entry point: dispatches to a subcommand and maps failures
 // to exit statuses (0 ok, 1 bad input or failed check, 2 usage).
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 
@@ -42,9 +46,24 @@ const cli::command* find_command(const std::string& name) {
   return nullptr;
 }
 
+// What a command printed on stdout reached it, or the run fails: a summary or --json lost to a
+// full disk or a closed pipe must not look like success.
+int checked_stdout(int rc) {
+  errno = 0;
+  std::cout.flush();
+  if (std::fflush(stdout) == 0 && std::cout.good() && !std::ferror(stdout)) return rc;
+  const int e = errno;
+  cli::print_error_line(std::string("moereg: error: cannot write to standard output") + (e ? std::string(": ") + std::strerror(e) : "") +
+                        (rc == 0 ? " (the job itself completed)" : ""));
+  return rc == 0 ? 1 : rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed pipe (`moereg ... | head`) is a failed write like any other, reported once the job
+  // is done, not a signal that kills it mid-write and leaves unfinished files behind.
+  std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   cli::global_options globals;
   bool level_given = false;
@@ -102,8 +121,10 @@ int main(int argc, char** argv) {
     }
     if (const cli::command* c = find_command(name)) {
       cli::check_launch(name == "lora" && !args.empty() ? "lora " + args[0] : name);
-      if (level_given) args.insert(args.begin(), {"--log-level", globals.log_level});
-      return c->run(args, globals);
+      // After the subcommand word, if any (`moe run`, `lora merge`), where its parser reads options.
+      if (level_given) args.insert(args.begin() + (!args.empty() && !args[0].empty() && args[0][0] != '-' ? 1 : 0),
+                                   {"--log-level", globals.log_level});
+      return checked_stdout(c->run(args, globals));
     }
     throw usage_error("unknown command '" + name + "' (see moereg --help)");
   } catch (const cli::help_requested&) {

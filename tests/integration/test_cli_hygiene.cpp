@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -322,3 +323,37 @@ TEST(CliHygiene, InspectJsonHasTheModelAndGgufMetadata) {
 }
 
 }  // namespace test_cli_hygiene
+
+// `--log-level` before a command with subcommands reached the subcommand's slot: `moereg
+// --log-level warn moe run ...` said "moe: unknown subcommand '--log-level'".
+TEST(CliHygiene, GlobalLogLevelReachesCommandsWithSubcommands) {
+  auto r = run_moereg("--log-level warn lora inspect /nonexistent/adapter");
+  EXPECT_EQ(r.output.find("unknown subcommand"), std::string::npos) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "/nonexistent/adapter")) << r.output;
+  r = run_moereg("--log-level=warn moe run " + test::fixture("qwen3_moe/hf") + " --layer 1 --input /nonexistent/in.safetensors --output /tmp/o.safetensors");
+  EXPECT_EQ(r.output.find("unknown subcommand"), std::string::npos) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "/nonexistent/in.safetensors")) << r.output;
+  r = run_moereg("--log-level warn plugins list");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// What a command prints reached stdout, or the run fails: a --json summary written to a full
+// disk exited 0 with nothing written, and a closed pipe killed the job by SIGPIPE (exit 141,
+// mid-write when the log went to the pipe, leaving unfinished files behind).
+TEST(CliHygiene, AnUnwritableStdoutIsAFailureNotSilenceOrSigpipe) {
+  // (in sh -c: run_command sends stderr where stdout goes, after the command line)
+  auto r = test::run_command("sh -c '" + std::string(MOEREG_BUILD_DIR) + "/bin/moereg --json inspect " + test::fixture("qwen3_moe/hf") +
+                             " >/dev/full'");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "moereg: error: cannot write to standard output: No space left on device")) << r.output;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);  // no reader: every write to the pipe fails with EPIPE (or raises SIGPIPE)
+  test::temp_dir d;
+  r = test::run_command("sh -c '" + std::string(MOEREG_BUILD_DIR) + "/bin/moereg convert " + test::fixture("qwen3_moe/hf") +
+                        " --to grouped " + (d / "out") + " 1>&" + std::to_string(fds[1]) + "'");
+  ::close(fds[1]);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "cannot write to standard output: Broken pipe (the job itself completed)")) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(d / "out/config.json")) << r.output;
+}
