@@ -152,6 +152,37 @@ TEST(MoeRun, BadInputsAreClearErrors) {
   EXPECT_FALSE(std::filesystem::exists(d / "o2.safetensors"));
 }
 
+// DeepSeek-V2 with n_shared_experts null has no shared expert (transformers builds none);
+// moe run refused it for the family's declared shared-expert tensors. One layer without the
+// shared expert that another layer has is still a damaged checkpoint.
+TEST(MoeRun, AModelWithoutSharedExpertsRunsAndAMissingOneIsNamed) {
+  test::temp_dir d;
+  checkpoint src = checkpoint::open(test::fixture("deepseek_v2/hf"));
+  auto write_without = [&](const std::string& dir, const std::string& dropped) {
+    std::vector<test::tiny_tensor> ts;
+    for (const auto& t : src.tensors())
+      if (t.info->name.find(dropped) == std::string::npos)
+        ts.push_back({t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())});
+    json::value cfg = json::parse(json::dump(src.config()), "config.json");
+    if (dropped == ".mlp.shared_experts.") cfg.set("n_shared_experts", json::value(nullptr));
+    test::write_checkpoint(dir, cfg, ts);
+  };
+  safetensors_file ref(test::fixture("deepseek_v2/moe_block.safetensors"));
+  write_input(d / "in.safetensors", ref, 3, false);
+  write_without(d / "none", ".mlp.shared_experts.");
+  auto r = test::run_moereg("moe run " + (d / "none") + " --layer 1 --backend cpu --input " + (d / "in.safetensors") + " --output " +
+                            (d / "o.safetensors"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(d / "o.safetensors")) << r.output;
+
+  write_without(d / "one", "layers.2.mlp.shared_experts.");
+  r = test::run_moereg("moe run " + (d / "one") + " --layer 2 --backend cpu --input " + (d / "in.safetensors") + " --output " +
+                       (d / "o2.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "layer 2 has no shared expert ('model.layers.2.mlp.shared_experts.gate_proj.weight' and its up and down projections) but layer 1 has one")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d / "o2.safetensors"));
+}
+
 // A router of the wrong shape was blamed on the plugin's routing, naming neither file nor tensor.
 TEST(MoeRun, ARouterOfTheWrongShapeIsNamedByFileAndTensor) {
   test::temp_dir d;

@@ -22,13 +22,16 @@ moereg_tensor_view view_of(const std::byte* data, dtype t, const std::vector<std
   return contiguous_view(data, t, shape);
 }
 
-const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_template& t, int layer) {
+// The tensor `t` names in `layer`, or null when the family declares none or (with
+// `optional`) the checkpoint has none.
+const passthrough_tensor* find_other(const decoded_checkpoint& d, const key_template& t, int layer, bool optional = false) {
   if (t.empty()) return nullptr;
   std::string name = t.format({{"layer", std::to_string(layer)}});
   // A quantized weight is found by the name of the weight it stands for (GPTQ's
   // "...gate_proj.qweight" for "...gate_proj.weight").
   for (const auto& o : d.others)
     if (o.canonical == name || (o.role == quant_role::data && o.quant_key == name)) return &o;
+  if (optional) return nullptr;
   throw error(d.ckpt->path() + ": layer " + std::to_string(layer) + ": the family declares '" + name +
               "' but the checkpoint has no such tensor (in layout '" + d.layout->name + "' naming)");
 }
@@ -211,9 +214,23 @@ class layer_loader {
   // The shared expert, when the family declares one: gate and up packed as one [2Is, H].
   void shared_expert() {
     const moe_block_spec& b = d_.spec->moe_block;
-    const passthrough_tensor* sg = find_other(d_, b.shared_gate_proj, layer_);
-    const passthrough_tensor* su = find_other(d_, b.shared_up_proj, layer_);
-    const passthrough_tensor* sd = find_other(d_, b.shared_down_proj, layer_);
+    // A model may have none (DeepSeek-V2 with n_shared_experts null: transformers builds no
+    // shared expert); all three or none.
+    const passthrough_tensor* sg = find_other(d_, b.shared_gate_proj, layer_, true);
+    const passthrough_tensor* su = find_other(d_, b.shared_up_proj, layer_, true);
+    const passthrough_tensor* sd = find_other(d_, b.shared_down_proj, layer_, true);
+    if (!sg && !su && !sd) {
+      // None here while another MoE layer has one is a damaged checkpoint, not such a model.
+      for (int l : d_.dims.moe_layers)
+        if (l != layer_ && find_other(d_, b.shared_gate_proj, l, true))
+          throw error(d_.ckpt->path() + ": layer " + std::to_string(layer_) + " has no shared expert ('" +
+                      b.shared_gate_proj.format({{"layer", std::to_string(layer_)}}) + "' and its up and down projections) but layer " +
+                      std::to_string(l) + " has one; expected every MoE layer to have one or none");
+      return;
+    }
+    if (!b.shared_gate_proj.empty() && !sg) find_other(d_, b.shared_gate_proj, layer_);  // throws, naming the one missing
+    if (!b.shared_up_proj.empty() && !su) find_other(d_, b.shared_up_proj, layer_);
+    if (!b.shared_down_proj.empty() && !sd) find_other(d_, b.shared_down_proj, layer_);
     if (!sg || !su || !sd) return;
     moereg_moe_weights& w = out_.weights;
     std::int64_t Is = sg->source->info->shape[0];
