@@ -2,6 +2,7 @@
 // Bad input to `moereg convert`: one clear message each, exit 1, no output left behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -97,6 +98,20 @@ TEST(ConvertErrors, RouterOrBiasOfTheWrongShape) {
   ASSERT_EQ(slice.exit_code, 0) << slice.output;
   c = convert(d / "slice" + " --to transformers_v5", d / "out");
   EXPECT_EQ(c.r.exit_code, 0) << c.r.output;
+}
+
+// A config.json of another size makes a problem per layer or tensor; 1200 lines were printed.
+TEST(ConvertErrors, ManyProblemsAreCutToTheFirstTwenty) {
+  test::temp_dir d;
+  auto synth = test::run_moereg("synth " + (d / "in") + " --layers 30");
+  ASSERT_EQ(synth.exit_code, 0) << synth.output;
+  edit_config(d / "in/config.json", "num_experts", json::value(16));
+  auto c = convert(d / "in" + " --to transformers_v5", d / "out");
+  EXPECT_EQ(c.r.exit_code, 1);
+  EXPECT_HAS(c.r.output, "120 problems reading it");  // per layer: three projections missing experts, the router
+  EXPECT_HAS(c.r.output, "\n  ... and 100 more");
+  EXPECT_LT(std::count(c.r.output.begin(), c.r.output.end(), '\n'), 30) << c.r.output;
+  EXPECT_FALSE(c.out_exists);
 }
 
 TEST(ConvertErrors, ConfigDisagreesWithTensors) {

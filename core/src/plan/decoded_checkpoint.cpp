@@ -475,7 +475,11 @@ class decoder {
     std::string msg = ckpt_.path() + ": " + std::to_string(problems_.size()) + " problem" + (problems_.size() > 1 ? "s" : "") +
                       " reading it as family '" + spec_.name + "' layout '" + layout_.name + "'" +
                       (q().quantized() ? " (quantization: " + q().describe() + ")" : "") + ":";
-    for (const auto& p : problems_) msg += "\n  " + p;
+    // The first ones: a checkpoint read with the wrong config has a problem per tensor, and a
+    // thousand lines bury the cause (the first lines usually show it).
+    constexpr std::size_t shown = 20;
+    for (std::size_t i = 0; i < problems_.size() && i < shown; ++i) msg += "\n  " + problems_[i];
+    if (problems_.size() > shown) msg += "\n  ... and " + std::to_string(problems_.size() - shown) + " more";
     throw error(msg);
   }
 
