@@ -199,6 +199,8 @@ std::vector<bool> shards_to_skip(const std::string& out, const std::vector<shard
   auto old = resume_log::load(out);
   if (!old && fs::exists(fs::path(out) / "config.json"))  // written last but the index: a finished job
     throw error(out + ": nothing to resume: the conversion into it completed (its resume log is removed then)");
+  if (!old && fs::exists(fs::path(out) / ep_record_name))
+    throw error(out + ": holds the slices of a --ep job (" + ep_record_name + " records it): resume it with the same --ep N");
   if (!old) throw error(out + ": nothing to resume (no " + resume_log::file_name + "; it is written when a conversion starts)");
   if (old->fingerprint != log.fingerprint) {
     std::string differ;
@@ -263,12 +265,16 @@ gguf_metadata checked_gguf_metadata(const model_session& s, const layout_spec& t
   return md;
 }
 
+}  // namespace
+
 // The sources by identity, not only by path: a resume from files changed since is refused.
 void identify_sources(const checkpoint& ckpt, resume_log& log) {
   for (const auto& f : ckpt.files()) log.sources[fs::weakly_canonical(f->path()).string()] = resume_log::identify(f->path(), f->data_offset());
   if (!ckpt.config_path().empty() && fs::is_regular_file(ckpt.config_path()))
     log.sources.try_emplace(fs::weakly_canonical(ckpt.config_path()).string(), resume_log::identify(ckpt.config_path(), ~std::uint64_t{0}));
 }
+
+namespace {
 
 // One conversion job, phase by phase: planned when made; then either described (a dry run)
 // or written - the output opened (locked, what a resume keeps, this process's shards), the

@@ -10,6 +10,7 @@
 
 #include "moereg/app/convert.h"
 #include "moereg/app/lora.h"
+#include "moereg/checkpoint/resume_log.h"
 #include "moereg/plan/conversion_plan.h"
 #include "session.h"
 
@@ -35,6 +36,12 @@ struct job_partition;
 // request.output (expert_parallel.h); request.expert_parallel is then ignored. part: this
 // process's share of a job several processes run together (job_partition.h); only its rank 0
 // writes the configuration and the index, and fills the report's totals.
+// Records the identity of every file of `ckpt` (its shards and config.json) in log.sources.
+void identify_sources(const checkpoint& ckpt, resume_log& log);
+
+// An --ep job's record in OUT (expert_parallel.cpp): its options and sources.
+inline constexpr const char* ep_record_name = ".moereg-ep.json";
+
 convert_report run_conversion(const convert_request& request, const plan_editor& edit, const ep_slice* slice = nullptr,
                               const job_partition* part = nullptr);
 

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "expert_parallel.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "convert_job.h"
 #include "moereg/base/error.h"
@@ -109,15 +115,72 @@ json::value expert_range_config(const json::value& config, const model_dims& dim
   return cfg;
 }
 
+namespace {
+
+// What an --ep job is: its options and its sources' identity. Recorded in OUT when the job
+// starts; a --resume compares itself with it before it keeps any slice, because a complete
+// slice keeps no resume log of its own (a resume from another source, layout or N kept the
+// complete slices of the old job beside new ones, exit 0).
+resume_log ep_record(const convert_request& r) {
+  model_session s = open_session({r.source, r.family, r.from, r.to, r.plugin_paths});
+  ep_expert_range(s.dims, {0, r.expert_parallel});  // refuses an uneven split before anything is made
+  resume_log rec;
+  rec.fingerprint = "ep";
+  rec.options = {{"source", fs::weakly_canonical(r.source).string()},
+                 {"--ep", std::to_string(r.expert_parallel)},
+                 {"--to", r.to.empty() ? "(the source's layout)" : r.to},
+                 {"--dtype", r.to_bf16 ? "bf16" : r.to_f32 ? "f32" : "(as stored)"},
+                 {"--shard-size", r.shard_size ? std::to_string(*r.shard_size) + " bytes" : "(default)"}};
+  identify_sources(*s.ckpt, rec);
+  return rec;
+}
+
+void check_ep_record(const convert_request& r, const resume_log& now) {
+  const std::optional<resume_log> old = resume_log::load(r.output, ep_record_name);
+  if (!old) {
+    for (const auto& de : fs::directory_iterator(r.output))
+      if (de.path().filename().string().rfind("ep-", 0) == 0)
+        throw error(r.output + ": its --ep slices have no record of the job that wrote them (" + ep_record_name +
+                    ", written since moereg 0.1 session 29), so a resume cannot check them against this command; convert into a "
+                    "new directory");
+    return;
+  }
+  std::string differ;
+  for (const auto& [k, v] : now.options)
+    if (auto it = old->options.find(k); it == old->options.end() || it->second != v)
+      differ += (differ.empty() ? "" : ", ") + k + " was " + (it == old->options.end() ? "none" : it->second) + ", now " + v;
+  if (!differ.empty())
+    throw error(r.output + ": the interrupted --ep job had other options (" + differ +
+                "); resume it with the same options, or convert into a new directory");
+  old->check_sources(now);
+}
+
+}  // namespace
+
 bool prepare_ep_output(const convert_request& r) {
   if (r.experts) throw usage_error("convert: --ep N writes expert ranges of its own; it does not combine with --experts A:B");
-  if (r.dry_run || r.resume) return false;
+  if (r.dry_run) return false;
   std::error_code ec;
   const bool exists = fs::exists(r.output, ec);
+  const resume_log rec = ep_record(r);
+  if (r.resume) {
+    if (!exists) throw error(r.output + ": nothing to resume (it does not exist)");
+    check_ep_record(r, rec);
+    if (!fs::exists(fs::path(r.output) / ep_record_name)) rec.save(r.output, ep_record_name);
+    return false;
+  }
   if (exists && !(fs::is_directory(r.output, ec) && fs::is_empty(r.output, ec)))
     throw error(r.output + ": exists and is not an empty directory (expected a new directory for the --ep slices, or --resume)");
-  // Not made here: each slice's writer makes OUT/ep-r-of-N with its parents once its plan
-  // holds, so a refused plan (an uneven split) leaves nothing behind on any rank.
+  fs::create_directories(r.output);
+  // Made exclusively: of two --ep jobs started into one empty OUT, the second is refused here
+  // (each slice has its own lock, but two jobs of different N write different slices).
+  const fs::path marker = fs::path(r.output) / ep_record_name;
+  const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw error(r.output + ": " + (errno == EEXIST ? std::string("another --ep job started writing into it") : std::strerror(errno)) +
+                " (" + ep_record_name + ")");
+  ::close(fd);
+  rec.save(r.output, ep_record_name);
   return !exists;
 }
 
@@ -156,13 +219,18 @@ convert_report convert_ep_slices(const convert_request& r, int rank, int ranks) 
 
 convert_report convert_expert_parallel(const convert_request& r) {
   const bool new_out = prepare_ep_output(r);
-  // A slice that fails removes what it made; OUT goes too if it was new and nothing is left.
+  // A slice that fails removes what it made; OUT goes too if it was new and nothing but the
+  // job's record is left.
   struct remove_if_empty {
     const std::string& dir;
     bool armed;
     ~remove_if_empty() {
       std::error_code ec;
-      if (armed && fs::is_directory(dir, ec) && fs::is_empty(dir, ec) && !ec) fs::remove(dir, ec);
+      if (!armed || !fs::is_directory(dir, ec)) return;
+      for (const auto& de : fs::directory_iterator(dir, ec))
+        if (de.path().filename() != ep_record_name) return;
+      fs::remove(fs::path(dir) / ep_record_name, ec);
+      fs::remove(dir, ec);
     }
   } cleanup{r.output, new_out};
   return convert_ep_slices(r, 0, 1);

@@ -205,3 +205,46 @@ TEST(LaunchCheck, SeveralCopiesUnderALauncherAreRefused) {
 }
 
 }  // namespace test_expert_parallel
+
+// A complete slice keeps no resume log, and --resume kept it without a check: a resume from
+// another source, layout or N completed an OUT of mixed slices with exit 0. OUT's record of
+// the job (.moereg-ep.json) is checked before any slice is kept.
+TEST(ExpertParallel, AResumeWithAnotherSourceLayoutOrNIsRefused) {
+  test::temp_dir d;
+  const std::string qwen = test::fixture("qwen3_moe/hf"), out = d / "ep";
+  auto r = test::run_moereg("convert " + qwen + " " + out + " --to transformers_v5 --ep 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(std::filesystem::exists(out + "/.moereg-ep.json"));
+  // As an interrupted job leaves it: slice 0 complete, slice 1 not started.
+  std::filesystem::remove_all(out + "/ep-1-of-2");
+  std::filesystem::copy(qwen, d / "other", std::filesystem::copy_options::recursive);
+  struct refusal {
+    std::string args, says;
+  };
+  for (const refusal& x : std::vector<refusal>{
+           {(d / "other") + " " + out + " --to transformers_v5 --ep 2", "source was " + std::filesystem::weakly_canonical(qwen).string()},
+           {qwen + " " + out + " --to grouped --ep 2", "--to was transformers_v5, now grouped"},
+           {qwen + " " + out + " --to transformers_v5 --ep 4", "--ep was 2, now 4"}}) {
+    r = test::run_moereg("convert " + x.args + " --resume");
+    EXPECT_EQ(r.exit_code, 1) << x.args << "\n" << r.output;
+    EXPECT_TRUE(test::contains(r.output, "the interrupted --ep job had other options (")) << r.output;
+    EXPECT_TRUE(test::contains(r.output, x.says)) << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(out + "/ep-0-of-4"));
+  EXPECT_FALSE(std::filesystem::exists(out + "/ep-1-of-2"));
+  // Without --ep, the resume says what OUT holds.
+  r = test::run_moereg("convert " + qwen + " " + out + " --to transformers_v5 --resume");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "holds the slices of a --ep job (.moereg-ep.json records it): resume it with the same --ep N"))
+      << r.output;
+  // The same job resumes, and equals an uninterrupted one.
+  r = test::run_moereg("convert " + qwen + " " + out + " --to transformers_v5 --ep 2 --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("convert " + qwen + " " + (d / "whole") + " --to transformers_v5 --ep 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (int k = 0; k < 2; ++k) {
+    const std::string s = "/ep-" + std::to_string(k) + "-of-2";
+    auto v = test::run_moereg("verify " + out + s + " " + (d / "whole") + s);
+    EXPECT_EQ(v.exit_code, 0) << v.output;
+  }
+}
