@@ -13,6 +13,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -306,10 +307,31 @@ class conversion_job {
     // A layout with container: gguf is written as one .gguf (OUT/<stem>.gguf, config.json beside it).
     for (const auto& t : plan_.outputs) specs_.push_back(t.spec);
     if (to_gguf_ && r.shard_size) throw usage_error("--shard-size: layout '" + target_->name + "' writes one .gguf file, which is not sharded");
-    if (to_gguf_) gguf_md_ = checked_gguf_metadata(s_, *target_, specs_);
+    if (to_gguf_) {
+      gguf_md_ = checked_gguf_metadata(s_, *target_, specs_);
+      if (std::vector<gguf_value> kept = f32_as_stored(); !kept.empty())
+        gguf_md_.emplace_back(gguf_f32_as_stored_key, gguf_value::array(gguf_type::string, std::move(kept)));
+    }
     // Shards are written in parallel, so the default cut (transformers' 5 GB) also helps speed.
     wo_.shard_size = r.shard_size.value_or(5'000'000'000ull);
     wo_.file_stem = target_->file_stem;
+  }
+
+  // A .gguf's F32 tensors that were F32 in the source and that a reader would take for
+  // llama.cpp's widening of a BF16 one (gguf_family.h): a bf16 model's F32 router or bias.
+  std::vector<gguf_value> f32_as_stored() const {
+    std::set<const checkpoint::entry*> widened;  // a .gguf source's F32 tensors read as BF16
+    for (const auto& p : src_.others)
+      if (p.narrow_to) widened.insert(p.source);
+    std::vector<gguf_value> names;
+    for (const auto& o : plan_.outputs) {
+      const stored_output* st = o.stored();
+      if (!st || st->cast_from || st->ggml_decode || o.spec.type != dtype::F32 || st->source->info->type != dtype::F32 ||
+          widened.count(st->source))
+        continue;
+      if (gguf_wants_f32(s_.spec, {o.spec.name, dtype::BF16, o.spec.shape})) names.push_back(gguf_value::string(o.spec.name));
+    }
+    return names;
   }
 
   // The plan, and the shards it would make; nothing written.

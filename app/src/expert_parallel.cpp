@@ -141,7 +141,7 @@ void check_ep_record(const convert_request& r, const resume_log& now) {
     for (const auto& de : fs::directory_iterator(r.output))
       if (de.path().filename().string().rfind("ep-", 0) == 0)
         throw error(r.output + ": its --ep slices have no record of the job that wrote them (" + ep_record_name +
-                    ", written since moereg 0.1 session 29), so a resume cannot check them against this command; convert into a "
+                    "; outputs of moereg before session 29 have none), so a resume cannot check them against this command; convert into a "
                     "new directory");
     return;
   }

@@ -15,6 +15,7 @@
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/gguf/gguf_tensor_file.h"
 #include "moereg/gguf/gguf_writer.h"
+#include "quant_support.h"
 #include "test_support.h"
 
 using namespace moereg;
@@ -90,6 +91,38 @@ TEST(GgufCheckpoint, HfToGgufToTransformersV5AndBackIsBitExact) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     test::expect_same_tensors(d / "hf/model.safetensors", hf + "/model.safetensors");
     EXPECT_EQ(test::read_bytes(d / "hf/config.json"), test::read_bytes(hf + "/config.json"));
+  }
+}
+
+// A bf16 model's F32 router (or DeepSeek's F32 selection bias) looked, in the .gguf moereg
+// wrote, like llama.cpp's widening of a BF16 tensor, and came back BF16: silently when its
+// values fit BF16, else refused ("not exactly representable in BF16"). The .gguf lists such
+// tensors (moereg.f32_as_stored), and they come back F32, bit for bit.
+TEST(GgufCheckpoint, ABf16ModelsF32RouterComesBackF32) {
+  test::temp_dir d;
+  checkpoint hf = checkpoint::open(test::fixture("qwen3_moe/hf"));
+  std::vector<test::tiny_tensor> ts;
+  for (const auto& t : hf.tensors()) {
+    test::tiny_tensor x{t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())};
+    if (x.name.find(".mlp.gate.weight") != std::string::npos) {  // the router, as F32 values BF16 cannot hold
+      x.type = dtype::F32;
+      x.bytes.resize(t.info->numel() * 4);
+      for (std::size_t i = 0; i < t.info->numel(); ++i) {
+        const float v = 0.1f + 1e-4f * static_cast<float>(i % 97);
+        std::memcpy(x.bytes.data() + 4 * i, &v, 4);
+      }
+    }
+    ts.push_back(std::move(x));
+  }
+  test::write_checkpoint(d / "src", hf.config(), ts);
+  auto r = test::run_moereg("convert " + (d / "src") + " " + (d / "g") + " --to gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const std::string in : {d / "g", d / "g/model.gguf"}) {  // with its config.json, and alone
+    fs::remove_all(d / "back");
+    r = test::run_moereg("convert " + in + " " + (d / "back") + " --to hf");
+    ASSERT_EQ(r.exit_code, 0) << in << "\n" << r.output;
+    r = test::run_moereg("verify " + (d / "src") + " " + (d / "back"));
+    EXPECT_EQ(r.exit_code, 0) << in << "\n" << r.output;
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -321,12 +322,23 @@ class decoder {
       }
       // llama.cpp's converter widens a bf16 model's norms, routers and 1-D tensors to F32.
       if (layout_.container == "gguf" && p.source->info->type == dtype::F32 && !p.source->info->ggml_blocks &&
-          model_is_bf16(ckpt_.config())) {
+          model_is_bf16(ckpt_.config()) && !f32_as_stored(name)) {
         tensor_spec as_bf16{name, dtype::BF16, p.source->info->shape};
         if (gguf_wants_f32(spec_, as_bf16)) p.narrow_to = dtype::BF16;
       }
       out_.others.push_back(std::move(p));
     }
+  }
+
+  // Whether the .gguf says it holds `name` as F32 because its source did (gguf_family.h).
+  bool f32_as_stored(const std::string& name) {
+    if (!f32_as_stored_) {
+      f32_as_stored_.emplace();
+      if (const gguf_file* g = ckpt_.gguf())
+        if (const gguf_value* v = g->find(gguf_f32_as_stored_key); v && v->type() == gguf_type::array && v->element_type() == gguf_type::string)
+          for (std::string_view n : v->string_items()) f32_as_stored_->emplace(n);
+    }
+    return f32_as_stored_->count(name) > 0;
   }
 
   // Tensors the layout stores cut per head (its `splits`) are joined into views of the
@@ -497,6 +509,7 @@ class decoder {
   std::vector<std::map<int, std::map<int, const checkpoint::entry*>>> found_;  // [entry][layer][expert or -1]
   std::optional<dtype> expert_type_;                       // the first expert's
   std::map<const expert_entry*, const tensor_info*> entry_type_;  // per entry: a tensor of its most common type
+  std::optional<std::set<std::string>> f32_as_stored_;  // read on first use
   std::set<std::string> misshapen_;  // expert tensors of the wrong shape or type (reported once, not also as missing)
   bool mixed_types_ = false;                                 // entries of different types
   std::vector<std::string> problems_;

@@ -51,6 +51,12 @@ gguf_metadata gguf_output_metadata(const family_spec& spec, const json::value& c
 // Whether a BF16/F16 tensor is written F32 in a .gguf for this family, as llama.cpp's converter
 // does (its CPU ops take norms, routers and 1-D tensors only as F32): 1-D tensors, names
 // ending in _norm.weight or not in .weight, and the family's gguf.f32 names. Widening is exact.
+// A .gguf moereg writes lists, under this key (a STRING array), the tensors it holds as F32
+// because the source held them as F32, where llama.cpp's converter would have widened a BF16
+// tensor: a bf16 model's F32 router or selection bias. Reading the .gguf, those keep F32;
+// other such F32 tensors of a bf16 model are narrowed back to the BF16 they were widened from.
+inline constexpr const char* gguf_f32_as_stored_key = "moereg.f32_as_stored";
+
 bool gguf_wants_f32(const family_spec& spec, const tensor_spec& tensor);
 
 }  // namespace moereg
