@@ -95,6 +95,33 @@ TEST(QuantFp8Conversions, TransformersV5BackToHfReproducesTheFixture) {
   EXPECT_EQ(back.find("model.layers.1.mlp.experts.3.down_proj.weight_scale_inv")->info->shape, (std::vector<std::int64_t>{2}));
 }
 
+// DeepSeek's hub files keep per-expert block scales 2-D ([ceil(out/128), ceil(in/128)]); where
+// one of those is 1, an hf -> hf copy squeezed them to 1-D (not bit for bit). A one-expert 2-D
+// source scale keeps its shape now; through a stacked layout it comes back 1-D (documented).
+TEST(QuantFp8Conversions, TwoDimensionalPerExpertScalesKeepTheirShapeInAPerExpertCopy) {
+  test::temp_dir d;
+  checkpoint hf = checkpoint::open(test::fixture(fp8_hf));
+  std::vector<test::tiny_tensor> ts;
+  for (const auto& t : hf.tensors()) {
+    test::tiny_tensor x{t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())};
+    const std::string tail = "_scale_inv";
+    if (x.name.find(".mlp.experts.") != std::string::npos && x.name.size() > tail.size() &&
+        x.name.compare(x.name.size() - tail.size(), tail.size(), tail) == 0) {
+      const auto& w = hf.find(x.name.substr(0, x.name.size() - tail.size()))->info->shape;
+      x.shape = {(w[0] + 127) / 128, (w[1] + 127) / 128};  // as the hub writes them: [1, 2] or [2, 1]
+    }
+    ts.push_back(std::move(x));
+  }
+  test::write_checkpoint(d / "src", hf.config(), ts);
+  auto r = test::run_moereg("convert " + (d / "src") + " " + (d / "copy") + " --to hf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("verify " + (d / "src") + " " + (d / "copy"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  checkpoint copy = checkpoint::open(d / "copy");
+  EXPECT_EQ(copy.find("model.layers.1.mlp.experts.3.down_proj.weight_scale_inv")->info->shape, (std::vector<std::int64_t>{2, 1}));
+  EXPECT_EQ(copy.find("model.layers.1.mlp.experts.3.gate_proj.weight_scale_inv")->info->shape, (std::vector<std::int64_t>{1, 2}));
+}
+
 TEST(QuantFp8Conversions, EveryLayoutRoundTripsBitExact) {
   checkpoint hf = checkpoint::open(test::fixture(fp8_hf));
   family_spec spec = test::spec_for(hf);

@@ -84,7 +84,12 @@ output_tensor scale_output(const decoded_checkpoint& src, const layout_spec& tar
   if (e.stacked) spec.shape.push_back(static_cast<std::int64_t>(weight.slots.size()));
   if (o.transpose) spec.shape.insert(spec.shape.end(), {o.cols, o.rows_total});
   else spec.shape.insert(spec.shape.end(), {o.rows_total, o.cols});
-  if (!e.stacked && target.squeeze_expert_scales && q.scheme == quant_scheme::fp8)
+  // A one-expert 2-D source scale keeps its shape (a copy into the same per-expert form is
+  // bit for bit); a squeezed or stacked one is written as the target says.
+  const tensor_info& first = *o.slots.front().front().source->info;
+  const bool two_d_source = o.slots.size() == 1 && weight.slots.size() == 1 && o.slots.front().size() == 1 &&
+                            first.shape.size() == 2 && first.shape[0] * first.shape[1] == o.rows_total * o.cols;
+  if (!e.stacked && target.squeeze_expert_scales && q.scheme == quant_scheme::fp8 && !two_d_source)
     spec.shape.erase(std::remove(spec.shape.begin(), spec.shape.end(), 1), spec.shape.end());
   out.origin = "scales of " + weight_name + " (" + o.slots.front().front().source->info->name +
              (o.slots.front().size() > 1 || weight.slots.size() > 1 ? ", ..." : "") + ")";
