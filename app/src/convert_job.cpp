@@ -263,6 +263,30 @@ gguf_metadata checked_gguf_metadata(const model_session& s, const layout_spec& t
   gguf_metadata md = gguf_output_metadata(s.spec, s.ckpt->config(), s.ckpt->config_path(), s.ckpt->gguf(), specs,
                                           s.ckpt->is_directory() ? s.ckpt->path() : std::string(), &skipped);
   if (!skipped.empty()) spdlog::warn("{}; the .gguf gets no tokenizer (tokenizer.ggml.model \"none\")", skipped);
+  // Dense layers made by a config field that no metadata key of the family carries: the
+  // .gguf reads back with its config.json beside it, but not alone (its layers would all be
+  // MoE), and llama.cpp's architecture expects experts in every layer.
+  const moe_layer_rule& ml = s.spec.moe_layers;
+  auto carried = [&](const std::string& field) {
+    for (const auto& r : s.spec.gguf.metadata)
+      if (std::find(r.config.begin(), r.config.end(), field) != r.config.end()) return true;
+    return false;
+  };
+  const json::value& cfg = s.ckpt->config();
+  std::string uncarried;
+  auto note = [&](const std::string& field, bool makes_dense) {
+    if (makes_dense && !carried(field)) uncarried += (uncarried.empty() ? "" : ", ") + field;
+  };
+  if (!ml.dense_layers.empty())
+    if (const json::value* v = cfg.find_path(ml.dense_layers); v && v->is_array() && !v->as_array().empty()) note(ml.dense_layers, true);
+  for (const config_value* c : {&ml.sparse_step, &ml.first_dense})
+    for (const auto& f : c->fields)
+      if (const json::value* v = cfg.find_path(f); v && v->is_number())
+        note(f, c == &ml.sparse_step ? v->as_double() > 1 : v->as_double() > 0);
+  if (!uncarried.empty())
+    spdlog::warn("{}: its dense layers (config.json {}) are not recorded in the .gguf's metadata: the .gguf reads back only with "
+                 "the config.json written beside it, and llama.cpp's {} expects experts in every layer",
+                 s.ckpt->path(), uncarried, s.spec.gguf.architecture);
   return md;
 }
 

@@ -12,6 +12,7 @@
 
 #include "conversion_support.h"
 #include "moereg/base/error.h"
+#include "moereg/base/json.h"
 #include "moereg/gguf/gguf_family.h"
 #include "moereg/gguf/gguf_tensor_file.h"
 #include "moereg/gguf/gguf_writer.h"
@@ -124,6 +125,37 @@ TEST(GgufCheckpoint, ABf16ModelsF32RouterComesBackF32) {
     r = test::run_moereg("verify " + (d / "src") + " " + (d / "back"));
     EXPECT_EQ(r.exit_code, 0) << in << "\n" << r.output;
   }
+}
+
+// A qwen3_moe model with dense layers (mlp_only_layers) made a .gguf whose metadata cannot say
+// so: it read back only with its config.json, and alone failed as "no layout matches". Writing
+// it warns, saying why.
+TEST(GgufCheckpoint, DenseLayersTheMetadataCannotCarryAreWarnedAbout) {
+  test::temp_dir d;
+  checkpoint hf = checkpoint::open(test::fixture("qwen3_moe/hf"));
+  std::vector<test::tiny_tensor> ts;
+  for (const auto& t : hf.tensors()) {
+    if (t.info->name.rfind("model.layers.0.mlp.", 0) == 0) continue;  // layer 0: experts and router out
+    ts.push_back({t.info->name, t.info->type, t.info->shape, std::vector<std::byte>(t.data(), t.data() + t.info->nbytes())});
+  }
+  const std::int64_t H = 64, I = 96;
+  for (const auto& [proj, shape] : std::vector<std::pair<std::string, std::vector<std::int64_t>>>{
+           {"gate", {I, H}}, {"up", {I, H}}, {"down", {H, I}}})
+    ts.push_back({"model.layers.0.mlp." + proj + "_proj.weight", dtype::BF16, shape, std::vector<std::byte>(static_cast<std::size_t>(H * I * 2))});
+  json::value cfg = json::parse(json::dump(hf.config()), "config.json");
+  cfg.set("mlp_only_layers", json::value(json::array{json::value(0)}));
+  test::write_checkpoint(d / "src", cfg, ts);
+  auto r = test::run_moereg("convert " + (d / "src") + " " + (d / "g") + " --to gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "its dense layers (config.json mlp_only_layers) are not recorded in the .gguf's metadata")) << r.output;
+  r = test::run_moereg("convert " + (d / "g") + " " + (d / "back") + " --to hf");  // with its config.json
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_moereg("verify " + (d / "src") + " " + (d / "back"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // A model without dense layers says nothing of the kind.
+  r = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + (d / "g2") + " --to gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(test::contains(r.output, "dense layers")) << r.output;
 }
 
 TEST(GgufCheckpoint, WrittenFileHasLlamaCppNamesShapesAndMetadata) {
