@@ -245,6 +245,48 @@ TEST(AppApi, ASourceWrittenDuringTheJobFailsItInsteadOfCompletingAMixedOutput) {
   }
 }
 
+// A user deleted a running job's "stale" lock, a second job took the directory, and the first,
+// failing, removed the shards it had completed and the second's lock, and rmdir'ed OUT once it
+// was empty: all progress lost. A writer whose lock file is gone stops at its next shard and
+// removes nothing it completed; --resume then finishes the output.
+namespace app_api_lock_lost {
+std::string lock_path;
+bool removed = false;
+void remove_lock_once(const char* point) {
+  if (std::string_view(point) != "shard-done" || removed) return;
+  removed = true;
+  std::filesystem::remove(lock_path);
+}
+}  // namespace app_api_lock_lost
+
+TEST(AppApi, AJobWhoseLockIsDeletedStopsAndKeepsItsShards) {
+  namespace ll = app_api_lock_lost;
+  test::temp_dir d;
+  app::convert_request req;
+  req.source = test::fixture("deepseek_v3/hf");
+  req.output = d / "out";
+  req.to = "transformers_v5";
+  req.shard_size = 60'000;
+  req.threads = 1;
+  ll::lock_path = req.output + "/.moereg-lock";
+  ll::removed = false;
+  set_test_stop_hook(&ll::remove_lock_once);
+  auto r = app::convert(req);
+  set_test_stop_hook(nullptr);
+  ASSERT_TRUE(ll::removed);
+  ASSERT_FALSE(r.ok()) << "completed without its lock";
+  EXPECT_NE(r.error().message.find("was removed or replaced while this job wrote into it"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(fs::exists(req.output + "/model-00001-of-00007.safetensors")) << "the first shard was removed";
+  EXPECT_FALSE(fs::exists(req.output + "/config.json"));
+  req.resume = true;
+  r = app::convert(req);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_GE(r.value().resumed_shards, 1u);
+  auto v = app::verify({req.output, test::fixture("deepseek_v3/transformers_v5.safetensors"), {}});
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_TRUE(v.value().equal);
+}
+
 TEST(AppApi, DryRunListsThePlanAndWritesNothing) {
   test::temp_dir d;
   app::convert_request req;

@@ -91,6 +91,7 @@ tensor_sink& checkpoint_writer::open_shard(std::size_t i, const std::map<std::st
 }
 
 void checkpoint_writer::commit_shard(std::size_t i) {
+  refuse_if_lock_lost();
   std::unique_ptr<tensor_sink> w;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -172,7 +173,25 @@ void checkpoint_writer::finish(bool write_index) {
   lock_.release(false);
 }
 
+void checkpoint_writer::refuse_if_lock_lost() const {
+  if (!lock_.held())
+    throw error(out_dir_ + ": its lock file " + output_lock::file_name +
+                " was removed or replaced while this job wrote into it, so another process may be writing there now; this "
+                "job stops and leaves the shards it completed (never delete the lock of a running job; once no moereg writes "
+                "there, --resume finishes it)");
+}
+
 void checkpoint_writer::abort() noexcept {
+  if (!lock_.held()) {
+    // Another process took the directory: what this one completed stays for it (or for
+    // --resume), and its lock file is not ours to remove.
+    open_.clear();  // this job's temporary files
+    sealed_.reset();
+    created_.clear();
+    finished_ = true;
+    lock_.release(false);
+    return;
+  }
   open_.clear();  // each open writer deletes its temporary file
   sealed_.reset();
   std::error_code ec;

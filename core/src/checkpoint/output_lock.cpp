@@ -113,11 +113,20 @@ bool output_lock::dir_is_empty() const {
   return true;
 }
 
+bool output_lock::held() const noexcept {
+  if (fd_ < 0) return true;
+  struct stat mine {}, there {};
+  if (::fstat(fd_, &mine) != 0) return true;  // cannot tell: assume ours
+  return ::stat(path_.c_str(), &there) == 0 && there.st_dev == mine.st_dev && there.st_ino == mine.st_ino;
+}
+
 void output_lock::release(bool remove_empty_dir) noexcept {
   if (fd_ < 0) return;
-  // Unlink while still locked: whoever opened the file meanwhile sees it is gone (above).
-  ::unlink(path_.c_str());
-  if (remove_empty_dir && created_dir_) ::rmdir(dir_.c_str());  // fails, harmlessly, unless empty
+  if (held()) {
+    // Unlink while still locked: whoever opened the file meanwhile sees it is gone (above).
+    ::unlink(path_.c_str());
+    if (remove_empty_dir && created_dir_) ::rmdir(dir_.c_str());  // fails, harmlessly, unless empty
+  }
   ::close(fd_);
   fd_ = -1;
 }

@@ -93,7 +93,9 @@ class checkpoint_writer {
   // shard or write_index), remove the bookkeeping files and release the lock.
   void finish(bool write_index);
 
-  // Remove everything this writer created and release the lock.
+  // Remove everything this writer created and release the lock; if its lock file was removed
+  // or replaced meanwhile (another process may own the directory now), remove only its
+  // temporary files.
   void abort() noexcept;
 
   // Stop, keeping what a later --resume can use: committed shards and bookkeeping files stay,
@@ -101,6 +103,9 @@ class checkpoint_writer {
   void keep_for_resume() noexcept;
 
  private:
+  // Throws when the lock file is no longer this writer's (output_lock::held).
+  void refuse_if_lock_lost() const;
+
   std::string out_dir_;
   output_lock lock_;
   mapping_fault_guard fault_guard_;

@@ -44,8 +44,14 @@ class output_lock {
   // Whether `dir` holds nothing but the lock file.
   bool dir_is_empty() const;
 
+  // Whether the lock file at dir/.moereg-lock is still the one this lock holds: a user who
+  // deletes a "stale" lock while the job runs lets a second process take a new one. (A
+  // joined lock holds none: true.)
+  bool held() const noexcept;
+
   // Removes the lock file and unlocks. With remove_empty_dir, also removes the directory if
   // this lock created it and it is empty now (never anything else). Idempotent, noexcept.
+  // A lock no longer held() removes nothing: the file there is another process's.
   void release(bool remove_empty_dir) noexcept;
 
  private:
