@@ -114,6 +114,19 @@ TEST(ConvertErrors, ManyProblemsAreCutToTheFirstTwenty) {
   EXPECT_FALSE(c.out_exists);
 }
 
+// Two config.json fields for E that disagree: the first the family lists is read, and the
+// messages now name the other (it said only "missing expert tensors ... E=16").
+TEST(ConvertErrors, DisagreeingSizeFieldsAreNamed) {
+  test::temp_dir d;
+  rewrite_fixture(test::fixture("qwen3_moe/hf"), d / "in", "");
+  edit_config(d / "in/config.json", "num_experts", json::value(16));
+  edit_config(d / "in/config.json", "num_local_experts", json::value(8));
+  auto c = convert(d / "in" + " --to transformers_v5", d / "out");
+  EXPECT_EQ(c.r.exit_code, 1);
+  EXPECT_HAS(c.r.output, "E = 16 from `num_experts` (also in config.json: `num_local_experts` says 8)");
+  EXPECT_FALSE(c.out_exists);
+}
+
 TEST(ConvertErrors, ConfigDisagreesWithTensors) {
   test::temp_dir d;
   rewrite_fixture(test::fixture("qwen3_moe/hf"), d / "in", "");

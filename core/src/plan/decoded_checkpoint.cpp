@@ -401,7 +401,7 @@ class decoder {
       for (std::size_t j = 0; j < missing.size() && j < 8; ++j) list += (j ? ", " : "") + missing[j];
       if (missing.size() > 8) list += ", ... (" + std::to_string(missing.size()) + " in all)";
       problem("layer " + std::to_string(l) + ": missing expert tensor" + (missing.size() > 1 ? "s " : " ") + list + " (layout '" +
-              layout_.name + "', E=" + std::to_string(dims_.E) + ")");
+              layout_.name + "', " + dims_.explain({"E"}) + ")");
     }
   }
 

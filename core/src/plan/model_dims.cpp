@@ -22,6 +22,7 @@ std::string model_dims::explain(const std::vector<std::string>& symbols) const {
     auto it = fields.find(sym);
     s += (s.empty() ? "" : ", ") + sym + " = " + std::to_string(v) +
          (it == fields.end() ? std::string() : " from `" + it->second + "`");
+    if (auto o = disagreeing.find(sym); o != disagreeing.end()) s += " (also in config.json: " + o->second + ")";
   }
   return s + " in " + (config_path.empty() ? std::string("config") : config_path);
 }
@@ -68,8 +69,16 @@ model_dims read_dims(const family_spec& spec, const json::value& config, const s
   d.H = need_dim(spec, config, path, "H");
   d.I = need_dim(spec, config, path, "I");
   if (spec.dims.count("K")) d.K = need_dim(spec, config, path, "K");
-  for (const auto& [sym, v] : spec.dims)
-    if (std::string f = field_used(v, config); !f.empty()) d.fields[sym] = f;
+  for (const auto& [sym, v] : spec.dims) {
+    const std::string f = field_used(v, config);
+    if (f.empty()) continue;
+    d.fields[sym] = f;
+    const json::value* used = config.find_path(f);
+    for (const auto& other : v.fields)
+      if (const json::value* x = config.find_path(other); other != f && x && x->is_number() && used->is_number() &&
+                                                          x->as_double() != used->as_double())
+        d.disagreeing[sym] += (d.disagreeing[sym].empty() ? "" : ", ") + ("`" + other + "` says " + number_text(x->as_double()));
+  }
   if (d.K > d.E)
     throw error(path + ": " + fields_of(spec.dims.at("K")) + " = " + std::to_string(d.K) + " (K, experts per token) is more than " +
                 fields_of(spec.dims.at("E")) + " = " + std::to_string(d.E) + " (E, experts), expected K <= E");

@@ -54,6 +54,9 @@ struct model_dims {
   // The config.json field each symbol was read from ("I" -> "moe_intermediate_size"), and
   // the file: shape errors name them ("I = 24 from `moe_intermediate_size` in config.json").
   std::map<std::string, std::string> fields;
+  // Other fields of a symbol that config.json also has, with another value: "`num_local_experts`
+  // says 5" (the first present field is the one read; explain() names the rest).
+  std::map<std::string, std::string> disagreeing;
   std::string config_path;
   // "E = 8 from `num_experts`, I = 24 from `moe_intermediate_size` in /m/config.json" for the
   // symbols given, in that order.
