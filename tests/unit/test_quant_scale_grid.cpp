@@ -140,6 +140,20 @@ TEST(QuantScaleGrid, FusingGateAndUpNeedsWholeBlocks) {
   EXPECT_NE(message_of([&] { concat_rows("t", gate, chan); }).find("expected the same scale layout"), std::string::npos);
 }
 
+// A DeepSeek block scale of a matrix no larger than one block is a single value: it was read as
+// a per-tensor scale, so two 128-row ones could not fuse ("each have a per-tensor scale"), and
+// 24-row ones were refused for that reason instead of the block they would split.
+TEST(QuantScaleGrid, OneBlockScaleIsABlockNotAPerTensorScale) {
+  scale_grid gate = classify("g.weight_scale_inv", {128, 128}, {1, 1}), up = classify("u.weight_scale_inv", {128, 128}, {1, 1});
+  EXPECT_EQ(gate.kind, scale_kind::block);
+  scale_grid f = concat_rows("gate_up_proj", gate, up);
+  EXPECT_EQ(f.grid_rows(), 2);
+  scale_grid small = classify("g.weight_scale_inv", {24, 64}, {1, 1});
+  EXPECT_NE(message_of([&] { concat_rows("gate_up_proj", small, small); }).find("fusing after 24 rows would split a quantization block"),
+            std::string::npos);
+  EXPECT_EQ(classify("g.weight_scale", {128, 128}, {1, 1}).kind, scale_kind::per_tensor);  // not the block naming
+}
+
 TEST(QuantScaleGrid, TransposeSwapsTheGrid) {
   scale_grid g = classify("s", {256, 384}, {2, 3});
   scale_grid t = transpose(g);

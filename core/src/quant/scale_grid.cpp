@@ -71,13 +71,15 @@ scale_grid classify_fp8_scale(std::string_view scale_name, std::span<const std::
   for (std::size_t i = 0; i < lead; ++i)
     if (s[i] != w[i]) return fail(expected);
   auto t = s.subspan(lead);
-  if (all_ones(t)) return per_tensor();
   bool prefer_block = scale_name.ends_with("_scale_inv");
   auto as_block = [&] {
     g.kind = scale_kind::block;
     g.block_rows = g.block_cols = block;
     return g;
   };
+  // DeepSeek's block scale of a matrix no larger than one block is one value too: read as the
+  // block it is, so it fuses and slices by block rules (a 128-row gate and up fuse into [2, 1]).
+  if (all_ones(t)) return prefer_block && grid_r == 1 && grid_c == 1 ? as_block() : per_tensor();
   auto as_channel = [&] {
     g.kind = scale_kind::per_channel;
     g.block_rows = 1;
