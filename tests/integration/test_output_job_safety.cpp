@@ -445,3 +445,14 @@ TEST(OutputJobSafety, TheShippedBinaryIgnoresTheTestStopVariable) {
 }
 
 }  // namespace test_output_job_safety
+
+// OUT a symlink to nothing: the lock looped on mkdir's EEXIST and said the directory "keeps
+// being created and removed by another process".
+TEST(OutputJobSafety, ADanglingSymlinkAsOutputIsNamedAsOne) {
+  test::temp_dir d;
+  std::filesystem::create_directory_symlink(d / "nowhere", d / "out");
+  auto r = test::run_moereg("convert " + test::fixture("qwen3_moe/hf") + " " + (d / "out") + " --to grouped");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(test::contains(r.output, "out: is a symbolic link to " + (d / "nowhere") + ", which does not exist")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(d / "nowhere"));
+}

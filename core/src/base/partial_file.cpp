@@ -24,7 +24,7 @@ namespace {
 
 partial_file::partial_file(std::string final_path, std::uint64_t size) : final_path_(std::move(final_path)) {
   std::filesystem::path p(final_path_);
-  temp_path_ = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
+  temp_path_ = (p.parent_path() / ((p.filename().string().rfind('.', 0) == 0 ? "" : ".") + p.filename().string() + ".partial")).string();  // hidden, once
   // O_EXCL: never truncate a file this object did not create (the destructor unlinks it).
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0 && errno == EEXIST)

@@ -44,7 +44,7 @@ std::vector<shard_plan> plan_shards(std::vector<tensor_spec> specs, const checkp
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
   fs::path p(path);
-  std::string tmp = (p.parent_path() / ("." + p.filename().string() + ".partial")).string();
+  std::string tmp = (p.parent_path() / ((p.filename().string().rfind('.', 0) == 0 ? "" : ".") + p.filename().string() + ".partial")).string();  // hidden, once
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw error(tmp + ": cannot create: " + std::strerror(errno));
