@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -201,3 +202,12 @@ TEST(CheckpointWriter, RefusesNonEmptyOutputDirectory) {
 }
 
 }  // namespace test_safetensors_writer
+
+// A hidden file's temporary had two dots (..moereg-resume.json.partial); a full filesystem's
+// error says what to look at (blocks and inodes are both "No space left on device").
+TEST(PartialFile, TemporaryNamesAndFullDiskText) {
+  EXPECT_EQ(partial_path_of("/o/model-00001-of-00002.safetensors"), "/o/.model-00001-of-00002.safetensors.partial");
+  EXPECT_EQ(partial_path_of("/o/.moereg-resume.json"), "/o/.moereg-resume.json.partial");
+  EXPECT_NE(io_error_text(ENOSPC).find("df -h and df -i"), std::string::npos);
+  EXPECT_EQ(io_error_text(EACCES), std::string(std::strerror(EACCES)));
+}

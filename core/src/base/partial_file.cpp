@@ -16,15 +16,26 @@
 
 namespace moereg {
 
+std::string partial_path_of(const std::string& final_path) {
+  const std::filesystem::path p(final_path);
+  const std::string name = p.filename().string();
+  return (p.parent_path() / ((name.rfind('.', 0) == 0 ? "" : ".") + name + ".partial")).string();
+}
+
+std::string io_error_text(int e) {
+  std::string s = std::strerror(e);
+  if (e == ENOSPC) s += " (out of free blocks or of inodes: see df -h and df -i)";
+  return s;
+}
+
 namespace {
 [[noreturn]] void io_fail(const std::string& path, const char* what) {
-  throw error(path + ": " + what + ": " + std::strerror(errno));
+  throw error(path + ": " + what + ": " + io_error_text(errno));
 }
 }  // namespace
 
 partial_file::partial_file(std::string final_path, std::uint64_t size) : final_path_(std::move(final_path)) {
-  std::filesystem::path p(final_path_);
-  temp_path_ = (p.parent_path() / ((p.filename().string().rfind('.', 0) == 0 ? "" : ".") + p.filename().string() + ".partial")).string();  // hidden, once
+  temp_path_ = partial_path_of(final_path_);
   // O_EXCL: never truncate a file this object did not create (the destructor unlinks it).
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0 && errno == EEXIST)

@@ -12,6 +12,7 @@
 
 #include "moereg/base/cancel.h"
 #include "moereg/base/error.h"
+#include "moereg/base/partial_file.h"
 #include "moereg/base/json.h"
 #include "moereg/base/test_stop.h"
 
@@ -43,8 +44,7 @@ std::vector<shard_plan> plan_shards(std::vector<tensor_spec> specs, const checkp
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
-  fs::path p(path);
-  std::string tmp = (p.parent_path() / ((p.filename().string().rfind('.', 0) == 0 ? "" : ".") + p.filename().string() + ".partial")).string();  // hidden, once
+  const std::string tmp = partial_path_of(path);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw error(tmp + ": cannot create: " + std::strerror(errno));
@@ -52,7 +52,7 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
     out.flush();
     if (!out) {
       std::remove(tmp.c_str());
-      throw error(tmp + ": cannot write: " + std::strerror(errno));
+      throw error(tmp + ": cannot write: " + io_error_text(errno));
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -13,6 +13,13 @@
 
 namespace moereg {
 
+// The hidden temporary of `final_path`: DIR/.NAME.partial (one dot for a hidden NAME).
+std::string partial_path_of(const std::string& final_path);
+
+// strerror(e), with what to look at for a full filesystem (out of blocks or of inodes: both
+// are "No space left on device").
+std::string io_error_text(int e);
+
 class partial_file {
  public:
   // Creates the temporary file, sized to `size` bytes (holes read as zeros).
