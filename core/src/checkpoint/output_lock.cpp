@@ -54,7 +54,6 @@ output_lock::output_lock(std::string dir) : dir_(std::move(dir)), path_((fs::pat
       } else if (errno != EEXIST) {
         throw error(dir_ + ": cannot create output directory: " + std::strerror(errno));
       } else if (struct stat lst {}; ::lstat(dir_.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        std::error_code ec;
         throw error(dir_ + ": is a symbolic link to " + fs::read_symlink(dir_, ec).string() +
                     ", which does not exist; create that directory first, or give another output directory");
       }
