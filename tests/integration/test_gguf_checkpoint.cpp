@@ -118,7 +118,7 @@ TEST(GgufCheckpoint, ABf16ModelsF32RouterComesBackF32) {
   test::write_checkpoint(d / "src", hf.config(), ts);
   auto r = test::run_moereg("convert " + (d / "src") + " " + (d / "g") + " --to gguf");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const std::string in : {d / "g", d / "g/model.gguf"}) {  // with its config.json, and alone
+  for (const std::string& in : {d / "g", d / "g/model.gguf"}) {  // with its config.json, and alone
     fs::remove_all(d / "back");
     r = test::run_moereg("convert " + in + " " + (d / "back") + " --to hf");
     ASSERT_EQ(r.exit_code, 0) << in << "\n" << r.output;
