@@ -118,3 +118,23 @@ TEST(ConvertFreeSpace, ExpertParallelSlicesCountTogether) {
 }
 
 }  // namespace test_convert_free_space
+
+// A refused job into a/b/c removed c but left the parents a/b it had made.
+TEST(ConvertFreeSpace, ARefusedJobLeavesNoParentsItMade) {
+  test::temp_dir d;
+  app::convert_request req;
+  req.source = test::fixture("qwen3_moe/hf");
+  req.output = d / "a/b/c";
+  req.to = "transformers_v5";
+  req.fault.free_bytes = 1;
+  auto r = app::convert(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("free"), std::string::npos) << r.error().message;
+  EXPECT_FALSE(std::filesystem::exists(d / "a")) << "the parents the job made are left";
+  std::filesystem::create_directories(d / "kept/x");
+  req.output = d / "kept/x/y/z";
+  r = app::convert(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(std::filesystem::exists(d / "kept/x/y"));
+  EXPECT_TRUE(std::filesystem::exists(d / "kept/x")) << "a parent that was there before is removed";
+}

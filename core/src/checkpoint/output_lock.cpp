@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 #include <thread>
 
 #include "moereg/base/error.h"
@@ -48,7 +49,13 @@ output_lock::output_lock(std::string dir) : dir_(std::move(dir)), path_((fs::pat
       if (errno != ENOENT) throw error(dir_ + ": cannot use as output directory: " + std::strerror(errno));
       fs::path parent = fs::path(dir_).parent_path();
       std::error_code ec;
-      if (!parent.empty()) fs::create_directories(parent, ec);  // mkdir below reports what went wrong
+      if (!parent.empty()) {
+        // The parents this makes are removed with OUT when a failed job leaves them empty.
+        std::vector<std::string> missing;
+        for (fs::path a = parent; !a.empty() && !fs::exists(a, ec); a = a.parent_path()) missing.push_back(a.string());
+        fs::create_directories(parent, ec);  // mkdir below reports what went wrong
+        if (!ec) created_parents_.insert(created_parents_.end(), missing.begin(), missing.end());
+      }
       if (::mkdir(dir_.c_str(), 0755) == 0) {
         created_dir_ = true;
       } else if (errno != EEXIST) {
@@ -128,7 +135,9 @@ void output_lock::release(bool remove_empty_dir) noexcept {
   if (held()) {
     // Unlink while still locked: whoever opened the file meanwhile sees it is gone (above).
     ::unlink(path_.c_str());
-    if (remove_empty_dir && created_dir_) ::rmdir(dir_.c_str());  // fails, harmlessly, unless empty
+    if (remove_empty_dir && created_dir_ && ::rmdir(dir_.c_str()) == 0)  // fails, harmlessly, unless empty
+      for (const auto& p : created_parents_)  // deepest first
+        if (::rmdir(p.c_str()) != 0) break;
   }
   ::close(fd_);
   fd_ = -1;

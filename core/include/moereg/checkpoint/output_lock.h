@@ -17,6 +17,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace moereg {
 
@@ -50,7 +51,8 @@ class output_lock {
   bool held() const noexcept;
 
   // Removes the lock file and unlocks. With remove_empty_dir, also removes the directory if
-  // this lock created it and it is empty now (never anything else). Idempotent, noexcept.
+  // this lock created it and it is empty now, and then the parents it made for it while they
+  // are empty (never anything else). Idempotent, noexcept.
   // A lock no longer held() removes nothing: the file there is another process's.
   void release(bool remove_empty_dir) noexcept;
 
@@ -59,6 +61,7 @@ class output_lock {
   std::string path_;
   int fd_ = -1;
   bool created_dir_ = false;
+  std::vector<std::string> created_parents_;  // made for dir_, deepest first
 };
 
 }  // namespace moereg
