@@ -145,6 +145,14 @@ TEST(AppApi, ConvertReportsProgressAndVerifiesAgainstTheReference) {
   EXPECT_FALSE(v.value().differences.empty());
 }
 
+// An in-process test stop hook for one test (base/test_stop.h), removed however the test ends.
+struct stop_hook_for_test {
+  explicit stop_hook_for_test(test_stop_hook hook) { set_test_stop_hook(hook); }
+  ~stop_hook_for_test() { set_test_stop_hook(nullptr); }
+  stop_hook_for_test(const stop_hook_for_test&) = delete;
+  stop_hook_for_test& operator=(const stop_hook_for_test&) = delete;
+};
+
 // The running counts are the output's bytes and tensors: they used to add the source bytes
 // each item read (under a third of the output's when Q4_0 blocks are decoded to bf16) and leave out the shards
 // a resume kept, so a progress line stopped short of its totals and only the final call said
@@ -152,12 +160,9 @@ TEST(AppApi, ConvertReportsProgressAndVerifiesAgainstTheReference) {
 // the pause after the last shard every byte is written, so a running report shows the totals.
 TEST(AppApi, ProgressCountsOutputBytesAndWhatAResumeKept) {
   test::temp_dir d;
-  set_test_stop_hook([](const char* point) {
+  const stop_hook_for_test pause([](const char* point) {
     if (std::string_view(point) == "shard-done") std::this_thread::sleep_for(std::chrono::milliseconds(300));
   });
-  struct unhook {
-    ~unhook() { set_test_stop_hook(nullptr); }
-  } restore;
   auto counts_reach_totals = [](const std::vector<app::convert_progress>& seen, const app::convert_report& r) {
     ASSERT_FALSE(seen.empty());
     EXPECT_TRUE(seen.back().final);
@@ -220,10 +225,7 @@ void edit_once(const char* point) {
 
 TEST(AppApi, ASourceWrittenDuringTheJobFailsItInsteadOfCompletingAMixedOutput) {
   namespace sc = app_api_source_change;
-  set_test_stop_hook(&sc::edit_once);
-  struct unhook {
-    ~unhook() { set_test_stop_hook(nullptr); }
-  } restore;
+  const stop_hook_for_test edit(&sc::edit_once);
   for (const std::string file : {"config.json", "model.safetensors"}) {
     test::temp_dir d;
     fs::copy(test::fixture("deepseek_v3/hf"), d / "src", fs::copy_options::recursive);
@@ -270,9 +272,9 @@ TEST(AppApi, AJobWhoseLockIsDeletedStopsAndKeepsItsShards) {
   req.threads = 1;
   ll::lock_path = req.output + "/.moereg-lock";
   ll::removed = false;
-  set_test_stop_hook(&ll::remove_lock_once);
+  std::optional<stop_hook_for_test> hook(&ll::remove_lock_once);
   auto r = app::convert(req);
-  set_test_stop_hook(nullptr);
+  hook.reset();
   ASSERT_TRUE(ll::removed);
   ASSERT_FALSE(r.ok()) << "completed without its lock";
   EXPECT_NE(r.error().message.find("was removed or replaced while this job wrote into it"), std::string::npos) << r.error().message;
